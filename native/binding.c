@@ -1,0 +1,394 @@
+// The kernel boundary of crest: a raw syscall entry point and the few things
+// JavaScript cannot do by itself (addresses of buffers, page-aligned memory,
+// cpuid, starting a process with a chosen PID without libuv knowing it).
+// Everything that decides what to call lives in TypeScript (src/sys/).
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <linux/sched.h>
+#include <node_api.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <cpuid.h>
+
+#define MAX_ARGS 6
+#define THROW(env, msg)                      \
+	do {                                 \
+		napi_throw_error(env, NULL, msg); \
+		return NULL;                 \
+	} while (0)
+
+// Converts one JS argument to a machine word. Strings are copied into a
+// NUL-terminated temporary that the caller frees (*tmp).
+static int to_word(napi_env env, napi_value v, uint64_t *out, char **tmp)
+{
+	napi_valuetype t;
+	bool is;
+	*tmp = NULL;
+	if (napi_typeof(env, v, &t) != napi_ok)
+		return -1;
+	switch (t) {
+	case napi_undefined:
+	case napi_null:
+		*out = 0;
+		return 0;
+	case napi_boolean: {
+		bool b;
+		napi_get_value_bool(env, v, &b);
+		*out = b;
+		return 0;
+	}
+	case napi_number: {
+		double d;
+		napi_get_value_double(env, v, &d);
+		*out = d < 0 ? (uint64_t)(int64_t)d : (uint64_t)d;
+		return 0;
+	}
+	case napi_bigint: {
+		bool lossless;
+		int64_t s;
+		napi_get_value_bigint_int64(env, v, &s, &lossless);
+		if (s < 0) {
+			*out = (uint64_t)s;
+		} else {
+			napi_get_value_bigint_uint64(env, v, out, &lossless);
+		}
+		return 0;
+	}
+	case napi_string: {
+		size_t len;
+		napi_get_value_string_utf8(env, v, NULL, 0, &len);
+		*tmp = malloc(len + 1);
+		if (!*tmp)
+			return -1;
+		napi_get_value_string_utf8(env, v, *tmp, len + 1, &len);
+		*out = (uint64_t)(uintptr_t)*tmp;
+		return 0;
+	}
+	case napi_object: {
+		void *data = NULL;
+		size_t len;
+		napi_is_typedarray(env, v, &is);
+		if (is) {
+			napi_typedarray_type tt;
+			napi_value ab;
+			size_t off;
+			napi_get_typedarray_info(env, v, &tt, &len, &data, &ab, &off);
+			*out = (uint64_t)(uintptr_t)data;
+			return 0;
+		}
+		napi_is_arraybuffer(env, v, &is);
+		if (is) {
+			napi_get_arraybuffer_info(env, v, &data, &len);
+			*out = (uint64_t)(uintptr_t)data;
+			return 0;
+		}
+		napi_is_dataview(env, v, &is);
+		if (is) {
+			napi_value ab;
+			size_t off;
+			napi_get_dataview_info(env, v, &len, &data, &ab, &off);
+			*out = (uint64_t)(uintptr_t)data;
+			return 0;
+		}
+		return -1;
+	}
+	default:
+		return -1;
+	}
+}
+
+static napi_value num(napi_env env, double d)
+{
+	napi_value r;
+	napi_create_double(env, d, &r);
+	return r;
+}
+
+// syscall(nr, a0..a5) -> result, or -errno. Numbers, bigints, buffers
+// (their data address), strings (a temporary C string) and null are accepted.
+static napi_value js_syscall(napi_env env, napi_callback_info info)
+{
+	size_t argc = MAX_ARGS + 1;
+	napi_value argv[MAX_ARGS + 1];
+	uint64_t w[MAX_ARGS + 1] = { 0 };
+	char *tmp[MAX_ARGS + 1] = { 0 };
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	if (argc < 1)
+		THROW(env, "syscall: missing number");
+	for (size_t i = 0; i < argc; i++) {
+		if (to_word(env, argv[i], &w[i], &tmp[i])) {
+			for (size_t j = 0; j < i; j++)
+				free(tmp[j]);
+			THROW(env, "syscall: argument must be a number, bigint, buffer, string or null");
+		}
+	}
+	long r = syscall((long)w[0], w[1], w[2], w[3], w[4], w[5], w[6]);
+	int e = errno;
+	for (size_t i = 0; i < argc; i++)
+		free(tmp[i]);
+	return num(env, r == -1 ? -(double)e : (double)r);
+}
+
+// address(buffer) -> the address of its first byte, to build iovecs and
+// structs that point at local memory.
+static napi_value js_address(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1];
+	uint64_t w;
+	char *tmp = NULL;
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	if (argc < 1 || to_word(env, argv[0], &w, &tmp) || tmp) {
+		free(tmp);
+		THROW(env, "address: argument must be a buffer");
+	}
+	return num(env, (double)w);
+}
+
+static void free_aligned(napi_env env, void *data, void *hint)
+{
+	(void)env;
+	(void)hint;
+	free(data);
+}
+
+// aligned(size, align) -> ArrayBuffer whose memory starts on an `align`
+// boundary (pages for the kernel's zero-copy paths).
+static napi_value js_aligned(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2];
+	double size, align = 4096;
+	void *p;
+	napi_value ab;
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	if (argc < 1 || napi_get_value_double(env, argv[0], &size) != napi_ok)
+		THROW(env, "aligned: size must be a number");
+	if (argc > 1)
+		napi_get_value_double(env, argv[1], &align);
+	if (posix_memalign(&p, (size_t)align, size > 0 ? (size_t)size : 1))
+		THROW(env, "aligned: out of memory");
+	memset(p, 0, (size_t)size);
+	if (napi_create_external_arraybuffer(env, p, (size_t)size, free_aligned, NULL, &ab) != napi_ok) {
+		free(p);
+		THROW(env, "aligned: cannot wrap memory");
+	}
+	return ab;
+}
+
+// cpuid(leaf, subleaf) -> [eax, ebx, ecx, edx]
+static napi_value js_cpuid(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2], arr;
+	uint32_t leaf = 0, sub = 0, r[4] = { 0 };
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	if (argc > 0)
+		napi_get_value_uint32(env, argv[0], &leaf);
+	if (argc > 1)
+		napi_get_value_uint32(env, argv[1], &sub);
+	__cpuid_count(leaf, sub, r[0], r[1], r[2], r[3]);
+	napi_create_array_with_length(env, 4, &arr);
+	for (uint32_t i = 0; i < 4; i++) {
+		napi_value v;
+		napi_create_uint32(env, r[i], &v);
+		napi_set_element(env, arr, i, v);
+	}
+	return arr;
+}
+
+static char **string_array(napi_env env, napi_value arr)
+{
+	uint32_t n = 0;
+	bool is = false;
+	napi_is_array(env, arr, &is);
+	if (!is)
+		return NULL;
+	napi_get_array_length(env, arr, &n);
+	char **out = calloc(n + 1, sizeof(char *));
+	for (uint32_t i = 0; out && i < n; i++) {
+		napi_value v;
+		size_t len;
+		napi_get_element(env, arr, i, &v);
+		if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok)
+			len = 0;
+		out[i] = malloc(len + 1);
+		out[i][0] = 0;
+		napi_get_value_string_utf8(env, v, out[i], len + 1, &len);
+	}
+	return out;
+}
+
+static void free_strings(char **a)
+{
+	for (char **p = a; p && *p; p++)
+		free(*p);
+	free(a);
+}
+
+static napi_value prop(napi_env env, napi_value obj, const char *name)
+{
+	napi_value v = NULL;
+	bool has = false;
+	napi_has_named_property(env, obj, name, &has);
+	if (has)
+		napi_get_named_property(env, obj, name, &v);
+	return v;
+}
+
+static int prop_int(napi_env env, napi_value obj, const char *name, int64_t def)
+{
+	napi_value v = prop(env, obj, name);
+	int64_t r = def;
+	napi_valuetype t = napi_undefined;
+	if (v)
+		napi_typeof(env, v, &t);
+	if (t == napi_number)
+		napi_get_value_int64(env, v, &r);
+	return (int)r;
+}
+
+// The child side of spawn(): runs in a copy of this process between clone3
+// and execve, so it only makes plain syscalls.
+static void spawn_child(int errfd, const char *path, char **argv, char **envp, int setsid_, int *fds, int nfds,
+			const char *cwd)
+{
+	sigset_t none;
+	int e;
+	sigemptyset(&none);
+	// Keep the error pipe clear of the fd numbers being set up.
+	errfd = fcntl(errfd, F_DUPFD_CLOEXEC, 1024);
+	// Node ignores SIGPIPE and blocks nothing else we care about: give the
+	// new program the defaults a shell would.
+	for (int s = 1; s < 65; s++)
+		if (s != SIGKILL && s != SIGSTOP)
+			signal(s, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (setsid_ && setsid() < 0)
+		goto fail;
+	// Move the wanted fds out of the way first, then into place.
+	for (int i = 0; i < nfds; i++) {
+		if (fds[i] < 0)
+			continue;
+		int moved = fcntl(fds[i], F_DUPFD_CLOEXEC, 1024);
+		if (moved < 0)
+			goto fail;
+		fds[i] = moved;
+	}
+	for (int i = 0; i < nfds; i++)
+		if (fds[i] >= 0 && dup2(fds[i], i) < 0)
+			goto fail;
+	// Leak nothing from the caller beyond the fds asked for (close on exec,
+	// so the error pipe still works until then).
+	if (syscall(SYS_close_range, nfds, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+		goto fail;
+	if (cwd && chdir(cwd) < 0)
+		goto fail;
+	execve(path, argv, envp);
+fail:
+	e = errno;
+	if (write(errfd, &e, sizeof(e)) < 0) {
+	}
+	_exit(127);
+}
+
+// spawn({path, argv, env, pid?, setsid?, fds?, cwd?, flags?}) -> pid or -errno.
+// The new process is a child of this one that libuv does not know about, so
+// nothing in Node reaps it or steals its ptrace stops. `pid` asks clone3 for
+// that exact PID (set_tid); `flags` adds clone flags such as CLONE_NEWPID.
+static napi_value js_spawn(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1];
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	if (argc < 1)
+		THROW(env, "spawn: missing options");
+	napi_value o = argv[0];
+	napi_value pv = prop(env, o, "path");
+	size_t len;
+	char path[4096];
+	if (!pv || napi_get_value_string_utf8(env, pv, path, sizeof(path), &len) != napi_ok)
+		THROW(env, "spawn: path must be a string");
+	char **av = string_array(env, prop(env, o, "argv"));
+	char **ev = string_array(env, prop(env, o, "env"));
+	char cwd[4096];
+	napi_value cv = prop(env, o, "cwd");
+	int have_cwd = cv && napi_get_value_string_utf8(env, cv, cwd, sizeof(cwd), &len) == napi_ok;
+	int fds[64], nfds = 0;
+	napi_value fv = prop(env, o, "fds");
+	if (fv) {
+		uint32_t n = 0;
+		napi_get_array_length(env, fv, &n);
+		for (uint32_t i = 0; i < n && i < 64; i++) {
+			napi_value v;
+			int32_t fd = -1;
+			napi_get_element(env, fv, i, &v);
+			napi_get_value_int32(env, v, &fd);
+			fds[nfds++] = fd;
+		}
+	}
+	if (!av || !ev) {
+		free_strings(av);
+		free_strings(ev);
+		THROW(env, "spawn: argv and env must be arrays of strings");
+	}
+	pid_t want = prop_int(env, o, "pid", 0);
+	int setsid_ = prop_int(env, o, "setsid", 0);
+	uint64_t flags = (uint64_t)(uint32_t)prop_int(env, o, "flags", 0);
+	int errpipe[2];
+	if (pipe2(errpipe, O_CLOEXEC) < 0) {
+		free_strings(av);
+		free_strings(ev);
+		return num(env, -errno);
+	}
+	struct clone_args ca;
+	memset(&ca, 0, sizeof(ca));
+	ca.flags = CLONE_VFORK | flags;
+	ca.exit_signal = SIGCHLD;
+	if (want > 0) {
+		ca.set_tid = (uint64_t)(uintptr_t)&want;
+		ca.set_tid_size = 1;
+	}
+	// Everything the child needs is read from JS above: the child is a copy
+	// of this process without V8's threads and some of its memory, so it
+	// must not touch the JS engine.
+	long r = syscall(SYS_clone3, &ca, sizeof(ca));
+	if (r == 0)
+		spawn_child(errpipe[1], path, av, ev, setsid_, fds, nfds, have_cwd ? cwd : NULL);
+	int e = errno;
+	close(errpipe[1]);
+	if (r > 0) {
+		int child_err = 0;
+		if (read(errpipe[0], &child_err, sizeof(child_err)) == sizeof(child_err)) {
+			int st;
+			syscall(SYS_wait4, r, &st, __WALL, NULL);
+			r = -1;
+			e = child_err;
+		}
+	}
+	close(errpipe[0]);
+	free_strings(av);
+	free_strings(ev);
+	return num(env, r < 0 ? -(double)e : (double)r);
+}
+
+static napi_value init(napi_env env, napi_value exports)
+{
+	napi_property_descriptor d[] = {
+		{ "syscall", NULL, js_syscall, NULL, NULL, NULL, napi_default, NULL },
+		{ "address", NULL, js_address, NULL, NULL, NULL, napi_default, NULL },
+		{ "aligned", NULL, js_aligned, NULL, NULL, NULL, napi_default, NULL },
+		{ "cpuid", NULL, js_cpuid, NULL, NULL, NULL, napi_default, NULL },
+		{ "spawn", NULL, js_spawn, NULL, NULL, NULL, napi_default, NULL },
+	};
+	napi_define_properties(env, exports, sizeof(d) / sizeof(d[0]), d);
+	return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

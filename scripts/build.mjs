@@ -1,0 +1,52 @@
+// Builds everything `npm ci` needs: the syscall binding and the stub process
+// (the only native code, compiled with the machine's gcc), then TypeScript.
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const out = join(root, "build");
+mkdirSync(out, { recursive: true });
+
+function nodeHeaders() {
+  const candidates = [
+    resolve(dirname(process.execPath), "..", "include", "node"),
+    process.env.npm_config_nodedir && join(process.env.npm_config_nodedir, "include", "node"),
+    "/usr/include/node",
+    "/usr/local/include/node",
+  ].filter(Boolean);
+  const found = candidates.find((d) => existsSync(join(d, "node_api.h")));
+  if (!found) throw new Error(`node_api.h not found in ${candidates.join(", ")}: install Node's headers`);
+  return found;
+}
+
+function stale(target, sources) {
+  if (!existsSync(target)) return true;
+  const t = statSync(target).mtimeMs;
+  return sources.some((s) => statSync(s).mtimeMs > t);
+}
+
+function gcc(target, sources, args) {
+  const srcs = sources.map((s) => join(root, s));
+  if (!stale(target, srcs)) return;
+  console.log(`gcc -> ${target.slice(root.length + 1)}`);
+  execFileSync("gcc", [...args, "-o", target, ...srcs], { stdio: "inherit" });
+}
+
+const warn = ["-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"];
+gcc(join(out, "crest_sys.node"), ["native/binding.c"], [
+  "-O2", "-shared", "-fPIC", ...warn, "-I", nodeHeaders(), "-DNODE_GYP_MODULE_NAME=crest_sys",
+]);
+gcc(join(out, "crest-stub"), ["native/stub.c"], [
+  "-O2", "-static", "-no-pie", "-nostdlib", "-ffreestanding", "-fno-stack-protector", ...warn,
+]);
+
+const workloads = join(root, "test", "workloads");
+if (existsSync(join(workloads, "Makefile"))) {
+  execFileSync("make", ["-s", "-C", workloads, `OUT=${join(out, "workloads")}`], { stdio: "inherit" });
+}
+
+execFileSync(process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", root], {
+  stdio: "inherit",
+});

@@ -1,0 +1,12 @@
+// Runs the unit tests, then the checkpoint/restore tests on real processes
+// (one file at a time: they create PIDs and must not race each other).
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const suites = [join(root, "dist/test/unit"), join(root, "dist/test/cr")].filter((d) => existsSync(d));
+const only = process.argv.slice(2);
+const r = spawnSync(process.execPath, ["--test", "--test-concurrency=1", ...(only.length ? only : suites)], { stdio: "inherit" });
+process.exit(r.status ?? 1);

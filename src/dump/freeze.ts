@@ -1,0 +1,116 @@
+// Freezing a process tree: seize and interrupt every thread of every task,
+// top down, so a task is stopped before its children are read (a stopped
+// task cannot fork) and threads are re-listed until none appear.
+import { readdirSync, readFileSync } from "node:fs";
+import { Tracee, TraceError } from "../remote/tracee.js";
+import { PTRACE_O } from "../sys/constants.js";
+import type { Logger } from "../log.js";
+
+export interface FrozenTask {
+  pid: number;
+  ppid: number;
+  /** The thread group leader first. */
+  threads: Tracee[];
+  children: number[];
+}
+
+export interface FrozenTree {
+  root: number;
+  /** Tasks in tree order: parents before children. */
+  tasks: FrozenTask[];
+}
+
+/** Options every dumped thread is seized with. */
+export const DUMP_SEIZE_OPTIONS = PTRACE_O.TRACESYSGOOD | PTRACE_O.SUSPEND_SECCOMP;
+
+function listThreads(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).map(Number).sort((a, b) => (a === pid ? -1 : b === pid ? 1 : a - b));
+}
+
+function readChildren(pid: number, tid: number): number[] {
+  const text = readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").trim();
+  return text ? text.split(/\s+/).map(Number) : [];
+}
+
+function procState(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+}
+
+/** Seizes and stops every thread of pid, re-listing until the set is stable. */
+function freezeTask(pid: number, ppid: number, log: Logger, seized: Tracee[]): FrozenTask {
+  const byTid = new Map<number, Tracee>();
+  for (;;) {
+    let tids: number[];
+    try {
+      tids = listThreads(pid);
+    } catch {
+      throw new TraceError(`process ${pid} does not exist`);
+    }
+    const fresh = tids.filter((t) => !byTid.has(t));
+    if (fresh.length === 0) break;
+    for (const tid of fresh) {
+      const t = Tracee.seize(tid, DUMP_SEIZE_OPTIONS);
+      seized.push(t);
+      byTid.set(tid, t);
+      const s = t.interrupt();
+      if (s.kind === "group") {
+        throw new TraceError(`process ${pid} is stopped by signal ${s.sig}; crest does not dump stopped processes yet: resume it with kill -CONT ${pid}`);
+      }
+      if (s.kind !== "event") throw new TraceError(`thread ${tid} of process ${pid} did not stop as expected: ${JSON.stringify(s)}`);
+      log.debug(`seized thread ${tid} of ${pid}`);
+    }
+  }
+  const threads = [...byTid.values()].sort((a, b) => (a.tid === pid ? -1 : b.tid === pid ? 1 : a.tid - b.tid));
+  const children = [...new Set(threads.flatMap((t) => readChildren(pid, t.tid)))].sort((a, b) => a - b);
+  return { pid, ppid, threads, children };
+}
+
+/**
+ * Freezes the tree rooted at root. On failure every thread seized so far is
+ * detached (left running as before) and the error is rethrown.
+ */
+export function freezeTree(root: number, log: Logger): FrozenTree {
+  const seized: Tracee[] = [];
+  const tasks: FrozenTask[] = [];
+  try {
+    const queue: Array<[number, number]> = [[root, 0]];
+    while (queue.length) {
+      const [pid, ppid] = queue.shift()!;
+      let state: string;
+      try {
+        state = procState(pid);
+      } catch {
+        throw new TraceError(`process ${pid} does not exist`);
+      }
+      if (state === "Z") throw new TraceError(`process ${pid} is a zombie; crest does not dump zombies yet`);
+      const task = freezeTask(pid, ppid, log, seized);
+      tasks.push(task);
+      for (const c of task.children) queue.push([c, pid]);
+    }
+  } catch (e) {
+    for (const t of seized) {
+      try {
+        t.detach();
+      } catch {
+        // already gone
+      }
+    }
+    throw e;
+  }
+  return { root, tasks };
+}
+
+/** Lets every thread of the tree go, optionally sending sig to each task first (SIGSTOP for --leave-stopped). */
+export function thawTree(tree: FrozenTree, sig = 0): void {
+  for (const task of tree.tasks) {
+    if (sig) process.kill(task.pid, sig);
+    for (const t of task.threads) {
+      try {
+        t.detach();
+      } catch {
+        // gone
+      }
+    }
+  }
+}

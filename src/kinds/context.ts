@@ -1,0 +1,118 @@
+// What a kind sees while it dumps or restores one task, and the interface a
+// kind implements. The pipelines own these objects; kinds fill (dump) or
+// read (restore) the image entries in them.
+import type { Logger } from "../log.js";
+import type { Options } from "../options.js";
+import type { Remote } from "../remote/remote.js";
+import type { Tracee } from "../remote/tracee.js";
+import type { Regs } from "../sys/structs.js";
+import type {
+  core_entry, fdinfo_entry, file_entry, fs_entry, mm_entry, pagemap_entry, seccomp_filter,
+  task_kobj_ids_entry,
+} from "../images/index.js";
+import type { SmapsEntry } from "../proc/index.js";
+
+/** Counters that end up in stats-dump / stats-restore. */
+export interface Stats {
+  pagesScanned: number;
+  pagesWritten: number;
+  shpagesScanned: number;
+  shpagesWritten: number;
+  pagesRestored: number;
+  /** µs spent reading memory out of tasks, and writing it to images. */
+  memdumpUs: number;
+  memwriteUs: number;
+}
+
+export const newStats = (): Stats => ({
+  pagesScanned: 0, pagesWritten: 0, shpagesScanned: 0, shpagesWritten: 0, pagesRestored: 0,
+  memdumpUs: 0, memwriteUs: 0,
+});
+
+/** State of one dump run, shared by all tasks. */
+export interface DumpRun {
+  opts: Options;
+  log: Logger;
+  /** The images directory. */
+  dir: string;
+  /** files.img, in id order. */
+  files: file_entry[];
+  /** seccomp.img filters; indexes are what thread_core_entry.seccomp_filter refers to. */
+  seccomp: seccomp_filter[];
+  stats: Stats;
+  /** Hands out ids for files.img entries, pages-N.img and the kobj ids. */
+  nextId(kind: "file" | "pages" | "kobj"): number;
+}
+
+/** One task being dumped. Its threads are stopped and under remote control. */
+export interface DumpTask {
+  pid: number;
+  /** Leader first. */
+  threads: Tracee[];
+  /** One remote-control session per thread, same order; they share one scratch mapping. */
+  remotes: Remote[];
+  /** The task's mappings, read before crest mapped anything into it. */
+  vmas: SmapsEntry[];
+  /** core-TID.img entries, one per thread, same order. */
+  core: core_entry[];
+  ids: task_kobj_ids_entry;
+  mm?: mm_entry;
+  pagemap: pagemap_entry[];
+  pagesId: number;
+  fs?: fs_entry;
+  fdinfo: fdinfo_entry[];
+}
+
+/** State of one restore run. */
+export interface RestoreRun {
+  opts: Options;
+  log: Logger;
+  dir: string;
+  /** files.img entries by id. */
+  files: Map<number, file_entry>;
+  seccomp: seccomp_filter[];
+  stats: Stats;
+}
+
+/** What a thread gets back last, right before it is let go. */
+export interface FinalThreadState {
+  regs: Regs;
+  xstate: Buffer;
+  sigmask: bigint;
+  /** Memory to write after the last injected syscall (the kernel may change it while crest drives the thread). */
+  memoryWrites: Array<{ addr: bigint; data: Buffer }>;
+}
+
+/** One task being restored: a stub being turned into the dumped task. */
+export interface RestoreTask {
+  pid: number;
+  threads: Tracee[];
+  remotes: Remote[];
+  core: core_entry[];
+  ids: task_kobj_ids_entry;
+  mm: mm_entry;
+  pagemap: pagemap_entry[];
+  pagesId: number;
+  fs: fs_entry;
+  fdinfo: fdinfo_entry[];
+  /** Filled by the kinds, applied by the pipeline when the task is released. */
+  final: FinalThreadState[];
+}
+
+/**
+ * A kernel object kind: how it is taken out of a task and put back. Kinds
+ * run in registry order on dump and restore (see kinds/index.ts).
+ */
+export interface TaskKind {
+  readonly name: string;
+  dump?(task: DumpTask, run: DumpRun): void;
+  restore?(task: RestoreTask, run: RestoreRun): void;
+}
+
+/** An object crest does not handle yet: the dump stops and says what and where. */
+export class UnsupportedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UnsupportedError";
+  }
+}

@@ -1,0 +1,31 @@
+// The kinds crest knows, in the order the pipelines run them.
+import type { TaskKind } from "./context.js";
+import { regsKind } from "./regs.js";
+import { memoryKind } from "./memory.js";
+import { credsKind } from "./creds.js";
+import { propsKind } from "./props.js";
+import { signalsKind } from "./signals.js";
+import { timersKind } from "./timers.js";
+import { rlimitsKind } from "./rlimits.js";
+import { seccompKind } from "./seccomp.js";
+import { fsKind } from "./fs.js";
+import { filesKind } from "./files.js";
+
+/**
+ * Dump order: registers first (they are the thread's as seized, before any
+ * rseq fixup is lost); memory before the kinds that fill mm fields (creds:
+ * dumpable, props: THP); creds before files (file owners carry uids).
+ */
+export const DUMP_KINDS: readonly TaskKind[] = [
+  regsKind, memoryKind, credsKind, propsKind, signalsKind, timersKind, rlimitsKind, seccompKind, fsKind, filesKind,
+];
+
+/**
+ * Restore order: memory first (it replaces the stub's address space and
+ * sets up crest's scratch page); files before fs (paths are opened from
+ * crest's root and cwd); everything needing privileges before seccomp and
+ * creds drop them; registers (and rseq) last.
+ */
+export const RESTORE_KINDS: readonly TaskKind[] = [
+  memoryKind, filesKind, fsKind, propsKind, signalsKind, timersKind, rlimitsKind, seccompKind, credsKind, regsKind,
+];

@@ -1,0 +1,272 @@
+// The address space: every mapping (private and shared, anonymous and
+// file-backed, stack, heap, vDSO/vvar), the mm fields (code/data/brk/stack/
+// args/env bounds, auxv, exe link) and, through pages.ts, the contents.
+//
+// Restore turns the stub into the task: crest maps its scratch page in a
+// hole of both layouts, drops every stub mapping, moves the kernel's vDSO
+// and vvar to where the task had them, maps each VMA at its address, lets
+// the task read its pages in, sets the final protections and installs the
+// mm fields with PR_SET_MM_MAP.
+import { readFileSync, readlinkSync } from "node:fs";
+import { join } from "node:path";
+import type { TaskKind, DumpTask, DumpRun, RestoreTask, RestoreRun } from "./context.js";
+import { UnsupportedError } from "./context.js";
+import type { vma_entry, reg_file_entry } from "../images/index.js";
+import { MAP, MREMAP, O, PAGE_SIZE, PROT, PR, PR_SET_MM_MAP, SYS } from "../sys/constants.js";
+import { MM_MAP_SIZE, packMmMap } from "../sys/structs.js";
+import { PagemapScanner } from "../sys/pagemap.js";
+import { parseAuxv, parseMaps, parseStat, vmFlagsToMadvise, type SmapsEntry, type MapEntry } from "../proc/index.js";
+import { checkReopenable, dumpRegFile, openRegFile, regFile } from "./regfile.js";
+import { PagesWriter, fillFromPages } from "./pages.js";
+import type { Remote } from "../remote/remote.js";
+
+/** vma_entry.status bits (CRIU's VMA_*). */
+export const VMA = {
+  REGULAR: 1 << 0, STACK: 1 << 1, VSYSCALL: 1 << 2, VDSO: 1 << 3, HEAP: 1 << 5,
+  FILE_PRIVATE: 1 << 6, FILE_SHARED: 1 << 7, ANON_SHARED: 1 << 8, ANON_PRIVATE: 1 << 9,
+  SYSVIPC: 1 << 10, SOCKET: 1 << 11, VVAR: 1 << 12, AIORING: 1 << 13, MEMFD: 1 << 14,
+} as const;
+
+/** Size of the scratch mapping crest uses inside a task under restore. */
+const SCRATCH_SIZE = 256 << 10;
+
+const is = (v: vma_entry, bit: number): boolean => (v.status & bit) !== 0;
+const isSpecial = (v: vma_entry): boolean => is(v, VMA.VDSO) || is(v, VMA.VVAR) || is(v, VMA.VSYSCALL);
+const protOf = (m: MapEntry): number => (m.prot.read ? PROT.READ : 0) | (m.prot.write ? PROT.WRITE : 0) | (m.prot.exec ? PROT.EXEC : 0);
+
+/** VmFlags that become mmap flags, as CRIU records them. */
+function mapFlagsOf(m: SmapsEntry): number {
+  let f = 0;
+  if (m.vmFlags.includes("gd")) f |= MAP.GROWSDOWN;
+  if (m.vmFlags.includes("lo")) f |= MAP.LOCKED;
+  if (m.vmFlags.includes("nr")) f |= MAP.NORESERVE;
+  if (m.vmFlags.includes("ht")) throw new UnsupportedError(`hugetlb mapping at 0x${m.start.toString(16)}`);
+  return f;
+}
+
+/** Turns one line of smaps into a vma_entry, registering its file in files.img. */
+function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<string, number>): vma_entry {
+  const where = `the mapping 0x${m.start.toString(16)}-0x${m.end.toString(16)} (${m.path || "anonymous"}) of process ${task.pid}`;
+  const base = {
+    start: BigInt(m.start), end: BigInt(m.end), pgoff: m.offset, shmid: 0n, prot: protOf(m),
+    flags: (m.shared ? MAP.SHARED : MAP.PRIVATE) | mapFlagsOf(m), fd: -1n, madv: vmFlagsToMadvise(m.vmFlags),
+  };
+  const special = (status: number): vma_entry => ({ ...base, flags: base.flags | MAP.ANONYMOUS, status });
+  switch (m.path) {
+    case "[vsyscall]": return special(VMA.VSYSCALL);
+    case "[vdso]": return special(VMA.REGULAR | VMA.VDSO);
+    case "[vvar]": case "[vvar_vclock]": return special(VMA.REGULAR | VMA.VVAR);
+    case "[heap]": return special(VMA.REGULAR | VMA.HEAP | VMA.ANON_PRIVATE);
+  }
+  if (m.vmFlags.includes("ss")) throw new UnsupportedError(`${where} is a shadow stack; crest does not support CET shadow stacks yet`);
+  if (m.vmFlags.includes("io") || m.vmFlags.includes("pf")) throw new UnsupportedError(`${where} maps device memory; crest cannot dump it`);
+  if (m.inode === 0) {
+    if (m.path.startsWith("[") && !m.path.startsWith("[stack") && !m.path.startsWith("[anon:")) {
+      throw new UnsupportedError(`${where} is the kernel mapping ${m.path}; crest does not support it`);
+    }
+    if (m.shared) throw new UnsupportedError(`${where} is a shared mapping without a file`);
+    return special(VMA.REGULAR | VMA.ANON_PRIVATE);
+  }
+  // Shared anonymous memory shows as a deleted /dev/zero on the shmem mount.
+  if (m.shared && (m.path === "/dev/zero" || m.path.startsWith("[anon_shmem:")) ) {
+    return { ...special(VMA.REGULAR | VMA.ANON_SHARED), shmid: BigInt(m.inode) };
+  }
+  if (m.path.startsWith("/SYSV")) throw new UnsupportedError(`${where} is SysV shared memory; crest does not support it yet`);
+  if (m.path.startsWith("/memfd:")) throw new UnsupportedError(`${where} is a memfd; crest does not support it yet`);
+  const via = `/proc/${task.pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
+  const path = m.deleted ? `${m.path} (deleted)` : m.path;
+  const st = checkReopenable(path, via, where);
+  if (!st.isFile()) throw new UnsupportedError(`${where} maps ${m.path}, which is not a regular file`);
+  const fdflags = m.shared && m.prot.write ? O.RDWR : O.RDONLY;
+  const key = `${m.path}\0${fdflags}`;
+  let id = fileIds.get(key);
+  if (id === undefined) {
+    id = dumpRegFile(run, { path: m.path, flags: fdflags | O.LARGEFILE, pos: 0n }, st);
+    fileIds.set(key, id);
+  }
+  return { ...base, shmid: BigInt(id), fdflags, status: VMA.REGULAR | (m.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE) };
+}
+
+function dumpMemory(task: DumpTask, run: DumpRun): void {
+  const pid = task.pid;
+  const r = task.remotes[0]!;
+  const st = parseStat(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  const fileIds = new Map<string, number>();
+  const vmas = task.vmas.map((m) => dumpVma(task, run, m, fileIds));
+  const exePath = readlinkSync(`/proc/${pid}/exe`);
+  const exeId = dumpRegFile(run, { path: exePath, flags: O.RDONLY | O.LARGEFILE, pos: 0n }, checkReopenable(exePath, `/proc/${pid}/exe`, `the executable of process ${pid}`));
+  const brk = r.call(`read the program break of task ${pid}`, SYS.brk, 0);
+  task.mm = {
+    mm_start_code: BigInt(st.startCode), mm_end_code: BigInt(st.endCode),
+    mm_start_data: BigInt(st.startData), mm_end_data: BigInt(st.endData),
+    mm_start_stack: BigInt(st.startStack), mm_start_brk: BigInt(st.startBrk), mm_brk: BigInt(brk),
+    mm_arg_start: BigInt(st.argStart), mm_arg_end: BigInt(st.argEnd),
+    mm_env_start: BigInt(st.envStart), mm_env_end: BigInt(st.envEnd),
+    exe_file_id: exeId,
+    mm_saved_auxv: parseAuxv(readFileSync(`/proc/${pid}/auxv`)),
+    vmas,
+    aios: [],
+  };
+
+  task.pagesId = run.nextId("pages");
+  const pages = new PagesWriter(pid, join(run.dir, `pages-${task.pagesId}.img`), run.stats);
+  const scanner = new PagemapScanner(pid);
+  try {
+    vmas.forEach((v, i) => {
+      if (isSpecial(v)) return;
+      // Shared file mappings live in their file; shared anonymous memory in its own image (not yet).
+      if (is(v, VMA.FILE_SHARED)) return;
+      if (is(v, VMA.ANON_SHARED)) {
+        throw new UnsupportedError(`the shared anonymous mapping 0x${v.start.toString(16)}-0x${v.end.toString(16)} of process ${pid}; crest does not dump shared anonymous memory yet`);
+      }
+      const m = task.vmas[i]!;
+      run.stats.pagesScanned += (m.end - m.start) / PAGE_SIZE;
+      run.stats.pagesWritten += pages.dumpRange(scanner, { start: m.start, end: m.end, readable: m.prot.read, shared: false });
+    });
+  } finally {
+    scanner.close();
+    pages.close();
+  }
+  task.pagemap = pages.entries;
+}
+
+/** The first page-aligned hole of `size` bytes above `from` that overlaps none of `taken`. */
+export function findHole(taken: Array<{ start: number; end: number }>, size: number, from = 0x10000000): number {
+  const sorted = [...taken].sort((a, b) => a.start - b.start);
+  let at = from;
+  for (const t of sorted) {
+    if (t.end <= at) continue;
+    if (t.start >= at + size) break;
+    at = Math.ceil(t.end / PAGE_SIZE) * PAGE_SIZE;
+  }
+  if (at + size > 0x7ffffffff000) throw new Error("no free address range for crest's scratch memory");
+  return at;
+}
+
+function range(v: vma_entry): { start: number; end: number } {
+  return { start: Number(v.start), end: Number(v.end) };
+}
+
+/** Moves the stub's vDSO and vvar areas to where the dumped task had them, or drops them. */
+function placeSpecials(r: Remote, current: MapEntry[], target: vma_entry[], taken: Array<{ start: number; end: number }>): void {
+  const names = ["[vvar]", "[vvar_vclock]", "[vdso]"];
+  const mine = current.filter((m) => names.includes(m.path));
+  const wanted = new Map<string, vma_entry>();
+  // The task's specials, named in layout order the way the kernel places them.
+  const tv = target.filter((v) => is(v, VMA.VDSO) || is(v, VMA.VVAR));
+  for (const v of tv) {
+    const name = is(v, VMA.VDSO) ? "[vdso]" : wanted.has("[vvar]") ? "[vvar_vclock]" : "[vvar]";
+    wanted.set(name, v);
+  }
+  // Through a free range first, so no move lands on a special not yet moved.
+  const moves: Array<{ from: number; size: number; to: number }> = [];
+  let parked = findHole([...taken, ...current], mine.reduce((s, m) => s + m.end - m.start, 0) + PAGE_SIZE);
+  for (const m of mine) {
+    const size = m.end - m.start;
+    const w = wanted.get(m.path);
+    if (!w) {
+      r.call(`unmap ${m.path} of task ${r.pid}`, SYS.munmap, m.start, size);
+      continue;
+    }
+    if (Number(w.end - w.start) !== size) {
+      throw new Error(`the ${m.path} area of this kernel has ${size / PAGE_SIZE} pages, the dumped task's had ${Number(w.end - w.start) / PAGE_SIZE}: restore on the kernel the task was dumped on`);
+    }
+    r.call(`move ${m.path} of task ${r.pid}`, SYS.mremap, m.start, size, size, MREMAP.MAYMOVE | MREMAP.FIXED, parked);
+    moves.push({ from: parked, size, to: Number(w.start) });
+    parked += size;
+  }
+  for (const mv of moves) r.call(`move the vDSO of task ${r.pid} into place`, SYS.mremap, mv.from, mv.size, mv.size, MREMAP.MAYMOVE | MREMAP.FIXED, mv.to);
+  for (const [name] of wanted) {
+    if (!mine.some((m) => m.path === name)) throw new Error(`the dumped task had ${name}, this kernel gives none: restore on the kernel the task was dumped on`);
+  }
+}
+
+/** Maps every non-special VMA at its address, writable if pages are to be filled in. */
+function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>): void {
+  const r = task.remotes[0]!;
+  const fds = new Map<string, number>();
+  for (const v of task.mm.vmas) {
+    if (isSpecial(v)) continue;
+    const len = v.end - v.start;
+    const prot = v.prot | (fill.has(v) ? PROT.WRITE | PROT.READ : 0);
+    const extra = v.flags & (MAP.GROWSDOWN | MAP.NORESERVE);
+    const what = () => `map 0x${v.start.toString(16)}-0x${v.end.toString(16)} in task ${task.pid}`;
+    let addr: number;
+    if (is(v, VMA.ANON_PRIVATE)) {
+      addr = r.call(what, SYS.mmap, v.start, len, prot, MAP.PRIVATE | MAP.ANONYMOUS | MAP.FIXED | extra, -1, 0);
+    } else if (is(v, VMA.FILE_PRIVATE) || is(v, VMA.FILE_SHARED)) {
+      const reg: reg_file_entry = regFile(run, Number(v.shmid));
+      const flags = v.fdflags ?? reg.flags;
+      const key = `${v.shmid}\0${flags}`;
+      let fd = fds.get(key);
+      if (fd === undefined) {
+        fd = openRegFile(r, reg, flags | O.CLOEXEC);
+        fds.set(key, fd);
+      }
+      const type = is(v, VMA.FILE_SHARED) ? MAP.SHARED : MAP.PRIVATE;
+      addr = r.call(what, SYS.mmap, v.start, len, prot, type | MAP.FIXED | extra, fd, v.pgoff);
+    } else {
+      throw new Error(`mm-${task.pid}.img: mapping 0x${v.start.toString(16)} has status 0x${v.status.toString(16)}, which crest cannot restore yet`);
+    }
+    if (BigInt(addr) !== v.start) throw new Error(`${what()}: landed at 0x${addr.toString(16)}`);
+  }
+  for (const fd of fds.values()) r.call(`close a temporary fd of task ${task.pid}`, SYS.close, fd);
+}
+
+/** Sets final protections and madvise hints. */
+function finishVmas(task: RestoreTask, fill: Set<vma_entry>): void {
+  const r = task.remotes[0]!;
+  for (const v of task.mm.vmas) {
+    if (isSpecial(v)) continue;
+    const len = v.end - v.start;
+    if (fill.has(v) && (v.prot & (PROT.WRITE | PROT.READ)) !== (PROT.WRITE | PROT.READ)) {
+      r.call(`protect 0x${v.start.toString(16)} in task ${task.pid}`, SYS.mprotect, v.start, len, v.prot);
+    }
+    const madv = v.madv ?? 0n;
+    for (let bit = 0n; madv >> bit; bit++) {
+      if (madv & (1n << bit)) r.call(`advise 0x${v.start.toString(16)} (${bit}) in task ${task.pid}`, SYS.madvise, v.start, len, bit);
+    }
+  }
+}
+
+function setMmFields(task: RestoreTask, run: RestoreRun): void {
+  const r = task.remotes[0]!;
+  const mm = task.mm;
+  const exe = openRegFile(r, regFile(run, mm.exe_file_id), O.RDONLY | O.CLOEXEC);
+  r.resetScratch();
+  const auxv = Buffer.alloc(mm.mm_saved_auxv.length * 8);
+  mm.mm_saved_auxv.forEach((v, i) => auxv.writeBigUInt64LE(v, i * 8));
+  const auxvAddr = r.put(auxv);
+  const map = r.put(packMmMap({
+    start_code: mm.mm_start_code, end_code: mm.mm_end_code, start_data: mm.mm_start_data, end_data: mm.mm_end_data,
+    start_brk: mm.mm_start_brk, brk: mm.mm_brk, start_stack: mm.mm_start_stack, arg_start: mm.mm_arg_start,
+    arg_end: mm.mm_arg_end, env_start: mm.mm_env_start, env_end: mm.mm_env_end, auxv: auxvAddr,
+    auxv_size: auxv.length, exe_fd: exe,
+  }));
+  r.call(`set the memory layout fields of task ${task.pid} (PR_SET_MM_MAP)`, SYS.prctl, PR.SET_MM, PR_SET_MM_MAP, map, MM_MAP_SIZE, 0);
+  r.call(`close a temporary fd of task ${task.pid}`, SYS.close, exe);
+}
+
+function restoreMemory(task: RestoreTask, run: RestoreRun): void {
+  const r = task.remotes[0]!;
+  const current = parseMaps(readFileSync(`/proc/${task.pid}/maps`, "utf8"));
+  const taken = task.mm.vmas.map(range);
+  r.mapScratch(SCRATCH_SIZE, BigInt(findHole([...taken, ...current], SCRATCH_SIZE)));
+  const scratch = r.scratch!;
+  for (const m of current) {
+    if (m.start === Number(scratch.addr) || ["[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]"].includes(m.path)) continue;
+    r.call(`unmap the stub's ${m.path || "memory"} in task ${task.pid}`, SYS.munmap, m.start, m.end - m.start);
+  }
+  placeSpecials(r, current, task.mm.vmas, [...taken, { start: Number(scratch.addr), end: Number(scratch.addr) + scratch.size }]);
+  const fill = new Set(task.mm.vmas.filter((v) => task.pagemap.some((e) => e.vaddr >= v.start && e.vaddr < v.end)));
+  mapVmas(task, run, fill);
+  fillFromPages(r, run.dir, task.pagesId, task.pagemap, run.stats);
+  finishVmas(task, fill);
+  setMmFields(task, run);
+}
+
+export const memoryKind: TaskKind = {
+  name: "memory",
+  dump: dumpMemory,
+  restore: restoreMemory,
+};

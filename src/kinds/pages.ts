@@ -1,0 +1,164 @@
+// Memory contents. Dump: PAGEMAP_SCAN finds the pages that hold data (present
+// or swapped, not the shared zero page, and for private file mappings only
+// the copied-on-write ones), process_vm_readv copies them into a page-aligned
+// buffer, which is written to pages-N.img; pagemap-PID.img says where each
+// run of pages belongs. Restore: the task reads its own pages from the image
+// with preadv straight into place, so the data never passes through crest.
+import { closeSync, openSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import type { pagemap_entry } from "../images/index.js";
+import { native } from "../sys/native.js";
+import { O, PAGE_SIZE, SYS, AT_FDCWD } from "../sys/constants.js";
+import { check } from "../sys/errno.js";
+import { PagemapScanner, PAGE_IS } from "../sys/pagemap.js";
+import { readMemoryForced } from "../remote/memory.js";
+import type { Remote } from "../remote/remote.js";
+import type { Stats } from "./context.js";
+
+/** pagemap_entry flags. */
+export const PE = { PARENT: 1, LAZY: 2, PRESENT: 4 } as const;
+
+/** Pages with data of a private mapping: present or swapped, neither file-backed nor the zero page. */
+const PRIVATE_DATA = { mask: PAGE_IS.FILE | PAGE_IS.PFNZERO, inverted: PAGE_IS.FILE | PAGE_IS.PFNZERO, anyof: PAGE_IS.PRESENT | PAGE_IS.SWAPPED, returned: PAGE_IS.PRESENT };
+/** Pages with data of a shared anonymous mapping: whatever is present or swapped. */
+const SHARED_DATA = { mask: PAGE_IS.PFNZERO, inverted: PAGE_IS.PFNZERO, anyof: PAGE_IS.PRESENT | PAGE_IS.SWAPPED, returned: PAGE_IS.PRESENT };
+
+const IOV_MAX = 1024;
+const BUF_SIZE = 16 << 20;
+let sharedBuf: Buffer | null = null;
+/** One page-aligned buffer, reused for every batch of every task. */
+function buffer(): Buffer {
+  sharedBuf ??= Buffer.from(native.aligned(BUF_SIZE, PAGE_SIZE));
+  return sharedBuf;
+}
+
+export interface PageSource {
+  start: number;
+  end: number;
+  /** Readable by process_vm_readv (PROT_READ); otherwise read through /proc/PID/mem. */
+  readable: boolean;
+  shared: boolean;
+}
+
+/** A writer of one pages-N.img: batches runs of pages through the aligned buffer. */
+export class PagesWriter {
+  private readonly fd: number;
+  private used = 0;
+  private readonly local = new BigUint64Array(2);
+  private readonly remote = new BigUint64Array(IOV_MAX * 2);
+  private nRemote = 0;
+  readonly entries: pagemap_entry[] = [];
+
+  constructor(readonly pid: number, readonly path: string, private readonly stats: Stats) {
+    this.fd = openSync(path, "w", 0o600);
+  }
+
+  /** Copies [start, end) of the task into the image; the range must hold data. */
+  private add(start: number, end: number, readable: boolean): void {
+    const buf = buffer();
+    const last = this.entries[this.entries.length - 1];
+    const nr = (end - start) / PAGE_SIZE;
+    if (last && Number(last.vaddr) + Number(last.nr_pages!) * PAGE_SIZE === start) {
+      last.nr_pages! += BigInt(nr);
+      last.compat_nr_pages = Number(last.nr_pages!);
+    } else {
+      this.entries.push({ vaddr: BigInt(start), compat_nr_pages: nr, nr_pages: BigInt(nr), flags: PE.PRESENT });
+    }
+    let at = start;
+    while (at < end) {
+      if (this.used === BUF_SIZE || this.nRemote === IOV_MAX) this.flushRead();
+      const len = Math.min(end - at, BUF_SIZE - this.used);
+      if (readable) {
+        this.remote[this.nRemote * 2] = BigInt(at);
+        this.remote[this.nRemote * 2 + 1] = BigInt(len);
+        this.nRemote++;
+      } else {
+        this.flushRead();
+        readMemoryForced(this.pid, at, len).copy(buf, this.used);
+      }
+      this.used += len;
+      at += len;
+      if (!readable) this.readBase = this.used;
+    }
+  }
+
+  /** Where the queued process_vm_readv ranges land in the buffer. */
+  private readBase = 0;
+
+  private flushRead(): void {
+    const buf = buffer();
+    if (this.nRemote) {
+      const t0 = process.hrtime.bigint();
+      const want = this.used - this.readBase;
+      this.local[0] = BigInt(native.address(buf) + this.readBase);
+      this.local[1] = BigInt(want);
+      const n = check(native.syscall(SYS.process_vm_readv, this.pid, this.local, 1, this.remote, this.nRemote, 0), `read memory of process ${this.pid}`);
+      if (n !== want) throw new Error(`read ${n} of ${want} bytes of memory of process ${this.pid}: its mappings changed while frozen`);
+      this.nRemote = 0;
+      this.stats.memdumpUs += Number((process.hrtime.bigint() - t0) / 1000n);
+    }
+    this.readBase = this.used;
+    if (this.used === BUF_SIZE) this.flushWrite();
+  }
+
+  private flushWrite(): void {
+    const t0 = process.hrtime.bigint();
+    let off = 0;
+    while (off < this.used) off += writeSync(this.fd, buffer(), off, this.used - off);
+    this.stats.memwriteUs += Number((process.hrtime.bigint() - t0) / 1000n);
+    this.used = 0;
+    this.readBase = 0;
+  }
+
+  /** Scans a mapping and copies out its pages with data. Returns how many pages were written. */
+  dumpRange(scanner: PagemapScanner, src: PageSource): number {
+    const regions = scanner.scan(src.start, src.end, src.shared ? SHARED_DATA : PRIVATE_DATA);
+    let pages = 0;
+    for (const reg of regions) {
+      this.add(reg.start, reg.end, src.readable);
+      pages += (reg.end - reg.start) / PAGE_SIZE;
+    }
+    return pages;
+  }
+
+  close(): void {
+    this.flushRead();
+    this.flushWrite();
+    closeSync(this.fd);
+  }
+}
+
+/**
+ * Fills memory of the task from pages-N.img by a preadv run inside it. The
+ * entries must be in file order (as written); `dest` maps an entry's vaddr
+ * to where its pages go now (identity for private memory).
+ */
+export function fillFromPages(r: Remote, dir: string, pagesId: number, entries: pagemap_entry[], stats: Stats, dest: (vaddr: bigint) => bigint = (v) => v): void {
+  const present = entries.filter((e) => (e.flags ?? PE.PRESENT) & PE.PRESENT);
+  if (!present.length) return;
+  r.resetScratch();
+  const path = join(dir, `pages-${pagesId}.img`);
+  const fd = r.call(`open ${path} in task ${r.pid}`, SYS.openat, AT_FDCWD, r.putString(path), O.RDONLY | O.CLOEXEC, 0);
+  const iovAddr = r.alloc(IOV_MAX * 16);
+  const iov = Buffer.alloc(IOV_MAX * 16);
+  let off = 0n;
+  for (let i = 0; i < present.length; i += IOV_MAX) {
+    const batch = present.slice(i, i + IOV_MAX);
+    let bytes = 0n;
+    batch.forEach((e, j) => {
+      const len = BigInt(pageCount(e)) * BigInt(PAGE_SIZE);
+      iov.writeBigUInt64LE(dest(e.vaddr), j * 16);
+      iov.writeBigUInt64LE(len, j * 16 + 8);
+      bytes += len;
+    });
+    r.write(iovAddr, iov.subarray(0, batch.length * 16));
+    const n = r.call(`read pages of task ${r.pid} from ${path}`, SYS.preadv, fd, iovAddr, batch.length, off);
+    // A regular file reads short only at its end (signals are blocked).
+    if (BigInt(n) !== bytes) throw new Error(`${path} is truncated: it has ${off + BigInt(n)} bytes where task ${r.pid} needs ${off + bytes}`);
+    off += bytes;
+    stats.pagesRestored += Number(bytes / BigInt(PAGE_SIZE));
+  }
+  r.call(`close ${path} in task ${r.pid}`, SYS.close, fd);
+}
+
+export const pageCount = (e: pagemap_entry): number => Number(e.nr_pages ?? BigInt(e.compat_nr_pages));

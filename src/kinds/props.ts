@@ -1,0 +1,88 @@
+// Small per-task and per-thread properties: comm (thread names),
+// personality, task flags, scheduling policy and nice value, the robust
+// futex list, the clear-tid address, timer slack, child subreaper, THP
+// opt-out and oom_score_adj.
+import { readFileSync, writeFileSync } from "node:fs";
+import type { TaskKind, DumpTask, RestoreTask } from "./context.js";
+import { PR, SYS } from "../sys/constants.js";
+import { check } from "../sys/errno.js";
+import { sys } from "../sys/syscalls.js";
+import { parseStat } from "../proc/index.js";
+
+const SCHED_RESET_ON_FORK = 0x40000000;
+
+function robustList(tid: number): { head: bigint; len: number } {
+  const head = new BigUint64Array(1);
+  const len = new BigUint64Array(1);
+  check(sys(SYS.get_robust_list, tid, head, len), `read the robust futex list of thread ${tid}`);
+  return { head: head[0]!, len: Number(len[0]) };
+}
+
+export const propsKind: TaskKind = {
+  name: "props",
+  dump(task: DumpTask) {
+    const leaderStat = parseStat(readFileSync(`/proc/${task.pid}/stat`, "utf8"));
+    const tc = task.core[0]!.tc!;
+    tc.comm = readFileSync(`/proc/${task.pid}/comm`, "utf8").replace(/\n$/, "");
+    tc.personality = parseInt(readFileSync(`/proc/${task.pid}/personality`, "utf8"), 16);
+    tc.flags = leaderStat.flags;
+    tc.oom_score_adj = Number(readFileSync(`/proc/${task.pid}/oom_score_adj`, "utf8"));
+    const r0 = task.remotes[0]!;
+    task.threads.forEach((t, i) => {
+      const r = task.remotes[i]!;
+      const core = task.core[i]!;
+      const th = core.thread_core!;
+      const st = parseStat(readFileSync(`/proc/${task.pid}/task/${t.tid}/stat`, "utf8"));
+      th.comm = readFileSync(`/proc/${task.pid}/task/${t.tid}/comm`, "utf8").replace(/\n$/, "");
+      th.sched_policy = st.policy;
+      th.sched_prio = st.rtPriority;
+      th.sched_nice = st.nice;
+      const rl = robustList(t.tid);
+      th.futex_rla = rl.head;
+      th.futex_rla_len = rl.len;
+      r.resetScratch();
+      const addr = r.alloc(8);
+      r.call(`read the clear-tid address of thread ${t.tid}`, SYS.prctl, PR.GET_TID_ADDRESS, addr, 0, 0, 0);
+      core.thread_info!.clear_tid_addr = r.read(addr, 8).readBigUInt64LE(0);
+      th.timer_slack_ns = BigInt(r.call(`read the timer slack of thread ${t.tid}`, SYS.prctl, PR.GET_TIMERSLACK, 0, 0, 0, 0));
+    });
+    r0.resetScratch();
+    const sub = r0.alloc(4);
+    r0.call(`read the subreaper flag of task ${task.pid}`, SYS.prctl, PR.GET_CHILD_SUBREAPER, sub, 0, 0, 0);
+    tc.child_subreaper = r0.read(sub, 4).readInt32LE(0) !== 0;
+    task.mm!.thp_disabled = r0.call(`read the THP setting of task ${task.pid}`, SYS.prctl, PR.GET_THP_DISABLE, 0, 0, 0, 0) === 1;
+  },
+  restore(task: RestoreTask) {
+    const tc = task.core[0]!.tc!;
+    const r0 = task.remotes[0]!;
+    r0.call(`set the personality of task ${task.pid}`, SYS.personality, tc.personality);
+    if (tc.child_subreaper) r0.call(`make task ${task.pid} a child subreaper`, SYS.prctl, PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    if (task.mm.thp_disabled) r0.call(`disable THP for task ${task.pid}`, SYS.prctl, PR.SET_THP_DISABLE, 1, 0, 0, 0);
+    task.threads.forEach((t, i) => {
+      const r = task.remotes[i]!;
+      const core = task.core[i]!;
+      const th = core.thread_core;
+      const comm = th?.comm ?? tc.comm;
+      r.resetScratch();
+      r.call(`set the name of thread ${t.tid}`, SYS.prctl, PR.SET_NAME, r.putString(comm.slice(0, 15)), 0, 0, 0);
+      if (th?.futex_rla) r.call(`set the robust futex list of thread ${t.tid}`, SYS.set_robust_list, th.futex_rla, th.futex_rla_len);
+      r.syscall(SYS.set_tid_address, core.thread_info?.clear_tid_addr ?? 0n);
+      if (th?.timer_slack_ns !== undefined) {
+        r.call(`set the timer slack of thread ${t.tid}`, SYS.prctl, PR.SET_TIMERSLACK, th.timer_slack_ns, 0, 0, 0);
+      }
+      if (th?.sched_policy || th?.sched_prio) {
+        const param = Buffer.alloc(4);
+        param.writeInt32LE(th.sched_prio ?? 0);
+        r.call(`set the scheduling policy of thread ${t.tid}`, SYS.sched_setscheduler, 0, (th.sched_policy ?? 0) & ~SCHED_RESET_ON_FORK, r.put(param));
+      }
+      if (th?.sched_nice) r.call(`set the nice value of thread ${t.tid}`, SYS.setpriority, 0 /* PRIO_PROCESS */, 0, th.sched_nice);
+    });
+    if (tc.oom_score_adj !== undefined && tc.oom_score_adj !== 0) {
+      try {
+        writeFileSync(`/proc/${task.pid}/oom_score_adj`, String(tc.oom_score_adj));
+      } catch (e) {
+        throw new Error(`cannot restore oom_score_adj ${tc.oom_score_adj} of task ${task.pid}: ${(e as Error).message}`);
+      }
+    }
+  },
+};

@@ -1,0 +1,54 @@
+// Reading and writing a tracee's memory from the outside.
+import { openSync, closeSync, writeSync, readSync } from "node:fs";
+import { native } from "../sys/native.js";
+import { SYS } from "../sys/constants.js";
+import { check } from "../sys/errno.js";
+
+const local = new BigUint64Array(2);
+const remote = new BigUint64Array(2);
+
+function vmCall(nr: number, pid: number, buf: Buffer, addr: number | bigint): number {
+  local[0] = BigInt(native.address(buf));
+  local[1] = BigInt(buf.length);
+  remote[0] = BigInt(addr);
+  remote[1] = BigInt(buf.length);
+  return native.syscall(nr, pid, local, 1, remote, 1, 0);
+}
+
+/** Reads len bytes at addr of pid into a new buffer (or `into`). Throws if not all of it is readable. */
+export function readMemory(pid: number, addr: number | bigint, len: number, into?: Buffer): Buffer {
+  const buf = into ?? Buffer.alloc(len);
+  const n = check(vmCall(SYS.process_vm_readv, pid, buf.subarray(0, len), addr), () => `read ${len} bytes at 0x${addr.toString(16)} of process ${pid}`);
+  if (n !== len) throw new Error(`read only ${n} of ${len} bytes at 0x${addr.toString(16)} of process ${pid}`);
+  return buf;
+}
+
+/**
+ * Writes data at addr of pid. process_vm_writev honours page protections, so
+ * read-only pages (text, our own gadget) go through /proc/PID/mem, which may
+ * write them as a debugger does.
+ */
+export function writeMemory(pid: number, addr: number | bigint, data: Buffer): void {
+  const n = vmCall(SYS.process_vm_writev, pid, data, addr);
+  if (n === data.length) return;
+  const fd = openSync(`/proc/${pid}/mem`, "r+");
+  try {
+    const w = writeSync(fd, data, 0, data.length, Number(addr));
+    if (w !== data.length) throw new Error(`wrote only ${w} of ${data.length} bytes at 0x${addr.toString(16)} of process ${pid}`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Reads through /proc/PID/mem, which also reaches pages the process cannot read itself (PROT_NONE, vdso). */
+export function readMemoryForced(pid: number, addr: number | bigint, len: number): Buffer {
+  const fd = openSync(`/proc/${pid}/mem`, "r");
+  try {
+    const buf = Buffer.alloc(len);
+    const n = readSync(fd, buf, 0, len, Number(addr));
+    if (n !== len) throw new Error(`read only ${n} of ${len} bytes at 0x${addr.toString(16)} of process ${pid}`);
+    return buf;
+  } finally {
+    closeSync(fd);
+  }
+}

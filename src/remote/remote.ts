@@ -1,0 +1,198 @@
+// Remote control of one stopped task: run syscalls inside it and use a
+// scratch page of its memory for their arguments. The task's registers and
+// signal mask are saved when the session opens and put back when it closes.
+import { Tracee, TraceError, type Stop } from "./tracee.js";
+import { readMemory, writeMemory } from "./memory.js";
+import { Regs, SYSCALL_ARGS } from "../sys/structs.js";
+import { MAP, PROT, PTRACE, PTRACE_EVENT, SIG, SYS, PAGE_SIZE } from "../sys/constants.js";
+import { errnoName } from "../sys/errno.js";
+import { ptrace } from "../sys/syscalls.js";
+
+/**
+ * Where a `syscall` instruction is. With int3 the instruction is followed by
+ * `int3`, so one resume runs it and traps; without, the syscall is stepped
+ * with PTRACE_SYSCALL (entry stop, exit stop) and nothing after it runs.
+ */
+export interface Gadget {
+  addr: bigint;
+  int3: boolean;
+}
+
+/** The code we put at the start of a scratch mapping: syscall; int3. */
+export const GADGET_CODE = Buffer.from([0x0f, 0x05, 0xcc]);
+const SCRATCH_DATA = 64;
+
+/** A failed syscall inside a tracee. */
+export class RemoteError extends Error {
+  constructor(readonly what: string, readonly errno: number) {
+    super(`${what}: ${errnoName(errno)}`);
+    this.name = "RemoteError";
+  }
+}
+
+export type RArg = number | bigint;
+
+/** Children created by an injected clone/fork, reported by ptrace events. */
+export interface ForkEvent {
+  event: number;
+  child: number;
+}
+
+export class Remote {
+  readonly saved: Regs;
+  readonly savedMask: bigint;
+  private base: Regs;
+  private scratchAddr = 0n;
+  private scratchSize = 0;
+  private cursor = 0;
+  /** ptrace fork/clone events seen during the last syscall. */
+  events: ForkEvent[] = [];
+
+  constructor(readonly t: Tracee, private gadget: Gadget) {
+    this.saved = t.getRegs();
+    this.savedMask = t.getSigmask();
+    this.base = this.saved.clone();
+    // Nothing may be delivered while we drive the task: block all we can.
+    t.setSigmask(~0n);
+  }
+
+  get pid(): number {
+    return this.t.tid;
+  }
+
+  get scratch(): { addr: bigint; size: number } | null {
+    return this.scratchAddr ? { addr: this.scratchAddr, size: this.scratchSize } : null;
+  }
+
+  /** Runs one syscall in the task and returns the kernel's answer (-errno on failure). */
+  syscall(nr: number, ...args: RArg[]): number {
+    const r = this.base.clone();
+    r.set("ip", this.gadget.addr);
+    r.set("ax", nr);
+    // orig_ax = -1: the kernel must not treat this as a syscall to restart.
+    r.set("orig_ax", -1n);
+    args.forEach((a, i) => r.set(SYSCALL_ARGS[i]!, a));
+    this.t.setRegs(r);
+    this.events = [];
+    if (this.gadget.int3) {
+      this.t.cont();
+      this.expect((s) => s.kind === "signal" && s.sig === SIG.TRAP, nr);
+    } else {
+      this.t.syscallStep();
+      this.expect((s) => s.kind === "syscall", nr);
+      this.t.syscallStep();
+      this.expect((s) => s.kind === "syscall", nr);
+    }
+    return Number(this.t.getRegs().getSigned("ax"));
+  }
+
+  /** Like syscall, but throws RemoteError naming `what` on failure. */
+  call(what: string | (() => string), nr: number, ...args: RArg[]): number {
+    const r = this.syscall(nr, ...args);
+    if (r < 0 && r > -4096) throw new RemoteError(typeof what === "string" ? what : what(), -r);
+    return r;
+  }
+
+  private expect(ok: (s: Stop) => boolean, nr: number): void {
+    for (;;) {
+      const s = this.t.wait();
+      if (ok(s)) return;
+      if (s.kind === "event" && (s.event === PTRACE_EVENT.FORK || s.event === PTRACE_EVENT.CLONE || s.event === PTRACE_EVENT.VFORK)) {
+        const msg = new BigUint64Array(1);
+        ptrace(PTRACE.GETEVENTMSG, this.t.tid, 0, msg);
+        this.events.push({ event: s.event, child: Number(msg[0]) });
+        if (this.gadget.int3) this.t.cont();
+        else this.t.syscallStep();
+        continue;
+      }
+      if (s.kind === "exited" || s.kind === "killed") {
+        throw new TraceError(`task ${this.t.tid} died during injected syscall ${nr} (${s.kind} ${"code" in s ? s.code : s.sig})`);
+      }
+      throw new TraceError(`task ${this.t.tid} stopped unexpectedly during injected syscall ${nr}: ${JSON.stringify(s)}`);
+    }
+  }
+
+  /**
+   * Maps a scratch area (RWX, private anonymous) in the task, puts our gadget
+   * at its start and uses it from then on. With addr the mapping must land
+   * exactly there (MAP_FIXED_NOREPLACE).
+   */
+  mapScratch(size: number, addr: bigint = 0n): bigint {
+    const flags = MAP.PRIVATE | MAP.ANONYMOUS | (addr ? MAP.FIXED_NOREPLACE : 0);
+    const a = this.call(`map scratch memory in task ${this.pid}`, SYS.mmap, addr, size, PROT.READ | PROT.WRITE | PROT.EXEC, flags, -1, 0);
+    if (addr && BigInt(a) !== addr) throw new TraceError(`scratch mapping of task ${this.pid} landed at 0x${a.toString(16)}, not 0x${addr.toString(16)}`);
+    this.scratchAddr = BigInt(a);
+    this.scratchSize = size;
+    writeMemory(this.pid, this.scratchAddr, GADGET_CODE);
+    this.gadget = { addr: this.scratchAddr, int3: true };
+    this.cursor = SCRATCH_DATA;
+    return this.scratchAddr;
+  }
+
+  /** Uses a scratch area another thread of the same address space mapped. */
+  useScratch(addr: bigint, size: number): void {
+    this.scratchAddr = addr;
+    this.scratchSize = size;
+    this.gadget = { addr, int3: true };
+    this.cursor = SCRATCH_DATA;
+  }
+
+  /** Removes the scratch area; the current gadget must not be in it unless this is the last syscall. */
+  unmapScratch(): void {
+    if (!this.scratchAddr) return;
+    const addr = this.scratchAddr;
+    // The munmap runs from the page it removes: step it with syscall stops
+    // so nothing executes after it.
+    this.gadget = { addr, int3: false };
+    this.call(`unmap scratch memory of task ${this.pid}`, SYS.munmap, addr, this.scratchSize);
+    this.scratchAddr = 0n;
+    this.scratchSize = 0;
+  }
+
+  /** Forgets scratch allocations (the mapping stays). */
+  resetScratch(): void {
+    this.cursor = SCRATCH_DATA;
+  }
+
+  /** Reserves n bytes of scratch (8-aligned) and returns their address in the task. */
+  alloc(n: number): bigint {
+    if (!this.scratchAddr) throw new Error(`task ${this.pid} has no scratch memory`);
+    const at = this.cursor;
+    const end = at + ((n + 7) & ~7);
+    if (end > this.scratchSize) throw new Error(`scratch memory of task ${this.pid} is full (${end} > ${this.scratchSize})`);
+    this.cursor = end;
+    return this.scratchAddr + BigInt(at);
+  }
+
+  /** Copies bytes into scratch and returns their address in the task. */
+  put(data: Buffer): bigint {
+    const a = this.alloc(data.length);
+    writeMemory(this.pid, a, data);
+    return a;
+  }
+
+  putString(s: string): bigint {
+    return this.put(Buffer.from(s + "\0"));
+  }
+
+  write(addr: bigint, data: Buffer): void {
+    writeMemory(this.pid, addr, data);
+  }
+
+  read(addr: bigint, len: number): Buffer {
+    return readMemory(this.pid, addr, len);
+  }
+
+  /** Uses a different base register set for later syscalls (fs_base etc. of the final task). */
+  setBase(r: Regs): void {
+    this.base = r.clone();
+  }
+
+  /** Puts the registers and signal mask back as they were when the session opened. */
+  restore(): void {
+    this.t.setRegs(this.saved);
+    this.t.setSigmask(this.savedMask);
+  }
+
+  static pageSize = PAGE_SIZE;
+}

@@ -1,0 +1,185 @@
+// One thread under ptrace: seize, interrupt, wait, step, detach, and the
+// per-thread state the kernel hands to a tracer (registers, xstate, sigmask,
+// pending siginfo, rseq, seccomp filters, TLS descriptors).
+import { ptrace, wait4, type WaitStatus } from "../sys/syscalls.js";
+import { NT, PTRACE, PTRACE_EVENT, SIG } from "../sys/constants.js";
+import { check, errnoName, SysError, ESRCH, EPERM } from "../sys/errno.js";
+import { Regs, SIGINFO_SIZE } from "../sys/structs.js";
+import { native } from "../sys/native.js";
+import { xstateSize } from "../sys/xsave.js";
+
+/** Why a thread stopped, as seen by its tracer. */
+export type Stop =
+  | { kind: "event"; event: number; sig: number }
+  | { kind: "signal"; sig: number }
+  | { kind: "group"; sig: number }
+  | { kind: "syscall" }
+  | { kind: "exited"; code: number }
+  | { kind: "killed"; sig: number };
+
+export class TraceError extends Error {
+  constructor(message: string, readonly errno = 0) {
+    super(message);
+    this.name = "TraceError";
+  }
+}
+
+function classify(st: WaitStatus): Stop {
+  if (st.exited) return { kind: "exited", code: st.code };
+  if (st.signaled) return { kind: "killed", sig: st.code };
+  if (st.code === (SIG.TRAP | 0x80)) return { kind: "syscall" };
+  if (st.event === PTRACE_EVENT.STOP) {
+    // A group-stop reports the stopping signal; a plain interrupt reports SIGTRAP.
+    return st.code === SIG.TRAP ? { kind: "event", event: st.event, sig: st.code } : { kind: "group", sig: st.code };
+  }
+  if (st.event) return { kind: "event", event: st.event, sig: st.code };
+  return { kind: "signal", sig: st.code };
+}
+
+const iov = new BigUint64Array(2);
+function iovFor(buf: Buffer): BigUint64Array {
+  iov[0] = BigInt(native.address(buf));
+  iov[1] = BigInt(buf.length);
+  return iov;
+}
+
+export class Tracee {
+  /** The last stop this thread reported. */
+  stop: Stop | null = null;
+
+  private constructor(readonly tid: number) {}
+
+  /** PTRACE_SEIZE: attach without stopping. The thread must then be interrupted. */
+  static seize(tid: number, options: number): Tracee {
+    const r = ptrace(PTRACE.SEIZE, tid, 0, options);
+    if (r < 0) {
+      const e = -r;
+      if (e === ESRCH) throw new TraceError(`process ${tid} does not exist`, e);
+      if (e === EPERM) {
+        throw new TraceError(
+          `process ${tid} cannot be traced (EPERM): it is traced by another process, or crest lacks CAP_SYS_PTRACE over it`, e);
+      }
+      throw new TraceError(`cannot seize process ${tid}: ${errnoName(e)}`, e);
+    }
+    return new Tracee(tid);
+  }
+
+  /** Wraps a thread that arrives already traced (a clone event child). */
+  static adopt(tid: number): Tracee {
+    return new Tracee(tid);
+  }
+
+  /** Waits for the next stop of this thread. */
+  wait(): Stop {
+    const st = wait4(this.tid, 0, `wait for thread ${this.tid}`);
+    this.stop = classify(st!);
+    return this.stop;
+  }
+
+  /** PTRACE_INTERRUPT and wait until it takes effect. */
+  interrupt(): Stop {
+    check(ptrace(PTRACE.INTERRUPT, this.tid), `interrupt thread ${this.tid}`);
+    return this.wait();
+  }
+
+  cont(sig = 0): void {
+    check(ptrace(PTRACE.CONT, this.tid, 0, sig), `resume thread ${this.tid}`);
+  }
+
+  /** Runs to the next syscall entry or exit. */
+  syscallStep(sig = 0): void {
+    check(ptrace(PTRACE.SYSCALL, this.tid, 0, sig), `step thread ${this.tid} to syscall`);
+  }
+
+  detach(sig = 0): void {
+    check(ptrace(PTRACE.DETACH, this.tid, 0, sig), `detach from thread ${this.tid}`);
+  }
+
+  getRegs(): Regs {
+    const r = new Regs();
+    check(ptrace(PTRACE.GETREGSET, this.tid, NT.PRSTATUS, iovFor(r.buf)), `read registers of thread ${this.tid}`);
+    return r;
+  }
+
+  setRegs(r: Regs): void {
+    check(ptrace(PTRACE.SETREGSET, this.tid, NT.PRSTATUS, iovFor(r.buf)), `set registers of thread ${this.tid}`);
+  }
+
+  /** The XSAVE area in the standard (uncompacted) layout. */
+  getXstate(): Buffer {
+    const b = Buffer.alloc(xstateSize());
+    const v = iovFor(b);
+    check(ptrace(PTRACE.GETREGSET, this.tid, NT.X86_XSTATE, v), `read FPU state of thread ${this.tid}`);
+    // The kernel shortens iov_len to what it wrote.
+    return b.subarray(0, Number(v[1]));
+  }
+
+  setXstate(b: Buffer): void {
+    check(ptrace(PTRACE.SETREGSET, this.tid, NT.X86_XSTATE, iovFor(b)), `set FPU state of thread ${this.tid}`);
+  }
+
+  getSigmask(): bigint {
+    const m = new BigUint64Array(1);
+    check(ptrace(PTRACE.GETSIGMASK, this.tid, 8, m), `read signal mask of thread ${this.tid}`);
+    return m[0]!;
+  }
+
+  setSigmask(mask: bigint): void {
+    const m = new BigUint64Array([mask]);
+    check(ptrace(PTRACE.SETSIGMASK, this.tid, 8, m), `set signal mask of thread ${this.tid}`);
+  }
+
+  /** Pending signals with their siginfo, in queue order: per-thread, or process-wide with shared. */
+  pendingSiginfo(shared: boolean): Buffer[] {
+    const out: Buffer[] = [];
+    const batch = 32;
+    const buf = Buffer.alloc(SIGINFO_SIZE * batch);
+    const args = new BigUint64Array(2);
+    for (;;) {
+      // struct ptrace_peeksiginfo_args { u64 off; u32 flags; s32 nr; }
+      args[0] = BigInt(out.length);
+      args[1] = BigInt(shared ? 1 : 0) | (BigInt(batch) << 32n);
+      const n = check(ptrace(PTRACE.PEEKSIGINFO, this.tid, args, buf), `read pending signals of thread ${this.tid}`);
+      for (let i = 0; i < n; i++) out.push(Buffer.from(buf.subarray(i * SIGINFO_SIZE, (i + 1) * SIGINFO_SIZE)));
+      if (n < batch) return out;
+    }
+  }
+
+  /** struct ptrace_rseq_configuration: rseq_abi_pointer, rseq_abi_size, signature, flags. */
+  rseqConfig(): { pointer: bigint; size: number; signature: number; flags: number } {
+    const b = Buffer.alloc(24);
+    check(ptrace(PTRACE.GET_RSEQ_CONFIGURATION, this.tid, b.length, b), `read rseq of thread ${this.tid}`);
+    return { pointer: b.readBigUInt64LE(0), size: b.readUInt32LE(8), signature: b.readUInt32LE(12), flags: b.readUInt32LE(16) };
+  }
+
+  /** The n-th seccomp filter (0 = most recent) as BPF bytes, or null past the last. */
+  seccompFilter(n: number): Buffer | null {
+    const count = ptrace(PTRACE.SECCOMP_GET_FILTER, this.tid, n, 0);
+    if (count === -2 /* ENOENT */ || count === -22 /* EINVAL: no filter or past the end */) return null;
+    check(count, `read seccomp filter ${n} of thread ${this.tid}`);
+    const b = Buffer.alloc(count * 8);
+    check(ptrace(PTRACE.SECCOMP_GET_FILTER, this.tid, n, b), `read seccomp filter ${n} of thread ${this.tid}`);
+    return b;
+  }
+
+  /** Flags of the n-th seccomp filter (struct seccomp_metadata {filter_off, flags}). */
+  seccompFlags(n: number): number {
+    const b = Buffer.alloc(16);
+    b.writeBigUInt64LE(BigInt(n), 0);
+    check(ptrace(PTRACE.SECCOMP_GET_METADATA, this.tid, b.length, b), `read seccomp flags of thread ${this.tid}`);
+    return Number(b.readBigUInt64LE(8));
+  }
+
+  /** A GDT TLS descriptor (struct user_desc, 16 bytes) at index idx. */
+  getThreadArea(idx: number): Buffer {
+    const b = Buffer.alloc(16);
+    check(ptrace(PTRACE.GET_THREAD_AREA, this.tid, idx, b), `read TLS descriptor ${idx} of thread ${this.tid}`);
+    return b;
+  }
+
+  setThreadArea(idx: number, desc: Buffer): void {
+    check(ptrace(PTRACE.SET_THREAD_AREA, this.tid, idx, desc), `set TLS descriptor ${idx} of thread ${this.tid}`);
+  }
+}
+
+export { SysError };

@@ -1,0 +1,101 @@
+// Kernel constants for x86_64 Linux: syscall numbers, ptrace, signals, mmap,
+// open flags, prctl. Values from the kernel's uapi headers.
+
+export const SYS = {
+  read: 0, write: 1, open: 2, close: 3, stat: 4, fstat: 5, lseek: 8, mmap: 9, mprotect: 10,
+  munmap: 11, brk: 12, rt_sigaction: 13, rt_sigprocmask: 14, ioctl: 16, pread64: 17, pwrite64: 18,
+  readv: 19, writev: 20, mremap: 25, madvise: 28, dup: 32, dup2: 33, pause: 34, nanosleep: 35,
+  getitimer: 36, setitimer: 38, getpid: 39, exit: 60, wait4: 61, kill: 62, fcntl: 72, fchdir: 81,
+  readlink: 89, umask: 95, ptrace: 101, setpgid: 109, getppid: 110, setsid: 112, setgroups: 116,
+  setresuid: 117, getresuid: 118, setresgid: 119, getresgid: 120, getpgid: 121, setfsuid: 122,
+  setfsgid: 123, getsid: 124, capget: 125, capset: 126, rt_sigqueueinfo: 129, sigaltstack: 131,
+  personality: 135, setpriority: 141, sched_setscheduler: 144, prctl: 157, arch_prctl: 158, setrlimit: 160, chroot: 161, gettid: 186,
+  tkill: 200, futex: 202, set_thread_area: 205, get_thread_area: 211, set_tid_address: 218,
+  restart_syscall: 219, timer_create: 222, timer_settime: 223, timer_gettime: 224,
+  timer_getoverrun: 225, timer_delete: 226, clock_gettime: 228, exit_group: 231, tgkill: 234,
+  waitid: 247, openat: 257, dup3: 292, set_robust_list: 273, get_robust_list: 274, preadv: 295, pwritev: 296,
+  rt_tgsigqueueinfo: 297, prlimit64: 302, process_vm_readv: 310, process_vm_writev: 311,
+  kcmp: 312, seccomp: 317, memfd_create: 319, rseq: 334, pidfd_send_signal: 424, pidfd_open: 434,
+  clone3: 435, close_range: 436, pidfd_getfd: 438,
+} as const;
+
+export const PTRACE = {
+  PEEKDATA: 2, POKEDATA: 5, CONT: 7, KILL: 8, SINGLESTEP: 9, DETACH: 17, SYSCALL: 24,
+  GET_THREAD_AREA: 25, SET_THREAD_AREA: 26,
+  SETOPTIONS: 0x4200, GETEVENTMSG: 0x4201, GETSIGINFO: 0x4202, SETSIGINFO: 0x4203,
+  GETREGSET: 0x4204, SETREGSET: 0x4205, SEIZE: 0x4206, INTERRUPT: 0x4207, LISTEN: 0x4208,
+  PEEKSIGINFO: 0x4209, GETSIGMASK: 0x420a, SETSIGMASK: 0x420b, SECCOMP_GET_FILTER: 0x420c,
+  SECCOMP_GET_METADATA: 0x420d, GET_SYSCALL_INFO: 0x420e, GET_RSEQ_CONFIGURATION: 0x420f,
+} as const;
+
+export const PTRACE_O = {
+  TRACESYSGOOD: 1, TRACEFORK: 2, TRACEVFORK: 4, TRACECLONE: 8, TRACEEXEC: 0x10,
+  TRACEVFORKDONE: 0x20, TRACEEXIT: 0x40, TRACESECCOMP: 0x80, EXITKILL: 0x100000,
+  SUSPEND_SECCOMP: 0x200000,
+} as const;
+
+export const PTRACE_EVENT = { FORK: 1, VFORK: 2, CLONE: 3, EXEC: 4, VFORK_DONE: 5, EXIT: 6, SECCOMP: 7, STOP: 128 } as const;
+export const PTRACE_PEEKSIGINFO_SHARED = 1;
+
+export const NT = { PRSTATUS: 1, PRFPREG: 2, X86_XSTATE: 0x202 } as const;
+
+export const SIG = {
+  HUP: 1, INT: 2, QUIT: 3, ILL: 4, TRAP: 5, ABRT: 6, BUS: 7, FPE: 8, KILL: 9, USR1: 10, SEGV: 11,
+  USR2: 12, PIPE: 13, ALRM: 14, TERM: 15, STKFLT: 16, CHLD: 17, CONT: 18, STOP: 19, TSTP: 20,
+  TTIN: 21, TTOU: 22, URG: 23, XCPU: 24, XFSZ: 25, VTALRM: 26, PROF: 27, WINCH: 28, IO: 29,
+  PWR: 30, SYS: 31,
+} as const;
+export const NSIG = 64;
+/** The sigset of one signal. */
+export const sigbit = (sig: number): bigint => 1n << BigInt(sig - 1);
+
+export const WNOHANG = 1, WUNTRACED = 2, WCONTINUED = 8, WALL = 0x40000000;
+
+export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
+export const MAP = {
+  SHARED: 0x01, PRIVATE: 0x02, FIXED: 0x10, ANONYMOUS: 0x20, GROWSDOWN: 0x100, DENYWRITE: 0x800,
+  EXECUTABLE: 0x1000, LOCKED: 0x2000, NORESERVE: 0x4000, POPULATE: 0x8000, STACK: 0x20000,
+  HUGETLB: 0x40000, FIXED_NOREPLACE: 0x100000,
+} as const;
+export const MREMAP = { MAYMOVE: 1, FIXED: 2, DONTUNMAP: 4 } as const;
+export const MADV = { NORMAL: 0, RANDOM: 1, SEQUENTIAL: 2, WILLNEED: 3, DONTNEED: 4 } as const;
+
+export const O = {
+  RDONLY: 0, WRONLY: 1, RDWR: 2, ACCMODE: 3, CREAT: 0o100, EXCL: 0o200, NOCTTY: 0o400,
+  TRUNC: 0o1000, APPEND: 0o2000, NONBLOCK: 0o4000, DSYNC: 0o10000, ASYNC: 0o20000,
+  DIRECT: 0o40000, LARGEFILE: 0o100000, DIRECTORY: 0o200000, NOFOLLOW: 0o400000,
+  NOATIME: 0o1000000, CLOEXEC: 0o2000000, PATH: 0o10000000, TMPFILE: 0o20000000,
+} as const;
+export const AT_FDCWD = -100;
+export const F = { DUPFD: 0, GETFD: 1, SETFD: 2, GETFL: 3, SETFL: 4, SETOWN: 8, GETOWN: 9, SETSIG: 10, GETSIG: 11, SETOWN_EX: 15, GETOWN_EX: 16, DUPFD_CLOEXEC: 1030, SETPIPE_SZ: 1031, GETPIPE_SZ: 1032 } as const;
+export const FD_CLOEXEC = 1;
+export const SEEK = { SET: 0, CUR: 1, END: 2 } as const;
+
+export const PR = {
+  SET_PDEATHSIG: 1, GET_PDEATHSIG: 2, GET_DUMPABLE: 3, SET_DUMPABLE: 4, GET_KEEPCAPS: 7,
+  SET_KEEPCAPS: 8, SET_NAME: 15, GET_NAME: 16, GET_SECCOMP: 21, SET_SECCOMP: 22, CAPBSET_READ: 23, CAPBSET_DROP: 24,
+  GET_SECUREBITS: 27, SET_SECUREBITS: 28, SET_TIMERSLACK: 29, GET_TIMERSLACK: 30, SET_MM: 35,
+  SET_CHILD_SUBREAPER: 36, GET_CHILD_SUBREAPER: 37, SET_NO_NEW_PRIVS: 38, GET_NO_NEW_PRIVS: 39,
+  GET_TID_ADDRESS: 40, SET_THP_DISABLE: 41, GET_THP_DISABLE: 42, CAP_AMBIENT: 47,
+} as const;
+export const PR_SET_MM_MAP = 14;
+export const PR_CAP_AMBIENT_RAISE = 2, PR_CAP_AMBIENT_CLEAR_ALL = 4;
+
+export const CLONE = {
+  VM: 0x100, FS: 0x200, FILES: 0x400, SIGHAND: 0x800, PIDFD: 0x1000, PTRACE: 0x2000,
+  VFORK: 0x4000, PARENT: 0x8000, THREAD: 0x10000, NEWNS: 0x20000, SYSVSEM: 0x40000,
+  SETTLS: 0x80000, PARENT_SETTID: 0x100000, CHILD_CLEARTID: 0x200000, UNTRACED: 0x800000,
+  CHILD_SETTID: 0x1000000, NEWCGROUP: 0x2000000, NEWUTS: 0x4000000, NEWIPC: 0x8000000,
+  NEWUSER: 0x10000000, NEWPID: 0x20000000, NEWNET: 0x40000000, IO: 0x80000000,
+} as const;
+
+export const KCMP = { FILE: 0, VM: 1, FILES: 2, FS: 3, SIGHAND: 4, IO: 5, SYSVSEM: 6, EPOLL_TFD: 7 } as const;
+
+export const ITIMER = { REAL: 0, VIRTUAL: 1, PROF: 2 } as const;
+export const SS_DISABLE = 2, SS_ONSTACK = 1;
+export const SIG_BLOCK = 0, SIG_UNBLOCK = 1, SIG_SETMASK = 2;
+export const SECCOMP_SET_MODE_FILTER = 1;
+export const SECCOMP_MODE = { DISABLED: 0, STRICT: 1, FILTER: 2 } as const;
+
+export const PAGE_SIZE = 4096;
+export const pageUp = (n: number): number => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;

@@ -1,0 +1,80 @@
+// PAGEMAP_SCAN (ioctl on /proc/PID/pagemap, Linux 6.7+): which pages of a
+// range are present, swapped, file-backed or the zero page, as merged
+// regions instead of one 64-bit word per page.
+import { closeSync, openSync } from "node:fs";
+import { native } from "./native.js";
+import { SYS } from "./constants.js";
+import { check } from "./errno.js";
+
+export const PAGE_IS = {
+  WPALLOWED: 1n << 0n, WRITTEN: 1n << 1n, FILE: 1n << 2n, PRESENT: 1n << 3n, SWAPPED: 1n << 4n,
+  PFNZERO: 1n << 5n, HUGE: 1n << 6n, SOFT_DIRTY: 1n << 7n, GUARD: 1n << 8n,
+} as const;
+
+// _IOWR('f', 16, struct pm_scan_arg), the struct being 12 u64s.
+const PAGEMAP_SCAN = 0xc0606610;
+const ARG_WORDS = 12;
+const REGION_WORDS = 3;
+
+export interface PageRegion {
+  start: number;
+  end: number;
+  categories: bigint;
+}
+
+export interface ScanQuery {
+  /** Pages must have all of these... */
+  mask: bigint;
+  /** ...with these bits of `mask` required to be clear instead of set. */
+  inverted: bigint;
+  /** and at least one of these. */
+  anyof: bigint;
+  /** Categories reported (regions merge pages that agree on them). */
+  returned: bigint;
+}
+
+export class PagemapScanner {
+  private readonly fd: number;
+  private readonly arg = new BigUint64Array(ARG_WORDS);
+  private readonly vec: BigUint64Array;
+
+  constructor(readonly pid: number, private readonly maxRegions = 4096) {
+    this.fd = openSync(`/proc/${pid}/pagemap`, "r");
+    this.vec = new BigUint64Array(maxRegions * REGION_WORDS);
+  }
+
+  /** The regions of [start, end) matching q, in address order. */
+  scan(start: number, end: number, q: ScanQuery): PageRegion[] {
+    const out: PageRegion[] = [];
+    let from = start;
+    while (from < end) {
+      const a = this.arg;
+      a.fill(0n);
+      a[0] = BigInt(ARG_WORDS * 8);
+      a[2] = BigInt(from);
+      a[3] = BigInt(end);
+      a[5] = BigInt(native.address(this.vec));
+      a[6] = BigInt(this.maxRegions);
+      a[8] = q.inverted;
+      a[9] = q.mask;
+      a[10] = q.anyof;
+      a[11] = q.returned;
+      const n = check(native.syscall(SYS.ioctl, this.fd, PAGEMAP_SCAN, a), `scan pages of process ${this.pid}`);
+      for (let i = 0; i < n; i++) {
+        out.push({
+          start: Number(this.vec[i * 3]),
+          end: Number(this.vec[i * 3 + 1]),
+          categories: this.vec[i * 3 + 2]!,
+        });
+      }
+      const walkEnd = Number(a[4]);
+      if (walkEnd <= from) break;
+      from = walkEnd;
+    }
+    return out;
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+}

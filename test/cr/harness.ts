@@ -1,0 +1,173 @@
+// The harness for checkpoint/restore tests on real processes (the ZDTM idea):
+// start a workload from test/workloads, wait until it is ready, dump it with
+// the crest command, wait until its PID is free, restore it, tell it to check
+// itself (SIGTERM) and read its verdict.
+import { spawnSync, spawn } from "node:child_process";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync } from "node:fs";
+import { join } from "node:path";
+import { native, projectRoot } from "../../src/sys/native.js";
+import { SYS, PR, WNOHANG } from "../../src/sys/constants.js";
+import { wait4, sleepMs } from "../../src/sys/syscalls.js";
+
+export const CREST = join(projectRoot, "bin", "crest");
+export const WORKLOADS = join(projectRoot, "build", "workloads");
+
+// Orphans (restored with -d, after crest exits) come back to this process,
+// so it can reap them and free their PIDs at once.
+native.syscall(SYS.prctl, PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+
+export interface Workload {
+  name: string;
+  pid: number;
+  dir: string;
+  status: string;
+  log: string;
+}
+
+export interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the crest command and returns what it said. */
+export function crest(args: string[], env: Record<string, string> = {}): Run {
+  const r = spawnSync(process.execPath, [CREST, ...args], { encoding: "utf8", env: { ...process.env, ...env }, timeout: 120_000 });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Starts crest without waiting for it (restore in the foreground waits for its task). */
+export function crestAsync(args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [CREST, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "", stderr = "";
+    p.stdout.on("data", (d) => (stdout += d));
+    p.stderr.on("data", (d) => (stderr += d));
+    p.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+function readStatus(w: Workload): string {
+  try {
+    return readFileSync(w.status, "utf8");
+  } catch {
+    return "";
+  }
+}
+
+/** Waits until fn() is truthy, or throws after ms. */
+export function waitFor<T>(what: string, fn: () => T, ms = 10_000): T {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    sleepMs(10);
+  }
+}
+
+/** Starts a workload in its own session, stdin /dev/null, output to a log, cwd a fresh directory. */
+export function startWorkload(name: string, args: string[] = []): Workload {
+  const dir = mkdtempSync(`/tmp/crest-${name}-`);
+  const w: Workload = { name, pid: 0, dir, status: join(dir, "status"), log: join(dir, "out.log") };
+  const nul = openSync("/dev/null", "r");
+  const out = openSync(w.log, "a");
+  const pid = native.spawn({
+    path: join(WORKLOADS, name), argv: [name, w.status, ...args],
+    env: ["PATH=/usr/bin:/bin", "LANG=C"], setsid: 1, fds: [nul, out, out], cwd: dir,
+  });
+  closeSync(nul);
+  closeSync(out);
+  if (pid < 0) throw new Error(`cannot start workload ${name}: errno ${-pid}`);
+  w.pid = pid;
+  waitFor(`${name} to get ready`, () => readStatus(w).startsWith("ready") || reapIfDead(w));
+  if (!readStatus(w).startsWith("ready")) throw new Error(`${name} died before it was ready: ${readFileSync(w.log, "utf8")}`);
+  return w;
+}
+
+/** Reaps the workload if it has exited; returns true then. */
+function reapIfDead(w: Workload): boolean {
+  return wait4(w.pid, WNOHANG) !== null;
+}
+
+export function alive(pid: number): boolean {
+  return existsSync(`/proc/${pid}`);
+}
+
+/** Waits until nothing holds pid any more, reaping it if it is our child. */
+export function waitGone(pid: number): void {
+  waitFor(`PID ${pid} to be free`, () => {
+    try {
+      wait4(pid, WNOHANG);
+    } catch {
+      // not our child (any more)
+    }
+    return !alive(pid);
+  }, 15_000);
+}
+
+export function imagesDir(w: Workload, name = "imgs"): string {
+  return join(w.dir, name);
+}
+
+/** Dumps the workload (killing it), checks the dump log, and waits for its PID to be free. */
+export function dumpWorkload(w: Workload, extra: string[] = []): Run {
+  const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log", "-v4", ...extra]);
+  if (r.code !== 0) throw new Error(`crest dump of ${w.name} failed (${r.code}): ${r.stderr}\n${dumpLog(w)}`);
+  if (!extra.includes("-R") && !extra.includes("-s")) waitGone(w.pid);
+  return r;
+}
+
+export function dumpLog(w: Workload, file = "dump.log"): string {
+  const p = join(imagesDir(w), file);
+  return existsSync(p) ? readFileSync(p, "utf8") : "";
+}
+
+/** Restores the workload detached; it comes back with the same PID. */
+export function restoreWorkload(w: Workload, extra: string[] = []): Run {
+  const r = crest(["restore", "-D", imagesDir(w), "-o", "restore.log", "-v4", "-d", ...extra]);
+  if (r.code !== 0) throw new Error(`crest restore of ${w.name} failed (${r.code}): ${r.stderr}\n${dumpLog(w, "restore.log")}`);
+  if (!alive(w.pid)) throw new Error(`${w.name} is not running after restore`);
+  return r;
+}
+
+/** Sends SIGTERM and returns the workload's verdict ("PASS" or "FAIL: ..."). */
+export function finish(w: Workload): string {
+  process.kill(w.pid, "SIGTERM");
+  const verdict = waitFor(`${w.name} to report`, () => {
+    const s = readStatus(w);
+    return s.startsWith("PASS") || s.startsWith("FAIL") ? s : null;
+  }, 30_000);
+  waitGone(w.pid);
+  return (verdict as string).trim();
+}
+
+/** Kills a workload that is still around (test cleanup). */
+export function stop(w: Workload): void {
+  try {
+    process.kill(w.pid, "SIGKILL");
+  } catch {
+    return;
+  }
+  waitGone(w.pid);
+}
+
+/** Debian's crit, run with the system python that has protobuf. */
+export const CRIT = "/usr/bin/crit";
+
+/** Decodes every image file of dir with crit; returns the files that failed, with crit's complaint. */
+export function critDecodeAll(dir: string): string[] {
+  const failed: string[] = [];
+  for (const f of readdirSync(dir)) {
+    if (f.endsWith(".log") || f.startsWith("pages-")) continue;
+    const r = spawnSync("/usr/bin/python3", [CRIT, "decode", "-i", join(dir, f)], { encoding: "utf8" });
+    if (r.status !== 0) failed.push(`${f}: ${r.stderr.trim().split("\n").pop()}`);
+  }
+  return failed;
+}
+
+/** Moves a file aside (for corruption tests) and returns its new name. */
+export function moveAside(path: string): string {
+  renameSync(path, `${path}.aside`);
+  return `${path}.aside`;
+}
