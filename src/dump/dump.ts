@@ -80,7 +80,7 @@ export function dump(opts: Options, log: Logger): DumpResult {
 
   let ids = { file: 0, pages: 0, kobj: 0 };
   const run: DumpRun = {
-    opts, log, dir, files: [], seccomp: [], stats: newStats(),
+    opts, log, dir, files: [], seccomp: [], stats: newStats(), shmemDumped: new Set(),
     nextId: (kind) => ++ids[kind],
   };
   const t0 = process.hrtime.bigint();

@@ -40,6 +40,8 @@ export interface DumpRun {
   /** seccomp.img filters; indexes are what thread_core_entry.seccomp_filter refers to. */
   seccomp: seccomp_filter[];
   stats: Stats;
+  /** Shared memory objects (by shmid) already written. */
+  shmemDumped: Set<bigint>;
   /** Hands out ids for files.img entries, pages-N.img and the kobj ids. */
   nextId(kind: "file" | "pages" | "kobj"): number;
 }

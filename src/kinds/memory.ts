@@ -7,17 +7,17 @@
 // and vvar to where the task had them, maps each VMA at its address, lets
 // the task read its pages in, sets the final protections and installs the
 // mm fields with PR_SET_MM_MAP.
-import { readFileSync, readlinkSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { TaskKind, DumpTask, DumpRun, RestoreTask, RestoreRun } from "./context.js";
 import { UnsupportedError } from "./context.js";
-import type { vma_entry, reg_file_entry } from "../images/index.js";
+import { IMG, readImage, writeImage, type vma_entry, type reg_file_entry, type pagemap_entry } from "../images/index.js";
 import { MAP, MREMAP, O, PAGE_SIZE, PROT, PR, PR_SET_MM_MAP, SYS } from "../sys/constants.js";
 import { MM_MAP_SIZE, packMmMap } from "../sys/structs.js";
 import { PagemapScanner } from "../sys/pagemap.js";
 import { parseAuxv, parseMaps, parseStat, vmFlagsToMadvise, type SmapsEntry, type MapEntry } from "../proc/index.js";
 import { checkReopenable, dumpRegFile, openRegFile, regFile } from "./regfile.js";
-import { PagesWriter, fillFromPages } from "./pages.js";
+import { PagesWriter, fillFromPages, pageCount } from "./pages.js";
 import type { Remote } from "../remote/remote.js";
 
 /** vma_entry.status bits (CRIU's VMA_*). */
@@ -111,23 +111,43 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
   task.pagesId = run.nextId("pages");
   const pages = new PagesWriter(pid, join(run.dir, `pages-${task.pagesId}.img`), run.stats);
   const scanner = new PagemapScanner(pid);
+  // Pages the task itself cannot read (PROT_NONE) are read through /proc/PID/mem.
+  const mem = openSync(`/proc/${pid}/mem`, "r");
   try {
     vmas.forEach((v, i) => {
-      if (isSpecial(v)) return;
-      // Shared file mappings live in their file; shared anonymous memory in its own image (not yet).
-      if (is(v, VMA.FILE_SHARED)) return;
-      if (is(v, VMA.ANON_SHARED)) {
-        throw new UnsupportedError(`the shared anonymous mapping 0x${v.start.toString(16)}-0x${v.end.toString(16)} of process ${pid}; crest does not dump shared anonymous memory yet`);
-      }
       const m = task.vmas[i]!;
+      if (isSpecial(v) || is(v, VMA.FILE_SHARED)) return; // shared file mappings live in their file
+      if (is(v, VMA.ANON_SHARED)) return dumpShmem(task, run, v, m);
       run.stats.pagesScanned += (m.end - m.start) / PAGE_SIZE;
-      run.stats.pagesWritten += pages.dumpRange(scanner, { start: m.start, end: m.end, readable: m.prot.read, shared: false });
+      run.stats.pagesWritten += pages.dumpPrivate(scanner, m.start, m.end, m.prot.read ? null : mem);
     });
   } finally {
+    closeSync(mem);
     scanner.close();
     pages.close();
   }
   task.pagemap = pages.entries;
+}
+
+/** Shared anonymous memory goes to pagemap-shmem-SHMID.img, read through the object itself. */
+function dumpShmem(task: DumpTask, run: DumpRun, v: vma_entry, m: SmapsEntry): void {
+  if (run.shmemDumped.has(v.shmid)) return;
+  run.shmemDumped.add(v.shmid);
+  const fd = openSync(`/proc/${task.pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`, "r");
+  try {
+    const pagesId = run.nextId("pages");
+    const w = new PagesWriter(task.pid, join(run.dir, `pages-${pagesId}.img`), run.stats);
+    const size = fstatSync(fd).size;
+    try {
+      run.stats.shpagesScanned += Math.ceil(size / PAGE_SIZE);
+      run.stats.shpagesWritten += w.dumpShmem(fd, size);
+    } finally {
+      w.close();
+    }
+    writeImage(run.dir, IMG.shmemPagemap, v.shmid, { head: { pages_id: pagesId }, entries: w.entries });
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** The first page-aligned hole of `size` bytes above `from` that overlaps none of `taken`. */
@@ -181,6 +201,19 @@ function placeSpecials(r: Remote, current: MapEntry[], target: vma_entry[], take
   }
 }
 
+/** The VMAs that pagemap entries (which may span adjacent VMAs) put pages into. */
+export function vmasWithPages(vmas: vma_entry[], entries: pagemap_entry[]): Set<vma_entry> {
+  const out = new Set<vma_entry>();
+  const sorted = [...vmas].sort((a, b) => (a.start < b.start ? -1 : 1));
+  let i = 0;
+  for (const e of entries) {
+    const end = e.vaddr + BigInt(pageCount(e) * PAGE_SIZE);
+    while (i < sorted.length && sorted[i]!.end <= e.vaddr) i++;
+    for (let j = i; j < sorted.length && sorted[j]!.start < end; j++) out.add(sorted[j]!);
+  }
+  return out;
+}
+
 /** Maps every non-special VMA at its address, writable if pages are to be filled in. */
 function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>): void {
   const r = task.remotes[0]!;
@@ -188,12 +221,14 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>): void
   for (const v of task.mm.vmas) {
     if (isSpecial(v)) continue;
     const len = v.end - v.start;
-    const prot = v.prot | (fill.has(v) ? PROT.WRITE | PROT.READ : 0);
+    const prot = v.prot | (fill.has(v) || is(v, VMA.ANON_SHARED) ? PROT.WRITE | PROT.READ : 0);
     const extra = v.flags & (MAP.GROWSDOWN | MAP.NORESERVE);
     const what = () => `map 0x${v.start.toString(16)}-0x${v.end.toString(16)} in task ${task.pid}`;
     let addr: number;
     if (is(v, VMA.ANON_PRIVATE)) {
       addr = r.call(what, SYS.mmap, v.start, len, prot, MAP.PRIVATE | MAP.ANONYMOUS | MAP.FIXED | extra, -1, 0);
+    } else if (is(v, VMA.ANON_SHARED)) {
+      addr = r.call(what, SYS.mmap, v.start, len, prot, MAP.SHARED | MAP.ANONYMOUS | MAP.FIXED | extra, -1, 0);
     } else if (is(v, VMA.FILE_PRIVATE) || is(v, VMA.FILE_SHARED)) {
       const reg: reg_file_entry = regFile(run, Number(v.shmid));
       const flags = v.fdflags ?? reg.flags;
@@ -213,13 +248,25 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>): void
   for (const fd of fds.values()) r.call(`close a temporary fd of task ${task.pid}`, SYS.close, fd);
 }
 
+/** Fills a shared anonymous mapping from pagemap-shmem: object offsets map to the mapping's window. */
+function fillShmem(r: Remote, run: RestoreRun, v: vma_entry): void {
+  const { head, entries } = readImage(run.dir, IMG.shmemPagemap, v.shmid);
+  const lo = v.pgoff, hi = v.pgoff + (v.end - v.start);
+  const inside = entries.filter((e) => e.vaddr >= lo && e.vaddr + BigInt(pageCount(e) * PAGE_SIZE) <= hi);
+  if (inside.length !== entries.length) {
+    throw new Error(`pagemap-shmem-${v.shmid}.img has pages outside the mapping at 0x${v.start.toString(16)}; crest restores shared memory mapped whole only so far`);
+  }
+  fillFromPages(r, run.dir, head.pages_id, entries, run.stats, (off) => v.start + off - lo);
+}
+
 /** Sets final protections and madvise hints. */
 function finishVmas(task: RestoreTask, fill: Set<vma_entry>): void {
   const r = task.remotes[0]!;
   for (const v of task.mm.vmas) {
     if (isSpecial(v)) continue;
     const len = v.end - v.start;
-    if (fill.has(v) && (v.prot & (PROT.WRITE | PROT.READ)) !== (PROT.WRITE | PROT.READ)) {
+    const widened = fill.has(v) || is(v, VMA.ANON_SHARED);
+    if (widened && (v.prot & (PROT.WRITE | PROT.READ)) !== (PROT.WRITE | PROT.READ)) {
       r.call(`protect 0x${v.start.toString(16)} in task ${task.pid}`, SYS.mprotect, v.start, len, v.prot);
     }
     const madv = v.madv ?? 0n;
@@ -258,9 +305,10 @@ function restoreMemory(task: RestoreTask, run: RestoreRun): void {
     r.call(`unmap the stub's ${m.path || "memory"} in task ${task.pid}`, SYS.munmap, m.start, m.end - m.start);
   }
   placeSpecials(r, current, task.mm.vmas, [...taken, { start: Number(scratch.addr), end: Number(scratch.addr) + scratch.size }]);
-  const fill = new Set(task.mm.vmas.filter((v) => task.pagemap.some((e) => e.vaddr >= v.start && e.vaddr < v.end)));
+  const fill = vmasWithPages(task.mm.vmas, task.pagemap);
   mapVmas(task, run, fill);
   fillFromPages(r, run.dir, task.pagesId, task.pagemap, run.stats);
+  for (const v of task.mm.vmas) if (is(v, VMA.ANON_SHARED)) fillShmem(r, run, v);
   finishVmas(task, fill);
   setMmFields(task, run);
 }

@@ -4,14 +4,13 @@
 // buffer, which is written to pages-N.img; pagemap-PID.img says where each
 // run of pages belongs. Restore: the task reads its own pages from the image
 // with preadv straight into place, so the data never passes through crest.
-import { closeSync, openSync, writeSync } from "node:fs";
+import { closeSync, openSync, readSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { pagemap_entry } from "../images/index.js";
 import { native } from "../sys/native.js";
 import { O, PAGE_SIZE, SYS, AT_FDCWD } from "../sys/constants.js";
 import { check } from "../sys/errno.js";
 import { PagemapScanner, PAGE_IS } from "../sys/pagemap.js";
-import { readMemoryForced } from "../remote/memory.js";
 import type { Remote } from "../remote/remote.js";
 import type { Stats } from "./context.js";
 
@@ -20,8 +19,7 @@ export const PE = { PARENT: 1, LAZY: 2, PRESENT: 4 } as const;
 
 /** Pages with data of a private mapping: present or swapped, neither file-backed nor the zero page. */
 const PRIVATE_DATA = { mask: PAGE_IS.FILE | PAGE_IS.PFNZERO, inverted: PAGE_IS.FILE | PAGE_IS.PFNZERO, anyof: PAGE_IS.PRESENT | PAGE_IS.SWAPPED, returned: PAGE_IS.PRESENT };
-/** Pages with data of a shared anonymous mapping: whatever is present or swapped. */
-const SHARED_DATA = { mask: PAGE_IS.PFNZERO, inverted: PAGE_IS.PFNZERO, anyof: PAGE_IS.PRESENT | PAGE_IS.SWAPPED, returned: PAGE_IS.PRESENT };
+const SEEK_DATA = 3, SEEK_HOLE = 4;
 
 const IOV_MAX = 1024;
 const BUF_SIZE = 16 << 20;
@@ -32,18 +30,19 @@ function buffer(): Buffer {
   return sharedBuf;
 }
 
-export interface PageSource {
-  start: number;
-  end: number;
-  /** Readable by process_vm_readv (PROT_READ); otherwise read through /proc/PID/mem. */
-  readable: boolean;
-  shared: boolean;
-}
+/** Where the bytes of a run of pages come from. */
+export type PageOrigin =
+  /** The task's memory at the same address, by process_vm_readv. */
+  | { kind: "vm" }
+  /** A file at an offset: /proc/PID/mem for pages the task cannot read itself, a shmem object. */
+  | { kind: "fd"; fd: number; offset: number };
 
 /** A writer of one pages-N.img: batches runs of pages through the aligned buffer. */
 export class PagesWriter {
   private readonly fd: number;
   private used = 0;
+  /** Where the queued process_vm_readv ranges start in the buffer. */
+  private readBase = 0;
   private readonly local = new BigUint64Array(2);
   private readonly remote = new BigUint64Array(IOV_MAX * 2);
   private nRemote = 0;
@@ -53,44 +52,42 @@ export class PagesWriter {
     this.fd = openSync(path, "w", 0o600);
   }
 
-  /** Copies [start, end) of the task into the image; the range must hold data. */
-  private add(start: number, end: number, readable: boolean): void {
-    const buf = buffer();
+  /** Copies len bytes of data that belong at vaddr into the image. */
+  add(vaddr: number, len: number, origin: PageOrigin): void {
     const last = this.entries[this.entries.length - 1];
-    const nr = (end - start) / PAGE_SIZE;
-    if (last && Number(last.vaddr) + Number(last.nr_pages!) * PAGE_SIZE === start) {
+    const nr = len / PAGE_SIZE;
+    if (last && Number(last.vaddr) + Number(last.nr_pages!) * PAGE_SIZE === vaddr) {
       last.nr_pages! += BigInt(nr);
       last.compat_nr_pages = Number(last.nr_pages!);
     } else {
-      this.entries.push({ vaddr: BigInt(start), compat_nr_pages: nr, nr_pages: BigInt(nr), flags: PE.PRESENT });
+      this.entries.push({ vaddr: BigInt(vaddr), compat_nr_pages: nr, nr_pages: BigInt(nr), flags: PE.PRESENT });
     }
-    let at = start;
-    while (at < end) {
+    for (let done = 0; done < len;) {
       if (this.used === BUF_SIZE || this.nRemote === IOV_MAX) this.flushRead();
-      const len = Math.min(end - at, BUF_SIZE - this.used);
-      if (readable) {
-        this.remote[this.nRemote * 2] = BigInt(at);
-        this.remote[this.nRemote * 2 + 1] = BigInt(len);
+      const n = Math.min(len - done, BUF_SIZE - this.used);
+      if (origin.kind === "vm") {
+        this.remote[this.nRemote * 2] = BigInt(vaddr + done);
+        this.remote[this.nRemote * 2 + 1] = BigInt(n);
         this.nRemote++;
+        this.used += n;
       } else {
         this.flushRead();
-        readMemoryForced(this.pid, at, len).copy(buf, this.used);
+        const t0 = process.hrtime.bigint();
+        const got = readSync(origin.fd, buffer(), this.used, n, origin.offset + done);
+        if (got !== n) throw new Error(`read ${got} of ${n} bytes of memory of process ${this.pid} at offset ${origin.offset + done}`);
+        this.stats.memdumpUs += Number((process.hrtime.bigint() - t0) / 1000n);
+        this.used += n;
+        this.readBase = this.used;
       }
-      this.used += len;
-      at += len;
-      if (!readable) this.readBase = this.used;
+      done += n;
     }
   }
 
-  /** Where the queued process_vm_readv ranges land in the buffer. */
-  private readBase = 0;
-
   private flushRead(): void {
-    const buf = buffer();
     if (this.nRemote) {
       const t0 = process.hrtime.bigint();
       const want = this.used - this.readBase;
-      this.local[0] = BigInt(native.address(buf) + this.readBase);
+      this.local[0] = BigInt(native.address(buffer()) + this.readBase);
       this.local[1] = BigInt(want);
       const n = check(native.syscall(SYS.process_vm_readv, this.pid, this.local, 1, this.remote, this.nRemote, 0), `read memory of process ${this.pid}`);
       if (n !== want) throw new Error(`read ${n} of ${want} bytes of memory of process ${this.pid}: its mappings changed while frozen`);
@@ -110,13 +107,37 @@ export class PagesWriter {
     this.readBase = 0;
   }
 
-  /** Scans a mapping and copies out its pages with data. Returns how many pages were written. */
-  dumpRange(scanner: PagemapScanner, src: PageSource): number {
-    const regions = scanner.scan(src.start, src.end, src.shared ? SHARED_DATA : PRIVATE_DATA);
+  /**
+   * Copies out the pages with data of a private mapping: those present or
+   * swapped, except the zero page and (in file mappings) pages still the
+   * file's. Returns how many pages were written.
+   */
+  dumpPrivate(scanner: PagemapScanner, start: number, end: number, mem: number | null): number {
     let pages = 0;
-    for (const reg of regions) {
-      this.add(reg.start, reg.end, src.readable);
-      pages += (reg.end - reg.start) / PAGE_SIZE;
+    for (const reg of scanner.scan(start, end, PRIVATE_DATA)) {
+      const len = reg.end - reg.start;
+      this.add(reg.start, len, mem === null ? { kind: "vm" } : { kind: "fd", fd: mem, offset: reg.start });
+      pages += len / PAGE_SIZE;
+    }
+    return pages;
+  }
+
+  /**
+   * Copies out a shmem object (shared anonymous memory) through an fd of
+   * it: the data segments SEEK_DATA/SEEK_HOLE find, at their offsets in the
+   * object. Returns how many pages were written.
+   */
+  dumpShmem(fd: number, size: number): number {
+    let pages = 0;
+    for (let at = 0; at < size;) {
+      const data = native.syscall(SYS.lseek, fd, at, SEEK_DATA);
+      if (data < 0) break; // ENXIO: no data after `at`
+      const hole = Math.min(check(native.syscall(SYS.lseek, fd, data, SEEK_HOLE), `find holes of shared memory of process ${this.pid}`), size);
+      const from = Math.floor(data / PAGE_SIZE) * PAGE_SIZE;
+      const to = Math.ceil(hole / PAGE_SIZE) * PAGE_SIZE;
+      this.add(from, to - from, { kind: "fd", fd, offset: from });
+      pages += (to - from) / PAGE_SIZE;
+      at = to;
     }
     return pages;
   }
