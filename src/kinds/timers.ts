@@ -48,7 +48,8 @@ function dumpPosixTimers(task: DumpTask): posix_timer_entry[] {
     const overrun = r.call(`read overruns of POSIX timer ${t.id} of task ${task.pid}`, SYS.timer_getoverrun, t.id);
     const notify = { signal: SIGEV.SIGNAL, none: SIGEV.NONE, thread: SIGEV.THREAD }[t.notify] | (t.notifyTid !== undefined ? SIGEV.THREAD_ID : 0);
     return {
-      it_id: t.id, clock_id: t.clockid, si_signo: t.signal, it_sigev_notify: notify, sival_ptr: t.sigevValue,
+      // CPU-time clocks have negative ids; the image field is a u32.
+      it_id: t.id, clock_id: t.clockid >>> 0, si_signo: t.signal, it_sigev_notify: notify, sival_ptr: t.sigevValue,
       overrun, isec: isec!, insec: insec!, vsec: vsec!, vnsec: vnsec!,
       ...(t.notifyTid !== undefined ? { notify_thread_id: t.notifyTid } : {}),
     };
@@ -64,7 +65,7 @@ function restorePosixTimers(task: RestoreTask, timers: posix_timer_entry[]): voi
     r.resetScratch();
     const sev = r.put(packSigevent(t));
     const id = r.put(packU64s([t.it_id]));
-    r.call(`create POSIX timer ${t.it_id} in task ${task.pid}`, SYS.timer_create, t.clock_id, sev, id);
+    r.call(`create POSIX timer ${t.it_id} in task ${task.pid}`, SYS.timer_create, t.clock_id | 0, sev, id);
     const got = r.read(id, 4).readInt32LE(0);
     if (got !== t.it_id) throw new Error(`POSIX timer ${t.it_id} of task ${task.pid} was created with id ${got}`);
     if (t.isec || t.insec || t.vsec || t.vnsec) {
