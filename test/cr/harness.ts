@@ -67,14 +67,14 @@ export function waitFor<T>(what: string, fn: () => T, ms = 10_000): T {
 }
 
 /** Starts a workload in its own session, stdin /dev/null, output to a log, cwd a fresh directory. */
-export function startWorkload(name: string, args: string[] = []): Workload {
+export function startWorkload(name: string, args: string[] = [], opts: { stdout?: number } = {}): Workload {
   const dir = mkdtempSync(`/tmp/crest-${name}-`);
   const w: Workload = { name, pid: 0, dir, status: join(dir, "status"), log: join(dir, "out.log") };
   const nul = openSync("/dev/null", "r");
   const out = openSync(w.log, "a");
   const pid = native.spawn({
     path: join(WORKLOADS, name), argv: [name, w.status, ...args],
-    env: ["PATH=/usr/bin:/bin", "LANG=C"], setsid: 1, fds: [nul, out, out], cwd: dir,
+    env: ["PATH=/usr/bin:/bin", "LANG=C"], setsid: 1, fds: [nul, opts.stdout ?? out, out], cwd: dir,
   });
   closeSync(nul);
   closeSync(out);
@@ -88,6 +88,20 @@ export function startWorkload(name: string, args: string[] = []): Workload {
 /** Reaps the workload if it has exited; returns true then. */
 function reapIfDead(w: Workload): boolean {
   return wait4(w.pid, WNOHANG) !== null;
+}
+
+/** A pipe made by this process: [read end, write end]. */
+export function pipe(): [number, number] {
+  const fds = new Int32Array(2);
+  if (native.syscall(SYS.pipe2, fds, 0) < 0) throw new Error("pipe2 failed");
+  return [fds[0]!, fds[1]!];
+}
+
+/** The state letter of /proc/PID/stat and the TracerPid of /proc/PID/status. */
+export function procState(pid: number): { state: string; tracer: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return { state: stat.slice(stat.lastIndexOf(")") + 2)[0]!, tracer: Number(/TracerPid:\s*(\d+)/.exec(status)![1]) };
 }
 
 export function alive(pid: number): boolean {
