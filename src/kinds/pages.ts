@@ -22,6 +22,8 @@ const PRIVATE_DATA = { mask: PAGE_IS.FILE | PAGE_IS.PFNZERO, inverted: PAGE_IS.F
 const SEEK_DATA = 3, SEEK_HOLE = 4;
 
 const IOV_MAX = 1024;
+const MADV_POPULATE_WRITE = 23;
+const POPULATE_MIN_PAGES = 64;
 const BUF_SIZE = 16 << 20;
 let sharedBuf: Buffer | null = null;
 /** One page-aligned buffer, reused for every batch of every task. */
@@ -173,6 +175,10 @@ export function fillFromPages(r: Remote, dir: string, pagesId: number, entries: 
       bytes += len;
     });
     r.write(iovAddr, iov.subarray(0, batch.length * 16));
+    // Large runs: allocate their pages in one go rather than fault by fault inside preadv.
+    for (const e of batch) {
+      if (pageCount(e) >= POPULATE_MIN_PAGES) r.syscall(SYS.madvise, dest(e.vaddr), pageCount(e) * PAGE_SIZE, MADV_POPULATE_WRITE);
+    }
     const n = r.call(`read pages of task ${r.pid} from ${path}`, SYS.preadv, fd, iovAddr, batch.length, off);
     // A regular file reads short only at its end (signals are blocked).
     if (BigInt(n) !== bytes) throw new Error(`${path} is truncated: it has ${off + BigInt(n)} bytes where task ${r.pid} needs ${off + bytes}`);
