@@ -40,13 +40,13 @@ test("restore without -d waits for the task and exits with its status; --pidfile
     const run = crestAsync(["restore", "-D", imagesDir(w), "-o", "rst.log", "-v4", "--pidfile", pidfile]);
     waitFor("the pidfile", () => existsSync(pidfile) && readFileSync(pidfile, "utf8").length > 0);
     assert.equal(Number(readFileSync(pidfile, "utf8")), w.pid);
-    waitFor("the restored task", () => alive(w.pid));
+    const log = join(imagesDir(w), "rst.log");
+    waitFor("the restored task", () => /Resuming tasks/.test(readFileSync(log, "utf8")) && procState(w.pid).tracer === 0);
     process.kill(w.pid, "SIGTERM");
     const r = await run;
     assert.equal(r.code, 0, r.stderr);
     assert.match(readFileSync(join(w.dir, "status"), "utf8"), /^PASS/);
-    const log = readFileSync(join(imagesDir(w), "rst.log"), "utf8");
-    assert.match(log, /Restore finished successfully\. Resuming tasks\.\n$/);
+    assert.match(readFileSync(log, "utf8"), /Restore finished successfully\. Resuming tasks\.\n$/);
   } finally {
     stop(w);
   }
@@ -56,8 +56,10 @@ test("restore without -d passes on a failing task's exit code", async () => {
   const w = startWorkload("loop");
   try {
     dumpWorkload(w);
-    const run = crestAsync(["restore", "-D", imagesDir(w)]);
-    waitFor("the restored task", () => alive(w.pid) && procState(w.pid).tracer === 0);
+    const run = crestAsync(["restore", "-D", imagesDir(w), "-o", "rst.log", "-v4"]);
+    // Released: the log says so and crest no longer traces it (a bare PID could still be the stub).
+    const log = join(imagesDir(w), "rst.log");
+    waitFor("the restored task", () => existsSync(log) && /Resuming tasks/.test(readFileSync(log, "utf8")) && alive(w.pid) && procState(w.pid).tracer === 0);
     process.kill(w.pid, "SIGKILL");
     const r = await run;
     assert.equal(r.code, 128 + 9);
