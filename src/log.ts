@@ -49,6 +49,3 @@ export class Logger {
     this.fd = 2;
   }
 }
-
-/** A logger that writes nothing but errors to stderr, for library use without a log. */
-export const quietLogger = (): Logger => new Logger(LOG.ERROR);

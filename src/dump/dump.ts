@@ -124,7 +124,10 @@ export function dump(opts: Options, log: Logger): DumpResult {
         faultPoint(`dump:${kind.name}`);
       }
     }
-    while (open.length) closeTask(open[open.length - 1]!.remotes), open.pop();
+    while (open.length) {
+      closeTask(open[open.length - 1]!.remotes);
+      open.pop();
+    }
     faultPoint("dump:images");
     writeImages(run, tree, tasks);
   } catch (e) {

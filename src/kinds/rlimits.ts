@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import type { TaskKind, DumpTask, RestoreTask } from "./context.js";
 import { SYS } from "../sys/constants.js";
-import { EPERM } from "../sys/errno.js";
+import { EPERM, errnoName } from "../sys/errno.js";
 import { packU64s } from "../sys/structs.js";
 import { parseLimits, RLIMIT_NAMES } from "../proc/index.js";
 
@@ -25,7 +25,7 @@ export const rlimitsKind: TaskKind = {
       if (ret === -EPERM) {
         throw new Error(`cannot restore ${RLIMIT_NAMES[res] ?? `rlimit ${res}`} of task ${task.pid} (hard limit ${l.max}): raising a hard limit needs CAP_SYS_RESOURCE`);
       }
-      if (ret < 0) throw new Error(`cannot restore ${RLIMIT_NAMES[res] ?? `rlimit ${res}`} of task ${task.pid}: errno ${-ret}`);
+      if (ret < 0) throw new Error(`cannot restore ${RLIMIT_NAMES[res] ?? `rlimit ${res}`} of task ${task.pid}: ${errnoName(-ret)}`);
     });
   },
 };

@@ -1,5 +1,5 @@
 // Reading and writing a tracee's memory from the outside.
-import { openSync, closeSync, writeSync, readSync } from "node:fs";
+import { openSync, closeSync, writeSync } from "node:fs";
 import { native } from "../sys/native.js";
 import { SYS } from "../sys/constants.js";
 import { check } from "../sys/errno.js";
@@ -35,19 +35,6 @@ export function writeMemory(pid: number, addr: number | bigint, data: Buffer): v
   try {
     const w = writeSync(fd, data, 0, data.length, Number(addr));
     if (w !== data.length) throw new Error(`wrote only ${w} of ${data.length} bytes at 0x${addr.toString(16)} of process ${pid}`);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Reads through /proc/PID/mem, which also reaches pages the process cannot read itself (PROT_NONE, vdso). */
-export function readMemoryForced(pid: number, addr: number | bigint, len: number): Buffer {
-  const fd = openSync(`/proc/${pid}/mem`, "r");
-  try {
-    const buf = Buffer.alloc(len);
-    const n = readSync(fd, buf, 0, len, Number(addr));
-    if (n !== len) throw new Error(`read only ${n} of ${len} bytes at 0x${addr.toString(16)} of process ${pid}`);
-    return buf;
   } finally {
     closeSync(fd);
   }

@@ -4,7 +4,7 @@
 import { Tracee, TraceError, type Stop } from "./tracee.js";
 import { readMemory, writeMemory } from "./memory.js";
 import { Regs, SYSCALL_ARGS } from "../sys/structs.js";
-import { MAP, PROT, PTRACE, PTRACE_EVENT, SIG, SYS, PAGE_SIZE } from "../sys/constants.js";
+import { MAP, PROT, PTRACE, PTRACE_EVENT, SIG, SYS } from "../sys/constants.js";
 import { errnoName } from "../sys/errno.js";
 import { ptrace } from "../sys/syscalls.js";
 
@@ -41,7 +41,7 @@ export interface ForkEvent {
 export class Remote {
   readonly saved: Regs;
   readonly savedMask: bigint;
-  private base: Regs;
+  private readonly base: Regs;
   private scratchAddr = 0n;
   private scratchSize = 0;
   private cursor = 0;
@@ -183,16 +183,9 @@ export class Remote {
     return readMemory(this.pid, addr, len);
   }
 
-  /** Uses a different base register set for later syscalls (fs_base etc. of the final task). */
-  setBase(r: Regs): void {
-    this.base = r.clone();
-  }
-
   /** Puts the registers and signal mask back as they were when the session opened. */
   restore(): void {
     this.t.setRegs(this.saved);
     this.t.setSigmask(this.savedMask);
   }
-
-  static pageSize = PAGE_SIZE;
 }

@@ -3,7 +3,7 @@
 // pending siginfo, rseq, seccomp filters, TLS descriptors).
 import { ptrace, wait4, type WaitStatus } from "../sys/syscalls.js";
 import { NT, PTRACE, PTRACE_EVENT, SIG } from "../sys/constants.js";
-import { check, errnoName, SysError, ESRCH, EPERM } from "../sys/errno.js";
+import { check, errnoName, ESRCH, EPERM } from "../sys/errno.js";
 import { Regs, SIGINFO_SIZE } from "../sys/structs.js";
 import { native } from "../sys/native.js";
 import { xstateSize } from "../sys/xsave.js";
@@ -181,5 +181,3 @@ export class Tracee {
     check(ptrace(PTRACE.SET_THREAD_AREA, this.tid, idx, desc), `set TLS descriptor ${idx} of thread ${this.tid}`);
   }
 }
-
-export { SysError };

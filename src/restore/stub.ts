@@ -8,6 +8,7 @@ import { PTRACE_O } from "../sys/constants.js";
 import { Tracee, TraceError } from "../remote/tracee.js";
 import { stubGadget } from "../remote/gadget.js";
 import { Remote } from "../remote/remote.js";
+import { parseMaps } from "../proc/index.js";
 
 /** Options tasks under restore are traced with: fork/clone children arrive traced and stopped. */
 export const RESTORE_SEIZE_OPTIONS =
@@ -51,8 +52,7 @@ export function startStub(o: StubOptions): Remote {
 
 /** The stub's executable mapping, from its maps. */
 function stubText(pid: number): { start: number; end: number } {
-  const line = readFileSync(`/proc/${pid}/maps`, "utf8").split("\n").find((l) => / r-xp /.test(l) && l.endsWith("crest-stub"));
-  if (!line) throw new TraceError(`process ${pid} does not look like the crest stub`);
-  const [s, e] = line.split(" ")[0]!.split("-").map((x) => parseInt(x, 16));
-  return { start: s!, end: e! };
+  const text = parseMaps(readFileSync(`/proc/${pid}/maps`, "utf8")).find((m) => m.prot.exec && m.path.endsWith("crest-stub"));
+  if (!text) throw new TraceError(`process ${pid} does not look like the crest stub`);
+  return text;
 }

@@ -35,7 +35,6 @@ export const PTRACE_O = {
 } as const;
 
 export const PTRACE_EVENT = { FORK: 1, VFORK: 2, CLONE: 3, EXEC: 4, VFORK_DONE: 5, EXIT: 6, SECCOMP: 7, STOP: 128 } as const;
-export const PTRACE_PEEKSIGINFO_SHARED = 1;
 
 export const NT = { PRSTATUS: 1, PRFPREG: 2, X86_XSTATE: 0x202 } as const;
 
@@ -46,8 +45,6 @@ export const SIG = {
   PWR: 30, SYS: 31,
 } as const;
 export const NSIG = 64;
-/** The sigset of one signal. */
-export const sigbit = (sig: number): bigint => 1n << BigInt(sig - 1);
 
 export const WNOHANG = 1, WUNTRACED = 2, WCONTINUED = 8, WALL = 0x40000000;
 
@@ -98,4 +95,3 @@ export const SECCOMP_SET_MODE_FILTER = 1;
 export const SECCOMP_MODE = { DISABLED: 0, STRICT: 1, FILTER: 2 } as const;
 
 export const PAGE_SIZE = 4096;
-export const pageUp = (n: number): number => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;

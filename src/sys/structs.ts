@@ -106,16 +106,3 @@ export function packMmMap(m: MmMap): Buffer {
   b.writeInt32LE(m.exe_fd, 100);
   return b;
 }
-
-/** struct clone_args (clone3), up to set_tid_size. */
-export function packCloneArgs(a: { flags: bigint | number; exitSignal: number; setTid?: bigint; setTidSize?: number; stack?: bigint; stackSize?: bigint; tls?: bigint }): Buffer {
-  const b = Buffer.alloc(88);
-  b.writeBigUInt64LE(BigInt(a.flags), 0);
-  b.writeBigUInt64LE(BigInt(a.exitSignal), 32);
-  b.writeBigUInt64LE(a.stack ?? 0n, 40);
-  b.writeBigUInt64LE(a.stackSize ?? 0n, 48);
-  b.writeBigUInt64LE(a.tls ?? 0n, 56);
-  b.writeBigUInt64LE(a.setTid ?? 0n, 64);
-  b.writeBigUInt64LE(BigInt(a.setTidSize ?? 0), 72);
-  return b;
-}
