@@ -2,25 +2,23 @@
 // (registers, memory, files, ...), write the images, then kill the tree (or
 // leave it running or stopped). Any failure before the end puts every task
 // back exactly as it was and lets it run.
-import { mkdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync } from "node:fs";
 import type { Logger } from "../log.js";
 import type { Options } from "../options.js";
-import { freezeTree, thawTree, type FrozenTree } from "./freeze.js";
+import { freezeTree, thawTree, type FrozenTree, type FrozenTask } from "./freeze.js";
 import { Remote } from "../remote/remote.js";
 import { vdsoGadget } from "../remote/gadget.js";
 import { DUMP_KINDS } from "../kinds/index.js";
 import { newStats, UnsupportedError, type DumpRun, type DumpTask } from "../kinds/context.js";
-import { IMG, writeImage } from "../images/index.js";
-import { core_entry_march, lsmtype, type core_entry, type pstree_entry, type task_kobj_ids_entry } from "../images/index.js";
-import { parseSmaps, parseStat } from "../proc/index.js";
+import { TASK_STATE } from "../kinds/task-state.js";
+import { IMG, writeImage, IMAGES_V1_1, core_entry_march, lsmtype, type core_entry, type pstree_entry, type task_kobj_ids_entry } from "../images/index.js";
+import { parseSmaps, parseStat, parseStatus } from "../proc/index.js";
 import { PTRACE, SIG } from "../sys/constants.js";
 import { ptrace, wait4 } from "../sys/syscalls.js";
-import { IMAGES_V1_1 } from "../images/index.js";
 import { faultPoint } from "../fault.js";
-import { TASK_STATE } from "../kinds/task-state.js";
+import { assignKobjIds, TreeNamespaces } from "./namespaces.js";
 
 const SCRATCH_SIZE = 64 << 10;
-const NS_KINDS = ["pid", "net", "ipc", "uts", "mnt", "user", "cgroup", "time"] as const;
 
 export interface DumpResult {
   /** The tasks dumped, root first. */
@@ -71,6 +69,16 @@ function closeTask(remotes: Remote[]): void {
   if (first) throw first;
 }
 
+/** A zombie: only its exit status matters, for the parent to collect. */
+function zombieCore(pid: number): core_entry {
+  const st = parseStat(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  const core = newCore(true);
+  core.tc!.task_state = TASK_STATE.ZOMBIE;
+  core.tc!.exit_code = st.exitCode;
+  core.tc!.comm = st.comm;
+  return core;
+}
+
 export function dump(opts: Options, log: Logger): DumpResult {
   if (!opts.tree) throw new UnsupportedError("dump needs the root of the tree: -t PID");
   const dir = opts.imagesDir;
@@ -78,9 +86,10 @@ export function dump(opts: Options, log: Logger): DumpResult {
   if (!statSync(dir).isDirectory()) throw new Error(`${dir} is not a directory`);
   log.info(`Dumping processes (pid: ${opts.tree})`);
 
-  let ids = { file: 0, pages: 0, kobj: 0 };
+  const ids = { file: 0, pages: 0, kobj: 0 };
   const run: DumpRun = {
-    opts, log, dir, files: [], seccomp: [], stats: newStats(), shmemDumped: new Set(),
+    opts, log, dir, files: [], seccomp: [], stats: newStats(), shmemDumped: new Set(), descriptions: [],
+    fdTables: new Set(), deferred: [], objects: new Map(),
     nextId: (kind) => ++ids[kind],
   };
   const t0 = process.hrtime.bigint();
@@ -94,42 +103,31 @@ export function dump(opts: Options, log: Logger): DumpResult {
   const open: DumpTask[] = [];
   try {
     faultPoint("dump:frozen");
+    const ns = new TreeNamespaces(tree, run);
     const rootStat = parseStat(readFileSync(`/proc/${tree.root}/stat`, "utf8"));
     if (rootStat.session !== tree.root) {
       throw new UnsupportedError(`process ${tree.root} is not a session leader (its session is ${rootStat.session}, outside the dumped tree); run it in its own session (setsid, or crest run), since --shell-job is not supported yet`);
     }
-    const nsIds = new Map<string, number>();
-    for (const ft of tree.tasks) {
-      if (ft.threads.length > 1) throw new UnsupportedError(`process ${ft.pid} has ${ft.threads.length} threads; crest dumps single-threaded processes only so far`);
-      if (ft.pid !== tree.root) throw new UnsupportedError(`process ${tree.root} has child process ${ft.pid}; crest dumps single processes only so far`);
-      const vmas = parseSmaps(readFileSync(`/proc/${ft.pid}/smaps`, "utf8"));
-      const kobj: task_kobj_ids_entry = {
-        vm_id: run.nextId("kobj"), files_id: run.nextId("kobj"), fs_id: run.nextId("kobj"), sighand_id: run.nextId("kobj"),
-      };
-      for (const ns of NS_KINDS) {
-        const link = readlinkSync(`/proc/${ft.pid}/ns/${ns}`);
-        if (!nsIds.has(link)) nsIds.set(link, run.nextId("kobj"));
-        (kobj as unknown as Record<string, number>)[`${ns}_ns_id`] = nsIds.get(link)!;
-      }
-      const task: DumpTask = {
-        pid: ft.pid, threads: ft.threads, remotes: [], vmas, ids: kobj,
-        core: ft.threads.map((_, i) => newCore(i === 0)), pagemap: [], pagesId: 0, fdinfo: [],
-      };
-      task.remotes = openTask(ft.pid, ft.threads, vmas);
-      tasks.push(task);
+    for (const ft of tree.tasks) tasks.push(describeTask(ft, ns));
+    const selfIds = assignKobjIds(tasks, tree, run, ns);
+    for (const task of tasks) {
+      if (task.zombie) continue;
+      task.vmas = parseSmaps(readFileSync(`/proc/${task.pid}/smaps`, "utf8"));
+      task.remotes = openTask(task.pid, task.threads, task.vmas);
       open.push(task);
       for (const kind of DUMP_KINDS) {
-        log.debug(`dumping ${kind.name} of ${ft.pid}`);
+        log.debug(`dumping ${kind.name} of ${task.pid}`);
         kind.dump?.(task, run);
         faultPoint(`dump:${kind.name}`);
       }
     }
+    ns.dump();
     while (open.length) {
       closeTask(open[open.length - 1]!.remotes);
       open.pop();
     }
     faultPoint("dump:images");
-    writeImages(run, tree, tasks);
+    writeImages(run, tasks, ns, selfIds);
   } catch (e) {
     for (const t of open) {
       try {
@@ -154,26 +152,53 @@ export function dump(opts: Options, log: Logger): DumpResult {
   return { pids: tree.tasks.map((t) => t.pid), stats: st, frozenUs };
 }
 
-function writeImages(run: DumpRun, tree: FrozenTree, tasks: DumpTask[]): void {
+/** A task's identity in the tree: its pids as the tree's PID namespace sees them, group, session. */
+function describeTask(ft: FrozenTask, ns: TreeNamespaces): DumpTask {
+  const status = parseStatus(readFileSync(`/proc/${ft.pid}/status`, "utf8"));
+  const tids = ft.zombie ? [ft.pid] : ft.threads.map((t) => t.tid);
+  return {
+    pid: ft.pid,
+    vpid: ns.vpid(status.nsPid, ft.pid),
+    vppid: ft.pid === ns.root ? 0 : ns.vpidOf(ft.ppid),
+    vpgid: ns.vpid(status.nsPgid, ft.pid),
+    vsid: ns.vpid(status.nsSid, ft.pid),
+    vtids: tids.map((tid) => ns.vpid(parseStatus(readFileSync(`/proc/${ft.pid}/task/${tid}/status`, "utf8")).nsPid, tid)),
+    zombie: ft.zombie,
+    threads: ft.threads,
+    remotes: [],
+    vmas: [],
+    core: ft.zombie ? [zombieCore(ft.pid)] : ft.threads.map((_, i) => newCore(i === 0)),
+    ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0 },
+    pagemap: [],
+    pagesId: 0,
+    fdinfo: [],
+  };
+}
+
+function writeImages(run: DumpRun, tasks: DumpTask[], ns: TreeNamespaces, selfIds: task_kobj_ids_entry): void {
   const dir = run.dir;
-  const pstree: pstree_entry[] = tasks.map((t) => {
-    const st = parseStat(readFileSync(`/proc/${t.pid}/stat`, "utf8"));
-    return { pid: t.pid, ppid: t.pid === tree.root ? 0 : st.ppid, pgid: st.pgrp, sid: st.session, threads: t.threads.map((th) => th.tid) };
-  });
+  const pstree: pstree_entry[] = tasks.map((t) => ({ pid: t.vpid, ppid: t.vppid, pgid: t.vpgid, sid: t.vsid, threads: t.vtids }));
+  const fdinfoWritten = new Set<number>();
   for (const t of tasks) {
-    t.threads.forEach((th, i) => writeImage(dir, IMG.core, th.tid, [t.core[i]!]));
-    writeImage(dir, IMG.ids, t.pid, [t.ids]);
-    writeImage(dir, IMG.mm, t.pid, [t.mm!]);
-    writeImage(dir, IMG.pagemap, t.pid, { head: { pages_id: t.pagesId }, entries: t.pagemap });
-    writeImage(dir, IMG.fdinfo, t.ids.files_id, t.fdinfo);
-    writeImage(dir, IMG.fs, t.pid, [t.fs!]);
+    t.core.forEach((c, i) => writeImage(dir, IMG.core, t.vtids[i]!, [c]));
+    if (t.zombie) continue;
+    writeImage(dir, IMG.ids, t.vpid, [t.ids]);
+    writeImage(dir, IMG.mm, t.vpid, [t.mm!]);
+    writeImage(dir, IMG.pagemap, t.vpid, { head: { pages_id: t.pagesId }, entries: t.pagemap });
+    if (!fdinfoWritten.has(t.ids.files_id)) {
+      writeImage(dir, IMG.fdinfo, t.ids.files_id, t.fdinfo);
+      fdinfoWritten.add(t.ids.files_id);
+    }
+    writeImage(dir, IMG.fs, t.vpid, [t.fs!]);
   }
+  ns.write(tasks[0]!.ids);
+  for (const write of run.deferred) write();
   writeImage(dir, IMG.files, undefined, run.files);
   if (run.seccomp.length) writeImage(dir, IMG.seccomp, undefined, [{ seccomp_filters: run.seccomp }]);
   writeImage(dir, IMG.pstree, undefined, pstree);
   // The inventory goes last: an image directory without it is incomplete.
   writeImage(dir, IMG.inventory, undefined, [{
-    img_version: IMAGES_V1_1, fdinfo_per_id: true, ns_per_id: true, root_ids: tasks[0]!.ids, lsmtype: lsmtype.NO_LSM,
+    img_version: IMAGES_V1_1, fdinfo_per_id: true, ns_per_id: true, root_ids: selfIds, lsmtype: lsmtype.NO_LSM,
   }]);
 }
 
@@ -181,7 +206,7 @@ function writeImages(run: DumpRun, tree: FrozenTree, tasks: DumpTask[]): void {
 function release(opts: Options, tree: FrozenTree): void {
   if (opts.leaveRunning) return thawTree(tree);
   if (opts.leaveStopped) return thawTree(tree, SIG.STOP);
-  for (const t of tree.tasks) process.kill(t.pid, SIG.KILL);
+  for (const t of tree.tasks) if (!t.zombie) process.kill(t.pid, SIG.KILL);
   // Wait until each thread is gone, so the PIDs are dead when crest returns.
   for (const t of tree.tasks) for (const th of t.threads) waitGone(th.tid);
 }

@@ -9,9 +9,11 @@ import type { Logger } from "../log.js";
 export interface FrozenTask {
   pid: number;
   ppid: number;
-  /** The thread group leader first. */
+  /** The thread group leader first; empty for a zombie. */
   threads: Tracee[];
   children: number[];
+  /** Dead, waiting for its parent to collect its exit status: nothing to seize. */
+  zombie: boolean;
 }
 
 export interface FrozenTree {
@@ -63,7 +65,7 @@ function freezeTask(pid: number, ppid: number, log: Logger, seized: Tracee[]): F
   }
   const threads = [...byTid.values()].sort((a, b) => (a.tid === pid ? -1 : b.tid === pid ? 1 : a.tid - b.tid));
   const children = [...new Set(threads.flatMap((t) => readChildren(pid, t.tid)))].sort((a, b) => a - b);
-  return { pid, ppid, threads, children };
+  return { pid, ppid, threads, children, zombie: false };
 }
 
 /**
@@ -83,8 +85,7 @@ export function freezeTree(root: number, log: Logger): FrozenTree {
       } catch {
         throw new TraceError(`process ${pid} does not exist`);
       }
-      if (state === "Z") throw new TraceError(`process ${pid} is a zombie; crest does not dump zombies yet`);
-      const task = freezeTask(pid, ppid, log, seized);
+      const task = state === "Z" ? { pid, ppid, threads: [], children: [], zombie: true } : freezeTask(pid, ppid, log, seized);
       tasks.push(task);
       for (const c of task.children) queue.push([c, pid]);
     }

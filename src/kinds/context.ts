@@ -42,13 +42,40 @@ export interface DumpRun {
   stats: Stats;
   /** Shared memory objects (by shmid) already written. */
   shmemDumped: Set<bigint>;
+  /** Open file descriptions seen so far in any task, to find the ones several fds (or tasks) share. */
+  descriptions: DumpedDescription[];
+  /** fd tables (files_id) already dumped: a task sharing one has nothing more to add. */
+  fdTables: Set<number>;
+  /** Images of whole-run objects (pipe data, ...) that kinds queue to be written with the others. */
+  deferred: Array<() => void>;
+  /** What kinds keep for the whole run (objects already dumped, lists of entries), by key. */
+  objects: Map<string, unknown>;
   /** Hands out ids for files.img entries, pages-N.img and the kobj ids. */
   nextId(kind: "file" | "pages" | "kobj"): number;
 }
 
+/** An open file description already in files.img, and one fd that refers to it. */
+export interface DumpedDescription {
+  id: number;
+  pid: number;
+  fd: number;
+  dev: number;
+  ino: number;
+}
+
 /** One task being dumped. Its threads are stopped and under remote control. */
 export interface DumpTask {
+  /** The PID crest sees (and traces). */
   pid: number;
+  /** PIDs as the tree's own PID namespace sees them: what the images hold. */
+  vpid: number;
+  vppid: number;
+  vpgid: number;
+  vsid: number;
+  /** Thread ids in the tree's PID namespace, leader first. */
+  vtids: number[];
+  /** Dead, waiting for its parent: only its exit status is dumped. */
+  zombie: boolean;
   /** Leader first. */
   threads: Tracee[];
   /** One remote-control session per thread, same order; they share one scratch mapping. */
@@ -74,6 +101,14 @@ export interface RestoreRun {
   files: Map<number, file_entry>;
   seccomp: seccomp_filter[];
   stats: Stats;
+  /** Open file descriptions already recreated: files.img id -> a task (its vpid) and an fd there holding it. */
+  opened: Map<number, { vpid: number; fd: number }>;
+  /** fds held only to hand a description to another task (the other end of a pipe); closed before release. */
+  transient: Array<{ task: RestoreTask; fd: number }>;
+  /** Whole-run images a kind has read (pipe data, ...), by kind. */
+  cache: Map<string, unknown>;
+  /** Shared memory objects already created, by shmid: the task (real pid) and mapping that has one. */
+  shmem: Map<bigint, { pid: number; start: bigint; end: bigint }>;
 }
 
 /** What a thread gets back last, right before it is let go. */
@@ -87,7 +122,15 @@ export interface FinalThreadState {
 
 /** One task being restored: a stub being turned into the dumped task. */
 export interface RestoreTask {
+  /** The PID crest sees (0 until the stub exists). */
   pid: number;
+  /** Its PID in the tree's own PID namespace, as the images name it. */
+  vpid: number;
+  /** Thread ids in the tree's PID namespace, leader first. */
+  vtids: number[];
+  /** Created with CLONE_FILES / CLONE_FS from its parent: that one restores them. */
+  sharesFiles: boolean;
+  sharesFs: boolean;
   threads: Tracee[];
   remotes: Remote[];
   core: core_entry[];

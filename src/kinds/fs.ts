@@ -25,6 +25,7 @@ export const fsKind: TaskKind = {
     task.fs = { cwd_id: dir("cwd"), root_id: root, umask };
   },
   restore(task, run) {
+    if (task.sharesFs) return; // created with CLONE_FS: its parent restored it
     const r = task.remotes[0]!;
     const cwd = regFile(run, task.fs.cwd_id);
     const fd = openRegFile(r, cwd);

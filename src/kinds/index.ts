@@ -10,6 +10,7 @@ import { rlimitsKind } from "./rlimits.js";
 import { seccompKind } from "./seccomp.js";
 import { fsKind } from "./fs.js";
 import { filesKind } from "./files.js";
+import { threadsKind } from "./threads.js";
 
 /**
  * Dump order: registers first (they are the thread's as seized, before any
@@ -22,10 +23,10 @@ export const DUMP_KINDS: readonly TaskKind[] = [
 
 /**
  * Restore order: memory first (it replaces the stub's address space and
- * sets up crest's scratch page); files before fs (paths are opened from
- * crest's root and cwd); everything needing privileges before seccomp and
- * creds drop them; registers (and rseq) last.
+ * sets up crest's scratch page), then the threads (they share it); files
+ * before fs (paths are opened from crest's root and cwd); everything needing
+ * privileges before seccomp and creds drop them; registers (and rseq) last.
  */
 export const RESTORE_KINDS: readonly TaskKind[] = [
-  memoryKind, filesKind, fsKind, propsKind, signalsKind, timersKind, rlimitsKind, seccompKind, credsKind, regsKind,
+  memoryKind, threadsKind, filesKind, fsKind, propsKind, signalsKind, timersKind, rlimitsKind, seccompKind, credsKind, regsKind,
 ];

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import type { TaskKind, DumpTask, DumpRun, RestoreTask, RestoreRun } from "./context.js";
 import { UnsupportedError } from "./context.js";
 import { IMG, readImage, writeImage, type vma_entry, type reg_file_entry, type pagemap_entry } from "../images/index.js";
-import { MAP, MREMAP, O, PAGE_SIZE, PROT, PR, PR_SET_MM_MAP, SYS } from "../sys/constants.js";
+import { AT_FDCWD, MAP, MREMAP, O, PAGE_SIZE, PROT, PR, PR_SET_MM_MAP, SYS } from "../sys/constants.js";
 import { MM_MAP_SIZE, packMmMap } from "../sys/structs.js";
 import { PagemapScanner } from "../sys/pagemap.js";
 import { parseAuxv, parseMaps, parseStat, vmFlagsToMadvise, type SmapsEntry, type MapEntry } from "../proc/index.js";
@@ -71,7 +71,13 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
   if (m.shared && (m.path === "/dev/zero" || m.path.startsWith("[anon_shmem:")) ) {
     return { ...special(VMA.REGULAR | VMA.ANON_SHARED), shmid: BigInt(m.inode) };
   }
-  if (m.path.startsWith("/SYSV")) throw new UnsupportedError(`${where} is SysV shared memory; crest does not support it yet`);
+  if (m.path.startsWith("/SYSV")) {
+    // Its contents go with the IPC namespace (ipcns-shm); only the attachment is the task's.
+    if (readlinkSync(`/proc/${task.pid}/ns/ipc`) === readlinkSync("/proc/self/ns/ipc")) {
+      throw new UnsupportedError(`${where} is SysV shared memory of crest's own IPC namespace; crest dumps SysV IPC only of trees with their own (start them with crest run)`);
+    }
+    return { ...special(VMA.REGULAR | VMA.ANON_SHARED | VMA.SYSVIPC), shmid: BigInt(m.inode) };
+  }
   if (m.path.startsWith("/memfd:")) throw new UnsupportedError(`${where} is a memfd; crest does not support it yet`);
   const via = `/proc/${task.pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
   const path = m.deleted ? `${m.path} (deleted)` : m.path;
@@ -117,6 +123,7 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
     vmas.forEach((v, i) => {
       const m = task.vmas[i]!;
       if (isSpecial(v) || is(v, VMA.FILE_SHARED)) return; // shared file mappings live in their file
+      if (is(v, VMA.SYSVIPC)) return;
       if (is(v, VMA.ANON_SHARED)) return dumpShmem(task, run, v, m);
       run.stats.pagesScanned += (m.end - m.start) / PAGE_SIZE;
       run.stats.pagesWritten += pages.dumpPrivate(scanner, m.start, m.end, m.prot.read ? null : mem);
@@ -214,21 +221,43 @@ export function vmasWithPages(vmas: vma_entry[], entries: pagemap_entry[]): Set<
   return out;
 }
 
-/** Maps every non-special VMA at its address, writable if pages are to be filled in. */
+const SHM_RDONLY = 0o10000, SHM_EXEC = 0o100000;
+
+/**
+ * Maps every non-special VMA at its address, writable if pages are to be
+ * filled in (`fill`; shared memory this task creates joins it).
+ */
 function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>): void {
   const r = task.remotes[0]!;
   const fds = new Map<string, number>();
   for (const v of task.mm.vmas) {
     if (isSpecial(v)) continue;
     const len = v.end - v.start;
-    const prot = v.prot | (fill.has(v) || is(v, VMA.ANON_SHARED) ? PROT.WRITE | PROT.READ : 0);
     const extra = v.flags & (MAP.GROWSDOWN | MAP.NORESERVE);
-    const what = () => `map 0x${v.start.toString(16)}-0x${v.end.toString(16)} in task ${task.pid}`;
+    const what = () => `map 0x${v.start.toString(16)}-0x${v.end.toString(16)} in task ${task.vpid}`;
+    if (is(v, VMA.ANON_SHARED) && !is(v, VMA.SYSVIPC) && !run.shmem.has(v.shmid)) {
+      run.shmem.set(v.shmid, { pid: task.pid, start: v.start, end: v.end });
+      fill.add(v);
+    }
+    const prot = v.prot | (fill.has(v) ? PROT.WRITE | PROT.READ : 0);
     let addr: number;
     if (is(v, VMA.ANON_PRIVATE)) {
       addr = r.call(what, SYS.mmap, v.start, len, prot, MAP.PRIVATE | MAP.ANONYMOUS | MAP.FIXED | extra, -1, 0);
+    } else if (is(v, VMA.SYSVIPC)) {
+      const flags = (v.prot & PROT.WRITE ? 0 : SHM_RDONLY) | (v.prot & PROT.EXEC ? SHM_EXEC : 0);
+      addr = r.call(() => `attach SysV segment ${v.shmid} at 0x${v.start.toString(16)} in task ${task.vpid}`, SYS.shmat, v.shmid, v.start, flags);
     } else if (is(v, VMA.ANON_SHARED)) {
-      addr = r.call(what, SYS.mmap, v.start, len, prot, MAP.SHARED | MAP.ANONYMOUS | MAP.FIXED | extra, -1, 0);
+      const owner = run.shmem.get(v.shmid)!;
+      if (owner.pid === task.pid && owner.start === v.start) {
+        addr = r.call(what, SYS.mmap, v.start, len, prot, MAP.SHARED | MAP.ANONYMOUS | MAP.FIXED | extra, -1, 0);
+      } else {
+        // The same object another mapping (of this or another task) already has.
+        r.resetScratch();
+        const path = `/proc/${owner.pid}/map_files/${owner.start.toString(16)}-${owner.end.toString(16)}`;
+        const fd = r.call(() => `open ${path} in task ${task.vpid}`, SYS.openat, AT_FDCWD, r.putString(path), (v.prot & PROT.WRITE ? O.RDWR : O.RDONLY) | O.CLOEXEC, 0);
+        addr = r.call(what, SYS.mmap, v.start, len, prot, MAP.SHARED | MAP.FIXED | extra, fd, v.pgoff);
+        r.call(`close a temporary fd of task ${task.vpid}`, SYS.close, fd);
+      }
     } else if (is(v, VMA.FILE_PRIVATE) || is(v, VMA.FILE_SHARED)) {
       const reg: reg_file_entry = regFile(run, Number(v.shmid));
       const flags = v.fdflags ?? reg.flags;
@@ -265,8 +294,7 @@ function finishVmas(task: RestoreTask, fill: Set<vma_entry>): void {
   for (const v of task.mm.vmas) {
     if (isSpecial(v)) continue;
     const len = v.end - v.start;
-    const widened = fill.has(v) || is(v, VMA.ANON_SHARED);
-    if (widened && (v.prot & (PROT.WRITE | PROT.READ)) !== (PROT.WRITE | PROT.READ)) {
+    if (fill.has(v) && (v.prot & (PROT.WRITE | PROT.READ)) !== (PROT.WRITE | PROT.READ)) {
       r.call(`protect 0x${v.start.toString(16)} in task ${task.pid}`, SYS.mprotect, v.start, len, v.prot);
     }
     const madv = v.madv ?? 0n;
@@ -308,7 +336,10 @@ function restoreMemory(task: RestoreTask, run: RestoreRun): void {
   const fill = vmasWithPages(task.mm.vmas, task.pagemap);
   mapVmas(task, run, fill);
   fillFromPages(r, run.dir, task.pagesId, task.pagemap, run.stats);
-  for (const v of task.mm.vmas) if (is(v, VMA.ANON_SHARED)) fillShmem(r, run, v);
+  for (const v of task.mm.vmas) {
+    const owner = run.shmem.get(v.shmid);
+    if (is(v, VMA.ANON_SHARED) && !is(v, VMA.SYSVIPC) && owner?.pid === task.pid && owner.start === v.start) fillShmem(r, run, v);
+  }
   finishVmas(task, fill);
   setMmFields(task, run);
 }

@@ -9,6 +9,7 @@ import type { file_entry, reg_file_entry } from "../images/index.js";
 import { fd_types } from "../images/index.js";
 import { O, SEEK, SYS, AT_FDCWD } from "../sys/constants.js";
 import type { Remote } from "../remote/remote.js";
+import type { FileKind } from "./file-kind.js";
 
 /** Major number of /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom, /dev/kmsg... */
 const MEM_MAJOR = 1;
@@ -117,3 +118,15 @@ export function openRegFile(r: Remote, reg: reg_file_entry, flagsOverride?: numb
   if (reg.pos && !(flags & O.PATH)) r.call(() => `seek ${reg.name} to ${reg.pos} in task ${r.pid}`, SYS.lseek, fd, reg.pos, SEEK.SET);
   return fd;
 }
+
+/** Regular files, directories and memory devices behind fds. */
+export const regFileKind: FileKind = {
+  name: "regular file",
+  type: fd_types.REG,
+  claims: (f) => f.link.kind === "path" && !f.st.isFIFO(),
+  dump(f, run) {
+    const st = checkReopenable(f.text, f.via, f.what);
+    return dumpRegFile(run, { path: f.text, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, st);
+  },
+  open: (r, _task, _run, entry) => openRegFile(r, regOf(entry, entry.id)),
+};

@@ -90,7 +90,8 @@ export const signalsKind: TaskKind = {
     });
     // Every signal is blocked while crest drives the task, so these stay
     // pending until the task runs with its own mask.
-    queueSignals(leader, task.pid, null, tc.signals_s);
-    task.threads.forEach((t, i) => queueSignals(task.remotes[i]!, task.pid, t.tid, task.core[i]!.thread_core?.signals_p));
+    // Ids as the task itself sees them (inside its PID namespace).
+    queueSignals(leader, task.vpid, null, tc.signals_s);
+    task.threads.forEach((_, i) => queueSignals(task.remotes[i]!, task.vpid, task.vtids[i]!, task.core[i]!.thread_core?.signals_p));
   },
 };

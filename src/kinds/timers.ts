@@ -51,7 +51,8 @@ function dumpPosixTimers(task: DumpTask): posix_timer_entry[] {
       // CPU-time clocks have negative ids; the image field is a u32.
       it_id: t.id, clock_id: t.clockid >>> 0, si_signo: t.signal, it_sigev_notify: notify, sival_ptr: t.sigevValue,
       overrun, isec: isec!, insec: insec!, vsec: vsec!, vnsec: vnsec!,
-      ...(t.notifyTid !== undefined ? { notify_thread_id: t.notifyTid } : {}),
+      // /proc shows crest's view of the thread; the image keeps the task's.
+      ...(t.notifyTid !== undefined ? { notify_thread_id: task.vtids[task.threads.findIndex((th) => th.tid === t.notifyTid)] ?? t.notifyTid } : {}),
     };
   });
 }

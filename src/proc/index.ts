@@ -8,3 +8,4 @@ export { parseFdinfo, type Fdinfo } from "./fdinfo.js";
 export { classifyFdLink, type FdLink } from "./fdlink.js";
 export { parseTimers, type PosixTimerInfo } from "./timers.js";
 export { parseAuxv } from "./auxv.js";
+export { parseSysvipc, type SysvipcRow } from "./sysvipc.js";

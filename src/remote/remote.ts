@@ -60,6 +60,11 @@ export class Remote {
     return this.t.tid;
   }
 
+  /** The syscall instruction in use (a task forked from this one has it at the same address). */
+  get currentGadget(): Gadget {
+    return this.gadget;
+  }
+
   get scratch(): { addr: bigint; size: number } | null {
     return this.scratchAddr ? { addr: this.scratchAddr, size: this.scratchSize } : null;
   }
@@ -84,6 +89,18 @@ export class Remote {
       this.expect((s) => s.kind === "syscall", nr);
     }
     return Number(this.t.getRegs().getSigned("ax"));
+  }
+
+  /** Makes the task exit with `code` (exit_group) and waits until it has. */
+  exit(code: number): void {
+    const r = this.base.clone();
+    r.set("ip", this.gadget.addr);
+    r.set("ax", SYS.exit_group);
+    r.set("orig_ax", -1n);
+    r.set("di", code);
+    this.t.setRegs(r);
+    this.t.cont();
+    for (let s = this.t.wait(); s.kind !== "exited" && s.kind !== "killed"; s = this.t.wait()) this.t.cont();
   }
 
   /** Like syscall, but throws RemoteError naming `what` on failure. */

@@ -1,18 +1,24 @@
-// The restore pipeline: read and check the images, start a stub with each
-// task's PID, turn it into the task with the kinds (memory, files, signals,
-// ..., registers last), and let it go. If anything fails, every task created
-// so far is killed: nothing is left half-alive.
+// The restore pipeline: read and check the images, build the process tree
+// out of stubs with the dumped PIDs, sessions and groups, turn each stub into
+// its task with the kinds (memory, threads, files, signals, ..., registers
+// last), and let them all go. If anything fails, every task created so far
+// is killed: nothing is left half-alive.
 import { closeSync, existsSync, openSync, statSync, writeSync, constants as fsc } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import type { Logger } from "../log.js";
 import type { Options } from "../options.js";
-import { IMG, readImage, writeImage, imageExists, imagePath, ImageError } from "../images/index.js";
-import type { file_entry, inventory_entry, pstree_entry } from "../images/index.js";
-import { IMAGES_V1_1 } from "../images/index.js";
+import {
+  IMG, readImage, writeImage, imageExists, imagePath, ImageError, IMAGES_V1_1,
+  type core_entry, type file_entry, type inventory_entry, type pstree_entry,
+} from "../images/index.js";
 import { RESTORE_KINDS } from "../kinds/index.js";
+import { closeTransient } from "../kinds/files.js";
 import { newStats, type RestoreRun, type RestoreTask } from "../kinds/context.js";
+import { TASK_STATE } from "../kinds/task-state.js";
 import { pageCount, PE } from "../kinds/pages.js";
-import { startStub, pidHolder } from "./stub.js";
+import { restoreNamespaces } from "../kinds/namespaces.js";
+import { createTree, finishTree, planTree, type TreeNode } from "./tree.js";
+import { pidHolder } from "./stub.js";
 import { wait4 } from "../sys/syscalls.js";
 import { PAGE_SIZE, SIG } from "../sys/constants.js";
 import { Regs } from "../sys/structs.js";
@@ -20,7 +26,7 @@ import type { Remote } from "../remote/remote.js";
 import { faultPoint } from "../fault.js";
 
 export interface RestoreResult {
-  /** The restored root's PID. */
+  /** The restored root's PID (as crest sees it). */
   pid: number;
   /** Without --restore-detached: how the root ended (its exit code, or 128 + signal). */
   exitCode?: number;
@@ -31,31 +37,33 @@ export function workPath(opts: Options, p: string): string {
   return isAbsolute(p) ? p : join(opts.workDir ?? opts.imagesDir, p);
 }
 
-function loadTask(dir: string, entry: pstree_entry): RestoreTask {
-  const pid = entry.pid;
-  if (entry.threads.length !== 1 || entry.threads[0] !== pid) {
-    throw new Error(`process ${pid} had ${entry.threads.length} threads; crest restores single-threaded processes only so far`);
-  }
-  const core = entry.threads.map((tid) => {
+function readCores(dir: string, entry: pstree_entry): core_entry[] {
+  return entry.threads.map((tid) => {
     const c = readImage(dir, IMG.core, tid);
     if (c.length !== 1) throw new ImageError(imagePath(dir, IMG.core, tid), "invalid", `expected one entry, found ${c.length}`);
     return c[0]!;
   });
-  if (!core[0]!.tc) throw new ImageError(imagePath(dir, IMG.core, pid), "invalid", "the task's core has no task_core_entry");
-  const ids = readImage(dir, IMG.ids, pid)[0];
-  const mm = readImage(dir, IMG.mm, pid)[0];
-  const fs = readImage(dir, IMG.fs, pid)[0];
-  if (!ids || !mm || !fs) throw new ImageError(dir, "invalid", `ids, mm or fs image of process ${pid} is empty`);
-  const pagemap = readImage(dir, IMG.pagemap, pid);
+}
+
+/** Reads and checks everything a live task needs. */
+function loadTask(dir: string, entry: pstree_entry, core: core_entry[]): RestoreTask {
+  const vpid = entry.pid;
+  if (entry.threads[0] !== vpid) throw new ImageError(imagePath(dir, IMG.pstree), "invalid", `process ${vpid}'s first thread is ${entry.threads[0]}`);
+  const ids = readImage(dir, IMG.ids, vpid)[0];
+  const mm = readImage(dir, IMG.mm, vpid)[0];
+  const fs = readImage(dir, IMG.fs, vpid)[0];
+  if (!ids || !mm || !fs) throw new ImageError(dir, "invalid", `ids, mm or fs image of process ${vpid} is empty`);
+  const pagemap = readImage(dir, IMG.pagemap, vpid);
   const pagesPath = imagePath(dir, IMG.pages, pagemap.head.pages_id);
   const need = pagemap.entries.filter((e) => (e.flags ?? PE.PRESENT) & PE.PRESENT).reduce((n, e) => n + pageCount(e), 0) * PAGE_SIZE;
   if (!existsSync(pagesPath)) throw new ImageError(pagesPath, "missing", "");
   const have = statSync(pagesPath).size;
   if (have !== need) throw new ImageError(pagesPath, "truncated", `has ${have} bytes, the pagemap needs ${need}`);
   return {
-    pid, threads: [], remotes: [], core, ids, mm, fs,
+    pid: 0, vpid, vtids: entry.threads, sharesFiles: false, sharesFs: false,
+    threads: [], remotes: [], core, ids, mm, fs,
     pagemap: pagemap.entries, pagesId: pagemap.head.pages_id,
-    fdinfo: readImage(dir, IMG.fdinfo, ids.files_id),
+    fdinfo: imageExists(dir, IMG.fdinfo, ids.files_id) ? readImage(dir, IMG.fdinfo, ids.files_id) : [],
     final: [],
   };
 }
@@ -82,13 +90,20 @@ function release(task: RestoreTask): void {
   for (const t of task.threads) t.detach();
 }
 
-function kill(remotes: Remote[]): void {
-  for (const r of remotes) {
+/** Kills everything a failed restore made, and reaps what is crest's child. */
+function killAll(remotes: Remote[]): void {
+  for (const r of [...remotes].reverse()) {
     try {
       process.kill(r.pid, SIG.KILL);
-      wait4(r.pid, 0);
     } catch {
       // already gone
+    }
+  }
+  for (const r of remotes) {
+    try {
+      wait4(r.pid, 0);
+    } catch {
+      // not crest's child: its parent (also killed) is gone, init reaps it
     }
   }
 }
@@ -96,51 +111,90 @@ function kill(remotes: Remote[]): void {
 export function restore(opts: Options, log: Logger): RestoreResult {
   const dir = opts.imagesDir;
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ImageError(dir, "missing", "");
-  checkInventory(dir);
-  const tree = readImage(dir, IMG.pstree);
-  if (tree.length === 0) throw new ImageError(imagePath(dir, IMG.pstree), "invalid", "no tasks");
-  if (tree.length > 1) throw new Error(`the images hold ${tree.length} processes; crest restores single processes only so far`);
-  const root = tree[0]!;
+  const inventory = checkInventory(dir);
+  const entries = readImage(dir, IMG.pstree);
+  if (entries.length === 0) throw new ImageError(imagePath(dir, IMG.pstree), "invalid", "no tasks");
+  const root = entries[0]!;
   if (root.sid !== root.pid) {
     throw new Error(`process ${root.pid} was not a session leader (session ${root.sid}); restoring it needs --shell-job, which crest does not support yet`);
   }
   const files = new Map<number, file_entry>(readImage(dir, IMG.files).map((f) => [f.id, f]));
   const seccomp = imageExists(dir, IMG.seccomp) ? readImage(dir, IMG.seccomp)[0]?.seccomp_filters ?? [] : [];
-  const task = loadTask(dir, root);
-  const run: RestoreRun = { opts, log, dir, files, seccomp, stats: newStats() };
-  log.info(`Restoring process ${root.pid}`);
+  const run: RestoreRun = { opts, log, dir, files, seccomp, stats: newStats(), opened: new Map(), transient: [], cache: new Map(), shmem: new Map() };
 
-  const holder = pidHolder(root.pid);
-  if (holder) throw new Error(`PID ${root.pid} is taken by ${holder}: stop it first (a killed process's PID can stay taken until its parent reaps it)`);
+  const cores = new Map(entries.map((e) => [e.pid, readCores(dir, e)]));
+  const state = (e: pstree_entry) => cores.get(e.pid)![0]!.tc?.task_state ?? TASK_STATE.ALIVE;
+  for (const e of entries) {
+    const s = state(e);
+    if (s !== TASK_STATE.ALIVE && s !== TASK_STATE.ZOMBIE) throw new Error(`process ${e.pid} has task state ${s}, which crest cannot restore`);
+  }
+  const tasks = new Map<number, RestoreTask>();
+  for (const e of entries) if (state(e) === TASK_STATE.ALIVE) tasks.set(e.pid, loadTask(dir, e, cores.get(e.pid)!));
+  const parentOf = new Map(entries.map((e) => [e.pid, e.ppid]));
+  const shares = (e: pstree_entry) => {
+    const t = tasks.get(e.pid), p = tasks.get(parentOf.get(e.pid) ?? 0);
+    return { files: !!t && !!p && t.ids.files_id === p.ids.files_id, fs: !!t && !!p && t.ids.fs_id === p.ids.fs_id };
+  };
+  const nodes = planTree(entries, (e) => (state(e) === TASK_STATE.ZOMBIE ? "zombie" : "task"),
+    (e) => cores.get(e.pid)![0]!.tc?.exit_code ?? 0, shares);
+  const ns = restoreNamespaces(dir, inventory, tasks.get(root.pid)!);
+  if (!ns.flags.ownPidNs) {
+    for (const n of nodes) {
+      const holder = pidHolder(n.vpid);
+      if (holder) {
+        throw new Error(`PID ${n.vpid} is taken by ${holder}: stop it first (a killed process's PID can stay taken until its parent reaps it), or restore into a new PID namespace`);
+      }
+    }
+  }
+  log.info(`Restoring ${entries.length} process(es), root ${root.pid}`);
 
   const t0 = process.hrtime.bigint();
   const created: Remote[] = [];
+  const live: RestoreTask[] = [];
   let forkingUs = 0;
   try {
-    const r = startStub({ pid: root.pid, setsid: true });
-    created.push(r);
-    forkingUs = Number((process.hrtime.bigint() - t0) / 1000n);
-    task.threads = [r.t];
-    task.remotes = [r];
-    task.final = [{ regs: new Regs(), xstate: Buffer.alloc(0), sigmask: 0n, memoryWrites: [] }];
+    createTree(nodes, ns.flags, created, log);
     faultPoint("restore:forked");
-    for (const kind of RESTORE_KINDS) {
-      log.debug(`restoring ${kind.name} of ${task.pid}`);
-      kind.restore?.(task, run);
-      faultPoint(`restore:${kind.name}`);
+    ns.populate(nodes[0]!.pid);
+    finishTree(nodes);
+    forkingUs = Number((process.hrtime.bigint() - t0) / 1000n);
+    for (const n of nodes) {
+      if (n.role !== "task") continue;
+      const task = tasks.get(n.vpid)!;
+      bind(task, n);
+      live.push(task);
+      for (const kind of RESTORE_KINDS) {
+        log.debug(`restoring ${kind.name} of ${task.vpid}`);
+        kind.restore?.(task, run);
+        faultPoint(`restore:${kind.name}`);
+      }
     }
-    if (opts.pidfile) writePidfile(workPath(opts, opts.pidfile), root.pid);
+    closeTransient(run);
+    ns.finish(nodes[0]!.pid);
+    if (opts.pidfile) writePidfile(workPath(opts, opts.pidfile), nodes[0]!.pid);
     const restoreUs = Number((process.hrtime.bigint() - t0) / 1000n);
     writeStats(dir, forkingUs, restoreUs, run);
-    log.msg("Restore finished successfully. Resuming tasks.");
-    release(task);
+    log.info("Restore finished successfully. Resuming tasks.");
+    for (const t of live) release(t);
   } catch (e) {
-    kill(created);
+    killAll(created);
     throw e;
   }
-  if (opts.restoreDetached) return { pid: root.pid };
-  const st = wait4(root.pid, 0, `wait for restored process ${root.pid}`)!;
-  return { pid: root.pid, exitCode: st.exited ? st.code : 128 + st.code };
+  const rootPid = nodes[0]!.pid;
+  if (opts.restoreDetached) return { pid: rootPid };
+  const st = wait4(rootPid, 0, `wait for restored process ${rootPid}`)!;
+  return { pid: rootPid, exitCode: st.exited ? st.code : 128 + st.code };
+}
+
+/** Ties a task's images to the stub built for it. */
+function bind(task: RestoreTask, n: TreeNode): void {
+  const r = n.remote!;
+  task.pid = n.pid;
+  task.sharesFiles = n.sharesFiles;
+  task.sharesFs = n.sharesFs;
+  task.threads = [r.t];
+  task.remotes = [r];
+  task.final = [{ regs: new Regs(), xstate: Buffer.alloc(0), sigmask: 0n, memoryWrites: [] }];
 }
 
 function writeStats(dir: string, forkingUs: number, restoreUs: number, run: RestoreRun): void {
@@ -160,3 +214,4 @@ function writePidfile(path: string, pid: number): void {
   writeSync(fd, `${pid}`);
   closeSync(fd);
 }
+

@@ -106,3 +106,14 @@ export function packMmMap(m: MmMap): Buffer {
   b.writeInt32LE(m.exe_fd, 100);
   return b;
 }
+
+/** struct clone_args (clone3), up to set_tid_size (88 bytes). */
+export const CLONE_ARGS_SIZE = 88;
+export function packCloneArgs(a: { flags: number; exitSignal: number; setTid?: bigint; setTidSize?: number }): Buffer {
+  const b = Buffer.alloc(CLONE_ARGS_SIZE);
+  b.writeBigUInt64LE(BigInt(a.flags), 0);
+  b.writeBigUInt64LE(BigInt(a.exitSignal), 32);
+  b.writeBigUInt64LE(a.setTid ?? 0n, 64);
+  b.writeBigUInt64LE(BigInt(a.setTidSize ?? 0), 72);
+  return b;
+}

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { closeSync, cpSync, existsSync, readFileSync, rmSync, truncateSync, writeFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import {
-  alive, crest, dumpWorkload, finish, imagesDir, pipe, procState, restoreWorkload, startWorkload, stop, waitGone,
+  alive, crest, dumpWorkload, finish, imagesDir, procState, restoreWorkload, socketpair, startWorkload, stop, waitGone,
 } from "./harness.js";
 import { Tracee } from "../../src/remote/tracee.js";
 
@@ -41,20 +41,20 @@ test("dumping a process another tracer holds: refused, process untouched", () =>
 });
 
 test("dumping a process that holds something unsupported: refused by name, process untouched", () => {
-  const [rd, wr] = pipe();
-  const w = startWorkload("loop", [], { stdout: wr });
-  closeSync(wr);
+  const [mine, theirs] = socketpair();
+  const w = startWorkload("loop", [], { stdout: theirs });
+  closeSync(theirs);
   try {
     const before = maps(w.pid);
     const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, new RegExp(`fd 1 of process ${w.pid} is a pipe \\(pipe:\\[\\d+\\]\\); crest does not support it yet`));
+    assert.match(r.stderr, new RegExp(`fd 1 of process ${w.pid} is a socket \\(socket:\\[\\d+\\]\\); crest does not support it yet`));
     assert.match(readFileSync(join(imagesDir(w), "dump.log"), "utf8"), /Dumping FAILED/);
     assert.equal(maps(w.pid), before, "no mapping left behind");
     assert.deepEqual(procState(w.pid).tracer, 0);
     assert.equal(finish(w), "PASS");
   } finally {
-    closeSync(rd);
+    closeSync(mine);
     stop(w);
   }
 });

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { native, projectRoot } from "../../src/sys/native.js";
 import { SYS, PR, WNOHANG } from "../../src/sys/constants.js";
 import { wait4, sleepMs } from "../../src/sys/syscalls.js";
+import { IMG, readImage } from "../../src/images/index.js";
 
 export const CREST = join(projectRoot, "bin", "crest");
 export const WORKLOADS = join(projectRoot, "build", "workloads");
@@ -90,6 +91,13 @@ function reapIfDead(w: Workload): boolean {
   return wait4(w.pid, WNOHANG) !== null;
 }
 
+/** A connected pair of unix stream sockets made by this process. */
+export function socketpair(): [number, number] {
+  const fds = new Int32Array(2);
+  if (native.syscall(SYS.socketpair, 1 /* AF_UNIX */, 1 /* SOCK_STREAM */, 0, fds) < 0) throw new Error("socketpair failed");
+  return [fds[0]!, fds[1]!];
+}
+
 /** A pipe made by this process: [read end, write end]. */
 export function pipe(): [number, number] {
   const fds = new Int32Array(2);
@@ -128,7 +136,13 @@ export function imagesDir(w: Workload, name = "imgs"): string {
 export function dumpWorkload(w: Workload, extra: string[] = []): Run {
   const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log", "-v4", ...extra]);
   if (r.code !== 0) throw new Error(`crest dump of ${w.name} failed (${r.code}): ${r.stderr}\n${dumpLog(w)}`);
-  if (!extra.includes("-R") && !extra.includes("-s")) waitGone(w.pid);
+  if (!extra.includes("-R") && !extra.includes("-s")) {
+    waitGone(w.pid);
+    // The rest of a tree comes back to this subreaper when its root dies: reap it too.
+    // (A tree in its own PID namespace names other PIDs; the kernel reaps those with its init.)
+    const pids = readImage(imagesDir(w), IMG.pstree).map((e) => e.pid);
+    if (pids[0] === w.pid) pids.forEach(waitGone);
+  }
   return r;
 }
 

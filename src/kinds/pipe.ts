@@ -1,0 +1,142 @@
+// Pipes: each end is an open file description (pipe_entry: flags, owner);
+// both ends share pipe_id (the pipe's inode). The data in flight and the
+// pipe's size go to pipes-data.img. Dump reads the data without taking it:
+// crest opens a new read end through /proc/PID/fd/N (a pipe opens like a
+// FIFO there) and tee()s the contents into a pipe of its own. Restore makes
+// the pipe with pipe2 in the first task that needs either end, writes the
+// data back through /proc, and hands the other end to whichever task needs
+// it (the fd table passes it on with pidfd_getfd).
+import { closeSync, openSync, readSync, writeSync, constants as fsc } from "node:fs";
+import type { FileKind } from "./file-kind.js";
+import type { DumpRun, RestoreRun, RestoreTask } from "./context.js";
+import { IMG, readImage, writeImage, fd_types, type file_entry, type PipeDataInput, type pipe_data_entry } from "../images/index.js";
+import { F, O, SYS } from "../sys/constants.js";
+import { check } from "../sys/errno.js";
+import { native } from "../sys/native.js";
+import type { Remote } from "../remote/remote.js";
+
+const SPLICE_F_NONBLOCK = 2;
+const FIONREAD = 0x541b;
+
+/** Copies the data queued in a pipe without consuming it. */
+export function peekPipe(via: string, what: string): { data: Buffer; size: number } {
+  const rd = openSync(via, fsc.O_RDONLY | fsc.O_NONBLOCK);
+  const fds = new Int32Array(2);
+  try {
+    const size = check(native.syscall(SYS.fcntl, rd, F.GETPIPE_SZ), `read the size of ${what}`);
+    const n = new Int32Array(1);
+    check(native.syscall(SYS.ioctl, rd, FIONREAD, n), `count the data in ${what}`);
+    const data = Buffer.alloc(n[0]!);
+    if (!data.length) return { data, size };
+    check(native.syscall(SYS.pipe2, fds, O.CLOEXEC), "make a pipe");
+    check(native.syscall(SYS.fcntl, fds[1], F.SETPIPE_SZ, Math.max(size, data.length)), "size crest's pipe");
+    const got = check(native.syscall(SYS.tee, rd, fds[1], data.length, SPLICE_F_NONBLOCK), `copy the data in ${what}`);
+    if (got !== data.length) throw new Error(`copied ${got} of ${data.length} bytes queued in ${what}`);
+    for (let off = 0; off < got;) off += readSync(fds[0]!, data, off, got - off, null);
+    return { data, size };
+  } finally {
+    closeSync(rd);
+    if (fds[0]) closeSync(fds[0]);
+    if (fds[1]) closeSync(fds[1]);
+  }
+}
+
+const isRead = (flags: number): boolean => (flags & O.ACCMODE) === O.RDONLY;
+
+interface PipeState {
+  data: Map<number, pipe_data_entry & { payload: Buffer }>;
+}
+
+function state(run: RestoreRun): PipeState {
+  let s = run.cache.get("pipe") as PipeState | undefined;
+  if (!s) {
+    const items = readImage(run.dir, IMG.pipesData);
+    s = { data: new Map(items.map((d) => [d.entry.pipe_id, { ...d.entry, payload: d.data }])) };
+    run.cache.set("pipe", s);
+  }
+  return s;
+}
+
+function setFlags(r: Remote, fd: number, flags: number, what: string): void {
+  const status = flags & (O.NONBLOCK | O.DIRECT | O.ASYNC);
+  if (status) r.call(`set the flags of ${what}`, SYS.fcntl, fd, F.SETFL, status);
+}
+
+/** Creates pipe `pipeId` in the task; returns the fd for `entry`'s end and registers every other end. */
+function makePipe(r: Remote, task: RestoreTask, run: RestoreRun, entry: file_entry, park: (fd: number) => number): number {
+  const pipeId = entry.pipe!.pipe_id;
+  const what = `pipe ${pipeId} in task ${task.vpid}`;
+  r.resetScratch();
+  const fdsAddr = r.alloc(8);
+  r.call(`create ${what}`, SYS.pipe2, fdsAddr, 0);
+  const fds = r.read(fdsAddr, 8);
+  const ends = { read: fds.readInt32LE(0), write: fds.readInt32LE(4) };
+  const d = state(run).data.get(pipeId);
+  if (d?.size) r.call(`set the size of ${what} to ${d.size}`, SYS.fcntl, ends.write, F.SETPIPE_SZ, d.size);
+  if (d && d.payload.length) {
+    // crest writes the data in flight through a write end of its own.
+    const w = openSync(`/proc/${task.pid}/fd/${ends.write}`, fsc.O_WRONLY | fsc.O_NONBLOCK);
+    try {
+      for (let off = 0; off < d.payload.length;) off += writeSync(w, d.payload, off, d.payload.length - off);
+    } finally {
+      closeSync(w);
+    }
+  }
+  // Every description of this pipe: the first of each end gets the pipe2 fd,
+  // further ones (a pipe reopened through /proc) a reopen of it.
+  const used = { read: false, write: false };
+  let mine = -1;
+  const all = [...run.files.values()].filter((f) => f.type === fd_types.PIPE && f.pipe?.pipe_id === pipeId);
+  for (const f of all) {
+    const end = isRead(f.pipe!.flags) ? "read" : "write";
+    let fd = ends[end];
+    if (used[end]) {
+      r.resetScratch();
+      fd = r.call(`reopen ${what}`, SYS.openat, -100, r.putString(`/proc/self/fd/${ends[end]}`), (f.pipe!.flags & ~O.NONBLOCK) | O.NONBLOCK, 0);
+    }
+    used[end] = true;
+    setFlags(r, fd, f.pipe!.flags, `${what} (${end} end)`);
+    if (f.id === entry.id) mine = fd;
+    else {
+      const kept = park(fd);
+      run.opened.set(f.id, { vpid: task.vpid, fd: kept });
+      run.transient.push({ task, fd: kept });
+    }
+  }
+  for (const end of ["read", "write"] as const) {
+    if (!used[end]) r.call(`close the unused ${end} end of ${what}`, SYS.close, ends[end]);
+  }
+  if (mine < 0) throw new Error(`files.img: pipe description ${entry.id} not found among pipe ${pipeId}'s`);
+  return mine;
+}
+
+export const pipeKind: FileKind = {
+  name: "pipe",
+  type: fd_types.PIPE,
+  claims: (f) => f.link.kind === "pipe",
+  dump(f, run) {
+    const pipeId = f.st.ino;
+    const id = run.nextId("file");
+    run.files.push({ type: fd_types.PIPE, id, pipe: { id, pipe_id: pipeId, flags: f.info.flags & ~O.CLOEXEC, fown: f.fown } });
+    const key = `pipe:${pipeId}`;
+    if (!run.objects.has(key)) {
+      run.objects.set(key, true);
+      const { data, size } = peekPipe(f.via, `the pipe of ${f.what}`);
+      pipeData(run).push({ entry: { pipe_id: pipeId, bytes: data.length, size }, data });
+    }
+    return id;
+  },
+  open: makePipe,
+};
+
+/** pipes-data.img entries, written with the other images. */
+function pipeData(run: DumpRun): PipeDataInput[] {
+  let items = run.objects.get("pipes-data") as PipeDataInput[] | undefined;
+  if (!items) {
+    const list: PipeDataInput[] = [];
+    run.objects.set("pipes-data", list);
+    run.deferred.push(() => writeImage(run.dir, IMG.pipesData, undefined, list));
+    items = list;
+  }
+  return items;
+}
