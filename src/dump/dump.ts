@@ -207,8 +207,9 @@ function release(opts: Options, tree: FrozenTree): void {
   if (opts.leaveRunning) return thawTree(tree);
   if (opts.leaveStopped) return thawTree(tree, SIG.STOP);
   for (const t of tree.tasks) if (!t.zombie) process.kill(t.pid, SIG.KILL);
-  // Wait until each thread is gone, so the PIDs are dead when crest returns.
-  for (const t of tree.tasks) for (const th of t.threads) waitGone(th.tid);
+  // Wait until each thread is gone, so the PIDs are dead when crest returns;
+  // a leader's exit is reported only after its other threads', so it goes last.
+  for (const t of tree.tasks) for (const th of [...t.threads].reverse()) waitGone(th.tid);
 }
 
 function waitGone(tid: number): void {

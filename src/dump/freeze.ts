@@ -4,6 +4,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { Tracee, TraceError } from "../remote/tracee.js";
 import { PTRACE_O } from "../sys/constants.js";
+import { ESRCH } from "../sys/errno.js";
 import type { Logger } from "../log.js";
 
 export interface FrozenTask {
@@ -51,17 +52,31 @@ function freezeTask(pid: number, ppid: number, log: Logger, seized: Tracee[]): F
     }
     const fresh = tids.filter((t) => !byTid.has(t));
     if (fresh.length === 0) break;
+    // Seize all, then interrupt all, then wait: the threads stop together
+    // instead of one scheduling round each.
+    const batch: Tracee[] = [];
     for (const tid of fresh) {
-      const t = Tracee.seize(tid, DUMP_SEIZE_OPTIONS);
+      let t: Tracee;
+      try {
+        t = Tracee.seize(tid, DUMP_SEIZE_OPTIONS);
+      } catch (e) {
+        // A thread that exited since the listing is simply not there any more.
+        if (tid !== pid && e instanceof TraceError && e.errno === ESRCH) continue;
+        throw e;
+      }
       seized.push(t);
       byTid.set(tid, t);
-      const s = t.interrupt();
+      batch.push(t);
+    }
+    for (const t of batch) t.requestInterrupt();
+    for (const t of batch) {
+      const s = t.wait();
       if (s.kind === "group") {
         throw new TraceError(`process ${pid} is stopped by signal ${s.sig}; crest does not dump stopped processes yet: resume it with kill -CONT ${pid}`);
       }
-      if (s.kind !== "event") throw new TraceError(`thread ${tid} of process ${pid} did not stop as expected: ${JSON.stringify(s)}`);
-      log.debug(`seized thread ${tid} of ${pid}`);
+      if (s.kind !== "event") throw new TraceError(`thread ${t.tid} of process ${pid} did not stop as expected: ${JSON.stringify(s)}`);
     }
+    log.debug(`seized ${batch.length} thread(s) of ${pid}`);
   }
   const threads = [...byTid.values()].sort((a, b) => (a.tid === pid ? -1 : b.tid === pid ? 1 : a.tid - b.tid));
   const children = [...new Set(threads.flatMap((t) => readChildren(pid, t.tid)))].sort((a, b) => a - b);

@@ -78,8 +78,13 @@ export class Tracee {
 
   /** PTRACE_INTERRUPT and wait until it takes effect. */
   interrupt(): Stop {
-    check(ptrace(PTRACE.INTERRUPT, this.tid), `interrupt thread ${this.tid}`);
+    this.requestInterrupt();
     return this.wait();
+  }
+
+  /** PTRACE_INTERRUPT without waiting (to stop many threads at once). */
+  requestInterrupt(): void {
+    check(ptrace(PTRACE.INTERRUPT, this.tid), `interrupt thread ${this.tid}`);
   }
 
   cont(sig = 0): void {
