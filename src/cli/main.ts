@@ -7,10 +7,12 @@ import type { Command } from "../options.js";
 import { dump } from "../dump/dump.js";
 import { restore, workPath } from "../restore/restore.js";
 import { projectRoot } from "../sys/native.js";
+import { parseRun, run, RUN_USAGE } from "./run.js";
 
 const USAGE = `Usage:
   crest dump|pre-dump -t PID [<options>]
   crest restore [<options>]
+  crest run [--ns pid,ipc,uts] [--log FILE] -- CMD [ARGS...]
   crest check [--feature FEAT]
   crest page-server
   crest service [<options>]
@@ -20,6 +22,7 @@ const USAGE = `Usage:
 Commands:
   dump           checkpoint a process/tree identified by pid
   restore        restore a process/tree
+  run            start CMD as the root of a tree ready to checkpoint (own PID/IPC namespaces, own session)
   (pre-dump, check, service, swrk, page-server, lazy-pages, dedup, cpuinfo: not implemented yet)
 
 Dump/Restore options:
@@ -34,12 +37,28 @@ Dump/Restore options:
   --pidfile FILE        write the root task's PID to FILE after restore
 `;
 
+/** crest run: not a criu command, so it has its own small command line. */
+function runMain(args: string[]): number {
+  if (args.includes("--help") || args.includes("-h")) {
+    process.stdout.write(RUN_USAGE);
+    return 0;
+  }
+  try {
+    process.stdout.write(`${run(parseRun(args))}\n`);
+    return 0;
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n${e instanceof UsageError ? RUN_USAGE : ""}`);
+    return 1;
+  }
+}
+
 function version(): string {
   const pkg = JSON.parse(readFileSync(`${projectRoot}package.json`, "utf8")) as { version: string };
   return `crest ${pkg.version} (CRIU-compatible checkpoint/restore, images v1.1)`;
 }
 
 export function main(argv: string[]): number {
+  if (argv[0] === "run") return runMain(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs(argv);

@@ -207,9 +207,10 @@ function release(opts: Options, tree: FrozenTree): void {
   if (opts.leaveRunning) return thawTree(tree);
   if (opts.leaveStopped) return thawTree(tree, SIG.STOP);
   for (const t of tree.tasks) if (!t.zombie) process.kill(t.pid, SIG.KILL);
-  // Wait until each thread is gone, so the PIDs are dead when crest returns;
-  // a leader's exit is reported only after its other threads', so it goes last.
-  for (const t of tree.tasks) for (const th of [...t.threads].reverse()) waitGone(th.tid);
+  // Wait until each thread is gone, so the PIDs are dead when crest returns.
+  // Children first and leaders last: a leader's exit is reported only after
+  // its other threads', and a namespace's init waits for everything in it.
+  for (const t of [...tree.tasks].reverse()) for (const th of [...t.threads].reverse()) waitGone(th.tid);
 }
 
 function waitGone(tid: number): void {

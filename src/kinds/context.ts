@@ -107,6 +107,10 @@ export interface RestoreRun {
   transient: Array<{ task: RestoreTask; fd: number }>;
   /** Whole-run images a kind has read (pipe data, ...), by kind. */
   cache: Map<string, unknown>;
+  /** Last steps once every task's kinds have run (memfd seals), before the tasks are let go. */
+  finishing: Array<() => void>;
+  /** What crest itself holds during the restore (a FIFO kept open so opens do not block), undone at the end. */
+  cleanup: Array<() => void>;
   /** Shared memory objects already created, by shmid: the task (real pid) and mapping that has one. */
   shmem: Map<bigint, { pid: number; start: bigint; end: bigint }>;
 }

@@ -14,11 +14,12 @@ import { F, FD_CLOEXEC, KCMP, O, SYS } from "../sys/constants.js";
 import { sys } from "../sys/syscalls.js";
 import { parseFdinfo, classifyFdLink } from "../proc/index.js";
 import { regFileKind } from "./regfile.js";
-import { pipeKind } from "./pipe.js";
+import { fifoKind, pipeKind } from "./pipe.js";
+import { memfdKind } from "./memfd.js";
 import type { Remote } from "../remote/remote.js";
 
 /** The kinds of open files crest knows, tried in order. */
-const FILE_KINDS: readonly FileKind[] = [pipeKind, regFileKind];
+const FILE_KINDS: readonly FileKind[] = [pipeKind, fifoKind, memfdKind, regFileKind];
 
 /** The owner of a file's async I/O signals (F_GETOWN_EX, F_GETSIG), asked inside the task. */
 function fileOwner(r: Remote, fd: number, uid: number, euid: number): fown_entry {
@@ -75,6 +76,20 @@ function dumpFds(task: DumpTask, run: DumpRun): fdinfo_entry[] {
   return out;
 }
 
+/**
+ * Moves an fd of the task above every fd number its table will have, so
+ * placing those fds never closes it (fds kept to pass things to other tasks).
+ */
+export function parker(task: RestoreTask): (fd: number) => number {
+  const r = task.remotes[0]!;
+  const above = Math.max(2, ...task.fdinfo.map((e) => e.fd)) + 1;
+  return (fd) => {
+    const moved = r.call(`move fd ${fd} of task ${task.vpid} out of the way`, SYS.fcntl, fd, F.DUPFD_CLOEXEC, above);
+    r.call(`close fd ${fd} of task ${task.vpid}`, SYS.close, fd);
+    return moved;
+  };
+}
+
 /** What restoring one fd table needs along the way. */
 interface FdTableWork {
   task: RestoreTask;
@@ -109,15 +124,7 @@ function restoreFds(task: RestoreTask, run: RestoreRun): void {
   const r = task.remotes[0]!;
   const byId = new Map<number, fdinfo_entry[]>();
   for (const e of task.fdinfo) byId.set(e.id, [...(byId.get(e.id) ?? []), e]);
-  const above = Math.max(2, ...task.fdinfo.map((e) => e.fd)) + 1;
-  const w: FdTableWork = {
-    task, r, pidfds: new Map(),
-    park: (fd) => {
-      const moved = r.call(`move fd ${fd} of task ${task.vpid} out of the way`, SYS.fcntl, fd, F.DUPFD_CLOEXEC, above);
-      r.call(`close fd ${fd} of task ${task.vpid}`, SYS.close, fd);
-      return moved;
-    },
-  };
+  const w: FdTableWork = { task, r, pidfds: new Map(), park: parker(task) };
   for (const [id, entries] of byId) {
     const entry = run.files.get(id);
     if (!entry) throw new Error(`fdinfo of task ${task.vpid}: file ${id} is not in files.img`);
@@ -130,14 +137,14 @@ function restoreFds(task: RestoreTask, run: RestoreRun): void {
     if (!run.opened.has(id) || run.transient.some((t) => t.task === task && t.fd === run.opened.get(id)!.fd)) {
       run.opened.set(id, { vpid: task.vpid, fd: entries[0]!.fd });
     }
-    setOwner(r, task, entry, entries[0]!.fd);
+    setOwner(r, task, run, entry, entries[0]!.fd);
   }
   for (const fd of w.pidfds.values()) r.call(`close a pidfd in task ${task.vpid}`, SYS.close, fd);
 }
 
 /** F_SETOWN_EX / F_SETSIG as the description had them. */
-function setOwner(r: Remote, task: RestoreTask, entry: file_entry, fd: number): void {
-  const own = entry.reg?.fown ?? entry.pipe?.fown;
+function setOwner(r: Remote, task: RestoreTask, run: RestoreRun, entry: file_entry, fd: number): void {
+  const own = entry.reg?.fown ?? entry.pipe?.fown ?? entry.memfd?.fown ?? (entry.fifo?.regf_id !== undefined ? run.files.get(entry.fifo.regf_id)?.reg?.fown : undefined);
   if (!own || (!own.pid && !own.signum)) return;
   if (own.pid) {
     r.resetScratch();

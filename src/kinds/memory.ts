@@ -18,6 +18,8 @@ import { PagemapScanner } from "../sys/pagemap.js";
 import { parseAuxv, parseMaps, parseStat, vmFlagsToMadvise, type SmapsEntry, type MapEntry } from "../proc/index.js";
 import { checkReopenable, dumpRegFile, openRegFile, regFile } from "./regfile.js";
 import { PagesWriter, fillFromPages, pageCount } from "./pages.js";
+import { dumpMemfd, isMemfdPath, openMemfd } from "./memfd.js";
+import { parker } from "./files.js";
 import type { Remote } from "../remote/remote.js";
 
 /** vma_entry.status bits (CRIU's VMA_*). */
@@ -60,6 +62,14 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
   }
   if (m.vmFlags.includes("ss")) throw new UnsupportedError(`${where} is a shadow stack; crest does not support CET shadow stacks yet`);
   if (m.vmFlags.includes("io") || m.vmFlags.includes("pf")) throw new UnsupportedError(`${where} maps device memory; crest cannot dump it`);
+  // SysV shared memory: its inode is the segment id, which may be 0.
+  if (m.shared && m.path.startsWith("/SYSV")) {
+    // Its contents go with the IPC namespace (ipcns-shm); only the attachment is the task's.
+    if (readlinkSync(`/proc/${task.pid}/ns/ipc`) === readlinkSync("/proc/self/ns/ipc")) {
+      throw new UnsupportedError(`${where} is SysV shared memory of crest's own IPC namespace; crest dumps SysV IPC only of trees with their own (start them with crest run)`);
+    }
+    return { ...special(VMA.REGULAR | VMA.ANON_SHARED | VMA.SYSVIPC), shmid: BigInt(m.inode) };
+  }
   if (m.inode === 0) {
     if (m.path.startsWith("[") && !m.path.startsWith("[stack") && !m.path.startsWith("[anon:")) {
       throw new UnsupportedError(`${where} is the kernel mapping ${m.path}; crest does not support it`);
@@ -71,15 +81,12 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
   if (m.shared && (m.path === "/dev/zero" || m.path.startsWith("[anon_shmem:")) ) {
     return { ...special(VMA.REGULAR | VMA.ANON_SHARED), shmid: BigInt(m.inode) };
   }
-  if (m.path.startsWith("/SYSV")) {
-    // Its contents go with the IPC namespace (ipcns-shm); only the attachment is the task's.
-    if (readlinkSync(`/proc/${task.pid}/ns/ipc`) === readlinkSync("/proc/self/ns/ipc")) {
-      throw new UnsupportedError(`${where} is SysV shared memory of crest's own IPC namespace; crest dumps SysV IPC only of trees with their own (start them with crest run)`);
-    }
-    return { ...special(VMA.REGULAR | VMA.ANON_SHARED | VMA.SYSVIPC), shmid: BigInt(m.inode) };
-  }
-  if (m.path.startsWith("/memfd:")) throw new UnsupportedError(`${where} is a memfd; crest does not support it yet`);
   const via = `/proc/${task.pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
+  if (m.deleted && isMemfdPath(m.path)) {
+    const flags = m.shared && m.prot.write ? O.RDWR : O.RDONLY;
+    const id = dumpMemfd(run, { via, path: m.path, pid: task.pid, flags, pos: 0n, fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 } });
+    return { ...base, shmid: BigInt(id), fdflags: flags, status: VMA.REGULAR | VMA.MEMFD };
+  }
   const path = m.deleted ? `${m.path} (deleted)` : m.path;
   const st = checkReopenable(path, via, where);
   if (!st.isFile()) throw new UnsupportedError(`${where} maps ${m.path}, which is not a regular file`);
@@ -122,7 +129,8 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
   try {
     vmas.forEach((v, i) => {
       const m = task.vmas[i]!;
-      if (isSpecial(v) || is(v, VMA.FILE_SHARED)) return; // shared file mappings live in their file
+      // Shared file and memfd mappings live in their file.
+      if (isSpecial(v) || is(v, VMA.FILE_SHARED) || (is(v, VMA.MEMFD) && v.flags & MAP.SHARED)) return;
       if (is(v, VMA.SYSVIPC)) return;
       if (is(v, VMA.ANON_SHARED)) return dumpShmem(task, run, v, m);
       run.stats.pagesScanned += (m.end - m.start) / PAGE_SIZE;
@@ -258,6 +266,12 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>): void
         addr = r.call(what, SYS.mmap, v.start, len, prot, MAP.SHARED | MAP.FIXED | extra, fd, v.pgoff);
         r.call(`close a temporary fd of task ${task.vpid}`, SYS.close, fd);
       }
+    } else if (is(v, VMA.MEMFD)) {
+      const m = run.files.get(Number(v.shmid))?.memfd;
+      if (!m) throw new Error(`mm-${task.vpid}.img: mapping 0x${v.start.toString(16)} names memfd file ${v.shmid}, not in files.img`);
+      const fd = openMemfd(r, task, run, m.inode_id, v.fdflags ?? m.flags, parker(task));
+      addr = r.call(what, SYS.mmap, v.start, len, prot, (v.flags & (MAP.SHARED | MAP.PRIVATE)) | MAP.FIXED | extra, fd, v.pgoff);
+      r.call(`close a temporary fd of task ${task.vpid}`, SYS.close, fd);
     } else if (is(v, VMA.FILE_PRIVATE) || is(v, VMA.FILE_SHARED)) {
       const reg: reg_file_entry = regFile(run, Number(v.shmid));
       const flags = v.fdflags ?? reg.flags;

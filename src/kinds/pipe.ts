@@ -1,15 +1,21 @@
-// Pipes: each end is an open file description (pipe_entry: flags, owner);
+// Pipes and FIFOs. A pipe's ends are open file descriptions (pipe_entry:
+// flags, owner);
 // both ends share pipe_id (the pipe's inode). The data in flight and the
 // pipe's size go to pipes-data.img. Dump reads the data without taking it:
 // crest opens a new read end through /proc/PID/fd/N (a pipe opens like a
 // FIFO there) and tee()s the contents into a pipe of its own. Restore makes
 // the pipe with pipe2 in the first task that needs either end, writes the
 // data back through /proc, and hands the other end to whichever task needs
-// it (the fd table passes it on with pidfd_getfd).
+// it (the fd table passes it on with pidfd_getfd). A FIFO is a path
+// (fifo_entry points at a reg_file_entry with its flags) with its data in
+// fifo-data.img; crest keeps it open for reading and writing during the
+// restore, so the tasks' opens never block, and writes the data through it.
 import { closeSync, openSync, readSync, writeSync, constants as fsc } from "node:fs";
 import type { FileKind } from "./file-kind.js";
 import type { DumpRun, RestoreRun, RestoreTask } from "./context.js";
-import { IMG, readImage, writeImage, fd_types, type file_entry, type PipeDataInput, type pipe_data_entry } from "../images/index.js";
+import { IMG, imageExists, readImage, writeImage, fd_types, type file_entry, type PipeDataInput, type pipe_data_entry } from "../images/index.js";
+import { UnsupportedError } from "./context.js";
+import { dumpRegFile, openRegFile, regOf } from "./regfile.js";
 import { F, O, SYS } from "../sys/constants.js";
 import { check } from "../sys/errno.js";
 import { native } from "../sys/native.js";
@@ -43,18 +49,23 @@ export function peekPipe(via: string, what: string): { data: Buffer; size: numbe
 
 const isRead = (flags: number): boolean => (flags & O.ACCMODE) === O.RDONLY;
 
-interface PipeState {
-  data: Map<number, pipe_data_entry & { payload: Buffer }>;
-}
+type DataImage = typeof IMG.pipesData | typeof IMG.fifoData;
+type QueuedData = Map<number, pipe_data_entry & { payload: Buffer }>;
 
-function state(run: RestoreRun): PipeState {
-  let s = run.cache.get("pipe") as PipeState | undefined;
+/** The data queued in each pipe (or FIFO), by pipe_id, read once per restore. */
+function queued(run: RestoreRun, image: DataImage): QueuedData {
+  let s = run.cache.get(image.name) as QueuedData | undefined;
   if (!s) {
-    const items = readImage(run.dir, IMG.pipesData);
-    s = { data: new Map(items.map((d) => [d.entry.pipe_id, { ...d.entry, payload: d.data }])) };
-    run.cache.set("pipe", s);
+    const items = imageExists(run.dir, image) ? readImage(run.dir, image) : [];
+    s = new Map(items.map((d) => [d.entry.pipe_id, { ...d.entry, payload: d.data }]));
+    run.cache.set(image.name, s);
   }
   return s;
+}
+
+/** Writes data into a pipe or FIFO through an fd crest holds. */
+function writeAll(fd: number, data: Buffer): void {
+  for (let off = 0; off < data.length;) off += writeSync(fd, data, off, data.length - off);
 }
 
 function setFlags(r: Remote, fd: number, flags: number, what: string): void {
@@ -71,13 +82,13 @@ function makePipe(r: Remote, task: RestoreTask, run: RestoreRun, entry: file_ent
   r.call(`create ${what}`, SYS.pipe2, fdsAddr, 0);
   const fds = r.read(fdsAddr, 8);
   const ends = { read: fds.readInt32LE(0), write: fds.readInt32LE(4) };
-  const d = state(run).data.get(pipeId);
+  const d = queued(run, IMG.pipesData).get(pipeId);
   if (d?.size) r.call(`set the size of ${what} to ${d.size}`, SYS.fcntl, ends.write, F.SETPIPE_SZ, d.size);
   if (d && d.payload.length) {
     // crest writes the data in flight through a write end of its own.
     const w = openSync(`/proc/${task.pid}/fd/${ends.write}`, fsc.O_WRONLY | fsc.O_NONBLOCK);
     try {
-      for (let off = 0; off < d.payload.length;) off += writeSync(w, d.payload, off, d.payload.length - off);
+      writeAll(w, d.payload);
     } finally {
       closeSync(w);
     }
@@ -118,25 +129,63 @@ export const pipeKind: FileKind = {
     const pipeId = f.st.ino;
     const id = run.nextId("file");
     run.files.push({ type: fd_types.PIPE, id, pipe: { id, pipe_id: pipeId, flags: f.info.flags & ~O.CLOEXEC, fown: f.fown } });
-    const key = `pipe:${pipeId}`;
-    if (!run.objects.has(key)) {
-      run.objects.set(key, true);
-      const { data, size } = peekPipe(f.via, `the pipe of ${f.what}`);
-      pipeData(run).push({ entry: { pipe_id: pipeId, bytes: data.length, size }, data });
-    }
+    dumpData(run, IMG.pipesData, pipeId, f.via, `the pipe of ${f.what}`);
     return id;
   },
   open: makePipe,
 };
 
-/** pipes-data.img entries, written with the other images. */
-function pipeData(run: DumpRun): PipeDataInput[] {
-  let items = run.objects.get("pipes-data") as PipeDataInput[] | undefined;
-  if (!items) {
-    const list: PipeDataInput[] = [];
-    run.objects.set("pipes-data", list);
-    run.deferred.push(() => writeImage(run.dir, IMG.pipesData, undefined, list));
-    items = list;
+/** Records the data queued in a pipe or FIFO, once per pipe. */
+function dumpData(run: DumpRun, image: DataImage, pipeId: number, via: string, what: string): void {
+  const key = `${image.name}:${pipeId}`;
+  if (run.objects.has(key)) return;
+  run.objects.set(key, true);
+  const { data, size } = peekPipe(via, what);
+  let list = run.objects.get(image.name) as PipeDataInput[] | undefined;
+  if (!list) {
+    const items: PipeDataInput[] = [];
+    run.objects.set(image.name, items);
+    run.deferred.push(() => writeImage(run.dir, image, undefined, items));
+    list = items;
   }
-  return items;
+  list.push({ entry: { pipe_id: pipeId, bytes: data.length, size }, data });
 }
+
+/** FIFOs held open by crest during a restore, by pipe_id. */
+function heldFifo(run: RestoreRun, pipeId: number, path: string): number {
+  const key = `fifo:${pipeId}`;
+  let fd = run.cache.get(key) as number | undefined;
+  if (fd === undefined) {
+    const held = openSync(path, fsc.O_RDWR | fsc.O_NONBLOCK);
+    fd = held;
+    run.cache.set(key, fd);
+    run.cleanup.push(() => closeSync(held));
+    const d = queued(run, IMG.fifoData).get(pipeId);
+    if (d?.size) check(native.syscall(SYS.fcntl, fd, F.SETPIPE_SZ, d.size), `set the size of FIFO ${path}`);
+    if (d?.payload.length) writeAll(fd, d.payload);
+  }
+  return fd;
+}
+
+export const fifoKind: FileKind = {
+  name: "FIFO",
+  type: fd_types.FIFO,
+  claims: (f) => f.link.kind === "path" && f.st.isFIFO(),
+  dump(f, run) {
+    if (f.link.kind === "path" && f.link.deleted) throw new UnsupportedError(`${f.what} is the deleted FIFO ${f.link.path}; crest cannot restore it`);
+    const regfId = dumpRegFile(run, { path: f.text, flags: f.info.flags, pos: 0n, mntId: f.info.mntId, fown: f.fown }, f.st);
+    const id = run.nextId("file");
+    run.files.push({ type: fd_types.FIFO, id, fifo: { id, pipe_id: f.st.ino, regf_id: regfId } });
+    dumpData(run, IMG.fifoData, f.st.ino, f.via, `the FIFO of ${f.what}`);
+    return id;
+  },
+  open(r, task, run, entry) {
+    const fifo = entry.fifo!;
+    const reg = regOf(run.files.get(fifo.regf_id ?? -1), fifo.regf_id ?? -1);
+    heldFifo(run, fifo.pipe_id, reg.name);
+    // With crest's end open, opening for reading or writing alone does not block.
+    const fd = openRegFile(r, reg, reg.flags | O.NONBLOCK);
+    if (!(reg.flags & O.NONBLOCK)) r.call(`set the flags of FIFO ${reg.name} in task ${task.vpid}`, SYS.fcntl, fd, F.SETFL, reg.flags & (O.APPEND | O.ASYNC | O.DIRECT));
+    return fd;
+  },
+};

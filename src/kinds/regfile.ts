@@ -10,6 +10,7 @@ import { fd_types } from "../images/index.js";
 import { O, SEEK, SYS, AT_FDCWD } from "../sys/constants.js";
 import type { Remote } from "../remote/remote.js";
 import type { FileKind } from "./file-kind.js";
+import { isMemfdPath } from "./memfd.js";
 
 /** Major number of /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom, /dev/kmsg... */
 const MEM_MAJOR = 1;
@@ -123,7 +124,7 @@ export function openRegFile(r: Remote, reg: reg_file_entry, flagsOverride?: numb
 export const regFileKind: FileKind = {
   name: "regular file",
   type: fd_types.REG,
-  claims: (f) => f.link.kind === "path" && !f.st.isFIFO(),
+  claims: (f) => f.link.kind === "path" && !f.st.isFIFO() && !(f.link.deleted && isMemfdPath(f.link.path)),
   dump(f, run) {
     const st = checkReopenable(f.text, f.via, f.what);
     return dumpRegFile(run, { path: f.text, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, st);

@@ -120,7 +120,7 @@ export function restore(opts: Options, log: Logger): RestoreResult {
   }
   const files = new Map<number, file_entry>(readImage(dir, IMG.files).map((f) => [f.id, f]));
   const seccomp = imageExists(dir, IMG.seccomp) ? readImage(dir, IMG.seccomp)[0]?.seccomp_filters ?? [] : [];
-  const run: RestoreRun = { opts, log, dir, files, seccomp, stats: newStats(), opened: new Map(), transient: [], cache: new Map(), shmem: new Map() };
+  const run: RestoreRun = { opts, log, dir, files, seccomp, stats: newStats(), opened: new Map(), transient: [], cache: new Map(), shmem: new Map(), cleanup: [], finishing: [] };
 
   const cores = new Map(entries.map((e) => [e.pid, readCores(dir, e)]));
   const state = (e: pstree_entry) => cores.get(e.pid)![0]!.tc?.task_state ?? TASK_STATE.ALIVE;
@@ -169,6 +169,7 @@ export function restore(opts: Options, log: Logger): RestoreResult {
         faultPoint(`restore:${kind.name}`);
       }
     }
+    for (const step of run.finishing) step();
     closeTransient(run);
     ns.finish(nodes[0]!.pid);
     if (opts.pidfile) writePidfile(workPath(opts, opts.pidfile), nodes[0]!.pid);
@@ -179,6 +180,8 @@ export function restore(opts: Options, log: Logger): RestoreResult {
   } catch (e) {
     killAll(created);
     throw e;
+  } finally {
+    for (const undo of run.cleanup) undo();
   }
   const rootPid = nodes[0]!.pid;
   if (opts.restoreDetached) return { pid: rootPid };

@@ -67,18 +67,29 @@ export function waitFor<T>(what: string, fn: () => T, ms = 10_000): T {
   }
 }
 
-/** Starts a workload in its own session, stdin /dev/null, output to a log, cwd a fresh directory. */
-export function startWorkload(name: string, args: string[] = [], opts: { stdout?: number } = {}): Workload {
+/**
+ * Starts a workload in its own session, stdin /dev/null, output to a log,
+ * cwd a fresh directory; with `ns`, through `crest run --ns NS` (the root is
+ * then PID 1 of its own PID namespace, and w.pid its PID out here).
+ */
+export function startWorkload(name: string, args: string[] = [], opts: { stdout?: number; ns?: string } = {}): Workload {
   const dir = mkdtempSync(`/tmp/crest-${name}-`);
   const w: Workload = { name, pid: 0, dir, status: join(dir, "status"), log: join(dir, "out.log") };
-  const nul = openSync("/dev/null", "r");
-  const out = openSync(w.log, "a");
-  const pid = native.spawn({
-    path: join(WORKLOADS, name), argv: [name, w.status, ...args],
-    env: ["PATH=/usr/bin:/bin", "LANG=C"], setsid: 1, fds: [nul, opts.stdout ?? out, out], cwd: dir,
-  });
-  closeSync(nul);
-  closeSync(out);
+  let pid: number;
+  if (opts.ns) {
+    const r = spawnSync(process.execPath, [CREST, "run", "--ns", opts.ns, "--log", w.log, "--", join(WORKLOADS, name), w.status, ...args], { encoding: "utf8", cwd: dir });
+    if (r.status !== 0) throw new Error(`crest run ${name} failed: ${r.stderr}`);
+    pid = Number(r.stdout.trim());
+  } else {
+    const nul = openSync("/dev/null", "r");
+    const out = openSync(w.log, "a");
+    pid = native.spawn({
+      path: join(WORKLOADS, name), argv: [name, w.status, ...args],
+      env: ["PATH=/usr/bin:/bin", "LANG=C"], setsid: 1, fds: [nul, opts.stdout ?? out, out], cwd: dir,
+    });
+    closeSync(nul);
+    closeSync(out);
+  }
   if (pid < 0) throw new Error(`cannot start workload ${name}: errno ${-pid}`);
   w.pid = pid;
   waitFor(`${name} to get ready`, () => readStatus(w).startsWith("ready") || reapIfDead(w));
@@ -151,10 +162,15 @@ export function dumpLog(w: Workload, file = "dump.log"): string {
   return existsSync(p) ? readFileSync(p, "utf8") : "";
 }
 
-/** Restores the workload detached; it comes back with the same PID. */
+/**
+ * Restores the workload detached; it comes back with the same PID (in its
+ * own PID namespace, the same PIDs inside: w.pid becomes its PID out here).
+ */
 export function restoreWorkload(w: Workload, extra: string[] = []): Run {
-  const r = crest(["restore", "-D", imagesDir(w), "-o", "restore.log", "-v4", "-d", ...extra]);
+  const pidfile = join(w.dir, `restored-${Date.now()}.pid`);
+  const r = crest(["restore", "-D", imagesDir(w), "-o", "restore.log", "-v4", "-d", "--pidfile", pidfile, ...extra]);
   if (r.code !== 0) throw new Error(`crest restore of ${w.name} failed (${r.code}): ${r.stderr}\n${dumpLog(w, "restore.log")}`);
+  w.pid = Number(readFileSync(pidfile, "utf8"));
   if (!alive(w.pid)) throw new Error(`${w.name} is not running after restore`);
   return r;
 }
