@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { Tracee, TraceError } from "../remote/tracee.js";
 import { PTRACE_O } from "../sys/constants.js";
-import { ESRCH } from "../sys/errno.js";
+import { EPERM, ESRCH } from "../sys/errno.js";
 import type { Logger } from "../log.js";
 
 export interface FrozenTask {
@@ -83,6 +83,41 @@ function freezeTask(pid: number, ppid: number, log: Logger, seized: Tracee[]): F
   return { pid, ppid, threads, children, zombie: false };
 }
 
+const zombie = (pid: number, ppid: number): FrozenTask => ({ pid, ppid, threads: [], children: [], zombie: true });
+
+/**
+ * Freezes one task, or records it as a zombie. A child may exit between its
+ * parent's children being read and its seizing (its parent, stopped, cannot
+ * reap it): then it is a zombie, or gone and nothing is returned.
+ */
+function freezeOne(pid: number, ppid: number, isRoot: boolean, log: Logger, seized: Tracee[]): FrozenTask | null {
+  const state = (): string | null => {
+    try {
+      return procState(pid);
+    } catch {
+      return null;
+    }
+  };
+  const before = state();
+  if (before === null) {
+    if (isRoot) throw new TraceError(`process ${pid} does not exist`);
+    return null;
+  }
+  if (before === "Z") {
+    if (isRoot) throw new TraceError(`process ${pid} is a zombie: there is nothing to dump`);
+    return zombie(pid, ppid);
+  }
+  try {
+    return freezeTask(pid, ppid, log, seized);
+  } catch (e) {
+    if (isRoot || !(e instanceof TraceError) || (e.errno !== ESRCH && e.errno !== EPERM)) throw e;
+    const after = state();
+    if (after === null) return null;
+    if (after === "Z") return zombie(pid, ppid);
+    throw e;
+  }
+}
+
 /**
  * Freezes the tree rooted at root. On failure every thread seized so far is
  * detached (left running as before) and the error is rethrown.
@@ -94,13 +129,8 @@ export function freezeTree(root: number, log: Logger): FrozenTree {
     const queue: Array<[number, number]> = [[root, 0]];
     while (queue.length) {
       const [pid, ppid] = queue.shift()!;
-      let state: string;
-      try {
-        state = procState(pid);
-      } catch {
-        throw new TraceError(`process ${pid} does not exist`);
-      }
-      const task = state === "Z" ? { pid, ppid, threads: [], children: [], zombie: true } : freezeTask(pid, ppid, log, seized);
+      const task = freezeOne(pid, ppid, pid === root, log, seized);
+      if (!task) continue;
       tasks.push(task);
       for (const c of task.children) queue.push([c, pid]);
     }
