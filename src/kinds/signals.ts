@@ -84,7 +84,7 @@ export const signalsKind: TaskKind = {
       if (sas && sas.ss_size) {
         r.resetScratch();
         // SS_ONSTACK describes where the thread was, it is not a flag to set.
-        const st = r.put(packStack({ sp: sas.ss_sp, size: sas.ss_size, flags: sas.ss_flags & ~SS_ONSTACK }));
+        const st = r.put(packStack({ sp: sas.ss_sp, size: sas.ss_size, flags: (sas.ss_flags & ~SS_ONSTACK) >>> 0 }));
         r.call(`set the signal stack of thread ${t.tid}`, SYS.sigaltstack, st, 0);
       }
     });

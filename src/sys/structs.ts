@@ -58,15 +58,15 @@ export function unpackSigaction(b: Buffer): KSigaction {
   };
 }
 
-/** stack_t: ss_sp, ss_flags (int, padded), ss_size. */
+/** stack_t: ss_sp, ss_flags (int, padded; SS_AUTODISARM is bit 31, so read unsigned), ss_size. */
 export const STACK_T_SIZE = 24;
 export function unpackStack(b: Buffer): { sp: bigint; flags: number; size: bigint } {
-  return { sp: b.readBigUInt64LE(0), flags: b.readInt32LE(8), size: b.readBigUInt64LE(16) };
+  return { sp: b.readBigUInt64LE(0), flags: b.readUInt32LE(8), size: b.readBigUInt64LE(16) };
 }
 export function packStack(s: { sp: bigint; flags: number; size: bigint }): Buffer {
   const b = Buffer.alloc(STACK_T_SIZE);
   b.writeBigUInt64LE(s.sp, 0);
-  b.writeInt32LE(s.flags, 8);
+  b.writeUInt32LE(s.flags >>> 0, 8);
   b.writeBigUInt64LE(s.size, 16);
   return b;
 }

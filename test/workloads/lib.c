@@ -1,3 +1,4 @@
+/* The shared protocol code of the workloads: see lib.h. */
 #define _GNU_SOURCE
 #include "lib.h"
 #include <errno.h>
@@ -7,16 +8,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 volatile sig_atomic_t wl_term;
+const char *wl_name = "workload";
 static const char *status_path;
-static const char *wl_name;
 static char failures[16384];
 static size_t failures_len;
-static int failed;
-static struct timespec started;
+static int nfailures;
+static double waited, last_tick;
 
 static void on_term(int sig)
 {
@@ -24,58 +24,78 @@ static void on_term(int sig)
 	wl_term = 1;
 }
 
+/* STATUSFILE.tmp, then rename: the harness never sees half a verdict. */
 static void write_status(const char *text)
 {
 	char tmp[4096];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", status_path);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
+	if (fd < 0) {
+		fprintf(stderr, "%s: cannot write %s: %s\n", wl_name, tmp, strerror(errno));
 		_exit(2);
+	}
 	size_t n = strlen(text);
-	if (write(fd, text, n) != (ssize_t)n)
+	if (write(fd, text, n) != (ssize_t)n || close(fd) || rename(tmp, status_path)) {
+		fprintf(stderr, "%s: cannot write %s: %s\n", wl_name, status_path, strerror(errno));
 		_exit(2);
-	close(fd);
-	if (rename(tmp, status_path))
-		_exit(2);
+	}
 }
 
 void wl_init(int argc, char **argv, const char *name)
 {
+	wl_name = name;
 	if (argc < 2) {
 		fprintf(stderr, "usage: %s STATUSFILE [args]\n", argv[0]);
 		exit(2);
 	}
 	status_path = argv[1];
-	wl_name = name;
-	clock_gettime(CLOCK_MONOTONIC, &started);
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_term;
 	sigaction(SIGTERM, &sa, NULL);
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	/* The first printf allocates stdio's buffer: do it now, not while checking. */
+	printf("%s: pid %d starting\n", wl_name, (int)getpid());
+}
+
+double wl_clock(clockid_t clk)
+{
+	struct timespec ts;
+	clock_gettime(clk, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 void wl_ready(void)
 {
+	last_tick = wl_clock(CLOCK_MONOTONIC);
 	printf("%s: ready\n", wl_name);
 	write_status("ready\n");
 }
 
-static double elapsed(void)
+void wl_timeout(void)
 {
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - started.tv_sec) + (double)(now.tv_nsec - started.tv_nsec) / 1e9;
+	printf("%s: FAIL timeout: no SIGTERM within %d s\n", wl_name, WL_TIMEOUT_S);
+	write_status("FAIL: timeout\n");
+	exit(1);
+}
+
+void wl_count_wait(double d)
+{
+	/* A restore may make CLOCK_MONOTONIC jump (another machine, another boot):
+	 * a step that is negative or longer than any wait slice is not counted. */
+	if (d > 0 && d < 5)
+		waited += d;
+	if (waited > WL_TIMEOUT_S)
+		wl_timeout();
 }
 
 int wl_should_stop(void)
 {
 	if (wl_term)
 		return 1;
-	if (elapsed() > 120) {
-		fail("timeout: no SIGTERM within 120 s");
-		return 1;
-	}
+	double now = wl_clock(CLOCK_MONOTONIC);
+	wl_count_wait(now - last_tick);
+	last_tick = now;
 	return 0;
 }
 
@@ -97,29 +117,45 @@ void fail(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	failed = 1;
+	nfailures++;
 	printf("%s: FAIL %s\n", wl_name, line);
-	failures_len += snprintf(failures + failures_len, sizeof(failures) - failures_len, "%s\n", line);
-	if (failures_len >= sizeof(failures))
-		failures_len = sizeof(failures) - 1;
+	if (failures_len < sizeof(failures) - 1) {
+		int n = snprintf(failures + failures_len, sizeof(failures) - failures_len, "%s\n", line);
+		failures_len += (size_t)n;
+		if (failures_len >= sizeof(failures))
+			failures_len = sizeof(failures) - 1;
+	}
+}
+
+int wl_failures(void)
+{
+	return nfailures;
 }
 
 int wl_done(void)
 {
-	char text[sizeof(failures) + 16];
-	if (failed)
+	static char text[sizeof(failures) + 16];
+	if (nfailures)
 		snprintf(text, sizeof(text), "FAIL: %s", failures);
 	else
 		snprintf(text, sizeof(text), "PASS\n");
-	printf("%s: %s", wl_name, failed ? "FAIL\n" : "PASS\n");
+	if (nfailures)
+		printf("%s: FAIL (%d differences)\n", wl_name, nfailures);
+	else
+		printf("%s: PASS\n", wl_name);
 	write_status(text);
-	return failed ? 1 : 0;
+	return nfailures ? 1 : 0;
 }
 
 int wl_sabotage(void)
 {
 	const char *s = getenv("CREST_WL_SABOTAGE");
-	return s && *s && strcmp(s, "0");
+	if (!s || !*s)
+		return 0;
+	int n = atoi(s);
+	if (n == 0 && strcmp(s, "0"))
+		n = 1;
+	return n < 0 ? 1 : n;
 }
 
 uint64_t wl_hash(const void *p, size_t n)
@@ -154,5 +190,96 @@ char *wl_read_file(const char *path, size_t *len)
 	buf[n] = 0;
 	if (len)
 		*len = n;
+	return buf;
+}
+
+ssize_t wl_read_into(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	size_t n = 0;
+	for (;;) {
+		if (n == cap - 1) {
+			char extra;
+			ssize_t r = read(fd, &extra, 1);
+			if (r < 0 && errno == EINTR)
+				continue;
+			close(fd);
+			buf[n] = 0;
+			return r == 0 ? (ssize_t)n : -1;
+		}
+		ssize_t r = read(fd, buf + n, cap - 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			close(fd);
+			return -1;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	buf[n] = 0;
+	return (ssize_t)n;
+}
+
+/* Is the line [line, line+len) one of the lines of text? */
+static int has_line(const char *text, const char *line, size_t len)
+{
+	for (const char *p = text; *p;) {
+		const char *eol = strchr(p, '\n');
+		size_t l = eol ? (size_t)(eol - p) : strlen(p);
+		if (l == len && !memcmp(p, line, len))
+			return 1;
+		if (!eol)
+			break;
+		p = eol + 1;
+	}
+	return 0;
+}
+
+void wl_compare_lines(const char *what, const char *before, const char *after)
+{
+	if (!strcmp(before, after))
+		return;
+	const char *sides[2][2] = { { before, after }, { after, before } };
+	for (int s = 0; s < 2; s++)
+		for (const char *p = sides[s][0]; *p;) {
+			const char *eol = strchr(p, '\n');
+			size_t l = eol ? (size_t)(eol - p) : strlen(p);
+			if (l && !has_line(sides[s][1], p, l))
+				fail("%s: %s '%.*s'", what, s ? "now has" : "lost", (int)l, p);
+			if (!eol)
+				break;
+			p = eol + 1;
+		}
+}
+
+const char *wl_status_field(const char *key, char *buf, size_t cap)
+{
+	static char status[16384];
+	buf[0] = 0;
+	if (wl_read_into("/proc/self/status", status, sizeof(status)) < 0)
+		return buf;
+	size_t kl = strlen(key);
+	for (char *p = status; *p;) {
+		char *eol = strchr(p, '\n');
+		if (!strncmp(p, key, kl) && p[kl] == ':') {
+			char *v = p + kl + 1;
+			while (*v == ' ' || *v == '\t')
+				v++;
+			size_t l = eol ? (size_t)(eol - v) : strlen(v);
+			if (l >= cap)
+				l = cap - 1;
+			memcpy(buf, v, l);
+			buf[l] = 0;
+			return buf;
+		}
+		if (!eol)
+			break;
+		p = eol + 1;
+	}
 	return buf;
 }

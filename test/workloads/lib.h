@@ -1,34 +1,74 @@
 /*
- * The protocol every workload follows (like CRIU's ZDTM): set up state,
- * wl_ready(), wl_wait() for SIGTERM while crest dumps and restores the
- * process, then check everything and wl_done() with the verdict.
+ * The protocol every workload follows (like CRIU's ZDTM):
+ *
+ *   wl_init(argc, argv, "name");   argv[1] is the status file; SIGTERM handler
+ *   ... set up state, record what is expected ...
+ *   wl_ready();                    "ready\n" to the status file (atomically)
+ *   wl_wait();                     sleep until SIGTERM (or loop on wl_should_stop())
+ *   ... compare everything, fail("what: is X, expected Y") per difference ...
+ *   return wl_done();              "PASS\n" or "FAIL: ...\n" one line each; exit code 0/1
+ *
+ * Meanwhile the harness dumps, kills, restores the process and sends SIGTERM.
+ * Waiting more than 120 s for SIGTERM writes "FAIL: timeout" and exits 1.
  */
 #ifndef CREST_WL_LIB_H
 #define CREST_WL_LIB_H
 #include <signal.h>
-#include <stdint.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
 
-/* Set by the SIGTERM handler. */
+#ifndef WL_TIMEOUT_S
+#define WL_TIMEOUT_S 120
+#endif
+
+/* Set to 1 by the SIGTERM handler. */
 extern volatile sig_atomic_t wl_term;
+/* The workload's name (the prefix of its output lines). */
+extern const char *wl_name;
 
-/* argv[1] is the status file; installs the SIGTERM handler. */
+/* argv[1] is the status file; installs the SIGTERM handler, line-buffers stdout. */
 void wl_init(int argc, char **argv, const char *name);
-/* Writes "ready" to the status file: all state is in place. */
+/* Writes "ready" to the status file: all state is in place. Starts the 120 s clock. */
 void wl_ready(void);
-/* Sleeps until SIGTERM (at most 120 s, then FAIL: timeout). */
+/* Sleeps (ppoll with SIGTERM unblocked, 1 s slices) until SIGTERM; on timeout, wl_timeout(). */
 void wl_wait(void);
-/* True once SIGTERM has arrived or the timeout passed (for workloads that keep working). */
+/* For workloads that keep working: true once SIGTERM arrived; calls wl_timeout() after 120 s. */
 int wl_should_stop(void);
-/* Records a difference; the first call turns the verdict into FAIL. */
+/* Counts d seconds (clamped: clock jumps across a restore are not waiting) towards the timeout. */
+void wl_count_wait(double d);
+/* Writes "FAIL: timeout" and exits 1. */
+void wl_timeout(void) __attribute__((noreturn));
+
+/* Records one difference; any call turns the verdict into FAIL. */
 void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Writes PASS or FAIL with every difference, returns the exit code. */
+/* How many differences were recorded so far. */
+int wl_failures(void);
+/* Writes PASS, or FAIL with every difference, to the status file; returns the exit code. */
 int wl_done(void);
-/* CREST_WL_SABOTAGE=1: the workload corrupts one piece of its own state before checking, to prove its checks can fail. */
+
+/*
+ * CREST_WL_SABOTAGE=N (N >= 1; any other non-empty value counts as 1): the
+ * workload corrupts item N of its own state right before checking, which
+ * shows that the check for it can fail. 0 when unset. Each workload lists its
+ * items in its header comment and in docs/workloads.md.
+ */
 int wl_sabotage(void);
 
-/* FNV-1a over a buffer. */
+/* FNV-1a, 64 bits. */
 uint64_t wl_hash(const void *p, size_t n);
-/* Reads a whole file into a malloc'ed, NUL-terminated buffer (NULL on error). */
+/* A clock in seconds. */
+double wl_clock(clockid_t clk);
+/* Reads a whole file into a malloc'ed, NUL-terminated buffer (NULL on error).
+ * Setup only: it allocates. */
 char *wl_read_file(const char *path, size_t *len);
+/* Reads a file into buf (NUL-terminated, at most cap-1 bytes); returns its length,
+ * -1 on error or if it does not fit. Never allocates. */
+ssize_t wl_read_into(const char *path, char *buf, size_t cap);
+/* fail()s for each line of `before` missing from `after` ("lost") and each line
+ * of `after` not in `before` ("now has"). Never allocates. */
+void wl_compare_lines(const char *what, const char *before, const char *after);
+/* The value of "Key:" in /proc/self/status, copied into buf (empty if absent). */
+const char *wl_status_field(const char *key, char *buf, size_t cap);
 #endif
