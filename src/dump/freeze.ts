@@ -70,7 +70,14 @@ function freezeTask(pid: number, ppid: number, log: Logger, seized: Tracee[]): F
     }
     for (const t of batch) t.requestInterrupt();
     for (const t of batch) {
-      const s = t.wait();
+      const s = t.waitInterrupted();
+      if (s.kind === "exited" || s.kind === "killed") {
+        // It exited in between: a thread is simply gone; a process is now a zombie (or gone).
+        byTid.delete(t.tid);
+        seized.splice(seized.indexOf(t), 1);
+        if (t.tid === pid) throw new TraceError(`process ${pid} exited while being seized`, ESRCH);
+        continue;
+      }
       if (s.kind === "group") {
         throw new TraceError(`process ${pid} is stopped by signal ${s.sig}; crest does not dump stopped processes yet: resume it with kill -CONT ${pid}`);
       }

@@ -1,90 +1,74 @@
-// /proc/PID/maps and /proc/PID/smaps: the mappings of an address space.
+// /proc/PID/maps: one line per VMA,
+//   start-end perms offset major:minor inode [padding path]
+// Addresses are page-aligned, so even [vsyscall] (0xffffffffff600000) is an
+// exact JS number: a page-aligned u64 has at most 52 significant bits.
 import { ProcParseError } from "./error.js";
+import { decimal, lines } from "./numbers.js";
+
+export interface MapProt {
+  read: boolean;
+  write: boolean;
+  exec: boolean;
+}
 
 export interface MapEntry {
+  /** First byte (page-aligned). */
   start: number;
+  /** One past the last byte (page-aligned). */
   end: number;
-  prot: { read: boolean; write: boolean; exec: boolean };
+  prot: MapProt;
   /** "s" in the flags column (MAP_SHARED), as opposed to "p". */
   shared: boolean;
-  /** The file offset (bytes) or, for anonymous memory, the page offset the kernel keeps. */
+  /** File offset in bytes; for anonymous memory the kernel shows vm_pgoff << PAGE_SHIFT. */
   offset: bigint;
+  /** Device of the mapped file (0:0 for anonymous memory). */
   major: number;
   minor: number;
+  /** Inode of the mapped file; for SysV shm the segment id; 0 for plain anonymous memory. */
   inode: number;
-  /** File path, pseudo name ([heap], [stack], [vdso], [anon:x]...) or "" for anonymous memory. */
+  /**
+   * File path, pseudo name kept as-is ([heap] [stack] [vdso] [vvar] [vvar_vclock]
+   * [vsyscall] [anon:NAME] [anon_shmem:NAME]), "/dev/zero" or "/SYSV%08x" for
+   * shared anonymous memory, "/memfd:NAME" for memfds, or "" for anonymous memory.
+   * A newline in a file name appears as the four characters "\012" (not decoded:
+   * a backslash is not escaped, so the text is ambiguous).
+   */
   path: string;
   /** The path ended in " (deleted)" (stripped from path). */
   deleted: boolean;
 }
 
-export interface SmapsEntry extends MapEntry {
-  /** Size fields in kB: Size, Rss, Pss, Private_Dirty, Swap, ... */
-  sizes: Record<string, number>;
-  /** Two-letter VmFlags (rd wr ex sh mr mw me ms gd pf dw lo io sr rr dc de ac nr ht sf nl ar wf dd sd mm hg nh mg um uw ss ...). */
-  vmFlags: string[];
-}
-
-// start-end perms offset major:minor inode [path]
 const LINE = /^([0-9a-f]+)-([0-9a-f]+) ([r-])([w-])([x-])([sp]) ([0-9a-f]+) ([0-9a-f]+):([0-9a-f]+) (\d+)(?: +(.*))?$/;
 const DELETED = " (deleted)";
 
-function parseLine(line: string, file: string): MapEntry {
+function address(file: string, line: string, s: string): number {
+  // Page alignment (low 12 bits zero) is what makes the number exact.
+  if (s.length > 16 || !s.endsWith("000")) throw new ProcParseError(file, line, `address ${s} is not a page-aligned 64-bit value`);
+  return parseInt(s, 16);
+}
+
+/** One maps line (also the header line of each smaps entry). */
+export function parseMapsLine(line: string, file = "maps"): MapEntry {
   const m = LINE.exec(line);
   if (!m) throw new ProcParseError(file, line);
+  const start = address(file, line, m[1]!);
+  const end = address(file, line, m[2]!);
+  if (end <= start) throw new ProcParseError(file, line, "end is not above start");
   let path = m[11] ?? "";
   const deleted = path.endsWith(DELETED);
   if (deleted) path = path.slice(0, -DELETED.length);
   return {
-    start: parseInt(m[1]!, 16), end: parseInt(m[2]!, 16),
+    start, end,
     prot: { read: m[3] === "r", write: m[4] === "w", exec: m[5] === "x" },
-    shared: m[6] === "s", offset: BigInt(`0x${m[7]}`),
-    major: parseInt(m[8]!, 16), minor: parseInt(m[9]!, 16), inode: Number(m[10]), path, deleted,
+    shared: m[6] === "s",
+    offset: BigInt(`0x${m[7]}`),
+    major: parseInt(m[8]!, 16),
+    minor: parseInt(m[9]!, 16),
+    inode: decimal(file, line, m[10]!, "an inode number"),
+    path, deleted,
   };
 }
 
 export function parseMaps(text: string): MapEntry[] {
-  return text.split("\n").filter((l) => l.length > 0).map((l) => parseLine(l, "maps"));
-}
-
-const HEADER = /^[0-9a-f]+-[0-9a-f]+ /;
-
-export function parseSmaps(text: string): SmapsEntry[] {
-  const out: SmapsEntry[] = [];
-  let cur: SmapsEntry | undefined;
-  for (const line of text.split("\n")) {
-    if (!line) continue;
-    if (HEADER.test(line)) {
-      cur = { ...parseLine(line, "smaps"), sizes: {}, vmFlags: [] };
-      out.push(cur);
-      continue;
-    }
-    if (!cur) throw new ProcParseError("smaps", line, "field before the first mapping");
-    const colon = line.indexOf(":");
-    if (colon < 0) throw new ProcParseError("smaps", line);
-    const key = line.slice(0, colon);
-    const value = line.slice(colon + 1).trim();
-    if (key === "VmFlags") cur.vmFlags = value ? value.split(/\s+/) : [];
-    else {
-      const n = parseInt(value, 10);
-      if (!Number.isNaN(n)) cur.sizes[key] = n;
-    }
-  }
-  return out;
-}
-
-/** madvise() advice numbers CRIU records in vma_entry.madv, by VmFlag. */
-const MADV_BY_FLAG: Record<string, number> = {
-  sr: 2 /* SEQUENTIAL */, rr: 1 /* RANDOM */, dc: 10 /* DONTFORK */, dd: 16 /* DONTDUMP */,
-  mg: 12 /* MERGEABLE */, hg: 14 /* HUGEPAGE */, nh: 15 /* NOHUGEPAGE */, wf: 18 /* WIPEONFORK */,
-};
-
-/** The madv bitmask (1 << advice) CRIU derives from a mapping's VmFlags. */
-export function vmFlagsToMadvise(flags: string[]): bigint {
-  let m = 0n;
-  for (const f of flags) {
-    const adv = MADV_BY_FLAG[f];
-    if (adv !== undefined) m |= 1n << BigInt(adv);
-  }
-  return m;
+  return lines(text).map((l) => parseMapsLine(l, "maps"));
 }

@@ -79,7 +79,21 @@ export class Tracee {
   /** PTRACE_INTERRUPT and wait until it takes effect. */
   interrupt(): Stop {
     this.requestInterrupt();
-    return this.wait();
+    return this.waitInterrupted();
+  }
+
+  /**
+   * Waits for the stop a PTRACE_INTERRUPT asked for. A signal the thread
+   * gets meanwhile stops it first: it is passed on (the thread handles it as
+   * it would have) and the wait goes on. Ends at the interrupt stop, a
+   * group-stop, or the thread's exit.
+   */
+  waitInterrupted(): Stop {
+    for (;;) {
+      const s = this.wait();
+      if (s.kind !== "signal") return s;
+      this.cont(s.sig);
+    }
   }
 
   /** PTRACE_INTERRUPT without waiting (to stop many threads at once). */

@@ -19,8 +19,9 @@ import { pageCount, PE } from "../kinds/pages.js";
 import { restoreNamespaces } from "../kinds/namespaces.js";
 import { createTree, finishTree, planTree, type TreeNode } from "./tree.js";
 import { pidHolder } from "./stub.js";
-import { wait4 } from "../sys/syscalls.js";
-import { PAGE_SIZE, SIG } from "../sys/constants.js";
+import { sleepMs, wait4 } from "../sys/syscalls.js";
+import { native } from "../sys/native.js";
+import { PAGE_SIZE, PR, SIG, SYS, WNOHANG } from "../sys/constants.js";
 import { Regs } from "../sys/structs.js";
 import type { Remote } from "../remote/remote.js";
 import { faultPoint } from "../fault.js";
@@ -90,7 +91,11 @@ function release(task: RestoreTask): void {
   for (const t of task.threads) t.detach();
 }
 
-/** Kills everything a failed restore made, and reaps what is crest's child. */
+/**
+ * Kills everything a failed restore made and reaps it: crest is a child
+ * subreaper while it restores, so the stubs orphaned when the root dies
+ * come back to it, and their PIDs are free when it returns.
+ */
 function killAll(remotes: Remote[]): void {
   for (const r of [...remotes].reverse()) {
     try {
@@ -99,12 +104,17 @@ function killAll(remotes: Remote[]): void {
       // already gone
     }
   }
-  for (const r of remotes) {
-    try {
-      wait4(r.pid, 0);
-    } catch {
-      // not crest's child: its parent (also killed) is gone, init reaps it
+  const left = new Set(remotes.map((r) => r.pid));
+  for (let tries = 0; left.size && tries < 500; tries++) {
+    for (const pid of left) {
+      try {
+        if (wait4(pid, WNOHANG) || !existsSync(`/proc/${pid}`)) left.delete(pid);
+      } catch {
+        // not (yet) crest's child: its parent has not died yet
+        if (!existsSync(`/proc/${pid}`)) left.delete(pid);
+      }
     }
+    if (left.size) sleepMs(10);
   }
 }
 
@@ -149,6 +159,7 @@ export function restore(opts: Options, log: Logger): RestoreResult {
   log.info(`Restoring ${entries.length} process(es), root ${root.pid}`);
 
   const t0 = process.hrtime.bigint();
+  native.syscall(SYS.prctl, PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   const created: Remote[] = [];
   const live: RestoreTask[] = [];
   let forkingUs = 0;
