@@ -147,14 +147,19 @@ export function imagesDir(w: Workload, name = "imgs"): string {
 export function dumpWorkload(w: Workload, extra: string[] = []): Run {
   const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log", "-v4", ...extra]);
   if (r.code !== 0) throw new Error(`crest dump of ${w.name} failed (${r.code}): ${r.stderr}\n${dumpLog(w)}`);
-  if (!extra.includes("-R") && !extra.includes("-s")) {
-    waitGone(w.pid);
-    // The rest of a tree comes back to this subreaper when its root dies: reap it too.
-    // (A tree in its own PID namespace names other PIDs; the kernel reaps those with its init.)
-    const pids = readImage(imagesDir(w), IMG.pstree).map((e) => e.pid);
-    if (pids[0] === w.pid) pids.forEach(waitGone);
-  }
+  if (!extra.includes("-R") && !extra.includes("-s")) waitTreeGone(w, imagesDir(w));
   return r;
+}
+
+/**
+ * Waits until every PID of a dumped tree is free. The rest of a tree comes
+ * back to this subreaper when its root dies: it is reaped here. (A tree in
+ * its own PID namespace names other PIDs; the kernel reaps those with its init.)
+ */
+export function waitTreeGone(w: Workload, dir: string): void {
+  waitGone(w.pid);
+  const pids = readImage(dir, IMG.pstree).map((e) => e.pid);
+  if (pids[0] === w.pid) pids.forEach(waitGone);
 }
 
 export function dumpLog(w: Workload, file = "dump.log"): string {
