@@ -49,6 +49,10 @@ int main(int argc, char **argv)
 		fail("not PID 1 of its own namespace (pid %d): start it with crest run", getpid());
 	if (sethostname(HOST, strlen(HOST)) || setdomainname(DOMAIN, strlen(DOMAIN)))
 		fail("cannot set names: %s", strerror(errno));
+	/* An IPC sysctl of this namespace only. */
+	FILE *mm = fopen("/proc/sys/kernel/msgmax", "w");
+	if (!mm || fprintf(mm, "12345\n") < 0 || fclose(mm))
+		fail("cannot set kernel.msgmax");
 
 	int a = shmget(0x1234, 64 * 1024, IPC_CREAT | 0640);
 	int b = shmget(IPC_PRIVATE, 8192, IPC_CREAT | 0600);
@@ -110,6 +114,9 @@ int main(int argc, char **argv)
 	if (getpid() != 1)
 		fail("root is PID %d in its namespace, was 1", getpid());
 	char name[128] = "";
+	char *msgmax = wl_read_file("/proc/sys/kernel/msgmax", NULL);
+	if (!msgmax || atoi(msgmax) != 12345)
+		fail("kernel.msgmax is %s, was 12345", msgmax ? msgmax : "unreadable");
 	gethostname(name, sizeof(name));
 	if (strcmp(name, HOST))
 		fail("hostname is '%s', was '%s'", name, HOST);

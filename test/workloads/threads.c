@@ -8,6 +8,8 @@
 #define _GNU_SOURCE
 #include "lib.h"
 #include <dirent.h>
+#include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -21,9 +23,14 @@
 
 #define MAXT 512
 
+extern const ptrdiff_t __rseq_offset;
+extern const unsigned int __rseq_size;
+
 struct worker {
 	pthread_t th;
 	pid_t tid;
+	void *robust, *tid_addr;
+	size_t robust_len;
 	int index;
 	char name[16];
 	sigset_t mask;
@@ -51,6 +58,10 @@ static void *run(void *arg)
 	pthread_sigmask(SIG_BLOCK, NULL, &me->mask);
 	stack_t ss = { .ss_sp = me->altstack, .ss_size = sizeof(me->altstack), .ss_flags = 0 };
 	sigaltstack(&ss, NULL);
+	/* A signal pending for this thread alone (blocked), and what glibc registered for it. */
+	syscall(SYS_tgkill, getpid(), gettid(), SIGUSR1);
+	syscall(SYS_get_robust_list, 0, &me->robust, &me->robust_len);
+	prctl(PR_GET_TID_ADDRESS, &me->tid_addr, 0, 0, 0);
 	while (!stop) {
 		atomic_fetch_add(&shared, 1);
 		atomic_fetch_add(&me->count, 1);
@@ -67,6 +78,14 @@ static void *run(void *arg)
 	pthread_sigmask(SIG_BLOCK, NULL, &now);
 	stack_t cur;
 	sigaltstack(NULL, &cur);
+	sigset_t pending;
+	sigpending(&pending);
+	void *robust = NULL, *tid_addr = NULL;
+	size_t robust_len = 0;
+	syscall(SYS_get_robust_list, 0, &robust, &robust_len);
+	prctl(PR_GET_TID_ADDRESS, &tid_addr, 0, 0, 0);
+	errno = 0;
+	long rseq = __rseq_size ? syscall(SYS_rseq, (char *)__builtin_thread_pointer() + __rseq_offset, __rseq_size < 32 ? 32 : __rseq_size, 0, 0x53053053) : -1;
 	if (gettid() != me->tid)
 		snprintf(me->problem, sizeof(me->problem), "thread %d now has tid %d", me->tid, gettid());
 	else if (strcmp(name, me->name))
@@ -75,6 +94,13 @@ static void *run(void *arg)
 		snprintf(me->problem, sizeof(me->problem), "thread %d has another signal mask", me->tid);
 	else if (cur.ss_sp != me->altstack || cur.ss_size != sizeof(me->altstack))
 		snprintf(me->problem, sizeof(me->problem), "thread %d has another sigaltstack", me->tid);
+	else if (!sigismember(&pending, SIGUSR1))
+		snprintf(me->problem, sizeof(me->problem), "thread %d lost its pending SIGUSR1", me->tid);
+	else if (robust != me->robust || robust_len != me->robust_len || tid_addr != me->tid_addr)
+		snprintf(me->problem, sizeof(me->problem), "thread %d: robust list %p/%zu, clear-tid %p; were %p/%zu, %p", me->tid, robust,
+			 robust_len, tid_addr, me->robust, me->robust_len, me->tid_addr);
+	else if (__rseq_size && (rseq != -1 || errno != EBUSY))
+		snprintf(me->problem, sizeof(me->problem), "thread %d: its rseq area is not registered (errno %d)", me->tid, errno);
 	return NULL;
 }
 
