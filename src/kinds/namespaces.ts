@@ -9,7 +9,8 @@ import {
   type inventory_entry, type ipc_var_entry, type ipc_desc_entry, type utsns_entry, type IpcShmSegmentInput,
   type IpcSemSetInput, type IpcMsgQueueInput, type task_kobj_ids_entry,
 } from "../images/index.js";
-import { CLONE, SYS } from "../sys/constants.js";
+import { CLONE, PAGE_SIZE, SYS } from "../sys/constants.js";
+import { PE, pageCount } from "./pages.js";
 import { check } from "../sys/errno.js";
 import { native } from "../sys/native.js";
 import { inNamespaceOf } from "../sys/namespace.js";
@@ -55,6 +56,15 @@ export function dumpUtsNamespace(pid: number): utsns_entry {
   return inNamespaceOf(pid, "uts", uname);
 }
 
+/** ipc_var_entry fields and the sysctls they are (besides kernel.sem); true: a 64-bit value. */
+const IPC_SYSCTLS: ReadonlyArray<[keyof ipc_var_entry, string, boolean?]> = [
+  ["msg_ctlmax", "kernel/msgmax"], ["msg_ctlmnb", "kernel/msgmnb"], ["msg_ctlmni", "kernel/msgmni"],
+  ["auto_msgmni", "kernel/auto_msgmni"], ["shm_ctlmax", "kernel/shmmax", true], ["shm_ctlall", "kernel/shmall", true],
+  ["shm_ctlmni", "kernel/shmmni"], ["shm_rmid_forced", "kernel/shm_rmid_forced"],
+  ["mq_queues_max", "fs/mqueue/queues_max"], ["mq_msg_max", "fs/mqueue/msg_max"], ["mq_msgsize_max", "fs/mqueue/msgsize_max"],
+  ["mq_msg_default", "fs/mqueue/msg_default"], ["mq_msgsize_default", "fs/mqueue/msgsize_default"],
+];
+
 const sysctl = (path: string): string => readFileSync(`/proc/sys/${path}`, "utf8").trim();
 const sysctlNum = (path: string): number => (existsSync(`/proc/sys/${path}`) ? Number(sysctl(path)) : 0);
 
@@ -77,16 +87,10 @@ function shmContents(id: number, size: number): Buffer {
 
 export function dumpIpcNamespace(pid: number): IpcNamespaceDump {
   return inNamespaceOf(pid, "ipc", () => {
-    const sem = sysctl("kernel/sem").split(/\s+/).map(Number);
-    const vars: ipc_var_entry = {
-      sem_ctls: sem, msg_ctlmax: sysctlNum("kernel/msgmax"), msg_ctlmnb: sysctlNum("kernel/msgmnb"),
-      msg_ctlmni: sysctlNum("kernel/msgmni"), auto_msgmni: sysctlNum("kernel/auto_msgmni"),
-      shm_ctlmax: BigInt(sysctl("kernel/shmmax")), shm_ctlall: BigInt(sysctl("kernel/shmall")),
-      shm_ctlmni: sysctlNum("kernel/shmmni"), shm_rmid_forced: sysctlNum("kernel/shm_rmid_forced"),
-      mq_queues_max: sysctlNum("fs/mqueue/queues_max"), mq_msg_max: sysctlNum("fs/mqueue/msg_max"),
-      mq_msgsize_max: sysctlNum("fs/mqueue/msgsize_max"), mq_msg_default: sysctlNum("fs/mqueue/msg_default"),
-      mq_msgsize_default: sysctlNum("fs/mqueue/msgsize_default"),
-    };
+    const vars = { sem_ctls: sysctl("kernel/sem").split(/\s+/).map(Number) } as ipc_var_entry;
+    for (const [field, path, big] of IPC_SYSCTLS) {
+      (vars as unknown as Record<string, number | bigint>)[field] = big ? BigInt(sysctl(path)) : sysctlNum(path);
+    }
     // Contents inline after each entry (not in pagemap-shmem): crit reads them that way.
     const shm = parseSysvipc(readFileSync("/proc/sysvipc/shm", "utf8"), "sysvipc/shm").map((row) => ({
       entry: { desc: desc(row, "shmid"), size: row.size!, in_pagemaps: false },
@@ -128,6 +132,22 @@ export function writeNamespaceImages(dir: string, images: NamespaceImages, ids: 
 
 // --- restore ------------------------------------------------------------------
 
+/** A shared memory object's contents from pagemap-shmem-SHMID.img and its pages file. */
+function shmemContents(dir: string, shmid: bigint, size: number): Buffer {
+  const out = Buffer.alloc(size);
+  if (!imageExists(dir, IMG.shmemPagemap, shmid)) return out;
+  const { head, entries } = readImage(dir, IMG.shmemPagemap, shmid);
+  const pages = readImage(dir, IMG.pages, head.pages_id);
+  let off = 0;
+  for (const e of entries) {
+    if (!((e.flags ?? PE.PRESENT) & PE.PRESENT)) continue;
+    const len = pageCount(e) * PAGE_SIZE;
+    pages.copy(out, Number(e.vaddr), off, off + Math.min(len, size - Number(e.vaddr)));
+    off += len;
+  }
+  return out;
+}
+
 /** struct ipc64_perm with the fields IPC_SET takes, in a ds buffer. */
 function permBuffer(d: ipc_desc_entry): Buffer {
   const b = Buffer.alloc(DS_SIZE);
@@ -154,29 +174,19 @@ function restoreIpc(dir: string, id: number): { rmid: number[] } {
       if (v !== undefined && existsSync(`/proc/sys/${path}`)) writeFileSync(`/proc/sys/${path}`, String(v));
     };
     set("kernel/sem", vars.sem_ctls.join(" "));
-    set("kernel/msgmax", vars.msg_ctlmax);
-    set("kernel/msgmnb", vars.msg_ctlmnb);
-    set("kernel/msgmni", vars.msg_ctlmni);
-    set("kernel/shmmax", vars.shm_ctlmax);
-    set("kernel/shmall", vars.shm_ctlall);
-    set("kernel/shmmni", vars.shm_ctlmni);
-    set("kernel/shm_rmid_forced", vars.shm_rmid_forced);
-    set("fs/mqueue/queues_max", vars.mq_queues_max);
-    set("fs/mqueue/msg_max", vars.mq_msg_max);
-    set("fs/mqueue/msgsize_max", vars.mq_msgsize_max);
-    set("fs/mqueue/msg_default", vars.mq_msg_default);
-    set("fs/mqueue/msgsize_default", vars.mq_msgsize_default);
+    for (const [field, path] of IPC_SYSCTLS) set(path, (vars as unknown as Record<string, number | bigint | undefined>)[field]);
   }
   const rmid: number[] = [];
   for (const { entry, data } of readImage(dir, IMG.ipcShm, id)) {
     const d = entry.desc;
-    if (!data) throw new Error(`ipcns-shm-${id}.img: segment ${d.id} keeps its contents in pagemap-shmem, which crest does not read yet`);
+    // CRIU 4.x keeps the contents in pagemap-shmem-ID.img instead.
+    const contents = data ?? shmemContents(dir, BigInt(d.id), Number(entry.size));
     nextId("shm", d.id);
     created("shared memory segment", d.id, native.syscall(SYS.shmget, d.key | 0, Number(entry.size), (d.mode & 0o777) | IPC.CREAT | IPC.EXCL));
     check(native.syscall(SYS.shmctl, d.id, IPC.SET, permBuffer(d)), `set owner of segment ${d.id}`);
     const addr = check(native.syscall(SYS.shmat, d.id, 0, 0), `attach segment ${d.id}`);
     try {
-      writeMemory(process.pid, addr, data);
+      writeMemory(process.pid, addr, contents);
     } finally {
       native.syscall(SYS.shmdt, addr);
     }
