@@ -53,10 +53,9 @@ function restoreThreadCreds(r: Remote, tid: number, ce: creds_entry): void {
 
   const bnd = capValue(ce.cap_bnd);
   const last = lastCap();
-  for (let cap = 0; cap <= last; cap++) {
-    if (bnd & (1n << BigInt(cap))) continue;
-    r.call(what(`drop capability ${cap} from the bounding set`), SYS.prctl, PR.CAPBSET_DROP, cap, 0, 0, 0);
-  }
+  const drops = Array.from({ length: last + 1 }, (_, cap) => cap).filter((cap) => !(bnd & (1n << BigInt(cap))));
+  r.resetScratch();
+  r.callAll(drops.map((cap) => ({ nr: SYS.prctl, args: [PR.CAPBSET_DROP, cap, 0, 0, 0], what: what(`drop capability ${cap} from the bounding set`) })));
   const hdr = Buffer.alloc(8);
   hdr.writeUInt32LE(CAP_VERSION_3, 0);
   const data = Buffer.alloc(24);

@@ -14,9 +14,9 @@ const ACTION_SIGNALS = Array.from({ length: NSIG }, (_, i) => i + 1).filter((s) 
 function dumpActions(r: Remote): sa_entry[] {
   r.resetScratch();
   const buf = r.alloc(KSIGACTION_SIZE * ACTION_SIGNALS.length);
-  ACTION_SIGNALS.forEach((sig, i) => {
-    r.call(`read the action of signal ${sig} of task ${r.pid}`, SYS.rt_sigaction, sig, 0, buf + BigInt(i * KSIGACTION_SIZE), 8);
-  });
+  r.callAll(ACTION_SIGNALS.map((sig, i) => ({
+    nr: SYS.rt_sigaction, args: [sig, 0, buf + BigInt(i * KSIGACTION_SIZE), 8], what: `read the action of signal ${sig} of task ${r.pid}`,
+  })));
   const all = r.read(buf, KSIGACTION_SIZE * ACTION_SIGNALS.length);
   return ACTION_SIGNALS.map((_, i) => {
     const a = unpackSigaction(all.subarray(i * KSIGACTION_SIZE, (i + 1) * KSIGACTION_SIZE));
@@ -68,14 +68,14 @@ export const signalsKind: TaskKind = {
     if (tc.sigactions.length && tc.sigactions.length !== ACTION_SIGNALS.length) {
       throw new Error(`core-${task.pid}.img has ${tc.sigactions.length} signal actions, expected ${ACTION_SIGNALS.length}`);
     }
-    tc.sigactions.forEach((sa, i) => {
+    leader.resetScratch();
+    leader.callAll(tc.sigactions.flatMap((sa, i) => {
       const sig = ACTION_SIGNALS[i]!;
       // The stub starts with every action at its default: leave those be.
-      if (!sa.sigaction && !sa.flags && !sa.restorer && !sa.mask) return;
-      leader.resetScratch();
+      if (!sa.sigaction && !sa.flags && !sa.restorer && !sa.mask) return [];
       const act = leader.put(packSigaction({ handler: sa.sigaction, flags: sa.flags, restorer: sa.restorer, mask: sa.mask }));
-      leader.call(`set the action of signal ${sig} of task ${task.pid}`, SYS.rt_sigaction, sig, act, 0, 8);
-    });
+      return [{ nr: SYS.rt_sigaction, args: [sig, act, 0, 8], what: `set the action of signal ${sig} of task ${task.vpid}` }];
+    }));
     task.threads.forEach((t, i) => {
       const th = task.core[i]!.thread_core;
       const r = task.remotes[i]!;
