@@ -24,8 +24,34 @@ export interface Options {
   leaveStopped: boolean;
   /** -d/--restore-detached */
   restoreDetached: boolean;
-  /** --pidfile: restore writes the restored root's PID there. */
+  /** --pidfile: restore writes the restored root's PID there (dump leaves it alone). */
   pidfile?: string;
+  /** -S/--restore-sibling: the restored root becomes a sibling of crest (a child of crest's parent). */
+  restoreSibling: boolean;
+  /** --timeout N: seconds the dump may spend freezing the tree. */
+  timeout?: number;
+  /** --display-stats: print the dump/restore statistics at the end. */
+  displayStats: boolean;
+  /** --log-pid: the log file name gets ".PID" appended. */
+  logPid: boolean;
+  /** --status-fd FD: a byte is written there when the restored tree is ready (then the fd is closed). */
+  statusFd?: number;
+  /** --action-script (repeatable): run for each hook with CRTOOLS_SCRIPT_ACTION set. */
+  actionScripts: string[];
+  /** --pre-dump-mode splice|read: how pre-dump copies memory (accepted for criu's callers). */
+  preDumpMode?: "splice" | "read";
+  /** check: --all (extra and experimental features too). */
+  checkAll: boolean;
+  /** check: --extra. */
+  checkExtra: boolean;
+  /** check: --experimental. */
+  checkExperimental: boolean;
+  /** check: --feature NAME (or "list"). */
+  feature?: string;
+  /** --no-default-config was given: /etc/criu/default.conf and ~/.criu/default.conf are not read. */
+  noDefaultConfig: boolean;
+  /** --config FILE, read after the default configuration files. */
+  configFile?: string;
 }
 
 export function defaultOptions(command: Command): Options {
@@ -36,5 +62,13 @@ export function defaultOptions(command: Command): Options {
     leaveRunning: false,
     leaveStopped: false,
     restoreDetached: false,
+    restoreSibling: false,
+    displayStats: false,
+    logPid: false,
+    actionScripts: [],
+    checkAll: false,
+    checkExtra: false,
+    checkExperimental: false,
+    noDefaultConfig: false,
   };
 }
