@@ -1,5 +1,6 @@
-// criu-style logging: levels 0..4 (msg, error, warn, info, debug), lines
-// stamped with seconds since start, written to the log file (or stderr).
+// criu-style logging: levels 0..4 (msg, error, warn, info, debug) written to
+// the log file (truncated, as criu does) or stderr; from level 3 on, lines are
+// stamped with seconds since start. Messages (level 0) go to stdout, plain.
 // Errors always reach stderr too, so a failed run says why on the terminal.
 import { closeSync, openSync, writeSync } from "node:fs";
 
@@ -10,12 +11,10 @@ export class Logger {
   private fd: number;
   private readonly ownsFd: boolean;
   private readonly t0 = process.hrtime.bigint();
-  /** Extra prefix for every line, like criu's --log-pid. */
-  prefix = "";
 
   constructor(readonly level: number = DEFAULT_LOG_LEVEL, file?: string) {
     if (file && file !== "-") {
-      this.fd = openSync(file, "a", 0o600);
+      this.fd = openSync(file, "w", 0o600);
       this.ownsFd = true;
     } else {
       this.fd = 2;
@@ -30,9 +29,13 @@ export class Logger {
   }
 
   private write(level: number, text: string): void {
+    if (level === LOG.MSG) {
+      writeSync(1, `${text}\n`);
+      return;
+    }
     if (level === LOG.ERROR && this.fd !== 2) writeSync(2, `${text}\n`);
-    if (level > this.level && level !== LOG.MSG) return;
-    writeSync(this.fd, `${this.stamp()}${this.prefix}${text}\n`);
+    if (level > this.level) return;
+    writeSync(this.fd, `${this.level >= LOG.INFO ? this.stamp() : ""}${text}\n`);
   }
 
   msg(text: string): void { this.write(LOG.MSG, text); }

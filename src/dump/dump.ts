@@ -17,8 +17,12 @@ import { PTRACE, SIG } from "../sys/constants.js";
 import { ptrace, wait4 } from "../sys/syscalls.js";
 import { faultPoint } from "../fault.js";
 import { assignKobjIds, TreeNamespaces } from "./namespaces.js";
+import { ActionScripts } from "../actions.js";
+import { displayDumpStats } from "../stats.js";
 
 const SCRATCH_SIZE = 64 << 10;
+/** criu's DEFAULT_TIMEOUT: seconds freezing may take when --timeout is not given. */
+const DEFAULT_TIMEOUT = 10;
 
 export interface DumpResult {
   /** The tasks dumped, root first. */
@@ -92,8 +96,20 @@ export function dump(opts: Options, log: Logger): DumpResult {
     fdTables: new Set(), deferred: [], objects: new Map(),
     nextId: (kind) => ++ids[kind],
   };
+  const scripts = new ActionScripts(opts.actionScripts, dir, log);
+  scripts.rootPid = opts.tree;
+  try {
+    return dumpTree(opts, log, run, scripts);
+  } finally {
+    scripts.close();
+  }
+}
+
+function dumpTree(opts: Options, log: Logger, run: DumpRun, scripts: ActionScripts): DumpResult {
+  const dir = run.dir;
+  scripts.run("pre-dump");
   const t0 = process.hrtime.bigint();
-  const tree: FrozenTree = freezeTree(opts.tree, log);
+  const tree: FrozenTree = freezeTree(opts.tree!, log, opts.timeout ?? DEFAULT_TIMEOUT);
   const freezingUs = us(t0);
   const frozenAt = process.hrtime.bigint();
   log.info(`Frozen ${tree.tasks.length} task(s) in ${freezingUs} us`);
@@ -128,6 +144,8 @@ export function dump(opts: Options, log: Logger): DumpResult {
     }
     faultPoint("dump:images");
     writeImages(run, tasks, ns, selfIds);
+    // A failing post-dump script fails the dump: the tree runs on, as criu does.
+    scripts.run("post-dump");
   } catch (e) {
     for (const t of open) {
       try {
@@ -142,13 +160,13 @@ export function dump(opts: Options, log: Logger): DumpResult {
   release(opts, tree);
   const frozenUs = us(frozenAt);
   const st = run.stats;
-  writeImage(dir, IMG.stats, "dump", [{
-    dump: {
-      freezing_time: freezingUs, frozen_time: frozenUs, memdump_time: st.memdumpUs, memwrite_time: st.memwriteUs,
-      pages_scanned: BigInt(st.pagesScanned), pages_skipped_parent: 0n, pages_written: BigInt(st.pagesWritten), pages_lazy: 0n,
-      shpages_scanned: BigInt(st.shpagesScanned), shpages_skipped_parent: 0n, shpages_written: BigInt(st.shpagesWritten),
-    },
-  }]);
+  const stats = {
+    freezing_time: freezingUs, frozen_time: frozenUs, memdump_time: st.memdumpUs, memwrite_time: st.memwriteUs,
+    pages_scanned: BigInt(st.pagesScanned), pages_skipped_parent: 0n, pages_written: BigInt(st.pagesWritten), pages_lazy: 0n,
+    shpages_scanned: BigInt(st.shpagesScanned), shpages_skipped_parent: 0n, shpages_written: BigInt(st.shpagesWritten),
+  };
+  writeImage(dir, IMG.stats, "dump", [{ dump: stats }]);
+  if (opts.displayStats) displayDumpStats(log, stats);
   return { pids: tree.tasks.map((t) => t.pid), stats: st, frozenUs };
 }
 

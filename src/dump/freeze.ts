@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { Tracee, TraceError } from "../remote/tracee.js";
 import { PTRACE_O } from "../sys/constants.js";
-import { EPERM, ESRCH } from "../sys/errno.js";
+import { EPERM, ESRCH, ETIMEDOUT } from "../sys/errno.js";
 import type { Logger } from "../log.js";
 
 export interface FrozenTask {
@@ -41,7 +41,7 @@ function procState(pid: number): string {
 }
 
 /** Seizes and stops every thread of pid, re-listing until the set is stable. */
-function freezeTask(pid: number, ppid: number, log: Logger, seized: Tracee[]): FrozenTask {
+function freezeTask(pid: number, ppid: number, log: Logger, seized: Tracee[], deadline: number): FrozenTask {
   const byTid = new Map<number, Tracee>();
   for (;;) {
     let tids: number[];
@@ -70,7 +70,7 @@ function freezeTask(pid: number, ppid: number, log: Logger, seized: Tracee[]): F
     }
     for (const t of batch) t.requestInterrupt();
     for (const t of batch) {
-      const s = t.waitInterrupted();
+      const s = t.waitInterrupted(deadline);
       if (s.kind === "exited" || s.kind === "killed") {
         // It exited in between: a thread is simply gone; a process is now a zombie (or gone).
         byTid.delete(t.tid);
@@ -97,7 +97,7 @@ const zombie = (pid: number, ppid: number): FrozenTask => ({ pid, ppid, threads:
  * parent's children being read and its seizing (its parent, stopped, cannot
  * reap it): then it is a zombie, or gone and nothing is returned.
  */
-function freezeOne(pid: number, ppid: number, isRoot: boolean, log: Logger, seized: Tracee[]): FrozenTask | null {
+function freezeOne(pid: number, ppid: number, isRoot: boolean, log: Logger, seized: Tracee[], deadline: number): FrozenTask | null {
   const state = (): string | null => {
     try {
       return procState(pid);
@@ -115,7 +115,7 @@ function freezeOne(pid: number, ppid: number, isRoot: boolean, log: Logger, seiz
     return zombie(pid, ppid);
   }
   try {
-    return freezeTask(pid, ppid, log, seized);
+    return freezeTask(pid, ppid, log, seized, deadline);
   } catch (e) {
     if (isRoot || !(e instanceof TraceError) || (e.errno !== ESRCH && e.errno !== EPERM)) throw e;
     const after = state();
@@ -129,14 +129,17 @@ function freezeOne(pid: number, ppid: number, isRoot: boolean, log: Logger, seiz
  * Freezes the tree rooted at root. On failure every thread seized so far is
  * detached (left running as before) and the error is rethrown.
  */
-export function freezeTree(root: number, log: Logger): FrozenTree {
+export function freezeTree(root: number, log: Logger, timeoutSec: number): FrozenTree {
+  // Like criu's alarm(timeout): 0 means no limit.
+  const deadline = timeoutSec > 0 ? Date.now() + timeoutSec * 1000 : Infinity;
   const seized: Tracee[] = [];
   const tasks: FrozenTask[] = [];
   try {
     const queue: Array<[number, number]> = [[root, 0]];
     while (queue.length) {
       const [pid, ppid] = queue.shift()!;
-      const task = freezeOne(pid, ppid, pid === root, log, seized);
+      if (Date.now() > deadline) throw new TraceError(`freezing the tree of process ${root} took longer than ${timeoutSec} s (--timeout)`, ETIMEDOUT);
+      const task = freezeOne(pid, ppid, pid === root, log, seized, deadline);
       if (!task) continue;
       tasks.push(task);
       for (const c of task.children) queue.push([c, pid]);
@@ -148,6 +151,9 @@ export function freezeTree(root: number, log: Logger): FrozenTree {
       } catch {
         // already gone
       }
+    }
+    if (e instanceof TraceError && e.errno === ETIMEDOUT) {
+      throw new TraceError(`freezing the tree of process ${root} took longer than ${timeoutSec} s (--timeout): ${e.message}`, ETIMEDOUT);
     }
     throw e;
   }

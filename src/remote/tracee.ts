@@ -1,9 +1,9 @@
 // One thread under ptrace: seize, interrupt, wait, step, detach, and the
 // per-thread state the kernel hands to a tracer (registers, xstate, sigmask,
 // pending siginfo, rseq, seccomp filters, TLS descriptors).
-import { ptrace, wait4, type WaitStatus } from "../sys/syscalls.js";
-import { NT, PTRACE, PTRACE_EVENT, SIG } from "../sys/constants.js";
-import { check, errnoName, ESRCH, EPERM } from "../sys/errno.js";
+import { ptrace, sleepMs, wait4, type WaitStatus } from "../sys/syscalls.js";
+import { NT, PTRACE, PTRACE_EVENT, SIG, WNOHANG } from "../sys/constants.js";
+import { check, errnoName, ESRCH, EPERM, ETIMEDOUT } from "../sys/errno.js";
 import { Regs, SIGINFO_SIZE } from "../sys/structs.js";
 import { native } from "../sys/native.js";
 import { xstateSize } from "../sys/xsave.js";
@@ -69,10 +69,19 @@ export class Tracee {
     return new Tracee(tid);
   }
 
-  /** Waits for the next stop of this thread. */
-  wait(): Stop {
-    const st = wait4(this.tid, 0, `wait for thread ${this.tid}`);
-    this.stop = classify(st!);
+  /**
+   * Waits for the next stop of this thread; with a deadline (ms since the
+   * epoch), polls instead of blocking and throws once it has passed.
+   */
+  wait(deadline?: number): Stop {
+    const poll = deadline !== undefined && deadline !== Infinity;
+    let st = wait4(this.tid, poll ? WNOHANG : 0, `wait for thread ${this.tid}`);
+    while (!st) {
+      if (Date.now() > deadline!) throw new TraceError(`thread ${this.tid} did not stop in time`, ETIMEDOUT);
+      sleepMs(1);
+      st = wait4(this.tid, WNOHANG, `wait for thread ${this.tid}`);
+    }
+    this.stop = classify(st);
     return this.stop;
   }
 
@@ -88,9 +97,9 @@ export class Tracee {
    * it would have) and the wait goes on. Ends at the interrupt stop, a
    * group-stop, or the thread's exit.
    */
-  waitInterrupted(): Stop {
+  waitInterrupted(deadline?: number): Stop {
     for (;;) {
-      const s = this.wait();
+      const s = this.wait(deadline);
       if (s.kind !== "signal") return s;
       this.cont(s.sig);
     }

@@ -9,7 +9,7 @@ import type { Logger } from "../log.js";
 import type { Options } from "../options.js";
 import {
   IMG, readImage, writeImage, imageExists, imagePath, ImageError, IMAGES_V1_1,
-  type core_entry, type file_entry, type inventory_entry, type pstree_entry,
+  type core_entry, type file_entry, type inventory_entry, type pstree_entry, type restore_stats_entry,
 } from "../images/index.js";
 import { RESTORE_KINDS } from "../kinds/index.js";
 import { closeTransient } from "../kinds/files.js";
@@ -21,7 +21,9 @@ import { createTree, finishTree, planTree, type TreeNode } from "./tree.js";
 import { pidHolder } from "./stub.js";
 import { sleepMs, wait4 } from "../sys/syscalls.js";
 import { native } from "../sys/native.js";
-import { PAGE_SIZE, PR, SIG, SYS, WNOHANG } from "../sys/constants.js";
+import { CLONE, PAGE_SIZE, PR, SIG, SYS, WNOHANG } from "../sys/constants.js";
+import { ActionScripts } from "../actions.js";
+import { displayRestoreStats } from "../stats.js";
 import { Regs } from "../sys/structs.js";
 import type { Remote } from "../remote/remote.js";
 import { faultPoint } from "../fault.js";
@@ -158,15 +160,21 @@ export function restore(opts: Options, log: Logger): RestoreResult {
   }
   log.info(`Restoring ${entries.length} process(es), root ${root.pid}`);
 
+  const scripts = new ActionScripts(opts.actionScripts, dir, log);
   const t0 = process.hrtime.bigint();
   native.syscall(SYS.prctl, PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   const created: Remote[] = [];
   const live: RestoreTask[] = [];
   let forkingUs = 0;
   try {
-    createTree(nodes, ns.flags, created, log);
+    scripts.run("pre-restore");
+    // -S: the root becomes a child of crest's parent, which then owns it.
+    createTree(nodes, { ...ns.flags, flags: ns.flags.flags | (opts.restoreSibling ? CLONE.PARENT : 0) }, created, log);
+    scripts.rootPid = nodes[0]!.pid;
     faultPoint("restore:forked");
+    scripts.run("setup-namespaces");
     ns.populate(nodes[0]!.pid);
+    scripts.run("post-setup-namespaces");
     finishTree(nodes);
     forkingUs = Number((process.hrtime.bigint() - t0) / 1000n);
     for (const n of nodes) {
@@ -183,19 +191,25 @@ export function restore(opts: Options, log: Logger): RestoreResult {
     for (const step of run.finishing) step();
     closeTransient(run);
     ns.finish(nodes[0]!.pid);
+    scripts.run("post-restore");
     if (opts.pidfile) writePidfile(workPath(opts, opts.pidfile), nodes[0]!.pid);
+    scripts.run("pre-resume");
     const restoreUs = Number((process.hrtime.bigint() - t0) / 1000n);
-    writeStats(dir, forkingUs, restoreUs, run);
+    const stats = writeStats(dir, forkingUs, restoreUs, run);
     log.info("Restore finished successfully. Resuming tasks.");
     for (const t of live) release(t);
+    if (opts.displayStats) displayRestoreStats(log, stats);
   } catch (e) {
     killAll(created);
     throw e;
   } finally {
     for (const undo of run.cleanup) undo();
   }
+  scripts.runLate("post-resume");
+  scripts.close();
   const rootPid = nodes[0]!.pid;
-  if (opts.restoreDetached) return { pid: rootPid };
+  // A sibling is not crest's child to wait for: criu leaves it to its parent too.
+  if (opts.restoreDetached || opts.restoreSibling) return { pid: rootPid };
   const st = wait4(rootPid, 0, `wait for restored process ${rootPid}`)!;
   return { pid: rootPid, exitCode: st.exited ? st.code : 128 + st.code };
 }
@@ -211,10 +225,10 @@ function bind(task: RestoreTask, n: TreeNode): void {
   task.final = [{ regs: new Regs(), xstate: Buffer.alloc(0), sigmask: 0n, memoryWrites: [] }];
 }
 
-function writeStats(dir: string, forkingUs: number, restoreUs: number, run: RestoreRun): void {
-  writeImage(dir, IMG.stats, "restore", [{
-    restore: { pages_compared: 0n, pages_skipped_cow: 0n, forking_time: forkingUs, restore_time: restoreUs, pages_restored: BigInt(run.stats.pagesRestored) },
-  }]);
+function writeStats(dir: string, forkingUs: number, restoreUs: number, run: RestoreRun): restore_stats_entry {
+  const restore = { pages_compared: 0n, pages_skipped_cow: 0n, forking_time: forkingUs, restore_time: restoreUs, pages_restored: BigInt(run.stats.pagesRestored) };
+  writeImage(dir, IMG.stats, "restore", [{ restore }]);
+  return restore;
 }
 
 /** criu creates the pidfile exclusively: an existing file is an error, not overwritten. */
