@@ -3,7 +3,8 @@
 // its task with the kinds (memory, threads, files, signals, ..., registers
 // last), and let them all go. If anything fails, every task created so far
 // is killed: nothing is left half-alive.
-import { closeSync, existsSync, openSync, statSync, writeSync, constants as fsc } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, statSync, writeSync, constants as fsc } from "node:fs";
+import { parseStat } from "../proc/stat.js";
 import { isAbsolute, join } from "node:path";
 import type { Logger } from "../log.js";
 import type { Options } from "../options.js";
@@ -95,8 +96,12 @@ function release(task: RestoreTask): void {
 
 /**
  * Kills everything a failed restore made and reaps it: crest is a child
- * subreaper while it restores, so the stubs orphaned when the root dies
- * come back to it, and their PIDs are free when it returns.
+ * subreaper while it restores, so the stubs orphaned when their parents die
+ * come back to it, and their PIDs are free when it returns. A wait4 that
+ * succeeds may only have collected the tracee's death (crest traces them
+ * all): the zombie then still holds its PID for its parent, so a PID counts
+ * as free only once it has left /proc, or when it is the zombie of a
+ * process outside the restore (the root under -S), whose to reap.
  */
 function killAll(remotes: Remote[]): void {
   for (const r of [...remotes].reverse()) {
@@ -107,15 +112,22 @@ function killAll(remotes: Remote[]): void {
     }
   }
   const left = new Set(remotes.map((r) => r.pid));
-  for (let tries = 0; left.size && tries < 500; tries++) {
-    for (const pid of left) {
-      try {
-        if (wait4(pid, WNOHANG) || !existsSync(`/proc/${pid}`)) left.delete(pid);
-      } catch {
-        // not (yet) crest's child: its parent has not died yet
-        if (!existsSync(`/proc/${pid}`)) left.delete(pid);
-      }
+  const settled = (pid: number): boolean => {
+    try {
+      wait4(pid, WNOHANG);
+    } catch {
+      // not (yet) crest's child: its parent has not died yet
     }
+    let st;
+    try {
+      st = parseStat(readFileSync(`/proc/${pid}/stat`, "utf8"));
+    } catch {
+      return true;
+    }
+    return st.state === "Z" && st.ppid !== process.pid && !left.has(st.ppid);
+  };
+  for (let tries = 0; left.size && tries < 500; tries++) {
+    for (const pid of left) if (settled(pid)) left.delete(pid);
     if (left.size) sleepMs(10);
   }
 }
