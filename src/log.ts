@@ -10,9 +10,9 @@ export const DEFAULT_LOG_LEVEL = 2;
 export class Logger {
   private fd: number;
   private readonly ownsFd: boolean;
-  private readonly t0 = process.hrtime.bigint();
 
-  constructor(readonly level: number = DEFAULT_LOG_LEVEL, file?: string) {
+  constructor(readonly level: number = DEFAULT_LOG_LEVEL, readonly file?: string,
+    private readonly prefix = "", private readonly t0 = process.hrtime.bigint()) {
     if (file && file !== "-") {
       this.fd = openSync(file, "w", 0o600);
       this.ownsFd = true;
@@ -20,6 +20,18 @@ export class Logger {
       this.fd = 2;
       this.ownsFd = false;
     }
+  }
+
+  /**
+   * The log of one restored task. criu restores each task in its own
+   * process, which logs with its PID before each line, or with --log-pid to
+   * FILE.PID of its own; crest keeps both forms. Close it when done.
+   */
+  forTask(pid: number, ownFile: boolean): Logger {
+    if (ownFile && this.file && this.file !== "-") return new Logger(this.level, `${this.file}.${pid}`, "", this.t0);
+    const l = new Logger(this.level, undefined, `${String(pid).padStart(6)}: `, this.t0);
+    l.fd = this.fd;
+    return l;
   }
 
   private stamp(): string {
@@ -35,7 +47,7 @@ export class Logger {
     }
     if (level === LOG.ERROR && this.fd !== 2) writeSync(2, `${text}\n`);
     if (level > this.level) return;
-    writeSync(this.fd, `${this.level >= LOG.INFO ? this.stamp() : ""}${text}\n`);
+    writeSync(this.fd, `${this.level >= LOG.INFO ? this.stamp() : ""}${this.prefix}${text}\n`);
   }
 
   msg(text: string): void { this.write(LOG.MSG, text); }

@@ -4,6 +4,7 @@
 // of boolean options, options before or after the command. Every criu option
 // is known; the ones crest does not implement yet are refused by name.
 import { defaultOptions, type Command, type Options } from "../options.js";
+import { readConfigs, type ConfigEnv } from "./config.js";
 
 export const COMMANDS: readonly Command[] = [
   "dump", "pre-dump", "restore", "check", "service", "swrk", "page-server", "lazy-pages", "dedup",
@@ -40,7 +41,7 @@ const SPECS: OptSpec[] = [
   { long: "leave-running", short: "R", arg: "none", apply: (o) => { o.leaveRunning = true; o.leaveStopped = false; } },
   { long: "restore-detached", short: "d", arg: "none", bool: true, apply: (o, _v, on) => { o.restoreDetached = on; } },
   { long: "daemon", arg: "none", bool: true, apply: (o, _v, on) => { o.restoreDetached = on; } },
-  { long: "restore-sibling", short: "S", arg: "none", bool: true },
+  { long: "restore-sibling", short: "S", arg: "none", bool: true, apply: (o, _v, on) => { o.restoreSibling = on; } },
   { long: "images-dir", short: "D", arg: "required", apply: (o, v) => { o.imagesDir = v!; } },
   { long: "work-dir", short: "W", arg: "required", apply: (o, v) => { o.workDir = v!; } },
   { long: "log-file", short: "o", arg: "required", apply: (o, v) => { o.logFile = v!; } },
@@ -57,10 +58,10 @@ const SPECS: OptSpec[] = [
   { long: "ext-unix-sk", short: "x", arg: "optional" },
   { long: "tcp-established", arg: "none", bool: true },
   { long: "close", arg: "required" },
-  { long: "log-pid", arg: "none", bool: true },
+  { long: "log-pid", arg: "none", bool: true, apply: (o, _v, on) => { o.logPid = on; } },
   { long: "evasive-devices", arg: "none", bool: true },
   { long: "veth-pair", arg: "required" },
-  { long: "action-script", arg: "required" },
+  { long: "action-script", arg: "required", apply: (o, v) => { o.actionScripts.push(v!); } },
   { long: "link-remap", arg: "none", bool: true },
   { long: "shell-job", short: "j", arg: "none", bool: true },
   { long: "file-locks", short: "l", arg: "none", bool: true },
@@ -68,7 +69,7 @@ const SPECS: OptSpec[] = [
   { long: "address", arg: "required" },
   { long: "port", arg: "required" },
   { long: "prev-images-dir", arg: "required" },
-  { long: "ms", arg: "none" },
+  { long: "ms", arg: "none", apply: () => { throw new UsageError('--ms is deprecated; see "Check options" of crest --help'); } },
   { long: "track-mem", arg: "none", bool: true },
   { long: "auto-dedup", arg: "none", bool: true },
   { long: "libdir", short: "L", arg: "required" },
@@ -79,7 +80,7 @@ const SPECS: OptSpec[] = [
   { long: "manage-cgroups", arg: "optional" },
   { long: "cgroup-root", arg: "required" },
   { long: "inherit-fd", arg: "required" },
-  { long: "feature", arg: "required" },
+  { long: "feature", arg: "required", apply: (o, v) => { o.feature = v!; } },
   { long: "skip-mnt", arg: "required" },
   { long: "enable-fs", arg: "required" },
   { long: "enable-external-sharing", arg: "none" },
@@ -88,26 +89,30 @@ const SPECS: OptSpec[] = [
   { long: "ghost-limit", arg: "required" },
   { long: "irmap-scan-path", arg: "required" },
   { long: "lsm-profile", arg: "required" },
-  { long: "timeout", arg: "required" },
+  { long: "timeout", arg: "required", apply: (o, v) => { o.timeout = atoi(v!); } },
   { long: "external", arg: "required" },
   { long: "empty-ns", arg: "required" },
   { long: "lazy-pages", arg: "none" },
-  { long: "extra", arg: "none", bool: true },
-  { long: "experimental", arg: "none", bool: true },
-  { long: "all", arg: "none" },
+  { long: "extra", arg: "none", bool: true, apply: (o, _v, on) => { o.checkExtra = on; } },
+  { long: "experimental", arg: "none", bool: true, apply: (o, _v, on) => { o.checkExperimental = on; } },
+  { long: "all", arg: "none", apply: (o) => { o.checkAll = o.checkExtra = o.checkExperimental = true; } },
   { long: "cgroup-props", arg: "required" },
   { long: "cgroup-props-file", arg: "required" },
   { long: "cgroup-dump-controller", arg: "required" },
   { long: "tcp-skip-in-flight", arg: "none", bool: true },
   { long: "deprecated", arg: "none", bool: true },
-  { long: "display-stats", arg: "none", bool: true },
+  { long: "display-stats", arg: "none", bool: true, apply: (o, _v, on) => { o.displayStats = on; } },
   { long: "weak-sysctls", arg: "none", bool: true },
-  { long: "status-fd", arg: "required" },
+  { long: "status-fd", arg: "required", apply: (o, v) => {
+    if (!/^\s*[+-]?\d/.test(v!)) throw new UsageError(`Unable to parse a value of --status-fd ('${v}')`);
+    o.statusFd = atoi(v!);
+  } },
   { long: "tcp-close", arg: "none", bool: true },
   { long: "ps-socket", arg: "required" },
   { long: "stream", arg: "none", bool: true },
-  { long: "config", arg: "required" },
-  { long: "no-default-config", arg: "none" },
+  // Read before anything else (config.ts); recorded here for the model.
+  { long: "config", arg: "required", apply: (o, v) => { o.configFile = v!; } },
+  { long: "no-default-config", arg: "none", apply: (o) => { o.noDefaultConfig = true; } },
   { long: "tls-cacert", arg: "required" },
   { long: "tls-cacrl", arg: "required" },
   { long: "tls-cert", arg: "required" },
@@ -115,7 +120,10 @@ const SPECS: OptSpec[] = [
   { long: "tls", arg: "none", bool: true },
   { long: "tls-no-cn-verify", arg: "none" },
   { long: "cgroup-yard", arg: "required" },
-  { long: "pre-dump-mode", arg: "required" },
+  { long: "pre-dump-mode", arg: "required", apply: (o, v) => {
+    if (v !== "splice" && v !== "read") throw new UsageError(`Unable to parse value of --pre-dump-mode ('${v}': splice or read)`);
+    o.preDumpMode = v;
+  } },
   { long: "file-validation", arg: "required" },
   { long: "skip-file-rwx-check", arg: "none", bool: true },
   { long: "lsm-mount-context", arg: "required" },
@@ -163,9 +171,16 @@ export interface ParsedArgs {
   version: boolean;
 }
 
-/** Parses argv (without the program name). Throws UsageError for unknown, malformed or unsupported options. */
-export function parseArgs(argv: string[]): ParsedArgs {
-  const found: Array<{ spec: OptSpec; on: boolean; value?: string; shown: string }> = [];
+interface Found {
+  spec: OptSpec;
+  on: boolean;
+  value?: string;
+  shown: string;
+}
+
+/** getopt_long over one argument list: the options in order, and the other words. */
+function scan(argv: readonly string[]): { found: Found[]; words: string[] } {
+  const found: Found[] = [];
   const words: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -207,16 +222,42 @@ export function parseArgs(argv: string[]): ParsedArgs {
     }
     words.push(a);
   }
+  return { found, words };
+}
 
-  const command = words[0];
+/**
+ * Parses argv (without the program name) after the configuration files
+ * (read from `src`, none if absent), each overriding the one before, as criu
+ * does. Throws UsageError for unknown, malformed or unsupported options and
+ * ConfigError for a configuration file crest cannot read.
+ */
+export function parseArgs(argv: readonly string[], src?: ConfigEnv): ParsedArgs {
+  // criu looks for --help before anything else, so a broken configuration file cannot hide it.
+  if (argv.includes("--help") || argv.includes("-h")) {
+    return { command: argv.find((a) => !a.startsWith("-")), rest: [], options: defaultOptions("dump"), help: true, version: false };
+  }
+  const passes: Found[][] = [];
+  for (const c of src ? readConfigs(argv, src) : []) {
+    let r;
+    try {
+      r = scan(c.args);
+    } catch (e) {
+      throw new UsageError(`${c.file}: ${(e as Error).message}`);
+    }
+    if (r.words.length) throw new UsageError(`${c.file}: '${r.words[0]}' is not an option`);
+    passes.push(r.found.map((f) => ({ ...f, shown: `${f.shown} (from ${c.file})` })));
+  }
+  const cmdline = scan(argv);
+  passes.push(cmdline.found);
+
+  const command = cmdline.words[0];
   const opts = defaultOptions(COMMANDS.includes(command as Command) ? (command as Command) : "dump");
-  let help = false;
   let version = false;
-  for (const f of found) {
-    if (f.spec.long === "help") help = true;
-    else if (f.spec.long === "version") version = true;
+  for (const f of passes.flat()) {
+    if (f.spec.long === "help") continue;
+    if (f.spec.long === "version") version = true;
     else if (!f.spec.apply) throw new UsageError(`option ${f.shown} is not supported by crest yet`);
     else f.spec.apply(opts, f.value, f.on);
   }
-  return { command, rest: words.slice(1), options: opts, help, version };
+  return { command, rest: cmdline.words.slice(1), options: opts, help: false, version };
 }

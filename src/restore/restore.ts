@@ -3,7 +3,7 @@
 // its task with the kinds (memory, threads, files, signals, ..., registers
 // last), and let them all go. If anything fails, every task created so far
 // is killed: nothing is left half-alive.
-import { closeSync, existsSync, openSync, readFileSync, statSync, writeSync, constants as fsc } from "node:fs";
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, statSync, writeSync, constants as fsc } from "node:fs";
 import { parseStat } from "../proc/stat.js";
 import { isAbsolute, join } from "node:path";
 import type { Logger } from "../log.js";
@@ -135,6 +135,7 @@ function killAll(remotes: Remote[]): void {
 export function restore(opts: Options, log: Logger): RestoreResult {
   const dir = opts.imagesDir;
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ImageError(dir, "missing", "");
+  if (opts.statusFd !== undefined && !isOpenFd(opts.statusFd)) throw new Error(`--status-fd ${opts.statusFd} is not an open file descriptor of crest`);
   const inventory = checkInventory(dir);
   const entries = readImage(dir, IMG.pstree);
   if (entries.length === 0) throw new ImageError(imagePath(dir, IMG.pstree), "invalid", "no tasks");
@@ -194,10 +195,17 @@ export function restore(opts: Options, log: Logger): RestoreResult {
       const task = tasks.get(n.vpid)!;
       bind(task, n);
       live.push(task);
-      for (const kind of RESTORE_KINDS) {
-        log.debug(`restoring ${kind.name} of ${task.vpid}`);
-        kind.restore?.(task, run);
-        faultPoint(`restore:${kind.name}`);
+      run.log = log.forTask(task.vpid, opts.logPid);
+      try {
+        run.log.info(`Restoring process ${task.vpid} (pid ${task.pid} here)`);
+        for (const kind of RESTORE_KINDS) {
+          run.log.debug(`restoring ${kind.name}`);
+          kind.restore?.(task, run);
+          faultPoint(`restore:${kind.name}`);
+        }
+      } finally {
+        run.log.close();
+        run.log = log;
       }
     }
     for (const step of run.finishing) step();
@@ -210,6 +218,7 @@ export function restore(opts: Options, log: Logger): RestoreResult {
     const stats = writeStats(dir, forkingUs, restoreUs, run);
     log.info("Restore finished successfully. Resuming tasks.");
     for (const t of live) release(t);
+    if (opts.statusFd !== undefined) signalReady(opts.statusFd, log);
     if (opts.displayStats) displayRestoreStats(log, stats);
   } catch (e) {
     killAll(created);
@@ -241,6 +250,25 @@ function writeStats(dir: string, forkingUs: number, restoreUs: number, run: Rest
   const restore = { pages_compared: 0n, pages_skipped_cow: 0n, forking_time: forkingUs, restore_time: restoreUs, pages_restored: BigInt(run.stats.pagesRestored) };
   writeImage(dir, IMG.stats, "restore", [{ restore }]);
   return restore;
+}
+
+function isOpenFd(fd: number): boolean {
+  try {
+    fstatSync(fd);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** --status-fd: one zero byte once the tree runs, then the fd is closed (criu's status_ready). */
+function signalReady(fd: number, log: Logger): void {
+  try {
+    writeSync(fd, Buffer.of(0));
+    closeSync(fd);
+  } catch (e) {
+    log.error(`cannot write to --status-fd ${fd}: ${(e as Error).message}`);
+  }
 }
 
 /** criu creates the pidfile exclusively: an existing file is an error, not overwritten. */

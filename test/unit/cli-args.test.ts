@@ -49,3 +49,46 @@ test("-R and -s: the last one wins, as in criu", () => {
   assert.equal(a.options.leaveStopped, true);
   assert.equal(a.options.leaveRunning, false);
 });
+
+test("every option criu sets, in every form: applied, or refused by name", () => {
+  const o = parseArgs(["restore", "-d", "-S", "--timeout", "3", "--display-stats", "--log-pid", "--status-fd=7",
+    "--action-script", "a.sh", "--action-script=b.sh", "--pre-dump-mode", "read"]).options;
+  assert.equal(o.restoreSibling, true);
+  assert.equal(o.timeout, 3);
+  assert.equal(o.displayStats, true);
+  assert.equal(o.logPid, true);
+  assert.equal(o.statusFd, 7);
+  assert.deepEqual(o.actionScripts, ["a.sh", "b.sh"], "repeated options add up");
+  assert.equal(o.preDumpMode, "read");
+  assert.equal(parseArgs(["dump", "--display-stats", "--no-display-stats"]).options.displayStats, false);
+  assert.throws(() => parseArgs(["dump", "--status-fd", "x"]), /Unable to parse a value of --status-fd/);
+  assert.throws(() => parseArgs(["dump", "--pre-dump-mode", "copy"]), /--pre-dump-mode/);
+  assert.throws(() => parseArgs(["dump", "--ms"]), /deprecated/);
+  assert.throws(() => parseArgs(["dump", "-j"]), /option -j is not supported by crest yet/);
+  assert.throws(() => parseArgs(["dump", "--no-shell-job"]), /--no-shell-job is not supported/);
+});
+
+test("check's options", () => {
+  const a = parseArgs(["check", "--all"]).options;
+  assert.deepEqual([a.checkAll, a.checkExtra, a.checkExperimental], [true, true, true]);
+  const f = parseArgs(["check", "--extra", "--feature", "list"]).options;
+  assert.deepEqual([f.checkExtra, f.checkExperimental, f.feature], [true, false, "list"]);
+});
+
+test("zdtm's command lines parse as criu parses them", () => {
+  const d = parseArgs(["dump", "--no-default-config", "--no-default-config", "--log-file", "dump.log", "--images-dir", "/d",
+    "--verbosity=4", "--tree", "42", "--pidfile", "/p", "--timeout", "10", "--pre-dump-mode", "splice"]);
+  assert.deepEqual([d.command, d.options.tree, d.options.logLevel, d.options.timeout, d.options.noDefaultConfig], ["dump", 42, 4, 10, true]);
+  const r = parseArgs(["restore", "--no-default-config", "--log-file", "restore.log", "--images-dir", "/d", "--verbosity=4",
+    "--pidfile", "/p", "--restore-detached"]);
+  assert.deepEqual([r.command, r.options.restoreDetached, r.options.pidfile], ["restore", true, "/p"]);
+  const c = parseArgs(["check", "--no-default-config", "-verbosity=0", "--feature", "mnt_id"]);
+  assert.deepEqual([c.command, c.options.logLevel, c.options.feature], ["check", 0, "mnt_id"]);
+});
+
+test("--help wins over anything broken; --version; words after the command", () => {
+  const h = parseArgs(["dump", "--bogus", "-h"]);
+  assert.equal(h.help, true);
+  assert.equal(parseArgs(["-V"]).version, true);
+  assert.deepEqual(parseArgs(["cpuinfo", "dump"]).rest, ["dump"]);
+});
