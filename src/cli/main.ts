@@ -145,21 +145,27 @@ export function main(argv: string[]): number {
     process.stderr.write(`Error: ${DEPRECATED[cmd]}\n`);
     return 1;
   }
-  if (!IMPLEMENTED.has(cmd)) {
-    process.stderr.write(`Error: '${cmd}' is not implemented by crest yet; crest carries out ${[...IMPLEMENTED].join(", ")}\n`);
-    return 1;
-  }
   const opts = parsed.options;
+  const failed = cmd === "dump" ? "Dumping FAILED." : cmd === "restore" ? "Restoring FAILED." : null;
   let log: Logger;
   try {
     // A dump creates its images directory (and the work directory it logs to).
-    if (cmd === "dump") mkdirSync(opts.workDir ?? opts.imagesDir, { recursive: true });
+    if (cmd === "dump" || cmd === "pre-dump") mkdirSync(opts.workDir ?? opts.imagesDir, { recursive: true });
     log = new Logger(opts.logLevel, opts.logFile ? workPath(opts, opts.logFile) : undefined);
   } catch (e) {
     process.stderr.write(`crest: cannot open the log file: ${(e as Error).message}\n`);
     return 1;
   }
   try {
+    if (!IMPLEMENTED.has(cmd)) {
+      log.error(`'${cmd}' is not implemented by crest yet; crest carries out ${[...IMPLEMENTED].join(", ")}`);
+      return 1;
+    }
+    if (parsed.refused.length) {
+      for (const o of parsed.refused) log.error(`option ${o} is not supported by crest yet`);
+      if (failed) log.error(failed);
+      return 1;
+    }
     if (cmd === "dump") {
       if (opts.statusFd !== undefined) log.warn("--status-fd is not used by dump (criu and crest signal it on restore, page-server and lazy-pages)");
       dump(opts, log);
@@ -172,7 +178,7 @@ export function main(argv: string[]): number {
     const err = e as Error;
     log.error(err.message);
     if (log.debugOn && err.stack) log.debug(err.stack);
-    log.error(cmd === "dump" ? "Dumping FAILED." : "Restoring FAILED.");
+    if (failed) log.error(failed);
     return 1;
   } finally {
     log.close();
