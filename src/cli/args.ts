@@ -11,7 +11,7 @@ export const COMMANDS: readonly Command[] = [
   "cpuinfo", "exec", "show",
 ];
 /** Commands this version of crest carries out. */
-export const IMPLEMENTED: ReadonlySet<Command> = new Set<Command>(["dump", "restore"]);
+export const IMPLEMENTED: ReadonlySet<Command> = new Set<Command>(["dump", "restore", "check"]);
 
 type ArgKind = "none" | "required" | "optional";
 

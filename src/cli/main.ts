@@ -6,6 +6,7 @@ import { COMMANDS, IMPLEMENTED, parseArgs, UsageError } from "./args.js";
 import type { Command, Options } from "../options.js";
 import { ConfigError, SYSTEM_CONFIG_ENV } from "./config.js";
 import { dump } from "../dump/dump.js";
+import { check } from "../check/check.js";
 import { restore, workPath } from "../restore/restore.js";
 import { projectRoot } from "../sys/native.js";
 import { parseRun, run, RUN_USAGE } from "./run.js";
@@ -166,6 +167,7 @@ export function main(argv: string[]): number {
       if (failed) log.error(failed);
       return 1;
     }
+    if (cmd === "check") return check(opts, log);
     if (cmd === "dump") {
       if (opts.statusFd !== undefined) log.warn("--status-fd is not used by dump (criu and crest signal it on restore, page-server and lazy-pages)");
       dump(opts, log);
