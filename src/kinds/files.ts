@@ -12,7 +12,7 @@ import type { FdFacts, FileKind } from "./file-kind.js";
 import type { fd_types, fdinfo_entry, file_entry, fown_entry } from "../images/index.js";
 import { F, FD_CLOEXEC, KCMP, O, SYS } from "../sys/constants.js";
 import { sys } from "../sys/syscalls.js";
-import { parseFdinfo, classifyFdLink } from "../proc/index.js";
+import { parseFdinfo, classifyFdLink, type Fdinfo } from "../proc/index.js";
 import { regFileKind } from "./regfile.js";
 import { fifoKind, pipeKind } from "./pipe.js";
 import { memfdKind } from "./memfd.js";
@@ -30,6 +30,23 @@ function fileOwner(r: Remote, fd: number, uid: number, euid: number): fown_entry
   const signum = r.call(`read the signal of fd ${fd} of task ${r.pid}`, SYS.fcntl, fd, F.GETSIG);
   const pid = b.readInt32LE(4);
   return { uid: pid ? uid : 0, euid: pid ? euid : 0, signum, pid_type: b.readInt32LE(0), pid };
+}
+
+/** O_PATH fds have no file operations: fcntl's owner and signal calls say EBADF, and there is no owner to keep. */
+const NO_OWNER: fown_entry = { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 };
+
+/**
+ * Refuses a task holding file locks (POSIX, OFD, flock, leases): crest cannot
+ * take them back yet, and CRIU too refuses them without --file-locks.
+ */
+function refuseLocks(info: Fdinfo, what: string, text: string): void {
+  const l = info.locks[0];
+  if (!l) return;
+  const range = l.kind === "FLOCK" || l.kind === "LEASE" ? "the whole file" : `bytes ${l.start}-${l.end ?? "EOF"}`;
+  throw new UnsupportedError(
+    `${what} (${text}) holds a file lock (${l.kind} ${l.type} on ${range})${info.locks.length > 1 ? ` and ${info.locks.length - 1} more` : ""}; ` +
+    "crest does not support file locks yet (--file-locks is not supported by crest yet)",
+  );
 }
 
 function describe(text: string): string {
@@ -54,6 +71,8 @@ function dumpFds(task: DumpTask, run: DumpRun): fdinfo_entry[] {
     const text = readlinkSync(via);
     const st = statSync(via);
     const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8"));
+    // Every fd, shared or not: a POSIX lock shows only in its owner's fdinfo.
+    refuseLocks(info, what, text);
     // A description an earlier fd (of this or another task) refers to too.
     const same = run.descriptions.find((d) => d.dev === st.dev && d.ino === st.ino && sys(SYS.kcmp, d.pid, pid, KCMP.FILE, d.fd, fd) === 0);
     let id: number, type: fd_types;
@@ -63,7 +82,7 @@ function dumpFds(task: DumpTask, run: DumpRun): fdinfo_entry[] {
     } else {
       const facts: FdFacts = {
         pid, fd, text, link: classifyFdLink(text), via, st, info, what,
-        fown: fileOwner(r, fd, creds?.uid ?? 0, creds?.euid ?? 0),
+        fown: info.flags & O.PATH ? NO_OWNER : fileOwner(r, fd, creds?.uid ?? 0, creds?.euid ?? 0),
       };
       const kind = FILE_KINDS.find((k) => k.claims(facts));
       if (!kind) throw new UnsupportedError(`${what} is ${describe(text)}; crest does not support it yet`);

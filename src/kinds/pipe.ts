@@ -68,9 +68,10 @@ function writeAll(fd: number, data: Buffer): void {
   for (let off = 0; off < data.length;) off += writeSync(fd, data, off, data.length - off);
 }
 
-function setFlags(r: Remote, fd: number, flags: number, what: string): void {
+/** `always`: the fd was opened with flags of crest's (O_NONBLOCK), which must go if the description had none. */
+function setFlags(r: Remote, fd: number, flags: number, what: string, always = false): void {
   const status = flags & (O.NONBLOCK | O.DIRECT | O.ASYNC);
-  if (status) r.call(`set the flags of ${what}`, SYS.fcntl, fd, F.SETFL, status);
+  if (status || always) r.call(`set the flags of ${what}`, SYS.fcntl, fd, F.SETFL, status);
 }
 
 /** Creates pipe `pipeId` in the task; returns the fd for `entry`'s end and registers every other end. */
@@ -95,21 +96,25 @@ function makePipe(r: Remote, task: RestoreTask, run: RestoreRun, entry: file_ent
   }
   // Every description of this pipe: the first of each end gets the pipe2 fd,
   // further ones (a pipe reopened through /proc) a reopen of it.
+  // `ends` follows the pipe2 fds as they are parked, so later reopens find them.
   const used = { read: false, write: false };
   let mine = -1;
   const all = [...run.files.values()].filter((f) => f.type === fd_types.PIPE && f.pipe?.pipe_id === pipeId);
   for (const f of all) {
     const end = isRead(f.pipe!.flags) ? "read" : "write";
+    const reopen = used[end];
     let fd = ends[end];
-    if (used[end]) {
+    if (reopen) {
+      // O_NONBLOCK: a read end opened alone would wait for a writer otherwise.
       r.resetScratch();
-      fd = r.call(`reopen ${what}`, SYS.openat, -100, r.putString(`/proc/self/fd/${ends[end]}`), (f.pipe!.flags & ~O.NONBLOCK) | O.NONBLOCK, 0);
+      fd = r.call(`reopen ${what}`, SYS.openat, -100, r.putString(`/proc/self/fd/${ends[end]}`), f.pipe!.flags | O.NONBLOCK | O.CLOEXEC, 0);
     }
     used[end] = true;
-    setFlags(r, fd, f.pipe!.flags, `${what} (${end} end)`);
+    setFlags(r, fd, f.pipe!.flags, `${what} (${end} end)`, reopen);
     if (f.id === entry.id) mine = fd;
     else {
       const kept = park(fd);
+      if (!reopen) ends[end] = kept;
       run.opened.set(f.id, { vpid: task.vpid, fd: kept });
       run.transient.push({ task, fd: kept });
     }
@@ -124,7 +129,8 @@ function makePipe(r: Remote, task: RestoreTask, run: RestoreRun, entry: file_ent
 export const pipeKind: FileKind = {
   name: "pipe",
   type: fd_types.PIPE,
-  claims: (f) => f.link.kind === "pipe",
+  // An O_PATH fd on a pipe (opened through /proc) is no end of it: refused as a path.
+  claims: (f) => f.link.kind === "pipe" && !(f.info.flags & O.PATH),
   dump(f, run) {
     const pipeId = f.st.ino;
     const id = run.nextId("file");
@@ -170,7 +176,7 @@ function heldFifo(run: RestoreRun, pipeId: number, path: string): number {
 export const fifoKind: FileKind = {
   name: "FIFO",
   type: fd_types.FIFO,
-  claims: (f) => f.link.kind === "path" && f.st.isFIFO(),
+  claims: (f) => f.link.kind === "path" && f.st.isFIFO() && !(f.info.flags & O.PATH),
   dump(f, run) {
     if (f.link.kind === "path" && f.link.deleted) throw new UnsupportedError(`${f.what} is the deleted FIFO ${f.link.path}; crest cannot restore it`);
     const regfId = dumpRegFile(run, { path: f.text, flags: f.info.flags, pos: 0n, mntId: f.info.mntId, fown: f.fown }, f.st);

@@ -32,8 +32,10 @@ const NO_OWNER: reg_file_entry["fown"] = { uid: 0, euid: 0, signum: 0, pid_type:
  * is something this kind can reopen, and stats it through `via` (a
  * /proc/PID/fd/N or map_files link, which reaches the file even when the
  * path does not). Throws UnsupportedError naming `what` otherwise.
+ * `anyType`: an O_PATH fd, which opening never sets in motion (no device
+ * open, no FIFO wait), so any kind of inode, a symlink itself included, will do.
  */
-export function checkReopenable(path: string, via: string, what: string): Stats {
+export function checkReopenable(path: string, via: string, what: string, anyType = false): Stats {
   if (path.endsWith(" (deleted)")) {
     throw new UnsupportedError(`${what} is the deleted file ${path.slice(0, -10)}; crest cannot restore deleted files yet`);
   }
@@ -44,7 +46,9 @@ export function checkReopenable(path: string, via: string, what: string): Stats 
   } catch (e) {
     throw new UnsupportedError(`${what} (${path}) cannot be examined: ${(e as Error).message}`);
   }
-  if (st.isCharacterDevice()) {
+  if (anyType) {
+    // nothing to open: the path alone is kept
+  } else if (st.isCharacterDevice()) {
     const major = Math.floor(st.rdev / 256) & 0xfff;
     if (major !== MEM_MAJOR) {
       throw new UnsupportedError(`${what} is the character device ${path} (${major}:${st.rdev & 0xff}); crest supports only memory devices such as /dev/null so far`);
@@ -54,7 +58,8 @@ export function checkReopenable(path: string, via: string, what: string): Stats 
   }
   // The path must still lead to the same file, or a restore would open another one.
   try {
-    const now = lstatSync(path).isSymbolicLink() ? statSync(path) : lstatSync(path);
+    // The kernel's path has no symlink in it, but may be one (O_PATH|O_NOFOLLOW).
+    const now = st.isSymbolicLink() ? lstatSync(path) : statSync(path);
     if (now.ino !== st.ino || now.dev !== st.dev) throw new Error("replaced");
   } catch {
     throw new UnsupportedError(`${what} is ${path}, but that path now leads elsewhere (the file was renamed or replaced); crest cannot restore it yet`);
@@ -104,7 +109,8 @@ export function openRegFile(r: Remote, reg: reg_file_entry, flagsOverride?: numb
   const flags = (flagsOverride ?? reg.flags) & ~(O.CREAT | O.EXCL | O.TRUNC);
   let st: Stats;
   try {
-    st = statSync(reg.name);
+    // O_NOFOLLOW (with O_PATH) opens a symlink itself: check the link, not its target.
+    st = flags & O.NOFOLLOW ? lstatSync(reg.name) : statSync(reg.name);
   } catch {
     throw new Error(`file ${reg.name} is missing: it must exist at restore as it did at dump`);
   }
@@ -124,9 +130,10 @@ export function openRegFile(r: Remote, reg: reg_file_entry, flagsOverride?: numb
 export const regFileKind: FileKind = {
   name: "regular file",
   type: fd_types.REG,
-  claims: (f) => f.link.kind === "path" && !f.st.isFIFO() && !(f.link.deleted && isMemfdPath(f.link.path)),
+  // O_PATH fds of FIFOs are paths like any other (no data, no pipe behind them).
+  claims: (f) => f.link.kind === "path" && (!f.st.isFIFO() || (f.info.flags & O.PATH) !== 0) && !(f.link.deleted && isMemfdPath(f.link.path)),
   dump(f, run) {
-    const st = checkReopenable(f.text, f.via, f.what);
+    const st = checkReopenable(f.text, f.via, f.what, (f.info.flags & O.PATH) !== 0);
     return dumpRegFile(run, { path: f.text, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, st);
   },
   open: (r, _task, _run, entry) => openRegFile(r, regOf(entry, entry.id)),
