@@ -12,7 +12,7 @@ import type { FileKind } from "./file-kind.js";
 import type { DumpRun, RestoreRun, RestoreTask } from "./context.js";
 import { UnsupportedError } from "./context.js";
 import { IMG, readImage, writeImage, fd_types, type fown_entry, type memfd_inode_entry } from "../images/index.js";
-import { MAP, O, PAGE_SIZE, PROT, SYS, AT_FDCWD } from "../sys/constants.js";
+import { F, MAP, O, PAGE_SIZE, PROT, SYS, AT_FDCWD } from "../sys/constants.js";
 import { native } from "../sys/native.js";
 import { PagesWriter, fillFromPages } from "./pages.js";
 import type { Remote } from "../remote/remote.js";
@@ -96,6 +96,8 @@ interface Created {
   pid: number;
   fd: number;
   entry: memfd_inode_entry;
+  /** memfd_create's own description went to a read-write fd already. */
+  rwTaken: boolean;
 }
 
 function inodeTable(run: RestoreRun): Map<number, memfd_inode_entry> {
@@ -123,7 +125,7 @@ function create(r: Remote, task: RestoreTask, run: RestoreRun, e: memfd_inode_en
     fillFromPages(r, run.dir, head.pages_id, entries, run.stats, (off) => BigInt(addr) + off);
     r.call(`unmap ${what}`, SYS.munmap, addr, len);
   }
-  const c = { vpid: task.vpid, pid: task.pid, fd, entry: e };
+  const c = { vpid: task.vpid, pid: task.pid, fd, entry: e, rwTaken: false };
   run.cache.set(`memfd:${e.inode_id}`, c);
   run.transient.push({ task, fd });
   // Seals once every task has its mappings and fds (a seal can forbid writable mappings).
@@ -133,19 +135,42 @@ function create(r: Remote, task: RestoreTask, run: RestoreRun, e: memfd_inode_en
   return c;
 }
 
+/** memfd_create's description, from the task that holds it (pidfd_getfd sets FD_CLOEXEC). */
+function takeFrom(r: Remote, c: Created, name: string): number {
+  const pidfd = r.call(`open a pidfd of task ${c.vpid} for ${name}`, SYS.pidfd_open, c.vpid, 0);
+  try {
+    return r.call(`take ${name} from task ${c.vpid}`, SYS.pidfd_getfd, pidfd, c.fd, 0);
+  } finally {
+    r.call(`close a pidfd in task ${r.pid}`, SYS.close, pidfd);
+  }
+}
+
 /**
- * Opens memfd `inodeId` in the task with `flags` (a new description):
- * creating the file if no task has it yet, else reopening it through /proc.
+ * Opens memfd `inodeId` in the task with `flags`: creating the file if no
+ * task has it yet. A read-write open gets memfd_create's own description
+ * (every mapping, and the first fd; another task takes it with pidfd_getfd):
+ * a read-write reopen through /proc counts as a writer, after which
+ * execveat() of the memfd fails with ETXTBSY, as criu notes. Anything else
+ * is a new description opened through /proc.
  */
-export function openMemfd(r: Remote, task: RestoreTask, run: RestoreRun, inodeId: number, flags: number, park: (fd: number) => number): number {
+export function openMemfd(r: Remote, task: RestoreTask, run: RestoreRun, inodeId: number, flags: number, park: (fd: number) => number, mapping = false): number {
   let c = run.cache.get(`memfd:${inodeId}`) as Created | undefined;
   if (!c) {
     const e = inodeTable(run).get(inodeId);
     if (!e) throw new Error(`memfd.img has no memfd with inode_id ${inodeId}`);
     c = create(r, task, run, e, park);
   }
+  const name = `memfd ${c.entry.name} in task ${task.vpid}`;
+  if ((flags & O.ACCMODE) === O.RDWR && (mapping || !c.rwTaken)) {
+    const fd = c.pid === task.pid ? r.call(`duplicate ${name}`, SYS.fcntl, c.fd, F.DUPFD_CLOEXEC, 0) : takeFrom(r, c, name);
+    if (!mapping) {
+      c.rwTaken = true;
+      r.call(`set the flags of ${name}`, SYS.fcntl, fd, F.SETFL, flags & ~O.CLOEXEC);
+    }
+    return fd;
+  }
   r.resetScratch();
-  return r.call(`open memfd ${c.entry.name} in task ${task.vpid}`, SYS.openat, AT_FDCWD, r.putString(`/proc/${c.pid}/fd/${c.fd}`), (flags & ~O.CLOEXEC) | O.CLOEXEC, 0);
+  return r.call(`open ${name}`, SYS.openat, AT_FDCWD, r.putString(`/proc/${c.pid}/fd/${c.fd}`), (flags & ~O.CLOEXEC) | O.CLOEXEC, 0);
 }
 
 export const memfdKind: FileKind = {

@@ -7,15 +7,15 @@
 // and vvar to where the task had them, maps each VMA at its address, lets
 // the task read its pages in, sets the final protections and installs the
 // mm fields with PR_SET_MM_MAP.
-import { closeSync, fstatSync, openSync, readFileSync, readlinkSync } from "node:fs";
+import { closeSync, fstatSync, lstatSync, openSync, readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { TaskKind, DumpTask, DumpRun, RestoreTask, RestoreRun } from "./context.js";
 import { UnsupportedError } from "./context.js";
-import { IMG, readImage, writeImage, type vma_entry, type reg_file_entry, type pagemap_entry } from "../images/index.js";
+import { IMG, imageExists, readImage, writeImage, type vma_entry, type reg_file_entry, type pagemap_entry } from "../images/index.js";
 import { AT_FDCWD, MAP, MREMAP, O, PAGE_SIZE, PROT, PR, PR_SET_MM_MAP, SYS } from "../sys/constants.js";
 import { MM_MAP_SIZE, packMmMap } from "../sys/structs.js";
 import { PagemapScanner } from "../sys/pagemap.js";
-import { parseAuxv, parseMaps, parseStat, vmFlagsToMadvise, type SmapsEntry, type MapEntry } from "../proc/index.js";
+import { parseAuxv, parseMaps, parseStat, vmFlagsToMadvise, vmFlagsToMapFlags, type SmapsEntry, type MapEntry } from "../proc/index.js";
 import { checkReopenable, dumpRegFile, openRegFile, regFile } from "./regfile.js";
 import { PagesWriter, fillFromPages, pageCount } from "./pages.js";
 import { dumpMemfd, isMemfdPath, openMemfd } from "./memfd.js";
@@ -36,14 +36,30 @@ const is = (v: vma_entry, bit: number): boolean => (v.status & bit) !== 0;
 const isSpecial = (v: vma_entry): boolean => is(v, VMA.VDSO) || is(v, VMA.VVAR) || is(v, VMA.VSYSCALL);
 const protOf = (m: MapEntry): number => (m.prot.read ? PROT.READ : 0) | (m.prot.write ? PROT.WRITE : 0) | (m.prot.exec ? PROT.EXEC : 0);
 
-/** VmFlags that become mmap flags, as CRIU records them. */
+/** MAP_DROPPABLE (Linux 6.11+): a mapping type of its own, private memory the kernel may drop. */
+const MAP_DROPPABLE = 0x08;
+/** The mapping-type bits of mmap flags. */
+const MAP_TYPE = 0x0f;
+
+/** mmap flags as CRIU records them: the type, then what VmFlags shows (MAP_DROPPABLE replaces MAP_PRIVATE). */
 function mapFlagsOf(m: SmapsEntry): number {
-  let f = 0;
-  if (m.vmFlags.includes("gd")) f |= MAP.GROWSDOWN;
-  if (m.vmFlags.includes("lo")) f |= MAP.LOCKED;
-  if (m.vmFlags.includes("nr")) f |= MAP.NORESERVE;
   if (m.vmFlags.includes("ht")) throw new UnsupportedError(`hugetlb mapping at 0x${m.start.toString(16)}`);
-  return f;
+  const f = vmFlagsToMapFlags(m.vmFlags);
+  return (f & MAP_DROPPABLE ? 0 : m.shared ? MAP.SHARED : MAP.PRIVATE) | f;
+}
+
+/**
+ * The open mode of the file behind a mapping (O_RDONLY, O_WRONLY or O_RDWR):
+ * the kernel shows it as the owner bits of the map_files link. A shared
+ * mapping can be made writable later only if its file was open for writing.
+ */
+function mapFileMode(via: string, m: SmapsEntry): number {
+  switch (lstatSync(via).mode & 0o600) {
+    case 0o600: return O.RDWR;
+    case 0o200: return O.WRONLY;
+    case 0o400: return O.RDONLY;
+  }
+  return m.shared && m.prot.write ? O.RDWR : O.RDONLY;
 }
 
 /** Turns one line of smaps into a vma_entry, registering its file in files.img. */
@@ -51,7 +67,7 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
   const where = `the mapping 0x${m.start.toString(16)}-0x${m.end.toString(16)} (${m.path || "anonymous"}) of process ${task.pid}`;
   const base = {
     start: BigInt(m.start), end: BigInt(m.end), pgoff: m.offset, shmid: 0n, prot: protOf(m),
-    flags: (m.shared ? MAP.SHARED : MAP.PRIVATE) | mapFlagsOf(m), fd: -1n, madv: vmFlagsToMadvise(m.vmFlags),
+    flags: mapFlagsOf(m), fd: -1n, madv: vmFlagsToMadvise(m.vmFlags),
   };
   const special = (status: number): vma_entry => ({ ...base, flags: base.flags | MAP.ANONYMOUS, status });
   switch (m.path) {
@@ -83,14 +99,14 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
   }
   const via = `/proc/${task.pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
   if (m.deleted && isMemfdPath(m.path)) {
-    const flags = m.shared && m.prot.write ? O.RDWR : O.RDONLY;
+    const flags = mapFileMode(via, m);
     const id = dumpMemfd(run, { via, path: m.path, pid: task.pid, flags, pos: 0n, fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 } });
     return { ...base, shmid: BigInt(id), fdflags: flags, status: VMA.REGULAR | VMA.MEMFD };
   }
   const path = m.deleted ? `${m.path} (deleted)` : m.path;
   const st = checkReopenable(path, via, where);
   if (!st.isFile()) throw new UnsupportedError(`${where} maps ${m.path}, which is not a regular file`);
-  const fdflags = m.shared && m.prot.write ? O.RDWR : O.RDONLY;
+  const fdflags = mapFileMode(via, m);
   const key = `${m.path}\0${fdflags}`;
   let id = fileIds.get(key);
   if (id === undefined) {
@@ -132,6 +148,8 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
       // Shared file and memfd mappings live in their file.
       if (isSpecial(v) || is(v, VMA.FILE_SHARED) || (is(v, VMA.MEMFD) && v.flags & MAP.SHARED)) return;
       if (is(v, VMA.SYSVIPC)) return;
+      // The kernel may drop these pages at any time: they restore as zeros, as criu does.
+      if ((v.flags & MAP_TYPE) === MAP_DROPPABLE) return;
       if (is(v, VMA.ANON_SHARED)) return dumpShmem(task, run, v, m);
       run.stats.pagesScanned += (m.end - m.start) / PAGE_SIZE;
       run.stats.pagesWritten += pages.dumpPrivate(scanner, m.start, m.end, m.prot.read ? null : mem);
@@ -230,10 +248,74 @@ export function vmasWithPages(vmas: vma_entry[], entries: pagemap_entry[]): Set<
 }
 
 const SHM_RDONLY = 0o10000, SHM_EXEC = 0o100000;
+const SYS_MLOCK = 149;
+
+/** A shared anonymous object restored so far: a task and an fd there that holds it. */
+interface ShmemObject {
+  pid: number;
+  fd: number;
+}
+
+/**
+ * The size each shared anonymous object needs: as far as any task maps it
+ * (criu keeps no size; parts may have been unmapped or mapped at offsets).
+ */
+function shmemExtents(run: RestoreRun): Map<bigint, bigint> {
+  let sizes = run.cache.get("shmem-extents") as Map<bigint, bigint> | undefined;
+  if (sizes) return sizes;
+  sizes = new Map();
+  for (const e of readImage(run.dir, IMG.pstree)) {
+    if (!imageExists(run.dir, IMG.mm, e.pid)) continue;
+    for (const v of readImage(run.dir, IMG.mm, e.pid)[0]?.vmas ?? []) {
+      if (!is(v, VMA.ANON_SHARED) || is(v, VMA.SYSVIPC)) continue;
+      const end = v.pgoff + v.end - v.start;
+      if (end > (sizes.get(v.shmid) ?? 0n)) sizes.set(v.shmid, end);
+    }
+  }
+  run.cache.set("shmem-extents", sizes);
+  return sizes;
+}
+
+/**
+ * Creates shared anonymous object `v.shmid` in the task at its full size,
+ * fills it from pagemap-shmem through a temporary mapping (object offsets
+ * are the image's addresses) and keeps an fd of it, parked, for every
+ * mapping of it in any task.
+ */
+function createShmem(task: RestoreTask, run: RestoreRun, v: vma_entry): ShmemObject {
+  const r = task.remotes[0]!;
+  const what = `shared memory ${v.shmid} in task ${task.vpid}`;
+  const img = imageExists(run.dir, IMG.shmemPagemap, v.shmid) ? readImage(run.dir, IMG.shmemPagemap, v.shmid) : null;
+  let size = shmemExtents(run).get(v.shmid) ?? v.pgoff + v.end - v.start;
+  for (const e of img?.entries ?? []) {
+    const end = e.vaddr + BigInt(pageCount(e) * PAGE_SIZE);
+    if (end > size) size = end;
+  }
+  const addr = BigInt(r.call(`create ${what}`, SYS.mmap, 0, size, PROT.READ | PROT.WRITE, MAP.SHARED | MAP.ANONYMOUS | (v.flags & MAP.NORESERVE), -1, 0));
+  if (img) fillFromPages(r, run.dir, img.head.pages_id, img.entries, run.stats, (off) => addr + off);
+  r.resetScratch();
+  const path = `/proc/${task.pid}/map_files/${addr.toString(16)}-${(addr + size).toString(16)}`;
+  const fd = parker(task)(r.call(() => `open ${path} in task ${task.vpid}`, SYS.openat, AT_FDCWD, r.putString(path), O.RDWR | O.CLOEXEC, 0));
+  r.call(`unmap the temporary mapping of ${what}`, SYS.munmap, addr, size);
+  run.transient.push({ task, fd });
+  const obj = { pid: task.pid, fd };
+  run.cache.set(`shmem:${v.shmid}`, obj);
+  return obj;
+}
+
+/** An fd of shared anonymous object `v.shmid` in the task (to close after mapping), creating the object if no task has it yet. */
+function openShmem(task: RestoreTask, run: RestoreRun, v: vma_entry): number {
+  const r = task.remotes[0]!;
+  const obj = (run.cache.get(`shmem:${v.shmid}`) as ShmemObject | undefined) ?? createShmem(task, run, v);
+  r.resetScratch();
+  const path = `/proc/${obj.pid}/fd/${obj.fd}`;
+  // Read-write whatever the mapping's protection: an anonymous mapping may always become writable.
+  return r.call(() => `open ${path} in task ${task.vpid}`, SYS.openat, AT_FDCWD, r.putString(path), O.RDWR | O.CLOEXEC, 0);
+}
 
 /**
  * Maps every non-special VMA at its address, writable if pages are to be
- * filled in (`fill`; shared memory this task creates joins it).
+ * filled in (`fill`).
  */
 function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>): void {
   const r = task.remotes[0]!;
@@ -241,35 +323,26 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>): void
   for (const v of task.mm.vmas) {
     if (isSpecial(v)) continue;
     const len = v.end - v.start;
-    const extra = v.flags & (MAP.GROWSDOWN | MAP.NORESERVE);
+    // MAP_LOCKED: mlock'ed memory, populated and locked as the mapping is made (before creds may drop the right to).
+    const extra = v.flags & (MAP.GROWSDOWN | MAP.NORESERVE | MAP.LOCKED);
     const what = () => `map 0x${v.start.toString(16)}-0x${v.end.toString(16)} in task ${task.vpid}`;
-    if (is(v, VMA.ANON_SHARED) && !is(v, VMA.SYSVIPC) && !run.shmem.has(v.shmid)) {
-      run.shmem.set(v.shmid, { pid: task.pid, start: v.start, end: v.end });
-      fill.add(v);
-    }
     const prot = v.prot | (fill.has(v) ? PROT.WRITE | PROT.READ : 0);
     let addr: number;
     if (is(v, VMA.ANON_PRIVATE)) {
-      addr = r.call(what, SYS.mmap, v.start, len, prot, MAP.PRIVATE | MAP.ANONYMOUS | MAP.FIXED | extra, -1, 0);
+      const type = (v.flags & MAP_TYPE) === MAP_DROPPABLE ? MAP_DROPPABLE : MAP.PRIVATE;
+      addr = r.call(what, SYS.mmap, v.start, len, prot, type | MAP.ANONYMOUS | MAP.FIXED | extra, -1, 0);
     } else if (is(v, VMA.SYSVIPC)) {
       const flags = (v.prot & PROT.WRITE ? 0 : SHM_RDONLY) | (v.prot & PROT.EXEC ? SHM_EXEC : 0);
       addr = r.call(() => `attach SysV segment ${v.shmid} at 0x${v.start.toString(16)} in task ${task.vpid}`, SYS.shmat, v.shmid, v.start, flags);
+      if (v.flags & MAP.LOCKED) r.call(() => `lock 0x${v.start.toString(16)} in task ${task.vpid}`, SYS_MLOCK, v.start, len);
     } else if (is(v, VMA.ANON_SHARED)) {
-      const owner = run.shmem.get(v.shmid)!;
-      if (owner.pid === task.pid && owner.start === v.start) {
-        addr = r.call(what, SYS.mmap, v.start, len, prot, MAP.SHARED | MAP.ANONYMOUS | MAP.FIXED | extra, -1, 0);
-      } else {
-        // The same object another mapping (of this or another task) already has.
-        r.resetScratch();
-        const path = `/proc/${owner.pid}/map_files/${owner.start.toString(16)}-${owner.end.toString(16)}`;
-        const fd = r.call(() => `open ${path} in task ${task.vpid}`, SYS.openat, AT_FDCWD, r.putString(path), (v.prot & PROT.WRITE ? O.RDWR : O.RDONLY) | O.CLOEXEC, 0);
-        addr = r.call(what, SYS.mmap, v.start, len, prot, MAP.SHARED | MAP.FIXED | extra, fd, v.pgoff);
-        r.call(`close a temporary fd of task ${task.vpid}`, SYS.close, fd);
-      }
+      const fd = openShmem(task, run, v);
+      addr = r.call(what, SYS.mmap, v.start, len, prot, MAP.SHARED | MAP.FIXED | extra, fd, v.pgoff);
+      r.call(`close a temporary fd of task ${task.vpid}`, SYS.close, fd);
     } else if (is(v, VMA.MEMFD)) {
       const m = run.files.get(Number(v.shmid))?.memfd;
       if (!m) throw new Error(`mm-${task.vpid}.img: mapping 0x${v.start.toString(16)} names memfd file ${v.shmid}, not in files.img`);
-      const fd = openMemfd(r, task, run, m.inode_id, v.fdflags ?? m.flags, parker(task));
+      const fd = openMemfd(r, task, run, m.inode_id, v.fdflags ?? m.flags, parker(task), true);
       addr = r.call(what, SYS.mmap, v.start, len, prot, (v.flags & (MAP.SHARED | MAP.PRIVATE)) | MAP.FIXED | extra, fd, v.pgoff);
       r.call(`close a temporary fd of task ${task.vpid}`, SYS.close, fd);
     } else if (is(v, VMA.FILE_PRIVATE) || is(v, VMA.FILE_SHARED)) {
@@ -289,17 +362,6 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>): void
     if (BigInt(addr) !== v.start) throw new Error(`${what()}: landed at 0x${addr.toString(16)}`);
   }
   for (const fd of fds.values()) r.call(`close a temporary fd of task ${task.pid}`, SYS.close, fd);
-}
-
-/** Fills a shared anonymous mapping from pagemap-shmem: object offsets map to the mapping's window. */
-function fillShmem(r: Remote, run: RestoreRun, v: vma_entry): void {
-  const { head, entries } = readImage(run.dir, IMG.shmemPagemap, v.shmid);
-  const lo = v.pgoff, hi = v.pgoff + (v.end - v.start);
-  const inside = entries.filter((e) => e.vaddr >= lo && e.vaddr + BigInt(pageCount(e) * PAGE_SIZE) <= hi);
-  if (inside.length !== entries.length) {
-    throw new Error(`pagemap-shmem-${v.shmid}.img has pages outside the mapping at 0x${v.start.toString(16)}; crest restores shared memory mapped whole only so far`);
-  }
-  fillFromPages(r, run.dir, head.pages_id, entries, run.stats, (off) => v.start + off - lo);
 }
 
 /** Sets final protections and madvise hints. */
@@ -350,10 +412,6 @@ function restoreMemory(task: RestoreTask, run: RestoreRun): void {
   const fill = vmasWithPages(task.mm.vmas, task.pagemap);
   mapVmas(task, run, fill);
   fillFromPages(r, run.dir, task.pagesId, task.pagemap, run.stats);
-  for (const v of task.mm.vmas) {
-    const owner = run.shmem.get(v.shmid);
-    if (is(v, VMA.ANON_SHARED) && !is(v, VMA.SYSVIPC) && owner?.pid === task.pid && owner.start === v.start) fillShmem(r, run, v);
-  }
   finishVmas(task, fill);
   setMmFields(task, run);
 }

@@ -36,8 +36,12 @@ function buffer(): Buffer {
 export type PageOrigin =
   /** The task's memory at the same address, by process_vm_readv. */
   | { kind: "vm" }
-  /** A file at an offset: /proc/PID/mem for pages the task cannot read itself, a shmem object. */
-  | { kind: "fd"; fd: number; offset: number };
+  /**
+   * A file at an offset: /proc/PID/mem for pages the task cannot read itself,
+   * a shmem object or memfd. `size`: where the file ends; the rest of its last
+   * page reads as zeros, as it does through a mapping.
+   */
+  | { kind: "fd"; fd: number; offset: number; size?: number };
 
 /** A writer of one pages-N.img: batches runs of pages through the aligned buffer. */
 export class PagesWriter {
@@ -75,8 +79,11 @@ export class PagesWriter {
       } else {
         this.flushRead();
         const t0 = process.hrtime.bigint();
-        const got = readSync(origin.fd, buffer(), this.used, n, origin.offset + done);
-        if (got !== n) throw new Error(`read ${got} of ${n} bytes of memory of process ${this.pid} at offset ${origin.offset + done}`);
+        const at = origin.offset + done;
+        const want = origin.size === undefined ? n : Math.max(0, Math.min(n, origin.size - at));
+        const got = want ? readSync(origin.fd, buffer(), this.used, want, at) : 0;
+        if (got !== want) throw new Error(`read ${got} of ${want} bytes of memory of process ${this.pid} at offset ${at}`);
+        buffer().fill(0, this.used + got, this.used + n);
         this.stats.memdumpUs += Number((process.hrtime.bigint() - t0) / 1000n);
         this.used += n;
         this.readBase = this.used;
@@ -127,7 +134,8 @@ export class PagesWriter {
   /**
    * Copies out a shmem object (shared anonymous memory) through an fd of
    * it: the data segments SEEK_DATA/SEEK_HOLE find, at their offsets in the
-   * object. Returns how many pages were written.
+   * object; the tail of a last page the file only partly covers is zeros.
+   * Returns how many pages were written.
    */
   dumpShmem(fd: number, size: number): number {
     let pages = 0;
@@ -137,7 +145,7 @@ export class PagesWriter {
       const hole = Math.min(check(native.syscall(SYS.lseek, fd, data, SEEK_HOLE), `find holes of shared memory of process ${this.pid}`), size);
       const from = Math.floor(data / PAGE_SIZE) * PAGE_SIZE;
       const to = Math.ceil(hole / PAGE_SIZE) * PAGE_SIZE;
-      this.add(from, to - from, { kind: "fd", fd, offset: from });
+      this.add(from, to - from, { kind: "fd", fd, offset: from, size });
       pages += (to - from) / PAGE_SIZE;
       at = to;
     }
