@@ -17,7 +17,7 @@ type NsKind = (typeof NS_KINDS)[number];
 /** Namespaces a tree may have of its own (created at restore). */
 const OWN_NS: ReadonlySet<NsKind> = new Set<NsKind>(["pid", "ipc", "uts"]);
 
-const nsLink = (pid: number | "self", kind: NsKind): string => readlinkSync(`/proc/${pid}/ns/${kind}`);
+const nsLink = (pid: number | "self", kind: NsKind | "pid_for_children" | "time_for_children"): string => readlinkSync(`/proc/${pid}/ns/${kind}`);
 const nsPid = (pid: number | "self"): number[] => parseStatus(readFileSync(`/proc/${pid}/status`, "utf8")).nsPid;
 
 export class TreeNamespaces {
@@ -55,6 +55,14 @@ export class TreeNamespaces {
         const want = nsLink(tree.root, kind);
         if (link !== want) {
           throw new UnsupportedError(`process ${t.pid} is in ${kind} namespace ${link}, not the tree's (${want}); crest does not support nested namespaces yet`);
+        }
+      }
+      // unshare(CLONE_NEWPID / CLONE_NEWTIME) without a child yet: only the
+      // *_for_children link shows it, and the restored task would lose it.
+      for (const kind of ["pid", "time"] as const) {
+        const next = nsLink(t.pid, `${kind}_for_children`);
+        if (next !== nsLink(t.pid, kind)) {
+          throw new UnsupportedError(`process ${t.pid} has unshared a ${kind} namespace for its future children (${next}); crest does not support that yet`);
         }
       }
     }

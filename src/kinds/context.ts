@@ -111,8 +111,6 @@ export interface RestoreRun {
   finishing: Array<() => void>;
   /** What crest itself holds during the restore (a FIFO kept open so opens do not block), undone at the end. */
   cleanup: Array<() => void>;
-  /** Shared memory objects already created, by shmid: the task (real pid) and mapping that has one. */
-  shmem: Map<bigint, { pid: number; start: bigint; end: bigint }>;
 }
 
 /** What a thread gets back last, right before it is let go. */

@@ -145,7 +145,7 @@ export function restore(opts: Options, log: Logger): RestoreResult {
   }
   const files = new Map<number, file_entry>(readImage(dir, IMG.files).map((f) => [f.id, f]));
   const seccomp = imageExists(dir, IMG.seccomp) ? readImage(dir, IMG.seccomp)[0]?.seccomp_filters ?? [] : [];
-  const run: RestoreRun = { opts, log, dir, files, seccomp, stats: newStats(), opened: new Map(), transient: [], cache: new Map(), shmem: new Map(), cleanup: [], finishing: [] };
+  const run: RestoreRun = { opts, log, dir, files, seccomp, stats: newStats(), opened: new Map(), transient: [], cache: new Map(), cleanup: [], finishing: [] };
 
   const cores = new Map(entries.map((e) => [e.pid, readCores(dir, e)]));
   const state = (e: pstree_entry) => cores.get(e.pid)![0]!.tc?.task_state ?? TASK_STATE.ALIVE;
