@@ -3,7 +3,8 @@
 // task cannot fork) and threads are re-listed until none appear.
 import { readdirSync, readFileSync } from "node:fs";
 import { Tracee, TraceError } from "../remote/tracee.js";
-import { PTRACE_O } from "../sys/constants.js";
+import { PTRACE_O, SIG } from "../sys/constants.js";
+import { parseStatus } from "../proc/index.js";
 import { EPERM, ESRCH, ETIMEDOUT } from "../sys/errno.js";
 import type { Logger } from "../log.js";
 
@@ -38,6 +39,53 @@ function readChildren(pid: number, tid: number): number[] {
 function procState(pid: number): string {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+}
+
+/**
+ * crest runs code in a task with int3 traps, which a pending SIGTRAP would
+ * be mistaken for (and consumed by): refused before anything runs, as criu
+ * does, so the signal stays pending.
+ */
+function checkNoPendingTrap(pid: number, tid: number): void {
+  const st = parseStatus(readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8"));
+  if ((st.sigPnd | st.shdPnd) & (1n << BigInt(SIG.TRAP - 1))) {
+    const where = st.sigPnd & (1n << BigInt(SIG.TRAP - 1)) ? `thread ${tid} of process ${pid}` : `process ${pid}`;
+    throw new TraceError(`${where} has a pending SIGTRAP; crest does not dump a pending SIGTRAP (its own traps are SIGTRAPs)`);
+  }
+}
+
+/**
+ * A thread of a stopped process (group-stop): crest runs code in it anyway
+ * (ptrace overrides the stop), and the kernel puts it back in the stop when
+ * crest detaches. SIGSTOP cannot be blocked, so a pending one would stop
+ * crest's first injected syscall: each is taken here, under a full mask,
+ * and dropped (the process is stopped already, and SIGCONT would discard
+ * it). The thread ends at an interrupt trap.
+ */
+function settleStopped(pid: number, t: Tracee, deadline: number): void {
+  const bit = 1n << BigInt(SIG.STOP - 1);
+  const st = parseStatus(readFileSync(`/proc/${pid}/task/${t.tid}/status`, "utf8"));
+  let pending = (st.sigPnd & bit ? 1 : 0) + (st.shdPnd & bit ? 1 : 0);
+  const mask = t.getSigmask();
+  t.setSigmask(~0n);
+  try {
+    // The interrupt crest asked for may still be due: it traps (reporting
+    // the stop signal, as every trap of a stopped process does) before
+    // any signal is taken.
+    for (let tries = 0; pending > 0; tries++) {
+      t.cont();
+      const s = t.wait(deadline);
+      if (s.kind === "signal" && s.sig === SIG.STOP) pending--;
+      else if (s.kind !== "group" || tries > 8) throw new TraceError(`thread ${t.tid} of stopped process ${pid} did not take its pending SIGSTOP: ${JSON.stringify(s)}`);
+    }
+    // One more trap, so none is left due when crest runs code in it.
+    t.requestInterrupt();
+    t.cont();
+    const s = t.wait(deadline);
+    if (s.kind !== "group") throw new TraceError(`thread ${t.tid} of stopped process ${pid} did not stop as expected: ${JSON.stringify(s)}`);
+  } finally {
+    t.setSigmask(mask);
+  }
 }
 
 /** Seizes and stops every thread of pid, re-listing until the set is stable. */
@@ -79,10 +127,17 @@ function freezeTask(pid: number, ppid: number, log: Logger, seized: Tracee[], de
         continue;
       }
       if (s.kind === "group") {
-        throw new TraceError(`process ${pid} is stopped by signal ${s.sig}; crest does not dump stopped processes yet: resume it with kill -CONT ${pid}`);
+        t.stopSignal = s.sig;
+        continue;
       }
       if (s.kind !== "event") throw new TraceError(`thread ${t.tid} of process ${pid} did not stop as expected: ${JSON.stringify(s)}`);
     }
+    for (const t of batch) checkNoPendingTrap(pid, t.tid);
+    const stopped = [...byTid.values()].filter((t) => t.stopSignal);
+    if (stopped.length && stopped.length !== byTid.size) {
+      throw new TraceError(`some threads of process ${pid} are stopped (by signal ${stopped[0]!.stopSignal}) and others not; crest does not dump a process that is stopping or individually stopped threads`);
+    }
+    for (const t of batch) if (t.stopSignal) settleStopped(pid, t, deadline);
     log.debug(`seized ${batch.length} thread(s) of ${pid}`);
   }
   const threads = [...byTid.values()].sort((a, b) => (a.tid === pid ? -1 : b.tid === pid ? 1 : a.tid - b.tid));

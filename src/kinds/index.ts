@@ -11,6 +11,7 @@ import { seccompKind } from "./seccomp.js";
 import { fsKind } from "./fs.js";
 import { filesKind } from "./files.js";
 import { threadsKind } from "./threads.js";
+import { schedKind } from "./sched.js";
 
 /**
  * Dump order: registers first (they are the thread's as seized, before any
@@ -18,7 +19,7 @@ import { threadsKind } from "./threads.js";
  * dumpable, props: THP); creds before files (file owners carry uids).
  */
 export const DUMP_KINDS: readonly TaskKind[] = [
-  regsKind, memoryKind, credsKind, propsKind, signalsKind, timersKind, rlimitsKind, seccompKind, fsKind, filesKind,
+  regsKind, memoryKind, credsKind, propsKind, schedKind, signalsKind, timersKind, rlimitsKind, seccompKind, fsKind, filesKind,
 ];
 
 /**
@@ -28,5 +29,5 @@ export const DUMP_KINDS: readonly TaskKind[] = [
  * privileges before seccomp and creds drop them; registers (and rseq) last.
  */
 export const RESTORE_KINDS: readonly TaskKind[] = [
-  memoryKind, threadsKind, filesKind, fsKind, propsKind, signalsKind, timersKind, rlimitsKind, seccompKind, credsKind, regsKind,
+  memoryKind, threadsKind, filesKind, fsKind, propsKind, schedKind, signalsKind, timersKind, rlimitsKind, seccompKind, credsKind, regsKind,
 ];

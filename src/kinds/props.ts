@@ -1,15 +1,38 @@
 // Small per-task and per-thread properties: comm (thread names),
-// personality, task flags, scheduling policy and nice value, the robust
-// futex list, the clear-tid address, timer slack, child subreaper, THP
-// opt-out and oom_score_adj.
+// personality, task flags, the robust futex list, the clear-tid address,
+// timer slack, child subreaper, THP opt-out, oom_score_adj and membarrier
+// registrations (scheduling is in sched.ts).
 import { readFileSync, writeFileSync } from "node:fs";
 import type { TaskKind, DumpTask, RestoreTask } from "./context.js";
 import { PR, SYS } from "../sys/constants.js";
-import { check } from "../sys/errno.js";
+import { check, EINVAL, ENOSYS, EPERM } from "../sys/errno.js";
+import { RemoteError, type Remote } from "../remote/remote.js";
 import { sys } from "../sys/syscalls.js";
 import { parseStat } from "../proc/index.js";
 
-const SCHED_RESET_ON_FORK = 0x40000000;
+const NR_membarrier = 324;
+const MEMBARRIER_CMD_GET_REGISTRATIONS = 1 << 9;
+/** The private expedited barriers (PRIVATE_EXPEDITED, _SYNC_CORE, _RSEQ); each one's REGISTER command is its bit << 1. */
+const MEMBARRIER_PRIVATE_CMDS = [1 << 3, 1 << 5, 1 << 7];
+
+/**
+ * The membarrier commands the task's mm is registered for (a mask of
+ * REGISTER_* commands). The kernel tells it since 6.3; before, as criu does,
+ * each private barrier is issued: it succeeds only once registered (the
+ * global registration cannot be seen that way).
+ */
+function membarrierRegistrations(r: Remote): number {
+  const got = r.syscall(NR_membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0);
+  if (got >= 0) return got;
+  if (got !== -EINVAL) throw new RemoteError(`read the membarrier registrations of task ${r.pid}`, -got);
+  let mask = 0;
+  for (const cmd of MEMBARRIER_PRIVATE_CMDS) {
+    const res = r.syscall(NR_membarrier, cmd, 0, 0);
+    if (res === 0) mask |= cmd << 1;
+    else if (res !== -EPERM && res !== -EINVAL && res !== -ENOSYS) throw new RemoteError(`issue membarrier command ${cmd} in task ${r.pid}`, -res);
+  }
+  return mask;
+}
 
 function robustList(tid: number): { head: bigint; len: number } {
   const head = new BigUint64Array(1);
@@ -32,11 +55,7 @@ export const propsKind: TaskKind = {
       const r = task.remotes[i]!;
       const core = task.core[i]!;
       const th = core.thread_core!;
-      const st = parseStat(readFileSync(`/proc/${task.pid}/task/${t.tid}/stat`, "utf8"));
       th.comm = readFileSync(`/proc/${task.pid}/task/${t.tid}/comm`, "utf8").replace(/\n$/, "");
-      th.sched_policy = st.policy;
-      th.sched_prio = st.rtPriority;
-      th.sched_nice = st.nice;
       const rl = robustList(t.tid);
       th.futex_rla = rl.head;
       th.futex_rla_len = rl.len;
@@ -51,6 +70,8 @@ export const propsKind: TaskKind = {
     r0.call(`read the subreaper flag of task ${task.pid}`, SYS.prctl, PR.GET_CHILD_SUBREAPER, sub, 0, 0, 0);
     tc.child_subreaper = r0.read(sub, 4).readInt32LE(0) !== 0;
     task.mm!.thp_disabled = r0.call(`read the THP setting of task ${task.pid}`, SYS.prctl, PR.GET_THP_DISABLE, 0, 0, 0, 0) === 1;
+    const membarrier = membarrierRegistrations(r0);
+    if (membarrier) tc.membarrier_registration_mask = membarrier;
   },
   restore(task: RestoreTask) {
     const tc = task.core[0]!.tc!;
@@ -58,6 +79,12 @@ export const propsKind: TaskKind = {
     r0.call(`set the personality of task ${task.pid}`, SYS.personality, tc.personality);
     if (tc.child_subreaper) r0.call(`make task ${task.pid} a child subreaper`, SYS.prctl, PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     if (task.mm.thp_disabled) r0.call(`disable THP for task ${task.pid}`, SYS.prctl, PR.SET_THP_DISABLE, 1, 0, 0, 0);
+    // Each bit of the mask is a REGISTER_* command: run them again.
+    const membarrier = tc.membarrier_registration_mask ?? 0;
+    for (let bit = 0; bit < 32; bit++) {
+      const cmd = (1 << bit) >>> 0;
+      if (membarrier & cmd) r0.call(`register task ${task.vpid} for membarrier (command ${cmd})`, NR_membarrier, cmd, 0, 0);
+    }
     task.threads.forEach((t, i) => {
       const r = task.remotes[i]!;
       const core = task.core[i]!;
@@ -70,12 +97,6 @@ export const propsKind: TaskKind = {
       if (th?.timer_slack_ns !== undefined) {
         r.call(`set the timer slack of thread ${t.tid}`, SYS.prctl, PR.SET_TIMERSLACK, th.timer_slack_ns, 0, 0, 0);
       }
-      if (th?.sched_policy || th?.sched_prio) {
-        const param = Buffer.alloc(4);
-        param.writeInt32LE(th.sched_prio ?? 0);
-        r.call(`set the scheduling policy of thread ${t.tid}`, SYS.sched_setscheduler, 0, (th.sched_policy ?? 0) & ~SCHED_RESET_ON_FORK, r.put(param));
-      }
-      if (th?.sched_nice) r.call(`set the nice value of thread ${t.tid}`, SYS.setpriority, 0 /* PRIO_PROCESS */, 0, th.sched_nice);
     });
     if (tc.oom_score_adj !== undefined && tc.oom_score_adj !== 0) {
       try {

@@ -5,9 +5,13 @@
 import type { TaskKind, DumpTask, RestoreTask } from "./context.js";
 import type { sa_entry, signal_queue_entry } from "../images/index.js";
 import { NSIG, SIG, SS_ONSTACK, SYS } from "../sys/constants.js";
-import { KSIGACTION_SIZE, SIGINFO_SIZE, STACK_T_SIZE, packSigaction, packStack, siginfoHead, unpackSigaction, unpackStack } from "../sys/structs.js";
+import { KSIGACTION_SIZE, SIGINFO_SIZE, STACK_T_SIZE, type KSigaction, packSigaction, packStack, siginfoHead, unpackSigaction, unpackStack } from "../sys/structs.js";
 import type { Remote } from "../remote/remote.js";
+import { TASK_STATE } from "./task-state.js";
 
+const SIG_IGN = 1n;
+/** Signals whose default action stops the process. */
+const STOP_SIGNALS: number[] = [SIG.STOP, SIG.TSTP, SIG.TTIN, SIG.TTOU];
 /** The signals that have an action: all but SIGKILL and SIGSTOP, in CRIU's order. */
 const ACTION_SIGNALS = Array.from({ length: NSIG }, (_, i) => i + 1).filter((s) => s !== SIG.KILL && s !== SIG.STOP);
 
@@ -20,9 +24,11 @@ function dumpActions(r: Remote): sa_entry[] {
   const all = r.read(buf, KSIGACTION_SIZE * ACTION_SIGNALS.length);
   return ACTION_SIGNALS.map((_, i) => {
     const a = unpackSigaction(all.subarray(i * KSIGACTION_SIZE, (i + 1) * KSIGACTION_SIZE));
-    return { sigaction: a.handler, flags: a.flags, restorer: a.restorer, mask: a.mask };
+    return toEntry(a);
   });
 }
+
+const toEntry = (a: KSigaction): sa_entry => ({ sigaction: a.handler, flags: a.flags, restorer: a.restorer, mask: a.mask });
 
 function dumpAltstack(r: Remote): { ss_sp: bigint; ss_size: bigint; ss_flags: number } {
   r.resetScratch();
@@ -38,6 +44,8 @@ function queueSignals(r: Remote, pid: number, tid: number | null, q: signal_queu
   for (const { siginfo } of q?.signals ?? []) {
     if (siginfo.length !== SIGINFO_SIZE) throw new Error(`a pending siginfo of task ${pid} has ${siginfo.length} bytes, not ${SIGINFO_SIZE}`);
     const { signo } = siginfoHead(siginfo);
+    // crest's int3 traps (until the task is released) would take it.
+    if (signo === SIG.TRAP) throw new Error(`task ${pid} has a pending SIGTRAP in its images; crest cannot restore that`);
     r.resetScratch();
     const info = r.put(Buffer.from(siginfo));
     // Sent by the task to itself, the kernel keeps the siginfo as given.
@@ -52,7 +60,16 @@ export const signalsKind: TaskKind = {
     const leader = task.remotes[0]!;
     const tc = task.core[0]!.tc!;
     tc.sigactions = dumpActions(leader);
+    // An ignored SIGTRAP reads as SIG_DFL once crest's int3 has run: the
+    // session kept the task's own action.
+    if (leader.trapAction) tc.sigactions[ACTION_SIGNALS.indexOf(SIG.TRAP)] = toEntry(unpackSigaction(leader.trapAction));
     tc.blk_sigset = leader.savedMask;
+    // A stopped process: the signal that stopped it, to stop it again after a restore.
+    const stopSignal = task.threads[0]!.stopSignal;
+    if (stopSignal) {
+      tc.task_state = TASK_STATE.STOPPED;
+      tc.stop_signo = stopSignal;
+    }
     tc.signals_s = queue(task.threads[0]!.pendingSiginfo(true));
     task.threads.forEach((t, i) => {
       const r = task.remotes[i]!;
@@ -73,7 +90,13 @@ export const signalsKind: TaskKind = {
       const sig = ACTION_SIGNALS[i]!;
       // The stub starts with every action at its default: leave those be.
       if (!sa.sigaction && !sa.flags && !sa.restorer && !sa.mask) return [];
-      const act = leader.put(packSigaction({ handler: sa.sigaction, flags: sa.flags, restorer: sa.restorer, mask: sa.mask }));
+      const packed = packSigaction({ handler: sa.sigaction, flags: sa.flags, restorer: sa.restorer, mask: sa.mask });
+      // crest's int3 traps would reset an ignored SIGTRAP: it is set when the session ends.
+      if (sig === SIG.TRAP && sa.sigaction === SIG_IGN) {
+        leader.trapAction = packed;
+        return [];
+      }
+      const act = leader.put(packed);
       return [{ nr: SYS.rt_sigaction, args: [sig, act, 0, 8], what: `set the action of signal ${sig} of task ${task.vpid}` }];
     }));
     task.threads.forEach((t, i) => {
@@ -88,6 +111,11 @@ export const signalsKind: TaskKind = {
         r.call(`set the signal stack of thread ${t.tid}`, SYS.sigaltstack, st, 0);
       }
     });
+    if (tc.task_state === TASK_STATE.STOPPED) {
+      // As criu does: the stop signal again if it is one, else SIGSTOP.
+      const sig = tc.stop_signo ?? 0;
+      leader.stopOnRelease = STOP_SIGNALS.includes(sig) ? sig : SIG.STOP;
+    }
     // Every signal is blocked while crest drives the task, so these stay
     // pending until the task runs with its own mask.
     // Ids as the task itself sees them (inside its PID namespace).

@@ -3,8 +3,8 @@
 // signal mask are saved when the session opens and put back when it closes.
 import { Tracee, TraceError, type Stop } from "./tracee.js";
 import { readMemory, writeMemory } from "./memory.js";
-import { Regs, SYSCALL_ARGS } from "../sys/structs.js";
 import { MAP, PROT, PTRACE, PTRACE_EVENT, SIG, SYS } from "../sys/constants.js";
+import { KSIGACTION_SIZE, Regs, SIGINFO_SIZE, SYSCALL_ARGS, siginfoHead } from "../sys/structs.js";
 import { errnoName } from "../sys/errno.js";
 import { ptrace } from "../sys/syscalls.js";
 
@@ -21,6 +21,11 @@ export interface Gadget {
 /** The code we put at the start of a scratch mapping: syscall; int3. */
 export const GADGET_CODE = Buffer.from([0x0f, 0x05, 0xcc]);
 const SCRATCH_DATA = 64;
+/** si_code of the SIGTRAP an int3 raises (SI_KERNEL). */
+const SI_KERNEL = 0x80;
+const SIGTRAP_BIT = 1n << BigInt(SIG.TRAP - 1);
+/** SIG_IGN as a handler value. */
+const SIG_IGN = 1n;
 
 /** A failed syscall inside a tracee. */
 export class RemoteError extends Error {
@@ -66,13 +71,29 @@ export class Remote {
   private cursor = 0;
   /** ptrace fork/clone events seen during the last syscall. */
   events: ForkEvent[] = [];
+  /**
+   * The SIGTRAP action (struct k_sigaction) to install when the session
+   * ends, for a task that ignores SIGTRAP: crest's int3 raises a forced
+   * SIGTRAP, and the kernel resets an ignored (or blocked) one to SIG_DFL.
+   * Set at dump from the task's own action, read before the first int3;
+   * at restore by the signals kind.
+   */
+  trapAction: Buffer | null = null;
+  /**
+   * Restore: the signal that stops the process once crest lets it go (it
+   * was stopped when dumped). Sent when the scratch page goes, the last
+   * thing crest runs in it; the signal stays pending until the detach.
+   */
+  stopOnRelease = 0;
 
   constructor(readonly t: Tracee, private gadget: Gadget) {
     this.saved = t.getRegs();
     this.savedMask = t.getSigmask();
     this.base = this.saved.clone();
-    // Nothing may be delivered while we drive the task: block all we can.
-    t.setSigmask(~0n);
+    // Nothing may be delivered while we drive the task: block all we can,
+    // but SIGTRAP: the kernel would reset its action to SIG_DFL at crest's
+    // first int3 (a forced signal unblocks itself that way).
+    t.setSigmask(~SIGTRAP_BIT);
   }
 
   get pid(): number {
@@ -100,7 +121,7 @@ export class Remote {
     this.events = [];
     if (this.gadget.int3) {
       this.t.cont();
-      this.expect((s) => s.kind === "signal" && s.sig === SIG.TRAP, nr);
+      this.expect((s) => this.isOwnTrap(s), nr);
     } else {
       this.t.syscallStep();
       this.expect((s) => s.kind === "syscall", nr);
@@ -128,7 +149,7 @@ export class Remote {
     this.t.setRegs(r);
     this.events = [];
     this.t.cont();
-    this.expect((s) => s.kind === "signal" && s.sig === SIG.TRAP, calls[0]!.nr);
+    this.expect((s) => this.isOwnTrap(s), calls[0]!.nr);
     const out = this.read(results, calls.length * 8);
     return calls.map((_, i) => Number(out.readBigInt64LE(i * 8)));
   }
@@ -161,6 +182,22 @@ export class Remote {
     return r;
   }
 
+  /**
+   * A SIGTRAP stop from crest's int3 (si_code SI_KERNEL). Another SIGTRAP
+   * (SIGTRAP is not blocked while crest drives the task) would be taken from
+   * the task: crest stops there rather than lose it silently.
+   */
+  private isOwnTrap(s: Stop): boolean {
+    if (s.kind !== "signal" || s.sig !== SIG.TRAP) return false;
+    const info = Buffer.alloc(SIGINFO_SIZE);
+    ptrace(PTRACE.GETSIGINFO, this.t.tid, 0, info);
+    const { code } = siginfoHead(info);
+    if (code !== SI_KERNEL) {
+      throw new TraceError(`task ${this.t.tid} was sent a SIGTRAP (si_code ${code}) while crest was driving it; it is lost, since crest's own traps are SIGTRAPs`);
+    }
+    return true;
+  }
+
   private expect(ok: (s: Stop) => boolean, nr: number): void {
     for (;;) {
       const s = this.t.wait();
@@ -191,6 +228,14 @@ export class Remote {
     if (addr && BigInt(a) !== addr) throw new TraceError(`scratch mapping of task ${this.pid} landed at 0x${a.toString(16)}, not 0x${addr.toString(16)}`);
     this.scratchAddr = BigInt(a);
     this.scratchSize = size;
+    // Before the first int3: an ignored SIGTRAP is reset by it, so keep the
+    // task's action to put back at the end.
+    if (!this.gadget.int3) {
+      const act = this.scratchAddr + BigInt(SCRATCH_DATA);
+      this.call(`read the action of signal ${SIG.TRAP} of task ${this.pid}`, SYS.rt_sigaction, SIG.TRAP, 0, act, 8);
+      const b = this.read(act, KSIGACTION_SIZE);
+      if (b.readBigUInt64LE(0) === SIG_IGN) this.trapAction = b;
+    }
     writeMemory(this.pid, this.scratchAddr, GADGET_CODE);
     this.gadget = { addr: this.scratchAddr, int3: true };
     this.cursor = SCRATCH_DATA;
@@ -212,9 +257,14 @@ export class Remote {
     // The munmap runs from the page it removes: step it with syscall stops
     // so nothing executes after it.
     this.gadget = { addr, int3: false };
+    if (this.trapAction) {
+      this.resetScratch();
+      this.call(`set the action of signal ${SIG.TRAP} of task ${this.pid}`, SYS.rt_sigaction, SIG.TRAP, this.put(this.trapAction), 0, 8);
+    }
     this.call(`unmap scratch memory of task ${this.pid}`, SYS.munmap, addr, this.scratchSize);
     this.scratchAddr = 0n;
     this.scratchSize = 0;
+    if (this.stopOnRelease) process.kill(this.pid, this.stopOnRelease);
   }
 
   /** Forgets scratch allocations (the mapping stays). */

@@ -46,6 +46,8 @@ function iovFor(buf: Buffer): BigUint64Array {
 export class Tracee {
   /** The last stop this thread reported. */
   stop: Stop | null = null;
+  /** The signal that had stopped this thread's process when crest seized it (group-stop), or 0. */
+  stopSignal = 0;
 
   private constructor(readonly tid: number) {}
 

@@ -151,10 +151,10 @@ export function restore(opts: Options, log: Logger): RestoreResult {
   const state = (e: pstree_entry) => cores.get(e.pid)![0]!.tc?.task_state ?? TASK_STATE.ALIVE;
   for (const e of entries) {
     const s = state(e);
-    if (s !== TASK_STATE.ALIVE && s !== TASK_STATE.ZOMBIE) throw new Error(`process ${e.pid} has task state ${s}, which crest cannot restore`);
+    if (s !== TASK_STATE.ALIVE && s !== TASK_STATE.STOPPED && s !== TASK_STATE.ZOMBIE) throw new Error(`process ${e.pid} has task state ${s}, which crest cannot restore`);
   }
   const tasks = new Map<number, RestoreTask>();
-  for (const e of entries) if (state(e) === TASK_STATE.ALIVE) tasks.set(e.pid, loadTask(dir, e, cores.get(e.pid)!));
+  for (const e of entries) if (state(e) !== TASK_STATE.ZOMBIE) tasks.set(e.pid, loadTask(dir, e, cores.get(e.pid)!));
   const parentOf = new Map(entries.map((e) => [e.pid, e.ppid]));
   const shares = (e: pstree_entry) => {
     const t = tasks.get(e.pid), p = tasks.get(parentOf.get(e.pid) ?? 0);

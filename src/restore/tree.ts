@@ -102,11 +102,15 @@ function die(n: TreeNode): void {
   const sig = n.exitStatus & 0x7f;
   if (sig) {
     // The default action of that signal kills it; crest passes the signal on.
-    r.resetScratch();
-    r.call(`reset the action of signal ${sig} of process ${n.vpid}`, SYS.rt_sigaction, sig, r.put(Buffer.alloc(32)), 0, 8);
+    // SIGKILL and SIGSTOP always have their default action (and rt_sigaction refuses them).
+    if (sig !== SIG.KILL && sig !== SIG.STOP) {
+      r.resetScratch();
+      r.call(`reset the action of signal ${sig} of process ${n.vpid}`, SYS.rt_sigaction, sig, r.put(Buffer.alloc(32)), 0, 8);
+    }
     r.t.setSigmask(0n);
     process.kill(n.pid, sig);
-    r.t.cont();
+    // SIGKILL takes it out of its ptrace stop at once: nothing to resume.
+    if (sig !== SIG.KILL) r.t.cont();
     for (let s = r.t.wait(); s.kind !== "killed" && s.kind !== "exited"; s = r.t.wait()) r.t.cont(s.kind === "signal" ? s.sig : 0);
   } else {
     r.exit((n.exitStatus >> 8) & 0xff);
