@@ -1,10 +1,10 @@
 // Small per-task and per-thread properties: comm (thread names),
 // personality, task flags, the robust futex list, the clear-tid address,
-// timer slack, child subreaper, THP opt-out, oom_score_adj and membarrier
-// registrations (scheduling is in sched.ts).
+// timer slack, child subreaper, THP opt-out, oom_score_adj, the audit
+// loginuid and membarrier registrations (scheduling is in sched.ts).
 import { readFileSync, writeFileSync } from "node:fs";
 import type { TaskKind, DumpTask, RestoreTask } from "./context.js";
-import { PR, SYS } from "../sys/constants.js";
+import { AT_FDCWD, O, PR, SYS } from "../sys/constants.js";
 import { check, EINVAL, ENOSYS, EPERM } from "../sys/errno.js";
 import { RemoteError, type Remote } from "../remote/remote.js";
 import { sys } from "../sys/syscalls.js";
@@ -34,6 +34,27 @@ function membarrierRegistrations(r: Remote): number {
   return mask;
 }
 
+/** The loginuid of a task that never had one set (criu's INVALID_UID). */
+const NO_LOGINUID = 0xffffffff;
+
+/**
+ * A task may set only its own loginuid (/proc/self/loginuid), with
+ * CAP_AUDIT_CONTROL: done from inside it while it is still root.
+ */
+function setLoginuid(r: Remote, task: RestoreTask, uid: number): void {
+  if (Number(readFileSync(`/proc/${task.pid}/loginuid`, "utf8")) === uid) return;
+  r.resetScratch();
+  const what = `set the loginuid of task ${task.vpid} to ${uid}`;
+  const fd = r.call(what, SYS.openat, AT_FDCWD, r.putString("/proc/self/loginuid"), O.WRONLY, 0);
+  const text = Buffer.from(String(uid));
+  try {
+    const n = r.call(what, SYS.write, fd, r.put(text), text.length);
+    if (n !== text.length) throw new Error(`${what}: the kernel took ${n} of ${text.length} bytes`);
+  } finally {
+    r.call(`close fd ${fd} of task ${task.vpid}`, SYS.close, fd);
+  }
+}
+
 function robustList(tid: number): { head: bigint; len: number } {
   const head = new BigUint64Array(1);
   const len = new BigUint64Array(1);
@@ -50,6 +71,7 @@ export const propsKind: TaskKind = {
     tc.personality = parseInt(readFileSync(`/proc/${task.pid}/personality`, "utf8"), 16);
     tc.flags = leaderStat.flags;
     tc.oom_score_adj = Number(readFileSync(`/proc/${task.pid}/oom_score_adj`, "utf8"));
+    tc.loginuid = Number(readFileSync(`/proc/${task.pid}/loginuid`, "utf8"));
     const r0 = task.remotes[0]!;
     task.threads.forEach((t, i) => {
       const r = task.remotes[i]!;
@@ -79,6 +101,7 @@ export const propsKind: TaskKind = {
     r0.call(`set the personality of task ${task.pid}`, SYS.personality, tc.personality);
     if (tc.child_subreaper) r0.call(`make task ${task.pid} a child subreaper`, SYS.prctl, PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     if (task.mm.thp_disabled) r0.call(`disable THP for task ${task.pid}`, SYS.prctl, PR.SET_THP_DISABLE, 1, 0, 0, 0);
+    if (tc.loginuid !== undefined && tc.loginuid !== NO_LOGINUID) setLoginuid(r0, task, tc.loginuid);
     // Each bit of the mask is a REGISTER_* command: run them again.
     const membarrier = tc.membarrier_registration_mask ?? 0;
     for (let bit = 0; bit < 32; bit++) {

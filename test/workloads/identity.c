@@ -1,6 +1,6 @@
 /*
  * Identity and limits. Starts as root, then sets: comm (PR_SET_NAME),
- * personality ADDR_NO_RANDOMIZE, timer slack 123457 ns, rlimits lowered
+ * personality ADDR_NO_RANDOMIZE, timer slack 123457 ns, loginuid 4242, rlimits lowered
  * (NOFILE, CORE, STACK, CPU, NPROC, MEMLOCK, MSGQUEUE), a seccomp filter
  * (everything allowed but getppid, which fails with errno 77), two
  * capabilities dropped from the bounding set, supplementary groups, then
@@ -16,7 +16,7 @@
  * PR_GET_SECUREBITS, PR_GET_KEEPCAPS, getrlimit of every resource,
  * NoNewPrivs/Seccomp/Seccomp_filters of /proc/self/status, PR_GET_SECCOMP,
  * PR_GET_NO_NEW_PRIVS, PR_GET_NAME, PR_GET_PDEATHSIG, PR_GET_DUMPABLE,
- * PR_GET_TIMERSLACK, personality; the filter must still refuse getppid with
+ * PR_GET_TIMERSLACK, /proc/self/loginuid, personality; the filter must still refuse getppid with
  * errno 77. And what glibc registered for the thread: the robust futex list
  * (get_robust_list) and clear-tid address (PR_GET_TID_ADDRESS) unchanged,
  * and rseq still registered at the same address, length and signature
@@ -32,6 +32,7 @@
 #define _GNU_SOURCE
 #include "lib.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
@@ -76,6 +77,7 @@ struct snapshot {
 	char comm[32];
 	int personality;
 	long slack;
+	char loginuid[16];
 	int pdeath, dumpable, nnp, seccomp_mode;
 	char st_nnp[32], st_seccomp[32], st_filters[32];
 	void *robust;
@@ -108,6 +110,7 @@ static void take(struct snapshot *s)
 	prctl(PR_GET_NAME, s->comm, 0, 0, 0);
 	s->personality = personality(0xffffffff);
 	s->slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+	wl_read_into("/proc/self/loginuid", s->loginuid, sizeof(s->loginuid));
 	prctl(PR_GET_PDEATHSIG, &s->pdeath, 0, 0, 0);
 	s->dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
 	s->nnp = prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
@@ -177,6 +180,8 @@ static void compare(const struct snapshot *a, const struct snapshot *b)
 		fail("comm is '%s', expected '%s'", b->comm, a->comm);
 	SAME(personality, "personality", "%#x");
 	SAME(slack, "timer slack", "%ld");
+	if (strcmp(a->loginuid, b->loginuid))
+		fail("loginuid is %s, expected %s", b->loginuid, a->loginuid);
 	SAME(pdeath, "pdeath signal", "%d");
 	SAME(dumpable, "dumpable", "%d");
 	SAME(nnp, "PR_GET_NO_NEW_PRIVS", "%d");
@@ -254,6 +259,12 @@ int main(int argc, char **argv)
 	prctl(PR_SET_NAME, "id-worker", 0, 0, 0);
 	personality(ADDR_NO_RANDOMIZE);
 	prctl(PR_SET_TIMERSLACK, 123457, 0, 0, 0);
+	/* The audit loginuid: only the task itself may set it (as root). */
+	int lfd = open("/proc/self/loginuid", O_WRONLY);
+	if (lfd < 0 || write(lfd, "4242", 4) != 4)
+		fail("cannot set the loginuid: %s", strerror(errno));
+	if (lfd >= 0)
+		close(lfd);
 	const struct {
 		int res;
 		struct rlimit lim;
