@@ -7,7 +7,7 @@ import type { Logger } from "../log.js";
 import type { Options } from "../options.js";
 import { freezeTree, thawTree, type FrozenTree, type FrozenTask } from "./freeze.js";
 import { Remote } from "../remote/remote.js";
-import { vdsoGadget } from "../remote/gadget.js";
+import { syscallGadget } from "../remote/gadget.js";
 import { DUMP_KINDS } from "../kinds/index.js";
 import { newStats, UnsupportedError, type DumpRun, type DumpTask } from "../kinds/context.js";
 import { TASK_STATE } from "../kinds/task-state.js";
@@ -43,9 +43,10 @@ function newCore(isLeader: boolean): core_entry {
 
 /** Opens remote control of every thread of a task; the leader maps the shared scratch page. */
 function openTask(pid: number, threads: DumpTask["threads"], vmas: DumpTask["vmas"]): Remote[] {
-  const vdso = vmas.find((m) => m.path === "[vdso]");
-  if (!vdso) throw new UnsupportedError(`process ${pid} has no vDSO mapped; crest needs it to run code in the task`);
-  const gadget = vdsoGadget(pid, vdso);
+  const vdso = vmas.filter((m) => m.path === "[vdso]");
+  const code = vmas.filter((m) => m.prot.exec && m.prot.read && m.path !== "[vdso]" && m.path !== "[vsyscall]");
+  if (!vdso.length && !code.length) throw new UnsupportedError(`process ${pid} has no readable code mapped (no vDSO either); crest needs a syscall instruction in the task to run code in it`);
+  const gadget = syscallGadget(pid, [...vdso, ...code]);
   const remotes: Remote[] = [];
   try {
     for (const t of threads) remotes.push(new Remote(t, gadget));
