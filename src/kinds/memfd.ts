@@ -176,6 +176,9 @@ export function openMemfd(r: Remote, task: RestoreTask, run: RestoreRun, inodeId
 export const memfdKind: FileKind = {
   name: "memfd",
   type: fd_types.MEMFD,
+  // O_PATH fds too: crest reads the memfd through its own reopen of the link
+  // (the task's fd is never used: fcntl on it would say EBADF), files.ts
+  // keeps no owner for them, and the restore reopens with O_PATH (position 0).
   claims: (f) => f.link.kind === "path" && f.link.deleted && isMemfdPath(f.link.path),
   dump: (f, run) => dumpMemfd(run, { via: f.via, path: f.text, pid: f.pid, flags: f.info.flags, pos: f.info.pos, fown: f.fown }),
   open(r, task, run, entry, park) {

@@ -1,12 +1,14 @@
 // The address space: every mapping (private and shared, anonymous and
 // file-backed, stack, heap, vDSO/vvar), the mm fields (code/data/brk/stack/
-// args/env bounds, auxv, exe link) and, through pages.ts, the contents.
+// args/env bounds, auxv, exe link), guard regions (MADV_GUARD_INSTALL, kept
+// as criu does: entries with only VMA_AREA_GUARD) and, through pages.ts, the
+// contents.
 //
 // Restore turns the stub into the task: crest maps its scratch page in a
 // hole of both layouts, drops every stub mapping, moves the kernel's vDSO
 // and vvar to where the task had them, maps each VMA at its address, lets
-// the task read its pages in, sets the final protections and installs the
-// mm fields with PR_SET_MM_MAP.
+// the task read its pages in, sets the final protections, installs the guard
+// regions again and the mm fields with PR_SET_MM_MAP.
 import { closeSync, fstatSync, lstatSync, openSync, readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { TaskKind, DumpTask, DumpRun, RestoreTask, RestoreRun } from "./context.js";
@@ -27,13 +29,18 @@ export const VMA = {
   REGULAR: 1 << 0, STACK: 1 << 1, VSYSCALL: 1 << 2, VDSO: 1 << 3, HEAP: 1 << 5,
   FILE_PRIVATE: 1 << 6, FILE_SHARED: 1 << 7, ANON_SHARED: 1 << 8, ANON_PRIVATE: 1 << 9,
   SYSVIPC: 1 << 10, SOCKET: 1 << 11, VVAR: 1 << 12, AIORING: 1 << 13, MEMFD: 1 << 14,
+  /** Not a VMA: a range of guard pages (madvise MADV_GUARD_INSTALL), listed after every real VMA. */
+  GUARD: 1 << 16,
 } as const;
+
+const MADV_GUARD_INSTALL = 102;
 
 /** Size of the scratch mapping crest uses inside a task under restore. */
 const SCRATCH_SIZE = 256 << 10;
 
 const is = (v: vma_entry, bit: number): boolean => (v.status & bit) !== 0;
 const isSpecial = (v: vma_entry): boolean => is(v, VMA.VDSO) || is(v, VMA.VVAR) || is(v, VMA.VSYSCALL);
+const isGuard = (v: vma_entry): boolean => is(v, VMA.GUARD);
 const protOf = (m: MapEntry): number => (m.prot.read ? PROT.READ : 0) | (m.prot.write ? PROT.WRITE : 0) | (m.prot.exec ? PROT.EXEC : 0);
 
 /** MAP_DROPPABLE (Linux 6.11+): a mapping type of its own, private memory the kernel may drop. */
@@ -154,12 +161,29 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
       run.stats.pagesScanned += (m.end - m.start) / PAGE_SIZE;
       run.stats.pagesWritten += pages.dumpPrivate(scanner, m.start, m.end, m.prot.read ? null : mem);
     });
+    vmas.push(...dumpGuards(task, scanner));
   } finally {
     closeSync(mem);
     scanner.close();
     pages.close();
   }
   task.pagemap = pages.entries;
+}
+
+/**
+ * Guard regions, which have no VMA of their own: as criu does, one entry
+ * with only VMA_AREA_GUARD set per run of guard pages (a run may span
+ * adjacent VMAs), after every real VMA. Their pages are never read.
+ */
+function dumpGuards(task: DumpTask, scanner: PagemapScanner): vma_entry[] {
+  // [vsyscall] lies above the task's address space, where PAGEMAP_SCAN refuses to go.
+  // smaps lists VMAs in address order.
+  const user = task.vmas.filter((m) => m.path !== "[vsyscall]");
+  if (!user.length) return [];
+  const regions = scanner.guards(user[0]!.start, user[user.length - 1]!.end);
+  return (regions ?? []).map((g) => ({
+    start: BigInt(g.start), end: BigInt(g.end), pgoff: 0n, shmid: 0n, prot: 0, flags: 0, status: VMA.GUARD, fd: -1n,
+  }));
 }
 
 /** Shared anonymous memory goes to pagemap-shmem-SHMID.img, read through the object itself. */
@@ -321,7 +345,7 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>): void
   const r = task.remotes[0]!;
   const fds = new Map<string, number>();
   for (const v of task.mm.vmas) {
-    if (isSpecial(v)) continue;
+    if (isSpecial(v) || isGuard(v)) continue;
     const len = v.end - v.start;
     // MAP_LOCKED: mlock'ed memory, populated and locked as the mapping is made (before creds may drop the right to).
     const extra = v.flags & (MAP.GROWSDOWN | MAP.NORESERVE | MAP.LOCKED);
@@ -368,7 +392,7 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>): void
 function finishVmas(task: RestoreTask, fill: Set<vma_entry>): void {
   const r = task.remotes[0]!;
   for (const v of task.mm.vmas) {
-    if (isSpecial(v)) continue;
+    if (isSpecial(v) || isGuard(v)) continue;
     const len = v.end - v.start;
     if (fill.has(v) && (v.prot & (PROT.WRITE | PROT.READ)) !== (PROT.WRITE | PROT.READ)) {
       r.call(`protect 0x${v.start.toString(16)} in task ${task.pid}`, SYS.mprotect, v.start, len, v.prot);
@@ -377,6 +401,19 @@ function finishVmas(task: RestoreTask, fill: Set<vma_entry>): void {
     for (let bit = 0n; madv >> bit; bit++) {
       if (madv & (1n << bit)) r.call(`advise 0x${v.start.toString(16)} (${bit}) in task ${task.pid}`, SYS.madvise, v.start, len, bit);
     }
+  }
+}
+
+/**
+ * Puts the guard regions back, last: installing one drops whatever page was
+ * under it, and the VMAs around must exist (guard pages live in them).
+ */
+function installGuards(task: RestoreTask): void {
+  const r = task.remotes[0]!;
+  for (const v of task.mm.vmas) {
+    if (!isGuard(v)) continue;
+    r.call(() => `install guard pages at 0x${v.start.toString(16)}-0x${v.end.toString(16)} (madvise MADV_GUARD_INSTALL, Linux 6.13+) in task ${task.vpid}`,
+      SYS.madvise, v.start, v.end - v.start, MADV_GUARD_INSTALL);
   }
 }
 
@@ -409,10 +446,11 @@ function restoreMemory(task: RestoreTask, run: RestoreRun): void {
     r.call(`unmap the stub's ${m.path || "memory"} in task ${task.pid}`, SYS.munmap, m.start, m.end - m.start);
   }
   placeSpecials(r, current, task.mm.vmas, [...taken, { start: Number(scratch.addr), end: Number(scratch.addr) + scratch.size }]);
-  const fill = vmasWithPages(task.mm.vmas, task.pagemap);
+  const fill = vmasWithPages(task.mm.vmas.filter((v) => !isGuard(v)), task.pagemap);
   mapVmas(task, run, fill);
   fillFromPages(r, run.dir, task.pagesId, task.pagemap, run.stats);
   finishVmas(task, fill);
+  installGuards(task);
   setMmFields(task, run);
 }
 

@@ -1,8 +1,8 @@
 // Memory contents. Dump: PAGEMAP_SCAN finds the pages that hold data (present
-// or swapped, not the shared zero page, and for private file mappings only
-// the copied-on-write ones), process_vm_readv copies them into a page-aligned
-// buffer, which is written to pages-N.img; pagemap-PID.img says where each
-// run of pages belongs. Restore: the task reads its own pages from the image
+// or swapped, not the shared zero page nor guard pages, and for private file
+// mappings only the copied-on-write ones), process_vm_readv copies them into
+// a page-aligned buffer, which is written to pages-N.img; pagemap-PID.img
+// says where each run of pages belongs. Restore: the task reads its own pages from the image
 // with preadv straight into place, so the data never passes through crest.
 import { closeSync, openSync, readSync, writeSync } from "node:fs";
 import { join } from "node:path";
@@ -10,7 +10,7 @@ import type { pagemap_entry } from "../images/index.js";
 import { native } from "../sys/native.js";
 import { O, PAGE_SIZE, SYS, AT_FDCWD } from "../sys/constants.js";
 import { check } from "../sys/errno.js";
-import { PagemapScanner, PAGE_IS } from "../sys/pagemap.js";
+import { PagemapScanner, PAGE_IS, reportsGuards } from "../sys/pagemap.js";
 import type { Remote } from "../remote/remote.js";
 import type { Stats } from "./context.js";
 
@@ -19,6 +19,9 @@ export const PE = { PARENT: 1, LAZY: 2, PRESENT: 4 } as const;
 
 /** Pages with data of a private mapping: present or swapped, neither file-backed nor the zero page. */
 const PRIVATE_DATA = { mask: PAGE_IS.FILE | PAGE_IS.PFNZERO, inverted: PAGE_IS.FILE | PAGE_IS.PFNZERO, anyof: PAGE_IS.PRESENT | PAGE_IS.SWAPPED, returned: PAGE_IS.PRESENT };
+/** The same without guard pages, which show as swapped and fault when read. */
+const UNGUARDED = PAGE_IS.FILE | PAGE_IS.PFNZERO | PAGE_IS.GUARD;
+const PRIVATE_DATA_UNGUARDED = { ...PRIVATE_DATA, mask: UNGUARDED, inverted: UNGUARDED };
 const SEEK_DATA = 3, SEEK_HOLE = 4;
 
 const IOV_MAX = 1024;
@@ -119,11 +122,12 @@ export class PagesWriter {
   /**
    * Copies out the pages with data of a private mapping: those present or
    * swapped, except the zero page and (in file mappings) pages still the
-   * file's. Returns how many pages were written.
+   * file's, and guard pages (recorded as VMAs of their own, see memory.ts).
+   * Returns how many pages were written.
    */
   dumpPrivate(scanner: PagemapScanner, start: number, end: number, mem: number | null): number {
     let pages = 0;
-    for (const reg of scanner.scan(start, end, PRIVATE_DATA)) {
+    for (const reg of scanner.scan(start, end, reportsGuards() ? PRIVATE_DATA_UNGUARDED : PRIVATE_DATA)) {
       const len = reg.end - reg.start;
       this.add(reg.start, len, mem === null ? { kind: "vm" } : { kind: "fd", fd: mem, offset: reg.start });
       pages += len / PAGE_SIZE;

@@ -74,7 +74,38 @@ export class PagemapScanner {
     return out;
   }
 
+  /**
+   * The guard regions (madvise MADV_GUARD_INSTALL) of [start, end), or null
+   * when this kernel's PAGEMAP_SCAN has no PAGE_IS_GUARD (before Linux 6.15;
+   * guard regions cannot be told from swapped pages there).
+   */
+  guards(start: number, end: number): PageRegion[] | null {
+    if (!reportsGuards()) return null;
+    return this.scan(start, end, { mask: PAGE_IS.GUARD, inverted: 0n, anyof: 0n, returned: PAGE_IS.GUARD });
+  }
+
   close(): void {
     closeSync(this.fd);
   }
+}
+
+let guardsKnown: boolean | undefined;
+/**
+ * Whether PAGEMAP_SCAN knows PAGE_IS_GUARD: the kernel checks the category
+ * bits before anything else, so an empty range of our own answers it.
+ */
+export function reportsGuards(): boolean {
+  if (guardsKnown === undefined) {
+    const fd = openSync("/proc/self/pagemap", "r");
+    try {
+      const a = new BigUint64Array(ARG_WORDS);
+      a[0] = BigInt(ARG_WORDS * 8);
+      a[9] = PAGE_IS.GUARD;
+      a[11] = PAGE_IS.GUARD;
+      guardsKnown = native.syscall(SYS.ioctl, fd, PAGEMAP_SCAN, a) >= 0;
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return guardsKnown;
 }

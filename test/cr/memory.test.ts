@@ -2,14 +2,16 @@
 // shorter than a page, shared anonymous memory mapped in parts by two
 // processes, the open mode of mapped files, mlock, MAP_DROPPABLE and
 // madvise flags. The workload checks itself; the images must decode with crit
-// and say what criu's would.
+// and say what criu's would. Guard regions (maps-guard workload): recorded
+// as criu records them, never read, installed again.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readImage, IMG } from "../../src/images/index.js";
 import { critDecodeAll, dumpWorkload, finish, imagesDir, restoreWorkload, startWorkload, stop } from "./harness.js";
 
 const MAP_LOCKED = 0x2000, MAP_DROPPABLE = 0x08, MAP_PRIVATE = 0x02;
-const VMA_MEMFD = 1 << 14, VMA_FILE_SHARED = 1 << 7;
+const VMA_MEMFD = 1 << 14, VMA_FILE_SHARED = 1 << 7, VMA_AREA_GUARD = 1 << 16;
+const PAGE_SIZE = 4096n;
 const O_RDWR = 2;
 
 test("maps-objects: dump, restore, carry on", () => {
@@ -30,6 +32,37 @@ test("maps-objects: dump, restore, carry on", () => {
     assert.equal(memfd?.size, 12n, "the memfd keeps its size in bytes");
     assert.ok(vmas.some((v) => v.status & VMA_FILE_SHARED && v.fdflags === O_RDWR), "a shared read-only mapping of a file opened O_RDWR says O_RDWR");
     assert.ok(vmas.some((v) => v.status & VMA_MEMFD && v.fdflags === O_RDWR), "the memfd mapping says O_RDWR");
+    restoreWorkload(w);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+test("maps-guard: guard regions are recorded, not read, and come back", () => {
+  const w = startWorkload("maps-guard");
+  try {
+    dumpWorkload(w);
+    const dir = imagesDir(w);
+    assert.deepEqual(critDecodeAll(dir), [], "crit decodes every image");
+    const vmas = readImage(dir, IMG.mm, w.pid)[0]!.vmas;
+    const first = vmas.findIndex((v) => v.status & VMA_AREA_GUARD);
+    assert.ok(first >= 0, "guard regions are in mm.img");
+    const guards = vmas.slice(first);
+    const real = vmas.slice(0, first);
+    for (const g of guards) {
+      assert.equal(g.status, VMA_AREA_GUARD, "a guard entry has VMA_AREA_GUARD alone, after every real VMA (as criu writes it)");
+      assert.deepEqual([g.prot, g.flags, g.pgoff, g.shmid, g.fd], [0, 0, 0n, 0n, -1n]);
+      assert.ok(real.some((v) => v.start <= g.start && g.start < v.end), `guard 0x${g.start.toString(16)} lies in a mapping`);
+    }
+    // 9 guard pages, 8 where this kernel has no guards in shared file mappings.
+    const pages = guards.reduce((n, g) => n + (g.end - g.start) / PAGE_SIZE, 0n);
+    assert.ok(pages === 9n || pages === 8n, `guard pages: ${pages}`);
+    const dumped = readImage(dir, IMG.pagemap, w.pid).entries;
+    for (const e of dumped) {
+      const end = e.vaddr + BigInt(e.nr_pages ?? BigInt(e.compat_nr_pages)) * PAGE_SIZE;
+      assert.ok(!guards.some((g) => g.start < end && e.vaddr < g.end), `pages at 0x${e.vaddr.toString(16)} include no guard page`);
+    }
     restoreWorkload(w);
     assert.equal(finish(w), "PASS");
   } finally {
