@@ -196,7 +196,7 @@ export const MEMORY_PROBES: Probe[] = [
   {
     id: "pagemap_scan_guard_pages",
     category: "extra",
-    breaks: "criu refuses processes with guard regions (MADV_GUARD_INSTALL) without it; crest does not look for guard regions yet",
+    breaks: "guard regions (MADV_GUARD_INSTALL) cannot be told from swapped pages: the dump of a process that has them fails",
     run: () => scanOwnPage(PAGE_IS.GUARD, "PAGEMAP_SCAN reporting PAGE_IS_GUARD", [EINVAL, ENOTTY]),
   },
   {

@@ -49,8 +49,8 @@ const MAP_DROPPABLE = 0x08;
 const MAP_TYPE = 0x0f;
 
 /** mmap flags as CRIU records them: the type, then what VmFlags shows (MAP_DROPPABLE replaces MAP_PRIVATE). */
-function mapFlagsOf(m: SmapsEntry): number {
-  if (m.vmFlags.includes("ht")) throw new UnsupportedError(`hugetlb mapping at 0x${m.start.toString(16)}`);
+function mapFlagsOf(m: SmapsEntry, where: string): number {
+  if (m.vmFlags.includes("ht")) throw new UnsupportedError(`${where} is hugetlb memory; crest does not support hugetlb mappings yet`);
   const f = vmFlagsToMapFlags(m.vmFlags);
   return (f & MAP_DROPPABLE ? 0 : m.shared ? MAP.SHARED : MAP.PRIVATE) | f;
 }
@@ -74,7 +74,7 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
   const where = `the mapping 0x${m.start.toString(16)}-0x${m.end.toString(16)} (${m.path || "anonymous"}) of process ${task.pid}`;
   const base = {
     start: BigInt(m.start), end: BigInt(m.end), pgoff: m.offset, shmid: 0n, prot: protOf(m),
-    flags: mapFlagsOf(m), fd: -1n, madv: vmFlagsToMadvise(m.vmFlags),
+    flags: mapFlagsOf(m, where), fd: -1n, madv: vmFlagsToMadvise(m.vmFlags),
   };
   const special = (status: number): vma_entry => ({ ...base, flags: base.flags | MAP.ANONYMOUS, status });
   switch (m.path) {
