@@ -28,53 +28,6 @@
 #define P_BYTES 40000
 #define Q_BYTES 3000
 
-static unsigned char pattern(size_t i, unsigned seed)
-{
-	return (unsigned char)(i * 13 + seed + (i >> 9));
-}
-
-static void fill(int fd, size_t n, unsigned seed)
-{
-	unsigned char buf[4096];
-	for (size_t done = 0; done < n;) {
-		size_t k = n - done < sizeof(buf) ? n - done : sizeof(buf);
-		for (size_t i = 0; i < k; i++)
-			buf[i] = pattern(done + i, seed);
-		ssize_t w = write(fd, buf, k);
-		if (w <= 0) {
-			fail("write: %s", strerror(errno));
-			return;
-		}
-		done += (size_t)w;
-	}
-}
-
-/* Reads until EOF (every write end must be closed) and compares. */
-static void drain(int fd, size_t want, unsigned seed, const char *what)
-{
-	unsigned char buf[4096];
-	size_t got = 0;
-	for (;;) {
-		ssize_t r = read(fd, buf, sizeof(buf));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			fail("%s: read: %s after %zu bytes", what, strerror(errno), got);
-			return;
-		}
-		if (r == 0)
-			break;
-		for (ssize_t i = 0; i < r; i++)
-			if (buf[i] != pattern(got + (size_t)i, seed)) {
-				fail("%s: byte %zu is %u, expected %u", what, got + (size_t)i, buf[i], pattern(got + (size_t)i, seed));
-				return;
-			}
-		got += (size_t)r;
-	}
-	if (got != want)
-		fail("%s: read %zu bytes, expected %zu", what, got, want);
-}
-
 static int reopen(int fd, int flags)
 {
 	char p[64];
@@ -149,11 +102,11 @@ int main(int argc, char **argv)
 	int wre = rec("write end reopened", reopen(p[1], O_WRONLY));
 	fcntl(p[1], F_SETFL, O_NONBLOCK);
 	recs[1].getfl = recs[3].getfl = fcntl(p[1], F_GETFL);
-	fill(p[1], P_BYTES, 1);
+	wl_pattern_write(p[1], P_BYTES, 1);
 	int q1 = rec("second pipe's read end reopened", reopen(q[0], O_RDONLY | O_NONBLOCK));
 	int q2 = rec("second pipe's read end reopened again", reopen(q[0], O_RDONLY));
 	rec("second pipe's read end", q[0]);
-	fill(q[1], Q_BYTES, 2);
+	wl_pattern_write(q[1], Q_BYTES, 2);
 	close(q[1]);
 
 	char *childargv[] = { argv[0], status, NULL };
@@ -195,7 +148,7 @@ int main(int argc, char **argv)
 		fail("child %d: %s", child, why ? why : "no report");
 	}
 	close(p[1]), close(wdup), close(wre);
-	drain(rre, P_BYTES, 1, "the pipe, through its reopened read end");
-	drain(q2, Q_BYTES, 2, "the second pipe");
+	wl_pattern_check(rre, P_BYTES, 1, "the pipe, through its reopened read end");
+	wl_pattern_check(q2, Q_BYTES, 2, "the second pipe");
 	return wl_done();
 }

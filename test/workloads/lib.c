@@ -283,3 +283,49 @@ const char *wl_status_field(const char *key, char *buf, size_t cap)
 	}
 	return buf;
 }
+
+static unsigned char pattern_byte(size_t i, unsigned seed)
+{
+	return (unsigned char)(i * 13 + seed + (i >> 9));
+}
+
+void wl_pattern_write(int fd, size_t n, unsigned seed)
+{
+	unsigned char buf[4096];
+	for (size_t done = 0; done < n;) {
+		size_t k = n - done < sizeof(buf) ? n - done : sizeof(buf);
+		for (size_t i = 0; i < k; i++)
+			buf[i] = pattern_byte(done + i, seed);
+		ssize_t w = write(fd, buf, k);
+		if (w <= 0) {
+			fail("write: %s", strerror(errno));
+			return;
+		}
+		done += (size_t)w;
+	}
+}
+
+void wl_pattern_check(int fd, size_t want, unsigned seed, const char *what)
+{
+	unsigned char buf[4096];
+	size_t got = 0;
+	for (;;) {
+		ssize_t r = read(fd, buf, sizeof(buf));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno != EAGAIN) {
+			fail("%s: read: %s after %zu bytes", what, strerror(errno), got);
+			return;
+		}
+		if (r <= 0)
+			break;
+		for (ssize_t i = 0; i < r; i++)
+			if (buf[i] != pattern_byte(got + (size_t)i, seed)) {
+				fail("%s: byte %zu is %u, expected %u", what, got + (size_t)i, buf[i], pattern_byte(got + (size_t)i, seed));
+				return;
+			}
+		got += (size_t)r;
+	}
+	if (got != want)
+		fail("%s: read %zu bytes, expected %zu", what, got, want);
+}

@@ -71,4 +71,9 @@ ssize_t wl_read_into(const char *path, char *buf, size_t cap);
 void wl_compare_lines(const char *what, const char *before, const char *after);
 /* The value of "Key:" in /proc/self/status, copied into buf (empty if absent). */
 const char *wl_status_field(const char *key, char *buf, size_t cap);
+/* Writes n bytes of a pattern (byte i depends on i and seed) to fd, for data in flight. */
+void wl_pattern_write(int fd, size_t n, unsigned seed);
+/* Reads fd until EOF (or EAGAIN on a non-blocking fd) and fail()s unless it
+ * gives exactly the `want` bytes wl_pattern_write(seed) wrote. */
+void wl_pattern_check(int fd, size_t want, unsigned seed, const char *what);
 #endif

@@ -23,66 +23,23 @@
 #define C_BYTES 5000
 #define F_BYTES 4096
 
-static unsigned char pattern(size_t i, unsigned seed)
-{
-	return (unsigned char)(i * 7 + seed + (i >> 8));
-}
-
-static void fill_write(int fd, size_t n, unsigned seed)
-{
-	unsigned char buf[4096];
-	for (size_t done = 0; done < n;) {
-		size_t k = n - done < sizeof(buf) ? n - done : sizeof(buf);
-		for (size_t i = 0; i < k; i++)
-			buf[i] = pattern(done + i, seed);
-		ssize_t w = write(fd, buf, k);
-		if (w <= 0) {
-			fail("write: %s", strerror(errno));
-			return;
-		}
-		done += (size_t)w;
-	}
-}
-
-/* Reads everything until EOF or EAGAIN and compares it with the pattern. */
-static void read_check(int fd, size_t want, unsigned seed, const char *what)
-{
-	unsigned char buf[4096];
-	size_t got = 0;
-	for (;;) {
-		ssize_t r = read(fd, buf, sizeof(buf));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		for (ssize_t i = 0; i < r; i++)
-			if (buf[i] != pattern(got + (size_t)i, seed)) {
-				fail("%s: byte %zu is %u, expected %u", what, got + (size_t)i, buf[i], pattern(got + (size_t)i, seed));
-				return;
-			}
-		got += (size_t)r;
-	}
-	if (got != want)
-		fail("%s: read %zu bytes, expected %zu", what, got, want);
-}
-
 static void child2(int b_read)
 {
 	wl_wait();
 	if (!(fcntl(b_read, F_GETFL) & O_NONBLOCK))
 		fail("pipe B's read end lost O_NONBLOCK");
-	read_check(b_read, B_BYTES, 2, "pipe B");
+	wl_pattern_check(b_read, B_BYTES, 2, "pipe B");
 	_exit(wl_done());
 }
 
 static void child1(int a_read, int b_write)
 {
-	fill_write(b_write, B_BYTES, 2);
+	wl_pattern_write(b_write, B_BYTES, 2);
 	wl_ready();
 	wl_wait();
 	if (fcntl(a_read, F_GETPIPE_SZ) != 1 << 20)
 		fail("pipe A has size %d, expected %d", fcntl(a_read, F_GETPIPE_SZ), 1 << 20);
-	read_check(a_read, A_BYTES, 1, "pipe A");
+	wl_pattern_check(a_read, A_BYTES, 1, "pipe A");
 	_exit(wl_done());
 }
 
@@ -98,12 +55,12 @@ int main(int argc, char **argv)
 	if (fcntl(a[1], F_SETPIPE_SZ, 1 << 20) != 1 << 20)
 		fail("cannot resize pipe A");
 	fcntl(b[0], F_SETFL, O_NONBLOCK);
-	fill_write(a[1], A_BYTES, 1);
-	fill_write(c[1], C_BYTES, 3);
+	wl_pattern_write(a[1], A_BYTES, 1);
+	wl_pattern_write(c[1], C_BYTES, 3);
 	if (mkfifo("fifo", 0600))
 		fail("mkfifo");
 	int f = open("fifo", O_RDWR | O_NONBLOCK);
-	fill_write(f, F_BYTES, 4);
+	wl_pattern_write(f, F_BYTES, 4);
 
 	char *childargv[] = { argv[0], status2, NULL };
 	pid_t p2 = fork();
@@ -136,9 +93,9 @@ int main(int argc, char **argv)
 	kill(p1, SIGTERM);
 	kill(p2, SIGTERM);
 	fcntl(c[0], F_SETFL, O_NONBLOCK);
-	read_check(c[0], C_BYTES, 3, "pipe C (both ends here)");
-	read_check(d[0], 0, 0, "the empty pipe");
-	read_check(f, F_BYTES, 4, "the FIFO");
+	wl_pattern_check(c[0], C_BYTES, 3, "pipe C (both ends here)");
+	wl_pattern_check(d[0], 0, 0, "the empty pipe");
+	wl_pattern_check(f, F_BYTES, 4, "the FIFO");
 	struct stat st;
 	if (stat("fifo", &st) || !S_ISFIFO(st.st_mode))
 		fail("fifo is no longer a FIFO");
