@@ -8,38 +8,18 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { readImage, IMG, fd_types } from "../../src/images/index.js";
 import { O } from "../../src/sys/constants.js";
-import { crest, critDecodeAll, dumpWorkload, finish, imagesDir, procState, restoreWorkload, startWorkload, stop } from "./harness.js";
+import { crest, cycle, finish, imagesDir, procState, startWorkload, stop } from "./harness.js";
 
 const maps = (pid: number): string => readFileSync(`/proc/${pid}/maps`, "utf8");
 
-test("files-opath: O_PATH fds (file, directory, symlink itself, FIFO, socket file, device) come back O_PATH", () => {
-  const w = startWorkload("files-opath");
-  try {
-    dumpWorkload(w);
-    const dir = imagesDir(w);
-    assert.deepEqual(critDecodeAll(dir), [], "crit decodes every image");
-    const regs = readImage(dir, IMG.files).filter((f) => f.type === fd_types.REG && f.reg!.flags & O.PATH);
-    const link = regs.find((f) => f.reg!.name.endsWith("/link") && f.reg!.flags & O.NOFOLLOW);
-    assert.ok(link, "the symlink's fd is a reg-file with O_PATH|O_NOFOLLOW");
-    assert.equal(link.reg!.mode! & 0o170000, 0o120000, "its mode is a symlink's");
-    restoreWorkload(w);
-    assert.equal(finish(w), "PASS");
-  } finally {
-    stop(w);
-  }
-});
+test("files-opath: O_PATH fds (file, directory, symlink itself, FIFO, socket file, device) come back O_PATH", () => cycle("files-opath", [], (w) => {
+  const regs = readImage(imagesDir(w), IMG.files).filter((f) => f.type === fd_types.REG && f.reg!.flags & O.PATH);
+  const link = regs.find((f) => f.reg!.name.endsWith("/link") && f.reg!.flags & O.NOFOLLOW);
+  assert.ok(link, "the symlink's fd is a reg-file with O_PATH|O_NOFOLLOW");
+  assert.equal(link.reg!.mode! & 0o170000, 0o120000, "its mode is a symlink's");
+}));
 
-test("files-pipes: dups and /proc reopens of both ends of a pipe, shared with a child", () => {
-  const w = startWorkload("files-pipes");
-  try {
-    dumpWorkload(w);
-    assert.deepEqual(critDecodeAll(imagesDir(w)), [], "crit decodes every image");
-    restoreWorkload(w);
-    assert.equal(finish(w), "PASS");
-  } finally {
-    stop(w);
-  }
-});
+test("files-pipes: dups and /proc reopens of both ends of a pipe, shared with a child", () => cycle("files-pipes"));
 
 for (const [kind, what] of [["posix", /holds a file lock \(POSIX READ on bytes 10-29\)/], ["ofd", /holds a file lock \(OFDLCK WRITE on bytes 100-EOF\)/], ["flock", /holds a file lock \(FLOCK WRITE on the whole file\)/], ["lease", /holds a file lock \(LEASE READ on the whole file\)/]] as const) {
   test(`files-locks ${kind}: a held lock is refused by name, the process untouched`, () => {

@@ -180,6 +180,30 @@ export function restoreWorkload(w: Workload, extra: string[] = []): Run {
   return r;
 }
 
+/**
+ * The whole cycle on a started workload: dump, crit decodes every image,
+ * `check` looks at the images, restore, and the workload's own verdict must
+ * be PASS. The workload is stopped in any case.
+ */
+export function roundTrip(w: Workload, check?: (w: Workload) => void): void {
+  try {
+    dumpWorkload(w);
+    const undecoded = critDecodeAll(imagesDir(w));
+    if (undecoded.length) throw new Error(`crit cannot decode every image of ${w.name}:\n${undecoded.join("\n")}`);
+    check?.(w);
+    restoreWorkload(w);
+    const verdict = finish(w);
+    if (verdict !== "PASS") throw new Error(`${w.name} after restore: ${verdict}`);
+  } finally {
+    stop(w);
+  }
+}
+
+/** roundTrip of a workload started here. */
+export function cycle(name: string, args: string[] = [], check?: (w: Workload) => void, opts: { ns?: string } = {}): void {
+  roundTrip(startWorkload(name, args, opts), check);
+}
+
 /** Sends SIGTERM and returns the workload's verdict ("PASS" or "FAIL: ..."). */
 export function finish(w: Workload): string {
   process.kill(w.pid, "SIGTERM");

@@ -8,24 +8,11 @@ import { readFileSync } from "node:fs";
 import { readImage, IMG } from "../../src/images/index.js";
 import { TASK_STATE } from "../../src/kinds/task-state.js";
 import {
-  crest, critDecodeAll, dumpLog, dumpWorkload, finish, imagesDir, procState, restoreWorkload, startWorkload, stop,
+  crest, critDecodeAll, cycle, dumpLog, dumpWorkload, finish, imagesDir, procState, startWorkload, stop,
   type Workload,
 } from "./harness.js";
 
 const maps = (pid: number): string => readFileSync(`/proc/${pid}/maps`, "utf8");
-
-function cycle(name: string, args: string[] = [], check?: (w: Workload) => void): void {
-  const w = startWorkload(name, args);
-  try {
-    dumpWorkload(w);
-    assert.deepEqual(critDecodeAll(imagesDir(w)), [], "crit decodes every image");
-    check?.(w);
-    restoreWorkload(w);
-    assert.equal(finish(w), "PASS");
-  } finally {
-    stop(w);
-  }
-}
 
 test("a caught SIGTRAP keeps its handler through dump and restore", () => cycle("sig-trap", ["handler"]));
 

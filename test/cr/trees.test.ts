@@ -4,22 +4,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, readlinkSync, readdirSync } from "node:fs";
 import {
-  alive, crest, critDecodeAll, dumpWorkload, finish, imagesDir, restoreWorkload, socketpair, startWorkload, stop, waitGone,
-  type Workload,
+  alive, crest, cycle, dumpWorkload, finish, imagesDir, restoreWorkload, roundTrip, socketpair, startWorkload, stop, waitGone,
 } from "./harness.js";
 import { closeSync } from "node:fs";
 import { readImage, IMG } from "../../src/images/index.js";
-
-function roundTrip(w: Workload): void {
-  try {
-    dumpWorkload(w);
-    assert.deepEqual(critDecodeAll(imagesDir(w)), [], "crit decodes every image");
-    restoreWorkload(w);
-    assert.equal(finish(w), "PASS");
-  } finally {
-    stop(w);
-  }
-}
 
 const CASES: Array<[string, string[], { ns?: string }?]> = [
   ["tree", []], // sessions, groups, a leaderless group, zombies, a shared description
@@ -35,7 +23,7 @@ const CASES: Array<[string, string[], { ns?: string }?]> = [
 
 for (const [name, args, opts] of CASES) {
   test(`${name} ${args.join(" ")}${opts?.ns ? ` in its own ${opts.ns} namespaces` : ""}: dump, restore, carry on`, () => {
-    roundTrip(startWorkload(name, args, opts));
+    cycle(name, args, undefined, opts);
   });
 }
 
