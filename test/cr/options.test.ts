@@ -1,5 +1,5 @@
 // The criu conventions of the dump and restore command lines on real
-// processes: -R, -s, --pidfile, foreground restore, -W and log endings.
+// processes: -R, -s, --pidfile, foreground restore, -W, log endings, --timeout.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -110,6 +110,24 @@ test("log levels: -v0 writes nothing but messages, -v4 writes debug lines", () =
     assert.equal(readFileSync(join(imagesDir(w), "q.log"), "utf8"), "");
     assert.match(readFileSync(join(imagesDir(w), "dump.log"), "utf8"), /dumping memory of/);
     assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+test("--timeout: a tree that cannot be frozen in time fails the dump and carries on untouched", () => {
+  const w = startWorkload("vfork-hold");
+  try {
+    const child = Number(readFileSync(`/proc/${w.pid}/task/${w.pid}/children`, "utf8").trim());
+    const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "--timeout", "1"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`freezing the tree of process ${w.pid} took longer than 1 s \\(--timeout\\)`));
+    assert.equal(procState(w.pid).tracer, 0);
+    assert.equal(procState(child).tracer, 0);
+    process.kill(child, "SIGKILL");
+    waitFor("the root to resume", () => readFileSync(w.status, "utf8").startsWith("PASS"));
+    waitGone(w.pid);
+    waitGone(child);
   } finally {
     stop(w);
   }
