@@ -88,8 +88,9 @@ test("-W puts the log (and relative pidfile) in the work directory; dump log end
   try {
     const work = join(w.dir, "work");
     mkdirSync(work);
-    const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-W", work, "-o", "d.log", "-v4"]);
+    const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-W", work, "-o", "d.log", "-v4", "--pidfile", "p"]);
     assert.equal(r.code, 0, r.stderr);
+    assert.equal(existsSync(join(work, "p")), false, "dump leaves --pidfile alone, as criu");
     waitGone(w.pid);
     assert.match(readFileSync(join(work, "d.log"), "utf8"), /Dumping finished successfully\n$/);
     const r2 = crest(["restore", "-D", imagesDir(w), "-W", work, "-o", "r.log", "-d", "--pidfile", "p"]);
