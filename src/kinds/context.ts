@@ -19,6 +19,9 @@ export interface Stats {
   shpagesScanned: number;
   shpagesWritten: number;
   pagesRestored: number;
+  /** Restore: pages of a child compared with what it inherited from its parent, and those found equal (left shared). */
+  pagesCompared: number;
+  pagesSkippedCow: number;
   /** µs spent reading memory out of tasks, and writing it to images. */
   memdumpUs: number;
   memwriteUs: number;
@@ -26,7 +29,7 @@ export interface Stats {
 
 export const newStats = (): Stats => ({
   pagesScanned: 0, pagesWritten: 0, shpagesScanned: 0, shpagesWritten: 0, pagesRestored: 0,
-  memdumpUs: 0, memwriteUs: 0,
+  pagesCompared: 0, pagesSkippedCow: 0, memdumpUs: 0, memwriteUs: 0,
 });
 
 /** State of one dump run, shared by all tasks. */
@@ -133,6 +136,12 @@ export interface RestoreTask {
   /** Created with CLONE_FILES / CLONE_FS from its parent: that one restores them. */
   sharesFiles: boolean;
   sharesFs: boolean;
+  /**
+   * The parent task, whose restored memory this one was forked from (its
+   * private mappings are inherited copy-on-write); null for the root, or a
+   * parent that is not a task.
+   */
+  parent: RestoreTask | null;
   threads: Tracee[];
   remotes: Remote[];
   core: core_entry[];

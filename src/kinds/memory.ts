@@ -5,7 +5,10 @@
 // contents.
 //
 // Restore turns the stub into the task: crest maps its scratch page in a
-// hole of both layouts, drops every stub mapping, moves the kernel's vDSO
+// hole of both layouts (or keeps one inherited from the parent), keeps the
+// mappings it inherited from its parent as they are (private ones stay
+// shared copy-on-write: only pages that differ are written), drops every
+// other mapping, moves the kernel's vDSO
 // and vvar to where the task had them, maps each VMA at its address, lets
 // the task read its pages in, sets the final protections, installs the guard
 // regions again and the mm fields with PR_SET_MM_MAP.
@@ -19,7 +22,7 @@ import { MM_MAP_SIZE, packMmMap } from "../sys/structs.js";
 import { PagemapScanner } from "../sys/pagemap.js";
 import { parseAuxv, parseMaps, parseStat, vmFlagsToMadvise, vmFlagsToMapFlags, type SmapsEntry, type MapEntry } from "../proc/index.js";
 import { checkReopenable, dumpRegFile, openRegFile, regFile } from "./regfile.js";
-import { PagesWriter, fillFromPages, pageCount } from "./pages.js";
+import { PagesWriter, fillFromPages, fillRuns, pageCount, pageRuns, restoreOverInherited, splitRuns, type PageRun } from "./pages.js";
 import { dumpMemfd, isMemfdPath, openMemfd } from "./memfd.js";
 import { parker } from "./files.js";
 import type { Remote } from "../remote/remote.js";
@@ -341,11 +344,11 @@ function openShmem(task: RestoreTask, run: RestoreRun, v: vma_entry): number {
  * Maps every non-special VMA at its address, writable if pages are to be
  * filled in (`fill`).
  */
-function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>): void {
+function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept: Set<vma_entry>): void {
   const r = task.remotes[0]!;
   const fds = new Map<string, number>();
   for (const v of task.mm.vmas) {
-    if (isSpecial(v) || isGuard(v)) continue;
+    if (isSpecial(v) || isGuard(v) || kept.has(v)) continue;
     const len = v.end - v.start;
     // MAP_LOCKED: mlock'ed memory, populated and locked as the mapping is made (before creds may drop the right to).
     const extra = v.flags & (MAP.GROWSDOWN | MAP.NORESERVE | MAP.LOCKED);
@@ -389,10 +392,11 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>): void
 }
 
 /** Sets final protections and madvise hints. */
-function finishVmas(task: RestoreTask, fill: Set<vma_entry>): void {
+function finishVmas(task: RestoreTask, fill: Set<vma_entry>, kept: Set<vma_entry>): void {
   const r = task.remotes[0]!;
   for (const v of task.mm.vmas) {
-    if (isSpecial(v) || isGuard(v)) continue;
+    // An inherited mapping has its final protection and hints already.
+    if (isSpecial(v) || isGuard(v) || kept.has(v)) continue;
     const len = v.end - v.start;
     if (fill.has(v) && (v.prot & (PROT.WRITE | PROT.READ)) !== (PROT.WRITE | PROT.READ)) {
       r.call(`protect 0x${v.start.toString(16)} in task ${task.pid}`, SYS.mprotect, v.start, len, v.prot);
@@ -420,7 +424,9 @@ function installGuards(task: RestoreTask): void {
 function setMmFields(task: RestoreTask, run: RestoreRun): void {
   const r = task.remotes[0]!;
   const mm = task.mm;
-  const exe = openRegFile(r, regFile(run, mm.exe_file_id), O.RDONLY | O.CLOEXEC);
+  // A child of a parent running the same program has its exe link already;
+  // setting it again fails (EBUSY) while the file is mapped, as it is in the mappings it kept.
+  const exe = sameExe(run, task) ? -1 : openRegFile(r, regFile(run, mm.exe_file_id), O.RDONLY | O.CLOEXEC);
   r.resetScratch();
   const auxv = Buffer.alloc(mm.mm_saved_auxv.length * 8);
   mm.mm_saved_auxv.forEach((v, i) => auxv.writeBigUInt64LE(v, i * 8));
@@ -432,26 +438,149 @@ function setMmFields(task: RestoreTask, run: RestoreRun): void {
     auxv_size: auxv.length, exe_fd: exe,
   }));
   r.call(`set the memory layout fields of task ${task.pid} (PR_SET_MM_MAP)`, SYS.prctl, PR.SET_MM, PR_SET_MM_MAP, map, MM_MAP_SIZE, 0);
-  r.call(`close a temporary fd of task ${task.pid}`, SYS.close, exe);
+  if (exe >= 0) r.call(`close a temporary fd of task ${task.pid}`, SYS.close, exe);
+}
+
+const MADV_DONTNEED = 4, MADV_DONTFORK = 10n, MADV_WIPEONFORK = 18n;
+const MAP_HUGETLB = 0x40000;
+
+/**
+ * The same file or object: each task's images name files by ids of their own,
+ * so a mapped file is compared by path, a memfd by its inode.
+ */
+function sameObject(run: RestoreRun, a: vma_entry, b: vma_entry): boolean {
+  if (a.shmid === b.shmid) return true;
+  if (is(a, VMA.FILE_PRIVATE) || is(a, VMA.FILE_SHARED)) return regFile(run, Number(a.shmid)).name === regFile(run, Number(b.shmid)).name;
+  if (is(a, VMA.MEMFD)) {
+    const ma = run.files.get(Number(a.shmid))?.memfd, mb = run.files.get(Number(b.shmid))?.memfd;
+    return !!ma && !!mb && ma.inode_id === mb.inode_id;
+  }
+  return false;
+}
+
+/** Same mapping of the same object, with the same protection, flags and hints. */
+function sameVma(run: RestoreRun, a: vma_entry, b: vma_entry): boolean {
+  return a.start === b.start && a.end === b.end && a.prot === b.prot && a.flags === b.flags && a.status === b.status &&
+    a.pgoff === b.pgoff && (a.fdflags ?? -1) === (b.fdflags ?? -1) && (a.madv ?? 0n) === (b.madv ?? 0n) && sameObject(run, a, b);
+}
+
+/** Whether the parent runs the same program: then the child has its exe link already. */
+function sameExe(run: RestoreRun, task: RestoreTask): boolean {
+  const p = task.parent;
+  if (!p) return false;
+  return p.mm.exe_file_id === task.mm.exe_file_id || regFile(run, p.mm.exe_file_id).name === regFile(run, task.mm.exe_file_id).name;
+}
+
+/** Whether the current layout has [v.start, v.end) mapped without a gap, with v's protection and sharing. */
+function covered(current: MapEntry[], v: vma_entry): boolean {
+  let at = Number(v.start);
+  const end = Number(v.end);
+  for (const m of current) {
+    if (m.end <= at || m.start >= end) continue;
+    if (m.start > at || protOf(m) !== v.prot || m.shared !== !!(v.flags & MAP.SHARED)) return false;
+    at = m.end;
+  }
+  return at >= end;
+}
+
+/**
+ * The task's VMAs it can keep as inherited from its parent (crest forked it
+ * from the parent once the parent's memory was restored): those the parent
+ * has at the same place, of the same object, with the same protection,
+ * flags and hints. Not kept: locked memory (locks are not inherited),
+ * MADV_DONTFORK / MADV_WIPEONFORK areas (not inherited, or as zeros),
+ * droppable and hugetlb memory, anything a guard region of the parent's
+ * touches, and everything of a parent running another program (as criu).
+ */
+function inheritedVmas(task: RestoreTask, run: RestoreRun, current: MapEntry[]): Set<vma_entry> {
+  const kept = new Set<vma_entry>();
+  const p = task.parent;
+  if (!p || !sameExe(run, task)) return kept;
+  const guards = p.mm.vmas.filter(isGuard);
+  const theirs = new Map(p.mm.vmas.filter((v) => !isGuard(v) && !isSpecial(v)).map((v) => [v.start, v]));
+  for (const v of task.mm.vmas) {
+    if (isSpecial(v) || isGuard(v)) continue;
+    const pv = theirs.get(v.start);
+    if (!pv || !sameVma(run, v, pv)) continue;
+    if (v.flags & (MAP.LOCKED | MAP_HUGETLB) || (v.flags & MAP_TYPE) === MAP_DROPPABLE) continue;
+    const madv = v.madv ?? 0n;
+    if ((madv >> MADV_DONTFORK) & 1n || (madv >> MADV_WIPEONFORK) & 1n) continue;
+    if (guards.some((g) => g.start < v.end && v.start < g.end)) continue;
+    if (!covered(current, v)) continue;
+    kept.add(v);
+  }
+  return kept;
+}
+
+/** Address ranges minus others (both sorted by start; the others disjoint). */
+function subtract(from: Array<{ start: number; end: number }>, minus: Array<{ start: number; end: number }>): Array<{ start: number; end: number }> {
+  const out: Array<{ start: number; end: number }> = [];
+  let i = 0;
+  for (const f of from) {
+    let at = f.start;
+    while (i < minus.length && minus[i]!.end <= at) i++;
+    for (let j = i; j < minus.length && minus[j]!.start < f.end; j++) {
+      const m = minus[j]!;
+      if (m.start > at) out.push({ start: at, end: m.start });
+      at = Math.max(at, m.end);
+    }
+    if (at < f.end) out.push({ start: at, end: f.end });
+  }
+  return out;
+}
+
+/**
+ * In the inherited private mappings: pages the parent has data for and the
+ * task has not become what a fresh mapping holds (zeros, or the file's page)
+ * with MADV_DONTNEED; each page the task has is compared with the inherited
+ * one and written only if it differs.
+ */
+function restoreInherited(task: RestoreTask, run: RestoreRun, priv: vma_entry[], mine: PageRun[]): void {
+  if (!priv.length) return;
+  const r = task.remotes[0]!;
+  const ranges = priv.map((v) => ({ start: v.start, end: v.end })).sort((a, b) => (a.start < b.start ? -1 : 1));
+  const toNum = (rs: PageRun[]) => rs.map((p) => ({ start: Number(p.vaddr), end: Number(p.vaddr) + p.len }));
+  const theirs = splitRuns(pageRuns(task.parent!.pagemap), ranges).inside;
+  const drop = subtract(toNum(theirs), toNum(mine));
+  for (let i = 0; i < drop.length; i += 256) {
+    r.resetScratch();
+    r.callAll(drop.slice(i, i + 256).map((d) => ({
+      nr: SYS.madvise, args: [d.start, d.end - d.start, MADV_DONTNEED],
+      what: `drop inherited pages at 0x${d.start.toString(16)} in task ${task.vpid}`,
+    })));
+  }
+  restoreOverInherited(task.pid, run.dir, task.pagesId, mine, run.stats);
 }
 
 function restoreMemory(task: RestoreTask, run: RestoreRun): void {
   const r = task.remotes[0]!;
   const current = parseMaps(readFileSync(`/proc/${task.pid}/maps`, "utf8"));
   const taken = task.mm.vmas.map(range);
-  r.mapScratch(SCRATCH_SIZE, BigInt(findHole([...taken, ...current], SCRATCH_SIZE)));
+  const kept = inheritedVmas(task, run, current);
+  // A child may keep the scratch page it inherited if the address is free in its own layout.
+  const had = r.scratch;
+  const clash = (s: { addr: bigint; size: number }) => taken.some((t) => t.start < Number(s.addr) + s.size && Number(s.addr) < t.end);
+  if (!had || clash(had)) r.mapScratch(SCRATCH_SIZE, BigInt(findHole([...taken, ...current], SCRATCH_SIZE)));
   const scratch = r.scratch!;
+  const scratchRange = { start: Number(scratch.addr), end: Number(scratch.addr) + scratch.size };
+  const keep = [...[...kept].map(range), scratchRange].sort((a, b) => a.start - b.start);
   for (const m of current) {
-    if (m.start === Number(scratch.addr) || ["[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]"].includes(m.path)) continue;
-    r.call(`unmap the stub's ${m.path || "memory"} in task ${task.pid}`, SYS.munmap, m.start, m.end - m.start);
+    if (["[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]"].includes(m.path)) continue;
+    for (const gap of subtract([m], keep)) {
+      r.call(`unmap the stub's ${m.path || "memory"} in task ${task.pid}`, SYS.munmap, gap.start, gap.end - gap.start);
+    }
   }
-  placeSpecials(r, current, task.mm.vmas, [...taken, { start: Number(scratch.addr), end: Number(scratch.addr) + scratch.size }]);
-  const fill = vmasWithPages(task.mm.vmas.filter((v) => !isGuard(v)), task.pagemap);
-  mapVmas(task, run, fill);
-  fillFromPages(r, run.dir, task.pagesId, task.pagemap, run.stats);
-  finishVmas(task, fill);
+  placeSpecials(r, current, task.mm.vmas, [...taken, scratchRange]);
+  const fill = vmasWithPages(task.mm.vmas.filter((v) => !isGuard(v) && !kept.has(v)), task.pagemap);
+  mapVmas(task, run, fill, kept);
+  const priv = [...kept].filter((v) => !(v.flags & MAP.SHARED));
+  const runs = splitRuns(pageRuns(task.pagemap), priv.map((v) => ({ start: v.start, end: v.end })).sort((a, b) => (a.start < b.start ? -1 : 1)));
+  fillRuns(r, run.dir, task.pagesId, runs.outside, run.stats);
+  restoreInherited(task, run, priv, runs.inside);
+  finishVmas(task, fill, kept);
   installGuards(task);
   setMmFields(task, run);
+  if (kept.size) run.log.info(`kept ${kept.size} mapping(s) inherited from process ${task.parent!.vpid}`);
 }
 
 export const memoryKind: TaskKind = {

@@ -3,7 +3,9 @@
 // mappings only the copied-on-write ones), process_vm_readv copies them into
 // a page-aligned buffer, which is written to pages-N.img; pagemap-PID.img
 // says where each run of pages belongs. Restore: the task reads its own pages from the image
-// with preadv straight into place, so the data never passes through crest.
+// with preadv straight into place, so the data never passes through crest;
+// over memory inherited from its parent, crest compares each page and
+// writes only those that differ.
 import { closeSync, openSync, readSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { pagemap_entry } from "../images/index.js";
@@ -163,41 +165,143 @@ export class PagesWriter {
   }
 }
 
+/** A run of pages of one pages-N.img: where the pages go, how many bytes, and where they are in the file. */
+export interface PageRun {
+  vaddr: bigint;
+  len: number;
+  off: number;
+}
+
+/** The present entries as runs with their offsets in the pages file, which holds them in entry order. */
+export function pageRuns(entries: pagemap_entry[]): PageRun[] {
+  const runs: PageRun[] = [];
+  let off = 0;
+  for (const e of entries) {
+    if (!((e.flags ?? PE.PRESENT) & PE.PRESENT)) continue;
+    const len = pageCount(e) * PAGE_SIZE;
+    runs.push({ vaddr: e.vaddr, len, off });
+    off += len;
+  }
+  return runs;
+}
+
+/**
+ * Splits runs (in address order) at the edges of `ranges` (sorted, disjoint):
+ * the parts inside one of them, and the rest.
+ */
+export function splitRuns(runs: PageRun[], ranges: Array<{ start: bigint; end: bigint }>): { inside: PageRun[]; outside: PageRun[] } {
+  const inside: PageRun[] = [], outside: PageRun[] = [];
+  if (!ranges.length) return { inside, outside: runs };
+  let i = 0;
+  for (const run of runs) {
+    let at = run.vaddr;
+    const end = run.vaddr + BigInt(run.len);
+    const piece = (to: bigint, into: PageRun[]) => {
+      if (to > at) into.push({ vaddr: at, len: Number(to - at), off: run.off + Number(at - run.vaddr) });
+      at = to;
+    };
+    while (at < end) {
+      while (i < ranges.length && ranges[i]!.end <= at) i++;
+      const r = ranges[i];
+      if (!r || r.start >= end) { piece(end, outside); break; }
+      piece(r.start > at ? r.start : at, outside);
+      piece(r.end < end ? r.end : end, inside);
+    }
+  }
+  return { inside, outside };
+}
+
 /**
  * Fills memory of the task from pages-N.img by a preadv run inside it. The
  * entries must be in file order (as written); `dest` maps an entry's vaddr
  * to where its pages go now (identity for private memory).
  */
 export function fillFromPages(r: Remote, dir: string, pagesId: number, entries: pagemap_entry[], stats: Stats, dest: (vaddr: bigint) => bigint = (v) => v): void {
-  const present = entries.filter((e) => (e.flags ?? PE.PRESENT) & PE.PRESENT);
-  if (!present.length) return;
+  fillRuns(r, dir, pagesId, pageRuns(entries).map((p) => ({ ...p, vaddr: dest(p.vaddr) })), stats);
+}
+
+/**
+ * Has the task read runs of pages-N.img into place with preadv: one call per
+ * IOV_MAX runs that follow each other in the file.
+ */
+export function fillRuns(r: Remote, dir: string, pagesId: number, runs: PageRun[], stats: Stats): void {
+  if (!runs.length) return;
   r.resetScratch();
   const path = join(dir, `pages-${pagesId}.img`);
   const fd = r.call(`open ${path} in task ${r.pid}`, SYS.openat, AT_FDCWD, r.putString(path), O.RDONLY | O.CLOEXEC, 0);
   const iovAddr = r.alloc(IOV_MAX * 16);
   const iov = Buffer.alloc(IOV_MAX * 16);
-  let off = 0n;
-  for (let i = 0; i < present.length; i += IOV_MAX) {
-    const batch = present.slice(i, i + IOV_MAX);
-    let bytes = 0n;
-    batch.forEach((e, j) => {
-      const len = BigInt(pageCount(e)) * BigInt(PAGE_SIZE);
-      iov.writeBigUInt64LE(dest(e.vaddr), j * 16);
-      iov.writeBigUInt64LE(len, j * 16 + 8);
-      bytes += len;
-    });
-    r.write(iovAddr, iov.subarray(0, batch.length * 16));
-    // Large runs: allocate their pages in one go rather than fault by fault inside preadv.
-    for (const e of batch) {
-      if (pageCount(e) >= POPULATE_MIN_PAGES) r.syscall(SYS.madvise, dest(e.vaddr), pageCount(e) * PAGE_SIZE, MADV_POPULATE_WRITE);
+  for (let i = 0; i < runs.length;) {
+    const off = runs[i]!.off;
+    let bytes = 0;
+    let j = 0;
+    for (; i + j < runs.length && j < IOV_MAX && runs[i + j]!.off === off + bytes; j++) {
+      const p = runs[i + j]!;
+      iov.writeBigUInt64LE(p.vaddr, j * 16);
+      iov.writeBigUInt64LE(BigInt(p.len), j * 16 + 8);
+      bytes += p.len;
     }
-    const n = r.call(`read pages of task ${r.pid} from ${path}`, SYS.preadv, fd, iovAddr, batch.length, off);
+    const batch = runs.slice(i, i + j);
+    r.write(iovAddr, iov.subarray(0, j * 16));
+    // Large runs: allocate their pages in one go rather than fault by fault inside preadv.
+    for (const p of batch) {
+      if (p.len >= POPULATE_MIN_PAGES * PAGE_SIZE) r.syscall(SYS.madvise, p.vaddr, p.len, MADV_POPULATE_WRITE);
+    }
+    const n = r.call(`read pages of task ${r.pid} from ${path}`, SYS.preadv, fd, iovAddr, j, off);
     // A regular file reads short only at its end (signals are blocked).
-    if (BigInt(n) !== bytes) throw new Error(`${path} is truncated: it has ${off + BigInt(n)} bytes where task ${r.pid} needs ${off + bytes}`);
-    off += bytes;
-    stats.pagesRestored += Number(bytes / BigInt(PAGE_SIZE));
+    if (n !== bytes) throw new Error(`${path} is truncated: it has ${off + n} bytes where task ${r.pid} needs ${off + bytes}`);
+    stats.pagesRestored += bytes / PAGE_SIZE;
+    i += j;
   }
   r.call(`close ${path} in task ${r.pid}`, SYS.close, fd);
+}
+
+/**
+ * Restores runs of pages over memory the task inherited from its parent:
+ * each page of the image is compared with what the task has there; an equal
+ * page is left alone (it stays shared, copy-on-write, with the parent), a
+ * different one is written through /proc/PID/mem (which copies it on write,
+ * whatever the mapping's protection).
+ */
+export function restoreOverInherited(pid: number, dir: string, pagesId: number, runs: PageRun[], stats: Stats): void {
+  if (!runs.length) return;
+  const path = join(dir, `pages-${pagesId}.img`);
+  const img = openSync(path, "r");
+  const mem = openSync(`/proc/${pid}/mem`, "r+");
+  const half = BUF_SIZE / 2;
+  const want = buffer().subarray(0, half), have = buffer().subarray(half);
+  try {
+    for (const run of runs) {
+      for (let done = 0; done < run.len;) {
+        const n = Math.min(run.len - done, half);
+        const at = Number(run.vaddr) + done;
+        if (readSync(img, want, 0, n, run.off + done) !== n) throw new Error(`${path} is truncated: process ${pid} needs ${run.off + done + n} bytes`);
+        if (readSync(mem, have, 0, n, at) !== n) throw new Error(`cannot read the memory process ${pid} inherited at 0x${at.toString(16)}`);
+        // Runs of differing pages are written in one go.
+        let from = -1;
+        const flush = (to: number) => {
+          if (from < 0) return;
+          if (writeSync(mem, want, from, to - from, at + from) !== to - from) throw new Error(`cannot write memory of process ${pid} at 0x${(at + from).toString(16)}`);
+          stats.pagesRestored += (to - from) / PAGE_SIZE;
+          from = -1;
+        };
+        for (let p = 0; p < n; p += PAGE_SIZE) {
+          if (want.subarray(p, p + PAGE_SIZE).equals(have.subarray(p, p + PAGE_SIZE))) {
+            flush(p);
+            stats.pagesSkippedCow++;
+          } else if (from < 0) {
+            from = p;
+          }
+        }
+        flush(n);
+        stats.pagesCompared += n / PAGE_SIZE;
+        done += n;
+      }
+    }
+  } finally {
+    closeSync(mem);
+    closeSync(img);
+  }
 }
 
 export const pageCount = (e: pagemap_entry): number => Number(e.nr_pages ?? BigInt(e.compat_nr_pages));

@@ -1,8 +1,10 @@
 // The restore pipeline: read and check the images, build the process tree
-// out of stubs with the dumped PIDs, sessions and groups, turn each stub into
-// its task with the kinds (memory, threads, files, signals, ..., registers
-// last), and let them all go. If anything fails, every task created so far
-// is killed: nothing is left half-alive.
+// out of stubs with the dumped PIDs, sessions and groups, giving each its
+// memory before its children are forked from it (they inherit it
+// copy-on-write), turn each stub into its task with the other kinds
+// (threads, files, signals, ..., registers last), and let them all go. If
+// anything fails, every task created so far is killed: nothing is left
+// half-alive.
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, statSync, writeSync, constants as fsc } from "node:fs";
 import { parseStat } from "../proc/stat.js";
 import { isAbsolute, join } from "node:path";
@@ -13,8 +15,9 @@ import {
   type core_entry, type file_entry, type inventory_entry, type pstree_entry, type restore_stats_entry,
 } from "../images/index.js";
 import { RESTORE_KINDS } from "../kinds/index.js";
+import { memoryKind } from "../kinds/memory.js";
 import { closeTransient } from "../kinds/files.js";
-import { newStats, type RestoreRun, type RestoreTask } from "../kinds/context.js";
+import { newStats, type RestoreRun, type RestoreTask, type TaskKind } from "../kinds/context.js";
 import { TASK_STATE } from "../kinds/task-state.js";
 import { pageCount, PE } from "../kinds/pages.js";
 import { restoreNamespaces } from "../kinds/namespaces.js";
@@ -64,7 +67,7 @@ function loadTask(dir: string, entry: pstree_entry, core: core_entry[]): Restore
   const have = statSync(pagesPath).size;
   if (have !== need) throw new ImageError(pagesPath, "truncated", `has ${have} bytes, the pagemap needs ${need}`);
   return {
-    pid: 0, vpid, vtids: entry.threads, sharesFiles: false, sharesFs: false,
+    pid: 0, vpid, vtids: entry.threads, sharesFiles: false, sharesFs: false, parent: null,
     threads: [], remotes: [], core, ids, mm, fs,
     pagemap: pagemap.entries, pagesId: pagemap.head.pages_id,
     fdinfo: imageExists(dir, IMG.fdinfo, ids.files_id) ? readImage(dir, IMG.fdinfo, ids.files_id) : [],
@@ -178,36 +181,60 @@ export function restore(opts: Options, log: Logger): RestoreResult {
   native.syscall(SYS.prctl, PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   const created: Remote[] = [];
   const live: RestoreTask[] = [];
+  const logs = new Map<RestoreTask, Logger>();
   let forkingUs = 0;
+  /** Runs kinds in a task with its own log (kept open between the two rounds: reopening truncates it). */
+  const restoreKinds = (task: RestoreTask, kinds: readonly TaskKind[]) => {
+    let tlog = logs.get(task);
+    if (!tlog) {
+      tlog = log.forTask(task.vpid, opts.logPid);
+      logs.set(task, tlog);
+      tlog.info(`Restoring process ${task.vpid} (pid ${task.pid} here)`);
+    }
+    run.log = tlog;
+    try {
+      for (const kind of kinds) {
+        run.log.debug(`restoring ${kind.name}`);
+        kind.restore?.(task, run);
+        faultPoint(`restore:${kind.name}`);
+      }
+    } finally {
+      run.log = log;
+    }
+  };
   try {
     scripts.run("pre-restore");
+    // Memory first, in each task right after it is created and before its
+    // children are: they inherit it, and keep what is still theirs shared.
+    let memoryUs = 0n;
     // -S: the root becomes a child of crest's parent, which then owns it.
-    createTree(nodes, { ...ns.flags, flags: ns.flags.flags | (opts.restoreSibling ? CLONE.PARENT : 0) }, created, log);
-    scripts.rootPid = nodes[0]!.pid;
-    faultPoint("restore:forked");
-    scripts.run("setup-namespaces");
-    ns.populate(nodes[0]!.pid);
-    scripts.run("post-setup-namespaces");
-    finishTree(nodes);
-    forkingUs = Number((process.hrtime.bigint() - t0) / 1000n);
-    for (const n of nodes) {
-      if (n.role !== "task") continue;
-      const task = tasks.get(n.vpid)!;
-      bind(task, n);
-      live.push(task);
-      run.log = log.forTask(task.vpid, opts.logPid);
-      try {
-        run.log.info(`Restoring process ${task.vpid} (pid ${task.pid} here)`);
-        for (const kind of RESTORE_KINDS) {
-          run.log.debug(`restoring ${kind.name}`);
-          kind.restore?.(task, run);
-          faultPoint(`restore:${kind.name}`);
-        }
-      } finally {
-        run.log.close();
-        run.log = log;
+    createTree(nodes, { ...ns.flags, flags: ns.flags.flags | (opts.restoreSibling ? CLONE.PARENT : 0) }, created, log, (n) => {
+      if (n === nodes[0]) {
+        scripts.rootPid = n.pid;
+        // SysV segments must exist before the root's memory attaches them.
+        scripts.run("setup-namespaces");
+        ns.populate(n.pid);
+        scripts.run("post-setup-namespaces");
       }
-    }
+      if (n.role !== "task") return;
+      const task = tasks.get(n.vpid)!;
+      bind(task, n, n.parent?.role === "task" ? tasks.get(n.parent.vpid)! : null);
+      live.push(task);
+      // fds the parent holds only for the restore (shared memory objects) are not the child's.
+      if (task.parent && !n.sharesFiles) {
+        for (const t of run.transient) {
+          if (t.task === task.parent) n.remote!.call(`close an inherited temporary fd of task ${task.vpid}`, SYS.close, t.fd);
+        }
+      }
+      const t1 = process.hrtime.bigint();
+      restoreKinds(task, [memoryKind]);
+      memoryUs += process.hrtime.bigint() - t1;
+    });
+    faultPoint("restore:forked");
+    finishTree(nodes);
+    forkingUs = Number((process.hrtime.bigint() - t0 - memoryUs) / 1000n);
+    const rest = RESTORE_KINDS.filter((k) => k !== memoryKind);
+    for (const task of live) restoreKinds(task, rest);
     for (const step of run.finishing) step();
     closeTransient(run);
     ns.finish(nodes[0]!.pid);
@@ -224,6 +251,7 @@ export function restore(opts: Options, log: Logger): RestoreResult {
     killAll(created);
     throw e;
   } finally {
+    for (const l of logs.values()) l.close();
     for (const undo of run.cleanup) undo();
   }
   scripts.runLate("post-resume");
@@ -236,9 +264,10 @@ export function restore(opts: Options, log: Logger): RestoreResult {
 }
 
 /** Ties a task's images to the stub built for it. */
-function bind(task: RestoreTask, n: TreeNode): void {
+function bind(task: RestoreTask, n: TreeNode, parent: RestoreTask | null): void {
   const r = n.remote!;
   task.pid = n.pid;
+  task.parent = parent;
   task.sharesFiles = n.sharesFiles;
   task.sharesFs = n.sharesFs;
   task.threads = [r.t];
@@ -247,7 +276,10 @@ function bind(task: RestoreTask, n: TreeNode): void {
 }
 
 function writeStats(dir: string, forkingUs: number, restoreUs: number, run: RestoreRun): restore_stats_entry {
-  const restore = { pages_compared: 0n, pages_skipped_cow: 0n, forking_time: forkingUs, restore_time: restoreUs, pages_restored: BigInt(run.stats.pagesRestored) };
+  const restore = {
+    pages_compared: BigInt(run.stats.pagesCompared), pages_skipped_cow: BigInt(run.stats.pagesSkippedCow),
+    forking_time: forkingUs, restore_time: restoreUs, pages_restored: BigInt(run.stats.pagesRestored),
+  };
   writeImage(dir, IMG.stats, "restore", [{ restore }]);
   return restore;
 }

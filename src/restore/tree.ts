@@ -68,14 +68,17 @@ export function planTree(entries: pstree_entry[], roleOf: (e: pstree_entry) => R
 
 
 /**
- * Creates every process of the tree as a stub, parents first, each in its
- * session; `created` collects their remotes (also on failure, to kill them).
+ * Creates every process of the tree, parents first, each in its session;
+ * `born` runs for each right after it exists, before its children are
+ * created (so they inherit what it did: the restored memory). `created`
+ * collects their remotes (also on failure, to kill them).
  */
-export function createTree(nodes: TreeNode[], ns: TreeNamespaceFlags, created: Remote[], log: Logger): void {
+export function createTree(nodes: TreeNode[], ns: TreeNamespaceFlags, created: Remote[], log: Logger, born: (n: TreeNode) => void): void {
   const root = nodes[0]!;
   root.remote = startStub({ pid: ns.ownPidNs ? 1 : root.vpid, flags: ns.flags, setsid: true });
   created.push(root.remote);
   root.pid = root.remote.pid;
+  born(root);
   for (const n of nodes.slice(1)) {
     const parent = n.parent!.remote!;
     if (!parent.scratch) parent.mapScratch(SCRATCH_SIZE);
@@ -85,6 +88,7 @@ export function createTree(nodes: TreeNode[], ns: TreeNamespaceFlags, created: R
     n.pid = n.remote.pid;
     if (n.sid === n.vpid) n.remote.call(`make process ${n.vpid} a session leader`, SYS.setsid);
     log.debug(`created process ${n.vpid} (pid ${n.pid} here) as a ${n.role}`);
+    born(n);
   }
 }
 

@@ -3,9 +3,11 @@
 // processes, the open mode of mapped files, mlock, MAP_DROPPABLE and
 // madvise flags. The workload checks itself; the images must decode with crit
 // and say what criu's would. Guard regions (maps-guard workload): recorded
-// as criu records them, never read, installed again.
+// as criu records them, never read, installed again. Copy-on-write memory
+// (cow workload): a forked child's unchanged pages stay shared after restore.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { readImage, IMG } from "../../src/images/index.js";
 import { critDecodeAll, dumpWorkload, finish, imagesDir, restoreWorkload, startWorkload, stop } from "./harness.js";
 
@@ -64,6 +66,34 @@ test("maps-guard: guard regions are recorded, not read, and come back", () => {
       assert.ok(!guards.some((g) => g.start < end && e.vaddr < g.end), `pages at 0x${e.vaddr.toString(16)} include no guard page`);
     }
     restoreWorkload(w);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+/** Sum of Pss (KiB) over a process and its children. */
+function treePss(pid: number): number {
+  const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+  return [pid, ...kids].reduce((sum, p) => sum + Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/smaps_rollup`, "utf8"))![1]), 0);
+}
+
+test("cow: a parent's private memory stays shared with its forked children", () => {
+  const w = startWorkload("cow");
+  try {
+    const before = treePss(w.pid);
+    dumpWorkload(w);
+    const dir = imagesDir(w);
+    assert.deepEqual(critDecodeAll(dir), [], "crit decodes every image");
+    assert.equal(readImage(dir, IMG.pstree).length, 4);
+    restoreWorkload(w);
+    const after = treePss(w.pid);
+    // 64 MiB shared by 4 processes: about 64 MiB in all, 256 MiB if each had its own copy.
+    assert.ok(after < 96 * 1024, `Pss of the tree after restore: ${after} KiB (before the dump: ${before} KiB)`);
+    const stats = readImage(dir, IMG.stats, "restore")[0]!.restore!;
+    // Each child compares its 16384 pages (all but the 5 it dropped or the parent never had) and keeps the equal ones.
+    assert.ok(stats.pages_skipped_cow >= 3n * 16_000n, `pages_skipped_cow ${stats.pages_skipped_cow}`);
+    assert.ok(stats.pages_compared >= stats.pages_skipped_cow, `pages_compared ${stats.pages_compared}`);
     assert.equal(finish(w), "PASS");
   } finally {
     stop(w);
