@@ -39,7 +39,7 @@ export function checkReopenable(path: string, via: string, what: string, anyType
   if (path.endsWith(" (deleted)")) {
     throw new UnsupportedError(`${what} is the deleted file ${path.slice(0, -10)}; crest cannot restore deleted files yet`);
   }
-  if (!path.startsWith("/")) throw new UnsupportedError(`${what} is ${path}, which is not a file crest can reopen`);
+  if (!path.startsWith("/")) throw new UnsupportedError(`${what} is ${path}, not a file in the file system; crest does not support mapping or reopening it yet`);
   let st: Stats;
   try {
     st = statSync(via);
