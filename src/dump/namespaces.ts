@@ -117,7 +117,7 @@ export function assignKobjIds(tasks: DumpTask[], tree: FrozenTree, run: DumpRun,
         continue;
       }
       if (k.kcmp === KCMP.VM || k.kcmp === KCMP.SIGHAND || parentOf.get(t.pid) !== same.pid) {
-        throw new UnsupportedError(`processes ${same.pid} and ${t.pid} share their ${k.what}; crest supports that only for an fd table or fs struct shared with the parent`);
+        throw new UnsupportedError(`processes ${same.pid} and ${t.pid} share their ${k.what}; crest does not support that yet (it restores only an fd table or fs struct that a child shares with its parent)`);
       }
       t.ids[k.field] = same.ids[k.field];
     }
