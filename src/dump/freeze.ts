@@ -152,6 +152,14 @@ const zombie = (pid: number, ppid: number): FrozenTask => ({ pid, ppid, threads:
  * parent's children being read and its seizing (its parent, stopped, cannot
  * reap it): then it is a zombie, or gone and nothing is returned.
  */
+function threadCount(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/task`).length;
+  } catch {
+    return 0;
+  }
+}
+
 function freezeOne(pid: number, ppid: number, isRoot: boolean, log: Logger, seized: Tracee[], deadline: number): FrozenTask | null {
   const state = (): string | null => {
     try {
@@ -166,6 +174,10 @@ function freezeOne(pid: number, ppid: number, isRoot: boolean, log: Logger, seiz
     return null;
   }
   if (before === "Z") {
+    // A leader that called pthread_exit shows as a zombie while its threads run on.
+    if (threadCount(pid) > 1) {
+      throw new TraceError(`the main thread of process ${pid} has exited while its other threads run on; crest does not support that yet`);
+    }
     if (isRoot) throw new TraceError(`process ${pid} is a zombie: there is nothing to dump`);
     return zombie(pid, ppid);
   }
