@@ -16,10 +16,14 @@ import { parseFdinfo, classifyFdLink, type Fdinfo } from "../proc/index.js";
 import { regFileKind } from "./regfile.js";
 import { fifoKind, pipeKind } from "./pipe.js";
 import { memfdKind } from "./memfd.js";
+import { eventfdKind } from "./eventfd.js";
+import { signalfdKind } from "./signalfd.js";
+import { timerfdKind } from "./timerfd.js";
+import { pidfdKind } from "./pidfd.js";
 import type { Remote } from "../remote/remote.js";
 
 /** The kinds of open files crest knows, tried in order. */
-const FILE_KINDS: readonly FileKind[] = [pipeKind, fifoKind, memfdKind, regFileKind];
+const FILE_KINDS: readonly FileKind[] = [pipeKind, fifoKind, memfdKind, regFileKind, eventfdKind, signalfdKind, timerfdKind, pidfdKind];
 
 /** The owner of a file's async I/O signals (F_GETOWN_EX, F_GETSIG), asked inside the task. */
 function fileOwner(r: Remote, fd: number, uid: number, euid: number): fown_entry {
@@ -163,7 +167,7 @@ function restoreFds(task: RestoreTask, run: RestoreRun): void {
 
 /** F_SETOWN_EX / F_SETSIG as the description had them. */
 function setOwner(r: Remote, task: RestoreTask, run: RestoreRun, entry: file_entry, fd: number): void {
-  const own = entry.reg?.fown ?? entry.pipe?.fown ?? entry.memfd?.fown ?? (entry.fifo?.regf_id !== undefined ? run.files.get(entry.fifo.regf_id)?.reg?.fown : undefined);
+  const own = entry.reg?.fown ?? entry.pipe?.fown ?? entry.memfd?.fown ?? entry.efd?.fown ?? entry.sgfd?.fown ?? entry.tfd?.fown ?? entry.pidfd?.fown ?? (entry.fifo?.regf_id !== undefined ? run.files.get(entry.fifo.regf_id)?.reg?.fown : undefined);
   if (!own || (!own.pid && !own.signum)) return;
   if (own.pid) {
     r.resetScratch();

@@ -169,6 +169,15 @@ export function parseTimespec(line: string, s: string): Timespec {
 export interface PidfdInfo {
   /** The pid in the reader's PID namespace; -1 once the process is reaped, 0 if not visible there. */
   pid: number;
-  /** Its pids from the reader's namespace inward (absent for a reaped process). */
+  /** Its pids from the reader's namespace inward ([-1] or absent for a reaped process, by kernel version). */
   nsPid: number[];
+}
+
+/**
+ * The pid a pidfd names in the process's innermost PID namespace (the last
+ * NSpid); -1 once it is reaped, 0 if the reader cannot see it.
+ */
+export function pidfdNsPid(p: PidfdInfo): number {
+  if (p.pid <= 0) return p.pid;
+  return p.nsPid.at(-1) ?? p.pid;
 }

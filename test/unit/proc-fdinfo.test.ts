@@ -3,6 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { parseFdinfo, parseFileLock, parseProcLocks, fileLockLength, ProcParseError } from "../../src/proc/index.js";
+import { pidfdNsPid } from "../../src/proc/fdinfo-kinds.js";
 
 const fdinfo = (name: string) =>
   parseFdinfo(readFileSync(new URL(`../../../test/fixtures/proc/zoo/fdinfo/${name}`, import.meta.url), "utf8"));
@@ -89,6 +90,25 @@ test("fdinfo: pidfd pid and namespace pids", () => {
   assert.equal(p.mntId, 4);
   assert.equal(p.ino, 75385n);
   assert.deepEqual(parseFdinfo("pos:\t0\nflags:\t02\nPid:\t-1\n").pidfd, { pid: -1, nsPid: [] }, "a reaped process");
+});
+
+test("fdinfo: the pid a pidfd names in its own namespace", () => {
+  const of = (text: string) => pidfdNsPid(parseFdinfo(`pos:\t0\nflags:\t02000002\nmnt_id:\t4\nino:\t344497\n${text}`).pidfd!);
+  assert.equal(of("Pid:\t7775\nNSpid:\t7775\n"), 7775);
+  assert.equal(of("Pid:\t4242\nNSpid:\t4242\t17\n"), 17, "the innermost namespace's");
+  assert.equal(of("Pid:\t-1\nNSpid:\t-1\n"), -1, "reaped, as Linux 6.18 prints it");
+  assert.equal(of("Pid:\t-1\n"), -1, "reaped, no NSpid line");
+  assert.equal(of("Pid:\t0\n"), 0, "not visible to the reader");
+  assert.equal(of("Pid:\t99\n"), 99, "kernels without NSpid");
+});
+
+test("fdinfo: eventfd counter above 32 bits, periodic timerfd waiting for a read", () => {
+  const e = parseFdinfo("pos:\t0\nflags:\t02\nmnt_id:\t17\nino:\t1038\neventfd-count:        923456789\neventfd-id: 3\neventfd-semaphore: 0\n");
+  assert.deepEqual(e.eventfd, { count: 0x923456789n, id: 3, semaphore: false });
+  const t = parseFdinfo("pos:\t0\nflags:\t04002\nmnt_id:\t17\nino:\t1038\nclockid: 1\nticks: 5\nsettime flags: 00\n" +
+    "it_value: (0, 0)\nit_interval: (0, 20000000)\n");
+  assert.deepEqual(t.timerfd, { clockid: 1, ticks: 5n, settimeFlags: 0, value: { sec: 0, nsec: 0 }, interval: { sec: 0, nsec: 20000000 } },
+    "an expired periodic timer shows 0 left until it is read");
 });
 
 test("fdinfo: POSIX, OFD, flock and lease locks", () => {

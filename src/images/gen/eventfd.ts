@@ -8,10 +8,16 @@ export interface eventfd_file_entry {
   flags: number;
   fown: fown_entry;
   counter: bigint;
+  /**
+   * crest's own: EFD_SEMAPHORE is no open flag, and CRIU keeps it nowhere.
+   * Far above CRIU's numbers; CRIU and crit skip it as an unknown field.
+   */
+  semaphore?: boolean;
 }
 export const eventfd_file_entry: MessageType<eventfd_file_entry> = message<eventfd_file_entry>("eventfd_file_entry", [
   { name: "id", number: 1, label: "required", kind: "uint32" },
   { name: "flags", number: 2, label: "required", kind: "uint32" },
   { name: "fown", number: 3, label: "required", kind: "message", message: () => fown_entry },
   { name: "counter", number: 4, label: "required", kind: "uint64" },
+  { name: "semaphore", number: 4001, label: "optional", kind: "bool" },
 ]);

@@ -1,0 +1,57 @@
+// Anonymous-inode files with state (fds-anon): eventfds, a signalfd with a
+// signal queued, timerfds (periodic, expired, absolute, unarmed) and pidfds
+// (own, a child's, a reaped child's), as files.img entries crit decodes;
+// and the ones crest still refuses (a pidfd outside the tree, epoll), the
+// process left untouched.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { readImage, IMG, fd_types } from "../../src/images/index.js";
+import { crest, cycle, finish, imagesDir, procState, startWorkload, stop, type Workload } from "./harness.js";
+
+const SIGUSR1 = 10n;
+
+function checkImages(w: Workload): void {
+  const files = readImage(imagesDir(w), IMG.files);
+  const of = (t: number) => files.filter((f) => f.type === t);
+  const efd = of(fd_types.EVENTFD).map((f) => f.efd!);
+  assert.deepEqual(efd.map((e) => [e.counter, e.semaphore ?? false] as const).sort((a, b) => (a[0] < b[0] ? -1 : 1)), [[7n, true], [0x923456789n, false]]);
+  const sgfd = of(fd_types.SIGNALFD);
+  assert.equal(sgfd.length, 1);
+  assert.ok(sgfd[0]!.sgfd!.sigmask & (1n << (SIGUSR1 - 1n)), "the signalfd accepts SIGUSR1");
+  const tfd = of(fd_types.TIMERFD).map((f) => f.tfd!);
+  assert.equal(tfd.length, 4);
+  assert.ok(tfd.some((t) => t.settime_flags === 1 && t.clockid === 0 && t.isec === 5n), "the absolute REALTIME timer");
+  assert.ok(tfd.some((t) => t.ticks === 1n && t.vsec === 0n && t.vnsec === 0n && t.isec === 0n), "the expired timer, one tick unread");
+  assert.ok(tfd.some((t) => t.insec === 20000000n), "the periodic timer");
+  const pidfds = of(fd_types.PIDFD).map((f) => f.pidfd!);
+  assert.equal(pidfds.length, 3);
+  const pstree = readImage(imagesDir(w), IMG.pstree).map((e) => e.pid);
+  assert.ok(pidfds.some((p) => p.nspid === pstree[0]), "a pidfd of the workload itself, by its PID in the tree");
+  assert.ok(pidfds.some((p) => p.nspid === -1), "a pidfd of a reaped child");
+  assert.ok(pidfds.every((p) => p.nspid === -1 || pstree.includes(p.nspid)), "the others name processes of the tree");
+}
+
+test("fds-anon: eventfd, signalfd, timerfd and pidfd state comes back", () => cycle("fds-anon", [], checkImages));
+
+test("fds-anon in its own PID namespace: pidfds name PIDs inside it", () => cycle("fds-anon", [], checkImages, { ns: "pid,ipc,uts" }));
+
+for (const [mode, what] of [
+  ["outside", /fd \d+ of process \d+ is a pidfd of process \d+, which is not in the dumped tree; crest does not support it/],
+  ["epoll", /is an anonymous-inode object \(anon_inode:\[eventpoll\]\); crest does not support it yet/],
+] as const) {
+  test(`fds-anon ${mode}: refused by name, the process untouched`, () => {
+    const w = startWorkload("fds-anon", [mode]);
+    try {
+      const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, what);
+      assert.match(readFileSync(join(imagesDir(w), "dump.log"), "utf8"), /Dumping FAILED/);
+      assert.equal(procState(w.pid).tracer, 0);
+      assert.equal(finish(w), "PASS");
+    } finally {
+      stop(w);
+    }
+  });
+}
