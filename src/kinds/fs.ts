@@ -6,7 +6,7 @@ import type { TaskKind } from "./context.js";
 import { UnsupportedError } from "./context.js";
 import { O, SYS } from "../sys/constants.js";
 import { parseStatus } from "../proc/index.js";
-import { checkReopenable, dumpRegFile, openRegFile, regFile } from "./regfile.js";
+import { checkReopenable, dumpDeletedFile, dumpRegFile, openRegFile, regFile } from "./regfile.js";
 
 export const fsKind: TaskKind = {
   name: "fs",
@@ -14,8 +14,12 @@ export const fsKind: TaskKind = {
     const dir = (which: "cwd" | "root") => {
       const via = `/proc/${task.pid}/${which}`;
       const path = readlinkSync(via);
-      const st = checkReopenable(path, via, `the ${which === "cwd" ? "current" : "root"} directory of process ${task.pid}`);
-      return dumpRegFile(run, { path, flags: O.RDONLY | O.DIRECTORY | O.LARGEFILE, pos: 0n }, st);
+      const what = `the ${which === "cwd" ? "current" : "root"} directory of process ${task.pid}`;
+      const flags = O.RDONLY | O.DIRECTORY | O.LARGEFILE;
+      // A removed directory comes back as a ghost (mkdir, then rmdir once entered).
+      if (path.endsWith(" (deleted)")) return dumpDeletedFile(run, { path: path.slice(0, -10), flags, pos: 0n }, via, what);
+      const st = checkReopenable(path, via, what);
+      return dumpRegFile(run, { path, flags, pos: 0n }, st);
     };
     const root = dir("root");
     if (run.files.find((f) => f.id === root)?.reg?.name !== "/") {

@@ -21,7 +21,7 @@ import { AT_FDCWD, MAP, MREMAP, O, PAGE_SIZE, PROT, PR, PR_SET_MM_MAP, SYS } fro
 import { MM_MAP_SIZE, packMmMap } from "../sys/structs.js";
 import { PagemapScanner } from "../sys/pagemap.js";
 import { parseAuxv, parseMaps, parseStat, vmFlagsToMadvise, vmFlagsToMapFlags, type SmapsEntry, type MapEntry } from "../proc/index.js";
-import { checkReopenable, dumpRegFile, openRegFile, regFile } from "./regfile.js";
+import { checkReopenable, dumpDeletedFile, dumpRegFile, openRegFile, regFile } from "./regfile.js";
 import { PagesWriter, fillFromPages, fillRuns, pageCount, pageRuns, restoreOverInherited, splitRuns, type PageRun } from "./pages.js";
 import { dumpMemfd, isMemfdPath, openMemfd } from "./memfd.js";
 import { parker } from "./files.js";
@@ -113,14 +113,19 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
     const id = dumpMemfd(run, { via, path: m.path, pid: task.pid, flags, pos: 0n, fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 } });
     return { ...base, shmid: BigInt(id), fdflags: flags, status: VMA.REGULAR | VMA.MEMFD };
   }
-  const path = m.deleted ? `${m.path} (deleted)` : m.path;
-  const st = checkReopenable(path, via, where);
-  if (!st.isFile()) throw new UnsupportedError(`${where} maps ${m.path}, which is not a regular file`);
   const fdflags = mapFileMode(via, m);
-  const key = `${m.path}\0${fdflags}`;
+  // Deleted files (kept as ghosts, ghost.ts): two may have had the same path.
+  const key = `${m.path}\0${fdflags}${m.deleted ? `\0${m.inode}` : ""}`;
   let id = fileIds.get(key);
   if (id === undefined) {
-    id = dumpRegFile(run, { path: m.path, flags: fdflags | O.LARGEFILE, pos: 0n }, st);
+    const facts = { path: m.path, flags: fdflags | O.LARGEFILE, pos: 0n };
+    if (m.deleted) {
+      id = dumpDeletedFile(run, facts, via, where);
+    } else {
+      const st = checkReopenable(m.path, via, where);
+      if (!st.isFile()) throw new UnsupportedError(`${where} maps ${m.path}, which is not a regular file`);
+      id = dumpRegFile(run, facts, st);
+    }
     fileIds.set(key, id);
   }
   return { ...base, shmid: BigInt(id), fdflags, status: VMA.REGULAR | (m.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE) };

@@ -1,7 +1,8 @@
 // Regular files, directories and memory character devices (/dev/null and
 // friends): what an fd, a file mapping, the cwd/root or the exe link refers
 // to. Dumped as reg_file_entry (path, flags, position, size, mode) in
-// files.img; restored by opening the path again inside the task.
+// files.img; restored by opening the path again inside the task. A file
+// that was deleted also gets a ghost (ghost.ts), recreated for the restore.
 import { lstatSync, statSync, type Stats } from "node:fs";
 import type { DumpRun, RestoreRun } from "./context.js";
 import { UnsupportedError } from "./context.js";
@@ -11,6 +12,7 @@ import { O, SEEK, SYS, AT_FDCWD } from "../sys/constants.js";
 import type { Remote } from "../remote/remote.js";
 import type { FileKind } from "./file-kind.js";
 import { isMemfdPath } from "./memfd.js";
+import { dumpGhost, ghostPath, statDeleted } from "./ghost.js";
 
 /** Major number of /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom, /dev/kmsg... */
 const MEM_MAJOR = 1;
@@ -37,7 +39,8 @@ const NO_OWNER: reg_file_entry["fown"] = { uid: 0, euid: 0, signum: 0, pid_type:
  */
 export function checkReopenable(path: string, via: string, what: string, anyType = false): Stats {
   if (path.endsWith(" (deleted)")) {
-    throw new UnsupportedError(`${what} is the deleted file ${path.slice(0, -10)}; crest cannot restore deleted files yet`);
+    // Open files, mappings and the cwd take the ghost path (dumpDeletedFile) before this.
+    throw new UnsupportedError(`${what} is the deleted file ${path.slice(0, -10)}; crest does not support it here yet (deleted files are restored only as open files, mappings and the current directory)`);
   }
   if (!path.startsWith("/")) throw new UnsupportedError(`${what} is ${path}, not a file in the file system; crest does not support mapping or reopening it yet`);
   let st: Stats;
@@ -89,15 +92,34 @@ export function dumpRegFile(run: DumpRun, f: RegFileFacts, st: Stats): number {
   return id;
 }
 
+/**
+ * Adds a deleted file (reached through `via`, a /proc link) to files.img
+ * under its old path, with its ghost, and returns its id.
+ */
+export function dumpDeletedFile(run: DumpRun, f: RegFileFacts, via: string, what: string): number {
+  const st = statDeleted(via, f.path, what);
+  const id = dumpRegFile(run, f, statSync(via));
+  dumpGhost(run, id, via, f.path, st, what);
+  return id;
+}
+
 export function regOf(entry: file_entry | undefined, id: number): reg_file_entry {
   if (!entry) throw new Error(`files.img has no file with id ${id}`);
   if (entry.type !== fd_types.REG || !entry.reg) throw new Error(`file ${id} in files.img is not a regular file (type ${entry.type})`);
   return entry.reg;
 }
 
-/** Looks up a regular file of files.img by id. */
+/**
+ * Looks up a regular file of files.img by id; a deleted one comes with the
+ * path of its ghost, which is created on first use.
+ */
 export function regFile(run: RestoreRun, id: number): reg_file_entry {
-  return regOf(run.files.get(id), id);
+  return withGhost(run, regOf(run.files.get(id), id));
+}
+
+function withGhost(run: RestoreRun, reg: reg_file_entry): reg_file_entry {
+  const path = ghostPath(run, reg.id, reg.name);
+  return path === undefined ? reg : { ...reg, name: path };
 }
 
 /**
@@ -106,7 +128,9 @@ export function regFile(run: RestoreRun, id: number): reg_file_entry {
  * image recorded it) the same size.
  */
 export function openRegFile(r: Remote, reg: reg_file_entry, flagsOverride?: number): number {
-  const flags = (flagsOverride ?? reg.flags) & ~(O.CREAT | O.EXCL | O.TRUNC);
+  let flags = (flagsOverride ?? reg.flags) & ~(O.CREAT | O.EXCL | O.TRUNC);
+  // An O_TMPFILE file (a ghost now) is reopened as the regular file it is, as CRIU does.
+  if (flags & O.TMPFILE) flags &= ~(O.TMPFILE | O.DIRECTORY);
   let st: Stats;
   try {
     // O_NOFOLLOW (with O_PATH) opens a symlink itself: check the link, not its target.
@@ -133,8 +157,11 @@ export const regFileKind: FileKind = {
   // O_PATH fds of FIFOs are paths like any other (no data, no pipe behind them).
   claims: (f) => f.link.kind === "path" && (!f.st.isFIFO() || (f.info.flags & O.PATH) !== 0) && !(f.link.deleted && isMemfdPath(f.link.path)),
   dump(f, run) {
+    if (f.link.kind === "path" && f.link.deleted) {
+      return dumpDeletedFile(run, { path: f.link.path, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, f.via, f.what);
+    }
     const st = checkReopenable(f.text, f.via, f.what, (f.info.flags & O.PATH) !== 0);
     return dumpRegFile(run, { path: f.text, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, st);
   },
-  open: (r, _task, _run, entry) => openRegFile(r, regOf(entry, entry.id)),
+  open: (r, _task, run, entry) => openRegFile(r, withGhost(run, regOf(entry, entry.id))),
 };

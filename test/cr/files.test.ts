@@ -1,14 +1,14 @@
 // Files beyond the plain ones of areas.test.ts: O_PATH fds (a symlink itself
 // among them), one pipe behind many descriptions (dups and /proc reopens, in
-// two processes), and file locks, which crest refuses to dump, leaving the
-// process as it was.
+// two processes), file locks, which crest refuses to dump, leaving the
+// process as it was, and deleted files (ghosts).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { readImage, IMG, fd_types } from "../../src/images/index.js";
+import { readImage, IMG, fd_types, remap_type } from "../../src/images/index.js";
 import { O } from "../../src/sys/constants.js";
-import { crest, cycle, finish, imagesDir, procState, startWorkload, stop } from "./harness.js";
+import { crest, cycle, dumpWorkload, finish, imagesDir, procState, restoreWorkload, startWorkload, stop } from "./harness.js";
 
 const maps = (pid: number): string => readFileSync(`/proc/${pid}/maps`, "utf8");
 
@@ -40,3 +40,56 @@ for (const [kind, what] of [["posix", /holds a file lock \(POSIX READ on bytes 1
     }
   });
 }
+
+test("files-ghost: deleted files (data, sparse, mapped, name reused, removed cwd) come back as ghosts and go again", () => cycle("files-ghost", [], (w) => {
+  const dir = imagesDir(w);
+  const remaps = readImage(dir, IMG.remapFpath);
+  const files = readImage(dir, IMG.files);
+  const ghosts = new Set(remaps.map((r) => r.remap_id));
+  assert.ok(remaps.every((r) => r.remap_type === remap_type.GHOST), "every remap is a ghost");
+  // data (one inode, three descriptions), sparse, mapped (fd and two mappings), reused, gone.
+  assert.equal(ghosts.size, 5, "one ghost per deleted inode");
+  const nameOf = (r: { orig_id: number }) => files.find((f) => f.id === r.orig_id)!.reg!.name;
+  assert.equal(remaps.filter((r) => nameOf(r).endsWith("/g/data")).length, 2, "the dup shares the first open's entry");
+  const ghostOf = (name: string) => readImage(dir, IMG.ghostFile, remaps.find((r) => nameOf(r).endsWith(`/g/${name}`))!.remap_id);
+  const data = ghostOf("data").entry;
+  assert.equal(data.mode, 0o104751);
+  assert.deepEqual([data.uid, data.gid], [1234, 5678]);
+  assert.deepEqual(data.mtim, { tv_sec: 1200000000n, tv_usec: 987654n });
+  const sparse = ghostOf("sparse");
+  assert.deepEqual(sparse.chunks!.map((c) => [c.chunk.off, c.chunk.len]), [[0n, 4096n], [1048576n, 8192n]], "holes are not dumped");
+  assert.equal(ghostOf("gone").entry.mode & 0o170000, 0o040000, "the removed cwd is a ghost directory");
+  assert.deepEqual(readdirSync(join(w.dir, "g")), ["reused"], "nothing left in g/ after the dump");
+}));
+
+test("files-ghost large: a deleted file over the ghost limit is refused by name, the process untouched", () => {
+  const w = startWorkload("files-ghost", ["large"]);
+  try {
+    const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`fd \\d+ of process ${w.pid} is the deleted file ${w.dir}/g/big, which takes \\d+ bytes on disk \\(size 2097152\\), more than the ghost limit of 1048576`));
+    assert.match(r.stderr, /--ghost-limit, which crest does not support yet/);
+    assert.equal(procState(w.pid).tracer, 0);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+test("files-ghost: a failed restore leaves no ghost behind; the next one works", () => {
+  const w = startWorkload("files-ghost");
+  try {
+    dumpWorkload(w);
+    for (const point of ["restore:memory", "restore:files", "restore:fs"]) {
+      const r = crest(["restore", "-D", imagesDir(w), "-d"], { CREST_FAULT: point });
+      assert.equal(r.code, 1, `restore with ${point} fails`);
+      assert.match(r.stderr, new RegExp(`injected fault at ${point}`));
+      assert.deepEqual(readdirSync(join(w.dir, "g")), ["reused"], `no ghost left after ${point}`);
+    }
+    restoreWorkload(w);
+    assert.deepEqual(readdirSync(join(w.dir, "g")), ["reused"], "the ghosts are gone once restored");
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
