@@ -2,6 +2,9 @@
 // files, RPC requests and the library API all fill an Options.
 import { DEFAULT_LOG_LEVEL } from "./log.js";
 
+/** criu's DEFAULT_GHOST_LIMIT: 1 MiB. */
+export const DEFAULT_GHOST_LIMIT = 1 << 20;
+
 export type Command =
   | "dump" | "pre-dump" | "restore" | "check" | "service" | "swrk" | "page-server"
   | "lazy-pages" | "dedup" | "cpuinfo" | "exec" | "show";
@@ -52,6 +55,8 @@ export interface Options {
   noDefaultConfig: boolean;
   /** --config FILE, read after the default configuration files. */
   configFile?: string;
+  /** --ghost-limit SIZE: the largest deleted file (in bytes on disk) a dump keeps in a ghost image. */
+  ghostLimit: number;
 }
 
 export function defaultOptions(command: Command): Options {
@@ -70,5 +75,6 @@ export function defaultOptions(command: Command): Options {
     checkExtra: false,
     checkExperimental: false,
     noDefaultConfig: false,
+    ghostLimit: DEFAULT_GHOST_LIMIT,
   };
 }

@@ -31,6 +31,13 @@ function atoi(s: string): number {
   return m ? parseInt(m[1]!, 10) : 0;
 }
 
+/** criu's parse_size: a number with an optional K, M or G. */
+function parseSize(v: string): number {
+  const n = atoi(v);
+  if (n < 0 || !/^\s*\d/.test(v)) throw new UsageError(`bad size '${v}' (a number of bytes, with K, M or G)`);
+  return v.includes("G") ? n * 2 ** 30 : v.includes("M") ? n * 2 ** 20 : v.includes("K") ? n * 2 ** 10 : n;
+}
+
 const SPECS: OptSpec[] = [
   { long: "tree", short: "t", arg: "required", apply: (o, v) => {
     const pid = atoi(v ?? "");
@@ -86,7 +93,7 @@ const SPECS: OptSpec[] = [
   { long: "enable-external-sharing", arg: "none" },
   { long: "enable-external-masters", arg: "none" },
   { long: "freeze-cgroup", arg: "required" },
-  { long: "ghost-limit", arg: "required" },
+  { long: "ghost-limit", arg: "required", apply: (o, v) => { o.ghostLimit = parseSize(v!); } },
   { long: "irmap-scan-path", arg: "required" },
   { long: "lsm-profile", arg: "required" },
   { long: "timeout", arg: "required", apply: (o, v) => { o.timeout = atoi(v!); } },
@@ -130,7 +137,8 @@ const SPECS: OptSpec[] = [
   { long: "network-lock", arg: "required" },
   { long: "mntns-compat-mode", arg: "none", bool: true },
   { long: "unprivileged", arg: "none", bool: true },
-  { long: "ghost-fiemap", arg: "none", bool: true },
+  // How criu finds a ghost's holes (FIEMAP or SEEK_DATA); crest always uses SEEK_DATA/SEEK_HOLE.
+  { long: "ghost-fiemap", arg: "none", bool: true, apply: () => {} },
   { long: "allow-uprobes", arg: "none", bool: true },
 ];
 

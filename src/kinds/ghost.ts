@@ -21,14 +21,11 @@ import { O, SYS, AT_FDCWD } from "../sys/constants.js";
 import { native } from "../sys/native.js";
 import { check } from "../sys/errno.js";
 
-/** CRIU's default --ghost-limit: ghosts taking more disk space than this are refused. */
-export const GHOST_LIMIT = 1 << 20;
 /** Below this size CRIU writes the data raw, without chunks. */
 const CHUNKS_THRESH = 3 * 4096;
 const SEEK_DATA = 3, SEEK_HOLE = 4;
 const ENXIO = 6;
-// Not in sys/constants.ts (yet): x86_64 numbers.
-const SYS_readlinkat = 267, SYS_mknodat = 259, SYS_utimensat = 280;
+// Not in sys/constants.ts.
 const AT_SYMLINK_NOFOLLOW = 0x100;
 /** Major number of the memory devices (/dev/null, /dev/zero, ...): the only devices crest reopens. */
 const MEM_MAJOR = 1;
@@ -63,7 +60,7 @@ function dumpState(run: DumpRun): DumpState {
  * Stats the deleted file behind `via` (a /proc link) and refuses what
  * crest cannot bring back.
  */
-export function statDeleted(via: string, path: string, what: string): BigStats {
+export function statDeleted(via: string, path: string, what: string, limit: number): BigStats {
   let st: BigStats;
   try {
     // The /proc link jumps to the inode itself, a symlink (O_PATH|O_NOFOLLOW fd) included.
@@ -89,10 +86,10 @@ export function statDeleted(via: string, path: string, what: string): BigStats {
     throw new UnsupportedError(`${what} is the deleted ${kind} ${path}; crest does not support deleted ${kind}s yet`);
   }
   const used = st.blocks * 512n;
-  if (type === S_IFREG && used > BigInt(GHOST_LIMIT)) {
+  if (type === S_IFREG && used > BigInt(limit)) {
     throw new UnsupportedError(
-      `${what} is the deleted file ${path}, which takes ${used} bytes on disk (size ${st.size}), more than the ghost limit of ${GHOST_LIMIT}; ` +
-      "a larger limit needs --ghost-limit, which crest does not support yet",
+      `${what} is the deleted file ${path}, which takes ${used} bytes on disk (size ${st.size}), more than the ghost limit of ${limit} bytes; ` +
+      "raise it with --ghost-limit",
     );
   }
   return st;
@@ -134,7 +131,7 @@ function symlinkTarget(via: string): string {
   const fd = openSync(via, O.PATH);
   try {
     const buf = Buffer.alloc(4097);
-    const n = check(native.syscall(SYS_readlinkat, fd, "", buf, buf.length), `read the deleted symlink ${via}`);
+    const n = check(native.syscall(SYS.readlinkat, fd, "", buf, buf.length), `read the deleted symlink ${via}`);
     return buf.subarray(0, n).toString();
   } finally {
     closeSync(fd);
@@ -219,7 +216,7 @@ function applyMetadata(path: string, e: ghost_file_entry, isLink: boolean): void
   ts.writeBigInt64LE(e.atim.tv_usec * 1000n, 8);
   ts.writeBigInt64LE(e.mtim.tv_sec, 16);
   ts.writeBigInt64LE(e.mtim.tv_usec * 1000n, 24);
-  check(native.syscall(SYS_utimensat, AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW), `set the times of ghost ${path}`);
+  check(native.syscall(SYS.utimensat, AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW), `set the times of ghost ${path}`);
 }
 
 function writeAll(fd: number, data: Buffer, off: number): void {
@@ -234,7 +231,7 @@ function createAt(path: string, g: GhostFile): boolean {
   try {
     if (type === S_IFDIR) mkdirSync(path, e.mode & 0o7777);
     else if (type === S_IFLNK) symlinkSync(e.symlnk_target ?? "", path);
-    else if (type === S_IFCHR) check(native.syscall(SYS_mknodat, AT_FDCWD, path, e.mode, e.rdev ?? 0), `create the ghost device ${path}`);
+    else if (type === S_IFCHR) check(native.syscall(SYS.mknodat, AT_FDCWD, path, e.mode, e.rdev ?? 0), `create the ghost device ${path}`);
     else {
       const fd = openSync(path, FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, e.mode & 0o7777);
       try {

@@ -178,7 +178,7 @@ export const fifoKind: FileKind = {
   type: fd_types.FIFO,
   claims: (f) => f.link.kind === "path" && f.st.isFIFO() && !(f.info.flags & O.PATH),
   dump(f, run) {
-    if (f.link.kind === "path" && f.link.deleted) throw new UnsupportedError(`${f.what} is the deleted FIFO ${f.link.path}; crest cannot restore it`);
+    if (f.link.kind === "path" && f.link.deleted) throw new UnsupportedError(`${f.what} is the deleted FIFO ${f.link.path}; crest does not support deleted FIFOs yet`);
     const regfId = dumpRegFile(run, { path: f.text, flags: f.info.flags, pos: 0n, mntId: f.info.mntId, fown: f.fown }, f.st);
     const id = run.nextId("file");
     run.files.push({ type: fd_types.FIFO, id, fifo: { id, pipe_id: f.st.ino, regf_id: regfId } });

@@ -13,7 +13,7 @@ export const SYS = {
   tkill: 200, futex: 202, set_thread_area: 205, get_thread_area: 211, set_tid_address: 218,
   restart_syscall: 219, shmget: 29, shmat: 30, shmctl: 31, semget: 64, semop: 65, semctl: 66, shmdt: 67, msgget: 68, msgsnd: 69, msgrcv: 70, msgctl: 71, sethostname: 170, setdomainname: 171, uname: 63, timer_create: 222, timer_settime: 223, timer_gettime: 224,
   timer_getoverrun: 225, timer_delete: 226, clock_gettime: 228, exit_group: 231, tgkill: 234,
-  waitid: 247, openat: 257, dup3: 292, pipe2: 293, set_robust_list: 273, get_robust_list: 274, tee: 276, preadv: 295, pwritev: 296,
+  waitid: 247, openat: 257, mknodat: 259, readlinkat: 267, utimensat: 280, dup3: 292, pipe2: 293, set_robust_list: 273, get_robust_list: 274, tee: 276, preadv: 295, pwritev: 296,
   rt_tgsigqueueinfo: 297, prlimit64: 302, setns: 308, process_vm_readv: 310, process_vm_writev: 311,
   kcmp: 312, seccomp: 317, memfd_create: 319, rseq: 334, pidfd_send_signal: 424, pidfd_open: 434,
   clone3: 435, close_range: 436, pidfd_getfd: 438,

@@ -62,13 +62,16 @@ test("files-ghost: deleted files (data, sparse, mapped, name reused, removed cwd
   assert.deepEqual(readdirSync(join(w.dir, "g")), ["reused"], "nothing left in g/ after the dump");
 }));
 
-test("files-ghost large: a deleted file over the ghost limit is refused by name, the process untouched", () => {
+test("files-ghost large: over the ghost limit the dump is refused by name, the process untouched; --ghost-limit raises it", () => {
   const w = startWorkload("files-ghost", ["large"]);
+  const limit = (size: string) => crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log", "-R", "--ghost-limit", size]);
   try {
     const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, new RegExp(`fd \\d+ of process ${w.pid} is the deleted file ${w.dir}/g/big, which takes \\d+ bytes on disk \\(size 2097152\\), more than the ghost limit of 1048576`));
-    assert.match(r.stderr, /--ghost-limit, which crest does not support yet/);
+    assert.match(r.stderr, new RegExp(`fd \\d+ of process ${w.pid} is the deleted file ${w.dir}/g/big, which takes \\d+ bytes on disk \\(size 2097152\\), more than the ghost limit of 1048576 bytes; raise it with --ghost-limit`));
+    assert.equal(procState(w.pid).tracer, 0);
+    assert.match(limit("2000K").stderr, /more than the ghost limit of 2048000 bytes/);
+    assert.equal(limit("3M").code, 0, "3 MiB is enough");
     assert.equal(procState(w.pid).tracer, 0);
     assert.equal(finish(w), "PASS");
   } finally {

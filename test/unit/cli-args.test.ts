@@ -91,3 +91,13 @@ test("--help wins over anything broken; --version; words after the command", () 
   assert.equal(parseArgs(["-V"]).version, true);
   assert.deepEqual(parseArgs(["cpuinfo", "dump"]).rest, ["dump"]);
 });
+
+test("--ghost-limit takes criu's sizes; --ghost-fiemap is accepted (crest finds holes with SEEK_DATA anyway)", () => {
+  assert.equal(parseArgs(["dump"]).options.ghostLimit, 1 << 20);
+  assert.equal(parseArgs(["dump", "--ghost-limit", "8M"]).options.ghostLimit, 8 << 20);
+  assert.equal(parseArgs(["dump", "--ghost-limit=512K"]).options.ghostLimit, 512 << 10);
+  assert.equal(parseArgs(["dump", "--ghost-limit", "1G"]).options.ghostLimit, 1 << 30);
+  assert.equal(parseArgs(["dump", "--ghost-limit", "4096"]).options.ghostLimit, 4096);
+  assert.throws(() => parseArgs(["dump", "--ghost-limit", "lots"]), /bad size 'lots'/);
+  assert.deepEqual(parseArgs(["dump", "--ghost-limit", "8M", "--no-ghost-fiemap"]).refused, []);
+});
