@@ -166,6 +166,12 @@ export interface TaskKind {
 }
 
 /** An object crest does not handle yet: the dump stops and says what and where. */
+/** What the run computes once under `key` (an image read whole, a table built from several), kept in run.cache. */
+export function once<T>(run: RestoreRun, key: string, make: () => T): T {
+  if (!run.cache.has(key)) run.cache.set(key, make());
+  return run.cache.get(key) as T;
+}
+
 export class UnsupportedError extends Error {
   constructor(message: string) {
     super(message);

@@ -12,7 +12,7 @@ import {
 } from "node:fs";
 import { dirname, basename } from "node:path";
 import type { DumpRun, RestoreRun } from "./context.js";
-import { UnsupportedError } from "./context.js";
+import { once, UnsupportedError } from "./context.js";
 import {
   IMG, imageExists, readImage, writeImage, remap_type,
   type ghost_file_entry, type remap_file_path_entry, type GhostFile,
@@ -189,12 +189,8 @@ interface Created {
 }
 
 function remaps(run: RestoreRun): Map<number, remap_file_path_entry> {
-  let m = run.cache.get("remap-fpath") as Map<number, remap_file_path_entry> | undefined;
-  if (!m) {
-    m = new Map(imageExists(run.dir, IMG.remapFpath) ? readImage(run.dir, IMG.remapFpath).map((e) => [e.orig_id, e]) : []);
-    run.cache.set("remap-fpath", m);
-  }
-  return m;
+  return once(run, "remap-fpath", () =>
+    new Map(imageExists(run.dir, IMG.remapFpath) ? readImage(run.dir, IMG.remapFpath).map((e) => [e.orig_id, e]) : []));
 }
 
 const exists = (p: string): boolean => {

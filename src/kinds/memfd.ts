@@ -10,7 +10,7 @@ import { closeSync, fstatSync, openSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import type { FileKind } from "./file-kind.js";
 import type { DumpRun, RestoreRun, RestoreTask } from "./context.js";
-import { UnsupportedError } from "./context.js";
+import { once, UnsupportedError } from "./context.js";
 import { IMG, readImage, writeImage, fd_types, type fown_entry, type memfd_inode_entry } from "../images/index.js";
 import { F, MAP, O, PAGE_SIZE, PROT, SYS, AT_FDCWD } from "../sys/constants.js";
 import { native } from "../sys/native.js";
@@ -101,12 +101,7 @@ interface Created {
 }
 
 function inodeTable(run: RestoreRun): Map<number, memfd_inode_entry> {
-  let t = run.cache.get("memfd.img") as Map<number, memfd_inode_entry> | undefined;
-  if (!t) {
-    t = new Map(readImage(run.dir, IMG.memfdInode).map((e) => [Number(e.inode_id), e]));
-    run.cache.set("memfd.img", t);
-  }
-  return t;
+  return once(run, "memfd.img", () => new Map(readImage(run.dir, IMG.memfdInode).map((e) => [Number(e.inode_id), e])));
 }
 
 /** Creates the memfd in the task, fills it, and keeps it (parked) for everyone that needs it. */

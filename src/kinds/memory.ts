@@ -15,7 +15,7 @@
 import { closeSync, fstatSync, lstatSync, openSync, readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { TaskKind, DumpTask, DumpRun, RestoreTask, RestoreRun } from "./context.js";
-import { UnsupportedError } from "./context.js";
+import { once, UnsupportedError } from "./context.js";
 import { IMG, imageExists, readImage, writeImage, type vma_entry, type reg_file_entry, type pagemap_entry } from "../images/index.js";
 import { AT_FDCWD, MAP, MREMAP, O, PAGE_SIZE, PROT, PR, PR_SET_MM_MAP, SYS } from "../sys/constants.js";
 import { MM_MAP_SIZE, packMmMap } from "../sys/structs.js";
@@ -293,19 +293,18 @@ interface ShmemObject {
  * (criu keeps no size; parts may have been unmapped or mapped at offsets).
  */
 function shmemExtents(run: RestoreRun): Map<bigint, bigint> {
-  let sizes = run.cache.get("shmem-extents") as Map<bigint, bigint> | undefined;
-  if (sizes) return sizes;
-  sizes = new Map();
-  for (const e of readImage(run.dir, IMG.pstree)) {
-    if (!imageExists(run.dir, IMG.mm, e.pid)) continue;
-    for (const v of readImage(run.dir, IMG.mm, e.pid)[0]?.vmas ?? []) {
-      if (!is(v, VMA.ANON_SHARED) || is(v, VMA.SYSVIPC)) continue;
-      const end = v.pgoff + v.end - v.start;
-      if (end > (sizes.get(v.shmid) ?? 0n)) sizes.set(v.shmid, end);
+  return once(run, "shmem-extents", () => {
+    const sizes = new Map<bigint, bigint>();
+    for (const e of readImage(run.dir, IMG.pstree)) {
+      if (!imageExists(run.dir, IMG.mm, e.pid)) continue;
+      for (const v of readImage(run.dir, IMG.mm, e.pid)[0]?.vmas ?? []) {
+        if (!is(v, VMA.ANON_SHARED) || is(v, VMA.SYSVIPC)) continue;
+        const end = v.pgoff + v.end - v.start;
+        if (end > (sizes.get(v.shmid) ?? 0n)) sizes.set(v.shmid, end);
+      }
     }
-  }
-  run.cache.set("shmem-extents", sizes);
-  return sizes;
+    return sizes;
+  });
 }
 
 /**

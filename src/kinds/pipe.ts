@@ -14,7 +14,7 @@ import { closeSync, openSync, readSync, writeSync, constants as fsc } from "node
 import type { FileKind } from "./file-kind.js";
 import type { DumpRun, RestoreRun, RestoreTask } from "./context.js";
 import { IMG, imageExists, readImage, writeImage, fd_types, type file_entry, type PipeDataInput, type pipe_data_entry } from "../images/index.js";
-import { UnsupportedError } from "./context.js";
+import { once, UnsupportedError } from "./context.js";
 import { dumpRegFile, openRegFile, regOf } from "./regfile.js";
 import { F, O, SYS } from "../sys/constants.js";
 import { check } from "../sys/errno.js";
@@ -54,13 +54,10 @@ type QueuedData = Map<number, pipe_data_entry & { payload: Buffer }>;
 
 /** The data queued in each pipe (or FIFO), by pipe_id, read once per restore. */
 function queued(run: RestoreRun, image: DataImage): QueuedData {
-  let s = run.cache.get(image.name) as QueuedData | undefined;
-  if (!s) {
+  return once(run, image.name, () => {
     const items = imageExists(run.dir, image) ? readImage(run.dir, image) : [];
-    s = new Map(items.map((d) => [d.entry.pipe_id, { ...d.entry, payload: d.data }]));
-    run.cache.set(image.name, s);
-  }
-  return s;
+    return new Map(items.map((d) => [d.entry.pipe_id, { ...d.entry, payload: d.data }]));
+  });
 }
 
 /** Writes data into a pipe or FIFO through an fd crest holds. */
