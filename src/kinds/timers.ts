@@ -22,8 +22,12 @@ function getItimer(r: Remote, which: number): itimer_entry {
 
 function setItimer(r: Remote, which: number, t: itimer_entry): void {
   if (!t.isec && !t.iusec && !t.vsec && !t.vusec) return;
+  // No time left but an interval: the timer expired and its signal was still
+  // pending (the kernel re-arms ITIMER_REAL only when SIGALRM is dequeued).
+  // A zero value would disarm it: start a full interval instead, as CRIU.
+  const expired = !t.vsec && !t.vusec;
   r.resetScratch();
-  const v = r.put(packU64s([t.isec, t.iusec, t.vsec, t.vusec]));
+  const v = r.put(packU64s([t.isec, t.iusec, expired ? t.isec : t.vsec, expired ? t.iusec : t.vusec]));
   r.call(`set interval timer ${which} of task ${r.pid}`, SYS.setitimer, which, v, 0);
 }
 
