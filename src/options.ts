@@ -57,6 +57,8 @@ export interface Options {
   configFile?: string;
   /** --ghost-limit SIZE: the largest deleted file (in bytes on disk) a dump keeps in a ghost image. */
   ghostLimit: number;
+  /** -l/--file-locks: dump and restore the file locks the tree holds (refused without it). */
+  fileLocks: boolean;
 }
 
 export function defaultOptions(command: Command): Options {
@@ -76,5 +78,6 @@ export function defaultOptions(command: Command): Options {
     checkExperimental: false,
     noDefaultConfig: false,
     ghostLimit: DEFAULT_GHOST_LIMIT,
+    fileLocks: false,
   };
 }

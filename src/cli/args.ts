@@ -71,7 +71,7 @@ const SPECS: OptSpec[] = [
   { long: "action-script", arg: "required", apply: (o, v) => { o.actionScripts.push(v!); } },
   { long: "link-remap", arg: "none", bool: true },
   { long: "shell-job", short: "j", arg: "none", bool: true },
-  { long: "file-locks", short: "l", arg: "none", bool: true },
+  { long: "file-locks", short: "l", arg: "none", bool: true, apply: (o, _v, on) => { o.fileLocks = on; } },
   { long: "page-server", arg: "none", bool: true },
   { long: "address", arg: "required" },
   { long: "port", arg: "required" },

@@ -20,6 +20,7 @@ import { eventfdKind } from "./eventfd.js";
 import { signalfdKind } from "./signalfd.js";
 import { timerfdKind } from "./timerfd.js";
 import { pidfdKind } from "./pidfd.js";
+import { noteFileLocks } from "./file-locks.js";
 import type { Remote } from "../remote/remote.js";
 
 /** The kinds of open files crest knows, tried in order. */
@@ -40,8 +41,8 @@ function fileOwner(r: Remote, fd: number, uid: number, euid: number): fown_entry
 const NO_OWNER: fown_entry = { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 };
 
 /**
- * Refuses a task holding file locks (POSIX, OFD, flock, leases): crest cannot
- * take them back yet, and CRIU too refuses them without --file-locks.
+ * Without --file-locks, a task holding file locks (POSIX, OFD, flock, leases)
+ * is refused, as CRIU refuses it.
  */
 function refuseLocks(info: Fdinfo, what: string, text: string): void {
   const l = info.locks[0];
@@ -49,7 +50,7 @@ function refuseLocks(info: Fdinfo, what: string, text: string): void {
   const range = l.kind === "FLOCK" || l.kind === "LEASE" ? "the whole file" : `bytes ${l.start}-${l.end ?? "EOF"}`;
   throw new UnsupportedError(
     `${what} (${text}) holds a file lock (${l.kind} ${l.type} on ${range})${info.locks.length > 1 ? ` and ${info.locks.length - 1} more` : ""}; ` +
-    "crest does not support file locks yet (--file-locks is not supported by crest yet)",
+    "dumping file locks needs --file-locks",
   );
 }
 
@@ -76,7 +77,7 @@ function dumpFds(task: DumpTask, run: DumpRun): fdinfo_entry[] {
     const st = statSync(via);
     const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8"));
     // Every fd, shared or not: a POSIX lock shows only in its owner's fdinfo.
-    refuseLocks(info, what, text);
+    if (!run.opts.fileLocks) refuseLocks(info, what, text);
     // A description an earlier fd (of this or another task) refers to too.
     const same = run.descriptions.find((d) => d.dev === st.dev && d.ino === st.ino && sys(SYS.kcmp, d.pid, pid, KCMP.FILE, d.fd, fd) === 0);
     let id: number, type: fd_types;
@@ -94,6 +95,7 @@ function dumpFds(task: DumpTask, run: DumpRun): fdinfo_entry[] {
       type = kind.type;
       run.descriptions.push({ id, pid, fd, dev: st.dev, ino: st.ino });
     }
+    if (run.opts.fileLocks) noteFileLocks(task, run, fd, info, id, same !== undefined, `${what} (${text})`);
     out.push({ id, flags: info.flags & O.CLOEXEC ? FD_CLOEXEC : 0, type, fd });
   }
   return out;

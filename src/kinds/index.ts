@@ -12,6 +12,7 @@ import { fsKind } from "./fs.js";
 import { filesKind } from "./files.js";
 import { threadsKind } from "./threads.js";
 import { schedKind } from "./sched.js";
+import { fileLocksKind } from "./file-locks.js";
 
 /**
  * Dump order: registers first (they are the thread's as seized, before any
@@ -19,7 +20,7 @@ import { schedKind } from "./sched.js";
  * dumpable, props: THP); creds before files (file owners carry uids).
  */
 export const DUMP_KINDS: readonly TaskKind[] = [
-  regsKind, memoryKind, credsKind, propsKind, schedKind, signalsKind, timersKind, rlimitsKind, seccompKind, fsKind, filesKind,
+  regsKind, memoryKind, credsKind, propsKind, schedKind, signalsKind, timersKind, rlimitsKind, seccompKind, fsKind, filesKind, fileLocksKind,
 ];
 
 /**
@@ -29,5 +30,5 @@ export const DUMP_KINDS: readonly TaskKind[] = [
  * privileges before seccomp and creds drop them; registers (and rseq) last.
  */
 export const RESTORE_KINDS: readonly TaskKind[] = [
-  memoryKind, threadsKind, filesKind, fsKind, propsKind, schedKind, signalsKind, timersKind, rlimitsKind, seccompKind, credsKind, regsKind,
+  memoryKind, threadsKind, filesKind, fileLocksKind, fsKind, propsKind, schedKind, signalsKind, timersKind, rlimitsKind, seccompKind, credsKind, regsKind,
 ];

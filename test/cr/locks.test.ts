@@ -1,0 +1,56 @@
+// File locks with --file-locks (files-locked): POSIX locks of a parent and a
+// child on one shared description, an OFD lock, a shared flock and a read
+// lease go into filelocks.img once each, owned by the right task, and come
+// back in that task before it runs; a lock the restore cannot take fails it
+// with nothing left alive.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { join } from "node:path";
+import { readImage, IMG } from "../../src/images/index.js";
+import {
+  alive, critDecodeAll, crest, dumpWorkload, finish, imagesDir, restoreWorkload, startWorkload, stop, waitFor,
+} from "./harness.js";
+
+const FL = { POSIX: 1, FLOCK: 2, OFD: 4, LEASE: 8 };
+
+test("files-locked: POSIX (parent and child), OFD, flock and lease locks come back with --file-locks", () => {
+  const w = startWorkload("files-locked");
+  try {
+    const parent = w.pid;
+    dumpWorkload(w, ["--file-locks"]);
+    assert.deepEqual(critDecodeAll(imagesDir(w)), []);
+    const locks = readImage(imagesDir(w), IMG.fileLocks);
+    const child = readImage(imagesDir(w), IMG.pstree).find((e) => e.ppid === parent)!.pid;
+    const key = (l: (typeof locks)[number]) => `${l.flag} ${l.type} ${l.pid === parent ? "parent" : l.pid === child ? "child" : l.pid} ${l.fd} ${l.start} ${l.len}`;
+    assert.deepEqual(locks.map(key).sort(), [
+      `${FL.POSIX} 0 parent 3 10 20`, `${FL.POSIX} 1 child 3 60 10`, `${FL.POSIX} 1 parent 3 40 10`,
+      `${FL.FLOCK} 1 parent 5 0 0`, `${FL.OFD} 1 parent 4 100 0`, `${FL.LEASE} 0 parent 6 0 0`,
+    ].sort(), "each lock once (the dup at fd 9 and the child's inherited fds add none), with its owner");
+    restoreWorkload(w);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+test("files-locked: a lock the restore cannot take fails it, nothing left alive", () => {
+  const w = startWorkload("files-locked");
+  let holder: ChildProcess | undefined;
+  try {
+    const pids = (): number[] => readImage(imagesDir(w), IMG.pstree).map((e) => e.pid);
+    dumpWorkload(w, ["--file-locks"]);
+    // Someone else takes the flock of c while the tree is dumped.
+    holder = spawn("flock", ["-x", join(w.dir, "c"), "sleep", "60"], { stdio: "ignore" });
+    waitFor("the outside flock", () => (readFileSync("/proc/locks", "utf8").includes(`FLOCK  ADVISORY  WRITE ${holder!.pid} `) ? true : null));
+    const r = crest(["restore", "-D", imagesDir(w), "-o", "restore.log", "-v4", "-d", "--file-locks"]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /take the file lock \(flag 2, type 1, start 0, len 0\) on fd 5 of task \d+/);
+    assert.match(r.stderr, /EWOULDBLOCK|EAGAIN|Resource temporarily unavailable/);
+    for (const pid of pids()) assert.ok(!alive(pid), `process ${pid} of the failed restore is gone`);
+  } finally {
+    holder?.kill("SIGKILL");
+    stop(w);
+  }
+});
