@@ -208,7 +208,7 @@ export const SYSTEM_PROBES: Probe[] = [
   {
     id: "kcmp_epoll",
     category: "extra",
-    breaks: "the files an epoll watches cannot be found; crest does not checkpoint epoll yet",
+    breaks: "an epoll target added under an fd number since closed cannot be found",
     run: () => {
       const efd = need(sys(XSYS.epoll_create1, O.CLOEXEC), "epoll_create1");
       const p = new Int32Array([-1, -1]);

@@ -21,10 +21,11 @@ import { signalfdKind } from "./signalfd.js";
 import { timerfdKind } from "./timerfd.js";
 import { pidfdKind } from "./pidfd.js";
 import { noteFileLocks } from "./file-locks.js";
+import { addEpollTargets, eventpollKind } from "./eventpoll.js";
 import type { Remote } from "../remote/remote.js";
 
 /** The kinds of open files crest knows, tried in order. */
-const FILE_KINDS: readonly FileKind[] = [pipeKind, fifoKind, memfdKind, regFileKind, eventfdKind, signalfdKind, timerfdKind, pidfdKind];
+const FILE_KINDS: readonly FileKind[] = [pipeKind, fifoKind, memfdKind, regFileKind, eventfdKind, signalfdKind, timerfdKind, pidfdKind, eventpollKind];
 
 /** The owner of a file's async I/O signals (F_GETOWN_EX, F_GETSIG), asked inside the task. */
 function fileOwner(r: Remote, fd: number, uid: number, euid: number): fown_entry {
@@ -164,12 +165,14 @@ function restoreFds(task: RestoreTask, run: RestoreRun): void {
     }
     setOwner(r, task, run, entry, entries[0]!.fd);
   }
+  // Epoll targets are fds of this task: added once all of them are in place.
+  addEpollTargets(task, run);
   for (const fd of w.pidfds.values()) r.call(`close a pidfd in task ${task.vpid}`, SYS.close, fd);
 }
 
 /** F_SETOWN_EX / F_SETSIG as the description had them. */
 function setOwner(r: Remote, task: RestoreTask, run: RestoreRun, entry: file_entry, fd: number): void {
-  const own = entry.reg?.fown ?? entry.pipe?.fown ?? entry.memfd?.fown ?? entry.efd?.fown ?? entry.sgfd?.fown ?? entry.tfd?.fown ?? entry.pidfd?.fown ?? (entry.fifo?.regf_id !== undefined ? run.files.get(entry.fifo.regf_id)?.reg?.fown : undefined);
+  const own = entry.reg?.fown ?? entry.pipe?.fown ?? entry.memfd?.fown ?? entry.efd?.fown ?? entry.sgfd?.fown ?? entry.tfd?.fown ?? entry.pidfd?.fown ?? entry.epfd?.fown ?? (entry.fifo?.regf_id !== undefined ? run.files.get(entry.fifo.regf_id)?.reg?.fown : undefined);
   if (!own || (!own.pid && !own.signum)) return;
   if (own.pid) {
     r.resetScratch();

@@ -43,6 +43,28 @@ test("fdinfo: epoll targets with events, data, pos, inode and s_dev", () => {
   assert.deepEqual(old.epollTargets, [{ tfd: 3, events: 0x19, data: 0n }], "pre-4.x kernels print no pos/ino/sdev");
 });
 
+test("fdinfo: epoll targets under one closed fd number, a fired ONESHOT, EPOLLEXCLUSIVE, a nested epoll", () => {
+  // As zdtm's epoll01 leaves them: three files added as fd 702, in the kernel's order.
+  const ep = parseFdinfo(
+    "pos:\t0\nflags:\t02004002\nmnt_id:\t16\nino:\t1038\n" +
+    "tfd:      702 events:       1d data:                0  pos:0 ino:16c80d sdev:f\n" +
+    "tfd:      702 events:       1d data:                1  pos:0 ino:16c80f sdev:f\n" +
+    "tfd:       12 events: 40000000 data:               88  pos:0 ino:40e sdev:10\n" +
+    "tfd:        3 events: 10000019 data:               e1  pos:0 ino:16c80d sdev:f\n" +
+    "tfd:       16 events:       19 data: 6000000000000060  pos:0 ino:40e sdev:10\n" +
+    "tfd:    65535 events: 80000004 data: ffffffffffffffff  pos:123456789012 ino:ffffffffffff sdev:800001\n",
+  );
+  assert.equal(ep.flags, 0o2004002);
+  assert.deepEqual(ep.epollTargets.map((t) => [t.tfd, t.events, t.data]), [
+    [702, 0x1d, 0n], [702, 0x1d, 1n], [12, 0x40000000, 0x88n], [3, 0x10000019, 0xe1n], [16, 0x19, 0x6000000000000060n],
+    [65535, 0x80000004, 0xffffffffffffffffn],
+  ]);
+  assert.deepEqual(ep.epollTargets.at(-1), { tfd: 65535, events: 0x80000004, data: 0xffffffffffffffffn, pos: 123456789012n, ino: 0xffffffffffffn, sdev: 0x800001 });
+  assert.equal(ep.extra.size, 0);
+  assert.throws(() => parseFdinfo("pos:\t0\nflags:\t02\ntfd: 3 events: 19 data: 0 pos:0 ino:zz sdev:f\n"), /bad epoll tfd/);
+  assert.throws(() => parseFdinfo("pos:\t0\nflags:\t02\ntfd: -1 events: 19 data: 0\n"), /bad epoll tfd/);
+});
+
 test("fdinfo: timerfd clock, ticks, octal settime flags and times", () => {
   assert.deepEqual(fdinfo("timerfd-monotonic").timerfd, {
     clockid: 1, ticks: 0n, settimeFlags: 0, value: { sec: 999, nsec: 655888440 }, interval: { sec: 1, nsec: 500000000 },
