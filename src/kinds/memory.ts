@@ -22,34 +22,17 @@ import { MM_MAP_SIZE, packMmMap } from "../sys/structs.js";
 import { PagemapScanner } from "../sys/pagemap.js";
 import { parseAuxv, parseMaps, parseStat, vmFlagsToMadvise, vmFlagsToMapFlags, type SmapsEntry, type MapEntry } from "../proc/index.js";
 import { checkReopenable, dumpDeletedFile, dumpRegFile, openRegFile, regFile } from "./regfile.js";
-import { PagesWriter, fillFromPages, fillRuns, pageCount, pageRuns, restoreOverInherited, splitRuns, type PageRun } from "./pages.js";
+import { PagesWriter, fillFromPages, fillRuns, pageCount, pageRuns, splitRuns } from "./pages.js";
 import { dumpMemfd, isMemfdPath, openMemfd } from "./memfd.js";
 import { parker } from "./files.js";
 import type { Remote } from "../remote/remote.js";
-
-/** vma_entry.status bits (CRIU's VMA_*). */
-export const VMA = {
-  REGULAR: 1 << 0, STACK: 1 << 1, VSYSCALL: 1 << 2, VDSO: 1 << 3, HEAP: 1 << 5,
-  FILE_PRIVATE: 1 << 6, FILE_SHARED: 1 << 7, ANON_SHARED: 1 << 8, ANON_PRIVATE: 1 << 9,
-  SYSVIPC: 1 << 10, SOCKET: 1 << 11, VVAR: 1 << 12, AIORING: 1 << 13, MEMFD: 1 << 14,
-  /** Not a VMA: a range of guard pages (madvise MADV_GUARD_INSTALL), listed after every real VMA. */
-  GUARD: 1 << 16,
-} as const;
+import { is, isGuard, isSpecial, MAP_DROPPABLE, MAP_TYPE, protOf, range, subtract, VMA } from "./vma.js";
+import { inheritedVmas, restoreInherited, sameExe } from "./inherit.js";
 
 const MADV_GUARD_INSTALL = 102;
 
 /** Size of the scratch mapping crest uses inside a task under restore. */
 const SCRATCH_SIZE = 256 << 10;
-
-const is = (v: vma_entry, bit: number): boolean => (v.status & bit) !== 0;
-const isSpecial = (v: vma_entry): boolean => is(v, VMA.VDSO) || is(v, VMA.VVAR) || is(v, VMA.VSYSCALL);
-const isGuard = (v: vma_entry): boolean => is(v, VMA.GUARD);
-const protOf = (m: MapEntry): number => (m.prot.read ? PROT.READ : 0) | (m.prot.write ? PROT.WRITE : 0) | (m.prot.exec ? PROT.EXEC : 0);
-
-/** MAP_DROPPABLE (Linux 6.11+): a mapping type of its own, private memory the kernel may drop. */
-const MAP_DROPPABLE = 0x08;
-/** The mapping-type bits of mmap flags. */
-const MAP_TYPE = 0x0f;
 
 /** mmap flags as CRIU records them: the type, then what VmFlags shows (MAP_DROPPABLE replaces MAP_PRIVATE). */
 function mapFlagsOf(m: SmapsEntry, where: string): number {
@@ -226,10 +209,6 @@ export function findHole(taken: Array<{ start: number; end: number }>, size: num
   }
   if (at + size > 0x7ffffffff000) throw new Error("no free address range for crest's scratch memory");
   return at;
-}
-
-function range(v: vma_entry): { start: number; end: number } {
-  return { start: Number(v.start), end: Number(v.end) };
 }
 
 /** Moves the stub's vDSO and vvar areas to where the dumped task had them, or drops them. */
@@ -443,117 +422,6 @@ function setMmFields(task: RestoreTask, run: RestoreRun): void {
   }));
   r.call(`set the memory layout fields of task ${task.pid} (PR_SET_MM_MAP)`, SYS.prctl, PR.SET_MM, PR_SET_MM_MAP, map, MM_MAP_SIZE, 0);
   if (exe >= 0) r.call(`close a temporary fd of task ${task.pid}`, SYS.close, exe);
-}
-
-const MADV_DONTNEED = 4, MADV_DONTFORK = 10n, MADV_WIPEONFORK = 18n;
-const MAP_HUGETLB = 0x40000;
-
-/**
- * The same file or object: each task's images name files by ids of their own,
- * so a mapped file is compared by path, a memfd by its inode.
- */
-function sameObject(run: RestoreRun, a: vma_entry, b: vma_entry): boolean {
-  if (a.shmid === b.shmid) return true;
-  if (is(a, VMA.FILE_PRIVATE) || is(a, VMA.FILE_SHARED)) return regFile(run, Number(a.shmid)).name === regFile(run, Number(b.shmid)).name;
-  if (is(a, VMA.MEMFD)) {
-    const ma = run.files.get(Number(a.shmid))?.memfd, mb = run.files.get(Number(b.shmid))?.memfd;
-    return !!ma && !!mb && ma.inode_id === mb.inode_id;
-  }
-  return false;
-}
-
-/** Same mapping of the same object, with the same protection, flags and hints. */
-function sameVma(run: RestoreRun, a: vma_entry, b: vma_entry): boolean {
-  return a.start === b.start && a.end === b.end && a.prot === b.prot && a.flags === b.flags && a.status === b.status &&
-    a.pgoff === b.pgoff && (a.fdflags ?? -1) === (b.fdflags ?? -1) && (a.madv ?? 0n) === (b.madv ?? 0n) && sameObject(run, a, b);
-}
-
-/** Whether the parent runs the same program: then the child has its exe link already. */
-function sameExe(run: RestoreRun, task: RestoreTask): boolean {
-  const p = task.parent;
-  if (!p) return false;
-  return p.mm.exe_file_id === task.mm.exe_file_id || regFile(run, p.mm.exe_file_id).name === regFile(run, task.mm.exe_file_id).name;
-}
-
-/** Whether the current layout has [v.start, v.end) mapped without a gap, with v's protection and sharing. */
-function covered(current: MapEntry[], v: vma_entry): boolean {
-  let at = Number(v.start);
-  const end = Number(v.end);
-  for (const m of current) {
-    if (m.end <= at || m.start >= end) continue;
-    if (m.start > at || protOf(m) !== v.prot || m.shared !== !!(v.flags & MAP.SHARED)) return false;
-    at = m.end;
-  }
-  return at >= end;
-}
-
-/**
- * The task's VMAs it can keep as inherited from its parent (crest forked it
- * from the parent once the parent's memory was restored): those the parent
- * has at the same place, of the same object, with the same protection,
- * flags and hints. Not kept: locked memory (locks are not inherited),
- * MADV_DONTFORK / MADV_WIPEONFORK areas (not inherited, or as zeros),
- * droppable and hugetlb memory, anything a guard region of the parent's
- * touches, and everything of a parent running another program (as criu).
- */
-function inheritedVmas(task: RestoreTask, run: RestoreRun, current: MapEntry[]): Set<vma_entry> {
-  const kept = new Set<vma_entry>();
-  const p = task.parent;
-  if (!p || !sameExe(run, task)) return kept;
-  const guards = p.mm.vmas.filter(isGuard);
-  const theirs = new Map(p.mm.vmas.filter((v) => !isGuard(v) && !isSpecial(v)).map((v) => [v.start, v]));
-  for (const v of task.mm.vmas) {
-    if (isSpecial(v) || isGuard(v)) continue;
-    const pv = theirs.get(v.start);
-    if (!pv || !sameVma(run, v, pv)) continue;
-    if (v.flags & (MAP.LOCKED | MAP_HUGETLB) || (v.flags & MAP_TYPE) === MAP_DROPPABLE) continue;
-    const madv = v.madv ?? 0n;
-    if ((madv >> MADV_DONTFORK) & 1n || (madv >> MADV_WIPEONFORK) & 1n) continue;
-    if (guards.some((g) => g.start < v.end && v.start < g.end)) continue;
-    if (!covered(current, v)) continue;
-    kept.add(v);
-  }
-  return kept;
-}
-
-/** Address ranges minus others (both sorted by start; the others disjoint). */
-function subtract(from: Array<{ start: number; end: number }>, minus: Array<{ start: number; end: number }>): Array<{ start: number; end: number }> {
-  const out: Array<{ start: number; end: number }> = [];
-  let i = 0;
-  for (const f of from) {
-    let at = f.start;
-    while (i < minus.length && minus[i]!.end <= at) i++;
-    for (let j = i; j < minus.length && minus[j]!.start < f.end; j++) {
-      const m = minus[j]!;
-      if (m.start > at) out.push({ start: at, end: m.start });
-      at = Math.max(at, m.end);
-    }
-    if (at < f.end) out.push({ start: at, end: f.end });
-  }
-  return out;
-}
-
-/**
- * In the inherited private mappings: pages the parent has data for and the
- * task has not become what a fresh mapping holds (zeros, or the file's page)
- * with MADV_DONTNEED; each page the task has is compared with the inherited
- * one and written only if it differs.
- */
-function restoreInherited(task: RestoreTask, run: RestoreRun, priv: vma_entry[], mine: PageRun[]): void {
-  if (!priv.length) return;
-  const r = task.remotes[0]!;
-  const ranges = priv.map((v) => ({ start: v.start, end: v.end })).sort((a, b) => (a.start < b.start ? -1 : 1));
-  const toNum = (rs: PageRun[]) => rs.map((p) => ({ start: Number(p.vaddr), end: Number(p.vaddr) + p.len }));
-  const theirs = splitRuns(pageRuns(task.parent!.pagemap), ranges).inside;
-  const drop = subtract(toNum(theirs), toNum(mine));
-  for (let i = 0; i < drop.length; i += 256) {
-    r.resetScratch();
-    r.callAll(drop.slice(i, i + 256).map((d) => ({
-      nr: SYS.madvise, args: [d.start, d.end - d.start, MADV_DONTNEED],
-      what: `drop inherited pages at 0x${d.start.toString(16)} in task ${task.vpid}`,
-    })));
-  }
-  restoreOverInherited(task.pid, run.dir, task.pagesId, mine, run.stats);
 }
 
 function restoreMemory(task: RestoreTask, run: RestoreRun): void {
