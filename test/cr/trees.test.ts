@@ -124,3 +124,15 @@ test("a tree with its own PID namespace restores with the same PIDs inside, anyw
     stop(w);
   }
 });
+
+test("a process whose main thread exited while another runs on: refused by name, the thread carries on", () => {
+  const w = startWorkload("leader-exit");
+  try {
+    const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w)]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`the main thread of process ${w.pid} has exited while its other threads run on; crest does not support that yet`));
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
