@@ -51,6 +51,8 @@ Dump/Restore options:
      --timeout NUM      seconds the dump may take to freeze the tree (default 10, 0: no limit)
      --action-script FILE  run FILE at each hook (CRTOOLS_SCRIPT_ACTION)
      --status-fd FD     write a zero byte to FD when the restored tree runs
+  -l|--file-locks       dump and restore file locks and leases
+     --ghost-limit SIZE keep deleted files up to SIZE (K, M, G; default 1M)
 
 Logging:
   -o|--log-file FILE    log file name (relative to the work dir)
