@@ -1,7 +1,8 @@
 // Ghost files: files open (or mapped, or the cwd) in a task after their last
 // name was removed. As CRIU does, each such inode is dumped once to
 // ghost-file-ID.img (owner, mode, times, and for a regular file its data,
-// sparse files as chunks found with SEEK_DATA/SEEK_HOLE), and remap-fpath.img
+// sparse files as chunks found with SEEK_DATA/SEEK_HOLE; a FIFO's data goes
+// to fifo-data.img as for any FIFO), and remap-fpath.img
 // ties every files.img entry of it to its ghost. At restore crest recreates
 // the file at its old path (or a name beside it if that is taken), the tasks
 // open it there like any file, and it is removed again once every task has
@@ -34,7 +35,7 @@ type BigStats = ReturnType<typeof statBig>;
 const statBig = (p: string) => statSync(p, { bigint: true });
 const lstatBig = (p: string) => lstatSync(p, { bigint: true });
 
-const S_IFMT = 0o170000n, S_IFREG = 0o100000n, S_IFDIR = 0o040000n, S_IFLNK = 0o120000n, S_IFCHR = 0o020000n;
+const S_IFMT = 0o170000n, S_IFREG = 0o100000n, S_IFDIR = 0o040000n, S_IFLNK = 0o120000n, S_IFCHR = 0o020000n, S_IFIFO = 0o010000n;
 
 // --- dump -------------------------------------------------------------------
 
@@ -81,8 +82,8 @@ export function statDeleted(via: string, path: string, what: string, limit: numb
   if (type === S_IFCHR) {
     const major = Number((st.rdev >> 8n) & 0xfffn);
     if (major !== MEM_MAJOR) throw new UnsupportedError(`${what} is the deleted character device ${path} (${major}:${st.rdev & 0xffn}); crest supports only memory devices such as /dev/null so far`);
-  } else if (type !== S_IFREG && type !== S_IFDIR && type !== S_IFLNK) {
-    const kind = type === 0o010000n ? "FIFO" : type === 0o140000n ? "socket" : type === 0o060000n ? "block device" : "special file";
+  } else if (type !== S_IFREG && type !== S_IFDIR && type !== S_IFLNK && type !== S_IFIFO) {
+    const kind = type === 0o140000n ? "socket" : type === 0o060000n ? "block device" : "special file";
     throw new UnsupportedError(`${what} is the deleted ${kind} ${path}; crest does not support deleted ${kind}s yet`);
   }
   const used = st.blocks * 512n;
@@ -228,6 +229,8 @@ function createAt(path: string, g: GhostFile): boolean {
     if (type === S_IFDIR) mkdirSync(path, e.mode & 0o7777);
     else if (type === S_IFLNK) symlinkSync(e.symlnk_target ?? "", path);
     else if (type === S_IFCHR) check(native.syscall(SYS.mknodat, AT_FDCWD, path, e.mode, e.rdev ?? 0), `create the ghost device ${path}`);
+    // A FIFO's queued data is in fifo-data.img, written by pipe.ts through crest's own end.
+    else if (type === S_IFIFO) check(native.syscall(SYS.mknodat, AT_FDCWD, path, e.mode, 0), `create the ghost FIFO ${path}`);
     else {
       const fd = openSync(path, FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, e.mode & 0o7777);
       try {

@@ -10,12 +10,14 @@
 // (fifo_entry points at a reg_file_entry with its flags) with its data in
 // fifo-data.img; crest keeps it open for reading and writing during the
 // restore, so the tasks' opens never block, and writes the data through it.
+// A deleted FIFO is a ghost (ghost.ts) mknod'ed at its old path for the
+// restore; crest's held end keeps the queued data alive after it is unlinked.
 import { closeSync, openSync, readSync, writeSync, constants as fsc } from "node:fs";
 import type { FileKind } from "./file-kind.js";
 import type { DumpRun, RestoreRun, RestoreTask } from "./context.js";
 import { IMG, imageExists, readImage, writeImage, fd_types, type file_entry, type PipeDataInput, type pipe_data_entry } from "../images/index.js";
-import { once, UnsupportedError } from "./context.js";
-import { dumpRegFile, openRegFile, regOf } from "./regfile.js";
+import { once } from "./context.js";
+import { dumpDeletedFile, dumpRegFile, openRegFile, regFile } from "./regfile.js";
 import { F, O, SYS } from "../sys/constants.js";
 import { check } from "../sys/errno.js";
 import { native } from "../sys/native.js";
@@ -175,8 +177,10 @@ export const fifoKind: FileKind = {
   type: fd_types.FIFO,
   claims: (f) => f.link.kind === "path" && f.st.isFIFO() && !(f.info.flags & O.PATH),
   dump(f, run) {
-    if (f.link.kind === "path" && f.link.deleted) throw new UnsupportedError(`${f.what} is the deleted FIFO ${f.link.path}; crest does not support deleted FIFOs yet`);
-    const regfId = dumpRegFile(run, { path: f.text, flags: f.info.flags, pos: 0n, mntId: f.info.mntId, fown: f.fown }, f.st);
+    // A deleted FIFO gets a ghost (no contents), recreated with mknod at restore.
+    const deleted = f.link.kind === "path" && f.link.deleted ? f.link.path : undefined;
+    const facts = { path: deleted ?? f.text, flags: f.info.flags, pos: 0n, mntId: f.info.mntId, fown: f.fown };
+    const regfId = deleted !== undefined ? dumpDeletedFile(run, facts, f.via, f.what) : dumpRegFile(run, facts, f.st);
     const id = run.nextId("file");
     run.files.push({ type: fd_types.FIFO, id, fifo: { id, pipe_id: f.st.ino, regf_id: regfId } });
     dumpData(run, IMG.fifoData, f.st.ino, f.via, `the FIFO of ${f.what}`);
@@ -184,7 +188,8 @@ export const fifoKind: FileKind = {
   },
   open(r, task, run, entry) {
     const fifo = entry.fifo!;
-    const reg = regOf(run.files.get(fifo.regf_id ?? -1), fifo.regf_id ?? -1);
+    // A deleted FIFO's ghost path (created on first use) or its own.
+    const reg = regFile(run, fifo.regf_id ?? -1);
     heldFifo(run, fifo.pipe_id, reg.name);
     // With crest's end open, opening for reading or writing alone does not block.
     const fd = openRegFile(r, reg, reg.flags | O.NONBLOCK);

@@ -62,6 +62,24 @@ test("files-ghost: deleted files (data, sparse, mapped, name reused, removed cwd
   assert.deepEqual(readdirSync(join(w.dir, "g")), ["reused"], "nothing left in g/ after the dump");
 }));
 
+test("fifo-ghost: a deleted FIFO (read-write, read, O_PATH, a child's write end) comes back with its data and goes again", () => cycle("fifo-ghost", [], (w) => {
+  const dir = imagesDir(w);
+  const files = readImage(dir, IMG.files);
+  const remaps = readImage(dir, IMG.remapFpath);
+  const fifos = files.filter((f) => f.type === fd_types.FIFO);
+  assert.equal(fifos.length, 3, "O_RDWR, O_RDONLY and the child's O_WRONLY are fifo entries");
+  assert.equal(new Set(fifos.map((f) => f.fifo!.pipe_id)).size, 1, "one FIFO");
+  const ghosts = new Set(remaps.map((r) => r.remap_id));
+  assert.equal(ghosts.size, 1, "one ghost for the inode, the O_PATH fd's included");
+  assert.ok(fifos.every((f) => remaps.some((r) => r.orig_id === f.fifo!.regf_id)), "every FIFO's reg-file is remapped to it");
+  const g = readImage(dir, IMG.ghostFile, [...ghosts][0]!);
+  assert.equal(g.entry.mode, 0o010640);
+  assert.deepEqual([g.entry.uid, g.entry.gid], [1234, 5678]);
+  assert.ok(!g.data?.length && !g.chunks?.length, "a FIFO ghost has no contents");
+  assert.equal(readImage(dir, IMG.fifoData)[0]!.entry.bytes, 5000);
+  assert.deepEqual(readdirSync(join(w.dir, "f")), [], "nothing left in f/ after the dump");
+}));
+
 test("files-ghost large: over the ghost limit the dump is refused by name, the process untouched; --ghost-limit raises it", () => {
   const w = startWorkload("files-ghost", ["large"]);
   const limit = (size: string) => crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log", "-R", "--ghost-limit", size]);
