@@ -7,7 +7,6 @@ import { fd_types } from "../images/index.js";
 import { F, O, SYS } from "../sys/constants.js";
 import type { Remote } from "../remote/remote.js";
 
-const SYS_eventfd2 = 290;
 const EFD_SEMAPHORE = 1;
 
 /** Claims fds whose link is anon_inode:[NAME] (eventfd, signalfd, timerfd, pidfd). */
@@ -38,7 +37,7 @@ export const eventfdKind: FileKind = {
     const what = `eventfd ${entry.id} in task ${task.vpid}`;
     // eventfd2 takes an unsigned int: a larger counter is written in after.
     const small = e.counter <= 0xffffffffn;
-    const fd = r.call(`create ${what}`, SYS_eventfd2, small ? e.counter : 0, O.CLOEXEC | (e.flags & O.NONBLOCK) | (e.semaphore ? EFD_SEMAPHORE : 0));
+    const fd = r.call(`create ${what}`, SYS.eventfd2, small ? e.counter : 0, O.CLOEXEC | (e.flags & O.NONBLOCK) | (e.semaphore ? EFD_SEMAPHORE : 0));
     if (!small) {
       r.resetScratch();
       const b = Buffer.alloc(8);

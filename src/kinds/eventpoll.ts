@@ -19,7 +19,6 @@ import { F, KCMP, O, SYS } from "../sys/constants.js";
 import { sys } from "../sys/syscalls.js";
 import { isAnon } from "./eventfd.js";
 
-const SYS_epoll_wait = 232, SYS_epoll_ctl = 233, SYS_epoll_create1 = 291;
 const EPOLL_CTL_ADD = 1;
 /** struct epoll_event, packed on x86_64. */
 const EVENT_SIZE = 12;
@@ -90,7 +89,7 @@ export const eventpollKind: FileKind = {
   open(r, task, run, entry) {
     const e = entry.epfd!;
     const what = `epoll ${entry.id} in task ${task.vpid}`;
-    const fd = r.call(`create ${what}`, SYS_epoll_create1, O.CLOEXEC);
+    const fd = r.call(`create ${what}`, SYS.epoll_create1, O.CLOEXEC);
     const fl = e.flags & (O.NONBLOCK | O.ASYNC);
     if (fl) r.call(`set the flags of ${what}`, SYS.fcntl, fd, F.SETFL, fl);
     const p = pendingOf(run);
@@ -115,7 +114,7 @@ export function addEpollTargets(task: RestoreTask, run: RestoreRun): void {
       const ev = Buffer.alloc(EVENT_SIZE);
       ev.writeUInt32LE(events >>> 0, 0);
       ev.writeBigUInt64LE(t.data, 4);
-      r.call(`add fd ${t.tfd} to ${what}`, SYS_epoll_ctl, at.fd, EPOLL_CTL_ADD, t.tfd, r.put(ev));
+      r.call(`add fd ${t.tfd} to ${what}`, SYS.epoll_ctl, at.fd, EPOLL_CTL_ADD, t.tfd, r.put(ev));
     };
     // A ONESHOT target that fired keeps only its private bits; epoll_ctl
     // would add EPOLLERR | EPOLLHUP to it. Added first, listening to every
@@ -126,7 +125,7 @@ export function addEpollTargets(task: RestoreTask, run: RestoreRun): void {
     if (disarmed.length) {
       r.resetScratch();
       const buf = r.alloc(EVENT_SIZE * disarmed.length);
-      const fired = r.call(`disarm the fired ONESHOT targets of ${what}`, SYS_epoll_wait, at.fd, buf, disarmed.length, 0);
+      const fired = r.call(`disarm the fired ONESHOT targets of ${what}`, SYS.epoll_wait, at.fd, buf, disarmed.length, 0);
       // One not ready for anything stays armed for EPOLLERR | EPOLLHUP only (as with CRIU).
       if (fired < disarmed.length) run.log.warn(`${what}: ${disarmed.length - fired} fired ONESHOT target(s) not ready for any event stay armed for EPOLLERR | EPOLLHUP`);
     }

@@ -24,7 +24,6 @@ export const FL = { POSIX: 1, FLOCK: 2, OFD: 4, LEASE: 8 } as const;
 const F_RDLCK = 0, F_WRLCK = 1;
 const F_SETLK = 6, F_OFD_SETLK = 37, F_SETLEASE = 1024;
 const LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4;
-const SYS_flock = 73;
 
 const ENTRIES = "file-locks";
 const POSIX_SEEN = "file-locks:posix";
@@ -100,7 +99,7 @@ function restoreLocks(task: RestoreTask, run: RestoreRun): void {
     if (!task.fdinfo.some((f) => f.fd === e.fd)) throw new Error(`filelocks.img: task ${task.vpid} has no fd ${e.fd} to ${what}`);
     if (e.type !== F_RDLCK && e.type !== F_WRLCK) throw new Error(`filelocks.img: unknown lock type ${e.type}; cannot ${what}`);
     if (e.flag & FL.FLOCK) {
-      r.call(what, SYS_flock, e.fd, (e.type === F_WRLCK ? LOCK_EX : LOCK_SH) | LOCK_NB);
+      r.call(what, SYS.flock, e.fd, (e.type === F_WRLCK ? LOCK_EX : LOCK_SH) | LOCK_NB);
     } else if (e.flag & (FL.POSIX | FL.OFD)) {
       // struct flock: l_type, l_whence (SEEK_SET), l_start, l_len, l_pid (0: OFD locks require it).
       const b = Buffer.alloc(32);

@@ -259,7 +259,6 @@ export function vmasWithPages(vmas: vma_entry[], entries: pagemap_entry[]): Set<
 }
 
 const SHM_RDONLY = 0o10000, SHM_EXEC = 0o100000;
-const SYS_MLOCK = 149;
 
 /** A shared anonymous object restored so far: a task and an fd there that holds it. */
 interface ShmemObject {
@@ -344,7 +343,7 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept:
     } else if (is(v, VMA.SYSVIPC)) {
       const flags = (v.prot & PROT.WRITE ? 0 : SHM_RDONLY) | (v.prot & PROT.EXEC ? SHM_EXEC : 0);
       addr = r.call(() => `attach SysV segment ${v.shmid} at 0x${v.start.toString(16)} in task ${task.vpid}`, SYS.shmat, v.shmid, v.start, flags);
-      if (v.flags & MAP.LOCKED) r.call(() => `lock 0x${v.start.toString(16)} in task ${task.vpid}`, SYS_MLOCK, v.start, len);
+      if (v.flags & MAP.LOCKED) r.call(() => `lock 0x${v.start.toString(16)} in task ${task.vpid}`, SYS.mlock, v.start, len);
     } else if (is(v, VMA.ANON_SHARED)) {
       const fd = openShmem(task, run, v);
       addr = r.call(what, SYS.mmap, v.start, len, prot, MAP.SHARED | MAP.FIXED | extra, fd, v.pgoff);

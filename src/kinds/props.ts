@@ -10,7 +10,6 @@ import { RemoteError, type Remote } from "../remote/remote.js";
 import { sys } from "../sys/syscalls.js";
 import { parseStat } from "../proc/index.js";
 
-const NR_membarrier = 324;
 const MEMBARRIER_CMD_GET_REGISTRATIONS = 1 << 9;
 /** The private expedited barriers (PRIVATE_EXPEDITED, _SYNC_CORE, _RSEQ); each one's REGISTER command is its bit << 1. */
 const MEMBARRIER_PRIVATE_CMDS = [1 << 3, 1 << 5, 1 << 7];
@@ -22,12 +21,12 @@ const MEMBARRIER_PRIVATE_CMDS = [1 << 3, 1 << 5, 1 << 7];
  * global registration cannot be seen that way).
  */
 function membarrierRegistrations(r: Remote): number {
-  const got = r.syscall(NR_membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0);
+  const got = r.syscall(SYS.membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0);
   if (got >= 0) return got;
   if (got !== -EINVAL) throw new RemoteError(`read the membarrier registrations of task ${r.pid}`, -got);
   let mask = 0;
   for (const cmd of MEMBARRIER_PRIVATE_CMDS) {
-    const res = r.syscall(NR_membarrier, cmd, 0, 0);
+    const res = r.syscall(SYS.membarrier, cmd, 0, 0);
     if (res === 0) mask |= cmd << 1;
     else if (res !== -EPERM && res !== -EINVAL && res !== -ENOSYS) throw new RemoteError(`issue membarrier command ${cmd} in task ${r.pid}`, -res);
   }
@@ -106,7 +105,7 @@ export const propsKind: TaskKind = {
     const membarrier = tc.membarrier_registration_mask ?? 0;
     for (let bit = 0; bit < 32; bit++) {
       const cmd = (1 << bit) >>> 0;
-      if (membarrier & cmd) r0.call(`register task ${task.vpid} for membarrier (command ${cmd})`, NR_membarrier, cmd, 0, 0);
+      if (membarrier & cmd) r0.call(`register task ${task.vpid} for membarrier (command ${cmd})`, SYS.membarrier, cmd, 0, 0);
     }
     task.threads.forEach((t, i) => {
       const r = task.remotes[i]!;

@@ -11,9 +11,6 @@ import { check } from "../sys/errno.js";
 import { sys } from "../sys/syscalls.js";
 
 // Syscall numbers crest only needs here (x86_64).
-const NR_sched_getparam = 143;
-const NR_sched_getscheduler = 145;
-const NR_getpriority = 140;
 const PRIO_PROCESS = 0;
 
 export const SCHED = { OTHER: 0, FIFO: 1, RR: 2, BATCH: 3, IDLE: 5, DEADLINE: 6, RESET_ON_FORK: 0x40000000 } as const;
@@ -29,7 +26,7 @@ interface SchedParams {
 
 /** The thread's scheduling as crest (root) reads it from outside. */
 function readSched(pid: number, tid: number): SchedParams {
-  const policy = check(sys(NR_sched_getscheduler, tid), `read the scheduling policy of thread ${tid}`);
+  const policy = check(sys(SYS.sched_getscheduler, tid), `read the scheduling policy of thread ${tid}`);
   const base = policy & ~SCHED.RESET_ON_FORK;
   if (!(base in NAMES) || base === SCHED.DEADLINE) {
     throw new UnsupportedError(`thread ${tid} of process ${pid} has scheduling policy ${NAMES[base] ?? base}; crest does not support it yet`);
@@ -37,11 +34,11 @@ function readSched(pid: number, tid: number): SchedParams {
   let prio = 0;
   if (isRealtime(base)) {
     const p = new Int32Array(1);
-    check(sys(NR_sched_getparam, tid, p), `read the real-time priority of thread ${tid}`);
+    check(sys(SYS.sched_getparam, tid, p), `read the real-time priority of thread ${tid}`);
     prio = p[0]!;
   }
   // The raw syscall answers 20 - nice (never negative, so never an error code).
-  const nice = 20 - check(sys(NR_getpriority, PRIO_PROCESS, tid), `read the nice value of thread ${tid}`);
+  const nice = 20 - check(sys(SYS.getpriority, PRIO_PROCESS, tid), `read the nice value of thread ${tid}`);
   return { policy, prio, nice };
 }
 

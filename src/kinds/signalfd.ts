@@ -5,10 +5,9 @@
 import type { FileKind } from "./file-kind.js";
 import { UnsupportedError } from "./context.js";
 import { fd_types } from "../images/index.js";
-import { O } from "../sys/constants.js";
+import { O, SYS } from "../sys/constants.js";
 import { isAnon, setAsync } from "./eventfd.js";
 
-const SYS_signalfd4 = 289;
 
 export const signalfdKind: FileKind = {
   name: "signalfd",
@@ -27,7 +26,7 @@ export const signalfdKind: FileKind = {
     r.resetScratch();
     const mask = Buffer.alloc(8);
     mask.writeBigUInt64LE(BigInt.asUintN(64, s.sigmask));
-    const fd = r.call(`create ${what}`, SYS_signalfd4, -1, r.put(mask), 8, O.CLOEXEC | (s.flags & O.NONBLOCK));
+    const fd = r.call(`create ${what}`, SYS.signalfd4, -1, r.put(mask), 8, O.CLOEXEC | (s.flags & O.NONBLOCK));
     setAsync(r, fd, s.flags, what);
     return fd;
   },

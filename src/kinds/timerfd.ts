@@ -10,7 +10,6 @@ import { O, SYS } from "../sys/constants.js";
 import { isAnon, setAsync } from "./eventfd.js";
 import type { Remote } from "../remote/remote.js";
 
-const SYS_timerfd_create = 283, SYS_timerfd_settime = 286;
 const TFD_TIMER_ABSTIME = 1;
 /** _IOW('T', 0, u64): needs CONFIG_CHECKPOINT_RESTORE. */
 const TFD_IOC_SET_TICKS = 0x40085400;
@@ -39,7 +38,7 @@ export const timerfdKind: FileKind = {
   open(r, task, _run, entry) {
     const t = entry.tfd!;
     const what = `timerfd ${entry.id} in task ${task.vpid}`;
-    const fd = r.call(`create ${what}`, SYS_timerfd_create, t.clockid, O.CLOEXEC | (t.flags & O.NONBLOCK));
+    const fd = r.call(`create ${what}`, SYS.timerfd_create, t.clockid, O.CLOEXEC | (t.flags & O.NONBLOCK));
     setAsync(r, fd, t.flags, what);
     arm(r, fd, t, what);
     return fd;
@@ -66,7 +65,7 @@ function arm(r: Remote, fd: number, t: timerfd_entry, what: string): void {
   spec.writeBigInt64LE(t.insec, 8);
   spec.writeBigInt64LE(value / NSEC, 16);
   spec.writeBigInt64LE(value % NSEC, 24);
-  r.call(`arm ${what}`, SYS_timerfd_settime, fd, t.settime_flags, r.put(spec), 0);
+  r.call(`arm ${what}`, SYS.timerfd_settime, fd, t.settime_flags, r.put(spec), 0);
   if (t.ticks) {
     const ticks = Buffer.alloc(8);
     ticks.writeBigUInt64LE(t.ticks);
