@@ -184,7 +184,7 @@ export const SYSTEM_PROBES: Probe[] = [
     category: "extra",
     breaks: "file locks cannot be found; crest does not checkpoint file locks yet",
     run: () => {
-      const info = fdinfoOf("/proc/locks", (fd) => need(sys(XSYS.flock, fd, LOCK_SH), "flock"));
+      const info = fdinfoOf("/proc/locks", (fd) => need(sys(SYS.flock, fd, LOCK_SH), "flock"));
       if (!/^lock:/m.test(info)) missing("/proc/PID/fdinfo does not show file locks");
     },
   },
@@ -193,7 +193,7 @@ export const SYSTEM_PROBES: Probe[] = [
     category: "extra",
     breaks: "timerfds cannot be restored with their tick count; crest does not checkpoint timerfds yet",
     run: () => {
-      const fd = need(sys(XSYS.timerfd_create, CLOCK_MONOTONIC, O.CLOEXEC), "timerfd_create");
+      const fd = need(sys(SYS.timerfd_create, CLOCK_MONOTONIC, O.CLOEXEC), "timerfd_create");
       try {
         // A NULL argument: EFAULT from a kernel that has the ioctl.
         const r = sys(SYS.ioctl, fd, TFD_IOC_SET_TICKS, 0);
@@ -210,13 +210,13 @@ export const SYSTEM_PROBES: Probe[] = [
     category: "extra",
     breaks: "an epoll target added under an fd number since closed cannot be found",
     run: () => {
-      const efd = need(sys(XSYS.epoll_create1, O.CLOEXEC), "epoll_create1");
+      const efd = need(sys(SYS.epoll_create1, O.CLOEXEC), "epoll_create1");
       const p = new Int32Array([-1, -1]);
       try {
         need(sys(SYS.pipe2, p, O.CLOEXEC), "pipe2");
         const ev = Buffer.alloc(12); // struct epoll_event, packed on x86_64
         ev.writeUInt32LE(EPOLLIN | EPOLLOUT, 0);
-        need(sys(XSYS.epoll_ctl, efd, EPOLL_CTL_ADD, p[0]!, ev), "epoll_ctl");
+        need(sys(SYS.epoll_ctl, efd, EPOLL_CTL_ADD, p[0]!, ev), "epoll_ctl");
         const slot = new Uint32Array([efd, p[0]!, 0]);
         need(sys(SYS.kcmp, process.pid, process.pid, KCMP.EPOLL_TFD, p[0]!, slot), "kcmp with KCMP_EPOLL_TFD", [EINVAL]);
       } finally {
