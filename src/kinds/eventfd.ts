@@ -1,24 +1,12 @@
 // eventfd: a 64-bit counter. Dumped from fdinfo (eventfd-count, and
 // eventfd-semaphore on Linux 6.x, which crest keeps in an extension field:
 // CRIU drops EFD_SEMAPHORE); recreated with eventfd2 holding the counter.
-import type { FdFacts, FileKind } from "./file-kind.js";
+import { isAnon, setAsync, type FileKind } from "./file-kind.js";
 import { UnsupportedError } from "./context.js";
 import { fd_types } from "../images/index.js";
-import { F, O, SYS } from "../sys/constants.js";
-import type { Remote } from "../remote/remote.js";
+import { O, SYS } from "../sys/constants.js";
 
 const EFD_SEMAPHORE = 1;
-
-/** Claims fds whose link is anon_inode:[NAME] (eventfd, signalfd, timerfd, pidfd). */
-export const isAnon = (name: string) => (f: FdFacts): boolean => f.link.kind === "anon" && f.link.name === name;
-
-/**
- * Sets O_ASYNC (the only other status flag these files keep) where the
- * description had it; O_NONBLOCK is given to the call that creates them.
- */
-export function setAsync(r: Remote, fd: number, flags: number, what: string): void {
-  if (flags & O.ASYNC) r.call(`set the flags of ${what}`, SYS.fcntl, fd, F.SETFL, flags & (O.ASYNC | O.NONBLOCK));
-}
 
 export const eventfdKind: FileKind = {
   name: "eventfd",

@@ -11,13 +11,12 @@
 // CAP_BLOCK_SUSPEND). Nested epolls need nothing more: the inner one is an fd
 // of the task like any other.
 import { readdirSync } from "node:fs";
-import type { FdFacts, FileKind } from "./file-kind.js";
 import type { RestoreRun, RestoreTask } from "./context.js";
 import { UnsupportedError } from "./context.js";
 import { fd_types, type eventpoll_tfd_entry, type file_entry } from "../images/index.js";
 import { F, KCMP, O, SYS } from "../sys/constants.js";
 import { sys } from "../sys/syscalls.js";
-import { isAnon } from "./eventfd.js";
+import { isAnon, type FdFacts, type FileKind } from "./file-kind.js";
 
 const EPOLL_CTL_ADD = 1;
 /** struct epoll_event, packed on x86_64. */

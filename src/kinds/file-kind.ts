@@ -6,6 +6,7 @@ import type { DumpRun, RestoreRun, RestoreTask } from "./context.js";
 import type { fd_types, file_entry, fown_entry } from "../images/index.js";
 import type { Fdinfo, FdLink } from "../proc/index.js";
 import type { Remote } from "../remote/remote.js";
+import { F, O, SYS } from "../sys/constants.js";
 
 /** What is known of one fd of a task being dumped. */
 export interface FdFacts {
@@ -38,4 +39,15 @@ export interface FileKind {
    * use and returns its new number.
    */
   open(r: Remote, task: RestoreTask, run: RestoreRun, entry: file_entry, park: (fd: number) => number): number;
+}
+
+/** Claims fds whose link is anon_inode:[NAME] (eventfd, signalfd, timerfd, pidfd, eventpoll). */
+export const isAnon = (name: string) => (f: FdFacts): boolean => f.link.kind === "anon" && f.link.name === name;
+
+/**
+ * Sets O_ASYNC (the only other status flag these files keep) where the
+ * description had it; O_NONBLOCK is given to the call that creates them.
+ */
+export function setAsync(r: Remote, fd: number, flags: number, what: string): void {
+  if (flags & O.ASYNC) r.call(`set the flags of ${what}`, SYS.fcntl, fd, F.SETFL, flags & (O.ASYNC | O.NONBLOCK));
 }

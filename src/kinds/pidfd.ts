@@ -6,7 +6,6 @@
 // every description that named the same dead process (same pidfs inode:
 // they must stay one process), and the child is killed and reaped.
 import { readFileSync } from "node:fs";
-import type { FileKind } from "./file-kind.js";
 import type { RestoreRun, RestoreTask } from "./context.js";
 import { UnsupportedError } from "./context.js";
 import { fd_types, type file_entry } from "../images/index.js";
@@ -14,7 +13,7 @@ import { O, PTRACE_EVENT, SIG, SYS, WALL } from "../sys/constants.js";
 import { CLONE_ARGS_SIZE, packCloneArgs } from "../sys/structs.js";
 import { parseStat } from "../proc/index.js";
 import { pidfdNsPid } from "../proc/fdinfo-kinds.js";
-import { isAnon, setAsync } from "./eventfd.js";
+import { isAnon, setAsync, type FileKind } from "./file-kind.js";
 import { Remote } from "../remote/remote.js";
 import { Tracee, TraceError } from "../remote/tracee.js";
 

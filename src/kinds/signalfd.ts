@@ -2,11 +2,10 @@
 // task gave them, SIGKILL and SIGSTOP never among them). Recreated with
 // signalfd4(-1, mask). The signals it reads are the task's pending ones,
 // which the signals kind queues back.
-import type { FileKind } from "./file-kind.js";
 import { UnsupportedError } from "./context.js";
 import { fd_types } from "../images/index.js";
 import { O, SYS } from "../sys/constants.js";
-import { isAnon, setAsync } from "./eventfd.js";
+import { isAnon, setAsync, type FileKind } from "./file-kind.js";
 
 
 export const signalfdKind: FileKind = {

@@ -3,11 +3,10 @@
 // (as CRIU): timerfd_create, timerfd_settime with the time that was left (an
 // absolute timer gets "now" on its clock, read in the task, added back),
 // then TFD_IOC_SET_TICKS for the ticks (settime clears them).
-import type { FileKind } from "./file-kind.js";
 import { UnsupportedError } from "./context.js";
 import { fd_types, type timerfd_entry } from "../images/index.js";
 import { O, SYS } from "../sys/constants.js";
-import { isAnon, setAsync } from "./eventfd.js";
+import { isAnon, setAsync, type FileKind } from "./file-kind.js";
 import type { Remote } from "../remote/remote.js";
 
 const TFD_TIMER_ABSTIME = 1;
