@@ -20,12 +20,13 @@ import { eventfdKind } from "./eventfd.js";
 import { signalfdKind } from "./signalfd.js";
 import { timerfdKind } from "./timerfd.js";
 import { pidfdKind } from "./pidfd.js";
+import { inotifyKind } from "./inotify.js";
 import { noteFileLocks } from "./file-locks.js";
 import { addEpollTargets, eventpollKind } from "./eventpoll.js";
 import type { Remote } from "../remote/remote.js";
 
 /** The kinds of open files crest knows, tried in order. */
-const FILE_KINDS: readonly FileKind[] = [pipeKind, fifoKind, memfdKind, regFileKind, eventfdKind, signalfdKind, timerfdKind, pidfdKind, eventpollKind];
+const FILE_KINDS: readonly FileKind[] = [pipeKind, fifoKind, memfdKind, regFileKind, eventfdKind, signalfdKind, timerfdKind, pidfdKind, eventpollKind, inotifyKind];
 
 /** The owner of a file's async I/O signals (F_GETOWN_EX, F_GETSIG), asked inside the task. */
 function fileOwner(r: Remote, fd: number, uid: number, euid: number): fown_entry {

@@ -1,7 +1,7 @@
 // Anonymous-inode files with state (fds-anon): eventfds, a signalfd with a
 // signal queued, timerfds (periodic, expired, absolute, unarmed) and pidfds
 // (own, a child's, a reaped child's), as files.img entries crit decodes;
-// and the ones crest still refuses (a pidfd outside the tree, inotify), the
+// and the ones crest still refuses (a pidfd outside the tree, fanotify), the
 // process left untouched.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -39,7 +39,7 @@ test("fds-anon in its own PID namespace: pidfds name PIDs inside it", () => cycl
 
 for (const [mode, what] of [
   ["outside", /fd \d+ of process \d+ is a pidfd of process \d+, which is not in the dumped tree; crest does not support it/],
-  ["inotify", /is an anonymous-inode object \(anon_inode:inotify\); crest does not support it yet/],
+  ["fanotify", /is an anonymous-inode object \(anon_inode:\[fanotify\]\); crest does not support it yet/],
 ] as const) {
   test(`fds-anon ${mode}: refused by name, the process untouched`, () => {
     const w = startWorkload("fds-anon", [mode]);

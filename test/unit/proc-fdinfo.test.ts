@@ -92,6 +92,11 @@ test("fdinfo: inotify watches with hex fields and file handles", () => {
   assert.deepEqual([w[1]!.wd, w[1]!.ino, w[1]!.mask], [1, 0x214344n, 0x300]);
 });
 
+test("fdinfo: inotify wd is hex; a kernel without CONFIG_EXPORTFS prints no handle", () => {
+  const w = parseFdinfo("pos:\t0\nflags:\t02004000\nmnt_id:\t15\nino:\t1057\ninotify wd:1a ino:2b sdev:800001 mask:8000100 ignored_mask:0\n").inotifyWatches;
+  assert.deepEqual(w, [{ wd: 26, ino: 0x2bn, sdev: 0x800001, mask: 0x8000100, ignoredMask: 0 }], "FS_EVENT_ON_CHILD kept as printed");
+});
+
 test("fdinfo: fanotify group flags and inode, mount and ignore marks", () => {
   const f = fdinfo("fanotify").fanotify!;
   assert.deepEqual([f.flags, f.eventFlags], [1, 0o100000], "FAN_CLOEXEC; O_LARGEFILE");

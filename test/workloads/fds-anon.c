@@ -19,7 +19,7 @@
  * waitid(P_PIDFD).
  *
  * With argv[2] "outside" it holds only a pidfd of its parent (not in the
- * dumped tree), with "inotify" only an inotify fd: both refused by crest; it
+ * dumped tree), with "fanotify" only a fanotify fd: both refused by crest; it
  * checks the fd is still there as it was.
  *
  * Sabotage: 1 reads the semaphore eventfd once; 2 reads the signal from the
@@ -33,7 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
+#include <sys/fanotify.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -120,16 +120,16 @@ static int refused(const char *mode)
 	pid_t parent = getppid();
 	if (!strcmp(mode, "outside"))
 		fd = pidfd_open(parent, 0);
-	else if (!strcmp(mode, "inotify"))
-		fd = inotify_init1(0);
+	else if (!strcmp(mode, "fanotify"))
+		fd = fanotify_init(FAN_CLASS_NOTIF, O_RDONLY);
 	if (fd < 0)
 		fail("setup %s: %s", mode, strerror(errno));
 	wl_ready();
 	wl_wait();
 	if (!strcmp(mode, "outside") && fdinfo_num(fd, "Pid", 10) != parent)
 		fail("parent's pidfd names process %lld, expected %d", fdinfo_num(fd, "Pid", 10), parent);
-	if (!strcmp(mode, "inotify") && inotify_add_watch(fd, "/", IN_CREATE) < 0)
-		fail("inotify fd %d no longer works: %s", fd, strerror(errno));
+	if (!strcmp(mode, "fanotify") && fanotify_mark(fd, FAN_MARK_ADD, FAN_CLOSE_WRITE, AT_FDCWD, "/") < 0)
+		fail("fanotify fd %d no longer works: %s", fd, strerror(errno));
 	return wl_done();
 }
 
