@@ -12,7 +12,7 @@
 // of the task like any other.
 import { readdirSync } from "node:fs";
 import type { RestoreRun, RestoreTask } from "./context.js";
-import { UnsupportedError } from "./context.js";
+import { once, UnsupportedError } from "./context.js";
 import { fd_types, type eventpoll_tfd_entry, type file_entry } from "../images/index.js";
 import { F, KCMP, O, SYS } from "../sys/constants.js";
 import { sys } from "../sys/syscalls.js";
@@ -69,11 +69,7 @@ function targets(f: FdFacts, id: number): eventpoll_tfd_entry[] {
 
 /** Epolls opened in a task whose targets wait for the rest of its fds, by task. */
 type Pending = Map<RestoreTask, file_entry[]>;
-const pendingOf = (run: RestoreRun): Pending => {
-  let p = run.cache.get("eventpoll") as Pending | undefined;
-  if (!p) run.cache.set("eventpoll", (p = new Map()));
-  return p;
-};
+const pendingOf = (run: RestoreRun): Pending => once(run, "eventpoll", (): Pending => new Map());
 
 export const eventpollKind: FileKind = {
   name: "eventpoll",

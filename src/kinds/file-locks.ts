@@ -13,7 +13,7 @@
 // conflict) fails the restore.
 import { readFileSync } from "node:fs";
 import type { TaskKind, DumpTask, DumpRun, RestoreRun, RestoreTask } from "./context.js";
-import { UnsupportedError } from "./context.js";
+import { once, UnsupportedError } from "./context.js";
 import { IMG, imageExists, readImage, writeImage, type file_lock_entry, type EncodeInput } from "../images/index.js";
 import { SYS } from "../sys/constants.js";
 import { fileLockLength, parseProcLocks, type FileLock, type Fdinfo } from "../proc/index.js";
@@ -86,11 +86,7 @@ function refuseBlocked(task: DumpTask, blocked: readonly FileLock[]): void {
 
 /** Restores the task's locks: those whose owner pid is this task's. */
 function restoreLocks(task: RestoreTask, run: RestoreRun): void {
-  let all = run.cache.get(ENTRIES) as file_lock_entry[] | undefined;
-  if (!all) {
-    all = imageExists(run.dir, IMG.fileLocks) ? readImage(run.dir, IMG.fileLocks) : [];
-    run.cache.set(ENTRIES, all);
-  }
+  const all = once(run, ENTRIES, () => (imageExists(run.dir, IMG.fileLocks) ? readImage(run.dir, IMG.fileLocks) : []));
   const mine = all.filter((e) => e.pid === task.vpid);
   if (!mine.length) return;
   const r = task.remotes[0]!;

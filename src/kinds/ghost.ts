@@ -314,11 +314,5 @@ export function ghostPath(run: RestoreRun, fileId: number, orig: string): string
   if ((rp.remap_type ?? remap_type.LINKED) !== remap_type.GHOST) {
     throw new Error(`remap-fpath.img: file ${fileId} (${orig}) has remap type ${rp.remap_type ?? 0}; crest restores only ghost files so far`);
   }
-  const key = `ghost:${rp.remap_id}`;
-  let c = run.cache.get(key) as Created | undefined;
-  if (!c) {
-    c = create(run, rp.remap_id, orig);
-    run.cache.set(key, c);
-  }
-  return c.path;
+  return once(run, `ghost:${rp.remap_id}`, () => create(run, rp.remap_id, orig)).path;
 }

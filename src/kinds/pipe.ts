@@ -158,18 +158,14 @@ function dumpData(run: DumpRun, image: DataImage, pipeId: number, via: string, w
 
 /** FIFOs held open by crest during a restore, by pipe_id. */
 function heldFifo(run: RestoreRun, pipeId: number, path: string): number {
-  const key = `fifo:${pipeId}`;
-  let fd = run.cache.get(key) as number | undefined;
-  if (fd === undefined) {
-    const held = openSync(path, fsc.O_RDWR | fsc.O_NONBLOCK);
-    fd = held;
-    run.cache.set(key, fd);
-    run.cleanup.push(() => closeSync(held));
+  return once(run, `fifo:${pipeId}`, () => {
+    const fd = openSync(path, fsc.O_RDWR | fsc.O_NONBLOCK);
+    run.cleanup.push(() => closeSync(fd));
     const d = queued(run, IMG.fifoData).get(pipeId);
     if (d?.size) check(native.syscall(SYS.fcntl, fd, F.SETPIPE_SZ, d.size), `set the size of FIFO ${path}`);
     if (d?.payload.length) writeAll(fd, d.payload);
-  }
-  return fd;
+    return fd;
+  });
 }
 
 export const fifoKind: FileKind = {
