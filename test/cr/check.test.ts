@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { crest } from "./harness.js";
-import { CHECK_GOOD, CHECK_MAYBE, FEATURE_NAMES } from "../../src/check/features.js";
+import { CHECK_GOOD, CHECK_MAYBE, FEATURE_NAMES } from "../../src/kernel/features.js";
 
 test("crest check: every basic probe passes here: 'Looks good.', exit code 0", () => {
   const r = crest(["check"]);

@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { readImage, IMG } from "../../src/images/index.js";
-import { TASK_STATE } from "../../src/kinds/task-state.js";
+import { TASK_STATE } from "../../src/kinds/task/task-state.js";
 import {
   crest, critDecodeAll, cycle, dumpLog, dumpWorkload, finish, imagesDir, procState, startWorkload, stop,
   type Workload,

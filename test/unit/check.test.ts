@@ -5,9 +5,9 @@ import assert from "node:assert/strict";
 import {
   CHECK_BAD, CHECK_GOOD, CHECK_MAYBE, FEATURE_NAMES, categoriesFor, featureHelp, featureList, featureVerdict,
   isFeatureName, unknownFeature, verdict, type Outcome,
-} from "../../src/check/features.js";
-import { PROBES, probeFor } from "../../src/check/probes.js";
-import { check } from "../../src/check/check.js";
+} from "../../src/kernel/features.js";
+import { PROBES, probeFor } from "../../src/kernel/probes.js";
+import { check } from "../../src/faces/check.js";
 import { defaultOptions } from "../../src/options.js";
 import type { Logger } from "../../src/log.js";
 

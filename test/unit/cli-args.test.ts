@@ -1,7 +1,7 @@
 // The command line is parsed the way criu's getopt_long parses it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { parseArgs, UsageError } from "../../src/cli/args.js";
+import { parseArgs, UsageError } from "../../src/faces/cli/args.js";
 
 test("criu's dump and restore command lines", () => {
   const d = parseArgs(["dump", "-t", "17854", "--images-dir", "imgs/", "--log-file", "dump.log", "-v4", "-R"]);

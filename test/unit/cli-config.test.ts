@@ -1,8 +1,8 @@
 // criu's configuration files: the format of a line, the files and their order.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { parseConfigLine, parseConfigText, readConfigs, ConfigError, type ConfigEnv } from "../../src/cli/config.js";
-import { parseArgs } from "../../src/cli/args.js";
+import { parseConfigLine, parseConfigText, readConfigs, ConfigError, type ConfigEnv } from "../../src/faces/cli/config.js";
+import { parseArgs } from "../../src/faces/cli/args.js";
 
 test("a line: empty, comment, flag, option with a value, quoted values", () => {
   assert.deepEqual(parseConfigLine(""), []);

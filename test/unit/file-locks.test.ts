@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseFileLock, parseProcLocks, ProcParseError } from "../../src/proc/index.js";
-import { lockEntry, FL } from "../../src/kinds/file-locks.js";
+import { lockEntry, FL } from "../../src/kinds/files/file-locks.js";
 import { UnsupportedError } from "../../src/kinds/context.js";
 
 const LOCKS = `1: POSIX  ADVISORY  WRITE 5479 fe:00:2171739 0 99

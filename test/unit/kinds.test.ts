@@ -2,8 +2,8 @@
 // space planning.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { entryToRegs, entryToXsave, regsToEntry, restartAdjusted, xsaveToEntry } from "../../src/kinds/regs.js";
-import { findHole, vmasWithPages } from "../../src/kinds/memory.js";
+import { entryToRegs, entryToXsave, regsToEntry, restartAdjusted, xsaveToEntry } from "../../src/kinds/task/regs.js";
+import { findHole, vmasWithPages } from "../../src/kinds/memory/memory.js";
 import { Regs, REG_NAMES } from "../../src/sys/structs.js";
 import { xcomponent, xstateSize, XFEATURE, XSTATE_BV_OFFSET } from "../../src/sys/xsave.js";
 import type { vma_entry } from "../../src/images/index.js";

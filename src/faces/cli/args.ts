@@ -1,0 +1,277 @@
+// The command line, parsed as criu parses it (getopt_long): long options
+// with `=value` or a separate value, unique prefixes of long names, bundled
+// short options, optional arguments only when attached (`-v4`), `no-` forms
+// of boolean options, options before or after the command. Every criu option
+// is known; the ones crest does not implement yet are refused by name.
+import { defaultOptions, type Command, type Options } from "../../options.js";
+import { readConfigs, type ConfigEnv } from "./config.js";
+
+export const COMMANDS: readonly Command[] = [
+  "dump", "pre-dump", "restore", "check", "service", "swrk", "page-server", "lazy-pages", "dedup",
+  "cpuinfo", "exec", "show",
+];
+/** Commands this version of crest carries out. */
+export const IMPLEMENTED: ReadonlySet<Command> = new Set<Command>(["dump", "restore", "check"]);
+
+type ArgKind = "none" | "required" | "optional";
+
+interface OptSpec {
+  long: string;
+  short?: string;
+  arg: ArgKind;
+  /** A boolean option that also has a `no-` form. */
+  bool?: boolean;
+  /** Applies the option; absent means crest does not support it yet. */
+  apply?: (o: Options, value: string | undefined, on: boolean) => void;
+}
+
+/** atoi(): leading digits, 0 if none (criu's -v parsing relies on it). */
+function atoi(s: string): number {
+  const m = /^\s*([+-]?\d+)/.exec(s);
+  return m ? parseInt(m[1]!, 10) : 0;
+}
+
+/** criu's parse_size: a number with an optional K, M or G. */
+function parseSize(v: string): number {
+  const n = atoi(v);
+  if (n < 0 || !/^\s*\d/.test(v)) throw new UsageError(`bad size '${v}' (a number of bytes, with K, M or G)`);
+  return v.includes("G") ? n * 2 ** 30 : v.includes("M") ? n * 2 ** 20 : v.includes("K") ? n * 2 ** 10 : n;
+}
+
+const SPECS: OptSpec[] = [
+  { long: "tree", short: "t", arg: "required", apply: (o, v) => {
+    const pid = atoi(v ?? "");
+    if (pid <= 0) throw new UsageError(`bad --tree value '${v}': it must be a PID`);
+    o.tree = pid;
+  } },
+  { long: "leave-stopped", short: "s", arg: "none", apply: (o) => { o.leaveStopped = true; o.leaveRunning = false; } },
+  { long: "leave-running", short: "R", arg: "none", apply: (o) => { o.leaveRunning = true; o.leaveStopped = false; } },
+  { long: "restore-detached", short: "d", arg: "none", bool: true, apply: (o, _v, on) => { o.restoreDetached = on; } },
+  { long: "daemon", arg: "none", bool: true, apply: (o, _v, on) => { o.restoreDetached = on; } },
+  { long: "restore-sibling", short: "S", arg: "none", bool: true, apply: (o, _v, on) => { o.restoreSibling = on; } },
+  { long: "images-dir", short: "D", arg: "required", apply: (o, v) => { o.imagesDir = v!; } },
+  { long: "work-dir", short: "W", arg: "required", apply: (o, v) => { o.workDir = v!; } },
+  { long: "log-file", short: "o", arg: "required", apply: (o, v) => { o.logFile = v!; } },
+  { long: "verbosity", short: "v", arg: "optional", apply: (o, v) => {
+    if (v === undefined) o.logLevel++;
+    else if (v.startsWith("v")) o.logLevel += v.length + 1;
+    else o.logLevel = atoi(v);
+  } },
+  { long: "pidfile", arg: "required", apply: (o, v) => { o.pidfile = v!; } },
+  { long: "help", short: "h", arg: "none" },
+  { long: "version", short: "V", arg: "none" },
+  { long: "join-ns", short: "J", arg: "required" },
+  { long: "root", short: "r", arg: "required" },
+  { long: "ext-unix-sk", short: "x", arg: "optional" },
+  { long: "tcp-established", arg: "none", bool: true },
+  { long: "close", arg: "required" },
+  { long: "log-pid", arg: "none", bool: true, apply: (o, _v, on) => { o.logPid = on; } },
+  { long: "evasive-devices", arg: "none", bool: true },
+  { long: "veth-pair", arg: "required" },
+  { long: "action-script", arg: "required", apply: (o, v) => { o.actionScripts.push(v!); } },
+  { long: "link-remap", arg: "none", bool: true },
+  { long: "shell-job", short: "j", arg: "none", bool: true },
+  { long: "file-locks", short: "l", arg: "none", bool: true, apply: (o, _v, on) => { o.fileLocks = on; } },
+  { long: "page-server", arg: "none", bool: true },
+  { long: "address", arg: "required" },
+  { long: "port", arg: "required" },
+  { long: "prev-images-dir", arg: "required" },
+  { long: "ms", arg: "none", apply: () => { throw new UsageError('--ms is deprecated; see "Check options" of crest --help'); } },
+  { long: "track-mem", arg: "none", bool: true },
+  { long: "auto-dedup", arg: "none", bool: true },
+  { long: "libdir", short: "L", arg: "required" },
+  { long: "cpu-cap", arg: "optional" },
+  { long: "force-irmap", arg: "none", bool: true },
+  { long: "ext-mount-map", short: "M", arg: "required" },
+  { long: "exec-cmd", arg: "none" },
+  { long: "manage-cgroups", arg: "optional" },
+  { long: "cgroup-root", arg: "required" },
+  { long: "inherit-fd", arg: "required" },
+  { long: "feature", arg: "required", apply: (o, v) => { o.feature = v!; } },
+  { long: "skip-mnt", arg: "required" },
+  { long: "enable-fs", arg: "required" },
+  { long: "enable-external-sharing", arg: "none" },
+  { long: "enable-external-masters", arg: "none" },
+  { long: "freeze-cgroup", arg: "required" },
+  { long: "ghost-limit", arg: "required", apply: (o, v) => { o.ghostLimit = parseSize(v!); } },
+  { long: "irmap-scan-path", arg: "required" },
+  { long: "lsm-profile", arg: "required" },
+  { long: "timeout", arg: "required", apply: (o, v) => { o.timeout = atoi(v!); } },
+  { long: "external", arg: "required" },
+  { long: "empty-ns", arg: "required" },
+  { long: "lazy-pages", arg: "none" },
+  { long: "extra", arg: "none", bool: true, apply: (o, _v, on) => { o.checkExtra = on; } },
+  { long: "experimental", arg: "none", bool: true, apply: (o, _v, on) => { o.checkExperimental = on; } },
+  { long: "all", arg: "none", apply: (o) => { o.checkAll = o.checkExtra = o.checkExperimental = true; } },
+  { long: "cgroup-props", arg: "required" },
+  { long: "cgroup-props-file", arg: "required" },
+  { long: "cgroup-dump-controller", arg: "required" },
+  { long: "skip-in-flight", arg: "none", bool: true },
+  { long: "deprecated", arg: "none", bool: true },
+  { long: "display-stats", arg: "none", bool: true, apply: (o, _v, on) => { o.displayStats = on; } },
+  { long: "weak-sysctls", arg: "none", bool: true },
+  { long: "status-fd", arg: "required", apply: (o, v) => {
+    if (!/^\s*[+-]?\d/.test(v!)) throw new UsageError(`Unable to parse a value of --status-fd ('${v}')`);
+    o.statusFd = atoi(v!);
+  } },
+  { long: "tcp-close", arg: "none", bool: true },
+  { long: "ps-socket", arg: "required" },
+  { long: "stream", arg: "none", bool: true },
+  // Read before anything else (config.ts); recorded here for the model.
+  { long: "config", arg: "required", apply: (o, v) => { o.configFile = v!; } },
+  { long: "no-default-config", arg: "none", apply: (o) => { o.noDefaultConfig = true; } },
+  { long: "tls-cacert", arg: "required" },
+  { long: "tls-cacrl", arg: "required" },
+  { long: "tls-cert", arg: "required" },
+  { long: "tls-key", arg: "required" },
+  { long: "tls", arg: "none", bool: true },
+  { long: "tls-no-cn-verify", arg: "none" },
+  { long: "cgroup-yard", arg: "required" },
+  { long: "pre-dump-mode", arg: "required", apply: (o, v) => {
+    if (v !== "splice" && v !== "read") throw new UsageError(`Unable to parse value of --pre-dump-mode ('${v}': splice or read)`);
+    o.preDumpMode = v;
+  } },
+  { long: "file-validation", arg: "required" },
+  { long: "skip-file-rwx-check", arg: "none", bool: true },
+  { long: "lsm-mount-context", arg: "required" },
+  { long: "network-lock", arg: "required" },
+  { long: "mntns-compat-mode", arg: "none", bool: true },
+  { long: "unprivileged", arg: "none", bool: true },
+  // How criu finds a ghost's holes (FIEMAP or SEEK_DATA); crest always uses SEEK_DATA/SEEK_HOLE.
+  { long: "ghost-fiemap", arg: "none", bool: true, apply: () => {} },
+  { long: "allow-uprobes", arg: "none", bool: true },
+];
+
+/** A mistake in how crest was called: printed with a hint to --help, exit 1. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Long names, including the `no-` forms of boolean options, to their specs. */
+const LONG = new Map<string, { spec: OptSpec; on: boolean }>();
+for (const spec of SPECS) {
+  LONG.set(spec.long, { spec, on: true });
+  if (spec.bool) LONG.set(`no-${spec.long}`, { spec, on: false });
+}
+const SHORT = new Map(SPECS.filter((s) => s.short).map((s) => [s.short!, s]));
+
+function findLong(name: string): { spec: OptSpec; on: boolean; name: string } {
+  const exact = LONG.get(name);
+  if (exact) return { ...exact, name };
+  // getopt_long accepts any unambiguous prefix.
+  const hits = [...LONG.keys()].filter((k) => k.startsWith(name));
+  const specs = new Set(hits.map((k) => LONG.get(k)!.spec));
+  if (hits.length === 0) throw new UsageError(`unknown option --${name}`);
+  if (specs.size > 1) throw new UsageError(`option --${name} is ambiguous (${hits.map((h) => `--${h}`).join(", ")})`);
+  return { ...LONG.get(hits[0]!)!, name: hits[0]! };
+}
+
+export interface ParsedArgs {
+  /** The first non-option word. */
+  command?: string;
+  /** Non-option words after the command. */
+  rest: string[];
+  options: Options;
+  help: boolean;
+  version: boolean;
+  /**
+   * Known criu options crest does not implement yet, as given. main refuses
+   * them in the log as well as on stderr, as callers (zdtm) read the log.
+   */
+  refused: string[];
+}
+
+interface Found {
+  spec: OptSpec;
+  on: boolean;
+  value?: string;
+  shown: string;
+}
+
+/** getopt_long over one argument list: the options in order, and the other words. */
+function scan(argv: readonly string[]): { found: Found[]; words: string[] } {
+  const found: Found[] = [];
+  const words: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--") {
+      words.push(...argv.slice(i + 1));
+      break;
+    }
+    if (a.startsWith("--")) {
+      const eq = a.indexOf("=");
+      const name = eq < 0 ? a.slice(2) : a.slice(2, eq);
+      const hit = findLong(name);
+      let value = eq < 0 ? undefined : a.slice(eq + 1);
+      if (hit.spec.arg === "none" && value !== undefined) throw new UsageError(`option --${hit.name} takes no value`);
+      if (hit.spec.arg === "required" && value === undefined) {
+        if (i + 1 >= argv.length) throw new UsageError(`option --${hit.name} needs a value`);
+        value = argv[++i];
+      }
+      found.push({ spec: hit.spec, on: hit.on, value, shown: `--${hit.name}` });
+      continue;
+    }
+    if (a.startsWith("-") && a.length > 1) {
+      for (let j = 1; j < a.length; j++) {
+        const spec = SHORT.get(a[j]!);
+        if (!spec) throw new UsageError(`unknown option -${a[j]}`);
+        const attached = a.slice(j + 1);
+        if (spec.arg === "none") {
+          found.push({ spec, on: true, shown: `-${a[j]}` });
+          continue;
+        }
+        let value: string | undefined = attached || undefined;
+        if (spec.arg === "required" && value === undefined) {
+          if (i + 1 >= argv.length) throw new UsageError(`option -${a[j]} needs a value`);
+          value = argv[++i];
+        }
+        found.push({ spec, on: true, value, shown: `-${a[j]}` });
+        break;
+      }
+      continue;
+    }
+    words.push(a);
+  }
+  return { found, words };
+}
+
+/**
+ * Parses argv (without the program name) after the configuration files
+ * (read from `src`, none if absent), each overriding the one before, as criu
+ * does. Throws UsageError for unknown, malformed or unsupported options and
+ * ConfigError for a configuration file crest cannot read.
+ */
+export function parseArgs(argv: readonly string[], src?: ConfigEnv): ParsedArgs {
+  // criu looks for --help before anything else, so a broken configuration file cannot hide it.
+  if (argv.includes("--help") || argv.includes("-h")) {
+    return { command: argv.find((a) => !a.startsWith("-")), rest: [], options: defaultOptions("dump"), help: true, version: false, refused: [] };
+  }
+  const passes: Found[][] = [];
+  for (const c of src ? readConfigs(argv, src) : []) {
+    let r;
+    try {
+      r = scan(c.args);
+    } catch (e) {
+      throw new UsageError(`${c.file}: ${(e as Error).message}`);
+    }
+    if (r.words.length) throw new UsageError(`${c.file}: '${r.words[0]}' is not an option`);
+    passes.push(r.found.map((f) => ({ ...f, shown: `${f.shown} (from ${c.file})` })));
+  }
+  const cmdline = scan(argv);
+  passes.push(cmdline.found);
+
+  const command = cmdline.words[0];
+  const opts = defaultOptions(COMMANDS.includes(command as Command) ? (command as Command) : "dump");
+  let version = false;
+  const refused: string[] = [];
+  for (const f of passes.flat()) {
+    if (f.spec.long === "help") continue;
+    if (f.spec.long === "version") version = true;
+    else if (!f.spec.apply) refused.push(f.shown);
+    else f.spec.apply(opts, f.value, f.on);
+  }
+  return { command, rest: cmdline.words.slice(1), options: opts, help: false, version, refused };
+}

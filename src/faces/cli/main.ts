@@ -1,0 +1,190 @@
+// The crest command: parse the command line into Options, run the command,
+// log as criu does and exit with criu's exit codes.
+import { mkdirSync, readFileSync } from "node:fs";
+import { Logger } from "../../log.js";
+import { COMMANDS, IMPLEMENTED, parseArgs, UsageError } from "./args.js";
+import type { Command, Options } from "../../options.js";
+import { ConfigError, SYSTEM_CONFIG_ENV } from "./config.js";
+import { dump } from "../../pipelines/dump/dump.js";
+import { check } from "../check.js";
+import { restore, workPath } from "../../pipelines/restore/restore.js";
+import { projectRoot } from "../../sys/native.js";
+import { parseRun, run, RUN_USAGE } from "./run.js";
+
+/** The criu release whose command line, images and RPC crest follows. */
+export const CRIU_VERSION = "4.2";
+
+const USAGE = `
+Usage:
+  crest dump|pre-dump -t PID [<options>]
+  crest restore [<options>]
+  crest check [--feature FEAT]
+  crest page-server
+  crest service [<options>]
+  crest dedup
+  crest lazy-pages -D DIR [<options>]
+  crest run [--ns pid,ipc,uts] [--log FILE] -- CMD [ARGS...]
+
+Commands:
+  dump           checkpoint a process/tree identified by pid
+  restore        restore a process/tree
+  check          checks whether the kernel support is up-to-date
+  run            start CMD as the root of a tree ready to checkpoint (own PID/IPC namespaces, own session)
+  (pre-dump, page-server, service, swrk, lazy-pages, dedup, cpuinfo: recognised, not implemented by crest yet)
+
+Most of the true / false long options (the ones without arguments) can be
+prefixed with --no- to negate the option (example: --display-stats and
+--no-display-stats). Options may also come from configuration files:
+/etc/criu/default.conf, ~/.criu/default.conf, $CRIU_CONFIG_FILE, --config FILE
+(--no-default-config skips the first two).
+
+Dump/Restore options:
+  -t|--tree PID         checkpoint a process tree identified by PID
+  -d|--restore-detached detach after restore
+  -S|--restore-sibling  restore root task as sibling (with -d)
+  -s|--leave-stopped    leave tasks in stopped state after checkpoint
+  -R|--leave-running    leave tasks in running state after checkpoint
+  -D|--images-dir DIR   directory for image files
+     --pidfile FILE     write the restored root's PID to FILE
+  -W|--work-dir DIR     directory to write logs/pidfiles/stats to
+                        (if not specified, value of --images-dir is used)
+     --timeout NUM      seconds the dump may take to freeze the tree (default 10, 0: no limit)
+     --action-script FILE  run FILE at each hook (CRTOOLS_SCRIPT_ACTION)
+     --status-fd FD     write a zero byte to FD when the restored tree runs
+  -l|--file-locks       dump and restore file locks and leases
+     --ghost-limit SIZE keep deleted files up to SIZE (K, M, G; default 1M)
+
+Logging:
+  -o|--log-file FILE    log file name (relative to the work dir)
+     --log-pid          with a log file: each restored task logs to FILE.PID
+  -v[v...]|-vNUM        set logging level (0 .. 4, default 2)
+     --display-stats    print the dump/restore statistics at the end
+
+Check options:
+  --extra, --experimental, --all   check more kernel features
+  --feature FEAT        check a particular feature (--feature list names them)
+
+Other:
+  -h|--help             show this text
+  -V|--version          show the version
+`;
+
+/** crest run: not a criu command, so it has its own small command line. */
+function runMain(args: string[]): number {
+  if (args.includes("--help") || args.includes("-h")) {
+    process.stdout.write(RUN_USAGE);
+    return 0;
+  }
+  try {
+    process.stdout.write(`${run(parseRun(args))}\n`);
+    return 0;
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n${e instanceof UsageError ? RUN_USAGE : ""}`);
+    return 1;
+  }
+}
+
+/**
+ * criu's --version form ("Version: X", then "GitID: Y"), which callers such
+ * as LXC parse: the criu version whose interfaces crest follows, and crest's.
+ */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(`${projectRoot}package.json`, "utf8")) as { version: string };
+  return `Version: ${CRIU_VERSION}\nGitID: crest-${pkg.version}\n`;
+}
+
+/** What criu says of the commands it dropped. */
+const DEPRECATED: Partial<Record<Command, string>> = {
+  exec: 'The "exec" action is deprecated by the Compel library.',
+  show: 'The "show" action is deprecated by the CRIT utility.\nTo view an image use the "crit decode -i $name --pretty" command.',
+};
+
+/** The words after the command that criu accepts. */
+function checkRest(cmd: Command, rest: string[]): string | null {
+  if (cmd === "cpuinfo") {
+    if (rest.length === 0) return "cpuinfo requires an action: dump or check";
+    if (rest[0] !== "dump" && rest[0] !== "check") return `unknown cpuinfo sub-command: ${rest[0]}`;
+    rest = rest.slice(1);
+  }
+  if (cmd === "swrk") return rest.length === 1 ? null : "Usage: crest swrk <fd>";
+  return rest.length ? `excessive parameter${rest.length > 1 ? "s" : ""} for command ${cmd}` : null;
+}
+
+/** Combinations criu refuses before it starts. */
+function checkCombination(o: Options): string | null {
+  if (o.restoreSibling && !o.restoreDetached) return "--restore-sibling only makes sense with --restore-detached";
+  if ((o.command === "dump" || o.command === "pre-dump") && !o.tree) return "No pid specified (-t option)";
+  return null;
+}
+
+export function main(argv: string[]): number {
+  if (argv[0] === "run") return runMain(argv.slice(1));
+  let parsed;
+  try {
+    parsed = parseArgs(argv, SYSTEM_CONFIG_ENV);
+  } catch (e) {
+    if (!(e instanceof UsageError) && !(e instanceof ConfigError)) throw e;
+    process.stderr.write(`crest: ${e.message}\nTry 'crest --help' for more information.\n`);
+    return 1;
+  }
+  if (parsed.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (parsed.version) {
+    process.stdout.write(version());
+    return 0;
+  }
+  const cmd = parsed.command as Command | undefined;
+  const usage = (why: string): number => {
+    process.stderr.write(`crest: ${why}\nTry 'crest --help' for more information.\n`);
+    return 1;
+  };
+  if (!cmd) return usage("command is required");
+  if (!COMMANDS.includes(cmd)) return usage(`unknown command: ${cmd}`);
+  const bad = checkRest(cmd, parsed.rest) ?? checkCombination(parsed.options);
+  if (bad) return usage(bad);
+  if (DEPRECATED[cmd]) {
+    process.stderr.write(`Error: ${DEPRECATED[cmd]}\n`);
+    return 1;
+  }
+  const opts = parsed.options;
+  const failed = cmd === "dump" ? "Dumping FAILED." : cmd === "restore" ? "Restoring FAILED." : null;
+  let log: Logger;
+  try {
+    // A dump creates its images directory (and the work directory it logs to).
+    if (cmd === "dump" || cmd === "pre-dump") mkdirSync(opts.workDir ?? opts.imagesDir, { recursive: true });
+    log = new Logger(opts.logLevel, opts.logFile ? workPath(opts, opts.logFile) : undefined);
+  } catch (e) {
+    process.stderr.write(`crest: cannot open the log file: ${(e as Error).message}\n`);
+    return 1;
+  }
+  try {
+    if (!IMPLEMENTED.has(cmd)) {
+      log.error(`'${cmd}' is not implemented by crest yet; crest carries out ${[...IMPLEMENTED].join(", ")}`);
+      return 1;
+    }
+    if (parsed.refused.length) {
+      for (const o of parsed.refused) log.error(`option ${o} is not supported by crest yet`);
+      if (failed) log.error(failed);
+      return 1;
+    }
+    if (cmd === "check") return check(opts, log);
+    if (cmd === "dump") {
+      if (opts.statusFd !== undefined) log.warn("--status-fd is not used by dump (criu and crest signal it on restore, page-server and lazy-pages)");
+      dump(opts, log);
+      log.info("Dumping finished successfully");
+      return 0;
+    }
+    const r = restore(opts, log);
+    return r.exitCode ?? 0;
+  } catch (e) {
+    const err = e as Error;
+    log.error(err.message);
+    if (log.debugOn && err.stack) log.debug(err.stack);
+    if (failed) log.error(failed);
+    return 1;
+  } finally {
+    log.close();
+  }
+}

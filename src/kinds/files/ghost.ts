@@ -1,0 +1,318 @@
+// Ghost files: files open (or mapped, or the cwd) in a task after their last
+// name was removed. As CRIU does, each such inode is dumped once to
+// ghost-file-ID.img (owner, mode, times, and for a regular file its data,
+// sparse files as chunks found with SEEK_DATA/SEEK_HOLE; a FIFO's data goes
+// to fifo-data.img as for any FIFO), and remap-fpath.img
+// ties every files.img entry of it to its ghost. At restore crest recreates
+// the file at its old path (or a name beside it if that is taken), the tasks
+// open it there like any file, and it is removed again once every task has
+// what it needs.
+import {
+  closeSync, fchownSync, fchmodSync, ftruncateSync, lchownSync, chmodSync, lstatSync, mkdirSync, openSync,
+  readSync, rmdirSync, statSync, symlinkSync, unlinkSync, writeSync, constants as FS,
+} from "node:fs";
+import { dirname, basename } from "node:path";
+import type { DumpRun, RestoreRun } from "../context.js";
+import { once, UnsupportedError } from "../context.js";
+import {
+  IMG, imageExists, readImage, writeImage, remap_type,
+  type ghost_file_entry, type remap_file_path_entry, type GhostFile,
+} from "../../images/index.js";
+import { O, SYS, AT_FDCWD } from "../../sys/constants.js";
+import { native } from "../../sys/native.js";
+import { check } from "../../sys/errno.js";
+
+/** Below this size CRIU writes the data raw, without chunks. */
+const CHUNKS_THRESH = 3 * 4096;
+const SEEK_DATA = 3, SEEK_HOLE = 4;
+const ENXIO = 6;
+// Not in sys/constants.ts.
+const AT_SYMLINK_NOFOLLOW = 0x100;
+/** Major number of the memory devices (/dev/null, /dev/zero, ...): the only devices crest reopens. */
+const MEM_MAJOR = 1;
+
+type BigStats = ReturnType<typeof statBig>;
+const statBig = (p: string) => statSync(p, { bigint: true });
+const lstatBig = (p: string) => lstatSync(p, { bigint: true });
+
+const S_IFMT = 0o170000n, S_IFREG = 0o100000n, S_IFDIR = 0o040000n, S_IFLNK = 0o120000n, S_IFCHR = 0o020000n, S_IFIFO = 0o010000n;
+
+// --- dump -------------------------------------------------------------------
+
+interface DumpState {
+  /** ghost id by "dev:ino". */
+  byInode: Map<string, number>;
+  remaps: remap_file_path_entry[];
+  next: number;
+}
+
+function dumpState(run: DumpRun): DumpState {
+  let s = run.objects.get("ghost") as DumpState | undefined;
+  if (!s) {
+    const state: DumpState = { byInode: new Map(), remaps: [], next: 1 };
+    run.objects.set("ghost", state);
+    run.deferred.push(() => writeImage(run.dir, IMG.remapFpath, undefined, state.remaps));
+    s = state;
+  }
+  return s;
+}
+
+/**
+ * Stats the deleted file behind `via` (a /proc link) and refuses what
+ * crest cannot bring back.
+ */
+export function statDeleted(via: string, path: string, what: string, limit: number): BigStats {
+  let st: BigStats;
+  try {
+    // The /proc link jumps to the inode itself, a symlink (O_PATH|O_NOFOLLOW fd) included.
+    st = statBig(via);
+  } catch (e) {
+    throw new UnsupportedError(`${what} (the deleted file ${path}) cannot be examined: ${(e as Error).message}`);
+  }
+  // Kernel-internal files named like paths (the AIO ring is "/[aio]").
+  if (path === "/[aio]") throw new UnsupportedError(`${what} is an AIO ring (io_setup); crest does not support AIO yet`);
+  if (path.startsWith("/[")) throw new UnsupportedError(`${what} is the kernel object ${path}; crest does not support it yet`);
+  const type = st.mode & S_IFMT;
+  if (st.nlink > 0n && type !== S_IFDIR) {
+    throw new UnsupportedError(`${what} is ${path}, a path that was removed while the file still has ${st.nlink} other link(s); restoring it needs --link-remap, which crest does not support yet`);
+  }
+  if (path === "/dev/zero") {
+    throw new UnsupportedError(`${what} is shared anonymous memory reached through an fd or a private mapping (/dev/zero); crest does not support it yet`);
+  }
+  if (type === S_IFCHR) {
+    const major = Number((st.rdev >> 8n) & 0xfffn);
+    if (major !== MEM_MAJOR) throw new UnsupportedError(`${what} is the deleted character device ${path} (${major}:${st.rdev & 0xffn}); crest supports only memory devices such as /dev/null so far`);
+  } else if (type !== S_IFREG && type !== S_IFDIR && type !== S_IFLNK && type !== S_IFIFO) {
+    const kind = type === 0o140000n ? "socket" : type === 0o060000n ? "block device" : "special file";
+    throw new UnsupportedError(`${what} is the deleted ${kind} ${path}; crest does not support deleted ${kind}s yet`);
+  }
+  const used = st.blocks * 512n;
+  if (type === S_IFREG && used > BigInt(limit)) {
+    throw new UnsupportedError(
+      `${what} is the deleted file ${path}, which takes ${used} bytes on disk (size ${st.size}), more than the ghost limit of ${limit} bytes; ` +
+      "raise it with --ghost-limit",
+    );
+  }
+  return st;
+}
+
+const timeval = (ns: bigint) => ({ tv_sec: ns / 1_000_000_000n, tv_usec: (ns % 1_000_000_000n) / 1000n });
+
+/** The data extents of a file: SEEK_DATA/SEEK_HOLE where the file system knows them, else the whole file. */
+function extents(fd: number, size: number, what: string): Array<{ off: number; len: number }> {
+  const out: Array<{ off: number; len: number }> = [];
+  let hole = 0;
+  while (hole < size) {
+    const data = native.syscall(SYS.lseek, fd, hole, SEEK_DATA);
+    if (data === -ENXIO) break;
+    if (data < 0) {
+      if (hole !== 0) check(data, `find the data of ${what}`);
+      return [{ off: 0, len: size }];
+    }
+    hole = Math.min(check(native.syscall(SYS.lseek, fd, data, SEEK_HOLE), `find the holes of ${what}`), size);
+    if (hole > data) out.push({ off: data, len: hole - data });
+  }
+  return out;
+}
+
+function readAt(fd: number, off: number, len: number): Buffer {
+  const b = Buffer.alloc(len);
+  let done = 0;
+  while (done < len) {
+    const n = readSync(fd, b, done, len - done, off + done);
+    if (n === 0) throw new Error(`file ended at ${off + done} while reading ${len} bytes at ${off}`);
+    done += n;
+  }
+  return b;
+}
+
+/** readlinkat(fd, "") on an O_PATH fd of the symlink itself. */
+function symlinkTarget(via: string): string {
+  // Without O_NOFOLLOW: the /proc link itself is followed, to the symlink, which is not.
+  const fd = openSync(via, O.PATH);
+  try {
+    const buf = Buffer.alloc(4097);
+    const n = check(native.syscall(SYS.readlinkat, fd, "", buf, buf.length), `read the deleted symlink ${via}`);
+    return buf.subarray(0, n).toString();
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Writes the ghost of the deleted file behind `via` once per inode and ties
+ * files.img entry `fileId` to it. `st` comes from statDeleted.
+ */
+export function dumpGhost(run: DumpRun, fileId: number, via: string, path: string, st: BigStats, what: string): void {
+  const s = dumpState(run);
+  const key = `${st.dev}:${st.ino}`;
+  let id = s.byInode.get(key);
+  if (id === undefined) {
+    id = s.next++;
+    const type = st.mode & S_IFMT;
+    const entry: ghost_file_entry = {
+      uid: Number(st.uid), gid: Number(st.gid), mode: Number(st.mode),
+      dev: Number(st.dev & 0xffffffffn), ino: st.ino,
+      ...(type === S_IFCHR ? { rdev: Number(st.rdev & 0xffffffffn) } : {}),
+      atim: timeval(st.atimeNs), mtim: timeval(st.mtimeNs),
+    };
+    const g: GhostFile = { entry };
+    if (type === S_IFLNK) entry.symlnk_target = symlinkTarget(via);
+    if (type === S_IFREG) {
+      const size = Number(st.size);
+      const fd = openSync(via, "r");
+      try {
+        if (size >= CHUNKS_THRESH) {
+          entry.chunks = true;
+          entry.size = st.size;
+          g.chunks = extents(fd, size, `${what} (${path})`).map((e) => ({ chunk: { off: BigInt(e.off), len: BigInt(e.len) }, data: readAt(fd, e.off, e.len) }));
+        } else {
+          g.data = readAt(fd, 0, size);
+        }
+      } finally {
+        closeSync(fd);
+      }
+    }
+    writeImage(run.dir, IMG.ghostFile, id, g);
+    s.byInode.set(key, id);
+    run.log.info(`${what}: deleted ${path} dumped as ghost ${id}`);
+  }
+  s.remaps.push({ orig_id: fileId, remap_id: id, remap_type: remap_type.GHOST });
+}
+
+// --- restore ----------------------------------------------------------------
+
+interface Created {
+  path: string;
+  dir: boolean;
+  removed: boolean;
+  ino: bigint;
+}
+
+function remaps(run: RestoreRun): Map<number, remap_file_path_entry> {
+  return once(run, "remap-fpath", () =>
+    new Map(imageExists(run.dir, IMG.remapFpath) ? readImage(run.dir, IMG.remapFpath).map((e) => [e.orig_id, e]) : []));
+}
+
+const exists = (p: string): boolean => {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** Sets owner, mode and times as the ghost had them (chown first: it clears set-id bits). */
+function applyMetadata(path: string, e: ghost_file_entry, isLink: boolean): void {
+  lchownSync(path, e.uid, e.gid);
+  if (!isLink) chmodSync(path, e.mode & 0o7777);
+  if (!e.atim || !e.mtim) return;
+  const ts = Buffer.alloc(32);
+  ts.writeBigInt64LE(e.atim.tv_sec, 0);
+  ts.writeBigInt64LE(e.atim.tv_usec * 1000n, 8);
+  ts.writeBigInt64LE(e.mtim.tv_sec, 16);
+  ts.writeBigInt64LE(e.mtim.tv_usec * 1000n, 24);
+  check(native.syscall(SYS.utimensat, AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW), `set the times of ghost ${path}`);
+}
+
+function writeAll(fd: number, data: Buffer, off: number): void {
+  let done = 0;
+  while (done < data.length) done += writeSync(fd, data, done, data.length - done, off + done);
+}
+
+/** Creates the ghost's inode at `path`; false if its directory does not exist. */
+function createAt(path: string, g: GhostFile): boolean {
+  const e = g.entry;
+  const type = BigInt(e.mode) & S_IFMT;
+  try {
+    if (type === S_IFDIR) mkdirSync(path, e.mode & 0o7777);
+    else if (type === S_IFLNK) symlinkSync(e.symlnk_target ?? "", path);
+    else if (type === S_IFCHR) check(native.syscall(SYS.mknodat, AT_FDCWD, path, e.mode, e.rdev ?? 0), `create the ghost device ${path}`);
+    // A FIFO's queued data is in fifo-data.img, written by pipe.ts through crest's own end.
+    else if (type === S_IFIFO) check(native.syscall(SYS.mknodat, AT_FDCWD, path, e.mode, 0), `create the ghost FIFO ${path}`);
+    else {
+      const fd = openSync(path, FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, e.mode & 0o7777);
+      try {
+        if (e.chunks) {
+          ftruncateSync(fd, Number(e.size ?? 0n));
+          for (const c of g.chunks ?? []) writeAll(fd, c.data, Number(c.chunk.off));
+        } else if (g.data) {
+          writeAll(fd, g.data, 0);
+        }
+        fchownSync(fd, e.uid, e.gid);
+        fchmodSync(fd, e.mode & 0o7777);
+      } catch (err) {
+        unlinkSync(path);
+        throw err;
+      } finally {
+        closeSync(fd);
+      }
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT" || (err as { errno?: number }).errno === 2) return false;
+    throw err;
+  }
+  return true;
+}
+
+/** Recreates ghost `id` near `orig` (its old path) and returns where it now is. */
+function create(run: RestoreRun, id: number, orig: string): Created {
+  const g = readImage(run.dir, IMG.ghostFile, id);
+  // The old path if it is free, else a name beside it (as CRIU names its ghosts).
+  let path = orig;
+  for (;;) {
+    if (exists(path)) path = `${path}.cr.${id.toString(16)}.ghost`;
+    if (exists(path)) throw new Error(`ghost ${id} of ${orig}: both ${orig} and ${path} are taken`);
+    if (createAt(path, g)) break;
+    // Its directory is gone too: as CRIU does, try in the one above.
+    const dir = dirname(dirname(path));
+    if (dir === dirname(path)) throw new Error(`ghost ${id} of ${orig}: no directory to create it in`);
+    path = `${dir === "/" ? "" : dir}/${basename(orig)}`;
+  }
+  const type = BigInt(g.entry.mode) & S_IFMT;
+  const c: Created = { path, dir: type === S_IFDIR, removed: false, ino: lstatBig(path).ino };
+  try {
+    applyMetadata(path, g.entry, type === S_IFLNK);
+  } catch (err) {
+    remove(c);
+    throw err;
+  }
+  run.log.info(`ghost ${id} of ${orig} created at ${path}`);
+  // Once every task has opened it, the name goes again; on failure too.
+  run.finishing.push(() => remove(c));
+  run.cleanup.push(() => {
+    try {
+      remove(c);
+    } catch {
+      // best effort: the restore has already failed or finished
+    }
+  });
+  return c;
+}
+
+function remove(c: Created): void {
+  if (c.removed) return;
+  c.removed = true;
+  try {
+    if (lstatBig(c.path).ino !== c.ino) return;
+  } catch {
+    return;
+  }
+  if (c.dir) rmdirSync(c.path);
+  else unlinkSync(c.path);
+}
+
+/**
+ * Where the file of files.img entry `fileId` (dumped at `orig`) is to be
+ * opened: its ghost's path (created on first use) if it was deleted, else
+ * undefined.
+ */
+export function ghostPath(run: RestoreRun, fileId: number, orig: string): string | undefined {
+  const rp = remaps(run).get(fileId);
+  if (!rp) return undefined;
+  if ((rp.remap_type ?? remap_type.LINKED) !== remap_type.GHOST) {
+    throw new Error(`remap-fpath.img: file ${fileId} (${orig}) has remap type ${rp.remap_type ?? 0}; crest restores only ghost files so far`);
+  }
+  return once(run, `ghost:${rp.remap_id}`, () => create(run, rp.remap_id, orig)).path;
+}

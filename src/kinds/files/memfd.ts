@@ -1,0 +1,185 @@
+// memfd: anonymous files (memfd_create) behind fds and mappings. The file
+// itself (name, size, mode, seals) goes to memfd.img as memfd_inode_entry,
+// its contents to pagemap-shmem-INO.img like shared anonymous memory; each
+// open description is a memfd_file_entry in files.img. Restore creates the
+// file once, in the first task that needs it, lets that task read the
+// contents in through a temporary mapping, and every other user reopens it
+// through /proc (a new description of the same file) or takes a shared
+// description with pidfd_getfd.
+import { closeSync, fstatSync, openSync, type Stats } from "node:fs";
+import { join } from "node:path";
+import type { FileKind } from "./file-kind.js";
+import type { DumpRun, RestoreRun, RestoreTask } from "../context.js";
+import { once, UnsupportedError } from "../context.js";
+import { IMG, readImage, writeImage, fd_types, type fown_entry, type memfd_inode_entry } from "../../images/index.js";
+import { F, MAP, O, PAGE_SIZE, PROT, SYS, AT_FDCWD } from "../../sys/constants.js";
+import { native } from "../../sys/native.js";
+import { PagesWriter, fillFromPages } from "../memory/pages.js";
+import type { Remote } from "../../remote/remote.js";
+
+const PREFIX = "/memfd:";
+const F_ADD_SEALS = 1033, F_GET_SEALS = 1034, F_SEAL_SEAL = 1;
+const MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2;
+
+/** The memfd's name as memfd_create got it, from "/memfd:NAME (deleted)". */
+export const isMemfdPath = (path: string): boolean => path.startsWith(PREFIX);
+const nameOf = (path: string): string => path.slice(PREFIX.length).replace(/ \(deleted\)$/, "");
+
+/**
+ * Adds the memfd behind `via` (a /proc/PID/fd/N or map_files link) to
+ * memfd.img once, with its contents, and returns its inode_id.
+ */
+function dumpInode(run: DumpRun, via: string, path: string, st: Stats, pid: number): number {
+  const key = `memfd:${st.ino}`;
+  const known = run.objects.get(key) as number | undefined;
+  if (known !== undefined) return known;
+  const fd = openSync(via, "r");
+  try {
+    const inodeId = run.nextId("kobj");
+    run.objects.set(key, inodeId);
+    const pagesId = run.nextId("pages");
+    const w = new PagesWriter(pid, join(run.dir, `pages-${pagesId}.img`), run.stats);
+    try {
+      run.stats.shpagesScanned += Math.ceil(st.size / PAGE_SIZE);
+      run.stats.shpagesWritten += w.dumpShmem(fd, st.size);
+    } finally {
+      w.close();
+    }
+    const shmid = st.ino;
+    writeImage(run.dir, IMG.shmemPagemap, shmid, { head: { pages_id: pagesId }, entries: w.entries });
+    const seals = native.syscall(SYS.fcntl, fd, F_GET_SEALS);
+    inodes(run).push({
+      name: nameOf(path), uid: st.uid, gid: st.gid, size: BigInt(st.size), shmid, seals: seals < 0 ? F_SEAL_SEAL : seals,
+      inode_id: BigInt(inodeId), mode: st.mode,
+    });
+    return inodeId;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function inodes(run: DumpRun): memfd_inode_entry[] {
+  let list = run.objects.get("memfd.img") as memfd_inode_entry[] | undefined;
+  if (!list) {
+    const items: memfd_inode_entry[] = [];
+    run.objects.set("memfd.img", items);
+    run.deferred.push(() => writeImage(run.dir, IMG.memfdInode, undefined, items));
+    list = items;
+  }
+  return list;
+}
+
+/** Adds a memfd description to files.img and returns its id (also used for mappings: vma.shmid). */
+export function dumpMemfd(run: DumpRun, f: { via: string; path: string; pid: number; flags: number; pos: bigint; fown: fown_entry }): number {
+  const st = fstatOf(f.via);
+  if (st.blksize > PAGE_SIZE) throw new UnsupportedError(`${f.path} is a hugetlb memfd; crest does not support it yet`);
+  const inodeId = dumpInode(run, f.via, f.path, st, f.pid);
+  const id = run.nextId("file");
+  run.files.push({ type: fd_types.MEMFD, id, memfd: { id, flags: f.flags & ~O.CLOEXEC, pos: f.pos, fown: f.fown, inode_id: inodeId } });
+  return id;
+}
+
+function fstatOf(path: string): Stats {
+  const fd = openSync(path, "r");
+  try {
+    return fstatSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+// --- restore ------------------------------------------------------------------
+
+interface Created {
+  /** A task and fd holding the file. */
+  vpid: number;
+  pid: number;
+  fd: number;
+  entry: memfd_inode_entry;
+  /** memfd_create's own description went to a read-write fd already. */
+  rwTaken: boolean;
+}
+
+function inodeTable(run: RestoreRun): Map<number, memfd_inode_entry> {
+  return once(run, "memfd.img", () => new Map(readImage(run.dir, IMG.memfdInode).map((e) => [Number(e.inode_id), e])));
+}
+
+/** Creates the memfd in the task, fills it, and keeps it (parked) for everyone that needs it. */
+function create(r: Remote, task: RestoreTask, run: RestoreRun, e: memfd_inode_entry, park: (fd: number) => number): Created {
+  const what = `memfd ${e.name} in task ${task.vpid}`;
+  r.resetScratch();
+  const fd = park(r.call(`create ${what}`, SYS.memfd_create, r.putString(e.name), MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  r.call(`size ${what}`, SYS.ftruncate, fd, e.size);
+  if (e.mode !== undefined) r.call(`set the mode of ${what}`, SYS.fchmod, fd, e.mode & 0o7777);
+  const size = Number(e.size);
+  if (size) {
+    // The task reads the contents in through a mapping of its own, removed after.
+    const len = Math.ceil(size / PAGE_SIZE) * PAGE_SIZE;
+    const addr = r.call(`map ${what}`, SYS.mmap, 0, len, PROT.READ | PROT.WRITE, MAP.SHARED, fd, 0);
+    const { head, entries } = readImage(run.dir, IMG.shmemPagemap, e.shmid);
+    fillFromPages(r, run.dir, head.pages_id, entries, run.stats, (off) => BigInt(addr) + off);
+    r.call(`unmap ${what}`, SYS.munmap, addr, len);
+  }
+  const c = { vpid: task.vpid, pid: task.pid, fd, entry: e, rwTaken: false };
+  run.cache.set(`memfd:${e.inode_id}`, c);
+  run.transient.push({ task, fd });
+  // Seals once every task has its mappings and fds (a seal can forbid writable mappings).
+  if (e.seals) {
+    run.finishing.push(() => r.call(`seal ${what}`, SYS.fcntl, fd, F_ADD_SEALS, e.seals));
+  }
+  return c;
+}
+
+/** memfd_create's description, from the task that holds it (pidfd_getfd sets FD_CLOEXEC). */
+function takeFrom(r: Remote, c: Created, name: string): number {
+  const pidfd = r.call(`open a pidfd of task ${c.vpid} for ${name}`, SYS.pidfd_open, c.vpid, 0);
+  try {
+    return r.call(`take ${name} from task ${c.vpid}`, SYS.pidfd_getfd, pidfd, c.fd, 0);
+  } finally {
+    r.call(`close a pidfd in task ${r.pid}`, SYS.close, pidfd);
+  }
+}
+
+/**
+ * Opens memfd `inodeId` in the task with `flags`: creating the file if no
+ * task has it yet. A read-write open gets memfd_create's own description
+ * (every mapping, and the first fd; another task takes it with pidfd_getfd):
+ * a read-write reopen through /proc counts as a writer, after which
+ * execveat() of the memfd fails with ETXTBSY, as criu notes. Anything else
+ * is a new description opened through /proc.
+ */
+export function openMemfd(r: Remote, task: RestoreTask, run: RestoreRun, inodeId: number, flags: number, park: (fd: number) => number, mapping = false): number {
+  let c = run.cache.get(`memfd:${inodeId}`) as Created | undefined;
+  if (!c) {
+    const e = inodeTable(run).get(inodeId);
+    if (!e) throw new Error(`memfd.img has no memfd with inode_id ${inodeId}`);
+    c = create(r, task, run, e, park);
+  }
+  const name = `memfd ${c.entry.name} in task ${task.vpid}`;
+  if ((flags & O.ACCMODE) === O.RDWR && (mapping || !c.rwTaken)) {
+    const fd = c.pid === task.pid ? r.call(`duplicate ${name}`, SYS.fcntl, c.fd, F.DUPFD_CLOEXEC, 0) : takeFrom(r, c, name);
+    if (!mapping) {
+      c.rwTaken = true;
+      r.call(`set the flags of ${name}`, SYS.fcntl, fd, F.SETFL, flags & ~O.CLOEXEC);
+    }
+    return fd;
+  }
+  r.resetScratch();
+  return r.call(`open ${name}`, SYS.openat, AT_FDCWD, r.putString(`/proc/${c.pid}/fd/${c.fd}`), (flags & ~O.CLOEXEC) | O.CLOEXEC, 0);
+}
+
+export const memfdKind: FileKind = {
+  name: "memfd",
+  type: fd_types.MEMFD,
+  // O_PATH fds too: crest reads the memfd through its own reopen of the link
+  // (the task's fd is never used: fcntl on it would say EBADF), files.ts
+  // keeps no owner for them, and the restore reopens with O_PATH (position 0).
+  claims: (f) => f.link.kind === "path" && f.link.deleted && isMemfdPath(f.link.path),
+  dump: (f, run) => dumpMemfd(run, { via: f.via, path: f.text, pid: f.pid, flags: f.info.flags, pos: f.info.pos, fown: f.fown }),
+  open(r, task, run, entry, park) {
+    const m = entry.memfd!;
+    const fd = openMemfd(r, task, run, m.inode_id, m.flags, park);
+    if (m.pos) r.call(`seek memfd in task ${task.vpid}`, SYS.lseek, fd, m.pos, 0);
+    return fd;
+  },
+};

@@ -1,0 +1,167 @@
+// Regular files, directories and memory character devices (/dev/null and
+// friends): what an fd, a file mapping, the cwd/root or the exe link refers
+// to. Dumped as reg_file_entry (path, flags, position, size, mode) in
+// files.img; restored by opening the path again inside the task. A file
+// that was deleted also gets a ghost (ghost.ts), recreated for the restore.
+import { lstatSync, statSync, type Stats } from "node:fs";
+import type { DumpRun, RestoreRun } from "../context.js";
+import { UnsupportedError } from "../context.js";
+import type { file_entry, reg_file_entry } from "../../images/index.js";
+import { fd_types } from "../../images/index.js";
+import { O, SEEK, SYS, AT_FDCWD } from "../../sys/constants.js";
+import type { Remote } from "../../remote/remote.js";
+import type { FileKind } from "./file-kind.js";
+import { isMemfdPath } from "./memfd.js";
+import { dumpGhost, ghostPath, statDeleted } from "./ghost.js";
+
+/** Major number of /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom, /dev/kmsg... */
+const MEM_MAJOR = 1;
+
+/** What a dumped file is: enough to open it again. */
+export interface RegFileFacts {
+  path: string;
+  /** open(2) flags of the description, without O_CLOEXEC (that belongs to the fd). */
+  flags: number;
+  pos: bigint;
+  mntId?: number;
+  fown?: reg_file_entry["fown"];
+}
+
+const NO_OWNER: reg_file_entry["fown"] = { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 };
+
+/**
+ * Checks that `path` (as the kernel named it, possibly with " (deleted)")
+ * is something this kind can reopen, and stats it through `via` (a
+ * /proc/PID/fd/N or map_files link, which reaches the file even when the
+ * path does not). Throws UnsupportedError naming `what` otherwise.
+ * `anyType`: an O_PATH fd, which opening never sets in motion (no device
+ * open, no FIFO wait), so any kind of inode, a symlink itself included, will do.
+ */
+export function checkReopenable(path: string, via: string, what: string, anyType = false): Stats {
+  if (path.endsWith(" (deleted)")) {
+    // Open files, mappings and the cwd take the ghost path (dumpDeletedFile) before this.
+    throw new UnsupportedError(`${what} is the deleted file ${path.slice(0, -10)}; crest does not support it here yet (deleted files are restored only as open files, mappings and the current directory)`);
+  }
+  if (!path.startsWith("/")) throw new UnsupportedError(`${what} is ${path}, not a file in the file system; crest does not support mapping or reopening it yet`);
+  let st: Stats;
+  try {
+    st = statSync(via);
+  } catch (e) {
+    throw new UnsupportedError(`${what} (${path}) cannot be examined: ${(e as Error).message}`);
+  }
+  if (anyType) {
+    // nothing to open: the path alone is kept
+  } else if (st.isCharacterDevice()) {
+    const major = Math.floor(st.rdev / 256) & 0xfff;
+    if (major !== MEM_MAJOR) {
+      throw new UnsupportedError(`${what} is the character device ${path} (${major}:${st.rdev & 0xff}); crest supports only memory devices such as /dev/null so far`);
+    }
+  } else if (!st.isFile() && !st.isDirectory()) {
+    throw new UnsupportedError(`${what} is ${path}, a ${st.isFIFO() ? "FIFO" : st.isSocket() ? "socket" : st.isBlockDevice() ? "block device" : "special file"}; crest does not support it yet`);
+  }
+  // The path must still lead to the same file, or a restore would open another one.
+  try {
+    // The kernel's path has no symlink in it, but may be one (O_PATH|O_NOFOLLOW).
+    const now = st.isSymbolicLink() ? lstatSync(path) : statSync(path);
+    if (now.ino !== st.ino || now.dev !== st.dev) throw new Error("replaced");
+  } catch {
+    throw new UnsupportedError(`${what} is ${path}, but that path now leads elsewhere (the file was renamed or replaced); crest cannot restore it yet`);
+  }
+  return st;
+}
+
+const isAppendLog = (flags: number): boolean => (flags & O.ACCMODE) === O.WRONLY && (flags & O.APPEND) !== 0;
+
+/** Adds a file to files.img and returns its id. */
+export function dumpRegFile(run: DumpRun, f: RegFileFacts, st: Stats): number {
+  const id = run.nextId("file");
+  const reg: reg_file_entry = {
+    id,
+    flags: f.flags & ~O.CLOEXEC,
+    pos: f.pos,
+    fown: f.fown ?? NO_OWNER,
+    name: f.path,
+    // Like CRIU: the size tells at restore that it is the same file, except
+    // for append-only logs, which others may legitimately have written to.
+    ...(st.isFile() && !isAppendLog(f.flags) ? { size: BigInt(st.size) } : {}),
+    mode: st.mode,
+    build_id: [],
+    ...(f.mntId !== undefined ? { mnt_id: f.mntId } : {}),
+  };
+  run.files.push({ type: fd_types.REG, id, reg });
+  return id;
+}
+
+/**
+ * Adds a deleted file (reached through `via`, a /proc link) to files.img
+ * under its old path, with its ghost, and returns its id.
+ */
+export function dumpDeletedFile(run: DumpRun, f: RegFileFacts, via: string, what: string): number {
+  const st = statDeleted(via, f.path, what, run.opts.ghostLimit);
+  const id = dumpRegFile(run, f, statSync(via));
+  dumpGhost(run, id, via, f.path, st, what);
+  return id;
+}
+
+export function regOf(entry: file_entry | undefined, id: number): reg_file_entry {
+  if (!entry) throw new Error(`files.img has no file with id ${id}`);
+  if (entry.type !== fd_types.REG || !entry.reg) throw new Error(`file ${id} in files.img is not a regular file (type ${entry.type})`);
+  return entry.reg;
+}
+
+/**
+ * Looks up a regular file of files.img by id; a deleted one comes with the
+ * path of its ghost, which is created on first use.
+ */
+export function regFile(run: RestoreRun, id: number): reg_file_entry {
+  return withGhost(run, regOf(run.files.get(id), id));
+}
+
+function withGhost(run: RestoreRun, reg: reg_file_entry): reg_file_entry {
+  const path = ghostPath(run, reg.id, reg.name);
+  return path === undefined ? reg : { ...reg, name: path };
+}
+
+/**
+ * Opens a dumped file inside the task and returns the task's fd. The file
+ * must still be there, of the same type and permissions and (where the
+ * image recorded it) the same size.
+ */
+export function openRegFile(r: Remote, reg: reg_file_entry, flagsOverride?: number): number {
+  let flags = (flagsOverride ?? reg.flags) & ~(O.CREAT | O.EXCL | O.TRUNC);
+  // An O_TMPFILE file (a ghost now) is reopened as the regular file it is, as CRIU does.
+  if (flags & O.TMPFILE) flags &= ~(O.TMPFILE | O.DIRECTORY);
+  let st: Stats;
+  try {
+    // O_NOFOLLOW (with O_PATH) opens a symlink itself: check the link, not its target.
+    st = flags & O.NOFOLLOW ? lstatSync(reg.name) : statSync(reg.name);
+  } catch {
+    throw new Error(`file ${reg.name} is missing: it must exist at restore as it did at dump`);
+  }
+  if (reg.size !== undefined && BigInt(st.size) !== reg.size) {
+    throw new Error(`file ${reg.name} has size ${st.size}, but it had ${reg.size} when dumped: it is not the same file`);
+  }
+  if (reg.mode !== undefined && st.mode !== reg.mode) {
+    throw new Error(`file ${reg.name} has mode 0${st.mode.toString(8)}, but it had 0${reg.mode.toString(8)} when dumped`);
+  }
+  r.resetScratch();
+  const fd = r.call(() => `open ${reg.name} in task ${r.pid}`, SYS.openat, AT_FDCWD, r.putString(reg.name), flags, 0);
+  if (reg.pos && !(flags & O.PATH)) r.call(() => `seek ${reg.name} to ${reg.pos} in task ${r.pid}`, SYS.lseek, fd, reg.pos, SEEK.SET);
+  return fd;
+}
+
+/** Regular files, directories and memory devices behind fds. */
+export const regFileKind: FileKind = {
+  name: "regular file",
+  type: fd_types.REG,
+  // O_PATH fds of FIFOs are paths like any other (no data, no pipe behind them).
+  claims: (f) => f.link.kind === "path" && (!f.st.isFIFO() || (f.info.flags & O.PATH) !== 0) && !(f.link.deleted && isMemfdPath(f.link.path)),
+  dump(f, run) {
+    if (f.link.kind === "path" && f.link.deleted) {
+      return dumpDeletedFile(run, { path: f.link.path, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, f.via, f.what);
+    }
+    const st = checkReopenable(f.text, f.via, f.what, (f.info.flags & O.PATH) !== 0);
+    return dumpRegFile(run, { path: f.text, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, st);
+  },
+  open: (r, _task, run, entry) => openRegFile(r, withGhost(run, regOf(entry, entry.id))),
+};

@@ -1,0 +1,461 @@
+// The address space: every mapping (private and shared, anonymous and
+// file-backed, stack, heap, vDSO/vvar), the mm fields (code/data/brk/stack/
+// args/env bounds, auxv, exe link), guard regions (MADV_GUARD_INSTALL, kept
+// as criu does: entries with only VMA_AREA_GUARD) and, through pages.ts, the
+// contents.
+//
+// Restore turns the stub into the task: crest maps its scratch page in a
+// hole of both layouts (or keeps one inherited from the parent), keeps the
+// mappings it inherited from its parent as they are (private ones stay
+// shared copy-on-write: only pages that differ are written), drops every
+// other mapping, moves the kernel's vDSO
+// and vvar to where the task had them, maps each VMA at its address, lets
+// the task read its pages in, sets the final protections, installs the guard
+// regions again and the mm fields with PR_SET_MM_MAP.
+import { closeSync, fstatSync, lstatSync, openSync, readFileSync, readlinkSync } from "node:fs";
+import { join } from "node:path";
+import type { TaskKind, DumpTask, DumpRun, RestoreTask, RestoreRun } from "../context.js";
+import { once, UnsupportedError } from "../context.js";
+import { IMG, imageExists, readImage, writeImage, type vma_entry, type reg_file_entry, type pagemap_entry } from "../../images/index.js";
+import { AT_FDCWD, MAP, MREMAP, O, PAGE_SIZE, PROT, PR, PR_SET_MM_MAP, SYS } from "../../sys/constants.js";
+import { MM_MAP_SIZE, packMmMap } from "../../sys/structs.js";
+import { PagemapScanner } from "../../sys/pagemap.js";
+import { parseAuxv, parseMaps, parseStat, vmFlagsToMadvise, vmFlagsToMapFlags, type SmapsEntry, type MapEntry } from "../../proc/index.js";
+import { checkReopenable, dumpDeletedFile, dumpRegFile, openRegFile, regFile } from "../files/regfile.js";
+import { PagesWriter, fillFromPages, fillRuns, pageCount, pageRuns, splitRuns } from "./pages.js";
+import { dumpMemfd, isMemfdPath, openMemfd } from "../files/memfd.js";
+import { parker } from "../files/fd-table.js";
+import type { Remote } from "../../remote/remote.js";
+import { is, isGuard, isSpecial, MAP_DROPPABLE, MAP_TYPE, protOf, range, subtract, VMA } from "./vma.js";
+import { inheritedVmas, restoreInherited, sameExe } from "./inherit.js";
+
+const MADV_GUARD_INSTALL = 102;
+
+/** Size of the scratch mapping crest uses inside a task under restore. */
+const SCRATCH_SIZE = 256 << 10;
+
+/** mmap flags as CRIU records them: the type, then what VmFlags shows (MAP_DROPPABLE replaces MAP_PRIVATE). */
+function mapFlagsOf(m: SmapsEntry, where: string): number {
+  if (m.vmFlags.includes("ht")) throw new UnsupportedError(`${where} is hugetlb memory; crest does not support hugetlb mappings yet`);
+  const f = vmFlagsToMapFlags(m.vmFlags);
+  return (f & MAP_DROPPABLE ? 0 : m.shared ? MAP.SHARED : MAP.PRIVATE) | f;
+}
+
+/**
+ * The open mode of the file behind a mapping (O_RDONLY, O_WRONLY or O_RDWR):
+ * the kernel shows it as the owner bits of the map_files link. A shared
+ * mapping can be made writable later only if its file was open for writing.
+ */
+function mapFileMode(via: string, m: SmapsEntry): number {
+  switch (lstatSync(via).mode & 0o600) {
+    case 0o600: return O.RDWR;
+    case 0o200: return O.WRONLY;
+    case 0o400: return O.RDONLY;
+  }
+  return m.shared && m.prot.write ? O.RDWR : O.RDONLY;
+}
+
+/** Turns one line of smaps into a vma_entry, registering its file in files.img. */
+function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<string, number>): vma_entry {
+  const where = `the mapping 0x${m.start.toString(16)}-0x${m.end.toString(16)} (${m.path || "anonymous"}) of process ${task.pid}`;
+  const base = {
+    start: BigInt(m.start), end: BigInt(m.end), pgoff: m.offset, shmid: 0n, prot: protOf(m),
+    flags: mapFlagsOf(m, where), fd: -1n, madv: vmFlagsToMadvise(m.vmFlags),
+  };
+  const special = (status: number): vma_entry => ({ ...base, flags: base.flags | MAP.ANONYMOUS, status });
+  switch (m.path) {
+    case "[vsyscall]": return special(VMA.VSYSCALL);
+    case "[vdso]": return special(VMA.REGULAR | VMA.VDSO);
+    case "[vvar]": case "[vvar_vclock]": return special(VMA.REGULAR | VMA.VVAR);
+    case "[heap]": return special(VMA.REGULAR | VMA.HEAP | VMA.ANON_PRIVATE);
+  }
+  if (m.vmFlags.includes("ss")) throw new UnsupportedError(`${where} is a shadow stack; crest does not support CET shadow stacks yet`);
+  if (m.vmFlags.includes("io") || m.vmFlags.includes("pf")) throw new UnsupportedError(`${where} maps device memory; crest cannot dump it`);
+  // SysV shared memory: its inode is the segment id, which may be 0.
+  if (m.shared && m.path.startsWith("/SYSV")) {
+    // Its contents go with the IPC namespace (ipcns-shm); only the attachment is the task's.
+    if (readlinkSync(`/proc/${task.pid}/ns/ipc`) === readlinkSync("/proc/self/ns/ipc")) {
+      throw new UnsupportedError(`${where} is SysV shared memory of crest's own IPC namespace; crest dumps SysV IPC only of trees with their own (start them with crest run)`);
+    }
+    return { ...special(VMA.REGULAR | VMA.ANON_SHARED | VMA.SYSVIPC), shmid: BigInt(m.inode) };
+  }
+  if (m.inode === 0) {
+    if (m.path.startsWith("[") && !m.path.startsWith("[stack") && !m.path.startsWith("[anon:")) {
+      throw new UnsupportedError(`${where} is the kernel mapping ${m.path}; crest does not support it`);
+    }
+    if (m.shared) throw new UnsupportedError(`${where} is a shared mapping without a file`);
+    return special(VMA.REGULAR | VMA.ANON_PRIVATE);
+  }
+  // Shared anonymous memory shows as a deleted /dev/zero on the shmem mount.
+  if (m.shared && (m.path === "/dev/zero" || m.path.startsWith("[anon_shmem:")) ) {
+    return { ...special(VMA.REGULAR | VMA.ANON_SHARED), shmid: BigInt(m.inode) };
+  }
+  const via = `/proc/${task.pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
+  if (m.deleted && isMemfdPath(m.path)) {
+    const flags = mapFileMode(via, m);
+    const id = dumpMemfd(run, { via, path: m.path, pid: task.pid, flags, pos: 0n, fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 } });
+    return { ...base, shmid: BigInt(id), fdflags: flags, status: VMA.REGULAR | VMA.MEMFD };
+  }
+  const fdflags = mapFileMode(via, m);
+  // Deleted files (kept as ghosts, ghost.ts): two may have had the same path.
+  const key = `${m.path}\0${fdflags}${m.deleted ? `\0${m.inode}` : ""}`;
+  let id = fileIds.get(key);
+  if (id === undefined) {
+    const facts = { path: m.path, flags: fdflags | O.LARGEFILE, pos: 0n };
+    if (m.deleted) {
+      id = dumpDeletedFile(run, facts, via, where);
+    } else {
+      const st = checkReopenable(m.path, via, where);
+      if (!st.isFile()) throw new UnsupportedError(`${where} maps ${m.path}, which is not a regular file`);
+      id = dumpRegFile(run, facts, st);
+    }
+    fileIds.set(key, id);
+  }
+  return { ...base, shmid: BigInt(id), fdflags, status: VMA.REGULAR | (m.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE) };
+}
+
+function dumpMemory(task: DumpTask, run: DumpRun): void {
+  const pid = task.pid;
+  const r = task.remotes[0]!;
+  const st = parseStat(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  const fileIds = new Map<string, number>();
+  const vmas = task.vmas.map((m) => dumpVma(task, run, m, fileIds));
+  const exePath = readlinkSync(`/proc/${pid}/exe`);
+  const exeId = dumpRegFile(run, { path: exePath, flags: O.RDONLY | O.LARGEFILE, pos: 0n }, checkReopenable(exePath, `/proc/${pid}/exe`, `the executable of process ${pid}`));
+  const brk = r.call(`read the program break of task ${pid}`, SYS.brk, 0);
+  task.mm = {
+    mm_start_code: BigInt(st.startCode), mm_end_code: BigInt(st.endCode),
+    mm_start_data: BigInt(st.startData), mm_end_data: BigInt(st.endData),
+    mm_start_stack: BigInt(st.startStack), mm_start_brk: BigInt(st.startBrk), mm_brk: BigInt(brk),
+    mm_arg_start: BigInt(st.argStart), mm_arg_end: BigInt(st.argEnd),
+    mm_env_start: BigInt(st.envStart), mm_env_end: BigInt(st.envEnd),
+    exe_file_id: exeId,
+    mm_saved_auxv: parseAuxv(readFileSync(`/proc/${pid}/auxv`)),
+    vmas,
+    aios: [],
+  };
+
+  task.pagesId = run.nextId("pages");
+  const pages = new PagesWriter(pid, join(run.dir, `pages-${task.pagesId}.img`), run.stats);
+  const scanner = new PagemapScanner(pid);
+  // Pages the task itself cannot read (PROT_NONE) are read through /proc/PID/mem.
+  const mem = openSync(`/proc/${pid}/mem`, "r");
+  try {
+    vmas.forEach((v, i) => {
+      const m = task.vmas[i]!;
+      // Shared file and memfd mappings live in their file.
+      if (isSpecial(v) || is(v, VMA.FILE_SHARED) || (is(v, VMA.MEMFD) && v.flags & MAP.SHARED)) return;
+      if (is(v, VMA.SYSVIPC)) return;
+      // The kernel may drop these pages at any time: they restore as zeros, as criu does.
+      if ((v.flags & MAP_TYPE) === MAP_DROPPABLE) return;
+      if (is(v, VMA.ANON_SHARED)) return dumpShmem(task, run, v, m);
+      run.stats.pagesScanned += (m.end - m.start) / PAGE_SIZE;
+      run.stats.pagesWritten += pages.dumpPrivate(scanner, m.start, m.end, m.prot.read ? null : mem);
+    });
+    vmas.push(...dumpGuards(task, scanner));
+  } finally {
+    closeSync(mem);
+    scanner.close();
+    pages.close();
+  }
+  task.pagemap = pages.entries;
+}
+
+/**
+ * Guard regions, which have no VMA of their own: as criu does, one entry
+ * with only VMA_AREA_GUARD set per run of guard pages (a run may span
+ * adjacent VMAs), after every real VMA. Their pages are never read.
+ */
+function dumpGuards(task: DumpTask, scanner: PagemapScanner): vma_entry[] {
+  // [vsyscall] lies above the task's address space, where PAGEMAP_SCAN refuses to go.
+  // smaps lists VMAs in address order.
+  const user = task.vmas.filter((m) => m.path !== "[vsyscall]");
+  if (!user.length) return [];
+  const regions = scanner.guards(user[0]!.start, user[user.length - 1]!.end);
+  return (regions ?? []).map((g) => ({
+    start: BigInt(g.start), end: BigInt(g.end), pgoff: 0n, shmid: 0n, prot: 0, flags: 0, status: VMA.GUARD, fd: -1n,
+  }));
+}
+
+/** Shared anonymous memory goes to pagemap-shmem-SHMID.img, read through the object itself. */
+function dumpShmem(task: DumpTask, run: DumpRun, v: vma_entry, m: SmapsEntry): void {
+  if (run.shmemDumped.has(v.shmid)) return;
+  run.shmemDumped.add(v.shmid);
+  const fd = openSync(`/proc/${task.pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`, "r");
+  try {
+    const pagesId = run.nextId("pages");
+    const w = new PagesWriter(task.pid, join(run.dir, `pages-${pagesId}.img`), run.stats);
+    const size = fstatSync(fd).size;
+    try {
+      run.stats.shpagesScanned += Math.ceil(size / PAGE_SIZE);
+      run.stats.shpagesWritten += w.dumpShmem(fd, size);
+    } finally {
+      w.close();
+    }
+    writeImage(run.dir, IMG.shmemPagemap, v.shmid, { head: { pages_id: pagesId }, entries: w.entries });
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The first page-aligned hole of `size` bytes above `from` that overlaps none of `taken`. */
+export function findHole(taken: Array<{ start: number; end: number }>, size: number, from = 0x10000000): number {
+  const sorted = [...taken].sort((a, b) => a.start - b.start);
+  let at = from;
+  for (const t of sorted) {
+    if (t.end <= at) continue;
+    if (t.start >= at + size) break;
+    at = Math.ceil(t.end / PAGE_SIZE) * PAGE_SIZE;
+  }
+  if (at + size > 0x7ffffffff000) throw new Error("no free address range for crest's scratch memory");
+  return at;
+}
+
+/** Moves the stub's vDSO and vvar areas to where the dumped task had them, or drops them. */
+function placeSpecials(r: Remote, current: MapEntry[], target: vma_entry[], taken: Array<{ start: number; end: number }>): void {
+  const names = ["[vvar]", "[vvar_vclock]", "[vdso]"];
+  const mine = current.filter((m) => names.includes(m.path));
+  const wanted = new Map<string, vma_entry>();
+  // The task's specials, named in layout order the way the kernel places them.
+  const tv = target.filter((v) => is(v, VMA.VDSO) || is(v, VMA.VVAR));
+  for (const v of tv) {
+    const name = is(v, VMA.VDSO) ? "[vdso]" : wanted.has("[vvar]") ? "[vvar_vclock]" : "[vvar]";
+    wanted.set(name, v);
+  }
+  // Through a free range first, so no move lands on a special not yet moved.
+  const moves: Array<{ from: number; size: number; to: number }> = [];
+  let parked = findHole([...taken, ...current], mine.reduce((s, m) => s + m.end - m.start, 0) + PAGE_SIZE);
+  for (const m of mine) {
+    const size = m.end - m.start;
+    const w = wanted.get(m.path);
+    if (!w) {
+      r.call(`unmap ${m.path} of task ${r.pid}`, SYS.munmap, m.start, size);
+      continue;
+    }
+    if (Number(w.end - w.start) !== size) {
+      throw new Error(`the ${m.path} area of this kernel has ${size / PAGE_SIZE} pages, the dumped task's had ${Number(w.end - w.start) / PAGE_SIZE}: restore on the kernel the task was dumped on`);
+    }
+    r.call(`move ${m.path} of task ${r.pid}`, SYS.mremap, m.start, size, size, MREMAP.MAYMOVE | MREMAP.FIXED, parked);
+    moves.push({ from: parked, size, to: Number(w.start) });
+    parked += size;
+  }
+  for (const mv of moves) r.call(`move the vDSO of task ${r.pid} into place`, SYS.mremap, mv.from, mv.size, mv.size, MREMAP.MAYMOVE | MREMAP.FIXED, mv.to);
+  for (const [name] of wanted) {
+    if (!mine.some((m) => m.path === name)) throw new Error(`the dumped task had ${name}, this kernel gives none: restore on the kernel the task was dumped on`);
+  }
+}
+
+/** The VMAs that pagemap entries (which may span adjacent VMAs) put pages into. */
+export function vmasWithPages(vmas: vma_entry[], entries: pagemap_entry[]): Set<vma_entry> {
+  const out = new Set<vma_entry>();
+  const sorted = [...vmas].sort((a, b) => (a.start < b.start ? -1 : 1));
+  let i = 0;
+  for (const e of entries) {
+    const end = e.vaddr + BigInt(pageCount(e) * PAGE_SIZE);
+    while (i < sorted.length && sorted[i]!.end <= e.vaddr) i++;
+    for (let j = i; j < sorted.length && sorted[j]!.start < end; j++) out.add(sorted[j]!);
+  }
+  return out;
+}
+
+const SHM_RDONLY = 0o10000, SHM_EXEC = 0o100000;
+
+/** A shared anonymous object restored so far: a task and an fd there that holds it. */
+interface ShmemObject {
+  pid: number;
+  fd: number;
+}
+
+/**
+ * The size each shared anonymous object needs: as far as any task maps it
+ * (criu keeps no size; parts may have been unmapped or mapped at offsets).
+ */
+function shmemExtents(run: RestoreRun): Map<bigint, bigint> {
+  return once(run, "shmem-extents", () => {
+    const sizes = new Map<bigint, bigint>();
+    for (const e of readImage(run.dir, IMG.pstree)) {
+      if (!imageExists(run.dir, IMG.mm, e.pid)) continue;
+      for (const v of readImage(run.dir, IMG.mm, e.pid)[0]?.vmas ?? []) {
+        if (!is(v, VMA.ANON_SHARED) || is(v, VMA.SYSVIPC)) continue;
+        const end = v.pgoff + v.end - v.start;
+        if (end > (sizes.get(v.shmid) ?? 0n)) sizes.set(v.shmid, end);
+      }
+    }
+    return sizes;
+  });
+}
+
+/**
+ * Creates shared anonymous object `v.shmid` in the task at its full size,
+ * fills it from pagemap-shmem through a temporary mapping (object offsets
+ * are the image's addresses) and keeps an fd of it, parked, for every
+ * mapping of it in any task.
+ */
+function createShmem(task: RestoreTask, run: RestoreRun, v: vma_entry): ShmemObject {
+  const r = task.remotes[0]!;
+  const what = `shared memory ${v.shmid} in task ${task.vpid}`;
+  const img = imageExists(run.dir, IMG.shmemPagemap, v.shmid) ? readImage(run.dir, IMG.shmemPagemap, v.shmid) : null;
+  let size = shmemExtents(run).get(v.shmid) ?? v.pgoff + v.end - v.start;
+  for (const e of img?.entries ?? []) {
+    const end = e.vaddr + BigInt(pageCount(e) * PAGE_SIZE);
+    if (end > size) size = end;
+  }
+  const addr = BigInt(r.call(`create ${what}`, SYS.mmap, 0, size, PROT.READ | PROT.WRITE, MAP.SHARED | MAP.ANONYMOUS | (v.flags & MAP.NORESERVE), -1, 0));
+  if (img) fillFromPages(r, run.dir, img.head.pages_id, img.entries, run.stats, (off) => addr + off);
+  r.resetScratch();
+  const path = `/proc/${task.pid}/map_files/${addr.toString(16)}-${(addr + size).toString(16)}`;
+  const fd = parker(task)(r.call(() => `open ${path} in task ${task.vpid}`, SYS.openat, AT_FDCWD, r.putString(path), O.RDWR | O.CLOEXEC, 0));
+  r.call(`unmap the temporary mapping of ${what}`, SYS.munmap, addr, size);
+  run.transient.push({ task, fd });
+  const obj = { pid: task.pid, fd };
+  run.cache.set(`shmem:${v.shmid}`, obj);
+  return obj;
+}
+
+/** An fd of shared anonymous object `v.shmid` in the task (to close after mapping), creating the object if no task has it yet. */
+function openShmem(task: RestoreTask, run: RestoreRun, v: vma_entry): number {
+  const r = task.remotes[0]!;
+  const obj = (run.cache.get(`shmem:${v.shmid}`) as ShmemObject | undefined) ?? createShmem(task, run, v);
+  r.resetScratch();
+  const path = `/proc/${obj.pid}/fd/${obj.fd}`;
+  // Read-write whatever the mapping's protection: an anonymous mapping may always become writable.
+  return r.call(() => `open ${path} in task ${task.vpid}`, SYS.openat, AT_FDCWD, r.putString(path), O.RDWR | O.CLOEXEC, 0);
+}
+
+/**
+ * Maps every non-special VMA at its address, writable if pages are to be
+ * filled in (`fill`).
+ */
+function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept: Set<vma_entry>): void {
+  const r = task.remotes[0]!;
+  const fds = new Map<string, number>();
+  for (const v of task.mm.vmas) {
+    if (isSpecial(v) || isGuard(v) || kept.has(v)) continue;
+    const len = v.end - v.start;
+    // MAP_LOCKED: mlock'ed memory, populated and locked as the mapping is made (before creds may drop the right to).
+    const extra = v.flags & (MAP.GROWSDOWN | MAP.NORESERVE | MAP.LOCKED);
+    const what = () => `map 0x${v.start.toString(16)}-0x${v.end.toString(16)} in task ${task.vpid}`;
+    const prot = v.prot | (fill.has(v) ? PROT.WRITE | PROT.READ : 0);
+    let addr: number;
+    if (is(v, VMA.ANON_PRIVATE)) {
+      const type = (v.flags & MAP_TYPE) === MAP_DROPPABLE ? MAP_DROPPABLE : MAP.PRIVATE;
+      addr = r.call(what, SYS.mmap, v.start, len, prot, type | MAP.ANONYMOUS | MAP.FIXED | extra, -1, 0);
+    } else if (is(v, VMA.SYSVIPC)) {
+      const flags = (v.prot & PROT.WRITE ? 0 : SHM_RDONLY) | (v.prot & PROT.EXEC ? SHM_EXEC : 0);
+      addr = r.call(() => `attach SysV segment ${v.shmid} at 0x${v.start.toString(16)} in task ${task.vpid}`, SYS.shmat, v.shmid, v.start, flags);
+      if (v.flags & MAP.LOCKED) r.call(() => `lock 0x${v.start.toString(16)} in task ${task.vpid}`, SYS.mlock, v.start, len);
+    } else if (is(v, VMA.ANON_SHARED)) {
+      const fd = openShmem(task, run, v);
+      addr = r.call(what, SYS.mmap, v.start, len, prot, MAP.SHARED | MAP.FIXED | extra, fd, v.pgoff);
+      r.call(`close a temporary fd of task ${task.vpid}`, SYS.close, fd);
+    } else if (is(v, VMA.MEMFD)) {
+      const m = run.files.get(Number(v.shmid))?.memfd;
+      if (!m) throw new Error(`mm-${task.vpid}.img: mapping 0x${v.start.toString(16)} names memfd file ${v.shmid}, not in files.img`);
+      const fd = openMemfd(r, task, run, m.inode_id, v.fdflags ?? m.flags, parker(task), true);
+      addr = r.call(what, SYS.mmap, v.start, len, prot, (v.flags & (MAP.SHARED | MAP.PRIVATE)) | MAP.FIXED | extra, fd, v.pgoff);
+      r.call(`close a temporary fd of task ${task.vpid}`, SYS.close, fd);
+    } else if (is(v, VMA.FILE_PRIVATE) || is(v, VMA.FILE_SHARED)) {
+      const reg: reg_file_entry = regFile(run, Number(v.shmid));
+      const flags = v.fdflags ?? reg.flags;
+      const key = `${v.shmid}\0${flags}`;
+      let fd = fds.get(key);
+      if (fd === undefined) {
+        fd = openRegFile(r, reg, flags | O.CLOEXEC);
+        fds.set(key, fd);
+      }
+      const type = is(v, VMA.FILE_SHARED) ? MAP.SHARED : MAP.PRIVATE;
+      addr = r.call(what, SYS.mmap, v.start, len, prot, type | MAP.FIXED | extra, fd, v.pgoff);
+    } else {
+      throw new Error(`mm-${task.pid}.img: mapping 0x${v.start.toString(16)} has status 0x${v.status.toString(16)}, which crest cannot restore yet`);
+    }
+    if (BigInt(addr) !== v.start) throw new Error(`${what()}: landed at 0x${addr.toString(16)}`);
+  }
+  for (const fd of fds.values()) r.call(`close a temporary fd of task ${task.pid}`, SYS.close, fd);
+}
+
+/** Sets final protections and madvise hints. */
+function finishVmas(task: RestoreTask, fill: Set<vma_entry>, kept: Set<vma_entry>): void {
+  const r = task.remotes[0]!;
+  for (const v of task.mm.vmas) {
+    // An inherited mapping has its final protection and hints already.
+    if (isSpecial(v) || isGuard(v) || kept.has(v)) continue;
+    const len = v.end - v.start;
+    if (fill.has(v) && (v.prot & (PROT.WRITE | PROT.READ)) !== (PROT.WRITE | PROT.READ)) {
+      r.call(`protect 0x${v.start.toString(16)} in task ${task.pid}`, SYS.mprotect, v.start, len, v.prot);
+    }
+    const madv = v.madv ?? 0n;
+    for (let bit = 0n; madv >> bit; bit++) {
+      if (madv & (1n << bit)) r.call(`advise 0x${v.start.toString(16)} (${bit}) in task ${task.pid}`, SYS.madvise, v.start, len, bit);
+    }
+  }
+}
+
+/**
+ * Puts the guard regions back, last: installing one drops whatever page was
+ * under it, and the VMAs around must exist (guard pages live in them).
+ */
+function installGuards(task: RestoreTask): void {
+  const r = task.remotes[0]!;
+  for (const v of task.mm.vmas) {
+    if (!isGuard(v)) continue;
+    r.call(() => `install guard pages at 0x${v.start.toString(16)}-0x${v.end.toString(16)} (madvise MADV_GUARD_INSTALL, Linux 6.13+) in task ${task.vpid}`,
+      SYS.madvise, v.start, v.end - v.start, MADV_GUARD_INSTALL);
+  }
+}
+
+function setMmFields(task: RestoreTask, run: RestoreRun): void {
+  const r = task.remotes[0]!;
+  const mm = task.mm;
+  // A child of a parent running the same program has its exe link already;
+  // setting it again fails (EBUSY) while the file is mapped, as it is in the mappings it kept.
+  const exe = sameExe(run, task) ? -1 : openRegFile(r, regFile(run, mm.exe_file_id), O.RDONLY | O.CLOEXEC);
+  r.resetScratch();
+  const auxv = Buffer.alloc(mm.mm_saved_auxv.length * 8);
+  mm.mm_saved_auxv.forEach((v, i) => auxv.writeBigUInt64LE(v, i * 8));
+  const auxvAddr = r.put(auxv);
+  const map = r.put(packMmMap({
+    start_code: mm.mm_start_code, end_code: mm.mm_end_code, start_data: mm.mm_start_data, end_data: mm.mm_end_data,
+    start_brk: mm.mm_start_brk, brk: mm.mm_brk, start_stack: mm.mm_start_stack, arg_start: mm.mm_arg_start,
+    arg_end: mm.mm_arg_end, env_start: mm.mm_env_start, env_end: mm.mm_env_end, auxv: auxvAddr,
+    auxv_size: auxv.length, exe_fd: exe,
+  }));
+  r.call(`set the memory layout fields of task ${task.pid} (PR_SET_MM_MAP)`, SYS.prctl, PR.SET_MM, PR_SET_MM_MAP, map, MM_MAP_SIZE, 0);
+  if (exe >= 0) r.call(`close a temporary fd of task ${task.pid}`, SYS.close, exe);
+}
+
+function restoreMemory(task: RestoreTask, run: RestoreRun): void {
+  const r = task.remotes[0]!;
+  const current = parseMaps(readFileSync(`/proc/${task.pid}/maps`, "utf8"));
+  const taken = task.mm.vmas.map(range);
+  const kept = inheritedVmas(task, run, current);
+  // A child may keep the scratch page it inherited if the address is free in its own layout.
+  const had = r.scratch;
+  const clash = (s: { addr: bigint; size: number }) => taken.some((t) => t.start < Number(s.addr) + s.size && Number(s.addr) < t.end);
+  if (!had || clash(had)) r.mapScratch(SCRATCH_SIZE, BigInt(findHole([...taken, ...current], SCRATCH_SIZE)));
+  const scratch = r.scratch!;
+  const scratchRange = { start: Number(scratch.addr), end: Number(scratch.addr) + scratch.size };
+  const keep = [...[...kept].map(range), scratchRange].sort((a, b) => a.start - b.start);
+  for (const m of current) {
+    if (["[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]"].includes(m.path)) continue;
+    for (const gap of subtract([m], keep)) {
+      r.call(`unmap the stub's ${m.path || "memory"} in task ${task.pid}`, SYS.munmap, gap.start, gap.end - gap.start);
+    }
+  }
+  placeSpecials(r, current, task.mm.vmas, [...taken, scratchRange]);
+  const fill = vmasWithPages(task.mm.vmas.filter((v) => !isGuard(v) && !kept.has(v)), task.pagemap);
+  mapVmas(task, run, fill, kept);
+  const priv = [...kept].filter((v) => !(v.flags & MAP.SHARED));
+  const runs = splitRuns(pageRuns(task.pagemap), priv.map((v) => ({ start: v.start, end: v.end })).sort((a, b) => (a.start < b.start ? -1 : 1)));
+  fillRuns(r, run.dir, task.pagesId, runs.outside, run.stats);
+  restoreInherited(task, run, priv, runs.inside);
+  finishVmas(task, fill, kept);
+  installGuards(task);
+  setMmFields(task, run);
+  if (kept.size) run.log.info(`kept ${kept.size} mapping(s) inherited from process ${task.parent!.vpid}`);
+}
+
+export const memoryKind: TaskKind = {
+  name: "memory",
+  dump: dumpMemory,
+  restore: restoreMemory,
+};

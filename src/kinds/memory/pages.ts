@@ -1,0 +1,307 @@
+// Memory contents. Dump: PAGEMAP_SCAN finds the pages that hold data (present
+// or swapped, not the shared zero page nor guard pages, and for private file
+// mappings only the copied-on-write ones), process_vm_readv copies them into
+// a page-aligned buffer, which is written to pages-N.img; pagemap-PID.img
+// says where each run of pages belongs. Restore: the task reads its own pages from the image
+// with preadv straight into place, so the data never passes through crest;
+// over memory inherited from its parent, crest compares each page and
+// writes only those that differ.
+import { closeSync, openSync, readSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import type { pagemap_entry } from "../../images/index.js";
+import { native } from "../../sys/native.js";
+import { O, PAGE_SIZE, SYS, AT_FDCWD } from "../../sys/constants.js";
+import { check } from "../../sys/errno.js";
+import { PagemapScanner, PAGE_IS, reportsGuards } from "../../sys/pagemap.js";
+import type { Remote } from "../../remote/remote.js";
+import type { Stats } from "../context.js";
+
+/** pagemap_entry flags. */
+export const PE = { PARENT: 1, LAZY: 2, PRESENT: 4 } as const;
+
+/** Pages with data of a private mapping: present or swapped, neither file-backed nor the zero page. */
+const PRIVATE_DATA = { mask: PAGE_IS.FILE | PAGE_IS.PFNZERO, inverted: PAGE_IS.FILE | PAGE_IS.PFNZERO, anyof: PAGE_IS.PRESENT | PAGE_IS.SWAPPED, returned: PAGE_IS.PRESENT };
+/** The same without guard pages, which show as swapped and fault when read. */
+const UNGUARDED = PAGE_IS.FILE | PAGE_IS.PFNZERO | PAGE_IS.GUARD;
+const PRIVATE_DATA_UNGUARDED = { ...PRIVATE_DATA, mask: UNGUARDED, inverted: UNGUARDED };
+const SEEK_DATA = 3, SEEK_HOLE = 4;
+
+const IOV_MAX = 1024;
+const MADV_POPULATE_WRITE = 23;
+const POPULATE_MIN_PAGES = 64;
+const BUF_SIZE = 16 << 20;
+let sharedBuf: Buffer | null = null;
+/** One page-aligned buffer, reused for every batch of every task. */
+function buffer(): Buffer {
+  sharedBuf ??= Buffer.from(native.aligned(BUF_SIZE, PAGE_SIZE));
+  return sharedBuf;
+}
+
+/** Where the bytes of a run of pages come from. */
+export type PageOrigin =
+  /** The task's memory at the same address, by process_vm_readv. */
+  | { kind: "vm" }
+  /**
+   * A file at an offset: /proc/PID/mem for pages the task cannot read itself,
+   * a shmem object or memfd. `size`: where the file ends; the rest of its last
+   * page reads as zeros, as it does through a mapping.
+   */
+  | { kind: "fd"; fd: number; offset: number; size?: number };
+
+/** A writer of one pages-N.img: batches runs of pages through the aligned buffer. */
+export class PagesWriter {
+  private readonly fd: number;
+  private used = 0;
+  /** Where the queued process_vm_readv ranges start in the buffer. */
+  private readBase = 0;
+  private readonly local = new BigUint64Array(2);
+  private readonly remote = new BigUint64Array(IOV_MAX * 2);
+  private nRemote = 0;
+  readonly entries: pagemap_entry[] = [];
+
+  constructor(readonly pid: number, readonly path: string, private readonly stats: Stats) {
+    this.fd = openSync(path, "w", 0o600);
+  }
+
+  /** Copies len bytes of data that belong at vaddr into the image. */
+  add(vaddr: number, len: number, origin: PageOrigin): void {
+    const last = this.entries[this.entries.length - 1];
+    const nr = len / PAGE_SIZE;
+    if (last && Number(last.vaddr) + Number(last.nr_pages!) * PAGE_SIZE === vaddr) {
+      last.nr_pages! += BigInt(nr);
+      last.compat_nr_pages = Number(last.nr_pages!);
+    } else {
+      this.entries.push({ vaddr: BigInt(vaddr), compat_nr_pages: nr, nr_pages: BigInt(nr), flags: PE.PRESENT });
+    }
+    for (let done = 0; done < len;) {
+      if (this.used === BUF_SIZE || this.nRemote === IOV_MAX) this.flushRead();
+      const n = Math.min(len - done, BUF_SIZE - this.used);
+      if (origin.kind === "vm") {
+        this.remote[this.nRemote * 2] = BigInt(vaddr + done);
+        this.remote[this.nRemote * 2 + 1] = BigInt(n);
+        this.nRemote++;
+        this.used += n;
+      } else {
+        this.flushRead();
+        const t0 = process.hrtime.bigint();
+        const at = origin.offset + done;
+        const want = origin.size === undefined ? n : Math.max(0, Math.min(n, origin.size - at));
+        const got = want ? readSync(origin.fd, buffer(), this.used, want, at) : 0;
+        if (got !== want) throw new Error(`read ${got} of ${want} bytes of memory of process ${this.pid} at offset ${at}`);
+        buffer().fill(0, this.used + got, this.used + n);
+        this.stats.memdumpUs += Number((process.hrtime.bigint() - t0) / 1000n);
+        this.used += n;
+        this.readBase = this.used;
+      }
+      done += n;
+    }
+  }
+
+  private flushRead(): void {
+    if (this.nRemote) {
+      const t0 = process.hrtime.bigint();
+      const want = this.used - this.readBase;
+      this.local[0] = BigInt(native.address(buffer()) + this.readBase);
+      this.local[1] = BigInt(want);
+      const n = check(native.syscall(SYS.process_vm_readv, this.pid, this.local, 1, this.remote, this.nRemote, 0), `read memory of process ${this.pid}`);
+      if (n !== want) throw new Error(`read ${n} of ${want} bytes of memory of process ${this.pid}: its mappings changed while frozen`);
+      this.nRemote = 0;
+      this.stats.memdumpUs += Number((process.hrtime.bigint() - t0) / 1000n);
+    }
+    this.readBase = this.used;
+    if (this.used === BUF_SIZE) this.flushWrite();
+  }
+
+  private flushWrite(): void {
+    const t0 = process.hrtime.bigint();
+    let off = 0;
+    while (off < this.used) off += writeSync(this.fd, buffer(), off, this.used - off);
+    this.stats.memwriteUs += Number((process.hrtime.bigint() - t0) / 1000n);
+    this.used = 0;
+    this.readBase = 0;
+  }
+
+  /**
+   * Copies out the pages with data of a private mapping: those present or
+   * swapped, except the zero page and (in file mappings) pages still the
+   * file's, and guard pages (recorded as VMAs of their own, see memory.ts).
+   * Returns how many pages were written.
+   */
+  dumpPrivate(scanner: PagemapScanner, start: number, end: number, mem: number | null): number {
+    let pages = 0;
+    for (const reg of scanner.scan(start, end, reportsGuards() ? PRIVATE_DATA_UNGUARDED : PRIVATE_DATA)) {
+      const len = reg.end - reg.start;
+      this.add(reg.start, len, mem === null ? { kind: "vm" } : { kind: "fd", fd: mem, offset: reg.start });
+      pages += len / PAGE_SIZE;
+    }
+    return pages;
+  }
+
+  /**
+   * Copies out a shmem object (shared anonymous memory) through an fd of
+   * it: the data segments SEEK_DATA/SEEK_HOLE find, at their offsets in the
+   * object; the tail of a last page the file only partly covers is zeros.
+   * Returns how many pages were written.
+   */
+  dumpShmem(fd: number, size: number): number {
+    let pages = 0;
+    for (let at = 0; at < size;) {
+      const data = native.syscall(SYS.lseek, fd, at, SEEK_DATA);
+      if (data < 0) break; // ENXIO: no data after `at`
+      const hole = Math.min(check(native.syscall(SYS.lseek, fd, data, SEEK_HOLE), `find holes of shared memory of process ${this.pid}`), size);
+      const from = Math.floor(data / PAGE_SIZE) * PAGE_SIZE;
+      const to = Math.ceil(hole / PAGE_SIZE) * PAGE_SIZE;
+      this.add(from, to - from, { kind: "fd", fd, offset: from, size });
+      pages += (to - from) / PAGE_SIZE;
+      at = to;
+    }
+    return pages;
+  }
+
+  close(): void {
+    this.flushRead();
+    this.flushWrite();
+    closeSync(this.fd);
+  }
+}
+
+/** A run of pages of one pages-N.img: where the pages go, how many bytes, and where they are in the file. */
+export interface PageRun {
+  vaddr: bigint;
+  len: number;
+  off: number;
+}
+
+/** The present entries as runs with their offsets in the pages file, which holds them in entry order. */
+export function pageRuns(entries: pagemap_entry[]): PageRun[] {
+  const runs: PageRun[] = [];
+  let off = 0;
+  for (const e of entries) {
+    if (!((e.flags ?? PE.PRESENT) & PE.PRESENT)) continue;
+    const len = pageCount(e) * PAGE_SIZE;
+    runs.push({ vaddr: e.vaddr, len, off });
+    off += len;
+  }
+  return runs;
+}
+
+/**
+ * Splits runs (in address order) at the edges of `ranges` (sorted, disjoint):
+ * the parts inside one of them, and the rest.
+ */
+export function splitRuns(runs: PageRun[], ranges: Array<{ start: bigint; end: bigint }>): { inside: PageRun[]; outside: PageRun[] } {
+  const inside: PageRun[] = [], outside: PageRun[] = [];
+  if (!ranges.length) return { inside, outside: runs };
+  let i = 0;
+  for (const run of runs) {
+    let at = run.vaddr;
+    const end = run.vaddr + BigInt(run.len);
+    const piece = (to: bigint, into: PageRun[]) => {
+      if (to > at) into.push({ vaddr: at, len: Number(to - at), off: run.off + Number(at - run.vaddr) });
+      at = to;
+    };
+    while (at < end) {
+      while (i < ranges.length && ranges[i]!.end <= at) i++;
+      const r = ranges[i];
+      if (!r || r.start >= end) { piece(end, outside); break; }
+      piece(r.start > at ? r.start : at, outside);
+      piece(r.end < end ? r.end : end, inside);
+    }
+  }
+  return { inside, outside };
+}
+
+/**
+ * Fills memory of the task from pages-N.img by a preadv run inside it. The
+ * entries must be in file order (as written); `dest` maps an entry's vaddr
+ * to where its pages go now (identity for private memory).
+ */
+export function fillFromPages(r: Remote, dir: string, pagesId: number, entries: pagemap_entry[], stats: Stats, dest: (vaddr: bigint) => bigint = (v) => v): void {
+  fillRuns(r, dir, pagesId, pageRuns(entries).map((p) => ({ ...p, vaddr: dest(p.vaddr) })), stats);
+}
+
+/**
+ * Has the task read runs of pages-N.img into place with preadv: one call per
+ * IOV_MAX runs that follow each other in the file.
+ */
+export function fillRuns(r: Remote, dir: string, pagesId: number, runs: PageRun[], stats: Stats): void {
+  if (!runs.length) return;
+  r.resetScratch();
+  const path = join(dir, `pages-${pagesId}.img`);
+  const fd = r.call(`open ${path} in task ${r.pid}`, SYS.openat, AT_FDCWD, r.putString(path), O.RDONLY | O.CLOEXEC, 0);
+  const iovAddr = r.alloc(IOV_MAX * 16);
+  const iov = Buffer.alloc(IOV_MAX * 16);
+  for (let i = 0; i < runs.length;) {
+    const off = runs[i]!.off;
+    let bytes = 0;
+    let j = 0;
+    for (; i + j < runs.length && j < IOV_MAX && runs[i + j]!.off === off + bytes; j++) {
+      const p = runs[i + j]!;
+      iov.writeBigUInt64LE(p.vaddr, j * 16);
+      iov.writeBigUInt64LE(BigInt(p.len), j * 16 + 8);
+      bytes += p.len;
+    }
+    const batch = runs.slice(i, i + j);
+    r.write(iovAddr, iov.subarray(0, j * 16));
+    // Large runs: allocate their pages in one go rather than fault by fault inside preadv.
+    for (const p of batch) {
+      if (p.len >= POPULATE_MIN_PAGES * PAGE_SIZE) r.syscall(SYS.madvise, p.vaddr, p.len, MADV_POPULATE_WRITE);
+    }
+    const n = r.call(`read pages of task ${r.pid} from ${path}`, SYS.preadv, fd, iovAddr, j, off);
+    // A regular file reads short only at its end (signals are blocked).
+    if (n !== bytes) throw new Error(`${path} is truncated: it has ${off + n} bytes where task ${r.pid} needs ${off + bytes}`);
+    stats.pagesRestored += bytes / PAGE_SIZE;
+    i += j;
+  }
+  r.call(`close ${path} in task ${r.pid}`, SYS.close, fd);
+}
+
+/**
+ * Restores runs of pages over memory the task inherited from its parent:
+ * each page of the image is compared with what the task has there; an equal
+ * page is left alone (it stays shared, copy-on-write, with the parent), a
+ * different one is written through /proc/PID/mem (which copies it on write,
+ * whatever the mapping's protection).
+ */
+export function restoreOverInherited(pid: number, dir: string, pagesId: number, runs: PageRun[], stats: Stats): void {
+  if (!runs.length) return;
+  const path = join(dir, `pages-${pagesId}.img`);
+  const img = openSync(path, "r");
+  const mem = openSync(`/proc/${pid}/mem`, "r+");
+  const half = BUF_SIZE / 2;
+  const want = buffer().subarray(0, half), have = buffer().subarray(half);
+  try {
+    for (const run of runs) {
+      for (let done = 0; done < run.len;) {
+        const n = Math.min(run.len - done, half);
+        const at = Number(run.vaddr) + done;
+        if (readSync(img, want, 0, n, run.off + done) !== n) throw new Error(`${path} is truncated: process ${pid} needs ${run.off + done + n} bytes`);
+        if (readSync(mem, have, 0, n, at) !== n) throw new Error(`cannot read the memory process ${pid} inherited at 0x${at.toString(16)}`);
+        // Runs of differing pages are written in one go.
+        let from = -1;
+        const flush = (to: number) => {
+          if (from < 0) return;
+          if (writeSync(mem, want, from, to - from, at + from) !== to - from) throw new Error(`cannot write memory of process ${pid} at 0x${(at + from).toString(16)}`);
+          stats.pagesRestored += (to - from) / PAGE_SIZE;
+          from = -1;
+        };
+        for (let p = 0; p < n; p += PAGE_SIZE) {
+          if (want.subarray(p, p + PAGE_SIZE).equals(have.subarray(p, p + PAGE_SIZE))) {
+            flush(p);
+            stats.pagesSkippedCow++;
+          } else if (from < 0) {
+            from = p;
+          }
+        }
+        flush(n);
+        stats.pagesCompared += n / PAGE_SIZE;
+        done += n;
+      }
+    }
+  } finally {
+    closeSync(mem);
+    closeSync(img);
+  }
+}
+
+export const pageCount = (e: pagemap_entry): number => Number(e.nr_pages ?? BigInt(e.compat_nr_pages));

@@ -1,0 +1,106 @@
+// Credentials: user and group ids (real, effective, saved, fs), supplementary
+// groups, the five capability sets, securebits and no_new_privs; with them,
+// what a change of credentials resets (pdeath signal, dumpable). Restored
+// per thread in the kernel's order: groups, ids with SECURE_NO_SETUID_FIXUP
+// held so capabilities survive, securebits, bounding set, capabilities,
+// ambient set, no_new_privs.
+import { readFileSync } from "node:fs";
+import type { TaskKind, DumpTask, RestoreTask } from "../context.js";
+import type { creds_entry } from "../../images/index.js";
+import { PR, PR_CAP_AMBIENT_RAISE, SYS } from "../../sys/constants.js";
+import { parseStatus } from "../../proc/index.js";
+import type { Remote } from "../../remote/remote.js";
+
+const CAP_VERSION_3 = 0x20080522;
+const SECBIT_NO_SETUID_FIXUP = 1 << 2;
+
+/** A 64-bit capability set as CRIU stores it: two u32, low word first. */
+const capWords = (v: bigint): number[] => [Number(v & 0xffffffffn), Number(v >> 32n)];
+const capValue = (w: number[]): bigint => BigInt(w[0] ?? 0) | (BigInt(w[1] ?? 0) << 32n);
+
+function lastCap(): number {
+  return Number(readFileSync("/proc/sys/kernel/cap_last_cap", "utf8").trim());
+}
+
+function dumpThreadCreds(pid: number, tid: number, r: Remote): creds_entry {
+  const st = parseStatus(readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8"));
+  const secbits = r.call(`read securebits of thread ${tid}`, SYS.prctl, PR.GET_SECUREBITS, 0, 0, 0, 0);
+  return {
+    uid: st.uid[0], euid: st.uid[1], suid: st.uid[2], fsuid: st.uid[3],
+    gid: st.gid[0], egid: st.gid[1], sgid: st.gid[2], fsgid: st.gid[3],
+    cap_inh: capWords(st.capInh), cap_prm: capWords(st.capPrm), cap_eff: capWords(st.capEff),
+    cap_bnd: capWords(st.capBnd), cap_amb: capWords(st.capAmb),
+    secbits,
+    groups: st.groups,
+    no_new_privs: st.noNewPrivs ? 1 : 0,
+  };
+}
+
+function restoreThreadCreds(r: Remote, tid: number, ce: creds_entry): void {
+  const what = (s: string) => `${s} of thread ${tid}`;
+  r.resetScratch();
+  const groups = Buffer.alloc(ce.groups.length * 4);
+  ce.groups.forEach((g, i) => groups.writeUInt32LE(g, i * 4));
+  r.call(what("set supplementary groups"), SYS.setgroups, ce.groups.length, ce.groups.length ? r.put(groups) : 0);
+  r.call(what("hold capabilities across the uid change"), SYS.prctl, PR.SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP, 0, 0, 0);
+  r.call(what(`set uids to ${ce.uid}/${ce.euid}/${ce.suid}`), SYS.setresuid, ce.uid, ce.euid, ce.suid);
+  r.syscall(SYS.setfsuid, ce.fsuid);
+  if (r.syscall(SYS.setfsuid, -1) !== ce.fsuid) throw new Error(what(`cannot set fsuid ${ce.fsuid}`));
+  r.call(what(`set gids to ${ce.gid}/${ce.egid}/${ce.sgid}`), SYS.setresgid, ce.gid, ce.egid, ce.sgid);
+  r.syscall(SYS.setfsgid, ce.fsgid);
+  if (r.syscall(SYS.setfsgid, -1) !== ce.fsgid) throw new Error(what(`cannot set fsgid ${ce.fsgid}`));
+  r.call(what(`set securebits 0x${ce.secbits.toString(16)}`), SYS.prctl, PR.SET_SECUREBITS, ce.secbits, 0, 0, 0);
+
+  const bnd = capValue(ce.cap_bnd);
+  const last = lastCap();
+  const drops = Array.from({ length: last + 1 }, (_, cap) => cap).filter((cap) => !(bnd & (1n << BigInt(cap))));
+  r.resetScratch();
+  r.callAll(drops.map((cap) => ({ nr: SYS.prctl, args: [PR.CAPBSET_DROP, cap, 0, 0, 0], what: what(`drop capability ${cap} from the bounding set`) })));
+  const hdr = Buffer.alloc(8);
+  hdr.writeUInt32LE(CAP_VERSION_3, 0);
+  const data = Buffer.alloc(24);
+  for (let i = 0; i < 2; i++) {
+    data.writeUInt32LE(ce.cap_eff[i] ?? 0, i * 12);
+    data.writeUInt32LE(ce.cap_prm[i] ?? 0, i * 12 + 4);
+    data.writeUInt32LE(ce.cap_inh[i] ?? 0, i * 12 + 8);
+  }
+  r.resetScratch();
+  r.call(what("set capabilities"), SYS.capset, r.put(hdr), r.put(data));
+  const amb = capValue(ce.cap_amb);
+  for (let cap = 0; cap <= last; cap++) {
+    if (!(amb & (1n << BigInt(cap)))) continue;
+    r.call(what(`raise ambient capability ${cap}`), SYS.prctl, PR.CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
+  }
+  if (ce.no_new_privs) r.call(what("set no_new_privs"), SYS.prctl, PR.SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
+export const credsKind: TaskKind = {
+  name: "creds",
+  dump(task: DumpTask) {
+    task.threads.forEach((t, i) => {
+      const r = task.remotes[i]!;
+      const th = task.core[i]!.thread_core!;
+      th.creds = dumpThreadCreds(task.pid, t.tid, r);
+      const sig = r.alloc(4);
+      r.call(`read the parent-death signal of thread ${t.tid}`, SYS.prctl, PR.GET_PDEATHSIG, sig, 0, 0, 0);
+      th.pdeath_sig = r.read(sig, 4).readInt32LE(0);
+      r.resetScratch();
+    });
+    task.mm!.dumpable = task.remotes[0]!.call(`read the dumpable flag of task ${task.pid}`, SYS.prctl, PR.GET_DUMPABLE, 0, 0, 0, 0);
+  },
+  restore(task: RestoreTask) {
+    task.threads.forEach((t, i) => {
+      const th = task.core[i]!.thread_core;
+      if (!th?.creds) throw new Error(`core-${t.tid}.img has no credentials`);
+      const r = task.remotes[i]!;
+      restoreThreadCreds(r, t.tid, th.creds);
+      // A change of credentials clears these, so they come after.
+      if (th.pdeath_sig) r.call(`set the parent-death signal of thread ${t.tid}`, SYS.prctl, PR.SET_PDEATHSIG, th.pdeath_sig, 0, 0, 0);
+    });
+    const dumpable = task.mm.dumpable;
+    // prctl takes 0 or 1; 2 (root-only core dumps) only comes from suid_dumpable.
+    if (dumpable === 0 || dumpable === 1) {
+      task.remotes[0]!.call(`set the dumpable flag of task ${task.pid}`, SYS.prctl, PR.SET_DUMPABLE, dumpable, 0, 0, 0);
+    }
+  },
+};

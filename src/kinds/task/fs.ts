@@ -1,0 +1,40 @@
+// The fs struct: current directory, root directory and umask. The two
+// directories go to files.img as regular files; the task gets them back with
+// fchdir and chroot after its files are open (paths are crest's view).
+import { readFileSync, readlinkSync } from "node:fs";
+import type { TaskKind } from "../context.js";
+import { UnsupportedError } from "../context.js";
+import { O, SYS } from "../../sys/constants.js";
+import { parseStatus } from "../../proc/index.js";
+import { checkReopenable, dumpDeletedFile, dumpRegFile, openRegFile, regFile } from "../files/regfile.js";
+
+export const fsKind: TaskKind = {
+  name: "fs",
+  dump(task, run) {
+    const dir = (which: "cwd" | "root") => {
+      const via = `/proc/${task.pid}/${which}`;
+      const path = readlinkSync(via);
+      const what = `the ${which === "cwd" ? "current" : "root"} directory of process ${task.pid}`;
+      const flags = O.RDONLY | O.DIRECTORY | O.LARGEFILE;
+      // A removed directory comes back as a ghost (mkdir, then rmdir once entered).
+      if (path.endsWith(" (deleted)")) return dumpDeletedFile(run, { path: path.slice(0, -10), flags, pos: 0n }, via, what);
+      const st = checkReopenable(path, via, what);
+      return dumpRegFile(run, { path, flags, pos: 0n }, st);
+    };
+    const root = dir("root");
+    if (run.files.find((f) => f.id === root)?.reg?.name !== "/") {
+      throw new UnsupportedError(`process ${task.pid} runs chrooted (root ${readlinkSync(`/proc/${task.pid}/root`)}); crest does not support chroots yet`);
+    }
+    const umask = parseStatus(readFileSync(`/proc/${task.pid}/status`, "utf8")).umask;
+    task.fs = { cwd_id: dir("cwd"), root_id: root, umask };
+  },
+  restore(task, run) {
+    if (task.sharesFs) return; // created with CLONE_FS: its parent restored it
+    const r = task.remotes[0]!;
+    const cwd = regFile(run, task.fs.cwd_id);
+    const fd = openRegFile(r, cwd);
+    r.call(`change directory of task ${task.pid} to ${cwd.name}`, SYS.fchdir, fd);
+    r.call(`close a temporary fd of task ${task.pid}`, SYS.close, fd);
+    if (task.fs.umask !== undefined) r.call(`set the umask of task ${task.pid}`, SYS.umask, task.fs.umask);
+  },
+};

@@ -1,0 +1,131 @@
+// Small per-task and per-thread properties: comm (thread names),
+// personality, task flags, the robust futex list, the clear-tid address,
+// timer slack, child subreaper, THP opt-out, oom_score_adj, the audit
+// loginuid and membarrier registrations (scheduling is in sched.ts).
+import { readFileSync, writeFileSync } from "node:fs";
+import type { TaskKind, DumpTask, RestoreTask } from "../context.js";
+import { AT_FDCWD, O, PR, SYS } from "../../sys/constants.js";
+import { check, EINVAL, ENOSYS, EPERM } from "../../sys/errno.js";
+import { RemoteError, type Remote } from "../../remote/remote.js";
+import { sys } from "../../sys/syscalls.js";
+import { parseStat } from "../../proc/index.js";
+
+const MEMBARRIER_CMD_GET_REGISTRATIONS = 1 << 9;
+/** The private expedited barriers (PRIVATE_EXPEDITED, _SYNC_CORE, _RSEQ); each one's REGISTER command is its bit << 1. */
+const MEMBARRIER_PRIVATE_CMDS = [1 << 3, 1 << 5, 1 << 7];
+
+/**
+ * The membarrier commands the task's mm is registered for (a mask of
+ * REGISTER_* commands). The kernel tells it since 6.3; before, as criu does,
+ * each private barrier is issued: it succeeds only once registered (the
+ * global registration cannot be seen that way).
+ */
+function membarrierRegistrations(r: Remote): number {
+  const got = r.syscall(SYS.membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0);
+  if (got >= 0) return got;
+  if (got !== -EINVAL) throw new RemoteError(`read the membarrier registrations of task ${r.pid}`, -got);
+  let mask = 0;
+  for (const cmd of MEMBARRIER_PRIVATE_CMDS) {
+    const res = r.syscall(SYS.membarrier, cmd, 0, 0);
+    if (res === 0) mask |= cmd << 1;
+    else if (res !== -EPERM && res !== -EINVAL && res !== -ENOSYS) throw new RemoteError(`issue membarrier command ${cmd} in task ${r.pid}`, -res);
+  }
+  return mask;
+}
+
+/** The loginuid of a task that never had one set (criu's INVALID_UID). */
+const NO_LOGINUID = 0xffffffff;
+
+/**
+ * A task may set only its own loginuid (/proc/self/loginuid), with
+ * CAP_AUDIT_CONTROL: done from inside it while it is still root.
+ */
+function setLoginuid(r: Remote, task: RestoreTask, uid: number): void {
+  if (Number(readFileSync(`/proc/${task.pid}/loginuid`, "utf8")) === uid) return;
+  r.resetScratch();
+  const what = `set the loginuid of task ${task.vpid} to ${uid}`;
+  const fd = r.call(what, SYS.openat, AT_FDCWD, r.putString("/proc/self/loginuid"), O.WRONLY, 0);
+  const text = Buffer.from(String(uid));
+  try {
+    const n = r.call(what, SYS.write, fd, r.put(text), text.length);
+    if (n !== text.length) throw new Error(`${what}: the kernel took ${n} of ${text.length} bytes`);
+  } finally {
+    r.call(`close fd ${fd} of task ${task.vpid}`, SYS.close, fd);
+  }
+}
+
+function robustList(tid: number): { head: bigint; len: number } {
+  const head = new BigUint64Array(1);
+  const len = new BigUint64Array(1);
+  check(sys(SYS.get_robust_list, tid, head, len), `read the robust futex list of thread ${tid}`);
+  return { head: head[0]!, len: Number(len[0]) };
+}
+
+export const propsKind: TaskKind = {
+  name: "props",
+  dump(task: DumpTask) {
+    const leaderStat = parseStat(readFileSync(`/proc/${task.pid}/stat`, "utf8"));
+    const tc = task.core[0]!.tc!;
+    tc.comm = readFileSync(`/proc/${task.pid}/comm`, "utf8").replace(/\n$/, "");
+    tc.personality = parseInt(readFileSync(`/proc/${task.pid}/personality`, "utf8"), 16);
+    tc.flags = leaderStat.flags;
+    tc.oom_score_adj = Number(readFileSync(`/proc/${task.pid}/oom_score_adj`, "utf8"));
+    tc.loginuid = Number(readFileSync(`/proc/${task.pid}/loginuid`, "utf8"));
+    const r0 = task.remotes[0]!;
+    task.threads.forEach((t, i) => {
+      const r = task.remotes[i]!;
+      const core = task.core[i]!;
+      const th = core.thread_core!;
+      th.comm = readFileSync(`/proc/${task.pid}/task/${t.tid}/comm`, "utf8").replace(/\n$/, "");
+      const rl = robustList(t.tid);
+      th.futex_rla = rl.head;
+      th.futex_rla_len = rl.len;
+      r.resetScratch();
+      const addr = r.alloc(8);
+      r.call(`read the clear-tid address of thread ${t.tid}`, SYS.prctl, PR.GET_TID_ADDRESS, addr, 0, 0, 0);
+      core.thread_info!.clear_tid_addr = r.read(addr, 8).readBigUInt64LE(0);
+      th.timer_slack_ns = BigInt(r.call(`read the timer slack of thread ${t.tid}`, SYS.prctl, PR.GET_TIMERSLACK, 0, 0, 0, 0));
+    });
+    r0.resetScratch();
+    const sub = r0.alloc(4);
+    r0.call(`read the subreaper flag of task ${task.pid}`, SYS.prctl, PR.GET_CHILD_SUBREAPER, sub, 0, 0, 0);
+    tc.child_subreaper = r0.read(sub, 4).readInt32LE(0) !== 0;
+    task.mm!.thp_disabled = r0.call(`read the THP setting of task ${task.pid}`, SYS.prctl, PR.GET_THP_DISABLE, 0, 0, 0, 0) === 1;
+    const membarrier = membarrierRegistrations(r0);
+    if (membarrier) tc.membarrier_registration_mask = membarrier;
+  },
+  restore(task: RestoreTask) {
+    const tc = task.core[0]!.tc!;
+    const r0 = task.remotes[0]!;
+    r0.call(`set the personality of task ${task.pid}`, SYS.personality, tc.personality);
+    if (tc.child_subreaper) r0.call(`make task ${task.pid} a child subreaper`, SYS.prctl, PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    if (task.mm.thp_disabled) r0.call(`disable THP for task ${task.pid}`, SYS.prctl, PR.SET_THP_DISABLE, 1, 0, 0, 0);
+    if (tc.loginuid !== undefined && tc.loginuid !== NO_LOGINUID) setLoginuid(r0, task, tc.loginuid);
+    // Each bit of the mask is a REGISTER_* command: run them again.
+    const membarrier = tc.membarrier_registration_mask ?? 0;
+    for (let bit = 0; bit < 32; bit++) {
+      const cmd = (1 << bit) >>> 0;
+      if (membarrier & cmd) r0.call(`register task ${task.vpid} for membarrier (command ${cmd})`, SYS.membarrier, cmd, 0, 0);
+    }
+    task.threads.forEach((t, i) => {
+      const r = task.remotes[i]!;
+      const core = task.core[i]!;
+      const th = core.thread_core;
+      const comm = th?.comm ?? tc.comm;
+      r.resetScratch();
+      r.call(`set the name of thread ${t.tid}`, SYS.prctl, PR.SET_NAME, r.putString(comm.slice(0, 15)), 0, 0, 0);
+      if (th?.futex_rla) r.call(`set the robust futex list of thread ${t.tid}`, SYS.set_robust_list, th.futex_rla, th.futex_rla_len);
+      r.syscall(SYS.set_tid_address, core.thread_info?.clear_tid_addr ?? 0n);
+      if (th?.timer_slack_ns !== undefined) {
+        r.call(`set the timer slack of thread ${t.tid}`, SYS.prctl, PR.SET_TIMERSLACK, th.timer_slack_ns, 0, 0, 0);
+      }
+    });
+    if (tc.oom_score_adj !== undefined && tc.oom_score_adj !== 0) {
+      try {
+        writeFileSync(`/proc/${task.pid}/oom_score_adj`, String(tc.oom_score_adj));
+      } catch (e) {
+        throw new Error(`cannot restore oom_score_adj ${tc.oom_score_adj} of task ${task.pid}: ${(e as Error).message}`);
+      }
+    }
+  },
+};

@@ -1,0 +1,241 @@
+// Registers: general purpose (with fs/gs base), the FPU/SSE/AVX state from
+// the XSAVE area, and the GDT TLS descriptors. Dumped from what the thread
+// had when it was seized; restored last, right before the thread runs.
+import type { TaskKind, DumpTask, RestoreTask } from "../context.js";
+import { Regs, REG_NAMES } from "../../sys/structs.js";
+import { FXSAVE_SIZE, XFEATURE, XSTATE_BV_OFFSET, xcomponent, xfeatures } from "../../sys/xsave.js";
+import { ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS, ERESTART_RESTARTBLOCK, EINTR } from "../../sys/errno.js";
+import type {
+  rseq_entry, thread_info_x86, user_desc_t, user_x86_fpregs_entry, user_x86_regs_entry, user_x86_xsave_entry,
+} from "../../images/index.js";
+import { user_x86_regs_mode } from "../../images/index.js";
+import type { Tracee } from "../../remote/tracee.js";
+import { readMemory } from "../../remote/memory.js";
+import { SYS } from "../../sys/constants.js";
+import { UnsupportedError } from "../context.js";
+
+/** GDT_ENTRY_TLS_MIN on x86_64, and how many TLS slots there are. */
+const TLS_MIN = 12;
+const TLS_ENTRIES = 3;
+
+/**
+ * The registers as they must be saved: a thread stopped inside an
+ * interrupted syscall resumes by restarting it (as the kernel would on its
+ * way out), or gets EINTR where the restart needs kernel state we lose.
+ */
+export function restartAdjusted(r: Regs): Regs {
+  const out = r.clone();
+  if (r.getSigned("orig_ax") < 0n) return out;
+  const ax = -r.getSigned("ax");
+  if (ax === BigInt(ERESTARTNOHAND) || ax === BigInt(ERESTARTSYS) || ax === BigInt(ERESTARTNOINTR)) {
+    out.set("ax", r.get("orig_ax"));
+    out.set("ip", r.get("ip") - 2n);
+  } else if (ax === BigInt(ERESTART_RESTARTBLOCK)) {
+    out.set("ax", -EINTR);
+  }
+  return out;
+}
+
+export function regsToEntry(r: Regs): user_x86_regs_entry {
+  const e = Object.fromEntries(REG_NAMES.map((n) => [n, r.get(n)])) as unknown as user_x86_regs_entry;
+  e.mode = user_x86_regs_mode.NATIVE;
+  return e;
+}
+
+export function entryToRegs(e: user_x86_regs_entry): Regs {
+  if (e.mode !== undefined && e.mode !== user_x86_regs_mode.NATIVE) {
+    throw new Error("the image holds a 32-bit (compat) register set; crest restores 64-bit tasks only");
+  }
+  const r = new Regs();
+  for (const n of REG_NAMES) r.set(n, e[n]);
+  return r;
+}
+
+function u32s(b: Buffer, off: number, n: number): number[] {
+  return Array.from({ length: n }, (_, i) => b.readUInt32LE(off + i * 4));
+}
+function u64s(b: Buffer, off: number, n: number): bigint[] {
+  return Array.from({ length: n }, (_, i) => b.readBigUInt64LE(off + i * 8));
+}
+function putU32s(b: Buffer, off: number, v: number[]): void {
+  v.forEach((x, i) => b.writeUInt32LE(x >>> 0, off + i * 4));
+}
+function putU64s(b: Buffer, off: number, v: bigint[]): void {
+  v.forEach((x, i) => b.writeBigUInt64LE(x, off + i * 8));
+}
+
+/** The optional XSAVE components CRIU's image names, with their element width. */
+const COMPONENTS: Array<{ feature: number; field: keyof user_x86_xsave_entry; width: 4 | 8 }> = [
+  { feature: XFEATURE.YMM, field: "ymmh_space", width: 4 },
+  { feature: XFEATURE.BNDREGS, field: "bndreg_state", width: 8 },
+  { feature: XFEATURE.BNDCSR, field: "bndcsr_state", width: 8 },
+  { feature: XFEATURE.OPMASK, field: "opmask_reg", width: 8 },
+  { feature: XFEATURE.ZMM_HI256, field: "zmm_upper", width: 8 },
+  { feature: XFEATURE.HI16_ZMM, field: "hi16_zmm", width: 8 },
+  { feature: XFEATURE.PKRU, field: "pkru", width: 4 },
+];
+
+/** Splits an XSAVE area (standard layout) into CRIU's fpregs entry. */
+export function xsaveToEntry(x: Buffer): user_x86_fpregs_entry {
+  const xsave: user_x86_xsave_entry = {
+    xstate_bv: x.length > XSTATE_BV_OFFSET ? x.readBigUInt64LE(XSTATE_BV_OFFSET) : 0n,
+    ymmh_space: [], bndreg_state: [], bndcsr_state: [], opmask_reg: [], zmm_upper: [], hi16_zmm: [], pkru: [],
+  };
+  for (const c of COMPONENTS) {
+    const comp = xcomponent(c.feature);
+    if (!comp || comp.offset + comp.size > x.length) continue;
+    const n = comp.size / c.width;
+    (xsave[c.field] as unknown) = c.width === 4 ? u32s(x, comp.offset, n) : u64s(x, comp.offset, n);
+  }
+  return {
+    cwd: x.readUInt16LE(0),
+    swd: x.readUInt16LE(2),
+    twd: x.readUInt16LE(4),
+    fop: x.readUInt16LE(6),
+    rip: x.readBigUInt64LE(8),
+    rdp: x.readBigUInt64LE(16),
+    mxcsr: x.readUInt32LE(24),
+    mxcsr_mask: x.readUInt32LE(28),
+    st_space: u32s(x, 32, 32),
+    xmm_space: u32s(x, 160, 64),
+    padding: u32s(x, 416, 24),
+    xsave,
+  };
+}
+
+/**
+ * Writes an fpregs entry into an XSAVE area. `template` is the thread's
+ * current area: it supplies the software-reserved bytes the kernel checks
+ * and the size; only user-visible state is replaced.
+ */
+export function entryToXsave(e: user_x86_fpregs_entry, template: Buffer): Buffer {
+  const x = Buffer.from(template);
+  x.writeUInt16LE(e.cwd, 0);
+  x.writeUInt16LE(e.swd, 2);
+  // The abridged tag word is one byte; the byte after it is reserved.
+  x.writeUInt16LE(e.twd & 0xff, 4);
+  x.writeUInt16LE(e.fop, 6);
+  x.writeBigUInt64LE(e.rip, 8);
+  x.writeBigUInt64LE(e.rdp, 16);
+  x.writeUInt32LE(e.mxcsr, 24);
+  x.writeUInt32LE(e.mxcsr_mask, 28);
+  putU32s(x, 32, e.st_space.slice(0, 32));
+  putU32s(x, 160, e.xmm_space.slice(0, 64));
+  const xs = e.xsave;
+  if (!xs || x.length <= FXSAVE_SIZE) return x;
+  const missing = xs.xstate_bv & ~xfeatures();
+  if (missing) {
+    throw new Error(`the image holds FPU state components 0x${missing.toString(16)} this CPU does not have; restore on a CPU with the same features`);
+  }
+  x.writeBigUInt64LE(xs.xstate_bv, XSTATE_BV_OFFSET);
+  for (const c of COMPONENTS) {
+    const vals = xs[c.field] as Array<number | bigint> | undefined;
+    const comp = xcomponent(c.feature);
+    if (!vals?.length || !comp) continue;
+    if (vals.length * c.width !== comp.size) {
+      throw new Error(`FPU state component ${c.field} has ${vals.length * c.width} bytes in the image, ${comp.size} on this CPU`);
+    }
+    if (c.width === 4) putU32s(x, comp.offset, vals as number[]);
+    else putU64s(x, comp.offset, vals as bigint[]);
+  }
+  return x;
+}
+
+/** struct user_desc <-> user_desc_t. */
+function descToEntry(b: Buffer): user_desc_t {
+  const bits = b.readUInt32LE(12);
+  return {
+    entry_number: b.readUInt32LE(0),
+    base_addr: b.readUInt32LE(4),
+    limit: b.readUInt32LE(8),
+    seg_32bit: !!(bits & 1),
+    contents_h: !!(bits & 4),
+    contents_l: !!(bits & 2),
+    read_exec_only: !!(bits & 8),
+    limit_in_pages: !!(bits & 16),
+    seg_not_present: !!(bits & 32),
+    usable: !!(bits & 64),
+  };
+}
+
+function entryToDesc(e: user_desc_t): Buffer {
+  const b = Buffer.alloc(16);
+  b.writeUInt32LE(e.entry_number, 0);
+  b.writeUInt32LE(e.base_addr, 4);
+  b.writeUInt32LE(e.limit, 8);
+  const bits = (e.seg_32bit ? 1 : 0) | (e.contents_l ? 2 : 0) | (e.contents_h ? 4 : 0) | (e.read_exec_only ? 8 : 0) |
+    (e.limit_in_pages ? 16 : 0) | (e.seg_not_present ? 32 : 0) | (e.usable ? 64 : 0);
+  b.writeUInt32LE(bits, 12);
+  return b;
+}
+
+/** An unused TLS slot, as the kernel reports it. */
+const emptyDesc = (e: user_desc_t): boolean => e.base_addr === 0 && e.limit === 0 && e.seg_not_present && e.read_exec_only;
+
+const RSEQ_CS_FLAG_NO_RESTART_ON_SIGNAL = 2;
+
+/**
+ * The thread's rseq registration. A thread stopped inside an rseq critical
+ * section must resume at its abort handler, as it would after a signal; the
+ * kernel clears (struct rseq).rseq_cs when we run code in the thread, so the
+ * pointer is kept in the image and written back last.
+ */
+function dumpRseq(t: Tracee, regs: Regs): rseq_entry | undefined {
+  const cfg = t.rseqConfig();
+  if (!cfg.pointer) return undefined;
+  const csPtr = readMemory(t.tid, cfg.pointer + 8n, 8).readBigUInt64LE(0);
+  if (csPtr) {
+    const cs = readMemory(t.tid, csPtr, 32);
+    const version = cs.readUInt32LE(0), flags = cs.readUInt32LE(4);
+    const start = cs.readBigUInt64LE(8), len = cs.readBigUInt64LE(16), abort = cs.readBigUInt64LE(24);
+    if (version !== 0) throw new UnsupportedError(`thread ${t.tid} uses rseq ABI version ${version}, which crest does not know`);
+    const ip = regs.get("ip");
+    if (ip >= start && ip < start + len && !(flags & RSEQ_CS_FLAG_NO_RESTART_ON_SIGNAL)) regs.set("ip", abort);
+  }
+  return { rseq_abi_pointer: cfg.pointer, rseq_abi_size: cfg.size, signature: cfg.signature, rseq_cs_pointer: csPtr };
+}
+
+function dumpThread(t: Tracee, saved: Regs): { info: thread_info_x86; rseq?: rseq_entry } {
+  const tls: user_desc_t[] = [];
+  for (let i = 0; i < TLS_ENTRIES; i++) tls.push(descToEntry(t.getThreadArea(TLS_MIN + i)));
+  // The rseq abort fixup also applies to the registers the thread gets back
+  // if it is left running, so it edits the saved set itself.
+  const rseq = dumpRseq(t, saved);
+  const info: thread_info_x86 = {
+    clear_tid_addr: 0n, // filled by the props kind, which asks the thread
+    gpregs: regsToEntry(restartAdjusted(saved)),
+    fpregs: xsaveToEntry(t.getXstate()),
+    tls,
+  };
+  return { info, ...(rseq ? { rseq } : {}) };
+}
+
+export const regsKind: TaskKind = {
+  name: "regs",
+  dump(task: DumpTask) {
+    task.threads.forEach((t, i) => {
+      const { info, rseq } = dumpThread(t, task.remotes[i]!.saved);
+      task.core[i]!.thread_info = info;
+      if (rseq) task.core[i]!.thread_core!.rseq_entry = rseq;
+    });
+  },
+  restore(task: RestoreTask) {
+    task.threads.forEach((t, i) => {
+      const ti = task.core[i]!.thread_info;
+      if (!ti) throw new Error(`core-${t.tid}.img has no x86 thread_info: it was not dumped on x86_64`);
+      const f = task.final[i]!;
+      f.regs = entryToRegs(ti.gpregs);
+      f.xstate = entryToXsave(ti.fpregs, t.getXstate());
+      for (const d of ti.tls) if (!emptyDesc(d)) t.setThreadArea(d.entry_number, entryToDesc(d));
+      const rseq = task.core[i]!.thread_core?.rseq_entry;
+      if (rseq?.rseq_abi_pointer) {
+        task.remotes[i]!.call(`register rseq of thread ${t.tid}`, SYS.rseq, rseq.rseq_abi_pointer, rseq.rseq_abi_size, 0, rseq.signature);
+        if (rseq.rseq_cs_pointer) {
+          const b = Buffer.alloc(8);
+          b.writeBigUInt64LE(rseq.rseq_cs_pointer);
+          f.memoryWrites.push({ addr: rseq.rseq_abi_pointer + 8n, data: b });
+        }
+      }
+    });
+  },
+};

@@ -1,0 +1,80 @@
+// Seccomp: each thread's mode and filter chain. Filters are read with
+// PTRACE_SECCOMP_GET_FILTER (0 = newest) and stored in seccomp.img oldest
+// first, each newer one pointing at the one before it with `prev`;
+// thread_core_entry.seccomp_filter names the newest. Restored oldest first,
+// before the credentials drop (installing a filter needs CAP_SYS_ADMIN or
+// no_new_privs); crest's own syscalls are not filtered thanks to
+// PTRACE_O_SUSPEND_SECCOMP.
+import { readFileSync } from "node:fs";
+import type { TaskKind, DumpTask, DumpRun, RestoreTask, RestoreRun } from "../context.js";
+import type { seccomp_filter } from "../../images/index.js";
+import { seccomp_mode } from "../../images/index.js";
+import { PR, SECCOMP_SET_MODE_FILTER, SYS } from "../../sys/constants.js";
+import { parseStatus } from "../../proc/index.js";
+
+const BPF_INSN = 8;
+
+function dumpThread(task: DumpTask, run: DumpRun, i: number): void {
+  const t = task.threads[i]!;
+  const th = task.core[i]!.thread_core!;
+  const st = parseStatus(readFileSync(`/proc/${task.pid}/task/${t.tid}/status`, "utf8"));
+  th.seccomp_mode = st.seccomp as seccomp_mode;
+  if (st.seccomp !== seccomp_mode.filter) return;
+  const chain: Array<{ filter: Buffer; flags: number }> = [];
+  for (let n = 0; ; n++) {
+    const filter = t.seccompFilter(n);
+    if (!filter) break;
+    chain.push({ filter, flags: t.seccompFlags(n) });
+  }
+  // Oldest first; the same chain in another thread is not shared yet.
+  let prev: number | undefined;
+  for (const f of chain.reverse()) {
+    const entry: seccomp_filter = { filter: f.filter, flags: f.flags, ...(prev !== undefined ? { prev } : {}) };
+    run.seccomp.push(entry);
+    prev = run.seccomp.length - 1;
+  }
+  th.seccomp_filter = prev;
+}
+
+/** The filters of a thread, oldest first, following prev links from the newest. */
+function chainOf(run: RestoreRun, newest: number, tid: number): seccomp_filter[] {
+  const out: seccomp_filter[] = [];
+  for (let i: number | undefined = newest; i !== undefined; i = run.seccomp[i]!.prev) {
+    const f = run.seccomp[i];
+    if (!f || out.length > run.seccomp.length) throw new Error(`seccomp.img: broken filter chain of thread ${tid} at index ${i}`);
+    if (f.filter.length % BPF_INSN) throw new Error(`seccomp.img: filter ${i} has ${f.filter.length} bytes, not whole BPF instructions`);
+    out.push(f);
+  }
+  return out.reverse();
+}
+
+function restoreThread(task: RestoreTask, run: RestoreRun, i: number): void {
+  const th = task.core[i]!.thread_core;
+  const tid = task.threads[i]!.tid;
+  const r = task.remotes[i]!;
+  if (!th?.seccomp_mode) return;
+  if (th.seccomp_mode === seccomp_mode.strict) {
+    r.call(`enter strict seccomp mode in thread ${tid}`, SYS.prctl, PR.SET_SECCOMP, 1, 0, 0, 0);
+    return;
+  }
+  if (th.seccomp_filter === undefined) throw new Error(`core-${tid}.img: seccomp filter mode without a filter`);
+  for (const f of chainOf(run, th.seccomp_filter, tid)) {
+    r.resetScratch();
+    const insns = r.put(f.filter);
+    // struct sock_fprog: unsigned short len; struct sock_filter *filter
+    const prog = Buffer.alloc(16);
+    prog.writeUInt16LE(f.filter.length / BPF_INSN, 0);
+    prog.writeBigUInt64LE(insns, 8);
+    r.call(`install a seccomp filter in thread ${tid}`, SYS.seccomp, SECCOMP_SET_MODE_FILTER, f.flags ?? 0, r.put(prog));
+  }
+}
+
+export const seccompKind: TaskKind = {
+  name: "seccomp",
+  dump(task, run) {
+    task.threads.forEach((_, i) => dumpThread(task, run, i));
+  },
+  restore(task, run) {
+    task.threads.forEach((_, i) => restoreThread(task, run, i));
+  },
+};

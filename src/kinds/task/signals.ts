@@ -1,0 +1,125 @@
+// Signals: every sigaction, each thread's blocked mask, sigaltstack and
+// pending signals (process-wide and per thread, with their siginfo).
+// Actions and the alternate stack are only known to the task itself, so
+// they are read and set by syscalls run inside it.
+import type { TaskKind, DumpTask, RestoreTask } from "../context.js";
+import type { sa_entry, signal_queue_entry } from "../../images/index.js";
+import { NSIG, SIG, SS_ONSTACK, SYS } from "../../sys/constants.js";
+import { KSIGACTION_SIZE, SIGINFO_SIZE, STACK_T_SIZE, type KSigaction, packSigaction, packStack, siginfoHead, unpackSigaction, unpackStack } from "../../sys/structs.js";
+import type { Remote } from "../../remote/remote.js";
+import { TASK_STATE } from "./task-state.js";
+
+const SIG_IGN = 1n;
+/** Signals whose default action stops the process. */
+const STOP_SIGNALS: number[] = [SIG.STOP, SIG.TSTP, SIG.TTIN, SIG.TTOU];
+/** The signals that have an action: all but SIGKILL and SIGSTOP, in CRIU's order. */
+const ACTION_SIGNALS = Array.from({ length: NSIG }, (_, i) => i + 1).filter((s) => s !== SIG.KILL && s !== SIG.STOP);
+
+function dumpActions(r: Remote): sa_entry[] {
+  r.resetScratch();
+  const buf = r.alloc(KSIGACTION_SIZE * ACTION_SIGNALS.length);
+  r.callAll(ACTION_SIGNALS.map((sig, i) => ({
+    nr: SYS.rt_sigaction, args: [sig, 0, buf + BigInt(i * KSIGACTION_SIZE), 8], what: `read the action of signal ${sig} of task ${r.pid}`,
+  })));
+  const all = r.read(buf, KSIGACTION_SIZE * ACTION_SIGNALS.length);
+  return ACTION_SIGNALS.map((_, i) => {
+    const a = unpackSigaction(all.subarray(i * KSIGACTION_SIZE, (i + 1) * KSIGACTION_SIZE));
+    return toEntry(a);
+  });
+}
+
+const toEntry = (a: KSigaction): sa_entry => ({ sigaction: a.handler, flags: a.flags, restorer: a.restorer, mask: a.mask });
+
+function dumpAltstack(r: Remote): { ss_sp: bigint; ss_size: bigint; ss_flags: number } {
+  r.resetScratch();
+  const buf = r.alloc(STACK_T_SIZE);
+  r.call(`read the signal stack of thread ${r.pid}`, SYS.sigaltstack, 0, buf);
+  const s = unpackStack(r.read(buf, STACK_T_SIZE));
+  return { ss_sp: s.sp, ss_size: s.size, ss_flags: s.flags };
+}
+
+const queue = (infos: Buffer[]): signal_queue_entry => ({ signals: infos.map((siginfo) => ({ siginfo })) });
+
+function queueSignals(r: Remote, pid: number, tid: number | null, q: signal_queue_entry | undefined): void {
+  for (const { siginfo } of q?.signals ?? []) {
+    if (siginfo.length !== SIGINFO_SIZE) throw new Error(`a pending siginfo of task ${pid} has ${siginfo.length} bytes, not ${SIGINFO_SIZE}`);
+    const { signo } = siginfoHead(siginfo);
+    // crest's int3 traps (until the task is released) would take it.
+    if (signo === SIG.TRAP) throw new Error(`task ${pid} has a pending SIGTRAP in its images; crest cannot restore that`);
+    r.resetScratch();
+    const info = r.put(Buffer.from(siginfo));
+    // Sent by the task to itself, the kernel keeps the siginfo as given.
+    if (tid === null) r.call(`queue signal ${signo} to task ${pid}`, SYS.rt_sigqueueinfo, pid, signo, info);
+    else r.call(`queue signal ${signo} to thread ${tid}`, SYS.rt_tgsigqueueinfo, pid, tid, signo, info);
+  }
+}
+
+export const signalsKind: TaskKind = {
+  name: "signals",
+  dump(task: DumpTask) {
+    const leader = task.remotes[0]!;
+    const tc = task.core[0]!.tc!;
+    tc.sigactions = dumpActions(leader);
+    // An ignored SIGTRAP reads as SIG_DFL once crest's int3 has run: the
+    // session kept the task's own action.
+    if (leader.trapAction) tc.sigactions[ACTION_SIGNALS.indexOf(SIG.TRAP)] = toEntry(unpackSigaction(leader.trapAction));
+    tc.blk_sigset = leader.savedMask;
+    // A stopped process: the signal that stopped it, to stop it again after a restore.
+    const stopSignal = task.threads[0]!.stopSignal;
+    if (stopSignal) {
+      tc.task_state = TASK_STATE.STOPPED;
+      tc.stop_signo = stopSignal;
+    }
+    tc.signals_s = queue(task.threads[0]!.pendingSiginfo(true));
+    task.threads.forEach((t, i) => {
+      const r = task.remotes[i]!;
+      const th = task.core[i]!.thread_core!;
+      th.blk_sigset = r.savedMask;
+      th.sas = dumpAltstack(r);
+      th.signals_p = queue(t.pendingSiginfo(false));
+    });
+  },
+  restore(task: RestoreTask) {
+    const leader = task.remotes[0]!;
+    const tc = task.core[0]!.tc!;
+    if (tc.sigactions.length && tc.sigactions.length !== ACTION_SIGNALS.length) {
+      throw new Error(`core-${task.pid}.img has ${tc.sigactions.length} signal actions, expected ${ACTION_SIGNALS.length}`);
+    }
+    leader.resetScratch();
+    leader.callAll(tc.sigactions.flatMap((sa, i) => {
+      const sig = ACTION_SIGNALS[i]!;
+      // The stub starts with every action at its default: leave those be.
+      if (!sa.sigaction && !sa.flags && !sa.restorer && !sa.mask) return [];
+      const packed = packSigaction({ handler: sa.sigaction, flags: sa.flags, restorer: sa.restorer, mask: sa.mask });
+      // crest's int3 traps would reset an ignored SIGTRAP: it is set when the session ends.
+      if (sig === SIG.TRAP && sa.sigaction === SIG_IGN) {
+        leader.trapAction = packed;
+        return [];
+      }
+      const act = leader.put(packed);
+      return [{ nr: SYS.rt_sigaction, args: [sig, act, 0, 8], what: `set the action of signal ${sig} of task ${task.vpid}` }];
+    }));
+    task.threads.forEach((t, i) => {
+      const th = task.core[i]!.thread_core;
+      const r = task.remotes[i]!;
+      task.final[i]!.sigmask = th?.blk_sigset ?? tc.blk_sigset;
+      const sas = th?.sas;
+      if (sas && sas.ss_size) {
+        r.resetScratch();
+        // SS_ONSTACK describes where the thread was, it is not a flag to set.
+        const st = r.put(packStack({ sp: sas.ss_sp, size: sas.ss_size, flags: (sas.ss_flags & ~SS_ONSTACK) >>> 0 }));
+        r.call(`set the signal stack of thread ${t.tid}`, SYS.sigaltstack, st, 0);
+      }
+    });
+    if (tc.task_state === TASK_STATE.STOPPED) {
+      // As criu does: the stop signal again if it is one, else SIGSTOP.
+      const sig = tc.stop_signo ?? 0;
+      leader.stopOnRelease = STOP_SIGNALS.includes(sig) ? sig : SIG.STOP;
+    }
+    // Every signal is blocked while crest drives the task, so these stay
+    // pending until the task runs with its own mask.
+    // Ids as the task itself sees them (inside its PID namespace).
+    queueSignals(leader, task.vpid, null, tc.signals_s);
+    task.threads.forEach((_, i) => queueSignals(task.remotes[i]!, task.vpid, task.vtids[i]!, task.core[i]!.thread_core?.signals_p));
+  },
+};

@@ -1,0 +1,58 @@
+// Action scripts (--action-script): criu's hooks, run at fixed points of a
+// dump or restore with CRTOOLS_SCRIPT_ACTION naming the hook,
+// CRTOOLS_IMAGE_DIR a path to the images directory through an fd crest holds
+// open, and CRTOOLS_INIT_PID the root's PID once it is known. As in criu,
+// the scripts run in the reverse order of the command line, and one that
+// fails fails the operation (except after the tasks are let go).
+import { spawnSync } from "node:child_process";
+import { closeSync, openSync, constants as fsc } from "node:fs";
+import type { Logger } from "../log.js";
+
+export type Hook =
+  | "pre-dump" | "post-dump" | "pre-restore" | "setup-namespaces" | "post-setup-namespaces"
+  | "post-restore" | "pre-resume" | "post-resume" | "network-lock" | "network-unlock";
+
+export class ActionScripts {
+  private dirFd = -1;
+  /** The root's PID, once known. */
+  rootPid?: number;
+
+  constructor(private readonly scripts: readonly string[], private readonly imagesDir: string, private readonly log: Logger) {}
+
+  /** Runs every script for `hook`; throws if one fails. */
+  run(hook: Hook): void {
+    if (!this.scripts.length) return;
+    if (this.dirFd < 0) this.dirFd = openSync(this.imagesDir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      CRTOOLS_SCRIPT_ACTION: hook,
+      CRTOOLS_IMAGE_DIR: `/proc/${process.pid}/fd/${this.dirFd}`,
+      ...(this.rootPid ? { CRTOOLS_INIT_PID: String(this.rootPid) } : {}),
+    };
+    this.log.debug(`Running ${hook} scripts`);
+    const failed: string[] = [];
+    for (const script of [...this.scripts].reverse()) {
+      const r = spawnSync(script, [], { env, stdio: ["ignore", "inherit", "inherit"] });
+      const code = r.error ? `${r.error.message}` : r.status !== null ? `exit code ${r.status}` : `signal ${r.signal}`;
+      if (r.error || r.status !== 0) {
+        this.log.error(`Script ${script} exited with ${code}`);
+        failed.push(`${script} (${code})`);
+      }
+    }
+    if (failed.length) throw new Error(`the ${hook} action script failed: ${failed.join(", ")}`);
+  }
+
+  /** Like run, but a failure is only logged (the tasks are already running). */
+  runLate(hook: Hook): void {
+    try {
+      this.run(hook);
+    } catch (e) {
+      this.log.error((e as Error).message);
+    }
+  }
+
+  close(): void {
+    if (this.dirFd >= 0) closeSync(this.dirFd);
+    this.dirFd = -1;
+  }
+}

@@ -1,0 +1,139 @@
+// The tree's namespaces and the kernel objects its tasks share. PIDs in the
+// images are the ones the tree's own PID namespace uses (a tree started with
+// `crest run` has its root as PID 1); which mm, fd table, fs and signal
+// handlers tasks share is found with kcmp and written as task_kobj_ids_entry.
+import { readFileSync, readlinkSync } from "node:fs";
+import type { FrozenTree } from "./freeze.js";
+import { UnsupportedError, type DumpRun, type DumpTask } from "../../kinds/context.js";
+import { parseStatus } from "../../proc/index.js";
+import { KCMP, SYS } from "../../sys/constants.js";
+import { sys } from "../../sys/syscalls.js";
+import { dumpIpcNamespace, dumpUtsNamespace, writeNamespaceImages, type NamespaceImages } from "../../kinds/namespaces/ipc-uts.js";
+import type { task_kobj_ids_entry } from "../../images/index.js";
+
+/** Namespace kinds in the order of their *_ns_id fields. */
+const NS_KINDS = ["pid", "net", "ipc", "uts", "mnt", "user", "cgroup", "time"] as const;
+type NsKind = (typeof NS_KINDS)[number];
+/** Namespaces a tree may have of its own (created at restore). */
+const OWN_NS: ReadonlySet<NsKind> = new Set<NsKind>(["pid", "ipc", "uts"]);
+
+const nsLink = (pid: number | "self", kind: NsKind | "pid_for_children" | "time_for_children"): string => readlinkSync(`/proc/${pid}/ns/${kind}`);
+const nsPid = (pid: number | "self"): number[] => parseStatus(readFileSync(`/proc/${pid}/status`, "utf8")).nsPid;
+
+export class TreeNamespaces {
+  readonly root: number;
+  /** Index into NSpid/NSpgid/NSsid lists of the tree's PID namespace. */
+  private readonly level: number;
+  private readonly toVirtual = new Map<number, number>();
+  /** Namespaces of the root that differ from crest's own, by kind. */
+  readonly own = new Map<NsKind, string>();
+  private images: NamespaceImages = {};
+  /** Namespace inode link -> kobj id. */
+  readonly nsIds = new Map<string, number>();
+
+  constructor(readonly tree: FrozenTree, private readonly run: DumpRun) {
+    this.root = tree.root;
+    for (const kind of NS_KINDS) {
+      const mine = nsLink("self", kind);
+      const roots = nsLink(tree.root, kind);
+      if (roots === mine) continue;
+      if (!OWN_NS.has(kind)) {
+        throw new UnsupportedError(`process ${tree.root} is in its own ${kind} namespace (${roots}); crest supports trees with their own pid, ipc and uts namespaces only so far`);
+      }
+      this.own.set(kind, roots);
+    }
+    const rootPids = nsPid(tree.root);
+    this.level = rootPids.length - 1;
+    if (this.own.has("pid") && rootPids[this.level] !== 1) {
+      throw new UnsupportedError(`process ${tree.root} is PID ${rootPids[this.level]} of its PID namespace, not its init; dump the namespace's init (PID 1) instead`);
+    }
+    for (const t of tree.tasks) {
+      this.toVirtual.set(t.pid, this.vpid(nsPid(t.pid), t.pid));
+      if (t.zombie) continue; // a zombie has no namespaces left to show
+      for (const kind of NS_KINDS) {
+        const link = nsLink(t.pid, kind);
+        const want = nsLink(tree.root, kind);
+        if (link !== want) {
+          throw new UnsupportedError(`process ${t.pid} is in ${kind} namespace ${link}, not the tree's (${want}); crest does not support nested namespaces yet`);
+        }
+      }
+      // unshare(CLONE_NEWPID / CLONE_NEWTIME) without a child yet: only the
+      // *_for_children link shows it, and the restored task would lose it.
+      for (const kind of ["pid", "time"] as const) {
+        const next = nsLink(t.pid, `${kind}_for_children`);
+        if (next !== nsLink(t.pid, kind)) {
+          throw new UnsupportedError(`process ${t.pid} has unshared a ${kind} namespace for its future children (${next}); crest does not support that yet`);
+        }
+      }
+    }
+  }
+
+  /** The id, from an NSpid-style list, that the tree's PID namespace uses. */
+  vpid(list: number[], real: number): number {
+    if (!list.length) return real;
+    const v = list[this.level];
+    if (v === undefined) throw new Error(`process ${real} is not in the tree's PID namespace`);
+    return v;
+  }
+
+  vpidOf(real: number): number {
+    const v = this.toVirtual.get(real);
+    if (v === undefined) throw new Error(`process ${real} is not in the dumped tree`);
+    return v;
+  }
+
+  /** Dumps the namespaces the tree owns (IPC objects, host name). */
+  dump(): void {
+    if (this.own.has("ipc")) this.images.ipc = dumpIpcNamespace(this.root);
+    if (this.own.has("uts")) this.images.uts = dumpUtsNamespace(this.root);
+  }
+
+  /** Writes the owned namespaces' images under the root's namespace ids. */
+  write(rootIds: task_kobj_ids_entry): void {
+    writeNamespaceImages(this.run.dir, this.images, rootIds);
+  }
+}
+
+/**
+ * Fills task_kobj_ids_entry for every live task: objects found shared by
+ * kcmp get one id. Processes may share an fd table or fs struct only with
+ * their parent (the restore recreates that with CLONE_FILES / CLONE_FS);
+ * shared memory or signal handlers between processes are refused.
+ */
+export function assignKobjIds(tasks: DumpTask[], tree: FrozenTree, run: DumpRun, ns: TreeNamespaces): task_kobj_ids_entry {
+  const kinds = [
+    { field: "vm_id", kcmp: KCMP.VM, what: "memory (CLONE_VM)" },
+    { field: "files_id", kcmp: KCMP.FILES, what: "fd table" },
+    { field: "fs_id", kcmp: KCMP.FS, what: "fs struct (cwd, root, umask)" },
+    { field: "sighand_id", kcmp: KCMP.SIGHAND, what: "signal handlers" },
+  ] as const;
+  const live = tasks.filter((t) => !t.zombie);
+  const parentOf = new Map(tree.tasks.map((t) => [t.pid, t.ppid]));
+  live.forEach((t, i) => {
+    for (const k of kinds) {
+      const same = live.slice(0, i).find((o) => sys(SYS.kcmp, t.pid, o.pid, k.kcmp, 0, 0) === 0);
+      if (!same) {
+        t.ids[k.field] = run.nextId("kobj");
+        continue;
+      }
+      if (k.kcmp === KCMP.VM || k.kcmp === KCMP.SIGHAND || parentOf.get(t.pid) !== same.pid) {
+        throw new UnsupportedError(`processes ${same.pid} and ${t.pid} share their ${k.what}; crest does not support that yet (it restores only an fd table or fs struct that a child shares with its parent)`);
+      }
+      t.ids[k.field] = same.ids[k.field];
+    }
+    setNsIds(t.ids, t.pid, run, ns);
+  });
+  // crest's own ids, for inventory.root_ids: a restore gives the root a new
+  // namespace of every kind whose id differs from these (CRIU's rule).
+  const self: task_kobj_ids_entry = { vm_id: run.nextId("kobj"), files_id: run.nextId("kobj"), fs_id: run.nextId("kobj"), sighand_id: run.nextId("kobj") };
+  setNsIds(self, "self", run, ns);
+  return self;
+}
+
+function setNsIds(ids: task_kobj_ids_entry, pid: number | "self", run: DumpRun, ns: TreeNamespaces): void {
+  for (const kind of NS_KINDS) {
+    const link = nsLink(pid, kind);
+    if (!ns.nsIds.has(link)) ns.nsIds.set(link, run.nextId("kobj"));
+    (ids as unknown as Record<string, number>)[`${kind}_ns_id`] = ns.nsIds.get(link)!;
+  }
+}
