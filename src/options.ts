@@ -1,5 +1,6 @@
 // The one model of what the user asked for. The command line, configuration
 // files, RPC requests and the library API all fill an Options.
+import { isAbsolute, join } from "node:path";
 import { DEFAULT_LOG_LEVEL } from "./log.js";
 
 /** criu's DEFAULT_GHOST_LIMIT: 1 MiB. */
@@ -59,6 +60,11 @@ export interface Options {
   ghostLimit: number;
   /** -l/--file-locks: dump and restore the file locks the tree holds (refused without it). */
   fileLocks: boolean;
+}
+
+/** Resolves a path given on the command line the way criu does: relative to the work directory. */
+export function workPath(opts: Options, p: string): string {
+  return isAbsolute(p) ? p : join(opts.workDir ?? opts.imagesDir, p);
 }
 
 export function defaultOptions(command: Command): Options {

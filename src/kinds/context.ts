@@ -1,16 +1,18 @@
-// What a kind sees while it dumps or restores one task, and the interface a
-// kind implements. The pipelines own these objects; kinds fill (dump) or
-// read (restore) the image entries in them.
+// What a kind sees while it dumps or restores, and the interface a kind
+// implements. The pipelines own these objects; kinds fill (dump) or read
+// (restore) the image entries in them, reach images only through the run's
+// image store, and keep whatever they need for the whole run in a typed
+// state of their own (run.state).
 import type { Logger } from "../log.js";
 import type { Options } from "../options.js";
 import type { Remote } from "../remote/remote.js";
 import type { Tracee } from "../remote/tracee.js";
 import type { Regs } from "../sys/structs.js";
+import type { DumpImages, RestoreImages } from "../images/store.js";
 import type {
-  core_entry, fdinfo_entry, file_entry, fs_entry, mm_entry, pagemap_entry, seccomp_filter,
-  task_kobj_ids_entry,
+  core_entry, fdinfo_entry, file_entry, fs_entry, inventory_entry, mm_entry, pagemap_entry, task_kobj_ids_entry,
 } from "../images/index.js";
-import type { SmapsEntry } from "../proc/index.js";
+import type { Fdinfo, SmapsEntry } from "../proc/index.js";
 
 /** Counters that end up in stats-dump / stats-restore. */
 export interface Stats {
@@ -32,38 +34,65 @@ export const newStats = (): Stats => ({
   pagesCompared: 0, pagesSkippedCow: 0, memdumpUs: 0, memwriteUs: 0,
 });
 
-/** State of one dump run, shared by all tasks. */
-export interface DumpRun {
-  opts: Options;
-  log: Logger;
-  /** The images directory. */
-  dir: string;
-  /** files.img, in id order. */
-  files: file_entry[];
-  /** seccomp.img filters; indexes are what thread_core_entry.seccomp_filter refers to. */
-  seccomp: seccomp_filter[];
-  stats: Stats;
-  /** Shared memory objects (by shmid) already written. */
-  shmemDumped: Set<bigint>;
-  /** Open file descriptions seen so far in any task, to find the ones several fds (or tasks) share. */
-  descriptions: DumpedDescription[];
-  /** fd tables (files_id) already dumped: a task sharing one has nothing more to add. */
-  fdTables: Set<number>;
-  /** Images of whole-run objects (pipe data, ...) that kinds queue to be written with the others. */
-  deferred: Array<() => void>;
-  /** What kinds keep for the whole run (objects already dumped, lists of entries), by key. */
-  objects: Map<string, unknown>;
-  /** Hands out ids for files.img entries, pages-N.img and the kobj ids. */
-  nextId(kind: "file" | "pages" | "kobj"): number;
+/**
+ * The key of a state a module keeps for one run: what it has dumped already,
+ * the entries of a whole-run image it gathers, objects it has recreated.
+ * `create` makes it the first time the run is asked for it.
+ */
+export interface StateKey<S, R> {
+  readonly name: string;
+  readonly create: (run: R) => S;
 }
 
-/** An open file description already in files.img, and one fd that refers to it. */
-export interface DumpedDescription {
-  id: number;
-  pid: number;
+export const dumpState = <S>(name: string, create: (run: DumpRun) => S): StateKey<S, DumpRun> => ({ name, create });
+export const restoreState = <S>(name: string, create: (run: RestoreRun) => S): StateKey<S, RestoreRun> => ({ name, create });
+
+/** The states of one run, one per key, made on first use. */
+export class RunStates<R> {
+  private readonly made = new Map<StateKey<unknown, R>, unknown>();
+
+  constructor(private readonly run: () => R) {}
+
+  of<S>(key: StateKey<S, R>): S {
+    if (!this.made.has(key)) this.made.set(key, key.create(this.run()));
+    // The map holds, for each key, what that key's create made.
+    return this.made.get(key) as S;
+  }
+}
+
+interface RunBase {
+  opts: Options;
+  /** The log of the task being worked on (the pipeline switches it per task on restore). */
+  log: Logger;
+  stats: Stats;
+}
+
+/** State of one dump run, shared by all tasks. */
+export interface DumpRun extends RunBase {
+  images: DumpImages;
+  /** files.img, in id order. */
+  files: file_entry[];
+  /** The tree's root: the task whose namespaces are the tree's own. */
+  root: DumpTask;
+  /** Every PID and TID of the tree's tasks, as crest sees them. */
+  treeTids: ReadonlySet<number>;
+  /** Namespace kinds the tree's root has of its own (differing from crest's). */
+  ownNamespaces: ReadonlySet<string>;
+  /** Hands out ids for files.img entries, pages-N.img and the kobj ids. */
+  nextId(kind: "file" | "pages" | "kobj"): number;
+  state<S>(key: StateKey<S, DumpRun>): S;
+}
+
+/** One fd of a task as the dump found it, for the kinds that look at fds after the fd table (file locks). */
+export interface DumpedFd {
   fd: number;
-  dev: number;
-  ino: number;
+  /** files.img id of its description. */
+  id: number;
+  info: Fdinfo;
+  /** An earlier fd (of this or another task) refers to the same description. */
+  shared: boolean;
+  /** "fd 3 of process 42 (/tmp/x)", for messages. */
+  what: string;
 }
 
 /** One task being dumped. Its threads are stopped and under remote control. */
@@ -93,27 +122,31 @@ export interface DumpTask {
   pagesId: number;
   fs?: fs_entry;
   fdinfo: fdinfo_entry[];
+  /** Its fds as dumped (empty for a task sharing its parent's fd table). */
+  fds: DumpedFd[];
+}
+
+/** An open file description recreated in some task: the task and an fd there that holds it. */
+export interface HeldFile {
+  task: RestoreTask;
+  fd: number;
 }
 
 /** State of one restore run. */
-export interface RestoreRun {
-  opts: Options;
-  log: Logger;
-  dir: string;
+export interface RestoreRun extends RunBase {
+  images: RestoreImages;
+  inventory: inventory_entry;
   /** files.img entries by id. */
   files: Map<number, file_entry>;
-  seccomp: seccomp_filter[];
-  stats: Stats;
-  /** Open file descriptions already recreated: files.img id -> a task (its vpid) and an fd there holding it. */
-  opened: Map<number, { vpid: number; fd: number }>;
+  /** Every live task, in tree order, root first. */
+  tasks: RestoreTask[];
+  /** Open file descriptions already recreated, by files.img id. */
+  opened: Map<number, HeldFile>;
   /** fds held only to hand a description to another task (the other end of a pipe); closed before release. */
   transient: Array<{ task: RestoreTask; fd: number }>;
-  /** Whole-run images a kind has read (pipe data, ...), by kind. */
-  cache: Map<string, unknown>;
-  /** Last steps once every task's kinds have run (memfd seals), before the tasks are let go. */
-  finishing: Array<() => void>;
-  /** What crest itself holds during the restore (a FIFO kept open so opens do not block), undone at the end. */
+  /** What crest itself holds during the restore (a FIFO kept open so opens do not block), undone at the end, on success or failure. */
   cleanup: Array<() => void>;
+  state<S>(key: StateKey<S, RestoreRun>): S;
 }
 
 /** What a thread gets back last, right before it is let go. */
@@ -156,22 +189,32 @@ export interface RestoreTask {
 }
 
 /**
- * A kernel object kind: how it is taken out of a task and put back. Kinds
- * run in registry order on dump and restore (see kinds/index.ts).
+ * A kernel object kind: how it is taken out of a task and put back. The
+ * pipelines run the kinds in registry order (kinds/registry.ts), each hook
+ * at its stage.
  */
 export interface TaskKind {
   readonly name: string;
+  /** Dump: takes the kind's objects out of one task (its threads stopped and under remote control). */
   dump?(task: DumpTask, run: DumpRun): void;
+  /** Dump: once every task is dumped, writes the whole-run images the kind gathered. */
+  finishDump?(run: DumpRun): void;
+  /**
+   * Restore, before any task exists: checks what the kind needs of the
+   * images and returns the CLONE_NEW* flags the root must be created with.
+   */
+  plan?(run: RestoreRun): number;
+  /** Restore: right after the task is created and before its children are, which inherit what it did (memory). */
+  born?(task: RestoreTask, run: RestoreRun): void;
+  /** Restore, once the whole tree exists: one task, for every task in tree order. */
   restore?(task: RestoreTask, run: RestoreRun): void;
+  /** Restore: the same stage for every task at once, for objects that tie tasks together (the fd tables). */
+  restoreAll?(tasks: readonly RestoreTask[], run: RestoreRun): void;
+  /** Restore: once every stage has run in every task, before the tasks are let go. */
+  finishRestore?(run: RestoreRun): void;
 }
 
 /** An object crest does not handle yet: the dump stops and says what and where. */
-/** What the run computes once under `key` (an image read whole, a table built from several), kept in run.cache. */
-export function once<T>(run: RestoreRun, key: string, make: () => T): T {
-  if (!run.cache.has(key)) run.cache.set(key, make());
-  return run.cache.get(key) as T;
-}
-
 export class UnsupportedError extends Error {
   constructor(message: string) {
     super(message);

@@ -1,4 +1,6 @@
-// The kinds crest knows, in the order the pipelines run them.
+// The kinds crest knows, in the order the pipelines run them. Each pipeline
+// runs every hook a kind has at that hook's stage (kinds/context.ts), kinds
+// in the order of these lists.
 import type { TaskKind } from "./context.js";
 import { regsKind } from "./task/regs.js";
 import { memoryKind } from "./memory/memory.js";
@@ -9,26 +11,40 @@ import { timersKind } from "./task/timers.js";
 import { rlimitsKind } from "./task/rlimits.js";
 import { seccompKind } from "./task/seccomp.js";
 import { fsKind } from "./task/fs.js";
-import { filesKind } from "./files/fd-table.js";
 import { threadsKind } from "./task/threads.js";
 import { schedKind } from "./task/sched.js";
+import { filesKind } from "./files/fd-table.js";
 import { fileLocksKind } from "./files/file-locks.js";
+import { pidNamespaceKind } from "./namespaces/pid.js";
+import { utsNamespaceKind } from "./namespaces/uts.js";
+import { ipcNamespaceKind } from "./namespaces/ipc.js";
+
+/**
+ * The tree's own namespaces. On dump they are read once every task is
+ * (finishDump); on restore they say how the root is created (plan) and are
+ * filled right after it is born, before its memory attaches SysV segments.
+ */
+export const NAMESPACE_KINDS: readonly TaskKind[] = [pidNamespaceKind, utsNamespaceKind, ipcNamespaceKind];
 
 /**
  * Dump order: registers first (they are the thread's as seized, before any
  * rseq fixup is lost); memory before the kinds that fill mm fields (creds:
- * dumpable, props: THP); creds before files (file owners carry uids).
+ * dumpable, props: THP); creds before files (file owners carry uids); file
+ * locks after the fd table (they are read off its fds).
  */
 export const DUMP_KINDS: readonly TaskKind[] = [
   regsKind, memoryKind, credsKind, propsKind, schedKind, signalsKind, timersKind, rlimitsKind, seccompKind, fsKind, filesKind, fileLocksKind,
+  ...NAMESPACE_KINDS,
 ];
 
 /**
- * Restore order: memory first (it replaces the stub's address space and
- * sets up crest's scratch page), then the threads (they share it); files
- * before fs (paths are opened from crest's root and cwd); everything needing
- * privileges before seccomp and creds drop them; registers (and rseq) last.
+ * Restore order: memory as each task is born (it replaces the stub's
+ * address space and sets up crest's scratch page; children inherit it);
+ * then, once the tree exists, the threads (they share the scratch page);
+ * files before fs (paths are opened from crest's root and cwd); everything
+ * needing privileges before seccomp and creds drop them; registers (and
+ * rseq) last.
  */
-export const RESTORE_KINDS: readonly TaskKind[] = [
+export const TASK_RESTORE_KINDS: readonly TaskKind[] = [
   memoryKind, threadsKind, filesKind, fileLocksKind, fsKind, propsKind, schedKind, signalsKind, timersKind, rlimitsKind, seccompKind, credsKind, regsKind,
 ];

@@ -59,7 +59,10 @@ export const MAP = {
   HUGETLB: 0x40000, FIXED_NOREPLACE: 0x100000,
 } as const;
 export const MREMAP = { MAYMOVE: 1, FIXED: 2, DONTUNMAP: 4 } as const;
-export const MADV = { NORMAL: 0, RANDOM: 1, SEQUENTIAL: 2, WILLNEED: 3, DONTNEED: 4 } as const;
+export const MADV = {
+  NORMAL: 0, RANDOM: 1, SEQUENTIAL: 2, WILLNEED: 3, DONTNEED: 4, DONTFORK: 10, WIPEONFORK: 18,
+  POPULATE_WRITE: 23, GUARD_INSTALL: 102,
+} as const;
 
 export const O = {
   RDONLY: 0, WRONLY: 1, RDWR: 2, ACCMODE: 3, CREAT: 0o100, EXCL: 0o200, NOCTTY: 0o400,
@@ -68,9 +71,21 @@ export const O = {
   NOATIME: 0o1000000, CLOEXEC: 0o2000000, PATH: 0o10000000, TMPFILE: 0o20000000,
 } as const;
 export const AT_FDCWD = -100;
-export const F = { DUPFD: 0, GETFD: 1, SETFD: 2, GETFL: 3, SETFL: 4, SETOWN: 8, GETOWN: 9, SETSIG: 10, GETSIG: 11, SETOWN_EX: 15, GETOWN_EX: 16, DUPFD_CLOEXEC: 1030, SETPIPE_SZ: 1031, GETPIPE_SZ: 1032 } as const;
+export const F = {
+  DUPFD: 0, GETFD: 1, SETFD: 2, GETFL: 3, SETFL: 4, SETOWN: 8, GETOWN: 9, SETSIG: 10, GETSIG: 11, SETOWN_EX: 15,
+  GETOWN_EX: 16, DUPFD_CLOEXEC: 1030, SETPIPE_SZ: 1031, GETPIPE_SZ: 1032, ADD_SEALS: 1033, GET_SEALS: 1034,
+} as const;
 export const FD_CLOEXEC = 1;
-export const SEEK = { SET: 0, CUR: 1, END: 2 } as const;
+export const SEEK = { SET: 0, CUR: 1, END: 2, DATA: 3, HOLE: 4 } as const;
+export const AT_SYMLINK_NOFOLLOW = 0x100;
+/** Major number of the memory character devices (/dev/null, /dev/zero, /dev/full, /dev/random, ...). */
+export const MEM_MAJOR = 1;
+
+/** SysV IPC: ipc flags and commands, shmat flags, semctl commands, msgrcv flags. */
+export const IPC = { CREAT: 0o1000, EXCL: 0o2000, NOWAIT: 0o4000, RMID: 0, SET: 1, STAT: 2 } as const;
+export const SHM = { RDONLY: 0o10000, EXEC: 0o100000, DEST: 0o1000 } as const;
+export const SEM = { GETALL: 13, SETALL: 17 } as const;
+export const MSG_COPY = 0o40000;
 
 export const PR = {
   SET_PDEATHSIG: 1, GET_PDEATHSIG: 2, GET_DUMPABLE: 3, SET_DUMPABLE: 4, GET_KEEPCAPS: 7,

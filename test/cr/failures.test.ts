@@ -3,12 +3,14 @@
 // a restore that fails leaves nothing alive; every error says what and why.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { closeSync, cpSync, existsSync, readFileSync, rmSync, truncateSync, writeFileSync, readdirSync } from "node:fs";
+import { closeSync, constants, cpSync, existsSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import {
   alive, crest, dumpWorkload, finish, imagesDir, procState, restoreWorkload, socketpair, startWorkload, stop, waitGone,
 } from "./harness.js";
 import { Tracee } from "../../src/remote/tracee.js";
+import { native } from "../../src/sys/native.js";
+import { SYS } from "../../src/sys/constants.js";
 
 const maps = (pid: number): string => readFileSync(`/proc/${pid}/maps`, "utf8");
 
@@ -49,7 +51,11 @@ test("dumping a process that holds something unsupported: refused by name, proce
     const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, new RegExp(`fd 1 of process ${w.pid} is a socket \\(socket:\\[\\d+\\]\\); crest does not support it yet`));
-    assert.match(readFileSync(join(imagesDir(w), "dump.log"), "utf8"), /Dumping FAILED/);
+    const log = readFileSync(join(imagesDir(w), "dump.log"), "utf8");
+    assert.match(log, /Dumping FAILED/);
+    assert.doesNotMatch(log, /^\s+at /m, "no JavaScript stack in the log");
+    // The fds come after the memory: its pages were written, and are gone again.
+    assert.deepEqual(readdirSync(imagesDir(w)), ["dump.log"], "the images directory is left as the dump found it");
     assert.equal(maps(w.pid), before, "no mapping left behind");
     assert.deepEqual(procState(w.pid).tracer, 0);
     assert.equal(finish(w), "PASS");
@@ -67,6 +73,7 @@ test("a dump failing at any point leaves the process as it was (fpu checks every
       const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w)], { CREST_FAULT: point });
       assert.equal(r.code, 1, point);
       assert.match(r.stderr, new RegExp(`injected fault at ${point}`));
+      assert.deepEqual(readdirSync(imagesDir(w)), [], `no images left after a fault at ${point}`);
       assert.equal(maps(w.pid), before, `no mapping left behind after a fault at ${point}`);
       const st = procState(w.pid);
       assert.equal(st.tracer, 0, `not traced after ${point}`);
@@ -175,9 +182,48 @@ test("a failed dump leaves its log naming the failure", () => {
   const r = crest(["dump", "-t", String(pid), "-D", dir, "-o", "dump.log", "-v4"]);
   assert.equal(r.code, 1);
   const log = readFileSync(join(dir, "dump.log"), "utf8");
-  assert.match(log, /Error: process \d+ does not exist/);
+  // One criu-style line naming where in crest the error was raised, and no stack.
+  assert.match(log, /Error \([a-z/-]+\.js:\d+\): process \d+ does not exist/);
+  assert.doesNotMatch(log, /^\s+at /m);
   assert.match(log, /Dumping FAILED\.\n$/);
   assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith(".img")), [], "no images of a dump that never started");
   rmSync(dir, { recursive: true });
   waitGone(pid);
+});
+
+/** A pty whose master this process holds; returns the master fd and the slave's path. */
+function pty(): { master: number; slave: string } {
+  const TIOCSPTLCK = 0x40045431, TIOCGPTN = 0x80045430;
+  const master = openSync("/dev/ptmx", constants.O_RDWR | constants.O_NOCTTY);
+  const n = new Int32Array(1);
+  if (native.syscall(SYS.ioctl, master, TIOCSPTLCK, n) < 0 || native.syscall(SYS.ioctl, master, TIOCGPTN, n) < 0) throw new Error("cannot set up a pty");
+  return { master, slave: `/dev/pts/${n[0]}` };
+}
+
+test("a session leader with a controlling terminal no fd holds is refused by name, not restored without it", () => {
+  const { master, slave } = pty();
+  const w = startWorkload("refused", ["ctty", slave]);
+  try {
+    const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`process ${w.pid} has a controlling terminal \\(tty 136:\\d+\\); crest does not support terminals yet`));
+    assert.equal(procState(w.pid).tracer, 0);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+    closeSync(master);
+  }
+});
+
+test("a process holding a file of its own /proc directory is refused by name, the tree left running", () => {
+  const w = startWorkload("refused", ["ownproc"]);
+  try {
+    const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`fd \\d+ of process ${w.pid} is /proc/${w.pid}/status, in the /proc directory of process ${w.pid} of the dumped tree; crest cannot restore it yet`));
+    assert.deepEqual(readdirSync(imagesDir(w)), ["dump.log"]);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
 });

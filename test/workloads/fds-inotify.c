@@ -3,10 +3,12 @@
  * watches do not start at wd 1 (two added and removed first): directory "d"
  * (IN_CREATE | IN_DELETE) at wd 3, file "f" (IN_MODIFY) at wd 5 (wd 4 added
  * and removed between), directory "e" (IN_ATTRIB | IN_ONESHOT |
- * IN_EXCL_UNLINK) at wd 6. A dup of the fd shares it. Nothing is queued
- * (crest, like CRIU, does not keep unread events).
+ * IN_EXCL_UNLINK) at wd 6. A dup of the fd shares it; the fd's async I/O
+ * owner is the process (F_SETOWN_EX) with SIGUSR2 (F_SETSIG), O_ASYNC off.
+ * Nothing is queued (crest, like CRIU, does not keep unread events).
  * After: O_NONBLOCK; the fdinfo watch lines (wd, ino, sdev, mask, handle)
- * are the same; the dup is the same description (kcmp); nothing to read;
+ * are the same; the dup is the same description (kcmp); owner and signal
+ * are the same; nothing to read;
  * creating and removing d/new gives IN_CREATE and IN_DELETE on wd 3 named
  * "new", writing f gives IN_MODIFY on wd 5, chmod of e gives IN_ATTRIB then
  * IN_IGNORED on wd 6 (one-shot); the next watch added gets wd 7.
@@ -15,12 +17,14 @@
  * inotify00's case, which needs --link-remap): crest refuses it; the watch
  * must still report a write after the refused dump.
  *
- * Sabotage: 1 removes the watch on f; 2 changes the mask of d to IN_CREATE.
+ * Sabotage: 1 removes the watch on f; 2 changes the mask of d to IN_CREATE;
+ * 3 clears the owner.
  */
 #define _GNU_SOURCE
 #include "lib.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -133,6 +137,9 @@ int main(int argc, char **argv)
 	if (wd_d != 3 || wd_f != 5 || wd_e != 6)
 		fail("setup: wds %d %d %d, expected 3 5 6", wd_d, wd_f, wd_e);
 	int dup_fd = dup(fd);
+	struct f_owner_ex own = { F_OWNER_PID, getpid() };
+	if (fcntl(fd, F_SETOWN_EX, &own) || fcntl(fd, F_SETSIG, SIGUSR2))
+		fail("set the owner: %s", strerror(errno));
 	/* Drain the IN_IGNORED events of the removed watches. */
 	char drain[4096];
 	while (read(fd, drain, sizeof(drain)) > 0)
@@ -147,8 +154,17 @@ int main(int argc, char **argv)
 		inotify_rm_watch(fd, wd_f);
 	if (wl_sabotage() == 2)
 		inotify_add_watch(fd, "d", IN_CREATE);
+	if (wl_sabotage() == 3) {
+		struct f_owner_ex none = { F_OWNER_PID, 0 };
+		fcntl(fd, F_SETOWN_EX, &none);
+	}
 	if (!(fcntl(fd, F_GETFL) & O_NONBLOCK))
 		fail("the inotify fd lost O_NONBLOCK");
+	struct f_owner_ex got = { 0, 0 };
+	if (fcntl(fd, F_GETOWN_EX, &got) || got.type != F_OWNER_PID || got.pid != getpid())
+		fail("the inotify fd's owner is type %d pid %d, expected F_OWNER_PID %d", got.type, got.pid, getpid());
+	if (fcntl(fd, F_GETSIG) != SIGUSR2)
+		fail("the inotify fd's signal is %d, expected SIGUSR2", fcntl(fd, F_GETSIG));
 	char after[2048];
 	watch_lines(fd, after, sizeof(after));
 	wl_compare_lines("inotify watches", before, after);

@@ -1,13 +1,13 @@
 // The crest command: parse the command line into Options, run the command,
 // log as criu does and exit with criu's exit codes.
 import { mkdirSync, readFileSync } from "node:fs";
-import { Logger } from "../../log.js";
+import { errorOrigin, Logger } from "../../log.js";
 import { COMMANDS, IMPLEMENTED, parseArgs, UsageError } from "./args.js";
-import type { Command, Options } from "../../options.js";
+import { workPath, type Command, type Options } from "../../options.js";
 import { ConfigError, SYSTEM_CONFIG_ENV } from "./config.js";
 import { dump } from "../../pipelines/dump/dump.js";
 import { check } from "../check.js";
-import { restore, workPath } from "../../pipelines/restore/restore.js";
+import { restore } from "../../pipelines/restore/restore.js";
 import { projectRoot } from "../../sys/native.js";
 import { parseRun, run, RUN_USAGE } from "./run.js";
 
@@ -180,8 +180,8 @@ export function main(argv: string[]): number {
     return r.exitCode ?? 0;
   } catch (e) {
     const err = e as Error;
-    log.error(err.message);
-    if (log.debugOn && err.stack) log.debug(err.stack);
+    // One line, as criu's: what went wrong and where in crest, no stack.
+    log.error(err.message, errorOrigin(err));
     if (failed) log.error(failed);
     return 1;
   } finally {

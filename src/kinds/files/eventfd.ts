@@ -20,7 +20,8 @@ export const eventfdKind: FileKind = {
     run.files.push({ type: fd_types.EVENTFD, id, efd });
     return id;
   },
-  open(r, task, _run, entry) {
+  fown: (entry) => entry.efd?.fown,
+  open({ r, task }, entry) {
     const e = entry.efd!;
     const what = `eventfd ${entry.id} in task ${task.vpid}`;
     // eventfd2 takes an unsigned int: a larger counter is written in after.

@@ -6,14 +6,13 @@
 // fd of the task that holds the same file now, as CRIU does. A target the
 // task no longer holds at all is refused.
 // Restore: epoll_create1 where the description is first needed; the targets
-// are added once every fd of that task is in place (addEpollTargets, called
-// from the fd table restore, before the credentials drop: EPOLLWAKEUP needs
-// CAP_BLOCK_SUSPEND). Nested epolls need nothing more: the inner one is an fd
-// of the task like any other.
+// are added once every fd of every task is in place (the fd table's settle
+// step, before the credentials drop: EPOLLWAKEUP needs CAP_BLOCK_SUSPEND).
+// Nested epolls need nothing more: the inner one is an fd of the task like
+// any other.
 import { readdirSync } from "node:fs";
-import type { RestoreRun, RestoreTask } from "../context.js";
-import { once, UnsupportedError } from "../context.js";
-import { fd_types, type eventpoll_tfd_entry, type file_entry } from "../../images/index.js";
+import { UnsupportedError } from "../context.js";
+import { fd_types, type eventpoll_tfd_entry } from "../../images/index.js";
 import { F, KCMP, O, SYS } from "../../sys/constants.js";
 import { sys } from "../../sys/syscalls.js";
 import { isAnon, type FdFacts, type FileKind } from "./file-kind.js";
@@ -67,10 +66,6 @@ function targets(f: FdFacts, id: number): eventpoll_tfd_entry[] {
   });
 }
 
-/** Epolls opened in a task whose targets wait for the rest of its fds, by task. */
-type Pending = Map<RestoreTask, file_entry[]>;
-const pendingOf = (run: RestoreRun): Pending => once(run, "eventpoll", (): Pending => new Map());
-
 export const eventpollKind: FileKind = {
   name: "eventpoll",
   type: fd_types.EVENTPOLL,
@@ -81,35 +76,24 @@ export const eventpollKind: FileKind = {
     run.files.push({ type: fd_types.EVENTPOLL, id, epfd: { id, flags: f.info.flags & ~O.CLOEXEC, fown: f.fown, tfd } });
     return id;
   },
-  open(r, task, run, entry) {
+  fown: (entry) => entry.epfd?.fown,
+  open({ r, task }, entry) {
     const e = entry.epfd!;
     const what = `epoll ${entry.id} in task ${task.vpid}`;
     const fd = r.call(`create ${what}`, SYS.epoll_create1, O.CLOEXEC);
     const fl = e.flags & (O.NONBLOCK | O.ASYNC);
     if (fl) r.call(`set the flags of ${what}`, SYS.fcntl, fd, F.SETFL, fl);
-    const p = pendingOf(run);
-    p.set(task, [...(p.get(task) ?? []), entry]);
     return fd;
   },
-};
-
-/** Adds their targets to the epolls `task` created, once all its fds are in place. */
-export function addEpollTargets(task: RestoreTask, run: RestoreRun): void {
-  const p = pendingOf(run);
-  const entries = p.get(task);
-  if (!entries) return;
-  p.delete(task);
-  const r = task.remotes[0]!;
-  for (const entry of entries) {
-    const at = task.fdinfo.find((e) => e.id === entry.id);
-    if (!at) throw new Error(`files.img: epoll ${entry.id} was opened in task ${task.vpid}, which has no fd of it`);
-    const what = `epoll ${entry.id} (fd ${at.fd}) in task ${task.vpid}`;
+  // The targets are fds of the task that made the epoll: added once all of them are in place.
+  settle({ r, task, run }, entry, fd) {
+    const what = `epoll ${entry.id} (fd ${fd}) in task ${task.vpid}`;
     const add = (t: eventpoll_tfd_entry, events: number): void => {
       r.resetScratch();
       const ev = Buffer.alloc(EVENT_SIZE);
       ev.writeUInt32LE(events >>> 0, 0);
       ev.writeBigUInt64LE(t.data, 4);
-      r.call(`add fd ${t.tfd} to ${what}`, SYS.epoll_ctl, at.fd, EPOLL_CTL_ADD, t.tfd, r.put(ev));
+      r.call(`add fd ${t.tfd} to ${what}`, SYS.epoll_ctl, fd, EPOLL_CTL_ADD, t.tfd, r.put(ev));
     };
     // A ONESHOT target that fired keeps only its private bits; epoll_ctl
     // would add EPOLLERR | EPOLLHUP to it. Added first, listening to every
@@ -120,10 +104,10 @@ export function addEpollTargets(task: RestoreTask, run: RestoreRun): void {
     if (disarmed.length) {
       r.resetScratch();
       const buf = r.alloc(EVENT_SIZE * disarmed.length);
-      const fired = r.call(`disarm the fired ONESHOT targets of ${what}`, SYS.epoll_wait, at.fd, buf, disarmed.length, 0);
+      const fired = r.call(`disarm the fired ONESHOT targets of ${what}`, SYS.epoll_wait, fd, buf, disarmed.length, 0);
       // One not ready for anything stays armed for EPOLLERR | EPOLLHUP only (as with CRIU).
       if (fired < disarmed.length) run.log.warn(`${what}: ${disarmed.length - fired} fired ONESHOT target(s) not ready for any event stay armed for EPOLLERR | EPOLLHUP`);
     }
     for (const t of entry.epfd!.tfd) if (!disarmed.includes(t)) add(t, t.events);
-  }
-}
+  },
+};

@@ -1,18 +1,23 @@
 // The fd table: which fd numbers a task has, which open file description
 // each refers to (shared by dup'ed fds, and by tasks that inherited them;
 // found with kcmp), and close-on-exec. What a description is belongs to the
-// file kind that claims it (regfile.ts, pipe.ts, ...).
+// file kind that claims it (regfile.ts, pipe.ts, ...): it dumps it, opens it
+// again, and answers for its own fields (the owner of its signals).
 //
-// Restore opens each description once, in the first task that needs it; any
-// other task gets the same description with pidfd_getfd, run inside it.
+// Restore is one work queue over every task (open-queue.ts): each
+// description is opened once, in the first task that needs it (a kind may
+// answer "not yet" until another description is open), and any other task
+// gets the same description with pidfd_getfd, run inside it. Once every fd
+// of every task is in place, the kinds settle what needs other fds (an
+// epoll's targets).
 import { readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import type { TaskKind, DumpTask, RestoreTask, DumpRun, RestoreRun } from "../context.js";
-import { UnsupportedError } from "../context.js";
-import type { FdFacts, FileKind } from "./file-kind.js";
-import type { fd_types, fdinfo_entry, file_entry, fown_entry } from "../../images/index.js";
+import { dumpState, UnsupportedError } from "../context.js";
+import type { FdFacts, FileKind, OpenContext } from "./file-kind.js";
+import { IMG, type fd_types, type fdinfo_entry, type file_entry, type fown_entry } from "../../images/index.js";
 import { F, FD_CLOEXEC, KCMP, O, SYS } from "../../sys/constants.js";
 import { sys } from "../../sys/syscalls.js";
-import { parseFdinfo, classifyFdLink, type Fdinfo } from "../../proc/index.js";
+import { parseFdinfo, classifyFdLink } from "../../proc/index.js";
 import { regFileKind } from "./regfile.js";
 import { fifoKind, pipeKind } from "./pipe.js";
 import { memfdKind } from "./memfd.js";
@@ -21,12 +26,27 @@ import { signalfdKind } from "./signalfd.js";
 import { timerfdKind } from "./timerfd.js";
 import { pidfdKind } from "./pidfd.js";
 import { inotifyKind } from "./inotify.js";
-import { noteFileLocks } from "./file-locks.js";
-import { addEpollTargets, eventpollKind } from "./eventpoll.js";
+import { eventpollKind } from "./eventpoll.js";
+import { runOpenQueue, type Waiting } from "./open-queue.js";
 import type { Remote } from "../../remote/remote.js";
 
 /** The kinds of open files crest knows, tried in order. */
 const FILE_KINDS: readonly FileKind[] = [pipeKind, fifoKind, memfdKind, regFileKind, eventfdKind, signalfdKind, timerfdKind, pidfdKind, eventpollKind, inotifyKind];
+
+// --- dump -----------------------------------------------------------------------
+
+/** An open file description already in files.img, and one fd that refers to it. */
+interface DumpedDescription {
+  id: number;
+  type: fd_types;
+  pid: number;
+  fd: number;
+  dev: number;
+  ino: number;
+}
+
+/** Dump: the descriptions seen so far in any task, and the fd tables (files_id) already dumped. */
+const dumped = dumpState("fd tables", () => ({ descriptions: [] as DumpedDescription[], tables: new Set<number>() }));
 
 /** The owner of a file's async I/O signals (F_GETOWN_EX, F_GETSIG), asked inside the task. */
 function fileOwner(r: Remote, fd: number, uid: number, euid: number): fown_entry {
@@ -42,66 +62,46 @@ function fileOwner(r: Remote, fd: number, uid: number, euid: number): fown_entry
 /** O_PATH fds have no file operations: fcntl's owner and signal calls say EBADF, and there is no owner to keep. */
 const NO_OWNER: fown_entry = { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 };
 
-/**
- * Without --file-locks, a task holding file locks (POSIX, OFD, flock, leases)
- * is refused, as CRIU refuses it.
- */
-function refuseLocks(info: Fdinfo, what: string, text: string): void {
-  const l = info.locks[0];
-  if (!l) return;
-  const range = l.kind === "FLOCK" || l.kind === "LEASE" ? "the whole file" : `bytes ${l.start}-${l.end ?? "EOF"}`;
-  throw new UnsupportedError(
-    `${what} (${text}) holds a file lock (${l.kind} ${l.type} on ${range})${info.locks.length > 1 ? ` and ${info.locks.length - 1} more` : ""}; ` +
-    "dumping file locks needs --file-locks",
-  );
-}
-
 function describe(text: string): string {
   const kind = classifyFdLink(text);
   switch (kind.kind) {
     case "socket": return `a socket (${text})`;
     case "anon": return `an anonymous-inode object (${text})`;
-    case "path": return text;
     default: return text;
   }
 }
 
-function dumpFds(task: DumpTask, run: DumpRun): fdinfo_entry[] {
+function dumpFds(task: DumpTask, run: DumpRun): void {
   const pid = task.pid;
   const r = task.remotes[0]!;
   const creds = task.core[0]!.thread_core?.creds;
+  const { descriptions } = run.state(dumped);
   const fds = readdirSync(`/proc/${pid}/fd`).map(Number).sort((a, b) => a - b);
-  const out: fdinfo_entry[] = [];
   for (const fd of fds) {
     const via = `/proc/${pid}/fd/${fd}`;
     const what = `fd ${fd} of process ${pid}`;
     const text = readlinkSync(via);
     const st = statSync(via);
     const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8"));
-    // Every fd, shared or not: a POSIX lock shows only in its owner's fdinfo.
-    if (!run.opts.fileLocks) refuseLocks(info, what, text);
     // A description an earlier fd (of this or another task) refers to too.
-    const same = run.descriptions.find((d) => d.dev === st.dev && d.ino === st.ino && sys(SYS.kcmp, d.pid, pid, KCMP.FILE, d.fd, fd) === 0);
-    let id: number, type: fd_types;
-    if (same) {
-      id = same.id;
-      type = run.files.find((f) => f.id === id)!.type;
-    } else {
+    let d = descriptions.find((e) => e.dev === st.dev && e.ino === st.ino && sys(SYS.kcmp, e.pid, pid, KCMP.FILE, e.fd, fd) === 0);
+    const shared = d !== undefined;
+    if (!d) {
       const facts: FdFacts = {
         pid, fd, text, link: classifyFdLink(text), via, st, info, what,
         fown: info.flags & O.PATH ? NO_OWNER : fileOwner(r, fd, creds?.uid ?? 0, creds?.euid ?? 0),
       };
       const kind = FILE_KINDS.find((k) => k.claims(facts));
       if (!kind) throw new UnsupportedError(`${what} is ${describe(text)}; crest does not support it yet`);
-      id = kind.dump(facts, run);
-      type = kind.type;
-      run.descriptions.push({ id, pid, fd, dev: st.dev, ino: st.ino });
+      d = { id: kind.dump(facts, run), type: kind.type, pid, fd, dev: st.dev, ino: st.ino };
+      descriptions.push(d);
     }
-    if (run.opts.fileLocks) noteFileLocks(task, run, fd, info, id, same !== undefined, `${what} (${text})`);
-    out.push({ id, flags: info.flags & O.CLOEXEC ? FD_CLOEXEC : 0, type, fd });
+    task.fds.push({ fd, id: d.id, info, shared, what: `${what} (${text})` });
+    task.fdinfo.push({ id: d.id, flags: info.flags & O.CLOEXEC ? FD_CLOEXEC : 0, type: d.type, fd });
   }
-  return out;
 }
+
+// --- restore --------------------------------------------------------------------
 
 /**
  * Moves an fd of the task above every fd number its table will have, so
@@ -117,17 +117,28 @@ export function parker(task: RestoreTask): (fd: number) => number {
   };
 }
 
-/** What restoring one fd table needs along the way. */
-interface FdTableWork {
+/** One description a task's fd table needs, with the fds that refer to it there. */
+interface TableItem {
+  id: number;
+  what: string;
   task: RestoreTask;
-  r: Remote;
-  /** pidfds of other tasks, to take their fds with pidfd_getfd. */
-  pidfds: Map<number, number>;
-  /** Moves an fd above every fd the task will have, so placing fds never closes it. */
-  park: (fd: number) => number;
+  entry: file_entry;
+  kind: FileKind;
+  fds: fdinfo_entry[];
 }
 
-function pidfdOf(w: FdTableWork, vpid: number): number {
+/** One task's part of the work: its remote, and pidfds of other tasks to take their fds with pidfd_getfd. */
+interface TableWork extends OpenContext {
+  pidfds: Map<number, number>;
+}
+
+function kindOf(run: RestoreRun, entry: file_entry): FileKind {
+  const kind = FILE_KINDS.find((k) => k.type === entry.type);
+  if (!kind) throw run.images.invalid(IMG.files, undefined, `file ${entry.id} has type ${entry.type}, which crest cannot restore yet`);
+  return kind;
+}
+
+function pidfdOf(w: TableWork, vpid: number): number {
   let fd = w.pidfds.get(vpid);
   if (fd === undefined) {
     fd = w.park(w.r.call(`open a pidfd of task ${vpid} in task ${w.task.vpid}`, SYS.pidfd_open, vpid, 0));
@@ -136,44 +147,34 @@ function pidfdOf(w: FdTableWork, vpid: number): number {
   return fd;
 }
 
-/** An fd in the task referring to description `id`: opened anew, or taken from the task that has it. */
-function obtain(w: FdTableWork, run: RestoreRun, entry: file_entry): number {
-  const held = run.opened.get(entry.id);
+/** Opens (or takes from the task holding it) one description and puts it at each of its fds; null once done. */
+function openItem(w: TableWork, item: TableItem): Waiting | null {
+  const { r, task, run } = w;
+  const held = run.opened.get(item.id);
+  let tmp: number;
   if (held) {
-    return w.r.call(`take file ${entry.id} from task ${held.vpid} into task ${w.task.vpid}`, SYS.pidfd_getfd, pidfdOf(w, held.vpid), held.fd, 0);
+    const from = held.task.vpid;
+    tmp = r.call(`take file ${item.id} from task ${from} into task ${task.vpid}`, SYS.pidfd_getfd, pidfdOf(w, from), held.fd, 0);
+  } else {
+    const got = item.kind.open(w, item.entry);
+    if (typeof got !== "number") return got;
+    tmp = got;
   }
-  const kind = FILE_KINDS.find((k) => k.type === entry.type);
-  if (!kind) throw new Error(`files.img: file ${entry.id} has type ${entry.type}, which crest cannot restore yet`);
-  return kind.open(w.r, w.task, run, entry, w.park);
-}
-
-function restoreFds(task: RestoreTask, run: RestoreRun): void {
-  const r = task.remotes[0]!;
-  const byId = new Map<number, fdinfo_entry[]>();
-  for (const e of task.fdinfo) byId.set(e.id, [...(byId.get(e.id) ?? []), e]);
-  const w: FdTableWork = { task, r, pidfds: new Map(), park: parker(task) };
-  for (const [id, entries] of byId) {
-    const entry = run.files.get(id);
-    if (!entry) throw new Error(`fdinfo of task ${task.vpid}: file ${id} is not in files.img`);
-    const tmp = obtain(w, run, entry);
-    for (const e of entries) {
-      if (e.fd === tmp) r.call(`set fd flags of fd ${e.fd} of task ${task.vpid}`, SYS.fcntl, e.fd, F.SETFD, e.flags & FD_CLOEXEC);
-      else r.call(`place file ${id} at fd ${e.fd} of task ${task.vpid}`, SYS.dup3, tmp, e.fd, e.flags & FD_CLOEXEC ? O.CLOEXEC : 0);
-    }
-    if (!entries.some((e) => e.fd === tmp)) r.call(`close a temporary fd of task ${task.vpid}`, SYS.close, tmp);
-    if (!run.opened.has(id) || run.transient.some((t) => t.task === task && t.fd === run.opened.get(id)!.fd)) {
-      run.opened.set(id, { vpid: task.vpid, fd: entries[0]!.fd });
-    }
-    setOwner(r, task, run, entry, entries[0]!.fd);
+  for (const e of item.fds) {
+    if (e.fd === tmp) r.call(`set fd flags of fd ${e.fd} of task ${task.vpid}`, SYS.fcntl, e.fd, F.SETFD, e.flags & FD_CLOEXEC);
+    else r.call(`place file ${item.id} at fd ${e.fd} of task ${task.vpid}`, SYS.dup3, tmp, e.fd, e.flags & FD_CLOEXEC ? O.CLOEXEC : 0);
   }
-  // Epoll targets are fds of this task: added once all of them are in place.
-  addEpollTargets(task, run);
-  for (const fd of w.pidfds.values()) r.call(`close a pidfd in task ${task.vpid}`, SYS.close, fd);
+  if (!item.fds.some((e) => e.fd === tmp)) r.call(`close a temporary fd of task ${task.vpid}`, SYS.close, tmp);
+  // Others take it from here, unless another task holds it already (a parked copy of this task's own goes with the transients).
+  if (!held || (held.task === task && run.transient.some((t) => t.task === task && t.fd === held.fd))) {
+    run.opened.set(item.id, { task, fd: item.fds[0]!.fd });
+  }
+  setOwner(r, task, item.kind.fown(item.entry, run), item.fds[0]!.fd);
+  return null;
 }
 
 /** F_SETOWN_EX / F_SETSIG as the description had them. */
-function setOwner(r: Remote, task: RestoreTask, run: RestoreRun, entry: file_entry, fd: number): void {
-  const own = entry.reg?.fown ?? entry.pipe?.fown ?? entry.memfd?.fown ?? entry.efd?.fown ?? entry.sgfd?.fown ?? entry.tfd?.fown ?? entry.pidfd?.fown ?? entry.epfd?.fown ?? (entry.fifo?.regf_id !== undefined ? run.files.get(entry.fifo.regf_id)?.reg?.fown : undefined);
+function setOwner(r: Remote, task: RestoreTask, own: fown_entry | undefined, fd: number): void {
   if (!own || (!own.pid && !own.signum)) return;
   if (own.pid) {
     r.resetScratch();
@@ -185,8 +186,48 @@ function setOwner(r: Remote, task: RestoreTask, run: RestoreRun, entry: file_ent
   if (own.signum) r.call(`set the signal of fd ${fd} of task ${task.vpid}`, SYS.fcntl, fd, F.SETSIG, own.signum);
 }
 
-/** Closes the fds a task held only to pass descriptions on; once every task has what it needs. */
-export function closeTransient(run: RestoreRun): void {
+/** The descriptions of every task's fd table, tasks in tree order, each task's in the order of their first fd. */
+function tableItems(tasks: readonly RestoreTask[], run: RestoreRun): TableItem[] {
+  const items: TableItem[] = [];
+  for (const task of tasks) {
+    // Created with CLONE_FILES: its parent restores the table they share.
+    if (task.sharesFiles) continue;
+    const byId = new Map<number, fdinfo_entry[]>();
+    for (const e of task.fdinfo) byId.set(e.id, [...(byId.get(e.id) ?? []), e]);
+    for (const [id, fds] of byId) {
+      const entry = run.files.get(id);
+      if (!entry) throw run.images.invalid(IMG.fdinfo, task.ids.files_id, `task ${task.vpid}'s fd ${fds[0]!.fd} names file ${id}, which is not in files.img`);
+      items.push({ id, what: `file ${id} for fd ${fds[0]!.fd} of task ${task.vpid}`, task, entry, kind: kindOf(run, entry), fds });
+    }
+  }
+  return items;
+}
+
+function restoreTables(tasks: readonly RestoreTask[], run: RestoreRun): void {
+  const work = new Map<RestoreTask, TableWork>();
+  const workOf = (task: RestoreTask): TableWork => {
+    let w = work.get(task);
+    if (!w) {
+      w = { r: task.remotes[0]!, task, run, park: parker(task), pidfds: new Map() };
+      work.set(task, w);
+    }
+    return w;
+  };
+  const items = tableItems(tasks, run);
+  // The first of each description's items to open it: the one that settles it too.
+  const openedBy = new Map<number, TableItem>();
+  runOpenQueue(items, (item) => {
+    const first = !run.opened.has(item.id);
+    const wait = openItem(workOf(item.task), item);
+    if (!wait && first) openedBy.set(item.id, item);
+    return wait;
+  }, (id) => run.opened.has(id));
+  for (const item of openedBy.values()) item.kind.settle?.(workOf(item.task), item.entry, item.fds[0]!.fd);
+  for (const w of work.values()) for (const fd of w.pidfds.values()) w.r.call(`close a pidfd in task ${w.task.vpid}`, SYS.close, fd);
+}
+
+/** Closes the fds tasks held only to pass descriptions on; once every task has what it needs. */
+function closeTransient(run: RestoreRun): void {
   for (const { task, fd } of run.transient) {
     if (task.fdinfo.some((e) => e.fd === fd)) continue;
     task.remotes[0]!.call(`close a temporary fd of task ${task.vpid}`, SYS.close, fd);
@@ -198,11 +239,17 @@ export const filesKind: TaskKind = {
   name: "files",
   dump(task, run) {
     // A task sharing its parent's fd table (CLONE_FILES) has nothing to add.
-    if (run.fdTables.has(task.ids.files_id)) return;
-    run.fdTables.add(task.ids.files_id);
-    task.fdinfo = dumpFds(task, run);
+    const { tables } = run.state(dumped);
+    if (tables.has(task.ids.files_id)) return;
+    tables.add(task.ids.files_id);
+    dumpFds(task, run);
   },
-  restore(task, run) {
-    if (!task.sharesFiles) restoreFds(task, run);
+  finishDump(run) {
+    for (const k of FILE_KINDS) k.finishDump?.(run);
+  },
+  restoreAll: restoreTables,
+  finishRestore(run) {
+    for (const k of FILE_KINDS) k.finishRestore?.(run);
+    closeTransient(run);
   },
 };

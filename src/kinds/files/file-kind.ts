@@ -25,6 +25,30 @@ export interface FdFacts {
   fown: fown_entry;
 }
 
+/**
+ * A description cannot be opened yet: it needs description `waitFor`
+ * (files.img id) to be open first, in any task (a socket's peer, a pty's
+ * master). The fd table tries it again once that one is.
+ */
+export interface OpenLater {
+  waitFor: number;
+  /** Why, for the error if it never can: "the peer of unix socket 7". */
+  why: string;
+}
+
+/** What a task under restore needs to recreate one description. */
+export interface OpenContext {
+  r: Remote;
+  task: RestoreTask;
+  run: RestoreRun;
+  /**
+   * Moves an fd of the task above every fd number its table will have, so
+   * placing the table's fds never closes it, and returns its new number:
+   * for fds a kind keeps to hand to another task (the other end of a pipe).
+   */
+  park(fd: number): number;
+}
+
 export interface FileKind {
   readonly name: string;
   /** fd_types value of its file_entry. */
@@ -32,13 +56,16 @@ export interface FileKind {
   claims(f: FdFacts): boolean;
   /** Adds the description to files.img (and whatever else it needs) and returns its id. */
   dump(f: FdFacts, run: DumpRun): number;
-  /**
-   * Recreates the description in the task and returns the task's fd holding
-   * it. Any other fd the kind must keep (another end of a pipe, for another
-   * task) goes through `park`, which moves it above every fd the task will
-   * use and returns its new number.
-   */
-  open(r: Remote, task: RestoreTask, run: RestoreRun, entry: file_entry, park: (fd: number) => number): number;
+  /** Once every task is dumped: writes the whole-run images the kind gathered. */
+  finishDump?(run: DumpRun): void;
+  /** Recreates the description in the task and returns the task's fd holding it, or says what it waits for. */
+  open(c: OpenContext, entry: file_entry): number | OpenLater;
+  /** The owner of the description's async I/O signals, as dumped. */
+  fown(entry: file_entry, run: RestoreRun): fown_entry | undefined;
+  /** Once every description of every task is open and in place: what needs other fds (an epoll's targets). */
+  settle?(c: OpenContext, entry: file_entry, fd: number): void;
+  /** Once every stage of every task has run, before the tasks are let go (memfd seals, ghosts removed). */
+  finishRestore?(run: RestoreRun): void;
 }
 
 /** Claims fds whose link is anon_inode:[NAME] (eventfd, signalfd, timerfd, pidfd, eventpoll). */

@@ -2,7 +2,8 @@
 // holds, in filelocks.img as CRIU has them (flag, type, owning task's pid, the
 // fd it takes the lock through, start, len).
 //
-// Dump reads the "lock:" lines of each fd's fdinfo (files.ts hands them over).
+// Dump reads the "lock:" lines of each fd's fdinfo, as the fd table found
+// them (task.fds); without --file-locks a lock is refused, as CRIU refuses it.
 // A POSIX lock belongs to an fd table: it shows only in its owner's fdinfo, on
 // the description it was taken through, and is kept for that task (once per
 // description, dup'ed fds show it too). flock, OFD locks and leases belong to
@@ -12,11 +13,11 @@
 // back and before it runs, without waiting: a lock that cannot be taken (a
 // conflict) fails the restore.
 import { readFileSync } from "node:fs";
-import type { TaskKind, DumpTask, DumpRun, RestoreRun, RestoreTask } from "../context.js";
-import { once, UnsupportedError } from "../context.js";
-import { IMG, imageExists, readImage, writeImage, type file_lock_entry, type EncodeInput } from "../../images/index.js";
+import type { TaskKind, DumpTask, DumpedFd, RestoreRun, RestoreTask } from "../context.js";
+import { dumpState, restoreState, UnsupportedError } from "../context.js";
+import { IMG, type file_lock_entry, type EncodeInput } from "../../images/index.js";
 import { SYS } from "../../sys/constants.js";
-import { fileLockLength, parseProcLocks, type FileLock, type Fdinfo } from "../../proc/index.js";
+import { fileLockLength, parseProcLocks, type FileLock } from "../../proc/index.js";
 
 /** criu/include/file-lock.h: file_lock_entry.flag. */
 export const FL = { POSIX: 1, FLOCK: 2, OFD: 4, LEASE: 8 } as const;
@@ -25,8 +26,13 @@ const F_RDLCK = 0, F_WRLCK = 1;
 const F_SETLK = 6, F_OFD_SETLK = 37, F_SETLEASE = 1024;
 const LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4;
 
-const ENTRIES = "file-locks";
-const POSIX_SEEN = "file-locks:posix";
+/** Dump: filelocks.img's entries; "files_id:description" pairs whose POSIX locks are kept; locks waiting in /proc/locks. */
+const dumped = dumpState("file locks", () => ({
+  entries: [] as EncodeInput<file_lock_entry>[],
+  posixSeen: new Set<string>(),
+  blocked: parseProcLocks(readFileSync("/proc/locks", "utf8")).filter((l) => l.blocked),
+}));
+const restoring = restoreState("file locks", (run) => run.images.readOr(IMG.fileLocks, undefined, []));
 
 /** What one "lock:" line becomes in filelocks.img; refuses what crest cannot take back. */
 export function lockEntry(l: FileLock, pid: number, fd: number, where: string): EncodeInput<file_lock_entry> {
@@ -49,28 +55,30 @@ export function lockEntry(l: FileLock, pid: number, fd: number, where: string): 
 }
 
 /**
- * Records the locks fd `fd` of `task` shows (files.ts, with --file-locks).
- * `descId` is the files.img id of its description, `seen` whether an earlier
- * fd (of any task) referred to that description already.
+ * Records the locks fd `f` of `task` shows (with --file-locks). A POSIX
+ * lock is kept once per fd table and description, the others once per
+ * description (with its first fd, of any task).
  */
-export function noteFileLocks(task: DumpTask, run: DumpRun, fd: number, info: Fdinfo, descId: number, seen: boolean, where: string): void {
-  if (!info.locks.length) return;
-  let list = run.objects.get(ENTRIES) as EncodeInput<file_lock_entry>[] | undefined;
-  if (!list) {
-    const items: EncodeInput<file_lock_entry>[] = [];
-    run.objects.set(ENTRIES, items);
-    run.deferred.push(() => writeImage(run.dir, IMG.fileLocks, undefined, items));
-    list = items;
+function noteLocks(task: DumpTask, f: DumpedFd, s: { entries: EncodeInput<file_lock_entry>[]; posixSeen: Set<string> }): void {
+  if (!f.info.locks.length) return;
+  const posixKey = `${task.ids.files_id}:${f.id}`;
+  const posixFirst = !s.posixSeen.has(posixKey);
+  s.posixSeen.add(posixKey);
+  for (const l of f.info.locks) {
+    if (l.kind === "POSIX" ? !posixFirst : f.shared) continue;
+    s.entries.push(lockEntry(l, task.vpid, f.fd, f.what));
   }
-  let posixSeen = run.objects.get(POSIX_SEEN) as Set<string> | undefined;
-  if (!posixSeen) run.objects.set(POSIX_SEEN, (posixSeen = new Set()));
-  const posixKey = `${task.ids.files_id}:${descId}`;
-  const posixFirst = !posixSeen.has(posixKey);
-  posixSeen.add(posixKey);
-  for (const l of info.locks) {
-    if (l.kind === "POSIX" ? !posixFirst : seen) continue;
-    list.push(lockEntry(l, task.vpid, fd, where));
-  }
+}
+
+/** Without --file-locks, a task holding file locks (POSIX, OFD, flock, leases) is refused, as CRIU refuses it. */
+function refuseLocks(f: DumpedFd): void {
+  const l = f.info.locks[0];
+  if (!l) return;
+  const range = l.kind === "FLOCK" || l.kind === "LEASE" ? "the whole file" : `bytes ${l.start}-${l.end ?? "EOF"}`;
+  throw new UnsupportedError(
+    `${f.what} holds a file lock (${l.kind} ${l.type} on ${range})${f.info.locks.length > 1 ? ` and ${f.info.locks.length - 1} more` : ""}; ` +
+    "dumping file locks needs --file-locks",
+  );
 }
 
 /**
@@ -86,14 +94,13 @@ function refuseBlocked(task: DumpTask, blocked: readonly FileLock[]): void {
 
 /** Restores the task's locks: those whose owner pid is this task's. */
 function restoreLocks(task: RestoreTask, run: RestoreRun): void {
-  const all = once(run, ENTRIES, () => (imageExists(run.dir, IMG.fileLocks) ? readImage(run.dir, IMG.fileLocks) : []));
-  const mine = all.filter((e) => e.pid === task.vpid);
+  const mine = run.state(restoring).filter((e) => e.pid === task.vpid);
   if (!mine.length) return;
   const r = task.remotes[0]!;
   for (const e of mine) {
     const what = `take the file lock (flag ${e.flag}, type ${e.type}, start ${e.start}, len ${e.len}) on fd ${e.fd} of task ${task.vpid}`;
-    if (!task.fdinfo.some((f) => f.fd === e.fd)) throw new Error(`filelocks.img: task ${task.vpid} has no fd ${e.fd} to ${what}`);
-    if (e.type !== F_RDLCK && e.type !== F_WRLCK) throw new Error(`filelocks.img: unknown lock type ${e.type}; cannot ${what}`);
+    if (!task.fdinfo.some((f) => f.fd === e.fd)) throw run.images.invalid(IMG.fileLocks, undefined, `task ${task.vpid} has no fd ${e.fd} to ${what}`);
+    if (e.type !== F_RDLCK && e.type !== F_WRLCK) throw run.images.invalid(IMG.fileLocks, undefined, `unknown lock type ${e.type}; cannot ${what}`);
     if (e.flag & FL.FLOCK) {
       r.call(what, SYS.flock, e.fd, (e.type === F_WRLCK ? LOCK_EX : LOCK_SH) | LOCK_NB);
     } else if (e.flag & (FL.POSIX | FL.OFD)) {
@@ -107,7 +114,7 @@ function restoreLocks(task: RestoreTask, run: RestoreRun): void {
     } else if (e.flag & FL.LEASE) {
       r.call(what, SYS.fcntl, e.fd, F_SETLEASE, e.type);
     } else {
-      throw new Error(`filelocks.img: unknown lock flag ${e.flag}; cannot ${what}`);
+      throw run.images.invalid(IMG.fileLocks, undefined, `unknown lock flag ${e.flag}; cannot ${what}`);
     }
   }
   run.log.info(`task ${task.vpid}: ${mine.length} file lock(s) taken`);
@@ -116,17 +123,18 @@ function restoreLocks(task: RestoreTask, run: RestoreRun): void {
 export const fileLocksKind: TaskKind = {
   name: "file-locks",
   dump(task, run) {
-    if (!run.opts.fileLocks) return;
-    let blocked = run.objects.get("file-locks:blocked") as FileLock[] | undefined;
-    if (!blocked) {
-      blocked = readBlocked();
-      run.objects.set("file-locks:blocked", blocked);
+    if (!run.opts.fileLocks) {
+      task.fds.forEach(refuseLocks);
+      return;
     }
-    refuseBlocked(task, blocked);
+    const s = run.state(dumped);
+    for (const f of task.fds) noteLocks(task, f, s);
+    refuseBlocked(task, s.blocked);
+  },
+  finishDump(run) {
+    if (!run.opts.fileLocks) return;
+    const { entries } = run.state(dumped);
+    if (entries.length) run.images.write(IMG.fileLocks, undefined, entries);
   },
   restore: restoreLocks,
 };
-
-function readBlocked(): FileLock[] {
-  return parseProcLocks(readFileSync("/proc/locks", "utf8")).filter((l) => l.blocked);
-}

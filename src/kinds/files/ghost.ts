@@ -13,23 +13,15 @@ import {
 } from "node:fs";
 import { dirname, basename } from "node:path";
 import type { DumpRun, RestoreRun } from "../context.js";
-import { once, UnsupportedError } from "../context.js";
-import {
-  IMG, imageExists, readImage, writeImage, remap_type,
-  type ghost_file_entry, type remap_file_path_entry, type GhostFile,
-} from "../../images/index.js";
-import { O, SYS, AT_FDCWD } from "../../sys/constants.js";
+import { dumpState, restoreState, UnsupportedError } from "../context.js";
+import { IMG, remap_type, type ghost_file_entry, type remap_file_path_entry, type GhostFile } from "../../images/index.js";
+import { AT_FDCWD, AT_SYMLINK_NOFOLLOW, MEM_MAJOR, O, SEEK, SYS } from "../../sys/constants.js";
 import { native } from "../../sys/native.js";
 import { check } from "../../sys/errno.js";
 
 /** Below this size CRIU writes the data raw, without chunks. */
 const CHUNKS_THRESH = 3 * 4096;
-const SEEK_DATA = 3, SEEK_HOLE = 4;
 const ENXIO = 6;
-// Not in sys/constants.ts.
-const AT_SYMLINK_NOFOLLOW = 0x100;
-/** Major number of the memory devices (/dev/null, /dev/zero, ...): the only devices crest reopens. */
-const MEM_MAJOR = 1;
 
 type BigStats = ReturnType<typeof statBig>;
 const statBig = (p: string) => statSync(p, { bigint: true });
@@ -39,22 +31,13 @@ const S_IFMT = 0o170000n, S_IFREG = 0o100000n, S_IFDIR = 0o040000n, S_IFLNK = 0o
 
 // --- dump -------------------------------------------------------------------
 
-interface DumpState {
-  /** ghost id by "dev:ino". */
-  byInode: Map<string, number>;
-  remaps: remap_file_path_entry[];
-  next: number;
-}
+/** Dump: ghost ids by "dev:ino", and remap-fpath.img's entries. */
+const dumped = dumpState("ghosts", () => ({ byInode: new Map<string, number>(), remaps: [] as remap_file_path_entry[], next: 1 }));
 
-function dumpState(run: DumpRun): DumpState {
-  let s = run.objects.get("ghost") as DumpState | undefined;
-  if (!s) {
-    const state: DumpState = { byInode: new Map(), remaps: [], next: 1 };
-    run.objects.set("ghost", state);
-    run.deferred.push(() => writeImage(run.dir, IMG.remapFpath, undefined, state.remaps));
-    s = state;
-  }
-  return s;
+/** Writes remap-fpath.img, once every task is dumped, if any file was deleted. */
+export function finishGhostsDump(run: DumpRun): void {
+  const { remaps } = run.state(dumped);
+  if (remaps.length) run.images.write(IMG.remapFpath, undefined, remaps);
 }
 
 /**
@@ -103,13 +86,13 @@ function extents(fd: number, size: number, what: string): Array<{ off: number; l
   const out: Array<{ off: number; len: number }> = [];
   let hole = 0;
   while (hole < size) {
-    const data = native.syscall(SYS.lseek, fd, hole, SEEK_DATA);
+    const data = native.syscall(SYS.lseek, fd, hole, SEEK.DATA);
     if (data === -ENXIO) break;
     if (data < 0) {
       if (hole !== 0) check(data, `find the data of ${what}`);
       return [{ off: 0, len: size }];
     }
-    hole = Math.min(check(native.syscall(SYS.lseek, fd, data, SEEK_HOLE), `find the holes of ${what}`), size);
+    hole = Math.min(check(native.syscall(SYS.lseek, fd, data, SEEK.HOLE), `find the holes of ${what}`), size);
     if (hole > data) out.push({ off: data, len: hole - data });
   }
   return out;
@@ -144,7 +127,7 @@ function symlinkTarget(via: string): string {
  * files.img entry `fileId` to it. `st` comes from statDeleted.
  */
 export function dumpGhost(run: DumpRun, fileId: number, via: string, path: string, st: BigStats, what: string): void {
-  const s = dumpState(run);
+  const s = run.state(dumped);
   const key = `${st.dev}:${st.ino}`;
   let id = s.byInode.get(key);
   if (id === undefined) {
@@ -173,7 +156,7 @@ export function dumpGhost(run: DumpRun, fileId: number, via: string, path: strin
         closeSync(fd);
       }
     }
-    writeImage(run.dir, IMG.ghostFile, id, g);
+    run.images.write(IMG.ghostFile, id, g);
     s.byInode.set(key, id);
     run.log.info(`${what}: deleted ${path} dumped as ghost ${id}`);
   }
@@ -189,9 +172,15 @@ interface Created {
   ino: bigint;
 }
 
-function remaps(run: RestoreRun): Map<number, remap_file_path_entry> {
-  return once(run, "remap-fpath", () =>
-    new Map(imageExists(run.dir, IMG.remapFpath) ? readImage(run.dir, IMG.remapFpath).map((e) => [e.orig_id, e]) : []));
+/** Restore: remap-fpath.img by files.img id, and the ghosts recreated so far by ghost id. */
+const restoring = restoreState("ghosts", (run) => ({
+  remaps: new Map(run.images.readOr(IMG.remapFpath, undefined, []).map((e) => [e.orig_id, e])),
+  created: new Map<number, Created>(),
+}));
+
+/** Removes the ghosts' names again, once every task has opened what it needs. */
+export function finishGhostsRestore(run: RestoreRun): void {
+  for (const c of run.state(restoring).created.values()) remove(c);
 }
 
 const exists = (p: string): boolean => {
@@ -258,7 +247,7 @@ function createAt(path: string, g: GhostFile): boolean {
 
 /** Recreates ghost `id` near `orig` (its old path) and returns where it now is. */
 function create(run: RestoreRun, id: number, orig: string): Created {
-  const g = readImage(run.dir, IMG.ghostFile, id);
+  const g = run.images.read(IMG.ghostFile, id);
   // The old path if it is free, else a name beside it (as CRIU names its ghosts).
   let path = orig;
   for (;;) {
@@ -279,8 +268,7 @@ function create(run: RestoreRun, id: number, orig: string): Created {
     throw err;
   }
   run.log.info(`ghost ${id} of ${orig} created at ${path}`);
-  // Once every task has opened it, the name goes again; on failure too.
-  run.finishing.push(() => remove(c));
+  // On failure too, the name goes again.
   run.cleanup.push(() => {
     try {
       remove(c);
@@ -309,10 +297,16 @@ function remove(c: Created): void {
  * undefined.
  */
 export function ghostPath(run: RestoreRun, fileId: number, orig: string): string | undefined {
-  const rp = remaps(run).get(fileId);
+  const s = run.state(restoring);
+  const rp = s.remaps.get(fileId);
   if (!rp) return undefined;
   if ((rp.remap_type ?? remap_type.LINKED) !== remap_type.GHOST) {
-    throw new Error(`remap-fpath.img: file ${fileId} (${orig}) has remap type ${rp.remap_type ?? 0}; crest restores only ghost files so far`);
+    throw run.images.invalid(IMG.remapFpath, undefined, `file ${fileId} (${orig}) has remap type ${rp.remap_type ?? 0}; crest restores only ghost files so far`);
   }
-  return once(run, `ghost:${rp.remap_id}`, () => create(run, rp.remap_id, orig)).path;
+  let c = s.created.get(rp.remap_id);
+  if (!c) {
+    c = create(run, rp.remap_id, orig);
+    s.created.set(rp.remap_id, c);
+  }
+  return c.path;
 }

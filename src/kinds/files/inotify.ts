@@ -10,7 +10,7 @@
 // lost (CRIU drops them too).
 import { closeSync, openSync, readFileSync, statSync } from "node:fs";
 import type { RestoreRun } from "../context.js";
-import { once, UnsupportedError } from "../context.js";
+import { restoreState, UnsupportedError } from "../context.js";
 import { fd_types, type fh_entry, type inotify_wd_entry } from "../../images/index.js";
 import { F, O, SYS } from "../../sys/constants.js";
 import { EAGAIN } from "../../sys/errno.js";
@@ -44,6 +44,8 @@ function mountOf(mounts: MountInfo[], sdev: number): MountInfo | undefined {
 }
 
 const crestMounts = (): MountInfo[] => parseMountinfo(readFileSync("/proc/self/mountinfo", "utf8"));
+/** Restore: crest's mounts, read once, to open watched inodes through. */
+const mounts = restoreState("inotify mounts", crestMounts);
 
 /** struct file_handle: handle_bytes, handle_type, f_handle[]. */
 function packHandle(bytes: number, type: number, handle: Buffer): Buffer {
@@ -109,7 +111,8 @@ export const inotifyKind: FileKind = {
     run.log.info(`${f.what}: inotify with ${wd.length} watch(es); events queued in it are not kept`);
     return id;
   },
-  open(r, task, run, entry) {
+  fown: (entry) => entry.ify?.fown,
+  open({ r, task, run }, entry) {
     const e = entry.ify!;
     const what = `inotify ${entry.id} in task ${task.vpid}`;
     // Non-blocking while watches are added: removed strays leave IN_IGNORED events to drain.
@@ -125,7 +128,7 @@ export const inotifyKind: FileKind = {
 /** Adds one watch under its wd; returns how many stray watches it added and removed on the way. */
 function addWatch(r: Remote, run: RestoreRun, ifd: number, w: inotify_wd_entry, what: string): number {
   const at = `watch ${w.wd} of ${what} (inode ${w.i_ino} of device ${major(w.s_dev)}:${minor(w.s_dev)})`;
-  const m = mountOf(once(run, "inotify-mounts", crestMounts), w.s_dev);
+  const m = mountOf(run.state(mounts), w.s_dev);
   if (!m) throw new Error(`restore ${at}: no mount of that device`);
   r.resetScratch();
   const mfd = r.call(`open mount ${m.mountPoint} for ${at}`, SYS.openat, -100, r.putString(m.mountPoint), O.RDONLY | O.DIRECTORY | O.CLOEXEC, 0);

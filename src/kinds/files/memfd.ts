@@ -7,18 +7,17 @@
 // through /proc (a new description of the same file) or takes a shared
 // description with pidfd_getfd.
 import { closeSync, fstatSync, openSync, type Stats } from "node:fs";
-import { join } from "node:path";
-import type { FileKind } from "./file-kind.js";
-import type { DumpRun, RestoreRun, RestoreTask } from "../context.js";
-import { once, UnsupportedError } from "../context.js";
-import { IMG, readImage, writeImage, fd_types, type fown_entry, type memfd_inode_entry } from "../../images/index.js";
+import type { FileKind, OpenContext } from "./file-kind.js";
+import type { DumpRun } from "../context.js";
+import { dumpState, restoreState, UnsupportedError } from "../context.js";
+import { IMG, fd_types, type fown_entry, type memfd_inode_entry } from "../../images/index.js";
 import { F, MAP, O, PAGE_SIZE, PROT, SYS, AT_FDCWD } from "../../sys/constants.js";
 import { native } from "../../sys/native.js";
 import { PagesWriter, fillFromPages } from "../memory/pages.js";
 import type { Remote } from "../../remote/remote.js";
 
 const PREFIX = "/memfd:";
-const F_ADD_SEALS = 1033, F_GET_SEALS = 1034, F_SEAL_SEAL = 1;
+const F_SEAL_SEAL = 1;
 const MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2;
 
 /** The memfd's name as memfd_create got it, from "/memfd:NAME (deleted)". */
@@ -30,15 +29,15 @@ const nameOf = (path: string): string => path.slice(PREFIX.length).replace(/ \(d
  * memfd.img once, with its contents, and returns its inode_id.
  */
 function dumpInode(run: DumpRun, via: string, path: string, st: Stats, pid: number): number {
-  const key = `memfd:${st.ino}`;
-  const known = run.objects.get(key) as number | undefined;
+  const s = run.state(dumped);
+  const known = s.ids.get(st.ino);
   if (known !== undefined) return known;
   const fd = openSync(via, "r");
   try {
     const inodeId = run.nextId("kobj");
-    run.objects.set(key, inodeId);
+    s.ids.set(st.ino, inodeId);
     const pagesId = run.nextId("pages");
-    const w = new PagesWriter(pid, join(run.dir, `pages-${pagesId}.img`), run.stats);
+    const w = new PagesWriter(pid, run.images.pages(pagesId), run.stats);
     try {
       run.stats.shpagesScanned += Math.ceil(st.size / PAGE_SIZE);
       run.stats.shpagesWritten += w.dumpShmem(fd, st.size);
@@ -46,9 +45,9 @@ function dumpInode(run: DumpRun, via: string, path: string, st: Stats, pid: numb
       w.close();
     }
     const shmid = st.ino;
-    writeImage(run.dir, IMG.shmemPagemap, shmid, { head: { pages_id: pagesId }, entries: w.entries });
-    const seals = native.syscall(SYS.fcntl, fd, F_GET_SEALS);
-    inodes(run).push({
+    run.images.write(IMG.shmemPagemap, shmid, { head: { pages_id: pagesId }, entries: w.entries });
+    const seals = native.syscall(SYS.fcntl, fd, F.GET_SEALS);
+    s.inodes.push({
       name: nameOf(path), uid: st.uid, gid: st.gid, size: BigInt(st.size), shmid, seals: seals < 0 ? F_SEAL_SEAL : seals,
       inode_id: BigInt(inodeId), mode: st.mode,
     });
@@ -58,16 +57,8 @@ function dumpInode(run: DumpRun, via: string, path: string, st: Stats, pid: numb
   }
 }
 
-function inodes(run: DumpRun): memfd_inode_entry[] {
-  let list = run.objects.get("memfd.img") as memfd_inode_entry[] | undefined;
-  if (!list) {
-    const items: memfd_inode_entry[] = [];
-    run.objects.set("memfd.img", items);
-    run.deferred.push(() => writeImage(run.dir, IMG.memfdInode, undefined, items));
-    list = items;
-  }
-  return list;
-}
+/** Dump: the memfds written to memfd.img, their inode_ids by inode number. */
+const dumped = dumpState("memfd", () => ({ ids: new Map<number, number>(), inodes: [] as memfd_inode_entry[] }));
 
 /** Adds a memfd description to files.img and returns its id (also used for mappings: vma.shmid). */
 export function dumpMemfd(run: DumpRun, f: { via: string; path: string; pid: number; flags: number; pos: bigint; fown: fown_entry }): number {
@@ -98,14 +89,18 @@ interface Created {
   entry: memfd_inode_entry;
   /** memfd_create's own description went to a read-write fd already. */
   rwTaken: boolean;
+  /** The task that made it, which seals it at the end. */
+  r: Remote;
 }
 
-function inodeTable(run: RestoreRun): Map<number, memfd_inode_entry> {
-  return once(run, "memfd.img", () => new Map(readImage(run.dir, IMG.memfdInode).map((e) => [Number(e.inode_id), e])));
-}
+/** Restore: memfd.img by inode_id, and the memfds made so far. */
+const restoring = restoreState("memfd", (run) => ({
+  inodes: new Map(run.images.readOr(IMG.memfdInode, undefined, []).map((e) => [Number(e.inode_id), e])),
+  created: new Map<number, Created>(),
+}));
 
 /** Creates the memfd in the task, fills it, and keeps it (parked) for everyone that needs it. */
-function create(r: Remote, task: RestoreTask, run: RestoreRun, e: memfd_inode_entry, park: (fd: number) => number): Created {
+function create({ r, task, run, park }: OpenContext, e: memfd_inode_entry): Created {
   const what = `memfd ${e.name} in task ${task.vpid}`;
   r.resetScratch();
   const fd = park(r.call(`create ${what}`, SYS.memfd_create, r.putString(e.name), MFD_CLOEXEC | MFD_ALLOW_SEALING));
@@ -116,17 +111,18 @@ function create(r: Remote, task: RestoreTask, run: RestoreRun, e: memfd_inode_en
     // The task reads the contents in through a mapping of its own, removed after.
     const len = Math.ceil(size / PAGE_SIZE) * PAGE_SIZE;
     const addr = r.call(`map ${what}`, SYS.mmap, 0, len, PROT.READ | PROT.WRITE, MAP.SHARED, fd, 0);
-    const { head, entries } = readImage(run.dir, IMG.shmemPagemap, e.shmid);
-    fillFromPages(r, run.dir, head.pages_id, entries, run.stats, (off) => BigInt(addr) + off);
+    const { head, entries } = run.images.read(IMG.shmemPagemap, e.shmid);
+    const pages = run.images.pages(head.pages_id, { what });
+    try {
+      fillFromPages(r, pages, entries, run.stats, (off) => BigInt(addr) + off);
+    } finally {
+      pages.close();
+    }
     r.call(`unmap ${what}`, SYS.munmap, addr, len);
   }
-  const c = { vpid: task.vpid, pid: task.pid, fd, entry: e, rwTaken: false };
-  run.cache.set(`memfd:${e.inode_id}`, c);
+  const c = { vpid: task.vpid, pid: task.pid, fd, entry: e, rwTaken: false, r };
+  run.state(restoring).created.set(Number(e.inode_id), c);
   run.transient.push({ task, fd });
-  // Seals once every task has its mappings and fds (a seal can forbid writable mappings).
-  if (e.seals) {
-    run.finishing.push(() => r.call(`seal ${what}`, SYS.fcntl, fd, F_ADD_SEALS, e.seals));
-  }
   return c;
 }
 
@@ -148,12 +144,14 @@ function takeFrom(r: Remote, c: Created, name: string): number {
  * execveat() of the memfd fails with ETXTBSY, as criu notes. Anything else
  * is a new description opened through /proc.
  */
-export function openMemfd(r: Remote, task: RestoreTask, run: RestoreRun, inodeId: number, flags: number, park: (fd: number) => number, mapping = false): number {
-  let c = run.cache.get(`memfd:${inodeId}`) as Created | undefined;
+export function openMemfd(ctx: OpenContext, inodeId: number, flags: number, mapping = false): number {
+  const { r, task, run } = ctx;
+  const s = run.state(restoring);
+  let c = s.created.get(inodeId);
   if (!c) {
-    const e = inodeTable(run).get(inodeId);
-    if (!e) throw new Error(`memfd.img has no memfd with inode_id ${inodeId}`);
-    c = create(r, task, run, e, park);
+    const e = s.inodes.get(inodeId);
+    if (!e) throw run.images.invalid(IMG.memfdInode, undefined, `no memfd with inode_id ${inodeId}`);
+    c = create(ctx, e);
   }
   const name = `memfd ${c.entry.name} in task ${task.vpid}`;
   if ((flags & O.ACCMODE) === O.RDWR && (mapping || !c.rwTaken)) {
@@ -176,10 +174,21 @@ export const memfdKind: FileKind = {
   // keeps no owner for them, and the restore reopens with O_PATH (position 0).
   claims: (f) => f.link.kind === "path" && f.link.deleted && isMemfdPath(f.link.path),
   dump: (f, run) => dumpMemfd(run, { via: f.via, path: f.text, pid: f.pid, flags: f.info.flags, pos: f.info.pos, fown: f.fown }),
-  open(r, task, run, entry, park) {
+  finishDump(run) {
+    const { inodes } = run.state(dumped);
+    if (inodes.length) run.images.write(IMG.memfdInode, undefined, inodes);
+  },
+  fown: (entry) => entry.memfd?.fown,
+  open(c, entry) {
     const m = entry.memfd!;
-    const fd = openMemfd(r, task, run, m.inode_id, m.flags, park);
-    if (m.pos) r.call(`seek memfd in task ${task.vpid}`, SYS.lseek, fd, m.pos, 0);
+    const fd = openMemfd(c, m.inode_id, m.flags);
+    if (m.pos) c.r.call(`seek memfd in task ${c.task.vpid}`, SYS.lseek, fd, m.pos, 0);
     return fd;
+  },
+  // Seals once every task has its mappings and fds (a seal can forbid writable mappings).
+  finishRestore(run) {
+    for (const c of run.state(restoring).created.values()) {
+      if (c.entry.seals) c.r.call(`seal memfd ${c.entry.name} in task ${c.vpid}`, SYS.fcntl, c.fd, F.ADD_SEALS, c.entry.seals);
+    }
   },
 };

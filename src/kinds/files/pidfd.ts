@@ -6,15 +6,13 @@
 // every description that named the same dead process (same pidfs inode:
 // they must stay one process), and the child is killed and reaped.
 import { readFileSync } from "node:fs";
-import type { RestoreRun, RestoreTask } from "../context.js";
 import { UnsupportedError } from "../context.js";
-import { fd_types, type file_entry } from "../../images/index.js";
+import { IMG, fd_types, type file_entry } from "../../images/index.js";
 import { O, PTRACE_EVENT, SIG, SYS, WALL } from "../../sys/constants.js";
 import { CLONE_ARGS_SIZE, packCloneArgs } from "../../sys/structs.js";
 import { parseStat } from "../../proc/index.js";
 import { pidfdNsPid } from "../../proc/fdinfo-kinds.js";
-import { isAnon, setAsync, type FileKind } from "./file-kind.js";
-import { Remote } from "../../remote/remote.js";
+import { isAnon, setAsync, type FileKind, type OpenContext } from "./file-kind.js";
 import { Tracee, TraceError } from "../../remote/tracee.js";
 
 /** PIDFD_THREAD: a pidfd of one thread (Linux 6.9); O_EXCL among the file flags. */
@@ -56,10 +54,12 @@ export const pidfdKind: FileKind = {
     run.files.push({ type: fd_types.PIDFD, id, pidfd: { id, ino, flags, nspid, fown: f.fown } });
     return id;
   },
-  open(r, task, run, entry, park) {
+  fown: (entry) => entry.pidfd?.fown,
+  open(c, entry) {
+    const { r, task } = c;
     const p = entry.pidfd!;
     const what = `pidfd ${entry.id} in task ${task.vpid}`;
-    if (p.nspid === -1) return openDead(r, task, run, entry, park);
+    if (p.nspid === -1) return openDead(c, entry);
     const fd = r.call(`open ${what} (of process ${p.nspid})`, SYS.pidfd_open, p.nspid, p.flags & O.NONBLOCK);
     setAsync(r, fd, p.flags, what);
     return fd;
@@ -71,7 +71,7 @@ export const pidfdKind: FileKind = {
  * task that is then killed and reaped; returns the one for `entry` and parks
  * the others for whichever task needs them.
  */
-function openDead(r: Remote, task: RestoreTask, run: RestoreRun, entry: file_entry, park: (fd: number) => number): number {
+function openDead({ r, task, run, park }: OpenContext, entry: file_entry): number {
   const ino = entry.pidfd!.ino;
   const group = [...run.files.values()].filter((f) => f.type === fd_types.PIDFD && f.pidfd?.nspid === -1 && f.pidfd.ino === ino);
   const what = `the dead process of pidfd ${entry.id} in task ${task.vpid}`;
@@ -91,7 +91,7 @@ function openDead(r: Remote, task: RestoreTask, run: RestoreRun, entry: file_ent
       if (f.id === entry.id) mine = fd;
       else {
         const kept = park(fd);
-        run.opened.set(f.id, { vpid: task.vpid, fd: kept });
+        run.opened.set(f.id, { task, fd: kept });
         run.transient.push({ task, fd: kept });
       }
     }
@@ -101,6 +101,6 @@ function openDead(r: Remote, task: RestoreTask, run: RestoreRun, entry: file_ent
     for (let s = child.wait(); s.kind !== "killed" && s.kind !== "exited"; s = child.wait()) child.cont();
     r.call(`reap ${what}`, SYS.wait4, got, 0, WALL, 0);
   }
-  if (mine < 0) throw new Error(`files.img: pidfd ${entry.id} not found among the pidfds of dead process ${ino}`);
+  if (mine < 0) throw run.images.invalid(IMG.files, undefined, `pidfd ${entry.id} not found among the pidfds of dead process ${ino}`);
   return mine;
 }

@@ -13,10 +13,9 @@
 // A deleted FIFO is a ghost (ghost.ts) mknod'ed at its old path for the
 // restore; crest's held end keeps the queued data alive after it is unlinked.
 import { closeSync, openSync, readSync, writeSync, constants as fsc } from "node:fs";
-import type { FileKind } from "./file-kind.js";
-import type { DumpRun, RestoreRun, RestoreTask } from "../context.js";
-import { IMG, imageExists, readImage, writeImage, fd_types, type file_entry, type PipeDataInput, type pipe_data_entry } from "../../images/index.js";
-import { once } from "../context.js";
+import type { FileKind, OpenContext } from "./file-kind.js";
+import { dumpState, restoreState, type DumpRun, type RestoreRun } from "../context.js";
+import { IMG, fd_types, type file_entry, type PipeDataInput, type pipe_data_entry } from "../../images/index.js";
 import { dumpDeletedFile, dumpRegFile, openRegFile, regFile } from "./regfile.js";
 import { F, O, SYS } from "../../sys/constants.js";
 import { check } from "../../sys/errno.js";
@@ -54,13 +53,15 @@ const isRead = (flags: number): boolean => (flags & O.ACCMODE) === O.RDONLY;
 type DataImage = typeof IMG.pipesData | typeof IMG.fifoData;
 type QueuedData = Map<number, pipe_data_entry & { payload: Buffer }>;
 
-/** The data queued in each pipe (or FIFO), by pipe_id, read once per restore. */
-function queued(run: RestoreRun, image: DataImage): QueuedData {
-  return once(run, image.name, () => {
-    const items = imageExists(run.dir, image) ? readImage(run.dir, image) : [];
-    return new Map(items.map((d) => [d.entry.pipe_id, { ...d.entry, payload: d.data }]));
-  });
-}
+/** Dump: the data queued in each pipe and FIFO, recorded once per pipe (pipes-data.img, fifo-data.img). */
+const dumped = dumpState("pipe data", () => ({ pipes: new Map<number, PipeDataInput>(), fifos: new Map<number, PipeDataInput>() }));
+
+/** Restore: the data queued in each pipe and FIFO by pipe_id, and the FIFOs crest holds open. */
+const restoring = restoreState("pipe data", (run) => {
+  const read = (image: DataImage): QueuedData =>
+    new Map(run.images.readOr(image, undefined, []).map((d) => [d.entry.pipe_id, { ...d.entry, payload: d.data }]));
+  return { pipes: read(IMG.pipesData), fifos: read(IMG.fifoData), held: new Map<number, number>() };
+});
 
 /** Writes data into a pipe or FIFO through an fd crest holds. */
 function writeAll(fd: number, data: Buffer): void {
@@ -74,7 +75,7 @@ function setFlags(r: Remote, fd: number, flags: number, what: string, always = f
 }
 
 /** Creates pipe `pipeId` in the task; returns the fd for `entry`'s end and registers every other end. */
-function makePipe(r: Remote, task: RestoreTask, run: RestoreRun, entry: file_entry, park: (fd: number) => number): number {
+function makePipe({ r, task, run, park }: OpenContext, entry: file_entry): number {
   const pipeId = entry.pipe!.pipe_id;
   const what = `pipe ${pipeId} in task ${task.vpid}`;
   r.resetScratch();
@@ -82,7 +83,7 @@ function makePipe(r: Remote, task: RestoreTask, run: RestoreRun, entry: file_ent
   r.call(`create ${what}`, SYS.pipe2, fdsAddr, 0);
   const fds = r.read(fdsAddr, 8);
   const ends = { read: fds.readInt32LE(0), write: fds.readInt32LE(4) };
-  const d = queued(run, IMG.pipesData).get(pipeId);
+  const d = run.state(restoring).pipes.get(pipeId);
   if (d?.size) r.call(`set the size of ${what} to ${d.size}`, SYS.fcntl, ends.write, F.SETPIPE_SZ, d.size);
   if (d && d.payload.length) {
     // crest writes the data in flight through a write end of its own.
@@ -114,14 +115,14 @@ function makePipe(r: Remote, task: RestoreTask, run: RestoreRun, entry: file_ent
     else {
       const kept = park(fd);
       if (!reopen) ends[end] = kept;
-      run.opened.set(f.id, { vpid: task.vpid, fd: kept });
+      run.opened.set(f.id, { task, fd: kept });
       run.transient.push({ task, fd: kept });
     }
   }
   for (const end of ["read", "write"] as const) {
     if (!used[end]) r.call(`close the unused ${end} end of ${what}`, SYS.close, ends[end]);
   }
-  if (mine < 0) throw new Error(`files.img: pipe description ${entry.id} not found among pipe ${pipeId}'s`);
+  if (mine < 0) throw run.images.invalid(IMG.files, undefined, `pipe description ${entry.id} not found among pipe ${pipeId}'s`);
   return mine;
 }
 
@@ -134,38 +135,35 @@ export const pipeKind: FileKind = {
     const pipeId = f.st.ino;
     const id = run.nextId("file");
     run.files.push({ type: fd_types.PIPE, id, pipe: { id, pipe_id: pipeId, flags: f.info.flags & ~O.CLOEXEC, fown: f.fown } });
-    dumpData(run, IMG.pipesData, pipeId, f.via, `the pipe of ${f.what}`);
+    dumpData(run.state(dumped).pipes, pipeId, f.via, `the pipe of ${f.what}`);
     return id;
   },
+  finishDump: (run) => writeData(run, IMG.pipesData, run.state(dumped).pipes),
+  fown: (entry) => entry.pipe?.fown,
   open: makePipe,
 };
 
 /** Records the data queued in a pipe or FIFO, once per pipe. */
-function dumpData(run: DumpRun, image: DataImage, pipeId: number, via: string, what: string): void {
-  const key = `${image.name}:${pipeId}`;
-  if (run.objects.has(key)) return;
-  run.objects.set(key, true);
+function dumpData(into: Map<number, PipeDataInput>, pipeId: number, via: string, what: string): void {
+  if (into.has(pipeId)) return;
   const { data, size } = peekPipe(via, what);
-  let list = run.objects.get(image.name) as PipeDataInput[] | undefined;
-  if (!list) {
-    const items: PipeDataInput[] = [];
-    run.objects.set(image.name, items);
-    run.deferred.push(() => writeImage(run.dir, image, undefined, items));
-    list = items;
-  }
-  list.push({ entry: { pipe_id: pipeId, bytes: data.length, size }, data });
+  into.set(pipeId, { entry: { pipe_id: pipeId, bytes: data.length, size }, data });
 }
 
-/** FIFOs held open by crest during a restore, by pipe_id. */
-function heldFifo(run: RestoreRun, pipeId: number, path: string): number {
-  return once(run, `fifo:${pipeId}`, () => {
-    const fd = openSync(path, fsc.O_RDWR | fsc.O_NONBLOCK);
-    run.cleanup.push(() => closeSync(fd));
-    const d = queued(run, IMG.fifoData).get(pipeId);
-    if (d?.size) check(native.syscall(SYS.fcntl, fd, F.SETPIPE_SZ, d.size), `set the size of FIFO ${path}`);
-    if (d?.payload.length) writeAll(fd, d.payload);
-    return fd;
-  });
+function writeData(run: DumpRun, image: DataImage, data: Map<number, PipeDataInput>): void {
+  if (data.size) run.images.write(image, undefined, [...data.values()]);
+}
+
+/** Opens a FIFO in crest once per restore, with its data written back, and holds it until the end. */
+function holdFifo(run: RestoreRun, pipeId: number, path: string): void {
+  const s = run.state(restoring);
+  if (s.held.has(pipeId)) return;
+  const fd = openSync(path, fsc.O_RDWR | fsc.O_NONBLOCK);
+  s.held.set(pipeId, fd);
+  run.cleanup.push(() => closeSync(fd));
+  const d = s.fifos.get(pipeId);
+  if (d?.size) check(native.syscall(SYS.fcntl, fd, F.SETPIPE_SZ, d.size), `set the size of FIFO ${path}`);
+  if (d?.payload.length) writeAll(fd, d.payload);
 }
 
 export const fifoKind: FileKind = {
@@ -179,14 +177,16 @@ export const fifoKind: FileKind = {
     const regfId = deleted !== undefined ? dumpDeletedFile(run, facts, f.via, f.what) : dumpRegFile(run, facts, f.st);
     const id = run.nextId("file");
     run.files.push({ type: fd_types.FIFO, id, fifo: { id, pipe_id: f.st.ino, regf_id: regfId } });
-    dumpData(run, IMG.fifoData, f.st.ino, f.via, `the FIFO of ${f.what}`);
+    dumpData(run.state(dumped).fifos, f.st.ino, f.via, `the FIFO of ${f.what}`);
     return id;
   },
-  open(r, task, run, entry) {
+  finishDump: (run) => writeData(run, IMG.fifoData, run.state(dumped).fifos),
+  fown: (entry, run) => (entry.fifo?.regf_id !== undefined ? run.files.get(entry.fifo.regf_id)?.reg?.fown : undefined),
+  open({ r, task, run }, entry) {
     const fifo = entry.fifo!;
     // A deleted FIFO's ghost path (created on first use) or its own.
     const reg = regFile(run, fifo.regf_id ?? -1);
-    heldFifo(run, fifo.pipe_id, reg.name);
+    holdFifo(run, fifo.pipe_id, reg.name);
     // With crest's end open, opening for reading or writing alone does not block.
     const fd = openRegFile(r, reg, reg.flags | O.NONBLOCK);
     if (!(reg.flags & O.NONBLOCK)) r.call(`set the flags of FIFO ${reg.name} in task ${task.vpid}`, SYS.fcntl, fd, F.SETFL, reg.flags & (O.APPEND | O.ASYNC | O.DIRECT));

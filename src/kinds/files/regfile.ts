@@ -6,16 +6,14 @@
 import { lstatSync, statSync, type Stats } from "node:fs";
 import type { DumpRun, RestoreRun } from "../context.js";
 import { UnsupportedError } from "../context.js";
-import type { file_entry, reg_file_entry } from "../../images/index.js";
-import { fd_types } from "../../images/index.js";
-import { O, SEEK, SYS, AT_FDCWD } from "../../sys/constants.js";
+import type { reg_file_entry } from "../../images/index.js";
+import { IMG, fd_types } from "../../images/index.js";
+import { AT_FDCWD, MEM_MAJOR, O, SEEK, SYS } from "../../sys/constants.js";
 import type { Remote } from "../../remote/remote.js";
 import type { FileKind } from "./file-kind.js";
 import { isMemfdPath } from "./memfd.js";
-import { dumpGhost, ghostPath, statDeleted } from "./ghost.js";
+import { dumpGhost, finishGhostsDump, finishGhostsRestore, ghostPath, statDeleted } from "./ghost.js";
 
-/** Major number of /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom, /dev/kmsg... */
-const MEM_MAJOR = 1;
 
 /** What a dumped file is: enough to open it again. */
 export interface RegFileFacts {
@@ -37,12 +35,13 @@ const NO_OWNER: reg_file_entry["fown"] = { uid: 0, euid: 0, signum: 0, pid_type:
  * `anyType`: an O_PATH fd, which opening never sets in motion (no device
  * open, no FIFO wait), so any kind of inode, a symlink itself included, will do.
  */
-export function checkReopenable(path: string, via: string, what: string, anyType = false): Stats {
+export function checkReopenable(run: DumpRun, path: string, via: string, what: string, anyType = false): Stats {
   if (path.endsWith(" (deleted)")) {
     // Open files, mappings and the cwd take the ghost path (dumpDeletedFile) before this.
     throw new UnsupportedError(`${what} is the deleted file ${path.slice(0, -10)}; crest does not support it here yet (deleted files are restored only as open files, mappings and the current directory)`);
   }
   if (!path.startsWith("/")) throw new UnsupportedError(`${what} is ${path}, not a file in the file system; crest does not support mapping or reopening it yet`);
+  refuseOwnProc(run, path, what);
   let st: Stats;
   try {
     st = statSync(via);
@@ -71,6 +70,20 @@ export function checkReopenable(path: string, via: string, what: string, anyType
 }
 
 const isAppendLog = (flags: number): boolean => (flags & O.ACCMODE) === O.WRONLY && (flags & O.APPEND) !== 0;
+
+/**
+ * A file under /proc/PID of a task of the tree names a process that will
+ * not be there at restore (or is another one then): refused, rather than
+ * dumped into images that can never be restored.
+ */
+function refuseOwnProc(run: DumpRun, path: string, what: string): void {
+  const m = /^\/proc\/(\d+)(?:\/|$)/.exec(path);
+  if (!m || !run.treeTids.has(Number(m[1]))) return;
+  throw new UnsupportedError(
+    `${what} is ${path}, in the /proc directory of process ${m[1]} of the dumped tree; ` +
+    "crest cannot restore it yet (after the restore that path names another process, or none)",
+  );
+}
 
 /** Adds a file to files.img and returns its id. */
 export function dumpRegFile(run: DumpRun, f: RegFileFacts, st: Stats): number {
@@ -103,18 +116,15 @@ export function dumpDeletedFile(run: DumpRun, f: RegFileFacts, via: string, what
   return id;
 }
 
-export function regOf(entry: file_entry | undefined, id: number): reg_file_entry {
-  if (!entry) throw new Error(`files.img has no file with id ${id}`);
-  if (entry.type !== fd_types.REG || !entry.reg) throw new Error(`file ${id} in files.img is not a regular file (type ${entry.type})`);
-  return entry.reg;
-}
-
 /**
  * Looks up a regular file of files.img by id; a deleted one comes with the
  * path of its ghost, which is created on first use.
  */
 export function regFile(run: RestoreRun, id: number): reg_file_entry {
-  return withGhost(run, regOf(run.files.get(id), id));
+  const entry = run.files.get(id);
+  if (!entry) throw run.images.invalid(IMG.files, undefined, `no file with id ${id}`);
+  if (entry.type !== fd_types.REG || !entry.reg) throw run.images.invalid(IMG.files, undefined, `file ${id} is not a regular file (type ${entry.type})`);
+  return withGhost(run, entry.reg);
 }
 
 function withGhost(run: RestoreRun, reg: reg_file_entry): reg_file_entry {
@@ -160,8 +170,12 @@ export const regFileKind: FileKind = {
     if (f.link.kind === "path" && f.link.deleted) {
       return dumpDeletedFile(run, { path: f.link.path, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, f.via, f.what);
     }
-    const st = checkReopenable(f.text, f.via, f.what, (f.info.flags & O.PATH) !== 0);
+    const st = checkReopenable(run, f.text, f.via, f.what, (f.info.flags & O.PATH) !== 0);
     return dumpRegFile(run, { path: f.text, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, st);
   },
-  open: (r, _task, run, entry) => openRegFile(r, withGhost(run, regOf(entry, entry.id))),
+  // remap-fpath.img and the ghosts' names belong to the deleted regular files (and FIFOs, and mappings) that need them.
+  finishDump: finishGhostsDump,
+  fown: (entry) => entry.reg?.fown,
+  open: ({ r, run }, entry) => openRegFile(r, regFile(run, entry.id)),
+  finishRestore: finishGhostsRestore,
 };

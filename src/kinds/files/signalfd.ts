@@ -7,7 +7,6 @@ import { fd_types } from "../../images/index.js";
 import { O, SYS } from "../../sys/constants.js";
 import { isAnon, setAsync, type FileKind } from "./file-kind.js";
 
-
 export const signalfdKind: FileKind = {
   name: "signalfd",
   type: fd_types.SIGNALFD,
@@ -19,7 +18,8 @@ export const signalfdKind: FileKind = {
     run.files.push({ type: fd_types.SIGNALFD, id, sgfd: { id, flags: f.info.flags & ~O.CLOEXEC, fown: f.fown, sigmask: s.sigmask } });
     return id;
   },
-  open(r, task, _run, entry) {
+  fown: (entry) => entry.sgfd?.fown,
+  open({ r, task }, entry) {
     const s = entry.sgfd!;
     const what = `signalfd ${entry.id} in task ${task.vpid}`;
     r.resetScratch();

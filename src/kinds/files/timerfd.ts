@@ -34,7 +34,8 @@ export const timerfdKind: FileKind = {
     });
     return id;
   },
-  open(r, task, _run, entry) {
+  fown: (entry) => entry.tfd?.fown,
+  open({ r, task }, entry) {
     const t = entry.tfd!;
     const what = `timerfd ${entry.id} in task ${task.vpid}`;
     const fd = r.call(`create ${what}`, SYS.timerfd_create, t.clockid, O.CLOEXEC | (t.flags & O.NONBLOCK));

@@ -5,14 +5,13 @@
 // are written, as criu does.
 import type { RestoreTask, RestoreRun } from "../context.js";
 import type { vma_entry } from "../../images/index.js";
-import { MAP, SYS } from "../../sys/constants.js";
+import { MADV, MAP, SYS } from "../../sys/constants.js";
+import type { PageSource } from "../../images/store.js";
 import type { MapEntry } from "../../proc/index.js";
 import { regFile } from "../files/regfile.js";
 import { pageRuns, restoreOverInherited, splitRuns, type PageRun } from "./pages.js";
 import { is, isGuard, isSpecial, MAP_DROPPABLE, MAP_TYPE, protOf, subtract, VMA } from "./vma.js";
 
-const MADV_DONTNEED = 4, MADV_DONTFORK = 10n, MADV_WIPEONFORK = 18n;
-const MAP_HUGETLB = 0x40000;
 
 /**
  * The same file or object: each task's images name files by ids of their own,
@@ -72,9 +71,9 @@ export function inheritedVmas(task: RestoreTask, run: RestoreRun, current: MapEn
     if (isSpecial(v) || isGuard(v)) continue;
     const pv = theirs.get(v.start);
     if (!pv || !sameVma(run, v, pv)) continue;
-    if (v.flags & (MAP.LOCKED | MAP_HUGETLB) || (v.flags & MAP_TYPE) === MAP_DROPPABLE) continue;
+    if (v.flags & (MAP.LOCKED | MAP.HUGETLB) || (v.flags & MAP_TYPE) === MAP_DROPPABLE) continue;
     const madv = v.madv ?? 0n;
-    if ((madv >> MADV_DONTFORK) & 1n || (madv >> MADV_WIPEONFORK) & 1n) continue;
+    if ((madv >> BigInt(MADV.DONTFORK)) & 1n || (madv >> BigInt(MADV.WIPEONFORK)) & 1n) continue;
     if (guards.some((g) => g.start < v.end && v.start < g.end)) continue;
     if (!covered(current, v)) continue;
     kept.add(v);
@@ -88,7 +87,7 @@ export function inheritedVmas(task: RestoreTask, run: RestoreRun, current: MapEn
  * with MADV_DONTNEED; each page the task has is compared with the inherited
  * one and written only if it differs.
  */
-export function restoreInherited(task: RestoreTask, run: RestoreRun, priv: vma_entry[], mine: PageRun[]): void {
+export function restoreInherited(task: RestoreTask, run: RestoreRun, pages: PageSource, priv: vma_entry[], mine: PageRun[]): void {
   if (!priv.length) return;
   const r = task.remotes[0]!;
   const ranges = priv.map((v) => ({ start: v.start, end: v.end })).sort((a, b) => (a.start < b.start ? -1 : 1));
@@ -98,9 +97,9 @@ export function restoreInherited(task: RestoreTask, run: RestoreRun, priv: vma_e
   for (let i = 0; i < drop.length; i += 256) {
     r.resetScratch();
     r.callAll(drop.slice(i, i + 256).map((d) => ({
-      nr: SYS.madvise, args: [d.start, d.end - d.start, MADV_DONTNEED],
+      nr: SYS.madvise, args: [d.start, d.end - d.start, MADV.DONTNEED],
       what: `drop inherited pages at 0x${d.start.toString(16)} in task ${task.vpid}`,
     })));
   }
-  restoreOverInherited(task.pid, run.dir, task.pagesId, mine, run.stats);
+  restoreOverInherited(task.pid, pages, mine, run.stats);
 }

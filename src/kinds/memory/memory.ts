@@ -13,23 +13,21 @@
 // the task read its pages in, sets the final protections, installs the guard
 // regions again and the mm fields with PR_SET_MM_MAP.
 import { closeSync, fstatSync, lstatSync, openSync, readFileSync, readlinkSync } from "node:fs";
-import { join } from "node:path";
 import type { TaskKind, DumpTask, DumpRun, RestoreTask, RestoreRun } from "../context.js";
-import { once, UnsupportedError } from "../context.js";
-import { IMG, imageExists, readImage, writeImage, type vma_entry, type reg_file_entry, type pagemap_entry } from "../../images/index.js";
-import { AT_FDCWD, MAP, MREMAP, O, PAGE_SIZE, PROT, PR, PR_SET_MM_MAP, SYS } from "../../sys/constants.js";
+import { dumpState, restoreState, UnsupportedError } from "../context.js";
+import { IMG, type vma_entry, type reg_file_entry, type pagemap_entry } from "../../images/index.js";
+import type { PageSource } from "../../images/store.js";
+import { AT_FDCWD, MADV, MAP, MREMAP, O, PAGE_SIZE, PROT, PR, PR_SET_MM_MAP, SHM, SYS } from "../../sys/constants.js";
 import { MM_MAP_SIZE, packMmMap } from "../../sys/structs.js";
 import { PagemapScanner } from "../../sys/pagemap.js";
 import { parseAuxv, parseMaps, parseStat, vmFlagsToMadvise, vmFlagsToMapFlags, type SmapsEntry, type MapEntry } from "../../proc/index.js";
 import { checkReopenable, dumpDeletedFile, dumpRegFile, openRegFile, regFile } from "../files/regfile.js";
-import { PagesWriter, fillFromPages, fillRuns, pageCount, pageRuns, splitRuns } from "./pages.js";
+import { PE, PagesWriter, fillFromPages, fillRuns, pageCount, pageRuns, splitRuns } from "./pages.js";
 import { dumpMemfd, isMemfdPath, openMemfd } from "../files/memfd.js";
 import { parker } from "../files/fd-table.js";
 import type { Remote } from "../../remote/remote.js";
 import { is, isGuard, isSpecial, MAP_DROPPABLE, MAP_TYPE, protOf, range, subtract, VMA } from "./vma.js";
 import { inheritedVmas, restoreInherited, sameExe } from "./inherit.js";
-
-const MADV_GUARD_INSTALL = 102;
 
 /** Size of the scratch mapping crest uses inside a task under restore. */
 const SCRATCH_SIZE = 256 << 10;
@@ -105,7 +103,7 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
     if (m.deleted) {
       id = dumpDeletedFile(run, facts, via, where);
     } else {
-      const st = checkReopenable(m.path, via, where);
+      const st = checkReopenable(run, m.path, via, where);
       if (!st.isFile()) throw new UnsupportedError(`${where} maps ${m.path}, which is not a regular file`);
       id = dumpRegFile(run, facts, st);
     }
@@ -121,7 +119,7 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
   const fileIds = new Map<string, number>();
   const vmas = task.vmas.map((m) => dumpVma(task, run, m, fileIds));
   const exePath = readlinkSync(`/proc/${pid}/exe`);
-  const exeId = dumpRegFile(run, { path: exePath, flags: O.RDONLY | O.LARGEFILE, pos: 0n }, checkReopenable(exePath, `/proc/${pid}/exe`, `the executable of process ${pid}`));
+  const exeId = dumpRegFile(run, { path: exePath, flags: O.RDONLY | O.LARGEFILE, pos: 0n }, checkReopenable(run, exePath, `/proc/${pid}/exe`, `the executable of process ${pid}`));
   const brk = r.call(`read the program break of task ${pid}`, SYS.brk, 0);
   task.mm = {
     mm_start_code: BigInt(st.startCode), mm_end_code: BigInt(st.endCode),
@@ -136,7 +134,7 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
   };
 
   task.pagesId = run.nextId("pages");
-  const pages = new PagesWriter(pid, join(run.dir, `pages-${task.pagesId}.img`), run.stats);
+  const pages = new PagesWriter(pid, run.images.pages(task.pagesId), run.stats);
   const scanner = new PagemapScanner(pid);
   // Pages the task itself cannot read (PROT_NONE) are read through /proc/PID/mem.
   const mem = openSync(`/proc/${pid}/mem`, "r");
@@ -177,14 +175,18 @@ function dumpGuards(task: DumpTask, scanner: PagemapScanner): vma_entry[] {
   }));
 }
 
+/** Dump: the shared memory objects (by shmid) already written. */
+const dumpedShmem = dumpState("shared memory", () => new Set<bigint>());
+
 /** Shared anonymous memory goes to pagemap-shmem-SHMID.img, read through the object itself. */
 function dumpShmem(task: DumpTask, run: DumpRun, v: vma_entry, m: SmapsEntry): void {
-  if (run.shmemDumped.has(v.shmid)) return;
-  run.shmemDumped.add(v.shmid);
+  const done = run.state(dumpedShmem);
+  if (done.has(v.shmid)) return;
+  done.add(v.shmid);
   const fd = openSync(`/proc/${task.pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`, "r");
   try {
     const pagesId = run.nextId("pages");
-    const w = new PagesWriter(task.pid, join(run.dir, `pages-${pagesId}.img`), run.stats);
+    const w = new PagesWriter(task.pid, run.images.pages(pagesId), run.stats);
     const size = fstatSync(fd).size;
     try {
       run.stats.shpagesScanned += Math.ceil(size / PAGE_SIZE);
@@ -192,7 +194,7 @@ function dumpShmem(task: DumpTask, run: DumpRun, v: vma_entry, m: SmapsEntry): v
     } finally {
       w.close();
     }
-    writeImage(run.dir, IMG.shmemPagemap, v.shmid, { head: { pages_id: pagesId }, entries: w.entries });
+    run.images.write(IMG.shmemPagemap, v.shmid, { head: { pages_id: pagesId }, entries: w.entries });
   } finally {
     closeSync(fd);
   }
@@ -258,8 +260,6 @@ export function vmasWithPages(vmas: vma_entry[], entries: pagemap_entry[]): Set<
   return out;
 }
 
-const SHM_RDONLY = 0o10000, SHM_EXEC = 0o100000;
-
 /** A shared anonymous object restored so far: a task and an fd there that holds it. */
 interface ShmemObject {
   pid: number;
@@ -267,22 +267,35 @@ interface ShmemObject {
 }
 
 /**
- * The size each shared anonymous object needs: as far as any task maps it
- * (criu keeps no size; parts may have been unmapped or mapped at offsets).
+ * Restore: the shared anonymous objects made so far, and the size each
+ * needs: as far as any task maps it (criu keeps no size; parts may have been
+ * unmapped or mapped at offsets).
  */
-function shmemExtents(run: RestoreRun): Map<bigint, bigint> {
-  return once(run, "shmem-extents", () => {
-    const sizes = new Map<bigint, bigint>();
-    for (const e of readImage(run.dir, IMG.pstree)) {
-      if (!imageExists(run.dir, IMG.mm, e.pid)) continue;
-      for (const v of readImage(run.dir, IMG.mm, e.pid)[0]?.vmas ?? []) {
-        if (!is(v, VMA.ANON_SHARED) || is(v, VMA.SYSVIPC)) continue;
-        const end = v.pgoff + v.end - v.start;
-        if (end > (sizes.get(v.shmid) ?? 0n)) sizes.set(v.shmid, end);
-      }
+const shmem = restoreState("shared memory", (run) => {
+  const sizes = new Map<bigint, bigint>();
+  for (const t of run.tasks) {
+    for (const v of t.mm.vmas) {
+      if (!is(v, VMA.ANON_SHARED) || is(v, VMA.SYSVIPC)) continue;
+      const end = v.pgoff + v.end - v.start;
+      if (end > (sizes.get(v.shmid) ?? 0n)) sizes.set(v.shmid, end);
     }
-    return sizes;
-  });
+  }
+  return { sizes, made: new Map<bigint, ShmemObject>() };
+});
+
+/** The pages a pagemap's entries need, from the image store (which refuses pages in parent images or lazy ones). */
+function pagesOf(run: RestoreRun, id: number, entries: pagemap_entry[], what: string): PageSource {
+  const has = (flag: number) => entries.some((e) => (e.flags ?? PE.PRESENT) & flag);
+  return run.images.pages(id, { parent: has(PE.PARENT), lazy: has(PE.LAZY), what });
+}
+
+function withPages(run: RestoreRun, id: number, entries: pagemap_entry[], what: string, fn: (p: PageSource) => void): void {
+  const p = pagesOf(run, id, entries, what);
+  try {
+    fn(p);
+  } finally {
+    p.close();
+  }
 }
 
 /**
@@ -294,28 +307,29 @@ function shmemExtents(run: RestoreRun): Map<bigint, bigint> {
 function createShmem(task: RestoreTask, run: RestoreRun, v: vma_entry): ShmemObject {
   const r = task.remotes[0]!;
   const what = `shared memory ${v.shmid} in task ${task.vpid}`;
-  const img = imageExists(run.dir, IMG.shmemPagemap, v.shmid) ? readImage(run.dir, IMG.shmemPagemap, v.shmid) : null;
-  let size = shmemExtents(run).get(v.shmid) ?? v.pgoff + v.end - v.start;
+  const img = run.images.readOr(IMG.shmemPagemap, v.shmid, null);
+  const s = run.state(shmem);
+  let size = s.sizes.get(v.shmid) ?? v.pgoff + v.end - v.start;
   for (const e of img?.entries ?? []) {
     const end = e.vaddr + BigInt(pageCount(e) * PAGE_SIZE);
     if (end > size) size = end;
   }
   const addr = BigInt(r.call(`create ${what}`, SYS.mmap, 0, size, PROT.READ | PROT.WRITE, MAP.SHARED | MAP.ANONYMOUS | (v.flags & MAP.NORESERVE), -1, 0));
-  if (img) fillFromPages(r, run.dir, img.head.pages_id, img.entries, run.stats, (off) => addr + off);
+  if (img) withPages(run, img.head.pages_id, img.entries, what, (p) => fillFromPages(r, p, img.entries, run.stats, (off) => addr + off));
   r.resetScratch();
   const path = `/proc/${task.pid}/map_files/${addr.toString(16)}-${(addr + size).toString(16)}`;
   const fd = parker(task)(r.call(() => `open ${path} in task ${task.vpid}`, SYS.openat, AT_FDCWD, r.putString(path), O.RDWR | O.CLOEXEC, 0));
   r.call(`unmap the temporary mapping of ${what}`, SYS.munmap, addr, size);
   run.transient.push({ task, fd });
   const obj = { pid: task.pid, fd };
-  run.cache.set(`shmem:${v.shmid}`, obj);
+  s.made.set(v.shmid, obj);
   return obj;
 }
 
 /** An fd of shared anonymous object `v.shmid` in the task (to close after mapping), creating the object if no task has it yet. */
 function openShmem(task: RestoreTask, run: RestoreRun, v: vma_entry): number {
   const r = task.remotes[0]!;
-  const obj = (run.cache.get(`shmem:${v.shmid}`) as ShmemObject | undefined) ?? createShmem(task, run, v);
+  const obj = run.state(shmem).made.get(v.shmid) ?? createShmem(task, run, v);
   r.resetScratch();
   const path = `/proc/${obj.pid}/fd/${obj.fd}`;
   // Read-write whatever the mapping's protection: an anonymous mapping may always become writable.
@@ -341,7 +355,7 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept:
       const type = (v.flags & MAP_TYPE) === MAP_DROPPABLE ? MAP_DROPPABLE : MAP.PRIVATE;
       addr = r.call(what, SYS.mmap, v.start, len, prot, type | MAP.ANONYMOUS | MAP.FIXED | extra, -1, 0);
     } else if (is(v, VMA.SYSVIPC)) {
-      const flags = (v.prot & PROT.WRITE ? 0 : SHM_RDONLY) | (v.prot & PROT.EXEC ? SHM_EXEC : 0);
+      const flags = (v.prot & PROT.WRITE ? 0 : SHM.RDONLY) | (v.prot & PROT.EXEC ? SHM.EXEC : 0);
       addr = r.call(() => `attach SysV segment ${v.shmid} at 0x${v.start.toString(16)} in task ${task.vpid}`, SYS.shmat, v.shmid, v.start, flags);
       if (v.flags & MAP.LOCKED) r.call(() => `lock 0x${v.start.toString(16)} in task ${task.vpid}`, SYS.mlock, v.start, len);
     } else if (is(v, VMA.ANON_SHARED)) {
@@ -350,8 +364,8 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept:
       r.call(`close a temporary fd of task ${task.vpid}`, SYS.close, fd);
     } else if (is(v, VMA.MEMFD)) {
       const m = run.files.get(Number(v.shmid))?.memfd;
-      if (!m) throw new Error(`mm-${task.vpid}.img: mapping 0x${v.start.toString(16)} names memfd file ${v.shmid}, not in files.img`);
-      const fd = openMemfd(r, task, run, m.inode_id, v.fdflags ?? m.flags, parker(task), true);
+      if (!m) throw run.images.invalid(IMG.mm, task.vpid, `mapping 0x${v.start.toString(16)} names memfd file ${v.shmid}, not in files.img`);
+      const fd = openMemfd({ r, task, run, park: parker(task) }, m.inode_id, v.fdflags ?? m.flags, true);
       addr = r.call(what, SYS.mmap, v.start, len, prot, (v.flags & (MAP.SHARED | MAP.PRIVATE)) | MAP.FIXED | extra, fd, v.pgoff);
       r.call(`close a temporary fd of task ${task.vpid}`, SYS.close, fd);
     } else if (is(v, VMA.FILE_PRIVATE) || is(v, VMA.FILE_SHARED)) {
@@ -366,7 +380,7 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept:
       const type = is(v, VMA.FILE_SHARED) ? MAP.SHARED : MAP.PRIVATE;
       addr = r.call(what, SYS.mmap, v.start, len, prot, type | MAP.FIXED | extra, fd, v.pgoff);
     } else {
-      throw new Error(`mm-${task.pid}.img: mapping 0x${v.start.toString(16)} has status 0x${v.status.toString(16)}, which crest cannot restore yet`);
+      throw run.images.invalid(IMG.mm, task.vpid, `mapping 0x${v.start.toString(16)} has status 0x${v.status.toString(16)}, which crest cannot restore yet`);
     }
     if (BigInt(addr) !== v.start) throw new Error(`${what()}: landed at 0x${addr.toString(16)}`);
   }
@@ -399,7 +413,7 @@ function installGuards(task: RestoreTask): void {
   for (const v of task.mm.vmas) {
     if (!isGuard(v)) continue;
     r.call(() => `install guard pages at 0x${v.start.toString(16)}-0x${v.end.toString(16)} (madvise MADV_GUARD_INSTALL, Linux 6.13+) in task ${task.vpid}`,
-      SYS.madvise, v.start, v.end - v.start, MADV_GUARD_INSTALL);
+      SYS.madvise, v.start, v.end - v.start, MADV.GUARD_INSTALL);
   }
 }
 
@@ -425,6 +439,12 @@ function setMmFields(task: RestoreTask, run: RestoreRun): void {
 
 function restoreMemory(task: RestoreTask, run: RestoreRun): void {
   const r = task.remotes[0]!;
+  // fds the parent holds only for the restore (shared memory objects, memfds) are not the child's.
+  if (task.parent && !task.sharesFiles) {
+    for (const t of run.transient) {
+      if (t.task === task.parent) r.call(`close an inherited temporary fd of task ${task.vpid}`, SYS.close, t.fd);
+    }
+  }
   const current = parseMaps(readFileSync(`/proc/${task.pid}/maps`, "utf8"));
   const taken = task.mm.vmas.map(range);
   const kept = inheritedVmas(task, run, current);
@@ -446,16 +466,34 @@ function restoreMemory(task: RestoreTask, run: RestoreRun): void {
   mapVmas(task, run, fill, kept);
   const priv = [...kept].filter((v) => !(v.flags & MAP.SHARED));
   const runs = splitRuns(pageRuns(task.pagemap), priv.map((v) => ({ start: v.start, end: v.end })).sort((a, b) => (a.start < b.start ? -1 : 1)));
-  fillRuns(r, run.dir, task.pagesId, runs.outside, run.stats);
-  restoreInherited(task, run, priv, runs.inside);
+  withPages(run, task.pagesId, task.pagemap, `process ${task.vpid}`, (pages) => {
+    fillRuns(r, pages, runs.outside, run.stats);
+    restoreInherited(task, run, pages, priv, runs.inside);
+  });
   finishVmas(task, fill, kept);
   installGuards(task);
   setMmFields(task, run);
   if (kept.size) run.log.info(`kept ${kept.size} mapping(s) inherited from process ${task.parent!.vpid}`);
 }
 
+/** Before anything is created: each task's pages file holds exactly the pages its pagemap says. */
+function checkPages(run: RestoreRun): number {
+  for (const t of run.tasks) {
+    const need = t.pagemap.filter((e) => (e.flags ?? PE.PRESENT) & PE.PRESENT).reduce((n, e) => n + pageCount(e), 0) * PAGE_SIZE;
+    const p = pagesOf(run, t.pagesId, t.pagemap, `process ${t.vpid}`);
+    p.close();
+    if (p.size !== need) throw run.images.invalid(IMG.pages, t.pagesId, `truncated: it has ${p.size} bytes, the pagemap of process ${t.vpid} needs ${need}`);
+  }
+  return 0;
+}
+
+/**
+ * Memory is restored in each task right after it is born and before its
+ * children are: they inherit it, and keep what is still theirs shared.
+ */
 export const memoryKind: TaskKind = {
   name: "memory",
   dump: dumpMemory,
-  restore: restoreMemory,
+  plan: checkPages,
+  born: restoreMemory,
 };

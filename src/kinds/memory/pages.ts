@@ -7,10 +7,10 @@
 // over memory inherited from its parent, crest compares each page and
 // writes only those that differ.
 import { closeSync, openSync, readSync, writeSync } from "node:fs";
-import { join } from "node:path";
 import type { pagemap_entry } from "../../images/index.js";
+import type { PageSink, PageSource } from "../../images/store.js";
 import { native } from "../../sys/native.js";
-import { O, PAGE_SIZE, SYS, AT_FDCWD } from "../../sys/constants.js";
+import { AT_FDCWD, MADV, O, PAGE_SIZE, SEEK, SYS } from "../../sys/constants.js";
 import { check } from "../../sys/errno.js";
 import { PagemapScanner, PAGE_IS, reportsGuards } from "../../sys/pagemap.js";
 import type { Remote } from "../../remote/remote.js";
@@ -24,10 +24,8 @@ const PRIVATE_DATA = { mask: PAGE_IS.FILE | PAGE_IS.PFNZERO, inverted: PAGE_IS.F
 /** The same without guard pages, which show as swapped and fault when read. */
 const UNGUARDED = PAGE_IS.FILE | PAGE_IS.PFNZERO | PAGE_IS.GUARD;
 const PRIVATE_DATA_UNGUARDED = { ...PRIVATE_DATA, mask: UNGUARDED, inverted: UNGUARDED };
-const SEEK_DATA = 3, SEEK_HOLE = 4;
 
 const IOV_MAX = 1024;
-const MADV_POPULATE_WRITE = 23;
 const POPULATE_MIN_PAGES = 64;
 const BUF_SIZE = 16 << 20;
 let sharedBuf: Buffer | null = null;
@@ -50,7 +48,6 @@ export type PageOrigin =
 
 /** A writer of one pages-N.img: batches runs of pages through the aligned buffer. */
 export class PagesWriter {
-  private readonly fd: number;
   private used = 0;
   /** Where the queued process_vm_readv ranges start in the buffer. */
   private readBase = 0;
@@ -59,9 +56,7 @@ export class PagesWriter {
   private nRemote = 0;
   readonly entries: pagemap_entry[] = [];
 
-  constructor(readonly pid: number, readonly path: string, private readonly stats: Stats) {
-    this.fd = openSync(path, "w", 0o600);
-  }
+  constructor(readonly pid: number, private readonly sink: PageSink, private readonly stats: Stats) {}
 
   /** Copies len bytes of data that belong at vaddr into the image. */
   add(vaddr: number, len: number, origin: PageOrigin): void {
@@ -114,8 +109,7 @@ export class PagesWriter {
 
   private flushWrite(): void {
     const t0 = process.hrtime.bigint();
-    let off = 0;
-    while (off < this.used) off += writeSync(this.fd, buffer(), off, this.used - off);
+    this.sink.write(buffer(), 0, this.used);
     this.stats.memwriteUs += Number((process.hrtime.bigint() - t0) / 1000n);
     this.used = 0;
     this.readBase = 0;
@@ -146,9 +140,9 @@ export class PagesWriter {
   dumpShmem(fd: number, size: number): number {
     let pages = 0;
     for (let at = 0; at < size;) {
-      const data = native.syscall(SYS.lseek, fd, at, SEEK_DATA);
+      const data = native.syscall(SYS.lseek, fd, at, SEEK.DATA);
       if (data < 0) break; // ENXIO: no data after `at`
-      const hole = Math.min(check(native.syscall(SYS.lseek, fd, data, SEEK_HOLE), `find holes of shared memory of process ${this.pid}`), size);
+      const hole = Math.min(check(native.syscall(SYS.lseek, fd, data, SEEK.HOLE), `find holes of shared memory of process ${this.pid}`), size);
       const from = Math.floor(data / PAGE_SIZE) * PAGE_SIZE;
       const to = Math.ceil(hole / PAGE_SIZE) * PAGE_SIZE;
       this.add(from, to - from, { kind: "fd", fd, offset: from, size });
@@ -161,7 +155,7 @@ export class PagesWriter {
   close(): void {
     this.flushRead();
     this.flushWrite();
-    closeSync(this.fd);
+    this.sink.close();
   }
 }
 
@@ -216,18 +210,18 @@ export function splitRuns(runs: PageRun[], ranges: Array<{ start: bigint; end: b
  * entries must be in file order (as written); `dest` maps an entry's vaddr
  * to where its pages go now (identity for private memory).
  */
-export function fillFromPages(r: Remote, dir: string, pagesId: number, entries: pagemap_entry[], stats: Stats, dest: (vaddr: bigint) => bigint = (v) => v): void {
-  fillRuns(r, dir, pagesId, pageRuns(entries).map((p) => ({ ...p, vaddr: dest(p.vaddr) })), stats);
+export function fillFromPages(r: Remote, pages: PageSource, entries: pagemap_entry[], stats: Stats, dest: (vaddr: bigint) => bigint = (v) => v): void {
+  fillRuns(r, pages, pageRuns(entries).map((p) => ({ ...p, vaddr: dest(p.vaddr) })), stats);
 }
 
 /**
  * Has the task read runs of pages-N.img into place with preadv: one call per
  * IOV_MAX runs that follow each other in the file.
  */
-export function fillRuns(r: Remote, dir: string, pagesId: number, runs: PageRun[], stats: Stats): void {
+export function fillRuns(r: Remote, pages: PageSource, runs: PageRun[], stats: Stats): void {
   if (!runs.length) return;
   r.resetScratch();
-  const path = join(dir, `pages-${pagesId}.img`);
+  const path = pages.path;
   const fd = r.call(`open ${path} in task ${r.pid}`, SYS.openat, AT_FDCWD, r.putString(path), O.RDONLY | O.CLOEXEC, 0);
   const iovAddr = r.alloc(IOV_MAX * 16);
   const iov = Buffer.alloc(IOV_MAX * 16);
@@ -245,7 +239,7 @@ export function fillRuns(r: Remote, dir: string, pagesId: number, runs: PageRun[
     r.write(iovAddr, iov.subarray(0, j * 16));
     // Large runs: allocate their pages in one go rather than fault by fault inside preadv.
     for (const p of batch) {
-      if (p.len >= POPULATE_MIN_PAGES * PAGE_SIZE) r.syscall(SYS.madvise, p.vaddr, p.len, MADV_POPULATE_WRITE);
+      if (p.len >= POPULATE_MIN_PAGES * PAGE_SIZE) r.syscall(SYS.madvise, p.vaddr, p.len, MADV.POPULATE_WRITE);
     }
     const n = r.call(`read pages of task ${r.pid} from ${path}`, SYS.preadv, fd, iovAddr, j, off);
     // A regular file reads short only at its end (signals are blocked).
@@ -263,10 +257,9 @@ export function fillRuns(r: Remote, dir: string, pagesId: number, runs: PageRun[
  * different one is written through /proc/PID/mem (which copies it on write,
  * whatever the mapping's protection).
  */
-export function restoreOverInherited(pid: number, dir: string, pagesId: number, runs: PageRun[], stats: Stats): void {
+export function restoreOverInherited(pid: number, pages: PageSource, runs: PageRun[], stats: Stats): void {
   if (!runs.length) return;
-  const path = join(dir, `pages-${pagesId}.img`);
-  const img = openSync(path, "r");
+  const path = pages.path;
   const mem = openSync(`/proc/${pid}/mem`, "r+");
   const half = BUF_SIZE / 2;
   const want = buffer().subarray(0, half), have = buffer().subarray(half);
@@ -275,7 +268,7 @@ export function restoreOverInherited(pid: number, dir: string, pagesId: number, 
       for (let done = 0; done < run.len;) {
         const n = Math.min(run.len - done, half);
         const at = Number(run.vaddr) + done;
-        if (readSync(img, want, 0, n, run.off + done) !== n) throw new Error(`${path} is truncated: process ${pid} needs ${run.off + done + n} bytes`);
+        if (pages.read(want, 0, n, run.off + done) !== n) throw new Error(`${path} is truncated: process ${pid} needs ${run.off + done + n} bytes`);
         if (readSync(mem, have, 0, n, at) !== n) throw new Error(`cannot read the memory process ${pid} inherited at 0x${at.toString(16)}`);
         // Runs of differing pages are written in one go.
         let from = -1;
@@ -300,7 +293,6 @@ export function restoreOverInherited(pid: number, dir: string, pagesId: number, 
     }
   } finally {
     closeSync(mem);
-    closeSync(img);
   }
 }
 

@@ -6,7 +6,7 @@
 // ambient set, no_new_privs.
 import { readFileSync } from "node:fs";
 import type { TaskKind, DumpTask, RestoreTask } from "../context.js";
-import type { creds_entry } from "../../images/index.js";
+import { IMG, type creds_entry } from "../../images/index.js";
 import { PR, PR_CAP_AMBIENT_RAISE, SYS } from "../../sys/constants.js";
 import { parseStatus } from "../../proc/index.js";
 import type { Remote } from "../../remote/remote.js";
@@ -88,10 +88,10 @@ export const credsKind: TaskKind = {
     });
     task.mm!.dumpable = task.remotes[0]!.call(`read the dumpable flag of task ${task.pid}`, SYS.prctl, PR.GET_DUMPABLE, 0, 0, 0, 0);
   },
-  restore(task: RestoreTask) {
+  restore(task: RestoreTask, run) {
     task.threads.forEach((t, i) => {
       const th = task.core[i]!.thread_core;
-      if (!th?.creds) throw new Error(`core-${t.tid}.img has no credentials`);
+      if (!th?.creds) throw run.images.invalid(IMG.core, task.vtids[i], "no credentials");
       const r = task.remotes[i]!;
       restoreThreadCreds(r, t.tid, th.creds);
       // A change of credentials clears these, so they come after.

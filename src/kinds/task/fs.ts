@@ -18,7 +18,7 @@ export const fsKind: TaskKind = {
       const flags = O.RDONLY | O.DIRECTORY | O.LARGEFILE;
       // A removed directory comes back as a ghost (mkdir, then rmdir once entered).
       if (path.endsWith(" (deleted)")) return dumpDeletedFile(run, { path: path.slice(0, -10), flags, pos: 0n }, via, what);
-      const st = checkReopenable(path, via, what);
+      const st = checkReopenable(run, path, via, what);
       return dumpRegFile(run, { path, flags, pos: 0n }, st);
     };
     const root = dir("root");

@@ -9,6 +9,7 @@ import { UnsupportedError } from "../context.js";
 import { SYS } from "../../sys/constants.js";
 import { check } from "../../sys/errno.js";
 import { sys } from "../../sys/syscalls.js";
+import { IMG } from "../../images/index.js";
 
 // Syscall numbers crest only needs here (x86_64).
 const PRIO_PROCESS = 0;
@@ -62,12 +63,12 @@ export const schedKind: TaskKind = {
       th.sched_nice = s.nice;
     });
   },
-  restore(task: RestoreTask) {
+  restore(task: RestoreTask, run) {
     task.vtids.forEach((vtid, i) => {
       const th = task.core[i]!.thread_core;
       const p: SchedParams = { policy: th?.sched_policy ?? SCHED.OTHER, prio: th?.sched_prio ?? 0, nice: th?.sched_nice ?? 0 };
       if (!validate(p)) {
-        throw new Error(`core-${vtid}.img: inconsistent scheduling of thread ${vtid} (policy ${p.policy}, nice ${p.nice}, priority ${p.prio})`);
+        throw run.images.invalid(IMG.core, vtid, `inconsistent scheduling of thread ${vtid} (policy ${p.policy}, nice ${p.nice}, priority ${p.prio})`);
       }
       const r = task.remotes[i]!;
       r.resetScratch();

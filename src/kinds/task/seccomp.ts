@@ -7,12 +7,16 @@
 // PTRACE_O_SUSPEND_SECCOMP.
 import { readFileSync } from "node:fs";
 import type { TaskKind, DumpTask, DumpRun, RestoreTask, RestoreRun } from "../context.js";
-import type { seccomp_filter } from "../../images/index.js";
-import { seccomp_mode } from "../../images/index.js";
+import { dumpState, restoreState } from "../context.js";
+import { IMG, seccomp_mode, type seccomp_filter } from "../../images/index.js";
 import { PR, SECCOMP_SET_MODE_FILTER, SYS } from "../../sys/constants.js";
 import { parseStatus } from "../../proc/index.js";
 
 const BPF_INSN = 8;
+
+/** seccomp.img's filters: indexes are what thread_core_entry.seccomp_filter refers to. */
+const dumped = dumpState("seccomp filters", (): seccomp_filter[] => []);
+const restoring = restoreState("seccomp filters", (run): seccomp_filter[] => run.images.readOr(IMG.seccomp, undefined, [])[0]?.seccomp_filters ?? []);
 
 function dumpThread(task: DumpTask, run: DumpRun, i: number): void {
   const t = task.threads[i]!;
@@ -27,22 +31,24 @@ function dumpThread(task: DumpTask, run: DumpRun, i: number): void {
     chain.push({ filter, flags: t.seccompFlags(n) });
   }
   // Oldest first; the same chain in another thread is not shared yet.
+  const filters = run.state(dumped);
   let prev: number | undefined;
   for (const f of chain.reverse()) {
     const entry: seccomp_filter = { filter: f.filter, flags: f.flags, ...(prev !== undefined ? { prev } : {}) };
-    run.seccomp.push(entry);
-    prev = run.seccomp.length - 1;
+    filters.push(entry);
+    prev = filters.length - 1;
   }
   th.seccomp_filter = prev;
 }
 
 /** The filters of a thread, oldest first, following prev links from the newest. */
 function chainOf(run: RestoreRun, newest: number, tid: number): seccomp_filter[] {
+  const filters = run.state(restoring);
   const out: seccomp_filter[] = [];
-  for (let i: number | undefined = newest; i !== undefined; i = run.seccomp[i]!.prev) {
-    const f = run.seccomp[i];
-    if (!f || out.length > run.seccomp.length) throw new Error(`seccomp.img: broken filter chain of thread ${tid} at index ${i}`);
-    if (f.filter.length % BPF_INSN) throw new Error(`seccomp.img: filter ${i} has ${f.filter.length} bytes, not whole BPF instructions`);
+  for (let i: number | undefined = newest; i !== undefined; i = filters[i]!.prev) {
+    const f = filters[i];
+    if (!f || out.length > filters.length) throw run.images.invalid(IMG.seccomp, undefined, `broken filter chain of thread ${tid} at index ${i}`);
+    if (f.filter.length % BPF_INSN) throw run.images.invalid(IMG.seccomp, undefined, `filter ${i} has ${f.filter.length} bytes, not whole BPF instructions`);
     out.push(f);
   }
   return out.reverse();
@@ -57,7 +63,7 @@ function restoreThread(task: RestoreTask, run: RestoreRun, i: number): void {
     r.call(`enter strict seccomp mode in thread ${tid}`, SYS.prctl, PR.SET_SECCOMP, 1, 0, 0, 0);
     return;
   }
-  if (th.seccomp_filter === undefined) throw new Error(`core-${tid}.img: seccomp filter mode without a filter`);
+  if (th.seccomp_filter === undefined) throw run.images.invalid(IMG.core, task.vtids[i], "seccomp filter mode without a filter");
   for (const f of chainOf(run, th.seccomp_filter, tid)) {
     r.resetScratch();
     const insns = r.put(f.filter);
@@ -73,6 +79,10 @@ export const seccompKind: TaskKind = {
   name: "seccomp",
   dump(task, run) {
     task.threads.forEach((_, i) => dumpThread(task, run, i));
+  },
+  finishDump(run) {
+    const filters = run.state(dumped);
+    if (filters.length) run.images.write(IMG.seccomp, undefined, [{ seccomp_filters: filters }]);
   },
   restore(task, run) {
     task.threads.forEach((_, i) => restoreThread(task, run, i));

@@ -3,7 +3,7 @@
 // Actions and the alternate stack are only known to the task itself, so
 // they are read and set by syscalls run inside it.
 import type { TaskKind, DumpTask, RestoreTask } from "../context.js";
-import type { sa_entry, signal_queue_entry } from "../../images/index.js";
+import { IMG, type sa_entry, type signal_queue_entry } from "../../images/index.js";
 import { NSIG, SIG, SS_ONSTACK, SYS } from "../../sys/constants.js";
 import { KSIGACTION_SIZE, SIGINFO_SIZE, STACK_T_SIZE, type KSigaction, packSigaction, packStack, siginfoHead, unpackSigaction, unpackStack } from "../../sys/structs.js";
 import type { Remote } from "../../remote/remote.js";
@@ -79,11 +79,11 @@ export const signalsKind: TaskKind = {
       th.signals_p = queue(t.pendingSiginfo(false));
     });
   },
-  restore(task: RestoreTask) {
+  restore(task: RestoreTask, run) {
     const leader = task.remotes[0]!;
     const tc = task.core[0]!.tc!;
     if (tc.sigactions.length && tc.sigactions.length !== ACTION_SIGNALS.length) {
-      throw new Error(`core-${task.pid}.img has ${tc.sigactions.length} signal actions, expected ${ACTION_SIGNALS.length}`);
+      throw run.images.invalid(IMG.core, task.vpid, `${tc.sigactions.length} signal actions, expected ${ACTION_SIGNALS.length}`);
     }
     leader.resetScratch();
     leader.callAll(tc.sigactions.flatMap((sa, i) => {

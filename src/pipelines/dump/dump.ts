@@ -1,7 +1,10 @@
-// The dump pipeline: freeze the tree, take every task apart with the kinds
-// (registers, memory, files, ...), write the images, then kill the tree (or
-// leave it running or stopped). Any failure before the end puts every task
-// back exactly as it was and lets it run.
+// The dump pipeline, in stages: freeze the tree; name its tasks and the
+// objects they share; take every task apart with the kinds (registers,
+// memory, files, ...); let the kinds write what they gathered for the whole
+// run; put the tasks back as they were; write the tree's images and commit
+// them (inventory last); then kill the tree (or leave it running or
+// stopped). Any failure before the end puts every task back exactly as it
+// was, lets it run, and leaves the images directory as it was.
 import { mkdirSync, readFileSync, statSync } from "node:fs";
 import type { Logger } from "../../log.js";
 import type { Options } from "../../options.js";
@@ -9,9 +12,10 @@ import { freezeTree, thawTree, type FrozenTree, type FrozenTask } from "./freeze
 import { Remote } from "../../remote/remote.js";
 import { syscallGadget } from "../../remote/gadget.js";
 import { DUMP_KINDS } from "../../kinds/registry.js";
-import { newStats, UnsupportedError, type DumpRun, type DumpTask } from "../../kinds/context.js";
+import { newStats, RunStates, UnsupportedError, type DumpRun, type DumpTask } from "../../kinds/context.js";
 import { TASK_STATE } from "../../kinds/task/task-state.js";
-import { IMG, writeImage, IMAGES_V1_1, core_entry_march, lsmtype, type core_entry, type pstree_entry, type task_kobj_ids_entry } from "../../images/index.js";
+import { IMG, IMAGES_V1_1, core_entry_march, lsmtype, type core_entry, type pstree_entry, type task_kobj_ids_entry } from "../../images/index.js";
+import { DumpImages } from "../../images/store.js";
 import { parseSmaps, parseStat, parseStatus } from "../../proc/index.js";
 import { PTRACE, SIG } from "../../sys/constants.js";
 import { ptrace, wait4 } from "../../sys/syscalls.js";
@@ -29,6 +33,15 @@ export interface DumpResult {
   pids: number[];
   stats: DumpRun["stats"];
   frozenUs: number;
+}
+
+/** What the stages before the kinds establish: the tree, frozen, with its tasks named. */
+interface Tree {
+  frozen: FrozenTree;
+  tasks: DumpTask[];
+  ns: TreeNamespaces;
+  /** crest's own kobj and namespace ids, for inventory.root_ids. */
+  selfIds: task_kobj_ids_entry;
 }
 
 const us = (from: bigint): number => Number((process.hrtime.bigint() - from) / 1000n);
@@ -90,61 +103,77 @@ export function dump(opts: Options, log: Logger): DumpResult {
   mkdirSync(dir, { recursive: true });
   if (!statSync(dir).isDirectory()) throw new Error(`${dir} is not a directory`);
   log.info(`Dumping processes (pid: ${opts.tree})`);
-
-  const ids = { file: 0, pages: 0, kobj: 0 };
-  const run: DumpRun = {
-    opts, log, dir, files: [], seccomp: [], stats: newStats(), shmemDumped: new Set(), descriptions: [],
-    fdTables: new Set(), deferred: [], objects: new Map(),
-    nextId: (kind) => ++ids[kind],
-  };
+  const images = new DumpImages(dir);
   const scripts = new ActionScripts(opts.actionScripts, dir, log);
   scripts.rootPid = opts.tree;
   try {
-    return dumpTree(opts, log, run, scripts);
+    return dumpTree(opts, log, images, scripts);
+  } catch (e) {
+    images.abort();
+    throw e;
   } finally {
     scripts.close();
   }
 }
 
-function dumpTree(opts: Options, log: Logger, run: DumpRun, scripts: ActionScripts): DumpResult {
-  const dir = run.dir;
+/** Stage: names the frozen tree's tasks as its own PID namespace sees them, and the objects they share. */
+function nameTree(frozen: FrozenTree, nextId: DumpRun["nextId"]): Tree {
+  const ns = new TreeNamespaces(frozen);
+  const rootStat = parseStat(readFileSync(`/proc/${frozen.root}/stat`, "utf8"));
+  if (rootStat.session !== frozen.root) {
+    throw new UnsupportedError(`process ${frozen.root} is not a session leader (its session is ${rootStat.session}, outside the dumped tree); run it in its own session (setsid, or crest run), since --shell-job is not supported yet`);
+  }
+  const tasks = frozen.tasks.map((ft) => describeTask(ft, ns));
+  for (const t of tasks) if (!t.zombie) refuseTerminal(t.pid);
+  const selfIds = assignKobjIds(tasks, frozen, nextId, ns);
+  return { frozen, tasks, ns, selfIds };
+}
+
+/** Stage: every kind takes its objects out of every task, then writes what it gathered for the whole run. */
+function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[]): void {
+  for (const task of tasks) {
+    if (task.zombie) continue;
+    task.vmas = parseSmaps(readFileSync(`/proc/${task.pid}/smaps`, "utf8"));
+    task.remotes = openTask(task.pid, task.threads, task.vmas);
+    open.push(task);
+    for (const kind of DUMP_KINDS) {
+      run.log.debug(`dumping ${kind.name} of ${task.pid}`);
+      kind.dump?.(task, run);
+      faultPoint(`dump:${kind.name}`);
+    }
+  }
+  for (const kind of DUMP_KINDS) kind.finishDump?.(run);
+}
+
+function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: ActionScripts): DumpResult {
   scripts.run("pre-dump");
   const t0 = process.hrtime.bigint();
-  const tree: FrozenTree = freezeTree(opts.tree!, log, opts.timeout ?? DEFAULT_TIMEOUT);
+  const frozen: FrozenTree = freezeTree(opts.tree!, log, opts.timeout ?? DEFAULT_TIMEOUT);
   const freezingUs = us(t0);
   const frozenAt = process.hrtime.bigint();
-  log.info(`Frozen ${tree.tasks.length} task(s) in ${freezingUs} us`);
+  log.info(`Frozen ${frozen.tasks.length} task(s) in ${freezingUs} us`);
 
-  const tasks: DumpTask[] = [];
+  const ids = { file: 0, pages: 0, kobj: 0 };
+  const nextId: DumpRun["nextId"] = (kind) => ++ids[kind];
+  const stats = newStats();
   /** Tasks whose threads are still under remote control. */
   const open: DumpTask[] = [];
   try {
     faultPoint("dump:frozen");
-    const ns = new TreeNamespaces(tree, run);
-    const rootStat = parseStat(readFileSync(`/proc/${tree.root}/stat`, "utf8"));
-    if (rootStat.session !== tree.root) {
-      throw new UnsupportedError(`process ${tree.root} is not a session leader (its session is ${rootStat.session}, outside the dumped tree); run it in its own session (setsid, or crest run), since --shell-job is not supported yet`);
-    }
-    for (const ft of tree.tasks) tasks.push(describeTask(ft, ns));
-    const selfIds = assignKobjIds(tasks, tree, run, ns);
-    for (const task of tasks) {
-      if (task.zombie) continue;
-      task.vmas = parseSmaps(readFileSync(`/proc/${task.pid}/smaps`, "utf8"));
-      task.remotes = openTask(task.pid, task.threads, task.vmas);
-      open.push(task);
-      for (const kind of DUMP_KINDS) {
-        log.debug(`dumping ${kind.name} of ${task.pid}`);
-        kind.dump?.(task, run);
-        faultPoint(`dump:${kind.name}`);
-      }
-    }
-    ns.dump();
+    const tree = nameTree(frozen, nextId);
+    const run: DumpRun = {
+      opts, log, stats, images, files: [], root: tree.tasks[0]!, ownNamespaces: new Set(tree.ns.own.keys()), nextId,
+      treeTids: new Set(frozen.tasks.flatMap((t) => [t.pid, ...t.threads.map((th) => th.tid)])),
+      state: (key) => states.of(key),
+    };
+    const states = new RunStates(() => run);
+    runKinds(run, tree.tasks, open);
     while (open.length) {
       closeTask(open[open.length - 1]!.remotes);
       open.pop();
     }
     faultPoint("dump:images");
-    writeImages(run, tasks, ns, selfIds);
+    writeTreeImages(run, tree);
     // A failing post-dump script fails the dump: the tree runs on, as criu does.
     scripts.run("post-dump");
   } catch (e) {
@@ -155,20 +184,34 @@ function dumpTree(opts: Options, log: Logger, run: DumpRun, scripts: ActionScrip
         log.error(`could not put process ${t.pid} back as it was: ${(ce as Error).message}`);
       }
     }
-    thawTree(tree);
+    thawTree(frozen);
     throw e;
   }
-  release(opts, tree);
+  release(opts, frozen);
   const frozenUs = us(frozenAt);
-  const st = run.stats;
-  const stats = {
-    freezing_time: freezingUs, frozen_time: frozenUs, memdump_time: st.memdumpUs, memwrite_time: st.memwriteUs,
-    pages_scanned: BigInt(st.pagesScanned), pages_skipped_parent: 0n, pages_written: BigInt(st.pagesWritten), pages_lazy: 0n,
-    shpages_scanned: BigInt(st.shpagesScanned), shpages_skipped_parent: 0n, shpages_written: BigInt(st.shpagesWritten),
+  const entry = {
+    freezing_time: freezingUs, frozen_time: frozenUs, memdump_time: stats.memdumpUs, memwrite_time: stats.memwriteUs,
+    pages_scanned: BigInt(stats.pagesScanned), pages_skipped_parent: 0n, pages_written: BigInt(stats.pagesWritten), pages_lazy: 0n,
+    shpages_scanned: BigInt(stats.shpagesScanned), shpages_skipped_parent: 0n, shpages_written: BigInt(stats.shpagesWritten),
   };
-  writeImage(dir, IMG.stats, "dump", [{ dump: stats }]);
-  if (opts.displayStats) displayDumpStats(log, stats);
-  return { pids: tree.tasks.map((t) => t.pid), stats: st, frozenUs };
+  images.write(IMG.stats, "dump", [{ dump: entry }]);
+  if (opts.displayStats) displayDumpStats(log, entry);
+  return { pids: frozen.tasks.map((t) => t.pid), stats, frozenUs };
+}
+
+/**
+ * A task with a controlling terminal would come back without it (its
+ * session's terminal is a tty, which crest does not restore yet), even when
+ * no fd holds the terminal: refused rather than lost.
+ */
+function refuseTerminal(pid: number): void {
+  const tty = parseStat(readFileSync(`/proc/${pid}/stat`, "utf8")).ttyNr;
+  if (!tty) return;
+  const major = (tty >> 8) & 0xfff, minor = (tty & 0xff) | ((tty >> 12) & 0xfff00);
+  throw new UnsupportedError(
+    `process ${pid} has a controlling terminal (tty ${major}:${minor}); crest does not support terminals yet: ` +
+    "start the tree without one (setsid, or crest run)",
+  );
 }
 
 /** A task's identity in the tree: its pids as the tree's PID namespace sees them, group, session. */
@@ -191,34 +234,30 @@ function describeTask(ft: FrozenTask, ns: TreeNamespaces): DumpTask {
     pagemap: [],
     pagesId: 0,
     fdinfo: [],
+    fds: [],
   };
 }
 
-function writeImages(run: DumpRun, tasks: DumpTask[], ns: TreeNamespaces, selfIds: task_kobj_ids_entry): void {
-  const dir = run.dir;
-  const pstree: pstree_entry[] = tasks.map((t) => ({ pid: t.vpid, ppid: t.vppid, pgid: t.vpgid, sid: t.vsid, threads: t.vtids }));
+/** Stage: the images of the tree and its tasks, then the commit (the inventory goes last). */
+function writeTreeImages(run: DumpRun, tree: Tree): void {
+  const images = run.images;
+  const pstree: pstree_entry[] = tree.tasks.map((t) => ({ pid: t.vpid, ppid: t.vppid, pgid: t.vpgid, sid: t.vsid, threads: t.vtids }));
   const fdinfoWritten = new Set<number>();
-  for (const t of tasks) {
-    t.core.forEach((c, i) => writeImage(dir, IMG.core, t.vtids[i]!, [c]));
+  for (const t of tree.tasks) {
+    t.core.forEach((c, i) => images.write(IMG.core, t.vtids[i]!, [c]));
     if (t.zombie) continue;
-    writeImage(dir, IMG.ids, t.vpid, [t.ids]);
-    writeImage(dir, IMG.mm, t.vpid, [t.mm!]);
-    writeImage(dir, IMG.pagemap, t.vpid, { head: { pages_id: t.pagesId }, entries: t.pagemap });
+    images.write(IMG.ids, t.vpid, [t.ids]);
+    images.write(IMG.mm, t.vpid, [t.mm!]);
+    images.write(IMG.pagemap, t.vpid, { head: { pages_id: t.pagesId }, entries: t.pagemap });
     if (!fdinfoWritten.has(t.ids.files_id)) {
-      writeImage(dir, IMG.fdinfo, t.ids.files_id, t.fdinfo);
+      images.write(IMG.fdinfo, t.ids.files_id, t.fdinfo);
       fdinfoWritten.add(t.ids.files_id);
     }
-    writeImage(dir, IMG.fs, t.vpid, [t.fs!]);
+    images.write(IMG.fs, t.vpid, [t.fs!]);
   }
-  ns.write(tasks[0]!.ids);
-  for (const write of run.deferred) write();
-  writeImage(dir, IMG.files, undefined, run.files);
-  if (run.seccomp.length) writeImage(dir, IMG.seccomp, undefined, [{ seccomp_filters: run.seccomp }]);
-  writeImage(dir, IMG.pstree, undefined, pstree);
-  // The inventory goes last: an image directory without it is incomplete.
-  writeImage(dir, IMG.inventory, undefined, [{
-    img_version: IMAGES_V1_1, fdinfo_per_id: true, ns_per_id: true, root_ids: selfIds, lsmtype: lsmtype.NO_LSM,
-  }]);
+  images.write(IMG.files, undefined, run.files);
+  images.write(IMG.pstree, undefined, pstree);
+  images.commit({ img_version: IMAGES_V1_1, fdinfo_per_id: true, ns_per_id: true, root_ids: tree.selfIds, lsmtype: lsmtype.NO_LSM });
 }
 
 /** Kills the tree (the default), or lets it run or stop, as asked. */

@@ -8,14 +8,10 @@ import { UnsupportedError, type DumpRun, type DumpTask } from "../../kinds/conte
 import { parseStatus } from "../../proc/index.js";
 import { KCMP, SYS } from "../../sys/constants.js";
 import { sys } from "../../sys/syscalls.js";
-import { dumpIpcNamespace, dumpUtsNamespace, writeNamespaceImages, type NamespaceImages } from "../../kinds/namespaces/ipc-uts.js";
+import { NS_KINDS, SUPPORTED_NS, type NsKind } from "../../kinds/namespaces/owned.js";
 import type { task_kobj_ids_entry } from "../../images/index.js";
 
-/** Namespace kinds in the order of their *_ns_id fields. */
-const NS_KINDS = ["pid", "net", "ipc", "uts", "mnt", "user", "cgroup", "time"] as const;
-type NsKind = (typeof NS_KINDS)[number];
-/** Namespaces a tree may have of its own (created at restore). */
-const OWN_NS: ReadonlySet<NsKind> = new Set<NsKind>(["pid", "ipc", "uts"]);
+type NextId = DumpRun["nextId"];
 
 const nsLink = (pid: number | "self", kind: NsKind | "pid_for_children" | "time_for_children"): string => readlinkSync(`/proc/${pid}/ns/${kind}`);
 const nsPid = (pid: number | "self"): number[] => parseStatus(readFileSync(`/proc/${pid}/status`, "utf8")).nsPid;
@@ -27,17 +23,16 @@ export class TreeNamespaces {
   private readonly toVirtual = new Map<number, number>();
   /** Namespaces of the root that differ from crest's own, by kind. */
   readonly own = new Map<NsKind, string>();
-  private images: NamespaceImages = {};
   /** Namespace inode link -> kobj id. */
   readonly nsIds = new Map<string, number>();
 
-  constructor(readonly tree: FrozenTree, private readonly run: DumpRun) {
+  constructor(readonly tree: FrozenTree) {
     this.root = tree.root;
     for (const kind of NS_KINDS) {
       const mine = nsLink("self", kind);
       const roots = nsLink(tree.root, kind);
       if (roots === mine) continue;
-      if (!OWN_NS.has(kind)) {
+      if (!SUPPORTED_NS.has(kind)) {
         throw new UnsupportedError(`process ${tree.root} is in its own ${kind} namespace (${roots}); crest supports trees with their own pid, ipc and uts namespaces only so far`);
       }
       this.own.set(kind, roots);
@@ -81,17 +76,6 @@ export class TreeNamespaces {
     if (v === undefined) throw new Error(`process ${real} is not in the dumped tree`);
     return v;
   }
-
-  /** Dumps the namespaces the tree owns (IPC objects, host name). */
-  dump(): void {
-    if (this.own.has("ipc")) this.images.ipc = dumpIpcNamespace(this.root);
-    if (this.own.has("uts")) this.images.uts = dumpUtsNamespace(this.root);
-  }
-
-  /** Writes the owned namespaces' images under the root's namespace ids. */
-  write(rootIds: task_kobj_ids_entry): void {
-    writeNamespaceImages(this.run.dir, this.images, rootIds);
-  }
 }
 
 /**
@@ -100,7 +84,7 @@ export class TreeNamespaces {
  * their parent (the restore recreates that with CLONE_FILES / CLONE_FS);
  * shared memory or signal handlers between processes are refused.
  */
-export function assignKobjIds(tasks: DumpTask[], tree: FrozenTree, run: DumpRun, ns: TreeNamespaces): task_kobj_ids_entry {
+export function assignKobjIds(tasks: DumpTask[], tree: FrozenTree, nextId: NextId, ns: TreeNamespaces): task_kobj_ids_entry {
   const kinds = [
     { field: "vm_id", kcmp: KCMP.VM, what: "memory (CLONE_VM)" },
     { field: "files_id", kcmp: KCMP.FILES, what: "fd table" },
@@ -113,7 +97,7 @@ export function assignKobjIds(tasks: DumpTask[], tree: FrozenTree, run: DumpRun,
     for (const k of kinds) {
       const same = live.slice(0, i).find((o) => sys(SYS.kcmp, t.pid, o.pid, k.kcmp, 0, 0) === 0);
       if (!same) {
-        t.ids[k.field] = run.nextId("kobj");
+        t.ids[k.field] = nextId("kobj");
         continue;
       }
       if (k.kcmp === KCMP.VM || k.kcmp === KCMP.SIGHAND || parentOf.get(t.pid) !== same.pid) {
@@ -121,19 +105,19 @@ export function assignKobjIds(tasks: DumpTask[], tree: FrozenTree, run: DumpRun,
       }
       t.ids[k.field] = same.ids[k.field];
     }
-    setNsIds(t.ids, t.pid, run, ns);
+    setNsIds(t.ids, t.pid, nextId, ns);
   });
   // crest's own ids, for inventory.root_ids: a restore gives the root a new
   // namespace of every kind whose id differs from these (CRIU's rule).
-  const self: task_kobj_ids_entry = { vm_id: run.nextId("kobj"), files_id: run.nextId("kobj"), fs_id: run.nextId("kobj"), sighand_id: run.nextId("kobj") };
-  setNsIds(self, "self", run, ns);
+  const self: task_kobj_ids_entry = { vm_id: nextId("kobj"), files_id: nextId("kobj"), fs_id: nextId("kobj"), sighand_id: nextId("kobj") };
+  setNsIds(self, "self", nextId, ns);
   return self;
 }
 
-function setNsIds(ids: task_kobj_ids_entry, pid: number | "self", run: DumpRun, ns: TreeNamespaces): void {
+function setNsIds(ids: task_kobj_ids_entry, pid: number | "self", nextId: NextId, ns: TreeNamespaces): void {
   for (const kind of NS_KINDS) {
     const link = nsLink(pid, kind);
-    if (!ns.nsIds.has(link)) ns.nsIds.set(link, run.nextId("kobj"));
+    if (!ns.nsIds.has(link)) ns.nsIds.set(link, nextId("kobj"));
     (ids as unknown as Record<string, number>)[`${kind}_ns_id`] = ns.nsIds.get(link)!;
   }
 }

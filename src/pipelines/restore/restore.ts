@@ -1,36 +1,35 @@
-// The restore pipeline: read and check the images, build the process tree
-// out of stubs with the dumped PIDs, sessions and groups, giving each its
-// memory before its children are forked from it (they inherit it
-// copy-on-write), turn each stub into its task with the other kinds
-// (threads, files, signals, ..., registers last), and let them all go. If
-// anything fails, every task created so far is killed: nothing is left
-// half-alive.
+// The restore pipeline, in stages: read and check the images; let every
+// kind plan (check what it needs, say which new namespaces the root needs);
+// build the process tree out of stubs with the dumped PIDs, sessions and
+// groups, the namespace kinds filling the root's namespaces once it exists
+// and the memory kind giving each task its memory before its children are
+// forked from it (they inherit it copy-on-write); then every other kind, one
+// stage after the other, over every task (threads, files, signals, ...,
+// registers last); the kinds' last steps; and let them all go. If anything
+// fails, every task created so far is killed: nothing is left half-alive.
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, statSync, writeSync, constants as fsc } from "node:fs";
 import { parseStat } from "../../proc/stat.js";
-import { isAbsolute, join } from "node:path";
 import type { Logger } from "../../log.js";
-import type { Options } from "../../options.js";
+import { workPath, type Options } from "../../options.js";
 import {
-  IMG, readImage, writeImage, imageExists, imagePath, ImageError, IMAGES_V1_1,
-  type core_entry, type file_entry, type inventory_entry, type pstree_entry, type restore_stats_entry,
+  IMG, ImageError, IMAGES_V1_1, type core_entry, type file_entry, type inventory_entry, type pstree_entry, type restore_stats_entry,
 } from "../../images/index.js";
-import { RESTORE_KINDS } from "../../kinds/registry.js";
-import { memoryKind } from "../../kinds/memory/memory.js";
-import { closeTransient } from "../../kinds/files/fd-table.js";
-import { newStats, type RestoreRun, type RestoreTask, type TaskKind } from "../../kinds/context.js";
+import { RestoreImages } from "../../images/store.js";
+import { NAMESPACE_KINDS, TASK_RESTORE_KINDS } from "../../kinds/registry.js";
+import { newStats, RunStates, type RestoreRun, type RestoreTask, type TaskKind } from "../../kinds/context.js";
 import { TASK_STATE } from "../../kinds/task/task-state.js";
-import { pageCount, PE } from "../../kinds/memory/pages.js";
-import { restoreNamespaces } from "../../kinds/namespaces/ipc-uts.js";
 import { createTree, finishTree, planTree, type TreeNode } from "./tree.js";
 import { pidHolder } from "../../remote/stub.js";
 import { sleepMs, wait4 } from "../../sys/syscalls.js";
 import { native } from "../../sys/native.js";
-import { CLONE, PAGE_SIZE, PR, SIG, SYS, WNOHANG } from "../../sys/constants.js";
+import { CLONE, PR, SIG, SYS, WNOHANG } from "../../sys/constants.js";
 import { ActionScripts } from "../actions.js";
 import { displayRestoreStats } from "../stats.js";
 import { Regs } from "../../sys/structs.js";
 import type { Remote } from "../../remote/remote.js";
 import { faultPoint } from "../fault.js";
+
+const ALL_KINDS: readonly TaskKind[] = [...NAMESPACE_KINDS, ...TASK_RESTORE_KINDS];
 
 export interface RestoreResult {
   /** The restored root's PID (as crest sees it). */
@@ -39,48 +38,37 @@ export interface RestoreResult {
   exitCode?: number;
 }
 
-/** Resolves a path given on the command line the way criu does: relative to the work directory. */
-export function workPath(opts: Options, p: string): string {
-  return isAbsolute(p) ? p : join(opts.workDir ?? opts.imagesDir, p);
-}
-
-function readCores(dir: string, entry: pstree_entry): core_entry[] {
+function readCores(images: RestoreImages, entry: pstree_entry): core_entry[] {
   return entry.threads.map((tid) => {
-    const c = readImage(dir, IMG.core, tid);
-    if (c.length !== 1) throw new ImageError(imagePath(dir, IMG.core, tid), "invalid", `expected one entry, found ${c.length}`);
+    const c = images.read(IMG.core, tid);
+    if (c.length !== 1) throw images.invalid(IMG.core, tid, `expected one entry, found ${c.length}`);
     return c[0]!;
   });
 }
 
 /** Reads and checks everything a live task needs. */
-function loadTask(dir: string, entry: pstree_entry, core: core_entry[]): RestoreTask {
+function loadTask(images: RestoreImages, entry: pstree_entry, core: core_entry[]): RestoreTask {
   const vpid = entry.pid;
-  if (entry.threads[0] !== vpid) throw new ImageError(imagePath(dir, IMG.pstree), "invalid", `process ${vpid}'s first thread is ${entry.threads[0]}`);
-  const ids = readImage(dir, IMG.ids, vpid)[0];
-  const mm = readImage(dir, IMG.mm, vpid)[0];
-  const fs = readImage(dir, IMG.fs, vpid)[0];
-  if (!ids || !mm || !fs) throw new ImageError(dir, "invalid", `ids, mm or fs image of process ${vpid} is empty`);
-  const pagemap = readImage(dir, IMG.pagemap, vpid);
-  const pagesPath = imagePath(dir, IMG.pages, pagemap.head.pages_id);
-  const need = pagemap.entries.filter((e) => (e.flags ?? PE.PRESENT) & PE.PRESENT).reduce((n, e) => n + pageCount(e), 0) * PAGE_SIZE;
-  if (!existsSync(pagesPath)) throw new ImageError(pagesPath, "missing", "");
-  const have = statSync(pagesPath).size;
-  if (have !== need) throw new ImageError(pagesPath, "truncated", `has ${have} bytes, the pagemap needs ${need}`);
+  if (entry.threads[0] !== vpid) throw images.invalid(IMG.pstree, undefined, `process ${vpid}'s first thread is ${entry.threads[0]}`);
+  const ids = images.read(IMG.ids, vpid)[0];
+  const mm = images.read(IMG.mm, vpid)[0];
+  const fs = images.read(IMG.fs, vpid)[0];
+  if (!ids || !mm || !fs) throw new ImageError(images.dir, "invalid", `ids, mm or fs image of process ${vpid} is empty`);
+  const pagemap = images.read(IMG.pagemap, vpid);
   return {
     pid: 0, vpid, vtids: entry.threads, sharesFiles: false, sharesFs: false, parent: null,
     threads: [], remotes: [], core, ids, mm, fs,
     pagemap: pagemap.entries, pagesId: pagemap.head.pages_id,
-    fdinfo: imageExists(dir, IMG.fdinfo, ids.files_id) ? readImage(dir, IMG.fdinfo, ids.files_id) : [],
+    fdinfo: images.readOr(IMG.fdinfo, ids.files_id, []),
     final: [],
   };
 }
 
-function checkInventory(dir: string): inventory_entry {
-  const inv = readImage(dir, IMG.inventory)[0];
-  const file = imagePath(dir, IMG.inventory);
-  if (!inv) throw new ImageError(file, "invalid", "no inventory entry");
-  if (inv.img_version !== IMAGES_V1_1) throw new ImageError(file, "invalid", `image version ${inv.img_version}; crest reads version ${IMAGES_V1_1} (CRIU v1.1 images)`);
-  if (!inv.fdinfo_per_id) throw new ImageError(file, "invalid", "images without fdinfo_per_id are too old to restore");
+function checkInventory(images: RestoreImages): inventory_entry {
+  const inv = images.read(IMG.inventory)[0];
+  if (!inv) throw images.invalid(IMG.inventory, undefined, "no inventory entry");
+  if (inv.img_version !== IMAGES_V1_1) throw images.invalid(IMG.inventory, undefined, `image version ${inv.img_version}; crest reads version ${IMAGES_V1_1} (CRIU v1.1 images)`);
+  if (!inv.fdinfo_per_id) throw images.invalid(IMG.inventory, undefined, "images without fdinfo_per_id are too old to restore");
   return inv;
 }
 
@@ -135,29 +123,35 @@ function killAll(remotes: Remote[]): void {
   }
 }
 
-export function restore(opts: Options, log: Logger): RestoreResult {
-  const dir = opts.imagesDir;
+/** What the first stage reads: the images of the tree, checked. */
+interface LoadedTree {
+  images: RestoreImages;
+  inventory: inventory_entry;
+  entries: pstree_entry[];
+  /** Live tasks by vpid, tree order. */
+  tasks: Map<number, RestoreTask>;
+  nodes: TreeNode[];
+}
+
+/** Stage: reads and checks the images of the tree before anything is created. */
+function loadTree(dir: string): LoadedTree {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ImageError(dir, "missing", "");
-  if (opts.statusFd !== undefined && !isOpenFd(opts.statusFd)) throw new Error(`--status-fd ${opts.statusFd} is not an open file descriptor of crest`);
-  const inventory = checkInventory(dir);
-  const entries = readImage(dir, IMG.pstree);
-  if (entries.length === 0) throw new ImageError(imagePath(dir, IMG.pstree), "invalid", "no tasks");
+  const images = new RestoreImages(dir);
+  const inventory = checkInventory(images);
+  const entries = images.read(IMG.pstree);
+  if (entries.length === 0) throw images.invalid(IMG.pstree, undefined, "no tasks");
   const root = entries[0]!;
   if (root.sid !== root.pid) {
     throw new Error(`process ${root.pid} was not a session leader (session ${root.sid}); restoring it needs --shell-job, which crest does not support yet`);
   }
-  const files = new Map<number, file_entry>(readImage(dir, IMG.files).map((f) => [f.id, f]));
-  const seccomp = imageExists(dir, IMG.seccomp) ? readImage(dir, IMG.seccomp)[0]?.seccomp_filters ?? [] : [];
-  const run: RestoreRun = { opts, log, dir, files, seccomp, stats: newStats(), opened: new Map(), transient: [], cache: new Map(), cleanup: [], finishing: [] };
-
-  const cores = new Map(entries.map((e) => [e.pid, readCores(dir, e)]));
+  const cores = new Map(entries.map((e) => [e.pid, readCores(images, e)]));
   const state = (e: pstree_entry) => cores.get(e.pid)![0]!.tc?.task_state ?? TASK_STATE.ALIVE;
   for (const e of entries) {
     const s = state(e);
     if (s !== TASK_STATE.ALIVE && s !== TASK_STATE.STOPPED && s !== TASK_STATE.ZOMBIE) throw new Error(`process ${e.pid} has task state ${s}, which crest cannot restore`);
   }
   const tasks = new Map<number, RestoreTask>();
-  for (const e of entries) if (state(e) !== TASK_STATE.ZOMBIE) tasks.set(e.pid, loadTask(dir, e, cores.get(e.pid)!));
+  for (const e of entries) if (state(e) !== TASK_STATE.ZOMBIE) tasks.set(e.pid, loadTask(images, e, cores.get(e.pid)!));
   const parentOf = new Map(entries.map((e) => [e.pid, e.ppid]));
   const shares = (e: pstree_entry) => {
     const t = tasks.get(e.pid), p = tasks.get(parentOf.get(e.pid) ?? 0);
@@ -165,26 +159,50 @@ export function restore(opts: Options, log: Logger): RestoreResult {
   };
   const nodes = planTree(entries, (e) => (state(e) === TASK_STATE.ZOMBIE ? "zombie" : "task"),
     (e) => cores.get(e.pid)![0]!.tc?.exit_code ?? 0, shares);
-  const ns = restoreNamespaces(dir, inventory, tasks.get(root.pid)!);
-  if (!ns.flags.ownPidNs) {
-    for (const n of nodes) {
-      const holder = pidHolder(n.vpid);
-      if (holder) {
-        throw new Error(`PID ${n.vpid} is taken by ${holder}: stop it first (a killed process's PID can stay taken until its parent reaps it), or restore into a new PID namespace`);
-      }
+  return { images, inventory, entries, tasks, nodes };
+}
+
+/** Stage: every kind checks what it needs; returns the CLONE_NEW* flags the root is created with. */
+function planKinds(run: RestoreRun): number {
+  let flags = 0;
+  for (const kind of ALL_KINDS) flags |= kind.plan?.(run) ?? 0;
+  return flags;
+}
+
+/** In a tree in crest's PID namespace, the dumped PIDs must be free. */
+function checkPidsFree(nodes: TreeNode[]): void {
+  for (const n of nodes) {
+    const holder = pidHolder(n.vpid);
+    if (holder) {
+      throw new Error(`PID ${n.vpid} is taken by ${holder}: stop it first (a killed process's PID can stay taken until its parent reaps it), or restore into a new PID namespace`);
     }
   }
-  log.info(`Restoring ${entries.length} process(es), root ${root.pid}`);
+}
 
-  const scripts = new ActionScripts(opts.actionScripts, dir, log);
+export function restore(opts: Options, log: Logger): RestoreResult {
+  if (opts.statusFd !== undefined && !isOpenFd(opts.statusFd)) throw new Error(`--status-fd ${opts.statusFd} is not an open file descriptor of crest`);
+  const tree = loadTree(opts.imagesDir);
+  const { images, nodes } = tree;
+  const run: RestoreRun = {
+    opts, log, stats: newStats(), images, inventory: tree.inventory,
+    files: new Map<number, file_entry>(images.read(IMG.files).map((f) => [f.id, f])),
+    tasks: [...tree.tasks.values()], opened: new Map(), transient: [], cleanup: [],
+    state: (key) => states.of(key),
+  };
+  const states = new RunStates(() => run);
+  const nsFlags = planKinds(run);
+  if (!(nsFlags & CLONE.NEWPID)) checkPidsFree(nodes);
+  log.info(`Restoring ${tree.entries.length} process(es), root ${tree.entries[0]!.pid}`);
+
+  const scripts = new ActionScripts(opts.actionScripts, images.dir, log);
   const t0 = process.hrtime.bigint();
   native.syscall(SYS.prctl, PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   const created: Remote[] = [];
   const live: RestoreTask[] = [];
   const logs = new Map<RestoreTask, Logger>();
   let forkingUs = 0;
-  /** Runs kinds in a task with its own log (kept open between the two rounds: reopening truncates it). */
-  const restoreKinds = (task: RestoreTask, kinds: readonly TaskKind[]) => {
+  /** Runs one kind's hook in a task, with the task's own log (kept open between stages: reopening truncates it). */
+  const inTask = (task: RestoreTask, kind: TaskKind, hook: (task: RestoreTask, run: RestoreRun) => void) => {
     let tlog = logs.get(task);
     if (!tlog) {
       tlog = log.forTask(task.vpid, opts.logPid);
@@ -193,56 +211,52 @@ export function restore(opts: Options, log: Logger): RestoreResult {
     }
     run.log = tlog;
     try {
-      for (const kind of kinds) {
-        run.log.debug(`restoring ${kind.name}`);
-        kind.restore?.(task, run);
-        faultPoint(`restore:${kind.name}`);
-      }
+      run.log.debug(`restoring ${kind.name}`);
+      hook(task, run);
+      faultPoint(`restore:${kind.name}`);
     } finally {
       run.log = log;
     }
   };
   try {
     scripts.run("pre-restore");
-    // Memory first, in each task right after it is created and before its
-    // children are: they inherit it, and keep what is still theirs shared.
-    let memoryUs = 0n;
+    let bornUs = 0n;
     // -S: the root becomes a child of crest's parent, which then owns it.
-    createTree(nodes, { ...ns.flags, flags: ns.flags.flags | (opts.restoreSibling ? CLONE.PARENT : 0) }, created, log, (n) => {
+    const rootFlags = nsFlags | (opts.restoreSibling ? CLONE.PARENT : 0);
+    createTree(nodes, { flags: rootFlags, ownPidNs: (nsFlags & CLONE.NEWPID) !== 0 }, created, log, (n) => {
+      const task = tree.tasks.get(n.vpid);
       if (n === nodes[0]) {
         scripts.rootPid = n.pid;
-        // SysV segments must exist before the root's memory attaches them.
         scripts.run("setup-namespaces");
-        ns.populate(n.pid);
+        bind(task!, n, null);
+        for (const kind of NAMESPACE_KINDS) if (kind.born) inTask(task!, kind, kind.born);
         scripts.run("post-setup-namespaces");
       }
       if (n.role !== "task") return;
-      const task = tasks.get(n.vpid)!;
-      bind(task, n, n.parent?.role === "task" ? tasks.get(n.parent.vpid)! : null);
-      live.push(task);
-      // fds the parent holds only for the restore (shared memory objects) are not the child's.
-      if (task.parent && !n.sharesFiles) {
-        for (const t of run.transient) {
-          if (t.task === task.parent) n.remote!.call(`close an inherited temporary fd of task ${task.vpid}`, SYS.close, t.fd);
-        }
-      }
+      if (n !== nodes[0]) bind(task!, n, n.parent?.role === "task" ? tree.tasks.get(n.parent.vpid)! : null);
+      live.push(task!);
       const t1 = process.hrtime.bigint();
-      restoreKinds(task, [memoryKind]);
-      memoryUs += process.hrtime.bigint() - t1;
+      for (const kind of TASK_RESTORE_KINDS) if (kind.born) inTask(task!, kind, kind.born);
+      bornUs += process.hrtime.bigint() - t1;
     });
     faultPoint("restore:forked");
     finishTree(nodes);
-    forkingUs = Number((process.hrtime.bigint() - t0 - memoryUs) / 1000n);
-    const rest = RESTORE_KINDS.filter((k) => k !== memoryKind);
-    for (const task of live) restoreKinds(task, rest);
-    for (const step of run.finishing) step();
-    closeTransient(run);
-    ns.finish(nodes[0]!.pid);
+    forkingUs = Number((process.hrtime.bigint() - t0 - bornUs) / 1000n);
+    for (const kind of TASK_RESTORE_KINDS) {
+      if (kind.restoreAll) {
+        run.log.debug(`restoring ${kind.name}`);
+        kind.restoreAll(live, run);
+        faultPoint(`restore:${kind.name}`);
+      } else if (kind.restore) {
+        for (const task of live) inTask(task, kind, kind.restore);
+      }
+    }
+    for (const kind of ALL_KINDS) kind.finishRestore?.(run);
     scripts.run("post-restore");
     if (opts.pidfile) writePidfile(workPath(opts, opts.pidfile), nodes[0]!.pid);
     scripts.run("pre-resume");
     const restoreUs = Number((process.hrtime.bigint() - t0) / 1000n);
-    const stats = writeStats(dir, forkingUs, restoreUs, run);
+    const stats = writeStats(images, forkingUs, restoreUs, run);
     log.info("Restore finished successfully. Resuming tasks.");
     for (const t of live) release(t);
     if (opts.statusFd !== undefined) signalReady(opts.statusFd, log);
@@ -275,12 +289,12 @@ function bind(task: RestoreTask, n: TreeNode, parent: RestoreTask | null): void 
   task.final = [{ regs: new Regs(), xstate: Buffer.alloc(0), sigmask: 0n, memoryWrites: [] }];
 }
 
-function writeStats(dir: string, forkingUs: number, restoreUs: number, run: RestoreRun): restore_stats_entry {
+function writeStats(images: RestoreImages, forkingUs: number, restoreUs: number, run: RestoreRun): restore_stats_entry {
   const restore = {
     pages_compared: BigInt(run.stats.pagesCompared), pages_skipped_cow: BigInt(run.stats.pagesSkippedCow),
     forking_time: forkingUs, restore_time: restoreUs, pages_restored: BigInt(run.stats.pagesRestored),
   };
-  writeImage(dir, IMG.stats, "restore", [{ restore }]);
+  images.write(IMG.stats, "restore", [{ restore }]);
   return restore;
 }
 

@@ -9,9 +9,14 @@ import type { Remote } from "../../remote/remote.js";
 import { cloneChild } from "../../remote/clone.js";
 import { startStub } from "../../remote/stub.js";
 import type { Logger } from "../../log.js";
-import type { TreeNamespaceFlags } from "../../kinds/namespaces/ipc-uts.js";
 
 export type Role = "task" | "zombie" | "helper";
+
+/** How the root is created: its CLONE_* flags (new namespaces, CLONE_PARENT), and whether it is PID 1 of a new PID namespace. */
+export interface RootFlags {
+  flags: number;
+  ownPidNs: boolean;
+}
 
 export interface TreeNode {
   /** PID in the tree's PID namespace. */
@@ -73,7 +78,7 @@ export function planTree(entries: pstree_entry[], roleOf: (e: pstree_entry) => R
  * created (so they inherit what it did: the restored memory). `created`
  * collects their remotes (also on failure, to kill them).
  */
-export function createTree(nodes: TreeNode[], ns: TreeNamespaceFlags, created: Remote[], log: Logger, born: (n: TreeNode) => void): void {
+export function createTree(nodes: TreeNode[], ns: RootFlags, created: Remote[], log: Logger, born: (n: TreeNode) => void): void {
   const root = nodes[0]!;
   root.remote = startStub({ pid: ns.ownPidNs ? 1 : root.vpid, flags: ns.flags, setsid: true });
   created.push(root.remote);

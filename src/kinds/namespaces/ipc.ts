@@ -1,60 +1,34 @@
-// The namespaces a tree may own: UTS (host and domain name) and IPC (its
-// sysctls and SysV shared memory, semaphores and message queues), read and
-// recreated by crest from inside the namespace (setns on its own thread);
-// and which of them, with the PID namespace, the root is created in.
+// The IPC namespace: its sysctls and SysV shared memory, semaphores and
+// message queues, read and recreated by crest from inside the tree's
+// namespace (setns on its own thread), each object with its id through
+// /proc/sys/kernel/*_next_id. Segment contents go inline in ipcns-shm (not
+// in pagemap-shmem), where crit reads them.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import type { RestoreTask } from "../context.js";
+import { restoreState, type TaskKind } from "../context.js";
 import {
-  IMG, readImage, writeImage, imageExists,
-  type inventory_entry, type ipc_var_entry, type ipc_desc_entry, type utsns_entry, type IpcShmSegmentInput,
-  type IpcSemSetInput, type IpcMsgQueueInput, type task_kobj_ids_entry,
+  IMG, type ipc_var_entry, type ipc_desc_entry, type IpcShmSegmentInput, type IpcSemSetInput, type IpcMsgQueueInput,
 } from "../../images/index.js";
-import { CLONE, PAGE_SIZE, SYS } from "../../sys/constants.js";
+import type { RestoreImages } from "../../images/store.js";
+import { CLONE, IPC, MSG_COPY, PAGE_SIZE, SEM, SHM, SYS } from "../../sys/constants.js";
 import { PE, pageCount } from "../memory/pages.js";
 import { check } from "../../sys/errno.js";
 import { native } from "../../sys/native.js";
 import { inNamespaceOf } from "../../sys/namespace.js";
 import { readMemory, writeMemory } from "../../remote/memory.js";
 import { parseSysvipc, type SysvipcRow } from "../../proc/index.js";
+import { ownedAtRestore } from "./owned.js";
 
-const IPC = { CREAT: 0o1000, EXCL: 0o2000, NOWAIT: 0o4000, RMID: 0, SET: 1, STAT: 2 } as const;
-const SHM_RDONLY = 0o10000, SHM_DEST = 0o1000;
-const GETALL = 13, SETALL = 17;
-const MSG_COPY = 0o40000;
+/** sizeof(struct msqid64_ds) and friends: the ds buffers IPC_STAT and IPC_SET take. */
 const DS_SIZE = 128;
 
-export interface IpcNamespaceDump {
+interface IpcNamespaceDump {
   vars: ipc_var_entry;
   shm: IpcShmSegmentInput[];
   sem: IpcSemSetInput[];
   msg: IpcMsgQueueInput[];
 }
 
-export interface NamespaceImages {
-  ipc?: IpcNamespaceDump;
-  uts?: utsns_entry;
-}
-
-/** What the restore pipeline needs to know about the tree's namespaces. */
-export interface TreeNamespaceFlags {
-  /** CLONE_NEW* flags for the root. */
-  flags: number;
-  /** The root is PID 1 of a new PID namespace. */
-  ownPidNs: boolean;
-}
-
 // --- dump ---------------------------------------------------------------------
-
-function uname(): { nodename: string; domainname: string } {
-  const b = Buffer.alloc(6 * 65);
-  check(native.syscall(SYS.uname, b), "uname");
-  const field = (i: number) => b.subarray(i * 65, (i + 1) * 65).toString("utf8").replace(/\0.*$/s, "");
-  return { nodename: field(1), domainname: field(5) };
-}
-
-export function dumpUtsNamespace(pid: number): utsns_entry {
-  return inNamespaceOf(pid, "uts", uname);
-}
 
 /** ipc_var_entry fields and the sysctls they are (besides kernel.sem); true: a 64-bit value. */
 const IPC_SYSCTLS: ReadonlyArray<[keyof ipc_var_entry, string, boolean?]> = [
@@ -77,7 +51,7 @@ function desc(row: SysvipcRow, idCol: string): ipc_desc_entry {
 
 /** Reads size bytes of a SysV segment by attaching it read-only in crest. */
 function shmContents(id: number, size: number): Buffer {
-  const addr = check(native.syscall(SYS.shmat, id, 0, SHM_RDONLY), `attach shared memory segment ${id}`);
+  const addr = check(native.syscall(SYS.shmat, id, 0, SHM.RDONLY), `attach shared memory segment ${id}`);
   try {
     return readMemory(process.pid, addr, size);
   } finally {
@@ -85,7 +59,7 @@ function shmContents(id: number, size: number): Buffer {
   }
 }
 
-export function dumpIpcNamespace(pid: number): IpcNamespaceDump {
+function dumpIpc(pid: number): IpcNamespaceDump {
   return inNamespaceOf(pid, "ipc", () => {
     const vars = { sem_ctls: sysctl("kernel/sem").split(/\s+/).map(Number) } as ipc_var_entry;
     for (const [field, path, big] of IPC_SYSCTLS) {
@@ -99,7 +73,7 @@ export function dumpIpcNamespace(pid: number): IpcNamespaceDump {
     const semsets = parseSysvipc(readFileSync("/proc/sysvipc/sem", "utf8"), "sysvipc/sem").map((row) => {
       const n = Number(row.nsems);
       const vals = Buffer.alloc(n * 2);
-      check(native.syscall(SYS.semctl, Number(row.semid), 0, GETALL, vals), `read semaphore set ${row.semid}`);
+      check(native.syscall(SYS.semctl, Number(row.semid), 0, SEM.GETALL, vals), `read semaphore set ${row.semid}`);
       return { entry: { desc: desc(row, "semid"), nsems: n }, values: Array.from({ length: n }, (_, i) => vals.readUInt16LE(i * 2)) };
     });
     const msgmax = Math.max(vars.msg_ctlmax, 8192);
@@ -119,25 +93,14 @@ export function dumpIpcNamespace(pid: number): IpcNamespaceDump {
   });
 }
 
-export function writeNamespaceImages(dir: string, images: NamespaceImages, ids: task_kobj_ids_entry): void {
-  if (images.uts) writeImage(dir, IMG.utsns, ids.uts_ns_id!, [images.uts]);
-  const ipc = images.ipc;
-  if (!ipc) return;
-  const id = ids.ipc_ns_id!;
-  writeImage(dir, IMG.ipcVar, id, [ipc.vars]);
-  writeImage(dir, IMG.ipcShm, id, ipc.shm);
-  writeImage(dir, IMG.ipcSem, id, ipc.sem);
-  writeImage(dir, IMG.ipcMsg, id, ipc.msg);
-}
-
 // --- restore ------------------------------------------------------------------
 
 /** A shared memory object's contents from pagemap-shmem-SHMID.img and its pages file. */
-function shmemContents(dir: string, shmid: bigint, size: number): Buffer {
+function shmemContents(images: RestoreImages, shmid: bigint, size: number): Buffer {
   const out = Buffer.alloc(size);
-  if (!imageExists(dir, IMG.shmemPagemap, shmid)) return out;
-  const { head, entries } = readImage(dir, IMG.shmemPagemap, shmid);
-  const pages = readImage(dir, IMG.pages, head.pages_id);
+  if (!images.exists(IMG.shmemPagemap, shmid)) return out;
+  const { head, entries } = images.read(IMG.shmemPagemap, shmid);
+  const pages = images.read(IMG.pages, head.pages_id);
   let off = 0;
   for (const e of entries) {
     if (!((e.flags ?? PE.PRESENT) & PE.PRESENT)) continue;
@@ -167,8 +130,9 @@ function created(kind: string, want: number, got: number): void {
   if (got !== want) throw new Error(`${kind} ${want} was created with id ${got}`);
 }
 
-function restoreIpc(dir: string, id: number): { rmid: number[] } {
-  const [vars] = readImage(dir, IMG.ipcVar, id);
+/** Recreates the namespace's objects (crest is inside it); returns the segments to mark for removal once attached. */
+function restoreIpc(images: RestoreImages, id: number): number[] {
+  const [vars] = images.read(IMG.ipcVar, id);
   if (vars) {
     const set = (path: string, v: number | bigint | string | undefined) => {
       if (v !== undefined && existsSync(`/proc/sys/${path}`)) writeFileSync(`/proc/sys/${path}`, String(v));
@@ -177,10 +141,10 @@ function restoreIpc(dir: string, id: number): { rmid: number[] } {
     for (const [field, path] of IPC_SYSCTLS) set(path, (vars as unknown as Record<string, number | bigint | undefined>)[field]);
   }
   const rmid: number[] = [];
-  for (const { entry, data } of readImage(dir, IMG.ipcShm, id)) {
+  for (const { entry, data } of images.read(IMG.ipcShm, id)) {
     const d = entry.desc;
     // CRIU 4.x keeps the contents in pagemap-shmem-ID.img instead.
-    const contents = data ?? shmemContents(dir, BigInt(d.id), Number(entry.size));
+    const contents = data ?? shmemContents(images, BigInt(d.id), Number(entry.size));
     nextId("shm", d.id);
     created("shared memory segment", d.id, native.syscall(SYS.shmget, d.key | 0, Number(entry.size), (d.mode & 0o777) | IPC.CREAT | IPC.EXCL));
     check(native.syscall(SYS.shmctl, d.id, IPC.SET, permBuffer(d)), `set owner of segment ${d.id}`);
@@ -190,18 +154,18 @@ function restoreIpc(dir: string, id: number): { rmid: number[] } {
     } finally {
       native.syscall(SYS.shmdt, addr);
     }
-    if (d.mode & SHM_DEST) rmid.push(d.id);
+    if (d.mode & SHM.DEST) rmid.push(d.id);
   }
-  for (const { entry, values } of readImage(dir, IMG.ipcSem, id)) {
+  for (const { entry, values } of images.read(IMG.ipcSem, id)) {
     const d = entry.desc;
     nextId("sem", d.id);
     created("semaphore set", d.id, native.syscall(SYS.semget, d.key | 0, entry.nsems, (d.mode & 0o777) | IPC.CREAT | IPC.EXCL));
     const vals = Buffer.alloc(values.length * 2);
     values.forEach((v, i) => vals.writeUInt16LE(v, i * 2));
-    check(native.syscall(SYS.semctl, d.id, 0, SETALL, vals), `set values of semaphore set ${d.id}`);
+    check(native.syscall(SYS.semctl, d.id, 0, SEM.SETALL, vals), `set values of semaphore set ${d.id}`);
     check(native.syscall(SYS.semctl, d.id, 0, IPC.SET, permBuffer(d)), `set owner of semaphore set ${d.id}`);
   }
-  for (const { entry, messages } of readImage(dir, IMG.ipcMsg, id)) {
+  for (const { entry, messages } of images.read(IMG.ipcMsg, id)) {
     const d = entry.desc;
     nextId("msg", d.id);
     created("message queue", d.id, native.syscall(SYS.msgget, d.key | 0, (d.mode & 0o777) | IPC.CREAT | IPC.EXCL));
@@ -215,54 +179,36 @@ function restoreIpc(dir: string, id: number): { rmid: number[] } {
       check(native.syscall(SYS.msgsnd, d.id, b, data.length, IPC.NOWAIT), `queue a message on message queue ${d.id}`);
     }
   }
-  return { rmid };
+  return rmid;
 }
 
-export interface RestoredNamespaces {
-  flags: TreeNamespaceFlags;
-  /** Fills the new namespaces once the root exists (before tasks attach SysV memory). */
-  populate(rootPid: number): void;
-  /** Last steps once every task is in place: segments marked for removal are marked again. */
-  finish(rootPid: number): void;
-}
+/** Restore: segments marked for removal (IPC_RMID) at dump, marked again once every task has attached them. */
+const removed = restoreState("sysv removed", (): number[] => []);
 
-/**
- * Which namespaces the root gets of its own: those whose ids differ from
- * inventory.root_ids (the dumper's own namespaces), as CRIU decides it.
- */
-export function restoreNamespaces(dir: string, inventory: inventory_entry, root: RestoreTask): RestoredNamespaces {
-  const mine = inventory.root_ids;
-  const own = (k: "pid" | "net" | "ipc" | "uts" | "mnt" | "user" | "cgroup" | "time") => {
-    const field = `${k}_ns_id` as const;
-    return mine !== undefined && root.ids[field] !== undefined && mine[field] !== undefined && root.ids[field] !== mine[field];
-  };
-  for (const k of ["net", "mnt", "user", "cgroup", "time"] as const) {
-    if (own(k)) throw new Error(`the tree has its own ${k} namespace; crest restores trees with their own pid, ipc and uts namespaces only so far`);
-  }
-  const ownPid = own("pid"), ownIpc = own("ipc"), ownUts = own("uts");
-  const flags = (ownPid ? CLONE.NEWPID : 0) | (ownIpc ? CLONE.NEWIPC : 0) | (ownUts ? CLONE.NEWUTS : 0);
-  let rmid: number[] = [];
-  return {
-    flags: { flags, ownPidNs: ownPid },
-    populate(rootPid) {
-      if (ownUts) {
-        const [uts] = readImage(dir, IMG.utsns, root.ids.uts_ns_id!);
-        if (uts) {
-          inNamespaceOf(rootPid, "uts", () => {
-            check(native.syscall(SYS.sethostname, uts.nodename, Buffer.byteLength(uts.nodename)), "set the host name");
-            check(native.syscall(SYS.setdomainname, uts.domainname, Buffer.byteLength(uts.domainname)), "set the domain name");
-          });
-        }
-      }
-      if (ownIpc && imageExists(dir, IMG.ipcVar, root.ids.ipc_ns_id!)) {
-        rmid = inNamespaceOf(rootPid, "ipc", () => restoreIpc(dir, root.ids.ipc_ns_id!)).rmid;
-      }
-    },
-    finish(rootPid) {
-      if (!rmid.length) return;
-      inNamespaceOf(rootPid, "ipc", () => {
-        for (const id of rmid) check(native.syscall(SYS.shmctl, id, IPC.RMID, 0), `mark segment ${id} for removal`);
-      });
-    },
-  };
-}
+export const ipcNamespaceKind: TaskKind = {
+  name: "ipc namespace",
+  // Once every task is dumped (the tree is still frozen): the root's namespace, if the tree owns it.
+  finishDump(run) {
+    if (!run.ownNamespaces.has("ipc")) return;
+    const id = run.root.ids.ipc_ns_id!;
+    const ipc = dumpIpc(run.root.pid);
+    run.images.write(IMG.ipcVar, id, [ipc.vars]);
+    run.images.write(IMG.ipcShm, id, ipc.shm);
+    run.images.write(IMG.ipcSem, id, ipc.sem);
+    run.images.write(IMG.ipcMsg, id, ipc.msg);
+  },
+  plan: (run) => (ownedAtRestore(run, "ipc") ? CLONE.NEWIPC : 0),
+  // SysV segments must exist before the root's memory attaches them.
+  born(task, run) {
+    const id = task.ids.ipc_ns_id!;
+    if (task !== run.tasks[0] || !ownedAtRestore(run, "ipc") || !run.images.exists(IMG.ipcVar, id)) return;
+    run.state(removed).push(...inNamespaceOf(task.pid, "ipc", () => restoreIpc(run.images, id)));
+  },
+  finishRestore(run) {
+    const rmid = run.state(removed);
+    if (!rmid.length) return;
+    inNamespaceOf(run.tasks[0]!.pid, "ipc", () => {
+      for (const id of rmid) check(native.syscall(SYS.shmctl, id, IPC.RMID, 0), `mark segment ${id} for removal`);
+    });
+  },
+};

@@ -1,0 +1,146 @@
+// The image store: the one way the pipelines and the kinds reach the images
+// of a run. Kinds name images by kind and key and never see paths, so a
+// parent chain (pre-dump), a page server or lazy pages can later stand
+// behind the same calls.
+//
+// A dump stages every image in a hidden directory inside the images
+// directory and moves them into place only at commit, inventory last: a
+// dump that fails leaves the directory as it found it, and an images
+// directory without an inventory is never a finished dump.
+import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, renameSync, rmSync, writeSync, constants as fsc } from "node:fs";
+import { join } from "node:path";
+import { ImageError, imageExists, imagePath, readImage, writeImage, type ImageKey, type ImageKind } from "./file.js";
+import { IMG } from "./kinds.js";
+import type { inventory_entry } from "./gen/index.js";
+import type { EncodeInput } from "./pb.js";
+
+/** Where the pages of one pages-N.img go as a dump writes them. */
+export interface PageSink {
+  /** Appends len bytes of buf from off. */
+  write(buf: Uint8Array, off: number, len: number): void;
+  close(): void;
+}
+
+/** The pages of one pages-N.img as a restore reads them. */
+export interface PageSource {
+  /** A local file a task under restore may open and read its pages from (preadv straight into place). */
+  readonly path: string;
+  readonly size: number;
+  /** Reads len bytes at pos of the pages file into buf at off; returns how many it got. */
+  read(buf: Uint8Array, off: number, len: number, pos: number): number;
+  close(): void;
+}
+
+/**
+ * Where a pagemap's pages may be: in the pages file of this image set, in
+ * the parent images (a pre-dump chain, pagemap entries flagged in_parent), or
+ * left to be served on demand (lazy pages).
+ */
+export interface PagesOptions {
+  parent?: boolean;
+  lazy?: boolean;
+  /** What the pages belong to, for messages ("process 42"). */
+  what?: string;
+}
+
+function refusePagesOptions(path: string, o: PagesOptions): void {
+  const of = o.what ? ` of ${o.what}` : "";
+  if (o.parent) throw new ImageError(path, "invalid", `pages${of} are in the parent images (an incremental dump after pre-dump); crest does not restore image chains yet`);
+  if (o.lazy) throw new ImageError(path, "invalid", `pages${of} are lazy (dumped for lazy restore); crest does not restore lazy pages yet`);
+}
+
+/** The images a restore reads (and the few it writes, such as stats-restore). */
+export class RestoreImages {
+  constructor(readonly dir: string) {}
+
+  read<V>(kind: ImageKind<V, never>, key?: ImageKey): V {
+    return readImage(this.dir, kind, key);
+  }
+
+  exists(kind: ImageKind<unknown, never>, key?: ImageKey): boolean {
+    return imageExists(this.dir, kind, key);
+  }
+
+  /** Reads an image that may be absent (CRIU treats many missing images as empty). */
+  readOr<V, D>(kind: ImageKind<V, never>, key: ImageKey | undefined, absent: D): V | D {
+    return this.exists(kind, key) ? this.read(kind, key) : absent;
+  }
+
+  /** The file name of an image, for messages. */
+  name(kind: ImageKind<unknown, never>, key?: ImageKey): string {
+    return imagePath(this.dir, kind, key);
+  }
+
+  /** The error for an image whose contents do not hold together. */
+  invalid(kind: ImageKind<unknown, never>, key: ImageKey | undefined, detail: string): ImageError {
+    return new ImageError(this.name(kind, key), "invalid", detail);
+  }
+
+  write<W>(kind: ImageKind<unknown, W>, key: ImageKey | undefined, value: NoInfer<W>): void {
+    writeImage(this.dir, kind, key, value);
+  }
+
+  /** The pages of pages-ID.img. */
+  pages(id: number, o: PagesOptions = {}): PageSource {
+    const path = imagePath(this.dir, IMG.pages, id);
+    refusePagesOptions(path, o);
+    let fd: number;
+    try {
+      fd = openSync(path, fsc.O_RDONLY);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new ImageError(path, "missing", "");
+      throw new ImageError(path, "io", (e as Error).message, undefined, { cause: e });
+    }
+    const size = fstatSync(fd).size;
+    return {
+      path, size,
+      read: (buf, off, len, pos) => readSync(fd, buf, off, len, pos),
+      close: () => closeSync(fd),
+    };
+  }
+}
+
+/** The images a dump writes: staged until commit. */
+export class DumpImages {
+  private readonly staging: string;
+  private done = false;
+
+  constructor(readonly dir: string) {
+    this.staging = mkdtempSync(join(dir, ".crest-dump-"));
+  }
+
+  write<W>(kind: ImageKind<unknown, W>, key: ImageKey | undefined, value: NoInfer<W>): void {
+    writeImage(this.done ? this.dir : this.staging, kind, key, value);
+  }
+
+  /** A sink for pages-ID.img. */
+  pages(id: number): PageSink {
+    const path = imagePath(this.done ? this.dir : this.staging, IMG.pages, id);
+    const fd = openSync(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
+    return {
+      write(buf, off, len) {
+        for (let done = 0; done < len;) done += writeSync(fd, buf, off + done, len - done);
+      },
+      close: () => closeSync(fd),
+    };
+  }
+
+  /**
+   * Moves every staged image into the images directory, the inventory last:
+   * from then on the directory holds a complete dump. Later writes (the
+   * statistics) go straight there.
+   */
+  commit(inventory: EncodeInput<inventory_entry>): void {
+    writeImage(this.staging, IMG.inventory, undefined, [inventory]);
+    const inv = imagePath(this.staging, IMG.inventory).slice(this.staging.length + 1);
+    const names = readdirSync(this.staging).filter((n) => n !== inv);
+    for (const n of [...names, inv]) renameSync(join(this.staging, n), join(this.dir, n));
+    rmSync(this.staging, { recursive: true });
+    this.done = true;
+  }
+
+  /** Drops everything staged: the directory is left as the dump found it. */
+  abort(): void {
+    if (!this.done) rmSync(this.staging, { recursive: true, force: true });
+  }
+}
