@@ -1,5 +1,8 @@
 // The one model of what the user asked for. The command line, configuration
-// files, RPC requests and the library API all fill an Options.
+// files, RPC requests and the library API all fill an Options; the
+// pipelines read nothing else. Grouped as criu's options are: where the
+// images are, the log, what a dump and a restore do, check, the resources
+// outside the tree (--external, --inherit-fd), and the optional behaviours.
 import { isAbsolute, join } from "node:path";
 import { DEFAULT_LOG_LEVEL } from "./log.js";
 
@@ -10,80 +13,124 @@ export type Command =
   | "dump" | "pre-dump" | "restore" | "check" | "service" | "swrk" | "page-server"
   | "lazy-pages" | "dedup" | "cpuinfo" | "exec" | "show";
 
-export interface Options {
-  command: Command;
+export interface ImagesOptions {
+  /** -D/--images-dir */
+  dir: string;
+  /** -W/--work-dir: where the log and other relative outputs go (defaults to the images directory). */
+  workDir?: string;
+}
+
+export interface LogOptions {
+  /** -o/--log-file, relative to the work directory. */
+  file?: string;
+  /** -v[N] */
+  level: number;
+  /** --log-pid: each restored task logs to FILE.PID. */
+  perPid: boolean;
+  /** --display-stats: print the dump/restore statistics at the end. */
+  displayStats: boolean;
+}
+
+export interface DumpOptions {
   /** -t/--tree: root of the tree to dump. */
   tree?: number;
-  /** -D/--images-dir */
-  imagesDir: string;
-  /** -W/--work-dir: where the log and other relative outputs go (defaults to imagesDir). */
-  workDir?: string;
-  /** -o/--log-file, relative to workDir. */
-  logFile?: string;
-  /** -v[N] */
-  logLevel: number;
   /** -R/--leave-running */
   leaveRunning: boolean;
   /** -s/--leave-stopped */
   leaveStopped: boolean;
-  /** -d/--restore-detached */
-  restoreDetached: boolean;
-  /** --pidfile: restore writes the restored root's PID there (dump leaves it alone). */
-  pidfile?: string;
-  /** -S/--restore-sibling: the restored root becomes a sibling of crest (a child of crest's parent). */
-  restoreSibling: boolean;
   /** --timeout N: seconds the dump may spend freezing the tree. */
   timeout?: number;
-  /** --display-stats: print the dump/restore statistics at the end. */
-  displayStats: boolean;
-  /** --log-pid: the log file name gets ".PID" appended. */
-  logPid: boolean;
-  /** --status-fd FD: a byte is written there when the restored tree is ready (then the fd is closed). */
-  statusFd?: number;
-  /** --action-script (repeatable): run for each hook with CRTOOLS_SCRIPT_ACTION set. */
-  actionScripts: string[];
-  /** --pre-dump-mode splice|read: how pre-dump copies memory (accepted for criu's callers). */
-  preDumpMode?: "splice" | "read";
-  /** check: --all (extra and experimental features too). */
-  checkAll: boolean;
-  /** check: --extra. */
-  checkExtra: boolean;
-  /** check: --experimental. */
-  checkExperimental: boolean;
-  /** check: --feature NAME (or "list"). */
-  feature?: string;
-  /** --no-default-config was given: /etc/criu/default.conf and ~/.criu/default.conf are not read. */
-  noDefaultConfig: boolean;
-  /** --config FILE, read after the default configuration files. */
-  configFile?: string;
   /** --ghost-limit SIZE: the largest deleted file (in bytes on disk) a dump keeps in a ghost image. */
   ghostLimit: number;
+  /** --pre-dump-mode splice|read: how pre-dump copies memory (accepted for criu's callers). */
+  preDumpMode?: "splice" | "read";
+}
+
+export interface RestoreOptions {
+  /** -d/--restore-detached */
+  detached: boolean;
+  /** -S/--restore-sibling: the restored root becomes a sibling of crest (a child of crest's parent). */
+  sibling: boolean;
+  /** --pidfile: restore writes the restored root's PID there (dump leaves it alone). */
+  pidfile?: string;
+  /** --status-fd FD: a byte is written there when the restored tree is ready (then the fd is closed). */
+  statusFd?: number;
+}
+
+export interface CheckOptions {
+  /** --all (extra and experimental features too). */
+  all: boolean;
+  /** --extra */
+  extra: boolean;
+  /** --experimental */
+  experimental: boolean;
+  /** --feature NAME (or "list"). */
+  feature?: string;
+}
+
+/** --inherit-fd fd[N]:KEY: the restored tree gets crest's fd N where it had the resource KEY. */
+export interface InheritFd {
+  fd: number;
+  key: string;
+}
+
+/** The optional behaviours criu turns on by option. */
+export interface FeatureOptions {
   /** -l/--file-locks: dump and restore the file locks the tree holds (refused without it). */
   fileLocks: boolean;
 }
 
-/** Resolves a path given on the command line the way criu does: relative to the work directory. */
-export function workPath(opts: Options, p: string): string {
-  return isAbsolute(p) ? p : join(opts.workDir ?? opts.imagesDir, p);
+export interface ConfigOptions {
+  /** --no-default-config was given: /etc/criu/default.conf and ~/.criu/default.conf are not read. */
+  noDefault: boolean;
+  /** --config FILE, read after the default configuration files. */
+  file?: string;
+}
+
+export interface Options {
+  command: Command;
+  images: ImagesOptions;
+  log: LogOptions;
+  dump: DumpOptions;
+  restore: RestoreOptions;
+  check: CheckOptions;
+  /** --external (repeatable): resources outside the tree, as criu names them (mnt[KEY]:VAL, veth[IF]:OUT, tty[RDEV:DEV], ...). */
+  external: string[];
+  inheritFd: InheritFd[];
+  features: FeatureOptions;
+  /** --action-script (repeatable): run for each hook with CRTOOLS_SCRIPT_ACTION set. */
+  actionScripts: string[];
+  config: ConfigOptions;
 }
 
 export function defaultOptions(command: Command): Options {
   return {
     command,
-    imagesDir: ".",
-    logLevel: DEFAULT_LOG_LEVEL,
-    leaveRunning: false,
-    leaveStopped: false,
-    restoreDetached: false,
-    restoreSibling: false,
-    displayStats: false,
-    logPid: false,
+    images: { dir: "." },
+    log: { level: DEFAULT_LOG_LEVEL, perPid: false, displayStats: false },
+    dump: { leaveRunning: false, leaveStopped: false, ghostLimit: DEFAULT_GHOST_LIMIT },
+    restore: { detached: false, sibling: false },
+    check: { all: false, extra: false, experimental: false },
+    external: [],
+    inheritFd: [],
+    features: { fileLocks: false },
     actionScripts: [],
-    checkAll: false,
-    checkExtra: false,
-    checkExperimental: false,
-    noDefaultConfig: false,
-    ghostLimit: DEFAULT_GHOST_LIMIT,
-    fileLocks: false,
+    config: { noDefault: false },
   };
+}
+
+/** Resolves a path given on the command line the way criu does: relative to the work directory. */
+export function workPath(opts: Options, p: string): string {
+  return isAbsolute(p) ? p : join(opts.images.workDir ?? opts.images.dir, p);
+}
+
+/**
+ * What the model can hold that crest cannot carry out yet, one message per
+ * item naming it, for every face to refuse before any work starts.
+ */
+export function unsupported(opts: Options): string[] {
+  return [
+    ...opts.external.map((e) => `--external ${e}: resources outside the tree are not supported by crest yet`),
+    ...opts.inheritFd.map((i) => `--inherit-fd fd[${i.fd}]:${i.key}: inherited resources are not supported by crest yet`),
+  ];
 }

@@ -45,12 +45,12 @@ function checkFeature(name: string, log: Logger): number {
 
 /** Runs `crest check` as opts asks and returns the process exit code. */
 export function check(opts: Options, log: Logger): number {
-  if (opts.feature !== undefined) return checkFeature(opts.feature, log);
+  if (opts.check.feature !== undefined) return checkFeature(opts.check.feature, log);
   const ctx: ProbeCtx = { log, strict: false };
   const run = (c: Category) => PROBES.filter((p) => p.category === c).map((p) => runProbe(p, ctx));
   // As criu: without every basic feature, nothing else is worth checking.
   const basic = run("basic");
   if (basic.some((o) => o.missing !== undefined)) return emit(verdict(basic), log);
-  const rest = categoriesFor(opts).filter((c) => c !== "basic").flatMap(run);
+  const rest = categoriesFor(opts.check).filter((c) => c !== "basic").flatMap(run);
   return emit(verdict([...basic, ...rest]), log);
 }

@@ -38,10 +38,10 @@ export const CHECK_MAYBE =
   "dump or restore failure.";
 
 /** The categories a check run covers, as criu decides them from its options. */
-export function categoriesFor(o: { checkAll: boolean; checkExtra: boolean; checkExperimental: boolean }): Category[] {
+export function categoriesFor(o: { all: boolean; extra: boolean; experimental: boolean }): Category[] {
   const out: Category[] = ["basic"];
-  if (o.checkAll || o.checkExtra) out.push("extra");
-  if (o.checkAll || o.checkExperimental) out.push("experimental");
+  if (o.all || o.extra) out.push("extra");
+  if (o.all || o.experimental) out.push("experimental");
   return out;
 }
 

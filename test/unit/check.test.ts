@@ -66,11 +66,11 @@ test("the names wrapped for --help as criu's pr_check_features does", () => {
 });
 
 test("categories: basic always, --extra, --experimental, --all both", () => {
-  const o = { checkAll: false, checkExtra: false, checkExperimental: false };
+  const o = { all: false, extra: false, experimental: false };
   assert.deepEqual(categoriesFor(o), ["basic"]);
-  assert.deepEqual(categoriesFor({ ...o, checkExtra: true }), ["basic", "extra"]);
-  assert.deepEqual(categoriesFor({ ...o, checkExperimental: true }), ["basic", "experimental"]);
-  assert.deepEqual(categoriesFor({ ...o, checkAll: true }), ["basic", "extra", "experimental"]);
+  assert.deepEqual(categoriesFor({ ...o, extra: true }), ["basic", "extra"]);
+  assert.deepEqual(categoriesFor({ ...o, experimental: true }), ["basic", "experimental"]);
+  assert.deepEqual(categoriesFor({ ...o, all: true }), ["basic", "extra", "experimental"]);
 });
 
 const ok = (id: string, category: Outcome["category"]): Outcome => ({ id, category, breaks: `${id} breaks` });
@@ -117,19 +117,24 @@ function captureLog(): { log: Logger; out: string[] } {
   return { log: log as unknown as Logger, out };
 }
 
+const withFeature = (feature: string) => {
+  const o = defaultOptions("check");
+  return { ...o, check: { ...o.check, feature } };
+};
+
 test("check --feature list and an unknown name, without probing anything", () => {
   const o = defaultOptions("check");
   const a = captureLog();
-  assert.equal(check({ ...o, feature: "list" }, a.log), 0);
+  assert.equal(check({ ...o, check: { ...o.check, feature: "list" } }, a.log), 0);
   assert.deepEqual(a.out, [`msg:${CRIU_42.join(" ")}`]);
   const b = captureLog();
-  assert.equal(check({ ...o, feature: "no_such_thing" }, b.log), 1);
+  assert.equal(check({ ...o, check: { ...o.check, feature: "no_such_thing" } }, b.log), 1);
   assert.deepEqual(b.out, ["error:Unknown feature no_such_thing"]);
 });
 
 test("check --feature of a criu feature crest does not have answers no, with the reason", () => {
   const a = captureLog();
-  assert.equal(check({ ...defaultOptions("check"), feature: "compat_cr" }, a.log), 1);
+  assert.equal(check(withFeature("compat_cr"), a.log), 1);
   assert.deepEqual(a.out, [
     "error:crest does not checkpoint 32-bit tasks: criu checkpoints 32-bit (ia32 and x32) tasks with it",
     "msg:compat_cr is not supported",

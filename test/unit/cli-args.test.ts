@@ -2,40 +2,41 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseArgs, UsageError } from "../../src/faces/cli/args.js";
+import { unsupported } from "../../src/options.js";
 
 test("criu's dump and restore command lines", () => {
   const d = parseArgs(["dump", "-t", "17854", "--images-dir", "imgs/", "--log-file", "dump.log", "-v4", "-R"]);
   assert.equal(d.command, "dump");
-  assert.equal(d.options.tree, 17854);
-  assert.equal(d.options.imagesDir, "imgs/");
-  assert.equal(d.options.logFile, "dump.log");
-  assert.equal(d.options.logLevel, 4);
-  assert.equal(d.options.leaveRunning, true);
+  assert.equal(d.options.dump.tree, 17854);
+  assert.equal(d.options.images.dir, "imgs/");
+  assert.equal(d.options.log.file, "dump.log");
+  assert.equal(d.options.log.level, 4);
+  assert.equal(d.options.dump.leaveRunning, true);
   const r = parseArgs(["restore", "-D", "imgs", "-o", "rst.log", "-d", "--pidfile", "p"]);
-  assert.equal(r.options.restoreDetached, true);
-  assert.equal(r.options.pidfile, "p");
+  assert.equal(r.options.restore.detached, true);
+  assert.equal(r.options.restore.pidfile, "p");
 });
 
 test("--opt=value, --opt value, options after the command, bundles", () => {
   const a = parseArgs(["--tree=5", "dump", "--images-dir", "x", "-Rv3"]);
-  assert.equal(a.options.tree, 5);
-  assert.equal(a.options.imagesDir, "x");
-  assert.equal(a.options.leaveRunning, true);
-  assert.equal(a.options.logLevel, 3);
+  assert.equal(a.options.dump.tree, 5);
+  assert.equal(a.options.images.dir, "x");
+  assert.equal(a.options.dump.leaveRunning, true);
+  assert.equal(a.options.log.level, 3);
 });
 
 test("verbosity the odd ways callers pass it", () => {
-  assert.equal(parseArgs(["dump", "-v"]).options.logLevel, 3);
-  assert.equal(parseArgs(["dump", "-vvvv"]).options.logLevel, 2 + 4);
-  assert.equal(parseArgs(["dump", "--verbosity=4"]).options.logLevel, 4);
+  assert.equal(parseArgs(["dump", "-v"]).options.log.level, 3);
+  assert.equal(parseArgs(["dump", "-vvvv"]).options.log.level, 2 + 4);
+  assert.equal(parseArgs(["dump", "--verbosity=4"]).options.log.level, 4);
   // zdtm passes "-verbosity=0": -v with the attached argument "erbosity=0", atoi() of which is 0.
-  assert.equal(parseArgs(["check", "-verbosity=0"]).options.logLevel, 0);
-  assert.equal(parseArgs(["dump", "-v0"]).options.logLevel, 0);
+  assert.equal(parseArgs(["check", "-verbosity=0"]).options.log.level, 0);
+  assert.equal(parseArgs(["dump", "-v0"]).options.log.level, 0);
 });
 
 test("unique prefixes, no- forms, and refusals", () => {
-  assert.equal(parseArgs(["restore", "--images", "d"]).options.imagesDir, "d");
-  assert.equal(parseArgs(["restore", "-d", "--no-restore-detached"]).options.restoreDetached, false);
+  assert.equal(parseArgs(["restore", "--images", "d"]).options.images.dir, "d");
+  assert.equal(parseArgs(["restore", "-d", "--no-restore-detached"]).options.restore.detached, false);
   assert.throws(() => parseArgs(["dump", "--bogus"]), /unknown option --bogus/);
   assert.deepEqual(parseArgs(["dump", "--tcp-established", "--skip-in-flight"]).refused, ["--tcp-established", "--skip-in-flight"]);
   assert.throws(() => parseArgs(["dump", "-t"]), /needs a value/);
@@ -46,21 +47,21 @@ test("unique prefixes, no- forms, and refusals", () => {
 
 test("-R and -s: the last one wins, as in criu", () => {
   const a = parseArgs(["dump", "-R", "-s"]);
-  assert.equal(a.options.leaveStopped, true);
-  assert.equal(a.options.leaveRunning, false);
+  assert.equal(a.options.dump.leaveStopped, true);
+  assert.equal(a.options.dump.leaveRunning, false);
 });
 
 test("every option criu sets, in every form: applied, or refused by name", () => {
   const o = parseArgs(["restore", "-d", "-S", "--timeout", "3", "--display-stats", "--log-pid", "--status-fd=7",
     "--action-script", "a.sh", "--action-script=b.sh", "--pre-dump-mode", "read"]).options;
-  assert.equal(o.restoreSibling, true);
-  assert.equal(o.timeout, 3);
-  assert.equal(o.displayStats, true);
-  assert.equal(o.logPid, true);
-  assert.equal(o.statusFd, 7);
+  assert.equal(o.restore.sibling, true);
+  assert.equal(o.dump.timeout, 3);
+  assert.equal(o.log.displayStats, true);
+  assert.equal(o.log.perPid, true);
+  assert.equal(o.restore.statusFd, 7);
   assert.deepEqual(o.actionScripts, ["a.sh", "b.sh"], "repeated options add up");
-  assert.equal(o.preDumpMode, "read");
-  assert.equal(parseArgs(["dump", "--display-stats", "--no-display-stats"]).options.displayStats, false);
+  assert.equal(o.dump.preDumpMode, "read");
+  assert.equal(parseArgs(["dump", "--display-stats", "--no-display-stats"]).options.log.displayStats, false);
   assert.throws(() => parseArgs(["dump", "--status-fd", "x"]), /Unable to parse a value of --status-fd/);
   assert.throws(() => parseArgs(["dump", "--pre-dump-mode", "copy"]), /--pre-dump-mode/);
   assert.throws(() => parseArgs(["dump", "--ms"]), /deprecated/);
@@ -69,20 +70,33 @@ test("every option criu sets, in every form: applied, or refused by name", () =>
 
 test("check's options", () => {
   const a = parseArgs(["check", "--all"]).options;
-  assert.deepEqual([a.checkAll, a.checkExtra, a.checkExperimental], [true, true, true]);
+  assert.deepEqual([a.check.all, a.check.extra, a.check.experimental], [true, true, true]);
   const f = parseArgs(["check", "--extra", "--feature", "list"]).options;
-  assert.deepEqual([f.checkExtra, f.checkExperimental, f.feature], [true, false, "list"]);
+  assert.deepEqual([f.check.extra, f.check.experimental, f.check.feature], [true, false, "list"]);
+});
+
+test("--external and --inherit-fd fill the model (crest refuses them by name: options.unsupported)", () => {
+  const o = parseArgs(["restore", "--external", "mnt[m]:/x", "--inherit-fd", "fd[3]:pipe:[123]", "--external=tty[8800:0]"]).options;
+  assert.deepEqual(o.external, ["mnt[m]:/x", "tty[8800:0]"]);
+  assert.deepEqual(o.inheritFd, [{ fd: 3, key: "pipe:[123]" }]);
+  assert.deepEqual(unsupported(o), [
+    "--external mnt[m]:/x: resources outside the tree are not supported by crest yet",
+    "--external tty[8800:0]: resources outside the tree are not supported by crest yet",
+    "--inherit-fd fd[3]:pipe:[123]: inherited resources are not supported by crest yet",
+  ]);
+  assert.deepEqual(unsupported(parseArgs(["restore"]).options), []);
+  assert.throws(() => parseArgs(["restore", "--inherit-fd", "3:pipe"]), /bad --inherit-fd value '3:pipe': it must be fd\[N\]:KEY/);
 });
 
 test("zdtm's command lines parse as criu parses them", () => {
   const d = parseArgs(["dump", "--no-default-config", "--no-default-config", "--log-file", "dump.log", "--images-dir", "/d",
     "--verbosity=4", "--tree", "42", "--pidfile", "/p", "--timeout", "10", "--pre-dump-mode", "splice"]);
-  assert.deepEqual([d.command, d.options.tree, d.options.logLevel, d.options.timeout, d.options.noDefaultConfig], ["dump", 42, 4, 10, true]);
+  assert.deepEqual([d.command, d.options.dump.tree, d.options.log.level, d.options.dump.timeout, d.options.config.noDefault], ["dump", 42, 4, 10, true]);
   const r = parseArgs(["restore", "--no-default-config", "--log-file", "restore.log", "--images-dir", "/d", "--verbosity=4",
     "--pidfile", "/p", "--restore-detached"]);
-  assert.deepEqual([r.command, r.options.restoreDetached, r.options.pidfile], ["restore", true, "/p"]);
+  assert.deepEqual([r.command, r.options.restore.detached, r.options.restore.pidfile], ["restore", true, "/p"]);
   const c = parseArgs(["check", "--no-default-config", "-verbosity=0", "--feature", "mnt_id"]);
-  assert.deepEqual([c.command, c.options.logLevel, c.options.feature], ["check", 0, "mnt_id"]);
+  assert.deepEqual([c.command, c.options.log.level, c.options.check.feature], ["check", 0, "mnt_id"]);
 });
 
 test("--help wins over anything broken; --version; words after the command", () => {
@@ -93,11 +107,11 @@ test("--help wins over anything broken; --version; words after the command", () 
 });
 
 test("--ghost-limit takes criu's sizes; --ghost-fiemap is accepted (crest finds holes with SEEK_DATA anyway)", () => {
-  assert.equal(parseArgs(["dump"]).options.ghostLimit, 1 << 20);
-  assert.equal(parseArgs(["dump", "--ghost-limit", "8M"]).options.ghostLimit, 8 << 20);
-  assert.equal(parseArgs(["dump", "--ghost-limit=512K"]).options.ghostLimit, 512 << 10);
-  assert.equal(parseArgs(["dump", "--ghost-limit", "1G"]).options.ghostLimit, 1 << 30);
-  assert.equal(parseArgs(["dump", "--ghost-limit", "4096"]).options.ghostLimit, 4096);
+  assert.equal(parseArgs(["dump"]).options.dump.ghostLimit, 1 << 20);
+  assert.equal(parseArgs(["dump", "--ghost-limit", "8M"]).options.dump.ghostLimit, 8 << 20);
+  assert.equal(parseArgs(["dump", "--ghost-limit=512K"]).options.dump.ghostLimit, 512 << 10);
+  assert.equal(parseArgs(["dump", "--ghost-limit", "1G"]).options.dump.ghostLimit, 1 << 30);
+  assert.equal(parseArgs(["dump", "--ghost-limit", "4096"]).options.dump.ghostLimit, 4096);
   assert.throws(() => parseArgs(["dump", "--ghost-limit", "lots"]), /bad size 'lots'/);
   assert.deepEqual(parseArgs(["dump", "--ghost-limit", "8M", "--no-ghost-fiemap"]).refused, []);
 });

@@ -39,18 +39,18 @@ test("the files, in criu's order; --no-default-config and --config skip the defa
   const all = fakeEnv(files, { CRIU_CONFIG_FILE: "/env.conf" });
   assert.deepEqual(readConfigs([], all).map((c) => c.file), ["/etc/criu/default.conf", "/home/u/.criu/default.conf", "/env.conf"]);
   const o = parseArgs(["dump", "-t", "1"], all).options;
-  assert.equal(o.logLevel, 1, "an optional value in a file stays with its option");
-  assert.equal(o.logFile, "user.log", "a later file overrides an earlier one");
-  assert.equal(o.displayStats, true);
-  assert.equal(o.timeout, 5);
-  assert.equal(parseArgs(["dump", "-t", "1", "-o", "cli.log"], all).options.logFile, "cli.log", "the command line overrides the files");
+  assert.equal(o.log.level, 1, "an optional value in a file stays with its option");
+  assert.equal(o.log.file, "user.log", "a later file overrides an earlier one");
+  assert.equal(o.log.displayStats, true);
+  assert.equal(o.dump.timeout, 5);
+  assert.equal(parseArgs(["dump", "-t", "1", "-o", "cli.log"], all).options.log.file, "cli.log", "the command line overrides the files");
 
   const none = fakeEnv(files);
   assert.deepEqual(readConfigs(["--no-default-config", "--no-default-config"], none), []);
   assert.deepEqual(none.reads, [], "no default file is even read");
   const cmd = fakeEnv(files, { CRIU_CONFIG_FILE: "/env.conf" });
   assert.deepEqual(readConfigs(["--config", "/cmd.conf"], cmd).map((c) => c.file), ["/env.conf", "/cmd.conf"]);
-  assert.equal(parseArgs(["dump", "-t", "1", "--config=/cmd.conf"], cmd).options.timeout, 7);
+  assert.equal(parseArgs(["dump", "-t", "1", "--config=/cmd.conf"], cmd).options.dump.timeout, 7);
 });
 
 test("a missing default file is skipped, a missing named one is an error; bad options name their file", () => {

@@ -31,6 +31,13 @@ function atoi(s: string): number {
   return m ? parseInt(m[1]!, 10) : 0;
 }
 
+/** criu's --inherit-fd value: fd[N]:KEY. */
+function parseInheritFd(v: string): { fd: number; key: string } {
+  const m = /^fd\[(\d+)\]:(.+)$/.exec(v);
+  if (!m) throw new UsageError(`bad --inherit-fd value '${v}': it must be fd[N]:KEY`);
+  return { fd: Number(m[1]), key: m[2]! };
+}
+
 /** criu's parse_size: a number with an optional K, M or G. */
 function parseSize(v: string): number {
   const n = atoi(v);
@@ -42,22 +49,22 @@ const SPECS: OptSpec[] = [
   { long: "tree", short: "t", arg: "required", apply: (o, v) => {
     const pid = atoi(v ?? "");
     if (pid <= 0) throw new UsageError(`bad --tree value '${v}': it must be a PID`);
-    o.tree = pid;
+    o.dump.tree = pid;
   } },
-  { long: "leave-stopped", short: "s", arg: "none", apply: (o) => { o.leaveStopped = true; o.leaveRunning = false; } },
-  { long: "leave-running", short: "R", arg: "none", apply: (o) => { o.leaveRunning = true; o.leaveStopped = false; } },
-  { long: "restore-detached", short: "d", arg: "none", bool: true, apply: (o, _v, on) => { o.restoreDetached = on; } },
-  { long: "daemon", arg: "none", bool: true, apply: (o, _v, on) => { o.restoreDetached = on; } },
-  { long: "restore-sibling", short: "S", arg: "none", bool: true, apply: (o, _v, on) => { o.restoreSibling = on; } },
-  { long: "images-dir", short: "D", arg: "required", apply: (o, v) => { o.imagesDir = v!; } },
-  { long: "work-dir", short: "W", arg: "required", apply: (o, v) => { o.workDir = v!; } },
-  { long: "log-file", short: "o", arg: "required", apply: (o, v) => { o.logFile = v!; } },
+  { long: "leave-stopped", short: "s", arg: "none", apply: (o) => { o.dump.leaveStopped = true; o.dump.leaveRunning = false; } },
+  { long: "leave-running", short: "R", arg: "none", apply: (o) => { o.dump.leaveRunning = true; o.dump.leaveStopped = false; } },
+  { long: "restore-detached", short: "d", arg: "none", bool: true, apply: (o, _v, on) => { o.restore.detached = on; } },
+  { long: "daemon", arg: "none", bool: true, apply: (o, _v, on) => { o.restore.detached = on; } },
+  { long: "restore-sibling", short: "S", arg: "none", bool: true, apply: (o, _v, on) => { o.restore.sibling = on; } },
+  { long: "images-dir", short: "D", arg: "required", apply: (o, v) => { o.images.dir = v!; } },
+  { long: "work-dir", short: "W", arg: "required", apply: (o, v) => { o.images.workDir = v!; } },
+  { long: "log-file", short: "o", arg: "required", apply: (o, v) => { o.log.file = v!; } },
   { long: "verbosity", short: "v", arg: "optional", apply: (o, v) => {
-    if (v === undefined) o.logLevel++;
-    else if (v.startsWith("v")) o.logLevel += v.length + 1;
-    else o.logLevel = atoi(v);
+    if (v === undefined) o.log.level++;
+    else if (v.startsWith("v")) o.log.level += v.length + 1;
+    else o.log.level = atoi(v);
   } },
-  { long: "pidfile", arg: "required", apply: (o, v) => { o.pidfile = v!; } },
+  { long: "pidfile", arg: "required", apply: (o, v) => { o.restore.pidfile = v!; } },
   { long: "help", short: "h", arg: "none" },
   { long: "version", short: "V", arg: "none" },
   { long: "join-ns", short: "J", arg: "required" },
@@ -65,13 +72,13 @@ const SPECS: OptSpec[] = [
   { long: "ext-unix-sk", short: "x", arg: "optional" },
   { long: "tcp-established", arg: "none", bool: true },
   { long: "close", arg: "required" },
-  { long: "log-pid", arg: "none", bool: true, apply: (o, _v, on) => { o.logPid = on; } },
+  { long: "log-pid", arg: "none", bool: true, apply: (o, _v, on) => { o.log.perPid = on; } },
   { long: "evasive-devices", arg: "none", bool: true },
   { long: "veth-pair", arg: "required" },
   { long: "action-script", arg: "required", apply: (o, v) => { o.actionScripts.push(v!); } },
   { long: "link-remap", arg: "none", bool: true },
   { long: "shell-job", short: "j", arg: "none", bool: true },
-  { long: "file-locks", short: "l", arg: "none", bool: true, apply: (o, _v, on) => { o.fileLocks = on; } },
+  { long: "file-locks", short: "l", arg: "none", bool: true, apply: (o, _v, on) => { o.features.fileLocks = on; } },
   { long: "page-server", arg: "none", bool: true },
   { long: "address", arg: "required" },
   { long: "port", arg: "required" },
@@ -86,40 +93,40 @@ const SPECS: OptSpec[] = [
   { long: "exec-cmd", arg: "none" },
   { long: "manage-cgroups", arg: "optional" },
   { long: "cgroup-root", arg: "required" },
-  { long: "inherit-fd", arg: "required" },
-  { long: "feature", arg: "required", apply: (o, v) => { o.feature = v!; } },
+  { long: "inherit-fd", arg: "required", apply: (o, v) => { o.inheritFd.push(parseInheritFd(v!)); } },
+  { long: "feature", arg: "required", apply: (o, v) => { o.check.feature = v!; } },
   { long: "skip-mnt", arg: "required" },
   { long: "enable-fs", arg: "required" },
   { long: "enable-external-sharing", arg: "none" },
   { long: "enable-external-masters", arg: "none" },
   { long: "freeze-cgroup", arg: "required" },
-  { long: "ghost-limit", arg: "required", apply: (o, v) => { o.ghostLimit = parseSize(v!); } },
+  { long: "ghost-limit", arg: "required", apply: (o, v) => { o.dump.ghostLimit = parseSize(v!); } },
   { long: "irmap-scan-path", arg: "required" },
   { long: "lsm-profile", arg: "required" },
-  { long: "timeout", arg: "required", apply: (o, v) => { o.timeout = atoi(v!); } },
-  { long: "external", arg: "required" },
+  { long: "timeout", arg: "required", apply: (o, v) => { o.dump.timeout = atoi(v!); } },
+  { long: "external", arg: "required", apply: (o, v) => { o.external.push(v!); } },
   { long: "empty-ns", arg: "required" },
   { long: "lazy-pages", arg: "none" },
-  { long: "extra", arg: "none", bool: true, apply: (o, _v, on) => { o.checkExtra = on; } },
-  { long: "experimental", arg: "none", bool: true, apply: (o, _v, on) => { o.checkExperimental = on; } },
-  { long: "all", arg: "none", apply: (o) => { o.checkAll = o.checkExtra = o.checkExperimental = true; } },
+  { long: "extra", arg: "none", bool: true, apply: (o, _v, on) => { o.check.extra = on; } },
+  { long: "experimental", arg: "none", bool: true, apply: (o, _v, on) => { o.check.experimental = on; } },
+  { long: "all", arg: "none", apply: (o) => { o.check.all = o.check.extra = o.check.experimental = true; } },
   { long: "cgroup-props", arg: "required" },
   { long: "cgroup-props-file", arg: "required" },
   { long: "cgroup-dump-controller", arg: "required" },
   { long: "skip-in-flight", arg: "none", bool: true },
   { long: "deprecated", arg: "none", bool: true },
-  { long: "display-stats", arg: "none", bool: true, apply: (o, _v, on) => { o.displayStats = on; } },
+  { long: "display-stats", arg: "none", bool: true, apply: (o, _v, on) => { o.log.displayStats = on; } },
   { long: "weak-sysctls", arg: "none", bool: true },
   { long: "status-fd", arg: "required", apply: (o, v) => {
     if (!/^\s*[+-]?\d/.test(v!)) throw new UsageError(`Unable to parse a value of --status-fd ('${v}')`);
-    o.statusFd = atoi(v!);
+    o.restore.statusFd = atoi(v!);
   } },
   { long: "tcp-close", arg: "none", bool: true },
   { long: "ps-socket", arg: "required" },
   { long: "stream", arg: "none", bool: true },
   // Read before anything else (config.ts); recorded here for the model.
-  { long: "config", arg: "required", apply: (o, v) => { o.configFile = v!; } },
-  { long: "no-default-config", arg: "none", apply: (o) => { o.noDefaultConfig = true; } },
+  { long: "config", arg: "required", apply: (o, v) => { o.config.file = v!; } },
+  { long: "no-default-config", arg: "none", apply: (o) => { o.config.noDefault = true; } },
   { long: "tls-cacert", arg: "required" },
   { long: "tls-cacrl", arg: "required" },
   { long: "tls-cert", arg: "required" },
@@ -129,7 +136,7 @@ const SPECS: OptSpec[] = [
   { long: "cgroup-yard", arg: "required" },
   { long: "pre-dump-mode", arg: "required", apply: (o, v) => {
     if (v !== "splice" && v !== "read") throw new UsageError(`Unable to parse value of --pre-dump-mode ('${v}': splice or read)`);
-    o.preDumpMode = v;
+    o.dump.preDumpMode = v;
   } },
   { long: "file-validation", arg: "required" },
   { long: "skip-file-rwx-check", arg: "none", bool: true },

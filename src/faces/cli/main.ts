@@ -3,7 +3,7 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { errorOrigin, Logger } from "../../log.js";
 import { COMMANDS, IMPLEMENTED, parseArgs, UsageError } from "./args.js";
-import { workPath, type Command, type Options } from "../../options.js";
+import { unsupported, workPath, type Command, type Options } from "../../options.js";
 import { ConfigError, SYSTEM_CONFIG_ENV } from "./config.js";
 import { dump } from "../../pipelines/dump/dump.js";
 import { check } from "../check.js";
@@ -112,8 +112,8 @@ function checkRest(cmd: Command, rest: string[]): string | null {
 
 /** Combinations criu refuses before it starts. */
 function checkCombination(o: Options): string | null {
-  if (o.restoreSibling && !o.restoreDetached) return "--restore-sibling only makes sense with --restore-detached";
-  if ((o.command === "dump" || o.command === "pre-dump") && !o.tree) return "No pid specified (-t option)";
+  if (o.restore.sibling && !o.restore.detached) return "--restore-sibling only makes sense with --restore-detached";
+  if ((o.command === "dump" || o.command === "pre-dump") && !o.dump.tree) return "No pid specified (-t option)";
   return null;
 }
 
@@ -153,8 +153,8 @@ export function main(argv: string[]): number {
   let log: Logger;
   try {
     // A dump creates its images directory (and the work directory it logs to).
-    if (cmd === "dump" || cmd === "pre-dump") mkdirSync(opts.workDir ?? opts.imagesDir, { recursive: true });
-    log = new Logger(opts.logLevel, opts.logFile ? workPath(opts, opts.logFile) : undefined);
+    if (cmd === "dump" || cmd === "pre-dump") mkdirSync(opts.images.workDir ?? opts.images.dir, { recursive: true });
+    log = new Logger(opts.log.level, opts.log.file ? workPath(opts, opts.log.file) : undefined);
   } catch (e) {
     process.stderr.write(`crest: cannot open the log file: ${(e as Error).message}\n`);
     return 1;
@@ -164,14 +164,15 @@ export function main(argv: string[]): number {
       log.error(`'${cmd}' is not implemented by crest yet; crest carries out ${[...IMPLEMENTED].join(", ")}`);
       return 1;
     }
-    if (parsed.refused.length) {
-      for (const o of parsed.refused) log.error(`option ${o} is not supported by crest yet`);
+    const refused = [...parsed.refused.map((o) => `option ${o} is not supported by crest yet`), ...unsupported(opts)];
+    if (refused.length) {
+      for (const why of refused) log.error(why);
       if (failed) log.error(failed);
       return 1;
     }
     if (cmd === "check") return check(opts, log);
     if (cmd === "dump") {
-      if (opts.statusFd !== undefined) log.warn("--status-fd is not used by dump (criu and crest signal it on restore, page-server and lazy-pages)");
+      if (opts.restore.statusFd !== undefined) log.warn("--status-fd is not used by dump (criu and crest signal it on restore, page-server and lazy-pages)");
       dump(opts, log);
       log.info("Dumping finished successfully");
       return 0;

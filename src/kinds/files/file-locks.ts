@@ -123,7 +123,7 @@ function restoreLocks(task: RestoreTask, run: RestoreRun): void {
 export const fileLocksKind: TaskKind = {
   name: "file-locks",
   dump(task, run) {
-    if (!run.opts.fileLocks) {
+    if (!run.opts.features.fileLocks) {
       task.fds.forEach(refuseLocks);
       return;
     }
@@ -132,7 +132,7 @@ export const fileLocksKind: TaskKind = {
     refuseBlocked(task, s.blocked);
   },
   finishDump(run) {
-    if (!run.opts.fileLocks) return;
+    if (!run.opts.features.fileLocks) return;
     const { entries } = run.state(dumped);
     if (entries.length) run.images.write(IMG.fileLocks, undefined, entries);
   },

@@ -43,7 +43,7 @@ export const pidfdKind: FileKind = {
     let nspid = -1;
     if (p.pid === 0) throw new UnsupportedError(`${f.what} is a pidfd of a process outside crest's PID namespace; crest does not support it`);
     if (p.pid > 0) {
-      if (!run.opts.tree || !inTree(run.opts.tree, p.pid)) {
+      if (!run.opts.dump.tree || !inTree(run.opts.dump.tree, p.pid)) {
         throw new UnsupportedError(`${f.what} is a pidfd of process ${p.pid}, which is not in the dumped tree; crest does not support it`);
       }
       nspid = pidfdNsPid(p);

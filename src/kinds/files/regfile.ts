@@ -110,7 +110,7 @@ export function dumpRegFile(run: DumpRun, f: RegFileFacts, st: Stats): number {
  * under its old path, with its ghost, and returns its id.
  */
 export function dumpDeletedFile(run: DumpRun, f: RegFileFacts, via: string, what: string): number {
-  const st = statDeleted(via, f.path, what, run.opts.ghostLimit);
+  const st = statDeleted(via, f.path, what, run.opts.dump.ghostLimit);
   const id = dumpRegFile(run, f, statSync(via));
   dumpGhost(run, id, via, f.path, st, what);
   return id;

@@ -98,14 +98,14 @@ function zombieCore(pid: number): core_entry {
 }
 
 export function dump(opts: Options, log: Logger): DumpResult {
-  if (!opts.tree) throw new UnsupportedError("dump needs the root of the tree: -t PID");
-  const dir = opts.imagesDir;
+  if (!opts.dump.tree) throw new UnsupportedError("dump needs the root of the tree: -t PID");
+  const dir = opts.images.dir;
   mkdirSync(dir, { recursive: true });
   if (!statSync(dir).isDirectory()) throw new Error(`${dir} is not a directory`);
-  log.info(`Dumping processes (pid: ${opts.tree})`);
+  log.info(`Dumping processes (pid: ${opts.dump.tree})`);
   const images = new DumpImages(dir);
   const scripts = new ActionScripts(opts.actionScripts, dir, log);
-  scripts.rootPid = opts.tree;
+  scripts.rootPid = opts.dump.tree;
   try {
     return dumpTree(opts, log, images, scripts);
   } catch (e) {
@@ -148,7 +148,7 @@ function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[]): void {
 function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: ActionScripts): DumpResult {
   scripts.run("pre-dump");
   const t0 = process.hrtime.bigint();
-  const frozen: FrozenTree = freezeTree(opts.tree!, log, opts.timeout ?? DEFAULT_TIMEOUT);
+  const frozen: FrozenTree = freezeTree(opts.dump.tree!, log, opts.dump.timeout ?? DEFAULT_TIMEOUT);
   const freezingUs = us(t0);
   const frozenAt = process.hrtime.bigint();
   log.info(`Frozen ${frozen.tasks.length} task(s) in ${freezingUs} us`);
@@ -195,7 +195,7 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
     shpages_scanned: BigInt(stats.shpagesScanned), shpages_skipped_parent: 0n, shpages_written: BigInt(stats.shpagesWritten),
   };
   images.write(IMG.stats, "dump", [{ dump: entry }]);
-  if (opts.displayStats) displayDumpStats(log, entry);
+  if (opts.log.displayStats) displayDumpStats(log, entry);
   return { pids: frozen.tasks.map((t) => t.pid), stats, frozenUs };
 }
 
@@ -262,8 +262,8 @@ function writeTreeImages(run: DumpRun, tree: Tree): void {
 
 /** Kills the tree (the default), or lets it run or stop, as asked. */
 function release(opts: Options, tree: FrozenTree): void {
-  if (opts.leaveRunning) return thawTree(tree);
-  if (opts.leaveStopped) return thawTree(tree, SIG.STOP);
+  if (opts.dump.leaveRunning) return thawTree(tree);
+  if (opts.dump.leaveStopped) return thawTree(tree, SIG.STOP);
   for (const t of tree.tasks) if (!t.zombie) process.kill(t.pid, SIG.KILL);
   // Wait until each thread is gone, so the PIDs are dead when crest returns.
   // Children first and leaders last: a leader's exit is reported only after

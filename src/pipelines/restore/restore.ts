@@ -180,8 +180,8 @@ function checkPidsFree(nodes: TreeNode[]): void {
 }
 
 export function restore(opts: Options, log: Logger): RestoreResult {
-  if (opts.statusFd !== undefined && !isOpenFd(opts.statusFd)) throw new Error(`--status-fd ${opts.statusFd} is not an open file descriptor of crest`);
-  const tree = loadTree(opts.imagesDir);
+  if (opts.restore.statusFd !== undefined && !isOpenFd(opts.restore.statusFd)) throw new Error(`--status-fd ${opts.restore.statusFd} is not an open file descriptor of crest`);
+  const tree = loadTree(opts.images.dir);
   const { images, nodes } = tree;
   const run: RestoreRun = {
     opts, log, stats: newStats(), images, inventory: tree.inventory,
@@ -205,7 +205,7 @@ export function restore(opts: Options, log: Logger): RestoreResult {
   const inTask = (task: RestoreTask, kind: TaskKind, hook: (task: RestoreTask, run: RestoreRun) => void) => {
     let tlog = logs.get(task);
     if (!tlog) {
-      tlog = log.forTask(task.vpid, opts.logPid);
+      tlog = log.forTask(task.vpid, opts.log.perPid);
       logs.set(task, tlog);
       tlog.info(`Restoring process ${task.vpid} (pid ${task.pid} here)`);
     }
@@ -222,7 +222,7 @@ export function restore(opts: Options, log: Logger): RestoreResult {
     scripts.run("pre-restore");
     let bornUs = 0n;
     // -S: the root becomes a child of crest's parent, which then owns it.
-    const rootFlags = nsFlags | (opts.restoreSibling ? CLONE.PARENT : 0);
+    const rootFlags = nsFlags | (opts.restore.sibling ? CLONE.PARENT : 0);
     createTree(nodes, { flags: rootFlags, ownPidNs: (nsFlags & CLONE.NEWPID) !== 0 }, created, log, (n) => {
       const task = tree.tasks.get(n.vpid);
       if (n === nodes[0]) {
@@ -253,14 +253,14 @@ export function restore(opts: Options, log: Logger): RestoreResult {
     }
     for (const kind of ALL_KINDS) kind.finishRestore?.(run);
     scripts.run("post-restore");
-    if (opts.pidfile) writePidfile(workPath(opts, opts.pidfile), nodes[0]!.pid);
+    if (opts.restore.pidfile) writePidfile(workPath(opts, opts.restore.pidfile), nodes[0]!.pid);
     scripts.run("pre-resume");
     const restoreUs = Number((process.hrtime.bigint() - t0) / 1000n);
     const stats = writeStats(images, forkingUs, restoreUs, run);
     log.info("Restore finished successfully. Resuming tasks.");
     for (const t of live) release(t);
-    if (opts.statusFd !== undefined) signalReady(opts.statusFd, log);
-    if (opts.displayStats) displayRestoreStats(log, stats);
+    if (opts.restore.statusFd !== undefined) signalReady(opts.restore.statusFd, log);
+    if (opts.log.displayStats) displayRestoreStats(log, stats);
   } catch (e) {
     killAll(created);
     throw e;
@@ -272,7 +272,7 @@ export function restore(opts: Options, log: Logger): RestoreResult {
   scripts.close();
   const rootPid = nodes[0]!.pid;
   // A sibling is not crest's child to wait for: criu leaves it to its parent too.
-  if (opts.restoreDetached || opts.restoreSibling) return { pid: rootPid };
+  if (opts.restore.detached || opts.restore.sibling) return { pid: rootPid };
   const st = wait4(rootPid, 0, `wait for restored process ${rootPid}`)!;
   return { pid: rootPid, exitCode: st.exited ? st.code : 128 + st.code };
 }
