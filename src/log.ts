@@ -4,7 +4,7 @@
 // Errors always reach stderr too, so a failed run says why on the terminal.
 import { closeSync, openSync, writeSync } from "node:fs";
 
-export const LOG = { MSG: 0, ERROR: 1, WARN: 2, INFO: 3, DEBUG: 4 } as const;
+const LOG = { MSG: 0, ERROR: 1, WARN: 2, INFO: 3, DEBUG: 4 } as const;
 export const DEFAULT_LOG_LEVEL = 2;
 
 /** Where an error was raised in crest's own code: the first frame of its stack under src/ ("kinds/files/regfile.js:85"). */

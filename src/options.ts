@@ -7,7 +7,7 @@ import { isAbsolute, join } from "node:path";
 import { DEFAULT_LOG_LEVEL } from "./log.js";
 
 /** criu's DEFAULT_GHOST_LIMIT: 1 MiB. */
-export const DEFAULT_GHOST_LIMIT = 1 << 20;
+const DEFAULT_GHOST_LIMIT = 1 << 20;
 
 export type Command =
   | "dump" | "pre-dump" | "restore" | "check" | "service" | "swrk" | "page-server"

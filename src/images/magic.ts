@@ -8,8 +8,6 @@ export const IMAGES_V1_1 = 2;
 
 export const IMG_COMMON_MAGIC = 0x54564319;
 export const IMG_SERVICE_MAGIC = 0x55105940;
-/** Files with no header at all (pages, tarballs, ip/iptables dumps). */
-export const RAW_IMAGE_MAGIC = 0;
 
 export const MAGIC = {
   INVENTORY: 0x58313116,

@@ -1,6 +1,6 @@
 // Fault injection for tests: CREST_FAULT=<point> makes crest fail at that
 // named point of a pipeline, to prove a failure there leaves nothing behind.
-export class InjectedFault extends Error {
+class InjectedFault extends Error {
   constructor(point: string) {
     super(`injected fault at ${point} (CREST_FAULT)`);
     this.name = "InjectedFault";

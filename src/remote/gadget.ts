@@ -6,7 +6,7 @@ import { readMemory } from "./memory.js";
 import type { Gadget } from "./remote.js";
 
 /** The marker native/stub.c puts right before its `syscall; int3`. */
-export const STUB_MARKER = "crest-syscall-gadget:";
+const STUB_MARKER = "crest-syscall-gadget:";
 
 /**
  * The first `0f 05` (syscall) in the task's code, stepped with syscall

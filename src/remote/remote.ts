@@ -19,7 +19,7 @@ export interface Gadget {
 }
 
 /** The code we put at the start of a scratch mapping: syscall; int3. */
-export const GADGET_CODE = Buffer.from([0x0f, 0x05, 0xcc]);
+const GADGET_CODE = Buffer.from([0x0f, 0x05, 0xcc]);
 const SCRATCH_DATA = 64;
 /** si_code of the SIGTRAP an int3 raises (SI_KERNEL). */
 const SI_KERNEL = 0x80;
@@ -41,7 +41,7 @@ export type RArg = number | bigint;
 const LOAD = [[0x48, 0xb8], [0x48, 0xbf], [0x48, 0xbe], [0x48, 0xba], [0x49, 0xba], [0x49, 0xb8], [0x49, 0xb9]];
 
 /** x86-64 code running each call and storing rax at results + 8*i; int3 at the end. */
-export function batchCode(calls: ReadonlyArray<{ nr: number; args: RArg[] }>, results: bigint): Buffer {
+function batchCode(calls: ReadonlyArray<{ nr: number; args: RArg[] }>, results: bigint): Buffer {
   const parts: Buffer[] = [];
   const imm = (v: RArg) => {
     const b = Buffer.alloc(8);

@@ -108,9 +108,7 @@ export const CLONE = {
 export const KCMP = { FILE: 0, VM: 1, FILES: 2, FS: 3, SIGHAND: 4, IO: 5, SYSVSEM: 6, EPOLL_TFD: 7 } as const;
 
 export const ITIMER = { REAL: 0, VIRTUAL: 1, PROF: 2 } as const;
-export const SS_DISABLE = 2, SS_ONSTACK = 1;
-export const SIG_BLOCK = 0, SIG_UNBLOCK = 1, SIG_SETMASK = 2;
+export const SS_ONSTACK = 1;
 export const SECCOMP_SET_MODE_FILTER = 1;
-export const SECCOMP_MODE = { DISABLED: 0, STRICT: 1, FILTER: 2 } as const;
 
 export const PAGE_SIZE = 4096;

@@ -23,7 +23,7 @@ export interface WaitStatus {
   event: number;
 }
 
-export function decodeWaitStatus(pid: number, raw: number): WaitStatus {
+function decodeWaitStatus(pid: number, raw: number): WaitStatus {
   const low = raw & 0x7f;
   const stopped = (raw & 0xff) === 0x7f;
   const exited = low === 0;

@@ -8,8 +8,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
-export const GLOBAL_CONFIG = "/etc/criu/default.conf";
-export const USER_CONFIG = join(".criu", "default.conf");
+const GLOBAL_CONFIG = "/etc/criu/default.conf";
+const USER_CONFIG = join(".criu", "default.conf");
 
 /** A configuration file that does not follow criu's format. */
 export class ConfigError extends Error {
@@ -81,7 +81,7 @@ export const SYSTEM_CONFIG_ENV: ConfigEnv = {
 };
 
 /** What the command line says about configuration files (criu looks before parsing anything else). */
-export function configRequest(argv: readonly string[]): { noDefault: boolean; file?: string } {
+function configRequest(argv: readonly string[]): { noDefault: boolean; file?: string } {
   let noDefault = false;
   let file: string | undefined;
   for (let i = 0; i < argv.length; i++) {

@@ -12,7 +12,7 @@ import { projectRoot } from "../../sys/native.js";
 import { parseRun, run, RUN_USAGE } from "./run.js";
 
 /** The criu release whose command line, images and RPC crest follows. */
-export const CRIU_VERSION = "4.2";
+const CRIU_VERSION = "4.2";
 
 const USAGE = `
 Usage:

@@ -26,7 +26,7 @@ const SPLICE_F_NONBLOCK = 2;
 const FIONREAD = 0x541b;
 
 /** Copies the data queued in a pipe without consuming it. */
-export function peekPipe(via: string, what: string): { data: Buffer; size: number } {
+function peekPipe(via: string, what: string): { data: Buffer; size: number } {
   const rd = openSync(via, fsc.O_RDONLY | fsc.O_NONBLOCK);
   const fds = new Int32Array(2);
   try {

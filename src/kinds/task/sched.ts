@@ -14,7 +14,7 @@ import { IMG } from "../../images/index.js";
 // Syscall numbers crest only needs here (x86_64).
 const PRIO_PROCESS = 0;
 
-export const SCHED = { OTHER: 0, FIFO: 1, RR: 2, BATCH: 3, IDLE: 5, DEADLINE: 6, RESET_ON_FORK: 0x40000000 } as const;
+const SCHED = { OTHER: 0, FIFO: 1, RR: 2, BATCH: 3, IDLE: 5, DEADLINE: 6, RESET_ON_FORK: 0x40000000 } as const;
 const NAMES: Record<number, string> = { 0: "SCHED_OTHER", 1: "SCHED_FIFO", 2: "SCHED_RR", 3: "SCHED_BATCH", 5: "SCHED_IDLE", 6: "SCHED_DEADLINE" };
 
 const isRealtime = (policy: number): boolean => policy === SCHED.FIFO || policy === SCHED.RR;

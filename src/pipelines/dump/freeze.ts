@@ -25,7 +25,7 @@ export interface FrozenTree {
 }
 
 /** Options every dumped thread is seized with. */
-export const DUMP_SEIZE_OPTIONS = PTRACE_O.TRACESYSGOOD | PTRACE_O.SUSPEND_SECCOMP;
+const DUMP_SEIZE_OPTIONS = PTRACE_O.TRACESYSGOOD | PTRACE_O.SUSPEND_SECCOMP;
 
 function listThreads(pid: number): number[] {
   return readdirSync(`/proc/${pid}/task`).map(Number).sort((a, b) => (a === pid ? -1 : b === pid ? 1 : a - b));
