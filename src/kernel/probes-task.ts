@@ -20,7 +20,7 @@ const RSEQ_CONF_SIZE = 24;
 
 const traced = (fn: (s: Stub) => void) => (): void => withStub({ trace: PROBE_TRACE, what: "starting a process to trace" }, fn);
 
-export const TASK_PROBES: Probe[] = [
+export const TASK_PROBES = [
   {
     id: "ptrace",
     category: "basic",
@@ -189,7 +189,7 @@ export const TASK_PROBES: Probe[] = [
   {
     id: "loginuid",
     category: "extra",
-    breaks: "criu restores a task's audit login uid with it; crest does not restore loginuid yet",
+    breaks: "crest cannot restore a task's audit login uid",
     run: traced((s) => {
       let saved: string;
       try {
@@ -239,4 +239,4 @@ export const TASK_PROBES: Probe[] = [
       if (t.getRegs().get("ip") !== gadget) missing("hardware breakpoints do not fire here (often the case in virtual machines)");
     }),
   },
-];
+] as const satisfies readonly Probe[];
