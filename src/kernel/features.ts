@@ -34,9 +34,9 @@ export type Category = "basic" | "extra" | "experimental" | "feature";
 
 /**
  * A criu feature crest cannot offer whatever the kernel has: `--feature`
- * answers no with the reason, so that callers (zdtm: `--feature pidfd_store`
- * makes it pass --pidfd-store, `mem_dirty_track` run pre-dumps, `uffd` lazy
- * restores, `userns` the uns flavour) do not count on it.
+ * answers no with the reason, so that callers do not count on it (zdtm
+ * runs its test with --pidfd-store on `pidfd_store`, pre-dumps on
+ * `mem_dirty_track`, lazy restores on `uffd`, the uns flavour on `userns`).
  */
 export interface CrestLacks {
   /** Why not, naming crest: "crest does not checkpoint sockets yet". */
