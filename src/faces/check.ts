@@ -1,27 +1,35 @@
-// crest check: criu's `check` command. Probes this kernel for what crest
-// relies on and says what is missing and what that breaks; with --feature,
-// answers one of criu's feature names (zdtm decides what to run by them).
+// crest check: criu's `check` command. Prints this kernel's facts
+// (src/kernel/facts.ts) for what crest relies on and says what is missing
+// and what that breaks; with --feature, answers one of criu's feature names
+// for crest (zdtm decides what to run by them).
 import type { Options } from "../options.js";
 import type { Logger } from "../log.js";
 import {
-  categoriesFor, featureList, featureVerdict, isFeatureName, unknownFeature, verdict, type Category, type Line, type Outcome,
+  categoriesFor, CREST_LACKS, featureList, featureVerdict, isFeatureName, unknownFeature, verdict, type Category, type Line,
+  type Outcome,
 } from "../kernel/features.js";
-import { Missing, type Probe, type ProbeCtx } from "../kernel/probe.js";
-import { PROBES, probeFor } from "../kernel/probes.js";
+import { facts, type FactId } from "../kernel/facts.js";
+import { PROBES } from "../kernel/probes.js";
 
-function runProbe(p: Probe, ctx: ProbeCtx): Outcome {
-  const base = { id: p.id, category: p.category, breaks: p.breaks };
-  try {
-    const skipped = p.run(ctx);
-    ctx.log.info(skipped ? `${p.id}: not checked: ${skipped}` : `${p.id}: supported`);
+/**
+ * A fact's outcome, logged. `named`: asked for by --feature, where a fact
+ * with nothing here to check it on (no tun device) is missing, as in criu.
+ */
+function outcome(id: FactId, log: Logger, named: boolean): Outcome {
+  const p = facts.probe(id);
+  const base = { id, category: p.category, breaks: p.breaks };
+  const v = facts.get(id);
+  if (v.supported) {
+    log.info(`${id}: supported`);
     return base;
-  } catch (e) {
-    const err = e instanceof Error ? e : new Error(String(e));
-    ctx.log.info(`${p.id}: not supported: ${err.message}`);
-    // Anything but Missing is a probe that broke rather than a clear "no".
-    if (!(err instanceof Missing) && err.stack) ctx.log.debug(err.stack);
-    return { ...base, missing: err.message };
   }
+  if (v.nothingToCheck && !named) {
+    log.info(`${id}: not checked: ${v.reason}`);
+    return base;
+  }
+  log.info(`${id}: not supported: ${v.reason}`);
+  if (v.error?.stack) log.debug(v.error.stack);
+  return { ...base, missing: v.reason };
 }
 
 function emit(r: { lines: Line[]; code: number }, log: Logger): number {
@@ -38,16 +46,19 @@ function checkFeature(name: string, log: Logger): number {
     log.error(unknownFeature(name));
     return 1;
   }
-  const p = probeFor(name);
-  if (!p) throw new Error(`crest check has no probe for the feature ${name}`);
-  return emit(featureVerdict(name, runProbe(p, { log, strict: true })), log);
+  const lacks = CREST_LACKS[name];
+  const fact = lacks?.fact !== undefined ? lacks.fact : facts.isFact(name) ? name : null;
+  // The kernel's side is probed even when crest's answer is no: the log shows it.
+  const kernel = fact ? outcome(fact, log, true) : undefined;
+  if (lacks) return emit(featureVerdict(name, { id: name, category: "feature", breaks: lacks.criu, missing: lacks.crest }), log);
+  if (!kernel) throw new Error(`crest check has no kernel fact for the feature ${name}`);
+  return emit(featureVerdict(name, kernel), log);
 }
 
 /** Runs `crest check` as opts asks and returns the process exit code. */
 export function check(opts: Options, log: Logger): number {
   if (opts.check.feature !== undefined) return checkFeature(opts.check.feature, log);
-  const ctx: ProbeCtx = { log, strict: false };
-  const run = (c: Category) => PROBES.filter((p) => p.category === c).map((p) => runProbe(p, ctx));
+  const run = (c: Category) => PROBES.filter((p) => p.category === c).map((p) => outcome(p.id, log, false));
   // As criu: without every basic feature, nothing else is worth checking.
   const basic = run("basic");
   if (basic.some((o) => o.missing !== undefined)) return emit(verdict(basic), log);

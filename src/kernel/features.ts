@@ -1,5 +1,7 @@
-// The pure side of `crest check`: criu's feature names, its verdict
-// messages, and how results turn into output and an exit code.
+// The pure side of `crest check`: criu's feature names, what crest answers
+// for each, its verdict messages, and how results turn into output and an
+// exit code.
+import type { FactId } from "./probes.js";
 
 /**
  * criu 4.2's `--feature` names, in the order of its table (cr-check.c,
@@ -26,9 +28,75 @@ export function isFeatureName(name: string): name is FeatureName {
  * Which probes a plain `check` runs: basic always (what every dump and restore
  * needs), extra with --extra or --all (needed for some processes only),
  * experimental with --experimental or --all. "feature" probes run only when
- * named with --feature (criu's own table has such entries too).
+ * asked for by name (--feature, or a kind consulting the fact).
  */
 export type Category = "basic" | "extra" | "experimental" | "feature";
+
+/**
+ * A criu feature crest cannot offer whatever the kernel has: `--feature`
+ * answers no with the reason, so that callers do not count on it (zdtm
+ * runs its test with --pidfd-store on `pidfd_store`, pre-dumps on
+ * `mem_dirty_track`, lazy restores on `uffd`, the uns flavour on `userns`).
+ */
+export interface CrestLacks {
+  /** Why not, naming crest: "crest does not checkpoint sockets yet". */
+  crest: string;
+  /** What criu does with the feature: "criu ... with it". */
+  criu: string;
+  /**
+   * The kernel fact behind the feature, probed (and logged) by `--feature`,
+   * when it is not the feature's own name; null for none.
+   */
+  fact?: FactId | null;
+}
+
+const SOCKETS = "crest does not checkpoint sockets yet";
+const NETNS = "crest does not checkpoint network namespaces yet";
+const MOUNTS = "crest does not checkpoint mount namespaces yet";
+const LAZY = "crest has no lazy restore (lazy-pages) yet";
+
+/**
+ * The feature names crest answers no to. Every other name is the fact of
+ * that name, which crest itself relies on (or, for timens, a kernel fact
+ * that decides zdtm tests crest passes).
+ */
+export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
+  mem_dirty_track: { crest: "crest has no pre-dump or --track-mem yet", criu: "criu tracks memory changes between pre-dumps with it", fact: "uffd-wp" },
+  aio_remap: { crest: "crest does not checkpoint AIO rings yet", criu: "criu restores AIO rings with it" },
+  tun: { crest: "crest does not checkpoint tun devices", criu: "criu checkpoints tun and tap devices with it" },
+  tun_ns: { crest: "crest does not checkpoint tun devices", criu: "criu checkpoints tun devices of other network namespaces with it" },
+  userns: { crest: "crest does not checkpoint user namespaces yet", criu: "criu checkpoints user namespaces with it" },
+  cgroupns: { crest: "crest does not checkpoint cgroup namespaces yet", criu: "criu checkpoints cgroup namespaces with it" },
+  autofs: { crest: MOUNTS, criu: "criu restores autofs mounts with it" },
+  tcp_half_closed: { crest: SOCKETS, criu: "criu checkpoints half-closed TCP connections with it" },
+  compat_cr: { crest: "crest does not checkpoint 32-bit tasks", criu: "criu checkpoints 32-bit (ia32 and x32) tasks with it", fact: null },
+  uffd: { crest: LAZY, criu: "criu's lazy restore needs it" },
+  "uffd-noncoop": { crest: LAZY, criu: "criu's lazy restore follows fork, mremap, munmap and madvise with it" },
+  can_map_vdso: { crest: "crest does not map vDSOs (it moves the kernel's own to where the task had it)", criu: "criu maps a fresh vDSO in restored tasks with it" },
+  sk_ns: { crest: SOCKETS, criu: "criu finds the network namespace of a socket with it" },
+  sk_unix_file: { crest: SOCKETS, criu: "criu dumps bound unix sockets of other mount namespaces with it" },
+  net_diag_raw: { crest: SOCKETS, criu: "criu identifies raw sockets with it" },
+  nsid: { crest: NETNS, criu: "criu tells peer network namespaces apart with it" },
+  link_nsid: { crest: NETNS, criu: "criu dumps veth pairs across network namespaces with it" },
+  external_net_ns: { crest: "crest does not accept --external net[...]", criu: "criu restores into a network namespace given with --external net[INODE]:NAME", fact: null },
+  newifindex: { crest: NETNS, criu: "criu restores network devices with their ifindex with it" },
+  nftables: { crest: `${NETNS}, nor their nftables rules`, criu: "criu (built with libnftables) keeps the nftables rules of network namespaces" },
+  has_ipt_legacy: { crest: "crest does not use iptables", criu: "criu saves iptables rules and locks the network with iptables-legacy", fact: null },
+  pidfd_store: {
+    crest: "crest does not implement --pidfd-store (criu's RPC option pidfd_store_sk; crest has no RPC yet)",
+    criu: "criu keeps pidfds of the dumped tasks between pre-dumps with it, to notice a PID reused",
+    fact: "pidfd_getfd",
+  },
+  apparmor_stacking: { crest: "crest does not checkpoint AppArmor profiles or namespaces yet", criu: "criu checkpoints AppArmor namespaces with it" },
+  network_lock_nftables: { crest: "crest has no network locking (--network-lock) yet", criu: "criu blocks the network of a tree with nftables while it is dumped or restored", fact: "nftables" },
+  sockopt_buf_lock: { crest: SOCKETS, criu: "criu dumps SO_BUF_LOCK of sockets with it" },
+  memfd_hugetlb: { crest: "crest does not checkpoint hugetlb memory yet", criu: "criu restores hugetlb memfds with it" },
+  move_mount_set_group: { crest: MOUNTS, criu: "criu restores mount propagation groups with it" },
+  openat2: { crest: "crest does not use openat2", criu: "criu resolves paths with it" },
+  ipv6_freebind: { crest: SOCKETS, criu: "criu restores IPV6_FREEBIND of sockets with it" },
+  overlayfs_maps: { crest: "crest does not rely on it (it opens mapped files through map_files)", criu: "criu matches files mapped from overlayfs by the device and inode in /proc/PID/maps" },
+  breakpoints: { crest: "crest does not use hardware breakpoints", criu: "criu stops its parasite faster with them" },
+};
 
 export const CHECK_GOOD = "Looks good.";
 export const CHECK_BAD = "Does not look good.";

@@ -1,10 +1,11 @@
-// Just enough netlink for the probes: one request on a socket, its replies
-// until the kernel's ACK, error or end of dump, and rtattr building/parsing.
+// Just enough netlink for the probes: one request on a socket (or one
+// netfilter batch), its replies until the kernel's ACK, error or end of
+// dump, and rtattr building/parsing.
 import { native } from "../sys/native.js";
 import { SYS } from "../sys/constants.js";
 import { errname, missing, need, SOCK_CLOEXEC, XSYS } from "./probe.js";
 
-export const AF_NETLINK = 16, NETLINK_ROUTE = 0, NETLINK_SOCK_DIAG = 4;
+export const AF_NETLINK = 16, NETLINK_ROUTE = 0, NETLINK_SOCK_DIAG = 4, NETLINK_NETFILTER = 12;
 const SOCK_RAW = 3;
 const NLMSG_ERROR = 2, NLMSG_DONE = 3;
 export const NLM_F = { REQUEST: 1, ACK: 4, DUMP: 0x300, EXCL: 0x200, CREATE: 0x400 } as const;
@@ -52,18 +53,37 @@ export interface NlReply {
 
 let seq = 1;
 
-/** Sends one request; a non-dump request asks for an ACK, so every request ends with one. */
-export function nlRequest(fd: number, type: number, flags: number, body: Buffer): NlReply {
-  const mySeq = seq++;
-  const dump = (flags & NLM_F.DUMP) === NLM_F.DUMP;
-  const msg = Buffer.alloc(HDR + align4(body.length));
-  msg.writeUInt32LE(HDR + body.length, 0);
-  msg.writeUInt16LE(type, 4);
-  msg.writeUInt16LE(flags | NLM_F.REQUEST | (dump ? 0 : NLM_F.ACK), 6);
+interface NlMessage {
+  type: number;
+  flags: number;
+  body: Buffer;
+}
+
+function pack(m: NlMessage, mySeq: number): Buffer {
+  const msg = Buffer.alloc(HDR + align4(m.body.length));
+  msg.writeUInt32LE(HDR + m.body.length, 0);
+  msg.writeUInt16LE(m.type, 4);
+  msg.writeUInt16LE(m.flags | NLM_F.REQUEST, 6);
   msg.writeUInt32LE(mySeq, 8);
-  body.copy(msg, HDR);
-  const sent = native.syscall(SYS.write, fd, msg, HDR + body.length);
+  m.body.copy(msg, HDR);
+  return msg;
+}
+
+/** Sends messages in one write and their sequence numbers. */
+function send(fd: number, msgs: readonly NlMessage[]): number[] {
+  const seqs = msgs.map(() => seq++);
+  const buf = Buffer.concat(msgs.map((m, i) => pack(m, seqs[i]!)));
+  const sent = native.syscall(SYS.write, fd, buf, buf.length);
   if (sent < 0) missing(`sending a netlink request failed: ${errname(-sent)}`);
+  return seqs;
+}
+
+/**
+ * Reads replies until `done` says so for an NLMSG_ERROR or NLMSG_DONE
+ * (errno 0 for an ACK or a finished dump), keeping the other messages of
+ * the sequence numbers asked for.
+ */
+function receive(fd: number, seqs: readonly number[], done: (seq: number, errno: number) => boolean): NlReply {
   const buf = Buffer.alloc(64 * 1024);
   const messages: NlReply["messages"] = [];
   for (;;) {
@@ -76,12 +96,30 @@ export function nlRequest(fd: number, type: number, flags: number, body: Buffer)
       if (len < HDR) break;
       const payload = Buffer.from(buf.subarray(at + HDR, at + len));
       at += align4(len);
-      if (s !== mySeq) continue;
+      if (!seqs.includes(s)) continue;
       if (t === NLMSG_ERROR || t === NLMSG_DONE) {
         const err = payload.length >= 4 ? payload.readInt32LE(0) : 0;
-        return { messages, errno: -err };
-      }
-      messages.push({ type: t, body: payload });
+        const errno = err ? -err : 0;
+        if (done(s, errno)) return { messages, errno };
+      } else messages.push({ type: t, body: payload });
     }
   }
+}
+
+/** Sends one request; a non-dump request asks for an ACK, so every request ends with one. */
+export function nlRequest(fd: number, type: number, flags: number, body: Buffer): NlReply {
+  const dump = (flags & NLM_F.DUMP) === NLM_F.DUMP;
+  const seqs = send(fd, [{ type, flags: flags | (dump ? 0 : NLM_F.ACK), body }]);
+  return receive(fd, seqs, () => true);
+}
+
+/**
+ * Sends messages in one write (a netfilter batch: begin, requests, end);
+ * the requests ask for an ACK. Returns the first errno the kernel answered
+ * for any of them, or 0 once the last request is acknowledged.
+ */
+export function nlBatch(fd: number, begin: NlMessage, requests: readonly NlMessage[], end: NlMessage): number {
+  const seqs = send(fd, [begin, ...requests.map((m) => ({ ...m, flags: m.flags | NLM_F.ACK })), end]);
+  const last = seqs[requests.length];
+  return receive(fd, seqs, (s, errno) => errno !== 0 || s === last).errno;
 }

@@ -1,8 +1,8 @@
-// What a probe is, and the small helpers probes share: raw syscalls whose
+// What a probe is (one kernel fact, checked by doing the real thing on a
+// small scale), and the small helpers probes share: raw syscalls whose
 // failure becomes a readable reason, and syscall numbers and constants that
 // src/sys/constants.ts does not have (x86_64 values from the uapi headers).
 import { closeSync, openSync } from "node:fs";
-import type { Logger } from "../log.js";
 import { native, type Arg } from "../sys/native.js";
 import { ENOSYS, errnoName } from "../sys/errno.js";
 import type { Category } from "./features.js";
@@ -68,25 +68,17 @@ export function withFd<T>(fd: number, fn: (fd: number) => T): T {
   }
 }
 
-export interface ProbeCtx {
-  log: Logger;
-  /**
-   * Asked for by name (--feature): a probe that has nothing to look at here
-   * (no /dev/net/tun, no AppArmor) fails instead of returning, as criu does.
-   */
-  strict: boolean;
-}
-
 export interface Probe {
-  /** criu's feature name where the probe answers one, else crest's own name. */
+  /** The fact's id: criu's feature name where the probe answers one, else crest's own name. */
   id: string;
+  /** Which `crest check` runs include it. */
   category: Category;
   /** What cannot be done without it: "crest cannot find the pages to dump". */
   breaks: string;
   /**
-   * Returns when the feature works, or a reason when there is nothing to
-   * check here (no tun device, no AppArmor); throws (Missing or any error)
-   * when it does not work.
+   * Returns when the kernel has it, or a reason when there is nothing here
+   * to check it on (no tun device, no AppArmor); throws (Missing, or any
+   * error when the probe itself broke) when it does not work.
    */
-  run(ctx: ProbeCtx): void | string;
+  run(): void | string;
 }

@@ -159,7 +159,7 @@ function aioRemap(): void {
   }
 }
 
-export const MEMORY_PROBES: Probe[] = [
+export const MEMORY_PROBES = [
   {
     id: "pagemap_scan",
     category: "basic",
@@ -200,9 +200,9 @@ export const MEMORY_PROBES: Probe[] = [
     run: () => scanOwnPage(PAGE_IS.GUARD, "PAGEMAP_SCAN reporting PAGE_IS_GUARD", [EINVAL, ENOTTY]),
   },
   {
-    id: "mem_dirty_track",
+    id: "uffd-wp",
     category: "extra",
-    breaks: "memory changes cannot be tracked between pre-dumps (crest uses userfaultfd write-protection with PAGEMAP_SCAN, not soft-dirty bits)",
+    breaks: "memory changes cannot be tracked between pre-dumps the way crest would on a kernel without soft-dirty bits (crest has no pre-dump yet)",
     run: dirtyTracking,
   },
   {
@@ -246,4 +246,4 @@ export const MEMORY_PROBES: Probe[] = [
     breaks: "criu needs it for processes with AIO rings; crest does not dump AIO rings yet",
     run: aioRemap,
   },
-];
+] as const satisfies readonly Probe[];

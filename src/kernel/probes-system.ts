@@ -1,11 +1,10 @@
-// Probes of /proc, namespaces, file descriptors and mounts, and criu's
-// names for what its own build offers (crest answers those for itself).
+// Probes of /proc, namespaces, file descriptors and mounts.
 import { accessSync, constants, existsSync, openSync, readFileSync } from "node:fs";
 import { AT_FDCWD, CLONE, KCMP, MAP, O, PR, PROT, SYS } from "../sys/constants.js";
 import { EINVAL, ENOSYS } from "../sys/errno.js";
 import type { Remote } from "../remote/remote.js";
 import { parseMaps, parseStat } from "../proc/index.js";
-import { closeFds, ENODEV, ENOTTY, missing, need, sys, withFd, XSYS, type Probe, type ProbeCtx } from "./probe.js";
+import { closeFds, ENODEV, ENOTTY, missing, need, sys, withFd, XSYS, type Probe } from "./probe.js";
 import { PROBE_TRACE, withStub } from "./stub.js";
 
 const EFAULT = 14;
@@ -19,6 +18,9 @@ const PR_TIMER_CREATE_RESTORE_IDS = 77, PR_TIMER_CREATE_RESTORE_IDS_GET = 2;
 const MS_BIND = 0x1000, MS_REC = 0x4000, MS_PRIVATE = 1 << 18, MS_SHARED = 1 << 20;
 const MOVE_MOUNT_SET_GROUP = 0x100;
 const APPARMOR = "/sys/kernel/security/apparmor";
+/** _IOW('I', 0, __s32): the wd the next inotify_add_watch hands out (CONFIG_CHECKPOINT_RESTORE). */
+const INOTIFY_IOC_SETNEXTWD = 0x40044900;
+const IN_ACCESS = 1;
 
 function fileExists(path: string, what: string): void {
   try {
@@ -58,6 +60,21 @@ function mkdirs(r: Remote, ...dirs: string[]): void {
   for (const d of dirs) need(inject(r, XSYS.mkdir, d, 0o755), `mkdir ${d}`);
 }
 
+/** INOTIFY_IOC_SETNEXTWD on an inotify of crest's own: the next watch gets the wd asked for. */
+function inotifySetNextWd(): void {
+  const wanted = 4001;
+  const fd = need(sys(SYS.inotify_init1, O.CLOEXEC), "inotify_init1");
+  try {
+    const r = sys(SYS.ioctl, fd, INOTIFY_IOC_SETNEXTWD, wanted);
+    if (r === -ENOTTY) missing("INOTIFY_IOC_SETNEXTWD is not supported by this kernel (ENOTTY: no CONFIG_CHECKPOINT_RESTORE)");
+    need(r, "INOTIFY_IOC_SETNEXTWD");
+    const wd = need(sys(SYS.inotify_add_watch, fd, "/", IN_ACCESS), "inotify_add_watch");
+    if (wd !== wanted) missing(`INOTIFY_IOC_SETNEXTWD ${wanted} was accepted, but the next watch got wd ${wd}`);
+  } finally {
+    closeFds(fd);
+  }
+}
+
 /** Does a file mapped from overlayfs show the file's own device and inode in /proc/PID/maps? */
 function overlayfsMaps(): void {
   inOwnMounts((r, pid) => {
@@ -92,12 +109,8 @@ function autofs(): void {
   });
 }
 
-function apparmorStacking(ctx: ProbeCtx): string | void {
-  if (!existsSync(APPARMOR)) {
-    const why = "AppArmor is not in use on this system";
-    if (!ctx.strict) return why;
-    missing(why);
-  }
+function apparmorStacking(): string | void {
+  if (!existsSync(APPARMOR)) return "AppArmor is not in use on this system";
   const read = (f: string) => {
     try {
       return readFileSync(`${APPARMOR}/features/domain/${f}`, "utf8").trim();
@@ -110,14 +123,7 @@ function apparmorStacking(ctx: ProbeCtx): string | void {
   if (major < 1 || (major === 1 && minor < 2)) missing(`AppArmor domain version ${read("version")} is older than 1.2`);
 }
 
-/** A criu feature that is about criu's own build; crest answers for itself. */
-function notInCrest(reason: string): () => void {
-  return () => missing(reason);
-}
-
-const NETNS_NOT_YET = "crest does not checkpoint network namespaces";
-
-export const SYSTEM_PROBES: Probe[] = [
+export const SYSTEM_PROBES = [
   {
     id: "proc",
     category: "basic",
@@ -139,7 +145,7 @@ export const SYSTEM_PROBES: Probe[] = [
     },
   },
   {
-    id: "pidfd_store",
+    id: "pidfd_getfd",
     category: "basic",
     breaks: "crest cannot give restored tasks the files they shared (pidfd_open, pidfd_getfd)",
     run: () => {
@@ -182,7 +188,7 @@ export const SYSTEM_PROBES: Probe[] = [
   {
     id: "fdinfo_lock",
     category: "extra",
-    breaks: "file locks cannot be found; crest does not checkpoint file locks yet",
+    breaks: "crest cannot find the file locks a task holds (--file-locks)",
     run: () => {
       const info = fdinfoOf("/proc/locks", (fd) => need(sys(SYS.flock, fd, LOCK_SH), "flock"));
       if (!/^lock:/m.test(info)) missing("/proc/PID/fdinfo does not show file locks");
@@ -191,7 +197,7 @@ export const SYSTEM_PROBES: Probe[] = [
   {
     id: "timerfd",
     category: "extra",
-    breaks: "timerfds cannot be restored with their tick count; crest does not checkpoint timerfds yet",
+    breaks: "crest cannot restore a timerfd's count of expirations not read yet",
     run: () => {
       const fd = need(sys(SYS.timerfd_create, CLOCK_MONOTONIC, O.CLOEXEC), "timerfd_create");
       try {
@@ -223,6 +229,12 @@ export const SYSTEM_PROBES: Probe[] = [
         closeFds(efd, p[0]!, p[1]!);
       }
     },
+  },
+  {
+    id: "inotify_setnextwd",
+    category: "extra",
+    breaks: "crest restores the number of each inotify watch by adding and removing watches until the kernel hands it out (slow for high numbers)",
+    run: inotifySetNextWd,
   },
   {
     id: "cgroupns",
@@ -299,34 +311,4 @@ export const SYSTEM_PROBES: Probe[] = [
     breaks: "criu needs it for autofs mounts; crest does not checkpoint mount namespaces",
     run: autofs,
   },
-  {
-    id: "external_net_ns",
-    category: "feature",
-    breaks: `criu restores into a network namespace given with --external net[INODE]:NAME; ${NETNS_NOT_YET}`,
-    run: notInCrest("crest does not accept --external net[...]"),
-  },
-  {
-    id: "nftables",
-    category: "feature",
-    breaks: `criu (built with libnftables) keeps the nftables rules of network namespaces; ${NETNS_NOT_YET}`,
-    run: notInCrest("crest has no nftables support"),
-  },
-  {
-    id: "has_ipt_legacy",
-    category: "feature",
-    breaks: `criu saves iptables rules and locks the network with iptables-legacy; ${NETNS_NOT_YET} or sockets`,
-    run: notInCrest("crest does not use iptables"),
-  },
-  {
-    id: "network_lock_nftables",
-    category: "feature",
-    breaks: "criu blocks the network of a tree while it is dumped or restored; crest does not checkpoint sockets, so it has nothing to lock",
-    run: notInCrest("crest has no nftables network locking"),
-  },
-  {
-    id: "compat_cr",
-    category: "feature",
-    breaks: "criu checkpoints 32-bit (ia32 and x32) tasks with it",
-    run: notInCrest("crest does not checkpoint 32-bit tasks"),
-  },
-];
+] as const satisfies readonly Probe[];

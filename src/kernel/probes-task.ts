@@ -7,7 +7,8 @@ import { ptrace } from "../sys/syscalls.js";
 import { CLONE_ARGS_SIZE, MM_MAP_SIZE, packCloneArgs, packMmMap, SIGINFO_SIZE, siginfoHead } from "../sys/structs.js";
 import { parseAuxv, parseMaps, parseStat } from "../proc/index.js";
 import { missing, need, sys, type Probe } from "./probe.js";
-import { PROBE_TRACE, withStub, type ProbeStub } from "./stub.js";
+import { killAndReap, type Stub } from "../remote/stub.js";
+import { PROBE_TRACE, withStub } from "./stub.js";
 
 const EIO = 5, E2BIG = 7;
 const PR_SET_MM_MAP_SIZE = 15;
@@ -17,9 +18,9 @@ const PTRACE_POKEUSER = 6, U_DEBUGREG = 848;
 /** struct ptrace_rseq_configuration: u64 pointer, u32 size, u32 signature, u32 flags, u32 pad. */
 const RSEQ_CONF_SIZE = 24;
 
-const traced = (fn: (s: ProbeStub) => void) => (): void => withStub({ trace: PROBE_TRACE, what: "starting a process to trace" }, fn);
+const traced = (fn: (s: Stub) => void) => (): void => withStub({ trace: PROBE_TRACE, what: "starting a process to trace" }, fn);
 
-export const TASK_PROBES: Probe[] = [
+export const TASK_PROBES = [
   {
     id: "ptrace",
     category: "basic",
@@ -188,7 +189,7 @@ export const TASK_PROBES: Probe[] = [
   {
     id: "loginuid",
     category: "extra",
-    breaks: "criu restores a task's audit login uid with it; crest does not restore loginuid yet",
+    breaks: "crest cannot restore a task's audit login uid",
     run: traced((s) => {
       let saved: string;
       try {
@@ -210,11 +211,10 @@ export const TASK_PROBES: Probe[] = [
     category: "extra",
     breaks: "crest restore -S (--restore-sibling) of a tree with its own PID namespace fails",
     run: () => withStub({ trace: PROBE_TRACE | PTRACE_O.TRACEFORK | PTRACE_O.TRACECLONE | PTRACE_O.TRACEVFORK }, (s) => {
-      // The new task is crest's child (CLONE_PARENT) and arrives traced: reaped with the stub.
+      // The new task is crest's child (CLONE_PARENT) and arrives traced: killed and reaped here.
       const r = s.remote();
       const got = r.syscall(SYS.clone3, r.put(packCloneArgs({ flags: CLONE.PARENT | CLONE.NEWPID, exitSignal: 0 })), CLONE_ARGS_SIZE);
-      s.extra.push(...r.events.map((e) => e.child));
-      if (got > 0 && !s.extra.includes(got)) s.extra.push(got);
+      for (const pid of new Set([...r.events.map((e) => e.child), ...(got > 0 ? [got] : [])])) killAndReap(pid);
       need(got, "clone3 with CLONE_PARENT | CLONE_NEWPID", [EINVAL]);
     }),
   },
@@ -239,4 +239,4 @@ export const TASK_PROBES: Probe[] = [
       if (t.getRegs().get("ip") !== gadget) missing("hardware breakpoints do not fire here (often the case in virtual machines)");
     }),
   },
-];
+] as const satisfies readonly Probe[];

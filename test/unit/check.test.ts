@@ -1,12 +1,15 @@
-// crest check, the pure parts: criu's feature names, the list and help
-// formats, and how probe results become output and an exit code.
+// crest check, the pure parts: criu's feature names and crest's answers,
+// the list and help formats, how probe results become output and an exit
+// code, and the kernel facts' cache (on probes of its own).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  CHECK_BAD, CHECK_GOOD, CHECK_MAYBE, FEATURE_NAMES, categoriesFor, featureHelp, featureList, featureVerdict,
+  CHECK_BAD, CHECK_GOOD, CHECK_MAYBE, CREST_LACKS, FEATURE_NAMES, categoriesFor, featureHelp, featureList, featureVerdict,
   isFeatureName, unknownFeature, verdict, type Outcome,
 } from "../../src/kernel/features.js";
-import { PROBES, probeFor } from "../../src/kernel/probes.js";
+import { PROBES } from "../../src/kernel/probes.js";
+import { Facts, facts } from "../../src/kernel/facts.js";
+import { missing, type Probe } from "../../src/kernel/probe.js";
 import { check } from "../../src/faces/check.js";
 import { defaultOptions } from "../../src/options.js";
 import type { Logger } from "../../src/log.js";
@@ -22,27 +25,82 @@ const CRIU_42 = [
   "pagemap_scan_guard_pages",
 ];
 
-test("every criu 4.2 feature name is known, in criu's order, and has a probe", () => {
+test("every criu 4.2 feature name is known, in criu's order, and has an answer", () => {
   assert.deepEqual([...FEATURE_NAMES], CRIU_42);
   for (const name of CRIU_42) {
     assert.ok(isFeatureName(name), name);
-    const p = probeFor(name);
-    assert.ok(p, `no probe for ${name}`);
-    assert.ok(p.breaks.length > 10, `${name} says what it breaks`);
+    const lacks = CREST_LACKS[name];
+    if (lacks) {
+      // crest's own reason, and what criu does with it.
+      assert.match(lacks.crest, /^crest /, name);
+      assert.match(lacks.criu, /^criu/, name);
+      if (lacks.fact) assert.ok(facts.isFact(lacks.fact), `${name}: ${lacks.fact}`);
+      if (lacks.fact === undefined) assert.ok(facts.isFact(name), `${name} has a fact of its name, or says which`);
+    } else {
+      assert.ok(facts.isFact(name), `${name}: crest answers it from the fact of that name`);
+    }
   }
   assert.equal(isFeatureName("list"), false);
   assert.equal(isFeatureName("ptrace"), false, "crest's own probe names are not criu feature names");
   assert.equal(isFeatureName("MNT_ID"), false);
 });
 
-test("probe ids are unique and every probe has a category", () => {
+test("probe ids are unique, every probe has a category and says what it breaks", () => {
   const ids = PROBES.map((p) => p.id);
   assert.equal(new Set(ids).size, ids.length);
-  for (const p of PROBES) assert.ok(["basic", "extra", "experimental", "feature"].includes(p.category), p.id);
-  // What every dump and restore needs is in the basic run.
-  for (const id of ["ptrace", "pagemap_scan", "clone3_set_tid", "pr_set_mm_map", "seccomp_suspend", "get_rseq_conf"]) {
-    assert.equal(probeFor(id)?.category, "basic", id);
+  for (const p of PROBES) {
+    assert.ok(["basic", "extra", "experimental", "feature"].includes(p.category), p.id);
+    assert.ok(p.breaks.length > 10, `${p.id} says what it breaks`);
   }
+  // What every dump and restore needs is in the basic run.
+  for (const id of ["ptrace", "pagemap_scan", "clone3_set_tid", "pr_set_mm_map", "seccomp_suspend", "get_rseq_conf", "pidfd_getfd"] as const) {
+    assert.equal(facts.probe(id).category, "basic", id);
+  }
+  // The facts the kinds consult, or will.
+  for (const id of ["inotify_setnextwd", "uffd-wp", "nftables", "tcp_repair"] as const) assert.ok(facts.isFact(id), id);
+});
+
+/** Probes that count their runs: a supported one, a missing one, one with nothing to check, one that breaks. */
+function countingProbes(): { probes: Array<Probe & { id: "yes" | "no" | "none" | "broken" }>; runs: Map<string, number> } {
+  const runs = new Map<string, number>();
+  const probe = (id: "yes" | "no" | "none" | "broken", run: () => void | string) => ({
+    id, category: "extra" as const, breaks: `${id} breaks things`,
+    run: () => {
+      runs.set(id, (runs.get(id) ?? 0) + 1);
+      return run();
+    },
+  });
+  return {
+    runs,
+    probes: [
+      probe("yes", () => {}),
+      probe("no", () => missing("no is not supported by this kernel (ENOSYS)")),
+      probe("none", () => "there is no such device here"),
+      probe("broken", () => {
+        throw new TypeError("the probe itself broke");
+      }),
+    ],
+  };
+}
+
+test("facts: each probe runs when its fact is first asked for, once, and its verdict is kept", () => {
+  const { probes, runs } = countingProbes();
+  const f = new Facts(probes);
+  assert.equal(runs.size, 0, "nothing runs before it is asked for");
+  assert.deepEqual(f.get("yes"), { supported: true });
+  assert.equal(f.has("yes"), true);
+  assert.deepEqual([...runs], [["yes", 1]], "only the fact asked for ran, once");
+  assert.deepEqual(f.get("no"), { supported: false, reason: "no is not supported by this kernel (ENOSYS)" });
+  assert.equal(f.has("no"), false);
+  assert.deepEqual(f.get("none"), { supported: false, reason: "there is no such device here", nothingToCheck: true });
+  const broken = f.get("broken");
+  assert.equal(broken.supported, false);
+  assert.ok(!broken.supported && broken.reason === "the probe itself broke" && broken.error instanceof TypeError);
+  for (const id of ["yes", "no", "none", "broken"] as const) f.get(id);
+  assert.deepEqual([...runs], [["yes", 1], ["no", 1], ["none", 1], ["broken", 1]]);
+  assert.equal(f.isFact("maybe"), false);
+  assert.throws(() => f.get("maybe" as "yes"), /no probe for the kernel fact maybe/);
+  assert.equal(f.probe("no").breaks, "no breaks things");
 });
 
 test("--feature list: every name on one line, separated by spaces", () => {
@@ -130,6 +188,16 @@ test("check --feature list and an unknown name, without probing anything", () =>
   const b = captureLog();
   assert.equal(check({ ...o, check: { ...o.check, feature: "no_such_thing" } }, b.log), 1);
   assert.deepEqual(b.out, ["error:Unknown feature no_such_thing"]);
+});
+
+test("check --feature pidfd_store: no, whatever the kernel has: crest does not implement --pidfd-store", () => {
+  const a = captureLog();
+  assert.equal(check(withFeature("pidfd_store"), a.log), 1);
+  assert.deepEqual(a.out, [
+    "error:crest does not implement --pidfd-store (criu's RPC option pidfd_store_sk; crest has no RPC yet): " +
+      "criu keeps pidfds of the dumped tasks between pre-dumps with it, to notice a PID reused",
+    "msg:pidfd_store is not supported",
+  ]);
 });
 
 test("check --feature of a criu feature crest does not have answers no, with the reason", () => {

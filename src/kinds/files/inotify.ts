@@ -18,6 +18,7 @@ import { sys } from "../../sys/syscalls.js";
 import { parseMountinfo, type MountInfo } from "../../proc/index.js";
 import type { InotifyWatch } from "../../proc/fdinfo-kinds.js";
 import { isAnon, type FdFacts, type FileKind } from "./file-kind.js";
+import { kernelHas } from "../../kernel/facts.js";
 import type { Remote } from "../../remote/remote.js";
 
 /** _IOW('I', 0, __s32): needs CONFIG_CHECKPOINT_RESTORE. */
@@ -140,8 +141,8 @@ function addWatch(r: Remote, run: RestoreRun, ifd: number, w: inotify_wd_entry, 
     const path = r.putString(`/proc/self/fd/${hfd}`);
     // The mask as the kernel shows it: events plus the flags it keeps (CRIU keeps only the events).
     const mask = (w.mask & (IN_ALL_EVENTS | IN_EXCL_UNLINK | IN_ONESHOT)) >>> 0;
-    // Where the kernel cannot set the next wd, the loop below walks up to it.
-    r.syscall(SYS.ioctl, ifd, INOTIFY_IOC_SETNEXTWD, w.wd);
+    // Where the kernel cannot set the next wd (no CONFIG_CHECKPOINT_RESTORE), the loop below walks up to it.
+    if (kernelHas("inotify_setnextwd")) r.call(`set the next wd of ${what} to ${w.wd}`, SYS.ioctl, ifd, INOTIFY_IOC_SETNEXTWD, w.wd);
     for (let round = 0; ; round++) {
       const got = r.call(`add ${at}`, SYS.inotify_add_watch, ifd, path, mask);
       if (got === w.wd) return strays;

@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { Tracee, TraceError } from "../../remote/tracee.js";
 import { PTRACE_O, SIG } from "../../sys/constants.js";
-import { parseStatus } from "../../proc/index.js";
+import { parseChildren, parseStatus } from "../../proc/index.js";
 import { EPERM, ESRCH, ETIMEDOUT } from "../../sys/errno.js";
 import type { Logger } from "../../log.js";
 
@@ -32,8 +32,7 @@ function listThreads(pid: number): number[] {
 }
 
 function readChildren(pid: number, tid: number): number[] {
-  const text = readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").trim();
-  return text ? text.split(/\s+/).map(Number) : [];
+  return parseChildren(readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8"));
 }
 
 function procState(pid: number): string {
