@@ -22,7 +22,7 @@ import { TASK_STATE } from "../../kinds/task/task-state.js";
 import { pageCount, PE } from "../../kinds/memory/pages.js";
 import { restoreNamespaces } from "../../kinds/namespaces/ipc-uts.js";
 import { createTree, finishTree, planTree, type TreeNode } from "./tree.js";
-import { pidHolder } from "../../remote/stub.js";
+import { takenPid } from "./pid-wait.js";
 import { sleepMs, wait4 } from "../../sys/syscalls.js";
 import { native } from "../../sys/native.js";
 import { CLONE, PAGE_SIZE, PR, SIG, SYS, WNOHANG } from "../../sys/constants.js";
@@ -167,11 +167,9 @@ export function restore(opts: Options, log: Logger): RestoreResult {
     (e) => cores.get(e.pid)![0]!.tc?.exit_code ?? 0, shares);
   const ns = restoreNamespaces(dir, inventory, tasks.get(root.pid)!);
   if (!ns.flags.ownPidNs) {
-    for (const n of nodes) {
-      const holder = pidHolder(n.vpid);
-      if (holder) {
-        throw new Error(`PID ${n.vpid} is taken by ${holder}: stop it first (a killed process's PID can stay taken until its parent reaps it), or restore into a new PID namespace`);
-      }
+    const taken = takenPid(nodes, (vpid) => cores.get(vpid)?.[0]?.tc?.comm, log);
+    if (taken) {
+      throw new Error(`PID ${taken.pid} is taken by ${taken.holder}: stop it first (a killed process's PID can stay taken until its parent reaps it), or restore into a new PID namespace`);
     }
   }
   log.info(`Restoring ${entries.length} process(es), root ${root.pid}`);
