@@ -4,7 +4,8 @@
 Starting Debian's crit costs ~0.2 s a file, and the dump of a big tree has
 hundreds. Each file here goes through the pycriu calls `crit decode -i FILE
 [--pretty]` or `crit encode -i IN -o OUT` makes, with the same arguments, and
-fails where crit would, with the line crit's complaint would end with.
+fails where crit would, with crit's complaint: its own message, or the last
+line of the traceback it would die with.
 
   crit-batch.py decode [--pretty] [--text] FILE...
   crit-batch.py encode IN OUT [IN OUT]...
@@ -36,8 +37,8 @@ def decode(path, pretty, text):
 
 
 def encode(src, dst):
-    # crit's encode: json.load of the input, images.dump into the output opened "wb+".
-    with open(src) as f:
+    # crit's encode: json.load of the input opened "rb", images.dump into the output opened "wb+".
+    with open(src, "rb") as f:
         try:
             img = json.load(f)
         except UnicodeDecodeError:
