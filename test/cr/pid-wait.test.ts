@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { native } from "../../src/sys/native.js";
 import { CORPSE_WAIT_MS } from "../../src/pipelines/restore/pid-wait.js";
 import {
-  WORKLOADS, crest, dumpLog, dumpWorkload, finish, imagesDir, procState, restoreWorkload, stop, waitFor, waitGone,
+  WORKLOADS, crest, dumpLog, dumpWorkload, finish, imagesDir, procState, restoreWorkload, startWorkload, stop, waitFor, waitGone,
   type Workload,
 } from "./harness.js";
 
@@ -63,10 +63,9 @@ test("restore right after dump waits for the dumped process's zombie to be reape
 });
 
 test("a PID held by a live process, or by a zombie that is not the dumped one, is refused at once", () => {
-  const { w, reaper } = startUnderLateReaper("loop");
+  const w = startWorkload("loop");
   try {
     dumpWorkload(w); // waits until the PID is free
-    waitGone(reaper);
     for (const [what, path, argv] of [["a live process", "/bin/sleep", ["sleep", "60"]], ["another zombie", "/bin/true", ["true"]]] as const) {
       const holder = native.spawn({ path, argv: [...argv], env: [], fds: [], pid: w.pid });
       assert.equal(holder, w.pid, `${what} on PID ${w.pid}`);
