@@ -1,9 +1,13 @@
 // Builds everything `npm ci` needs: the syscall binding and the stub process
 // (the only native code, compiled with the machine's gcc), then TypeScript.
+// On Debian it first installs gcc, make and libc6-dev if they are missing.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ensurePackages, PACKAGES } from "./debian-packages.mjs";
+
+ensurePackages("crest's build", PACKAGES.build);
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const out = join(root, "build");

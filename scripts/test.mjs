@@ -1,9 +1,13 @@
 // Runs the unit tests, then the checkpoint/restore tests on real processes
 // (one file at a time: they create PIDs and must not race each other).
+// First it installs the Debian packages the tests need, if missing.
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ensurePackages, PACKAGES } from "./debian-packages.mjs";
+
+ensurePackages("crest's tests", PACKAGES.test);
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const suites = [join(root, "dist/test/unit"), join(root, "dist/test/cr")].filter((d) => existsSync(d));

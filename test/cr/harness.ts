@@ -4,11 +4,12 @@
 // itself (SIGTERM) and read its verdict.
 import { spawnSync, spawn } from "node:child_process";
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { native, projectRoot } from "../../src/sys/native.js";
 import { SYS, PR, WNOHANG } from "../../src/sys/constants.js";
 import { wait4, sleepMs } from "../../src/sys/syscalls.js";
 import { IMG, readImage } from "../../src/images/index.js";
+import { critBatch } from "../crit.js";
 
 export const CREST = join(projectRoot, "bin", "crest");
 export const WORKLOADS = join(projectRoot, "build", "workloads");
@@ -225,18 +226,12 @@ export function stop(w: Workload): void {
   waitGone(w.pid);
 }
 
-/** Debian's crit, run with the system python that has protobuf. */
-export const CRIT = "/usr/bin/crit";
+export { CRIT } from "../crit.js";
 
-/** Decodes every image file of dir with crit; returns the files that failed, with crit's complaint. */
+/** Decodes every image file of dir as `crit decode -i` would; returns the files that failed, with crit's complaint. */
 export function critDecodeAll(dir: string): string[] {
-  const failed: string[] = [];
-  for (const f of readdirSync(dir)) {
-    if (f.endsWith(".log") || f.startsWith("pages-")) continue;
-    const r = spawnSync("/usr/bin/python3", [CRIT, "decode", "-i", join(dir, f)], { encoding: "utf8" });
-    if (r.status !== 0) failed.push(`${f}: ${r.stderr.trim().split("\n").pop()}`);
-  }
-  return failed;
+  const files = readdirSync(dir).filter((f) => !f.endsWith(".log") && !f.startsWith("pages-"));
+  return critBatch(["decode", ...files.map((f) => join(dir, f))]).filter((r) => !r.ok).map((r) => `${basename(r.file)}: ${r.error}`);
 }
 
 /** Moves a file aside (for corruption tests) and returns its new name. */

@@ -5,13 +5,15 @@
 // expected JSON is mapped onto crit 3.17's own schemas, read from pycriu.
 //
 // Needs /usr/bin/crit run by /usr/bin/python3 (the one with protobuf). Without
-// it the tests skip locally and fail when CI is set.
+// it the tests skip locally and fail when CI is set. The many decodes and
+// encodes of a test run in one python (test/crit-batch.py, crit's own pycriu
+// calls file by file).
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import {
   IMG, readImage, writeImage, imagePath, toCritJson, fromCritJson, parseJson, dumpJson, base64Lines, fromQuotedPrintable,
   quotedPrintable, type EncodeInput, type ImageKind, type ImageKey, type Json, type JsonObject, type MessageType,
@@ -22,9 +24,8 @@ import {
   pipe_data_entry, sk_packet_entry, tcp_stream_entry, ipc_shm_entry, ipc_sem_entry, ipc_msg_entry, ghost_file_entry,
   pagemap_head, pagemap_entry, cpuinfo_entry, cpuinfo_x86_entry_vendor,
 } from "../../src/images/index.js";
+import { CRIT, PY, critBatch, type CritResult } from "../crit.js";
 
-const PY = "/usr/bin/python3";
-const CRIT = "/usr/bin/crit";
 const PYCRIU_IMAGES = "/usr/lib/python3/dist-packages/pycriu/images";
 
 function critProblem(): string | undefined {
@@ -39,9 +40,10 @@ const skip = problem !== undefined && !process.env.CI ? `crit unavailable: ${pro
 if (skip) console.log(`# ${skip}`);
 
 const env = { ...process.env, PATH: `/usr/bin:/bin:${process.env.PATH ?? ""}` };
-function crit(...args: string[]): string {
+/** crit decode or encode of every file given, in one python (see test/crit.ts). */
+function crit(...args: string[]): CritResult[] {
   if (problem !== undefined) throw new Error(`crit unavailable: ${problem}`);
-  return execFileSync(PY, [CRIT, ...args], { encoding: "utf8", env, stdio: ["ignore", "pipe", "pipe"] });
+  return critBatch(args);
 }
 
 const dir = mkdtempSync(join(tmpdir(), "crest-images-crit-"));
@@ -396,9 +398,20 @@ const CASES: Case[] = [
   },
 ];
 
+/** Writes the case's image in a directory of its own (the cases of a test are decoded together). */
 function writeCase(c: Case): string {
-  writeImage(dir, c.kind as ImageKind<unknown, unknown>, c.key, c.value);
-  return imagePath(dir, c.kind, c.key);
+  const at = mkdtempSync(join(dir, "case-"));
+  writeImage(at, c.kind as ImageKind<unknown, unknown>, c.key, c.value);
+  return imagePath(at, c.kind, c.key);
+}
+
+/** What crit decode prints for every case, parsed. */
+function critDecodeCases(...flags: string[]): Json[] {
+  const results = crit("decode", ...flags, "--text", ...CASES.map(writeCase));
+  return results.map((r, i) => {
+    assert.ok(r.ok, `crit decode ${flags.join(" ")} of ${CASES[i]!.name}: ${r.error}`);
+    return parseJson(r.text!);
+  });
 }
 
 // --- tests ----------------------------------------------------------------------------
@@ -440,42 +453,36 @@ test("our schemas agree with crit 3.17's on every field both know", { skip }, ()
 });
 
 test("crit decode shows exactly what crest wrote", { skip }, () => {
-  for (const c of CASES) {
-    const file = writeCase(c);
-    const got = parseJson(crit("decode", "-i", file));
-    assert.deepEqual(got, { magic: c.kind.name, entries: c.entries(false) }, c.name);
-  }
+  const decoded = critDecodeCases();
+  CASES.forEach((c, i) => assert.deepEqual(decoded[i], { magic: c.kind.name, entries: c.entries(false) }, c.name));
 });
 
 test("crit decode --pretty agrees with our display hints", { skip }, () => {
-  for (const c of CASES) {
-    const file = writeCase(c);
-    const got = parseJson(crit("decode", "--pretty", "-i", file));
-    assert.deepEqual(got, { magic: c.kind.name, entries: c.entries(true) }, c.name);
-  }
+  const decoded = critDecodeCases("--pretty");
+  CASES.forEach((c, i) => assert.deepEqual(decoded[i], { magic: c.kind.name, entries: c.entries(true) }, c.name));
 });
 
 test("crit encode of our JSON gives images crest reads back and re-encodes byte for byte", { skip }, () => {
-  for (const c of CASES.filter((x) => x.encodable)) {
-    for (const pretty of [false, true]) {
-      const label = `${c.name}${pretty ? " (pretty)" : ""}`;
-      const ours = writeCase(c);
-      const json = join(dir, "crit-input.json");
-      const out = join(dir, "crit-encoded.img");
-      writeFileSync(json, dumpJson({ magic: c.kind.name, entries: c.entries(pretty) }, pretty ? 4 : undefined));
-      crit("encode", "-i", json, "-o", out);
-      const theirs = readFileSync(out);
-      const back = readImageFile(c, out);
-      // crest reads what crit wrote as what we meant, minus fields crit 3.17 does not know ...
-      assert.deepEqual(normalise(c, back), normalise(c, readImageFile(c, ours), true), label);
-      // ... and writing it again gives python-protobuf's exact bytes.
-      const again = join(dir, "again");
-      rmSync(again, { recursive: true, force: true });
-      mkdirSync(again);
-      writeImage(again, c.kind as ImageKind<unknown, unknown>, c.key, back);
-      assert.deepEqual(readFileSync(imagePath(again, c.kind, c.key)), theirs, `${label}: bytes differ`);
-    }
-  }
+  const jobs = CASES.filter((x) => x.encodable).flatMap((c) => [false, true].map((pretty) => {
+    const ours = writeCase(c);
+    const json = join(dirname(ours), "crit-input.json");
+    writeFileSync(json, dumpJson({ magic: c.kind.name, entries: c.entries(pretty) }, pretty ? 4 : undefined));
+    return { c, label: `${c.name}${pretty ? " (pretty)" : ""}`, ours, json, out: join(dirname(ours), "crit-encoded.img") };
+  }));
+  const results = crit("encode", ...jobs.flatMap((j) => [j.json, j.out]));
+  jobs.forEach(({ c, label, ours, out }, i) => {
+    assert.ok(results[i]!.ok, `crit encode of ${label}: ${results[i]!.error}`);
+    const theirs = readFileSync(out);
+    const back = readImageFile(c, out);
+    // crest reads what crit wrote as what we meant, minus fields crit 3.17 does not know ...
+    assert.deepEqual(normalise(c, back), normalise(c, readImageFile(c, ours), true), label);
+    // ... and writing it again gives python-protobuf's exact bytes.
+    const again = join(dir, "again");
+    rmSync(again, { recursive: true, force: true });
+    mkdirSync(again);
+    writeImage(again, c.kind as ImageKind<unknown, unknown>, c.key, back);
+    assert.deepEqual(readFileSync(imagePath(again, c.kind, c.key)), theirs, `${label}: bytes differ`);
+  });
 });
 
 test("crit encode from hand-written JSON decodes in crest (unix names, enums, hex strings)", { skip }, () => {
@@ -493,7 +500,8 @@ test("crit encode from hand-written JSON decodes in crest (unix names, enums, he
   };
   const file = join(dir, "hand.json");
   writeFileSync(file, dumpJson(json));
-  crit("encode", "-i", file, "-o", join(dir, "files.img"));
+  const [encoded] = crit("encode", file, join(dir, "files.img"));
+  assert.ok(encoded!.ok, `crit encode: ${encoded!.error}`);
   const [fe] = readImage(dir, IMG.files);
   assert.equal(fe!.type, fd_types.UNIXSK);
   assert.equal(fe!.usk!.ino, 0x3c4d);

@@ -19,7 +19,7 @@ import { NAMESPACE_KINDS, TASK_RESTORE_KINDS } from "../../kinds/registry.js";
 import { newStats, RunStates, type RestoreRun, type RestoreTask, type TaskKind } from "../../kinds/context.js";
 import { TASK_STATE } from "../../kinds/task/task-state.js";
 import { createTree, finishTree, planTree, type TreeNode } from "./tree.js";
-import { pidHolder } from "../../remote/stub.js";
+import { takenPid } from "./pid-wait.js";
 import { sleepMs, wait4 } from "../../sys/syscalls.js";
 import { native } from "../../sys/native.js";
 import { CLONE, PR, SIG, SYS, WNOHANG } from "../../sys/constants.js";
@@ -128,6 +128,8 @@ interface LoadedTree {
   images: RestoreImages;
   inventory: inventory_entry;
   entries: pstree_entry[];
+  /** Every task's cores (zombies' too), by vpid. */
+  cores: Map<number, core_entry[]>;
   /** Live tasks by vpid, tree order. */
   tasks: Map<number, RestoreTask>;
   nodes: TreeNode[];
@@ -159,7 +161,7 @@ function loadTree(dir: string): LoadedTree {
   };
   const nodes = planTree(entries, (e) => (state(e) === TASK_STATE.ZOMBIE ? "zombie" : "task"),
     (e) => cores.get(e.pid)![0]!.tc?.exit_code ?? 0, shares);
-  return { images, inventory, entries, tasks, nodes };
+  return { images, inventory, entries, cores, tasks, nodes };
 }
 
 /** Stage: every kind checks what it needs; returns the CLONE_NEW* flags the root is created with. */
@@ -169,13 +171,14 @@ function planKinds(run: RestoreRun): number {
   return flags;
 }
 
-/** In a tree in crest's PID namespace, the dumped PIDs must be free. */
-function checkPidsFree(nodes: TreeNode[]): void {
-  for (const n of nodes) {
-    const holder = pidHolder(n.vpid);
-    if (holder) {
-      throw new Error(`PID ${n.vpid} is taken by ${holder}: stop it first (a killed process's PID can stay taken until its parent reaps it), or restore into a new PID namespace`);
-    }
+/**
+ * In a tree in crest's PID namespace, the dumped PIDs must be free (after a
+ * short wait for the dumped processes' own zombies to be reaped).
+ */
+function checkPidsFree(tree: LoadedTree, log: Logger): void {
+  const taken = takenPid(tree.nodes, (vpid) => tree.cores.get(vpid)?.[0]?.tc?.comm, log);
+  if (taken) {
+    throw new Error(`PID ${taken.pid} is taken by ${taken.holder}: stop it first (a killed process's PID can stay taken until its parent reaps it), or restore into a new PID namespace`);
   }
 }
 
@@ -191,7 +194,7 @@ export function restore(opts: Options, log: Logger): RestoreResult {
   };
   const states = new RunStates(() => run);
   const nsFlags = planKinds(run);
-  if (!(nsFlags & CLONE.NEWPID)) checkPidsFree(nodes);
+  if (!(nsFlags & CLONE.NEWPID)) checkPidsFree(tree, log);
   log.info(`Restoring ${tree.entries.length} process(es), root ${tree.entries[0]!.pid}`);
 
   const scripts = new ActionScripts(opts.actionScripts, images.dir, log);

@@ -1,0 +1,55 @@
+// The Debian packages crest's build and tests need, installed with apt-get
+// when missing (as root), so that the README's two commands work on a fresh
+// Debian machine. Not root, or no apt-get: it says what to install and fails.
+// Not Debian (no dpkg-query): nothing is checked, the tools speak for themselves.
+//
+//   node scripts/debian-packages.mjs [build] [test]   (both when none is named)
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+export const PACKAGES = {
+  // The native binding, the stub and the test workloads are C, built here.
+  build: ["gcc", "make", "libc6-dev"],
+  // Debian's crit (in criu, a python program using python3-protobuf) decodes the tests' images.
+  test: ["criu", "python3-protobuf"],
+};
+
+function installed(pkg) {
+  const r = spawnSync("dpkg-query", ["-W", "-f=${db:Status-Status}", pkg], { encoding: "utf8" });
+  return r.status === 0 && r.stdout === "installed";
+}
+
+function aptGet(args) {
+  const r = spawnSync("apt-get", args, { stdio: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+  if (r.status !== 0) {
+    console.error(`apt-get ${args.join(" ")} failed (${r.status ?? r.signal})`);
+    process.exit(1);
+  }
+}
+
+/** Installs what of pkgs is missing, for `what` ("crest's tests", in messages); exits 1 when it cannot. */
+export function ensurePackages(what, pkgs) {
+  if (!existsSync("/usr/bin/dpkg-query")) return;
+  const missing = pkgs.filter((p) => !installed(p));
+  if (!missing.length) return;
+  const list = missing.join(" ");
+  if (process.getuid?.() !== 0 || !existsSync("/usr/bin/apt-get")) {
+    console.error(`For ${what}, the Debian packages ${list} are needed and not installed: as root, run apt-get install ${list}`);
+    process.exit(1);
+  }
+  console.log(`For ${what}, installing the Debian packages ${list} with apt-get`);
+  aptGet(["update", "-qq"]);
+  aptGet(["install", "-y", "-qq", ...missing]);
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const groups = process.argv.length > 2 ? process.argv.slice(2) : Object.keys(PACKAGES);
+  for (const g of groups) {
+    if (!(g in PACKAGES)) {
+      console.error(`unknown group ${g}: ${Object.keys(PACKAGES).join(" or ")}`);
+      process.exit(2);
+    }
+  }
+  ensurePackages(`crest (${groups.join(", ")})`, [...new Set(groups.flatMap((g) => PACKAGES[g]))]);
+}
