@@ -1,6 +1,6 @@
 // Messages <-> the JSON that crit prints and reads (pycriu's pb2dict.py and
-// dict2pb), so crest-crit can speak crit's JSON and tests can compare our
-// bytes with what crit decodes. Integers beyond 2^53 travel as bigint, so
+// dict2pb), so crest speaks crit's JSON (for a crit of its own, to come) and
+// tests can compare our bytes with what crit decodes. Integers beyond 2^53 travel as bigint, so
 // JSON text goes through parseJson / dumpJson below, not JSON.parse/stringify.
 //
 // crit's rules, as implemented by pb2dict.py:

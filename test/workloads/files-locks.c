@@ -1,9 +1,9 @@
 /*
  * Holds one file lock, of the kind argv[2] names: "posix" (F_SETLK, a read
  * lock on bytes 10-29), "ofd" (F_OFD_SETLK, a write lock from 100 to EOF),
- * "flock" (LOCK_EX) or "lease" (F_SETLEASE, a read lease). crest refuses to
- * dump it (file locks are not supported yet), so this only checks that the
- * process was left as it was: the lock is still its own (the "lock:" line of
+ * "flock" (LOCK_EX) or "lease" (F_SETLEASE, a read lease). Without
+ * --file-locks crest refuses to dump it (as criu does), so this only checks
+ * that the process was left as it was: the lock is still its own (the "lock:" line of
  * its fdinfo is unchanged) and the file is still at its position.
  *
  * Sabotage: 1 drops the lock.
