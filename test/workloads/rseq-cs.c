@@ -2,7 +2,7 @@
  * Restartable sequences (zdtm transition/rseq01's case): the main thread and
  * three more threads run, from ready to SIGTERM, one rseq critical section after
  * another in glibc's registered rseq area, each section a long busy loop, so
- * that a checkpoint almost always stops both of them inside one. A section
+ * that a checkpoint almost always stops each of them inside one. A section
  * the kernel aborts (preemption, a signal, migration) resumes at its abort
  * handler and is counted; one that runs to its end reads (struct
  * rseq).rseq_cs as its last instruction inside, which must still point at
