@@ -27,8 +27,8 @@ import { ipcNamespaceKind } from "./namespaces/ipc.js";
 export const NAMESPACE_KINDS: readonly TaskKind[] = [pidNamespaceKind, utsNamespaceKind, ipcNamespaceKind];
 
 /**
- * Dump order: registers first (they are the thread's as seized, before any
- * rseq fixup is lost); memory before the kinds that fill mm fields (creds:
+ * Dump order: registers first (the thread's as seized; its rseq_cs was read
+ * when its remote session opened, before any code ran in it); memory before the kinds that fill mm fields (creds:
  * dumpable, props: THP); creds before files (file owners carry uids); file
  * locks after the fd table (they are read off its fds).
  */

@@ -5,7 +5,7 @@ import { Tracee, TraceError, type Stop } from "./tracee.js";
 import { readMemory, writeMemory } from "./memory.js";
 import { MAP, PROT, PTRACE, PTRACE_EVENT, SIG, SYS } from "../sys/constants.js";
 import { KSIGACTION_SIZE, Regs, SIGINFO_SIZE, SYSCALL_ARGS, siginfoHead } from "../sys/structs.js";
-import { errnoName } from "../sys/errno.js";
+import { errnoName, SysError } from "../sys/errno.js";
 import { ptrace } from "../sys/syscalls.js";
 
 /**
@@ -62,9 +62,36 @@ export interface ForkEvent {
   child: number;
 }
 
+/** errno of a ptrace request this kernel does not know. */
+const EIO = 5;
+
+/**
+ * (struct rseq).rseq_cs of a stopped thread: 0n if it names no critical
+ * section or the thread registered no rseq area (or the kernel has no
+ * PTRACE_GET_RSEQ_CONFIGURATION, before 5.13: the regs kind refuses that dump).
+ */
+function rseqCsOf(t: Tracee): bigint {
+  let area: bigint;
+  try {
+    area = t.rseqConfig().pointer;
+  } catch (e) {
+    if (e instanceof SysError && e.errno === EIO) return 0n;
+    throw e;
+  }
+  return area ? readMemory(t.tid, area + 8n, 8).readBigUInt64LE(0) : 0n;
+}
+
 export class Remote {
   readonly saved: Regs;
   readonly savedMask: bigint;
+  /**
+   * (struct rseq).rseq_cs as seized. The kernel clears it as soon as the
+   * thread returns to user space outside that critical section, which the
+   * first syscall we run in it does: so it is read before anything runs,
+   * for the regs kind to record (and to move a thread stopped inside the
+   * section to its abort handler).
+   */
+  readonly rseqCs: bigint;
   private readonly base: Regs;
   private scratchAddr = 0n;
   private scratchSize = 0;
@@ -89,6 +116,7 @@ export class Remote {
   constructor(readonly t: Tracee, private gadget: Gadget) {
     this.saved = t.getRegs();
     this.savedMask = t.getSigmask();
+    this.rseqCs = rseqCsOf(t);
     this.base = this.saved.clone();
     // Nothing may be delivered while we drive the task: block all we can,
     // but SIGTRAP: the kernel would reset its action to SIG_DFL at crest's

@@ -5,14 +5,16 @@
 // and say what criu's would. Guard regions (maps-guard workload): recorded
 // as criu records them, never read, installed again. Copy-on-write memory
 // (cow workload): a forked child's unchanged pages stay shared after restore.
+// Many batches of page reads with shared memory dumped among them (maps-runs
+// workload, zdtm transition/maps007's layout).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { readImage, IMG } from "../../src/images/index.js";
-import { critDecodeAll, dumpWorkload, finish, imagesDir, restoreWorkload, startWorkload, stop } from "./harness.js";
+import { critDecodeAll, cycle, dumpWorkload, finish, imagesDir, restoreWorkload, startWorkload, stop } from "./harness.js";
 
 const MAP_LOCKED = 0x2000, MAP_DROPPABLE = 0x08, MAP_PRIVATE = 0x02;
-const VMA_MEMFD = 1 << 14, VMA_FILE_SHARED = 1 << 7, VMA_AREA_GUARD = 1 << 16;
+const VMA_MEMFD = 1 << 14, VMA_FILE_SHARED = 1 << 7, VMA_ANON_SHARED = 1 << 8, VMA_AREA_GUARD = 1 << 16;
 const PAGE_SIZE = 4096n;
 const O_RDWR = 2;
 
@@ -98,4 +100,16 @@ test("cow: a parent's private memory stays shared with its forked children", () 
   } finally {
     stop(w);
   }
+});
+
+// The shared object's pages are dumped while the task's own pages writer
+// still holds pages it has read but not yet written: each needs a buffer of
+// its own (they once shared one, and the shared pages overwrote the others).
+test("maps-runs: private pages read in many batches, shared memory dumped among them, all come back", () => {
+  cycle("maps-runs", [], (w) => {
+    const dir = imagesDir(w);
+    const shmem = readImage(dir, IMG.mm, w.pid)[0]!.vmas.filter((v) => v.status & VMA_ANON_SHARED);
+    assert.equal(shmem.length, 1, "one shared anonymous mapping");
+    assert.ok(readImage(dir, IMG.pagemap, w.pid).entries.length > 1024, "more runs of pages than one batch of reads takes");
+  });
 });

@@ -4,17 +4,19 @@
  *   ctty PATH  a session leader whose controlling terminal is the pty slave
  *              PATH (the harness holds its master), with no fd of it left:
  *              its tty_nr would be lost.
- *   ownproc    an fd of its own /proc directory (/proc/self/status, which
- *              names /proc/PID/status): after a restore that path would
- *              name another process, or none.
+ *   ownproc    started in its own PID namespace (crest run): an fd of its
+ *              own /proc directory (/proc/self/status, which crest sees as
+ *              /proc/PID/status with its PID outside): after a restore that
+ *              path would name another process, or none.
  * After the refused dump it checks the object is still there: the
  * controlling terminal (TIOCGSID through /dev/tty gives its session), the
- * /proc fd reads its own status.
+ * /proc fd reads its own status (the last NSpid is its PID).
  * Sabotage: 1 drops the controlling terminal (ctty) or closes the fd (ownproc).
  */
 #define _GNU_SOURCE
 #include "lib.h"
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -47,10 +49,13 @@ static int ownproc(void)
 	wl_wait();
 	if (wl_sabotage() == 1)
 		close(fd);
-	char buf[256], want[32];
+	char buf[4096], want[32];
 	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-	snprintf(want, sizeof(want), "\nPid:\t%d\n", getpid());
-	if (n <= 0 || (buf[n] = 0, !strstr(buf, want)))
+	snprintf(want, sizeof(want), "\t%d\n", getpid());
+	const char *nspid = n > 0 ? (buf[n] = 0, strstr(buf, "\nNSpid:")) : NULL;
+	const char *eol = nspid ? strchr(nspid + 1, '\n') : NULL;
+	size_t wl = strlen(want);
+	if (!eol || eol + 1 - nspid < (ptrdiff_t)wl || strncmp(eol + 1 - wl, want, wl))
 		fail("the fd of /proc/self/status no longer reads this process's status (%s)", n < 0 ? strerror(errno) : "other contents");
 	return wl_done();
 }

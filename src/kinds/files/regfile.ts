@@ -72,16 +72,19 @@ export function checkReopenable(run: DumpRun, path: string, via: string, what: s
 const isAppendLog = (flags: number): boolean => (flags & O.ACCMODE) === O.WRONLY && (flags & O.APPEND) !== 0;
 
 /**
- * A file under /proc/PID of a task of the tree names a process that will
- * not be there at restore (or is another one then): refused, rather than
- * dumped into images that can never be restored.
+ * A file under /proc/PID of a task of a tree with its own PID namespace:
+ * crest sees PID as the task's PID outside the namespace, which a restore
+ * does not keep (only the PIDs inside are restored), so the path would name
+ * another process, or none. Refused rather than dumped into images that can
+ * never be restored. (In crest's own PID namespace the restored task has
+ * that PID again.)
  */
 function refuseOwnProc(run: DumpRun, path: string, what: string): void {
   const m = /^\/proc\/(\d+)(?:\/|$)/.exec(path);
-  if (!m || !run.treeTids.has(Number(m[1]))) return;
+  if (!m || !run.ownNamespaces.has("pid") || !run.treeTids.has(Number(m[1]))) return;
   throw new UnsupportedError(
-    `${what} is ${path}, in the /proc directory of process ${m[1]} of the dumped tree; ` +
-    "crest cannot restore it yet (after the restore that path names another process, or none)",
+    `${what} is ${path}, in the /proc directory of process ${m[1]} of the dumped tree, which has its own PID namespace; ` +
+    "crest cannot restore it yet (restored, the process gets another PID outside the namespace)",
   );
 }
 

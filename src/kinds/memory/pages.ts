@@ -28,12 +28,14 @@ const PRIVATE_DATA_UNGUARDED = { ...PRIVATE_DATA, mask: UNGUARDED, inverted: UNG
 const IOV_MAX = 1024;
 const POPULATE_MIN_PAGES = 64;
 const BUF_SIZE = 16 << 20;
-let sharedBuf: Buffer | null = null;
-/** One page-aligned buffer, reused for every batch of every task. */
-function buffer(): Buffer {
-  sharedBuf ??= Buffer.from(native.aligned(BUF_SIZE, PAGE_SIZE));
-  return sharedBuf;
-}
+/**
+ * Page-aligned buffers, reused for every batch of every task. Each user holds
+ * its own while it works: writers can be open at once (a task's pages writer
+ * still holds read pages when its shared memory is dumped by another).
+ */
+const spareBuffers: Buffer[] = [];
+const takeBuffer = (): Buffer => spareBuffers.pop() ?? Buffer.from(native.aligned(BUF_SIZE, PAGE_SIZE));
+const giveBack = (b: Buffer): void => void spareBuffers.push(b);
 
 /** Where the bytes of a run of pages come from. */
 export type PageOrigin =
@@ -46,8 +48,9 @@ export type PageOrigin =
    */
   | { kind: "fd"; fd: number; offset: number; size?: number };
 
-/** A writer of one pages-N.img: batches runs of pages through the aligned buffer. */
+/** A writer of one pages-N.img: batches runs of pages through an aligned buffer of its own. */
 export class PagesWriter {
+  private readonly buf = takeBuffer();
   private used = 0;
   /** Where the queued process_vm_readv ranges start in the buffer. */
   private readBase = 0;
@@ -81,9 +84,9 @@ export class PagesWriter {
         const t0 = process.hrtime.bigint();
         const at = origin.offset + done;
         const want = origin.size === undefined ? n : Math.max(0, Math.min(n, origin.size - at));
-        const got = want ? readSync(origin.fd, buffer(), this.used, want, at) : 0;
+        const got = want ? readSync(origin.fd, this.buf, this.used, want, at) : 0;
         if (got !== want) throw new Error(`read ${got} of ${want} bytes of memory of process ${this.pid} at offset ${at}`);
-        buffer().fill(0, this.used + got, this.used + n);
+        this.buf.fill(0, this.used + got, this.used + n);
         this.stats.memdumpUs += Number((process.hrtime.bigint() - t0) / 1000n);
         this.used += n;
         this.readBase = this.used;
@@ -96,7 +99,7 @@ export class PagesWriter {
     if (this.nRemote) {
       const t0 = process.hrtime.bigint();
       const want = this.used - this.readBase;
-      this.local[0] = BigInt(native.address(buffer()) + this.readBase);
+      this.local[0] = BigInt(native.address(this.buf) + this.readBase);
       this.local[1] = BigInt(want);
       const n = check(native.syscall(SYS.process_vm_readv, this.pid, this.local, 1, this.remote, this.nRemote, 0), `read memory of process ${this.pid}`);
       if (n !== want) throw new Error(`read ${n} of ${want} bytes of memory of process ${this.pid}: its mappings changed while frozen`);
@@ -109,7 +112,7 @@ export class PagesWriter {
 
   private flushWrite(): void {
     const t0 = process.hrtime.bigint();
-    this.sink.write(buffer(), 0, this.used);
+    this.sink.write(this.buf, 0, this.used);
     this.stats.memwriteUs += Number((process.hrtime.bigint() - t0) / 1000n);
     this.used = 0;
     this.readBase = 0;
@@ -153,9 +156,13 @@ export class PagesWriter {
   }
 
   close(): void {
-    this.flushRead();
-    this.flushWrite();
-    this.sink.close();
+    try {
+      this.flushRead();
+      this.flushWrite();
+    } finally {
+      this.sink.close();
+      giveBack(this.buf);
+    }
   }
 }
 
@@ -262,7 +269,8 @@ export function restoreOverInherited(pid: number, pages: PageSource, runs: PageR
   const path = pages.path;
   const mem = openSync(`/proc/${pid}/mem`, "r+");
   const half = BUF_SIZE / 2;
-  const want = buffer().subarray(0, half), have = buffer().subarray(half);
+  const buf = takeBuffer();
+  const want = buf.subarray(0, half), have = buf.subarray(half);
   try {
     for (const run of runs) {
       for (let done = 0; done < run.len;) {
@@ -292,6 +300,7 @@ export function restoreOverInherited(pid: number, pages: PageSource, runs: PageR
       }
     }
   } finally {
+    giveBack(buf);
     closeSync(mem);
   }
 }

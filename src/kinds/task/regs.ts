@@ -178,12 +178,12 @@ const RSEQ_CS_FLAG_NO_RESTART_ON_SIGNAL = 2;
  * The thread's rseq registration. A thread stopped inside an rseq critical
  * section must resume at its abort handler, as it would after a signal; the
  * kernel clears (struct rseq).rseq_cs when we run code in the thread, so the
- * pointer is kept in the image and written back last.
+ * pointer is the one the remote session read before it ran any, kept in the
+ * image and written back last.
  */
-function dumpRseq(t: Tracee, regs: Regs): rseq_entry | undefined {
+function dumpRseq(t: Tracee, regs: Regs, csPtr: bigint): rseq_entry | undefined {
   const cfg = t.rseqConfig();
   if (!cfg.pointer) return undefined;
-  const csPtr = readMemory(t.tid, cfg.pointer + 8n, 8).readBigUInt64LE(0);
   if (csPtr) {
     const cs = readMemory(t.tid, csPtr, 32);
     const version = cs.readUInt32LE(0), flags = cs.readUInt32LE(4);
@@ -195,12 +195,12 @@ function dumpRseq(t: Tracee, regs: Regs): rseq_entry | undefined {
   return { rseq_abi_pointer: cfg.pointer, rseq_abi_size: cfg.size, signature: cfg.signature, rseq_cs_pointer: csPtr };
 }
 
-function dumpThread(t: Tracee, saved: Regs): { info: thread_info_x86; rseq?: rseq_entry } {
+function dumpThread(t: Tracee, saved: Regs, rseqCs: bigint): { info: thread_info_x86; rseq?: rseq_entry } {
   const tls: user_desc_t[] = [];
   for (let i = 0; i < TLS_ENTRIES; i++) tls.push(descToEntry(t.getThreadArea(TLS_MIN + i)));
   // The rseq abort fixup also applies to the registers the thread gets back
   // if it is left running, so it edits the saved set itself.
-  const rseq = dumpRseq(t, saved);
+  const rseq = dumpRseq(t, saved, rseqCs);
   const info: thread_info_x86 = {
     clear_tid_addr: 0n, // filled by the props kind, which asks the thread
     gpregs: regsToEntry(restartAdjusted(saved)),
@@ -214,7 +214,8 @@ export const regsKind: TaskKind = {
   name: "regs",
   dump(task: DumpTask) {
     task.threads.forEach((t, i) => {
-      const { info, rseq } = dumpThread(t, task.remotes[i]!.saved);
+      const r = task.remotes[i]!;
+      const { info, rseq } = dumpThread(t, r.saved, r.rseqCs);
       task.core[i]!.thread_info = info;
       if (rseq) task.core[i]!.thread_core!.rseq_entry = rseq;
     });
