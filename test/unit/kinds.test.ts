@@ -1,8 +1,8 @@
-// Pure pieces of the kinds: register conversions, syscall restart, address
-// space planning.
+// Pure pieces of the kinds: register conversions, address space planning
+// (syscall restart: syscall-restart.test.ts).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { entryToRegs, entryToXsave, regsToEntry, restartAdjusted, xsaveToEntry } from "../../src/kinds/task/regs.js";
+import { entryToRegs, entryToXsave, regsToEntry, xsaveToEntry } from "../../src/kinds/task/regs.js";
 import { findHole, vmasWithPages } from "../../src/kinds/memory/memory.js";
 import { Regs, REG_NAMES } from "../../src/sys/structs.js";
 import { xcomponent, xstateSize, XFEATURE, XSTATE_BV_OFFSET } from "../../src/sys/xsave.js";
@@ -14,25 +14,6 @@ test("general registers survive the image entry both ways", () => {
   r.set("orig_ax", -1n);
   const back = entryToRegs(regsToEntry(r));
   assert.deepEqual(back.buf, r.buf);
-});
-
-test("an interrupted syscall is saved to restart, or to return EINTR", () => {
-  const r = new Regs();
-  r.set("orig_ax", 35); // nanosleep
-  r.set("ip", 0x1000n);
-  for (const e of [512, 513, 514]) {
-    r.set("ax", -e);
-    const a = restartAdjusted(r);
-    assert.equal(a.get("ax"), 35n);
-    assert.equal(a.get("ip"), 0xffen);
-  }
-  r.set("ax", -516);
-  const rb = restartAdjusted(r);
-  assert.equal(rb.getSigned("ax"), -4n);
-  assert.equal(rb.get("ip"), 0x1000n);
-  r.set("orig_ax", -1n);
-  r.set("ax", -512);
-  assert.equal(restartAdjusted(r).get("ip"), 0x1000n, "not in a syscall: untouched");
 });
 
 test("the XSAVE area of this CPU survives the image entry", () => {

@@ -1,40 +1,29 @@
 // Registers: general purpose (with fs/gs base), the FPU/SSE/AVX state from
 // the XSAVE area, and the GDT TLS descriptors. Dumped from what the thread
-// had when it was seized; restored last, right before the thread runs.
-import type { TaskKind, DumpTask, RestoreTask } from "../context.js";
-import { Regs, REG_NAMES } from "../../sys/structs.js";
+// had when it was seized (a thread caught in a syscall saved so that it
+// carries on with it: syscall-restart.ts); restored last, right before the
+// thread runs.
+import { readFileSync } from "node:fs";
+import type { TaskKind, DumpTask, DumpRun, RestoreTask } from "../context.js";
+import { KSIGACTION_SIZE, Regs, REG_NAMES, unpackSigaction } from "../../sys/structs.js";
 import { FXSAVE_SIZE, XFEATURE, XSTATE_BV_OFFSET, xcomponent, xfeatures } from "../../sys/xsave.js";
-import { ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS, ERESTART_RESTARTBLOCK, EINTR } from "../../sys/errno.js";
+import { EINTR } from "../../sys/errno.js";
 import type {
   rseq_entry, thread_info_x86, user_desc_t, user_x86_fpregs_entry, user_x86_regs_entry, user_x86_xsave_entry,
 } from "../../images/index.js";
-import { user_x86_regs_mode } from "../../images/index.js";
+import { IMG, user_x86_regs_mode } from "../../images/index.js";
 import type { Tracee } from "../../remote/tracee.js";
+import type { Remote } from "../../remote/remote.js";
 import { readMemory } from "../../remote/memory.js";
 import { SYS } from "../../sys/constants.js";
+import { parseStatus } from "../../proc/index.js";
+import type { Logger } from "../../log.js";
 import { UnsupportedError } from "../context.js";
+import { resumption, type DueSignal, type ResumeContext } from "./syscall-restart.js";
 
 /** GDT_ENTRY_TLS_MIN on x86_64, and how many TLS slots there are. */
 const TLS_MIN = 12;
 const TLS_ENTRIES = 3;
-
-/**
- * The registers as they must be saved: a thread stopped inside an
- * interrupted syscall resumes by restarting it (as the kernel would on its
- * way out), or gets EINTR where the restart needs kernel state we lose.
- */
-export function restartAdjusted(r: Regs): Regs {
-  const out = r.clone();
-  if (r.getSigned("orig_ax") < 0n) return out;
-  const ax = -r.getSigned("ax");
-  if (ax === BigInt(ERESTARTNOHAND) || ax === BigInt(ERESTARTSYS) || ax === BigInt(ERESTARTNOINTR)) {
-    out.set("ax", r.get("orig_ax"));
-    out.set("ip", r.get("ip") - 2n);
-  } else if (ax === BigInt(ERESTART_RESTARTBLOCK)) {
-    out.set("ax", -EINTR);
-  }
-  return out;
-}
 
 export function regsToEntry(r: Regs): user_x86_regs_entry {
   const e = Object.fromEntries(REG_NAMES.map((n) => [n, r.get(n)])) as unknown as user_x86_regs_entry;
@@ -195,15 +184,71 @@ function dumpRseq(t: Tracee, regs: Regs, csPtr: bigint): rseq_entry | undefined 
   return { rseq_abi_pointer: cfg.pointer, rseq_abi_size: cfg.size, signature: cfg.signature, rseq_cs_pointer: csPtr };
 }
 
-function dumpThread(t: Tracee, saved: Regs, rseqCs: bigint): { info: thread_info_x86; rseq?: rseq_entry } {
+const SA_RESTART = 0x10000000n;
+
+/**
+ * The first signal the thread takes when it runs again: pending (its own
+ * queue first, then the process's, lowest number first), not blocked by its
+ * own mask, with a handler.
+ */
+function dueSignal(pid: number, r: Remote): DueSignal | null {
+  const st = parseStatus(readFileSync(`/proc/${pid}/task/${r.pid}/status`, "utf8"));
+  for (const pending of [st.sigPnd, st.shdPnd]) {
+    const due = pending & ~r.savedMask & st.sigCgt;
+    if (!due) continue;
+    let sig = 1;
+    while (!(due & (1n << BigInt(sig - 1)))) sig++;
+    r.resetScratch();
+    const act = r.alloc(KSIGACTION_SIZE);
+    r.call(`read the action of signal ${sig} of thread ${r.pid}`, SYS.rt_sigaction, sig, 0, act, 8);
+    return { sig, restart: !!(unpackSigaction(r.read(act, KSIGACTION_SIZE)).flags & SA_RESTART) };
+  }
+  return null;
+}
+
+/**
+ * The registers to save for a thread crest's interrupt may have caught in a
+ * syscall (see syscall-restart.ts); a thread left running gets the live set
+ * where crest's interrupt would otherwise show.
+ */
+function resumeRegs(pid: number, r: Remote, log: Logger): Regs {
+  const ctx: ResumeContext = {
+    stopped: r.t.stopSignal !== 0,
+    dueSignal: () => dueSignal(pid, r),
+    readTimespec: (addr) => {
+      try {
+        const b = readMemory(r.pid, addr, 16);
+        return { sec: b.readBigInt64LE(0), nsec: b.readBigInt64LE(8) };
+      } catch {
+        return null;
+      }
+    },
+  };
+  const res = resumption(r.saved, ctx);
+  const who = `thread ${r.pid} of process ${pid}`;
+  if (res.inexact) {
+    const eintr = res.regs.getSigned("ax") === BigInt(-EINTR);
+    log.warn(`${eintr ? `Will restore ${r.pid} with interrupted system call: ` : ""}${who} is in ${res.call}: ${res.inexact}`);
+  } else if (res.note) {
+    log.info(`${who} is in ${res.call}: ${res.note}`);
+  } else if (res.call) {
+    log.debug(`${who} is in ${res.call} (ax ${res.regs.getSigned("ax")}): it resumes as the kernel would resume it`);
+  }
+  if (res.live) res.live.buf.copy(r.saved.buf);
+  return res.regs;
+}
+
+function dumpThread(r: Remote, pid: number, log: Logger): { info: thread_info_x86; rseq?: rseq_entry } {
+  const t = r.t;
   const tls: user_desc_t[] = [];
   for (let i = 0; i < TLS_ENTRIES; i++) tls.push(descToEntry(t.getThreadArea(TLS_MIN + i)));
-  // The rseq abort fixup also applies to the registers the thread gets back
-  // if it is left running, so it edits the saved set itself.
-  const rseq = dumpRseq(t, saved, rseqCs);
+  // The rseq abort fixup, and a syscall restart crest's interrupt made
+  // necessary, also apply to the registers the thread gets back if it is
+  // left running, so they edit the saved set itself.
+  const rseq = dumpRseq(t, r.saved, r.rseqCs);
   const info: thread_info_x86 = {
     clear_tid_addr: 0n, // filled by the props kind, which asks the thread
-    gpregs: regsToEntry(restartAdjusted(saved)),
+    gpregs: regsToEntry(resumeRegs(pid, r, log)),
     fpregs: xsaveToEntry(t.getXstate()),
     tls,
   };
@@ -212,18 +257,17 @@ function dumpThread(t: Tracee, saved: Regs, rseqCs: bigint): { info: thread_info
 
 export const regsKind: TaskKind = {
   name: "regs",
-  dump(task: DumpTask) {
-    task.threads.forEach((t, i) => {
-      const r = task.remotes[i]!;
-      const { info, rseq } = dumpThread(t, r.saved, r.rseqCs);
+  dump(task: DumpTask, run: DumpRun) {
+    task.remotes.forEach((r, i) => {
+      const { info, rseq } = dumpThread(r, task.pid, run.log);
       task.core[i]!.thread_info = info;
       if (rseq) task.core[i]!.thread_core!.rseq_entry = rseq;
     });
   },
-  restore(task: RestoreTask) {
+  restore(task: RestoreTask, run) {
     task.threads.forEach((t, i) => {
       const ti = task.core[i]!.thread_info;
-      if (!ti) throw new Error(`core-${t.tid}.img has no x86 thread_info: it was not dumped on x86_64`);
+      if (!ti) throw run.images.invalid(IMG.core, task.vtids[i], "no x86 thread_info: it was not dumped on x86_64");
       const f = task.final[i]!;
       f.regs = entryToRegs(ti.gpregs);
       f.xstate = entryToXsave(ti.fpregs, t.getXstate());
