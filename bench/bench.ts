@@ -30,6 +30,7 @@ interface Result { dump: number; frozen: number; restore: number; verdict: strin
 
 function run(tool: string, cmd: (args: string[]) => { code: number; stderr: string }, w: Workload): Result {
   const dir = imagesDir(w, `imgs-${tool}`);
+  mkdirSync(dir, { recursive: true });
   let t0 = process.hrtime.bigint();
   const d = cmd(["dump", "-t", String(w.pid), "-D", dir, "-o", "dump.log"]);
   const dump = secs(t0);

@@ -1,8 +1,9 @@
 // Builds everything `npm ci` needs: the syscall binding and the stub process
-// (the only native code, compiled with the machine's gcc), then TypeScript.
+// (the only native code, compiled with the machine's gcc), then TypeScript,
+// then crest's startup snapshot.
 // On Debian it first installs gcc, make and libc6-dev if they are missing.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ensurePackages, PACKAGES } from "./debian-packages.mjs";
@@ -54,3 +55,21 @@ if (existsSync(join(workloads, "Makefile"))) {
 execFileSync(process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", root], {
   stdio: "inherit",
 });
+
+// crest's startup snapshot: every module bundled into one script (esbuild,
+// with a source map back to the TypeScript for the error lines' origins),
+// from which Node builds a heap with all of crest loaded (build/crest.blob),
+// so that a crest command loads no module. It works only with the Node that
+// built it: bin/crest runs it when the Node on PATH is that one (the file
+// beside it records which: path, size, modification time), else the modules.
+const bundle = join(out, "crest-snapshot.cjs");
+const blob = join(out, "crest.blob");
+execFileSync(join(root, "node_modules", ".bin", "esbuild"), [
+  join(root, "dist", "src", "faces", "cli", "snapshot.js"), "--bundle", "--platform=node", "--format=cjs",
+  "--log-level=warning", "--log-override:empty-import-meta=silent", "--sourcemap=external", `--outfile=${bundle}`,
+], { stdio: "inherit" });
+rmSync(`${blob}.node`, { force: true });
+// The Node on PATH, as bin/crest finds it. Builtins such as child_process are
+// only used at run time, which Node's warning about them does not know.
+execFileSync("sh", ["-c", 'exec node --no-warnings --snapshot-blob "$1" --build-snapshot "$2"', "sh", blob, bundle], { stdio: "inherit" });
+writeFileSync(`${blob}.node`, `${execFileSync("sh", ["-c", 'stat -Lc "%n %s %Y" -- "$(command -v node)"'], { encoding: "utf8" }).trim()}\n`);

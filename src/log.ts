@@ -7,12 +7,6 @@ import { closeSync, openSync, writeSync } from "node:fs";
 const LOG = { MSG: 0, ERROR: 1, WARN: 2, INFO: 3, DEBUG: 4 } as const;
 export const DEFAULT_LOG_LEVEL = 2;
 
-/** Where an error was raised in crest's own code: the first frame of its stack under src/ ("kinds/files/regfile.js:85"). */
-export function errorOrigin(e: Error): string | undefined {
-  const m = /\/dist\/src\/([^\s:()]+\.js):(\d+):\d+/.exec(e.stack ?? "");
-  return m ? `${m[1]}:${m[2]}` : undefined;
-}
-
 export class Logger {
   private fd: number;
   private readonly ownsFd: boolean;
@@ -57,7 +51,7 @@ export class Logger {
   }
 
   msg(text: string): void { this.write(LOG.MSG, text); }
-  /** `origin`: where it was raised ("kinds/files/regfile.js:85"), as criu's "Error (criu/files.c:123): ..." lines say. */
+  /** `origin`: where it was raised ("kinds/files/regfile.ts:85"), as criu's "Error (criu/files.c:123): ..." lines say. */
   error(text: string, origin?: string): void { this.write(LOG.ERROR, `Error${origin ? ` (${origin})` : ""}: ${text}`); }
   warn(text: string): void { this.write(LOG.WARN, `Warn: ${text}`); }
   info(text: string): void { this.write(LOG.INFO, text); }

@@ -53,7 +53,7 @@ export class Stub {
 
   /** Spawns a stub; seized and stopped when o.trace is given (killed again if that fails). */
   static start(o: StubOptions): Stub {
-    const pid = native.spawn({ path: stubPath, argv: ["crest-stub"], env: [], fds: [], pid: o.pid ?? 0, flags: o.flags ?? 0, setsid: o.setsid ? 1 : 0 });
+    const pid = native.spawn({ path: stubPath(), argv: ["crest-stub"], env: [], fds: [], pid: o.pid ?? 0, flags: o.flags ?? 0, setsid: o.setsid ? 1 : 0 });
     if (pid < 0) throw o.spawnError(-pid);
     if (o.trace === undefined) return new Stub(pid, null, 0);
     try {

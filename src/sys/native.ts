@@ -27,11 +27,37 @@ interface Native {
   spawn(o: Omit<SpawnOptions, "setsid"> & { setsid?: number }): number;
 }
 
-/** The project's root directory (where package.json is), from dist/src/sys/. */
-export const projectRoot = fileURLToPath(new URL("../../../", import.meta.url));
+let root: string | undefined;
 
-const require = createRequire(import.meta.url);
-export const native: Native = require(`${projectRoot}build/crest_sys.node`);
+/**
+ * The project's root directory (where package.json is), with a trailing
+ * slash: from this module's place in dist/src/sys/, or as the startup
+ * snapshot's entry sets it (its code has no module URL).
+ */
+export function projectRoot(): string {
+  root ??= fileURLToPath(new URL("../../../", import.meta.url));
+  return root;
+}
+
+export function setProjectRoot(dir: string): void {
+  root = dir.endsWith("/") ? dir : `${dir}/`;
+}
+
+let binding: Native | undefined;
+
+/** The binding, loaded on first use (a startup snapshot is built without it). */
+export const native: Native = {
+  syscall: (nr, ...args) => load().syscall(nr, ...args),
+  address: (buf) => load().address(buf),
+  aligned: (size, align) => load().aligned(size, align),
+  cpuid: (leaf, subleaf) => load().cpuid(leaf, subleaf),
+  spawn: (o) => load().spawn(o),
+};
+
+function load(): Native {
+  binding ??= createRequire(`${projectRoot()}package.json`)(`${projectRoot()}build/crest_sys.node`) as Native;
+  return binding;
+}
 
 /** Where the stub process binary is. */
-export const stubPath = `${projectRoot}build/crest-stub`;
+export const stubPath = (): string => `${projectRoot()}build/crest-stub`;

@@ -75,7 +75,7 @@ test("a failing pre-resume script fails the restore and nothing is left running"
 /** crest with a pipe as its fd 3; resolves with its exit code and what it wrote to fd 3 (as it came). */
 function crestWithFd3(args: string[], onByte: () => void): Promise<{ code: number; stderr: string; fd3: number[] }> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [CREST, ...args], { stdio: ["ignore", "ignore", "pipe", "pipe"] });
+    const p = spawn(CREST, args, { stdio: ["ignore", "ignore", "pipe", "pipe"] });
     const fd3: number[] = [];
     let stderr = "";
     p.stderr!.on("data", (d) => (stderr += d));

@@ -183,7 +183,7 @@ test("a failed dump leaves its log naming the failure", () => {
   assert.equal(r.code, 1);
   const log = readFileSync(join(dir, "dump.log"), "utf8");
   // One criu-style line naming where in crest the error was raised, and no stack.
-  assert.match(log, /Error \([a-z/-]+\.js:\d+\): process \d+ does not exist/);
+  assert.match(log, /Error \([a-z/-]+\.ts:\d+\): process \d+ does not exist/);
   assert.doesNotMatch(log, /^\s+at /m);
   assert.match(log, /Dumping FAILED\.\n$/);
   assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith(".img")), [], "no images of a dump that never started");

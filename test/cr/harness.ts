@@ -11,8 +11,8 @@ import { wait4, sleepMs } from "../../src/sys/syscalls.js";
 import { IMG, readImage } from "../../src/images/index.js";
 import { critBatch } from "../crit.js";
 
-export const CREST = join(projectRoot, "bin", "crest");
-export const WORKLOADS = join(projectRoot, "build", "workloads");
+export const CREST = join(projectRoot(), "bin", "crest");
+export const WORKLOADS = join(projectRoot(), "build", "workloads");
 
 // Orphans (restored with -d, after crest exits) come back to this process,
 // so it can reap them and free their PIDs at once.
@@ -34,14 +34,14 @@ export interface Run {
 
 /** Runs the crest command and returns what it said. */
 export function crest(args: string[], env: Record<string, string> = {}): Run {
-  const r = spawnSync(process.execPath, [CREST, ...args], { encoding: "utf8", env: { ...process.env, ...env }, timeout: 120_000 });
+  const r = spawnSync(CREST, args, { encoding: "utf8", env: { ...process.env, ...env }, timeout: 120_000 });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** Starts crest without waiting for it (restore in the foreground waits for its task). */
 export function crestAsync(args: string[]): Promise<Run> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [CREST, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const p = spawn(CREST, args, { stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "", stderr = "";
     p.stdout.on("data", (d) => (stdout += d));
     p.stderr.on("data", (d) => (stderr += d));
@@ -78,7 +78,7 @@ export function startWorkload(name: string, args: string[] = [], opts: { stdout?
   const w: Workload = { name, pid: 0, dir, status: join(dir, "status"), log: join(dir, "out.log") };
   let pid: number;
   if (opts.ns) {
-    const r = spawnSync(process.execPath, [CREST, "run", "--ns", opts.ns, "--log", w.log, "--", join(WORKLOADS, name), w.status, ...args], { encoding: "utf8", cwd: dir });
+    const r = spawnSync(CREST, ["run", "--ns", opts.ns, "--log", w.log, "--", join(WORKLOADS, name), w.status, ...args], { encoding: "utf8", cwd: dir });
     if (r.status !== 0) throw new Error(`crest run ${name} failed: ${r.stderr}`);
     pid = Number(r.stdout.trim());
   } else {

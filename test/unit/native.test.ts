@@ -52,7 +52,7 @@ test("spawn: exact PID, exec errors reported, fds closed", () => {
 });
 
 test("the stub: seized, its gadget found, syscalls run inside it", () => {
-  const pid = native.spawn({ path: stubPath, argv: ["crest-stub"], env: [], fds: [] });
+  const pid = native.spawn({ path: stubPath(), argv: ["crest-stub"], env: [], fds: [] });
   assert.ok(pid > 0);
   try {
     const t = Tracee.seize(pid, PTRACE_O.TRACESYSGOOD);

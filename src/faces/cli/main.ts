@@ -1,7 +1,8 @@
 // The crest command: parse the command line into Options, run the command,
 // log as criu does and exit with criu's exit codes.
 import { mkdirSync, readFileSync } from "node:fs";
-import { errorOrigin, Logger } from "../../log.js";
+import { Logger } from "../../log.js";
+import { errorOrigin } from "./origin.js";
 import { COMMANDS, IMPLEMENTED, parseArgs, UsageError } from "./args.js";
 import { unsupported, workPath, type Command, type Options } from "../../options.js";
 import { ConfigError, SYSTEM_CONFIG_ENV } from "./config.js";
@@ -89,7 +90,7 @@ function runMain(args: string[]): number {
  * as LXC parse: the criu version whose interfaces crest follows, and crest's.
  */
 function version(): string {
-  const pkg = JSON.parse(readFileSync(`${projectRoot}package.json`, "utf8")) as { version: string };
+  const pkg = JSON.parse(readFileSync(`${projectRoot()}package.json`, "utf8")) as { version: string };
   return `Version: ${CRIU_VERSION}\nGitID: crest-${pkg.version}\n`;
 }
 
