@@ -1,19 +1,27 @@
-// npm run bench: checkpoint and restore a process with 1 GiB (CREST_BENCH_MIB)
-// of non-zero memory, reported against a reference measured in the same run:
-// writing as many fresh pages to the same filesystem. Then the time against
-// the number of tasks: trees of 1, 10 and 100 processes, and one process
-// with 100 threads. With a working `criu` on PATH, the same is measured for it.
+// npm run bench: crest beside criu, in one run, on the same workloads.
+//
+// Memory: a process with 1 GiB (CREST_BENCH_MIB) of non-zero memory dumped
+// and restored, against a reference measured in the same run: writing as
+// many fresh pages to the same filesystem, which a dump must do. Tasks:
+// trees of 1, 10 and 100 processes and one process with 100 threads. Every
+// row gives crest's time as a ratio of criu's, and crest's injected syscalls
+// and ptrace stops per task.
+//
+// criu is CREST_BENCH_CRIU, or `criu` on PATH: any criu-compatible binary
+// that `check`s fine here. Without one the run says so and gives crest's
+// rows alone.
 import { spawnSync } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { native } from "../src/sys/native.js";
 import { IMG, readImage } from "../src/images/index.js";
-import { crest, finish, imagesDir, startWorkload, stop, waitTreeGone, alive, type Workload } from "../test/cr/harness.js";
+import { CREST, finish, imagesDir, startWorkload, stop, waitTreeGone, alive, type Workload } from "../test/cr/harness.js";
 
 const MIB = Number(process.env.CREST_BENCH_MIB ?? 1024);
+const ROUNDS = Number(process.env.CREST_BENCH_ROUNDS ?? 3);
 const bytes = MIB << 20;
 const secs = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
-const gbs = (s: number) => (bytes / s / 1e9).toFixed(2);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** Writes `bytes` of fresh non-zero pages to a new file, as a dump must. */
 function reference(file: string): number {
@@ -26,43 +34,77 @@ function reference(file: string): number {
   return secs(t0);
 }
 
-interface Result { dump: number; frozen: number; restore: number; verdict: string }
+interface Tool {
+  name: string;
+  bin: string;
+}
 
-function run(tool: string, cmd: (args: string[]) => { code: number; stderr: string }, w: Workload): Result {
-  const dir = imagesDir(w, `imgs-${tool}`);
+interface Result {
+  dump: number;
+  frozen: number;
+  restore: number;
+  /** crest's injected syscalls and ptrace stops, dump + restore (from --display-stats); NaN for criu. */
+  syscalls: number;
+  stops: number;
+  verdict: string;
+}
+
+/** The "Injected syscalls" and "Ptrace stops" lines crest's --display-stats prints. */
+function remoteCounts(out: string): { syscalls: number; stops: number } {
+  const n = (what: string) => Number(new RegExp(`^${what}: (\\d+)$`, "m").exec(out)?.[1] ?? NaN);
+  return { syscalls: n("Injected syscalls"), stops: n("Ptrace stops") };
+}
+
+function cycle(tool: Tool, w: Workload): Result {
+  const dir = imagesDir(w, `imgs-${tool.name}`);
+  // criu needs the directory to exist; crest would make it.
   mkdirSync(dir, { recursive: true });
+  const cmd = (args: string[]) => spawnSync(tool.bin, [...args, "--display-stats"], { encoding: "utf8" });
   let t0 = process.hrtime.bigint();
   const d = cmd(["dump", "-t", String(w.pid), "-D", dir, "-o", "dump.log"]);
   const dump = secs(t0);
-  if (d.code !== 0) throw new Error(`${tool} dump failed: ${d.stderr}`);
-  const stats = readImage(dir, IMG.stats, "dump")[0]!.dump!;
+  if (d.status !== 0) throw new Error(`${tool.name} dump failed: ${d.stderr}`);
+  const frozen = readImage(dir, IMG.stats, "dump")[0]!.dump!.frozen_time / 1e6;
   waitTreeGone(w, dir);
   t0 = process.hrtime.bigint();
   const r = cmd(["restore", "-D", dir, "-o", "restore.log", "-d"]);
   const restore = secs(t0);
-  if (r.code !== 0 || !alive(w.pid)) throw new Error(`${tool} restore failed: ${r.stderr}`);
+  if (r.status !== 0 || !alive(w.pid)) throw new Error(`${tool.name} restore failed: ${r.stderr}`);
   const verdict = finish(w);
   rmSync(dir, { recursive: true, force: true });
-  return { dump, frozen: stats.frozen_time / 1e6, restore, verdict };
+  const a = remoteCounts(d.stdout), b = remoteCounts(r.stdout);
+  return { dump, frozen, restore, syscalls: a.syscalls + b.syscalls, stops: a.stops + b.stops, verdict };
 }
 
-function criuWorks(): string | null {
-  const which = spawnSync("sh", ["-c", "command -v criu"], { encoding: "utf8" });
-  if (which.status !== 0) return "criu is not on PATH";
-  const check = spawnSync("criu", ["check"], { encoding: "utf8" });
-  return check.status === 0 ? null : `criu check fails here: ${(check.stderr || check.stdout).trim().split("\n").pop()}`;
+/** Runs one tool ROUNDS times on fresh workloads; the median of each figure. */
+function measure(tool: Tool, workload: string, args: string[], each?: () => void): Result {
+  const rs: Result[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    const w = startWorkload(workload, args);
+    try {
+      each?.();
+      rs.push(cycle(tool, w));
+    } finally {
+      stop(w);
+    }
+  }
+  const m = (f: (r: Result) => number) => median(rs.map(f));
+  return {
+    dump: m((r) => r.dump), frozen: m((r) => r.frozen), restore: m((r) => r.restore), syscalls: m((r) => r.syscalls),
+    stops: m((r) => r.stops), verdict: rs.every((r) => r.verdict === "PASS") ? "PASS" : rs.map((r) => r.verdict).join("; "),
+  };
 }
 
-const ROUNDS = Number(process.env.CREST_BENCH_ROUNDS ?? 3);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const medianResult = (rs: Result[]): Result => ({
-  dump: median(rs.map((r) => r.dump)), frozen: median(rs.map((r) => r.frozen)), restore: median(rs.map((r) => r.restore)),
-  verdict: rs.every((r) => r.verdict === "PASS") ? "PASS" : rs.map((r) => r.verdict).join("; "),
-});
+/** The criu to compare with, or why there is none. */
+function findCriu(): Tool | string {
+  const bin = process.env.CREST_BENCH_CRIU ?? spawnSync("sh", ["-c", "command -v criu"], { encoding: "utf8" }).stdout.trim();
+  if (!bin) return "criu is not on PATH and CREST_BENCH_CRIU is not set";
+  const check = spawnSync(bin, ["check"], { encoding: "utf8" });
+  if (check.status !== 0) return `${bin} check fails here: ${(check.stderr || check.stdout || String(check.error)).trim().split("\n").pop()}`;
+  return { name: "criu", bin };
+}
 
 const tmp = mkdtempSync("/tmp/crest-bench-");
-const refs: number[] = [];
-
 // On a VM, memory the guest touches for the first time is several times
 // slower than memory it reuses: touch enough first that the reference and
 // the tools all run on reused memory.
@@ -70,53 +112,44 @@ for (let i = 0; i < 4; i++) reference(join(tmp, `warmup-${i}.img`));
 rmSync(tmp, { recursive: true });
 mkdirSync(tmp);
 
-type Tool = Parameters<typeof run>[1];
+const crest: Tool = { name: "crest", bin: CREST };
+const criu = findCriu();
+const tools = typeof criu === "string" ? [crest] : [crest, criu];
 
-/** Runs one tool ROUNDS times on fresh workloads; with `reference`, each round also writes the reference. */
-function measure(tool: string, cmd: Tool, workload: string, args: string[], withReference: boolean): Result {
-  const rs: Result[] = [];
-  for (let i = 0; i < ROUNDS; i++) {
-    const w = startWorkload(workload, args);
-    const refFile = join(tmp, "reference.img");
-    try {
-      if (withReference) {
-        refs.push(reference(refFile));
-        rmSync(refFile);
-      }
-      rs.push(run(tool, cmd, w));
-    } finally {
-      stop(w);
-    }
-  }
-  return medianResult(rs);
-}
-
-const criuWhy = criuWorks();
-const tools: Array<[string, Tool]> = [["crest", crest]];
-if (!criuWhy) {
-  tools.push(["criu", (a) => {
-    const r = spawnSync("criu", a, { encoding: "utf8" });
-    return { code: r.status ?? -1, stderr: r.stderr };
-  }]);
-}
-const results = tools.map(([tool, cmd]) => [tool, measure(tool, cmd, "bigmem", [String(MIB)], true)] as const);
-const TASKS: Array<[string, string, number]> = [["forest", "1", 1], ["forest", "10", 10], ["forest", "100", 100], ["threads", "100", 101]];
-const perTasks = tools.map(([tool, cmd]) => [tool, TASKS.map(([w, arg, n]) => [`${w} ${arg}`, n, measure(tool, cmd, w, [arg], false)] as const)] as const);
+const refs: number[] = [];
+const refFile = join(tmp, "reference.img");
+const memory = tools.map((t) => measure(t, "bigmem", [String(MIB)], () => {
+  refs.push(reference(refFile));
+  rmSync(refFile);
+}));
 const ref = median(refs);
-const line = (name: string, s: number, extra = "") => console.log(`${name.padEnd(26)} ${s.toFixed(3).padStart(7)} s  ${gbs(s).padStart(5)} GB/s  ${(ref / s).toFixed(2)}x reference${extra}`);
-console.log(`${MIB} MiB of non-zero memory, images in ${tmp}, median of ${ROUNDS} runs\n`);
+const TASKS: Array<[string, string, number]> = [["forest", "1", 1], ["forest", "10", 10], ["forest", "100", 100], ["threads", "100", 101]];
+const perTasks = TASKS.map(([w, arg, n]) => ({ name: `${w} ${arg}`, n, rs: tools.map((t) => measure(t, w, [arg])) }));
 
-line("reference: write pages", ref);
-for (const [tool, r] of results) {
-  line(`${tool} dump`, r.dump, `, frozen ${r.frozen.toFixed(3)} s`);
-  line(`${tool} restore`, r.restore, `, verdict ${r.verdict}`);
+const s = (x: number) => `${x.toFixed(3)} s`;
+const ratio = (a: number, b: number | undefined) => (b === undefined ? "" : `${(a / b).toFixed(2)}x`);
+const verdicts = (rs: Result[]) => rs.map((r, i) => (r.verdict === "PASS" ? "" : ` ${tools[i]!.name}: ${r.verdict}`)).join("");
+
+console.log(`crest${typeof criu === "string" ? "" : ` and criu (${criu.bin})`}, median of ${ROUNDS} runs, images in ${tmp}`);
+console.log(`\n${MIB} MiB of non-zero memory`);
+console.log(`${"".padEnd(24)}${"crest".padStart(10)}${tools.length > 1 ? `${"criu".padStart(10)}${"crest/criu".padStart(12)}` : ""}${"vs reference".padStart(14)}`);
+console.log(`${"reference: write pages".padEnd(24)}${s(ref).padStart(10)}`);
+const [cm, km] = memory;
+for (const [row, f] of [["dump", (r: Result) => r.dump], ["  frozen", (r: Result) => r.frozen], ["restore", (r: Result) => r.restore]] as const) {
+  const a = f(cm!), b = km && f(km);
+  console.log(`${row.padEnd(24)}${s(a).padStart(10)}${b !== undefined ? `${s(b).padStart(10)}${ratio(a, b).padStart(12)}` : ""}${row === "  frozen" ? "" : `${(ref / a).toFixed(2)}x`.padStart(14)}`);
 }
-console.log("\ntime against the number of tasks (wall, including ~0.2 s of crest start-up)");
-console.log(`${"".padEnd(26)} ${"tasks".padStart(5)}  ${"dump".padStart(7)}  ${"restore".padStart(7)}  per task`);
-for (const [tool, rows] of perTasks) {
-  for (const [name, n, r] of rows) {
-    console.log(`${`${tool} ${name}`.padEnd(26)} ${String(n).padStart(5)}  ${r.dump.toFixed(3).padStart(6)}s  ${r.restore.toFixed(3).padStart(6)}s  ${(((r.dump + r.restore) / n) * 1000).toFixed(1)} ms, verdict ${r.verdict}`);
-  }
+if (verdicts(memory)) console.log(`verdicts:${verdicts(memory)}`);
+
+console.log("\nTasks (wall time of each command, start-up included)");
+console.log(`${"".padEnd(14)}${"tasks".padStart(6)}${"crest dump".padStart(12)}${"restore".padStart(10)}` +
+  `${tools.length > 1 ? `${"criu dump".padStart(11)}${"restore".padStart(10)}${"dump".padStart(7)}${"restore".padStart(9)}` : ""}` +
+  `${"syscalls".padStart(10)}${"stops".padStart(8)} per task`);
+for (const { name, n, rs } of perTasks) {
+  const [c, k] = rs;
+  console.log(`${name.padEnd(14)}${String(n).padStart(6)}${s(c!.dump).padStart(12)}${s(c!.restore).padStart(10)}` +
+    `${k ? `${s(k.dump).padStart(11)}${s(k.restore).padStart(10)}${ratio(c!.dump, k.dump).padStart(7)}${ratio(c!.restore, k.restore).padStart(9)}` : ""}` +
+    `${(c!.syscalls / n).toFixed(0).padStart(10)}${(c!.stops / n).toFixed(0).padStart(8)}${verdicts(rs)}`);
 }
-if (criuWhy) console.log(`\ncriu: not measured (${criuWhy})`);
+if (typeof criu === "string") console.log(`\ncriu: not measured (${criu})`);
 rmSync(tmp, { recursive: true, force: true });

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <cpuid.h>
@@ -154,29 +155,33 @@ static napi_value js_address(napi_env env, napi_callback_info info)
 static void free_aligned(napi_env env, void *data, void *hint)
 {
 	(void)env;
-	(void)hint;
-	free(data);
+	munmap(data, (size_t)(uintptr_t)hint);
 }
 
-// aligned(size, align) -> ArrayBuffer whose memory starts on an `align`
-// boundary (pages for the kernel's zero-copy paths).
+// aligned(size, align) -> ArrayBuffer of zeros whose memory starts on an
+// `align` boundary (pages for the kernel's zero-copy paths). Anonymous
+// memory of its own: the kernel gives zero pages as they are first touched,
+// so a large buffer costs nothing until used.
 static napi_value js_aligned(napi_env env, napi_callback_info info)
 {
 	size_t argc = 2;
 	napi_value argv[2];
 	double size, align = 4096;
-	void *p;
 	napi_value ab;
 	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
 	if (argc < 1 || napi_get_value_double(env, argv[0], &size) != napi_ok)
 		THROW(env, "aligned: size must be a number");
 	if (argc > 1)
 		napi_get_value_double(env, argv[1], &align);
-	if (posix_memalign(&p, (size_t)align, size > 0 ? (size_t)size : 1))
+	long page = sysconf(_SC_PAGESIZE);
+	if (align <= 0 || (long)align > page || page % (long)align)
+		THROW(env, "aligned: the alignment must divide the page size");
+	size_t len = size > 0 ? (size_t)size : 1;
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
 		THROW(env, "aligned: out of memory");
-	memset(p, 0, (size_t)size);
-	if (napi_create_external_arraybuffer(env, p, (size_t)size, free_aligned, NULL, &ab) != napi_ok) {
-		free(p);
+	if (napi_create_external_arraybuffer(env, p, len, free_aligned, (void *)(uintptr_t)len, &ab) != napi_ok) {
+		munmap(p, len);
 		THROW(env, "aligned: cannot wrap memory");
 	}
 	return ab;

@@ -2,7 +2,7 @@
 // TID the images name), run in the parent. The kernel reports the new task
 // to crest (PTRACE_O_TRACEFORK/TRACECLONE) and it starts out stopped and
 // traced; it is a copy of its parent, scratch page and gadget included.
-import { PTRACE_EVENT, SYS } from "../sys/constants.js";
+import { CLONE, PTRACE_EVENT, SYS } from "../sys/constants.js";
 import { CLONE_ARGS_SIZE, packCloneArgs } from "../sys/structs.js";
 import { Tracee, TraceError } from "./tracee.js";
 import { Remote } from "./remote.js";
@@ -25,7 +25,8 @@ export function cloneChild(parent: Remote, vpid: number, flags: number, exitSign
   const s = t.wait();
   if (s.kind !== "event" && s.kind !== "group") throw new TraceError(`${what}: the new task did not stop as expected: ${JSON.stringify(s)}`);
   const child = new Remote(t, parent.currentGadget);
-  const scratch = parent.scratch!;
-  child.useScratch(scratch.addr, scratch.size);
+  // A thread shares the scratch mapping; a process has a copy of its own.
+  if (flags & CLONE.VM) child.shareScratch(parent);
+  else child.useScratch(parent.scratch!.addr, parent.scratch!.size);
   return child;
 }

@@ -7,6 +7,7 @@ import { MAP, PROT, PTRACE, PTRACE_EVENT, SIG, SYS } from "../sys/constants.js";
 import { KSIGACTION_SIZE, Regs, SIGINFO_SIZE, SYSCALL_ARGS, siginfoHead } from "../sys/structs.js";
 import { errnoName, SysError } from "../sys/errno.js";
 import { ptrace } from "../sys/syscalls.js";
+import { remoteCounters } from "./counters.js";
 
 /**
  * Where a `syscall` instruction is. With int3 the instruction is followed by
@@ -56,6 +57,38 @@ function batchCode(calls: ReadonlyArray<{ nr: number; args: RArg[] }>, results: 
   return Buffer.concat(parts);
 }
 
+/**
+ * A syscall whose result is only checked: `want` the value it must return
+ * (else any non-negative one), `fail` the error for an errno (else a
+ * RemoteError naming `what`).
+ */
+export interface LaterCall {
+  nr: number;
+  args: RArg[];
+  what: string | (() => string);
+  want?: number | bigint;
+  fail?: (errno: number) => Error;
+}
+
+/**
+ * A scratch mapping: `syscall; int3` at its start, then data (arguments,
+ * results, batch code) from `cursor` on, for whichever thread of the address
+ * space uses it now (`user`).
+ */
+interface ScratchArea {
+  addr: bigint;
+  size: number;
+  cursor: number;
+  user: Remote | null;
+}
+
+/** How many queued calls go in one batch at most (more wait for the next). */
+const MAX_QUEUED = 200;
+/** Batch code of one call (batchCode: six argument loads, syscall, store of the result) with its result slot. */
+const CALL_BYTES = 7 * 10 + 2 + 10 + 8;
+/** The part of a scratch area batches run from: its last quarter, 8-aligned, at least one call. */
+const batchZone = (size: number): number => Math.max(CALL_BYTES + 8, Math.floor(size / 4) & ~7);
+
 /** Children created by an injected clone/fork, reported by ptrace events. */
 export interface ForkEvent {
   event: number;
@@ -93,11 +126,12 @@ export class Remote {
    */
   readonly rseqCs: bigint;
   private readonly base: Regs;
-  private scratchAddr = 0n;
-  private scratchSize = 0;
-  private cursor = 0;
+  /** The scratch mapping this task uses, shared by the threads of its address space; null before one is mapped. */
+  private area: ScratchArea | null = null;
   /** ptrace fork/clone events seen during the last syscall. */
   events: ForkEvent[] = [];
+  /** Calls queued with later(), run as one batch before anything else touches the task. */
+  private queued: LaterCall[] = [];
   /**
    * The SIGTRAP action (struct k_sigaction) to install when the session
    * ends, for a task that ignores SIGTRAP: crest's int3 raises a forced
@@ -134,11 +168,68 @@ export class Remote {
   }
 
   get scratch(): { addr: bigint; size: number } | null {
-    return this.scratchAddr ? { addr: this.scratchAddr, size: this.scratchSize } : null;
+    return this.area ? { addr: this.area.addr, size: this.area.size } : null;
   }
 
-  /** Runs one syscall in the task and returns the kernel's answer (-errno on failure). */
+  /**
+   * Takes the scratch area's data part for this thread's arguments: the
+   * thread that used it last runs what it queued first (its arguments are
+   * there), and its allocations are forgotten.
+   */
+  private claim(area: ScratchArea): void {
+    if (area.user === this) return;
+    area.user?.flush();
+    area.user = this;
+    area.cursor = SCRATCH_DATA;
+  }
+
+  /**
+   * Queues a syscall whose result is only checked, to run with others in one
+   * batch (one stop for all): before the next call, read, write or scratch
+   * reset in this task, or at flush(). Its arguments in scratch memory stay
+   * valid until then. Without a scratch page to batch in, it runs at once.
+   */
+  later(c: LaterCall): void {
+    this.queued.push(c);
+    if (!this.area || this.queued.length >= MAX_QUEUED) this.flush();
+  }
+
+  /** Runs the queued calls; throws for the first that failed, as it would have failed alone. */
+  flush(): void {
+    if (!this.queued.length) return;
+    const q = this.queued;
+    this.queued = [];
+    const res = q.length === 1 || !this.area ? q.map((c) => this.run(c.nr, c.args)) : this.runBatch(q);
+    this.check(q, res);
+  }
+
+  private check(q: readonly LaterCall[], res: readonly number[]): void {
+    q.forEach((c, i) => {
+      const r = res[i]!;
+      const what = () => (typeof c.what === "string" ? c.what : c.what());
+      if (r < 0 && r > -4096) throw c.fail?.(-r) ?? new RemoteError(what(), -r);
+      if (c.want !== undefined && BigInt(r) !== BigInt(c.want)) throw new TraceError(`${what()}: the kernel gave ${r}, not ${c.want}`);
+    });
+  }
+
+  /**
+   * Runs one syscall in the task and returns the kernel's answer (-errno on
+   * failure). Calls still queued run first, in the same batch: one stop.
+   */
   syscall(nr: number, ...args: RArg[]): number {
+    if (!this.queued.length || !this.area) {
+      this.flush();
+      return this.run(nr, args);
+    }
+    const q = this.queued;
+    this.queued = [];
+    const res = this.runBatch([...q, { nr, args }]);
+    this.check(q, res);
+    return res[q.length]!;
+  }
+
+  private run(nr: number, args: RArg[]): number {
+    remoteCounters.syscalls++;
     const r = this.base.clone();
     r.set("ip", this.gadget.addr);
     r.set("ax", nr);
@@ -166,10 +257,26 @@ export class Remote {
    * one stop instead of one per call. Returns each result (-errno on failure).
    */
   batch(calls: ReadonlyArray<{ nr: number; args: RArg[] }>): number[] {
+    this.flush();
+    return this.runBatch(calls);
+  }
+
+  /**
+   * Runs calls in one stop each batch: the code and results go in the
+   * scratch area's batch zone (its last quarter, apart from the arguments
+   * the calls point to), as many calls at a time as it holds.
+   */
+  private runBatch(calls: ReadonlyArray<{ nr: number; args: RArg[] }>): number[] {
     if (!calls.length) return [];
-    const results = this.alloc(calls.length * 8);
+    const area = this.area;
+    if (!area) throw new Error(`task ${this.pid} has no scratch memory`);
+    const zone = batchZone(area.size);
+    const fits = Math.floor((zone - 1) / CALL_BYTES); // and the int3 after the last
+    if (calls.length > fits) return [...this.runBatch(calls.slice(0, fits)), ...this.runBatch(calls.slice(fits))];
+    remoteCounters.syscalls += calls.length;
+    const results = area.addr + BigInt(area.size - zone);
     const code = batchCode(calls, results);
-    const at = this.alloc(code.length);
+    const at = results + BigInt(calls.length * 8);
     writeMemory(this.pid, at, code);
     const r = this.base.clone();
     r.set("ip", at);
@@ -178,7 +285,7 @@ export class Remote {
     this.events = [];
     this.t.cont();
     this.expect((s) => this.isOwnTrap(s), calls[0]!.nr);
-    const out = this.read(results, calls.length * 8);
+    const out = readMemory(this.pid, results, calls.length * 8);
     return calls.map((_, i) => Number(out.readBigInt64LE(i * 8)));
   }
 
@@ -193,6 +300,7 @@ export class Remote {
 
   /** Makes the task exit with `code` (exit_group) and waits until it has. */
   exit(code: number): void {
+    this.flush();
     const r = this.base.clone();
     r.set("ip", this.gadget.addr);
     r.set("ax", SYS.exit_group);
@@ -254,34 +362,39 @@ export class Remote {
     const flags = MAP.PRIVATE | MAP.ANONYMOUS | (addr ? MAP.FIXED_NOREPLACE : 0);
     const a = this.call(`map scratch memory in task ${this.pid}`, SYS.mmap, addr, size, PROT.READ | PROT.WRITE | PROT.EXEC, flags, -1, 0);
     if (addr && BigInt(a) !== addr) throw new TraceError(`scratch mapping of task ${this.pid} landed at 0x${a.toString(16)}, not 0x${addr.toString(16)}`);
-    this.scratchAddr = BigInt(a);
-    this.scratchSize = size;
+    const area: ScratchArea = { addr: BigInt(a), size, cursor: SCRATCH_DATA, user: this };
     // Before the first int3: an ignored SIGTRAP is reset by it, so keep the
     // task's action to put back at the end.
     if (!this.gadget.int3) {
-      const act = this.scratchAddr + BigInt(SCRATCH_DATA);
+      const act = area.addr + BigInt(SCRATCH_DATA);
       this.call(`read the action of signal ${SIG.TRAP} of task ${this.pid}`, SYS.rt_sigaction, SIG.TRAP, 0, act, 8);
       const b = this.read(act, KSIGACTION_SIZE);
       if (b.readBigUInt64LE(0) === SIG_IGN) this.trapAction = b;
     }
-    writeMemory(this.pid, this.scratchAddr, GADGET_CODE);
-    this.gadget = { addr: this.scratchAddr, int3: true };
-    this.cursor = SCRATCH_DATA;
-    return this.scratchAddr;
+    writeMemory(this.pid, area.addr, GADGET_CODE);
+    this.area = area;
+    this.gadget = { addr: area.addr, int3: true };
+    return area.addr;
   }
 
-  /** Uses a scratch area another thread of the same address space mapped. */
+  /** Uses the scratch area of another thread of the same address space (they take turns with it). */
+  shareScratch(other: Remote): void {
+    if (!other.area) throw new Error(`task ${other.pid} has no scratch memory to share`);
+    this.area = other.area;
+    this.gadget = { addr: other.area.addr, int3: true };
+  }
+
+  /** Uses the copy of a scratch area a forked task inherited, at the same address. */
   useScratch(addr: bigint, size: number): void {
-    this.scratchAddr = addr;
-    this.scratchSize = size;
+    this.area = { addr, size, cursor: SCRATCH_DATA, user: this };
     this.gadget = { addr, int3: true };
-    this.cursor = SCRATCH_DATA;
   }
 
   /** Removes the scratch area; the current gadget must not be in it unless this is the last syscall. */
   unmapScratch(): void {
-    if (!this.scratchAddr) return;
-    const addr = this.scratchAddr;
+    this.flush();
+    if (!this.area) return;
+    const { addr, size } = this.area;
     // The munmap runs from the page it removes: step it with syscall stops
     // so nothing executes after it.
     this.gadget = { addr, int3: false };
@@ -289,25 +402,30 @@ export class Remote {
       this.resetScratch();
       this.call(`set the action of signal ${SIG.TRAP} of task ${this.pid}`, SYS.rt_sigaction, SIG.TRAP, this.put(this.trapAction), 0, 8);
     }
-    this.call(`unmap scratch memory of task ${this.pid}`, SYS.munmap, addr, this.scratchSize);
-    this.scratchAddr = 0n;
-    this.scratchSize = 0;
+    this.call(`unmap scratch memory of task ${this.pid}`, SYS.munmap, addr, size);
+    this.area = null;
     if (this.stopOnRelease) process.kill(this.pid, this.stopOnRelease);
   }
 
-  /** Forgets scratch allocations (the mapping stays). */
+  /** Forgets scratch allocations (the mapping stays); queued calls that use them run first. */
   resetScratch(): void {
-    this.cursor = SCRATCH_DATA;
+    this.flush();
+    if (!this.area) return;
+    this.claim(this.area);
+    this.area.cursor = SCRATCH_DATA;
   }
 
   /** Reserves n bytes of scratch (8-aligned) and returns their address in the task. */
   alloc(n: number): bigint {
-    if (!this.scratchAddr) throw new Error(`task ${this.pid} has no scratch memory`);
-    const at = this.cursor;
+    const area = this.area;
+    if (!area) throw new Error(`task ${this.pid} has no scratch memory`);
+    this.claim(area);
+    const at = area.cursor;
     const end = at + ((n + 7) & ~7);
-    if (end > this.scratchSize) throw new Error(`scratch memory of task ${this.pid} is full (${end} > ${this.scratchSize})`);
-    this.cursor = end;
-    return this.scratchAddr + BigInt(at);
+    const room = area.size - batchZone(area.size);
+    if (end > room) throw new Error(`scratch memory of task ${this.pid} is full (${end} > ${room})`);
+    area.cursor = end;
+    return area.addr + BigInt(at);
   }
 
   /** Copies bytes into scratch and returns their address in the task. */
@@ -322,15 +440,18 @@ export class Remote {
   }
 
   write(addr: bigint, data: Buffer): void {
+    this.flush();
     writeMemory(this.pid, addr, data);
   }
 
   read(addr: bigint, len: number): Buffer {
+    this.flush();
     return readMemory(this.pid, addr, len);
   }
 
-  /** Puts the registers and signal mask back as they were when the session opened. */
+  /** Puts the registers and signal mask back as they were when the session opened (calls still queued are dropped). */
   restore(): void {
+    this.queued = [];
     this.t.setRegs(this.saved);
     this.t.setSigmask(this.savedMask);
   }

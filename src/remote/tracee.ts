@@ -2,6 +2,7 @@
 // per-thread state the kernel hands to a tracer (registers, xstate, sigmask,
 // pending siginfo, rseq, seccomp filters, TLS descriptors).
 import { ptrace, sleepMs, wait4, type WaitStatus } from "../sys/syscalls.js";
+import { remoteCounters } from "./counters.js";
 import { NT, PTRACE, PTRACE_EVENT, SIG, WNOHANG } from "../sys/constants.js";
 import { check, errnoName, ESRCH, EPERM, ETIMEDOUT } from "../sys/errno.js";
 import { Regs, SIGINFO_SIZE } from "../sys/structs.js";
@@ -83,6 +84,7 @@ export class Tracee {
       sleepMs(1);
       st = wait4(this.tid, WNOHANG, `wait for thread ${this.tid}`);
     }
+    remoteCounters.stops++;
     this.stop = classify(st);
     return this.stop;
   }

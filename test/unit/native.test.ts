@@ -30,6 +30,9 @@ test("address and aligned memory", () => {
   const b = Buffer.from(ab);
   assert.equal(native.address(b), native.address(ab));
   assert.equal(native.address(b.subarray(10)), native.address(ab) + 10);
+  assert.ok(b.every((x) => x === 0), "zero-filled");
+  b.fill(7);
+  assert.equal(b[3 * 4096 - 1], 7);
 });
 
 test("cpuid: the XSAVE leaf reports x87 and SSE", () => {

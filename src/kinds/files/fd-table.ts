@@ -153,6 +153,8 @@ function openItem(w: TableWork, item: TableItem): Waiting | null {
   const held = run.opened.get(item.id);
   let tmp: number;
   if (held) {
+    // Its fd there may still be a queued dup3 of that task's.
+    held.task.remotes[0]!.flush();
     const from = held.task.vpid;
     tmp = r.call(`take file ${item.id} from task ${from} into task ${task.vpid}`, SYS.pidfd_getfd, pidfdOf(w, from), held.fd, 0);
   } else {
@@ -160,11 +162,12 @@ function openItem(w: TableWork, item: TableItem): Waiting | null {
     if (typeof got !== "number") return got;
     tmp = got;
   }
+  // Queued: they run with the task's next call.
   for (const e of item.fds) {
-    if (e.fd === tmp) r.call(`set fd flags of fd ${e.fd} of task ${task.vpid}`, SYS.fcntl, e.fd, F.SETFD, e.flags & FD_CLOEXEC);
-    else r.call(`place file ${item.id} at fd ${e.fd} of task ${task.vpid}`, SYS.dup3, tmp, e.fd, e.flags & FD_CLOEXEC ? O.CLOEXEC : 0);
+    if (e.fd === tmp) r.later({ what: `set fd flags of fd ${e.fd} of task ${task.vpid}`, nr: SYS.fcntl, args: [e.fd, F.SETFD, e.flags & FD_CLOEXEC] });
+    else r.later({ what: `place file ${item.id} at fd ${e.fd} of task ${task.vpid}`, nr: SYS.dup3, args: [tmp, e.fd, e.flags & FD_CLOEXEC ? O.CLOEXEC : 0], want: e.fd });
   }
-  if (!item.fds.some((e) => e.fd === tmp)) r.call(`close a temporary fd of task ${task.vpid}`, SYS.close, tmp);
+  if (!item.fds.some((e) => e.fd === tmp)) r.later({ what: `close a temporary fd of task ${task.vpid}`, nr: SYS.close, args: [tmp] });
   // Others take it from here, unless another task holds it already (a parked copy of this task's own goes with the transients).
   if (!held || (held.task === task && run.transient.some((t) => t.task === task && t.fd === held.fd))) {
     run.opened.set(item.id, { task, fd: item.fds[0]!.fd });
@@ -177,13 +180,12 @@ function openItem(w: TableWork, item: TableItem): Waiting | null {
 function setOwner(r: Remote, task: RestoreTask, own: fown_entry | undefined, fd: number): void {
   if (!own || (!own.pid && !own.signum)) return;
   if (own.pid) {
-    r.resetScratch();
     const b = Buffer.alloc(8);
     b.writeInt32LE(own.pid_type, 0);
     b.writeInt32LE(own.pid, 4);
-    r.call(`set the owner of fd ${fd} of task ${task.vpid}`, SYS.fcntl, fd, F.SETOWN_EX, r.put(b));
+    r.later({ what: `set the owner of fd ${fd} of task ${task.vpid}`, nr: SYS.fcntl, args: [fd, F.SETOWN_EX, r.put(b)] });
   }
-  if (own.signum) r.call(`set the signal of fd ${fd} of task ${task.vpid}`, SYS.fcntl, fd, F.SETSIG, own.signum);
+  if (own.signum) r.later({ what: `set the signal of fd ${fd} of task ${task.vpid}`, nr: SYS.fcntl, args: [fd, F.SETSIG, own.signum] });
 }
 
 /** The descriptions of every task's fd table, tasks in tree order, each task's in the order of their first fd. */
@@ -223,7 +225,10 @@ function restoreTables(tasks: readonly RestoreTask[], run: RestoreRun): void {
     return wait;
   }, (id) => run.opened.has(id));
   for (const item of openedBy.values()) item.kind.settle?.(workOf(item.task), item.entry, item.fds[0]!.fd);
-  for (const w of work.values()) for (const fd of w.pidfds.values()) w.r.call(`close a pidfd in task ${w.task.vpid}`, SYS.close, fd);
+  for (const w of work.values()) {
+    for (const fd of w.pidfds.values()) w.r.later({ what: `close a pidfd in task ${w.task.vpid}`, nr: SYS.close, args: [fd] });
+    w.r.resetScratch();
+  }
 }
 
 /** Closes the fds tasks held only to pass descriptions on; once every task has what it needs. */

@@ -231,17 +231,19 @@ function placeSpecials(r: Remote, current: MapEntry[], target: vma_entry[], take
     const size = m.end - m.start;
     const w = wanted.get(m.path);
     if (!w) {
-      r.call(`unmap ${m.path} of task ${r.pid}`, SYS.munmap, m.start, size);
+      r.later({ what: `unmap ${m.path} of task ${r.pid}`, nr: SYS.munmap, args: [m.start, size] });
       continue;
     }
     if (Number(w.end - w.start) !== size) {
       throw new Error(`the ${m.path} area of this kernel has ${size / PAGE_SIZE} pages, the dumped task's had ${Number(w.end - w.start) / PAGE_SIZE}: restore on the kernel the task was dumped on`);
     }
-    r.call(`move ${m.path} of task ${r.pid}`, SYS.mremap, m.start, size, size, MREMAP.MAYMOVE | MREMAP.FIXED, parked);
+    r.later({ what: `move ${m.path} of task ${r.pid}`, nr: SYS.mremap, args: [m.start, size, size, MREMAP.MAYMOVE | MREMAP.FIXED, parked], want: parked });
     moves.push({ from: parked, size, to: Number(w.start) });
     parked += size;
   }
-  for (const mv of moves) r.call(`move the vDSO of task ${r.pid} into place`, SYS.mremap, mv.from, mv.size, mv.size, MREMAP.MAYMOVE | MREMAP.FIXED, mv.to);
+  for (const mv of moves) {
+    r.later({ what: `move the vDSO of task ${r.pid} into place`, nr: SYS.mremap, args: [mv.from, mv.size, mv.size, MREMAP.MAYMOVE | MREMAP.FIXED, mv.to], want: mv.to });
+  }
   for (const [name] of wanted) {
     if (!mine.some((m) => m.path === name)) throw new Error(`the dumped task had ${name}, this kernel gives none: restore on the kernel the task was dumped on`);
   }
@@ -350,24 +352,26 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept:
     const extra = v.flags & (MAP.GROWSDOWN | MAP.NORESERVE | MAP.LOCKED);
     const what = () => `map 0x${v.start.toString(16)}-0x${v.end.toString(16)} in task ${task.vpid}`;
     const prot = v.prot | (fill.has(v) ? PROT.WRITE | PROT.READ : 0);
-    let addr: number;
+    // Queued: every mapping of the task in one batch, each checked to land at its address.
+    const map = (flags: number, fd: number, off: bigint) =>
+      r.later({ what, nr: SYS.mmap, args: [v.start, len, prot, flags | MAP.FIXED | extra, fd, off], want: v.start });
+    const close = (fd: number) => r.later({ what: `close a temporary fd of task ${task.vpid}`, nr: SYS.close, args: [fd] });
     if (is(v, VMA.ANON_PRIVATE)) {
-      const type = (v.flags & MAP_TYPE) === MAP_DROPPABLE ? MAP_DROPPABLE : MAP.PRIVATE;
-      addr = r.call(what, SYS.mmap, v.start, len, prot, type | MAP.ANONYMOUS | MAP.FIXED | extra, -1, 0);
+      map(((v.flags & MAP_TYPE) === MAP_DROPPABLE ? MAP_DROPPABLE : MAP.PRIVATE) | MAP.ANONYMOUS, -1, 0n);
     } else if (is(v, VMA.SYSVIPC)) {
       const flags = (v.prot & PROT.WRITE ? 0 : SHM.RDONLY) | (v.prot & PROT.EXEC ? SHM.EXEC : 0);
-      addr = r.call(() => `attach SysV segment ${v.shmid} at 0x${v.start.toString(16)} in task ${task.vpid}`, SYS.shmat, v.shmid, v.start, flags);
-      if (v.flags & MAP.LOCKED) r.call(() => `lock 0x${v.start.toString(16)} in task ${task.vpid}`, SYS.mlock, v.start, len);
+      r.later({ what: () => `attach SysV segment ${v.shmid} at 0x${v.start.toString(16)} in task ${task.vpid}`, nr: SYS.shmat, args: [v.shmid, v.start, flags], want: v.start });
+      if (v.flags & MAP.LOCKED) r.later({ what: () => `lock 0x${v.start.toString(16)} in task ${task.vpid}`, nr: SYS.mlock, args: [v.start, len] });
     } else if (is(v, VMA.ANON_SHARED)) {
       const fd = openShmem(task, run, v);
-      addr = r.call(what, SYS.mmap, v.start, len, prot, MAP.SHARED | MAP.FIXED | extra, fd, v.pgoff);
-      r.call(`close a temporary fd of task ${task.vpid}`, SYS.close, fd);
+      map(MAP.SHARED, fd, v.pgoff);
+      close(fd);
     } else if (is(v, VMA.MEMFD)) {
       const m = run.files.get(Number(v.shmid))?.memfd;
       if (!m) throw run.images.invalid(IMG.mm, task.vpid, `mapping 0x${v.start.toString(16)} names memfd file ${v.shmid}, not in files.img`);
       const fd = openMemfd({ r, task, run, park: parker(task) }, m.inode_id, v.fdflags ?? m.flags, true);
-      addr = r.call(what, SYS.mmap, v.start, len, prot, (v.flags & (MAP.SHARED | MAP.PRIVATE)) | MAP.FIXED | extra, fd, v.pgoff);
-      r.call(`close a temporary fd of task ${task.vpid}`, SYS.close, fd);
+      map(v.flags & (MAP.SHARED | MAP.PRIVATE), fd, v.pgoff);
+      close(fd);
     } else if (is(v, VMA.FILE_PRIVATE) || is(v, VMA.FILE_SHARED)) {
       const reg: reg_file_entry = regFile(run, Number(v.shmid));
       const flags = v.fdflags ?? reg.flags;
@@ -377,14 +381,12 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept:
         fd = openRegFile(r, reg, flags | O.CLOEXEC);
         fds.set(key, fd);
       }
-      const type = is(v, VMA.FILE_SHARED) ? MAP.SHARED : MAP.PRIVATE;
-      addr = r.call(what, SYS.mmap, v.start, len, prot, type | MAP.FIXED | extra, fd, v.pgoff);
+      map(is(v, VMA.FILE_SHARED) ? MAP.SHARED : MAP.PRIVATE, fd, v.pgoff);
     } else {
       throw run.images.invalid(IMG.mm, task.vpid, `mapping 0x${v.start.toString(16)} has status 0x${v.status.toString(16)}, which crest cannot restore yet`);
     }
-    if (BigInt(addr) !== v.start) throw new Error(`${what()}: landed at 0x${addr.toString(16)}`);
   }
-  for (const fd of fds.values()) r.call(`close a temporary fd of task ${task.pid}`, SYS.close, fd);
+  for (const fd of fds.values()) r.later({ what: `close a temporary fd of task ${task.vpid}`, nr: SYS.close, args: [fd] });
 }
 
 /** Sets final protections and madvise hints. */
@@ -395,11 +397,11 @@ function finishVmas(task: RestoreTask, fill: Set<vma_entry>, kept: Set<vma_entry
     if (isSpecial(v) || isGuard(v) || kept.has(v)) continue;
     const len = v.end - v.start;
     if (fill.has(v) && (v.prot & (PROT.WRITE | PROT.READ)) !== (PROT.WRITE | PROT.READ)) {
-      r.call(`protect 0x${v.start.toString(16)} in task ${task.pid}`, SYS.mprotect, v.start, len, v.prot);
+      r.later({ what: `protect 0x${v.start.toString(16)} in task ${task.pid}`, nr: SYS.mprotect, args: [v.start, len, v.prot] });
     }
     const madv = v.madv ?? 0n;
     for (let bit = 0n; madv >> bit; bit++) {
-      if (madv & (1n << bit)) r.call(`advise 0x${v.start.toString(16)} (${bit}) in task ${task.pid}`, SYS.madvise, v.start, len, bit);
+      if (madv & (1n << bit)) r.later({ what: `advise 0x${v.start.toString(16)} (${bit}) in task ${task.pid}`, nr: SYS.madvise, args: [v.start, len, bit] });
     }
   }
 }
@@ -412,8 +414,10 @@ function installGuards(task: RestoreTask): void {
   const r = task.remotes[0]!;
   for (const v of task.mm.vmas) {
     if (!isGuard(v)) continue;
-    r.call(() => `install guard pages at 0x${v.start.toString(16)}-0x${v.end.toString(16)} (madvise MADV_GUARD_INSTALL, Linux 6.13+) in task ${task.vpid}`,
-      SYS.madvise, v.start, v.end - v.start, MADV.GUARD_INSTALL);
+    r.later({
+      what: () => `install guard pages at 0x${v.start.toString(16)}-0x${v.end.toString(16)} (madvise MADV_GUARD_INSTALL, Linux 6.13+) in task ${task.vpid}`,
+      nr: SYS.madvise, args: [v.start, v.end - v.start, MADV.GUARD_INSTALL],
+    });
   }
 }
 
@@ -433,8 +437,8 @@ function setMmFields(task: RestoreTask, run: RestoreRun): void {
     arg_end: mm.mm_arg_end, env_start: mm.mm_env_start, env_end: mm.mm_env_end, auxv: auxvAddr,
     auxv_size: auxv.length, exe_fd: exe,
   }));
-  r.call(`set the memory layout fields of task ${task.pid} (PR_SET_MM_MAP)`, SYS.prctl, PR.SET_MM, PR_SET_MM_MAP, map, MM_MAP_SIZE, 0);
-  if (exe >= 0) r.call(`close a temporary fd of task ${task.pid}`, SYS.close, exe);
+  r.later({ what: `set the memory layout fields of task ${task.pid} (PR_SET_MM_MAP)`, nr: SYS.prctl, args: [PR.SET_MM, PR_SET_MM_MAP, map, MM_MAP_SIZE, 0] });
+  if (exe >= 0) r.later({ what: `close a temporary fd of task ${task.pid}`, nr: SYS.close, args: [exe] });
 }
 
 function restoreMemory(task: RestoreTask, run: RestoreRun): void {
@@ -442,7 +446,7 @@ function restoreMemory(task: RestoreTask, run: RestoreRun): void {
   // fds the parent holds only for the restore (shared memory objects, memfds) are not the child's.
   if (task.parent && !task.sharesFiles) {
     for (const t of run.transient) {
-      if (t.task === task.parent) r.call(`close an inherited temporary fd of task ${task.vpid}`, SYS.close, t.fd);
+      if (t.task === task.parent) r.later({ what: `close an inherited temporary fd of task ${task.vpid}`, nr: SYS.close, args: [t.fd] });
     }
   }
   const current = parseMaps(readFileSync(`/proc/${task.pid}/maps`, "utf8"));
@@ -458,7 +462,7 @@ function restoreMemory(task: RestoreTask, run: RestoreRun): void {
   for (const m of current) {
     if (["[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]"].includes(m.path)) continue;
     for (const gap of subtract([m], keep)) {
-      r.call(`unmap the stub's ${m.path || "memory"} in task ${task.pid}`, SYS.munmap, gap.start, gap.end - gap.start);
+      r.later({ what: `unmap the stub's ${m.path || "memory"} in task ${task.pid}`, nr: SYS.munmap, args: [gap.start, gap.end - gap.start] });
     }
   }
   placeSpecials(r, current, task.mm.vmas, [...taken, scratchRange]);

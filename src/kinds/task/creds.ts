@@ -36,26 +36,34 @@ function dumpThreadCreds(pid: number, tid: number, r: Remote): creds_entry {
   };
 }
 
+/** cap_last_cap, read once. */
+let last: number | undefined;
+
+/**
+ * Queued, to run in one batch: setfsuid/setfsgid answer the previous value
+ * whatever happens, so each is followed by a call that reads it back.
+ */
 function restoreThreadCreds(r: Remote, tid: number, ce: creds_entry): void {
   const what = (s: string) => `${s} of thread ${tid}`;
+  const later = (text: string, nr: number, ...args: Array<number | bigint>) => r.later({ what: what(text), nr, args });
   r.resetScratch();
   const groups = Buffer.alloc(ce.groups.length * 4);
   ce.groups.forEach((g, i) => groups.writeUInt32LE(g, i * 4));
-  r.call(what("set supplementary groups"), SYS.setgroups, ce.groups.length, ce.groups.length ? r.put(groups) : 0);
-  r.call(what("hold capabilities across the uid change"), SYS.prctl, PR.SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP, 0, 0, 0);
-  r.call(what(`set uids to ${ce.uid}/${ce.euid}/${ce.suid}`), SYS.setresuid, ce.uid, ce.euid, ce.suid);
-  r.syscall(SYS.setfsuid, ce.fsuid);
-  if (r.syscall(SYS.setfsuid, -1) !== ce.fsuid) throw new Error(what(`cannot set fsuid ${ce.fsuid}`));
-  r.call(what(`set gids to ${ce.gid}/${ce.egid}/${ce.sgid}`), SYS.setresgid, ce.gid, ce.egid, ce.sgid);
-  r.syscall(SYS.setfsgid, ce.fsgid);
-  if (r.syscall(SYS.setfsgid, -1) !== ce.fsgid) throw new Error(what(`cannot set fsgid ${ce.fsgid}`));
-  r.call(what(`set securebits 0x${ce.secbits.toString(16)}`), SYS.prctl, PR.SET_SECUREBITS, ce.secbits, 0, 0, 0);
+  later("set supplementary groups", SYS.setgroups, ce.groups.length, ce.groups.length ? r.put(groups) : 0);
+  later("hold capabilities across the uid change", SYS.prctl, PR.SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP, 0, 0, 0);
+  later(`set uids to ${ce.uid}/${ce.euid}/${ce.suid}`, SYS.setresuid, ce.uid, ce.euid, ce.suid);
+  later(`set fsuid ${ce.fsuid}`, SYS.setfsuid, ce.fsuid);
+  r.later({ what: what(`cannot set fsuid ${ce.fsuid}`), nr: SYS.setfsuid, args: [-1], want: ce.fsuid });
+  later(`set gids to ${ce.gid}/${ce.egid}/${ce.sgid}`, SYS.setresgid, ce.gid, ce.egid, ce.sgid);
+  later(`set fsgid ${ce.fsgid}`, SYS.setfsgid, ce.fsgid);
+  r.later({ what: what(`cannot set fsgid ${ce.fsgid}`), nr: SYS.setfsgid, args: [-1], want: ce.fsgid });
+  later(`set securebits 0x${ce.secbits.toString(16)}`, SYS.prctl, PR.SET_SECUREBITS, ce.secbits, 0, 0, 0);
 
   const bnd = capValue(ce.cap_bnd);
-  const last = lastCap();
-  const drops = Array.from({ length: last + 1 }, (_, cap) => cap).filter((cap) => !(bnd & (1n << BigInt(cap))));
-  r.resetScratch();
-  r.callAll(drops.map((cap) => ({ nr: SYS.prctl, args: [PR.CAPBSET_DROP, cap, 0, 0, 0], what: what(`drop capability ${cap} from the bounding set`) })));
+  last ??= lastCap();
+  for (let cap = 0; cap <= last; cap++) {
+    if (!(bnd & (1n << BigInt(cap)))) later(`drop capability ${cap} from the bounding set`, SYS.prctl, PR.CAPBSET_DROP, cap, 0, 0, 0);
+  }
   const hdr = Buffer.alloc(8);
   hdr.writeUInt32LE(CAP_VERSION_3, 0);
   const data = Buffer.alloc(24);
@@ -64,14 +72,12 @@ function restoreThreadCreds(r: Remote, tid: number, ce: creds_entry): void {
     data.writeUInt32LE(ce.cap_prm[i] ?? 0, i * 12 + 4);
     data.writeUInt32LE(ce.cap_inh[i] ?? 0, i * 12 + 8);
   }
-  r.resetScratch();
-  r.call(what("set capabilities"), SYS.capset, r.put(hdr), r.put(data));
+  later("set capabilities", SYS.capset, r.put(hdr), r.put(data));
   const amb = capValue(ce.cap_amb);
   for (let cap = 0; cap <= last; cap++) {
-    if (!(amb & (1n << BigInt(cap)))) continue;
-    r.call(what(`raise ambient capability ${cap}`), SYS.prctl, PR.CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
+    if (amb & (1n << BigInt(cap))) later(`raise ambient capability ${cap}`, SYS.prctl, PR.CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
   }
-  if (ce.no_new_privs) r.call(what("set no_new_privs"), SYS.prctl, PR.SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  if (ce.no_new_privs) later("set no_new_privs", SYS.prctl, PR.SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }
 
 export const credsKind: TaskKind = {
@@ -95,12 +101,12 @@ export const credsKind: TaskKind = {
       const r = task.remotes[i]!;
       restoreThreadCreds(r, t.tid, th.creds);
       // A change of credentials clears these, so they come after.
-      if (th.pdeath_sig) r.call(`set the parent-death signal of thread ${t.tid}`, SYS.prctl, PR.SET_PDEATHSIG, th.pdeath_sig, 0, 0, 0);
+      if (th.pdeath_sig) r.later({ what: `set the parent-death signal of thread ${t.tid}`, nr: SYS.prctl, args: [PR.SET_PDEATHSIG, th.pdeath_sig, 0, 0, 0] });
     });
     const dumpable = task.mm.dumpable;
     // prctl takes 0 or 1; 2 (root-only core dumps) only comes from suid_dumpable.
     if (dumpable === 0 || dumpable === 1) {
-      task.remotes[0]!.call(`set the dumpable flag of task ${task.pid}`, SYS.prctl, PR.SET_DUMPABLE, dumpable, 0, 0, 0);
+      task.remotes[0]!.later({ what: `set the dumpable flag of task ${task.pid}`, nr: SYS.prctl, args: [PR.SET_DUMPABLE, dumpable, 0, 0, 0] });
     }
   },
 };

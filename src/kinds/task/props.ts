@@ -97,15 +97,15 @@ export const propsKind: TaskKind = {
   restore(task: RestoreTask) {
     const tc = task.core[0]!.tc!;
     const r0 = task.remotes[0]!;
-    r0.call(`set the personality of task ${task.pid}`, SYS.personality, tc.personality);
-    if (tc.child_subreaper) r0.call(`make task ${task.pid} a child subreaper`, SYS.prctl, PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-    if (task.mm.thp_disabled) r0.call(`disable THP for task ${task.pid}`, SYS.prctl, PR.SET_THP_DISABLE, 1, 0, 0, 0);
+    r0.later({ what: `set the personality of task ${task.pid}`, nr: SYS.personality, args: [tc.personality] });
+    if (tc.child_subreaper) r0.later({ what: `make task ${task.pid} a child subreaper`, nr: SYS.prctl, args: [PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0] });
+    if (task.mm.thp_disabled) r0.later({ what: `disable THP for task ${task.pid}`, nr: SYS.prctl, args: [PR.SET_THP_DISABLE, 1, 0, 0, 0] });
     if (tc.loginuid !== undefined && tc.loginuid !== NO_LOGINUID) setLoginuid(r0, task, tc.loginuid);
     // Each bit of the mask is a REGISTER_* command: run them again.
     const membarrier = tc.membarrier_registration_mask ?? 0;
     for (let bit = 0; bit < 32; bit++) {
       const cmd = (1 << bit) >>> 0;
-      if (membarrier & cmd) r0.call(`register task ${task.vpid} for membarrier (command ${cmd})`, SYS.membarrier, cmd, 0, 0);
+      if (membarrier & cmd) r0.later({ what: `register task ${task.vpid} for membarrier (command ${cmd})`, nr: SYS.membarrier, args: [cmd, 0, 0] });
     }
     task.threads.forEach((t, i) => {
       const r = task.remotes[i]!;
@@ -113,11 +113,11 @@ export const propsKind: TaskKind = {
       const th = core.thread_core;
       const comm = th?.comm ?? tc.comm;
       r.resetScratch();
-      r.call(`set the name of thread ${t.tid}`, SYS.prctl, PR.SET_NAME, r.putString(comm.slice(0, 15)), 0, 0, 0);
-      if (th?.futex_rla) r.call(`set the robust futex list of thread ${t.tid}`, SYS.set_robust_list, th.futex_rla, th.futex_rla_len);
-      r.syscall(SYS.set_tid_address, core.thread_info?.clear_tid_addr ?? 0n);
+      r.later({ what: `set the name of thread ${t.tid}`, nr: SYS.prctl, args: [PR.SET_NAME, r.putString(comm.slice(0, 15)), 0, 0, 0] });
+      if (th?.futex_rla) r.later({ what: `set the robust futex list of thread ${t.tid}`, nr: SYS.set_robust_list, args: [th.futex_rla, th.futex_rla_len] });
+      r.later({ what: `set the clear-tid address of thread ${t.tid}`, nr: SYS.set_tid_address, args: [core.thread_info?.clear_tid_addr ?? 0n] });
       if (th?.timer_slack_ns !== undefined) {
-        r.call(`set the timer slack of thread ${t.tid}`, SYS.prctl, PR.SET_TIMERSLACK, th.timer_slack_ns, 0, 0, 0);
+        r.later({ what: `set the timer slack of thread ${t.tid}`, nr: SYS.prctl, args: [PR.SET_TIMERSLACK, th.timer_slack_ns, 0, 0, 0] });
       }
     });
     if (tc.oom_score_adj !== undefined && tc.oom_score_adj !== 0) {

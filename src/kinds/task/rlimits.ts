@@ -18,14 +18,15 @@ export const rlimitsKind: TaskKind = {
   restore(task: RestoreTask) {
     const limits = task.core[0]!.tc!.rlimits?.rlimits ?? [];
     const r = task.remotes[0]!;
+    r.resetScratch();
     limits.forEach((l, res) => {
-      r.resetScratch();
-      const v = r.put(packU64s([l.cur, l.max]));
-      const ret = r.syscall(SYS.prlimit64, 0, res, v, 0);
-      if (ret === -EPERM) {
-        throw new Error(`cannot restore ${RLIMIT_NAMES[res] ?? `rlimit ${res}`} of task ${task.pid} (hard limit ${l.max}): raising a hard limit needs CAP_SYS_RESOURCE`);
-      }
-      if (ret < 0) throw new Error(`cannot restore ${RLIMIT_NAMES[res] ?? `rlimit ${res}`} of task ${task.pid}: ${errnoName(-ret)}`);
+      const name = RLIMIT_NAMES[res] ?? `rlimit ${res}`;
+      r.later({
+        nr: SYS.prlimit64, args: [0, res, r.put(packU64s([l.cur, l.max])), 0], what: `restore ${name} of task ${task.pid}`,
+        fail: (e) => new Error(e === EPERM
+          ? `cannot restore ${name} of task ${task.pid} (hard limit ${l.max}): raising a hard limit needs CAP_SYS_RESOURCE`
+          : `cannot restore ${name} of task ${task.pid}: ${errnoName(e)}`),
+      });
     });
   },
 };

@@ -76,11 +76,9 @@ export const schedKind: TaskKind = {
       param.writeInt32LE(p.prio);
       // Both always: the stub has crest's own. The nice value is kept under
       // a real-time policy too, so it goes first.
-      r.callAll([
-        { nr: SYS.setpriority, args: [PRIO_PROCESS, 0, p.nice], what: `set the nice value of thread ${vtid} to ${p.nice}` },
-        { nr: SYS.sched_setscheduler, args: [0, p.policy, r.put(param)],
-          what: `set the scheduling policy of thread ${vtid} to ${NAMES[p.policy & ~SCHED.RESET_ON_FORK]}${p.policy & SCHED.RESET_ON_FORK ? "|SCHED_RESET_ON_FORK" : ""} (priority ${p.prio})` },
-      ]);
+      r.later({ nr: SYS.setpriority, args: [PRIO_PROCESS, 0, p.nice], what: `set the nice value of thread ${vtid} to ${p.nice}` });
+      r.later({ nr: SYS.sched_setscheduler, args: [0, p.policy, r.put(param)],
+        what: `set the scheduling policy of thread ${vtid} to ${NAMES[p.policy & ~SCHED.RESET_ON_FORK]}${p.policy & SCHED.RESET_ON_FORK ? "|SCHED_RESET_ON_FORK" : ""} (priority ${p.prio})` });
     });
   },
 };

@@ -46,11 +46,10 @@ function queueSignals(r: Remote, pid: number, tid: number | null, q: signal_queu
     const { signo } = siginfoHead(siginfo);
     // crest's int3 traps (until the task is released) would take it.
     if (signo === SIG.TRAP) throw new Error(`task ${pid} has a pending SIGTRAP in its images; crest cannot restore that`);
-    r.resetScratch();
     const info = r.put(Buffer.from(siginfo));
     // Sent by the task to itself, the kernel keeps the siginfo as given.
-    if (tid === null) r.call(`queue signal ${signo} to task ${pid}`, SYS.rt_sigqueueinfo, pid, signo, info);
-    else r.call(`queue signal ${signo} to thread ${tid}`, SYS.rt_tgsigqueueinfo, pid, tid, signo, info);
+    if (tid === null) r.later({ what: `queue signal ${signo} to task ${pid}`, nr: SYS.rt_sigqueueinfo, args: [pid, signo, info] });
+    else r.later({ what: `queue signal ${signo} to thread ${tid}`, nr: SYS.rt_tgsigqueueinfo, args: [pid, tid, signo, info] });
   }
 }
 
@@ -86,29 +85,27 @@ export const signalsKind: TaskKind = {
       throw run.images.invalid(IMG.core, task.vpid, `${tc.sigactions.length} signal actions, expected ${ACTION_SIGNALS.length}`);
     }
     leader.resetScratch();
-    leader.callAll(tc.sigactions.flatMap((sa, i) => {
+    tc.sigactions.forEach((sa, i) => {
       const sig = ACTION_SIGNALS[i]!;
       // The stub starts with every action at its default: leave those be.
-      if (!sa.sigaction && !sa.flags && !sa.restorer && !sa.mask) return [];
+      if (!sa.sigaction && !sa.flags && !sa.restorer && !sa.mask) return;
       const packed = packSigaction({ handler: sa.sigaction, flags: sa.flags, restorer: sa.restorer, mask: sa.mask });
       // crest's int3 traps would reset an ignored SIGTRAP: it is set when the session ends.
       if (sig === SIG.TRAP && sa.sigaction === SIG_IGN) {
         leader.trapAction = packed;
-        return [];
+        return;
       }
-      const act = leader.put(packed);
-      return [{ nr: SYS.rt_sigaction, args: [sig, act, 0, 8], what: `set the action of signal ${sig} of task ${task.vpid}` }];
-    }));
+      leader.later({ nr: SYS.rt_sigaction, args: [sig, leader.put(packed), 0, 8], what: `set the action of signal ${sig} of task ${task.vpid}` });
+    });
     task.threads.forEach((t, i) => {
       const th = task.core[i]!.thread_core;
       const r = task.remotes[i]!;
       task.final[i]!.sigmask = th?.blk_sigset ?? tc.blk_sigset;
       const sas = th?.sas;
       if (sas && sas.ss_size) {
-        r.resetScratch();
         // SS_ONSTACK describes where the thread was, it is not a flag to set.
         const st = r.put(packStack({ sp: sas.ss_sp, size: sas.ss_size, flags: (sas.ss_flags & ~SS_ONSTACK) >>> 0 }));
-        r.call(`set the signal stack of thread ${t.tid}`, SYS.sigaltstack, st, 0);
+        r.later({ what: `set the signal stack of thread ${t.tid}`, nr: SYS.sigaltstack, args: [st, 0] });
       }
     });
     if (tc.task_state === TASK_STATE.STOPPED) {

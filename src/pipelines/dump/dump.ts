@@ -10,6 +10,7 @@ import type { Logger } from "../../log.js";
 import type { Options } from "../../options.js";
 import { freezeTree, thawTree, type FrozenTree, type FrozenTask } from "./freeze.js";
 import { Remote } from "../../remote/remote.js";
+import { RemoteTally } from "../../remote/counters.js";
 import { syscallGadget } from "../../remote/gadget.js";
 import { DUMP_KINDS } from "../../kinds/registry.js";
 import { newStats, RunStates, UnsupportedError, type DumpRun, type DumpTask } from "../../kinds/context.js";
@@ -63,8 +64,8 @@ function openTask(pid: number, threads: DumpTask["threads"], vmas: DumpTask["vma
   const remotes: Remote[] = [];
   try {
     for (const t of threads) remotes.push(new Remote(t, gadget));
-    const scratch = remotes[0]!.mapScratch(SCRATCH_SIZE);
-    for (const r of remotes.slice(1)) r.useScratch(scratch, SCRATCH_SIZE);
+    remotes[0]!.mapScratch(SCRATCH_SIZE);
+    for (const r of remotes.slice(1)) r.shareScratch(remotes[0]!);
   } catch (e) {
     closeTask(remotes);
     throw e;
@@ -131,18 +132,21 @@ function nameTree(frozen: FrozenTree, nextId: DumpRun["nextId"]): Tree {
 
 /** Stage: every kind takes its objects out of every task, then writes what it gathered for the whole run. */
 function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[]): void {
+  const tally = new RemoteTally();
   for (const task of tasks) {
     if (task.zombie) continue;
     task.vmas = parseSmaps(readFileSync(`/proc/${task.pid}/smaps`, "utf8"));
     task.remotes = openTask(task.pid, task.threads, task.vmas);
     open.push(task);
     for (const kind of DUMP_KINDS) {
+      if (!kind.dump) continue;
       run.log.debug(`dumping ${kind.name} of ${task.pid}`);
-      kind.dump?.(task, run);
+      tally.count(kind.name, () => kind.dump!(task, run));
       faultPoint(`dump:${kind.name}`);
     }
   }
   for (const kind of DUMP_KINDS) kind.finishDump?.(run);
+  run.log.info(`Remote control by kind (syscalls/stops): ${tally}`);
 }
 
 function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: ActionScripts): DumpResult {

@@ -27,6 +27,7 @@ import { ActionScripts } from "../actions.js";
 import { displayRestoreStats } from "../stats.js";
 import { Regs } from "../../sys/structs.js";
 import type { Remote } from "../../remote/remote.js";
+import { RemoteTally } from "../../remote/counters.js";
 import { faultPoint } from "../fault.js";
 
 const ALL_KINDS: readonly TaskKind[] = [...NAMESPACE_KINDS, ...TASK_RESTORE_KINDS];
@@ -203,6 +204,7 @@ export function restore(opts: Options, log: Logger): RestoreResult {
   const created: Remote[] = [];
   const live: RestoreTask[] = [];
   const logs = new Map<RestoreTask, Logger>();
+  const tally = new RemoteTally();
   let forkingUs = 0;
   /** Runs one kind's hook in a task, with the task's own log (kept open between stages: reopening truncates it). */
   const inTask = (task: RestoreTask, kind: TaskKind, hook: (task: RestoreTask, run: RestoreRun) => void) => {
@@ -215,7 +217,11 @@ export function restore(opts: Options, log: Logger): RestoreResult {
     run.log = tlog;
     try {
       run.log.debug(`restoring ${kind.name}`);
-      hook(task, run);
+      tally.count(kind.name, () => {
+        hook(task, run);
+        // What the kind queued runs now, in one batch per thread.
+        for (const r of task.remotes) r.resetScratch();
+      });
       faultPoint(`restore:${kind.name}`);
     } finally {
       run.log = log;
@@ -248,7 +254,7 @@ export function restore(opts: Options, log: Logger): RestoreResult {
     for (const kind of TASK_RESTORE_KINDS) {
       if (kind.restoreAll) {
         run.log.debug(`restoring ${kind.name}`);
-        kind.restoreAll(live, run);
+        tally.count(kind.name, () => kind.restoreAll!(live, run));
         faultPoint(`restore:${kind.name}`);
       } else if (kind.restore) {
         for (const task of live) inTask(task, kind, kind.restore);
@@ -260,6 +266,7 @@ export function restore(opts: Options, log: Logger): RestoreResult {
     scripts.run("pre-resume");
     const restoreUs = Number((process.hrtime.bigint() - t0) / 1000n);
     const stats = writeStats(images, forkingUs, restoreUs, run);
+    log.info(`Remote control by kind (syscalls/stops): ${tally}`);
     log.info("Restore finished successfully. Resuming tasks.");
     for (const t of live) release(t);
     if (opts.restore.statusFd !== undefined) signalReady(opts.restore.statusFd, log);
