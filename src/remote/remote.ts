@@ -407,12 +407,19 @@ export class Remote {
     if (this.stopOnRelease) process.kill(this.pid, this.stopOnRelease);
   }
 
-  /** Forgets scratch allocations (the mapping stays); queued calls that use them run first. */
+  /**
+   * Forgets scratch allocations (the mapping stays): a new operation starts
+   * and needs none of the caller's earlier ones. Queued calls may still use
+   * theirs: those stay, and allocation goes on after them, until half the
+   * room is used; then the queue runs first.
+   */
   resetScratch(): void {
+    const area = this.area;
+    if (!area) return this.flush();
+    this.claim(area);
+    if (this.queued.length && area.cursor < (area.size - batchZone(area.size)) / 2) return;
     this.flush();
-    if (!this.area) return;
-    this.claim(this.area);
-    this.area.cursor = SCRATCH_DATA;
+    area.cursor = SCRATCH_DATA;
   }
 
   /** Reserves n bytes of scratch (8-aligned) and returns their address in the task. */

@@ -101,5 +101,7 @@ export function restoreInherited(task: RestoreTask, run: RestoreRun, pages: Page
       what: `drop inherited pages at 0x${d.start.toString(16)} in task ${task.vpid}`,
     })));
   }
+  // crest writes through /proc/PID/mem: what the task queued (its mappings) first.
+  r.flush();
   restoreOverInherited(task.pid, pages, mine, run.stats);
 }

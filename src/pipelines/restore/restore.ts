@@ -219,8 +219,6 @@ export function restore(opts: Options, log: Logger): RestoreResult {
       run.log.debug(`restoring ${kind.name}`);
       tally.count(kind.name, () => {
         hook(task, run);
-        // What the kind queued runs now, in one batch per thread.
-        for (const r of task.remotes) r.resetScratch();
       });
       faultPoint(`restore:${kind.name}`);
     } finally {
