@@ -79,9 +79,10 @@ export class Tracee {
   wait(deadline?: number): Stop {
     const poll = deadline !== undefined && deadline !== Infinity;
     let st = wait4(this.tid, poll ? WNOHANG : 0, `wait for thread ${this.tid}`);
-    while (!st) {
+    // Stops come within microseconds, mostly: poll often at first, less and less.
+    for (let pause = 0.01; !st; pause = Math.min(pause * 2, 1)) {
       if (Date.now() > deadline!) throw new TraceError(`thread ${this.tid} did not stop in time`, ETIMEDOUT);
-      sleepMs(1);
+      sleepMs(pause);
       st = wait4(this.tid, WNOHANG, `wait for thread ${this.tid}`);
     }
     remoteCounters.stops++;

@@ -32,8 +32,9 @@ static void on_usr1(int sig)
 static void member(int index)
 {
 	me = index;
-	table[index].pid = getpid();
+	/* The parent first: the root takes a slot whose pid is set as complete. */
 	table[index].ppid = getppid();
+	table[index].pid = getpid();
 	for (;;)
 		pause();
 }
