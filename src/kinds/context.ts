@@ -12,7 +12,7 @@ import type { DumpImages, RestoreImages } from "../images/store.js";
 import type {
   core_entry, fdinfo_entry, file_entry, fs_entry, inventory_entry, mm_entry, pagemap_entry, task_kobj_ids_entry,
 } from "../images/index.js";
-import type { Fdinfo, SmapsEntry } from "../proc/index.js";
+import type { Fdinfo, ProcStat, ProcStatus, SmapsEntry } from "../proc/index.js";
 
 /** Counters that end up in stats-dump / stats-restore. */
 export interface Stats {
@@ -106,6 +106,13 @@ export interface DumpTask {
   vsid: number;
   /** Thread ids in the tree's PID namespace, leader first. */
   vtids: number[];
+  /**
+   * /proc/PID/task/TID/status of each thread (same order) and the leader's
+   * /proc/PID/stat, read once as the tree was frozen: ids, capabilities,
+   * seccomp, umask, namespaces' ids. Not the signal masks (crest sets them).
+   */
+  status: ProcStatus[];
+  stat: ProcStat;
   /** Dead, waiting for its parent: only its exit status is dumped. */
   zombie: boolean;
   /** Leader first. */

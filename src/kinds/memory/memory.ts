@@ -20,7 +20,7 @@ import type { PageSource } from "../../images/store.js";
 import { AT_FDCWD, MADV, MAP, MREMAP, O, PAGE_SIZE, PROT, PR, PR_SET_MM_MAP, SHM, SYS } from "../../sys/constants.js";
 import { MM_MAP_SIZE, packMmMap } from "../../sys/structs.js";
 import { PagemapScanner } from "../../sys/pagemap.js";
-import { parseAuxv, parseMaps, parseStat, vmFlagsToMadvise, vmFlagsToMapFlags, type SmapsEntry, type MapEntry } from "../../proc/index.js";
+import { parseAuxv, parseMaps, vmFlagsToMadvise, vmFlagsToMapFlags, type SmapsEntry, type MapEntry } from "../../proc/index.js";
 import { checkReopenable, dumpDeletedFile, dumpRegFile, openRegFile, regFile } from "../files/regfile.js";
 import { PE, PagesWriter, fillFromPages, fillRuns, pageCount, pageRuns, splitRuns } from "./pages.js";
 import { dumpMemfd, isMemfdPath, openMemfd } from "../files/memfd.js";
@@ -115,7 +115,7 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
 function dumpMemory(task: DumpTask, run: DumpRun): void {
   const pid = task.pid;
   const r = task.remotes[0]!;
-  const st = parseStat(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  const st = task.stat;
   const fileIds = new Map<string, number>();
   const vmas = task.vmas.map((m) => dumpVma(task, run, m, fileIds));
   const exePath = readlinkSync(`/proc/${pid}/exe`);

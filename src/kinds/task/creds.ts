@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import type { TaskKind, DumpTask, RestoreTask } from "../context.js";
 import { IMG, type creds_entry } from "../../images/index.js";
 import { PR, PR_CAP_AMBIENT_RAISE, SYS } from "../../sys/constants.js";
-import { parseStatus } from "../../proc/index.js";
+import type { ProcStatus } from "../../proc/index.js";
 import type { Remote } from "../../remote/remote.js";
 
 const CAP_VERSION_3 = 0x20080522;
@@ -22,9 +22,7 @@ function lastCap(): number {
   return Number(readFileSync("/proc/sys/kernel/cap_last_cap", "utf8").trim());
 }
 
-function dumpThreadCreds(pid: number, tid: number, r: Remote): creds_entry {
-  const st = parseStatus(readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8"));
-  const secbits = r.call(`read securebits of thread ${tid}`, SYS.prctl, PR.GET_SECUREBITS, 0, 0, 0, 0);
+function dumpThreadCreds(st: ProcStatus, secbits: number): creds_entry {
   return {
     uid: st.uid[0], euid: st.uid[1], suid: st.uid[2], fsuid: st.uid[3],
     gid: st.gid[0], egid: st.gid[1], sgid: st.gid[2], fsgid: st.gid[3],
@@ -86,13 +84,17 @@ export const credsKind: TaskKind = {
     task.threads.forEach((t, i) => {
       const r = task.remotes[i]!;
       const th = task.core[i]!.thread_core!;
-      th.creds = dumpThreadCreds(task.pid, t.tid, r);
-      const sig = r.alloc(4);
-      r.call(`read the parent-death signal of thread ${t.tid}`, SYS.prctl, PR.GET_PDEATHSIG, sig, 0, 0, 0);
-      th.pdeath_sig = r.read(sig, 4).readInt32LE(0);
       r.resetScratch();
+      const sig = r.alloc(4);
+      const got = r.callAll([
+        { what: `read securebits of thread ${t.tid}`, nr: SYS.prctl, args: [PR.GET_SECUREBITS, 0, 0, 0, 0] },
+        { what: `read the parent-death signal of thread ${t.tid}`, nr: SYS.prctl, args: [PR.GET_PDEATHSIG, sig, 0, 0, 0] },
+        ...(i === 0 ? [{ what: `read the dumpable flag of task ${task.pid}`, nr: SYS.prctl, args: [PR.GET_DUMPABLE, 0, 0, 0, 0] }] : []),
+      ]);
+      th.creds = dumpThreadCreds(task.status[i]!, got[0]!);
+      th.pdeath_sig = r.read(sig, 4).readInt32LE(0);
+      if (i === 0) task.mm!.dumpable = got[2]!;
     });
-    task.mm!.dumpable = task.remotes[0]!.call(`read the dumpable flag of task ${task.pid}`, SYS.prctl, PR.GET_DUMPABLE, 0, 0, 0, 0);
   },
   restore(task: RestoreTask, run) {
     task.threads.forEach((t, i) => {

@@ -1,11 +1,10 @@
 // The fs struct: current directory, root directory and umask. The two
 // directories go to files.img as regular files; the task gets them back with
 // fchdir and chroot after its files are open (paths are crest's view).
-import { readFileSync, readlinkSync } from "node:fs";
+import { readlinkSync } from "node:fs";
 import type { TaskKind } from "../context.js";
 import { UnsupportedError } from "../context.js";
 import { O, SYS } from "../../sys/constants.js";
-import { parseStatus } from "../../proc/index.js";
 import { checkReopenable, dumpDeletedFile, dumpRegFile, openRegFile, regFile } from "../files/regfile.js";
 
 export const fsKind: TaskKind = {
@@ -25,7 +24,7 @@ export const fsKind: TaskKind = {
     if (run.files.find((f) => f.id === root)?.reg?.name !== "/") {
       throw new UnsupportedError(`process ${task.pid} runs chrooted (root ${readlinkSync(`/proc/${task.pid}/root`)}); crest does not support chroots yet`);
     }
-    const umask = parseStatus(readFileSync(`/proc/${task.pid}/status`, "utf8")).umask;
+    const umask = task.status[0]!.umask;
     task.fs = { cwd_id: dir("cwd"), root_id: root, umask };
   },
   restore(task, run) {

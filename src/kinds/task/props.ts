@@ -8,7 +8,6 @@ import { AT_FDCWD, O, PR, SYS } from "../../sys/constants.js";
 import { check, EINVAL, ENOSYS, EPERM } from "../../sys/errno.js";
 import { RemoteError, type Remote } from "../../remote/remote.js";
 import { sys } from "../../sys/syscalls.js";
-import { parseStat } from "../../proc/index.js";
 
 const MEMBARRIER_CMD_GET_REGISTRATIONS = 1 << 9;
 /** The private expedited barriers (PRIVATE_EXPEDITED, _SYNC_CORE, _RSEQ); each one's REGISTER command is its bit << 1. */
@@ -64,11 +63,10 @@ function robustList(tid: number): { head: bigint; len: number } {
 export const propsKind: TaskKind = {
   name: "props",
   dump(task: DumpTask) {
-    const leaderStat = parseStat(readFileSync(`/proc/${task.pid}/stat`, "utf8"));
     const tc = task.core[0]!.tc!;
     tc.comm = readFileSync(`/proc/${task.pid}/comm`, "utf8").replace(/\n$/, "");
     tc.personality = parseInt(readFileSync(`/proc/${task.pid}/personality`, "utf8"), 16);
-    tc.flags = leaderStat.flags;
+    tc.flags = task.stat.flags;
     tc.oom_score_adj = Number(readFileSync(`/proc/${task.pid}/oom_score_adj`, "utf8"));
     tc.loginuid = Number(readFileSync(`/proc/${task.pid}/loginuid`, "utf8"));
     const r0 = task.remotes[0]!;
@@ -80,17 +78,25 @@ export const propsKind: TaskKind = {
       const rl = robustList(t.tid);
       th.futex_rla = rl.head;
       th.futex_rla_len = rl.len;
+      // One batch a thread; the leader's carries the process-wide questions too.
       r.resetScratch();
       const addr = r.alloc(8);
-      r.call(`read the clear-tid address of thread ${t.tid}`, SYS.prctl, PR.GET_TID_ADDRESS, addr, 0, 0, 0);
+      const sub = i === 0 ? r.alloc(4) : 0n;
+      const got = r.callAll([
+        { what: `read the clear-tid address of thread ${t.tid}`, nr: SYS.prctl, args: [PR.GET_TID_ADDRESS, addr, 0, 0, 0] },
+        { what: `read the timer slack of thread ${t.tid}`, nr: SYS.prctl, args: [PR.GET_TIMERSLACK, 0, 0, 0, 0] },
+        ...(i === 0 ? [
+          { what: `read the subreaper flag of task ${task.pid}`, nr: SYS.prctl, args: [PR.GET_CHILD_SUBREAPER, sub, 0, 0, 0] },
+          { what: `read the THP setting of task ${task.pid}`, nr: SYS.prctl, args: [PR.GET_THP_DISABLE, 0, 0, 0, 0] },
+        ] : []),
+      ]);
       core.thread_info!.clear_tid_addr = r.read(addr, 8).readBigUInt64LE(0);
-      th.timer_slack_ns = BigInt(r.call(`read the timer slack of thread ${t.tid}`, SYS.prctl, PR.GET_TIMERSLACK, 0, 0, 0, 0));
+      th.timer_slack_ns = BigInt(got[1]!);
+      if (i === 0) {
+        tc.child_subreaper = r.read(sub, 4).readInt32LE(0) !== 0;
+        task.mm!.thp_disabled = got[3] === 1;
+      }
     });
-    r0.resetScratch();
-    const sub = r0.alloc(4);
-    r0.call(`read the subreaper flag of task ${task.pid}`, SYS.prctl, PR.GET_CHILD_SUBREAPER, sub, 0, 0, 0);
-    tc.child_subreaper = r0.read(sub, 4).readInt32LE(0) !== 0;
-    task.mm!.thp_disabled = r0.call(`read the THP setting of task ${task.pid}`, SYS.prctl, PR.GET_THP_DISABLE, 0, 0, 0, 0) === 1;
     const membarrier = membarrierRegistrations(r0);
     if (membarrier) tc.membarrier_registration_mask = membarrier;
   },

@@ -5,12 +5,10 @@
 // before the credentials drop (installing a filter needs CAP_SYS_ADMIN or
 // no_new_privs); crest's own syscalls are not filtered thanks to
 // PTRACE_O_SUSPEND_SECCOMP.
-import { readFileSync } from "node:fs";
 import type { TaskKind, DumpTask, DumpRun, RestoreTask, RestoreRun } from "../context.js";
 import { dumpState, restoreState } from "../context.js";
 import { IMG, seccomp_mode, type seccomp_filter } from "../../images/index.js";
 import { PR, SECCOMP_SET_MODE_FILTER, SYS } from "../../sys/constants.js";
-import { parseStatus } from "../../proc/index.js";
 
 const BPF_INSN = 8;
 
@@ -21,7 +19,7 @@ const restoring = restoreState("seccomp filters", (run): seccomp_filter[] => run
 function dumpThread(task: DumpTask, run: DumpRun, i: number): void {
   const t = task.threads[i]!;
   const th = task.core[i]!.thread_core!;
-  const st = parseStatus(readFileSync(`/proc/${task.pid}/task/${t.tid}/status`, "utf8"));
+  const st = task.status[i]!;
   th.seccomp_mode = st.seccomp as seccomp_mode;
   if (st.seccomp !== seccomp_mode.filter) return;
   const chain: Array<{ filter: Buffer; flags: number }> = [];

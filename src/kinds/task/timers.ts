@@ -12,12 +12,15 @@ import type { Remote } from "../../remote/remote.js";
 const PR_TIMER_CREATE_RESTORE_IDS = 77;
 const SIGEV = { SIGNAL: 0, NONE: 1, THREAD: 2, THREAD_ID: 4 } as const;
 
-function getItimer(r: Remote, which: number): itimer_entry {
+/** The three interval timers, read in one batch. */
+function getItimers(r: Remote): itimer_entry[] {
   r.resetScratch();
-  const buf = r.alloc(32);
-  r.call(`read interval timer ${which} of task ${r.pid}`, SYS.getitimer, which, buf);
-  const [isec, iusec, vsec, vusec] = unpackU64s(r.read(buf, 32), 4);
-  return { isec: isec!, iusec: iusec!, vsec: vsec!, vusec: vusec! };
+  const bufs = [ITIMER.REAL, ITIMER.VIRTUAL, ITIMER.PROF].map((which) => ({ which, buf: r.alloc(32) }));
+  r.callAll(bufs.map(({ which, buf }) => ({ what: `read interval timer ${which} of task ${r.pid}`, nr: SYS.getitimer, args: [which, buf] })));
+  return bufs.map(({ buf }) => {
+    const [isec, iusec, vsec, vusec] = unpackU64s(r.read(buf, 32), 4);
+    return { isec: isec!, iusec: iusec!, vsec: vsec!, vusec: vusec! };
+  });
 }
 
 function setItimer(r: Remote, which: number, t: itimer_entry): void {
@@ -84,13 +87,8 @@ function restorePosixTimers(task: RestoreTask, timers: posix_timer_entry[]): voi
 export const timersKind: TaskKind = {
   name: "timers",
   dump(task: DumpTask) {
-    const r = task.remotes[0]!;
-    task.core[0]!.tc!.timers = {
-      real: getItimer(r, ITIMER.REAL),
-      virt: getItimer(r, ITIMER.VIRTUAL),
-      prof: getItimer(r, ITIMER.PROF),
-      posix: dumpPosixTimers(task),
-    };
+    const [real, virt, prof] = getItimers(task.remotes[0]!);
+    task.core[0]!.tc!.timers = { real: real!, virt: virt!, prof: prof!, posix: dumpPosixTimers(task) };
   },
   restore(task: RestoreTask) {
     const timers = task.core[0]!.tc!.timers;

@@ -17,7 +17,7 @@ import { newStats, RunStates, UnsupportedError, type DumpRun, type DumpTask } fr
 import { TASK_STATE } from "../../kinds/task/task-state.js";
 import { IMG, IMAGES_V1_1, core_entry_march, lsmtype, type core_entry, type pstree_entry, type task_kobj_ids_entry } from "../../images/index.js";
 import { DumpImages } from "../../images/store.js";
-import { parseSmaps, parseStat, parseStatus } from "../../proc/index.js";
+import { parseSmaps, parseStat, parseStatus, type ProcStat } from "../../proc/index.js";
 import { PTRACE, SIG } from "../../sys/constants.js";
 import { ptrace, wait4 } from "../../sys/syscalls.js";
 import { faultPoint } from "../fault.js";
@@ -89,8 +89,7 @@ function closeTask(remotes: Remote[]): void {
 }
 
 /** A zombie: only its exit status matters, for the parent to collect. */
-function zombieCore(pid: number): core_entry {
-  const st = parseStat(readFileSync(`/proc/${pid}/stat`, "utf8"));
+function zombieCore(st: ProcStat): core_entry {
   const core = newCore(true);
   core.tc!.task_state = TASK_STATE.ZOMBIE;
   core.tc!.exit_code = st.exitCode;
@@ -120,12 +119,12 @@ export function dump(opts: Options, log: Logger): DumpResult {
 /** Stage: names the frozen tree's tasks as its own PID namespace sees them, and the objects they share. */
 function nameTree(frozen: FrozenTree, nextId: DumpRun["nextId"]): Tree {
   const ns = new TreeNamespaces(frozen);
-  const rootStat = parseStat(readFileSync(`/proc/${frozen.root}/stat`, "utf8"));
-  if (rootStat.session !== frozen.root) {
-    throw new UnsupportedError(`process ${frozen.root} is not a session leader (its session is ${rootStat.session}, outside the dumped tree); run it in its own session (setsid, or crest run), since --shell-job is not supported yet`);
-  }
   const tasks = frozen.tasks.map((ft) => describeTask(ft, ns));
-  for (const t of tasks) if (!t.zombie) refuseTerminal(t.pid);
+  const session = tasks[0]!.stat.session;
+  if (session !== frozen.root) {
+    throw new UnsupportedError(`process ${frozen.root} is not a session leader (its session is ${session}, outside the dumped tree); run it in its own session (setsid, or crest run), since --shell-job is not supported yet`);
+  }
+  for (const t of tasks) if (!t.zombie) refuseTerminal(t.pid, t.stat);
   const selfIds = assignKobjIds(tasks, frozen, nextId, ns);
   return { frozen, tasks, ns, selfIds };
 }
@@ -208,8 +207,8 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
  * session's terminal is a tty, which crest does not restore yet), even when
  * no fd holds the terminal: refused rather than lost.
  */
-function refuseTerminal(pid: number): void {
-  const tty = parseStat(readFileSync(`/proc/${pid}/stat`, "utf8")).ttyNr;
+function refuseTerminal(pid: number, st: ProcStat): void {
+  const tty = st.ttyNr;
   if (!tty) return;
   const major = (tty >> 8) & 0xfff, minor = (tty & 0xff) | ((tty >> 12) & 0xfff00);
   throw new UnsupportedError(
@@ -220,20 +219,25 @@ function refuseTerminal(pid: number): void {
 
 /** A task's identity in the tree: its pids as the tree's PID namespace sees them, group, session. */
 function describeTask(ft: FrozenTask, ns: TreeNamespaces): DumpTask {
-  const status = parseStatus(readFileSync(`/proc/${ft.pid}/status`, "utf8"));
   const tids = ft.zombie ? [ft.pid] : ft.threads.map((t) => t.tid);
+  // Read once for every kind: nothing in them changes while the tree is frozen but the signal masks crest sets.
+  const status = tids.map((tid) => parseStatus(readFileSync(`/proc/${ft.pid}/task/${tid}/status`, "utf8")));
+  const stat = parseStat(readFileSync(`/proc/${ft.pid}/stat`, "utf8"));
+  const leader = status[0]!;
   return {
     pid: ft.pid,
-    vpid: ns.vpid(status.nsPid, ft.pid),
+    vpid: ns.vpid(leader.nsPid, ft.pid),
     vppid: ft.pid === ns.root ? 0 : ns.vpidOf(ft.ppid),
-    vpgid: ns.vpid(status.nsPgid, ft.pid),
-    vsid: ns.vpid(status.nsSid, ft.pid),
-    vtids: tids.map((tid) => ns.vpid(parseStatus(readFileSync(`/proc/${ft.pid}/task/${tid}/status`, "utf8")).nsPid, tid)),
+    vpgid: ns.vpid(leader.nsPgid, ft.pid),
+    vsid: ns.vpid(leader.nsSid, ft.pid),
+    vtids: tids.map((tid, i) => ns.vpid(status[i]!.nsPid, tid)),
+    status,
+    stat,
     zombie: ft.zombie,
     threads: ft.threads,
     remotes: [],
     vmas: [],
-    core: ft.zombie ? [zombieCore(ft.pid)] : ft.threads.map((_, i) => newCore(i === 0)),
+    core: ft.zombie ? [zombieCore(stat)] : ft.threads.map((_, i) => newCore(i === 0)),
     ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0 },
     pagemap: [],
     pagesId: 0,

@@ -13,7 +13,7 @@ import type { task_kobj_ids_entry } from "../../images/index.js";
 
 type NextId = DumpRun["nextId"];
 
-const nsLink = (pid: number | "self", kind: NsKind | "pid_for_children" | "time_for_children"): string => readlinkSync(`/proc/${pid}/ns/${kind}`);
+type NsLinkKind = NsKind | "pid_for_children" | "time_for_children";
 const nsPid = (pid: number | "self"): number[] => parseStatus(readFileSync(`/proc/${pid}/status`, "utf8")).nsPid;
 
 export class TreeNamespaces {
@@ -26,11 +26,24 @@ export class TreeNamespaces {
   /** Namespace inode link -> kobj id. */
   readonly nsIds = new Map<string, number>();
 
+  private readonly links = new Map<string, string>();
+
+  /** A task's namespace link, read once (the tree is frozen; crest's own do not change). */
+  link(pid: number | "self", kind: NsLinkKind): string {
+    const path = `/proc/${pid}/ns/${kind}`;
+    let link = this.links.get(path);
+    if (link === undefined) {
+      link = readlinkSync(path);
+      this.links.set(path, link);
+    }
+    return link;
+  }
+
   constructor(readonly tree: FrozenTree) {
     this.root = tree.root;
     for (const kind of NS_KINDS) {
-      const mine = nsLink("self", kind);
-      const roots = nsLink(tree.root, kind);
+      const mine = this.link("self", kind);
+      const roots = this.link(tree.root, kind);
       if (roots === mine) continue;
       if (!SUPPORTED_NS.has(kind)) {
         throw new UnsupportedError(`process ${tree.root} is in its own ${kind} namespace (${roots}); crest supports trees with their own pid, ipc and uts namespaces only so far`);
@@ -46,8 +59,8 @@ export class TreeNamespaces {
       this.toVirtual.set(t.pid, this.vpid(nsPid(t.pid), t.pid));
       if (t.zombie) continue; // a zombie has no namespaces left to show
       for (const kind of NS_KINDS) {
-        const link = nsLink(t.pid, kind);
-        const want = nsLink(tree.root, kind);
+        const link = this.link(t.pid, kind);
+        const want = this.link(tree.root, kind);
         if (link !== want) {
           throw new UnsupportedError(`process ${t.pid} is in ${kind} namespace ${link}, not the tree's (${want}); crest does not support nested namespaces yet`);
         }
@@ -55,8 +68,8 @@ export class TreeNamespaces {
       // unshare(CLONE_NEWPID / CLONE_NEWTIME) without a child yet: only the
       // *_for_children link shows it, and the restored task would lose it.
       for (const kind of ["pid", "time"] as const) {
-        const next = nsLink(t.pid, `${kind}_for_children`);
-        if (next !== nsLink(t.pid, kind)) {
+        const next = this.link(t.pid, `${kind}_for_children`);
+        if (next !== this.link(t.pid, kind)) {
           throw new UnsupportedError(`process ${t.pid} has unshared a ${kind} namespace for its future children (${next}); crest does not support that yet`);
         }
       }
@@ -116,7 +129,7 @@ export function assignKobjIds(tasks: DumpTask[], tree: FrozenTree, nextId: NextI
 
 function setNsIds(ids: task_kobj_ids_entry, pid: number | "self", nextId: NextId, ns: TreeNamespaces): void {
   for (const kind of NS_KINDS) {
-    const link = nsLink(pid, kind);
+    const link = ns.link(pid, kind);
     if (!ns.nsIds.has(link)) ns.nsIds.set(link, nextId("kobj"));
     (ids as unknown as Record<string, number>)[`${kind}_ns_id`] = ns.nsIds.get(link)!;
   }
