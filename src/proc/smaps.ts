@@ -17,14 +17,32 @@ export interface SmapsEntry extends MapEntry {
 }
 
 const HEADER = /^[0-9a-f]+-[0-9a-f]+ /;
-const FIELD = /^([A-Za-z_][A-Za-z0-9_]*):\s+(-?\d+)( kB)?$/;
+const KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const VMFLAG = /^[a-z0-9?]{2}$/;
 
+/** A mapping's line starts with its hex start address; a field's with its capitalised name. */
+const isHexDigit = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 97 && c <= 102);
+
+/** "Key:   123 kB" or "Key:   1": the key, the number and whether it is in kB; null if the line is not that. */
+function field(line: string): { key: string; value: string; kb: boolean } | null {
+  const colon = line.indexOf(":");
+  if (colon <= 0) return null;
+  const key = line.slice(0, colon);
+  let value = line.slice(colon + 1);
+  if (value.charCodeAt(0) !== 32 && value.charCodeAt(0) !== 9) return null;
+  value = value.trim();
+  const kb = value.endsWith(" kB");
+  if (kb) value = value.slice(0, -3).trimEnd();
+  return KEY.test(key) ? { key, value, kb } : null;
+}
+
+// Hand-split rather than one regex a line: a dump parses every task's smaps,
+// some thousands of lines each.
 export function parseSmaps(text: string): SmapsEntry[] {
   const out: SmapsEntry[] = [];
   let cur: SmapsEntry | undefined;
   for (const line of lines(text)) {
-    if (HEADER.test(line)) {
+    if (isHexDigit(line.charCodeAt(0)) && HEADER.test(line)) {
       cur = { ...parseMapsLine(line, "smaps"), sizes: {}, counters: {}, vmFlags: [] };
       out.push(cur);
       continue;
@@ -37,11 +55,11 @@ export function parseSmaps(text: string): SmapsEntry[] {
       if (bad !== undefined) throw new ProcParseError("smaps", line, `bad VmFlags mnemonic ${JSON.stringify(bad)}`);
       continue;
     }
-    const m = FIELD.exec(line);
-    if (!m) throw new ProcParseError("smaps", line);
-    const value = decimal("smaps", line, m[2]);
-    if (m[3]) cur.sizes[m[1]!] = value;
-    else cur.counters[m[1]!] = value;
+    const f = field(line);
+    if (!f) throw new ProcParseError("smaps", line);
+    const value = decimal("smaps", line, f.value);
+    if (f.kb) cur.sizes[f.key] = value;
+    else cur.counters[f.key] = value;
   }
   return out;
 }

@@ -5,7 +5,8 @@
 import { CLONE, PTRACE_EVENT, SYS } from "../sys/constants.js";
 import { CLONE_ARGS_SIZE, packCloneArgs } from "../sys/structs.js";
 import { Tracee, TraceError } from "./tracee.js";
-import { Remote } from "./remote.js";
+import { Remote, RemoteError } from "./remote.js";
+import { createPid } from "./stub.js";
 
 /**
  * Runs clone3 with set_tid in `parent` and returns remote control of the new
@@ -17,7 +18,8 @@ export function cloneChild(parent: Remote, vpid: number, flags: number, exitSign
   tid.writeInt32LE(vpid);
   const tidAddr = parent.put(tid);
   const args = parent.put(packCloneArgs({ flags, exitSignal, setTid: tidAddr, setTidSize: 1 }));
-  const got = parent.call(what, SYS.clone3, args, CLONE_ARGS_SIZE);
+  const got = createPid(vpid, () => parent.syscall(SYS.clone3, args, CLONE_ARGS_SIZE));
+  if (got < 0) throw new RemoteError(what, -got);
   if (got !== vpid) throw new TraceError(`${what}: got PID ${got}`);
   const ev = parent.events.find((e) => e.event === PTRACE_EVENT.FORK || e.event === PTRACE_EVENT.CLONE || e.event === PTRACE_EVENT.VFORK);
   if (!ev) throw new TraceError(`${what}: the kernel reported no new task`);

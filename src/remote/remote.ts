@@ -43,19 +43,28 @@ const LOAD = [[0x48, 0xb8], [0x48, 0xbf], [0x48, 0xbe], [0x48, 0xba], [0x49, 0xb
 
 /** x86-64 code running each call and storing rax at results + 8*i; int3 at the end. */
 function batchCode(calls: ReadonlyArray<{ nr: number; args: RArg[] }>, results: bigint): Buffer {
-  const parts: Buffer[] = [];
+  const code = Buffer.allocUnsafe(calls.length * (CALL_BYTES - 8) + 1);
+  let at = 0;
+  const op = (bytes: readonly number[]) => {
+    for (const b of bytes) code[at++] = b;
+  };
   const imm = (v: RArg) => {
-    const b = Buffer.alloc(8);
-    b.writeBigUInt64LE(BigInt.asUintN(64, BigInt(v)));
-    return b;
+    at = code.writeBigUInt64LE(typeof v === "bigint" ? BigInt.asUintN(64, v) : BigInt.asUintN(64, BigInt(v)), at);
   };
   calls.forEach((c, i) => {
-    [c.nr, ...c.args].forEach((v, r) => parts.push(Buffer.from(LOAD[r]!), imm(v)));
-    parts.push(Buffer.from([0x0f, 0x05, 0x48, 0xa3]), imm(results + BigInt(i * 8))); // syscall; movabs [results+8i], rax
+    op(LOAD[0]!);
+    imm(c.nr);
+    c.args.forEach((v, r) => {
+      op(LOAD[r + 1]!);
+      imm(v);
+    });
+    op(STORE); // syscall; movabs [results + 8i], rax
+    imm(results + BigInt(i * 8));
   });
-  parts.push(Buffer.from([0xcc]));
-  return Buffer.concat(parts);
+  code[at++] = 0xcc;
+  return code.subarray(0, at);
 }
+const STORE = [0x0f, 0x05, 0x48, 0xa3];
 
 /**
  * A syscall whose result is only checked: `want` the value it must return

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { native, stubPath } from "../sys/native.js";
 import { errnoName, EEXIST, EINVAL } from "../sys/errno.js";
 import { PTRACE_O, SIG, SYS } from "../sys/constants.js";
-import { wait4 } from "../sys/syscalls.js";
+import { sleepMs, wait4 } from "../sys/syscalls.js";
 import { Tracee, TraceError } from "./tracee.js";
 import { stubGadget } from "./gadget.js";
 import { Remote, type Gadget } from "./remote.js";
@@ -53,7 +53,8 @@ export class Stub {
 
   /** Spawns a stub; seized and stopped when o.trace is given (killed again if that fails). */
   static start(o: StubOptions): Stub {
-    const pid = native.spawn({ path: stubPath(), argv: ["crest-stub"], env: [], fds: [], pid: o.pid ?? 0, flags: o.flags ?? 0, setsid: o.setsid ? 1 : 0 });
+    const spawn = () => native.spawn({ path: stubPath(), argv: ["crest-stub"], env: [], fds: [], pid: o.pid ?? 0, flags: o.flags ?? 0, setsid: o.setsid ? 1 : 0 });
+    const pid = o.pid ? createPid(o.pid, spawn) : spawn();
     if (pid < 0) throw o.spawnError(-pid);
     if (o.trace === undefined) return new Stub(pid, null, 0);
     try {
@@ -89,6 +90,21 @@ export class Stub {
 
   kill(): void {
     killAndReap(this.pid);
+  }
+}
+
+/**
+ * Runs create() (a spawn or clone3 with set_tid: a PID, or -errno) until
+ * the PID is not EEXIST or is held by a process /proc shows: a PID whose
+ * process was just reaped leaves /proc a moment before the kernel frees
+ * the number, and creating it in that moment fails with EEXIST.
+ */
+export function createPid(pid: number, create: () => number): number {
+  const deadline = Date.now() + 1000;
+  for (;;) {
+    const got = create();
+    if (got !== -EEXIST || pidHolder(pid) !== null || Date.now() > deadline) return got;
+    sleepMs(2);
   }
 }
 

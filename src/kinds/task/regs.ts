@@ -3,7 +3,6 @@
 // had when it was seized (a thread caught in a syscall saved so that it
 // carries on with it: syscall-restart.ts); restored last, right before the
 // thread runs.
-import { readFileSync } from "node:fs";
 import type { TaskKind, DumpTask, DumpRun, RestoreTask } from "../context.js";
 import { KSIGACTION_SIZE, Regs, REG_NAMES, unpackSigaction } from "../../sys/structs.js";
 import { FXSAVE_SIZE, XFEATURE, XSTATE_BV_OFFSET, xcomponent, xfeatures } from "../../sys/xsave.js";
@@ -16,7 +15,7 @@ import type { Tracee } from "../../remote/tracee.js";
 import type { Remote } from "../../remote/remote.js";
 import { readMemory } from "../../remote/memory.js";
 import { SYS } from "../../sys/constants.js";
-import { parseStatus } from "../../proc/index.js";
+import type { ProcStatus } from "../../proc/index.js";
 import type { Logger } from "../../log.js";
 import { UnsupportedError } from "../context.js";
 import { resumption, type DueSignal, type ResumeContext } from "./syscall-restart.js";
@@ -191,8 +190,7 @@ const SA_RESTART = 0x10000000n;
  * queue first, then the process's, lowest number first), not blocked by its
  * own mask, with a handler.
  */
-function dueSignal(pid: number, r: Remote): DueSignal | null {
-  const st = parseStatus(readFileSync(`/proc/${pid}/task/${r.pid}/status`, "utf8"));
+function dueSignal(st: ProcStatus, r: Remote): DueSignal | null {
   for (const pending of [st.sigPnd, st.shdPnd]) {
     const due = pending & ~r.savedMask & st.sigCgt;
     if (!due) continue;
@@ -211,10 +209,10 @@ function dueSignal(pid: number, r: Remote): DueSignal | null {
  * syscall (see syscall-restart.ts); a thread left running gets the live set
  * where crest's interrupt would otherwise show.
  */
-function resumeRegs(pid: number, r: Remote, log: Logger): Regs {
+function resumeRegs(pid: number, st: ProcStatus, r: Remote, log: Logger): Regs {
   const ctx: ResumeContext = {
     stopped: r.t.stopSignal !== 0,
-    dueSignal: () => dueSignal(pid, r),
+    dueSignal: () => dueSignal(st, r),
     readTimespec: (addr) => {
       try {
         const b = readMemory(r.pid, addr, 16);
@@ -238,7 +236,7 @@ function resumeRegs(pid: number, r: Remote, log: Logger): Regs {
   return res.regs;
 }
 
-function dumpThread(r: Remote, pid: number, log: Logger): { info: thread_info_x86; rseq?: rseq_entry } {
+function dumpThread(r: Remote, pid: number, st: ProcStatus, log: Logger): { info: thread_info_x86; rseq?: rseq_entry } {
   const t = r.t;
   const tls: user_desc_t[] = [];
   for (let i = 0; i < TLS_ENTRIES; i++) tls.push(descToEntry(t.getThreadArea(TLS_MIN + i)));
@@ -248,7 +246,7 @@ function dumpThread(r: Remote, pid: number, log: Logger): { info: thread_info_x8
   const rseq = dumpRseq(t, r.saved, r.rseqCs);
   const info: thread_info_x86 = {
     clear_tid_addr: 0n, // filled by the props kind, which asks the thread
-    gpregs: regsToEntry(resumeRegs(pid, r, log)),
+    gpregs: regsToEntry(resumeRegs(pid, st, r, log)),
     fpregs: xsaveToEntry(t.getXstate()),
     tls,
   };
@@ -259,7 +257,7 @@ export const regsKind: TaskKind = {
   name: "regs",
   dump(task: DumpTask, run: DumpRun) {
     task.remotes.forEach((r, i) => {
-      const { info, rseq } = dumpThread(r, task.pid, run.log);
+      const { info, rseq } = dumpThread(r, task.pid, task.status[i]!, run.log);
       task.core[i]!.thread_info = info;
       if (rseq) task.core[i]!.thread_core!.rseq_entry = rseq;
     });
