@@ -61,7 +61,7 @@ execFileSync(process.execPath, [join(root, "node_modules", "typescript", "bin", 
 // from which Node builds a heap with all of crest loaded (build/crest.blob),
 // so that a crest command loads no module. It works only with the Node that
 // built it: bin/crest runs it when the Node on PATH is that one (the file
-// beside it records which: path, size, modification time), else the modules.
+// beside it records its path) and was not replaced since, else the modules.
 const bundle = join(out, "crest-snapshot.cjs");
 const blob = join(out, "crest.blob");
 execFileSync(join(root, "node_modules", ".bin", "esbuild"), [
@@ -72,4 +72,4 @@ rmSync(`${blob}.node`, { force: true });
 // The Node on PATH, as bin/crest finds it. Builtins such as child_process are
 // only used at run time, which Node's warning about them does not know.
 execFileSync("sh", ["-c", 'exec node --no-warnings --snapshot-blob "$1" --build-snapshot "$2"', "sh", blob, bundle], { stdio: "inherit" });
-writeFileSync(`${blob}.node`, `${execFileSync("sh", ["-c", 'stat -Lc "%n %s %Y" -- "$(command -v node)"'], { encoding: "utf8" }).trim()}\n`);
+writeFileSync(`${blob}.node`, `${execFileSync("sh", ["-c", "command -v node"], { encoding: "utf8" }).trim()}\n`);

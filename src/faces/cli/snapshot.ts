@@ -4,11 +4,11 @@
 // compiling or evaluating any module. bin/crest runs Node on the blob with
 // its own path as the first argument, which tells where crest is.
 import { startupSnapshot } from "node:v8";
-import { dirname } from "node:path";
+import { dirname, resolve } from "node:path";
 import { setProjectRoot } from "../../sys/native.js";
 import { start } from "./start.js";
 
 startupSnapshot.setDeserializeMainFunction(() => {
-  setProjectRoot(dirname(dirname(process.argv[1]!)));
+  setProjectRoot(dirname(dirname(resolve(process.argv[1]!))));
   start(process.argv.slice(2));
 });
