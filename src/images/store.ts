@@ -13,11 +13,19 @@ import { ImageError, imageExists, imagePath, readImage, writeImage, type ImageKe
 import { IMG } from "./kinds.js";
 import type { inventory_entry } from "./gen/index.js";
 import type { EncodeInput } from "./pb.js";
+import { WriteBehind } from "./write-behind.js";
 
 /** Where the pages of one pages-N.img go as a dump writes them. */
 export interface PageSink {
   /** Appends len bytes of buf from off. */
   write(buf: Uint8Array, off: number, len: number): void;
+  /**
+   * Appends them from another thread, while the caller goes on (a buffer
+   * made by sharedAligned): buf must not change until drain() returns.
+   */
+  writeBehind(buf: Buffer, off: number, len: number): void;
+  /** Waits until what writeBehind handed over is written. */
+  drain(): void;
   close(): void;
 }
 
@@ -104,6 +112,8 @@ export class RestoreImages {
 export class DumpImages {
   private readonly staging: string;
   private done = false;
+  /** The writer thread for pages, started on the first large write. */
+  private behind: WriteBehind | null = null;
 
   constructor(readonly dir: string) {
     this.staging = mkdtempSync(join(dir, ".crest-dump-"));
@@ -117,12 +127,32 @@ export class DumpImages {
   pages(id: number): PageSink {
     const path = imagePath(this.done ? this.dir : this.staging, IMG.pages, id);
     const fd = openSync(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
+    const drain = () => this.behind?.drain(path);
     return {
       write(buf, off, len) {
+        drain();
         for (let done = 0; done < len;) done += writeSync(fd, buf, off + done, len - done);
       },
-      close: () => closeSync(fd),
+      writeBehind: (buf, off, len) => (this.behind ??= new WriteBehind()).write(fd, buf, off, len),
+      drain,
+      close: () => {
+        drain();
+        closeSync(fd);
+      },
     };
+  }
+
+  /** µs the writer thread spent writing pages (0 when there was none). */
+  get pagesWriteUs(): number {
+    return this.writtenUs + (this.behind?.writeUs ?? 0);
+  }
+
+  private writtenUs = 0;
+
+  private stopWriter(): void {
+    this.writtenUs += this.behind?.writeUs ?? 0;
+    this.behind?.close();
+    this.behind = null;
   }
 
   /**
@@ -137,10 +167,12 @@ export class DumpImages {
     for (const n of [...names, inv]) renameSync(join(this.staging, n), join(this.dir, n));
     rmSync(this.staging, { recursive: true });
     this.done = true;
+    this.stopWriter();
   }
 
   /** Drops everything staged: the directory is left as the dump found it. */
   abort(): void {
+    this.stopWriter();
     if (!this.done) rmSync(this.staging, { recursive: true, force: true });
   }
 }

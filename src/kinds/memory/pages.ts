@@ -9,6 +9,7 @@
 import { closeSync, openSync, readSync, writeSync } from "node:fs";
 import type { pagemap_entry } from "../../images/index.js";
 import type { PageSink, PageSource } from "../../images/store.js";
+import { sharedAligned } from "../../images/write-behind.js";
 import { native } from "../../sys/native.js";
 import { AT_FDCWD, MADV, O, PAGE_SIZE, SEEK, SYS } from "../../sys/constants.js";
 import { check } from "../../sys/errno.js";
@@ -31,10 +32,11 @@ const BUF_SIZE = 16 << 20;
 /**
  * Page-aligned buffers, reused for every batch of every task. Each user holds
  * its own while it works: writers can be open at once (a task's pages writer
- * still holds read pages when its shared memory is dumped by another).
+ * still holds read pages when its shared memory is dumped by another). Shared
+ * memory, so the image store's writer thread can write them out.
  */
 const spareBuffers: Buffer[] = [];
-const takeBuffer = (): Buffer => spareBuffers.pop() ?? Buffer.from(native.aligned(BUF_SIZE, PAGE_SIZE));
+const takeBuffer = (): Buffer => spareBuffers.pop() ?? sharedAligned(BUF_SIZE, PAGE_SIZE);
 const giveBack = (b: Buffer): void => void spareBuffers.push(b);
 
 /** Where the bytes of a run of pages come from. */
@@ -48,9 +50,15 @@ export type PageOrigin =
    */
   | { kind: "fd"; fd: number; offset: number; size?: number };
 
-/** A writer of one pages-N.img: batches runs of pages through an aligned buffer of its own. */
+/**
+ * A writer of one pages-N.img: batches runs of pages through an aligned
+ * buffer of its own. A full buffer is written behind (by the store's writer
+ * thread) while the next one fills from the task.
+ */
 export class PagesWriter {
-  private readonly buf = takeBuffer();
+  private buf = takeBuffer();
+  /** The buffer being written behind, if any. */
+  private other: Buffer | null = null;
   private used = 0;
   /** Where the queued process_vm_readv ranges start in the buffer. */
   private readBase = 0;
@@ -107,9 +115,21 @@ export class PagesWriter {
       this.stats.memdumpUs += Number((process.hrtime.bigint() - t0) / 1000n);
     }
     this.readBase = this.used;
-    if (this.used === BUF_SIZE) this.flushWrite();
+    if (this.used === BUF_SIZE) this.writeBehind();
   }
 
+  /** Hands the full buffer to the writer thread and goes on in the other (once its own write is done). */
+  private writeBehind(): void {
+    this.sink.drain();
+    this.sink.writeBehind(this.buf, 0, this.used);
+    const next = this.other ?? takeBuffer();
+    this.other = this.buf;
+    this.buf = next;
+    this.used = 0;
+    this.readBase = 0;
+  }
+
+  /** The last, partial buffer: written here, after whatever is still being written behind. */
   private flushWrite(): void {
     const t0 = process.hrtime.bigint();
     this.sink.write(this.buf, 0, this.used);
@@ -162,6 +182,7 @@ export class PagesWriter {
     } finally {
       this.sink.close();
       giveBack(this.buf);
+      if (this.other) giveBack(this.other);
     }
   }
 }

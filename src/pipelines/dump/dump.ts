@@ -192,8 +192,9 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
   }
   release(opts, frozen);
   const frozenUs = us(frozenAt);
+  // Written here, or behind by the store's writer thread.
   const entry = {
-    freezing_time: freezingUs, frozen_time: frozenUs, memdump_time: stats.memdumpUs, memwrite_time: stats.memwriteUs,
+    freezing_time: freezingUs, frozen_time: frozenUs, memdump_time: stats.memdumpUs, memwrite_time: stats.memwriteUs + images.pagesWriteUs,
     pages_scanned: BigInt(stats.pagesScanned), pages_skipped_parent: 0n, pages_written: BigInt(stats.pagesWritten), pages_lazy: 0n,
     shpages_scanned: BigInt(stats.shpagesScanned), shpages_skipped_parent: 0n, shpages_written: BigInt(stats.shpagesWritten),
   };
