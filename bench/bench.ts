@@ -18,7 +18,7 @@ import { IMG, readImage } from "../src/images/index.js";
 import { CREST, finish, imagesDir, startWorkload, stop, waitTreeGone, alive, type Workload } from "../test/cr/harness.js";
 
 const MIB = Number(process.env.CREST_BENCH_MIB ?? 1024);
-const ROUNDS = Number(process.env.CREST_BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.CREST_BENCH_ROUNDS ?? 5);
 const bytes = MIB << 20;
 const secs = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -76,18 +76,28 @@ function cycle(tool: Tool, w: Workload): Result {
   return { dump, frozen, restore, syscalls: a.syscalls + b.syscalls, stops: a.stops + b.stops, verdict };
 }
 
-/** Runs one tool ROUNDS times on fresh workloads; the median of each figure. */
-function measure(tool: Tool, workload: string, args: string[], each?: () => void): Result {
-  const rs: Result[] = [];
+/**
+ * Runs every tool ROUNDS times on fresh workloads, the tools taking turns
+ * within each round (so that drift in the machine's state weighs on them
+ * alike); the median of each figure, per tool.
+ */
+function measure(workload: string, args: string[], each?: () => void): Result[] {
+  const rs: Result[][] = tools.map(() => []);
   for (let i = 0; i < ROUNDS; i++) {
-    const w = startWorkload(workload, args);
-    try {
-      each?.();
-      rs.push(cycle(tool, w));
-    } finally {
-      stop(w);
-    }
+    tools.forEach((tool, t) => {
+      const w = startWorkload(workload, args);
+      try {
+        each?.();
+        rs[t]!.push(cycle(tool, w));
+      } finally {
+        stop(w);
+      }
+    });
   }
+  return rs.map(medianOf);
+}
+
+function medianOf(rs: Result[]): Result {
   const m = (f: (r: Result) => number) => median(rs.map(f));
   return {
     dump: m((r) => r.dump), frozen: m((r) => r.frozen), restore: m((r) => r.restore), syscalls: m((r) => r.syscalls),
@@ -118,13 +128,13 @@ const tools = typeof criu === "string" ? [crest] : [crest, criu];
 
 const refs: number[] = [];
 const refFile = join(tmp, "reference.img");
-const memory = tools.map((t) => measure(t, "bigmem", [String(MIB)], () => {
+const memory = measure("bigmem", [String(MIB)], () => {
   refs.push(reference(refFile));
   rmSync(refFile);
-}));
+});
 const ref = median(refs);
 const TASKS: Array<[string, string, number]> = [["forest", "1", 1], ["forest", "10", 10], ["forest", "100", 100], ["threads", "100", 101]];
-const perTasks = TASKS.map(([w, arg, n]) => ({ name: `${w} ${arg}`, n, rs: tools.map((t) => measure(t, w, [arg])) }));
+const perTasks = TASKS.map(([w, arg, n]) => ({ name: `${w} ${arg}`, n, rs: measure(w, [arg]) }));
 
 const s = (x: number) => `${x.toFixed(3)} s`;
 const ratio = (a: number, b: number | undefined) => (b === undefined ? "" : `${(a / b).toFixed(2)}x`);
