@@ -75,6 +75,8 @@ function checkInventory(images: RestoreImages): inventory_entry {
 
 /** Hands a finished task its registers and mask and lets it run. */
 function release(task: RestoreTask): void {
+  // The threads' queues (they share the leader's scratch page) before it goes.
+  for (const r of task.remotes) r.flush();
   task.remotes[0]!.unmapScratch();
   task.threads.forEach((t, i) => {
     const f = task.final[i]!;
@@ -258,6 +260,8 @@ export function restore(opts: Options, log: Logger): RestoreResult {
         for (const task of live) inTask(task, kind, kind.restore);
       }
     }
+    // What the kinds queued in each thread runs now: a failure is a failed restore, not one already announced.
+    for (const task of live) for (const r of task.remotes) r.flush();
     for (const kind of ALL_KINDS) kind.finishRestore?.(run);
     scripts.run("post-restore");
     if (opts.restore.pidfile) writePidfile(workPath(opts, opts.restore.pidfile), nodes[0]!.pid);
