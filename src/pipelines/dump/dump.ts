@@ -222,7 +222,7 @@ function refuseTerminal(pid: number, st: ProcStat): void {
 function describeTask(ft: FrozenTask, ns: TreeNamespaces): DumpTask {
   const tids = ft.zombie ? [ft.pid] : ft.threads.map((t) => t.tid);
   // Read once for every kind: nothing in them changes while the tree is frozen but the signal masks crest sets.
-  const status = tids.map((tid) => parseStatus(readFileSync(`/proc/${ft.pid}/task/${tid}/status`, "utf8")));
+  const status = ft.status.length ? ft.status : tids.map((tid) => parseStatus(readFileSync(`/proc/${ft.pid}/task/${tid}/status`, "utf8")));
   const stat = parseStat(readFileSync(`/proc/${ft.pid}/stat`, "utf8"));
   const leader = status[0]!;
   return {

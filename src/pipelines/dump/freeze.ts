@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { Tracee, TraceError } from "../../remote/tracee.js";
 import { PTRACE_O, SIG } from "../../sys/constants.js";
-import { parseChildren, parseStatus } from "../../proc/index.js";
+import { parseChildren, parseStatus, type ProcStatus } from "../../proc/index.js";
 import { EPERM, ESRCH, ETIMEDOUT } from "../../sys/errno.js";
 import type { Logger } from "../../log.js";
 
@@ -13,6 +13,8 @@ export interface FrozenTask {
   ppid: number;
   /** The thread group leader first; empty for a zombie. */
   threads: Tracee[];
+  /** Each thread's /proc/PID/task/TID/status, read as it was frozen; empty for a zombie. */
+  status: ProcStatus[];
   children: number[];
   /** Dead, waiting for its parent to collect its exit status: nothing to seize. */
   zombie: boolean;
@@ -45,12 +47,13 @@ function procState(pid: number): string {
  * be mistaken for (and consumed by): refused before anything runs, as criu
  * does, so the signal stays pending.
  */
-function checkNoPendingTrap(pid: number, tid: number): void {
+function checkNoPendingTrap(pid: number, tid: number): ProcStatus {
   const st = parseStatus(readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8"));
   if ((st.sigPnd | st.shdPnd) & (1n << BigInt(SIG.TRAP - 1))) {
     const where = st.sigPnd & (1n << BigInt(SIG.TRAP - 1)) ? `thread ${tid} of process ${pid}` : `process ${pid}`;
     throw new TraceError(`${where} has a pending SIGTRAP; crest does not dump a pending SIGTRAP (its own traps are SIGTRAPs)`);
   }
+  return st;
 }
 
 /**
@@ -90,6 +93,7 @@ function settleStopped(pid: number, t: Tracee, deadline: number): void {
 /** Seizes and stops every thread of pid, re-listing until the set is stable. */
 function freezeTask(pid: number, ppid: number, log: Logger, seized: Tracee[], deadline: number): FrozenTask {
   const byTid = new Map<number, Tracee>();
+  const statusOf = new Map<number, ProcStatus>();
   for (;;) {
     let tids: number[];
     try {
@@ -131,7 +135,7 @@ function freezeTask(pid: number, ppid: number, log: Logger, seized: Tracee[], de
       }
       if (s.kind !== "event") throw new TraceError(`thread ${t.tid} of process ${pid} did not stop as expected: ${JSON.stringify(s)}`);
     }
-    for (const t of batch) checkNoPendingTrap(pid, t.tid);
+    for (const t of batch) if (byTid.has(t.tid)) statusOf.set(t.tid, checkNoPendingTrap(pid, t.tid));
     const stopped = [...byTid.values()].filter((t) => t.stopSignal);
     if (stopped.length && stopped.length !== byTid.size) {
       throw new TraceError(`some threads of process ${pid} are stopped (by signal ${stopped[0]!.stopSignal}) and others not; crest does not dump a process that is stopping or individually stopped threads`);
@@ -141,10 +145,10 @@ function freezeTask(pid: number, ppid: number, log: Logger, seized: Tracee[], de
   }
   const threads = [...byTid.values()].sort((a, b) => (a.tid === pid ? -1 : b.tid === pid ? 1 : a.tid - b.tid));
   const children = [...new Set(threads.flatMap((t) => readChildren(pid, t.tid)))].sort((a, b) => a - b);
-  return { pid, ppid, threads, children, zombie: false };
+  return { pid, ppid, threads, status: threads.map((t) => statusOf.get(t.tid)!), children, zombie: false };
 }
 
-const zombie = (pid: number, ppid: number): FrozenTask => ({ pid, ppid, threads: [], children: [], zombie: true });
+const zombie = (pid: number, ppid: number): FrozenTask => ({ pid, ppid, threads: [], status: [], children: [], zombie: true });
 
 /**
  * Freezes one task, or records it as a zombie. A child may exit between its
