@@ -112,8 +112,9 @@ export class RestoreImages {
 export class DumpImages {
   private readonly staging: string;
   private done = false;
-  /** The writer thread for pages, started on the first large write. */
+  /** The writer thread for pages, started on the first large write, and the µs of writing of one stopped already. */
   private behind: WriteBehind | null = null;
+  private writtenUs = 0;
 
   constructor(readonly dir: string) {
     this.staging = mkdtempSync(join(dir, ".crest-dump-"));
@@ -146,8 +147,6 @@ export class DumpImages {
   get pagesWriteUs(): number {
     return this.writtenUs + (this.behind?.writeUs ?? 0);
   }
-
-  private writtenUs = 0;
 
   private stopWriter(): void {
     this.writtenUs += this.behind?.writeUs ?? 0;
