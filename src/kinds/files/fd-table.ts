@@ -112,7 +112,7 @@ export function parker(task: RestoreTask): (fd: number) => number {
   const above = Math.max(2, ...task.fdinfo.map((e) => e.fd)) + 1;
   return (fd) => {
     const moved = r.call(`move fd ${fd} of task ${task.vpid} out of the way`, SYS.fcntl, fd, F.DUPFD_CLOEXEC, above);
-    r.call(`close fd ${fd} of task ${task.vpid}`, SYS.close, fd);
+    r.later({ what: `close fd ${fd} of task ${task.vpid}`, nr: SYS.close, args: [fd] });
     return moved;
   };
 }

@@ -32,8 +32,8 @@ export const fsKind: TaskKind = {
     const r = task.remotes[0]!;
     const cwd = regFile(run, task.fs.cwd_id);
     const fd = openRegFile(r, cwd);
-    r.call(`change directory of task ${task.pid} to ${cwd.name}`, SYS.fchdir, fd);
-    r.call(`close a temporary fd of task ${task.pid}`, SYS.close, fd);
-    if (task.fs.umask !== undefined) r.call(`set the umask of task ${task.pid}`, SYS.umask, task.fs.umask);
+    r.later({ what: `change directory of task ${task.pid} to ${cwd.name}`, nr: SYS.fchdir, args: [fd] });
+    r.later({ what: `close a temporary fd of task ${task.pid}`, nr: SYS.close, args: [fd] });
+    if (task.fs.umask !== undefined) r.later({ what: `set the umask of task ${task.pid}`, nr: SYS.umask, args: [task.fs.umask] });
   },
 };
