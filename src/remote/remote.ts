@@ -367,14 +367,15 @@ export class Remote {
    * at its start and uses it from then on. With addr the mapping must land
    * exactly there (MAP_FIXED_NOREPLACE).
    */
-  mapScratch(size: number, addr: bigint = 0n): bigint {
+  mapScratch(size: number, addr: bigint = 0n, trapMayBeIgnored = true): bigint {
     const flags = MAP.PRIVATE | MAP.ANONYMOUS | (addr ? MAP.FIXED_NOREPLACE : 0);
     const a = this.call(`map scratch memory in task ${this.pid}`, SYS.mmap, addr, size, PROT.READ | PROT.WRITE | PROT.EXEC, flags, -1, 0);
     if (addr && BigInt(a) !== addr) throw new TraceError(`scratch mapping of task ${this.pid} landed at 0x${a.toString(16)}, not 0x${addr.toString(16)}`);
     const area: ScratchArea = { addr: BigInt(a), size, cursor: SCRATCH_DATA, user: this };
     // Before the first int3: an ignored SIGTRAP is reset by it, so keep the
-    // task's action to put back at the end.
-    if (!this.gadget.int3) {
+    // task's action to put back at the end (the caller may know it is not
+    // ignored: /proc/PID/status SigIgn).
+    if (!this.gadget.int3 && trapMayBeIgnored) {
       const act = area.addr + BigInt(SCRATCH_DATA);
       this.call(`read the action of signal ${SIG.TRAP} of task ${this.pid}`, SYS.rt_sigaction, SIG.TRAP, 0, act, 8);
       const b = this.read(act, KSIGACTION_SIZE);

@@ -56,7 +56,7 @@ function newCore(isLeader: boolean): core_entry {
 }
 
 /** Opens remote control of every thread of a task; the leader maps the shared scratch page. */
-function openTask(pid: number, threads: DumpTask["threads"], vmas: DumpTask["vmas"]): Remote[] {
+function openTask(pid: number, threads: DumpTask["threads"], vmas: DumpTask["vmas"], trapIgnored: boolean): Remote[] {
   const vdso = vmas.filter((m) => m.path === "[vdso]");
   const code = vmas.filter((m) => m.prot.exec && m.prot.read && m.path !== "[vdso]" && m.path !== "[vsyscall]");
   if (!vdso.length && !code.length) throw new UnsupportedError(`process ${pid} has no readable code mapped (no vDSO either); crest needs a syscall instruction in the task to run code in it`);
@@ -64,13 +64,21 @@ function openTask(pid: number, threads: DumpTask["threads"], vmas: DumpTask["vma
   const remotes: Remote[] = [];
   try {
     for (const t of threads) remotes.push(new Remote(t, gadget));
-    remotes[0]!.mapScratch(SCRATCH_SIZE);
+    remotes[0]!.mapScratch(SCRATCH_SIZE, 0n, trapIgnored);
     for (const r of remotes.slice(1)) r.shareScratch(remotes[0]!);
   } catch (e) {
     closeTask(remotes);
     throw e;
   }
   return remotes;
+}
+
+/** Puts every task still under remote control back as it was, last opened first. */
+function closeAll(open: DumpTask[]): void {
+  while (open.length) {
+    closeTask(open[open.length - 1]!.remotes);
+    open.pop();
+  }
 }
 
 /** Removes crest's scratch page and puts every thread's registers and mask back. */
@@ -135,7 +143,7 @@ function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[]): void {
   for (const task of tasks) {
     if (task.zombie) continue;
     task.vmas = parseSmaps(readFileSync(`/proc/${task.pid}/smaps`, "utf8"));
-    task.remotes = openTask(task.pid, task.threads, task.vmas);
+    task.remotes = openTask(task.pid, task.threads, task.vmas, (task.status[0]!.sigIgn & (1n << BigInt(SIG.TRAP - 1))) !== 0n);
     open.push(task);
     for (const kind of DUMP_KINDS) {
       if (!kind.dump) continue;
@@ -171,10 +179,12 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
     };
     const states = new RunStates(() => run);
     runKinds(run, tree.tasks, open);
-    while (open.length) {
-      closeTask(open[open.length - 1]!.remotes);
-      open.pop();
-    }
+    // A tree that is killed once its images are written need not be put back
+    // as it was (scratch page, registers, masks), unless a post-dump script
+    // could look at it first; kept under control, it is still put back if
+    // anything fails before the images are committed.
+    const killed = !opts.dump.leaveRunning && !opts.dump.leaveStopped && !opts.actionScripts.length;
+    if (!killed) closeAll(open);
     faultPoint("dump:images");
     writeTreeImages(run, tree);
     // A failing post-dump script fails the dump: the tree runs on, as criu does.
