@@ -57,8 +57,6 @@ export class Logger {
   info(text: string): void { this.write(LOG.INFO, text); }
   debug(text: string): void { this.write(LOG.DEBUG, text); }
 
-  /** Whether debug lines would be written (to skip building expensive ones). */
-  get debugOn(): boolean { return this.level >= LOG.DEBUG; }
 
   close(): void {
     if (this.ownsFd) closeSync(this.fd);

@@ -109,7 +109,7 @@ export function createPid(pid: number, create: () => number): number {
 }
 
 /** Who holds a PID now, for the error that says so. */
-export function pidHolder(pid: number): string | null {
+function pidHolder(pid: number): string | null {
   try {
     const comm = readFileSync(`/proc/${pid}/comm`, "utf8").trim();
     return `process ${pid} (${comm})`;

@@ -7,6 +7,7 @@ import type { fd_types, file_entry, fown_entry } from "../../images/index.js";
 import type { Fdinfo, FdLink } from "../../proc/index.js";
 import type { Remote } from "../../remote/remote.js";
 import { F, O, SYS } from "../../sys/constants.js";
+import type { Waiting } from "./open-queue.js";
 
 /** What is known of one fd of a task being dumped. */
 export interface FdFacts {
@@ -23,17 +24,6 @@ export interface FdFacts {
   what: string;
   /** The owner of the file's async I/O signals. */
   fown: fown_entry;
-}
-
-/**
- * A description cannot be opened yet: it needs description `waitFor`
- * (files.img id) to be open first, in any task (a socket's peer, a pty's
- * master). The fd table tries it again once that one is.
- */
-export interface OpenLater {
-  waitFor: number;
-  /** Why, for the error if it never can: "the peer of unix socket 7". */
-  why: string;
 }
 
 /** What a task under restore needs to recreate one description. */
@@ -58,8 +48,12 @@ export interface FileKind {
   dump(f: FdFacts, run: DumpRun): number;
   /** Once every task is dumped: writes the whole-run images the kind gathered. */
   finishDump?(run: DumpRun): void;
-  /** Recreates the description in the task and returns the task's fd holding it, or says what it waits for. */
-  open(c: OpenContext, entry: file_entry): number | OpenLater;
+  /**
+   * Recreates the description in the task and returns the task's fd
+   * holding it, or says which description it needs open first (a socket's
+   * peer, a pty's master): the fd table tries it again once that one is.
+   */
+  open(c: OpenContext, entry: file_entry): number | Waiting;
   /** The owner of the description's async I/O signals, as dumped. */
   fown(entry: file_entry, run: RestoreRun): fown_entry | undefined;
   /** Once every description of every task is open and in place: what needs other fds (an epoll's targets). */

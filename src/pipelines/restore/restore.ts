@@ -204,7 +204,6 @@ export function restore(opts: Options, log: Logger): RestoreResult {
   const t0 = process.hrtime.bigint();
   native.syscall(SYS.prctl, PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   const created: Remote[] = [];
-  const live: RestoreTask[] = [];
   const logs = new Map<RestoreTask, Logger>();
   const tally = new RemoteTally();
   let forkingUs = 0;
@@ -243,7 +242,6 @@ export function restore(opts: Options, log: Logger): RestoreResult {
       }
       if (n.role !== "task") return;
       if (n !== nodes[0]) bind(task!, n, n.parent?.role === "task" ? tree.tasks.get(n.parent.vpid)! : null);
-      live.push(task!);
       const t1 = process.hrtime.bigint();
       for (const kind of TASK_RESTORE_KINDS) if (kind.born) inTask(task!, kind, kind.born);
       bornUs += process.hrtime.bigint() - t1;
@@ -254,14 +252,14 @@ export function restore(opts: Options, log: Logger): RestoreResult {
     for (const kind of TASK_RESTORE_KINDS) {
       if (kind.restoreAll) {
         run.log.debug(`restoring ${kind.name}`);
-        tally.count(kind.name, () => kind.restoreAll!(live, run));
+        tally.count(kind.name, () => kind.restoreAll!(run.tasks, run));
         faultPoint(`restore:${kind.name}`);
       } else if (kind.restore) {
-        for (const task of live) inTask(task, kind, kind.restore);
+        for (const task of run.tasks) inTask(task, kind, kind.restore);
       }
     }
     // What the kinds queued in each thread runs now: a failure is a failed restore, not one already announced.
-    for (const task of live) for (const r of task.remotes) r.flush();
+    for (const task of run.tasks) for (const r of task.remotes) r.flush();
     for (const kind of ALL_KINDS) kind.finishRestore?.(run);
     scripts.run("post-restore");
     if (opts.restore.pidfile) writePidfile(workPath(opts, opts.restore.pidfile), nodes[0]!.pid);
@@ -270,7 +268,7 @@ export function restore(opts: Options, log: Logger): RestoreResult {
     const stats = writeStats(images, forkingUs, restoreUs, run);
     log.info(`Remote control by kind (syscalls/stops): ${tally}`);
     log.info("Restore finished successfully. Resuming tasks.");
-    for (const t of live) release(t);
+    for (const t of run.tasks) release(t);
     if (opts.restore.statusFd !== undefined) signalReady(opts.restore.statusFd, log);
     if (opts.log.displayStats) displayRestoreStats(log, stats);
   } catch (e) {
