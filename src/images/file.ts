@@ -281,25 +281,55 @@ const WRITE_CHUNK = 64 * 1024;
 /** Payloads at least this big are written straight from the caller's buffer. */
 const DIRECT_WRITE = 16 * 1024;
 
+/** Where an image writer's bytes go: a file written as they come, or collected for the dump's writer thread. */
+export interface ImageOutput {
+  /** Takes the bytes; data may change once it returns. */
+  write(data: Uint8Array): void;
+  close(): void;
+  /** Closes and drops the file: for a write that failed half-way. */
+  discard(): void;
+}
+
+/** Creates (or truncates) the file at path, written as the writer hands bytes over. */
+export function fileOutput(path: string): ImageOutput {
+  let fd: number;
+  try {
+    // 0600 like CRIU: images hold memory and credentials. (libuv adds O_CLOEXEC itself.)
+    fd = openSync(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
+  } catch (e) {
+    throw new ImageError(path, "io", `cannot create: ${(e as Error).message}`, undefined, { cause: e });
+  }
+  return {
+    write(data) {
+      for (let done = 0; done < data.length;) done += writeSync(fd, data, done, data.length - done);
+    },
+    close: () => closeSync(fd),
+    discard() {
+      closeSync(fd);
+      try {
+        unlinkSync(path);
+      } catch {
+        // already gone
+      }
+    },
+  };
+}
+
 /** Writes one image file: header, then entries and payloads in order. */
 export class ImageWriter {
-  private fd: number;
+  private out: ImageOutput | null;
   private buf = Buffer.allocUnsafe(WRITE_CHUNK);
   private used = 0;
-  private written = 0; // bytes already handed to the kernel
+  private written = 0; // bytes already handed to the output
 
   /** Creates (or truncates) DIR/<name of kind and key> and writes its header. */
   static create(dir: string, kind: ImageKind<unknown, never>, key?: ImageKey): ImageWriter {
-    return new ImageWriter(imagePath(dir, kind, key), kind);
+    const path = imagePath(dir, kind, key);
+    return new ImageWriter(path, kind, fileOutput(path));
   }
 
-  constructor(readonly path: string, readonly kind: ImageKind<unknown, never>) {
-    try {
-      // 0600 like CRIU: images hold memory and credentials. (libuv adds O_CLOEXEC itself.)
-      this.fd = openSync(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
-    } catch (e) {
-      throw new ImageError(path, "io", `cannot create: ${(e as Error).message}`, undefined, { cause: e });
-    }
+  constructor(readonly path: string, readonly kind: ImageKind<unknown, never>, out: ImageOutput) {
+    this.out = out;
     const head = headMagic(kind.header);
     if (head !== undefined) this.u32(head);
     if (kind.header !== "raw") this.u32(kind.magic);
@@ -320,13 +350,11 @@ export class ImageWriter {
   }
 
   private writeAll(data: Uint8Array): void {
-    let done = 0;
-    while (done < data.length) {
-      try {
-        done += writeSync(this.fd, data, done, data.length - done);
-      } catch (e) {
-        this.fail("io", `write failed: ${(e as Error).message}`, e);
-      }
+    if (!this.out) this.fail("invalid", "the image is closed already");
+    try {
+      this.out.write(data);
+    } catch (e) {
+      this.fail("io", `write failed: ${(e as Error).message}`, e);
     }
     this.written += data.length;
   }
@@ -377,26 +405,17 @@ export class ImageWriter {
 
   /** Flushes and closes; the writer cannot be used afterwards. */
   close(): void {
-    if (this.fd < 0) return;
-    try {
-      this.flush();
-    } finally {
-      closeSync(this.fd);
-      this.fd = -1;
-    }
+    if (!this.out) return;
+    this.flush();
+    const out = this.out;
+    this.out = null;
+    out.close();
   }
 
   /** Closes and deletes the file: for a write that failed half-way. */
   discard(): void {
-    if (this.fd >= 0) {
-      closeSync(this.fd);
-      this.fd = -1;
-    }
-    try {
-      unlinkSync(this.path);
-    } catch {
-      // already gone
-    }
+    this.out?.discard();
+    this.out = null;
   }
 }
 
@@ -417,8 +436,11 @@ export function readImage<V>(dir: string, kind: ImageKind<V, never>, key?: Image
  * Writes a whole image file. On failure the partial file is removed, so a
  * directory never holds a half-written image.
  */
-export function writeImage<W>(dir: string, kind: ImageKind<unknown, W>, key: ImageKey | undefined, value: NoInfer<W>): void {
-  const w = ImageWriter.create(dir, kind, key);
+export function writeImage<W>(
+  dir: string, kind: ImageKind<unknown, W>, key: ImageKey | undefined, value: NoInfer<W>, output: (path: string) => ImageOutput = fileOutput,
+): void {
+  const path = imagePath(dir, kind, key);
+  const w = new ImageWriter(path, kind, output(path));
   try {
     kind.write(w, value);
     w.close();

@@ -13,18 +13,18 @@ import { ImageError, imageExists, imagePath, readImage, writeImage, type ImageKe
 import { IMG } from "./kinds.js";
 import type { inventory_entry } from "./gen/index.js";
 import type { EncodeInput } from "./pb.js";
-import { WriteBehind } from "./write-behind.js";
+import { WriterThread } from "./writer-thread.js";
 
-/** Where the pages of one pages-N.img go as a dump writes them. */
+/** Where the pages of one pages-N.img go as a dump writes them (by the writer thread, in order). */
 export interface PageSink {
-  /** Appends len bytes of buf from off. */
+  /** Appends len bytes of buf from off: copied, so buf may change once it returns. */
   write(buf: Uint8Array, off: number, len: number): void;
   /**
-   * Appends them from another thread, while the caller goes on (a buffer
-   * made by sharedAligned): buf must not change until drain() returns.
+   * Appends them from the buffer itself (one made by sharedAligned), while
+   * the caller goes on: buf must not change until drain() returns.
    */
   writeBehind(buf: Buffer, off: number, len: number): void;
-  /** Waits until what writeBehind handed over is written. */
+  /** Waits until everything handed over is written. */
   drain(): void;
   close(): void;
 }
@@ -108,50 +108,81 @@ export class RestoreImages {
   }
 }
 
-/** The images a dump writes: staged until commit. */
+/** Images a dump writes here before it starts the writer thread: about one task's. */
+const WRITES_BEFORE_THREAD = 8;
+
+/**
+ * The images a dump writes: staged until commit, and, once there are more
+ * than one task's, written by a second thread (images/writer-thread.ts)
+ * while the dump goes on; a failed write there fails the commit.
+ */
 export class DumpImages {
   private readonly staging: string;
   private done = false;
-  /** The writer thread for pages, started on the first large write, and the µs of writing of one stopped already. */
-  private behind: WriteBehind | null = null;
-  private writtenUs = 0;
+  private thread: WriterThread | null = null;
+  private writes = 0;
+  private readonly output = (path: string) => this.thread!.output(path);
 
   constructor(readonly dir: string) {
     this.staging = mkdtempSync(join(dir, ".crest-dump-"));
   }
 
-  write<W>(kind: ImageKind<unknown, W>, key: ImageKey | undefined, value: NoInfer<W>): void {
-    writeImage(this.done ? this.dir : this.staging, kind, key, value);
+  /**
+   * The writer thread, started on first need: its start costs the main
+   * thread milliseconds, and the thread itself tens more before it runs,
+   * which a one-task dump would not win back.
+   */
+  private writer(): WriterThread {
+    return (this.thread ??= new WriterThread());
   }
 
-  /** A sink for pages-ID.img. */
+  /** Whether writes go to the writer thread: it is running. */
+  private get handing(): boolean {
+    if (++this.writes === WRITES_BEFORE_THREAD) this.writer();
+    return this.thread?.ready ?? false;
+  }
+
+  write<W>(kind: ImageKind<unknown, W>, key: ImageKey | undefined, value: NoInfer<W>): void {
+    if (this.done) writeImage(this.dir, kind, key, value);
+    else writeImage(this.staging, kind, key, value, this.handing ? this.output : undefined);
+  }
+
+  /** A sink for pages-ID.img: on the writer thread, or, until it runs, written here and handed over once it does. */
   pages(id: number): PageSink {
-    const path = imagePath(this.done ? this.dir : this.staging, IMG.pages, id);
+    const path = imagePath(this.staging, IMG.pages, id);
+    const drain = () => this.thread?.drain();
+    if (this.handing) {
+      const thread = this.thread!;
+      const file = thread.open(path);
+      return {
+        write: (buf, off, len) => thread.write(file, buf, off, len),
+        writeBehind: (buf, off, len) => thread.writeShared(file, buf, off, len),
+        drain,
+        close: () => thread.close(file),
+      };
+    }
     const fd = openSync(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
-    const drain = () => this.behind?.drain(path);
+    let handed: WriterThread | null = null;
+    const here = (buf: Uint8Array, off: number, len: number) => {
+      for (let done = 0; done < len;) done += writeSync(fd, buf, off + done, len - done);
+    };
     return {
-      write(buf, off, len) {
-        drain();
-        for (let done = 0; done < len;) done += writeSync(fd, buf, off + done, len - done);
+      write: (buf, off, len) => (handed ? handed.write(fd, buf, off, len, path) : here(buf, off, len)),
+      // Memory enough to fill a buffer: worth the thread.
+      writeBehind: (buf, off, len) => {
+        const thread = this.writer();
+        if (!handed && thread.ready) handed = thread;
+        if (handed) handed.writeShared(fd, buf, off, len, path);
+        else here(buf, off, len);
       },
-      writeBehind: (buf, off, len) => (this.behind ??= new WriteBehind()).write(fd, buf, off, len),
       drain,
-      close: () => {
-        drain();
-        closeSync(fd);
-      },
+      close: () => (handed ? handed.close(fd, path) : closeSync(fd)),
     };
   }
 
-  /** µs the writer thread spent writing pages (0 when there was none). */
+  /** µs the writer thread spent writing pages. */
   get pagesWriteUs(): number {
-    return this.writtenUs + (this.behind?.writeUs ?? 0);
-  }
-
-  private stopWriter(): void {
-    this.writtenUs += this.behind?.writeUs ?? 0;
-    this.behind?.close();
-    this.behind = null;
+    return this.thread?.pagesWriteUs ?? 0;
   }
 
   /**
@@ -160,18 +191,19 @@ export class DumpImages {
    * statistics) go straight there.
    */
   commit(inventory: EncodeInput<inventory_entry>): void {
+    this.thread?.drain();
     writeImage(this.staging, IMG.inventory, undefined, [inventory]);
     const inv = imagePath(this.staging, IMG.inventory).slice(this.staging.length + 1);
     const names = readdirSync(this.staging).filter((n) => n !== inv);
     for (const n of [...names, inv]) renameSync(join(this.staging, n), join(this.dir, n));
     rmSync(this.staging, { recursive: true });
     this.done = true;
-    this.stopWriter();
+    this.thread?.stop();
   }
 
   /** Drops everything staged: the directory is left as the dump found it. */
   abort(): void {
-    this.stopWriter();
+    this.thread?.stop();
     if (!this.done) rmSync(this.staging, { recursive: true, force: true });
   }
 }

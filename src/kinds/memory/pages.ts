@@ -9,7 +9,7 @@
 import { closeSync, openSync, readSync, writeSync } from "node:fs";
 import type { pagemap_entry } from "../../images/index.js";
 import type { PageSink, PageSource } from "../../images/store.js";
-import { sharedAligned } from "../../images/write-behind.js";
+import { sharedAligned } from "../../images/writer-thread.js";
 import { native } from "../../sys/native.js";
 import { AT_FDCWD, MADV, O, PAGE_SIZE, SEEK, SYS } from "../../sys/constants.js";
 import { check } from "../../sys/errno.js";
@@ -129,7 +129,7 @@ export class PagesWriter {
     this.readBase = 0;
   }
 
-  /** The last, partial buffer: written here, after whatever is still being written behind. */
+  /** The last, partial buffer: handed over as a copy, so that it can be reused at once. */
   private flushWrite(): void {
     const t0 = process.hrtime.bigint();
     this.sink.write(this.buf, 0, this.used);
@@ -182,7 +182,11 @@ export class PagesWriter {
     } finally {
       this.sink.close();
       giveBack(this.buf);
-      if (this.other) giveBack(this.other);
+      if (this.other) {
+        // It may still be being written from.
+        this.sink.drain();
+        giveBack(this.other);
+      }
     }
   }
 }

@@ -137,11 +137,19 @@ function nameTree(frozen: FrozenTree, nextId: DumpRun["nextId"]): Tree {
   return { frozen, tasks, ns, selfIds };
 }
 
-/** Stage: every kind takes its objects out of every task, then writes what it gathered for the whole run. */
+/**
+ * Stage: every kind takes its objects out of every task, whose images are
+ * then written (behind, by the store's thread, while the next task is
+ * dumped); then the kinds write what they gathered for the whole run.
+ */
 function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[]): void {
   const tally = new RemoteTally();
+  const fdinfoWritten = new Set<number>();
   for (const task of tasks) {
-    if (task.zombie) continue;
+    if (task.zombie) {
+      writeTaskImages(run, task, fdinfoWritten);
+      continue;
+    }
     task.vmas = parseSmaps(readFileSync(`/proc/${task.pid}/smaps`, "utf8"));
     task.remotes = openTask(task.pid, task.threads, task.vmas, (task.status[0]!.sigIgn & (1n << BigInt(SIG.TRAP - 1))) !== 0n);
     open.push(task);
@@ -151,6 +159,7 @@ function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[]): void {
       tally.count(kind.name, () => kind.dump!(task, run));
       faultPoint(`dump:${kind.name}`);
     }
+    writeTaskImages(run, task, fdinfoWritten);
   }
   for (const kind of DUMP_KINDS) kind.finishDump?.(run);
   run.log.info(`Remote control by kind (syscalls/stops): ${tally}`);
@@ -257,23 +266,25 @@ function describeTask(ft: FrozenTask, ns: TreeNamespaces): DumpTask {
   };
 }
 
-/** Stage: the images of the tree and its tasks, then the commit (the inventory goes last). */
+/** A task's own images, once its kinds are done with it (fdinfo once per table it shares with others). */
+function writeTaskImages(run: DumpRun, t: DumpTask, fdinfoWritten: Set<number>): void {
+  const images = run.images;
+  t.core.forEach((c, i) => images.write(IMG.core, t.vtids[i]!, [c]));
+  if (t.zombie) return;
+  images.write(IMG.ids, t.vpid, [t.ids]);
+  images.write(IMG.mm, t.vpid, [t.mm!]);
+  images.write(IMG.pagemap, t.vpid, { head: { pages_id: t.pagesId }, entries: t.pagemap });
+  if (!fdinfoWritten.has(t.ids.files_id)) {
+    images.write(IMG.fdinfo, t.ids.files_id, t.fdinfo);
+    fdinfoWritten.add(t.ids.files_id);
+  }
+  images.write(IMG.fs, t.vpid, [t.fs!]);
+}
+
+/** Stage: the images of the tree, then the commit (the inventory goes last). */
 function writeTreeImages(run: DumpRun, tree: Tree): void {
   const images = run.images;
   const pstree: pstree_entry[] = tree.tasks.map((t) => ({ pid: t.vpid, ppid: t.vppid, pgid: t.vpgid, sid: t.vsid, threads: t.vtids }));
-  const fdinfoWritten = new Set<number>();
-  for (const t of tree.tasks) {
-    t.core.forEach((c, i) => images.write(IMG.core, t.vtids[i]!, [c]));
-    if (t.zombie) continue;
-    images.write(IMG.ids, t.vpid, [t.ids]);
-    images.write(IMG.mm, t.vpid, [t.mm!]);
-    images.write(IMG.pagemap, t.vpid, { head: { pages_id: t.pagesId }, entries: t.pagemap });
-    if (!fdinfoWritten.has(t.ids.files_id)) {
-      images.write(IMG.fdinfo, t.ids.files_id, t.fdinfo);
-      fdinfoWritten.add(t.ids.files_id);
-    }
-    images.write(IMG.fs, t.vpid, [t.fs!]);
-  }
   images.write(IMG.files, undefined, run.files);
   images.write(IMG.pstree, undefined, pstree);
   images.commit({ img_version: IMAGES_V1_1, fdinfo_per_id: true, ns_per_id: true, root_ids: tree.selfIds, lsmtype: lsmtype.NO_LSM });

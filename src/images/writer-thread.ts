@@ -1,0 +1,185 @@
+// A dump's file writing, handed over to a second thread. Creating an image
+// file costs the kernel 40 µs to over 0.5 ms of CPU here (ext4 after recent
+// deletions), and a 100-task dump creates 700 of them: on a second core, that
+// runs beside the main thread's ptrace work instead of adding to it. Pages
+// are written there too, while the next buffer fills from the task. The main
+// thread, which never yields to its event loop during a dump, waits for the
+// writer with Atomics and reads its errors with receiveMessageOnPort.
+//
+// Everything is done in the order it was handed over. A failure is reported
+// at the next drain(), which the store calls before it commits the images.
+import type { MessagePort, Worker } from "node:worker_threads";
+import { native } from "../sys/native.js";
+import { ImageError, type ImageOutput } from "./file.js";
+
+/** The writer thread. Ops: file (create, write, close), open, write, close; the first failure is posted on the error port. */
+const THREAD = `
+const { writeSync, openSync, closeSync, unlinkSync, constants: c } = require("node:fs");
+const { workerData: { state, errors }, parentPort } = require("node:worker_threads");
+const done = new Int32Array(state);
+// Files this thread opened have negative handles; others are the main thread's fds.
+const fds = new Map();
+const fdOf = (file) => (file < 0 ? fds.get(file) : file);
+let failed = false;
+const create = (path) => openSync(path, c.O_WRONLY | c.O_CREAT | c.O_TRUNC, 0o600);
+const writeAll = (fd, b) => { for (let at = 0; at < b.length;) at += writeSync(fd, b, at, b.length - at); };
+let doing = "";
+function run(m) {
+  switch (m.op) {
+    case "file": {
+      doing = "cannot create";
+      const fd = create(m.path);
+      doing = "write failed";
+      try { writeAll(fd, m.data); } catch (e) { closeSync(fd); unlinkSync(m.path); throw e; }
+      closeSync(fd);
+      return;
+    }
+    case "open": doing = "cannot create"; fds.set(m.file, create(m.path)); return;
+    case "write": {
+      const fd = fdOf(m.file);
+      if (fd === undefined) return; // its open failed, which is reported
+      doing = "write failed";
+      const t0 = process.hrtime.bigint();
+      writeAll(fd, new Uint8Array(m.data, m.off, m.len));
+      Atomics.add(done, 1, Number((process.hrtime.bigint() - t0) / 1000n));
+      return;
+    }
+    case "close": {
+      const fd = fdOf(m.file);
+      fds.delete(m.file);
+      doing = "close failed";
+      if (fd !== undefined) closeSync(fd);
+      return;
+    }
+  }
+}
+parentPort.on("message", (m) => {
+  try {
+    run(m);
+  } catch (e) {
+    if (!failed) errors.postMessage({ path: m.path, detail: doing + ": " + e.message });
+    failed = true;
+  }
+  Atomics.add(done, 0, 1);
+  Atomics.notify(done, 0);
+});
+Atomics.store(done, 2, 1);
+`;
+
+/** state[0]: ops done; state[1]: µs spent writing pages; state[2]: 1 once the thread runs. */
+const DONE = 0, PAGES_US = 1, READY = 2;
+
+interface Failure {
+  path: string;
+  detail: string;
+}
+
+export class WriterThread {
+  private readonly worker: Worker;
+  private readonly state = new Int32Array(new SharedArrayBuffer(12));
+  private readonly errors: MessagePort;
+  private readonly threads = process.getBuiltinModule("node:worker_threads");
+  private posted = 0;
+  private nextFile = -1;
+  private readonly paths = new Map<number, string>();
+  /** The first failure the thread reported. */
+  private failure: Failure | undefined;
+
+  constructor() {
+    // Loaded here, not with this module: a worker_threads loaded into crest's
+    // startup snapshot cannot start threads (its shared state is not there).
+    const { port1, port2 } = new this.threads.MessageChannel();
+    this.errors = port1;
+    this.worker = new this.threads.Worker(THREAD, { eval: true, workerData: { state: this.state.buffer, errors: port2 }, transferList: [port2] });
+    // It never keeps crest alive, and it has nothing to say to the event loop.
+    this.worker.unref();
+    this.errors.unref();
+  }
+
+  /**
+   * Whether the thread has started. It takes tens of milliseconds (a Node
+   * environment of its own): a short dump is over before, and writes itself.
+   */
+  get ready(): boolean {
+    return Atomics.load(this.state, READY) === 1;
+  }
+
+  private post(m: object, transfer: ArrayBuffer[] = []): void {
+    this.worker.postMessage(m, transfer);
+    this.posted++;
+  }
+
+  /** An image file's output: its bytes are copied as they come and the file is created and written on close. */
+  output(path: string): ImageOutput {
+    let chunks: Uint8Array[] = [];
+    return {
+      write: (data) => void chunks.push(new Uint8Array(data)),
+      close: () => {
+        const whole = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+        let at = 0;
+        for (const c of chunks) at += (whole.set(c, at), c.length);
+        chunks = [];
+        this.post({ op: "file", path, data: whole }, [whole.buffer]);
+      },
+      discard: () => void (chunks = []),
+    };
+  }
+
+  /** Opens (creates) a file to append to, on the thread; returns its handle. */
+  open(path: string): number {
+    const file = this.nextFile--;
+    this.paths.set(file, path);
+    this.post({ op: "open", file, path });
+    return file;
+  }
+
+  /** Appends a copy of buf[off, off + len) to a file: a handle from open(), or an fd of this process (named by path). */
+  write(file: number, buf: Uint8Array, off: number, len: number, path = this.paths.get(file)): void {
+    const copy = new Uint8Array(buf.subarray(off, off + len));
+    this.post({ op: "write", file, path, data: copy.buffer, off: 0, len }, [copy.buffer]);
+  }
+
+  /** Appends buf[off, off + len) from the buffer itself (made by sharedAligned), which must not change until drain(). */
+  writeShared(file: number, buf: Buffer, off: number, len: number, path = this.paths.get(file)): void {
+    if (!(buf.buffer instanceof SharedArrayBuffer)) throw new TypeError("buffers written in place must be shared");
+    this.post({ op: "write", file, path, data: buf.buffer, off: buf.byteOffset + off, len });
+  }
+
+  /** Closes a file once what was handed over for it is written. */
+  close(file: number, path = this.paths.get(file)): void {
+    this.post({ op: "close", file, path });
+    this.paths.delete(file);
+  }
+
+  /** Waits until everything handed over is done; throws the first failure (naming its file). */
+  drain(): void {
+    for (let done = Atomics.load(this.state, DONE); done < this.posted; done = Atomics.load(this.state, DONE)) {
+      Atomics.wait(this.state, DONE, done);
+    }
+    this.failure ??= this.threads.receiveMessageOnPort(this.errors)?.message as Failure | undefined;
+    if (this.failure) throw new ImageError(this.failure.path, "io", this.failure.detail);
+  }
+
+  /** µs the thread spent writing pages. */
+  get pagesWriteUs(): number {
+    return Atomics.load(this.state, PAGES_US);
+  }
+
+  /** Stops the thread once it has done what it was handed (failed or not). */
+  stop(): void {
+    try {
+      this.drain();
+    } catch {
+      // reported by the drain that mattered, or moot: the dump failed
+    }
+    void this.worker.terminate();
+    this.errors.close();
+  }
+}
+
+/** A page-aligned buffer the writer thread can write from in place (a SharedArrayBuffer). */
+export function sharedAligned(size: number, page = 4096): Buffer {
+  const whole = Buffer.from(new SharedArrayBuffer(size + page));
+  const skip = (page - (native.address(whole) % page)) % page;
+  return whole.subarray(skip, skip + size);
+}
