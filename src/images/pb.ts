@@ -107,10 +107,23 @@ const enum Wire { Varint = 0, Fixed64 = 1, Len = 2, StartGroup = 3, EndGroup = 4
 interface Compiled {
   readonly type: MessageType<unknown>;
   readonly sorted: readonly FieldSpec[];
-  readonly byNumber: ReadonlyMap<number, FieldSpec>;
+  /** Decoding's view of each field, by number: an array where the numbers are small, as in all of CRIU's messages but a few. */
+  readonly byNumber: readonly (DecodeField | undefined)[] | ReadonlyMap<number, DecodeField>;
   readonly required: readonly FieldSpec[];
   readonly repeated: readonly FieldSpec[];
 }
+
+/** A field as the decoder needs it, worked out once. */
+interface DecodeField {
+  readonly f: FieldSpec;
+  readonly wire: Wire;
+  readonly repeated: boolean;
+  readonly message: boolean;
+  /** The message type's compiled form, once first needed (types may refer to themselves). */
+  sub?: Compiled;
+}
+
+const DENSE_NUMBERS = 256;
 
 const compiledCache = new WeakMap<MessageType<unknown>, Compiled>();
 const enumNumbers = new WeakMap<EnumSpec, ReadonlySet<number>>();
@@ -119,10 +132,20 @@ function compile(type: MessageType<unknown>): Compiled {
   let c = compiledCache.get(type);
   if (!c) {
     const sorted = [...type.fields].sort((a, b) => a.number - b.number);
+    const dec = sorted.map((f): [number, DecodeField] => [f.number, { f, wire: wireTypeOf(f.kind), repeated: f.label === "repeated", message: f.kind === "message" }]);
+    const max = sorted.length ? sorted[sorted.length - 1]!.number : 0;
+    let byNumber: Compiled["byNumber"];
+    if (max < DENSE_NUMBERS) {
+      const dense = new Array<DecodeField | undefined>(max + 1).fill(undefined);
+      for (const [n, d] of dec) dense[n] = d;
+      byNumber = dense;
+    } else {
+      byNumber = new Map(dec);
+    }
     c = {
       type,
       sorted,
-      byNumber: new Map(sorted.map((f) => [f.number, f])),
+      byNumber,
       required: sorted.filter((f) => f.label === "required"),
       repeated: sorted.filter((f) => f.label === "repeated"),
     };
@@ -160,7 +183,8 @@ class Reader {
   pos: number;
   /** High 32 bits of the last varint read (readVarint returns the low 32). */
   hi = 0;
-  constructor(readonly buf: Buffer, readonly typeName: string, start: number, public end: number) {
+  /** The message being decoded (nested ones in turn), for errors. */
+  constructor(readonly buf: Buffer, public typeName: string, start: number, public end: number) {
     this.pos = start;
   }
 
@@ -292,20 +316,34 @@ function decodeUtf8(r: Reader, buf: Buffer, s: number, e: number, f: FieldSpec, 
 function decodeInto(c: Compiled, r: Reader, obj: Record<string, unknown>, depth: number): void {
   if (depth > MAX_DEPTH) r.fail("messages nested too deeply");
   const start = r.pos;
+  const byNumber = c.byNumber;
+  const buf = r.buf;
   while (r.pos < r.end) {
     const tagAt = r.pos;
     const tag = r.readVarint();
+    const tagLen = r.pos - tagAt;
     if (r.hi !== 0) r.fail("field tag out of range", tagAt);
     const wire = tag & 7, num = tag >>> 3;
     if (num === 0) r.fail("field number 0", tagAt);
-    const f = c.byNumber.get(num);
-    if (!f) { r.skip(wire, num, depth); continue; }
-    const expected = wireTypeOf(f.kind);
-    if (f.label === "repeated") {
+    const d = Array.isArray(byNumber) ? byNumber[num] : (byNumber as ReadonlyMap<number, DecodeField>).get(num);
+    if (!d) { r.skip(wire, num, depth); continue; }
+    const f = d.f;
+    if (d.repeated) {
       const arr = obj[f.name] as unknown[];
-      if (wire === expected) {
-        arr.push(f.kind === "message" ? decodeNested(f, r, depth) : readScalar(r, f));
-      } else if (wire === Wire.Len && expected !== Wire.Len) {
+      if (wire === d.wire) {
+        if (d.message) {
+          arr.push(decodeNested(d, r, depth));
+          continue;
+        }
+        arr.push(readScalar(r, f));
+        // Unpacked elements come one after the other, each with the same
+        // tag (as CRIU's registers do): read on without looking them up again.
+        const u32 = f.kind === "uint32";
+        while (r.end - r.pos > tagLen && sameBytes(buf, tagAt, r.pos, tagLen)) {
+          r.pos += tagLen;
+          arr.push(u32 ? r.readVarint() : readScalar(r, f));
+        }
+      } else if (wire === Wire.Len && d.wire !== Wire.Len) {
         // Packed encoding: accepted even when the schema says unpacked.
         const n = r.readLength();
         const outerEnd = r.end;
@@ -313,15 +351,15 @@ function decodeInto(c: Compiled, r: Reader, obj: Record<string, unknown>, depth:
         while (r.pos < r.end) arr.push(readScalar(r, f));
         r.end = outerEnd;
       } else {
-        r.fail(`field ${f.name}: wire type ${wire}, expected ${expected}`, tagAt);
+        r.fail(`field ${f.name}: wire type ${wire}, expected ${d.wire}`, tagAt);
       }
       continue;
     }
-    if (wire !== expected) r.fail(`field ${f.name}: wire type ${wire}, expected ${expected}`, tagAt);
-    if (f.kind === "message") {
+    if (wire !== d.wire) r.fail(`field ${f.name}: wire type ${wire}, expected ${d.wire}`, tagAt);
+    if (d.message) {
       // A repeated occurrence of a singular message merges into the first one.
       const prev = obj[f.name] as Record<string, unknown> | undefined;
-      obj[f.name] = decodeNested(f, r, depth, prev);
+      obj[f.name] = decodeNested(d, r, depth, prev);
     } else {
       obj[f.name] = readScalar(r, f);
     }
@@ -331,13 +369,22 @@ function decodeInto(c: Compiled, r: Reader, obj: Record<string, unknown>, depth:
   }
 }
 
-function decodeNested(f: FieldSpec, r: Reader, depth: number, into?: Record<string, unknown>): unknown {
+function sameBytes(buf: Buffer, a: number, b: number, n: number): boolean {
+  for (let i = 0; i < n; i++) if (buf[a + i] !== buf[b + i]) return false;
+  return true;
+}
+
+/** Decodes a length-delimited message in place: the same reader, bounded to it for the while. */
+function decodeNested(d: DecodeField, r: Reader, depth: number, into?: Record<string, unknown>): unknown {
   const n = r.readLength();
-  const c = compile(f.message!());
-  const sub = new Reader(r.buf, c.type.name, r.pos, r.pos + n);
+  const c = (d.sub ??= compile(d.f.message!()));
+  const outerEnd = r.end, outerName = r.typeName;
+  r.end = r.pos + n;
+  r.typeName = c.type.name;
   const obj = into ?? newMessage(c);
-  decodeInto(c, sub, obj, depth + 1);
-  r.pos += n;
+  decodeInto(c, r, obj, depth + 1);
+  r.end = outerEnd;
+  r.typeName = outerName;
   return obj;
 }
 

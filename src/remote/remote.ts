@@ -97,6 +97,8 @@ const MAX_QUEUED = 200;
 const CALL_BYTES = 7 * 10 + 2 + 10 + 8;
 /** The part of a scratch area batches run from: its last quarter, 8-aligned, at least one call. */
 const batchZone = (size: number): number => Math.max(CALL_BYTES + 8, Math.floor(size / 4) & ~7);
+/** How many calls one batch in the area holds (and the int3 after the last). */
+const batchFits = (area: ScratchArea): number => Math.floor((batchZone(area.size) - 1) / CALL_BYTES);
 
 /** Children created by an injected clone/fork, reported by ptrace events. */
 export interface ForkEvent {
@@ -141,6 +143,8 @@ export class Remote {
   events: ForkEvent[] = [];
   /** Calls queued with later(), run as one batch before anything else touches the task. */
   private queued: LaterCall[] = [];
+  /** The queue's batch while it runs (started by flushAll, not yet waited for). */
+  private running: { q: LaterCall[]; results: bigint } | null = null;
   /**
    * The SIGTRAP action (struct k_sigaction) to install when the session
    * ends, for a task that ignores SIGTRAP: crest's int3 raises a forced
@@ -237,7 +241,9 @@ export class Remote {
     return res[q.length]!;
   }
 
-  private run(nr: number, args: RArg[]): number {
+  /** Points the task at the gadget with a syscall's number and arguments loaded. */
+  private load(nr: number, args: RArg[]): void {
+    if (this.running) throw new Error(`task ${this.pid} is still running a batch`);
     remoteCounters.syscalls++;
     const r = this.base.clone();
     r.set("ip", this.gadget.addr);
@@ -247,6 +253,10 @@ export class Remote {
     args.forEach((a, i) => r.set(SYSCALL_ARGS[i]!, a));
     this.t.setRegs(r);
     this.events = [];
+  }
+
+  private run(nr: number, args: RArg[]): number {
+    this.load(nr, args);
     if (this.gadget.int3) {
       this.t.cont();
       this.expect((s) => this.isOwnTrap(s), nr);
@@ -279,10 +289,16 @@ export class Remote {
     if (!calls.length) return [];
     const area = this.area;
     if (!area) throw new Error(`task ${this.pid} has no scratch memory`);
-    const zone = batchZone(area.size);
-    const fits = Math.floor((zone - 1) / CALL_BYTES); // and the int3 after the last
+    const fits = batchFits(area);
     if (calls.length > fits) return [...this.runBatch(calls.slice(0, fits)), ...this.runBatch(calls.slice(fits))];
+    return this.finishBatch(this.startBatch(area, calls), calls.length, calls[0]!.nr);
+  }
+
+  /** Writes the batch code (calls.length <= batchFits) and lets the task run it; returns where the results go. */
+  private startBatch(area: ScratchArea, calls: ReadonlyArray<{ nr: number; args: RArg[] }>): bigint {
+    if (this.running) throw new Error(`task ${this.pid} is still running a batch`);
     remoteCounters.syscalls += calls.length;
+    const zone = batchZone(area.size);
     const results = area.addr + BigInt(area.size - zone);
     const code = batchCode(calls, results);
     const at = results + BigInt(calls.length * 8);
@@ -293,9 +309,48 @@ export class Remote {
     this.t.setRegs(r);
     this.events = [];
     this.t.cont();
-    this.expect((s) => this.isOwnTrap(s), calls[0]!.nr);
-    const out = readMemory(this.pid, results, calls.length * 8);
-    return calls.map((_, i) => Number(out.readBigInt64LE(i * 8)));
+    return results;
+  }
+
+  /** Waits for the batch's int3 and reads the n results (nr: its first call, for errors). */
+  private finishBatch(results: bigint, n: number, nr: number): number[] {
+    this.expect((s) => this.isOwnTrap(s), nr);
+    const out = readMemory(this.pid, results, n * 8);
+    return Array.from({ length: n }, (_, i) => Number(out.readBigInt64LE(i * 8)));
+  }
+
+  /**
+   * Runs the queues of several tasks side by side: each task's batch is
+   * started, then each waited for, so the tasks run theirs at the same time
+   * (on other cores) while crest starts the next; one thread per scratch
+   * area at a time. A queue too long for one batch runs as flush() would.
+   */
+  static flushAll(remotes: readonly Remote[]): void {
+    let rest = remotes.filter((r) => r.queued.length);
+    while (rest.length) {
+      const busy = new Set<ScratchArea>(), later: Remote[] = [], started: Remote[] = [];
+      for (const r of rest) {
+        const area = r.area;
+        if (area && busy.has(area)) {
+          later.push(r);
+        } else if (!area || r.queued.length > batchFits(area)) {
+          r.flush();
+        } else {
+          busy.add(area);
+          r.claim(area);
+          const q = r.queued;
+          r.queued = [];
+          r.running = { q, results: r.startBatch(area, q) };
+          started.push(r);
+        }
+      }
+      for (const r of started) {
+        const { q, results } = r.running!;
+        r.running = null;
+        r.check(q, r.finishBatch(results, q.length, q[0]!.nr));
+      }
+      rest = later;
+    }
   }
 
   /** Like batch, but throws RemoteError naming the first call that failed. */
@@ -402,19 +457,42 @@ export class Remote {
 
   /** Removes the scratch area; the current gadget must not be in it unless this is the last syscall. */
   unmapScratch(): void {
-    this.flush();
-    if (!this.area) return;
-    const { addr, size } = this.area;
-    // The munmap runs from the page it removes: step it with syscall stops
-    // so nothing executes after it.
-    this.gadget = { addr, int3: false };
-    if (this.trapAction) {
-      this.resetScratch();
-      this.call(`set the action of signal ${SIG.TRAP} of task ${this.pid}`, SYS.rt_sigaction, SIG.TRAP, this.put(this.trapAction), 0, 8);
+    Remote.unmapAll([this]);
+  }
+
+  /**
+   * Removes the scratch areas of several tasks side by side (what they
+   * queued runs first, as flushAll). The munmap runs from the page it
+   * removes: it is stepped with syscall stops, so nothing executes after it;
+   * each step is started in every task before any is waited for.
+   */
+  static unmapAll(remotes: readonly Remote[]): void {
+    Remote.flushAll(remotes);
+    const stepping: Remote[] = [];
+    for (const r of remotes) {
+      if (!r.area) continue;
+      const { addr, size } = r.area;
+      r.gadget = { addr, int3: false };
+      if (r.trapAction) {
+        r.resetScratch();
+        r.call(`set the action of signal ${SIG.TRAP} of task ${r.pid}`, SYS.rt_sigaction, SIG.TRAP, r.put(r.trapAction), 0, 8);
+      }
+      r.load(SYS.munmap, [addr, size]);
+      r.t.syscallStep();
+      stepping.push(r);
     }
-    this.call(`unmap scratch memory of task ${this.pid}`, SYS.munmap, addr, size);
-    this.area = null;
-    if (this.stopOnRelease) process.kill(this.pid, this.stopOnRelease);
+    const step = (r: Remote) => r.expect((s) => s.kind === "syscall", SYS.munmap);
+    for (const r of stepping) {
+      step(r);
+      r.t.syscallStep();
+    }
+    for (const r of stepping) {
+      step(r);
+      const res = Number(r.t.getRegs().getSigned("ax"));
+      if (res < 0 && res > -4096) throw new RemoteError(`unmap scratch memory of task ${r.pid}`, -res);
+      r.area = null;
+      if (r.stopOnRelease) process.kill(r.pid, r.stopOnRelease);
+    }
   }
 
   /**

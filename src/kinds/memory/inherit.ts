@@ -94,14 +94,11 @@ export function restoreInherited(task: RestoreTask, run: RestoreRun, pages: Page
   const toNum = (rs: PageRun[]) => rs.map((p) => ({ start: Number(p.vaddr), end: Number(p.vaddr) + p.len }));
   const theirs = splitRuns(pageRuns(task.parent!.pagemap), ranges).inside;
   const drop = subtract(toNum(theirs), toNum(mine));
-  for (let i = 0; i < drop.length; i += 256) {
-    r.resetScratch();
-    r.callAll(drop.slice(i, i + 256).map((d) => ({
-      nr: SYS.madvise, args: [d.start, d.end - d.start, MADV.DONTNEED],
-      what: `drop inherited pages at 0x${d.start.toString(16)} in task ${task.vpid}`,
-    })));
+  // After the task's queued mappings, in the same batch.
+  for (const d of drop) {
+    r.later({ nr: SYS.madvise, args: [d.start, d.end - d.start, MADV.DONTNEED], what: () => `drop inherited pages at 0x${d.start.toString(16)} in task ${task.vpid}` });
   }
-  // crest writes through /proc/PID/mem: what the task queued (its mappings) first.
+  // crest writes through /proc/PID/mem: what the task queued first.
   r.flush();
   restoreOverInherited(task.pid, pages, mine, run.stats);
 }

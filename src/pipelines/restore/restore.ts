@@ -26,7 +26,7 @@ import { CLONE, PR, SIG, SYS, WNOHANG } from "../../sys/constants.js";
 import { ActionScripts } from "../actions.js";
 import { displayRestoreStats } from "../stats.js";
 import { Regs } from "../../sys/structs.js";
-import type { Remote } from "../../remote/remote.js";
+import { Remote } from "../../remote/remote.js";
 import { RemoteTally } from "../../remote/counters.js";
 import { faultPoint } from "../fault.js";
 
@@ -73,19 +73,21 @@ function checkInventory(images: RestoreImages): inventory_entry {
   return inv;
 }
 
-/** Hands a finished task its registers and mask and lets it run. */
-function release(task: RestoreTask): void {
-  // The threads' queues (they share the leader's scratch page) before it goes.
-  for (const r of task.remotes) r.flush();
-  task.remotes[0]!.unmapScratch();
-  task.threads.forEach((t, i) => {
-    const f = task.final[i]!;
-    for (const w of f.memoryWrites) task.remotes[i]!.write(w.addr, w.data);
-    t.setXstate(f.xstate);
-    t.setRegs(f.regs);
-    t.setSigmask(f.sigmask);
-  });
-  for (const t of task.threads) t.detach();
+/** Hands the finished tasks their registers and masks and lets them run. */
+function release(tasks: readonly RestoreTask[]): void {
+  // The threads' queues (they share the leader's scratch page) before it goes, all tasks side by side.
+  Remote.flushAll(tasks.flatMap((t) => t.remotes));
+  Remote.unmapAll(tasks.map((t) => t.remotes[0]!));
+  for (const task of tasks) {
+    task.threads.forEach((t, i) => {
+      const f = task.final[i]!;
+      for (const w of f.memoryWrites) task.remotes[i]!.write(w.addr, w.data);
+      t.setXstate(f.xstate);
+      t.setRegs(f.regs);
+      t.setSigmask(f.sigmask);
+    });
+    for (const t of task.threads) t.detach();
+  }
 }
 
 /**
@@ -258,8 +260,8 @@ export function restore(opts: Options, log: Logger): RestoreResult {
         for (const task of run.tasks) inTask(task, kind, kind.restore);
       }
     }
-    // What the kinds queued in each thread runs now: a failure is a failed restore, not one already announced.
-    for (const task of run.tasks) for (const r of task.remotes) r.flush();
+    // What the kinds queued in each thread runs now, all side by side: a failure is a failed restore, not one already announced.
+    Remote.flushAll(run.tasks.flatMap((t) => t.remotes));
     for (const kind of ALL_KINDS) kind.finishRestore?.(run);
     scripts.run("post-restore");
     if (opts.restore.pidfile) writePidfile(workPath(opts, opts.restore.pidfile), nodes[0]!.pid);
@@ -268,7 +270,7 @@ export function restore(opts: Options, log: Logger): RestoreResult {
     const stats = writeStats(images, forkingUs, restoreUs, run);
     log.info(`Remote control by kind (syscalls/stops): ${tally}`);
     log.info("Restore finished successfully. Resuming tasks.");
-    for (const t of run.tasks) release(t);
+    release(run.tasks);
     if (opts.restore.statusFd !== undefined) signalReady(opts.restore.statusFd, log);
     if (opts.log.displayStats) displayRestoreStats(log, stats);
   } catch (e) {
