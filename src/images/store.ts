@@ -9,7 +9,7 @@
 // directory without an inventory is never a finished dump.
 import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, renameSync, rmSync, writeSync, constants as fsc } from "node:fs";
 import { join } from "node:path";
-import { ImageError, imageExists, imagePath, readImage, writeImage, type ImageKey, type ImageKind } from "./file.js";
+import { fileOutput, ImageError, imageExists, imagePath, readImage, writeImage, type ImageKey, type ImageKind, type ImageOutput } from "./file.js";
 import { IMG } from "./kinds.js";
 import type { inventory_entry } from "./gen/index.js";
 import type { EncodeInput } from "./pb.js";
@@ -108,20 +108,18 @@ export class RestoreImages {
   }
 }
 
-/** Images a dump writes here before it starts the writer thread: about one task's. */
-const WRITES_BEFORE_THREAD = 8;
-
 /**
- * The images a dump writes: staged until commit, and, once there are more
- * than one task's, written by a second thread (images/writer-thread.ts)
- * while the dump goes on; a failed write there fails the commit.
+ * The images a dump writes: staged until commit, and, for a tree of several
+ * tasks or a lot of memory, written by a second thread
+ * (images/writer-thread.ts) while the dump goes on; a failed write there
+ * fails the commit.
  */
 export class DumpImages {
   private readonly staging: string;
   private done = false;
   private thread: WriterThread | null = null;
-  private writes = 0;
-  private readonly output = (path: string) => this.thread!.output(path);
+  /** Image files written while the writer thread starts, for it to create once it runs. */
+  private backlog: Array<{ path: string; data: Uint8Array }> = [];
 
   constructor(readonly dir: string) {
     this.staging = mkdtempSync(join(dir, ".crest-dump-"));
@@ -136,15 +134,53 @@ export class DumpImages {
     return (this.thread ??= new WriterThread());
   }
 
+  /** Told how many tasks the dump has: with more than one, the writer thread starts now. */
+  expectTasks(n: number): void {
+    if (n > 1) this.writer();
+  }
+
   /** Whether writes go to the writer thread: it is running. */
   private get handing(): boolean {
-    if (++this.writes === WRITES_BEFORE_THREAD) this.writer();
     return this.thread?.ready ?? false;
+  }
+
+  /** An image file's bytes, collected and handed to the writer thread (kept until it runs). */
+  private collect(path: string): ImageOutput {
+    let chunks: Uint8Array[] = [];
+    return {
+      write: (data) => void chunks.push(new Uint8Array(data)),
+      close: () => {
+        const data = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+        let at = 0;
+        for (const c of chunks) at += (data.set(c, at), c.length);
+        chunks = [];
+        this.backlog.push({ path, data });
+        this.handOver();
+      },
+      discard: () => void (chunks = []),
+    };
+  }
+
+  /** Gives the backlog to the writer thread once it runs; or, when the dump cannot wait (`now`), writes it here. */
+  private handOver(now = false): void {
+    if (!this.backlog.length) return;
+    if (this.handing) {
+      for (const { path, data } of this.backlog) this.thread!.file(path, data);
+    } else if (now) {
+      for (const { path, data } of this.backlog) {
+        const out = fileOutput(path);
+        out.write(data);
+        out.close();
+      }
+    } else {
+      return;
+    }
+    this.backlog = [];
   }
 
   write<W>(kind: ImageKind<unknown, W>, key: ImageKey | undefined, value: NoInfer<W>): void {
     if (this.done) writeImage(this.dir, kind, key, value);
-    else writeImage(this.staging, kind, key, value, this.handing ? this.output : undefined);
+    else writeImage(this.staging, kind, key, value, this.thread ? (path) => this.collect(path) : undefined);
   }
 
   /** A sink for pages-ID.img: on the writer thread, or, until it runs, written here and handed over once it does. */
@@ -191,6 +227,7 @@ export class DumpImages {
    * statistics) go straight there.
    */
   commit(inventory: EncodeInput<inventory_entry>): void {
+    this.handOver(true);
     this.thread?.drain();
     writeImage(this.staging, IMG.inventory, undefined, [inventory]);
     const inv = imagePath(this.staging, IMG.inventory).slice(this.staging.length + 1);

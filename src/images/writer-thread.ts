@@ -10,7 +10,7 @@
 // at the next drain(), which the store calls before it commits the images.
 import type { MessagePort, Worker } from "node:worker_threads";
 import { native } from "../sys/native.js";
-import { ImageError, type ImageOutput } from "./file.js";
+import { ImageError } from "./file.js";
 
 /** The writer thread. Ops: file (create, write, close), open, write, close; the first failure is posted on the error port. */
 const THREAD = `
@@ -109,20 +109,9 @@ export class WriterThread {
     this.posted++;
   }
 
-  /** An image file's output: its bytes are copied as they come and the file is created and written on close. */
-  output(path: string): ImageOutput {
-    let chunks: Uint8Array[] = [];
-    return {
-      write: (data) => void chunks.push(new Uint8Array(data)),
-      close: () => {
-        const whole = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-        let at = 0;
-        for (const c of chunks) at += (whole.set(c, at), c.length);
-        chunks = [];
-        this.post({ op: "file", path, data: whole }, [whole.buffer]);
-      },
-      discard: () => void (chunks = []),
-    };
+  /** Creates the file at path with data in it (data is handed over: it is not usable here afterwards). */
+  file(path: string, data: Uint8Array): void {
+    this.post({ op: "file", path, data }, [data.buffer as ArrayBuffer]);
   }
 
   /** Opens (creates) a file to append to, on the thread; returns its handle. */

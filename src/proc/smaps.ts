@@ -2,64 +2,51 @@
 // unitless counters (THPeligible, ProtectionKey) and the VmFlags line.
 import { ProcParseError } from "./error.js";
 import { parseMapsLine, type MapEntry } from "./maps.js";
-import { decimal, lines } from "./numbers.js";
 
 export interface SmapsEntry extends MapEntry {
-  /** Fields given in kB: Size, KernelPageSize, Rss, Pss, Pss_Dirty, Shared_Clean, Shared_Dirty,
-   * Private_Clean, Private_Dirty, Referenced, Anonymous, KSM, LazyFree, AnonHugePages, Swap,
-   * SwapPss, Locked, ... (whatever the kernel prints). */
-  sizes: Record<string, number>;
-  /** Unitless numeric fields: THPeligible (0/1), ProtectionKey. */
-  counters: Record<string, number>;
   /** Two-letter VmFlags mnemonics in kernel order (rd wr ex sh mr mw me ms gd pf dw lo io sr rr
    * dc de ac nr ht sf nl ar wf dd sd mm hg nh mg um uw ss dp ...). */
   vmFlags: string[];
 }
 
 const HEADER = /^[0-9a-f]+-[0-9a-f]+ /;
-const KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const VMFLAG = /^[a-z0-9?]{2}$/;
 
 /** A mapping's line starts with its hex start address; a field's with its capitalised name. */
 const isHexDigit = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 97 && c <= 102);
+const isFieldStart = (c: number): boolean => (c >= 65 && c <= 90) || c === 95;
 
-/** "Key:   123 kB" or "Key:   1": the key, the number and whether it is in kB; null if the line is not that. */
-function field(line: string): { key: string; value: string; kb: boolean } | null {
-  const colon = line.indexOf(":");
-  if (colon <= 0) return null;
-  const key = line.slice(0, colon);
-  let value = line.slice(colon + 1);
-  if (value.charCodeAt(0) !== 32 && value.charCodeAt(0) !== 9) return null;
-  value = value.trim();
-  const kb = value.endsWith(" kB");
-  if (kb) value = value.slice(0, -3).trimEnd();
-  return KEY.test(key) ? { key, value, kb } : null;
-}
-
-// Hand-split rather than one regex a line: a dump parses every task's smaps,
-// some thousands of lines each.
+/**
+ * The mappings with their VmFlags, which is all crest takes from smaps (the
+ * sizes and counters are the kernel's accounting, not state to restore):
+ * the other lines are only checked to be "Key: value" fields. Scanned by
+ * hand, a line at a time: a dump reads every task's smaps, some thousands of
+ * lines each.
+ */
 export function parseSmaps(text: string): SmapsEntry[] {
   const out: SmapsEntry[] = [];
   let cur: SmapsEntry | undefined;
-  for (const line of lines(text)) {
-    if (isHexDigit(line.charCodeAt(0)) && HEADER.test(line)) {
-      cur = { ...parseMapsLine(line, "smaps"), sizes: {}, counters: {}, vmFlags: [] };
+  for (let at = 0; at < text.length;) {
+    let nl = text.indexOf("\n", at);
+    if (nl < 0) nl = text.length;
+    const c = text.charCodeAt(at);
+    if (isHexDigit(c)) {
+      const line = text.slice(at, nl);
+      if (!HEADER.test(line)) throw new ProcParseError("smaps", line);
+      cur = { ...parseMapsLine(line, "smaps"), vmFlags: [] };
       out.push(cur);
-      continue;
+    } else {
+      const colon = text.indexOf(":", at);
+      if (!isFieldStart(c) || colon < 0 || colon > nl) throw new ProcParseError("smaps", text.slice(at, nl));
+      if (!cur) throw new ProcParseError("smaps", text.slice(at, nl), "field before the first mapping");
+      if (colon - at === 7 && text.startsWith("VmFlags", at)) {
+        const flags = text.slice(colon + 1, nl).trim();
+        cur.vmFlags = flags ? flags.split(/\s+/) : [];
+        const bad = cur.vmFlags.find((f) => !VMFLAG.test(f));
+        if (bad !== undefined) throw new ProcParseError("smaps", text.slice(at, nl), `bad VmFlags mnemonic ${JSON.stringify(bad)}`);
+      }
     }
-    if (!cur) throw new ProcParseError("smaps", line, "field before the first mapping");
-    if (line.startsWith("VmFlags:")) {
-      const flags = line.slice(8).trim();
-      cur.vmFlags = flags ? flags.split(/\s+/) : [];
-      const bad = cur.vmFlags.find((f) => !VMFLAG.test(f));
-      if (bad !== undefined) throw new ProcParseError("smaps", line, `bad VmFlags mnemonic ${JSON.stringify(bad)}`);
-      continue;
-    }
-    const f = field(line);
-    if (!f) throw new ProcParseError("smaps", line);
-    const value = decimal("smaps", line, f.value);
-    if (f.kb) cur.sizes[f.key] = value;
-    else cur.counters[f.key] = value;
+    at = nl + 1;
   }
   return out;
 }

@@ -172,6 +172,7 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
   const freezingUs = us(t0);
   const frozenAt = process.hrtime.bigint();
   log.info(`Frozen ${frozen.tasks.length} task(s) in ${freezingUs} us`);
+  images.expectTasks(frozen.tasks.length);
 
   const ids = { file: 0, pages: 0, kobj: 0 };
   const nextId: DumpRun["nextId"] = (kind) => ++ids[kind];
