@@ -15,7 +15,7 @@ import type { inventory_entry } from "./gen/index.js";
 import type { EncodeInput } from "./pb.js";
 import { WriterThread } from "./writer-thread.js";
 
-/** Where the pages of one pages-N.img go as a dump writes them (by the writer thread, in order). */
+/** Where the pages of one pages-N.img go as a dump writes them, in order. */
 export interface PageSink {
   /** Appends len bytes of buf from off: copied, so buf may change once it returns. */
   write(buf: Uint8Array, off: number, len: number): void;

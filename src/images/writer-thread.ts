@@ -1,5 +1,5 @@
 // A dump's file writing, handed over to a second thread. Creating an image
-// file costs the kernel 40 µs to over 0.5 ms of CPU here (ext4 after recent
+// file costs the kernel 40 µs to over 1 ms of CPU here (ext4 after many
 // deletions), and a 100-task dump creates 700 of them: on a second core, that
 // runs beside the main thread's ptrace work instead of adding to it. Pages
 // are written there too, while the next buffer fills from the task. The main
