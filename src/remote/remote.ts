@@ -143,6 +143,8 @@ export class Remote {
   events: ForkEvent[] = [];
   /** Calls queued with later(), run as one batch before anything else touches the task. */
   private queued: LaterCall[] = [];
+  /** Mappings of the threads' own scratch areas (giveThreadsScratch), removed with this one's. */
+  private threadsScratch: Array<{ addr: bigint; size: number }> = [];
   /** The queue's batch while it runs (started by flushAll, not yet waited for). */
   private running: { q: LaterCall[]; results: bigint } | null = null;
   /**
@@ -449,6 +451,27 @@ export class Remote {
     this.gadget = { addr: other.area.addr, int3: true };
   }
 
+  /**
+   * Gives each of the threads a scratch area of its own, in one mapping
+   * made here (this is their leader): their queues then wait for their own
+   * next call instead of running whenever another thread takes the shared
+   * area. The mapping goes with this task's own scratch area.
+   */
+  giveThreadsScratch(threads: readonly Remote[], each: number): void {
+    if (!threads.length) return;
+    const size = threads.length * each;
+    const addr = BigInt(this.call(`map scratch memory for the threads of task ${this.pid}`, SYS.mmap, 0, size, PROT.READ | PROT.WRITE | PROT.EXEC, MAP.PRIVATE | MAP.ANONYMOUS, -1, 0));
+    this.threadsScratch.push({ addr, size });
+    threads.forEach((r, i) => {
+      // What it queued used the shared area.
+      r.flush();
+      const at = addr + BigInt(i * each);
+      writeMemory(r.pid, at, GADGET_CODE);
+      r.area = { addr: at, size: each, cursor: SCRATCH_DATA, user: r };
+      r.gadget = { addr: at, int3: true };
+    });
+  }
+
   /** Uses the copy of a scratch area a forked task inherited, at the same address. */
   useScratch(addr: bigint, size: number): void {
     this.area = { addr, size, cursor: SCRATCH_DATA, user: this };
@@ -462,11 +485,15 @@ export class Remote {
 
   /**
    * Removes the scratch areas of several tasks side by side (what they
-   * queued runs first, as flushAll). The munmap runs from the page it
+   * queued runs first, as flushAll; their threads must be done with theirs). The munmap runs from the page it
    * removes: it is stepped with syscall stops, so nothing executes after it;
    * each step is started in every task before any is waited for.
    */
   static unmapAll(remotes: readonly Remote[]): void {
+    for (const r of remotes) {
+      for (const m of r.threadsScratch) r.later({ what: `unmap the threads' scratch memory of task ${r.pid}`, nr: SYS.munmap, args: [m.addr, m.size] });
+      r.threadsScratch = [];
+    }
     Remote.flushAll(remotes);
     const stepping: Remote[] = [];
     for (const r of remotes) {

@@ -1,13 +1,16 @@
 // Threads: every thread but the leader is created with clone3 (CLONE_THREAD
 // and the rest of what pthread_create passes, with set_tid for its TID), run
 // inside the leader once the address space is back. The kernel hands each new
-// thread to crest already traced; the kinds after this one set it up.
+// thread to crest already traced, with a scratch area of its own; the kinds
+// after this one set it up.
 import type { TaskKind } from "../context.js";
 import { CLONE } from "../../sys/constants.js";
 import { Regs } from "../../sys/structs.js";
 import { cloneChild } from "../../remote/clone.js";
 
 const THREAD_FLAGS = CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM;
+/** Each thread's own scratch area: its settings queue up there until its release, one stop for all. */
+const THREAD_SCRATCH = 32 << 10;
 
 export const threadsKind: TaskKind = {
   name: "threads",
@@ -19,5 +22,6 @@ export const threadsKind: TaskKind = {
       task.remotes.push(r);
       task.final.push({ regs: new Regs(), xstate: Buffer.alloc(0), sigmask: 0n, memoryWrites: [] });
     }
+    leader.giveThreadsScratch(task.remotes.slice(1), THREAD_SCRATCH);
   },
 };
