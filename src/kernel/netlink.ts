@@ -3,7 +3,7 @@
 // dump, and rtattr building/parsing.
 import { native } from "../sys/native.js";
 import { SYS } from "../sys/constants.js";
-import { errname, missing, need, SOCK_CLOEXEC, XSYS } from "./probe.js";
+import { errname, missing, need, SOCK_CLOEXEC } from "./probe.js";
 
 export const AF_NETLINK = 16, NETLINK_ROUTE = 0, NETLINK_SOCK_DIAG = 4, NETLINK_NETFILTER = 12;
 const SOCK_RAW = 3;
@@ -14,7 +14,7 @@ const HDR = 16;
 const align4 = (n: number) => (n + 3) & ~3;
 
 export function netlinkSocket(proto: number, what: string): number {
-  return need(native.syscall(XSYS.socket, AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, proto), `a netlink socket for ${what}`);
+  return need(native.syscall(SYS.socket, AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, proto), `a netlink socket for ${what}`);
 }
 
 /** A struct rtattr with its payload, padded to 4 bytes. */

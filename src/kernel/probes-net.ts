@@ -7,7 +7,7 @@ import { CLONE, SYS } from "../sys/constants.js";
 import { EINVAL, EPERM } from "../sys/errno.js";
 import { inNamespaceOf } from "../sys/namespace.js";
 import {
-  closeFds, ENODEV, ENOPROTOOPT, ENOTTY, ERANGE, errname, missing, need, sys, SOCK_CLOEXEC, XSYS, type Probe,
+  closeFds, ENODEV, ENOPROTOOPT, ENOTTY, ERANGE, errname, missing, need, sys, SOCK_CLOEXEC, type Probe,
 } from "./probe.js";
 import {
   AF_NETLINK, NETLINK_NETFILTER, NETLINK_ROUTE, NETLINK_SOCK_DIAG, netlinkSocket, NLM_F, nlBatch, nlRequest, parseAttrs, rtattr,
@@ -32,7 +32,7 @@ const NETNSA_PID = 2;
 const IFINFOMSG = 16;
 
 function socket(family: number, type: number, proto: number, what: string): number {
-  return need(sys(XSYS.socket, family, type | SOCK_CLOEXEC, proto), what, [97 /* EAFNOSUPPORT */, 93 /* EPROTONOSUPPORT */]);
+  return need(sys(SYS.socket, family, type | SOCK_CLOEXEC, proto), what, [97 /* EAFNOSUPPORT */, 93 /* EPROTONOSUPPORT */]);
 }
 
 function withSocket<T>(family: number, type: number, proto: number, what: string, fn: (fd: number) => T): T {
@@ -45,11 +45,11 @@ function withSocket<T>(family: number, type: number, proto: number, what: string
 }
 
 function setInt(fd: number, level: number, opt: number, v: number): number {
-  return sys(XSYS.setsockopt, fd, level, opt, new Int32Array([v]), 4);
+  return sys(SYS.setsockopt, fd, level, opt, new Int32Array([v]), 4);
 }
 
 function getOpt(fd: number, level: number, opt: number, size: number): number {
-  return sys(XSYS.getsockopt, fd, level, opt, Buffer.alloc(size), new Uint32Array([size]));
+  return sys(SYS.getsockopt, fd, level, opt, Buffer.alloc(size), new Uint32Array([size]));
 }
 
 /** The request body of a sock_diag dump of every socket of a family (and protocol). */
@@ -103,12 +103,12 @@ function halfClosed(fn: (fd: number) => void): void {
     const addr = Buffer.alloc(16);
     addr.writeUInt16LE(AF_INET, 0);
     Buffer.from([127, 0, 0, 1]).copy(addr, 4);
-    need(sys(XSYS.bind, srv, addr, 16), "binding a TCP socket to 127.0.0.1");
-    need(sys(XSYS.getsockname, srv, addr, new Uint32Array([16])), "getsockname");
-    need(sys(XSYS.listen, srv, 1), "listen");
+    need(sys(SYS.bind, srv, addr, 16), "binding a TCP socket to 127.0.0.1");
+    need(sys(SYS.getsockname, srv, addr, new Uint32Array([16])), "getsockname");
+    need(sys(SYS.listen, srv, 1), "listen");
     withSocket(AF_INET, SOCK_STREAM, IPPROTO_TCP, "a TCP socket", (cli) => {
-      need(sys(XSYS.connect, cli, addr, 16), "connecting over loopback");
-      need(sys(XSYS.shutdown, cli, SHUT_WR), "shutdown(SHUT_WR)");
+      need(sys(SYS.connect, cli, addr, 16), "connecting over loopback");
+      need(sys(SYS.shutdown, cli, SHUT_WR), "shutdown(SHUT_WR)");
       fn(cli);
     });
   });

@@ -27,11 +27,15 @@ import { timerfdKind } from "./timerfd.js";
 import { pidfdKind } from "./pidfd.js";
 import { inotifyKind } from "./inotify.js";
 import { eventpollKind } from "./eventpoll.js";
+import { unixSocketKind } from "../sockets/unix.js";
+import { describeSocket } from "../sockets/describe.js";
 import { runOpenQueue, type Waiting } from "./open-queue.js";
 import type { Remote } from "../../remote/remote.js";
 
 /** The kinds of open files crest knows, tried in order. */
-const FILE_KINDS: readonly FileKind[] = [pipeKind, fifoKind, memfdKind, regFileKind, eventfdKind, signalfdKind, timerfdKind, pidfdKind, eventpollKind, inotifyKind];
+const FILE_KINDS: readonly FileKind[] = [
+  pipeKind, fifoKind, memfdKind, regFileKind, eventfdKind, signalfdKind, timerfdKind, pidfdKind, eventpollKind, inotifyKind, unixSocketKind,
+];
 
 // --- dump -----------------------------------------------------------------------
 
@@ -62,12 +66,11 @@ function fileOwner(r: Remote, fd: number, uid: number, euid: number): fown_entry
 /** O_PATH fds have no file operations: fcntl's owner and signal calls say EBADF, and there is no owner to keep. */
 const NO_OWNER: fown_entry = { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 };
 
-function describe(text: string): string {
-  const kind = classifyFdLink(text);
-  switch (kind.kind) {
-    case "socket": return `a socket (${text})`;
-    case "anon": return `an anonymous-inode object (${text})`;
-    default: return text;
+function describe(f: FdFacts): string {
+  switch (f.link.kind) {
+    case "socket": return describeSocket(f.pid, f.fd, f.text);
+    case "anon": return `an anonymous-inode object (${f.text})`;
+    default: return f.text;
   }
 }
 
@@ -91,8 +94,8 @@ function dumpFds(task: DumpTask, run: DumpRun): void {
         pid, fd, text, link: classifyFdLink(text), via, st, info, what,
         fown: info.flags & O.PATH ? NO_OWNER : fileOwner(r, fd, creds?.uid ?? 0, creds?.euid ?? 0),
       };
-      const kind = FILE_KINDS.find((k) => k.claims(facts));
-      if (!kind) throw new UnsupportedError(`${what} is ${describe(text)}; crest does not support it yet`);
+      const kind = FILE_KINDS.find((k) => k.claims(facts, run));
+      if (!kind) throw new UnsupportedError(`${what} is ${describe(facts)}; crest does not support it yet`);
       d = { id: kind.dump(facts, run), type: kind.type, pid, fd, dev: st.dev, ino: st.ino };
       descriptions.push(d);
     }

@@ -43,7 +43,7 @@ export interface FileKind {
   readonly name: string;
   /** fd_types value of its file_entry. */
   readonly type: fd_types;
-  claims(f: FdFacts): boolean;
+  claims(f: FdFacts, run: DumpRun): boolean;
   /** Adds the description to files.img (and whatever else it needs) and returns its id. */
   dump(f: FdFacts, run: DumpRun): number;
   /** Once every task is dumped: writes the whole-run images the kind gathered. */

@@ -1,0 +1,174 @@
+// Unix sockets (file_entry.usk, queued data in sk-queues.img, as CRIU 4.x).
+//
+// Dump: the kernel lists every unix socket once per dump (unix-diag.ts);
+// crest takes the task's socket into itself with pidfd_getfd, reads its
+// options and peeks at its queue there, and writes the entry. A socket's
+// peer must be dumped too: one outside the tree fails the dump, as criu's
+// "External socket is used".
+//
+// Restore: a connected pair (each the other's peer: socketpair, or the two
+// ends of an accepted connection) is made with socketpair in the first task
+// that needs either end, and the other end is handed on like a pipe's; an
+// unconnected socket with socket(). crest takes both ends into itself, writes
+// each end's queue back by sending it from the other end, shuts down what was
+// shut down, sets the options and file flags.
+//
+// Not yet, refused by name: bound names (and so listeners and one-way
+// connected datagram sockets), files in flight, a peek offset.
+import { closeSync } from "node:fs";
+import type { FileKind, FdFacts, OpenContext } from "../files/file-kind.js";
+import { dumpState, restoreState, UnsupportedError, type DumpRun, type RestoreRun } from "../context.js";
+import { IMG, fd_types, type file_entry, type SkQueuePacketInput, type unix_sk_entry } from "../../images/index.js";
+import { F, O, SYS } from "../../sys/constants.js";
+import { check } from "../../sys/errno.js";
+import { native } from "../../sys/native.js";
+import { AF_UNIX, listUnixSockets, type UnixDiag } from "./unix-diag.js";
+import { dumpOptions, restoreOptions, setInt, SO } from "./options.js";
+import { peekQueue, sendQueue } from "./queue.js";
+
+const TCP_ESTABLISHED = 1;
+const TYPE_NAMES: Record<number, string> = { 1: "stream", 2: "datagram", 5: "seqpacket" };
+const typeName = (t: number): string => TYPE_NAMES[t] ?? `type ${t}`;
+
+/** A copy of fd `fd` of process `pid` (crest's PID for it) in crest, by pidfd_getfd. */
+export function takeFd(pid: number, fd: number, what: string): number {
+  const pidfd = check(native.syscall(SYS.pidfd_open, pid, 0), `open a pidfd of process ${pid}`);
+  try {
+    return check(native.syscall(SYS.pidfd_getfd, pidfd, fd, 0), `take ${what} into crest`);
+  } finally {
+    closeSync(pidfd);
+  }
+}
+
+function withFd<T>(fd: number, fn: (fd: number) => T): T {
+  try {
+    return fn(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+// --- dump -----------------------------------------------------------------------
+
+/** Dump: every unix socket the kernel knows (listed on first use), and those dumped, for the peer check. */
+const dumped = dumpState("unix sockets", () => ({
+  diag: undefined as Map<number, UnixDiag> | undefined,
+  sockets: [] as Array<{ ino: number; peer: number; what: string }>,
+  queues: [] as SkQueuePacketInput[],
+}));
+
+function diagOf(run: DumpRun, ino: number): UnixDiag | undefined {
+  const s = run.state(dumped);
+  s.diag ??= listUnixSockets();
+  return s.diag.get(ino);
+}
+
+function dumpUnix(f: FdFacts, run: DumpRun): number {
+  const s = run.state(dumped);
+  const d = diagOf(run, f.st.ino)!;
+  const what = `${f.what} (unix ${typeName(d.type)} socket, inode ${d.ino})`;
+  if (d.name.length) throw new UnsupportedError(`${what} is bound to ${JSON.stringify(d.name.toString("latin1"))}; crest does not support bound unix sockets yet`);
+  if (d.peer) {
+    const peer = s.diag!.get(d.peer);
+    if (peer && peer.peer !== d.ino) throw new UnsupportedError(`${what} is connected to socket ${d.peer}, which is not connected back; crest does not support one-way connections yet`);
+  } else if (d.state === TCP_ESTABLISHED) {
+    throw new UnsupportedError(`${what} is connected, and its peer is closed; crest does not support it yet`);
+  }
+  const id = run.nextId("file");
+  const { opts, packets } = withFd(takeFd(f.pid, f.fd, what), (fd) => ({ opts: dumpOptions(fd, what), packets: d.rqlen ? peekQueue(fd, d.type, what) : [] }));
+  for (const data of packets) s.queues.push({ entry: { id_for: id, length: data.length }, data });
+  const usk: unix_sk_entry = {
+    id, ino: d.ino, type: d.type, state: d.state, flags: f.info.flags & ~O.CLOEXEC, uflags: 0,
+    backlog: d.wqlen, peer: d.peer, fown: f.fown, opts, name: d.name,
+    ...(d.shutdown ? { shutdown: d.shutdown as unix_sk_entry["shutdown"] } : {}),
+  };
+  run.files.push({ type: fd_types.UNIXSK, id, usk });
+  s.sockets.push({ ino: d.ino, peer: d.peer, what });
+  return id;
+}
+
+/** Every dumped socket's peer was dumped too; a peer outside the tree is criu's "external socket". */
+function checkPeers(run: DumpRun): void {
+  const { sockets } = run.state(dumped);
+  const inTree = new Set(sockets.map((s) => s.ino));
+  for (const s of sockets) {
+    if (s.peer && !inTree.has(s.peer)) {
+      throw new UnsupportedError(`External socket is used: ${s.what} is connected to socket ${s.peer} outside the dumped tree. ` +
+        "criu would need --ext-unix-sk; crest does not support external unix sockets yet");
+    }
+  }
+}
+
+// --- restore --------------------------------------------------------------------
+
+/** Restore: unix sockets by inode, and the packets queued to each (by file id). */
+const restoring = restoreState("unix sockets", (run) => {
+  const byIno = new Map<number, file_entry>();
+  for (const f of run.files.values()) if (f.usk) byIno.set(f.usk.ino, f);
+  const queues = new Map<number, Buffer[]>();
+  for (const p of run.images.readOr(IMG.skQueues, undefined, [])) queues.set(p.entry.id_for, [...(queues.get(p.entry.id_for) ?? []), p.data]);
+  return { byIno, queues };
+});
+
+/** Writes `to`'s queue from `from` (its peer), both held by crest. The sender's buffer is raised so everything fits; its own size comes back with its options. */
+function refill(run: RestoreRun, from: number, to: unix_sk_entry, what: string): void {
+  const packets = run.state(restoring).queues.get(to.id);
+  if (!packets?.length) return;
+  const bytes = packets.reduce((n, p) => n + p.length, 0);
+  setInt(from, SO.SNDBUFFORCE, bytes + 64 * packets.length + (1 << 16), what);
+  sendQueue(from, packets, what);
+}
+
+/** What crest sets on a socket it holds once its queue is in: shutdown, options, status flags. */
+function finishSocket(fd: number, e: unix_sk_entry, what: string): void {
+  // sk_shutdown READ 1, WRITE 2, BOTH 3 are shutdown(2)'s SHUT_RD, SHUT_WR, SHUT_RDWR plus one.
+  if (e.shutdown) check(native.syscall(SYS.shutdown, fd, e.shutdown - 1), `shut down ${what}`);
+  restoreOptions(fd, e.opts, what);
+  const status = e.flags & (O.NONBLOCK | O.ASYNC);
+  if (status) check(native.syscall(SYS.fcntl, fd, F.SETFL, status), `set the flags of ${what}`);
+}
+
+function openUnix({ r, task, run, park }: OpenContext, entry: file_entry): number {
+  const e = entry.usk!;
+  const what = `unix socket ${e.ino} in task ${task.vpid}`;
+  if (e.name.length) throw run.images.invalid(IMG.files, undefined, `${what} is bound to a name; crest cannot restore bound unix sockets yet`);
+  if (!e.peer) {
+    const fd = r.call(`create ${what}`, SYS.socket, AF_UNIX, e.type, 0);
+    withFd(takeFd(task.pid, fd, what), (mine) => finishSocket(mine, e, what));
+    return fd;
+  }
+  const peerEntry = run.state(restoring).byIno.get(e.peer);
+  if (!peerEntry?.usk) throw run.images.invalid(IMG.files, undefined, `${what} is connected to socket ${e.peer}, which is not in the images`);
+  const p = peerEntry.usk;
+  const peerWhat = `unix socket ${p.ino} in task ${task.vpid}`;
+  r.resetScratch();
+  const pair = r.alloc(8);
+  r.call(`create ${what} and its peer`, SYS.socketpair, AF_UNIX, e.type, 0, pair);
+  const fds = r.read(pair, 8);
+  const mine = fds.readInt32LE(0);
+  const theirs = fds.readInt32LE(4);
+  withFd(takeFd(task.pid, mine, what), (a) => withFd(takeFd(task.pid, theirs, peerWhat), (b) => {
+    refill(run, b, e, what);
+    refill(run, a, p, peerWhat);
+    finishSocket(a, e, what);
+    finishSocket(b, p, peerWhat);
+  }));
+  const kept = park(theirs);
+  run.opened.set(peerEntry.id, { task, fd: kept });
+  run.transient.push({ task, fd: kept });
+  return mine;
+}
+
+export const unixSocketKind: FileKind = {
+  name: "unix socket",
+  type: fd_types.UNIXSK,
+  claims: (f, run) => f.link.kind === "socket" && diagOf(run, f.st.ino) !== undefined,
+  dump: dumpUnix,
+  finishDump(run) {
+    checkPeers(run);
+    const { queues } = run.state(dumped);
+    if (queues.length) run.images.write(IMG.skQueues, undefined, queues);
+  },
+  fown: (entry) => entry.usk?.fown,
+  open: openUnix,
+};
