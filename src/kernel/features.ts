@@ -39,7 +39,7 @@ export type Category = "basic" | "extra" | "experimental" | "feature";
  * `mem_dirty_track`, lazy restores on `uffd`, the uns flavour on `userns`).
  */
 export interface CrestLacks {
-  /** Why not, naming crest: "crest does not checkpoint sockets yet". */
+  /** Why not, naming crest: "crest does not checkpoint AIO rings yet". */
   crest: string;
   /** What criu does with the feature: "criu ... with it". */
   criu: string;
@@ -50,7 +50,7 @@ export interface CrestLacks {
   fact?: FactId | null;
 }
 
-const SOCKETS = "crest does not checkpoint sockets yet";
+const SOCKETS = "crest does not checkpoint inet, netlink, packet or bound unix sockets yet";
 const NETNS = "crest does not checkpoint network namespaces yet";
 const MOUNTS = "crest does not checkpoint mount namespaces yet";
 const LAZY = "crest has no lazy restore (lazy-pages) yet";
@@ -89,7 +89,6 @@ export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
   },
   apparmor_stacking: { crest: "crest does not checkpoint AppArmor profiles or namespaces yet", criu: "criu checkpoints AppArmor namespaces with it" },
   network_lock_nftables: { crest: "crest has no network locking (--network-lock) yet", criu: "criu blocks the network of a tree with nftables while it is dumped or restored", fact: "nftables" },
-  sockopt_buf_lock: { crest: SOCKETS, criu: "criu dumps SO_BUF_LOCK of sockets with it" },
   memfd_hugetlb: { crest: "crest does not checkpoint hugetlb memory yet", criu: "criu restores hugetlb memfds with it" },
   move_mount_set_group: { crest: MOUNTS, criu: "criu restores mount propagation groups with it" },
   openat2: { crest: "crest does not use openat2", criu: "criu resolves paths with it" },

@@ -191,7 +191,7 @@ function nftables(): void {
   });
 }
 
-const NOT_YET = "crest does not checkpoint sockets or network namespaces yet";
+const NOT_YET = "crest does not checkpoint inet, netlink, packet or bound unix sockets, or network namespaces, yet";
 
 export const NET_PROBES = [
   {
@@ -231,7 +231,7 @@ export const NET_PROBES = [
   {
     id: "sockopt_buf_lock",
     category: "extra",
-    breaks: `SO_BUF_LOCK of sockets cannot be dumped; ${NOT_YET}`,
+    breaks: "the SO_BUF_LOCK setting of sockets is not kept (dumped as unlocked)",
     run: () => withSocket(AF_INET, SOCK_STREAM, IPPROTO_TCP, "a TCP socket", (fd) => {
       need(getOpt(fd, SOL_SOCKET, SO_BUF_LOCK, 4), "SO_BUF_LOCK", [ENOPROTOOPT]);
     }),

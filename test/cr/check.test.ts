@@ -43,7 +43,7 @@ const FACTS_HERE: Record<FactId, FactHere> = {
   nsid: "supported", link_nsid: "supported", nftables: "supported", newifindex: "supported",
 };
 
-const SOCKETS = /^crest does not checkpoint sockets yet: /;
+const SOCKETS = /^crest does not checkpoint inet, netlink, packet or bound unix sockets yet: /;
 const NETNS = /^crest does not checkpoint network namespaces yet/;
 const MOUNTS = /^crest does not checkpoint mount namespaces yet: /;
 const LAZY = /^crest has no lazy restore \(lazy-pages\) yet: /;
@@ -92,7 +92,7 @@ const FEATURES_HERE: Record<FeatureName, true | RegExp> = {
   ns_pid: true,
   apparmor_stacking: /^crest does not checkpoint AppArmor /,
   network_lock_nftables: /^crest has no network locking \(--network-lock\) yet: /,
-  sockopt_buf_lock: SOCKETS,
+  sockopt_buf_lock: true,
   memfd_hugetlb: /^crest does not checkpoint hugetlb memory yet: /,
   move_mount_set_group: MOUNTS,
   openat2: /^crest does not use openat2: /,

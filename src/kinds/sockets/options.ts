@@ -6,7 +6,7 @@ import { SYS } from "../../sys/constants.js";
 import { check } from "../../sys/errno.js";
 import { native } from "../../sys/native.js";
 
-const SOL_SOCKET = 1;
+const SOL_SOCKET = 1, ENOPROTOOPT = 92;
 export const SO = {
   TYPE: 3, SNDBUF: 7, RCVBUF: 8, PRIORITY: 12, PASSCRED: 16, RCVLOWAT: 18, RCVTIMEO: 20, SNDTIMEO: 21,
   SNDBUFFORCE: 32, RCVBUFFORCE: 33, PASSSEC: 34, MARK: 36, PROTOCOL: 38, DOMAIN: 39, PEEK_OFF: 42, BUF_LOCK: 72,
@@ -28,6 +28,15 @@ function getTimeout(fd: number, opt: number, what: string): [bigint, bigint] {
   return [tv[0]!, tv[1]!];
 }
 
+/** SO_BUF_LOCK, 0 on a kernel without it (before 5.14). */
+function bufLock(fd: number, what: string): number {
+  const v = new Int32Array(1);
+  const r = native.syscall(SYS.getsockopt, fd, SOL_SOCKET, SO.BUF_LOCK, v, new Uint32Array([4]));
+  if (r === -ENOPROTOOPT) return 0;
+  check(r, `read SO_BUF_LOCK of ${what}`);
+  return v[0]!;
+}
+
 /** The options of a socket crest holds. */
 export function dumpOptions(fd: number, what: string): sk_opts_entry {
   const [sndSec, sndUsec] = getTimeout(fd, SO.SNDTIMEO, what);
@@ -42,7 +51,7 @@ export function dumpOptions(fd: number, what: string): sk_opts_entry {
     so_mark: getInt(fd, SO.MARK, what),
     so_passcred: getInt(fd, SO.PASSCRED, what) !== 0,
     so_passsec: getInt(fd, SO.PASSSEC, what) !== 0,
-    so_buf_lock: getInt(fd, SO.BUF_LOCK, what),
+    so_buf_lock: bufLock(fd, what),
     so_filter: [],
   };
 }
@@ -69,5 +78,6 @@ export function restoreOptions(fd: number, o: sk_opts_entry, what: string): void
   if (o.so_passcred) setInt(fd, SO.PASSCRED, 1, what);
   if (o.so_passsec) setInt(fd, SO.PASSSEC, 1, what);
   // Last: the FORCE calls locked the sizes; the lock goes back to what it was.
-  setInt(fd, SO.BUF_LOCK, o.so_buf_lock ?? 0, what);
+  const r = native.syscall(SYS.setsockopt, fd, SOL_SOCKET, SO.BUF_LOCK, new Int32Array([o.so_buf_lock ?? 0]), 4);
+  if (r !== -ENOPROTOOPT || o.so_buf_lock) check(r, `set SO_BUF_LOCK of ${what}`);
 }

@@ -16,7 +16,7 @@ export interface UnixDiag {
   ino: number;
   type: number;
   state: number;
-  /** The bound name as bytes (abstract names start with a NUL); empty if unbound. */
+  /** The bound name as bytes (abstract names start with a NUL); empty if unbound. A path comes without the NUL the kernel keeps after it. */
   name: Buffer;
   /** The socket file's inode and device, for a name bound in the file system. */
   vfs?: { ino: number; dev: number };
@@ -48,11 +48,13 @@ export function parseUnixDiag(body: Buffer): UnixDiag {
   const vfs = a.get(UNIX_DIAG.VFS);
   const rq = a.get(UNIX_DIAG.RQLEN);
   const icons = a.get(UNIX_DIAG.ICONS);
+  let name = a.get(UNIX_DIAG.NAME) ?? Buffer.alloc(0);
+  if (name.length && name[0] !== 0 && name[name.length - 1] === 0) name = name.subarray(0, name.indexOf(0));
   return {
     type: body.readUInt8(1),
     state: body.readUInt8(2),
     ino: body.readUInt32LE(4),
-    name: Buffer.from(a.get(UNIX_DIAG.NAME) ?? Buffer.alloc(0)),
+    name: Buffer.from(name),
     vfs: vfs ? { ino: vfs.readUInt32LE(0), dev: vfs.readUInt32LE(4) } : undefined,
     peer: u32(UNIX_DIAG.PEER) ?? 0,
     icons: icons ? Array.from({ length: icons.length >> 2 }, (_, i) => icons.readUInt32LE(i * 4)) : [],

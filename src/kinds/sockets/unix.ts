@@ -72,6 +72,8 @@ function dumpUnix(f: FdFacts, run: DumpRun): number {
     const peer = s.diag!.get(d.peer);
     if (peer && peer.peer !== d.ino) throw new UnsupportedError(`${what} is connected to socket ${d.peer}, which is not connected back; crest does not support one-way connections yet`);
   } else if (d.state === TCP_ESTABLISHED) {
+    const listener = [...s.diag!.values()].find((l) => l.icons.includes(d.ino));
+    if (listener) throw new UnsupportedError(`${what} is connecting to the listening socket ${listener.ino}, not accepted yet; crest does not support it yet`);
     throw new UnsupportedError(`${what} is connected, and its peer is closed; crest does not support it yet`);
   }
   const id = run.nextId("file");
