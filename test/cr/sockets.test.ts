@@ -16,7 +16,8 @@ function checkImages(w: Workload): void {
   const usk = readImage(dir, IMG.files).filter((f) => f.type === fd_types.UNIXSK).map((f) => f.usk!);
   const byIno = new Map(usk.map((u) => [u.ino, u]));
   assert.ok(usk.length >= 12, `every socket is dumped (${usk.length})`);
-  for (const u of usk) assert.equal(byIno.get(u.peer)?.peer, u.ino, `socket ${u.ino} and its peer name each other`);
+  for (const u of usk.filter((s) => s.peer)) assert.equal(byIno.get(u.peer)?.peer, u.ino, `socket ${u.ino} and its peer name each other`);
+  assert.equal(usk.filter((u) => !u.peer).length, 1, "the unconnected socket");
   const queued = new Map<number, number[]>();
   for (const p of readImage(dir, IMG.skQueues)) queued.set(p.entry.id_for, [...(queued.get(p.entry.id_for) ?? []), p.data.length]);
   const of = (type: number) => usk.filter((u) => u.type === type && queued.has(u.id)).map((u) => queued.get(u.id)!);

@@ -18,7 +18,8 @@ export function describeSocket(pid: number, fd: number, text: string): string {
     const proto = getInt(mine, SO.PROTOCOL, what);
     const name = (m: Record<number, string>, v: number, dflt: string) => m[v] ?? `${dflt} ${v}`;
     const protoText = proto && family !== 1 ? `, protocol ${family === 16 ? proto : name(PROTOCOLS, proto, "")}` : "";
-    return `a ${name(FAMILIES, family, "family")} ${name(TYPES, type, "type")} socket${protoText} (${text})`;
+    const fam = name(FAMILIES, family, "family");
+    return `${/^[aeiou]/.test(fam) ? "an" : "a"} ${fam} ${name(TYPES, type, "type")} socket${protoText} (${text})`;
   } finally {
     closeSync(mine);
   }

@@ -1,0 +1,314 @@
+/*
+ * Unix sockets (like CRIU's zdtm sockets00/sk-unix-*): socketpairs of each
+ * type with data in flight, set up before ready and never read:
+ *   a/b stream: 50000 bytes (seed 1) a->b, 3000 bytes (seed 2) b->a;
+ *   c/d stream: 500 bytes (seed 3) c->d, then shutdown(c, SHUT_WR);
+ *   e/f datagram: three datagrams of 1, 700 and 4000 bytes e->f;
+ *   g/h seqpacket: two records of 10 and 2000 bytes h->g;
+ *   options: SO_SNDBUF 65536 on a, SO_RCVTIMEO 3.5 s on b, SO_PASSCRED on
+ *   f, O_NONBLOCK on e; an unconnected datagram socket u;
+ *   a child holds j of the pair i/j (100 bytes, seed 5, queued i->j) and
+ *   shares k of the pair k/l with the parent (one description in both).
+ * After: every queue gives exactly its data (datagrams and records with
+ * their sizes, in order), then nothing; d gets EOF after its 500 bytes and
+ * can still write to c; each pair still talks both ways; options, SO_TYPE
+ * and F_GETFL are as before; kcmp says the child's k is the parent's; the
+ * child, woken by SIGUSR1, reads its 100 bytes and answers 'K'.
+ *
+ * Other modes, each set up alone and checked after (for dumps crest
+ * refuses: the process runs on): "listen", a stream socket bound to "sock"
+ * and listening (it still accepts a connection); "tcp", a TCP socket
+ * listening on 127.0.0.1 (same port, still accepts); "scm", a pipe's read end
+ * in flight in a stream socketpair (still received, still a pipe).
+ *
+ * Sabotage: 1 reads a byte from b; 2 clears SO_PASSCRED on f; 3 takes a
+ * datagram from f; 4 sends one more byte a->b.
+ */
+#define _GNU_SOURCE
+#include "lib.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define KCMP_FILE 0
+
+static void pair(int type, int *x, int *y)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, type, 0, sv))
+		fail("socketpair(%d): %s", type, strerror(errno));
+	*x = sv[0];
+	*y = sv[1];
+}
+
+static void dgram(int fd, size_t n)
+{
+	char buf[4096];
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (char)(i * 7 + n);
+	if (send(fd, buf, n, 0) != (ssize_t)n)
+		fail("send a %zu-byte packet: %s", n, strerror(errno));
+}
+
+static void check_dgram(int fd, size_t n, const char *what)
+{
+	char buf[8192];
+	ssize_t got = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
+	if (got != (ssize_t)n) {
+		fail("%s: a packet of %zd bytes, expected %zu (%s)", what, got, n, got < 0 ? strerror(errno) : "");
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (buf[i] != (char)(i * 7 + n)) {
+			fail("%s: byte %zu of the %zu-byte packet differs", what, i, n);
+			return;
+		}
+}
+
+static void check_empty(int fd, const char *what)
+{
+	char c;
+	ssize_t got = recv(fd, &c, 1, MSG_DONTWAIT);
+	if (got >= 0 || errno != EAGAIN)
+		fail("%s: more queued than expected (recv gives %zd)", what, got);
+}
+
+static int opt(int fd, int name)
+{
+	int v = -1;
+	socklen_t l = sizeof(v);
+	if (getsockopt(fd, SOL_SOCKET, name, &v, &l))
+		fail("getsockopt %d: %s", name, strerror(errno));
+	return v;
+}
+
+static void talk(int x, int y, const char *what)
+{
+	char c = 0;
+	if (send(x, "!", 1, 0) != 1 || recv(y, &c, 1, MSG_DONTWAIT) != 1 || c != '!')
+		fail("%s: one way is not connected any more", what);
+	if (send(y, "?", 1, 0) != 1 || recv(x, &c, 1, MSG_DONTWAIT) != 1 || c != '?')
+		fail("%s: the other way is not connected any more", what);
+}
+
+static volatile sig_atomic_t woken;
+static void on_usr1(int s)
+{
+	(void)s;
+	woken = 1;
+}
+
+static int child_main(int j)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	while (!woken)
+		sigsuspend(&none);
+	int bad = 0;
+	char buf[200];
+	ssize_t got = recv(j, buf, sizeof(buf), MSG_DONTWAIT);
+	if (got != 100) {
+		printf("child: %zd bytes queued, expected 100\n", got);
+		bad = 1;
+	} else {
+		int p[2];
+		if (pipe(p) == 0) {
+			write(p[1], buf, 100);
+			close(p[1]);
+			wl_pattern_check(p[0], 100, 5, "child's queue");
+			if (wl_failures()) {
+				printf("child: the 100 bytes differ\n");
+				bad = 1;
+			}
+		}
+	}
+	if (send(j, "K", 1, 0) != 1)
+		bad = 1;
+	return bad;
+}
+
+static int single(const char *mode)
+{
+	int fd = -1, peer = -1;
+	struct sockaddr_in in = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t inlen = sizeof(in);
+	struct sockaddr_un un = { .sun_family = AF_UNIX, .sun_path = "sock" };
+	int p[2] = { -1, -1 };
+	if (!strcmp(mode, "listen")) {
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (bind(fd, (struct sockaddr *)&un, sizeof(un)) || listen(fd, 4))
+			fail("bind and listen: %s", strerror(errno));
+	} else if (!strcmp(mode, "tcp")) {
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (bind(fd, (struct sockaddr *)&in, sizeof(in)) || listen(fd, 4) || getsockname(fd, (struct sockaddr *)&in, &inlen))
+			fail("bind and listen: %s", strerror(errno));
+	} else if (!strcmp(mode, "scm")) {
+		pair(SOCK_STREAM, &fd, &peer);
+		if (pipe(p))
+			fail("pipe: %s", strerror(errno));
+		char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+		struct iovec iov = { .iov_base = "x", .iov_len = 1 };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &p[0], sizeof(int));
+		if (sendmsg(peer, &m, 0) != 1)
+			fail("sendmsg: %s", strerror(errno));
+		close(p[0]);
+	} else {
+		fail("unknown mode %s", mode);
+		return wl_done();
+	}
+	wl_ready();
+	wl_wait();
+	if (!strcmp(mode, "scm")) {
+		char cbuf[CMSG_SPACE(sizeof(int))] = { 0 }, x;
+		struct iovec iov = { .iov_base = &x, .iov_len = 1 };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+		struct stat st;
+		int got = -1;
+		if (recvmsg(fd, &m, MSG_DONTWAIT) != 1 || !CMSG_FIRSTHDR(&m))
+			fail("the fd in flight is gone");
+		else
+			memcpy(&got, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof(int));
+		if (got >= 0 && (fstat(got, &st) || !S_ISFIFO(st.st_mode)))
+			fail("the fd received is not a pipe");
+		return wl_done();
+	}
+	int c = socket(!strcmp(mode, "tcp") ? AF_INET : AF_UNIX, SOCK_STREAM, 0);
+	int r = !strcmp(mode, "tcp") ? connect(c, (struct sockaddr *)&in, sizeof(in)) : connect(c, (struct sockaddr *)&un, sizeof(un));
+	if (r)
+		fail("connect to the listener: %s", strerror(errno));
+	else if (accept(fd, NULL, NULL) < 0)
+		fail("the listener does not accept: %s", strerror(errno));
+	return wl_done();
+}
+
+int main(int argc, char **argv)
+{
+	wl_init(argc, argv, "sk-unix");
+	if (argc > 2)
+		return single(argv[2]);
+	int a, b, c, d, e, f, g, h, i, j, k, l;
+	pair(SOCK_STREAM, &a, &b);
+	pair(SOCK_STREAM, &c, &d);
+	pair(SOCK_DGRAM, &e, &f);
+	pair(SOCK_SEQPACKET, &g, &h);
+	pair(SOCK_STREAM, &i, &j);
+	pair(SOCK_STREAM, &k, &l);
+	int sndbuf = 65536, one = 1;
+	struct timeval tmo = { 3, 500000 };
+	setsockopt(a, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	setsockopt(b, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
+	setsockopt(f, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
+	fcntl(e, F_SETFL, O_NONBLOCK);
+	int u = socket(AF_UNIX, SOCK_DGRAM, 0);
+	int fds[] = { a, b, c, d, e, f, g, h, i, k, l, u };
+	const int nfds = sizeof(fds) / sizeof(fds[0]);
+	int fl[sizeof(fds) / sizeof(fds[0])], types[sizeof(fds) / sizeof(fds[0])];
+	int sndbuf_a = opt(a, SO_SNDBUF);
+	wl_pattern_write(a, 50000, 1);
+	wl_pattern_write(b, 3000, 2);
+	wl_pattern_write(c, 500, 3);
+	shutdown(c, SHUT_WR);
+	dgram(e, 1);
+	dgram(e, 700);
+	dgram(e, 4000);
+	dgram(h, 10);
+	dgram(h, 2000);
+	wl_pattern_write(i, 100, 5);
+	signal(SIGUSR1, on_usr1);
+	pid_t child = fork();
+	if (child == 0) {
+		signal(SIGTERM, SIG_IGN);
+		close(i);
+		exit(child_main(j));
+	}
+	close(j);
+	for (int n = 0; n < nfds; n++) {
+		fl[n] = fcntl(fds[n], F_GETFL);
+		types[n] = opt(fds[n], SO_TYPE);
+	}
+	wl_ready();
+	wl_wait();
+
+	char x;
+	switch (wl_sabotage()) {
+	case 1: recv(b, &x, 1, 0); break;
+	case 2: one = 0; setsockopt(f, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)); break;
+	case 3: recv(f, &x, 1, 0); break;
+	case 4: send(a, "+", 1, 0); break;
+	}
+	for (int n = 0; n < nfds; n++) {
+		if (fcntl(fds[n], F_GETFL) != fl[n])
+			fail("socket fd %d: F_GETFL %#x, expected %#x", fds[n], fcntl(fds[n], F_GETFL), fl[n]);
+		if (opt(fds[n], SO_TYPE) != types[n])
+			fail("socket fd %d: SO_TYPE %d, expected %d", fds[n], opt(fds[n], SO_TYPE), types[n]);
+	}
+	if (opt(a, SO_SNDBUF) != sndbuf_a)
+		fail("a: SO_SNDBUF %d, expected %d", opt(a, SO_SNDBUF), sndbuf_a);
+	struct timeval t = { 0, 0 };
+	socklen_t tl = sizeof(t);
+	getsockopt(b, SOL_SOCKET, SO_RCVTIMEO, &t, &tl);
+	if (t.tv_sec != 3 || t.tv_usec != 500000)
+		fail("b: SO_RCVTIMEO %ld.%06ld, expected 3.500000", (long)t.tv_sec, (long)t.tv_usec);
+	if (opt(f, SO_PASSCRED) != 1)
+		fail("f: SO_PASSCRED %d, expected 1", opt(f, SO_PASSCRED));
+
+	fcntl(b, F_SETFL, fl[1] | O_NONBLOCK);
+	fcntl(a, F_SETFL, fl[0] | O_NONBLOCK);
+	wl_pattern_check(b, 50000, 1, "a->b");
+	wl_pattern_check(a, 3000, 2, "b->a");
+	fcntl(a, F_SETFL, fl[0]);
+	fcntl(b, F_SETFL, fl[1]);
+	char buf[600];
+	ssize_t got = recv(d, buf, sizeof(buf), MSG_DONTWAIT);
+	int p[2];
+	if (got != 500)
+		fail("c->d: %zd bytes, expected 500", got);
+	else if (pipe(p) == 0) {
+		write(p[1], buf, 500);
+		close(p[1]);
+		wl_pattern_check(p[0], 500, 3, "c->d");
+		close(p[0]);
+	}
+	if ((got = recv(d, buf, 1, MSG_DONTWAIT)) != 0)
+		fail("c->d: no EOF after the data (recv gives %zd)", got);
+	if (send(d, "0123456789", 10, 0) != 10 || recv(c, buf, sizeof(buf), MSG_DONTWAIT) != 10)
+		fail("d->c: d cannot write to c any more");
+	check_dgram(f, 1, "e->f");
+	check_dgram(f, 700, "e->f");
+	check_dgram(f, 4000, "e->f");
+	check_empty(f, "e->f");
+	check_dgram(g, 10, "h->g");
+	check_dgram(g, 2000, "h->g");
+	check_empty(g, "h->g");
+	talk(a, b, "a/b");
+	talk(e, f, "e/f");
+	talk(g, h, "g/h");
+	talk(k, l, "k/l");
+	if (syscall(SYS_kcmp, getpid(), child, KCMP_FILE, k, k) != 0)
+		fail("the child's k is not the parent's description");
+	kill(child, SIGUSR1);
+	struct pollfd pf = { .fd = i, .events = POLLIN };
+	if (poll(&pf, 1, 10000) != 1 || recv(i, &x, 1, 0) != 1 || x != 'K')
+		fail("the child did not answer");
+	int status = -1;
+	waitpid(child, &status, 0);
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		fail("the child exited with status %#x", status);
+	return wl_done();
+}
