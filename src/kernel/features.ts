@@ -50,7 +50,7 @@ export interface CrestLacks {
   fact?: FactId | null;
 }
 
-const SOCKETS = "crest does not checkpoint inet, netlink, packet or bound unix sockets yet";
+const SOCKETS = "crest does not checkpoint inet, netlink or packet sockets yet";
 const NETNS = "crest does not checkpoint network namespaces yet";
 const MOUNTS = "crest does not checkpoint mount namespaces yet";
 const LAZY = "crest has no lazy restore (lazy-pages) yet";
@@ -74,7 +74,7 @@ export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
   "uffd-noncoop": { crest: LAZY, criu: "criu's lazy restore follows fork, mremap, munmap and madvise with it" },
   can_map_vdso: { crest: "crest does not map vDSOs (it moves the kernel's own to where the task had it)", criu: "criu maps a fresh vDSO in restored tasks with it" },
   sk_ns: { crest: SOCKETS, criu: "criu finds the network namespace of a socket with it" },
-  sk_unix_file: { crest: SOCKETS, criu: "criu dumps bound unix sockets of other mount namespaces with it" },
+  sk_unix_file: { crest: MOUNTS, criu: "criu dumps bound unix sockets of other mount namespaces with it" },
   net_diag_raw: { crest: SOCKETS, criu: "criu identifies raw sockets with it" },
   nsid: { crest: NETNS, criu: "criu tells peer network namespaces apart with it" },
   link_nsid: { crest: NETNS, criu: "criu dumps veth pairs across network namespaces with it" },

@@ -191,7 +191,7 @@ function nftables(): void {
   });
 }
 
-const NOT_YET = "crest does not checkpoint inet, netlink, packet or bound unix sockets, or network namespaces, yet";
+const NOT_YET = "crest does not checkpoint inet, netlink or packet sockets, or network namespaces, yet";
 
 export const NET_PROBES = [
   {

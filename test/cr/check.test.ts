@@ -43,7 +43,7 @@ const FACTS_HERE: Record<FactId, FactHere> = {
   nsid: "supported", link_nsid: "supported", nftables: "supported", newifindex: "supported",
 };
 
-const SOCKETS = /^crest does not checkpoint inet, netlink, packet or bound unix sockets yet: /;
+const SOCKETS = /^crest does not checkpoint inet, netlink or packet sockets yet: /;
 const NETNS = /^crest does not checkpoint network namespaces yet/;
 const MOUNTS = /^crest does not checkpoint mount namespaces yet: /;
 const LAZY = /^crest has no lazy restore \(lazy-pages\) yet: /;
@@ -77,7 +77,7 @@ const FEATURES_HERE: Record<FeatureName, true | RegExp> = {
   "uffd-noncoop": LAZY,
   can_map_vdso: /^crest does not map vDSOs \(it moves the kernel's own/,
   sk_ns: SOCKETS,
-  sk_unix_file: SOCKETS,
+  sk_unix_file: MOUNTS,
   net_diag_raw: SOCKETS /* the kernel lacks it too; crest's reason comes first */,
   nsid: NETNS,
   link_nsid: NETNS,

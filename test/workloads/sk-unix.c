@@ -8,16 +8,22 @@
  *   options: SO_SNDBUF 65536 on a, SO_RCVTIMEO 3.5 s on b, SO_PASSCRED on
  *   f, O_NONBLOCK on e; an unconnected datagram socket u;
  *   a child holds j of the pair i/j (100 bytes, seed 5, queued i->j) and
- *   shares k of the pair k/l with the parent (one description in both).
+ *   shares k of the pair k/l with the parent (one description in both);
+ *   a stream listener bound to CWD/lsn (mode 0640, backlog 5) with one
+ *   accepted connection (123 bytes, seed 6, to the server end; 7 bytes,
+ *   seed 7, to the client), and a datagram socket bound to an abstract name.
  * After: every queue gives exactly its data (datagrams and records with
  * their sizes, in order), then nothing; d gets EOF after its 500 bytes and
  * can still write to c; each pair still talks both ways; options, SO_TYPE
  * and F_GETFL are as before; kcmp says the child's k is the parent's; the
- * child, woken by SIGUSR1, reads its 100 bytes and answers 'K'.
+ * child, woken by SIGUSR1, reads its 100 bytes and answers 'K'; the
+ * listener has its name, its file its mode, and accepts a new connection;
+ * the accepted connection has its data and talks; the abstract socket has
+ * its name and receives what is sent to it.
  *
  * Other modes, each set up alone and checked after (for dumps crest
- * refuses: the process runs on): "listen", a stream socket bound to "sock"
- * and listening (it still accepts a connection); "tcp", a TCP socket
+ * refuses: the process runs on): "listen", a stream socket bound to CWD/sock
+ * and listening, with a connection not accepted yet (still accepted after); "tcp", a TCP socket
  * listening on 127.0.0.1 (same port, still accepts); "scm", a pipe's read end
  * in flight in a stream socketpair (still received, still a pipe).
  *
@@ -143,12 +149,18 @@ static int single(const char *mode)
 	int fd = -1, peer = -1;
 	struct sockaddr_in in = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t inlen = sizeof(in);
-	struct sockaddr_un un = { .sun_family = AF_UNIX, .sun_path = "sock" };
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
 	int p[2] = { -1, -1 };
 	if (!strcmp(mode, "listen")) {
+		if (!getcwd(un.sun_path, sizeof(un.sun_path) - 8))
+			fail("getcwd: %s", strerror(errno));
+		strcat(un.sun_path, "/sock");
 		fd = socket(AF_UNIX, SOCK_STREAM, 0);
 		if (bind(fd, (struct sockaddr *)&un, sizeof(un)) || listen(fd, 4))
 			fail("bind and listen: %s", strerror(errno));
+		peer = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (connect(peer, (struct sockaddr *)&un, sizeof(un)))
+			fail("connect: %s", strerror(errno));
 	} else if (!strcmp(mode, "tcp")) {
 		fd = socket(AF_INET, SOCK_STREAM, 0);
 		if (bind(fd, (struct sockaddr *)&in, sizeof(in)) || listen(fd, 4) || getsockname(fd, (struct sockaddr *)&in, &inlen))
@@ -216,6 +228,21 @@ int main(int argc, char **argv)
 	setsockopt(f, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
 	fcntl(e, F_SETFL, O_NONBLOCK);
 	int u = socket(AF_UNIX, SOCK_DGRAM, 0);
+	struct sockaddr_un lname = { .sun_family = AF_UNIX }, aname = { .sun_family = AF_UNIX };
+	if (!getcwd(lname.sun_path, sizeof(lname.sun_path) - 8))
+		fail("getcwd: %s", strerror(errno));
+	strcat(lname.sun_path, "/lsn");
+	int lsn = socket(AF_UNIX, SOCK_STREAM, 0), cli = socket(AF_UNIX, SOCK_STREAM, 0), srv = -1;
+	if (bind(lsn, (struct sockaddr *)&lname, sizeof(lname)) || chmod(lname.sun_path, 0640) || listen(lsn, 5) ||
+	    connect(cli, (struct sockaddr *)&lname, sizeof(lname)) || (srv = accept(lsn, NULL, NULL)) < 0)
+		fail("listener: %s", strerror(errno));
+	wl_pattern_write(cli, 123, 6);
+	wl_pattern_write(srv, 7, 7);
+	int abs = socket(AF_UNIX, SOCK_DGRAM, 0);
+	socklen_t alen = offsetof(struct sockaddr_un, sun_path) + 1 +
+		snprintf(aname.sun_path + 1, sizeof(aname.sun_path) - 1, "crest-sk-unix-%d", getpid());
+	if (bind(abs, (struct sockaddr *)&aname, alen))
+		fail("bind the abstract name: %s", strerror(errno));
 	int fds[] = { a, b, c, d, e, f, g, h, i, k, l, u };
 	const int nfds = sizeof(fds) / sizeof(fds[0]);
 	int fl[sizeof(fds) / sizeof(fds[0])], types[sizeof(fds) / sizeof(fds[0])];
@@ -306,6 +333,27 @@ int main(int argc, char **argv)
 	struct pollfd pf = { .fd = i, .events = POLLIN };
 	if (poll(&pf, 1, 10000) != 1 || recv(i, &x, 1, 0) != 1 || x != 'K')
 		fail("the child did not answer");
+	struct sockaddr_un got_name;
+	socklen_t gl = sizeof(got_name);
+	struct stat st;
+	if (getsockname(lsn, (struct sockaddr *)&got_name, &gl) || strcmp(got_name.sun_path, lname.sun_path))
+		fail("listener: name %s, expected %s", got_name.sun_path, lname.sun_path);
+	if (stat(lname.sun_path, &st) || !S_ISSOCK(st.st_mode) || (st.st_mode & 0777) != 0640)
+		fail("listener's file: mode %o, expected a socket with 0640", st.st_mode);
+	int cli2 = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (connect(cli2, (struct sockaddr *)&lname, sizeof(lname)) || accept(lsn, NULL, NULL) < 0)
+		fail("the listener does not take a new connection: %s", strerror(errno));
+	fcntl(srv, F_SETFL, O_NONBLOCK);
+	fcntl(cli, F_SETFL, O_NONBLOCK);
+	wl_pattern_check(srv, 123, 6, "client->server");
+	wl_pattern_check(cli, 7, 7, "server->client");
+	talk(cli, srv, "the accepted connection");
+	gl = sizeof(got_name);
+	if (getsockname(abs, (struct sockaddr *)&got_name, &gl) || gl != alen || memcmp(&got_name, &aname, alen))
+		fail("the abstract socket lost its name (length %u, expected %u)", gl, alen);
+	int to_abs = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (sendto(to_abs, "@", 1, 0, (struct sockaddr *)&aname, alen) != 1 || recv(abs, &x, 1, MSG_DONTWAIT) != 1)
+		fail("the abstract socket does not receive: %s", strerror(errno));
 	int status = -1;
 	waitpid(child, &status, 0);
 	if (!WIFEXITED(status) || WEXITSTATUS(status))

@@ -13,9 +13,14 @@
 // each end's queue back by sending it from the other end, shuts down what was
 // shut down, sets the options and file flags.
 //
-// Not yet, refused by name: bound names (and so listeners and one-way
-// connected datagram sockets), files in flight, a peek offset.
-import { closeSync } from "node:fs";
+// A socket bound to a name is bound again by its task, and a listener
+// listens again with its backlog; the two ends of a stream connection are
+// not bound (an accepted end shows its listener's name), as with criu.
+//
+// Not yet, refused by name: connections waiting to be accepted, relative
+// and removed names, one-way connected datagram sockets, files in flight,
+// a peek offset.
+import { chmodSync, chownSync, closeSync, lstatSync, statSync, unlinkSync } from "node:fs";
 import type { FileKind, FdFacts, OpenContext } from "../files/file-kind.js";
 import { dumpState, restoreState, UnsupportedError, type DumpRun, type RestoreRun } from "../context.js";
 import { IMG, fd_types, type file_entry, type SkQueuePacketInput, type unix_sk_entry } from "../../images/index.js";
@@ -26,7 +31,7 @@ import { AF_UNIX, listUnixSockets, type UnixDiag } from "./unix-diag.js";
 import { dumpOptions, restoreOptions, setInt, SO } from "./options.js";
 import { peekQueue, sendQueue } from "./queue.js";
 
-const TCP_ESTABLISHED = 1;
+const TCP_ESTABLISHED = 1, TCP_LISTEN = 10, SOCK_DGRAM = 2;
 const TYPE_NAMES: Record<number, string> = { 1: "stream", 2: "datagram", 5: "seqpacket" };
 const typeName = (t: number): string => TYPE_NAMES[t] ?? `type ${t}`;
 
@@ -67,7 +72,10 @@ function dumpUnix(f: FdFacts, run: DumpRun): number {
   const s = run.state(dumped);
   const d = diagOf(run, f.st.ino)!;
   const what = `${f.what} (unix ${typeName(d.type)} socket, inode ${d.ino})`;
-  if (d.name.length) throw new UnsupportedError(`${what} is bound to ${JSON.stringify(d.name.toString("latin1"))}; crest does not support bound unix sockets yet`);
+  const perms = d.name.length && bindsOnRestore(d) ? boundName(d, what) : undefined;
+  if (d.state === TCP_LISTEN && d.icons.length) {
+    throw new UnsupportedError(`${what} has ${d.icons.length} connection(s) waiting to be accepted; crest does not support them yet`);
+  }
   if (d.peer) {
     const peer = s.diag!.get(d.peer);
     if (peer && peer.peer !== d.ino) throw new UnsupportedError(`${what} is connected to socket ${d.peer}, which is not connected back; crest does not support one-way connections yet`);
@@ -81,12 +89,34 @@ function dumpUnix(f: FdFacts, run: DumpRun): number {
   for (const data of packets) s.queues.push({ entry: { id_for: id, length: data.length }, data });
   const usk: unix_sk_entry = {
     id, ino: d.ino, type: d.type, state: d.state, flags: f.info.flags & ~O.CLOEXEC, uflags: 0,
-    backlog: d.wqlen, peer: d.peer, fown: f.fown, opts, name: d.name,
+    backlog: d.wqlen, peer: d.peer, fown: f.fown, opts, name: d.name, ...(perms ? { file_perms: perms } : {}),
     ...(d.shutdown ? { shutdown: d.shutdown as unix_sk_entry["shutdown"] } : {}),
   };
   run.files.push({ type: fd_types.UNIXSK, id, usk });
   s.sockets.push({ ino: d.ino, peer: d.peer, what });
   return id;
+}
+
+/**
+ * Whether the restore binds the socket to its name: not the two ends of a
+ * stream or seqpacket connection (an accepted end shows its listener's name,
+ * which the listener holds), as criu.
+ */
+const bindsOnRestore = (s: { type: number; state: number }): boolean => s.type === SOCK_DGRAM || s.state !== TCP_ESTABLISHED;
+
+/** A name in the file system must still be the socket's file: its mode and owner, for the restore. */
+function boundName(d: UnixDiag, what: string): { mode: number; uid: number; gid: number } | undefined {
+  const name = d.name.toString("latin1");
+  if (d.name[0] === 0) return undefined;
+  if (!name.startsWith("/")) throw new UnsupportedError(`${what} is bound to the relative name ${JSON.stringify(name)}; crest does not support relative names yet`);
+  let st;
+  try {
+    st = statSync(name);
+  } catch {
+    st = undefined;
+  }
+  if (!st || st.ino !== d.vfs?.ino) throw new UnsupportedError(`${what} is bound to ${name}, which was removed or replaced since; crest does not support it yet`);
+  return { mode: st.mode, uid: st.uid, gid: st.gid };
 }
 
 /** Every dumped socket's peer was dumped too; a peer outside the tree is criu's "external socket". */
@@ -130,12 +160,42 @@ function finishSocket(fd: number, e: unix_sk_entry, what: string): void {
   if (status) check(native.syscall(SYS.fcntl, fd, F.SETFL, status), `set the flags of ${what}`);
 }
 
-function openUnix({ r, task, run, park }: OpenContext, entry: file_entry): number {
+/**
+ * Binds the socket the task made to its name, as its task (the file is
+ * created with the task's credentials, then given its mode and owner). A
+ * stale socket file at the path (the dumped socket's, left behind) goes first.
+ */
+function bindName(c: OpenContext, fd: number, e: unix_sk_entry, what: string): void {
+  if (!e.name.length || !bindsOnRestore(e)) return;
+  const path = e.name[0] !== 0 ? e.name.toString("latin1") : undefined;
+  if (path) {
+    let stale = false;
+    try {
+      stale = lstatSync(path).isSocket();
+    } catch {
+      // Nothing there.
+    }
+    if (stale) unlinkSync(path);
+  }
+  c.r.resetScratch();
+  const addr = Buffer.alloc(2 + e.name.length);
+  addr.writeUInt16LE(AF_UNIX, 0);
+  e.name.copy(addr, 2);
+  c.r.call(`bind ${what} to ${JSON.stringify(e.name.toString("latin1"))}`, SYS.bind, fd, c.r.put(addr), addr.length);
+  if (path && e.file_perms) {
+    chownSync(path, e.file_perms.uid, e.file_perms.gid);
+    chmodSync(path, e.file_perms.mode & 0o7777);
+  }
+}
+
+function openUnix(c: OpenContext, entry: file_entry): number {
+  const { r, task, run, park } = c;
   const e = entry.usk!;
   const what = `unix socket ${e.ino} in task ${task.vpid}`;
-  if (e.name.length) throw run.images.invalid(IMG.files, undefined, `${what} is bound to a name; crest cannot restore bound unix sockets yet`);
   if (!e.peer) {
     const fd = r.call(`create ${what}`, SYS.socket, AF_UNIX, e.type, 0);
+    bindName(c, fd, e, what);
+    if (e.state === TCP_LISTEN) r.call(`listen on ${what}`, SYS.listen, fd, e.backlog);
     withFd(takeFd(task.pid, fd, what), (mine) => finishSocket(mine, e, what));
     return fd;
   }
@@ -149,6 +209,8 @@ function openUnix({ r, task, run, park }: OpenContext, entry: file_entry): numbe
   const fds = r.read(pair, 8);
   const mine = fds.readInt32LE(0);
   const theirs = fds.readInt32LE(4);
+  bindName(c, mine, e, what);
+  bindName(c, theirs, p, peerWhat);
   withFd(takeFd(task.pid, mine, what), (a) => withFd(takeFd(task.pid, theirs, peerWhat), (b) => {
     refill(run, b, e, what);
     refill(run, a, p, peerWhat);
