@@ -11,7 +11,8 @@
  *   shares k of the pair k/l with the parent (one description in both);
  *   a stream listener bound to CWD/lsn (mode 0640, backlog 5) with one
  *   accepted connection (123 bytes, seed 6, to the server end; 7 bytes,
- *   seed 7, to the client), and a datagram socket bound to an abstract name.
+ *   seed 7, to the client), and a datagram socket bound to an abstract name
+ *   with two datagrams (5 and 300 bytes) from a sender since closed.
  * After: every queue gives exactly its data (datagrams and records with
  * their sizes, in order), then nothing; d gets EOF after its 500 bytes and
  * can still write to c; each pair still talks both ways; options, SO_TYPE
@@ -19,7 +20,7 @@
  * child, woken by SIGUSR1, reads its 100 bytes and answers 'K'; the
  * listener has its name, its file its mode, and accepts a new connection;
  * the accepted connection has its data and talks; the abstract socket has
- * its name and receives what is sent to it.
+ * its name, its two datagrams, and receives what is sent to it.
  *
  * Other modes, each set up alone and checked after (for dumps crest
  * refuses: the process runs on): "listen", a stream socket bound to CWD/sock
@@ -243,6 +244,14 @@ int main(int argc, char **argv)
 		snprintf(aname.sun_path + 1, sizeof(aname.sun_path) - 1, "crest-sk-unix-%d", getpid());
 	if (bind(abs, (struct sockaddr *)&aname, alen))
 		fail("bind the abstract name: %s", strerror(errno));
+	int sender = socket(AF_UNIX, SOCK_DGRAM, 0);
+	char small[300] = { 0 };
+	for (size_t n = 0; n < sizeof(small); n++)
+		small[n] = (char)(n * 7 + 300);
+	if (sendto(sender, "\x05\x0c\x13\x1a\x21", 5, 0, (struct sockaddr *)&aname, alen) != 5 ||
+	    sendto(sender, small, sizeof(small), 0, (struct sockaddr *)&aname, alen) != (ssize_t)sizeof(small))
+		fail("send to the abstract name: %s", strerror(errno));
+	close(sender);
 	int fds[] = { a, b, c, d, e, f, g, h, i, k, l, u };
 	const int nfds = sizeof(fds) / sizeof(fds[0]);
 	int fl[sizeof(fds) / sizeof(fds[0])], types[sizeof(fds) / sizeof(fds[0])];
@@ -351,6 +360,9 @@ int main(int argc, char **argv)
 	gl = sizeof(got_name);
 	if (getsockname(abs, (struct sockaddr *)&got_name, &gl) || gl != alen || memcmp(&got_name, &aname, alen))
 		fail("the abstract socket lost its name (length %u, expected %u)", gl, alen);
+	check_dgram(abs, 5, "to the abstract name");
+	check_dgram(abs, 300, "to the abstract name");
+	check_empty(abs, "to the abstract name");
 	int to_abs = socket(AF_UNIX, SOCK_DGRAM, 0);
 	if (sendto(to_abs, "@", 1, 0, (struct sockaddr *)&aname, alen) != 1 || recv(abs, &x, 1, MSG_DONTWAIT) != 1)
 		fail("the abstract socket does not receive: %s", strerror(errno));

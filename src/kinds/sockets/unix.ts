@@ -9,7 +9,8 @@
 // Restore: a connected pair (each the other's peer: socketpair, or the two
 // ends of an accepted connection) is made with socketpair in the first task
 // that needs either end, and the other end is handed on like a pipe's; an
-// unconnected socket with socket(). crest takes both ends into itself, writes
+// unconnected socket with socket() (a datagram socket with data queued as
+// one end of a pair, see filledDatagramSocket). crest takes both ends into itself, writes
 // each end's queue back by sending it from the other end, shuts down what was
 // shut down, sets the options and file flags.
 //
@@ -188,12 +189,30 @@ function bindName(c: OpenContext, fd: number, e: unix_sk_entry, what: string): v
   }
 }
 
+/**
+ * A datagram socket with datagrams from senders not connected to it: made as
+ * one end of a pair, disconnected (connect to AF_UNSPEC, which leaves the
+ * other end's peer alone), filled from the other end, which then goes.
+ */
+function filledDatagramSocket({ r, task, run }: OpenContext, e: unix_sk_entry, what: string): number {
+  r.resetScratch();
+  const pair = r.alloc(8);
+  r.call(`create ${what}`, SYS.socketpair, AF_UNIX, e.type, 0, pair);
+  const fds = r.read(pair, 8);
+  const mine = fds.readInt32LE(0);
+  const spare = fds.readInt32LE(4);
+  r.call(`disconnect ${what} from its filler`, SYS.connect, mine, r.put(Buffer.alloc(2)), 2);
+  withFd(takeFd(task.pid, spare, `the filler of ${what}`), (b) => refill(run, b, e, what));
+  r.later({ what: `close the filler of ${what}`, nr: SYS.close, args: [spare] });
+  return mine;
+}
+
 function openUnix(c: OpenContext, entry: file_entry): number {
   const { r, task, run, park } = c;
   const e = entry.usk!;
   const what = `unix socket ${e.ino} in task ${task.vpid}`;
   if (!e.peer) {
-    const fd = r.call(`create ${what}`, SYS.socket, AF_UNIX, e.type, 0);
+    const fd = e.type === SOCK_DGRAM && run.state(restoring).queues.has(e.id) ? filledDatagramSocket(c, e, what) : r.call(`create ${what}`, SYS.socket, AF_UNIX, e.type, 0);
     bindName(c, fd, e, what);
     if (e.state === TCP_LISTEN) r.call(`listen on ${what}`, SYS.listen, fd, e.backlog);
     withFd(takeFd(task.pid, fd, what), (mine) => finishSocket(mine, e, what));
