@@ -28,6 +28,7 @@ import { IMG, fd_types, type file_entry, type SkQueuePacketInput, type unix_sk_e
 import { F, O, SYS } from "../../sys/constants.js";
 import { check } from "../../sys/errno.js";
 import { native } from "../../sys/native.js";
+import type { Remote } from "../../remote/remote.js";
 import { AF_UNIX, listUnixSockets, type UnixDiag } from "./unix-diag.js";
 import { dumpOptions, restoreOptions, setInt, SO } from "./options.js";
 import { peekQueue, sendQueue } from "./queue.js";
@@ -189,18 +190,22 @@ function bindName(c: OpenContext, fd: number, e: unix_sk_entry, what: string): v
   }
 }
 
+/** A pair of connected unix sockets of `type`, made by the task. */
+function socketpair(r: Remote, type: number, what: string): [number, number] {
+  r.resetScratch();
+  const pair = r.alloc(8);
+  r.call(`create ${what}`, SYS.socketpair, AF_UNIX, type, 0, pair);
+  const fds = r.read(pair, 8);
+  return [fds.readInt32LE(0), fds.readInt32LE(4)];
+}
+
 /**
  * A datagram socket with datagrams from senders not connected to it: made as
  * one end of a pair, disconnected (connect to AF_UNSPEC, which leaves the
  * other end's peer alone), filled from the other end, which then goes.
  */
 function filledDatagramSocket({ r, task, run }: OpenContext, e: unix_sk_entry, what: string): number {
-  r.resetScratch();
-  const pair = r.alloc(8);
-  r.call(`create ${what}`, SYS.socketpair, AF_UNIX, e.type, 0, pair);
-  const fds = r.read(pair, 8);
-  const mine = fds.readInt32LE(0);
-  const spare = fds.readInt32LE(4);
+  const [mine, spare] = socketpair(r, e.type, what);
   r.call(`disconnect ${what} from its filler`, SYS.connect, mine, r.put(Buffer.alloc(2)), 2);
   withFd(takeFd(task.pid, spare, `the filler of ${what}`), (b) => refill(run, b, e, what));
   r.later({ what: `close the filler of ${what}`, nr: SYS.close, args: [spare] });
@@ -222,12 +227,7 @@ function openUnix(c: OpenContext, entry: file_entry): number {
   if (!peerEntry?.usk) throw run.images.invalid(IMG.files, undefined, `${what} is connected to socket ${e.peer}, which is not in the images`);
   const p = peerEntry.usk;
   const peerWhat = `unix socket ${p.ino} in task ${task.vpid}`;
-  r.resetScratch();
-  const pair = r.alloc(8);
-  r.call(`create ${what} and its peer`, SYS.socketpair, AF_UNIX, e.type, 0, pair);
-  const fds = r.read(pair, 8);
-  const mine = fds.readInt32LE(0);
-  const theirs = fds.readInt32LE(4);
+  const [mine, theirs] = socketpair(r, e.type, `${what} and its peer`);
   bindName(c, mine, e, what);
   bindName(c, theirs, p, peerWhat);
   withFd(takeFd(task.pid, mine, what), (a) => withFd(takeFd(task.pid, theirs, peerWhat), (b) => {
