@@ -104,9 +104,10 @@ static void talk(int x, int y, const char *what)
 {
 	char c = 0;
 	if (send(x, "!", 1, 0) != 1 || recv(y, &c, 1, MSG_DONTWAIT) != 1 || c != '!')
-		fail("%s: one way is not connected any more", what);
+		fail("%s: a byte sent one way came out as %#x, expected '!'", what, c);
+	c = 0;
 	if (send(y, "?", 1, 0) != 1 || recv(x, &c, 1, MSG_DONTWAIT) != 1 || c != '?')
-		fail("%s: the other way is not connected any more", what);
+		fail("%s: a byte sent the other way came out as %#x, expected '?'", what, c);
 }
 
 static volatile sig_atomic_t woken;
