@@ -12,7 +12,9 @@
  *   a stream listener bound to CWD/lsn (mode 0640, backlog 5) with one
  *   accepted connection (123 bytes, seed 6, to the server end; 7 bytes,
  *   seed 7, to the client), and a datagram socket bound to an abstract name
- *   with two datagrams (5 and 300 bytes) from a sender since closed.
+ *   with two datagrams (5 and 300 bytes) from a sender since closed; a
+ *   connection to the listener not accepted yet; a datagram socket
+ *   connected to the abstract one.
  * After: every queue gives exactly its data (datagrams and records with
  * their sizes, in order), then nothing; d gets EOF after its 500 bytes and
  * can still write to c; each pair still talks both ways; options, SO_TYPE
@@ -20,11 +22,14 @@
  * child, woken by SIGUSR1, reads its 100 bytes and answers 'K'; the
  * listener has its name, its file its mode, and accepts a new connection;
  * the accepted connection has its data and talks; the abstract socket has
- * its name, its two datagrams, and receives what is sent to it.
+ * its name, its two datagrams, and receives what is sent to it; the waiting
+ * connection is accepted and talks; the connected datagram socket reaches
+ * the abstract one.
  *
  * Other modes, each set up alone and checked after (for dumps crest
- * refuses: the process runs on): "listen", a stream socket bound to CWD/sock
- * and listening, with a connection not accepted yet (still accepted after); "tcp", a TCP socket
+ * refuses: the process runs on): "listen", a stream socket bound to the
+ * relative name "sock" and listening, with a connection not accepted yet
+ * (still accepted after); "tcp", a TCP socket
  * listening on 127.0.0.1 (same port, still accepts); "scm", a pipe's read end
  * in flight in a stream socketpair (still received, still a pipe).
  *
@@ -154,9 +159,7 @@ static int single(const char *mode)
 	struct sockaddr_un un = { .sun_family = AF_UNIX };
 	int p[2] = { -1, -1 };
 	if (!strcmp(mode, "listen")) {
-		if (!getcwd(un.sun_path, sizeof(un.sun_path) - 8))
-			fail("getcwd: %s", strerror(errno));
-		strcat(un.sun_path, "/sock");
+		strcpy(un.sun_path, "sock");
 		fd = socket(AF_UNIX, SOCK_STREAM, 0);
 		if (bind(fd, (struct sockaddr *)&un, sizeof(un)) || listen(fd, 4))
 			fail("bind and listen: %s", strerror(errno));
@@ -239,6 +242,9 @@ int main(int argc, char **argv)
 	    connect(cli, (struct sockaddr *)&lname, sizeof(lname)) || (srv = accept(lsn, NULL, NULL)) < 0)
 		fail("listener: %s", strerror(errno));
 	wl_pattern_write(cli, 123, 6);
+	int pend = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (connect(pend, (struct sockaddr *)&lname, sizeof(lname)))
+		fail("connect without accept: %s", strerror(errno));
 	wl_pattern_write(srv, 7, 7);
 	int abs = socket(AF_UNIX, SOCK_DGRAM, 0);
 	socklen_t alen = offsetof(struct sockaddr_un, sun_path) + 1 +
@@ -253,6 +259,9 @@ int main(int argc, char **argv)
 	    sendto(sender, small, sizeof(small), 0, (struct sockaddr *)&aname, alen) != (ssize_t)sizeof(small))
 		fail("send to the abstract name: %s", strerror(errno));
 	close(sender);
+	int dcli = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (connect(dcli, (struct sockaddr *)&aname, alen))
+		fail("connect to the abstract name: %s", strerror(errno));
 	int fds[] = { a, b, c, d, e, f, g, h, i, k, l, u };
 	const int nfds = sizeof(fds) / sizeof(fds[0]);
 	int fl[sizeof(fds) / sizeof(fds[0])], types[sizeof(fds) / sizeof(fds[0])];
@@ -350,6 +359,11 @@ int main(int argc, char **argv)
 		fail("listener: name %s, expected %s", got_name.sun_path, lname.sun_path);
 	if (stat(lname.sun_path, &st) || !S_ISSOCK(st.st_mode) || (st.st_mode & 0777) != 0640)
 		fail("listener's file: mode %o, expected a socket with 0640", st.st_mode);
+	int acc = accept(lsn, NULL, NULL);
+	if (acc < 0)
+		fail("the connection waiting at the dump is not there: %s", strerror(errno));
+	else
+		talk(pend, acc, "the connection accepted after the restore");
 	int cli2 = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (connect(cli2, (struct sockaddr *)&lname, sizeof(lname)) || accept(lsn, NULL, NULL) < 0)
 		fail("the listener does not take a new connection: %s", strerror(errno));
@@ -364,6 +378,8 @@ int main(int argc, char **argv)
 	check_dgram(abs, 5, "to the abstract name");
 	check_dgram(abs, 300, "to the abstract name");
 	check_empty(abs, "to the abstract name");
+	if (send(dcli, "D", 1, 0) != 1 || recv(abs, &x, 1, MSG_DONTWAIT) != 1 || x != 'D')
+		fail("the socket connected to the abstract name does not reach it: %s", strerror(errno));
 	int to_abs = socket(AF_UNIX, SOCK_DGRAM, 0);
 	if (sendto(to_abs, "@", 1, 0, (struct sockaddr *)&aname, alen) != 1 || recv(abs, &x, 1, MSG_DONTWAIT) != 1)
 		fail("the abstract socket does not receive: %s", strerror(errno));

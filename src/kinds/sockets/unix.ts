@@ -18,11 +18,16 @@
 // listens again with its backlog; the two ends of a stream connection are
 // not bound (an accepted end shows its listener's name), as with criu.
 //
-// Not yet, refused by name: connections waiting to be accepted, relative
-// and removed names, one-way connected datagram sockets, files in flight,
-// a peek offset.
+// A socket connected to one that does not name it back (a connection not
+// accepted yet: its image names the listener, as criu's; a datagram socket
+// sending to a named one) waits for that one to be open and connects to its
+// name.
+//
+// Not yet, refused by name: relative and removed names, data sent on a
+// connection not accepted yet, files in flight, a peek offset.
 import { chmodSync, chownSync, closeSync, lstatSync, statSync, unlinkSync } from "node:fs";
 import type { FileKind, FdFacts, OpenContext } from "../files/file-kind.js";
+import type { Waiting } from "../files/open-queue.js";
 import { dumpState, restoreState, UnsupportedError, type DumpRun, type RestoreRun } from "../context.js";
 import { IMG, fd_types, type file_entry, type SkQueuePacketInput, type unix_sk_entry } from "../../images/index.js";
 import { F, O, SYS } from "../../sys/constants.js";
@@ -61,6 +66,7 @@ function withFd<T>(fd: number, fn: (fd: number) => T): T {
 const dumped = dumpState("unix sockets", () => ({
   diag: undefined as Map<number, UnixDiag> | undefined,
   sockets: [] as Array<{ ino: number; peer: number; what: string }>,
+  listeners: [] as Array<{ icons: number[]; what: string }>,
   queues: [] as SkQueuePacketInput[],
 }));
 
@@ -75,27 +81,30 @@ function dumpUnix(f: FdFacts, run: DumpRun): number {
   const d = diagOf(run, f.st.ino)!;
   const what = `${f.what} (unix ${typeName(d.type)} socket, inode ${d.ino})`;
   const perms = d.name.length && bindsOnRestore(d) ? boundName(d, what) : undefined;
-  if (d.state === TCP_LISTEN && d.icons.length) {
-    throw new UnsupportedError(`${what} has ${d.icons.length} connection(s) waiting to be accepted; crest does not support them yet`);
-  }
-  if (d.peer) {
-    const peer = s.diag!.get(d.peer);
-    if (peer && peer.peer !== d.ino) throw new UnsupportedError(`${what} is connected to socket ${d.peer}, which is not connected back; crest does not support one-way connections yet`);
-  } else if (d.state === TCP_ESTABLISHED) {
+  if (d.state === TCP_LISTEN) s.listeners.push({ icons: d.icons, what });
+  // The socket it is connected to, by inode; a connection not accepted yet names its listener (as criu's image does).
+  let peer = d.peer;
+  if (peer) {
+    const other = s.diag!.get(peer);
+    if (other && other.peer !== d.ino && !other.name.length) throw new UnsupportedError(`${what} is connected to socket ${peer}, which has no name and is not connected back; crest cannot connect it again`);
+  } else if (d.state === TCP_ESTABLISHED && d.type !== SOCK_DGRAM) {
+    // (A datagram socket another one connected to shows ESTABLISHED too, with no peer of its own.)
     const listener = [...s.diag!.values()].find((l) => l.icons.includes(d.ino));
-    if (listener) throw new UnsupportedError(`${what} is connecting to the listening socket ${listener.ino}, not accepted yet; crest does not support it yet`);
-    throw new UnsupportedError(`${what} is connected, and its peer is closed; crest does not support it yet`);
+    if (!listener) throw new UnsupportedError(`${what} is connected, and its peer is closed; crest does not support it yet`);
+    // What it sent sits in the connection's other end, which no fd holds: the kernel gives no way to read it.
+    if (d.wqlen) throw new UnsupportedError(`${what} sent ${d.wqlen} bytes on a connection the listening socket ${listener.ino} has not accepted yet; crest cannot read them`);
+    peer = listener.ino;
   }
   const id = run.nextId("file");
-  const { opts, packets } = withFd(takeFd(f.pid, f.fd, what), (fd) => ({ opts: dumpOptions(fd, what), packets: d.rqlen ? peekQueue(fd, d.type, what) : [] }));
+  const { opts, packets } = withFd(takeFd(f.pid, f.fd, what), (fd) => ({ opts: dumpOptions(fd, what), packets: d.rqlen && d.state !== TCP_LISTEN ? peekQueue(fd, d.type, what) : [] }));
   for (const data of packets) s.queues.push({ entry: { id_for: id, length: data.length }, data });
   const usk: unix_sk_entry = {
     id, ino: d.ino, type: d.type, state: d.state, flags: f.info.flags & ~O.CLOEXEC, uflags: 0,
-    backlog: d.wqlen, peer: d.peer, fown: f.fown, opts, name: d.name, ...(perms ? { file_perms: perms } : {}),
+    backlog: d.wqlen, peer, fown: f.fown, opts, name: d.name, ...(perms ? { file_perms: perms } : {}),
     ...(d.shutdown ? { shutdown: d.shutdown as unix_sk_entry["shutdown"] } : {}),
   };
   run.files.push({ type: fd_types.UNIXSK, id, usk });
-  s.sockets.push({ ino: d.ino, peer: d.peer, what });
+  s.sockets.push({ ino: d.ino, peer, what });
   return id;
 }
 
@@ -125,6 +134,10 @@ function boundName(d: UnixDiag, what: string): { mode: number; uid: number; gid:
 function checkPeers(run: DumpRun): void {
   const { sockets } = run.state(dumped);
   const inTree = new Set(sockets.map((s) => s.ino));
+  for (const l of run.state(dumped).listeners) {
+    const outside = l.icons.filter((ino) => !inTree.has(ino));
+    if (outside.length) throw new UnsupportedError(`${l.what} has connections from outside the dumped tree waiting to be accepted (sockets ${outside.join(", ")}); crest cannot restore them`);
+  }
   for (const s of sockets) {
     if (s.peer && !inTree.has(s.peer)) {
       throw new UnsupportedError(`External socket is used: ${s.what} is connected to socket ${s.peer} outside the dumped tree. ` +
@@ -180,14 +193,20 @@ function bindName(c: OpenContext, fd: number, e: unix_sk_entry, what: string): v
     if (stale) unlinkSync(path);
   }
   c.r.resetScratch();
-  const addr = Buffer.alloc(2 + e.name.length);
-  addr.writeUInt16LE(AF_UNIX, 0);
-  e.name.copy(addr, 2);
+  const addr = sockaddr(e.name);
   c.r.call(`bind ${what} to ${JSON.stringify(e.name.toString("latin1"))}`, SYS.bind, fd, c.r.put(addr), addr.length);
   if (path && e.file_perms) {
     chownSync(path, e.file_perms.uid, e.file_perms.gid);
     chmodSync(path, e.file_perms.mode & 0o7777);
   }
+}
+
+/** struct sockaddr_un of a name, as long as the name. */
+function sockaddr(name: Buffer): Buffer {
+  const addr = Buffer.alloc(2 + name.length);
+  addr.writeUInt16LE(AF_UNIX, 0);
+  name.copy(addr, 2);
+  return addr;
 }
 
 /** A pair of connected unix sockets of `type`, made by the task. */
@@ -212,12 +231,37 @@ function filledDatagramSocket({ r, task, run }: OpenContext, e: unix_sk_entry, w
   return mine;
 }
 
-function openUnix(c: OpenContext, entry: file_entry): number {
+/** A socket not made as one end of a pair: a datagram socket with data queued is filled as it is made. */
+function newSocket(c: OpenContext, e: unix_sk_entry, what: string): number {
+  if (e.type === SOCK_DGRAM && c.run.state(restoring).queues.has(e.id)) return filledDatagramSocket(c, e, what);
+  return c.r.call(`create ${what}`, SYS.socket, AF_UNIX, e.type, 0);
+}
+
+/**
+ * A socket connected to one that does not name it back: a connection its
+ * listener has not accepted yet, or a datagram socket sending to a named
+ * one. Made once the other is open (bound, listening), and connected to its
+ * name: the listener has the connection waiting again.
+ */
+function connectByName(c: OpenContext, e: unix_sk_entry, to: file_entry, what: string): number | Waiting {
+  const { r, task, run } = c;
+  if (!run.opened.has(to.id)) return { waitFor: to.id, why: `it connects to unix socket ${to.usk!.ino}` };
+  if (!to.usk!.name.length) throw run.images.invalid(IMG.files, undefined, `${what} connects to unix socket ${to.usk!.ino}, which has no name`);
+  const fd = newSocket(c, e, what);
+  bindName(c, fd, e, what);
+  r.resetScratch();
+  const addr = sockaddr(to.usk!.name);
+  r.call(`connect ${what} to ${JSON.stringify(to.usk!.name.toString("latin1"))}`, SYS.connect, fd, r.put(addr), addr.length);
+  withFd(takeFd(task.pid, fd, what), (mine) => finishSocket(mine, e, what));
+  return fd;
+}
+
+function openUnix(c: OpenContext, entry: file_entry): number | Waiting {
   const { r, task, run, park } = c;
   const e = entry.usk!;
   const what = `unix socket ${e.ino} in task ${task.vpid}`;
   if (!e.peer) {
-    const fd = e.type === SOCK_DGRAM && run.state(restoring).queues.has(e.id) ? filledDatagramSocket(c, e, what) : r.call(`create ${what}`, SYS.socket, AF_UNIX, e.type, 0);
+    const fd = newSocket(c, e, what);
     bindName(c, fd, e, what);
     if (e.state === TCP_LISTEN) r.call(`listen on ${what}`, SYS.listen, fd, e.backlog);
     withFd(takeFd(task.pid, fd, what), (mine) => finishSocket(mine, e, what));
@@ -226,6 +270,7 @@ function openUnix(c: OpenContext, entry: file_entry): number {
   const peerEntry = run.state(restoring).byIno.get(e.peer);
   if (!peerEntry?.usk) throw run.images.invalid(IMG.files, undefined, `${what} is connected to socket ${e.peer}, which is not in the images`);
   const p = peerEntry.usk;
+  if (p.peer !== e.ino) return connectByName(c, e, peerEntry, what);
   const peerWhat = `unix socket ${p.ino} in task ${task.vpid}`;
   const [mine, theirs] = socketpair(r, e.type, `${what} and its peer`);
   bindName(c, mine, e, what);
