@@ -3,8 +3,8 @@
 // socket shared by both, a listener bound to a path with an accepted
 // connection, an abstract name; crit decodes files.img's usk entries and
 // sk-queues.img. And what crest still refuses, the process left running with
-// its socket as it was: a connection not accepted yet, a TCP listener, files
-// in flight.
+// its socket as it was: a relative name, a TCP listener, files in flight,
+// messages queued with their senders' credentials.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -44,6 +44,7 @@ for (const [mode, what] of [
   ["listen", /\(unix stream socket, inode \d+\) is bound to the relative name "sock"; crest does not support relative names yet/],
   ["tcp", /is an inet \(IPv4\) stream socket, protocol TCP \(socket:\[\d+\]\); crest does not support it yet/],
   ["scm", /has files in flight \(SCM_RIGHTS\) in its queue; crest does not support passing them yet/],
+  ["creds", /has SO_PASSCRED and messages queued with their senders' credentials; crest cannot send them again/],
 ] as const) {
   test(`sk-unix ${mode}: refused by name, the process and its socket untouched`, () => {
     const w = startWorkload("sk-unix", [mode]);

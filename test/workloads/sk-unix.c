@@ -6,7 +6,7 @@
  *   e/f datagram: three datagrams of 1, 700 and 4000 bytes e->f;
  *   g/h seqpacket: two records of 10 and 2000 bytes h->g;
  *   options: SO_SNDBUF 65536 on a, SO_RCVTIMEO 3.5 s on b, SO_PASSCRED on
- *   f, O_NONBLOCK on e; an unconnected datagram socket u;
+ *   l (nothing queued to it), O_NONBLOCK on e; an unconnected datagram socket u;
  *   a child holds j of the pair i/j (100 bytes, seed 5, queued i->j) and
  *   shares k of the pair k/l with the parent (one description in both);
  *   a stream listener bound to CWD/lsn (mode 0640, backlog 5) with one
@@ -31,9 +31,10 @@
  * relative name "sock" and listening, with a connection not accepted yet
  * (still accepted after); "tcp", a TCP socket
  * listening on 127.0.0.1 (same port, still accepts); "scm", a pipe's read end
- * in flight in a stream socketpair (still received, still a pipe).
+ * in flight in a stream socketpair (still received, still a pipe); "creds",
+ * a datagram queued to a socket with SO_PASSCRED (still received).
  *
- * Sabotage: 1 reads a byte from b; 2 clears SO_PASSCRED on f; 3 takes a
+ * Sabotage: 1 reads a byte from b; 2 clears SO_PASSCRED on l; 3 takes a
  * datagram from f; 4 sends one more byte a->b.
  */
 #define _GNU_SOURCE
@@ -170,6 +171,11 @@ static int single(const char *mode)
 		fd = socket(AF_INET, SOCK_STREAM, 0);
 		if (bind(fd, (struct sockaddr *)&in, sizeof(in)) || listen(fd, 4) || getsockname(fd, (struct sockaddr *)&in, &inlen))
 			fail("bind and listen: %s", strerror(errno));
+	} else if (!strcmp(mode, "creds")) {
+		int on = 1;
+		pair(SOCK_DGRAM, &fd, &peer);
+		setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on));
+		dgram(peer, 10);
 	} else if (!strcmp(mode, "scm")) {
 		pair(SOCK_STREAM, &fd, &peer);
 		if (pipe(p))
@@ -191,6 +197,10 @@ static int single(const char *mode)
 	}
 	wl_ready();
 	wl_wait();
+	if (!strcmp(mode, "creds")) {
+		check_dgram(fd, 10, "the datagram with credentials");
+		return wl_done();
+	}
 	if (!strcmp(mode, "scm")) {
 		char cbuf[CMSG_SPACE(sizeof(int))] = { 0 }, x;
 		struct iovec iov = { .iov_base = &x, .iov_len = 1 };
@@ -230,7 +240,7 @@ int main(int argc, char **argv)
 	struct timeval tmo = { 3, 500000 };
 	setsockopt(a, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 	setsockopt(b, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
-	setsockopt(f, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
+	setsockopt(l, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
 	fcntl(e, F_SETFL, O_NONBLOCK);
 	int u = socket(AF_UNIX, SOCK_DGRAM, 0);
 	struct sockaddr_un lname = { .sun_family = AF_UNIX }, aname = { .sun_family = AF_UNIX };
@@ -294,7 +304,7 @@ int main(int argc, char **argv)
 	char x;
 	switch (wl_sabotage()) {
 	case 1: recv(b, &x, 1, 0); break;
-	case 2: one = 0; setsockopt(f, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)); break;
+	case 2: one = 0; setsockopt(l, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)); break;
 	case 3: recv(f, &x, 1, 0); break;
 	case 4: send(a, "+", 1, 0); break;
 	}
@@ -311,8 +321,8 @@ int main(int argc, char **argv)
 	getsockopt(b, SOL_SOCKET, SO_RCVTIMEO, &t, &tl);
 	if (t.tv_sec != 3 || t.tv_usec != 500000)
 		fail("b: SO_RCVTIMEO %ld.%06ld, expected 3.500000", (long)t.tv_sec, (long)t.tv_usec);
-	if (opt(f, SO_PASSCRED) != 1)
-		fail("f: SO_PASSCRED %d, expected 1", opt(f, SO_PASSCRED));
+	if (opt(l, SO_PASSCRED) != 1)
+		fail("l: SO_PASSCRED %d, expected 1", opt(l, SO_PASSCRED));
 
 	fcntl(b, F_SETFL, fl[1] | O_NONBLOCK);
 	fcntl(a, F_SETFL, fl[0] | O_NONBLOCK);

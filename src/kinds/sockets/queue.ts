@@ -10,7 +10,7 @@ import { UnsupportedError } from "../context.js";
 import { getInt, setInt, SO } from "./options.js";
 
 const MSG_PEEK = 2, MSG_TRUNC = 0x20, MSG_DONTWAIT = 0x40, MSG_CTRUNC = 8;
-const SOL_SOCKET = 1, SCM_RIGHTS = 1;
+const SOL_SOCKET = 1, SCM_RIGHTS = 1, SCM_CREDENTIALS = 2;
 const EAGAIN = 11;
 export const SOCK_STREAM = 1;
 /** The largest datagram crest reads: unix datagrams are bounded by the sender's buffer, far below this. */
@@ -60,16 +60,26 @@ export function peekQueue(fd: number, type: number, what: string): Buffer[] {
   return packets;
 }
 
-/** Files passed in the queue (SCM_RIGHTS): the peek gave crest copies of them; closed, and the socket refused. */
+/**
+ * Files passed in the queue (SCM_RIGHTS): the peek gave crest copies of
+ * them; closed, and the socket refused. So is a queue whose messages carry
+ * their senders' credentials (the receiver has SO_PASSCRED): sent again by
+ * crest they would carry crest's (criu refuses them too).
+ */
 function rejectRights(control: Buffer, len: number, flags: number, what: string): void {
-  let passed = 0;
+  let passed = 0, creds = false;
   for (let at = 0; at + 16 <= len;) {
     const clen = Number(control.readBigUInt64LE(at));
     if (clen < 16) break;
-    if (control.readInt32LE(at + 8) === SOL_SOCKET && control.readInt32LE(at + 12) === SCM_RIGHTS) {
+    const level = control.readInt32LE(at + 8), type = control.readInt32LE(at + 12);
+    if (level === SOL_SOCKET && type === SCM_RIGHTS) {
       for (let p = at + 16; p + 4 <= at + clen; p += 4, passed++) closeSync(control.readInt32LE(p));
     }
+    creds ||= level === SOL_SOCKET && type === SCM_CREDENTIALS;
     at += (clen + 7) & ~7;
+  }
+  if (creds && !passed) {
+    throw new UnsupportedError(`${what} has SO_PASSCRED and messages queued with their senders' credentials; crest cannot send them again with those credentials yet`);
   }
   if (passed || flags & MSG_CTRUNC) {
     throw new UnsupportedError(`${what} has files in flight (SCM_RIGHTS) in its queue; crest does not support passing them yet`);
