@@ -5,10 +5,8 @@
 // process left untouched.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { readImage, IMG, fd_types } from "../../src/images/index.js";
-import { crest, cycle, finish, imagesDir, procState, startWorkload, stop, type Workload } from "./harness.js";
+import { assertDumpRefused, cycle, imagesDir, type Workload } from "./harness.js";
 
 const SIGUSR1 = 10n;
 
@@ -41,17 +39,5 @@ for (const [mode, what] of [
   ["outside", /fd \d+ of process \d+ is a pidfd of process \d+, which is not in the dumped tree; crest does not support it/],
   ["fanotify", /is an anonymous-inode object \(anon_inode:\[fanotify\]\); crest does not support it yet/],
 ] as const) {
-  test(`fds-anon ${mode}: refused by name, the process untouched`, () => {
-    const w = startWorkload("fds-anon", [mode]);
-    try {
-      const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
-      assert.equal(r.code, 1);
-      assert.match(r.stderr, what);
-      assert.match(readFileSync(join(imagesDir(w), "dump.log"), "utf8"), /Dumping FAILED/);
-      assert.equal(procState(w.pid).tracer, 0);
-      assert.equal(finish(w), "PASS");
-    } finally {
-      stop(w);
-    }
-  });
+  test(`fds-anon ${mode}: refused by name, the process untouched`, () => assertDumpRefused("fds-anon", [mode], what));
 }

@@ -2,6 +2,7 @@
 // start a workload from test/workloads, wait until it is ready, dump it with
 // the crest command, wait until its PID is free, restore it, tell it to check
 // itself (SIGTERM) and read its verdict.
+import assert from "node:assert/strict";
 import { spawnSync, spawn } from "node:child_process";
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync } from "node:fs";
 import { basename, join } from "node:path";
@@ -227,6 +228,24 @@ export function stop(w: Workload): void {
 }
 
 export { CRIT } from "../crit.js";
+
+/**
+ * Starts a workload holding something crest refuses, dumps it: the dump must
+ * fail naming it (`what`), and the workload run on untraced and untouched.
+ */
+export function assertDumpRefused(name: string, args: string[], what: RegExp): void {
+  const w = startWorkload(name, args);
+  try {
+    const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, what);
+    assert.match(dumpLog(w), /Dumping FAILED/);
+    assert.equal(procState(w.pid).tracer, 0);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+}
 
 /** Decodes every image file of dir as `crit decode -i` would; returns the files that failed, with crit's complaint. */
 export function critDecodeAll(dir: string): string[] {

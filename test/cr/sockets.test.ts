@@ -7,10 +7,8 @@
 // messages queued with their senders' credentials.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { readImage, IMG, fd_types } from "../../src/images/index.js";
-import { crest, cycle, finish, imagesDir, procState, startWorkload, stop, type Workload } from "./harness.js";
+import { assertDumpRefused, cycle, imagesDir, type Workload } from "./harness.js";
 
 function checkImages(w: Workload): void {
   const dir = imagesDir(w);
@@ -46,17 +44,5 @@ for (const [mode, what] of [
   ["scm", /has files in flight \(SCM_RIGHTS\) in its queue; crest does not support passing them yet/],
   ["creds", /has SO_PASSCRED and messages queued with their senders' credentials; crest cannot send them again/],
 ] as const) {
-  test(`sk-unix ${mode}: refused by name, the process and its socket untouched`, () => {
-    const w = startWorkload("sk-unix", [mode]);
-    try {
-      const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
-      assert.equal(r.code, 1);
-      assert.match(r.stderr, what);
-      assert.match(readFileSync(join(imagesDir(w), "dump.log"), "utf8"), /Dumping FAILED/);
-      assert.equal(procState(w.pid).tracer, 0);
-      assert.equal(finish(w), "PASS");
-    } finally {
-      stop(w);
-    }
-  });
+  test(`sk-unix ${mode}: refused by name, the process and its socket untouched`, () => assertDumpRefused("sk-unix", [mode], what));
 }

@@ -120,12 +120,7 @@ function boundName(d: UnixDiag, what: string): { mode: number; uid: number; gid:
   const name = d.name.toString("latin1");
   if (d.name[0] === 0) return undefined;
   if (!name.startsWith("/")) throw new UnsupportedError(`${what} is bound to the relative name ${JSON.stringify(name)}; crest does not support relative names yet`);
-  let st;
-  try {
-    st = statSync(name);
-  } catch {
-    st = undefined;
-  }
+  const st = statSync(name, { throwIfNoEntry: false });
   if (!st || st.ino !== d.vfs?.ino) throw new UnsupportedError(`${what} is bound to ${name}, which was removed or replaced since; crest does not support it yet`);
   return { mode: st.mode, uid: st.uid, gid: st.gid };
 }
@@ -184,13 +179,7 @@ function bindName(c: OpenContext, fd: number, e: unix_sk_entry, what: string): v
   if (!e.name.length || !bindsOnRestore(e)) return;
   const path = e.name[0] !== 0 ? e.name.toString("latin1") : undefined;
   if (path) {
-    let stale = false;
-    try {
-      stale = lstatSync(path).isSocket();
-    } catch {
-      // Nothing there.
-    }
-    if (stale) unlinkSync(path);
+    if (lstatSync(path, { throwIfNoEntry: false })?.isSocket()) unlinkSync(path);
   }
   c.r.resetScratch();
   const addr = sockaddr(e.name);
