@@ -74,6 +74,21 @@ export interface InheritFd {
   key: string;
 }
 
+/** How established TCP connections are blocked while they are dumped and until restored (criu's --network-lock). */
+export type NetworkLockMethod = "iptables" | "nftables" | "skip";
+
+/** Sockets and connections (criu's --tcp-established, --tcp-close, --skip-in-flight, --network-lock). */
+export interface NetOptions {
+  /** --tcp-established: dump established TCP connections (with TCP repair) instead of refusing them. */
+  tcpEstablished: boolean;
+  /** --tcp-close: dump connections without their state and restore them closed. */
+  tcpClose: boolean;
+  /** --skip-in-flight: connections a listener has not accepted yet are left out instead of refused. */
+  skipInFlight: boolean;
+  /** --network-lock METHOD; unset: nftables where the kernel and nft allow it, else iptables. */
+  lock?: NetworkLockMethod;
+}
+
 /** The optional behaviours criu turns on by option. */
 export interface FeatureOptions {
   /** -l/--file-locks: dump and restore the file locks the tree holds (refused without it). */
@@ -98,6 +113,7 @@ export interface Options {
   external: string[];
   inheritFd: InheritFd[];
   features: FeatureOptions;
+  net: NetOptions;
   /** --action-script (repeatable): run for each hook with CRTOOLS_SCRIPT_ACTION set. */
   actionScripts: string[];
   config: ConfigOptions;
@@ -114,6 +130,7 @@ export function defaultOptions(command: Command): Options {
     external: [],
     inheritFd: [],
     features: { fileLocks: false },
+    net: { tcpEstablished: false, tcpClose: false, skipInFlight: false },
     actionScripts: [],
     config: { noDefault: false },
   };

@@ -70,7 +70,7 @@ const SPECS: OptSpec[] = [
   { long: "join-ns", short: "J", arg: "required" },
   { long: "root", short: "r", arg: "required" },
   { long: "ext-unix-sk", short: "x", arg: "optional" },
-  { long: "tcp-established", arg: "none", bool: true },
+  { long: "tcp-established", arg: "none", bool: true, apply: (o, _v, on) => { o.net.tcpEstablished = on; } },
   { long: "close", arg: "required" },
   { long: "log-pid", arg: "none", bool: true, apply: (o, _v, on) => { o.log.perPid = on; } },
   { long: "evasive-devices", arg: "none", bool: true },
@@ -113,7 +113,7 @@ const SPECS: OptSpec[] = [
   { long: "cgroup-props", arg: "required" },
   { long: "cgroup-props-file", arg: "required" },
   { long: "cgroup-dump-controller", arg: "required" },
-  { long: "skip-in-flight", arg: "none", bool: true },
+  { long: "skip-in-flight", arg: "none", bool: true, apply: (o, _v, on) => { o.net.skipInFlight = on; } },
   { long: "deprecated", arg: "none", bool: true },
   { long: "display-stats", arg: "none", bool: true, apply: (o, _v, on) => { o.log.displayStats = on; } },
   { long: "weak-sysctls", arg: "none", bool: true },
@@ -121,7 +121,7 @@ const SPECS: OptSpec[] = [
     if (!/^\s*[+-]?\d/.test(v!)) throw new UsageError(`Unable to parse a value of --status-fd ('${v}')`);
     o.restore.statusFd = atoi(v!);
   } },
-  { long: "tcp-close", arg: "none", bool: true },
+  { long: "tcp-close", arg: "none", bool: true, apply: (o, _v, on) => { o.net.tcpClose = on; } },
   { long: "ps-socket", arg: "required" },
   { long: "stream", arg: "none", bool: true },
   // Read before anything else (config.ts); recorded here for the model.
@@ -141,7 +141,10 @@ const SPECS: OptSpec[] = [
   { long: "file-validation", arg: "required" },
   { long: "skip-file-rwx-check", arg: "none", bool: true },
   { long: "lsm-mount-context", arg: "required" },
-  { long: "network-lock", arg: "required" },
+  { long: "network-lock", arg: "required", apply: (o, v) => {
+    if (v !== "iptables" && v !== "nftables" && v !== "skip") throw new UsageError(`Invalid value for --network-lock: ${v} (iptables, nftables or skip)`);
+    o.net.lock = v;
+  } },
   { long: "mntns-compat-mode", arg: "none", bool: true },
   { long: "unprivileged", arg: "none", bool: true },
   // How criu finds a ghost's holes (FIEMAP or SEEK_DATA); crest always uses SEEK_DATA/SEEK_HOLE.
