@@ -35,7 +35,7 @@ import { check } from "../../sys/errno.js";
 import { native } from "../../sys/native.js";
 import type { Remote } from "../../remote/remote.js";
 import { AF_UNIX, listUnixSockets, type UnixDiag } from "./unix-diag.js";
-import { dumpOptions, restoreOptions, setInt, SO } from "./options.js";
+import { dumpOptions, restoreOptions, restoreReuse, setInt, SO } from "./options.js";
 import { peekQueue, sendQueue } from "./queue.js";
 
 const TCP_ESTABLISHED = 1, TCP_LISTEN = 10, SOCK_DGRAM = 2;
@@ -166,6 +166,7 @@ function finishSocket(fd: number, e: unix_sk_entry, what: string): void {
   // sk_shutdown READ 1, WRITE 2, BOTH 3 are shutdown(2)'s SHUT_RD, SHUT_WR, SHUT_RDWR plus one.
   if (e.shutdown) check(native.syscall(SYS.shutdown, fd, e.shutdown - 1), `shut down ${what}`);
   restoreOptions(fd, e.opts, what);
+  restoreReuse(fd, e.opts, what);
   const status = e.flags & (O.NONBLOCK | O.ASYNC);
   if (status) check(native.syscall(SYS.fcntl, fd, F.SETFL, status), `set the flags of ${what}`);
 }
