@@ -80,6 +80,15 @@ export interface DumpRun extends RunBase {
   ownNamespaces: ReadonlySet<string>;
   /** Hands out ids for files.img entries, pages-N.img and the kobj ids. */
   nextId(kind: "file" | "pages" | "kobj"): number;
+  /**
+   * What the kinds did to objects the tree keeps using (connections put in
+   * repair mode, the network locked), undone, last first, when the tree
+   * runs on: the dump failed, or -R/-s leaves it alive. A tree that is
+   * killed keeps them so.
+   */
+  undo: Array<() => void>;
+  /** Fields the kinds add to inventory.img (the network lock a restore must lift). */
+  inventory: Partial<inventory_entry>;
   state<S>(key: StateKey<S, DumpRun>): S;
 }
 
@@ -219,6 +228,12 @@ export interface TaskKind {
   restoreAll?(tasks: readonly RestoreTask[], run: RestoreRun): void;
   /** Restore: once every stage has run in every task, before the tasks are let go. */
   finishRestore?(run: RestoreRun): void;
+  /**
+   * Restore: the very last step before the tasks run, once every script
+   * and the pidfile are done: what cannot be undone by killing the tree
+   * (the network unlocked, connections out of repair mode).
+   */
+  resume?(run: RestoreRun): void;
 }
 
 /** An object crest does not handle yet: the dump stops and says what and where. */

@@ -44,6 +44,8 @@ export interface FileKind {
   /** fd_types value of its file_entry. */
   readonly type: fd_types;
   claims(f: FdFacts, run: DumpRun): boolean;
+  /** Restore, before any task exists: checks what the kind needs of the images and options. */
+  plan?(run: RestoreRun): void;
   /** Adds the description to files.img (and whatever else it needs) and returns its id. */
   dump(f: FdFacts, run: DumpRun): number;
   /** Once every task is dumped: writes the whole-run images the kind gathered. */
@@ -60,6 +62,8 @@ export interface FileKind {
   settle?(c: OpenContext, entry: file_entry, fd: number): void;
   /** Once every stage of every task has run, before the tasks are let go (memfd seals, ghosts removed). */
   finishRestore?(run: RestoreRun): void;
+  /** The last step before the tasks run (TaskKind.resume): connections out of repair mode. */
+  resume?(run: RestoreRun): void;
 }
 
 /** Claims fds whose link is anon_inode:[NAME] (eventfd, signalfd, timerfd, pidfd, eventpoll). */

@@ -20,7 +20,7 @@ import { DumpImages } from "../../images/store.js";
 import { parseSmaps, parseStat, parseStatus, type ProcStat } from "../../proc/index.js";
 import { PTRACE, SIG } from "../../sys/constants.js";
 import { ptrace, wait4 } from "../../sys/syscalls.js";
-import { faultPoint } from "../fault.js";
+import { faultPoint } from "../../fault.js";
 import { assignKobjIds, TreeNamespaces } from "./tree-ids.js";
 import { ActionScripts } from "../actions.js";
 import { displayDumpStats } from "../stats.js";
@@ -179,13 +179,14 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
   const stats = newStats();
   /** Tasks whose threads are still under remote control. */
   const open: DumpTask[] = [];
+  const undo: DumpRun["undo"] = [];
   try {
     faultPoint("dump:frozen");
     const tree = nameTree(frozen, nextId);
     const run: DumpRun = {
       opts, log, stats, images, files: [], root: tree.tasks[0]!, ownNamespaces: new Set(tree.ns.own.keys()), nextId,
       treeTids: new Set(frozen.tasks.flatMap((t) => [t.pid, ...t.threads.map((th) => th.tid)])),
-      state: (key) => states.of(key),
+      undo, inventory: {}, state: (key) => states.of(key),
     };
     const states = new RunStates(() => run);
     runKinds(run, tree.tasks, open);
@@ -207,9 +208,11 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
         log.error(`could not put process ${t.pid} back as it was: ${(ce as Error).message}`);
       }
     }
+    undoAll(undo, log);
     thawTree(frozen);
     throw e;
   }
+  if (opts.dump.leaveRunning || opts.dump.leaveStopped) undoAll(undo, log);
   release(opts, frozen);
   const frozenUs = us(frozenAt);
   // Written here, or behind by the store's writer thread.
@@ -288,7 +291,19 @@ function writeTreeImages(run: DumpRun, tree: Tree): void {
   const pstree: pstree_entry[] = tree.tasks.map((t) => ({ pid: t.vpid, ppid: t.vppid, pgid: t.vpgid, sid: t.vsid, threads: t.vtids }));
   images.write(IMG.files, undefined, run.files);
   images.write(IMG.pstree, undefined, pstree);
-  images.commit({ img_version: IMAGES_V1_1, fdinfo_per_id: true, ns_per_id: true, root_ids: tree.selfIds, lsmtype: lsmtype.NO_LSM });
+  images.commit({ img_version: IMAGES_V1_1, fdinfo_per_id: true, ns_per_id: true, root_ids: tree.selfIds, lsmtype: lsmtype.NO_LSM, ...run.inventory });
+}
+
+/** Undoes, last first, what the kinds did to objects a tree that runs on keeps using; a step that fails is logged and the rest still run. */
+function undoAll(undo: DumpRun["undo"], log: Logger): void {
+  for (const step of undo.reverse()) {
+    try {
+      step();
+    } catch (e) {
+      log.error((e as Error).message);
+    }
+  }
+  undo.length = 0;
 }
 
 /** Kills the tree (the default), or lets it run or stop, as asked. */

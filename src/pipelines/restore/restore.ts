@@ -28,7 +28,7 @@ import { displayRestoreStats } from "../stats.js";
 import { Regs } from "../../sys/structs.js";
 import { Remote } from "../../remote/remote.js";
 import { RemoteTally } from "../../remote/counters.js";
-import { faultPoint } from "../fault.js";
+import { faultPoint } from "../../fault.js";
 
 const ALL_KINDS: readonly TaskKind[] = [...NAMESPACE_KINDS, ...TASK_RESTORE_KINDS];
 
@@ -265,6 +265,8 @@ export function restore(opts: Options, log: Logger): RestoreResult {
     for (const kind of ALL_KINDS) kind.finishRestore?.(run);
     scripts.run("post-restore");
     if (opts.restore.pidfile) writePidfile(workPath(opts, opts.restore.pidfile), nodes[0]!.pid);
+    // From here on a failure loses connections, as with criu: the network is unlocked.
+    for (const kind of ALL_KINDS) kind.resume?.(run);
     scripts.run("pre-resume");
     const restoreUs = Number((process.hrtime.bigint() - t0) / 1000n);
     const stats = writeStats(images, forkingUs, restoreUs, run);
