@@ -11,8 +11,9 @@ import { fileURLToPath } from "node:url";
 export const PACKAGES = {
   // The native binding, the stub and the test workloads are C, built here.
   build: ["gcc", "make", "libc6-dev"],
-  // Debian's crit (in criu, a python program using python3-protobuf) decodes the tests' images.
-  test: ["criu", "python3-protobuf"],
+  // Debian's crit (in criu, a python program using python3-protobuf) decodes the tests' images;
+  // the TCP tests lock the network with nft and with iptables-restore, as crest does for --tcp-established.
+  test: ["criu", "python3-protobuf", "nftables", "iptables"],
 };
 
 function installed(pkg) {

@@ -50,7 +50,6 @@ export interface CrestLacks {
   fact?: FactId | null;
 }
 
-const SOCKETS = "crest does not checkpoint inet, netlink or packet sockets yet";
 const NETNS = "crest does not checkpoint network namespaces yet";
 const MOUNTS = "crest does not checkpoint mount namespaces yet";
 const LAZY = "crest has no lazy restore (lazy-pages) yet";
@@ -68,14 +67,13 @@ export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
   userns: { crest: "crest does not checkpoint user namespaces yet", criu: "criu checkpoints user namespaces with it" },
   cgroupns: { crest: "crest does not checkpoint cgroup namespaces yet", criu: "criu checkpoints cgroup namespaces with it" },
   autofs: { crest: MOUNTS, criu: "criu restores autofs mounts with it" },
-  tcp_half_closed: { crest: SOCKETS, criu: "criu checkpoints half-closed TCP connections with it" },
   compat_cr: { crest: "crest does not checkpoint 32-bit tasks", criu: "criu checkpoints 32-bit (ia32 and x32) tasks with it", fact: null },
   uffd: { crest: LAZY, criu: "criu's lazy restore needs it" },
   "uffd-noncoop": { crest: LAZY, criu: "criu's lazy restore follows fork, mremap, munmap and madvise with it" },
   can_map_vdso: { crest: "crest does not map vDSOs (it moves the kernel's own to where the task had it)", criu: "criu maps a fresh vDSO in restored tasks with it" },
-  sk_ns: { crest: SOCKETS, criu: "criu finds the network namespace of a socket with it" },
+  sk_ns: { crest: NETNS, criu: "criu finds the network namespace of a socket with it" },
   sk_unix_file: { crest: MOUNTS, criu: "criu dumps bound unix sockets of other mount namespaces with it" },
-  net_diag_raw: { crest: SOCKETS, criu: "criu identifies raw sockets with it" },
+  net_diag_raw: { crest: "crest does not checkpoint raw sockets yet", criu: "criu identifies raw sockets with it" },
   nsid: { crest: NETNS, criu: "criu tells peer network namespaces apart with it" },
   link_nsid: { crest: NETNS, criu: "criu dumps veth pairs across network namespaces with it" },
   external_net_ns: { crest: "crest does not accept --external net[...]", criu: "criu restores into a network namespace given with --external net[INODE]:NAME", fact: null },
@@ -88,11 +86,9 @@ export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
     fact: "pidfd_getfd",
   },
   apparmor_stacking: { crest: "crest does not checkpoint AppArmor profiles or namespaces yet", criu: "criu checkpoints AppArmor namespaces with it" },
-  network_lock_nftables: { crest: "crest has no network locking (--network-lock) yet", criu: "criu blocks the network of a tree with nftables while it is dumped or restored", fact: "nftables" },
   memfd_hugetlb: { crest: "crest does not checkpoint hugetlb memory yet", criu: "criu restores hugetlb memfds with it" },
   move_mount_set_group: { crest: MOUNTS, criu: "criu restores mount propagation groups with it" },
   openat2: { crest: "crest does not use openat2", criu: "criu resolves paths with it" },
-  ipv6_freebind: { crest: SOCKETS, criu: "criu restores IPV6_FREEBIND of sockets with it" },
   overlayfs_maps: { crest: "crest does not rely on it (it opens mapped files through map_files)", criu: "criu matches files mapped from overlayfs by the device and inode in /proc/PID/maps" },
   breakpoints: { crest: "crest does not use hardware breakpoints", criu: "criu stops its parasite faster with them" },
 };

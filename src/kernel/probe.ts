@@ -2,7 +2,7 @@
 // small scale), and the small helpers probes share: raw syscalls whose
 // failure becomes a readable reason, and syscall numbers and constants that
 // src/sys/constants.ts does not have (x86_64 values from the uapi headers).
-import { closeSync, openSync } from "node:fs";
+import { accessSync, closeSync, openSync, constants as fsc } from "node:fs";
 import { native, type Arg } from "../sys/native.js";
 import { ENOSYS, errnoName } from "../sys/errno.js";
 import type { Category } from "./features.js";
@@ -57,6 +57,21 @@ export function openOrMissing(path: string, flags: string, what: string): number
   } catch (e) {
     missing(`${what}: cannot open ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
+}
+
+const SBIN = ["/usr/local/sbin", "/usr/sbin", "/sbin"];
+
+/** A program crest runs (nft, iptables-restore), on PATH or in the sbin directories root's PATH may lack; undefined if none. */
+export function programOnPath(name: string): string | undefined {
+  for (const dir of [...(process.env.PATH ?? "").split(":").filter(Boolean), ...SBIN]) {
+    try {
+      accessSync(`${dir}/${name}`, fsc.X_OK);
+      return `${dir}/${name}`;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
 }
 
 export function withFd<T>(fd: number, fn: (fd: number) => T): T {

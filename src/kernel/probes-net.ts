@@ -13,6 +13,7 @@ import {
   AF_NETLINK, NETLINK_NETFILTER, NETLINK_ROUTE, NETLINK_SOCK_DIAG, netlinkSocket, NLM_F, nlBatch, nlRequest, parseAttrs, rtattr,
 } from "./netlink.js";
 import { withStub } from "./stub.js";
+import { programOnPath } from "./probe.js";
 
 const AF_UNIX = 1, AF_INET = 2, AF_INET6 = 10, AF_PACKET = 17;
 const SOCK_STREAM = 1, SOCK_DGRAM = 2;
@@ -215,7 +216,7 @@ export const NET_PROBES = [
   {
     id: "tcp_repair",
     category: "extra",
-    breaks: `established TCP connections cannot be checkpointed (--tcp-established); ${NOT_YET}`,
+    breaks: "established TCP connections cannot be checkpointed (--tcp-established)",
     run: () => withSocket(AF_INET, SOCK_STREAM, IPPROTO_TCP, "a TCP socket", (fd) => {
       need(setInt(fd, SOL_TCP, TCP_REPAIR, 1), "TCP_REPAIR", [ENOPROTOOPT]);
       need(getOpt(fd, SOL_TCP, TCP_REPAIR_WINDOW, 20), "TCP_REPAIR_WINDOW", [ENOPROTOOPT]);
@@ -225,7 +226,7 @@ export const NET_PROBES = [
   {
     id: "tcp_half_closed",
     category: "extra",
-    breaks: `half-closed TCP connections cannot be checkpointed; ${NOT_YET}`,
+    breaks: "half-closed TCP connections cannot be checkpointed",
     run: () => halfClosed((fd) => need(setInt(fd, SOL_TCP, TCP_REPAIR, 1), "TCP_REPAIR on a half-closed connection", [EPERM])),
   },
   {
@@ -239,7 +240,7 @@ export const NET_PROBES = [
   {
     id: "ipv6_freebind",
     category: "extra",
-    breaks: `IPV6_FREEBIND of sockets cannot be restored; ${NOT_YET}`,
+    breaks: "IPV6_FREEBIND of IPv6 sockets cannot be kept",
     run: () => {
       if (!existsSync("/proc/sys/net/ipv6")) missing("IPv6 is disabled on this system");
       withSocket(AF_INET6, SOCK_DGRAM, IPPROTO_UDP, "a UDP6 socket", (fd) => {
@@ -315,6 +316,15 @@ export const NET_PROBES = [
     category: "extra",
     breaks: `nftables rules and nftables network locking cannot be checkpointed or used; ${NOT_YET}`,
     run: nftables,
+  },
+  {
+    id: "network_lock_nftables",
+    category: "feature",
+    breaks: "TCP connections cannot be locked with nftables while they are dumped (--network-lock nftables; iptables is used instead)",
+    run: () => {
+      nftables();
+      if (!programOnPath("nft")) missing("the nft program is not installed (Debian's nftables package)");
+    },
   },
   {
     id: "newifindex",

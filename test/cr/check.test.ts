@@ -23,7 +23,8 @@ type FactHere = "supported" | "not checked" | "not supported";
  * Some that might look doubtful are here: uffd-wp (userfaultfd with
  * WP_ASYNC and PAGEMAP_SCAN, Linux 6.7+, needs no soft-dirty bits),
  * timer_cr_ids (Linux 6.16+), breakpoints (this VM's debug registers do
- * fire), tun and tun_ns (/dev/net/tun exists), nftables, memfd_hugetlb (the
+ * fire), tun and tun_ns (/dev/net/tun exists), nftables and
+ * network_lock_nftables (the tests install Debian's nftables), memfd_hugetlb (the
  * kernel has hugetlbfs; crest refuses hugetlb memory, a matter of the
  * feature, not of the fact), loginuid (CONFIG_AUDITSYSCALL).
  */
@@ -40,10 +41,9 @@ const FACTS_HERE: Record<FactId, FactHere> = {
   overlayfs_maps: "supported", apparmor_stacking: "not checked", autofs: "not supported", sock_diag: "supported",
   net_diag_raw: "not supported", tcp_repair: "supported", tcp_half_closed: "supported", sockopt_buf_lock: "supported",
   ipv6_freebind: "supported", sk_ns: "supported", sk_unix_file: "supported", tun: "supported", tun_ns: "supported",
-  nsid: "supported", link_nsid: "supported", nftables: "supported", newifindex: "supported",
+  nsid: "supported", link_nsid: "supported", nftables: "supported", network_lock_nftables: "supported", newifindex: "supported",
 };
 
-const SOCKETS = /^crest does not checkpoint inet, netlink or packet sockets yet: /;
 const NETNS = /^crest does not checkpoint network namespaces yet/;
 const MOUNTS = /^crest does not checkpoint mount namespaces yet: /;
 const LAZY = /^crest has no lazy restore \(lazy-pages\) yet: /;
@@ -71,14 +71,14 @@ const FEATURES_HERE: Record<FeatureName, true | RegExp> = {
   loginuid: true, // restored by the props kind
   cgroupns: /^crest does not checkpoint cgroup namespaces yet: /,
   autofs: MOUNTS /* and the kernel has no autofs either */,
-  tcp_half_closed: SOCKETS,
+  tcp_half_closed: true, // closing TCP states are repaired
   compat_cr: /^crest does not checkpoint 32-bit tasks: /,
   uffd: LAZY,
   "uffd-noncoop": LAZY,
   can_map_vdso: /^crest does not map vDSOs \(it moves the kernel's own/,
-  sk_ns: SOCKETS,
+  sk_ns: NETNS,
   sk_unix_file: MOUNTS,
-  net_diag_raw: SOCKETS /* the kernel lacks it too; crest's reason comes first */,
+  net_diag_raw: /^crest does not checkpoint raw sockets yet: / /* the kernel lacks it too; crest's reason comes first */,
   nsid: NETNS,
   link_nsid: NETNS,
   kcmp_epoll: true,
@@ -91,13 +91,13 @@ const FEATURES_HERE: Record<FeatureName, true | RegExp> = {
   pidfd_store: /^crest does not implement --pidfd-store \(criu's RPC option pidfd_store_sk; crest has no RPC yet\): /,
   ns_pid: true,
   apparmor_stacking: /^crest does not checkpoint AppArmor /,
-  network_lock_nftables: /^crest has no network locking \(--network-lock\) yet: /,
+  network_lock_nftables: true, // crest's default network lock here
   sockopt_buf_lock: true,
   memfd_hugetlb: /^crest does not checkpoint hugetlb memory yet: /,
   move_mount_set_group: MOUNTS,
   openat2: /^crest does not use openat2: /,
   get_rseq_conf: true,
-  ipv6_freebind: SOCKETS,
+  ipv6_freebind: true,
   pagemap_scan: true,
   timer_cr_ids: true, // PR_TIMER_CREATE_RESTORE_IDS, Linux 6.16+
   overlayfs_maps: /^crest does not rely on it \(it opens mapped files through map_files\): /,

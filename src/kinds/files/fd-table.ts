@@ -28,13 +28,14 @@ import { pidfdKind } from "./pidfd.js";
 import { inotifyKind } from "./inotify.js";
 import { eventpollKind } from "./eventpoll.js";
 import { unixSocketKind } from "../sockets/unix.js";
+import { inetSocketKind } from "../sockets/inet.js";
 import { describeSocket } from "../sockets/describe.js";
 import { runOpenQueue, type Waiting } from "./open-queue.js";
 import type { Remote } from "../../remote/remote.js";
 
 /** The kinds of open files crest knows, tried in order. */
 const FILE_KINDS: readonly FileKind[] = [
-  pipeKind, fifoKind, memfdKind, regFileKind, eventfdKind, signalfdKind, timerfdKind, pidfdKind, eventpollKind, inotifyKind, unixSocketKind,
+  pipeKind, fifoKind, memfdKind, regFileKind, eventfdKind, signalfdKind, timerfdKind, pidfdKind, eventpollKind, inotifyKind, unixSocketKind, inetSocketKind,
 ];
 
 // --- dump -----------------------------------------------------------------------
@@ -255,9 +256,16 @@ export const filesKind: TaskKind = {
   finishDump(run) {
     for (const k of FILE_KINDS) k.finishDump?.(run);
   },
+  plan(run) {
+    for (const k of FILE_KINDS) k.plan?.(run);
+    return 0;
+  },
   restoreAll: restoreTables,
   finishRestore(run) {
     for (const k of FILE_KINDS) k.finishRestore?.(run);
     closeTransient(run);
+  },
+  resume(run) {
+    for (const k of FILE_KINDS) k.resume?.(run);
   },
 };
