@@ -27,8 +27,8 @@ function checkScmImages(w: Workload): void {
     assert.equal(s.type, 1, "SCM_RIGHTS");
     return s.rights.map((id) => files.get(id)?.type);
   }));
-  assert.deepEqual(passed.sort(), [[fd_types.PIPE], [fd_types.REG], [fd_types.UNIXSK], [fd_types.UNIXSK], [fd_types.UNIXSK], [fd_types.UNIXSK, fd_types.UNIXSK]].sort(),
-    "the pipe, the file, the pair, the socket passed over itself and the cycle, each named by its files.img entry");
+  assert.deepEqual(passed.sort(), [[fd_types.PIPE], [fd_types.REG], [fd_types.UNIXSK], [fd_types.UNIXSK], [fd_types.UNIXSK], [fd_types.UNIXSK, fd_types.UNIXSK], [fd_types.EVENTPOLL]].sort(),
+    "the pipe, the file, the pair, the socket passed over itself, the cycle and the epoll, each named by its files.img entry");
   const self = packets.find((p) => p.scm[0]?.rights[0] === p.id_for);
   assert.ok(self, "a socket's queue names the socket itself");
   const usk = [...files.values()].filter((f) => f.usk).map((f) => f.usk!);
@@ -37,7 +37,7 @@ function checkScmImages(w: Workload): void {
   assert.deepEqual(usk.filter((u) => u.deleted).map((u) => u.name.toString()).sort(), [join(w.dir, "gone/dsk"), join(w.dir, "repl")], "the removed names");
 }
 
-test("sk-unix-scm: files in flight (a pipe, a file, a pair only in flight, a socket over itself, a cycle), relative and removed names", () =>
+test("sk-unix-scm: files in flight (a pipe, a file, a pair only in flight, a socket over itself, a cycle, an epoll), relative and removed names, closed peers, a socket connected to itself", () =>
   cycle("sk-unix-scm", [], checkScmImages));
 
 test("sk-unix-scm in its own PID namespace", () => cycle("sk-unix-scm", [], undefined, { ns: "pid,ipc,uts" }));
@@ -56,7 +56,7 @@ function sabotaged(name: string, args: string[], n: number, what: RegExp, opts: 
   }
 }
 
-for (const [n, what] of [[1, /d: received/], [2, /sub\/rel: no socket/], [3, /g: received/], [4, /gone exists after the restore/]] as const) {
+for (const [n, what] of [[1, /d: received/], [2, /sub\/rel: no socket/], [3, /g: received/], [4, /gone exists after the restore/], [5, /n, whose peer was closed/]] as const) {
   test(`sk-unix-scm sabotage ${n}: its check fails`, () => sabotaged("sk-unix-scm", [], n, what));
 }
 

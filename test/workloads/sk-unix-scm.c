@@ -5,9 +5,11 @@
  *   a/b stream pair: "pipe" sent a->b with the read end of a pipe
  *     (12 bytes, seed 1, in the pipe; its read end closed here, so only
  *     the queue holds it; the write end kept at pw);
- *   c/d datagram pair: three datagrams c->d: "file" with a regular file
+ *   c/d datagram pair: four datagrams c->d: "file" with a regular file
  *     (CWD/data, O_RDWR, at offset 3), "pair" with both ends e/f of a
- *     stream pair closed here (7 bytes, seed 2, queued e->f), "none";
+ *     stream pair closed here (7 bytes, seed 2, queued e->f), "none", and
+ *     "epoll" with an epoll (closed here) watching y of the datagram pair
+ *     x/y for EPOLLIN with data 77;
  *   g/h seqpacket pair: g sent over h to itself ("self");
  *   i/j and k/l stream pairs: k sent over j to i ("k"), i sent over l to k
  *     ("i"), then k closed (a cycle: i's queue holds k, k's holds i);
@@ -17,7 +19,12 @@
  *   a datagram socket bound to CWD/gone/dsk, 1 datagram of 9 bytes queued,
  *     a datagram socket connected to it, then the name and its directory
  *     removed; a stream listener bound to CWD/repl, its name removed and
- *     a regular file "keep" made there.
+ *     a regular file "keep" made there;
+ *   peers closed: m of the stream pair m/n sent 5 bytes (seed 3) and was
+ *     closed; q of the seqpacket pair o/q sent the record "rec" and was
+ *     closed;
+ *   a datagram socket bound to CWD/self and connected to itself, "me"
+ *     queued to itself.
  * After: b gets "pipe" and a pipe whose 12 bytes are there, then what is
  * written to pw; d gets "file" with the file at offset 3 (reads "a-file"
  * from there), "pair" with two sockets, the second with its 7 bytes, which
@@ -27,10 +34,13 @@
  * 0604, and the connected socket reaches it; gone/dsk is the name of the
  * socket, which has its datagram, gone/ does not exist, and the connected
  * socket reaches it; the listener is named CWD/repl and CWD/repl is the
- * regular file "keep".
+ * regular file "keep"; d's "epoll" brings an epoll that reports y readable
+ * with data 77 once x sent to y; n reads its 5 bytes then end of file, o
+ * its record then 0; the self-connected socket reads "me", and what it
+ * sends itself.
  *
  * Sabotage: 1 takes d's first datagram; 2 removes sub/rel; 3 takes g's
- * message; 4 makes the directory gone again.
+ * message; 4 makes the directory gone again; 5 reads a byte from n.
  */
 #define _GNU_SOURCE
 #include "lib.h"
@@ -39,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -166,6 +177,13 @@ int main(int argc, char **argv)
 	close(e);
 	close(f);
 	send_fds(c, "none", NULL, 0);
+	int x, y, ep = epoll_create1(0);
+	pair(SOCK_DGRAM, &x, &y);
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 77 };
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, y, &ev))
+		fail("epoll: %s", strerror(errno));
+	send_fds(c, "epoll", &ep, 1);
+	close(ep);
 	send_fds(h, "self", &g, 1);
 	send_fds(j, "k", &k, 1);
 	send_fds(l, "i", &i, 1);
@@ -202,6 +220,20 @@ int main(int argc, char **argv)
 		fail("repl: %s", strerror(errno));
 	close(kf);
 
+	int m, n, o, q;
+	pair(SOCK_STREAM, &m, &n);
+	pair(SOCK_SEQPACKET, &o, &q);
+	wl_pattern_write(m, 5, 3);
+	send_fds(q, "rec", NULL, 0);
+	close(m);
+	close(q);
+	char self[300];
+	snprintf(self, sizeof(self), "%s/self", cwd);
+	int me = socket(AF_UNIX, SOCK_DGRAM, 0);
+	al = name(&an, self);
+	if (bind(me, (struct sockaddr *)&an, al) || connect(me, (struct sockaddr *)&an, al) || send(me, "me", 2, 0) != 2)
+		fail("self: %s", strerror(errno));
+
 	wl_ready();
 	wl_wait();
 
@@ -212,6 +244,7 @@ int main(int argc, char **argv)
 	case 2: unlink("sub/rel"); break;
 	case 3: recv(g, buf, sizeof(buf), MSG_DONTWAIT); break;
 	case 4: mkdir(gone, 0755); break;
+	case 5: recv(n, buf, 1, MSG_DONTWAIT); break;
 	}
 
 	/* A pipe in flight. */
@@ -255,6 +288,12 @@ int main(int argc, char **argv)
 		talk(fds[0], fds[1], "the pair in flight");
 	}
 	recv_fds(d, "none", fds, 0, "d");
+	recv_fds(d, "epoll", fds, 1, "d");
+	if (fds[0] >= 0) {
+		struct epoll_event got = { 0 };
+		if (send(x, "E", 1, 0) != 1 || epoll_wait(fds[0], &got, 1, 0) != 1 || got.data.u64 != 77 || !(got.events & EPOLLIN))
+			fail("the epoll in flight: no event with data 77 for y (%s)", strerror(errno));
+	}
 	/* A socket passed over itself. */
 	recv_fds(g, "self", fds, 1, "g");
 	if (fds[0] >= 0 && !same(fds[0], g))
@@ -287,5 +326,18 @@ int main(int argc, char **argv)
 	int kr = open(repl, O_RDONLY);
 	if (kr < 0 || read(kr, kb, sizeof(kb)) != 4 || strcmp(kb, "keep"))
 		fail("repl: the file made over the removed name reads \"%s\", expected \"keep\"", kb);
+	/* Peers closed. */
+	fcntl(n, F_SETFL, O_NONBLOCK);
+	wl_pattern_check(n, 5, 3, "n, whose peer was closed");
+	if (read(n, buf, 1) != 0)
+		fail("n: no end of file after its data");
+	recv_fds(o, "rec", fds, 0, "o, whose peer was closed");
+	if (recv(o, buf, sizeof(buf), MSG_DONTWAIT) != 0)
+		fail("o: no end of file after its record");
+	/* Connected to itself. */
+	check_name(me, self, "self");
+	if (recv(me, buf, sizeof(buf), MSG_DONTWAIT) != 2 || memcmp(buf, "me", 2))
+		fail("self: its datagram is not there");
+	reaches(me, me, "self");
 	return wl_done();
 }

@@ -104,7 +104,7 @@ function describe(f: FdFacts): string {
  * crest's own copy of a file in flight), unless an earlier fd's is the same;
  * `owner` reads the owner of its signals.
  */
-function dumpDescription(run: DumpRun, pid: number, fd: number, what: string, owner: (info: Fdinfo) => fown_entry): { d: DumpedDescription; shared: boolean; info: Fdinfo; text: string } {
+function dumpDescription(run: DumpRun, pid: number, fd: number, what: string, owner: (info: Fdinfo) => fown_entry, table?: number): { d: DumpedDescription; shared: boolean; info: Fdinfo; text: string } {
   const { descriptions } = run.state(dumped);
   const via = `/proc/${pid}/fd/${fd}`;
   const text = readlinkSync(via);
@@ -113,12 +113,14 @@ function dumpDescription(run: DumpRun, pid: number, fd: number, what: string, ow
   // A description an earlier fd (of this or another task, or crest's) refers to too.
   const seen = descriptions.find((e) => e.dev === st.dev && e.ino === st.ino && sys(SYS.kcmp, e.pid, pid, KCMP.FILE, e.fd, fd) === 0);
   if (seen) return { d: seen, shared: true, info, text };
-  const facts: FdFacts = { pid, fd, text, link: classifyFdLink(text), via, st, info, what, fown: info.flags & O.PATH ? NO_OWNER : owner(info) };
+  const facts: FdFacts = {
+    pid, fd, text, link: classifyFdLink(text), via, st, info, what, fown: info.flags & O.PATH ? NO_OWNER : owner(info), ...(table !== undefined ? { table } : {}),
+  };
   const kind = FILE_KINDS.find((k) => k.claims(facts, run));
   if (!kind) throw new UnsupportedError(`${what} is ${describe(facts)}; crest does not support it yet`);
   // Files the kind found in flight are dumped once this description is recorded (it may be among them).
   const later: Array<() => void> = [];
-  const id = kind.dump(facts, run, { dumpHeld: (heldFd, heldWhat, then) => later.push(() => then(dumpHeld(run, heldFd, heldWhat))) });
+  const id = kind.dump(facts, run, { dumpHeld: (heldFd, heldWhat, then) => later.push(() => then(dumpHeld(run, heldFd, heldWhat, table ?? pid))) });
   const d: DumpedDescription = { id, type: kind.type, pid, fd, dev: st.dev, ino: st.ino };
   descriptions.push(d);
   for (const f of later) f();
@@ -126,9 +128,9 @@ function dumpDescription(run: DumpRun, pid: number, fd: number, what: string, ow
 }
 
 /** A file in flight crest holds a copy of: dumped as a task's fd would be; crest's copy stays open (later fds are compared with it) until the end. */
-function dumpHeld(run: DumpRun, fd: number, what: string): number {
+function dumpHeld(run: DumpRun, fd: number, what: string, table: number): number {
   run.state(dumped).held.push(fd);
-  return dumpDescription(run, process.pid, fd, what, () => ownFileOwner(fd, what)).d.id;
+  return dumpDescription(run, process.pid, fd, what, () => ownFileOwner(fd, what), table).d.id;
 }
 
 function dumpFds(task: DumpTask, run: DumpRun): void {

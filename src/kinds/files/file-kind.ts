@@ -24,6 +24,12 @@ export interface FdFacts {
   what: string;
   /** The owner of the file's async I/O signals. */
   fown: fown_entry;
+  /**
+   * For a file in flight (`pid` is crest's, holding a copy): the task whose
+   * fd numbers the file's own fd numbers refer to (an epoll's targets), the
+   * task whose socket's queue carried it.
+   */
+  table?: number;
 }
 
 /** What a task under restore needs to recreate one description. */

@@ -15,6 +15,7 @@ const MSG_PEEK = 2, MSG_TRUNC = 0x20, MSG_DONTWAIT = 0x40, MSG_CTRUNC = 8;
 const SOL_SOCKET = 1, SCM_RIGHTS = 1, SCM_CREDENTIALS = 2;
 const EAGAIN = 11;
 export const SOCK_STREAM = 1;
+const SOCK_SEQPACKET = 5;
 /** The largest datagram crest reads: unix datagrams are bounded by the sender's buffer, far below this. */
 const MAX_PACKET = 1 << 20;
 /** Room for SCM_MAX_FD (253) files and credentials. */
@@ -45,9 +46,11 @@ function msghdr(iov: BigUint64Array, control: Buffer | null, controlLen: number)
  * stream data as one packet (a run ends with files passed, where the
  * kernel's peek stops), datagrams and records one packet each. Files in
  * flight come as fds crest now holds: the caller owns them. `what` names
- * the socket for errors.
+ * the socket for errors; `end`, whether it is shut for reading and the
+ * bytes queued (sock_diag's), tells the end of a seqpacket queue from an
+ * empty record.
  */
-export function peekQueue(fd: number, type: number, what: string): Packet[] {
+export function peekQueue(fd: number, type: number, what: string, end?: { shut: boolean; bytes: number }): Packet[] {
   const peekOff = getInt(fd, SO.PEEK_OFF, what);
   if (peekOff >= 0) throw new UnsupportedError(`${what} has a peek offset (SO_PEEK_OFF ${peekOff}), which CRIU's images (sk_opts_entry) cannot hold; crest does not support it`);
   packetBuf ??= Buffer.alloc(MAX_PACKET);
@@ -68,6 +71,8 @@ export function peekQueue(fd: number, type: number, what: string): Packet[] {
         packets.pop();
         // A stream at its end, or an empty datagram: the peek offset cannot move past one.
         if (type === SOCK_STREAM) break;
+        // A seqpacket socket shut for reading (its peer closed) says 0 past its last record: the end, if every byte was read.
+        if (type === SOCK_SEQPACKET && end?.shut && packets.reduce((k, p) => k + p.data.length, 0) === end.bytes) break;
         throw new UnsupportedError(`${what} has an empty datagram queued; crest cannot read past it without taking it`);
       }
     }

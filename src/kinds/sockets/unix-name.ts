@@ -150,18 +150,27 @@ function ghostsOf(c: OpenContext): Map<number, number> {
   return c.run.state(ghosts);
 }
 
+/** A deleted name: the path crest's fd of its file gives (sockets connect through it, as criu through its own). */
+function ghostName(c: OpenContext, to: unix_sk_entry, what: string): Buffer {
+  const ghost = ghostsOf(c).get(to.ino);
+  if (ghost === undefined) throw new Error(`${what} connects to unix socket ${to.ino}, whose deleted name ${fullPath(to)} crest does not hold`);
+  return Buffer.from(`/proc/${process.pid}/fd/${ghost}`, "latin1");
+}
+
 /** Connects socket `fd` of the task to the one `to` is bound to: by its name, in its directory, or, for a deleted name, through crest's fd of its file. */
 export function connectName(c: OpenContext, fd: number, to: unix_sk_entry, what: string): void {
   const { r } = c;
   let name = to.name;
-  if (isPath(to) && to.deleted) {
-    const ghost = ghostsOf(c).get(to.ino);
-    if (ghost === undefined) throw new Error(`${what} connects to unix socket ${to.ino}, whose deleted name ${fullPath(to)} crest does not hold`);
-    name = Buffer.from(`/proc/${process.pid}/fd/${ghost}`, "latin1");
-  } else if (isPath(to)) {
-    enterNameDir(c, to);
-  }
+  if (isPath(to) && to.deleted) name = ghostName(c, to, what);
+  else if (isPath(to)) enterNameDir(c, to);
   r.resetScratch();
   const addr = sockaddr(name);
   r.call(`connect ${what} to ${JSON.stringify(to.name.toString("latin1"))}`, SYS.connect, fd, r.put(addr), addr.length);
+}
+
+/** The same from crest, on its copy `fd` of the socket (a relative name joined to its directory). */
+export function connectNameFromCrest(c: OpenContext, fd: number, to: unix_sk_entry, what: string): void {
+  const name = isPath(to) && to.deleted ? ghostName(c, to, what) : isPath(to) ? Buffer.from(fullPath(to), "latin1") : to.name;
+  const addr = sockaddr(name);
+  check(native.syscall(SYS.connect, fd, addr, addr.length), `connect ${what} to ${JSON.stringify(to.name.toString("latin1"))}`);
 }

@@ -49,7 +49,7 @@ import { isExternalUnix } from "../../options.js";
 import { AF_UNIX, listUnixSockets, type UnixDiag } from "./unix-diag.js";
 import { dumpOptions, restoreOptions, setInt, SO } from "./options.js";
 import { peekQueue, sendQueue, type Packet } from "./queue.js";
-import { bindName, connectName, dumpName } from "./unix-name.js";
+import { bindName, connectName, connectNameFromCrest, dumpName } from "./unix-name.js";
 
 const TCP_ESTABLISHED = 1, TCP_LISTEN = 10, SOCK_DGRAM = 2, SCM_RIGHTS = 1;
 /** criu's uflags: the entry of a socket outside the tree, that one of the tree is connected to. */
@@ -121,17 +121,17 @@ function dumpUnix(f: FdFacts, run: DumpRun, held: HeldFiles): number {
     if (other && other.peer !== d.ino && !other.name.length) throw new UnsupportedError(`${what} is connected to socket ${peer}, which has no name and is not connected back; crest cannot connect it again`);
   } else if (d.state === TCP_ESTABLISHED && d.type !== SOCK_DGRAM) {
     // (A datagram socket another one connected to shows ESTABLISHED too, with no peer of its own.)
+    // Not waiting in a listener: its peer was closed (peer 0; the restore gives it a peer to fill it from, then closes that).
     const listener = [...s.diag!.values()].find((l) => l.icons.includes(d.ino));
-    if (!listener) throw new UnsupportedError(`${what} is connected, and its peer is closed; crest does not support it yet`);
     // What it sent sits in the connection's other end, which no fd holds: the kernel gives no way to read it.
-    if (d.wqlen) throw new UnsupportedError(`${what} sent ${d.wqlen} bytes on a connection the listening socket ${listener.ino} has not accepted yet; crest cannot read them`);
-    peer = listener.ino;
+    if (listener && d.wqlen) throw new UnsupportedError(`${what} sent ${d.wqlen} bytes on a connection the listening socket ${listener.ino} has not accepted yet; crest cannot read them`);
+    if (listener) peer = listener.ino;
   }
   const id = run.nextId("file");
   const { opts, packets, name } = withFd(takeFd(f.pid, f.fd, what), (fd) => ({
     name: d.name.length && d.name[0] !== 0 && bindsOnRestore(d) ? dumpName(fd, d.name, what) : undefined,
     opts: dumpOptions(fd, what),
-    packets: d.rqlen && d.state !== TCP_LISTEN ? peekQueue(fd, d.type, what) : [],
+    packets: d.rqlen && d.state !== TCP_LISTEN ? peekQueue(fd, d.type, what, { shut: (d.shutdown & 1) !== 0, bytes: d.rqlen }) : [],
   }));
   const usk: unix_sk_entry = {
     id, ino: d.ino, type: d.type, state: d.state, flags: f.info.flags & ~O.CLOEXEC, uflags: 0,
@@ -324,19 +324,39 @@ function filledDatagramSocket({ r, task }: OpenContext, e: unix_sk_entry, what: 
   return { fd: mine, filler };
 }
 
-/** A socket not made as one end of a pair: a datagram socket with data queued gets a filler. */
+/**
+ * A stream or seqpacket socket whose peer was closed: made as one end of a
+ * pair, filled from the other, which crest and the task then close (the
+ * socket reads its data, then end of file).
+ */
+function peerClosedSocket({ r, task }: OpenContext, e: unix_sk_entry, what: string): NewSocket {
+  const [mine, spare] = socketpair(r, e.type, what);
+  const filler = takeFd(task.pid, spare, `the closed peer of ${what}`);
+  r.call(`close the peer of ${what}`, SYS.close, spare);
+  return { fd: mine, filler };
+}
+
+/** A socket not made as one end of a pair: a datagram socket with data queued gets a filler, so does a connected one whose peer was closed. */
 function newSocket(c: OpenContext, e: unix_sk_entry, what: string): NewSocket {
   if (e.type === SOCK_DGRAM && c.run.state(restoring).queues.has(e.id)) return filledDatagramSocket(c, e, what);
+  if (e.type !== SOCK_DGRAM && e.state === TCP_ESTABLISHED && !e.peer) return peerClosedSocket(c, e, what);
   return { fd: c.r.call(`create ${what}`, SYS.socket, AF_UNIX, e.type, 0) };
 }
 
-/** Fills a lone socket's queue from its filler and finishes it (now or at settle). */
-function completeLone(c: OpenContext, entry: file_entry, s: NewSocket, what: string): void {
+/**
+ * Fills a lone socket's queue from its filler and finishes it (now or at
+ * settle). A datagram socket to be connected (`to`) is connected by crest
+ * after its queue is filled: once connected it takes datagrams from its
+ * peer only.
+ */
+function completeLone(c: OpenContext, entry: file_entry, s: NewSocket, what: string, to?: unix_sk_entry): void {
   const e = entry.usk!;
+  if (to && s.filler === undefined) connectName(c, s.fd, to, what);
   const mine = takeFd(c.task.pid, s.fd, what);
   const fds = s.filler !== undefined ? [mine, s.filler] : [mine];
   complete(c.run, entry.id, fds, filesInFlight(c.run, e).length > 0, () => {
     if (s.filler !== undefined) refill(c.run, s.filler, e, what);
+    if (to && s.filler !== undefined) connectNameFromCrest(c, mine, to, what);
     finishSocket(mine, e, what);
   });
 }
@@ -367,8 +387,7 @@ function connectByName(c: OpenContext, entry: file_entry, to: file_entry, what: 
   if (!toUsk.name.length) throw run.images.invalid(IMG.files, undefined, `${what} connects to unix socket ${toUsk.ino}, which has no name`);
   const s = newSocket(c, e, what);
   bindIfNamed(c, s.fd, e, what);
-  connectName(c, s.fd, toUsk, what);
-  completeLone(c, entry, s, what);
+  completeLone(c, entry, s, what, toUsk);
   return s.fd;
 }
 
@@ -387,6 +406,13 @@ function openUnix(c: OpenContext, entry: file_entry): number | Waiting {
   const peerEntry = run.state(restoring).byIno.get(e.peer);
   if (!peerEntry?.usk) throw run.images.invalid(IMG.files, undefined, `${what} is connected to socket ${e.peer}, which is not in the images`);
   const p = peerEntry.usk;
+  if (p === e) {
+    // A datagram socket connected to its own name.
+    const s = newSocket(c, e, what);
+    bindIfNamed(c, s.fd, e, what);
+    completeLone(c, entry, s, what, e);
+    return s.fd;
+  }
   if (p.peer !== e.ino) return connectByName(c, entry, peerEntry, what);
   const peerWhat = `unix socket ${p.ino} in task ${task.vpid}`;
   const [mine, theirs] = socketpair(r, e.type, `${what} and its peer`);
