@@ -112,6 +112,12 @@ export interface Options {
   /** --external (repeatable): resources outside the tree, as criu names them (mnt[KEY]:VAL, veth[IF]:OUT, tty[RDEV:DEV], ...). */
   external: string[];
   inheritFd: InheritFd[];
+  /**
+   * -x/--ext-unix-sk: a datagram socket connected to a named one outside the
+   * tree is dumped (USK_EXTERN) and connected to that name again on restore.
+   * (`-x INO` also adds `unix[INO]` to `external`, as criu.)
+   */
+  extUnixSk: boolean;
   features: FeatureOptions;
   net: NetOptions;
   /** --action-script (repeatable): run for each hook with CRTOOLS_SCRIPT_ACTION set. */
@@ -129,6 +135,7 @@ export function defaultOptions(command: Command): Options {
     check: { all: false, extra: false, experimental: false },
     external: [],
     inheritFd: [],
+    extUnixSk: false,
     features: { fileLocks: false },
     net: { tcpEstablished: false, tcpClose: false, skipInFlight: false },
     actionScripts: [],
@@ -146,8 +153,17 @@ export function workPath(opts: Options, p: string): string {
  * item naming it, for every face to refuse before any work starts.
  */
 export function unsupported(opts: Options): string[] {
-  return [
-    ...opts.external.map((e) => `--external ${e}: resources outside the tree are not supported by crest yet`),
-    ...opts.inheritFd.map((i) => `--inherit-fd fd[${i.fd}]:${i.key}: inherited resources are not supported by crest yet`),
-  ];
+  return opts.external.filter((e) => !externalUnix(e)).map((e) =>
+    `--external ${e}: crest supports only unix[INO] (a unix socket whose peer is outside the tree) so far`);
+}
+
+/** `unix[INO]` of --external (or --ext-unix-sk=INO): the inode of a socket of the tree whose peer may be outside; undefined for other kinds. */
+export function externalUnix(e: string): number | undefined {
+  const m = /^unix\[(\d+)\]$/.exec(e);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Whether `--external unix[INO]` (or `--ext-unix-sk=INO`) names socket `ino`. */
+export function isExternalUnix(opts: Options, ino: number): boolean {
+  return opts.external.some((e) => externalUnix(e) === ino);
 }

@@ -5,7 +5,7 @@ export const SYS = {
   read: 0, write: 1, open: 2, close: 3, stat: 4, fstat: 5, lseek: 8, mmap: 9, mprotect: 10,
   poll: 7, munmap: 11, brk: 12, rt_sigaction: 13, rt_sigprocmask: 14, ioctl: 16, pread64: 17, pwrite64: 18,
   readv: 19, writev: 20, mremap: 25, madvise: 28, dup: 32, dup2: 33, pause: 34, nanosleep: 35,
-  getitimer: 36, setitimer: 38, getpid: 39, socketpair: 53, ftruncate: 77, fchmod: 91, exit: 60, wait4: 61, kill: 62, fcntl: 72, fchdir: 81,
+  getitimer: 36, setitimer: 38, getpid: 39, socketpair: 53, ftruncate: 77, chdir: 80, fchmod: 91, exit: 60, wait4: 61, kill: 62, fcntl: 72, fchdir: 81,
   readlink: 89, umask: 95, ptrace: 101, setpgid: 109, getppid: 110, setsid: 112, setgroups: 116,
   setresuid: 117, getresuid: 118, setresgid: 119, getresgid: 120, getpgid: 121, setfsuid: 122,
   setfsgid: 123, getsid: 124, capget: 125, capset: 126, rt_sigtimedwait: 128, rt_sigqueueinfo: 129, sigaltstack: 131,

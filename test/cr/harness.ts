@@ -72,9 +72,11 @@ export function waitFor<T>(what: string, fn: () => T, ms = 10_000): T {
 /**
  * Starts a workload in its own session, stdin /dev/null, output to a log,
  * cwd a fresh directory; with `ns`, through `crest run --ns NS` (the root is
- * then PID 1 of its own PID namespace, and w.pid its PID out here).
+ * then PID 1 of its own PID namespace, and w.pid its PID out here). `fds`
+ * become its fds 3, 4, ...; `env` is added to its environment
+ * (CREST_WL_SABOTAGE=N).
  */
-export function startWorkload(name: string, args: string[] = [], opts: { stdout?: number; ns?: string; env?: string[] } = {}): Workload {
+export function startWorkload(name: string, args: string[] = [], opts: { stdout?: number; ns?: string; fds?: number[]; env?: string[] } = {}): Workload {
   const dir = mkdtempSync(`/tmp/crest-${name}-`);
   const w: Workload = { name, pid: 0, dir, status: join(dir, "status"), log: join(dir, "out.log") };
   let pid: number;
@@ -87,7 +89,7 @@ export function startWorkload(name: string, args: string[] = [], opts: { stdout?
     const out = openSync(w.log, "a");
     pid = native.spawn({
       path: join(WORKLOADS, name), argv: [name, w.status, ...args],
-      env: ["PATH=/usr/bin:/bin", "LANG=C", ...(opts.env ?? [])], setsid: 1, fds: [nul, opts.stdout ?? out, out], cwd: dir,
+      env: ["PATH=/usr/bin:/bin", "LANG=C", ...(opts.env ?? [])], setsid: 1, fds: [nul, opts.stdout ?? out, out, ...(opts.fds ?? [])], cwd: dir,
     });
     closeSync(nul);
     closeSync(out);

@@ -78,17 +78,23 @@ test("check's options", () => {
   assert.deepEqual([f.check.extra, f.check.experimental, f.check.feature], [true, false, "list"]);
 });
 
-test("--external and --inherit-fd fill the model (crest refuses them by name: options.unsupported)", () => {
-  const o = parseArgs(["restore", "--external", "mnt[m]:/x", "--inherit-fd", "fd[3]:pipe:[123]", "--external=tty[8800:0]"]).options;
-  assert.deepEqual(o.external, ["mnt[m]:/x", "tty[8800:0]"]);
+test("--external, --ext-unix-sk and --inherit-fd fill the model (--external kinds but unix[INO] are refused by name: options.unsupported)", () => {
+  const o = parseArgs(["restore", "--external", "mnt[m]:/x", "--inherit-fd", "fd[3]:pipe:[123]", "--external=tty[8800:0]", "--external", "unix[77]"]).options;
+  assert.deepEqual(o.external, ["mnt[m]:/x", "tty[8800:0]", "unix[77]"]);
   assert.deepEqual(o.inheritFd, [{ fd: 3, key: "pipe:[123]" }]);
+  assert.equal(o.extUnixSk, false);
   assert.deepEqual(unsupported(o), [
-    "--external mnt[m]:/x: resources outside the tree are not supported by crest yet",
-    "--external tty[8800:0]: resources outside the tree are not supported by crest yet",
-    "--inherit-fd fd[3]:pipe:[123]: inherited resources are not supported by crest yet",
+    "--external mnt[m]:/x: crest supports only unix[INO] (a unix socket whose peer is outside the tree) so far",
+    "--external tty[8800:0]: crest supports only unix[INO] (a unix socket whose peer is outside the tree) so far",
   ]);
   assert.deepEqual(unsupported(parseArgs(["restore"]).options), []);
   assert.throws(() => parseArgs(["restore", "--inherit-fd", "3:pipe"]), /bad --inherit-fd value '3:pipe': it must be fd\[N\]:KEY/);
+  // The example of criu's "External UNIX socket" page, and -x's inode lists.
+  const x = parseArgs(["restore", "-d", "-D", "images", "-o", "restore.log", "--pidfile", "restore.pid", "-v4", "-x", "--inherit-fd", "fd[3]:socket:[11890815]"]).options;
+  assert.deepEqual([x.extUnixSk, x.external, x.inheritFd, x.log.level], [true, [], [{ fd: 3, key: "socket:[11890815]" }], 4]);
+  assert.deepEqual(parseArgs(["dump", "--ext-unix-sk=12,34"]).options.external, ["unix[12]", "unix[34]"]);
+  assert.deepEqual(parseArgs(["dump", "-x56"]).options.external, ["unix[56]"]);
+  assert.throws(() => parseArgs(["dump", "--ext-unix-sk=abc"]), /Can't parse unix socket inode from optarg: abc/);
 });
 
 test("zdtm's command lines parse as criu parses them", () => {

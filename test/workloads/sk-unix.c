@@ -32,7 +32,9 @@
  * (still accepted after); "tcp", a TCP socket
  * listening on 127.0.0.1 (same port, still accepts); "scm", a pipe's read end
  * in flight in a stream socketpair (still received, still a pipe); "creds",
- * a datagram queued to a socket with SO_PASSCRED (still received).
+ * a datagram queued to a socket with SO_PASSCRED (still received);
+ * "peekoff", 10 bytes queued in a stream socket with SO_PEEK_OFF 3 (still
+ * 3, the 10 bytes still there).
  *
  * Sabotage: 1 reads a byte from b; 2 clears SO_PASSCRED on l; 3 takes a
  * datagram from f; 4 sends one more byte a->b.
@@ -176,6 +178,12 @@ static int single(const char *mode)
 		pair(SOCK_DGRAM, &fd, &peer);
 		setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on));
 		dgram(peer, 10);
+	} else if (!strcmp(mode, "peekoff")) {
+		int off = 3;
+		pair(SOCK_STREAM, &fd, &peer);
+		dgram(peer, 10);
+		if (setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off)))
+			fail("SO_PEEK_OFF: %s", strerror(errno));
 	} else if (!strcmp(mode, "scm")) {
 		pair(SOCK_STREAM, &fd, &peer);
 		if (pipe(p))
@@ -199,6 +207,12 @@ static int single(const char *mode)
 	wl_wait();
 	if (!strcmp(mode, "creds")) {
 		check_dgram(fd, 10, "the datagram with credentials");
+		return wl_done();
+	}
+	if (!strcmp(mode, "peekoff")) {
+		if (opt(fd, SO_PEEK_OFF) != 3)
+			fail("SO_PEEK_OFF %d, expected 3", opt(fd, SO_PEEK_OFF));
+		check_dgram(fd, 10, "the stream data behind the peek offset");
 		return wl_done();
 	}
 	if (!strcmp(mode, "scm")) {

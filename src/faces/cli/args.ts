@@ -69,7 +69,15 @@ const SPECS: OptSpec[] = [
   { long: "version", short: "V", arg: "none" },
   { long: "join-ns", short: "J", arg: "required" },
   { long: "root", short: "r", arg: "required" },
-  { long: "ext-unix-sk", short: "x", arg: "optional" },
+  { long: "ext-unix-sk", short: "x", arg: "optional", apply: (o, v) => {
+    // criu's unix_sk_ids_parse: INO[,INO...], each becoming unix[INO] of --external.
+    for (const part of v ? v.split(",").filter((p) => p !== "") : []) {
+      const ino = atoi(part);
+      if (!/^\s*\d+$/.test(part) || ino <= 0) throw new UsageError(`Can't parse unix socket inode from optarg: ${v}`);
+      o.external.push(`unix[${ino}]`);
+    }
+    o.extUnixSk = true;
+  } },
   { long: "tcp-established", arg: "none", bool: true, apply: (o, _v, on) => { o.net.tcpEstablished = on; } },
   { long: "close", arg: "required" },
   { long: "log-pid", arg: "none", bool: true, apply: (o, _v, on) => { o.log.perPid = on; } },

@@ -26,14 +26,19 @@ const EP_PRIVATE_BITS = (1 << 28 | 1 << 29 | 1 << 30 | 1 << 31) >>> 0;
 /** Every event bit poll reports (EPOLLIN ... EPOLLRDHUP). */
 const ANY_EVENT = 0x3fff;
 
-/** kcmp(KCMP_EPOLL_TFD): whether `fd` of `pid` is the file target (tfd, toff) of epoll `efd` there. */
-function isTarget(pid: number, efd: number, tfd: number, toff: number, fd: number): boolean {
-  return sys(SYS.kcmp, pid, pid, KCMP.EPOLL_TFD, fd, new Uint32Array([efd, tfd, toff])) === 0;
+/** kcmp(KCMP_EPOLL_TFD): whether `fd` of `pid` is the file target (tfd, toff) of epoll `efd` of `epollPid`. */
+function isTarget(pid: number, epollPid: number, efd: number, tfd: number, toff: number, fd: number): boolean {
+  return sys(SYS.kcmp, pid, epollPid, KCMP.EPOLL_TFD, fd, new Uint32Array([efd, tfd, toff])) === 0;
 }
 
-/** The targets of the epoll `f`, each under an fd number of its task that holds that file now. */
+/**
+ * The targets of the epoll `f`, each under an fd number of its task that
+ * holds that file now (for an epoll in flight, which crest holds: the task
+ * whose socket carried it).
+ */
 function targets(f: FdFacts, id: number): eventpoll_tfd_entry[] {
   const list = f.info.epollTargets;
+  const pid = f.table ?? f.pid;
   let fds: number[] | undefined;
   const seen = new Map<number, number>();
   const used = new Set<number>();
@@ -42,12 +47,12 @@ function targets(f: FdFacts, id: number): eventpoll_tfd_entry[] {
     const toff = seen.get(t.tfd) ?? 0;
     seen.set(t.tfd, toff + 1);
     let fd = t.tfd;
-    if (!isTarget(f.pid, f.fd, t.tfd, toff, fd)) {
-      fds ??= readdirSync(`/proc/${f.pid}/fd`).map(Number).sort((a, b) => a - b);
-      const found = fds.find((n) => isTarget(f.pid, f.fd, t.tfd, toff, n));
+    if (!isTarget(pid, f.pid, f.fd, t.tfd, toff, fd)) {
+      fds ??= readdirSync(`/proc/${pid}/fd`).map(Number).sort((a, b) => a - b);
+      const found = fds.find((n) => isTarget(pid, f.pid, f.fd, t.tfd, toff, n));
       if (found === undefined) {
         throw new UnsupportedError(
-          `${f.what} is an epoll watching a file (added as fd ${t.tfd}, inode ${t.ino ?? "?"}) that process ${f.pid} no longer holds; ` +
+          `${f.what} is an epoll watching a file (added as fd ${t.tfd}, inode ${t.ino ?? "?"}) that process ${pid} no longer holds; ` +
           "crest does not support epoll targets held only by other processes or closed",
         );
       }
@@ -55,7 +60,7 @@ function targets(f: FdFacts, id: number): eventpoll_tfd_entry[] {
     }
     // Renamed targets may land on one fd twice: epoll_ctl could not add both back.
     if (used.has(fd)) {
-      throw new UnsupportedError(`${f.what} is an epoll watching fd ${fd} of process ${f.pid} under two fd numbers; crest does not support that`);
+      throw new UnsupportedError(`${f.what} is an epoll watching fd ${fd} of process ${pid} under two fd numbers; crest does not support that`);
     }
     used.add(fd);
     const e: eventpoll_tfd_entry = { id, tfd: fd, events: t.events, data: t.data };

@@ -7,17 +7,28 @@
 // Restore is one work queue over every task (open-queue.ts): each
 // description is opened once, in the first task that needs it (a kind may
 // answer "not yet" until another description is open), and any other task
-// gets the same description with pidfd_getfd, run inside it. Once every fd
-// of every task is in place, the kinds settle what needs other fds (an
-// epoll's targets).
-import { readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+// gets the same description with pidfd_getfd, run inside it. A description
+// whose key the caller gave with --inherit-fd is taken from crest instead
+// (inherit.ts). Files in flight (in a unix socket's queue) that no fd refers
+// to are items too, opened in the task of the socket that carries them and
+// held there until the end. Once every fd of every task is in place, the
+// kinds settle what needs other fds (an epoll's targets, a queue's files in
+// flight).
+//
+// Dump: a kind may hand the table files crest holds (files in flight, which
+// the peek gave crest): they are dumped like any task's fd, deduplicated
+// with kcmp against every description seen (kcmp works across crest and
+// the tasks).
+import { closeSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import type { TaskKind, DumpTask, RestoreTask, DumpRun, RestoreRun } from "../context.js";
 import { dumpState, UnsupportedError } from "../context.js";
 import type { FdFacts, FileKind, OpenContext } from "./file-kind.js";
 import { IMG, type fd_types, type fdinfo_entry, type file_entry, type fown_entry } from "../../images/index.js";
 import { F, FD_CLOEXEC, KCMP, O, SYS } from "../../sys/constants.js";
 import { sys } from "../../sys/syscalls.js";
-import { parseFdinfo, classifyFdLink } from "../../proc/index.js";
+import { parseFdinfo, classifyFdLink, type Fdinfo } from "../../proc/index.js";
+import { check } from "../../sys/errno.js";
+import { native } from "../../sys/native.js";
 import { regFileKind } from "./regfile.js";
 import { fifoKind, pipeKind } from "./pipe.js";
 import { memfdKind } from "./memfd.js";
@@ -31,6 +42,7 @@ import { unixSocketKind } from "../sockets/unix.js";
 import { inetSocketKind } from "../sockets/inet.js";
 import { describeSocket } from "../sockets/describe.js";
 import { runOpenQueue, type Waiting } from "./open-queue.js";
+import { inherited } from "./inherit.js";
 import type { Remote } from "../../remote/remote.js";
 
 /** The kinds of open files crest knows, tried in order. */
@@ -50,8 +62,12 @@ interface DumpedDescription {
   ino: number;
 }
 
-/** Dump: the descriptions seen so far in any task, and the fd tables (files_id) already dumped. */
-const dumped = dumpState("fd tables", () => ({ descriptions: [] as DumpedDescription[], tables: new Set<number>() }));
+/**
+ * Dump: the descriptions seen so far in any task (or in crest: files in
+ * flight), the fd tables (files_id) already dumped, and crest's own copies
+ * of files in flight, closed at the end.
+ */
+const dumped = dumpState("fd tables", () => ({ descriptions: [] as DumpedDescription[], tables: new Set<number>(), held: [] as number[] }));
 
 /** The owner of a file's async I/O signals (F_GETOWN_EX, F_GETSIG), asked inside the task. */
 function fileOwner(r: Remote, fd: number, uid: number, euid: number): fown_entry {
@@ -62,6 +78,15 @@ function fileOwner(r: Remote, fd: number, uid: number, euid: number): fown_entry
   const signum = r.call(`read the signal of fd ${fd} of task ${r.pid}`, SYS.fcntl, fd, F.GETSIG);
   const pid = b.readInt32LE(4);
   return { uid: pid ? uid : 0, euid: pid ? euid : 0, signum, pid_type: b.readInt32LE(0), pid };
+}
+
+/** The same, of a file crest holds (a file in flight), asked by crest itself. */
+function ownFileOwner(fd: number, what: string): fown_entry {
+  const b = Buffer.alloc(8);
+  check(native.syscall(SYS.fcntl, fd, F.GETOWN_EX, b), `read the owner of ${what}`);
+  const signum = check(native.syscall(SYS.fcntl, fd, F.GETSIG), `read the signal of ${what}`);
+  const pid = b.readInt32LE(4);
+  return { uid: pid ? process.getuid!() : 0, euid: pid ? process.geteuid!() : 0, signum, pid_type: b.readInt32LE(0), pid };
 }
 
 /** O_PATH fds have no file operations: fcntl's owner and signal calls say EBADF, and there is no owner to keep. */
@@ -75,31 +100,48 @@ function describe(f: FdFacts): string {
   }
 }
 
+/**
+ * Dumps the description fd `fd` of process `pid` refers to (a task's fd, or
+ * crest's own copy of a file in flight), unless an earlier fd's is the same;
+ * `owner` reads the owner of its signals.
+ */
+function dumpDescription(run: DumpRun, pid: number, fd: number, what: string, owner: (info: Fdinfo) => fown_entry, table?: number): { d: DumpedDescription; shared: boolean; info: Fdinfo; text: string } {
+  const { descriptions } = run.state(dumped);
+  const via = `/proc/${pid}/fd/${fd}`;
+  const text = readlinkSync(via);
+  const st = statSync(via);
+  const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8"));
+  // A description an earlier fd (of this or another task, or crest's) refers to too.
+  const seen = descriptions.find((e) => e.dev === st.dev && e.ino === st.ino && sys(SYS.kcmp, e.pid, pid, KCMP.FILE, e.fd, fd) === 0);
+  if (seen) return { d: seen, shared: true, info, text };
+  const facts: FdFacts = {
+    pid, fd, text, link: classifyFdLink(text), via, st, info, what, fown: info.flags & O.PATH ? NO_OWNER : owner(info), ...(table !== undefined ? { table } : {}),
+  };
+  const kind = FILE_KINDS.find((k) => k.claims(facts, run));
+  if (!kind) throw new UnsupportedError(`${what} is ${describe(facts)}; crest does not support it yet`);
+  // Files the kind found in flight are dumped once this description is recorded (it may be among them).
+  const later: Array<() => void> = [];
+  const id = kind.dump(facts, run, { dumpHeld: (heldFd, heldWhat, then) => later.push(() => then(dumpHeld(run, heldFd, heldWhat, table ?? pid))) });
+  const d: DumpedDescription = { id, type: kind.type, pid, fd, dev: st.dev, ino: st.ino };
+  descriptions.push(d);
+  for (const f of later) f();
+  return { d, shared: false, info, text };
+}
+
+/** A file in flight crest holds a copy of: dumped as a task's fd would be; crest's copy stays open (later fds are compared with it) until the end. */
+function dumpHeld(run: DumpRun, fd: number, what: string, table: number): number {
+  run.state(dumped).held.push(fd);
+  return dumpDescription(run, process.pid, fd, what, () => ownFileOwner(fd, what), table).d.id;
+}
+
 function dumpFds(task: DumpTask, run: DumpRun): void {
   const pid = task.pid;
   const r = task.remotes[0]!;
   const creds = task.core[0]!.thread_core?.creds;
-  const { descriptions } = run.state(dumped);
   const fds = readdirSync(`/proc/${pid}/fd`).map(Number).sort((a, b) => a - b);
   for (const fd of fds) {
-    const via = `/proc/${pid}/fd/${fd}`;
     const what = `fd ${fd} of process ${pid}`;
-    const text = readlinkSync(via);
-    const st = statSync(via);
-    const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8"));
-    // A description an earlier fd (of this or another task) refers to too.
-    let d = descriptions.find((e) => e.dev === st.dev && e.ino === st.ino && sys(SYS.kcmp, e.pid, pid, KCMP.FILE, e.fd, fd) === 0);
-    const shared = d !== undefined;
-    if (!d) {
-      const facts: FdFacts = {
-        pid, fd, text, link: classifyFdLink(text), via, st, info, what,
-        fown: info.flags & O.PATH ? NO_OWNER : fileOwner(r, fd, creds?.uid ?? 0, creds?.euid ?? 0),
-      };
-      const kind = FILE_KINDS.find((k) => k.claims(facts, run));
-      if (!kind) throw new UnsupportedError(`${what} is ${describe(facts)}; crest does not support it yet`);
-      d = { id: kind.dump(facts, run), type: kind.type, pid, fd, dev: st.dev, ino: st.ino };
-      descriptions.push(d);
-    }
+    const { d, shared, info, text } = dumpDescription(run, pid, fd, what, () => fileOwner(r, fd, creds?.uid ?? 0, creds?.euid ?? 0));
     task.fds.push({ fd, id: d.id, info, shared, what: `${what} (${text})` });
     task.fdinfo.push({ id: d.id, flags: info.flags & O.CLOEXEC ? FD_CLOEXEC : 0, type: d.type, fd });
   }
@@ -155,6 +197,8 @@ function pidfdOf(w: TableWork, vpid: number): number {
 function openItem(w: TableWork, item: TableItem): Waiting | null {
   const { r, task, run } = w;
   const held = run.opened.get(item.id);
+  // In flight only, and open already (with the socket pair it is an end of).
+  if (held && !item.fds.length) return null;
   let tmp: number;
   if (held) {
     // Its fd there may still be a queued dup3 of that task's.
@@ -162,9 +206,18 @@ function openItem(w: TableWork, item: TableItem): Waiting | null {
     const from = held.task.vpid;
     tmp = r.call(`take file ${item.id} from task ${from} into task ${task.vpid}`, SYS.pidfd_getfd, pidfdOf(w, from), held.fd, 0);
   } else {
-    const got = item.kind.open(w, item.entry);
+    // Given by crest's caller (--inherit-fd), or made.
+    const got = inherited(w, item.kind, item.entry) ?? item.kind.open(w, item.entry);
     if (typeof got !== "number") return got;
     tmp = got;
+  }
+  if (!item.fds.length) {
+    // In flight only (no fd refers to it): held above the table's fds until the end, for whoever passes it.
+    const kept = w.park(tmp);
+    run.opened.set(item.id, { task, fd: kept });
+    run.transient.push({ task, fd: kept });
+    setOwner(r, task, item.kind.fown(item.entry, run), kept);
+    return null;
   }
   // Queued: they run with the task's next call.
   for (const e of item.fds) {
@@ -206,6 +259,18 @@ function tableItems(tasks: readonly RestoreTask[], run: RestoreRun): TableItem[]
       items.push({ id, what: `file ${id} for fd ${fds[0]!.fd} of task ${task.vpid}`, task, entry, kind: kindOf(run, entry), fds });
     }
   }
+  // Files in flight that no fd refers to: opened in the task of the description that carries them (which may carry more).
+  const known = new Set(items.map((i) => i.id));
+  for (let i = 0; i < items.length; i++) {
+    const carrier = items[i]!;
+    for (const id of carrier.kind.carries?.(carrier.entry, run) ?? []) {
+      if (known.has(id)) continue;
+      known.add(id);
+      const entry = run.files.get(id);
+      if (!entry) throw run.images.invalid(IMG.files, undefined, `file ${carrier.id} carries file ${id} in flight, which is not in files.img`);
+      items.push({ id, what: `file ${id} in flight in file ${carrier.id} of task ${carrier.task.vpid}`, task: carrier.task, entry, kind: kindOf(run, entry), fds: [] });
+    }
+  }
   return items;
 }
 
@@ -228,7 +293,7 @@ function restoreTables(tasks: readonly RestoreTask[], run: RestoreRun): void {
     if (!wait && first) openedBy.set(item.id, item);
     return wait;
   }, (id) => run.opened.has(id));
-  for (const item of openedBy.values()) item.kind.settle?.(workOf(item.task), item.entry, item.fds[0]!.fd);
+  for (const item of openedBy.values()) item.kind.settle?.(workOf(item.task), item.entry, item.fds[0]?.fd ?? run.opened.get(item.id)!.fd);
   for (const w of work.values()) {
     for (const fd of w.pidfds.values()) w.r.later({ what: `close a pidfd in task ${w.task.vpid}`, nr: SYS.close, args: [fd] });
     w.r.resetScratch();
@@ -255,6 +320,9 @@ export const filesKind: TaskKind = {
   },
   finishDump(run) {
     for (const k of FILE_KINDS) k.finishDump?.(run);
+    const s = run.state(dumped);
+    for (const fd of s.held) closeSync(fd);
+    s.held = [];
   },
   plan(run) {
     for (const k of FILE_KINDS) k.plan?.(run);

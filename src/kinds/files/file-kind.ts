@@ -24,6 +24,12 @@ export interface FdFacts {
   what: string;
   /** The owner of the file's async I/O signals. */
   fown: fown_entry;
+  /**
+   * For a file in flight (`pid` is crest's, holding a copy): the task whose
+   * fd numbers the file's own fd numbers refer to (an epoll's targets), the
+   * task whose socket's queue carried it.
+   */
+  table?: number;
 }
 
 /** What a task under restore needs to recreate one description. */
@@ -39,6 +45,27 @@ export interface OpenContext {
   park(fd: number): number;
 }
 
+/** What a kind may ask of the fd table while it dumps a description. */
+export interface HeldFiles {
+  /**
+   * Dumps a description crest holds a copy of at its own fd `fd` (a file in
+   * flight in a socket's queue, which the peek gave crest) as any task's fd,
+   * deduplicated against every description seen (kcmp). It runs once the
+   * description being dumped is recorded, so a socket passed over itself
+   * finds itself; `then` gets the files.img id. The fd table owns the copy
+   * from here and closes it at the end of the dump. `what` names it.
+   */
+  dumpHeld(fd: number, what: string, then: (id: number) => void): void;
+}
+
+/** How a restore may take a description from crest's caller (--inherit-fd fd[N]:KEY) instead of recreating it. */
+export interface InheritKey {
+  /** criu's key: pipe:[INO], socket:[INO], a path without its leading '/' ('.' for the root). */
+  key: string;
+  /** Open flags to reopen the given file with through /proc (each end of a pipe its own), rather than use it as it is. */
+  reopen?: number;
+}
+
 export interface FileKind {
   readonly name: string;
   /** fd_types value of its file_entry. */
@@ -47,7 +74,7 @@ export interface FileKind {
   /** Restore, before any task exists: checks what the kind needs of the images and options. */
   plan?(run: RestoreRun): void;
   /** Adds the description to files.img (and whatever else it needs) and returns its id. */
-  dump(f: FdFacts, run: DumpRun): number;
+  dump(f: FdFacts, run: DumpRun, held: HeldFiles): number;
   /** Once every task is dumped: writes the whole-run images the kind gathered. */
   finishDump?(run: DumpRun): void;
   /**
@@ -56,6 +83,14 @@ export interface FileKind {
    * peer, a pty's master): the fd table tries it again once that one is.
    */
   open(c: OpenContext, entry: file_entry): number | Waiting;
+  /** The description's key for --inherit-fd, if it can be given by crest's caller (criu's file_desc_ops.name). */
+  inheritKey?(entry: file_entry, run: RestoreRun): InheritKey | undefined;
+  /**
+   * Descriptions (files.img ids) this one carries in flight: files passed in
+   * a unix socket's queue. The fd table opens those that no fd of any task
+   * refers to in the task that opens this one, and holds them until the end.
+   */
+  carries?(entry: file_entry, run: RestoreRun): number[];
   /** The owner of the description's async I/O signals, as dumped. */
   fown(entry: file_entry, run: RestoreRun): fown_entry | undefined;
   /** Once every description of every task is open and in place: what needs other fds (an epoll's targets). */

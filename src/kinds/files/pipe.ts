@@ -140,6 +140,8 @@ export const pipeKind: FileKind = {
   },
   finishDump: (run) => writeData(run, IMG.pipesData, run.state(dumped).pipes),
   fown: (entry) => entry.pipe?.fown,
+  // Both ends share the key: each is reopened from the given pipe with its own flags (criu's reopen_pipe); no data is written into it.
+  inheritKey: (entry) => (entry.pipe ? { key: `pipe:[${entry.pipe.pipe_id}]`, reopen: entry.pipe.flags } : undefined),
   open: makePipe,
 };
 

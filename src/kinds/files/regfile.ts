@@ -179,6 +179,8 @@ export const regFileKind: FileKind = {
   // remap-fpath.img and the ghosts' names belong to the deleted regular files (and FIFOs, and mappings) that need them.
   finishDump: finishGhostsDump,
   fown: (entry) => entry.reg?.fown,
+  // criu's key: the path without its leading '/' ('.' for the root); the caller's description is used as it is.
+  inheritKey: (entry) => (entry.reg ? { key: entry.reg.name === "/" ? "." : entry.reg.name.replace(/^\//, "") } : undefined),
   open: ({ r, run }, entry) => openRegFile(r, regFile(run, entry.id)),
   finishRestore: finishGhostsRestore,
 };

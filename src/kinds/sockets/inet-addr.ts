@@ -38,15 +38,20 @@ export function parseSockaddr(b: Buffer): InetAddress {
   return { port, addr: [0, 1, 2, 3].map((i) => b.readUInt32LE(8 + i * 4)), scopeId: b.readUInt32LE(24) };
 }
 
-const ENOTCONN = 107;
+const ENOTCONN = 107, SOL_SOCKET = 1, SO_PEERNAME = 28;
 
-/** The socket's own address (getsockname) or its peer's (getpeername); undefined if it has none. */
-export function socketAddress(fd: number, peer: boolean): InetAddress | undefined {
-  const b = Buffer.alloc(28);
+/**
+ * The socket's own address (getsockname) or its peer's; undefined if it has
+ * none. The peer comes from SO_PEERNAME, as criu reads it: unlike
+ * getpeername it still names the peer of a connection that has closed.
+ */
+export function socketAddress(fd: number, family: number, peer: boolean): InetAddress | undefined {
+  // SO_PEERNAME wants room for exactly the family's address, no more.
+  const b = Buffer.alloc(family === AF_INET ? 16 : 28);
   const len = new Uint32Array([b.length]);
-  const r = native.syscall(peer ? SYS.getpeername : SYS.getsockname, fd, b, len);
+  const r = peer ? native.syscall(SYS.getsockopt, fd, SOL_SOCKET, SO_PEERNAME, b, len) : native.syscall(SYS.getsockname, fd, b, len);
   if (r === -ENOTCONN) return undefined;
-  if (r < 0) throw new Error(`${peer ? "getpeername" : "getsockname"} failed: errno ${-r}`);
+  if (r < 0) throw new Error(`${peer ? "SO_PEERNAME" : "getsockname"} failed: errno ${-r}`);
   return parseSockaddr(b);
 }
 

@@ -39,21 +39,27 @@ import { chooseLockMethod, lockConnections, lockMethodOf, LOCK_METHOD_IDS, unloc
 import { takeFd } from "./unix.js";
 import { faultPoint } from "../../fault.js";
 
-const SOCK_STREAM = 1, SOCK_DGRAM = 2;
+const SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_RAW = 3;
 const IPPROTO_ICMP = 1, IPPROTO_ICMPV6 = 58;
-const SOL_IP = 0, SOL_IPV6 = 41, SOL_UDP = 17;
-const IP = { TOS: 1, TTL: 2, PKTINFO: 8, FREEBIND: 15 } as const;
-const IPV6 = { V6ONLY: 26, RECVPKTINFO: 49, FREEBIND: 78 } as const;
+const SOL_IP = 0, SOL_IPV6 = 41, SOL_UDP = 17, SOL_RAW = 255, SOL_ICMPV6 = 58;
+const IP = { TOS: 1, TTL: 2, HDRINCL: 3, PKTINFO: 8, FREEBIND: 15, NODEFRAG: 22 } as const;
+const IPV6 = { V6ONLY: 26, HDRINCL: 36, RECVPKTINFO: 49, FREEBIND: 78 } as const;
+/** ICMP_FILTER (SOL_RAW) and ICMPV6_FILTER (SOL_ICMPV6): a bitmap of 1 and 8 words. */
+const ICMP_FILTER = 1;
 const UDP_CORK = 1;
 const POLLHUP = 0x10, POLLRDHUP = 0x2000;
 const ENOTCONN = 107;
 
 const familyName = (f: number) => (f === AF_INET ? "IPv4" : "IPv6");
-const protoName = (p: number) => ({ 6: "TCP", 17: "UDP", 136: "UDP-Lite", 1: "ICMP", 58: "ICMPv6" } as Record<number, string>)[p] ?? `protocol ${p}`;
+const protoName = (p: number) => ({ 6: "TCP", 17: "UDP", 136: "UDP-Lite", 1: "ICMP", 58: "ICMPv6", 255: "IP" } as Record<number, string>)[p] ?? `protocol ${p}`;
+/** "IPv4 TCP socket", "IPv6 raw UDP socket". */
+const kindName = (family: number, type: number, proto: number) => `${familyName(family)} ${type === SOCK_RAW ? "raw " : ""}${protoName(proto)} socket`;
+/** A raw socket's filter of ICMP types: the words of struct icmp_filter or icmp6_filter. */
+const icmpFilterWords = (family: number) => (family === AF_INET ? 1 : 8);
 
 /** A TCP socket with a peer: put back with repair mode (criu's tcp_connection). */
-const isConnection = (e: { proto: number; dst_port: number; state: number }): boolean =>
-  e.proto === IPPROTO.TCP && e.dst_port !== 0 && e.state !== TCP_STATE.LISTEN;
+const isConnection = (e: { type: number; proto: number; dst_port: number; state: number }): boolean =>
+  e.type === SOCK_STREAM && e.proto === IPPROTO.TCP && e.dst_port !== 0 && e.state !== TCP_STATE.LISTEN;
 
 /** The family of a socket fd, read on crest's copy; undefined if it is not a socket crest can look at. */
 function socketFamily(f: FdFacts): number {
@@ -107,13 +113,24 @@ function polledShutdown(fd: number): number {
   return revents & POLLHUP && revents & POLLRDHUP ? 1 : 0;
 }
 
-function ipOptions(fd: number, family: number, what: string): ip_opts_entry {
+function ipOptions(fd: number, family: number, type: number, proto: number, what: string): ip_opts_entry {
   const flag = (level: number, opt: number) => getOpt(fd, level, opt, what) !== 0;
-  if (family === AF_INET6) return { freebind: flag(SOL_IPV6, IPV6.FREEBIND), pktinfo: flag(SOL_IPV6, IPV6.RECVPKTINFO) };
-  return {
-    freebind: flag(SOL_IP, IP.FREEBIND), pktinfo: flag(SOL_IP, IP.PKTINFO),
-    tos: getOpt(fd, SOL_IP, IP.TOS, what), ttl: getOpt(fd, SOL_IP, IP.TTL, what),
-  };
+  const o: ip_opts_entry = family === AF_INET6
+    ? { freebind: flag(SOL_IPV6, IPV6.FREEBIND), pktinfo: flag(SOL_IPV6, IPV6.RECVPKTINFO) }
+    : { freebind: flag(SOL_IP, IP.FREEBIND), pktinfo: flag(SOL_IP, IP.PKTINFO), tos: getOpt(fd, SOL_IP, IP.TOS, what), ttl: getOpt(fd, SOL_IP, IP.TTL, what) };
+  if (type !== SOCK_RAW) return o;
+  // A raw socket's own options, as criu keeps them.
+  const icmp = family === AF_INET ? proto === IPPROTO_ICMP : proto === IPPROTO_ICMPV6;
+  let filter: number[] = [];
+  if (icmp) {
+    const words = new Uint32Array(icmpFilterWords(family));
+    check(native.syscall(SYS.getsockopt, fd, family === AF_INET ? SOL_RAW : SOL_ICMPV6, ICMP_FILTER, words, new Uint32Array([words.byteLength])), `read the ICMP filter of ${what}`);
+    filter = [...words];
+  }
+  o.raw = family === AF_INET6
+    ? { hdrincl: flag(SOL_IPV6, IPV6.HDRINCL), icmpv_filter: filter }
+    : { hdrincl: flag(SOL_IP, IP.HDRINCL), nodefrag: flag(SOL_IP, IP.NODEFRAG), icmpv_filter: filter };
+  return o;
 }
 
 function tcpOptions(fd: number, what: string): tcp_opts_entry {
@@ -126,16 +143,20 @@ function dumpInet(f: FdFacts, run: DumpRun): number {
   let keep = false;
   try {
     const family = getInt(mine, SO.DOMAIN, f.what), type = getInt(mine, SO.TYPE, f.what), proto = getInt(mine, SO.PROTOCOL, f.what);
-    const what = `${f.what} (${familyName(family)} ${protoName(proto)} socket, inode ${f.st.ino})`;
-    if (type !== SOCK_STREAM && type !== SOCK_DGRAM) throw new UnsupportedError(`${what} is a raw or type ${type} socket; crest does not support it yet`);
+    const what = `${f.what} (${kindName(family, type, proto)}, inode ${f.st.ino})`;
+    if (type !== SOCK_STREAM && type !== SOCK_DGRAM && type !== SOCK_RAW) throw new UnsupportedError(`${what} is a socket of type ${type}; crest supports stream, datagram and raw inet sockets`);
     if (type === SOCK_STREAM && proto !== IPPROTO.TCP) throw new UnsupportedError(`${what} is a stream socket of ${protoName(proto)}; crest supports TCP streams only`);
     if (type === SOCK_DGRAM && ![IPPROTO.UDP, IPPROTO.UDPLITE, IPPROTO_ICMP, IPPROTO_ICMPV6].includes(proto as 17)) {
       throw new UnsupportedError(`${what} is a datagram socket of ${protoName(proto)}; crest does not support it`);
     }
-    const d = diagOf(run, family, proto, f.st.ino);
-    const own = socketAddress(mine, false), peer = socketAddress(mine, true);
+    const d = type === SOCK_RAW ? undefined : diagOf(run, family, proto, f.st.ino);
+    const own = socketAddress(mine, family, false), peer = socketAddress(mine, family, true);
     let state: number, shutdown: number;
-    if (proto === IPPROTO.TCP) {
+    if (type === SOCK_RAW) {
+      // A raw socket has no state of its own: criu keeps it as CLOSE (ESTABLISHED once connected).
+      state = peer ? TCP_STATE.ESTABLISHED : TCP_STATE.CLOSE;
+      shutdown = 0;
+    } else if (proto === IPPROTO.TCP) {
       state = tcpInfo(mine, what).state;
       shutdown = d ? d.shutdown : polledShutdown(mine);
     } else {
@@ -149,13 +170,13 @@ function dumpInet(f: FdFacts, run: DumpRun): number {
     }
     // A reset connection keeps its peer for sock_diag only.
     const dst = peer ?? (d && d.dstPort ? { port: d.dstPort, addr: d.dst, scopeId: 0 } : undefined);
-    if (proto === IPPROTO.TCP) checkTcpState(run, what, state, d);
+    if (proto === IPPROTO.TCP && type === SOCK_STREAM) checkTcpState(run, what, state, d);
     const entry: inet_sk_entry = {
       id: run.nextId("file"), ino: f.st.ino, family, type, proto, state,
       src_port: own?.port ?? 0, dst_port: dst?.port ?? 0, flags: f.info.flags & ~O.CLOEXEC,
       backlog: state === TCP_STATE.LISTEN ? (d?.wqueue ?? tcpInfo(mine, what).sacked) : (d?.wqueue ?? 0),
       src_addr: imageWords(family, own?.addr ?? []), dst_addr: imageWords(family, dst?.addr ?? []),
-      fown: f.fown, opts: dumpOptions(mine, what), ip_opts: ipOptions(mine, family, what),
+      fown: f.fown, opts: dumpOptions(mine, what), ip_opts: ipOptions(mine, family, type, proto, what),
       ...(shutdown ? { shutdown: shutdown as inet_sk_entry["shutdown"] } : {}),
     };
     if (family === AF_INET6) {
@@ -166,7 +187,7 @@ function dumpInet(f: FdFacts, run: DumpRun): number {
         entry.ifname = name;
       }
     }
-    if (proto === IPPROTO.TCP) entry.tcp_opts = tcpOptions(mine, what);
+    if (proto === IPPROTO.TCP && type === SOCK_STREAM) entry.tcp_opts = tcpOptions(mine, what);
     run.files.push({ type: fd_types.INETSK, id: entry.id, isk: entry });
     if (isConnection(entry) && !run.opts.net.tcpClose) {
       run.state(dumped).connections.push({ entry, fd: mine, what });
@@ -301,8 +322,9 @@ function ifindex(name: string, what: string): number {
 function bindInet(fd: number, e: inet_sk_entry, what: string): void {
   const scope = e.ifname ? ifindex(e.ifname, what) : 0;
   const addr = sockaddr(e.family, e.src_port, e.src_addr, scope);
-  const freebindOff = e.family === AF_INET6 && !e.ip_opts?.freebind;
-  if (e.family === AF_INET6) setOpt(fd, SOL_IP, IP.FREEBIND, 1, what);
+  const freebind = e.family === AF_INET6 && e.type !== SOCK_RAW;
+  const freebindOff = freebind && !e.ip_opts?.freebind;
+  if (freebind) setOpt(fd, SOL_IP, IP.FREEBIND, 1, what);
   check(native.syscall(SYS.bind, fd, addr, addr.length), `bind ${what} to port ${e.src_port}`);
   if (freebindOff) setOpt(fd, SOL_IP, IP.FREEBIND, 0, what);
 }
@@ -313,12 +335,25 @@ function restoreIpOptions(fd: number, e: inet_sk_entry, what: string): void {
   if (e.family === AF_INET6) {
     if (o.freebind) setOpt(fd, SOL_IPV6, IPV6.FREEBIND, 1, what);
     if (o.pktinfo) setOpt(fd, SOL_IPV6, IPV6.RECVPKTINFO, 1, what);
+    restoreRawOptions(fd, e, what);
     return;
   }
   if (o.freebind) setOpt(fd, SOL_IP, IP.FREEBIND, 1, what);
   if (o.pktinfo) setOpt(fd, SOL_IP, IP.PKTINFO, 1, what);
   if (o.tos) setOpt(fd, SOL_IP, IP.TOS, o.tos, what);
   if (o.ttl) setOpt(fd, SOL_IP, IP.TTL, o.ttl, what);
+  restoreRawOptions(fd, e, what);
+}
+
+function restoreRawOptions(fd: number, e: inet_sk_entry, what: string): void {
+  const raw = e.ip_opts?.raw;
+  if (!raw) return;
+  if (raw.icmpv_filter.length && (e.proto === IPPROTO_ICMP || e.proto === IPPROTO_ICMPV6)) {
+    const words = new Uint32Array(raw.icmpv_filter);
+    check(native.syscall(SYS.setsockopt, fd, e.family === AF_INET6 ? SOL_ICMPV6 : SOL_RAW, ICMP_FILTER, words, words.byteLength), `set the ICMP filter of ${what}`);
+  }
+  if (raw.nodefrag) setOpt(fd, SOL_IP, IP.NODEFRAG, 1, what);
+  if (raw.hdrincl) setOpt(fd, e.family === AF_INET6 ? SOL_IPV6 : SOL_IP, e.family === AF_INET6 ? IPV6.HDRINCL : IP.HDRINCL, 1, what);
 }
 
 function restoreTcpOptions(fd: number, t: tcp_opts_entry | undefined, what: string): void {
@@ -333,7 +368,7 @@ function restoreTcpOptions(fd: number, t: tcp_opts_entry | undefined, what: stri
 function openInet(c: OpenContext, entry: file_entry): number {
   const { r, task, run } = c;
   const e = entry.isk!;
-  const what = `${familyName(e.family)} ${protoName(e.proto)} socket ${e.ino} in task ${task.vpid}`;
+  const what = `${kindName(e.family, e.type, e.proto)} ${e.ino} in task ${task.vpid}`;
   if (e.family !== AF_INET && e.family !== AF_INET6) throw run.images.invalid(IMG.files, undefined, `${what} has family ${e.family}`);
   const fd = r.call(`create ${what}`, SYS.socket, e.family, e.type, e.proto);
   const mine = takeFd(task.pid, fd, what);
@@ -350,8 +385,11 @@ function openInet(c: OpenContext, entry: file_entry): number {
       const sh = native.syscall(SYS.shutdown, mine, 2 /* SHUT_RDWR */);
       if (sh !== -ENOTCONN) check(sh, `shut ${what} down`);
     } else {
-      // Non-blocking while it is put back: a connection still sending its SYN connects for real.
+      // Non-blocking while it is put back (a connection still sending its SYN connects for real), with buffers
+      // that take its queues whole; its own sizes and flags come back below (criu's restore_prepare_socket).
       check(native.syscall(SYS.fcntl, mine, F.SETFL, O.NONBLOCK), `set the flags of ${what}`);
+      setInt(mine, SO.SNDBUFFORCE, 0x3fffffff, what);
+      setInt(mine, SO.RCVBUFFORCE, 0x3fffffff, what);
       const scope = e.ifname ? ifindex(e.ifname, what) : 0;
       restoreConnection(mine, {
         family: e.family, src: { port: e.src_port, addr: e.src_addr, scopeId: scope }, dst: { port: e.dst_port, addr: e.dst_addr },
@@ -385,6 +423,7 @@ export const inetSocketKind: FileKind = {
   finishDump: dumpConnections,
   plan: planInet,
   fown: (entry) => entry.isk?.fown,
+  inheritKey: (entry) => (entry.isk ? { key: `socket:[${entry.isk.ino}]` } : undefined),
   open: openInet,
   finishRestore(run) {
     // Every socket of every port is bound: each gets its own reuse flags back (connections once out of repair mode).

@@ -189,6 +189,11 @@ function checkPidsFree(tree: LoadedTree, log: Logger): void {
 
 export function restore(opts: Options, log: Logger): RestoreResult {
   if (opts.restore.statusFd !== undefined && !isOpenFd(opts.restore.statusFd)) throw new Error(`--status-fd ${opts.restore.statusFd} is not an open file descriptor of crest`);
+  // As criu's inherit_fd_add: the fd must be open; the files it replaces are logged as they are found (kinds/files/inherit.ts).
+  for (const i of opts.inheritFd) {
+    if (!isOpenFd(i.fd)) throw new Error(`--inherit-fd fd[${i.fd}]:${i.key}: fd ${i.fd} is not an open file descriptor of crest`);
+    log.info(`File ${i.key} will be restored from inherit fd ${i.fd}`);
+  }
   const tree = loadTree(opts.images.dir);
   const { images, nodes } = tree;
   const run: RestoreRun = {
