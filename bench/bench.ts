@@ -3,21 +3,25 @@
 // Memory: a process with 1 GiB (CREST_BENCH_MIB) of non-zero memory dumped
 // and restored, against a reference measured in the same run: writing as
 // many fresh pages to the same filesystem, which a dump must do. Tasks:
-// trees of 1, 10 and 100 processes and one process with 100 threads. Every
-// row gives crest's time as a ratio of criu's, and crest's injected syscalls
-// and ptrace stops per task.
+// trees of 1, 10 and 100 processes and one process with 100 threads. TCP:
+// one process holding 1,000 (CREST_BENCH_CONNS) established loopback
+// connections, both ends, 100 bytes in flight each way, dumped and restored
+// with --tcp-established, and what crest's network lock and unlock took.
+// Every row gives crest's time as a ratio of criu's, and crest's injected
+// syscalls and ptrace stops per task.
 //
 // criu is CREST_BENCH_CRIU, or `criu` on PATH: any criu-compatible binary
 // that `check`s fine here. Without one the run says so and gives crest's
 // rows alone.
 import { spawnSync } from "node:child_process";
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { native } from "../src/sys/native.js";
 import { IMG, readImage } from "../src/images/index.js";
 import { CREST, finish, imagesDir, startWorkload, stop, waitTreeGone, alive, type Workload } from "../test/cr/harness.js";
 
 const MIB = Number(process.env.CREST_BENCH_MIB ?? 1024);
+const CONNS = Number(process.env.CREST_BENCH_CONNS ?? 1000);
 const ROUNDS = Number(process.env.CREST_BENCH_ROUNDS ?? 5);
 const bytes = MIB << 20;
 const secs = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
@@ -47,6 +51,9 @@ interface Result {
   syscalls: number;
   stops: number;
   verdict: string;
+  /** ms crest's network lock and unlock took, from its logs (NaN for criu, or without connections). */
+  lockMs: number;
+  unlockMs: number;
 }
 
 /** The "Injected syscalls" and "Ptrace stops" lines crest's --display-stats prints. */
@@ -55,11 +62,16 @@ function remoteCounts(out: string): { syscalls: number; stops: number } {
   return { syscalls: n("Injected syscalls"), stops: n("Ptrace stops") };
 }
 
-function cycle(tool: Tool, w: Workload): Result {
+/** "... with nftables in 12.3 ms": what crest's log says the lock (or unlock) took. */
+function lockTime(log: string, what: "Locked" | "Unlocked"): number {
+  return Number(new RegExp(`${what} the network of \\d+ TCP connection\\(s\\).* in ([\\d.]+) ms`).exec(log)?.[1] ?? NaN);
+}
+
+function cycle(tool: Tool, w: Workload, extra: string[]): Result {
   const dir = imagesDir(w, `imgs-${tool.name}`);
   // criu needs the directory to exist; crest would make it.
   mkdirSync(dir, { recursive: true });
-  const cmd = (args: string[]) => spawnSync(tool.bin, [...args, "--display-stats"], { encoding: "utf8" });
+  const cmd = (args: string[]) => spawnSync(tool.bin, [...args, ...extra, "--display-stats"], { encoding: "utf8" });
   let t0 = process.hrtime.bigint();
   const d = cmd(["dump", "-t", String(w.pid), "-D", dir, "-o", "dump.log"]);
   const dump = secs(t0);
@@ -71,9 +83,13 @@ function cycle(tool: Tool, w: Workload): Result {
   const restore = secs(t0);
   if (r.status !== 0 || !alive(w.pid)) throw new Error(`${tool.name} restore failed: ${r.stderr}`);
   const verdict = finish(w);
+  const logs = ["dump.log", "restore.log"].map((f) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), "utf8") : ""));
   rmSync(dir, { recursive: true, force: true });
   const a = remoteCounts(d.stdout), b = remoteCounts(r.stdout);
-  return { dump, frozen, restore, syscalls: a.syscalls + b.syscalls, stops: a.stops + b.stops, verdict };
+  return {
+    dump, frozen, restore, syscalls: a.syscalls + b.syscalls, stops: a.stops + b.stops, verdict,
+    lockMs: lockTime(logs[0]!, "Locked"), unlockMs: lockTime(logs[1]!, "Unlocked"),
+  };
 }
 
 /**
@@ -81,14 +97,14 @@ function cycle(tool: Tool, w: Workload): Result {
  * within each round (so that drift in the machine's state weighs on them
  * alike); the median of each figure, per tool.
  */
-function measure(workload: string, args: string[], each?: () => void): Result[] {
+function measure(workload: string, args: string[], each?: () => void, extra: string[] = []): Result[] {
   const rs: Result[][] = tools.map(() => []);
   for (let i = 0; i < ROUNDS; i++) {
     tools.forEach((tool, t) => {
       const w = startWorkload(workload, args);
       try {
         each?.();
-        rs[t]!.push(cycle(tool, w));
+        rs[t]!.push(cycle(tool, w, extra));
       } finally {
         stop(w);
       }
@@ -101,7 +117,7 @@ function medianOf(rs: Result[]): Result {
   const m = (f: (r: Result) => number) => median(rs.map(f));
   return {
     dump: m((r) => r.dump), frozen: m((r) => r.frozen), restore: m((r) => r.restore), syscalls: m((r) => r.syscalls),
-    stops: m((r) => r.stops), verdict: rs.every((r) => r.verdict === "PASS") ? "PASS" : rs.map((r) => r.verdict).join("; "),
+    stops: m((r) => r.stops), lockMs: m((r) => r.lockMs), unlockMs: m((r) => r.unlockMs), verdict: rs.every((r) => r.verdict === "PASS") ? "PASS" : rs.map((r) => r.verdict).join("; "),
   };
 }
 
@@ -135,6 +151,8 @@ const memory = measure("bigmem", [String(MIB)], () => {
 const ref = median(refs);
 const TASKS: Array<[string, string, number]> = [["forest", "1", 1], ["forest", "10", 10], ["forest", "100", 100], ["threads", "100", 101]];
 const perTasks = TASKS.map(([w, arg, n]) => ({ name: `${w} ${arg}`, n, rs: measure(w, [arg]) }));
+// -v3: the lock's timings are info lines of crest's log.
+const tcp = measure("sk-inet", ["many", String(CONNS)], undefined, ["--tcp-established", "-v3"]);
 
 const s = (x: number) => `${x.toFixed(3)} s`;
 const ratio = (a: number, b: number | undefined) => (b === undefined ? "" : `${(a / b).toFixed(2)}x`);
@@ -160,6 +178,17 @@ for (const { name, n, rs } of perTasks) {
   console.log(`${name.padEnd(14)}${String(n).padStart(6)}${s(c!.dump).padStart(12)}${s(c!.restore).padStart(10)}` +
     `${k ? `${s(k.dump).padStart(11)}${s(k.restore).padStart(10)}${ratio(c!.dump, k.dump).padStart(7)}${ratio(c!.restore, k.restore).padStart(9)}` : ""}` +
     `${(c!.syscalls / n).toFixed(0).padStart(10)}${(c!.stops / n).toFixed(0).padStart(8)}${verdicts(rs)}`);
+}
+console.log(`\nTCP: ${CONNS} established loopback connections (both ends in one process), --tcp-established`);
+{
+  const [c, k] = tcp;
+  console.log(`${"".padEnd(24)}${"crest".padStart(10)}${k ? `${"criu".padStart(10)}${"crest/criu".padStart(12)}` : ""}`);
+  for (const [row, f] of [["dump", (r: Result) => r.dump], ["  frozen", (r: Result) => r.frozen], ["restore", (r: Result) => r.restore]] as const) {
+    console.log(`${row.padEnd(24)}${s(f(c!)).padStart(10)}${k ? `${s(f(k)).padStart(10)}${ratio(f(c!), f(k)).padStart(12)}` : ""}`);
+  }
+  console.log(`${"  network lock".padEnd(24)}${`${c!.lockMs.toFixed(1)} ms`.padStart(10)}`);
+  console.log(`${"  network unlock".padEnd(24)}${`${c!.unlockMs.toFixed(1)} ms`.padStart(10)}`);
+  if (verdicts(tcp)) console.log(`verdicts:${verdicts(tcp)}`);
 }
 if (typeof criu === "string") console.log(`\ncriu: not measured (${criu})`);
 rmSync(tmp, { recursive: true, force: true });

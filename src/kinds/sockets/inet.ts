@@ -215,6 +215,8 @@ function checkTcpState(run: DumpRun, what: string, state: number, d: InetDiag | 
   }
 }
 
+const msSince = (t0: bigint): string => (Number(process.hrtime.bigint() - t0) / 1e6).toFixed(1);
+
 /** An entry's connection, as the lock names it. */
 const connectionOf = (e: inet_sk_entry): Connection => ({ family: e.family, src: e.src_addr, srcPort: e.src_port, dst: e.dst_addr, dstPort: e.dst_port });
 
@@ -231,8 +233,9 @@ function dumpConnections(run: DumpRun): void {
   const method = chooseLockMethod(run.opts.net.lock);
   const runId = readFileSync("/proc/sys/kernel/random/uuid", "utf8").trim();
   const conns = connections.map((c) => connectionOf(c.entry));
+  const t0 = process.hrtime.bigint();
   lockConnections(method, runId, conns);
-  run.log.info(`Locked the network of ${conns.length} TCP connection(s) with ${method}`);
+  run.log.info(`Locked the network of ${conns.length} TCP connection(s) with ${method} in ${msSince(t0)} ms`);
   run.undo.push(() => {
     unlockConnections(method, runId, conns);
     run.log.info(`Unlocked the network of ${conns.length} TCP connection(s)`);
@@ -437,8 +440,9 @@ export const inetSocketKind: FileKind = {
     if (conns.length && method !== "skip" && !run.inventory.tcp_close) {
       // A lock that is not there (images moved to another machine, or lifted by hand) is no reason to fail, as with criu.
       try {
+        const t0 = process.hrtime.bigint();
         unlockConnections(method, runId, conns);
-        run.log.info(`Unlocked the network of ${conns.length} TCP connection(s) (${method})`);
+        run.log.info(`Unlocked the network of ${conns.length} TCP connection(s) (${method}) in ${msSince(t0)} ms`);
       } catch (e) {
         run.log.warn((e as Error).message);
       }
