@@ -224,6 +224,13 @@ function placeSpecials(r: Remote, current: MapEntry[], target: vma_entry[], take
     const name = is(v, VMA.VDSO) ? "[vdso]" : wanted.has("[vvar]") ? "[vvar_vclock]" : "[vvar]";
     wanted.set(name, v);
   }
+  // CRIU 4.2 keeps [vvar] and [vvar_vclock] (Linux 6.13+) as one VVAR area: split again as this kernel lays them out.
+  const vvar = mine.find((m) => m.path === "[vvar]"), vclock = mine.find((m) => m.path === "[vvar_vclock]"), w = wanted.get("[vvar]");
+  if (vvar && vclock && w && !wanted.has("[vvar_vclock]") && Number(w.end - w.start) === vvar.end - vvar.start + vclock.end - vclock.start) {
+    const split = w.start + BigInt(vvar.end - vvar.start);
+    wanted.set("[vvar]", { ...w, end: split });
+    wanted.set("[vvar_vclock]", { ...w, start: split });
+  }
   // Through a free range first, so no move lands on a special not yet moved.
   const moves: Array<{ from: number; size: number; to: number }> = [];
   let parked = findHole([...taken, ...current], mine.reduce((s, m) => s + m.end - m.start, 0) + PAGE_SIZE);
@@ -285,10 +292,15 @@ const shmem = restoreState("shared memory", (run) => {
   return { sizes, made: new Map<bigint, ShmemObject>() };
 });
 
-/** The pages a pagemap's entries need, from the image store (which refuses pages in parent images or lazy ones). */
+/**
+ * The pages a pagemap's entries need, from the image store (which refuses
+ * pages in parent images or lazy ones). CRIU marks every page that could be
+ * restored lazily PE_LAZY, and PE_PRESENT as well when it is in the pages
+ * image: only PE_LAZY alone is a page left to be served on demand.
+ */
 function pagesOf(run: RestoreRun, id: number, entries: pagemap_entry[], what: string): PageSource {
-  const has = (flag: number) => entries.some((e) => (e.flags ?? PE.PRESENT) & flag);
-  return run.images.pages(id, { parent: has(PE.PARENT), lazy: has(PE.LAZY), what });
+  const flags = entries.map((e) => e.flags ?? PE.PRESENT);
+  return run.images.pages(id, { parent: flags.some((f) => f & PE.PARENT), lazy: flags.some((f) => f & PE.LAZY && !(f & PE.PRESENT)), what });
 }
 
 function withPages(run: RestoreRun, id: number, entries: pagemap_entry[], what: string, fn: (p: PageSource) => void): void {
@@ -469,9 +481,13 @@ function restoreMemory(task: RestoreTask, run: RestoreRun): void {
   const fill = vmasWithPages(task.mm.vmas.filter((v) => !isGuard(v) && !kept.has(v)), task.pagemap);
   mapVmas(task, run, fill, kept);
   const priv = [...kept].filter((v) => !(v.flags & MAP.SHARED));
-  const runs = splitRuns(pageRuns(task.pagemap), priv.map((v) => ({ start: v.start, end: v.end })).sort((a, b) => (a.start < b.start ? -1 : 1)));
+  const byStart = (a: { start: bigint }, b: { start: bigint }) => (a.start < b.start ? -1 : 1);
+  const runs = splitRuns(pageRuns(task.pagemap), priv.map((v) => ({ start: v.start, end: v.end })).sort(byStart));
+  // CRIU 4.2 dumps the vDSO's pages too; the task has this kernel's vDSO, whose pages are not written.
+  const specials = task.mm.vmas.filter((v) => is(v, VMA.VDSO) || is(v, VMA.VVAR)).map((v) => ({ start: v.start, end: v.end })).sort(byStart);
+  const own = splitRuns(runs.outside, specials).outside;
   withPages(run, task.pagesId, task.pagemap, `process ${task.vpid}`, (pages) => {
-    fillRuns(r, pages, runs.outside, run.stats);
+    fillRuns(r, pages, own, run.stats);
     restoreInherited(task, run, pages, priv, runs.inside);
   });
   finishVmas(task, fill, kept);

@@ -443,6 +443,13 @@ export const unixSocketKind: FileKind = {
     const { queues } = run.state(dumped);
     if (queues.length) run.images.write(IMG.skQueues, undefined, queues);
   },
+  plan(run) {
+    // CRIU keeps a path name with the NUL that ends it (crest without): the name is what comes before.
+    for (const f of run.files.values()) {
+      const n = f.usk?.name;
+      if (n?.length && n[0] !== 0 && n.includes(0)) f.usk!.name = n.subarray(0, n.indexOf(0));
+    }
+  },
   fown: (entry) => entry.usk?.fown,
   inheritKey: (entry) => (entry.usk ? { key: `socket:[${entry.usk.ino}]` } : undefined),
   carries: (entry, run) => (entry.usk ? filesInFlight(run, entry.usk) : []),
