@@ -50,7 +50,7 @@ export interface PacketDiag {
   mclist: PacketMembership[];
   rxRing?: PacketRingDiag;
   txRing?: PacketRingDiag;
-  /** id | type << 16 | flags << 24, as PACKET_FANOUT reads; undefined outside a fanout group. */
+  /** id | type << 16 (without the group's flags, which PACKET_FANOUT reads); undefined outside a fanout group. */
   fanout?: number;
   /** Bytes held by the receive queue. */
   rmem: number;

@@ -92,11 +92,11 @@ function checkRings(fd: number, d: PacketDiag, what: string): void {
   if (!d.rxRing && !d.txRing) return;
   const s = ringStates(fd, d.version, d.rxRing, d.txRing, what);
   const refuse = (state: RingState | undefined, name: string, held: string) => {
-    if (state?.held) throw new UnsupportedError(`${what} has ${state.held} ${held} in its ${name}; crest does not keep the contents of rings`);
+    if (state?.held) throw new UnsupportedError(`${what} has ${state.held} ${held}; crest does not keep the contents of rings`);
     if (state?.used) throw new UnsupportedError(`${what} has a ${name} that has carried packets: a ring in use, where crest cannot give the kernel its place back; crest keeps only rings that never carried one`);
   };
-  refuse(s.rx, "receive ring (PACKET_RX_RING)", "packet(s) not handed back to the kernel");
-  refuse(s.tx, "send ring (PACKET_TX_RING)", "frame(s) not sent or not taken back");
+  refuse(s.rx, "receive ring (PACKET_RX_RING)", "packet(s) in its receive ring (PACKET_RX_RING) not handed back to the kernel");
+  refuse(s.tx, "send ring (PACKET_TX_RING)", "frame(s) in its send ring (PACKET_TX_RING) not sent yet or not taken back");
 }
 
 /** What crest refuses before keeping anything: a device gone, a BPF fanout, packets in a ring or in the queue, an error. */
@@ -105,7 +105,7 @@ function checkKeepable(fd: number, d: PacketDiag, what: string): void {
   if (d.fanout !== undefined) {
     const type = (d.fanout >>> 16) & 0xff;
     if (type === FANOUT_CBPF || type === FANOUT_EBPF) {
-      throw new UnsupportedError(`${what} is in fanout group ${d.fanout & 0xffff}, which a ${type === FANOUT_CBPF ? "classic" : "e"}BPF program steers (PACKET_FANOUT_DATA); the kernel cannot give the program back, so crest cannot restore the group`);
+      throw new UnsupportedError(`${what} is in fanout group ${d.fanout & 0xffff}, which ${type === FANOUT_CBPF ? "a classic BPF" : "an eBPF"} program steers (PACKET_FANOUT_DATA); the kernel cannot give the program back, so crest cannot restore the group`);
     }
   }
   checkRings(fd, d, what);
@@ -146,7 +146,8 @@ function dumpPacket(f: FdFacts, run: DumpRun): number {
       version: d.version, reserve: d.reserve, aux_data: (d.flags & PDI.AUXDATA) !== 0, orig_dev: (d.flags & PDI.ORIGDEV) !== 0,
       vnet_hdr: (d.flags & PDI.VNETHDR) !== 0, loss: (d.flags & PDI.LOSS) !== 0, timestamp: d.tstamp, copy_thresh: d.copyThresh,
       mclist: d.mclist.flatMap((m) => Array.from({ length: m.count }, () => ({ index: m.ifindex, type: m.type, addr: m.addr }))),
-      ...(d.fanout !== undefined ? { fanout: d.fanout } : {}),
+      // PACKET_FANOUT as the socket reads it: the diag leaves out the group's flags (rollover, defrag...).
+      ...(d.fanout !== undefined ? { fanout: getPacketInt(fd, PACKET.FANOUT, what)! >>> 0 } : {}),
       ...(d.rxRing ? { rx_ring: ringEntry(d.rxRing) } : {}),
       ...(d.txRing ? { tx_ring: ringEntry(d.txRing) } : {}),
       ...(ns !== undefined ? { ns_id: ns } : {}),
