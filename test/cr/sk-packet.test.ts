@@ -29,7 +29,7 @@ function checkImages(w: Workload): void {
     return found[0]!;
   };
   const raw = one((e) => e.protocol === net(0x88b5), "raw");
-  assert.deepEqual([raw.type, raw.ifindex, raw.version, raw.aux_data, raw.orig_dev, raw.opts.so_filter.length], [SOCK_RAW, 1, 1, true, true, 1]);
+  assert.deepEqual([raw.type, raw.ifindex, raw.version, raw.aux_data, raw.orig_dev, raw.copy_thresh, raw.opts.so_filter.length], [SOCK_RAW, 1, 1, true, true, 1, 1]);
   const dgram = one((e) => e.protocol === net(0x88b6), "dgram");
   assert.deepEqual([dgram.type, dgram.reserve, dgram.ignore_outgoing, dgram.opts.so_bound_dev], [SOCK_DGRAM, 8, true, "lo"]);
   assert.deepEqual(dgram.mclist.map((m) => m.type).sort(), [1, 1, 2, 3], "PACKET_MR_PROMISC as often as it was added, ALLMULTI, UNICAST");

@@ -3,7 +3,8 @@
  * packet_sock_spkt, and more), on lo with EtherTypes of the IEEE's local
  * experimental range, which nothing else on the machine sends:
  *   raw: SOCK_RAW bound to lo, protocol 0x88b5, PACKET_AUXDATA,
- *     PACKET_ORIGDEV, TPACKET_V2, a classic BPF filter that lets all in,
+ *     PACKET_ORIGDEV, TPACKET_V2, PACKET_COPY_THRESH (read back through
+ *     PACKET_DIAG), a classic BPF filter that lets all in,
  *     SO_RCVBUF 200000, O_NONBLOCK, shared with a child process;
  *   dgram: SOCK_DGRAM bound to lo, protocol 0x88b6, SO_BINDTODEVICE lo,
  *     PACKET_IGNORE_OUTGOING, PACKET_RESERVE 8, memberships on lo:
@@ -41,7 +42,7 @@
  *
  * Sabotage: 1 PACKET_AUXDATA cleared on raw; 2 raw bound to 0x88ba;
  * 3 dgram leaves PACKET_MR_PROMISC once; 4 ring's mapping unmapped;
- * 5 raw's filter detached.
+ * 5 raw's filter detached; 6 PACKET_COPY_THRESH cleared on raw.
  */
 #define _GNU_SOURCE
 #include "lib.h"
@@ -51,6 +52,8 @@
 #include <linux/filter.h>
 #include <linux/if_packet.h>
 #include <linux/netlink.h>
+#include <linux/packet_diag.h>
+#include <linux/sock_diag.h>
 #include <linux/rtnetlink.h>
 #include <linux/net_tstamp.h>
 #include <net/ethernet.h>
@@ -204,6 +207,44 @@ static void lo_counts(int *promisc, int *allmulti)
 	}
 }
 
+/* PACKET_COPY_THRESH cannot be read back but through the kernel's PACKET_DIAG_INFO: the socket's, by inode (-1 if not listed). */
+static int copy_thresh(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st))
+		return -1;
+	int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	struct {
+		struct nlmsghdr h;
+		struct packet_diag_req r;
+	} req = { .h = { .nlmsg_len = sizeof(req), .nlmsg_type = SOCK_DIAG_BY_FAMILY, .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP, .nlmsg_seq = 1 },
+		  .r = { .sdiag_family = AF_PACKET, .pdiag_show = PACKET_SHOW_INFO } };
+	int found = -1;
+	static char buf[65536];
+	if (send(nl, &req, sizeof(req), 0) == sizeof(req)) {
+		for (int done = 0; !done;) {
+			ssize_t n = recv(nl, buf, sizeof(buf), 0);
+			if (n <= 0)
+				break;
+			for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+				if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
+					done = 1;
+					break;
+				}
+				struct packet_diag_msg *m = NLMSG_DATA(h);
+				if (m->pdiag_ino != st.st_ino)
+					continue;
+				int len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
+				for (struct rtattr *a = (struct rtattr *)(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len))
+					if (a->rta_type == PACKET_DIAG_INFO)
+						found = (int)((struct packet_diag_info *)RTA_DATA(a))->pdi_copy_thresh;
+			}
+		}
+	}
+	close(nl);
+	return found;
+}
+
 static struct tpacket_req3 ring_req(unsigned block, unsigned nr, unsigned frame_size)
 {
 	struct tpacket_req3 r = { .tp_block_size = block, .tp_block_nr = nr, .tp_frame_size = frame_size, .tp_frame_nr = block / frame_size * nr };
@@ -324,6 +365,7 @@ int main(int argc, char **argv)
 	setopt(raw, SOL_PACKET, PACKET_AUXDATA, 1, "raw");
 	setopt(raw, SOL_PACKET, PACKET_ORIGDEV, 1, "raw");
 	setopt(raw, SOL_PACKET, PACKET_VERSION, TPACKET_V2, "raw");
+	setopt(raw, SOL_PACKET, PACKET_COPY_THRESH, 1, "raw");
 	setopt(raw, SOL_SOCKET, SO_RCVBUF, 200000, "raw");
 	pk_bind(raw, P_RAW, "raw");
 	fcntl(raw, F_SETFL, O_NONBLOCK);
@@ -398,6 +440,7 @@ int main(int argc, char **argv)
 	case 3: membership(dgram, PACKET_DROP_MEMBERSHIP, PACKET_MR_PROMISC, 0, "sabotage"); break;
 	case 4: munmap(mem, 3 * 4096); break;
 	case 5: setopt(raw, SOL_SOCKET, SO_DETACH_FILTER, 0, "sabotage"); break;
+	case 6: setopt(raw, SOL_PACKET, PACKET_COPY_THRESH, 0, "sabotage"); break;
 	}
 
 	for (int i = 0; i < N; i++) {
@@ -419,6 +462,8 @@ int main(int argc, char **argv)
 	want_opt(raw, SOL_PACKET, PACKET_ORIGDEV, 1, "raw");
 	want_opt(raw, SOL_PACKET, PACKET_VERSION, TPACKET_V2, "raw");
 	want_opt(raw, SOL_SOCKET, SO_RCVBUF, raw_rcvbuf, "raw");
+	if (copy_thresh(raw) != 1)
+		fail("raw: PACKET_COPY_THRESH (PACKET_DIAG_INFO) is %d, expected 1", copy_thresh(raw));
 	struct sock_filter got[4];
 	socklen_t gl = 4;
 	if (getsockopt(raw, SOL_SOCKET, SO_GET_FILTER, got, &gl) || gl != 1 || memcmp(got, all, sizeof(all)))
