@@ -11,18 +11,24 @@
 // criu does not keep (crest's own fields): the vnet header size,
 // PACKET_QDISC_BYPASS, PACKET_IGNORE_OUTGOING, PACKET_TX_HAS_OFF.
 //
-// Refused by name: packets queued and not read (criu drops them without a
-// word; nobody can queue a received packet again), a ring holding packets
-// (the ring's contents are not kept; an empty ring no task maps is kept,
-// and a mapped one is refused by the memory kind), a fanout group steered
-// by a BPF program (PACKET_FANOUT_DATA cannot be read back), a device gone.
+// Refused by name: packets queued and not read (criu dumps packet sockets
+// without looking at their queues, and drops them; nobody can queue a
+// received packet to a socket again), a ring that ever carried a packet
+// (packet-ring.ts: criu keeps only a ring's geometry, so its frames and the
+// kernel's place in it are lost), a fanout group steered by a BPF program
+// (PACKET_FANOUT_DATA cannot be read back), a device gone. Rings that never
+// carried a packet are kept, mapped or not: a task's mapping of them is
+// kept as criu keeps it (VMA_AREA_SOCKET, shmid the socket's file id) and
+// made again from the restored socket once every fd is in place.
 //
 // Restore: the task makes the socket with protocol 0, which receives
 // nothing; crest takes it, sets its filter, options, memberships and rings,
 // and only then binds it to its device and protocol (from then on packets
 // come in, as they did), and joins its fanout group, which needs a bound
 // socket. A SOCK_PACKET socket is bound by the device's name; what it took
-// in from other devices before that is read out and dropped.
+// in from other devices before that is read out and dropped. Not kept,
+// since no interface gives them: PACKET_STATISTICS (reading them resets
+// them) and a fanout group's PACKET_FANOUT_DATA and max_num.
 import { closeSync, readdirSync, readlinkSync } from "node:fs";
 import type { FileKind, FdFacts, OpenContext } from "../files/file-kind.js";
 import { dumpState, UnsupportedError, type DumpRun, type RestoreTask } from "../context.js";
