@@ -4,14 +4,19 @@
 // sockets bound, connected to a port id and to a group, in a group without a
 // port id, unbound NETLINK_GENERIC and NETLINK_AUDIT ones; files.img
 // NETLINKSK entries as crest and crit read them. And what crest refuses, the
-// process left running with its socket as it was: messages queued unread.
+// process left running with its socket as it was: messages queued unread;
+// and a port id someone else took meanwhile, which fails the restore naming
+// the holder.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { readImage, IMG, fd_types, type netlink_sk_entry } from "../../src/images/index.js";
 import { critBatch } from "../crit.js";
-import { assertDumpRefused, cycle, imagesDir, type Workload } from "./harness.js";
+import { closeSync } from "node:fs";
+import { native } from "../../src/sys/native.js";
+import { SYS } from "../../src/sys/constants.js";
+import { assertDumpRefused, crest, cycle, dumpLog, dumpWorkload, finish, imagesDir, restoreWorkload, startWorkload, stop, type Workload } from "./harness.js";
 
 const ROUTE = 0, USERSOCK = 2, UEVENT = 15, GENERIC = 16, AUDIT = 9;
 
@@ -70,3 +75,30 @@ test("sk-netlink in its own PID namespace", () => cycle("sk-netlink", [], undefi
 
 test("sk-netlink queued: a socket with a message not read is refused by name, the process and its message untouched", () =>
   assertDumpRefused("sk-netlink", ["queued"], /fd \d+ of process \d+ \(netlink raw socket, NETLINK_USERSOCK, inode \d+\) has messages queued that it has not read \(\d+ bytes\); crest cannot put them back/));
+
+test("sk-netlink: a port id taken since the dump fails the restore, naming who holds it; freed, the restore works", () => {
+  const w = startWorkload("sk-netlink");
+  let fd = -1;
+  try {
+    dumpWorkload(w);
+    const port = portIds(w).uev;
+    // This process takes the uevent socket's port id.
+    fd = native.syscall(SYS.socket, 16 /* AF_NETLINK */, 2 /* SOCK_DGRAM */ | 0o2000000 /* SOCK_CLOEXEC */, UEVENT);
+    assert.ok(fd >= 0);
+    const addr = Buffer.alloc(12);
+    addr.writeUInt16LE(16, 0);
+    addr.writeUInt32LE(port, 4);
+    assert.equal(native.syscall(SYS.bind, fd, addr, 12), 0);
+    const r = crest(["restore", "-D", imagesDir(w), "-o", "restore.log", "-v4", "-d"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`NETLINK_KOBJECT_UEVENT port id ${port} is taken by socket \\d+ \\(fd ${fd} of process ${process.pid} \\(node\\)\\) \\(EADDRINUSE\\); free it and restore again`));
+    assert.match(dumpLog(w, "restore.log"), /Restoring FAILED/);
+    closeSync(fd);
+    fd = -1;
+    restoreWorkload(w);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    if (fd >= 0) closeSync(fd);
+    stop(w);
+  }
+});

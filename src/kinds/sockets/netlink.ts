@@ -27,7 +27,7 @@ import type { FileKind, FdFacts, OpenContext } from "../files/file-kind.js";
 import { dumpState, UnsupportedError, type DumpRun } from "../context.js";
 import { fd_types, type file_entry, type netlink_sk_entry } from "../../images/index.js";
 import { F, O, SYS } from "../../sys/constants.js";
-import { check, SysError } from "../../sys/errno.js";
+import { check } from "../../sys/errno.js";
 import { native } from "../../sys/native.js";
 import { AF_NETLINK } from "../../kernel/netlink.js";
 import { listNetlinkSockets, NDIAG_FLAG_CB_RUNNING, type NetlinkDiag } from "./netlink-diag.js";
@@ -151,8 +151,9 @@ function holdersOf(ino: number): string[] {
 
 function portTaken(e: netlink_sk_entry, what: string): Error {
   const other = [...listNetlinkSockets().values()].find((s) => s.protocol === e.protocol && s.portid === e.portid);
-  const by = other ? `socket ${other.ino}${other.portid && holdersOf(other.ino).length ? ` (${holdersOf(other.ino).join(", ")})` : ""}` : "another socket";
-  return new SysError(`bind ${what} to its port id ${e.portid}: ${protocolName(e.protocol)} port id ${e.portid} is taken by ${by}; free it and restore again`, EADDRINUSE);
+  const holders = other ? holdersOf(other.ino) : [];
+  const by = other ? `socket ${other.ino}${holders.length ? ` (${holders.join(", ")})` : ""}` : "another socket";
+  return new Error(`${what} cannot have its port id back: ${protocolName(e.protocol)} port id ${e.portid} is taken by ${by} (EADDRINUSE); free it and restore again`);
 }
 
 /** Binds to the port id with the first 32 groups, joins the groups above (all of them for a socket without port id). */
