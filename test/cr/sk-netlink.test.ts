@@ -2,7 +2,8 @@
 // sides of 32, a datagram one with a negative port id, a uevent socket on a
 // chosen port id with a locked filter shared with a child, NETLINK_USERSOCK
 // sockets bound, connected to a port id and to a group, in a group without a
-// port id, unbound NETLINK_GENERIC and NETLINK_AUDIT ones; files.img
+// port id, unbound NETLINK_GENERIC and NETLINK_AUDIT ones, one only a unix
+// socket's queue holds (in flight); files.img
 // NETLINKSK entries as crest and crit read them. And what crest refuses, the
 // process left running with its socket as it was: messages queued unread;
 // and a port id someone else took meanwhile, which fails the restore naming
@@ -31,7 +32,7 @@ function portIds(w: Workload): Record<string, number> {
 function checkImages(w: Workload): void {
   const dir = imagesDir(w);
   const nl = readImage(dir, IMG.files).filter((f) => f.type === fd_types.NETLINKSK).map((f) => f.nlsk!);
-  assert.equal(nl.length, 9, "every netlink socket once (the child's uev is the parent's)");
+  assert.equal(nl.length, 10, "every netlink socket once (the child's uev is the parent's), the one in flight too");
   const p = portIds(w);
   const by = (pred: (e: netlink_sk_entry) => boolean, what: string): netlink_sk_entry => {
     const found = nl.filter(pred);
@@ -56,6 +57,10 @@ function checkImages(w: Workload): void {
   assert.deepEqual([mconn.state, mconn.dst_portid, mconn.dst_group], [1, p.usr, 7], "mconn is connected to usr and group 7");
   const grp = by((e) => e.protocol === USERSOCK && e.portid === 0, "grp");
   assert.deepEqual(grp.groups, [0x40], "grp is in group 7 without a port id");
+  const flight = by((e) => e.protocol === USERSOCK && e.groups.length === 1 && e.groups[0] === 0x4, "the socket in flight, in group 3");
+  assert.equal(flight.portid >>> 24, 0x45, "its chosen port id");
+  const queued = readImage(dir, IMG.skQueues).filter((p) => p.entry.scm?.some((c) => c.rights.includes(flight.id)));
+  assert.equal(queued.length, 1, "a queued datagram carries it (SCM_RIGHTS)");
   for (const proto of [GENERIC, AUDIT]) {
     const e = by((x) => x.protocol === proto, `one socket of protocol ${proto}`);
     assert.deepEqual([e.portid, e.groups, e.state], [0, [], 0], "neither bound nor connected");

@@ -17,7 +17,9 @@
  *   grp: NETLINK_USERSOCK never bound, joined to group 7 by
  *     NETLINK_ADD_MEMBERSHIP (no port id);
  *   mconn: NETLINK_USERSOCK connected to usr's port id and group 7;
- *   plain: NETLINK_GENERIC, neither bound nor connected; audit: NETLINK_AUDIT, likewise.
+ *   plain: NETLINK_GENERIC, neither bound nor connected; audit: NETLINK_AUDIT, likewise;
+ *   flight: NETLINK_USERSOCK bound to a chosen port id and group 3, sent in
+ *     a unix datagram socket's queue (SCM_RIGHTS) and closed: only the queue holds it.
  * After: getsockname (port id, groups) and getpeername of each as before,
  * NETLINK_LIST_MEMBERSHIPS, SO_TYPE, SO_PROTOCOL, F_GETFL, the NETLINK_*
  * options, SO_RCVBUF, SO_PASSCRED, the filter (instructions and lock);
@@ -26,7 +28,8 @@
  * a "crst" message sent to uevent group 1 reaches uev and an "xxxx" one
  * does not; conn's message reaches usr; mconn's reaches usr (unicast) and
  * grp (group 7), usr's with NETLINK_PKTINFO; a message to group 5 reaches
- * usr; plain gets nlctrl's answer to CTRL_CMD_GETFAMILY.
+ * usr; plain gets nlctrl's answer to CTRL_CMD_GETFAMILY; flight comes out
+ * of the queue bound as it was, and a message to its port id reaches it.
  *
  * Other modes, set up alone (for dumps crest refuses: the process runs on):
  * "queued", a NETLINK_USERSOCK socket with a message sent to it and not
@@ -352,6 +355,27 @@ int main(int argc, char **argv)
 	printf("sk-netlink: port ids route %d route2 %d uev %d usr %d conn %d mconn %d\n", (int)s[ROUTE].name_nl.nl_pid,
 	       (int)s[ROUTE2].name_nl.nl_pid, (int)uev_port, (int)usr_port, (int)s[CONN].name_nl.nl_pid, (int)s[MCONN].name_nl.nl_pid);
 
+	/* A socket only a unix socket's queue holds (in flight, SCM_RIGHTS). */
+	unsigned flight_port = 0x45000000u | ((unsigned)rand() & 0xffffff);
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sv))
+		fail("socketpair: %s", strerror(errno));
+	int flight = nl(SOCK_RAW, NETLINK_USERSOCK);
+	nl_bind(flight, flight_port, 1 << 2, "flight");
+	{
+		char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+		struct iovec iov = { .iov_base = "f", .iov_len = 1 };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &flight, sizeof(int));
+		if (sendmsg(sv[0], &m, 0) != 1)
+			fail("send the netlink socket in flight: %s", strerror(errno));
+		close(flight);
+	}
+
 	pid_t child = fork();
 	if (child == 0) {
 		signal(SIGTERM, SIG_DFL);
@@ -412,5 +436,24 @@ int main(int argc, char **argv)
 	say(usender, &g5, "to group 5", "group sender");
 	hear(usr, "to group 5", 0, 5, "usr (group 5)");
 	genl_ask(s[PLAIN].fd, "plain");
+	{
+		char cbuf[CMSG_SPACE(sizeof(int))] = { 0 }, x;
+		struct iovec iov = { .iov_base = &x, .iov_len = 1 };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+		int got = -1;
+		if (recvmsg(sv[1], &m, MSG_DONTWAIT) != 1 || !CMSG_FIRSTHDR(&m))
+			fail("flight: the netlink socket in flight is gone");
+		else
+			memcpy(&got, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof(int));
+		struct sockaddr_nl a = { 0 };
+		socklen_t l = sizeof(a);
+		if (got >= 0 && (getsockname(got, (struct sockaddr *)&a, &l) || a.nl_family != AF_NETLINK || a.nl_pid != flight_port || a.nl_groups != 1 << 2))
+			fail("flight: the socket received is bound to port id %u groups %#x, expected %u and %#x", a.nl_pid, a.nl_groups, flight_port, 1 << 2);
+		else if (got >= 0) {
+			struct sockaddr_nl to = { .nl_family = AF_NETLINK, .nl_pid = flight_port };
+			say(usender, &to, "to flight", "flight's sender");
+			hear(got, "to flight", 0, -1, "flight");
+		}
+	}
 	return wl_done();
 }
