@@ -192,13 +192,13 @@ function nftables(): void {
   });
 }
 
-const NOT_YET = "crest does not checkpoint inet, netlink or packet sockets, or network namespaces, yet";
+const NOT_YET = "crest does not checkpoint raw sockets or network namespaces yet";
 
 export const NET_PROBES = [
   {
     id: "sock_diag",
     category: "extra",
-    breaks: `sockets of those kinds cannot be identified for a dump; ${NOT_YET}`,
+    breaks: `sockets of those kinds cannot be identified for a dump (crest dumps unix, inet, netlink and packet sockets from what it lists); ${NOT_YET}`,
     run: () => {
       const bad = sockDiag(DIAG_TARGETS);
       if (bad.length) missing(`sock_diag cannot list ${bad.join(", ")} sockets (*_DIAG kernel options or modules missing)`);
@@ -251,7 +251,7 @@ export const NET_PROBES = [
   {
     id: "sk_ns",
     category: "extra",
-    breaks: `the network namespace of a socket cannot be found; ${NOT_YET}`,
+    breaks: "the network namespace of a socket cannot be found: crest cannot check that a netlink or packet socket is the tree's, and refuses to dump them",
     run: () => withSocket(AF_UNIX, SOCK_DGRAM, 0, "a unix socket", (fd) => {
       closeFds(need(sys(SYS.ioctl, fd, SIOCGSKNS), "SIOCGSKNS on a socket", [ENOTTY, EINVAL]));
     }),

@@ -57,6 +57,16 @@ export interface packet_sock_entry {
   rx_ring?: packet_ring;
   tx_ring?: packet_ring;
   ns_id?: number;
+  /**
+   * crest's own, far above CRIU's numbers (CRIU and crit skip them as
+   * unknown fields), each written only when it differs from a new socket:
+   * the virtio-net header size when it is not the one PACKET_VNET_HDR
+   * gives (10; PACKET_VNET_HDR_SZ), and options CRIU does not keep.
+   */
+  vnet_hdr_sz?: number;
+  qdisc_bypass?: boolean;
+  ignore_outgoing?: boolean;
+  tx_has_off?: boolean;
 }
 export const packet_sock_entry: MessageType<packet_sock_entry> = message<packet_sock_entry>("packet_sock_entry", [
   { name: "id", number: 1, label: "required", kind: "uint32" },
@@ -79,4 +89,8 @@ export const packet_sock_entry: MessageType<packet_sock_entry> = message<packet_
   { name: "rx_ring", number: 18, label: "optional", kind: "message", message: () => packet_ring },
   { name: "tx_ring", number: 19, label: "optional", kind: "message", message: () => packet_ring },
   { name: "ns_id", number: 20, label: "optional", kind: "uint32" },
+  { name: "vnet_hdr_sz", number: 4001, label: "optional", kind: "uint32" },
+  { name: "qdisc_bypass", number: 4002, label: "optional", kind: "bool" },
+  { name: "ignore_outgoing", number: 4003, label: "optional", kind: "bool" },
+  { name: "tx_has_off", number: 4004, label: "optional", kind: "bool" },
 ]);

@@ -18,6 +18,21 @@ export interface netlink_sk_entry {
   fown: fown_entry;
   opts: sk_opts_entry;
   ns_id?: number;
+  /**
+   * Field 14 is CRIU's, commented out there (queued messages): left free.
+   * crest's own, far above CRIU's numbers (CRIU and crit skip them as
+   * unknown fields), each written only when it differs from a new socket:
+   * SOCK_DGRAM (absent: SOCK_RAW, the only type CRIU makes), and the
+   * NETLINK_* socket options (SOL_NETLINK) CRIU does not keep.
+   */
+  sk_type?: number;
+  pktinfo?: boolean;
+  broadcast_error?: boolean;
+  no_enobufs?: boolean;
+  listen_all_nsid?: boolean;
+  cap_ack?: boolean;
+  ext_ack?: boolean;
+  get_strict_chk?: boolean;
 }
 export const netlink_sk_entry: MessageType<netlink_sk_entry> = message<netlink_sk_entry>("netlink_sk_entry", [
   { name: "id", number: 1, label: "required", kind: "uint32" },
@@ -32,4 +47,12 @@ export const netlink_sk_entry: MessageType<netlink_sk_entry> = message<netlink_s
   { name: "fown", number: 11, label: "required", kind: "message", message: () => fown_entry },
   { name: "opts", number: 12, label: "required", kind: "message", message: () => sk_opts_entry },
   { name: "ns_id", number: 13, label: "optional", kind: "uint32" },
+  { name: "sk_type", number: 4001, label: "optional", kind: "uint32" },
+  { name: "pktinfo", number: 4002, label: "optional", kind: "bool" },
+  { name: "broadcast_error", number: 4003, label: "optional", kind: "bool" },
+  { name: "no_enobufs", number: 4004, label: "optional", kind: "bool" },
+  { name: "listen_all_nsid", number: 4005, label: "optional", kind: "bool" },
+  { name: "cap_ack", number: 4006, label: "optional", kind: "bool" },
+  { name: "ext_ack", number: 4007, label: "optional", kind: "bool" },
+  { name: "get_strict_chk", number: 4008, label: "optional", kind: "bool" },
 ]);

@@ -39,6 +39,11 @@ export interface sk_opts_entry {
   so_oobinline?: number;
   so_linger?: number;
   so_buf_lock?: number;
+  /**
+   * crest's own (CRIU and crit skip it as an unknown field): the filter
+   * in so_filter is locked (SO_LOCK_FILTER).
+   */
+  so_lock_filter?: boolean;
 }
 export const sk_opts_entry: MessageType<sk_opts_entry> = message<sk_opts_entry>("sk_opts_entry", [
   { name: "so_sndbuf", number: 1, label: "required", kind: "uint32" },
@@ -66,4 +71,5 @@ export const sk_opts_entry: MessageType<sk_opts_entry> = message<sk_opts_entry>(
   { name: "so_oobinline", number: 23, label: "optional", kind: "uint32" },
   { name: "so_linger", number: 24, label: "optional", kind: "uint32" },
   { name: "so_buf_lock", number: 25, label: "optional", kind: "uint32" },
+  { name: "so_lock_filter", number: 4001, label: "optional", kind: "bool" },
 ]);

@@ -40,6 +40,8 @@ import { inotifyKind } from "./inotify.js";
 import { eventpollKind } from "./eventpoll.js";
 import { unixSocketKind } from "../sockets/unix.js";
 import { inetSocketKind } from "../sockets/inet.js";
+import { netlinkSocketKind } from "../sockets/netlink.js";
+import { packetSocketKind } from "../sockets/packet.js";
 import { describeSocket } from "../sockets/describe.js";
 import { runOpenQueue, type Waiting } from "./open-queue.js";
 import { inherited } from "./inherit.js";
@@ -48,6 +50,7 @@ import type { Remote } from "../../remote/remote.js";
 /** The kinds of open files crest knows, tried in order. */
 const FILE_KINDS: readonly FileKind[] = [
   pipeKind, fifoKind, memfdKind, regFileKind, eventfdKind, signalfdKind, timerfdKind, pidfdKind, eventpollKind, inotifyKind, unixSocketKind, inetSocketKind,
+  netlinkSocketKind, packetSocketKind,
 ];
 
 // --- dump -----------------------------------------------------------------------

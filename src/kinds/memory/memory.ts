@@ -22,6 +22,7 @@ import { MM_MAP_SIZE, packMmMap } from "../../sys/structs.js";
 import { PagemapScanner } from "../../sys/pagemap.js";
 import { parseAuxv, parseMaps, vmFlagsToMadvise, vmFlagsToMapFlags, type SmapsEntry, type MapEntry } from "../../proc/index.js";
 import { checkReopenable, dumpDeletedFile, dumpRegFile, openRegFile, regFile } from "../files/regfile.js";
+import { dumpSocketMapping } from "../sockets/packet.js";
 import { PE, PagesWriter, fillFromPages, fillRuns, pageCount, pageRuns, splitRuns } from "./pages.js";
 import { dumpMemfd, isMemfdPath, openMemfd } from "../files/memfd.js";
 import { parker } from "../files/fd-table.js";
@@ -88,6 +89,8 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
   if (m.shared && (m.path === "/dev/zero" || m.path.startsWith("[anon_shmem:")) ) {
     return { ...special(VMA.REGULAR | VMA.ANON_SHARED), shmid: BigInt(m.inode) };
   }
+  // A packet socket's rings, mapped again from the restored socket (packet.ts).
+  if (/^socket:\[\d+\]$/.test(m.path)) return dumpSocketMapping(task.pid, run, m, base, where);
   const via = `/proc/${task.pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
   if (m.deleted && isMemfdPath(m.path)) {
     const flags = mapFileMode(via, m);
@@ -144,6 +147,8 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
       // Shared file and memfd mappings live in their file.
       if (isSpecial(v) || is(v, VMA.FILE_SHARED) || (is(v, VMA.MEMFD) && v.flags & MAP.SHARED)) return;
       if (is(v, VMA.SYSVIPC)) return;
+      // A packet socket's rings: kept only if they never carried a packet (packet.ts).
+      if (is(v, VMA.SOCKET)) return;
       // The kernel may drop these pages at any time: they restore as zeros, as criu does.
       if ((v.flags & MAP_TYPE) === MAP_DROPPABLE) return;
       if (is(v, VMA.ANON_SHARED)) return dumpShmem(task, run, v, m);
@@ -384,6 +389,9 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept:
       const fd = openMemfd({ r, task, run, park: parker(task) }, m.inode_id, v.fdflags ?? m.flags, true);
       map(v.flags & (MAP.SHARED | MAP.PRIVATE), fd, v.pgoff);
       close(fd);
+    } else if (is(v, VMA.SOCKET)) {
+      // A packet socket's rings: a placeholder holds the range until the socket exists (packet.ts maps them over it).
+      r.later({ what, nr: SYS.mmap, args: [v.start, len, PROT.NONE, MAP.PRIVATE | MAP.ANONYMOUS | MAP.NORESERVE | MAP.FIXED, -1, 0], want: v.start });
     } else if (is(v, VMA.FILE_PRIVATE) || is(v, VMA.FILE_SHARED)) {
       const reg: reg_file_entry = regFile(run, Number(v.shmid));
       const flags = v.fdflags ?? reg.flags;
@@ -405,8 +413,8 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept:
 function finishVmas(task: RestoreTask, fill: Set<vma_entry>, kept: Set<vma_entry>): void {
   const r = task.remotes[0]!;
   for (const v of task.mm.vmas) {
-    // An inherited mapping has its final protection and hints already.
-    if (isSpecial(v) || isGuard(v) || kept.has(v)) continue;
+    // An inherited mapping has its final protection and hints already; a packet ring gets them once mapped.
+    if (isSpecial(v) || isGuard(v) || kept.has(v) || is(v, VMA.SOCKET)) continue;
     const len = v.end - v.start;
     if (fill.has(v) && (v.prot & (PROT.WRITE | PROT.READ)) !== (PROT.WRITE | PROT.READ)) {
       r.later({ what: `protect 0x${v.start.toString(16)} in task ${task.pid}`, nr: SYS.mprotect, args: [v.start, len, v.prot] });

@@ -3,8 +3,9 @@
 // crest sets, the task has). The same fields criu keeps, for every family.
 import type { sk_opts_entry } from "../../images/index.js";
 import { SYS } from "../../sys/constants.js";
-import { check } from "../../sys/errno.js";
+import { check, EACCES } from "../../sys/errno.js";
 import { native } from "../../sys/native.js";
+import { UnsupportedError } from "../context.js";
 
 export const SOL_SOCKET = 1;
 const ENOPROTOOPT = 92, EOPNOTSUPP = 95;
@@ -12,7 +13,7 @@ export const SO = {
   REUSEADDR: 2, TYPE: 3, DONTROUTE: 5, BROADCAST: 6, SNDBUF: 7, RCVBUF: 8, KEEPALIVE: 9, OOBINLINE: 10, NO_CHECK: 11,
   PRIORITY: 12, LINGER: 13, REUSEPORT: 15, PASSCRED: 16, RCVLOWAT: 18, RCVTIMEO: 20, SNDTIMEO: 21, BINDTODEVICE: 25,
   /** SO_ATTACH_FILTER to set, SO_GET_FILTER to read: the same number. */
-  FILTER: 26, SNDBUFFORCE: 32, RCVBUFFORCE: 33, PASSSEC: 34, MARK: 36, PROTOCOL: 38, DOMAIN: 39, PEEK_OFF: 42, BUF_LOCK: 72,
+  FILTER: 26, SNDBUFFORCE: 32, RCVBUFFORCE: 33, PASSSEC: 34, MARK: 36, PROTOCOL: 38, DOMAIN: 39, PEEK_OFF: 42, LOCK_FILTER: 44, BUF_LOCK: 72,
 } as const;
 
 /** An int option at any level. */
@@ -52,10 +53,16 @@ function boundDevice(fd: number, what: string): string | undefined {
   return len[0] ? name.subarray(0, name.indexOf(0) < 0 ? len[0] : name.indexOf(0)).toString("latin1") : undefined;
 }
 
-/** The classic BPF filter attached (SO_GET_FILTER), one fixed64 per instruction as criu keeps it. */
+/**
+ * The classic BPF filter attached (SO_GET_FILTER), one fixed64 per
+ * instruction as criu keeps it. The kernel cannot give back an eBPF
+ * program (SO_ATTACH_BPF: EACCES): such a socket is refused.
+ */
 function filter(fd: number, what: string): bigint[] {
   const len = new Uint32Array([0]);
-  check(native.syscall(SYS.getsockopt, fd, SOL_SOCKET, SO.FILTER, null, len), `read the filter length of ${what}`);
+  const r = native.syscall(SYS.getsockopt, fd, SOL_SOCKET, SO.FILTER, null, len);
+  if (r === -EACCES) throw new UnsupportedError(`${what} has an eBPF program attached (SO_ATTACH_BPF), which the kernel cannot give back; crest cannot restore it`);
+  check(r, `read the filter length of ${what}`);
   if (!len[0]) return [];
   const insns = new BigUint64Array(len[0]);
   check(native.syscall(SYS.getsockopt, fd, SOL_SOCKET, SO.FILTER, insns, len), `read the filter of ${what}`);
@@ -93,6 +100,8 @@ export function dumpOptions(fd: number, what: string): sk_opts_entry {
     so_no_check: flag(SO.NO_CHECK),
     ...(dev ? { so_bound_dev: dev } : {}),
     so_filter: filter(fd, what),
+    // crest's own field: a filter the program locked (SO_LOCK_FILTER) stays locked.
+    ...(getInt(fd, SO.LOCK_FILTER, what) ? { so_lock_filter: true } : {}),
     so_reuseport: flag(SO.REUSEPORT),
     so_broadcast: flag(SO.BROADCAST),
     so_keepalive: flag(SO.KEEPALIVE),
@@ -136,6 +145,7 @@ export function restoreOptions(fd: number, o: sk_opts_entry, what: string): void
     check(native.syscall(SYS.setsockopt, fd, SOL_SOCKET, SO.BINDTODEVICE, dev, dev.length), `bind ${what} to device ${o.so_bound_dev}`);
   }
   if (o.so_filter.length) attachFilter(fd, o.so_filter, what);
+  if (o.so_lock_filter) setInt(fd, SO.LOCK_FILTER, 1, what);
   // Last: the FORCE calls locked the sizes; the lock goes back to what it was.
   const r = native.syscall(SYS.setsockopt, fd, SOL_SOCKET, SO.BUF_LOCK, new Int32Array([o.so_buf_lock ?? 0]), 4);
   if (r !== -ENOPROTOOPT || o.so_buf_lock) check(r, `set SO_BUF_LOCK of ${what}`);
