@@ -4,12 +4,11 @@
 // connections waiting to be accepted and its backlog) and shutdown state.
 // Sockets that are not hashed (a TCP socket never bound) are not listed.
 // The parser is pure; the query is one netlink request per family and protocol.
-import { closeSync } from "node:fs";
-import { NETLINK_SOCK_DIAG, netlinkSocket, nlRequest, NLM_F, parseAttrs } from "../../kernel/netlink.js";
+import { parseAttrs } from "../../kernel/netlink.js";
+import { sockDiagDump } from "./sock-diag.js";
 
 export const AF_INET = 2, AF_INET6 = 10;
 export const IPPROTO = { TCP: 6, UDP: 17, UDPLITE: 136 } as const;
-const SOCK_DIAG_BY_FAMILY = 20;
 const INET_DIAG_SHUTDOWN = 8;
 /** struct inet_diag_msg: family, state, timer, retrans, sockid (48 bytes), expires, rqueue, wqueue, uid, inode. */
 const MSG_SIZE = 72;
@@ -62,17 +61,8 @@ export function parseInetDiag(body: Buffer): InetDiag {
 
 /** Every socket of one family and protocol in crest's network namespace, by inode. */
 export function listInetSockets(family: number, protocol: number): Map<number, InetDiag> {
-  const fd = netlinkSocket(NETLINK_SOCK_DIAG, "listing inet sockets");
-  try {
-    const reply = nlRequest(fd, SOCK_DIAG_BY_FAMILY, NLM_F.DUMP, inetDiagRequest(family, protocol));
-    // A protocol the kernel has no diag module for answers ENOENT: it has no sockets to list.
-    if (reply.errno === 2) return new Map();
-    if (reply.errno) throw new Error(`sock_diag cannot list inet sockets (family ${family}, protocol ${protocol}): errno ${reply.errno}`);
-    return new Map(reply.messages.filter((m) => m.type === SOCK_DIAG_BY_FAMILY).map((m) => {
-      const d = parseInetDiag(m.body);
-      return [d.ino, d];
-    }));
-  } finally {
-    closeSync(fd);
-  }
+  return new Map(sockDiagDump(inetDiagRequest(family, protocol), `inet sockets (family ${family}, protocol ${protocol})`).map((body) => {
+    const d = parseInetDiag(body);
+    return [d.ino, d];
+  }));
 }

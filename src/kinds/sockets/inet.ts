@@ -37,6 +37,7 @@ import { dumpOptions, getInt, getOpt, restoreOptions, restoreReuse, setInt, setO
 import { REPAIRABLE, repairOff, restoreConnection, resumeConnection, saveConnection, SOL_TCP, STATE_NAMES, TCP, TCP_STATE, tcpInfo, type SavedConnection } from "./tcp-repair.js";
 import { chooseLockMethod, lockConnections, lockMethodOf, LOCK_METHOD_IDS, unlockCommand, unlockConnections, type Connection } from "./netlock.js";
 import { takeFd } from "./unix.js";
+import { checkNetns, socketId } from "./socket-fd.js";
 import { faultPoint } from "../../fault.js";
 
 const SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_RAW = 3;
@@ -60,16 +61,6 @@ const icmpFilterWords = (family: number) => (family === AF_INET ? 1 : 8);
 /** A TCP socket with a peer: put back with repair mode (criu's tcp_connection). */
 const isConnection = (e: { type: number; proto: number; dst_port: number; state: number }): boolean =>
   e.type === SOCK_STREAM && e.proto === IPPROTO.TCP && e.dst_port !== 0 && e.state !== TCP_STATE.LISTEN;
-
-/** The family of a socket fd, read on crest's copy; undefined if it is not a socket crest can look at. */
-function socketFamily(f: FdFacts): number {
-  const mine = takeFd(f.pid, f.fd, `the socket ${f.text}`);
-  try {
-    return getInt(mine, SO.DOMAIN, f.what);
-  } finally {
-    closeSync(mine);
-  }
-}
 
 // --- dump -----------------------------------------------------------------------
 
@@ -144,6 +135,7 @@ function dumpInet(f: FdFacts, run: DumpRun): number {
   try {
     const family = getInt(mine, SO.DOMAIN, f.what), type = getInt(mine, SO.TYPE, f.what), proto = getInt(mine, SO.PROTOCOL, f.what);
     const what = `${f.what} (${kindName(family, type, proto)}, inode ${f.st.ino})`;
+    checkNetns(mine, what);
     if (type !== SOCK_STREAM && type !== SOCK_DGRAM && type !== SOCK_RAW) throw new UnsupportedError(`${what} is a socket of type ${type}; crest supports stream, datagram and raw inet sockets`);
     if (type === SOCK_STREAM && proto !== IPPROTO.TCP) throw new UnsupportedError(`${what} is a stream socket of ${protoName(proto)}; crest supports TCP streams only`);
     if (type === SOCK_DGRAM && ![IPPROTO.UDP, IPPROTO.UDPLITE, IPPROTO_ICMP, IPPROTO_ICMPV6].includes(proto as 17)) {
@@ -421,7 +413,7 @@ function openInet(c: OpenContext, entry: file_entry): number {
 export const inetSocketKind: FileKind = {
   name: "inet socket",
   type: fd_types.INETSK,
-  claims: (f) => f.link.kind === "socket" && [AF_INET, AF_INET6].includes(socketFamily(f)),
+  claims: (f, run) => [AF_INET, AF_INET6].includes(socketId(f, run)?.family ?? -1),
   dump: dumpInet,
   finishDump: dumpConnections,
   plan: planInet,

@@ -6,11 +6,18 @@ import { NETLINK_SOCK_DIAG, netlinkSocket, nlRequest, NLM_F } from "../../kernel
 
 export const SOCK_DIAG_BY_FAMILY = 20;
 
-/** The bodies of every reply to one dump request; `what` names the sockets for errors ("netlink sockets"). */
+const ENOENT = 2;
+
+/**
+ * The bodies of every reply to one dump request; `what` names the sockets
+ * for errors ("netlink sockets"). A protocol the kernel has no diag module
+ * for (ENOENT) has no sockets to list.
+ */
 export function sockDiagDump(request: Buffer, what: string): Buffer[] {
   const fd = netlinkSocket(NETLINK_SOCK_DIAG, `listing ${what}`);
   try {
     const reply = nlRequest(fd, SOCK_DIAG_BY_FAMILY, NLM_F.DUMP, request);
+    if (reply.errno === ENOENT) return [];
     if (reply.errno) throw new Error(`sock_diag cannot list ${what}: errno ${reply.errno}`);
     return reply.messages.filter((m) => m.type === SOCK_DIAG_BY_FAMILY).map((m) => m.body);
   } finally {

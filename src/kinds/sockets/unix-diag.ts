@@ -3,11 +3,10 @@
 // the file it is bound to, its peer, connections waiting to be accepted,
 // queue lengths and shutdown state. The parser is pure; the query is one
 // netlink request.
-import { closeSync } from "node:fs";
-import { NETLINK_SOCK_DIAG, netlinkSocket, nlRequest, NLM_F, parseAttrs } from "../../kernel/netlink.js";
+import { parseAttrs } from "../../kernel/netlink.js";
+import { sockDiagDump } from "./sock-diag.js";
 
 export const AF_UNIX = 1;
-const SOCK_DIAG_BY_FAMILY = 20;
 const UNIX_DIAG = { NAME: 0, VFS: 1, PEER: 2, ICONS: 3, RQLEN: 4, SHUTDOWN: 6 } as const;
 /** UDIAG_SHOW_NAME | VFS | PEER | ICONS | RQLEN. */
 const SHOW = 0x1f;
@@ -66,15 +65,8 @@ export function parseUnixDiag(body: Buffer): UnixDiag {
 
 /** Every unix socket of crest's network namespace, by inode. */
 export function listUnixSockets(): Map<number, UnixDiag> {
-  const fd = netlinkSocket(NETLINK_SOCK_DIAG, "listing unix sockets");
-  try {
-    const reply = nlRequest(fd, SOCK_DIAG_BY_FAMILY, NLM_F.DUMP, unixDiagRequest());
-    if (reply.errno) throw new Error(`sock_diag cannot list unix sockets: errno ${reply.errno}`);
-    return new Map(reply.messages.filter((m) => m.type === SOCK_DIAG_BY_FAMILY).map((m) => {
-      const d = parseUnixDiag(m.body);
-      return [d.ino, d];
-    }));
-  } finally {
-    closeSync(fd);
-  }
+  return new Map(sockDiagDump(unixDiagRequest(), "unix sockets").map((body) => {
+    const d = parseUnixDiag(body);
+    return [d.ino, d];
+  }));
 }
