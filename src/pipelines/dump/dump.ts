@@ -7,7 +7,7 @@
 // was, lets it run, and leaves the images directory as it was.
 import { mkdirSync, readFileSync, statSync } from "node:fs";
 import type { Logger } from "../../log.js";
-import type { Options } from "../../options.js";
+import { externalUnix, type Options } from "../../options.js";
 import { freezeTree, thawTree, type FrozenTree, type FrozenTask } from "./freeze.js";
 import { Remote } from "../../remote/remote.js";
 import { RemoteTally } from "../../remote/counters.js";
@@ -22,7 +22,7 @@ import { PTRACE, SIG } from "../../sys/constants.js";
 import { ptrace, wait4 } from "../../sys/syscalls.js";
 import { faultPoint } from "../../fault.js";
 import { assignKobjIds, TreeNamespaces } from "./tree-ids.js";
-import { ActionScripts } from "../actions.js";
+import { ActionScripts, type Notifier } from "../actions.js";
 import { displayDumpStats } from "../stats.js";
 
 const SCRATCH_SIZE = 64 << 10;
@@ -105,14 +105,14 @@ function zombieCore(st: ProcStat): core_entry {
   return core;
 }
 
-export function dump(opts: Options, log: Logger): DumpResult {
+export function dump(opts: Options, log: Logger, notify?: Notifier): DumpResult {
   if (!opts.dump.tree) throw new UnsupportedError("dump needs the root of the tree: -t PID");
   const dir = opts.images.dir;
   mkdirSync(dir, { recursive: true });
   if (!statSync(dir).isDirectory()) throw new Error(`${dir} is not a directory`);
   log.info(`Dumping processes (pid: ${opts.dump.tree})`);
   const images = new DumpImages(dir);
-  const scripts = new ActionScripts(opts.actionScripts, dir, log);
+  const scripts = new ActionScripts(opts.actionScripts, dir, log, notify);
   scripts.rootPid = opts.dump.tree;
   try {
     return dumpTree(opts, log, images, scripts);
@@ -182,6 +182,11 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
   const undo: DumpRun["undo"] = [];
   try {
     faultPoint("dump:frozen");
+    // An RPC client may name more external objects now that the tree is frozen (criu's query-ext-files).
+    for (const e of scripts.queryExternal()) {
+      if (externalUnix(e) === undefined) throw new UnsupportedError(`the RPC client added the external object ${e}; crest supports only unix[INO] so far`);
+      opts.external.push(e);
+    }
     const tree = nameTree(frozen, nextId);
     const run: DumpRun = {
       opts, log, stats, images, files: [], root: tree.tasks[0]!, ownNamespaces: new Set(tree.ns.own.keys()), nextId,

@@ -23,7 +23,7 @@ import { takenPid } from "./pid-wait.js";
 import { sleepMs, wait4 } from "../../sys/syscalls.js";
 import { native } from "../../sys/native.js";
 import { CLONE, PR, SIG, SYS, WNOHANG } from "../../sys/constants.js";
-import { ActionScripts } from "../actions.js";
+import { ActionScripts, type Notifier } from "../actions.js";
 import { displayRestoreStats } from "../stats.js";
 import { Regs } from "../../sys/structs.js";
 import { Remote } from "../../remote/remote.js";
@@ -187,7 +187,7 @@ function checkPidsFree(tree: LoadedTree, log: Logger): void {
   }
 }
 
-export function restore(opts: Options, log: Logger): RestoreResult {
+export function restore(opts: Options, log: Logger, notify?: Notifier): RestoreResult {
   if (opts.restore.statusFd !== undefined && !isOpenFd(opts.restore.statusFd)) throw new Error(`--status-fd ${opts.restore.statusFd} is not an open file descriptor of crest`);
   // As criu's inherit_fd_add: the fd must be open; the files it replaces are logged as they are found (kinds/files/inherit.ts).
   for (const i of opts.inheritFd) {
@@ -207,7 +207,7 @@ export function restore(opts: Options, log: Logger): RestoreResult {
   if (!(nsFlags & CLONE.NEWPID)) checkPidsFree(tree, log);
   log.info(`Restoring ${tree.entries.length} process(es), root ${tree.entries[0]!.pid}`);
 
-  const scripts = new ActionScripts(opts.actionScripts, images.dir, log);
+  const scripts = new ActionScripts(opts.actionScripts, images.dir, log, notify);
   const t0 = process.hrtime.bigint();
   native.syscall(SYS.prctl, PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   const created: Remote[] = [];
