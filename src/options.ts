@@ -44,6 +44,12 @@ export interface DumpOptions {
   ghostLimit: number;
   /** --pre-dump-mode splice|read: how pre-dump copies memory (accepted for criu's callers). */
   preDumpMode?: "splice" | "read";
+  /**
+   * RPC self-dump: the inode of the connection the request came through. The
+   * client's own end of it is dumped as criu's USK_SERVICE socket, which
+   * comes back holding the dump's answer (restored = true).
+   */
+  rpcSocket?: number;
 }
 
 export interface RestoreOptions {
@@ -76,6 +82,11 @@ export interface InheritFd {
 
 /** How established TCP connections are blocked while they are dumped and until restored (criu's --network-lock). */
 export type NetworkLockMethod = "iptables" | "nftables" | "skip";
+
+/** crest service: where it listens (--address; criu's default ./criu_service.socket). */
+export interface ServiceOptions {
+  address?: string;
+}
 
 /** Sockets and connections (criu's --tcp-established, --tcp-close, --skip-in-flight, --network-lock). */
 export interface NetOptions {
@@ -120,6 +131,7 @@ export interface Options {
   extUnixSk: boolean;
   features: FeatureOptions;
   net: NetOptions;
+  service: ServiceOptions;
   /** --action-script (repeatable): run for each hook with CRTOOLS_SCRIPT_ACTION set. */
   actionScripts: string[];
   config: ConfigOptions;
@@ -138,6 +150,7 @@ export function defaultOptions(command: Command): Options {
     extUnixSk: false,
     features: { fileLocks: false },
     net: { tcpEstablished: false, tcpClose: false, skipInFlight: false },
+    service: {},
     actionScripts: [],
     config: { noDefault: false },
   };

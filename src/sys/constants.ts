@@ -22,7 +22,7 @@ export const SYS = {
   kcmp: 312, seccomp: 317, memfd_create: 319, rseq: 334, pidfd_send_signal: 424, pidfd_open: 434,
   clone3: 435, close_range: 436, pidfd_getfd: 438,
   socket: 41, connect: 42, sendto: 44, recvfrom: 45, sendmsg: 46, recvmsg: 47, shutdown: 48, bind: 49, listen: 50,
-  getsockname: 51, getpeername: 52, setsockopt: 54, getsockopt: 55,
+  getsockname: 51, getpeername: 52, setsockopt: 54, getsockopt: 55, accept4: 288,
 } as const;
 
 export const PTRACE = {
