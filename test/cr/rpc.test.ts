@@ -282,3 +282,23 @@ test("the service -d: detached, listening once the command returns, its pid in -
   }
   writeFileSync(join(dir, "done"), "");
 });
+
+test("the service on a socket systemd passes (LISTEN_FDS, LISTEN_PID), as contrib/systemd/crest.socket starts it", async () => {
+  const dir = mkdirTemp();
+  const address = join(dir, "activated.sock");
+  // What systemd does: the listening socket as fd 3, and the two variables naming it for this very process.
+  const listen = RawClient.listen(address);
+  const child = spawn("sh", ["-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" service -o "$1" -v4`, CREST, join(dir, "service.log")], { stdio: ["ignore", "ignore", "ignore", listen] });
+  try {
+    const c = RawClient.connect(address);
+    const v = c.call({ type: criu_req_type.VERSION });
+    assert.deepEqual([v.success, v.version?.minor_number], [true, 2]);
+    c.close();
+    assert.match(readFileSync(join(dir, "service.log"), "utf8"), /The service socket was passed by systemd/);
+  } finally {
+    await new Promise((resolve) => {
+      child.on("exit", resolve);
+      child.kill("SIGTERM");
+    });
+  }
+});
