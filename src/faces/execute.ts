@@ -7,7 +7,7 @@ import type { Logger } from "../log.js";
 import { unsupported, type Options } from "../options.js";
 import { dump } from "../pipelines/dump/dump.js";
 import { restore } from "../pipelines/restore/restore.js";
-import type { Notifier } from "../pipelines/actions.js";
+import type { RunHooks } from "../pipelines/hooks.js";
 import { check } from "./check.js";
 import { errorOrigin } from "./cli/origin.js";
 
@@ -23,7 +23,7 @@ export interface Outcome {
 }
 
 /** Runs one command; never throws (every failure is logged and returned). */
-export function execute(cmd: Executed, opts: Options, refused: readonly string[], log: Logger, notify?: Notifier): Outcome {
+export function execute(cmd: Executed, opts: Options, refused: readonly string[], log: Logger, hooks: RunHooks = {}): Outcome {
   const failed = cmd === "dump" ? "Dumping FAILED." : cmd === "restore" ? "Restoring FAILED." : null;
   const reasons = [...refused, ...unsupported(opts)];
   if (reasons.length) {
@@ -38,11 +38,11 @@ export function execute(cmd: Executed, opts: Options, refused: readonly string[]
     }
     if (cmd === "dump") {
       if (opts.restore.statusFd !== undefined) log.warn("--status-fd is not used by dump (criu and crest signal it on restore, page-server and lazy-pages)");
-      dump(opts, log, notify);
+      dump(opts, log, hooks);
       log.info("Dumping finished successfully");
       return { code: 0 };
     }
-    const r = restore(opts, log, notify);
+    const r = restore(opts, log, hooks);
     return { code: r.exitCode ?? 0, pid: r.pid };
   } catch (e) {
     const err = e as Error;

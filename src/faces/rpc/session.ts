@@ -7,7 +7,9 @@
 import { closeSync, fstatSync, openSync, readFileSync, constants as fsc } from "node:fs";
 import { Logger } from "../../log.js";
 import { workPath, type Command } from "../../options.js";
-import { criu_req_type, type criu_opts, type criu_req, type criu_resp, type EncodeInput } from "../../images/index.js";
+import { criu_req_type, ImageError, type criu_notify, type criu_opts, type criu_req, type criu_resp, type EncodeInput } from "../../images/index.js";
+import { UnsupportedError } from "../../kinds/context.js";
+import type { Progress, RunHooks } from "../../pipelines/hooks.js";
 import { projectRoot } from "../../sys/native.js";
 import { wait4 } from "../../sys/syscalls.js";
 import { SysError } from "../../sys/errno.js";
@@ -136,9 +138,14 @@ class Session {
           refused.push(`cannot reopen the status fd ${t.statusPath}: ${(e as Error).message}`);
         }
       }
-      const out = execute(cmd, t.options, refused, log, t.notify ? this.notifier() : undefined);
+      const hooks: RunHooks = {
+        ...(t.notify ? { notify: this.notifier() } : {}),
+        ...(o?.crest_progress ? { progress: this.progressNotifier() } : {}),
+      };
+      const out = execute(cmd, t.options, refused, log, hooks);
       const errno = out.error instanceof SysError ? out.error.errno : refused.length ? EBADRQC : 0;
-      const resp: Resp = out.code === 0 ? { type, success: true } : failure(type, out.error?.message ?? "failed", errno);
+      const resp: Resp = out.code === 0 ? { type, success: true }
+        : { ...failure(type, out.error?.message ?? "failed", errno), crest_errcode: refused.length ? "unsupported" : errorCode(out.error) };
       return { ok: out.code === 0, resp, ...(out.pid !== undefined ? { pid: out.pid } : {}) };
     } finally {
       if (status !== undefined) closeSync(status);
@@ -189,13 +196,40 @@ class Session {
   /** criu's RPC notifications: each hook told to the client, whose NOTIFY answer says go on or fail. */
   private notifier(): Notifier {
     return (hook: Hook, pid?: number) => {
-      sendResponse(this.fd, { type: criu_req_type.NOTIFY, success: true, notify: { script: hook, ...(pid !== undefined ? { pid } : {}) } });
-      const reply = recvRequest(this.fd);
-      if (!reply) throw new Error(`the RPC client went away during the ${hook} notification`);
-      if (reply.type !== criu_req_type.NOTIFY || !reply.notify_success) throw new Error(`the RPC client reported that its ${hook} script failed`);
+      const reply = this.notify({ script: hook, ...(pid !== undefined ? { pid } : {}) }, hook);
+      if (!reply.notify_success) throw new Error(`the RPC client reported that its ${hook} script failed`);
       return { external: reply.opts?.external ?? [] };
     };
   }
+
+  /** crest's progress notifications (asked for with crest_progress): a client that answers no cancels the command. */
+  private progressNotifier(): (p: Progress) => void {
+    return (p) => {
+      if (!this.notify({ script: "crest-progress", crest_progress: JSON.stringify(p) }, "progress").notify_success) {
+        throw new Aborted("cancelled by the RPC client");
+      }
+    };
+  }
+
+  /** Sends a NOTIFY and returns the client's NOTIFY answer. */
+  private notify(n: EncodeInput<criu_notify>, what: string): criu_req {
+    sendResponse(this.fd, { type: criu_req_type.NOTIFY, success: true, notify: n });
+    const reply = recvRequest(this.fd);
+    if (!reply) throw new Error(`the RPC client went away during the ${what} notification`);
+    if (reply.type !== criu_req_type.NOTIFY) throw new Error(`the RPC client answered the ${what} notification with a ${TYPE_NAMES[reply.type]} request`);
+    return reply;
+  }
+}
+
+/** A command the client cancelled. */
+class Aborted extends Error {}
+
+/** What kind of failure an error is, for crest's own clients (criu_resp.crest_errcode). */
+function errorCode(e: Error | undefined): string {
+  if (e instanceof Aborted) return "aborted";
+  if (e instanceof UnsupportedError) return "unsupported";
+  if (e instanceof ImageError) return "image";
+  return "failed";
 }
 
 /** crest's own version, for VERSION's gitid. */

@@ -22,7 +22,8 @@ import { PTRACE, SIG } from "../../sys/constants.js";
 import { ptrace, wait4 } from "../../sys/syscalls.js";
 import { faultPoint } from "../../fault.js";
 import { assignKobjIds, TreeNamespaces } from "./tree-ids.js";
-import { ActionScripts, type Notifier } from "../actions.js";
+import { ActionScripts } from "../actions.js";
+import type { RunHooks } from "../hooks.js";
 import { displayDumpStats } from "../stats.js";
 
 const SCRATCH_SIZE = 64 << 10;
@@ -105,17 +106,17 @@ function zombieCore(st: ProcStat): core_entry {
   return core;
 }
 
-export function dump(opts: Options, log: Logger, notify?: Notifier): DumpResult {
+export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResult {
   if (!opts.dump.tree) throw new UnsupportedError("dump needs the root of the tree: -t PID");
   const dir = opts.images.dir;
   mkdirSync(dir, { recursive: true });
   if (!statSync(dir).isDirectory()) throw new Error(`${dir} is not a directory`);
   log.info(`Dumping processes (pid: ${opts.dump.tree})`);
   const images = new DumpImages(dir);
-  const scripts = new ActionScripts(opts.actionScripts, dir, log, notify);
+  const scripts = new ActionScripts(opts.actionScripts, dir, log, hooks.notify);
   scripts.rootPid = opts.dump.tree;
   try {
-    return dumpTree(opts, log, images, scripts);
+    return dumpTree(opts, log, images, scripts, hooks);
   } catch (e) {
     images.abort();
     throw e;
@@ -142,10 +143,16 @@ function nameTree(frozen: FrozenTree, nextId: DumpRun["nextId"]): Tree {
  * then written (behind, by the store's thread, while the next task is
  * dumped); then the kinds write what they gathered for the whole run.
  */
-function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[]): void {
+function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[], hooks: RunHooks): void {
   const tally = new RemoteTally();
   const fdinfoWritten = new Set<number>();
-  for (const task of tasks) {
+  const t0 = process.hrtime.bigint();
+  const progress = (done: number) => hooks.progress?.({
+    stage: "dumping", tasksDone: done, tasksTotal: tasks.length, pagesWritten: run.stats.pagesWritten,
+    bytesPerSecond: Math.round((run.stats.pagesWritten * 4096) / Math.max(1e-6, Number(process.hrtime.bigint() - t0) / 1e9)),
+  });
+  for (const [i, task] of tasks.entries()) {
+    if (i) progress(i);
     if (task.zombie) {
       writeTaskImages(run, task, fdinfoWritten);
       continue;
@@ -161,17 +168,19 @@ function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[]): void {
     }
     writeTaskImages(run, task, fdinfoWritten);
   }
+  progress(tasks.length);
   for (const kind of DUMP_KINDS) kind.finishDump?.(run);
   run.log.info(`Remote control by kind (syscalls/stops): ${tally}`);
 }
 
-function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: ActionScripts): DumpResult {
+function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: ActionScripts, hooks: RunHooks): DumpResult {
   scripts.run("pre-dump");
   const t0 = process.hrtime.bigint();
   const frozen: FrozenTree = freezeTree(opts.dump.tree!, log, opts.dump.timeout ?? DEFAULT_TIMEOUT);
   const freezingUs = us(t0);
   const frozenAt = process.hrtime.bigint();
   log.info(`Frozen ${frozen.tasks.length} task(s) in ${freezingUs} us`);
+  hooks.progress?.({ stage: "frozen", tasks: frozen.tasks.length });
   images.expectTasks(frozen.tasks.length);
 
   const ids = { file: 0, pages: 0, kobj: 0 };
@@ -194,7 +203,7 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
       undo, inventory: {}, state: (key) => states.of(key),
     };
     const states = new RunStates(() => run);
-    runKinds(run, tree.tasks, open);
+    runKinds(run, tree.tasks, open, hooks);
     // A tree that is killed once its images are written need not be put back
     // as it was (scratch page, registers, masks), unless a post-dump script
     // could look at it first; kept under control, it is still put back if

@@ -23,7 +23,8 @@ import { takenPid } from "./pid-wait.js";
 import { sleepMs, wait4 } from "../../sys/syscalls.js";
 import { native } from "../../sys/native.js";
 import { CLONE, PR, SIG, SYS, WNOHANG } from "../../sys/constants.js";
-import { ActionScripts, type Notifier } from "../actions.js";
+import { ActionScripts } from "../actions.js";
+import type { RunHooks } from "../hooks.js";
 import { displayRestoreStats } from "../stats.js";
 import { Regs } from "../../sys/structs.js";
 import { Remote } from "../../remote/remote.js";
@@ -187,7 +188,7 @@ function checkPidsFree(tree: LoadedTree, log: Logger): void {
   }
 }
 
-export function restore(opts: Options, log: Logger, notify?: Notifier): RestoreResult {
+export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): RestoreResult {
   if (opts.restore.statusFd !== undefined && !isOpenFd(opts.restore.statusFd)) throw new Error(`--status-fd ${opts.restore.statusFd} is not an open file descriptor of crest`);
   // As criu's inherit_fd_add: the fd must be open; the files it replaces are logged as they are found (kinds/files/inherit.ts).
   for (const i of opts.inheritFd) {
@@ -207,7 +208,7 @@ export function restore(opts: Options, log: Logger, notify?: Notifier): RestoreR
   if (!(nsFlags & CLONE.NEWPID)) checkPidsFree(tree, log);
   log.info(`Restoring ${tree.entries.length} process(es), root ${tree.entries[0]!.pid}`);
 
-  const scripts = new ActionScripts(opts.actionScripts, images.dir, log, notify);
+  const scripts = new ActionScripts(opts.actionScripts, images.dir, log, hooks.notify);
   const t0 = process.hrtime.bigint();
   native.syscall(SYS.prctl, PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   const created: Remote[] = [];
@@ -235,7 +236,7 @@ export function restore(opts: Options, log: Logger, notify?: Notifier): RestoreR
   };
   try {
     scripts.run("pre-restore");
-    let bornUs = 0n;
+    let bornUs = 0n, born = 0;
     // -S: the root becomes a child of crest's parent, which then owns it.
     const rootFlags = nsFlags | (opts.restore.sibling ? CLONE.PARENT : 0);
     createTree(nodes, { flags: rootFlags, ownPidNs: (nsFlags & CLONE.NEWPID) !== 0 }, created, log, (n) => {
@@ -252,6 +253,7 @@ export function restore(opts: Options, log: Logger, notify?: Notifier): RestoreR
       const t1 = process.hrtime.bigint();
       for (const kind of TASK_RESTORE_KINDS) if (kind.born) inTask(task!, kind, kind.born);
       bornUs += process.hrtime.bigint() - t1;
+      hooks.progress?.({ stage: "restoring", tasksDone: ++born, tasksTotal: run.tasks.length, pagesRestored: run.stats.pagesRestored });
     });
     faultPoint("restore:forked");
     finishTree(nodes);
