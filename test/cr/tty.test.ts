@@ -231,3 +231,59 @@ test("refused: a slave whose master is outside the tree (without -j), a shell jo
 
 void waitGone;
 void waitTreeGone;
+
+/** tmux on a server of its own, for the shell-job test. */
+const TMUX = ["-L", `crest-tty-${process.pid}`];
+function tmux(...args: string[]): string {
+  const r = spawnSync("tmux", [...TMUX, ...args], { encoding: "utf8" });
+  assert.equal(r.status, 0, `tmux ${args.join(" ")}: ${r.stderr}`);
+  return r.stdout;
+}
+const pane = (s: string): string => tmux("capture-pane", "-p", "-t", s);
+
+test("-j: a job started from a shell in one terminal (tmux) is dumped and restored into another, attached to it", () => {
+  for (const sabotage of [0, 1]) {
+    const dir = spawnSync("mktemp", ["-d", "/tmp/crest-job-XXXXXX"], { encoding: "utf8" }).stdout.trim();
+    const status = join(dir, "status"), imgs = join(dir, "imgs");
+    const env = sabotage ? `CREST_WL_SABOTAGE=${sabotage} ` : "";
+    tmux("new-session", "-d", "-s", "A", "-x", "100", "-y", "30", "bash --norc --noprofile -i");
+    try {
+      tmux("new-session", "-d", "-s", "B", "-x", "90", "-y", "25", "bash --norc --noprofile -i");
+      tmux("send-keys", "-t", "A", `${env}${join(WORKLOADS, "tty-job")} ${status}`, "Enter");
+      waitFor("tty-job to get ready", () => { try { return readFileSync(status, "utf8").startsWith("ready"); } catch { return false; } });
+      tmux("send-keys", "-t", "A", "one", "Enter");
+      waitFor("the job to answer in A", () => pane("A").includes("got: one"));
+      const pid = Number(spawnSync("pgrep", ["-f", `tty-job ${status}`], { encoding: "utf8" }).stdout.trim());
+      // Without -j it is refused, and runs on.
+      const refused = crest(["dump", "-t", String(pid), "-D", imgs, "-o", "dump.log"]);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, new RegExp(`process ${pid} is a shell job: .*dump it with -j \\(--shell-job\\)`));
+      assert.equal(procState(pid).tracer, 0);
+      const r = crest(["dump", "-j", "-t", String(pid), "-D", imgs, "-o", "dump.log", "-v4"]);
+      assert.equal(r.code, 0, r.stderr);
+      waitGone(pid);
+      assert.deepEqual(critDecodeAll(imgs), []);
+      const infos = readImage(imgs, IMG.ttyInfo);
+      assert.equal(infos.length, 1, "one terminal: the pane's pty slave, its master in tmux");
+      assert.equal(infos[0]!.id & 1, 0);
+      assert.equal(infos[0]!.termios!.c_cc[3], 11, "the job's VKILL");
+      // Restore without -j, or -j without a terminal: refused before anything is made.
+      const no = crest(["restore", "-D", imgs, "-o", "restore-no.log", "-d"]);
+      assert.match(no.stderr, new RegExp(`process ${pid} was not a session leader .*: it is a shell job; restore it with -j`));
+      const notty = crest(["restore", "-j", "-D", imgs, "-o", "restore-no.log", "-d"]);
+      assert.match(notty.stderr, /crest's stdin is not a terminal: run crest restore -j in the terminal the job should use/);
+      assert.equal(alive(pid), false);
+      tmux("send-keys", "-t", "B", `cd ${dir} && ${join(WORKLOADS, "..", "..", "bin", "crest")} restore -j -D imgs -o restore.log -v4; echo crest-exit=$?`, "Enter");
+      waitFor("the job restored in B", () => alive(pid) && procState(pid).tracer === 0);
+      tmux("send-keys", "-t", "B", "hello", "Enter");
+      waitFor("the job to answer in B", () => pane("B").includes("got: hello"));
+      tmux("send-keys", "-t", "B", "check", "Enter");
+      const verdict = waitFor("the job's verdict", () => { const s = readFileSync(status, "utf8"); return s.startsWith("PASS") || s.startsWith("FAIL") ? s : ""; });
+      if (sabotage) assert.match(verdict, /foreground group/);
+      else assert.equal(verdict.trim(), "PASS");
+      waitFor("crest to end and the shell to come back", () => pane("B").includes(`crest-exit=${sabotage ? 1 : 0}`));
+    } finally {
+      spawnSync("tmux", [...TMUX, "kill-server"]);
+    }
+  }
+});
