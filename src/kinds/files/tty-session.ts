@@ -15,6 +15,7 @@
 // the very end crest gives the terminal the job's termios and makes the
 // root's group the foreground one (as criu does), the job's window size
 // staying the terminal's own.
+import { closeSync, openSync, constants as fsc } from "node:fs";
 import type { TaskKind, RestoreRun, RestoreTask } from "../context.js";
 import { TtyType, type tty_info_entry } from "../../images/index.js";
 import { AT_FDCWD, O, SYS, TIOC } from "../../sys/constants.js";
@@ -38,8 +39,8 @@ const sessions = restoreState("tty sessions", (run: RestoreRun) => {
     if (!info.sid || !leaders.has(info.sid) || info.type === TtyType.CTTY || info.type === TtyType.EXT_TTY) continue;
     let path: string;
     if (info.type === TtyType.PTY) {
-      // A shell job's terminal (no master in the images) is crest's, inherited.
-      if (!s.infos.has((info.id | 1))) continue;
+      // A shell job's terminal (no master in the images) is crest's, inherited; a hung-up one controls nothing.
+      if (!s.infos.has((info.id | 1)) || !info.termios) continue;
       path = `/dev/pts/${info.pty!.index}`;
     } else {
       const f = files.find((e) => e.tty!.tty_info_id === info.id);
@@ -65,7 +66,7 @@ function withTty(task: RestoreTask, path: string, what: string, fn: (fd: number)
 /** The tty_info of a shell job's terminal (a pty slave with no master in the images), if any. */
 function shellJobTty(run: RestoreRun): tty_info_entry | undefined {
   const infos = run.state(ttyRestoreState).infos;
-  return [...infos.values()].find((i) => i.type === TtyType.PTY && !(i.id & 1) && !infos.has(i.id + 1));
+  return [...infos.values()].find((i) => i.type === TtyType.PTY && !(i.id & 1) && !infos.has(i.id + 1) && i.termios);
 }
 
 export const ttySessionKind: TaskKind = {
@@ -81,6 +82,11 @@ export const ttySessionKind: TaskKind = {
     const t = run.state(sessions).get(task.vpid);
     if (!t) return;
     run.log.info(`Restore session ${task.vpid} with the controlling terminal ${t.path}`);
+    // A terminal is let go of its session when its last fd closes: crest holds one while the tasks open theirs (a pty's master does it for a pty).
+    if (!t.path.startsWith("/dev/pts/")) {
+      const held = openSync(t.path, fsc.O_RDWR | O.NOCTTY | O.CLOEXEC);
+      run.cleanup.push(() => closeSync(held));
+    }
     withTty(task, t.path, "make it its controlling terminal", (fd) => {
       task.remotes[0]!.call(`make ${t.path} the controlling terminal of session ${task.vpid}`, SYS.ioctl, fd, TIOC.SCTTY, 0);
     });

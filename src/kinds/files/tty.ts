@@ -134,7 +134,12 @@ function copyOf(pid: number, fd: number, what: string): number {
 function readInfo(copy: number, id: number, type: TtyType, index: number, master: boolean, f: { pid: number; st: { rdev: number; dev: number; uid: number; gid: number } }, what: string): Omit<DumpedTty, "copy" | "index" | "master" | "what" | "path" | "holder"> {
   const excl = tryIoctlInt(copy, TIOC.GEXCL);
   if (excl.err === EIO) {
-    throw new UnsupportedError(`${what} is a terminal that was hung up (for a pty slave: its master was closed); crest cannot restore it: close it first`);
+    // Hung up (a pty slave whose master was closed): only what names it, as criu writes it; restored hung up again.
+    if (type !== TtyType.PTY || master) throw new UnsupportedError(`${what} is a terminal that was hung up; crest cannot restore it: close it first`);
+    return {
+      info: { id, type, locked: false, exclusive: false, packet_mode: false, sid: 0, pgrp: 0, rdev: f.st.rdev, pty: { index }, dev: f.st.dev, uid: f.st.uid, gid: f.st.gid },
+      rawSid: 0, rawPgrp: 0,
+    };
   }
   if (excl.err) check(-excl.err, `read the exclusive mode of ${what}`);
   let rawSid = 0, rawPgrp = 0;
@@ -186,7 +191,7 @@ function checkTtys(run: DumpRun, ttys: Map<number, DumpedTty>, tasks: TtyTask[])
   const leaderOf = (vsid: number) => tasks.find((t) => t.vpid === vsid && t.vsid === vsid);
   const outside = new Set<number>();
   for (const t of ttys.values()) {
-    if (t.info.type === TtyType.PTY && !t.master && !ttys.has(t.info.id + 1)) {
+    if (t.info.type === TtyType.PTY && !t.master && !ttys.has(t.info.id + 1) && t.info.termios) {
       if (!shellJob) {
         throw new UnsupportedError(
           `${t.what}: its master (the other end of ${ptsName(t.index)}) is not in the dumped tree; if the tree is a job of a shell, dump it with -j (--shell-job); ` +
@@ -262,6 +267,8 @@ interface RestoredTtys {
   /** crest's masters and slaves of the ptys it made, by index. */
   masters: Map<number, number>;
   slaves: Map<number, number>;
+  /** Masters made only for hung-up slaves, closed once those are open. */
+  fakes: Map<number, number>;
 }
 
 export const ttyRestoreState = restoreState<RestoredTtys>("ttys", (run) => {
@@ -276,11 +283,12 @@ export const ttyRestoreState = restoreState<RestoredTtys>("ttys", (run) => {
     if (!infos.has(d.tty_id)) throw run.images.invalid(IMG.ttyData, undefined, `data queued for tty ${d.tty_id}, which is not in tty-info.img`);
     data.set(d.tty_id, Buffer.from(d.data));
   }
-  const s: RestoredTtys = { infos, data, masters: new Map(), slaves: new Map() };
+  const s: RestoredTtys = { infos, data, masters: new Map(), slaves: new Map(), fakes: new Map() };
   run.cleanup.push(() => {
-    for (const fd of [...s.masters.values(), ...s.slaves.values()]) closeSync(fd);
+    for (const fd of [...s.masters.values(), ...s.slaves.values(), ...s.fakes.values()]) closeSync(fd);
     s.masters.clear();
     s.slaves.clear();
+    s.fakes.clear();
   });
   return s;
 });
@@ -372,10 +380,19 @@ function makePtys(run: RestoreRun, ttyFiles: file_entry[]): void {
     if (byIndex.has(info.pty!.index)) throw run.images.invalid(IMG.files, undefined, `two descriptions of the master of ${ptsName(info.pty!.index)} (files ${byIndex.get(info.pty!.index)!.id} and ${e.id})`);
     byIndex.set(info.pty!.index, e);
   }
+  // Hung-up slaves (their master was closed) come back through a master of their own, closed once they are open.
+  const hung = new Set(ttyFiles.map((e) => infoOf(run, e)).filter((i) => i.type === TtyType.PTY && !(i.id & 1) && !i.termios && !s.infos.has(i.id + 1))
+    .map((i) => i.pty!.index));
   const spares: number[] = [];
   try {
-    for (const index of [...byIndex.keys()].sort((a, b) => a - b)) {
-      const entry = byIndex.get(index)!;
+    for (const index of [...new Set([...byIndex.keys(), ...hung])].sort((a, b) => a - b)) {
+      const entry = byIndex.get(index);
+      if (!entry) {
+        const m = openPtmxIndex("/dev/ptmx", index, O.RDWR, spares);
+        s.fakes.set(index, m);
+        ioctlSetInt(m, TIOC.SPTLCK, 0, `unlock ${ptsName(index)}`);
+        continue;
+      }
       const m = openPtmxIndex(ttyPath(run, entry), index, entry.tty!.flags, spares);
       s.masters.set(index, m);
       setUpPair(run, s, index, m, ttyFiles);
@@ -438,7 +455,8 @@ function giveTty(c: OpenContext, mine: number, flags: number, what: string): num
 export const ttyKind: FileKind = {
   name: "tty",
   type: fd_types.TTY,
-  claims: (f, run) => f.link.kind === "path" && !f.link.deleted && !(f.info.flags & O.PATH) && f.st.isCharacterDevice() &&
+  // A pty slave whose master was closed shows "(deleted)": its node left /dev/pts with the pair.
+  claims: (f, run) => f.link.kind === "path" && (!f.link.deleted || ttyDriver(f.st.rdev)?.type === TtyType.PTY) && !(f.info.flags & O.PATH) && f.st.isCharacterDevice() &&
     (ttyDriver(f.st.rdev) !== undefined || run.opts.external.includes(ttyKey(f.st.rdev, f.st.dev))),
   dump(f, run) {
     const s = run.state(ttyDumpState);
@@ -446,6 +464,7 @@ export const ttyKind: FileKind = {
     const driver = ttyDriver(f.st.rdev);
     const type = external ? TtyType.EXT_TTY : driver!.type;
     const master = !external && driver!.master;
+    const path = f.link.kind === "path" ? f.link.path : f.text;
     const what = `${f.text} (${f.what})`;
     const copy = copyOf(f.pid, f.fd, what);
     let keep = false;
@@ -453,11 +472,11 @@ export const ttyKind: FileKind = {
       let index: number;
       if (external) index = ETTY_INDEX + ++s.extCount;
       else if (type === TtyType.PTY) {
-        checkDevpts(f.text, f.st.dev, master, f.what);
+        checkDevpts(path, f.st.dev, master, f.what);
         index = master ? ioctlInt(copy, TIOC.GPTN, `read the index of ${what}`) : ptsIndex(f.st.rdev);
       } else index = driver!.index!;
       const infoId = ttyInfoId(index, master);
-      const regfId = external ? undefined : dumpRegFile(run, { path: f.text, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, f.st);
+      const regfId = external ? undefined : dumpRegFile(run, { path, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, f.st);
       const id = run.nextId("file");
       run.files.push({
         type: fd_types.TTY, id,
@@ -466,7 +485,7 @@ export const ttyKind: FileKind = {
       if (!s.ttys.has(infoId)) {
         const got = readInfo(copy, infoId, type, index, master, f, what);
         keep = type === TtyType.PTY;
-        s.ttys.set(infoId, { ...got, copy: keep ? copy : -1, index, master, what, path: f.text, holder: f.pid });
+        s.ttys.set(infoId, { ...got, copy: keep ? copy : -1, index, master, what, path, holder: f.pid });
         if (keep) s.copies.push(copy);
       }
       return id;
@@ -499,7 +518,7 @@ export const ttyKind: FileKind = {
     for (const e of ttyFiles) {
       if (!e.tty) throw run.images.invalid(IMG.files, undefined, `file ${e.id} is a tty without its tty entry`);
       const info = infoOf(run, e);
-      if (info.type === TtyType.PTY && !(info.id & 1) && !s.infos.has(info.id + 1) && !inheritedKey(run, info)) {
+      if (info.type === TtyType.PTY && !(info.id & 1) && !s.infos.has(info.id + 1) && info.termios && !inheritedKey(run, info)) {
         if (!run.opts.features.shellJob) {
           throw new Error(`file ${e.id} is the pty slave ${ptsName(info.pty!.index)}, whose master was outside the dumped tree: restore it with -j (--shell-job) in the terminal it should use, or give a terminal with --inherit-fd fd[N]:${ttyKey(info.rdev, info.dev ?? 0)}`);
         }
@@ -518,7 +537,7 @@ export const ttyKind: FileKind = {
     if (info.type === TtyType.PTY) {
       const index = info.pty!.index;
       if (info.id & 1) return giveTty(c, run.state(ttyRestoreState).masters.get(index)!, flags, `the master of ${ptsName(index)}`);
-      if (run.state(ttyRestoreState).infos.has(info.id + 1)) return openByPath(c, ttyPath(run, entry), flags, ptsName(index));
+      if (run.state(ttyRestoreState).infos.has(info.id + 1) || !info.termios) return openByPath(c, ttyPath(run, entry), flags, ptsName(index));
       // A shell job's terminal: crest's own (-j, checked in plan).
       return giveTty(c, 0, flags, `crest's terminal (its stdin, for ${ptsName(index)} of the shell job)`);
     }
@@ -537,5 +556,8 @@ export const ttyKind: FileKind = {
     for (const [index, m] of s.masters) {
       if (s.infos.get(ttyInfoId(index, true))?.locked) ioctlSetInt(m, TIOC.SPTLCK, 1, `lock ${ptsName(index)}`);
     }
+    // Their slaves hang up, as they were.
+    for (const fd of s.fakes.values()) closeSync(fd);
+    s.fakes.clear();
   },
 };
