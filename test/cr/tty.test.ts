@@ -9,7 +9,7 @@
 // the tree, a shell job without -j, a pty of another devpts instance.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { closeSync, mkdirSync, openSync, readFileSync, constants as fsc } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, readlinkSync, statSync, constants as fsc } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { readImage, IMG, fd_types, TtyType } from "../../src/images/index.js";
@@ -166,6 +166,8 @@ test("tty-session: a pty index taken since the dump fails the restore naming its
   }
 });
 
+const readlinkStat = (p: string) => statSync(p);
+
 /** Starts `loop` with extra fds, in a session of its own unless `inSession`. */
 function loopWith(fds: number[], inSession = true): Workload {
   if (inSession) return startWorkload("loop", [], { fds });
@@ -285,5 +287,36 @@ test("-j: a job started from a shell in one terminal (tmux) is dumped and restor
     } finally {
       spawnSync("tmux", [...TMUX, "kill-server"]);
     }
+  }
+});
+
+test("--external tty[RDEV:DEV] on dump and --inherit-fd fd[N]:tty[RDEV:DEV] on restore: a terminal from outside given back by the caller", () => {
+  const [m, s, idx] = openPty();
+  let w: Workload | undefined;
+  const given: number[] = [];
+  try {
+    w = loopWith([s]);
+    const st = readlinkStat(`/proc/${w.pid}/fd/3`);
+    const key = `tty[${st.rdev.toString(16)}:${st.dev.toString(16)}]`;
+    const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log", "-v4", "--external", key]);
+    assert.equal(r.code, 0, r.stderr);
+    waitGone(w.pid);
+    assert.deepEqual(critDecodeAll(imagesDir(w)), []);
+    const info = readImage(imagesDir(w), IMG.ttyInfo);
+    assert.deepEqual(info.map((i) => [i.type, i.id]), [[TtyType.EXT_TTY, (1012 + 1) * 2]], "criu's EXT_TTY, index ETTY_INDEX + 1");
+    const no = crest(["restore", "-D", imagesDir(w), "-o", "restore-no.log", "-d"]);
+    assert.match(no.stderr, new RegExp(`an external terminal \\(dumped with --external ${key.replace(/[[\]]/g, "\\$&")}\\): give one with --inherit-fd fd\\[N\\]:`));
+    const [m2, s2, idx2] = openPty();
+    given.push(m2, s2);
+    const pidfile = join(w.dir, "restored.pid");
+    const rr = spawnSync(join(WORKLOADS, "..", "..", "bin", "crest"), ["restore", "-D", imagesDir(w), "-o", "restore.log", "-v4", "-d", "--pidfile", pidfile, "--inherit-fd", `fd[3]:${key}`],
+      { encoding: "utf8", stdio: ["ignore", "pipe", "pipe", s2] });
+    assert.equal(rr.status, 0, rr.stderr);
+    w.pid = Number(readFileSync(pidfile, "utf8"));
+    assert.equal(readlinkSync(`/proc/${w.pid}/fd/3`), `/dev/pts/${idx2}`, `the caller's terminal, not /dev/pts/${idx}`);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    if (w) stop(w);
+    for (const fd of [m, s, ...given]) closeSync(fd);
   }
 });
