@@ -495,7 +495,8 @@ export const ttyKind: FileKind = {
   },
   finishDump(run) {
     const s = run.state(ttyDumpState);
-    if (!s.ttys.size) return;
+    // A session's controlling terminal no fd reaches is refused even when the tree holds no terminal at all.
+    if (!s.ttys.size) return checkTtys(run, s.ttys, s.tasks);
     // Last to run when the tree runs on: crest's copies are closed after every write-back.
     run.undo.push(() => {
       for (const fd of s.copies) closeSync(fd);
