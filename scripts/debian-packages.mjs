@@ -13,7 +13,8 @@ export const PACKAGES = {
   build: ["gcc", "make", "libc6-dev"],
   // Debian's crit (in criu, a python program using python3-protobuf) decodes the tests' images;
   // the TCP tests lock the network with nft and with iptables-restore, as crest does for --tcp-established.
-  test: ["criu", "python3-protobuf", "nftables", "iptables"],
+  // tmux runs the shell-job test's two terminals.
+  test: ["criu", "python3-protobuf", "nftables", "iptables", "tmux"],
 };
 
 function installed(pkg) {
