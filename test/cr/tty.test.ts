@@ -234,10 +234,10 @@ test("refused: a slave whose master is outside the tree (without -j), a shell jo
 void waitGone;
 void waitTreeGone;
 
-/** tmux on a server of its own, for the shell-job test. */
-const TMUX = ["-L", `crest-tty-${process.pid}`];
+/** tmux on a server of its own (a new one for each run: one being killed may still answer), for the shell-job test. */
+let TMUX = ["-L", `crest-tty-${process.pid}`];
 function tmux(...args: string[]): string {
-  const r = spawnSync("tmux", [...TMUX, ...args], { encoding: "utf8" });
+  const r = spawnSync("tmux", [...TMUX, "-f", "/dev/null", ...args], { encoding: "utf8", env: { ...process.env, TERM: "xterm", TMUX: "" } });
   assert.equal(r.status, 0, `tmux ${args.join(" ")}: ${r.stderr}`);
   return r.stdout;
 }
@@ -245,6 +245,7 @@ const pane = (s: string): string => tmux("capture-pane", "-p", "-t", s);
 
 test("-j: a job started from a shell in one terminal (tmux) is dumped and restored into another, attached to it", () => {
   for (const sabotage of [0, 1]) {
+    TMUX = ["-L", `crest-tty-${process.pid}-${sabotage}`];
     const dir = spawnSync("mktemp", ["-d", "/tmp/crest-job-XXXXXX"], { encoding: "utf8" }).stdout.trim();
     const status = join(dir, "status"), imgs = join(dir, "imgs");
     const env = sabotage ? `CREST_WL_SABOTAGE=${sabotage} ` : "";
