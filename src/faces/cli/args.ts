@@ -85,7 +85,7 @@ const SPECS: OptSpec[] = [
   { long: "veth-pair", arg: "required" },
   { long: "action-script", arg: "required", apply: (o, v) => { o.actionScripts.push(v!); } },
   { long: "link-remap", arg: "none", bool: true },
-  { long: "shell-job", short: "j", arg: "none", bool: true },
+  { long: "shell-job", short: "j", arg: "none", bool: true, apply: (o, _v, on) => { o.features.shellJob = on; } },
   { long: "file-locks", short: "l", arg: "none", bool: true, apply: (o, _v, on) => { o.features.fileLocks = on; } },
   { long: "page-server", arg: "none", bool: true },
   { long: "address", arg: "required", apply: (o, v) => { o.service.address = v!; } },

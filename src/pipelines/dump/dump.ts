@@ -7,7 +7,7 @@
 // was, lets it run, and leaves the images directory as it was.
 import { mkdirSync, readFileSync, statSync } from "node:fs";
 import type { Logger } from "../../log.js";
-import { externalUnix, type Options } from "../../options.js";
+import { unsupportedExternal, type Options } from "../../options.js";
 import { freezeTree, thawTree, type FrozenTree, type FrozenTask } from "./freeze.js";
 import { Remote } from "../../remote/remote.js";
 import { RemoteTally } from "../../remote/counters.js";
@@ -126,14 +126,16 @@ export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResu
 }
 
 /** Stage: names the frozen tree's tasks as its own PID namespace sees them, and the objects they share. */
-function nameTree(frozen: FrozenTree, nextId: DumpRun["nextId"]): Tree {
+function nameTree(frozen: FrozenTree, nextId: DumpRun["nextId"], opts: Options): Tree {
   const ns = new TreeNamespaces(frozen);
   const tasks = frozen.tasks.map((ft) => describeTask(ft, ns));
   const session = tasks[0]!.stat.session;
-  if (session !== frozen.root) {
-    throw new UnsupportedError(`process ${frozen.root} is not a session leader (its session is ${session}, outside the dumped tree); run it in its own session (setsid, or crest run), since --shell-job is not supported yet`);
+  if (session !== frozen.root && !opts.features.shellJob) {
+    throw new UnsupportedError(
+      `process ${frozen.root} is a shell job: its session ${session} (and its terminal) is outside the dumped tree; ` +
+      "dump it with -j (--shell-job), or run it in its own session (setsid, or crest run)",
+    );
   }
-  for (const t of tasks) if (!t.zombie) refuseTerminal(t.pid, t.stat);
   const selfIds = assignKobjIds(tasks, frozen, nextId, ns);
   return { frozen, tasks, ns, selfIds };
 }
@@ -193,10 +195,11 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
     faultPoint("dump:frozen");
     // An RPC client may name more external objects now that the tree is frozen (criu's query-ext-files).
     for (const e of scripts.queryExternal()) {
-      if (externalUnix(e) === undefined) throw new UnsupportedError(`the RPC client added the external object ${e}; crest supports only unix[INO] so far`);
+      const why = unsupportedExternal(e);
+      if (why) throw new UnsupportedError(`the RPC client added an external object: ${why}`);
       opts.external.push(e);
     }
-    const tree = nameTree(frozen, nextId);
+    const tree = nameTree(frozen, nextId, opts);
     const run: DumpRun = {
       opts, log, stats, images, files: [], root: tree.tasks[0]!, ownNamespaces: new Set(tree.ns.own.keys()), nextId,
       treeTids: new Set(frozen.tasks.flatMap((t) => [t.pid, ...t.threads.map((th) => th.tid)])),
@@ -238,21 +241,6 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
   images.write(IMG.stats, "dump", [{ dump: entry }]);
   if (opts.log.displayStats) displayDumpStats(log, entry);
   return { pids: frozen.tasks.map((t) => t.pid), stats, frozenUs };
-}
-
-/**
- * A task with a controlling terminal would come back without it (its
- * session's terminal is a tty, which crest does not restore yet), even when
- * no fd holds the terminal: refused rather than lost.
- */
-function refuseTerminal(pid: number, st: ProcStat): void {
-  const tty = st.ttyNr;
-  if (!tty) return;
-  const major = (tty >> 8) & 0xfff, minor = (tty & 0xff) | ((tty >> 12) & 0xfff00);
-  throw new UnsupportedError(
-    `process ${pid} has a controlling terminal (tty ${major}:${minor}); crest does not support terminals yet: ` +
-    "start the tree without one (setsid, or crest run)",
-  );
 }
 
 /** A task's identity in the tree: its pids as the tree's PID namespace sees them, group, session. */
