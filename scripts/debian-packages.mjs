@@ -12,15 +12,10 @@ export const PACKAGES = {
   // The native binding, the stub and the test workloads are C, built here.
   build: ["gcc", "make", "libc6-dev"],
   // Debian's crit (in criu, a python program using python3-protobuf) decodes the tests' images;
-<<<<<<< HEAD
   // the TCP tests lock the network with nft and with iptables-restore, as crest does for --tcp-established;
-  // the RPC tests drive crest with pycriu (in criu) and with go-criu, built offline with Debian's Go.
-  test: ["criu", "python3-protobuf", "nftables", "iptables", "golang-go", "golang-github-checkpoint-restore-go-criu-dev"],
-=======
-  // the TCP tests lock the network with nft and with iptables-restore, as crest does for --tcp-established.
+  // the RPC tests drive crest with pycriu (in criu) and with go-criu, built offline with Debian's Go;
   // tmux runs the shell-job test's two terminals.
-  test: ["criu", "python3-protobuf", "nftables", "iptables", "tmux"],
->>>>>>> tty-work
+  test: ["criu", "python3-protobuf", "nftables", "iptables", "golang-go", "golang-github-checkpoint-restore-go-criu-dev", "tmux"],
 };
 
 function installed(pkg) {
