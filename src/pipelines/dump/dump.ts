@@ -21,6 +21,7 @@ import { parseSmaps, parseStat, parseStatus, type ProcStat } from "../../proc/in
 import { PTRACE, SIG } from "../../sys/constants.js";
 import { ptrace, wait4 } from "../../sys/syscalls.js";
 import { faultPoint } from "../../fault.js";
+import { sessionProblem } from "../sessions.js";
 import { assignKobjIds, TreeNamespaces } from "./tree-ids.js";
 import { ActionScripts } from "../actions.js";
 import type { RunHooks } from "../hooks.js";
@@ -136,6 +137,8 @@ function nameTree(frozen: FrozenTree, nextId: DumpRun["nextId"], opts: Options):
       "dump it with -j (--shell-job), or run it in its own session (setsid, or crest run)",
     );
   }
+  const problem = sessionProblem(tasks.map((t) => ({ pid: t.vpid, ppid: t.vppid, sid: t.vsid })), session !== frozen.root ? tasks[0]!.vsid : undefined);
+  if (problem) throw new UnsupportedError(problem);
   const selfIds = assignKobjIds(tasks, frozen, nextId, ns);
   return { frozen, tasks, ns, selfIds };
 }

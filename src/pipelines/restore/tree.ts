@@ -9,6 +9,7 @@ import type { Remote } from "../../remote/remote.js";
 import { cloneChild } from "../../remote/clone.js";
 import { startStub } from "../../remote/stub.js";
 import type { Logger } from "../../log.js";
+import { sessionProblem } from "../sessions.js";
 
 export type Role = "task" | "zombie" | "helper";
 
@@ -69,12 +70,13 @@ export function planTree(entries: pstree_entry[], roleOf: (e: pstree_entry) => R
     byPid.set(e.pid, n);
     nodes.push(n);
   }
+  const problem = sessionProblem(entries, outside?.sid);
+  if (problem) throw new Error(problem);
   for (const n of [...nodes]) {
     if (outside && n.sid === outside.sid) {
       if (byPid.has(n.pgid) || outside.pgids.has(n.pgid)) continue;
       throw new Error(`process ${n.vpid} is in group ${n.pgid}, whose leader is not in the images and not in crest's session; crest cannot restore that yet`);
     }
-    if (!byPid.has(n.sid)) throw new Error(`process ${n.vpid} is in session ${n.sid}, whose leader is not in the images; crest cannot restore that yet`);
     if (byPid.has(n.pgid)) continue;
     const leader = byPid.get(n.sid)!;
     const helper: TreeNode = { vpid: n.pgid, pgid: n.pgid, sid: n.sid, role: "helper", parent: leader, sharesFiles: false, sharesFs: false, bornPgid: n.sid, exitStatus: 0, pid: 0 };
