@@ -20,7 +20,8 @@ Usage:
   crest restore [<options>]
   crest check [--feature FEAT]
   crest page-server
-  crest service [<options>]
+  crest service [--address PATH] [--pidfile FILE] [-d] [<options>]
+  crest swrk FD
   crest dedup
   crest lazy-pages -D DIR [<options>]
   crest run [--ns pid,ipc,uts] [--log FILE] -- CMD [ARGS...]
@@ -30,7 +31,9 @@ Commands:
   restore        restore a process/tree
   check          checks whether the kernel support is up-to-date
   run            start CMD as the root of a tree ready to checkpoint (own PID/IPC namespaces, own session)
-  (pre-dump, page-server, service, swrk, lazy-pages, dedup, cpuinfo: recognised, not implemented by crest yet)
+  service        serve criu's RPC on a SEQPACKET socket (--address, default ./criu_service.socket)
+  swrk           serve criu's RPC on an inherited socket (as go-criu, libcriu and pycriu start criu)
+  (pre-dump, page-server, lazy-pages, dedup, cpuinfo: recognised, not implemented by crest yet)
 
 Most of the true / false long options (the ones without arguments) can be
 prefixed with --no- to negate the option (example: --display-stats and
