@@ -110,6 +110,13 @@ export interface FeatureOptions {
    * and terminal.
    */
   shellJob: boolean;
+  /**
+   * criu_opts.orphan_pts_master (RPC only, as in criu; runc sets it on every
+   * request): a pty slave whose master is outside the tree is dumped, and on
+   * restore gets a new master that is handed to the client
+   * (the orphan-pts-master notification, the fd passed with it).
+   */
+  orphanPtsMaster: boolean;
 }
 
 export interface ConfigOptions {
@@ -154,7 +161,7 @@ export function defaultOptions(command: Command): Options {
     external: [],
     inheritFd: [],
     extUnixSk: false,
-    features: { fileLocks: false, shellJob: false },
+    features: { fileLocks: false, shellJob: false, orphanPtsMaster: false },
     net: { tcpEstablished: false, tcpClose: false, skipInFlight: false },
     service: {},
     actionScripts: [],

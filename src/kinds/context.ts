@@ -162,6 +162,12 @@ export interface RestoreRun extends RunBase {
   transient: Array<{ task: RestoreTask; fd: number }>;
   /** What crest itself holds during the restore (a FIFO kept open so opens do not block), undone at the end, on success or failure. */
   cleanup: Array<() => void>;
+  /**
+   * Hands a pty master to the RPC client (criu's orphan-pts-master
+   * notification, the fd passed with it); absent without a client that takes
+   * notifications.
+   */
+  giveOrphanPtsMaster?: (fd: number) => void;
   state<S>(key: StateKey<S, RestoreRun>): S;
 }
 

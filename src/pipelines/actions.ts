@@ -12,15 +12,17 @@ import type { Logger } from "../log.js";
 
 export type Hook =
   | "pre-dump" | "post-dump" | "pre-restore" | "setup-namespaces" | "post-setup-namespaces"
-  | "post-restore" | "pre-resume" | "post-resume" | "network-lock" | "network-unlock" | "query-ext-files";
+  | "post-restore" | "pre-resume" | "post-resume" | "network-lock" | "network-unlock" | "query-ext-files"
+  | "orphan-pts-master";
 
 /**
  * Tells an RPC client of a hook (criu's NOTIFY, with the root's PID where
- * criu sends it) and waits for its answer; throws if the client says it
- * failed. Returns what the client answered with (query-ext-files: the
- * external objects it adds).
+ * criu sends it, and a file descriptor passed along for orphan-pts-master)
+ * and waits for its answer; throws if the client says it failed. Returns
+ * what the client answered with (query-ext-files: the external objects it
+ * adds).
  */
-export type Notifier = (hook: Hook, pid?: number) => { external: string[] };
+export type Notifier = (hook: Hook, pid?: number, fd?: number) => { external: string[] };
 
 /** criu sends the root's PID with these two hooks only. */
 const WITH_PID: ReadonlySet<Hook> = new Set<Hook>(["setup-namespaces", "post-restore"]);

@@ -22,6 +22,9 @@ function sockaddr(path: string): Buffer {
 }
 
 export class RawClient {
+  /** Files the server passed with its responses (SCM_RIGHTS: the orphan pts master), oldest first. */
+  readonly passed: number[] = [];
+
   private constructor(readonly fd: number, readonly child?: ChildProcess) {}
 
   /** A `crest swrk 3` of its own, on a socketpair. */
@@ -66,8 +69,16 @@ export class RawClient {
     const len = native.syscall(SYS.recvfrom, this.fd, null, 0, MSG_PEEK | MSG_TRUNC, null, null);
     if (len < 0) throw new Error(`recv failed: errno ${-len}`);
     const buf = Buffer.alloc(Math.max(len, 1));
-    const n = native.syscall(SYS.recvfrom, this.fd, buf, buf.length, 0, null, null);
+    const control = Buffer.alloc(64);
+    const iov = new BigUint64Array([BigInt(native.address(buf)), BigInt(buf.length)]);
+    // struct msghdr: name, namelen, iov, iovlen, control, controllen, flags.
+    const msg = new BigUint64Array([0n, 0n, BigInt(native.address(iov)), 1n, BigInt(native.address(control)), 64n, 0n]);
+    const n = native.syscall(SYS.recvmsg, this.fd, msg, 0);
     if (n <= 0) return null;
+    // One cmsghdr at most (len, level, type): SOL_SOCKET 1, SCM_RIGHTS 1.
+    if (msg[5]! >= 20n && control.readInt32LE(8) === 1 && control.readInt32LE(12) === 1) {
+      for (let at = 16; at + 4 <= Number(control.readBigUInt64LE(0)); at += 4) this.passed.push(control.readInt32LE(at));
+    }
     return decode(criu_resp, buf.subarray(0, n));
   }
 

@@ -12,13 +12,14 @@ import assert from "node:assert/strict";
 import { closeSync, mkdirSync, openSync, readFileSync, readlinkSync, statSync, constants as fsc } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { readImage, IMG, fd_types, TtyType } from "../../src/images/index.js";
+import { criu_req_type, readImage, IMG, fd_types, TtyType } from "../../src/images/index.js";
 import { native } from "../../src/sys/native.js";
 import { SYS, TIOC } from "../../src/sys/constants.js";
 import {
   alive, crest, critDecodeAll, dumpLog, dumpWorkload, finish, imagesDir, procState, restoreWorkload, startWorkload, stop, waitGone,
   waitTreeGone, WORKLOADS, waitFor, type Workload,
 } from "./harness.js";
+import { RawClient } from "./rpc-client.js";
 
 function ptyIndex(fd: number): number {
   const b = Buffer.alloc(4);
@@ -319,5 +320,62 @@ test("--external tty[RDEV:DEV] on dump and --inherit-fd fd[N]:tty[RDEV:DEV] on r
   } finally {
     if (w) stop(w);
     for (const fd of [m, s, ...given]) closeSync(fd);
+  }
+});
+
+test("orphan_pts_master over RPC (runc sets it on every request): a session's terminal whose master is outside comes back with a new master handed to the client", () => {
+  const [m, s, idx] = openPty();
+  const w: Workload = { name: "loop", pid: 0, dir: "", status: "", log: "" };
+  const dir = spawnSync("mktemp", ["-d", "/tmp/crest-orphan-XXXXXX"], { encoding: "utf8" }).stdout.trim();
+  Object.assign(w, { dir, status: join(dir, "status"), log: join(dir, "out.log") });
+  const clients: RawClient[] = [];
+  /** One request through a swrk of its own, every notification answered yes; the hooks told, in order. */
+  const call = (req: Parameters<RawClient["send"]>[0]) => {
+    const c = RawClient.swrk();
+    clients.push(c);
+    const hooks: string[] = [];
+    c.send(req);
+    for (;;) {
+      const r = c.recv()!;
+      if (r.type !== criu_req_type.NOTIFY) return { r, hooks, passed: c.passed };
+      hooks.push(r.notify!.script!);
+      c.send({ type: criu_req_type.NOTIFY, notify_success: true });
+    }
+  };
+  try {
+    // A session leader whose controlling terminal (and stdin) is the slave; the master stays here, outside the tree.
+    const out = openSync(w.log, "a");
+    w.pid = native.spawn({ path: "/usr/bin/setsid", argv: ["setsid", "-c", join(WORKLOADS, "loop"), w.status], env: ["PATH=/usr/bin:/bin"], setsid: 0, fds: [s, out, out], cwd: dir });
+    closeSync(out);
+    waitFor("loop to get ready", () => { try { return readFileSync(w.status, "utf8").startsWith("ready"); } catch { return false; } });
+    const ttyNr = () => Number(readFileSync(`/proc/${w.pid}/stat`, "utf8").split(") ")[1]!.split(" ")[4]);
+    assert.equal(ttyNr(), statSync(`/dev/pts/${idx}`).rdev, "its controlling terminal is the slave");
+    mkdirSync(imagesDir(w), { recursive: true });
+    const opts = { images_dir_fd: -1, images_dir: imagesDir(w), notify_scripts: true, log_level: 4 };
+    const d = call({ type: criu_req_type.DUMP, opts: { ...opts, pid: w.pid, orphan_pts_master: true, log_file: "dump.log" } });
+    assert.equal(d.r.success, true, d.r.cr_errmsg);
+    waitGone(w.pid);
+    assert.deepEqual(critDecodeAll(imagesDir(w)), []);
+    const slave = readImage(imagesDir(w), IMG.ttyInfo).find((i) => i.pty?.index === idx)!;
+    assert.deepEqual([slave.id & 1, slave.sid], [0, w.pid], "the slave, the session's terminal; no master in the images");
+    closeSync(m);
+    closeSync(s);
+    const r = call({ type: criu_req_type.RESTORE, opts: { ...opts, orphan_pts_master: true, log_file: "restore.log" } });
+    assert.deepEqual([r.r.success, r.r.restore?.pid], [true, w.pid], r.r.cr_errmsg);
+    assert.deepEqual(r.hooks, ["pre-restore", "setup-namespaces", "post-setup-namespaces", "orphan-pts-master", "post-restore", "pre-resume", "post-resume"]);
+    assert.equal(r.passed.length, 1, "the new master came with the orphan-pts-master notification");
+    const master = r.passed[0]!;
+    assert.equal(ptyIndex(master), idx, "the new master is the other end of the slave, at its old index");
+    assert.equal(readlinkSync(`/proc/${w.pid}/fd/0`), `/dev/pts/${idx}`);
+    assert.equal(ttyNr(), statSync(`/dev/pts/${idx}`).rdev, "the slave is its controlling terminal again");
+    const pgrp = Buffer.alloc(4);
+    assert.equal(native.syscall(SYS.ioctl, master, TIOC.GPGRP, pgrp), 0);
+    assert.equal(pgrp.readInt32LE(0), w.pid, "seen from the client's master, the restored session's group is in the foreground");
+    // Before the master closes: that hangs the terminal up, and SIGHUP ends the session's leader.
+    assert.equal(finish(w), "PASS");
+    closeSync(master);
+  } finally {
+    if (w.pid) stop(w);
+    for (const c of clients) c.close();
   }
 });

@@ -39,7 +39,6 @@ const UNSUPPORTED: ReadonlyArray<[keyof criu_opts, string]> = [
   ["tls_cacrl", "TLS"], ["tls_cert", "TLS"], ["tls_key", "TLS"], ["tls", "TLS"], ["tls_no_cn_verify", "TLS"], ["cgroup_yard", "--cgroup-yard"],
   ["pidfd_store_sk", "the pidfd store (pidfd_store_sk)"], ["lsm_mount_context", "an LSM mount context"], ["mntns_compat_mode", "--mntns-compat-mode"],
   ["skip_file_rwx_check", "--skip-file-rwx-check"], ["unprivileged", "--unprivileged"], ["ps", "a page server"],
-  ["orphan_pts_master", "orphan pts masters"],
 ];
 
 /** criu's defaults for fields that are set to them by clients that fill every field. */
@@ -80,6 +79,7 @@ export function translate(command: Command, o: criu_opts | undefined, peer: Peer
   }
   if (o.file_locks !== undefined) options.features.fileLocks = o.file_locks;
   if (o.shell_job !== undefined) options.features.shellJob = o.shell_job;
+  if (o.orphan_pts_master !== undefined) options.features.orphanPtsMaster = o.orphan_pts_master;
   if (o.ghost_limit !== undefined) options.dump.ghostLimit = o.ghost_limit;
   if (o.timeout !== undefined) options.dump.timeout = o.timeout;
   if (o.pre_dump_mode !== undefined) options.dump.preDumpMode = o.pre_dump_mode === criu_pre_dump_mode.VM_READ ? "read" : "splice";

@@ -195,8 +195,8 @@ class Session {
 
   /** criu's RPC notifications: each hook told to the client, whose NOTIFY answer says go on or fail. */
   private notifier(): Notifier {
-    return (hook: Hook, pid?: number) => {
-      const reply = this.notify({ script: hook, ...(pid !== undefined ? { pid } : {}) }, hook);
+    return (hook: Hook, pid?: number, fd?: number) => {
+      const reply = this.notify({ script: hook, ...(pid !== undefined ? { pid } : {}) }, hook, fd);
       if (!reply.notify_success) throw new Error(`the RPC client reported that its ${hook} script failed`);
       return { external: reply.opts?.external ?? [] };
     };
@@ -211,9 +211,9 @@ class Session {
     };
   }
 
-  /** Sends a NOTIFY and returns the client's NOTIFY answer. */
-  private notify(n: EncodeInput<criu_notify>, what: string): criu_req {
-    sendResponse(this.fd, { type: criu_req_type.NOTIFY, success: true, notify: n });
+  /** Sends a NOTIFY (with a file descriptor if given) and returns the client's NOTIFY answer. */
+  private notify(n: EncodeInput<criu_notify>, what: string, passFd?: number): criu_req {
+    sendResponse(this.fd, { type: criu_req_type.NOTIFY, success: true, notify: n }, passFd);
     const reply = recvRequest(this.fd);
     if (!reply) throw new Error(`the RPC client went away during the ${what} notification`);
     if (reply.type !== criu_req_type.NOTIFY) throw new Error(`the RPC client answered the ${what} notification with a ${TYPE_NAMES[reply.type]} request`);

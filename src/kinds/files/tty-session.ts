@@ -39,8 +39,9 @@ const sessions = restoreState("tty sessions", (run: RestoreRun) => {
     if (!info.sid || !leaders.has(info.sid) || info.type === TtyType.CTTY || info.type === TtyType.EXT_TTY) continue;
     let path: string;
     if (info.type === TtyType.PTY) {
-      // A shell job's terminal (no master in the images) is crest's, inherited; a hung-up one controls nothing.
-      if (!s.infos.has((info.id | 1)) || !info.termios) continue;
+      // A shell job's terminal (no master in the images) is crest's, inherited, unless its new master went
+      // to the RPC client (orphan_pts_master); a hung-up one controls nothing.
+      if ((!s.infos.has(info.id | 1) && !s.orphaned.has(info.pty!.index)) || !info.termios) continue;
       path = `/dev/pts/${info.pty!.index}`;
     } else {
       const f = files.find((e) => e.tty!.tty_info_id === info.id);

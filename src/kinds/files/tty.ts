@@ -23,6 +23,9 @@
 // the restore before anything is made, naming who holds it. It sets the
 // termios, window size, packet mode and the master's exclusive mode, puts
 // the queued data back, and holds a slave open while the tasks open theirs.
+// A slave whose master was outside the tree gets crest's own terminal with
+// -j, or, for an RPC client that asked for orphan pts masters (runc), a new
+// master at its index, handed to the client when the slave is first opened.
 // A task gets its master from crest (over a socket pair), opens its slave
 // and the other terminals by path (O_NOCTTY: controlling terminals are
 // tty-session.ts's); the slave's exclusive mode and the lock come last.
@@ -188,11 +191,13 @@ function ptsName(index: number): string {
 /** Checks the pairs and sessions of every terminal dumped. */
 function checkTtys(run: DumpRun, ttys: Map<number, DumpedTty>, tasks: TtyTask[]): void {
   const shellJob = run.opts.features.shellJob;
+  // An RPC client asking for orphan pts masters (runc, always) takes the master's place on restore.
+  const masterOutsideOk = shellJob || run.opts.features.orphanPtsMaster;
   const leaderOf = (vsid: number) => tasks.find((t) => t.vpid === vsid && t.vsid === vsid);
   const outside = new Set<number>();
   for (const t of ttys.values()) {
     if (t.info.type === TtyType.PTY && !t.master && !ttys.has(t.info.id + 1) && t.info.termios) {
-      if (!shellJob) {
+      if (!masterOutsideOk) {
         throw new UnsupportedError(
           `${t.what}: its master (the other end of ${ptsName(t.index)}) is not in the dumped tree; if the tree is a job of a shell, dump it with -j (--shell-job); ` +
           `otherwise name it --external ${ttyKey(t.info.rdev, t.info.dev ?? 0)} and give it back on restore with --inherit-fd`,
@@ -205,7 +210,7 @@ function checkTtys(run: DumpRun, ttys: Map<number, DumpedTty>, tasks: TtyTask[])
     }
   }
   if (outside.size > 1) {
-    throw new UnsupportedError(`the tree holds slaves of ${outside.size} ptys whose masters are outside it (${[...outside].map(ptsName).join(", ")}); with -j crest gives back only one, its own terminal`);
+    throw new UnsupportedError(`the tree holds slaves of ${outside.size} ptys whose masters are outside it (${[...outside].map(ptsName).join(", ")}); crest gives back only one (with -j its own terminal, with orphan_pts_master a new master for the RPC client)`);
   }
   for (const t of ttys.values()) {
     if (!t.info.sid || t.info.type === TtyType.CTTY || t.info.type === TtyType.EXT_TTY) continue;
@@ -269,6 +274,10 @@ interface RestoredTtys {
   slaves: Map<number, number>;
   /** Masters made only for hung-up slaves, closed once those are open. */
   fakes: Map<number, number>;
+  /** Indexes of slaves whose master was outside the tree and goes to the RPC client (orphan_pts_master). */
+  orphaned: Set<number>;
+  /** Their new masters until handed over, when the slave is first opened (as criu). */
+  orphans: Map<number, number>;
 }
 
 export const ttyRestoreState = restoreState<RestoredTtys>("ttys", (run) => {
@@ -283,12 +292,12 @@ export const ttyRestoreState = restoreState<RestoredTtys>("ttys", (run) => {
     if (!infos.has(d.tty_id)) throw run.images.invalid(IMG.ttyData, undefined, `data queued for tty ${d.tty_id}, which is not in tty-info.img`);
     data.set(d.tty_id, Buffer.from(d.data));
   }
-  const s: RestoredTtys = { infos, data, masters: new Map(), slaves: new Map(), fakes: new Map() };
+  const s: RestoredTtys = { infos, data, masters: new Map(), slaves: new Map(), fakes: new Map(), orphaned: new Set(), orphans: new Map() };
   run.cleanup.push(() => {
-    for (const fd of [...s.masters.values(), ...s.slaves.values(), ...s.fakes.values()]) closeSync(fd);
-    s.masters.clear();
-    s.slaves.clear();
-    s.fakes.clear();
+    for (const held of [s.masters, s.slaves, s.fakes, s.orphans]) {
+      for (const fd of held.values()) closeSync(fd);
+      held.clear();
+    }
   });
   return s;
 });
@@ -385,35 +394,41 @@ function makePtys(run: RestoreRun, ttyFiles: file_entry[]): void {
     .map((i) => i.pty!.index));
   const spares: number[] = [];
   try {
-    for (const index of [...new Set([...byIndex.keys(), ...hung])].sort((a, b) => a - b)) {
+    for (const index of [...new Set([...byIndex.keys(), ...hung, ...s.orphaned])].sort((a, b) => a - b)) {
       const entry = byIndex.get(index);
-      if (!entry) {
+      if (s.orphaned.has(index)) {
+        const m = openPtmxIndex("/dev/ptmx", index, O.RDWR, spares);
+        s.orphans.set(index, m);
+        setUpPair(run, s, index, m, ttyFiles);
+      } else if (!entry) {
         const m = openPtmxIndex("/dev/ptmx", index, O.RDWR, spares);
         s.fakes.set(index, m);
         ioctlSetInt(m, TIOC.SPTLCK, 0, `unlock ${ptsName(index)}`);
-        continue;
+      } else {
+        const m = openPtmxIndex(ttyPath(run, entry), index, entry.tty!.flags, spares);
+        s.masters.set(index, m);
+        setUpPair(run, s, index, m, ttyFiles);
       }
-      const m = openPtmxIndex(ttyPath(run, entry), index, entry.tty!.flags, spares);
-      s.masters.set(index, m);
-      setUpPair(run, s, index, m, ttyFiles);
     }
   } finally {
     for (const fd of spares) closeSync(fd);
   }
 }
 
+/** Sets up a pair crest made: as dumped, or (an orphan: no master in the images) with the slave's settings. */
 function setUpPair(run: RestoreRun, s: RestoredTtys, index: number, m: number, ttyFiles: file_entry[]): void {
   const what = `the pty ${ptsName(index)}`;
-  const mi = s.infos.get(ttyInfoId(index, true))!;
+  const mi = s.infos.get(ttyInfoId(index, true));
   const si = s.infos.get(ttyInfoId(index, false));
   ioctlSetInt(m, TIOC.SPTLCK, 0, `unlock ${what}`);
   // Termios and the window size are the slave's: set through the master (criu sets each side's, the same values).
-  const t = si?.termios ?? mi.termios;
-  if (mi.termios_locked) setLockedTermios(m, mi.termios_locked, what);
+  const t = si?.termios ?? mi?.termios;
+  const size = mi?.winsize ?? si?.winsize;
+  if (mi?.termios_locked) setLockedTermios(m, mi.termios_locked, what);
   if (t) setTermios(m, t, what);
-  if (mi.winsize) setWinsize(m, mi.winsize, what);
-  if (mi.exclusive) ioctl(m, TIOC.EXCL, 0, `make the master of ${what} exclusive`);
-  putMasterOutput(m, s.data.get(mi.id) ?? Buffer.alloc(0), what);
+  if (size) setWinsize(m, size, what);
+  if (mi?.exclusive) ioctl(m, TIOC.EXCL, 0, `make the master of ${what} exclusive`);
+  if (mi) putMasterOutput(m, s.data.get(mi.id) ?? Buffer.alloc(0), what);
   const slaveFiles = ttyFiles.filter((e) => e.tty!.tty_info_id === ttyInfoId(index, false));
   if (slaveFiles.length) {
     // Held by crest while the tasks open theirs (and to put its input back into).
@@ -426,12 +441,22 @@ function setUpPair(run: RestoreRun, s: RestoredTtys, index: number, m: number, t
     const mode = slaveFiles.map((e) => run.files.get(e.tty!.regf_id ?? -1)?.reg?.mode).find((x) => x !== undefined);
     if (mode !== undefined && (fstatSync(sfd).mode & 0o7777) !== (mode & 0o7777)) check(native.syscall(SYS.fchmod, sfd, mode & 0o7777), `set the mode of ${ptsName(index)}`);
     if (t) putSlaveInput(sfd, s.data.get(ttyInfoId(index, false)) ?? Buffer.alloc(0), t, what);
-  } else if (mi.slave_closed) {
+  } else if (mi?.slave_closed) {
     // Its slave was opened and closed again: its reader gets EIO, as it did.
     closeSync(openSync(ptsName(index), fsc.O_RDWR | O.NOCTTY | O.CLOEXEC));
   }
   // After the data: turning packet mode on clears a pending status.
-  if (mi.packet_mode) ioctlSetInt(m, TIOC.PKT, 1, `set packet mode on ${what}`);
+  if (mi?.packet_mode) ioctlSetInt(m, TIOC.PKT, 1, `set packet mode on ${what}`);
+}
+
+/** Gives the RPC client the new master of an orphan slave (criu's orphan-pts-master), once, as its slave is first opened. */
+function handOverOrphan(run: RestoreRun, s: RestoredTtys, index: number): void {
+  const m = s.orphans.get(index);
+  if (m === undefined) return;
+  run.log.info(`Handing the new master of ${ptsName(index)} to the RPC client (orphan-pts-master)`);
+  run.giveOrphanPtsMaster!(m);
+  s.orphans.delete(index);
+  closeSync(m);
 }
 
 /** Whether crest's stdin is a terminal (the one a shell job is given back with -j). */
@@ -520,8 +545,17 @@ export const ttyKind: FileKind = {
       if (!e.tty) throw run.images.invalid(IMG.files, undefined, `file ${e.id} is a tty without its tty entry`);
       const info = infoOf(run, e);
       if (info.type === TtyType.PTY && !(info.id & 1) && !s.infos.has(info.id + 1) && info.termios && !inheritedKey(run, info)) {
+        // As criu: a new master for the RPC client if it asked for one (and takes notifications), else crest's terminal with -j.
+        if (run.opts.features.orphanPtsMaster && run.giveOrphanPtsMaster) {
+          s.orphaned.add(info.pty!.index);
+          continue;
+        }
         if (!run.opts.features.shellJob) {
-          throw new Error(`file ${e.id} is the pty slave ${ptsName(info.pty!.index)}, whose master was outside the dumped tree: restore it with -j (--shell-job) in the terminal it should use, or give a terminal with --inherit-fd fd[N]:${ttyKey(info.rdev, info.dev ?? 0)}`);
+          throw new Error(
+            `file ${e.id} is the pty slave ${ptsName(info.pty!.index)}, whose master was outside the dumped tree: restore it with -j (--shell-job) in the terminal it should use, ` +
+            `or give a terminal with --inherit-fd fd[N]:${ttyKey(info.rdev, info.dev ?? 0)}` +
+            (run.opts.features.orphanPtsMaster ? " (orphan_pts_master hands a new master to an RPC client that takes notifications: set notify_scripts too)" : ""),
+          );
         }
         if (!stdinIsTty()) throw new Error(`restore -j gives the job crest's own terminal (its stdin), but crest's stdin is not a terminal: run crest restore -j in the terminal the job should use`);
       }
@@ -538,7 +572,9 @@ export const ttyKind: FileKind = {
     if (info.type === TtyType.PTY) {
       const index = info.pty!.index;
       if (info.id & 1) return giveTty(c, run.state(ttyRestoreState).masters.get(index)!, flags, `the master of ${ptsName(index)}`);
-      if (run.state(ttyRestoreState).infos.has(info.id + 1) || !info.termios) return openByPath(c, ttyPath(run, entry), flags, ptsName(index));
+      const s = run.state(ttyRestoreState);
+      if (s.orphaned.has(index)) handOverOrphan(run, s, index);
+      if (s.infos.has(info.id + 1) || !info.termios || s.orphaned.has(index)) return openByPath(c, ttyPath(run, entry), flags, ptsName(index));
       // A shell job's terminal: crest's own (-j, checked in plan).
       return giveTty(c, 0, flags, `crest's terminal (its stdin, for ${ptsName(index)} of the shell job)`);
     }

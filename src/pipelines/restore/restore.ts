@@ -227,6 +227,7 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
     files: new Map<number, file_entry>(images.read(IMG.files).map((f) => [f.id, f])),
     tasks: [...tree.tasks.values()], opened: new Map(), transient: [], cleanup: [],
     state: (key) => states.of(key),
+    ...(hooks.notify ? { giveOrphanPtsMaster: (fd: number) => { hooks.notify!("orphan-pts-master", undefined, fd); } } : {}),
   };
   const states = new RunStates(() => run);
   const nsFlags = planKinds(run);
