@@ -5,7 +5,7 @@
 
 import { closeSync, fstatSync, openSync, readSync, unlinkSync, writeSync, constants as fsc } from "node:fs";
 import { join } from "node:path";
-import { decode, encodeWithPrefix, ImageFormatError, type EncodeInput, type MessageType } from "./pb.js";
+import { decodeRange, encodeFramed, ImageFormatError, type EncodeInput, type MessageType } from "./pb.js";
 import { describeMagic, IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC } from "./magic.js";
 
 /** Which header a file starts with. */
@@ -84,10 +84,18 @@ function headMagic(header: ImageHeader): number | undefined {
 
 const READ_CHUNK = 64 * 1024;
 
+/**
+ * One read buffer and one write buffer kept between files: a dump or a
+ * restore goes through hundreds of small files one after the other, and a
+ * fresh 64 KiB each would be garbage (and external memory, which makes V8
+ * collect more often). A second file open at the same time gets its own.
+ */
+const spare: { read: Buffer | null; write: Buffer | null } = { read: null, write: null };
+
 /** Reads one image file entry by entry, with raw payloads in between. */
 export class ImageReader {
   private fd: number;
-  private buf = Buffer.allocUnsafe(READ_CHUNK);
+  private buf: Buffer;
   private start = 0; // unread bytes are buf[start, end)
   private end = 0;
   private filePos = 0; // file offset of buf[end]
@@ -106,11 +114,12 @@ export class ImageReader {
       if (code === "ENOENT") throw new ImageError(path, "missing", "no such file", undefined, { cause: e });
       throw new ImageError(path, "io", `cannot open: ${(e as Error).message}`, undefined, { cause: e });
     }
+    this.buf = takeSpare("read", READ_CHUNK);
     try {
       this.size = fstatSync(this.fd).size;
       this.checkHeader();
     } catch (e) {
-      closeSync(this.fd);
+      this.close();
       throw e;
     }
   }
@@ -204,7 +213,7 @@ export class ImageReader {
     }
     const body = this.offset;
     try {
-      return decode(type, this.buf.subarray(this.start, this.start + len));
+      return decodeRange(type, this.buf, this.start, this.start + len);
     } catch (e) {
       if (!(e instanceof ImageFormatError)) throw e;
       const where = body + (e.offset ?? 0);
@@ -271,8 +280,23 @@ export class ImageReader {
     if (this.fd >= 0) {
       closeSync(this.fd);
       this.fd = -1;
+      // Nothing read keeps a view of it: decoded bytes and payloads are copies.
+      giveSpare("read", this.buf, READ_CHUNK);
     }
   }
+}
+
+function takeSpare(which: "read" | "write", size: number): Buffer {
+  const buf = spare[which];
+  if (buf) {
+    spare[which] = null;
+    return buf;
+  }
+  return Buffer.allocUnsafe(size);
+}
+
+function giveSpare(which: "read" | "write", buf: Buffer, size: number): void {
+  if (buf.length === size) spare[which] = buf;
 }
 
 // ---------------------------------------------------------------------------
@@ -318,7 +342,7 @@ export function fileOutput(path: string): ImageOutput {
 /** Writes one image file: header, then entries and payloads in order. */
 export class ImageWriter {
   private out: ImageOutput | null;
-  private buf = Buffer.allocUnsafe(WRITE_CHUNK);
+  private buf = takeSpare("write", WRITE_CHUNK);
   private used = 0;
   private written = 0; // bytes already handed to the output
 
@@ -372,12 +396,12 @@ export class ImageWriter {
     if (this.kind.header === "raw") this.fail("invalid", "raw images hold no entries");
     let framed: Buffer;
     try {
-      framed = encodeWithPrefix(type, msg, 4);
+      framed = encodeFramed(type, msg);
     } catch (e) {
       if (!(e instanceof ImageFormatError)) throw e;
       return this.fail("invalid", `cannot encode ${type.name}: ${e.detail}`, e);
     }
-    framed.writeUInt32LE(framed.length - 4, 0);
+    // The codec's scratch bytes: copied (or written) before the next encode.
     this.bytes(framed, DIRECT_WRITE);
   }
 
@@ -392,6 +416,8 @@ export class ImageWriter {
   }
 
   private bytes(data: Uint8Array, direct: number): void {
+    // Once closed, the buffer may be another writer's.
+    if (!this.out) this.fail("invalid", "the image is closed already");
     if (data.length >= direct || data.length > this.buf.length - this.used) {
       this.flush();
       if (data.length >= direct || data.length > this.buf.length) {
@@ -409,13 +435,16 @@ export class ImageWriter {
     this.flush();
     const out = this.out;
     this.out = null;
+    giveSpare("write", this.buf, WRITE_CHUNK);
     out.close();
   }
 
   /** Closes and deletes the file: for a write that failed half-way. */
   discard(): void {
-    this.out?.discard();
+    if (!this.out) return;
+    this.out.discard();
     this.out = null;
+    giveSpare("write", this.buf, WRITE_CHUNK);
   }
 }
 
