@@ -274,6 +274,42 @@ test("streaming: many entries and payloads larger than the buffers", () => {
   }
 });
 
+test("files open at the same time keep buffers of their own; one closed and reopened reads right; a closed writer refuses entries", () => {
+  const dir = freshDir();
+  // Files bigger than one buffer, written two at a time, interleaved.
+  const many = (base: number) => Array.from({ length: 5000 }, (_, i) => ({ pid: base + i, ppid: base, pgid: base, sid: base }));
+  const a = ImageWriter.create(dir, IMG.pstree), b = ImageWriter.create(dir, IMG.core, 1);
+  for (const [i, e] of many(100000).entries()) {
+    a.write(pstree_entry, e);
+    if (i < 3) b.write(core_entry, coreSample(i));
+  }
+  a.close();
+  // Another file while b is still open gets the buffer a left.
+  writeImage(dir, IMG.pstree, undefined, many(300000).slice(0, 10));
+  b.close();
+  assert.throws(() => a.write(pstree_entry, many(1)[0]!), imageError("invalid", /closed already/));
+  assert.throws(() => b.payload(Buffer.alloc(3)), imageError("invalid", /closed already/));
+  assert.deepEqual(readImage(dir, IMG.pstree).map((e) => e.pid), many(300000).slice(0, 10).map((e) => e.pid));
+  assert.deepEqual(readImage(dir, IMG.core, 1).map((c) => c.thread_core!.comm), ["t0", "t1", "t2"]);
+
+  writeImage(dir, IMG.pstree, undefined, many(100000));
+  const r1 = ImageReader.open(dir, IMG.pstree), r2 = ImageReader.open(dir, IMG.core, 1);
+  try {
+    assert.equal(r1.next(pstree_entry)!.pid, 100000);
+    assert.equal(r2.next(core_entry)!.thread_core!.comm, "t0");
+    r2.close();
+    const r3 = ImageReader.open(dir, IMG.core, 1); // gets the buffer r2 left
+    assert.deepEqual(r3.all(core_entry).map((c) => c.thread_core!.comm), ["t0", "t1", "t2"]);
+    r3.close();
+    const rest = r1.all(pstree_entry);
+    assert.equal(rest.length, 4999);
+    assert.equal(rest[4998]!.pid, 104999);
+  } finally {
+    r1.close();
+    r2.close();
+  }
+});
+
 test("pagemap run length: field 5 wins, field 2 for old images", () => {
   assert.deepEqual(pagemapCount(3n), { compat_nr_pages: 3, nr_pages: 3n });
   assert.deepEqual(pagemapCount(1n << 33n), { compat_nr_pages: 0, nr_pages: 1n << 33n });
