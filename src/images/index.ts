@@ -3,9 +3,9 @@
 
 import { startupSnapshot } from "node:v8";
 import * as S from "./gen/index.js";
-import { prepareCodecs } from "./pb.js";
+import { prepareCodecs, type MessageType } from "./pb.js";
 
-export { encode, decode, encodedSize, ImageFormatError } from "./pb.js";
+export { encode, decode, encodedSize, ImageFormatError, prepareCodecs } from "./pb.js";
 export type { EncodeInput, MessageType, FieldSpec, FieldKind, FieldHints, EnumSpec, Label, ScalarKind } from "./pb.js";
 export * from "./magic.js";
 export {
@@ -24,22 +24,24 @@ export * from "./gen/index.js";
 export { toCritJson, fromCritJson, parseJson, dumpJson, base64Lines, quotedPrintable, fromQuotedPrintable } from "./json.js";
 export type { Json, JsonObject, CritJsonOptions } from "./json.js";
 
-// crest's startup snapshot holds the codecs of the messages most commands
-// handle ready (encoders built and compiled, decoding plans worked out), so
-// that a command uses them at once: those of the images every dump writes
-// and every restore reads, and of terminals, pipes and unix sockets, which
-// most trees have. The others are made at their first use (an encoder in a
-// fraction of a millisecond); each one made here costs every command's
-// start-up a few microseconds.
-if (startupSnapshot.isBuildingSnapshot()) {
-  prepareCodecs([
-    S.inventory_entry, S.pstree_entry, S.task_kobj_ids_entry, S.fs_entry, S.stats_entry, S.dump_stats_entry, S.restore_stats_entry,
-    S.core_entry, S.thread_info_x86, S.user_x86_regs_entry, S.user_x86_fpregs_entry, S.user_x86_xsave_entry, S.user_desc_t,
-    S.task_core_entry, S.thread_core_entry, S.thread_sas_entry, S.task_timers_entry, S.itimer_entry, S.task_rlimits_entry,
-    S.rlimit_entry, S.signal_queue_entry, S.siginfo_entry, S.sa_entry, S.rseq_entry, S.creds_entry,
-    S.mm_entry, S.vma_entry, S.pagemap_head, S.pagemap_entry,
-    S.fdinfo_entry, S.file_entry, S.reg_file_entry, S.fown_entry,
-    S.tty_file_entry, S.tty_info_entry, S.tty_pty_entry, S.termios_entry, S.winsize_entry, S.tty_data_entry,
-    S.pipe_entry, S.unix_sk_entry, S.sk_opts_entry,
-  ]);
-}
+/**
+ * The messages most commands handle: those of the images every dump writes
+ * and every restore reads, and of terminals, pipes and unix sockets, which
+ * most trees have. crest's startup snapshot holds their codecs ready
+ * (encoders built and compiled, decoding plans worked out), so that a
+ * command uses them at once; the others are made at their first use (an
+ * encoder in a fraction of a millisecond). Each one here costs every
+ * command's start-up a few microseconds.
+ */
+export const COMMON_MESSAGES: readonly MessageType<unknown>[] = [
+  S.inventory_entry, S.pstree_entry, S.task_kobj_ids_entry, S.fs_entry, S.stats_entry, S.dump_stats_entry, S.restore_stats_entry,
+  S.core_entry, S.thread_info_x86, S.user_x86_regs_entry, S.user_x86_fpregs_entry, S.user_x86_xsave_entry, S.user_desc_t,
+  S.task_core_entry, S.thread_core_entry, S.thread_sas_entry, S.task_timers_entry, S.itimer_entry, S.task_rlimits_entry,
+  S.rlimit_entry, S.signal_queue_entry, S.siginfo_entry, S.sa_entry, S.rseq_entry, S.creds_entry,
+  S.mm_entry, S.vma_entry, S.pagemap_head, S.pagemap_entry,
+  S.fdinfo_entry, S.file_entry, S.reg_file_entry, S.fown_entry,
+  S.tty_file_entry, S.tty_info_entry, S.tty_pty_entry, S.termios_entry, S.winsize_entry, S.tty_data_entry,
+  S.pipe_entry, S.unix_sk_entry, S.sk_opts_entry,
+];
+
+if (startupSnapshot.isBuildingSnapshot()) prepareCodecs(COMMON_MESSAGES);

@@ -6,10 +6,12 @@
 // then cost a compilation each. The position, buffer and type decoded are
 // in S, shared with the readers, so that their calls take few arguments.
 
+import { decoderFactory, decoderSource } from "./pb-decoder-source.js";
 import { ImageFormatError, MAX_DEPTH, wireOf, type EnumSpec, type FieldSpec, type MessageType } from "./pb-schema.js";
 
 type Obj = Record<string, unknown>;
 const TWO32 = 4294967296;
+const U64_MAX = (1n << 64n) - 1n;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 const EMPTY: Buffer = Buffer.alloc(0);
 
@@ -42,6 +44,7 @@ interface DecodeField {
 }
 
 interface DecodePlan {
+  readonly type: MessageType<unknown>;
   readonly name: string;
   /** By tag, for the tags below NEAR. */
   readonly near: readonly (DecodeField | undefined)[];
@@ -54,7 +57,15 @@ interface DecodePlan {
   readonly required: readonly string[];
   /** The bits of the required fields; -1 when they are too many to count by bits. */
   readonly reqMask: number;
+  /** Each field's entry (unpacked), by name. */
+  readonly fields: ReadonlyMap<string, DecodeField>;
+  /** Messages decoded so far, until the type has a decoder of its own. */
+  uses: number;
+  own: DecodeFn | undefined;
 }
+
+/** Decodes S.b[S.pos, S.end) into o (a new message when undefined), nested d deep. */
+type DecodeFn = (d: number, o: Obj | undefined) => Obj;
 
 const NEAR = 1024;
 
@@ -98,6 +109,7 @@ function planOf(c: Slot): DecodePlan {
   const far = new Map<number, DecodeField>();
   const known = new Map<number, readonly [string, number]>();
   const required = sorted.filter((f) => f.label === "required").map((f) => f.name);
+  const fields = new Map<string, DecodeField>();
   const put = (tag: number, d: DecodeField) => {
     if (tag < NEAR) near[tag] = d;
     else far.set(tag, d);
@@ -117,19 +129,52 @@ function planOf(c: Slot): DecodePlan {
       name: f.name, op, elem: opOf(f), bit: r >= 0 && r < 30 ? 1 << r : 0, sub: f.message ? slotOf(f.message()) : undefined,
       values, what: f.enum ? f.enum.name : f.kind,
     });
-    if (f.label !== "repeated") put(tag, field(opOf(f)));
-    else put(tag, field(f.kind === "uint32" ? Op.RUN_U32 : f.kind === "int32" ? Op.RUN_I32 : Op.PUSH));
+    const main = field(f.label !== "repeated" ? opOf(f) : f.kind === "uint32" ? Op.RUN_U32 : f.kind === "int32" ? Op.RUN_I32 : Op.PUSH);
+    put(tag, main);
+    fields.set(f.name, main);
     // Packed encoding: accepted even when the schema says unpacked.
     if (f.label === "repeated" && wire !== 2) put(((f.number << 3) | 2) >>> 0, field(Op.PACKED));
   }
   near.length = Math.min(NEAR, near.length);
   for (let i = 0; i < near.length; i++) near[i] ??= undefined; // no holes
   c.plan = {
-    name: c.type.name, near, far, known, required,
+    type: c.type, name: c.type.name, near, far, known, required, fields, uses: 0, own: undefined,
     repeated: sorted.filter((f) => f.label === "repeated").map((f) => f.name),
     reqMask: required.length > 30 ? -1 : required.reduce((m, _, i) => m | (1 << i), 0),
   };
   return c.plan;
+}
+
+/**
+ * After how many messages of a type it gets a decoder of its own
+ * (pb-decoder-source.ts): quicker than the shared loop once V8 has compiled
+ * it, but making and compiling it takes a millisecond or more, which some
+ * ten thousand messages pay back (a long-running service, a huge tree),
+ * and a hundred-task restore's few thousand do not.
+ */
+let specialiseAfter = 10_000;
+
+/** The plans that have a decoder of their own. */
+const specialised: DecodePlan[] = [];
+
+/**
+ * For the tests: from how many messages of a type on it gets a decoder of
+ * its own (0: from the first; Infinity: never). The types that have one
+ * already go back to the shared loop.
+ */
+export function specialiseDecodersAfter(n: number): void {
+  specialiseAfter = n;
+  for (const p of specialised.splice(0)) {
+    p.own = undefined;
+    p.uses = 0;
+  }
+}
+
+function ownDecoder(plan: DecodePlan): DecodeFn {
+  specialised.push(plan);
+  const src = decoderSource(plan.type);
+  const make = new Function("R", "P", "X", decoderFactory(src)) as (r: typeof readers, p: DecodePlan, x: DecodeField[]) => DecodeFn;
+  return make(readers, plan, src.messages.map((name) => plan.fields.get(name)!));
 }
 
 /** Works out the plans of these types beforehand (crest's startup snapshot holds those of the messages most commands handle). */
@@ -142,6 +187,8 @@ export function prepareDecoding(types: Iterable<MessageType<unknown>>): void {
 
 /** Decodes S.b[S.pos, S.end) as the plan's type into o (a new object when undefined), nested d deep. */
 function decodeMessage(plan: DecodePlan, d: number, o: Obj | undefined): Obj {
+  if (plan.own !== undefined) return plan.own(d, o);
+  if (++plan.uses >= specialiseAfter) return (plan.own = ownDecoder(plan))(d, o);
   const b = S.b, e = S.end, s = S.pos, near = plan.near, n = near.length;
   S.t = plan.name;
   if (o === undefined) {
@@ -355,7 +402,9 @@ function ru64(): bigint {
   const lo = rv(), hi = S.hi;
   if (hi === 0) return BigInt(lo);
   // Below 2^53 a double holds it exactly: one BigInt made instead of three.
-  return hi < 0x200000 ? BigInt(hi * TWO32 + lo) : (BigInt(hi) << 32n) | BigInt(lo);
+  if (hi < 0x200000) return BigInt(hi * TWO32 + lo);
+  // 2^64 - 1 (RLIM_INFINITY, -1 in unsigned fields), made once.
+  return hi === 0xffffffff && lo === 0xffffffff ? U64_MAX : (BigInt(hi) << 32n) | BigInt(lo);
 }
 
 function ri64(): bigint {
@@ -475,6 +524,14 @@ function skip(wire: number, num: number, depth: number): void {
       fail(`invalid wire type ${wire} for field ${num}`, S.pos);
   }
 }
+
+/** Fails naming the first of the required fields msg lacks. */
+function miss(msg: Obj, start: number, required: readonly string[]): never {
+  return fail(`required field ${required.find((f) => msg[f] === undefined)} is missing`, start);
+}
+
+/** What the types' own decoders may use (each takes the names it needs). */
+const readers = { S, rtag, rlen, ru32, ri32, rs32, rbool, renum, ru64, ri64, rs64, rfix, rstr, rbytes, rmsg, run32, miss, other };
 
 // ---------------------------------------------------------------------------
 // Entry points

@@ -178,6 +178,8 @@ function vu64(b: Buffer, p: number, v: unknown, field: string): number {
   const n = Number(v);
   if (n < 128) { b[p] = n; return p + 1; }
   if (n <= MAX_SAFE) return wv64(b, p, n >>> 0, Math.floor(n / TWO32));
+  // 2^64 - 1 (RLIM_INFINITY) without the BigInt arithmetic.
+  if (v === U64_MAX) return wv64(b, p, 0xffffffff, 0xffffffff);
   return wv64(b, p, Number(v & 0xffffffffn), Number(v >> 32n));
 }
 

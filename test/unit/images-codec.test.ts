@@ -3,6 +3,8 @@
 // test/pb-reference.ts: the same bytes, the same objects (keys in the same
 // order) and the same errors (message, type, offset), on the real images of
 // test/fixtures/images and on random and broken messages of every schema.
+// Decoding both ways: by the loop all types share, and by the decoders a
+// type gets of its own once it has decoded many messages.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
@@ -14,12 +16,27 @@ import {
   type FieldSpec, type MessageType,
 } from "../../src/images/pb.js";
 import { IMG, ImageReader, ImageWriter, kindByMagic, type ImageKind } from "../../src/images/index.js";
+import { specialiseDecodersAfter } from "../../src/images/pb-decode.js";
 import { referenceDecode, referenceEncode, referenceEncodedSize } from "../pb-reference.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 const fixtures = join(root, "test", "fixtures", "images");
 
 type Obj = Record<string, unknown>;
+
+/** A test run twice: decoding by the shared loop, then by the types' own decoders. */
+function both(name: string, fn: () => void): void {
+  for (const [way, after] of [["the shared loop", Infinity], ["own decoders", 0]] as const) {
+    test(`${name} (decoding by ${way})`, () => {
+      specialiseDecodersAfter(after);
+      try {
+        fn();
+      } finally {
+        specialiseDecodersAfter(10_000);
+      }
+    });
+  }
+}
 const TYPES: MessageType<unknown>[] = (Object.values(gen) as unknown[]).filter(
   (v): v is MessageType<unknown> => typeof v === "object" && v !== null && "fields" in v,
 );
@@ -90,7 +107,7 @@ function randomMessage(type: MessageType<unknown>, depth = 0): Obj {
   return m;
 }
 
-test("random messages of every schema: the same bytes as the generic codec, and back the same objects", () => {
+both("random messages of every schema: the same bytes as the generic codec, and back the same objects", () => {
   assert.ok(TYPES.length > 100, `${TYPES.length} schemas`);
   for (const type of TYPES) {
     for (let i = 0; i < 25; i++) {
@@ -106,7 +123,7 @@ test("random messages of every schema: the same bytes as the generic codec, and 
   }
 });
 
-test("packed runs of every repeated scalar field: encoded as the generic codec does, and read back from both encodings", () => {
+both("packed runs of every repeated scalar field: encoded as the generic codec does, and read back from both encodings", () => {
   let fields = 0;
   for (const type of TYPES) {
     for (const f of type.fields) {
@@ -128,7 +145,7 @@ test("packed runs of every repeated scalar field: encoded as the generic codec d
   assert.ok(fields > 30, `${fields} repeated scalar fields`);
 });
 
-test("broken input to every schema: the same objects or the same errors, at the same offsets", () => {
+both("broken input to every schema: the same objects or the same errors, at the same offsets", () => {
   const unknown = Buffer.from("f8ff019601" + "f9ff010102030405060708" + "faff0103616263" + "fdff0101020304", "hex");
   for (const type of TYPES) {
     for (let i = 0; i < 3; i++) {
@@ -198,7 +215,7 @@ function entries(bytes: Buffer, kind: ImageKind<unknown, never>): Array<[Message
 
 const WITH_PAYLOADS = new Set(["GHOST_FILE", "PIPES_DATA", "FIFO_DATA", "SK_QUEUES", "TCP_STREAM", "IPCNS_SHM", "IPCNS_SEM", "IPCNS_MSG"]);
 
-test("real images: every entry decodes as with the generic codec and encodes back to the same bytes; every file reads and writes back byte for byte", () => {
+both("real images: every entry decodes as with the generic codec and encodes back to the same bytes; every file reads and writes back byte for byte", () => {
   const seen = new Set<string>();
   let files = 0;
   for (const dir of readdirSync(fixtures, { withFileTypes: true }).filter((d) => d.isDirectory())) {
@@ -254,7 +271,7 @@ function typesIn(type: MessageType<unknown>, obj: unknown, out = new Set<string>
   return out;
 }
 
-test("every kind at the edges of its values, singular, repeated and packed: read as the generic codec reads them", () => {
+both("every kind at the edges of its values, singular, repeated and packed: read as the generic codec reads them", () => {
   const Small = { A: 0, B: 1, C: 127, D: 128, N: -1 } as const;
   const kinds = ["uint32", "int32", "sint32", "bool", "enum", "uint64", "int64", "sint64", "fixed32", "sfixed32", "float", "fixed64", "sfixed64", "double"] as const;
   // Varints of every length and value class, fixed-size values, and cut ones.
@@ -291,7 +308,7 @@ const Blob: MessageType<Blob> = message<Blob>("blob", [
   { name: "n", number: 3, label: "optional", kind: "uint32" },
 ]);
 
-test("nested messages whose length takes 2, 3 and 4 bytes, and messages larger than the scratch buffer", () => {
+both("nested messages whose length takes 2, 3 and 4 bytes, and messages larger than the scratch buffer", () => {
   for (const size of [127, 128, 16383, 16384, 70_000, 1_500_000, 2_097_140, 2_100_000, 3 << 20]) {
     const m: Blob = { kids: [{ data: Buffer.alloc(size, 7), kids: [{ kids: [], n: 1 }], n: 5 }, { kids: [], n: 2 }], n: 9 };
     const bytes = encode(Blob, m);
@@ -302,7 +319,7 @@ test("nested messages whose length takes 2, 3 and 4 bytes, and messages larger t
   }
 });
 
-test("encodeFramed and encodeWithPrefix frame the same bytes; decodeRange counts offsets from where the message starts", () => {
+both("encodeFramed and encodeWithPrefix frame the same bytes; decodeRange counts offsets from where the message starts", () => {
   const m = { kids: [{ kids: [], n: 300 }], n: 1, data: Buffer.from("hi") };
   const plain = encode(Blob, m);
   const framed = Buffer.from(encodeFramed(Blob, m));
@@ -337,7 +354,7 @@ test("an encode from a getter of a message being encoded gets a buffer of its ow
   assert.ok(nested!.equals(referenceEncode(Blob, { kids: [{ kids: [], data: Buffer.alloc(200, 1) }], n: 1 })));
 });
 
-test("negative int32 and enum values take 10 bytes both ways; over-long varints read as the generic codec reads them", () => {
+both("negative int32 and enum values take 10 bytes both ways; over-long varints read as the generic codec reads them", () => {
   const lock = { flag: 1, type: 2, pid: -2147483648, fd: -7, start: -1n, len: 0n };
   const neg = encode(gen.file_lock_entry, lock);
   assert.ok(neg.equals(referenceEncode(gen.file_lock_entry, lock)));
@@ -360,4 +377,25 @@ test("negative int32 and enum values take 10 bytes both ways; over-long varints 
     sameDecode(t, Buffer.from(hex, "hex"), hex);
   }
   sameDecode(gen.pagemap_entry as MessageType<unknown>, Buffer.from("0801" + "1002" + "18" + "8080808010", "hex"), "bool");
+});
+
+test("a type gets its own decoder after many messages; the messages before and after are the same objects", () => {
+  specialiseDecodersAfter(1000);
+  const m = { kids: [{ kids: [], n: 1, data: Buffer.from("x") }], n: 5 };
+  const bytes = encode(Blob, m);
+  const first = shape(decode(Blob, bytes));
+  // Which decoder ran shows in the stack of an error.
+  const stack = () => {
+    try {
+      decode(Blob, bytes.subarray(0, 3));
+    } catch (e) {
+      return (e as Error).stack!;
+    }
+    return assert.fail("no error");
+  };
+  assert.doesNotMatch(stack(), /decode_blob/);
+  for (let i = 0; i < 2000; i++) assert.equal(shape(decode(Blob, bytes)), first);
+  assert.match(stack(), /decode_blob/);
+  assert.equal(first, shape(referenceDecode(Blob, bytes)));
+  specialiseDecodersAfter(10_000);
 });
