@@ -1,9 +1,10 @@
-// The generic proto2 codec crest had before src/images/pb.ts built a
-// specialised decoder and encoder per message type: one loop over each
-// type's field descriptors, dispatching on each field's kind. Kept as the
-// reference the specialised codec must agree with byte for byte and object
-// for object (test/unit/images-pb-equiv.test.ts), and as the baseline of
-// bench/codec.ts. Not used by crest itself.
+// The generic proto2 codec crest had before src/images/pb-*.ts (a decoding
+// loop over per-type plans, an encoder per type): one loop over each type's
+// field descriptors, looking up each field's kind, and a measuring pass
+// before each encoding. Kept as the reference the codec must agree with,
+// byte for byte, object for object and error for error
+// (test/unit/images-codec.test.ts), and as the baseline of bench/codec.ts.
+// Not used by crest itself.
 import { ImageFormatError, type EncodeInput, type EnumSpec, type FieldKind, type FieldSpec, type MessageType } from "../src/images/pb.js";
 
 // ---------------------------------------------------------------------------

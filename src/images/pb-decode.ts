@@ -1,10 +1,12 @@
 // Decoding of crest's protocol-buffers (proto2) images: one loop for every
 // message type (decodeMessage), driven by a plan of the type's fields by
 // tag, worked out once per type. V8 compiles that one loop soon, and it
-// serves every type; a decoder of its own per type would run uncompiled
-// for its first few hundred calls (most of what a command makes of it), and
-// then cost a compilation each. The position, buffer and type decoded are
-// in S, shared with the readers, so that their calls take few arguments.
+// serves every type, where a decoder of its own per type would run
+// uncompiled for its first few hundred calls (most of what a command makes
+// of it) and then cost a compilation each. A type that has decoded very
+// many messages gets one all the same (pb-decoder-source.ts), being by then
+// worth it. The position, buffer and type decoded are in S, shared with
+// the readers, so that their calls take few arguments.
 
 import { decoderFactory, decoderSource } from "./pb-decoder-source.js";
 import { ImageFormatError, MAX_DEPTH, wireOf, type EnumSpec, type FieldSpec, type MessageType } from "./pb-schema.js";
