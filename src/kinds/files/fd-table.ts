@@ -46,7 +46,7 @@ import { packetSocketKind } from "../sockets/packet.js";
 import { describeSocket } from "../sockets/describe.js";
 import { runOpenQueue, type Waiting } from "./open-queue.js";
 import { inherited } from "./inherit.js";
-import type { Remote } from "../../remote/remote.js";
+import { Pending, type Remote } from "../../remote/remote.js";
 
 /** The kinds of open files crest knows, tried in order. */
 const FILE_KINDS: readonly FileKind[] = [
@@ -159,12 +159,25 @@ function dumpFds(task: DumpTask, run: DumpRun): void {
  */
 export function parker(task: RestoreTask): (fd: number) => number {
   const r = task.remotes[0]!;
-  const above = Math.max(2, ...task.fdinfo.map((e) => e.fd)) + 1;
+  const above = fdsAbove(task);
   return (fd) => {
     const moved = r.call(`move fd ${fd} of task ${task.vpid} out of the way`, SYS.fcntl, fd, F.DUPFD_CLOEXEC, above);
     r.later({ what: `close fd ${fd} of task ${task.vpid}`, nr: SYS.close, args: [fd] });
     return moved;
   };
+}
+
+/** The lowest fd above every fd of the task's table. */
+function fdsAbove(task: RestoreTask): number {
+  return Math.max(2, ...task.fdinfo.map((e) => e.fd)) + 1;
+}
+
+/** Like a parker, queued: the moved fd to come, for the calls after it. */
+function parkQueued(task: RestoreTask, fd: Pending, what: string): Pending {
+  const r = task.remotes[0]!;
+  const moved = r.later({ what: `move ${what} of task ${task.vpid} out of the way`, nr: SYS.fcntl, args: [fd, F.DUPFD_CLOEXEC, fdsAbove(task)] });
+  r.later({ what: `close the first fd of ${what} in task ${task.vpid}`, nr: SYS.close, args: [fd] });
+  return moved;
 }
 
 /** One description a task's fd table needs, with the fds that refer to it there. */
@@ -179,7 +192,7 @@ interface TableItem {
 
 /** One task's part of the work: its remote, and pidfds of other tasks to take their fds with pidfd_getfd. */
 interface TableWork extends OpenContext {
-  pidfds: Map<number, number>;
+  pidfds: Map<number, Pending>;
 }
 
 function kindOf(run: RestoreRun, entry: file_entry): FileKind {
@@ -188,10 +201,12 @@ function kindOf(run: RestoreRun, entry: file_entry): FileKind {
   return kind;
 }
 
-function pidfdOf(w: TableWork, vpid: number): number {
+/** A pidfd of task `vpid` in this task, above its fd table; queued, as everything taking a file from another task is (no stop of its own). */
+function pidfdOf(w: TableWork, vpid: number): Pending {
   let fd = w.pidfds.get(vpid);
   if (fd === undefined) {
-    fd = w.park(w.r.call(`open a pidfd of task ${vpid} in task ${w.task.vpid}`, SYS.pidfd_open, vpid, 0));
+    const opened = w.r.later({ what: `open a pidfd of task ${vpid} in task ${w.task.vpid}`, nr: SYS.pidfd_open, args: [vpid, 0] });
+    fd = parkQueued(w.task, opened, `a pidfd of task ${vpid}`);
     w.pidfds.set(vpid, fd);
   }
   return fd;
@@ -203,12 +218,14 @@ function openItem(w: TableWork, item: TableItem): Waiting | null {
   const held = run.opened.get(item.id);
   // In flight only, and open already (with the socket pair it is an end of).
   if (held && !item.fds.length) return null;
-  let tmp: number;
+  // A file taken from another task lands above the table (never at one of its fds) and is only known to the batch.
+  let tmp: number | Pending;
   if (held) {
     // Its fd there may still be a queued dup3 of that task's.
     held.task.remotes[0]!.flush();
     const from = held.task.vpid;
-    tmp = r.call(`take file ${item.id} from task ${from} into task ${task.vpid}`, SYS.pidfd_getfd, pidfdOf(w, from), held.fd, 0);
+    const got = r.later({ what: `take file ${item.id} from task ${from} into task ${task.vpid}`, nr: SYS.pidfd_getfd, args: [pidfdOf(w, from), held.fd, 0] });
+    tmp = parkQueued(task, got, `file ${item.id}`);
   } else {
     // Given by crest's caller (--inherit-fd), or made.
     const got = inherited(w, item.kind, item.entry) ?? item.kind.open(w, item.entry);
@@ -217,6 +234,7 @@ function openItem(w: TableWork, item: TableItem): Waiting | null {
   }
   if (!item.fds.length) {
     // In flight only (no fd refers to it): held above the table's fds until the end, for whoever passes it.
+    if (typeof tmp !== "number") throw new Error(`file ${item.id}: a file in flight is opened, not taken from a task`);
     const kept = w.park(tmp);
     run.opened.set(item.id, { task, fd: kept });
     run.transient.push({ task, fd: kept });
