@@ -116,9 +116,10 @@ function settle(calls: readonly RunCall[], res: readonly number[]): void {
 }
 
 /**
- * A syscall whose result is only checked: `want` the value it must return
- * (else any non-negative one), `fail` the error for an errno (else a
- * RemoteError naming `what`).
+ * A queued syscall, checked when it has run: `want` the value it must
+ * return (else any non-negative one), `fail` the error for an errno (else a
+ * RemoteError naming `what`); `unchecked`: its caller looks at the result
+ * itself (a -errno included).
  */
 export interface LaterCall {
   nr: number;
@@ -126,6 +127,7 @@ export interface LaterCall {
   what: string | (() => string);
   want?: number | bigint;
   fail?: (errno: number) => Error;
+  unchecked?: boolean;
 }
 
 /**
@@ -194,6 +196,8 @@ export class Remote {
   private queued: Array<LaterCall & { result: Pending }> = [];
   /** Mappings of the threads' own scratch areas (giveThreadsScratch), removed with this one's. */
   private threadsScratch: Array<{ addr: bigint; size: number }> = [];
+  /** What to do once the calls queued so far have run (afterRun), in order. */
+  private after: Array<() => void> = [];
   /** The queue's batch while it runs (started by flushAll, not yet waited for). */
   private running: { q: Array<LaterCall & { result: Pending }>; results: bigint } | null = null;
   /**
@@ -261,17 +265,35 @@ export class Remote {
     return result;
   }
 
+  /**
+   * Runs fn once the calls queued so far have run, right after their batch
+   * (before anything else uses the scratch memory they wrote their answers
+   * to): a kind queues the questions it asks a task and reads the answers
+   * there, and every kind's questions share one stop.
+   */
+  afterRun(fn: () => void): void {
+    this.after.push(fn);
+  }
+
+  private runAfter(): void {
+    const after = this.after;
+    this.after = [];
+    for (const fn of after) fn();
+  }
+
   /** Runs the queued calls; throws for the first that failed, as it would have failed alone. */
   flush(): void {
-    if (!this.queued.length) return;
+    if (!this.queued.length) return this.runAfter();
     const q = this.queued;
     this.queued = [];
     const res = q.length === 1 || !this.area ? q.map((c) => (c.result.value = this.run(c.nr, c.args))) : this.runBatch(q);
     this.check(q, res);
+    this.runAfter();
   }
 
   private check(q: readonly LaterCall[], res: readonly number[]): void {
     q.forEach((c, i) => {
+      if (c.unchecked) return;
       const r = res[i]!;
       const what = () => (typeof c.what === "string" ? c.what : c.what());
       if (r < 0 && r > -4096) throw c.fail?.(-r) ?? new RemoteError(what(), -r);
@@ -293,6 +315,7 @@ export class Remote {
     this.queued = [];
     const res = this.runBatch([...q, { nr, args }]);
     this.check(q, res);
+    this.runAfter();
     return res[q.length]!;
   }
 
@@ -408,9 +431,12 @@ export class Remote {
         const res = r.finishBatch(results, q.length, q[0]!.nr);
         settle(q, res);
         r.check(q, res);
+        r.runAfter();
       }
       rest = later;
     }
+    // Those that had nothing queued, but something to do after it.
+    for (const r of remotes) r.runAfter();
   }
 
   /** Like batch, but throws RemoteError naming the first call that failed. */
@@ -632,6 +658,7 @@ export class Remote {
   /** Puts the registers and signal mask back as they were when the session opened (calls still queued are dropped). */
   restore(): void {
     this.queued = [];
+    this.after = [];
     this.t.setRegs(this.saved);
     this.t.setSigmask(this.savedMask);
   }

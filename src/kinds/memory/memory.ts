@@ -123,11 +123,13 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
   const vmas = task.vmas.map((m) => dumpVma(task, run, m, fileIds));
   const exePath = readlinkSync(`/proc/${pid}/exe`);
   const exeId = dumpRegFile(run, { path: exePath, flags: O.RDONLY | O.LARGEFILE, pos: 0n }, checkReopenable(run, exePath, `/proc/${pid}/exe`, `the executable of process ${pid}`));
-  const brk = r.call(`read the program break of task ${pid}`, SYS.brk, 0);
+  // Answered with the task's other questions (one stop for all).
+  const brk = r.later({ what: `read the program break of task ${pid}`, nr: SYS.brk, args: [0] });
+  r.afterRun(() => (task.mm!.mm_brk = BigInt(brk.value!)));
   task.mm = {
     mm_start_code: BigInt(st.startCode), mm_end_code: BigInt(st.endCode),
     mm_start_data: BigInt(st.startData), mm_end_data: BigInt(st.endData),
-    mm_start_stack: BigInt(st.startStack), mm_start_brk: BigInt(st.startBrk), mm_brk: BigInt(brk),
+    mm_start_stack: BigInt(st.startStack), mm_start_brk: BigInt(st.startBrk), mm_brk: 0n,
     mm_arg_start: BigInt(st.argStart), mm_arg_end: BigInt(st.argEnd),
     mm_env_start: BigInt(st.envStart), mm_env_end: BigInt(st.envEnd),
     exe_file_id: exeId,
