@@ -17,8 +17,8 @@ export const fsKind: TaskKind = {
       const flags = O.RDONLY | O.DIRECTORY | O.LARGEFILE;
       // A removed directory comes back as a ghost (mkdir, then rmdir once entered).
       if (path.endsWith(" (deleted)")) return dumpDeletedFile(run, { path: path.slice(0, -10), flags, pos: 0n }, via, what);
-      const st = checkReopenable(run, path, via, what);
-      return dumpRegFile(run, { path, flags, pos: 0n }, st);
+      const st = checkReopenable(path, via, what);
+      return dumpRegFile(run, { path, flags, pos: 0n }, st, what);
     };
     const root = dir("root");
     if (run.files.find((f) => f.id === root)?.reg?.name !== "/") {
