@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { readImage, IMG, fd_types, type reg_file_entry } from "../../src/images/index.js";
-import { crest, critDecodeAll, cycle, finish, imagesDir, startWorkload, stop, waitTreeGone, type Workload } from "./harness.js";
+import { assertDumpRefused, crest, critDecodeAll, cycle, finish, imagesDir, startWorkload, stop, waitTreeGone, type Workload } from "./harness.js";
 
 /** The reg-file entries under /proc/N of the dump in `dir`. */
 function procEntries(dir: string): reg_file_entry[] {
@@ -64,4 +64,8 @@ test("files-proc in its own PID namespace, three checkpoints in a row (each rest
   } finally {
     stop(w);
   }
+});
+
+test("files-proc dead: a file of the /proc directory of a process reaped since is refused by name, the process untouched", () => {
+  assertDumpRefused("files-proc", ["dead"], /fd \d+ of process \d+ is \/proc\/\d+\/status, of a process that has exited; crest does not support files of the \/proc directories of dead processes yet/);
 });

@@ -3,7 +3,8 @@
  * threads (icewm keeps /proc/self/net/dev open), which the kernel names
  * /proc/PID/... with PID as the /proc mount sees the process (outside the
  * tree's PID namespace when it has one, a PID a restore does not keep):
- *   /proc/self/net/dev read 10 bytes in (position 10),
+ *   /proc/self/net/dev read 10 bytes in (position 10), then looked up
+ *     again, which makes procfs call the open file "(deleted)",
  *   /proc/self/status,
  *   /proc/PID/task/TID/stat of a second thread (named wl-proc-th),
  *   /proc/thread-self/comm of the main thread,
@@ -30,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -138,6 +140,41 @@ static void net_summary(const char *text, char *out, size_t cap)
 	}
 }
 
+/*
+ * argv[2] "dead": holds /proc/PID/status of a child it has reaped since (its
+ * link "(deleted)" and the path gone), for a dump crest refuses; after, the
+ * fd still fails to read with ESRCH.
+ */
+static int dead(void)
+{
+	int p[2];
+	char name[32] = { 0 }, path[64];
+	if (pipe(p))
+		fail("pipe: %s", strerror(errno));
+	pid_t child = fork();
+	if (child == 0) {
+		proc_self(name, sizeof(name));
+		if (write(p[1], name, sizeof(name)) != sizeof(name))
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	if (read(p[0], name, sizeof(name)) != sizeof(name))
+		fail("the child did not say its PID");
+	snprintf(path, sizeof(path), "/proc/%s/status", name);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		fail("open %s: %s", path, strerror(errno));
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	wl_ready();
+	wl_wait();
+	char buf[64];
+	if (pread(fd, buf, sizeof(buf), 0) >= 0 || errno != ESRCH)
+		fail("%s of the reaped child: read gives %s, expected ESRCH", path, strerror(errno));
+	return wl_done();
+}
+
 int main(int argc, char **argv)
 {
 	static char text[16384], fresh[16384], a[4096], b[4096];
@@ -146,6 +183,8 @@ int main(int argc, char **argv)
 	snprintf(child_status, sizeof(child_status), "%s.child", argv[1]);
 	for (int fd = 3; fd < 1024; fd++)
 		close(fd); /* inherited fds are not ours */
+	if (argc > 2 && !strcmp(argv[2], "dead"))
+		return dead();
 
 	pthread_t th;
 	pthread_mutex_lock(&named);
@@ -158,6 +197,11 @@ int main(int argc, char **argv)
 	fd_net = open("/proc/self/net/dev", O_RDONLY);
 	if (fd_net < 0 || read(fd_net, a, 10) != 10)
 		fail("open and read /proc/self/net/dev: %s", strerror(errno));
+	/* A new lookup makes procfs drop the dentry the fd holds: its link now ends in " (deleted)", as icewm's does. */
+	struct stat sb;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd_net);
+	if (stat("/proc/self/net/dev", &sb) || readlink(path, a, sizeof(a)) < 0 || !strstr(a, " (deleted)"))
+		fail("setup: /proc/self/net/dev was looked up again, yet its fd's link is not '... (deleted)'");
 	fd_status = open("/proc/self/status", O_RDONLY);
 	snprintf(path, sizeof(path), "/proc/%s/stat", thread_link);
 	fd_thread = open(path, O_RDONLY);
@@ -222,8 +266,13 @@ int main(int argc, char **argv)
 
 	wl_read_into("/proc/self/status", fresh, sizeof(fresh));
 
+	/* Looked up since it was opened (by crest, or by the check of another fd), it may read " (deleted)". */
 	snprintf(path, sizeof(path), "/proc/%s/net/dev", self);
-	check_link("net/dev", fd_net, path);
+	snprintf(a, sizeof(a), "/proc/self/fd/%d", fd_net);
+	ssize_t ln = readlink(a, b, sizeof(b) - 1);
+	b[ln < 0 ? 0 : ln] = 0;
+	if (strcmp(b, path) && (strncmp(b, path, strlen(path)) || strcmp(b + strlen(path), " (deleted)")))
+		fail("net/dev: fd %d names '%s', expected '%s' (or with ' (deleted)')", fd_net, b, path);
 	off_t pos = lseek(fd_net, 0, SEEK_CUR);
 	if (pos != 10)
 		fail("/proc/self/net/dev: at position %lld, expected 10", (long long)pos);

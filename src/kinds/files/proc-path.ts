@@ -4,13 +4,21 @@
 // TID are crest's view of the task, which a tree with its own PID namespace
 // does not keep across a restore (only the PIDs inside it are restored).
 //
+// The kernel may call such a file "(deleted)" while it is there: procfs
+// drops the dentries under /proc/PID/net at every new lookup of the path
+// (their contents depend on the network namespace of whoever looks), so
+// once anyone else opens or stats /proc/PID/net/dev, an fd opened before
+// reads "/proc/PID/net/dev (deleted)". Such a file is dumped under its path
+// as long as its process is alive (criu strips the suffix the same way); one
+// of a process that has exited is refused.
+//
 // Dump: the path stays as the kernel gave it (criu's image), and
 // reg_file_entry.proc_vpid / proc_vtid (crest's own fields) name the task and
 // thread by their ids in the tree's namespace. Restore: the path is rebuilt
 // with the restored task's and thread's ids as crest sees them, and the task
 // opens that: the same file of the restored task. Without the fields (criu's
 // images) the path is opened as it is, as criu does.
-import { readFileSync, statSync, type Stats } from "node:fs";
+import { existsSync, readFileSync, statSync, type Stats } from "node:fs";
 import type { DumpRun, RestoreRun } from "../context.js";
 import { UnsupportedError } from "../context.js";
 import type { reg_file_entry } from "../../images/index.js";
@@ -38,6 +46,34 @@ function innermostTid(tid: number, what: string): number {
   }
   const ids = status.nsPid;
   return ids.length ? ids[ids.length - 1]! : tid;
+}
+
+/**
+ * Dump: the path to keep for a file on procfs (others keep theirs): without
+ * the " (deleted)" procfs may have put after it, if it still leads to a file
+ * of the same type. A file of the /proc/PID (or /proc/PID/task/TID) of a
+ * process or thread that is gone is refused (criu keeps it with a helper
+ * task).
+ */
+export function procfsPath(path: string, st: Stats, what: string): string {
+  if (!onProc(st)) return path;
+  const live = path.endsWith(" (deleted)") ? path.slice(0, -" (deleted)".length) : path;
+  const m = PROC_PID_PATH.exec(live);
+  if (m && !existsSync(m[0])) {
+    throw new UnsupportedError(`${what} is ${live}, of a ${m[2] === undefined ? "process" : "thread"} that has exited; crest does not support files of the /proc directories of dead processes yet`);
+  }
+  if (live !== path) {
+    let now: Stats | undefined;
+    try {
+      now = statSync(live);
+    } catch {
+      // below
+    }
+    if (!now || now.dev !== st.dev || ((now.mode ^ st.mode) & 0o170000) !== 0) {
+      throw new UnsupportedError(`${what} is ${path}, and ${live} is ${now ? "another kind of file" : "gone"} now; crest cannot restore it`);
+    }
+  }
+  return live;
 }
 
 export type ProcOwner = Pick<reg_file_entry, "proc_vpid" | "proc_vtid">;

@@ -14,7 +14,7 @@ import { AT_FDCWD, MEM_MAJOR, O, SEEK, SYS } from "../../sys/constants.js";
 import type { Remote } from "../../remote/remote.js";
 import type { FileKind } from "./file-kind.js";
 import { isMemfdPath } from "./memfd.js";
-import { procOwner, withRestoredProc } from "./proc-path.js";
+import { procfsPath, procOwner, withRestoredProc } from "./proc-path.js";
 import { dumpGhost, finishGhostsDump, finishGhostsRestore, ghostPath, statDeleted } from "./ghost.js";
 
 
@@ -157,11 +157,13 @@ export const regFileKind: FileKind = {
   // O_PATH fds of FIFOs are paths like any other (no data, no pipe behind them).
   claims: (f) => f.link.kind === "path" && (!f.st.isFIFO() || (f.info.flags & O.PATH) !== 0) && !(f.link.deleted && isMemfdPath(f.link.path)),
   dump(f, run) {
-    if (f.link.kind === "path" && f.link.deleted) {
+    // A /proc file procfs calls deleted while it is there (proc-path.ts) keeps its path.
+    const path = procfsPath(f.text, f.st, f.what);
+    if (f.link.kind === "path" && f.link.deleted && path === f.text) {
       return dumpDeletedFile(run, { path: f.link.path, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, f.via, f.what);
     }
-    const st = checkReopenable(f.text, f.via, f.what, (f.info.flags & O.PATH) !== 0);
-    return dumpRegFile(run, { path: f.text, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, st, f.what);
+    const st = checkReopenable(path, f.via, f.what, (f.info.flags & O.PATH) !== 0);
+    return dumpRegFile(run, { path, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, st, f.what);
   },
   // remap-fpath.img and the ghosts' names belong to the deleted regular files (and FIFOs, and mappings) that need them.
   finishDump: finishGhostsDump,
