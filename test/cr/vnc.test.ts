@@ -18,12 +18,12 @@ import { IMG, readImage, fd_types } from "../../src/images/index.js";
 import { SHM } from "../../src/sys/constants.js";
 import { sleepMs } from "../../src/sys/syscalls.js";
 import { critDecodeAll, waitFor } from "./harness.js";
-import { missingPrograms, VncSession, X_PROGRAMS } from "../vnc/scenario.js";
+import { missingPrograms, VncSession } from "../vnc/scenario.js";
 import { crop, shareOf } from "../vnc/image.js";
 
 const missing = missingPrograms();
-const skip = missing.length
-  ? `the VNC scenario needs ${missing.join(", ")} (Debian: apt-get install ${X_PROGRAMS.map(([, p]) => p).join(" ")}, or node scripts/debian-packages.mjs vnc)`
+const skip = missing.names.length
+  ? `the VNC scenario needs ${missing.names.join(", ")}, which are not installed (Debian: apt-get install ${missing.packages.join(" ")}; npm test installs them as root)`
   : false;
 
 /** The colours the MIT-SHM client fills its window with: one before the first dump, one after each restore. */

@@ -37,9 +37,10 @@ function which(name: string): string | undefined {
   return undefined;
 }
 
-/** The programs of X_PROGRAMS not found, by name ("xtigervncviewer or vncviewer"). */
-export function missingPrograms(): string[] {
-  return X_PROGRAMS.filter(([names]) => !names.some((n) => which(n))).map(([names]) => names.join(" or "));
+/** The programs of X_PROGRAMS not found, by name ("xtigervncviewer or vncviewer"), and the Debian packages that have them. */
+export function missingPrograms(): { names: string[]; packages: string[] } {
+  const missing = X_PROGRAMS.filter(([names]) => !names.some((n) => which(n)));
+  return { names: missing.map(([names]) => names.join(" or ")), packages: missing.map(([, pkg]) => pkg) };
 }
 
 const viewerBin = (): string => which("xtigervncviewer") ?? which("vncviewer") ?? "/usr/bin/xtigervncviewer";
@@ -185,7 +186,7 @@ export class VncSession {
   /** Starts the tree and waits until every window is up and managed. */
   static start(opts: SessionOptions): VncSession {
     const missing = missingPrograms();
-    if (missing.length) throw new Error(`the VNC scenario needs ${missing.join(", ")}`);
+    if (missing.names.length) throw new Error(`the VNC scenario needs ${missing.names.join(", ")} (Debian: apt-get install ${missing.packages.join(" ")})`);
     const dir = opts.dir ?? mkdtempSync("/tmp/crest-vnc-");
     mkdirSync(dir, { recursive: true });
     const n = freeDisplay(40);
