@@ -76,6 +76,8 @@ function scenario(xterm: boolean): void {
     s.paint(COLOURS[0]!);
     s.waitViewerShows(0, COLOURS[0]!);
     typeAndCheck(s, "before");
+    const ports = s.viewerPorts();
+    assert.equal(ports.length, 1, "one viewer is connected");
     const icewmVpid = (() => {
       const st = readFileSync(`/proc/${s.pidOf("icewm")}/status`, "utf8");
       return Number(/NSpid:.*\t(\d+)\n/.exec(st)![1]);
@@ -107,6 +109,7 @@ function scenario(xterm: boolean): void {
       // The next dump must not find a viewer's connection half closed in the tree's sockets before Xvnc noticed.
       sleepMs(200);
     }
+    assert.deepEqual(s.viewerPorts(), ports, "the viewer that stayed is on the TCP connection it made before the first dump");
     assert.equal(s.shmClientVerdict(), "PASS", "the MIT-SHM client: its segment still marked for removal, attached by it and the server, the round trip through the server exact");
   } catch (e) {
     let shot = "";

@@ -33,6 +33,14 @@ test("parseXwd reads a 32-bit true-colour dump in either byte order, rows padded
   }
 });
 
+test("parseXwd reads only the area asked for", () => {
+  const f = xwd(6, 5, gradient);
+  const part = parseXwd(f, { x: 2, y: 1, width: 3, height: 2 });
+  assert.deepEqual([part.width, part.height], [3, 2]);
+  for (let y = 0; y < 2; y++) for (let x = 0; x < 3; x++) assert.equal(pixelAt(part, x, y), gradient(x + 2, y + 1) & 0xffffff);
+  assert.throws(() => parseXwd(f, { x: 4, y: 0, width: 3, height: 1 }), /outside the 6x5 dump/);
+});
+
 test("parseXwd refuses what it does not read, naming it", () => {
   const f = xwd(2, 2, gradient);
   f.writeUInt32BE(6, 4);

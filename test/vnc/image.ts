@@ -9,6 +9,13 @@ export interface Picture {
   rgb: Buffer;
 }
 
+export interface Rect {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
 /** Where the bits of a colour are in a pixel value. */
 function channel(mask: number): (v: number) => number {
   if (!mask) return () => 0;
@@ -21,9 +28,10 @@ function channel(mask: number): (v: number) => number {
 /**
  * Reads an XWD file (X11 window dump, version 7: a big-endian header of 25
  * words, the window's name, the colour map, then the pixels). Only what X
- * servers give for true-colour screens of 24 or 32 bits per pixel.
+ * servers give for true-colour screens of 24 or 32 bits per pixel. With
+ * `area`, only that part (the demo watches a strip many times a second).
  */
-export function parseXwd(buf: Buffer): Picture {
+export function parseXwd(buf: Buffer, area?: Rect): Picture {
   if (buf.length < 100) throw new Error(`not an XWD file: ${buf.length} bytes`);
   const h = (i: number) => buf.readUInt32BE(i * 4);
   const headerSize = h(0), version = h(1), format = h(2), width = h(4), height = h(5), byteOrder = h(7);
@@ -35,21 +43,23 @@ export function parseXwd(buf: Buffer): Picture {
   const [r, g, b] = [channel(h(14)), channel(h(15)), channel(h(16))];
   const start = headerSize + ncolors * 12;
   if (buf.length < start + bytesPerLine * height) throw new Error(`XWD file cut short: ${buf.length} bytes for ${width}x${height}`);
-  const rgb = Buffer.alloc(width * height * 3);
+  const a = area ?? { x: 0, y: 0, width, height };
+  if (a.x < 0 || a.y < 0 || a.x + a.width > width || a.y + a.height > height) throw new Error(`area ${a.width}x${a.height}+${a.x}+${a.y} is outside the ${width}x${height} dump`);
+  const rgb = Buffer.alloc(a.width * a.height * 3);
   const step = bpp / 8;
-  for (let y = 0; y < height; y++) {
-    let at = start + y * bytesPerLine;
-    for (let x = 0; x < width; x++, at += step) {
+  for (let y = 0; y < a.height; y++) {
+    let at = start + (a.y + y) * bytesPerLine + a.x * step;
+    for (let x = 0; x < a.width; x++, at += step) {
       const v = step === 4
         ? (byteOrder === 0 ? buf.readUInt32LE(at) : buf.readUInt32BE(at))
         : (byteOrder === 0 ? buf.readUIntLE(at, 3) : buf.readUIntBE(at, 3));
-      const o = (y * width + x) * 3;
+      const o = (y * a.width + x) * 3;
       rgb[o] = r(v);
       rgb[o + 1] = g(v);
       rgb[o + 2] = b(v);
     }
   }
-  return { width, height, rgb };
+  return { width: a.width, height: a.height, rgb };
 }
 
 /** The pixel at (x, y) as RRGGBB. */
@@ -59,12 +69,6 @@ export function pixelAt(p: Picture, x: number, y: number): number {
   return (p.rgb[o]! << 16) | (p.rgb[o + 1]! << 8) | p.rgb[o + 2]!;
 }
 
-export interface Rect {
-  x: number;
-  y: number;
-  width: number;
-  height: number;
-}
 
 /** A part of a picture. */
 export function crop(p: Picture, r: Rect): Picture {

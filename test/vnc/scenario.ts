@@ -292,11 +292,27 @@ export class VncSession {
     return undefined;
   }
 
-  /** The whole Xvfb screen: what the viewers show. */
-  screenshot(): Picture {
+  /** The Xvfb screen, what the viewers show (only `area` of it, if given). */
+  screenshot(area?: Rect): Picture {
     const r = spawnSync("xwd", ["-root", "-silent", "-display", `:${this.viewerDisplay}`], { maxBuffer: 64 << 20, timeout: 20_000 });
     if (r.status !== 0) throw new Error(`xwd failed: ${r.stderr}`);
-    return parseXwd(r.stdout);
+    return parseXwd(r.stdout, area);
+  }
+
+  /**
+   * The viewers' ends of their TCP connections to Xvnc (established), as
+   * local ports: the same port before and after the checkpoints is the same
+   * connection, kept (a viewer that reconnected would have another).
+   */
+  viewerPorts(): number[] {
+    const ports: number[] = [];
+    for (const f of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+      for (const line of readFileSync(f, "utf8").split("\n").slice(1)) {
+        const [, local, remote, state] = line.trim().split(/\s+/);
+        if (state === "01" && remote && parseInt(remote.split(":")[1]!, 16) === this.port) ports.push(parseInt(local!.split(":")[1]!, 16));
+      }
+    }
+    return ports.sort((a, b) => a - b);
   }
 
   /** Writes a screenshot of the Xvfb screen as DIR/NAME.png and returns its path. */
@@ -379,29 +395,26 @@ export class VncSession {
   /**
    * Dumps the tree with the wiki's options (`crest dump -t PID --images-dir
    * imgs/ --log-file dump.log -v4 --tcp-established`) and waits until it is
-   * gone. `bin`: crest, or a criu to compare with.
+   * gone. `bin`: crest, or a criu to compare with; `during` runs over and
+   * over while the command does (the demo watches the viewer).
    */
-  dump(images: string, bin = CREST): Step & { frozenMs: number } {
+  dump(images: string, bin = CREST, during?: () => void): Step & { frozenMs: number } {
     mkdirSync(images, { recursive: true });
-    const t0 = process.hrtime.bigint();
-    const r = spawnSync(bin, ["dump", "-t", String(this.root), "--images-dir", `${images}/`, "--log-file", "dump.log", "-v4", "--tcp-established"], { encoding: "utf8", timeout: 120_000 });
-    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    const r = command(bin, ["dump", "-t", String(this.root), "--images-dir", `${images}/`, "--log-file", "dump.log", "-v4", "--tcp-established"], `${images}-dump.out`, during);
     const logEnd = lastLine(join(images, "dump.log"));
-    if (r.status !== 0) throw new Error(`${bin} dump of the VNC session failed (${r.status}): ${r.stderr}\n${logEnd}`);
+    if (r.code !== 0) throw new Error(`${bin} dump of the VNC session failed (${r.code}): ${r.output}\n${logEnd}`);
     waitGone(this.root);
     const frozenMs = readImage(images, IMG.stats, "dump")[0]!.dump!.frozen_time / 1000;
-    return { ms, logEnd, frozenMs };
+    return { ms: r.ms, logEnd, frozenMs };
   }
 
   /** Restores it with the wiki's options (`crest restore --images-dir imgs/ --log-file rst.log -v4 --tcp-established -d`). */
-  restore(images: string, bin = CREST): Step {
-    const t0 = process.hrtime.bigint();
-    const r = spawnSync(bin, ["restore", "--images-dir", `${images}/`, "--log-file", "rst.log", "-v4", "--tcp-established", "-d"], { encoding: "utf8", timeout: 120_000 });
-    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  restore(images: string, bin = CREST, during?: () => void): Step {
+    const r = command(bin, ["restore", "--images-dir", `${images}/`, "--log-file", "rst.log", "-v4", "--tcp-established", "-d"], `${images}-restore.out`, during);
     const logEnd = lastLine(join(images, "rst.log"));
-    if (r.status !== 0) throw new Error(`${bin} restore of the VNC session failed (${r.status}): ${r.stderr}\n${logEnd}`);
+    if (r.code !== 0) throw new Error(`${bin} restore of the VNC session failed (${r.code}): ${r.output}\n${logEnd}`);
     this.root = this.findRoot();
-    return { ms, logEnd };
+    return { ms: r.ms, logEnd };
   }
 
   /** The restored root: the session script's shell with this session's directory in its command line. */
@@ -447,6 +460,39 @@ export class VncSession {
     this.xvfb = 0;
     // Xvnc, killed, leaves its lock (with a PID of its namespace in it) and socket behind.
     for (const f of [`/tmp/.X${this.display}-lock`, `/tmp/.X11-unix/X${this.display}`]) rmSync(f, { force: true });
+  }
+}
+
+/**
+ * Runs crest (or criu) to its end, output to `out`, and times it; `during`
+ * runs in between while it does. (A child libuv does not know, so that the
+ * restored tree, reparented to this process when crest exits, is reaped here.)
+ */
+function command(bin: string, args: string[], out: string, during?: () => void): { code: number; ms: number; output: string } {
+  const nul = openSync("/dev/null", "r");
+  const fd = openSync(out, "w");
+  const t0 = process.hrtime.bigint();
+  let pid: number;
+  try {
+    pid = native.spawn({ path: bin, argv: [bin, ...args], env: Object.entries(process.env).map(([k, v]) => `${k}=${v}`), fds: [nul, fd, fd], cwd: process.cwd() });
+  } finally {
+    closeSync(nul);
+    closeSync(fd);
+  }
+  if (pid < 0) throw new Error(`cannot start ${bin}: errno ${-pid}`);
+  for (;;) {
+    const st = wait4(pid, WNOHANG);
+    if (st) {
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      return { code: st.exited ? st.code : 128 + st.code, ms, output: readFileSync(out, "utf8") };
+    }
+    if (Number(process.hrtime.bigint() - t0) > 180e9) {
+      process.kill(pid, "SIGKILL");
+      waitGone(pid);
+      throw new Error(`${bin} ${args.join(" ")} did not end in 3 minutes`);
+    }
+    if (during) during();
+    else sleepMs(2);
   }
 }
 
