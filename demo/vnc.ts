@@ -92,8 +92,9 @@ try {
   const target = xterm ? "crest-xterm" : "crest-shm";
   /** Types a line through the viewer: into the xterm's shell (which echoes it on the terminal and into a file), or the MIT-SHM client (which records it). */
   const typeLine = (line: string) => {
+    // The shell's working directory is the session's.
     const file = join(out, xterm ? "typed-xterm" : "typed");
-    s.typeViaViewer(target, xterm ? `echo '${line}' | tee -a ${file}\n` : `${line}\n`);
+    s.typeViaViewer(target, xterm ? `echo '${line}' | tee -a typed-xterm\n` : `${line}\n`);
     waitFor(`'${line}' to arrive`, () => existsSync(file) && readFileSync(file, "utf8").endsWith(`${line}\n`), 20_000);
   };
 

@@ -59,8 +59,9 @@ function stripMoves(s: VncSession): void {
 /** Types a line through the viewer and checks it arrived: in the xterm, the shell writes it to a file; in the MIT-SHM client, the keys are recorded. */
 function typeAndCheck(s: VncSession, word: string): void {
   if (s.opts.xterm) {
+    // The shell's working directory is the session's.
     const out = join(s.dir, `typed-${word}`);
-    s.typeViaViewer("crest-xterm", `echo ${word} >${out}\n`);
+    s.typeViaViewer("crest-xterm", `echo ${word} >typed-${word}\n`);
     waitFor(`the xterm's shell to write ${out}`, () => existsSync(out) && readFileSync(out, "utf8") === `${word}\n`, 10_000);
   } else {
     const typed = join(s.dir, "typed");

@@ -33,7 +33,8 @@ export DISPLAY=":$n"
 icewm >"$dir/icewm.log" 2>&1 &
 "$x11shm" "$dir/x11-shm.status" "$dir" >"$dir/x11-shm.log" 2>&1 &
 if [ "$term" = xterm ]; then
-	# The shell runs in the xterm's terminal (a pty), as its session leader.
-	xterm -title crest-xterm -geometry 60x12+300+300 -e /bin/sh >"$dir/xterm.log" 2>&1 &
+	# The shell runs in the xterm's terminal (a pty), as its session leader,
+	# in DIR (this script's working directory).
+	xterm -title crest-xterm -geometry 72x12+240+300 -e /bin/sh >"$dir/xterm.log" 2>&1 &
 fi
 wait
