@@ -10,12 +10,14 @@
  *   /proc/thread-self/comm of the main thread,
  *   /proc/self itself (O_DIRECTORY),
  * and a child holding its parent's /proc/PID/status (PID from its own
- * status's PPid line, the /proc mount's view).
+ * status's PPid line, the /proc mount's view), whose working directory is
+ * its own /proc directory (/proc/self).
  * After: each fd's link is the path under the process's (thread's) PID as
  * /proc names it now, and reads the restored process's file: status gives
  * this process's Name and NSpid, the thread's stat its TID and name, comm
  * "files-proc", status through the directory fd this process's NSpid, the
- * child's fd its parent's NSpid (last: getppid()); net/dev is at position
+ * child's fd its parent's NSpid (last: getppid()), the child's working
+ * directory is its own /proc directory again; net/dev is at position
  * 10 and shows the same header and interfaces as a fresh open.
  *
  * Sabotage: 1 puts /proc/1/status (another process) at the status fd; 2
@@ -220,7 +222,21 @@ int main(int argc, char **argv)
 		int fd = open(path, O_RDONLY);
 		if (fd < 0)
 			fail("child: open %s: %s", path, strerror(errno));
+		/* Its working directory is its own /proc directory. */
+		if (chdir("/proc/self"))
+			fail("child: chdir /proc/self: %s", strerror(errno));
 		wl_wait();
+		char cwd[PATH_MAX], self[32];
+		proc_self(self, sizeof(self));
+		snprintf(b, sizeof(b), "/proc/%s", self);
+		ssize_t cl = readlink("/proc/self/cwd", cwd, sizeof(cwd) - 1);
+		cwd[cl < 0 ? 0 : cl] = 0;
+		if (strcmp(cwd, b))
+			fail("child: its working directory is '%s', expected its own /proc directory '%s'", cwd, b);
+		if (wl_read_into("status", text, sizeof(text)) < 0 || !strstr(text, "\nPPid:\t"))
+			fail("child: status in its working directory cannot be read");
+		else if (strcmp(field(text, "NSpid", a, sizeof(a)), (wl_read_into("/proc/self/status", path, sizeof(path)), field(path, "NSpid", cwd, sizeof(cwd)))))
+			fail("child: status in its working directory has NSpid '%s', its own is '%s'", a, cwd);
 		wl_read_into("/proc/self/status", text, sizeof(text));
 		snprintf(path, sizeof(path), "/proc/%s/status", field(text, "PPid", a, sizeof(a)));
 		check_link("child", fd, path);
