@@ -44,6 +44,12 @@ export interface DumpOptions {
   ghostLimit: number;
   /** --pre-dump-mode splice|read: how pre-dump copies memory (accepted for criu's callers). */
   preDumpMode?: "splice" | "read";
+  /**
+   * RPC self-dump: the inode of the connection the request came through. The
+   * client's own end of it is dumped as criu's USK_SERVICE socket, which
+   * comes back holding the dump's answer (restored = true).
+   */
+  rpcSocket?: number;
 }
 
 export interface RestoreOptions {
@@ -77,6 +83,11 @@ export interface InheritFd {
 /** How established TCP connections are blocked while they are dumped and until restored (criu's --network-lock). */
 export type NetworkLockMethod = "iptables" | "nftables" | "skip";
 
+/** crest service: where it listens (--address; criu's default ./criu_service.socket). */
+export interface ServiceOptions {
+  address?: string;
+}
+
 /** Sockets and connections (criu's --tcp-established, --tcp-close, --skip-in-flight, --network-lock). */
 export interface NetOptions {
   /** --tcp-established: dump established TCP connections (with TCP repair) instead of refusing them. */
@@ -93,6 +104,12 @@ export interface NetOptions {
 export interface FeatureOptions {
   /** -l/--file-locks: dump and restore the file locks the tree holds (refused without it). */
   fileLocks: boolean;
+  /**
+   * -j/--shell-job: the tree is a job of an interactive shell (its session
+   * leader and terminal are outside it); restored into crest's own session
+   * and terminal.
+   */
+  shellJob: boolean;
 }
 
 export interface ConfigOptions {
@@ -120,6 +137,7 @@ export interface Options {
   extUnixSk: boolean;
   features: FeatureOptions;
   net: NetOptions;
+  service: ServiceOptions;
   /** --action-script (repeatable): run for each hook with CRTOOLS_SCRIPT_ACTION set. */
   actionScripts: string[];
   config: ConfigOptions;
@@ -136,8 +154,9 @@ export function defaultOptions(command: Command): Options {
     external: [],
     inheritFd: [],
     extUnixSk: false,
-    features: { fileLocks: false },
+    features: { fileLocks: false, shellJob: false },
     net: { tcpEstablished: false, tcpClose: false, skipInFlight: false },
+    service: {},
     actionScripts: [],
     config: { noDefault: false },
   };
@@ -153,8 +172,13 @@ export function workPath(opts: Options, p: string): string {
  * item naming it, for every face to refuse before any work starts.
  */
 export function unsupported(opts: Options): string[] {
-  return opts.external.filter((e) => !externalUnix(e)).map((e) =>
-    `--external ${e}: crest supports only unix[INO] (a unix socket whose peer is outside the tree) so far`);
+  return opts.external.map(unsupportedExternal).filter((why): why is string => why !== undefined);
+}
+
+/** Why crest cannot take an --external object (criu's kinds but unix[INO] and tty[RDEV:DEV]); undefined if it can. */
+export function unsupportedExternal(e: string): string | undefined {
+  if (externalUnix(e) !== undefined || /^tty\[[0-9a-f]+:[0-9a-f]+\]$/.test(e)) return undefined;
+  return `--external ${e}: crest supports only unix[INO] (a unix socket whose peer is outside the tree) and tty[RDEV:DEV] (a terminal) so far`;
 }
 
 /** `unix[INO]` of --external (or --ext-unix-sk=INO): the inode of a socket of the tree whose peer may be outside; undefined for other kinds. */

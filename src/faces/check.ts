@@ -5,7 +5,7 @@
 import type { Options } from "../options.js";
 import type { Logger } from "../log.js";
 import {
-  categoriesFor, CREST_LACKS, featureList, featureVerdict, isFeatureName, unknownFeature, verdict, type Category, type Line,
+  categoriesFor, CREST_LACKS, CREST_NEEDS_NOT, featureList, featureVerdict, isFeatureName, unknownFeature, verdict, type Category, type Line,
   type Outcome,
 } from "../kernel/features.js";
 import { facts, type FactId } from "../kernel/facts.js";
@@ -51,6 +51,11 @@ function checkFeature(name: string, log: Logger): number {
   // The kernel's side is probed even when crest's answer is no: the log shows it.
   const kernel = fact ? outcome(fact, log, true) : undefined;
   if (lacks) return emit(featureVerdict(name, { id: name, category: "feature", breaks: lacks.criu, missing: lacks.crest }), log);
+  const needsNot = CREST_NEEDS_NOT[name];
+  if (needsNot) {
+    log.info(`crest answers yes to ${name}: ${needsNot}`);
+    return emit(featureVerdict(name, { id: name, category: "feature", breaks: "" }), log);
+  }
   if (!kernel) throw new Error(`crest check has no kernel fact for the feature ${name}`);
   return emit(featureVerdict(name, kernel), log);
 }

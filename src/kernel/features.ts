@@ -73,15 +73,13 @@ export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
   can_map_vdso: { crest: "crest does not map vDSOs (it moves the kernel's own to where the task had it)", criu: "criu maps a fresh vDSO in restored tasks with it" },
   sk_ns: { crest: NETNS, criu: "criu finds the network namespace of a socket with it" },
   sk_unix_file: { crest: MOUNTS, criu: "criu dumps bound unix sockets of other mount namespaces with it" },
-  net_diag_raw: { crest: "crest does not checkpoint raw sockets yet", criu: "criu identifies raw sockets with it" },
   nsid: { crest: NETNS, criu: "criu tells peer network namespaces apart with it" },
   link_nsid: { crest: NETNS, criu: "criu dumps veth pairs across network namespaces with it" },
   external_net_ns: { crest: "crest does not accept --external net[...]", criu: "criu restores into a network namespace given with --external net[INODE]:NAME", fact: null },
   newifindex: { crest: NETNS, criu: "criu restores network devices with their ifindex with it" },
   nftables: { crest: `${NETNS}, nor their nftables rules`, criu: "criu (built with libnftables) keeps the nftables rules of network namespaces" },
-  has_ipt_legacy: { crest: "crest does not use iptables", criu: "criu saves iptables rules and locks the network with iptables-legacy", fact: null },
   pidfd_store: {
-    crest: "crest does not implement --pidfd-store (criu's RPC option pidfd_store_sk; crest has no RPC yet)",
+    crest: "crest does not implement --pidfd-store (criu's RPC option pidfd_store_sk, which crest's RPC refuses) yet",
     criu: "criu keeps pidfds of the dumped tasks between pre-dumps with it, to notice a PID reused",
     fact: "pidfd_getfd",
   },
@@ -91,6 +89,15 @@ export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
   openat2: { crest: "crest does not use openat2", criu: "criu resolves paths with it" },
   overlayfs_maps: { crest: "crest does not rely on it (it opens mapped files through map_files)", criu: "criu matches files mapped from overlayfs by the device and inode in /proc/PID/maps" },
   breakpoints: { crest: "crest does not use hardware breakpoints", criu: "criu stops its parasite faster with them" },
+};
+
+/**
+ * The feature names crest answers yes to whatever the kernel fact of that
+ * name says: crest does what criu uses the feature for without it. The
+ * fact is still probed, for the log.
+ */
+export const CREST_NEEDS_NOT: Partial<Record<FeatureName, string>> = {
+  net_diag_raw: "crest reads raw sockets from its own copies of them and needs no sock_diag for them",
 };
 
 export const CHECK_GOOD = "Looks good.";

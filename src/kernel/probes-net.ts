@@ -205,9 +205,10 @@ export const NET_PROBES = [
     },
   },
   {
+    // crest reads raw sockets from its own copies of them: it needs no sock_diag for them, so only --feature asks.
     id: "net_diag_raw",
-    category: "extra",
-    breaks: `raw sockets cannot be identified for a dump; ${NOT_YET}`,
+    category: "feature",
+    breaks: "criu identifies raw sockets with it (crest does not need it)",
     run: () => {
       const bad = sockDiag([["raw", AF_INET, IPPROTO_RAW], ["raw6", AF_INET6, IPPROTO_RAW]]);
       if (bad.length) missing(`sock_diag cannot list ${bad.join(", ")} sockets (no CONFIG_INET_RAW_DIAG)`);
@@ -316,6 +317,16 @@ export const NET_PROBES = [
     category: "extra",
     breaks: `nftables rules and nftables network locking cannot be checkpointed or used; ${NOT_YET}`,
     run: nftables,
+  },
+  {
+    id: "has_ipt_legacy",
+    category: "feature",
+    breaks: "iptables rules of the legacy backend cannot be saved or used (criu's has_ipt_legacy)",
+    run: () => {
+      for (const p of ["iptables-legacy-save", "iptables-legacy-restore", "ip6tables-legacy-save", "ip6tables-legacy-restore"]) {
+        if (!programOnPath(p)) missing(`${p} is not installed (Debian's iptables package)`);
+      }
+    },
   },
   {
     id: "network_lock_nftables",

@@ -182,6 +182,9 @@ export interface RestoreTask {
   vpid: number;
   /** Thread ids in the tree's PID namespace, leader first. */
   vtids: number[];
+  /** Session and process group, as restored (a shell job's outside session is crest's own, -j). */
+  sid: number;
+  pgid: number;
   /** Created with CLONE_FILES / CLONE_FS from its parent: that one restores them. */
   sharesFiles: boolean;
   sharesFs: boolean;

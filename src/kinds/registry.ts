@@ -15,6 +15,7 @@ import { threadsKind } from "./task/threads.js";
 import { schedKind } from "./task/sched.js";
 import { filesKind } from "./files/fd-table.js";
 import { fileLocksKind } from "./files/file-locks.js";
+import { ttySessionKind } from "./files/tty-session.js";
 import { pidNamespaceKind } from "./namespaces/pid.js";
 import { utsNamespaceKind } from "./namespaces/uts.js";
 import { ipcNamespaceKind } from "./namespaces/ipc.js";
@@ -33,7 +34,7 @@ export const NAMESPACE_KINDS: readonly TaskKind[] = [pidNamespaceKind, utsNamesp
  * locks after the fd table (they are read off its fds).
  */
 export const DUMP_KINDS: readonly TaskKind[] = [
-  regsKind, memoryKind, credsKind, propsKind, schedKind, signalsKind, timersKind, rlimitsKind, seccompKind, fsKind, filesKind, fileLocksKind,
+  regsKind, memoryKind, credsKind, propsKind, schedKind, signalsKind, timersKind, rlimitsKind, seccompKind, fsKind, filesKind, fileLocksKind, ttySessionKind,
   ...NAMESPACE_KINDS,
 ];
 
@@ -46,5 +47,5 @@ export const DUMP_KINDS: readonly TaskKind[] = [
  * rseq) last.
  */
 export const TASK_RESTORE_KINDS: readonly TaskKind[] = [
-  memoryKind, threadsKind, filesKind, fileLocksKind, fsKind, propsKind, schedKind, signalsKind, timersKind, rlimitsKind, seccompKind, credsKind, regsKind,
+  memoryKind, ttySessionKind, threadsKind, filesKind, fileLocksKind, fsKind, propsKind, schedKind, signalsKind, timersKind, rlimitsKind, seccompKind, credsKind, regsKind,
 ];

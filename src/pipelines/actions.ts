@@ -3,24 +3,39 @@
 // CRTOOLS_IMAGE_DIR a path to the images directory through an fd crest holds
 // open, and CRTOOLS_INIT_PID the root's PID once it is known. As in criu,
 // the scripts run in the reverse order of the command line, and one that
-// fails fails the operation (except after the tasks are let go).
+// fails fails the operation (except after the tasks are let go). An RPC
+// client that asked for notifications (notify_scripts) is told of each hook
+// first and must answer before crest goes on, as criu's RPC mode does.
 import { spawnSync } from "node:child_process";
 import { closeSync, openSync, constants as fsc } from "node:fs";
 import type { Logger } from "../log.js";
 
 export type Hook =
   | "pre-dump" | "post-dump" | "pre-restore" | "setup-namespaces" | "post-setup-namespaces"
-  | "post-restore" | "pre-resume" | "post-resume" | "network-lock" | "network-unlock";
+  | "post-restore" | "pre-resume" | "post-resume" | "network-lock" | "network-unlock" | "query-ext-files";
+
+/**
+ * Tells an RPC client of a hook (criu's NOTIFY, with the root's PID where
+ * criu sends it) and waits for its answer; throws if the client says it
+ * failed. Returns what the client answered with (query-ext-files: the
+ * external objects it adds).
+ */
+export type Notifier = (hook: Hook, pid?: number) => { external: string[] };
+
+/** criu sends the root's PID with these two hooks only. */
+const WITH_PID: ReadonlySet<Hook> = new Set<Hook>(["setup-namespaces", "post-restore"]);
 
 export class ActionScripts {
   private dirFd = -1;
   /** The root's PID, once known. */
   rootPid?: number;
 
-  constructor(private readonly scripts: readonly string[], private readonly imagesDir: string, private readonly log: Logger) {}
+  constructor(private readonly scripts: readonly string[], private readonly imagesDir: string, private readonly log: Logger,
+    private readonly notify?: Notifier) {}
 
-  /** Runs every script for `hook`; throws if one fails. */
+  /** Tells the RPC client, then runs every script for `hook`; throws if either fails. */
   run(hook: Hook): void {
+    this.notify?.(hook, WITH_PID.has(hook) ? this.rootPid : undefined);
     if (!this.scripts.length) return;
     if (this.dirFd < 0) this.dirFd = openSync(this.imagesDir, fsc.O_RDONLY | fsc.O_DIRECTORY);
     const env: NodeJS.ProcessEnv = {
@@ -40,6 +55,11 @@ export class ActionScripts {
       }
     }
     if (failed.length) throw new Error(`the ${hook} action script failed: ${failed.join(", ")}`);
+  }
+
+  /** Dump: the external objects an RPC client adds when asked (criu's query-ext-files); none without a client. */
+  queryExternal(): string[] {
+    return this.notify?.("query-ext-files").external ?? [];
   }
 
   /** Like run, but a failure is only logged (the tasks are already running). */

@@ -5,7 +5,7 @@ export const SYS = {
   read: 0, write: 1, open: 2, close: 3, stat: 4, fstat: 5, lseek: 8, mmap: 9, mprotect: 10,
   poll: 7, munmap: 11, brk: 12, rt_sigaction: 13, rt_sigprocmask: 14, ioctl: 16, pread64: 17, pwrite64: 18,
   readv: 19, writev: 20, mremap: 25, madvise: 28, dup: 32, dup2: 33, pause: 34, nanosleep: 35,
-  getitimer: 36, setitimer: 38, getpid: 39, socketpair: 53, ftruncate: 77, chdir: 80, fchmod: 91, exit: 60, wait4: 61, kill: 62, fcntl: 72, fchdir: 81,
+  getitimer: 36, setitimer: 38, getpid: 39, socketpair: 53, ftruncate: 77, chdir: 80, fchmod: 91, fchown: 93, exit: 60, wait4: 61, kill: 62, fcntl: 72, fchdir: 81,
   readlink: 89, umask: 95, ptrace: 101, setpgid: 109, getppid: 110, setsid: 112, setgroups: 116,
   setresuid: 117, getresuid: 118, setresgid: 119, getresgid: 120, getpgid: 121, setfsuid: 122,
   setfsgid: 123, getsid: 124, capget: 125, capset: 126, rt_sigtimedwait: 128, rt_sigqueueinfo: 129, sigaltstack: 131,
@@ -22,7 +22,7 @@ export const SYS = {
   kcmp: 312, seccomp: 317, memfd_create: 319, rseq: 334, pidfd_send_signal: 424, pidfd_open: 434,
   clone3: 435, close_range: 436, pidfd_getfd: 438,
   socket: 41, connect: 42, sendto: 44, recvfrom: 45, sendmsg: 46, recvmsg: 47, shutdown: 48, bind: 49, listen: 50,
-  getsockname: 51, getpeername: 52, setsockopt: 54, getsockopt: 55,
+  getsockname: 51, getpeername: 52, setsockopt: 54, getsockopt: 55, accept4: 288,
 } as const;
 
 export const PTRACE = {
@@ -82,6 +82,35 @@ export const SEEK = { SET: 0, CUR: 1, END: 2, DATA: 3, HOLE: 4 } as const;
 export const AT_SYMLINK_NOFOLLOW = 0x100;
 /** Major number of the memory character devices (/dev/null, /dev/zero, /dev/full, /dev/random, ...). */
 export const MEM_MAJOR = 1;
+
+/**
+ * Terminals: ioctls (asm-generic/ioctls.h, x86_64), the termios bits crest
+ * changes for a moment, and the device numbers that say which tty driver a
+ * character device belongs to (linux/major.h).
+ */
+export const TIOC = {
+  TCGETS: 0x5401, TCSETS: 0x5402, EXCL: 0x540c, NXCL: 0x540d, SCTTY: 0x540e, GPGRP: 0x540f, SPGRP: 0x5410,
+  STI: 0x5412, GWINSZ: 0x5413, SWINSZ: 0x5414, INQ: 0x541b, PKT: 0x5420, NOTTY: 0x5422, GSID: 0x5429,
+  TCGETS2: 0x802c542a, TCSETS2: 0x402c542b, GPTN: 0x80045430, SPTLCK: 0x40045431, GPKT: 0x80045438,
+  GPTLCK: 0x80045439, GEXCL: 0x80045440, GPTPEER: 0x5441, GLCKTRMIOS: 0x5456, SLCKTRMIOS: 0x5457,
+} as const;
+/** struct termios2 (and struct termios, its first 36 bytes): flags, line discipline, NCCS=19 control characters, speeds. */
+export const TERMIOS = { NCCS: 19, SIZE: 36, SIZE2: 44 } as const;
+export const TTY_LFLAG = {
+  ISIG: 0o1, ICANON: 0o2, ECHO: 0o10, ECHOE: 0o20, ECHOK: 0o40, ECHONL: 0o100, ECHOCTL: 0o1000, ECHOPRT: 0o2000,
+  ECHOKE: 0o4000, IEXTEN: 0o100000, EXTPROC: 0o200000,
+} as const;
+export const TTY_IFLAG = { ISTRIP: 0o40, INLCR: 0o100, IGNCR: 0o200, ICRNL: 0o400, IUCLC: 0o1000 } as const;
+export const VTIME = 5, VMIN = 6;
+export const TTY_MAJOR = {
+  /** /dev/ttyN (virtual consoles, minors 1-63) and /dev/ttySN (serial, 64 and up). */
+  TTY: 4,
+  /** /dev/tty (0), /dev/console (1), /dev/ptmx (2). */
+  AUX: 5,
+  /** Unix98 pty masters and slaves (8 majors each). */
+  PTM: 128, PTS: 136, PTY_COUNT: 8,
+  USB_SERIAL: 188, LOW_DENSE_SERIAL: 204,
+} as const;
 
 /** SysV IPC: ipc flags and commands, shmat flags, semctl commands, msgrcv flags. */
 export const IPC = { CREAT: 0o1000, EXCL: 0o2000, NOWAIT: 0o4000, RMID: 0, SET: 1, STAT: 2 } as const;

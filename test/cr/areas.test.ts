@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { readImage, IMG } from "../../src/images/index.js";
 import { critDecodeAll, dumpWorkload, finish, imagesDir, restoreWorkload, startWorkload, stop } from "./harness.js";
 
-const AREAS = ["loop", "mem", "fpu", "signals", "timers", "files", "identity"];
+const AREAS = ["loop", "mem", "fpu", "signals", "timers", "files", "identity", "seccomp-tsync"];
 
 for (const name of AREAS) {
   test(`${name}: dump, restore, carry on`, () => {

@@ -200,13 +200,13 @@ function pty(): { master: number; slave: string } {
   return { master, slave: `/dev/pts/${n[0]}` };
 }
 
-test("a session leader with a controlling terminal no fd holds is refused by name, not restored without it", () => {
+test("a session leader with a controlling terminal no fd holds and whose master is outside the tree is refused by name, not restored without it", () => {
   const { master, slave } = pty();
   const w = startWorkload("refused", ["ctty", slave]);
   try {
     const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, new RegExp(`process ${w.pid} has a controlling terminal \\(tty 136:\\d+\\); crest does not support terminals yet`));
+    assert.match(r.stderr, new RegExp(`process ${w.pid} \\(session ${w.pid}\\) has the controlling terminal ${slave}, which no process of the tree holds open and whose master is not in the tree; crest cannot restore it`));
     assert.equal(procState(w.pid).tracer, 0);
     assert.equal(finish(w), "PASS");
   } finally {

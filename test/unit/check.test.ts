@@ -194,7 +194,7 @@ test("check --feature pidfd_store: no, whatever the kernel has: crest does not i
   const a = captureLog();
   assert.equal(check(withFeature("pidfd_store"), a.log), 1);
   assert.deepEqual(a.out, [
-    "error:crest does not implement --pidfd-store (criu's RPC option pidfd_store_sk; crest has no RPC yet): " +
+    "error:crest does not implement --pidfd-store (criu's RPC option pidfd_store_sk, which crest's RPC refuses) yet: " +
       "criu keeps pidfds of the dumped tasks between pre-dumps with it, to notice a PID reused",
     "msg:pidfd_store is not supported",
   ]);

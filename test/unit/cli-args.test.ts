@@ -68,7 +68,9 @@ test("every option criu sets, in every form: applied, or refused by name", () =>
   assert.throws(() => parseArgs(["dump", "--status-fd", "x"]), /Unable to parse a value of --status-fd/);
   assert.throws(() => parseArgs(["dump", "--pre-dump-mode", "copy"]), /--pre-dump-mode/);
   assert.throws(() => parseArgs(["dump", "--ms"]), /deprecated/);
-  assert.deepEqual(parseArgs(["dump", "-j", "--no-shell-job", "--manage-cgroups=full"]).refused, ["-j", "--no-shell-job", "--manage-cgroups"]);
+  assert.deepEqual(parseArgs(["dump", "-j", "--manage-cgroups=full"]).refused, ["--manage-cgroups"]);
+  assert.equal(parseArgs(["dump", "-j"]).options.features.shellJob, true);
+  assert.equal(parseArgs(["dump", "-j", "--no-shell-job"]).options.features.shellJob, false);
 });
 
 test("check's options", () => {
@@ -78,14 +80,13 @@ test("check's options", () => {
   assert.deepEqual([f.check.extra, f.check.experimental, f.check.feature], [true, false, "list"]);
 });
 
-test("--external, --ext-unix-sk and --inherit-fd fill the model (--external kinds but unix[INO] are refused by name: options.unsupported)", () => {
+test("--external, --ext-unix-sk and --inherit-fd fill the model (--external kinds but unix[INO] and tty[RDEV:DEV] are refused by name: options.unsupported)", () => {
   const o = parseArgs(["restore", "--external", "mnt[m]:/x", "--inherit-fd", "fd[3]:pipe:[123]", "--external=tty[8800:0]", "--external", "unix[77]"]).options;
   assert.deepEqual(o.external, ["mnt[m]:/x", "tty[8800:0]", "unix[77]"]);
   assert.deepEqual(o.inheritFd, [{ fd: 3, key: "pipe:[123]" }]);
   assert.equal(o.extUnixSk, false);
   assert.deepEqual(unsupported(o), [
-    "--external mnt[m]:/x: crest supports only unix[INO] (a unix socket whose peer is outside the tree) so far",
-    "--external tty[8800:0]: crest supports only unix[INO] (a unix socket whose peer is outside the tree) so far",
+    "--external mnt[m]:/x: crest supports only unix[INO] (a unix socket whose peer is outside the tree) and tty[RDEV:DEV] (a terminal) so far",
   ]);
   assert.deepEqual(unsupported(parseArgs(["restore"]).options), []);
   assert.throws(() => parseArgs(["restore", "--inherit-fd", "3:pipe"]), /bad --inherit-fd value '3:pipe': it must be fd\[N\]:KEY/);

@@ -20,7 +20,7 @@ const exited3 = parseStat("29540 (python3) Z 29534 29532 18217 0 -1 4227148 65 0
 const alive = { ...killed, state: "S", exitCode: 0 };
 
 const node = (vpid: number, role: TreeNode["role"], exitStatus = 0): TreeNode =>
-  ({ vpid, pgid: vpid, sid: vpid, role, parent: null, sharesFiles: false, sharesFs: false, exitStatus, pid: 0 });
+  ({ vpid, pgid: vpid, sid: vpid, role, parent: null, sharesFiles: false, sharesFs: false, bornPgid: vpid, exitStatus, pid: 0 });
 
 test("a dumped live task's corpse is a zombie killed by SIGKILL with the images' comm", () => {
   const corpse = corpseOf(node(29535, "task"), "sleep")!;

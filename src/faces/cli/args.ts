@@ -4,14 +4,14 @@
 // of boolean options, options before or after the command. Every criu option
 // is known; the ones crest does not implement yet are refused by name.
 import { defaultOptions, type Command, type Options } from "../../options.js";
-import { readConfigs, type ConfigEnv } from "./config.js";
+import { parseConfigText, readConfigs, type ConfigEnv } from "./config.js";
 
 export const COMMANDS: readonly Command[] = [
   "dump", "pre-dump", "restore", "check", "service", "swrk", "page-server", "lazy-pages", "dedup",
   "cpuinfo", "exec", "show",
 ];
 /** Commands this version of crest carries out. */
-export const IMPLEMENTED: ReadonlySet<Command> = new Set<Command>(["dump", "restore", "check"]);
+export const IMPLEMENTED: ReadonlySet<Command> = new Set<Command>(["dump", "restore", "check", "swrk", "service"]);
 
 type ArgKind = "none" | "required" | "optional";
 
@@ -85,10 +85,10 @@ const SPECS: OptSpec[] = [
   { long: "veth-pair", arg: "required" },
   { long: "action-script", arg: "required", apply: (o, v) => { o.actionScripts.push(v!); } },
   { long: "link-remap", arg: "none", bool: true },
-  { long: "shell-job", short: "j", arg: "none", bool: true },
+  { long: "shell-job", short: "j", arg: "none", bool: true, apply: (o, _v, on) => { o.features.shellJob = on; } },
   { long: "file-locks", short: "l", arg: "none", bool: true, apply: (o, _v, on) => { o.features.fileLocks = on; } },
   { long: "page-server", arg: "none", bool: true },
-  { long: "address", arg: "required" },
+  { long: "address", arg: "required", apply: (o, v) => { o.service.address = v!; } },
   { long: "port", arg: "required" },
   { long: "prev-images-dir", arg: "required" },
   { long: "ms", arg: "none", apply: () => { throw new UsageError('--ms is deprecated; see "Check options" of crest --help'); } },
@@ -256,6 +256,40 @@ function scan(argv: readonly string[]): { found: Found[]; words: string[] } {
   return { found, words };
 }
 
+/** Applies scanned options to opts, in order; returns whether --version was among them and the options crest refuses. */
+function applyFound(opts: Options, found: readonly Found[]): { version: boolean; refused: string[] } {
+  let version = false;
+  const refused: string[] = [];
+  for (const f of found) {
+    if (f.spec.long === "help") continue;
+    if (f.spec.long === "version") version = true;
+    else if (!f.spec.apply) refused.push(f.shown);
+    else f.spec.apply(opts, f.value, f.on);
+  }
+  return { version, refused };
+}
+
+/**
+ * Applies a configuration file's options on top of opts (criu's RPC
+ * `config_file`, which overrides what the request said); returns the
+ * options crest refuses, as `--opt (from FILE)`.
+ */
+export function applyConfigFile(opts: Options, file: string, text: string): string[] {
+  return applyFound(opts, scanFile(file, parseConfigText(text, file))).refused;
+}
+
+/** A configuration file's options (only options: a word is an error naming the file). */
+function scanFile(file: string, args: readonly string[]): Found[] {
+  let r;
+  try {
+    r = scan(args);
+  } catch (e) {
+    throw new UsageError(`${file}: ${(e as Error).message}`);
+  }
+  if (r.words.length) throw new UsageError(`${file}: '${r.words[0]}' is not an option`);
+  return r.found.map((f) => ({ ...f, shown: `${f.shown} (from ${file})` }));
+}
+
 /**
  * Parses argv (without the program name) after the configuration files
  * (read from `src`, none if absent), each overriding the one before, as criu
@@ -267,29 +301,12 @@ export function parseArgs(argv: readonly string[], src?: ConfigEnv): ParsedArgs 
   if (argv.includes("--help") || argv.includes("-h")) {
     return { command: argv.find((a) => !a.startsWith("-")), rest: [], options: defaultOptions("dump"), help: true, version: false, refused: [] };
   }
-  const passes: Found[][] = [];
-  for (const c of src ? readConfigs(argv, src) : []) {
-    let r;
-    try {
-      r = scan(c.args);
-    } catch (e) {
-      throw new UsageError(`${c.file}: ${(e as Error).message}`);
-    }
-    if (r.words.length) throw new UsageError(`${c.file}: '${r.words[0]}' is not an option`);
-    passes.push(r.found.map((f) => ({ ...f, shown: `${f.shown} (from ${c.file})` })));
-  }
+  const passes: Found[][] = (src ? readConfigs(argv, src) : []).map((c) => scanFile(c.file, c.args));
   const cmdline = scan(argv);
   passes.push(cmdline.found);
 
   const command = cmdline.words[0];
   const opts = defaultOptions(COMMANDS.includes(command as Command) ? (command as Command) : "dump");
-  let version = false;
-  const refused: string[] = [];
-  for (const f of passes.flat()) {
-    if (f.spec.long === "help") continue;
-    if (f.spec.long === "version") version = true;
-    else if (!f.spec.apply) refused.push(f.shown);
-    else f.spec.apply(opts, f.value, f.on);
-  }
+  const { version, refused } = applyFound(opts, passes.flat());
   return { command, rest: cmdline.words.slice(1), options: opts, help: false, version, refused };
 }

@@ -2,13 +2,12 @@
 // log as criu does and exit with criu's exit codes.
 import { mkdirSync, readFileSync } from "node:fs";
 import { Logger } from "../../log.js";
-import { errorOrigin } from "./origin.js";
 import { COMMANDS, IMPLEMENTED, parseArgs, UsageError } from "./args.js";
-import { unsupported, workPath, type Command, type Options } from "../../options.js";
+import { workPath, type Command, type Options } from "../../options.js";
 import { ConfigError, SYSTEM_CONFIG_ENV } from "./config.js";
-import { dump } from "../../pipelines/dump/dump.js";
-import { check } from "../check.js";
-import { restore } from "../../pipelines/restore/restore.js";
+import { execute } from "../execute.js";
+import { serveConnection, swrk } from "../rpc/session.js";
+import { daemonize, service } from "../rpc/service.js";
 import { projectRoot } from "../../sys/native.js";
 import { parseRun, run, RUN_USAGE } from "./run.js";
 
@@ -21,7 +20,8 @@ Usage:
   crest restore [<options>]
   crest check [--feature FEAT]
   crest page-server
-  crest service [<options>]
+  crest service [--address PATH] [--pidfile FILE] [-d] [<options>]
+  crest swrk FD
   crest dedup
   crest lazy-pages -D DIR [<options>]
   crest run [--ns pid,ipc,uts] [--log FILE] -- CMD [ARGS...]
@@ -31,7 +31,9 @@ Commands:
   restore        restore a process/tree
   check          checks whether the kernel support is up-to-date
   run            start CMD as the root of a tree ready to checkpoint (own PID/IPC namespaces, own session)
-  (pre-dump, page-server, service, swrk, lazy-pages, dedup, cpuinfo: recognised, not implemented by crest yet)
+  service        serve criu's RPC on a SEQPACKET socket (--address, default ./criu_service.socket)
+  swrk           serve criu's RPC on an inherited socket (as go-criu, libcriu and pycriu start criu)
+  (pre-dump, page-server, lazy-pages, dedup, cpuinfo: recognised, not implemented by crest yet)
 
 Most of the true / false long options (the ones without arguments) can be
 prefixed with --no- to negate the option (example: --display-stats and
@@ -118,8 +120,38 @@ function checkCombination(o: Options): string | null {
   return null;
 }
 
-export function main(argv: string[]): number {
+/**
+ * `crest service-worker FD [-vN]`: not a criu command; the service starts
+ * one per connection, the connection at FD, and logs to the service's stderr.
+ */
+function serviceWorker(args: string[]): number {
+  const level = Number(/^-v(\d)$/.exec(args[1] ?? "")?.[1] ?? 2);
+  const log = new Logger(level);
+  try {
+    return serveConnection(Number(args[0]), log);
+  } finally {
+    log.close();
+  }
+}
+
+/** `crest service`: in the foreground until stopped, or (-d/--daemon) in a detached copy of itself. */
+function serviceMain(opts: Options, argv: string[], refused: string[], log: Logger): number | Promise<number> {
+  if (refused.length) {
+    for (const why of refused) log.error(why);
+    log.close();
+    return 1;
+  }
+  if (opts.restore.detached) {
+    const code = daemonize(argv, log);
+    log.close();
+    return code;
+  }
+  return service(opts, log).finally(() => log.close());
+}
+
+export function main(argv: string[]): number | Promise<number> {
   if (argv[0] === "run") return runMain(argv.slice(1));
+  if (argv[0] === "service-worker") return serviceWorker(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs(argv, SYSTEM_CONFIG_ENV);
@@ -150,7 +182,6 @@ export function main(argv: string[]): number {
     return 1;
   }
   const opts = parsed.options;
-  const failed = cmd === "dump" ? "Dumping FAILED." : cmd === "restore" ? "Restoring FAILED." : null;
   let log: Logger;
   try {
     // A dump creates its images directory (and the work directory it logs to).
@@ -160,32 +191,14 @@ export function main(argv: string[]): number {
     process.stderr.write(`crest: cannot open the log file: ${(e as Error).message}\n`);
     return 1;
   }
+  if (cmd === "service") return serviceMain(opts, argv, parsed.refused.map((o) => `option ${o} is not supported by crest yet`), log);
   try {
-    if (!IMPLEMENTED.has(cmd)) {
+    if (cmd === "swrk") return swrk(Number(parsed.rest[0]), log);
+    if (cmd !== "check" && cmd !== "dump" && cmd !== "restore") {
       log.error(`'${cmd}' is not implemented by crest yet; crest carries out ${[...IMPLEMENTED].join(", ")}`);
       return 1;
     }
-    const refused = [...parsed.refused.map((o) => `option ${o} is not supported by crest yet`), ...unsupported(opts)];
-    if (refused.length) {
-      for (const why of refused) log.error(why);
-      if (failed) log.error(failed);
-      return 1;
-    }
-    if (cmd === "check") return check(opts, log);
-    if (cmd === "dump") {
-      if (opts.restore.statusFd !== undefined) log.warn("--status-fd is not used by dump (criu and crest signal it on restore, page-server and lazy-pages)");
-      dump(opts, log);
-      log.info("Dumping finished successfully");
-      return 0;
-    }
-    const r = restore(opts, log);
-    return r.exitCode ?? 0;
-  } catch (e) {
-    const err = e as Error;
-    // One line, as criu's: what went wrong and where in crest, no stack.
-    log.error(err.message, errorOrigin(err));
-    if (failed) log.error(failed);
-    return 1;
+    return execute(cmd, opts, parsed.refused.map((o) => `option ${o} is not supported by crest yet`), log).code;
   } finally {
     log.close();
   }

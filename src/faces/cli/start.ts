@@ -18,5 +18,8 @@ function restoreEnvironment(): void {
 
 export function start(argv: string[]): void {
   restoreEnvironment();
-  process.exitCode = main(argv);
+  const code = main(argv);
+  // The service runs until it is stopped; every other command is done.
+  if (typeof code === "number") process.exitCode = code;
+  else void code.then((c) => (process.exitCode = c));
 }

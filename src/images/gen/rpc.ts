@@ -194,6 +194,11 @@ export interface criu_opts {
   leave_stopped?: boolean;
   display_stats?: boolean;
   log_to_stderr?: boolean;
+  /**
+   * crest's own, far above criu's numbers (criu ignores them): progress
+   * notifications for crest's library API (script "crest-progress").
+   */
+  crest_progress?: boolean;
 }
 export const criu_opts: MessageType<criu_opts> = message<criu_opts>("criu_opts", [
   { name: "images_dir_fd", number: 1, label: "required", kind: "int32", default: -1 },
@@ -266,6 +271,7 @@ export const criu_opts: MessageType<criu_opts> = message<criu_opts>("criu_opts",
   { name: "leave_stopped", number: 69, label: "optional", kind: "bool" },
   { name: "display_stats", number: 70, label: "optional", kind: "bool" },
   { name: "log_to_stderr", number: 71, label: "optional", kind: "bool" },
+  { name: "crest_progress", number: 4001, label: "optional", kind: "bool" },
 ]);
 
 export interface criu_dump_resp {
@@ -286,10 +292,13 @@ export const criu_restore_resp: MessageType<criu_restore_resp> = message<criu_re
 export interface criu_notify {
   script?: string;
   pid?: number;
+  /** crest's: one progress event, as JSON */
+  crest_progress?: string;
 }
 export const criu_notify: MessageType<criu_notify> = message<criu_notify>("criu_notify", [
   { name: "script", number: 1, label: "optional", kind: "string" },
   { name: "pid", number: 2, label: "optional", kind: "int32" },
+  { name: "crest_progress", number: 4001, label: "optional", kind: "string" },
 ]);
 
 /** Answer to FEATURE_CHECK: which of the asked features work here. */
@@ -335,6 +344,8 @@ export interface criu_resp {
   cr_errmsg?: string;
   version?: criu_version;
   status?: number;
+  /** crest's: what kind of failure (unsupported, image, request, permission, aborted, failed) */
+  crest_errcode?: string;
 }
 export const criu_resp: MessageType<criu_resp> = message<criu_resp>("criu_resp", [
   { name: "type", number: 1, label: "required", kind: "enum", enum: enumOf("criu_req_type", criu_req_type) },
@@ -348,6 +359,7 @@ export const criu_resp: MessageType<criu_resp> = message<criu_resp>("criu_resp",
   { name: "cr_errmsg", number: 9, label: "optional", kind: "string" },
   { name: "version", number: 10, label: "optional", kind: "message", message: () => criu_version },
   { name: "status", number: 11, label: "optional", kind: "int32" },
+  { name: "crest_errcode", number: 4001, label: "optional", kind: "string" },
 ]);
 
 export interface criu_version {

@@ -84,6 +84,8 @@ export interface tty_info_entry {
   dev?: number;
   uid?: number;
   gid?: number;
+  /** crest's (criu and crit skip it): a pty master whose slave was opened and is closed again (its reader gets EIO, poll POLLHUP). */
+  slave_closed?: boolean;
 }
 export const tty_info_entry: MessageType<tty_info_entry> = message<tty_info_entry>("tty_info_entry", [
   { name: "id", number: 1, label: "required", kind: "uint32" },
@@ -101,6 +103,7 @@ export const tty_info_entry: MessageType<tty_info_entry> = message<tty_info_entr
   { name: "dev", number: 13, label: "optional", kind: "uint32" },
   { name: "uid", number: 14, label: "optional", kind: "uint32" },
   { name: "gid", number: 15, label: "optional", kind: "uint32" },
+  { name: "slave_closed", number: 4001, label: "optional", kind: "bool" },
 ]);
 
 export interface tty_file_entry {

@@ -30,6 +30,7 @@ import { parseFdinfo, classifyFdLink, type Fdinfo } from "../../proc/index.js";
 import { check } from "../../sys/errno.js";
 import { native } from "../../sys/native.js";
 import { regFileKind } from "./regfile.js";
+import { ttyKind } from "./tty.js";
 import { fifoKind, pipeKind } from "./pipe.js";
 import { memfdKind } from "./memfd.js";
 import { eventfdKind } from "./eventfd.js";
@@ -49,7 +50,7 @@ import type { Remote } from "../../remote/remote.js";
 
 /** The kinds of open files crest knows, tried in order. */
 const FILE_KINDS: readonly FileKind[] = [
-  pipeKind, fifoKind, memfdKind, regFileKind, eventfdKind, signalfdKind, timerfdKind, pidfdKind, eventpollKind, inotifyKind, unixSocketKind, inetSocketKind,
+  pipeKind, fifoKind, memfdKind, ttyKind, regFileKind, eventfdKind, signalfdKind, timerfdKind, pidfdKind, eventpollKind, inotifyKind, unixSocketKind, inetSocketKind,
   netlinkSocketKind, packetSocketKind,
 ];
 

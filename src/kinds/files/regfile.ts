@@ -55,7 +55,7 @@ export function checkReopenable(path: string, via: string, what: string, anyType
   } else if (st.isCharacterDevice()) {
     const major = Math.floor(st.rdev / 256) & 0xfff;
     if (major !== MEM_MAJOR) {
-      throw new UnsupportedError(`${what} is the character device ${path} (${major}:${st.rdev & 0xff}); crest supports only memory devices such as /dev/null so far`);
+      throw new UnsupportedError(`${what} is the character device ${path} (${major}:${st.rdev & 0xff}); crest supports only memory devices such as /dev/null and the terminals criu keeps (ptys, /dev/tty, /dev/console, virtual consoles /dev/tty1-63, serial terminals) so far`);
     }
   } else if (!st.isFile() && !st.isDirectory()) {
     throw new UnsupportedError(`${what} is ${path}, a ${st.isFIFO() ? "FIFO" : st.isSocket() ? "socket" : st.isBlockDevice() ? "block device" : "special file"}; crest does not support it yet`);

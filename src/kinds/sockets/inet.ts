@@ -21,8 +21,10 @@
 // own values back once all are bound.
 //
 // Queued UDP datagrams are dropped, as criu drops them (the log warns).
-// Not yet, refused by name: raw sockets, other protocols (SCTP, MPTCP),
-// a corked UDP socket, connections a listener has not accepted yet
+// Raw sockets are kept with their protocol, address and raw options (the
+// header included, ICMP filters), read on crest's copy (no sock_diag), their
+// queues dropped too. Not yet, refused by name: other protocols (SCTP,
+// MPTCP), a corked UDP socket, connections a listener has not accepted yet
 // (--skip-in-flight leaves them out).
 import { closeSync, readdirSync, readFileSync } from "node:fs";
 import type { FileKind, FdFacts, OpenContext } from "../files/file-kind.js";

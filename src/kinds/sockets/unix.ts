@@ -40,7 +40,7 @@ import { closeSync } from "node:fs";
 import type { FileKind, FdFacts, HeldFiles, OpenContext } from "../files/file-kind.js";
 import type { Waiting } from "../files/open-queue.js";
 import { dumpState, restoreState, UnsupportedError, type DumpRun, type RestoreRun } from "../context.js";
-import { IMG, fd_types, type file_entry, type SkQueuePacketInput, type unix_sk_entry } from "../../images/index.js";
+import { IMG, criu_req_type, criu_resp, encode, fd_types, type file_entry, type SkQueuePacketInput, type unix_sk_entry } from "../../images/index.js";
 import { F, O, SYS } from "../../sys/constants.js";
 import { check } from "../../sys/errno.js";
 import { native } from "../../sys/native.js";
@@ -51,9 +51,11 @@ import { dumpOptions, restoreOptions, restoreReuse, setInt, SO } from "./options
 import { peekQueue, sendQueue, type Packet } from "./queue.js";
 import { bindName, connectName, connectNameFromCrest, dumpName } from "./unix-name.js";
 
-const TCP_ESTABLISHED = 1, TCP_LISTEN = 10, SOCK_DGRAM = 2, SCM_RIGHTS = 1;
+const TCP_ESTABLISHED = 1, TCP_CLOSE = 7, TCP_LISTEN = 10, SOCK_DGRAM = 2, SCM_RIGHTS = 1;
 /** criu's uflags: the entry of a socket outside the tree, that one of the tree is connected to. */
 const USK_EXTERN = 1;
+/** criu's uflags: a self-dumping RPC client's end of its connection to crest, which comes back holding the dump's answer. */
+const USK_SERVICE = 2;
 const TYPE_NAMES: Record<number, string> = { 1: "stream", 2: "datagram", 5: "seqpacket" };
 const typeName = (t: number): string => TYPE_NAMES[t] ?? `type ${t}`;
 
@@ -113,6 +115,7 @@ function dumpUnix(f: FdFacts, run: DumpRun, held: HeldFiles): number {
   const s = run.state(dumped);
   const d = diagOf(run, f.st.ino)!;
   const what = `${f.what} (unix ${typeName(d.type)} socket, inode ${d.ino})`;
+  if (d.peer && d.peer === run.opts.dump.rpcSocket) return dumpServiceEnd(f, run, d);
   if (d.state === TCP_LISTEN) s.listeners.push({ icons: d.icons, what });
   // The socket it is connected to, by inode; a connection not accepted yet names its listener (as criu's image does).
   let peer = d.peer;
@@ -142,6 +145,35 @@ function dumpUnix(f: FdFacts, run: DumpRun, held: HeldFiles): number {
   s.sockets.push({ ino: d.ino, type: d.type, peer, what });
   dumpPackets(run, id, packets, held, what);
   return id;
+}
+
+/**
+ * A self-dumping RPC client's end of its connection to crest: dumped closed
+ * and unconnected, marked USK_SERVICE as criu marks it; the restore gives it
+ * back holding crest's answer to the dump (restored = true), then EOF.
+ */
+function dumpServiceEnd(f: FdFacts, run: DumpRun, d: UnixDiag): number {
+  const id = run.nextId("file");
+  const opts = withFd(takeFd(f.pid, f.fd, f.what), (fd) => dumpOptions(fd, f.what));
+  run.files.push({
+    type: fd_types.UNIXSK, id, usk: {
+      id, ino: d.ino, type: d.type, state: TCP_CLOSE, flags: f.info.flags & ~O.CLOEXEC, uflags: USK_SERVICE,
+      backlog: 0, peer: 0, fown: f.fown, opts, name: d.name,
+    },
+  });
+  return id;
+}
+
+/** The restore of a USK_SERVICE end: one end of a new pair, the other end's last words the dump's answer. */
+function openServiceEnd({ r, task }: OpenContext, e: unix_sk_entry, what: string): number {
+  const [mine, theirs] = socketpair(r, e.type, what);
+  withFd(takeFd(task.pid, theirs, what), (fd) => {
+    const answer = encode(criu_resp, { type: criu_req_type.DUMP, success: true, dump: { restored: true } });
+    check(native.syscall(SYS.sendto, fd, answer, answer.length, 0, null, 0), `write the dump's answer into ${what}`);
+  });
+  r.later({ what: `close the other end of ${what}`, nr: SYS.close, args: [theirs] });
+  withFd(takeFd(task.pid, mine, what), (fd) => finishSocket(fd, e, what));
+  return mine;
 }
 
 /**
@@ -397,6 +429,7 @@ function openUnix(c: OpenContext, entry: file_entry): number | Waiting {
   const e = entry.usk!;
   const what = `unix socket ${e.ino} in task ${task.vpid}`;
   if (e.uflags & USK_EXTERN) throw run.images.invalid(IMG.files, undefined, `${what} is marked as outside the tree (USK_EXTERN), yet a task holds it`);
+  if (e.uflags & USK_SERVICE) return openServiceEnd(c, e, what);
   if (!e.peer) {
     const s = newSocket(c, e, what);
     bindIfNamed(c, s.fd, e, what);

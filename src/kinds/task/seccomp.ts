@@ -5,6 +5,12 @@
 // before the credentials drop (installing a filter needs CAP_SYS_ADMIN or
 // no_new_privs); crest's own syscalls are not filtered thanks to
 // PTRACE_O_SUSPEND_SECCOMP.
+//
+// Threads whose chains are the same (a filter installed with
+// SECCOMP_FILTER_FLAG_TSYNC, or before the threads were made) must get one
+// shared chain back, or a later TSYNC install fails: as criu does, only the
+// leader keeps the chain, every filter of it marked TSYNC, and the other
+// threads are dumped without one; the leader's install gives it to them.
 import type { TaskKind, DumpTask, DumpRun, RestoreTask, RestoreRun } from "../context.js";
 import { dumpState, restoreState } from "../context.js";
 import { IMG, seccomp_mode, type seccomp_filter } from "../../images/index.js";
@@ -16,31 +22,56 @@ const BPF_INSN = 8;
 const dumped = dumpState("seccomp filters", (): seccomp_filter[] => []);
 const restoring = restoreState("seccomp filters", (run): seccomp_filter[] => run.images.readOr(IMG.seccomp, undefined, [])[0]?.seccomp_filters ?? []);
 
-function dumpThread(task: DumpTask, run: DumpRun, i: number): void {
+/** SECCOMP_FILTER_FLAG_TSYNC: the filter goes to every thread of the process. */
+const FLAG_TSYNC = 1;
+
+type Chain = Array<{ filter: Buffer; flags: number }>;
+
+/** A thread's filters, newest first; null if it is not in filter mode. */
+function chainOf(task: DumpTask, i: number): Chain | null {
   const t = task.threads[i]!;
   const th = task.core[i]!.thread_core!;
-  const st = task.status[i]!;
-  th.seccomp_mode = st.seccomp as seccomp_mode;
-  if (st.seccomp !== seccomp_mode.filter) return;
-  const chain: Array<{ filter: Buffer; flags: number }> = [];
+  th.seccomp_mode = task.status[i]!.seccomp as seccomp_mode;
+  if (th.seccomp_mode !== seccomp_mode.filter) return null;
+  const chain: Chain = [];
   for (let n = 0; ; n++) {
     const filter = t.seccompFilter(n);
     if (!filter) break;
     chain.push({ filter, flags: t.seccompFlags(n) });
   }
-  // Oldest first; the same chain in another thread is not shared yet.
+  return chain;
+}
+
+const sameChain = (a: Chain | null, b: Chain | null): boolean =>
+  !!a && !!b && a.length === b.length && a.every((f, i) => f.filter.equals(b[i]!.filter));
+
+/** Writes a chain to seccomp.img, oldest first; returns the newest's index. */
+function storeChain(run: DumpRun, chain: Chain, extraFlags: number): number | undefined {
   const filters = run.state(dumped);
   let prev: number | undefined;
-  for (const f of chain.reverse()) {
-    const entry: seccomp_filter = { filter: f.filter, flags: f.flags, ...(prev !== undefined ? { prev } : {}) };
-    filters.push(entry);
+  for (const f of [...chain].reverse()) {
+    filters.push({ filter: f.filter, flags: f.flags | extraFlags, ...(prev !== undefined ? { prev } : {}) });
     prev = filters.length - 1;
   }
-  th.seccomp_filter = prev;
+  return prev;
+}
+
+function dumpTask(task: DumpTask, run: DumpRun): void {
+  const chains = task.threads.map((_, i) => chainOf(task, i));
+  const shared = chains.length > 1 && chains.every((c) => sameChain(c, chains[0]!));
+  chains.forEach((chain, i) => {
+    const th = task.core[i]!.thread_core!;
+    if (!chain) return;
+    if (shared && i > 0) {
+      th.seccomp_mode = seccomp_mode.disabled;
+      return;
+    }
+    th.seccomp_filter = storeChain(run, chain, shared ? FLAG_TSYNC : 0);
+  });
 }
 
 /** The filters of a thread, oldest first, following prev links from the newest. */
-function chainOf(run: RestoreRun, newest: number, tid: number): seccomp_filter[] {
+function restoredChain(run: RestoreRun, newest: number, tid: number): seccomp_filter[] {
   const filters = run.state(restoring);
   const out: seccomp_filter[] = [];
   for (let i: number | undefined = newest; i !== undefined; i = filters[i]!.prev) {
@@ -62,7 +93,7 @@ function restoreThread(task: RestoreTask, run: RestoreRun, i: number): void {
     return;
   }
   if (th.seccomp_filter === undefined) throw run.images.invalid(IMG.core, task.vtids[i], "seccomp filter mode without a filter");
-  for (const f of chainOf(run, th.seccomp_filter, tid)) {
+  for (const f of restoredChain(run, th.seccomp_filter, tid)) {
     r.resetScratch();
     const insns = r.put(f.filter);
     // struct sock_fprog: unsigned short len; struct sock_filter *filter
@@ -75,9 +106,7 @@ function restoreThread(task: RestoreTask, run: RestoreRun, i: number): void {
 
 export const seccompKind: TaskKind = {
   name: "seccomp",
-  dump(task, run) {
-    task.threads.forEach((_, i) => dumpThread(task, run, i));
-  },
+  dump: dumpTask,
   finishDump(run) {
     const filters = run.state(dumped);
     if (filters.length) run.images.write(IMG.seccomp, undefined, [{ seccomp_filters: filters }]);

@@ -7,7 +7,7 @@
 // was, lets it run, and leaves the images directory as it was.
 import { mkdirSync, readFileSync, statSync } from "node:fs";
 import type { Logger } from "../../log.js";
-import type { Options } from "../../options.js";
+import { unsupportedExternal, type Options } from "../../options.js";
 import { freezeTree, thawTree, type FrozenTree, type FrozenTask } from "./freeze.js";
 import { Remote } from "../../remote/remote.js";
 import { RemoteTally } from "../../remote/counters.js";
@@ -21,8 +21,10 @@ import { parseSmaps, parseStat, parseStatus, type ProcStat } from "../../proc/in
 import { PTRACE, SIG } from "../../sys/constants.js";
 import { ptrace, wait4 } from "../../sys/syscalls.js";
 import { faultPoint } from "../../fault.js";
+import { sessionProblem } from "../sessions.js";
 import { assignKobjIds, TreeNamespaces } from "./tree-ids.js";
 import { ActionScripts } from "../actions.js";
+import type { RunHooks } from "../hooks.js";
 import { displayDumpStats } from "../stats.js";
 
 const SCRATCH_SIZE = 64 << 10;
@@ -105,17 +107,17 @@ function zombieCore(st: ProcStat): core_entry {
   return core;
 }
 
-export function dump(opts: Options, log: Logger): DumpResult {
+export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResult {
   if (!opts.dump.tree) throw new UnsupportedError("dump needs the root of the tree: -t PID");
   const dir = opts.images.dir;
   mkdirSync(dir, { recursive: true });
   if (!statSync(dir).isDirectory()) throw new Error(`${dir} is not a directory`);
   log.info(`Dumping processes (pid: ${opts.dump.tree})`);
   const images = new DumpImages(dir);
-  const scripts = new ActionScripts(opts.actionScripts, dir, log);
+  const scripts = new ActionScripts(opts.actionScripts, dir, log, hooks.notify);
   scripts.rootPid = opts.dump.tree;
   try {
-    return dumpTree(opts, log, images, scripts);
+    return dumpTree(opts, log, images, scripts, hooks);
   } catch (e) {
     images.abort();
     throw e;
@@ -125,14 +127,18 @@ export function dump(opts: Options, log: Logger): DumpResult {
 }
 
 /** Stage: names the frozen tree's tasks as its own PID namespace sees them, and the objects they share. */
-function nameTree(frozen: FrozenTree, nextId: DumpRun["nextId"]): Tree {
+function nameTree(frozen: FrozenTree, nextId: DumpRun["nextId"], opts: Options): Tree {
   const ns = new TreeNamespaces(frozen);
   const tasks = frozen.tasks.map((ft) => describeTask(ft, ns));
   const session = tasks[0]!.stat.session;
-  if (session !== frozen.root) {
-    throw new UnsupportedError(`process ${frozen.root} is not a session leader (its session is ${session}, outside the dumped tree); run it in its own session (setsid, or crest run), since --shell-job is not supported yet`);
+  if (session !== frozen.root && !opts.features.shellJob) {
+    throw new UnsupportedError(
+      `process ${frozen.root} is a shell job: its session ${session} (and its terminal) is outside the dumped tree; ` +
+      "dump it with -j (--shell-job), or run it in its own session (setsid, or crest run)",
+    );
   }
-  for (const t of tasks) if (!t.zombie) refuseTerminal(t.pid, t.stat);
+  const problem = sessionProblem(tasks.map((t) => ({ pid: t.vpid, ppid: t.vppid, sid: t.vsid })), session !== frozen.root ? tasks[0]!.vsid : undefined);
+  if (problem) throw new UnsupportedError(problem);
   const selfIds = assignKobjIds(tasks, frozen, nextId, ns);
   return { frozen, tasks, ns, selfIds };
 }
@@ -142,10 +148,16 @@ function nameTree(frozen: FrozenTree, nextId: DumpRun["nextId"]): Tree {
  * then written (behind, by the store's thread, while the next task is
  * dumped); then the kinds write what they gathered for the whole run.
  */
-function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[]): void {
+function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[], hooks: RunHooks): void {
   const tally = new RemoteTally();
   const fdinfoWritten = new Set<number>();
-  for (const task of tasks) {
+  const t0 = process.hrtime.bigint();
+  const progress = (done: number) => hooks.progress?.({
+    stage: "dumping", tasksDone: done, tasksTotal: tasks.length, pagesWritten: run.stats.pagesWritten,
+    bytesPerSecond: Math.round((run.stats.pagesWritten * 4096) / Math.max(1e-6, Number(process.hrtime.bigint() - t0) / 1e9)),
+  });
+  for (const [i, task] of tasks.entries()) {
+    if (i) progress(i);
     if (task.zombie) {
       writeTaskImages(run, task, fdinfoWritten);
       continue;
@@ -161,17 +173,19 @@ function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[]): void {
     }
     writeTaskImages(run, task, fdinfoWritten);
   }
+  progress(tasks.length);
   for (const kind of DUMP_KINDS) kind.finishDump?.(run);
   run.log.info(`Remote control by kind (syscalls/stops): ${tally}`);
 }
 
-function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: ActionScripts): DumpResult {
+function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: ActionScripts, hooks: RunHooks): DumpResult {
   scripts.run("pre-dump");
   const t0 = process.hrtime.bigint();
   const frozen: FrozenTree = freezeTree(opts.dump.tree!, log, opts.dump.timeout ?? DEFAULT_TIMEOUT);
   const freezingUs = us(t0);
   const frozenAt = process.hrtime.bigint();
   log.info(`Frozen ${frozen.tasks.length} task(s) in ${freezingUs} us`);
+  hooks.progress?.({ stage: "frozen", tasks: frozen.tasks.length });
   images.expectTasks(frozen.tasks.length);
 
   const ids = { file: 0, pages: 0, kobj: 0 };
@@ -182,14 +196,20 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
   const undo: DumpRun["undo"] = [];
   try {
     faultPoint("dump:frozen");
-    const tree = nameTree(frozen, nextId);
+    // An RPC client may name more external objects now that the tree is frozen (criu's query-ext-files).
+    for (const e of scripts.queryExternal()) {
+      const why = unsupportedExternal(e);
+      if (why) throw new UnsupportedError(`the RPC client added an external object: ${why}`);
+      opts.external.push(e);
+    }
+    const tree = nameTree(frozen, nextId, opts);
     const run: DumpRun = {
       opts, log, stats, images, files: [], root: tree.tasks[0]!, ownNamespaces: new Set(tree.ns.own.keys()), nextId,
       treeTids: new Set(frozen.tasks.flatMap((t) => [t.pid, ...t.threads.map((th) => th.tid)])),
       undo, inventory: {}, state: (key) => states.of(key),
     };
     const states = new RunStates(() => run);
-    runKinds(run, tree.tasks, open);
+    runKinds(run, tree.tasks, open, hooks);
     // A tree that is killed once its images are written need not be put back
     // as it was (scratch page, registers, masks), unless a post-dump script
     // could look at it first; kept under control, it is still put back if
@@ -224,21 +244,6 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
   images.write(IMG.stats, "dump", [{ dump: entry }]);
   if (opts.log.displayStats) displayDumpStats(log, entry);
   return { pids: frozen.tasks.map((t) => t.pid), stats, frozenUs };
-}
-
-/**
- * A task with a controlling terminal would come back without it (its
- * session's terminal is a tty, which crest does not restore yet), even when
- * no fd holds the terminal: refused rather than lost.
- */
-function refuseTerminal(pid: number, st: ProcStat): void {
-  const tty = st.ttyNr;
-  if (!tty) return;
-  const major = (tty >> 8) & 0xfff, minor = (tty & 0xff) | ((tty >> 12) & 0xfff00);
-  throw new UnsupportedError(
-    `process ${pid} has a controlling terminal (tty ${major}:${minor}); crest does not support terminals yet: ` +
-    "start the tree without one (setsid, or crest run)",
-  );
 }
 
 /** A task's identity in the tree: its pids as the tree's PID namespace sees them, group, session. */

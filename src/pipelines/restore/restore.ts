@@ -18,12 +18,13 @@ import { RestoreImages } from "../../images/store.js";
 import { NAMESPACE_KINDS, TASK_RESTORE_KINDS } from "../../kinds/registry.js";
 import { newStats, RunStates, type RestoreRun, type RestoreTask, type TaskKind } from "../../kinds/context.js";
 import { TASK_STATE } from "../../kinds/task/task-state.js";
-import { createTree, finishTree, planTree, type TreeNode } from "./tree.js";
+import { createTree, finishTree, planTree, type OutsideSession, type TreeNode } from "./tree.js";
 import { takenPid } from "./pid-wait.js";
 import { sleepMs, wait4 } from "../../sys/syscalls.js";
 import { native } from "../../sys/native.js";
 import { CLONE, PR, SIG, SYS, WNOHANG } from "../../sys/constants.js";
 import { ActionScripts } from "../actions.js";
+import type { RunHooks } from "../hooks.js";
 import { displayRestoreStats } from "../stats.js";
 import { Regs } from "../../sys/structs.js";
 import { Remote } from "../../remote/remote.js";
@@ -57,7 +58,7 @@ function loadTask(images: RestoreImages, entry: pstree_entry, core: core_entry[]
   if (!ids || !mm || !fs) throw new ImageError(images.dir, "invalid", `ids, mm or fs image of process ${vpid} is empty`);
   const pagemap = images.read(IMG.pagemap, vpid);
   return {
-    pid: 0, vpid, vtids: entry.threads, sharesFiles: false, sharesFs: false, parent: null,
+    pid: 0, vpid, vtids: entry.threads, sid: entry.sid, pgid: entry.pgid, sharesFiles: false, sharesFs: false, parent: null,
     threads: [], remotes: [], core, ids, mm, fs,
     pagemap: pagemap.entries, pagesId: pagemap.head.pages_id,
     fdinfo: images.readOr(IMG.fdinfo, ids.files_id, []),
@@ -140,17 +141,42 @@ interface LoadedTree {
   nodes: TreeNode[];
 }
 
+/**
+ * A shell job (-j): the root was not a session leader, its session and
+ * terminal were a shell's outside the tree. As criu does, the tree joins
+ * crest's own session: every task of the old session moves to crest's, the
+ * group of the old session's leader becomes crest's session leader's group,
+ * and a root that was not a group leader joins crest's group. Returns the
+ * session and groups that are outside the tree.
+ */
+function joinShell(entries: pstree_entry[], opts: Options): OutsideSession {
+  const root = entries[0]!;
+  if (!opts.features.shellJob) {
+    throw new Error(`process ${root.pid} was not a session leader (session ${root.sid}): it is a shell job; restore it with -j (--shell-job) in the terminal it should use`);
+  }
+  const sid = native.syscall(SYS.getsid, 0), pgid = native.syscall(SYS.getpgid, 0);
+  const oldSid = root.sid, oldPgid = root.pgid;
+  for (const e of entries) {
+    if (e.pid === sid || e.pid === pgid) throw new Error(`crest's session ${sid} (group ${pgid}) is process ${e.pid} of the images: restore the shell job from another shell`);
+    if (sid !== oldSid && (e.sid === sid || e.pgid === sid)) throw new Error(`crest's session ${sid} is a session or group of process ${e.pid} in the images: restore the shell job from another shell`);
+  }
+  for (const e of entries) {
+    if (e.sid === oldSid) e.sid = sid;
+    if (e.pgid === oldSid) e.pgid = sid;
+    else if (root.pgid !== root.pid && e.pgid === oldPgid) e.pgid = pgid;
+  }
+  return { sid, pgids: new Set([sid, pgid]), bornPgid: pgid };
+}
+
 /** Stage: reads and checks the images of the tree before anything is created. */
-function loadTree(dir: string): LoadedTree {
+function loadTree(dir: string, opts: Options): LoadedTree {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ImageError(dir, "missing", "");
   const images = new RestoreImages(dir);
   const inventory = checkInventory(images);
   const entries = images.read(IMG.pstree);
   if (entries.length === 0) throw images.invalid(IMG.pstree, undefined, "no tasks");
   const root = entries[0]!;
-  if (root.sid !== root.pid) {
-    throw new Error(`process ${root.pid} was not a session leader (session ${root.sid}); restoring it needs --shell-job, which crest does not support yet`);
-  }
+  const outside = root.sid !== root.pid ? joinShell(entries, opts) : undefined;
   const cores = new Map(entries.map((e) => [e.pid, readCores(images, e)]));
   const state = (e: pstree_entry) => cores.get(e.pid)![0]!.tc?.task_state ?? TASK_STATE.ALIVE;
   for (const e of entries) {
@@ -165,7 +191,7 @@ function loadTree(dir: string): LoadedTree {
     return { files: !!t && !!p && t.ids.files_id === p.ids.files_id, fs: !!t && !!p && t.ids.fs_id === p.ids.fs_id };
   };
   const nodes = planTree(entries, (e) => (state(e) === TASK_STATE.ZOMBIE ? "zombie" : "task"),
-    (e) => cores.get(e.pid)![0]!.tc?.exit_code ?? 0, shares);
+    (e) => cores.get(e.pid)![0]!.tc?.exit_code ?? 0, shares, outside);
   return { images, inventory, entries, cores, tasks, nodes };
 }
 
@@ -187,14 +213,14 @@ function checkPidsFree(tree: LoadedTree, log: Logger): void {
   }
 }
 
-export function restore(opts: Options, log: Logger): RestoreResult {
+export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): RestoreResult {
   if (opts.restore.statusFd !== undefined && !isOpenFd(opts.restore.statusFd)) throw new Error(`--status-fd ${opts.restore.statusFd} is not an open file descriptor of crest`);
   // As criu's inherit_fd_add: the fd must be open; the files it replaces are logged as they are found (kinds/files/inherit.ts).
   for (const i of opts.inheritFd) {
     if (!isOpenFd(i.fd)) throw new Error(`--inherit-fd fd[${i.fd}]:${i.key}: fd ${i.fd} is not an open file descriptor of crest`);
     log.info(`File ${i.key} will be restored from inherit fd ${i.fd}`);
   }
-  const tree = loadTree(opts.images.dir);
+  const tree = loadTree(opts.images.dir, opts);
   const { images, nodes } = tree;
   const run: RestoreRun = {
     opts, log, stats: newStats(), images, inventory: tree.inventory,
@@ -207,7 +233,7 @@ export function restore(opts: Options, log: Logger): RestoreResult {
   if (!(nsFlags & CLONE.NEWPID)) checkPidsFree(tree, log);
   log.info(`Restoring ${tree.entries.length} process(es), root ${tree.entries[0]!.pid}`);
 
-  const scripts = new ActionScripts(opts.actionScripts, images.dir, log);
+  const scripts = new ActionScripts(opts.actionScripts, images.dir, log, hooks.notify);
   const t0 = process.hrtime.bigint();
   native.syscall(SYS.prctl, PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   const created: Remote[] = [];
@@ -235,7 +261,7 @@ export function restore(opts: Options, log: Logger): RestoreResult {
   };
   try {
     scripts.run("pre-restore");
-    let bornUs = 0n;
+    let bornUs = 0n, born = 0;
     // -S: the root becomes a child of crest's parent, which then owns it.
     const rootFlags = nsFlags | (opts.restore.sibling ? CLONE.PARENT : 0);
     createTree(nodes, { flags: rootFlags, ownPidNs: (nsFlags & CLONE.NEWPID) !== 0 }, created, log, (n) => {
@@ -252,6 +278,7 @@ export function restore(opts: Options, log: Logger): RestoreResult {
       const t1 = process.hrtime.bigint();
       for (const kind of TASK_RESTORE_KINDS) if (kind.born) inTask(task!, kind, kind.born);
       bornUs += process.hrtime.bigint() - t1;
+      hooks.progress?.({ stage: "restoring", tasksDone: ++born, tasksTotal: run.tasks.length, pagesRestored: run.stats.pagesRestored });
     });
     faultPoint("restore:forked");
     finishTree(nodes);

@@ -9,6 +9,7 @@ import type { Remote } from "../../remote/remote.js";
 import { cloneChild } from "../../remote/clone.js";
 import { startStub } from "../../remote/stub.js";
 import type { Logger } from "../../log.js";
+import { sessionProblem } from "../sessions.js";
 
 export type Role = "task" | "zombie" | "helper";
 
@@ -28,6 +29,8 @@ export interface TreeNode {
   /** Created with CLONE_FILES / CLONE_FS: shares the fd table / fs struct with its parent. */
   sharesFiles: boolean;
   sharesFs: boolean;
+  /** The group it is in when created (its session leader's, or crest's for a shell job's tasks), before finishTree moves it. */
+  bornPgid: number;
   /** wait status a zombie ends with. */
   exitStatus: number;
   /** The PID crest sees, once created. */
@@ -37,13 +40,21 @@ export interface TreeNode {
 
 const SCRATCH_SIZE = 64 << 10;
 
+/** A shell job's session and groups, which are crest's, outside the tree (-j). */
+export interface OutsideSession {
+  sid: number;
+  pgids: ReadonlySet<number>;
+  /** crest's own group, which the tree's tasks are created in. */
+  bornPgid: number;
+}
+
 /**
  * Orders the tree parents first and adds a helper for every process group
  * whose leader is not in it (it had exited): a child of the group's session
  * leader that creates the group, lets the members join and exits.
  */
 export function planTree(entries: pstree_entry[], roleOf: (e: pstree_entry) => Role, exitStatusOf: (e: pstree_entry) => number,
-  shares: (e: pstree_entry) => { files: boolean; fs: boolean }): TreeNode[] {
+  shares: (e: pstree_entry) => { files: boolean; fs: boolean }, outside?: OutsideSession): TreeNode[] {
   const byPid = new Map<number, TreeNode>();
   const nodes: TreeNode[] = [];
   for (const e of entries) {
@@ -54,16 +65,21 @@ export function planTree(entries: pstree_entry[], roleOf: (e: pstree_entry) => R
     const sh = shares(e);
     const n: TreeNode = {
       vpid: e.pid, pgid: e.pgid, sid: e.sid, role: roleOf(e), parent, sharesFiles: sh.files, sharesFs: sh.fs,
-      exitStatus: exitStatusOf(e), pid: 0,
+      bornPgid: outside && e.sid === outside.sid ? outside.bornPgid : e.sid, exitStatus: exitStatusOf(e), pid: 0,
     };
     byPid.set(e.pid, n);
     nodes.push(n);
   }
+  const problem = sessionProblem(entries, outside?.sid);
+  if (problem) throw new Error(problem);
   for (const n of [...nodes]) {
-    if (!byPid.has(n.sid)) throw new Error(`process ${n.vpid} is in session ${n.sid}, whose leader is not in the images; crest cannot restore that yet`);
+    if (outside && n.sid === outside.sid) {
+      if (byPid.has(n.pgid) || outside.pgids.has(n.pgid)) continue;
+      throw new Error(`process ${n.vpid} is in group ${n.pgid}, whose leader is not in the images and not in crest's session; crest cannot restore that yet`);
+    }
     if (byPid.has(n.pgid)) continue;
     const leader = byPid.get(n.sid)!;
-    const helper: TreeNode = { vpid: n.pgid, pgid: n.pgid, sid: n.sid, role: "helper", parent: leader, sharesFiles: false, sharesFs: false, exitStatus: 0, pid: 0 };
+    const helper: TreeNode = { vpid: n.pgid, pgid: n.pgid, sid: n.sid, role: "helper", parent: leader, sharesFiles: false, sharesFs: false, bornPgid: n.sid, exitStatus: 0, pid: 0 };
     byPid.set(n.pgid, helper);
     // Right after its parent, so it exists before any member is created.
     nodes.splice(nodes.indexOf(leader) + 1, 0, helper);
@@ -80,7 +96,8 @@ export function planTree(entries: pstree_entry[], roleOf: (e: pstree_entry) => R
  */
 export function createTree(nodes: TreeNode[], ns: RootFlags, created: Remote[], log: Logger, born: (n: TreeNode) => void): void {
   const root = nodes[0]!;
-  root.remote = startStub({ pid: ns.ownPidNs ? 1 : root.vpid, flags: ns.flags, setsid: true });
+  // A shell job's root stays in crest's session, with crest's terminal (-j).
+  root.remote = startStub({ pid: ns.ownPidNs ? 1 : root.vpid, flags: ns.flags, setsid: root.sid === root.vpid });
   created.push(root.remote);
   root.pid = root.remote.pid;
   born(root);
@@ -135,9 +152,10 @@ export function finishTree(nodes: TreeNode[]): void {
     if (n.pgid === n.vpid && n.sid !== n.vpid) n.remote!.call(`make process ${n.vpid} a group leader`, SYS.setpgid, 0, 0);
   }
   // Until now everyone is in the group of its session's leader (created from
-  // it before any setpgid): only those in other groups move.
+  // it before any setpgid; a shell job's tasks in crest's group): only those
+  // in other groups move.
   for (const n of nodes) {
-    if (n.pgid !== n.vpid && n.pgid !== n.sid) {
+    if (n.pgid !== n.vpid && n.pgid !== n.bornPgid) {
       n.remote!.call(`put process ${n.vpid} in group ${n.pgid}`, SYS.setpgid, 0, n.pgid);
     }
   }

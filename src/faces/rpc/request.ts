@@ -1,0 +1,124 @@
+// A request's criu_opts onto the one Options model, as criu's
+// setup_opts_from_req reads them: the configuration files first (global,
+// user, CRIU_CONFIG_FILE), then the request's fields, then the request's own
+// config_file, which overrides them. Paths the client names by fd
+// (images_dir_fd, work_dir_fd, status_fd) are the client's: reached
+// through /proc/<client>/fd/N, so they work across mount namespaces and with
+// the client's own rights to them. A field crest cannot carry out is refused
+// by name, never ignored. Pure, but for reading the configuration files.
+import type { criu_opts } from "../../images/index.js";
+import { criu_network_lock_method, criu_pre_dump_mode } from "../../images/index.js";
+import { defaultOptions, type Command, type Options } from "../../options.js";
+import { applyConfigFile, parseArgs } from "../cli/args.js";
+import type { ConfigEnv } from "../cli/config.js";
+import type { Peer } from "./wire.js";
+
+/** How crest serves the connection: swrk (a client's own child, as go-criu, libcriu and pycriu start it) or the service. */
+export type Mode = "swrk" | "service";
+
+export interface Translated {
+  options: Options;
+  /** Send NOTIFY for each hook and wait for the client's answer (notify_scripts). */
+  notify: boolean;
+  /** What crest refuses, one message each. */
+  refused: string[];
+  /** The client's status fd, as a path to open for writing (status_fd). */
+  statusPath?: string;
+}
+
+/** criu_opts fields crest has no counterpart for yet: refused when set to anything but criu's default. */
+const UNSUPPORTED: ReadonlyArray<[keyof criu_opts, string]> = [
+  ["evasive_devices", "evasive devices"], ["root", "a root directory (--root)"], ["parent_img", "a parent image (pre-dump chains)"],
+  ["track_mem", "memory tracking (--track-mem)"], ["auto_dedup", "--auto-dedup"], ["link_remap", "--link-remap"],
+  ["veths", "veth pairs"], ["force_irmap", "--force-irmap"], ["exec_cmd", "--exec-cmd"], ["ext_mnt", "external mounts"],
+  ["manage_cgroups", "cgroups"], ["cg_root", "cgroup roots"], ["auto_ext_mnt", "--auto-ext-mnt"], ["ext_sharing", "--enable-external-sharing"],
+  ["ext_masters", "--enable-external-masters"], ["skip_mnt", "--skip-mnt"], ["enable_fs", "--enable-fs"], ["manage_cgroups_mode", "cgroups"],
+  ["irmap_scan_paths", "--irmap-scan-path"], ["empty_ns", "--empty-ns"], ["join_ns", "--join-ns"], ["cgroup_props", "cgroup properties"],
+  ["cgroup_props_file", "cgroup properties"], ["cgroup_dump_controller", "cgroup controllers"], ["freeze_cgroup", "--freeze-cgroup"],
+  ["weak_sysctls", "--weak-sysctls"], ["lazy_pages", "lazy pages"], ["lsm_profile", "an LSM profile"], ["tls_cacert", "TLS"],
+  ["tls_cacrl", "TLS"], ["tls_cert", "TLS"], ["tls_key", "TLS"], ["tls", "TLS"], ["tls_no_cn_verify", "TLS"], ["cgroup_yard", "--cgroup-yard"],
+  ["pidfd_store_sk", "the pidfd store (pidfd_store_sk)"], ["lsm_mount_context", "an LSM mount context"], ["mntns_compat_mode", "--mntns-compat-mode"],
+  ["skip_file_rwx_check", "--skip-file-rwx-check"], ["unprivileged", "--unprivileged"], ["ps", "a page server"],
+  ["orphan_pts_master", "orphan pts masters"],
+];
+
+/** criu's defaults for fields that are set to them by clients that fill every field. */
+const DEFAULTS: Partial<Record<keyof criu_opts, unknown>> = { cpu_cap: 0xffffffff };
+
+function isSet(v: unknown, dflt: unknown): boolean {
+  if (v === undefined || v === null || v === false) return false;
+  if (Array.isArray(v)) return v.length > 0;
+  return v !== dflt;
+}
+
+const fdPath = (peer: Peer, fd: number) => `/proc/${peer.pid}/fd/${fd}`;
+
+/** The Options a request asks for, and what crest refuses of it. */
+export function translate(command: Command, o: criu_opts | undefined, peer: Peer, mode: Mode, configs: ConfigEnv): Translated {
+  // The configuration files the command line would read, then the request.
+  const base = parseArgs([command], configs);
+  const options = base.command === command ? base.options : defaultOptions(command);
+  const refused = base.refused.map((f) => `option ${f} is not supported by crest yet`);
+  if (!o) return { options, notify: false, refused };
+  for (const [field, what] of UNSUPPORTED) {
+    if (isSet(o[field], DEFAULTS[field])) refused.push(`criu_opts.${field}: ${what} is not supported by crest yet`);
+  }
+  if (o.cpu_cap !== undefined && o.cpu_cap !== 0xffffffff) refused.push("criu_opts.cpu_cap: CPU capability checks are not supported by crest yet");
+
+  if (o.pid !== undefined && o.pid !== 0) options.dump.tree = o.pid;
+  if (o.leave_running) options.dump.leaveRunning = true;
+  if (o.leave_stopped) options.dump.leaveStopped = true;
+  if (o.ext_unix_sk !== undefined) {
+    options.extUnixSk = o.ext_unix_sk;
+    for (const sk of o.unix_sk_ino) options.external.push(`unix[${sk.inode}]`);
+  }
+  if (o.tcp_established !== undefined) options.net.tcpEstablished = o.tcp_established;
+  if (o.tcp_skip_in_flight !== undefined) options.net.skipInFlight = o.tcp_skip_in_flight;
+  if (o.tcp_close !== undefined) options.net.tcpClose = o.tcp_close;
+  if (o.network_lock !== undefined) {
+    options.net.lock = o.network_lock === criu_network_lock_method.NFTABLES ? "nftables" : o.network_lock === criu_network_lock_method.SKIP ? "skip" : "iptables";
+  }
+  if (o.file_locks !== undefined) options.features.fileLocks = o.file_locks;
+  if (o.shell_job !== undefined) options.features.shellJob = o.shell_job;
+  if (o.ghost_limit !== undefined) options.dump.ghostLimit = o.ghost_limit;
+  if (o.timeout !== undefined) options.dump.timeout = o.timeout;
+  if (o.pre_dump_mode !== undefined) options.dump.preDumpMode = o.pre_dump_mode === criu_pre_dump_mode.VM_READ ? "read" : "splice";
+  if (o.display_stats !== undefined) options.log.displayStats = o.display_stats;
+  options.external.push(...o.external);
+  // Only a client's own child sees the client's fds and may become its sibling.
+  if (o.rst_sibling !== undefined) {
+    if (mode === "swrk") options.restore.sibling = o.rst_sibling;
+    else refused.push("criu_opts.rst_sibling is not allowed in the standalone service (only `swrk` restores a sibling of its client)");
+  }
+  if (o.inherit_fd.length) {
+    if (mode === "swrk") options.inheritFd.push(...o.inherit_fd.map((i) => ({ fd: i.fd, key: i.key })));
+    else refused.push("criu_opts.inherit_fd is not allowed in the standalone service (only `swrk` shares its client's fds)");
+  }
+
+  // Where the images and the log are.
+  if (o.images_dir_fd !== undefined && o.images_dir_fd !== -1) options.images.dir = fdPath(peer, o.images_dir_fd);
+  else if (o.images_dir) options.images.dir = o.images_dir;
+  else if (command !== "check") refused.push("Neither images_dir_fd nor images_dir was passed by the RPC client");
+  if (o.work_dir_fd !== undefined) options.images.workDir = fdPath(peer, o.work_dir_fd);
+  if (o.log_file !== undefined) {
+    if (o.log_file.includes("/")) refused.push(`criu_opts.log_file ${JSON.stringify(o.log_file)}: no subdirectories are allowed in log_file`);
+    else options.log.file = o.log_file;
+  } else if (o.log_to_stderr) {
+    options.log.file = undefined;
+  } else {
+    // criu's DEFAULT_LOG_FILENAME, in the work directory.
+    options.log.file ??= "criu.log";
+  }
+  options.log.level = o.log_level ?? 2;
+
+  // The request's own configuration file has the last word (criu: e.g. runc.conf).
+  if (o.config_file !== undefined) {
+    const text = configs.read(o.config_file);
+    if (text === null) refused.push(`criu_opts.config_file: cannot read the configuration file ${o.config_file}`);
+    else refused.push(...applyConfigFile(options, o.config_file, text).map((f) => `option ${f} is not supported by crest yet`));
+  }
+  return {
+    options, notify: o.notify_scripts ?? false, refused,
+    ...(o.status_fd !== undefined ? { statusPath: fdPath(peer, o.status_fd) } : {}),
+  };
+}

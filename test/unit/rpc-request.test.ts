@@ -1,0 +1,54 @@
+// criu_opts onto the Options model (faces/rpc/request.ts): the client's fds
+// as /proc/<client>/fd/N paths, the request's options, criu's defaults
+// (criu.log), the swrk-only fields, what crest refuses by name, and the
+// request's config_file having the last word.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { translate } from "../../src/faces/rpc/request.js";
+import { criu_network_lock_method, type criu_opts } from "../../src/images/index.js";
+
+const peer = { pid: 4242, uid: 0, gid: 0 };
+const noConfigs = { env: {}, read: () => null };
+const req = (o: Partial<criu_opts>): criu_opts => ({ images_dir_fd: -1, veths: [], exec_cmd: [], ext_mnt: [], cg_root: [], inherit_fd: [], skip_mnt: [], enable_fs: [], unix_sk_ino: [], irmap_scan_paths: [], external: [], join_ns: [], cgroup_dump_controller: [], ...o });
+
+test("rpc request: the client's fds, its options, criu's default log name", () => {
+  const t = translate("dump", req({ images_dir_fd: 7, work_dir_fd: 8, pid: 99, leave_running: true, tcp_established: true, network_lock: criu_network_lock_method.NFTABLES, file_locks: true, log_level: 4, notify_scripts: true, ghost_limit: 4096, timeout: 3 }), peer, "swrk", noConfigs);
+  assert.deepEqual(t.refused, []);
+  assert.equal(t.notify, true);
+  const o = t.options;
+  assert.deepEqual([o.images.dir, o.images.workDir, o.dump.tree, o.dump.leaveRunning], ["/proc/4242/fd/7", "/proc/4242/fd/8", 99, true]);
+  assert.deepEqual([o.net.tcpEstablished, o.net.lock, o.features.fileLocks, o.log.level, o.log.file, o.dump.ghostLimit, o.dump.timeout], [true, "nftables", true, 4, "criu.log", 4096, 3]);
+});
+
+test("rpc request: log_file without subdirectories, log_to_stderr, images_dir as a path", () => {
+  assert.equal(translate("dump", req({ images_dir: "/x", log_file: "d.log" }), peer, "swrk", noConfigs).options.log.file, "d.log");
+  assert.match(translate("dump", req({ images_dir: "/x", log_file: "../d.log" }), peer, "swrk", noConfigs).refused.join(), /no subdirectories are allowed in log_file/);
+  assert.equal(translate("dump", req({ images_dir: "/x", log_to_stderr: true }), peer, "swrk", noConfigs).options.log.file, undefined);
+  assert.match(translate("restore", req({}), peer, "swrk", noConfigs).refused.join(), /Neither images_dir_fd nor images_dir/);
+  assert.deepEqual(translate("check", req({}), peer, "swrk", noConfigs).refused, [], "check needs no images");
+});
+
+test("rpc request: rst_sibling and inherit_fd only through swrk; options crest lacks refused by name", () => {
+  const o = req({ images_dir: "/x", rst_sibling: true, inherit_fd: [{ key: "pipe:[12]", fd: 5 }] });
+  const swrk = translate("restore", o, peer, "swrk", noConfigs);
+  assert.deepEqual([swrk.options.restore.sibling, swrk.options.inheritFd], [true, [{ fd: 5, key: "pipe:[12]" }]]);
+  const svc = translate("restore", o, peer, "service", noConfigs);
+  assert.equal(svc.refused.length, 2);
+  assert.match(svc.refused.join("\n"), /rst_sibling is not allowed in the standalone service[^]*inherit_fd is not allowed/);
+  const lacks = translate("dump", req({ images_dir: "/x", track_mem: true, lazy_pages: true, cpu_cap: 0xffffffff, root: "/r" }), peer, "swrk", noConfigs);
+  assert.deepEqual(lacks.refused.map((r) => r.split(":")[0]), ["criu_opts.root", "criu_opts.track_mem", "criu_opts.lazy_pages"], "cpu_cap at criu's default is no request");
+});
+
+test("rpc request: ext_unix_sk's inodes become external unix[INO]; the status fd is the client's", () => {
+  const t = translate("dump", req({ images_dir: "/x", ext_unix_sk: true, unix_sk_ino: [{ inode: 77 }], external: ["unix[78]"], status_fd: 9 }), peer, "swrk", noConfigs);
+  assert.deepEqual([t.options.extUnixSk, t.options.external, t.statusPath], [true, ["unix[77]", "unix[78]"], "/proc/4242/fd/9"]);
+});
+
+test("rpc request: the configuration files first, the request next, its config_file last", () => {
+  const files: Record<string, string> = { "/etc/criu/default.conf": "tcp-established\nlog-file global.log\n", "/runc.conf": "tcp-close\nfile-locks\n" };
+  const configs = { env: {}, read: (p: string) => files[p] ?? null };
+  const t = translate("dump", req({ images_dir: "/x", tcp_established: false, config_file: "/runc.conf" }), peer, "swrk", configs);
+  assert.deepEqual(t.refused, []);
+  assert.deepEqual([t.options.net.tcpEstablished, t.options.net.tcpClose, t.options.features.fileLocks, t.options.log.file], [false, true, true, "global.log"]);
+  assert.match(translate("dump", req({ images_dir: "/x", config_file: "/nope.conf" }), peer, "swrk", configs).refused.join(), /cannot read the configuration file \/nope.conf/);
+});
