@@ -402,7 +402,7 @@ export class VncSession {
     mkdirSync(images, { recursive: true });
     const r = command(bin, ["dump", "-t", String(this.root), "--images-dir", `${images}/`, "--log-file", "dump.log", "-v4", "--tcp-established"], `${images}-dump.out`, during);
     const logEnd = lastLine(join(images, "dump.log"));
-    if (r.code !== 0) throw new Error(`${bin} dump of the VNC session failed (${r.code}): ${r.output}\n${logEnd}`);
+    if (r.code !== 0) throw new Error(`${bin} dump of the VNC session failed (${r.code}): ${lastError(join(images, "dump.log")) ?? r.output}\n${logEnd}`);
     waitGone(this.root);
     const frozenMs = readImage(images, IMG.stats, "dump")[0]!.dump!.frozen_time / 1000;
     return { ms: r.ms, logEnd, frozenMs };
@@ -412,7 +412,7 @@ export class VncSession {
   restore(images: string, bin = CREST, during?: () => void): Step {
     const r = command(bin, ["restore", "--images-dir", `${images}/`, "--log-file", "rst.log", "-v4", "--tcp-established", "-d"], `${images}-restore.out`, during);
     const logEnd = lastLine(join(images, "rst.log"));
-    if (r.code !== 0) throw new Error(`${bin} restore of the VNC session failed (${r.code}): ${r.output}\n${logEnd}`);
+    if (r.code !== 0) throw new Error(`${bin} restore of the VNC session failed (${r.code}): ${lastError(join(images, "rst.log")) ?? r.output}\n${logEnd}`);
     this.root = this.findRoot();
     return { ms: r.ms, logEnd };
   }
@@ -494,6 +494,12 @@ function command(bin: string, args: string[], out: string, during?: () => void):
     if (during) during();
     else sleepMs(2);
   }
+}
+
+/** The last error a log names before its verdict ("Dumping FAILED"), which says why. */
+function lastError(file: string): string | undefined {
+  if (!existsSync(file)) return undefined;
+  return readFileSync(file, "utf8").split("\n").filter((l) => /Error \(/.test(l) && !/FAILED/.test(l)).pop()?.replace(/^\([\d.]+\)\s*/, "");
 }
 
 function lastLine(file: string): string {
