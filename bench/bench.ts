@@ -248,7 +248,9 @@ if (vnc) {
   for (const [row, f] of [["dump", (r: Result) => r.dump], ["  frozen", (r: Result) => r.frozen], ["restore", (r: Result) => r.restore]] as const) {
     console.log(`${row.padEnd(24)}${t(f(c!)).padStart(10)}${k ? `${t(f(k)).padStart(10)}${(Number.isNaN(f(c!) / f(k)) ? "" : ratio(f(c!), f(k))).padStart(12)}` : ""}`);
   }
-  if (verdicts(vnc)) console.log(`verdicts:${verdicts(vnc)}`);
+  // Each round's verdict, once each (every round of a tool tends to say the same).
+  const said = vnc.map((r, i) => (r.verdict === "PASS" ? "" : ` ${tools[i]!.name}: ${[...new Set(r.verdict.split("; "))].join("; ")}`)).join("");
+  if (said) console.log(`verdicts:${said}`);
 } else {
   console.log(`\nVNC: not measured (the scenario needs ${vncMissing.names.join(", ")}; apt-get install ${vncMissing.packages.join(" ")})`);
 }
