@@ -106,9 +106,9 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
     if (m.deleted) {
       id = dumpDeletedFile(run, facts, via, where);
     } else {
-      const st = checkReopenable(run, m.path, via, where);
+      const st = checkReopenable(m.path, via, where);
       if (!st.isFile()) throw new UnsupportedError(`${where} maps ${m.path}, which is not a regular file`);
-      id = dumpRegFile(run, facts, st);
+      id = dumpRegFile(run, facts, st, where);
     }
     fileIds.set(key, id);
   }
@@ -122,7 +122,7 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
   const fileIds = new Map<string, number>();
   const vmas = task.vmas.map((m) => dumpVma(task, run, m, fileIds));
   const exePath = readlinkSync(`/proc/${pid}/exe`);
-  const exeId = dumpRegFile(run, { path: exePath, flags: O.RDONLY | O.LARGEFILE, pos: 0n }, checkReopenable(run, exePath, `/proc/${pid}/exe`, `the executable of process ${pid}`));
+  const exeId = dumpRegFile(run, { path: exePath, flags: O.RDONLY | O.LARGEFILE, pos: 0n }, checkReopenable(exePath, `/proc/${pid}/exe`, `the executable of process ${pid}`));
   // Answered with the task's other questions (one stop for all).
   const brk = r.later({ what: `read the program break of task ${pid}`, nr: SYS.brk, args: [0] });
   r.afterRun(() => (task.mm!.mm_brk = BigInt(brk.value!)));
