@@ -44,7 +44,7 @@ import { inetSocketKind } from "../sockets/inet.js";
 import { netlinkSocketKind } from "../sockets/netlink.js";
 import { packetSocketKind } from "../sockets/packet.js";
 import { describeSocket } from "../sockets/describe.js";
-import { runOpenQueue, type Waiting } from "./open-queue.js";
+import { isWaiting, runOpenQueue, type Waiting } from "./open-queue.js";
 import { inherited } from "./inherit.js";
 import { Pending, type Remote } from "../../remote/remote.js";
 
@@ -218,29 +218,29 @@ function openItem(w: TableWork, item: TableItem): Waiting | null {
   const held = run.opened.get(item.id);
   // In flight only, and open already (with the socket pair it is an end of).
   if (held && !item.fds.length) return null;
-  // A file taken from another task lands above the table (never at one of its fds) and is only known to the batch.
   let tmp: number | Pending;
   if (held) {
     // Its fd there may still be a queued dup3 of that task's.
     held.task.remotes[0]!.flush();
     const from = held.task.vpid;
-    const got = r.later({ what: `take file ${item.id} from task ${from} into task ${task.vpid}`, nr: SYS.pidfd_getfd, args: [pidfdOf(w, from), held.fd, 0] });
-    tmp = parkQueued(task, got, `file ${item.id}`);
+    tmp = r.later({ what: `take file ${item.id} from task ${from} into task ${task.vpid}`, nr: SYS.pidfd_getfd, args: [pidfdOf(w, from), held.fd, 0] });
   } else {
     // Given by crest's caller (--inherit-fd), or made.
     const got = inherited(w, item.kind, item.entry) ?? item.kind.open(w, item.entry);
-    if (typeof got !== "number") return got;
+    if (isWaiting(got)) return got;
     tmp = got;
   }
   if (!item.fds.length) {
     // In flight only (no fd refers to it): held above the table's fds until the end, for whoever passes it.
-    if (typeof tmp !== "number") throw new Error(`file ${item.id}: a file in flight is opened, not taken from a task`);
-    const kept = w.park(tmp);
+    if (tmp instanceof Pending) r.flush();
+    const kept = w.park(tmp instanceof Pending ? tmp.value! : tmp);
     run.opened.set(item.id, { task, fd: kept });
     run.transient.push({ task, fd: kept });
     setOwner(r, task, item.kind.fown(item.entry, run), kept);
     return null;
   }
+  // Only the batch knows the fd (taken from another task, or opened queued): it is moved above the table, never at one of its fds.
+  if (tmp instanceof Pending) tmp = parkQueued(task, tmp, `file ${item.id}`);
   // Queued: they run with the task's next call.
   for (const e of item.fds) {
     if (e.fd === tmp) r.later({ what: `set fd flags of fd ${e.fd} of task ${task.vpid}`, nr: SYS.fcntl, args: [e.fd, F.SETFD, e.flags & FD_CLOEXEC] });

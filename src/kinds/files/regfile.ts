@@ -11,7 +11,7 @@ import { UnsupportedError } from "../context.js";
 import type { reg_file_entry } from "../../images/index.js";
 import { IMG, fd_types } from "../../images/index.js";
 import { AT_FDCWD, MEM_MAJOR, O, SEEK, SYS } from "../../sys/constants.js";
-import type { Remote } from "../../remote/remote.js";
+import type { Pending, Remote } from "../../remote/remote.js";
 import type { FileKind } from "./file-kind.js";
 import { isMemfdPath } from "./memfd.js";
 import { procfsPath, procOwner, withRestoredProc } from "./proc-path.js";
@@ -128,6 +128,13 @@ function withGhost(run: RestoreRun, reg: reg_file_entry): reg_file_entry {
  * image recorded it) the same size.
  */
 export function openRegFile(r: Remote, reg: reg_file_entry, flagsOverride?: number): number {
+  const fd = queueOpenRegFile(r, reg, flagsOverride);
+  r.flush();
+  return fd.value!;
+}
+
+/** Like openRegFile, queued: the fd to come, for the calls queued after it (no stop of its own). */
+export function queueOpenRegFile(r: Remote, reg: reg_file_entry, flagsOverride?: number): Pending {
   let flags = (flagsOverride ?? reg.flags) & ~(O.CREAT | O.EXCL | O.TRUNC);
   // An O_TMPFILE file (a ghost now) is reopened as the regular file it is, as CRIU does.
   if (flags & O.TMPFILE) flags &= ~(O.TMPFILE | O.DIRECTORY);
@@ -145,8 +152,8 @@ export function openRegFile(r: Remote, reg: reg_file_entry, flagsOverride?: numb
     throw new Error(`file ${reg.name} has mode 0${st.mode.toString(8)}, but it had 0${reg.mode.toString(8)} when dumped`);
   }
   r.resetScratch();
-  const fd = r.call(() => `open ${reg.name} in task ${r.pid}`, SYS.openat, AT_FDCWD, r.putString(reg.name), flags, 0);
-  if (reg.pos && !(flags & O.PATH)) r.call(() => `seek ${reg.name} to ${reg.pos} in task ${r.pid}`, SYS.lseek, fd, reg.pos, SEEK.SET);
+  const fd = r.later({ what: () => `open ${reg.name} in task ${r.pid}`, nr: SYS.openat, args: [AT_FDCWD, r.putString(reg.name), flags, 0] });
+  if (reg.pos && !(flags & O.PATH)) r.later({ what: () => `seek ${reg.name} to ${reg.pos} in task ${r.pid}`, nr: SYS.lseek, args: [fd, reg.pos, SEEK.SET] });
   return fd;
 }
 
@@ -170,6 +177,6 @@ export const regFileKind: FileKind = {
   fown: (entry) => entry.reg?.fown,
   // criu's key: the path without its leading '/' ('.' for the root); the caller's description is used as it is.
   inheritKey: (entry) => (entry.reg ? { key: entry.reg.name === "/" ? "." : entry.reg.name.replace(/^\//, "") } : undefined),
-  open: ({ r, run }, entry) => openRegFile(r, regFile(run, entry.id)),
+  open: ({ r, run }, entry) => queueOpenRegFile(r, regFile(run, entry.id)),
   finishRestore: finishGhostsRestore,
 };
