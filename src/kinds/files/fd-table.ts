@@ -74,14 +74,23 @@ interface DumpedDescription {
 const dumped = dumpState("fd tables", () => ({ descriptions: [] as DumpedDescription[], tables: new Set<number>(), held: [] as number[] }));
 
 /** The owner of a file's async I/O signals (F_GETOWN_EX, F_GETSIG), asked inside the task. */
+/**
+ * The owner of an fd's async I/O signals. Asked with the task's other
+ * questions (no stop of its own): the entry is filled in once they have
+ * run, before any image is written.
+ */
 function fileOwner(r: Remote, fd: number, uid: number, euid: number): fown_entry {
   r.resetScratch();
   const own = r.alloc(8);
-  r.call(`read the owner of fd ${fd} of task ${r.pid}`, SYS.fcntl, fd, F.GETOWN_EX, own);
-  const b = r.read(own, 8);
-  const signum = r.call(`read the signal of fd ${fd} of task ${r.pid}`, SYS.fcntl, fd, F.GETSIG);
-  const pid = b.readInt32LE(4);
-  return { uid: pid ? uid : 0, euid: pid ? euid : 0, signum, pid_type: b.readInt32LE(0), pid };
+  r.later({ what: `read the owner of fd ${fd} of task ${r.pid}`, nr: SYS.fcntl, args: [fd, F.GETOWN_EX, own] });
+  const signum = r.later({ what: `read the signal of fd ${fd} of task ${r.pid}`, nr: SYS.fcntl, args: [fd, F.GETSIG] });
+  const entry: fown_entry = { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 };
+  r.afterRun(() => {
+    const b = r.read(own, 8);
+    const pid = b.readInt32LE(4);
+    Object.assign(entry, { uid: pid ? uid : 0, euid: pid ? euid : 0, signum: signum.value!, pid_type: b.readInt32LE(0), pid });
+  });
+  return entry;
 }
 
 /** The same, of a file crest holds (a file in flight), asked by crest itself. */
