@@ -19,6 +19,7 @@ import { join } from "node:path";
 import { native } from "../src/sys/native.js";
 import { IMG, readImage } from "../src/images/index.js";
 import { CREST, finish, imagesDir, startWorkload, stop, waitTreeGone, alive, type Workload } from "../test/cr/harness.js";
+import { printRpcLoad } from "./rpc-load.js";
 
 const MIB = Number(process.env.CREST_BENCH_MIB ?? 1024);
 const CONNS = Number(process.env.CREST_BENCH_CONNS ?? 1000);
@@ -190,5 +191,7 @@ console.log(`\nTCP: ${CONNS} established loopback connections (both ends in one 
   console.log(`${"  network unlock".padEnd(24)}${`${c!.unlockMs.toFixed(1)} ms`.padStart(10)}`);
   if (verdicts(tcp)) console.log(`verdicts:${verdicts(tcp)}`);
 }
+// The service under load: bench/rpc-load.ts.
+if (!printRpcLoad(tools)) process.exitCode = 1;
 if (typeof criu === "string") console.log(`\ncriu: not measured (${criu})`);
 rmSync(tmp, { recursive: true, force: true });
