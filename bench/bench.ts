@@ -18,6 +18,10 @@
 // CREST_BENCH_VNC_XTERM=1 adds the wiki's xterm with a shell (criu 4.2
 // refuses to dump it here: "ctty inheritance detected"; its row then says so).
 //
+// RPC: the service under load (bench/rpc-load.ts): 20 clients at once
+// dumping and restoring their own process through `crest service` (and
+// `criu service`), 500 requests, with the service's memory over the run.
+//
 // criu is CREST_BENCH_CRIU, or `criu` on PATH: any criu-compatible binary
 // that `check`s fine here. Without one the run says so and gives crest's
 // rows alone.
@@ -28,6 +32,7 @@ import { native } from "../src/sys/native.js";
 import { IMG, readImage } from "../src/images/index.js";
 import { CREST, finish, imagesDir, startWorkload, stop, waitTreeGone, alive, type Workload } from "../test/cr/harness.js";
 import { missingPrograms, VncSession } from "../test/vnc/scenario.js";
+import { printRpcLoad } from "./rpc-load.js";
 
 const MIB = Number(process.env.CREST_BENCH_MIB ?? 1024);
 const CONNS = Number(process.env.CREST_BENCH_CONNS ?? 1000);
@@ -254,5 +259,7 @@ if (vnc) {
 } else {
   console.log(`\nVNC: not measured (the scenario needs ${vncMissing.names.join(", ")}; apt-get install ${vncMissing.packages.join(" ")})`);
 }
+// The service under load: bench/rpc-load.ts.
+if (!printRpcLoad(tools)) process.exitCode = 1;
 if (typeof criu === "string") console.log(`\ncriu: not measured (${criu})`);
 rmSync(tmp, { recursive: true, force: true });
