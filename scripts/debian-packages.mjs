@@ -3,7 +3,7 @@
 // Debian machine. Not root, or no apt-get: it says what to install and fails.
 // Not Debian (no dpkg-query): nothing is checked, the tools speak for themselves.
 //
-//   node scripts/debian-packages.mjs [build] [test]   (both when none is named)
+//   node scripts/debian-packages.mjs [build] [test] [vnc]   (all when none is named)
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -16,6 +16,9 @@ export const PACKAGES = {
   // the RPC tests drive crest with pycriu (in criu) and with go-criu, built offline with Debian's Go;
   // tmux runs the shell-job test's two terminals.
   test: ["criu", "python3-protobuf", "nftables", "iptables", "golang-go", "golang-github-checkpoint-restore-go-criu-dev", "tmux"],
+  // CRIU's VNC scenario (test/cr/vnc.test.ts, npm run demo:vnc, the bench's VNC row): the VNC server,
+  // the window manager and terminal in the tree; Xvfb, the viewer, xdotool, xwininfo and xwd outside it.
+  vnc: ["tigervnc-standalone-server", "icewm", "xterm", "xvfb", "tigervnc-viewer", "xdotool", "x11-utils", "x11-apps"],
 };
 
 function installed(pkg) {

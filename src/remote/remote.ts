@@ -36,40 +36,97 @@ export class RemoteError extends Error {
   }
 }
 
-export type RArg = number | bigint;
+/**
+ * The result of a queued call (later()), which calls queued after it may
+ * take as an argument: in the same batch the injected code passes it on
+ * (one stop for a chain such as open, mmap the fd, close it); once run, its
+ * value. A failed call passes -errno on, so the calls after it fail too, and
+ * the first failure is the one reported.
+ */
+export class Pending {
+  value?: number;
+}
+
+export type RArg = number | bigint | Pending;
+
+/** A call as it is run: its result handed to its Pending, if it has one. */
+interface RunCall {
+  nr: number;
+  args: RArg[];
+  result?: Pending;
+}
 
 /** movabs of an immediate into rax, rdi, rsi, rdx, r10, r8, r9 (the syscall registers, in order). */
 const LOAD = [[0x48, 0xb8], [0x48, 0xbf], [0x48, 0xbe], [0x48, 0xba], [0x49, 0xba], [0x49, 0xb8], [0x49, 0xb9]];
+/** mov rdi|rsi|rdx|r10|r8|r9, rax (an argument from an earlier call's result, loaded into rax first). */
+const FROM_RAX = [[0x48, 0x89, 0xc7], [0x48, 0x89, 0xc6], [0x48, 0x89, 0xc2], [0x49, 0x89, 0xc2], [0x49, 0x89, 0xc0], [0x49, 0x89, 0xc1]];
+/** movabs rax, [imm64] */
+const LOAD_RAX_FROM = [0x48, 0xa1];
 
-/** x86-64 code running each call and storing rax at results + 8*i; int3 at the end. */
-function batchCode(calls: ReadonlyArray<{ nr: number; args: RArg[] }>, results: bigint): Buffer {
+/** A Pending's value, which a call run on its own needs. */
+function immediate(v: RArg): number | bigint {
+  if (!(v instanceof Pending)) return v;
+  if (v.value === undefined) throw new Error("a syscall argument is the result of a call that has not run");
+  return v.value;
+}
+
+/**
+ * x86-64 code running each call and storing rax at results + 8*i; int3 at
+ * the end. Arguments are loaded first (one from an earlier call's result
+ * goes through rax), the syscall number last.
+ */
+function batchCode(calls: readonly RunCall[], results: bigint): Buffer {
   const code = Buffer.allocUnsafe(calls.length * (CALL_BYTES - 8) + 1);
+  const slot = new Map<Pending, number>();
   let at = 0;
   const op = (bytes: readonly number[]) => {
     for (const b of bytes) code[at++] = b;
   };
-  const imm = (v: RArg) => {
-    at = code.writeBigUInt64LE(typeof v === "bigint" ? BigInt.asUintN(64, v) : BigInt.asUintN(64, BigInt(v)), at);
+  const imm = (v: number | bigint) => {
+    if (typeof v === "bigint") {
+      at = code.writeBigUInt64LE(BigInt.asUintN(64, v), at);
+      return;
+    }
+    // A safe integer in two's complement halves, without a BigInt per argument (thousands a restore).
+    code.writeUInt32LE(v >>> 0, at);
+    code.writeUInt32LE(Math.floor(v / 0x1_0000_0000) >>> 0, at + 4);
+    at += 8;
   };
   calls.forEach((c, i) => {
+    c.args.forEach((v, r) => {
+      const from = v instanceof Pending && v.value === undefined ? slot.get(v) : undefined;
+      if (from !== undefined) {
+        op(LOAD_RAX_FROM);
+        imm(results + BigInt(from * 8));
+        op(FROM_RAX[r]!);
+      } else {
+        op(LOAD[r + 1]!);
+        imm(immediate(v));
+      }
+    });
     op(LOAD[0]!);
     imm(c.nr);
-    c.args.forEach((v, r) => {
-      op(LOAD[r + 1]!);
-      imm(v);
-    });
     op(STORE); // syscall; movabs [results + 8i], rax
     imm(results + BigInt(i * 8));
+    if (c.result) slot.set(c.result, i);
   });
   code[at++] = 0xcc;
   return code.subarray(0, at);
 }
 const STORE = [0x0f, 0x05, 0x48, 0xa3];
 
+/** Hands each call's result to its Pending. */
+function settle(calls: readonly RunCall[], res: readonly number[]): void {
+  calls.forEach((c, i) => {
+    if (c.result) c.result.value = res[i];
+  });
+}
+
 /**
- * A syscall whose result is only checked: `want` the value it must return
- * (else any non-negative one), `fail` the error for an errno (else a
- * RemoteError naming `what`).
+ * A queued syscall, checked when it has run: `want` the value it must
+ * return (else any non-negative one), `fail` the error for an errno (else a
+ * RemoteError naming `what`); `unchecked`: its caller looks at the result
+ * itself (a -errno included).
  */
 export interface LaterCall {
   nr: number;
@@ -77,6 +134,7 @@ export interface LaterCall {
   what: string | (() => string);
   want?: number | bigint;
   fail?: (errno: number) => Error;
+  unchecked?: boolean;
 }
 
 /**
@@ -93,8 +151,8 @@ interface ScratchArea {
 
 /** How many queued calls go in one batch at most (more wait for the next). */
 const MAX_QUEUED = 200;
-/** Batch code of one call (batchCode: six argument loads, syscall, store of the result) with its result slot. */
-const CALL_BYTES = 7 * 10 + 2 + 10 + 8;
+/** Batch code of one call at most (batchCode: six arguments from earlier results, the number, syscall, store of the result) with its result slot. */
+const CALL_BYTES = 6 * 13 + 10 + 2 + 10 + 8;
 /** The part of a scratch area batches run from: its last quarter, 8-aligned, at least one call. */
 const batchZone = (size: number): number => Math.max(CALL_BYTES + 8, Math.floor(size / 4) & ~7);
 /** How many calls one batch in the area holds (and the int3 after the last). */
@@ -142,11 +200,13 @@ export class Remote {
   /** ptrace fork/clone events seen during the last syscall. */
   events: ForkEvent[] = [];
   /** Calls queued with later(), run as one batch before anything else touches the task. */
-  private queued: LaterCall[] = [];
+  private queued: Array<LaterCall & { result: Pending }> = [];
   /** Mappings of the threads' own scratch areas (giveThreadsScratch), removed with this one's. */
   private threadsScratch: Array<{ addr: bigint; size: number }> = [];
+  /** What to do once the calls queued so far have run (afterRun), in order. */
+  private after: Array<() => void> = [];
   /** The queue's batch while it runs (started by flushAll, not yet waited for). */
-  private running: { q: LaterCall[]; results: bigint } | null = null;
+  private running: { q: Array<LaterCall & { result: Pending }>; results: bigint } | null = null;
   /**
    * The SIGTRAP action (struct k_sigaction) to install when the session
    * ends, for a task that ignores SIGTRAP: crest's int3 raises a forced
@@ -203,23 +263,44 @@ export class Remote {
    * batch (one stop for all): before the next call, read, write or scratch
    * reset in this task, or at flush(). Its arguments in scratch memory stay
    * valid until then. Without a scratch page to batch in, it runs at once.
+   * Returns its result to come, for the calls queued after it.
    */
-  later(c: LaterCall): void {
-    this.queued.push(c);
+  later(c: LaterCall): Pending {
+    const result = new Pending();
+    this.queued.push({ ...c, result });
     if (!this.area || this.queued.length >= MAX_QUEUED) this.flush();
+    return result;
+  }
+
+  /**
+   * Runs fn once the calls queued so far have run, right after their batch
+   * (before anything else uses the scratch memory they wrote their answers
+   * to): a kind queues the questions it asks a task and reads the answers
+   * there, and every kind's questions share one stop.
+   */
+  afterRun(fn: () => void): void {
+    this.after.push(fn);
+  }
+
+  private runAfter(): void {
+    const after = this.after;
+    this.after = [];
+    for (const fn of after) fn();
   }
 
   /** Runs the queued calls; throws for the first that failed, as it would have failed alone. */
   flush(): void {
-    if (!this.queued.length) return;
+    if (!this.queued.length) return this.runAfter();
     const q = this.queued;
     this.queued = [];
-    const res = q.length === 1 || !this.area ? q.map((c) => this.run(c.nr, c.args)) : this.runBatch(q);
+    const res = q.length === 1 || !this.area ? q.map((c) => (c.result.value = this.run(c.nr, c.args))) : this.runBatch(q);
     this.check(q, res);
+    this.runAfter();
   }
 
   private check(q: readonly LaterCall[], res: readonly number[]): void {
     q.forEach((c, i) => {
+      if (c.unchecked) return;
       const r = res[i]!;
       const what = () => (typeof c.what === "string" ? c.what : c.what());
       if (r < 0 && r > -4096) throw c.fail?.(-r) ?? new RemoteError(what(), -r);
@@ -232,6 +313,7 @@ export class Remote {
    * failure). Calls still queued run first, in the same batch: one stop.
    */
   syscall(nr: number, ...args: RArg[]): number {
+    // (Arguments may be results of queued calls: they run in the same batch, before it.)
     if (!this.queued.length || !this.area) {
       this.flush();
       return this.run(nr, args);
@@ -240,6 +322,7 @@ export class Remote {
     this.queued = [];
     const res = this.runBatch([...q, { nr, args }]);
     this.check(q, res);
+    this.runAfter();
     return res[q.length]!;
   }
 
@@ -252,7 +335,7 @@ export class Remote {
     r.set("ax", nr);
     // orig_ax = -1: the kernel must not treat this as a syscall to restart.
     r.set("orig_ax", -1n);
-    args.forEach((a, i) => r.set(SYSCALL_ARGS[i]!, a));
+    args.forEach((a, i) => r.set(SYSCALL_ARGS[i]!, immediate(a)));
     this.t.setRegs(r);
     this.events = [];
   }
@@ -277,7 +360,7 @@ export class Remote {
    * store the result) and one `int3` after the last, so the whole batch costs
    * one stop instead of one per call. Returns each result (-errno on failure).
    */
-  batch(calls: ReadonlyArray<{ nr: number; args: RArg[] }>): number[] {
+  batch(calls: readonly RunCall[]): number[] {
     this.flush();
     return this.runBatch(calls);
   }
@@ -287,17 +370,20 @@ export class Remote {
    * scratch area's batch zone (its last quarter, apart from the arguments
    * the calls point to), as many calls at a time as it holds.
    */
-  private runBatch(calls: ReadonlyArray<{ nr: number; args: RArg[] }>): number[] {
+  private runBatch(calls: readonly RunCall[]): number[] {
     if (!calls.length) return [];
     const area = this.area;
     if (!area) throw new Error(`task ${this.pid} has no scratch memory`);
     const fits = batchFits(area);
+    // The first part's results are settled before the rest's code is written: that takes them as values.
     if (calls.length > fits) return [...this.runBatch(calls.slice(0, fits)), ...this.runBatch(calls.slice(fits))];
-    return this.finishBatch(this.startBatch(area, calls), calls.length, calls[0]!.nr);
+    const res = this.finishBatch(this.startBatch(area, calls), calls.length, calls[0]!.nr);
+    settle(calls, res);
+    return res;
   }
 
   /** Writes the batch code (calls.length <= batchFits) and lets the task run it; returns where the results go. */
-  private startBatch(area: ScratchArea, calls: ReadonlyArray<{ nr: number; args: RArg[] }>): bigint {
+  private startBatch(area: ScratchArea, calls: readonly RunCall[]): bigint {
     if (this.running) throw new Error(`task ${this.pid} is still running a batch`);
     remoteCounters.syscalls += calls.length;
     const zone = batchZone(area.size);
@@ -349,14 +435,19 @@ export class Remote {
       for (const r of started) {
         const { q, results } = r.running!;
         r.running = null;
-        r.check(q, r.finishBatch(results, q.length, q[0]!.nr));
+        const res = r.finishBatch(results, q.length, q[0]!.nr);
+        settle(q, res);
+        r.check(q, res);
+        r.runAfter();
       }
       rest = later;
     }
+    // Those that had nothing queued, but something to do after it.
+    for (const r of remotes) r.runAfter();
   }
 
   /** Like batch, but throws RemoteError naming the first call that failed. */
-  callAll(calls: ReadonlyArray<{ nr: number; args: RArg[]; what: string }>): number[] {
+  callAll(calls: ReadonlyArray<RunCall & { what: string }>): number[] {
     const res = this.batch(calls);
     res.forEach((r, i) => {
       if (r < 0 && r > -4096) throw new RemoteError(calls[i]!.what, -r);
@@ -574,6 +665,7 @@ export class Remote {
   /** Puts the registers and signal mask back as they were when the session opened (calls still queued are dropped). */
   restore(): void {
     this.queued = [];
+    this.after = [];
     this.t.setRegs(this.saved);
     this.t.setSigmask(this.savedMask);
   }

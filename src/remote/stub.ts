@@ -4,7 +4,7 @@
 // exact PID and new namespaces) as a child that libuv does not know about,
 // so Node never reaps it or takes its ptrace stops; optionally seized and
 // stopped, with remote control through the stub's own `syscall; int3`.
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { native, stubPath } from "../sys/native.js";
 import { errnoName, EEXIST, EINVAL } from "../sys/errno.js";
 import { PTRACE_O, SIG, SYS } from "../sys/constants.js";
@@ -12,7 +12,7 @@ import { sleepMs, wait4 } from "../sys/syscalls.js";
 import { Tracee, TraceError } from "./tracee.js";
 import { stubGadget } from "./gadget.js";
 import { Remote, type Gadget } from "./remote.js";
-import { parseMaps } from "../proc/index.js";
+import { parseMaps, parseStat } from "../proc/index.js";
 
 /** Options tasks under restore are traced with: fork/clone children arrive traced and stopped. */
 export const RESTORE_SEIZE_OPTIONS =
@@ -95,12 +95,16 @@ export class Stub {
 
 /**
  * Runs create() (a spawn or clone3 with set_tid: a PID, or -errno) until
- * the PID is not EEXIST or is held by a process /proc shows: a PID whose
- * process was just reaped leaves /proc a moment before the kernel frees
- * the number, and creating it in that moment fails with EEXIST.
+ * the PID is not EEXIST or is held by a process /proc shows. A number no
+ * process has can still be taken for a while: a PID whose process was just
+ * reaped leaves /proc a moment before the kernel frees the number, and a
+ * dead process's PID stays taken as long as other processes have it as
+ * their process group or session (the dumped tree's killed children, until
+ * their new parent, often PID 1, reaps them: a second or more on a busy
+ * machine).
  */
-export function createPid(pid: number, create: () => number): number {
-  const deadline = Date.now() + 1000;
+export function createPid(pid: number, create: () => number, waitMs = 5000): number {
+  const deadline = Date.now() + waitMs;
   for (;;) {
     const got = create();
     if (got !== -EEXIST || pidHolder(pid) !== null || Date.now() > deadline) return got;
@@ -118,11 +122,28 @@ function pidHolder(pid: number): string | null {
   }
 }
 
+/** Processes that have a dead process's PID as their process group or session, which keeps the number taken. */
+function groupHolders(pid: number): string[] {
+  const found: string[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const st = parseStat(readFileSync(`/proc/${name}/stat`, "utf8"));
+      if (st.pgrp === pid || st.session === pid) found.push(`process ${name} (${st.comm}${st.state === "Z" ? `, a zombie its parent ${st.ppid} has not reaped` : ""})`);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
 /** Why the stub for a restored task's PID could not be created. */
 function restoreSpawnError(pid: number, e: number): TraceError {
   if (e === EEXIST) {
     const who = pidHolder(pid);
-    return new TraceError(`PID ${pid} is taken${who ? ` by ${who}` : ""}: stop it (a killed process's PID can stay taken until its parent reaps it), or restore into a new PID namespace`, e);
+    const groups = who ? [] : groupHolders(pid);
+    const by = who ? ` by ${who}` : groups.length ? ` as the process group or session of ${groups.slice(0, 3).join(", ")}${groups.length > 3 ? ` and ${groups.length - 3} more` : ""}` : "";
+    return new TraceError(`PID ${pid} is taken${by}: stop it (a killed process's PID can stay taken until its parent reaps it), or restore into a new PID namespace`, e);
   }
   if (e === EINVAL) return new TraceError(`cannot create PID ${pid}: it is above this system's pid_max (/proc/sys/kernel/pid_max)`, e);
   return new TraceError(`cannot start the stub process for PID ${pid}: ${errnoName(e)}`, e);

@@ -1,5 +1,4 @@
 // Loads the native binding (native/binding.c) and describes what it offers.
-import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 
 /** A syscall argument: a number or bigint, a buffer (passed as its address), a string (as a C string) or null (0). */
@@ -55,7 +54,12 @@ export const native: Native = {
 };
 
 function load(): Native {
-  binding ??= createRequire(`${projectRoot()}package.json`)(`${projectRoot()}build/crest_sys.node`) as Native;
+  if (!binding) {
+    // process.dlopen itself: require's module resolution costs ~2 ms a command, for one known path.
+    const m = { exports: {} as Native };
+    process.dlopen(m, `${projectRoot()}build/crest_sys.node`);
+    binding = m.exports;
+  }
   return binding;
 }
 

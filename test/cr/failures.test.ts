@@ -214,16 +214,3 @@ test("a session leader with a controlling terminal no fd holds and whose master 
     closeSync(master);
   }
 });
-
-test("a process of a tree with its own PID namespace holding a file of its own /proc directory is refused by name, the tree left running", () => {
-  const w = startWorkload("refused", ["ownproc"], { ns: "pid" });
-  try {
-    const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, new RegExp(`fd \\d+ of process ${w.pid} is /proc/${w.pid}/status, in the /proc directory of process ${w.pid} of the dumped tree, which has its own PID namespace; crest cannot restore it yet`));
-    assert.deepEqual(readdirSync(imagesDir(w)), ["dump.log"]);
-    assert.equal(finish(w), "PASS");
-  } finally {
-    stop(w);
-  }
-});

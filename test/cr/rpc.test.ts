@@ -7,7 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { criu_req_type } from "../../src/images/index.js";
 import { IMG, readImage } from "../../src/images/index.js";
@@ -172,6 +172,38 @@ test("notifications: each hook told in criu's order, and a client that says no f
     assert.deepEqual([r.success, r.restore?.pid], [true, w.pid]);
     assert.deepEqual(hooks, ["pre-restore", "setup-namespaces", "post-setup-namespaces", "post-restore", "pre-resume", "post-resume"]);
     assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+// pycriu turns these two into "No process with such pid" and "Process with requested pid already exists".
+test("swrk: criu's cr_errno, ESRCH for a dump of a process that does not exist, EEXIST for a restore whose PID is taken", () => {
+  const call = (req: Parameters<RawClient["call"]>[0]) => {
+    const c = RawClient.swrk();
+    try {
+      return c.call(req);
+    } finally {
+      c.close();
+    }
+  };
+  const none = Number(readFileSync("/proc/sys/kernel/pid_max", "utf8")) + 1;
+  let r = call({ type: criu_req_type.DUMP, opts: { images_dir_fd: -1, images_dir: mkdirTemp(), pid: none, log_file: "dump.log" } });
+  assert.deepEqual([r.success, r.cr_errno], [false, 3], r.cr_errmsg);
+  const w = startWorkload("loop");
+  const dir = imagesDir(w);
+  mkdirSync(dir, { recursive: true });
+  try {
+    r = call({ type: criu_req_type.DUMP, opts: { images_dir_fd: -1, images_dir: dir, pid: w.pid, leave_running: true, log_file: "dump.log" } });
+    assert.equal(r.success, true, r.cr_errmsg);
+    r = call({ type: criu_req_type.RESTORE, opts: { images_dir_fd: -1, images_dir: dir, log_file: "restore.log" } });
+    assert.deepEqual([r.success, r.cr_errno], [false, 17], r.cr_errmsg);
+    assert.match(r.cr_errmsg ?? "", new RegExp(`PID ${w.pid} is taken`));
+    // A failure for another cause, with the PIDs free, carries no errno (as criu's).
+    stop(w);
+    rmSync(join(dir, `core-${w.pid}.img`));
+    r = call({ type: criu_req_type.RESTORE, opts: { images_dir_fd: -1, images_dir: dir, log_file: "restore2.log" } });
+    assert.deepEqual([r.success, r.cr_errno], [false, undefined], r.cr_errmsg);
   } finally {
     stop(w);
   }

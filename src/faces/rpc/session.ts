@@ -6,7 +6,7 @@
 // connection, each in a process of its own.
 import { closeSync, fstatSync, openSync, readFileSync, constants as fsc } from "node:fs";
 import { Logger } from "../../log.js";
-import { workPath, type Command } from "../../options.js";
+import { workPath, type Command, type Options } from "../../options.js";
 import { criu_req_type, ImageError, type criu_notify, type criu_opts, type criu_req, type criu_resp, type EncodeInput } from "../../images/index.js";
 import { UnsupportedError } from "../../kinds/context.js";
 import type { Progress, RunHooks } from "../../pipelines/hooks.js";
@@ -17,6 +17,7 @@ import type { Hook, Notifier } from "../../pipelines/actions.js";
 import { execute, type Executed } from "../execute.js";
 import { SYSTEM_CONFIG_ENV } from "../cli/config.js";
 import { translate, type Mode } from "./request.js";
+import { dumpErrno, restoreErrno } from "./errno.js";
 import { checkDumpAllowed, checkRestoreAllowed } from "./security.js";
 import { BadRequest, peerOf, recvRequest, sendResponse, type Peer } from "./wire.js";
 
@@ -102,8 +103,13 @@ class Session {
     return resp.success;
   }
 
-  /** Runs one command with the request's options, its log in the client's work directory. */
-  private execute(cmd: Executed, o: criu_opts | undefined, allowed?: (opts: ReturnType<typeof translate>["options"]) => string | null): { ok: boolean; resp: Resp; pid?: number } {
+  /**
+   * Runs one command with the request's options, its log in the client's
+   * work directory. `explain` gives criu's cr_errno for a failure that
+   * carries none (it runs while the client's directories are still held).
+   */
+  private execute(cmd: Executed, o: criu_opts | undefined, allowed?: (opts: Options) => string | null,
+    explain?: (opts: Options) => number): { ok: boolean; resp: Resp; pid?: number } {
     const t = translate(cmd as Command, o, this.peer, this.mode, SYSTEM_CONFIG_ENV);
     const type = cmd === "dump" ? criu_req_type.DUMP : cmd === "restore" ? criu_req_type.RESTORE : criu_req_type.CHECK;
     let log: Logger;
@@ -143,7 +149,8 @@ class Session {
         ...(o?.crest_progress ? { progress: this.progressNotifier() } : {}),
       };
       const out = execute(cmd, t.options, refused, log, hooks);
-      const errno = out.error instanceof SysError ? out.error.errno : refused.length ? EBADRQC : 0;
+      let errno = out.error instanceof SysError ? out.error.errno : refused.length ? EBADRQC : 0;
+      if (out.code !== 0 && !errno && explain) errno = explain(t.options);
       const resp: Resp = out.code === 0 ? { type, success: true }
         : { ...failure(type, out.error?.message ?? "failed", errno), crest_errcode: refused.length ? "unsupported" : errorCode(out.error) };
       return { ok: out.code === 0, resp, ...(out.pid !== undefined ? { pid: out.pid } : {}) };
@@ -164,7 +171,7 @@ class Session {
         options.dump.rpcSocket = this.ino;
       }
       return checkDumpAllowed(this.peer, options.dump.tree!);
-    });
+    }, (options) => dumpErrno(options.dump.tree));
     // A client that dumped itself and was killed by it is not there to hear (it hears it after its restore).
     if (!self || !r.ok || o?.leave_running) this.answer({ ...r.resp, dump: { restored: false } });
     return r.ok;
@@ -175,7 +182,7 @@ class Session {
       // As criu: the restored tree is detached (crest's child, or its client's with rst_sibling).
       options.restore.detached = true;
       return checkRestoreAllowed(this.peer, options.images.dir);
-    });
+    }, (options) => restoreErrno(options.images.dir));
     this.answer({ ...r.resp, restore: { pid: r.pid ?? -1 } });
     return r.ok;
   }

@@ -20,6 +20,16 @@ export interface reg_file_entry {
   checksum?: number;
   checksum_config?: number;
   checksum_parameter?: number;
+  /**
+   * crest's own: `name` is under /proc/PID of a task of the dumped tree (as
+   * crest saw it: PID outside the tree's PID namespace, which a restore does
+   * not keep). proc_vpid is that task's PID in the tree's namespace and,
+   * under /proc/PID/task/TID, proc_vtid the thread's: the restore opens the
+   * same file of the restored task. Far above CRIU's numbers; CRIU and crit
+   * skip them as unknown fields (CRIU opens `name` as it is).
+   */
+  proc_vpid?: number;
+  proc_vtid?: number;
 }
 export const reg_file_entry: MessageType<reg_file_entry> = message<reg_file_entry>("reg_file_entry", [
   { name: "id", number: 1, label: "required", kind: "uint32" },
@@ -35,4 +45,6 @@ export const reg_file_entry: MessageType<reg_file_entry> = message<reg_file_entr
   { name: "checksum", number: 12, label: "optional", kind: "uint32" },
   { name: "checksum_config", number: 13, label: "optional", kind: "uint32" },
   { name: "checksum_parameter", number: 14, label: "optional", kind: "uint32" },
+  { name: "proc_vpid", number: 4001, label: "optional", kind: "uint32" },
+  { name: "proc_vtid", number: 4002, label: "optional", kind: "uint32" },
 ]);

@@ -44,9 +44,9 @@ import { inetSocketKind } from "../sockets/inet.js";
 import { netlinkSocketKind } from "../sockets/netlink.js";
 import { packetSocketKind } from "../sockets/packet.js";
 import { describeSocket } from "../sockets/describe.js";
-import { runOpenQueue, type Waiting } from "./open-queue.js";
+import { isWaiting, runOpenQueue, type Waiting } from "./open-queue.js";
 import { inherited } from "./inherit.js";
-import type { Remote } from "../../remote/remote.js";
+import { Pending, type Remote } from "../../remote/remote.js";
 
 /** The kinds of open files crest knows, tried in order. */
 const FILE_KINDS: readonly FileKind[] = [
@@ -74,14 +74,23 @@ interface DumpedDescription {
 const dumped = dumpState("fd tables", () => ({ descriptions: [] as DumpedDescription[], tables: new Set<number>(), held: [] as number[] }));
 
 /** The owner of a file's async I/O signals (F_GETOWN_EX, F_GETSIG), asked inside the task. */
+/**
+ * The owner of an fd's async I/O signals. Asked with the task's other
+ * questions (no stop of its own): the entry is filled in once they have
+ * run, before any image is written.
+ */
 function fileOwner(r: Remote, fd: number, uid: number, euid: number): fown_entry {
   r.resetScratch();
   const own = r.alloc(8);
-  r.call(`read the owner of fd ${fd} of task ${r.pid}`, SYS.fcntl, fd, F.GETOWN_EX, own);
-  const b = r.read(own, 8);
-  const signum = r.call(`read the signal of fd ${fd} of task ${r.pid}`, SYS.fcntl, fd, F.GETSIG);
-  const pid = b.readInt32LE(4);
-  return { uid: pid ? uid : 0, euid: pid ? euid : 0, signum, pid_type: b.readInt32LE(0), pid };
+  r.later({ what: `read the owner of fd ${fd} of task ${r.pid}`, nr: SYS.fcntl, args: [fd, F.GETOWN_EX, own] });
+  const signum = r.later({ what: `read the signal of fd ${fd} of task ${r.pid}`, nr: SYS.fcntl, args: [fd, F.GETSIG] });
+  const entry: fown_entry = { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 };
+  r.afterRun(() => {
+    const b = r.read(own, 8);
+    const pid = b.readInt32LE(4);
+    Object.assign(entry, { uid: pid ? uid : 0, euid: pid ? euid : 0, signum: signum.value!, pid_type: b.readInt32LE(0), pid });
+  });
+  return entry;
 }
 
 /** The same, of a file crest holds (a file in flight), asked by crest itself. */
@@ -159,12 +168,25 @@ function dumpFds(task: DumpTask, run: DumpRun): void {
  */
 export function parker(task: RestoreTask): (fd: number) => number {
   const r = task.remotes[0]!;
-  const above = Math.max(2, ...task.fdinfo.map((e) => e.fd)) + 1;
+  const above = fdsAbove(task);
   return (fd) => {
     const moved = r.call(`move fd ${fd} of task ${task.vpid} out of the way`, SYS.fcntl, fd, F.DUPFD_CLOEXEC, above);
     r.later({ what: `close fd ${fd} of task ${task.vpid}`, nr: SYS.close, args: [fd] });
     return moved;
   };
+}
+
+/** The lowest fd above every fd of the task's table. */
+function fdsAbove(task: RestoreTask): number {
+  return Math.max(2, ...task.fdinfo.map((e) => e.fd)) + 1;
+}
+
+/** Like a parker, queued: the moved fd to come, for the calls after it. */
+function parkQueued(task: RestoreTask, fd: Pending, what: string): Pending {
+  const r = task.remotes[0]!;
+  const moved = r.later({ what: `move ${what} of task ${task.vpid} out of the way`, nr: SYS.fcntl, args: [fd, F.DUPFD_CLOEXEC, fdsAbove(task)] });
+  r.later({ what: `close the first fd of ${what} in task ${task.vpid}`, nr: SYS.close, args: [fd] });
+  return moved;
 }
 
 /** One description a task's fd table needs, with the fds that refer to it there. */
@@ -179,7 +201,7 @@ interface TableItem {
 
 /** One task's part of the work: its remote, and pidfds of other tasks to take their fds with pidfd_getfd. */
 interface TableWork extends OpenContext {
-  pidfds: Map<number, number>;
+  pidfds: Map<number, Pending>;
 }
 
 function kindOf(run: RestoreRun, entry: file_entry): FileKind {
@@ -188,10 +210,12 @@ function kindOf(run: RestoreRun, entry: file_entry): FileKind {
   return kind;
 }
 
-function pidfdOf(w: TableWork, vpid: number): number {
+/** A pidfd of task `vpid` in this task, above its fd table; queued, as everything taking a file from another task is (no stop of its own). */
+function pidfdOf(w: TableWork, vpid: number): Pending {
   let fd = w.pidfds.get(vpid);
   if (fd === undefined) {
-    fd = w.park(w.r.call(`open a pidfd of task ${vpid} in task ${w.task.vpid}`, SYS.pidfd_open, vpid, 0));
+    const opened = w.r.later({ what: `open a pidfd of task ${vpid} in task ${w.task.vpid}`, nr: SYS.pidfd_open, args: [vpid, 0] });
+    fd = parkQueued(w.task, opened, `a pidfd of task ${vpid}`);
     w.pidfds.set(vpid, fd);
   }
   return fd;
@@ -203,26 +227,29 @@ function openItem(w: TableWork, item: TableItem): Waiting | null {
   const held = run.opened.get(item.id);
   // In flight only, and open already (with the socket pair it is an end of).
   if (held && !item.fds.length) return null;
-  let tmp: number;
+  let tmp: number | Pending;
   if (held) {
     // Its fd there may still be a queued dup3 of that task's.
     held.task.remotes[0]!.flush();
     const from = held.task.vpid;
-    tmp = r.call(`take file ${item.id} from task ${from} into task ${task.vpid}`, SYS.pidfd_getfd, pidfdOf(w, from), held.fd, 0);
+    tmp = r.later({ what: `take file ${item.id} from task ${from} into task ${task.vpid}`, nr: SYS.pidfd_getfd, args: [pidfdOf(w, from), held.fd, 0] });
   } else {
     // Given by crest's caller (--inherit-fd), or made.
     const got = inherited(w, item.kind, item.entry) ?? item.kind.open(w, item.entry);
-    if (typeof got !== "number") return got;
+    if (isWaiting(got)) return got;
     tmp = got;
   }
   if (!item.fds.length) {
     // In flight only (no fd refers to it): held above the table's fds until the end, for whoever passes it.
-    const kept = w.park(tmp);
+    if (tmp instanceof Pending) r.flush();
+    const kept = w.park(tmp instanceof Pending ? tmp.value! : tmp);
     run.opened.set(item.id, { task, fd: kept });
     run.transient.push({ task, fd: kept });
     setOwner(r, task, item.kind.fown(item.entry, run), kept);
     return null;
   }
+  // Only the batch knows the fd (taken from another task, or opened queued): it is moved above the table, never at one of its fds.
+  if (tmp instanceof Pending) tmp = parkQueued(task, tmp, `file ${item.id}`);
   // Queued: they run with the task's next call.
   for (const e of item.fds) {
     if (e.fd === tmp) r.later({ what: `set fd flags of fd ${e.fd} of task ${task.vpid}`, nr: SYS.fcntl, args: [e.fd, F.SETFD, e.flags & FD_CLOEXEC] });

@@ -5,7 +5,7 @@ import type { Stats } from "node:fs";
 import type { DumpRun, RestoreRun, RestoreTask } from "../context.js";
 import type { fd_types, file_entry, fown_entry } from "../../images/index.js";
 import type { Fdinfo, FdLink } from "../../proc/index.js";
-import type { Remote } from "../../remote/remote.js";
+import type { Pending, Remote } from "../../remote/remote.js";
 import { F, O, SYS } from "../../sys/constants.js";
 import type { Waiting } from "./open-queue.js";
 
@@ -79,10 +79,11 @@ export interface FileKind {
   finishDump?(run: DumpRun): void;
   /**
    * Recreates the description in the task and returns the task's fd
-   * holding it, or says which description it needs open first (a socket's
+   * holding it (or that fd to come, from a queued call), or says which
+   * description it needs open first (a socket's
    * peer, a pty's master): the fd table tries it again once that one is.
    */
-  open(c: OpenContext, entry: file_entry): number | Waiting;
+  open(c: OpenContext, entry: file_entry): number | Pending | Waiting;
   /** The description's key for --inherit-fd, if it can be given by crest's caller (criu's file_desc_ops.name). */
   inheritKey?(entry: file_entry, run: RestoreRun): InheritKey | undefined;
   /**

@@ -11,6 +11,9 @@ export interface Waiting {
   why: string;
 }
 
+/** Whether a kind's answer to open is "not yet" rather than the fd (a number, or one still queued). */
+export const isWaiting = (got: object | number): got is Waiting => typeof got === "object" && "waitFor" in got;
+
 export interface OpenItem {
   /** The files.img id this item opens. */
   readonly id: number;

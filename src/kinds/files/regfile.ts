@@ -2,16 +2,19 @@
 // friends): what an fd, a file mapping, the cwd/root or the exe link refers
 // to. Dumped as reg_file_entry (path, flags, position, size, mode) in
 // files.img; restored by opening the path again inside the task. A file
-// that was deleted also gets a ghost (ghost.ts), recreated for the restore.
+// that was deleted also gets a ghost (ghost.ts), recreated for the restore;
+// one under /proc/PID of a task of the tree is opened under the restored
+// task's PID (proc-path.ts).
 import { lstatSync, statSync, type Stats } from "node:fs";
 import type { DumpRun, RestoreRun } from "../context.js";
 import { UnsupportedError } from "../context.js";
 import type { reg_file_entry } from "../../images/index.js";
 import { IMG, fd_types } from "../../images/index.js";
 import { AT_FDCWD, MEM_MAJOR, O, SEEK, SYS } from "../../sys/constants.js";
-import type { Remote } from "../../remote/remote.js";
+import type { Pending, Remote } from "../../remote/remote.js";
 import type { FileKind } from "./file-kind.js";
 import { isMemfdPath } from "./memfd.js";
+import { procfsPath, procOwner, withRestoredProc } from "./proc-path.js";
 import { dumpGhost, finishGhostsDump, finishGhostsRestore, ghostPath, statDeleted } from "./ghost.js";
 
 
@@ -35,13 +38,12 @@ const NO_OWNER: reg_file_entry["fown"] = { uid: 0, euid: 0, signum: 0, pid_type:
  * `anyType`: an O_PATH fd, which opening never sets in motion (no device
  * open, no FIFO wait), so any kind of inode, a symlink itself included, will do.
  */
-export function checkReopenable(run: DumpRun, path: string, via: string, what: string, anyType = false): Stats {
+export function checkReopenable(path: string, via: string, what: string, anyType = false): Stats {
   if (path.endsWith(" (deleted)")) {
     // Open files, mappings and the cwd take the ghost path (dumpDeletedFile) before this.
     throw new UnsupportedError(`${what} is the deleted file ${path.slice(0, -10)}; crest does not support it here yet (deleted files are restored only as open files, mappings and the current directory)`);
   }
   if (!path.startsWith("/")) throw new UnsupportedError(`${what} is ${path}, not a file in the file system; crest does not support mapping or reopening it yet`);
-  refuseOwnProc(run, path, what);
   let st: Stats;
   try {
     st = statSync(via);
@@ -71,25 +73,8 @@ export function checkReopenable(run: DumpRun, path: string, via: string, what: s
 
 const isAppendLog = (flags: number): boolean => (flags & O.ACCMODE) === O.WRONLY && (flags & O.APPEND) !== 0;
 
-/**
- * A file under /proc/PID of a task of a tree with its own PID namespace:
- * crest sees PID as the task's PID outside the namespace, which a restore
- * does not keep (only the PIDs inside are restored), so the path would name
- * another process, or none. Refused rather than dumped into images that can
- * never be restored. (In crest's own PID namespace the restored task has
- * that PID again.)
- */
-function refuseOwnProc(run: DumpRun, path: string, what: string): void {
-  const m = /^\/proc\/(\d+)(?:\/|$)/.exec(path);
-  if (!m || !run.ownNamespaces.has("pid") || !run.treeTids.has(Number(m[1]))) return;
-  throw new UnsupportedError(
-    `${what} is ${path}, in the /proc directory of process ${m[1]} of the dumped tree, which has its own PID namespace; ` +
-    "crest cannot restore it yet (restored, the process gets another PID outside the namespace)",
-  );
-}
-
-/** Adds a file to files.img and returns its id. */
-export function dumpRegFile(run: DumpRun, f: RegFileFacts, st: Stats): number {
+/** Adds a file to files.img and returns its id; `what` names it in messages. */
+export function dumpRegFile(run: DumpRun, f: RegFileFacts, st: Stats, what = `the file ${f.path}`): number {
   const id = run.nextId("file");
   const reg: reg_file_entry = {
     id,
@@ -103,6 +88,8 @@ export function dumpRegFile(run: DumpRun, f: RegFileFacts, st: Stats): number {
     mode: st.mode,
     build_id: [],
     ...(f.mntId !== undefined ? { mnt_id: f.mntId } : {}),
+    // Under /proc/PID of one of the tree's tasks: which one, in the tree's namespace (proc-path.ts).
+    ...procOwner(run, f.path, st, what),
   };
   run.files.push({ type: fd_types.REG, id, reg });
   return id;
@@ -132,7 +119,7 @@ export function regFile(run: RestoreRun, id: number): reg_file_entry {
 
 function withGhost(run: RestoreRun, reg: reg_file_entry): reg_file_entry {
   const path = ghostPath(run, reg.id, reg.name);
-  return path === undefined ? reg : { ...reg, name: path };
+  return path === undefined ? withRestoredProc(run, reg) : { ...reg, name: path };
 }
 
 /**
@@ -141,6 +128,13 @@ function withGhost(run: RestoreRun, reg: reg_file_entry): reg_file_entry {
  * image recorded it) the same size.
  */
 export function openRegFile(r: Remote, reg: reg_file_entry, flagsOverride?: number): number {
+  const fd = queueOpenRegFile(r, reg, flagsOverride);
+  r.flush();
+  return fd.value!;
+}
+
+/** Like openRegFile, queued: the fd to come, for the calls queued after it (no stop of its own). */
+export function queueOpenRegFile(r: Remote, reg: reg_file_entry, flagsOverride?: number): Pending {
   let flags = (flagsOverride ?? reg.flags) & ~(O.CREAT | O.EXCL | O.TRUNC);
   // An O_TMPFILE file (a ghost now) is reopened as the regular file it is, as CRIU does.
   if (flags & O.TMPFILE) flags &= ~(O.TMPFILE | O.DIRECTORY);
@@ -158,8 +152,8 @@ export function openRegFile(r: Remote, reg: reg_file_entry, flagsOverride?: numb
     throw new Error(`file ${reg.name} has mode 0${st.mode.toString(8)}, but it had 0${reg.mode.toString(8)} when dumped`);
   }
   r.resetScratch();
-  const fd = r.call(() => `open ${reg.name} in task ${r.pid}`, SYS.openat, AT_FDCWD, r.putString(reg.name), flags, 0);
-  if (reg.pos && !(flags & O.PATH)) r.call(() => `seek ${reg.name} to ${reg.pos} in task ${r.pid}`, SYS.lseek, fd, reg.pos, SEEK.SET);
+  const fd = r.later({ what: () => `open ${reg.name} in task ${r.pid}`, nr: SYS.openat, args: [AT_FDCWD, r.putString(reg.name), flags, 0] });
+  if (reg.pos && !(flags & O.PATH)) r.later({ what: () => `seek ${reg.name} to ${reg.pos} in task ${r.pid}`, nr: SYS.lseek, args: [fd, reg.pos, SEEK.SET] });
   return fd;
 }
 
@@ -170,17 +164,19 @@ export const regFileKind: FileKind = {
   // O_PATH fds of FIFOs are paths like any other (no data, no pipe behind them).
   claims: (f) => f.link.kind === "path" && (!f.st.isFIFO() || (f.info.flags & O.PATH) !== 0) && !(f.link.deleted && isMemfdPath(f.link.path)),
   dump(f, run) {
-    if (f.link.kind === "path" && f.link.deleted) {
+    // A /proc file procfs calls deleted while it is there (proc-path.ts) keeps its path.
+    const path = procfsPath(f.text, f.st, f.what);
+    if (f.link.kind === "path" && f.link.deleted && path === f.text) {
       return dumpDeletedFile(run, { path: f.link.path, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, f.via, f.what);
     }
-    const st = checkReopenable(run, f.text, f.via, f.what, (f.info.flags & O.PATH) !== 0);
-    return dumpRegFile(run, { path: f.text, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, st);
+    const st = checkReopenable(path, f.via, f.what, (f.info.flags & O.PATH) !== 0);
+    return dumpRegFile(run, { path, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, st, f.what);
   },
   // remap-fpath.img and the ghosts' names belong to the deleted regular files (and FIFOs, and mappings) that need them.
   finishDump: finishGhostsDump,
   fown: (entry) => entry.reg?.fown,
   // criu's key: the path without its leading '/' ('.' for the root); the caller's description is used as it is.
   inheritKey: (entry) => (entry.reg ? { key: entry.reg.name === "/" ? "." : entry.reg.name.replace(/^\//, "") } : undefined),
-  open: ({ r, run }, entry) => openRegFile(r, regFile(run, entry.id)),
+  open: ({ r, run }, entry) => queueOpenRegFile(r, regFile(run, entry.id)),
   finishRestore: finishGhostsRestore,
 };

@@ -21,12 +21,12 @@ import { AT_FDCWD, MADV, MAP, MREMAP, O, PAGE_SIZE, PROT, PR, PR_SET_MM_MAP, SHM
 import { MM_MAP_SIZE, packMmMap } from "../../sys/structs.js";
 import { PagemapScanner } from "../../sys/pagemap.js";
 import { parseAuxv, parseMaps, vmFlagsToMadvise, vmFlagsToMapFlags, type SmapsEntry, type MapEntry } from "../../proc/index.js";
-import { checkReopenable, dumpDeletedFile, dumpRegFile, openRegFile, regFile } from "../files/regfile.js";
+import { checkReopenable, dumpDeletedFile, dumpRegFile, openRegFile, queueOpenRegFile, regFile } from "../files/regfile.js";
 import { dumpSocketMapping } from "../sockets/packet.js";
 import { PE, PagesWriter, fillFromPages, fillRuns, pageCount, pageRuns, splitRuns } from "./pages.js";
 import { dumpMemfd, isMemfdPath, openMemfd } from "../files/memfd.js";
 import { parker } from "../files/fd-table.js";
-import type { Remote } from "../../remote/remote.js";
+import type { RArg, Remote } from "../../remote/remote.js";
 import { is, isGuard, isSpecial, MAP_DROPPABLE, MAP_TYPE, protOf, range, subtract, VMA } from "./vma.js";
 import { inheritedVmas, restoreInherited, sameExe } from "./inherit.js";
 
@@ -106,9 +106,9 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
     if (m.deleted) {
       id = dumpDeletedFile(run, facts, via, where);
     } else {
-      const st = checkReopenable(run, m.path, via, where);
+      const st = checkReopenable(m.path, via, where);
       if (!st.isFile()) throw new UnsupportedError(`${where} maps ${m.path}, which is not a regular file`);
-      id = dumpRegFile(run, facts, st);
+      id = dumpRegFile(run, facts, st, where);
     }
     fileIds.set(key, id);
   }
@@ -122,12 +122,14 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
   const fileIds = new Map<string, number>();
   const vmas = task.vmas.map((m) => dumpVma(task, run, m, fileIds));
   const exePath = readlinkSync(`/proc/${pid}/exe`);
-  const exeId = dumpRegFile(run, { path: exePath, flags: O.RDONLY | O.LARGEFILE, pos: 0n }, checkReopenable(run, exePath, `/proc/${pid}/exe`, `the executable of process ${pid}`));
-  const brk = r.call(`read the program break of task ${pid}`, SYS.brk, 0);
+  const exeId = dumpRegFile(run, { path: exePath, flags: O.RDONLY | O.LARGEFILE, pos: 0n }, checkReopenable(exePath, `/proc/${pid}/exe`, `the executable of process ${pid}`));
+  // Answered with the task's other questions (one stop for all).
+  const brk = r.later({ what: `read the program break of task ${pid}`, nr: SYS.brk, args: [0] });
+  r.afterRun(() => (task.mm!.mm_brk = BigInt(brk.value!)));
   task.mm = {
     mm_start_code: BigInt(st.startCode), mm_end_code: BigInt(st.endCode),
     mm_start_data: BigInt(st.startData), mm_end_data: BigInt(st.endData),
-    mm_start_stack: BigInt(st.startStack), mm_start_brk: BigInt(st.startBrk), mm_brk: BigInt(brk),
+    mm_start_stack: BigInt(st.startStack), mm_start_brk: BigInt(st.startBrk), mm_brk: 0n,
     mm_arg_start: BigInt(st.argStart), mm_arg_end: BigInt(st.argEnd),
     mm_env_start: BigInt(st.envStart), mm_env_end: BigInt(st.envEnd),
     exe_file_id: exeId,
@@ -361,7 +363,7 @@ function openShmem(task: RestoreTask, run: RestoreRun, v: vma_entry): number {
  */
 function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept: Set<vma_entry>): void {
   const r = task.remotes[0]!;
-  const fds = new Map<string, number>();
+  const fds = new Map<string, RArg>();
   for (const v of task.mm.vmas) {
     if (isSpecial(v) || isGuard(v) || kept.has(v)) continue;
     const len = v.end - v.start;
@@ -370,7 +372,7 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept:
     const what = () => `map 0x${v.start.toString(16)}-0x${v.end.toString(16)} in task ${task.vpid}`;
     const prot = v.prot | (fill.has(v) ? PROT.WRITE | PROT.READ : 0);
     // Queued: every mapping of the task in one batch, each checked to land at its address.
-    const map = (flags: number, fd: number, off: bigint) =>
+    const map = (flags: number, fd: RArg, off: bigint) =>
       r.later({ what, nr: SYS.mmap, args: [v.start, len, prot, flags | MAP.FIXED | extra, fd, off], want: v.start });
     const close = (fd: number) => r.later({ what: `close a temporary fd of task ${task.vpid}`, nr: SYS.close, args: [fd] });
     if (is(v, VMA.ANON_PRIVATE)) {
@@ -398,7 +400,8 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept:
       const key = `${v.shmid}\0${flags}`;
       let fd = fds.get(key);
       if (fd === undefined) {
-        fd = openRegFile(r, reg, flags | O.CLOEXEC);
+        // Queued: the open, every mapping of the file and the close run in the mappings' batch.
+        fd = queueOpenRegFile(r, reg, flags | O.CLOEXEC);
         fds.set(key, fd);
       }
       map(is(v, VMA.FILE_SHARED) ? MAP.SHARED : MAP.PRIVATE, fd, v.pgoff);
@@ -446,6 +449,7 @@ function setMmFields(task: RestoreTask, run: RestoreRun): void {
   const mm = task.mm;
   // A child of a parent running the same program has its exe link already;
   // setting it again fails (EBUSY) while the file is mapped, as it is in the mappings it kept.
+  // (Opened at once: its fd goes into a struct, where a queued call's result cannot.)
   const exe = sameExe(run, task) ? -1 : openRegFile(r, regFile(run, mm.exe_file_id), O.RDONLY | O.CLOEXEC);
   r.resetScratch();
   const auxv = Buffer.alloc(mm.mm_saved_auxv.length * 8);

@@ -86,14 +86,15 @@ export const credsKind: TaskKind = {
       const th = task.core[i]!.thread_core!;
       r.resetScratch();
       const sig = r.alloc(4);
-      const got = r.callAll([
-        { what: `read securebits of thread ${t.tid}`, nr: SYS.prctl, args: [PR.GET_SECUREBITS, 0, 0, 0, 0] },
-        { what: `read the parent-death signal of thread ${t.tid}`, nr: SYS.prctl, args: [PR.GET_PDEATHSIG, sig, 0, 0, 0] },
-        ...(i === 0 ? [{ what: `read the dumpable flag of task ${task.pid}`, nr: SYS.prctl, args: [PR.GET_DUMPABLE, 0, 0, 0, 0] }] : []),
-      ]);
-      th.creds = dumpThreadCreds(task.status[i]!, got[0]!);
-      th.pdeath_sig = r.read(sig, 4).readInt32LE(0);
-      if (i === 0) task.mm!.dumpable = got[2]!;
+      // Queued with the task's other questions: one stop for all.
+      const securebits = r.later({ what: `read securebits of thread ${t.tid}`, nr: SYS.prctl, args: [PR.GET_SECUREBITS, 0, 0, 0, 0] });
+      r.later({ what: `read the parent-death signal of thread ${t.tid}`, nr: SYS.prctl, args: [PR.GET_PDEATHSIG, sig, 0, 0, 0] });
+      const dumpable = i === 0 ? r.later({ what: `read the dumpable flag of task ${task.pid}`, nr: SYS.prctl, args: [PR.GET_DUMPABLE, 0, 0, 0, 0] }) : undefined;
+      r.afterRun(() => {
+        th.creds = dumpThreadCreds(task.status[i]!, securebits.value!);
+        th.pdeath_sig = r.read(sig, 4).readInt32LE(0);
+        if (dumpable) task.mm!.dumpable = dumpable.value!;
+      });
     });
   },
   restore(task: RestoreTask, run) {

@@ -1,24 +1,26 @@
 // The fs struct: current directory, root directory and umask. The two
 // directories go to files.img as regular files; the task gets them back with
 // fchdir and chroot after its files are open (paths are crest's view).
-import { readlinkSync } from "node:fs";
+import { readlinkSync, statSync } from "node:fs";
 import type { TaskKind } from "../context.js";
 import { UnsupportedError } from "../context.js";
 import { O, SYS } from "../../sys/constants.js";
-import { checkReopenable, dumpDeletedFile, dumpRegFile, openRegFile, regFile } from "../files/regfile.js";
+import { checkReopenable, dumpDeletedFile, dumpRegFile, queueOpenRegFile, regFile } from "../files/regfile.js";
+import { procfsPath } from "../files/proc-path.js";
 
 export const fsKind: TaskKind = {
   name: "fs",
   dump(task, run) {
     const dir = (which: "cwd" | "root") => {
       const via = `/proc/${task.pid}/${which}`;
-      const path = readlinkSync(via);
       const what = `the ${which === "cwd" ? "current" : "root"} directory of process ${task.pid}`;
+      // A directory of /proc that procfs calls deleted while it is there keeps its path (proc-path.ts).
+      const path = procfsPath(readlinkSync(via), statSync(via), what);
       const flags = O.RDONLY | O.DIRECTORY | O.LARGEFILE;
       // A removed directory comes back as a ghost (mkdir, then rmdir once entered).
       if (path.endsWith(" (deleted)")) return dumpDeletedFile(run, { path: path.slice(0, -10), flags, pos: 0n }, via, what);
-      const st = checkReopenable(run, path, via, what);
-      return dumpRegFile(run, { path, flags, pos: 0n }, st);
+      const st = checkReopenable(path, via, what);
+      return dumpRegFile(run, { path, flags, pos: 0n }, st, what);
     };
     const root = dir("root");
     if (run.files.find((f) => f.id === root)?.reg?.name !== "/") {
@@ -31,7 +33,7 @@ export const fsKind: TaskKind = {
     if (task.sharesFs) return; // created with CLONE_FS: its parent restored it
     const r = task.remotes[0]!;
     const cwd = regFile(run, task.fs.cwd_id);
-    const fd = openRegFile(r, cwd);
+    const fd = queueOpenRegFile(r, cwd);
     r.later({ what: `change directory of task ${task.pid} to ${cwd.name}`, nr: SYS.fchdir, args: [fd] });
     r.later({ what: `close a temporary fd of task ${task.pid}`, nr: SYS.close, args: [fd] });
     if (task.fs.umask !== undefined) r.later({ what: `set the umask of task ${task.pid}`, nr: SYS.umask, args: [task.fs.umask] });

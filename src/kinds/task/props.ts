@@ -15,12 +15,12 @@ const MEMBARRIER_PRIVATE_CMDS = [1 << 3, 1 << 5, 1 << 7];
 
 /**
  * The membarrier commands the task's mm is registered for (a mask of
- * REGISTER_* commands). The kernel tells it since 6.3; before, as criu does,
- * each private barrier is issued: it succeeds only once registered (the
- * global registration cannot be seen that way).
+ * REGISTER_* commands), from the answer to GET_REGISTRATIONS (`got`). The
+ * kernel tells it since 6.3; before, as criu does, each private barrier is
+ * issued: it succeeds only once registered (the global registration cannot
+ * be seen that way).
  */
-function membarrierRegistrations(r: Remote): number {
-  const got = r.syscall(SYS.membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0);
+function membarrierRegistrations(r: Remote, got: number): number {
   if (got >= 0) return got;
   if (got !== -EINVAL) throw new RemoteError(`read the membarrier registrations of task ${r.pid}`, -got);
   let mask = 0;
@@ -69,7 +69,6 @@ export const propsKind: TaskKind = {
     tc.flags = task.stat.flags;
     tc.oom_score_adj = Number(readFileSync(`/proc/${task.pid}/oom_score_adj`, "utf8"));
     tc.loginuid = Number(readFileSync(`/proc/${task.pid}/loginuid`, "utf8"));
-    const r0 = task.remotes[0]!;
     task.threads.forEach((t, i) => {
       const r = task.remotes[i]!;
       const core = task.core[i]!;
@@ -78,27 +77,28 @@ export const propsKind: TaskKind = {
       const rl = robustList(t.tid);
       th.futex_rla = rl.head;
       th.futex_rla_len = rl.len;
-      // One batch a thread; the leader's carries the process-wide questions too.
+      // Queued with the task's other questions (one stop a thread); the leader's carry the process-wide ones too.
       r.resetScratch();
       const addr = r.alloc(8);
-      const sub = i === 0 ? r.alloc(4) : 0n;
-      const got = r.callAll([
-        { what: `read the clear-tid address of thread ${t.tid}`, nr: SYS.prctl, args: [PR.GET_TID_ADDRESS, addr, 0, 0, 0] },
-        { what: `read the timer slack of thread ${t.tid}`, nr: SYS.prctl, args: [PR.GET_TIMERSLACK, 0, 0, 0, 0] },
-        ...(i === 0 ? [
-          { what: `read the subreaper flag of task ${task.pid}`, nr: SYS.prctl, args: [PR.GET_CHILD_SUBREAPER, sub, 0, 0, 0] },
-          { what: `read the THP setting of task ${task.pid}`, nr: SYS.prctl, args: [PR.GET_THP_DISABLE, 0, 0, 0, 0] },
-        ] : []),
-      ]);
-      core.thread_info!.clear_tid_addr = r.read(addr, 8).readBigUInt64LE(0);
-      th.timer_slack_ns = BigInt(got[1]!);
-      if (i === 0) {
+      r.later({ what: `read the clear-tid address of thread ${t.tid}`, nr: SYS.prctl, args: [PR.GET_TID_ADDRESS, addr, 0, 0, 0] });
+      const slack = r.later({ what: `read the timer slack of thread ${t.tid}`, nr: SYS.prctl, args: [PR.GET_TIMERSLACK, 0, 0, 0, 0] });
+      r.afterRun(() => {
+        core.thread_info!.clear_tid_addr = r.read(addr, 8).readBigUInt64LE(0);
+        th.timer_slack_ns = BigInt(slack.value!);
+      });
+      if (i > 0) return;
+      const sub = r.alloc(4);
+      r.later({ what: `read the subreaper flag of task ${task.pid}`, nr: SYS.prctl, args: [PR.GET_CHILD_SUBREAPER, sub, 0, 0, 0] });
+      const thp = r.later({ what: `read the THP setting of task ${task.pid}`, nr: SYS.prctl, args: [PR.GET_THP_DISABLE, 0, 0, 0, 0] });
+      // Answered with an error on kernels before 6.3: checked after the batch, not by it.
+      const membarrier = r.later({ what: `read the membarrier registrations of task ${r.pid}`, nr: SYS.membarrier, args: [MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0], unchecked: true });
+      r.afterRun(() => {
         tc.child_subreaper = r.read(sub, 4).readInt32LE(0) !== 0;
-        task.mm!.thp_disabled = got[3] === 1;
-      }
+        task.mm!.thp_disabled = thp.value === 1;
+        const mask = membarrierRegistrations(r, membarrier.value!);
+        if (mask) tc.membarrier_registration_mask = mask;
+      });
     });
-    const membarrier = membarrierRegistrations(r0);
-    if (membarrier) tc.membarrier_registration_mask = membarrier;
   },
   restore(task: RestoreTask) {
     const tc = task.core[0]!.tc!;

@@ -15,27 +15,30 @@ const STOP_SIGNALS: number[] = [SIG.STOP, SIG.TSTP, SIG.TTIN, SIG.TTOU];
 /** The signals that have an action: all but SIGKILL and SIGSTOP, in CRIU's order. */
 const ACTION_SIGNALS = Array.from({ length: NSIG }, (_, i) => i + 1).filter((s) => s !== SIG.KILL && s !== SIG.STOP);
 
-function dumpActions(r: Remote): sa_entry[] {
+/** Queues the questions for every action; `got` has the answers once they have run (with the task's other questions). */
+function dumpActions(r: Remote, got: (actions: sa_entry[]) => void): void {
   r.resetScratch();
   const buf = r.alloc(KSIGACTION_SIZE * ACTION_SIGNALS.length);
-  r.callAll(ACTION_SIGNALS.map((sig, i) => ({
+  ACTION_SIGNALS.forEach((sig, i) => r.later({
     nr: SYS.rt_sigaction, args: [sig, 0, buf + BigInt(i * KSIGACTION_SIZE), 8], what: `read the action of signal ${sig} of task ${r.pid}`,
-  })));
-  const all = r.read(buf, KSIGACTION_SIZE * ACTION_SIGNALS.length);
-  return ACTION_SIGNALS.map((_, i) => {
-    const a = unpackSigaction(all.subarray(i * KSIGACTION_SIZE, (i + 1) * KSIGACTION_SIZE));
-    return toEntry(a);
+  }));
+  r.afterRun(() => {
+    const all = r.read(buf, KSIGACTION_SIZE * ACTION_SIGNALS.length);
+    got(ACTION_SIGNALS.map((_, i) => toEntry(unpackSigaction(all.subarray(i * KSIGACTION_SIZE, (i + 1) * KSIGACTION_SIZE)))));
   });
 }
 
 const toEntry = (a: KSigaction): sa_entry => ({ sigaction: a.handler, flags: a.flags, restorer: a.restorer, mask: a.mask });
 
-function dumpAltstack(r: Remote): { ss_sp: bigint; ss_size: bigint; ss_flags: number } {
+/** Queues the question; `got` has the answer once it has run. */
+function dumpAltstack(r: Remote, got: (sas: { ss_sp: bigint; ss_size: bigint; ss_flags: number }) => void): void {
   r.resetScratch();
   const buf = r.alloc(STACK_T_SIZE);
-  r.call(`read the signal stack of thread ${r.pid}`, SYS.sigaltstack, 0, buf);
-  const s = unpackStack(r.read(buf, STACK_T_SIZE));
-  return { ss_sp: s.sp, ss_size: s.size, ss_flags: s.flags };
+  r.later({ what: `read the signal stack of thread ${r.pid}`, nr: SYS.sigaltstack, args: [0, buf] });
+  r.afterRun(() => {
+    const s = unpackStack(r.read(buf, STACK_T_SIZE));
+    got({ ss_sp: s.sp, ss_size: s.size, ss_flags: s.flags });
+  });
 }
 
 const queue = (infos: Buffer[]): signal_queue_entry => ({ signals: infos.map((siginfo) => ({ siginfo })) });
@@ -58,10 +61,12 @@ export const signalsKind: TaskKind = {
   dump(task: DumpTask) {
     const leader = task.remotes[0]!;
     const tc = task.core[0]!.tc!;
-    tc.sigactions = dumpActions(leader);
-    // An ignored SIGTRAP reads as SIG_DFL once crest's int3 has run: the
-    // session kept the task's own action.
-    if (leader.trapAction) tc.sigactions[ACTION_SIGNALS.indexOf(SIG.TRAP)] = toEntry(unpackSigaction(leader.trapAction));
+    dumpActions(leader, (actions) => {
+      tc.sigactions = actions;
+      // An ignored SIGTRAP reads as SIG_DFL once crest's int3 has run: the
+      // session kept the task's own action.
+      if (leader.trapAction) tc.sigactions[ACTION_SIGNALS.indexOf(SIG.TRAP)] = toEntry(unpackSigaction(leader.trapAction));
+    });
     tc.blk_sigset = leader.savedMask;
     // A stopped process: the signal that stopped it, to stop it again after a restore.
     const stopSignal = task.threads[0]!.stopSignal;
@@ -74,7 +79,7 @@ export const signalsKind: TaskKind = {
       const r = task.remotes[i]!;
       const th = task.core[i]!.thread_core!;
       th.blk_sigset = r.savedMask;
-      th.sas = dumpAltstack(r);
+      dumpAltstack(r, (sas) => (th.sas = sas));
       th.signals_p = queue(t.pendingSiginfo(false));
     });
   },

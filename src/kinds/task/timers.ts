@@ -12,15 +12,15 @@ import type { Remote } from "../../remote/remote.js";
 const PR_TIMER_CREATE_RESTORE_IDS = 77;
 const SIGEV = { SIGNAL: 0, NONE: 1, THREAD: 2, THREAD_ID: 4 } as const;
 
-/** The three interval timers, read in one batch. */
-function getItimers(r: Remote): itimer_entry[] {
+/** Queues the questions for the three interval timers; `got` has them once they have run (with the task's other questions). */
+function getItimers(r: Remote, got: (timers: itimer_entry[]) => void): void {
   r.resetScratch();
   const bufs = [ITIMER.REAL, ITIMER.VIRTUAL, ITIMER.PROF].map((which) => ({ which, buf: r.alloc(32) }));
-  r.callAll(bufs.map(({ which, buf }) => ({ what: `read interval timer ${which} of task ${r.pid}`, nr: SYS.getitimer, args: [which, buf] })));
-  return bufs.map(({ buf }) => {
+  for (const { which, buf } of bufs) r.later({ what: `read interval timer ${which} of task ${r.pid}`, nr: SYS.getitimer, args: [which, buf] });
+  r.afterRun(() => got(bufs.map(({ buf }) => {
     const [isec, iusec, vsec, vusec] = unpackU64s(r.read(buf, 32), 4);
     return { isec: isec!, iusec: iusec!, vsec: vsec!, vusec: vusec! };
-  });
+  })));
 }
 
 function setItimer(r: Remote, which: number, t: itimer_entry): void {
@@ -87,8 +87,10 @@ function restorePosixTimers(task: RestoreTask, timers: posix_timer_entry[]): voi
 export const timersKind: TaskKind = {
   name: "timers",
   dump(task: DumpTask) {
-    const [real, virt, prof] = getItimers(task.remotes[0]!);
-    task.core[0]!.tc!.timers = { real: real!, virt: virt!, prof: prof!, posix: dumpPosixTimers(task) };
+    const posix = dumpPosixTimers(task);
+    getItimers(task.remotes[0]!, ([real, virt, prof]) => {
+      task.core[0]!.tc!.timers = { real: real!, virt: virt!, prof: prof!, posix };
+    });
   },
   restore(task: RestoreTask) {
     const timers = task.core[0]!.tc!.timers;

@@ -171,6 +171,8 @@ function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[], hooks: RunH
       tally.count(kind.name, () => kind.dump!(task, run));
       faultPoint(`dump:${kind.name}`);
     }
+    // The kinds' questions still queued, answered in one stop a thread.
+    tally.count("answers", () => Remote.flushAll(task.remotes));
     writeTaskImages(run, task, fdinfoWritten);
   }
   progress(tasks.length);

@@ -14,7 +14,8 @@ import type { task_kobj_ids_entry } from "../../images/index.js";
 type NextId = DumpRun["nextId"];
 
 type NsLinkKind = NsKind | "pid_for_children" | "time_for_children";
-const nsPid = (pid: number | "self"): number[] => parseStatus(readFileSync(`/proc/${pid}/status`, "utf8")).nsPid;
+/** A task's NSpid: from the status the freeze read (a zombie's is read here). */
+const nsPid = (t: FrozenTree["tasks"][number]): number[] => t.status[0]?.nsPid ?? parseStatus(readFileSync(`/proc/${t.pid}/status`, "utf8")).nsPid;
 
 export class TreeNamespaces {
   readonly root: number;
@@ -50,13 +51,13 @@ export class TreeNamespaces {
       }
       this.own.set(kind, roots);
     }
-    const rootPids = nsPid(tree.root);
+    const rootPids = nsPid(tree.tasks[0]!);
     this.level = rootPids.length - 1;
     if (this.own.has("pid") && rootPids[this.level] !== 1) {
       throw new UnsupportedError(`process ${tree.root} is PID ${rootPids[this.level]} of its PID namespace, not its init; dump the namespace's init (PID 1) instead`);
     }
     for (const t of tree.tasks) {
-      this.toVirtual.set(t.pid, this.vpid(nsPid(t.pid), t.pid));
+      this.toVirtual.set(t.pid, this.vpid(nsPid(t), t.pid));
       if (t.zombie) continue; // a zombie has no namespaces left to show
       for (const kind of NS_KINDS) {
         const link = this.link(t.pid, kind);
