@@ -150,9 +150,13 @@ export class DumpImages {
     return {
       write: (data) => void chunks.push(new Uint8Array(data)),
       close: () => {
-        const data = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-        let at = 0;
-        for (const c of chunks) at += (data.set(c, at), c.length);
+        // Most image files come in one piece (less than the writer's 64 KiB): that copy is the file.
+        let data = chunks[0] ?? new Uint8Array(0);
+        if (chunks.length > 1) {
+          data = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+          let at = 0;
+          for (const c of chunks) at += (data.set(c, at), c.length);
+        }
         chunks = [];
         this.backlog.push({ path, data });
         this.handOver();
