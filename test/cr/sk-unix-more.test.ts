@@ -32,9 +32,10 @@ function checkScmImages(w: Workload): void {
   const self = packets.find((p) => p.scm[0]?.rights[0] === p.id_for);
   assert.ok(self, "a socket's queue names the socket itself");
   const usk = [...files.values()].filter((f) => f.usk).map((f) => f.usk!);
-  const rel = usk.find((u) => u.name.toString() === "rel")!;
+  // Path names end with their NUL, as criu writes them.
+  const rel = usk.find((u) => u.name.toString() === "rel\0")!;
   assert.deepEqual([rel.name_dir, rel.deleted, rel.file_perms?.mode], [join(w.dir, "sub"), undefined, 0o140604], "the relative name and its directory");
-  assert.deepEqual(usk.filter((u) => u.deleted).map((u) => u.name.toString()).sort(), [join(w.dir, "gone/dsk"), join(w.dir, "repl")], "the removed names");
+  assert.deepEqual(usk.filter((u) => u.deleted).map((u) => u.name.toString()).sort(), [join(w.dir, "gone/dsk\0"), join(w.dir, "repl\0")], "the removed names");
 }
 
 test("sk-unix-scm: files in flight (a pipe, a file, a pair only in flight, a socket over itself, a cycle, an epoll), relative and removed names, closed peers, a socket connected to itself", () =>
@@ -140,7 +141,7 @@ test("sk-unix-ext dgram: a datagram socket sending to a server outside, with --e
     assertRefused(w, [], /External socket is used: fd \d+ of process \d+ \(unix datagram socket, inode \d+\) is connected to socket \d+ outside the dumped tree/);
     dumpWorkload(w, ["--ext-unix-sk"]);
     const ext = readImage(imagesDir(w), IMG.files).filter((f) => f.usk?.uflags === 1).map((f) => f.usk!);
-    assert.deepEqual(ext.map((u) => [u.type, u.state, u.name.toString()]), [[2, 10, path]], "the server's entry as criu writes it: USK_EXTERN, datagram, listening, its name");
+    assert.deepEqual(ext.map((u) => [u.type, u.state, u.name.toString()]), [[2, 10, `${path}\0`]], "the server's entry as criu writes it: USK_EXTERN, datagram, listening, its name");
     assert.deepEqual(critDecodeAll(imagesDir(w)), []);
     assert.throws(() => restoreWorkload(w), /External socket found in image: unix socket \d+ in task \d+ was connected to socket \d+ outside the tree\. Consider using the --ext-unix-sk option/);
     restoreWorkload(w, ["-x"]);

@@ -8,7 +8,7 @@
 // and removed until the kernel hands out the wanted number (the IN_IGNORED
 // events that leaves are read away). Events queued but not read at dump are
 // lost (CRIU drops them too).
-import { closeSync, openSync, readFileSync, statSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import type { RestoreRun } from "../context.js";
 import { restoreState, UnsupportedError } from "../context.js";
 import { fd_types, type fh_entry, type inotify_wd_entry } from "../../images/index.js";
@@ -70,8 +70,12 @@ function handleBytes(fh: fh_entry): Buffer {
   return b.subarray(0, fh.bytes);
 }
 
-/** Opens the watched inode from crest to check the handle still names it, linked somewhere. */
-function checkWatch(f: FdFacts, w: InotifyWatch, mounts: MountInfo[]): void {
+/**
+ * Opens the watched inode from crest to check the handle still names it,
+ * linked somewhere; returns its path, which criu's restore opens instead of
+ * the handle (crest's opens the handle).
+ */
+function checkWatch(f: FdFacts, w: InotifyWatch, mounts: MountInfo[]): string {
   const at = `${f.what} (inotify) watch ${w.wd} on inode ${w.ino} of device ${major(w.sdev)}:${minor(w.sdev)}`;
   const fh = w.fhandle;
   if (!fh) throw new UnsupportedError(`${at}: fdinfo shows no file handle (kernel without CONFIG_EXPORTFS?); crest cannot find the inode`);
@@ -87,6 +91,7 @@ function checkWatch(f: FdFacts, w: InotifyWatch, mounts: MountInfo[]): void {
       const st = statSync(`/proc/self/fd/${fd}`, { bigint: true });
       if (st.ino !== w.ino) throw new UnsupportedError(`${at}: its file handle opens inode ${st.ino} instead`);
       if (st.nlink === 0n) throw new UnsupportedError(`${at}: the watched file is deleted; a watch on a deleted file needs --link-remap, which crest does not support yet`);
+      return readlinkSync(`/proc/self/fd/${fd}`);
     } finally {
       closeSync(fd);
     }
@@ -102,11 +107,10 @@ export const inotifyKind: FileKind = {
   dump(f, run) {
     const mounts = crestMounts();
     const watches = [...f.info.inotifyWatches].sort((a, b) => a.wd - b.wd);
-    for (const w of watches) checkWatch(f, w, mounts);
     const id = run.nextId("file");
     const wd: inotify_wd_entry[] = watches.map((w) => ({
       id, i_ino: w.ino, mask: (w.mask & ~FS_EVENT_ON_CHILD) >>> 0, ignored_mask: w.ignoredMask, s_dev: w.sdev, wd: w.wd,
-      f_handle: { bytes: w.fhandle!.bytes, type: w.fhandle!.type, handle: handleWords(w.fhandle!.handle) },
+      f_handle: { bytes: w.fhandle!.bytes, type: w.fhandle!.type, handle: handleWords(w.fhandle!.handle), path: checkWatch(f, w, mounts) },
     }));
     run.files.push({ type: fd_types.INOTIFY, id, ify: { id, flags: f.info.flags & ~O.CLOEXEC, fown: f.fown, wd } });
     run.log.info(`${f.what}: inotify with ${wd.length} watch(es); events queued in it are not kept`);

@@ -19,11 +19,12 @@ import { is, isGuard, isSpecial, MAP_DROPPABLE, MAP_TYPE, protOf, subtract, VMA 
  */
 function sameObject(run: RestoreRun, a: vma_entry, b: vma_entry): boolean {
   if (a.shmid === b.shmid) return true;
-  if (is(a, VMA.FILE_PRIVATE) || is(a, VMA.FILE_SHARED)) return regFile(run, Number(a.shmid)).name === regFile(run, Number(b.shmid)).name;
+  // A memfd's mapping has a FILE_* bit too (criu sets both).
   if (is(a, VMA.MEMFD)) {
     const ma = run.files.get(Number(a.shmid))?.memfd, mb = run.files.get(Number(b.shmid))?.memfd;
     return !!ma && !!mb && ma.inode_id === mb.inode_id;
   }
+  if (is(a, VMA.FILE_PRIVATE) || is(a, VMA.FILE_SHARED)) return regFile(run, Number(a.shmid)).name === regFile(run, Number(b.shmid)).name;
   return false;
 }
 

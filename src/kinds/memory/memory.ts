@@ -62,10 +62,11 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
     flags: mapFlagsOf(m, where), fd: -1n, madv: vmFlagsToMadvise(m.vmFlags),
   };
   const special = (status: number): vma_entry => ({ ...base, flags: base.flags | MAP.ANONYMOUS, status });
+  // The kernel's own areas are anonymous private memory to criu too (it sets VMA_ANON_PRIVATE beside their bit).
   switch (m.path) {
-    case "[vsyscall]": return special(VMA.VSYSCALL);
-    case "[vdso]": return special(VMA.REGULAR | VMA.VDSO);
-    case "[vvar]": case "[vvar_vclock]": return special(VMA.REGULAR | VMA.VVAR);
+    case "[vsyscall]": return special(VMA.VSYSCALL | VMA.ANON_PRIVATE);
+    case "[vdso]": return special(VMA.REGULAR | VMA.VDSO | VMA.ANON_PRIVATE);
+    case "[vvar]": case "[vvar_vclock]": return special(VMA.REGULAR | VMA.VVAR | VMA.ANON_PRIVATE);
     case "[heap]": return special(VMA.REGULAR | VMA.HEAP | VMA.ANON_PRIVATE);
   }
   if (m.vmFlags.includes("ss")) throw new UnsupportedError(`${where} is a shadow stack; crest does not support CET shadow stacks yet`);
@@ -95,7 +96,8 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
   if (m.deleted && isMemfdPath(m.path)) {
     const flags = mapFileMode(via, m);
     const id = dumpMemfd(run, { via, path: m.path, pid: task.pid, flags, pos: 0n, fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 } });
-    return { ...base, shmid: BigInt(id), fdflags: flags, status: VMA.REGULAR | VMA.MEMFD };
+    // criu marks it a file mapping too (VMA_FILE_SHARED or _PRIVATE beside VMA_AREA_MEMFD).
+    return { ...base, shmid: BigInt(id), fdflags: flags, status: VMA.REGULAR | VMA.MEMFD | (m.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE) };
   }
   const fdflags = mapFileMode(via, m);
   // Deleted files (kept as ghosts, ghost.ts): two may have had the same path.
@@ -133,7 +135,9 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
     mm_arg_start: BigInt(st.argStart), mm_arg_end: BigInt(st.argEnd),
     mm_env_start: BigInt(st.envStart), mm_env_end: BigInt(st.envEnd),
     exe_file_id: exeId,
-    mm_saved_auxv: parseAuxv(readFileSync(`/proc/${pid}/auxv`)),
+    // Without its closing AT_NULL pair: criu on x86 takes at most 44 words (here, all before
+    // AT_NULL) and refuses more ("Image corrupted"); the kernel closes the vector itself.
+    mm_saved_auxv: parseAuxv(readFileSync(`/proc/${pid}/auxv`)).slice(0, -2),
     vmas,
     aios: [],
   };
@@ -146,8 +150,15 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
   try {
     vmas.forEach((v, i) => {
       const m = task.vmas[i]!;
+      // The vDSO's pages are dumped, as criu does (its restorer reads the dumped vDSO to compare
+      // it with the kernel's; PAGEMAP_SCAN does not report them); crest's restore ignores them.
+      if (is(v, VMA.VDSO)) {
+        pages.add(m.start, m.end - m.start, { kind: "vm" });
+        run.stats.pagesWritten += (m.end - m.start) / PAGE_SIZE;
+        return;
+      }
       // Shared file and memfd mappings live in their file.
-      if (isSpecial(v) || is(v, VMA.FILE_SHARED) || (is(v, VMA.MEMFD) && v.flags & MAP.SHARED)) return;
+      if (isSpecial(v) || is(v, VMA.FILE_SHARED)) return;
       if (is(v, VMA.SYSVIPC)) return;
       // A packet socket's rings: kept only if they never carried a packet (packet.ts).
       if (is(v, VMA.SOCKET)) return;
@@ -163,7 +174,23 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
     scanner.close();
     pages.close();
   }
+  task.mm.vmas = mergeVvar(vmas);
   task.pagemap = pages.entries;
+}
+
+/**
+ * [vvar] and [vvar_vclock] (Linux 6.13+) as one VVAR area, as criu 4.2 keeps
+ * them (it refuses a layout with two); the restore splits it again
+ * (placeSpecials).
+ */
+function mergeVvar(vmas: vma_entry[]): vma_entry[] {
+  const out: vma_entry[] = [];
+  for (const v of vmas) {
+    const prev = out[out.length - 1];
+    if (prev && is(prev, VMA.VVAR) && is(v, VMA.VVAR) && prev.end === v.start) out[out.length - 1] = { ...prev, end: v.end };
+    else out.push(v);
+  }
+  return out;
 }
 
 /**

@@ -1,0 +1,68 @@
+// npm run interop: crest and criu restoring each other's images.
+//
+// For each workload, three cycles on fresh processes: criu dumps and crest
+// restores, crest dumps and criu restores, and criu dumps and restores
+// itself. A workload checks its own state after the restore (PASS or what it
+// found wrong). crest must restore what criu dumped as well as criu does,
+// and criu must restore what crest dumped as well as it restores its own
+// images: a cycle with crest in it that fails where criu's own passes is a
+// defect of crest's, and the run exits 1. Where criu's own cycle fails too
+// (what criu does not keep: it cannot dump some of these workloads at all),
+// the row says so.
+//
+// criu is CREST_CRIU, or `criu` on PATH, and must pass `criu check` (Debian's
+// 3.17 does not on this kernel; docs/zdtm.md says how to build 4.2).
+import { spawnSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { CREST, finish, imagesDir, startWorkload, stop, waitTreeGone } from "../cr/harness.js";
+
+const CASES: Array<{ name: string; args?: string[]; extra?: string[] }> = [
+  { name: "sk-unix" }, { name: "sk-unix-scm" }, { name: "sk-inet", args: ["all"], extra: ["--tcp-established"] },
+  { name: "sk-netlink" }, { name: "sk-packet" }, { name: "tty-pty" }, { name: "files-pipes" }, { name: "threads", args: ["4"] },
+  { name: "signals" }, { name: "timers" }, { name: "fds-epoll" }, { name: "fds-inotify" }, { name: "maps-objects" },
+];
+
+const criu = process.env.CREST_CRIU ?? spawnSync("sh", ["-c", "command -v criu"], { encoding: "utf8" }).stdout.trim();
+if (!criu || spawnSync(criu, ["check"]).status !== 0) {
+  console.log(`interop: no working criu (CREST_CRIU=${process.env.CREST_CRIU ?? ""}, criu on PATH: ${criu || "none"}); nothing to compare`);
+  process.exit(0);
+}
+
+/** One cycle: `dumper` dumps a fresh workload, `restorer` restores it; the workload's verdict (first line) or what failed. */
+function cycle(c: (typeof CASES)[number], dumper: string, restorer: string): string {
+  const w = startWorkload(c.name, c.args ?? []);
+  try {
+    const dir = imagesDir(w, "imgs-interop");
+    mkdirSync(dir, { recursive: true });
+    const run = (bin: string, args: string[]) => spawnSync(bin, [...args, "-v4", ...(c.extra ?? [])], { encoding: "utf8" });
+    const d = run(dumper, ["dump", "-t", String(w.pid), "-D", dir, "-o", "dump.log"]);
+    if (d.status !== 0) return `dump failed (${dir}/dump.log)`;
+    waitTreeGone(w, dir);
+    const r = run(restorer, ["restore", "-D", dir, "-o", "restore.log", "-d"]);
+    if (r.status !== 0) return `restore failed (${dir}/restore.log)`;
+    try {
+      return finish(w).split("\n")[0]!;
+    } catch (e) {
+      return `no report from the workload (${(e as Error).message})`;
+    }
+  } finally {
+    stop(w);
+  }
+}
+
+const name = (bin: string) => (bin === CREST ? "crest" : "criu");
+let defects = 0;
+console.log(`criu: ${criu}\n`);
+for (const c of CASES) {
+  const own = cycle(c, criu, criu);
+  const pass = own === "PASS";
+  for (const [dumper, restorer] of [[criu, CREST], [CREST, criu]] as const) {
+    const got = cycle(c, dumper, restorer);
+    const bad = got !== "PASS" && pass;
+    if (bad) defects++;
+    const note = got === "PASS" ? "" : bad ? "  <- criu's own cycle passes" : `  (criu's own: ${own})`;
+    console.log(`${c.name.padEnd(14)} ${name(dumper)} dump, ${name(restorer)} restore: ${got}${note}`);
+  }
+}
+console.log(defects ? `\n${defects} cycle(s) with crest fail where criu's own passes` : "\nevery cycle with crest does as well as criu's own");
+process.exit(defects ? 1 : 0);
