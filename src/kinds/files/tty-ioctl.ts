@@ -42,6 +42,7 @@ export function ioctlSetInt(fd: number, req: number, value: number, what: string
  * and reads them so (the 19 bytes in the first five entries, the rest 0), so
  * that either tool restores the other's images.
  */
+/** criu writes 19 entries (its TERMIOS_NCC), as many as the kernel has control characters. */
 const CC_ENTRIES = TERMIOS.NCCS;
 
 function packCc(bytes: Uint8Array): number[] {

@@ -179,9 +179,9 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
 }
 
 /**
- * [vvar] and [vvar_vclock] (Linux 6.13+) as one VVAR area, as criu 4.2 keeps
- * them (it refuses a layout with two); the restore splits it again
- * (placeSpecials).
+ * [vvar] and [vvar_vclock] (Linux 6.13+) as one VVAR area, as criu 4.2
+ * writes them (its dump merges them); the restore splits it again as this
+ * kernel lays them out (placeSpecials).
  */
 function mergeVvar(vmas: vma_entry[]): vma_entry[] {
   const out: vma_entry[] = [];
