@@ -20,6 +20,7 @@ import { closeSync, constants, existsSync, fchmodSync, fchownSync, mkdirSync, op
 import { dumpState, restoreState, type DumpRun, type DumpTask, type RestoreRun, type RestoreTask, type TaskKind } from "../context.js";
 import { IMG, type cg_controller_entry, type cgroup_dir_entry, type cgroup_entry, type cgroup_perms, type cgroup_prop_entry } from "../../images/index.js";
 import { sleepMs } from "../../sys/syscalls.js";
+import { workPath } from "../../options.js";
 import { GLOBAL_V1_PROPS, GLOBAL_V2_PROPS, SPECIAL_PROPS, propLists, type PropLists } from "./props.js";
 import {
   DirForest, contains, controllerOf, hierarchiesOf, ifpriomapLines, membersOf, propValue, rewriteRoots, rootFor, sameMembers,
@@ -47,7 +48,7 @@ interface CgroupDump {
 
 const cgroupDump = dumpState<CgroupDump>("cgroups", (run) => {
   const o = run.opts.cgroups;
-  const file = o.propsFile !== undefined ? { path: o.propsFile, text: readFileSync(o.propsFile, "utf8") } : undefined;
+  const file = o.propsFile !== undefined ? { path: o.propsFile, text: readFileSync(workPath(run.opts, o.propsFile), "utf8") } : undefined;
   const self = readFileSync("/proc/self/cgroup", "utf8");
   return {
     sets: [{ id: 1, members: membersOf(self, o.dumpControllers) }],
@@ -102,7 +103,7 @@ function walk(root: string, path: string, ctl: DumpController, lists: PropLists)
 /** A new set of the tree: the hierarchies its cgroups are in, walked from each (unless cgroups are ignored). */
 function collect(run: DumpRun, st: CgroupDump, members: readonly Member[], what: string): void {
   const o = run.opts.cgroups;
-  const hier = new Hierarchies(o.yard);
+  const hier = new Hierarchies(o.yard !== undefined ? workPath(run.opts, o.yard) : undefined);
   try {
     for (const m of members) {
       let ctl = st.controllers.find((c) => contains(c.cnames, m.name));
@@ -173,7 +174,7 @@ interface CgroupRestore {
 }
 
 const cgroupRestore = restoreState<CgroupRestore>("cgroups", (run) => ({
-  hier: new Hierarchies(run.opts.cgroups.yard), created: [], done: false,
+  hier: new Hierarchies(run.opts.cgroups.yard !== undefined ? workPath(run.opts, run.opts.cgroups.yard) : undefined), created: [], done: false,
 }));
 
 /** A thread's set: thread_core's, else the older task_core one. */

@@ -8,7 +8,7 @@
 // that state as freezer.state for the restore.
 import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import type { Logger } from "../../log.js";
-import type { Options } from "../../options.js";
+import { workPath, type Options } from "../../options.js";
 import { Tracee, TraceError } from "../../remote/tracee.js";
 import { ESRCH } from "../../sys/errno.js";
 import { sleepMs } from "../../sys/syscalls.js";
@@ -57,7 +57,7 @@ function threadsIn(f: Freezer, dir = f.path): number[] {
  * returns the threads seized, by tid, each with its interrupt pending.
  */
 export function freezeCgroup(opts: Options, log: Logger, seizeOptions: number, timeoutSec: number): Map<number, Tracee> {
-  const f = freezerOf(opts.cgroups.freeze!);
+  const f = freezerOf(workPath(opts, opts.cgroups.freeze!));
   const before = stateOf(f);
   original.set(opts, before === "THAWED" ? "THAWED" : "FROZEN");
   const seized = new Map<number, Tracee>();
@@ -119,7 +119,7 @@ export function releaseSeized(seized: Map<number, Tracee>, log?: Logger): void {
 export function restoreFreezerState(opts: Options, log: Logger): void {
   if (opts.cgroups.freeze === undefined || original.get(opts) !== "FROZEN") return;
   try {
-    write(freezerOf(opts.cgroups.freeze), "FROZEN");
+    write(freezerOf(workPath(opts, opts.cgroups.freeze)), "FROZEN");
   } catch (e) {
     log.error(`could not freeze ${opts.cgroups.freeze} again: ${(e as Error).message}`);
   }
