@@ -11,7 +11,7 @@
 // freezes the tree through a v1 or v2 freezer while it is seized.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readImage, IMG, type cgroup_dir_entry } from "../../src/images/index.js";
 import {
@@ -250,6 +250,29 @@ for (const v of ["v1", "v2"] as const) {
     }
   });
 }
+
+test("cgroups: a tree in its own cgroup namespace, rooted at its cgroups: the namespace comes back rooted there", { skip }, () => {
+  const c = makeCgroups();
+  const w = startWorkload("cgroups", ["--cgns", `${c.mem}/cgroup.procs`, `${c.pids}/cgroup.procs`, `${c.v2}/cgroup.procs`, "--", `${c.kid}/cgroup.procs`]);
+  const ns = (pid: number | "self") => readlinkSync(`/proc/${pid}/ns/cgroup`);
+  try {
+    assert.notEqual(ns(w.pid), ns("self"));
+    const before = placed(w.pid);
+    dumpWorkload(w);
+    const [cg] = readImage(imagesDir(w), IMG.cgroup);
+    const root = cg!.sets.find((s) => s.id === readImage(imagesDir(w), IMG.core, w.pid)[0]!.thread_core!.cg_set)!;
+    const mem = root.ctls.find((m) => m.name === "memory")!;
+    assert.equal(mem.path.slice(0, mem.cgns_prefix), `/${c.name}/app`, "the namespace's root, as criu's cgns_prefix");
+    removeCgroups(c);
+    restoreWorkload(w);
+    assert.deepEqual(placed(w.pid), before, "seen from crest's namespace: the same cgroups");
+    assert.notEqual(ns(w.pid), ns("self"), "in a cgroup namespace of its own");
+    assert.equal(finish(w), "PASS", "seen from inside: the same paths as before the dump");
+  } finally {
+    stop(w);
+    removeCgroups(c);
+  }
+});
 
 test("cgroups: the workload's check fails when a task is not back in its cgroup (sabotage 1)", { skip }, () => {
   const c = makeCgroups();

@@ -3,7 +3,9 @@
  * process writes its PID into each PROCS file (a cgroup.procs of a v1 or v2
  * cgroup the test made), forks a child that writes its own PID into each
  * CHILD_PROCS (a second cgroup set in the tree), and both record their
- * /proc/self/cgroup. The child then waits on a pipe.
+ * /proc/self/cgroup. The child then waits on a pipe. With `--cgns` first,
+ * the parent unshares its cgroup namespace once in its cgroups (before the
+ * fork): both then see their cgroups from inside it.
  *
  * After SIGTERM both read /proc/self/cgroup again and compare it line by
  * line with what they recorded (the child exits 1 on a difference, which
@@ -19,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,18 +46,26 @@ static int enter(const char *procs, pid_t pid)
 int main(int argc, char **argv)
 {
 	static char mine[4096], kids[4096], now[4096];
-	int i, sep = argc, go[2], kid_status;
+	int i, sep = argc, go[2], kid_status, first = 2, cgns = 0;
 	pid_t kid;
 
 	wl_init(argc, argv, "cgroups");
-	for (i = 2; i < argc; i++)
+	if (argc > 2 && !strcmp(argv[2], "--cgns")) {
+		cgns = 1;
+		first = 3;
+	}
+	for (i = first; i < argc; i++)
 		if (!strcmp(argv[i], "--"))
 			sep = i;
-	for (i = 2; i < sep; i++)
+	for (i = first; i < sep; i++)
 		if (enter(argv[i], getpid())) {
 			fail("enter %s: %s", argv[i], strerror(errno));
 			return wl_done();
 		}
+	if (cgns && unshare(CLONE_NEWCGROUP)) {
+		fail("unshare(CLONE_NEWCGROUP): %s", strerror(errno));
+		return wl_done();
+	}
 	if (wl_read_into("/proc/self/cgroup", mine, sizeof(mine)) < 0 || pipe(go)) {
 		fail("setup: %s", strerror(errno));
 		return wl_done();
@@ -95,7 +106,7 @@ int main(int argc, char **argv)
 	if (wl_sabotage() == 1) {
 		char dir[4096], up[4200];
 
-		snprintf(dir, sizeof(dir), "%s", argv[2]);
+		snprintf(dir, sizeof(dir), "%s", argv[first]);
 		snprintf(up, sizeof(up), "%s/cgroup.procs", dirname(dirname(dir)));
 		if (enter(up, getpid()))
 			fail("sabotage: enter %s: %s", up, strerror(errno));

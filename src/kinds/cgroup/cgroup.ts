@@ -20,11 +20,13 @@ import { closeSync, constants, existsSync, fchmodSync, fchownSync, mkdirSync, op
 import { dumpState, restoreState, type DumpRun, type DumpTask, type RestoreRun, type RestoreTask, type TaskKind } from "../context.js";
 import { IMG, type cg_controller_entry, type cgroup_dir_entry, type cgroup_entry, type cgroup_perms, type cgroup_prop_entry } from "../../images/index.js";
 import { sleepMs } from "../../sys/syscalls.js";
+import { inNamespaceOf } from "../../sys/namespace.js";
+import { CLONE, SYS } from "../../sys/constants.js";
 import { workPath } from "../../options.js";
 import { GLOBAL_V1_PROPS, GLOBAL_V2_PROPS, SPECIAL_PROPS, propLists, type PropLists } from "./props.js";
 import {
-  DirForest, contains, controllerOf, hierarchiesOf, ifpriomapLines, membersOf, propValue, rewriteRoots, rootFor, sameMembers,
-  setById, subtreeControlWrite, type Member,
+  DirForest, contains, controllerOf, copyPrefixes, hierarchiesOf, ifpriomapLines, membersOf, propValue, rewriteRoots, rootFor, sameMembers,
+  setById, setPrefixes, subtreeControlWrite, type Member,
 } from "./sets.js";
 import { Hierarchies } from "./hierarchy.js";
 import { originalFreezerState } from "./freezer.js";
@@ -133,14 +135,23 @@ function collect(run: DumpRun, st: CgroupDump, members: readonly Member[], what:
 
 function dumpTask(task: DumpTask, run: DumpRun): void {
   const st = run.state(cgroupDump);
+  const controllers = run.opts.cgroups.dumpControllers;
   task.threads.forEach((t, i) => {
-    const members = membersOf(readFileSync(`/proc/${task.pid}/task/${t.tid}/cgroup`, "utf8"), run.opts.cgroups.dumpControllers);
+    const file = `/proc/${task.pid}/task/${t.tid}/cgroup`;
+    const members = membersOf(readFileSync(file, "utf8"), controllers);
+    const what = `thread ${t.tid} of process ${task.pid}`;
+    if (task === run.root && run.ownNamespaces.has("cgroup")) {
+      // The root's view from inside its cgroup namespace says where that is rooted.
+      setPrefixes(members, membersOf(inNamespaceOf(task.pid, "cgroup", () => readFileSync(file, "utf8")), controllers), what);
+    } else if (task !== run.root && st.rootSet !== undefined) {
+      copyPrefixes(members, st.sets.find((s) => s.id === st.rootSet)!.members, what);
+    }
     let set = st.sets.find((s) => sameMembers(s.members, members));
     if (!set) {
       set = { id: st.sets.length + 1, members };
       st.sets.push(set);
       run.log.info(`Cgroup set ${set.id}: ${members.map((m) => `${m.name || "(v2)"}:${m.path}`).join(" ")}`);
-      collect(run, st, members, `thread ${t.tid} of process ${task.pid}`);
+      collect(run, st, members, what);
     }
     if (task === run.root && i === 0) st.rootSet = set.id;
     task.core[i]!.thread_core!.cg_set = set.id;
@@ -155,7 +166,9 @@ function finishDump(run: DumpRun): void {
     return;
   }
   const cg: cgroup_entry = {
-    sets: st.sets.filter((s) => s.id !== st.crestSet).map((s) => ({ id: s.id, ctls: s.members.map((m) => ({ name: m.name, path: m.path })) })),
+    sets: st.sets.filter((s) => s.id !== st.crestSet).map((s) => ({
+      id: s.id, ctls: s.members.map((m) => ({ name: m.name, path: m.path, ...(m.cgns_prefix ? { cgns_prefix: m.cgns_prefix } : {}) })),
+    })),
     controllers: st.controllers.map((c) => ({ cnames: c.cnames, dirs: c.forest.heads.map((h) => h.entry), is_threaded: c.threaded })),
   };
   run.images.write(IMG.cgroup, undefined, [cg]);
@@ -333,6 +346,31 @@ function moveInto(run: RestoreRun, st: CgroupRestore, id: number, id2pid: number
   }
 }
 
+/**
+ * The root's cgroup namespace (criu's prepare_cgns): a namespace is rooted
+ * at the cgroup its creator is in when it unshares, so the root enters the
+ * cgroups above its namespace's root first, unshares (an injected unshare:
+ * only the task itself can), and then goes on into its own cgroups; its
+ * children inherit the namespace.
+ */
+function enterCgns(run: RestoreRun, st: CgroupRestore, task: RestoreTask, id: number): void {
+  const set = setById(st.cg!, id);
+  const prefixed = set?.ctls.filter((m) => m.cgns_prefix) ?? [];
+  if (!prefixed.length) return;
+  for (const m of prefixed) {
+    const ctl = controllerOf(st.cg!.controllers, m)!;
+    const top = m.path.slice(0, m.cgns_prefix);
+    run.log.info(`Cgroup namespace of process ${task.vpid} rooted at ${shownPath(ctl, top)}`);
+    const dir = `${st.hier.rootOf(ctl.cnames)}${top === "/" ? "" : top}`;
+    try {
+      writeProp(`${dir}/cgroup.procs`, String(task.pid), "");
+    } catch (e) {
+      throw new Error(`cannot move process ${task.vpid} into ${shownPath(ctl, top)}, the root of its cgroup namespace: ${(e as Error).message.replace(/^cannot write "\d+" to : /, "")}`);
+    }
+  }
+  task.remotes[0]!.call(`unshare the cgroup namespace of process ${task.vpid}`, SYS.unshare, CLONE.NEWCGROUP);
+}
+
 /** Creates the dumped directories (the first thing the restore does once the root stub exists) and arranges their removal if it fails. */
 function prepare(run: RestoreRun, st: CgroupRestore): void {
   run.cleanup.push(() => {
@@ -390,6 +428,7 @@ export const cgroupKind: TaskKind = {
     if (task === run.tasks[0]) prepare(run, st);
     const id = cgSetOf(task);
     if (!id) return;
+    if (task === run.tasks[0] && id !== run.inventory.root_cg_set) enterCgns(run, st, task, id);
     let up = task.parent;
     while (up && !cgSetOf(up)) up = up.parent;
     const from = up ? cgSetOf(up) : run.inventory.root_cg_set;

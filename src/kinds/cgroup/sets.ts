@@ -15,6 +15,8 @@ import type { CgroupRoot } from "../../options.js";
 export interface Member {
   name: string;
   path: string;
+  /** Under a cgroup namespace: the length of path's part above the namespace's root (criu's cgns_prefix). */
+  cgns_prefix?: number;
 }
 
 /** criu's strcmp order of controller names (ASCII: code units compare the same). */
@@ -29,7 +31,36 @@ export function membersOf(text: string, dumpControllers: readonly string[]): Mem
 }
 
 export const sameMembers = (a: readonly Member[], b: readonly Member[]): boolean =>
-  a.length === b.length && a.every((m, i) => m.name === b[i]!.name && m.path === b[i]!.path);
+  a.length === b.length && a.every((m, i) => m.name === b[i]!.name && m.path === b[i]!.path && (m.cgns_prefix ?? 0) === (b[i]!.cgns_prefix ?? 0));
+
+/**
+ * Where a task's cgroup namespace is rooted, from its cgroups as crest sees
+ * them (outer) and as the task itself does (inner, read from inside its
+ * namespace): for each controller whose paths differ, the inner path must
+ * end the outer one, and what comes before it (without its trailing '/')
+ * is the namespace's root: cgns_prefix is its length.
+ */
+export function setPrefixes(outer: Member[], inner: readonly Member[], what: string): void {
+  for (const m of outer) {
+    const i = inner.find((x) => x.name === m.name);
+    if (!i || i.path === m.path) continue;
+    const tail = i.path.slice(1);
+    if (!m.path.endsWith(tail)) throw new Error(`${what}: invalid cgroup configuration, ${i.path} (seen from its cgroup namespace) does not end ${m.name || "(v2)"}:${m.path}`);
+    let at = m.path.length - tail.length;
+    if (m.path[at - 1] === "/") at--;
+    m.cgns_prefix = at;
+  }
+}
+
+/** A task of the tree other than its root: in the root's cgroup namespace, its prefixes are the root's (criu allows no nesting). */
+export function copyPrefixes(members: Member[], root: readonly Member[], what: string): void {
+  for (const m of members) {
+    const r = root.find((x) => x.name === m.name);
+    if (!r?.cgns_prefix) continue;
+    if (m.path.length < r.cgns_prefix) throw new Error(`${what}: the cgroup ${m.name || "(v2)"}:${m.path} is shorter than its namespace's root (${r.cgns_prefix} characters)`);
+    m.cgns_prefix = r.cgns_prefix;
+  }
+}
 
 /**
  * The hierarchies crest itself is in, as criu's collect_controllers: each
