@@ -13,9 +13,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { spawnSync } from "node:child_process";
 import { readImage, IMG, type cgroup_dir_entry } from "../../src/images/index.js";
 import {
-  alive, critDecodeAll, crest, dumpLog, dumpWorkload, finish, imagesDir, procState, restoreWorkload, startWorkload, stop, waitFor, type Workload,
+  alive, CREST, critDecodeAll, crest, dumpLog, dumpWorkload, finish, imagesDir, procState, restoreWorkload, startWorkload, stop, waitFor, waitTreeGone,
+  type Workload,
 } from "./harness.js";
 
 const CG = "/sys/fs/cgroup";
@@ -271,6 +273,38 @@ test("cgroups: a tree in its own cgroup namespace, rooted at its cgroups: the na
   } finally {
     stop(w);
     removeCgroups(c);
+  }
+});
+
+/** Runs a python script with Debian's pycriu (a client nobody wrote for crest); returns its stdout. */
+function pycriu(script: string, args: string[]): string {
+  const r = spawnSync("/usr/bin/python3", ["-c", `import sys, os\nsys.path.insert(0, "/usr/lib/python3/dist-packages")\nimport pycriu\n${script}`, ...args], { encoding: "utf8" });
+  assert.equal(r.status, 0, `python failed: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+test("cgroups over RPC as runc asks (manage_cgroups, manage_cgroups_mode FULL, freeze_cgroup): into bare existing directories, the limits back", { skip }, () => {
+  const c = makeCgroups();
+  const fz = `${CG}/freezer/${c.name}`;
+  mkdirSync(fz);
+  const w = startWorkload("cgroups", [`${c.mem}/cgroup.procs`, `${c.pids}/cgroup.procs`, `${fz}/cgroup.procs`, "--", `${c.kid}/cgroup.procs`]);
+  const client = `c = pycriu.criu()\nc.use_binary("${CREST}")\nc.opts.images_dir_fd = os.open(sys.argv[1], os.O_DIRECTORY)\nc.opts.log_level = 4\nc.opts.manage_cgroups = True\nc.opts.manage_cgroups_mode = 4\n`;
+  try {
+    mkdirSync(imagesDir(w), { recursive: true });
+    assert.equal(pycriu(`${client}c.opts.pid = ${w.pid}\nc.opts.log_file = "dump.log"\nc.opts.freeze_cgroup = sys.argv[2]\nprint(c.dump().restored)`, [imagesDir(w), fz]), "False");
+    assert.match(dumpLog(w), /Seized 2 thread\(s\) of freezer cgroup/);
+    waitTreeGone(w, imagesDir(w));
+    removeCgroups(c);
+    mkdirAll(c, false);
+    const pid = pycriu(`${client}c.opts.log_file = "restore.log"\nprint(c.restore().pid)`, [imagesDir(w)]);
+    assert.equal(Number(pid), w.pid);
+    assert.deepEqual(limitsOf(c), LIMITS, "FULL: the dumped limits on directories that were there");
+    assert.equal(readFileSync(`${fz}/freezer.state`, "utf8").trim(), "THAWED");
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+    removeCgroups(c);
+    rmTree(fz);
   }
 });
 
