@@ -17,7 +17,7 @@
 // the tasks where the restore puts them. A failed restore removes the
 // directories it created.
 import { closeSync, constants, existsSync, fchmodSync, fchownSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmdirSync, statSync, writeSync } from "node:fs";
-import { dumpState, restoreState, type DumpRun, type DumpTask, type RestoreRun, type RestoreTask, type TaskKind } from "../context.js";
+import { dumpState, restoreState, UnsupportedError, type DumpRun, type DumpTask, type RestoreRun, type RestoreTask, type TaskKind } from "../context.js";
 import { IMG, type cg_controller_entry, type cgroup_dir_entry, type cgroup_entry, type cgroup_perms, type cgroup_prop_entry } from "../../images/index.js";
 import { sleepMs } from "../../sys/syscalls.js";
 import { inNamespaceOf } from "../../sys/namespace.js";
@@ -143,6 +143,10 @@ function dumpTask(task: DumpTask, run: DumpRun): void {
     if (task === run.root && run.ownNamespaces.has("cgroup")) {
       // The root's view from inside its cgroup namespace says where that is rooted.
       setPrefixes(members, membersOf(inNamespaceOf(task.pid, "cgroup", () => readFileSync(file, "utf8")), controllers), what);
+      // Rooted where crest's own is, a namespace leaves no trace in the paths: criu restores the tree without it; crest says so instead.
+      if (i === 0 && !members.some((m) => m.cgns_prefix)) {
+        throw new UnsupportedError(`process ${task.pid} is in a cgroup namespace of its own rooted where crest's is (its cgroups look the same from inside): crest, as criu, can only recreate a cgroup namespace rooted below crest's; dump it from inside that namespace, or unshare it in the task's own cgroup`);
+      }
     } else if (task !== run.root && st.rootSet !== undefined) {
       copyPrefixes(members, st.sets.find((s) => s.id === st.rootSet)!.members, what);
     }
