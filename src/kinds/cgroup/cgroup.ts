@@ -18,7 +18,7 @@
 // directories it created.
 import { closeSync, constants, existsSync, fchmodSync, fchownSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmdirSync, statSync, writeSync } from "node:fs";
 import { dumpState, restoreState, UnsupportedError, type DumpRun, type DumpTask, type RestoreRun, type RestoreTask, type TaskKind } from "../context.js";
-import { IMG, type cg_controller_entry, type cgroup_dir_entry, type cgroup_entry, type cgroup_perms, type cgroup_prop_entry } from "../../images/index.js";
+import { IMG, type cg_controller_entry, type cg_set_entry, type cgroup_dir_entry, type cgroup_entry, type cgroup_perms, type cgroup_prop_entry } from "../../images/index.js";
 import { sleepMs } from "../../sys/syscalls.js";
 import { inNamespaceOf } from "../../sys/namespace.js";
 import { CLONE, SYS } from "../../sys/constants.js";
@@ -332,11 +332,22 @@ function restoreProps(st: CgroupRestore, ctl: cg_controller_entry, root: string,
   }
 }
 
+/**
+ * A set by id; the dumper's own set (inventory.root_cg_set), which is not in
+ * the image, is the restorer's own cgroups now: a task that was where the
+ * dumper was goes where the restorer is (criu fails to find that set).
+ */
+function setOf(run: RestoreRun, st: CgroupRestore, id: number): cg_set_entry | undefined {
+  if (id !== run.inventory.root_cg_set) return setById(st.cg!, id);
+  const own = membersOf(readFileSync("/proc/self/cgroup", "utf8"), []).filter((m) => controllerOf(st.cg!.controllers, m));
+  return { id, ctls: own.map((m) => ({ name: m.name, path: m.path })) };
+}
+
 /** Writes pid (or a thread's tid, into `file`) into every cgroup of a set that differs from `from`. */
 function moveInto(run: RestoreRun, st: CgroupRestore, id: number, id2pid: number, what: string, file: (v2: boolean) => string, from?: number): void {
-  const set = setById(st.cg!, id);
+  const set = setOf(run, st, id);
   if (!set) throw new Error(`${what}: cgroup set ${id} is not in ${run.images.name(IMG.cgroup)}`);
-  const before = from !== undefined ? setById(st.cg!, from) : undefined;
+  const before = from !== undefined ? setOf(run, st, from) : undefined;
   for (const m of set.ctls) {
     if (before?.ctls.some((b) => b.name === m.name && b.path === m.path)) continue;
     const ctl = controllerOf(st.cg!.controllers, m)!;
