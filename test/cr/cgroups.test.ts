@@ -11,11 +11,11 @@
 // freezes the tree through a v1 or v2 freezer while it is seized.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import { readImage, IMG, type cgroup_dir_entry } from "../../src/images/index.js";
-import { membersOf } from "../../src/kinds/cgroup/sets.js";
+import { membersOf, yardName } from "../../src/kinds/cgroup/sets.js";
 import {
   alive, assertDumpRefused, CREST, critDecodeAll, crest, dumpLog, dumpWorkload, finish, imagesDir, procState, restoreWorkload, startWorkload, stop, waitFor, waitTreeGone,
   type Workload,
@@ -153,6 +153,62 @@ test("cgroups: a child where the dumper was (not in cgroup.img) goes where the r
     assert.equal(finish(w), "PASS");
   } finally {
     stop(w);
+    removeCgroups(c);
+  }
+});
+
+test("cgroups: --cgroup-dump-controller keeps only the controllers named, --cgroup-props replaces a controller's property list", { skip }, () => {
+  const c = makeCgroups();
+  const w = start(c);
+  try {
+    dumpWorkload(w, ["--cgroup-dump-controller", "memory", "--cgroup-dump-controller", "pids", "--cgroup-props", '"memory":\n - "strategy": "replace"\n - "properties": ["memory.swappiness"]\n']);
+    const [cg] = readImage(imagesDir(w), IMG.cgroup);
+    assert.deepEqual(cg!.controllers.map((x) => x.cnames.join(",")).sort(), ["memory", "pids"]);
+    assert.ok(cg!.sets.every((s) => s.ctls.every((m) => m.name === "memory" || m.name === "pids")));
+    const app = dirAt(cg!.controllers.find((x) => x.cnames[0] === "memory")!.dirs, `${c.name}/app`)!;
+    assert.deepEqual(app.properties.map((p) => p.name), ["memory.swappiness", "cgroup.clone_children", "notify_on_release", "cgroup.procs", "tasks"]);
+    removeCgroups(c);
+    restoreWorkload(w);
+    const lines = placed(w.pid);
+    assert.ok(lines.some((l) => l.endsWith(`:memory:/${c.name}/app`)) && lines.some((l) => l.endsWith(`:pids:/${c.name}`)), lines.join(" "));
+    assert.ok(!existsSync(c.v2), "the v2 cgroup was not dumped, nor made");
+    assert.equal(readFileSync(`${c.mem}/memory.limit_in_bytes`, "utf8").trim(), "9223372036854771712", "no limit kept");
+  } finally {
+    stop(w);
+    removeCgroups(c);
+  }
+});
+
+test("cgroups: --cgroup-yard, the hierarchies mounted by the caller (criu's names: unified, systemd, cpu,cpuacct)", { skip }, () => {
+  const c = makeCgroups();
+  const yard = mkdtempSync("/tmp/crest-cgyard-");
+  const mounted: string[] = [];
+  const sh = (cmd: string[]) => assert.equal(spawnSync(cmd[0]!, cmd.slice(1)).status, 0, cmd.join(" "));
+  sh(["mount", "-t", "tmpfs", "crest_yard", yard]);
+  const w = start(c);
+  try {
+    // An empty yard: the dump says which hierarchy is missing there, and the tree runs on.
+    const empty = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump-empty-yard.log", "--cgroup-yard", yard]);
+    assert.equal(empty.code, 1);
+    assert.match(empty.stderr, /--cgroup-yard \S+: \S+ does not exist; mount the \S+ hierarchy there first/);
+    assert.equal(procState(w.pid).tracer, 0);
+    for (const m of membersOf(readFileSync("/proc/self/cgroup", "utf8"), [])) {
+      const dir = `${yard}/${yardName(m.name === "" ? [""] : m.name.split(","))}`;
+      mkdirSync(dir);
+      if (m.name === "") sh(["mount", "-t", "cgroup2", "none", dir]);
+      else sh(["mount", "-t", "cgroup", "none", dir, "-o", m.name.startsWith("name=") ? `none,${m.name}` : m.name]);
+      mounted.push(dir);
+    }
+    dumpWorkload(w, ["--cgroup-yard", yard]);
+    removeCgroups(c);
+    restoreWorkload(w, ["--cgroup-yard", yard]);
+    assert.deepEqual(limitsOf(c), LIMITS);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+    for (const d of mounted) spawnSync("umount", [d]);
+    spawnSync("umount", [yard]);
+    rmdirSync(yard);
     removeCgroups(c);
   }
 });
