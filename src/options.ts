@@ -119,6 +119,33 @@ export interface FeatureOptions {
   orphanPtsMaster: boolean;
 }
 
+/** criu's --manage-cgroups modes: what a restore does with the dumped cgroup directories and their properties. */
+export type CgroupMode = "ignore" | "none" | "props" | "soft" | "full" | "strict";
+export const CGROUP_MODES: readonly CgroupMode[] = ["ignore", "none", "props", "soft", "full", "strict"];
+
+/** A --cgroup-root: where a controller's (or, without one, every controller's) dumped root goes. */
+export interface CgroupRoot {
+  controller?: string;
+  path: string;
+}
+
+/** Cgroups (criu's --manage-cgroups, --cgroup-root, --cgroup-yard, --cgroup-props*, --cgroup-dump-controller, --freeze-cgroup). */
+export interface CgroupOptions {
+  /** soft by default, as criu: directories crest creates get their properties, existing ones are left alone. */
+  mode: CgroupMode;
+  /** --cgroup-root [CONTROLLER:]/PATH (repeatable). */
+  roots: CgroupRoot[];
+  /** --cgroup-yard DIR: the hierarchies are mounted there already, one directory each (criu's names). */
+  yard?: string;
+  /** --cgroup-props TEXT and --cgroup-props-file FILE: more properties to dump, criu's YAML-like format. */
+  props?: string;
+  propsFile?: string;
+  /** --cgroup-dump-controller NAME (repeatable): only these controllers are dumped. */
+  dumpControllers: string[];
+  /** --freeze-cgroup PATH: the dump freezes the tree through this freezer cgroup first. */
+  freeze?: string;
+}
+
 export interface ConfigOptions {
   /** --no-default-config was given: /etc/criu/default.conf and ~/.criu/default.conf are not read. */
   noDefault: boolean;
@@ -148,6 +175,7 @@ export interface Options {
   /** --action-script (repeatable): run for each hook with CRTOOLS_SCRIPT_ACTION set. */
   actionScripts: string[];
   config: ConfigOptions;
+  cgroups: CgroupOptions;
 }
 
 export function defaultOptions(command: Command): Options {
@@ -166,6 +194,7 @@ export function defaultOptions(command: Command): Options {
     service: {},
     actionScripts: [],
     config: { noDefault: false },
+    cgroups: { mode: "soft", roots: [], dumpControllers: [] },
   };
 }
 

@@ -65,7 +65,6 @@ export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
   tun: { crest: "crest does not checkpoint tun devices", criu: "criu checkpoints tun and tap devices with it" },
   tun_ns: { crest: "crest does not checkpoint tun devices", criu: "criu checkpoints tun devices of other network namespaces with it" },
   userns: { crest: "crest does not checkpoint user namespaces yet", criu: "criu checkpoints user namespaces with it" },
-  cgroupns: { crest: "crest does not checkpoint cgroup namespaces yet", criu: "criu checkpoints cgroup namespaces with it" },
   autofs: { crest: MOUNTS, criu: "criu restores autofs mounts with it" },
   compat_cr: { crest: "crest does not checkpoint 32-bit tasks", criu: "criu checkpoints 32-bit (ia32 and x32) tasks with it", fact: null },
   uffd: { crest: LAZY, criu: "criu's lazy restore needs it" },

@@ -239,7 +239,7 @@ export const SYSTEM_PROBES = [
   {
     id: "cgroupns",
     category: "extra",
-    breaks: "cgroup namespaces cannot be checkpointed; crest refuses them so far",
+    breaks: "cgroup namespaces cannot be checkpointed",
     run: () => fileExists("/proc/self/ns/cgroup", "cgroup namespaces are not supported by this kernel"),
   },
   {

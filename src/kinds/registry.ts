@@ -19,6 +19,7 @@ import { ttySessionKind } from "./files/tty-session.js";
 import { pidNamespaceKind } from "./namespaces/pid.js";
 import { utsNamespaceKind } from "./namespaces/uts.js";
 import { ipcNamespaceKind } from "./namespaces/ipc.js";
+import { cgroupKind, cgroupThreadsKind } from "./cgroup/cgroup.js";
 
 /**
  * The tree's own namespaces. On dump they are read once every task is
@@ -35,11 +36,13 @@ export const NAMESPACE_KINDS: readonly TaskKind[] = [pidNamespaceKind, utsNamesp
  */
 export const DUMP_KINDS: readonly TaskKind[] = [
   regsKind, memoryKind, credsKind, propsKind, schedKind, signalsKind, timersKind, rlimitsKind, seccompKind, fsKind, filesKind, fileLocksKind, ttySessionKind,
-  ...NAMESPACE_KINDS,
+  cgroupKind, ...NAMESPACE_KINDS,
 ];
 
 /**
- * Restore order: memory as each task is born (it replaces the stub's
+ * Restore order: cgroups first as each task is born (its memory is charged
+ * there, its children inherit them; their threads follow theirs once made);
+ * memory as each task is born (it replaces the stub's
  * address space and sets up crest's scratch page; children inherit it);
  * then, once the tree exists, the threads (they share the scratch page);
  * files before fs (paths are opened from crest's root and cwd); everything
@@ -47,5 +50,5 @@ export const DUMP_KINDS: readonly TaskKind[] = [
  * rseq) last.
  */
 export const TASK_RESTORE_KINDS: readonly TaskKind[] = [
-  memoryKind, ttySessionKind, threadsKind, filesKind, fileLocksKind, fsKind, propsKind, schedKind, signalsKind, timersKind, rlimitsKind, seccompKind, credsKind, regsKind,
+  cgroupKind, memoryKind, ttySessionKind, threadsKind, cgroupThreadsKind, filesKind, fileLocksKind, fsKind, propsKind, schedKind, signalsKind, timersKind, rlimitsKind, seccompKind, credsKind, regsKind,
 ];

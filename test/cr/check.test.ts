@@ -71,7 +71,7 @@ const FEATURES_HERE: Record<FeatureName, true | RegExp> = {
   seccomp_suspend: true,
   seccomp_filters: true,
   loginuid: true, // restored by the props kind
-  cgroupns: /^crest does not checkpoint cgroup namespaces yet: /,
+  cgroupns: true, // the cgroup kind keeps a cgroup namespace rooted below crest's (criu's cgns_prefix)
   autofs: MOUNTS /* and the kernel has no autofs either */,
   tcp_half_closed: true, // closing TCP states are repaired
   compat_cr: /^crest does not checkpoint 32-bit tasks: /,

@@ -13,13 +13,39 @@
 // criu is CREST_CRIU, or `criu` on PATH, and must pass `criu check` (Debian's
 // 3.17 does not on this kernel; docs/zdtm.md says how to build 4.2).
 import { spawnSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, rmdirSync, writeFileSync } from "node:fs";
 import { CREST, finish, imagesDir, startWorkload, stop, waitTreeGone } from "../cr/harness.js";
 
-const CASES: Array<{ name: string; args?: string[]; extra?: string[] }> = [
+/**
+ * The cgroups workload's cgroups (v1 memory with a limit and a child's
+ * cgroup below, v1 pids with a limit, a v2 one), made before it starts and
+ * removed once it is dumped, so that the restorer makes them again.
+ */
+function cgroupsFor(tag: string): { args: string[]; remove: () => void } {
+  const cg = "/sys/fs/cgroup", name = `crest-interop-${process.pid}-${tag}`;
+  const app = `${cg}/memory/${name}/app`, pids = `${cg}/pids/${name}`, v2 = `${cg}/unified/${name}`;
+  for (const d of [`${app}/kid`, pids, v2]) mkdirSync(d, { recursive: true });
+  writeFileSync(`${app}/memory.limit_in_bytes`, String(48 << 20));
+  writeFileSync(`${pids}/pids.max`, "64");
+  const remove = () => {
+    for (const d of [`${app}/kid`, app, `${cg}/memory/${name}`, pids, v2]) {
+      for (let i = 0; i < 200 && existsSync(d); i++) {
+        try {
+          rmdirSync(d);
+        } catch {
+          spawnSync("sleep", ["0.02"]);
+        }
+      }
+    }
+  };
+  return { args: [`${app}/cgroup.procs`, `${pids}/cgroup.procs`, `${v2}/cgroup.procs`, "--", `${app}/kid/cgroup.procs`], remove };
+}
+
+const CASES: Array<{ name: string; args?: string[]; extra?: string[]; cgroups?: boolean }> = [
   { name: "sk-unix" }, { name: "sk-unix-scm" }, { name: "sk-inet", args: ["all"], extra: ["--tcp-established"] },
   { name: "sk-netlink" }, { name: "sk-packet" }, { name: "tty-pty" }, { name: "files-pipes" }, { name: "threads", args: ["4"] },
   { name: "signals" }, { name: "timers" }, { name: "fds-epoll" }, { name: "fds-inotify" }, { name: "maps-objects" },
+  { name: "cgroups", cgroups: true },
 ];
 
 const criu = process.env.CREST_CRIU ?? spawnSync("sh", ["-c", "command -v criu"], { encoding: "utf8" }).stdout.trim();
@@ -30,7 +56,8 @@ if (!criu || spawnSync(criu, ["check"]).status !== 0) {
 
 /** One cycle: `dumper` dumps a fresh workload, `restorer` restores it; the workload's verdict (first line) or what failed. */
 function cycle(c: (typeof CASES)[number], dumper: string, restorer: string): string {
-  const w = startWorkload(c.name, c.args ?? []);
+  const cg = c.cgroups ? cgroupsFor(`${name(dumper)}-${name(restorer)}`) : undefined;
+  const w = startWorkload(c.name, cg?.args ?? c.args ?? []);
   try {
     const dir = imagesDir(w, "imgs-interop");
     mkdirSync(dir, { recursive: true });
@@ -38,6 +65,7 @@ function cycle(c: (typeof CASES)[number], dumper: string, restorer: string): str
     const d = run(dumper, ["dump", "-t", String(w.pid), "-D", dir, "-o", "dump.log"]);
     if (d.status !== 0) return `dump failed (${dir}/dump.log)`;
     waitTreeGone(w, dir);
+    cg?.remove();
     const r = run(restorer, ["restore", "-D", dir, "-o", "restore.log", "-d"]);
     if (r.status !== 0) return `restore failed (${dir}/restore.log)`;
     try {
@@ -47,6 +75,7 @@ function cycle(c: (typeof CASES)[number], dumper: string, restorer: string): str
     }
   } finally {
     stop(w);
+    cg?.remove();
   }
 }
 

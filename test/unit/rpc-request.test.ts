@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { translate } from "../../src/faces/rpc/request.js";
-import { criu_network_lock_method, type criu_opts } from "../../src/images/index.js";
+import { criu_cg_mode, criu_network_lock_method, type criu_opts } from "../../src/images/index.js";
 
 const peer = { pid: 4242, uid: 0, gid: 0 };
 const noConfigs = { env: {}, read: () => null };
@@ -51,4 +51,20 @@ test("rpc request: the configuration files first, the request next, its config_f
   assert.deepEqual(t.refused, []);
   assert.deepEqual([t.options.net.tcpEstablished, t.options.net.tcpClose, t.options.features.fileLocks, t.options.log.file], [false, true, true, "global.log"]);
   assert.match(translate("dump", req({ images_dir: "/x", config_file: "/nope.conf" }), peer, "swrk", configs).refused.join(), /cannot read the configuration file \/nope.conf/);
+});
+
+test("rpc request: cgroups as runc sends them (manage_cgroups, the mode over it, roots, yard, props, dump controllers, freeze_cgroup)", () => {
+  const runc = translate("dump", req({ images_dir: "/x", manage_cgroups: true, manage_cgroups_mode: criu_cg_mode.FULL, freeze_cgroup: "/sys/fs/cgroup/freezer/c1" }), peer, "swrk", noConfigs);
+  assert.deepEqual(runc.refused, []);
+  assert.deepEqual([runc.options.cgroups.mode, runc.options.cgroups.freeze], ["full", "/sys/fs/cgroup/freezer/c1"]);
+  assert.equal(translate("dump", req({ images_dir: "/x", manage_cgroups: false }), peer, "swrk", noConfigs).options.cgroups.mode, "ignore", "the old boolean off: ignore");
+  assert.equal(translate("dump", req({ images_dir: "/x", manage_cgroups_mode: criu_cg_mode.DEFAULT }), peer, "swrk", noConfigs).options.cgroups.mode, "soft");
+  const all = translate("restore", req({
+    images_dir: "/x", manage_cgroups_mode: criu_cg_mode.STRICT, cg_root: [{ ctrl: "memory", path: "/new" }, { path: "/all" }], cgroup_yard: "/yard",
+    cgroup_props: '"pids":\n - "strategy": "merge"\n - "properties": []\n', cgroup_props_file: "/p.yaml", cgroup_dump_controller: ["memory", "pids"],
+  }), peer, "swrk", noConfigs);
+  assert.deepEqual(all.refused, []);
+  const c = all.options.cgroups;
+  assert.deepEqual([c.mode, c.roots, c.yard, c.propsFile, c.dumpControllers], ["strict", [{ controller: "memory", path: "/new" }, { path: "/all" }], "/yard", "/p.yaml", ["memory", "pids"]]);
+  assert.match(c.props!, /"pids"/);
 });

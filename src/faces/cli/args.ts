@@ -3,7 +3,7 @@
 // short options, optional arguments only when attached (`-v4`), `no-` forms
 // of boolean options, options before or after the command. Every criu option
 // is known; the ones crest does not implement yet are refused by name.
-import { defaultOptions, type Command, type Options } from "../../options.js";
+import { CGROUP_MODES, defaultOptions, type CgroupMode, type CgroupRoot, type Command, type Options } from "../../options.js";
 import { parseConfigText, readConfigs, type ConfigEnv } from "./config.js";
 
 export const COMMANDS: readonly Command[] = [
@@ -43,6 +43,19 @@ function parseSize(v: string): number {
   const n = atoi(v);
   if (n < 0 || !/^\s*\d/.test(v)) throw new UsageError(`bad size '${v}' (a number of bytes, with K, M or G)`);
   return v.includes("G") ? n * 2 ** 30 : v.includes("M") ? n * 2 ** 20 : v.includes("K") ? n * 2 ** 10 : n;
+}
+
+/** criu's parse_manage_cgroups: no value is soft. */
+function parseCgroupMode(v: string | undefined): CgroupMode {
+  if (v === undefined) return "soft";
+  if (!CGROUP_MODES.includes(v as CgroupMode)) throw new UsageError(`Unknown cgroups mode \`${v}' selected (ignore, none, props, soft, full or strict)`);
+  return v as CgroupMode;
+}
+
+/** --cgroup-root [CONTROLLER:]PATH, split at the first ':' as criu does. */
+function parseCgroupRoot(v: string): CgroupRoot {
+  const at = v.indexOf(":");
+  return at < 0 ? { path: v } : { controller: v.slice(0, at), path: v.slice(at + 1) };
 }
 
 const SPECS: OptSpec[] = [
@@ -99,15 +112,15 @@ const SPECS: OptSpec[] = [
   { long: "force-irmap", arg: "none", bool: true },
   { long: "ext-mount-map", short: "M", arg: "required" },
   { long: "exec-cmd", arg: "none" },
-  { long: "manage-cgroups", arg: "optional" },
-  { long: "cgroup-root", arg: "required" },
+  { long: "manage-cgroups", arg: "optional", apply: (o, v) => { o.cgroups.mode = parseCgroupMode(v); } },
+  { long: "cgroup-root", arg: "required", apply: (o, v) => { o.cgroups.roots.push(parseCgroupRoot(v!)); } },
   { long: "inherit-fd", arg: "required", apply: (o, v) => { o.inheritFd.push(parseInheritFd(v!)); } },
   { long: "feature", arg: "required", apply: (o, v) => { o.check.feature = v!; } },
   { long: "skip-mnt", arg: "required" },
   { long: "enable-fs", arg: "required" },
   { long: "enable-external-sharing", arg: "none" },
   { long: "enable-external-masters", arg: "none" },
-  { long: "freeze-cgroup", arg: "required" },
+  { long: "freeze-cgroup", arg: "required", apply: (o, v) => { o.cgroups.freeze = v!; } },
   { long: "ghost-limit", arg: "required", apply: (o, v) => { o.dump.ghostLimit = parseSize(v!); } },
   { long: "irmap-scan-path", arg: "required" },
   { long: "lsm-profile", arg: "required" },
@@ -118,9 +131,9 @@ const SPECS: OptSpec[] = [
   { long: "extra", arg: "none", bool: true, apply: (o, _v, on) => { o.check.extra = on; } },
   { long: "experimental", arg: "none", bool: true, apply: (o, _v, on) => { o.check.experimental = on; } },
   { long: "all", arg: "none", apply: (o) => { o.check.all = o.check.extra = o.check.experimental = true; } },
-  { long: "cgroup-props", arg: "required" },
-  { long: "cgroup-props-file", arg: "required" },
-  { long: "cgroup-dump-controller", arg: "required" },
+  { long: "cgroup-props", arg: "required", apply: (o, v) => { o.cgroups.props = v!; } },
+  { long: "cgroup-props-file", arg: "required", apply: (o, v) => { o.cgroups.propsFile = v!; } },
+  { long: "cgroup-dump-controller", arg: "required", apply: (o, v) => { o.cgroups.dumpControllers.push(v!); } },
   { long: "skip-in-flight", arg: "none", bool: true, apply: (o, _v, on) => { o.net.skipInFlight = on; } },
   { long: "deprecated", arg: "none", bool: true },
   { long: "display-stats", arg: "none", bool: true, apply: (o, _v, on) => { o.log.displayStats = on; } },
@@ -141,7 +154,7 @@ const SPECS: OptSpec[] = [
   { long: "tls-key", arg: "required" },
   { long: "tls", arg: "none", bool: true },
   { long: "tls-no-cn-verify", arg: "none" },
-  { long: "cgroup-yard", arg: "required" },
+  { long: "cgroup-yard", arg: "required", apply: (o, v) => { o.cgroups.yard = v!; } },
   { long: "pre-dump-mode", arg: "required", apply: (o, v) => {
     if (v !== "splice" && v !== "read") throw new UsageError(`Unable to parse value of --pre-dump-mode ('${v}': splice or read)`);
     o.dump.preDumpMode = v;

@@ -7,8 +7,8 @@
 // the client's own rights to them. A field crest cannot carry out is refused
 // by name, never ignored. Pure, but for reading the configuration files.
 import type { criu_opts } from "../../images/index.js";
-import { criu_network_lock_method, criu_pre_dump_mode } from "../../images/index.js";
-import { defaultOptions, type Command, type Options } from "../../options.js";
+import { criu_cg_mode, criu_network_lock_method, criu_pre_dump_mode } from "../../images/index.js";
+import { defaultOptions, type CgroupMode, type Command, type Options } from "../../options.js";
 import { applyConfigFile, parseArgs } from "../cli/args.js";
 import type { ConfigEnv } from "../cli/config.js";
 import type { Peer } from "./wire.js";
@@ -31,15 +31,20 @@ const UNSUPPORTED: ReadonlyArray<[keyof criu_opts, string]> = [
   ["evasive_devices", "evasive devices"], ["root", "a root directory (--root)"], ["parent_img", "a parent image (pre-dump chains)"],
   ["track_mem", "memory tracking (--track-mem)"], ["auto_dedup", "--auto-dedup"], ["link_remap", "--link-remap"],
   ["veths", "veth pairs"], ["force_irmap", "--force-irmap"], ["exec_cmd", "--exec-cmd"], ["ext_mnt", "external mounts"],
-  ["manage_cgroups", "cgroups"], ["cg_root", "cgroup roots"], ["auto_ext_mnt", "--auto-ext-mnt"], ["ext_sharing", "--enable-external-sharing"],
-  ["ext_masters", "--enable-external-masters"], ["skip_mnt", "--skip-mnt"], ["enable_fs", "--enable-fs"], ["manage_cgroups_mode", "cgroups"],
-  ["irmap_scan_paths", "--irmap-scan-path"], ["empty_ns", "--empty-ns"], ["join_ns", "--join-ns"], ["cgroup_props", "cgroup properties"],
-  ["cgroup_props_file", "cgroup properties"], ["cgroup_dump_controller", "cgroup controllers"], ["freeze_cgroup", "--freeze-cgroup"],
+  ["auto_ext_mnt", "--auto-ext-mnt"], ["ext_sharing", "--enable-external-sharing"],
+  ["ext_masters", "--enable-external-masters"], ["skip_mnt", "--skip-mnt"], ["enable_fs", "--enable-fs"],
+  ["irmap_scan_paths", "--irmap-scan-path"], ["empty_ns", "--empty-ns"], ["join_ns", "--join-ns"],
   ["weak_sysctls", "--weak-sysctls"], ["lazy_pages", "lazy pages"], ["lsm_profile", "an LSM profile"], ["tls_cacert", "TLS"],
-  ["tls_cacrl", "TLS"], ["tls_cert", "TLS"], ["tls_key", "TLS"], ["tls", "TLS"], ["tls_no_cn_verify", "TLS"], ["cgroup_yard", "--cgroup-yard"],
+  ["tls_cacrl", "TLS"], ["tls_cert", "TLS"], ["tls_key", "TLS"], ["tls", "TLS"], ["tls_no_cn_verify", "TLS"],
   ["pidfd_store_sk", "the pidfd store (pidfd_store_sk)"], ["lsm_mount_context", "an LSM mount context"], ["mntns_compat_mode", "--mntns-compat-mode"],
   ["skip_file_rwx_check", "--skip-file-rwx-check"], ["unprivileged", "--unprivileged"], ["ps", "a page server"],
 ];
+
+/** criu_cg_mode to the model's modes (DEFAULT is soft, as criu's CG_MODE_DEFAULT). */
+const CG_MODES: Partial<Record<criu_cg_mode, CgroupMode>> = {
+  [criu_cg_mode.IGNORE]: "ignore", [criu_cg_mode.CG_NONE]: "none", [criu_cg_mode.PROPS]: "props",
+  [criu_cg_mode.SOFT]: "soft", [criu_cg_mode.FULL]: "full", [criu_cg_mode.STRICT]: "strict", [criu_cg_mode.DEFAULT]: "soft",
+};
 
 /** criu's defaults for fields that are set to them by clients that fill every field. */
 const DEFAULTS: Partial<Record<keyof criu_opts, unknown>> = { cpu_cap: 0xffffffff };
@@ -85,6 +90,15 @@ export function translate(command: Command, o: criu_opts | undefined, peer: Peer
   if (o.pre_dump_mode !== undefined) options.dump.preDumpMode = o.pre_dump_mode === criu_pre_dump_mode.VM_READ ? "read" : "splice";
   if (o.display_stats !== undefined) options.log.displayStats = o.display_stats;
   options.external.push(...o.external);
+  // Cgroups as criu's setup_opts_from_req: the old boolean first, the mode over it.
+  if (o.manage_cgroups !== undefined) options.cgroups.mode = o.manage_cgroups ? "soft" : "ignore";
+  if (o.manage_cgroups_mode !== undefined) options.cgroups.mode = CG_MODES[o.manage_cgroups_mode] ?? "soft";
+  for (const r of o.cg_root) options.cgroups.roots.push({ ...(r.ctrl !== undefined ? { controller: r.ctrl } : {}), path: r.path });
+  if (o.freeze_cgroup) options.cgroups.freeze = o.freeze_cgroup;
+  if (o.cgroup_props) options.cgroups.props = o.cgroup_props;
+  if (o.cgroup_props_file) options.cgroups.propsFile = o.cgroup_props_file;
+  options.cgroups.dumpControllers.push(...o.cgroup_dump_controller);
+  if (o.cgroup_yard) options.cgroups.yard = o.cgroup_yard;
   // Only a client's own child sees the client's fds and may become its sibling.
   if (o.rst_sibling !== undefined) {
     if (mode === "swrk") options.restore.sibling = o.rst_sibling;

@@ -8,7 +8,8 @@
 import { mkdirSync, readFileSync, statSync } from "node:fs";
 import type { Logger } from "../../log.js";
 import { unsupportedExternal, type Options } from "../../options.js";
-import { freezeTree, thawTree, type FrozenTree, type FrozenTask } from "./freeze.js";
+import { DUMP_SEIZE_OPTIONS, freezeTree, thawTree, type FrozenTree, type FrozenTask } from "./freeze.js";
+import { freezeCgroup, releaseSeized, restoreFreezerState } from "../../kinds/cgroup/freezer.js";
 import { Remote } from "../../remote/remote.js";
 import { RemoteTally } from "../../remote/counters.js";
 import { syscallGadget } from "../../remote/gadget.js";
@@ -183,7 +184,19 @@ function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[], hooks: RunH
 function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: ActionScripts, hooks: RunHooks): DumpResult {
   scripts.run("pre-dump");
   const t0 = process.hrtime.bigint();
-  const frozen: FrozenTree = freezeTree(opts.dump.tree!, log, opts.dump.timeout ?? DEFAULT_TIMEOUT);
+  // --freeze-cgroup: the cgroup freezer holds the tree while crest seizes it.
+  const pre = opts.cgroups.freeze !== undefined ? freezeCgroup(opts, log, DUMP_SEIZE_OPTIONS, opts.dump.timeout ?? DEFAULT_TIMEOUT) : undefined;
+  let frozen: FrozenTree;
+  try {
+    frozen = freezeTree(opts.dump.tree!, log, opts.dump.timeout ?? DEFAULT_TIMEOUT, pre);
+  } catch (e) {
+    if (pre) {
+      releaseSeized(pre);
+      restoreFreezerState(opts, log);
+    }
+    throw e;
+  }
+  if (pre) releaseSeized(pre, log);
   const freezingUs = us(t0);
   const frozenAt = process.hrtime.bigint();
   log.info(`Frozen ${frozen.tasks.length} task(s) in ${freezingUs} us`);
@@ -196,6 +209,8 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
   /** Tasks whose threads are still under remote control. */
   const open: DumpTask[] = [];
   const undo: DumpRun["undo"] = [];
+  // Undone last: a freezer cgroup frozen before the dump is frozen again when the tree runs on.
+  if (pre) undo.push(() => restoreFreezerState(opts, log));
   try {
     faultPoint("dump:frozen");
     // An RPC client may name more external objects now that the tree is frozen (criu's query-ext-files).
