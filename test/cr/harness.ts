@@ -249,9 +249,12 @@ export function assertDumpRefused(name: string, args: string[], what: RegExp): v
   }
 }
 
+/** Images criu writes as other tools' output (ip ... save, iptables-save, nft list ruleset, tar), which crit does not decode. */
+const RAW_IMAGES = /^(ifaddr|route6?|rule|ip6?tables|nftables)-\d+\.img$|\.tar\.gz$/;
+
 /** Decodes every image file of dir as `crit decode -i` would; returns the files that failed, with crit's complaint. */
 export function critDecodeAll(dir: string): string[] {
-  const files = readdirSync(dir).filter((f) => !f.endsWith(".log") && !f.startsWith("pages-"));
+  const files = readdirSync(dir).filter((f) => !f.endsWith(".log") && !f.startsWith("pages-") && !RAW_IMAGES.test(f));
   return critBatch(["decode", ...files.map((f) => join(dir, f))]).filter((r) => !r.ok).map((r) => `${basename(r.file)}: ${r.error}`);
 }
 
@@ -259,4 +262,37 @@ export function critDecodeAll(dir: string): string[] {
 export function moveAside(path: string): string {
   renameSync(path, `${path}.aside`);
   return `${path}.aside`;
+}
+
+/** Runs a command in the network namespace of process pid (nsenter); throws with its stderr if it fails. */
+export function inNetns(pid: number, argv: string[], input?: string): string {
+  const r = spawnSync("nsenter", [`--net=/proc/${pid}/ns/net`, "--", ...argv], { encoding: "utf8", input });
+  if (r.status !== 0) throw new Error(`${argv.join(" ")} in the network namespace of ${pid} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Runs a command in this process's network namespace; throws with its stderr if it fails. */
+export function onHost(argv: string[]): string {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`${argv.join(" ")} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+/**
+ * A veth pair from this namespace into the network namespace of process
+ * pid (started with `ns: "...,net"`): `outside` here with outsideCidr, up;
+ * `inside` there with insideCidr, up, and the loopback up.
+ */
+export function vethTo(pid: number, v: { outside: string; inside: string; outsideCidr: string; insideCidr: string }): void {
+  onHost(["ip", "link", "add", v.outside, "type", "veth", "peer", "name", v.inside, "netns", String(pid)]);
+  onHost(["ip", "addr", "add", v.outsideCidr, "dev", v.outside]);
+  onHost(["ip", "link", "set", v.outside, "up"]);
+  inNetns(pid, ["ip", "link", "set", "lo", "up"]);
+  inNetns(pid, ["ip", "addr", "add", v.insideCidr, "dev", v.inside]);
+  inNetns(pid, ["ip", "link", "set", v.inside, "up"]);
+}
+
+/** Whether this namespace has a link of that name. */
+export function hasLink(name: string): boolean {
+  return spawnSync("ip", ["link", "show", name], { encoding: "utf8" }).status === 0;
 }
