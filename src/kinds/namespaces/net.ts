@@ -38,7 +38,7 @@ import { programOnPath } from "../../kernel/probe.js";
 import { ownedAtRestore } from "./owned.js";
 import { addVeth, delLink, IFF_LOOPBACK, listLinks, setLink, type Link } from "./net-links.js";
 import { DEVCONFS4, DEVCONFS6, IPV4_SYSCTLS, readSysctls, UNIX_CONF, writeSysctls } from "./net-sysctl.js";
-import { dumpLock, lockMethodOf, lockNamespace, unlockNamespace } from "../sockets/netlock.js";
+import { dumpLock, LOCK_METHOD_IDS, lockMethodOf, lockNamespace, unlockNamespace } from "../sockets/netlock.js";
 import { giveFd } from "../files/inherit.js";
 
 const SYSCTL = "/proc/sys/net";
@@ -150,7 +150,12 @@ function dumpNamespace(run: DumpRun): void {
     run.images.write(IMG.ifaddr, id, tool("ip", ["addr", "save"], `dump the addresses of ${nsWhat}`));
     run.images.write(IMG.route, id, tool("ip", ["route", "save"], `dump the routes of ${nsWhat}`));
     run.images.write(IMG.route6, id, tool("ip", ["-6", "route", "save"], `dump the IPv6 routes of ${nsWhat}`));
-    run.images.write(IMG.rule, id, tool("ip", ["rule", "save"], `dump the rules of ${nsWhat}`));
+    // As criu: an iproute2 without `ip rule save` leaves the rules out, with a warning.
+    try {
+      run.images.write(IMG.rule, id, tool("ip", ["rule", "save"], `dump the rules of ${nsWhat}`));
+    } catch (e) {
+      run.log.warn(`${(e as Error).message}; check if "ip rule save" is supported`);
+    }
     for (const v6 of [false, true]) {
       const save = legacyIptables(v6, false);
       if (save) run.images.write(v6 ? IMG.ip6tables : IMG.iptables, id, tool(save, [], `dump the ${v6 ? "ip6tables" : "iptables"} rules of ${nsWhat}`));
@@ -167,7 +172,7 @@ function lockTreeNamespace(run: DumpRun): void {
   run.script("network-lock");
   inNamespaceOf(run.root.pid, "net", () => lockNamespace(method, runId));
   run.log.info(`Locked the tree's network namespace with ${method}`);
-  run.inventory.network_lock_method = method === "nftables" ? 1 : method === "skip" ? 2 : 0;
+  run.inventory.network_lock_method = LOCK_METHOD_IDS[method];
   run.inventory.dump_criu_run_id = runId;
   run.undo.push(() => {
     run.script("network-unlock");
@@ -340,7 +345,12 @@ export const netNamespaceKind: TaskKind = {
     if (inv.dump_criu_run_id === undefined) return;
     const method = lockMethodOf(inv.network_lock_method);
     run.script("network-unlock");
-    inNamespaceOf(run.tasks[0]!.pid, "net", () => unlockNamespace(method, inv.dump_criu_run_id!));
-    run.log.info(`Unlocked the tree's network namespace (${method})`);
+    // A lock that is not there (lifted by hand, or the caller's namespace unlocked by it) is no reason to fail, as with criu.
+    try {
+      inNamespaceOf(run.tasks[0]!.pid, "net", () => unlockNamespace(method, inv.dump_criu_run_id!));
+      run.log.info(`Unlocked the tree's network namespace (${method})`);
+    } catch (e) {
+      run.log.warn((e as Error).message);
+    }
   },
 };
