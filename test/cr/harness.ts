@@ -74,14 +74,17 @@ export function waitFor<T>(what: string, fn: () => T, ms = 10_000): T {
  * cwd a fresh directory; with `ns`, through `crest run --ns NS` (the root is
  * then PID 1 of its own PID namespace, and w.pid its PID out here). `fds`
  * become its fds 3, 4, ...; `env` is added to its environment
- * (CREST_WL_SABOTAGE=N).
+ * (CREST_WL_SABOTAGE=N); `loUp` brings the loopback of a new network
+ * namespace up before the workload starts.
  */
-export function startWorkload(name: string, args: string[] = [], opts: { stdout?: number; ns?: string; fds?: number[]; env?: string[] } = {}): Workload {
+export function startWorkload(name: string, args: string[] = [], opts: { stdout?: number; ns?: string; fds?: number[]; env?: string[]; loUp?: boolean } = {}): Workload {
   const dir = mkdtempSync(`/tmp/crest-${name}-`);
   const w: Workload = { name, pid: 0, dir, status: join(dir, "status"), log: join(dir, "out.log") };
   let pid: number;
   if (opts.ns) {
-    const r = spawnSync(CREST, ["run", "--ns", opts.ns, "--log", w.log, "--", join(WORKLOADS, name), w.status, ...args], { encoding: "utf8", cwd: dir });
+    // loUp: a new network namespace's loopback is down; brought up before the workload starts (as zdtm's ns flavour does).
+    const up = opts.loUp ? ["/bin/sh", "-c", 'ip link set lo up && exec "$0" "$@"'] : [];
+    const r = spawnSync(CREST, ["run", "--ns", opts.ns, "--log", w.log, "--", ...up, join(WORKLOADS, name), w.status, ...args], { encoding: "utf8", cwd: dir });
     if (r.status !== 0) throw new Error(`crest run ${name} failed: ${r.stderr}`);
     pid = Number(r.stdout.trim());
   } else {
@@ -204,7 +207,7 @@ export function roundTrip(w: Workload, check?: (w: Workload) => void): void {
 }
 
 /** roundTrip of a workload started here. */
-export function cycle(name: string, args: string[] = [], check?: (w: Workload) => void, opts: { ns?: string } = {}): void {
+export function cycle(name: string, args: string[] = [], check?: (w: Workload) => void, opts: { ns?: string; loUp?: boolean } = {}): void {
   roundTrip(startWorkload(name, args, opts), check);
 }
 

@@ -13,7 +13,7 @@ import { spawnSync } from "node:child_process";
 import { chmodSync, closeSync, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  CREST, crest, critDecodeAll, dumpLog, dumpWorkload, finish, hasLink, imagesDir, inNetns, procState,
+  CREST, crest, critDecodeAll, cycle, dumpLog, dumpWorkload, finish, hasLink, imagesDir, inNetns, procState,
   restoreWorkload, startWorkload, stop, vethTo, waitFor, type Workload,
 } from "./harness.js";
 import { IMG, readImage } from "../../src/images/index.js";
@@ -132,6 +132,24 @@ test("netns: a namespace the caller owns is external: not dumped, and joined aga
     assert.equal(finish(w), "PASS");
   } finally {
     closeSync(held);
+    stop(w);
+  }
+});
+
+// The socket kinds inside the namespace: sock_diag runs there, and the lock is the namespace's.
+for (const name of ["sk-unix", "sk-netlink", "sk-packet"]) {
+  test(`netns: ${name} in a network namespace of its own`, () => cycle(name, [], undefined, { ns: NS, loUp: true }));
+}
+
+test("netns: sk-inet (TCP and UDP over IPv4 and IPv6 on the namespace's loopback, data in flight) with --tcp-established", () => {
+  const w = startWorkload("sk-inet", ["all"], { ns: NS, loUp: true });
+  try {
+    dumpWorkload(w, ["--tcp-established"]);
+    assert.deepEqual(critDecodeAll(imagesDir(w)), []);
+    restoreWorkload(w, ["--tcp-established"]);
+    assert.doesNotMatch(inNetns(w.pid, ["nft", "list", "ruleset"]), /CRIU-/, "the lock was lifted");
+    assert.equal(finish(w), "PASS");
+  } finally {
     stop(w);
   }
 });
