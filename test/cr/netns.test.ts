@@ -27,10 +27,15 @@ function removeLink(name: string): void {
   if (hasLink(name)) spawnSync("ip", ["link", "del", name]);
 }
 
-/** The network-setup action script a caller of criu writes: the outside end gets its address back once the namespace exists. */
+/**
+ * The network-setup action script a caller of criu writes: the outside end
+ * gets its address back once the namespace exists. It also notes every hook
+ * it is run for in hooks.log.
+ */
 function setupScript(w: Workload, outside: string, cidr: string): string {
   const path = join(w.dir, "net-setup.sh");
-  writeFileSync(path, `#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = post-setup-namespaces ] || exit 0\nip addr add ${cidr} dev ${outside} && ip link set ${outside} up\n`);
+  writeFileSync(path, `#!/bin/sh\necho "$CRTOOLS_SCRIPT_ACTION" >> ${join(w.dir, "hooks.log")}\n` +
+    `[ "$CRTOOLS_SCRIPT_ACTION" = post-setup-namespaces ] || exit 0\nip addr add ${cidr} dev ${outside} && ip link set ${outside} up\n`);
   chmodSync(path, 0o755);
   return path;
 }
@@ -55,7 +60,10 @@ test("netns: lo, a veth to the host with an address and a route, a rule, sysctls
     });
     client = startWorkload("sk-tcp-stream", ["client", port, "10.211.0.2"]);
 
-    dumpWorkload(server, ["--tcp-established"]);
+    const script = setupScript(server, outside, "10.211.0.1/24");
+    dumpWorkload(server, ["--tcp-established", "--action-script", script]);
+    // As criu: the namespace is locked between the network-lock scripts and the dump of its firewall.
+    assert.match(readFileSync(join(server.dir, "hooks.log"), "utf8"), /^pre-dump\nnetwork-lock\npost-dump\n$/);
     assert.deepEqual(critDecodeAll(imagesDir(server)), [], "crit decodes every image it knows");
     const netdev = readImage(imagesDir(server), IMG.netdev, readImage(imagesDir(server), IMG.ids, 1)[0]!.net_ns_id!);
     assert.deepEqual(netdev.map((l) => [l.name, l.type]), [["lo", 1], ["eth0", 2]]);
@@ -74,7 +82,9 @@ test("netns: lo, a veth to the host with an address and a route, a rule, sysctls
     assert.equal(failed.code, 1, failed.stderr);
     assert.ok(!hasLink(outside), "the failed restore removed the veth it made");
 
-    restoreWorkload(server, ["--tcp-established", "--external", `veth[eth0]:${outside}`, "--action-script", setupScript(server, outside, "10.211.0.1/24")]);
+    writeFileSync(join(server.dir, "hooks.log"), "");
+    restoreWorkload(server, ["--tcp-established", "--external", `veth[eth0]:${outside}`, "--action-script", script]);
+    assert.match(readFileSync(join(server.dir, "hooks.log"), "utf8"), /post-setup-namespaces\n[\s\S]*post-restore\nnetwork-unlock\npre-resume\n/);
     assert.notEqual(statSync(`/proc/${server.pid}/ns/net`).ino, statSync("/proc/self/ns/net").ino, "a namespace of its own");
     assert.match(inNetns(server.pid, ["ip", "-br", "link"]), /^lo +UNKNOWN[\s\S]*^eth0@\S+ +UP/m);
     assert.match(inNetns(server.pid, ["ip", "-br", "-4", "addr", "show", "eth0"]), /10\.211\.0\.2\/24/);

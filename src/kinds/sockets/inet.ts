@@ -27,7 +27,7 @@
 // MPTCP), a corked UDP socket, connections a listener has not accepted yet
 // (--skip-in-flight leaves them out).
 import { inTreeNetns } from "./sock-diag.js";
-import { closeSync, readdirSync, readFileSync } from "node:fs";
+import { closeSync } from "node:fs";
 import type { FileKind, FdFacts, OpenContext } from "../files/file-kind.js";
 import { dumpState, restoreState, UnsupportedError, type DumpRun, type RestoreRun } from "../context.js";
 import { IMG, fd_types, type file_entry, type inet_sk_entry, type ip_opts_entry, type tcp_opts_entry } from "../../images/index.js";
@@ -91,12 +91,18 @@ function diagOf(run: DumpRun, family: number, proto: number, ino: number): InetD
   return list.get(ino);
 }
 
-/** The interface names by index, for a link-local IPv6 address's scope. */
-function interfaceName(index: number): string | undefined {
-  for (const name of readdirSync("/sys/class/net")) {
-    if (Number(readFileSync(`/sys/class/net/${name}/ifindex`, "utf8")) === index) return name;
-  }
-  return undefined;
+const SIOCGIFNAME = 0x8910, SIOCGIFINDEX = 0x8933, IFNAMSIZ = 16;
+
+/**
+ * The name of interface `index`, for a link-local IPv6 address's scope:
+ * asked of the socket itself (the ioctl answers for the socket's network
+ * namespace, the tree's, whatever crest's is). struct ifreq: name, then the index.
+ */
+function interfaceName(fd: number, index: number): string | undefined {
+  const ifr = Buffer.alloc(40);
+  ifr.writeInt32LE(index, IFNAMSIZ);
+  if (native.syscall(SYS.ioctl, fd, SIOCGIFNAME, ifr) < 0) return undefined;
+  return ifr.subarray(0, ifr.indexOf(0)).toString("latin1");
 }
 
 /** An unconnected socket's shutdown state: no direct way, but poll tells (as criu reads it). */
@@ -179,7 +185,7 @@ function dumpInet(f: FdFacts, run: DumpRun): number {
     if (family === AF_INET6) {
       entry.v6only = getOpt(mine, SOL_IPV6, IPV6.V6ONLY, what) !== 0;
       if (own?.port && own.scopeId) {
-        const name = interfaceName(own.scopeId);
+        const name = interfaceName(mine, own.scopeId);
         if (!name) throw new UnsupportedError(`${what} is bound to a link-local address on interface ${own.scopeId}, which has no name crest can find`);
         entry.ifname = name;
       }
@@ -314,17 +320,19 @@ function readStream(run: RestoreRun, e: inet_sk_entry): SavedConnection {
   return { stream: entry, state: e.state, inq, outq };
 }
 
-function ifindex(name: string, what: string): number {
-  try {
-    return Number(readFileSync(`/sys/class/net/${name}/ifindex`, "utf8"));
-  } catch {
-    throw new Error(`${what} was bound to a link-local address on interface ${name}, which this machine does not have`);
+/** The index of interface `name` in the socket's network namespace (the restored tree's). */
+function ifindex(fd: number, name: string, what: string): number {
+  const ifr = Buffer.alloc(40);
+  ifr.write(name.slice(0, IFNAMSIZ - 1), 0, "latin1");
+  if (native.syscall(SYS.ioctl, fd, SIOCGIFINDEX, ifr) < 0) {
+    throw new Error(`${what} was bound to a link-local address on interface ${name}, which the restored tree's network namespace does not have`);
   }
+  return ifr.readInt32LE(IFNAMSIZ);
 }
 
 /** Binds to the dumped address; an IPv6 address may still be tentative, hence IP_FREEBIND while binding (as criu). */
 function bindInet(fd: number, e: inet_sk_entry, what: string): void {
-  const scope = e.ifname ? ifindex(e.ifname, what) : 0;
+  const scope = e.ifname ? ifindex(fd, e.ifname, what) : 0;
   const addr = sockaddr(e.family, e.src_port, e.src_addr, scope);
   const freebind = e.family === AF_INET6 && e.type !== SOCK_RAW;
   const freebindOff = freebind && !e.ip_opts?.freebind;
@@ -394,7 +402,7 @@ function openInet(c: OpenContext, entry: file_entry): number {
       check(native.syscall(SYS.fcntl, mine, F.SETFL, O.NONBLOCK), `set the flags of ${what}`);
       setInt(mine, SO.SNDBUFFORCE, 0x3fffffff, what);
       setInt(mine, SO.RCVBUFFORCE, 0x3fffffff, what);
-      const scope = e.ifname ? ifindex(e.ifname, what) : 0;
+      const scope = e.ifname ? ifindex(mine, e.ifname, what) : 0;
       // In the tree's own network namespace, where a FIN crest puts back is sent from.
       const put = () => restoreConnection(mine, {
         family: e.family, src: { port: e.src_port, addr: e.src_addr, scopeId: scope }, dst: { port: e.dst_port, addr: e.dst_addr },
