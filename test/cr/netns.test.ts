@@ -13,7 +13,7 @@ import { spawnSync } from "node:child_process";
 import { chmodSync, closeSync, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  CREST, crest, critDecodeAll, cycle, dumpLog, dumpWorkload, finish, hasLink, imagesDir, inNetns, procState,
+  CREST, crest, critDecodeAll, cycle, dumpLog, dumpWorkload, finish, hasLink, imagesDir, inNetns, onHost, procState,
   restoreWorkload, startWorkload, stop, vethTo, waitFor, type Workload,
 } from "./harness.js";
 import { IMG, readImage } from "../../src/images/index.js";
@@ -75,6 +75,13 @@ test("netns: lo, a veth to the host with an address and a route, a rule, sysctls
     const refused = crest(["restore", "-D", imagesDir(server), "-o", "refused.log", "-d", "--tcp-established"]);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /veth eth0 of the tree's network namespace has its peer outside: restore with --external veth\[eth0\]:NAME/);
+
+    // A peer name taken here is refused before anything exists.
+    onHost(["ip", "link", "add", outside, "type", "bridge"]);
+    const taken = crest(["restore", "-D", imagesDir(server), "-o", "taken.log", "-d", "--tcp-established", "--external", `veth[eth0]:${outside}`]);
+    onHost(["ip", "link", "del", outside]);
+    assert.equal(taken.code, 1);
+    assert.match(taken.stderr, new RegExp(`the peer of veth eth0 is to be named ${outside} .*crest's network namespace has a link of that name already`));
 
     // A restore failing once the tree exists leaves no veth behind, and the images can still be restored.
     const failed = crest(["restore", "-D", imagesDir(server), "-o", "failed.log", "-d", "--tcp-established", "--external", `veth[eth0]:${outside}`],

@@ -235,10 +235,13 @@ function planNet(run: RestoreRun): number {
   }
   const id = run.tasks[0]!.ids.net_ns_id!;
   if (!ns || !run.images.exists(IMG.netdev, id)) throw new Error(`the tree has its own network namespace but netns-${id}.img or netdev-${id}.img is missing`);
+  const here = new Set(listLinks().map((l) => l.name));
   for (const l of run.images.read(IMG.netdev, id)) {
     if (l.type === nd_type.LOOPBACK) continue;
     if (l.type !== nd_type.VETH) throw new Error(`link ${l.name} (index ${l.ifindex}) of the tree's network namespace is of type ${l.type}, which crest cannot restore (loopback and veth only)`);
-    if (!vethPeerName(run, l.name)) throw new Error(`veth ${l.name} of the tree's network namespace has its peer outside: restore with --external veth[${l.name}]:NAME (the name of the peer to make in crest's namespace)`);
+    const peer = vethPeerName(run, l.name);
+    if (!peer) throw new Error(`veth ${l.name} of the tree's network namespace has its peer outside: restore with --external veth[${l.name}]:NAME (the name of the peer to make in crest's namespace)`);
+    if (here.has(peer)) throw new Error(`the peer of veth ${l.name} is to be named ${peer} (--external veth[${l.name}]:${peer}), but crest's network namespace has a link of that name already: remove it, or choose another name`);
   }
   for (const p of ["ip", "nft"]) if (!programOnPath(p)) throw new Error(`restoring the tree's network namespace needs ${p} (Debian's ${p === "ip" ? "iproute2" : "nftables"} package)`);
   run.state(restoring);
