@@ -12,7 +12,7 @@ export const IFLA = {
 } as const;
 const IFLA_INFO = { KIND: 1, DATA: 2 } as const;
 const VETH_INFO_PEER = 1;
-export const IFF_LOOPBACK = 0x8;
+export const IFF_UP = 0x1, IFF_LOOPBACK = 0x8;
 /**
  * The flags a link's owner sets (dev_change_flags): up, debug, notrailers,
  * noarp, promisc, allmulti, multicast, portsel, automedia, dynamic. The

@@ -36,7 +36,7 @@ import { CLONE, SYS } from "../../sys/constants.js";
 import { inNamespaceOf } from "../../sys/namespace.js";
 import { programOnPath } from "../../kernel/probe.js";
 import { ownedAtRestore } from "./owned.js";
-import { addVeth, delLink, IFF_LOOPBACK, listLinks, setLink, type Link } from "./net-links.js";
+import { addVeth, delLink, IFF_LOOPBACK, IFF_UP, listLinks, setLink, type Link } from "./net-links.js";
 import { DEVCONFS4, DEVCONFS6, IPV4_SYSCTLS, readSysctls, UNIX_CONF, writeSysctls } from "./net-sysctl.js";
 import { dumpLock, LOCK_METHOD_IDS, lockMethodOf, lockNamespace, unlockNamespace } from "../sockets/netlock.js";
 import { giveFd } from "../files/inherit.js";
@@ -164,6 +164,24 @@ function dumpNamespace(run: DumpRun): void {
     run.images.write(IMG.netns, id, [netnsConf()]);
     run.log.info(`Dumped ${nsWhat}: links ${links.map((l) => l.name).join(", ")}`);
   });
+  if (!run.opts.dump.leaveRunning && !run.opts.dump.leaveStopped) takeLinksDown(run, nsWhat);
+}
+
+/**
+ * A namespace that dies with its tree drops its firewall (the lock) before
+ * its devices while the kernel tears it down: a peer's packet arriving in
+ * between finds no socket and is answered with a reset. Its links are taken
+ * down first (as dumped, they come back up); up again if the dump fails.
+ */
+function takeLinksDown(run: DumpRun, nsWhat: string): void {
+  inNamespaceOf(run.root.pid, "net", () => {
+    for (const l of listLinks()) {
+      if (l.flags & IFF_LOOPBACK || !(l.flags & IFF_UP)) continue;
+      setLink(l.index, l.name, { mtu: l.mtu, flags: l.flags & ~IFF_UP });
+      run.undo.push(() => inNamespaceOf(run.root.pid, "net", () => setLink(l.index, l.name, { mtu: l.mtu, flags: l.flags })));
+      run.log.debug(`Took link ${l.name} of ${nsWhat} down until the tree is gone`);
+    }
+  });
 }
 
 /** As criu's network_lock: the action scripts, then the namespace's own lock, undone if the tree runs on. */
@@ -183,11 +201,13 @@ function lockTreeNamespace(run: DumpRun): void {
 
 // --- restore --------------------------------------------------------------------
 
-/** `--external veth[IFNAME]:OUTSIDE`: the name of the peer outside (criu's val up to '@'). */
+/** `--external veth[IFNAME]:OUTSIDE`: the name of the peer outside; criu's `OUTSIDE@BRIDGE` (the peer put in a bridge) is refused by name. */
 function vethPeerName(run: RestoreRun, name: string): string | undefined {
   for (const e of run.opts.external) {
     const m = /^veth\[([^\]]+)\]:([^@]+)(@.*)?$/.exec(e);
-    if (m && m[1] === name) return m[2];
+    if (!m || m[1] !== name) continue;
+    if (m[3]) throw new Error(`--external ${e}: putting the peer of veth ${name} into bridge ${m[3].slice(1)} is not supported by crest yet; give the peer's name alone and add it to the bridge from a post-setup-namespaces action script`);
+    return m[2];
   }
   return undefined;
 }
