@@ -214,7 +214,10 @@ export function unsupported(opts: Options): string[] {
 /** Why crest cannot take an --external object (criu's kinds but unix[INO] and tty[RDEV:DEV]); undefined if it can. */
 export function unsupportedExternal(e: string): string | undefined {
   if (externalUnix(e) !== undefined || /^tty\[[0-9a-f]+:[0-9a-f]+\]$/.test(e)) return undefined;
-  return `--external ${e}: crest supports only unix[INO] (a unix socket whose peer is outside the tree) and tty[RDEV:DEV] (a terminal) so far`;
+  // The tree's network namespace: a veth's peer outside it, or the whole namespace the caller owns.
+  if (/^veth\[[^\]]+\]:[^@]+(@.*)?$/.test(e) || /^net\[\d+\]:.+$/.test(e)) return undefined;
+  return `--external ${e}: crest supports only unix[INO] (a unix socket whose peer is outside the tree), tty[RDEV:DEV] (a terminal), ` +
+    "veth[IFNAME]:OUTSIDE (a veth of the tree's network namespace and its peer's name outside) and net[INO]:KEY (the tree's network namespace, the caller's) so far";
 }
 
 /** `unix[INO]` of --external (or --ext-unix-sk=INO): the inode of a socket of the tree whose peer may be outside; undefined for other kinds. */

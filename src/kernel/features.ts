@@ -50,7 +50,6 @@ export interface CrestLacks {
   fact?: FactId | null;
 }
 
-const NETNS = "crest does not checkpoint network namespaces yet";
 const MOUNTS = "crest does not checkpoint mount namespaces yet";
 const LAZY = "crest has no lazy restore (lazy-pages) yet";
 
@@ -70,13 +69,7 @@ export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
   uffd: { crest: LAZY, criu: "criu's lazy restore needs it" },
   "uffd-noncoop": { crest: LAZY, criu: "criu's lazy restore follows fork, mremap, munmap and madvise with it" },
   can_map_vdso: { crest: "crest does not map vDSOs (it moves the kernel's own to where the task had it)", criu: "criu maps a fresh vDSO in restored tasks with it" },
-  sk_ns: { crest: NETNS, criu: "criu finds the network namespace of a socket with it" },
   sk_unix_file: { crest: MOUNTS, criu: "criu dumps bound unix sockets of other mount namespaces with it" },
-  nsid: { crest: NETNS, criu: "criu tells peer network namespaces apart with it" },
-  link_nsid: { crest: NETNS, criu: "criu dumps veth pairs across network namespaces with it" },
-  external_net_ns: { crest: "crest does not accept --external net[...]", criu: "criu restores into a network namespace given with --external net[INODE]:NAME", fact: null },
-  newifindex: { crest: NETNS, criu: "criu restores network devices with their ifindex with it" },
-  nftables: { crest: `${NETNS}, nor their nftables rules`, criu: "criu (built with libnftables) keeps the nftables rules of network namespaces" },
   pidfd_store: {
     crest: "crest does not implement --pidfd-store (criu's RPC option pidfd_store_sk, which crest's RPC refuses) yet",
     criu: "criu keeps pidfds of the dumped tasks between pre-dumps with it, to notice a PID reused",
@@ -97,6 +90,7 @@ export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
  */
 export const CREST_NEEDS_NOT: Partial<Record<FeatureName, string>> = {
   net_diag_raw: "crest reads raw sockets from its own copies of them and needs no sock_diag for them",
+  external_net_ns: "crest takes --external net[INO]:KEY on dump and joins the namespace --inherit-fd gives on restore",
 };
 
 export const CHECK_GOOD = "Looks good.";

@@ -62,6 +62,8 @@ export class RunStates<R> {
 
 interface RunBase {
   opts: Options;
+  /** Runs criu's action scripts of a hook a kind reaches (the network lock of a tree's own network namespace); throws if one fails. */
+  script(hook: "network-lock" | "network-unlock"): void;
   /** The log of the task being worked on (the pipeline switches it per task on restore). */
   log: Logger;
   stats: Stats;

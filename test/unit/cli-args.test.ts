@@ -86,9 +86,14 @@ test("--external, --ext-unix-sk and --inherit-fd fill the model (--external kind
   assert.deepEqual(o.inheritFd, [{ fd: 3, key: "pipe:[123]" }]);
   assert.equal(o.extUnixSk, false);
   assert.deepEqual(unsupported(o), [
-    "--external mnt[m]:/x: crest supports only unix[INO] (a unix socket whose peer is outside the tree) and tty[RDEV:DEV] (a terminal) so far",
+    "--external mnt[m]:/x: crest supports only unix[INO] (a unix socket whose peer is outside the tree), tty[RDEV:DEV] (a terminal), " +
+      "veth[IFNAME]:OUTSIDE (a veth of the tree's network namespace and its peer's name outside) and net[INO]:KEY (the tree's network namespace, the caller's) so far",
   ]);
   assert.deepEqual(unsupported(parseArgs(["restore"]).options), []);
+  // The tree's network namespace: a veth's peer outside (also criu's older --veth-pair IN=OUT) and the caller's namespace.
+  const n = parseArgs(["restore", "--external", "veth[eth0]:vh0", "--veth-pair", "eth1=vh1", "--external", "net[4026531840]:extnet"]).options;
+  assert.deepEqual(n.external, ["veth[eth0]:vh0", "veth[eth1]:vh1", "net[4026531840]:extnet"]);
+  assert.deepEqual(unsupported(n), []);
   assert.throws(() => parseArgs(["restore", "--inherit-fd", "3:pipe"]), /bad --inherit-fd value '3:pipe': it must be fd\[N\]:KEY/);
   // The example of criu's "External UNIX socket" page, and -x's inode lists.
   const x = parseArgs(["restore", "-d", "-D", "images", "-o", "restore.log", "--pidfile", "restore.pid", "-v4", "-x", "--inherit-fd", "fd[3]:socket:[11890815]"]).options;

@@ -44,6 +44,12 @@ test("rpc request: ext_unix_sk's inodes become external unix[INO]; the status fd
   assert.deepEqual([t.options.extUnixSk, t.options.external, t.statusPath], [true, ["unix[77]", "unix[78]"], "/proc/4242/fd/9"]);
 });
 
+test("rpc request: veth pairs become external veth[IN]:OUT, as --external and --veth-pair (runc and podman pass a container's veth so)", () => {
+  const t = translate("restore", req({ images_dir: "/x", veths: [{ if_in: "eth0", if_out: "vethab12" }], external: ["net[4026531840]:extnet"] }), peer, "swrk", noConfigs);
+  assert.deepEqual(t.refused, []);
+  assert.deepEqual(t.options.external, ["net[4026531840]:extnet", "veth[eth0]:vethab12"]);
+});
+
 test("rpc request: the configuration files first, the request next, its config_file last", () => {
   const files: Record<string, string> = { "/etc/criu/default.conf": "tcp-established\nlog-file global.log\n", "/runc.conf": "tcp-close\nfile-locks\n" };
   const configs = { env: {}, read: (p: string) => files[p] ?? null };

@@ -95,7 +95,8 @@ const SPECS: OptSpec[] = [
   { long: "close", arg: "required" },
   { long: "log-pid", arg: "none", bool: true, apply: (o, _v, on) => { o.log.perPid = on; } },
   { long: "evasive-devices", arg: "none", bool: true },
-  { long: "veth-pair", arg: "required" },
+  // criu's older spelling of --external veth[IN]:OUT.
+  { long: "veth-pair", arg: "required", apply: (o, v) => { const [inside, outside] = v!.split("="); o.external.push(`veth[${inside}]:${outside ?? ""}`); } },
   { long: "action-script", arg: "required", apply: (o, v) => { o.actionScripts.push(v!); } },
   { long: "link-remap", arg: "none", bool: true },
   { long: "shell-job", short: "j", arg: "none", bool: true, apply: (o, _v, on) => { o.features.shellJob = on; } },

@@ -30,7 +30,7 @@ export interface Translated {
 const UNSUPPORTED: ReadonlyArray<[keyof criu_opts, string]> = [
   ["evasive_devices", "evasive devices"], ["root", "a root directory (--root)"], ["parent_img", "a parent image (pre-dump chains)"],
   ["track_mem", "memory tracking (--track-mem)"], ["auto_dedup", "--auto-dedup"], ["link_remap", "--link-remap"],
-  ["veths", "veth pairs"], ["force_irmap", "--force-irmap"], ["exec_cmd", "--exec-cmd"], ["ext_mnt", "external mounts"],
+  ["force_irmap", "--force-irmap"], ["exec_cmd", "--exec-cmd"], ["ext_mnt", "external mounts"],
   ["auto_ext_mnt", "--auto-ext-mnt"], ["ext_sharing", "--enable-external-sharing"],
   ["ext_masters", "--enable-external-masters"], ["skip_mnt", "--skip-mnt"], ["enable_fs", "--enable-fs"],
   ["irmap_scan_paths", "--irmap-scan-path"], ["empty_ns", "--empty-ns"], ["join_ns", "--join-ns"],
@@ -99,6 +99,8 @@ export function translate(command: Command, o: criu_opts | undefined, peer: Peer
   if (o.cgroup_props_file) options.cgroups.propsFile = o.cgroup_props_file;
   options.cgroups.dumpControllers.push(...o.cgroup_dump_controller);
   if (o.cgroup_yard) options.cgroups.yard = o.cgroup_yard;
+  // criu's veth pairs: a veth of the tree's network namespace and the name of its peer outside.
+  for (const v of o.veths) options.external.push(`veth[${v.if_in}]:${v.if_out}`);
   // Only a client's own child sees the client's fds and may become its sibling.
   if (o.rst_sibling !== undefined) {
     if (mode === "swrk") options.restore.sibling = o.rst_sibling;

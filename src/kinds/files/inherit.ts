@@ -43,7 +43,7 @@ export function inherited(c: OpenContext, kind: FileKind, entry: file_entry): nu
 }
 
 /** Puts crest's fd `mine` into the task: the task makes a socket pair, crest sends the file from one end, the task receives it at the other. */
-export function giveFd({ r, task }: OpenContext, mine: number, what: string): number {
+export function giveFd({ r, task }: Pick<OpenContext, "r" | "task">, mine: number, what: string): number {
   r.resetScratch();
   const pairAt = r.alloc(8);
   r.call(`make a socket pair in task ${task.vpid} to pass ${what}`, SYS.socketpair, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, pairAt);

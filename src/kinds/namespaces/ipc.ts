@@ -141,7 +141,8 @@ function restoreIpc(images: RestoreImages, id: number): number[] {
     for (const [field, path] of IPC_SYSCTLS) set(path, (vars as unknown as Record<string, number | bigint | undefined>)[field]);
   }
   const rmid: number[] = [];
-  for (const { entry, data } of images.read(IMG.ipcShm, id)) {
+  // criu leaves out an empty image (a namespace without segments, sets or queues).
+  for (const { entry, data } of images.readOr(IMG.ipcShm, id, [])) {
     const d = entry.desc;
     // CRIU 4.x keeps the contents in pagemap-shmem-ID.img instead.
     const contents = data ?? shmemContents(images, BigInt(d.id), Number(entry.size));
@@ -156,7 +157,7 @@ function restoreIpc(images: RestoreImages, id: number): number[] {
     }
     if (d.mode & SHM.DEST) rmid.push(d.id);
   }
-  for (const { entry, values } of images.read(IMG.ipcSem, id)) {
+  for (const { entry, values } of images.readOr(IMG.ipcSem, id, [])) {
     const d = entry.desc;
     nextId("sem", d.id);
     created("semaphore set", d.id, native.syscall(SYS.semget, d.key | 0, entry.nsems, (d.mode & 0o777) | IPC.CREAT | IPC.EXCL));
@@ -165,7 +166,7 @@ function restoreIpc(images: RestoreImages, id: number): number[] {
     check(native.syscall(SYS.semctl, d.id, 0, SEM.SETALL, vals), `set values of semaphore set ${d.id}`);
     check(native.syscall(SYS.semctl, d.id, 0, IPC.SET, permBuffer(d)), `set owner of semaphore set ${d.id}`);
   }
-  for (const { entry, messages } of images.read(IMG.ipcMsg, id)) {
+  for (const { entry, messages } of images.readOr(IMG.ipcMsg, id, [])) {
     const d = entry.desc;
     nextId("msg", d.id);
     created("message queue", d.id, native.syscall(SYS.msgget, d.key | 0, (d.mode & 0o777) | IPC.CREAT | IPC.EXCL));

@@ -36,6 +36,7 @@
 //
 // Not yet, refused by name: data sent on a connection not accepted yet,
 // messages with their senders' credentials, a peek offset.
+import { inTreeNetns } from "./sock-diag.js";
 import { closeSync } from "node:fs";
 import type { FileKind, FdFacts, HeldFiles, OpenContext } from "../files/file-kind.js";
 import type { Waiting } from "../files/open-queue.js";
@@ -97,7 +98,7 @@ const dumped = dumpState("unix sockets", () => ({
 
 function diagOf(run: DumpRun, ino: number): UnixDiag | undefined {
   const s = run.state(dumped);
-  s.diag ??= listUnixSockets();
+  s.diag ??= inTreeNetns(run, listUnixSockets);
   return s.diag.get(ino);
 }
 

@@ -223,7 +223,7 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
     const run: DumpRun = {
       opts, log, stats, images, files: [], root: tree.tasks[0]!, ownNamespaces: new Set(tree.ns.own.keys()), nextId,
       treeTids: new Set(frozen.tasks.flatMap((t) => [t.pid, ...t.threads.map((th) => th.tid)])),
-      undo, inventory: {}, state: (key) => states.of(key),
+      undo, inventory: {}, state: (key) => states.of(key), script: (hook) => scripts.run(hook),
     };
     const states = new RunStates(() => run);
     runKinds(run, tree.tasks, open, hooks);

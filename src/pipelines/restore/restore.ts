@@ -222,11 +222,12 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
   }
   const tree = loadTree(opts.images.dir, opts);
   const { images, nodes } = tree;
+  const scripts = new ActionScripts(opts.actionScripts, images.dir, log, hooks.notify);
   const run: RestoreRun = {
     opts, log, stats: newStats(), images, inventory: tree.inventory,
     files: new Map<number, file_entry>(images.read(IMG.files).map((f) => [f.id, f])),
     tasks: [...tree.tasks.values()], opened: new Map(), transient: [], cleanup: [],
-    state: (key) => states.of(key),
+    state: (key) => states.of(key), script: (hook) => scripts.run(hook),
     ...(hooks.notify ? { giveOrphanPtsMaster: (fd: number) => { hooks.notify!("orphan-pts-master", undefined, fd); } } : {}),
   };
   const states = new RunStates(() => run);
@@ -234,7 +235,6 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
   if (!(nsFlags & CLONE.NEWPID)) checkPidsFree(tree, log);
   log.info(`Restoring ${tree.entries.length} process(es), root ${tree.entries[0]!.pid}`);
 
-  const scripts = new ActionScripts(opts.actionScripts, images.dir, log, hooks.notify);
   const t0 = process.hrtime.bigint();
   native.syscall(SYS.prctl, PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   const created: Remote[] = [];
