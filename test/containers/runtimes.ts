@@ -20,6 +20,14 @@ export interface Container {
   running(): boolean;
   /** The count the container serves on its TCP port; null if it does not answer. */
   count(): number | null;
+  /** Its address on a network the host reaches without NAT, where it has one (podman's bridge). */
+  address?(): string;
+}
+
+/** What a checkpoint or restore asks besides the defaults. */
+export interface CrOptions {
+  /** --tcp-established (LXC always asks it). */
+  tcpEstablished?: boolean;
 }
 
 export interface Runtime {
@@ -29,8 +37,8 @@ export interface Runtime {
   /** Why it cannot checkpoint at all as it is built, or null. */
   noCheckpoint(): string | null;
   start(work: string, name: string): Container;
-  checkpoint(ct: Container, criu: CriuDir, images: string): Result;
-  restore(ct: Container, criu: CriuDir, images: string): Result;
+  checkpoint(ct: Container, criu: CriuDir, images: string, o?: CrOptions): Result;
+  restore(ct: Container, criu: CriuDir, images: string, o?: CrOptions): Result;
   /** criu's log of the last checkpoint ("dump") or restore, where the runtime has it written. */
   criuLog(ct: Container, images: string, what: "dump" | "restore"): string;
   remove(ct: Container): void;
@@ -89,6 +97,8 @@ function runDetached(argv: string[], log: string, env: Record<string, string> = 
   return { code, output: existsSync(log) ? readFileSync(log, "utf8") : "" };
 }
 
+const tcp = (o: CrOptions) => (o.tcpEstablished ? ["--tcp-established"] : []);
+
 /** The count, read with busybox wget inside the container's network namespace (no -T: Debian's static busybox 1.35 wget dies of SIGSEGV with it). */
 function countIn(pid: number): number | null {
   const r = spawnSync("nsenter", ["-t", String(pid), "-n", "/bin/busybox", "wget", "-q", "-O", "-", `http://127.0.0.1:${COUNTER_PORT}/count`], { encoding: "utf8", timeout: 5000 });
@@ -141,12 +151,12 @@ class OciRuntime implements Runtime {
     return ct;
   }
 
-  checkpoint(ct: Container, criu: CriuDir, images: string): Result {
-    return run(this.name, [...this.criuArgs(criu), "checkpoint", "--image-path", images, "--work-path", `${images}.work`, ct.name], { PATH: criu.path });
+  checkpoint(ct: Container, criu: CriuDir, images: string, o: CrOptions = {}): Result {
+    return run(this.name, [...this.criuArgs(criu), "checkpoint", ...tcp(o), "--image-path", images, "--work-path", `${images}.work`, ct.name], { PATH: criu.path });
   }
 
-  restore(ct: Container, criu: CriuDir, images: string): Result {
-    const r = runDetached([this.name, ...this.criuArgs(criu), "restore", "-d", "--image-path", images, "--work-path", `${images}.rwork`,
+  restore(ct: Container, criu: CriuDir, images: string, o: CrOptions = {}): Result {
+    const r = runDetached([this.name, ...this.criuArgs(criu), "restore", "-d", ...tcp(o), "--image-path", images, "--work-path", `${images}.rwork`,
       "--bundle", join(ct.work, "bundle"), ct.name], join(ct.work, "container.log"), { PATH: criu.path });
     // runc asks criu for an empty network namespace (empty_ns = CLONE_NEWNET: "runc doesn't manage
     // network devices"): what was in it is its user's to set up again, here the loopback.
@@ -195,6 +205,9 @@ class Podman implements Runtime {
     const port = Number(/:(\d+)\s*$/.exec(execFileSync("podman", ["port", name, String(COUNTER_PORT)], { encoding: "utf8" }))?.[1]);
     return {
       name, work,
+      // The bridge's address: a connection to the published port goes through NAT, whose conntrack
+      // entry podman's network teardown drops at the checkpoint (criu 4.2 here: the connection is reset).
+      address: () => this.inspect(name, "{{.NetworkSettings.IPAddress}}"),
       pid: () => Number(this.inspect(name, "{{.State.Pid}}")),
       running: () => run("podman", ["inspect", name, "--format", "{{.State.Status}}"]).output.trim() === "running",
       // From the host, through the published port.
@@ -206,12 +219,12 @@ class Podman implements Runtime {
   }
 
   /** In place (podman keeps the images in the container's userdata directory, with --keep its logs too). */
-  checkpoint(ct: Container, criu: CriuDir, _images: string): Result {
-    return run("podman", ["container", "checkpoint", "--keep", ct.name], { PATH: criu.path });
+  checkpoint(ct: Container, criu: CriuDir, _images: string, o: CrOptions = {}): Result {
+    return run("podman", ["container", "checkpoint", "--keep", ...tcp(o), ct.name], { PATH: criu.path });
   }
 
-  restore(ct: Container, criu: CriuDir, _images: string): Result {
-    return run("podman", ["container", "restore", "--keep", ct.name], { PATH: criu.path });
+  restore(ct: Container, criu: CriuDir, _images: string, o: CrOptions = {}): Result {
+    return run("podman", ["container", "restore", "--keep", ...tcp(o), ct.name], { PATH: criu.path });
   }
 
   criuLog(ct: Container, _images: string, what: "dump" | "restore"): string {

@@ -9,7 +9,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { CREST_BIN, makeCriuDir } from "../criu-dir.js";
-import { checkpointRestore } from "../check.js";
+import { checkpointRestore, keepsConnection } from "../check.js";
 import { RUNTIMES } from "../runtimes.js";
 
 const CRIU = process.env.CREST_CONTAINERS_CRIU || CREST_BIN;
@@ -23,3 +23,13 @@ for (const rt of RUNTIMES) {
     rmSync(work, { recursive: true, force: true });
   });
 }
+
+// podman's container has an address on its bridge the host reaches; runc's and LXC's here have a loopback only.
+const podman = RUNTIMES.find((r) => r.name === "podman")!;
+test(`containers: podman keeps an open TCP connection from the host across checkpoint and restore --tcp-established with ${CRIU} as criu`,
+  { skip: podman.missing() ?? podman.noCheckpoint() ?? false }, async () => {
+    const work = mkdtempSync("/tmp/crest-ct-cr-podman-tcp-");
+    const r = await keepsConnection(podman, makeCriuDir(work, CRIU), work, `crest-cr-podman-tcp-${process.pid}`);
+    assert.ok(r.answered >= r.before);
+    rmSync(work, { recursive: true, force: true });
+  });
