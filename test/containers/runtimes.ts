@@ -28,6 +28,8 @@ export interface Container {
 export interface CrOptions {
   /** --tcp-established (LXC always asks it). */
   tcpEstablished?: boolean;
+  /** Checkpoint only: the container runs on (runc's and podman's --leave-running, lxc-checkpoint without -s). */
+  leaveRunning?: boolean;
 }
 
 export interface Runtime {
@@ -97,7 +99,7 @@ function runDetached(argv: string[], log: string, env: Record<string, string> = 
   return { code, output: existsSync(log) ? readFileSync(log, "utf8") : "" };
 }
 
-const tcp = (o: CrOptions) => (o.tcpEstablished ? ["--tcp-established"] : []);
+const tcp = (o: CrOptions) => [...(o.tcpEstablished ? ["--tcp-established"] : []), ...(o.leaveRunning ? ["--leave-running"] : [])];
 
 /** The count, read with busybox wget inside the container's network namespace (no -T: Debian's static busybox 1.35 wget dies of SIGSEGV with it). */
 function countIn(pid: number): number | null {
@@ -265,8 +267,8 @@ class Lxc implements Runtime {
     return ct;
   }
 
-  checkpoint(ct: Container, criu: CriuDir, images: string): Result {
-    return this.lxc("lxc-checkpoint", ct, ["-D", images, "-s", "-v"], { PATH: criu.path });
+  checkpoint(ct: Container, criu: CriuDir, images: string, o: CrOptions = {}): Result {
+    return this.lxc("lxc-checkpoint", ct, ["-D", images, ...(o.leaveRunning ? [] : ["-s"]), "-v"], { PATH: criu.path });
   }
 
   restore(ct: Container, criu: CriuDir, images: string): Result {
