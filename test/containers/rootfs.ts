@@ -2,7 +2,7 @@
 // Debian's packages only (nothing downloaded): a busybox-static rootfs
 // (make-rootfs.sh), an OCI bundle for runc and crun (`runc spec`, adjusted),
 // a podman image imported from it, an LXC container on a directory rootfs.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -55,6 +55,8 @@ export function podmanImage(work: string): string {
   const root = makeRootfs(join(work, "podman-rootfs"));
   const tar = join(work, "rootfs.tar");
   execFileSync("tar", ["-C", root, "-cf", tar, "."]);
+  // The previous import, unless a container still uses it (no -f: that would remove the container), so that imports do not pile up.
+  spawnSync("podman", ["rmi", PODMAN_IMAGE], { stdio: "ignore" });
   execFileSync("podman", ["import", "--change", 'CMD ["/counter.sh"]', tar, PODMAN_IMAGE], { stdio: ["ignore", "ignore", "pipe"] });
   return PODMAN_IMAGE;
 }
