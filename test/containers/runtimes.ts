@@ -207,8 +207,8 @@ class Podman implements Runtime {
     const port = Number(/:(\d+)\s*$/.exec(execFileSync("podman", ["port", name, String(COUNTER_PORT)], { encoding: "utf8" }))?.[1]);
     return {
       name, work,
-      // The bridge's address: a connection to the published port goes through NAT, whose conntrack
-      // entry podman's network teardown drops at the checkpoint (criu 4.2 here: the connection is reset).
+      // The bridge's address: a connection to the published port goes through NAT and was reset after
+      // the restore with criu 4.2 too (likely its conntrack entry, gone with podman's network at the checkpoint).
       address: () => this.inspect(name, "{{.NetworkSettings.IPAddress}}"),
       pid: () => Number(this.inspect(name, "{{.State.Pid}}")),
       running: () => run("podman", ["inspect", name, "--format", "{{.State.Status}}"]).output.trim() === "running",
