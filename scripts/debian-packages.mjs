@@ -3,7 +3,7 @@
 // Debian machine. Not root, or no apt-get: it says what to install and fails.
 // Not Debian (no dpkg-query): nothing is checked, the tools speak for themselves.
 //
-//   node scripts/debian-packages.mjs [build] [test] [vnc]   (all when none is named)
+//   node scripts/debian-packages.mjs [build] [test] [vnc] [containers]   (all when none is named)
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -19,6 +19,10 @@ export const PACKAGES = {
   // CRIU's VNC scenario (test/cr/vnc.test.ts, npm run demo:vnc, the bench's VNC row): the VNC server,
   // the window manager and terminal in the tree; Xvfb, the viewer, xdotool, xwininfo and xwd outside it.
   vnc: ["tigervnc-standalone-server", "icewm", "xterm", "xvfb", "tigervnc-viewer", "xdotool", "x11-utils", "x11-apps"],
+  // The container runtimes that checkpoint through criu (test/containers/, docs/containers.md): runc, crun,
+  // podman (run with runc) and LXC, the containers' root file system from busybox-static, entered with
+  // util-linux's nsenter. Not installed by npm test yet: node scripts/debian-packages.mjs containers.
+  containers: ["runc", "crun", "podman", "lxc", "busybox-static", "util-linux"],
 };
 
 function installed(pkg) {

@@ -127,11 +127,11 @@ export function translate(command: Command, o: criu_opts | undefined, peer: Peer
   }
   options.log.level = o.log_level ?? 2;
 
-  // The request's own configuration file has the last word (criu: e.g. runc.conf).
+  // The request's own configuration file has the last word (criu: e.g. runc.conf). One that does not
+  // exist is no configuration, as with criu: runc names /etc/criu/runc.conf in every request.
   if (o.config_file !== undefined) {
     const text = configs.read(o.config_file);
-    if (text === null) refused.push(`criu_opts.config_file: cannot read the configuration file ${o.config_file}`);
-    else refused.push(...applyConfigFile(options, o.config_file, text).map((f) => `option ${f} is not supported by crest yet`));
+    if (text !== null) refused.push(...applyConfigFile(options, o.config_file, text).map((f) => `option ${f} is not supported by crest yet`));
   }
   return {
     options, notify: o.notify_scripts ?? false, refused,

@@ -75,6 +75,8 @@ class Session {
   }
 
   private handle(req: criu_req): boolean {
+    // Every request as it came, at -v4: what a client (runc, podman, LXC's tools) asks of criu, field by field.
+    this.log.debug(`RPC request ${TYPE_NAMES[req.type] ?? req.type}: ${describe(req)}`);
     switch (req.type) {
       case criu_req_type.DUMP: return this.dump(req.opts);
       case criu_req_type.RESTORE: return this.restore(req.opts);
@@ -118,6 +120,7 @@ class Session {
     } catch (e) {
       return { ok: false, resp: failure(type, `cannot open the log file: ${(e as Error).message}`) };
     }
+    log.debug(`RPC ${TYPE_NAMES[type]} options as the client set them: ${o ? describe(o) : "none"}`);
     let status: number | undefined;
     const held: number[] = [];
     try {
@@ -237,6 +240,12 @@ function errorCode(e: Error | undefined): string {
   if (e instanceof UnsupportedError) return "unsupported";
   if (e instanceof ImageError) return "image";
   return "failed";
+}
+
+/** A request or its options as JSON, without the fields left unset or empty. */
+function describe(v: object): string {
+  return JSON.stringify(v, (_k, x: unknown) =>
+    x === undefined || x === null || (Array.isArray(x) && x.length === 0) ? undefined : typeof x === "bigint" ? x.toString() : x);
 }
 
 /** crest's own version, for VERSION's gitid. */
