@@ -223,11 +223,39 @@ export function finish(w: Workload): string {
 }
 
 /** Kills a workload that is still around (test cleanup). */
+/** Every process below pid (read before anything is killed: orphans move to PID 1). */
+function descendants(pid: number): number[] {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const kids = tids.flatMap((t) => {
+    try {
+      return readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").split(" ").filter(Boolean).map(Number);
+    } catch {
+      return [];
+    }
+  });
+  return kids.flatMap((k) => [k, ...descendants(k)]);
+}
+
+/** Kills the workload and every process below it (a child in a session of its own would outlive it). */
 export function stop(w: Workload): void {
+  const below = descendants(w.pid);
   try {
     process.kill(w.pid, "SIGKILL");
   } catch {
     return;
+  } finally {
+    for (const p of below) {
+      try {
+        process.kill(p, "SIGKILL");
+      } catch {
+        // gone already
+      }
+    }
   }
   waitGone(w.pid);
 }
