@@ -14,8 +14,9 @@ export const PACKAGES = {
   // Debian's crit (in criu, a python program using python3-protobuf) decodes the tests' images;
   // the TCP tests lock the network with nft and with iptables-restore, as crest does for --tcp-established;
   // the RPC tests drive crest with pycriu (in criu) and with go-criu, built offline with Debian's Go;
-  // tmux runs the shell-job test's two terminals.
-  test: ["criu", "python3-protobuf", "nftables", "iptables", "golang-go", "golang-github-checkpoint-restore-go-criu-dev", "tmux"],
+  // tmux runs the shell-job test's two terminals; iproute2's ip saves and restores a network namespace's
+  // addresses, routes and rules, as criu does.
+  test: ["criu", "python3-protobuf", "nftables", "iptables", "iproute2", "golang-go", "golang-github-checkpoint-restore-go-criu-dev", "tmux"],
   // CRIU's VNC scenario (test/cr/vnc.test.ts, npm run demo:vnc, the bench's VNC row): the VNC server,
   // the window manager and terminal in the tree; Xvfb, the viewer, xdotool, xwininfo and xwd outside it.
   vnc: ["tigervnc-standalone-server", "icewm", "xterm", "xvfb", "tigervnc-viewer", "xdotool", "x11-utils", "x11-apps"],
