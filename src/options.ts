@@ -119,6 +119,16 @@ export interface FeatureOptions {
   orphanPtsMaster: boolean;
 }
 
+/** The tree's mount namespace (criu's --root, --skip-mnt, --enable-fs; external mounts are in `external`). */
+export interface MountOptions {
+  /** --root DIR: restore the tree's root mount from this directory (a bind of it). */
+  root?: string;
+  /** --skip-mnt PATH (repeatable): mounts at these paths are left out of the dump. */
+  skip: string[];
+  /** --enable-fs NAMES (repeatable, comma-separated; "all"): file systems mounted again by name and options alone. */
+  enableFs: string[];
+}
+
 export interface ConfigOptions {
   /** --no-default-config was given: /etc/criu/default.conf and ~/.criu/default.conf are not read. */
   noDefault: boolean;
@@ -148,6 +158,7 @@ export interface Options {
   /** --action-script (repeatable): run for each hook with CRTOOLS_SCRIPT_ACTION set. */
   actionScripts: string[];
   config: ConfigOptions;
+  mnt: MountOptions;
 }
 
 export function defaultOptions(command: Command): Options {
@@ -166,6 +177,7 @@ export function defaultOptions(command: Command): Options {
     service: {},
     actionScripts: [],
     config: { noDefault: false },
+    mnt: { skip: [], enableFs: [] },
   };
 }
 
@@ -185,7 +197,8 @@ export function unsupported(opts: Options): string[] {
 /** Why crest cannot take an --external object (criu's kinds but unix[INO] and tty[RDEV:DEV]); undefined if it can. */
 export function unsupportedExternal(e: string): string | undefined {
   if (externalUnix(e) !== undefined || /^tty\[[0-9a-f]+:[0-9a-f]+\]$/.test(e)) return undefined;
-  return `--external ${e}: crest supports only unix[INO] (a unix socket whose peer is outside the tree) and tty[RDEV:DEV] (a terminal) so far`;
+  if (externalMount(e) !== undefined) return undefined;
+  return `--external ${e}: crest supports only unix[INO] (a unix socket whose peer is outside the tree), tty[RDEV:DEV] (a terminal) and mnt[KEY]:VAL (a mount) so far`;
 }
 
 /** `unix[INO]` of --external (or --ext-unix-sk=INO): the inode of a socket of the tree whose peer may be outside; undefined for other kinds. */
@@ -197,4 +210,16 @@ export function externalUnix(e: string): number | undefined {
 /** Whether `--external unix[INO]` (or `--ext-unix-sk=INO`) names socket `ino`. */
 export function isExternalUnix(opts: Options, ino: number): boolean {
   return opts.external.some((e) => externalUnix(e) === ino);
+}
+
+/**
+ * `mnt[KEY]:VAL` of --external (or --ext-mount-map KEY:VAL): on dump KEY
+ * is a mount point of the tree and VAL the name it gets in the image; on
+ * restore KEY is that name and VAL the directory bound there. Undefined
+ * for other kinds and for criu's forms crest does not take yet
+ * (mnt[]{:AUTO}, dev[...]).
+ */
+export function externalMount(e: string): { key: string; val: string } | undefined {
+  const m = /^mnt\[([^\]]+)\]:(.+)$/.exec(e);
+  return m ? { key: m[1]!, val: m[2]! } : undefined;
 }

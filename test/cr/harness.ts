@@ -81,7 +81,8 @@ export function startWorkload(name: string, args: string[] = [], opts: { stdout?
   const w: Workload = { name, pid: 0, dir, status: join(dir, "status"), log: join(dir, "out.log") };
   let pid: number;
   if (opts.ns) {
-    const r = spawnSync(CREST, ["run", "--ns", opts.ns, "--log", w.log, "--", join(WORKLOADS, name), w.status, ...args], { encoding: "utf8", cwd: dir });
+    const env = { ...process.env, ...Object.fromEntries((opts.env ?? []).map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)])) };
+    const r = spawnSync(CREST, ["run", "--ns", opts.ns, "--log", w.log, "--", join(WORKLOADS, name), w.status, ...args], { encoding: "utf8", cwd: dir, env });
     if (r.status !== 0) throw new Error(`crest run ${name} failed: ${r.stderr}`);
     pid = Number(r.stdout.trim());
   } else {
@@ -251,7 +252,8 @@ export function assertDumpRefused(name: string, args: string[], what: RegExp): v
 
 /** Decodes every image file of dir as `crit decode -i` would; returns the files that failed, with crit's complaint. */
 export function critDecodeAll(dir: string): string[] {
-  const files = readdirSync(dir).filter((f) => !f.endsWith(".log") && !f.startsWith("pages-"));
+  // tmpfs contents are tar archives (criu's too), not images.
+  const files = readdirSync(dir).filter((f) => !f.endsWith(".log") && !f.startsWith("pages-") && !f.endsWith(".tar.gz"));
   return critBatch(["decode", ...files.map((f) => join(dir, f))]).filter((r) => !r.ok).map((r) => `${basename(r.file)}: ${r.error}`);
 }
 

@@ -1,0 +1,102 @@
+// A tree in its own mount namespace (crest run --ns mnt): the mount tree
+// from mountinfo into mountpoints-N.img, tmpfs files into
+// tmpfs-dev-N.tar.gz, restored under --root with the same mounts, binds,
+// propagation and files, checked by the workload itself and by reading
+// the restored task's mountinfo from outside; what crest cannot keep is
+// refused by name and the tree runs on.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { readImage, IMG } from "../../src/images/index.js";
+import {
+  crest, critDecodeAll, dumpLog, dumpWorkload, finish, imagesDir, procState, restoreWorkload, startWorkload, stop, type Workload,
+} from "./harness.js";
+
+/** mountinfo without mount ids, devices and peer group numbers (renumbered in order), sorted. */
+function normalMountinfo(pid: number): string[] {
+  const lines = readFileSync(`/proc/${pid}/mountinfo`, "utf8").trim().split("\n").map((l) => l.split(" "));
+  const mp = new Map(lines.map((w) => [w[0]!, w[4]!]));
+  const rows = lines.map((w) => [w[4], mp.get(w[1]!) ?? "-", w[3], ...w.slice(5)].join(" ")).sort();
+  const groups = new Map<string, number>();
+  return rows.map((r) => r.replace(/\b(shared|master):(\d+)/g, (_m, tag: string, n: string) => {
+    if (!groups.has(n)) groups.set(n, groups.size + 1);
+    return `${tag}:${groups.get(n)}`;
+  }));
+}
+
+function start(args: string[] = [], env: string[] = []): Workload {
+  return startWorkload("mntns", args, { ns: "mnt,ipc", ...(env.length ? { env } : {}) });
+}
+
+test("mntns: tmpfs with files, binds of a directory and a file, a read-only bind of the root fs, shared/slave/private, proc, devtmpfs, devpts, mqueue", () => {
+  const w = start();
+  try {
+    const before = normalMountinfo(w.pid);
+    dumpWorkload(w);
+    const undecoded = critDecodeAll(imagesDir(w));
+    assert.deepEqual(undecoded, []);
+    const ids = readImage(imagesDir(w), IMG.ids, w.pid)[0]!;
+    const mnts = readImage(imagesDir(w), IMG.mnts, ids.mnt_ns_id!);
+    const byPoint = new Map(mnts.map((m) => [m.mountpoint, m]));
+    assert.equal(byPoint.get("/proc")?.fstype, 1, "proc");
+    assert.equal(byPoint.get("/dev")?.fstype, 3, "devtmpfs");
+    assert.match(byPoint.get("/dev/pts")?.options ?? "", /newinstance/, "a devpts of its own is mounted with newinstance");
+    const t = byPoint.get(`${w.dir}/t`)!;
+    assert.equal(t.fstype, 5);
+    assert.ok(existsSync(join(imagesDir(w), `tmpfs-dev-${t.root_dev}.tar.gz`)), "the tmpfs's files, as criu names them");
+    assert.equal(byPoint.get(`${w.dir}/bd`)?.root, "/sub");
+    assert.ok(byPoint.get(`${w.dir}/sh`)!.shared_id! > 0);
+    assert.equal(byPoint.get(`${w.dir}/sl`)!.master_id, byPoint.get(`${w.dir}/sh`)!.shared_id);
+
+    const r = crest(["restore", "-D", imagesDir(w), "-o", "restore.log", "-d"]);
+    assert.equal(r.code, 1, "a mount namespace needs --root");
+    assert.match(r.stderr, /own mount namespace: give --root DIR/);
+
+    restoreWorkload(w, ["--root", "/"]);
+    assert.deepEqual(normalMountinfo(w.pid), before);
+    assert.equal(finish(w), "PASS");
+    assert.deepEqual(readdirTmp(), [], "the restore's yard is gone");
+  } finally {
+    stop(w);
+  }
+});
+
+function readdirTmp(): string[] {
+  return readFileSync("/proc/self/mountinfo", "utf8").split("\n").filter((l) => l.includes("/.crest-mntns-"));
+}
+
+for (const n of [1, 2]) {
+  test(`mntns: sabotage ${n} is caught`, () => {
+    const w = start([], [`CREST_WL_SABOTAGE=${n}`]);
+    try {
+      dumpWorkload(w);
+      restoreWorkload(w, ["--root", "/"]);
+      assert.match(finish(w), /^FAIL/);
+    } finally {
+      stop(w);
+    }
+  });
+}
+
+for (const [arg, what] of [
+  ["ramfs", /mount \d+ at \S+\/rf \(ramfs wl-ramfs, root \/\): crest does not mount ramfs file systems/],
+  ["mq-queue", /mqueue mount \d+ at \S+\/mq of process \d+ holds the queues wl-q/],
+  ["hidden", /tmpfs mount \d+ at \S+\/t of process \d+ is covered by another mount/],
+] as const) {
+  test(`mntns ${arg}: refused by name, the tree runs on untouched`, () => {
+    const w = start([arg]);
+    try {
+      const before = normalMountinfo(w.pid);
+      const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, what);
+      assert.match(dumpLog(w), /Dumping FAILED/);
+      assert.equal(procState(w.pid).tracer, 0);
+      assert.deepEqual(normalMountinfo(w.pid), before);
+      if (arg !== "hidden") assert.equal(finish(w), "PASS");
+    } finally {
+      stop(w);
+    }
+  });
+}
