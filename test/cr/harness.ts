@@ -253,7 +253,7 @@ export function assertDumpRefused(name: string, args: string[], what: RegExp): v
 /** Decodes every image file of dir as `crit decode -i` would; returns the files that failed, with crit's complaint. */
 export function critDecodeAll(dir: string): string[] {
   // tmpfs contents are tar archives (criu's too), not images.
-  const files = readdirSync(dir).filter((f) => !f.endsWith(".log") && !f.startsWith("pages-") && !f.endsWith(".tar.gz"));
+  const files = readdirSync(dir).filter((f) => !f.endsWith(".log") && !f.startsWith("pages-") && !f.endsWith(".tar.gz.img"));
   return critBatch(["decode", ...files.map((f) => join(dir, f))]).filter((r) => !r.ok).map((r) => `${basename(r.file)}: ${r.error}`);
 }
 

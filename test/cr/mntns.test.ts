@@ -44,7 +44,7 @@ test("mntns: tmpfs with files, binds of a directory and a file, a read-only bind
     assert.match(byPoint.get("/dev/pts")?.options ?? "", /newinstance/, "a devpts of its own is mounted with newinstance");
     const t = byPoint.get(`${w.dir}/t`)!;
     assert.equal(t.fstype, 5);
-    assert.ok(existsSync(join(imagesDir(w), `tmpfs-dev-${t.root_dev}.tar.gz`)), "the tmpfs's files, as criu names them");
+    assert.ok(existsSync(join(imagesDir(w), `tmpfs-dev-${t.root_dev}.tar.gz.img`)), "the tmpfs's files, as criu names them");
     assert.equal(byPoint.get(`${w.dir}/bd`)?.root, "/sub");
     assert.ok(byPoint.get(`${w.dir}/sh`)!.shared_id! > 0);
     assert.equal(byPoint.get(`${w.dir}/sl`)!.master_id, byPoint.get(`${w.dir}/sh`)!.shared_id);

@@ -80,13 +80,13 @@ test("check's options", () => {
   assert.deepEqual([f.check.extra, f.check.experimental, f.check.feature], [true, false, "list"]);
 });
 
-test("--external, --ext-unix-sk and --inherit-fd fill the model (--external kinds but unix[INO] and tty[RDEV:DEV] are refused by name: options.unsupported)", () => {
-  const o = parseArgs(["restore", "--external", "mnt[m]:/x", "--inherit-fd", "fd[3]:pipe:[123]", "--external=tty[8800:0]", "--external", "unix[77]"]).options;
-  assert.deepEqual(o.external, ["mnt[m]:/x", "tty[8800:0]", "unix[77]"]);
+test("--external, --ext-unix-sk and --inherit-fd fill the model (--external kinds but unix[INO], tty[RDEV:DEV] and mnt[KEY]:VAL are refused by name: options.unsupported)", () => {
+  const o = parseArgs(["restore", "--external", "mnt[m]:/x", "--inherit-fd", "fd[3]:pipe:[123]", "--external=tty[8800:0]", "--external", "unix[77]", "--external", "veth[a]:b"]).options;
+  assert.deepEqual(o.external, ["mnt[m]:/x", "tty[8800:0]", "unix[77]", "veth[a]:b"]);
   assert.deepEqual(o.inheritFd, [{ fd: 3, key: "pipe:[123]" }]);
   assert.equal(o.extUnixSk, false);
   assert.deepEqual(unsupported(o), [
-    "--external mnt[m]:/x: crest supports only unix[INO] (a unix socket whose peer is outside the tree) and tty[RDEV:DEV] (a terminal) so far",
+    "--external veth[a]:b: crest supports only unix[INO] (a unix socket whose peer is outside the tree), tty[RDEV:DEV] (a terminal) and mnt[KEY]:VAL (a mount) so far",
   ]);
   assert.deepEqual(unsupported(parseArgs(["restore"]).options), []);
   assert.throws(() => parseArgs(["restore", "--inherit-fd", "3:pipe"]), /bad --inherit-fd value '3:pipe': it must be fd\[N\]:KEY/);

@@ -3,7 +3,8 @@
  * (started by `crest run --ns mnt`): everything made private, a new root (a
  * bind of the host's root file system, non-recursive) with proc at /proc,
  * devtmpfs at /dev and a devpts of its own (newinstance) at /dev/pts,
- * pivoted to; in its working directory D (the same path inside):
+ * pivoted to, then runs itself again from there (as a runtime execs the
+ * container's program once inside); in its working directory D (the same path inside):
  *   D/t   tmpfs (size=1m,mode=751): a.txt "hello tmpfs" mode 0640, sub/b.bin
  *         4096 bytes of pattern owned 1234:5678, link -> a.txt (a symlink),
  *         empty dir e (mode 0700)
@@ -130,6 +131,7 @@ static char before[1 << 15], after[1 << 15];
 int main(int argc, char **argv) {
   wl_init(argc, argv, "mntns");
   if (!getcwd(dir, sizeof(dir))) die("getcwd");
+  if (!getenv("WL_MNTNS_INSIDE")) {
 
   mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
   if (mkdir(at("newroot"), 0755)) die("mkdir newroot");
@@ -144,6 +146,16 @@ int main(int argc, char **argv) {
   snprintf(p, sizeof(p), "%s/dev/pts", nr);
   mnt("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620");
   if (chdir(nr) || syscall(SYS_pivot_root, ".", ".") || umount2(".", MNT_DETACH) || chdir(dir)) die("pivot_root");
+  /* As a container runtime: the program runs from the new root (its mappings are the new mounts' files). */
+  /* Its stdio too: /dev/null of the new /dev, the log (D/out.log) through the new root. */
+  int in = open("/dev/null", O_RDONLY), out = open(at("out.log"), O_WRONLY | O_APPEND);
+  if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) die("stdio");
+  close(in);
+  close(out);
+  setenv("WL_MNTNS_INSIDE", "1", 1);
+  execv(argv[0], argv);
+  die("execv");
+  }
 
   /* the tmpfs and its files */
   mkdir(at("t"), 0755);

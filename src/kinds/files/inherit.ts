@@ -9,6 +9,7 @@
 // named by one key get their own access mode; anything else is the
 // caller's description itself, with its flags and position.
 import type { FileKind, OpenContext } from "./file-kind.js";
+import type { Remote } from "../../remote/remote.js";
 import type { file_entry } from "../../images/index.js";
 import { AT_FDCWD, F, O, SYS } from "../../sys/constants.js";
 import { check } from "../../sys/errno.js";
@@ -44,6 +45,12 @@ export function inherited(c: OpenContext, kind: FileKind, entry: file_entry): nu
 
 /** Puts crest's fd `mine` into the task: the task makes a socket pair, crest sends the file from one end, the task receives it at the other. */
 export function giveFd({ r, task }: OpenContext, mine: number, what: string): number {
+  return passFd(r, task.vpid, mine, what);
+}
+
+/** giveFd for a task known by its Remote (r.pid, as crest sees it) and its PID in the tree (`vpid`, for messages). */
+export function passFd(r: Remote, vpid: number, mine: number, what: string): number {
+  const task = { pid: r.pid, vpid };
   r.resetScratch();
   const pairAt = r.alloc(8);
   r.call(`make a socket pair in task ${task.vpid} to pass ${what}`, SYS.socketpair, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, pairAt);
