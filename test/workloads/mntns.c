@@ -7,7 +7,9 @@
  * container's program once inside); in its working directory D (the same path inside):
  *   D/t   tmpfs (size=1m,mode=751): a.txt "hello tmpfs" mode 0640, sub/b.bin
  *         4096 bytes of pattern owned 1234:5678, link -> a.txt (a symlink),
- *         empty dir e (mode 0700)
+ *         empty dir e (mode 0700), under/hidden.txt "under a mount" covered
+ *         by a tmpfs mounted on t/under, gone.txt "ghost data" held open
+ *         read-write and removed (a ghost inside the namespace)
  *   D/bd  bind of D/t/sub (a directory of the tmpfs)
  *   D/bf  bind of D/t/a.txt over the file D/bf (a file bind)
  *   D/hb  bind of D/src (a directory of the root file system), read-only
@@ -168,6 +170,11 @@ int main(int argc, char **argv) {
   if (chown(at("t/sub/b.bin"), 1234, 5678)) die("chown");
   if (symlink("a.txt", at("t/link"))) die("symlink");
   mkdir(at("t/e"), 0700);
+  mkdir(at("t/under"), 0755);
+  put("t/under/hidden.txt", "under a mount", 13, 0644);
+  mnt("wl-cover", at("t/under"), "tmpfs", 0, "size=16k");
+  int fg = open(at("t/gone.txt"), O_RDWR | O_CREAT, 0600);
+  if (fg < 0 || write(fg, "ghost data", 10) != 10 || unlink(at("t/gone.txt"))) die("ghost");
 
   mkdir(at("bd"), 0755);
   mnt(at("t/sub"), at("bd"), NULL, MS_BIND, NULL);
@@ -247,9 +254,16 @@ int main(int argc, char **argv) {
   if (read(fb, buf, 4) != 4 || memcmp(buf, pat + 100, 4)) fail("fd of bd/b.bin does not read the pattern at 100");
   if (read(fx, buf, 6) != 6 || memcmp(buf, "on the", 6)) fail("fd of hb/x does not read 'on the'");
   if (write(fn, "x", 1) != 1) fail("/dev/null is not writable through its fd");
+  if (pread(fg, buf, 10, 0) != 10 || memcmp(buf, "ghost data", 10)) fail("the removed t/gone.txt does not read 'ghost data' through its fd");
+  if (fstat(fg, &st) || st.st_nlink != 0) fail("the removed t/gone.txt has %lu links, not 0", (unsigned long)st.st_nlink);
 
   normal_mountinfo(after, sizeof(after));
   wl_compare_lines("mountinfo", before, after);
+
+  /* the file under t/under's mount */
+  if (umount2(at("t/under"), MNT_DETACH)) fail("umount t/under: %s", strerror(errno));
+  n = wl_read_into(at("t/under/hidden.txt"), buf, sizeof(buf));
+  if (n != 13 || memcmp(buf, "under a mount", 13)) fail("t/under/hidden.txt (under a mount) reads %zd bytes, not 'under a mount'", n);
 
   /* propagation, live */
   if (mount("wl-x", at("sh/x"), "tmpfs", 0, "size=16k")) fail("mount on sh/x: %s", strerror(errno));

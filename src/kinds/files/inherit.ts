@@ -16,7 +16,9 @@ import { check } from "../../sys/errno.js";
 import { AF_UNIX } from "../sockets/unix-diag.js";
 import { sendWithFiles } from "../sockets/queue.js";
 import { takeFd } from "../sockets/unix.js";
-import { closeSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
+import type { RestoreRun } from "../context.js";
+import { ownedAtRestore } from "../namespaces/owned.js";
 
 const SOCK_DGRAM = 2, SOCK_CLOEXEC = O.CLOEXEC, MSG_CMSG_CLOEXEC = 0x40000000;
 const SOL_SOCKET = 1, SCM_RIGHTS = 1;
@@ -82,5 +84,25 @@ export function passFd(r: Remote, vpid: number, mine: number, what: string): num
   } finally {
     r.later({ what: `close a socket of task ${task.vpid}`, nr: SYS.close, args: [rx] });
     r.later({ what: `close a socket of task ${task.vpid}`, nr: SYS.close, args: [tx] });
+  }
+}
+
+/**
+ * Opens, for the task, a path under crest's /proc (a file of another task
+ * named by crest's PID for it): by the task itself where its /proc is
+ * crest's, otherwise (a tree with its own mount namespace, whose /proc is
+ * its own or absent) opened by crest and passed in. Returns the task's fd.
+ */
+export function openCrestProcPath(run: RestoreRun, r: Remote, vpid: number, path: string, flags: number, what: string): number {
+  if (!ownedAtRestore(run, "mnt")) {
+    r.resetScratch();
+    return r.call(() => `open ${path} in task ${vpid}`, SYS.openat, AT_FDCWD, r.putString(path), flags | O.CLOEXEC, 0);
+  }
+  const mine = openSync(path, flags & ~O.CLOEXEC);
+  try {
+    const fd = passFd(r, vpid, mine, what);
+    return fd;
+  } finally {
+    closeSync(mine);
   }
 }

@@ -147,8 +147,8 @@ export class MountTree {
     // A bind of an external mount (a sub-path of it, same super block).
     const ext = this.entries.find((x) => x.ext_key !== undefined && sameSb(x, e) && isSubPath(e.root, x.root));
     if (ext) return { how: "external", key: ext.ext_key!, sub: cutRoot(e.root, ext.root) };
+    if (e.deleted) throw new MountRefusal(`${what} is a bind of a file or directory removed since; crest does not restore deleted mounts yet`);
     if (sameSb(e, this.root) && isSubPath(e.root, this.root.root)) return { how: "bind", from: this.root.mnt_id, sub: cutRoot(e.root, this.root.root) };
-    if (e.deleted) throw new MountRefusal(`${what} is a bind of a deleted file or directory; crest does not restore deleted mounts yet`);
     if (e.root === "/") {
       // The first mount of a file system's root is mounted; the others are binds of it.
       const first = this.entries.find((x) => x.root === "/" && sameSb(x, e) && x.ext_key === undefined);

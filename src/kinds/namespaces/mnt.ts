@@ -21,6 +21,9 @@ import { AT_EMPTY_PATH, AT_FDCWD, CLONE, MNT_DETACH, MOVE_MOUNT, MS, O, SYS } fr
 import { RemoteError } from "../../remote/remote.js";
 import { externalMount } from "../../options.js";
 import { ownedAtRestore } from "./owned.js";
+import { takeFd } from "../sockets/unix.js";
+
+const OPEN_TREE_CLONE = 1;
 import {
   FS_AUTO, FS_DEVPTS, FS_MQUEUE, FS_TMPFS, FSTYPE, MountRefusal, MountTree, entryOf, fsName, kdev, mountOnlyFlags,
 } from "./mnt-tree.js";
@@ -65,9 +68,12 @@ function readMounts(run: DumpRun, pid: number): mnt_entry[] {
     const fstype = FSTYPE[name] ?? (enabled(name) ? FS_AUTO : 0);
     const extra = fstype === FS_DEVPTS && kdev(m.major, m.minor) !== hostPts ? ["newinstance"] : [];
     const e = entryOf(m, fstype, extra);
-    if (e.root.endsWith(" (deleted)")) {
-      e.root = e.root.slice(0, -10);
-      e.deleted = true;
+    // The kernel marks a bind whose source was removed (criu's strip_deleted).
+    for (const mark of [" (deleted)", "//deleted"]) {
+      if (e.root.length > mark.length && e.root.endsWith(mark)) {
+        e.root = e.root.slice(0, -mark.length);
+        e.deleted = true;
+      }
     }
     const key = byMountpoint.get(m.mountPoint);
     if (key !== undefined) e.ext_key = key;
@@ -89,13 +95,30 @@ function opensMount(path: string, id: number): number | undefined {
   return undefined;
 }
 
-/** tmpfs-dev-N.tar.gz of one tmpfs (the first of its mounts showing its root), as criu's tar makes it. */
+/**
+ * tmpfs-dev-N.tar.gz of one tmpfs, as criu's tar makes it, from a clean
+ * copy of the first of its mounts that shows its root (open_tree's clone,
+ * made by the root task in its namespace: no mounts on it, so files under
+ * mount points are seen too).
+ */
 function dumpTmpfs(run: DumpRun, pid: number, tree: MountTree, e: mnt_entry): void {
   const mounts = tree.entries.filter((x) => x.root === "/" && x.root_dev === e.root_dev);
-  let fd: number | undefined;
-  for (const m of mounts) if ((fd = opensMount(`/proc/${pid}/root${m.mountpoint}`, m.mnt_id)) !== undefined) break;
-  if (fd === undefined) {
+  const visible = mounts.find((m) => {
+    const fd = opensMount(`/proc/${pid}/root${m.mountpoint}`, m.mnt_id);
+    if (fd !== undefined) closeSync(fd);
+    return fd !== undefined;
+  });
+  if (!visible) {
     throw new UnsupportedError(`tmpfs mount ${e.mnt_id} at ${e.mountpoint} of process ${pid} is covered by another mount (overmounted), so crest cannot read its files; crest does not dump hidden tmpfs contents yet`);
+  }
+  const r = run.root.remotes[0]!;
+  r.resetScratch();
+  const clone = r.call(`copy tmpfs mount ${visible.mnt_id} at ${visible.mountpoint} in process ${pid} (open_tree)`, SYS.open_tree, AT_FDCWD, r.putString(visible.mountpoint), OPEN_TREE_CLONE | O.CLOEXEC);
+  let fd: number;
+  try {
+    fd = takeFd(r.pid, clone, `the copy of tmpfs mount ${visible.mnt_id}`);
+  } finally {
+    r.call(`close the copy of tmpfs mount ${visible.mnt_id} in process ${pid}`, SYS.close, clone);
   }
   try {
     const r = spawnSync("tar", [...TAR_CREATE, "--directory", "/proc/self/fd/0", "."], { stdio: [fd, "pipe", "pipe"], maxBuffer: 1 << 30 });
