@@ -6,7 +6,7 @@
 // refused by name and the tree runs on.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readImage, IMG } from "../../src/images/index.js";
 import {
@@ -25,8 +25,8 @@ function normalMountinfo(pid: number): string[] {
   }));
 }
 
-function start(args: string[] = [], env: string[] = []): Workload {
-  return startWorkload("mntns", args, { ns: "mnt,ipc", ...(env.length ? { env } : {}) });
+function start(args: string[] = [], env: string[] = [], ns = "mnt,ipc"): Workload {
+  return startWorkload("mntns", args, { ns, ...(env.length ? { env } : {}) });
 }
 
 test("mntns: tmpfs with files, binds of a directory and a file, a read-only bind of the root fs, shared/slave/private, proc, devtmpfs, devpts, mqueue", () => {
@@ -57,6 +57,65 @@ test("mntns: tmpfs with files, binds of a directory and a file, a read-only bind
     assert.deepEqual(normalMountinfo(w.pid), before);
     assert.equal(finish(w), "PASS");
     assert.deepEqual(readdirTmp(), [], "the restore's yard is gone");
+  } finally {
+    stop(w);
+  }
+});
+
+test("mntns with its own PID, IPC and UTS namespaces too: its /proc is its PID namespace's", () => {
+  const w = start([], [], "pid,ipc,uts,mnt");
+  try {
+    const before = normalMountinfo(w.pid);
+    dumpWorkload(w);
+    restoreWorkload(w, ["--root", "/"]);
+    assert.deepEqual(normalMountinfo(w.pid), before);
+    assert.match(readFileSync(`/proc/${w.pid}/root/proc/1/status`, "utf8"), /^Name:\tmntns$/m, "PID 1 of its /proc is itself");
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+test("mntns: --external mnt[MOUNTPOINT]:KEY on dump, mnt[KEY]:DIR on restore binds another directory there; --ext-mount-map is the same", () => {
+  const w = start();
+  try {
+    dumpWorkload(w, ["--external", `mnt[${w.dir}/hb]:HB`]);
+    const ids = readImage(imagesDir(w), IMG.ids, w.pid)[0]!;
+    const hb = readImage(imagesDir(w), IMG.mnts, ids.mnt_ns_id!).find((m) => m.mountpoint === `${w.dir}/hb`)!;
+    assert.equal(hb.ext_key, "HB");
+    const r = crest(["restore", "-D", imagesDir(w), "-o", "restore.log", "-d", "--root", "/"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /is the external mount HB: give --external mnt\[HB\]:DIR/);
+    mkdirSync(join(w.dir, "src2"));
+    writeFileSync(join(w.dir, "src2", "x"), "on the root fs");
+    writeFileSync(join(w.dir, "src2", "only-in-src2"), "");
+    restoreWorkload(w, ["--root", "/", "--ext-mount-map", `HB:${w.dir}/src2`]);
+    assert.ok(existsSync(`/proc/${w.pid}/root${w.dir}/hb/only-in-src2`), "hb is a bind of the directory given on restore");
+    // The workload checks hb's files (the same in src2) and sees that one difference in its mountinfo.
+    const lines = finish(w).replace(/^FAIL: /, "").split("\n");
+    assert.equal(lines.length, 2, lines.join("\n"));
+    assert.match(lines[0]!, /^mountinfo: lost '\S+\/hb \/ \S+\/src ro,relatime /);
+    assert.match(lines[1]!, /^mountinfo: now has '\S+\/hb \/ \S+\/src2 ro,relatime /);
+  } finally {
+    stop(w);
+  }
+});
+
+test("mntns: --skip-mnt leaves a mount out, --enable-fs mounts a file system crest does not know anew", () => {
+  const w = start(["ramfs"]);
+  try {
+    dumpWorkload(w, ["--enable-fs", "ramfs", "--skip-mnt", `${w.dir}/pv`]);
+    const ids = readImage(imagesDir(w), IMG.ids, w.pid)[0]!;
+    const mnts = readImage(imagesDir(w), IMG.mnts, ids.mnt_ns_id!);
+    assert.equal(mnts.find((m) => m.mountpoint === `${w.dir}/pv`), undefined, "skipped");
+    const rf = mnts.find((m) => m.mountpoint === `${w.dir}/rf`)!;
+    assert.deepEqual([rf.fstype, rf.fsname], [16, "ramfs"], "criu's AUTO with the kernel's name");
+    restoreWorkload(w, ["--root", "/"]);
+    const restored = readFileSync(`/proc/${w.pid}/mountinfo`, "utf8");
+    assert.match(restored, / \/tmp\/\S+\/rf rw,relatime - ramfs wl-ramfs /);
+    assert.doesNotMatch(restored, /\/pv /);
+    // The workload finds pv missing from its mountinfo.
+    assert.match(finish(w), /^FAIL: mountinfo: lost .*\/pv /);
   } finally {
     stop(w);
   }
