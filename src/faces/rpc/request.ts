@@ -28,11 +28,11 @@ export interface Translated {
 
 /** criu_opts fields crest has no counterpart for yet: refused when set to anything but criu's default. */
 const UNSUPPORTED: ReadonlyArray<[keyof criu_opts, string]> = [
-  ["evasive_devices", "evasive devices"], ["root", "a root directory (--root)"], ["parent_img", "a parent image (pre-dump chains)"],
+  ["evasive_devices", "evasive devices"], ["parent_img", "a parent image (pre-dump chains)"],
   ["track_mem", "memory tracking (--track-mem)"], ["auto_dedup", "--auto-dedup"], ["link_remap", "--link-remap"],
-  ["veths", "veth pairs"], ["force_irmap", "--force-irmap"], ["exec_cmd", "--exec-cmd"], ["ext_mnt", "external mounts"],
+  ["veths", "veth pairs"], ["force_irmap", "--force-irmap"], ["exec_cmd", "--exec-cmd"],
   ["manage_cgroups", "cgroups"], ["cg_root", "cgroup roots"], ["auto_ext_mnt", "--auto-ext-mnt"], ["ext_sharing", "--enable-external-sharing"],
-  ["ext_masters", "--enable-external-masters"], ["skip_mnt", "--skip-mnt"], ["enable_fs", "--enable-fs"], ["manage_cgroups_mode", "cgroups"],
+  ["ext_masters", "--enable-external-masters"], ["manage_cgroups_mode", "cgroups"],
   ["irmap_scan_paths", "--irmap-scan-path"], ["empty_ns", "--empty-ns"], ["join_ns", "--join-ns"], ["cgroup_props", "cgroup properties"],
   ["cgroup_props_file", "cgroup properties"], ["cgroup_dump_controller", "cgroup controllers"], ["freeze_cgroup", "--freeze-cgroup"],
   ["weak_sysctls", "--weak-sysctls"], ["lazy_pages", "lazy pages"], ["lsm_profile", "an LSM profile"], ["tls_cacert", "TLS"],
@@ -85,6 +85,11 @@ export function translate(command: Command, o: criu_opts | undefined, peer: Peer
   if (o.pre_dump_mode !== undefined) options.dump.preDumpMode = o.pre_dump_mode === criu_pre_dump_mode.VM_READ ? "read" : "splice";
   if (o.display_stats !== undefined) options.log.displayStats = o.display_stats;
   options.external.push(...o.external);
+  // The tree's mount namespace (kinds/namespaces/mnt.ts): ext_mnt is --ext-mount-map KEY:VAL, as criu's ext_mount_add.
+  if (o.root) options.mnt.root = o.root;
+  for (const m of o.ext_mnt) options.external.push(`mnt[${m.key}]:${m.val}`);
+  options.mnt.skip.push(...o.skip_mnt);
+  options.mnt.enableFs.push(...o.enable_fs.flatMap((n) => n.split(",")).filter((n) => n !== ""));
   // Only a client's own child sees the client's fds and may become its sibling.
   if (o.rst_sibling !== undefined) {
     if (mode === "swrk") options.restore.sibling = o.rst_sibling;
