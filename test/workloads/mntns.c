@@ -9,7 +9,9 @@
  *         4096 bytes of pattern owned 1234:5678, link -> a.txt (a symlink),
  *         empty dir e (mode 0700), under/hidden.txt "under a mount" covered
  *         by a tmpfs mounted on t/under, gone.txt "ghost data" held open
- *         read-write and removed (a ghost inside the namespace)
+ *         read-write and removed (a ghost inside the namespace), sock a
+ *         listening unix socket bound there, fifo a FIFO held open with
+ *         "fifo data" in it
  *   D/bd  bind of D/t/sub (a directory of the tmpfs)
  *   D/bf  bind of D/t/a.txt over the file D/bf (a file bind)
  *   D/hb  bind of D/src (a directory of the root file system), read-only
@@ -17,6 +19,7 @@
  *         bind of it made a slave
  *   D/pv  tmpfs, private, nosuid,nodev,noexec
  *   D/mq  mqueue (of its own IPC namespace: crest run --ns mnt,ipc)
+ *   D/sys sysfs, D/cg cgroup2
  * and fds open through the mounts: D/t/a.txt (read, at 6), D/bd/b.bin
  * (read-write, at 100), D/hb/x (read).
  * After: every file's contents, mode, owner, the symlink; the fds at their
@@ -41,6 +44,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -173,6 +178,13 @@ int main(int argc, char **argv) {
   mkdir(at("t/under"), 0755);
   put("t/under/hidden.txt", "under a mount", 13, 0644);
   mnt("wl-cover", at("t/under"), "tmpfs", 0, "size=16k");
+  int ls = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "%.90s", at("t/sock"));
+  if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof(sa)) || listen(ls, 4)) die("unix socket");
+  if (mkfifo(at("t/fifo"), 0600)) die("mkfifo");
+  int ff = open(at("t/fifo"), O_RDWR | O_NONBLOCK);
+  if (ff < 0 || write(ff, "fifo data", 9) != 9) die("fifo");
   int fg = open(at("t/gone.txt"), O_RDWR | O_CREAT, 0600);
   if (fg < 0 || write(fg, "ghost data", 10) != 10 || unlink(at("t/gone.txt"))) die("ghost");
 
@@ -201,6 +213,10 @@ int main(int argc, char **argv) {
   mnt("wl-private", at("pv"), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k");
   mkdir(at("mq"), 0755);
   mnt("mqueue", at("mq"), "mqueue", 0, NULL);
+  mkdir(at("sys"), 0755);
+  mnt("sysfs", at("sys"), "sysfs", MS_RDONLY | MS_NOSUID, NULL);
+  mkdir(at("cg"), 0755);
+  mnt("cgroup2", at("cg"), "cgroup2", MS_NOSUID | MS_NODEV, NULL);
 
   int fa = open(at("t/a.txt"), O_RDONLY);
   int fb = open(at("bd/b.bin"), O_RDWR);
@@ -259,6 +275,14 @@ int main(int argc, char **argv) {
 
   normal_mountinfo(after, sizeof(after));
   wl_compare_lines("mountinfo", before, after);
+
+  /* the socket and the FIFO in the tmpfs */
+  int cs = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (cs < 0 || connect(cs, (struct sockaddr *)&sa, sizeof(sa))) fail("connect to t/sock: %s", strerror(errno));
+  else if (accept(ls, NULL, NULL) < 0) fail("accept on t/sock: %s", strerror(errno));
+  if (read(ff, buf, 9) != 9 || memcmp(buf, "fifo data", 9)) fail("t/fifo does not hold 'fifo data'");
+  if (stat(at("sys/kernel"), &st) || !S_ISDIR(st.st_mode)) fail("sys is not a sysfs");
+  if (stat(at("cg/cgroup.controllers"), &st)) fail("cg is not a cgroup2");
 
   /* the file under t/under's mount */
   if (umount2(at("t/under"), MNT_DETACH)) fail("umount t/under: %s", strerror(errno));

@@ -18,7 +18,7 @@ import { IMG, remap_type, type ghost_file_entry, type remap_file_path_entry, typ
 import { AT_FDCWD, AT_SYMLINK_NOFOLLOW, MEM_MAJOR, O, SEEK, SYS } from "../../sys/constants.js";
 import { native } from "../../sys/native.js";
 import { check } from "../../sys/errno.js";
-import { ownedAtRestore } from "../namespaces/owned.js";
+import { treePath } from "../namespaces/owned.js";
 
 /** Below this size CRIU writes the data raw, without chunks. */
 const CHUNKS_THRESH = 3 * 4096;
@@ -253,7 +253,7 @@ function createAt(path: string, g: GhostFile): boolean {
 function create(run: RestoreRun, id: number, orig: string): Created {
   const g = run.images.read(IMG.ghostFile, id);
   // The tasks' paths, in their mount namespace.
-  const seen = (p: string) => (ownedAtRestore(run, "mnt") ? `/proc/${run.tasks[0]!.pid}/root${p}` : p);
+  const seen = (p: string) => treePath(run, p);
   // The old path if it is free, else a name beside it (as CRIU names its ghosts).
   let path = orig;
   for (;;) {
