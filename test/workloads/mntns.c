@@ -20,6 +20,8 @@
  *   D/pv  tmpfs, private, nosuid,nodev,noexec
  *   D/mq  mqueue (of its own IPC namespace: crest run --ns mnt,ipc)
  *   D/sys sysfs, D/cg cgroup2
+ *   D/dd  bind of D/t/dsrc, a directory removed since; D/df bind of the
+ *         file D/t/fsrc over the file D/df, removed since
  * and fds open through the mounts: D/t/a.txt (read, at 6), D/bd/b.bin
  * (read-write, at 100), D/hb/x (read).
  * After: every file's contents, mode, owner, the symlink; the fds at their
@@ -213,6 +215,14 @@ int main(int argc, char **argv) {
   mnt("wl-private", at("pv"), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k");
   mkdir(at("mq"), 0755);
   mnt("mqueue", at("mq"), "mqueue", 0, NULL);
+  mkdir(at("t/dsrc"), 0755);
+  put("t/dsrc/in", "in a removed dir", 16, 0644);
+  mkdir(at("dd"), 0755);
+  mnt(at("t/dsrc"), at("dd"), NULL, MS_BIND, NULL);
+  put("t/fsrc", "removed file", 12, 0644);
+  put("df", "", 0, 0644);
+  mnt(at("t/fsrc"), at("df"), NULL, MS_BIND, NULL);
+  if (unlink(at("t/dsrc/in")) || rmdir(at("t/dsrc")) || unlink(at("t/fsrc"))) die("remove bind sources");
   mkdir(at("sys"), 0755);
   mnt("sysfs", at("sys"), "sysfs", MS_RDONLY | MS_NOSUID, NULL);
   mkdir(at("cg"), 0755);

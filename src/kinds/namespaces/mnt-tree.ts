@@ -143,11 +143,14 @@ export class MountTree {
   private planOf(e: mnt_entry): MountPlan {
     const what = `mount ${e.mnt_id} at ${e.mountpoint} (${fsName(e)} ${e.source}, root ${e.root})`;
     if (e === this.root) return { how: "root" };
-    if (e.ext_key !== undefined) return { how: "external", key: e.ext_key, sub: "" };
+    if (e.ext_key !== undefined) {
+      if (e.deleted) throw new MountRefusal(`${what} is an external mount whose source was removed; crest cannot bind it again`);
+      return { how: "external", key: e.ext_key, sub: "" };
+    }
     // A bind of an external mount (a sub-path of it, same super block).
     const ext = this.entries.find((x) => x.ext_key !== undefined && sameSb(x, e) && isSubPath(e.root, x.root));
     if (ext) return { how: "external", key: ext.ext_key!, sub: cutRoot(e.root, ext.root) };
-    if (e.deleted) throw new MountRefusal(`${what} is a bind of a file or directory removed since; crest does not restore deleted mounts yet`);
+    // A bind of a file or directory removed since: its source is made again for the bind, and removed after (mnt.ts).
     if (sameSb(e, this.root) && isSubPath(e.root, this.root.root)) return { how: "bind", from: this.root.mnt_id, sub: cutRoot(e.root, this.root.root) };
     if (e.root === "/") {
       // The first mount of a file system's root is mounted; the others are binds of it.

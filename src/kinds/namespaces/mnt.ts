@@ -10,22 +10,24 @@
 // then moved into place parents first, the root pivoted to, and peer groups
 // and masters set last (MOVE_MOUNT_SET_GROUP, mount_setattr) on fds of the
 // mounts. crest reaches the namespace's files through /proc/PID/root.
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmdirSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmdirSync, statSync } from "node:fs";
 import { spawnSync } from "node:child_process";
-import { join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import type { DumpRun, RestoreRun, RestoreTask, TaskKind } from "../context.js";
 import { UnsupportedError } from "../context.js";
 import { IMG, type mnt_entry } from "../../images/index.js";
 import { parseMountinfo } from "../../proc/index.js";
-import { AT_EMPTY_PATH, AT_FDCWD, CLONE, MNT_DETACH, MOVE_MOUNT, MS, O, SYS } from "../../sys/constants.js";
+import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, CLONE, MNT_DETACH, MOVE_MOUNT, MS, O, SYS } from "../../sys/constants.js";
 import { RemoteError } from "../../remote/remote.js";
+import { check } from "../../sys/errno.js";
+import { native } from "../../sys/native.js";
 import { externalMount } from "../../options.js";
 import { ownedAtRestore } from "./owned.js";
 import { takeFd } from "../sockets/unix.js";
 
 const OPEN_TREE_CLONE = 1;
 import {
-  FS_AUTO, FS_DEVPTS, FS_MQUEUE, FS_TMPFS, FSTYPE, MountRefusal, MountTree, entryOf, fsName, kdev, mountOnlyFlags,
+  FS_AUTO, FS_DEVPTS, FS_MQUEUE, FS_TMPFS, FSTYPE, MountRefusal, MountTree, cutRoot, entryOf, fsName, kdev, mountOnlyFlags,
 } from "./mnt-tree.js";
 
 const TAR_CREATE = ["--create", "--gzip", "--no-unquote", "--no-wildcards", "--one-file-system", "--check-links", "--preserve-permissions", "--sparse", "--numeric-owner"];
@@ -221,6 +223,21 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
     r.call(doing, SYS.mount, src === null ? 0 : r.putString(src), r.putString(target), fstype === null ? 0 : r.putString(fstype), flags, data === null ? 0 : r.putString(data));
   };
   const fds = new Map<number, number>();
+  /** Sources of binds of removed files made again, in the order made: crest's fd of the directory holding each, its name. */
+  const remade: Array<{ dir: number; name: string; isDir: boolean }> = [];
+  const removeMadeSources = () => {
+    for (const m of remade.splice(0).reverse()) {
+      check(native.syscall(SYS.unlinkat, m.dir, m.name, m.isDir ? AT_REMOVEDIR : 0), `remove ${m.name} again (made for a bind of it, which was removed when dumped)`);
+      closeSync(m.dir);
+    }
+  };
+  run.cleanup.push(() => {
+    try {
+      removeMadeSources();
+    } catch {
+      // best effort: the restore has failed already
+    }
+  });
   const openMount = (e: mnt_entry, path: string) => {
     r.resetScratch();
     fds.set(e.mnt_id, r.call(`open ${what(e)}`, SYS.openat, AT_FDCWD, r.putString(path), O.PATH | O.CLOEXEC, 0));
@@ -237,7 +254,8 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
     while (pending.length) {
       const i = pending.findIndex((e) => {
         const p = tree.plans.get(e.mnt_id)!;
-        return p.how !== "bind" || made.has(p.from);
+        // A removed source is made again as its mount point is: a file or a directory (the parent shows which).
+        return p.how !== "bind" || (made.has(p.from) && (!e.deleted || made.has(e.parent_mnt_id)));
       });
       const e = pending.splice(i, 1)[0]!;
       makePlain(e);
@@ -290,6 +308,7 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
       r.resetScratch();
       if (e.flags & MS.UNBINDABLE) propagate(e, MS.UNBINDABLE, "unbindable");
     }
+    removeMadeSources();
   } finally {
     for (const fd of fds.values()) r.later({ what: `close an fd of a mount in task ${task.pid}`, nr: SYS.close, args: [fd] });
     r.flush();
@@ -304,6 +323,7 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
     else if (p.how === "bind") source = join(plain(tree.byId.get(p.from)!), p.sub);
     else if (p.how === "external") source = join(ext.get(p.key)!, p.sub);
     let dir = true;
+    if (e.deleted && p.how === "bind") remake(e, source!);
     if (source !== undefined) {
       try {
         dir = statSync(view(source)).isDirectory();
@@ -324,6 +344,29 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
       if (roLater) mount(`make ${what(e)} read-only`, null, target, null, MS.REMOUNT | MS.RDONLY | sb, null);
     }
     mount(`set the flags of ${what(e)}`, null, target, null, MS.REMOUNT | MS.BIND | mountOnlyFlags(e), null);
+  }
+
+  /** Makes the removed source of bind `e` again (and directories missing above it), as its mount point is: file or directory. */
+  function remake(e: mnt_entry, source: string): void {
+    if (existsSync(view(source))) return;
+    const parent = tree.byId.get(e.parent_mnt_id)!;
+    const point = join(plain(parent), cutRoot(e.mountpoint, parent.mountpoint));
+    let isDir: boolean;
+    try {
+      isDir = statSync(view(point)).isDirectory();
+    } catch (err) {
+      throw new Error(`${what(e)}: its mount point is missing in mount ${parent.mnt_id} (${(err as Error).message})`);
+    }
+    const missing: string[] = [];
+    for (let d = dirname(source); !existsSync(view(d)); d = dirname(d)) missing.unshift(d);
+    for (const d of [...missing, source]) {
+      const last = d === source;
+      const holder = openSync(view(dirname(d)), O.PATH | O.DIRECTORY | O.CLOEXEC);
+      remade.push({ dir: holder, name: basename(d), isDir: !last || isDir });
+      if (!last || isDir) mkdirSync(view(d), last ? 0o600 : 0o755);
+      else closeSync(openSync(view(d), "wx", 0o600));
+    }
+    run.log.info(`${what(e)}: its source ${source} (removed when dumped) made again for the bind`);
   }
 
   function untar(e: mnt_entry, dir: string): void {
