@@ -51,7 +51,7 @@ export interface CrestLacks {
 }
 
 const NETNS = "crest does not checkpoint network namespaces yet";
-const MOUNTS = "crest does not checkpoint mount namespaces yet";
+const MOUNTS = "crest does not checkpoint autofs mounts";
 const LAZY = "crest has no lazy restore (lazy-pages) yet";
 
 /**
@@ -72,7 +72,6 @@ export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
   "uffd-noncoop": { crest: LAZY, criu: "criu's lazy restore follows fork, mremap, munmap and madvise with it" },
   can_map_vdso: { crest: "crest does not map vDSOs (it moves the kernel's own to where the task had it)", criu: "criu maps a fresh vDSO in restored tasks with it" },
   sk_ns: { crest: NETNS, criu: "criu finds the network namespace of a socket with it" },
-  sk_unix_file: { crest: MOUNTS, criu: "criu dumps bound unix sockets of other mount namespaces with it" },
   nsid: { crest: NETNS, criu: "criu tells peer network namespaces apart with it" },
   link_nsid: { crest: NETNS, criu: "criu dumps veth pairs across network namespaces with it" },
   external_net_ns: { crest: "crest does not accept --external net[...]", criu: "criu restores into a network namespace given with --external net[INODE]:NAME", fact: null },
@@ -85,7 +84,6 @@ export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
   },
   apparmor_stacking: { crest: "crest does not checkpoint AppArmor profiles or namespaces yet", criu: "criu checkpoints AppArmor namespaces with it" },
   memfd_hugetlb: { crest: "crest does not checkpoint hugetlb memory yet", criu: "criu restores hugetlb memfds with it" },
-  move_mount_set_group: { crest: MOUNTS, criu: "criu restores mount propagation groups with it" },
   openat2: { crest: "crest does not use openat2", criu: "criu resolves paths with it" },
   overlayfs_maps: { crest: "crest does not rely on it (it opens mapped files through map_files)", criu: "criu matches files mapped from overlayfs by the device and inode in /proc/PID/maps" },
   breakpoints: { crest: "crest does not use hardware breakpoints", criu: "criu stops its parasite faster with them" },

@@ -47,7 +47,7 @@ const FACTS_HERE: Record<FactId, FactHere> = {
 };
 
 const NETNS = /^crest does not checkpoint network namespaces yet/;
-const MOUNTS = /^crest does not checkpoint mount namespaces yet: /;
+const MOUNTS = /^crest does not checkpoint autofs mounts: /;
 const LAZY = /^crest has no lazy restore \(lazy-pages\) yet: /;
 
 /**
@@ -79,7 +79,7 @@ const FEATURES_HERE: Record<FeatureName, true | RegExp> = {
   "uffd-noncoop": LAZY,
   can_map_vdso: /^crest does not map vDSOs \(it moves the kernel's own/,
   sk_ns: NETNS,
-  sk_unix_file: MOUNTS,
+  sk_unix_file: true, // names of unix sockets bound in the tree's own mount namespace
   net_diag_raw: true, // crest needs no sock_diag for raw sockets (the kernel lacks it here)
   nsid: NETNS,
   link_nsid: NETNS,
@@ -96,7 +96,7 @@ const FEATURES_HERE: Record<FeatureName, true | RegExp> = {
   network_lock_nftables: true, // crest's default network lock here
   sockopt_buf_lock: true,
   memfd_hugetlb: /^crest does not checkpoint hugetlb memory yet: /,
-  move_mount_set_group: MOUNTS,
+  move_mount_set_group: true, // the restore's peer groups (kinds/namespaces/mnt.ts)
   openat2: /^crest does not use openat2: /,
   get_rseq_conf: true,
   ipv6_freebind: true,
