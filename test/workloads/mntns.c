@@ -22,7 +22,8 @@
  *   D/sys sysfs, D/cg cgroup2
  *   D/dd  bind of D/t/dsrc, a directory removed since; D/df bind of the
  *         file D/t/fsrc over the file D/df, removed since
- * and fds open through the mounts: D/t/a.txt (read, at 6), D/bd/b.bin
+ * a pty of its own devpts (/dev/pts/ptmx) with "ping\n" typed into its
+ * master, and fds open through the mounts: D/t/a.txt (read, at 6), D/bd/b.bin
  * (read-write, at 100), D/hb/x (read).
  * After: every file's contents, mode, owner, the symlink; the fds at their
  * positions reading the same bytes, /dev/null writable; /proc/self/mountinfo
@@ -45,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -228,6 +230,13 @@ int main(int argc, char **argv) {
   mkdir(at("cg"), 0755);
   mnt("cgroup2", at("cg"), "cgroup2", MS_NOSUID | MS_NODEV, NULL);
 
+  int pm = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY);
+  int unlock = 0;
+  if (pm < 0 || ioctl(pm, TIOCSPTLCK, &unlock)) die("ptmx");
+  char pts_before[64];
+  if (ptsname_r(pm, pts_before, sizeof(pts_before))) die("ptsname");
+  int psl = open(pts_before, O_RDWR | O_NOCTTY);
+  if (psl < 0 || write(pm, "ping\n", 5) != 5) die("pty");
   int fa = open(at("t/a.txt"), O_RDONLY);
   int fb = open(at("bd/b.bin"), O_RDWR);
   int fx = open(at("hb/x"), O_RDONLY);
@@ -265,7 +274,7 @@ int main(int argc, char **argv) {
   if (n != 4096 || memcmp(buf, pat, 4096)) fail("bd/b.bin (directory bind) reads %zd bytes, not the pattern", n);
   n = wl_read_into(at("hb/x"), buf, sizeof(buf));
   if (n != 14 || memcmp(buf, "on the root fs", 14)) fail("hb/x reads %zd bytes, not 'on the root fs'", n);
-  struct stat st;
+  struct stat st, a, b;
   if (stat(at("t/a.txt"), &st) || (st.st_mode & 07777) != 0640) fail("t/a.txt mode %o, not 640", st.st_mode & 07777);
   if (stat(at("t/sub/b.bin"), &st) || st.st_uid != 1234 || st.st_gid != 5678) fail("t/sub/b.bin owner %u:%u, not 1234:5678", st.st_uid, st.st_gid);
   if (stat(at("t"), &st) || (st.st_mode & 07777) != 0751) fail("t (tmpfs root) mode %o, not 751", st.st_mode & 07777);
@@ -286,6 +295,13 @@ int main(int argc, char **argv) {
   normal_mountinfo(after, sizeof(after));
   wl_compare_lines("mountinfo", before, after);
 
+  /* the pty of its own devpts */
+  char pts_after[64] = "";
+  if (ptsname_r(pm, pts_after, sizeof(pts_after)) || strcmp(pts_after, pts_before)) fail("the pty is %s, not %s", pts_after, pts_before);
+  if (fstat(psl, &st) || stat(pts_before, &a) || st.st_rdev != a.st_rdev) fail("the slave fd is not %s", pts_before);
+  n = read(psl, buf, sizeof(buf));
+  if (n != 5 || memcmp(buf, "ping\n", 5)) fail("the pty slave reads %zd bytes, not 'ping\\n'", n);
+
   /* the socket and the FIFO in the tmpfs */
   int cs = socket(AF_UNIX, SOCK_STREAM, 0);
   if (cs < 0 || connect(cs, (struct sockaddr *)&sa, sizeof(sa))) fail("connect to t/sock: %s", strerror(errno));
@@ -302,7 +318,6 @@ int main(int argc, char **argv) {
   /* propagation, live */
   if (mount("wl-x", at("sh/x"), "tmpfs", 0, "size=16k")) fail("mount on sh/x: %s", strerror(errno));
   if (mount("wl-y", at("sl/y"), "tmpfs", 0, "size=16k")) fail("mount on sl/y: %s", strerror(errno));
-  struct stat a, b;
   if (stat(at("sh/x"), &a) || stat(at("shp/x"), &b) || a.st_dev != b.st_dev) fail("a mount on sh/x does not show in shp/x (peer group lost)");
   if (stat(at("sl/x"), &b) || a.st_dev != b.st_dev) fail("a mount on sh/x does not show in sl/x (slave lost)");
   if (stat(at("sl/y"), &a) || stat(at("sh/y"), &b) || a.st_dev == b.st_dev) fail("a mount on sl/y shows in sh/y (slave became shared)");
