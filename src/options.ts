@@ -127,6 +127,8 @@ export interface MountOptions {
   skip: string[];
   /** --enable-fs NAMES (repeatable, comma-separated; "all"): file systems mounted again by name and options alone. */
   enableFs: string[];
+  /** --mntns-compat-mode: criu's older way of building mounts (crest has one: mount-v2's; --no-mntns-compat-mode asks for it). */
+  compatMode?: boolean;
 }
 
 export interface ConfigOptions {
@@ -191,7 +193,9 @@ export function workPath(opts: Options, p: string): string {
  * item naming it, for every face to refuse before any work starts.
  */
 export function unsupported(opts: Options): string[] {
-  return opts.external.map(unsupportedExternal).filter((why): why is string => why !== undefined);
+  const why = opts.external.map(unsupportedExternal).filter((w): w is string => w !== undefined);
+  if (opts.mnt.compatMode) why.push("--mntns-compat-mode: crest restores mounts one way only, criu's mount-v2 (--no-mntns-compat-mode)");
+  return why;
 }
 
 /** Why crest cannot take an --external object (criu's kinds but unix[INO] and tty[RDEV:DEV]); undefined if it can. */

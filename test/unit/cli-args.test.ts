@@ -89,6 +89,10 @@ test("--external, --ext-unix-sk and --inherit-fd fill the model (--external kind
     "--external veth[a]:b: crest supports only unix[INO] (a unix socket whose peer is outside the tree), tty[RDEV:DEV] (a terminal) and mnt[KEY]:VAL (a mount) so far",
   ]);
   assert.deepEqual(unsupported(parseArgs(["restore"]).options), []);
+  // Mounts: crest builds them as criu's mount-v2 does; the compatibility mode is refused, its "no-" form is what crest does.
+  assert.deepEqual(unsupported(parseArgs(["restore", "--no-mntns-compat-mode", "--root", "/r", "-M", "k:/v"]).options), []);
+  assert.match(unsupported(parseArgs(["restore", "--mntns-compat-mode"]).options).join(), /--mntns-compat-mode: crest restores mounts one way only/);
+  assert.deepEqual(parseArgs(["restore", "--ext-mount-map", "k:/v"]).options.external, ["mnt[k]:/v"]);
   assert.throws(() => parseArgs(["restore", "--inherit-fd", "3:pipe"]), /bad --inherit-fd value '3:pipe': it must be fd\[N\]:KEY/);
   // The example of criu's "External UNIX socket" page, and -x's inode lists.
   const x = parseArgs(["restore", "-d", "-D", "images", "-o", "restore.log", "--pidfile", "restore.pid", "-v4", "-x", "--inherit-fd", "fd[3]:socket:[11890815]"]).options;

@@ -52,7 +52,10 @@ test("refusals name the mount and what to do", () => {
   assert.throws(() => new MountTree(entries("100 50 254:0 / / rw - ext4 /dev/vda rw\n101 100 254:1 /x /y rw - ext4 /dev/vdb rw\n")),
     /mount 101 at \/y \(ext4 \/dev\/vdb, root \/x\) is a bind mount of a file system the tree's mount namespace does not show from its root/);
   assert.throws(() => new MountTree(entries("100 50 254:0 / / rw - ext4 /dev/vda rw\n101 100 0:5 / /s rw master:9 - tmpfs t rw\n")).groups(),
-    /mount 101 at \/s is a slave of peer group 9, which has no mount in the tree's mount namespace/);
+    /mount 101 at \/s is a slave of peer group 9, which has no mount in the tree's mount namespace .*nor is it bound from the root or an external mount/);
+  // Bound from a root that is a slave of the same group: the restore takes the master from --root.
+  const fromRoot = new MountTree(entries("100 50 254:0 /srv / rw master:9 - ext4 /dev/vda rw\n101 100 254:0 /srv/x /s rw master:9 - ext4 /dev/vda rw\n")).groups();
+  assert.deepEqual(fromRoot.map((g) => [g.master, g.mounts.map((m) => m.mnt_id), g.outside]), [[9, [100, 101], { root: true }]]);
   assert.throws(() => new MountTree(entries("100 50 254:0 / / rw - ext4 /dev/vda rw\n101 100 0:5 / /s rw - tmpfs t rw\n102 100 0:6 / /s rw - tmpfs u rw\n")),
     /mounts 101 and 102 are both mounted on \/s of mount 100/);
   const ext = entries("100 50 254:0 / / rw - ext4 /dev/vda rw\n101 100 254:1 /x /y rw - ext4 /dev/vdb rw\n102 100 254:1 /x/z /w rw - ext4 /dev/vdb rw\n");

@@ -158,7 +158,7 @@ const SPECS: OptSpec[] = [
     if (v !== "iptables" && v !== "nftables" && v !== "skip") throw new UsageError(`Invalid value for --network-lock: ${v} (iptables, nftables or skip)`);
     o.net.lock = v;
   } },
-  { long: "mntns-compat-mode", arg: "none", bool: true },
+  { long: "mntns-compat-mode", arg: "none", bool: true, apply: (o, _v, on) => { o.mnt.compatMode = on; } },
   { long: "unprivileged", arg: "none", bool: true },
   // How criu finds a ghost's holes (FIEMAP or SEEK_DATA); crest always uses SEEK_DATA/SEEK_HOLE.
   { long: "ghost-fiemap", arg: "none", bool: true, apply: () => {} },

@@ -95,6 +95,19 @@ export function entryOf(m: MountInfo, fstype: number, extraOptions: string[] = [
 /** The mount flags a bind remount sets (propagation is set apart). */
 export const mountOnlyFlags = (e: mnt_entry): number => e.flags & ~PROPAGATION;
 
+/**
+ * One peer group (mounts with the same shared_id and master_id), widest
+ * root first; `outside`: its master group has no mount in the namespace,
+ * and is taken from the mount --root (root) or an external mount (key) is
+ * bound from.
+ */
+export interface PeerGroup {
+  shared: number;
+  master: number;
+  mounts: mnt_entry[];
+  outside?: { root: true } | { key: string };
+}
+
 /** How one mount comes back on restore. */
 export type MountPlan =
   | { how: "root" }
@@ -194,12 +207,12 @@ export class MountTree {
    * group's mounts (shared_id, master_id), widest root first. Throws for
    * a master outside the namespace.
    */
-  groups(): Array<{ shared: number; master: number; mounts: mnt_entry[] }> {
-    const map = new Map<string, { shared: number; master: number; mounts: mnt_entry[] }>();
+  groups(): PeerGroup[] {
+    const map = new Map<string, PeerGroup>();
     for (const e of this.entries) {
       if (!e.shared_id && !e.master_id) continue;
       const k = `${e.shared_id ?? 0}:${e.master_id ?? 0}`;
-      const g = map.get(k) ?? { shared: e.shared_id ?? 0, master: e.master_id ?? 0, mounts: [] };
+      const g: PeerGroup = map.get(k) ?? { shared: e.shared_id ?? 0, master: e.master_id ?? 0, mounts: [] };
       g.mounts.push(e);
       map.set(k, g);
     }
@@ -212,11 +225,15 @@ export class MountTree {
       if (depth > all.length) throw new MountRefusal(`peer groups ${g.shared}/${g.master} form a cycle of masters`);
       if (g.master) {
         const parent = all.find((p) => p.shared === g.master);
-        if (!parent) {
+        if (parent) place(parent, depth + 1);
+        else {
+          // A master outside: the restore takes it from the mount --root or an external mount is bound from (criu's mount-v2).
           const m = g.mounts[0]!;
-          throw new MountRefusal(`mount ${m.mnt_id} at ${m.mountpoint} is a slave of peer group ${g.master}, which has no mount in the tree's mount namespace (criu: "unreachable sharing"); crest does not support external masters (--enable-external-masters) yet`);
+          const via = [this.root, ...this.entries.filter((x) => x.ext_key !== undefined)]
+            .find((x) => x.master_id === g.master && sameSb(x, m) && isSubPath(m.root, x.root));
+          if (!via) throw new MountRefusal(`mount ${m.mnt_id} at ${m.mountpoint} is a slave of peer group ${g.master}, which has no mount in the tree's mount namespace (criu: "unreachable sharing"), nor is it bound from the root or an external mount that is a slave of that group too; crest cannot restore that master`);
+          g.outside = via === this.root ? { root: true } : { key: via.ext_key! };
         }
-        place(parent, depth + 1);
       }
       placed.add(g);
       out.push(g);

@@ -10,7 +10,7 @@
 // then moved into place parents first, the root pivoted to, and peer groups
 // and masters set last (MOVE_MOUNT_SET_GROUP, mount_setattr) on fds of the
 // mounts. crest reaches the namespace's files through /proc/PID/root.
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmdirSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, rmdirSync, statSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { basename, dirname, join, resolve } from "node:path";
 import type { DumpRun, RestoreRun, RestoreTask, TaskKind } from "../context.js";
@@ -19,7 +19,7 @@ import { IMG, type mnt_entry } from "../../images/index.js";
 import { parseMountinfo } from "../../proc/index.js";
 import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, CLONE, MNT_DETACH, MOVE_MOUNT, MS, O, SYS } from "../../sys/constants.js";
 import { RemoteError } from "../../remote/remote.js";
-import { check } from "../../sys/errno.js";
+import { check, EINVAL } from "../../sys/errno.js";
 import { native } from "../../sys/native.js";
 import { externalMount } from "../../options.js";
 import { ownedAtRestore } from "./owned.js";
@@ -27,7 +27,7 @@ import { takeFd } from "../sockets/unix.js";
 
 const OPEN_TREE_CLONE = 1;
 import {
-  FS_AUTO, FS_DEVPTS, FS_MQUEUE, FS_TMPFS, FSTYPE, MountRefusal, MountTree, cutRoot, entryOf, fsName, kdev, mountOnlyFlags,
+  FS_AUTO, FS_DEVPTS, FS_MQUEUE, FS_TMPFS, FSTYPE, MountRefusal, MountTree, cutRoot, entryOf, fsName, isSubPath, kdev, mountOnlyFlags,
 } from "./mnt-tree.js";
 
 const TAR_CREATE = ["--create", "--gzip", "--no-unquote", "--no-wildcards", "--one-file-system", "--check-links", "--preserve-permissions", "--sparse", "--numeric-owner"];
@@ -115,12 +115,19 @@ function dumpTmpfs(run: DumpRun, pid: number, tree: MountTree, e: mnt_entry): vo
   }
   const r = run.root.remotes[0]!;
   r.resetScratch();
-  const clone = r.call(`copy tmpfs mount ${visible.mnt_id} at ${visible.mountpoint} in process ${pid} (open_tree)`, SYS.open_tree, AT_FDCWD, r.putString(visible.mountpoint), OPEN_TREE_CLONE | O.CLOEXEC);
+  const clone = r.syscall(SYS.open_tree, AT_FDCWD, r.putString(visible.mountpoint), OPEN_TREE_CLONE | O.CLOEXEC);
   let fd: number;
-  try {
-    fd = takeFd(r.pid, clone, `the copy of tmpfs mount ${visible.mnt_id}`);
-  } finally {
-    r.call(`close the copy of tmpfs mount ${visible.mnt_id} in process ${pid}`, SYS.close, clone);
+  if (clone === -EINVAL && visible.flags & MS.UNBINDABLE) {
+    // An unbindable mount cannot be copied: its files as the mount shows them (those under mounts on it are not seen).
+    fd = opensMount(`/proc/${pid}/root${visible.mountpoint}`, visible.mnt_id)!;
+    run.log.warn(`tmpfs mount ${visible.mnt_id} at ${visible.mountpoint} is unbindable: its files are read through its mount point, files under mounts on it are not kept`);
+  } else {
+    if (clone < 0) throw new RemoteError(`copy tmpfs mount ${visible.mnt_id} at ${visible.mountpoint} in process ${pid} (open_tree)`, -clone);
+    try {
+      fd = takeFd(r.pid, clone, `the copy of tmpfs mount ${visible.mnt_id}`);
+    } finally {
+      r.call(`close the copy of tmpfs mount ${visible.mnt_id} in process ${pid}`, SYS.close, clone);
+    }
   }
   try {
     const r = spawnSync("tar", [...TAR_CREATE, "--directory", "/proc/self/fd/0", "."], { stdio: [fd, "pipe", "pipe"], maxBuffer: 1 << 30 });
@@ -177,7 +184,8 @@ function restoreExternals(run: RestoreRun): Map<string, string> {
   const map = new Map<string, string>();
   for (const e of run.opts.external) {
     const m = externalMount(e);
-    if (m) map.set(m.key, m.val);
+    // A relative directory is crest's working directory's, as criu takes it.
+    if (m) map.set(m.key, resolve(m.val));
   }
   return map;
 }
@@ -297,12 +305,21 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
     for (const g of groups) {
       r.resetScratch();
       const first = g.mounts[0]!;
+      const outside = g.outside && ("root" in g.outside ? rootDir : ext.get(g.outside.key)!);
       if (g.master) {
-        setGroup(groups.find((p) => p.shared === g.master)!.mounts[0]!, first);
+        if (outside) masterFromOutside(first, outside);
+        else setGroup(groups.find((p) => p.shared === g.master)!.mounts[0]!, first);
         propagate(first, MS.SLAVE, "a slave");
       }
       if (g.shared) propagate(first, MS.SHARED, "shared");
-      for (const other of g.mounts.slice(1)) setGroup(first, other);
+      for (const other of g.mounts.slice(1)) {
+        if (isSubPath(other.root, first.root)) setGroup(first, other);
+        else if (outside && !g.shared) {
+          // Slaves of an outside master whose roots do not contain each other: each takes it from outside (criu's runc case).
+          masterFromOutside(other, outside);
+          propagate(other, MS.SLAVE, "a slave");
+        } else throw new Error(`${what(other)} and ${what(first)} are peers, but neither's root (${other.root}, ${first.root}) contains the other's: the kernel cannot put them in one group again`);
+      }
     }
     for (const e of tree.entries) {
       r.resetScratch();
@@ -367,6 +384,29 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
       else closeSync(openSync(view(d), "wx", 0o600));
     }
     run.log.info(`${what(e)}: its source ${source} (removed when dumped) made again for the bind`);
+  }
+
+  /**
+   * Puts `e` in the peer group of the mount crest's `source` is on (which
+   * is shared, or a slave), from crest's side: e becomes a slave of the
+   * same master once the task makes it one. move_mount needs the mount's
+   * root: the mount point of the mount holding `source`.
+   */
+  function masterFromOutside(e: mnt_entry, source: string): void {
+    const real = realpathSync(source);
+    const mine = parseMountinfo(readFileSync("/proc/self/mountinfo", "utf8"))
+      .filter((m) => isSubPath(real, m.mountPoint))
+      .sort((a, b) => b.mountPoint.length - a.mountPoint.length)[0];
+    if (!mine) throw new Error(`${what(e)}: no mount of crest's holds ${source}, whose master it needs`);
+    const from = openSync(mine.mountPoint, O.PATH | O.CLOEXEC);
+    const to = takeFd(r.pid, fds.get(e.mnt_id)!, `the restored ${what(e)}`);
+    try {
+      check(native.syscall(SYS.move_mount, from, "", to, "", MOVE_MOUNT.SET_GROUP | MOVE_MOUNT.F_EMPTY_PATH | MOVE_MOUNT.T_EMPTY_PATH),
+        `give ${what(e)} the master of crest's mount ${mine.mntId} at ${mine.mountPoint} (it must be shared or a slave, and show the same file system)`);
+    } finally {
+      closeSync(to);
+      closeSync(from);
+    }
   }
 
   function untar(e: mnt_entry, dir: string): void {
