@@ -32,8 +32,9 @@
  * shows in D/shp/x and D/sl/x, one mounted on D/sl/y not in D/sh/y.
  *
  * With argv[2], one thing crest refuses, added last: "ramfs" a ramfs at
- * D/rf, "mq-queue" a queue /wl-q in the mqueue, "hidden" a tmpfs mounted
- * over D/t (its files hidden).
+ * D/rf, "mq-queue" a queue /wl-q in the mqueue; and with "hidden", kept: a
+ * file pv/inside.txt, then a tmpfs mounted over D/pv (the tmpfs hidden
+ * whole), checked (after the mountinfo) by taking the cover off again.
  *
  * Sabotage: 1 changes a byte of D/t/a.txt; 2 unmounts D/bd.
  */
@@ -254,8 +255,8 @@ int main(int argc, char **argv) {
     if (q < 0) die("mq_open");
     mq_close(q);
   } else if (!strcmp(extra, "hidden")) {
-    close(fa);
-    mnt("wl-over", at("t"), "tmpfs", 0, "size=64k");
+    put("pv/inside.txt", "under a cover", 13, 0644);
+    mnt("wl-over", at("pv"), "tmpfs", 0, "size=64k");
   }
 
   normal_mountinfo(before, sizeof(before));
@@ -314,6 +315,12 @@ int main(int argc, char **argv) {
   if (umount2(at("t/under"), MNT_DETACH)) fail("umount t/under: %s", strerror(errno));
   n = wl_read_into(at("t/under/hidden.txt"), buf, sizeof(buf));
   if (n != 13 || memcmp(buf, "under a mount", 13)) fail("t/under/hidden.txt (under a mount) reads %zd bytes, not 'under a mount'", n);
+
+  if (!strcmp(extra, "hidden")) {
+    if (umount2(at("pv"), MNT_DETACH)) fail("umount the cover of pv: %s", strerror(errno));
+    n = wl_read_into(at("pv/inside.txt"), buf, sizeof(buf));
+    if (n != 13 || memcmp(buf, "under a cover", 13)) fail("pv/inside.txt (a tmpfs covered whole) reads %zd bytes, not 'under a cover'", n);
+  }
 
   /* propagation, live */
   if (mount("wl-x", at("sh/x"), "tmpfs", 0, "size=16k")) fail("mount on sh/x: %s", strerror(errno));

@@ -24,6 +24,7 @@ import { native } from "../../sys/native.js";
 import { externalMount } from "../../options.js";
 import { ownedAtRestore } from "./owned.js";
 import { takeFd } from "../sockets/unix.js";
+import { copyHiddenMount } from "./mnt-hidden.js";
 
 const OPEN_TREE_CLONE = 1;
 import {
@@ -111,7 +112,10 @@ function dumpTmpfs(run: DumpRun, pid: number, tree: MountTree, e: mnt_entry): vo
     return fd !== undefined;
   });
   if (!visible) {
-    throw new UnsupportedError(`tmpfs mount ${e.mnt_id} at ${e.mountpoint} of process ${pid} is covered by another mount (overmounted), so crest cannot read its files; crest does not dump hidden tmpfs contents yet`);
+    // Covered by other mounts: read through a helper's copy of the namespace.
+    const what = `tmpfs mount ${e.mnt_id} at ${e.mountpoint} of process ${pid}`;
+    if (e.flags & MS.UNBINDABLE) throw new UnsupportedError(`${what} is unbindable and covered by another mount, so crest cannot read its files`);
+    return tarTmpfs(run, e, copyHiddenMount(pid, e.mnt_id, e.mountpoint, what));
   }
   const r = run.root.remotes[0]!;
   r.resetScratch();
@@ -129,6 +133,11 @@ function dumpTmpfs(run: DumpRun, pid: number, tree: MountTree, e: mnt_entry): vo
       r.call(`close the copy of tmpfs mount ${visible.mnt_id} in process ${pid}`, SYS.close, clone);
     }
   }
+  tarTmpfs(run, e, fd);
+}
+
+/** tar of the tmpfs crest's fd shows, into tmpfs-dev-N.tar.gz.img; closes fd. */
+function tarTmpfs(run: DumpRun, e: mnt_entry, fd: number): void {
   try {
     const r = spawnSync("tar", [...TAR_CREATE, "--directory", "/proc/self/fd/0", "."], { stdio: [fd, "pipe", "pipe"], maxBuffer: 1 << 30 });
     if (r.error || r.status !== 0) throw new Error(`tar of the tmpfs at ${e.mountpoint} (mount ${e.mnt_id}) failed: ${r.error?.message ?? r.stderr.toString().trim()}`);
