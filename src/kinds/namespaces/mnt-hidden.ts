@@ -4,14 +4,15 @@
 // only, and copies the mount there with open_tree: crest gets the copy's
 // fd. The tree's own namespace is not touched (criu does the same with a
 // helper of its own). Mounts of the copy are told apart from the tree's by
-// their place in the tree: parent, mount point, device and root.
+// their place in the tree: parent, mount point, device and root; the one
+// seen at the mount point is taken off until it is the mount itself.
 import { closeSync, openSync, readFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { parseMountinfo, type MountInfo } from "../../proc/index.js";
 import { AT_FDCWD, CLONE, MNT_DETACH, MS, O, PTRACE_O, SYS } from "../../sys/constants.js";
 import { Stub } from "../../remote/stub.js";
 import { errnoName } from "../../sys/errno.js";
 import { takeFd } from "../sockets/unix.js";
-import { isSubPath } from "./mnt-tree.js";
 
 const OPEN_TREE_CLONE = 1;
 
@@ -80,11 +81,16 @@ export function copyHiddenMount(pid: number, id: number, mountpoint: string, wha
       const mine = match.get(id);
       if (!mine) throw new Error(`${what}: its copy in the helper's mount namespace was not found`);
       const keep = new Set([...ancestors].map((a) => match.get(a)?.mntId));
-      if (mountAt(`/proc/${s.pid}/root${mountpoint}`) === mine.mntId) break;
-      // The deepest mount on the way to the mount point that is not one of its ancestors (nor itself) covers it.
-      const cover = copy.filter((m) => !keep.has(m.mntId) && isSubPath(mountpoint, m.mountPoint))
-        .sort((a, b) => b.mountPoint.length - a.mountPoint.length || b.mntId - a.mntId)[0];
-      if (!cover || round > 64) throw new Error(`${what}: crest could not uncover it in a copy of the tree's mount namespace`);
+      // The mount seen at the mount point (or, where the path is gone, at the deepest part of it that is there).
+      let p = mountpoint;
+      let top = mountAt(`/proc/${s.pid}/root${p}`);
+      while (top === undefined && p !== "/") {
+        p = dirname(p);
+        top = mountAt(`/proc/${s.pid}/root${p}`);
+      }
+      if (top === mine.mntId) break;
+      const cover = copy.find((m) => m.mntId === top);
+      if (!cover || keep.has(top) || round > 64) throw new Error(`${what}: crest could not uncover it in a copy of the tree's mount namespace`);
       r.resetScratch();
       call(`take mount ${cover.mntId} at ${cover.mountPoint} off the copy`, SYS.umount2, r.putString(cover.mountPoint), MNT_DETACH);
     }
