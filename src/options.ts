@@ -119,6 +119,18 @@ export interface FeatureOptions {
   orphanPtsMaster: boolean;
 }
 
+/** The tree's mount namespace (criu's --root, --skip-mnt, --enable-fs; external mounts are in `external`). */
+export interface MountOptions {
+  /** --root DIR: restore the tree's root mount from this directory (a bind of it). */
+  root?: string;
+  /** --skip-mnt PATH (repeatable): mounts at these paths are left out of the dump. */
+  skip: string[];
+  /** --enable-fs NAMES (repeatable, comma-separated; "all"): file systems mounted again by name and options alone. */
+  enableFs: string[];
+  /** --mntns-compat-mode: criu's older way of building mounts (crest has one: mount-v2's; --no-mntns-compat-mode asks for it). */
+  compatMode?: boolean;
+}
+
 /** criu's --manage-cgroups modes: what a restore does with the dumped cgroup directories and their properties. */
 export type CgroupMode = "ignore" | "none" | "props" | "soft" | "full" | "strict";
 export const CGROUP_MODES: readonly CgroupMode[] = ["ignore", "none", "props", "soft", "full", "strict"];
@@ -175,6 +187,7 @@ export interface Options {
   /** --action-script (repeatable): run for each hook with CRTOOLS_SCRIPT_ACTION set. */
   actionScripts: string[];
   config: ConfigOptions;
+  mnt: MountOptions;
   cgroups: CgroupOptions;
 }
 
@@ -194,6 +207,7 @@ export function defaultOptions(command: Command): Options {
     service: {},
     actionScripts: [],
     config: { noDefault: false },
+    mnt: { skip: [], enableFs: [] },
     cgroups: { mode: "soft", roots: [], dumpControllers: [] },
   };
 }
@@ -208,16 +222,19 @@ export function workPath(opts: Options, p: string): string {
  * item naming it, for every face to refuse before any work starts.
  */
 export function unsupported(opts: Options): string[] {
-  return opts.external.map(unsupportedExternal).filter((why): why is string => why !== undefined);
+  const why = opts.external.map(unsupportedExternal).filter((w): w is string => w !== undefined);
+  if (opts.mnt.compatMode) why.push("--mntns-compat-mode: crest restores mounts one way only, criu's mount-v2 (--no-mntns-compat-mode)");
+  return why;
 }
 
 /** Why crest cannot take an --external object (criu's kinds but unix[INO] and tty[RDEV:DEV]); undefined if it can. */
 export function unsupportedExternal(e: string): string | undefined {
   if (externalUnix(e) !== undefined || /^tty\[[0-9a-f]+:[0-9a-f]+\]$/.test(e)) return undefined;
+  if (externalMount(e) !== undefined) return undefined;
   // The tree's network namespace: a veth's peer outside it, or the whole namespace the caller owns.
   if (/^veth\[[^\]]+\]:[^@]+(@.*)?$/.test(e) || /^net\[\d+\]:.+$/.test(e)) return undefined;
   return `--external ${e}: crest supports only unix[INO] (a unix socket whose peer is outside the tree), tty[RDEV:DEV] (a terminal), ` +
-    "veth[IFNAME]:OUTSIDE (a veth of the tree's network namespace and its peer's name outside) and net[INO]:KEY (the tree's network namespace, the caller's) so far";
+    "veth[IFNAME]:OUTSIDE (a veth of the tree's network namespace and its peer's name outside), net[INO]:KEY (the tree's network namespace, the caller's) and mnt[KEY]:VAL (a mount) so far";
 }
 
 /** `unix[INO]` of --external (or --ext-unix-sk=INO): the inode of a socket of the tree whose peer may be outside; undefined for other kinds. */
@@ -229,4 +246,16 @@ export function externalUnix(e: string): number | undefined {
 /** Whether `--external unix[INO]` (or `--ext-unix-sk=INO`) names socket `ino`. */
 export function isExternalUnix(opts: Options, ino: number): boolean {
   return opts.external.some((e) => externalUnix(e) === ino);
+}
+
+/**
+ * `mnt[KEY]:VAL` of --external (or --ext-mount-map KEY:VAL): on dump KEY
+ * is a mount point of the tree and VAL the name it gets in the image; on
+ * restore KEY is that name and VAL the directory bound there. Undefined
+ * for other kinds and for criu's forms crest does not take yet
+ * (mnt[]{:AUTO}, dev[...]).
+ */
+export function externalMount(e: string): { key: string; val: string } | undefined {
+  const m = /^mnt\[([^\]]+)\]:(.+)$/.exec(e);
+  return m ? { key: m[1]!, val: m[2]! } : undefined;
 }

@@ -8,7 +8,7 @@
 // dump that fails leaves the directory as it found it, and an images
 // directory without an inventory is never a finished dump.
 import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, renameSync, rmdirSync, rmSync, writeSync, constants as fsc } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { fileOutput, ImageError, imageExists, imagePath, readImage, writeImage, type ImageKey, type ImageKind, type ImageOutput } from "./file.js";
 import { IMG } from "./kinds.js";
 import type { inventory_entry } from "./gen/index.js";
@@ -33,6 +33,8 @@ export interface PageSink {
 export interface PageSource {
   /** A local file a task under restore may open and read its pages from (preadv straight into place). */
   readonly path: string;
+  /** crest's own fd of it, for a task that cannot reach the path (one with a mount namespace of its own). */
+  readonly fd: number;
   readonly size: number;
   /** Reads len bytes at pos of the pages file into buf at off; returns how many it got. */
   read(buf: Uint8Array, off: number, len: number, pos: number): number;
@@ -101,7 +103,7 @@ export class RestoreImages {
     }
     const size = fstatSync(fd).size;
     return {
-      path, size,
+      path: resolve(path), fd, size,
       read: (buf, off, len, pos) => readSync(fd, buf, off, len, pos),
       close: () => closeSync(fd),
     };

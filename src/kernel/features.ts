@@ -50,7 +50,7 @@ export interface CrestLacks {
   fact?: FactId | null;
 }
 
-const MOUNTS = "crest does not checkpoint mount namespaces yet";
+const MOUNTS = "crest does not checkpoint autofs mounts";
 const LAZY = "crest has no lazy restore (lazy-pages) yet";
 
 /**
@@ -69,7 +69,6 @@ export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
   uffd: { crest: LAZY, criu: "criu's lazy restore needs it" },
   "uffd-noncoop": { crest: LAZY, criu: "criu's lazy restore follows fork, mremap, munmap and madvise with it" },
   can_map_vdso: { crest: "crest does not map vDSOs (it moves the kernel's own to where the task had it)", criu: "criu maps a fresh vDSO in restored tasks with it" },
-  sk_unix_file: { crest: MOUNTS, criu: "criu dumps bound unix sockets of other mount namespaces with it" },
   pidfd_store: {
     crest: "crest does not implement --pidfd-store (criu's RPC option pidfd_store_sk, which crest's RPC refuses) yet",
     criu: "criu keeps pidfds of the dumped tasks between pre-dumps with it, to notice a PID reused",
@@ -77,7 +76,6 @@ export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
   },
   apparmor_stacking: { crest: "crest does not checkpoint AppArmor profiles or namespaces yet", criu: "criu checkpoints AppArmor namespaces with it" },
   memfd_hugetlb: { crest: "crest does not checkpoint hugetlb memory yet", criu: "criu restores hugetlb memfds with it" },
-  move_mount_set_group: { crest: MOUNTS, criu: "criu restores mount propagation groups with it" },
   openat2: { crest: "crest does not use openat2", criu: "criu resolves paths with it" },
   overlayfs_maps: { crest: "crest does not rely on it (it opens mapped files through map_files)", criu: "criu matches files mapped from overlayfs by the device and inode in /proc/PID/maps" },
   breakpoints: { crest: "crest does not use hardware breakpoints", criu: "criu stops its parasite faster with them" },

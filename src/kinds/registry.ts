@@ -19,15 +19,17 @@ import { ttySessionKind } from "./files/tty-session.js";
 import { pidNamespaceKind } from "./namespaces/pid.js";
 import { utsNamespaceKind } from "./namespaces/uts.js";
 import { ipcNamespaceKind } from "./namespaces/ipc.js";
+import { mntNamespaceKind } from "./namespaces/mnt.js";
 import { cgroupKind, cgroupThreadsKind } from "./cgroup/cgroup.js";
 import { netNamespaceKind } from "./namespaces/net.js";
 
 /**
  * The tree's own namespaces. On dump they are read once every task is
  * (finishDump); on restore they say how the root is created (plan) and are
- * filled right after it is born, before its memory attaches SysV segments.
+ * filled right after it is born, before its memory attaches SysV segments
+ * and maps files (the mounts first: the files are the namespace's).
  */
-export const NAMESPACE_KINDS: readonly TaskKind[] = [pidNamespaceKind, utsNamespaceKind, ipcNamespaceKind, netNamespaceKind];
+export const NAMESPACE_KINDS: readonly TaskKind[] = [mntNamespaceKind, pidNamespaceKind, utsNamespaceKind, ipcNamespaceKind, netNamespaceKind];
 
 /**
  * Dump order: registers first (the thread's as seized; its rseq_cs was read

@@ -21,6 +21,7 @@ export const SYS = {
   rt_tgsigqueueinfo: 297, prlimit64: 302, setns: 308, process_vm_readv: 310, process_vm_writev: 311,
   kcmp: 312, seccomp: 317, memfd_create: 319, rseq: 334, pidfd_send_signal: 424, pidfd_open: 434,
   unshare: 272, clone3: 435, close_range: 436, pidfd_getfd: 438, fsopen: 430, fsconfig: 431, fsmount: 432,
+  pivot_root: 155, mount: 165, unlinkat: 263, umount2: 166, mkdirat: 258, open_tree: 428, move_mount: 429, mount_setattr: 442,
   socket: 41, connect: 42, sendto: 44, recvfrom: 45, sendmsg: 46, recvmsg: 47, shutdown: 48, bind: 49, listen: 50,
   getsockname: 51, getpeername: 52, setsockopt: 54, getsockopt: 55, accept4: 288,
 } as const;
@@ -144,6 +145,17 @@ export const SECCOMP_SET_MODE_FILTER = 1;
 
 export const PAGE_SIZE = 4096;
 
+/** mount(2) flags (MS_*), as criu records them in mnt_entry.flags and sb_flags. */
+export const MS = {
+  RDONLY: 1, NOSUID: 2, NODEV: 4, NOEXEC: 8, SYNCHRONOUS: 16, REMOUNT: 32, MANDLOCK: 64, DIRSYNC: 128,
+  NOSYMFOLLOW: 256, NOATIME: 1024, NODIRATIME: 2048, BIND: 4096, MOVE: 8192, REC: 16384, SILENT: 32768,
+  UNBINDABLE: 1 << 17, PRIVATE: 1 << 18, SLAVE: 1 << 19, SHARED: 1 << 20, RELATIME: 1 << 21, STRICTATIME: 1 << 24, LAZYTIME: 1 << 25,
+} as const;
+/** move_mount(2) flags. */
+export const MOVE_MOUNT = { F_EMPTY_PATH: 0x4, T_EMPTY_PATH: 0x40, SET_GROUP: 0x100 } as const;
+export const MNT_DETACH = 2;
+export const AT_REMOVEDIR = 0x200;
+export const AT_EMPTY_PATH = 0x1000;
 /** fsconfig(2) commands and the CLOEXEC flags of fsopen/fsmount (the new mount API: a file system mounted nowhere, reached by its fd). */
 export const FSCONFIG = { SET_FLAG: 0, SET_STRING: 1, CMD_CREATE: 6 } as const;
 export const FSOPEN_CLOEXEC = 1, FSMOUNT_CLOEXEC = 1;

@@ -46,7 +46,7 @@ const FACTS_HERE: Record<FactId, FactHere> = {
   has_ipt_legacy: "supported",
 };
 
-const MOUNTS = /^crest does not checkpoint mount namespaces yet: /;
+const MOUNTS = /^crest does not checkpoint autofs mounts: /;
 const LAZY = /^crest has no lazy restore \(lazy-pages\) yet: /;
 
 /**
@@ -78,7 +78,7 @@ const FEATURES_HERE: Record<FeatureName, true | RegExp> = {
   "uffd-noncoop": LAZY,
   can_map_vdso: /^crest does not map vDSOs \(it moves the kernel's own/,
   sk_ns: true, // the tree's sockets are checked to be of its namespace
-  sk_unix_file: MOUNTS,
+  sk_unix_file: true, // names of unix sockets bound in the tree's own mount namespace
   net_diag_raw: true, // crest needs no sock_diag for raw sockets (the kernel lacks it here)
   nsid: true,
   link_nsid: true, // a veth's peer outside the tree's namespace
@@ -95,7 +95,7 @@ const FEATURES_HERE: Record<FeatureName, true | RegExp> = {
   network_lock_nftables: true, // crest's default network lock here
   sockopt_buf_lock: true,
   memfd_hugetlb: /^crest does not checkpoint hugetlb memory yet: /,
-  move_mount_set_group: MOUNTS,
+  move_mount_set_group: true, // the restore's peer groups (kinds/namespaces/mnt.ts)
   openat2: /^crest does not use openat2: /,
   get_rseq_conf: true,
   ipv6_freebind: true,

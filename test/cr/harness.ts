@@ -84,7 +84,8 @@ export function startWorkload(name: string, args: string[] = [], opts: { stdout?
   if (opts.ns) {
     // loUp: a new network namespace's loopback is down; brought up before the workload starts (as zdtm's ns flavour does).
     const up = opts.loUp ? ["/bin/sh", "-c", 'ip link set lo up && exec "$0" "$@"'] : [];
-    const r = spawnSync(CREST, ["run", "--ns", opts.ns, "--log", w.log, "--", ...up, join(WORKLOADS, name), w.status, ...args], { encoding: "utf8", cwd: dir });
+    const env = { ...process.env, ...Object.fromEntries((opts.env ?? []).map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)])) };
+    const r = spawnSync(CREST, ["run", "--ns", opts.ns, "--log", w.log, "--", ...up, join(WORKLOADS, name), w.status, ...args], { encoding: "utf8", cwd: dir, env });
     if (r.status !== 0) throw new Error(`crest run ${name} failed: ${r.stderr}`);
     pid = Number(r.stdout.trim());
   } else {
@@ -281,7 +282,7 @@ export function assertDumpRefused(name: string, args: string[], what: RegExp): v
 }
 
 /** Images criu writes as other tools' output (ip ... save, iptables-save, nft list ruleset, tar), which crit does not decode. */
-const RAW_IMAGES = /^(ifaddr|route6?|rule|ip6?tables|nftables)-\d+\.img$|\.tar\.gz$/;
+const RAW_IMAGES = /^(ifaddr|route6?|rule|ip6?tables|nftables)-\d+\.img$|\.tar\.gz(\.img)?$/;
 
 /** Decodes every image file of dir as `crit decode -i` would; returns the files that failed, with crit's complaint. */
 export function critDecodeAll(dir: string): string[] {

@@ -80,16 +80,20 @@ test("check's options", () => {
   assert.deepEqual([f.check.extra, f.check.experimental, f.check.feature], [true, false, "list"]);
 });
 
-test("--external, --ext-unix-sk and --inherit-fd fill the model (--external kinds but unix[INO] and tty[RDEV:DEV] are refused by name: options.unsupported)", () => {
-  const o = parseArgs(["restore", "--external", "mnt[m]:/x", "--inherit-fd", "fd[3]:pipe:[123]", "--external=tty[8800:0]", "--external", "unix[77]"]).options;
-  assert.deepEqual(o.external, ["mnt[m]:/x", "tty[8800:0]", "unix[77]"]);
+test("--external, --ext-unix-sk and --inherit-fd fill the model (--external kinds but unix[INO], tty[RDEV:DEV] and mnt[KEY]:VAL are refused by name: options.unsupported)", () => {
+  const o = parseArgs(["restore", "--external", "mnt[m]:/x", "--inherit-fd", "fd[3]:pipe:[123]", "--external=tty[8800:0]", "--external", "unix[77]", "--external", "dev[1/2]:loop"]).options;
+  assert.deepEqual(o.external, ["mnt[m]:/x", "tty[8800:0]", "unix[77]", "dev[1/2]:loop"]);
   assert.deepEqual(o.inheritFd, [{ fd: 3, key: "pipe:[123]" }]);
   assert.equal(o.extUnixSk, false);
   assert.deepEqual(unsupported(o), [
-    "--external mnt[m]:/x: crest supports only unix[INO] (a unix socket whose peer is outside the tree), tty[RDEV:DEV] (a terminal), " +
-      "veth[IFNAME]:OUTSIDE (a veth of the tree's network namespace and its peer's name outside) and net[INO]:KEY (the tree's network namespace, the caller's) so far",
+    "--external dev[1/2]:loop: crest supports only unix[INO] (a unix socket whose peer is outside the tree), tty[RDEV:DEV] (a terminal), " +
+      "veth[IFNAME]:OUTSIDE (a veth of the tree's network namespace and its peer's name outside), net[INO]:KEY (the tree's network namespace, the caller's) and mnt[KEY]:VAL (a mount) so far",
   ]);
   assert.deepEqual(unsupported(parseArgs(["restore"]).options), []);
+  // Mounts: crest builds them as criu's mount-v2 does; the compatibility mode is refused, its "no-" form is what crest does.
+  assert.deepEqual(unsupported(parseArgs(["restore", "--no-mntns-compat-mode", "--root", "/r", "-M", "k:/v"]).options), []);
+  assert.match(unsupported(parseArgs(["restore", "--mntns-compat-mode"]).options).join(), /--mntns-compat-mode: crest restores mounts one way only/);
+  assert.deepEqual(parseArgs(["restore", "--ext-mount-map", "k:/v"]).options.external, ["mnt[k]:/v"]);
   // The tree's network namespace: a veth's peer outside (also criu's older --veth-pair IN=OUT) and the caller's namespace.
   const n = parseArgs(["restore", "--external", "veth[eth0]:vh0", "--veth-pair", "eth1=vh1", "--external", "net[4026531840]:extnet"]).options;
   assert.deepEqual(n.external, ["veth[eth0]:vh0", "veth[eth1]:vh1", "net[4026531840]:extnet"]);

@@ -36,7 +36,13 @@ test("rpc request: rst_sibling and inherit_fd only through swrk; options crest l
   assert.equal(svc.refused.length, 2);
   assert.match(svc.refused.join("\n"), /rst_sibling is not allowed in the standalone service[^]*inherit_fd is not allowed/);
   const lacks = translate("dump", req({ images_dir: "/x", track_mem: true, lazy_pages: true, cpu_cap: 0xffffffff, root: "/r" }), peer, "swrk", noConfigs);
-  assert.deepEqual(lacks.refused.map((r) => r.split(":")[0]), ["criu_opts.root", "criu_opts.track_mem", "criu_opts.lazy_pages"], "cpu_cap at criu's default is no request");
+  assert.deepEqual(lacks.refused.map((r) => r.split(":")[0]), ["criu_opts.track_mem", "criu_opts.lazy_pages"], "cpu_cap at criu's default is no request");
+});
+
+test("rpc request: root, ext_mnt, skip_mnt and enable_fs fill the mount options (runc's way of naming its bind mounts)", () => {
+  const t = translate("restore", req({ images_dir: "/x", root: "/r", ext_mnt: [{ key: "/etc/hosts", val: "/var/h" }], skip_mnt: ["/proc/kcore"], enable_fs: ["ramfs,nfsd"] }), peer, "swrk", noConfigs);
+  assert.deepEqual(t.refused, []);
+  assert.deepEqual([t.options.mnt, t.options.external], [{ root: "/r", skip: ["/proc/kcore"], enableFs: ["ramfs", "nfsd"] }, ["mnt[/etc/hosts]:/var/h"]]);
 });
 
 test("rpc request: ext_unix_sk's inodes become external unix[INO]; the status fd is the client's", () => {

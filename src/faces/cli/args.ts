@@ -81,7 +81,7 @@ const SPECS: OptSpec[] = [
   { long: "help", short: "h", arg: "none" },
   { long: "version", short: "V", arg: "none" },
   { long: "join-ns", short: "J", arg: "required" },
-  { long: "root", short: "r", arg: "required" },
+  { long: "root", short: "r", arg: "required", apply: (o, v) => { o.mnt.root = v!; } },
   { long: "ext-unix-sk", short: "x", arg: "optional", apply: (o, v) => {
     // criu's unix_sk_ids_parse: INO[,INO...], each becoming unix[INO] of --external.
     for (const part of v ? v.split(",").filter((p) => p !== "") : []) {
@@ -111,14 +111,19 @@ const SPECS: OptSpec[] = [
   { long: "libdir", short: "L", arg: "required" },
   { long: "cpu-cap", arg: "optional" },
   { long: "force-irmap", arg: "none", bool: true },
-  { long: "ext-mount-map", short: "M", arg: "required" },
+  { long: "ext-mount-map", short: "M", arg: "required", apply: (o, v) => {
+    // criu's ext_mount_add: KEY:VAL is mnt[KEY]:VAL of --external ("auto" is its autodetection, not taken yet).
+    const i = v!.indexOf(":");
+    if (v === "auto" || i <= 0 || i === v!.length - 1) throw new UsageError(`--ext-mount-map ${v}: crest takes KEY:VAL only (criu's "auto" is not supported yet)`);
+    o.external.push(`mnt[${v!.slice(0, i)}]:${v!.slice(i + 1)}`);
+  } },
   { long: "exec-cmd", arg: "none" },
   { long: "manage-cgroups", arg: "optional", apply: (o, v) => { o.cgroups.mode = parseCgroupMode(v); } },
   { long: "cgroup-root", arg: "required", apply: (o, v) => { o.cgroups.roots.push(parseCgroupRoot(v!)); } },
   { long: "inherit-fd", arg: "required", apply: (o, v) => { o.inheritFd.push(parseInheritFd(v!)); } },
   { long: "feature", arg: "required", apply: (o, v) => { o.check.feature = v!; } },
-  { long: "skip-mnt", arg: "required" },
-  { long: "enable-fs", arg: "required" },
+  { long: "skip-mnt", arg: "required", apply: (o, v) => { o.mnt.skip.push(v!); } },
+  { long: "enable-fs", arg: "required", apply: (o, v) => { o.mnt.enableFs.push(...v!.split(",").filter((n) => n !== "")); } },
   { long: "enable-external-sharing", arg: "none" },
   { long: "enable-external-masters", arg: "none" },
   { long: "freeze-cgroup", arg: "required", apply: (o, v) => { o.cgroups.freeze = v!; } },
@@ -167,7 +172,7 @@ const SPECS: OptSpec[] = [
     if (v !== "iptables" && v !== "nftables" && v !== "skip") throw new UsageError(`Invalid value for --network-lock: ${v} (iptables, nftables or skip)`);
     o.net.lock = v;
   } },
-  { long: "mntns-compat-mode", arg: "none", bool: true },
+  { long: "mntns-compat-mode", arg: "none", bool: true, apply: (o, _v, on) => { o.mnt.compatMode = on; } },
   { long: "unprivileged", arg: "none", bool: true },
   // How criu finds a ghost's holes (FIEMAP or SEEK_DATA); crest always uses SEEK_DATA/SEEK_HOLE.
   { long: "ghost-fiemap", arg: "none", bool: true, apply: () => {} },

@@ -28,11 +28,11 @@ export interface Translated {
 
 /** criu_opts fields crest has no counterpart for yet: refused when set to anything but criu's default. */
 const UNSUPPORTED: ReadonlyArray<[keyof criu_opts, string]> = [
-  ["evasive_devices", "evasive devices"], ["root", "a root directory (--root)"], ["parent_img", "a parent image (pre-dump chains)"],
+  ["evasive_devices", "evasive devices"], ["parent_img", "a parent image (pre-dump chains)"],
   ["track_mem", "memory tracking (--track-mem)"], ["auto_dedup", "--auto-dedup"], ["link_remap", "--link-remap"],
-  ["force_irmap", "--force-irmap"], ["exec_cmd", "--exec-cmd"], ["ext_mnt", "external mounts"],
+  ["force_irmap", "--force-irmap"], ["exec_cmd", "--exec-cmd"],
   ["auto_ext_mnt", "--auto-ext-mnt"], ["ext_sharing", "--enable-external-sharing"],
-  ["ext_masters", "--enable-external-masters"], ["skip_mnt", "--skip-mnt"], ["enable_fs", "--enable-fs"],
+  ["ext_masters", "--enable-external-masters"],
   ["irmap_scan_paths", "--irmap-scan-path"], ["empty_ns", "--empty-ns"], ["join_ns", "--join-ns"],
   ["weak_sysctls", "--weak-sysctls"], ["lazy_pages", "lazy pages"], ["lsm_profile", "an LSM profile"], ["tls_cacert", "TLS"],
   ["tls_cacrl", "TLS"], ["tls_cert", "TLS"], ["tls_key", "TLS"], ["tls", "TLS"], ["tls_no_cn_verify", "TLS"],
@@ -101,6 +101,11 @@ export function translate(command: Command, o: criu_opts | undefined, peer: Peer
   if (o.cgroup_yard) options.cgroups.yard = o.cgroup_yard;
   // criu's veth pairs: a veth of the tree's network namespace and the name of its peer outside.
   for (const v of o.veths) options.external.push(`veth[${v.if_in}]:${v.if_out}`);
+  // The tree's mount namespace (kinds/namespaces/mnt.ts): ext_mnt is --ext-mount-map KEY:VAL, as criu's ext_mount_add.
+  if (o.root) options.mnt.root = o.root;
+  for (const m of o.ext_mnt) options.external.push(`mnt[${m.key}]:${m.val}`);
+  options.mnt.skip.push(...o.skip_mnt);
+  options.mnt.enableFs.push(...o.enable_fs.flatMap((n) => n.split(",")).filter((n) => n !== ""));
   // Only a client's own child sees the client's fds and may become its sibling.
   if (o.rst_sibling !== undefined) {
     if (mode === "swrk") options.restore.sibling = o.rst_sibling;

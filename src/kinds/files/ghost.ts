@@ -18,6 +18,7 @@ import { IMG, remap_type, type ghost_file_entry, type remap_file_path_entry, typ
 import { AT_FDCWD, AT_SYMLINK_NOFOLLOW, MEM_MAJOR, O, SEEK, SYS } from "../../sys/constants.js";
 import { native } from "../../sys/native.js";
 import { check } from "../../sys/errno.js";
+import { treePath } from "../namespaces/owned.js";
 
 /** Below this size CRIU writes the data raw, without chunks. */
 const CHUNKS_THRESH = 3 * 4096;
@@ -166,7 +167,10 @@ export function dumpGhost(run: DumpRun, fileId: number, via: string, path: strin
 // --- restore ----------------------------------------------------------------
 
 interface Created {
+  /** The task's path. */
   path: string;
+  /** crest's way to it (through the root task's /proc/PID/root in a tree with its own mount namespace). */
+  seen: string;
   dir: boolean;
   removed: boolean;
   ino: bigint;
@@ -248,21 +252,23 @@ function createAt(path: string, g: GhostFile): boolean {
 /** Recreates ghost `id` near `orig` (its old path) and returns where it now is. */
 function create(run: RestoreRun, id: number, orig: string): Created {
   const g = run.images.read(IMG.ghostFile, id);
+  // The tasks' paths, in their mount namespace.
+  const seen = (p: string) => treePath(run, p);
   // The old path if it is free, else a name beside it (as CRIU names its ghosts).
   let path = orig;
   for (;;) {
-    if (exists(path)) path = `${path}.cr.${id.toString(16)}.ghost`;
-    if (exists(path)) throw new Error(`ghost ${id} of ${orig}: both ${orig} and ${path} are taken`);
-    if (createAt(path, g)) break;
+    if (exists(seen(path))) path = `${path}.cr.${id.toString(16)}.ghost`;
+    if (exists(seen(path))) throw new Error(`ghost ${id} of ${orig}: both ${orig} and ${path} are taken`);
+    if (createAt(seen(path), g)) break;
     // Its directory is gone too: as CRIU does, try in the one above.
     const dir = dirname(dirname(path));
     if (dir === dirname(path)) throw new Error(`ghost ${id} of ${orig}: no directory to create it in`);
     path = `${dir === "/" ? "" : dir}/${basename(orig)}`;
   }
   const type = BigInt(g.entry.mode) & S_IFMT;
-  const c: Created = { path, dir: type === S_IFDIR, removed: false, ino: lstatBig(path).ino };
+  const c: Created = { path, seen: seen(path), dir: type === S_IFDIR, removed: false, ino: lstatBig(seen(path)).ino };
   try {
-    applyMetadata(path, g.entry, type === S_IFLNK);
+    applyMetadata(c.seen, g.entry, type === S_IFLNK);
   } catch (err) {
     remove(c);
     throw err;
@@ -283,12 +289,12 @@ function remove(c: Created): void {
   if (c.removed) return;
   c.removed = true;
   try {
-    if (lstatBig(c.path).ino !== c.ino) return;
+    if (lstatBig(c.seen).ino !== c.ino) return;
   } catch {
     return;
   }
-  if (c.dir) rmdirSync(c.path);
-  else unlinkSync(c.path);
+  if (c.dir) rmdirSync(c.seen);
+  else unlinkSync(c.seen);
 }
 
 /**

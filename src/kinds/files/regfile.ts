@@ -63,12 +63,23 @@ export function checkReopenable(path: string, via: string, what: string, anyType
   // The path must still lead to the same file, or a restore would open another one.
   try {
     // The kernel's path has no symlink in it, but may be one (O_PATH|O_NOFOLLOW).
-    const now = st.isSymbolicLink() ? lstatSync(path) : statSync(path);
+    // It is the task's path: looked up in its mount namespace.
+    const seen = inTaskRoot(path, /^\/proc\/(\d+)\//.exec(via)?.[1]);
+    const now = st.isSymbolicLink() ? lstatSync(seen) : statSync(seen);
     if (now.ino !== st.ino || now.dev !== st.dev) throw new Error("replaced");
   } catch {
     throw new UnsupportedError(`${what} is ${path}, but that path now leads elsewhere (the file was renamed or replaced); crest cannot restore it yet`);
   }
   return st;
+}
+
+/**
+ * A task's absolute path as crest reaches it: through /proc/PID/root, so
+ * that it is looked up in the task's mount namespace and root (the same
+ * file as crest's own path when the task shares crest's).
+ */
+export function inTaskRoot(path: string, pid: number | string | undefined): string {
+  return pid === undefined || !path.startsWith("/") ? path : `/proc/${pid}/root${path}`;
 }
 
 const isAppendLog = (flags: number): boolean => (flags & O.ACCMODE) === O.WRONLY && (flags & O.APPEND) !== 0;
@@ -141,7 +152,8 @@ export function queueOpenRegFile(r: Remote, reg: reg_file_entry, flagsOverride?:
   let st: Stats;
   try {
     // O_NOFOLLOW (with O_PATH) opens a symlink itself: check the link, not its target.
-    st = flags & O.NOFOLLOW ? lstatSync(reg.name) : statSync(reg.name);
+    const seen = inTaskRoot(reg.name, r.pid);
+    st = flags & O.NOFOLLOW ? lstatSync(seen) : statSync(seen);
   } catch {
     throw new Error(`file ${reg.name} is missing: it must exist at restore as it did at dump`);
   }

@@ -17,10 +17,11 @@ import type { TaskKind, DumpTask, DumpRun, RestoreTask, RestoreRun } from "../co
 import { dumpState, restoreState, UnsupportedError } from "../context.js";
 import { IMG, type vma_entry, type reg_file_entry, type pagemap_entry } from "../../images/index.js";
 import type { PageSource } from "../../images/store.js";
-import { AT_FDCWD, MADV, MAP, MREMAP, O, PAGE_SIZE, PROT, PR, PR_SET_MM_MAP, SHM, SYS } from "../../sys/constants.js";
+import { MADV, MAP, MREMAP, O, PAGE_SIZE, PROT, PR, PR_SET_MM_MAP, SHM, SYS } from "../../sys/constants.js";
 import { MM_MAP_SIZE, packMmMap } from "../../sys/structs.js";
 import { PagemapScanner } from "../../sys/pagemap.js";
 import { parseAuxv, parseMaps, vmFlagsToMadvise, vmFlagsToMapFlags, type SmapsEntry, type MapEntry } from "../../proc/index.js";
+import { openCrestProcPath } from "../files/inherit.js";
 import { checkReopenable, dumpDeletedFile, dumpRegFile, openRegFile, queueOpenRegFile, regFile } from "../files/regfile.js";
 import { dumpSocketMapping } from "../sockets/packet.js";
 import { PE, PagesWriter, fillFromPages, fillRuns, pageCount, pageRuns, splitRuns } from "./pages.js";
@@ -366,7 +367,7 @@ function createShmem(task: RestoreTask, run: RestoreRun, v: vma_entry): ShmemObj
   if (img) withPages(run, img.head.pages_id, img.entries, what, (p) => fillFromPages(r, p, img.entries, run.stats, (off) => addr + off));
   r.resetScratch();
   const path = `/proc/${task.pid}/map_files/${addr.toString(16)}-${(addr + size).toString(16)}`;
-  const fd = parker(task)(r.call(() => `open ${path} in task ${task.vpid}`, SYS.openat, AT_FDCWD, r.putString(path), O.RDWR | O.CLOEXEC, 0));
+  const fd = parker(task)(openCrestProcPath(run, r, task.vpid, path, O.RDWR, what));
   r.call(`unmap the temporary mapping of ${what}`, SYS.munmap, addr, size);
   run.transient.push({ task, fd });
   const obj = { pid: task.pid, fd };
@@ -378,10 +379,9 @@ function createShmem(task: RestoreTask, run: RestoreRun, v: vma_entry): ShmemObj
 function openShmem(task: RestoreTask, run: RestoreRun, v: vma_entry): number {
   const r = task.remotes[0]!;
   const obj = run.state(shmem).made.get(v.shmid) ?? createShmem(task, run, v);
-  r.resetScratch();
   const path = `/proc/${obj.pid}/fd/${obj.fd}`;
   // Read-write whatever the mapping's protection: an anonymous mapping may always become writable.
-  return r.call(() => `open ${path} in task ${task.vpid}`, SYS.openat, AT_FDCWD, r.putString(path), O.RDWR | O.CLOEXEC, 0);
+  return openCrestProcPath(run, r, task.vpid, path, O.RDWR, `shared memory ${v.shmid}`);
 }
 
 /**

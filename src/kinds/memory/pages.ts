@@ -6,15 +6,16 @@
 // with preadv straight into place, so the data never passes through crest;
 // over memory inherited from its parent, crest compares each page and
 // writes only those that differ.
-import { closeSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync, statSync, writeSync } from "node:fs";
 import type { pagemap_entry } from "../../images/index.js";
 import type { PageSink, PageSource } from "../../images/store.js";
 import { sharedAligned } from "../../images/writer-thread.js";
 import { native } from "../../sys/native.js";
 import { AT_FDCWD, MADV, O, PAGE_SIZE, SEEK, SYS } from "../../sys/constants.js";
-import { check } from "../../sys/errno.js";
+import { check, ENOENT } from "../../sys/errno.js";
 import { PagemapScanner, PAGE_IS, reportsGuards } from "../../sys/pagemap.js";
-import type { Remote } from "../../remote/remote.js";
+import { RemoteError, type Remote } from "../../remote/remote.js";
+import { passFd } from "../files/inherit.js";
 import type { Stats } from "../context.js";
 
 /** pagemap_entry flags. */
@@ -247,6 +248,28 @@ export function fillFromPages(r: Remote, pages: PageSource, entries: pagemap_ent
 }
 
 /**
+ * The task's fd of the pages file: opened by path, or, where the path is
+ * not the same file in the task's mount namespace, crest's own fd passed in.
+ */
+function openPagesIn(r: Remote, pages: PageSource): number {
+  r.resetScratch();
+  const fd = r.syscall(SYS.openat, AT_FDCWD, r.putString(pages.path), O.RDONLY | O.CLOEXEC, 0);
+  if (fd >= 0) {
+    if (sameFile(r.pid, fd, pages.fd)) return fd;
+    r.later({ what: `close a file of task ${r.pid} that is not ${pages.path}`, nr: SYS.close, args: [fd] });
+  } else if (fd !== -ENOENT) {
+    throw new RemoteError(`open ${pages.path} in task ${r.pid}`, -fd);
+  }
+  return passFd(r, r.pid, pages.fd, pages.path);
+}
+
+/** The task's fd and crest's name the same inode. */
+function sameFile(pid: number, theirs: number, mine: number): boolean {
+  const a = statSync(`/proc/${pid}/fd/${theirs}`), b = fstatSync(mine);
+  return a.ino === b.ino && a.dev === b.dev;
+}
+
+/**
  * Has the task read runs of pages-N.img into place with preadv: one call per
  * IOV_MAX runs that follow each other in the file.
  */
@@ -254,7 +277,7 @@ export function fillRuns(r: Remote, pages: PageSource, runs: PageRun[], stats: S
   if (!runs.length) return;
   r.resetScratch();
   const path = pages.path;
-  const fd = r.call(`open ${path} in task ${r.pid}`, SYS.openat, AT_FDCWD, r.putString(path), O.RDONLY | O.CLOEXEC, 0);
+  const fd = openPagesIn(r, pages);
   const iovAddr = r.alloc(IOV_MAX * 16);
   const iov = Buffer.alloc(IOV_MAX * 16);
   for (let i = 0; i < runs.length;) {

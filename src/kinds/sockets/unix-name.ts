@@ -15,6 +15,7 @@
 // connecting to it connect through /proc/CREST/fd/N, as criu through its
 // own), and the name is removed again, with the directories crest made: the
 // socket has its address and no file, as at the dump.
+import { treePath } from "../namespaces/owned.js";
 import { closeSync, fstatSync, lstatSync, mkdirSync, openSync, readlinkSync, renameSync, rmdirSync, chmodSync, chownSync, statSync, unlinkSync, existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { OpenContext } from "../files/file-kind.js";
@@ -43,7 +44,7 @@ function dirOf(path: string, name: string): string | undefined {
 }
 
 /** Dump: the name of socket `fd` (crest's copy), bound to `name` in the file system. */
-export function dumpName(fd: number, name: Buffer, what: string): DumpedName {
+export function dumpName(fd: number, name: Buffer, what: string, seen: (path: string) => string = (p) => p): DumpedName {
   const text = name.toString("latin1");
   const file = check(native.syscall(SYS.ioctl, fd, SIOCUNIXFILE, 0), `open the file ${what} is bound to`);
   try {
@@ -59,7 +60,7 @@ export function dumpName(fd: number, name: Buffer, what: string): DumpedName {
     const full = nameDir !== undefined ? join(nameDir, text) : text;
     if (!unlinked && path !== full) throw new UnsupportedError(`${what} is bound to ${full}, but its file was renamed to ${path} since; crest cannot restore it`);
     // Removed, or removed and replaced by another file.
-    const now = unlinked ? undefined : statSync(full, { throwIfNoEntry: false });
+    const now = unlinked ? undefined : statSync(seen(full), { throwIfNoEntry: false });
     const deleted = unlinked || !now || now.ino !== st.ino || now.dev !== st.dev;
     return { file_perms: { mode: st.mode, uid: st.uid, gid: st.gid }, ...(nameDir !== undefined ? { name_dir: nameDir } : {}), ...(deleted ? { deleted } : {}) };
   } finally {
@@ -90,6 +91,8 @@ export function sockaddr(name: Buffer): Buffer {
 const isPath = (e: unix_sk_entry): boolean => e.name.length > 0 && e.name[0] !== 0;
 
 /** Where the socket's file is, for crest (a relative name joined to its directory). */
+/** The socket's path as crest reaches it (in the tree's mount namespace). */
+const seenPath = (c: OpenContext, e: unix_sk_entry): string => treePath(c.run, fullPath(e));
 const fullPath = (e: unix_sk_entry): string => (e.name_dir !== undefined ? join(e.name_dir, e.name.toString("latin1")) : e.name.toString("latin1"));
 
 /** The task's cwd becomes the directory a relative name was bound in (the fs stage sets the dumped cwd after the files). */
@@ -105,8 +108,8 @@ function bindAs(c: OpenContext, fd: number, e: unix_sk_entry, what: string): voi
   const addr = sockaddr(e.name);
   c.r.call(`bind ${what} to ${JSON.stringify(e.name.toString("latin1"))}`, SYS.bind, fd, c.r.put(addr), addr.length);
   if (isPath(e) && e.file_perms) {
-    chownSync(fullPath(e), e.file_perms.uid, e.file_perms.gid);
-    chmodSync(fullPath(e), e.file_perms.mode & 0o7777);
+    chownSync(seenPath(c, e), e.file_perms.uid, e.file_perms.gid);
+    chmodSync(seenPath(c, e), e.file_perms.mode & 0o7777);
   }
 }
 
@@ -119,13 +122,13 @@ function bindAs(c: OpenContext, fd: number, e: unix_sk_entry, what: string): voi
 export function bindName(c: OpenContext, fd: number, e: unix_sk_entry, what: string): void {
   if (!isPath(e)) return bindAs(c, fd, e, what);
   if (e.deleted) return bindDeleted(c, fd, e, what);
-  const path = fullPath(e);
+  const path = seenPath(c, e);
   if (lstatSync(path, { throwIfNoEntry: false })?.isSocket()) unlinkSync(path);
   bindAs(c, fd, e, what);
 }
 
 function bindDeleted(c: OpenContext, fd: number, e: unix_sk_entry, what: string): void {
-  const path = fullPath(e);
+  const path = seenPath(c, e);
   // The directories that are gone, deepest last, made for the bind and removed after it.
   const made: string[] = [];
   for (let d = dirname(path); !existsSync(d); d = dirname(d)) made.unshift(d);

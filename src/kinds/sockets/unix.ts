@@ -51,6 +51,7 @@ import { AF_UNIX, listUnixSockets, type UnixDiag } from "./unix-diag.js";
 import { dumpOptions, restoreOptions, restoreReuse, setInt, SO } from "./options.js";
 import { peekQueue, sendQueue, type Packet } from "./queue.js";
 import { bindName, connectName, connectNameFromCrest, dumpName } from "./unix-name.js";
+import { treePath } from "../namespaces/owned.js";
 
 const TCP_ESTABLISHED = 1, TCP_CLOSE = 7, TCP_LISTEN = 10, SOCK_DGRAM = 2, SCM_RIGHTS = 1;
 /** criu's uflags: the entry of a socket outside the tree, that one of the tree is connected to. */
@@ -133,7 +134,7 @@ function dumpUnix(f: FdFacts, run: DumpRun, held: HeldFiles): number {
   }
   const id = run.nextId("file");
   const { opts, packets, name } = withFd(takeFd(f.pid, f.fd, what), (fd) => ({
-    name: d.name.length && d.name[0] !== 0 && bindsOnRestore(d) ? dumpName(fd, d.name, what) : undefined,
+    name: d.name.length && d.name[0] !== 0 && bindsOnRestore(d) ? dumpName(fd, d.name, what, (p) => treePath(run, p)) : undefined,
     opts: dumpOptions(fd, what),
     packets: d.rqlen && d.state !== TCP_LISTEN ? peekQueue(fd, d.type, what, { shut: (d.shutdown & 1) !== 0, bytes: d.rqlen }) : [],
   }));
