@@ -94,6 +94,8 @@ test("--external, --ext-unix-sk and --inherit-fd fill the model (--external kind
   assert.deepEqual(unsupported(parseArgs(["restore", "--no-mntns-compat-mode", "--root", "/r", "-M", "k:/v"]).options), []);
   assert.match(unsupported(parseArgs(["restore", "--mntns-compat-mode"]).options).join(), /--mntns-compat-mode: crest restores mounts one way only/);
   assert.deepEqual(parseArgs(["restore", "--ext-mount-map", "k:/v"]).options.external, ["mnt[k]:/v"]);
+  // criu's autodetection is refused as an option crest does not implement (named in the log, as LXC passes it).
+  assert.deepEqual(parseArgs(["dump", "--ext-mount-map", "auto"]).refused, ["--ext-mount-map auto"]);
   // The tree's network namespace: a veth's peer outside (also criu's older --veth-pair IN=OUT) and the caller's namespace.
   const n = parseArgs(["restore", "--external", "veth[eth0]:vh0", "--veth-pair", "eth1=vh1", "--external", "net[4026531840]:extnet"]).options;
   assert.deepEqual(n.external, ["veth[eth0]:vh0", "veth[eth1]:vh1", "net[4026531840]:extnet"]);

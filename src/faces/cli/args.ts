@@ -22,7 +22,8 @@ interface OptSpec {
   /** A boolean option that also has a `no-` form. */
   bool?: boolean;
   /** Applies the option; absent means crest does not support it yet. */
-  apply?: (o: Options, value: string | undefined, on: boolean) => void;
+  /** Sets the option; returns false for a value crest refuses, as an option it does not implement. */
+  apply?: (o: Options, value: string | undefined, on: boolean) => void | false;
 }
 
 /** atoi(): leading digits, 0 if none (criu's -v parsing relies on it). */
@@ -112,9 +113,10 @@ const SPECS: OptSpec[] = [
   { long: "cpu-cap", arg: "optional" },
   { long: "force-irmap", arg: "none", bool: true },
   { long: "ext-mount-map", short: "M", arg: "required", apply: (o, v) => {
-    // criu's ext_mount_add: KEY:VAL is mnt[KEY]:VAL of --external ("auto" is its autodetection, not taken yet).
+    // criu's ext_mount_add: KEY:VAL is mnt[KEY]:VAL of --external; "auto" (its autodetection) is refused as unsupported.
+    if (v === "auto") return false;
     const i = v!.indexOf(":");
-    if (v === "auto" || i <= 0 || i === v!.length - 1) throw new UsageError(`--ext-mount-map ${v}: crest takes KEY:VAL only (criu's "auto" is not supported yet)`);
+    if (i <= 0 || i === v!.length - 1) throw new UsageError(`--ext-mount-map ${v}: crest takes KEY:VAL or auto, as criu`);
     o.external.push(`mnt[${v!.slice(0, i)}]:${v!.slice(i + 1)}`);
   } },
   { long: "exec-cmd", arg: "none" },
@@ -283,7 +285,7 @@ function applyFound(opts: Options, found: readonly Found[]): { version: boolean;
     if (f.spec.long === "help") continue;
     if (f.spec.long === "version") version = true;
     else if (!f.spec.apply) refused.push(f.shown);
-    else f.spec.apply(opts, f.value, f.on);
+    else if (f.spec.apply(opts, f.value, f.on) === false) refused.push(`${f.shown} ${f.value}`);
   }
   return { version, refused };
 }
