@@ -98,6 +98,12 @@ export interface NetOptions {
   skipInFlight: boolean;
   /** --network-lock METHOD; unset: nftables where the kernel and nft allow it, else iptables. */
   lock?: NetworkLockMethod;
+  /**
+   * --empty-ns net (runc asks it): the tree's network namespace is made
+   * anew but left empty, its contents neither dumped nor restored (the
+   * caller sets it up); only its lock goes back in.
+   */
+  emptyNs: boolean;
 }
 
 /** The optional behaviours criu turns on by option. */
@@ -203,7 +209,7 @@ export function defaultOptions(command: Command): Options {
     inheritFd: [],
     extUnixSk: false,
     features: { fileLocks: false, shellJob: false, orphanPtsMaster: false },
-    net: { tcpEstablished: false, tcpClose: false, skipInFlight: false },
+    net: { tcpEstablished: false, tcpClose: false, skipInFlight: false, emptyNs: false },
     service: {},
     actionScripts: [],
     config: { noDefault: false },

@@ -10,7 +10,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { chmodSync, closeSync, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, openSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   CREST, crest, critDecodeAll, cycle, dumpLog, dumpWorkload, finish, hasLink, imagesDir, inNetns, onHost, procState,
@@ -164,6 +164,29 @@ test("netns: sk-inet (TCP and UDP over IPv4 and IPv6 on the namespace's loopback
     dumpWorkload(w, ["--tcp-established"]);
     assert.deepEqual(critDecodeAll(imagesDir(w)), []);
     restoreWorkload(w, ["--tcp-established"]);
+    assert.doesNotMatch(inNetns(w.pid, ["nft", "list", "ruleset"]), /CRIU-/, "the lock was lifted");
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+// runc's way: the namespace is made anew and left empty (its contents neither dumped nor restored), the caller sets it
+// up from its setup-namespaces hook (runc configures its network there); the lock goes back in until the resume.
+test("netns: --empty-ns net leaves the new namespace to the caller's setup-namespaces hook; the connections stay locked until the resume", () => {
+  const w = startWorkload("sk-inet", ["all"], { ns: NS, loUp: true });
+  try {
+    dumpWorkload(w, ["--tcp-established", "--empty-ns", "net"]);
+    const dir = imagesDir(w);
+    assert.deepEqual(critDecodeAll(dir), []);
+    assert.equal(readdirSync(dir).filter((f) => /^(netdev|ifaddr|route|nftables)-/.test(f)).length, 0, "nothing of the namespace is dumped");
+    const script = join(w.dir, "setup-ns.sh");
+    writeFileSync(script, '#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = setup-namespaces ] || exit 0\n' +
+      `echo "$CRTOOLS_INIT_PID" > ${join(w.dir, "setup.pid")}\nexec nsenter -t "$CRTOOLS_INIT_PID" -n ip link set lo up\n`);
+    chmodSync(script, 0o755);
+    restoreWorkload(w, ["--tcp-established", "--empty-ns", "net", "--action-script", script]);
+    assert.equal(Number(readFileSync(join(w.dir, "setup.pid"), "utf8")), w.pid, "the hook ran for the restored root");
+    assert.match(dumpLog(w, "restore.log"), /left empty \(--empty-ns net\), locked with nftables until the resume/);
     assert.doesNotMatch(inNetns(w.pid, ["nft", "list", "ruleset"]), /CRIU-/, "the lock was lifted");
     assert.equal(finish(w), "PASS");
   } finally {

@@ -39,8 +39,9 @@ test("unique prefixes, no- forms, and refusals", () => {
   assert.equal(parseArgs(["restore", "-d", "--no-restore-detached"]).options.restore.detached, false);
   assert.throws(() => parseArgs(["dump", "--bogus"]), /unknown option --bogus/);
   assert.deepEqual(parseArgs(["dump", "--track-mem", "--auto-dedup"]).refused, ["--track-mem", "--auto-dedup"]);
-  const net = parseArgs(["dump", "--tcp-established", "--skip-in-flight", "--tcp-close", "--network-lock", "iptables"]);
-  assert.deepEqual([net.refused, net.options.net], [[], { tcpEstablished: true, tcpClose: true, skipInFlight: true, lock: "iptables" }]);
+  const net = parseArgs(["dump", "--tcp-established", "--skip-in-flight", "--tcp-close", "--network-lock", "iptables", "--empty-ns", "net"]);
+  assert.deepEqual([net.refused, net.options.net], [[], { tcpEstablished: true, tcpClose: true, skipInFlight: true, lock: "iptables", emptyNs: true }]);
+  assert.throws(() => parseArgs(["restore", "--empty-ns", "mnt"]), /--empty-ns mnt: only net is supported, as with criu/);
   assert.throws(() => parseArgs(["dump", "--network-lock", "pf"]), /Invalid value for --network-lock: pf/);
   assert.throws(() => parseArgs(["dump", "-t"]), /needs a value/);
   assert.throws(() => parseArgs(["dump", "-t", "abc"]), UsageError);

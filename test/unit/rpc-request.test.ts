@@ -82,3 +82,10 @@ test("rpc request: cgroups as runc sends them (manage_cgroups, the mode over it,
   assert.deepEqual([c.mode, c.roots, c.yard, c.propsFile, c.dumpControllers], ["strict", [{ controller: "memory", path: "/new" }, { path: "/all" }], "/yard", "/p.yaml", ["memory", "pids"]]);
   assert.match(c.props!, /"pids"/);
 });
+
+test("rpc request: empty_ns CLONE_NEWNET (runc sets it on every request) leaves the network namespace empty; other namespaces are refused by name", () => {
+  const t = translate("restore", req({ images_dir: "/x", empty_ns: 0x40000000 }), peer, "swrk", noConfigs);
+  assert.deepEqual([t.refused, t.options.net.emptyNs], [[], true]);
+  const u = translate("restore", req({ images_dir: "/x", empty_ns: 0x40000000 | 0x20000 }), peer, "swrk", noConfigs);
+  assert.match(u.refused.join("\n"), /criu_opts.empty_ns 0x40020000: only CLONE_NEWNET \(net\) can be left empty/);
+});

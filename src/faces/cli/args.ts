@@ -134,7 +134,11 @@ const SPECS: OptSpec[] = [
   { long: "lsm-profile", arg: "required" },
   { long: "timeout", arg: "required", apply: (o, v) => { o.dump.timeout = atoi(v!); } },
   { long: "external", arg: "required", apply: (o, v) => { o.external.push(v!); } },
-  { long: "empty-ns", arg: "required" },
+  // criu takes "net" only.
+  { long: "empty-ns", arg: "required", apply: (o, v) => {
+    if (v !== "net") throw new UsageError(`--empty-ns ${v}: only net is supported, as with criu`);
+    o.net.emptyNs = true;
+  } },
   { long: "lazy-pages", arg: "none" },
   { long: "extra", arg: "none", bool: true, apply: (o, _v, on) => { o.check.extra = on; } },
   { long: "experimental", arg: "none", bool: true, apply: (o, _v, on) => { o.check.experimental = on; } },

@@ -7,6 +7,7 @@
 // the client's own rights to them. A field crest cannot carry out is refused
 // by name, never ignored. Pure, but for reading the configuration files.
 import type { criu_opts } from "../../images/index.js";
+import { CLONE } from "../../sys/constants.js";
 import { criu_cg_mode, criu_network_lock_method, criu_pre_dump_mode } from "../../images/index.js";
 import { defaultOptions, type CgroupMode, type Command, type Options } from "../../options.js";
 import { applyConfigFile, parseArgs } from "../cli/args.js";
@@ -33,7 +34,7 @@ const UNSUPPORTED: ReadonlyArray<[keyof criu_opts, string]> = [
   ["force_irmap", "--force-irmap"], ["exec_cmd", "--exec-cmd"],
   ["auto_ext_mnt", "--auto-ext-mnt"], ["ext_sharing", "--enable-external-sharing"],
   ["ext_masters", "--enable-external-masters"],
-  ["irmap_scan_paths", "--irmap-scan-path"], ["empty_ns", "--empty-ns"], ["join_ns", "--join-ns"],
+  ["irmap_scan_paths", "--irmap-scan-path"], ["join_ns", "--join-ns"],
   ["weak_sysctls", "--weak-sysctls"], ["lazy_pages", "lazy pages"], ["lsm_profile", "an LSM profile"], ["tls_cacert", "TLS"],
   ["tls_cacrl", "TLS"], ["tls_cert", "TLS"], ["tls_key", "TLS"], ["tls", "TLS"], ["tls_no_cn_verify", "TLS"],
   ["pidfd_store_sk", "the pidfd store (pidfd_store_sk)"], ["lsm_mount_context", "an LSM mount context"], ["mntns_compat_mode", "--mntns-compat-mode"],
@@ -99,6 +100,11 @@ export function translate(command: Command, o: criu_opts | undefined, peer: Peer
   if (o.cgroup_props_file) options.cgroups.propsFile = o.cgroup_props_file;
   options.cgroups.dumpControllers.push(...o.cgroup_dump_controller);
   if (o.cgroup_yard) options.cgroups.yard = o.cgroup_yard;
+  // As criu's setup_opts_from_req: CLONE_NEWNET is the only namespace that can be left empty.
+  if (o.empty_ns) {
+    if (o.empty_ns & ~CLONE.NEWNET) refused.push(`criu_opts.empty_ns 0x${o.empty_ns.toString(16)}: only CLONE_NEWNET (net) can be left empty, as with criu`);
+    options.net.emptyNs = (o.empty_ns & CLONE.NEWNET) !== 0;
+  }
   // criu's veth pairs: a veth of the tree's network namespace and the name of its peer outside.
   for (const v of o.veths) options.external.push(`veth[${v.if_in}]:${v.if_out}`);
   // The tree's mount namespace (kinds/namespaces/mnt.ts): ext_mnt is --ext-mount-map KEY:VAL, as criu's ext_mount_add.

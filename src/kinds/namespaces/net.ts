@@ -144,6 +144,12 @@ function dumpNamespace(run: DumpRun): void {
     return;
   }
   const nsWhat = `the network namespace net:[${ino}] of process ${run.root.pid}`;
+  // --empty-ns net: the caller makes the namespace's contents again (criu writes nothing of them).
+  if (run.opts.net.emptyNs) {
+    run.log.info(`${nsWhat} is left empty (--empty-ns net): its contents are not dumped`);
+    if (!run.opts.dump.leaveRunning && !run.opts.dump.leaveStopped) takeLinksDown(run, nsWhat);
+    return;
+  }
   inNamespaceOf(run.root.pid, "net", () => {
     const links = listLinks().map((l) => linkEntry(l, nsWhat));
     run.images.write(IMG.netdev, id, links);
@@ -248,6 +254,7 @@ function inheritedNs(run: RestoreRun, key: string): number {
 
 function planNet(run: RestoreRun): number {
   if (!ownedAtRestore(run, "net")) return 0;
+  if (run.opts.net.emptyNs) return CLONE.NEWNET;
   const ns = netnsEntry(run);
   if (ns?.ext_key !== undefined) {
     inheritedNs(run, ns.ext_key);
@@ -330,6 +337,19 @@ function fillNamespace(run: RestoreRun, task: RestoreTask): void {
   run.log.info(`Restored the tree's network namespace: ${run.images.read(IMG.netdev, id).map((l) => l.name).join(", ")}`);
 }
 
+/**
+ * --empty-ns net: the new namespace stays empty for the caller to set up,
+ * but its connections stay locked until the resume, as criu puts the lock
+ * back by hand (no firewall image brings it).
+ */
+function relock(run: RestoreRun, task: RestoreTask): void {
+  const inv = run.inventory;
+  if (inv.dump_criu_run_id === undefined) return;
+  const method = lockMethodOf(inv.network_lock_method);
+  inNamespaceOf(task.pid, "net", () => lockNamespace(method, inv.dump_criu_run_id!));
+  run.log.info(`The tree's network namespace is left empty (--empty-ns net), locked with ${method} until the resume`);
+}
+
 /** The root leaves the namespace it was born in for the caller's (an fd crest holds). */
 function joinExternal(run: RestoreRun, task: RestoreTask, key: string): void {
   const fd = inheritedNs(run, key);
@@ -355,6 +375,7 @@ export const netNamespaceKind: TaskKind = {
   plan: planNet,
   born(task, run) {
     if (task !== run.tasks[0] || !ownedAtRestore(run, "net")) return;
+    if (run.opts.net.emptyNs) return relock(run, task);
     const ns = netnsEntry(run);
     if (ns?.ext_key !== undefined) joinExternal(run, task, ns.ext_key);
     else fillNamespace(run, task);
