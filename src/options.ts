@@ -123,6 +123,12 @@ export interface FeatureOptions {
    * (the orphan-pts-master notification, the fd passed with it).
    */
   orphanPtsMaster: boolean;
+  /**
+   * --evasive-devices (runc asks it): an fd of a device whose path now
+   * leads to another file of the same device number is dumped by that path,
+   * as criu does (a container's /dev is made anew at each start).
+   */
+  evasiveDevices: boolean;
 }
 
 /** The tree's mount namespace (criu's --root, --skip-mnt, --enable-fs; external mounts are in `external`). */
@@ -208,7 +214,7 @@ export function defaultOptions(command: Command): Options {
     external: [],
     inheritFd: [],
     extUnixSk: false,
-    features: { fileLocks: false, shellJob: false, orphanPtsMaster: false },
+    features: { fileLocks: false, shellJob: false, orphanPtsMaster: false, evasiveDevices: false },
     net: { tcpEstablished: false, tcpClose: false, skipInFlight: false, emptyNs: false },
     service: {},
     actionScripts: [],

@@ -95,7 +95,7 @@ const SPECS: OptSpec[] = [
   { long: "tcp-established", arg: "none", bool: true, apply: (o, _v, on) => { o.net.tcpEstablished = on; } },
   { long: "close", arg: "required" },
   { long: "log-pid", arg: "none", bool: true, apply: (o, _v, on) => { o.log.perPid = on; } },
-  { long: "evasive-devices", arg: "none", bool: true },
+  { long: "evasive-devices", arg: "none", bool: true, apply: (o, _v, on) => { o.features.evasiveDevices = on; } },
   // criu's older spelling of --external veth[IN]:OUT.
   { long: "veth-pair", arg: "required", apply: (o, v) => { const [inside, outside] = v!.split("="); o.external.push(`veth[${inside}]:${outside ?? ""}`); } },
   { long: "action-script", arg: "required", apply: (o, v) => { o.actionScripts.push(v!); } },

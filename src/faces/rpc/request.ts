@@ -29,7 +29,7 @@ export interface Translated {
 
 /** criu_opts fields crest has no counterpart for yet: refused when set to anything but criu's default. */
 const UNSUPPORTED: ReadonlyArray<[keyof criu_opts, string]> = [
-  ["evasive_devices", "evasive devices"], ["parent_img", "a parent image (pre-dump chains)"],
+["parent_img", "a parent image (pre-dump chains)"],
   ["track_mem", "memory tracking (--track-mem)"], ["auto_dedup", "--auto-dedup"], ["link_remap", "--link-remap"],
   ["force_irmap", "--force-irmap"], ["exec_cmd", "--exec-cmd"],
   ["auto_ext_mnt", "--auto-ext-mnt"], ["ext_sharing", "--enable-external-sharing"],
@@ -86,6 +86,7 @@ export function translate(command: Command, o: criu_opts | undefined, peer: Peer
   if (o.file_locks !== undefined) options.features.fileLocks = o.file_locks;
   if (o.shell_job !== undefined) options.features.shellJob = o.shell_job;
   if (o.orphan_pts_master !== undefined) options.features.orphanPtsMaster = o.orphan_pts_master;
+  if (o.evasive_devices !== undefined) options.features.evasiveDevices = o.evasive_devices;
   if (o.ghost_limit !== undefined) options.dump.ghostLimit = o.ghost_limit;
   if (o.timeout !== undefined) options.dump.timeout = o.timeout;
   if (o.pre_dump_mode !== undefined) options.dump.preDumpMode = o.pre_dump_mode === criu_pre_dump_mode.VM_READ ? "read" : "splice";

@@ -38,7 +38,7 @@ const NO_OWNER: reg_file_entry["fown"] = { uid: 0, euid: 0, signum: 0, pid_type:
  * `anyType`: an O_PATH fd, which opening never sets in motion (no device
  * open, no FIFO wait), so any kind of inode, a symlink itself included, will do.
  */
-export function checkReopenable(path: string, via: string, what: string, anyType = false): Stats {
+export function checkReopenable(path: string, via: string, what: string, anyType = false, evasiveDevices = false): Stats {
   if (path.endsWith(" (deleted)")) {
     // Open files, mappings and the cwd take the ghost path (dumpDeletedFile) before this.
     throw new UnsupportedError(`${what} is the deleted file ${path.slice(0, -10)}; crest does not support it here yet (deleted files are restored only as open files, mappings and the current directory)`);
@@ -66,7 +66,9 @@ export function checkReopenable(path: string, via: string, what: string, anyType
     // It is the task's path: looked up in its mount namespace.
     const seen = inTaskRoot(path, /^\/proc\/(\d+)\//.exec(via)?.[1]);
     const now = st.isSymbolicLink() ? lstatSync(seen) : statSync(seen);
-    if (now.ino !== st.ino || now.dev !== st.dev) throw new Error("replaced");
+    // --evasive-devices: another file of the same device number will do, as criu takes it.
+    const sameDevice = evasiveDevices && (st.isCharacterDevice() || st.isBlockDevice()) && now.rdev === st.rdev;
+    if ((now.ino !== st.ino || now.dev !== st.dev) && !sameDevice) throw new Error("replaced");
   } catch {
     throw new UnsupportedError(`${what} is ${path}, but that path now leads elsewhere (the file was renamed or replaced); crest cannot restore it yet`);
   }
@@ -181,7 +183,7 @@ export const regFileKind: FileKind = {
     if (f.link.kind === "path" && f.link.deleted && path === f.text) {
       return dumpDeletedFile(run, { path: f.link.path, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, f.via, f.what);
     }
-    const st = checkReopenable(path, f.via, f.what, (f.info.flags & O.PATH) !== 0);
+    const st = checkReopenable(path, f.via, f.what, (f.info.flags & O.PATH) !== 0, run.opts.features.evasiveDevices);
     return dumpRegFile(run, { path, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, st, f.what);
   },
   // remap-fpath.img and the ghosts' names belong to the deleted regular files (and FIFOs, and mappings) that need them.

@@ -19,7 +19,7 @@ import { IMG, type mnt_entry } from "../../images/index.js";
 import { parseMountinfo } from "../../proc/index.js";
 import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, CLONE, MNT_DETACH, MOVE_MOUNT, MS, O, SYS } from "../../sys/constants.js";
 import { RemoteError } from "../../remote/remote.js";
-import { check, EINVAL } from "../../sys/errno.js";
+import { check, EINVAL, EPERM } from "../../sys/errno.js";
 import { native } from "../../sys/native.js";
 import { externalMount } from "../../options.js";
 import { ownedAtRestore } from "./owned.js";
@@ -125,6 +125,9 @@ function dumpTmpfs(run: DumpRun, pid: number, tree: MountTree, e: mnt_entry): vo
     // An unbindable mount cannot be copied: its files as the mount shows them (those under mounts on it are not seen).
     fd = opensMount(`/proc/${pid}/root${visible.mountpoint}`, visible.mnt_id)!;
     run.log.warn(`tmpfs mount ${visible.mnt_id} at ${visible.mountpoint} is unbindable: its files are read through its mount point, files under mounts on it are not kept`);
+  } else if (clone === -EPERM) {
+    // A task without CAP_SYS_ADMIN (a container's) cannot copy it: crest's helper does, in a copy of the namespace.
+    return tarTmpfs(run, e, copyHiddenMount(pid, visible.mnt_id, visible.mountpoint, `tmpfs mount ${visible.mnt_id} at ${visible.mountpoint} of process ${pid}`));
   } else {
     if (clone < 0) throw new RemoteError(`copy tmpfs mount ${visible.mnt_id} at ${visible.mountpoint} in process ${pid} (open_tree)`, -clone);
     try {
