@@ -65,6 +65,17 @@ const permsOf = (path: string): cgroup_perms => {
   return { mode: st.mode, uid: st.uid, gid: st.gid };
 };
 
+/** A cgroup directory's owner and mode as dumped. */
+function setPerms(path: string, perms: cgroup_perms): void {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    fchownSync(fd, perms.uid, perms.gid);
+    fchmodSync(fd, perms.mode & 0o7777);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Reads up to 1023 bytes, as criu does. */
 function readProp(path: string): string {
   const fd = openSync(path, constants.O_RDONLY);
@@ -284,29 +295,13 @@ function prepareDirs(run: RestoreRun, st: CgroupRestore, ctl: cg_controller_entr
         st.created.push(p);
       }
       run.log.info(`Created cgroup ${shown}`);
-      if (e.dir_perms) {
-        const fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY);
-        try {
-          fchownSync(fd, e.dir_perms.uid, e.dir_perms.gid);
-          fchmodSync(fd, e.dir_perms.mode & 0o7777);
-        } finally {
-          closeSync(fd);
-        }
-      }
+      if (e.dir_perms) setPerms(path, e.dir_perms);
       restoreSpecial(path, shown, e);
     } else {
       if (mode === "strict") throw new Error(`cgroup ${shown} exists already (--manage-cgroups=strict restores only into cgroups it creates)`);
       // soft and none leave an existing directory's properties alone.
       if (mode === "soft" || mode === "none") e.properties = [];
-      if (mode !== "none" && e.dir_perms) {
-        const fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY);
-        try {
-          fchownSync(fd, e.dir_perms.uid, e.dir_perms.gid);
-          fchmodSync(fd, e.dir_perms.mode & 0o7777);
-        } finally {
-          closeSync(fd);
-        }
-      }
+      if (mode !== "none" && e.dir_perms) setPerms(path, e.dir_perms);
     }
     prepareDirs(run, st, ctl, root, here, e.children);
   }
