@@ -355,7 +355,8 @@ static napi_value js_spawn(napi_env env, napi_callback_info info)
 	struct clone_args ca;
 	memset(&ca, 0, sizeof(ca));
 	ca.flags = CLONE_VFORK | flags;
-	ca.exit_signal = SIGCHLD;
+	// clone3 takes no exit signal with CLONE_PARENT (EINVAL): the child gets the one the caller's parent gave the caller.
+	ca.exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD;
 	if (want > 0) {
 		ca.set_tid = (uint64_t)(uintptr_t)&want;
 		ca.set_tid_size = 1;
