@@ -90,8 +90,7 @@ export function sockaddr(name: Buffer): Buffer {
 
 const isPath = (e: unix_sk_entry): boolean => e.name.length > 0 && e.name[0] !== 0;
 
-/** Where the socket's file is, for crest (a relative name joined to its directory). */
-/** The socket's path as crest reaches it (in the tree's mount namespace). */
+/** The socket's path as crest reaches it (a relative name joined to its directory, in the tree's mount namespace). */
 const seenPath = (c: OpenContext, e: unix_sk_entry): string => treePath(c.run, fullPath(e));
 const fullPath = (e: unix_sk_entry): string => (e.name_dir !== undefined ? join(e.name_dir, e.name.toString("latin1")) : e.name.toString("latin1"));
 
