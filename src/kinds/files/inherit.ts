@@ -100,8 +100,7 @@ export function openCrestProcPath(run: RestoreRun, r: Remote, vpid: number, path
   }
   const mine = openSync(path, flags & ~O.CLOEXEC);
   try {
-    const fd = passFd(r, vpid, mine, what);
-    return fd;
+    return passFd(r, vpid, mine, what);
   } finally {
     closeSync(mine);
   }
