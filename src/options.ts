@@ -42,8 +42,15 @@ export interface DumpOptions {
   timeout?: number;
   /** --ghost-limit SIZE: the largest deleted file (in bytes on disk) a dump keeps in a ghost image. */
   ghostLimit: number;
-  /** --pre-dump-mode splice|read: how pre-dump copies memory (accepted for criu's callers). */
+  /**
+   * --pre-dump-mode splice|read: how criu's pre-dump copies memory. crest's
+   * copies it after the tree runs on either way (tracking makes that safe).
+   */
   preDumpMode?: "splice" | "read";
+  /** --prev-images-dir DIR: the parent images (relative to the images directory, as the `parent` link holds it). */
+  prevImagesDir?: string;
+  /** --track-mem: track memory for a next dump (pre-dump always does); with parent images, pages not written since stay there. */
+  trackMem: boolean;
   /**
    * RPC self-dump: the inode of the connection the request came through. The
    * client's own end of it is dumped as criu's USK_SERVICE socket, which
@@ -208,7 +215,7 @@ export function defaultOptions(command: Command): Options {
     command,
     images: { dir: "." },
     log: { level: DEFAULT_LOG_LEVEL, perPid: false, displayStats: false },
-    dump: { leaveRunning: false, leaveStopped: false, ghostLimit: DEFAULT_GHOST_LIMIT },
+    dump: { leaveRunning: false, leaveStopped: false, ghostLimit: DEFAULT_GHOST_LIMIT, trackMem: false },
     restore: { detached: false, sibling: false },
     check: { all: false, extra: false, experimental: false },
     external: [],
@@ -237,6 +244,18 @@ export function unsupported(opts: Options): string[] {
   const why = opts.external.map(unsupportedExternal).filter((w): w is string => w !== undefined);
   if (opts.mnt.compatMode) why.push("--mntns-compat-mode: crest restores mounts one way only, criu's mount-v2 (--no-mntns-compat-mode)");
   return why;
+}
+
+/**
+ * --prev-images-dir, taken from the images directory as the parent link
+ * will hold it, and as the kernel resolves it: not by words (the images
+ * directory may be an RPC client's /proc/PID/fd/N, where ".." is the
+ * directory's parent).
+ */
+export function parentImagesDir(opts: Options): string | null {
+  const prev = opts.dump.prevImagesDir;
+  if (prev === undefined) return null;
+  return prev.startsWith("/") ? prev : `${opts.images.dir}/${prev}`;
 }
 
 /** Why crest cannot take an --external object (criu's kinds but unix[INO] and tty[RDEV:DEV]); undefined if it can. */

@@ -7,7 +7,7 @@
 // directory and moves them into place only at commit, inventory last: a
 // dump that fails leaves the directory as it found it, and an images
 // directory without an inventory is never a finished dump.
-import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, renameSync, rmdirSync, rmSync, writeSync, constants as fsc } from "node:fs";
+import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, renameSync, rmdirSync, rmSync, symlinkSync, writeFileSync, writeSync, constants as fsc } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileOutput, ImageError, imageExists, imagePath, readImage, writeImage, type ImageKey, type ImageKind, type ImageOutput } from "./file.js";
 import { IMG } from "./kinds.js";
@@ -232,6 +232,16 @@ export class DumpImages {
    * from then on the directory holds a complete dump. Later writes (the
    * statistics) go straight there.
    */
+  /** A file of crest's own beside the images (criu skips files it does not know). */
+  writeFile(name: string, data: string): void {
+    writeFileSync(join(this.staging, name), data);
+  }
+
+  /** The `parent` link of an image chain (pre-dump), as criu makes it: the path as given, relative to the images directory. */
+  linkParent(target: string): void {
+    symlinkSync(target, join(this.staging, "parent"));
+  }
+
   commit(inventory: EncodeInput<inventory_entry>): void {
     this.handOver(true);
     this.thread?.drain();

@@ -59,7 +59,6 @@ const LAZY = "crest has no lazy restore (lazy-pages) yet";
  * that decides zdtm tests crest passes).
  */
 export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
-  mem_dirty_track: { crest: "crest has no pre-dump or --track-mem yet", criu: "criu tracks memory changes between pre-dumps with it", fact: "uffd-wp" },
   aio_remap: { crest: "crest does not checkpoint AIO rings yet", criu: "criu restores AIO rings with it" },
   tun: { crest: "crest does not checkpoint tun devices", criu: "criu checkpoints tun and tap devices with it" },
   tun_ns: { crest: "crest does not checkpoint tun devices", criu: "criu checkpoints tun devices of other network namespaces with it" },
@@ -79,6 +78,12 @@ export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
   openat2: { crest: "crest does not use openat2", criu: "criu resolves paths with it" },
   overlayfs_maps: { crest: "crest does not rely on it (it opens mapped files through map_files)", criu: "criu matches files mapped from overlayfs by the device and inode in /proc/PID/maps" },
   breakpoints: { crest: "crest does not use hardware breakpoints", criu: "criu stops its parasite faster with them" },
+};
+
+/** criu's feature names crest answers with a kernel fact of another name. */
+export const FEATURE_FACTS: Partial<Record<FeatureName, FactId>> = {
+  // Dirty pages between pre-dumps: userfaultfd write-protection where soft-dirty bits are missing.
+  mem_dirty_track: "uffd-wp",
 };
 
 /**

@@ -11,7 +11,7 @@ export const COMMANDS: readonly Command[] = [
   "cpuinfo", "exec", "show",
 ];
 /** Commands this version of crest carries out. */
-export const IMPLEMENTED: ReadonlySet<Command> = new Set<Command>(["dump", "restore", "check", "swrk", "service"]);
+export const IMPLEMENTED: ReadonlySet<Command> = new Set<Command>(["dump", "pre-dump", "restore", "check", "swrk", "service"]);
 
 type ArgKind = "none" | "required" | "optional";
 
@@ -105,9 +105,9 @@ const SPECS: OptSpec[] = [
   { long: "page-server", arg: "none", bool: true },
   { long: "address", arg: "required", apply: (o, v) => { o.service.address = v!; } },
   { long: "port", arg: "required" },
-  { long: "prev-images-dir", arg: "required" },
+  { long: "prev-images-dir", arg: "required", apply: (o, v) => { o.dump.prevImagesDir = v!; } },
   { long: "ms", arg: "none", apply: () => { throw new UsageError('--ms is deprecated; see "Check options" of crest --help'); } },
-  { long: "track-mem", arg: "none", bool: true },
+  { long: "track-mem", arg: "none", bool: true, apply: (o, _v, on) => { o.dump.trackMem = on; } },
   { long: "auto-dedup", arg: "none", bool: true },
   { long: "libdir", short: "L", arg: "required" },
   { long: "cpu-cap", arg: "optional" },

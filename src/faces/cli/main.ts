@@ -28,12 +28,13 @@ Usage:
 
 Commands:
   dump           checkpoint a process/tree identified by pid
+  pre-dump       pre-dump a process/tree's memory (it runs on), for a later dump --prev-images-dir --track-mem
   restore        restore a process/tree
   check          checks whether the kernel support is up-to-date
   run            start CMD as the root of a tree ready to checkpoint (own PID/IPC namespaces, own session)
   service        serve criu's RPC on a SEQPACKET socket (--address, default ./criu_service.socket)
   swrk           serve criu's RPC on an inherited socket (as go-criu, libcriu and pycriu start criu)
-  (pre-dump, page-server, lazy-pages, dedup, cpuinfo: recognised, not implemented by crest yet)
+  (page-server, lazy-pages, dedup, cpuinfo: recognised, not implemented by crest yet)
 
 Most of the true / false long options (the ones without arguments) can be
 prefixed with --no- to negate the option (example: --display-stats and
@@ -194,7 +195,7 @@ export function main(argv: string[]): number | Promise<number> {
   if (cmd === "service") return serviceMain(opts, argv, parsed.refused.map((o) => `option ${o} is not supported by crest yet`), log);
   try {
     if (cmd === "swrk") return swrk(Number(parsed.rest[0]), log);
-    if (cmd !== "check" && cmd !== "dump" && cmd !== "restore") {
+    if (cmd !== "check" && cmd !== "dump" && cmd !== "pre-dump" && cmd !== "restore") {
       log.error(`'${cmd}' is not implemented by crest yet; crest carries out ${[...IMPLEMENTED].join(", ")}`);
       return 1;
     }

@@ -29,8 +29,7 @@ export interface Translated {
 
 /** criu_opts fields crest has no counterpart for yet: refused when set to anything but criu's default. */
 const UNSUPPORTED: ReadonlyArray<[keyof criu_opts, string]> = [
-["parent_img", "a parent image (pre-dump chains)"],
-  ["track_mem", "memory tracking (--track-mem)"], ["auto_dedup", "--auto-dedup"], ["link_remap", "--link-remap"],
+  ["auto_dedup", "--auto-dedup"], ["link_remap", "--link-remap"],
   ["force_irmap", "--force-irmap"], ["exec_cmd", "--exec-cmd"],
   ["auto_ext_mnt", "--auto-ext-mnt"], ["ext_sharing", "--enable-external-sharing"],
   ["ext_masters", "--enable-external-masters"],
@@ -89,6 +88,8 @@ export function translate(command: Command, o: criu_opts | undefined, peer: Peer
   if (o.evasive_devices !== undefined) options.features.evasiveDevices = o.evasive_devices;
   if (o.ghost_limit !== undefined) options.dump.ghostLimit = o.ghost_limit;
   if (o.timeout !== undefined) options.dump.timeout = o.timeout;
+  if (o.parent_img) options.dump.prevImagesDir = o.parent_img;
+  if (o.track_mem !== undefined) options.dump.trackMem = o.track_mem;
   if (o.pre_dump_mode !== undefined) options.dump.preDumpMode = o.pre_dump_mode === criu_pre_dump_mode.VM_READ ? "read" : "splice";
   if (o.display_stats !== undefined) options.log.displayStats = o.display_stats;
   options.external.push(...o.external);

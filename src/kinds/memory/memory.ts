@@ -24,12 +24,14 @@ import { parseAuxv, parseMaps, vmFlagsToMadvise, vmFlagsToMapFlags, type SmapsEn
 import { openCrestProcPath } from "../files/inherit.js";
 import { checkReopenable, dumpDeletedFile, dumpRegFile, openRegFile, queueOpenRegFile, regFile } from "../files/regfile.js";
 import { dumpSocketMapping } from "../sockets/packet.js";
-import { PE, PagesWriter, fillFromPages, fillRuns, pageCount, pageRuns, splitRuns } from "./pages.js";
+import { PE, PagesWriter, fillFromPages, fillRuns, pageCount, splitRuns } from "./pages.js";
 import { dumpMemfd, isMemfdPath, openMemfd } from "../files/memfd.js";
 import { parker } from "../files/fd-table.js";
 import type { RArg, Remote } from "../../remote/remote.js";
 import { is, isGuard, isSpecial, MAP_DROPPABLE, MAP_TYPE, protOf, range, subtract, VMA } from "./vma.js";
 import { inheritedVmas, restoreInherited, sameExe } from "./inherit.js";
+import { runsOf, type PageLayer } from "./chain.js";
+import { handOverTracking, parentPagesOf, trackTask } from "./tracking.js";
 
 /** Size of the scratch mapping crest uses inside a task under restore. */
 const SCRATCH_SIZE = 256 << 10;
@@ -144,6 +146,7 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
   };
 
   task.pagesId = run.nextId("pages");
+  const { parent, prevFd } = parentPagesOf(task, run);
   const pages = new PagesWriter(pid, run.images.pages(task.pagesId), run.stats);
   const scanner = new PagemapScanner(pid);
   // Pages the task itself cannot read (PROT_NONE) are read through /proc/PID/mem.
@@ -167,7 +170,7 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
       if ((v.flags & MAP_TYPE) === MAP_DROPPABLE) return;
       if (is(v, VMA.ANON_SHARED)) return dumpShmem(task, run, v, m);
       run.stats.pagesScanned += (m.end - m.start) / PAGE_SIZE;
-      run.stats.pagesWritten += pages.dumpPrivate(scanner, m.start, m.end, m.prot.read ? null : mem);
+      run.stats.pagesWritten += pages.dumpPrivate(scanner, m.start, m.end, m.prot.read ? null : mem, parent);
     });
     vmas.push(...dumpGuards(task, scanner));
   } finally {
@@ -177,6 +180,8 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
   }
   task.mm.vmas = mergeVvar(vmas);
   task.pagemap = pages.entries;
+  // After the scan: tracking anew clears what it found written.
+  trackTask(task, run, prevFd);
 }
 
 /**
@@ -521,13 +526,13 @@ function restoreMemory(task: RestoreTask, run: RestoreRun): void {
   mapVmas(task, run, fill, kept);
   const priv = [...kept].filter((v) => !(v.flags & MAP.SHARED));
   const byStart = (a: { start: bigint }, b: { start: bigint }) => (a.start < b.start ? -1 : 1);
-  const runs = splitRuns(pageRuns(task.pagemap), priv.map((v) => ({ start: v.start, end: v.end })).sort(byStart));
+  const runs = splitRuns(task.pages.runs, priv.map((v) => ({ start: v.start, end: v.end })).sort(byStart));
   // CRIU 4.2 dumps the vDSO's pages too; the task has this kernel's vDSO, whose pages are not written.
   const specials = task.mm.vmas.filter((v) => is(v, VMA.VDSO) || is(v, VMA.VVAR)).map((v) => ({ start: v.start, end: v.end })).sort(byStart);
   const own = splitRuns(runs.outside, specials).outside;
-  withPages(run, task.pagesId, task.pagemap, `process ${task.vpid}`, (pages) => {
-    fillRuns(r, pages, own, run.stats);
-    restoreInherited(task, run, pages, priv, runs.inside);
+  withLayers(task, (sources) => {
+    sources.forEach((pages, layer) => fillRuns(r, pages, runsOf(own, layer), run.stats));
+    restoreInherited(task, run, sources, priv, runs.inside);
   });
   finishVmas(task, fill, kept);
   installGuards(task);
@@ -535,13 +540,29 @@ function restoreMemory(task: RestoreTask, run: RestoreRun): void {
   if (kept.size) run.log.info(`kept ${kept.size} mapping(s) inherited from process ${task.parent!.vpid}`);
 }
 
-/** Before anything is created: each task's pages file holds exactly the pages its pagemap says. */
+/** The pages files of a task's image chain, open while fn runs (lazy pages refused). */
+function withLayers(task: RestoreTask, fn: (sources: PageSource[]) => void): void {
+  const sources: PageSource[] = [];
+  try {
+    for (const l of task.pages.layers) sources.push(layerPages(l, `process ${task.vpid}`));
+    fn(sources);
+  } finally {
+    for (const s of sources) s.close();
+  }
+}
+
+const layerPages = (l: PageLayer, what: string): PageSource =>
+  l.images.pages(l.pagesId, { lazy: l.entries.some((e) => (e.flags ?? PE.PRESENT) & PE.LAZY && !((e.flags ?? PE.PRESENT) & PE.PRESENT)), what });
+
+/** Before anything is created: each pages file of each task's chain holds exactly the pages its pagemap says. */
 function checkPages(run: RestoreRun): number {
   for (const t of run.tasks) {
-    const need = t.pagemap.filter((e) => (e.flags ?? PE.PRESENT) & PE.PRESENT).reduce((n, e) => n + pageCount(e), 0) * PAGE_SIZE;
-    const p = pagesOf(run, t.pagesId, t.pagemap, `process ${t.vpid}`);
-    p.close();
-    if (p.size !== need) throw run.images.invalid(IMG.pages, t.pagesId, `truncated: it has ${p.size} bytes, the pagemap of process ${t.vpid} needs ${need}`);
+    for (const l of t.pages.layers) {
+      const need = l.entries.filter((e) => (e.flags ?? PE.PRESENT) & PE.PRESENT).reduce((n, e) => n + pageCount(e), 0) * PAGE_SIZE;
+      const p = layerPages(l, `process ${t.vpid}`);
+      p.close();
+      if (p.size !== need) throw l.images.invalid(IMG.pages, l.pagesId, `truncated: it has ${p.size} bytes, the pagemap of process ${t.vpid} needs ${need}`);
+    }
   }
   return 0;
 }
@@ -553,6 +574,7 @@ function checkPages(run: RestoreRun): number {
 export const memoryKind: TaskKind = {
   name: "memory",
   dump: dumpMemory,
+  finishDump: handOverTracking,
   plan: checkPages,
   born: restoreMemory,
 };

@@ -17,6 +17,7 @@ import { PagemapScanner, PAGE_IS, reportsGuards } from "../../sys/pagemap.js";
 import { RemoteError, type Remote } from "../../remote/remote.js";
 import { passFd } from "../files/inherit.js";
 import type { Stats } from "../context.js";
+import { subtract } from "./vma.js";
 
 /** pagemap_entry flags. */
 export const PE = { PARENT: 1, LAZY: 2, PRESENT: 4 } as const;
@@ -70,16 +71,27 @@ export class PagesWriter {
 
   constructor(readonly pid: number, private readonly sink: PageSink, private readonly stats: Stats) {}
 
-  /** Copies len bytes of data that belong at vaddr into the image. */
-  add(vaddr: number, len: number, origin: PageOrigin): void {
+  /** Records len bytes at vaddr in the pagemap: in this pages file (PE_PRESENT) or the parent images' (PE_PARENT). */
+  private entry(vaddr: number, len: number, flags: number): void {
     const last = this.entries[this.entries.length - 1];
     const nr = len / PAGE_SIZE;
-    if (last && Number(last.vaddr) + Number(last.nr_pages!) * PAGE_SIZE === vaddr) {
+    if (last && last.flags === flags && Number(last.vaddr) + Number(last.nr_pages!) * PAGE_SIZE === vaddr) {
       last.nr_pages! += BigInt(nr);
       last.compat_nr_pages = Number(last.nr_pages!);
     } else {
-      this.entries.push({ vaddr: BigInt(vaddr), compat_nr_pages: nr, nr_pages: BigInt(nr), flags: PE.PRESENT });
+      this.entries.push({ vaddr: BigInt(vaddr), compat_nr_pages: nr, nr_pages: BigInt(nr), flags });
     }
+  }
+
+  /** Pages the parent images hold as they are now: a pagemap entry, no bytes. */
+  addParent(vaddr: number, len: number): void {
+    this.entry(vaddr, len, PE.PARENT);
+    this.stats.pagesSkippedParent += len / PAGE_SIZE;
+  }
+
+  /** Copies len bytes of data that belong at vaddr into the image. */
+  add(vaddr: number, len: number, origin: PageOrigin): void {
+    this.entry(vaddr, len, PE.PRESENT);
     for (let done = 0; done < len;) {
       if (this.used === BUF_SIZE || this.nRemote === IOV_MAX) this.flushRead();
       const n = Math.min(len - done, BUF_SIZE - this.used);
@@ -145,14 +157,48 @@ export class PagesWriter {
    * file's, and guard pages (recorded as VMAs of their own, see memory.ts).
    * Returns how many pages were written.
    */
-  dumpPrivate(scanner: PagemapScanner, start: number, end: number, mem: number | null): number {
+  dumpPrivate(scanner: PagemapScanner, start: number, end: number, mem: number | null, parent: ParentPages | null = null): number {
     let pages = 0;
-    for (const reg of scanner.scan(start, end, reportsGuards() ? PRIVATE_DATA_UNGUARDED : PRIVATE_DATA)) {
-      const len = reg.end - reg.start;
-      this.add(reg.start, len, mem === null ? { kind: "vm" } : { kind: "fd", fd: mem, offset: reg.start });
+    for (const piece of privateData(scanner, start, end, parent)) {
+      const len = piece.end - piece.start;
+      if (piece.inParent) {
+        this.addParent(piece.start, len);
+        continue;
+      }
+      this.add(piece.start, len, mem === null ? { kind: "vm" } : { kind: "fd", fd: mem, offset: piece.start });
       pages += len / PAGE_SIZE;
     }
     return pages;
+  }
+
+  /**
+   * Copies what is still there of len bytes at vaddr from a task that runs
+   * on (pre-dump), through /proc/PID/mem (whatever the protection is now):
+   * pages unmapped since they were found are left out. Returns the pages copied.
+   */
+  addLive(mem: number, vaddr: number, len: number): number {
+    let copied = 0;
+    for (let at = vaddr; at < vaddr + len;) {
+      this.flushRead();
+      const n = Math.min(vaddr + len - at, BUF_SIZE - this.used);
+      let got = 0;
+      try {
+        got = readSync(mem, this.buf, this.used, n, at);
+      } catch {
+        // EIO: the first page is gone
+      }
+      got -= got % PAGE_SIZE;
+      if (!got) {
+        at += PAGE_SIZE;
+        continue;
+      }
+      this.entry(at, got, PE.PRESENT);
+      this.used += got;
+      this.readBase = this.used;
+      copied += got / PAGE_SIZE;
+      at += got;
+    }
+    return copied;
   }
 
   /**
@@ -192,11 +238,69 @@ export class PagesWriter {
   }
 }
 
-/** A run of pages of one pages-N.img: where the pages go, how many bytes, and where they are in the file. */
+/** The pages the parent images of a dump hold for a task (any entry of its pagemap there), as sorted ranges. */
+export type ParentPages = Array<{ start: number; end: number }>;
+
+export function parentPages(entries: readonly pagemap_entry[]): ParentPages {
+  const out: ParentPages = [];
+  for (const e of entries) {
+    const start = Number(e.vaddr), end = start + pageCount(e) * PAGE_SIZE;
+    const last = out[out.length - 1];
+    if (last && last.end === start) last.end = end;
+    else out.push({ start, end });
+  }
+  return out;
+}
+
+/** A piece of a private mapping's data: copied, or left in the parent images. */
+export interface DataPiece {
+  start: number;
+  end: number;
+  inParent: boolean;
+}
+
+/**
+ * The categories that tell a page unchanged since tracking started: present,
+ * in a tracked mapping, not written (untracked pages read as written). A
+ * page not present is copied whatever they say: swapped out, or a marker
+ * the kernel left where a tracked page was dropped (MADV_DONTNEED of a file
+ * mapping), which PAGEMAP_SCAN reports as swapped too.
+ */
+const TRACKED = PAGE_IS.PRESENT | PAGE_IS.WPALLOWED | PAGE_IS.WRITTEN;
+const UNCHANGED = PAGE_IS.PRESENT | PAGE_IS.WPALLOWED;
+
+/**
+ * The pages with data of [start, end) (as dumpPrivate copies them); with
+ * the parent images' pages, those the task has not written since they were
+ * dumped there (tracked, and not PAGE_IS_WRITTEN) are left in the parent.
+ * A page the parent does not have is copied, whatever its tracking says.
+ */
+export function privateData(scanner: PagemapScanner, start: number, end: number, parent: ParentPages | null): DataPiece[] {
+  const q = reportsGuards() ? PRIVATE_DATA_UNGUARDED : PRIVATE_DATA;
+  const regions = scanner.scan(start, end, parent ? { ...q, returned: q.returned | TRACKED } : q);
+  const out: DataPiece[] = [];
+  for (const reg of regions) {
+    if (!parent || (reg.categories & TRACKED) !== UNCHANGED) {
+      out.push({ start: reg.start, end: reg.end, inParent: false });
+      continue;
+    }
+    const outside = subtract([reg], parent);
+    for (const p of subtract([reg], outside)) out.push({ ...p, inParent: true });
+    for (const p of outside) out.push({ ...p, inParent: false });
+  }
+  return out.sort((a, b) => a.start - b.start);
+}
+
+/**
+ * A run of pages of one pages-N.img: where the pages go, how many bytes,
+ * where they are in the file, and which file of the image chain it is
+ * (`layer`: 0, the task's own; 1, its parent images'; ...).
+ */
 export interface PageRun {
   vaddr: bigint;
   len: number;
   off: number;
+  layer?: number;
 }
 
 /** The present entries as runs with their offsets in the pages file, which holds them in entry order. */
@@ -224,7 +328,7 @@ export function splitRuns(runs: PageRun[], ranges: Array<{ start: bigint; end: b
     let at = run.vaddr;
     const end = run.vaddr + BigInt(run.len);
     const piece = (to: bigint, into: PageRun[]) => {
-      if (to > at) into.push({ vaddr: at, len: Number(to - at), off: run.off + Number(at - run.vaddr) });
+      if (to > at) into.push({ ...run, vaddr: at, len: Number(to - at), off: run.off + Number(at - run.vaddr) });
       at = to;
     };
     while (at < end) {

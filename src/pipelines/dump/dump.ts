@@ -5,9 +5,9 @@
 // them (inventory last); then kill the tree (or leave it running or
 // stopped). Any failure before the end puts every task back exactly as it
 // was, lets it run, and leaves the images directory as it was.
-import { mkdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import type { Logger } from "../../log.js";
-import { unsupportedExternal, type Options } from "../../options.js";
+import { parentImagesDir, unsupportedExternal, type Options } from "../../options.js";
 import { DUMP_SEIZE_OPTIONS, freezeTree, thawTree, type FrozenTree, type FrozenTask } from "./freeze.js";
 import { freezeCgroup, releaseSeized, restoreFreezerState } from "../../kinds/cgroup/freezer.js";
 import { Remote } from "../../remote/remote.js";
@@ -59,7 +59,7 @@ function newCore(isLeader: boolean): core_entry {
 }
 
 /** Opens remote control of every thread of a task; the leader maps the shared scratch page. */
-function openTask(pid: number, threads: DumpTask["threads"], vmas: DumpTask["vmas"], trapIgnored: boolean): Remote[] {
+export function openTask(pid: number, threads: DumpTask["threads"], vmas: DumpTask["vmas"], trapIgnored: boolean): Remote[] {
   const vdso = vmas.filter((m) => m.path === "[vdso]");
   const code = vmas.filter((m) => m.prot.exec && m.prot.read && m.path !== "[vdso]" && m.path !== "[vsyscall]");
   if (!vdso.length && !code.length) throw new UnsupportedError(`process ${pid} has no readable code mapped (no vDSO either); crest needs a syscall instruction in the task to run code in it`);
@@ -77,7 +77,7 @@ function openTask(pid: number, threads: DumpTask["threads"], vmas: DumpTask["vma
 }
 
 /** Puts every task still under remote control back as it was, last opened first. */
-function closeAll(open: DumpTask[]): void {
+export function closeAll(open: Array<{ remotes: Remote[] }>): void {
   while (open.length) {
     closeTask(open[open.length - 1]!.remotes);
     open.pop();
@@ -85,7 +85,7 @@ function closeAll(open: DumpTask[]): void {
 }
 
 /** Removes crest's scratch page and puts every thread's registers and mask back. */
-function closeTask(remotes: Remote[]): void {
+export function closeTask(remotes: Remote[]): void {
   let first: unknown;
   const attempt = (f: () => void) => {
     try {
@@ -114,7 +114,9 @@ export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResu
   mkdirSync(dir, { recursive: true });
   if (!statSync(dir).isDirectory()) throw new Error(`${dir} is not a directory`);
   log.info(`Dumping processes (pid: ${opts.dump.tree})`);
+  checkParentImages(opts);
   const images = new DumpImages(dir);
+  if (opts.dump.prevImagesDir !== undefined) images.linkParent(opts.dump.prevImagesDir);
   const scripts = new ActionScripts(opts.actionScripts, dir, log, hooks.notify);
   scripts.rootPid = opts.dump.tree;
   try {
@@ -124,6 +126,14 @@ export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResu
     throw e;
   } finally {
     scripts.close();
+  }
+}
+
+/** --prev-images-dir must name images. */
+export function checkParentImages(opts: Options): void {
+  const dir = parentImagesDir(opts);
+  if (dir !== null && !existsSync(`${dir}/inventory.img`)) {
+    throw new Error(`--prev-images-dir ${opts.dump.prevImagesDir}: ${dir} holds no images (no inventory.img there; a relative path is taken from the images directory, as criu takes it)`);
   }
 }
 
@@ -209,6 +219,7 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
   /** Tasks whose threads are still under remote control. */
   const open: DumpTask[] = [];
   const undo: DumpRun["undo"] = [];
+  const failed: DumpRun["failed"] = [];
   // Undone last: a freezer cgroup frozen before the dump is frozen again when the tree runs on.
   if (pre) undo.push(() => restoreFreezerState(opts, log));
   try {
@@ -223,7 +234,7 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
     const run: DumpRun = {
       opts, log, stats, images, files: [], root: tree.tasks[0]!, ownNamespaces: new Set(tree.ns.own.keys()), nextId,
       treeTids: new Set(frozen.tasks.flatMap((t) => [t.pid, ...t.threads.map((th) => th.tid)])),
-      undo, inventory: {}, state: (key) => states.of(key), script: (hook) => scripts.run(hook),
+      undo, failed, inventory: {}, state: (key) => states.of(key), script: (hook) => scripts.run(hook),
     };
     const states = new RunStates(() => run);
     runKinds(run, tree.tasks, open, hooks);
@@ -246,6 +257,7 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
       }
     }
     undoAll(undo, log);
+    undoAll(failed, log);
     thawTree(frozen);
     throw e;
   }
@@ -255,7 +267,7 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
   // Written here, or behind by the store's writer thread.
   const entry = {
     freezing_time: freezingUs, frozen_time: frozenUs, memdump_time: stats.memdumpUs, memwrite_time: stats.memwriteUs + images.pagesWriteUs,
-    pages_scanned: BigInt(stats.pagesScanned), pages_skipped_parent: 0n, pages_written: BigInt(stats.pagesWritten), pages_lazy: 0n,
+    pages_scanned: BigInt(stats.pagesScanned), pages_skipped_parent: BigInt(stats.pagesSkippedParent), pages_written: BigInt(stats.pagesWritten), pages_lazy: 0n,
     shpages_scanned: BigInt(stats.shpagesScanned), shpages_skipped_parent: 0n, shpages_written: BigInt(stats.shpagesWritten),
   };
   images.write(IMG.stats, "dump", [{ dump: entry }]);

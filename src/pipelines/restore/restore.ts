@@ -7,6 +7,7 @@
 // stage after the other, over every task (threads, files, signals, ...,
 // registers last); the kinds' last steps; and let them all go. If anything
 // fails, every task created so far is killed: nothing is left half-alive.
+import { resolveChain } from "../../kinds/memory/chain.js";
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, statSync, writeSync, constants as fsc } from "node:fs";
 import { parseStat } from "../../proc/stat.js";
 import type { Logger } from "../../log.js";
@@ -60,7 +61,7 @@ function loadTask(images: RestoreImages, entry: pstree_entry, core: core_entry[]
   return {
     pid: 0, vpid, vtids: entry.threads, sid: entry.sid, pgid: entry.pgid, sharesFiles: false, sharesFs: false, parent: null,
     threads: [], remotes: [], core, ids, mm, fs,
-    pagemap: pagemap.entries, pagesId: pagemap.head.pages_id,
+    pagemap: pagemap.entries, pagesId: pagemap.head.pages_id, pages: resolveChain(images, vpid, pagemap.entries, pagemap.head.pages_id),
     fdinfo: images.readOr(IMG.fdinfo, ids.files_id, []),
     final: [],
   };
