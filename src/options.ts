@@ -3,6 +3,7 @@
 // pipelines read nothing else. Grouped as criu's options are: where the
 // images are, the log, what a dump and a restore do, check, the resources
 // outside the tree (--external, --inherit-fd), and the optional behaviours.
+import { realpathSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { DEFAULT_LOG_LEVEL } from "./log.js";
 
@@ -248,14 +249,19 @@ export function unsupported(opts: Options): string[] {
 
 /**
  * --prev-images-dir, taken from the images directory as the parent link
- * will hold it, and as the kernel resolves it: not by words (the images
- * directory may be an RPC client's /proc/PID/fd/N, where ".." is the
- * directory's parent).
+ * will hold it, and resolved by the kernel, not by words: the images
+ * directory may be an RPC client's /proc/PID/fd/N, whose ".." is the
+ * directory's parent.
  */
 export function parentImagesDir(opts: Options): string | null {
   const prev = opts.dump.prevImagesDir;
   if (prev === undefined) return null;
-  return prev.startsWith("/") ? prev : `${opts.images.dir}/${prev}`;
+  const path = prev.startsWith("/") ? prev : `${opts.images.dir}/${prev}`;
+  try {
+    return realpathSync.native(path);
+  } catch {
+    return path;
+  }
 }
 
 /** Why crest cannot take an --external object (criu's kinds but unix[INO] and tty[RDEV:DEV]); undefined if it can. */

@@ -7,13 +7,16 @@
 // had been written since fails it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, readlinkSync, rmSync, symlinkSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from "node:fs";
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import {
   alive, critDecodeAll, crest, finish, procState, startWorkload, stop, waitFor, waitGone, waitTreeGone, type Workload,
 } from "./harness.js";
 import { readImage } from "../../src/images/file.js";
 import { IMG } from "../../src/images/index.js";
+import { RUNTIMES } from "../containers/runtimes.js";
+import { makeCriuDir } from "../containers/criu-dir.js";
 
 const PE_PARENT = 1, PE_PRESENT = 4;
 
@@ -135,3 +138,30 @@ test("memwrite's check fails when a page is not what its generation says (CREST_
     stop(w);
   }
 });
+
+const runc = RUNTIMES.find((r) => r.name === "runc")!;
+
+test("runc checkpoint --pre-dump, then --parent-path: through crest's RPC, the dump leaves pages in the pre-dump and the container counts on",
+  { skip: runc.missing() ?? runc.noCheckpoint() ?? false }, () => {
+    const work = mkdtempSync("/tmp/crest-runc-pre-");
+    const criu = makeCriuDir(work);
+    const ct = runc.start(work, `crest-pre-${process.pid}`);
+    const runcWith = (args: string[]) => spawnSync("runc", ["--criu", criu.criu, ...args], { encoding: "utf8", env: { ...process.env, PATH: criu.path } });
+    try {
+      const before = waitFor("the container to count to 3", () => { const c = ct.count(); return c !== null && c >= 3 ? c : null; }, 30_000);
+      const pre = runcWith(["checkpoint", "--pre-dump", "--image-path", join(work, "pre"), "--work-path", join(work, "pre.work"), ct.name]);
+      assert.equal(pre.status, 0, pre.stderr);
+      assert.equal(ct.running(), true, "a pre-dump leaves the container running");
+      const dump = runcWith(["checkpoint", "--parent-path", "../pre", "--image-path", join(work, "img"), "--work-path", join(work, "img.work"), ct.name]);
+      assert.equal(dump.status, 0, dump.stderr);
+      const inParent = readdirSync(join(work, "img")).filter((f) => /^pagemap-\d+\.img$/.test(f))
+        .reduce((n, f) => n + pagesByFlag(join(work, "img"), Number(/\d+/.exec(f)![0])).parent, 0);
+      assert.ok(inParent > 0, "the dump leaves unchanged pages in the pre-dump's images");
+      const r = runc.restore(ct, criu, join(work, "img"));
+      assert.equal(r.code, 0, r.output);
+      const after: number = waitFor("the count after the restore", () => ct.count(), 30_000)!;
+      assert.ok(after >= before, `counts from ${after}, had counted to ${before}`);
+    } finally {
+      runc.remove(ct);
+    }
+  });

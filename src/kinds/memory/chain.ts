@@ -3,7 +3,7 @@
 // (the `parent` link beside the images), whose own entries may send them on
 // to their parent in turn. A restore resolves the chain once, into runs of
 // each pages file it reads from.
-import { existsSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { IMG, type pagemap_entry } from "../../images/index.js";
 import { RestoreImages } from "../../images/store.js";
 import { PAGE_SIZE } from "../../sys/constants.js";
@@ -68,10 +68,10 @@ export function resolveChain(images: RestoreImages, vpid: number, entries: pagem
   while (need.length) {
     const what = `pages ${hex(need[0]!)} of process ${vpid} in ${here.name(IMG.pagemap, vpid)}`;
     if (layers.length > CHAIN_MAX) throw here.invalid(IMG.pagemap, vpid, `the parent chain is longer than ${CHAIN_MAX} (a loop of parent links?)`);
-    // Not join(): a directory may be a client's /proc/PID/fd/N, whose ".." the kernel resolves.
+    // Resolved by the kernel: the link is relative to where it is, and the directory may be a client's /proc/PID/fd/N.
     const dir = `${here.dir}/parent`;
     if (!existsSync(dir)) throw here.invalid(IMG.pagemap, vpid, `${what} are in the parent images, and ${here.dir} has no parent link`);
-    const up = new RestoreImages(dir);
+    const up = new RestoreImages(realpathSync.native(dir));
     if (!up.exists(IMG.pagemap, vpid)) throw up.invalid(IMG.pagemap, vpid, `missing: the parent images have no pagemap for process ${vpid}, which ${what} need`);
     const pm = up.read(IMG.pagemap, vpid);
     const present = intersect(need, rangesOf(pm.entries, PE.PRESENT));
