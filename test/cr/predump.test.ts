@@ -148,7 +148,7 @@ test("runc checkpoint --pre-dump, then --parent-path: through crest's RPC, the d
     const ct = runc.start(work, `crest-pre-${process.pid}`);
     const runcWith = (args: string[]) => spawnSync("runc", ["--criu", criu.criu, ...args], { encoding: "utf8", env: { ...process.env, PATH: criu.path } });
     try {
-      const before = waitFor("the container to count to 3", () => { const c = ct.count(); return c !== null && c >= 3 ? c : null; }, 30_000);
+      const before: number = waitFor("the container to count to 3", () => { const c = ct.count(); return c !== null && c >= 3 ? c : null; }, 30_000)!;
       const pre = runcWith(["checkpoint", "--pre-dump", "--image-path", join(work, "pre"), "--work-path", join(work, "pre.work"), ct.name]);
       assert.equal(pre.status, 0, pre.stderr);
       assert.equal(ct.running(), true, "a pre-dump leaves the container running");
