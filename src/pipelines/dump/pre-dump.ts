@@ -85,6 +85,8 @@ export function preDump(opts: Options, log: Logger, hooks: RunHooks = {}): void 
       freezing_time: freezingUs, frozen_time: frozenUs, memdump_time: stats.memdumpUs, memwrite_time: stats.memwriteUs,
       pages_scanned: BigInt(stats.pagesScanned), pages_skipped_parent: BigInt(stats.pagesSkippedParent),
       pages_written: BigInt(stats.pagesWritten), pages_lazy: 0n,
+      // Shared memory is left to the dump.
+      shpages_scanned: 0n, shpages_skipped_parent: 0n, shpages_written: 0n,
     };
     images.write(IMG.stats, "dump", [{ dump: entry }]);
     images.commit({
