@@ -218,7 +218,11 @@ export class DumpImages {
         else here(buf, off, len);
       },
       drain,
-      close: () => (handed ? handed.close(fd, path) : closeSync(fd)),
+      // Closed here once the thread has written it: a worker closing an fd it did not open makes Node warn on stderr.
+      close: () => {
+        handed?.drain();
+        closeSync(fd);
+      },
     };
   }
 
@@ -227,11 +231,6 @@ export class DumpImages {
     return this.thread?.pagesWriteUs ?? 0;
   }
 
-  /**
-   * Moves every staged image into the images directory, the inventory last:
-   * from then on the directory holds a complete dump. Later writes (the
-   * statistics) go straight there.
-   */
   /** A file of crest's own beside the images (criu skips files it does not know). */
   writeFile(name: string, data: string): void {
     writeFileSync(join(this.staging, name), data);
@@ -242,6 +241,11 @@ export class DumpImages {
     symlinkSync(target, join(this.staging, "parent"));
   }
 
+  /**
+   * Moves every staged image into the images directory, the inventory last:
+   * from then on the directory holds a complete dump. Later writes (the
+   * statistics) go straight there.
+   */
   commit(inventory: EncodeInput<inventory_entry>): void {
     this.handOver(true);
     this.thread?.drain();

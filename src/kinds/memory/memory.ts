@@ -32,6 +32,7 @@ import { is, isGuard, isSpecial, MAP_DROPPABLE, MAP_TYPE, protOf, range, subtrac
 import { inheritedVmas, restoreInherited, sameExe } from "./inherit.js";
 import { runsOf, type PageLayer } from "./chain.js";
 import { handOverTracking, parentPagesOf, trackTask } from "./tracking.js";
+import { snapshotting, takeSnapshot } from "./snapshot.js";
 
 /** Size of the scratch mapping crest uses inside a task under restore. */
 const SCRATCH_SIZE = 256 << 10;
@@ -151,7 +152,10 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
   const scanner = new PagemapScanner(pid);
   // Pages the task itself cannot read (PROT_NONE) are read through /proc/PID/mem.
   const mem = openSync(`/proc/${pid}/mem`, "r");
+  // With --leave-running, copied from a snapshot once the tree runs on (snapshot.ts).
+  let snapshot = false;
   try {
+    snapshot = snapshotting(run) && takeSnapshot(task, run, pages, mem);
     vmas.forEach((v, i) => {
       const m = task.vmas[i]!;
       // The vDSO's pages are dumped, as criu does (its restorer reads the dumped vDSO to compare
@@ -170,13 +174,19 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
       if ((v.flags & MAP_TYPE) === MAP_DROPPABLE) return;
       if (is(v, VMA.ANON_SHARED)) return dumpShmem(task, run, v, m);
       run.stats.pagesScanned += (m.end - m.start) / PAGE_SIZE;
-      run.stats.pagesWritten += pages.dumpPrivate(scanner, m.start, m.end, m.prot.read ? null : mem, parent);
+      const copy = () => (run.stats.pagesWritten += pages.dumpPrivate(scanner, m.start, m.end, m.prot.read ? null : mem, parent));
+      // The snapshot's fork did not copy these (or wiped them): now, from the task.
+      if (snapshot && (m.vmFlags.includes("dc") || m.vmFlags.includes("wf"))) pages.now(mem, copy);
+      else copy();
     });
     vmas.push(...dumpGuards(task, scanner));
   } finally {
-    closeSync(mem);
     scanner.close();
-    pages.close();
+    // A snapshot's pages are copied later, through these.
+    if (!snapshot) {
+      closeSync(mem);
+      pages.close();
+    }
   }
   task.mm.vmas = mergeVvar(vmas);
   task.pagemap = pages.entries;

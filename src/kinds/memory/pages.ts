@@ -50,7 +50,9 @@ export type PageOrigin =
    * a shmem object or memfd. `size`: where the file ends; the rest of its last
    * page reads as zeros, as it does through a mapping.
    */
-  | { kind: "fd"; fd: number; offset: number; size?: number };
+  | { kind: "fd"; fd: number; offset: number; size?: number }
+  /** Bytes read already (a snapshot's pages its copy-on-write child does not have). */
+  | { kind: "bytes"; data: Buffer };
 
 /**
  * A writer of one pages-N.img: batches runs of pages through an aligned
@@ -68,8 +70,43 @@ export class PagesWriter {
   private readonly remote = new BigUint64Array(IOV_MAX * 2);
   private nRemote = 0;
   readonly entries: pagemap_entry[] = [];
+  /** Snapshot dumps (defer()): the runs as found at the freeze, copied by replay(). */
+  private deferred: Array<{ vaddr: number; len: number; origin: PageOrigin }> | null = null;
 
-  constructor(readonly pid: number, private readonly sink: PageSink, private readonly stats: Stats) {}
+  constructor(private pid: number, private readonly sink: PageSink, private readonly stats: Stats) {}
+
+  /** While deferring: the task's /proc/PID/mem, through which runs are read at once (now()). */
+  private nowMem: number | null = null;
+
+  /** From now on runs are recorded, not copied: replay() copies them, from a snapshot of the task. */
+  defer(): void {
+    this.deferred = [];
+    // Not needed until the replay: a tree's writers all wait for theirs.
+    giveBack(this.buf);
+  }
+
+  /** While deferring, the runs fn adds are read at once through `mem` and kept in order: memory a snapshot lacks. */
+  now(mem: number, fn: () => void): void {
+    this.nowMem = mem;
+    try {
+      fn();
+    } finally {
+      this.nowMem = null;
+    }
+  }
+
+  /**
+   * Copies the recorded runs in their order (the pagemap's), from process
+   * `pid` (a copy-on-write child of the task) and its /proc/PID/mem `mem`
+   * for what was to be read through the task's own, `taskMem`.
+   */
+  replay(pid: number, mem: number, taskMem: number): void {
+    const runs = this.deferred ?? [];
+    this.deferred = null;
+    this.buf = takeBuffer();
+    this.pid = pid;
+    for (const r of runs) this.copy(r.vaddr, r.len, r.origin.kind === "fd" && r.origin.fd === taskMem ? { ...r.origin, fd: mem } : r.origin);
+  }
 
   /** Records len bytes at vaddr in the pagemap: in this pages file (PE_PRESENT) or the parent images' (PE_PARENT). */
   private entry(vaddr: number, len: number, flags: number): void {
@@ -92,6 +129,14 @@ export class PagesWriter {
   /** Copies len bytes of data that belong at vaddr into the image. */
   add(vaddr: number, len: number, origin: PageOrigin): void {
     this.entry(vaddr, len, PE.PRESENT);
+    if (!this.deferred) return this.copy(vaddr, len, origin);
+    if (this.nowMem === null) return void this.deferred.push({ vaddr, len, origin });
+    const data = Buffer.allocUnsafe(len);
+    if (readSync(this.nowMem, data, 0, len, vaddr) !== len) throw new Error(`read less than ${len} bytes of memory of process ${this.pid} at 0x${vaddr.toString(16)}`);
+    this.deferred.push({ vaddr, len, origin: { kind: "bytes", data } });
+  }
+
+  private copy(vaddr: number, len: number, origin: PageOrigin): void {
     for (let done = 0; done < len;) {
       if (this.used === BUF_SIZE || this.nRemote === IOV_MAX) this.flushRead();
       const n = Math.min(len - done, BUF_SIZE - this.used);
@@ -100,6 +145,11 @@ export class PagesWriter {
         this.remote[this.nRemote * 2 + 1] = BigInt(n);
         this.nRemote++;
         this.used += n;
+      } else if (origin.kind === "bytes") {
+        this.flushRead();
+        origin.data.copy(this.buf, this.used, done, done + n);
+        this.used += n;
+        this.readBase = this.used;
       } else {
         this.flushRead();
         const t0 = process.hrtime.bigint();

@@ -8,17 +8,18 @@
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import type { Logger } from "../../log.js";
 import { parentImagesDir, unsupportedExternal, type Options } from "../../options.js";
-import { DUMP_SEIZE_OPTIONS, freezeTree, thawTree, type FrozenTree, type FrozenTask } from "./freeze.js";
+import { DUMP_SEIZE_OPTIONS, freezeProcess, freezeTree, thawTree, type FrozenTree, type FrozenTask } from "./freeze.js";
 import { freezeCgroup, releaseSeized, restoreFreezerState } from "../../kinds/cgroup/freezer.js";
 import { Remote } from "../../remote/remote.js";
 import { RemoteTally } from "../../remote/counters.js";
-import { syscallGadget } from "../../remote/gadget.js";
+import { taskGadget } from "../../remote/gadget.js";
+import { copySnapshots, killSnapshots, reapSnapshot, snapshotsTaken } from "../../kinds/memory/snapshot.js";
 import { DUMP_KINDS } from "../../kinds/registry.js";
 import { newStats, RunStates, UnsupportedError, type DumpRun, type DumpTask } from "../../kinds/context.js";
 import { TASK_STATE } from "../../kinds/task/task-state.js";
 import { IMG, IMAGES_V1_1, core_entry_march, lsmtype, type core_entry, type pstree_entry, type task_kobj_ids_entry } from "../../images/index.js";
 import { DumpImages } from "../../images/store.js";
-import { parseSmaps, parseStat, parseStatus, type ProcStat } from "../../proc/index.js";
+import { parseMaps, parseSmaps, parseStat, parseStatus, type ProcStat } from "../../proc/index.js";
 import { PTRACE, SIG } from "../../sys/constants.js";
 import { ptrace, wait4 } from "../../sys/syscalls.js";
 import { faultPoint } from "../../fault.js";
@@ -60,10 +61,7 @@ function newCore(isLeader: boolean): core_entry {
 
 /** Opens remote control of every thread of a task; the leader maps the shared scratch page. */
 export function openTask(pid: number, threads: DumpTask["threads"], vmas: DumpTask["vmas"], trapIgnored: boolean): Remote[] {
-  const vdso = vmas.filter((m) => m.path === "[vdso]");
-  const code = vmas.filter((m) => m.prot.exec && m.prot.read && m.path !== "[vdso]" && m.path !== "[vsyscall]");
-  if (!vdso.length && !code.length) throw new UnsupportedError(`process ${pid} has no readable code mapped (no vDSO either); crest needs a syscall instruction in the task to run code in it`);
-  const gadget = syscallGadget(pid, [...vdso, ...code]);
+  const gadget = taskGadget(pid, vmas);
   const remotes: Remote[] = [];
   try {
     for (const t of threads) remotes.push(new Remote(t, gadget));
@@ -220,6 +218,10 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
   const open: DumpTask[] = [];
   const undo: DumpRun["undo"] = [];
   const failed: DumpRun["failed"] = [];
+  /** Set once the tree runs again. */
+  let frozenUs: number | undefined;
+  /** The run, once the kinds have started on the tree. */
+  let started: DumpRun | undefined;
   // Undone last: a freezer cgroup frozen before the dump is frozen again when the tree runs on.
   if (pre) undo.push(() => restoreFreezerState(opts, log));
   try {
@@ -237,6 +239,7 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
       undo, failed, inventory: {}, state: (key) => states.of(key), script: (hook) => scripts.run(hook),
     };
     const states = new RunStates(() => run);
+    started = run;
     runKinds(run, tree.tasks, open, hooks);
     // A tree that is killed once its images are written need not be put back
     // as it was (scratch page, registers, masks), unless a post-dump script
@@ -244,11 +247,21 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
     // anything fails before the images are committed.
     const killed = !opts.dump.leaveRunning && !opts.dump.leaveStopped && !opts.actionScripts.length;
     if (!killed) closeAll(open);
+    if (snapshotsTaken(run)) {
+      // --leave-running: the tree runs on while its memory is copied from the snapshots (snapshot.ts).
+      undoAll(undo, log);
+      release(opts, frozen);
+      frozenUs = us(frozenAt);
+      faultPoint("dump:thawed");
+      copySnapshots(run);
+      endSnapshots(run, true);
+    }
     faultPoint("dump:images");
     writeTreeImages(run, tree);
     // A failing post-dump script fails the dump: the tree runs on, as criu does.
     scripts.run("post-dump");
   } catch (e) {
+    if (started) endSnapshots(started, frozenUs !== undefined);
     for (const t of open) {
       try {
         closeTask(t.remotes);
@@ -258,12 +271,14 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
     }
     undoAll(undo, log);
     undoAll(failed, log);
-    thawTree(frozen);
+    if (frozenUs === undefined) thawTree(frozen);
     throw e;
   }
-  if (opts.dump.leaveRunning || opts.dump.leaveStopped) undoAll(undo, log);
-  release(opts, frozen);
-  const frozenUs = us(frozenAt);
+  if (frozenUs === undefined) {
+    if (opts.dump.leaveRunning || opts.dump.leaveStopped) undoAll(undo, log);
+    release(opts, frozen);
+    frozenUs = us(frozenAt);
+  }
   // Written here, or behind by the store's writer thread.
   const entry = {
     freezing_time: freezingUs, frozen_time: frozenUs, memdump_time: stats.memdumpUs, memwrite_time: stats.memwriteUs + images.pagesWriteUs,
@@ -273,6 +288,36 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
   images.write(IMG.stats, "dump", [{ dump: entry }]);
   if (opts.log.displayStats) displayDumpStats(log, entry);
   return { pids: frozen.tasks.map((t) => t.pid), stats, frozenUs };
+}
+
+/**
+ * Kills the snapshot processes (snapshot.ts) and has each parent reap its
+ * own: through its remote control while the tree is frozen, or frozen
+ * again for a moment once it runs.
+ */
+function endSnapshots(run: DumpRun, thawed: boolean): void {
+  for (const { task, child } of killSnapshots(run)) {
+    try {
+      if (!thawed) {
+        reapSnapshot(task.remotes[0]!, child);
+        continue;
+      }
+      const tree = freezeProcess(task.pid, run.log, run.opts.dump.timeout ?? DEFAULT_TIMEOUT);
+      if (!tree) continue; // gone: its children went to their reaper
+      try {
+        const r = new Remote(tree.tasks[0]!.threads[0]!, taskGadget(task.pid, parseMaps(readFileSync(`/proc/${task.pid}/maps`, "utf8"))));
+        try {
+          reapSnapshot(r, child);
+        } finally {
+          r.restore();
+        }
+      } finally {
+        thawTree(tree);
+      }
+    } catch (e) {
+      run.log.warn(`process ${task.pid} could not reap its snapshot process ${child} (${(e as Error).message}): it stays a zombie child of it`);
+    }
+  }
 }
 
 /** A task's identity in the tree: its pids as the tree's PID namespace sees them, group, session. */

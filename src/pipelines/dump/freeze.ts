@@ -3,7 +3,7 @@
 // task cannot fork) and threads are re-listed until none appear.
 import { readdirSync, readFileSync } from "node:fs";
 import { Tracee, TraceError } from "../../remote/tracee.js";
-import { PTRACE_O, SIG } from "../../sys/constants.js";
+import { SIG } from "../../sys/constants.js";
 import { parseChildren, parseStatus, type ProcStatus } from "../../proc/index.js";
 import { EPERM, ESRCH, ETIMEDOUT } from "../../sys/errno.js";
 import type { Logger } from "../../log.js";
@@ -26,8 +26,8 @@ export interface FrozenTree {
   tasks: FrozenTask[];
 }
 
-/** Options every dumped thread is seized with. */
-export const DUMP_SEIZE_OPTIONS = PTRACE_O.TRACESYSGOOD | PTRACE_O.SUSPEND_SECCOMP;
+import { DUMP_SEIZE_OPTIONS } from "../../remote/tracee.js";
+export { DUMP_SEIZE_OPTIONS };
 
 function listThreads(pid: number): number[] {
   return readdirSync(`/proc/${pid}/task`).map(Number).sort((a, b) => (a === pid ? -1 : b === pid ? 1 : a - b));
@@ -239,6 +239,25 @@ export function freezeTree(root: number, log: Logger, timeoutSec: number, pre?: 
     throw e;
   }
   return { root, tasks };
+}
+
+/** Freezes one process alone (not its children), as freezeTree would; null once it is gone. */
+export function freezeProcess(pid: number, log: Logger, timeoutSec: number): FrozenTree | null {
+  const deadline = timeoutSec > 0 ? Date.now() + timeoutSec * 1000 : Infinity;
+  const seized: Tracee[] = [];
+  try {
+    const task = freezeOne(pid, 0, false, log, seized, deadline);
+    return task && !task.zombie ? { root: pid, tasks: [task] } : null;
+  } catch (e) {
+    for (const t of seized) {
+      try {
+        t.detach();
+      } catch {
+        // already gone
+      }
+    }
+    throw e;
+  }
 }
 
 /** Lets every thread of the tree go, optionally sending sig to each task first (SIGSTOP for --leave-stopped). */
