@@ -236,6 +236,15 @@ function resumeRegs(pid: number, st: ProcStatus, r: Remote, log: Logger): Regs {
   return res.regs;
 }
 
+/**
+ * A thread crest stops only for a moment and lets run on (not dumped): the
+ * registers it gets back resume a syscall crest's interrupt caught it in
+ * as if nothing had happened.
+ */
+export function resumeLive(r: Remote, pid: number, st: ProcStatus, log: Logger): void {
+  resumeRegs(pid, st, r, log);
+}
+
 function dumpThread(r: Remote, pid: number, st: ProcStatus, log: Logger): { info: thread_info_x86; rseq?: rseq_entry } {
   const t = r.t;
   const tls: user_desc_t[] = [];

@@ -19,7 +19,8 @@ import { newStats, RunStates, UnsupportedError, type DumpRun, type DumpTask } fr
 import { TASK_STATE } from "../../kinds/task/task-state.js";
 import { IMG, IMAGES_V1_1, core_entry_march, lsmtype, type core_entry, type pstree_entry, type task_kobj_ids_entry } from "../../images/index.js";
 import { DumpImages } from "../../images/store.js";
-import { parseMaps, parseSmaps, parseStat, parseStatus, type ProcStat } from "../../proc/index.js";
+import { parseSmaps, parseStat, parseStatus, type ProcStat } from "../../proc/index.js";
+import { resumeLive } from "../../kinds/task/regs.js";
 import { PTRACE, SIG } from "../../sys/constants.js";
 import { ptrace, wait4 } from "../../sys/syscalls.js";
 import { faultPoint } from "../../fault.js";
@@ -305,11 +306,14 @@ function endSnapshots(run: DumpRun, thawed: boolean): void {
       const tree = freezeProcess(task.pid, run.log, run.opts.dump.timeout ?? DEFAULT_TIMEOUT);
       if (!tree) continue; // gone: its children went to their reaper
       try {
-        const r = new Remote(tree.tasks[0]!.threads[0]!, taskGadget(task.pid, parseMaps(readFileSync(`/proc/${task.pid}/maps`, "utf8"))));
+        const ft = tree.tasks[0]!;
+        const remotes = openTask(task.pid, ft.threads, parseSmaps(readFileSync(`/proc/${task.pid}/smaps`, "utf8")), (ft.status[0]!.sigIgn & (1n << BigInt(SIG.TRAP - 1))) !== 0n);
         try {
-          reapSnapshot(r, child);
+          // Its threads resume the calls crest's interrupt woke them from (epoll_wait would fail with EINTR).
+          remotes.forEach((r, i) => resumeLive(r, task.pid, ft.status[i]!, run.log));
+          reapSnapshot(remotes[0]!, child);
         } finally {
-          r.restore();
+          closeTask(remotes);
         }
       } finally {
         thawTree(tree);
