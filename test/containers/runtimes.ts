@@ -2,7 +2,7 @@
 // unchanged: start the counter container, read its count through its TCP
 // port, checkpoint it and restore it with the criu of a CriuDir, remove it.
 import { execFileSync, spawnSync, type SpawnSyncReturns } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
+import { closeSync, copyFileSync, existsSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { CriuDir } from "./criu-dir.js";
 import { COUNTER_PORT, lxcContainer, ociBundle, podmanImage } from "./rootfs.js";
@@ -30,6 +30,12 @@ export interface CrOptions {
   tcpEstablished?: boolean;
   /** Checkpoint only: the container runs on (runc's and podman's --leave-running, lxc-checkpoint without -s). */
   leaveRunning?: boolean;
+  /**
+   * podman only: the checkpoint exported to this archive (--export), and the
+   * restore made from it (--import) into a new container, the old one removed
+   * in between (`podman rm`).
+   */
+  archive?: string;
 }
 
 export interface Runtime {
@@ -41,6 +47,8 @@ export interface Runtime {
   start(work: string, name: string): Container;
   checkpoint(ct: Container, criu: CriuDir, images: string, o?: CrOptions): Result;
   restore(ct: Container, criu: CriuDir, images: string, o?: CrOptions): Result;
+  /** Whether it exports a checkpoint to an archive and imports it into a new container (CrOptions.archive). */
+  readonly archives: boolean;
   /** criu's log of the last checkpoint ("dump") or restore, where the runtime has it written. */
   criuLog(ct: Container, images: string, what: "dump" | "restore"): string;
   remove(ct: Container): void;
@@ -117,6 +125,7 @@ function pidOf(ct: Container): number | null {
 
 /** runc and crun: an OCI bundle, `run -d`, `checkpoint`, `restore -d`. */
 class OciRuntime implements Runtime {
+  readonly archives = false;
   constructor(readonly name: "runc" | "crun") {}
 
   missing(): string | null {
@@ -184,6 +193,7 @@ class OciRuntime implements Runtime {
  */
 class Podman implements Runtime {
   readonly name = "podman";
+  readonly archives = true;
   readonly oci = has("runc") ? "runc" : "crun";
 
   missing(): string | null {
@@ -204,7 +214,19 @@ class Podman implements Runtime {
     const r = run("podman", ["--runtime", this.oci, "run", "-d", "--name", name, "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096",
       "-p", `127.0.0.1::${COUNTER_PORT}`, image]);
     if (r.code !== 0) throw new Error(`podman run failed (${r.code}): ${r.output}`);
-    const port = Number(/:(\d+)\s*$/.exec(execFileSync("podman", ["port", name, String(COUNTER_PORT)], { encoding: "utf8" }))?.[1]);
+    // The published port, read again when the container is new (an --import makes one, and podman picks its port anew).
+    let port: { id: string; port: number } | undefined;
+    const hostPort = (): number | null => {
+      const id = run("podman", ["inspect", name, "--format", "{{.ID}}"]).output.trim();
+      if (port?.id !== id) {
+        const p = run("podman", ["port", name, String(COUNTER_PORT)]);
+        const m = /:(\d+)\s*$/.exec(p.output);
+        if (p.code !== 0 || !m) return null;
+        port = { id, port: Number(m[1]) };
+      }
+      return port.port;
+    };
+    hostPort();
     return {
       name, work,
       // The bridge's address: a connection to the published port goes through NAT and was reset after
@@ -214,23 +236,49 @@ class Podman implements Runtime {
       running: () => run("podman", ["inspect", name, "--format", "{{.State.Status}}"]).output.trim() === "running",
       // From the host, through the published port.
       count: () => {
+        const port = hostPort();
+        if (port === null) return null;
         const w = spawnSync("/bin/busybox", ["wget", "-q", "-O", "-", `http://127.0.0.1:${port}/count`], { encoding: "utf8", timeout: 5000 });
         return w.status === 0 && /^\d+\n?$/.test(w.stdout) ? Number(w.stdout) : null;
       },
     };
   }
 
-  /** In place (podman keeps the images in the container's userdata directory, with --keep its logs too). */
+  /**
+   * In place (podman keeps the images in the container's userdata directory, with --keep its logs too), or
+   * exported to an archive (which holds the images and criu's log) and the container removed.
+   */
   checkpoint(ct: Container, criu: CriuDir, _images: string, o: CrOptions = {}): Result {
-    return run("podman", ["container", "checkpoint", "--keep", ...tcp(o), ct.name], { PATH: criu.path });
+    const r = run("podman", ["container", "checkpoint", "--keep", ...tcp(o), ...(o.archive ? ["--export", o.archive] : []), ct.name], { PATH: criu.path });
+    if (o.archive) {
+      // Kept beside the archive: the container, and its userdata with the log, are removed before the import.
+      const log = `${o.archive}.dump.log`;
+      try {
+        copyFileSync(join(this.userdata(ct), "dump.log"), log);
+        this.logs.set(ct.name, log);
+      } catch { /* no log: the failure's message says so */ }
+    }
+    return r;
   }
 
+  /** In place, or from the archive into a new container of the same name (import refuses --tcp-established with --name). */
   restore(ct: Container, criu: CriuDir, _images: string, o: CrOptions = {}): Result {
-    return run("podman", ["container", "restore", "--keep", ...tcp(o), ct.name], { PATH: criu.path });
+    return run("podman", ["container", "restore", "--keep", ...tcp(o), ...(o.archive ? ["--import", o.archive] : [ct.name])], { PATH: criu.path });
+  }
+
+  /** Where the checkpoint's log was kept when its container is gone (removed after an export). */
+  private readonly logs = new Map<string, string>();
+
+  private userdata(ct: Container): string {
+    return join("/var/lib/containers/storage/overlay-containers", this.inspect(ct.name, "{{.ID}}"), "userdata");
   }
 
   criuLog(ct: Container, _images: string, what: "dump" | "restore"): string {
-    return join("/var/lib/containers/storage/overlay-containers", this.inspect(ct.name, "{{.ID}}"), "userdata", `${what}.log`);
+    try {
+      return join(this.userdata(ct), `${what}.log`);
+    } catch {
+      return (what === "dump" && this.logs.get(ct.name)) || `(${ct.name} is gone, and its ${what}.log with it)`;
+    }
   }
 
   remove(ct: Container): void {
@@ -241,6 +289,7 @@ class Podman implements Runtime {
 /** LXC 5: a container under a path of the test's own (-P), lxc-start -d, lxc-checkpoint -s and -r. */
 class Lxc implements Runtime {
   readonly name = "lxc";
+  readonly archives = false;
 
   missing(): string | null {
     return has("lxc-start") && has("lxc-checkpoint") ? null : "LXC is not installed (Debian's lxc package)";
