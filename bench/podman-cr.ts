@@ -2,10 +2,13 @@
 // restore` (podman 4.3 through runc) of the counter container of
 // test/containers/, with crest as criu and with the criu the bench compares
 // with (CREST_BENCH_CRIU), taking turns, CREST_BENCH_ROUNDS times each. Each
-// time is the podman command's wall time (podman, runc and criu together);
-// "in criu" is the last timestamp of the dump.log / restore.log criu (or
-// crest) wrote, its own part. Each round's verdict: the count the restored
-// container serves through its published port went on from where it was.
+// time is the podman command's wall time (podman, runc and criu together;
+// podman and runc start criu three times per command, twice for a VERSION
+// request, so crest's start-up counts three times); "in criu" is the last
+// timestamp of the dump.log / restore.log criu (or crest) wrote: its own part
+// from the log's opening (crest's log opens when its request has arrived,
+// after its start-up). Each round's verdict: the count the restored container
+// serves through its published port went on from where it was.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { makeCriuDir } from "../test/containers/criu-dir.js";
