@@ -5,7 +5,7 @@
 // CREST_CT_SABOTAGE=1 starts the container afresh instead of restoring it,
 // to show the checks fail on a container that lost its state.
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { errorLines, rpcRequests, criuCalls, type CriuDir } from "./criu-dir.js";
@@ -68,10 +68,23 @@ export function checkpointRestore(rt: Runtime, criu: CriuDir, work: string, name
     const after = waitFor(`${name}'s count after the restore`, () => ct.count());
     assert.ok(after >= before, `${name} counts from ${after} after its restore, it had counted to ${before}: its state was lost`);
     const later = waitFor(`${name} to count on`, () => { const c = ct.count(); return c !== null && c > after && c; });
+    if (ct.console) terminalReaches(ct);
     return { before, after, later };
   } finally {
     rt.remove(ct);
   }
+}
+
+/**
+ * A container with a terminal: what its init writes on it after the restore
+ * reaches the holder of the terminal's master (runc's console socket, given
+ * the new master by criu's orphan-pts-master).
+ */
+function terminalReaches(ct: Container): void {
+  const mark = `crest-terminal-check-${process.pid}-${Date.now()}`;
+  // The init's stdout, reopened from here: the restored pty's slave.
+  writeFileSync(`/proc/${ct.pid()}/fd/1`, `${mark}\n`);
+  waitFor(`${ct.name}'s terminal to reach its console socket (${mark})`, () => ct.console!().includes(mark), 10_000);
 }
 
 /**

@@ -1,11 +1,11 @@
 // The four runtimes as the tests drive them, each through its own commands,
 // unchanged: start the counter container, read its count through its TCP
 // port, checkpoint it and restore it with the criu of a CriuDir, remove it.
-import { execFileSync, spawnSync, type SpawnSyncReturns } from "node:child_process";
+import { execFileSync, spawn, spawnSync, type SpawnSyncReturns } from "node:child_process";
 import { closeSync, copyFileSync, existsSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { CriuDir } from "./criu-dir.js";
-import { COUNTER_PORT, lxcContainer, ociBundle, podmanImage } from "./rootfs.js";
+import { CONTAINERS_SRC, COUNTER_PORT, lxcContainer, ociBundle, podmanImage } from "./rootfs.js";
 
 export interface Result {
   code: number;
@@ -22,6 +22,8 @@ export interface Container {
   count(): number | null;
   /** Its address on a network the host reaches without NAT, where it has one (podman's bridge). */
   address?(): string;
+  /** With a terminal: what the container wrote on it, as the console socket's holder read it. */
+  console?(): string;
 }
 
 /** What a checkpoint or restore asks besides the defaults. */
@@ -123,10 +125,18 @@ function pidOf(ct: Container): number | null {
   }
 }
 
-/** runc and crun: an OCI bundle, `run -d`, `checkpoint`, `restore -d`. */
+/**
+ * runc and crun: an OCI bundle, `run -d`, `checkpoint`, `restore -d`. With
+ * `terminal`, the container has one: its master goes to a console socket
+ * (`--console-socket`, held by recvtty.py) on run and, criu's
+ * orphan-pts-master, on restore.
+ */
 class OciRuntime implements Runtime {
   readonly archives = false;
-  constructor(readonly name: "runc" | "crun") {}
+  constructor(readonly name: "runc" | "crun", readonly terminal = false) {}
+
+  /** The console socket's holder of each container with a terminal, by name. */
+  private readonly consoles = new Map<string, { pid: number; socket: string }>();
 
   missing(): string | null {
     return has(this.name) ? null : `${this.name} is not installed (Debian's ${this.name} package)`;
@@ -147,9 +157,10 @@ class OciRuntime implements Runtime {
   }
 
   start(work: string, name: string): Container {
-    const bundle = ociBundle(join(work, "bundle"));
+    const bundle = ociBundle(join(work, "bundle"), this.terminal);
     const ct: Container = {
       name, work,
+      ...(this.terminal ? { console: () => { const f = join(work, "console.log"); return existsSync(f) ? readFileSync(f, "latin1") : ""; } } : {}),
       pid: () => (JSON.parse(execFileSync(this.name, ["state", name], { encoding: "utf8" })) as { pid: number }).pid,
       running: () => {
         const r = run(this.name, ["state", name]);
@@ -157,9 +168,24 @@ class OciRuntime implements Runtime {
       },
       count: () => { const p = pidOf(ct); return p ? countIn(p) : null; },
     };
-    const r = runDetached([this.name, "run", "-d", "--bundle", bundle, name], join(work, "container.log"));
+    const r = runDetached([this.name, "run", "-d", ...this.consoleArgs(ct), "--bundle", bundle, name], join(work, "container.log"));
     if (r.code !== 0) throw new Error(`${this.name} run failed (${r.code}): ${r.output}`);
     return ct;
+  }
+
+  /** `--console-socket` for a container with a terminal, its holder started on first use. */
+  private consoleArgs(ct: Container): string[] {
+    if (!this.terminal) return [];
+    let c = this.consoles.get(ct.name);
+    if (!c) {
+      const socket = join(ct.work, "console.sock");
+      const p = spawn(join(CONTAINERS_SRC, "recvtty.py"), [socket, join(ct.work, "console.log")], { stdio: "ignore", detached: true });
+      p.unref();
+      c = { pid: p.pid!, socket };
+      this.consoles.set(ct.name, c);
+      waitFor("the console socket", () => existsSync(socket), 10_000);
+    }
+    return ["--console-socket", c.socket];
   }
 
   checkpoint(ct: Container, criu: CriuDir, images: string, o: CrOptions = {}): Result {
@@ -167,7 +193,7 @@ class OciRuntime implements Runtime {
   }
 
   restore(ct: Container, criu: CriuDir, images: string, o: CrOptions = {}): Result {
-    const r = runDetached([this.name, ...this.criuArgs(criu), "restore", "-d", ...tcp(o), "--image-path", images, "--work-path", `${images}.rwork`,
+    const r = runDetached([this.name, ...this.criuArgs(criu), "restore", "-d", ...tcp(o), ...this.consoleArgs(ct), "--image-path", images, "--work-path", `${images}.rwork`,
       "--bundle", join(ct.work, "bundle"), ct.name], join(ct.work, "container.log"), { PATH: criu.path });
     // runc asks criu for an empty network namespace (empty_ns = CLONE_NEWNET: "runc doesn't manage
     // network devices"): what was in it is its user's to set up again, here the loopback.
@@ -181,6 +207,14 @@ class OciRuntime implements Runtime {
 
   remove(ct: Container): void {
     run(this.name, ["delete", "-f", ct.name]);
+    const c = this.consoles.get(ct.name);
+    if (c) {
+      try {
+        process.kill(c.pid, "SIGKILL");
+      } catch { /* gone already */ }
+      this.consoles.delete(ct.name);
+      rmSync(c.socket, { force: true });
+    }
   }
 }
 
@@ -335,3 +369,6 @@ class Lxc implements Runtime {
 }
 
 export const RUNTIMES: readonly Runtime[] = [new OciRuntime("runc"), new OciRuntime("crun"), new Podman(), new Lxc()];
+
+/** runc with a terminal in its container (`"terminal": true`, a console socket): criu's orphan-pts-master on restore. */
+export const RUNC_TERMINAL: Runtime = new OciRuntime("runc", true);

@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { CREST_BIN, makeCriuDir } from "../containers/criu-dir.js";
 import { checkpointRestore, keepsConnection, type Via } from "../containers/check.js";
-import { RUNTIMES, type Runtime } from "../containers/runtimes.js";
+import { RUNC_TERMINAL, RUNTIMES, type Runtime } from "../containers/runtimes.js";
 
 const CRIU = process.env.CREST_CONTAINERS_CRIU || CREST_BIN;
 const AS = process.env.CREST_CONTAINERS_CRIU ? `${CRIU} as criu` : "crest as criu";
@@ -39,6 +39,15 @@ for (const [name, via] of [["runc", {}], ["crun", {}], ["podman", {}], ["podman"
       assert.ok(counts.after >= counts.before && counts.later > counts.after);
     }));
 }
+
+// runc's container with a terminal: its slave is bind-mounted on /dev/console, its master held by the console socket's
+// holder; restored, the container gets a new master, handed to runc (orphan-pts-master) and on to the console socket.
+test(`containers: runc checkpoints and restores a container with a terminal with ${AS}, the count going on and the terminal reaching the console socket`,
+  { skip: skip(RUNC_TERMINAL) }, () =>
+    inWork("runc-terminal", (work) => {
+      const counts = checkpointRestore(RUNC_TERMINAL, makeCriuDir(work, CRIU), work, `crest-cr-runc-tty-${process.pid}`);
+      assert.ok(counts.after >= counts.before && counts.later > counts.after);
+    }));
 
 // podman's container has an address on its bridge that the host reaches without NAT; runc's here has a loopback only.
 // Through the published port (NAT) the connection is reset after the restore, with criu 4.2 too (docs/containers.md).
