@@ -229,6 +229,8 @@ class Podman implements Runtime {
   readonly name = "podman";
   readonly archives = true;
   readonly oci = has("runc") ? "runc" : "crun";
+  /** With `terminal`, the container has one (`-t`): conmon holds its master, and the restore's new one (orphan-pts-master). */
+  constructor(readonly terminal = false) {}
 
   missing(): string | null {
     if (!has("podman")) return "podman is not installed (Debian's podman package)";
@@ -245,7 +247,7 @@ class Podman implements Runtime {
 
   start(work: string, name: string): Container {
     const image = podmanImage(work);
-    const r = run("podman", ["--runtime", this.oci, "run", "-d", "--name", name, "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096",
+    const r = run("podman", ["--runtime", this.oci, "run", "-d", ...(this.terminal ? ["-t"] : []), "--name", name, "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096",
       "-p", `127.0.0.1::${COUNTER_PORT}`, image]);
     if (r.code !== 0) throw new Error(`podman run failed (${r.code}): ${r.output}`);
     // The published port, read again when the container is new (an --import makes one, and podman picks its port anew).
@@ -266,6 +268,8 @@ class Podman implements Runtime {
       // The bridge's address: a connection to the published port goes through NAT and was reset after
       // the restore with criu 4.2 too (likely its conntrack entry, gone with podman's network at the checkpoint).
       address: () => this.inspect(name, "{{.NetworkSettings.IPAddress}}"),
+      // What the container wrote on its terminal, as conmon read it from the master.
+      ...(this.terminal ? { console: () => run("podman", ["logs", name]).output } : {}),
       pid: () => Number(this.inspect(name, "{{.State.Pid}}")),
       running: () => run("podman", ["inspect", name, "--format", "{{.State.Status}}"]).output.trim() === "running",
       // From the host, through the published port.
@@ -372,3 +376,5 @@ export const RUNTIMES: readonly Runtime[] = [new OciRuntime("runc"), new OciRunt
 
 /** runc with a terminal in its container (`"terminal": true`, a console socket): criu's orphan-pts-master on restore. */
 export const RUNC_TERMINAL: Runtime = new OciRuntime("runc", true);
+/** podman with a terminal in its container (`podman run -t`: conmon's console socket). */
+export const PODMAN_TERMINAL: Runtime = new Podman(true);

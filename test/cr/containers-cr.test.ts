@@ -4,7 +4,10 @@
 // after (test/containers/check.ts): in place; podman also through an archive
 // (--export, `podman rm`, --import into a new container), and with a TCP
 // connection from the host to the container's bridge address kept open across
-// --tcp-established. crun is tried the same way and skipped, saying why, where
+// --tcp-established; runc and podman with a terminal in the container (its
+// slave bind-mounted on /dev/console, its master the console socket's), what
+// the restored init writes on it read back from the console socket's holder.
+// crun is tried the same way and skipped, saying why, where
 // it is built without CRIU (Debian's); a runtime not installed is skipped too.
 // CREST_CT_SABOTAGE=1 starts the container afresh instead of restoring it:
 // every test here must then fail. LXC's test is in test/containers/pending/.
@@ -14,7 +17,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { CREST_BIN, makeCriuDir } from "../containers/criu-dir.js";
 import { checkpointRestore, keepsConnection, type Via } from "../containers/check.js";
-import { RUNC_TERMINAL, RUNTIMES, type Runtime } from "../containers/runtimes.js";
+import { PODMAN_TERMINAL, RUNC_TERMINAL, RUNTIMES, type Runtime } from "../containers/runtimes.js";
 
 const CRIU = process.env.CREST_CONTAINERS_CRIU || CREST_BIN;
 const AS = process.env.CREST_CONTAINERS_CRIU ? `${CRIU} as criu` : "crest as criu";
@@ -42,12 +45,15 @@ for (const [name, via] of [["runc", {}], ["crun", {}], ["podman", {}], ["podman"
 
 // runc's container with a terminal: its slave is bind-mounted on /dev/console, its master held by the console socket's
 // holder; restored, the container gets a new master, handed to runc (orphan-pts-master) and on to the console socket.
-test(`containers: runc checkpoints and restores a container with a terminal with ${AS}, the count going on and the terminal reaching the console socket`,
-  { skip: skip(RUNC_TERMINAL) }, () =>
-    inWork("runc-terminal", (work) => {
-      const counts = checkpointRestore(RUNC_TERMINAL, makeCriuDir(work, CRIU), work, `crest-cr-runc-tty-${process.pid}`);
-      assert.ok(counts.after >= counts.before && counts.later > counts.after);
-    }));
+// podman -t: the same through conmon's console socket, what the container writes read back with podman logs.
+for (const rt of [RUNC_TERMINAL, PODMAN_TERMINAL]) {
+  test(`containers: ${rt.name} checkpoints and restores a container with a terminal with ${AS}, the count going on and the terminal reaching the console socket`,
+    { skip: skip(rt) }, () =>
+      inWork(`${rt.name}-terminal`, (work) => {
+        const counts = checkpointRestore(rt, makeCriuDir(work, CRIU), work, `crest-cr-${rt.name}-tty-${process.pid}`);
+        assert.ok(counts.after >= counts.before && counts.later > counts.after);
+      }));
+}
 
 // podman's container has an address on its bridge that the host reaches without NAT; runc's here has a loopback only.
 // Through the published port (NAT) the connection is reset after the restore, with criu 4.2 too (docs/containers.md).
