@@ -36,6 +36,7 @@ import { IMG, readImage } from "../src/images/index.js";
 import { CREST, finish, imagesDir, startWorkload, stop, waitTreeGone, alive, type Workload } from "../test/cr/harness.js";
 import { missingPrograms, VncSession } from "../test/vnc/scenario.js";
 import { printRpcLoad } from "./rpc-load.js";
+import { printPodmanCr } from "./podman-cr.js";
 
 const MIB = Number(process.env.CREST_BENCH_MIB ?? 1024);
 const CONNS = (process.env.CREST_BENCH_CONNS ?? "1000,200").split(",").map(Number);
@@ -278,6 +279,8 @@ if (vnc) {
 } else {
   console.log(`\nVNC: not measured (the scenario needs ${vncMissing.names.join(", ")}; apt-get install ${vncMissing.packages.join(" ")})`);
 }
+// podman checkpoint and restore of a container, crest and criu as its criu: bench/podman-cr.ts.
+printPodmanCr(tools, tmp, ROUNDS);
 // The service under load: bench/rpc-load.ts.
 if (!printRpcLoad(tools)) process.exitCode = 1;
 if (typeof criu === "string") console.log(`\ncriu: not measured (${criu})`);

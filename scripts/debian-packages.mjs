@@ -22,8 +22,9 @@ export const PACKAGES = {
   vnc: ["tigervnc-standalone-server", "icewm", "xterm", "xvfb", "tigervnc-viewer", "xdotool", "x11-utils", "x11-apps"],
   // The container runtimes that checkpoint through criu (test/containers/, docs/containers.md): runc, crun,
   // podman (run with runc) and LXC, the containers' root file system from busybox-static, entered with
-  // util-linux's nsenter. Not installed by npm test yet: node scripts/debian-packages.mjs containers.
-  containers: ["runc", "crun", "podman", "lxc", "busybox-static", "util-linux"],
+  // util-linux's nsenter. npm test installs them (test/cr/containers-cr.test.ts runs runc's and podman's checkpoints).
+  // netavark is podman's network stack here (a Recommends of podman's; named, as apt may be told to skip those).
+  containers: ["runc", "crun", "podman", "netavark", "lxc", "busybox-static", "util-linux"],
 };
 
 function installed(pkg) {

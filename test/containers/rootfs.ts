@@ -30,16 +30,18 @@ interface OciSpec {
  * An OCI bundle in dir for runc or crun: `runc spec`'s default (new pid,
  * network, ipc, uts and mount namespaces, runc's mounts and masked paths),
  * with /counter.sh as its process, no terminal (its stdio are the caller's
- * pipes) and a writable root, where the count is kept for httpd to serve.
+ * pipes; with `terminal`, a terminal whose master runc sends to a console
+ * socket, its slave bind-mounted on /dev/console) and a writable root, where
+ * the count is kept for httpd to serve.
  */
-export function ociBundle(dir: string): string {
+export function ociBundle(dir: string, terminal = false): string {
   mkdirSync(dir, { recursive: true });
   makeRootfs(join(dir, "rootfs"));
   const config = join(dir, "config.json");
   if (existsSync(config)) execFileSync("rm", ["-f", config]);
   execFileSync("runc", ["spec", "--bundle", dir]);
   const spec = JSON.parse(readFileSync(config, "utf8")) as OciSpec;
-  spec.process.terminal = false;
+  spec.process.terminal = terminal;
   spec.process.args = ["/counter.sh"];
   spec.process.env.push(`PORT=${COUNTER_PORT}`);
   spec.root.readonly = false;

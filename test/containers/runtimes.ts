@@ -1,11 +1,11 @@
 // The four runtimes as the tests drive them, each through its own commands,
 // unchanged: start the counter container, read its count through its TCP
 // port, checkpoint it and restore it with the criu of a CriuDir, remove it.
-import { execFileSync, spawnSync, type SpawnSyncReturns } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
+import { execFileSync, spawn, spawnSync, type SpawnSyncReturns } from "node:child_process";
+import { closeSync, copyFileSync, existsSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { CriuDir } from "./criu-dir.js";
-import { COUNTER_PORT, lxcContainer, ociBundle, podmanImage } from "./rootfs.js";
+import { CONTAINERS_SRC, COUNTER_PORT, lxcContainer, ociBundle, podmanImage } from "./rootfs.js";
 
 export interface Result {
   code: number;
@@ -22,6 +22,8 @@ export interface Container {
   count(): number | null;
   /** Its address on a network the host reaches without NAT, where it has one (podman's bridge). */
   address?(): string;
+  /** With a terminal: what the container wrote on it, as the console socket's holder read it. */
+  console?(): string;
 }
 
 /** What a checkpoint or restore asks besides the defaults. */
@@ -30,6 +32,12 @@ export interface CrOptions {
   tcpEstablished?: boolean;
   /** Checkpoint only: the container runs on (runc's and podman's --leave-running, lxc-checkpoint without -s). */
   leaveRunning?: boolean;
+  /**
+   * podman only: the checkpoint exported to this archive (--export), and the
+   * restore made from it (--import) into a new container, the old one removed
+   * in between (`podman rm`).
+   */
+  archive?: string;
 }
 
 export interface Runtime {
@@ -41,6 +49,8 @@ export interface Runtime {
   start(work: string, name: string): Container;
   checkpoint(ct: Container, criu: CriuDir, images: string, o?: CrOptions): Result;
   restore(ct: Container, criu: CriuDir, images: string, o?: CrOptions): Result;
+  /** Whether it exports a checkpoint to an archive and imports it into a new container (CrOptions.archive). */
+  readonly archives: boolean;
   /** criu's log of the last checkpoint ("dump") or restore, where the runtime has it written. */
   criuLog(ct: Container, images: string, what: "dump" | "restore"): string;
   remove(ct: Container): void;
@@ -115,9 +125,18 @@ function pidOf(ct: Container): number | null {
   }
 }
 
-/** runc and crun: an OCI bundle, `run -d`, `checkpoint`, `restore -d`. */
+/**
+ * runc and crun: an OCI bundle, `run -d`, `checkpoint`, `restore -d`. With
+ * `terminal`, the container has one: its master goes to a console socket
+ * (`--console-socket`, held by recvtty.py) on run and, criu's
+ * orphan-pts-master, on restore.
+ */
 class OciRuntime implements Runtime {
-  constructor(readonly name: "runc" | "crun") {}
+  readonly archives = false;
+  constructor(readonly name: "runc" | "crun", readonly terminal = false) {}
+
+  /** The console socket's holder of each container with a terminal, by name. */
+  private readonly consoles = new Map<string, { pid: number; socket: string }>();
 
   missing(): string | null {
     return has(this.name) ? null : `${this.name} is not installed (Debian's ${this.name} package)`;
@@ -138,9 +157,10 @@ class OciRuntime implements Runtime {
   }
 
   start(work: string, name: string): Container {
-    const bundle = ociBundle(join(work, "bundle"));
+    const bundle = ociBundle(join(work, "bundle"), this.terminal);
     const ct: Container = {
       name, work,
+      ...(this.terminal ? { console: () => { const f = join(work, "console.log"); return existsSync(f) ? readFileSync(f, "latin1") : ""; } } : {}),
       pid: () => (JSON.parse(execFileSync(this.name, ["state", name], { encoding: "utf8" })) as { pid: number }).pid,
       running: () => {
         const r = run(this.name, ["state", name]);
@@ -148,9 +168,24 @@ class OciRuntime implements Runtime {
       },
       count: () => { const p = pidOf(ct); return p ? countIn(p) : null; },
     };
-    const r = runDetached([this.name, "run", "-d", "--bundle", bundle, name], join(work, "container.log"));
+    const r = runDetached([this.name, "run", "-d", ...this.consoleArgs(ct), "--bundle", bundle, name], join(work, "container.log"));
     if (r.code !== 0) throw new Error(`${this.name} run failed (${r.code}): ${r.output}`);
     return ct;
+  }
+
+  /** `--console-socket` for a container with a terminal, its holder started on first use. */
+  private consoleArgs(ct: Container): string[] {
+    if (!this.terminal) return [];
+    let c = this.consoles.get(ct.name);
+    if (!c) {
+      const socket = join(ct.work, "console.sock");
+      const p = spawn(join(CONTAINERS_SRC, "recvtty.py"), [socket, join(ct.work, "console.log")], { stdio: "ignore", detached: true });
+      p.unref();
+      c = { pid: p.pid!, socket };
+      this.consoles.set(ct.name, c);
+      waitFor("the console socket", () => existsSync(socket), 10_000);
+    }
+    return ["--console-socket", c.socket];
   }
 
   checkpoint(ct: Container, criu: CriuDir, images: string, o: CrOptions = {}): Result {
@@ -158,7 +193,7 @@ class OciRuntime implements Runtime {
   }
 
   restore(ct: Container, criu: CriuDir, images: string, o: CrOptions = {}): Result {
-    const r = runDetached([this.name, ...this.criuArgs(criu), "restore", "-d", ...tcp(o), "--image-path", images, "--work-path", `${images}.rwork`,
+    const r = runDetached([this.name, ...this.criuArgs(criu), "restore", "-d", ...tcp(o), ...this.consoleArgs(ct), "--image-path", images, "--work-path", `${images}.rwork`,
       "--bundle", join(ct.work, "bundle"), ct.name], join(ct.work, "container.log"), { PATH: criu.path });
     // runc asks criu for an empty network namespace (empty_ns = CLONE_NEWNET: "runc doesn't manage
     // network devices"): what was in it is its user's to set up again, here the loopback.
@@ -172,6 +207,14 @@ class OciRuntime implements Runtime {
 
   remove(ct: Container): void {
     run(this.name, ["delete", "-f", ct.name]);
+    const c = this.consoles.get(ct.name);
+    if (c) {
+      try {
+        process.kill(c.pid, "SIGKILL");
+      } catch { /* gone already */ }
+      this.consoles.delete(ct.name);
+      rmSync(c.socket, { force: true });
+    }
   }
 }
 
@@ -184,7 +227,10 @@ class OciRuntime implements Runtime {
  */
 class Podman implements Runtime {
   readonly name = "podman";
+  readonly archives = true;
   readonly oci = has("runc") ? "runc" : "crun";
+  /** With `terminal`, the container has one (`-t`): conmon holds its master, and the restore's new one (orphan-pts-master). */
+  constructor(readonly terminal = false) {}
 
   missing(): string | null {
     if (!has("podman")) return "podman is not installed (Debian's podman package)";
@@ -201,46 +247,88 @@ class Podman implements Runtime {
 
   start(work: string, name: string): Container {
     const image = podmanImage(work);
-    const r = run("podman", ["--runtime", this.oci, "run", "-d", "--name", name, "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096",
+    const r = run("podman", ["--runtime", this.oci, "run", "-d", ...(this.terminal ? ["-t"] : []), "--name", name, "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096",
       "-p", `127.0.0.1::${COUNTER_PORT}`, image]);
     if (r.code !== 0) throw new Error(`podman run failed (${r.code}): ${r.output}`);
-    const port = Number(/:(\d+)\s*$/.exec(execFileSync("podman", ["port", name, String(COUNTER_PORT)], { encoding: "utf8" }))?.[1]);
+    // The published port, read again when the container is new (an --import makes one, and podman picks its port anew).
+    let port: { id: string; port: number } | undefined;
+    const hostPort = (): number | null => {
+      const id = run("podman", ["inspect", name, "--format", "{{.ID}}"]).output.trim();
+      if (port?.id !== id) {
+        const p = run("podman", ["port", name, String(COUNTER_PORT)]);
+        const m = /:(\d+)\s*$/.exec(p.output);
+        if (p.code !== 0 || !m) return null;
+        port = { id, port: Number(m[1]) };
+      }
+      return port.port;
+    };
+    hostPort();
     return {
       name, work,
       // The bridge's address: a connection to the published port goes through NAT and was reset after
       // the restore with criu 4.2 too (likely its conntrack entry, gone with podman's network at the checkpoint).
       address: () => this.inspect(name, "{{.NetworkSettings.IPAddress}}"),
+      // What the container wrote on its terminal, as conmon read it from the master.
+      ...(this.terminal ? { console: () => run("podman", ["logs", name]).output } : {}),
       pid: () => Number(this.inspect(name, "{{.State.Pid}}")),
       running: () => run("podman", ["inspect", name, "--format", "{{.State.Status}}"]).output.trim() === "running",
       // From the host, through the published port.
       count: () => {
+        const port = hostPort();
+        if (port === null) return null;
         const w = spawnSync("/bin/busybox", ["wget", "-q", "-O", "-", `http://127.0.0.1:${port}/count`], { encoding: "utf8", timeout: 5000 });
         return w.status === 0 && /^\d+\n?$/.test(w.stdout) ? Number(w.stdout) : null;
       },
     };
   }
 
-  /** In place (podman keeps the images in the container's userdata directory, with --keep its logs too). */
+  /**
+   * In place (podman keeps the images in the container's userdata directory, with --keep its logs too), or
+   * exported to an archive (which holds the images and criu's log) and the container removed.
+   */
   checkpoint(ct: Container, criu: CriuDir, _images: string, o: CrOptions = {}): Result {
-    return run("podman", ["container", "checkpoint", "--keep", ...tcp(o), ct.name], { PATH: criu.path });
+    const r = run("podman", ["container", "checkpoint", "--keep", ...tcp(o), ...(o.archive ? ["--export", o.archive] : []), ct.name], { PATH: criu.path });
+    if (o.archive) {
+      // Kept beside the archive: the container, and its userdata with the log, are removed before the import.
+      const log = `${o.archive}.dump.log`;
+      try {
+        copyFileSync(join(this.userdata(ct), "dump.log"), log);
+        this.logs.set(ct.name, log);
+      } catch { /* no log: the failure's message says so */ }
+    }
+    return r;
   }
 
+  /** In place, or from the archive into a new container of the same name (import refuses --tcp-established with --name). */
   restore(ct: Container, criu: CriuDir, _images: string, o: CrOptions = {}): Result {
-    return run("podman", ["container", "restore", "--keep", ...tcp(o), ct.name], { PATH: criu.path });
+    return run("podman", ["container", "restore", "--keep", ...tcp(o), ...(o.archive ? ["--import", o.archive] : [ct.name])], { PATH: criu.path });
+  }
+
+  /** Where the checkpoint's log was kept when its container is gone (removed after an export). */
+  private readonly logs = new Map<string, string>();
+
+  private userdata(ct: Container): string {
+    return join("/var/lib/containers/storage/overlay-containers", this.inspect(ct.name, "{{.ID}}"), "userdata");
   }
 
   criuLog(ct: Container, _images: string, what: "dump" | "restore"): string {
-    return join("/var/lib/containers/storage/overlay-containers", this.inspect(ct.name, "{{.ID}}"), "userdata", `${what}.log`);
+    try {
+      return join(this.userdata(ct), `${what}.log`);
+    } catch {
+      return (what === "dump" && this.logs.get(ct.name)) || `(${ct.name} is gone, and its ${what}.log with it)`;
+    }
   }
 
   remove(ct: Container): void {
-    run("podman", ["rm", "-f", ct.name]);
+    // -t 0: the counter's shell, its init, ignores SIGTERM; podman would wait 10 s for it before SIGKILL.
+    run("podman", ["rm", "-f", "-t", "0", ct.name]);
   }
 }
 
 /** LXC 5: a container under a path of the test's own (-P), lxc-start -d, lxc-checkpoint -s and -r. */
 class Lxc implements Runtime {
   readonly name = "lxc";
+  readonly archives = false;
 
   missing(): string | null {
     return has("lxc-start") && has("lxc-checkpoint") ? null : "LXC is not installed (Debian's lxc package)";
@@ -285,3 +373,8 @@ class Lxc implements Runtime {
 }
 
 export const RUNTIMES: readonly Runtime[] = [new OciRuntime("runc"), new OciRuntime("crun"), new Podman(), new Lxc()];
+
+/** runc with a terminal in its container (`"terminal": true`, a console socket): criu's orphan-pts-master on restore. */
+export const RUNC_TERMINAL: Runtime = new OciRuntime("runc", true);
+/** podman with a terminal in its container (`podman run -t`: conmon's console socket). */
+export const PODMAN_TERMINAL: Runtime = new Podman(true);

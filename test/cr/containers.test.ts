@@ -3,8 +3,8 @@
 // (OCI bundle, podman import, LXC directory rootfs) counting and serving its
 // count over TCP, and removed again; and crest put in criu's place. The
 // checkpoint/restore of each container with crest as criu is in
-// test/containers/pending/ until crest keeps what a container needs
-// (issue 12: cgroups, mount and network namespaces); docs/containers.md.
+// test/cr/containers-cr.test.ts (runc, podman) and test/containers/pending/
+// (LXC); docs/containers.md.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";

@@ -291,6 +291,8 @@ interface RestoredTtys {
   orphans: Map<number, number>;
   /** The tty files whose ptys wait for the tree's devpts (its own mount namespace): makeTreePtys. */
   deferred?: file_entry[];
+  /** Masters made while the mounts were restored, for a bind mount of their slave (makePtyForMount), by index. */
+  premade: Map<number, number>;
 }
 
 export const ttyRestoreState = restoreState<RestoredTtys>("ttys", (run) => {
@@ -305,9 +307,9 @@ export const ttyRestoreState = restoreState<RestoredTtys>("ttys", (run) => {
     if (!infos.has(d.tty_id)) throw run.images.invalid(IMG.ttyData, undefined, `data queued for tty ${d.tty_id}, which is not in tty-info.img`);
     data.set(d.tty_id, Buffer.from(d.data));
   }
-  const s: RestoredTtys = { infos, data, masters: new Map(), slaves: new Map(), fakes: new Map(), orphaned: new Set(), orphans: new Map() };
+  const s: RestoredTtys = { infos, data, masters: new Map(), slaves: new Map(), fakes: new Map(), orphaned: new Set(), orphans: new Map(), premade: new Map() };
   run.cleanup.push(() => {
-    for (const held of [s.masters, s.slaves, s.fakes, s.orphans]) {
+    for (const held of [s.masters, s.slaves, s.fakes, s.orphans, s.premade]) {
       for (const fd of held.values()) closeSync(fd);
       held.clear();
     }
@@ -368,11 +370,11 @@ function ptyHolders(index: number): string[] {
  * lowest free one, so the lower ones crest is given are held (`spares`)
  * until every pty is made.
  */
-function openPtmxIndex(run: RestoreRun, path: string, index: number, flags: number, spares: number[]): number {
+function openPtmxIndex(run: RestoreRun, path: string, index: number, flags: number, spares: number[], at = ptyPath(run, path)): number {
   for (;;) {
     let fd: number;
     try {
-      fd = openSync(ptyPath(run, path), (flags & (O.ACCMODE | O.NONBLOCK)) | O.NOCTTY | O.CLOEXEC);
+      fd = openSync(at, (flags & (O.ACCMODE | O.NONBLOCK)) | O.NOCTTY | O.CLOEXEC);
     } catch (e) {
       throw new Error(`cannot open ${path} to make the pty ${ptsName(index)}: ${(e as Error).message}`);
     }
@@ -414,6 +416,40 @@ export function makeTreePtys(run: RestoreRun): void {
   makePtys(run, files);
 }
 
+/**
+ * A bind mount of a pty's slave (runc's /dev/console, a bind of the
+ * container's /dev/pts/N) needs the pty while the mounts are restored,
+ * before the tree's ptys are made: the mount restore makes it here through
+ * the new devpts instance's ptmx (`ptmx`, as crest reaches it then), and
+ * makePtys takes this master for index N (as criu's devpts_restore does).
+ */
+export function makePtyForMount(run: RestoreRun, ptmx: string, index: number): void {
+  const s = run.state(ttyRestoreState);
+  if (s.premade.has(index)) return;
+  const spares: number[] = [];
+  try {
+    const m = openPtmxIndex(run, "/dev/ptmx", index, O.RDWR, spares, ptmx);
+    // Unlocked now: the slave is what the mount binds; the pair's settings come with the other ptys.
+    ioctlSetInt(m, TIOC.SPTLCK, 0, `unlock ${ptsName(index)}`);
+    s.premade.set(index, m);
+  } finally {
+    for (const fd of spares) closeSync(fd);
+  }
+}
+
+/** A master made for a mount (makePtyForMount), with the status flags `flags` asks; or undefined. */
+function takePremade(s: RestoredTtys, index: number, flags: number): number | undefined {
+  const m = s.premade.get(index);
+  if (m === undefined) return undefined;
+  s.premade.delete(index);
+  if ((flags & O.ACCMODE) !== O.RDWR) {
+    closeSync(m);
+    throw new Error(`the master of ${ptsName(index)} was opened ${flags & O.ACCMODE ? "write" : "read"}-only, and its slave is bind-mounted: crest makes such a pty read-write only`);
+  }
+  if (flags & O.NONBLOCK) check(native.syscall(SYS.fcntl, m, F.SETFL, O.NONBLOCK), `make the master of ${ptsName(index)} non-blocking`);
+  return m;
+}
+
 /** Makes every pty pair the images need, with its index, settings and queued data. */
 function makePtys(run: RestoreRun, ttyFiles: file_entry[]): void {
   const s = run.state(ttyRestoreState);
@@ -433,15 +469,15 @@ function makePtys(run: RestoreRun, ttyFiles: file_entry[]): void {
     for (const index of [...new Set([...byIndex.keys(), ...hung, ...s.orphaned])].sort((a, b) => a - b)) {
       const entry = byIndex.get(index);
       if (s.orphaned.has(index)) {
-        const m = openPtmxIndex(run, "/dev/ptmx", index, O.RDWR, spares);
+        const m = takePremade(s, index, O.RDWR) ?? openPtmxIndex(run, "/dev/ptmx", index, O.RDWR, spares);
         s.orphans.set(index, m);
         setUpPair(run, s, index, m, ttyFiles);
       } else if (!entry) {
-        const m = openPtmxIndex(run, "/dev/ptmx", index, O.RDWR, spares);
+        const m = takePremade(s, index, O.RDWR) ?? openPtmxIndex(run, "/dev/ptmx", index, O.RDWR, spares);
         s.fakes.set(index, m);
         ioctlSetInt(m, TIOC.SPTLCK, 0, `unlock ${ptsName(index)}`);
       } else {
-        const m = openPtmxIndex(run, ttyPath(run, entry), index, entry.tty!.flags, spares);
+        const m = takePremade(s, index, entry.tty!.flags) ?? openPtmxIndex(run, ttyPath(run, entry), index, entry.tty!.flags, spares);
         s.masters.set(index, m);
         setUpPair(run, s, index, m, ttyFiles);
       }

@@ -25,6 +25,7 @@ import { externalMount } from "../../options.js";
 import { ownedAtRestore } from "./owned.js";
 import { takeFd } from "../sockets/unix.js";
 import { copyHiddenMount } from "./mnt-hidden.js";
+import { makePtyForMount } from "../files/tty.js";
 
 const OPEN_TREE_CLONE = 1;
 import {
@@ -353,6 +354,7 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
     else if (p.how === "external") source = join(ext.get(p.key)!, p.sub);
     let dir = true;
     if (e.deleted && p.how === "bind") remake(e, source!);
+    if (p.how === "bind") ptyForBind(e, tree.byId.get(p.from)!, p.sub, source!);
     if (source !== undefined) {
       try {
         dir = statSync(view(source)).isDirectory();
@@ -373,6 +375,17 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
       if (roLater) mount(`make ${what(e)} read-only`, null, target, null, MS.REMOUNT | MS.RDONLY | sb, null);
     }
     mount(`set the flags of ${what(e)}`, null, target, null, MS.REMOUNT | MS.BIND | mountOnlyFlags(e), null);
+  }
+
+  /**
+   * A bind of a pty slave (runc's /dev/console over the container's
+   * /dev/pts/N): the pty is made first, through the devpts's own ptmx.
+   */
+  function ptyForBind(e: mnt_entry, from: mnt_entry, sub: string, source: string): void {
+    const m = /^\/?(\d+)$/.exec(sub);
+    if (from.fstype !== FS_DEVPTS || !m || existsSync(view(source))) return;
+    makePtyForMount(run, view(join(plain(from), "ptmx")), Number(m[1]));
+    run.log.info(`${what(e)}: the pty ${m[1]} of its devpts (mount ${from.mnt_id}) made for it`);
   }
 
   /** Makes the removed source of bind `e` again (and directories missing above it), as its mount point is: file or directory. */

@@ -254,12 +254,14 @@ function inheritedNs(run: RestoreRun, key: string): number {
 
 function planNet(run: RestoreRun): number {
   if (!ownedAtRestore(run, "net")) return 0;
-  if (run.opts.net.emptyNs) return CLONE.NEWNET;
+  // An external namespace is joined even with --empty-ns net, as criu does: runc asks both for
+  // podman's container (empty_ns always, and the netns podman set up again passed as extRootNetNS).
   const ns = netnsEntry(run);
   if (ns?.ext_key !== undefined) {
     inheritedNs(run, ns.ext_key);
     return 0;
   }
+  if (run.opts.net.emptyNs) return CLONE.NEWNET;
   const id = run.tasks[0]!.ids.net_ns_id!;
   if (!ns || !run.images.exists(IMG.netdev, id)) throw new Error(`the tree has its own network namespace but netns-${id}.img or netdev-${id}.img is missing`);
   const here = new Set(listLinks().map((l) => l.name));
@@ -375,10 +377,10 @@ export const netNamespaceKind: TaskKind = {
   plan: planNet,
   born(task, run) {
     if (task !== run.tasks[0] || !ownedAtRestore(run, "net")) return;
-    if (run.opts.net.emptyNs) return relock(run, task);
     const ns = netnsEntry(run);
     if (ns?.ext_key !== undefined) joinExternal(run, task, ns.ext_key);
-    else fillNamespace(run, task);
+    if (run.opts.net.emptyNs) relock(run, task);
+    else if (ns?.ext_key === undefined) fillNamespace(run, task);
   },
   // Before the connections leave repair mode (the inet kind's resume): the lock the firewall came back with is lifted.
   resume(run) {
