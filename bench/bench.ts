@@ -21,6 +21,9 @@
 // CREST_BENCH_VNC_XTERM=1 adds the wiki's xterm with a shell (criu 4.2
 // refuses to dump it here: "ctty inheritance detected"; its row then says so).
 //
+// Memory in motion (bench/memory-motion.ts): the frozen time of dump
+// --leave-running (snapshots) and of a dump after a pre-dump, 1 and 4 GiB.
+//
 // RPC: the service under load (bench/rpc-load.ts): 20 clients at once
 // dumping and restoring their own process through `crest service` (and
 // `criu service`), 500 requests, with the service's memory over the run.
@@ -37,6 +40,7 @@ import { CREST, finish, imagesDir, startWorkload, stop, waitTreeGone, alive, typ
 import { missingPrograms, VncSession } from "../test/vnc/scenario.js";
 import { printRpcLoad } from "./rpc-load.js";
 import { printPodmanCr } from "./podman-cr.js";
+import { printMemoryInMotion } from "./memory-motion.js";
 
 const MIB = Number(process.env.CREST_BENCH_MIB ?? 1024);
 const CONNS = (process.env.CREST_BENCH_CONNS ?? "1000,200").split(",").map(Number);
@@ -279,6 +283,8 @@ if (vnc) {
 } else {
   console.log(`\nVNC: not measured (the scenario needs ${vncMissing.names.join(", ")}; apt-get install ${vncMissing.packages.join(" ")})`);
 }
+// Frozen time of snapshots and pre-dump chains: bench/memory-motion.ts.
+printMemoryInMotion(tools, tmp, Math.min(ROUNDS, 3));
 // podman checkpoint and restore of a container, crest and criu as its criu: bench/podman-cr.ts.
 printPodmanCr(tools, tmp, ROUNDS);
 // The service under load: bench/rpc-load.ts.
