@@ -89,6 +89,8 @@ export interface DumpRun extends RunBase {
    * killed keeps them so.
    */
   undo: Array<() => void>;
+  /** What a dump that fails takes back (names it made in the tree's file system: criu's link remaps), last first. */
+  onFailure: Array<() => void>;
   /** Fields the kinds add to inventory.img (the network lock a restore must lift). */
   inventory: Partial<inventory_entry>;
   state<S>(key: StateKey<S, DumpRun>): S;

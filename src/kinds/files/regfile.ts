@@ -15,7 +15,7 @@ import type { Pending, Remote } from "../../remote/remote.js";
 import type { FileKind } from "./file-kind.js";
 import { isMemfdPath } from "./memfd.js";
 import { procfsPath, procOwner, withRestoredProc } from "./proc-path.js";
-import { dumpGhost, finishGhostsDump, finishGhostsRestore, ghostPath, statDeleted } from "./ghost.js";
+import { dumpGhost, dumpLinkRemap, finishGhostsDump, finishGhostsRestore, ghostPath, needsLinkRemap, statDeleted } from "./ghost.js";
 
 
 /** What a dumped file is: enough to open it again. */
@@ -113,9 +113,10 @@ export function dumpRegFile(run: DumpRun, f: RegFileFacts, st: Stats, what = `th
  * under its old path, with its ghost, and returns its id.
  */
 export function dumpDeletedFile(run: DumpRun, f: RegFileFacts, via: string, what: string): number {
-  const st = statDeleted(via, f.path, what, run.opts.dump.ghostLimit);
+  const st = statDeleted(via, f.path, what, run.opts.dump.ghostLimit, run.opts.features.linkRemap);
   const id = dumpRegFile(run, f, statSync(via));
-  dumpGhost(run, id, via, f.path, st, what);
+  if (needsLinkRemap(st)) dumpLinkRemap(run, id, via, f.path, st, what);
+  else dumpGhost(run, id, via, f.path, st, what);
   return id;
 }
 

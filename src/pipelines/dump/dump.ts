@@ -209,6 +209,7 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
   /** Tasks whose threads are still under remote control. */
   const open: DumpTask[] = [];
   const undo: DumpRun["undo"] = [];
+  const onFailure: DumpRun["onFailure"] = [];
   // Undone last: a freezer cgroup frozen before the dump is frozen again when the tree runs on.
   if (pre) undo.push(() => restoreFreezerState(opts, log));
   try {
@@ -223,7 +224,7 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
     const run: DumpRun = {
       opts, log, stats, images, files: [], root: tree.tasks[0]!, ownNamespaces: new Set(tree.ns.own.keys()), nextId,
       treeTids: new Set(frozen.tasks.flatMap((t) => [t.pid, ...t.threads.map((th) => th.tid)])),
-      undo, inventory: {}, state: (key) => states.of(key), script: (hook) => scripts.run(hook),
+      undo, onFailure, inventory: {}, state: (key) => states.of(key), script: (hook) => scripts.run(hook),
     };
     const states = new RunStates(() => run);
     runKinds(run, tree.tasks, open, hooks);
@@ -246,6 +247,7 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
       }
     }
     undoAll(undo, log);
+    undoAll(onFailure, log);
     thawTree(frozen);
     throw e;
   }
