@@ -109,6 +109,13 @@ test("--ext-mount-map auto: a mount of a file system crest's namespace shows bec
   const t = new MountTree(all.filter((e) => e.mnt_id !== 108));
   assert.deepEqual(t.plans.get(103), { how: "auto", dir: "/mnt/plain/sub" });
   assert.deepEqual(t.plans.get(102), { how: "auto", dir: "/srv/data" });
+  // A bind of an auto-detected mount that is not one itself (a slave of a group inside, without masters) is bound from the same place.
+  const slaves = entries(`100 50 254:0 /srv/root / rw,relatime - ext4 /dev/vda rw,discard
+101 100 0:63 / /p rw shared:5 - tmpfs hp rw
+102 100 0:63 /sub /q rw shared:6 master:5 - tmpfs hp rw
+`);
+  assert.deepEqual(autodetectExternal(slaves, host, 100, { sharing: true, masters: false }).map((e) => [e.mnt_id, e.internal_sharing]), [[101, true]]);
+  assert.deepEqual(new MountTree(slaves).plans.get(102), { how: "auto", dir: "/mnt/plain/sub" });
   const groups = t.groups();
   const g = (shared: number, master: number) => groups.find((x) => x.shared === shared && x.master === master)!;
   assert.equal(g(40, 0).outsidePeer?.mnt_id, 104);
