@@ -143,6 +143,12 @@ export interface FeatureOptions {
    * writes the watched inode's path (f_handle.path), so it asks nothing more.
    */
   forceIrmap: boolean;
+  /**
+   * --irmap-scan-path DIR (repeatable): where criu's irmap looks for a
+   * watched inode first. crest never scans (it reads the path through the
+   * watch's file handle), so the hint is kept and needs nothing more.
+   */
+  irmapScanPaths: string[];
 }
 
 /** The tree's mount namespace (criu's --root, --skip-mnt, --enable-fs; external mounts are in `external`). */
@@ -240,7 +246,7 @@ export function defaultOptions(command: Command): Options {
     external: [],
     inheritFd: [],
     extUnixSk: false,
-    features: { fileLocks: false, shellJob: false, orphanPtsMaster: false, evasiveDevices: false, linkRemap: false, forceIrmap: false },
+    features: { fileLocks: false, shellJob: false, orphanPtsMaster: false, evasiveDevices: false, linkRemap: false, forceIrmap: false, irmapScanPaths: [] },
     net: { tcpEstablished: false, tcpClose: false, skipInFlight: false, emptyNs: false },
     service: {},
     actionScripts: [],

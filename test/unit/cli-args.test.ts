@@ -144,6 +144,7 @@ test("LXC's options: --link-remap, --force-irmap, --ext-mount-map auto and its s
   assert.deepEqual(d.refused, []);
   const o = d.options;
   assert.deepEqual([o.features.linkRemap, o.features.forceIrmap], [true, true]);
+  assert.deepEqual(parseArgs(["dump", "--force-irmap", "--irmap-scan-path", "/zdtm/static"]).options.features.irmapScanPaths, ["/zdtm/static"]);
   assert.deepEqual([o.mnt.autoExternal, o.mnt.externalSharing, o.mnt.externalMasters], [true, true, true]);
   assert.deepEqual(o.mnt.enableFs, ["hugetlbfs", "tracefs"]);
   assert.deepEqual(o.cgroups.roots, [{ controller: "hugetlb", path: "/lxc.payload.c1" }]);

@@ -46,8 +46,9 @@ test("rpc request: root, ext_mnt, skip_mnt and enable_fs fill the mount options 
 });
 
 test("rpc request: link_remap, force_irmap, auto_ext_mnt, ext_sharing, ext_masters and external mnt[] are taken, as LXC's command line", () => {
-  const t = translate("dump", req({ images_dir: "/x", link_remap: true, force_irmap: true, auto_ext_mnt: true, ext_sharing: true, ext_masters: true }), peer, "swrk", noConfigs);
+  const t = translate("dump", req({ images_dir: "/x", link_remap: true, force_irmap: true, irmap_scan_paths: ["/a"], auto_ext_mnt: true, ext_sharing: true, ext_masters: true }), peer, "swrk", noConfigs);
   assert.deepEqual(t.refused, []);
+  assert.deepEqual(t.options.features.irmapScanPaths, ["/a"]);
   assert.deepEqual([t.options.features.linkRemap, t.options.features.forceIrmap], [true, true]);
   assert.deepEqual([t.options.mnt.autoExternal, t.options.mnt.externalSharing, t.options.mnt.externalMasters], [true, true, true]);
   const e = translate("dump", req({ images_dir: "/x", external: ["mnt[]:m", "mnt[]:q"] }), peer, "swrk", noConfigs);

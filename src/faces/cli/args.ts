@@ -133,7 +133,7 @@ const SPECS: OptSpec[] = [
   { long: "enable-external-masters", arg: "none", apply: (o) => { o.mnt.externalMasters = true; } },
   { long: "freeze-cgroup", arg: "required", apply: (o, v) => { o.cgroups.freeze = v!; } },
   { long: "ghost-limit", arg: "required", apply: (o, v) => { o.dump.ghostLimit = parseSize(v!); } },
-  { long: "irmap-scan-path", arg: "required" },
+  { long: "irmap-scan-path", arg: "required", apply: (o, v) => { o.features.irmapScanPaths.push(v!); } },
   { long: "lsm-profile", arg: "required" },
   { long: "timeout", arg: "required", apply: (o, v) => { o.dump.timeout = atoi(v!); } },
   { long: "external", arg: "required", apply: (o, v) => {

@@ -31,7 +31,7 @@ export interface Translated {
 const UNSUPPORTED: ReadonlyArray<[keyof criu_opts, string]> = [
 ["parent_img", "a parent image (pre-dump chains)"],
   ["track_mem", "memory tracking (--track-mem)"], ["auto_dedup", "--auto-dedup"], ["exec_cmd", "--exec-cmd"],
-  ["irmap_scan_paths", "--irmap-scan-path"], ["join_ns", "--join-ns"],
+  ["join_ns", "--join-ns"],
   ["weak_sysctls", "--weak-sysctls"], ["lazy_pages", "lazy pages"], ["lsm_profile", "an LSM profile"], ["tls_cacert", "TLS"],
   ["tls_cacrl", "TLS"], ["tls_cert", "TLS"], ["tls_key", "TLS"], ["tls", "TLS"], ["tls_no_cn_verify", "TLS"],
   ["pidfd_store_sk", "the pidfd store (pidfd_store_sk)"], ["lsm_mount_context", "an LSM mount context"], ["mntns_compat_mode", "--mntns-compat-mode"],
@@ -94,6 +94,7 @@ export function translate(command: Command, o: criu_opts | undefined, peer: Peer
   }
   if (o.link_remap !== undefined) options.features.linkRemap = o.link_remap;
   if (o.force_irmap !== undefined) options.features.forceIrmap = o.force_irmap;
+  options.features.irmapScanPaths.push(...o.irmap_scan_paths);
   // Cgroups as criu's setup_opts_from_req: the old boolean first, the mode over it.
   if (o.manage_cgroups !== undefined) options.cgroups.mode = o.manage_cgroups ? "soft" : "ignore";
   if (o.manage_cgroups_mode !== undefined) options.cgroups.mode = CG_MODES[o.manage_cgroups_mode] ?? "soft";
