@@ -174,40 +174,33 @@ export function dumpGhost(run: DumpRun, fileId: number, via: string, path: strin
 /** Whether statDeleted's file is one --link-remap links back (other names of it remain) rather than a ghost. */
 export const needsLinkRemap = (st: BigStats): boolean => st.nlink > 0n && (st.mode & S_IFMT) !== S_IFDIR;
 
-/** Dump: the link remaps made, by "dev:ino": their files.img id. */
-const linked = dumpState("link remaps", () => new Map<string, number>());
-
 /**
  * --link-remap: links the file behind `via` (a /proc link of task `pid`)
  * back as link_remap.ID in the directory `path` was in, or the nearest one
- * above that still exists (as criu does), once per inode; adds that name to
- * files.img and ties files.img entry `fileId` to it (remap type LINKED).
+ * above that still exists (as criu does); adds that name to files.img and
+ * ties files.img entry `fileId` to it (remap type LINKED). One name per
+ * entry, as criu makes them: criu's restore removes a name once the one
+ * entry that uses it is open.
  */
 export function dumpLinkRemap(run: DumpRun, fileId: number, via: string, path: string, st: BigStats, what: string): void {
-  const key = `${st.dev}:${st.ino}`;
-  const made = run.state(linked);
-  let id = made.get(key);
-  if (id === undefined) {
-    id = run.nextId("file");
-    const pid = /^\/proc\/(\d+)\//.exec(via)?.[1];
-    const seen = (p: string) => (pid === undefined ? p : `/proc/${pid}/root${p}`);
-    let dir = dirname(path);
-    let name: string;
-    for (;;) {
-      name = `${dir === "/" ? "" : dir}/link_remap.${id}`;
-      // linkat through the /proc link (AT_SYMLINK_FOLLOW): the inode itself, which still has a name.
-      const r = native.syscall(SYS.linkat, AT_FDCWD, via, AT_FDCWD, seen(name), AT_SYMLINK_FOLLOW);
-      if (r === 0) break;
-      if (r !== -ENOENT || dir === "/") check(r, `link ${what} (${path}, removed) back as ${name}`);
-      dir = dirname(dir);
-    }
-    const target = seen(name);
-    // criu's delete_link_remaps: a dump that fails takes the name back; one that succeeds leaves it for the restore.
-    run.onFailure.push(() => unlinkSync(target));
-    run.files.push({ type: fd_types.REG, id, reg: { id, flags: 0, pos: 0n, fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 }, name, build_id: [] } });
-    made.set(key, id);
-    run.log.info(`${what}: ${path}, removed while ${st.nlink} other link(s) remain, linked back as ${name} (file ${id})`);
+  const id = run.nextId("file");
+  const pid = /^\/proc\/(\d+)\//.exec(via)?.[1];
+  const seen = (p: string) => (pid === undefined ? p : `/proc/${pid}/root${p}`);
+  let dir = dirname(path);
+  let name: string;
+  for (;;) {
+    name = `${dir === "/" ? "" : dir}/link_remap.${id}`;
+    // linkat through the /proc link (AT_SYMLINK_FOLLOW): the inode itself, which still has a name.
+    const r = native.syscall(SYS.linkat, AT_FDCWD, via, AT_FDCWD, seen(name), AT_SYMLINK_FOLLOW);
+    if (r === 0) break;
+    if (r !== -ENOENT || dir === "/") check(r, `link ${what} (${path}, removed) back as ${name}`);
+    dir = dirname(dir);
   }
+  const target = seen(name);
+  // criu's delete_link_remaps: a dump that fails takes the name back; one that succeeds leaves it for the restore.
+  run.onFailure.push(() => unlinkSync(target));
+  run.files.push({ type: fd_types.REG, id, reg: { id, flags: 0, pos: 0n, fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 }, name, build_id: [] } });
+  run.log.info(`${what}: ${path}, removed while ${st.nlink} other link(s) remain, linked back as ${name} (file ${id})`);
   run.state(dumped).remaps.push({ orig_id: fileId, remap_id: id, remap_type: remap_type.LINKED });
 }
 

@@ -100,7 +100,9 @@ export function dumpRegFile(run: DumpRun, f: RegFileFacts, st: Stats, what = `th
     ...(st.isFile() && !isAppendLog(f.flags) ? { size: BigInt(st.size) } : {}),
     mode: st.mode,
     build_id: [],
-    ...(f.mntId !== undefined ? { mnt_id: f.mntId } : {}),
+    // As criu: the mount only for a tree in its own mount namespace (criu's restore looks a link remap's mount up by it, and
+    // knows no mounts otherwise).
+    ...(f.mntId !== undefined && run.ownNamespaces.has("mnt") ? { mnt_id: f.mntId } : {}),
     // Under /proc/PID of one of the tree's tasks: which one, in the tree's namespace (proc-path.ts).
     ...procOwner(run, f.path, st, what),
   };
