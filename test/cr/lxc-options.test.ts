@@ -166,3 +166,17 @@ test("--enable-external-sharing: a mount of the tree in a peer group of crest's 
     rmSync(host, { recursive: true, force: true });
   }
 });
+
+test("--force-irmap (and --irmap-scan-path): inotify watches dumped with their paths and restored, as without it", () => {
+  const w = startWorkload("fds-inotify");
+  try {
+    dumpWorkload(w, ["--force-irmap", "--irmap-scan-path", w.dir]);
+    const inotify = readImage(imagesDir(w), IMG.files, undefined).find((f) => f.ify);
+    assert.ok(inotify?.ify?.wd.length, "an inotify entry with its watches");
+    assert.ok(inotify.ify.wd.every((wd) => wd.f_handle.path?.startsWith("/")), "every watch has the path of its inode");
+    restoreWorkload(w);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
