@@ -350,14 +350,18 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
       r.resetScratch();
       const first = g.mounts[0]!;
       const outside = g.outside && ("root" in g.outside ? rootDir : externalDir(g.outside.ext));
-      if (g.master) {
-        if (outside) masterFromOutside(first, outside);
-        else setGroup(groups.find((p) => p.shared === g.master)!.mounts[0]!, first);
-        propagate(first, MS.SLAVE, "a slave");
+      if (g.outsidePeer) {
+        // A peer of the outside mount an auto-detected external mount is bound from (--enable-external-sharing): its group, not a
+        // new one, and with it its master (peers share one).
+        masterFromOutside(first, externalDir(g.outsidePeer));
+      } else {
+        if (g.master) {
+          if (outside) masterFromOutside(first, outside);
+          else setGroup(groups.find((p) => p.shared === g.master)!.mounts[0]!, first);
+          propagate(first, MS.SLAVE, "a slave");
+        }
+        if (g.shared) propagate(first, MS.SHARED, "shared");
       }
-      // A peer of the outside mount an auto-detected external mount is bound from (--enable-external-sharing): its group, not a new one.
-      if (g.outsidePeer) masterFromOutside(first, externalDir(g.outsidePeer));
-      if (g.shared) propagate(first, MS.SHARED, "shared");
       for (const other of g.mounts.slice(1)) {
         if (isSubPath(other.root, first.root)) setGroup(first, other);
         else if (outside && !g.shared) {
