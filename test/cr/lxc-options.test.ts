@@ -45,6 +45,29 @@ test("--link-remap missing: the dump is refused by name and the tree runs on", (
   assertDumpRefused("files-linkremap", [], /\/l\/first, a path that was removed while the file still has 1 other link\(s\); give --link-remap/);
 });
 
+test("--link-remap: a removed file of an overlay's lower layer (a container image's) cannot be linked back: refused by name, the tree runs on", () => {
+  const d = mkdtempSync("/tmp/crest-ovl-");
+  for (const sub of ["lower", "upper", "work", "merged"]) mkdirSync(join(d, sub));
+  writeFileSync(join(d, "lower", "f"), "from the image");
+  execFileSync("mount", ["-t", "overlay", "crest-ovl", "-o", `lowerdir=${d}/lower,upperdir=${d}/upper,workdir=${d}/work`, join(d, "merged")]);
+  try {
+    const w = startWorkload("files-linkremap", ["lower", join(d, "merged", "f")]);
+    try {
+      const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log", "--link-remap"]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /merged\/f, removed while 1 other link\(s\) remain, but crest cannot link it back in \S+merged \(errno 18: the file is on another file system/);
+      assert.equal(procState(w.pid).tracer, 0);
+      assert.deepEqual(readdirSync(join(d, "merged")), [], "no name made");
+      assert.equal(finish(w), "PASS");
+    } finally {
+      stop(w);
+    }
+  } finally {
+    spawnSync("umount", [join(d, "merged")]);
+    rmSync(d, { recursive: true, force: true });
+  }
+});
+
 test("--link-remap: a dump that fails removes the names it made, the tree running on", () => {
   const w = startWorkload("files-linkremap");
   try {

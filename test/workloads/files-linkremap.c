@@ -13,6 +13,11 @@
  * " (deleted)"; the shared mapping is still the file (a write through the fd
  * shows in it); l/ holds only "keep" and "other".
  *
+ * With argv[2] "lower" and argv[3] a file of an overlay's lower layer seen
+ * through the overlay: only that file, opened and removed through the
+ * overlay (a container's image file; its inode is the lower layer's, which
+ * still has its name there), checked to still read what it did.
+ *
  * Sabotage: 1 writes a byte into "first" through its fd; 2 leaves a file in l/.
  */
 #define _GNU_SOURCE
@@ -84,6 +89,18 @@ int main(int argc, char **argv)
 	char cwd[PATH_MAX], p[PATH_MAX];
 	struct stat first_st, deep_st;
 	wl_init(argc, argv, "files-linkremap");
+	if (argc > 3 && !strcmp(argv[2], "lower")) {
+		char was[64] = "", now[64] = "";
+		int fd = open(argv[3], O_RDONLY);
+		ssize_t n = fd < 0 ? -1 : pread(fd, was, sizeof(was) - 1, 0);
+		if (n <= 0 || unlink(argv[3]))
+			fail("%s: open, read, unlink: %s", argv[3], strerror(errno));
+		wl_ready();
+		wl_wait();
+		if (pread(fd, now, sizeof(now) - 1, 0) != n || strcmp(now, was))
+			fail("%s: reads '%s', not '%s'", argv[3], now, was);
+		return wl_done();
+	}
 	if (!getcwd(cwd, sizeof(cwd)) || snprintf(dir, sizeof(dir), "%s/l", cwd) >= (int)sizeof(dir))
 		fail("getcwd: %s", strerror(errno));
 	at(p, "sub");

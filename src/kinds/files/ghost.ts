@@ -28,7 +28,7 @@ import { treePath } from "../namespaces/owned.js";
 
 /** Below this size CRIU writes the data raw, without chunks. */
 const CHUNKS_THRESH = 3 * 4096;
-const ENXIO = 6, ENOENT = 2;
+const ENXIO = 6, ENOENT = 2, EXDEV = 18;
 
 type BigStats = ReturnType<typeof statBig>;
 const statBig = (p: string) => statSync(p, { bigint: true });
@@ -193,7 +193,12 @@ export function dumpLinkRemap(run: DumpRun, fileId: number, via: string, path: s
     // linkat through the /proc link (AT_SYMLINK_FOLLOW): the inode itself, which still has a name.
     const r = native.syscall(SYS.linkat, AT_FDCWD, via, AT_FDCWD, seen(name), AT_SYMLINK_FOLLOW);
     if (r === 0) break;
-    if (r !== -ENOENT || dir === "/") check(r, `link ${what} (${path}, removed) back as ${name}`);
+    // An overlay's lower-layer file (what a container's image holds) is another file system's inode: it cannot be linked here.
+    if (r === -EXDEV || (r === -ENOENT && dir === "/")) {
+      throw new UnsupportedError(`${what} is ${path}, removed while ${st.nlink} other link(s) remain, but crest cannot link it back in ${dirname(path)} ` +
+        `(errno ${-r}: the file is on another file system than the directory it was in, as an overlay's lower-layer file is); criu cannot either`);
+    }
+    if (r !== -ENOENT) check(r, `link ${what} (${path}, removed) back as ${name}`);
     dir = dirname(dir);
   }
   const target = seen(name);
