@@ -137,6 +137,26 @@ export interface FeatureOptions {
    * as criu does (a container's /dev is made anew at each start).
    */
   evasiveDevices: boolean;
+  /**
+   * --link-remap (LXC always asks it): an open file whose name was removed
+   * while other names of it remain is linked back under a temporary name
+   * beside its old one (link_remap.ID) at dump, opened by that name at
+   * restore and the name removed again (criu's linked remap). Without it
+   * such a file is refused, as criu refuses it.
+   */
+  linkRemap: boolean;
+  /**
+   * --force-irmap (LXC always asks it): an inotify watch's inode is found by
+   * path even where its file handle opens (criu's irmap). crest always
+   * writes the watched inode's path (f_handle.path), so it asks nothing more.
+   */
+  forceIrmap: boolean;
+  /**
+   * --irmap-scan-path DIR (repeatable): where criu's irmap looks for a
+   * watched inode first. crest never scans (it reads the path through the
+   * watch's file handle), so the hint is kept and needs nothing more.
+   */
+  irmapScanPaths: string[];
 }
 
 /** The tree's mount namespace (criu's --root, --skip-mnt, --enable-fs; external mounts are in `external`). */
@@ -149,6 +169,18 @@ export interface MountOptions {
   enableFs: string[];
   /** --mntns-compat-mode: criu's older way of building mounts (crest has one: mount-v2's; --no-mntns-compat-mode asks for it). */
   compatMode?: boolean;
+  /**
+   * --ext-mount-map auto (or --external mnt[]): a mount of the tree that is
+   * a bind of a mount crest's own namespace has, and that no
+   * --ext-mount-map names, is dumped as external under the path it has in
+   * crest's namespace, and bound from there on restore (criu's
+   * autodetected external mounts).
+   */
+  autoExternal: boolean;
+  /** --enable-external-sharing: a shared mount is auto-detected too (kept in its peer group with the outside one). */
+  externalSharing: boolean;
+  /** --enable-external-masters: a slave mount is auto-detected too, if its master is the outside mount's group (or master). */
+  externalMasters: boolean;
 }
 
 /** criu's --manage-cgroups modes: what a restore does with the dumped cgroup directories and their properties. */
@@ -222,12 +254,12 @@ export function defaultOptions(command: Command): Options {
     external: [],
     inheritFd: [],
     extUnixSk: false,
-    features: { fileLocks: false, shellJob: false, orphanPtsMaster: false, evasiveDevices: false },
+    features: { fileLocks: false, shellJob: false, orphanPtsMaster: false, evasiveDevices: false, linkRemap: false, forceIrmap: false, irmapScanPaths: [] },
     net: { tcpEstablished: false, tcpClose: false, skipInFlight: false, emptyNs: false },
     service: {},
     actionScripts: [],
     config: { noDefault: false },
-    mnt: { skip: [], enableFs: [] },
+    mnt: { skip: [], enableFs: [], autoExternal: false, externalSharing: false, externalMasters: false },
     cgroups: { mode: "soft", roots: [], dumpControllers: [] },
   };
 }
@@ -264,10 +296,34 @@ export function parentImagesDir(opts: Options): string | null {
   }
 }
 
+/**
+ * Adds an --external value as criu's add_external: `mnt[]` with an optional
+ * `:m` or `:s` (criu's ext_mount_parse_auto, which looks at that one letter)
+ * turns on the auto-detection of external mounts (--ext-mount-map auto),
+ * with external masters or sharing; anything else is kept as given.
+ * Returns what is wrong with a malformed value.
+ */
+export function addExternal(o: Options, e: string): string | undefined {
+  if (!e.startsWith("mnt[]")) {
+    o.external.push(e);
+    return undefined;
+  }
+  const rest = e.slice(5);
+  if (rest.startsWith(":")) {
+    if (rest[1] === "m") o.mnt.externalMasters = true;
+    else if (rest[1] === "s") o.mnt.externalSharing = true;
+    else if (rest.length > 1) return `--external ${e}: after mnt[]: criu takes m (external masters) or s (external sharing)`;
+  }
+  o.mnt.autoExternal = true;
+  return undefined;
+}
+
 /** Why crest cannot take an --external object (criu's kinds but unix[INO] and tty[RDEV:DEV]); undefined if it can. */
 export function unsupportedExternal(e: string): string | undefined {
   if (externalUnix(e) !== undefined || /^tty\[[0-9a-f]+:[0-9a-f]+\]$/.test(e)) return undefined;
   if (externalMount(e) !== undefined) return undefined;
+  // LXC's restore passes "console:" (its console's name, empty without one): criu keeps it and no part of criu 4.2 looks the key up.
+  if (/^console:/.test(e)) return undefined;
   // The tree's network namespace: a veth's peer outside it, or the whole namespace the caller owns.
   if (/^veth\[[^\]]+\]:[^@]+(@.*)?$/.test(e) || /^net\[\d+\]:.+$/.test(e)) return undefined;
   return `--external ${e}: crest supports only unix[INO] (a unix socket whose peer is outside the tree), tty[RDEV:DEV] (a terminal), ` +
@@ -289,10 +345,10 @@ export function isExternalUnix(opts: Options, ino: number): boolean {
  * `mnt[KEY]:VAL` of --external (or --ext-mount-map KEY:VAL): on dump KEY
  * is a mount point of the tree and VAL the name it gets in the image; on
  * restore KEY is that name and VAL the directory bound there. Undefined
- * for other kinds and for criu's forms crest does not take yet
- * (mnt[]{:AUTO}, dev[...]).
+ * for other kinds (mnt[] is addExternal's; dev[...] crest does not take yet).
  */
 export function externalMount(e: string): { key: string; val: string } | undefined {
-  const m = /^mnt\[([^\]]+)\]:(.+)$/.exec(e);
+  // VAL may be empty (criu takes it so): a mount that needs it is refused where it is used.
+  const m = /^mnt\[([^\]]+)\]:(.*)$/.exec(e);
   return m ? { key: m[1]!, val: m[2]! } : undefined;
 }

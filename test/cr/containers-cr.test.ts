@@ -10,7 +10,7 @@
 // crun is tried the same way and skipped, saying why, where
 // it is built without CRIU (Debian's); a runtime not installed is skipped too.
 // CREST_CT_SABOTAGE=1 starts the container afresh instead of restoring it:
-// every test here must then fail. LXC's test is in test/containers/pending/.
+// every test here must then fail. LXC's test is test/cr/containers-lxc.test.ts.
 // docs/containers.md says what each runtime asks of criu.
 import { test } from "node:test";
 import assert from "node:assert/strict";

@@ -3,7 +3,7 @@
 // (OCI bundle, podman import, LXC directory rootfs) counting and serving its
 // count over TCP, and removed again; and crest put in criu's place. The
 // checkpoint/restore of each container with crest as criu is in
-// test/cr/containers-cr.test.ts (runc, podman) and test/containers/pending/
+// test/cr/containers-cr.test.ts (runc, podman) and test/cr/containers-lxc.test.ts
 // (LXC); docs/containers.md.
 import { test } from "node:test";
 import assert from "node:assert/strict";

@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseMountinfo } from "../../src/proc/index.js";
 import { MS } from "../../src/sys/constants.js";
-import { FSTYPE, MountRefusal, MountTree, entryOf, kdev, mountFlags, superFlags } from "../../src/kinds/namespaces/mnt-tree.js";
+import { AUTODETECTED, FSTYPE, MountRefusal, MountTree, autodetectExternal, entryOf, kdev, mountFlags, superFlags } from "../../src/kinds/namespaces/mnt-tree.js";
 
 const entries = (text: string) => parseMountinfo(text).map((m) => entryOf(m, FSTYPE[m.fsType] ?? 0));
 
@@ -63,4 +63,62 @@ test("refusals name the mount and what to do", () => {
   const t = new MountTree(ext);
   assert.deepEqual(t.plans.get(101), { how: "external", key: "data", sub: "" });
   assert.deepEqual(t.plans.get(102), { how: "external", key: "data", sub: "z" }, "a bind of an external mount");
+});
+
+// crest's own namespace, as --ext-mount-map auto compares the tree's mounts with it.
+const HOST = `20 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard
+21 20 0:60 / /mnt/shared rw shared:40 - tmpfs hs rw
+22 20 0:61 / /mnt/master rw shared:41 - tmpfs hm rw
+23 20 0:62 /in /mnt/slave rw master:42 - tmpfs hv rw
+24 20 0:63 / /mnt/plain rw - tmpfs hp rw
+`;
+
+test("--ext-mount-map auto: a mount of a file system crest's namespace shows becomes external, bound from there (criu's autodetection)", () => {
+  const tree = entries(`100 50 254:0 /srv/root / rw,relatime - ext4 /dev/vda rw,discard
+101 100 0:52 / /proc rw - proc proc rw
+102 100 254:0 /srv/data /data rw,relatime - ext4 /dev/vda rw,discard
+103 100 0:63 /sub /p rw - tmpfs hp rw
+104 100 0:60 / /s rw shared:40 - tmpfs hs rw
+105 100 0:60 / /s2 rw shared:90 - tmpfs hs rw
+106 100 0:61 / /m rw master:41 - tmpfs hm rw
+107 100 0:62 /in/x /v rw master:42 - tmpfs hv rw
+108 100 0:61 / /m2 rw master:77 - tmpfs hm rw
+`);
+  const host = entries(HOST);
+  const plain = structuredClone(tree);
+  // Private mounts only, without sharing and masters.
+  const found = autodetectExternal(plain, host, 100, { sharing: false, masters: false });
+  assert.deepEqual(found.map((e) => [e.mnt_id, e.ext_key, e.source]), [[102, AUTODETECTED, "/srv/data"], [103, AUTODETECTED, "mnt/plain/sub"]]);
+  assert.equal(plain.find((e) => e.mnt_id === 100)!.ext_key, undefined, "never the root");
+  assert.equal(plain.find((e) => e.mnt_id === 101)!.ext_key, undefined, "a file system crest's namespace does not show");
+  // With sharing and masters: the shared mount in the outside group stays in it; one in a group of its own is internal sharing;
+  // a slave of the outside mount's group, or of its master, is taken; a slave of another group is not.
+  const all = structuredClone(tree);
+  const more = autodetectExternal(all, host, 100, { sharing: true, masters: true });
+  assert.deepEqual(more.map((e) => [e.mnt_id, e.source, e.internal_sharing ?? false]),
+    [[102, "/srv/data", false], [103, "mnt/plain/sub", false], [104, "mnt/shared", false], [105, "mnt/shared", true], [106, "mnt/master", false], [107, "mnt/slave/x", false]]);
+  assert.equal(all.find((e) => e.mnt_id === 108)!.ext_key, undefined);
+  // An external mount given by name is left alone.
+  const named = structuredClone(tree);
+  named.find((e) => e.mnt_id === 103)!.ext_key = "P";
+  assert.deepEqual(autodetectExternal(named, host, 100, { sharing: false, masters: false }).map((e) => e.mnt_id), [102]);
+
+  // The restore binds each from its outside path; a slave of an outside master takes it from there; a shared one joins the outside group.
+  // 108 (a slave of a group neither inside nor the outside mount's) is refused by name.
+  assert.throws(() => new MountTree(all).groups(), /mount 108 at \/m2 is a slave of peer group 77/);
+  const t = new MountTree(all.filter((e) => e.mnt_id !== 108));
+  assert.deepEqual(t.plans.get(103), { how: "auto", dir: "/mnt/plain/sub" });
+  assert.deepEqual(t.plans.get(102), { how: "auto", dir: "/srv/data" });
+  // A bind of an auto-detected mount that is not one itself (a slave of a group inside, without masters) is bound from the same place.
+  const slaves = entries(`100 50 254:0 /srv/root / rw,relatime - ext4 /dev/vda rw,discard
+101 100 0:63 / /p rw shared:5 - tmpfs hp rw
+102 100 0:63 /sub /q rw shared:6 master:5 - tmpfs hp rw
+`);
+  assert.deepEqual(autodetectExternal(slaves, host, 100, { sharing: true, masters: false }).map((e) => [e.mnt_id, e.internal_sharing]), [[101, true]]);
+  assert.deepEqual(new MountTree(slaves).plans.get(102), { how: "auto", dir: "/mnt/plain/sub" });
+  const groups = t.groups();
+  const g = (shared: number, master: number) => groups.find((x) => x.shared === shared && x.master === master)!;
+  assert.equal(g(40, 0).outsidePeer?.mnt_id, 104);
+  assert.equal(g(90, 0).outsidePeer, undefined, "internal sharing: a group of its own");
+  assert.deepEqual(g(0, 41).outside, { ext: all.find((e) => e.mnt_id === 106) });
 });

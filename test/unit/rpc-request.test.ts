@@ -42,7 +42,18 @@ test("rpc request: rst_sibling and inherit_fd only through swrk; options crest l
 test("rpc request: root, ext_mnt, skip_mnt and enable_fs fill the mount options (runc's way of naming its bind mounts)", () => {
   const t = translate("restore", req({ images_dir: "/x", root: "/r", ext_mnt: [{ key: "/etc/hosts", val: "/var/h" }], skip_mnt: ["/proc/kcore"], enable_fs: ["ramfs,nfsd"] }), peer, "swrk", noConfigs);
   assert.deepEqual(t.refused, []);
-  assert.deepEqual([t.options.mnt, t.options.external], [{ root: "/r", skip: ["/proc/kcore"], enableFs: ["ramfs", "nfsd"] }, ["mnt[/etc/hosts]:/var/h"]]);
+  assert.deepEqual([t.options.mnt, t.options.external], [{ root: "/r", skip: ["/proc/kcore"], enableFs: ["ramfs", "nfsd"], autoExternal: false, externalSharing: false, externalMasters: false }, ["mnt[/etc/hosts]:/var/h"]]);
+});
+
+test("rpc request: link_remap, force_irmap, auto_ext_mnt, ext_sharing, ext_masters and external mnt[] are taken, as LXC's command line", () => {
+  const t = translate("dump", req({ images_dir: "/x", link_remap: true, force_irmap: true, irmap_scan_paths: ["/a"], auto_ext_mnt: true, ext_sharing: true, ext_masters: true }), peer, "swrk", noConfigs);
+  assert.deepEqual(t.refused, []);
+  assert.deepEqual(t.options.features.irmapScanPaths, ["/a"]);
+  assert.deepEqual([t.options.features.linkRemap, t.options.features.forceIrmap], [true, true]);
+  assert.deepEqual([t.options.mnt.autoExternal, t.options.mnt.externalSharing, t.options.mnt.externalMasters], [true, true, true]);
+  const e = translate("dump", req({ images_dir: "/x", external: ["mnt[]:m", "mnt[]:q"] }), peer, "swrk", noConfigs);
+  assert.deepEqual([e.options.mnt.autoExternal, e.options.mnt.externalMasters, e.options.external], [true, true, []]);
+  assert.match(e.refused.join(), /criu_opts.external --external mnt\[\]:q: after mnt\[\]: criu takes m/);
 });
 
 test("rpc request: ext_unix_sk's inodes become external unix[INO]; the status fd is the client's", () => {

@@ -3,7 +3,7 @@
 // short options, optional arguments only when attached (`-v4`), `no-` forms
 // of boolean options, options before or after the command. Every criu option
 // is known; the ones crest does not implement yet are refused by name.
-import { CGROUP_MODES, defaultOptions, type CgroupMode, type CgroupRoot, type Command, type Options } from "../../options.js";
+import { CGROUP_MODES, addExternal, defaultOptions, type CgroupMode, type CgroupRoot, type Command, type Options } from "../../options.js";
 import { parseConfigText, readConfigs, type ConfigEnv } from "./config.js";
 
 export const COMMANDS: readonly Command[] = [
@@ -99,7 +99,7 @@ const SPECS: OptSpec[] = [
   // criu's older spelling of --external veth[IN]:OUT.
   { long: "veth-pair", arg: "required", apply: (o, v) => { const [inside, outside] = v!.split("="); o.external.push(`veth[${inside}]:${outside ?? ""}`); } },
   { long: "action-script", arg: "required", apply: (o, v) => { o.actionScripts.push(v!); } },
-  { long: "link-remap", arg: "none", bool: true },
+  { long: "link-remap", arg: "none", bool: true, apply: (o, _v, on) => { o.features.linkRemap = on; } },
   { long: "shell-job", short: "j", arg: "none", bool: true, apply: (o, _v, on) => { o.features.shellJob = on; } },
   { long: "file-locks", short: "l", arg: "none", bool: true, apply: (o, _v, on) => { o.features.fileLocks = on; } },
   { long: "page-server", arg: "none", bool: true },
@@ -111,12 +111,15 @@ const SPECS: OptSpec[] = [
   { long: "auto-dedup", arg: "none", bool: true },
   { long: "libdir", short: "L", arg: "required" },
   { long: "cpu-cap", arg: "optional" },
-  { long: "force-irmap", arg: "none", bool: true },
+  { long: "force-irmap", arg: "none", bool: true, apply: (o, _v, on) => { o.features.forceIrmap = on; } },
   { long: "ext-mount-map", short: "M", arg: "required", apply: (o, v) => {
-    // criu's ext_mount_add: KEY:VAL is mnt[KEY]:VAL of --external; "auto" (its autodetection) is refused as unsupported.
-    if (v === "auto") return false;
+    // criu's ext_mount_add: KEY:VAL is mnt[KEY]:VAL of --external (VAL may be empty: LXC's "console:"); "auto" its autodetection.
+    if (v === "auto") {
+      o.mnt.autoExternal = true;
+      return;
+    }
     const i = v!.indexOf(":");
-    if (i <= 0 || i === v!.length - 1) throw new UsageError(`--ext-mount-map ${v}: crest takes KEY:VAL or auto, as criu`);
+    if (i <= 0) throw new UsageError(`--ext-mount-map ${v}: crest takes KEY:VAL or auto, as criu`);
     o.external.push(`mnt[${v!.slice(0, i)}]:${v!.slice(i + 1)}`);
   } },
   { long: "exec-cmd", arg: "none" },
@@ -126,14 +129,17 @@ const SPECS: OptSpec[] = [
   { long: "feature", arg: "required", apply: (o, v) => { o.check.feature = v!; } },
   { long: "skip-mnt", arg: "required", apply: (o, v) => { o.mnt.skip.push(v!); } },
   { long: "enable-fs", arg: "required", apply: (o, v) => { o.mnt.enableFs.push(...v!.split(",").filter((n) => n !== "")); } },
-  { long: "enable-external-sharing", arg: "none" },
-  { long: "enable-external-masters", arg: "none" },
+  { long: "enable-external-sharing", arg: "none", apply: (o) => { o.mnt.externalSharing = true; } },
+  { long: "enable-external-masters", arg: "none", apply: (o) => { o.mnt.externalMasters = true; } },
   { long: "freeze-cgroup", arg: "required", apply: (o, v) => { o.cgroups.freeze = v!; } },
   { long: "ghost-limit", arg: "required", apply: (o, v) => { o.dump.ghostLimit = parseSize(v!); } },
-  { long: "irmap-scan-path", arg: "required" },
+  { long: "irmap-scan-path", arg: "required", apply: (o, v) => { o.features.irmapScanPaths.push(v!); } },
   { long: "lsm-profile", arg: "required" },
   { long: "timeout", arg: "required", apply: (o, v) => { o.dump.timeout = atoi(v!); } },
-  { long: "external", arg: "required", apply: (o, v) => { o.external.push(v!); } },
+  { long: "external", arg: "required", apply: (o, v) => {
+    const bad = addExternal(o, v!);
+    if (bad) throw new UsageError(bad);
+  } },
   // criu takes "net" only.
   { long: "empty-ns", arg: "required", apply: (o, v) => {
     if (v !== "net") throw new UsageError(`--empty-ns ${v}: only net is supported, as with criu`);

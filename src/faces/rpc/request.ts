@@ -9,7 +9,7 @@
 import type { criu_opts } from "../../images/index.js";
 import { CLONE } from "../../sys/constants.js";
 import { criu_cg_mode, criu_network_lock_method, criu_pre_dump_mode } from "../../images/index.js";
-import { defaultOptions, type CgroupMode, type Command, type Options } from "../../options.js";
+import { addExternal, defaultOptions, type CgroupMode, type Command, type Options } from "../../options.js";
 import { applyConfigFile, parseArgs } from "../cli/args.js";
 import type { ConfigEnv } from "../cli/config.js";
 import type { Peer } from "./wire.js";
@@ -29,11 +29,8 @@ export interface Translated {
 
 /** criu_opts fields crest has no counterpart for yet: refused when set to anything but criu's default. */
 const UNSUPPORTED: ReadonlyArray<[keyof criu_opts, string]> = [
-  ["auto_dedup", "--auto-dedup"], ["link_remap", "--link-remap"],
-  ["force_irmap", "--force-irmap"], ["exec_cmd", "--exec-cmd"],
-  ["auto_ext_mnt", "--auto-ext-mnt"], ["ext_sharing", "--enable-external-sharing"],
-  ["ext_masters", "--enable-external-masters"],
-  ["irmap_scan_paths", "--irmap-scan-path"], ["join_ns", "--join-ns"],
+  ["auto_dedup", "--auto-dedup"], ["exec_cmd", "--exec-cmd"],
+  ["join_ns", "--join-ns"],
   ["weak_sysctls", "--weak-sysctls"], ["lazy_pages", "lazy pages"], ["lsm_profile", "an LSM profile"], ["tls_cacert", "TLS"],
   ["tls_cacrl", "TLS"], ["tls_cert", "TLS"], ["tls_key", "TLS"], ["tls", "TLS"], ["tls_no_cn_verify", "TLS"],
   ["pidfd_store_sk", "the pidfd store (pidfd_store_sk)"], ["lsm_mount_context", "an LSM mount context"], ["mntns_compat_mode", "--mntns-compat-mode"],
@@ -92,7 +89,13 @@ export function translate(command: Command, o: criu_opts | undefined, peer: Peer
   if (o.track_mem !== undefined) options.dump.trackMem = o.track_mem;
   if (o.pre_dump_mode !== undefined) options.dump.preDumpMode = o.pre_dump_mode === criu_pre_dump_mode.VM_READ ? "read" : "splice";
   if (o.display_stats !== undefined) options.log.displayStats = o.display_stats;
-  options.external.push(...o.external);
+  for (const e of o.external) {
+    const bad = addExternal(options, e);
+    if (bad) refused.push(`criu_opts.external ${bad}`);
+  }
+  if (o.link_remap !== undefined) options.features.linkRemap = o.link_remap;
+  if (o.force_irmap !== undefined) options.features.forceIrmap = o.force_irmap;
+  options.features.irmapScanPaths.push(...o.irmap_scan_paths);
   // Cgroups as criu's setup_opts_from_req: the old boolean first, the mode over it.
   if (o.manage_cgroups !== undefined) options.cgroups.mode = o.manage_cgroups ? "soft" : "ignore";
   if (o.manage_cgroups_mode !== undefined) options.cgroups.mode = CG_MODES[o.manage_cgroups_mode] ?? "soft";
@@ -112,6 +115,10 @@ export function translate(command: Command, o: criu_opts | undefined, peer: Peer
   // The tree's mount namespace (kinds/namespaces/mnt.ts): ext_mnt is --ext-mount-map KEY:VAL, as criu's ext_mount_add.
   if (o.root) options.mnt.root = o.root;
   for (const m of o.ext_mnt) options.external.push(`mnt[${m.key}]:${m.val}`);
+  // criu's auto_ext_mnt, ext_sharing, ext_masters: --ext-mount-map auto, --enable-external-sharing/-masters.
+  if (o.auto_ext_mnt) options.mnt.autoExternal = true;
+  if (o.ext_sharing) options.mnt.externalSharing = true;
+  if (o.ext_masters) options.mnt.externalMasters = true;
   options.mnt.skip.push(...o.skip_mnt);
   options.mnt.enableFs.push(...o.enable_fs.flatMap((n) => n.split(",")).filter((n) => n !== ""));
   // Only a client's own child sees the client's fds and may become its sibling.

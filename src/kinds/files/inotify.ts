@@ -86,11 +86,11 @@ function checkWatch(f: FdFacts, w: InotifyWatch, mounts: MountInfo[]): string {
   const mfd = openSync(m.mountPoint, O.RDONLY | O.DIRECTORY | O.CLOEXEC);
   try {
     const fd = sys(SYS.open_by_handle_at, mfd, packHandle(fh.bytes, fh.type, fh.handle), O.PATH | O.CLOEXEC);
-    if (fd < 0) throw new UnsupportedError(`${at}: its file handle does not open (errno ${-fd}); a watch on a deleted file needs --link-remap, which crest does not support yet`);
+    if (fd < 0) throw new UnsupportedError(`${at}: its file handle does not open (errno ${-fd}); crest cannot find the watched inode (nor can criu's irmap, with or without --force-irmap)`);
     try {
       const st = statSync(`/proc/self/fd/${fd}`, { bigint: true });
       if (st.ino !== w.ino) throw new UnsupportedError(`${at}: its file handle opens inode ${st.ino} instead`);
-      if (st.nlink === 0n) throw new UnsupportedError(`${at}: the watched file is deleted; a watch on a deleted file needs --link-remap, which crest does not support yet`);
+      if (st.nlink === 0n) throw new UnsupportedError(`${at}: the watched file is deleted; crest does not keep a watch on a deleted file yet (criu restores it on the file's ghost)`);
       return readlinkSync(`/proc/self/fd/${fd}`);
     } finally {
       closeSync(fd);

@@ -15,7 +15,7 @@ import type { Pending, Remote } from "../../remote/remote.js";
 import type { FileKind } from "./file-kind.js";
 import { isMemfdPath } from "./memfd.js";
 import { procfsPath, procOwner, withRestoredProc } from "./proc-path.js";
-import { dumpGhost, finishGhostsDump, finishGhostsRestore, ghostPath, statDeleted } from "./ghost.js";
+import { dumpGhost, dumpLinkRemap, finishGhostsDump, finishGhostsRestore, ghostPath, needsLinkRemap, statDeleted } from "./ghost.js";
 
 
 /** What a dumped file is: enough to open it again. */
@@ -100,7 +100,9 @@ export function dumpRegFile(run: DumpRun, f: RegFileFacts, st: Stats, what = `th
     ...(st.isFile() && !isAppendLog(f.flags) ? { size: BigInt(st.size) } : {}),
     mode: st.mode,
     build_id: [],
-    ...(f.mntId !== undefined ? { mnt_id: f.mntId } : {}),
+    // As criu: the mount only for a tree in its own mount namespace (criu's restore looks a link remap's mount up by it, and
+    // knows no mounts otherwise).
+    ...(f.mntId !== undefined && run.ownNamespaces.has("mnt") ? { mnt_id: f.mntId } : {}),
     // Under /proc/PID of one of the tree's tasks: which one, in the tree's namespace (proc-path.ts).
     ...procOwner(run, f.path, st, what),
   };
@@ -113,9 +115,10 @@ export function dumpRegFile(run: DumpRun, f: RegFileFacts, st: Stats, what = `th
  * under its old path, with its ghost, and returns its id.
  */
 export function dumpDeletedFile(run: DumpRun, f: RegFileFacts, via: string, what: string): number {
-  const st = statDeleted(via, f.path, what, run.opts.dump.ghostLimit);
+  const st = statDeleted(via, f.path, what, run.opts.dump.ghostLimit, run.opts.features.linkRemap);
   const id = dumpRegFile(run, f, statSync(via));
-  dumpGhost(run, id, via, f.path, st, what);
+  if (needsLinkRemap(st)) dumpLinkRemap(run, id, via, f.path, st, what);
+  else dumpGhost(run, id, via, f.path, st, what);
   return id;
 }
 

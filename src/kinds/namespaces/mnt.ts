@@ -29,7 +29,8 @@ import { makePtyForMount } from "../files/tty.js";
 
 const OPEN_TREE_CLONE = 1;
 import {
-  FS_AUTO, FS_DEVPTS, FS_MQUEUE, FS_TMPFS, FSTYPE, MountRefusal, MountTree, cutRoot, entryOf, fsName, isSubPath, kdev, mountOnlyFlags,
+  FS_AUTO, FS_DEVPTS, FS_MQUEUE, FS_TMPFS, FSTYPE, MountRefusal, MountTree, autodetectExternal, cutRoot, entryOf, fsName, isSubPath, kdev,
+  mountOnlyFlags,
 } from "./mnt-tree.js";
 
 const TAR_CREATE = ["--create", "--gzip", "--no-unquote", "--no-wildcards", "--one-file-system", "--check-links", "--preserve-permissions", "--sparse", "--numeric-owner"];
@@ -59,6 +60,7 @@ function readMounts(run: DumpRun, pid: number): mnt_entry[] {
     if (m) byMountpoint.set(m.key, m.val);
   }
   const enabled = (name: string) => run.opts.mnt.enableFs.some((n) => n === name || n === "all");
+  const fstypeOf = (name: string) => FSTYPE[name] ?? (enabled(name) ? FS_AUTO : 0);
   const hostPts = devOf("/dev/pts");
   const out: mnt_entry[] = [];
   for (const m of parseMountinfo(readFileSync(`/proc/${pid}/mountinfo`, "utf8"))) {
@@ -69,7 +71,7 @@ function readMounts(run: DumpRun, pid: number): mnt_entry[] {
     const name = m.fsType.split(".")[0]!;
     // criu leaves tracefs out: the kernel mounts it under debugfs by itself.
     if (name === "tracefs") continue;
-    const fstype = FSTYPE[name] ?? (enabled(name) ? FS_AUTO : 0);
+    const fstype = fstypeOf(name);
     const extra = fstype === FS_DEVPTS && kdev(m.major, m.minor) !== hostPts ? ["newinstance"] : [];
     const e = entryOf(m, fstype, extra);
     // The kernel marks a bind whose source was removed (criu's strip_deleted).
@@ -80,8 +82,29 @@ function readMounts(run: DumpRun, pid: number): mnt_entry[] {
       }
     }
     const key = byMountpoint.get(m.mountPoint);
-    if (key !== undefined) e.ext_key = key;
+    if (key !== undefined) {
+      if (key === "") throw new UnsupportedError(`mount ${m.mntId} at ${m.mountPoint} of process ${pid}: --external mnt[${m.mountPoint}]: gives it no name; give mnt[${m.mountPoint}]:KEY`);
+      e.ext_key = key;
+    }
     out.push(e);
+  }
+  if (run.opts.mnt.autoExternal) {
+    const root = out.find((e) => !out.some((p) => p.mnt_id === e.parent_mnt_id));
+    const found = autodetectExternal(out, ownMounts(fstypeOf), root?.mnt_id ?? -1, { sharing: run.opts.mnt.externalSharing, masters: run.opts.mnt.externalMasters });
+    for (const e of found) run.log.info(`autodetected external mount /${e.source} for ${e.mountpoint} (${e.mnt_id})${e.internal_sharing ? ", its sharing internal" : ""}`);
+  }
+  return out;
+}
+
+/** crest's own mounts as mnt_entry, for --ext-mount-map auto (one with options crest does not know is left out: it matches nothing). */
+function ownMounts(fstypeOf: (name: string) => number): mnt_entry[] {
+  const out: mnt_entry[] = [];
+  for (const m of parseMountinfo(readFileSync("/proc/self/mountinfo", "utf8"))) {
+    try {
+      out.push(entryOf(m, fstypeOf(m.fsType.split(".")[0]!)));
+    } catch (e) {
+      if (!(e instanceof MountRefusal)) throw e;
+    }
   }
   return out;
 }
@@ -198,7 +221,8 @@ function restoreExternals(run: RestoreRun): Map<string, string> {
   for (const e of run.opts.external) {
     const m = externalMount(e);
     // A relative directory is crest's working directory's, as criu takes it.
-    if (m) map.set(m.key, resolve(m.val));
+    // An empty VAL (LXC's "console:") is kept empty: checkPlan refuses it where a mount needs it.
+    if (m) map.set(m.key, m.val === "" ? "" : resolve(m.val));
   }
   return map;
 }
@@ -211,8 +235,11 @@ function checkPlan(run: RestoreRun): void {
   const ext = restoreExternals(run);
   for (const e of tree.entries) {
     const p = tree.plans.get(e.mnt_id)!;
-    if (p.how === "external" && !ext.has(p.key)) {
+    if (p.how === "external" && !ext.get(p.key)) {
       throw new Error(`mount ${e.mnt_id} at ${e.mountpoint} is the external mount ${p.key}: give --external mnt[${p.key}]:DIR (the directory to bind there)`);
+    }
+    if (p.how === "auto" && !run.opts.mnt.autoExternal) {
+      throw new Error(`mount ${e.mnt_id} at ${e.mountpoint} is an autodetected external mount (of ${p.dir}); restore with --ext-mount-map auto to bind it from there, as criu asks`);
     }
     if (p.how === "new" && e.fstype === FS_TMPFS && !run.images.exists(IMG.tmpfsDev, e.root_dev) && !run.images.exists(IMG.tmpfsImg, e.mnt_id)) {
       throw run.images.invalid(IMG.tmpfsDev, e.root_dev, `the files of tmpfs mount ${e.mnt_id} at ${e.mountpoint} are missing`);
@@ -244,6 +271,11 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
     r.call(doing, SYS.mount, src === null ? 0 : r.putString(src), r.putString(target), fstype === null ? 0 : r.putString(fstype), flags, data === null ? 0 : r.putString(data));
   };
   const fds = new Map<number, number>();
+  /** Where an external mount (given or auto-detected) is bound from, in crest's namespace. */
+  const externalDir = (e: mnt_entry): string => {
+    const p = tree.plans.get(e.mnt_id)!;
+    return p.how === "auto" ? p.dir : ext.get(e.ext_key!)!;
+  };
   /** Sources of binds of removed files made again, in the order made: crest's fd of the directory holding each, its name. */
   const remade: Array<{ dir: number; name: string; isDir: boolean }> = [];
   const removeMadeSources = () => {
@@ -318,13 +350,19 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
     for (const g of groups) {
       r.resetScratch();
       const first = g.mounts[0]!;
-      const outside = g.outside && ("root" in g.outside ? rootDir : ext.get(g.outside.key)!);
-      if (g.master) {
-        if (outside) masterFromOutside(first, outside);
-        else setGroup(groups.find((p) => p.shared === g.master)!.mounts[0]!, first);
-        propagate(first, MS.SLAVE, "a slave");
+      const outside = g.outside && ("root" in g.outside ? rootDir : externalDir(g.outside.ext));
+      if (g.outsidePeer) {
+        // A peer of the outside mount an auto-detected external mount is bound from (--enable-external-sharing): its group, not a
+        // new one, and with it its master (peers share one).
+        masterFromOutside(first, externalDir(g.outsidePeer));
+      } else {
+        if (g.master) {
+          if (outside) masterFromOutside(first, outside);
+          else setGroup(groups.find((p) => p.shared === g.master)!.mounts[0]!, first);
+          propagate(first, MS.SLAVE, "a slave");
+        }
+        if (g.shared) propagate(first, MS.SHARED, "shared");
       }
-      if (g.shared) propagate(first, MS.SHARED, "shared");
       for (const other of g.mounts.slice(1)) {
         if (isSubPath(other.root, first.root)) setGroup(first, other);
         else if (outside && !g.shared) {
@@ -352,6 +390,7 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
     if (p.how === "root") source = rootDir;
     else if (p.how === "bind") source = join(plain(tree.byId.get(p.from)!), p.sub);
     else if (p.how === "external") source = join(ext.get(p.key)!, p.sub);
+    else if (p.how === "auto") source = p.dir;
     let dir = true;
     if (e.deleted && p.how === "bind") remake(e, source!);
     if (p.how === "bind") ptyForBind(e, tree.byId.get(p.from)!, p.sub, source!);
