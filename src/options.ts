@@ -93,7 +93,12 @@ export type NetworkLockMethod = "iptables" | "nftables" | "skip";
 
 /** crest service: where it listens (--address; criu's default ./criu_service.socket). */
 export interface ServiceOptions {
+  /** --address: the service's socket; the page server's address (criu's one `addr`). */
   address?: string;
+  /** --port: the page server's TCP port. */
+  port?: number;
+  /** --page-server: dump and pre-dump send pagemaps and pages to the page server at --address:--port. */
+  pageServer?: boolean;
 }
 
 /** Sockets and connections (criu's --tcp-established, --tcp-close, --skip-in-flight, --network-lock). */

@@ -7,6 +7,7 @@
 // directory and moves them into place only at commit, inventory last: a
 // dump that fails leaves the directory as it found it, and an images
 // directory without an inventory is never a finished dump.
+import { sendPagemaps } from "./page-server.js";
 import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, renameSync, rmdirSync, rmSync, symlinkSync, writeFileSync, writeSync, constants as fsc } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileOutput, ImageError, imageExists, imagePath, readImage, writeImage, type ImageKey, type ImageKind, type ImageOutput } from "./file.js";
@@ -123,7 +124,8 @@ export class DumpImages {
   /** Image files written while the writer thread starts, for it to create once it runs. */
   private backlog: Array<{ path: string; data: Uint8Array }> = [];
 
-  constructor(readonly dir: string) {
+  /** `pageServer`: a connection to a page server (--page-server), which the pagemaps and their pages go to at commit. */
+  constructor(readonly dir: string, private readonly pageServer?: number) {
     this.staging = mkdtempSync(join(dir, ".crest-dump-"));
   }
 
@@ -249,6 +251,7 @@ export class DumpImages {
   commit(inventory: EncodeInput<inventory_entry>): void {
     this.handOver(true);
     this.thread?.drain();
+    if (this.pageServer !== undefined) sendPagemaps(this.staging, this.pageServer);
     writeImage(this.staging, IMG.inventory, undefined, [inventory]);
     const inv = imagePath(this.staging, IMG.inventory).slice(this.staging.length + 1);
     const names = readdirSync(this.staging).filter((n) => n !== inv);

@@ -11,7 +11,7 @@ export const COMMANDS: readonly Command[] = [
   "cpuinfo", "exec", "show",
 ];
 /** Commands this version of crest carries out. */
-export const IMPLEMENTED: ReadonlySet<Command> = new Set<Command>(["dump", "pre-dump", "restore", "check", "swrk", "service"]);
+export const IMPLEMENTED: ReadonlySet<Command> = new Set<Command>(["dump", "pre-dump", "restore", "check", "swrk", "service", "page-server"]);
 
 type ArgKind = "none" | "required" | "optional";
 
@@ -102,9 +102,13 @@ const SPECS: OptSpec[] = [
   { long: "link-remap", arg: "none", bool: true, apply: (o, _v, on) => { o.features.linkRemap = on; } },
   { long: "shell-job", short: "j", arg: "none", bool: true, apply: (o, _v, on) => { o.features.shellJob = on; } },
   { long: "file-locks", short: "l", arg: "none", bool: true, apply: (o, _v, on) => { o.features.fileLocks = on; } },
-  { long: "page-server", arg: "none", bool: true },
+  { long: "page-server", arg: "none", bool: true, apply: (o, _v, on) => { o.service.pageServer = on; } },
   { long: "address", arg: "required", apply: (o, v) => { o.service.address = v!; } },
-  { long: "port", arg: "required" },
+  { long: "port", arg: "required", apply: (o, v) => {
+    const port = Number(v);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`Unable to parse value of --port ('${v}')`);
+    o.service.port = port;
+  } },
   { long: "prev-images-dir", arg: "required", apply: (o, v) => { o.dump.prevImagesDir = v!; } },
   { long: "ms", arg: "none", apply: () => { throw new UsageError('--ms is deprecated; see "Check options" of crest --help'); } },
   { long: "track-mem", arg: "none", bool: true, apply: (o, _v, on) => { o.dump.trackMem = on; } },

@@ -19,6 +19,7 @@ import { freezeTree, thawTree, type FrozenTree } from "./freeze.js";
 import { checkParentImages, closeAll, openTask } from "./dump.js";
 import { TreeNamespaces } from "./tree-ids.js";
 import { DumpImages, RestoreImages } from "../../images/store.js";
+import { pageServerFor } from "../../images/page-server.js";
 import { IMG, IMAGES_V1_1, criu_pre_dump_mode, lsmtype } from "../../images/index.js";
 import { parseSmaps } from "../../proc/index.js";
 import { PagemapScanner } from "../../sys/pagemap.js";
@@ -52,7 +53,8 @@ export function preDump(opts: Options, log: Logger, hooks: RunHooks = {}): void 
   log.info(`Pre-dumping processes (pid: ${opts.dump.tree})`);
   checkParentImages(opts);
   const parentDir = parentImagesDir(opts);
-  const images = new DumpImages(dir);
+  const pageServer = pageServerFor(opts.service);
+  const images = new DumpImages(dir, pageServer);
   const prev = parentDir ? PrevTracking.open(parentDir, log) : null;
   const tracked: Tracked[] = [];
   const plans: Plan[] = [];
@@ -104,6 +106,7 @@ export function preDump(opts: Options, log: Logger, hooks: RunHooks = {}): void 
   } finally {
     for (const p of plans) closeSync(p.mem);
     prev?.close();
+    if (pageServer !== undefined) closeSync(pageServer);
   }
   // The tracking went on in the new holder.
   prev?.stop();
