@@ -179,9 +179,9 @@ export function dumpLog(w: Workload, file = "dump.log"): string {
  * Restores the workload detached; it comes back with the same PID (in its
  * own PID namespace, the same PIDs inside: w.pid becomes its PID out here).
  */
-export function restoreWorkload(w: Workload, extra: string[] = []): Run {
+export function restoreWorkload(w: Workload, extra: string[] = [], dir = imagesDir(w)): Run {
   const pidfile = join(w.dir, `restored-${Date.now()}.pid`);
-  const r = crest(["restore", "-D", imagesDir(w), "-o", "restore.log", "-v4", "-d", "--pidfile", pidfile, ...extra]);
+  const r = crest(["restore", "-D", dir, "-o", "restore.log", "-v4", "-d", "--pidfile", pidfile, ...extra]);
   if (r.code !== 0) throw new Error(`crest restore of ${w.name} failed (${r.code}): ${r.stderr}\n${dumpLog(w, "restore.log")}`);
   w.pid = Number(readFileSync(pidfile, "utf8"));
   if (!alive(w.pid)) throw new Error(`${w.name} is not running after restore`);

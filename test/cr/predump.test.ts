@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSyn
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import {
-  alive, critDecodeAll, crest, finish, procState, startWorkload, stop, waitFor, waitGone, waitTreeGone, type Workload,
+  alive, critDecodeAll, crest, finish, procState, restoreWorkload, startWorkload, stop, waitFor, waitGone, waitTreeGone, type Workload,
 } from "./harness.js";
 import { readImage } from "../../src/images/file.js";
 import { IMG } from "../../src/images/index.js";
@@ -38,11 +38,7 @@ function holderOf(dir: string): number {
 
 function restoreFrom(w: Workload, dir: string): void {
   waitTreeGone(w, dir);
-  const pidfile = join(w.dir, "restored.pid");
-  const r = crest(["restore", "-D", dir, "-o", "restore.log", "-v4", "-d", "--pidfile", pidfile]);
-  assert.equal(r.code, 0, `restore: ${r.stderr}`);
-  w.pid = Number(readFileSync(pidfile, "utf8"));
-  assert.ok(alive(w.pid));
+  restoreWorkload(w, [], dir);
 }
 
 test("pre-dump, pre-dump, dump --track-mem: the dump copies only pages written since, the restore reads the chain", () => {

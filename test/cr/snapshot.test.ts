@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { alive, crest, finish, startWorkload, stop, waitFor, waitTreeGone, type Workload } from "./harness.js";
+import { alive, crest, finish, restoreWorkload, startWorkload, stop, waitFor, waitTreeGone, type Workload } from "./harness.js";
 import { readImage } from "../../src/images/file.js";
 import { IMG } from "../../src/images/index.js";
 
@@ -53,10 +53,7 @@ test("memory that keeps changing: the snapshot holds every page as it was at the
     assert.ok(stats.pages_written > 4096n, `pages written: ${stats.pages_written}`);
     process.kill(w.pid, "SIGKILL");
     waitTreeGone(w, dir);
-    const pidfile = join(w.dir, "restored.pid");
-    const r = crest(["restore", "-D", dir, "-d", "--pidfile", pidfile]);
-    assert.equal(r.code, 0, r.stderr);
-    w.pid = Number(readFileSync(pidfile, "utf8"));
+    restoreWorkload(w, [], dir);
     assert.equal(finish(w), "PASS");
   } finally {
     stop(w);

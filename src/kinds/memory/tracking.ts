@@ -200,7 +200,7 @@ const dumpTracking = dumpState<DumpTracking>("memory tracking", (run) => {
 /**
  * Dump: the pages the parent images hold for the task, where the tracking
  * since them says which it has not written; null where every page is copied.
- * `take` is the task's userfaultfd from the previous tracking, for trackTask.
+ * `prevFd`: the task's userfaultfd from the previous tracking, for trackTask.
  */
 export function parentPagesOf(task: DumpTask, run: DumpRun): { parent: ParentPages | null; prevFd: number | null } {
   const s = run.state(dumpTracking);
