@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { crest } from "./harness.js";
-import { CHECK_GOOD, CHECK_MAYBE, CREST_LACKS, FEATURE_NAMES, type FeatureName } from "../../src/kernel/features.js";
+import { CHECK_GOOD, CHECK_MAYBE, CREST_LACKS, FEATURE_FACTS, FEATURE_NAMES, type FeatureName } from "../../src/kernel/features.js";
 import { PROBES, type FactId } from "../../src/kernel/probes.js";
 import { facts } from "../../src/kernel/facts.js";
 import { check } from "../../src/faces/check.js";
@@ -60,7 +60,7 @@ const LAZY = /^crest has no lazy restore \(lazy-pages\) yet: /;
  */
 const FEATURES_HERE: Record<FeatureName, true | RegExp> = {
   mnt_id: true, // crest records the mount id of open files
-  mem_dirty_track: /^crest has no pre-dump or --track-mem yet: / /* the kernel's uffd-wp is there */,
+  mem_dirty_track: true, // userfaultfd write-protection (uffd-wp): pre-dump and --track-mem
   aio_remap: /^crest does not checkpoint AIO rings yet: /,
   timerfd: true,
   tun: /^crest does not checkpoint tun devices: /,
@@ -196,7 +196,7 @@ test("every feature name's answer here, and the kernel fact behind it as logged"
     }
     // The kernel's side, probed even when crest's answer is no (asked by name, "not checked" is "not supported").
     const lacks = CREST_LACKS[name];
-    const fact = lacks?.fact !== undefined ? lacks.fact : name === "external_net_ns" ? null : (name as FactId);
+    const fact = lacks?.fact !== undefined ? lacks.fact : name === "external_net_ns" ? null : FEATURE_FACTS[name] ?? (name as FactId);
     const logged = out.filter((x) => /^info:[\w-]+: (supported|not supported)/.test(x)).map((l) => /^info:([\w-]+): (supported|not supported)/.exec(l)!.slice(1));
     assert.deepEqual(logged, fact === null ? [] : [[fact, FACTS_HERE[fact] === "supported" ? "supported" : "not supported"]], name);
   }
