@@ -238,10 +238,13 @@ function resumeRegs(pid: number, st: ProcStatus, r: Remote, log: Logger): Regs {
 
 /**
  * A thread crest stops only for a moment and lets run on (not dumped): the
- * registers it gets back resume a syscall crest's interrupt caught it in
- * as if nothing had happened.
+ * registers it gets back leave an rseq critical section by its abort
+ * handler (the kernel forgets the section once crest runs a syscall in it)
+ * and resume a syscall crest's interrupt caught it in, as a dumped thread
+ * left running does.
  */
 export function resumeLive(r: Remote, pid: number, st: ProcStatus, log: Logger): void {
+  dumpRseq(r.t, r.saved, r.rseqCs);
   resumeRegs(pid, st, r, log);
 }
 
