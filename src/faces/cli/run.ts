@@ -1,7 +1,7 @@
 // crest run: start a program as the root of a tree ready to be checkpointed,
 // the way CRIU's documentation builds it by hand: in new PID and IPC (and
-// optionally UTS, mount and network: a new network namespace has only its loopback,
-// down) namespaces, in a session of its own, stdin from
+// optionally UTS, mount, network and time: a new network namespace has only its loopback,
+// down; a new time namespace has crest's clock offsets) namespaces, in a session of its own, stdin from
 // /dev/null, stdout and stderr appended to a log, nothing inherited from the
 // caller but those three fds. Prints the root's PID and returns.
 import { accessSync, closeSync, constants as fsc, openSync } from "node:fs";
@@ -11,9 +11,9 @@ import { CLONE } from "../../sys/constants.js";
 import { errnoName } from "../../sys/errno.js";
 import { UsageError } from "./args.js";
 
-const NS_FLAGS: Record<string, number> = { pid: CLONE.NEWPID, ipc: CLONE.NEWIPC, uts: CLONE.NEWUTS, net: CLONE.NEWNET, mnt: CLONE.NEWNS };
+const NS_FLAGS: Record<string, number> = { pid: CLONE.NEWPID, ipc: CLONE.NEWIPC, uts: CLONE.NEWUTS, net: CLONE.NEWNET, mnt: CLONE.NEWNS, time: CLONE.NEWTIME };
 
-export const RUN_USAGE = `Usage: crest run [--ns pid,ipc,uts,net,mnt] [--log FILE] -- CMD [ARGS...]
+export const RUN_USAGE = `Usage: crest run [--ns pid,ipc,uts,net,mnt,time] [--log FILE] -- CMD [ARGS...]
   --ns LIST    namespaces to create (default pid,ipc; "none" for none)
   --log FILE   where stdout and stderr go, appended (default crest-run.log)
 `;
@@ -47,7 +47,7 @@ export function parseRun(args: string[]): RunRequest {
   let flags = 0;
   for (const n of ns === "none" ? [] : ns.split(",").map((s) => s.trim()).filter(Boolean)) {
     const f = NS_FLAGS[n];
-    if (f === undefined) throw new UsageError(`crest run: unknown namespace '${n}' (use pid, ipc, uts, net, mnt)`);
+    if (f === undefined) throw new UsageError(`crest run: unknown namespace '${n}' (use pid, ipc, uts, net, mnt, time)`);
     flags |= f;
   }
   return { flags, log, argv };
