@@ -63,5 +63,5 @@ test("a task that unshared a time namespace for its children only is refused by 
 });
 
 test("crest run names time among its namespaces", () => {
-  assert.match(crest(["run", "--ns", "bogus", "--", "true"]).stderr, /unknown namespace 'bogus' \(use pid, ipc, uts, net, mnt, time\)/);
+  assert.match(crest(["run", "--ns", "bogus", "--", "true"]).stderr, /unknown namespace 'bogus' \(use pid, ipc, uts, net, mnt, time, user\)/);
 });

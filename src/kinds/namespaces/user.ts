@@ -1,0 +1,97 @@
+// The user namespace: a tree in a user namespace of its own keeps its uid
+// and gid maps, in userns-N.img (criu's userns_entry: per extent `first`,
+// `lower_first`, `count`; the lower ids as crest's namespace sees them).
+// Credentials in the images are the tree's own ids, as criu's parasite
+// reads them inside the namespace: crest reads /proc/PID/status in its own
+// namespace's terms and maps them through the tree's maps.
+//
+// Restore: the root is cloned with CLONE_NEWUSER together with the other new
+// namespaces (the kernel makes the user namespace first, and it owns them);
+// crest writes its maps before the root runs on, and the root becomes uid
+// and gid 0 of the namespace, which keeps its capabilities there across the
+// execve of crest's stub. The creds kind then sets each thread's ids, which
+// the kernel takes in the tree's namespace.
+import { readFileSync } from "node:fs";
+import { dumpState, UnsupportedError, type DumpRun, type RestoreRun, type TaskKind } from "../context.js";
+import { IMG, type uid_gid_extent } from "../../images/index.js";
+import { CLONE } from "../../sys/constants.js";
+import { ownedAtRestore } from "./owned.js";
+
+/** The lines of /proc/PID/uid_map or gid_map: "first lower count". */
+export function parseIdMap(text: string, what: string): uid_gid_extent[] {
+  return text.split("\n").filter((l) => l.trim()).map((line) => {
+    const m = /^\s*(\d+)\s+(\d+)\s+(\d+)\s*$/.exec(line);
+    if (!m) throw new Error(`${what}: cannot parse '${line}'`);
+    return { first: Number(m[1]), lower_first: Number(m[2]), count: Number(m[3]) };
+  });
+}
+
+/** An id of crest's namespace as the tree's namespace sees it; undefined where the map has none. */
+export function idInside(map: readonly uid_gid_extent[], id: number): number | undefined {
+  const e = map.find((x) => id >= x.lower_first && id - x.lower_first < x.count);
+  return e && e.first + (id - e.lower_first);
+}
+
+const mapText = (map: readonly uid_gid_extent[]): string => map.map((e) => `${e.first} ${e.lower_first} ${e.count}\n`).join("");
+
+interface TreeMaps {
+  uid: uid_gid_extent[];
+  gid: uid_gid_extent[];
+}
+
+/** Dump: the root's maps, read once (null: the tree is in crest's user namespace). */
+const dumpMaps = dumpState("user namespace maps", (run): TreeMaps | null => {
+  if (!run.ownNamespaces.has("user")) return null;
+  const pid = run.root.pid;
+  return {
+    uid: parseIdMap(readFileSync(`/proc/${pid}/uid_map`, "utf8"), `/proc/${pid}/uid_map`),
+    gid: parseIdMap(readFileSync(`/proc/${pid}/gid_map`, "utf8"), `/proc/${pid}/gid_map`),
+  };
+});
+
+/**
+ * Dump: uids and gids as crest reads them turned into the tree's own
+ * (the same without a user namespace of its own); an id the tree's maps do
+ * not cover is refused, naming what holds it.
+ */
+export function treeIds(run: DumpRun): { uid(id: number, what: string): number; gid(id: number, what: string): number } {
+  const maps = run.state(dumpMaps);
+  const inside = (kind: "uid" | "gid") => (id: number, what: string): number => {
+    if (!maps) return id;
+    const v = idInside(maps[kind], id);
+    if (v === undefined) {
+      throw new UnsupportedError(`${what} has ${kind} ${id}, which the ${kind} map of the tree's user namespace does not cover; crest cannot restore it there`);
+    }
+    return v;
+  };
+  return { uid: inside("uid"), gid: inside("gid") };
+}
+
+/** Restore: the maps to give the root's new user namespace, or undefined when the tree is in crest's. */
+export function rootUserns(run: RestoreRun): { uidMap: string; gidMap: string } | undefined {
+  if (!ownedAtRestore(run, "user")) return undefined;
+  const id = run.tasks[0]!.ids.user_ns_id!;
+  const [e] = run.images.read(IMG.userns, id);
+  if (!e) throw run.images.invalid(IMG.userns, id, "no uid and gid maps");
+  return { uidMap: mapText(e.uid_map), gidMap: mapText(e.gid_map) };
+}
+
+export const userNamespaceKind: TaskKind = {
+  name: "user namespace",
+  finishDump(run) {
+    const maps = run.state(dumpMaps);
+    if (maps) run.images.write(IMG.userns, run.root.ids.user_ns_id!, [{ uid_map: maps.uid, gid_map: maps.gid }]);
+  },
+  plan(run) {
+    if (!ownedAtRestore(run, "user")) return 0;
+    const id = run.tasks[0]!.ids.user_ns_id!;
+    const [e] = run.images.read(IMG.userns, id);
+    if (!e) throw run.images.invalid(IMG.userns, id, "no uid and gid maps");
+    // The root runs as uid and gid 0 there until its credentials are restored (see above).
+    const hasRoot = (map: readonly uid_gid_extent[]) => map.some((x) => x.first === 0 && x.count > 0);
+    if (!hasRoot(e.uid_map) || !hasRoot(e.gid_map)) {
+      throw new Error(`the tree's user namespace (userns-${id}.img) maps no uid or gid 0; crest restores user namespaces whose maps have a root only`);
+    }
+    return CLONE.NEWUSER;
+  },
+};
