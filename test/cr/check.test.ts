@@ -65,7 +65,7 @@ const FEATURES_HERE: Record<FeatureName, true | RegExp> = {
   timerfd: true,
   tun: /^crest does not checkpoint tun devices: /,
   tun_ns: /^crest does not checkpoint tun devices: /,
-  userns: /^crest does not checkpoint user namespaces yet: / /* zdtm drops the uns flavour */,
+  userns: true, // the user namespace kind keeps the maps (zdtm's uns flavour runs)
   fdinfo_lock: true, // --file-locks
   seccomp_suspend: true,
   seccomp_filters: true,

@@ -17,6 +17,7 @@ import { inNamespaceOf } from "../../sys/namespace.js";
 import { readMemory, writeMemory } from "../../remote/memory.js";
 import { parseSysvipc, type SysvipcRow } from "../../proc/index.js";
 import { ownedAtRestore } from "./owned.js";
+import { asUsernsRoot } from "./user.js";
 
 /** sizeof(struct msqid64_ds) and friends: the ds buffers IPC_STAT and IPC_SET take. */
 const DS_SIZE = 128;
@@ -120,9 +121,12 @@ function permBuffer(d: ipc_desc_entry): Buffer {
   return b;
 }
 
+/** Writes the namespace's sysctls as their owner (fn runs as the root of a user namespace the tree has of its own). */
+type AsOwner = (fn: () => void) => void;
+
 /** Makes the kernel hand out `id` to the next object of that kind (CONFIG_CHECKPOINT_RESTORE). */
-function nextId(kind: "shm" | "sem" | "msg", id: number): void {
-  writeFileSync(`/proc/sys/kernel/${kind}_next_id`, String(id));
+function nextId(kind: "shm" | "sem" | "msg", id: number, asOwner: AsOwner): void {
+  asOwner(() => writeFileSync(`/proc/sys/kernel/${kind}_next_id`, String(id)));
 }
 
 function created(kind: string, want: number, got: number): void {
@@ -131,11 +135,11 @@ function created(kind: string, want: number, got: number): void {
 }
 
 /** Recreates the namespace's objects (crest is inside it); returns the segments to mark for removal once attached. */
-function restoreIpc(images: RestoreImages, id: number): number[] {
+function restoreIpc(images: RestoreImages, id: number, asOwner: AsOwner): number[] {
   const [vars] = images.read(IMG.ipcVar, id);
   if (vars) {
     const set = (path: string, v: number | bigint | string | undefined) => {
-      if (v !== undefined && existsSync(`/proc/sys/${path}`)) writeFileSync(`/proc/sys/${path}`, String(v));
+      if (v !== undefined && existsSync(`/proc/sys/${path}`)) asOwner(() => writeFileSync(`/proc/sys/${path}`, String(v)));
     };
     set("kernel/sem", vars.sem_ctls.join(" "));
     for (const [field, path] of IPC_SYSCTLS) set(path, (vars as unknown as Record<string, number | bigint | undefined>)[field]);
@@ -146,7 +150,7 @@ function restoreIpc(images: RestoreImages, id: number): number[] {
     const d = entry.desc;
     // CRIU 4.x keeps the contents in pagemap-shmem-ID.img instead.
     const contents = data ?? shmemContents(images, BigInt(d.id), Number(entry.size));
-    nextId("shm", d.id);
+    nextId("shm", d.id, asOwner);
     created("shared memory segment", d.id, native.syscall(SYS.shmget, d.key | 0, Number(entry.size), (d.mode & 0o777) | IPC.CREAT | IPC.EXCL));
     check(native.syscall(SYS.shmctl, d.id, IPC.SET, permBuffer(d)), `set owner of segment ${d.id}`);
     const addr = check(native.syscall(SYS.shmat, d.id, 0, 0), `attach segment ${d.id}`);
@@ -159,7 +163,7 @@ function restoreIpc(images: RestoreImages, id: number): number[] {
   }
   for (const { entry, values } of images.readOr(IMG.ipcSem, id, [])) {
     const d = entry.desc;
-    nextId("sem", d.id);
+    nextId("sem", d.id, asOwner);
     created("semaphore set", d.id, native.syscall(SYS.semget, d.key | 0, entry.nsems, (d.mode & 0o777) | IPC.CREAT | IPC.EXCL));
     const vals = Buffer.alloc(values.length * 2);
     values.forEach((v, i) => vals.writeUInt16LE(v, i * 2));
@@ -168,7 +172,7 @@ function restoreIpc(images: RestoreImages, id: number): number[] {
   }
   for (const { entry, messages } of images.readOr(IMG.ipcMsg, id, [])) {
     const d = entry.desc;
-    nextId("msg", d.id);
+    nextId("msg", d.id, asOwner);
     created("message queue", d.id, native.syscall(SYS.msgget, d.key | 0, (d.mode & 0o777) | IPC.CREAT | IPC.EXCL));
     const ds = permBuffer(d);
     ds.writeBigUInt64LE(BigInt(entry.qbytes), 88);
@@ -203,7 +207,8 @@ export const ipcNamespaceKind: TaskKind = {
   born(task, run) {
     const id = task.ids.ipc_ns_id!;
     if (task !== run.tasks[0] || !ownedAtRestore(run, "ipc") || !run.images.exists(IMG.ipcVar, id)) return;
-    run.state(removed).push(...inNamespaceOf(task.pid, "ipc", () => restoreIpc(run.images, id)));
+    // In a user namespace of the tree's own, its root owns the namespace's sysctls.
+    run.state(removed).push(...inNamespaceOf(task.pid, "ipc", () => restoreIpc(run.images, id, (fn) => asUsernsRoot(run, fn))));
   },
   finishRestore(run) {
     const rmid = run.state(removed);

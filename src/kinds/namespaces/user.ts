@@ -14,7 +14,9 @@
 import { readFileSync } from "node:fs";
 import { dumpState, UnsupportedError, type DumpRun, type RestoreRun, type TaskKind } from "../context.js";
 import { IMG, type uid_gid_extent } from "../../images/index.js";
-import { CLONE } from "../../sys/constants.js";
+import { CLONE, SYS } from "../../sys/constants.js";
+import { check } from "../../sys/errno.js";
+import { native } from "../../sys/native.js";
 import { ownedAtRestore } from "./owned.js";
 
 /** The lines of /proc/PID/uid_map or gid_map: "first lower count". */
@@ -31,6 +33,15 @@ export function idInside(map: readonly uid_gid_extent[], id: number): number | u
   const e = map.find((x) => id >= x.lower_first && id - x.lower_first < x.count);
   return e && e.first + (id - e.lower_first);
 }
+
+/**
+ * The command prefix that runs a program in the user namespace of process
+ * `pid` as its root (nsenter: setns, then uid and gid 0 there), for the
+ * tools crest runs on the tree's files (tar of a tmpfs): owners are then
+ * the namespace's ids, and the files of a file system mounted in it can be
+ * made (the kernel refuses crest's own uid there, which it does not map).
+ */
+export const runAsUsernsRoot = (pid: number): string[] => ["nsenter", "-t", String(pid), "-U", "-S", "0", "-G", "0", "--"];
 
 const mapText = (map: readonly uid_gid_extent[]): string => map.map((e) => `${e.first} ${e.lower_first} ${e.count}\n`).join("");
 
@@ -74,6 +85,51 @@ export function rootUserns(run: RestoreRun): { uidMap: string; gidMap: string } 
   const [e] = run.images.read(IMG.userns, id);
   if (!e) throw run.images.invalid(IMG.userns, id, "no uid and gid maps");
   return { uidMap: mapText(e.uid_map), gidMap: mapText(e.gid_map) };
+}
+
+/**
+ * Restore: a file system's uid= and gid= options (tmpfs), which the kernel
+ * shows in the first user namespace's ids, as the tree's namespace takes
+ * them when its root mounts it; unchanged without a user namespace of its own.
+ */
+export function mountOptionsInside(run: RestoreRun, options: string): string {
+  if (!ownedAtRestore(run, "user")) return options;
+  const id = run.tasks[0]!.ids.user_ns_id!;
+  const [e] = run.images.read(IMG.userns, id);
+  if (!e) return options;
+  return options.replace(/(^|,)(uid|gid)=(\d+)/g, (_all, sep: string, kind: string, v: string) => {
+    const inside = idInside(kind === "uid" ? e.uid_map : e.gid_map, Number(v));
+    if (inside === undefined) throw new Error(`mount option ${kind}=${v} names an id the tree's user namespace (userns-${id}.img) does not map`);
+    return `${sep}${kind}=${inside}`;
+  });
+}
+
+/**
+ * Restore: runs fn with crest's main thread's effective uid and gid those of
+ * the root of the tree's user namespace (as crest's namespace sees them),
+ * and back: the kernel lets the owner of a namespace's sysctls (its root)
+ * write them, not crest's root, which has no CAP_SYS_RESOURCE here. Only
+ * this thread changes (raw syscalls); its effective capabilities are gone
+ * meanwhile and come back with uid 0. Without a user namespace of the
+ * tree's own, just fn().
+ */
+export function asUsernsRoot<T>(run: RestoreRun, fn: () => T): T {
+  if (!ownedAtRestore(run, "user")) return fn();
+  const [e] = run.images.read(IMG.userns, run.tasks[0]!.ids.user_ns_id!);
+  const root = (map: readonly uid_gid_extent[] | undefined) => map?.find((x) => x.first === 0)?.lower_first;
+  const uid = root(e?.uid_map), gid = root(e?.gid_map);
+  if (uid === undefined || gid === undefined) return fn();
+  check(native.syscall(SYS.setresgid, -1, gid, -1), `take gid ${gid} (the root of the tree's user namespace)`);
+  try {
+    check(native.syscall(SYS.setresuid, -1, uid, -1), `take uid ${uid} (the root of the tree's user namespace)`);
+    try {
+      return fn();
+    } finally {
+      check(native.syscall(SYS.setresuid, -1, 0, -1), "take uid 0 back");
+    }
+  } finally {
+    check(native.syscall(SYS.setresgid, -1, 0, -1), "take gid 0 back");
+  }
 }
 
 export const userNamespaceKind: TaskKind = {
