@@ -7,7 +7,9 @@
  * messages of several types. After the checkpoint every object has its id,
  * key, owner, mode, size and contents, the removed segment is still marked,
  * the messages come out in order, the child still sees the parent's writes,
- * and the PIDs and names inside the namespaces are what they were.
+ * and the PIDs and names inside the namespaces are what they were; the id
+ * asked for the next semaphore set (kernel.sem_next_id, set last) is still
+ * asked for.
  */
 #define _GNU_SOURCE
 #include "lib.h"
@@ -106,6 +108,10 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 3; i++)
 		shmctl(ids[i], IPC_STAT, &before[i]);
 	printf("sysv: shm %d %d %d, sem %d %d, msg %d, child %d\n", a, b, c, s1, s2, q, child);
+	/* The next semaphore set's id, asked for and not used yet. */
+	FILE *ni = fopen("/proc/sys/kernel/sem_next_id", "w");
+	if (!ni || fprintf(ni, "4242\n") < 0 || fclose(ni))
+		fail("cannot set kernel.sem_next_id");
 	wl_ready();
 	wl_wait();
 	if (wl_sabotage())
@@ -114,6 +120,9 @@ int main(int argc, char **argv)
 	if (getpid() != 1)
 		fail("root is PID %d in its namespace, was 1", getpid());
 	char name[128] = "";
+	char *next = wl_read_file("/proc/sys/kernel/sem_next_id", NULL);
+	if (!next || atoi(next) != 4242)
+		fail("kernel.sem_next_id is %s, was 4242", next ? next : "unreadable");
 	char *msgmax = wl_read_file("/proc/sys/kernel/msgmax", NULL);
 	if (!msgmax || atoi(msgmax) != 12345)
 		fail("kernel.msgmax is %s, was 12345", msgmax ? msgmax : "unreadable");

@@ -22,6 +22,9 @@ import { asUsernsRoot } from "./user.js";
 /** sizeof(struct msqid64_ds) and friends: the ds buffers IPC_STAT and IPC_SET take. */
 const DS_SIZE = 128;
 
+/** The kinds whose kernel.KIND_next_id the namespace keeps (ipc_var_entry's *_next_id). */
+const NEXT_ID_KINDS = ["msg", "sem", "shm"] as const;
+
 interface IpcNamespaceDump {
   vars: ipc_var_entry;
   shm: IpcShmSegmentInput[];
@@ -65,6 +68,11 @@ function dumpIpc(pid: number): IpcNamespaceDump {
     const vars = { sem_ctls: sysctl("kernel/sem").split(/\s+/).map(Number) } as ipc_var_entry;
     for (const [field, path, big] of IPC_SYSCTLS) {
       (vars as unknown as Record<string, number | bigint>)[field] = big ? BigInt(sysctl(path)) : sysctlNum(path);
+    }
+    // The id the next object of a kind gets when asked for (-1: none asked for; left out, as criu does).
+    for (const kind of NEXT_ID_KINDS) {
+      const v = existsSync(`/proc/sys/kernel/${kind}_next_id`) ? Number(sysctl(`kernel/${kind}_next_id`)) : -1;
+      if (v >= 0) (vars as unknown as Record<string, number>)[`${kind}_next_id`] = v;
     }
     // Contents inline after each entry (not in pagemap-shmem): crit reads them that way.
     const shm = parseSysvipc(readFileSync("/proc/sysvipc/shm", "utf8"), "sysvipc/shm").map((row) => ({
@@ -183,6 +191,11 @@ function restoreIpc(images: RestoreImages, id: number, asOwner: AsOwner): number
       data.copy(b, 8);
       check(native.syscall(SYS.msgsnd, d.id, b, data.length, IPC.NOWAIT), `queue a message on message queue ${d.id}`);
     }
+  }
+  // Last: making the objects above used the ids it set.
+  for (const kind of NEXT_ID_KINDS) {
+    const v = vars?.[`${kind}_next_id`];
+    if (v !== undefined) nextId(kind, v, asOwner);
   }
   return rmid;
 }
