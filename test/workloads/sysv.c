@@ -9,7 +9,9 @@
  * the messages come out in order, the child still sees the parent's writes,
  * and the PIDs and names inside the namespaces are what they were; the id
  * asked for the next semaphore set (kernel.sem_next_id, set last) is still
- * asked for.
+ * asked for; the last page of the first segment, made read-only with
+ * mprotect (one attach, two VMAs), is still read-only ("r--s" in
+ * /proc/self/maps) and the rest still writable.
  */
 #define _GNU_SOURCE
 #include "lib.h"
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
+#include <sys/mman.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
@@ -41,6 +44,22 @@ struct msg {
 static const struct { long type; const char *text; } msgs[] = {
 	{ 3, "third type first" }, { 1, "one" }, { 2, "a longer message of type two, to have different sizes" }, { 1, "one again" },
 };
+
+/* The /proc/self/maps lines of the mappings from p to p + 64 KiB (address and permissions only). */
+static void sysv_maps(char *out, size_t cap, unsigned char *p)
+{
+	static char maps[65536];
+	size_t n = 0;
+	out[0] = 0;
+	if (wl_read_into("/proc/self/maps", maps, sizeof(maps)) < 0)
+		return;
+	for (char *line = strtok(maps, "\n"); line; line = strtok(NULL, "\n")) {
+		unsigned long a, b;
+		char perms[8];
+		if (sscanf(line, "%lx-%lx %7s", &a, &b, perms) == 3 && a >= (unsigned long)p && b <= (unsigned long)p + 64 * 1024)
+			n += snprintf(out + n, cap - n, "%lx-%lx %s\n", a, b, perms);
+	}
+}
 
 int main(int argc, char **argv)
 {
@@ -103,6 +122,11 @@ int main(int argc, char **argv)
 	}
 	for (int t = 0; t < 2000 && !wl_read_file(status_child, NULL); t++)
 		usleep(1000);
+	/* One attach split in two VMAs: its last page read-only (the kernel counts each VMA as an attach). */
+	if (mprotect(pa + 60 * 1024, 4096, PROT_READ))
+		fail("mprotect: %s", strerror(errno));
+	char maps_before[8192];
+	sysv_maps(maps_before, sizeof(maps_before), pa);
 	struct shmid_ds before[3];
 	int ids[3] = { a, b, c };
 	for (int i = 0; i < 3; i++)
@@ -120,6 +144,9 @@ int main(int argc, char **argv)
 	if (getpid() != 1)
 		fail("root is PID %d in its namespace, was 1", getpid());
 	char name[128] = "";
+	char maps_after[8192];
+	sysv_maps(maps_after, sizeof(maps_after), pa);
+	wl_compare_lines("SysV mappings of the first segment", maps_before, maps_after);
 	char *next = wl_read_file("/proc/sys/kernel/sem_next_id", NULL);
 	if (!next || atoi(next) != 4242)
 		fail("kernel.sem_next_id is %s, was 4242", next ? next : "unreadable");
