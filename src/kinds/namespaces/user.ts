@@ -78,6 +78,20 @@ export function treeIds(run: DumpRun): { uid(id: number, what: string): number; 
   return { uid: inside("uid"), gid: inside("gid") };
 }
 
+/** Restore: an id of the tree's user namespace as crest's sees it (the same without one of its own, or where the maps have none). */
+export function idOutside(run: RestoreRun, kind: "uid" | "gid", id: number): number {
+  if (!ownedAtRestore(run, "user")) return id;
+  const [e] = run.images.read(IMG.userns, run.tasks[0]!.ids.user_ns_id!);
+  const x = (kind === "uid" ? e?.uid_map : e?.gid_map)?.find((m) => id >= m.first && id - m.first < m.count);
+  return x ? x.lower_first + (id - x.first) : id;
+}
+
+/** Dump: a uid as the tree's user namespace sees it, or as crest reads it where the maps have none. */
+export function uidInsideOr(run: DumpRun, id: number): number {
+  const maps = run.state(dumpMaps);
+  return (maps && idInside(maps.uid, id)) ?? id;
+}
+
 /** Restore: the maps to give the root's new user namespace, or undefined when the tree is in crest's. */
 export function rootUserns(run: RestoreRun): { uidMap: string; gidMap: string } | undefined {
   if (!ownedAtRestore(run, "user")) return undefined;
