@@ -86,6 +86,13 @@ export function idOutside(run: RestoreRun, kind: "uid" | "gid", id: number): num
   return x ? x.lower_first + (id - x.first) : id;
 }
 
+/** Restore: an id of crest's user namespace as the tree's sees it, or undefined (unmapped, or no user namespace of its own). */
+export function idInsideAtRestore(run: RestoreRun, kind: "uid" | "gid", id: number): number | undefined {
+  if (!ownedAtRestore(run, "user")) return undefined;
+  const [e] = run.images.read(IMG.userns, run.tasks[0]!.ids.user_ns_id!);
+  return e ? idInside(kind === "uid" ? e.uid_map : e.gid_map, id) : undefined;
+}
+
 /** Dump: a uid as the tree's user namespace sees it, or as crest reads it where the maps have none. */
 export function uidInsideOr(run: DumpRun, id: number): number {
   const maps = run.state(dumpMaps);
