@@ -19,6 +19,7 @@
 // namespace's): it is given the fd and connects through /proc/self/fd/N.
 import { ownedAtRestore, treePath } from "../namespaces/owned.js";
 import { passFd } from "../files/inherit.js";
+import { idOutside } from "../namespaces/user.js";
 import { closeSync, fstatSync, lstatSync, mkdirSync, openSync, readlinkSync, renameSync, rmdirSync, chmodSync, chownSync, statSync, unlinkSync, existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { OpenContext } from "../files/file-kind.js";
@@ -135,6 +136,8 @@ function bindDeleted(c: OpenContext, fd: number, e: unix_sk_entry, what: string)
   const made: string[] = [];
   for (let d = dirname(path); !existsSync(d); d = dirname(d)) made.unshift(d);
   if (made.length) mkdirSync(made[made.length - 1]!, { recursive: true, mode: 0o755 });
+  // The task binds in them: in a user namespace of the tree's own, its root must own them (crest's root is not its).
+  if (ownedAtRestore(c.run, "user")) for (const d of made) chownSync(d, idOutside(c.run, "uid", 0), idOutside(c.run, "gid", 0));
   const aside = `${path}.crest-sk-ghost`;
   const moved = lstatSync(path, { throwIfNoEntry: false }) !== undefined;
   try {
@@ -143,7 +146,8 @@ function bindDeleted(c: OpenContext, fd: number, e: unix_sk_entry, what: string)
       bindAs(c, fd, e, what);
       ghostsOf(c).set(e.ino, openSync(path, O.PATH | O.CLOEXEC));
     } finally {
-      unlinkSync(path);
+      // Not there if the bind failed: its error is the one to tell.
+      if (lstatSync(path, { throwIfNoEntry: false })) unlinkSync(path);
     }
   } finally {
     if (moved) renameSync(aside, path);
