@@ -14,6 +14,7 @@
 // conflict) fails the restore.
 import { readFileSync, statSync } from "node:fs";
 import { idInsideAtRestore } from "../namespaces/user.js";
+import { ownedAtRestore } from "../namespaces/owned.js";
 import type { TaskKind, DumpTask, DumpedFd, RestoreRun, RestoreTask } from "../context.js";
 import { dumpState, restoreState, UnsupportedError } from "../context.js";
 import { IMG, type file_lock_entry, type EncodeInput } from "../../images/index.js";
@@ -114,7 +115,7 @@ function restoreLocks(task: RestoreTask, run: RestoreRun): void {
       r.call(what, SYS.fcntl, e.fd, e.flag & FL.POSIX ? F_SETLK : F_OFD_SETLK, r.put(b));
     } else if (e.flag & FL.LEASE) {
       // Only the file's owner may take a lease in a user namespace (CAP_LEASE counts in the first one only): the task's fsuid is the owner's meanwhile.
-      const owner = idInsideAtRestore(run, "uid", statSync(`/proc/${task.pid}/fd/${e.fd}`).uid);
+      const owner = ownedAtRestore(run, "user") ? idInsideAtRestore(run, "uid", statSync(`/proc/${task.pid}/fd/${e.fd}`).uid) : undefined;
       if (owner !== undefined) r.call(`${what}: take the file owner's fsuid ${owner}`, SYS.setfsuid, owner);
       try {
         r.call(what, SYS.fcntl, e.fd, F_SETLEASE, e.type);
