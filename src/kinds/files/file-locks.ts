@@ -115,7 +115,8 @@ function restoreLocks(task: RestoreTask, run: RestoreRun): void {
       r.call(what, SYS.fcntl, e.fd, e.flag & FL.POSIX ? F_SETLK : F_OFD_SETLK, r.put(b));
     } else if (e.flag & FL.LEASE) {
       // Only the file's owner may take a lease in a user namespace (CAP_LEASE counts in the first one only): the task's fsuid is the owner's meanwhile.
-      const owner = ownedAtRestore(run, "user") ? idInsideAtRestore(run, "uid", statSync(`/proc/${task.pid}/fd/${e.fd}`).uid) : undefined;
+      const st = ownedAtRestore(run, "user") ? statSync(`/proc/${task.pid}/fd/${e.fd}`, { throwIfNoEntry: false }) : undefined;
+      const owner = st && idInsideAtRestore(run, "uid", st.uid);
       if (owner !== undefined) r.call(`${what}: take the file owner's fsuid ${owner}`, SYS.setfsuid, owner);
       try {
         r.call(what, SYS.fcntl, e.fd, F_SETLEASE, e.type);
