@@ -132,9 +132,13 @@ function permBuffer(d: ipc_desc_entry): Buffer {
 /** Writes the namespace's sysctls as their owner (fn runs as the root of a user namespace the tree has of its own). */
 type AsOwner = (fn: () => void) => void;
 
-/** Makes the kernel hand out `id` to the next object of that kind (CONFIG_CHECKPOINT_RESTORE). */
-function nextId(kind: "shm" | "sem" | "msg", id: number, asOwner: AsOwner): void {
-  asOwner(() => writeFileSync(`/proc/sys/kernel/${kind}_next_id`, String(id)));
+/**
+ * Makes the kernel hand out `id` to the next object of that kind
+ * (CONFIG_CHECKPOINT_RESTORE). Not as the namespace's owner: the kernel
+ * lets only a task capable in its user namespace write these (crest is).
+ */
+function nextId(kind: "shm" | "sem" | "msg", id: number): void {
+  writeFileSync(`/proc/sys/kernel/${kind}_next_id`, String(id));
 }
 
 function created(kind: string, want: number, got: number): void {
@@ -158,7 +162,7 @@ function restoreIpc(images: RestoreImages, id: number, asOwner: AsOwner): number
     const d = entry.desc;
     // CRIU 4.x keeps the contents in pagemap-shmem-ID.img instead.
     const contents = data ?? shmemContents(images, BigInt(d.id), Number(entry.size));
-    nextId("shm", d.id, asOwner);
+    nextId("shm", d.id);
     created("shared memory segment", d.id, native.syscall(SYS.shmget, d.key | 0, Number(entry.size), (d.mode & 0o777) | IPC.CREAT | IPC.EXCL));
     check(native.syscall(SYS.shmctl, d.id, IPC.SET, permBuffer(d)), `set owner of segment ${d.id}`);
     const addr = check(native.syscall(SYS.shmat, d.id, 0, 0), `attach segment ${d.id}`);
@@ -171,7 +175,7 @@ function restoreIpc(images: RestoreImages, id: number, asOwner: AsOwner): number
   }
   for (const { entry, values } of images.readOr(IMG.ipcSem, id, [])) {
     const d = entry.desc;
-    nextId("sem", d.id, asOwner);
+    nextId("sem", d.id);
     created("semaphore set", d.id, native.syscall(SYS.semget, d.key | 0, entry.nsems, (d.mode & 0o777) | IPC.CREAT | IPC.EXCL));
     const vals = Buffer.alloc(values.length * 2);
     values.forEach((v, i) => vals.writeUInt16LE(v, i * 2));
@@ -180,7 +184,7 @@ function restoreIpc(images: RestoreImages, id: number, asOwner: AsOwner): number
   }
   for (const { entry, messages } of images.readOr(IMG.ipcMsg, id, [])) {
     const d = entry.desc;
-    nextId("msg", d.id, asOwner);
+    nextId("msg", d.id);
     created("message queue", d.id, native.syscall(SYS.msgget, d.key | 0, (d.mode & 0o777) | IPC.CREAT | IPC.EXCL));
     const ds = permBuffer(d);
     ds.writeBigUInt64LE(BigInt(entry.qbytes), 88);
@@ -195,7 +199,7 @@ function restoreIpc(images: RestoreImages, id: number, asOwner: AsOwner): number
   // Last: making the objects above used the ids it set.
   for (const kind of NEXT_ID_KINDS) {
     const v = vars?.[`${kind}_next_id`];
-    if (v !== undefined) nextId(kind, v, asOwner);
+    if (v !== undefined) nextId(kind, v);
   }
   return rmid;
 }
