@@ -36,7 +36,7 @@ export type Category = "basic" | "extra" | "experimental" | "feature";
  * A criu feature crest cannot offer whatever the kernel has: `--feature`
  * answers no with the reason, so that callers do not count on it (zdtm
  * runs its test with --pidfd-store on `pidfd_store`, pre-dumps on
- * `mem_dirty_track`, lazy restores on `uffd`, the uns flavour on `userns`).
+ * `mem_dirty_track`, lazy restores on `uffd`).
  */
 export interface CrestLacks {
   /** Why not, naming crest: "crest does not checkpoint AIO rings yet". */
@@ -62,7 +62,6 @@ export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
   aio_remap: { crest: "crest does not checkpoint AIO rings yet", criu: "criu restores AIO rings with it" },
   tun: { crest: "crest does not checkpoint tun devices", criu: "criu checkpoints tun and tap devices with it" },
   tun_ns: { crest: "crest does not checkpoint tun devices", criu: "criu checkpoints tun devices of other network namespaces with it" },
-  userns: { crest: "crest does not checkpoint user namespaces yet", criu: "criu checkpoints user namespaces with it" },
   autofs: { crest: MOUNTS, criu: "criu restores autofs mounts with it" },
   compat_cr: { crest: "crest does not checkpoint 32-bit tasks", criu: "criu checkpoints 32-bit (ia32 and x32) tasks with it", fact: null },
   uffd: { crest: LAZY, criu: "criu's lazy restore needs it" },

@@ -22,6 +22,8 @@ import { ipcNamespaceKind } from "./namespaces/ipc.js";
 import { mntNamespaceKind } from "./namespaces/mnt.js";
 import { cgroupKind, cgroupThreadsKind } from "./cgroup/cgroup.js";
 import { netNamespaceKind } from "./namespaces/net.js";
+import { timeNamespaceKind } from "./namespaces/time.js";
+import { userNamespaceKind } from "./namespaces/user.js";
 
 /**
  * The tree's own namespaces. On dump they are read once every task is
@@ -29,7 +31,7 @@ import { netNamespaceKind } from "./namespaces/net.js";
  * filled right after it is born, before its memory attaches SysV segments
  * and maps files (the mounts first: the files are the namespace's).
  */
-export const NAMESPACE_KINDS: readonly TaskKind[] = [mntNamespaceKind, pidNamespaceKind, utsNamespaceKind, ipcNamespaceKind, netNamespaceKind];
+export const NAMESPACE_KINDS: readonly TaskKind[] = [userNamespaceKind, mntNamespaceKind, pidNamespaceKind, timeNamespaceKind, utsNamespaceKind, ipcNamespaceKind, netNamespaceKind];
 
 /**
  * Dump order: registers first (the thread's as seized; its rseq_cs was read

@@ -136,7 +136,12 @@ export const CLONE = {
   SETTLS: 0x80000, PARENT_SETTID: 0x100000, CHILD_CLEARTID: 0x200000, UNTRACED: 0x800000,
   CHILD_SETTID: 0x1000000, NEWCGROUP: 0x2000000, NEWUTS: 0x4000000, NEWIPC: 0x8000000,
   NEWUSER: 0x10000000, NEWPID: 0x20000000, NEWNET: 0x40000000, IO: 0x80000000,
+  // clone3 and unshare only (clone() has this bit as part of CSIGNAL).
+  NEWTIME: 0x80,
 } as const;
+
+/** The clocks a time namespace offsets. */
+export const CLOCK = { MONOTONIC: 1, BOOTTIME: 7 } as const;
 
 export const KCMP = { FILE: 0, VM: 1, FILES: 2, FS: 3, SIGHAND: 4, IO: 5, SYSVSEM: 6, EPOLL_TFD: 7 } as const;
 

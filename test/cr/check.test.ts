@@ -53,8 +53,8 @@ const LAZY = /^crest has no lazy restore \(lazy-pages\) yet: /;
  * Every criu feature name's answer here: supported (true), or the reason
  * `--feature` gives. Supported means crest itself does what criu does with
  * the feature on this kernel; timens is the one pure kernel fact among them
- * (zdtm's timens tests expect the dump to fail, and crest refuses time
- * namespaces: it passes them). The others are no because crest lacks what
+ * (zdtm's timens tests expect the dump to fail, and crest refuses a time
+ * namespace unshared for children only or nested: it passes them). The others are no because crest lacks what
  * the feature is for, whatever the kernel has (zdtm would otherwise pass
  * options or run flavours crest refuses).
  */
@@ -65,7 +65,7 @@ const FEATURES_HERE: Record<FeatureName, true | RegExp> = {
   timerfd: true,
   tun: /^crest does not checkpoint tun devices: /,
   tun_ns: /^crest does not checkpoint tun devices: /,
-  userns: /^crest does not checkpoint user namespaces yet: / /* zdtm drops the uns flavour */,
+  userns: true, // the user namespace kind keeps the maps (zdtm's uns flavour runs)
   fdinfo_lock: true, // --file-locks
   seccomp_suspend: true,
   seccomp_filters: true,

@@ -4,7 +4,7 @@
 // itself (SIGTERM) and read its verdict.
 import assert from "node:assert/strict";
 import { spawnSync, spawn } from "node:child_process";
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync } from "node:fs";
+import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync } from "node:fs";
 import { basename, join } from "node:path";
 import { native, projectRoot } from "../../src/sys/native.js";
 import { SYS, PR, WNOHANG } from "../../src/sys/constants.js";
@@ -81,6 +81,8 @@ export function startWorkload(name: string, args: string[] = [], opts: { stdout?
   const dir = mkdtempSync(`/tmp/crest-${name}-`);
   const w: Workload = { name, pid: 0, dir, status: join(dir, "status"), log: join(dir, "out.log") };
   let pid: number;
+  // In a user namespace of its own (crest run: ids 0-65535 are 100000-165535 here) its root owns its directory.
+  if (opts.ns?.split(",").includes("user")) chownSync(dir, 100000, 100000);
   if (opts.ns) {
     // loUp: a new network namespace's loopback is down; brought up before the workload starts (as zdtm's ns flavour does).
     const up = opts.loUp ? ["/bin/sh", "-c", 'ip link set lo up && exec "$0" "$@"'] : [];

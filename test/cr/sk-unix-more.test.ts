@@ -43,6 +43,21 @@ test("sk-unix-scm: files in flight (a pipe, a file, a pair only in flight, a soc
 
 test("sk-unix-scm in its own PID namespace", () => cycle("sk-unix-scm", [], undefined, { ns: "pid,ipc,uts" }));
 
+// Its /proc is its own PID namespace's, where crest is not: a connection to a
+// removed name goes through the fd crest gives the task (zdtm's ns flavour).
+test("sk-unix-scm in its own mount and PID namespaces", () => {
+  const w = startWorkload("sk-unix-scm", [], { ns: "pid,ipc,uts,mnt" });
+  try {
+    dumpWorkload(w);
+    assert.deepEqual(critDecodeAll(imagesDir(w)), []);
+    restoreWorkload(w, ["--root", "/"]);
+    assert.match(dumpLog(w, "restore.log"), /connected to the deleted name .* through \/proc\/self\/fd\/\d+/);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
 /** Dumps and restores a workload started with CREST_WL_SABOTAGE=n: its verdict must be FAIL, naming `what`. */
 function sabotaged(name: string, args: string[], n: number, what: RegExp, opts: { dump?: string[]; restore?: string[]; fds?: number[]; stdout?: number } = {}): void {
   const w = startWorkload(name, args, { env: [`CREST_WL_SABOTAGE=${n}`], fds: opts.fds, stdout: opts.stdout });

@@ -25,7 +25,7 @@ Usage:
   crest swrk FD
   crest dedup
   crest lazy-pages -D DIR [<options>]
-  crest run [--ns pid,ipc,uts,mnt] [--log FILE] -- CMD [ARGS...]
+  crest run [--ns pid,ipc,uts,net,mnt,time,user] [--log FILE] -- CMD [ARGS...]
 
 Commands:
   dump           checkpoint a process/tree identified by pid

@@ -13,13 +13,16 @@ import type { RestoreRun } from "../context.js";
 import { restoreState, UnsupportedError } from "../context.js";
 import { fd_types, type fh_entry, type inotify_wd_entry } from "../../images/index.js";
 import { F, O, SYS } from "../../sys/constants.js";
-import { EAGAIN } from "../../sys/errno.js";
+import { check, EAGAIN, EPERM } from "../../sys/errno.js";
+import { native } from "../../sys/native.js";
+import { ownedAtRestore } from "../namespaces/owned.js";
+import { passFd } from "./inherit.js";
 import { sys } from "../../sys/syscalls.js";
 import { parseMountinfo, type MountInfo } from "../../proc/index.js";
 import type { InotifyWatch } from "../../proc/fdinfo-kinds.js";
 import { isAnon, type FdFacts, type FileKind } from "./file-kind.js";
 import { kernelHas } from "../../kernel/facts.js";
-import type { Remote } from "../../remote/remote.js";
+import { RemoteError, type Remote } from "../../remote/remote.js";
 
 /** _IOW('I', 0, __s32): needs CONFIG_CHECKPOINT_RESTORE. */
 const INOTIFY_IOC_SETNEXTWD = 0x40044900;
@@ -141,7 +144,11 @@ function addWatch(r: Remote, run: RestoreRun, ifd: number, w: inotify_wd_entry, 
   let strays = 0;
   try {
     const h = w.f_handle;
-    hfd = r.call(`open the watched inode of ${at} by its handle`, SYS.open_by_handle_at, mfd, r.put(packHandle(h.bytes, h.type, handleBytes(h))), O.PATH | O.CLOEXEC);
+    const handle = packHandle(h.bytes, h.type, handleBytes(h));
+    const got = r.syscall(SYS.open_by_handle_at, mfd, r.put(handle), O.PATH | O.CLOEXEC);
+    // In a user namespace of its own the task may not (CAP_DAC_READ_SEARCH counts in the first one only): crest opens it and hands it over.
+    hfd = got === -EPERM && ownedAtRestore(run, "user") ? openByHandleForTask(r, m.mountPoint, handle, at) : got;
+    if (hfd < 0) throw new RemoteError(`open the watched inode of ${at} by its handle`, -hfd);
     const path = r.putString(`/proc/self/fd/${hfd}`);
     // The mask as the kernel shows it: events plus the flags it keeps (CRIU keeps only the events).
     const mask = (w.mask & (IN_ALL_EVENTS | IN_EXCL_UNLINK | IN_ONESHOT)) >>> 0;
@@ -157,6 +164,21 @@ function addWatch(r: Remote, run: RestoreRun, ifd: number, w: inotify_wd_entry, 
   } finally {
     if (hfd >= 0) r.syscall(SYS.close, hfd);
     r.syscall(SYS.close, mfd);
+  }
+}
+
+/** open_by_handle_at from crest, on the mount as the task sees it; the fd passed into the task. */
+function openByHandleForTask(r: Remote, mountPoint: string, handle: Buffer, at: string): number {
+  const mfd = openSync(`/proc/${r.pid}/root${mountPoint}`, O.RDONLY | O.DIRECTORY | O.CLOEXEC);
+  try {
+    const fd = check(native.syscall(SYS.open_by_handle_at, mfd, handle, O.PATH | O.CLOEXEC), `open the watched inode of ${at} by its handle (from crest)`);
+    try {
+      return passFd(r, r.pid, fd, `the watched inode of ${at}`);
+    } finally {
+      closeSync(fd);
+    }
+  } finally {
+    closeSync(mfd);
   }
 }
 

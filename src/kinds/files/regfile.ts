@@ -5,13 +5,16 @@
 // that was deleted also gets a ghost (ghost.ts), recreated for the restore;
 // one under /proc/PID of a task of the tree is opened under the restored
 // task's PID (proc-path.ts).
-import { lstatSync, statSync, type Stats } from "node:fs";
+import { closeSync, lstatSync, openSync, statSync, type Stats } from "node:fs";
+import { ownedAtRestore } from "../namespaces/owned.js";
+import { passFd } from "./inherit.js";
+import { EACCES, EPERM } from "../../sys/errno.js";
 import type { DumpRun, RestoreRun } from "../context.js";
 import { UnsupportedError } from "../context.js";
 import type { reg_file_entry } from "../../images/index.js";
 import { IMG, fd_types } from "../../images/index.js";
 import { AT_FDCWD, MEM_MAJOR, O, SEEK, SYS } from "../../sys/constants.js";
-import type { Pending, Remote } from "../../remote/remote.js";
+import { RemoteError, type Pending, type Remote } from "../../remote/remote.js";
 import type { FileKind } from "./file-kind.js";
 import { isMemfdPath } from "./memfd.js";
 import { procfsPath, procOwner, withRestoredProc } from "./proc-path.js";
@@ -174,6 +177,32 @@ export function queueOpenRegFile(r: Remote, reg: reg_file_entry, flagsOverride?:
   return fd;
 }
 
+/**
+ * In a user namespace of its own, a task may be refused a file it had open
+ * (given to it from outside the namespace, as a log): crest opens it then,
+ * as it is in the task's root, and passes it in.
+ */
+function openInOwnUserns(r: Remote, reg: reg_file_entry, vpid: number): number {
+  r.flush(); // what others queued fails as theirs
+  const fd = queueOpenRegFile(r, reg);
+  try {
+    r.flush();
+    return fd.value!;
+  } catch (e) {
+    if (!(e instanceof RemoteError) || (e.errno !== EACCES && e.errno !== EPERM)) throw e;
+  }
+  let flags = reg.flags & ~(O.CREAT | O.EXCL | O.TRUNC);
+  if (flags & O.TMPFILE) flags &= ~(O.TMPFILE | O.DIRECTORY);
+  const mine = openSync(inTaskRoot(reg.name, r.pid), flags | O.CLOEXEC | O.NOCTTY);
+  try {
+    const theirs = passFd(r, vpid, mine, reg.name);
+    if (reg.pos && !(flags & O.PATH)) r.call(`seek ${reg.name} to ${reg.pos} in task ${vpid}`, SYS.lseek, theirs, reg.pos, SEEK.SET);
+    return theirs;
+  } finally {
+    closeSync(mine);
+  }
+}
+
 /** Regular files, directories and memory devices behind fds. */
 export const regFileKind: FileKind = {
   name: "regular file",
@@ -194,6 +223,6 @@ export const regFileKind: FileKind = {
   fown: (entry) => entry.reg?.fown,
   // criu's key: the path without its leading '/' ('.' for the root); the caller's description is used as it is.
   inheritKey: (entry) => (entry.reg ? { key: entry.reg.name === "/" ? "." : entry.reg.name.replace(/^\//, "") } : undefined),
-  open: ({ r, run }, entry) => queueOpenRegFile(r, regFile(run, entry.id)),
+  open: ({ r, run, task }, entry) => (ownedAtRestore(run, "user") ? openInOwnUserns(r, regFile(run, entry.id), task.vpid) : queueOpenRegFile(r, regFile(run, entry.id))),
   finishRestore: finishGhostsRestore,
 };

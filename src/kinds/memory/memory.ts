@@ -400,6 +400,22 @@ function openShmem(task: RestoreTask, run: RestoreRun, v: vma_entry): number {
 }
 
 /**
+ * The VMAs of the SysV attach `v` is part of: the first one (its offset in
+ * the segment 0, or no part of the same segment right below it) and those
+ * that follow it, each starting where the last ends, its offset going on.
+ */
+function sysvAttach(vmas: readonly vma_entry[], v: vma_entry): vma_entry[] {
+  const i = vmas.indexOf(v);
+  const follows = (a: vma_entry, b: vma_entry) => is(a, VMA.SYSVIPC) && a.shmid === b.shmid && a.end === b.start && a.pgoff + (a.end - a.start) === b.pgoff;
+  let first = i;
+  while (first > 0 && follows(vmas[first - 1]!, vmas[first]!)) first--;
+  if (first !== i) return [vmas[first]!];
+  let last = i;
+  while (last + 1 < vmas.length && follows(vmas[last]!, vmas[last + 1]!)) last++;
+  return vmas.slice(i, last + 1);
+}
+
+/**
  * Maps every non-special VMA at its address, writable if pages are to be
  * filled in (`fill`).
  */
@@ -420,8 +436,16 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept:
     if (is(v, VMA.ANON_PRIVATE)) {
       map(((v.flags & MAP_TYPE) === MAP_DROPPABLE ? MAP_DROPPABLE : MAP.PRIVATE) | MAP.ANONYMOUS, -1, 0n);
     } else if (is(v, VMA.SYSVIPC)) {
-      const flags = (v.prot & PROT.WRITE ? 0 : SHM.RDONLY) | (v.prot & PROT.EXEC ? SHM.EXEC : 0);
-      r.later({ what: () => `attach SysV segment ${v.shmid} at 0x${v.start.toString(16)} in task ${task.vpid}`, nr: SYS.shmat, args: [v.shmid, v.start, flags], want: v.start });
+      // One attach split into VMAs by mprotect (zdtm shm-mp): attached once, with the widest protection of its parts, each part then given its own.
+      const parts = sysvAttach(task.mm.vmas, v);
+      if (parts[0] === v) {
+        const prot = parts.reduce((p, x) => p | x.prot, 0);
+        const flags = (prot & PROT.WRITE ? 0 : SHM.RDONLY) | (prot & PROT.EXEC ? SHM.EXEC : 0);
+        r.later({ what: () => `attach SysV segment ${v.shmid} at 0x${v.start.toString(16)} in task ${task.vpid}`, nr: SYS.shmat, args: [v.shmid, v.start, flags], want: v.start });
+        for (const x of parts) {
+          if (x.prot !== prot) r.later({ what: () => `protect 0x${x.start.toString(16)}-0x${x.end.toString(16)} of SysV segment ${v.shmid} in task ${task.vpid}`, nr: SYS.mprotect, args: [x.start, x.end - x.start, x.prot] });
+        }
+      }
       if (v.flags & MAP.LOCKED) r.later({ what: () => `lock 0x${v.start.toString(16)} in task ${task.vpid}`, nr: SYS.mlock, args: [v.start, len] });
     } else if (is(v, VMA.ANON_SHARED)) {
       const fd = openShmem(task, run, v);

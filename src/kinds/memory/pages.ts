@@ -12,7 +12,7 @@ import type { PageSink, PageSource } from "../../images/store.js";
 import { sharedAligned } from "../../images/writer-thread.js";
 import { native } from "../../sys/native.js";
 import { AT_FDCWD, MADV, O, PAGE_SIZE, SEEK, SYS } from "../../sys/constants.js";
-import { check, ENOENT } from "../../sys/errno.js";
+import { check, EACCES, ENOENT } from "../../sys/errno.js";
 import { PagemapScanner, PAGE_IS, reportsGuards } from "../../sys/pagemap.js";
 import { RemoteError, type Remote } from "../../remote/remote.js";
 import { passFd } from "../files/inherit.js";
@@ -411,7 +411,8 @@ function openPagesIn(r: Remote, pages: PageSource): number {
   if (fd >= 0) {
     if (sameFile(r.pid, fd, pages.fd)) return fd;
     r.later({ what: `close a file of task ${r.pid} that is not ${pages.path}`, nr: SYS.close, args: [fd] });
-  } else if (fd !== -ENOENT) {
+  } else if (fd !== -ENOENT && fd !== -EACCES) {
+    // EACCES: a task in a user namespace of its own may not read crest's images.
     throw new RemoteError(`open ${pages.path} in task ${r.pid}`, -fd);
   }
   return passFd(r, r.pid, pages.fd, pages.path);

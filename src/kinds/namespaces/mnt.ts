@@ -22,6 +22,8 @@ import { RemoteError } from "../../remote/remote.js";
 import { check, EINVAL, EPERM } from "../../sys/errno.js";
 import { native } from "../../sys/native.js";
 import { externalMount } from "../../options.js";
+import { runAsUsernsRoot, mountOptionsInside } from "./user.js";
+import { passFd } from "../files/inherit.js";
 import { ownedAtRestore } from "./owned.js";
 import { takeFd } from "../sockets/unix.js";
 import { copyHiddenMount } from "./mnt-hidden.js";
@@ -166,7 +168,10 @@ function dumpTmpfs(run: DumpRun, pid: number, tree: MountTree, e: mnt_entry): vo
 /** tar of the tmpfs crest's fd shows, into tmpfs-dev-N.tar.gz.img; closes fd. */
 function tarTmpfs(run: DumpRun, e: mnt_entry, fd: number): void {
   try {
-    const r = spawnSync("tar", [...TAR_CREATE, "--directory", "/proc/self/fd/0", "."], { stdio: [fd, "pipe", "pipe"], maxBuffer: 1 << 30 });
+    // In the tree's own user namespace, tar runs there: owners as it sees them.
+    const [cmd, ...pre] = run.ownNamespaces.has("user") ? runAsUsernsRoot(run.root.pid) : [];
+    const tar = [...pre, "tar", ...TAR_CREATE, "--directory", "/proc/self/fd/0", "."];
+    const r = spawnSync(cmd ?? tar.shift()!, tar, { stdio: [fd, "pipe", "pipe"], maxBuffer: 1 << 30 });
     if (r.error || r.status !== 0) throw new Error(`tar of the tmpfs at ${e.mountpoint} (mount ${e.mnt_id}) failed: ${r.error?.message ?? r.stderr.toString().trim()}`);
     run.images.write(IMG.tmpfsDev, e.root_dev, r.stdout);
   } finally {
@@ -401,15 +406,27 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
         throw new Error(`${what(e)}: its source ${p.how === "bind" ? `${p.sub || "/"} in mount ${p.from}` : source} is missing (${(err as Error).message})`);
       }
     }
-    if (dir) mkdirSync(view(target), 0o700);
-    else closeSync(openSync(view(target), "w", 0o600));
-    if (source !== undefined) {
+    // Made by the root task: in a user namespace of the tree's own, the kernel refuses crest's uid on the yard (a tmpfs mounted there).
+    r.resetScratch();
+    if (dir) r.call(`make the mount point of ${what(e)}`, SYS.mkdirat, AT_FDCWD, r.putString(target), 0o700);
+    else r.call(`close the mount point of ${what(e)}`, SYS.close, r.call(`make the mount point of ${what(e)}`, SYS.openat, AT_FDCWD, r.putString(target), O.WRONLY | O.CREAT | O.CLOEXEC, 0o600));
+    if (source !== undefined && ownedAtRestore(run, "user")) {
+      // The root of a user namespace may not reach the source by its path (crest's --root in a directory of root's): crest opens it in the task's mount namespace and hands it over.
+      const mine = openSync(view(source), O.PATH | O.CLOEXEC);
+      try {
+        const theirs = passFd(r, task.vpid, mine, source);
+        mount(`bind ${source} for ${what(e)}`, `/proc/self/fd/${theirs}`, target, null, MS.BIND, null);
+        r.call(`close the fd of ${source}`, SYS.close, theirs);
+      } finally {
+        closeSync(mine);
+      }
+    } else if (source !== undefined) {
       mount(`bind ${source} for ${what(e)}`, source, target, null, MS.BIND, null);
     } else {
       // Read-only tmpfs: filled first, then made read-only.
       const roLater = e.fstype === FS_TMPFS && ((e.sb_flags ?? 0) & MS.RDONLY) !== 0;
       const sb = (e.sb_flags ?? 0) & ~(roLater ? MS.RDONLY : 0);
-      mount(`mount ${what(e)}`, e.source, target, fsName(e), sb | MS.SILENT, e.options);
+      mount(`mount ${what(e)}`, e.source, target, fsName(e), sb | MS.SILENT, mountOptionsInside(run, e.options));
       if (e.fstype === FS_TMPFS) untar(e, view(target));
       if (roLater) mount(`make ${what(e)} read-only`, null, target, null, MS.REMOUNT | MS.RDONLY | sb, null);
     }
@@ -477,7 +494,9 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
     const img = run.images.exists(IMG.tmpfsDev, e.root_dev) ? run.images.name(IMG.tmpfsDev, e.root_dev) : run.images.name(IMG.tmpfsImg, e.mnt_id);
     const fd = openSync(img, "r");
     try {
-      const t = spawnSync("tar", [...TAR_EXTRACT, "--directory", dir], { stdio: [fd, "pipe", "pipe"] });
+      const [cmd, ...pre] = ownedAtRestore(run, "user") ? runAsUsernsRoot(task.pid) : [];
+      const tar = [...pre, "tar", ...TAR_EXTRACT, "--directory", dir];
+      const t = spawnSync(cmd ?? tar.shift()!, tar, { stdio: [fd, "pipe", "pipe"] });
       if (t.error || t.status !== 0) throw new Error(`untar ${img} into ${what(e)} failed: ${t.error?.message ?? t.stderr.toString().trim()}`);
     } finally {
       closeSync(fd);

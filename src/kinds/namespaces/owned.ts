@@ -9,7 +9,7 @@ export const NS_KINDS = ["pid", "net", "ipc", "uts", "mnt", "user", "cgroup", "t
 export type NsKind = (typeof NS_KINDS)[number];
 
 /** Namespaces a tree may have of its own so far (each has its kind here). */
-export const SUPPORTED_NS: ReadonlySet<NsKind> = new Set<NsKind>(["pid", "net", "ipc", "uts", "cgroup", "mnt"]);
+export const SUPPORTED_NS: ReadonlySet<NsKind> = new Set<NsKind>(["pid", "net", "ipc", "uts", "cgroup", "mnt", "time", "user"]);
 
 export function ownedAtRestore(run: RestoreRun, k: NsKind): boolean {
   const mine = run.inventory.root_ids;

@@ -14,8 +14,12 @@
 // meanwhile), crest keeps an O_PATH fd of the new socket file (sockets
 // connecting to it connect through /proc/CREST/fd/N, as criu through its
 // own), and the name is removed again, with the directories crest made: the
-// socket has its address and no file, as at the dump.
-import { treePath } from "../namespaces/owned.js";
+// socket has its address and no file, as at the dump. A task in the tree's
+// own mount namespace may not see crest in its /proc (its own PID
+// namespace's): it is given the fd and connects through /proc/self/fd/N.
+import { ownedAtRestore, treePath } from "../namespaces/owned.js";
+import { passFd } from "../files/inherit.js";
+import { idOutside } from "../namespaces/user.js";
 import { closeSync, fstatSync, lstatSync, mkdirSync, openSync, readlinkSync, renameSync, rmdirSync, chmodSync, chownSync, statSync, unlinkSync, existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { OpenContext } from "../files/file-kind.js";
@@ -132,6 +136,8 @@ function bindDeleted(c: OpenContext, fd: number, e: unix_sk_entry, what: string)
   const made: string[] = [];
   for (let d = dirname(path); !existsSync(d); d = dirname(d)) made.unshift(d);
   if (made.length) mkdirSync(made[made.length - 1]!, { recursive: true, mode: 0o755 });
+  // The task binds in them: in a user namespace of the tree's own, its root must own them (crest's root is not its).
+  if (ownedAtRestore(c.run, "user")) for (const d of made) chownSync(d, idOutside(c.run, "uid", 0), idOutside(c.run, "gid", 0));
   const aside = `${path}.crest-sk-ghost`;
   const moved = lstatSync(path, { throwIfNoEntry: false }) !== undefined;
   try {
@@ -140,7 +146,8 @@ function bindDeleted(c: OpenContext, fd: number, e: unix_sk_entry, what: string)
       bindAs(c, fd, e, what);
       ghostsOf(c).set(e.ino, openSync(path, O.PATH | O.CLOEXEC));
     } finally {
-      unlinkSync(path);
+      // Not there if the bind failed: its error is the one to tell.
+      if (lstatSync(path, { throwIfNoEntry: false })) unlinkSync(path);
     }
   } finally {
     if (moved) renameSync(aside, path);
@@ -163,11 +170,24 @@ function ghostName(c: OpenContext, to: unix_sk_entry, what: string): Buffer {
 export function connectName(c: OpenContext, fd: number, to: unix_sk_entry, what: string): void {
   const { r } = c;
   let name = to.name;
+  if (isPath(to) && to.deleted && ownedAtRestore(c.run, "mnt")) return connectThroughGivenFd(c, fd, to, what);
   if (isPath(to) && to.deleted) name = ghostName(c, to, what);
   else if (isPath(to)) enterNameDir(c, to);
   r.resetScratch();
   const addr = sockaddr(name);
   r.call(`connect ${what} to ${JSON.stringify(to.name.toString("latin1"))}`, SYS.connect, fd, r.put(addr), addr.length);
+}
+
+function connectThroughGivenFd(c: OpenContext, fd: number, to: unix_sk_entry, what: string): void {
+  const { r, task } = c;
+  const ghost = ghostsOf(c).get(to.ino);
+  if (ghost === undefined) throw new Error(`${what} connects to unix socket ${to.ino}, whose deleted name ${fullPath(to)} crest does not hold`);
+  const theirs = passFd(r, task.vpid, ghost, `the file of unix socket ${to.ino} (deleted name ${fullPath(to)})`);
+  r.resetScratch();
+  const addr = sockaddr(Buffer.from(`/proc/self/fd/${theirs}`, "latin1"));
+  r.call(`connect ${what} to ${JSON.stringify(to.name.toString("latin1"))} (deleted; through /proc/self/fd/${theirs})`, SYS.connect, fd, r.put(addr), addr.length);
+  r.call(`close the fd of the file of unix socket ${to.ino}`, SYS.close, theirs);
+  c.run.log.debug(`${what} connected to the deleted name ${fullPath(to)} through /proc/self/fd/${theirs}`);
 }
 
 /** The same from crest, on its copy `fd` of the socket (a relative name joined to its directory). */

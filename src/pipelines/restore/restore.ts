@@ -19,6 +19,7 @@ import { RestoreImages } from "../../images/store.js";
 import { NAMESPACE_KINDS, TASK_RESTORE_KINDS } from "../../kinds/registry.js";
 import { newStats, RunStates, type RestoreRun, type RestoreTask, type TaskKind } from "../../kinds/context.js";
 import { TASK_STATE } from "../../kinds/task/task-state.js";
+import { rootUserns } from "../../kinds/namespaces/user.js";
 import { createTree, finishTree, planTree, type OutsideSession, type TreeNode } from "./tree.js";
 import { takenPid } from "./pid-wait.js";
 import { sleepMs, wait4 } from "../../sys/syscalls.js";
@@ -266,7 +267,8 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
     let bornUs = 0n, born = 0;
     // -S: the root becomes a child of crest's parent, which then owns it.
     const rootFlags = nsFlags | (opts.restore.sibling ? CLONE.PARENT : 0);
-    createTree(nodes, { flags: rootFlags, ownPidNs: (nsFlags & CLONE.NEWPID) !== 0 }, created, log, (n) => {
+    const userns = rootUserns(run);
+    createTree(nodes, { flags: rootFlags, ownPidNs: (nsFlags & CLONE.NEWPID) !== 0, ...(userns ? { userns } : {}) }, created, log, (n) => {
       const task = tree.tasks.get(n.vpid);
       if (n === nodes[0]) {
         scripts.rootPid = n.pid;
