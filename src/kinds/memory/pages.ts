@@ -17,7 +17,6 @@ import { PagemapScanner, PAGE_IS, reportsGuards } from "../../sys/pagemap.js";
 import { RemoteError, type Remote } from "../../remote/remote.js";
 import { passFd } from "../files/inherit.js";
 import type { Stats } from "../context.js";
-import { subtract } from "./vma.js";
 
 /** pagemap_entry flags. */
 export const PE = { PARENT: 1, LAZY: 2, PRESENT: 4 } as const;
@@ -329,16 +328,24 @@ export function privateData(scanner: PagemapScanner, start: number, end: number,
   const q = reportsGuards() ? PRIVATE_DATA_UNGUARDED : PRIVATE_DATA;
   const regions = scanner.scan(start, end, parent ? { ...q, returned: q.returned | TRACKED } : q);
   const out: DataPiece[] = [];
+  // Both in address order: one pass over the parent's ranges for all the regions.
+  let j = 0;
   for (const reg of regions) {
     if (!parent || (reg.categories & TRACKED) !== UNCHANGED) {
       out.push({ start: reg.start, end: reg.end, inParent: false });
       continue;
     }
-    const outside = subtract([reg], parent);
-    for (const p of subtract([reg], outside)) out.push({ ...p, inParent: true });
-    for (const p of outside) out.push({ ...p, inParent: false });
+    while (j < parent.length && parent[j]!.end <= reg.start) j++;
+    let at = reg.start;
+    for (let k = j; k < parent.length && parent[k]!.start < reg.end; k++) {
+      const start = Math.max(parent[k]!.start, reg.start), end = Math.min(parent[k]!.end, reg.end);
+      if (start > at) out.push({ start: at, end: start, inParent: false });
+      out.push({ start, end, inParent: true });
+      at = end;
+    }
+    if (at < reg.end) out.push({ start: at, end: reg.end, inParent: false });
   }
-  return out.sort((a, b) => a.start - b.start);
+  return out;
 }
 
 /**
