@@ -28,6 +28,8 @@ const UNGUARDED = PAGE_IS.FILE | PAGE_IS.PFNZERO | PAGE_IS.GUARD;
 const PRIVATE_DATA_UNGUARDED = { ...PRIVATE_DATA, mask: UNGUARDED, inverted: UNGUARDED };
 
 const IOV_MAX = 1024;
+/** The most one preadv of the restore reads. */
+const CALL_MAX = 1 << 30;
 const POPULATE_MIN_PAGES = 64;
 const BUF_SIZE = 16 << 20;
 /**
@@ -432,8 +434,31 @@ function sameFile(pid: number, theirs: number, mine: number): boolean {
 }
 
 /**
- * Has the task read runs of pages-N.img into place with preadv: one call per
- * IOV_MAX runs that follow each other in the file.
+ * The preadv calls of a restore: runs that follow each other in the file,
+ * IOV_MAX at most a call and `max` bytes at most (one read transfers at
+ * most 2 GiB less a page, the kernel's MAX_RW_COUNT), a longer run split.
+ */
+export function preadCalls(given: readonly PageRun[], max = CALL_MAX): PageRun[][] {
+  const runs = given.flatMap((p) => (p.len <= max ? [p] : Array.from({ length: Math.ceil(p.len / max) }, (_, k) => ({
+    ...p, vaddr: p.vaddr + BigInt(k * max), off: p.off + k * max, len: Math.min(max, p.len - k * max),
+  }))));
+  const calls: PageRun[][] = [];
+  for (let i = 0; i < runs.length;) {
+    const call = [runs[i]!];
+    let bytes = runs[i]!.len;
+    for (let j = i + 1; j < runs.length && call.length < IOV_MAX && runs[j]!.off === runs[i]!.off + bytes && bytes + runs[j]!.len <= max; j++) {
+      call.push(runs[j]!);
+      bytes += runs[j]!.len;
+    }
+    calls.push(call);
+    i += call.length;
+  }
+  return calls;
+}
+
+/**
+ * Has the task read runs of pages-N.img into place with preadv (the calls
+ * preadCalls makes of them).
  */
 export function fillRuns(r: Remote, pages: PageSource, runs: PageRun[], stats: Stats): void {
   if (!runs.length) return;
@@ -442,27 +467,23 @@ export function fillRuns(r: Remote, pages: PageSource, runs: PageRun[], stats: S
   const fd = openPagesIn(r, pages);
   const iovAddr = r.alloc(IOV_MAX * 16);
   const iov = Buffer.alloc(IOV_MAX * 16);
-  for (let i = 0; i < runs.length;) {
-    const off = runs[i]!.off;
+  for (const batch of preadCalls(runs)) {
+    const off = batch[0]!.off;
     let bytes = 0;
-    let j = 0;
-    for (; i + j < runs.length && j < IOV_MAX && runs[i + j]!.off === off + bytes; j++) {
-      const p = runs[i + j]!;
+    batch.forEach((p, j) => {
       iov.writeBigUInt64LE(p.vaddr, j * 16);
       iov.writeBigUInt64LE(BigInt(p.len), j * 16 + 8);
       bytes += p.len;
-    }
-    const batch = runs.slice(i, i + j);
-    r.write(iovAddr, iov.subarray(0, j * 16));
+    });
+    r.write(iovAddr, iov.subarray(0, batch.length * 16));
     // Large runs: allocate their pages in one go rather than fault by fault inside preadv.
     for (const p of batch) {
       if (p.len >= POPULATE_MIN_PAGES * PAGE_SIZE) r.syscall(SYS.madvise, p.vaddr, p.len, MADV.POPULATE_WRITE);
     }
-    const n = r.call(`read pages of task ${r.pid} from ${path}`, SYS.preadv, fd, iovAddr, j, off);
+    const n = r.call(`read pages of task ${r.pid} from ${path}`, SYS.preadv, fd, iovAddr, batch.length, off);
     // A regular file reads short only at its end (signals are blocked).
     if (n !== bytes) throw new Error(`${path} is truncated: it has ${off + n} bytes where task ${r.pid} needs ${off + bytes}`);
     stats.pagesRestored += bytes / PAGE_SIZE;
-    i += j;
   }
   r.call(`close ${path} in task ${r.pid}`, SYS.close, fd);
 }
