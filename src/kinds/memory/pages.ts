@@ -41,6 +41,8 @@ const BUF_SIZE = 16 << 20;
 const spareBuffers: Buffer[] = [];
 const takeBuffer = (): Buffer => spareBuffers.pop() ?? sharedAligned(BUF_SIZE, PAGE_SIZE);
 const giveBack = (b: Buffer): void => void spareBuffers.push(b);
+/** A writer's buffer while it has given its own back (deferring). */
+const NO_BUFFER = Buffer.alloc(0);
 
 /** Where the bytes of a run of pages come from. */
 export type PageOrigin =
@@ -84,6 +86,7 @@ export class PagesWriter {
     this.deferred = [];
     // Not needed until the replay: a tree's writers all wait for theirs.
     giveBack(this.buf);
+    this.buf = NO_BUFFER;
   }
 
   /** While deferring, the runs fn adds are read at once through `mem` and kept in order: memory a snapshot lacks. */
@@ -104,7 +107,7 @@ export class PagesWriter {
   replay(pid: number, mem: number, taskMem: number): void {
     const runs = this.deferred ?? [];
     this.deferred = null;
-    this.buf = takeBuffer();
+    if (this.buf === NO_BUFFER) this.buf = takeBuffer();
     this.pid = pid;
     for (const r of runs) this.copy(r.vaddr, r.len, r.origin.kind === "fd" && r.origin.fd === taskMem ? { ...r.origin, fd: mem } : r.origin);
   }
@@ -279,7 +282,7 @@ export class PagesWriter {
       this.flushWrite();
     } finally {
       this.sink.close();
-      giveBack(this.buf);
+      if (this.buf !== NO_BUFFER) giveBack(this.buf);
       if (this.other) {
         // It may still be being written from.
         this.sink.drain();
