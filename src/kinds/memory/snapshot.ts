@@ -39,7 +39,7 @@ export const snapshotting = (run: DumpRun): boolean => run.opts.dump.leaveRunnin
 /**
  * Forks the frozen task, whose pages (recorded, not copied, by `pages`)
  * are copied from the child once the tree runs (copySnapshots). False
- * where the task cannot fork (its seccomp filter or pids limit): logged,
+ * where the task cannot fork (its cgroup's pids limit, memory): logged,
  * and the caller copies its pages now.
  */
 export function takeSnapshot(task: DumpTask, run: DumpRun, pages: PagesWriter, taskMem: number): boolean {
