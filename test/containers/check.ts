@@ -56,14 +56,7 @@ export function checkpointRestore(rt: Runtime, criu: CriuDir, work: string, name
     const dump = rt.checkpoint(ct, criu, images, o);
     assert.equal(dump.code, 0, `${rt.name} checkpoint failed:\n${dump.output}\n${errorLines(rt.criuLog(ct, images, "dump")).join("\n")}\nasked:\n${asked(criu)}`);
     assert.equal(ct.running(), false, `${name} still runs after its checkpoint`);
-    removeExported(rt, ct, o);
-    if (process.env.CREST_CT_SABOTAGE === "1") {
-      rt.remove(ct);
-      ct = rt.start(work, name);
-    } else {
-      const restore = rt.restore(ct, criu, images, o);
-      assert.equal(restore.code, 0, `${rt.name} restore failed:\n${restore.output}\n${errorLines(rt.criuLog(ct, images, "restore")).join("\n")}\nasked:\n${asked(criu)}`);
-    }
+    ct = restoreOrRestart(rt, ct, criu, images, o, "restore");
     assert.equal(ct.running(), true, `${name} does not run after its restore`);
     const after = waitFor(`${name}'s count after the restore`, () => ct.count());
     assert.ok(after >= before, `${name} counts from ${after} after its restore, it had counted to ${before}: its state was lost`);
@@ -73,6 +66,23 @@ export function checkpointRestore(rt: Runtime, criu: CriuDir, work: string, name
   } finally {
     rt.remove(ct);
   }
+}
+
+/**
+ * After the checkpoint: the exported archive removed with its container,
+ * then the restore, checked; or, with CREST_CT_SABOTAGE=1, the container
+ * started afresh instead (the checks after must then fail). The container
+ * that runs now.
+ */
+function restoreOrRestart(rt: Runtime, ct: Container, criu: CriuDir, images: string, o: CrOptions, what: string): Container {
+  removeExported(rt, ct, o);
+  if (process.env.CREST_CT_SABOTAGE === "1") {
+    rt.remove(ct);
+    return rt.start(ct.work, ct.name);
+  }
+  const restore = rt.restore(ct, criu, images, o);
+  assert.equal(restore.code, 0, `${rt.name} ${what} failed:\n${restore.output}\n${errorLines(rt.criuLog(ct, images, "restore")).join("\n")}\nasked:\n${asked(criu)}`);
+  return ct;
 }
 
 /**
@@ -106,14 +116,7 @@ export async function keepsConnection(rt: Runtime, criu: CriuDir, work: string, 
     sock.write("GET /count HTTP/1.0\r\n");
     const dump = rt.checkpoint(ct, criu, images, o);
     assert.equal(dump.code, 0, `${rt.name} checkpoint --tcp-established failed:\n${dump.output}\n${errorLines(rt.criuLog(ct, images, "dump")).join("\n")}\nasked:\n${asked(criu)}`);
-    removeExported(rt, ct, o);
-    if (process.env.CREST_CT_SABOTAGE === "1") {
-      rt.remove(ct);
-      ct = rt.start(work, name);
-    } else {
-      const restore = rt.restore(ct, criu, images, o);
-      assert.equal(restore.code, 0, `${rt.name} restore --tcp-established failed:\n${restore.output}\n${errorLines(rt.criuLog(ct, images, "restore")).join("\n")}\nasked:\n${asked(criu)}`);
-    }
+    ct = restoreOrRestart(rt, ct, criu, images, o, "restore --tcp-established");
     sock.write("\r\n");
     const text = await reply;
     const m = /^HTTP\/1\.[01] 200 [^]*\r\n\r\n(\d+)\n?$/.exec(text);
