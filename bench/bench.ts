@@ -4,9 +4,12 @@
 // and restored, against a reference measured in the same run: writing as
 // many fresh pages to the same filesystem, which a dump must do. Tasks:
 // trees of 1, 10 and 100 processes and one process with 100 threads. TCP:
-// one process holding 1,000 (CREST_BENCH_CONNS) established loopback
-// connections, both ends, 100 bytes in flight each way, dumped and restored
-// with --tcp-established, and what crest's network lock and unlock took.
+// one process holding 1,000 and 200 (CREST_BENCH_CONNS, comma-separated)
+// established loopback connections, both ends, 100 bytes in flight each way,
+// dumped and restored with --tcp-established, and what crest's network lock
+// and unlock took (criu 4.2 built here aborts dumping more than about 250 of
+// them with nftables: "bit out of range 0 - FD_SETSIZE on fd_set").
+// A tool that fails a row gets the row marked, and the run goes on.
 // Every row gives crest's time as a ratio of criu's, and crest's injected
 // syscalls and ptrace stops per task.
 //
@@ -17,6 +20,9 @@
 // /proc/PID/net/dev it holds); skipped without the X programs.
 // CREST_BENCH_VNC_XTERM=1 adds the wiki's xterm with a shell (criu 4.2
 // refuses to dump it here: "ctty inheritance detected"; its row then says so).
+//
+// Memory in motion (bench/memory-motion.ts): the frozen time of dump
+// --leave-running (snapshots) and of a dump after a pre-dump, 1 and 4 GiB.
 //
 // RPC: the service under load (bench/rpc-load.ts): 20 clients at once
 // dumping and restoring their own process through `crest service` (and
@@ -33,9 +39,11 @@ import { IMG, readImage } from "../src/images/index.js";
 import { CREST, finish, imagesDir, startWorkload, stop, waitTreeGone, alive, type Workload } from "../test/cr/harness.js";
 import { missingPrograms, VncSession } from "../test/vnc/scenario.js";
 import { printRpcLoad } from "./rpc-load.js";
+import { printPodmanCr } from "./podman-cr.js";
+import { printMemoryInMotion } from "./memory-motion.js";
 
 const MIB = Number(process.env.CREST_BENCH_MIB ?? 1024);
-const CONNS = Number(process.env.CREST_BENCH_CONNS ?? 1000);
+const CONNS = (process.env.CREST_BENCH_CONNS ?? "1000,200").split(",").map(Number);
 const ROUNDS = Number(process.env.CREST_BENCH_ROUNDS ?? 5);
 const bytes = MIB << 20;
 const secs = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
@@ -115,10 +123,15 @@ function measure(workload: string, args: string[], each?: () => void, extra: str
   const rs: Result[][] = tools.map(() => []);
   for (let i = 0; i < ROUNDS; i++) {
     tools.forEach((tool, t) => {
+      // A tool that failed this row once is not run again on it; the row says why.
+      if (rs[t]!.some((r) => Number.isNaN(r.dump) || Number.isNaN(r.restore))) return;
       const w = startWorkload(workload, args);
       try {
         each?.();
         rs[t]!.push(cycle(tool, w, extra));
+      } catch (e) {
+        rs[t]!.push({ ...failed, verdict: `FAIL: ${(e as Error).message.split("\n").filter(Boolean).slice(0, 2).join(" ")}` });
+        dropLeftLocks(tool);
       } finally {
         stop(w);
       }
@@ -127,8 +140,20 @@ function measure(workload: string, args: string[], each?: () => void, extra: str
   return rs.map(medianOf);
 }
 
+const failed: Result = { dump: NaN, frozen: NaN, restore: NaN, syscalls: NaN, stops: NaN, verdict: "", lockMs: NaN, unlockMs: NaN };
+
+/** criu killed in the middle of a dump leaves its nftables lock (table inet CRIU-...) behind: removed, and said. */
+function dropLeftLocks(tool: Tool): void {
+  const tables = spawnSync("nft", ["list", "tables"], { encoding: "utf8" }).stdout ?? "";
+  for (const [, family, name] of tables.matchAll(/^table (\S+) (CRIU-\S+)$/gm)) {
+    console.error(`bench: removing the network lock ${tool.name} left behind (table ${family} ${name})`);
+    spawnSync("nft", ["delete", "table", family!, name!]);
+  }
+}
+
 function medianOf(rs: Result[]): Result {
-  const m = (f: (r: Result) => number) => median(rs.map(f));
+  // A figure some round could not give (its tool failed there) is not given.
+  const m = (f: (r: Result) => number) => (rs.some((r) => Number.isNaN(f(r))) ? NaN : median(rs.map(f)));
   return {
     dump: m((r) => r.dump), frozen: m((r) => r.frozen), restore: m((r) => r.restore), syscalls: m((r) => r.syscalls),
     stops: m((r) => r.stops), lockMs: m((r) => r.lockMs), unlockMs: m((r) => r.unlockMs), verdict: rs.every((r) => r.verdict === "PASS") ? "PASS" : rs.map((r) => r.verdict).join("; "),
@@ -167,7 +192,7 @@ const TASKS: Array<[string, string, number]> = [["forest", "1", 1], ["forest", "
 const perTasks = TASKS.map(([w, arg, n]) => ({ name: `${w} ${arg}`, n, rs: measure(w, [arg]) }));
 // -v3: the lock's timings are info lines of crest's log.
 // Both tools lock with nftables: criu's default, iptables, adds and removes a rule a connection (its restore of 1,000 took 156 s here).
-const tcp = measure("sk-inet", ["many", String(CONNS)], undefined, ["--tcp-established", "--network-lock", "nftables", "-v3"]);
+const tcp = CONNS.map((n) => ({ n, rs: measure("sk-inet", ["many", String(n)], undefined, ["--tcp-established", "--network-lock", "nftables", "-v3"]) }));
 
 /**
  * The VNC tree, ROUNDS times per tool, taking turns: a new session each
@@ -185,7 +210,7 @@ function measureVnc(): Result[] {
         session.paint(0x3050e0);
         session.waitViewerShows(0, 0x3050e0);
         const dir = join(session.dir, `imgs-${tool.name}`);
-        const row: Result = { dump: NaN, frozen: NaN, restore: NaN, syscalls: NaN, stops: NaN, verdict: "", lockMs: NaN, unlockMs: NaN };
+        const row: Result = { ...failed };
         try {
           const d = session.dump(dir, tool.bin);
           Object.assign(row, { dump: d.ms / 1000, frozen: d.frozenMs / 1000 });
@@ -209,9 +234,10 @@ function measureVnc(): Result[] {
 const vncMissing = missingPrograms();
 const vnc = vncMissing.names.length ? undefined : measureVnc();
 
-const s = (x: number) => `${x.toFixed(3)} s`;
-const ratio = (a: number, b: number | undefined) => (b === undefined ? "" : `${(a / b).toFixed(2)}x`);
-const verdicts = (rs: Result[]) => rs.map((r, i) => (r.verdict === "PASS" ? "" : ` ${tools[i]!.name}: ${r.verdict}`)).join("");
+const s = (x: number) => (Number.isNaN(x) ? "failed" : `${x.toFixed(3)} s`);
+const ratio = (a: number, b: number | undefined) => (b === undefined || Number.isNaN(a / b) ? "" : `${(a / b).toFixed(2)}x`);
+// Each round's verdict, once each (every round of a tool tends to say the same).
+const verdicts = (rs: Result[]) => rs.map((r, i) => (r.verdict === "PASS" ? "" : ` ${tools[i]!.name}: ${[...new Set(r.verdict.split("; "))].join("; ")}`)).join("");
 
 console.log(`crest${typeof criu === "string" ? "" : ` and criu (${criu.bin})`}, median of ${ROUNDS} runs, images in ${tmp}`);
 console.log(`\n${MIB} MiB of non-zero memory`);
@@ -234,32 +260,33 @@ for (const { name, n, rs } of perTasks) {
     `${k ? `${s(k.dump).padStart(11)}${s(k.restore).padStart(10)}${ratio(c!.dump, k.dump).padStart(7)}${ratio(c!.restore, k.restore).padStart(9)}` : ""}` +
     `${(c!.syscalls / n).toFixed(0).padStart(10)}${(c!.stops / n).toFixed(0).padStart(8)}${verdicts(rs)}`);
 }
-console.log(`\nTCP: ${CONNS} established loopback connections (both ends in one process), --tcp-established --network-lock nftables`);
-{
-  const [c, k] = tcp;
+for (const { n, rs } of tcp) {
+  const [c, k] = rs;
+  console.log(`\nTCP: ${n} established loopback connections (both ends in one process), --tcp-established --network-lock nftables`);
   console.log(`${"".padEnd(24)}${"crest".padStart(10)}${k ? `${"criu".padStart(10)}${"crest/criu".padStart(12)}` : ""}`);
   for (const [row, f] of [["dump", (r: Result) => r.dump], ["  frozen", (r: Result) => r.frozen], ["restore", (r: Result) => r.restore]] as const) {
     console.log(`${row.padEnd(24)}${s(f(c!)).padStart(10)}${k ? `${s(f(k)).padStart(10)}${ratio(f(c!), f(k)).padStart(12)}` : ""}`);
   }
   console.log(`${"  network lock".padEnd(24)}${`${c!.lockMs.toFixed(1)} ms`.padStart(10)}`);
   console.log(`${"  network unlock".padEnd(24)}${`${c!.unlockMs.toFixed(1)} ms`.padStart(10)}`);
-  if (verdicts(tcp)) console.log(`verdicts:${verdicts(tcp)}`);
+  if (verdicts(rs)) console.log(`verdicts:${verdicts(rs)}`);
 }
 if (vnc) {
   const [c, k] = vnc;
   console.log(`\nVNC: Xvnc, icewm (network status applet off), an MIT-SHM client${process.env.CREST_BENCH_VNC_XTERM === "1" ? ", an xterm with a shell" : ""} in new PID and IPC namespaces, a viewer connected over TCP;`);
   console.log("     dump -v4 --tcp-established, restore -v4 --tcp-established -d (the wiki's options)");
   console.log(`${"".padEnd(24)}${"crest".padStart(10)}${k ? `${"criu".padStart(10)}${"crest/criu".padStart(12)}` : ""}`);
-  const t = (x: number) => (Number.isNaN(x) ? "failed" : s(x));
   for (const [row, f] of [["dump", (r: Result) => r.dump], ["  frozen", (r: Result) => r.frozen], ["restore", (r: Result) => r.restore]] as const) {
-    console.log(`${row.padEnd(24)}${t(f(c!)).padStart(10)}${k ? `${t(f(k)).padStart(10)}${(Number.isNaN(f(c!) / f(k)) ? "" : ratio(f(c!), f(k))).padStart(12)}` : ""}`);
+    console.log(`${row.padEnd(24)}${s(f(c!)).padStart(10)}${k ? `${s(f(k)).padStart(10)}${ratio(f(c!), f(k)).padStart(12)}` : ""}`);
   }
-  // Each round's verdict, once each (every round of a tool tends to say the same).
-  const said = vnc.map((r, i) => (r.verdict === "PASS" ? "" : ` ${tools[i]!.name}: ${[...new Set(r.verdict.split("; "))].join("; ")}`)).join("");
-  if (said) console.log(`verdicts:${said}`);
+  if (verdicts(vnc)) console.log(`verdicts:${verdicts(vnc)}`);
 } else {
   console.log(`\nVNC: not measured (the scenario needs ${vncMissing.names.join(", ")}; apt-get install ${vncMissing.packages.join(" ")})`);
 }
+// Frozen time of snapshots and pre-dump chains: bench/memory-motion.ts.
+printMemoryInMotion(tools, tmp, Math.min(ROUNDS, 3));
+// podman checkpoint and restore of a container, crest and criu as its criu: bench/podman-cr.ts.
+printPodmanCr(tools, tmp, ROUNDS);
 // The service under load: bench/rpc-load.ts.
 if (!printRpcLoad(tools)) process.exitCode = 1;
 if (typeof criu === "string") console.log(`\ncriu: not measured (${criu})`);

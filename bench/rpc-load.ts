@@ -26,6 +26,7 @@ import { join } from "node:path";
 import { criu_req, criu_req_type, criu_resp, decode, encode } from "../src/images/index.js";
 import { SYS } from "../src/sys/constants.js";
 import { native } from "../src/sys/native.js";
+import { sockaddr } from "../src/kinds/sockets/unix-name.js";
 import { sleepMs, wait4 } from "../src/sys/syscalls.js";
 import { alive, finish, imagesDir, startWorkload, stop, waitFor, type Workload } from "../test/cr/harness.js";
 
@@ -61,13 +62,8 @@ export interface LoadResult {
   failure: string | null;
 }
 
-function sockaddr(path: string): Buffer {
-  const name = Buffer.from(path);
-  const addr = Buffer.alloc(2 + name.length + 1);
-  addr.writeUInt16LE(AF_UNIX, 0);
-  name.copy(addr, 2);
-  return addr;
-}
+/** struct sockaddr_un of a path, with its closing NUL. */
+const pathAddr = (path: string): Buffer => sockaddr(Buffer.from(`${path}\0`));
 
 function vmRssKiB(pid: number): number {
   try {
@@ -109,7 +105,8 @@ function startService(tool: LoadTool, dir: string): { child: ChildProcess; addre
     }
     if (!existsSync(address)) return false;
     const fd = native.syscall(SYS.socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    const r = native.syscall(SYS.connect, fd, sockaddr(address), sockaddr(address).length);
+    const addr = pathAddr(address);
+    const r = native.syscall(SYS.connect, fd, addr, addr.length);
     native.syscall(SYS.close, fd);
     return r === 0;
   });
@@ -141,7 +138,7 @@ export function rpcLoad(tool: LoadTool): LoadResult {
   try {
     const started = startService(tool, dir);
     service = started.child.pid!;
-    const addr = sockaddr(started.address);
+    const addr = pathAddr(started.address);
     for (let n = 0; n < CLIENTS; n++) {
       const w = startWorkload("loop");
       const images = imagesDir(w, `imgs-${tool.name}`);

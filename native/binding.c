@@ -10,6 +10,7 @@
 #include <node_api.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -260,12 +261,23 @@ static int prop_int(napi_env env, napi_value obj, const char *name, int64_t def)
 }
 
 // The child side of spawn(): runs in a copy of this process between clone3
-// and execve, so it only makes plain syscalls.
-static void spawn_child(int errfd, const char *path, char **argv, char **envp, int setsid_, int *fds, int nfds,
-			const char *cwd)
+// and execve, so it only makes plain syscalls. In a new user namespace
+// (syncfd >= 0) it first waits until the parent has written its uid and
+// gid maps, and becomes the namespace's root: execve as another uid would
+// drop every capability it has there.
+static void spawn_child(int errfd, int syncfd, const char *path, char **argv, char **envp, int setsid_, int *fds,
+			int nfds, const char *cwd)
 {
 	sigset_t none;
 	int e;
+	if (syncfd >= 0) {
+		char go = 0;
+		if (read(syncfd, &go, 1) != 1)
+			_exit(127);
+		if (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setgroups, 0, NULL) < 0 ||
+		    syscall(SYS_setresuid, 0, 0, 0) < 0)
+			goto fail;
+	}
 	sigemptyset(&none);
 	// Keep the error pipe clear of the fd numbers being set up.
 	errfd = fcntl(errfd, F_DUPFD_CLOEXEC, 1024);
@@ -303,7 +315,23 @@ fail:
 	_exit(127);
 }
 
-// spawn({path, argv, env, pid?, setsid?, fds?, cwd?, flags?}) -> pid or -errno.
+// Writes /proc/PID/NAME (a uid_map or gid_map); 0 or -errno.
+static int write_proc(pid_t pid, const char *name, const char *text)
+{
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/%d/%s", (int)pid, name);
+	int fd = open(p, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = write(fd, text, strlen(text));
+	int e = n < 0 ? -errno : (size_t)n != strlen(text) ? -EIO : 0;
+	close(fd);
+	return e;
+}
+
+// spawn({path, argv, env, pid?, setsid?, fds?, cwd?, flags?, uidMap?, gidMap?}) -> pid or -errno.
+// uidMap and gidMap (with CLONE_NEWUSER in flags) are written for the child
+// before it goes on; it then runs as uid and gid 0 of its namespace.
 // The new process is a child of this one that libuv does not know about, so
 // nothing in Node reaps it or steals its ptrace stops. `pid` asks clone3 for
 // that exact PID (set_tid); `flags` adds clone flags such as CLONE_NEWPID.
@@ -343,6 +371,10 @@ static napi_value js_spawn(napi_env env, napi_callback_info info)
 		free_strings(ev);
 		THROW(env, "spawn: argv and env must be arrays of strings");
 	}
+	char uid_map[4096] = "", gid_map[4096] = "";
+	napi_value um = prop(env, o, "uidMap"), gm = prop(env, o, "gidMap");
+	int userns = um && gm && napi_get_value_string_utf8(env, um, uid_map, sizeof(uid_map), &len) == napi_ok &&
+		     napi_get_value_string_utf8(env, gm, gid_map, sizeof(gid_map), &len) == napi_ok;
 	pid_t want = prop_int(env, o, "pid", 0);
 	int setsid_ = prop_int(env, o, "setsid", 0);
 	uint64_t flags = (uint64_t)(uint32_t)prop_int(env, o, "flags", 0);
@@ -352,10 +384,21 @@ static napi_value js_spawn(napi_env env, napi_callback_info info)
 		free_strings(ev);
 		return num(env, -errno);
 	}
+	int syncp[2] = { -1, -1 };
+	if (userns && pipe2(syncp, O_CLOEXEC) < 0) {
+		int e = errno;
+		close(errpipe[0]);
+		close(errpipe[1]);
+		free_strings(av);
+		free_strings(ev);
+		return num(env, -(double)e);
+	}
 	struct clone_args ca;
 	memset(&ca, 0, sizeof(ca));
-	ca.flags = CLONE_VFORK | flags;
-	ca.exit_signal = SIGCHLD;
+	// Not CLONE_VFORK with a user namespace: this process writes the maps while the child waits.
+	ca.flags = (userns ? 0 : CLONE_VFORK) | flags;
+	// clone3 takes no exit signal with CLONE_PARENT (EINVAL): the child gets the one the caller's parent gave the caller.
+	ca.exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD;
 	if (want > 0) {
 		ca.set_tid = (uint64_t)(uintptr_t)&want;
 		ca.set_tid_size = 1;
@@ -364,10 +407,35 @@ static napi_value js_spawn(napi_env env, napi_callback_info info)
 	// of this process without V8's threads and some of its memory, so it
 	// must not touch the JS engine.
 	long r = syscall(SYS_clone3, &ca, sizeof(ca));
-	if (r == 0)
-		spawn_child(errpipe[1], path, av, ev, setsid_, fds, nfds, have_cwd ? cwd : NULL);
+	if (r == 0) {
+		if (userns)
+			close(syncp[1]);
+		spawn_child(errpipe[1], userns ? syncp[0] : -1, path, av, ev, setsid_, fds, nfds, have_cwd ? cwd : NULL);
+	}
 	int e = errno;
 	close(errpipe[1]);
+	if (userns) {
+		close(syncp[0]);
+		if (r > 0) {
+			int w = write_proc(r, "uid_map", uid_map);
+			if (!w)
+				w = write_proc(r, "gid_map", gid_map);
+			if (!w && write(syncp[1], "g", 1) != 1)
+				w = -errno;
+			if (w) {
+				// The child exits on the closed pipe (or is killed): reaped, the error returned.
+				int st;
+				close(syncp[1]);
+				syscall(SYS_kill, r, SIGKILL);
+				syscall(SYS_wait4, r, &st, __WALL, NULL);
+				close(errpipe[0]);
+				free_strings(av);
+				free_strings(ev);
+				return num(env, (double)w);
+			}
+		}
+		close(syncp[1]);
+	}
 	if (r > 0) {
 		int child_err = 0;
 		if (read(errpipe[0], &child_err, sizeof(child_err)) == sizeof(child_err)) {

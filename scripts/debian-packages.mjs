@@ -3,7 +3,7 @@
 // Debian machine. Not root, or no apt-get: it says what to install and fails.
 // Not Debian (no dpkg-query): nothing is checked, the tools speak for themselves.
 //
-//   node scripts/debian-packages.mjs [build] [test] [vnc]   (all when none is named)
+//   node scripts/debian-packages.mjs [build] [test] [vnc] [containers]   (all when none is named)
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -14,11 +14,17 @@ export const PACKAGES = {
   // Debian's crit (in criu, a python program using python3-protobuf) decodes the tests' images;
   // the TCP tests lock the network with nft and with iptables-restore, as crest does for --tcp-established;
   // the RPC tests drive crest with pycriu (in criu) and with go-criu, built offline with Debian's Go;
-  // tmux runs the shell-job test's two terminals.
-  test: ["criu", "python3-protobuf", "nftables", "iptables", "golang-go", "golang-github-checkpoint-restore-go-criu-dev", "tmux"],
+  // tmux runs the shell-job test's two terminals; iproute2's ip saves and restores a network namespace's
+  // addresses, routes and rules, as criu does.
+  test: ["criu", "python3-protobuf", "nftables", "iptables", "iproute2", "golang-go", "golang-github-checkpoint-restore-go-criu-dev", "tmux"],
   // CRIU's VNC scenario (test/cr/vnc.test.ts, npm run demo:vnc, the bench's VNC row): the VNC server,
   // the window manager and terminal in the tree; Xvfb, the viewer, xdotool, xwininfo and xwd outside it.
   vnc: ["tigervnc-standalone-server", "icewm", "xterm", "xvfb", "tigervnc-viewer", "xdotool", "x11-utils", "x11-apps"],
+  // The container runtimes that checkpoint through criu (test/containers/, docs/containers.md): runc, crun,
+  // podman (run with runc) and LXC, the containers' root file system from busybox-static, entered with
+  // util-linux's nsenter. npm test installs them (test/cr/containers-cr.test.ts runs runc's and podman's checkpoints).
+  // netavark is podman's network stack here (a Recommends of podman's; named, as apt may be told to skip those).
+  containers: ["runc", "crun", "podman", "netavark", "lxc", "busybox-static", "util-linux"],
 };
 
 function installed(pkg) {

@@ -45,6 +45,10 @@ export interface DumpOptions extends CommonOptions {
   timeout?: number;
   /** The largest deleted file kept, in bytes (criu's --ghost-limit). */
   ghostLimit?: number;
+  /** The parent images (a pre-dump's), relative to imagesDir as criu takes it (--prev-images-dir). */
+  parentImagesDir?: string;
+  /** Track memory for a next dump; with parentImagesDir, pages unchanged since stay there (--track-mem). */
+  trackMem?: boolean;
 }
 
 export interface RestoreOptions extends CommonOptions {
@@ -124,14 +128,25 @@ async function call(type: number, o: CommonOptions, extra: Partial<EncodeInput<c
 
 /** Checkpoints the tree rooted at o.pid into o.imagesDir. */
 export async function dump(o: DumpOptions, ctl?: Control): Promise<DumpResult> {
-  await call(criu_req_type.DUMP, o, {
+  await call(criu_req_type.DUMP, o, dumpOpts(o), ctl);
+  return { pid: o.pid };
+}
+
+/** Copies the tree's memory while it runs on, for a later dump with parentImagesDir and trackMem. */
+export async function preDump(o: DumpOptions, ctl?: Control): Promise<DumpResult> {
+  await call(criu_req_type.PRE_DUMP, o, dumpOpts(o), ctl);
+  return { pid: o.pid };
+}
+
+function dumpOpts(o: DumpOptions): Partial<EncodeInput<criu_opts>> {
+  return {
     pid: o.pid,
     ...(o.leaveRunning ? { leave_running: true } : {}), ...(o.leaveStopped ? { leave_stopped: true } : {}),
     ...(o.skipInFlight !== undefined ? { tcp_skip_in_flight: o.skipInFlight } : {}),
     ...(o.networkLock ? { network_lock: LOCKS[o.networkLock] } : {}),
     ...(o.timeout !== undefined ? { timeout: o.timeout } : {}), ...(o.ghostLimit !== undefined ? { ghost_limit: o.ghostLimit } : {}),
-  }, ctl);
-  return { pid: o.pid };
+    ...(o.parentImagesDir !== undefined ? { parent_img: o.parentImagesDir } : {}), ...(o.trackMem ? { track_mem: true } : {}),
+  };
 }
 
 /** Restores the tree in o.imagesDir; it runs detached (or as the caller's child with restoreSibling). */
@@ -165,7 +180,3 @@ export async function features(): Promise<{ memTrack: boolean; lazyPages: boolea
   }
 }
 
-/** Pre-dumps are not in crest yet: refused, as every face refuses them. */
-export async function preDump(_o: DumpOptions): Promise<never> {
-  throw new CrestError("pre-dump is not supported by crest yet", "unsupported");
-}

@@ -5,7 +5,7 @@
 import type { Options } from "../options.js";
 import type { Logger } from "../log.js";
 import {
-  categoriesFor, CREST_LACKS, CREST_NEEDS_NOT, featureList, featureVerdict, isFeatureName, unknownFeature, verdict, type Category, type Line,
+  categoriesFor, CREST_LACKS, CREST_NEEDS_NOT, FEATURE_FACTS, featureList, featureVerdict, isFeatureName, unknownFeature, verdict, type Category, type Line,
   type Outcome,
 } from "../kernel/features.js";
 import { facts, type FactId } from "../kernel/facts.js";
@@ -47,7 +47,7 @@ function checkFeature(name: string, log: Logger): number {
     return 1;
   }
   const lacks = CREST_LACKS[name];
-  const fact = lacks?.fact !== undefined ? lacks.fact : facts.isFact(name) ? name : null;
+  const fact = lacks?.fact !== undefined ? lacks.fact : FEATURE_FACTS[name] ?? (facts.isFact(name) ? name : null);
   // The kernel's side is probed even when crest's answer is no: the log shows it.
   const kernel = fact ? outcome(fact, log, true) : undefined;
   if (lacks) return emit(featureVerdict(name, { id: name, category: "feature", breaks: lacks.criu, missing: lacks.crest }), log);

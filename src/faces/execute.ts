@@ -6,12 +6,13 @@
 import type { Logger } from "../log.js";
 import { unsupported, type Options } from "../options.js";
 import { dump } from "../pipelines/dump/dump.js";
+import { preDump } from "../pipelines/dump/pre-dump.js";
 import { restore } from "../pipelines/restore/restore.js";
 import type { RunHooks } from "../pipelines/hooks.js";
 import { check } from "./check.js";
 import { errorOrigin } from "./cli/origin.js";
 
-export type Executed = "dump" | "restore" | "check";
+export type Executed = "dump" | "pre-dump" | "restore" | "check";
 
 export interface Outcome {
   /** criu's exit code: 0, 1, or (a foreground restore) the restored root's. */
@@ -24,7 +25,7 @@ export interface Outcome {
 
 /** Runs one command; never throws (every failure is logged and returned). */
 export function execute(cmd: Executed, opts: Options, refused: readonly string[], log: Logger, hooks: RunHooks = {}): Outcome {
-  const failed = cmd === "dump" ? "Dumping FAILED." : cmd === "restore" ? "Restoring FAILED." : null;
+  const failed = cmd === "dump" ? "Dumping FAILED." : cmd === "pre-dump" ? "Pre-dumping FAILED." : cmd === "restore" ? "Restoring FAILED." : null;
   const reasons = [...refused, ...unsupported(opts)];
   if (reasons.length) {
     for (const why of reasons) log.error(why);
@@ -40,6 +41,11 @@ export function execute(cmd: Executed, opts: Options, refused: readonly string[]
       if (opts.restore.statusFd !== undefined) log.warn("--status-fd is not used by dump (criu and crest signal it on restore, page-server and lazy-pages)");
       dump(opts, log, hooks);
       log.info("Dumping finished successfully");
+      return { code: 0 };
+    }
+    if (cmd === "pre-dump") {
+      preDump(opts, log, hooks);
+      log.info("Pre-dumping finished successfully");
       return { code: 0 };
     }
     const r = restore(opts, log, hooks);

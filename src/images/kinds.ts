@@ -138,8 +138,8 @@ export const IMG = {
   iptables: raw("iptables", "iptables-%u.img"),
   ip6tables: raw("ip6tables", "ip6tables-%u.img"),
   nftables: raw("nftables", "nftables-%u.img"),
-  tmpfsImg: raw("tmpfs", "tmpfs-%u.tar.gz"),
-  tmpfsDev: raw("tmpfs-dev", "tmpfs-dev-%u.tar.gz"),
+  tmpfsImg: raw("tmpfs", "tmpfs-%u.tar.gz.img"),
+  tmpfsDev: raw("tmpfs-dev", "tmpfs-dev-%u.tar.gz.img"),
 
   // --- layouts of older CRIU versions, still read by CRIU (one file per
   // object type instead of files.img; per-task files instead of core fields)

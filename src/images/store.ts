@@ -7,8 +7,9 @@
 // directory and moves them into place only at commit, inventory last: a
 // dump that fails leaves the directory as it found it, and an images
 // directory without an inventory is never a finished dump.
-import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, renameSync, rmdirSync, rmSync, writeSync, constants as fsc } from "node:fs";
-import { join } from "node:path";
+import { sendPagemaps } from "./page-server.js";
+import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, renameSync, rmdirSync, rmSync, symlinkSync, writeFileSync, writeSync, constants as fsc } from "node:fs";
+import { join, resolve } from "node:path";
 import { fileOutput, ImageError, imageExists, imagePath, readImage, writeImage, type ImageKey, type ImageKind, type ImageOutput } from "./file.js";
 import { IMG } from "./kinds.js";
 import type { inventory_entry } from "./gen/index.js";
@@ -33,6 +34,8 @@ export interface PageSink {
 export interface PageSource {
   /** A local file a task under restore may open and read its pages from (preadv straight into place). */
   readonly path: string;
+  /** crest's own fd of it, for a task that cannot reach the path (one with a mount namespace of its own). */
+  readonly fd: number;
   readonly size: number;
   /** Reads len bytes at pos of the pages file into buf at off; returns how many it got. */
   read(buf: Uint8Array, off: number, len: number, pos: number): number;
@@ -101,7 +104,7 @@ export class RestoreImages {
     }
     const size = fstatSync(fd).size;
     return {
-      path, size,
+      path: resolve(path), fd, size,
       read: (buf, off, len, pos) => readSync(fd, buf, off, len, pos),
       close: () => closeSync(fd),
     };
@@ -121,7 +124,8 @@ export class DumpImages {
   /** Image files written while the writer thread starts, for it to create once it runs. */
   private backlog: Array<{ path: string; data: Uint8Array }> = [];
 
-  constructor(readonly dir: string) {
+  /** `pageServer`: a connection to a page server (--page-server), which the pagemaps and their pages go to at commit. */
+  constructor(readonly dir: string, private readonly pageServer?: number) {
     this.staging = mkdtempSync(join(dir, ".crest-dump-"));
   }
 
@@ -216,13 +220,27 @@ export class DumpImages {
         else here(buf, off, len);
       },
       drain,
-      close: () => (handed ? handed.close(fd, path) : closeSync(fd)),
+      // Closed here once the thread has written it: a worker closing an fd it did not open makes Node warn on stderr.
+      close: () => {
+        handed?.drain();
+        closeSync(fd);
+      },
     };
   }
 
   /** µs the writer thread spent writing pages. */
   get pagesWriteUs(): number {
     return this.thread?.pagesWriteUs ?? 0;
+  }
+
+  /** A file of crest's own beside the images (criu skips files it does not know). */
+  writeFile(name: string, data: string): void {
+    writeFileSync(join(this.staging, name), data);
+  }
+
+  /** The `parent` link of an image chain (pre-dump), as criu makes it: the path as given, relative to the images directory. */
+  linkParent(target: string): void {
+    symlinkSync(target, join(this.staging, "parent"));
   }
 
   /**
@@ -233,6 +251,7 @@ export class DumpImages {
   commit(inventory: EncodeInput<inventory_entry>): void {
     this.handOver(true);
     this.thread?.drain();
+    if (this.pageServer !== undefined) sendPagemaps(this.staging, this.pageServer);
     writeImage(this.staging, IMG.inventory, undefined, [inventory]);
     const inv = imagePath(this.staging, IMG.inventory).slice(this.staging.length + 1);
     const names = readdirSync(this.staging).filter((n) => n !== inv);

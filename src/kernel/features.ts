@@ -36,7 +36,7 @@ export type Category = "basic" | "extra" | "experimental" | "feature";
  * A criu feature crest cannot offer whatever the kernel has: `--feature`
  * answers no with the reason, so that callers do not count on it (zdtm
  * runs its test with --pidfd-store on `pidfd_store`, pre-dumps on
- * `mem_dirty_track`, lazy restores on `uffd`, the uns flavour on `userns`).
+ * `mem_dirty_track`, lazy restores on `uffd`).
  */
 export interface CrestLacks {
   /** Why not, naming crest: "crest does not checkpoint AIO rings yet". */
@@ -50,8 +50,7 @@ export interface CrestLacks {
   fact?: FactId | null;
 }
 
-const NETNS = "crest does not checkpoint network namespaces yet";
-const MOUNTS = "crest does not checkpoint mount namespaces yet";
+const MOUNTS = "crest does not checkpoint autofs mounts";
 const LAZY = "crest has no lazy restore (lazy-pages) yet";
 
 /**
@@ -60,24 +59,14 @@ const LAZY = "crest has no lazy restore (lazy-pages) yet";
  * that decides zdtm tests crest passes).
  */
 export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
-  mem_dirty_track: { crest: "crest has no pre-dump or --track-mem yet", criu: "criu tracks memory changes between pre-dumps with it", fact: "uffd-wp" },
   aio_remap: { crest: "crest does not checkpoint AIO rings yet", criu: "criu restores AIO rings with it" },
   tun: { crest: "crest does not checkpoint tun devices", criu: "criu checkpoints tun and tap devices with it" },
   tun_ns: { crest: "crest does not checkpoint tun devices", criu: "criu checkpoints tun devices of other network namespaces with it" },
-  userns: { crest: "crest does not checkpoint user namespaces yet", criu: "criu checkpoints user namespaces with it" },
-  cgroupns: { crest: "crest does not checkpoint cgroup namespaces yet", criu: "criu checkpoints cgroup namespaces with it" },
   autofs: { crest: MOUNTS, criu: "criu restores autofs mounts with it" },
   compat_cr: { crest: "crest does not checkpoint 32-bit tasks", criu: "criu checkpoints 32-bit (ia32 and x32) tasks with it", fact: null },
   uffd: { crest: LAZY, criu: "criu's lazy restore needs it" },
   "uffd-noncoop": { crest: LAZY, criu: "criu's lazy restore follows fork, mremap, munmap and madvise with it" },
   can_map_vdso: { crest: "crest does not map vDSOs (it moves the kernel's own to where the task had it)", criu: "criu maps a fresh vDSO in restored tasks with it" },
-  sk_ns: { crest: NETNS, criu: "criu finds the network namespace of a socket with it" },
-  sk_unix_file: { crest: MOUNTS, criu: "criu dumps bound unix sockets of other mount namespaces with it" },
-  nsid: { crest: NETNS, criu: "criu tells peer network namespaces apart with it" },
-  link_nsid: { crest: NETNS, criu: "criu dumps veth pairs across network namespaces with it" },
-  external_net_ns: { crest: "crest does not accept --external net[...]", criu: "criu restores into a network namespace given with --external net[INODE]:NAME", fact: null },
-  newifindex: { crest: NETNS, criu: "criu restores network devices with their ifindex with it" },
-  nftables: { crest: `${NETNS}, nor their nftables rules`, criu: "criu (built with libnftables) keeps the nftables rules of network namespaces" },
   pidfd_store: {
     crest: "crest does not implement --pidfd-store (criu's RPC option pidfd_store_sk, which crest's RPC refuses) yet",
     criu: "criu keeps pidfds of the dumped tasks between pre-dumps with it, to notice a PID reused",
@@ -85,10 +74,15 @@ export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
   },
   apparmor_stacking: { crest: "crest does not checkpoint AppArmor profiles or namespaces yet", criu: "criu checkpoints AppArmor namespaces with it" },
   memfd_hugetlb: { crest: "crest does not checkpoint hugetlb memory yet", criu: "criu restores hugetlb memfds with it" },
-  move_mount_set_group: { crest: MOUNTS, criu: "criu restores mount propagation groups with it" },
   openat2: { crest: "crest does not use openat2", criu: "criu resolves paths with it" },
   overlayfs_maps: { crest: "crest does not rely on it (it opens mapped files through map_files)", criu: "criu matches files mapped from overlayfs by the device and inode in /proc/PID/maps" },
   breakpoints: { crest: "crest does not use hardware breakpoints", criu: "criu stops its parasite faster with them" },
+};
+
+/** criu's feature names crest answers with a kernel fact of another name. */
+export const FEATURE_FACTS: Partial<Record<FeatureName, FactId>> = {
+  // Dirty pages between pre-dumps: userfaultfd write-protection where soft-dirty bits are missing.
+  mem_dirty_track: "uffd-wp",
 };
 
 /**
@@ -98,6 +92,7 @@ export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
  */
 export const CREST_NEEDS_NOT: Partial<Record<FeatureName, string>> = {
   net_diag_raw: "crest reads raw sockets from its own copies of them and needs no sock_diag for them",
+  external_net_ns: "crest takes --external net[INO]:KEY on dump and joins the namespace --inherit-fd gives on restore",
 };
 
 export const CHECK_GOOD = "Looks good.";

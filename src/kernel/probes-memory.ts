@@ -8,6 +8,7 @@ import { MAP, MREMAP, PAGE_SIZE, PROT, SYS } from "../sys/constants.js";
 import { EINVAL, ENOENT, ENOSYS, EPERM } from "../sys/errno.js";
 import { iovecs } from "../sys/syscalls.js";
 import { PAGE_IS } from "../sys/pagemap.js";
+import { UFFD_API, UFFD_FEATURE, UFFDIO_API, UFFDIO_REGISTER, UFFDIO_REGISTER_MODE_WP, UFFDIO_WRITEPROTECT, UFFDIO_WRITEPROTECT_MODE_WP } from "../sys/uffd.js";
 import { parseMaps } from "../proc/index.js";
 import { closeFds, ENOTTY, Missing, missing, need, openOrMissing, sys, withFd, XSYS, type Probe } from "./probe.js";
 
@@ -15,14 +16,8 @@ import { closeFds, ENOTTY, Missing, missing, need, openOrMissing, sys, withFd, X
 const PAGEMAP_SCAN = 0xc0606610;
 const PM_SCAN_WP_MATCHING = 1n, PM_SCAN_CHECK_WPASYNC = 2n;
 
-// userfaultfd (linux/userfaultfd.h).
-const UFFD_API = 0xaan;
-const UFFDIO_API = 0xc018aa3f, UFFDIO_REGISTER = 0xc020aa00, UFFDIO_WRITEPROTECT = 0xc018aa06, USERFAULTFD_IOC_NEW = 0xaa00;
-const UFFDIO_REGISTER_MODE_WP = 2n, UFFDIO_WRITEPROTECT_MODE_WP = 1n;
-const UFFD_FEATURE = {
-  EVENT_FORK: 1n << 1n, EVENT_REMAP: 1n << 2n, EVENT_REMOVE: 1n << 3n, EVENT_UNMAP: 1n << 6n,
-  WP_UNPOPULATED: 1n << 13n, WP_ASYNC: 1n << 15n,
-} as const;
+// /dev/userfaultfd's ioctl (linux/userfaultfd.h).
+const USERFAULTFD_IOC_NEW = 0xaa00;
 /** What criu's lazy restore needs (NEED_UFFD_API_FEATURES). */
 const UFFD_NONCOOP = UFFD_FEATURE.EVENT_FORK | UFFD_FEATURE.EVENT_REMAP | UFFD_FEATURE.EVENT_UNMAP | UFFD_FEATURE.EVENT_REMOVE;
 
@@ -202,7 +197,7 @@ export const MEMORY_PROBES = [
   {
     id: "uffd-wp",
     category: "extra",
-    breaks: "memory changes cannot be tracked between pre-dumps the way crest would on a kernel without soft-dirty bits (crest has no pre-dump yet)",
+    breaks: "memory changes cannot be tracked between pre-dumps (crest's pre-dump and dump --track-mem copy every page every time)",
     run: dirtyTracking,
   },
   {

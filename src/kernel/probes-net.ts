@@ -192,13 +192,12 @@ function nftables(): void {
   });
 }
 
-const NOT_YET = "crest does not checkpoint raw sockets or network namespaces yet";
 
 export const NET_PROBES = [
   {
     id: "sock_diag",
     category: "extra",
-    breaks: `sockets of those kinds cannot be identified for a dump (crest dumps unix, inet, netlink and packet sockets from what it lists); ${NOT_YET}`,
+    breaks: `sockets of those kinds cannot be identified for a dump (crest dumps unix, inet, netlink and packet sockets from what it lists)`,
     run: () => {
       const bad = sockDiag(DIAG_TARGETS);
       if (bad.length) missing(`sock_diag cannot list ${bad.join(", ")} sockets (*_DIAG kernel options or modules missing)`);
@@ -260,7 +259,7 @@ export const NET_PROBES = [
   {
     id: "sk_unix_file",
     category: "feature",
-    breaks: `bound unix sockets in other mount namespaces cannot be dumped; ${NOT_YET}`,
+    breaks: "bound unix sockets in other mount namespaces cannot be dumped (crest does not checkpoint mount namespaces yet)",
     run: () => withSocket(AF_UNIX, SOCK_DGRAM, 0, "a unix socket", (fd) => {
       const r = sys(SYS.ioctl, fd, SIOCUNIXFILE);
       if (r !== -2 /* ENOENT: not bound, but the ioctl exists */) closeFds(need(r, "SIOCUNIXFILE", [ENOTTY, EINVAL]));
@@ -293,7 +292,7 @@ export const NET_PROBES = [
   {
     id: "nsid",
     category: "feature",
-    breaks: `peer network namespaces cannot be told apart; ${NOT_YET}`,
+    breaks: "peer network namespaces cannot be told apart",
     run: () => {
       const fd = netlinkSocket(NETLINK_ROUTE, "rtnetlink");
       try {
@@ -309,13 +308,13 @@ export const NET_PROBES = [
   {
     id: "link_nsid",
     category: "feature",
-    breaks: `veth pairs across network namespaces cannot be dumped; ${NOT_YET}`,
+    breaks: "a veth of a tree's network namespace whose peer is outside it cannot be recognized, so it cannot be dumped",
     run: linkNsid,
   },
   {
     id: "nftables",
     category: "extra",
-    breaks: `nftables rules and nftables network locking cannot be checkpointed or used; ${NOT_YET}`,
+    breaks: "nftables rules of a tree's network namespace and nftables network locking cannot be checkpointed or used",
     run: nftables,
   },
   {
@@ -340,7 +339,7 @@ export const NET_PROBES = [
   {
     id: "newifindex",
     category: "extra",
-    breaks: `network devices cannot be restored with their ifindex; ${NOT_YET}`,
+    breaks: "network devices cannot be moved to a given ifindex (crest makes a veth with its index instead)",
     run: () => {
       // criu's test: a negative IFLA_NEW_IFINDEX for a device that does not exist.
       const fd = netlinkSocket(NETLINK_ROUTE, "rtnetlink");

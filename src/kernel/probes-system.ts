@@ -239,13 +239,13 @@ export const SYSTEM_PROBES = [
   {
     id: "cgroupns",
     category: "extra",
-    breaks: "cgroup namespaces cannot be checkpointed; crest refuses them so far",
+    breaks: "cgroup namespaces cannot be checkpointed",
     run: () => fileExists("/proc/self/ns/cgroup", "cgroup namespaces are not supported by this kernel"),
   },
   {
     id: "userns",
     category: "extra",
-    breaks: "user namespaces cannot be checkpointed; crest refuses them so far",
+    breaks: "user namespaces cannot be checkpointed",
     run: () => {
       fileExists("/proc/self/ns/user", "user namespaces are not supported by this kernel");
       need(sys(SYS.prctl, PR.SET_MM, PR_SET_MM_MAP_SIZE, new Uint32Array(1), 0, 0), "prctl(PR_SET_MM, PR_SET_MM_MAP_SIZE)", [EINVAL]);

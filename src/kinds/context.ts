@@ -3,6 +3,7 @@
 // (restore) the image entries in them, reach images only through the run's
 // image store, and keep whatever they need for the whole run in a typed
 // state of their own (run.state).
+import type { ChainPages } from "./memory/chain.js";
 import type { Logger } from "../log.js";
 import type { Options } from "../options.js";
 import type { Remote } from "../remote/remote.js";
@@ -21,6 +22,8 @@ export interface Stats {
   shpagesScanned: number;
   shpagesWritten: number;
   pagesRestored: number;
+  /** Dump: pages left in the parent images (unchanged since a pre-dump). */
+  pagesSkippedParent: number;
   /** Restore: pages of a child compared with what it inherited from its parent, and those found equal (left shared). */
   pagesCompared: number;
   pagesSkippedCow: number;
@@ -30,7 +33,7 @@ export interface Stats {
 }
 
 export const newStats = (): Stats => ({
-  pagesScanned: 0, pagesWritten: 0, shpagesScanned: 0, shpagesWritten: 0, pagesRestored: 0,
+  pagesScanned: 0, pagesWritten: 0, shpagesScanned: 0, shpagesWritten: 0, pagesRestored: 0, pagesSkippedParent: 0,
   pagesCompared: 0, pagesSkippedCow: 0, memdumpUs: 0, memwriteUs: 0,
 });
 
@@ -62,6 +65,8 @@ export class RunStates<R> {
 
 interface RunBase {
   opts: Options;
+  /** Runs criu's action scripts of a hook a kind reaches (the network lock of a tree's own network namespace); throws if one fails. */
+  script(hook: "network-lock" | "network-unlock"): void;
   /** The log of the task being worked on (the pipeline switches it per task on restore). */
   log: Logger;
   stats: Stats;
@@ -87,6 +92,8 @@ export interface DumpRun extends RunBase {
    * killed keeps them so.
    */
   undo: Array<() => void>;
+  /** Undone, last first, only when the dump fails (after `undo`): what a dump that succeeds keeps. */
+  failed: Array<() => void>;
   /** Fields the kinds add to inventory.img (the network lock a restore must lift). */
   inventory: Partial<inventory_entry>;
   state<S>(key: StateKey<S, DumpRun>): S;
@@ -205,8 +212,11 @@ export interface RestoreTask {
   core: core_entry[];
   ids: task_kobj_ids_entry;
   mm: mm_entry;
+  /** Its pagemap entries here (pagemap-PID.img, pages-ID.img). */
   pagemap: pagemap_entry[];
   pagesId: number;
+  /** Its pages across the image chain: each pages file read, and every run (chain.ts). */
+  pages: ChainPages;
   fs: fs_entry;
   fdinfo: fdinfo_entry[];
   /** Filled by the kinds, applied by the pipeline when the task is released. */

@@ -19,13 +19,19 @@ import { ttySessionKind } from "./files/tty-session.js";
 import { pidNamespaceKind } from "./namespaces/pid.js";
 import { utsNamespaceKind } from "./namespaces/uts.js";
 import { ipcNamespaceKind } from "./namespaces/ipc.js";
+import { mntNamespaceKind } from "./namespaces/mnt.js";
+import { cgroupKind, cgroupThreadsKind } from "./cgroup/cgroup.js";
+import { netNamespaceKind } from "./namespaces/net.js";
+import { timeNamespaceKind } from "./namespaces/time.js";
+import { userNamespaceKind } from "./namespaces/user.js";
 
 /**
  * The tree's own namespaces. On dump they are read once every task is
  * (finishDump); on restore they say how the root is created (plan) and are
- * filled right after it is born, before its memory attaches SysV segments.
+ * filled right after it is born, before its memory attaches SysV segments
+ * and maps files (the mounts first: the files are the namespace's).
  */
-export const NAMESPACE_KINDS: readonly TaskKind[] = [pidNamespaceKind, utsNamespaceKind, ipcNamespaceKind];
+export const NAMESPACE_KINDS: readonly TaskKind[] = [userNamespaceKind, mntNamespaceKind, pidNamespaceKind, timeNamespaceKind, utsNamespaceKind, ipcNamespaceKind, netNamespaceKind];
 
 /**
  * Dump order: registers first (the thread's as seized; its rseq_cs was read
@@ -35,11 +41,13 @@ export const NAMESPACE_KINDS: readonly TaskKind[] = [pidNamespaceKind, utsNamesp
  */
 export const DUMP_KINDS: readonly TaskKind[] = [
   regsKind, memoryKind, credsKind, propsKind, schedKind, signalsKind, timersKind, rlimitsKind, seccompKind, fsKind, filesKind, fileLocksKind, ttySessionKind,
-  ...NAMESPACE_KINDS,
+  cgroupKind, ...NAMESPACE_KINDS,
 ];
 
 /**
- * Restore order: memory as each task is born (it replaces the stub's
+ * Restore order: cgroups first as each task is born (its memory is charged
+ * there, its children inherit them; their threads follow theirs once made);
+ * memory as each task is born (it replaces the stub's
  * address space and sets up crest's scratch page; children inherit it);
  * then, once the tree exists, the threads (they share the scratch page);
  * files before fs (paths are opened from crest's root and cwd); everything
@@ -47,5 +55,5 @@ export const DUMP_KINDS: readonly TaskKind[] = [
  * rseq) last.
  */
 export const TASK_RESTORE_KINDS: readonly TaskKind[] = [
-  memoryKind, ttySessionKind, threadsKind, filesKind, fileLocksKind, fsKind, propsKind, schedKind, signalsKind, timersKind, rlimitsKind, seccompKind, credsKind, regsKind,
+  cgroupKind, memoryKind, ttySessionKind, threadsKind, cgroupThreadsKind, filesKind, fileLocksKind, fsKind, propsKind, schedKind, signalsKind, timersKind, rlimitsKind, seccompKind, credsKind, regsKind,
 ];

@@ -4,6 +4,7 @@
 // the stub marks its own with a string.
 import { readMemory } from "./memory.js";
 import type { Gadget } from "./remote.js";
+import type { MapEntry } from "../proc/index.js";
 
 /** The marker native/stub.c puts right before its `syscall; int3`. */
 const STUB_MARKER = "crest-syscall-gadget:";
@@ -21,6 +22,14 @@ export function syscallGadget(pid: number, code: ReadonlyArray<{ start: number; 
     }
   }
   throw new Error(`no syscall instruction in the code of process ${pid}`);
+}
+
+/** A task's gadget in its vDSO or other code, from its mappings; fails naming the task where it has none. */
+export function taskGadget(pid: number, vmas: readonly MapEntry[]): Gadget {
+  const vdso = vmas.filter((m) => m.path === "[vdso]");
+  const code = vmas.filter((m) => m.prot.exec && m.prot.read && m.path !== "[vdso]" && m.path !== "[vsyscall]");
+  if (!vdso.length && !code.length) throw new Error(`process ${pid} has no readable code mapped (no vDSO either); crest needs a syscall instruction in the task to run code in it`);
+  return syscallGadget(pid, [...vdso, ...code]);
 }
 
 /** The stub's `syscall; int3`, found in its text by the marker. */

@@ -25,6 +25,8 @@ export interface StubOptions {
   /** Clone flags (new namespaces). */
   flags?: number;
   setsid?: boolean;
+  /** With CLONE_NEWUSER in flags: the maps written before the stub runs (as uid and gid 0 of its namespace). */
+  userns?: { uidMap: string; gidMap: string };
   /** ptrace options to seize it with; absent: not traced. */
   trace?: number;
   /** Size of a scratch page to map when remote control is first made; absent: none. */
@@ -53,7 +55,7 @@ export class Stub {
 
   /** Spawns a stub; seized and stopped when o.trace is given (killed again if that fails). */
   static start(o: StubOptions): Stub {
-    const spawn = () => native.spawn({ path: stubPath(), argv: ["crest-stub"], env: [], fds: [], pid: o.pid ?? 0, flags: o.flags ?? 0, setsid: o.setsid ? 1 : 0 });
+    const spawn = () => native.spawn({ path: stubPath(), argv: ["crest-stub"], env: [], fds: [], pid: o.pid ?? 0, flags: o.flags ?? 0, setsid: o.setsid ? 1 : 0, ...o.userns });
     const pid = o.pid ? createPid(o.pid, spawn) : spawn();
     if (pid < 0) throw o.spawnError(-pid);
     if (o.trace === undefined) return new Stub(pid, null, 0);
@@ -150,6 +152,6 @@ function restoreSpawnError(pid: number, e: number): TraceError {
 }
 
 /** Spawns a stub with exactly o.pid, seizes it and opens remote control on it (no scratch page yet). */
-export function startStub(o: { pid: number; flags?: number; setsid?: boolean }): Remote {
+export function startStub(o: { pid: number; flags?: number; setsid?: boolean; userns?: { uidMap: string; gidMap: string } }): Remote {
   return Stub.start({ ...o, trace: RESTORE_SEIZE_OPTIONS, spawnError: (e) => restoreSpawnError(o.pid, e) }).remote();
 }

@@ -3,7 +3,10 @@
 // pending siginfo, rseq, seccomp filters, TLS descriptors).
 import { ptrace, sleepMs, wait4, type WaitStatus } from "../sys/syscalls.js";
 import { remoteCounters } from "./counters.js";
-import { NT, PTRACE, PTRACE_EVENT, SIG, WNOHANG } from "../sys/constants.js";
+import { NT, PTRACE, PTRACE_EVENT, PTRACE_O, SIG, WNOHANG } from "../sys/constants.js";
+
+/** Options every dumped thread is seized with. */
+export const DUMP_SEIZE_OPTIONS = PTRACE_O.TRACESYSGOOD | PTRACE_O.SUSPEND_SECCOMP;
 import { check, errnoName, ESRCH, EPERM, ETIMEDOUT } from "../sys/errno.js";
 import { Regs, SIGINFO_SIZE } from "../sys/structs.js";
 import { native } from "../sys/native.js";

@@ -19,8 +19,9 @@ export const SYS = {
   eventfd2: 290, epoll_create1: 291, membarrier: 324, inotify_add_watch: 254, inotify_rm_watch: 255,
   inotify_init1: 294, open_by_handle_at: 304, pipe2: 293, set_robust_list: 273, get_robust_list: 274, tee: 276, preadv: 295, pwritev: 296,
   rt_tgsigqueueinfo: 297, prlimit64: 302, setns: 308, process_vm_readv: 310, process_vm_writev: 311,
-  kcmp: 312, seccomp: 317, memfd_create: 319, rseq: 334, pidfd_send_signal: 424, pidfd_open: 434,
-  clone3: 435, close_range: 436, pidfd_getfd: 438,
+  kcmp: 312, seccomp: 317, memfd_create: 319, userfaultfd: 323, rseq: 334, pidfd_send_signal: 424, pidfd_open: 434,
+  unshare: 272, clone: 56, clone3: 435, close_range: 436, pidfd_getfd: 438, fsopen: 430, fsconfig: 431, fsmount: 432,
+  pivot_root: 155, mount: 165, unlinkat: 263, umount2: 166, mkdirat: 258, linkat: 265, open_tree: 428, move_mount: 429, mount_setattr: 442,
   socket: 41, connect: 42, sendto: 44, recvfrom: 45, sendmsg: 46, recvmsg: 47, shutdown: 48, bind: 49, listen: 50,
   getsockname: 51, getpeername: 52, setsockopt: 54, getsockopt: 55, accept4: 288,
 } as const;
@@ -80,6 +81,7 @@ export const F = {
 export const FD_CLOEXEC = 1;
 export const SEEK = { SET: 0, CUR: 1, END: 2, DATA: 3, HOLE: 4 } as const;
 export const AT_SYMLINK_NOFOLLOW = 0x100;
+export const AT_SYMLINK_FOLLOW = 0x400;
 /** Major number of the memory character devices (/dev/null, /dev/zero, /dev/full, /dev/random, ...). */
 export const MEM_MAJOR = 1;
 
@@ -134,7 +136,12 @@ export const CLONE = {
   SETTLS: 0x80000, PARENT_SETTID: 0x100000, CHILD_CLEARTID: 0x200000, UNTRACED: 0x800000,
   CHILD_SETTID: 0x1000000, NEWCGROUP: 0x2000000, NEWUTS: 0x4000000, NEWIPC: 0x8000000,
   NEWUSER: 0x10000000, NEWPID: 0x20000000, NEWNET: 0x40000000, IO: 0x80000000,
+  // clone3 and unshare only (clone() has this bit as part of CSIGNAL).
+  NEWTIME: 0x80,
 } as const;
+
+/** The clocks a time namespace offsets. */
+export const CLOCK = { MONOTONIC: 1, BOOTTIME: 7 } as const;
 
 export const KCMP = { FILE: 0, VM: 1, FILES: 2, FS: 3, SIGHAND: 4, IO: 5, SYSVSEM: 6, EPOLL_TFD: 7 } as const;
 
@@ -143,3 +150,18 @@ export const SS_ONSTACK = 1;
 export const SECCOMP_SET_MODE_FILTER = 1;
 
 export const PAGE_SIZE = 4096;
+
+/** mount(2) flags (MS_*), as criu records them in mnt_entry.flags and sb_flags. */
+export const MS = {
+  RDONLY: 1, NOSUID: 2, NODEV: 4, NOEXEC: 8, SYNCHRONOUS: 16, REMOUNT: 32, MANDLOCK: 64, DIRSYNC: 128,
+  NOSYMFOLLOW: 256, NOATIME: 1024, NODIRATIME: 2048, BIND: 4096, MOVE: 8192, REC: 16384, SILENT: 32768,
+  UNBINDABLE: 1 << 17, PRIVATE: 1 << 18, SLAVE: 1 << 19, SHARED: 1 << 20, RELATIME: 1 << 21, STRICTATIME: 1 << 24, LAZYTIME: 1 << 25,
+} as const;
+/** move_mount(2) flags. */
+export const MOVE_MOUNT = { F_EMPTY_PATH: 0x4, T_EMPTY_PATH: 0x40, SET_GROUP: 0x100 } as const;
+export const MNT_DETACH = 2;
+export const AT_REMOVEDIR = 0x200;
+export const AT_EMPTY_PATH = 0x1000;
+/** fsconfig(2) commands and the CLOEXEC flags of fsopen/fsmount (the new mount API: a file system mounted nowhere, reached by its fd). */
+export const FSCONFIG = { SET_FLAG: 0, SET_STRING: 1, CMD_CREATE: 6 } as const;
+export const FSOPEN_CLOEXEC = 1, FSMOUNT_CLOEXEC = 1;

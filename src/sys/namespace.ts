@@ -5,7 +5,7 @@ import { native } from "./native.js";
 import { CLONE, SYS } from "./constants.js";
 import { check } from "./errno.js";
 
-const FLAG = { ipc: CLONE.NEWIPC, uts: CLONE.NEWUTS, net: CLONE.NEWNET } as const;
+const FLAG = { ipc: CLONE.NEWIPC, uts: CLONE.NEWUTS, net: CLONE.NEWNET, cgroup: CLONE.NEWCGROUP } as const;
 export type SwitchableNs = keyof typeof FLAG;
 
 export function inNamespaceOf<T>(pid: number, kind: SwitchableNs, fn: () => T): T {

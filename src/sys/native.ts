@@ -16,6 +16,9 @@ export interface SpawnOptions {
   /** fds[i] becomes fd i of the child; -1 leaves it closed. Everything else is closed. */
   fds?: number[];
   cwd?: string;
+  /** With CLONE_NEWUSER: the child's uid_map and gid_map, written before it runs on as uid and gid 0 there. */
+  uidMap?: string;
+  gidMap?: string;
 }
 
 interface Native {

@@ -60,14 +60,18 @@ export class PagemapScanner {
       a[10] = q.anyof;
       a[11] = q.returned;
       const n = check(native.syscall(SYS.ioctl, this.fd, PAGEMAP_SCAN, a), `scan pages of process ${this.pid}`);
+      let last = from;
       for (let i = 0; i < n; i++) {
-        out.push({
-          start: Number(this.vec[i * 3]),
-          end: Number(this.vec[i * 3 + 1]),
-          categories: this.vec[i * 3 + 2]!,
-        });
+        // A region may start before where the previous call ended (below).
+        const r = { start: Math.max(Number(this.vec[i * 3]), from), end: Number(this.vec[i * 3 + 1]), categories: this.vec[i * 3 + 2]! };
+        if (r.start >= r.end) continue;
+        out.push(r);
+        last = r.end;
       }
-      const walkEnd = Number(a[4]);
+      // This kernel may report walk_end short of regions it has returned
+      // (when more regions are found than its internal buffer holds): go
+      // on after whichever is further, never scanning a page twice.
+      const walkEnd = Math.max(Number(a[4]), last);
       if (walkEnd <= from) break;
       from = walkEnd;
     }

@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { crest } from "./harness.js";
-import { CHECK_GOOD, CHECK_MAYBE, CREST_LACKS, FEATURE_NAMES, type FeatureName } from "../../src/kernel/features.js";
+import { CHECK_GOOD, CHECK_MAYBE, CREST_LACKS, FEATURE_FACTS, FEATURE_NAMES, type FeatureName } from "../../src/kernel/features.js";
 import { PROBES, type FactId } from "../../src/kernel/probes.js";
 import { facts } from "../../src/kernel/facts.js";
 import { check } from "../../src/faces/check.js";
@@ -46,49 +46,48 @@ const FACTS_HERE: Record<FactId, FactHere> = {
   has_ipt_legacy: "supported",
 };
 
-const NETNS = /^crest does not checkpoint network namespaces yet/;
-const MOUNTS = /^crest does not checkpoint mount namespaces yet: /;
+const MOUNTS = /^crest does not checkpoint autofs mounts: /;
 const LAZY = /^crest has no lazy restore \(lazy-pages\) yet: /;
 
 /**
  * Every criu feature name's answer here: supported (true), or the reason
  * `--feature` gives. Supported means crest itself does what criu does with
  * the feature on this kernel; timens is the one pure kernel fact among them
- * (zdtm's timens tests expect the dump to fail, and crest refuses time
- * namespaces: it passes them). The others are no because crest lacks what
+ * (zdtm's timens tests expect the dump to fail, and crest refuses a time
+ * namespace unshared for children only or nested: it passes them). The others are no because crest lacks what
  * the feature is for, whatever the kernel has (zdtm would otherwise pass
  * options or run flavours crest refuses).
  */
 const FEATURES_HERE: Record<FeatureName, true | RegExp> = {
   mnt_id: true, // crest records the mount id of open files
-  mem_dirty_track: /^crest has no pre-dump or --track-mem yet: / /* the kernel's uffd-wp is there */,
+  mem_dirty_track: true, // userfaultfd write-protection (uffd-wp): pre-dump and --track-mem
   aio_remap: /^crest does not checkpoint AIO rings yet: /,
   timerfd: true,
   tun: /^crest does not checkpoint tun devices: /,
   tun_ns: /^crest does not checkpoint tun devices: /,
-  userns: /^crest does not checkpoint user namespaces yet: / /* zdtm drops the uns flavour */,
+  userns: true, // the user namespace kind keeps the maps (zdtm's uns flavour runs)
   fdinfo_lock: true, // --file-locks
   seccomp_suspend: true,
   seccomp_filters: true,
   loginuid: true, // restored by the props kind
-  cgroupns: /^crest does not checkpoint cgroup namespaces yet: /,
+  cgroupns: true, // the cgroup kind keeps a cgroup namespace rooted below crest's (criu's cgns_prefix)
   autofs: MOUNTS /* and the kernel has no autofs either */,
   tcp_half_closed: true, // closing TCP states are repaired
   compat_cr: /^crest does not checkpoint 32-bit tasks: /,
   uffd: LAZY,
   "uffd-noncoop": LAZY,
   can_map_vdso: /^crest does not map vDSOs \(it moves the kernel's own/,
-  sk_ns: NETNS,
-  sk_unix_file: MOUNTS,
+  sk_ns: true, // the tree's sockets are checked to be of its namespace
+  sk_unix_file: true, // names of unix sockets bound in the tree's own mount namespace
   net_diag_raw: true, // crest needs no sock_diag for raw sockets (the kernel lacks it here)
-  nsid: NETNS,
-  link_nsid: NETNS,
+  nsid: true,
+  link_nsid: true, // a veth's peer outside the tree's namespace
   kcmp_epoll: true,
   timens: true, // a kernel fact (see above)
-  external_net_ns: /^crest does not accept --external net\[\.\.\.\]: /,
+  external_net_ns: true, // --external net[INO]:KEY
   clone3_set_tid: true,
-  newifindex: NETNS,
-  nftables: NETNS,
+  newifindex: true,
+  nftables: true, // a namespace's ruleset, with nft
   has_ipt_legacy: true, // iptables-legacy is installed (the tests install Debian's iptables)
   pidfd_store: /^crest does not implement --pidfd-store \(criu's RPC option pidfd_store_sk, which crest's RPC refuses\) yet: /,
   ns_pid: true,
@@ -96,7 +95,7 @@ const FEATURES_HERE: Record<FeatureName, true | RegExp> = {
   network_lock_nftables: true, // crest's default network lock here
   sockopt_buf_lock: true,
   memfd_hugetlb: /^crest does not checkpoint hugetlb memory yet: /,
-  move_mount_set_group: MOUNTS,
+  move_mount_set_group: true, // the restore's peer groups (kinds/namespaces/mnt.ts)
   openat2: /^crest does not use openat2: /,
   get_rseq_conf: true,
   ipv6_freebind: true,
@@ -197,7 +196,7 @@ test("every feature name's answer here, and the kernel fact behind it as logged"
     }
     // The kernel's side, probed even when crest's answer is no (asked by name, "not checked" is "not supported").
     const lacks = CREST_LACKS[name];
-    const fact = lacks?.fact !== undefined ? lacks.fact : (name as FactId);
+    const fact = lacks?.fact !== undefined ? lacks.fact : name === "external_net_ns" ? null : FEATURE_FACTS[name] ?? (name as FactId);
     const logged = out.filter((x) => /^info:[\w-]+: (supported|not supported)/.test(x)).map((l) => /^info:([\w-]+): (supported|not supported)/.exec(l)!.slice(1));
     assert.deepEqual(logged, fact === null ? [] : [[fact, FACTS_HERE[fact] === "supported" ? "supported" : "not supported"]], name);
   }

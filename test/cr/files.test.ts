@@ -4,7 +4,8 @@
 // process as it was, and deleted files (ghosts).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from "node:fs";
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { readImage, IMG, fd_types, remap_type } from "../../src/images/index.js";
 import { O } from "../../src/sys/constants.js";
@@ -112,5 +113,35 @@ test("files-ghost: a failed restore leaves no ghost behind; the next one works",
     assert.equal(finish(w), "PASS");
   } finally {
     stop(w);
+  }
+});
+
+// runc passes --evasive-devices: a container's /dev is made anew at each start, so a device's path may lead to another
+// node of the same device number by dump time. Refused without it; with it, dumped by that path, as criu does.
+test("--evasive-devices: an fd of /dev/null whose path now names another node of the same device is dumped by the path", () => {
+  const dir = mkdtempSync("/tmp/crest-evasive-");
+  const node = join(dir, "null");
+  const mknod = (): void => void assert.equal(spawnSync("mknod", ["-m", "666", node, "c", "1", "3"]).status, 0);
+  mknod();
+  const fd = openSync(node, "r+");
+  const w = startWorkload("loop", [], { fds: [fd] });
+  closeSync(fd);
+  try {
+    // The node the fd holds covered by another of the same device (as a container's /dev covers the host's).
+    assert.equal(spawnSync("mount", ["-t", "tmpfs", "evasive", dir]).status, 0);
+    mknod();
+    const refused = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr + readFileSync(join(imagesDir(w), "dump.log"), "utf8"), /that path now leads elsewhere/);
+    assert.equal(procState(w.pid).tracer, 0, "the refused dump left the workload untraced");
+    dumpWorkload(w, ["--evasive-devices"]);
+    restoreWorkload(w);
+    const st = statSync(`/proc/${w.pid}/fd/3`);
+    assert.deepEqual([readlinkSync(`/proc/${w.pid}/fd/3`), st.isCharacterDevice(), st.rdev], [node, true, statSync("/dev/null").rdev]);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+    spawnSync("umount", [dir]);
+    rmSync(dir, { recursive: true, force: true });
   }
 });

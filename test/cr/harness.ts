@@ -4,7 +4,7 @@
 // itself (SIGTERM) and read its verdict.
 import assert from "node:assert/strict";
 import { spawnSync, spawn } from "node:child_process";
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync } from "node:fs";
+import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync } from "node:fs";
 import { basename, join } from "node:path";
 import { native, projectRoot } from "../../src/sys/native.js";
 import { SYS, PR, WNOHANG } from "../../src/sys/constants.js";
@@ -74,14 +74,20 @@ export function waitFor<T>(what: string, fn: () => T, ms = 10_000): T {
  * cwd a fresh directory; with `ns`, through `crest run --ns NS` (the root is
  * then PID 1 of its own PID namespace, and w.pid its PID out here). `fds`
  * become its fds 3, 4, ...; `env` is added to its environment
- * (CREST_WL_SABOTAGE=N).
+ * (CREST_WL_SABOTAGE=N); `loUp` brings the loopback of a new network
+ * namespace up before the workload starts.
  */
-export function startWorkload(name: string, args: string[] = [], opts: { stdout?: number; ns?: string; fds?: number[]; env?: string[] } = {}): Workload {
+export function startWorkload(name: string, args: string[] = [], opts: { stdout?: number; ns?: string; fds?: number[]; env?: string[]; loUp?: boolean } = {}): Workload {
   const dir = mkdtempSync(`/tmp/crest-${name}-`);
   const w: Workload = { name, pid: 0, dir, status: join(dir, "status"), log: join(dir, "out.log") };
   let pid: number;
+  // In a user namespace of its own (crest run: ids 0-65535 are 100000-165535 here) its root owns its directory.
+  if (opts.ns?.split(",").includes("user")) chownSync(dir, 100000, 100000);
   if (opts.ns) {
-    const r = spawnSync(CREST, ["run", "--ns", opts.ns, "--log", w.log, "--", join(WORKLOADS, name), w.status, ...args], { encoding: "utf8", cwd: dir });
+    // loUp: a new network namespace's loopback is down; brought up before the workload starts (as zdtm's ns flavour does).
+    const up = opts.loUp ? ["/bin/sh", "-c", 'ip link set lo up && exec "$0" "$@"'] : [];
+    const env = { ...process.env, ...Object.fromEntries((opts.env ?? []).map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)])) };
+    const r = spawnSync(CREST, ["run", "--ns", opts.ns, "--log", w.log, "--", ...up, join(WORKLOADS, name), w.status, ...args], { encoding: "utf8", cwd: dir, env });
     if (r.status !== 0) throw new Error(`crest run ${name} failed: ${r.stderr}`);
     pid = Number(r.stdout.trim());
   } else {
@@ -175,9 +181,9 @@ export function dumpLog(w: Workload, file = "dump.log"): string {
  * Restores the workload detached; it comes back with the same PID (in its
  * own PID namespace, the same PIDs inside: w.pid becomes its PID out here).
  */
-export function restoreWorkload(w: Workload, extra: string[] = []): Run {
+export function restoreWorkload(w: Workload, extra: string[] = [], dir = imagesDir(w)): Run {
   const pidfile = join(w.dir, `restored-${Date.now()}.pid`);
-  const r = crest(["restore", "-D", imagesDir(w), "-o", "restore.log", "-v4", "-d", "--pidfile", pidfile, ...extra]);
+  const r = crest(["restore", "-D", dir, "-o", "restore.log", "-v4", "-d", "--pidfile", pidfile, ...extra]);
   if (r.code !== 0) throw new Error(`crest restore of ${w.name} failed (${r.code}): ${r.stderr}\n${dumpLog(w, "restore.log")}`);
   w.pid = Number(readFileSync(pidfile, "utf8"));
   if (!alive(w.pid)) throw new Error(`${w.name} is not running after restore`);
@@ -204,7 +210,7 @@ export function roundTrip(w: Workload, check?: (w: Workload) => void): void {
 }
 
 /** roundTrip of a workload started here. */
-export function cycle(name: string, args: string[] = [], check?: (w: Workload) => void, opts: { ns?: string } = {}): void {
+export function cycle(name: string, args: string[] = [], check?: (w: Workload) => void, opts: { ns?: string; loUp?: boolean } = {}): void {
   roundTrip(startWorkload(name, args, opts), check);
 }
 
@@ -220,11 +226,39 @@ export function finish(w: Workload): string {
 }
 
 /** Kills a workload that is still around (test cleanup). */
+/** Every process below pid (read before anything is killed: orphans move to PID 1). */
+function descendants(pid: number): number[] {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const kids = tids.flatMap((t) => {
+    try {
+      return readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").split(" ").filter(Boolean).map(Number);
+    } catch {
+      return [];
+    }
+  });
+  return kids.flatMap((k) => [k, ...descendants(k)]);
+}
+
+/** Kills the workload and every process below it (a child in a session of its own would outlive it). */
 export function stop(w: Workload): void {
+  const below = descendants(w.pid);
   try {
     process.kill(w.pid, "SIGKILL");
   } catch {
     return;
+  } finally {
+    for (const p of below) {
+      try {
+        process.kill(p, "SIGKILL");
+      } catch {
+        // gone already
+      }
+    }
   }
   waitGone(w.pid);
 }
@@ -249,9 +283,13 @@ export function assertDumpRefused(name: string, args: string[], what: RegExp): v
   }
 }
 
+/** Images criu writes as other tools' output (ip ... save, iptables-save, nft list ruleset, tar), which crit does not decode. */
+const RAW_IMAGES = /^(ifaddr|route6?|rule|ip6?tables|nftables)-\d+\.img$|\.tar\.gz(\.img)?$/;
+
 /** Decodes every image file of dir as `crit decode -i` would; returns the files that failed, with crit's complaint. */
 export function critDecodeAll(dir: string): string[] {
-  const files = readdirSync(dir).filter((f) => !f.endsWith(".log") && !f.startsWith("pages-"));
+  // Not images: logs, the pages themselves, the `parent` link of a chain, crest's own files (crest-*.json).
+  const files = readdirSync(dir).filter((f) => !f.endsWith(".log") && !f.startsWith("pages-") && !RAW_IMAGES.test(f) && f !== "parent" && !/^crest-.*\.json$/.test(f));
   return critBatch(["decode", ...files.map((f) => join(dir, f))]).filter((r) => !r.ok).map((r) => `${basename(r.file)}: ${r.error}`);
 }
 
@@ -259,4 +297,37 @@ export function critDecodeAll(dir: string): string[] {
 export function moveAside(path: string): string {
   renameSync(path, `${path}.aside`);
   return `${path}.aside`;
+}
+
+/** Runs a command in the network namespace of process pid (nsenter); throws with its stderr if it fails. */
+export function inNetns(pid: number, argv: string[], input?: string): string {
+  const r = spawnSync("nsenter", [`--net=/proc/${pid}/ns/net`, "--", ...argv], { encoding: "utf8", input });
+  if (r.status !== 0) throw new Error(`${argv.join(" ")} in the network namespace of ${pid} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Runs a command in this process's network namespace; throws with its stderr if it fails. */
+export function onHost(argv: string[]): string {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`${argv.join(" ")} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+/**
+ * A veth pair from this namespace into the network namespace of process
+ * pid (started with `ns: "...,net"`): `outside` here with outsideCidr, up;
+ * `inside` there with insideCidr, up, and the loopback up.
+ */
+export function vethTo(pid: number, v: { outside: string; inside: string; outsideCidr: string; insideCidr: string }): void {
+  onHost(["ip", "link", "add", v.outside, "type", "veth", "peer", "name", v.inside, "netns", String(pid)]);
+  onHost(["ip", "addr", "add", v.outsideCidr, "dev", v.outside]);
+  onHost(["ip", "link", "set", v.outside, "up"]);
+  inNetns(pid, ["ip", "link", "set", "lo", "up"]);
+  inNetns(pid, ["ip", "addr", "add", v.insideCidr, "dev", v.inside]);
+  inNetns(pid, ["ip", "link", "set", v.inside, "up"]);
+}
+
+/** Whether this namespace has a link of that name. */
+export function hasLink(name: string): boolean {
+  return spawnSync("ip", ["link", "show", name], { encoding: "utf8" }).status === 0;
 }

@@ -1,7 +1,8 @@
 // inotify (fds-inotify): watches on a directory, a file and a one-shot
 // directory, with wds that do not start at 1, come back with the same wds,
 // masks and inodes, as files.img INOTIFY entries crit decodes. And the case
-// crest refuses: a watch on a deleted file (CRIU needs --link-remap).
+// crest refuses: a watch on a deleted file (criu finds it again through the
+// ghost file of the same inode, which the task holds open).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -34,7 +35,7 @@ test("fds-inotify deleted: a watch on a deleted file is refused, the process unt
   try {
     const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /fd \d+ of process \d+ \(inotify\) watch 1 on inode \d+ of device \d+:\d+: the watched file is deleted; a watch on a deleted file needs --link-remap, which crest does not support yet/);
+    assert.match(r.stderr, /fd \d+ of process \d+ \(inotify\) watch 1 on inode \d+ of device \d+:\d+: the watched file is deleted; crest does not keep a watch on a deleted file yet/);
     assert.match(readFileSync(join(imagesDir(w), "dump.log"), "utf8"), /Dumping FAILED/);
     assert.equal(procState(w.pid).tracer, 0);
     assert.equal(finish(w), "PASS");

@@ -7,19 +7,14 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync } from "node:fs";
 import { criu_req, criu_resp, decode, encode, type EncodeInput } from "../../src/images/index.js";
 import { native } from "../../src/sys/native.js";
+import { sockaddr } from "../../src/kinds/sockets/unix-name.js";
 import { SYS } from "../../src/sys/constants.js";
 import { CREST } from "./harness.js";
 
 const AF_UNIX = 1, SOCK_SEQPACKET = 5, SOCK_CLOEXEC = 0o2000000, MSG_PEEK = 2, MSG_TRUNC = 0x20;
 
-/** struct sockaddr_un of a path. */
-function sockaddr(path: string): Buffer {
-  const name = Buffer.from(path);
-  const addr = Buffer.alloc(2 + name.length + 1);
-  addr.writeUInt16LE(AF_UNIX, 0);
-  name.copy(addr, 2);
-  return addr;
-}
+/** struct sockaddr_un of a path, with its closing NUL. */
+const pathAddr = (path: string): Buffer => sockaddr(Buffer.from(`${path}\0`));
 
 export class RawClient {
   /** Files the server passed with its responses (SCM_RIGHTS: the orphan pts master), oldest first. */
@@ -41,7 +36,7 @@ export class RawClient {
   static connect(path: string): RawClient {
     const fd = native.syscall(SYS.socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (fd < 0) throw new Error("socket failed");
-    const addr = sockaddr(path);
+    const addr = pathAddr(path);
     const r = native.syscall(SYS.connect, fd, addr, addr.length);
     if (r < 0) throw new Error(`connect to ${path} failed: errno ${-r}`);
     return new RawClient(fd);
@@ -50,7 +45,8 @@ export class RawClient {
   /** A listening SEQPACKET socket at path (as systemd would make it), to pass to a service; returns its fd. */
   static listen(path: string): number {
     const fd = native.syscall(SYS.socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    const r = native.syscall(SYS.bind, fd, sockaddr(path), sockaddr(path).length);
+    const addr = pathAddr(path);
+    const r = native.syscall(SYS.bind, fd, addr, addr.length);
     if (fd < 0 || r < 0 || native.syscall(SYS.listen, fd, 16) < 0) throw new Error(`cannot listen at ${path}`);
     return fd;
   }

@@ -47,7 +47,8 @@ function checkImages(w: Workload): void {
   assert.ok(route2.flags & 0o4000, "route2 is O_NONBLOCK");
   const uev = by((e) => e.protocol === UEVENT, "one uevent socket");
   assert.deepEqual([uev.portid, uev.groups, uev.sk_type], [p.uev, [1], 2]);
-  assert.equal(uev.opts.so_filter.length, 4, "uev's filter, 4 instructions");
+  // criu's layout of an instruction: code << 48 | jt << 40 | jf << 32 | k.
+  assert.deepEqual(uev.opts.so_filter, [0x20n << 48n, (0x15n << 48n) | (1n << 32n) | 0x63727374n, (0x06n << 48n) | 0xffffn, 0x06n << 48n], "uev's filter, 4 instructions, as criu writes them");
   assert.equal(uev.opts.so_lock_filter, true);
   const usr = by((e) => e.protocol === USERSOCK && e.portid === p.usr, "usr");
   assert.deepEqual([usr.groups, usr.pktinfo, usr.no_enobufs, usr.broadcast_error, usr.opts.so_passcred], [[0x10], true, true, true, true]);

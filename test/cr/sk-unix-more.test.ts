@@ -32,15 +32,31 @@ function checkScmImages(w: Workload): void {
   const self = packets.find((p) => p.scm[0]?.rights[0] === p.id_for);
   assert.ok(self, "a socket's queue names the socket itself");
   const usk = [...files.values()].filter((f) => f.usk).map((f) => f.usk!);
-  const rel = usk.find((u) => u.name.toString() === "rel")!;
+  // Path names end with their NUL, as criu writes them.
+  const rel = usk.find((u) => u.name.toString() === "rel\0")!;
   assert.deepEqual([rel.name_dir, rel.deleted, rel.file_perms?.mode], [join(w.dir, "sub"), undefined, 0o140604], "the relative name and its directory");
-  assert.deepEqual(usk.filter((u) => u.deleted).map((u) => u.name.toString()).sort(), [join(w.dir, "gone/dsk"), join(w.dir, "repl")], "the removed names");
+  assert.deepEqual(usk.filter((u) => u.deleted).map((u) => u.name.toString()).sort(), [join(w.dir, "gone/dsk\0"), join(w.dir, "repl\0")], "the removed names");
 }
 
 test("sk-unix-scm: files in flight (a pipe, a file, a pair only in flight, a socket over itself, a cycle, an epoll), relative and removed names, closed peers, a socket connected to itself", () =>
   cycle("sk-unix-scm", [], checkScmImages));
 
 test("sk-unix-scm in its own PID namespace", () => cycle("sk-unix-scm", [], undefined, { ns: "pid,ipc,uts" }));
+
+// Its /proc is its own PID namespace's, where crest is not: a connection to a
+// removed name goes through the fd crest gives the task (zdtm's ns flavour).
+test("sk-unix-scm in its own mount and PID namespaces", () => {
+  const w = startWorkload("sk-unix-scm", [], { ns: "pid,ipc,uts,mnt" });
+  try {
+    dumpWorkload(w);
+    assert.deepEqual(critDecodeAll(imagesDir(w)), []);
+    restoreWorkload(w, ["--root", "/"]);
+    assert.match(dumpLog(w, "restore.log"), /connected to the deleted name .* through \/proc\/self\/fd\/\d+/);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
 
 /** Dumps and restores a workload started with CREST_WL_SABOTAGE=n: its verdict must be FAIL, naming `what`. */
 function sabotaged(name: string, args: string[], n: number, what: RegExp, opts: { dump?: string[]; restore?: string[]; fds?: number[]; stdout?: number } = {}): void {
@@ -140,7 +156,7 @@ test("sk-unix-ext dgram: a datagram socket sending to a server outside, with --e
     assertRefused(w, [], /External socket is used: fd \d+ of process \d+ \(unix datagram socket, inode \d+\) is connected to socket \d+ outside the dumped tree/);
     dumpWorkload(w, ["--ext-unix-sk"]);
     const ext = readImage(imagesDir(w), IMG.files).filter((f) => f.usk?.uflags === 1).map((f) => f.usk!);
-    assert.deepEqual(ext.map((u) => [u.type, u.state, u.name.toString()]), [[2, 10, path]], "the server's entry as criu writes it: USK_EXTERN, datagram, listening, its name");
+    assert.deepEqual(ext.map((u) => [u.type, u.state, u.name.toString()]), [[2, 10, `${path}\0`]], "the server's entry as criu writes it: USK_EXTERN, datagram, listening, its name");
     assert.deepEqual(critDecodeAll(imagesDir(w)), []);
     assert.throws(() => restoreWorkload(w), /External socket found in image: unix socket \d+ in task \d+ was connected to socket \d+ outside the tree\. Consider using the --ext-unix-sk option/);
     restoreWorkload(w, ["-x"]);

@@ -20,7 +20,7 @@ function checkImages(w: Workload): void {
   const oneWay = usk.filter((u) => u.peer && byIno.get(u.peer)?.peer !== u.ino);
   assert.deepEqual(oneWay.map((u) => [u.type, byIno.get(u.peer)?.state]).sort(), [[1, 10], [2, 1]], "the waiting connection names its listener; the datagram client its server (ESTABLISHED, as the kernel marks a datagram socket another connected to)");
   const listener = usk.find((u) => u.state === 10)!;
-  assert.match(listener.name.toString(), /\/lsn$/);
+  assert.match(listener.name.toString(), /\/lsn\0$/, "a path with its NUL, as criu writes it");
   assert.deepEqual([listener.backlog, listener.file_perms?.mode], [5, 0o140640]);
   assert.ok(usk.some((u) => u.type === 2 && u.name.toString("latin1") === `\0crest-sk-unix-${w.pid}`), "the abstract name, NUL first");
   const queued = new Map<number, number[]>();

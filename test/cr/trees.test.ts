@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, readlinkSync, readdirSync } from "node:fs";
 import {
-  alive, crest, cycle, dumpWorkload, finish, imagesDir, restoreWorkload, roundTrip, socketpair, startWorkload, stop, waitGone,
+  alive, crest, cycle, dumpWorkload, finish, imagesDir, restoreWorkload, roundTrip, socketpair, startWorkload, stop, waitGone, waitTreeGone,
 } from "./harness.js";
 import { closeSync } from "node:fs";
 import { readImage, IMG } from "../../src/images/index.js";
@@ -136,3 +136,24 @@ test("a process whose main thread exited while another runs on: refused by name,
     stop(w);
   }
 });
+
+// -S (runc's rst_sibling): the root comes back as a child of crest's parent, not of crest; in its own PID namespace
+// too (clone3 takes CLONE_PARENT only without an exit signal of its own).
+for (const ns of [undefined, "pid,ipc,uts"]) {
+  test(`--restore-sibling: the root is a child of crest's parent${ns ? ", as PID 1 of its own PID namespace" : ""}`, () => {
+    const w = startWorkload("loop", [], ns ? { ns } : {});
+    try {
+      dumpWorkload(w);
+      waitTreeGone(w, imagesDir(w));
+      const pidfile = `${imagesDir(w)}/restored.pid`;
+      const r = crest(["restore", "-D", imagesDir(w), "-o", "restore.log", "-v4", "-d", "--restore-sibling", "--pidfile", pidfile]);
+      assert.equal(r.code, 0, r.stderr);
+      w.pid = Number(readFileSync(pidfile, "utf8"));
+      const ppid = Number(/^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${w.pid}/status`, "utf8"))![1]);
+      assert.equal(ppid, process.pid, "the restored root's parent is crest's parent (this test)");
+      assert.equal(finish(w), "PASS");
+    } finally {
+      stop(w);
+    }
+  });
+}

@@ -14,6 +14,7 @@ import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { criu_req_type, readImage, IMG, fd_types, TtyType } from "../../src/images/index.js";
 import { native } from "../../src/sys/native.js";
+import { ccByte } from "../../src/kinds/files/tty-ioctl.js";
 import { SYS, TIOC } from "../../src/sys/constants.js";
 import {
   alive, crest, critDecodeAll, dumpLog, dumpWorkload, finish, imagesDir, procState, restoreWorkload, startWorkload, stop, waitGone,
@@ -47,7 +48,7 @@ function checkPtyImages(w: Workload): void {
   assert.ok(a, "A's slave, 33 rows");
   assert.equal(a.sid, w.pid, "A is the workload's controlling terminal");
   assert.equal(a.exclusive, true);
-  assert.equal(a.termios!.c_cc[11], "#".charCodeAt(0), "VEOL");
+  assert.equal(ccByte(a.termios!, 11), "#".charCodeAt(0), "VEOL");
   assert.ok(ptys.some((i) => i.packet_mode), "B's master in packet mode");
   assert.ok(ptys.some((i) => i.locked && i.slave_closed), "C locked, its slave closed");
   assert.ok(ptys.some((i) => (i.id & 1) && i.exclusive && !i.slave_closed), "D exclusive");
@@ -270,7 +271,7 @@ test("-j: a job started from a shell in one terminal (tmux) is dumped and restor
       const infos = readImage(imgs, IMG.ttyInfo);
       assert.equal(infos.length, 1, "one terminal: the pane's pty slave, its master in tmux");
       assert.equal(infos[0]!.id & 1, 0);
-      assert.equal(infos[0]!.termios!.c_cc[3], 11, "the job's VKILL");
+      assert.equal(ccByte(infos[0]!.termios!, 3), 11, "the job's VKILL");
       // Restore without -j, or -j without a terminal: refused before anything is made.
       const no = crest(["restore", "-D", imgs, "-o", "restore-no.log", "-d"]);
       assert.match(no.stderr, new RegExp(`process ${pid} was not a session leader .*: it is a shell job; restore it with -j`));

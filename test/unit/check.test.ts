@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  CHECK_BAD, CHECK_GOOD, CHECK_MAYBE, CREST_LACKS, FEATURE_NAMES, categoriesFor, featureHelp, featureList, featureVerdict,
+  CHECK_BAD, CHECK_GOOD, CHECK_MAYBE, CREST_LACKS, CREST_NEEDS_NOT, FEATURE_FACTS, FEATURE_NAMES, categoriesFor, featureHelp, featureList, featureVerdict,
   isFeatureName, unknownFeature, verdict, type Outcome,
 } from "../../src/kernel/features.js";
 import { PROBES } from "../../src/kernel/probes.js";
@@ -36,7 +36,9 @@ test("every criu 4.2 feature name is known, in criu's order, and has an answer",
       assert.match(lacks.criu, /^criu/, name);
       if (lacks.fact) assert.ok(facts.isFact(lacks.fact), `${name}: ${lacks.fact}`);
       if (lacks.fact === undefined) assert.ok(facts.isFact(name), `${name} has a fact of its name, or says which`);
-    } else {
+    } else if (FEATURE_FACTS[name]) {
+      assert.ok(facts.isFact(FEATURE_FACTS[name]!), `${name}: crest answers it from the fact ${FEATURE_FACTS[name]}`);
+    } else if (!CREST_NEEDS_NOT[name]) {
       assert.ok(facts.isFact(name), `${name}: crest answers it from the fact of that name`);
     }
   }

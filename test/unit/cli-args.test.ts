@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseArgs, UsageError } from "../../src/faces/cli/args.js";
-import { unsupported } from "../../src/options.js";
+import { externalMount, unsupported } from "../../src/options.js";
 
 test("criu's dump and restore command lines", () => {
   const d = parseArgs(["dump", "-t", "17854", "--images-dir", "imgs/", "--log-file", "dump.log", "-v4", "-R"]);
@@ -38,9 +38,10 @@ test("unique prefixes, no- forms, and refusals", () => {
   assert.equal(parseArgs(["restore", "--images", "d"]).options.images.dir, "d");
   assert.equal(parseArgs(["restore", "-d", "--no-restore-detached"]).options.restore.detached, false);
   assert.throws(() => parseArgs(["dump", "--bogus"]), /unknown option --bogus/);
-  assert.deepEqual(parseArgs(["dump", "--track-mem", "--auto-dedup"]).refused, ["--track-mem", "--auto-dedup"]);
-  const net = parseArgs(["dump", "--tcp-established", "--skip-in-flight", "--tcp-close", "--network-lock", "iptables"]);
-  assert.deepEqual([net.refused, net.options.net], [[], { tcpEstablished: true, tcpClose: true, skipInFlight: true, lock: "iptables" }]);
+  assert.deepEqual(parseArgs(["dump", "--auto-dedup", "--lazy-pages"]).refused, ["--auto-dedup", "--lazy-pages"]);
+  const net = parseArgs(["dump", "--tcp-established", "--skip-in-flight", "--tcp-close", "--network-lock", "iptables", "--empty-ns", "net"]);
+  assert.deepEqual([net.refused, net.options.net], [[], { tcpEstablished: true, tcpClose: true, skipInFlight: true, lock: "iptables", emptyNs: true }]);
+  assert.throws(() => parseArgs(["restore", "--empty-ns", "mnt"]), /--empty-ns mnt: only net is supported, as with criu/);
   assert.throws(() => parseArgs(["dump", "--network-lock", "pf"]), /Invalid value for --network-lock: pf/);
   assert.throws(() => parseArgs(["dump", "-t"]), /needs a value/);
   assert.throws(() => parseArgs(["dump", "-t", "abc"]), UsageError);
@@ -68,7 +69,7 @@ test("every option criu sets, in every form: applied, or refused by name", () =>
   assert.throws(() => parseArgs(["dump", "--status-fd", "x"]), /Unable to parse a value of --status-fd/);
   assert.throws(() => parseArgs(["dump", "--pre-dump-mode", "copy"]), /--pre-dump-mode/);
   assert.throws(() => parseArgs(["dump", "--ms"]), /deprecated/);
-  assert.deepEqual(parseArgs(["dump", "-j", "--manage-cgroups=full"]).refused, ["--manage-cgroups"]);
+  assert.deepEqual(parseArgs(["dump", "-j", "--lazy-pages"]).refused, ["--lazy-pages"]);
   assert.equal(parseArgs(["dump", "-j"]).options.features.shellJob, true);
   assert.equal(parseArgs(["dump", "-j", "--no-shell-job"]).options.features.shellJob, false);
 });
@@ -80,15 +81,26 @@ test("check's options", () => {
   assert.deepEqual([f.check.extra, f.check.experimental, f.check.feature], [true, false, "list"]);
 });
 
-test("--external, --ext-unix-sk and --inherit-fd fill the model (--external kinds but unix[INO] and tty[RDEV:DEV] are refused by name: options.unsupported)", () => {
-  const o = parseArgs(["restore", "--external", "mnt[m]:/x", "--inherit-fd", "fd[3]:pipe:[123]", "--external=tty[8800:0]", "--external", "unix[77]"]).options;
-  assert.deepEqual(o.external, ["mnt[m]:/x", "tty[8800:0]", "unix[77]"]);
+test("--external, --ext-unix-sk and --inherit-fd fill the model (--external kinds but unix[INO], tty[RDEV:DEV] and mnt[KEY]:VAL are refused by name: options.unsupported)", () => {
+  const o = parseArgs(["restore", "--external", "mnt[m]:/x", "--inherit-fd", "fd[3]:pipe:[123]", "--external=tty[8800:0]", "--external", "unix[77]", "--external", "dev[1/2]:loop"]).options;
+  assert.deepEqual(o.external, ["mnt[m]:/x", "tty[8800:0]", "unix[77]", "dev[1/2]:loop"]);
   assert.deepEqual(o.inheritFd, [{ fd: 3, key: "pipe:[123]" }]);
   assert.equal(o.extUnixSk, false);
   assert.deepEqual(unsupported(o), [
-    "--external mnt[m]:/x: crest supports only unix[INO] (a unix socket whose peer is outside the tree) and tty[RDEV:DEV] (a terminal) so far",
+    "--external dev[1/2]:loop: crest supports only unix[INO] (a unix socket whose peer is outside the tree), tty[RDEV:DEV] (a terminal), " +
+      "veth[IFNAME]:OUTSIDE (a veth of the tree's network namespace and its peer's name outside), net[INO]:KEY (the tree's network namespace, the caller's) and mnt[KEY]:VAL (a mount) so far",
   ]);
   assert.deepEqual(unsupported(parseArgs(["restore"]).options), []);
+  // Mounts: crest builds them as criu's mount-v2 does; the compatibility mode is refused, its "no-" form is what crest does.
+  assert.deepEqual(unsupported(parseArgs(["restore", "--no-mntns-compat-mode", "--root", "/r", "-M", "k:/v"]).options), []);
+  assert.match(unsupported(parseArgs(["restore", "--mntns-compat-mode"]).options).join(), /--mntns-compat-mode: crest restores mounts one way only/);
+  assert.deepEqual(parseArgs(["restore", "--ext-mount-map", "k:/v"]).options.external, ["mnt[k]:/v"]);
+  // criu's autodetection of external mounts: a flag of the mount options (LXC passes it), as are its sharing and masters.
+  assert.deepEqual(parseArgs(["dump", "--ext-mount-map", "auto"]).refused, []);
+  // The tree's network namespace: a veth's peer outside (also criu's older --veth-pair IN=OUT) and the caller's namespace.
+  const n = parseArgs(["restore", "--external", "veth[eth0]:vh0", "--veth-pair", "eth1=vh1", "--external", "net[4026531840]:extnet"]).options;
+  assert.deepEqual(n.external, ["veth[eth0]:vh0", "veth[eth1]:vh1", "net[4026531840]:extnet"]);
+  assert.deepEqual(unsupported(n), []);
   assert.throws(() => parseArgs(["restore", "--inherit-fd", "3:pipe"]), /bad --inherit-fd value '3:pipe': it must be fd\[N\]:KEY/);
   // The example of criu's "External UNIX socket" page, and -x's inode lists.
   const x = parseArgs(["restore", "-d", "-D", "images", "-o", "restore.log", "--pidfile", "restore.pid", "-v4", "-x", "--inherit-fd", "fd[3]:socket:[11890815]"]).options;
@@ -124,4 +136,35 @@ test("--ghost-limit takes criu's sizes; --ghost-fiemap is accepted (crest finds 
   assert.equal(parseArgs(["dump", "--ghost-limit", "4096"]).options.dump.ghostLimit, 4096);
   assert.throws(() => parseArgs(["dump", "--ghost-limit", "lots"]), /bad size 'lots'/);
   assert.deepEqual(parseArgs(["dump", "--ghost-limit", "8M", "--no-ghost-fiemap"]).refused, []);
+});
+
+test("LXC's options: --link-remap, --force-irmap, --ext-mount-map auto and its sharing/masters, console: with an empty value", () => {
+  const d = parseArgs(["dump", "--link-remap", "--force-irmap", "--ext-mount-map", "auto", "--enable-external-sharing", "--enable-external-masters",
+    "--enable-fs", "hugetlbfs", "--enable-fs", "tracefs", "--freeze-cgroup", "/sys/fs/cgroup/freezer//lxc.payload.c1", "--cgroup-root", "hugetlb:/lxc.payload.c1"]);
+  assert.deepEqual(d.refused, []);
+  const o = d.options;
+  assert.deepEqual([o.features.linkRemap, o.features.forceIrmap], [true, true]);
+  assert.deepEqual(parseArgs(["dump", "--force-irmap", "--irmap-scan-path", "/zdtm/static"]).options.features.irmapScanPaths, ["/zdtm/static"]);
+  assert.deepEqual([o.mnt.autoExternal, o.mnt.externalSharing, o.mnt.externalMasters], [true, true, true]);
+  assert.deepEqual(o.mnt.enableFs, ["hugetlbfs", "tracefs"]);
+  assert.deepEqual(o.cgroups.roots, [{ controller: "hugetlb", path: "/lxc.payload.c1" }]);
+  assert.equal(o.cgroups.freeze, "/sys/fs/cgroup/freezer//lxc.payload.c1");
+  // Off by default, and the no- forms of the booleans.
+  const n = parseArgs(["dump", "--link-remap", "--no-link-remap", "--force-irmap", "--no-force-irmap"]).options;
+  assert.deepEqual([n.features.linkRemap, n.features.forceIrmap, n.mnt.autoExternal, n.mnt.externalSharing, n.mnt.externalMasters], [false, false, false, false, false]);
+  // LXC's restore: the console's mount key with an empty directory, and the console as an external key criu never looks up.
+  const r = parseArgs(["restore", "--root", "/usr/lib/x86_64-linux-gnu/lxc/rootfs", "--ext-mount-map", "console:", "--external", "console:"]);
+  assert.deepEqual(r.refused, []);
+  assert.deepEqual(r.options.external, ["mnt[console]:", "console:"]);
+  assert.deepEqual(unsupported(r.options), []);
+  assert.deepEqual(externalMount("mnt[console]:"), { key: "console", val: "" });
+  assert.throws(() => parseArgs(["restore", "--ext-mount-map", ":x"]), /--ext-mount-map :x: crest takes KEY:VAL or auto/);
+  assert.throws(() => parseArgs(["restore", "--ext-mount-map", "novalue"]), /--ext-mount-map novalue/);
+  // criu's --external mnt[] form of the autodetection: one letter after the colon, m(asters) or s(haring).
+  const m = parseArgs(["dump", "--external", "mnt[]:m"]).options;
+  assert.deepEqual([m.mnt.autoExternal, m.mnt.externalMasters, m.mnt.externalSharing, m.external], [true, true, false, []]);
+  const s = parseArgs(["dump", "--external", "mnt[]:s"]).options;
+  assert.deepEqual([s.mnt.autoExternal, s.mnt.externalMasters, s.mnt.externalSharing], [true, false, true]);
+  assert.equal(parseArgs(["dump", "--external", "mnt[]"]).options.mnt.autoExternal, true);
+  assert.throws(() => parseArgs(["dump", "--external", "mnt[]:x"]), /after mnt\[\]: criu takes m \(external masters\) or s \(external sharing\)/);
 });

@@ -69,7 +69,7 @@ test("file names follow CRIU's patterns", () => {
   assert.equal(formatImageName(IMG.stats.pattern, "dump"), "stats-dump");
   assert.equal(formatImageName(IMG.ipcShm.pattern, 9), "ipcns-shm-9.img");
   assert.equal(formatImageName(IMG.pstree.pattern), "pstree.img");
-  assert.equal(formatImageName(IMG.tmpfsImg.pattern, 3), "tmpfs-3.tar.gz");
+  assert.equal(formatImageName(IMG.tmpfsImg.pattern, 3), "tmpfs-3.tar.gz.img");
   assert.throws(() => formatImageName(IMG.pstree.pattern, 1), /takes no key/);
   assert.throws(() => formatImageName(IMG.core.pattern), /needs a key/);
   assert.throws(() => formatImageName(IMG.core.pattern, -1), /must be an integer/);

@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { translate } from "../../src/faces/rpc/request.js";
-import { criu_network_lock_method, type criu_opts } from "../../src/images/index.js";
+import { criu_cg_mode, criu_network_lock_method, type criu_opts } from "../../src/images/index.js";
 
 const peer = { pid: 4242, uid: 0, gid: 0 };
 const noConfigs = { env: {}, read: () => null };
@@ -35,13 +35,36 @@ test("rpc request: rst_sibling and inherit_fd only through swrk; options crest l
   const svc = translate("restore", o, peer, "service", noConfigs);
   assert.equal(svc.refused.length, 2);
   assert.match(svc.refused.join("\n"), /rst_sibling is not allowed in the standalone service[^]*inherit_fd is not allowed/);
-  const lacks = translate("dump", req({ images_dir: "/x", track_mem: true, lazy_pages: true, cpu_cap: 0xffffffff, root: "/r" }), peer, "swrk", noConfigs);
-  assert.deepEqual(lacks.refused.map((r) => r.split(":")[0]), ["criu_opts.root", "criu_opts.track_mem", "criu_opts.lazy_pages"], "cpu_cap at criu's default is no request");
+  const lacks = translate("dump", req({ images_dir: "/x", auto_dedup: true, lazy_pages: true, cpu_cap: 0xffffffff, root: "/r" }), peer, "swrk", noConfigs);
+  assert.deepEqual(lacks.refused.map((r) => r.split(":")[0]), ["criu_opts.auto_dedup", "criu_opts.lazy_pages"], "cpu_cap at criu's default is no request");
+});
+
+test("rpc request: root, ext_mnt, skip_mnt and enable_fs fill the mount options (runc's way of naming its bind mounts)", () => {
+  const t = translate("restore", req({ images_dir: "/x", root: "/r", ext_mnt: [{ key: "/etc/hosts", val: "/var/h" }], skip_mnt: ["/proc/kcore"], enable_fs: ["ramfs,nfsd"] }), peer, "swrk", noConfigs);
+  assert.deepEqual(t.refused, []);
+  assert.deepEqual([t.options.mnt, t.options.external], [{ root: "/r", skip: ["/proc/kcore"], enableFs: ["ramfs", "nfsd"], autoExternal: false, externalSharing: false, externalMasters: false }, ["mnt[/etc/hosts]:/var/h"]]);
+});
+
+test("rpc request: link_remap, force_irmap, auto_ext_mnt, ext_sharing, ext_masters and external mnt[] are taken, as LXC's command line", () => {
+  const t = translate("dump", req({ images_dir: "/x", link_remap: true, force_irmap: true, irmap_scan_paths: ["/a"], auto_ext_mnt: true, ext_sharing: true, ext_masters: true }), peer, "swrk", noConfigs);
+  assert.deepEqual(t.refused, []);
+  assert.deepEqual(t.options.features.irmapScanPaths, ["/a"]);
+  assert.deepEqual([t.options.features.linkRemap, t.options.features.forceIrmap], [true, true]);
+  assert.deepEqual([t.options.mnt.autoExternal, t.options.mnt.externalSharing, t.options.mnt.externalMasters], [true, true, true]);
+  const e = translate("dump", req({ images_dir: "/x", external: ["mnt[]:m", "mnt[]:q"] }), peer, "swrk", noConfigs);
+  assert.deepEqual([e.options.mnt.autoExternal, e.options.mnt.externalMasters, e.options.external], [true, true, []]);
+  assert.match(e.refused.join(), /criu_opts.external --external mnt\[\]:q: after mnt\[\]: criu takes m/);
 });
 
 test("rpc request: ext_unix_sk's inodes become external unix[INO]; the status fd is the client's", () => {
   const t = translate("dump", req({ images_dir: "/x", ext_unix_sk: true, unix_sk_ino: [{ inode: 77 }], external: ["unix[78]"], status_fd: 9 }), peer, "swrk", noConfigs);
   assert.deepEqual([t.options.extUnixSk, t.options.external, t.statusPath], [true, ["unix[77]", "unix[78]"], "/proc/4242/fd/9"]);
+});
+
+test("rpc request: veth pairs become external veth[IN]:OUT, as --external and --veth-pair (runc and podman pass a container's veth so)", () => {
+  const t = translate("restore", req({ images_dir: "/x", veths: [{ if_in: "eth0", if_out: "vethab12" }], external: ["net[4026531840]:extnet"] }), peer, "swrk", noConfigs);
+  assert.deepEqual(t.refused, []);
+  assert.deepEqual(t.options.external, ["net[4026531840]:extnet", "veth[eth0]:vethab12"]);
 });
 
 test("rpc request: the configuration files first, the request next, its config_file last", () => {
@@ -50,5 +73,30 @@ test("rpc request: the configuration files first, the request next, its config_f
   const t = translate("dump", req({ images_dir: "/x", tcp_established: false, config_file: "/runc.conf" }), peer, "swrk", configs);
   assert.deepEqual(t.refused, []);
   assert.deepEqual([t.options.net.tcpEstablished, t.options.net.tcpClose, t.options.features.fileLocks, t.options.log.file], [false, true, true, "global.log"]);
-  assert.match(translate("dump", req({ images_dir: "/x", config_file: "/nope.conf" }), peer, "swrk", configs).refused.join(), /cannot read the configuration file \/nope.conf/);
+  // A config_file that does not exist is none, as criu's parse_config has it (runc always names /etc/criu/runc.conf).
+  const none = translate("dump", req({ images_dir: "/x", config_file: "/nope.conf" }), peer, "swrk", configs);
+  assert.deepEqual([none.refused, none.options.log.file], [[], "global.log"]);
+});
+
+test("rpc request: cgroups as runc sends them (manage_cgroups, the mode over it, roots, yard, props, dump controllers, freeze_cgroup)", () => {
+  const runc = translate("dump", req({ images_dir: "/x", manage_cgroups: true, manage_cgroups_mode: criu_cg_mode.FULL, freeze_cgroup: "/sys/fs/cgroup/freezer/c1" }), peer, "swrk", noConfigs);
+  assert.deepEqual(runc.refused, []);
+  assert.deepEqual([runc.options.cgroups.mode, runc.options.cgroups.freeze], ["full", "/sys/fs/cgroup/freezer/c1"]);
+  assert.equal(translate("dump", req({ images_dir: "/x", manage_cgroups: false }), peer, "swrk", noConfigs).options.cgroups.mode, "ignore", "the old boolean off: ignore");
+  assert.equal(translate("dump", req({ images_dir: "/x", manage_cgroups_mode: criu_cg_mode.DEFAULT }), peer, "swrk", noConfigs).options.cgroups.mode, "soft");
+  const all = translate("restore", req({
+    images_dir: "/x", manage_cgroups_mode: criu_cg_mode.STRICT, cg_root: [{ ctrl: "memory", path: "/new" }, { path: "/all" }], cgroup_yard: "/yard",
+    cgroup_props: '"pids":\n - "strategy": "merge"\n - "properties": []\n', cgroup_props_file: "/p.yaml", cgroup_dump_controller: ["memory", "pids"],
+  }), peer, "swrk", noConfigs);
+  assert.deepEqual(all.refused, []);
+  const c = all.options.cgroups;
+  assert.deepEqual([c.mode, c.roots, c.yard, c.propsFile, c.dumpControllers], ["strict", [{ controller: "memory", path: "/new" }, { path: "/all" }], "/yard", "/p.yaml", ["memory", "pids"]]);
+  assert.match(c.props!, /"pids"/);
+});
+
+test("rpc request: empty_ns CLONE_NEWNET (runc sets it on every request) leaves the network namespace empty; other namespaces are refused by name", () => {
+  const t = translate("restore", req({ images_dir: "/x", empty_ns: 0x40000000 }), peer, "swrk", noConfigs);
+  assert.deepEqual([t.refused, t.options.net.emptyNs], [[], true]);
+  const u = translate("restore", req({ images_dir: "/x", empty_ns: 0x40000000 | 0x20000 }), peer, "swrk", noConfigs);
+  assert.match(u.refused.join("\n"), /criu_opts.empty_ns 0x40020000: only CLONE_NEWNET \(net\) can be left empty/);
 });

@@ -14,8 +14,8 @@
  * IN_IGNORED on wd 6 (one-shot); the next watch added gets wd 7.
  *
  * With argv[2] "deleted" it watches a file it holds open but unlinked (zdtm
- * inotify00's case, which needs --link-remap): crest refuses it; the watch
- * must still report a write after the refused dump.
+ * inotify00's case; criu puts the watch back on the file's ghost): crest
+ * refuses it; the watch must still report a write after the refused dump.
  *
  * Sabotage: 1 removes the watch on f; 2 changes the mask of d to IN_CREATE;
  * 3 clears the owner.

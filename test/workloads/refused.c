@@ -4,8 +4,11 @@
  *   ctty PATH  a session leader whose controlling terminal is the pty slave
  *              PATH (the harness holds its master), with no fd of it left:
  *              its tty_nr would be lost.
+ *   timens-kids  unshare(CLONE_NEWTIME) without a child yet: the new
+ *              namespace is only its time_for_children.
  * After the refused dump it checks the object is still there: the
- * controlling terminal (TIOCGSID through /dev/tty gives its session).
+ * controlling terminal (TIOCGSID through /dev/tty gives its session); the
+ * time namespace for its children still differs from its own.
  * Sabotage: 1 drops the controlling terminal (ctty).
  */
 #define _GNU_SOURCE
@@ -16,7 +19,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sched.h>
 #include <unistd.h>
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x80
+#endif
 
 static int ctty(const char *path)
 {
@@ -35,11 +43,26 @@ static int ctty(const char *path)
 	return wl_done();
 }
 
+static int timens_kids(void)
+{
+	char mine[64] = "", kids[64] = "";
+	if (unshare(CLONE_NEWTIME))
+		fail("unshare(CLONE_NEWTIME): %s", strerror(errno));
+	wl_ready();
+	wl_wait();
+	if (readlink("/proc/self/ns/time", mine, sizeof(mine) - 1) < 0 ||
+	    readlink("/proc/self/ns/time_for_children", kids, sizeof(kids) - 1) < 0 || !strcmp(mine, kids))
+		fail("the time namespace for its children is %s, its own %s: expected them to differ", kids, mine);
+	return wl_done();
+}
+
 int main(int argc, char **argv)
 {
 	wl_init(argc, argv, "refused");
 	if (argc > 3 && !strcmp(argv[2], "ctty"))
 		return ctty(argv[3]);
-	fail("usage: refused STATUS ctty PATH");
+	if (argc > 2 && !strcmp(argv[2], "timens-kids"))
+		return timens_kids();
+	fail("usage: refused STATUS ctty PATH | timens-kids");
 	return wl_done();
 }

@@ -2,9 +2,13 @@
  * A TCP connection to a peer outside the dumped tree, both ends streaming
  * all the time (like CRIU's zdtm socket-tcp with an external peer):
  *
- *   sk-tcp-stream STATUS server      listens on 127.0.0.1, writes its port
- *                                    to ./port, accepts one connection
- *   sk-tcp-stream STATUS client PORT connects to it (this one is dumped)
+ *   sk-tcp-stream STATUS server [ADDR]      listens on 127.0.0.1 (or ADDR),
+ *                                           writes its port to ./port,
+ *                                           accepts one connection
+ *   sk-tcp-stream STATUS client PORT [ADDR] connects to it (this one is dumped)
+ *
+ * (With ADDR the server may be the one dumped: in a network namespace of its
+ * own, reached over a veth, test/cr/netns.test.ts.)
  *
  * Each end sends a pattern (byte i of seed s is pattern(i, s)), about
  * 200 KB/s, and reads the other's, checking every byte against the pattern
@@ -43,6 +47,11 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	int server = argc > 2 && !strcmp(argv[2], "server");
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	const char *addr = server ? (argc > 3 ? argv[3] : NULL) : (argc > 4 ? argv[4] : NULL);
+	if (addr && inet_pton(AF_INET, addr, &a.sin_addr) != 1) {
+		fail("bad address %s", addr);
+		return wl_done();
+	}
 	int fd;
 	if (server) {
 		int l = socket(AF_INET, SOCK_STREAM, 0);

@@ -7,7 +7,11 @@
  * messages of several types. After the checkpoint every object has its id,
  * key, owner, mode, size and contents, the removed segment is still marked,
  * the messages come out in order, the child still sees the parent's writes,
- * and the PIDs and names inside the namespaces are what they were.
+ * and the PIDs and names inside the namespaces are what they were; the id
+ * asked for the next semaphore set (kernel.sem_next_id, set last) is still
+ * asked for; the last page of the first segment, made read-only with
+ * mprotect (one attach, two VMAs), is still read-only ("r--s" in
+ * /proc/self/maps) and the rest still writable.
  */
 #define _GNU_SOURCE
 #include "lib.h"
@@ -16,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
+#include <sys/mman.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
@@ -39,6 +44,22 @@ struct msg {
 static const struct { long type; const char *text; } msgs[] = {
 	{ 3, "third type first" }, { 1, "one" }, { 2, "a longer message of type two, to have different sizes" }, { 1, "one again" },
 };
+
+/* The /proc/self/maps lines of the mappings from p to p + 64 KiB (address and permissions only). */
+static void sysv_maps(char *out, size_t cap, unsigned char *p)
+{
+	static char maps[65536];
+	size_t n = 0;
+	out[0] = 0;
+	if (wl_read_into("/proc/self/maps", maps, sizeof(maps)) < 0)
+		return;
+	for (char *line = strtok(maps, "\n"); line; line = strtok(NULL, "\n")) {
+		unsigned long a, b;
+		char perms[8];
+		if (sscanf(line, "%lx-%lx %7s", &a, &b, perms) == 3 && a >= (unsigned long)p && b <= (unsigned long)p + 64 * 1024)
+			n += snprintf(out + n, cap - n, "%lx-%lx %s\n", a, b, perms);
+	}
+}
 
 int main(int argc, char **argv)
 {
@@ -101,11 +122,20 @@ int main(int argc, char **argv)
 	}
 	for (int t = 0; t < 2000 && !wl_read_file(status_child, NULL); t++)
 		usleep(1000);
+	/* One attach split in two VMAs: its last page read-only (the kernel counts each VMA as an attach). */
+	if (mprotect(pa + 60 * 1024, 4096, PROT_READ))
+		fail("mprotect: %s", strerror(errno));
+	char maps_before[8192];
+	sysv_maps(maps_before, sizeof(maps_before), pa);
 	struct shmid_ds before[3];
 	int ids[3] = { a, b, c };
 	for (int i = 0; i < 3; i++)
 		shmctl(ids[i], IPC_STAT, &before[i]);
 	printf("sysv: shm %d %d %d, sem %d %d, msg %d, child %d\n", a, b, c, s1, s2, q, child);
+	/* The next semaphore set's id, asked for and not used yet. */
+	FILE *ni = fopen("/proc/sys/kernel/sem_next_id", "w");
+	if (!ni || fprintf(ni, "4242\n") < 0 || fclose(ni))
+		fail("cannot set kernel.sem_next_id");
 	wl_ready();
 	wl_wait();
 	if (wl_sabotage())
@@ -114,6 +144,12 @@ int main(int argc, char **argv)
 	if (getpid() != 1)
 		fail("root is PID %d in its namespace, was 1", getpid());
 	char name[128] = "";
+	char maps_after[8192];
+	sysv_maps(maps_after, sizeof(maps_after), pa);
+	wl_compare_lines("SysV mappings of the first segment", maps_before, maps_after);
+	char *next = wl_read_file("/proc/sys/kernel/sem_next_id", NULL);
+	if (!next || atoi(next) != 4242)
+		fail("kernel.sem_next_id is %s, was 4242", next ? next : "unreadable");
 	char *msgmax = wl_read_file("/proc/sys/kernel/msgmax", NULL);
 	if (!msgmax || atoi(msgmax) != 12345)
 		fail("kernel.msgmax is %s, was 12345", msgmax ? msgmax : "unreadable");

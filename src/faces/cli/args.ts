@@ -3,7 +3,7 @@
 // short options, optional arguments only when attached (`-v4`), `no-` forms
 // of boolean options, options before or after the command. Every criu option
 // is known; the ones crest does not implement yet are refused by name.
-import { defaultOptions, type Command, type Options } from "../../options.js";
+import { CGROUP_MODES, addExternal, defaultOptions, type CgroupMode, type CgroupRoot, type Command, type Options } from "../../options.js";
 import { parseConfigText, readConfigs, type ConfigEnv } from "./config.js";
 
 export const COMMANDS: readonly Command[] = [
@@ -11,7 +11,7 @@ export const COMMANDS: readonly Command[] = [
   "cpuinfo", "exec", "show",
 ];
 /** Commands this version of crest carries out. */
-export const IMPLEMENTED: ReadonlySet<Command> = new Set<Command>(["dump", "restore", "check", "swrk", "service"]);
+export const IMPLEMENTED: ReadonlySet<Command> = new Set<Command>(["dump", "pre-dump", "restore", "check", "swrk", "service", "page-server"]);
 
 type ArgKind = "none" | "required" | "optional";
 
@@ -22,7 +22,8 @@ interface OptSpec {
   /** A boolean option that also has a `no-` form. */
   bool?: boolean;
   /** Applies the option; absent means crest does not support it yet. */
-  apply?: (o: Options, value: string | undefined, on: boolean) => void;
+  /** Sets the option; returns false for a value crest refuses, as an option it does not implement. */
+  apply?: (o: Options, value: string | undefined, on: boolean) => void | false;
 }
 
 /** atoi(): leading digits, 0 if none (criu's -v parsing relies on it). */
@@ -43,6 +44,19 @@ function parseSize(v: string): number {
   const n = atoi(v);
   if (n < 0 || !/^\s*\d/.test(v)) throw new UsageError(`bad size '${v}' (a number of bytes, with K, M or G)`);
   return v.includes("G") ? n * 2 ** 30 : v.includes("M") ? n * 2 ** 20 : v.includes("K") ? n * 2 ** 10 : n;
+}
+
+/** criu's parse_manage_cgroups: no value is soft. */
+function parseCgroupMode(v: string | undefined): CgroupMode {
+  if (v === undefined) return "soft";
+  if (!CGROUP_MODES.includes(v as CgroupMode)) throw new UsageError(`Unknown cgroups mode \`${v}' selected (ignore, none, props, soft, full or strict)`);
+  return v as CgroupMode;
+}
+
+/** --cgroup-root [CONTROLLER:]PATH, split at the first ':' as criu does. */
+function parseCgroupRoot(v: string): CgroupRoot {
+  const at = v.indexOf(":");
+  return at < 0 ? { path: v } : { controller: v.slice(0, at), path: v.slice(at + 1) };
 }
 
 const SPECS: OptSpec[] = [
@@ -68,7 +82,7 @@ const SPECS: OptSpec[] = [
   { long: "help", short: "h", arg: "none" },
   { long: "version", short: "V", arg: "none" },
   { long: "join-ns", short: "J", arg: "required" },
-  { long: "root", short: "r", arg: "required" },
+  { long: "root", short: "r", arg: "required", apply: (o, v) => { o.mnt.root = v!; } },
   { long: "ext-unix-sk", short: "x", arg: "optional", apply: (o, v) => {
     // criu's unix_sk_ids_parse: INO[,INO...], each becoming unix[INO] of --external.
     for (const part of v ? v.split(",").filter((p) => p !== "") : []) {
@@ -81,46 +95,67 @@ const SPECS: OptSpec[] = [
   { long: "tcp-established", arg: "none", bool: true, apply: (o, _v, on) => { o.net.tcpEstablished = on; } },
   { long: "close", arg: "required" },
   { long: "log-pid", arg: "none", bool: true, apply: (o, _v, on) => { o.log.perPid = on; } },
-  { long: "evasive-devices", arg: "none", bool: true },
-  { long: "veth-pair", arg: "required" },
+  { long: "evasive-devices", arg: "none", bool: true, apply: (o, _v, on) => { o.features.evasiveDevices = on; } },
+  // criu's older spelling of --external veth[IN]:OUT.
+  { long: "veth-pair", arg: "required", apply: (o, v) => { const [inside, outside] = v!.split("="); o.external.push(`veth[${inside}]:${outside ?? ""}`); } },
   { long: "action-script", arg: "required", apply: (o, v) => { o.actionScripts.push(v!); } },
-  { long: "link-remap", arg: "none", bool: true },
+  { long: "link-remap", arg: "none", bool: true, apply: (o, _v, on) => { o.features.linkRemap = on; } },
   { long: "shell-job", short: "j", arg: "none", bool: true, apply: (o, _v, on) => { o.features.shellJob = on; } },
   { long: "file-locks", short: "l", arg: "none", bool: true, apply: (o, _v, on) => { o.features.fileLocks = on; } },
-  { long: "page-server", arg: "none", bool: true },
+  { long: "page-server", arg: "none", bool: true, apply: (o, _v, on) => { o.service.pageServer = on; } },
   { long: "address", arg: "required", apply: (o, v) => { o.service.address = v!; } },
-  { long: "port", arg: "required" },
-  { long: "prev-images-dir", arg: "required" },
+  { long: "port", arg: "required", apply: (o, v) => {
+    const port = Number(v);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`Unable to parse value of --port ('${v}')`);
+    o.service.port = port;
+  } },
+  { long: "prev-images-dir", arg: "required", apply: (o, v) => { o.dump.prevImagesDir = v!; } },
   { long: "ms", arg: "none", apply: () => { throw new UsageError('--ms is deprecated; see "Check options" of crest --help'); } },
-  { long: "track-mem", arg: "none", bool: true },
+  { long: "track-mem", arg: "none", bool: true, apply: (o, _v, on) => { o.dump.trackMem = on; } },
   { long: "auto-dedup", arg: "none", bool: true },
   { long: "libdir", short: "L", arg: "required" },
   { long: "cpu-cap", arg: "optional" },
-  { long: "force-irmap", arg: "none", bool: true },
-  { long: "ext-mount-map", short: "M", arg: "required" },
+  { long: "force-irmap", arg: "none", bool: true, apply: (o, _v, on) => { o.features.forceIrmap = on; } },
+  { long: "ext-mount-map", short: "M", arg: "required", apply: (o, v) => {
+    // criu's ext_mount_add: KEY:VAL is mnt[KEY]:VAL of --external (VAL may be empty: LXC's "console:"); "auto" its autodetection.
+    if (v === "auto") {
+      o.mnt.autoExternal = true;
+      return;
+    }
+    const i = v!.indexOf(":");
+    if (i <= 0) throw new UsageError(`--ext-mount-map ${v}: crest takes KEY:VAL or auto, as criu`);
+    o.external.push(`mnt[${v!.slice(0, i)}]:${v!.slice(i + 1)}`);
+  } },
   { long: "exec-cmd", arg: "none" },
-  { long: "manage-cgroups", arg: "optional" },
-  { long: "cgroup-root", arg: "required" },
+  { long: "manage-cgroups", arg: "optional", apply: (o, v) => { o.cgroups.mode = parseCgroupMode(v); } },
+  { long: "cgroup-root", arg: "required", apply: (o, v) => { o.cgroups.roots.push(parseCgroupRoot(v!)); } },
   { long: "inherit-fd", arg: "required", apply: (o, v) => { o.inheritFd.push(parseInheritFd(v!)); } },
   { long: "feature", arg: "required", apply: (o, v) => { o.check.feature = v!; } },
-  { long: "skip-mnt", arg: "required" },
-  { long: "enable-fs", arg: "required" },
-  { long: "enable-external-sharing", arg: "none" },
-  { long: "enable-external-masters", arg: "none" },
-  { long: "freeze-cgroup", arg: "required" },
+  { long: "skip-mnt", arg: "required", apply: (o, v) => { o.mnt.skip.push(v!); } },
+  { long: "enable-fs", arg: "required", apply: (o, v) => { o.mnt.enableFs.push(...v!.split(",").filter((n) => n !== "")); } },
+  { long: "enable-external-sharing", arg: "none", apply: (o) => { o.mnt.externalSharing = true; } },
+  { long: "enable-external-masters", arg: "none", apply: (o) => { o.mnt.externalMasters = true; } },
+  { long: "freeze-cgroup", arg: "required", apply: (o, v) => { o.cgroups.freeze = v!; } },
   { long: "ghost-limit", arg: "required", apply: (o, v) => { o.dump.ghostLimit = parseSize(v!); } },
-  { long: "irmap-scan-path", arg: "required" },
+  { long: "irmap-scan-path", arg: "required", apply: (o, v) => { o.features.irmapScanPaths.push(v!); } },
   { long: "lsm-profile", arg: "required" },
   { long: "timeout", arg: "required", apply: (o, v) => { o.dump.timeout = atoi(v!); } },
-  { long: "external", arg: "required", apply: (o, v) => { o.external.push(v!); } },
-  { long: "empty-ns", arg: "required" },
+  { long: "external", arg: "required", apply: (o, v) => {
+    const bad = addExternal(o, v!);
+    if (bad) throw new UsageError(bad);
+  } },
+  // criu takes "net" only.
+  { long: "empty-ns", arg: "required", apply: (o, v) => {
+    if (v !== "net") throw new UsageError(`--empty-ns ${v}: only net is supported, as with criu`);
+    o.net.emptyNs = true;
+  } },
   { long: "lazy-pages", arg: "none" },
   { long: "extra", arg: "none", bool: true, apply: (o, _v, on) => { o.check.extra = on; } },
   { long: "experimental", arg: "none", bool: true, apply: (o, _v, on) => { o.check.experimental = on; } },
   { long: "all", arg: "none", apply: (o) => { o.check.all = o.check.extra = o.check.experimental = true; } },
-  { long: "cgroup-props", arg: "required" },
-  { long: "cgroup-props-file", arg: "required" },
-  { long: "cgroup-dump-controller", arg: "required" },
+  { long: "cgroup-props", arg: "required", apply: (o, v) => { o.cgroups.props = v!; } },
+  { long: "cgroup-props-file", arg: "required", apply: (o, v) => { o.cgroups.propsFile = v!; } },
+  { long: "cgroup-dump-controller", arg: "required", apply: (o, v) => { o.cgroups.dumpControllers.push(v!); } },
   { long: "skip-in-flight", arg: "none", bool: true, apply: (o, _v, on) => { o.net.skipInFlight = on; } },
   { long: "deprecated", arg: "none", bool: true },
   { long: "display-stats", arg: "none", bool: true, apply: (o, _v, on) => { o.log.displayStats = on; } },
@@ -141,7 +176,7 @@ const SPECS: OptSpec[] = [
   { long: "tls-key", arg: "required" },
   { long: "tls", arg: "none", bool: true },
   { long: "tls-no-cn-verify", arg: "none" },
-  { long: "cgroup-yard", arg: "required" },
+  { long: "cgroup-yard", arg: "required", apply: (o, v) => { o.cgroups.yard = v!; } },
   { long: "pre-dump-mode", arg: "required", apply: (o, v) => {
     if (v !== "splice" && v !== "read") throw new UsageError(`Unable to parse value of --pre-dump-mode ('${v}': splice or read)`);
     o.dump.preDumpMode = v;
@@ -153,7 +188,7 @@ const SPECS: OptSpec[] = [
     if (v !== "iptables" && v !== "nftables" && v !== "skip") throw new UsageError(`Invalid value for --network-lock: ${v} (iptables, nftables or skip)`);
     o.net.lock = v;
   } },
-  { long: "mntns-compat-mode", arg: "none", bool: true },
+  { long: "mntns-compat-mode", arg: "none", bool: true, apply: (o, _v, on) => { o.mnt.compatMode = on; } },
   { long: "unprivileged", arg: "none", bool: true },
   // How criu finds a ghost's holes (FIEMAP or SEEK_DATA); crest always uses SEEK_DATA/SEEK_HOLE.
   { long: "ghost-fiemap", arg: "none", bool: true, apply: () => {} },
@@ -264,7 +299,7 @@ function applyFound(opts: Options, found: readonly Found[]): { version: boolean;
     if (f.spec.long === "help") continue;
     if (f.spec.long === "version") version = true;
     else if (!f.spec.apply) refused.push(f.shown);
-    else f.spec.apply(opts, f.value, f.on);
+    else if (f.spec.apply(opts, f.value, f.on) === false) refused.push(`${f.shown} ${f.value}`);
   }
   return { version, refused };
 }

@@ -1,5 +1,6 @@
 // The crest command: parse the command line into Options, run the command,
 // log as criu does and exit with criu's exit codes.
+import { pageServerMain } from "../page-server.js";
 import { mkdirSync, readFileSync } from "node:fs";
 import { Logger } from "../../log.js";
 import { COMMANDS, IMPLEMENTED, parseArgs, UsageError } from "./args.js";
@@ -19,21 +20,23 @@ Usage:
   crest dump|pre-dump -t PID [<options>]
   crest restore [<options>]
   crest check [--feature FEAT]
-  crest page-server
+  crest page-server -D DIR [--address A] [--port P] [-d] [--pidfile F]
   crest service [--address PATH] [--pidfile FILE] [-d] [<options>]
   crest swrk FD
   crest dedup
   crest lazy-pages -D DIR [<options>]
-  crest run [--ns pid,ipc,uts] [--log FILE] -- CMD [ARGS...]
+  crest run [--ns pid,ipc,uts,net,mnt,time,user] [--log FILE] -- CMD [ARGS...]
 
 Commands:
   dump           checkpoint a process/tree identified by pid
+  pre-dump       pre-dump a process/tree's memory (it runs on), for a later dump --prev-images-dir --track-mem
   restore        restore a process/tree
   check          checks whether the kernel support is up-to-date
   run            start CMD as the root of a tree ready to checkpoint (own PID/IPC namespaces, own session)
   service        serve criu's RPC on a SEQPACKET socket (--address, default ./criu_service.socket)
   swrk           serve criu's RPC on an inherited socket (as go-criu, libcriu and pycriu start criu)
-  (pre-dump, page-server, lazy-pages, dedup, cpuinfo: recognised, not implemented by crest yet)
+  page-server    receive the pages of a dump or pre-dump run with --page-server (criu's protocol)
+  (lazy-pages, dedup, cpuinfo: recognised, not implemented by crest yet)
 
 Most of the true / false long options (the ones without arguments) can be
 prefixed with --no- to negate the option (example: --display-stats and
@@ -185,16 +188,23 @@ export function main(argv: string[]): number | Promise<number> {
   let log: Logger;
   try {
     // A dump creates its images directory (and the work directory it logs to).
-    if (cmd === "dump" || cmd === "pre-dump") mkdirSync(opts.images.workDir ?? opts.images.dir, { recursive: true });
+    if (cmd === "dump" || cmd === "pre-dump" || cmd === "page-server") mkdirSync(opts.images.workDir ?? opts.images.dir, { recursive: true });
     log = new Logger(opts.log.level, opts.log.file ? workPath(opts, opts.log.file) : undefined);
   } catch (e) {
     process.stderr.write(`crest: cannot open the log file: ${(e as Error).message}\n`);
     return 1;
   }
   if (cmd === "service") return serviceMain(opts, argv, parsed.refused.map((o) => `option ${o} is not supported by crest yet`), log);
+  if (cmd === "page-server") {
+    try {
+      return pageServerMain(opts, argv, parsed.refused.map((o) => `option ${o} is not supported by crest yet`), log);
+    } finally {
+      log.close();
+    }
+  }
   try {
     if (cmd === "swrk") return swrk(Number(parsed.rest[0]), log);
-    if (cmd !== "check" && cmd !== "dump" && cmd !== "restore") {
+    if (cmd !== "check" && cmd !== "dump" && cmd !== "pre-dump" && cmd !== "restore") {
       log.error(`'${cmd}' is not implemented by crest yet; crest carries out ${[...IMPLEMENTED].join(", ")}`);
       return 1;
     }

@@ -1,6 +1,9 @@
 // crest run: start a program as the root of a tree ready to be checkpointed,
 // the way CRIU's documentation builds it by hand: in new PID and IPC (and
-// optionally UTS) namespaces, in a session of its own, stdin from
+// optionally UTS, mount, network and time: a new network namespace has only its loopback,
+// down; a new time namespace has crest's clock offsets; in a new user
+// namespace, ids 0-65535 are 100000-165535 outside and the program runs as
+// its root) namespaces, in a session of its own, stdin from
 // /dev/null, stdout and stderr appended to a log, nothing inherited from the
 // caller but those three fds. Prints the root's PID and returns.
 import { accessSync, closeSync, constants as fsc, openSync } from "node:fs";
@@ -10,9 +13,12 @@ import { CLONE } from "../../sys/constants.js";
 import { errnoName } from "../../sys/errno.js";
 import { UsageError } from "./args.js";
 
-const NS_FLAGS: Record<string, number> = { pid: CLONE.NEWPID, ipc: CLONE.NEWIPC, uts: CLONE.NEWUTS };
+const NS_FLAGS: Record<string, number> = { pid: CLONE.NEWPID, ipc: CLONE.NEWIPC, uts: CLONE.NEWUTS, net: CLONE.NEWNET, mnt: CLONE.NEWNS, time: CLONE.NEWTIME, user: CLONE.NEWUSER };
 
-export const RUN_USAGE = `Usage: crest run [--ns pid,ipc,uts] [--log FILE] -- CMD [ARGS...]
+/** A new user namespace's maps: its ids 0-65535 are 100000-165535 out here (a container's subordinate range); the program runs as its root. */
+export const RUN_USERNS_MAP = "0 100000 65536\n";
+
+export const RUN_USAGE = `Usage: crest run [--ns pid,ipc,uts,net,mnt,time,user] [--log FILE] -- CMD [ARGS...]
   --ns LIST    namespaces to create (default pid,ipc; "none" for none)
   --log FILE   where stdout and stderr go, appended (default crest-run.log)
 `;
@@ -46,7 +52,7 @@ export function parseRun(args: string[]): RunRequest {
   let flags = 0;
   for (const n of ns === "none" ? [] : ns.split(",").map((s) => s.trim()).filter(Boolean)) {
     const f = NS_FLAGS[n];
-    if (f === undefined) throw new UsageError(`crest run: unknown namespace '${n}' (use pid, ipc, uts)`);
+    if (f === undefined) throw new UsageError(`crest run: unknown namespace '${n}' (use pid, ipc, uts, net, mnt, time, user)`);
     flags |= f;
   }
   return { flags, log, argv };
@@ -74,7 +80,9 @@ export function run(req: RunRequest): number {
   const log = openSync(req.log, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_APPEND, 0o644);
   try {
     const env = Object.entries(process.env).map(([k, v]) => `${k}=${v}`);
-    const pid = native.spawn({ path, argv: req.argv, env, flags: req.flags, setsid: 1, fds: [nul, log, log], cwd: process.cwd() });
+    const pid = native.spawn({ path, argv: req.argv, env, flags: req.flags, setsid: 1, fds: [nul, log, log], cwd: process.cwd(),
+      ...(req.flags & CLONE.NEWUSER ? { uidMap: RUN_USERNS_MAP, gidMap: RUN_USERNS_MAP } : {}),
+    });
     if (pid < 0) throw new Error(`crest run: cannot start ${path}: ${errnoName(-pid)}`);
     return pid;
   } finally {

@@ -7,8 +7,9 @@
 // the client's own rights to them. A field crest cannot carry out is refused
 // by name, never ignored. Pure, but for reading the configuration files.
 import type { criu_opts } from "../../images/index.js";
-import { criu_network_lock_method, criu_pre_dump_mode } from "../../images/index.js";
-import { defaultOptions, type Command, type Options } from "../../options.js";
+import { CLONE } from "../../sys/constants.js";
+import { criu_cg_mode, criu_network_lock_method, criu_pre_dump_mode } from "../../images/index.js";
+import { addExternal, defaultOptions, type CgroupMode, type Command, type Options } from "../../options.js";
 import { applyConfigFile, parseArgs } from "../cli/args.js";
 import type { ConfigEnv } from "../cli/config.js";
 import type { Peer } from "./wire.js";
@@ -28,18 +29,19 @@ export interface Translated {
 
 /** criu_opts fields crest has no counterpart for yet: refused when set to anything but criu's default. */
 const UNSUPPORTED: ReadonlyArray<[keyof criu_opts, string]> = [
-  ["evasive_devices", "evasive devices"], ["root", "a root directory (--root)"], ["parent_img", "a parent image (pre-dump chains)"],
-  ["track_mem", "memory tracking (--track-mem)"], ["auto_dedup", "--auto-dedup"], ["link_remap", "--link-remap"],
-  ["veths", "veth pairs"], ["force_irmap", "--force-irmap"], ["exec_cmd", "--exec-cmd"], ["ext_mnt", "external mounts"],
-  ["manage_cgroups", "cgroups"], ["cg_root", "cgroup roots"], ["auto_ext_mnt", "--auto-ext-mnt"], ["ext_sharing", "--enable-external-sharing"],
-  ["ext_masters", "--enable-external-masters"], ["skip_mnt", "--skip-mnt"], ["enable_fs", "--enable-fs"], ["manage_cgroups_mode", "cgroups"],
-  ["irmap_scan_paths", "--irmap-scan-path"], ["empty_ns", "--empty-ns"], ["join_ns", "--join-ns"], ["cgroup_props", "cgroup properties"],
-  ["cgroup_props_file", "cgroup properties"], ["cgroup_dump_controller", "cgroup controllers"], ["freeze_cgroup", "--freeze-cgroup"],
+  ["auto_dedup", "--auto-dedup"], ["exec_cmd", "--exec-cmd"],
+  ["join_ns", "--join-ns"],
   ["weak_sysctls", "--weak-sysctls"], ["lazy_pages", "lazy pages"], ["lsm_profile", "an LSM profile"], ["tls_cacert", "TLS"],
-  ["tls_cacrl", "TLS"], ["tls_cert", "TLS"], ["tls_key", "TLS"], ["tls", "TLS"], ["tls_no_cn_verify", "TLS"], ["cgroup_yard", "--cgroup-yard"],
+  ["tls_cacrl", "TLS"], ["tls_cert", "TLS"], ["tls_key", "TLS"], ["tls", "TLS"], ["tls_no_cn_verify", "TLS"],
   ["pidfd_store_sk", "the pidfd store (pidfd_store_sk)"], ["lsm_mount_context", "an LSM mount context"], ["mntns_compat_mode", "--mntns-compat-mode"],
   ["skip_file_rwx_check", "--skip-file-rwx-check"], ["unprivileged", "--unprivileged"], ["ps", "a page server"],
 ];
+
+/** criu_cg_mode to the model's modes (DEFAULT is soft, as criu's CG_MODE_DEFAULT). */
+const CG_MODES: Partial<Record<criu_cg_mode, CgroupMode>> = {
+  [criu_cg_mode.IGNORE]: "ignore", [criu_cg_mode.CG_NONE]: "none", [criu_cg_mode.PROPS]: "props",
+  [criu_cg_mode.SOFT]: "soft", [criu_cg_mode.FULL]: "full", [criu_cg_mode.STRICT]: "strict", [criu_cg_mode.DEFAULT]: "soft",
+};
 
 /** criu's defaults for fields that are set to them by clients that fill every field. */
 const DEFAULTS: Partial<Record<keyof criu_opts, unknown>> = { cpu_cap: 0xffffffff };
@@ -80,11 +82,45 @@ export function translate(command: Command, o: criu_opts | undefined, peer: Peer
   if (o.file_locks !== undefined) options.features.fileLocks = o.file_locks;
   if (o.shell_job !== undefined) options.features.shellJob = o.shell_job;
   if (o.orphan_pts_master !== undefined) options.features.orphanPtsMaster = o.orphan_pts_master;
+  if (o.evasive_devices !== undefined) options.features.evasiveDevices = o.evasive_devices;
   if (o.ghost_limit !== undefined) options.dump.ghostLimit = o.ghost_limit;
   if (o.timeout !== undefined) options.dump.timeout = o.timeout;
+  if (o.parent_img) options.dump.prevImagesDir = o.parent_img;
+  if (o.track_mem !== undefined) options.dump.trackMem = o.track_mem;
   if (o.pre_dump_mode !== undefined) options.dump.preDumpMode = o.pre_dump_mode === criu_pre_dump_mode.VM_READ ? "read" : "splice";
   if (o.display_stats !== undefined) options.log.displayStats = o.display_stats;
-  options.external.push(...o.external);
+  for (const e of o.external) {
+    const bad = addExternal(options, e);
+    if (bad) refused.push(`criu_opts.external ${bad}`);
+  }
+  if (o.link_remap !== undefined) options.features.linkRemap = o.link_remap;
+  if (o.force_irmap !== undefined) options.features.forceIrmap = o.force_irmap;
+  options.features.irmapScanPaths.push(...o.irmap_scan_paths);
+  // Cgroups as criu's setup_opts_from_req: the old boolean first, the mode over it.
+  if (o.manage_cgroups !== undefined) options.cgroups.mode = o.manage_cgroups ? "soft" : "ignore";
+  if (o.manage_cgroups_mode !== undefined) options.cgroups.mode = CG_MODES[o.manage_cgroups_mode] ?? "soft";
+  for (const r of o.cg_root) options.cgroups.roots.push({ ...(r.ctrl !== undefined ? { controller: r.ctrl } : {}), path: r.path });
+  if (o.freeze_cgroup) options.cgroups.freeze = o.freeze_cgroup;
+  if (o.cgroup_props) options.cgroups.props = o.cgroup_props;
+  if (o.cgroup_props_file) options.cgroups.propsFile = o.cgroup_props_file;
+  options.cgroups.dumpControllers.push(...o.cgroup_dump_controller);
+  if (o.cgroup_yard) options.cgroups.yard = o.cgroup_yard;
+  // As criu's setup_opts_from_req: CLONE_NEWNET is the only namespace that can be left empty.
+  if (o.empty_ns) {
+    if (o.empty_ns & ~CLONE.NEWNET) refused.push(`criu_opts.empty_ns 0x${o.empty_ns.toString(16)}: only CLONE_NEWNET (net) can be left empty, as with criu`);
+    options.net.emptyNs = (o.empty_ns & CLONE.NEWNET) !== 0;
+  }
+  // criu's veth pairs: a veth of the tree's network namespace and the name of its peer outside.
+  for (const v of o.veths) options.external.push(`veth[${v.if_in}]:${v.if_out}`);
+  // The tree's mount namespace (kinds/namespaces/mnt.ts): ext_mnt is --ext-mount-map KEY:VAL, as criu's ext_mount_add.
+  if (o.root) options.mnt.root = o.root;
+  for (const m of o.ext_mnt) options.external.push(`mnt[${m.key}]:${m.val}`);
+  // criu's auto_ext_mnt, ext_sharing, ext_masters: --ext-mount-map auto, --enable-external-sharing/-masters.
+  if (o.auto_ext_mnt) options.mnt.autoExternal = true;
+  if (o.ext_sharing) options.mnt.externalSharing = true;
+  if (o.ext_masters) options.mnt.externalMasters = true;
+  options.mnt.skip.push(...o.skip_mnt);
+  options.mnt.enableFs.push(...o.enable_fs.flatMap((n) => n.split(",")).filter((n) => n !== ""));
   // Only a client's own child sees the client's fds and may become its sibling.
   if (o.rst_sibling !== undefined) {
     if (mode === "swrk") options.restore.sibling = o.rst_sibling;
@@ -111,11 +147,11 @@ export function translate(command: Command, o: criu_opts | undefined, peer: Peer
   }
   options.log.level = o.log_level ?? 2;
 
-  // The request's own configuration file has the last word (criu: e.g. runc.conf).
+  // The request's own configuration file has the last word (criu: e.g. runc.conf). One that does not
+  // exist is no configuration, as with criu: runc names /etc/criu/runc.conf in every request.
   if (o.config_file !== undefined) {
     const text = configs.read(o.config_file);
-    if (text === null) refused.push(`criu_opts.config_file: cannot read the configuration file ${o.config_file}`);
-    else refused.push(...applyConfigFile(options, o.config_file, text).map((f) => `option ${f} is not supported by crest yet`));
+    if (text !== null) refused.push(...applyConfigFile(options, o.config_file, text).map((f) => `option ${f} is not supported by crest yet`));
   }
   return {
     options, notify: o.notify_scripts ?? false, refused,

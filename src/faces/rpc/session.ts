@@ -18,6 +18,7 @@ import { execute, type Executed } from "../execute.js";
 import { SYSTEM_CONFIG_ENV } from "../cli/config.js";
 import { translate, type Mode } from "./request.js";
 import { dumpErrno, restoreErrno } from "./errno.js";
+import { facts } from "../../kernel/facts.js";
 import { checkDumpAllowed, checkRestoreAllowed } from "./security.js";
 import { BadRequest, peerOf, recvRequest, sendResponse, type Peer } from "./wire.js";
 
@@ -75,13 +76,16 @@ class Session {
   }
 
   private handle(req: criu_req): boolean {
+    // Every request as it came, at -v4: what a client (runc, podman, LXC's tools) asks of criu, field by field.
+    this.log.debug(`RPC request ${TYPE_NAMES[req.type] ?? req.type}: ${describe(req)}`);
     switch (req.type) {
       case criu_req_type.DUMP: return this.dump(req.opts);
+      case criu_req_type.PRE_DUMP: return this.preDump(req.opts);
       case criu_req_type.RESTORE: return this.restore(req.opts);
       case criu_req_type.CHECK: return this.check(req.opts);
       case criu_req_type.FEATURE_CHECK:
-        // What crest offers of these today: no memory tracking (pre-dump), no lazy pages, no pidfd store.
-        return this.answer({ type: req.type, success: true, features: { mem_track: false, lazy_pages: false, pidfd_store: false } });
+        // What crest offers of these today: memory tracking where the kernel has it, no lazy pages, no pidfd store.
+        return this.answer({ type: req.type, success: true, features: { mem_track: facts.get("uffd-wp").supported, lazy_pages: false, pidfd_store: false } });
       case criu_req_type.VERSION:
         return this.answer({ type: req.type, success: true, version: { major_number: CRIU_MAJOR, minor_number: CRIU_MINOR, gitid: gitid() } });
       case criu_req_type.WAIT_PID: return this.waitPid(req.pid ?? 0);
@@ -111,13 +115,14 @@ class Session {
   private execute(cmd: Executed, o: criu_opts | undefined, allowed?: (opts: Options) => string | null,
     explain?: (opts: Options) => number): { ok: boolean; resp: Resp; pid?: number } {
     const t = translate(cmd as Command, o, this.peer, this.mode, SYSTEM_CONFIG_ENV);
-    const type = cmd === "dump" ? criu_req_type.DUMP : cmd === "restore" ? criu_req_type.RESTORE : criu_req_type.CHECK;
+    const type = cmd === "dump" ? criu_req_type.DUMP : cmd === "pre-dump" ? criu_req_type.PRE_DUMP : cmd === "restore" ? criu_req_type.RESTORE : criu_req_type.CHECK;
     let log: Logger;
     try {
       log = new Logger(t.options.log.level, t.options.log.file ? workPath(t.options, t.options.log.file) : undefined);
     } catch (e) {
       return { ok: false, resp: failure(type, `cannot open the log file: ${(e as Error).message}`) };
     }
+    log.debug(`RPC ${TYPE_NAMES[type]} options as the client set them: ${o ? describe(o) : "none"}`);
     let status: number | undefined;
     const held: number[] = [];
     try {
@@ -174,6 +179,12 @@ class Session {
     }, (options) => dumpErrno(options.dump.tree));
     // A client that dumped itself and was killed by it is not there to hear (it hears it after its restore).
     if (!self || !r.ok || o?.leave_running) this.answer({ ...r.resp, dump: { restored: false } });
+    return r.ok;
+  }
+
+  private preDump(o: criu_opts | undefined): boolean {
+    const r = this.execute("pre-dump", o, (options) => checkDumpAllowed(this.peer, options.dump.tree!), (options) => dumpErrno(options.dump.tree));
+    this.answer(r.resp);
     return r.ok;
   }
 
@@ -237,6 +248,12 @@ function errorCode(e: Error | undefined): string {
   if (e instanceof UnsupportedError) return "unsupported";
   if (e instanceof ImageError) return "image";
   return "failed";
+}
+
+/** A request or its options as JSON, without the fields left unset or empty. */
+function describe(v: object): string {
+  return JSON.stringify(v, (_k, x: unknown) =>
+    x === undefined || x === null || (Array.isArray(x) && x.length === 0) ? undefined : typeof x === "bigint" ? x.toString() : x);
 }
 
 /** crest's own version, for VERSION's gitid. */

@@ -12,7 +12,9 @@
 // Restore takes each lock in the task that held it, right after its files are
 // back and before it runs, without waiting: a lock that cannot be taken (a
 // conflict) fails the restore.
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
+import { idInsideAtRestore } from "../namespaces/user.js";
+import { ownedAtRestore } from "../namespaces/owned.js";
 import type { TaskKind, DumpTask, DumpedFd, RestoreRun, RestoreTask } from "../context.js";
 import { dumpState, restoreState, UnsupportedError } from "../context.js";
 import { IMG, type file_lock_entry, type EncodeInput } from "../../images/index.js";
@@ -112,7 +114,15 @@ function restoreLocks(task: RestoreTask, run: RestoreRun): void {
       r.resetScratch();
       r.call(what, SYS.fcntl, e.fd, e.flag & FL.POSIX ? F_SETLK : F_OFD_SETLK, r.put(b));
     } else if (e.flag & FL.LEASE) {
-      r.call(what, SYS.fcntl, e.fd, F_SETLEASE, e.type);
+      // Only the file's owner may take a lease in a user namespace (CAP_LEASE counts in the first one only): the task's fsuid is the owner's meanwhile.
+      const st = ownedAtRestore(run, "user") ? statSync(`/proc/${task.pid}/fd/${e.fd}`, { throwIfNoEntry: false }) : undefined;
+      const owner = st && idInsideAtRestore(run, "uid", st.uid);
+      if (owner !== undefined) r.call(`${what}: take the file owner's fsuid ${owner}`, SYS.setfsuid, owner);
+      try {
+        r.call(what, SYS.fcntl, e.fd, F_SETLEASE, e.type);
+      } finally {
+        if (owner !== undefined) r.call(`${what}: fsuid back to 0`, SYS.setfsuid, 0);
+      }
     } else {
       throw run.images.invalid(IMG.fileLocks, undefined, `unknown lock flag ${e.flag}; cannot ${what}`);
     }

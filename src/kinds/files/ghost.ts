@@ -7,6 +7,12 @@
 // the file at its old path (or a name beside it if that is taken), the tasks
 // open it there like any file, and it is removed again once every task has
 // what it needs.
+// A file whose name was removed while another name of it remains is not a
+// ghost: with --link-remap it is linked back at dump under a new name in
+// the directory it was in (link_remap.ID, criu's linked remap: a second
+// files.img entry of that name, remap type LINKED), opened by that name at
+// restore and the name removed once every task has opened it. A failed
+// dump removes the names it made.
 import {
   closeSync, fchownSync, fchmodSync, ftruncateSync, lchownSync, chmodSync, lstatSync, mkdirSync, openSync,
   readSync, rmdirSync, statSync, symlinkSync, unlinkSync, writeSync, constants as FS,
@@ -14,14 +20,15 @@ import {
 import { dirname, basename } from "node:path";
 import type { DumpRun, RestoreRun } from "../context.js";
 import { dumpState, restoreState, UnsupportedError } from "../context.js";
-import { IMG, remap_type, type ghost_file_entry, type remap_file_path_entry, type GhostFile } from "../../images/index.js";
-import { AT_FDCWD, AT_SYMLINK_NOFOLLOW, MEM_MAJOR, O, SEEK, SYS } from "../../sys/constants.js";
+import { IMG, fd_types, remap_type, type ghost_file_entry, type remap_file_path_entry, type GhostFile } from "../../images/index.js";
+import { AT_FDCWD, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, MEM_MAJOR, O, SEEK, SYS } from "../../sys/constants.js";
 import { native } from "../../sys/native.js";
 import { check } from "../../sys/errno.js";
+import { treePath } from "../namespaces/owned.js";
 
 /** Below this size CRIU writes the data raw, without chunks. */
 const CHUNKS_THRESH = 3 * 4096;
-const ENXIO = 6;
+const ENXIO = 6, ENOENT = 2, EXDEV = 18;
 
 type BigStats = ReturnType<typeof statBig>;
 const statBig = (p: string) => statSync(p, { bigint: true });
@@ -44,7 +51,7 @@ export function finishGhostsDump(run: DumpRun): void {
  * Stats the deleted file behind `via` (a /proc link) and refuses what
  * crest cannot bring back.
  */
-export function statDeleted(via: string, path: string, what: string, limit: number): BigStats {
+export function statDeleted(via: string, path: string, what: string, limit: number, linkRemap = false): BigStats {
   let st: BigStats;
   try {
     // The /proc link jumps to the inode itself, a symlink (O_PATH|O_NOFOLLOW fd) included.
@@ -57,7 +64,8 @@ export function statDeleted(via: string, path: string, what: string, limit: numb
   if (path.startsWith("/[")) throw new UnsupportedError(`${what} is the kernel object ${path}; crest does not support it yet`);
   const type = st.mode & S_IFMT;
   if (st.nlink > 0n && type !== S_IFDIR) {
-    throw new UnsupportedError(`${what} is ${path}, a path that was removed while the file still has ${st.nlink} other link(s); restoring it needs --link-remap, which crest does not support yet`);
+    if (linkRemap) return st;
+    throw new UnsupportedError(`${what} is ${path}, a path that was removed while the file still has ${st.nlink} other link(s); give --link-remap to have it linked back under a temporary name, as criu asks`);
   }
   if (path === "/dev/zero") {
     throw new UnsupportedError(`${what} is shared anonymous memory reached through an fd or a private mapping (/dev/zero); crest does not support it yet`);
@@ -163,24 +171,79 @@ export function dumpGhost(run: DumpRun, fileId: number, via: string, path: strin
   s.remaps.push({ orig_id: fileId, remap_id: id, remap_type: remap_type.GHOST });
 }
 
+/** Whether statDeleted's file is one --link-remap links back (other names of it remain) rather than a ghost. */
+export const needsLinkRemap = (st: BigStats): boolean => st.nlink > 0n && (st.mode & S_IFMT) !== S_IFDIR;
+
+/**
+ * --link-remap: links the file behind `via` (a /proc link of task `pid`)
+ * back as link_remap.ID in the directory `path` was in, or the nearest one
+ * above that still exists (as criu does); adds that name to files.img and
+ * ties files.img entry `fileId` to it (remap type LINKED). One name per
+ * entry, as criu makes them: criu's restore removes a name once the one
+ * entry that uses it is open.
+ */
+export function dumpLinkRemap(run: DumpRun, fileId: number, via: string, path: string, st: BigStats, what: string): void {
+  const id = run.nextId("file");
+  const pid = /^\/proc\/(\d+)\//.exec(via)?.[1];
+  const seen = (p: string) => (pid === undefined ? p : `/proc/${pid}/root${p}`);
+  let dir = dirname(path);
+  let name: string;
+  for (;;) {
+    name = `${dir === "/" ? "" : dir}/link_remap.${id}`;
+    // linkat through the /proc link (AT_SYMLINK_FOLLOW): the inode itself, which still has a name.
+    const r = native.syscall(SYS.linkat, AT_FDCWD, via, AT_FDCWD, seen(name), AT_SYMLINK_FOLLOW);
+    if (r === 0) break;
+    // An overlay's lower-layer file (what a container's image holds) is another file system's inode: it cannot be linked here.
+    if (r === -EXDEV || (r === -ENOENT && dir === "/")) {
+      throw new UnsupportedError(`${what} is ${path}, removed while ${st.nlink} other link(s) remain, but crest cannot link it back in ${dirname(path)} ` +
+        `(errno ${-r}: the file is on another file system than the directory it was in, as an overlay's lower-layer file is); criu cannot either`);
+    }
+    if (r !== -ENOENT) check(r, `link ${what} (${path}, removed) back as ${name}`);
+    dir = dirname(dir);
+  }
+  const target = seen(name);
+  // criu's delete_link_remaps: a dump that fails takes the name back; one that succeeds leaves it for the restore.
+  run.failed.push(() => unlinkSync(target));
+  run.files.push({ type: fd_types.REG, id, reg: { id, flags: 0, pos: 0n, fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 }, name, build_id: [] } });
+  run.log.info(`${what}: ${path}, removed while ${st.nlink} other link(s) remain, linked back as ${name} (file ${id})`);
+  run.state(dumped).remaps.push({ orig_id: fileId, remap_id: id, remap_type: remap_type.LINKED });
+}
+
 // --- restore ----------------------------------------------------------------
 
 interface Created {
+  /** The task's path. */
   path: string;
+  /** crest's way to it (through the root task's /proc/PID/root in a tree with its own mount namespace). */
+  seen: string;
   dir: boolean;
   removed: boolean;
   ino: bigint;
 }
 
-/** Restore: remap-fpath.img by files.img id, and the ghosts recreated so far by ghost id. */
+/** Restore: remap-fpath.img by files.img id, the ghosts recreated so far by ghost id, the link remaps used by files.img id. */
 const restoring = restoreState("ghosts", (run) => ({
   remaps: new Map(run.images.readOr(IMG.remapFpath, undefined, []).map((e) => [e.orig_id, e])),
   created: new Map<number, Created>(),
+  linked: new Map<number, { seen: string; ino: bigint }>(),
 }));
 
-/** Removes the ghosts' names again, once every task has opened what it needs. */
+/**
+ * Removes the ghosts' names again, and the link remaps' (criu removes
+ * those once their files are open), once every task has opened what it
+ * needs. A failed restore leaves the link remaps for another try.
+ */
 export function finishGhostsRestore(run: RestoreRun): void {
-  for (const c of run.state(restoring).created.values()) remove(c);
+  const s = run.state(restoring);
+  for (const c of s.created.values()) remove(c);
+  for (const l of s.linked.values()) {
+    try {
+      if (lstatBig(l.seen).ino === l.ino) unlinkSync(l.seen);
+    } catch {
+      // gone already: another restore of the same images removed it
+    }
+  }
+  s.linked.clear();
 }
 
 const exists = (p: string): boolean => {
@@ -248,21 +311,23 @@ function createAt(path: string, g: GhostFile): boolean {
 /** Recreates ghost `id` near `orig` (its old path) and returns where it now is. */
 function create(run: RestoreRun, id: number, orig: string): Created {
   const g = run.images.read(IMG.ghostFile, id);
+  // The tasks' paths, in their mount namespace.
+  const seen = (p: string) => treePath(run, p);
   // The old path if it is free, else a name beside it (as CRIU names its ghosts).
   let path = orig;
   for (;;) {
-    if (exists(path)) path = `${path}.cr.${id.toString(16)}.ghost`;
-    if (exists(path)) throw new Error(`ghost ${id} of ${orig}: both ${orig} and ${path} are taken`);
-    if (createAt(path, g)) break;
+    if (exists(seen(path))) path = `${path}.cr.${id.toString(16)}.ghost`;
+    if (exists(seen(path))) throw new Error(`ghost ${id} of ${orig}: both ${orig} and ${path} are taken`);
+    if (createAt(seen(path), g)) break;
     // Its directory is gone too: as CRIU does, try in the one above.
     const dir = dirname(dirname(path));
     if (dir === dirname(path)) throw new Error(`ghost ${id} of ${orig}: no directory to create it in`);
     path = `${dir === "/" ? "" : dir}/${basename(orig)}`;
   }
   const type = BigInt(g.entry.mode) & S_IFMT;
-  const c: Created = { path, dir: type === S_IFDIR, removed: false, ino: lstatBig(path).ino };
+  const c: Created = { path, seen: seen(path), dir: type === S_IFDIR, removed: false, ino: lstatBig(seen(path)).ino };
   try {
-    applyMetadata(path, g.entry, type === S_IFLNK);
+    applyMetadata(c.seen, g.entry, type === S_IFLNK);
   } catch (err) {
     remove(c);
     throw err;
@@ -283,12 +348,12 @@ function remove(c: Created): void {
   if (c.removed) return;
   c.removed = true;
   try {
-    if (lstatBig(c.path).ino !== c.ino) return;
+    if (lstatBig(c.seen).ino !== c.ino) return;
   } catch {
     return;
   }
-  if (c.dir) rmdirSync(c.path);
-  else unlinkSync(c.path);
+  if (c.dir) rmdirSync(c.seen);
+  else unlinkSync(c.seen);
 }
 
 /**
@@ -300,8 +365,10 @@ export function ghostPath(run: RestoreRun, fileId: number, orig: string): string
   const s = run.state(restoring);
   const rp = s.remaps.get(fileId);
   if (!rp) return undefined;
-  if ((rp.remap_type ?? remap_type.LINKED) !== remap_type.GHOST) {
-    throw run.images.invalid(IMG.remapFpath, undefined, `file ${fileId} (${orig}) has remap type ${rp.remap_type ?? 0}; crest restores only ghost files so far`);
+  const type = rp.remap_type ?? remap_type.LINKED;
+  if (type === remap_type.LINKED) return linkedPath(run, rp.remap_id, orig);
+  if (type !== remap_type.GHOST) {
+    throw run.images.invalid(IMG.remapFpath, undefined, `file ${fileId} (${orig}) has remap type ${type}; crest restores ghost files and link remaps only (not the dead processes' /proc files of criu's PROCFS remaps)`);
   }
   let c = s.created.get(rp.remap_id);
   if (!c) {
@@ -309,4 +376,23 @@ export function ghostPath(run: RestoreRun, fileId: number, orig: string): string
     s.created.set(rp.remap_id, c);
   }
   return c.path;
+}
+
+/** The name a link remap (files.img entry `id`) gave the file dumped at `orig`; it must be there, and is removed after the restore. */
+function linkedPath(run: RestoreRun, id: number, orig: string): string {
+  const entry = run.files.get(id);
+  if (!entry?.reg) throw run.images.invalid(IMG.files, undefined, `the link remap ${id} of ${orig} has no file entry`);
+  const name = entry.reg.name;
+  const s = run.state(restoring);
+  if (!s.linked.has(id)) {
+    const seen = treePath(run, name);
+    let ino: bigint;
+    try {
+      ino = lstatBig(seen).ino;
+    } catch {
+      throw new Error(`${orig} (removed at dump while other links remained) was linked back as ${name}, which is gone: it must stay until the restore (the dump's --link-remap made it)`);
+    }
+    s.linked.set(id, { seen, ino });
+  }
+  return name;
 }

@@ -9,13 +9,16 @@
 // named by one key get their own access mode; anything else is the
 // caller's description itself, with its flags and position.
 import type { FileKind, OpenContext } from "./file-kind.js";
+import type { Remote } from "../../remote/remote.js";
 import type { file_entry } from "../../images/index.js";
 import { AT_FDCWD, F, O, SYS } from "../../sys/constants.js";
 import { check } from "../../sys/errno.js";
 import { AF_UNIX } from "../sockets/unix-diag.js";
 import { sendWithFiles } from "../sockets/queue.js";
 import { takeFd } from "../sockets/unix.js";
-import { closeSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
+import type { RestoreRun } from "../context.js";
+import { ownedAtRestore } from "../namespaces/owned.js";
 
 const SOCK_DGRAM = 2, SOCK_CLOEXEC = O.CLOEXEC, MSG_CMSG_CLOEXEC = 0x40000000;
 const SOL_SOCKET = 1, SCM_RIGHTS = 1;
@@ -43,7 +46,13 @@ export function inherited(c: OpenContext, kind: FileKind, entry: file_entry): nu
 }
 
 /** Puts crest's fd `mine` into the task: the task makes a socket pair, crest sends the file from one end, the task receives it at the other. */
-export function giveFd({ r, task }: OpenContext, mine: number, what: string): number {
+export function giveFd({ r, task }: Pick<OpenContext, "r" | "task">, mine: number, what: string): number {
+  return passFd(r, task.vpid, mine, what);
+}
+
+/** giveFd for a task known by its Remote (r.pid, as crest sees it) and its PID in the tree (`vpid`, for messages). */
+export function passFd(r: Remote, vpid: number, mine: number, what: string): number {
+  const task = { pid: r.pid, vpid };
   r.resetScratch();
   const pairAt = r.alloc(8);
   r.call(`make a socket pair in task ${task.vpid} to pass ${what}`, SYS.socketpair, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, pairAt);
@@ -75,5 +84,24 @@ export function giveFd({ r, task }: OpenContext, mine: number, what: string): nu
   } finally {
     r.later({ what: `close a socket of task ${task.vpid}`, nr: SYS.close, args: [rx] });
     r.later({ what: `close a socket of task ${task.vpid}`, nr: SYS.close, args: [tx] });
+  }
+}
+
+/**
+ * Opens, for the task, a path under crest's /proc (a file of another task
+ * named by crest's PID for it): by the task itself where its /proc is
+ * crest's, otherwise (a tree with its own mount namespace, whose /proc is
+ * its own or absent) opened by crest and passed in. Returns the task's fd.
+ */
+export function openCrestProcPath(run: RestoreRun, r: Remote, vpid: number, path: string, flags: number, what: string): number {
+  if (!ownedAtRestore(run, "mnt")) {
+    r.resetScratch();
+    return r.call(() => `open ${path} in task ${vpid}`, SYS.openat, AT_FDCWD, r.putString(path), flags | O.CLOEXEC, 0);
+  }
+  const mine = openSync(path, flags & ~O.CLOEXEC);
+  try {
+    return passFd(r, vpid, mine, what);
+  } finally {
+    closeSync(mine);
   }
 }

@@ -8,18 +8,21 @@
 // and removed until the kernel hands out the wanted number (the IN_IGNORED
 // events that leaves are read away). Events queued but not read at dump are
 // lost (CRIU drops them too).
-import { closeSync, openSync, readFileSync, statSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import type { RestoreRun } from "../context.js";
 import { restoreState, UnsupportedError } from "../context.js";
 import { fd_types, type fh_entry, type inotify_wd_entry } from "../../images/index.js";
 import { F, O, SYS } from "../../sys/constants.js";
-import { EAGAIN } from "../../sys/errno.js";
+import { check, EAGAIN, EPERM } from "../../sys/errno.js";
+import { native } from "../../sys/native.js";
+import { ownedAtRestore } from "../namespaces/owned.js";
+import { passFd } from "./inherit.js";
 import { sys } from "../../sys/syscalls.js";
 import { parseMountinfo, type MountInfo } from "../../proc/index.js";
 import type { InotifyWatch } from "../../proc/fdinfo-kinds.js";
 import { isAnon, type FdFacts, type FileKind } from "./file-kind.js";
 import { kernelHas } from "../../kernel/facts.js";
-import type { Remote } from "../../remote/remote.js";
+import { RemoteError, type Remote } from "../../remote/remote.js";
 
 /** _IOW('I', 0, __s32): needs CONFIG_CHECKPOINT_RESTORE. */
 const INOTIFY_IOC_SETNEXTWD = 0x40044900;
@@ -70,8 +73,12 @@ function handleBytes(fh: fh_entry): Buffer {
   return b.subarray(0, fh.bytes);
 }
 
-/** Opens the watched inode from crest to check the handle still names it, linked somewhere. */
-function checkWatch(f: FdFacts, w: InotifyWatch, mounts: MountInfo[]): void {
+/**
+ * Opens the watched inode from crest to check the handle still names it,
+ * linked somewhere; returns its path, which criu's restore opens instead of
+ * the handle (crest's opens the handle).
+ */
+function checkWatch(f: FdFacts, w: InotifyWatch, mounts: MountInfo[]): string {
   const at = `${f.what} (inotify) watch ${w.wd} on inode ${w.ino} of device ${major(w.sdev)}:${minor(w.sdev)}`;
   const fh = w.fhandle;
   if (!fh) throw new UnsupportedError(`${at}: fdinfo shows no file handle (kernel without CONFIG_EXPORTFS?); crest cannot find the inode`);
@@ -82,11 +89,12 @@ function checkWatch(f: FdFacts, w: InotifyWatch, mounts: MountInfo[]): void {
   const mfd = openSync(m.mountPoint, O.RDONLY | O.DIRECTORY | O.CLOEXEC);
   try {
     const fd = sys(SYS.open_by_handle_at, mfd, packHandle(fh.bytes, fh.type, fh.handle), O.PATH | O.CLOEXEC);
-    if (fd < 0) throw new UnsupportedError(`${at}: its file handle does not open (errno ${-fd}); a watch on a deleted file needs --link-remap, which crest does not support yet`);
+    if (fd < 0) throw new UnsupportedError(`${at}: its file handle does not open (errno ${-fd}); crest cannot find the watched inode (nor can criu's irmap, with or without --force-irmap)`);
     try {
       const st = statSync(`/proc/self/fd/${fd}`, { bigint: true });
       if (st.ino !== w.ino) throw new UnsupportedError(`${at}: its file handle opens inode ${st.ino} instead`);
-      if (st.nlink === 0n) throw new UnsupportedError(`${at}: the watched file is deleted; a watch on a deleted file needs --link-remap, which crest does not support yet`);
+      if (st.nlink === 0n) throw new UnsupportedError(`${at}: the watched file is deleted; crest does not keep a watch on a deleted file yet (criu restores it on the file's ghost)`);
+      return readlinkSync(`/proc/self/fd/${fd}`);
     } finally {
       closeSync(fd);
     }
@@ -102,11 +110,10 @@ export const inotifyKind: FileKind = {
   dump(f, run) {
     const mounts = crestMounts();
     const watches = [...f.info.inotifyWatches].sort((a, b) => a.wd - b.wd);
-    for (const w of watches) checkWatch(f, w, mounts);
     const id = run.nextId("file");
     const wd: inotify_wd_entry[] = watches.map((w) => ({
       id, i_ino: w.ino, mask: (w.mask & ~FS_EVENT_ON_CHILD) >>> 0, ignored_mask: w.ignoredMask, s_dev: w.sdev, wd: w.wd,
-      f_handle: { bytes: w.fhandle!.bytes, type: w.fhandle!.type, handle: handleWords(w.fhandle!.handle) },
+      f_handle: { bytes: w.fhandle!.bytes, type: w.fhandle!.type, handle: handleWords(w.fhandle!.handle), path: checkWatch(f, w, mounts) },
     }));
     run.files.push({ type: fd_types.INOTIFY, id, ify: { id, flags: f.info.flags & ~O.CLOEXEC, fown: f.fown, wd } });
     run.log.info(`${f.what}: inotify with ${wd.length} watch(es); events queued in it are not kept`);
@@ -137,7 +144,11 @@ function addWatch(r: Remote, run: RestoreRun, ifd: number, w: inotify_wd_entry, 
   let strays = 0;
   try {
     const h = w.f_handle;
-    hfd = r.call(`open the watched inode of ${at} by its handle`, SYS.open_by_handle_at, mfd, r.put(packHandle(h.bytes, h.type, handleBytes(h))), O.PATH | O.CLOEXEC);
+    const handle = packHandle(h.bytes, h.type, handleBytes(h));
+    const got = r.syscall(SYS.open_by_handle_at, mfd, r.put(handle), O.PATH | O.CLOEXEC);
+    // In a user namespace of its own the task may not (CAP_DAC_READ_SEARCH counts in the first one only): crest opens it and hands it over.
+    hfd = got === -EPERM && ownedAtRestore(run, "user") ? openByHandleForTask(r, m.mountPoint, handle, at) : got;
+    if (hfd < 0) throw new RemoteError(`open the watched inode of ${at} by its handle`, -hfd);
     const path = r.putString(`/proc/self/fd/${hfd}`);
     // The mask as the kernel shows it: events plus the flags it keeps (CRIU keeps only the events).
     const mask = (w.mask & (IN_ALL_EVENTS | IN_EXCL_UNLINK | IN_ONESHOT)) >>> 0;
@@ -153,6 +164,21 @@ function addWatch(r: Remote, run: RestoreRun, ifd: number, w: inotify_wd_entry, 
   } finally {
     if (hfd >= 0) r.syscall(SYS.close, hfd);
     r.syscall(SYS.close, mfd);
+  }
+}
+
+/** open_by_handle_at from crest, on the mount as the task sees it; the fd passed into the task. */
+function openByHandleForTask(r: Remote, mountPoint: string, handle: Buffer, at: string): number {
+  const mfd = openSync(`/proc/${r.pid}/root${mountPoint}`, O.RDONLY | O.DIRECTORY | O.CLOEXEC);
+  try {
+    const fd = check(native.syscall(SYS.open_by_handle_at, mfd, handle, O.PATH | O.CLOEXEC), `open the watched inode of ${at} by its handle (from crest)`);
+    try {
+      return passFd(r, r.pid, fd, `the watched inode of ${at}`);
+    } finally {
+      closeSync(fd);
+    }
+  } finally {
+    closeSync(mfd);
   }
 }
 

@@ -11,7 +11,8 @@ import type { FileKind, OpenContext } from "./file-kind.js";
 import type { DumpRun } from "../context.js";
 import { dumpState, restoreState, UnsupportedError } from "../context.js";
 import { IMG, fd_types, type fown_entry, type memfd_inode_entry } from "../../images/index.js";
-import { F, MAP, O, PAGE_SIZE, PROT, SYS, AT_FDCWD } from "../../sys/constants.js";
+import { F, MAP, O, PAGE_SIZE, PROT, SYS } from "../../sys/constants.js";
+import { openCrestProcPath } from "./inherit.js";
 import { native } from "../../sys/native.js";
 import { PagesWriter, fillFromPages } from "../memory/pages.js";
 import type { Remote } from "../../remote/remote.js";
@@ -162,8 +163,7 @@ export function openMemfd(ctx: OpenContext, inodeId: number, flags: number, mapp
     }
     return fd;
   }
-  r.resetScratch();
-  return r.call(`open ${name}`, SYS.openat, AT_FDCWD, r.putString(`/proc/${c.pid}/fd/${c.fd}`), (flags & ~O.CLOEXEC) | O.CLOEXEC, 0);
+  return openCrestProcPath(run, r, task.vpid, `/proc/${c.pid}/fd/${c.fd}`, flags & ~O.CLOEXEC, name);
 }
 
 export const memfdKind: FileKind = {

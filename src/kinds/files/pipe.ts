@@ -13,6 +13,7 @@
 // A deleted FIFO is a ghost (ghost.ts) mknod'ed at its old path for the
 // restore; crest's held end keeps the queued data alive after it is unlinked.
 import { closeSync, openSync, readSync, writeSync, constants as fsc } from "node:fs";
+import { treePath } from "../namespaces/owned.js";
 import type { FileKind, OpenContext } from "./file-kind.js";
 import { dumpState, restoreState, type DumpRun, type RestoreRun } from "../context.js";
 import { IMG, fd_types, type file_entry, type PipeDataInput, type pipe_data_entry } from "../../images/index.js";
@@ -160,7 +161,8 @@ function writeData(run: DumpRun, image: DataImage, data: Map<number, PipeDataInp
 function holdFifo(run: RestoreRun, pipeId: number, path: string): void {
   const s = run.state(restoring);
   if (s.held.has(pipeId)) return;
-  const fd = openSync(path, fsc.O_RDWR | fsc.O_NONBLOCK);
+  // The tasks' FIFO: in their mount namespace.
+  const fd = openSync(treePath(run, path), fsc.O_RDWR | fsc.O_NONBLOCK);
   s.held.set(pipeId, fd);
   run.cleanup.push(() => closeSync(fd));
   const d = s.fifos.get(pipeId);

@@ -5,17 +5,20 @@
 // that was deleted also gets a ghost (ghost.ts), recreated for the restore;
 // one under /proc/PID of a task of the tree is opened under the restored
 // task's PID (proc-path.ts).
-import { lstatSync, statSync, type Stats } from "node:fs";
+import { closeSync, lstatSync, openSync, statSync, type Stats } from "node:fs";
+import { ownedAtRestore } from "../namespaces/owned.js";
+import { passFd } from "./inherit.js";
+import { EACCES, EPERM } from "../../sys/errno.js";
 import type { DumpRun, RestoreRun } from "../context.js";
 import { UnsupportedError } from "../context.js";
 import type { reg_file_entry } from "../../images/index.js";
 import { IMG, fd_types } from "../../images/index.js";
 import { AT_FDCWD, MEM_MAJOR, O, SEEK, SYS } from "../../sys/constants.js";
-import type { Pending, Remote } from "../../remote/remote.js";
+import { RemoteError, type Pending, type Remote } from "../../remote/remote.js";
 import type { FileKind } from "./file-kind.js";
 import { isMemfdPath } from "./memfd.js";
 import { procfsPath, procOwner, withRestoredProc } from "./proc-path.js";
-import { dumpGhost, finishGhostsDump, finishGhostsRestore, ghostPath, statDeleted } from "./ghost.js";
+import { dumpGhost, dumpLinkRemap, finishGhostsDump, finishGhostsRestore, ghostPath, needsLinkRemap, statDeleted } from "./ghost.js";
 
 
 /** What a dumped file is: enough to open it again. */
@@ -38,7 +41,7 @@ const NO_OWNER: reg_file_entry["fown"] = { uid: 0, euid: 0, signum: 0, pid_type:
  * `anyType`: an O_PATH fd, which opening never sets in motion (no device
  * open, no FIFO wait), so any kind of inode, a symlink itself included, will do.
  */
-export function checkReopenable(path: string, via: string, what: string, anyType = false): Stats {
+export function checkReopenable(path: string, via: string, what: string, anyType = false, evasiveDevices = false): Stats {
   if (path.endsWith(" (deleted)")) {
     // Open files, mappings and the cwd take the ghost path (dumpDeletedFile) before this.
     throw new UnsupportedError(`${what} is the deleted file ${path.slice(0, -10)}; crest does not support it here yet (deleted files are restored only as open files, mappings and the current directory)`);
@@ -63,12 +66,25 @@ export function checkReopenable(path: string, via: string, what: string, anyType
   // The path must still lead to the same file, or a restore would open another one.
   try {
     // The kernel's path has no symlink in it, but may be one (O_PATH|O_NOFOLLOW).
-    const now = st.isSymbolicLink() ? lstatSync(path) : statSync(path);
-    if (now.ino !== st.ino || now.dev !== st.dev) throw new Error("replaced");
+    // It is the task's path: looked up in its mount namespace.
+    const seen = inTaskRoot(path, /^\/proc\/(\d+)\//.exec(via)?.[1]);
+    const now = st.isSymbolicLink() ? lstatSync(seen) : statSync(seen);
+    // --evasive-devices: another file of the same device number will do, as criu takes it.
+    const sameDevice = evasiveDevices && (st.isCharacterDevice() || st.isBlockDevice()) && now.rdev === st.rdev;
+    if ((now.ino !== st.ino || now.dev !== st.dev) && !sameDevice) throw new Error("replaced");
   } catch {
     throw new UnsupportedError(`${what} is ${path}, but that path now leads elsewhere (the file was renamed or replaced); crest cannot restore it yet`);
   }
   return st;
+}
+
+/**
+ * A task's absolute path as crest reaches it: through /proc/PID/root, so
+ * that it is looked up in the task's mount namespace and root (the same
+ * file as crest's own path when the task shares crest's).
+ */
+export function inTaskRoot(path: string, pid: number | string | undefined): string {
+  return pid === undefined || !path.startsWith("/") ? path : `/proc/${pid}/root${path}`;
 }
 
 const isAppendLog = (flags: number): boolean => (flags & O.ACCMODE) === O.WRONLY && (flags & O.APPEND) !== 0;
@@ -87,7 +103,9 @@ export function dumpRegFile(run: DumpRun, f: RegFileFacts, st: Stats, what = `th
     ...(st.isFile() && !isAppendLog(f.flags) ? { size: BigInt(st.size) } : {}),
     mode: st.mode,
     build_id: [],
-    ...(f.mntId !== undefined ? { mnt_id: f.mntId } : {}),
+    // As criu: the mount only for a tree in its own mount namespace (criu's restore looks a link remap's mount up by it, and
+    // knows no mounts otherwise).
+    ...(f.mntId !== undefined && run.ownNamespaces.has("mnt") ? { mnt_id: f.mntId } : {}),
     // Under /proc/PID of one of the tree's tasks: which one, in the tree's namespace (proc-path.ts).
     ...procOwner(run, f.path, st, what),
   };
@@ -100,9 +118,10 @@ export function dumpRegFile(run: DumpRun, f: RegFileFacts, st: Stats, what = `th
  * under its old path, with its ghost, and returns its id.
  */
 export function dumpDeletedFile(run: DumpRun, f: RegFileFacts, via: string, what: string): number {
-  const st = statDeleted(via, f.path, what, run.opts.dump.ghostLimit);
+  const st = statDeleted(via, f.path, what, run.opts.dump.ghostLimit, run.opts.features.linkRemap);
   const id = dumpRegFile(run, f, statSync(via));
-  dumpGhost(run, id, via, f.path, st, what);
+  if (needsLinkRemap(st)) dumpLinkRemap(run, id, via, f.path, st, what);
+  else dumpGhost(run, id, via, f.path, st, what);
   return id;
 }
 
@@ -141,7 +160,8 @@ export function queueOpenRegFile(r: Remote, reg: reg_file_entry, flagsOverride?:
   let st: Stats;
   try {
     // O_NOFOLLOW (with O_PATH) opens a symlink itself: check the link, not its target.
-    st = flags & O.NOFOLLOW ? lstatSync(reg.name) : statSync(reg.name);
+    const seen = inTaskRoot(reg.name, r.pid);
+    st = flags & O.NOFOLLOW ? lstatSync(seen) : statSync(seen);
   } catch {
     throw new Error(`file ${reg.name} is missing: it must exist at restore as it did at dump`);
   }
@@ -157,6 +177,32 @@ export function queueOpenRegFile(r: Remote, reg: reg_file_entry, flagsOverride?:
   return fd;
 }
 
+/**
+ * In a user namespace of its own, a task may be refused a file it had open
+ * (given to it from outside the namespace, as a log): crest opens it then,
+ * as it is in the task's root, and passes it in.
+ */
+function openInOwnUserns(r: Remote, reg: reg_file_entry, vpid: number): number {
+  r.flush(); // what others queued fails as theirs
+  const fd = queueOpenRegFile(r, reg);
+  try {
+    r.flush();
+    return fd.value!;
+  } catch (e) {
+    if (!(e instanceof RemoteError) || (e.errno !== EACCES && e.errno !== EPERM)) throw e;
+  }
+  let flags = reg.flags & ~(O.CREAT | O.EXCL | O.TRUNC);
+  if (flags & O.TMPFILE) flags &= ~(O.TMPFILE | O.DIRECTORY);
+  const mine = openSync(inTaskRoot(reg.name, r.pid), flags | O.CLOEXEC | O.NOCTTY);
+  try {
+    const theirs = passFd(r, vpid, mine, reg.name);
+    if (reg.pos && !(flags & O.PATH)) r.call(`seek ${reg.name} to ${reg.pos} in task ${vpid}`, SYS.lseek, theirs, reg.pos, SEEK.SET);
+    return theirs;
+  } finally {
+    closeSync(mine);
+  }
+}
+
 /** Regular files, directories and memory devices behind fds. */
 export const regFileKind: FileKind = {
   name: "regular file",
@@ -169,7 +215,7 @@ export const regFileKind: FileKind = {
     if (f.link.kind === "path" && f.link.deleted && path === f.text) {
       return dumpDeletedFile(run, { path: f.link.path, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, f.via, f.what);
     }
-    const st = checkReopenable(path, f.via, f.what, (f.info.flags & O.PATH) !== 0);
+    const st = checkReopenable(path, f.via, f.what, (f.info.flags & O.PATH) !== 0, run.opts.features.evasiveDevices);
     return dumpRegFile(run, { path, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, st, f.what);
   },
   // remap-fpath.img and the ghosts' names belong to the deleted regular files (and FIFOs, and mappings) that need them.
@@ -177,6 +223,6 @@ export const regFileKind: FileKind = {
   fown: (entry) => entry.reg?.fown,
   // criu's key: the path without its leading '/' ('.' for the root); the caller's description is used as it is.
   inheritKey: (entry) => (entry.reg ? { key: entry.reg.name === "/" ? "." : entry.reg.name.replace(/^\//, "") } : undefined),
-  open: ({ r, run }, entry) => queueOpenRegFile(r, regFile(run, entry.id)),
+  open: ({ r, run, task }, entry) => (ownedAtRestore(run, "user") ? openInOwnUserns(r, regFile(run, entry.id), task.vpid) : queueOpenRegFile(r, regFile(run, entry.id))),
   finishRestore: finishGhostsRestore,
 };

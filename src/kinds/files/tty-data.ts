@@ -26,7 +26,7 @@ import { check } from "../../sys/errno.js";
 import { native } from "../../sys/native.js";
 import type { termios_entry } from "../../images/index.js";
 import { UnsupportedError } from "../context.js";
-import { getTermios, inq, ioctl, setTermios } from "./tty-ioctl.js";
+import { getTermios, inq, ioctl, setTermios, withCc } from "./tty-ioctl.js";
 
 /** The most one direction may hold: what one line discipline buffer takes back (N_TTY_BUF_SIZE - 1). */
 export const TTY_DATA_MAX = 4095;
@@ -64,10 +64,7 @@ function readAll(fd: number, what: string, more: () => boolean, strip: number): 
  */
 export function takeSlaveInput(slave: number, what: string): Buffer {
   const t = getTermios(slave, what);
-  const cc = [...t.c_cc];
-  cc[VMIN] = 0;
-  cc[VTIME] = 0;
-  setTermios(slave, { ...t, c_lflag: t.c_lflag & ~TTY_LFLAG.ICANON, c_cc: cc }, what);
+  setTermios(slave, { ...withCc(t, { [VMIN]: 0, [VTIME]: 0 }), c_lflag: t.c_lflag & ~TTY_LFLAG.ICANON }, what);
   try {
     return readAll(slave, `the input queue of ${what}`, () => true, 0);
   } finally {

@@ -35,9 +35,35 @@ export function ioctlSetInt(fd: number, req: number, value: number, what: string
   ioctl(fd, req, b, what);
 }
 
+/*
+ * criu keeps the control characters as its struct termios holds them: it
+ * copies the c_cc bytes into termios_entry.c_cc (19 uint32s), four bytes to
+ * an entry, little-endian, and back the same way on restore. crest writes
+ * and reads them so (the 19 bytes in the first five entries, the rest 0), so
+ * that either tool restores the other's images.
+ */
+/** criu writes 19 entries (its TERMIOS_NCC), as many as the kernel has control characters. */
+const CC_ENTRIES = TERMIOS.NCCS;
+
+function packCc(bytes: Uint8Array): number[] {
+  const words = new Array<number>(CC_ENTRIES).fill(0);
+  bytes.forEach((c, i) => (words[i >> 2] = (words[i >> 2]! | (c << (8 * (i & 3)))) >>> 0));
+  return words;
+}
+
+/** Control character `i` (VINTR, VMIN, ...) of an image's termios. */
+export function ccByte(t: termios_entry, i: number): number {
+  return ((t.c_cc[i >> 2] ?? 0) >>> (8 * (i & 3))) & 0xff;
+}
+
+/** The termios with some control characters changed. */
+export function withCc(t: termios_entry, set: Record<number, number>): termios_entry {
+  const bytes = Uint8Array.from({ length: TERMIOS.NCCS }, (_, i) => set[i] ?? ccByte(t, i));
+  return { ...t, c_cc: packCc(bytes) };
+}
+
 export function termiosFromBuffer(b: Buffer): termios_entry {
-  const cc: number[] = [];
-  for (let i = 0; i < TERMIOS.NCCS; i++) cc.push(b[17 + i]!);
+  const cc = packCc(b.subarray(17, 17 + TERMIOS.NCCS));
   return {
     c_iflag: b.readUInt32LE(0), c_oflag: b.readUInt32LE(4), c_cflag: b.readUInt32LE(8), c_lflag: b.readUInt32LE(12), c_line: b[16]!,
     c_ispeed: b.length >= TERMIOS.SIZE2 ? b.readUInt32LE(36) : 0, c_ospeed: b.length >= TERMIOS.SIZE2 ? b.readUInt32LE(40) : 0, c_cc: cc,
@@ -51,7 +77,7 @@ export function termiosToBuffer(t: termios_entry, size: number = TERMIOS.SIZE2):
   b.writeUInt32LE(t.c_cflag >>> 0, 8);
   b.writeUInt32LE(t.c_lflag >>> 0, 12);
   b[16] = t.c_line & 0xff;
-  t.c_cc.slice(0, TERMIOS.NCCS).forEach((c, i) => (b[17 + i] = c & 0xff));
+  for (let i = 0; i < TERMIOS.NCCS; i++) b[17 + i] = ccByte(t, i);
   if (size >= TERMIOS.SIZE2) {
     b.writeUInt32LE(t.c_ispeed >>> 0, 36);
     b.writeUInt32LE(t.c_ospeed >>> 0, 40);
@@ -90,7 +116,7 @@ export function setLockedTermios(fd: number, t: termios_entry, what: string): vo
 
 function sameTermios(a: termios_entry, b: termios_entry): boolean {
   return a.c_iflag === b.c_iflag && a.c_oflag === b.c_oflag && a.c_cflag === b.c_cflag && a.c_lflag === b.c_lflag && a.c_line === b.c_line &&
-    a.c_cc.slice(0, TERMIOS.NCCS).every((c, i) => c === (b.c_cc[i] ?? 0));
+    Array.from({ length: TERMIOS.NCCS }, (_, i) => i).every((i) => ccByte(a, i) === ccByte(b, i));
 }
 
 export function getWinsize(fd: number, what: string): winsize_entry {

@@ -19,7 +19,8 @@ import { closeSync, openSync, constants as fsc } from "node:fs";
 import type { TaskKind, RestoreRun, RestoreTask } from "../context.js";
 import { TtyType, type tty_info_entry } from "../../images/index.js";
 import { AT_FDCWD, O, SYS, TIOC } from "../../sys/constants.js";
-import { ttyDumpState, ttyPath, ttyRestoreState } from "./tty.js";
+import { treePath } from "../namespaces/owned.js";
+import { makeTreePtys, ttyDumpState, ttyPath, ttyRestoreState } from "./tty.js";
 import { setTermios, ioctlSetInt, tryIoctlInt } from "./tty-ioctl.js";
 import { fd_types } from "../../images/index.js";
 import { restoreState } from "../context.js";
@@ -79,13 +80,15 @@ export const ttySessionKind: TaskKind = {
     });
   },
   born(task, run) {
+    // The root's mounts are in place (the namespaces were born first): the tree's own devpts has its ptys made now.
+    if (task === run.tasks[0]) makeTreePtys(run);
     if (task.sid !== task.vpid) return;
     const t = run.state(sessions).get(task.vpid);
     if (!t) return;
     run.log.info(`Restore session ${task.vpid} with the controlling terminal ${t.path}`);
     // A terminal is let go of its session when its last fd closes: crest holds one while the tasks open theirs (a pty's master does it for a pty).
     if (!t.path.startsWith("/dev/pts/")) {
-      const held = openSync(t.path, fsc.O_RDWR | O.NOCTTY | O.CLOEXEC);
+      const held = openSync(treePath(run, t.path), fsc.O_RDWR | O.NOCTTY | O.CLOEXEC);
       run.cleanup.push(() => closeSync(held));
     }
     withTty(task, t.path, "make it its controlling terminal", (fd) => {

@@ -44,6 +44,7 @@ import type { FileKind, OpenContext } from "./file-kind.js";
 import { dumpRegFile } from "./regfile.js";
 import { giveFd } from "./inherit.js";
 import { takeFd } from "../sockets/unix.js";
+import { ownedAtRestore, treePath } from "../namespaces/owned.js";
 import {
   getLockedTermios, getTermios, getWinsize, ioctl, ioctlInt, ioctlSetInt, setLockedTermios, setTermios, setWinsize, tryIoctlInt,
 } from "./tty-ioctl.js";
@@ -91,7 +92,7 @@ export const ttyDumpState = dumpState("ttys", () => ({
 }));
 
 let hostPtsDev: number | undefined;
-/** The device of the host's devpts, /dev/pts: the only one crest restores ptys of (no mount namespaces yet). */
+/** The device of the host's devpts, /dev/pts. */
 function hostPts(what: string): number {
   if (hostPtsDev === undefined) {
     try {
@@ -103,21 +104,31 @@ function hostPts(what: string): number {
   return hostPtsDev;
 }
 
-/** Refuses a pty of a devpts instance other than the host's /dev/pts (a newinstance mount). */
-function checkDevpts(path: string, dev: number, master: boolean, what: string): void {
-  const host = hostPts(what);
-  if (dev === host) return;
+/**
+ * Refuses a pty of a devpts instance other than the one at /dev/pts: the
+ * host's, or, in a tree with its own mount namespace, the tree's (which the
+ * restore mounts again, and makes the ptys in).
+ */
+function checkDevpts(run: DumpRun, path: string, dev: number, master: boolean, what: string): void {
+  const own = run.ownNamespaces.has("mnt");
+  let pts: number;
+  try {
+    pts = own ? statSync(treePath(run, "/dev/pts")).dev : hostPts(what);
+  } catch {
+    throw new UnsupportedError(`${what} is a pty, but the tree's mount namespace has no /dev/pts; crest restores ptys of the devpts at /dev/pts only`);
+  }
+  if (dev === pts) return;
   // A master opened through a ptmx device node belongs to the devpts mounted beside it, at pts/.
   if (master) {
     try {
-      if (statSync(`${dirname(path)}/pts`).dev === host) return;
+      if (statSync(treePath(run, `${dirname(path)}/pts`)).dev === pts) return;
     } catch {
-      // no pts/ beside it: not the host's
+      // no pts/ beside it: not the one at /dev/pts
     }
   }
   throw new UnsupportedError(
-    `${what} is ${path}, a pty of a devpts instance that is not the host's /dev/pts (a newinstance mount); ` +
-    "crest cannot restore it yet (it has no mount namespaces): use the host's /dev/ptmx and /dev/pts",
+    `${what} is ${path}, a pty of a devpts instance that is not the ${own ? "tree's" : "host's"} /dev/pts (a newinstance mount); ` +
+    "crest restores ptys of the devpts at /dev/pts only: use its ptmx and pts",
   );
 }
 
@@ -278,6 +289,10 @@ interface RestoredTtys {
   orphaned: Set<number>;
   /** Their new masters until handed over, when the slave is first opened (as criu). */
   orphans: Map<number, number>;
+  /** The tty files whose ptys wait for the tree's devpts (its own mount namespace): makeTreePtys. */
+  deferred?: file_entry[];
+  /** Masters made while the mounts were restored, for a bind mount of their slave (makePtyForMount), by index. */
+  premade: Map<number, number>;
 }
 
 export const ttyRestoreState = restoreState<RestoredTtys>("ttys", (run) => {
@@ -292,9 +307,9 @@ export const ttyRestoreState = restoreState<RestoredTtys>("ttys", (run) => {
     if (!infos.has(d.tty_id)) throw run.images.invalid(IMG.ttyData, undefined, `data queued for tty ${d.tty_id}, which is not in tty-info.img`);
     data.set(d.tty_id, Buffer.from(d.data));
   }
-  const s: RestoredTtys = { infos, data, masters: new Map(), slaves: new Map(), fakes: new Map(), orphaned: new Set(), orphans: new Map() };
+  const s: RestoredTtys = { infos, data, masters: new Map(), slaves: new Map(), fakes: new Map(), orphaned: new Set(), orphans: new Map(), premade: new Map() };
   run.cleanup.push(() => {
-    for (const held of [s.masters, s.slaves, s.fakes, s.orphans]) {
+    for (const held of [s.masters, s.slaves, s.fakes, s.orphans, s.premade]) {
       for (const fd of held.values()) closeSync(fd);
       held.clear();
     }
@@ -355,11 +370,11 @@ function ptyHolders(index: number): string[] {
  * lowest free one, so the lower ones crest is given are held (`spares`)
  * until every pty is made.
  */
-function openPtmxIndex(path: string, index: number, flags: number, spares: number[]): number {
+function openPtmxIndex(run: RestoreRun, path: string, index: number, flags: number, spares: number[], at = ptyPath(run, path)): number {
   for (;;) {
     let fd: number;
     try {
-      fd = openSync(path, (flags & (O.ACCMODE | O.NONBLOCK)) | O.NOCTTY | O.CLOEXEC);
+      fd = openSync(at, (flags & (O.ACCMODE | O.NONBLOCK)) | O.NOCTTY | O.CLOEXEC);
     } catch (e) {
       throw new Error(`cannot open ${path} to make the pty ${ptsName(index)}: ${(e as Error).message}`);
     }
@@ -378,7 +393,64 @@ function openPtmxIndex(path: string, index: number, flags: number, spares: numbe
   }
 }
 
-/** Makes every pty pair the images need, with its index, settings and queued data; before any task exists. */
+/**
+ * A pty path of the tree as crest opens it: in the tree's mount namespace
+ * when it has its own (its devpts, mounted again by then; /dev/ptmx is
+ * the instance's own ptmx there, as a link to it may be absolute).
+ */
+function ptyPath(run: RestoreRun, path: string): string {
+  if (!ownedAtRestore(run, "mnt")) return path;
+  return treePath(run, path === "/dev/ptmx" ? "/dev/pts/ptmx" : path);
+}
+
+/**
+ * Makes the pty pairs the images need, in plan (before any task exists), or,
+ * in a tree with its own mount namespace, once its root has mounted its
+ * devpts again (makeTreePtys, from the root's birth).
+ */
+export function makeTreePtys(run: RestoreRun): void {
+  const s = run.state(ttyRestoreState);
+  if (!s.deferred) return;
+  const files = s.deferred;
+  s.deferred = undefined;
+  makePtys(run, files);
+}
+
+/**
+ * A bind mount of a pty's slave (runc's /dev/console, a bind of the
+ * container's /dev/pts/N) needs the pty while the mounts are restored,
+ * before the tree's ptys are made: the mount restore makes it here through
+ * the new devpts instance's ptmx (`ptmx`, as crest reaches it then), and
+ * makePtys takes this master for index N (as criu's devpts_restore does).
+ */
+export function makePtyForMount(run: RestoreRun, ptmx: string, index: number): void {
+  const s = run.state(ttyRestoreState);
+  if (s.premade.has(index)) return;
+  const spares: number[] = [];
+  try {
+    const m = openPtmxIndex(run, "/dev/ptmx", index, O.RDWR, spares, ptmx);
+    // Unlocked now: the slave is what the mount binds; the pair's settings come with the other ptys.
+    ioctlSetInt(m, TIOC.SPTLCK, 0, `unlock ${ptsName(index)}`);
+    s.premade.set(index, m);
+  } finally {
+    for (const fd of spares) closeSync(fd);
+  }
+}
+
+/** A master made for a mount (makePtyForMount), with the status flags `flags` asks; or undefined. */
+function takePremade(s: RestoredTtys, index: number, flags: number): number | undefined {
+  const m = s.premade.get(index);
+  if (m === undefined) return undefined;
+  s.premade.delete(index);
+  if ((flags & O.ACCMODE) !== O.RDWR) {
+    closeSync(m);
+    throw new Error(`the master of ${ptsName(index)} was opened ${flags & O.ACCMODE ? "write" : "read"}-only, and its slave is bind-mounted: crest makes such a pty read-write only`);
+  }
+  if (flags & O.NONBLOCK) check(native.syscall(SYS.fcntl, m, F.SETFL, O.NONBLOCK), `make the master of ${ptsName(index)} non-blocking`);
+  return m;
+}
+
+/** Makes every pty pair the images need, with its index, settings and queued data. */
 function makePtys(run: RestoreRun, ttyFiles: file_entry[]): void {
   const s = run.state(ttyRestoreState);
   const masters = ttyFiles.filter((e) => { const i = infoOf(run, e); return i.type === TtyType.PTY && (i.id & 1) === 1; });
@@ -397,15 +469,15 @@ function makePtys(run: RestoreRun, ttyFiles: file_entry[]): void {
     for (const index of [...new Set([...byIndex.keys(), ...hung, ...s.orphaned])].sort((a, b) => a - b)) {
       const entry = byIndex.get(index);
       if (s.orphaned.has(index)) {
-        const m = openPtmxIndex("/dev/ptmx", index, O.RDWR, spares);
+        const m = takePremade(s, index, O.RDWR) ?? openPtmxIndex(run, "/dev/ptmx", index, O.RDWR, spares);
         s.orphans.set(index, m);
         setUpPair(run, s, index, m, ttyFiles);
       } else if (!entry) {
-        const m = openPtmxIndex("/dev/ptmx", index, O.RDWR, spares);
+        const m = takePremade(s, index, O.RDWR) ?? openPtmxIndex(run, "/dev/ptmx", index, O.RDWR, spares);
         s.fakes.set(index, m);
         ioctlSetInt(m, TIOC.SPTLCK, 0, `unlock ${ptsName(index)}`);
       } else {
-        const m = openPtmxIndex(ttyPath(run, entry), index, entry.tty!.flags, spares);
+        const m = takePremade(s, index, entry.tty!.flags) ?? openPtmxIndex(run, ttyPath(run, entry), index, entry.tty!.flags, spares);
         s.masters.set(index, m);
         setUpPair(run, s, index, m, ttyFiles);
       }
@@ -432,7 +504,7 @@ function setUpPair(run: RestoreRun, s: RestoredTtys, index: number, m: number, t
   const slaveFiles = ttyFiles.filter((e) => e.tty!.tty_info_id === ttyInfoId(index, false));
   if (slaveFiles.length) {
     // Held by crest while the tasks open theirs (and to put its input back into).
-    const sfd = openSync(ptsName(index), fsc.O_RDWR | O.NOCTTY | O.CLOEXEC);
+    const sfd = openSync(ptyPath(run, ptsName(index)), fsc.O_RDWR | O.NOCTTY | O.CLOEXEC);
     s.slaves.set(index, sfd);
     if (si?.uid !== undefined && si.gid !== undefined) {
       const st = fstatSync(sfd);
@@ -443,7 +515,7 @@ function setUpPair(run: RestoreRun, s: RestoredTtys, index: number, m: number, t
     if (t) putSlaveInput(sfd, s.data.get(ttyInfoId(index, false)) ?? Buffer.alloc(0), t, what);
   } else if (mi?.slave_closed) {
     // Its slave was opened and closed again: its reader gets EIO, as it did.
-    closeSync(openSync(ptsName(index), fsc.O_RDWR | O.NOCTTY | O.CLOEXEC));
+    closeSync(openSync(ptyPath(run, ptsName(index)), fsc.O_RDWR | O.NOCTTY | O.CLOEXEC));
   }
   // After the data: turning packet mode on clears a pending status.
   if (mi?.packet_mode) ioctlSetInt(m, TIOC.PKT, 1, `set packet mode on ${what}`);
@@ -497,7 +569,7 @@ export const ttyKind: FileKind = {
       let index: number;
       if (external) index = ETTY_INDEX + ++s.extCount;
       else if (type === TtyType.PTY) {
-        checkDevpts(path, f.st.dev, master, f.what);
+        checkDevpts(run, path, f.st.dev, master, f.what);
         index = master ? ioctlInt(copy, TIOC.GPTN, `read the index of ${what}`) : ptsIndex(f.st.rdev);
       } else index = driver!.index!;
       const infoId = ttyInfoId(index, master);
@@ -563,7 +635,8 @@ export const ttyKind: FileKind = {
         throw new Error(`file ${e.id} is an external terminal (dumped with --external ${ttyKey(info.rdev, info.dev ?? 0)}): give one with --inherit-fd fd[N]:${ttyKey(info.rdev, info.dev ?? 0)}`);
       }
     }
-    makePtys(run, ttyFiles);
+    if (ownedAtRestore(run, "mnt")) s.deferred = ttyFiles;
+    else makePtys(run, ttyFiles);
   },
   open(c, entry) {
     const { run } = c;

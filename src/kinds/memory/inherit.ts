@@ -9,7 +9,8 @@ import { MADV, MAP, SYS } from "../../sys/constants.js";
 import type { PageSource } from "../../images/store.js";
 import type { MapEntry } from "../../proc/index.js";
 import { regFile } from "../files/regfile.js";
-import { pageRuns, restoreOverInherited, splitRuns, type PageRun } from "./pages.js";
+import { restoreOverInherited, splitRuns, type PageRun } from "./pages.js";
+import { runsOf } from "./chain.js";
 import { is, isGuard, isSpecial, MAP_DROPPABLE, MAP_TYPE, protOf, subtract, VMA } from "./vma.js";
 
 
@@ -19,11 +20,12 @@ import { is, isGuard, isSpecial, MAP_DROPPABLE, MAP_TYPE, protOf, subtract, VMA 
  */
 function sameObject(run: RestoreRun, a: vma_entry, b: vma_entry): boolean {
   if (a.shmid === b.shmid) return true;
-  if (is(a, VMA.FILE_PRIVATE) || is(a, VMA.FILE_SHARED)) return regFile(run, Number(a.shmid)).name === regFile(run, Number(b.shmid)).name;
+  // A memfd's mapping has a FILE_* bit too (criu sets both).
   if (is(a, VMA.MEMFD)) {
     const ma = run.files.get(Number(a.shmid))?.memfd, mb = run.files.get(Number(b.shmid))?.memfd;
     return !!ma && !!mb && ma.inode_id === mb.inode_id;
   }
+  if (is(a, VMA.FILE_PRIVATE) || is(a, VMA.FILE_SHARED)) return regFile(run, Number(a.shmid)).name === regFile(run, Number(b.shmid)).name;
   return false;
 }
 
@@ -87,12 +89,12 @@ export function inheritedVmas(task: RestoreTask, run: RestoreRun, current: MapEn
  * with MADV_DONTNEED; each page the task has is compared with the inherited
  * one and written only if it differs.
  */
-export function restoreInherited(task: RestoreTask, run: RestoreRun, pages: PageSource, priv: vma_entry[], mine: PageRun[]): void {
+export function restoreInherited(task: RestoreTask, run: RestoreRun, sources: PageSource[], priv: vma_entry[], mine: PageRun[]): void {
   if (!priv.length) return;
   const r = task.remotes[0]!;
   const ranges = priv.map((v) => ({ start: v.start, end: v.end })).sort((a, b) => (a.start < b.start ? -1 : 1));
   const toNum = (rs: PageRun[]) => rs.map((p) => ({ start: Number(p.vaddr), end: Number(p.vaddr) + p.len }));
-  const theirs = splitRuns(pageRuns(task.parent!.pagemap), ranges).inside;
+  const theirs = splitRuns(task.parent!.pages.runs, ranges).inside;
   const drop = subtract(toNum(theirs), toNum(mine));
   // After the task's queued mappings, in the same batch.
   for (const d of drop) {
@@ -100,5 +102,5 @@ export function restoreInherited(task: RestoreTask, run: RestoreRun, pages: Page
   }
   // crest writes through /proc/PID/mem: what the task queued first.
   r.flush();
-  restoreOverInherited(task.pid, pages, mine, run.stats);
+  sources.forEach((pages, layer) => restoreOverInherited(task.pid, pages, runsOf(mine, layer), run.stats));
 }

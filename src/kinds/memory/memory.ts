@@ -17,18 +17,22 @@ import type { TaskKind, DumpTask, DumpRun, RestoreTask, RestoreRun } from "../co
 import { dumpState, restoreState, UnsupportedError } from "../context.js";
 import { IMG, type vma_entry, type reg_file_entry, type pagemap_entry } from "../../images/index.js";
 import type { PageSource } from "../../images/store.js";
-import { AT_FDCWD, MADV, MAP, MREMAP, O, PAGE_SIZE, PROT, PR, PR_SET_MM_MAP, SHM, SYS } from "../../sys/constants.js";
+import { MADV, MAP, MREMAP, O, PAGE_SIZE, PROT, PR, PR_SET_MM_MAP, SHM, SYS } from "../../sys/constants.js";
 import { MM_MAP_SIZE, packMmMap } from "../../sys/structs.js";
 import { PagemapScanner } from "../../sys/pagemap.js";
 import { parseAuxv, parseMaps, vmFlagsToMadvise, vmFlagsToMapFlags, type SmapsEntry, type MapEntry } from "../../proc/index.js";
+import { openCrestProcPath } from "../files/inherit.js";
 import { checkReopenable, dumpDeletedFile, dumpRegFile, openRegFile, queueOpenRegFile, regFile } from "../files/regfile.js";
 import { dumpSocketMapping } from "../sockets/packet.js";
-import { PE, PagesWriter, fillFromPages, fillRuns, pageCount, pageRuns, splitRuns } from "./pages.js";
+import { PE, PagesWriter, fillFromPages, fillRuns, pageCount, splitRuns } from "./pages.js";
 import { dumpMemfd, isMemfdPath, openMemfd } from "../files/memfd.js";
 import { parker } from "../files/fd-table.js";
 import type { RArg, Remote } from "../../remote/remote.js";
 import { is, isGuard, isSpecial, MAP_DROPPABLE, MAP_TYPE, protOf, range, subtract, VMA } from "./vma.js";
 import { inheritedVmas, restoreInherited, sameExe } from "./inherit.js";
+import { runsOf, type PageLayer } from "./chain.js";
+import { handOverTracking, parentPagesOf, trackTask } from "./tracking.js";
+import { snapshotting, takeSnapshot } from "./snapshot.js";
 
 /** Size of the scratch mapping crest uses inside a task under restore. */
 const SCRATCH_SIZE = 256 << 10;
@@ -62,10 +66,11 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
     flags: mapFlagsOf(m, where), fd: -1n, madv: vmFlagsToMadvise(m.vmFlags),
   };
   const special = (status: number): vma_entry => ({ ...base, flags: base.flags | MAP.ANONYMOUS, status });
+  // The kernel's own areas are anonymous private memory to criu too (it sets VMA_ANON_PRIVATE beside their bit).
   switch (m.path) {
-    case "[vsyscall]": return special(VMA.VSYSCALL);
-    case "[vdso]": return special(VMA.REGULAR | VMA.VDSO);
-    case "[vvar]": case "[vvar_vclock]": return special(VMA.REGULAR | VMA.VVAR);
+    case "[vsyscall]": return special(VMA.VSYSCALL | VMA.ANON_PRIVATE);
+    case "[vdso]": return special(VMA.REGULAR | VMA.VDSO | VMA.ANON_PRIVATE);
+    case "[vvar]": case "[vvar_vclock]": return special(VMA.REGULAR | VMA.VVAR | VMA.ANON_PRIVATE);
     case "[heap]": return special(VMA.REGULAR | VMA.HEAP | VMA.ANON_PRIVATE);
   }
   if (m.vmFlags.includes("ss")) throw new UnsupportedError(`${where} is a shadow stack; crest does not support CET shadow stacks yet`);
@@ -95,7 +100,8 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
   if (m.deleted && isMemfdPath(m.path)) {
     const flags = mapFileMode(via, m);
     const id = dumpMemfd(run, { via, path: m.path, pid: task.pid, flags, pos: 0n, fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 } });
-    return { ...base, shmid: BigInt(id), fdflags: flags, status: VMA.REGULAR | VMA.MEMFD };
+    // criu marks it a file mapping too (VMA_FILE_SHARED or _PRIVATE beside VMA_AREA_MEMFD).
+    return { ...base, shmid: BigInt(id), fdflags: flags, status: VMA.REGULAR | VMA.MEMFD | (m.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE) };
   }
   const fdflags = mapFileMode(via, m);
   // Deleted files (kept as ghosts, ghost.ts): two may have had the same path.
@@ -133,21 +139,34 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
     mm_arg_start: BigInt(st.argStart), mm_arg_end: BigInt(st.argEnd),
     mm_env_start: BigInt(st.envStart), mm_env_end: BigInt(st.envEnd),
     exe_file_id: exeId,
-    mm_saved_auxv: parseAuxv(readFileSync(`/proc/${pid}/auxv`)),
+    // Without its closing AT_NULL pair: criu on x86 takes at most 44 words (here, all before
+    // AT_NULL) and refuses more ("Image corrupted"); the kernel closes the vector itself.
+    mm_saved_auxv: parseAuxv(readFileSync(`/proc/${pid}/auxv`)).slice(0, -2),
     vmas,
     aios: [],
   };
 
   task.pagesId = run.nextId("pages");
+  const { parent, prevFd } = parentPagesOf(task, run);
   const pages = new PagesWriter(pid, run.images.pages(task.pagesId), run.stats);
   const scanner = new PagemapScanner(pid);
   // Pages the task itself cannot read (PROT_NONE) are read through /proc/PID/mem.
   const mem = openSync(`/proc/${pid}/mem`, "r");
+  // With --leave-running, copied from a snapshot once the tree runs on (snapshot.ts).
+  let snapshot = false;
   try {
+    snapshot = snapshotting(run) && takeSnapshot(task, run, pages, mem);
     vmas.forEach((v, i) => {
       const m = task.vmas[i]!;
+      // The vDSO's pages are dumped, as criu does (its restorer reads the dumped vDSO to compare
+      // it with the kernel's; PAGEMAP_SCAN does not report them); crest's restore ignores them.
+      if (is(v, VMA.VDSO)) {
+        pages.add(m.start, m.end - m.start, { kind: "vm" });
+        run.stats.pagesWritten += (m.end - m.start) / PAGE_SIZE;
+        return;
+      }
       // Shared file and memfd mappings live in their file.
-      if (isSpecial(v) || is(v, VMA.FILE_SHARED) || (is(v, VMA.MEMFD) && v.flags & MAP.SHARED)) return;
+      if (isSpecial(v) || is(v, VMA.FILE_SHARED)) return;
       if (is(v, VMA.SYSVIPC)) return;
       // A packet socket's rings: kept only if they never carried a packet (packet.ts).
       if (is(v, VMA.SOCKET)) return;
@@ -155,15 +174,39 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
       if ((v.flags & MAP_TYPE) === MAP_DROPPABLE) return;
       if (is(v, VMA.ANON_SHARED)) return dumpShmem(task, run, v, m);
       run.stats.pagesScanned += (m.end - m.start) / PAGE_SIZE;
-      run.stats.pagesWritten += pages.dumpPrivate(scanner, m.start, m.end, m.prot.read ? null : mem);
+      const copy = () => (run.stats.pagesWritten += pages.dumpPrivate(scanner, m.start, m.end, m.prot.read ? null : mem, parent));
+      // The snapshot's fork did not copy these (or wiped them): now, from the task.
+      if (snapshot && (m.vmFlags.includes("dc") || m.vmFlags.includes("wf"))) pages.now(mem, copy);
+      else copy();
     });
     vmas.push(...dumpGuards(task, scanner));
   } finally {
-    closeSync(mem);
     scanner.close();
-    pages.close();
+    // A snapshot's pages are copied later, through these.
+    if (!snapshot) {
+      closeSync(mem);
+      pages.close();
+    }
   }
+  task.mm.vmas = mergeVvar(vmas);
   task.pagemap = pages.entries;
+  // After the scan: tracking anew clears what it found written.
+  trackTask(task, run, prevFd);
+}
+
+/**
+ * [vvar] and [vvar_vclock] (Linux 6.13+) as one VVAR area, as criu 4.2
+ * writes them (its dump merges them); the restore splits it again as this
+ * kernel lays them out (placeSpecials).
+ */
+function mergeVvar(vmas: vma_entry[]): vma_entry[] {
+  const out: vma_entry[] = [];
+  for (const v of vmas) {
+    const prev = out[out.length - 1];
+    if (prev && is(prev, VMA.VVAR) && is(v, VMA.VVAR) && prev.end === v.start) out[out.length - 1] = { ...prev, end: v.end };
+    else out.push(v);
+  }
+  return out;
 }
 
 /**
@@ -339,7 +382,7 @@ function createShmem(task: RestoreTask, run: RestoreRun, v: vma_entry): ShmemObj
   if (img) withPages(run, img.head.pages_id, img.entries, what, (p) => fillFromPages(r, p, img.entries, run.stats, (off) => addr + off));
   r.resetScratch();
   const path = `/proc/${task.pid}/map_files/${addr.toString(16)}-${(addr + size).toString(16)}`;
-  const fd = parker(task)(r.call(() => `open ${path} in task ${task.vpid}`, SYS.openat, AT_FDCWD, r.putString(path), O.RDWR | O.CLOEXEC, 0));
+  const fd = parker(task)(openCrestProcPath(run, r, task.vpid, path, O.RDWR, what));
   r.call(`unmap the temporary mapping of ${what}`, SYS.munmap, addr, size);
   run.transient.push({ task, fd });
   const obj = { pid: task.pid, fd };
@@ -351,10 +394,25 @@ function createShmem(task: RestoreTask, run: RestoreRun, v: vma_entry): ShmemObj
 function openShmem(task: RestoreTask, run: RestoreRun, v: vma_entry): number {
   const r = task.remotes[0]!;
   const obj = run.state(shmem).made.get(v.shmid) ?? createShmem(task, run, v);
-  r.resetScratch();
   const path = `/proc/${obj.pid}/fd/${obj.fd}`;
   // Read-write whatever the mapping's protection: an anonymous mapping may always become writable.
-  return r.call(() => `open ${path} in task ${task.vpid}`, SYS.openat, AT_FDCWD, r.putString(path), O.RDWR | O.CLOEXEC, 0);
+  return openCrestProcPath(run, r, task.vpid, path, O.RDWR, `shared memory ${v.shmid}`);
+}
+
+/**
+ * The VMAs of the SysV attach `v` is part of: the first one (its offset in
+ * the segment 0, or no part of the same segment right below it) and those
+ * that follow it, each starting where the last ends, its offset going on.
+ */
+function sysvAttach(vmas: readonly vma_entry[], v: vma_entry): vma_entry[] {
+  const i = vmas.indexOf(v);
+  const follows = (a: vma_entry, b: vma_entry) => is(a, VMA.SYSVIPC) && a.shmid === b.shmid && a.end === b.start && a.pgoff + (a.end - a.start) === b.pgoff;
+  let first = i;
+  while (first > 0 && follows(vmas[first - 1]!, vmas[first]!)) first--;
+  if (first !== i) return [vmas[first]!];
+  let last = i;
+  while (last + 1 < vmas.length && follows(vmas[last]!, vmas[last + 1]!)) last++;
+  return vmas.slice(i, last + 1);
 }
 
 /**
@@ -378,8 +436,16 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept:
     if (is(v, VMA.ANON_PRIVATE)) {
       map(((v.flags & MAP_TYPE) === MAP_DROPPABLE ? MAP_DROPPABLE : MAP.PRIVATE) | MAP.ANONYMOUS, -1, 0n);
     } else if (is(v, VMA.SYSVIPC)) {
-      const flags = (v.prot & PROT.WRITE ? 0 : SHM.RDONLY) | (v.prot & PROT.EXEC ? SHM.EXEC : 0);
-      r.later({ what: () => `attach SysV segment ${v.shmid} at 0x${v.start.toString(16)} in task ${task.vpid}`, nr: SYS.shmat, args: [v.shmid, v.start, flags], want: v.start });
+      // One attach split into VMAs by mprotect (zdtm shm-mp): attached once, with the widest protection of its parts, each part then given its own.
+      const parts = sysvAttach(task.mm.vmas, v);
+      if (parts[0] === v) {
+        const prot = parts.reduce((p, x) => p | x.prot, 0);
+        const flags = (prot & PROT.WRITE ? 0 : SHM.RDONLY) | (prot & PROT.EXEC ? SHM.EXEC : 0);
+        r.later({ what: () => `attach SysV segment ${v.shmid} at 0x${v.start.toString(16)} in task ${task.vpid}`, nr: SYS.shmat, args: [v.shmid, v.start, flags], want: v.start });
+        for (const x of parts) {
+          if (x.prot !== prot) r.later({ what: () => `protect 0x${x.start.toString(16)}-0x${x.end.toString(16)} of SysV segment ${v.shmid} in task ${task.vpid}`, nr: SYS.mprotect, args: [x.start, x.end - x.start, x.prot] });
+        }
+      }
       if (v.flags & MAP.LOCKED) r.later({ what: () => `lock 0x${v.start.toString(16)} in task ${task.vpid}`, nr: SYS.mlock, args: [v.start, len] });
     } else if (is(v, VMA.ANON_SHARED)) {
       const fd = openShmem(task, run, v);
@@ -494,13 +560,13 @@ function restoreMemory(task: RestoreTask, run: RestoreRun): void {
   mapVmas(task, run, fill, kept);
   const priv = [...kept].filter((v) => !(v.flags & MAP.SHARED));
   const byStart = (a: { start: bigint }, b: { start: bigint }) => (a.start < b.start ? -1 : 1);
-  const runs = splitRuns(pageRuns(task.pagemap), priv.map((v) => ({ start: v.start, end: v.end })).sort(byStart));
+  const runs = splitRuns(task.pages.runs, priv.map((v) => ({ start: v.start, end: v.end })).sort(byStart));
   // CRIU 4.2 dumps the vDSO's pages too; the task has this kernel's vDSO, whose pages are not written.
   const specials = task.mm.vmas.filter((v) => is(v, VMA.VDSO) || is(v, VMA.VVAR)).map((v) => ({ start: v.start, end: v.end })).sort(byStart);
   const own = splitRuns(runs.outside, specials).outside;
-  withPages(run, task.pagesId, task.pagemap, `process ${task.vpid}`, (pages) => {
-    fillRuns(r, pages, own, run.stats);
-    restoreInherited(task, run, pages, priv, runs.inside);
+  withLayers(task, (sources) => {
+    sources.forEach((pages, layer) => fillRuns(r, pages, runsOf(own, layer), run.stats));
+    restoreInherited(task, run, sources, priv, runs.inside);
   });
   finishVmas(task, fill, kept);
   installGuards(task);
@@ -508,13 +574,29 @@ function restoreMemory(task: RestoreTask, run: RestoreRun): void {
   if (kept.size) run.log.info(`kept ${kept.size} mapping(s) inherited from process ${task.parent!.vpid}`);
 }
 
-/** Before anything is created: each task's pages file holds exactly the pages its pagemap says. */
+/** The pages files of a task's image chain, open while fn runs (lazy pages refused). */
+function withLayers(task: RestoreTask, fn: (sources: PageSource[]) => void): void {
+  const sources: PageSource[] = [];
+  try {
+    for (const l of task.pages.layers) sources.push(layerPages(l, `process ${task.vpid}`));
+    fn(sources);
+  } finally {
+    for (const s of sources) s.close();
+  }
+}
+
+const layerPages = (l: PageLayer, what: string): PageSource =>
+  l.images.pages(l.pagesId, { lazy: l.entries.some((e) => (e.flags ?? PE.PRESENT) & PE.LAZY && !((e.flags ?? PE.PRESENT) & PE.PRESENT)), what });
+
+/** Before anything is created: each pages file of each task's chain holds exactly the pages its pagemap says. */
 function checkPages(run: RestoreRun): number {
   for (const t of run.tasks) {
-    const need = t.pagemap.filter((e) => (e.flags ?? PE.PRESENT) & PE.PRESENT).reduce((n, e) => n + pageCount(e), 0) * PAGE_SIZE;
-    const p = pagesOf(run, t.pagesId, t.pagemap, `process ${t.vpid}`);
-    p.close();
-    if (p.size !== need) throw run.images.invalid(IMG.pages, t.pagesId, `truncated: it has ${p.size} bytes, the pagemap of process ${t.vpid} needs ${need}`);
+    for (const l of t.pages.layers) {
+      const need = l.entries.filter((e) => (e.flags ?? PE.PRESENT) & PE.PRESENT).reduce((n, e) => n + pageCount(e), 0) * PAGE_SIZE;
+      const p = layerPages(l, `process ${t.vpid}`);
+      p.close();
+      if (p.size !== need) throw l.images.invalid(IMG.pages, l.pagesId, `truncated: it has ${p.size} bytes, the pagemap of process ${t.vpid} needs ${need}`);
+    }
   }
   return 0;
 }
@@ -526,6 +608,7 @@ function checkPages(run: RestoreRun): number {
 export const memoryKind: TaskKind = {
   name: "memory",
   dump: dumpMemory,
+  finishDump: handOverTracking,
   plan: checkPages,
   born: restoreMemory,
 };

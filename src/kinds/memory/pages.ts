@@ -6,15 +6,16 @@
 // with preadv straight into place, so the data never passes through crest;
 // over memory inherited from its parent, crest compares each page and
 // writes only those that differ.
-import { closeSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync, statSync, writeSync } from "node:fs";
 import type { pagemap_entry } from "../../images/index.js";
 import type { PageSink, PageSource } from "../../images/store.js";
 import { sharedAligned } from "../../images/writer-thread.js";
 import { native } from "../../sys/native.js";
 import { AT_FDCWD, MADV, O, PAGE_SIZE, SEEK, SYS } from "../../sys/constants.js";
-import { check } from "../../sys/errno.js";
+import { check, EACCES, ENOENT } from "../../sys/errno.js";
 import { PagemapScanner, PAGE_IS, reportsGuards } from "../../sys/pagemap.js";
-import type { Remote } from "../../remote/remote.js";
+import { RemoteError, type Remote } from "../../remote/remote.js";
+import { passFd } from "../files/inherit.js";
 import type { Stats } from "../context.js";
 
 /** pagemap_entry flags. */
@@ -27,6 +28,8 @@ const UNGUARDED = PAGE_IS.FILE | PAGE_IS.PFNZERO | PAGE_IS.GUARD;
 const PRIVATE_DATA_UNGUARDED = { ...PRIVATE_DATA, mask: UNGUARDED, inverted: UNGUARDED };
 
 const IOV_MAX = 1024;
+/** The most one preadv of the restore reads. */
+const CALL_MAX = 1 << 30;
 const POPULATE_MIN_PAGES = 64;
 const BUF_SIZE = 16 << 20;
 /**
@@ -38,6 +41,8 @@ const BUF_SIZE = 16 << 20;
 const spareBuffers: Buffer[] = [];
 const takeBuffer = (): Buffer => spareBuffers.pop() ?? sharedAligned(BUF_SIZE, PAGE_SIZE);
 const giveBack = (b: Buffer): void => void spareBuffers.push(b);
+/** A writer's buffer while it has given its own back (deferring). */
+const NO_BUFFER = Buffer.alloc(0);
 
 /** Where the bytes of a run of pages come from. */
 export type PageOrigin =
@@ -48,7 +53,9 @@ export type PageOrigin =
    * a shmem object or memfd. `size`: where the file ends; the rest of its last
    * page reads as zeros, as it does through a mapping.
    */
-  | { kind: "fd"; fd: number; offset: number; size?: number };
+  | { kind: "fd"; fd: number; offset: number; size?: number }
+  /** Bytes read already (a snapshot's pages its copy-on-write child does not have). */
+  | { kind: "bytes"; data: Buffer };
 
 /**
  * A writer of one pages-N.img: batches runs of pages through an aligned
@@ -66,19 +73,74 @@ export class PagesWriter {
   private readonly remote = new BigUint64Array(IOV_MAX * 2);
   private nRemote = 0;
   readonly entries: pagemap_entry[] = [];
+  /** Snapshot dumps (defer()): the runs as found at the freeze, copied by replay(). */
+  private deferred: Array<{ vaddr: number; len: number; origin: PageOrigin }> | null = null;
 
-  constructor(readonly pid: number, private readonly sink: PageSink, private readonly stats: Stats) {}
+  constructor(private pid: number, private readonly sink: PageSink, private readonly stats: Stats) {}
 
-  /** Copies len bytes of data that belong at vaddr into the image. */
-  add(vaddr: number, len: number, origin: PageOrigin): void {
+  /** While deferring: the task's /proc/PID/mem, through which runs are read at once (now()). */
+  private nowMem: number | null = null;
+
+  /** From now on runs are recorded, not copied: replay() copies them, from a snapshot of the task. */
+  defer(): void {
+    this.deferred = [];
+    // Not needed until the replay: a tree's writers all wait for theirs.
+    giveBack(this.buf);
+    this.buf = NO_BUFFER;
+  }
+
+  /** While deferring, the runs fn adds are read at once through `mem` and kept in order: memory a snapshot lacks. */
+  now(mem: number, fn: () => void): void {
+    this.nowMem = mem;
+    try {
+      fn();
+    } finally {
+      this.nowMem = null;
+    }
+  }
+
+  /**
+   * Copies the recorded runs in their order (the pagemap's), from process
+   * `pid` (a copy-on-write child of the task) and its /proc/PID/mem `mem`
+   * for what was to be read through the task's own, `taskMem`.
+   */
+  replay(pid: number, mem: number, taskMem: number): void {
+    const runs = this.deferred ?? [];
+    this.deferred = null;
+    if (this.buf === NO_BUFFER) this.buf = takeBuffer();
+    this.pid = pid;
+    for (const r of runs) this.copy(r.vaddr, r.len, r.origin.kind === "fd" && r.origin.fd === taskMem ? { ...r.origin, fd: mem } : r.origin);
+  }
+
+  /** Records len bytes at vaddr in the pagemap: in this pages file (PE_PRESENT) or the parent images' (PE_PARENT). */
+  private entry(vaddr: number, len: number, flags: number): void {
     const last = this.entries[this.entries.length - 1];
     const nr = len / PAGE_SIZE;
-    if (last && Number(last.vaddr) + Number(last.nr_pages!) * PAGE_SIZE === vaddr) {
+    if (last && last.flags === flags && Number(last.vaddr) + Number(last.nr_pages!) * PAGE_SIZE === vaddr) {
       last.nr_pages! += BigInt(nr);
       last.compat_nr_pages = Number(last.nr_pages!);
     } else {
-      this.entries.push({ vaddr: BigInt(vaddr), compat_nr_pages: nr, nr_pages: BigInt(nr), flags: PE.PRESENT });
+      this.entries.push({ vaddr: BigInt(vaddr), compat_nr_pages: nr, nr_pages: BigInt(nr), flags });
     }
+  }
+
+  /** Pages the parent images hold as they are now: a pagemap entry, no bytes. */
+  addParent(vaddr: number, len: number): void {
+    this.entry(vaddr, len, PE.PARENT);
+    this.stats.pagesSkippedParent += len / PAGE_SIZE;
+  }
+
+  /** Copies len bytes of data that belong at vaddr into the image. */
+  add(vaddr: number, len: number, origin: PageOrigin): void {
+    this.entry(vaddr, len, PE.PRESENT);
+    if (!this.deferred) return this.copy(vaddr, len, origin);
+    if (this.nowMem === null) return void this.deferred.push({ vaddr, len, origin });
+    const data = Buffer.allocUnsafe(len);
+    if (readSync(this.nowMem, data, 0, len, vaddr) !== len) throw new Error(`read less than ${len} bytes of memory of process ${this.pid} at 0x${vaddr.toString(16)}`);
+    this.deferred.push({ vaddr, len, origin: { kind: "bytes", data } });
+  }
+
+  private copy(vaddr: number, len: number, origin: PageOrigin): void {
     for (let done = 0; done < len;) {
       if (this.used === BUF_SIZE || this.nRemote === IOV_MAX) this.flushRead();
       const n = Math.min(len - done, BUF_SIZE - this.used);
@@ -87,6 +149,11 @@ export class PagesWriter {
         this.remote[this.nRemote * 2 + 1] = BigInt(n);
         this.nRemote++;
         this.used += n;
+      } else if (origin.kind === "bytes") {
+        this.flushRead();
+        origin.data.copy(this.buf, this.used, done, done + n);
+        this.used += n;
+        this.readBase = this.used;
       } else {
         this.flushRead();
         const t0 = process.hrtime.bigint();
@@ -144,14 +211,48 @@ export class PagesWriter {
    * file's, and guard pages (recorded as VMAs of their own, see memory.ts).
    * Returns how many pages were written.
    */
-  dumpPrivate(scanner: PagemapScanner, start: number, end: number, mem: number | null): number {
+  dumpPrivate(scanner: PagemapScanner, start: number, end: number, mem: number | null, parent: ParentPages | null = null): number {
     let pages = 0;
-    for (const reg of scanner.scan(start, end, reportsGuards() ? PRIVATE_DATA_UNGUARDED : PRIVATE_DATA)) {
-      const len = reg.end - reg.start;
-      this.add(reg.start, len, mem === null ? { kind: "vm" } : { kind: "fd", fd: mem, offset: reg.start });
+    for (const piece of privateData(scanner, start, end, parent)) {
+      const len = piece.end - piece.start;
+      if (piece.inParent) {
+        this.addParent(piece.start, len);
+        continue;
+      }
+      this.add(piece.start, len, mem === null ? { kind: "vm" } : { kind: "fd", fd: mem, offset: piece.start });
       pages += len / PAGE_SIZE;
     }
     return pages;
+  }
+
+  /**
+   * Copies what is still there of len bytes at vaddr from a task that runs
+   * on (pre-dump), through /proc/PID/mem (whatever the protection is now):
+   * pages unmapped since they were found are left out. Returns the pages copied.
+   */
+  addLive(mem: number, vaddr: number, len: number): number {
+    let copied = 0;
+    for (let at = vaddr; at < vaddr + len;) {
+      this.flushRead();
+      const n = Math.min(vaddr + len - at, BUF_SIZE - this.used);
+      let got = 0;
+      try {
+        got = readSync(mem, this.buf, this.used, n, at);
+      } catch {
+        // EIO: the first page is gone
+      }
+      got -= got % PAGE_SIZE;
+      if (!got) {
+        at += PAGE_SIZE;
+        continue;
+      }
+      this.entry(at, got, PE.PRESENT);
+      this.used += got;
+      this.readBase = this.used;
+      copied += got / PAGE_SIZE;
+      at += got;
+    }
+    return copied;
   }
 
   /**
@@ -181,7 +282,7 @@ export class PagesWriter {
       this.flushWrite();
     } finally {
       this.sink.close();
-      giveBack(this.buf);
+      if (this.buf !== NO_BUFFER) giveBack(this.buf);
       if (this.other) {
         // It may still be being written from.
         this.sink.drain();
@@ -191,11 +292,77 @@ export class PagesWriter {
   }
 }
 
-/** A run of pages of one pages-N.img: where the pages go, how many bytes, and where they are in the file. */
+/** The pages the parent images of a dump hold for a task (any entry of its pagemap there), as sorted ranges. */
+export type ParentPages = Array<{ start: number; end: number }>;
+
+export function parentPages(entries: readonly pagemap_entry[]): ParentPages {
+  const out: ParentPages = [];
+  for (const e of entries) {
+    const start = Number(e.vaddr), end = start + pageCount(e) * PAGE_SIZE;
+    const last = out[out.length - 1];
+    if (last && last.end === start) last.end = end;
+    else out.push({ start, end });
+  }
+  return out;
+}
+
+/** A piece of a private mapping's data: copied, or left in the parent images. */
+export interface DataPiece {
+  start: number;
+  end: number;
+  inParent: boolean;
+}
+
+/**
+ * The categories that tell a page unchanged since tracking started: present,
+ * in a tracked mapping, not written (untracked pages read as written). A
+ * page not present is copied whatever they say: swapped out, or a marker
+ * the kernel left where a tracked page was dropped (MADV_DONTNEED of a file
+ * mapping), which PAGEMAP_SCAN reports as swapped too.
+ */
+const TRACKED = PAGE_IS.PRESENT | PAGE_IS.WPALLOWED | PAGE_IS.WRITTEN;
+const UNCHANGED = PAGE_IS.PRESENT | PAGE_IS.WPALLOWED;
+
+/**
+ * The pages with data of [start, end) (as dumpPrivate copies them); with
+ * the parent images' pages, those the task has not written since they were
+ * dumped there (tracked, and not PAGE_IS_WRITTEN) are left in the parent.
+ * A page the parent does not have is copied, whatever its tracking says.
+ */
+export function privateData(scanner: PagemapScanner, start: number, end: number, parent: ParentPages | null): DataPiece[] {
+  const q = reportsGuards() ? PRIVATE_DATA_UNGUARDED : PRIVATE_DATA;
+  const regions = scanner.scan(start, end, parent ? { ...q, returned: q.returned | TRACKED } : q);
+  const out: DataPiece[] = [];
+  // Both in address order: one pass over the parent's ranges for all the regions.
+  let j = 0;
+  for (const reg of regions) {
+    if (!parent || (reg.categories & TRACKED) !== UNCHANGED) {
+      out.push({ start: reg.start, end: reg.end, inParent: false });
+      continue;
+    }
+    while (j < parent.length && parent[j]!.end <= reg.start) j++;
+    let at = reg.start;
+    for (let k = j; k < parent.length && parent[k]!.start < reg.end; k++) {
+      const start = Math.max(parent[k]!.start, reg.start), end = Math.min(parent[k]!.end, reg.end);
+      if (start > at) out.push({ start: at, end: start, inParent: false });
+      out.push({ start, end, inParent: true });
+      at = end;
+    }
+    if (at < reg.end) out.push({ start: at, end: reg.end, inParent: false });
+  }
+  return out;
+}
+
+/**
+ * A run of pages of one pages-N.img: where the pages go, how many bytes,
+ * where they are in the file, and which file of the image chain it is
+ * (`layer`: 0, the task's own; 1, its parent images'; ...).
+ */
 export interface PageRun {
   vaddr: bigint;
   len: number;
   off: number;
+  layer?: number;
 }
 
 /** The present entries as runs with their offsets in the pages file, which holds them in entry order. */
@@ -223,7 +390,7 @@ export function splitRuns(runs: PageRun[], ranges: Array<{ start: bigint; end: b
     let at = run.vaddr;
     const end = run.vaddr + BigInt(run.len);
     const piece = (to: bigint, into: PageRun[]) => {
-      if (to > at) into.push({ vaddr: at, len: Number(to - at), off: run.off + Number(at - run.vaddr) });
+      if (to > at) into.push({ ...run, vaddr: at, len: Number(to - at), off: run.off + Number(at - run.vaddr) });
       at = to;
     };
     while (at < end) {
@@ -247,37 +414,79 @@ export function fillFromPages(r: Remote, pages: PageSource, entries: pagemap_ent
 }
 
 /**
- * Has the task read runs of pages-N.img into place with preadv: one call per
- * IOV_MAX runs that follow each other in the file.
+ * The task's fd of the pages file: opened by path, or, where the path is
+ * not the same file in the task's mount namespace, crest's own fd passed in.
+ */
+function openPagesIn(r: Remote, pages: PageSource): number {
+  r.resetScratch();
+  const fd = r.syscall(SYS.openat, AT_FDCWD, r.putString(pages.path), O.RDONLY | O.CLOEXEC, 0);
+  if (fd >= 0) {
+    if (sameFile(r.pid, fd, pages.fd)) return fd;
+    r.later({ what: `close a file of task ${r.pid} that is not ${pages.path}`, nr: SYS.close, args: [fd] });
+  } else if (fd !== -ENOENT && fd !== -EACCES) {
+    // EACCES: a task in a user namespace of its own may not read crest's images.
+    throw new RemoteError(`open ${pages.path} in task ${r.pid}`, -fd);
+  }
+  return passFd(r, r.pid, pages.fd, pages.path);
+}
+
+/** The task's fd and crest's name the same inode. */
+function sameFile(pid: number, theirs: number, mine: number): boolean {
+  const a = statSync(`/proc/${pid}/fd/${theirs}`), b = fstatSync(mine);
+  return a.ino === b.ino && a.dev === b.dev;
+}
+
+/**
+ * The preadv calls of a restore: runs that follow each other in the file,
+ * IOV_MAX at most a call and `max` bytes at most (one read transfers at
+ * most 2 GiB less a page, the kernel's MAX_RW_COUNT), a longer run split.
+ */
+export function preadCalls(given: readonly PageRun[], max = CALL_MAX): PageRun[][] {
+  const runs = given.flatMap((p) => (p.len <= max ? [p] : Array.from({ length: Math.ceil(p.len / max) }, (_, k) => ({
+    ...p, vaddr: p.vaddr + BigInt(k * max), off: p.off + k * max, len: Math.min(max, p.len - k * max),
+  }))));
+  const calls: PageRun[][] = [];
+  for (let i = 0; i < runs.length;) {
+    const call = [runs[i]!];
+    let bytes = runs[i]!.len;
+    for (let j = i + 1; j < runs.length && call.length < IOV_MAX && runs[j]!.off === runs[i]!.off + bytes && bytes + runs[j]!.len <= max; j++) {
+      call.push(runs[j]!);
+      bytes += runs[j]!.len;
+    }
+    calls.push(call);
+    i += call.length;
+  }
+  return calls;
+}
+
+/**
+ * Has the task read runs of pages-N.img into place with preadv (the calls
+ * preadCalls makes of them).
  */
 export function fillRuns(r: Remote, pages: PageSource, runs: PageRun[], stats: Stats): void {
   if (!runs.length) return;
   r.resetScratch();
   const path = pages.path;
-  const fd = r.call(`open ${path} in task ${r.pid}`, SYS.openat, AT_FDCWD, r.putString(path), O.RDONLY | O.CLOEXEC, 0);
+  const fd = openPagesIn(r, pages);
   const iovAddr = r.alloc(IOV_MAX * 16);
   const iov = Buffer.alloc(IOV_MAX * 16);
-  for (let i = 0; i < runs.length;) {
-    const off = runs[i]!.off;
+  for (const batch of preadCalls(runs)) {
+    const off = batch[0]!.off;
     let bytes = 0;
-    let j = 0;
-    for (; i + j < runs.length && j < IOV_MAX && runs[i + j]!.off === off + bytes; j++) {
-      const p = runs[i + j]!;
+    batch.forEach((p, j) => {
       iov.writeBigUInt64LE(p.vaddr, j * 16);
       iov.writeBigUInt64LE(BigInt(p.len), j * 16 + 8);
       bytes += p.len;
-    }
-    const batch = runs.slice(i, i + j);
-    r.write(iovAddr, iov.subarray(0, j * 16));
+    });
+    r.write(iovAddr, iov.subarray(0, batch.length * 16));
     // Large runs: allocate their pages in one go rather than fault by fault inside preadv.
     for (const p of batch) {
       if (p.len >= POPULATE_MIN_PAGES * PAGE_SIZE) r.syscall(SYS.madvise, p.vaddr, p.len, MADV.POPULATE_WRITE);
     }
-    const n = r.call(`read pages of task ${r.pid} from ${path}`, SYS.preadv, fd, iovAddr, j, off);
+    const n = r.call(`read pages of task ${r.pid} from ${path}`, SYS.preadv, fd, iovAddr, batch.length, off);
     // A regular file reads short only at its end (signals are blocked).
     if (n !== bytes) throw new Error(`${path} is truncated: it has ${off + n} bytes where task ${r.pid} needs ${off + bytes}`);
     stats.pagesRestored += bytes / PAGE_SIZE;
-    i += j;
   }
   r.call(`close ${path} in task ${r.pid}`, SYS.close, fd);
 }

@@ -3,7 +3,7 @@
 // child keeps of its parent's memory (inherit.ts).
 import type { vma_entry } from "../../images/index.js";
 import { PROT } from "../../sys/constants.js";
-import type { MapEntry } from "../../proc/index.js";
+import type { MapEntry, SmapsEntry } from "../../proc/index.js";
 
 /** vma_entry.status bits (CRIU's VMA_*). */
 export const VMA = {
@@ -44,4 +44,14 @@ export function subtract(from: Array<{ start: number; end: number }>, minus: Arr
     if (at < f.end) out.push({ start: at, end: f.end });
   }
   return out;
+}
+
+/**
+ * A mapping whose pages a dump copies through pagemap-PID.img, as
+ * dumpMemory sorts them: private, not the kernel's own areas, not a packet
+ * socket's rings, not droppable (shared memory lives in its object).
+ */
+export function privatePages(m: SmapsEntry): boolean {
+  if (m.shared || m.vmFlags.includes("dp")) return false;
+  return !["[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]"].includes(m.path) && !m.path.startsWith("socket:[");
 }

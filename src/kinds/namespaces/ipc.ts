@@ -17,9 +17,13 @@ import { inNamespaceOf } from "../../sys/namespace.js";
 import { readMemory, writeMemory } from "../../remote/memory.js";
 import { parseSysvipc, type SysvipcRow } from "../../proc/index.js";
 import { ownedAtRestore } from "./owned.js";
+import { asUsernsRoot } from "./user.js";
 
 /** sizeof(struct msqid64_ds) and friends: the ds buffers IPC_STAT and IPC_SET take. */
 const DS_SIZE = 128;
+
+/** The kinds whose kernel.KIND_next_id the namespace keeps (ipc_var_entry's *_next_id). */
+const NEXT_ID_KINDS = ["msg", "sem", "shm"] as const;
 
 interface IpcNamespaceDump {
   vars: ipc_var_entry;
@@ -64,6 +68,11 @@ function dumpIpc(pid: number): IpcNamespaceDump {
     const vars = { sem_ctls: sysctl("kernel/sem").split(/\s+/).map(Number) } as ipc_var_entry;
     for (const [field, path, big] of IPC_SYSCTLS) {
       (vars as unknown as Record<string, number | bigint>)[field] = big ? BigInt(sysctl(path)) : sysctlNum(path);
+    }
+    // The id the next object of a kind gets when asked for (-1: none asked for; left out, as criu does).
+    for (const kind of NEXT_ID_KINDS) {
+      const v = existsSync(`/proc/sys/kernel/${kind}_next_id`) ? Number(sysctl(`kernel/${kind}_next_id`)) : -1;
+      if (v >= 0) (vars as unknown as Record<string, number>)[`${kind}_next_id`] = v;
     }
     // Contents inline after each entry (not in pagemap-shmem): crit reads them that way.
     const shm = parseSysvipc(readFileSync("/proc/sysvipc/shm", "utf8"), "sysvipc/shm").map((row) => ({
@@ -120,7 +129,14 @@ function permBuffer(d: ipc_desc_entry): Buffer {
   return b;
 }
 
-/** Makes the kernel hand out `id` to the next object of that kind (CONFIG_CHECKPOINT_RESTORE). */
+/** Writes the namespace's sysctls as their owner (fn runs as the root of a user namespace the tree has of its own). */
+type AsOwner = (fn: () => void) => void;
+
+/**
+ * Makes the kernel hand out `id` to the next object of that kind
+ * (CONFIG_CHECKPOINT_RESTORE). Not as the namespace's owner: the kernel
+ * lets only a task capable in its user namespace write these (crest is).
+ */
 function nextId(kind: "shm" | "sem" | "msg", id: number): void {
   writeFileSync(`/proc/sys/kernel/${kind}_next_id`, String(id));
 }
@@ -131,17 +147,18 @@ function created(kind: string, want: number, got: number): void {
 }
 
 /** Recreates the namespace's objects (crest is inside it); returns the segments to mark for removal once attached. */
-function restoreIpc(images: RestoreImages, id: number): number[] {
+function restoreIpc(images: RestoreImages, id: number, asOwner: AsOwner): number[] {
   const [vars] = images.read(IMG.ipcVar, id);
   if (vars) {
     const set = (path: string, v: number | bigint | string | undefined) => {
-      if (v !== undefined && existsSync(`/proc/sys/${path}`)) writeFileSync(`/proc/sys/${path}`, String(v));
+      if (v !== undefined && existsSync(`/proc/sys/${path}`)) asOwner(() => writeFileSync(`/proc/sys/${path}`, String(v)));
     };
     set("kernel/sem", vars.sem_ctls.join(" "));
     for (const [field, path] of IPC_SYSCTLS) set(path, (vars as unknown as Record<string, number | bigint | undefined>)[field]);
   }
   const rmid: number[] = [];
-  for (const { entry, data } of images.read(IMG.ipcShm, id)) {
+  // criu leaves out an empty image (a namespace without segments, sets or queues).
+  for (const { entry, data } of images.readOr(IMG.ipcShm, id, [])) {
     const d = entry.desc;
     // CRIU 4.x keeps the contents in pagemap-shmem-ID.img instead.
     const contents = data ?? shmemContents(images, BigInt(d.id), Number(entry.size));
@@ -156,7 +173,7 @@ function restoreIpc(images: RestoreImages, id: number): number[] {
     }
     if (d.mode & SHM.DEST) rmid.push(d.id);
   }
-  for (const { entry, values } of images.read(IMG.ipcSem, id)) {
+  for (const { entry, values } of images.readOr(IMG.ipcSem, id, [])) {
     const d = entry.desc;
     nextId("sem", d.id);
     created("semaphore set", d.id, native.syscall(SYS.semget, d.key | 0, entry.nsems, (d.mode & 0o777) | IPC.CREAT | IPC.EXCL));
@@ -165,7 +182,7 @@ function restoreIpc(images: RestoreImages, id: number): number[] {
     check(native.syscall(SYS.semctl, d.id, 0, SEM.SETALL, vals), `set values of semaphore set ${d.id}`);
     check(native.syscall(SYS.semctl, d.id, 0, IPC.SET, permBuffer(d)), `set owner of semaphore set ${d.id}`);
   }
-  for (const { entry, messages } of images.read(IMG.ipcMsg, id)) {
+  for (const { entry, messages } of images.readOr(IMG.ipcMsg, id, [])) {
     const d = entry.desc;
     nextId("msg", d.id);
     created("message queue", d.id, native.syscall(SYS.msgget, d.key | 0, (d.mode & 0o777) | IPC.CREAT | IPC.EXCL));
@@ -178,6 +195,11 @@ function restoreIpc(images: RestoreImages, id: number): number[] {
       data.copy(b, 8);
       check(native.syscall(SYS.msgsnd, d.id, b, data.length, IPC.NOWAIT), `queue a message on message queue ${d.id}`);
     }
+  }
+  // Last: making the objects above used the ids it set.
+  for (const kind of NEXT_ID_KINDS) {
+    const v = vars?.[`${kind}_next_id`];
+    if (v !== undefined) nextId(kind, v);
   }
   return rmid;
 }
@@ -202,7 +224,8 @@ export const ipcNamespaceKind: TaskKind = {
   born(task, run) {
     const id = task.ids.ipc_ns_id!;
     if (task !== run.tasks[0] || !ownedAtRestore(run, "ipc") || !run.images.exists(IMG.ipcVar, id)) return;
-    run.state(removed).push(...inNamespaceOf(task.pid, "ipc", () => restoreIpc(run.images, id)));
+    // In a user namespace of the tree's own, its root owns the namespace's sysctls.
+    run.state(removed).push(...inNamespaceOf(task.pid, "ipc", () => restoreIpc(run.images, id, (fn) => asUsernsRoot(run, fn))));
   },
   finishRestore(run) {
     const rmid = run.state(removed);

@@ -2,18 +2,29 @@
 // differ from crest's. At restore, as CRIU decides it: those whose id in the
 // root's ids image differs from inventory.root_ids (the dumper's own
 // namespaces); the root is created in a new namespace of each such kind.
-import type { RestoreRun } from "../context.js";
+import type { DumpRun, RestoreRun } from "../context.js";
 
 /** Namespace kinds in the order of their *_ns_id fields. */
 export const NS_KINDS = ["pid", "net", "ipc", "uts", "mnt", "user", "cgroup", "time"] as const;
 export type NsKind = (typeof NS_KINDS)[number];
 
 /** Namespaces a tree may have of its own so far (each has its kind here). */
-export const SUPPORTED_NS: ReadonlySet<NsKind> = new Set<NsKind>(["pid", "ipc", "uts"]);
+export const SUPPORTED_NS: ReadonlySet<NsKind> = new Set<NsKind>(["pid", "net", "ipc", "uts", "cgroup", "mnt", "time", "user"]);
 
 export function ownedAtRestore(run: RestoreRun, k: NsKind): boolean {
   const mine = run.inventory.root_ids;
   const field = `${k}_ns_id` as const;
   const root = run.tasks[0]!.ids;
   return mine !== undefined && root[field] !== undefined && mine[field] !== undefined && root[field] !== mine[field];
+}
+
+/**
+ * A path of the tree's tasks as crest reaches it: through the root's
+ * /proc/PID/root when the tree has its own mount namespace (every task
+ * shares the root's: nested ones are refused), else crest's own path.
+ */
+export function treePath(run: DumpRun | RestoreRun, path: string): string {
+  if (!path.startsWith("/")) return path;
+  if ("root" in run) return run.ownNamespaces.has("mnt") ? `/proc/${run.root.pid}/root${path}` : path;
+  return ownedAtRestore(run, "mnt") ? `/proc/${run.tasks[0]!.pid}/root${path}` : path;
 }

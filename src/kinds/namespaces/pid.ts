@@ -10,7 +10,7 @@ export const pidNamespaceKind: TaskKind = {
   plan(run) {
     for (const k of NS_KINDS) {
       if (!SUPPORTED_NS.has(k) && ownedAtRestore(run, k)) {
-        throw new Error(`the tree has its own ${k} namespace; crest restores trees with their own pid, ipc and uts namespaces only so far`);
+        throw new Error(`the tree has its own ${k} namespace; crest restores trees with their own ${[...SUPPORTED_NS].join(", ")} namespaces only so far`);
       }
     }
     return ownedAtRestore(run, "pid") ? CLONE.NEWPID : 0;

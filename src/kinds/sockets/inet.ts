@@ -26,7 +26,8 @@
 // queues dropped too. Not yet, refused by name: other protocols (SCTP,
 // MPTCP), a corked UDP socket, connections a listener has not accepted yet
 // (--skip-in-flight leaves them out).
-import { closeSync, readdirSync, readFileSync } from "node:fs";
+import { inTreeNetns } from "./sock-diag.js";
+import { closeSync } from "node:fs";
 import type { FileKind, FdFacts, OpenContext } from "../files/file-kind.js";
 import { dumpState, restoreState, UnsupportedError, type DumpRun, type RestoreRun } from "../context.js";
 import { IMG, fd_types, type file_entry, type inet_sk_entry, type ip_opts_entry, type tcp_opts_entry } from "../../images/index.js";
@@ -37,10 +38,12 @@ import { AF_INET, AF_INET6, IPPROTO, listInetSockets, type InetDiag } from "./in
 import { imageWords, sockaddr, socketAddress } from "./inet-addr.js";
 import { dumpOptions, getInt, getOpt, restoreOptions, restoreReuse, setInt, setOpt, SO } from "./options.js";
 import { REPAIRABLE, repairOff, restoreConnection, resumeConnection, saveConnection, SOL_TCP, STATE_NAMES, TCP, TCP_STATE, tcpInfo, type SavedConnection } from "./tcp-repair.js";
-import { chooseLockMethod, lockConnections, lockMethodOf, LOCK_METHOD_IDS, unlockCommand, unlockConnections, type Connection } from "./netlock.js";
+import { dumpLock, lockConnections, lockMethodOf, LOCK_METHOD_IDS, unlockCommand, unlockConnections, type Connection } from "./netlock.js";
 import { takeFd } from "./unix.js";
 import { checkNetns, socketId } from "./socket-fd.js";
 import { faultPoint } from "../../fault.js";
+import { ownedAtRestore } from "../namespaces/owned.js";
+import { inNamespaceOf } from "../../sys/namespace.js";
 
 const SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_RAW = 3;
 const IPPROTO_ICMP = 1, IPPROTO_ICMPV6 = 58;
@@ -84,16 +87,22 @@ function diagOf(run: DumpRun, family: number, proto: number, ino: number): InetD
   const s = run.state(dumped);
   const key = `${family}/${proto}`;
   let list = s.diag.get(key);
-  if (!list) s.diag.set(key, (list = listInetSockets(family, proto)));
+  if (!list) s.diag.set(key, (list = inTreeNetns(run, () => listInetSockets(family, proto))));
   return list.get(ino);
 }
 
-/** The interface names by index, for a link-local IPv6 address's scope. */
-function interfaceName(index: number): string | undefined {
-  for (const name of readdirSync("/sys/class/net")) {
-    if (Number(readFileSync(`/sys/class/net/${name}/ifindex`, "utf8")) === index) return name;
-  }
-  return undefined;
+const SIOCGIFNAME = 0x8910, SIOCGIFINDEX = 0x8933, IFNAMSIZ = 16;
+
+/**
+ * The name of interface `index`, for a link-local IPv6 address's scope:
+ * asked of the socket itself (the ioctl answers for the socket's network
+ * namespace, the tree's, whatever crest's is). struct ifreq: name, then the index.
+ */
+function interfaceName(fd: number, index: number): string | undefined {
+  const ifr = Buffer.alloc(40);
+  ifr.writeInt32LE(index, IFNAMSIZ);
+  if (native.syscall(SYS.ioctl, fd, SIOCGIFNAME, ifr) < 0) return undefined;
+  return ifr.subarray(0, ifr.indexOf(0)).toString("latin1");
 }
 
 /** An unconnected socket's shutdown state: no direct way, but poll tells (as criu reads it). */
@@ -137,7 +146,7 @@ function dumpInet(f: FdFacts, run: DumpRun): number {
   try {
     const family = getInt(mine, SO.DOMAIN, f.what), type = getInt(mine, SO.TYPE, f.what), proto = getInt(mine, SO.PROTOCOL, f.what);
     const what = `${f.what} (${kindName(family, type, proto)}, inode ${f.st.ino})`;
-    checkNetns(mine, what);
+    checkNetns(mine, what, run);
     if (type !== SOCK_STREAM && type !== SOCK_DGRAM && type !== SOCK_RAW) throw new UnsupportedError(`${what} is a socket of type ${type}; crest supports stream, datagram and raw inet sockets`);
     if (type === SOCK_STREAM && proto !== IPPROTO.TCP) throw new UnsupportedError(`${what} is a stream socket of ${protoName(proto)}; crest supports TCP streams only`);
     if (type === SOCK_DGRAM && ![IPPROTO.UDP, IPPROTO.UDPLITE, IPPROTO_ICMP, IPPROTO_ICMPV6].includes(proto as 17)) {
@@ -176,7 +185,7 @@ function dumpInet(f: FdFacts, run: DumpRun): number {
     if (family === AF_INET6) {
       entry.v6only = getOpt(mine, SOL_IPV6, IPV6.V6ONLY, what) !== 0;
       if (own?.port && own.scopeId) {
-        const name = interfaceName(own.scopeId);
+        const name = interfaceName(mine, own.scopeId);
         if (!name) throw new UnsupportedError(`${what} is bound to a link-local address on interface ${own.scopeId}, which has no name crest can find`);
         entry.ifname = name;
       }
@@ -224,16 +233,18 @@ function dumpConnections(run: DumpRun): void {
   if (run.opts.net.tcpClose) run.inventory.tcp_close = true;
   const { connections } = run.state(dumped);
   if (!connections.length) return;
-  const method = chooseLockMethod(run.opts.net.lock);
-  const runId = readFileSync("/proc/sys/kernel/random/uuid", "utf8").trim();
+  const { method, runId } = run.state(dumpLock);
   const conns = connections.map((c) => connectionOf(c.entry));
-  const t0 = process.hrtime.bigint();
-  lockConnections(method, runId, conns);
-  run.log.info(`Locked the network of ${conns.length} TCP connection(s) with ${method} in ${msSince(t0)} ms`);
-  run.undo.push(() => {
-    unlockConnections(method, runId, conns);
-    run.log.info(`Unlocked the network of ${conns.length} TCP connection(s)`);
-  });
+  // A tree with its own network namespace has the whole namespace locked already (kinds/namespaces/net.ts).
+  if (!run.ownNamespaces.has("net")) {
+    const t0 = process.hrtime.bigint();
+    lockConnections(method, runId, conns);
+    run.log.info(`Locked the network of ${conns.length} TCP connection(s) with ${method} in ${msSince(t0)} ms`);
+    run.undo.push(() => {
+      unlockConnections(method, runId, conns);
+      run.log.info(`Unlocked the network of ${conns.length} TCP connection(s)`);
+    });
+  }
   run.inventory.network_lock_method = LOCK_METHOD_IDS[method];
   run.inventory.dump_criu_run_id = runId;
   faultPoint("dump:tcp-locked");
@@ -280,6 +291,8 @@ function imagesLock(run: RestoreRun): { method: ReturnType<typeof lockMethodOf>;
 
 /** A restore that fails keeps the lock, so that another restore can still bring the connections back. */
 function keptLockMessage(run: RestoreRun): void {
+  // A namespace of the tree's own is dropped with its lock; the images still hold the lock for the next restore.
+  if (ownedAtRestore(run, "net")) return;
   const { method, runId, conns } = imagesLock(run);
   if (!conns.length || method === "skip" || run.inventory.tcp_close) return;
   run.log.warn(`The network lock of ${conns.length} TCP connection(s) stays, so that another restore can bring them back; ` +
@@ -307,17 +320,19 @@ function readStream(run: RestoreRun, e: inet_sk_entry): SavedConnection {
   return { stream: entry, state: e.state, inq, outq };
 }
 
-function ifindex(name: string, what: string): number {
-  try {
-    return Number(readFileSync(`/sys/class/net/${name}/ifindex`, "utf8"));
-  } catch {
-    throw new Error(`${what} was bound to a link-local address on interface ${name}, which this machine does not have`);
+/** The index of interface `name` in the socket's network namespace (the restored tree's). */
+function ifindex(fd: number, name: string, what: string): number {
+  const ifr = Buffer.alloc(40);
+  ifr.write(name.slice(0, IFNAMSIZ - 1), 0, "latin1");
+  if (native.syscall(SYS.ioctl, fd, SIOCGIFINDEX, ifr) < 0) {
+    throw new Error(`${what} was bound to a link-local address on interface ${name}, which the restored tree's network namespace does not have`);
   }
+  return ifr.readInt32LE(IFNAMSIZ);
 }
 
 /** Binds to the dumped address; an IPv6 address may still be tentative, hence IP_FREEBIND while binding (as criu). */
 function bindInet(fd: number, e: inet_sk_entry, what: string): void {
-  const scope = e.ifname ? ifindex(e.ifname, what) : 0;
+  const scope = e.ifname ? ifindex(fd, e.ifname, what) : 0;
   const addr = sockaddr(e.family, e.src_port, e.src_addr, scope);
   const freebind = e.family === AF_INET6 && e.type !== SOCK_RAW;
   const freebindOff = freebind && !e.ip_opts?.freebind;
@@ -387,10 +402,13 @@ function openInet(c: OpenContext, entry: file_entry): number {
       check(native.syscall(SYS.fcntl, mine, F.SETFL, O.NONBLOCK), `set the flags of ${what}`);
       setInt(mine, SO.SNDBUFFORCE, 0x3fffffff, what);
       setInt(mine, SO.RCVBUFFORCE, 0x3fffffff, what);
-      const scope = e.ifname ? ifindex(e.ifname, what) : 0;
-      restoreConnection(mine, {
+      const scope = e.ifname ? ifindex(mine, e.ifname, what) : 0;
+      // In the tree's own network namespace, where a FIN crest puts back is sent from.
+      const put = () => restoreConnection(mine, {
         family: e.family, src: { port: e.src_port, addr: e.src_addr, scopeId: scope }, dst: { port: e.dst_port, addr: e.dst_addr },
       }, readStream(run, e), what);
+      if (ownedAtRestore(run, "net")) inNamespaceOf(run.tasks[0]!.pid, "net", put);
+      else put();
       faultPoint("restore:tcp-repair");
     }
   } else {
@@ -431,7 +449,8 @@ export const inetSocketKind: FileKind = {
     const s = run.state(restoring);
     const { method, runId, conns } = imagesLock(run);
     // Unlocked before repair goes off, as criu does; with --tcp-close the connections are gone and only the lock is left.
-    if (conns.length && method !== "skip" && !run.inventory.tcp_close) {
+    // A tree with its own network namespace: the namespace's lock was lifted inside it (kinds/namespaces/net.ts).
+    if (conns.length && method !== "skip" && !run.inventory.tcp_close && !ownedAtRestore(run, "net")) {
       // A lock that is not there (images moved to another machine, or lifted by hand) is no reason to fail, as with criu.
       try {
         const t0 = process.hrtime.bigint();

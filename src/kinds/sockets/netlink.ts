@@ -22,6 +22,7 @@
 // was connected, and sets its file flags. A port id someone else holds
 // fails the restore naming the holder (criu binds another one instead; a
 // peer that knew the old one would never reach it).
+import { inTreeNetns } from "./sock-diag.js";
 import { closeSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import type { FileKind, FdFacts, OpenContext } from "../files/file-kind.js";
 import { dumpState, UnsupportedError, type DumpRun } from "../context.js";
@@ -69,7 +70,7 @@ const dumped = dumpState("netlink sockets", () => ({ diag: undefined as Map<numb
 
 function diagOf(run: DumpRun, ino: number): NetlinkDiag | undefined {
   const s = run.state(dumped);
-  s.diag ??= listNetlinkSockets();
+  s.diag ??= inTreeNetns(run, listNetlinkSockets);
   return s.diag.get(ino);
 }
 
@@ -99,7 +100,7 @@ function dumpNetlink(f: FdFacts, run: DumpRun): number {
   const what = `${f.what} (netlink ${typeName(sid.type)} socket, ${protocolName(sid.protocol)}, inode ${f.st.ino})`;
   const id = run.nextId("file");
   const nlsk = withSocket(f, (fd): netlink_sk_entry => {
-    checkNetns(fd, what);
+    checkNetns(fd, what, run);
     checkQuiet(fd, d, what);
     const opts = dumpOptions(fd, what);
     const nl: Partial<Record<NlOptionField, boolean>> = {};

@@ -11,6 +11,8 @@
 // connections are only in the images) and is removed by the restore once the
 // connections are back.
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { dumpState } from "../context.js";
 import { kernelHas } from "../../kernel/facts.js";
 import { programOnPath } from "../../kernel/probe.js";
 import type { NetworkLockMethod } from "../../options.js";
@@ -43,6 +45,15 @@ export function chooseLockMethod(asked: NetworkLockMethod | undefined): NetworkL
   if (asked) return asked;
   return kernelHas("network_lock_nftables") ? "nftables" : "iptables";
 }
+
+/**
+ * The dump's lock: its method and criu's run id (the nftables table's name),
+ * one per dump, shared by the connections' lock and a namespace's.
+ */
+export const dumpLock = dumpState("network lock", (run) => ({
+  method: chooseLockMethod(run.opts.net.lock),
+  runId: readFileSync("/proc/sys/kernel/random/uuid", "utf8").trim(),
+}));
 
 /** An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is locked as the IPv4 connection it is, as criu does. */
 function unmapped(c: Connection): Connection {
@@ -162,4 +173,46 @@ export function unlockConnections(method: NetworkLockMethod, runId: string, conn
 export function unlockCommand(method: NetworkLockMethod, runId: string, conns: readonly Connection[]): string {
   if (method === "nftables") return `nft delete table ${nftTable(runId)}`;
   return [false, true].flatMap((v6) => iptablesRules(conns, v6, "-D").map((r) => `${v6 ? "ip6tables" : "iptables"} -w ${r}`)).join("; ");
+}
+
+// --- a tree with a network namespace of its own ------------------------------
+// As criu does it there: the whole namespace is locked, not each connection.
+// Its input and output chains drop every packet but crest's own (marked);
+// the firewall is dumped after the lock, so a restored namespace comes back
+// locked, and the restore lifts the lock inside it once the tasks are ready.
+// These run in the calling thread's network namespace (inNamespaceOf).
+
+/** nftables: criu's table, its chains dropping by default. */
+export function nftNamespaceLockScript(table: string): string {
+  return [
+    `add table ${table}`,
+    `add chain ${table} output { type filter hook output priority 0; policy drop; }`,
+    `add rule ${table} output meta mark ${SOCCR_MARK} accept`,
+    `add chain ${table} input { type filter hook input priority 0; policy drop; }`,
+    `add rule ${table} input meta mark ${SOCCR_MARK} accept`,
+  ].join("\n") + "\n";
+}
+
+/** iptables: criu's CRIU chain, jumped to from INPUT and OUTPUT. */
+const IPT_NS_LOCK = `*filter\n:CRIU - [0:0]\n-I INPUT -j CRIU\n-I OUTPUT -j CRIU\n-A CRIU -m mark --mark ${SOCCR_MARK} -j ACCEPT\n-A CRIU -j DROP\nCOMMIT\n`;
+const IPT_NS_UNJUMP = "*filter\n:CRIU - [0:0]\n-D INPUT -j CRIU\n-D OUTPUT -j CRIU\nCOMMIT\n";
+const IPT_NS_DROP_CHAIN = "*filter\n:CRIU - [0:0]\n-X CRIU\nCOMMIT\n";
+
+/** Locks the calling thread's network namespace. */
+export function lockNamespace(method: NetworkLockMethod, runId: string): void {
+  if (method === "skip") return;
+  const what = `cannot lock the tree's network namespace with ${method}`;
+  if (method === "nftables") run("nft", ["-f", "-"], nftNamespaceLockScript(nftTable(runId)), what);
+  else for (const p of ["iptables-restore", "ip6tables-restore"]) run(p, ["-w", "--noflush"], IPT_NS_LOCK, what);
+}
+
+/** Lifts the lock of the calling thread's network namespace. */
+export function unlockNamespace(method: NetworkLockMethod, runId: string): void {
+  if (method === "skip") return;
+  const what = `cannot unlock the tree's network namespace with ${method}`;
+  if (method === "nftables") run("nft", ["-f", "-"], `delete table ${nftTable(runId)}\n`, what);
+  else {
+    for (const p of ["iptables-restore", "ip6tables-restore"]) run(p, ["-w", "--noflush"], IPT_NS_UNJUMP, what);
+    for (const p of ["iptables-restore", "ip6tables-restore"]) run(p, ["-w", "--noflush"], IPT_NS_DROP_CHAIN, what);
+  }
 }

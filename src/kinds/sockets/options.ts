@@ -64,9 +64,13 @@ function filter(fd: number, what: string): bigint[] {
   if (r === -EACCES) throw new UnsupportedError(`${what} has an eBPF program attached (SO_ATTACH_BPF), which the kernel cannot give back; crest cannot restore it`);
   check(r, `read the filter length of ${what}`);
   if (!len[0]) return [];
-  const insns = new BigUint64Array(len[0]);
+  const insns = Buffer.alloc(len[0] * 8);
   check(native.syscall(SYS.getsockopt, fd, SOL_SOCKET, SO.FILTER, insns, len), `read the filter of ${what}`);
-  return [...insns.subarray(0, len[0])];
+  // criu's layout of a struct sock_filter in a u64, the same on every architecture: code, jt, jf, k from the top.
+  return Array.from({ length: len[0] }, (_, i) => {
+    const at = i * 8;
+    return (BigInt(insns.readUInt16LE(at)) << 48n) | (BigInt(insns[at + 2]!) << 40n) | (BigInt(insns[at + 3]!) << 32n) | BigInt(insns.readUInt32LE(at + 4));
+  });
 }
 
 /** The options of a socket crest holds. */
@@ -159,7 +163,13 @@ export function restoreReuse(fd: number, o: sk_opts_entry, what: string): void {
 
 /** SO_ATTACH_FILTER: struct sock_fprog { u16 len; struct sock_filter *filter; }. */
 function attachFilter(fd: number, insns: readonly bigint[], what: string): void {
-  const prog = new BigUint64Array(insns);
+  const prog = Buffer.alloc(insns.length * 8);
+  insns.forEach((w, i) => {
+    prog.writeUInt16LE(Number((w >> 48n) & 0xffffn), i * 8);
+    prog[i * 8 + 2] = Number((w >> 40n) & 0xffn);
+    prog[i * 8 + 3] = Number((w >> 32n) & 0xffn);
+    prog.writeUInt32LE(Number(w & 0xffffffffn), i * 8 + 4);
+  });
   const fprog = Buffer.alloc(16);
   fprog.writeUInt16LE(insns.length, 0);
   fprog.writeBigUInt64LE(BigInt(native.address(prog)), 8);

@@ -29,6 +29,7 @@
 // in from other devices before that is read out and dropped. Not kept,
 // since no interface gives them: PACKET_STATISTICS (reading them resets
 // them) and a fanout group's PACKET_FANOUT_DATA and max_num.
+import { inTreeNetns } from "./sock-diag.js";
 import { closeSync, readdirSync, readlinkSync } from "node:fs";
 import type { FileKind, FdFacts, OpenContext } from "../files/file-kind.js";
 import { dumpState, UnsupportedError, type DumpRun, type RestoreTask } from "../context.js";
@@ -74,7 +75,7 @@ const dumped = dumpState("packet sockets", () => ({
 
 function diagOf(run: DumpRun, ino: number): PacketDiag | undefined {
   const s = run.state(dumped);
-  s.diag ??= listPacketSockets();
+  s.diag ??= inTreeNetns(run, listPacketSockets);
   return s.diag.get(ino);
 }
 
@@ -139,7 +140,7 @@ function dumpPacket(f: FdFacts, run: DumpRun): number {
   const id = run.nextId("file");
   const psk = withSocket(f, (fd): packet_sock_entry => {
     let what = `${f.what} (packet ${typeName(sid.type)} socket, inode ${f.st.ino})`;
-    checkNetns(fd, what);
+    checkNetns(fd, what, run);
     const d = diagOf(run, f.st.ino);
     if (!d) throw new Error(`${what} is not in the kernel's list of packet sockets (PACKET_DIAG)`);
     what = `${f.what} (packet ${typeName(d.type)} socket, protocol ${hex(d.num)}, inode ${f.st.ino})`;

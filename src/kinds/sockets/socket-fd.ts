@@ -44,8 +44,8 @@ export function withSocket<T>(f: FdFacts, fn: (fd: number, what: string) => T): 
 
 const SIOCGSKNS = 0x894c;
 
-/** Refuses a socket of another network namespace than crest's (the tree's): crest neither lists nor makes those. */
-export function checkNetns(fd: number, what: string): void {
+/** Refuses a socket of another network namespace than the tree's: crest neither lists nor makes those. */
+export function checkNetns(fd: number, what: string, run: DumpRun): void {
   const ns = check(native.syscall(SYS.ioctl, fd, SIOCGSKNS, 0), `find the network namespace of ${what}`);
   let ino: number;
   try {
@@ -53,7 +53,7 @@ export function checkNetns(fd: number, what: string): void {
   } finally {
     closeSync(ns);
   }
-  if (ino !== statSync("/proc/self/ns/net").ino) {
+  if (ino !== statSync(`/proc/${run.ownNamespaces.has("net") ? run.root.pid : "self"}/ns/net`).ino) {
     throw new UnsupportedError(`${what} belongs to network namespace net:[${ino}], not the tree's; crest does not support sockets of other network namespaces yet`);
   }
 }

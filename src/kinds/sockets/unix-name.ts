@@ -14,7 +14,12 @@
 // meanwhile), crest keeps an O_PATH fd of the new socket file (sockets
 // connecting to it connect through /proc/CREST/fd/N, as criu through its
 // own), and the name is removed again, with the directories crest made: the
-// socket has its address and no file, as at the dump.
+// socket has its address and no file, as at the dump. A task in the tree's
+// own mount namespace may not see crest in its /proc (its own PID
+// namespace's): it is given the fd and connects through /proc/self/fd/N.
+import { ownedAtRestore, treePath } from "../namespaces/owned.js";
+import { passFd } from "../files/inherit.js";
+import { idOutside } from "../namespaces/user.js";
 import { closeSync, fstatSync, lstatSync, mkdirSync, openSync, readlinkSync, renameSync, rmdirSync, chmodSync, chownSync, statSync, unlinkSync, existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { OpenContext } from "../files/file-kind.js";
@@ -43,7 +48,7 @@ function dirOf(path: string, name: string): string | undefined {
 }
 
 /** Dump: the name of socket `fd` (crest's copy), bound to `name` in the file system. */
-export function dumpName(fd: number, name: Buffer, what: string): DumpedName {
+export function dumpName(fd: number, name: Buffer, what: string, seen: (path: string) => string = (p) => p): DumpedName {
   const text = name.toString("latin1");
   const file = check(native.syscall(SYS.ioctl, fd, SIOCUNIXFILE, 0), `open the file ${what} is bound to`);
   try {
@@ -59,7 +64,7 @@ export function dumpName(fd: number, name: Buffer, what: string): DumpedName {
     const full = nameDir !== undefined ? join(nameDir, text) : text;
     if (!unlinked && path !== full) throw new UnsupportedError(`${what} is bound to ${full}, but its file was renamed to ${path} since; crest cannot restore it`);
     // Removed, or removed and replaced by another file.
-    const now = unlinked ? undefined : statSync(full, { throwIfNoEntry: false });
+    const now = unlinked ? undefined : statSync(seen(full), { throwIfNoEntry: false });
     const deleted = unlinked || !now || now.ino !== st.ino || now.dev !== st.dev;
     return { file_perms: { mode: st.mode, uid: st.uid, gid: st.gid }, ...(nameDir !== undefined ? { name_dir: nameDir } : {}), ...(deleted ? { deleted } : {}) };
   } finally {
@@ -89,7 +94,8 @@ export function sockaddr(name: Buffer): Buffer {
 
 const isPath = (e: unix_sk_entry): boolean => e.name.length > 0 && e.name[0] !== 0;
 
-/** Where the socket's file is, for crest (a relative name joined to its directory). */
+/** The socket's path as crest reaches it (a relative name joined to its directory, in the tree's mount namespace). */
+const seenPath = (c: OpenContext, e: unix_sk_entry): string => treePath(c.run, fullPath(e));
 const fullPath = (e: unix_sk_entry): string => (e.name_dir !== undefined ? join(e.name_dir, e.name.toString("latin1")) : e.name.toString("latin1"));
 
 /** The task's cwd becomes the directory a relative name was bound in (the fs stage sets the dumped cwd after the files). */
@@ -105,8 +111,8 @@ function bindAs(c: OpenContext, fd: number, e: unix_sk_entry, what: string): voi
   const addr = sockaddr(e.name);
   c.r.call(`bind ${what} to ${JSON.stringify(e.name.toString("latin1"))}`, SYS.bind, fd, c.r.put(addr), addr.length);
   if (isPath(e) && e.file_perms) {
-    chownSync(fullPath(e), e.file_perms.uid, e.file_perms.gid);
-    chmodSync(fullPath(e), e.file_perms.mode & 0o7777);
+    chownSync(seenPath(c, e), e.file_perms.uid, e.file_perms.gid);
+    chmodSync(seenPath(c, e), e.file_perms.mode & 0o7777);
   }
 }
 
@@ -119,17 +125,19 @@ function bindAs(c: OpenContext, fd: number, e: unix_sk_entry, what: string): voi
 export function bindName(c: OpenContext, fd: number, e: unix_sk_entry, what: string): void {
   if (!isPath(e)) return bindAs(c, fd, e, what);
   if (e.deleted) return bindDeleted(c, fd, e, what);
-  const path = fullPath(e);
+  const path = seenPath(c, e);
   if (lstatSync(path, { throwIfNoEntry: false })?.isSocket()) unlinkSync(path);
   bindAs(c, fd, e, what);
 }
 
 function bindDeleted(c: OpenContext, fd: number, e: unix_sk_entry, what: string): void {
-  const path = fullPath(e);
+  const path = seenPath(c, e);
   // The directories that are gone, deepest last, made for the bind and removed after it.
   const made: string[] = [];
   for (let d = dirname(path); !existsSync(d); d = dirname(d)) made.unshift(d);
   if (made.length) mkdirSync(made[made.length - 1]!, { recursive: true, mode: 0o755 });
+  // The task binds in them: in a user namespace of the tree's own, its root must own them (crest's root is not its).
+  if (ownedAtRestore(c.run, "user")) for (const d of made) chownSync(d, idOutside(c.run, "uid", 0), idOutside(c.run, "gid", 0));
   const aside = `${path}.crest-sk-ghost`;
   const moved = lstatSync(path, { throwIfNoEntry: false }) !== undefined;
   try {
@@ -138,7 +146,8 @@ function bindDeleted(c: OpenContext, fd: number, e: unix_sk_entry, what: string)
       bindAs(c, fd, e, what);
       ghostsOf(c).set(e.ino, openSync(path, O.PATH | O.CLOEXEC));
     } finally {
-      unlinkSync(path);
+      // Not there if the bind failed: its error is the one to tell.
+      if (lstatSync(path, { throwIfNoEntry: false })) unlinkSync(path);
     }
   } finally {
     if (moved) renameSync(aside, path);
@@ -161,11 +170,24 @@ function ghostName(c: OpenContext, to: unix_sk_entry, what: string): Buffer {
 export function connectName(c: OpenContext, fd: number, to: unix_sk_entry, what: string): void {
   const { r } = c;
   let name = to.name;
+  if (isPath(to) && to.deleted && ownedAtRestore(c.run, "mnt")) return connectThroughGivenFd(c, fd, to, what);
   if (isPath(to) && to.deleted) name = ghostName(c, to, what);
   else if (isPath(to)) enterNameDir(c, to);
   r.resetScratch();
   const addr = sockaddr(name);
   r.call(`connect ${what} to ${JSON.stringify(to.name.toString("latin1"))}`, SYS.connect, fd, r.put(addr), addr.length);
+}
+
+function connectThroughGivenFd(c: OpenContext, fd: number, to: unix_sk_entry, what: string): void {
+  const { r, task } = c;
+  const ghost = ghostsOf(c).get(to.ino);
+  if (ghost === undefined) throw new Error(`${what} connects to unix socket ${to.ino}, whose deleted name ${fullPath(to)} crest does not hold`);
+  const theirs = passFd(r, task.vpid, ghost, `the file of unix socket ${to.ino} (deleted name ${fullPath(to)})`);
+  r.resetScratch();
+  const addr = sockaddr(Buffer.from(`/proc/self/fd/${theirs}`, "latin1"));
+  r.call(`connect ${what} to ${JSON.stringify(to.name.toString("latin1"))} (deleted; through /proc/self/fd/${theirs})`, SYS.connect, fd, r.put(addr), addr.length);
+  r.call(`close the fd of the file of unix socket ${to.ino}`, SYS.close, theirs);
+  c.run.log.debug(`${what} connected to the deleted name ${fullPath(to)} through /proc/self/fd/${theirs}`);
 }
 
 /** The same from crest, on its copy `fd` of the socket (a relative name joined to its directory). */

@@ -36,6 +36,7 @@
 //
 // Not yet, refused by name: data sent on a connection not accepted yet,
 // messages with their senders' credentials, a peek offset.
+import { inTreeNetns } from "./sock-diag.js";
 import { closeSync } from "node:fs";
 import type { FileKind, FdFacts, HeldFiles, OpenContext } from "../files/file-kind.js";
 import type { Waiting } from "../files/open-queue.js";
@@ -50,6 +51,7 @@ import { AF_UNIX, listUnixSockets, type UnixDiag } from "./unix-diag.js";
 import { dumpOptions, restoreOptions, restoreReuse, setInt, SO } from "./options.js";
 import { peekQueue, sendQueue, type Packet } from "./queue.js";
 import { bindName, connectName, connectNameFromCrest, dumpName } from "./unix-name.js";
+import { treePath } from "../namespaces/owned.js";
 
 const TCP_ESTABLISHED = 1, TCP_CLOSE = 7, TCP_LISTEN = 10, SOCK_DGRAM = 2, SCM_RIGHTS = 1;
 /** criu's uflags: the entry of a socket outside the tree, that one of the tree is connected to. */
@@ -97,7 +99,7 @@ const dumped = dumpState("unix sockets", () => ({
 
 function diagOf(run: DumpRun, ino: number): UnixDiag | undefined {
   const s = run.state(dumped);
-  s.diag ??= listUnixSockets();
+  s.diag ??= inTreeNetns(run, listUnixSockets);
   return s.diag.get(ino);
 }
 
@@ -132,19 +134,28 @@ function dumpUnix(f: FdFacts, run: DumpRun, held: HeldFiles): number {
   }
   const id = run.nextId("file");
   const { opts, packets, name } = withFd(takeFd(f.pid, f.fd, what), (fd) => ({
-    name: d.name.length && d.name[0] !== 0 && bindsOnRestore(d) ? dumpName(fd, d.name, what) : undefined,
+    name: d.name.length && d.name[0] !== 0 && bindsOnRestore(d) ? dumpName(fd, d.name, what, (p) => treePath(run, p)) : undefined,
     opts: dumpOptions(fd, what),
     packets: d.rqlen && d.state !== TCP_LISTEN ? peekQueue(fd, d.type, what, { shut: (d.shutdown & 1) !== 0, bytes: d.rqlen }) : [],
   }));
   const usk: unix_sk_entry = {
     id, ino: d.ino, type: d.type, state: d.state, flags: f.info.flags & ~O.CLOEXEC, uflags: 0,
-    backlog: d.wqlen, peer, fown: f.fown, opts, name: d.name, ...name,
+    backlog: d.wqlen, peer, fown: f.fown, opts, name: imageName(d.name), ...name,
     ...(d.shutdown ? { shutdown: d.shutdown as unix_sk_entry["shutdown"] } : {}),
   };
   run.files.push({ type: fd_types.UNIXSK, id, usk });
   s.sockets.push({ ino: d.ino, type: d.type, peer, what });
   dumpPackets(run, id, packets, held, what);
   return id;
+}
+
+/**
+ * A name as the images keep it: a path with the NUL that ends it, as the
+ * kernel reports it and criu writes it (criu's restore reads it as a C
+ * string); an abstract name as it is.
+ */
+function imageName(name: Buffer): Buffer {
+  return name.length && name[0] !== 0 ? Buffer.concat([name, Buffer.alloc(1)]) : name;
 }
 
 /**
@@ -158,7 +169,7 @@ function dumpServiceEnd(f: FdFacts, run: DumpRun, d: UnixDiag): number {
   run.files.push({
     type: fd_types.UNIXSK, id, usk: {
       id, ino: d.ino, type: d.type, state: TCP_CLOSE, flags: f.info.flags & ~O.CLOEXEC, uflags: USK_SERVICE,
-      backlog: 0, peer: 0, fown: f.fown, opts, name: d.name,
+      backlog: 0, peer: 0, fown: f.fown, opts, name: imageName(d.name),
     },
   });
   return id;
@@ -220,7 +231,7 @@ function checkPeers(run: DumpRun): void {
       id, ino, type: SOCK_DGRAM, state: TCP_LISTEN, flags: 0, uflags: USK_EXTERN, backlog: 0, peer: 0,
       fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 },
       opts: { so_sndbuf: 0, so_rcvbuf: 0, so_snd_tmo_sec: 0n, so_snd_tmo_usec: 0n, so_rcv_tmo_sec: 0n, so_rcv_tmo_usec: 0n, so_filter: [] },
-      name: other?.name ?? Buffer.alloc(0),
+      name: imageName(other?.name ?? Buffer.alloc(0)),
     };
     run.files.push({ type: fd_types.UNIXSK, id, usk });
   }
@@ -477,7 +488,7 @@ export const unixSocketKind: FileKind = {
     if (queues.length) run.images.write(IMG.skQueues, undefined, queues);
   },
   plan(run) {
-    // CRIU keeps a path name with the NUL that ends it (crest without): the name is what comes before.
+    // The images keep a path name with the NUL that ends it: the name is what comes before.
     for (const f of run.files.values()) {
       const n = f.usk?.name;
       if (n?.length && n[0] !== 0 && n.includes(0)) f.usk!.name = n.subarray(0, n.indexOf(0));

@@ -10,6 +10,7 @@ import { IMG, type creds_entry } from "../../images/index.js";
 import { PR, PR_CAP_AMBIENT_RAISE, SYS } from "../../sys/constants.js";
 import type { ProcStatus } from "../../proc/index.js";
 import type { Remote } from "../../remote/remote.js";
+import { treeIds } from "../namespaces/user.js";
 
 const CAP_VERSION_3 = 0x20080522;
 const SECBIT_NO_SETUID_FIXUP = 1 << 2;
@@ -22,14 +23,16 @@ function lastCap(): number {
   return Number(readFileSync("/proc/sys/kernel/cap_last_cap", "utf8").trim());
 }
 
-function dumpThreadCreds(st: ProcStatus, secbits: number): creds_entry {
+/** The thread's ids as its own user namespace sees them (`ids`: crest's view turned into the tree's). */
+function dumpThreadCreds(st: ProcStatus, secbits: number, ids: ReturnType<typeof treeIds>, what: string): creds_entry {
+  const u = (i: number) => ids.uid(st.uid[i]!, what), g = (i: number) => ids.gid(st.gid[i]!, what);
   return {
-    uid: st.uid[0], euid: st.uid[1], suid: st.uid[2], fsuid: st.uid[3],
-    gid: st.gid[0], egid: st.gid[1], sgid: st.gid[2], fsgid: st.gid[3],
+    uid: u(0), euid: u(1), suid: u(2), fsuid: u(3),
+    gid: g(0), egid: g(1), sgid: g(2), fsgid: g(3),
     cap_inh: capWords(st.capInh), cap_prm: capWords(st.capPrm), cap_eff: capWords(st.capEff),
     cap_bnd: capWords(st.capBnd), cap_amb: capWords(st.capAmb),
     secbits,
-    groups: st.groups,
+    groups: st.groups.map((x) => ids.gid(x, `${what} (a supplementary group)`)),
     no_new_privs: st.noNewPrivs ? 1 : 0,
   };
 }
@@ -80,7 +83,8 @@ function restoreThreadCreds(r: Remote, tid: number, ce: creds_entry): void {
 
 export const credsKind: TaskKind = {
   name: "creds",
-  dump(task: DumpTask) {
+  dump(task: DumpTask, run) {
+    const ids = treeIds(run);
     task.threads.forEach((t, i) => {
       const r = task.remotes[i]!;
       const th = task.core[i]!.thread_core!;
@@ -91,7 +95,7 @@ export const credsKind: TaskKind = {
       r.later({ what: `read the parent-death signal of thread ${t.tid}`, nr: SYS.prctl, args: [PR.GET_PDEATHSIG, sig, 0, 0, 0] });
       const dumpable = i === 0 ? r.later({ what: `read the dumpable flag of task ${task.pid}`, nr: SYS.prctl, args: [PR.GET_DUMPABLE, 0, 0, 0, 0] }) : undefined;
       r.afterRun(() => {
-        th.creds = dumpThreadCreds(task.status[i]!, securebits.value!);
+        th.creds = dumpThreadCreds(task.status[i]!, securebits.value!, ids, `thread ${t.tid} of process ${task.pid}`);
         th.pdeath_sig = r.read(sig, 4).readInt32LE(0);
         if (dumpable) task.mm!.dumpable = dumpable.value!;
       });

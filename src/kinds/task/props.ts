@@ -3,7 +3,8 @@
 // timer slack, child subreaper, THP opt-out, oom_score_adj, the audit
 // loginuid and membarrier registrations (scheduling is in sched.ts).
 import { readFileSync, writeFileSync } from "node:fs";
-import type { TaskKind, DumpTask, RestoreTask } from "../context.js";
+import type { TaskKind, DumpTask, RestoreRun, RestoreTask } from "../context.js";
+import { idOutside, uidInsideOr } from "../namespaces/user.js";
 import { AT_FDCWD, O, PR, SYS } from "../../sys/constants.js";
 import { check, EINVAL, ENOSYS, EPERM } from "../../sys/errno.js";
 import { RemoteError, type Remote } from "../../remote/remote.js";
@@ -39,8 +40,9 @@ const NO_LOGINUID = 0xffffffff;
  * A task may set only its own loginuid (/proc/self/loginuid), with
  * CAP_AUDIT_CONTROL: done from inside it while it is still root.
  */
-function setLoginuid(r: Remote, task: RestoreTask, uid: number): void {
-  if (Number(readFileSync(`/proc/${task.pid}/loginuid`, "utf8")) === uid) return;
+function setLoginuid(r: Remote, task: RestoreTask, uid: number, run: RestoreRun): void {
+  // crest reads it in its own user namespace's ids; the task writes it in its own.
+  if (Number(readFileSync(`/proc/${task.pid}/loginuid`, "utf8")) === idOutside(run, "uid", uid)) return;
   r.resetScratch();
   const what = `set the loginuid of task ${task.vpid} to ${uid}`;
   const fd = r.call(what, SYS.openat, AT_FDCWD, r.putString("/proc/self/loginuid"), O.WRONLY, 0);
@@ -62,13 +64,15 @@ function robustList(tid: number): { head: bigint; len: number } {
 
 export const propsKind: TaskKind = {
   name: "props",
-  dump(task: DumpTask) {
+  dump(task: DumpTask, run) {
     const tc = task.core[0]!.tc!;
     tc.comm = readFileSync(`/proc/${task.pid}/comm`, "utf8").replace(/\n$/, "");
     tc.personality = parseInt(readFileSync(`/proc/${task.pid}/personality`, "utf8"), 16);
     tc.flags = task.stat.flags;
     tc.oom_score_adj = Number(readFileSync(`/proc/${task.pid}/oom_score_adj`, "utf8"));
-    tc.loginuid = Number(readFileSync(`/proc/${task.pid}/loginuid`, "utf8"));
+    // As the task's user namespace sees it (the task sets it from inside on restore).
+    const luid = Number(readFileSync(`/proc/${task.pid}/loginuid`, "utf8"));
+    tc.loginuid = luid === NO_LOGINUID ? luid : uidInsideOr(run, luid);
     task.threads.forEach((t, i) => {
       const r = task.remotes[i]!;
       const core = task.core[i]!;
@@ -100,13 +104,13 @@ export const propsKind: TaskKind = {
       });
     });
   },
-  restore(task: RestoreTask) {
+  restore(task: RestoreTask, run) {
     const tc = task.core[0]!.tc!;
     const r0 = task.remotes[0]!;
     r0.later({ what: `set the personality of task ${task.pid}`, nr: SYS.personality, args: [tc.personality] });
     if (tc.child_subreaper) r0.later({ what: `make task ${task.pid} a child subreaper`, nr: SYS.prctl, args: [PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0] });
     if (task.mm.thp_disabled) r0.later({ what: `disable THP for task ${task.pid}`, nr: SYS.prctl, args: [PR.SET_THP_DISABLE, 1, 0, 0, 0] });
-    if (tc.loginuid !== undefined && tc.loginuid !== NO_LOGINUID) setLoginuid(r0, task, tc.loginuid);
+    if (tc.loginuid !== undefined && tc.loginuid !== NO_LOGINUID) setLoginuid(r0, task, tc.loginuid, run);
     // Each bit of the mask is a REGISTER_* command: run them again.
     const membarrier = tc.membarrier_registration_mask ?? 0;
     for (let bit = 0; bit < 32; bit++) {

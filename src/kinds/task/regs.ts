@@ -236,6 +236,18 @@ function resumeRegs(pid: number, st: ProcStatus, r: Remote, log: Logger): Regs {
   return res.regs;
 }
 
+/**
+ * A thread crest stops only for a moment and lets run on (not dumped): the
+ * registers it gets back leave an rseq critical section by its abort
+ * handler (the kernel forgets the section once crest runs a syscall in it)
+ * and resume a syscall crest's interrupt caught it in, as a dumped thread
+ * left running does.
+ */
+export function resumeLive(r: Remote, pid: number, st: ProcStatus, log: Logger): void {
+  dumpRseq(r.t, r.saved, r.rseqCs);
+  resumeRegs(pid, st, r, log);
+}
+
 function dumpThread(r: Remote, pid: number, st: ProcStatus, log: Logger): { info: thread_info_x86; rseq?: rseq_entry } {
   const t = r.t;
   const tls: user_desc_t[] = [];

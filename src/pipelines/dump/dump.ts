@@ -5,19 +5,23 @@
 // them (inventory last); then kill the tree (or leave it running or
 // stopped). Any failure before the end puts every task back exactly as it
 // was, lets it run, and leaves the images directory as it was.
-import { mkdirSync, readFileSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { pageServerFor } from "../../images/page-server.js";
 import type { Logger } from "../../log.js";
-import { unsupportedExternal, type Options } from "../../options.js";
-import { freezeTree, thawTree, type FrozenTree, type FrozenTask } from "./freeze.js";
+import { parentImagesDir, unsupportedExternal, type Options } from "../../options.js";
+import { DUMP_SEIZE_OPTIONS, freezeProcess, freezeTree, thawTree, type FrozenTree, type FrozenTask } from "./freeze.js";
+import { freezeCgroup, releaseSeized, restoreFreezerState } from "../../kinds/cgroup/freezer.js";
 import { Remote } from "../../remote/remote.js";
 import { RemoteTally } from "../../remote/counters.js";
-import { syscallGadget } from "../../remote/gadget.js";
+import { taskGadget } from "../../remote/gadget.js";
+import { copySnapshots, killSnapshots, reapSnapshot, snapshotsTaken } from "../../kinds/memory/snapshot.js";
 import { DUMP_KINDS } from "../../kinds/registry.js";
 import { newStats, RunStates, UnsupportedError, type DumpRun, type DumpTask } from "../../kinds/context.js";
 import { TASK_STATE } from "../../kinds/task/task-state.js";
 import { IMG, IMAGES_V1_1, core_entry_march, lsmtype, type core_entry, type pstree_entry, type task_kobj_ids_entry } from "../../images/index.js";
 import { DumpImages } from "../../images/store.js";
 import { parseSmaps, parseStat, parseStatus, type ProcStat } from "../../proc/index.js";
+import { resumeLive } from "../../kinds/task/regs.js";
 import { PTRACE, SIG } from "../../sys/constants.js";
 import { ptrace, wait4 } from "../../sys/syscalls.js";
 import { faultPoint } from "../../fault.js";
@@ -58,11 +62,8 @@ function newCore(isLeader: boolean): core_entry {
 }
 
 /** Opens remote control of every thread of a task; the leader maps the shared scratch page. */
-function openTask(pid: number, threads: DumpTask["threads"], vmas: DumpTask["vmas"], trapIgnored: boolean): Remote[] {
-  const vdso = vmas.filter((m) => m.path === "[vdso]");
-  const code = vmas.filter((m) => m.prot.exec && m.prot.read && m.path !== "[vdso]" && m.path !== "[vsyscall]");
-  if (!vdso.length && !code.length) throw new UnsupportedError(`process ${pid} has no readable code mapped (no vDSO either); crest needs a syscall instruction in the task to run code in it`);
-  const gadget = syscallGadget(pid, [...vdso, ...code]);
+export function openTask(pid: number, threads: DumpTask["threads"], vmas: DumpTask["vmas"], trapIgnored: boolean): Remote[] {
+  const gadget = taskGadget(pid, vmas);
   const remotes: Remote[] = [];
   try {
     for (const t of threads) remotes.push(new Remote(t, gadget));
@@ -76,7 +77,7 @@ function openTask(pid: number, threads: DumpTask["threads"], vmas: DumpTask["vma
 }
 
 /** Puts every task still under remote control back as it was, last opened first. */
-function closeAll(open: DumpTask[]): void {
+export function closeAll(open: Array<{ remotes: Remote[] }>): void {
   while (open.length) {
     closeTask(open[open.length - 1]!.remotes);
     open.pop();
@@ -84,7 +85,7 @@ function closeAll(open: DumpTask[]): void {
 }
 
 /** Removes crest's scratch page and puts every thread's registers and mask back. */
-function closeTask(remotes: Remote[]): void {
+export function closeTask(remotes: Remote[]): void {
   let first: unknown;
   const attempt = (f: () => void) => {
     try {
@@ -113,7 +114,10 @@ export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResu
   mkdirSync(dir, { recursive: true });
   if (!statSync(dir).isDirectory()) throw new Error(`${dir} is not a directory`);
   log.info(`Dumping processes (pid: ${opts.dump.tree})`);
-  const images = new DumpImages(dir);
+  checkParentImages(opts);
+  const pageServer = pageServerFor(opts.service);
+  const images = new DumpImages(dir, pageServer);
+  if (opts.dump.prevImagesDir !== undefined) images.linkParent(opts.dump.prevImagesDir);
   const scripts = new ActionScripts(opts.actionScripts, dir, log, hooks.notify);
   scripts.rootPid = opts.dump.tree;
   try {
@@ -123,6 +127,15 @@ export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResu
     throw e;
   } finally {
     scripts.close();
+    if (pageServer !== undefined) closeSync(pageServer);
+  }
+}
+
+/** --prev-images-dir must name images. */
+export function checkParentImages(opts: Options): void {
+  const dir = parentImagesDir(opts);
+  if (dir !== null && !existsSync(`${dir}/inventory.img`)) {
+    throw new Error(`--prev-images-dir ${opts.dump.prevImagesDir}: ${dir} holds no images (no inventory.img there; a relative path is taken from the images directory, as criu takes it)`);
   }
 }
 
@@ -183,7 +196,19 @@ function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[], hooks: RunH
 function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: ActionScripts, hooks: RunHooks): DumpResult {
   scripts.run("pre-dump");
   const t0 = process.hrtime.bigint();
-  const frozen: FrozenTree = freezeTree(opts.dump.tree!, log, opts.dump.timeout ?? DEFAULT_TIMEOUT);
+  // --freeze-cgroup: the cgroup freezer holds the tree while crest seizes it.
+  const pre = opts.cgroups.freeze !== undefined ? freezeCgroup(opts, log, DUMP_SEIZE_OPTIONS, opts.dump.timeout ?? DEFAULT_TIMEOUT) : undefined;
+  let frozen: FrozenTree;
+  try {
+    frozen = freezeTree(opts.dump.tree!, log, opts.dump.timeout ?? DEFAULT_TIMEOUT, pre);
+  } catch (e) {
+    if (pre) {
+      releaseSeized(pre);
+      restoreFreezerState(opts, log);
+    }
+    throw e;
+  }
+  if (pre) releaseSeized(pre, log);
   const freezingUs = us(t0);
   const frozenAt = process.hrtime.bigint();
   log.info(`Frozen ${frozen.tasks.length} task(s) in ${freezingUs} us`);
@@ -196,6 +221,13 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
   /** Tasks whose threads are still under remote control. */
   const open: DumpTask[] = [];
   const undo: DumpRun["undo"] = [];
+  const failed: DumpRun["failed"] = [];
+  /** Set once the tree runs again. */
+  let frozenUs: number | undefined;
+  /** The run, once the kinds have started on the tree. */
+  let started: DumpRun | undefined;
+  // Undone last: a freezer cgroup frozen before the dump is frozen again when the tree runs on.
+  if (pre) undo.push(() => restoreFreezerState(opts, log));
   try {
     faultPoint("dump:frozen");
     // An RPC client may name more external objects now that the tree is frozen (criu's query-ext-files).
@@ -208,9 +240,10 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
     const run: DumpRun = {
       opts, log, stats, images, files: [], root: tree.tasks[0]!, ownNamespaces: new Set(tree.ns.own.keys()), nextId,
       treeTids: new Set(frozen.tasks.flatMap((t) => [t.pid, ...t.threads.map((th) => th.tid)])),
-      undo, inventory: {}, state: (key) => states.of(key),
+      undo, failed, inventory: {}, state: (key) => states.of(key), script: (hook) => scripts.run(hook),
     };
     const states = new RunStates(() => run);
+    started = run;
     runKinds(run, tree.tasks, open, hooks);
     // A tree that is killed once its images are written need not be put back
     // as it was (scratch page, registers, masks), unless a post-dump script
@@ -218,11 +251,21 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
     // anything fails before the images are committed.
     const killed = !opts.dump.leaveRunning && !opts.dump.leaveStopped && !opts.actionScripts.length;
     if (!killed) closeAll(open);
+    if (snapshotsTaken(run)) {
+      // --leave-running: the tree runs on while its memory is copied from the snapshots (snapshot.ts).
+      undoAll(undo, log);
+      release(opts, frozen);
+      frozenUs = us(frozenAt);
+      faultPoint("dump:thawed");
+      copySnapshots(run);
+      endSnapshots(run, true);
+    }
     faultPoint("dump:images");
     writeTreeImages(run, tree);
     // A failing post-dump script fails the dump: the tree runs on, as criu does.
     scripts.run("post-dump");
   } catch (e) {
+    if (started) endSnapshots(started, frozenUs !== undefined);
     for (const t of open) {
       try {
         closeTask(t.remotes);
@@ -231,21 +274,57 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
       }
     }
     undoAll(undo, log);
-    thawTree(frozen);
+    undoAll(failed, log);
+    if (frozenUs === undefined) thawTree(frozen);
     throw e;
   }
-  if (opts.dump.leaveRunning || opts.dump.leaveStopped) undoAll(undo, log);
-  release(opts, frozen);
-  const frozenUs = us(frozenAt);
+  if (frozenUs === undefined) {
+    if (opts.dump.leaveRunning || opts.dump.leaveStopped) undoAll(undo, log);
+    release(opts, frozen);
+    frozenUs = us(frozenAt);
+  }
   // Written here, or behind by the store's writer thread.
   const entry = {
     freezing_time: freezingUs, frozen_time: frozenUs, memdump_time: stats.memdumpUs, memwrite_time: stats.memwriteUs + images.pagesWriteUs,
-    pages_scanned: BigInt(stats.pagesScanned), pages_skipped_parent: 0n, pages_written: BigInt(stats.pagesWritten), pages_lazy: 0n,
+    pages_scanned: BigInt(stats.pagesScanned), pages_skipped_parent: BigInt(stats.pagesSkippedParent), pages_written: BigInt(stats.pagesWritten), pages_lazy: 0n,
     shpages_scanned: BigInt(stats.shpagesScanned), shpages_skipped_parent: 0n, shpages_written: BigInt(stats.shpagesWritten),
   };
   images.write(IMG.stats, "dump", [{ dump: entry }]);
   if (opts.log.displayStats) displayDumpStats(log, entry);
   return { pids: frozen.tasks.map((t) => t.pid), stats, frozenUs };
+}
+
+/**
+ * Kills the snapshot processes (snapshot.ts) and has each parent reap its
+ * own: through its remote control while the tree is frozen, or frozen
+ * again for a moment once it runs.
+ */
+function endSnapshots(run: DumpRun, thawed: boolean): void {
+  for (const { task, child } of killSnapshots(run)) {
+    try {
+      if (!thawed) {
+        reapSnapshot(task.remotes[0]!, child);
+        continue;
+      }
+      const tree = freezeProcess(task.pid, run.log, run.opts.dump.timeout ?? DEFAULT_TIMEOUT);
+      if (!tree) continue; // gone: its children went to their reaper
+      try {
+        const ft = tree.tasks[0]!;
+        const remotes = openTask(task.pid, ft.threads, parseSmaps(readFileSync(`/proc/${task.pid}/smaps`, "utf8")), (ft.status[0]!.sigIgn & (1n << BigInt(SIG.TRAP - 1))) !== 0n);
+        try {
+          // Its threads resume the calls crest's interrupt woke them from (epoll_wait would fail with EINTR).
+          remotes.forEach((r, i) => resumeLive(r, task.pid, ft.status[i]!, run.log));
+          reapSnapshot(remotes[0]!, child);
+        } finally {
+          closeTask(remotes);
+        }
+      } finally {
+        thawTree(tree);
+      }
+    } catch (e) {
+      run.log.warn(`process ${task.pid} could not reap its snapshot process ${child} (${(e as Error).message}): it stays a zombie child of it`);
+    }
+  }
 }
 
 /** A task's identity in the tree: its pids as the tree's PID namespace sees them, group, session. */

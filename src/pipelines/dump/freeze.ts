@@ -3,7 +3,7 @@
 // task cannot fork) and threads are re-listed until none appear.
 import { readdirSync, readFileSync } from "node:fs";
 import { Tracee, TraceError } from "../../remote/tracee.js";
-import { PTRACE_O, SIG } from "../../sys/constants.js";
+import { SIG } from "../../sys/constants.js";
 import { parseChildren, parseStatus, type ProcStatus } from "../../proc/index.js";
 import { EPERM, ESRCH, ETIMEDOUT } from "../../sys/errno.js";
 import type { Logger } from "../../log.js";
@@ -26,8 +26,8 @@ export interface FrozenTree {
   tasks: FrozenTask[];
 }
 
-/** Options every dumped thread is seized with. */
-const DUMP_SEIZE_OPTIONS = PTRACE_O.TRACESYSGOOD | PTRACE_O.SUSPEND_SECCOMP;
+import { DUMP_SEIZE_OPTIONS } from "../../remote/tracee.js";
+export { DUMP_SEIZE_OPTIONS };
 
 function listThreads(pid: number): number[] {
   return readdirSync(`/proc/${pid}/task`).map(Number).sort((a, b) => (a === pid ? -1 : b === pid ? 1 : a - b));
@@ -91,7 +91,7 @@ function settleStopped(pid: number, t: Tracee, deadline: number): void {
 }
 
 /** Seizes and stops every thread of pid, re-listing until the set is stable. */
-function freezeTask(pid: number, ppid: number, log: Logger, seized: Tracee[], deadline: number): FrozenTask {
+function freezeTask(pid: number, ppid: number, log: Logger, seized: Tracee[], deadline: number, pre?: Map<number, Tracee>): FrozenTask {
   const byTid = new Map<number, Tracee>();
   const statusOf = new Map<number, ProcStatus>();
   for (;;) {
@@ -106,8 +106,19 @@ function freezeTask(pid: number, ppid: number, log: Logger, seized: Tracee[], de
     // Seize all, then interrupt all, then wait: the threads stop together
     // instead of one scheduling round each.
     const batch: Tracee[] = [];
+    const asked = new Set<Tracee>();
     for (const tid of fresh) {
       let t: Tracee;
+      // Seized and interrupted already through the freezer cgroup (--freeze-cgroup).
+      const had = pre?.get(tid);
+      if (had) {
+        pre!.delete(tid);
+        seized.push(had);
+        byTid.set(tid, had);
+        batch.push(had);
+        asked.add(had);
+        continue;
+      }
       try {
         t = Tracee.seize(tid, DUMP_SEIZE_OPTIONS);
       } catch (e) {
@@ -119,7 +130,7 @@ function freezeTask(pid: number, ppid: number, log: Logger, seized: Tracee[], de
       byTid.set(tid, t);
       batch.push(t);
     }
-    for (const t of batch) t.requestInterrupt();
+    for (const t of batch) if (!asked.has(t)) t.requestInterrupt();
     for (const t of batch) {
       const s = t.waitInterrupted(deadline);
       if (s.kind === "exited" || s.kind === "killed") {
@@ -163,7 +174,7 @@ function threadCount(pid: number): number {
   }
 }
 
-function freezeOne(pid: number, ppid: number, isRoot: boolean, log: Logger, seized: Tracee[], deadline: number): FrozenTask | null {
+function freezeOne(pid: number, ppid: number, isRoot: boolean, log: Logger, seized: Tracee[], deadline: number, pre?: Map<number, Tracee>): FrozenTask | null {
   const state = (): string | null => {
     try {
       return procState(pid);
@@ -185,7 +196,7 @@ function freezeOne(pid: number, ppid: number, isRoot: boolean, log: Logger, seiz
     return zombie(pid, ppid);
   }
   try {
-    return freezeTask(pid, ppid, log, seized, deadline);
+    return freezeTask(pid, ppid, log, seized, deadline, pre);
   } catch (e) {
     if (isRoot || !(e instanceof TraceError) || (e.errno !== ESRCH && e.errno !== EPERM)) throw e;
     const after = state();
@@ -199,7 +210,7 @@ function freezeOne(pid: number, ppid: number, isRoot: boolean, log: Logger, seiz
  * Freezes the tree rooted at root. On failure every thread seized so far is
  * detached (left running as before) and the error is rethrown.
  */
-export function freezeTree(root: number, log: Logger, timeoutSec: number): FrozenTree {
+export function freezeTree(root: number, log: Logger, timeoutSec: number, pre?: Map<number, Tracee>): FrozenTree {
   // Like criu's alarm(timeout): 0 means no limit.
   const deadline = timeoutSec > 0 ? Date.now() + timeoutSec * 1000 : Infinity;
   const seized: Tracee[] = [];
@@ -209,7 +220,7 @@ export function freezeTree(root: number, log: Logger, timeoutSec: number): Froze
     while (queue.length) {
       const [pid, ppid] = queue.shift()!;
       if (Date.now() > deadline) throw new TraceError(`freezing the tree of process ${root} took longer than ${timeoutSec} s (--timeout)`, ETIMEDOUT);
-      const task = freezeOne(pid, ppid, pid === root, log, seized, deadline);
+      const task = freezeOne(pid, ppid, pid === root, log, seized, deadline, pre);
       if (!task) continue;
       tasks.push(task);
       for (const c of task.children) queue.push([c, pid]);
@@ -228,6 +239,25 @@ export function freezeTree(root: number, log: Logger, timeoutSec: number): Froze
     throw e;
   }
   return { root, tasks };
+}
+
+/** Freezes one process alone (not its children), as freezeTree would; null once it is gone. */
+export function freezeProcess(pid: number, log: Logger, timeoutSec: number): FrozenTree | null {
+  const deadline = timeoutSec > 0 ? Date.now() + timeoutSec * 1000 : Infinity;
+  const seized: Tracee[] = [];
+  try {
+    const task = freezeOne(pid, 0, false, log, seized, deadline);
+    return task && !task.zombie ? { root: pid, tasks: [task] } : null;
+  } catch (e) {
+    for (const t of seized) {
+      try {
+        t.detach();
+      } catch {
+        // already gone
+      }
+    }
+    throw e;
+  }
 }
 
 /** Lets every thread of the tree go, optionally sending sig to each task first (SIGSTOP for --leave-stopped). */

@@ -47,7 +47,7 @@ export class TreeNamespaces {
       const roots = this.link(tree.root, kind);
       if (roots === mine) continue;
       if (!SUPPORTED_NS.has(kind)) {
-        throw new UnsupportedError(`process ${tree.root} is in its own ${kind} namespace (${roots}); crest supports trees with their own pid, ipc and uts namespaces only so far`);
+        throw new UnsupportedError(`process ${tree.root} is in its own ${kind} namespace (${roots}); crest supports trees with their own ${[...SUPPORTED_NS].join(", ")} namespaces only so far`);
       }
       this.own.set(kind, roots);
     }

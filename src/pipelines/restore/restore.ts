@@ -7,6 +7,7 @@
 // stage after the other, over every task (threads, files, signals, ...,
 // registers last); the kinds' last steps; and let them all go. If anything
 // fails, every task created so far is killed: nothing is left half-alive.
+import { resolveChain } from "../../kinds/memory/chain.js";
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, statSync, writeSync, constants as fsc } from "node:fs";
 import { parseStat } from "../../proc/stat.js";
 import type { Logger } from "../../log.js";
@@ -18,6 +19,7 @@ import { RestoreImages } from "../../images/store.js";
 import { NAMESPACE_KINDS, TASK_RESTORE_KINDS } from "../../kinds/registry.js";
 import { newStats, RunStates, type RestoreRun, type RestoreTask, type TaskKind } from "../../kinds/context.js";
 import { TASK_STATE } from "../../kinds/task/task-state.js";
+import { rootUserns } from "../../kinds/namespaces/user.js";
 import { createTree, finishTree, planTree, type OutsideSession, type TreeNode } from "./tree.js";
 import { takenPid } from "./pid-wait.js";
 import { sleepMs, wait4 } from "../../sys/syscalls.js";
@@ -60,7 +62,7 @@ function loadTask(images: RestoreImages, entry: pstree_entry, core: core_entry[]
   return {
     pid: 0, vpid, vtids: entry.threads, sid: entry.sid, pgid: entry.pgid, sharesFiles: false, sharesFs: false, parent: null,
     threads: [], remotes: [], core, ids, mm, fs,
-    pagemap: pagemap.entries, pagesId: pagemap.head.pages_id,
+    pagemap: pagemap.entries, pagesId: pagemap.head.pages_id, pages: resolveChain(images, vpid, pagemap.entries, pagemap.head.pages_id),
     fdinfo: images.readOr(IMG.fdinfo, ids.files_id, []),
     final: [],
   };
@@ -222,11 +224,12 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
   }
   const tree = loadTree(opts.images.dir, opts);
   const { images, nodes } = tree;
+  const scripts = new ActionScripts(opts.actionScripts, images.dir, log, hooks.notify);
   const run: RestoreRun = {
     opts, log, stats: newStats(), images, inventory: tree.inventory,
     files: new Map<number, file_entry>(images.read(IMG.files).map((f) => [f.id, f])),
     tasks: [...tree.tasks.values()], opened: new Map(), transient: [], cleanup: [],
-    state: (key) => states.of(key),
+    state: (key) => states.of(key), script: (hook) => scripts.run(hook),
     ...(hooks.notify ? { giveOrphanPtsMaster: (fd: number) => { hooks.notify!("orphan-pts-master", undefined, fd); } } : {}),
   };
   const states = new RunStates(() => run);
@@ -234,7 +237,6 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
   if (!(nsFlags & CLONE.NEWPID)) checkPidsFree(tree, log);
   log.info(`Restoring ${tree.entries.length} process(es), root ${tree.entries[0]!.pid}`);
 
-  const scripts = new ActionScripts(opts.actionScripts, images.dir, log, hooks.notify);
   const t0 = process.hrtime.bigint();
   native.syscall(SYS.prctl, PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   const created: Remote[] = [];
@@ -265,7 +267,8 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
     let bornUs = 0n, born = 0;
     // -S: the root becomes a child of crest's parent, which then owns it.
     const rootFlags = nsFlags | (opts.restore.sibling ? CLONE.PARENT : 0);
-    createTree(nodes, { flags: rootFlags, ownPidNs: (nsFlags & CLONE.NEWPID) !== 0 }, created, log, (n) => {
+    const userns = rootUserns(run);
+    createTree(nodes, { flags: rootFlags, ownPidNs: (nsFlags & CLONE.NEWPID) !== 0, ...(userns ? { userns } : {}) }, created, log, (n) => {
       const task = tree.tasks.get(n.vpid);
       if (n === nodes[0]) {
         scripts.rootPid = n.pid;

@@ -17,6 +17,8 @@ export type Role = "task" | "zombie" | "helper";
 export interface RootFlags {
   flags: number;
   ownPidNs: boolean;
+  /** A new user namespace (CLONE_NEWUSER in flags): its maps, written before the root runs. */
+  userns?: { uidMap: string; gidMap: string };
 }
 
 export interface TreeNode {
@@ -97,7 +99,7 @@ export function planTree(entries: pstree_entry[], roleOf: (e: pstree_entry) => R
 export function createTree(nodes: TreeNode[], ns: RootFlags, created: Remote[], log: Logger, born: (n: TreeNode) => void): void {
   const root = nodes[0]!;
   // A shell job's root stays in crest's session, with crest's terminal (-j).
-  root.remote = startStub({ pid: ns.ownPidNs ? 1 : root.vpid, flags: ns.flags, setsid: root.sid === root.vpid });
+  root.remote = startStub({ pid: ns.ownPidNs ? 1 : root.vpid, flags: ns.flags, setsid: root.sid === root.vpid, ...(ns.userns ? { userns: ns.userns } : {}) });
   created.push(root.remote);
   root.pid = root.remote.pid;
   born(root);

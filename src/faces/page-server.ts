@@ -1,0 +1,48 @@
+// `crest page-server`: criu's page server. It listens on --address:--port
+// (criu's defaults: every address, port 1234), takes one sender (a dump or
+// pre-dump run with --page-server), writes the pagemaps and pages it is sent
+// into the images directory (images/page-server.ts), and ends when the
+// sender has closed. -d/--daemon runs it detached, this command returning
+// once it listens; --pidfile names its PID; --status-fd is told when it listens.
+import { closeSync, mkdirSync, readSync, writeFileSync, writeSync } from "node:fs";
+import type { Logger } from "../log.js";
+import { workPath, type Options } from "../options.js";
+import { acceptPageClient, listenPageServer, servePages } from "../images/page-server.js";
+import { daemonize } from "./rpc/service.js";
+
+const DEFAULT_PORT = 1234;
+
+export function pageServerMain(opts: Options, argv: readonly string[], refused: readonly string[], log: Logger): number {
+  if (refused.length) {
+    for (const why of refused) log.error(why);
+    return 1;
+  }
+  if (opts.restore.detached) return daemonize(argv, log);
+  let listener = -1, sk = -1;
+  try {
+    mkdirSync(opts.images.dir, { recursive: true });
+    const address = opts.service.address ?? "0.0.0.0";
+    const l = listenPageServer(address, opts.service.port ?? DEFAULT_PORT);
+    listener = l.fd;
+    log.info(`Page server listening on ${address}:${l.port}, images in ${opts.images.dir}`);
+    if (opts.restore.pidfile) writeFileSync(workPath(opts, opts.restore.pidfile), `${process.pid}`);
+    if (opts.restore.statusFd !== undefined) {
+      writeSync(opts.restore.statusFd, Buffer.of(0));
+      closeSync(opts.restore.statusFd);
+    }
+    sk = acceptPageClient(listener);
+    closeSync(listener);
+    listener = -1;
+    servePages(sk, opts.images.dir, (m) => log.info(m));
+    // As criu: wait for the sender to close its end (no TIME_WAIT on this side).
+    if (readSync(sk, Buffer.alloc(1), 0, 1, null) !== 0) throw new Error("the sender sent more after it closed the session");
+    log.info("Session over");
+    return 0;
+  } catch (e) {
+    log.error((e as Error).message);
+    return 1;
+  } finally {
+    if (listener >= 0) closeSync(listener);
+    if (sk >= 0) closeSync(sk);
+  }
+}

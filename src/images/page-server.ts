@@ -1,0 +1,248 @@
+// criu's page server: pagemaps and their pages sent over TCP instead of
+// written where the dump runs (criu/page-xfer.c; the same bytes on the wire).
+// Each message is a page_server_iov (u32 cmd, u64 nr_pages, u64 vaddr,
+// u64 dst_id: 32 bytes); cmd's low 16 bits are the command, the high ones a
+// pagemap entry's flags; dst_id is the image's id << 8 | its type (1: a
+// task's pagemap-ID.img, 2: pagemap-shmem-ID.img). The sender opens an image
+// (OPEN2, answered with one byte: whether the server's images have a parent
+// link), adds its entries (ADD_F, each PE_PRESENT one followed by its
+// pages), and at the end asks CLOSE, answered with an int32 status. The
+// server writes each image and a pages-N.img of its own numbering.
+import { closeSync, existsSync, openSync, readdirSync, readSync, unlinkSync, writeSync, constants as fsc } from "node:fs";
+import { join } from "node:path";
+import { native } from "../sys/native.js";
+import { SYS } from "../sys/constants.js";
+import { check } from "../sys/errno.js";
+import { IMG } from "./kinds.js";
+import { imagePath, readImage, writeImage } from "./file.js";
+import type { pagemap_entry } from "./gen/index.js";
+
+const IOV_SIZE = 32;
+const PAGE = 4096;
+export const PS = { ADD: 1, HOLE: 2, OPEN: 3, OPEN2: 4, PARENT: 5, ADD_F: 6, GET: 7, CLOSE: 0x1023, FORCE_CLOSE: 0x1024 } as const;
+const TYPE_PID = 1, TYPE_SHMEM = 2;
+/** Type numbers older criu versions sent (criu's decode_pm). */
+const LEGACY: Record<number, number> = { 10: TYPE_PID, 11: TYPE_PID, 27: TYPE_SHMEM, 28: TYPE_SHMEM, 29: TYPE_SHMEM };
+const PE_PARENT = 1, PE_PRESENT = 4;
+
+export interface Iov {
+  cmd: number;
+  flags: number;
+  nrPages: number;
+  vaddr: bigint;
+  dstId: bigint;
+}
+
+export function encodeIov(cmd: number, flags: number, nrPages: number, vaddr: bigint, dstId: bigint): Buffer {
+  const b = Buffer.alloc(IOV_SIZE);
+  b.writeUInt32LE(((flags << 16) | cmd) >>> 0, 0);
+  b.writeBigUInt64LE(BigInt(nrPages), 8);
+  b.writeBigUInt64LE(vaddr, 16);
+  b.writeBigUInt64LE(dstId, 24);
+  return b;
+}
+
+export function decodeIov(b: Buffer): Iov {
+  const raw = b.readUInt32LE(0);
+  return { cmd: raw & 0xffff, flags: raw >>> 16, nrPages: Number(b.readBigUInt64LE(8)), vaddr: b.readBigUInt64LE(16), dstId: b.readBigUInt64LE(24) };
+}
+
+/** An image's dst_id, and back: which pagemap image it names. */
+export const dstId = (shmem: boolean, id: number): bigint => (BigInt(id) << 8n) | BigInt(shmem ? TYPE_SHMEM : TYPE_PID);
+export function decodeDst(dst: bigint): { shmem: boolean; id: number } {
+  const t = Number(dst & 0xffn);
+  const type = LEGACY[t] ?? t;
+  if (type !== TYPE_PID && type !== TYPE_SHMEM) throw new Error(`the page server was sent an image of unknown type ${t}`);
+  return { shmem: type === TYPE_SHMEM, id: Number(dst >> 8n) };
+}
+
+// ---- sockets (IPv4, blocking, through the syscalls) ----
+
+const AF_INET = 2, SOCK_STREAM = 1, SOCK_CLOEXEC = 0o2000000, SOL_SOCKET = 1, SO_REUSEADDR = 2, IPPROTO_TCP = 6, TCP_NODELAY = 1;
+
+function sockaddr(address: string, port: number): Buffer {
+  const parts = address.split(".").map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) {
+    throw new Error(`page server address ${address}: crest takes an IPv4 address (a.b.c.d) so far`);
+  }
+  const a = Buffer.alloc(16);
+  a.writeUInt16LE(AF_INET, 0);
+  a.writeUInt16BE(port, 2);
+  parts.forEach((p, i) => (a[4 + i] = p));
+  return a;
+}
+
+function tcpSocket(): number {
+  const fd = check(native.syscall(SYS.socket, AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), "make a TCP socket");
+  native.syscall(SYS.setsockopt, fd, IPPROTO_TCP, TCP_NODELAY, Buffer.from([1, 0, 0, 0]), 4);
+  return fd;
+}
+
+/** The connection to the page server a dump sends its pages to (--page-server --address A --port P), if any. */
+export function pageServerFor(o: { pageServer?: boolean; address?: string; port?: number }): number | undefined {
+  if (!o.pageServer) return undefined;
+  if (!o.address) throw new Error("--page-server needs --address (and --port, 1234 by default): where the page server listens");
+  return connectPageServer(o.address, o.port ?? 1234);
+}
+
+/** Connects to a page server. */
+export function connectPageServer(address: string, port: number): number {
+  const fd = tcpSocket();
+  const a = sockaddr(address, port);
+  const r = native.syscall(SYS.connect, fd, a, a.length);
+  if (r < 0) {
+    closeSync(fd);
+    check(r, `connect to the page server at ${address}:${port}`);
+  }
+  return fd;
+}
+
+/** A listening socket on address:port (port 0: one the kernel picks); returns it and the port. */
+export function listenPageServer(address: string, port: number): { fd: number; port: number } {
+  const fd = tcpSocket();
+  native.syscall(SYS.setsockopt, fd, SOL_SOCKET, SO_REUSEADDR, Buffer.from([1, 0, 0, 0]), 4);
+  const a = sockaddr(address, port);
+  check(native.syscall(SYS.bind, fd, a, a.length), `bind the page server to ${address}:${port}`);
+  check(native.syscall(SYS.listen, fd, 1), "listen for the page server's client");
+  const got = Buffer.alloc(16);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(16);
+  check(native.syscall(SYS.getsockname, fd, got, len), "find the page server's port");
+  return { fd, port: got.readUInt16BE(2) };
+}
+
+export function acceptPageClient(listener: number): number {
+  return check(native.syscall(SYS.accept4, listener, 0, 0, SOCK_CLOEXEC), "accept the page server's client");
+}
+
+function readFully(fd: number, buf: Buffer, what: string): boolean {
+  let got = 0;
+  while (got < buf.length) {
+    const n = readSync(fd, buf, got, buf.length - got, null);
+    if (n === 0) {
+      if (got === 0) return false;
+      throw new Error(`${what}: the connection closed in the middle of a message`);
+    }
+    got += n;
+  }
+  return true;
+}
+
+function writeFully(fd: number, buf: Buffer): void {
+  for (let done = 0; done < buf.length;) done += writeSync(fd, buf, done, buf.length - done);
+}
+
+// ---- the sender: a dump's pagemaps and pages, from its staging directory ----
+
+/**
+ * Sends every pagemap image of `dir` with its pages to the page server on
+ * `sk`, and removes them from `dir` (they are the server's now); then asks
+ * it to close and checks its status.
+ */
+export function sendPagemaps(dir: string, sk: number): void {
+  const chunk = Buffer.allocUnsafe(4 << 20);
+  const images = readdirSync(dir).map((f) => /^pagemap-(shmem-)?(\d+)\.img$/.exec(f)).filter((m): m is RegExpExecArray => m !== null);
+  for (const m of images) {
+    const shmem = m[1] !== undefined, id = Number(m[2]);
+    const kind = shmem ? IMG.shmemPagemap : IMG.pagemap;
+    const pm = readImage(dir, kind, id);
+    const dst = dstId(shmem, id);
+    writeFully(sk, encodeIov(PS.OPEN2, 0, 0, 0n, dst));
+    readFully(sk, Buffer.alloc(1), "the page server's answer to OPEN2");
+    const pagesPath = imagePath(dir, IMG.pages, pm.head.pages_id);
+    const pages = existsSync(pagesPath) ? openSync(pagesPath, "r") : -1;
+    try {
+      let off = 0;
+      for (const e of pm.entries) {
+        const nr = Number(e.nr_pages ?? BigInt(e.compat_nr_pages));
+        const flags = e.flags ?? PE_PRESENT;
+        writeFully(sk, encodeIov(PS.ADD_F, flags, nr, e.vaddr, dst));
+        if (!(flags & PE_PRESENT)) continue;
+        for (let left = nr * PAGE; left > 0;) {
+          const n = readSync(pages, chunk, 0, Math.min(left, chunk.length), off);
+          if (n <= 0) throw new Error(`${pagesPath} is shorter than its pagemap says`);
+          writeFully(sk, chunk.subarray(0, n));
+          off += n;
+          left -= n;
+        }
+      }
+    } finally {
+      if (pages >= 0) closeSync(pages);
+    }
+    unlinkSync(join(dir, m[0]));
+    if (pages >= 0) unlinkSync(pagesPath);
+  }
+  writeFully(sk, encodeIov(PS.CLOSE, 0, 0, 0n, 0n));
+  const status = Buffer.alloc(4);
+  if (!readFully(sk, status, "the page server's answer to CLOSE") || status.readInt32LE(0) !== 0) {
+    throw new Error(`the page server did not take the pages (status ${status.readInt32LE(0)})`);
+  }
+}
+
+// ---- the receiver ----
+
+/** One session of a page server: writes what the sender sends into `dir`; returns once it asked to close. */
+export function servePages(sk: number, dir: string, log: (msg: string) => void): void {
+  const hasParent = existsSync(join(dir, "parent"));
+  let nextPages = 1;
+  while (existsSync(imagePath(dir, IMG.pages, nextPages))) nextPages++;
+  let open: { dst: bigint; shmem: boolean; id: number; pagesId: number; pages: number; entries: pagemap_entry[] } | null = null;
+  const finish = () => {
+    if (!open) return;
+    closeSync(open.pages);
+    writeImage(dir, open.shmem ? IMG.shmemPagemap : IMG.pagemap, open.id, { head: { pages_id: open.pagesId }, entries: open.entries });
+    open = null;
+  };
+  const start = (dst: bigint) => {
+    finish();
+    const { shmem, id } = decodeDst(dst);
+    const pagesId = nextPages++;
+    log(`Opening ${shmem ? "pagemap-shmem" : "pagemap"}-${id}.img (pages-${pagesId}.img)`);
+    const pages = openSync(imagePath(dir, IMG.pages, pagesId), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
+    open = { dst, shmem, id, pagesId, pages, entries: [] };
+  };
+  const head = Buffer.alloc(IOV_SIZE);
+  const chunk = Buffer.allocUnsafe(4 << 20);
+  for (;;) {
+    if (!readFully(sk, head, "a page server message")) throw new Error("the sender closed the connection before it asked to close (the dump did not end well)");
+    const iov = decodeIov(head);
+    switch (iov.cmd) {
+      case PS.OPEN:
+      case PS.OPEN2:
+        start(iov.dstId);
+        if (iov.cmd === PS.OPEN2) writeFully(sk, Buffer.from([hasParent ? 1 : 0]));
+        break;
+      case PS.PARENT: {
+        const { shmem, id } = decodeDst(iov.dstId);
+        const b = Buffer.alloc(4);
+        b.writeInt32LE(hasParent && existsSync(imagePath(join(dir, "parent"), shmem ? IMG.shmemPagemap : IMG.pagemap, id)) ? 1 : 0);
+        writeFully(sk, b);
+        break;
+      }
+      case PS.ADD:
+      case PS.ADD_F:
+      case PS.HOLE: {
+        if (!open || (open as { dst: bigint }).dst !== iov.dstId) start(iov.dstId);
+        const o = open!;
+        const flags = iov.cmd === PS.ADD_F ? iov.flags : iov.cmd === PS.ADD ? PE_PRESENT : PE_PARENT;
+        o.entries.push({ vaddr: iov.vaddr, compat_nr_pages: iov.nrPages, nr_pages: BigInt(iov.nrPages), flags });
+        if (!(flags & PE_PRESENT)) break;
+        for (let left = iov.nrPages * PAGE; left > 0;) {
+          const want = Math.min(left, chunk.length);
+          if (!readFully(sk, chunk.subarray(0, want), "pages")) throw new Error("the connection closed in the middle of pages");
+          writeFully(o.pages, chunk.subarray(0, want));
+          left -= want;
+        }
+        break;
+      }
+      case PS.CLOSE:
+      case PS.FORCE_CLOSE: {
+        finish();
+        writeFully(sk, Buffer.alloc(4));
+        return;
+      }
+      default:
+        throw new Error(`the page server was sent command ${iov.cmd}, which crest does not serve (${iov.cmd === PS.GET ? "lazy pages" : "unknown"})`);
+    }
+  }
+}

@@ -1,0 +1,242 @@
+// Which pages a task wrote since the last dump (pre-dump, then dump
+// --prev-images-dir --track-mem), without soft-dirty: the task's private
+// mappings are registered with a userfaultfd of its own memory in
+// asynchronous write-protect mode and write-protected; a later PAGEMAP_SCAN
+// tells the pages written since (PAGE_IS_WRITTEN) from those not
+// (pagemap.ts, pages.ts).
+//
+// The kernel drops the registration when the userfaultfd's last holder
+// closes it, and crest exits between dumps: a holder process keeps the
+// task's userfaultfds open until the next dump takes them over (or all
+// tracked tasks are gone). Its PID and the fd of each task's userfaultfd in
+// it are written beside the images (crest-mem-track.json, which criu does not
+// read). A lost holder loses nothing but time: a mapping no longer
+// registered reports every page written, so the next dump copies them all.
+import { closeSync, openSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Logger } from "../../log.js";
+import type { SmapsEntry } from "../../proc/index.js";
+import { parseStat } from "../../proc/index.js";
+import type { Remote } from "../../remote/remote.js";
+import { native } from "../../sys/native.js";
+import { O, PAGE_SIZE, SIG, SYS } from "../../sys/constants.js";
+import { errnoName } from "../../sys/errno.js";
+import { UFFD_FEATURE, UFFD_USER_MODE_ONLY, uffdApi, uffdRegisterWp, uffdWriteProtect } from "../../sys/uffd.js";
+import { takeFd } from "../sockets/unix.js";
+import { privatePages } from "./vma.js";
+import { pageCount, parentPages, type ParentPages } from "./pages.js";
+import { dumpState, type DumpRun, type DumpTask } from "../context.js";
+import { IMG } from "../../images/index.js";
+import { parentImagesDir } from "../../options.js";
+import { RestoreImages } from "../../images/store.js";
+
+/** The record of a tracking beside the images. */
+export const TRACK_FILE = "crest-mem-track.json";
+
+interface TrackRecord {
+  holder: { pid: number; start: number };
+  /** Each tracked task by crest's PID, with its start time and the holder's fd of its userfaultfd. */
+  tasks: Array<{ pid: number; start: number; fd: number }>;
+}
+
+/** A task tracked from now on: crest's fd of its userfaultfd. */
+export interface Tracked {
+  pid: number;
+  uffd: number;
+}
+
+/** When a process started, in clock ticks after boot (a PID reused since starts later); null once it is gone (or dead, a zombie). */
+export function startTime(pid: number): number | null {
+  try {
+    const st = parseStat(readFileSync(`/proc/${pid}/stat`, "utf8"));
+    return st.state === "Z" || st.state === "X" ? null : st.starttime;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The tracking an earlier dump left in its images directory, while its
+ * holder lives: the userfaultfd of each task it tracks, to go on with.
+ */
+export class PrevTracking {
+  private constructor(private readonly rec: TrackRecord, private readonly pidfd: number) {}
+
+  static open(dir: string, log: Logger): PrevTracking | null {
+    let rec: TrackRecord;
+    try {
+      rec = JSON.parse(readFileSync(join(dir, TRACK_FILE), "utf8")) as TrackRecord;
+    } catch {
+      log.info(`${dir} has no memory tracking of crest's: every page is dumped`);
+      return null;
+    }
+    const pidfd = native.syscall(SYS.pidfd_open, rec.holder.pid, 0);
+    if (pidfd < 0 || startTime(rec.holder.pid) !== rec.holder.start) {
+      if (pidfd >= 0) closeSync(pidfd);
+      log.warn(`the memory tracking of ${dir} ended (its holder, process ${rec.holder.pid}, is gone): every page is dumped`);
+      return null;
+    }
+    return new PrevTracking(rec, pidfd);
+  }
+
+  /** crest's fd of the task's userfaultfd, or null if the task is not the one tracked (new, or a reused PID). */
+  take(pid: number): number | null {
+    const t = this.rec.tasks.find((x) => x.pid === pid);
+    if (!t || startTime(pid) !== t.start) return null;
+    const fd = native.syscall(SYS.pidfd_getfd, this.pidfd, t.fd, 0);
+    return fd < 0 ? null : fd;
+  }
+
+  /** Ends the holder: the tracking goes on only through the fds crest took. */
+  stop(): void {
+    endHolder(this.rec.holder.pid);
+  }
+
+  close(): void {
+    closeSync(this.pidfd);
+  }
+}
+
+/**
+ * Starts (or, with the userfaultfd an earlier dump left, renews) tracking of
+ * the task's private mappings: each is registered, and the pages with data
+ * the dump found (`data`: sorted ranges) write-protected, so that a write
+ * from now on marks its page; any other page the task fills from now on is
+ * new, and marked as written too. Only those pages: write-protecting a page
+ * not there would leave a marker that PAGEMAP_SCAN reports as swapped, data
+ * that is not. Runs while the task is frozen. Returns crest's fd of the
+ * userfaultfd, or null where the task cannot have one (its seccomp filter
+ * forbids userfaultfd, say): logged, and its next dump copies every page.
+ */
+export function track(r: Remote, vmas: readonly SmapsEntry[], data: ReadonlyArray<{ start: number; end: number }>, prev: number | null, log: Logger): number | null {
+  const pid = r.pid;
+  let uffd = prev;
+  if (uffd === null) {
+    const fd = r.syscall(SYS.userfaultfd, O.CLOEXEC | O.NONBLOCK | UFFD_USER_MODE_ONLY);
+    if (fd < 0) {
+      log.warn(`process ${pid} cannot track its memory (userfaultfd: ${errnoName(-fd)}): its next dump copies every page`);
+      return null;
+    }
+    try {
+      uffd = takeFd(pid, fd, `the userfaultfd of process ${pid}`);
+    } finally {
+      // At once: the kinds after memory list the task's fds.
+      r.call(`close the userfaultfd crest made in process ${pid}`, SYS.close, fd);
+    }
+    uffdApi(uffd, UFFD_FEATURE.WP_ASYNC, `process ${pid}'s memory`);
+  }
+  let i = 0;
+  for (const m of vmas) {
+    if (!privatePages(m)) continue;
+    const e = uffdRegisterWp(uffd, m.start, m.end - m.start);
+    if (e < 0) {
+      log.debug(`process ${pid}: 0x${m.start.toString(16)}-0x${m.end.toString(16)} (${m.path || "anonymous"}) is not tracked (${errnoName(-e)}): its pages are dumped every time`);
+      continue;
+    }
+    while (i < data.length && data[i]!.end <= m.start) i++;
+    for (let j = i; j < data.length && data[j]!.start < m.end; j++) {
+      const start = Math.max(data[j]!.start, m.start), end = Math.min(data[j]!.end, m.end);
+      uffdWriteProtect(uffd, start, end - start, `0x${start.toString(16)}-0x${end.toString(16)} of process ${pid}`);
+    }
+  }
+  return uffd;
+}
+
+/**
+ * Hands the userfaultfds to a holder process of their own (in a session of
+ * its own, out of the tree), which keeps them open while any tracked task
+ * lives; crest's own fds are closed. Returns the record to write beside the
+ * images (TRACK_FILE), and the holder's PID.
+ */
+export function holdTracking(tracked: readonly Tracked[]): { record: string; holder: number } {
+  const nul = openSync("/dev/null", "r+");
+  // Polls: a shell is all it takes, and the fds stay open in it (and in its sleep).
+  const script = 'while :; do for p; do if kill -0 "$p" 2>/dev/null; then sleep 2; continue 2; fi; done; exit 0; done';
+  let pid: number;
+  try {
+    pid = native.spawn({
+      path: "/bin/sh", argv: ["crest-mem-track", "-c", script, "crest-mem-track", ...tracked.map((t) => String(t.pid))],
+      env: ["PATH=/usr/bin:/bin"], setsid: 1, fds: [nul, nul, nul, ...tracked.map((t) => t.uffd)],
+    });
+  } finally {
+    closeSync(nul);
+    for (const t of tracked) closeSync(t.uffd);
+  }
+  if (pid < 0) throw new Error(`cannot start the process that keeps the memory tracking: ${errnoName(-pid)}`);
+  const rec: TrackRecord = {
+    holder: { pid, start: startTime(pid) ?? 0 },
+    tasks: tracked.map((t, i) => ({ pid: t.pid, start: startTime(t.pid) ?? 0, fd: 3 + i })),
+  };
+  return { record: JSON.stringify(rec) + "\n", holder: pid };
+}
+
+/** Ends a holder process (its session). */
+export function endHolder(pid: number): void {
+  try {
+    process.kill(-pid, SIG.KILL);
+  } catch {
+    // gone already
+  }
+}
+
+/** The system's uptime in microseconds, as criu keeps it in inventory.dump_uptime. */
+export function uptimeUs(): bigint {
+  const [sec, frac = "0"] = readFileSync("/proc/uptime", "utf8").split(" ")[0]!.split(".");
+  return BigInt(sec!) * 1_000_000n + BigInt(frac.padEnd(2, "0").slice(0, 2)) * 10_000n;
+}
+
+/** A dump's tracking: the parent images' (--prev-images-dir with --track-mem), and the tasks it tracks from now on. */
+interface DumpTracking {
+  parent: RestoreImages | null;
+  prev: PrevTracking | null;
+  tracked: Tracked[];
+}
+
+const dumpTracking = dumpState<DumpTracking>("memory tracking", (run) => {
+  const dir = run.opts.dump.trackMem ? parentImagesDir(run.opts) : null;
+  return { parent: dir ? new RestoreImages(dir) : null, prev: dir ? PrevTracking.open(dir, run.log) : null, tracked: [] };
+});
+
+/**
+ * Dump: the pages the parent images hold for the task, where the tracking
+ * since them says which it has not written; null where every page is copied.
+ * `prevFd`: the task's userfaultfd from the previous tracking, for trackTask.
+ */
+export function parentPagesOf(task: DumpTask, run: DumpRun): { parent: ParentPages | null; prevFd: number | null } {
+  const s = run.state(dumpTracking);
+  const prevFd = s.prev?.take(task.pid) ?? null;
+  if (prevFd === null || !s.parent?.exists(IMG.pagemap, task.vpid)) return { parent: null, prevFd };
+  return { parent: parentPages(s.parent.read(IMG.pagemap, task.vpid).entries), prevFd };
+}
+
+/** Dump, once the task's pages are copied: tracks it on with --track-mem, for a tree that runs on. */
+export function trackTask(task: DumpTask, run: DumpRun, prevFd: number | null): void {
+  const o = run.opts.dump;
+  if (!o.trackMem || !(o.leaveRunning || o.leaveStopped)) {
+    if (prevFd !== null) closeSync(prevFd);
+    return;
+  }
+  const data = task.pagemap.map((e) => ({ start: Number(e.vaddr), end: Number(e.vaddr) + pageCount(e) * PAGE_SIZE }));
+  const uffd = track(task.remotes[0]!, task.vmas, data, prevFd, run.log);
+  if (uffd !== null) run.state(dumpTracking).tracked.push({ pid: task.pid, uffd });
+}
+
+/**
+ * Dump, after every task: the new tracking goes to a holder of its own and
+ * the previous one ends (where the tasks were tracked again, its marks are
+ * gone: the parent images no longer match them). A dump that fails ends
+ * the new holder too: its next dump copies every page.
+ */
+export function handOverTracking(run: DumpRun): void {
+  const s = run.state(dumpTracking);
+  // As criu: the uptime at a tracked dump, which tells a task started since (a reused PID).
+  if (run.opts.dump.trackMem) run.inventory.dump_uptime = uptimeUs();
+  if (s.tracked.length) {
+    const { record, holder } = holdTracking(s.tracked);
+    s.tracked = [];
+    run.images.writeFile(TRACK_FILE, record);
+    run.failed.push(() => endHolder(holder));
+    s.prev?.stop();
+  }
+  s.prev?.close();
+}

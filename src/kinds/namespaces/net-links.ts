@@ -1,0 +1,137 @@
+// A network namespace's links over rtnetlink, as criu reads and makes them:
+// one RTM_GETLINK dump (parsed here, pure, so that captured replies can be
+// tested) and RTM_NEWLINK requests to make a veth pair with one end in
+// another namespace, or to set a link's MTU, address and flags.
+import { closeSync } from "node:fs";
+import { NETLINK_ROUTE, netlinkSocket, nlRequest, NLM_F, parseAttrs, rtattr } from "../../kernel/netlink.js";
+
+export const RTM_NEWLINK = 16, RTM_GETLINK = 18;
+const AF_UNSPEC = 0;
+export const IFLA = {
+  ADDRESS: 1, IFNAME: 3, MTU: 4, LINK: 5, MASTER: 10, LINKINFO: 18, NET_NS_FD: 28, LINK_NETNSID: 37,
+} as const;
+const IFLA_INFO = { KIND: 1, DATA: 2 } as const;
+const VETH_INFO_PEER = 1;
+export const IFF_UP = 0x1, IFF_LOOPBACK = 0x8;
+/**
+ * The flags a link's owner sets (dev_change_flags): up, debug, notrailers,
+ * noarp, promisc, allmulti, multicast, portsel, automedia, dynamic. The
+ * others (running, lower_up, ...) are the kernel's to say.
+ */
+export const IFF_SETTABLE = 0x1 | 0x4 | 0x20 | 0x80 | 0x100 | 0x200 | 0x1000 | 0x2000 | 0x4000 | 0x8000;
+
+/** One link of an RTM_NEWLINK reply. */
+export interface Link {
+  index: number;
+  flags: number;
+  name: string;
+  mtu: number;
+  /** The hardware address (none on a link without one). */
+  address?: Buffer;
+  /** IFLA_INFO_KIND: "veth", "bridge", ...; undefined for loopback and other links without one. */
+  kind?: string;
+  /** IFLA_LINK: the peer's index (a veth's peer). */
+  link?: number;
+  /** IFLA_LINK_NETNSID: the peer is in another namespace, which this one names so. */
+  linkNetnsid?: number;
+  master?: number;
+}
+
+/** struct ifinfomsg: family, pad, type, index, flags, change. */
+export function ifinfomsg(index: number, flags = 0, change = 0): Buffer {
+  const b = Buffer.alloc(16);
+  b.writeUInt8(AF_UNSPEC, 0);
+  b.writeInt32LE(index, 4);
+  b.writeUInt32LE(flags >>> 0, 8);
+  b.writeUInt32LE(change >>> 0, 12);
+  return b;
+}
+
+/** The link an RTM_NEWLINK message body describes. */
+export function parseLink(body: Buffer): Link {
+  const a = parseAttrs(body, 16);
+  const str = (b: Buffer | undefined) => b?.toString("utf8").replace(/\0.*$/s, "");
+  const info = a.get(IFLA.LINKINFO) ? parseAttrs(a.get(IFLA.LINKINFO)!, 0) : undefined;
+  const link: Link = {
+    index: body.readInt32LE(4),
+    flags: body.readUInt32LE(8),
+    name: str(a.get(IFLA.IFNAME)) ?? "",
+    mtu: a.get(IFLA.MTU)?.readUInt32LE(0) ?? 0,
+  };
+  const address = a.get(IFLA.ADDRESS);
+  if (address?.length) link.address = Buffer.from(address);
+  const kind = str(info?.get(IFLA_INFO.KIND));
+  if (kind) link.kind = kind;
+  if (a.get(IFLA.LINK)) link.link = a.get(IFLA.LINK)!.readUInt32LE(0);
+  if (a.get(IFLA.LINK_NETNSID)) link.linkNetnsid = a.get(IFLA.LINK_NETNSID)!.readInt32LE(0);
+  if (a.get(IFLA.MASTER)) link.master = a.get(IFLA.MASTER)!.readUInt32LE(0);
+  return link;
+}
+
+function withRoute<T>(what: string, fn: (fd: number) => T): T {
+  const fd = netlinkSocket(NETLINK_ROUTE, what);
+  try {
+    return fn(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Every link of the calling thread's network namespace. */
+export function listLinks(): Link[] {
+  return withRoute("listing network links", (fd) => {
+    const r = nlRequest(fd, RTM_GETLINK, NLM_F.DUMP, ifinfomsg(0));
+    if (r.errno) throw new Error(`cannot list the network links: errno ${r.errno}`);
+    return r.messages.filter((m) => m.type === RTM_NEWLINK).map((m) => parseLink(m.body));
+  });
+}
+
+function request(what: string, flags: number, body: Buffer): void {
+  withRoute(what, (fd) => {
+    const r = nlRequest(fd, RTM_NEWLINK, flags, body);
+    if (r.errno) throw new Error(`cannot ${what}: errno ${r.errno}`);
+  });
+}
+
+export interface VethRequest {
+  index: number;
+  name: string;
+  mtu: number;
+  address?: Buffer;
+  /** The peer's name and the namespace it goes to (an fd of it, in crest). */
+  peerName: string;
+  peerNetnsFd: number;
+}
+
+/** The RTM_NEWLINK body that makes a veth pair, this end with its index, name, MTU and address; the peer in another namespace. */
+export function vethBody(v: VethRequest): Buffer {
+  const peer = Buffer.concat([ifinfomsg(0), rtattr(IFLA.IFNAME, v.peerName), rtattr(IFLA.NET_NS_FD, v.peerNetnsFd)]);
+  const info = Buffer.concat([rtattr(IFLA_INFO.KIND, Buffer.from("veth")), rtattr(IFLA_INFO.DATA, rtattr(VETH_INFO_PEER, peer))]);
+  return Buffer.concat([
+    ifinfomsg(v.index), rtattr(IFLA.IFNAME, v.name), rtattr(IFLA.MTU, v.mtu),
+    ...(v.address ? [rtattr(IFLA.ADDRESS, v.address)] : []), rtattr(IFLA.LINKINFO, info),
+  ]);
+}
+
+/** Makes a veth pair in the calling thread's namespace. */
+export function addVeth(v: VethRequest): void {
+  request(`create veth ${v.name} (index ${v.index}) with its peer ${v.peerName} outside`, NLM_F.CREATE | NLM_F.EXCL, vethBody(v));
+}
+
+/** Sets a link's MTU, hardware address and the flags its owner sets. */
+export function setLink(index: number, name: string, l: { mtu: number; flags: number; address?: Buffer }): void {
+  const body = Buffer.concat([
+    ifinfomsg(index, l.flags & IFF_SETTABLE, IFF_SETTABLE), rtattr(IFLA.MTU, l.mtu), ...(l.address ? [rtattr(IFLA.ADDRESS, l.address)] : []),
+  ]);
+  request(`set MTU ${l.mtu}, flags 0x${l.flags.toString(16)} of link ${name} (index ${index})`, 0, body);
+}
+
+const RTM_DELLINK = 17;
+
+/** Removes a link of the calling thread's namespace by name (a veth's end removes the pair). */
+export function delLink(name: string): void {
+  withRoute(`remove link ${name}`, (fd) => {
+    const r = nlRequest(fd, RTM_DELLINK, 0, Buffer.concat([ifinfomsg(0), rtattr(IFLA.IFNAME, name)]));
+    if (r.errno) throw new Error(`cannot remove link ${name}: errno ${r.errno}`);
+  });
+}

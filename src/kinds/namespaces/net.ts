@@ -1,0 +1,402 @@
+// The network namespace: a tree with its own is kept as criu 4.x keeps it.
+// Dump, from inside the namespace (crest's thread setns'ed into it):
+//   netdev-N.img   one net_device_entry per link (loopback; veth, whose peer
+//                  is outside the tree), with its per-device sysctls;
+//   ifaddr-N.img, route-N.img, route6-N.img, rule-N.img
+//                  raw `ip addr|route|-6 route|rule save` streams, as criu
+//                  runs iproute2;
+//   iptables-N.img, ip6tables-N.img
+//                  `iptables-save` output, from a legacy iptables only (an
+//                  nft-backed iptables shows in the nftables ruleset);
+//   nftables-N.img `nft list ruleset`;
+//   netns-N.img    the namespace's sysctls (all/default conf4 and conf6,
+//                  net/unix, ping_group_range).
+// N is the namespace's id. The namespace is locked before anything is read
+// from it (every packet dropped but crest's own, criu's network-lock), so
+// the firewall comes back locked, and the restore lifts the lock last.
+//
+// Restore: the root is cloned with CLONE_NEWNET; right after it exists crest
+// enters its namespace and sets the sysctls, makes the links (each veth with
+// its peer in crest's namespace, named by --external veth[IFNAME]:OUTSIDE),
+// and runs `ip ... restore` and `nft -f` / `iptables-restore` on the images,
+// before any task runs. A restore that fails removes the outside end of every
+// veth it made (which removes the pair).
+//
+// A namespace the caller owns (a container runtime's) is external:
+// `--external net[INO]:KEY` on dump writes only netns-N.img with ext_key KEY
+// (its contents are the caller's); on restore the root joins the namespace
+// `--inherit-fd fd[N]:KEY` passes.
+import { spawnSync } from "node:child_process";
+import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { restoreState, UnsupportedError, type DumpRun, type RestoreRun, type RestoreTask, type TaskKind } from "../context.js";
+import { IMG, nd_type, type net_device_entry, type netns_entry } from "../../images/index.js";
+import { CLONE, SYS } from "../../sys/constants.js";
+import { inNamespaceOf } from "../../sys/namespace.js";
+import { programOnPath } from "../../kernel/probe.js";
+import { ownedAtRestore } from "./owned.js";
+import { addVeth, delLink, IFF_LOOPBACK, IFF_UP, listLinks, setLink, type Link } from "./net-links.js";
+import { DEVCONFS4, DEVCONFS6, IPV4_SYSCTLS, readSysctls, UNIX_CONF, writeSysctls } from "./net-sysctl.js";
+import { dumpLock, LOCK_METHOD_IDS, lockMethodOf, lockNamespace, unlockNamespace } from "../sockets/netlock.js";
+import { giveFd } from "../files/inherit.js";
+
+const SYSCTL = "/proc/sys/net";
+
+// --- tools ----------------------------------------------------------------------
+
+/** A seekable stdin for a tool (`ip ... restore` reads its input with ftell, as criu hands it a temporary file). */
+function seekableInput(data: Uint8Array): number {
+  const dir = mkdtempSync(join(tmpdir(), "crest-net-"));
+  const path = join(dir, "input");
+  writeFileSync(path, data);
+  try {
+    return openSync(path, "r");
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+}
+
+/** Runs a tool in the calling thread's network namespace; returns its output. */
+function tool(program: string, args: string[], what: string, input?: Uint8Array): Buffer {
+  const path = programOnPath(program);
+  if (!path) throw new Error(`${what}: ${program} is not installed (Debian's ${program === "nft" ? "nftables" : program === "ip" ? "iproute2" : "iptables"} package)`);
+  const fd = input ? seekableInput(input) : -1;
+  let r;
+  try {
+    r = spawnSync(path, args, { stdio: [fd >= 0 ? fd : "ignore", "pipe", "pipe"], maxBuffer: 256 << 20 });
+  } finally {
+    if (fd >= 0) closeSync(fd);
+  }
+  if (r.error || r.status !== 0) {
+    const why = (r.stderr?.toString() || r.error?.message || `exit ${r.status}`).trim().split("\n").slice(0, 4).join("; ");
+    throw new Error(`${what}: ${program} ${args.join(" ")} failed: ${why}`);
+  }
+  return r.stdout;
+}
+
+/** criu's choice: iptables-save if it is the legacy one, else iptables-legacy-save, else none (nft-backed rules are in the nftables ruleset). */
+function legacyIptables(v6: boolean, restore: boolean): string | undefined {
+  const base = `${v6 ? "ip6tables" : "iptables"}`;
+  const verb = restore ? "restore" : "save";
+  for (const name of [`${base}-${verb}`, `${base}-legacy-${verb}`]) {
+    const path = programOnPath(name);
+    if (!path) continue;
+    const r = spawnSync(path, ["-V"], { encoding: "utf8" });
+    if (r.status === 0 && !/nf_tables/.test(r.stdout + r.stderr)) return name;
+  }
+  return undefined;
+}
+
+// --- dump -----------------------------------------------------------------------
+
+/** The tree's namespace named by `--external net[INO]:KEY`: its key, or undefined. */
+function externalKey(run: { opts: { external: string[] } }, ino: number): string | undefined {
+  for (const e of run.opts.external) {
+    const m = /^net\[(\d+)\]:(.+)$/.exec(e);
+    if (m && Number(m[1]) === ino) return m[2];
+  }
+  return undefined;
+}
+
+const nsIno = (pid: number): number => statSync(`/proc/${pid}/ns/net`).ino;
+
+function linkEntry(l: Link, nsWhat: string): net_device_entry {
+  let type: nd_type;
+  if (l.flags & IFF_LOOPBACK) type = nd_type.LOOPBACK;
+  else if (l.kind === "veth") {
+    // Its peer outside the tree: the kernel names the peer's namespace by an nsid. A pair with both ends inside is not kept yet.
+    if (l.linkNetnsid === undefined) {
+      throw new UnsupportedError(`veth ${l.name} (index ${l.index}) of ${nsWhat} has its peer (index ${l.link ?? "?"}) in the same namespace; ` +
+        "crest keeps a veth whose peer is outside the tree only (--external veth[IFNAME]:OUTSIDE on restore)");
+    }
+    type = nd_type.VETH;
+  } else {
+    throw new UnsupportedError(`network link ${l.name} (index ${l.index}, ${l.kind ? `kind ${l.kind}` : "no kind"}) of ${nsWhat} is not supported: ` +
+      "crest keeps loopback and veth links only; remove it before the dump, or give the tree the caller's namespace (--external net[INO]:KEY)");
+  }
+  return {
+    type, ifindex: l.index, mtu: l.mtu, flags: l.flags, name: l.name, conf: [],
+    conf4: readSysctls(`${SYSCTL}/ipv4/conf/${l.name}`, DEVCONFS4),
+    conf6: readSysctls(`${SYSCTL}/ipv6/conf/${l.name}`, DEVCONFS6),
+    ...(type !== nd_type.LOOPBACK && l.address ? { address: l.address } : {}),
+    peer_ifindex: l.link ?? l.index,
+    ...(l.master !== undefined ? { master: l.master } : {}),
+  };
+}
+
+function netnsConf(): netns_entry {
+  return {
+    def_conf: [], all_conf: [], nsids: [],
+    def_conf4: readSysctls(`${SYSCTL}/ipv4/conf/default`, DEVCONFS4), all_conf4: readSysctls(`${SYSCTL}/ipv4/conf/all`, DEVCONFS4),
+    def_conf6: readSysctls(`${SYSCTL}/ipv6/conf/default`, DEVCONFS6), all_conf6: readSysctls(`${SYSCTL}/ipv6/conf/all`, DEVCONFS6),
+    unix_conf: readSysctls(`${SYSCTL}/unix`, UNIX_CONF), ipv4_sysctl: readSysctls(`${SYSCTL}/ipv4`, IPV4_SYSCTLS),
+  };
+}
+
+function dumpNamespace(run: DumpRun): void {
+  const id = run.root.ids.net_ns_id!;
+  const ino = nsIno(run.root.pid);
+  const key = externalKey(run, ino);
+  if (key !== undefined) {
+    run.log.info(`Network namespace net:[${ino}] is external (${key}): its contents are not dumped`);
+    run.images.write(IMG.netns, id, [{ def_conf: [], all_conf: [], def_conf4: [], all_conf4: [], def_conf6: [], all_conf6: [], nsids: [], unix_conf: [], ipv4_sysctl: [], ext_key: key }]);
+    return;
+  }
+  const nsWhat = `the network namespace net:[${ino}] of process ${run.root.pid}`;
+  // --empty-ns net: the caller makes the namespace's contents again (criu writes nothing of them).
+  if (run.opts.net.emptyNs) {
+    run.log.info(`${nsWhat} is left empty (--empty-ns net): its contents are not dumped`);
+    if (!run.opts.dump.leaveRunning && !run.opts.dump.leaveStopped) takeLinksDown(run, nsWhat);
+    return;
+  }
+  inNamespaceOf(run.root.pid, "net", () => {
+    const links = listLinks().map((l) => linkEntry(l, nsWhat));
+    run.images.write(IMG.netdev, id, links);
+    run.images.write(IMG.ifaddr, id, tool("ip", ["addr", "save"], `dump the addresses of ${nsWhat}`));
+    run.images.write(IMG.route, id, tool("ip", ["route", "save"], `dump the routes of ${nsWhat}`));
+    run.images.write(IMG.route6, id, tool("ip", ["-6", "route", "save"], `dump the IPv6 routes of ${nsWhat}`));
+    // As criu: an iproute2 without `ip rule save` leaves the rules out, with a warning.
+    try {
+      run.images.write(IMG.rule, id, tool("ip", ["rule", "save"], `dump the rules of ${nsWhat}`));
+    } catch (e) {
+      run.log.warn(`${(e as Error).message}; check if "ip rule save" is supported`);
+    }
+    for (const v6 of [false, true]) {
+      const save = legacyIptables(v6, false);
+      if (save) run.images.write(v6 ? IMG.ip6tables : IMG.iptables, id, tool(save, [], `dump the ${v6 ? "ip6tables" : "iptables"} rules of ${nsWhat}`));
+    }
+    run.images.write(IMG.nftables, id, tool("nft", ["list", "ruleset"], `dump the nftables ruleset of ${nsWhat}`));
+    run.images.write(IMG.netns, id, [netnsConf()]);
+    run.log.info(`Dumped ${nsWhat}: links ${links.map((l) => l.name).join(", ")}`);
+  });
+  if (!run.opts.dump.leaveRunning && !run.opts.dump.leaveStopped) takeLinksDown(run, nsWhat);
+}
+
+/**
+ * A namespace that dies with its tree drops its firewall (the lock) before
+ * its devices while the kernel tears it down: a peer's packet arriving in
+ * between finds no socket and is answered with a reset. Its links are taken
+ * down first (as dumped, they come back up); up again if the dump fails.
+ */
+function takeLinksDown(run: DumpRun, nsWhat: string): void {
+  inNamespaceOf(run.root.pid, "net", () => {
+    for (const l of listLinks()) {
+      if (l.flags & IFF_LOOPBACK || !(l.flags & IFF_UP)) continue;
+      setLink(l.index, l.name, { mtu: l.mtu, flags: l.flags & ~IFF_UP });
+      run.undo.push(() => inNamespaceOf(run.root.pid, "net", () => setLink(l.index, l.name, { mtu: l.mtu, flags: l.flags })));
+      run.log.debug(`Took link ${l.name} of ${nsWhat} down until the tree is gone`);
+    }
+  });
+}
+
+/** As criu's network_lock: the action scripts, then the namespace's own lock, undone if the tree runs on. */
+function lockTreeNamespace(run: DumpRun): void {
+  const { method, runId } = run.state(dumpLock);
+  run.script("network-lock");
+  inNamespaceOf(run.root.pid, "net", () => lockNamespace(method, runId));
+  run.log.info(`Locked the tree's network namespace with ${method}`);
+  run.inventory.network_lock_method = LOCK_METHOD_IDS[method];
+  run.inventory.dump_criu_run_id = runId;
+  run.undo.push(() => {
+    run.script("network-unlock");
+    inNamespaceOf(run.root.pid, "net", () => unlockNamespace(method, runId));
+    run.log.info("Unlocked the tree's network namespace");
+  });
+}
+
+// --- restore --------------------------------------------------------------------
+
+/** `--external veth[IFNAME]:OUTSIDE`: the name of the peer outside; criu's `OUTSIDE@BRIDGE` (the peer put in a bridge) is refused by name. */
+function vethPeerName(run: RestoreRun, name: string): string | undefined {
+  for (const e of run.opts.external) {
+    const m = /^veth\[([^\]]+)\]:([^@]+)(@.*)?$/.exec(e);
+    if (!m || m[1] !== name) continue;
+    if (m[3]) throw new Error(`--external ${e}: putting the peer of veth ${name} into bridge ${m[3].slice(1)} is not supported by crest yet; give the peer's name alone and add it to the bridge from a post-setup-namespaces action script`);
+    return m[2];
+  }
+  return undefined;
+}
+
+interface NetRestore {
+  /** The outside ends of the veths made, removed if the restore fails. */
+  outside: string[];
+  done: boolean;
+}
+
+const restoring = restoreState("net namespace", (run): NetRestore => {
+  const s: NetRestore = { outside: [], done: false };
+  run.cleanup.push(() => {
+    if (s.done) return;
+    for (const name of s.outside) {
+      try {
+        delLink(name);
+        run.log.info(`Removed veth ${name}, made for the failed restore`);
+      } catch (e) {
+        run.log.error(`could not remove veth ${name}: ${(e as Error).message}`);
+      }
+    }
+  });
+  return s;
+});
+
+function netnsEntry(run: RestoreRun): netns_entry | undefined {
+  const id = run.tasks[0]!.ids.net_ns_id!;
+  return run.images.exists(IMG.netns, id) ? run.images.read(IMG.netns, id)[0] : undefined;
+}
+
+/** The caller's fd for an external namespace (--inherit-fd fd[N]:KEY). */
+function inheritedNs(run: RestoreRun, key: string): number {
+  const given = run.opts.inheritFd.find((i) => i.key === key);
+  if (!given) throw new Error(`the tree's network namespace is external (${key}): restore with --inherit-fd fd[N]:${key} giving an fd of the namespace to join`);
+  return given.fd;
+}
+
+function planNet(run: RestoreRun): number {
+  if (!ownedAtRestore(run, "net")) return 0;
+  // An external namespace is joined even with --empty-ns net, as criu does: runc asks both for
+  // podman's container (empty_ns always, and the netns podman set up again passed as extRootNetNS).
+  const ns = netnsEntry(run);
+  if (ns?.ext_key !== undefined) {
+    inheritedNs(run, ns.ext_key);
+    return 0;
+  }
+  if (run.opts.net.emptyNs) return CLONE.NEWNET;
+  const id = run.tasks[0]!.ids.net_ns_id!;
+  if (!ns || !run.images.exists(IMG.netdev, id)) throw new Error(`the tree has its own network namespace but netns-${id}.img or netdev-${id}.img is missing`);
+  const here = new Set(listLinks().map((l) => l.name));
+  for (const l of run.images.read(IMG.netdev, id)) {
+    if (l.type === nd_type.LOOPBACK) continue;
+    if (l.type !== nd_type.VETH) throw new Error(`link ${l.name} (index ${l.ifindex}) of the tree's network namespace is of type ${l.type}, which crest cannot restore (loopback and veth only)`);
+    const peer = vethPeerName(run, l.name);
+    if (!peer) throw new Error(`veth ${l.name} of the tree's network namespace has its peer outside: restore with --external veth[${l.name}]:NAME (the name of the peer to make in crest's namespace)`);
+    if (here.has(peer)) throw new Error(`the peer of veth ${l.name} is to be named ${peer} (--external veth[${l.name}]:${peer}), but crest's network namespace has a link of that name already: remove it, or choose another name`);
+  }
+  for (const p of ["ip", "nft"]) if (!programOnPath(p)) throw new Error(`restoring the tree's network namespace needs ${p} (Debian's ${p === "ip" ? "iproute2" : "nftables"} package)`);
+  run.state(restoring);
+  return CLONE.NEWNET;
+}
+
+/** Runs `ip CMD restore` on an image, if it has anything. */
+function ipRestore(run: RestoreRun, kind: typeof IMG.ifaddr, id: number, args: string[], what: string): void {
+  if (!run.images.exists(kind, id)) return;
+  const data = run.images.read(kind, id);
+  if (data.length) tool("ip", [...args, "restore"], what, data);
+}
+
+function fillNamespace(run: RestoreRun, task: RestoreTask): void {
+  const id = task.ids.net_ns_id!;
+  const ns = netnsEntry(run)!;
+  const s = run.state(restoring);
+  const mine = openSync("/proc/thread-self/ns/net", "r");
+  try {
+    inNamespaceOf(task.pid, "net", () => {
+      // The namespace's own settings first: links made after take "default".
+      writeSysctls(`${SYSCTL}/ipv4/conf/all`, DEVCONFS4, ns.all_conf4, "net.ipv4.conf.all");
+      writeSysctls(`${SYSCTL}/ipv4/conf/default`, DEVCONFS4, ns.def_conf4, "net.ipv4.conf.default");
+      writeSysctls(`${SYSCTL}/ipv6/conf/all`, DEVCONFS6, ns.all_conf6, "net.ipv6.conf.all");
+      writeSysctls(`${SYSCTL}/ipv6/conf/default`, DEVCONFS6, ns.def_conf6, "net.ipv6.conf.default");
+      writeSysctls(`${SYSCTL}/unix`, UNIX_CONF, ns.unix_conf, "net.unix");
+      writeSysctls(`${SYSCTL}/ipv4`, IPV4_SYSCTLS, ns.ipv4_sysctl, "net.ipv4");
+      for (const l of run.images.read(IMG.netdev, id)) {
+        if (l.type === nd_type.VETH) {
+          const peer = vethPeerName(run, l.name)!;
+          addVeth({ index: l.ifindex, name: l.name, mtu: l.mtu, ...(l.address ? { address: l.address } : {}), peerName: peer, peerNetnsFd: mine });
+          s.outside.push(peer);
+        }
+        const index = l.type === nd_type.LOOPBACK ? (listLinks().find((x) => x.name === l.name)?.index ?? 1) : l.ifindex;
+        writeSysctls(`${SYSCTL}/ipv4/conf/${l.name}`, DEVCONFS4, l.conf4, `net.ipv4.conf.${l.name}`);
+        writeSysctls(`${SYSCTL}/ipv6/conf/${l.name}`, DEVCONFS6, l.conf6, `net.ipv6.conf.${l.name}`);
+        setLink(index, l.name, { mtu: l.mtu, flags: l.flags });
+      }
+      const nsWhat = "the tree's network namespace";
+      ipRestore(run, IMG.ifaddr, id, ["addr"], `restore the addresses of ${nsWhat}`);
+      ipRestore(run, IMG.route, id, ["route"], `restore the routes of ${nsWhat}`);
+      ipRestore(run, IMG.route6, id, ["route"], `restore the IPv6 routes of ${nsWhat}`);
+      if (run.images.exists(IMG.rule, id) && run.images.read(IMG.rule, id).length) {
+        // As criu: the default rules go first, the image has them all.
+        tool("ip", ["rule", "flush"], `flush the rules of ${nsWhat}`);
+        tool("ip", ["rule", "delete", "table", "local"], `flush the rules of ${nsWhat}`);
+        ipRestore(run, IMG.rule, id, ["rule"], `restore the rules of ${nsWhat}`);
+      }
+      for (const v6 of [false, true]) {
+        const kind = v6 ? IMG.ip6tables : IMG.iptables;
+        if (!run.images.exists(kind, id)) continue;
+        const rules = run.images.read(kind, id);
+        if (!rules.length) continue;
+        const restore = legacyIptables(v6, true);
+        if (!restore) throw new Error(`${v6 ? "ip6tables" : "iptables"}-${id}.img holds legacy iptables rules, and this machine has no legacy ${v6 ? "ip6tables" : "iptables"}-restore`);
+        tool(restore, [], `restore the ${v6 ? "ip6tables" : "iptables"} rules of ${nsWhat}`, rules);
+      }
+      if (run.images.exists(IMG.nftables, id)) {
+        const ruleset = run.images.read(IMG.nftables, id);
+        if (ruleset.toString().trim()) tool("nft", ["-f", "-"], `restore the nftables ruleset of ${nsWhat}`, ruleset);
+      }
+    });
+  } finally {
+    closeSync(mine);
+  }
+  run.log.info(`Restored the tree's network namespace: ${run.images.read(IMG.netdev, id).map((l) => l.name).join(", ")}`);
+}
+
+/**
+ * --empty-ns net: the new namespace stays empty for the caller to set up,
+ * but its connections stay locked until the resume, as criu puts the lock
+ * back by hand (no firewall image brings it).
+ */
+function relock(run: RestoreRun, task: RestoreTask): void {
+  const inv = run.inventory;
+  if (inv.dump_criu_run_id === undefined) return;
+  const method = lockMethodOf(inv.network_lock_method);
+  inNamespaceOf(task.pid, "net", () => lockNamespace(method, inv.dump_criu_run_id!));
+  run.log.info(`The tree's network namespace is left empty (--empty-ns net), locked with ${method} until the resume`);
+}
+
+/** The root leaves the namespace it was born in for the caller's (an fd crest holds). */
+function joinExternal(run: RestoreRun, task: RestoreTask, key: string): void {
+  const fd = inheritedNs(run, key);
+  const r = task.remotes[0]!;
+  if (!r.scratch) r.mapScratch(64 << 10);
+  const theirs = giveFd({ r, task }, fd, `the network namespace ${key}`);
+  r.call(`join the network namespace ${key} (--inherit-fd fd[${fd}])`, SYS.setns, theirs, CLONE.NEWNET);
+  r.call(`close the fd of the network namespace ${key}`, SYS.close, theirs);
+  run.log.info(`The root joined the external network namespace ${key}`);
+}
+
+export const netNamespaceKind: TaskKind = {
+  name: "net namespace",
+  // The root is dumped first: the namespace is locked before any task's sockets are put in repair mode.
+  dump(task, run) {
+    if (task !== run.root || !run.ownNamespaces.has("net")) return;
+    lockTreeNamespace(run);
+  },
+  finishDump(run) {
+    if (!run.ownNamespaces.has("net")) return;
+    dumpNamespace(run);
+  },
+  plan: planNet,
+  born(task, run) {
+    if (task !== run.tasks[0] || !ownedAtRestore(run, "net")) return;
+    const ns = netnsEntry(run);
+    if (ns?.ext_key !== undefined) joinExternal(run, task, ns.ext_key);
+    if (run.opts.net.emptyNs) relock(run, task);
+    else if (ns?.ext_key === undefined) fillNamespace(run, task);
+  },
+  // Before the connections leave repair mode (the inet kind's resume): the lock the firewall came back with is lifted.
+  resume(run) {
+    if (!ownedAtRestore(run, "net")) return;
+    const s = run.state(restoring);
+    s.done = true;
+    const inv = run.inventory;
+    if (inv.dump_criu_run_id === undefined) return;
+    const method = lockMethodOf(inv.network_lock_method);
+    run.script("network-unlock");
+    // A lock that is not there (lifted by hand, or the caller's namespace unlocked by it) is no reason to fail, as with criu.
+    try {
+      inNamespaceOf(run.tasks[0]!.pid, "net", () => unlockNamespace(method, inv.dump_criu_run_id!));
+      run.log.info(`Unlocked the tree's network namespace (${method})`);
+    } catch (e) {
+      run.log.warn((e as Error).message);
+    }
+  },
+};

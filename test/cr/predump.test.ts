@@ -1,0 +1,163 @@
+// Pre-dump and incremental dumps (issue 13): crest pre-dump tracks memory
+// with userfaultfd write-protection (no soft-dirty on this kernel), the
+// final dump copies only the pages written since and leaves the rest in the
+// parent images, and the restore reads through the chain. memwrite keeps
+// rewriting pages throughout and checks at the end that every page holds
+// what its recorded generation says: a page left in the parent images that
+// had been written since fails it.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import {
+  alive, critDecodeAll, crest, finish, procState, restoreWorkload, startWorkload, stop, waitFor, waitGone, waitTreeGone, type Workload,
+} from "./harness.js";
+import { readImage } from "../../src/images/file.js";
+import { IMG } from "../../src/images/index.js";
+import { RUNTIMES } from "../containers/runtimes.js";
+import { makeCriuDir } from "../containers/criu-dir.js";
+
+const PE_PARENT = 1, PE_PRESENT = 4;
+
+function pagesByFlag(dir: string, pid: number): { parent: number; present: number } {
+  const pm = readImage(dir, IMG.pagemap, pid);
+  const sum = (flag: number) => pm.entries.filter((e) => (e.flags ?? PE_PRESENT) & flag).reduce((n, e) => n + Number(e.nr_pages ?? e.compat_nr_pages), 0);
+  return { parent: sum(PE_PARENT), present: sum(PE_PRESENT) };
+}
+
+function run(args: string[]): void {
+  const r = crest(args);
+  assert.equal(r.code, 0, `crest ${args.join(" ")}: ${r.stderr}`);
+}
+
+/** The holder crest leaves to keep the tracking, named in the images directory. */
+function holderOf(dir: string): number {
+  return (JSON.parse(readFileSync(join(dir, "crest-mem-track.json"), "utf8")) as { holder: { pid: number } }).holder.pid;
+}
+
+function restoreFrom(w: Workload, dir: string): void {
+  waitTreeGone(w, dir);
+  restoreWorkload(w, [], dir);
+}
+
+test("pre-dump, pre-dump, dump --track-mem: the dump copies only pages written since, the restore reads the chain", () => {
+  const w = startWorkload("memwrite", ["32", "200"]);
+  try {
+    const pre1 = join(w.dir, "pre1"), pre2 = join(w.dir, "pre2"), final = join(w.dir, "final");
+    run(["pre-dump", "-t", String(w.pid), "-D", pre1, "-o", "pre-dump.log", "-v4"]);
+    assert.match(readFileSync(join(pre1, "pre-dump.log"), "utf8"), /Pre-dumping finished successfully/);
+    assert.ok(alive(w.pid), "the tree runs on after a pre-dump");
+    const holder1 = holderOf(pre1);
+    assert.ok(alive(holder1), "a holder keeps the tracking");
+    run(["pre-dump", "-t", String(w.pid), "-D", pre2, "--prev-images-dir", "../pre1", "-o", "pre-dump.log", "-v4"]);
+    assert.equal(readlinkSync(join(pre2, "parent")), "../pre1");
+    waitGone(holder1);
+    run(["dump", "-t", String(w.pid), "-D", final, "--prev-images-dir", "../pre2", "--track-mem", "-o", "dump.log", "-v4"]);
+    for (const d of [pre1, pre2, final]) assert.deepEqual(critDecodeAll(d), [], `crit decodes every image of ${d}`);
+    const p2 = pagesByFlag(pre2, w.pid), f = pagesByFlag(final, w.pid);
+    // 8192 pages, 200 written a second: most stay in the parents.
+    assert.ok(p2.parent > 4 * p2.present, `pre2 leaves most pages in pre1 (${JSON.stringify(p2)})`);
+    assert.ok(f.parent > 4 * f.present, `the dump copies a fraction of what it leaves in the parents (${JSON.stringify(f)})`);
+    assert.ok(f.present > 0, "pages written since the last pre-dump are copied");
+    restoreFrom(w, final);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+test("a broken chain fails the restore by name, and nothing is left alive", () => {
+  const w = startWorkload("memwrite", ["8"]);
+  try {
+    const pre = join(w.dir, "pre"), final = join(w.dir, "final");
+    run(["pre-dump", "-t", String(w.pid), "-D", pre]);
+    run(["dump", "-t", String(w.pid), "-D", final, "--prev-images-dir", "../pre", "--track-mem"]);
+    waitTreeGone(w, final);
+    rmSync(join(final, "parent"));
+    symlinkSync("../nowhere", join(final, "parent"));
+    const r = crest(["restore", "-D", final, "-d"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /pagemap-\d+\.img.*(no such image|missing|parent)/);
+    assert.ok(!alive(w.pid), "nothing restored");
+  } finally {
+    stop(w);
+  }
+});
+
+test("dump --leave-running --track-mem hands the tracking on: a second dump against it copies only what changed", () => {
+  const w = startWorkload("memwrite", ["32", "200"]);
+  try {
+    const d1 = join(w.dir, "d1"), d2 = join(w.dir, "d2");
+    run(["dump", "-t", String(w.pid), "-D", d1, "-R", "--track-mem"]);
+    assert.ok(alive(holderOf(d1)));
+    run(["dump", "-t", String(w.pid), "-D", d2, "--prev-images-dir", "../d1", "--track-mem"]);
+    const f = pagesByFlag(d2, w.pid);
+    assert.ok(f.parent > 4 * f.present, `most pages stay in d1 (${JSON.stringify(f)})`);
+    restoreFrom(w, d2);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+test("without the tracking (its holder gone), the next dump copies every page, and restores", () => {
+  const w = startWorkload("memwrite", ["8"]);
+  try {
+    const pre = join(w.dir, "pre"), final = join(w.dir, "final");
+    run(["pre-dump", "-t", String(w.pid), "-D", pre]);
+    const holder = holderOf(pre);
+    process.kill(-holder, "SIGKILL");
+    // Dead once it is a zombie (PID 1 reaps it in its own time).
+    waitFor("the holder to die", () => (existsSync(`/proc/${holder}`) && procState(holder).state !== "Z" ? null : true));
+    const r = crest(["dump", "-t", String(w.pid), "-D", final, "--prev-images-dir", "../pre", "--track-mem", "-o", "dump.log", "-v4"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(readFileSync(join(final, "dump.log"), "utf8"), /memory tracking of .* ended/);
+    assert.equal(pagesByFlag(final, w.pid).parent, 0);
+    restoreFrom(w, final);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+test("crest check --feature mem_dirty_track answers with the kernel's userfaultfd write-protection", () => {
+  const r = crest(["check", "--feature", "mem_dirty_track"]);
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+});
+
+test("memwrite's check fails when a page is not what its generation says (CREST_WL_SABOTAGE=1)", () => {
+  const w = startWorkload("memwrite", ["8", "200"], { env: ["CREST_WL_SABOTAGE=1"] });
+  try {
+    assert.match(finish(w), /^FAIL: page \d+ word 0 is/);
+  } finally {
+    stop(w);
+  }
+});
+
+const runc = RUNTIMES.find((r) => r.name === "runc")!;
+
+test("runc checkpoint --pre-dump, then --parent-path: through crest's RPC, the dump leaves pages in the pre-dump and the container counts on",
+  { skip: runc.missing() ?? runc.noCheckpoint() ?? false }, () => {
+    const work = mkdtempSync("/tmp/crest-runc-pre-");
+    const criu = makeCriuDir(work);
+    const ct = runc.start(work, `crest-pre-${process.pid}`);
+    const runcWith = (args: string[]) => spawnSync("runc", ["--criu", criu.criu, ...args], { encoding: "utf8", env: { ...process.env, PATH: criu.path } });
+    try {
+      const before: number = waitFor("the container to count to 3", () => { const c = ct.count(); return c !== null && c >= 3 ? c : null; }, 30_000)!;
+      const pre = runcWith(["checkpoint", "--pre-dump", "--image-path", join(work, "pre"), "--work-path", join(work, "pre.work"), ct.name]);
+      assert.equal(pre.status, 0, pre.stderr);
+      assert.equal(ct.running(), true, "a pre-dump leaves the container running");
+      const dump = runcWith(["checkpoint", "--parent-path", "../pre", "--image-path", join(work, "img"), "--work-path", join(work, "img.work"), ct.name]);
+      assert.equal(dump.status, 0, dump.stderr);
+      const inParent = readdirSync(join(work, "img")).filter((f) => /^pagemap-\d+\.img$/.test(f))
+        .reduce((n, f) => n + pagesByFlag(join(work, "img"), Number(/\d+/.exec(f)![0])).parent, 0);
+      assert.ok(inParent > 0, "the dump leaves unchanged pages in the pre-dump's images");
+      const r = runc.restore(ct, criu, join(work, "img"));
+      assert.equal(r.code, 0, r.output);
+      const after: number = waitFor("the count after the restore", () => ct.count(), 30_000)!;
+      assert.ok(after >= before, `counts from ${after}, had counted to ${before}`);
+    } finally {
+      runc.remove(ct);
+    }
+  });
