@@ -8,6 +8,7 @@ import { UnsupportedError, type DumpRun, type DumpTask } from "../../kinds/conte
 import { parseStatus } from "../../proc/index.js";
 import { KCMP, SYS } from "../../sys/constants.js";
 import { sys } from "../../sys/syscalls.js";
+import { errnoName } from "../../sys/errno.js";
 import { NS_KINDS, SUPPORTED_NS, type NsKind } from "../../kinds/namespaces/owned.js";
 import type { task_kobj_ids_entry } from "../../images/index.js";
 
@@ -107,18 +108,20 @@ export function assignKobjIds(tasks: DumpTask[], tree: FrozenTree, nextId: NextI
   ] as const;
   const live = tasks.filter((t) => !t.zombie);
   const parentOf = new Map(tree.tasks.map((t) => [t.pid, t.ppid]));
-  live.forEach((t, i) => {
-    for (const k of kinds) {
-      const same = live.slice(0, i).find((o) => sys(SYS.kcmp, t.pid, o.pid, k.kcmp, 0, 0) === 0);
+  // Per kind, one task per object, in kcmp's order: a task's object is found in log(n) calls.
+  const holders = kinds.map(() => [] as DumpTask[]);
+  live.forEach((t) => {
+    kinds.forEach((k, i) => {
+      const same = findOrAdd(holders[i]!, t, k.kcmp);
       if (!same) {
         t.ids[k.field] = nextId("kobj");
-        continue;
+        return;
       }
       if (k.kcmp === KCMP.VM || k.kcmp === KCMP.SIGHAND || parentOf.get(t.pid) !== same.pid) {
         throw new UnsupportedError(`processes ${same.pid} and ${t.pid} share their ${k.what}; crest does not support that yet (it restores only an fd table or fs struct that a child shares with its parent)`);
       }
       t.ids[k.field] = same.ids[k.field];
-    }
+    });
     setNsIds(t.ids, t.pid, nextId, ns);
   });
   // crest's own ids, for inventory.root_ids: a restore gives the root a new
@@ -126,6 +129,26 @@ export function assignKobjIds(tasks: DumpTask[], tree: FrozenTree, nextId: NextI
   const self: task_kobj_ids_entry = { vm_id: nextId("kobj"), files_id: nextId("kobj"), fs_id: nextId("kobj"), sighand_id: nextId("kobj") };
   setNsIds(self, "self", nextId, ns);
   return self;
+}
+
+/**
+ * The task in `sorted` whose object of this kcmp type is the task's own, or
+ * none (the task is then put in its place). kcmp orders the objects of a type
+ * (its answer 1 or 2), so the list is searched by halves.
+ */
+function findOrAdd(sorted: DumpTask[], task: DumpTask, type: number): DumpTask | undefined {
+  let lo = 0, hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const other = sorted[mid]!;
+    const order = sys(SYS.kcmp, task.pid, other.pid, type, 0, 0);
+    if (order === 0) return other;
+    if (order === 1) hi = mid;
+    else if (order === 2) lo = mid + 1;
+    else throw new Error(`cannot compare the kernel objects (kcmp type ${type}) of processes ${task.pid} and ${other.pid}: ${order < 0 ? errnoName(-order) : `no order (${order})`}`);
+  }
+  sorted.splice(lo, 0, task);
+  return undefined;
 }
 
 function setNsIds(ids: task_kobj_ids_entry, pid: number | "self", nextId: NextId, ns: TreeNamespaces): void {
