@@ -18,8 +18,10 @@
 // Restore: the root is cloned with CLONE_NEWNET; right after it exists crest
 // enters its namespace and sets the sysctls, makes the links (each veth with
 // its peer in crest's namespace, named by --external veth[IFNAME]:OUTSIDE),
-// and runs `ip ... restore` and `nft -f` / `iptables-restore` on the images,
-// before any task runs. A restore that fails removes the outside end of every
+// and runs `ip ... restore` on the images, before any task runs; the
+// namespace is held by a lock of crest's own until the connections are back,
+// then `iptables-restore` / `nft -f` put its firewall back (its rules would
+// drop the packets that put a closing connection back). A restore that fails removes the outside end of every
 // veth it made (which removes the pair).
 //
 // A namespace the caller owns (a container runtime's) is external:
@@ -38,7 +40,7 @@ import { programOnPath } from "../../kernel/probe.js";
 import { ownedAtRestore } from "./owned.js";
 import { addVeth, delLink, IFF_LOOPBACK, IFF_UP, listLinks, setLink, type Link } from "./net-links.js";
 import { DEVCONFS4, DEVCONFS6, IPV4_SYSCTLS, readSysctls, UNIX_CONF, writeSysctls } from "./net-sysctl.js";
-import { dumpLock, LOCK_METHOD_IDS, lockMethodOf, lockNamespace, unlockNamespace } from "../sockets/netlock.js";
+import { dumpLock, holdNamespace, LOCK_METHOD_IDS, lockMethodOf, lockNamespace, releaseNamespace, unlockNamespace } from "../sockets/netlock.js";
 import { giveFd } from "../files/inherit.js";
 
 const SYSCTL = "/proc/sys/net";
@@ -319,24 +321,35 @@ function fillNamespace(run: RestoreRun, task: RestoreTask): void {
         tool("ip", ["rule", "delete", "table", "local"], `flush the rules of ${nsWhat}`);
         ipRestore(run, IMG.rule, id, ["rule"], `restore the rules of ${nsWhat}`);
       }
-      for (const v6 of [false, true]) {
-        const kind = v6 ? IMG.ip6tables : IMG.iptables;
-        if (!run.images.exists(kind, id)) continue;
-        const rules = run.images.read(kind, id);
-        if (!rules.length) continue;
-        const restore = legacyIptables(v6, true);
-        if (!restore) throw new Error(`${v6 ? "ip6tables" : "iptables"}-${id}.img holds legacy iptables rules, and this machine has no legacy ${v6 ? "ip6tables" : "iptables"}-restore`);
-        tool(restore, [], `restore the ${v6 ? "ip6tables" : "iptables"} rules of ${nsWhat}`, rules);
-      }
-      if (run.images.exists(IMG.nftables, id)) {
-        const ruleset = run.images.read(IMG.nftables, id);
-        if (ruleset.toString().trim()) tool("nft", ["-f", "-"], `restore the nftables ruleset of ${nsWhat}`, ruleset);
-      }
+      // Its firewall comes back after its connections (restoreFirewall).
+      holdNamespace();
     });
   } finally {
     closeSync(mine);
   }
   run.log.info(`Restored the tree's network namespace: ${run.images.read(IMG.netdev, id).map((l) => l.name).join(", ")}`);
+}
+
+/** The namespace's iptables and nftables rules (with the dump's lock), once its connections are back. */
+function restoreFirewall(run: RestoreRun): void {
+  const id = run.tasks[0]!.ids.net_ns_id!;
+  const nsWhat = "the tree's network namespace";
+  inNamespaceOf(run.tasks[0]!.pid, "net", () => {
+    for (const v6 of [false, true]) {
+      const kind = v6 ? IMG.ip6tables : IMG.iptables;
+      if (!run.images.exists(kind, id)) continue;
+      const rules = run.images.read(kind, id);
+      if (!rules.length) continue;
+      const restore = legacyIptables(v6, true);
+      if (!restore) throw new Error(`${v6 ? "ip6tables" : "iptables"}-${id}.img holds legacy iptables rules, and this machine has no legacy ${v6 ? "ip6tables" : "iptables"}-restore`);
+      tool(restore, [], `restore the ${v6 ? "ip6tables" : "iptables"} rules of ${nsWhat}`, rules);
+    }
+    if (run.images.exists(IMG.nftables, id)) {
+      const ruleset = run.images.read(IMG.nftables, id);
+      if (ruleset.toString().trim()) tool("nft", ["-f", "-"], `restore the nftables ruleset of ${nsWhat}`, ruleset);
+    }
+    releaseNamespace();
+  });
 }
 
 /**
@@ -381,6 +394,10 @@ export const netNamespaceKind: TaskKind = {
     if (ns?.ext_key !== undefined) joinExternal(run, task, ns.ext_key);
     if (run.opts.net.emptyNs) relock(run, task);
     else if (ns?.ext_key === undefined) fillNamespace(run, task);
+  },
+  finishRestore(run) {
+    const ns = netnsEntry(run);
+    if (ownedAtRestore(run, "net") && !run.opts.net.emptyNs && ns?.ext_key === undefined) restoreFirewall(run);
   },
   // Before the connections leave repair mode (the inet kind's resume): the lock the firewall came back with is lifted.
   resume(run) {

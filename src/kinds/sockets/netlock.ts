@@ -206,6 +206,23 @@ export function lockNamespace(method: NetworkLockMethod, runId: string): void {
   else for (const p of ["iptables-restore", "ip6tables-restore"]) run(p, ["-w", "--noflush"], IPT_NS_LOCK, what);
 }
 
+/**
+ * A namespace under restore is held by a table of crest's own until its
+ * firewall comes back (with the dump's lock in it): the firewall is put back
+ * only once the connections are, so that none of its rules drops the
+ * packets crest sends them (criu's iptables lock, first in the tree's own
+ * chains, lets them through; a table of its own would not).
+ */
+const RESTORE_TABLE = "inet CREST-RESTORE";
+
+export function holdNamespace(): void {
+  run("nft", ["-f", "-"], nftNamespaceLockScript(RESTORE_TABLE), "cannot lock the tree's network namespace while it is restored");
+}
+
+export function releaseNamespace(): void {
+  run("nft", ["-f", "-"], `delete table ${RESTORE_TABLE}\n`, "cannot lift crest's lock of the tree's network namespace after its firewall");
+}
+
 /** Lifts the lock of the calling thread's network namespace. */
 export function unlockNamespace(method: NetworkLockMethod, runId: string): void {
   if (method === "skip") return;
