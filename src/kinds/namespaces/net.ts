@@ -307,9 +307,10 @@ function fillNamespace(run: RestoreRun, task: RestoreTask): void {
           s.outside.push(peer);
         }
         const index = l.type === nd_type.LOOPBACK ? (listLinks().find((x) => x.name === l.name)?.index ?? 1) : l.ifindex;
+        // Up first, as criu: bringing a link up resets its IPv6 mtu to the link's.
+        setLink(index, l.name, { mtu: l.mtu, flags: l.flags });
         writeSysctls(`${SYSCTL}/ipv4/conf/${l.name}`, DEVCONFS4, l.conf4, `net.ipv4.conf.${l.name}`);
         writeSysctls(`${SYSCTL}/ipv6/conf/${l.name}`, DEVCONFS6, l.conf6, `net.ipv6.conf.${l.name}`);
-        setLink(index, l.name, { mtu: l.mtu, flags: l.flags });
       }
       const nsWhat = "the tree's network namespace";
       ipRestore(run, IMG.ifaddr, id, ["addr"], `restore the addresses of ${nsWhat}`);
