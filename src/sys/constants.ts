@@ -162,6 +162,10 @@ export const MOVE_MOUNT = { F_EMPTY_PATH: 0x4, T_EMPTY_PATH: 0x40, SET_GROUP: 0x
 export const MNT_DETACH = 2;
 export const AT_REMOVEDIR = 0x200;
 export const AT_EMPTY_PATH = 0x1000;
+/** open_tree: a detached copy of the mount, not the mount itself. */
+export const OPEN_TREE_CLONE = 1;
+/** struct mount_attr's read-only attribute. */
+export const MOUNT_ATTR_RDONLY = 1n;
 /** fsconfig(2) commands and the CLOEXEC flags of fsopen/fsmount (the new mount API: a file system mounted nowhere, reached by its fd). */
 export const FSCONFIG = { SET_FLAG: 0, SET_STRING: 1, CMD_CREATE: 6 } as const;
 export const FSOPEN_CLOEXEC = 1, FSMOUNT_CLOEXEC = 1;

@@ -14,7 +14,9 @@
  *         "fifo data" in it
  *   D/bd  bind of D/t/sub (a directory of the tmpfs)
  *   D/bf  bind of D/t/a.txt over the file D/bf (a file bind)
- *   D/hb  bind of D/src (a directory of the root file system), read-only
+ *   D/hb  bind of D/src (a directory of the root file system), read-only;
+ *         ro-gone.txt "ro ghost" held open read-only, removed before the
+ *         mount was made read-only (a ghost on a read-only mount)
  *   D/sh  tmpfs made shared; D/shp a bind of it (same peer group); D/sl a
  *         bind of it made a slave
  *   D/pv  tmpfs, private, nosuid,nodev,noexec
@@ -201,6 +203,10 @@ int main(int argc, char **argv) {
   put("src/x", "on the root fs", 14, 0644);
   mkdir(at("hb"), 0755);
   mnt(at("src"), at("hb"), NULL, MS_BIND, NULL);
+  /* Read-only: a mount with a file open for writing cannot be made read-only. */
+  put("hb/ro-gone.txt", "ro ghost", 8, 0600);
+  int fr = open(at("hb/ro-gone.txt"), O_RDONLY);
+  if (fr < 0 || unlink(at("hb/ro-gone.txt"))) die("ghost on hb");
   mnt(NULL, at("hb"), NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL);
 
   mkdir(at("sh"), 0755);
@@ -292,6 +298,8 @@ int main(int argc, char **argv) {
   if (write(fn, "x", 1) != 1) fail("/dev/null is not writable through its fd");
   if (pread(fg, buf, 10, 0) != 10 || memcmp(buf, "ghost data", 10)) fail("the removed t/gone.txt does not read 'ghost data' through its fd");
   if (fstat(fg, &st) || st.st_nlink != 0) fail("the removed t/gone.txt has %lu links, not 0", (unsigned long)st.st_nlink);
+  if (pread(fr, buf, 8, 0) != 8 || memcmp(buf, "ro ghost", 8)) fail("the removed hb/ro-gone.txt (a ghost on a read-only mount) does not read 'ro ghost' through its fd");
+  if (fstat(fr, &st) || st.st_nlink != 0) fail("the removed hb/ro-gone.txt has %lu links, not 0", (unsigned long)st.st_nlink);
 
   normal_mountinfo(after, sizeof(after));
   wl_compare_lines("mountinfo", before, after);

@@ -21,14 +21,15 @@ import { dirname, basename } from "node:path";
 import type { DumpRun, RestoreRun } from "../context.js";
 import { dumpState, restoreState, UnsupportedError } from "../context.js";
 import { IMG, fd_types, remap_type, type ghost_file_entry, type remap_file_path_entry, type GhostFile } from "../../images/index.js";
-import { AT_FDCWD, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, MEM_MAJOR, O, SEEK, SYS } from "../../sys/constants.js";
+import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, MEM_MAJOR, MOUNT_ATTR_RDONLY, O, OPEN_TREE_CLONE, SEEK, SYS } from "../../sys/constants.js";
 import { native } from "../../sys/native.js";
 import { check } from "../../sys/errno.js";
-import { treePath } from "../namespaces/owned.js";
+import { ownedAtRestore, treePath } from "../namespaces/owned.js";
+import { takeFd } from "../sockets/unix.js";
 
 /** Below this size CRIU writes the data raw, without chunks. */
 const CHUNKS_THRESH = 3 * 4096;
-const ENXIO = 6, ENOENT = 2, EXDEV = 18;
+const ENXIO = 6, ENOENT = 2, EXDEV = 18, EROFS = 30;
 
 type BigStats = ReturnType<typeof statBig>;
 const statBig = (p: string) => statSync(p, { bigint: true });
@@ -222,11 +223,70 @@ interface Created {
 }
 
 /** Restore: remap-fpath.img by files.img id, the ghosts recreated so far by ghost id, the link remaps used by files.img id. */
-const restoring = restoreState("ghosts", (run) => ({
-  remaps: new Map(run.images.readOr(IMG.remapFpath, undefined, []).map((e) => [e.orig_id, e])),
-  created: new Map<number, Created>(),
-  linked: new Map<number, { seen: string; ino: bigint }>(),
-}));
+const restoring = restoreState("ghosts", (run) => {
+  const s = {
+    remaps: new Map(run.images.readOr(IMG.remapFpath, undefined, []).map((e) => [e.orig_id, e])),
+    created: new Map<number, Created>(),
+    linked: new Map<number, { seen: string; ino: bigint }>(),
+    /** crest's writable copies of read-only mounts, by the directory they show (writableDir). */
+    views: new Map<string, number>(),
+  };
+  // A failed restore takes the ghosts' names away again (through the views, closed after).
+  run.cleanup.push(() => {
+    for (const c of s.created.values()) {
+      try {
+        remove(c);
+      } catch {
+        // best effort: the restore has already failed
+      }
+    }
+    closeViews(s.views);
+  });
+  return s;
+});
+
+function closeViews(views: Map<string, number>): void {
+  for (const fd of views.values()) closeSync(fd);
+  views.clear();
+}
+
+/**
+ * A writable view of directory `dir` (the tree's path) on a read-only
+ * mount: a detached copy of the mount from there (open_tree's clone) with
+ * its read-only flag cleared, which a detached copy allows. The copy shows
+ * the same file system, so a ghost made through it is in the tree's
+ * directory while the tree's mount stays read-only throughout (criu
+ * remounts the mount writable for the while instead, and not at all in
+ * crest's own mount namespace). In a mount namespace of the tree's own the
+ * root task makes the copy, there; crest holds it until the ghosts are gone.
+ */
+function writableDir(run: RestoreRun, dir: string): string {
+  const views = run.state(restoring).views;
+  let fd = views.get(dir);
+  if (fd === undefined) {
+    const what = `the mount of ${dir} (to recreate a ghost file there)`;
+    if (ownedAtRestore(run, "mnt")) {
+      const r = run.tasks[0]!.remotes[0]!;
+      r.resetScratch();
+      const clone = r.call(`copy ${what}`, SYS.open_tree, AT_FDCWD, r.putString(dir), OPEN_TREE_CLONE | O.CLOEXEC);
+      try {
+        fd = takeFd(r.pid, clone, `the copy of ${what}`);
+      } finally {
+        r.call(`close the copy of ${what}`, SYS.close, clone);
+      }
+    } else {
+      fd = check(native.syscall(SYS.open_tree, AT_FDCWD, dir, OPEN_TREE_CLONE | O.CLOEXEC), `copy ${what}`);
+    }
+    // struct mount_attr: attr_set, attr_clr, propagation, userns_fd.
+    const attr = Buffer.alloc(32);
+    attr.writeBigUInt64LE(MOUNT_ATTR_RDONLY, 8);
+    const r = native.syscall(SYS.mount_setattr, fd, "", AT_EMPTY_PATH, attr, attr.length);
+    if (r < 0) closeSync(fd);
+    check(r, `make crest's copy of ${what} writable`);
+    views.set(dir, fd);
+  }
+  return `/proc/self/fd/${fd}`;
+}
 
 /**
  * Removes the ghosts' names again, and the link remaps' (criu removes
@@ -236,6 +296,7 @@ const restoring = restoreState("ghosts", (run) => ({
 export function finishGhostsRestore(run: RestoreRun): void {
   const s = run.state(restoring);
   for (const c of s.created.values()) remove(c);
+  closeViews(s.views);
   for (const l of s.linked.values()) {
     try {
       if (lstatBig(l.seen).ino === l.ino) unlinkSync(l.seen);
@@ -315,32 +376,38 @@ function create(run: RestoreRun, id: number, orig: string): Created {
   const seen = (p: string) => treePath(run, p);
   // The old path if it is free, else a name beside it (as CRIU names its ghosts).
   let path = orig;
+  /** crest's path to it: seen(path), or through a writable copy of a read-only mount. */
+  let made: string;
   for (;;) {
     if (exists(seen(path))) path = `${path}.cr.${id.toString(16)}.ghost`;
     if (exists(seen(path))) throw new Error(`ghost ${id} of ${orig}: both ${orig} and ${path} are taken`);
-    if (createAt(seen(path), g)) break;
+    let at: string | undefined = seen(path);
+    try {
+      if (!createAt(at, g)) at = undefined;
+    } catch (err) {
+      // A read-only mount (of a writable file system): made through a writable copy of it.
+      if ((err as NodeJS.ErrnoException).code !== "EROFS" && (err as { errno?: number }).errno !== EROFS) throw err;
+      at = `${writableDir(run, dirname(path))}/${basename(path)}`;
+      if (!createAt(at, g)) at = undefined;
+    }
+    if (at !== undefined) {
+      made = at;
+      break;
+    }
     // Its directory is gone too: as CRIU does, try in the one above.
     const dir = dirname(dirname(path));
     if (dir === dirname(path)) throw new Error(`ghost ${id} of ${orig}: no directory to create it in`);
     path = `${dir === "/" ? "" : dir}/${basename(orig)}`;
   }
   const type = BigInt(g.entry.mode) & S_IFMT;
-  const c: Created = { path, seen: seen(path), dir: type === S_IFDIR, removed: false, ino: lstatBig(seen(path)).ino };
+  const c: Created = { path, seen: made, dir: type === S_IFDIR, removed: false, ino: lstatBig(made).ino };
   try {
     applyMetadata(c.seen, g.entry, type === S_IFLNK);
   } catch (err) {
     remove(c);
     throw err;
   }
-  run.log.info(`ghost ${id} of ${orig} created at ${path}`);
-  // On failure too, the name goes again.
-  run.cleanup.push(() => {
-    try {
-      remove(c);
-    } catch {
-      // best effort: the restore has already failed or finished
-    }
-  });
+  run.log.info(`ghost ${id} of ${orig} created at ${path}${made !== seen(path) ? " (through a writable copy of its read-only mount)" : ""}`);
   return c;
 }
 

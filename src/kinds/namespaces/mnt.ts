@@ -17,7 +17,7 @@ import type { DumpRun, RestoreRun, RestoreTask, TaskKind } from "../context.js";
 import { UnsupportedError } from "../context.js";
 import { IMG, type mnt_entry } from "../../images/index.js";
 import { parseMountinfo } from "../../proc/index.js";
-import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, CLONE, MNT_DETACH, MOVE_MOUNT, MS, O, SYS } from "../../sys/constants.js";
+import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, CLONE, MNT_DETACH, MOVE_MOUNT, MS, O, OPEN_TREE_CLONE, SYS } from "../../sys/constants.js";
 import { RemoteError } from "../../remote/remote.js";
 import { check, EINVAL, EPERM } from "../../sys/errno.js";
 import { native } from "../../sys/native.js";
@@ -29,7 +29,6 @@ import { takeFd } from "../sockets/unix.js";
 import { copyHiddenMount } from "./mnt-hidden.js";
 import { makePtyForMount } from "../files/tty.js";
 
-const OPEN_TREE_CLONE = 1;
 import {
   FS_AUTO, FS_DEVPTS, FS_MQUEUE, FS_TMPFS, FSTYPE, MountRefusal, MountTree, autodetectExternal, cutRoot, entryOf, fsName, isSubPath, kdev,
   mountOnlyFlags,
