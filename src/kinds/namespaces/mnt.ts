@@ -224,9 +224,10 @@ function restoreExternals(run: RestoreRun): Map<string, string> {
   const map = new Map<string, string>();
   for (const e of run.opts.external) {
     const m = externalMount(e);
-    // A relative directory is crest's working directory's, as criu takes it.
-    // An empty VAL (LXC's "console:") is kept empty: checkPlan refuses it where a mount needs it.
-    if (m) map.set(m.key, m.val === "" ? "" : resolve(m.val));
+    // A relative directory is taken from /, as criu's restore binds it (its working directory then is /;
+    // zdtm's mnt_root_ext passes one). An empty VAL (LXC's "console:") is kept empty: checkPlan refuses it
+    // where a mount needs it.
+    if (m) map.set(m.key, m.val === "" ? "" : resolve("/", m.val));
   }
   return map;
 }
