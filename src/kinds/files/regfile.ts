@@ -5,21 +5,25 @@
 // that was deleted also gets a ghost (ghost.ts), recreated for the restore;
 // one under /proc/PID of a task of the tree is opened under the restored
 // task's PID (proc-path.ts).
-import { closeSync, lstatSync, openSync, statSync, type Stats } from "node:fs";
-import { ownedAtRestore } from "../namespaces/owned.js";
+import { closeSync, lstatSync, openSync, readFileSync, statSync, type Stats } from "node:fs";
+import { parseMountinfo } from "../../proc/index.js";
+import { ownedAtRestore, treePath } from "../namespaces/owned.js";
+import { native } from "../../sys/native.js";
 import { passFd } from "./inherit.js";
 import { EACCES, EPERM } from "../../sys/errno.js";
 import type { DumpRun, RestoreRun } from "../context.js";
-import { UnsupportedError } from "../context.js";
+import { dumpState, UnsupportedError } from "../context.js";
 import type { reg_file_entry } from "../../images/index.js";
 import { IMG, fd_types } from "../../images/index.js";
-import { AT_FDCWD, MEM_MAJOR, O, SEEK, SYS } from "../../sys/constants.js";
+import { AT_FDCWD, AT_SYMLINK_NOFOLLOW, MEM_MAJOR, O, SEEK, SYS } from "../../sys/constants.js";
 import { RemoteError, type Pending, type Remote } from "../../remote/remote.js";
 import type { FileKind } from "./file-kind.js";
 import { isMemfdPath } from "./memfd.js";
 import { procfsPath, procOwner, withRestoredProc } from "./proc-path.js";
 import { dumpGhost, dumpLinkRemap, finishGhostsDump, finishGhostsRestore, ghostPath, needsLinkRemap, statDeleted } from "./ghost.js";
 
+/** The statx mask bit for stx_mnt_id. */
+const STATX_MNT_ID = 0x1000;
 
 /** What a dumped file is: enough to open it again. */
 export interface RegFileFacts {
@@ -203,6 +207,29 @@ function openInOwnUserns(r: Remote, reg: reg_file_entry, vpid: number): number {
   }
 }
 
+/** The mount ids of the tree's own mount namespace. */
+const treeMounts = dumpState("tree mounts", (run) => new Set(parseMountinfo(readFileSync(`/proc/${run.root.pid}/mountinfo`, "utf8")).map((m) => m.mntId)));
+
+/**
+ * In a mount namespace of the tree's own, a file is reopened through the
+ * mount its path leads to: it must be the one the fd was opened through (a
+ * mount since put over it would give the file another mount, which the
+ * task would see, e.g. in umount's EBUSY). criu refuses these too. A file
+ * opened through a mount of another namespace is reopened by its path.
+ */
+function checkSameMount(run: DumpRun, path: string, mntId: number, what: string): void {
+  // An fd opened outside the namespace (crest run's /dev/null) is reopened there by its path, as before.
+  if (!run.state(treeMounts).has(mntId)) return;
+  const stx = Buffer.alloc(256);
+  // The mount the path leads to, in the tree's namespace: statx's stx_mnt_id (offset 144).
+  if (native.syscall(SYS.statx, AT_FDCWD, treePath(run, path), AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, stx) < 0) return;
+  const now = Number(stx.readBigUInt64LE(144));
+  if ((stx.readUInt32LE(0) & STATX_MNT_ID) && now !== mntId) {
+    throw new UnsupportedError(`${what} is ${path}, open through mount ${mntId}, but that path now leads through mount ${now} (a mount put over it since): ` +
+      "crest cannot reopen it through the same mount; criu cannot either");
+  }
+}
+
 /** Regular files, directories and memory devices behind fds. */
 export const regFileKind: FileKind = {
   name: "regular file",
@@ -216,6 +243,7 @@ export const regFileKind: FileKind = {
       return dumpDeletedFile(run, { path: f.link.path, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, f.via, f.what);
     }
     const st = checkReopenable(path, f.via, f.what, (f.info.flags & O.PATH) !== 0, run.opts.features.evasiveDevices);
+    if (f.info.mntId !== undefined && run.ownNamespaces.has("mnt")) checkSameMount(run, path, f.info.mntId, f.what);
     return dumpRegFile(run, { path, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, st, f.what);
   },
   // remap-fpath.img and the ghosts' names belong to the deleted regular files (and FIFOs, and mappings) that need them.
