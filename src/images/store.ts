@@ -162,8 +162,8 @@ export class DumpImages {
           for (const c of chunks) at += (data.set(c, at), c.length);
         }
         chunks = [];
+        // Handed over with the task's other images (flush), in one message.
         this.backlog.push({ path, data });
-        this.handOver();
       },
       discard: () => void (chunks = []),
     };
@@ -173,7 +173,7 @@ export class DumpImages {
   private handOver(now = false): void {
     if (!this.backlog.length) return;
     if (this.handing) {
-      for (const { path, data } of this.backlog) this.thread!.file(path, data);
+      this.thread!.files(this.backlog);
     } else if (now) {
       for (const { path, data } of this.backlog) {
         const out = fileOutput(path);
@@ -184,6 +184,11 @@ export class DumpImages {
       return;
     }
     this.backlog = [];
+  }
+
+  /** Hands the image files written since to the writer thread, if it runs (a dump calls it after each task). */
+  flush(): void {
+    this.handOver();
   }
 
   write<W>(kind: ImageKind<unknown, W>, key: ImageKey | undefined, value: NoInfer<W>): void {

@@ -12,7 +12,7 @@ import type { MessagePort, Worker } from "node:worker_threads";
 import { native } from "../sys/native.js";
 import { ImageError } from "./file.js";
 
-/** The writer thread. Ops: file (create, write, close), open, write, close; the first failure is posted on the error port. */
+/** The writer thread. Ops: file (create, write, close), files (several), open, write, close; the first failure is posted on the error port. */
 const THREAD = `
 const { writeSync, openSync, closeSync, unlinkSync, constants: c } = require("node:fs");
 const { workerData: { state, errors }, parentPort } = require("node:worker_threads");
@@ -34,6 +34,7 @@ function run(m) {
       closeSync(fd);
       return;
     }
+    case "files": for (const f of m.items) run({ op: "file", ...f }); return;
     case "open": doing = "cannot create"; fds.set(m.file, create(m.path)); return;
     case "write": {
       const fd = fdOf(m.file);
@@ -112,6 +113,12 @@ export class WriterThread {
   /** Creates the file at path with data in it (data is handed over: it is not usable here afterwards). */
   file(path: string, data: Uint8Array): void {
     this.post({ op: "file", path, data }, [data.buffer as ArrayBuffer]);
+  }
+
+  /** Creates each file with its data (handed over), in one message. */
+  files(items: Array<{ path: string; data: Uint8Array }>): void {
+    if (items.length === 1) return this.file(items[0]!.path, items[0]!.data);
+    this.post({ op: "files", items }, [...new Set(items.map((f) => f.data.buffer as ArrayBuffer))]);
   }
 
   /** Opens (creates) a file to append to, on the thread; returns its handle. */

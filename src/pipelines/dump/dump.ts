@@ -369,6 +369,7 @@ function writeTaskImages(run: DumpRun, t: DumpTask, fdinfoWritten: Set<number>):
     fdinfoWritten.add(t.ids.files_id);
   }
   images.write(IMG.fs, t.vpid, [t.fs!]);
+  images.flush();
 }
 
 /** Stage: the images of the tree, then the commit (the inventory goes last). */
