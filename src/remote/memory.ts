@@ -39,3 +39,32 @@ export function writeMemory(pid: number, addr: number | bigint, data: Buffer): v
     closeSync(fd);
   }
 }
+
+/** Most iovecs one process_vm_writev takes (UIO_MAXIOV). */
+const IOV_MAX = 1024;
+
+/**
+ * Writes several pieces at once: one process_vm_writev for up to IOV_MAX of
+ * them (pieces that do not all go, read-only pages, go one by one as
+ * writeMemory writes them). Later pieces win where they overlap.
+ */
+export function writeMemoryParts(pid: number, parts: ReadonlyArray<{ addr: bigint; data: Buffer }>): void {
+  for (let at = 0; at < parts.length; at += IOV_MAX) {
+    const some = parts.slice(at, at + IOV_MAX);
+    if (some.length === 1) {
+      writeMemory(pid, some[0]!.addr, some[0]!.data);
+      continue;
+    }
+    const l = new BigUint64Array(some.length * 2), r = new BigUint64Array(some.length * 2);
+    let total = 0;
+    some.forEach((p, i) => {
+      l[2 * i] = BigInt(native.address(p.data));
+      l[2 * i + 1] = r[2 * i + 1] = BigInt(p.data.length);
+      r[2 * i] = p.addr;
+      total += p.data.length;
+    });
+    if (native.syscall(SYS.process_vm_writev, pid, l, some.length, r, some.length, 0) !== total) {
+      for (const p of some) writeMemory(pid, p.addr, p.data);
+    }
+  }
+}

@@ -2,7 +2,7 @@
 // scratch page of its memory for their arguments. The task's registers and
 // signal mask are saved when the session opens and put back when it closes.
 import { Tracee, TraceError, type Stop } from "./tracee.js";
-import { readMemory, writeMemory } from "./memory.js";
+import { readMemory, writeMemory, writeMemoryParts } from "./memory.js";
 import { MAP, PROT, PTRACE, PTRACE_EVENT, SIG, SYS } from "../sys/constants.js";
 import { KSIGACTION_SIZE, Regs, SIGINFO_SIZE, SYSCALL_ARGS, siginfoHead } from "../sys/structs.js";
 import { errnoName, SysError } from "../sys/errno.js";
@@ -147,6 +147,8 @@ interface ScratchArea {
   size: number;
   cursor: number;
   user: Remote | null;
+  /** What put() copied in since the task last ran: written in one call before it runs again (or is read or written). */
+  pending: Array<{ addr: bigint; data: Buffer }>;
 }
 
 /** How many queued calls go in one batch at most (more wait for the next). */
@@ -256,6 +258,16 @@ export class Remote {
     area.user?.flush();
     area.user = this;
     area.cursor = SCRATCH_DATA;
+    // What the last user put there and no call of its used is forgotten with its allocations.
+    area.pending = [];
+  }
+
+  /** Writes what put() left pending: before the task runs anything, and before scratch is read or written directly. */
+  private writePending(): void {
+    const area = this.area;
+    if (!area?.pending.length) return;
+    writeMemoryParts(this.pid, area.pending);
+    area.pending = [];
   }
 
   /**
@@ -329,6 +341,7 @@ export class Remote {
   /** Points the task at the gadget with a syscall's number and arguments loaded. */
   private load(nr: number, args: RArg[]): void {
     if (this.running) throw new Error(`task ${this.pid} is still running a batch`);
+    this.writePending();
     remoteCounters.syscalls++;
     const r = this.base.clone();
     r.set("ip", this.gadget.addr);
@@ -390,7 +403,10 @@ export class Remote {
     const results = area.addr + BigInt(area.size - zone);
     const code = batchCode(calls, results);
     const at = results + BigInt(calls.length * 8);
-    writeMemory(this.pid, at, code);
+    // The calls' arguments and their code in one write.
+    area.pending.push({ addr: at, data: code });
+    writeMemoryParts(this.pid, area.pending);
+    area.pending = [];
     const r = this.base.clone();
     r.set("ip", at);
     r.set("orig_ax", -1n);
@@ -519,7 +535,7 @@ export class Remote {
     const flags = MAP.PRIVATE | MAP.ANONYMOUS | (addr ? MAP.FIXED_NOREPLACE : 0);
     const a = this.call(`map scratch memory in task ${this.pid}`, SYS.mmap, addr, size, PROT.READ | PROT.WRITE | PROT.EXEC, flags, -1, 0);
     if (addr && BigInt(a) !== addr) throw new TraceError(`scratch mapping of task ${this.pid} landed at 0x${a.toString(16)}, not 0x${addr.toString(16)}`);
-    const area: ScratchArea = { addr: BigInt(a), size, cursor: SCRATCH_DATA, user: this };
+    const area: ScratchArea = { addr: BigInt(a), size, cursor: SCRATCH_DATA, user: this, pending: [] };
     // Before the first int3: an ignored SIGTRAP is reset by it, so keep the
     // task's action to put back at the end (the caller may know it is not
     // ignored: /proc/PID/status SigIgn).
@@ -558,14 +574,14 @@ export class Remote {
       r.flush();
       const at = addr + BigInt(i * each);
       writeMemory(r.pid, at, GADGET_CODE);
-      r.area = { addr: at, size: each, cursor: SCRATCH_DATA, user: r };
+      r.area = { addr: at, size: each, cursor: SCRATCH_DATA, user: r, pending: [] };
       r.gadget = { addr: at, int3: true };
     });
   }
 
   /** Uses the copy of a scratch area a forked task inherited, at the same address. */
   useScratch(addr: bigint, size: number): void {
-    this.area = { addr, size, cursor: SCRATCH_DATA, user: this };
+    this.area = { addr, size, cursor: SCRATCH_DATA, user: this, pending: [] };
     this.gadget = { addr, int3: true };
   }
 
@@ -641,10 +657,10 @@ export class Remote {
     return area.addr + BigInt(at);
   }
 
-  /** Copies bytes into scratch and returns their address in the task. */
+  /** Copies bytes into scratch (written to the task before it next runs) and returns their address in the task. */
   put(data: Buffer): bigint {
     const a = this.alloc(data.length);
-    writeMemory(this.pid, a, data);
+    if (data.length) this.area!.pending.push({ addr: a, data: Buffer.from(data) });
     return a;
   }
 
@@ -654,11 +670,13 @@ export class Remote {
 
   write(addr: bigint, data: Buffer): void {
     this.flush();
+    this.writePending();
     writeMemory(this.pid, addr, data);
   }
 
   read(addr: bigint, len: number): Buffer {
     this.flush();
+    this.writePending();
     return readMemory(this.pid, addr, len);
   }
 

@@ -19,10 +19,12 @@ export const rlimitsKind: TaskKind = {
     const limits = task.core[0]!.tc!.rlimits?.rlimits ?? [];
     const r = task.remotes[0]!;
     r.resetScratch();
+    // All the limits in one write to the task's memory.
+    const at = r.put(packU64s(limits.flatMap((l) => [l.cur, l.max])));
     limits.forEach((l, res) => {
       const name = RLIMIT_NAMES[res] ?? `rlimit ${res}`;
       r.later({
-        nr: SYS.prlimit64, args: [0, res, r.put(packU64s([l.cur, l.max])), 0], what: `restore ${name} of task ${task.pid}`,
+        nr: SYS.prlimit64, args: [0, res, at + BigInt(res * 16), 0], what: `restore ${name} of task ${task.pid}`,
         fail: (e) => new Error(e === EPERM
           ? `cannot restore ${name} of task ${task.pid} (hard limit ${l.max}): raising a hard limit needs CAP_SYS_RESOURCE`
           : `cannot restore ${name} of task ${task.pid}: ${errnoName(e)}`),
