@@ -52,6 +52,8 @@ export interface DumpOptions {
   prevImagesDir?: string;
   /** --track-mem: track memory for a next dump (pre-dump always does); with parent images, pages not written since stay there. */
   trackMem: boolean;
+  /** --auto-dedup: once the images are written, the pages they hold anew are punched out of the parent images (crest dedup). */
+  autoDedup: boolean;
   /**
    * RPC self-dump: the inode of the connection the request came through. The
    * client's own end of it is dumped as criu's USK_SERVICE socket, which
@@ -253,7 +255,7 @@ export function defaultOptions(command: Command): Options {
     command,
     images: { dir: "." },
     log: { level: DEFAULT_LOG_LEVEL, perPid: false, displayStats: false },
-    dump: { leaveRunning: false, leaveStopped: false, ghostLimit: DEFAULT_GHOST_LIMIT, trackMem: false },
+    dump: { leaveRunning: false, leaveStopped: false, ghostLimit: DEFAULT_GHOST_LIMIT, trackMem: false, autoDedup: false },
     restore: { detached: false, sibling: false },
     check: { all: false, extra: false, experimental: false },
     external: [],
@@ -281,6 +283,12 @@ export function workPath(opts: Options, p: string): string {
 export function unsupported(opts: Options): string[] {
   const why = opts.external.map(unsupportedExternal).filter((w): w is string => w !== undefined);
   if (opts.mnt.compatMode) why.push("--mntns-compat-mode: crest restores mounts one way only, criu's mount-v2 (--no-mntns-compat-mode)");
+  if (opts.dump.autoDedup && opts.command === "restore") {
+    why.push("--auto-dedup on restore: crest does not punch the pages out of the images as it restores them (criu does); restore without it, and run crest dedup -D DIR on the images to free the room their parents' old pages take");
+  }
+  if (opts.dump.autoDedup && opts.service.pageServer) {
+    why.push("--auto-dedup with --page-server: the images are on the page server's side, which crest's dump cannot punch; run crest dedup there");
+  }
   return why;
 }
 

@@ -21,7 +21,7 @@ export const SYS = {
   rt_tgsigqueueinfo: 297, prlimit64: 302, setns: 308, process_vm_readv: 310, process_vm_writev: 311,
   kcmp: 312, seccomp: 317, memfd_create: 319, userfaultfd: 323, rseq: 334, pidfd_send_signal: 424, pidfd_open: 434,
   unshare: 272, clone: 56, clone3: 435, close_range: 436, pidfd_getfd: 438, fsopen: 430, fsconfig: 431, fsmount: 432,
-  pivot_root: 155, mount: 165, unlinkat: 263, umount2: 166, mkdirat: 258, linkat: 265, open_tree: 428, move_mount: 429, mount_setattr: 442, statx: 332,
+  pivot_root: 155, mount: 165, unlinkat: 263, umount2: 166, mkdirat: 258, linkat: 265, open_tree: 428, move_mount: 429, mount_setattr: 442, statx: 332, fallocate: 285,
   socket: 41, connect: 42, sendto: 44, recvfrom: 45, sendmsg: 46, recvmsg: 47, shutdown: 48, bind: 49, listen: 50,
   getsockname: 51, getpeername: 52, setsockopt: 54, getsockopt: 55, accept4: 288,
 } as const;

@@ -156,10 +156,10 @@ test("options from $CRIU_CONFIG_FILE and --config apply; the command line overri
 test("an option crest does not support is refused by name in the log too, and nothing is touched", () => {
   const w = startWorkload("loop");
   try {
-    const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log", "--auto-dedup"]);
+    const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log", "--weak-sysctls"]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /option --auto-dedup is not supported by crest yet/);
-    assert.match(readFileSync(join(imagesDir(w), "dump.log"), "utf8"), /option --auto-dedup is not supported by crest yet\n.*Dumping FAILED\.\n$/);
+    assert.match(r.stderr, /option --weak-sysctls is not supported by crest yet/);
+    assert.match(readFileSync(join(imagesDir(w), "dump.log"), "utf8"), /option --weak-sysctls is not supported by crest yet\n.*Dumping FAILED\.\n$/);
     assert.equal(procState(w.pid).tracer, 0);
     assert.equal(finish(w), "PASS");
   } finally {

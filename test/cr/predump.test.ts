@@ -7,7 +7,7 @@
 // had been written since fails it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import {
@@ -60,6 +60,40 @@ test("pre-dump, pre-dump, dump --track-mem: the dump copies only pages written s
     assert.ok(p2.parent > 4 * p2.present, `pre2 leaves most pages in pre1 (${JSON.stringify(p2)})`);
     assert.ok(f.parent > 4 * f.present, `the dump copies a fraction of what it leaves in the parents (${JSON.stringify(f)})`);
     assert.ok(f.present > 0, "pages written since the last pre-dump are copied");
+    restoreFrom(w, final);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+/** Bytes the file takes on disk (its blocks): a punched hole takes none. */
+const onDisk = (path: string): number => statSync(path).blocks * 512;
+const deduplicated = (log: string): number => Number(/Deduplicated (\d+) bytes/.exec(readFileSync(log, "utf8"))?.[1] ?? NaN);
+
+test("dedup: pre-dump --auto-dedup and crest dedup punch the parents' copies of pages written since out of their pages files; the chain still restores", () => {
+  const w = startWorkload("memwrite", ["32", "400"]);
+  try {
+    const pre1 = join(w.dir, "pre1"), pre2 = join(w.dir, "pre2"), final = join(w.dir, "final");
+    const pagesOf = (dir: string) => join(dir, `pages-${readImage(dir, IMG.pagemap, w.pid).head.pages_id}.img`);
+    run(["pre-dump", "-t", String(w.pid), "-D", pre1]);
+    const pages1 = pagesOf(pre1);
+    let before = onDisk(pages1);
+    spawnSync("sleep", ["0.5"]);
+    run(["pre-dump", "-t", String(w.pid), "-D", pre2, "--prev-images-dir", "../pre1", "--auto-dedup", "-o", "pre-dump.log", "-v4"]);
+    const n1 = deduplicated(join(pre2, "pre-dump.log"));
+    assert.ok(n1 > 0, `pre2 holds pages written since pre1: ${n1} bytes punched out of pre1`);
+    assert.equal(before - onDisk(pages1), n1, "pre1's pages file takes that much less room");
+    spawnSync("sleep", ["0.5"]);
+    run(["dump", "-t", String(w.pid), "-D", final, "--prev-images-dir", "../pre2", "--track-mem"]);
+    const pages2 = pagesOf(pre2);
+    before = onDisk(pages1) + onDisk(pages2);
+    run(["dedup", "-D", final, "-o", "dedup.log", "-v4"]);
+    const n2 = deduplicated(join(final, "dedup.log"));
+    assert.ok(n2 > 0, `the dump holds pages written since pre2: ${n2} bytes punched out of pre2 and pre1`);
+    assert.equal(before - onDisk(pages1) - onDisk(pages2), n2, "the parents' pages files take that much less room");
+    for (const d of [pre1, pre2, final]) assert.deepEqual(critDecodeAll(d), [], `crit decodes every image of ${d}`);
+    // Every page the chain still reads is there: memwrite checks each page's contents.
     restoreFrom(w, final);
     assert.equal(finish(w), "PASS");
   } finally {

@@ -100,7 +100,7 @@ test("swrk: malformed, oversized, truncated and unserved requests get an answer 
     ["a page server", (c) => c.send({ type: criu_req_type.PAGE_SERVER, opts: { images_dir_fd: -1 } }), criu_req_type.PAGE_SERVER, /not supported by crest yet/],
     ["a lone NOTIFY", (c) => c.send({ type: criu_req_type.NOTIFY, notify_success: true }), criu_req_type.NOTIFY, /no notification to answer/],
     ["a dump without images", (c) => c.send({ type: criu_req_type.DUMP, opts: { images_dir_fd: -1, pid: 1 } }), criu_req_type.DUMP, /Neither images_dir_fd nor images_dir/],
-    ["an option crest lacks", (c) => c.send({ type: criu_req_type.DUMP, opts: { images_dir_fd: -1, images_dir: "/tmp", pid: 1, auto_dedup: true } }), criu_req_type.DUMP, /criu_opts.auto_dedup: --auto-dedup/],
+    ["an option crest lacks", (c) => c.send({ type: criu_req_type.DUMP, opts: { images_dir_fd: -1, images_dir: "/tmp", pid: 1, weak_sysctls: true } }), criu_req_type.DUMP, /criu_opts.weak_sysctls: --weak-sysctls/],
   ];
   for (const [what, send, type, message] of cases) {
     const c = RawClient.swrk();

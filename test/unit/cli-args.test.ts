@@ -38,7 +38,7 @@ test("unique prefixes, no- forms, and refusals", () => {
   assert.equal(parseArgs(["restore", "--images", "d"]).options.images.dir, "d");
   assert.equal(parseArgs(["restore", "-d", "--no-restore-detached"]).options.restore.detached, false);
   assert.throws(() => parseArgs(["dump", "--bogus"]), /unknown option --bogus/);
-  assert.deepEqual(parseArgs(["dump", "--auto-dedup", "--lazy-pages"]).refused, ["--auto-dedup", "--lazy-pages"]);
+  assert.deepEqual(parseArgs(["dump", "--weak-sysctls", "--lazy-pages"]).refused, ["--weak-sysctls", "--lazy-pages"]);
   const net = parseArgs(["dump", "--tcp-established", "--skip-in-flight", "--tcp-close", "--network-lock", "iptables", "--empty-ns", "net"]);
   assert.deepEqual([net.refused, net.options.net], [[], { tcpEstablished: true, tcpClose: true, skipInFlight: true, lock: "iptables", emptyNs: true }]);
   assert.throws(() => parseArgs(["restore", "--empty-ns", "mnt"]), /--empty-ns mnt: only net is supported, as with criu/);

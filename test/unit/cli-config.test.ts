@@ -56,6 +56,6 @@ test("the files, in criu's order; --no-default-config and --config skip the defa
 test("a missing default file is skipped, a missing named one is an error; bad options name their file", () => {
   assert.deepEqual(readConfigs([], fakeEnv({})), []);
   assert.throws(() => readConfigs(["--config", "/nope.conf"], fakeEnv({})), /\/nope.conf: it does not exist/);
-  assert.deepEqual(parseArgs(["dump"], fakeEnv({ "/etc/criu/default.conf": "auto-dedup\n" })).refused, ["--auto-dedup (from /etc/criu/default.conf)"]);
+  assert.deepEqual(parseArgs(["dump"], fakeEnv({ "/etc/criu/default.conf": "weak-sysctls\n" })).refused, ["--weak-sysctls (from /etc/criu/default.conf)"]);
   assert.throws(() => parseArgs(["dump"], fakeEnv({ "/etc/criu/default.conf": "bogus-option\n" })), /default.conf: unknown option --bogus-option/);
 });

@@ -35,8 +35,8 @@ test("rpc request: rst_sibling and inherit_fd only through swrk; options crest l
   const svc = translate("restore", o, peer, "service", noConfigs);
   assert.equal(svc.refused.length, 2);
   assert.match(svc.refused.join("\n"), /rst_sibling is not allowed in the standalone service[^]*inherit_fd is not allowed/);
-  const lacks = translate("dump", req({ images_dir: "/x", auto_dedup: true, lazy_pages: true, cpu_cap: 0xffffffff, root: "/r" }), peer, "swrk", noConfigs);
-  assert.deepEqual(lacks.refused.map((r) => r.split(":")[0]), ["criu_opts.auto_dedup", "criu_opts.lazy_pages"], "cpu_cap at criu's default is no request");
+  const lacks = translate("dump", req({ images_dir: "/x", weak_sysctls: true, lazy_pages: true, cpu_cap: 0xffffffff, root: "/r" }), peer, "swrk", noConfigs);
+  assert.deepEqual(lacks.refused.map((r) => r.split(":")[0]), ["criu_opts.weak_sysctls", "criu_opts.lazy_pages"], "cpu_cap at criu's default is no request");
 });
 
 test("rpc request: root, ext_mnt, skip_mnt and enable_fs fill the mount options (runc's way of naming its bind mounts)", () => {

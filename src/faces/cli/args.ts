@@ -11,7 +11,7 @@ export const COMMANDS: readonly Command[] = [
   "cpuinfo", "exec", "show",
 ];
 /** Commands this version of crest carries out. */
-export const IMPLEMENTED: ReadonlySet<Command> = new Set<Command>(["dump", "pre-dump", "restore", "check", "swrk", "service", "page-server"]);
+export const IMPLEMENTED: ReadonlySet<Command> = new Set<Command>(["dump", "pre-dump", "restore", "check", "swrk", "service", "page-server", "dedup"]);
 
 type ArgKind = "none" | "required" | "optional";
 
@@ -112,7 +112,7 @@ const SPECS: OptSpec[] = [
   { long: "prev-images-dir", arg: "required", apply: (o, v) => { o.dump.prevImagesDir = v!; } },
   { long: "ms", arg: "none", apply: () => { throw new UsageError('--ms is deprecated; see "Check options" of crest --help'); } },
   { long: "track-mem", arg: "none", bool: true, apply: (o, _v, on) => { o.dump.trackMem = on; } },
-  { long: "auto-dedup", arg: "none", bool: true },
+  { long: "auto-dedup", arg: "none", bool: true, apply: (o, _v, on) => { o.dump.autoDedup = on; } },
   { long: "libdir", short: "L", arg: "required" },
   { long: "cpu-cap", arg: "optional" },
   { long: "force-irmap", arg: "none", bool: true, apply: (o, _v, on) => { o.features.forceIrmap = on; } },

@@ -7,6 +7,7 @@ import { COMMANDS, IMPLEMENTED, parseArgs, UsageError } from "./args.js";
 import { workPath, type Command, type Options } from "../../options.js";
 import { ConfigError, SYSTEM_CONFIG_ENV } from "./config.js";
 import { execute } from "../execute.js";
+import { dedup } from "../../pipelines/dump/dump.js";
 import { serveConnection, swrk } from "../rpc/session.js";
 import { daemonize, service } from "../rpc/service.js";
 import { projectRoot } from "../../sys/native.js";
@@ -23,7 +24,7 @@ Usage:
   crest page-server -D DIR [--address A] [--port P] [-d] [--pidfile F]
   crest service [--address PATH] [--pidfile FILE] [-d] [<options>]
   crest swrk FD
-  crest dedup
+  crest dedup -D DIR
   crest lazy-pages -D DIR [<options>]
   crest run [--ns pid,ipc,uts,net,mnt,time,user] [--log FILE] -- CMD [ARGS...]
 
@@ -36,7 +37,8 @@ Commands:
   service        serve criu's RPC on a SEQPACKET socket (--address, default ./criu_service.socket)
   swrk           serve criu's RPC on an inherited socket (as go-criu, libcriu and pycriu start criu)
   page-server    receive the pages of a dump or pre-dump run with --page-server (criu's protocol)
-  (lazy-pages, dedup, cpuinfo: recognised, not implemented by crest yet)
+  dedup          punch out of the parent images (--prev-images-dir) the pages DIR holds anew
+  (lazy-pages, cpuinfo: recognised, not implemented by crest yet)
 
 Most of the true / false long options (the ones without arguments) can be
 prefixed with --no- to negate the option (example: --display-stats and
@@ -204,6 +206,15 @@ export function main(argv: string[]): number | Promise<number> {
   }
   try {
     if (cmd === "swrk") return swrk(Number(parsed.rest[0]), log);
+    if (cmd === "dedup") {
+      try {
+        dedup(opts.images.dir, log);
+        return 0;
+      } catch (e) {
+        log.error((e as Error).message);
+        return 1;
+      }
+    }
     if (cmd !== "check" && cmd !== "dump" && cmd !== "pre-dump" && cmd !== "restore") {
       log.error(`'${cmd}' is not implemented by crest yet; crest carries out ${[...IMPLEMENTED].join(", ")}`);
       return 1;

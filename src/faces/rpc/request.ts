@@ -29,7 +29,7 @@ export interface Translated {
 
 /** criu_opts fields crest has no counterpart for yet: refused when set to anything but criu's default. */
 const UNSUPPORTED: ReadonlyArray<[keyof criu_opts, string]> = [
-  ["auto_dedup", "--auto-dedup"], ["exec_cmd", "--exec-cmd"],
+  ["exec_cmd", "--exec-cmd"],
   ["join_ns", "--join-ns"],
   ["weak_sysctls", "--weak-sysctls"], ["lazy_pages", "lazy pages"], ["lsm_profile", "an LSM profile"], ["tls_cacert", "TLS"],
   ["tls_cacrl", "TLS"], ["tls_cert", "TLS"], ["tls_key", "TLS"], ["tls", "TLS"], ["tls_no_cn_verify", "TLS"],
@@ -87,6 +87,7 @@ export function translate(command: Command, o: criu_opts | undefined, peer: Peer
   if (o.timeout !== undefined) options.dump.timeout = o.timeout;
   if (o.parent_img) options.dump.prevImagesDir = o.parent_img;
   if (o.track_mem !== undefined) options.dump.trackMem = o.track_mem;
+  if (o.auto_dedup !== undefined) options.dump.autoDedup = o.auto_dedup;
   if (o.pre_dump_mode !== undefined) options.dump.preDumpMode = o.pre_dump_mode === criu_pre_dump_mode.VM_READ ? "read" : "splice";
   if (o.display_stats !== undefined) options.log.displayStats = o.display_stats;
   for (const e of o.external) {

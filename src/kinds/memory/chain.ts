@@ -2,11 +2,15 @@
 // a pagemap entry flagged PE_PARENT says its pages are in the parent images
 // (the `parent` link beside the images), whose own entries may send them on
 // to their parent in turn. A restore resolves the chain once, into runs of
-// each pages file it reads from.
-import { existsSync, realpathSync } from "node:fs";
+// each pages file it reads from. Dedup (criu's `dedup`, `--auto-dedup`)
+// punches out of the parents' pages files the pages a later image holds
+// anew: no restore of the chain's last images reads them there.
+import { closeSync, existsSync, openSync, readdirSync, realpathSync } from "node:fs";
 import { IMG, type pagemap_entry } from "../../images/index.js";
 import { RestoreImages } from "../../images/store.js";
-import { PAGE_SIZE } from "../../sys/constants.js";
+import { PAGE_SIZE, SYS } from "../../sys/constants.js";
+import { native } from "../../sys/native.js";
+import { check } from "../../sys/errno.js";
 import { PE, pageCount, pageRuns, splitRuns, type PageRun } from "./pages.js";
 
 /** One pages file of a task's chain: the task's own (layer 0), then each parent's. */
@@ -91,3 +95,66 @@ export function resolveChain(images: RestoreImages, vpid: number, entries: pagem
 
 /** The runs read from one layer, in address order. */
 export const runsOf = (runs: readonly PageRun[], layer: number): PageRun[] => runs.filter((r) => (r.layer ?? 0) === layer);
+
+const FALLOC_FL_KEEP_SIZE = 1, FALLOC_FL_PUNCH_HOLE = 2;
+
+/** Punches runs (pages of `path`, by their offsets) out of the file, keeping its size and the other pages' offsets; returns the bytes. */
+function punch(path: string, runs: readonly PageRun[]): number {
+  if (!runs.length) return 0;
+  const sorted = [...runs].sort((a, b) => a.off - b.off);
+  const fd = openSync(path, "r+");
+  let bytes = 0;
+  try {
+    // Runs next to each other in the file: one call.
+    let start = sorted[0]!.off, end = start + sorted[0]!.len;
+    const hole = () => {
+      check(native.syscall(SYS.fallocate, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, start, end - start), `punch ${end - start} bytes at ${start} out of ${path}`);
+      bytes += end - start;
+    };
+    for (const r of sorted.slice(1)) {
+      if (r.off === end) end += r.len;
+      else {
+        hole();
+        start = r.off;
+        end = r.off + r.len;
+      }
+    }
+    hole();
+  } finally {
+    closeSync(fd);
+  }
+  return bytes;
+}
+
+/**
+ * The pages process `vpid`'s images hold anew, punched out of every parent
+ * image that held an older copy (following its PE_PARENT entries up, as a
+ * restore would); returns the bytes punched. A directory without a parent
+ * link, or a parent without the process, ends the walk.
+ */
+export function dedupTask(images: RestoreImages, vpid: number): number {
+  let need = rangesOf(images.read(IMG.pagemap, vpid).entries, PE.PRESENT);
+  let here = images, bytes = 0;
+  for (let depth = 0; need.length && existsSync(`${here.dir}/parent`); depth++) {
+    if (depth > CHAIN_MAX) throw here.invalid(IMG.pagemap, vpid, `the parent chain is longer than ${CHAIN_MAX} (a loop of parent links?)`);
+    const up = new RestoreImages(realpathSync.native(`${here.dir}/parent`));
+    if (!up.exists(IMG.pagemap, vpid)) break;
+    const pm = up.read(IMG.pagemap, vpid);
+    const older = splitRuns(pageRuns(pm.entries), intersect(need, rangesOf(pm.entries, PE.PRESENT))).inside;
+    bytes += punch(up.name(IMG.pages, pm.head.pages_id), older);
+    need = intersect(need, rangesOf(pm.entries, PE.PARENT));
+    here = up;
+  }
+  return bytes;
+}
+
+/** dedupTask for every process of the images in `dir` (each pagemap-PID.img); returns the bytes punched. */
+export function dedupImages(dir: string): number {
+  const images = new RestoreImages(dir);
+  let bytes = 0;
+  for (const name of readdirSync(dir)) {
+    const m = /^pagemap-(\d+)\.img$/.exec(name);
+    if (m) bytes += dedupTask(images, Number(m[1]));
+  }
+  return bytes;
+}

@@ -19,6 +19,7 @@ import { DUMP_KINDS } from "../../kinds/registry.js";
 import { newStats, RunStates, UnsupportedError, type DumpRun, type DumpTask } from "../../kinds/context.js";
 import { TASK_STATE } from "../../kinds/task/task-state.js";
 import { IMG, IMAGES_V1_1, core_entry_march, lsmtype, type core_entry, type pstree_entry, type task_kobj_ids_entry } from "../../images/index.js";
+import { dedupImages } from "../../kinds/memory/chain.js";
 import { DumpImages } from "../../images/store.js";
 import { parseSmaps, parseStat, parseStatus, type ProcStat } from "../../proc/index.js";
 import { resumeLive } from "../../kinds/task/regs.js";
@@ -120,8 +121,9 @@ export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResu
   if (opts.dump.prevImagesDir !== undefined) images.linkParent(opts.dump.prevImagesDir);
   const scripts = new ActionScripts(opts.actionScripts, dir, log, hooks.notify);
   scripts.rootPid = opts.dump.tree;
+  let result: DumpResult;
   try {
-    return dumpTree(opts, log, images, scripts, hooks);
+    result = dumpTree(opts, log, images, scripts, hooks);
   } catch (e) {
     images.abort();
     throw e;
@@ -129,6 +131,13 @@ export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResu
     scripts.close();
     if (pageServer !== undefined) closeSync(pageServer);
   }
+  if (opts.dump.autoDedup) dedup(dir, log);
+  return result;
+}
+
+/** crest dedup, and --auto-dedup once the images are in place: their parents' older copies of the pages they hold go. */
+export function dedup(dir: string, log: Logger): void {
+  log.info(`Deduplicated ${dedupImages(dir)} bytes of the parent images of ${dir}`);
 }
 
 /** --prev-images-dir must name images. */

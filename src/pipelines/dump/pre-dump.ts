@@ -16,7 +16,7 @@ import type { Logger } from "../../log.js";
 import { parentImagesDir, type Options } from "../../options.js";
 import type { RunHooks } from "../hooks.js";
 import { freezeTree, thawTree, type FrozenTree } from "./freeze.js";
-import { checkParentImages, closeAll, openTask } from "./dump.js";
+import { checkParentImages, dedup, closeAll, openTask } from "./dump.js";
 import { TreeNamespaces } from "./tree-ids.js";
 import { DumpImages, RestoreImages } from "../../images/store.js";
 import { pageServerFor } from "../../images/page-server.js";
@@ -110,6 +110,7 @@ export function preDump(opts: Options, log: Logger, hooks: RunHooks = {}): void 
   }
   // The tracking went on in the new holder.
   prev?.stop();
+  if (opts.dump.autoDedup) dedup(opts.images.dir, log);
 }
 
 /**
