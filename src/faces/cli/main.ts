@@ -7,6 +7,7 @@ import { COMMANDS, IMPLEMENTED, parseArgs, UsageError } from "./args.js";
 import { workPath, type Command, type Options } from "../../options.js";
 import { ConfigError, SYSTEM_CONFIG_ENV } from "./config.js";
 import { execute } from "../execute.js";
+import { inspectMain } from "../inspect.js";
 import { dedup } from "../../pipelines/dump/dump.js";
 import { serveConnection, swrk } from "../rpc/session.js";
 import { daemonize, service } from "../rpc/service.js";
@@ -27,12 +28,14 @@ Usage:
   crest dedup -D DIR
   crest lazy-pages -D DIR [<options>]
   crest run [--ns pid,ipc,uts,net,mnt,time,user] [--log FILE] -- CMD [ARGS...]
+  crest inspect [--format text|json|dot|svg] DIR
 
 Commands:
   dump           checkpoint a process/tree identified by pid
   pre-dump       pre-dump a process/tree's memory (it runs on), for a later dump --prev-images-dir --track-mem
   restore        restore a process/tree
   check          checks whether the kernel support is up-to-date
+  inspect        what a checkpoint holds: the tree, each task's memory, fds and namespaces, the dump's statistics
   run            start CMD as the root of a tree ready to checkpoint (own PID/IPC namespaces, own session)
   service        serve criu's RPC on a SEQPACKET socket (--address, default ./criu_service.socket)
   swrk           serve criu's RPC on an inherited socket (as go-criu, libcriu and pycriu start criu)
@@ -156,6 +159,7 @@ function serviceMain(opts: Options, argv: string[], refused: string[], log: Logg
 
 export function main(argv: string[]): number | Promise<number> {
   if (argv[0] === "run") return runMain(argv.slice(1));
+  if (argv[0] === "inspect") return inspectMain(argv.slice(1));
   if (argv[0] === "service-worker") return serviceWorker(argv.slice(1));
   let parsed;
   try {
