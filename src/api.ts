@@ -49,6 +49,8 @@ export interface DumpOptions extends CommonOptions {
   parentImagesDir?: string;
   /** Track memory for a next dump; with parentImagesDir, pages unchanged since stay there (--track-mem). */
   trackMem?: boolean;
+  /** Punch the pages these images hold anew out of the parent images (--auto-dedup). */
+  autoDedup?: boolean;
 }
 
 export interface RestoreOptions extends CommonOptions {
@@ -146,6 +148,7 @@ function dumpOpts(o: DumpOptions): Partial<EncodeInput<criu_opts>> {
     ...(o.networkLock ? { network_lock: LOCKS[o.networkLock] } : {}),
     ...(o.timeout !== undefined ? { timeout: o.timeout } : {}), ...(o.ghostLimit !== undefined ? { ghost_limit: o.ghostLimit } : {}),
     ...(o.parentImagesDir !== undefined ? { parent_img: o.parentImagesDir } : {}), ...(o.trackMem ? { track_mem: true } : {}),
+    ...(o.autoDedup ? { auto_dedup: true } : {}),
   };
 }
 

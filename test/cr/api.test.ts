@@ -8,14 +8,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { check, CrestError, dump, features, preDump, restore, type Progress } from "../../src/api.js";
 import { IMG, readImage } from "../../src/images/index.js";
 import { projectRoot } from "../../src/sys/native.js";
 import { alive, finish, imagesDir, startWorkload, stop, waitTreeGone } from "./harness.js";
 
-test("api: preDump, then dump with parentImagesDir and trackMem: the restore reads through the chain", async () => {
+test("api: preDump, then dump with parentImagesDir, trackMem and autoDedup: the restore reads through the chain", async () => {
   const w = startWorkload("memwrite", ["16", "200"]);
   try {
     const pre = join(w.dir, "pre"), final = join(w.dir, "final");
@@ -23,8 +23,12 @@ test("api: preDump, then dump with parentImagesDir and trackMem: the restore rea
     mkdirSync(final);
     await preDump({ pid: w.pid, imagesDir: pre });
     assert.ok(alive(w.pid), "the tree runs on after a pre-dump");
-    await dump({ pid: w.pid, imagesDir: final, parentImagesDir: "../pre", trackMem: true });
+    const prePages = join(pre, `pages-${readImage(pre, IMG.pagemap, w.pid).head.pages_id}.img`);
+    const before = statSync(prePages).blocks;
+    await new Promise((done) => setTimeout(done, 300));
+    await dump({ pid: w.pid, imagesDir: final, parentImagesDir: "../pre", trackMem: true, autoDedup: true });
     assert.ok(readImage(final, IMG.pagemap, w.pid).entries.some((e) => e.flags === 1), "pages left in the pre-dump's images (PE_PARENT)");
+    assert.ok(statSync(prePages).blocks < before, "the pre-dump's copies of pages written since are punched out (autoDedup)");
     waitTreeGone(w, final);
     assert.equal((await restore({ imagesDir: final })).pid, w.pid);
     assert.equal(finish(w), "PASS");
