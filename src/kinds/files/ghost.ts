@@ -369,6 +369,9 @@ function createAt(path: string, g: GhostFile): boolean {
   return true;
 }
 
+/** EROFS, from node:fs or from a syscall crest made. */
+const isReadOnly = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === "EROFS" || (e as { errno?: number }).errno === EROFS;
+
 /** Recreates ghost `id` near `orig` (its old path) and returns where it now is. */
 function create(run: RestoreRun, id: number, orig: string): Created {
   const g = run.images.read(IMG.ghostFile, id);
@@ -386,9 +389,14 @@ function create(run: RestoreRun, id: number, orig: string): Created {
       if (!createAt(at, g)) at = undefined;
     } catch (err) {
       // A read-only mount (of a writable file system): made through a writable copy of it.
-      if ((err as NodeJS.ErrnoException).code !== "EROFS" && (err as { errno?: number }).errno !== EROFS) throw err;
+      if (!isReadOnly(err)) throw err;
       at = `${writableDir(run, dirname(path))}/${basename(path)}`;
-      if (!createAt(at, g)) at = undefined;
+      try {
+        if (!createAt(at, g)) at = undefined;
+      } catch (again) {
+        if (!isReadOnly(again)) throw again;
+        throw new Error(`ghost ${id} of ${orig}: the file system of ${dirname(path)} is read-only itself (not only its mount), so the deleted file cannot be made there again; criu cannot either`);
+      }
     }
     if (at !== undefined) {
       made = at;
