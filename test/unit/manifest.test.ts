@@ -160,7 +160,8 @@ test("verifyImages follows the parent links: each directory against its own mani
   symlinkSync(link, join(final.dir, "parent"));
   const logs: string[] = [];
   verifyImages(final.dir, (m) => logs.push(m)).wait();
-  assert.equal(logs.length, 2, logs.join("\n"));
+  assert.deepEqual(logs.filter((l) => / checked against /.test(l)).map((l) => l.split(":")[0]), [final.dir, pre.dir], logs.join("\n"));
+  assert.match(logs.at(-1)!, /^Pages files summed: 2 files, 24576 bytes/);
   writeFileSync(join(pre.dir, "pages-1.img"), Buffer.alloc(3 * 4096, 0x5b));
   const check = verifyImages(final.dir, () => {});
   assert.throws(() => check.wait(), (e: Error) => e.message.startsWith(`${pre.dir}/pages-1.img: altered`));
