@@ -244,7 +244,7 @@ export function checkSet(dir: string, o: { deferPages?: boolean } = {}): SetChec
   for (const name of entries.keys()) {
     if (name === PARENT || !covered(name) || expected.has(name)) continue;
     if (m.page_server && !ps && isPageServers(name)) out.unchecked.push(name);
-    else problem(name, `extra: not in ${MANIFEST} (not written by the dump)`);
+    else problem(name, `extra: not in ${MANIFEST} (not written by the dump: left by an older dump into this directory, or added since)`);
   }
   // The parent link is there if the dump made one; where it points may change (images moved), and the chain's walk checks it.
   let link: string | undefined;

@@ -101,9 +101,9 @@ test("missing, extra, truncated, grown and altered files are each named with wha
   writeFileSync(join(dir, "pages-1.img"), pages);
   assert.deepEqual(problems(dir).sort(), [
     "core-7.img: missing: crest-manifest.json names it (29 bytes)",
-    "core-8.img: extra: not in crest-manifest.json (not written by the dump)",
+    "core-8.img: extra: not in crest-manifest.json (not written by the dump: left by an older dump into this directory, or added since)",
     "crest-mem-track.json: grown: 3 bytes, the dump wrote 2",
-    "crest-other.json: extra: not in crest-manifest.json (not written by the dump)",
+    "crest-other.json: extra: not in crest-manifest.json (not written by the dump: left by an older dump into this directory, or added since)",
     "inventory.img: truncated: 3 bytes, the dump wrote 15",
     `pages-1.img: altered: its CRC-32 is ${crcHex(crc32(pages))}, the dump wrote ${crcHex(crc32(files["pages-1.img"]!))}`,
   ]);
