@@ -329,6 +329,8 @@ const SUMMER = `
 const { openSync, readSync, closeSync } = require("node:fs");
 const { crc32 } = require("node:zlib");
 const { workerData: { files, state, results } } = require("node:worker_threads");
+// The thread ends by itself once it is done (a restore that fails before it asks may not stop it); what it posted stays readable.
+results.unref();
 const done = new Int32Array(state);
 const t0 = process.hrtime.bigint();
 const buf = Buffer.allocUnsafe(8 << 20);
