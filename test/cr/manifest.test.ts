@@ -139,6 +139,26 @@ test("altered pages found while the tree is restored (summed on a second thread)
   }
 });
 
+test("a tree whose pages are summed during the restore (64 MiB): an altered page kills every process made, and the undone set restores", () => {
+  const w = startWorkload("cow");
+  try {
+    dumpWorkload(w);
+    const dir = imagesDir(w);
+    const pids = treePids(dir);
+    assert.equal(pids.length, 4);
+    const pages = join(dir, "pages-1.img");
+    const undo = flipByte(pages, lstatSync(pages).size - 4096 + 99);
+    restoreFails(w, dir, /pages-1\.img: altered/);
+    const log = readFileSync(join(dir, readdirSync(dir).filter((f) => f.startsWith("restore-failed-")).sort().at(-1)!), "utf8");
+    assert.match(log, new RegExp(`on a second thread during the restore[^]*created process ${pids[3]}[^]*Pages files summed`), "every process was made before the verdict");
+    undo();
+    restoreWorkload(w);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
 test("a set without a manifest restores as before (criu's sets), and criu restores crest's", () => {
   const w = startWorkload("forest", ["3"]);
   try {
