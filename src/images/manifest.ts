@@ -6,7 +6,8 @@
 // naming the file. Sets without one (criu's) are not checked.
 //
 // Which names a manifest covers: regular files named *.img and crest's own
-// crest-*.json (the manifests themselves aside), and the `parent` link.
+// crest-*.json (the manifests themselves aside), and whether there is a
+// `parent` link (not where it points: moving a chain means re-pointing it).
 // Everything else in the directory is left alone: logs (dump.log,
 // restore.log), CRIU's service files rewritten after the dump (stats-dump,
 // stats-restore), the dump's staging directory (.crest-dump-*).

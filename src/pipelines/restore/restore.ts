@@ -224,6 +224,7 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
     log.info(`File ${i.key} will be restored from inherit fd ${i.fd}`);
   }
   // Before anything is read or made: the set against its manifest (pages files are summed on a second thread meanwhile).
+  if (opts.restore.noVerify) log.info("--no-verify: the images are not checked against their manifest");
   const pagesCheck = opts.restore.noVerify ? null : verifyImages(opts.images.dir, (m) => log.info(m));
   let tree: LoadedTree;
   try {
