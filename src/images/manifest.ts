@@ -131,6 +131,30 @@ export function writeManifest(dir: string, name: string, m: Manifest): void {
   renameSync(tmp, join(dir, name));
 }
 
+/**
+ * Files of `dir` changed in place on purpose since its dump (dedup punches
+ * the pages a later image holds anew out of a parent's pages file) are
+ * summed anew (read again: holes read fast) in the manifests of `dir` that
+ * name them; a directory without a manifest is left alone.
+ */
+export function resumFiles(dir: string, names: readonly string[]): void {
+  const buf = Buffer.allocUnsafe(4 << 20);
+  for (const which of [MANIFEST, PAGE_SERVER_MANIFEST]) {
+    const m = readManifest(dir, which);
+    const mine = names.filter((n) => m?.files[n]);
+    if (!m || !mine.length) continue;
+    for (const name of mine) {
+      const fd = openSync(join(dir, name), fsc.O_RDONLY);
+      try {
+        m.files[name] = { size: fstatSync(fd).size, crc32: crcHex(fdCrc(fd, buf)) };
+      } finally {
+        closeSync(fd);
+      }
+    }
+    writeManifest(dir, which, m);
+  }
+}
+
 /** The files a dump writes, summed as they are written. */
 export class ManifestRecorder {
   private readonly files = new Map<string, ManifestFile>();

@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync,
 import { basename, join } from "node:path";
 import {
   checkSet, Checksum, covered, crc32, crcHex, decodeManifest, encodeManifest, MANIFEST, ManifestError, ManifestRecorder, PAGE_SERVER_MANIFEST,
-  PagesCheck, verifyImages, writeManifest, type Manifest,
+  PagesCheck, resumFiles, verifyImages, writeManifest, type Manifest,
 } from "../../src/images/manifest.js";
 import { fileOutput } from "../../src/images/file.js";
 import { IMG } from "../../src/images/index.js";
@@ -133,6 +133,17 @@ test("pages sent to a page server: checked by the server's manifest, or, without
   assert.deepEqual(c.problems.map((p) => p.file), [join(dir, "core-9.img")], "only pagemaps and pages are the server's");
   writeManifest(dir, PAGE_SERVER_MANIFEST, { crest_manifest: 1, checksum: "crc32", files: { "pagemap-7.img": { size: 2, crc32: crcHex(crc32(Buffer.from("pm"))) }, "pages-2.img": { size: 2, crc32: "00000000" } } });
   assert.deepEqual(problems(dir).filter((p) => !p.startsWith("core-9")), [`pages-2.img: altered: its CRC-32 is ${crcHex(crc32(Buffer.from("pp")))}, the dump wrote 00000000`]);
+});
+
+test("files changed on purpose (dedup's holes) are summed anew in the manifests that name them", () => {
+  const { dir } = makeSet();
+  const punched = Buffer.alloc(3 * 4096, 0x5a).fill(0, 4096, 8192);
+  writeFileSync(join(dir, "pages-1.img"), punched);
+  assert.match(problems(dir).join("\n"), /pages-1\.img: altered/);
+  resumFiles(dir, ["pages-1.img", "pages-9.img"]);
+  assert.deepEqual(problems(dir), []);
+  assert.deepEqual(decodeManifest(readFileSync(join(dir, MANIFEST), "utf8"), MANIFEST).files["pages-1.img"], { size: punched.length, crc32: crcHex(crc32(punched)) });
+  resumFiles(tmp(), ["pages-1.img"]); // no manifest: nothing to do
 });
 
 test("pages summed on a second thread: wait() passes for the dump's bytes and throws naming an altered file", () => {
