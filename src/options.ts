@@ -71,6 +71,8 @@ export interface RestoreOptions {
   pidfile?: string;
   /** --status-fd FD: a byte is written there when the restored tree is ready (then the fd is closed). */
   statusFd?: number;
+  /** --no-verify (crest's own): the images are not checked against the manifest their dump wrote (images/manifest.ts). */
+  noVerify: boolean;
 }
 
 export interface CheckOptions {
@@ -256,7 +258,7 @@ export function defaultOptions(command: Command): Options {
     images: { dir: "." },
     log: { level: DEFAULT_LOG_LEVEL, perPid: false, displayStats: false },
     dump: { leaveRunning: false, leaveStopped: false, ghostLimit: DEFAULT_GHOST_LIMIT, trackMem: false, autoDedup: false },
-    restore: { detached: false, sibling: false },
+    restore: { detached: false, sibling: false, noVerify: false },
     check: { all: false, extra: false, experimental: false },
     external: [],
     inheritFd: [],

@@ -8,13 +8,14 @@
 // link), adds its entries (ADD_F, each PE_PRESENT one followed by its
 // pages), and at the end asks CLOSE, answered with an int32 status. The
 // server writes each image and a pages-N.img of its own numbering.
-import { closeSync, existsSync, openSync, readdirSync, readSync, unlinkSync, writeSync, constants as fsc } from "node:fs";
-import { join } from "node:path";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, unlinkSync, writeSync, constants as fsc } from "node:fs";
+import { basename, join } from "node:path";
+import { Checksum, decodeManifest, ManifestRecorder, PAGE_SERVER_MANIFEST, writeManifest } from "./manifest.js";
 import { native } from "../sys/native.js";
 import { SYS } from "../sys/constants.js";
 import { check } from "../sys/errno.js";
 import { IMG } from "./kinds.js";
-import { imagePath, readImage, writeImage } from "./file.js";
+import { fileOutput, imagePath, readImage, writeImage } from "./file.js";
 import type { pagemap_entry } from "./gen/index.js";
 
 const IOV_SIZE = 32;
@@ -181,16 +182,35 @@ export function sendPagemaps(dir: string, sk: number): void {
 
 // ---- the receiver ----
 
+/**
+ * The manifest of what a page server wrote into `dir` (crest-manifest-page-server.json),
+ * beside the dump's own: what an earlier session wrote there, and this one's files.
+ */
+function writeServerManifest(dir: string, sums: ManifestRecorder): void {
+  const m = sums.manifest(undefined, {});
+  try {
+    const path = join(dir, PAGE_SERVER_MANIFEST);
+    if (existsSync(path)) m.files = { ...decodeManifest(readFileSync(path, "utf8"), path).files, ...m.files };
+  } catch {
+    // an unreadable one is replaced
+  }
+  writeManifest(dir, PAGE_SERVER_MANIFEST, m);
+}
+
 /** One session of a page server: writes what the sender sends into `dir`; returns once it asked to close. */
 export function servePages(sk: number, dir: string, log: (msg: string) => void): void {
   const hasParent = existsSync(join(dir, "parent"));
   let nextPages = 1;
   while (existsSync(imagePath(dir, IMG.pages, nextPages))) nextPages++;
-  let open: { dst: bigint; shmem: boolean; id: number; pagesId: number; pages: number; entries: pagemap_entry[] } | null = null;
+  // Each file summed as it is written, for the manifest.
+  const sums = new ManifestRecorder();
+  let open: { dst: bigint; shmem: boolean; id: number; pagesId: number; pages: number; sum: Checksum; entries: pagemap_entry[] } | null = null;
   const finish = () => {
     if (!open) return;
     closeSync(open.pages);
-    writeImage(dir, open.shmem ? IMG.shmemPagemap : IMG.pagemap, open.id, { head: { pages_id: open.pagesId }, entries: open.entries });
+    sums.record(basename(imagePath(dir, IMG.pages, open.pagesId)), open.sum.file);
+    writeImage(dir, open.shmem ? IMG.shmemPagemap : IMG.pagemap, open.id, { head: { pages_id: open.pagesId }, entries: open.entries },
+      (path) => sums.output(basename(path), fileOutput(path)));
     open = null;
   };
   const start = (dst: bigint) => {
@@ -199,7 +219,7 @@ export function servePages(sk: number, dir: string, log: (msg: string) => void):
     const pagesId = nextPages++;
     log(`Opening ${shmem ? "pagemap-shmem" : "pagemap"}-${id}.img (pages-${pagesId}.img)`);
     const pages = openSync(imagePath(dir, IMG.pages, pagesId), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
-    open = { dst, shmem, id, pagesId, pages, entries: [] };
+    open = { dst, shmem, id, pagesId, pages, sum: new Checksum(), entries: [] };
   };
   const head = Buffer.alloc(IOV_SIZE);
   const chunk = Buffer.allocUnsafe(4 << 20);
@@ -231,6 +251,7 @@ export function servePages(sk: number, dir: string, log: (msg: string) => void):
           const want = Math.min(left, chunk.length);
           if (!readFully(sk, chunk.subarray(0, want), "pages")) throw new Error("the connection closed in the middle of pages");
           writeFully(o.pages, chunk.subarray(0, want));
+          o.sum.update(chunk.subarray(0, want));
           left -= want;
         }
         break;
@@ -238,6 +259,7 @@ export function servePages(sk: number, dir: string, log: (msg: string) => void):
       case PS.CLOSE:
       case PS.FORCE_CLOSE: {
         finish();
+        writeServerManifest(dir, sums);
         writeFully(sk, Buffer.alloc(4));
         return;
       }

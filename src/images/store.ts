@@ -9,7 +9,8 @@
 // directory without an inventory is never a finished dump.
 import { sendPagemaps } from "./page-server.js";
 import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, renameSync, rmdirSync, rmSync, symlinkSync, writeFileSync, writeSync, constants as fsc } from "node:fs";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
+import { Checksum, crcHex, MANIFEST, ManifestRecorder, writeManifest } from "./manifest.js";
 import { fileOutput, ImageError, imageExists, imagePath, readImage, writeImage, type ImageKey, type ImageKind, type ImageOutput } from "./file.js";
 import { IMG } from "./kinds.js";
 import type { inventory_entry } from "./gen/index.js";
@@ -123,6 +124,9 @@ export class DumpImages {
   private thread: WriterThread | null = null;
   /** Image files written while the writer thread starts, for it to create once it runs. */
   private backlog: Array<{ path: string; data: Uint8Array }> = [];
+  /** The sums of the files staged, for the manifest (manifest.ts). */
+  private readonly sums = new ManifestRecorder();
+  private parentLink: string | undefined;
 
   /** `pageServer`: a connection to a page server (--page-server), which the pagemaps and their pages go to at commit. */
   constructor(readonly dir: string, private readonly pageServer?: number) {
@@ -193,7 +197,7 @@ export class DumpImages {
 
   write<W>(kind: ImageKind<unknown, W>, key: ImageKey | undefined, value: NoInfer<W>): void {
     if (this.done) writeImage(this.dir, kind, key, value);
-    else writeImage(this.staging, kind, key, value, this.thread ? (path) => this.collect(path) : undefined);
+    else writeImage(this.staging, kind, key, value, (path) => this.sums.output(basename(path), this.thread ? this.collect(path) : fileOutput(path)));
   }
 
   /** A sink for pages-ID.img: on the writer thread, or, until it runs, written here and handed over once it does. */
@@ -202,6 +206,7 @@ export class DumpImages {
     const drain = () => this.thread?.drain();
     if (this.handing) {
       const thread = this.thread!;
+      // The thread sums what it writes, and reports it at close.
       const file = thread.open(path);
       return {
         write: (buf, off, len) => thread.write(file, buf, off, len),
@@ -212,7 +217,10 @@ export class DumpImages {
     }
     const fd = openSync(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
     let handed: WriterThread | null = null;
+    // Summed here until the thread takes over, which sums on from there.
+    const sum = new Checksum();
     const here = (buf: Uint8Array, off: number, len: number) => {
+      sum.update(buf.subarray(off, off + len));
       for (let done = 0; done < len;) done += writeSync(fd, buf, off + done, len - done);
     };
     return {
@@ -220,14 +228,22 @@ export class DumpImages {
       // Memory enough to fill a buffer: worth the thread.
       writeBehind: (buf, off, len) => {
         const thread = this.writer();
-        if (!handed && thread.ready) handed = thread;
+        if (!handed && thread.ready) {
+          handed = thread;
+          handed.seed(fd, sum.size, sum.crc);
+        }
         if (handed) handed.writeShared(fd, buf, off, len, path);
         else here(buf, off, len);
       },
       drain,
       // Closed here once the thread has written it: a worker closing an fd it did not open makes Node warn on stderr.
       close: () => {
-        handed?.drain();
+        if (handed) {
+          handed.report(fd, path);
+          handed.drain();
+        } else {
+          this.sums.record(basename(path), sum.file);
+        }
         closeSync(fd);
       },
     };
@@ -238,29 +254,41 @@ export class DumpImages {
     return this.thread?.pagesWriteUs ?? 0;
   }
 
+  /** µs the writer thread spent summing pages for the manifest. */
+  get pagesSumUs(): number {
+    return this.thread?.sumUs ?? 0;
+  }
+
   /** A file of crest's own beside the images (criu skips files it does not know). */
   writeFile(name: string, data: string): void {
-    writeFileSync(join(this.staging, name), data);
+    const bytes = Buffer.from(data);
+    writeFileSync(join(this.staging, name), bytes);
+    const sum = new Checksum();
+    sum.update(bytes);
+    this.sums.record(name, sum.file);
   }
 
   /** The `parent` link of an image chain (pre-dump), as criu makes it: the path as given, relative to the images directory. */
   linkParent(target: string): void {
     symlinkSync(target, join(this.staging, "parent"));
+    this.parentLink = target;
   }
 
   /**
-   * Moves every staged image into the images directory, the inventory last:
-   * from then on the directory holds a complete dump. Later writes (the
-   * statistics) go straight there.
+   * Moves every staged image into the images directory, the inventory
+   * then the manifest last: from then on the directory holds a complete
+   * dump. Later writes (the statistics) go straight there.
    */
   commit(inventory: EncodeInput<inventory_entry>): void {
     this.handOver(true);
     this.thread?.drain();
+    for (const s of this.thread?.sums() ?? []) this.sums.record(basename(s.path), { size: s.size, crc32: crcHex(s.crc) });
     if (this.pageServer !== undefined) sendPagemaps(this.staging, this.pageServer);
-    writeImage(this.staging, IMG.inventory, undefined, [inventory]);
+    writeImage(this.staging, IMG.inventory, undefined, [inventory], (path) => this.sums.output(basename(path), fileOutput(path)));
     const inv = imagePath(this.staging, IMG.inventory).slice(this.staging.length + 1);
     const names = readdirSync(this.staging).filter((n) => n !== inv);
-    for (const n of [...names, inv]) renameSync(join(this.staging, n), join(this.dir, n));
+    writeManifest(this.staging, MANIFEST, this.sums.manifest(new Set([...names, inv]), { ...(this.parentLink !== undefined ? { parent: this.parentLink } : {}), pageServer: this.pageServer !== undefined }));
+    for (const n of [...names, inv, MANIFEST]) renameSync(join(this.staging, n), join(this.dir, n));
     // Empty now; rmdir, not rmSync's recursion, whose module loads on first use (~2 ms a command).
     rmdirSync(this.staging);
     this.done = true;

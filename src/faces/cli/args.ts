@@ -70,6 +70,8 @@ const SPECS: OptSpec[] = [
   { long: "restore-detached", short: "d", arg: "none", bool: true, apply: (o, _v, on) => { o.restore.detached = on; } },
   { long: "daemon", arg: "none", bool: true, apply: (o, _v, on) => { o.restore.detached = on; } },
   { long: "restore-sibling", short: "S", arg: "none", bool: true, apply: (o, _v, on) => { o.restore.sibling = on; } },
+  // crest's own: restore without checking the images against their manifest.
+  { long: "no-verify", arg: "none", apply: (o) => { o.restore.noVerify = true; } },
   { long: "images-dir", short: "D", arg: "required", apply: (o, v) => { o.images.dir = v!; } },
   { long: "work-dir", short: "W", arg: "required", apply: (o, v) => { o.images.workDir = v!; } },
   { long: "log-file", short: "o", arg: "required", apply: (o, v) => { o.log.file = v!; } },

@@ -53,6 +53,8 @@ Dump/Restore options:
   -t|--tree PID         checkpoint a process tree identified by PID
   -d|--restore-detached detach after restore
   -S|--restore-sibling  restore root task as sibling (with -d)
+     --no-verify        restore without checking the images against the
+                        manifest their dump wrote (crest-manifest.json)
   -s|--leave-stopped    leave tasks in stopped state after checkpoint
   -R|--leave-running    leave tasks in running state after checkpoint
   -D|--images-dir DIR   directory for image files

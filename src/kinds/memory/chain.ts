@@ -6,8 +6,10 @@
 // punches out of the parents' pages files the pages a later image holds
 // anew: no restore of the chain's last images reads them there.
 import { closeSync, existsSync, openSync, readdirSync, realpathSync } from "node:fs";
+import { basename } from "node:path";
 import { IMG, type pagemap_entry } from "../../images/index.js";
 import { RestoreImages } from "../../images/store.js";
+import { resumFiles } from "../../images/manifest.js";
 import { PAGE_SIZE, SYS } from "../../sys/constants.js";
 import { native } from "../../sys/native.js";
 import { check } from "../../sys/errno.js";
@@ -141,7 +143,10 @@ export function dedupTask(images: RestoreImages, vpid: number): number {
     if (!up.exists(IMG.pagemap, vpid)) break;
     const pm = up.read(IMG.pagemap, vpid);
     const older = splitRuns(pageRuns(pm.entries), intersect(need, rangesOf(pm.entries, PE.PRESENT))).inside;
-    bytes += punch(up.name(IMG.pages, pm.head.pages_id), older);
+    const punched = punch(up.name(IMG.pages, pm.head.pages_id), older);
+    // The parent's manifest follows: the file holds zeros there now.
+    if (punched) resumFiles(up.dir, [basename(up.name(IMG.pages, pm.head.pages_id))]);
+    bytes += punched;
     need = intersect(need, rangesOf(pm.entries, PE.PARENT));
     here = up;
   }

@@ -32,6 +32,7 @@ import { Regs } from "../../sys/structs.js";
 import { Remote } from "../../remote/remote.js";
 import { RemoteTally } from "../../remote/counters.js";
 import { faultPoint } from "../../fault.js";
+import { verifyImages } from "../../images/manifest.js";
 
 const ALL_KINDS: readonly TaskKind[] = [...NAMESPACE_KINDS, ...TASK_RESTORE_KINDS];
 
@@ -222,7 +223,16 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
     if (!isOpenFd(i.fd)) throw new Error(`--inherit-fd fd[${i.fd}]:${i.key}: fd ${i.fd} is not an open file descriptor of crest`);
     log.info(`File ${i.key} will be restored from inherit fd ${i.fd}`);
   }
-  const tree = loadTree(opts.images.dir, opts);
+  // Before anything is read or made: the set against its manifest (pages files are summed on a second thread meanwhile).
+  if (opts.restore.noVerify) log.info("--no-verify: the images are not checked against their manifest");
+  const pagesCheck = opts.restore.noVerify ? null : verifyImages(opts.images.dir, (m) => log.info(m));
+  let tree: LoadedTree;
+  try {
+    tree = loadTree(opts.images.dir, opts);
+  } catch (e) {
+    pagesCheck?.stop();
+    throw e;
+  }
   const { images, nodes } = tree;
   const scripts = new ActionScripts(opts.actionScripts, images.dir, log, hooks.notify);
   const run: RestoreRun = {
@@ -298,6 +308,8 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
     }
     // What the kinds queued in each thread runs now, all side by side: a failure is a failed restore, not one already announced.
     Remote.flushAll(run.tasks.flatMap((t) => t.remotes));
+    // The pages the tasks read were the dump's, or none of it runs.
+    pagesCheck?.wait();
     for (const kind of ALL_KINDS) kind.finishRestore?.(run);
     scripts.run("post-restore");
     if (opts.restore.pidfile) writePidfile(workPath(opts, opts.restore.pidfile), nodes[0]!.pid);
@@ -312,6 +324,7 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
     if (opts.restore.statusFd !== undefined) signalReady(opts.restore.statusFd, log);
     if (opts.log.displayStats) displayRestoreStats(log, stats);
   } catch (e) {
+    pagesCheck?.stop();
     killAll(created);
     throw e;
   } finally {
