@@ -112,6 +112,9 @@ export class RestoreImages {
   }
 }
 
+/** Trees of more tasks than this have their image files written by the writer thread. */
+const WRITER_THREAD_TASKS = 32;
+
 /**
  * The images a dump writes: staged until commit, and, for a tree of several
  * tasks or a lot of memory, written by a second thread
@@ -142,9 +145,14 @@ export class DumpImages {
     return (this.thread ??= new WriterThread());
   }
 
-  /** Told how many tasks the dump has: with more than one, the writer thread starts now. */
+  /**
+   * Told how many tasks the dump has: with many, the writer thread starts
+   * now. A small tree's files are written sooner here: the thread's start
+   * takes the second core from the tasks running their batches (on this
+   * 2-core machine a 10-task dump took 390 ms with it, 280 ms without).
+   */
   expectTasks(n: number): void {
-    if (n > 1) this.writer();
+    if (n > WRITER_THREAD_TASKS) this.writer();
   }
 
   /** Whether writes go to the writer thread: it is running. */
