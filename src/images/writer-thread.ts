@@ -12,25 +12,11 @@ import type { MessagePort, Worker } from "node:worker_threads";
 import { native } from "../sys/native.js";
 import { ImageError } from "./file.js";
 
-/**
- * The writer thread. Ops: file (create, write, close), files (several),
- * open, write, close; seed and report for the CRC-32 of a file of the main
- * thread's (the manifest's sums: files it opened are summed from their
- * open, and reported at close); the first failure is posted on the error
- * port, sums on theirs.
- */
+/** The writer thread. Ops: file (create, write, close), files (several), open, write, close; the first failure is posted on the error port. */
 const THREAD = `
 const { writeSync, openSync, closeSync, unlinkSync, constants: c } = require("node:fs");
-const { crc32 } = require("node:zlib");
-const { workerData: { state, errors, sums: sumPort }, parentPort } = require("node:worker_threads");
+const { workerData: { state, errors }, parentPort } = require("node:worker_threads");
 const done = new Int32Array(state);
-const sums = new Map();
-const report = (m) => {
-  const s = sums.get(m.file);
-  if (!s) return;
-  sums.delete(m.file);
-  sumPort.postMessage({ path: m.path, size: s.size, crc: s.crc });
-};
 // Files this thread opened have negative handles; others are the main thread's fds.
 const fds = new Map();
 const fdOf = (file) => (file < 0 ? fds.get(file) : file);
@@ -49,24 +35,14 @@ function run(m) {
       return;
     }
     case "files": for (const f of m.items) run({ op: "file", ...f }); return;
-    case "open": doing = "cannot create"; fds.set(m.file, create(m.path)); sums.set(m.file, { crc: 0, size: 0 }); return;
-    case "seed": sums.set(m.file, { crc: m.crc, size: m.size }); return;
-    case "report": report(m); return;
+    case "open": doing = "cannot create"; fds.set(m.file, create(m.path)); return;
     case "write": {
       const fd = fdOf(m.file);
       if (fd === undefined) return; // its open failed, which is reported
       doing = "write failed";
       const t0 = process.hrtime.bigint();
-      const data = new Uint8Array(m.data, m.off, m.len);
-      writeAll(fd, data);
-      const t1 = process.hrtime.bigint();
-      Atomics.add(done, 1, Number((t1 - t0) / 1000n));
-      const s = sums.get(m.file);
-      if (s) {
-        s.crc = crc32(data, s.crc);
-        s.size += m.len;
-        Atomics.add(done, 3, Number((process.hrtime.bigint() - t1) / 1000n));
-      }
+      writeAll(fd, new Uint8Array(m.data, m.off, m.len));
+      Atomics.add(done, 1, Number((process.hrtime.bigint() - t0) / 1000n));
       return;
     }
     case "close": {
@@ -74,7 +50,6 @@ function run(m) {
       fds.delete(m.file);
       doing = "close failed";
       if (fd !== undefined) closeSync(fd);
-      report(m);
       return;
     }
   }
@@ -92,15 +67,8 @@ parentPort.on("message", (m) => {
 Atomics.store(done, 2, 1);
 `;
 
-/** state[0]: ops done; state[1]: µs spent writing pages; state[2]: 1 once the thread runs; state[3]: µs spent summing them. */
-const DONE = 0, PAGES_US = 1, READY = 2, SUM_US = 3;
-
-/** The size and CRC-32 of a file the thread wrote. */
-export interface FileSum {
-  path: string;
-  size: number;
-  crc: number;
-}
+/** state[0]: ops done; state[1]: µs spent writing pages; state[2]: 1 once the thread runs. */
+const DONE = 0, PAGES_US = 1, READY = 2;
 
 interface Failure {
   path: string;
@@ -109,9 +77,8 @@ interface Failure {
 
 export class WriterThread {
   private readonly worker: Worker;
-  private readonly state = new Int32Array(new SharedArrayBuffer(16));
+  private readonly state = new Int32Array(new SharedArrayBuffer(12));
   private readonly errors: MessagePort;
-  private readonly sumPort: MessagePort;
   private readonly threads = process.getBuiltinModule("node:worker_threads");
   private posted = 0;
   private nextFile = -1;
@@ -123,14 +90,11 @@ export class WriterThread {
     // Loaded here, not with this module: a worker_threads loaded into crest's
     // startup snapshot cannot start threads (its shared state is not there).
     const { port1, port2 } = new this.threads.MessageChannel();
-    const sums = new this.threads.MessageChannel();
     this.errors = port1;
-    this.sumPort = sums.port1;
-    this.worker = new this.threads.Worker(THREAD, { eval: true, workerData: { state: this.state.buffer, errors: port2, sums: sums.port2 }, transferList: [port2, sums.port2] });
+    this.worker = new this.threads.Worker(THREAD, { eval: true, workerData: { state: this.state.buffer, errors: port2 }, transferList: [port2] });
     // It never keeps crest alive, and it has nothing to say to the event loop.
     this.worker.unref();
     this.errors.unref();
-    this.sumPort.unref();
   }
 
   /**
@@ -183,28 +147,6 @@ export class WriterThread {
     this.paths.delete(file);
   }
 
-  /** From now on the thread sums what is written to fd (of this process), from the sum of what was written before. */
-  seed(fd: number, size: number, crc: number): void {
-    this.post({ op: "seed", file: fd, size, crc });
-  }
-
-  /** Has the thread report the sum of fd (seeded) once what was handed over for it is written. */
-  report(fd: number, path: string): void {
-    this.post({ op: "report", file: fd, path });
-  }
-
-  /** The sums reported so far (files the thread opened, once closed; fds reported), each once. */
-  sums(): FileSum[] {
-    const out: FileSum[] = [];
-    for (let m; (m = this.threads.receiveMessageOnPort(this.sumPort));) out.push(m.message as FileSum);
-    return out;
-  }
-
-  /** µs the thread spent summing pages. */
-  get sumUs(): number {
-    return Atomics.load(this.state, SUM_US);
-  }
-
   /** Waits until everything handed over is done; throws the first failure (naming its file). */
   drain(): void {
     for (let done = Atomics.load(this.state, DONE); done < this.posted; done = Atomics.load(this.state, DONE)) {
@@ -228,7 +170,6 @@ export class WriterThread {
     }
     void this.worker.terminate();
     this.errors.close();
-    this.sumPort.close();
   }
 }
 

@@ -1,7 +1,7 @@
 // The manifest of an image set (images/manifest.ts): sums, its JSON, the
 // check of a directory against it, the pages summed on a second thread,
 // and the dump's store writing it (every file summed as written, the pages
-// on the writer thread too).
+// written by the writer thread too).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
@@ -184,11 +184,11 @@ test("verifyImages follows the parent links: each directory against its own mani
   assert.match(logs2.join("\n"), /has no crest-manifest\.json \(images not written by crest\): not checked/);
 });
 
-test("a dump's store writes the manifest at commit: every file summed as written, pages here and on the writer thread", () => {
+test("a dump's store writes the manifest at commit: every file summed as written, pages written here and by the writer thread", () => {
   const dir = tmp();
   const images = new DumpImages(dir);
   images.write(IMG.pstree, undefined, [{ pid: 7, ppid: 0, pgid: 7, sid: 7, threads: [7] }]);
-  // A pages file written here, then handed to the writer thread once it runs (seeded with what was written here).
+  // A pages file written here, then handed to the writer thread once it runs (summed here all along).
   const buf = sharedAligned(1 << 20);
   buf.fill(0x11);
   const here = images.pages(1);

@@ -388,7 +388,7 @@ function writeTreeImages(run: DumpRun, tree: Tree): void {
   images.write(IMG.files, undefined, run.files);
   images.write(IMG.pstree, undefined, pstree);
   images.commit({ img_version: IMAGES_V1_1, fdinfo_per_id: true, ns_per_id: true, root_ids: tree.selfIds, lsmtype: lsmtype.NO_LSM, ...run.inventory });
-  run.log.info(`Wrote crest-manifest.json (pages summed in ${images.pagesSumUs} us on the writer thread)`);
+  run.log.info(`Wrote crest-manifest.json (pages summed in ${images.pagesSumUs} us)`);
 }
 
 /** Undoes, last first, what the kinds did to objects a tree that runs on keeps using; a step that fails is logged and the rest still run. */
