@@ -69,6 +69,8 @@ export interface RestoreOptions {
   pidfile?: string;
   /** --status-fd FD: a byte is written there when the restored tree is ready (then the fd is closed). */
   statusFd?: number;
+  /** --lazy-pages: private anonymous memory is left to `crest lazy-pages`, which copies each page in on first touch. */
+  lazyPages?: boolean;
 }
 
 export interface CheckOptions {
