@@ -348,7 +348,10 @@ export class LazyServer {
   private gone(t: LazyTask): void {
     if (t.gone) return;
     t.gone = true;
-    this.log.info(`process ${t.vpid}${t.forked ? " (a forked child)" : ""}: its memory is gone, ${t.iovs.length} run(s) left unserved`);
+    // Nothing more comes on it: the guard's copy alone keeps it until the end.
+    closeSync(t.uffd);
+    t.uffd = -1;
+    this.log.info(`${t.forked ? `a child process ${t.vpid} forked` : `process ${t.vpid}`}: its memory is gone, ${t.iovs.length} run(s) left unserved`);
     t.iovs = [];
   }
 
@@ -416,7 +419,8 @@ export class LazyServer {
   close(): void {
     const sources = new Set<PageSource>();
     for (const t of this.tasks) {
-      closeSync(t.uffd);
+      if (t.uffd >= 0) closeSync(t.uffd);
+      t.uffd = -1;
       for (const s of t.sources) sources.add(s);
     }
     for (const s of sources) s.close();
