@@ -282,6 +282,9 @@ export function workPath(opts: Options, p: string): string {
  */
 export function unsupported(opts: Options): string[] {
   const why = opts.external.map(unsupportedExternal).filter((w): w is string => w !== undefined);
+  if (opts.restore.lazyPages && (opts.command === "dump" || opts.command === "pre-dump")) {
+    why.push(`--lazy-pages on ${opts.command}: keeping the pages for a remote lazy restore (criu's page server --lazy-pages) is not implemented by crest yet; dump plainly, then restore with --lazy-pages beside \`crest lazy-pages\``);
+  }
   if (opts.mnt.compatMode) why.push("--mntns-compat-mode: crest restores mounts one way only, criu's mount-v2 (--no-mntns-compat-mode)");
   return why;
 }
