@@ -36,7 +36,7 @@ function copied(w: Workload, pid: number): [number, number] {
   return [Number(m[1]), Number(m[2])];
 }
 
-async function lazyCycle(name: string, args: string[], check: (w: Workload) => void, opts: { env?: string[] } = {}): Promise<string> {
+async function lazyCycle(name: string, args: string[], check: (w: Workload) => void, opts: { env?: string[]; ns?: string } = {}): Promise<string> {
   const w = startWorkload(name, args, opts);
   try {
     dumpWorkload(w);
@@ -83,6 +83,10 @@ test("tree: every task of a tree restored lazily (children forked from lazily re
 
 test("churn: a root that forks without pause after a lazy restore (fork events followed)", async () => {
   assert.equal(await lazyCycle("churn", [], (w) => assert.match(lazyLog(w), /forked: its child's \d+ page\(s\) still to serve/)), "PASS");
+});
+
+test("userns: tasks in a user namespace of their own make their userfaultfd through /dev/userfaultfd", async () => {
+  assert.equal(await lazyCycle("userns", [], (w) => assert.match(lazyLog(w), /every page of \d+ userfaultfd\(s\) is in place/), { ns: "pid,user" }), "PASS");
 });
 
 test("a daemon killed with pages still to come ends the restored tree", async () => {

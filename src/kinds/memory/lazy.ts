@@ -22,7 +22,7 @@ import { workPath, type Options } from "../../options.js";
 import { IMG, type vma_entry } from "../../images/index.js";
 import { RestoreImages, type PageSource } from "../../images/store.js";
 import { native } from "../../sys/native.js";
-import { MAP, O, PAGE_SIZE, SYS } from "../../sys/constants.js";
+import { AT_FDCWD, MAP, O, PAGE_SIZE, SYS } from "../../sys/constants.js";
 import { check, errnoName } from "../../sys/errno.js";
 import {
   UFFD_API, UFFD_EVENT, UFFD_FEATURE, UFFD_MSG_SIZE, UFFDIO_API,
@@ -32,6 +32,7 @@ import type { Remote } from "../../remote/remote.js";
 import { type RestoreRun, type RestoreTask } from "../context.js";
 import { sendWithFiles } from "../sockets/queue.js";
 import { takeFd } from "../sockets/unix.js";
+import { passFd } from "../files/inherit.js";
 import { resolveChain } from "./chain.js";
 import { splitRuns, type PageRun } from "./pages.js";
 import { is, isGuard, isSpecial, MAP_DROPPABLE, MAP_TYPE, VMA } from "./vma.js";
@@ -44,7 +45,9 @@ export const RESTORE_FINISHED = 0x52535446;
 export const LAZY_FEATURES = UFFD_FEATURE.EVENT_FORK | UFFD_FEATURE.EVENT_REMAP | UFFD_FEATURE.EVENT_UNMAP | UFFD_FEATURE.EVENT_REMOVE;
 
 export const AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0x80000;
-const EAGAIN = 11, EEXIST = 17, ENOENT = 2, ESRCH = 3, ENOSPC = 28, ENOMEM = 12, EINTR = 4;
+/** _IO(0xAA, 0x00): /dev/userfaultfd's "make one". */
+const USERFAULTFD_IOC_NEW = 0xaa00;
+const EPERM = 1, EAGAIN = 11, EEXIST = 17, ENOENT = 2, ESRCH = 3, ENOSPC = 28, ENOMEM = 12, EINTR = 4;
 
 export const lazySocketPath = (opts: Options): string => workPath(opts, LAZY_SOCKET);
 
@@ -135,7 +138,10 @@ export const restoresLazily = (run: RestoreRun): boolean => lazyClients.has(run)
 export function handOverLazy(task: RestoreTask, run: RestoreRun, r: Remote, vmas: readonly Range[]): void {
   const client = lazyClients.get(run)!;
   const what = `the userfaultfd of task ${task.vpid}`;
-  const fd = r.syscall(SYS.userfaultfd, O.CLOEXEC | O.NONBLOCK);
+  let fd = r.syscall(SYS.userfaultfd, O.CLOEXEC | O.NONBLOCK);
+  // In a user namespace of its own the task may not (kernel faults need CAP_SYS_PTRACE out here):
+  // /dev/userfaultfd, opened by crest and passed in, makes one for whoever holds it open.
+  if (fd === -EPERM) fd = userfaultfdThroughDevice(task, r);
   if (fd < 0) throw new Error(`--lazy-pages: task ${task.vpid} cannot make a userfaultfd (${errnoName(-fd)}); restore it without --lazy-pages`);
   let uffd: number;
   try {
@@ -161,6 +167,21 @@ export function handOverLazy(task: RestoreTask, run: RestoreRun, r: Remote, vmas
     closeSync(pidfd);
   }
   run.log.info(`${vmas.length} mapping(s) of task ${task.vpid} left to the lazy-pages daemon`);
+}
+
+/** A userfaultfd of the task's memory made by the task with /dev/userfaultfd (USERFAULTFD_IOC_NEW, Linux 6.1+); -errno if not. */
+function userfaultfdThroughDevice(task: RestoreTask, r: Remote): number {
+  const dev = native.syscall(SYS.openat, AT_FDCWD, "/dev/userfaultfd", O.RDWR | O.CLOEXEC, 0);
+  if (dev < 0) return -EPERM;
+  let theirs: number;
+  try {
+    theirs = passFd(r, task.vpid, dev, "/dev/userfaultfd");
+  } finally {
+    closeSync(dev);
+  }
+  const fd = r.syscall(SYS.ioctl, theirs, USERFAULTFD_IOC_NEW, O.CLOEXEC | O.NONBLOCK);
+  r.call(`close /dev/userfaultfd in task ${task.vpid}`, SYS.close, theirs);
+  return fd;
 }
 
 /** Tells the daemon the tree is restored: it pushes the pages not touched yet from now on. */
