@@ -74,6 +74,13 @@ test("memwrite: pages written, dropped (MADV_DONTNEED) and first written while t
   assert.equal(await lazyCycle("memwrite", ["64", "20000"], () => {}), "PASS");
 });
 
+test("lazymark split: pushes into a mapping the task keeps splitting and merging (mprotect of a page every 8 MiB)", async () => {
+  assert.equal(await lazyCycle("lazymark", ["256", "marker", "split"], (w) => {
+    const [got, total] = copied(w, w.pid);
+    assert.equal(got, total, "every page copied in, none lost to the split");
+  }), "PASS");
+});
+
 test("tree: every task of a tree restored lazily (children forked from lazily restored parents)", async () => {
   assert.equal(await lazyCycle("tree", [], (w) => {
     // Each task's own userfaultfd, and those of the stubs' forks (emptied by their unmaps).

@@ -406,22 +406,28 @@ export class LazyServer {
     const pos = p.off + (start - p.start);
     const got = src.read(this.buf, 0, len, pos);
     if (got !== len) throw new Error(`${src.path}: read ${got} of ${len} bytes at ${pos} for process ${t.vpid}`);
-    let at = 0;
+    // A range the task split since (mprotect of a part) is no longer one mapping, which one
+    // UFFDIO_COPY must stay in (ENOENT): the rest goes page by page, and a page no mapping
+    // registers any more (unmapped, its events read) is skipped.
+    let at = 0, copied = 0, single = false;
     while (at < len) {
-      const r = uffdCopy(t.uffd, start + at, this.bufAddr + at, len - at);
+      const r = uffdCopy(t.uffd, start + at, this.bufAddr + at, single ? PAGE_SIZE : len - at);
       at += r.done;
-      if (r.err === 0) break;
-      if (r.err === -EEXIST) at += PAGE_SIZE;
-      else if (r.err === -ENOENT) break; // not registered (any more): nothing to wait there
-      else if (r.err === -ESRCH || r.err === -ENOSPC) return this.gone(t);
+      copied += r.done;
+      if (r.err === 0) continue;
+      if (r.err === -EEXIST) at += PAGE_SIZE; // there already
+      else if (r.err === -ENOENT) {
+        if (single) at += PAGE_SIZE;
+        else single = true;
+      } else if (r.err === -ESRCH || r.err === -ENOSPC) return this.gone(t);
       else if (r.err === -EAGAIN) {
         // The mappings are changing (an event is queued): keep the rest for later.
-        t.copied += at / PAGE_SIZE;
-        t.iovs = dropRange(t.iovs, start, start + (at - (at % PAGE_SIZE)));
+        t.copied += copied / PAGE_SIZE;
+        t.iovs = dropRange(t.iovs, start, start + at);
         return;
       } else throw new Error(`copy 0x${(start + at).toString(16)} of process ${t.vpid} in (UFFDIO_COPY): ${errnoName(-r.err)}`);
     }
-    t.copied += Math.min(at, len) / PAGE_SIZE;
+    t.copied += copied / PAGE_SIZE;
     t.iovs = dropRange(t.iovs, start, end);
   }
 
