@@ -73,6 +73,8 @@ export interface RestoreOptions {
   statusFd?: number;
   /** --no-verify (crest's own): the images are not checked against the manifest their dump wrote (images/manifest.ts). */
   noVerify: boolean;
+  /** --lazy-pages: private anonymous memory is left to `crest lazy-pages`, which copies each page in on first touch. */
+  lazyPages?: boolean;
 }
 
 export interface CheckOptions {
@@ -284,6 +286,9 @@ export function workPath(opts: Options, p: string): string {
  */
 export function unsupported(opts: Options): string[] {
   const why = opts.external.map(unsupportedExternal).filter((w): w is string => w !== undefined);
+  if (opts.restore.lazyPages && (opts.command === "dump" || opts.command === "pre-dump")) {
+    why.push(`--lazy-pages on ${opts.command}: keeping the pages for a remote lazy restore (criu's page server --lazy-pages) is not implemented by crest yet; dump plainly, then restore with --lazy-pages beside \`crest lazy-pages\``);
+  }
   if (opts.mnt.compatMode) why.push("--mntns-compat-mode: crest restores mounts one way only, criu's mount-v2 (--no-mntns-compat-mode)");
   if (opts.dump.autoDedup && opts.command === "restore") {
     why.push("--auto-dedup on restore: crest does not punch the pages out of the images as it restores them (criu does); restore without it, and run crest dedup -D DIR on the images to free the room their parents' old pages take");

@@ -51,7 +51,6 @@ export interface CrestLacks {
 }
 
 const MOUNTS = "crest does not checkpoint autofs mounts";
-const LAZY = "crest has no lazy restore (lazy-pages) yet";
 
 /**
  * The feature names crest answers no to. Every other name is the fact of
@@ -64,8 +63,6 @@ export const CREST_LACKS: Partial<Record<FeatureName, CrestLacks>> = {
   tun_ns: { crest: "crest does not checkpoint tun devices", criu: "criu checkpoints tun devices of other network namespaces with it" },
   autofs: { crest: MOUNTS, criu: "criu restores autofs mounts with it" },
   compat_cr: { crest: "crest does not checkpoint 32-bit tasks", criu: "criu checkpoints 32-bit (ia32 and x32) tasks with it", fact: null },
-  uffd: { crest: LAZY, criu: "criu's lazy restore needs it" },
-  "uffd-noncoop": { crest: LAZY, criu: "criu's lazy restore follows fork, mremap, munmap and madvise with it" },
   can_map_vdso: { crest: "crest does not map vDSOs (it moves the kernel's own to where the task had it)", criu: "criu maps a fresh vDSO in restored tasks with it" },
   pidfd_store: {
     crest: "crest does not implement --pidfd-store (criu's RPC option pidfd_store_sk, which crest's RPC refuses) yet",

@@ -203,13 +203,13 @@ export const MEMORY_PROBES = [
   {
     id: "uffd",
     category: "extra",
-    breaks: "criu's lazy restore (lazy-pages) needs it; crest has no lazy restore yet",
+    breaks: "restore --lazy-pages (with crest lazy-pages) needs it",
     run: () => void uffdFeatures(),
   },
   {
     id: "uffd-noncoop",
     category: "extra",
-    breaks: "criu's lazy restore cannot follow fork, mremap, munmap and madvise without it; crest has no lazy restore yet",
+    breaks: "restore --lazy-pages needs them: the lazy-pages daemon follows the tasks' fork, mremap, munmap and MADV_DONTNEED with them",
     run: () => {
       const lacking = UFFD_NONCOOP & ~uffdFeatures();
       if (lacking) missing(`userfaultfd lacks the non-cooperative events (features 0x${lacking.toString(16)})`);

@@ -47,7 +47,6 @@ const FACTS_HERE: Record<FactId, FactHere> = {
 };
 
 const MOUNTS = /^crest does not checkpoint autofs mounts: /;
-const LAZY = /^crest has no lazy restore \(lazy-pages\) yet: /;
 
 /**
  * Every criu feature name's answer here: supported (true), or the reason
@@ -74,8 +73,8 @@ const FEATURES_HERE: Record<FeatureName, true | RegExp> = {
   autofs: MOUNTS /* and the kernel has no autofs either */,
   tcp_half_closed: true, // closing TCP states are repaired
   compat_cr: /^crest does not checkpoint 32-bit tasks: /,
-  uffd: LAZY,
-  "uffd-noncoop": LAZY,
+  uffd: true, // restore --lazy-pages with crest lazy-pages (docs/lazy-pages.md)
+  "uffd-noncoop": true, // its daemon follows fork, mremap, munmap and MADV_DONTNEED
   can_map_vdso: /^crest does not map vDSOs \(it moves the kernel's own/,
   sk_ns: true, // the tree's sockets are checked to be of its namespace
   sk_unix_file: true, // names of unix sockets bound in the tree's own mount namespace

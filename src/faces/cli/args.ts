@@ -11,7 +11,7 @@ export const COMMANDS: readonly Command[] = [
   "cpuinfo", "exec", "show",
 ];
 /** Commands this version of crest carries out. */
-export const IMPLEMENTED: ReadonlySet<Command> = new Set<Command>(["dump", "pre-dump", "restore", "check", "swrk", "service", "page-server", "dedup"]);
+export const IMPLEMENTED: ReadonlySet<Command> = new Set<Command>(["dump", "pre-dump", "restore", "check", "swrk", "service", "page-server", "dedup", "lazy-pages"]);
 
 type ArgKind = "none" | "required" | "optional";
 
@@ -151,7 +151,7 @@ const SPECS: OptSpec[] = [
     if (v !== "net") throw new UsageError(`--empty-ns ${v}: only net is supported, as with criu`);
     o.net.emptyNs = true;
   } },
-  { long: "lazy-pages", arg: "none" },
+  { long: "lazy-pages", arg: "none", bool: true, apply: (o, _v, on) => { o.restore.lazyPages = on; } },
   { long: "extra", arg: "none", bool: true, apply: (o, _v, on) => { o.check.extra = on; } },
   { long: "experimental", arg: "none", bool: true, apply: (o, _v, on) => { o.check.experimental = on; } },
   { long: "all", arg: "none", apply: (o) => { o.check.all = o.check.extra = o.check.experimental = true; } },

@@ -1,6 +1,7 @@
 // The crest command: parse the command line into Options, run the command,
 // log as criu does and exit with criu's exit codes.
 import { pageServerMain } from "../page-server.js";
+import { lazyPagesMain } from "../lazy-pages.js";
 import { mkdirSync, readFileSync } from "node:fs";
 import { Logger } from "../../log.js";
 import { COMMANDS, IMPLEMENTED, parseArgs, UsageError } from "./args.js";
@@ -26,7 +27,7 @@ Usage:
   crest service [--address PATH] [--pidfile FILE] [-d] [<options>]
   crest swrk FD
   crest dedup -D DIR
-  crest lazy-pages -D DIR [<options>]
+  crest lazy-pages -D DIR [-W DIR] [-d] [--pidfile F]
   crest run [--ns pid,ipc,uts,net,mnt,time,user] [--log FILE] -- CMD [ARGS...]
   crest inspect [--format text|json|dot|svg] DIR
 
@@ -41,7 +42,9 @@ Commands:
   swrk           serve criu's RPC on an inherited socket (as go-criu, libcriu and pycriu start criu)
   page-server    receive the pages of a dump or pre-dump run with --page-server (criu's protocol)
   dedup          punch out of the parent images (--prev-images-dir) the pages DIR holds anew
-  (lazy-pages, cpuinfo: recognised, not implemented by crest yet)
+  lazy-pages     serve the memory of a restore --lazy-pages from the images, page by page on first touch
+                 (start it first; local images only: --page-server is not implemented yet)
+  (cpuinfo: recognised, not implemented by crest yet)
 
 Most of the true / false long options (the ones without arguments) can be
 prefixed with --no- to negate the option (example: --display-stats and
@@ -64,6 +67,8 @@ Dump/Restore options:
      --timeout NUM      seconds the dump may take to freeze the tree (default 10, 0: no limit)
      --action-script FILE  run FILE at each hook (CRTOOLS_SCRIPT_ACTION)
      --status-fd FD     write a zero byte to FD when the restored tree runs
+     --lazy-pages       restore: leave private memory to \`crest lazy-pages\` (started first),
+                        which brings each page in on first touch
   -l|--file-locks       dump and restore file locks and leases
      --ghost-limit SIZE keep deleted files up to SIZE (K, M, G; default 1M)
 
@@ -203,6 +208,13 @@ export function main(argv: string[]): number | Promise<number> {
     return 1;
   }
   if (cmd === "service") return serviceMain(opts, argv, parsed.refused.map((o) => `option ${o} is not supported by crest yet`), log);
+  if (cmd === "lazy-pages") {
+    try {
+      return lazyPagesMain(opts, argv, parsed.refused.map((o) => `option ${o} is not supported by crest yet`), log);
+    } finally {
+      log.close();
+    }
+  }
   if (cmd === "page-server") {
     try {
       return pageServerMain(opts, argv, parsed.refused.map((o) => `option ${o} is not supported by crest yet`), log);

@@ -33,6 +33,7 @@ import { inheritedVmas, restoreInherited, sameExe } from "./inherit.js";
 import { runsOf, type PageLayer } from "./chain.js";
 import { handOverTracking, parentPagesOf, trackTask } from "./tracking.js";
 import { snapshotting, takeSnapshot } from "./snapshot.js";
+import { connectLazy, finishLazy, handOverLazy, lazyRanges, restoresLazily, splitLazy } from "./lazy.js";
 
 /** Size of the scratch mapping crest uses inside a task under restore. */
 const SCRATCH_SIZE = 256 << 10;
@@ -541,7 +542,9 @@ function restoreMemory(task: RestoreTask, run: RestoreRun): void {
   }
   const current = parseMaps(readFileSync(`/proc/${task.pid}/maps`, "utf8"));
   const taken = task.mm.vmas.map(range);
-  const kept = inheritedVmas(task, run, current);
+  // A lazy restore maps everything afresh: an inherited mapping would come with the parent's userfaultfd (a fork event).
+  const lazy = restoresLazily(run);
+  const kept = lazy ? new Set<vma_entry>() : inheritedVmas(task, run, current);
   // A child may keep the scratch page it inherited if the address is free in its own layout.
   const had = r.scratch;
   const clash = (s: { addr: bigint; size: number }) => taken.some((t) => t.start < Number(s.addr) + s.size && Number(s.addr) < t.end);
@@ -563,7 +566,15 @@ function restoreMemory(task: RestoreTask, run: RestoreRun): void {
   const runs = splitRuns(task.pages.runs, priv.map((v) => ({ start: v.start, end: v.end })).sort(byStart));
   // CRIU 4.2 dumps the vDSO's pages too; the task has this kernel's vDSO, whose pages are not written.
   const specials = task.mm.vmas.filter((v) => is(v, VMA.VDSO) || is(v, VMA.VVAR)).map((v) => ({ start: v.start, end: v.end })).sort(byStart);
-  const own = splitRuns(runs.outside, specials).outside;
+  let own = splitRuns(runs.outside, specials).outside;
+  if (lazy) {
+    // The lazy mappings with pages, registered before anything touches them; their pages are the daemon's.
+    const split = splitLazy(own, task.mm.vmas);
+    const ranges = lazyRanges(task.mm.vmas).filter((v) => split.lazy.some((p) => p.vaddr >= v.start && p.vaddr < v.end));
+    r.flush();
+    handOverLazy(task, run, r, ranges);
+    own = split.eager;
+  }
   withLayers(task, (sources) => {
     sources.forEach((pages, layer) => fillRuns(r, pages, runsOf(own, layer), run.stats));
     restoreInherited(task, run, sources, priv, runs.inside);
@@ -590,6 +601,7 @@ const layerPages = (l: PageLayer, what: string): PageSource =>
 
 /** Before anything is created: each pages file of each task's chain holds exactly the pages its pagemap says. */
 function checkPages(run: RestoreRun): number {
+  if (run.opts.restore.lazyPages) connectLazy(run);
   for (const t of run.tasks) {
     for (const l of t.pages.layers) {
       const need = l.entries.filter((e) => (e.flags ?? PE.PRESENT) & PE.PRESENT).reduce((n, e) => n + pageCount(e), 0) * PAGE_SIZE;
@@ -611,4 +623,5 @@ export const memoryKind: TaskKind = {
   finishDump: handOverTracking,
   plan: checkPages,
   born: restoreMemory,
+  finishRestore: finishLazy,
 };
