@@ -73,7 +73,8 @@ test("every option criu sets, in every form: applied, or refused by name", () =>
   assert.throws(() => parseArgs(["dump", "--status-fd", "x"]), /Unable to parse a value of --status-fd/);
   assert.throws(() => parseArgs(["dump", "--pre-dump-mode", "copy"]), /--pre-dump-mode/);
   assert.throws(() => parseArgs(["dump", "--ms"]), /deprecated/);
-  assert.deepEqual(parseArgs(["dump", "-j", "--auto-dedup"]).refused, ["--auto-dedup"]);
+  assert.deepEqual(parseArgs(["dump", "-j", "--weak-sysctls"]).refused, ["--weak-sysctls"]);
+  assert.equal(parseArgs(["dump", "--auto-dedup"]).options.dump.autoDedup, true);
   assert.equal(parseArgs(["dump", "-j"]).options.features.shellJob, true);
   assert.equal(parseArgs(["dump", "-j", "--no-shell-job"]).options.features.shellJob, false);
 });
