@@ -47,6 +47,7 @@ import { describeSocket } from "../sockets/describe.js";
 import { isWaiting, runOpenQueue, type Waiting } from "./open-queue.js";
 import { inherited } from "./inherit.js";
 import { Pending, type Remote } from "../../remote/remote.js";
+import { faultPoint } from "../../fault.js";
 
 /** The kinds of open files crest knows, tried in order. */
 const FILE_KINDS: readonly FileKind[] = [
@@ -324,6 +325,7 @@ function restoreTables(tasks: readonly RestoreTask[], run: RestoreRun): void {
     if (!wait && first) openedBy.set(item.id, item);
     return wait;
   }, (id) => run.opened.has(id));
+  faultPoint("restore:files:opened");
   for (const item of openedBy.values()) item.kind.settle?.(workOf(item.task), item.entry, item.fds[0]?.fd ?? run.opened.get(item.id)!.fd);
   for (const w of work.values()) {
     for (const fd of w.pidfds.values()) w.r.later({ what: `close a pidfd in task ${w.task.vpid}`, nr: SYS.close, args: [fd] });

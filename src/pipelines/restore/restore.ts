@@ -8,7 +8,7 @@
 // registers last); the kinds' last steps; and let them all go. If anything
 // fails, every task created so far is killed: nothing is left half-alive.
 import { resolveChain } from "../../kinds/memory/chain.js";
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, statSync, writeSync, constants as fsc } from "node:fs";
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, rmSync, statSync, writeSync, constants as fsc } from "node:fs";
 import { parseStat } from "../../proc/stat.js";
 import type { Logger } from "../../log.js";
 import { workPath, type Options } from "../../options.js";
@@ -32,6 +32,7 @@ import { Regs } from "../../sys/structs.js";
 import { Remote } from "../../remote/remote.js";
 import { RemoteTally } from "../../remote/counters.js";
 import { faultPoint } from "../../fault.js";
+import { restorePoint, type KindStage } from "./fault-points.js";
 
 const ALL_KINDS: readonly TaskKind[] = [...NAMESPACE_KINDS, ...TASK_RESTORE_KINDS];
 
@@ -243,8 +244,10 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
   const logs = new Map<RestoreTask, Logger>();
   const tally = new RemoteTally();
   let forkingUs = 0;
+  /** Written once the tree is complete; a failure after that removes it (it would name a dead PID, and block the next try's O_EXCL). */
+  let pidfile: string | undefined;
   /** Runs one kind's hook in a task, with the task's own log (kept open between stages: reopening truncates it). */
-  const inTask = (task: RestoreTask, kind: TaskKind, hook: (task: RestoreTask, run: RestoreRun) => void) => {
+  const inTask = (task: RestoreTask, kind: TaskKind, stage: KindStage, hook: (task: RestoreTask, run: RestoreRun) => void) => {
     let tlog = logs.get(task);
     if (!tlog) {
       tlog = log.forTask(task.vpid, opts.log.perPid);
@@ -257,7 +260,7 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
       tally.count(kind.name, () => {
         hook(task, run);
       });
-      faultPoint(`restore:${kind.name}`);
+      faultPoint(restorePoint(kind, stage));
     } finally {
       run.log = log;
     }
@@ -274,13 +277,13 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
         scripts.rootPid = n.pid;
         scripts.run("setup-namespaces");
         bind(task!, n, null);
-        for (const kind of NAMESPACE_KINDS) if (kind.born) inTask(task!, kind, kind.born);
+        for (const kind of NAMESPACE_KINDS) if (kind.born) inTask(task!, kind, "born", kind.born);
         scripts.run("post-setup-namespaces");
       }
       if (n.role !== "task") return;
       if (n !== nodes[0]) bind(task!, n, n.parent?.role === "task" ? tree.tasks.get(n.parent.vpid)! : null);
       const t1 = process.hrtime.bigint();
-      for (const kind of TASK_RESTORE_KINDS) if (kind.born) inTask(task!, kind, kind.born);
+      for (const kind of TASK_RESTORE_KINDS) if (kind.born) inTask(task!, kind, "born", kind.born);
       bornUs += process.hrtime.bigint() - t1;
       hooks.progress?.({ stage: "restoring", tasksDone: ++born, tasksTotal: run.tasks.length, pagesRestored: run.stats.pagesRestored });
     });
@@ -291,19 +294,33 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
       if (kind.restoreAll) {
         run.log.debug(`restoring ${kind.name}`);
         tally.count(kind.name, () => kind.restoreAll!(run.tasks, run));
-        faultPoint(`restore:${kind.name}`);
+        faultPoint(restorePoint(kind, "restore"));
       } else if (kind.restore) {
-        for (const task of run.tasks) inTask(task, kind, kind.restore);
+        for (const task of run.tasks) inTask(task, kind, "restore", kind.restore);
       }
     }
     // What the kinds queued in each thread runs now, all side by side: a failure is a failed restore, not one already announced.
     Remote.flushAll(run.tasks.flatMap((t) => t.remotes));
-    for (const kind of ALL_KINDS) kind.finishRestore?.(run);
+    faultPoint("restore:flushed");
+    for (const kind of ALL_KINDS) {
+      if (!kind.finishRestore) continue;
+      kind.finishRestore(run);
+      faultPoint(restorePoint(kind, "finish"));
+    }
     scripts.run("post-restore");
-    if (opts.restore.pidfile) writePidfile(workPath(opts, opts.restore.pidfile), nodes[0]!.pid);
+    if (opts.restore.pidfile) {
+      pidfile = workPath(opts, opts.restore.pidfile);
+      writePidfile(pidfile, nodes[0]!.pid);
+    }
+    faultPoint("restore:post-restore");
     // From here on a failure loses connections, as with criu: the network is unlocked.
-    for (const kind of ALL_KINDS) kind.resume?.(run);
+    for (const kind of ALL_KINDS) {
+      if (!kind.resume) continue;
+      kind.resume(run);
+      faultPoint(restorePoint(kind, "resume"));
+    }
     scripts.run("pre-resume");
+    faultPoint("restore:pre-resume");
     const restoreUs = Number((process.hrtime.bigint() - t0) / 1000n);
     const stats = writeStats(images, forkingUs, restoreUs, run);
     log.info(`Remote control by kind (syscalls/stops): ${tally}`);
@@ -313,6 +330,7 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
     if (opts.log.displayStats) displayRestoreStats(log, stats);
   } catch (e) {
     killAll(created);
+    if (pidfile) rmSync(pidfile, { force: true });
     throw e;
   } finally {
     for (const l of logs.values()) l.close();
