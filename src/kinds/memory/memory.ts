@@ -427,7 +427,7 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept:
     const len = v.end - v.start;
     // MAP_LOCKED: mlock'ed memory, populated and locked as the mapping is made (before creds may drop the right to).
     const extra = v.flags & (MAP.GROWSDOWN | MAP.NORESERVE | MAP.LOCKED);
-    const what = () => `map 0x${v.start.toString(16)}-0x${v.end.toString(16)} in task ${task.vpid}`;
+    const what = () => `map 0x${v.start.toString(16)}-0x${v.end.toString(16)} in task ${task.vpid} (a VMA of ${run.images.name(IMG.mm, task.vpid)})`;
     const prot = v.prot | (fill.has(v) ? PROT.WRITE | PROT.READ : 0);
     // Queued: every mapping of the task in one batch, each checked to land at its address.
     const map = (flags: number, fd: RArg, off: bigint) =>
@@ -441,7 +441,7 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept:
       if (parts[0] === v) {
         const prot = parts.reduce((p, x) => p | x.prot, 0);
         const flags = (prot & PROT.WRITE ? 0 : SHM.RDONLY) | (prot & PROT.EXEC ? SHM.EXEC : 0);
-        r.later({ what: () => `attach SysV segment ${v.shmid} at 0x${v.start.toString(16)} in task ${task.vpid}`, nr: SYS.shmat, args: [v.shmid, v.start, flags], want: v.start });
+        r.later({ what: () => `attach SysV segment ${v.shmid} at 0x${v.start.toString(16)} in task ${task.vpid} (a VMA of ${run.images.name(IMG.mm, task.vpid)})`, nr: SYS.shmat, args: [v.shmid, v.start, flags], want: v.start });
         for (const x of parts) {
           if (x.prot !== prot) r.later({ what: () => `protect 0x${x.start.toString(16)}-0x${x.end.toString(16)} of SysV segment ${v.shmid} in task ${task.vpid}`, nr: SYS.mprotect, args: [x.start, x.end - x.start, x.prot] });
         }
@@ -479,7 +479,7 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept:
 }
 
 /** Sets final protections and madvise hints. */
-function finishVmas(task: RestoreTask, fill: Set<vma_entry>, kept: Set<vma_entry>): void {
+function finishVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept: Set<vma_entry>): void {
   const r = task.remotes[0]!;
   for (const v of task.mm.vmas) {
     // An inherited mapping has its final protection and hints already; a packet ring gets them once mapped.
@@ -490,7 +490,7 @@ function finishVmas(task: RestoreTask, fill: Set<vma_entry>, kept: Set<vma_entry
     }
     const madv = v.madv ?? 0n;
     for (let bit = 0n; madv >> bit; bit++) {
-      if (madv & (1n << bit)) r.later({ what: `advise 0x${v.start.toString(16)} (${bit}) in task ${task.pid}`, nr: SYS.madvise, args: [v.start, len, bit] });
+      if (madv & (1n << bit)) r.later({ what: `advise 0x${v.start.toString(16)} (${bit}) in task ${task.pid} (madv of a VMA of ${run.images.name(IMG.mm, task.vpid)})`, nr: SYS.madvise, args: [v.start, len, bit] });
     }
   }
 }
@@ -510,6 +510,56 @@ function installGuards(task: RestoreTask): void {
   }
 }
 
+/**
+ * The kernel's own checks of PR_SET_MM_MAP's addresses (kernel/sys.c
+ * validate_prctl_map_addr), made first so that a bad mm image is named with
+ * its field, not only refused with EINVAL.
+ */
+function checkMmFields(task: RestoreTask, run: RestoreRun): void {
+  const mm = task.mm;
+  const bad = (detail: string) => run.images.invalid(IMG.mm, task.vpid, `process ${task.vpid}: ${detail}`);
+  const hex = (v: bigint) => `0x${v.toString(16)}`;
+  const fields = ["mm_start_code", "mm_end_code", "mm_start_data", "mm_end_data", "mm_start_brk", "mm_brk", "mm_start_stack", "mm_arg_start", "mm_arg_end", "mm_env_start", "mm_env_end"] as const;
+  // 57 bits: the largest user address space (5-level page tables); the kernel checks its own TASK_SIZE.
+  for (const f of fields) if (mm[f] >= 1n << 57n) throw bad(`${f} ${hex(mm[f])} is not a user address`);
+  const order: Array<[typeof fields[number], "<" | "<=", typeof fields[number]]> = [
+    ["mm_start_code", "<", "mm_end_code"], ["mm_start_data", "<=", "mm_end_data"], ["mm_start_brk", "<=", "mm_brk"],
+    ["mm_arg_start", "<=", "mm_arg_end"], ["mm_env_start", "<=", "mm_env_end"],
+  ];
+  for (const [a, op, b] of order) {
+    if (op === "<" ? mm[a] >= mm[b] : mm[a] > mm[b]) throw bad(`${a} ${hex(mm[a])} is not ${op} ${b} ${hex(mm[b])}`);
+  }
+}
+
+/**
+ * Each VMA a range of whole pages of a user address space, in order and
+ * apart, as the kernel's /proc/PID/maps gave them: else mapping them fails
+ * with EINVAL or ENOMEM, or maps over another.
+ */
+function checkVmas(task: RestoreTask, run: RestoreRun): void {
+  const bad = (i: number, detail: string) => run.images.invalid(IMG.mm, task.vpid, `process ${task.vpid}: vmas[${i}] ${detail}`);
+  const hex = (v: bigint) => `0x${v.toString(16)}`;
+  const page = BigInt(PAGE_SIZE);
+  let prevEnd = 0n;
+  task.mm.vmas.forEach((v, i) => {
+    if (v.start % page || v.end % page) throw bad(i, `${hex(v.start)}-${hex(v.end)} is not page-aligned`);
+    if (v.start >= v.end) throw bad(i, `start ${hex(v.start)} is not below its end ${hex(v.end)}`);
+    // The vsyscall page is the kernel's, above every user address; crest leaves it as it is.
+    if (v.end > 1n << 57n && !is(v, VMA.VSYSCALL)) throw bad(i, `end ${hex(v.end)} is not a user address`);
+    if (v.start < prevEnd) throw bad(i, `start ${hex(v.start)} overlaps the previous VMA, which ends at ${hex(prevEnd)}`);
+    prevEnd = v.end;
+  });
+}
+
+/** Before anything is created: each task's memory layout as the kernel will take it, then its pages files. */
+function planMemory(run: RestoreRun): number {
+  for (const t of run.tasks) {
+    checkVmas(t, run);
+    checkMmFields(t, run);
+  }
+  return checkPages(run);
+}
+
 function setMmFields(task: RestoreTask, run: RestoreRun): void {
   const r = task.remotes[0]!;
   const mm = task.mm;
@@ -527,7 +577,7 @@ function setMmFields(task: RestoreTask, run: RestoreRun): void {
     arg_end: mm.mm_arg_end, env_start: mm.mm_env_start, env_end: mm.mm_env_end, auxv: auxvAddr,
     auxv_size: auxv.length, exe_fd: exe,
   }));
-  r.later({ what: `set the memory layout fields of task ${task.pid} (PR_SET_MM_MAP)`, nr: SYS.prctl, args: [PR.SET_MM, PR_SET_MM_MAP, map, MM_MAP_SIZE, 0] });
+  r.later({ what: `set the memory layout fields of task ${task.pid} (PR_SET_MM_MAP) from ${run.images.name(IMG.mm, task.vpid)}`, nr: SYS.prctl, args: [PR.SET_MM, PR_SET_MM_MAP, map, MM_MAP_SIZE, 0] });
   if (exe >= 0) r.later({ what: `close a temporary fd of task ${task.pid}`, nr: SYS.close, args: [exe] });
 }
 
@@ -568,7 +618,7 @@ function restoreMemory(task: RestoreTask, run: RestoreRun): void {
     sources.forEach((pages, layer) => fillRuns(r, pages, runsOf(own, layer), run.stats));
     restoreInherited(task, run, sources, priv, runs.inside);
   });
-  finishVmas(task, fill, kept);
+  finishVmas(task, run, fill, kept);
   installGuards(task);
   setMmFields(task, run);
   if (kept.size) run.log.info(`kept ${kept.size} mapping(s) inherited from process ${task.parent!.vpid}`);
@@ -609,6 +659,6 @@ export const memoryKind: TaskKind = {
   name: "memory",
   dump: dumpMemory,
   finishDump: handOverTracking,
-  plan: checkPages,
+  plan: planMemory,
   born: restoreMemory,
 };

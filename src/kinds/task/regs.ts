@@ -280,7 +280,11 @@ export const regsKind: TaskKind = {
       if (!ti) throw run.images.invalid(IMG.core, task.vtids[i], "no x86 thread_info: it was not dumped on x86_64");
       const f = task.final[i]!;
       f.regs = entryToRegs(ti.gpregs);
-      f.xstate = entryToXsave(ti.fpregs, t.getXstate());
+      try {
+        f.xstate = entryToXsave(ti.fpregs, t.getXstate());
+      } catch (e) {
+        throw run.images.invalid(IMG.core, task.vtids[i], `thread ${task.vtids[i]}: ${(e as Error).message}`);
+      }
       for (const d of ti.tls) if (!emptyDesc(d)) t.setThreadArea(d.entry_number, entryToDesc(d));
       const rseq = task.core[i]!.thread_core?.rseq_entry;
       if (rseq?.rseq_abi_pointer) {

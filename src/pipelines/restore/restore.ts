@@ -13,7 +13,7 @@ import { parseStat } from "../../proc/stat.js";
 import type { Logger } from "../../log.js";
 import { workPath, type Options } from "../../options.js";
 import {
-  IMG, ImageError, IMAGES_V1_1, type core_entry, type file_entry, type inventory_entry, type pstree_entry, type restore_stats_entry,
+  IMG, ImageError, IMAGES_V1_1, type EntriesKind, type core_entry, type file_entry, type inventory_entry, type pstree_entry, type restore_stats_entry,
 } from "../../images/index.js";
 import { RestoreImages } from "../../images/store.js";
 import { NAMESPACE_KINDS, TASK_RESTORE_KINDS } from "../../kinds/registry.js";
@@ -55,10 +55,12 @@ function readCores(images: RestoreImages, entry: pstree_entry): core_entry[] {
 function loadTask(images: RestoreImages, entry: pstree_entry, core: core_entry[]): RestoreTask {
   const vpid = entry.pid;
   if (entry.threads[0] !== vpid) throw images.invalid(IMG.pstree, undefined, `process ${vpid}'s first thread is ${entry.threads[0]}`);
-  const ids = images.read(IMG.ids, vpid)[0];
-  const mm = images.read(IMG.mm, vpid)[0];
-  const fs = images.read(IMG.fs, vpid)[0];
-  if (!ids || !mm || !fs) throw new ImageError(images.dir, "invalid", `ids, mm or fs image of process ${vpid} is empty`);
+  const one = <T>(kind: EntriesKind<T>): T => {
+    const e = images.read(kind, vpid);
+    if (e.length !== 1) throw images.invalid(kind, vpid, `expected one ${kind.type.name} of process ${vpid}, found ${e.length}`);
+    return e[0]!;
+  };
+  const ids = one(IMG.ids), mm = one(IMG.mm), fs = one(IMG.fs);
   const pagemap = images.read(IMG.pagemap, vpid);
   return {
     pid: 0, vpid, vtids: entry.threads, sid: entry.sid, pgid: entry.pgid, sharesFiles: false, sharesFs: false, parent: null,
@@ -171,6 +173,20 @@ function joinShell(entries: pstree_entry[], opts: Options): OutsideSession {
   return { sid, pgids: new Set([sid, pgid]), bornPgid: pgid };
 }
 
+/** Every process and thread of pstree.img has a PID of its own, its leader's its process's (else a PID is made twice, or a core image is missing). */
+function checkPids(images: RestoreImages, entries: pstree_entry[]): void {
+  const seen = new Set<number>();
+  entries.forEach((e, i) => {
+    const bad = (detail: string) => images.invalid(IMG.pstree, undefined, `entry ${i} (process ${e.pid}): ${detail}`);
+    if (e.pid <= 0) throw bad(`pid ${e.pid} is not a PID`);
+    if (e.threads[0] !== e.pid) throw bad(`threads[0] is ${e.threads[0]}, not the process's own PID`);
+    e.threads.forEach((t, j) => {
+      if (t <= 0 || seen.has(t)) throw bad(`threads[${j}] ${t} is ${t <= 0 ? "not a PID" : "named twice in the tree"}`);
+      seen.add(t);
+    });
+  });
+}
+
 /** Stage: reads and checks the images of the tree before anything is created. */
 function loadTree(dir: string, opts: Options): LoadedTree {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ImageError(dir, "missing", "");
@@ -178,6 +194,7 @@ function loadTree(dir: string, opts: Options): LoadedTree {
   const inventory = checkInventory(images);
   const entries = images.read(IMG.pstree);
   if (entries.length === 0) throw images.invalid(IMG.pstree, undefined, "no tasks");
+  checkPids(images, entries);
   const root = entries[0]!;
   const outside = root.sid !== root.pid ? joinShell(entries, opts) : undefined;
   const cores = new Map(entries.map((e) => [e.pid, readCores(images, e)]));
