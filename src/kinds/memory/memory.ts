@@ -264,7 +264,7 @@ export function findHole(taken: Array<{ start: number; end: number }>, size: num
 }
 
 /** Moves the stub's vDSO and vvar areas to where the dumped task had them, or drops them. */
-function placeSpecials(r: Remote, current: MapEntry[], target: vma_entry[], taken: Array<{ start: number; end: number }>): void {
+function placeSpecials(r: Remote, current: MapEntry[], target: vma_entry[], taken: Array<{ start: number; end: number }>, image: string): void {
   const names = ["[vvar]", "[vvar_vclock]", "[vdso]"];
   const mine = current.filter((m) => names.includes(m.path));
   const wanted = new Map<string, vma_entry>();
@@ -292,7 +292,7 @@ function placeSpecials(r: Remote, current: MapEntry[], target: vma_entry[], take
       continue;
     }
     if (Number(w.end - w.start) !== size) {
-      throw new Error(`the ${m.path} area of this kernel has ${size / PAGE_SIZE} pages, the dumped task's had ${Number(w.end - w.start) / PAGE_SIZE}: restore on the kernel the task was dumped on`);
+      throw new Error(`the ${m.path} area of this kernel has ${size / PAGE_SIZE} pages, the dumped task's had ${Number(w.end - w.start) / PAGE_SIZE} (${image}): restore on the kernel the task was dumped on`);
     }
     r.later({ what: `move ${m.path} of task ${r.pid}`, nr: SYS.mremap, args: [m.start, size, size, MREMAP.MAYMOVE | MREMAP.FIXED, parked], want: parked });
     moves.push({ from: parked, size, to: Number(w.start) });
@@ -302,7 +302,7 @@ function placeSpecials(r: Remote, current: MapEntry[], target: vma_entry[], take
     r.later({ what: `move the vDSO of task ${r.pid} into place`, nr: SYS.mremap, args: [mv.from, mv.size, mv.size, MREMAP.MAYMOVE | MREMAP.FIXED, mv.to], want: mv.to });
   }
   for (const [name] of wanted) {
-    if (!mine.some((m) => m.path === name)) throw new Error(`the dumped task had ${name}, this kernel gives none: restore on the kernel the task was dumped on`);
+    if (!mine.some((m) => m.path === name)) throw new Error(`the dumped task had ${name} (${image}), this kernel gives none: restore on the kernel the task was dumped on`);
   }
 }
 
@@ -605,7 +605,7 @@ function restoreMemory(task: RestoreTask, run: RestoreRun): void {
       r.later({ what: `unmap the stub's ${m.path || "memory"} in task ${task.pid}`, nr: SYS.munmap, args: [gap.start, gap.end - gap.start] });
     }
   }
-  placeSpecials(r, current, task.mm.vmas, [...taken, scratchRange]);
+  placeSpecials(r, current, task.mm.vmas, [...taken, scratchRange], run.images.name(IMG.mm, task.vpid));
   const fill = vmasWithPages(task.mm.vmas.filter((v) => !isGuard(v) && !kept.has(v)), task.pagemap);
   mapVmas(task, run, fill, kept);
   const priv = [...kept].filter((v) => !(v.flags & MAP.SHARED));

@@ -173,15 +173,24 @@ function joinShell(entries: pstree_entry[], opts: Options): OutsideSession {
   return { sid, pgids: new Set([sid, pgid]), bornPgid: pgid };
 }
 
-/** Every process and thread of pstree.img has a PID of its own, its leader's its process's (else a PID is made twice, or a core image is missing). */
+/** The kernel's largest pid_max (PID_MAX_LIMIT). */
+const PID_MAX_LIMIT = 4 * 1024 * 1024;
+
+/**
+ * Every process and thread of pstree.img has a PID of its own, its leader's
+ * its process's (else a PID is made twice, or a core image is missing), and
+ * every PID, group and session is one the kernel can give.
+ */
 function checkPids(images: RestoreImages, entries: pstree_entry[]): void {
   const seen = new Set<number>();
   entries.forEach((e, i) => {
     const bad = (detail: string) => images.invalid(IMG.pstree, undefined, `entry ${i} (process ${e.pid}): ${detail}`);
     if (e.pid <= 0) throw bad(`pid ${e.pid} is not a PID`);
+    // 0: a group or session outside the tree's PID namespace, as the tree saw it.
+    for (const f of ["pid", "ppid", "pgid", "sid"] as const) if (e[f] > PID_MAX_LIMIT) throw bad(`${f} ${e[f]} is not a PID`);
     if (e.threads[0] !== e.pid) throw bad(`threads[0] is ${e.threads[0]}, not the process's own PID`);
     e.threads.forEach((t, j) => {
-      if (t <= 0 || seen.has(t)) throw bad(`threads[${j}] ${t} is ${t <= 0 ? "not a PID" : "named twice in the tree"}`);
+      if (t <= 0 || t > PID_MAX_LIMIT || seen.has(t)) throw bad(`threads[${j}] ${t} is ${seen.has(t) ? "named twice in the tree" : "not a PID"}`);
       seen.add(t);
     });
   });
