@@ -319,6 +319,34 @@ export function killTree(pids: readonly number[]): void {
   }
 }
 
+/**
+ * Which of pids still run: a zombie (dead, its parent not yet told) or a PID
+ * gone is not alive. Reaps what is this process's to reap, and gives a dying
+ * process (a loaded machine may take a while) up to `ms` to go.
+ */
+export function living(pids: readonly number[], ms = 10_000): number[] {
+  const runs = (p: number): boolean => {
+    try {
+      wait4(p, WNOHANG);
+    } catch {
+      // not ours
+    }
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, "utf8");
+      return !"ZX".includes(stat.slice(stat.lastIndexOf(")") + 2)[0]!);
+    } catch {
+      return false;
+    }
+  };
+  const end = Date.now() + ms;
+  let left = [...new Set(pids)].filter(runs);
+  while (left.length && Date.now() < end) {
+    sleepMs(20);
+    left = left.filter(runs);
+  }
+  return left;
+}
+
 /** A message that is a JavaScript error of crest's own rather than one about the images. */
 const JS_ERROR = /Cannot read propert|Cannot set propert|is not a function|is not iterable|is not defined|Invalid array length|Invalid typed array length|Maximum call stack|Cannot convert|Cannot mix BigInt|Invalid time value|Unexpected end|ERR_[A-Z_]+|^\s+at /m;
 
@@ -337,9 +365,11 @@ export function restoreMutated(set: ImageSet, dir: string): RestoreResult {
   });
   const ms = Date.now() - t0;
   const first = (r.stderr ?? "").split("\n")[0] ?? "";
+  // What crest left running: anything still alive some time after crest is gone (killed, to go on).
   const leftover = () => {
-    const left = [...children(), ...set.pids.filter((p) => existsSync(`/proc/${p}`))];
+    const left = living([...children(), ...set.pids]);
     if (left.length) killTree(left);
+    living([...children(), ...set.pids]);
     return left;
   };
   if (r.error || r.signal) {

@@ -161,7 +161,7 @@ function restoreIpc(images: RestoreImages, id: number, asOwner: AsOwner): number
   const [vars] = images.read(IMG.ipcVar, id);
   if (vars) {
     const set = (path: string, v: number | bigint | string | undefined) => {
-      if (v !== undefined && existsSync(`/proc/sys/${path}`)) asOwner(() => writeFileSync(`/proc/sys/${path}`, String(v)));
+      if (v !== undefined && existsSync(`/proc/sys/${path}`)) fromImage(images, IMG.ipcVar, id, () => asOwner(() => writeFileSync(`/proc/sys/${path}`, String(v))));
     };
     set("kernel/sem", vars.sem_ctls.join(" "));
     for (const [field, path] of IPC_SYSCTLS) set(path, (vars as unknown as Record<string, number | bigint | undefined>)[field]);

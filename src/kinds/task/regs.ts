@@ -288,7 +288,7 @@ export const regsKind: TaskKind = {
       for (const d of ti.tls) if (!emptyDesc(d)) t.setThreadArea(d.entry_number, entryToDesc(d));
       const rseq = task.core[i]!.thread_core?.rseq_entry;
       if (rseq?.rseq_abi_pointer) {
-        task.remotes[i]!.later({ what: `register rseq of thread ${t.tid}`, nr: SYS.rseq, args: [rseq.rseq_abi_pointer, rseq.rseq_abi_size, 0, rseq.signature] });
+        task.remotes[i]!.later({ what: `register rseq of thread ${t.tid} (rseq_entry of ${run.images.name(IMG.core, task.vtids[i])})`, nr: SYS.rseq, args: [rseq.rseq_abi_pointer, rseq.rseq_abi_size, 0, rseq.signature] });
         if (rseq.rseq_cs_pointer) {
           const b = Buffer.alloc(8);
           b.writeBigUInt64LE(rseq.rseq_cs_pointer);

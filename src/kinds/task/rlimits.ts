@@ -27,7 +27,7 @@ export const rlimitsKind: TaskKind = {
       r.later({
         nr: SYS.prlimit64, args: [0, res, r.put(packU64s([l.cur, l.max])), 0], what: `restore ${name} of task ${task.pid}`,
         fail: (e) => new Error(e === EPERM
-          ? `cannot restore ${name} of task ${task.pid} (hard limit ${l.max}): raising a hard limit needs CAP_SYS_RESOURCE`
+          ? `cannot restore ${name} of task ${task.pid} (hard limit ${l.max}, rlimits[${res}] of ${image}): raising a hard limit needs CAP_SYS_RESOURCE`
           : `cannot restore ${name} of task ${task.pid} (rlimits[${res}] of ${image}: ${l.cur}/${l.max}): ${errnoName(e)}`),
       });
     });

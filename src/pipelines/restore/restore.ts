@@ -157,7 +157,7 @@ interface LoadedTree {
 function joinShell(entries: pstree_entry[], opts: Options): OutsideSession {
   const root = entries[0]!;
   if (!opts.features.shellJob) {
-    throw new Error(`process ${root.pid} was not a session leader (session ${root.sid}): it is a shell job; restore it with -j (--shell-job) in the terminal it should use`);
+    throw new Error(`process ${root.pid} was not a session leader (session ${root.sid} in pstree.img): it is a shell job; restore it with -j (--shell-job) in the terminal it should use`);
   }
   const sid = native.syscall(SYS.getsid, 0), pgid = native.syscall(SYS.getpgid, 0);
   const oldSid = root.sid, oldPgid = root.pgid;
