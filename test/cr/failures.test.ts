@@ -137,7 +137,7 @@ test("restoring from a missing, incomplete, truncated or corrupted image directo
 test("a restore failing at any point kills what it made", () => {
   const w = dumped();
   try {
-    for (const point of ["restore:forked", "restore:memory:born", "restore:files", "restore:signals", "restore:creds", "restore:regs"]) {
+    for (const point of ["restore:forked", "restore:memory", "restore:files", "restore:signals", "restore:creds", "restore:regs"]) {
       restoreFails(w, new RegExp(`injected fault at ${point}`), { CREST_FAULT: point });
     }
     restoreWorkload(w);

@@ -540,15 +540,18 @@ function checkVmas(task: RestoreTask, run: RestoreRun): void {
   const bad = (i: number, detail: string) => run.images.invalid(IMG.mm, task.vpid, `process ${task.vpid}: vmas[${i}] ${detail}`);
   const hex = (v: bigint) => `0x${v.toString(16)}`;
   const page = BigInt(PAGE_SIZE);
-  let prevEnd = 0n;
   task.mm.vmas.forEach((v, i) => {
     if (v.start % page || v.end % page) throw bad(i, `${hex(v.start)}-${hex(v.end)} is not page-aligned`);
     if (v.start >= v.end) throw bad(i, `start ${hex(v.start)} is not below its end ${hex(v.end)}`);
     // The vsyscall page is the kernel's, above every user address; crest leaves it as it is.
     if (v.end > 1n << 57n && !is(v, VMA.VSYSCALL)) throw bad(i, `end ${hex(v.end)} is not a user address`);
-    if (v.start < prevEnd) throw bad(i, `start ${hex(v.start)} overlaps the previous VMA, which ends at ${hex(prevEnd)}`);
-    prevEnd = v.end;
   });
+  // Mappings apart (guard regions lie inside theirs, and come after them in the image).
+  const mapped = task.mm.vmas.map((v, i) => ({ v, i })).filter(({ v }) => !isSpecial(v) && !isGuard(v)).sort((a, b) => (a.v.start < b.v.start ? -1 : 1));
+  for (let k = 1; k < mapped.length; k++) {
+    const prev = mapped[k - 1]!, cur = mapped[k]!;
+    if (cur.v.start < prev.v.end) throw bad(cur.i, `${hex(cur.v.start)}-${hex(cur.v.end)} overlaps vmas[${prev.i}] ${hex(prev.v.start)}-${hex(prev.v.end)}`);
+  }
 }
 
 /** Before anything is created: each task's memory layout as the kernel will take it, then its pages files. */

@@ -11,9 +11,15 @@ import { NAMESPACE_KINDS, TASK_RESTORE_KINDS } from "../../kinds/registry.js";
 
 export type KindStage = "born" | "restore" | "finish" | "resume";
 
-/** The point after one kind's hook of one stage: `restore:memory:born`, `restore:files`, `restore:files:finish`. */
+/**
+ * The point after one kind's hook of one stage: a kind's main stage is
+ * `restore:NAME` (`restore:files`, `restore:memory`, which works as each
+ * task is born), the others `restore:NAME:STAGE` (`restore:tty sessions:born`,
+ * `restore:files:finish`, `restore:files:resume`).
+ */
 export function restorePoint(kind: TaskKind, stage: KindStage): string {
-  return stage === "restore" ? `restore:${kind.name}` : `restore:${kind.name}:${stage}`;
+  const main = stage === "restore" || (stage === "born" && !kind.restore && !kind.restoreAll);
+  return main ? `restore:${kind.name}` : `restore:${kind.name}:${stage}`;
 }
 
 const ALL_KINDS: readonly TaskKind[] = [...NAMESPACE_KINDS, ...TASK_RESTORE_KINDS];
