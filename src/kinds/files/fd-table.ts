@@ -47,6 +47,7 @@ import { describeSocket } from "../sockets/describe.js";
 import { isWaiting, runOpenQueue, type Waiting } from "./open-queue.js";
 import { inherited } from "./inherit.js";
 import { Pending, type Remote } from "../../remote/remote.js";
+import { faultPoint } from "../../fault.js";
 
 /** The kinds of open files crest knows, tried in order. */
 const FILE_KINDS: readonly FileKind[] = [
@@ -277,11 +278,28 @@ function setOwner(r: Remote, task: RestoreTask, own: fown_entry | undefined, fd:
 }
 
 /** The descriptions of every task's fd table, tasks in tree order, each task's in the order of their first fd. */
+/** The most fds a table can hold here (fs.nr_open): an fd number at or above it cannot be made. */
+function nrOpen(): number {
+  try {
+    return Number(readFileSync("/proc/sys/fs/nr_open", "utf8"));
+  } catch {
+    return 1 << 20;
+  }
+}
+
 function tableItems(tasks: readonly RestoreTask[], run: RestoreRun): TableItem[] {
   const items: TableItem[] = [];
+  const limit = nrOpen();
   for (const task of tasks) {
     // Created with CLONE_FILES: its parent restores the table they share.
     if (task.sharesFiles) continue;
+    const fdNumbers = new Set<number>();
+    task.fdinfo.forEach((e, i) => {
+      const bad = (detail: string) => run.images.invalid(IMG.fdinfo, task.ids.files_id, `entry ${i} of task ${task.vpid}: fd ${e.fd} ${detail}`);
+      if (e.fd >= limit) throw bad(`is not below the kernel's limit of ${limit} fds (fs.nr_open)`);
+      if (fdNumbers.has(e.fd)) throw bad("is named twice");
+      fdNumbers.add(e.fd);
+    });
     const byId = new Map<number, fdinfo_entry[]>();
     for (const e of task.fdinfo) byId.set(e.id, [...(byId.get(e.id) ?? []), e]);
     for (const [id, fds] of byId) {
@@ -324,6 +342,7 @@ function restoreTables(tasks: readonly RestoreTask[], run: RestoreRun): void {
     if (!wait && first) openedBy.set(item.id, item);
     return wait;
   }, (id) => run.opened.has(id));
+  faultPoint("restore:files:opened");
   for (const item of openedBy.values()) item.kind.settle?.(workOf(item.task), item.entry, item.fds[0]?.fd ?? run.opened.get(item.id)!.fd);
   for (const w of work.values()) {
     for (const fd of w.pidfds.values()) w.r.later({ what: `close a pidfd in task ${w.task.vpid}`, nr: SYS.close, args: [fd] });

@@ -161,23 +161,24 @@ export function queueOpenRegFile(r: Remote, reg: reg_file_entry, flagsOverride?:
   let flags = (flagsOverride ?? reg.flags) & ~(O.CREAT | O.EXCL | O.TRUNC);
   // An O_TMPFILE file (a ghost now) is reopened as the regular file it is, as CRIU does.
   if (flags & O.TMPFILE) flags &= ~(O.TMPFILE | O.DIRECTORY);
+  const ofImage = `(regular file ${reg.id} of files.img)`;
   let st: Stats;
   try {
     // O_NOFOLLOW (with O_PATH) opens a symlink itself: check the link, not its target.
     const seen = inTaskRoot(reg.name, r.pid);
     st = flags & O.NOFOLLOW ? lstatSync(seen) : statSync(seen);
   } catch {
-    throw new Error(`file ${reg.name} is missing: it must exist at restore as it did at dump`);
+    throw new Error(`file ${reg.name} is missing: it must exist at restore as it did at dump ${ofImage}`);
   }
   if (reg.size !== undefined && BigInt(st.size) !== reg.size) {
-    throw new Error(`file ${reg.name} has size ${st.size}, but it had ${reg.size} when dumped: it is not the same file`);
+    throw new Error(`file ${reg.name} has size ${st.size}, but it had ${reg.size} when dumped: it is not the same file ${ofImage}`);
   }
   if (reg.mode !== undefined && st.mode !== reg.mode) {
-    throw new Error(`file ${reg.name} has mode 0${st.mode.toString(8)}, but it had 0${reg.mode.toString(8)} when dumped`);
+    throw new Error(`file ${reg.name} has mode 0${st.mode.toString(8)}, but it had 0${reg.mode.toString(8)} when dumped ${ofImage}`);
   }
   r.resetScratch();
-  const fd = r.later({ what: () => `open ${reg.name} in task ${r.pid}`, nr: SYS.openat, args: [AT_FDCWD, r.putString(reg.name), flags, 0] });
-  if (reg.pos && !(flags & O.PATH)) r.later({ what: () => `seek ${reg.name} to ${reg.pos} in task ${r.pid}`, nr: SYS.lseek, args: [fd, reg.pos, SEEK.SET] });
+  const fd = r.later({ what: () => `open ${reg.name} in task ${r.pid} ${ofImage}`, nr: SYS.openat, args: [AT_FDCWD, r.putString(reg.name), flags, 0] });
+  if (reg.pos && !(flags & O.PATH)) r.later({ what: () => `seek ${reg.name} to ${reg.pos} in task ${r.pid} ${ofImage}`, nr: SYS.lseek, args: [fd, reg.pos, SEEK.SET] });
   return fd;
 }
 

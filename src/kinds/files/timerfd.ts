@@ -37,7 +37,7 @@ export const timerfdKind: FileKind = {
   fown: (entry) => entry.tfd?.fown,
   open({ r, task }, entry) {
     const t = entry.tfd!;
-    const what = `timerfd ${entry.id} in task ${task.vpid}`;
+    const what = `timerfd ${entry.id} in task ${task.vpid} (files.img)`;
     const fd = r.call(`create ${what}`, SYS.timerfd_create, t.clockid, O.CLOEXEC | (t.flags & O.NONBLOCK));
     setAsync(r, fd, t.flags, what);
     arm(r, fd, t, what);

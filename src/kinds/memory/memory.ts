@@ -265,7 +265,7 @@ export function findHole(taken: Array<{ start: number; end: number }>, size: num
 }
 
 /** Moves the stub's vDSO and vvar areas to where the dumped task had them, or drops them. */
-function placeSpecials(r: Remote, current: MapEntry[], target: vma_entry[], taken: Array<{ start: number; end: number }>): void {
+function placeSpecials(r: Remote, current: MapEntry[], target: vma_entry[], taken: Array<{ start: number; end: number }>, image: string): void {
   const names = ["[vvar]", "[vvar_vclock]", "[vdso]"];
   const mine = current.filter((m) => names.includes(m.path));
   const wanted = new Map<string, vma_entry>();
@@ -293,7 +293,7 @@ function placeSpecials(r: Remote, current: MapEntry[], target: vma_entry[], take
       continue;
     }
     if (Number(w.end - w.start) !== size) {
-      throw new Error(`the ${m.path} area of this kernel has ${size / PAGE_SIZE} pages, the dumped task's had ${Number(w.end - w.start) / PAGE_SIZE}: restore on the kernel the task was dumped on`);
+      throw new Error(`the ${m.path} area of this kernel has ${size / PAGE_SIZE} pages, the dumped task's had ${Number(w.end - w.start) / PAGE_SIZE} (${image}): restore on the kernel the task was dumped on`);
     }
     r.later({ what: `move ${m.path} of task ${r.pid}`, nr: SYS.mremap, args: [m.start, size, size, MREMAP.MAYMOVE | MREMAP.FIXED, parked], want: parked });
     moves.push({ from: parked, size, to: Number(w.start) });
@@ -303,7 +303,7 @@ function placeSpecials(r: Remote, current: MapEntry[], target: vma_entry[], take
     r.later({ what: `move the vDSO of task ${r.pid} into place`, nr: SYS.mremap, args: [mv.from, mv.size, mv.size, MREMAP.MAYMOVE | MREMAP.FIXED, mv.to], want: mv.to });
   }
   for (const [name] of wanted) {
-    if (!mine.some((m) => m.path === name)) throw new Error(`the dumped task had ${name}, this kernel gives none: restore on the kernel the task was dumped on`);
+    if (!mine.some((m) => m.path === name)) throw new Error(`the dumped task had ${name} (${image}), this kernel gives none: restore on the kernel the task was dumped on`);
   }
 }
 
@@ -428,7 +428,7 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept:
     const len = v.end - v.start;
     // MAP_LOCKED: mlock'ed memory, populated and locked as the mapping is made (before creds may drop the right to).
     const extra = v.flags & (MAP.GROWSDOWN | MAP.NORESERVE | MAP.LOCKED);
-    const what = () => `map 0x${v.start.toString(16)}-0x${v.end.toString(16)} in task ${task.vpid}`;
+    const what = () => `map 0x${v.start.toString(16)}-0x${v.end.toString(16)} in task ${task.vpid} (a VMA of ${run.images.name(IMG.mm, task.vpid)})`;
     const prot = v.prot | (fill.has(v) ? PROT.WRITE | PROT.READ : 0);
     // Queued: every mapping of the task in one batch, each checked to land at its address.
     const map = (flags: number, fd: RArg, off: bigint) =>
@@ -442,7 +442,7 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept:
       if (parts[0] === v) {
         const prot = parts.reduce((p, x) => p | x.prot, 0);
         const flags = (prot & PROT.WRITE ? 0 : SHM.RDONLY) | (prot & PROT.EXEC ? SHM.EXEC : 0);
-        r.later({ what: () => `attach SysV segment ${v.shmid} at 0x${v.start.toString(16)} in task ${task.vpid}`, nr: SYS.shmat, args: [v.shmid, v.start, flags], want: v.start });
+        r.later({ what: () => `attach SysV segment ${v.shmid} at 0x${v.start.toString(16)} in task ${task.vpid} (a VMA of ${run.images.name(IMG.mm, task.vpid)})`, nr: SYS.shmat, args: [v.shmid, v.start, flags], want: v.start });
         for (const x of parts) {
           if (x.prot !== prot) r.later({ what: () => `protect 0x${x.start.toString(16)}-0x${x.end.toString(16)} of SysV segment ${v.shmid} in task ${task.vpid}`, nr: SYS.mprotect, args: [x.start, x.end - x.start, x.prot] });
         }
@@ -480,7 +480,7 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept:
 }
 
 /** Sets final protections and madvise hints. */
-function finishVmas(task: RestoreTask, fill: Set<vma_entry>, kept: Set<vma_entry>): void {
+function finishVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept: Set<vma_entry>): void {
   const r = task.remotes[0]!;
   for (const v of task.mm.vmas) {
     // An inherited mapping has its final protection and hints already; a packet ring gets them once mapped.
@@ -491,7 +491,7 @@ function finishVmas(task: RestoreTask, fill: Set<vma_entry>, kept: Set<vma_entry
     }
     const madv = v.madv ?? 0n;
     for (let bit = 0n; madv >> bit; bit++) {
-      if (madv & (1n << bit)) r.later({ what: `advise 0x${v.start.toString(16)} (${bit}) in task ${task.pid}`, nr: SYS.madvise, args: [v.start, len, bit] });
+      if (madv & (1n << bit)) r.later({ what: `advise 0x${v.start.toString(16)} (${bit}) in task ${task.pid} (madv of a VMA of ${run.images.name(IMG.mm, task.vpid)})`, nr: SYS.madvise, args: [v.start, len, bit] });
     }
   }
 }
@@ -511,6 +511,59 @@ function installGuards(task: RestoreTask): void {
   }
 }
 
+/**
+ * The kernel's own checks of PR_SET_MM_MAP's addresses (kernel/sys.c
+ * validate_prctl_map_addr), made first so that a bad mm image is named with
+ * its field, not only refused with EINVAL.
+ */
+function checkMmFields(task: RestoreTask, run: RestoreRun): void {
+  const mm = task.mm;
+  const bad = (detail: string) => run.images.invalid(IMG.mm, task.vpid, `process ${task.vpid}: ${detail}`);
+  const hex = (v: bigint) => `0x${v.toString(16)}`;
+  const fields = ["mm_start_code", "mm_end_code", "mm_start_data", "mm_end_data", "mm_start_brk", "mm_brk", "mm_start_stack", "mm_arg_start", "mm_arg_end", "mm_env_start", "mm_env_end"] as const;
+  // 57 bits: the largest user address space (5-level page tables); the kernel checks its own TASK_SIZE.
+  for (const f of fields) if (mm[f] >= 1n << 57n) throw bad(`${f} ${hex(mm[f])} is not a user address`);
+  const order: Array<[typeof fields[number], "<" | "<=", typeof fields[number]]> = [
+    ["mm_start_code", "<", "mm_end_code"], ["mm_start_data", "<=", "mm_end_data"], ["mm_start_brk", "<=", "mm_brk"],
+    ["mm_arg_start", "<=", "mm_arg_end"], ["mm_env_start", "<=", "mm_env_end"],
+  ];
+  for (const [a, op, b] of order) {
+    if (op === "<" ? mm[a] >= mm[b] : mm[a] > mm[b]) throw bad(`${a} ${hex(mm[a])} is not ${op} ${b} ${hex(mm[b])}`);
+  }
+}
+
+/**
+ * Each VMA a range of whole pages of a user address space, in order and
+ * apart, as the kernel's /proc/PID/maps gave them: else mapping them fails
+ * with EINVAL or ENOMEM, or maps over another.
+ */
+function checkVmas(task: RestoreTask, run: RestoreRun): void {
+  const bad = (i: number, detail: string) => run.images.invalid(IMG.mm, task.vpid, `process ${task.vpid}: vmas[${i}] ${detail}`);
+  const hex = (v: bigint) => `0x${v.toString(16)}`;
+  const page = BigInt(PAGE_SIZE);
+  task.mm.vmas.forEach((v, i) => {
+    if (v.start % page || v.end % page) throw bad(i, `${hex(v.start)}-${hex(v.end)} is not page-aligned`);
+    if (v.start >= v.end) throw bad(i, `start ${hex(v.start)} is not below its end ${hex(v.end)}`);
+    // The vsyscall page is the kernel's, above every user address; crest leaves it as it is.
+    if (v.end > 1n << 57n && !is(v, VMA.VSYSCALL)) throw bad(i, `end ${hex(v.end)} is not a user address`);
+  });
+  // Mappings apart (guard regions lie inside theirs, and come after them in the image).
+  const mapped = task.mm.vmas.map((v, i) => ({ v, i })).filter(({ v }) => !isSpecial(v) && !isGuard(v)).sort((a, b) => (a.v.start < b.v.start ? -1 : 1));
+  for (let k = 1; k < mapped.length; k++) {
+    const prev = mapped[k - 1]!, cur = mapped[k]!;
+    if (cur.v.start < prev.v.end) throw bad(cur.i, `${hex(cur.v.start)}-${hex(cur.v.end)} overlaps vmas[${prev.i}] ${hex(prev.v.start)}-${hex(prev.v.end)}`);
+  }
+}
+
+/** Before anything is created: each task's memory layout as the kernel will take it, then its pages files. */
+function planMemory(run: RestoreRun): number {
+  for (const t of run.tasks) {
+    checkVmas(t, run);
+    checkMmFields(t, run);
+  }
+  return checkPages(run);
+}
+
 function setMmFields(task: RestoreTask, run: RestoreRun): void {
   const r = task.remotes[0]!;
   const mm = task.mm;
@@ -528,7 +581,7 @@ function setMmFields(task: RestoreTask, run: RestoreRun): void {
     arg_end: mm.mm_arg_end, env_start: mm.mm_env_start, env_end: mm.mm_env_end, auxv: auxvAddr,
     auxv_size: auxv.length, exe_fd: exe,
   }));
-  r.later({ what: `set the memory layout fields of task ${task.pid} (PR_SET_MM_MAP)`, nr: SYS.prctl, args: [PR.SET_MM, PR_SET_MM_MAP, map, MM_MAP_SIZE, 0] });
+  r.later({ what: `set the memory layout fields of task ${task.pid} (PR_SET_MM_MAP) from ${run.images.name(IMG.mm, task.vpid)}`, nr: SYS.prctl, args: [PR.SET_MM, PR_SET_MM_MAP, map, MM_MAP_SIZE, 0] });
   if (exe >= 0) r.later({ what: `close a temporary fd of task ${task.pid}`, nr: SYS.close, args: [exe] });
 }
 
@@ -558,7 +611,7 @@ function restoreMemory(task: RestoreTask, run: RestoreRun): void {
       r.later({ what: `unmap the stub's ${m.path || "memory"} in task ${task.pid}`, nr: SYS.munmap, args: [gap.start, gap.end - gap.start] });
     }
   }
-  placeSpecials(r, current, task.mm.vmas, [...taken, scratchRange]);
+  placeSpecials(r, current, task.mm.vmas, [...taken, scratchRange], run.images.name(IMG.mm, task.vpid));
   const fill = vmasWithPages(task.mm.vmas.filter((v) => !isGuard(v) && !kept.has(v)), task.pagemap);
   mapVmas(task, run, fill, kept);
   const priv = [...kept].filter((v) => !(v.flags & MAP.SHARED));
@@ -579,7 +632,7 @@ function restoreMemory(task: RestoreTask, run: RestoreRun): void {
     sources.forEach((pages, layer) => fillRuns(r, pages, runsOf(own, layer), run.stats));
     restoreInherited(task, run, sources, priv, runs.inside);
   });
-  finishVmas(task, fill, kept);
+  finishVmas(task, run, fill, kept);
   installGuards(task);
   setMmFields(task, run);
   if (kept.size) run.log.info(`kept ${kept.size} mapping(s) inherited from process ${task.parent!.vpid}`);
@@ -621,7 +674,7 @@ export const memoryKind: TaskKind = {
   name: "memory",
   dump: dumpMemory,
   finishDump: handOverTracking,
-  plan: checkPages,
+  plan: planMemory,
   born: restoreMemory,
   finishRestore: finishLazy,
 };

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { restoreState, type TaskKind } from "../context.js";
 import {
-  IMG, type ipc_var_entry, type ipc_desc_entry, type IpcShmSegmentInput, type IpcSemSetInput, type IpcMsgQueueInput,
+  IMG, ImageError, type ImageKind, type ipc_var_entry, type ipc_desc_entry, type IpcShmSegmentInput, type IpcSemSetInput, type IpcMsgQueueInput,
 } from "../../images/index.js";
 import type { RestoreImages } from "../../images/store.js";
 import { CLONE, IPC, MSG_COPY, PAGE_SIZE, SEM, SHM, SYS } from "../../sys/constants.js";
@@ -146,19 +146,29 @@ function created(kind: string, want: number, got: number): void {
   if (got !== want) throw new Error(`${kind} ${want} was created with id ${got}`);
 }
 
+/** Runs fn, which makes the objects of one image: a failure names that image (the kernel's refusal names only the object). */
+function fromImage<T>(images: RestoreImages, kind: ImageKind<unknown, never>, id: number, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof ImageError) throw e;
+    throw images.invalid(kind, id, (e as Error).message);
+  }
+}
+
 /** Recreates the namespace's objects (crest is inside it); returns the segments to mark for removal once attached. */
 function restoreIpc(images: RestoreImages, id: number, asOwner: AsOwner): number[] {
   const [vars] = images.read(IMG.ipcVar, id);
   if (vars) {
     const set = (path: string, v: number | bigint | string | undefined) => {
-      if (v !== undefined && existsSync(`/proc/sys/${path}`)) asOwner(() => writeFileSync(`/proc/sys/${path}`, String(v)));
+      if (v !== undefined && existsSync(`/proc/sys/${path}`)) fromImage(images, IMG.ipcVar, id, () => asOwner(() => writeFileSync(`/proc/sys/${path}`, String(v))));
     };
     set("kernel/sem", vars.sem_ctls.join(" "));
     for (const [field, path] of IPC_SYSCTLS) set(path, (vars as unknown as Record<string, number | bigint | undefined>)[field]);
   }
   const rmid: number[] = [];
   // criu leaves out an empty image (a namespace without segments, sets or queues).
-  for (const { entry, data } of images.readOr(IMG.ipcShm, id, [])) {
+  for (const { entry, data } of images.readOr(IMG.ipcShm, id, [])) fromImage(images, IMG.ipcShm, id, () => {
     const d = entry.desc;
     // CRIU 4.x keeps the contents in pagemap-shmem-ID.img instead.
     const contents = data ?? shmemContents(images, BigInt(d.id), Number(entry.size));
@@ -172,8 +182,8 @@ function restoreIpc(images: RestoreImages, id: number, asOwner: AsOwner): number
       native.syscall(SYS.shmdt, addr);
     }
     if (d.mode & SHM.DEST) rmid.push(d.id);
-  }
-  for (const { entry, values } of images.readOr(IMG.ipcSem, id, [])) {
+  });
+  for (const { entry, values } of images.readOr(IMG.ipcSem, id, [])) fromImage(images, IMG.ipcSem, id, () => {
     const d = entry.desc;
     nextId("sem", d.id);
     created("semaphore set", d.id, native.syscall(SYS.semget, d.key | 0, entry.nsems, (d.mode & 0o777) | IPC.CREAT | IPC.EXCL));
@@ -181,8 +191,8 @@ function restoreIpc(images: RestoreImages, id: number, asOwner: AsOwner): number
     values.forEach((v, i) => vals.writeUInt16LE(v, i * 2));
     check(native.syscall(SYS.semctl, d.id, 0, SEM.SETALL, vals), `set values of semaphore set ${d.id}`);
     check(native.syscall(SYS.semctl, d.id, 0, IPC.SET, permBuffer(d)), `set owner of semaphore set ${d.id}`);
-  }
-  for (const { entry, messages } of images.readOr(IMG.ipcMsg, id, [])) {
+  });
+  for (const { entry, messages } of images.readOr(IMG.ipcMsg, id, [])) fromImage(images, IMG.ipcMsg, id, () => {
     const d = entry.desc;
     nextId("msg", d.id);
     created("message queue", d.id, native.syscall(SYS.msgget, d.key | 0, (d.mode & 0o777) | IPC.CREAT | IPC.EXCL));
@@ -195,7 +205,7 @@ function restoreIpc(images: RestoreImages, id: number, asOwner: AsOwner): number
       data.copy(b, 8);
       check(native.syscall(SYS.msgsnd, d.id, b, data.length, IPC.NOWAIT), `queue a message on message queue ${d.id}`);
     }
-  }
+  });
   // Last: making the objects above used the ids it set.
   for (const kind of NEXT_ID_KINDS) {
     const v = vars?.[`${kind}_next_id`];

@@ -102,9 +102,12 @@ function dumpClocks(run: DumpRun): void {
 // --- restore ------------------------------------------------------------------
 
 /** The clocks the tree must read, or null when the images carry none (older criu). */
+/** The timens image the clocks come from: the tree's own namespace's, or criu's timens-0.img. */
+const timensId = (run: RestoreRun): number => (ownedAtRestore(run, "time") ? run.tasks[0]!.ids.time_ns_id! : 0);
+
 function dumpedClocks(run: RestoreRun): Clocks | null {
   const own = ownedAtRestore(run, "time");
-  const id = own ? run.tasks[0]!.ids.time_ns_id! : 0;
+  const id = timensId(run);
   if (!run.images.exists(IMG.timens, id)) {
     if (own) throw run.images.invalid(IMG.timens, id, "the clocks of the tree's own time namespace are missing");
     run.log.warn("Clocks values have not been dumped (no timens-0.img): the tree stays in crest's time namespace");
@@ -141,7 +144,11 @@ function enterNewTimeNamespace(task: RestoreTask, run: RestoreRun, want: Clocks)
   // Host clock now = crest's clock - crest's offsets; the offset makes the tree read `want`.
   const off = (k: keyof Clocks) => want[k] - (now[k] - mine[k]);
   const text = `${CLOCK.MONOTONIC} ${offsetText(off("monotonic"))}\n${CLOCK.BOOTTIME} ${offsetText(off("boottime"))}\n`;
-  writeFileSync(`/proc/${task.pid}/timens_offsets`, text);
+  try {
+    writeFileSync(`/proc/${task.pid}/timens_offsets`, text);
+  } catch (e) {
+    throw run.images.invalid(IMG.timens, timensId(run), `the kernel refuses the clock offsets it gives (${text.trim().replace("\n", ", ")}): ${(e as NodeJS.ErrnoException).code}`);
+  }
   run.log.info(`timens: the tree's offsets are ${text.trim().replace("\n", ", ")} (clock id, seconds, nanoseconds)`);
   const mineFd = openSync(`/proc/${task.pid}/ns/time_for_children`, "r");
   try {

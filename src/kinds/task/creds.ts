@@ -44,8 +44,8 @@ let last: number | undefined;
  * Queued, to run in one batch: setfsuid/setfsgid answer the previous value
  * whatever happens, so each is followed by a call that reads it back.
  */
-function restoreThreadCreds(r: Remote, tid: number, ce: creds_entry): void {
-  const what = (s: string) => `${s} of thread ${tid}`;
+function restoreThreadCreds(r: Remote, tid: number, ce: creds_entry, image: string): void {
+  const what = (s: string) => `${s} of thread ${tid} (the creds of ${image})`;
   const later = (text: string, nr: number, ...args: Array<number | bigint>) => r.later({ what: what(text), nr, args });
   r.resetScratch();
   const groups = Buffer.alloc(ce.groups.length * 4);
@@ -106,7 +106,7 @@ export const credsKind: TaskKind = {
       const th = task.core[i]!.thread_core;
       if (!th?.creds) throw run.images.invalid(IMG.core, task.vtids[i], "no credentials");
       const r = task.remotes[i]!;
-      restoreThreadCreds(r, t.tid, th.creds);
+      restoreThreadCreds(r, t.tid, th.creds, run.images.name(IMG.core, task.vtids[i]));
       // A change of credentials clears these, so they come after.
       if (th.pdeath_sig) r.later({ what: `set the parent-death signal of thread ${t.tid}`, nr: SYS.prctl, args: [PR.SET_PDEATHSIG, th.pdeath_sig, 0, 0, 0] });
     });

@@ -5,6 +5,7 @@ import { readlinkSync, statSync } from "node:fs";
 import type { TaskKind } from "../context.js";
 import { UnsupportedError } from "../context.js";
 import { O, SYS } from "../../sys/constants.js";
+import { IMG } from "../../images/index.js";
 import { checkReopenable, dumpDeletedFile, dumpRegFile, queueOpenRegFile, regFile } from "../files/regfile.js";
 import { procfsPath } from "../files/proc-path.js";
 
@@ -34,7 +35,7 @@ export const fsKind: TaskKind = {
     const r = task.remotes[0]!;
     const cwd = regFile(run, task.fs.cwd_id);
     const fd = queueOpenRegFile(r, cwd);
-    r.later({ what: `change directory of task ${task.pid} to ${cwd.name}`, nr: SYS.fchdir, args: [fd] });
+    r.later({ what: `change directory of task ${task.pid} to ${cwd.name} (cwd_id ${task.fs.cwd_id} of ${run.images.name(IMG.fs, task.vpid)})`, nr: SYS.fchdir, args: [fd] });
     r.later({ what: `close a temporary fd of task ${task.pid}`, nr: SYS.close, args: [fd] });
     if (task.fs.umask !== undefined) r.later({ what: `set the umask of task ${task.pid}`, nr: SYS.umask, args: [task.fs.umask] });
   },

@@ -280,11 +280,15 @@ export const regsKind: TaskKind = {
       if (!ti) throw run.images.invalid(IMG.core, task.vtids[i], "no x86 thread_info: it was not dumped on x86_64");
       const f = task.final[i]!;
       f.regs = entryToRegs(ti.gpregs);
-      f.xstate = entryToXsave(ti.fpregs, t.getXstate());
+      try {
+        f.xstate = entryToXsave(ti.fpregs, t.getXstate());
+      } catch (e) {
+        throw run.images.invalid(IMG.core, task.vtids[i], `thread ${task.vtids[i]}: ${(e as Error).message}`);
+      }
       for (const d of ti.tls) if (!emptyDesc(d)) t.setThreadArea(d.entry_number, entryToDesc(d));
       const rseq = task.core[i]!.thread_core?.rseq_entry;
       if (rseq?.rseq_abi_pointer) {
-        task.remotes[i]!.later({ what: `register rseq of thread ${t.tid}`, nr: SYS.rseq, args: [rseq.rseq_abi_pointer, rseq.rseq_abi_size, 0, rseq.signature] });
+        task.remotes[i]!.later({ what: `register rseq of thread ${t.tid} (rseq_entry of ${run.images.name(IMG.core, task.vtids[i])})`, nr: SYS.rseq, args: [rseq.rseq_abi_pointer, rseq.rseq_abi_size, 0, rseq.signature] });
         if (rseq.rseq_cs_pointer) {
           const b = Buffer.alloc(8);
           b.writeBigUInt64LE(rseq.rseq_cs_pointer);

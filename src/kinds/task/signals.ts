@@ -43,16 +43,16 @@ function dumpAltstack(r: Remote, got: (sas: { ss_sp: bigint; ss_size: bigint; ss
 
 const queue = (infos: Buffer[]): signal_queue_entry => ({ signals: infos.map((siginfo) => ({ siginfo })) });
 
-function queueSignals(r: Remote, pid: number, tid: number | null, q: signal_queue_entry | undefined): void {
+function queueSignals(r: Remote, pid: number, tid: number | null, q: signal_queue_entry | undefined, image: string): void {
   for (const { siginfo } of q?.signals ?? []) {
-    if (siginfo.length !== SIGINFO_SIZE) throw new Error(`a pending siginfo of task ${pid} has ${siginfo.length} bytes, not ${SIGINFO_SIZE}`);
+    if (siginfo.length !== SIGINFO_SIZE) throw new Error(`${image}: a pending siginfo of task ${pid} has ${siginfo.length} bytes, not ${SIGINFO_SIZE}`);
     const { signo } = siginfoHead(siginfo);
     // crest's int3 traps (until the task is released) would take it.
     if (signo === SIG.TRAP) throw new Error(`task ${pid} has a pending SIGTRAP in its images; crest cannot restore that`);
     const info = r.put(Buffer.from(siginfo));
     // Sent by the task to itself, the kernel keeps the siginfo as given.
-    if (tid === null) r.later({ what: `queue signal ${signo} to task ${pid}`, nr: SYS.rt_sigqueueinfo, args: [pid, signo, info] });
-    else r.later({ what: `queue signal ${signo} to thread ${tid}`, nr: SYS.rt_tgsigqueueinfo, args: [pid, tid, signo, info] });
+    if (tid === null) r.later({ what: `queue signal ${signo} to task ${pid} (pending in ${image})`, nr: SYS.rt_sigqueueinfo, args: [pid, signo, info] });
+    else r.later({ what: `queue signal ${signo} to thread ${tid} (pending in ${image})`, nr: SYS.rt_tgsigqueueinfo, args: [pid, tid, signo, info] });
   }
 }
 
@@ -121,7 +121,7 @@ export const signalsKind: TaskKind = {
     // Every signal is blocked while crest drives the task, so these stay
     // pending until the task runs with its own mask.
     // Ids as the task itself sees them (inside its PID namespace).
-    queueSignals(leader, task.vpid, null, tc.signals_s);
-    task.threads.forEach((_, i) => queueSignals(task.remotes[i]!, task.vpid, task.vtids[i]!, task.core[i]!.thread_core?.signals_p));
+    queueSignals(leader, task.vpid, null, tc.signals_s, run.images.name(IMG.core, task.vpid));
+    task.threads.forEach((_, i) => queueSignals(task.remotes[i]!, task.vpid, task.vtids[i]!, task.core[i]!.thread_core?.signals_p, run.images.name(IMG.core, task.vtids[i]!)));
   },
 };

@@ -8,12 +8,12 @@
 // registers last); the kinds' last steps; and let them all go. If anything
 // fails, every task created so far is killed: nothing is left half-alive.
 import { resolveChain } from "../../kinds/memory/chain.js";
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, statSync, writeSync, constants as fsc } from "node:fs";
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, rmSync, statSync, writeSync, constants as fsc } from "node:fs";
 import { parseStat } from "../../proc/stat.js";
 import type { Logger } from "../../log.js";
 import { workPath, type Options } from "../../options.js";
 import {
-  IMG, ImageError, IMAGES_V1_1, type core_entry, type file_entry, type inventory_entry, type pstree_entry, type restore_stats_entry,
+  IMG, ImageError, IMAGES_V1_1, type EntriesKind, type core_entry, type file_entry, type inventory_entry, type pstree_entry, type restore_stats_entry,
 } from "../../images/index.js";
 import { RestoreImages } from "../../images/store.js";
 import { NAMESPACE_KINDS, TASK_RESTORE_KINDS } from "../../kinds/registry.js";
@@ -33,6 +33,7 @@ import { Remote } from "../../remote/remote.js";
 import { RemoteTally } from "../../remote/counters.js";
 import { faultPoint } from "../../fault.js";
 import { verifyImages } from "../../images/manifest.js";
+import { restorePoint, type KindStage } from "./fault-points.js";
 
 const ALL_KINDS: readonly TaskKind[] = [...NAMESPACE_KINDS, ...TASK_RESTORE_KINDS];
 
@@ -55,10 +56,12 @@ function readCores(images: RestoreImages, entry: pstree_entry): core_entry[] {
 function loadTask(images: RestoreImages, entry: pstree_entry, core: core_entry[]): RestoreTask {
   const vpid = entry.pid;
   if (entry.threads[0] !== vpid) throw images.invalid(IMG.pstree, undefined, `process ${vpid}'s first thread is ${entry.threads[0]}`);
-  const ids = images.read(IMG.ids, vpid)[0];
-  const mm = images.read(IMG.mm, vpid)[0];
-  const fs = images.read(IMG.fs, vpid)[0];
-  if (!ids || !mm || !fs) throw new ImageError(images.dir, "invalid", `ids, mm or fs image of process ${vpid} is empty`);
+  const one = <T>(kind: EntriesKind<T>): T => {
+    const e = images.read(kind, vpid);
+    if (e.length !== 1) throw images.invalid(kind, vpid, `expected one ${kind.type.name} of process ${vpid}, found ${e.length}`);
+    return e[0]!;
+  };
+  const ids = one(IMG.ids), mm = one(IMG.mm), fs = one(IMG.fs);
   const pagemap = images.read(IMG.pagemap, vpid);
   return {
     pid: 0, vpid, vtids: entry.threads, sid: entry.sid, pgid: entry.pgid, sharesFiles: false, sharesFs: false, parent: null,
@@ -155,7 +158,7 @@ interface LoadedTree {
 function joinShell(entries: pstree_entry[], opts: Options): OutsideSession {
   const root = entries[0]!;
   if (!opts.features.shellJob) {
-    throw new Error(`process ${root.pid} was not a session leader (session ${root.sid}): it is a shell job; restore it with -j (--shell-job) in the terminal it should use`);
+    throw new Error(`process ${root.pid} was not a session leader (session ${root.sid} in pstree.img): it is a shell job; restore it with -j (--shell-job) in the terminal it should use`);
   }
   const sid = native.syscall(SYS.getsid, 0), pgid = native.syscall(SYS.getpgid, 0);
   const oldSid = root.sid, oldPgid = root.pgid;
@@ -171,6 +174,29 @@ function joinShell(entries: pstree_entry[], opts: Options): OutsideSession {
   return { sid, pgids: new Set([sid, pgid]), bornPgid: pgid };
 }
 
+/** The kernel's largest pid_max (PID_MAX_LIMIT). */
+const PID_MAX_LIMIT = 4 * 1024 * 1024;
+
+/**
+ * Every process and thread of pstree.img has a PID of its own, its leader's
+ * its process's (else a PID is made twice, or a core image is missing), and
+ * every PID, group and session is one the kernel can give.
+ */
+function checkPids(images: RestoreImages, entries: pstree_entry[]): void {
+  const seen = new Set<number>();
+  entries.forEach((e, i) => {
+    const bad = (detail: string) => images.invalid(IMG.pstree, undefined, `entry ${i} (process ${e.pid}): ${detail}`);
+    if (e.pid <= 0) throw bad(`pid ${e.pid} is not a PID`);
+    // 0: a group or session outside the tree's PID namespace, as the tree saw it.
+    for (const f of ["pid", "ppid", "pgid", "sid"] as const) if (e[f] > PID_MAX_LIMIT) throw bad(`${f} ${e[f]} is not a PID`);
+    if (e.threads[0] !== e.pid) throw bad(`threads[0] is ${e.threads[0]}, not the process's own PID`);
+    e.threads.forEach((t, j) => {
+      if (t <= 0 || t > PID_MAX_LIMIT || seen.has(t)) throw bad(`threads[${j}] ${t} is ${seen.has(t) ? "named twice in the tree" : "not a PID"}`);
+      seen.add(t);
+    });
+  });
+}
+
 /** Stage: reads and checks the images of the tree before anything is created. */
 function loadTree(dir: string, opts: Options): LoadedTree {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ImageError(dir, "missing", "");
@@ -178,6 +204,7 @@ function loadTree(dir: string, opts: Options): LoadedTree {
   const inventory = checkInventory(images);
   const entries = images.read(IMG.pstree);
   if (entries.length === 0) throw images.invalid(IMG.pstree, undefined, "no tasks");
+  checkPids(images, entries);
   const root = entries[0]!;
   const outside = root.sid !== root.pid ? joinShell(entries, opts) : undefined;
   const cores = new Map(entries.map((e) => [e.pid, readCores(images, e)]));
@@ -253,8 +280,10 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
   const logs = new Map<RestoreTask, Logger>();
   const tally = new RemoteTally();
   let forkingUs = 0;
+  /** Written once the tree is complete; a failure after that removes it (it would name a dead PID, and block the next try's O_EXCL). */
+  let pidfile: string | undefined;
   /** Runs one kind's hook in a task, with the task's own log (kept open between stages: reopening truncates it). */
-  const inTask = (task: RestoreTask, kind: TaskKind, hook: (task: RestoreTask, run: RestoreRun) => void) => {
+  const inTask = (task: RestoreTask, kind: TaskKind, stage: KindStage, hook: (task: RestoreTask, run: RestoreRun) => void) => {
     let tlog = logs.get(task);
     if (!tlog) {
       tlog = log.forTask(task.vpid, opts.log.perPid);
@@ -267,7 +296,7 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
       tally.count(kind.name, () => {
         hook(task, run);
       });
-      faultPoint(`restore:${kind.name}`);
+      faultPoint(restorePoint(kind, stage));
     } finally {
       run.log = log;
     }
@@ -284,13 +313,13 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
         scripts.rootPid = n.pid;
         scripts.run("setup-namespaces");
         bind(task!, n, null);
-        for (const kind of NAMESPACE_KINDS) if (kind.born) inTask(task!, kind, kind.born);
+        for (const kind of NAMESPACE_KINDS) if (kind.born) inTask(task!, kind, "born", kind.born);
         scripts.run("post-setup-namespaces");
       }
       if (n.role !== "task") return;
       if (n !== nodes[0]) bind(task!, n, n.parent?.role === "task" ? tree.tasks.get(n.parent.vpid)! : null);
       const t1 = process.hrtime.bigint();
-      for (const kind of TASK_RESTORE_KINDS) if (kind.born) inTask(task!, kind, kind.born);
+      for (const kind of TASK_RESTORE_KINDS) if (kind.born) inTask(task!, kind, "born", kind.born);
       bornUs += process.hrtime.bigint() - t1;
       hooks.progress?.({ stage: "restoring", tasksDone: ++born, tasksTotal: run.tasks.length, pagesRestored: run.stats.pagesRestored });
     });
@@ -301,21 +330,35 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
       if (kind.restoreAll) {
         run.log.debug(`restoring ${kind.name}`);
         tally.count(kind.name, () => kind.restoreAll!(run.tasks, run));
-        faultPoint(`restore:${kind.name}`);
+        faultPoint(restorePoint(kind, "restore"));
       } else if (kind.restore) {
-        for (const task of run.tasks) inTask(task, kind, kind.restore);
+        for (const task of run.tasks) inTask(task, kind, "restore", kind.restore);
       }
     }
     // What the kinds queued in each thread runs now, all side by side: a failure is a failed restore, not one already announced.
     Remote.flushAll(run.tasks.flatMap((t) => t.remotes));
+    faultPoint("restore:flushed");
     // The pages the tasks read were the dump's, or none of it runs.
     pagesCheck?.wait();
-    for (const kind of ALL_KINDS) kind.finishRestore?.(run);
+    for (const kind of ALL_KINDS) {
+      if (!kind.finishRestore) continue;
+      kind.finishRestore(run);
+      faultPoint(restorePoint(kind, "finish"));
+    }
     scripts.run("post-restore");
-    if (opts.restore.pidfile) writePidfile(workPath(opts, opts.restore.pidfile), nodes[0]!.pid);
+    if (opts.restore.pidfile) {
+      pidfile = workPath(opts, opts.restore.pidfile);
+      writePidfile(pidfile, nodes[0]!.pid);
+    }
+    faultPoint("restore:post-restore");
     // From here on a failure loses connections, as with criu: the network is unlocked.
-    for (const kind of ALL_KINDS) kind.resume?.(run);
+    for (const kind of ALL_KINDS) {
+      if (!kind.resume) continue;
+      kind.resume(run);
+      faultPoint(restorePoint(kind, "resume"));
+    }
     scripts.run("pre-resume");
+    faultPoint("restore:pre-resume");
     const restoreUs = Number((process.hrtime.bigint() - t0) / 1000n);
     const stats = writeStats(images, forkingUs, restoreUs, run);
     log.info(`Remote control by kind (syscalls/stops): ${tally}`);
@@ -326,6 +369,7 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
   } catch (e) {
     pagesCheck?.stop();
     killAll(created);
+    if (pidfile) rmSync(pidfile, { force: true });
     throw e;
   } finally {
     for (const l of logs.values()) l.close();

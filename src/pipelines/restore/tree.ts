@@ -73,7 +73,7 @@ export function planTree(entries: pstree_entry[], roleOf: (e: pstree_entry) => R
     nodes.push(n);
   }
   const problem = sessionProblem(entries, outside?.sid);
-  if (problem) throw new Error(problem);
+  if (problem) throw new Error(`pstree.img: ${problem}`);
   for (const n of [...nodes]) {
     if (outside && n.sid === outside.sid) {
       if (byPid.has(n.pgid) || outside.pgids.has(n.pgid)) continue;
