@@ -20,12 +20,14 @@ export type JsonObject = { [key: string]: Json };
 
 const FLAG_TABLES: Record<string, readonly (readonly [string, number])[]> = {
   "mmap.prot": [["PROT_READ", 0x1], ["PROT_WRITE", 0x2], ["PROT_EXEC", 0x4]],
-  "mmap.flags": [["MAP_SHARED", 0x1], ["MAP_PRIVATE", 0x2], ["MAP_ANON", 0x20], ["MAP_GROWSDOWN", 0x100]],
+  "mmap.flags": [["MAP_SHARED", 0x1], ["MAP_PRIVATE", 0x2], ["MAP_DROPPABLE", 0x8], ["MAP_ANON", 0x20], ["MAP_GROWSDOWN", 0x100]],
   "mmap.status": [
     ["VMA_AREA_NONE", 0], ["VMA_AREA_REGULAR", 1 << 0], ["VMA_AREA_STACK", 1 << 1], ["VMA_AREA_VSYSCALL", 1 << 2],
     ["VMA_AREA_VDSO", 1 << 3], ["VMA_AREA_HEAP", 1 << 5], ["VMA_FILE_PRIVATE", 1 << 6], ["VMA_FILE_SHARED", 1 << 7],
     ["VMA_ANON_SHARED", 1 << 8], ["VMA_ANON_PRIVATE", 1 << 9], ["VMA_AREA_SYSVIPC", 1 << 10],
     ["VMA_AREA_SOCKET", 1 << 11], ["VMA_AREA_VVAR", 1 << 12], ["VMA_AREA_AIORING", 1 << 13],
+    // CRIU 4.2's crit names these too (3.17 prints them as the hex remainder).
+    ["VMA_AREA_MEMFD", 1 << 14], ["VMA_AREA_SHSTK", 1 << 15], ["VMA_AREA_UPROBES", 1 << 17],
     ["VMA_UNSUPP", 2 ** 31],
   ],
   "rfile.flags": [

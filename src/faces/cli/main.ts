@@ -11,6 +11,7 @@ import { serveConnection, swrk } from "../rpc/session.js";
 import { daemonize, service } from "../rpc/service.js";
 import { projectRoot } from "../../sys/native.js";
 import { parseRun, run, RUN_USAGE } from "./run.js";
+import { critMain } from "../crit/cli.js";
 
 /** The criu release whose command line, images and RPC crest follows. */
 const CRIU_VERSION = "4.2";
@@ -26,6 +27,7 @@ Usage:
   crest dedup
   crest lazy-pages -D DIR [<options>]
   crest run [--ns pid,ipc,uts,net,mnt,time,user] [--log FILE] -- CMD [ARGS...]
+  crest crit decode|encode|info|show|x ...   criu's crit (crest crit --help)
 
 Commands:
   dump           checkpoint a process/tree identified by pid
@@ -154,6 +156,7 @@ function serviceMain(opts: Options, argv: string[], refused: string[], log: Logg
 
 export function main(argv: string[]): number | Promise<number> {
   if (argv[0] === "run") return runMain(argv.slice(1));
+  if (argv[0] === "crit") return critMain(argv.slice(1));
   if (argv[0] === "service-worker") return serviceWorker(argv.slice(1));
   let parsed;
   try {
