@@ -19,11 +19,12 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { dumpJson } from "../../src/images/index.js";
-import { CREST, dumpWorkload, finish, imagesDir, restoreWorkload, startWorkload, stop, waitFor, type Workload } from "./harness.js";
+import { isDeepStrictEqual } from "node:util";
+import { dumpJson, IMG, readImage, type Json, type JsonObject } from "../../src/images/index.js";
+import { CREST, dumpLog, dumpWorkload, finish, imagesDir, restoreWorkload, startWorkload, stop, waitFor, waitGone, type Workload } from "./harness.js";
 import {
   parseImageJson, projectImage, reference, referenceCrit, referenceDecode, referenceInfo, referenceProblem, type Dropped, type Reference,
 } from "../unit/crit-reference.js";
@@ -74,7 +75,15 @@ function compareWith(ref: Reference, dir: string, out: string, files: string[], 
     const dropped: Dropped = new Map();
     const projected = projectImage(ref, ours, dropped);
     for (const k of dropped.keys()) note(ref.name, `lacks ${k}`);
-    assert.deepEqual(projected, parseImageJson(r.text!), `${basename(dir)}/${f}${pretty ? " --pretty" : ""}: crest crit and ${ref.name}'s crit differ`);
+    const expected = parseImageJson(r.text!);
+    if (ours.magic === "IPCNS_SHM" && (ours.entries as JsonObject[]).some((e) => e.in_pagemaps) && !isDeepStrictEqual(projected, expected)) {
+      // crit reads `size` bytes after every segment, even one whose contents are in pagemap-shmem
+      // (in_pagemaps, as CRIU 4.x writes them): the entries after it become its "extra".
+      assert.ok((expected.entries as Json[]).length < (ours.entries as Json[]).length, `${f}: ${ref.name}'s crit reads entries as contents`);
+      note(ref.name, `crit decode takes the entries after an in_pagemaps shm segment for its contents (${f.replace(/\d+/g, "N")})`);
+      return;
+    }
+    assert.deepEqual(projected, expected, `${basename(dir)}/${f}${pretty ? " --pretty" : ""}: crest crit and ${ref.name}'s crit differ`);
     // Beyond equal values: the same keys in the same order, printed the same way.
     assert.equal(dumpJson(projected, pretty ? 4 : undefined) + "\n", r.text, `${f}: the same JSON text as ${ref.name}'s crit`);
   });
@@ -114,6 +123,12 @@ function checkImages(w: Workload, label: string): void {
         note(name, `crit x ${what} fails on ${label}: ${theirs.stderr.trim().split("\n").pop()}`);
         continue;
       }
+      if (name === "debian" && what === "rss" && compatCountsDiffer(dir)) {
+        // crit 3.17 reads pagemap_entry field 2, which CRIU 4.2 leaves 0 (the count is in field 5).
+        assert.notEqual(ours.stdout, theirs.stdout);
+        note(name, `crit x rss shows the 32-bit page counts (field 2), 0 in ${label}'s images`);
+        continue;
+      }
       assert.equal(ours.stdout, theirs.stdout, `${label}: crest crit x ${what} prints what ${name}'s crit x ${what} prints`);
     }
     // crit info: Debian's fails on every file (it compares bytes with ''); 4.2's counts entries by
@@ -127,6 +142,12 @@ function checkImages(w: Workload, label: string): void {
       else assert.deepEqual(ours, theirs, `${label}/${f}: crest crit info`);
     });
   }
+}
+
+/** Whether a pagemap of dir has entries whose field 2 (compat_nr_pages) is not their count. */
+function compatCountsDiffer(dir: string): boolean {
+  return readdirSync(dir).filter((f) => /^pagemap-\d+\.img$/.test(f)).some((f) =>
+    readImage(dir, IMG.pagemap, Number(/\d+/.exec(f)![0])).entries.some((e) => e.nr_pages !== undefined && BigInt(e.compat_nr_pages) !== e.nr_pages));
 }
 
 /** Kinds whose entries are followed by raw data (crit 4.2's info reads those as entries too). */
@@ -195,6 +216,34 @@ for (const s of SCENARIOS) {
     } finally {
       if (w) stop(w);
       if (peer) stop(peer);
+    }
+  });
+}
+
+// Images written by CRIU 4.2 itself (CREST_CRIU: the criu binary, e.g. /work/criu-bin/criu):
+// the same checks, on what criu writes rather than what crest writes.
+const CRIU = process.env.CREST_CRIU;
+const CRIU_SCENARIOS: Scenario[] = [
+  { label: "loop", name: "loop" },
+  { label: "files", name: "files" },
+  { label: "files-pipes", name: "files-pipes" },
+  { label: "sk-unix", name: "sk-unix" },
+  { label: "fds-epoll", name: "fds-epoll" },
+  { label: "threads", name: "threads" },
+  { label: "mem", name: "mem" },
+  { label: "sysv", name: "sysv", ns: "pid,ipc,uts" },
+];
+for (const s of CRIU_SCENARIOS) {
+  test(`crest crit on the images CRIU 4.2 writes for ${s.label}`, { skip: CRIU ? false : "CREST_CRIU (a criu 4.2 binary) not set" }, () => {
+    const w = startWorkload(s.name, s.args ?? [], s.ns ? { ns: s.ns } : {});
+    try {
+      mkdirSync(imagesDir(w)); // criu does not make it
+      const r = spawnSync(CRIU!, ["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log", "-v4"], { encoding: "utf8" });
+      assert.equal(r.status, 0, `criu dump of ${s.name}: ${r.stderr}\n${dumpLog(w).split("\n").filter((l) => /Error/.test(l)).join("\n")}`);
+      waitGone(w.pid);
+      checkImages(w, `criu-${s.label}`);
+    } finally {
+      stop(w);
     }
   });
 }
