@@ -70,7 +70,7 @@ export function kindOfHeader(path: string, head: Buffer): AnyKind {
   const kind = kindByMagic(first, headed ? type : undefined);
   if (kind) return kind;
   const foreign = FOREIGN_MAGICS[type];
-  if (foreign) throw new CritError(`${path}: ${foreign} images (${describeMagic(type)}) are not decoded by crest crit: crest has no schema for them`);
+  if (foreign) throw new CritError(`${path}: ${foreign} images (0x${type.toString(16)}) are not decoded by crest crit: crest has no schema for them`);
   if (headed && kindByMagic(first === IMG_COMMON_MAGIC ? IMG_SERVICE_MAGIC : IMG_COMMON_MAGIC, type)) {
     throw new CritError(`${path}: ${describeMagic(type)} under the wrong head magic ${describeMagic(first)}`);
   }
