@@ -60,8 +60,13 @@ const INT_KINDS = new Set([
   "int32", "uint32", "sint32", "fixed32", "sfixed32", "int64", "uint64", "sint64", "fixed64", "sfixed64",
 ]);
 
+const sortedCache = new WeakMap<MessageType<unknown>, FieldSpec[]>();
+
+/** Fields in number order (crit's), worked out once per type: a pagemap has hundreds of thousands of entries. */
 function sortedFields(type: MessageType<unknown>): FieldSpec[] {
-  return [...type.fields].sort((a, b) => a.number - b.number);
+  let sorted = sortedCache.get(type);
+  if (!sorted) sortedCache.set(type, (sorted = [...type.fields].sort((a, b) => a.number - b.number)));
+  return sorted;
 }
 
 /** A bigint as a JSON number: number when exact, bigint otherwise. */
@@ -402,6 +407,9 @@ export function parseJson(text: string): Json {
   return v;
 }
 
+/** Printable ASCII without quote or backslash: printed as it is. */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
 /** Python's json.dumps (ensure_ascii, default separators; indent like crit --pretty). */
 export function dumpJson(v: Json, indent?: number): string {
   const pad = (d: number) => (indent === undefined ? "" : "\n" + " ".repeat(indent * d));
@@ -423,6 +431,7 @@ export function dumpJson(v: Json, indent?: number): string {
 }
 
 function pyString(s: string): string {
+  if (PLAIN.test(s)) return `"${s}"`;
   let out = '"';
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
