@@ -20,12 +20,14 @@ export type JsonObject = { [key: string]: Json };
 
 const FLAG_TABLES: Record<string, readonly (readonly [string, number])[]> = {
   "mmap.prot": [["PROT_READ", 0x1], ["PROT_WRITE", 0x2], ["PROT_EXEC", 0x4]],
-  "mmap.flags": [["MAP_SHARED", 0x1], ["MAP_PRIVATE", 0x2], ["MAP_ANON", 0x20], ["MAP_GROWSDOWN", 0x100]],
+  "mmap.flags": [["MAP_SHARED", 0x1], ["MAP_PRIVATE", 0x2], ["MAP_DROPPABLE", 0x8], ["MAP_ANON", 0x20], ["MAP_GROWSDOWN", 0x100]],
   "mmap.status": [
     ["VMA_AREA_NONE", 0], ["VMA_AREA_REGULAR", 1 << 0], ["VMA_AREA_STACK", 1 << 1], ["VMA_AREA_VSYSCALL", 1 << 2],
     ["VMA_AREA_VDSO", 1 << 3], ["VMA_AREA_HEAP", 1 << 5], ["VMA_FILE_PRIVATE", 1 << 6], ["VMA_FILE_SHARED", 1 << 7],
     ["VMA_ANON_SHARED", 1 << 8], ["VMA_ANON_PRIVATE", 1 << 9], ["VMA_AREA_SYSVIPC", 1 << 10],
     ["VMA_AREA_SOCKET", 1 << 11], ["VMA_AREA_VVAR", 1 << 12], ["VMA_AREA_AIORING", 1 << 13],
+    // CRIU 4.2's crit names these too (3.17 prints them as the hex remainder).
+    ["VMA_AREA_MEMFD", 1 << 14], ["VMA_AREA_SHSTK", 1 << 15], ["VMA_AREA_UPROBES", 1 << 17],
     ["VMA_UNSUPP", 2 ** 31],
   ],
   "rfile.flags": [
@@ -58,8 +60,13 @@ const INT_KINDS = new Set([
   "int32", "uint32", "sint32", "fixed32", "sfixed32", "int64", "uint64", "sint64", "fixed64", "sfixed64",
 ]);
 
+const sortedCache = new WeakMap<MessageType<unknown>, FieldSpec[]>();
+
+/** Fields in number order (crit's), worked out once per type: a pagemap has hundreds of thousands of entries. */
 function sortedFields(type: MessageType<unknown>): FieldSpec[] {
-  return [...type.fields].sort((a, b) => a.number - b.number);
+  let sorted = sortedCache.get(type);
+  if (!sorted) sortedCache.set(type, (sorted = [...type.fields].sort((a, b) => a.number - b.number)));
+  return sorted;
 }
 
 /** A bigint as a JSON number: number when exact, bigint otherwise. */
@@ -400,6 +407,9 @@ export function parseJson(text: string): Json {
   return v;
 }
 
+/** Printable ASCII without quote or backslash: printed as it is. */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
 /** Python's json.dumps (ensure_ascii, default separators; indent like crit --pretty). */
 export function dumpJson(v: Json, indent?: number): string {
   const pad = (d: number) => (indent === undefined ? "" : "\n" + " ".repeat(indent * d));
@@ -421,6 +431,7 @@ export function dumpJson(v: Json, indent?: number): string {
 }
 
 function pyString(s: string): string {
+  if (PLAIN.test(s)) return `"${s}"`;
   let out = '"';
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);

@@ -20,11 +20,11 @@ import { projectRoot } from "../../src/sys/native.js";
 const CREST = join(projectRoot(), "bin", "crest");
 
 /**
- * What every fuzzed restore adds to its command line. A manifest check at
- * restore (branch manifest) would refuse every mutated set before crest
- * reads it: merged with it, this becomes ["--no-verify"].
+ * What every fuzzed restore adds to its command line: the manifest's check
+ * would refuse every mutated set before crest reads it (manifest.test.ts
+ * tests that check).
  */
-export const RESTORE_EXTRA: readonly string[] = [];
+export const RESTORE_EXTRA: readonly string[] = ["--no-verify"];
 
 /** How long one restore may take before it counts as a hang and is killed. */
 export const RESTORE_TIMEOUT_MS = 30_000;

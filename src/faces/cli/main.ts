@@ -14,6 +14,7 @@ import { serveConnection, swrk } from "../rpc/session.js";
 import { daemonize, service } from "../rpc/service.js";
 import { projectRoot } from "../../sys/native.js";
 import { parseRun, run, RUN_USAGE } from "./run.js";
+import { critMain } from "../crit/cli.js";
 
 /** The criu release whose command line, images and RPC crest follows. */
 const CRIU_VERSION = "4.2";
@@ -30,6 +31,7 @@ Usage:
   crest lazy-pages -D DIR [-W DIR] [-d] [--pidfile F]
   crest run [--ns pid,ipc,uts,net,mnt,time,user] [--log FILE] -- CMD [ARGS...]
   crest inspect [--format text|json|dot|svg] DIR
+  crest crit decode|encode|info|show|x ...   criu's crit (crest crit --help)
 
 Commands:
   dump           checkpoint a process/tree identified by pid
@@ -167,6 +169,7 @@ function serviceMain(opts: Options, argv: string[], refused: string[], log: Logg
 export function main(argv: string[]): number | Promise<number> {
   if (argv[0] === "run") return runMain(argv.slice(1));
   if (argv[0] === "inspect") return inspectMain(argv.slice(1));
+  if (argv[0] === "crit") return critMain(argv.slice(1));
   if (argv[0] === "service-worker") return serviceWorker(argv.slice(1));
   let parsed;
   try {
