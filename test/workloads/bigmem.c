@@ -11,12 +11,6 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
-static inline uint64_t next(uint64_t *x)
-{
-	*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
-	return *x | 1;
-}
-
 int main(int argc, char **argv)
 {
 	wl_init(argc, argv, "bigmem");
@@ -27,26 +21,14 @@ int main(int argc, char **argv)
 		fail("cannot map %zu MiB", mib);
 		return wl_done();
 	}
-	const uint64_t seed = 88172645463325252ULL;
-	uint64_t x = seed;
-	for (size_t i = 0; i < words; i++)
-		mem[i] = next(&x);
+	wl_words_fill(mem, words);
 	printf("bigmem: %zu MiB at %p filled\n", mib, (void *)mem);
 	wl_ready();
 	wl_wait();
 	if (wl_sabotage())
 		mem[words / 2] ^= 1ULL << 33;
 
-	size_t bad = 0;
-	x = seed;
-	for (size_t i = 0; i < words; i++) {
-		uint64_t want = next(&x);
-		if (mem[i] != want && bad++ < 8)
-			fail("word %zu (address %p) is %016llx, expected %016llx", i, (void *)&mem[i],
-			     (unsigned long long)mem[i], (unsigned long long)want);
-	}
-	if (bad > 8)
-		fail("%zu of %zu words differ in all", bad, words);
+	wl_words_check(mem, words);
 	printf("bigmem: %zu MiB checked\n", mib);
 	return wl_done();
 }

@@ -23,12 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static inline uint64_t next(uint64_t *x)
-{
-	*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
-	return *x | 1;
-}
-
 int main(int argc, char **argv)
 {
 	wl_init(argc, argv, "lazymark");
@@ -41,10 +35,7 @@ int main(int argc, char **argv)
 		fail("cannot map %zu MiB", mib);
 		return wl_done();
 	}
-	const uint64_t seed = 88172645463325252ULL;
-	uint64_t x = seed;
-	for (size_t i = 0; i < words; i++)
-		mem[i] = next(&x);
+	wl_words_fill(mem, words);
 	int fd = open(marker, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0) {
 		fail("cannot create %s", marker);
@@ -70,16 +61,7 @@ int main(int argc, char **argv)
 		fail("cannot make the region read-write again");
 	if (wl_sabotage())
 		mem[words / 2] ^= 1ULL << 33;
-	size_t bad = 0;
-	x = seed;
-	for (size_t i = 0; i < words; i++) {
-		uint64_t want = next(&x);
-		if (mem[i] != want && bad++ < 8)
-			fail("word %zu (address %p) is %016llx, expected %016llx", i, (void *)&mem[i],
-			     (unsigned long long)mem[i], (unsigned long long)want);
-	}
-	if (bad > 8)
-		fail("%zu of %zu words differ in all", bad, words);
+	wl_words_check(mem, words);
 	printf("lazymark: %zu MiB checked\n", mib);
 	return wl_done();
 }

@@ -329,3 +329,32 @@ void wl_pattern_check(int fd, size_t want, unsigned seed, const char *what)
 	if (got != want)
 		fail("%s: read %zu bytes, expected %zu", what, got, want);
 }
+
+static const uint64_t WORDS_SEED = 88172645463325252ULL;
+
+static inline uint64_t words_next(uint64_t *x)
+{
+	*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+	return *x | 1;
+}
+
+void wl_words_fill(uint64_t *mem, size_t words)
+{
+	uint64_t x = WORDS_SEED;
+	for (size_t i = 0; i < words; i++)
+		mem[i] = words_next(&x);
+}
+
+void wl_words_check(const uint64_t *mem, size_t words)
+{
+	uint64_t x = WORDS_SEED;
+	size_t bad = 0;
+	for (size_t i = 0; i < words; i++) {
+		uint64_t want = words_next(&x);
+		if (mem[i] != want && bad++ < 8)
+			fail("word %zu (address %p) is %016llx, expected %016llx", i, (const void *)&mem[i],
+			     (unsigned long long)mem[i], (unsigned long long)want);
+	}
+	if (bad > 8)
+		fail("%zu of %zu words differ in all", bad, words);
+}
