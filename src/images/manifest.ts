@@ -62,7 +62,7 @@ export function covered(name: string): boolean {
 }
 
 const isPages = (name: string): boolean => /^pages-\d+\.img$/.test(name);
-const isPageServers = (name: string): boolean => isPages(name) || /^pagemap-(shmem-)?\d+\.img$/.test(name);
+export const isPageServers = (name: string): boolean => isPages(name) || /^pagemap-(shmem-)?\d+\.img$/.test(name);
 
 let zlibCrc: ((data: NodeJS.ArrayBufferView, value?: number) => number) | undefined;
 /** zlib's CRC-32, continued from `crc`. (zlib is loaded on first use: not in crest's startup snapshot.) */

@@ -8,9 +8,9 @@
 // dump that fails leaves the directory as it found it, and an images
 // directory without an inventory is never a finished dump.
 import { sendPagemaps } from "./page-server.js";
-import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, renameSync, rmdirSync, rmSync, symlinkSync, writeFileSync, writeSync, constants as fsc } from "node:fs";
+import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync, writeSync, constants as fsc } from "node:fs";
 import { basename, join, resolve } from "node:path";
-import { Checksum, MANIFEST, ManifestRecorder, writeManifest } from "./manifest.js";
+import { Checksum, covered, isPageServers, MANIFEST, ManifestRecorder, writeManifest } from "./manifest.js";
 import { fileOutput, ImageError, imageExists, imagePath, readImage, writeImage, type ImageKey, type ImageKind, type ImageOutput } from "./file.js";
 import { IMG } from "./kinds.js";
 import type { inventory_entry } from "./gen/index.js";
@@ -129,6 +129,8 @@ export class DumpImages {
   private backlog: Array<{ path: string; data: Uint8Array }> = [];
   /** ns spent summing pages for the manifest. */
   private pagesSumNs = 0n;
+  /** Image files of an older dump that commit removed from the directory. */
+  readonly removedStale: string[] = [];
   /** The sums of the files staged, for the manifest (manifest.ts). */
   private readonly sums = new ManifestRecorder();
   private parentLink: string | undefined;
@@ -302,6 +304,14 @@ export class DumpImages {
     const names = readdirSync(this.staging).filter((n) => n !== inv);
     writeManifest(this.staging, MANIFEST, this.sums.manifest(new Set([...names, inv]), { ...(this.parentLink !== undefined ? { parent: this.parentLink } : {}), pageServer: this.pageServer !== undefined }));
     for (const n of [...names, inv, MANIFEST]) renameSync(join(this.staging, n), join(this.dir, n));
+    // An older dump's images in this directory (a tree that had other tasks) go: the directory holds this
+    // dump, which its manifest names whole (a page server writing here keeps its own files).
+    const mine = new Set([...names, inv]);
+    for (const n of readdirSync(this.dir)) {
+      if (!covered(n) || mine.has(n) || (this.pageServer !== undefined && isPageServers(n))) continue;
+      unlinkSync(join(this.dir, n));
+      this.removedStale.push(n);
+    }
     // Empty now; rmdir, not rmSync's recursion, whose module loads on first use (~2 ms a command).
     rmdirSync(this.staging);
     this.done = true;

@@ -230,3 +230,15 @@ test("--no-verify: crest's own restore option, off by default", () => {
   assert.equal(parseArgs(["restore", "-D", "imgs"]).options.restore.noVerify, false);
   assert.equal(parseArgs(["restore", "-D", "imgs", "--no-verify"]).options.restore.noVerify, true);
 });
+
+test("a dump into a directory an older dump used: the older images it does not write again go, so the set matches its manifest; other files stay", () => {
+  const dir = tmp();
+  for (const n of ["core-99.img", "pagemap-99.img", "crest-old.json", "dump.log", "notes.txt"]) writeFileSync(join(dir, n), "old");
+  const images = new DumpImages(dir);
+  images.write(IMG.pstree, undefined, [{ pid: 7, ppid: 0, pgid: 7, sid: 7, threads: [7] }]);
+  images.write(IMG.core, 7, [{ mtype: 1 }]);
+  images.commit({ img_version: 1, fdinfo_per_id: true });
+  assert.deepEqual([...images.removedStale].sort(), ["core-99.img", "crest-old.json", "pagemap-99.img"]);
+  assert.deepEqual(readdirSync(dir).sort(), ["core-7.img", "crest-manifest.json", "dump.log", "inventory.img", "notes.txt", "pstree.img"]);
+  assert.equal(checkSet(dir)?.problems.length ?? 0, 0, "the directory matches the manifest");
+});

@@ -95,6 +95,7 @@ export function preDump(opts: Options, log: Logger, hooks: RunHooks = {}): void 
       img_version: IMAGES_V1_1, fdinfo_per_id: true, ns_per_id: true, lsmtype: lsmtype.NO_LSM,
       dump_uptime: uptimeUs(), pre_dump_mode: criu_pre_dump_mode.VM_READ,
     });
+    if (images.removedStale.length) log.warn(`Removed ${images.removedStale.length} image file(s) an older dump left in ${images.dir}: ${images.removedStale.join(", ")}`);
     if (opts.log.displayStats) displayDumpStats(log, entry);
   } catch (e) {
     images.abort();
