@@ -73,6 +73,33 @@ export function crc32(data: Uint8Array, crc = 0): number {
 
 export const crcHex = (crc: number): string => (crc >>> 0).toString(16).padStart(8, "0");
 
+// CRC-32 in GF(2) polynomial terms, bit-reflected as zlib keeps it (bit 31 is
+// x^0): the CRC of A then B is the CRC of A times x^(8 * |B|), mod the
+// polynomial, plus the CRC of B. That lets two threads sum parts of one file.
+const POLY = 0xedb88320;
+
+/** a * b mod the CRC-32 polynomial. */
+function multModP(a: number, b: number): number {
+  let p = 0;
+  for (let m = 0x80000000; m !== 0; m >>>= 1) {
+    if (a & m) p ^= b;
+    b = b & 1 ? (b >>> 1) ^ POLY : b >>> 1;
+  }
+  return p >>> 0;
+}
+
+/** x^(2^k) mod the polynomial, k = 0..63. */
+const X2K: number[] = [];
+for (let k = 0, x = 0x40000000; k < 64; k++, x = multModP(x, x)) X2K.push(x);
+
+/** The CRC-32 of A then B, from A's CRC, B's and B's length in bytes. */
+export function crc32Combine(crcA: number, crcB: number, lenB: number): number {
+  // x^(8 lenB): a product of the x^(2^k) for the bits of 8 lenB.
+  let shift = 0x80000000;
+  for (let k = 3, n = lenB; n > 0; k++, n = Math.floor(n / 2)) if (n % 2) shift = multModP(shift, X2K[k]!);
+  return (multModP(shift, crcA >>> 0) ^ (crcB >>> 0)) >>> 0;
+}
+
 /** A running size and CRC-32 of a file as it is written. */
 export class Checksum {
   size = 0;
@@ -81,6 +108,12 @@ export class Checksum {
   update(data: Uint8Array): void {
     this.crc = crc32(data, this.crc);
     this.size += data.length;
+  }
+
+  /** The next `len` bytes, summed elsewhere to `crc`. */
+  append(crc: number, len: number): void {
+    this.crc = crc32Combine(this.crc, crc, len);
+    this.size += len;
   }
 
   get file(): ManifestFile {
@@ -349,71 +382,130 @@ export class ManifestError extends ImageError {
 
 // ---- pages, summed beside the restore ----
 
-/** The thread that sums pages files: reads each, posts the ones whose size or sum is not the manifest's, then sets state[0]. */
-const SUMMER = `
-const { openSync, readSync, closeSync } = require("node:fs");
-const { crc32 } = require("node:zlib");
-const { workerData: { files, state, results } } = require("node:worker_threads");
-// The thread ends by itself once it is done (a restore that fails before it asks may not stop it); what it posted stays readable.
-results.unref();
-const done = new Int32Array(state);
-const t0 = process.hrtime.bigint();
-const buf = Buffer.allocUnsafe(8 << 20);
-for (const f of files) {
+/** A piece of a pages file, summed on its own; the pieces' sums are combined. */
+interface Range {
+  /** Which of the files (its index). */
+  file: number;
+  path: string;
+  off: number;
+  len: number;
+}
+
+const RANGE_BYTES = 16 << 20;
+/** Slots of the shared state: the next range to claim, ranges done. */
+const NEXT = 0, DONE = 1;
+
+/**
+ * Sums the ranges claimed one at a time from state[NEXT], into crcs[i].
+ * Run by the summing thread and by the restore once it waits for the
+ * verdict: whoever is free takes the next range. It is also the thread's
+ * source (toString), so it refers to nothing outside its arguments.
+ */
+function sumRanges(
+  ranges: Range[], state: Int32Array, crcs: Int32Array,
+  fs: Pick<typeof import("node:fs"), "openSync" | "readSync" | "closeSync">,
+  crc32: (data: Uint8Array, crc: number) => number,
+  fail: (i: number, what: string) => void,
+): void {
+  const buf = Buffer.allocUnsafe(4 << 20);
+  const fds = new Map<string, number>();
   try {
-    const fd = openSync(f.path, "r");
-    let crc = 0, size = 0;
-    try {
-      for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) { crc = crc32(buf.subarray(0, n), crc); size += n; }
-    } finally { closeSync(fd); }
-    const hex = (crc >>> 0).toString(16).padStart(8, "0");
-    if (size !== f.size) results.postMessage({ file: f.path, what: "changed during the restore: " + size + " bytes, the dump wrote " + f.size });
-    else if (hex !== f.crc32) results.postMessage({ file: f.path, what: "altered: its CRC-32 is " + hex + ", the dump wrote " + f.crc32 });
-  } catch (e) {
-    results.postMessage({ file: f.path, what: "cannot read: " + e.message });
+    for (let i; (i = Atomics.add(state, 0, 1)) < ranges.length;) {
+      const r = ranges[i]!;
+      try {
+        let fd = fds.get(r.path);
+        if (fd === undefined) fds.set(r.path, (fd = fs.openSync(r.path, "r")));
+        let crc = 0, at = 0;
+        for (let n; at < r.len; at += n) {
+          n = fs.readSync(fd, buf, 0, Math.min(buf.length, r.len - at), r.off + at);
+          if (n === 0) break;
+          crc = crc32(buf.subarray(0, n), crc);
+        }
+        if (at < r.len) fail(i, `changed during the restore: it ends at ${r.off + at} bytes`);
+        crcs[i] = crc;
+      } catch (e) {
+        fail(i, `cannot read: ${(e as Error).message}`);
+      }
+      Atomics.add(state, 1, 1);
+      Atomics.notify(state, 1);
+    }
+  } finally {
+    for (const fd of fds.values()) fs.closeSync(fd);
   }
 }
-Atomics.store(done, 1, Number((process.hrtime.bigint() - t0) / 1000n));
-Atomics.store(done, 0, 1);
-Atomics.notify(done, 0);
+
+/** The summing thread: sumRanges, its failures posted; it ends by itself once no range is left. */
+const SUMMER = `
+const fs = require("node:fs");
+const { crc32 } = require("node:zlib");
+const { workerData: { ranges, state, crcs, results } } = require("node:worker_threads");
+// What it posted stays readable after it ends (a restore that fails before it asks may not stop it).
+results.unref();
+${sumRanges.toString()}
+sumRanges(ranges, new Int32Array(state), new Int32Array(crcs), fs, crc32, (i, what) => results.postMessage([i, what]));
 `;
 
 /**
- * The pages files of a set, summed on a second thread while the restore
- * reads them into the tasks (the tasks read their pages with preadv
- * straight into place: crest never holds those bytes). wait() gives the
- * verdict; the restore asks it before it lets the tree run.
+ * The pages files of a set, summed while the restore reads them into the
+ * tasks (the tasks read their pages with preadv straight into place: crest
+ * never holds those bytes): in ranges, by a second thread from the start
+ * and by the restore's own thread once it waits for the verdict, which
+ * combines the ranges' sums. The restore asks it before it lets the tree run.
  */
 export class PagesCheck {
   private readonly worker: Worker | null;
-  /** state[0]: 1 once the sums are done; state[1]: µs they took. */
   private readonly state = new Int32Array(new SharedArrayBuffer(8));
+  private readonly ranges: Range[] = [];
+  private readonly crcs: Int32Array;
   private readonly results: MessagePort | null;
   private readonly threads = process.getBuiltinModule("node:worker_threads");
   private stopped = false;
 
   constructor(readonly files: PendingSum[], private readonly log: (msg: string) => void = () => {}) {
+    files.forEach((f, file) => {
+      for (let off = 0; off < f.size; off += RANGE_BYTES) this.ranges.push({ file, path: f.path, off, len: Math.min(RANGE_BYTES, f.size - off) });
+    });
+    this.crcs = new Int32Array(new SharedArrayBuffer(4 * this.ranges.length));
     if (!files.length) {
       this.worker = this.results = null;
       return;
     }
     const { port1, port2 } = new this.threads.MessageChannel();
     this.results = port1;
-    this.worker = new this.threads.Worker(SUMMER, { eval: true, workerData: { files, state: this.state.buffer, results: port2 }, transferList: [port2] });
+    this.worker = new this.threads.Worker(SUMMER, {
+      eval: true,
+      workerData: { ranges: this.ranges, state: this.state.buffer, crcs: this.crcs.buffer, results: port2 },
+      transferList: [port2],
+    });
     this.worker.unref();
     this.results.unref();
   }
 
-  /** Waits for the sums; throws a ManifestError for any pages file that is not what the dump wrote. */
+  /** Sums what is left with the thread, then compares; throws a ManifestError for any pages file that is not what the dump wrote. */
   wait(): void {
     if (!this.worker) return;
     const t0 = process.hrtime.bigint();
-    while (Atomics.load(this.state, 0) === 0) Atomics.wait(this.state, 0, 0, 1000);
+    // A file's first failure, by file, reported in the files' order.
+    const failed = new Map<number, string>();
+    const fail = (i: number, what: string) => void (failed.has(this.ranges[i]!.file) || failed.set(this.ranges[i]!.file, what));
+    const before = Math.min(Atomics.load(this.state, NEXT), this.ranges.length);
+    sumRanges(this.ranges, this.state, this.crcs, { openSync, readSync, closeSync }, crc32, fail);
+    for (let done; (done = Atomics.load(this.state, DONE)) < this.ranges.length;) Atomics.wait(this.state, DONE, done, 1000);
+    for (let m; (m = this.threads.receiveMessageOnPort(this.results!));) fail(...(m.message as [number, string]));
     const bytes = this.files.reduce((n, f) => n + f.size, 0);
-    this.log(`Pages files summed: ${this.files.length} files, ${bytes} bytes in ${Atomics.load(this.state, 1)} us on a second thread; the restore waited ${(process.hrtime.bigint() - t0) / 1000n} us for it`);
-    const problems: Problem[] = [];
-    for (let m; (m = this.threads.receiveMessageOnPort(this.results!));) problems.push(m.message as Problem);
+    this.log(
+      `Pages files summed: ${this.files.length} files, ${bytes} bytes in ${this.ranges.length} ranges, ${this.ranges.length - before} of them ` +
+        `by the restore once it waited for the verdict (${(process.hrtime.bigint() - t0) / 1000n} us)`,
+    );
     this.stop();
+    const sums = this.files.map(() => new Checksum());
+    this.ranges.forEach((r, i) => sums[r.file]!.append(this.crcs[i]!, r.len));
+    const problems: Problem[] = [];
+    this.files.forEach((f, file) => {
+      const crc = crcHex(sums[file]!.crc);
+      const what = failed.get(file) ?? (crc === f.crc32 ? undefined : `altered: its CRC-32 is ${crc}, the dump wrote ${f.crc32}`);
+      if (what !== undefined) problems.push({ file: f.path, what });
+    });
     if (problems.length) throw new ManifestError(problems);
   }
 

@@ -10,7 +10,7 @@
 import { sendPagemaps } from "./page-server.js";
 import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync, writeSync, constants as fsc } from "node:fs";
 import { basename, join, resolve } from "node:path";
-import { Checksum, covered, isPageServers, MANIFEST, ManifestRecorder, writeManifest } from "./manifest.js";
+import { Checksum, covered, crc32, isPageServers, MANIFEST, ManifestRecorder, writeManifest } from "./manifest.js";
 import { fileOutput, ImageError, imageExists, imagePath, readImage, writeImage, type ImageKey, type ImageKind, type ImageOutput } from "./file.js";
 import { IMG } from "./kinds.js";
 import type { inventory_entry } from "./gen/index.js";
@@ -215,23 +215,42 @@ export class DumpImages {
   /** A sink for pages-ID.img: on the writer thread, or, until it runs, written here and handed over once it does. */
   pages(id: number): PageSink {
     const path = imagePath(this.staging, IMG.pages, id);
-    const drain = () => this.thread?.drain();
-    // Summed here as they are handed over, while the buffer is fresh in this
-    // core's cache: the writer thread, the slower side of a large dump on an
-    // idle machine, only writes.
-    const sum = new Checksum();
+    // Summed for the manifest as they are handed over: zlib's CRC-32 (3.7
+    // GB/s here) costs about as much as reading the pages from the task, or
+    // writing them. A buffer written behind is summed by the side that
+    // waited for the other last time: the writer thread when the pages
+    // writer found it done, else here, while the thread writes the same
+    // bytes. The sums of the pieces are combined at close. `parts`: the
+    // file's pieces in order, summed or to be asked for.
+    const parts: Array<{ crc: number; len: number } | { ticket: number; len: number }> = [];
+    let writerBehind = false;
+    const drain = () => {
+      if (!this.thread) return;
+      writerBehind = this.thread.busy;
+      this.thread.drain();
+    };
     const summed = (buf: Uint8Array, off: number, len: number) => {
       const t0 = process.hrtime.bigint();
-      sum.update(buf.subarray(off, off + len));
+      parts.push({ crc: crc32(buf.subarray(off, off + len)), len });
       this.pagesSumNs += process.hrtime.bigint() - t0;
     };
-    const record = () => this.sums.record(basename(path), sum.file);
+    /** Writes a full buffer behind on the thread, summed there or here. */
+    const shared = (thread: WriterThread, file: number, buf: Buffer, off: number, len: number, named?: string) => {
+      if (!writerBehind) return void parts.push({ ticket: thread.writeShared(file, buf, off, len, named, true)!, len });
+      thread.writeShared(file, buf, off, len, named);
+      summed(buf, off, len);
+    };
+    const record = () => {
+      const sum = new Checksum();
+      for (const p of parts) sum.append("crc" in p ? p.crc : this.thread!.sumOf(p.ticket), p.len);
+      this.sums.record(basename(path), sum.file);
+    };
     if (this.handing) {
       const thread = this.thread!;
       const file = thread.open(path);
       return {
         write: (buf, off, len) => (summed(buf, off, len), thread.write(file, buf, off, len)),
-        writeBehind: (buf, off, len) => (summed(buf, off, len), thread.writeShared(file, buf, off, len)),
+        writeBehind: (buf, off, len) => shared(thread, file, buf, off, len),
         drain,
         close: () => (thread.close(file), record()),
       };
@@ -249,18 +268,21 @@ export class DumpImages {
       },
       // Memory enough to fill a buffer: worth the thread.
       writeBehind: (buf, off, len) => {
-        summed(buf, off, len);
         const thread = this.writer();
         if (!handed && thread.ready) handed = thread;
-        if (handed) handed.writeShared(fd, buf, off, len, path);
-        else here(buf, off, len);
+        if (handed) return shared(handed, fd, buf, off, len, path);
+        summed(buf, off, len);
+        here(buf, off, len);
       },
       drain,
       // Closed here once the thread has written it: a worker closing an fd it did not open makes Node warn on stderr.
       close: () => {
-        handed?.drain();
-        record();
-        closeSync(fd);
+        try {
+          handed?.drain();
+          record();
+        } finally {
+          closeSync(fd);
+        }
       },
     };
   }
@@ -270,9 +292,9 @@ export class DumpImages {
     return this.thread?.pagesWriteUs ?? 0;
   }
 
-  /** µs spent summing pages for the manifest. */
-  get pagesSumUs(): number {
-    return Number(this.pagesSumNs / 1000n);
+  /** µs spent summing pages for the manifest, here and on the writer thread. */
+  get pagesSumUs(): { here: number; thread: number } {
+    return { here: Number(this.pagesSumNs / 1000n), thread: this.thread?.sumUs ?? 0 };
   }
 
   /** A file of crest's own beside the images (criu skips files it does not know). */

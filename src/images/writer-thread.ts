@@ -8,6 +8,8 @@
 //
 // Everything is done in the order it was handed over. A failure is reported
 // at the next drain(), which the store calls before it commits the images.
+// It can sum what it writes (the manifest's CRC-32, for the main thread to
+// combine): the pages of a large dump are summed half here, half there.
 import type { MessagePort, Worker } from "node:worker_threads";
 import { native } from "../sys/native.js";
 import { ImageError } from "./file.js";
@@ -15,7 +17,8 @@ import { ImageError } from "./file.js";
 /** The writer thread. Ops: file (create, write, close), files (several), open, write, close; the first failure is posted on the error port. */
 const THREAD = `
 const { writeSync, openSync, closeSync, unlinkSync, constants: c } = require("node:fs");
-const { workerData: { state, errors }, parentPort } = require("node:worker_threads");
+const { crc32 } = require("node:zlib");
+const { workerData: { state, errors, sums }, parentPort } = require("node:worker_threads");
 const done = new Int32Array(state);
 // Files this thread opened have negative handles; others are the main thread's fds.
 const fds = new Map();
@@ -41,8 +44,14 @@ function run(m) {
       if (fd === undefined) return; // its open failed, which is reported
       doing = "write failed";
       const t0 = process.hrtime.bigint();
-      writeAll(fd, new Uint8Array(m.data, m.off, m.len));
-      Atomics.add(done, 1, Number((process.hrtime.bigint() - t0) / 1000n));
+      const bytes = new Uint8Array(m.data, m.off, m.len);
+      writeAll(fd, bytes);
+      const t1 = process.hrtime.bigint();
+      Atomics.add(done, 1, Number((t1 - t0) / 1000n));
+      if (m.ticket !== undefined) {
+        sums.postMessage([m.ticket, crc32(bytes)]);
+        Atomics.add(done, 3, Number((process.hrtime.bigint() - t1) / 1000n));
+      }
       return;
     }
     case "close": {
@@ -67,8 +76,8 @@ parentPort.on("message", (m) => {
 Atomics.store(done, 2, 1);
 `;
 
-/** state[0]: ops done; state[1]: µs spent writing pages; state[2]: 1 once the thread runs. */
-const DONE = 0, PAGES_US = 1, READY = 2;
+/** state[0]: ops done; state[1]: µs spent writing pages; state[2]: 1 once the thread runs; state[3]: µs spent summing. */
+const DONE = 0, PAGES_US = 1, READY = 2, SUM_US = 3;
 
 interface Failure {
   path: string;
@@ -77,8 +86,12 @@ interface Failure {
 
 export class WriterThread {
   private readonly worker: Worker;
-  private readonly state = new Int32Array(new SharedArrayBuffer(12));
+  private readonly state = new Int32Array(new SharedArrayBuffer(16));
   private readonly errors: MessagePort;
+  private readonly sums: MessagePort;
+  /** CRC-32s the thread reported, by ticket. */
+  private readonly summed = new Map<number, number>();
+  private nextTicket = 0;
   private readonly threads = process.getBuiltinModule("node:worker_threads");
   private posted = 0;
   private nextFile = -1;
@@ -90,11 +103,18 @@ export class WriterThread {
     // Loaded here, not with this module: a worker_threads loaded into crest's
     // startup snapshot cannot start threads (its shared state is not there).
     const { port1, port2 } = new this.threads.MessageChannel();
+    const sums = new this.threads.MessageChannel();
     this.errors = port1;
-    this.worker = new this.threads.Worker(THREAD, { eval: true, workerData: { state: this.state.buffer, errors: port2 }, transferList: [port2] });
+    this.sums = sums.port1;
+    this.worker = new this.threads.Worker(THREAD, {
+      eval: true,
+      workerData: { state: this.state.buffer, errors: port2, sums: sums.port2 },
+      transferList: [port2, sums.port2],
+    });
     // It never keeps crest alive, and it has nothing to say to the event loop.
     this.worker.unref();
     this.errors.unref();
+    this.sums.unref();
   }
 
   /**
@@ -135,16 +155,39 @@ export class WriterThread {
     this.post({ op: "write", file, path, data: copy.buffer, off: 0, len }, [copy.buffer]);
   }
 
-  /** Appends buf[off, off + len) from the buffer itself (made by sharedAligned), which must not change until drain(). */
-  writeShared(file: number, buf: Buffer, off: number, len: number, path = this.paths.get(file)): void {
+  /**
+   * Appends buf[off, off + len) from the buffer itself (made by sharedAligned), which must not change until drain().
+   * With `sum`, the thread also sums those bytes: returns the ticket sumOf() takes.
+   */
+  writeShared(file: number, buf: Buffer, off: number, len: number, path = this.paths.get(file), sum = false): number | undefined {
     if (!(buf.buffer instanceof SharedArrayBuffer)) throw new TypeError("buffers written in place must be shared");
-    this.post({ op: "write", file, path, data: buf.buffer, off: buf.byteOffset + off, len });
+    const ticket = sum ? this.nextTicket++ : undefined;
+    this.post({ op: "write", file, path, data: buf.buffer, off: buf.byteOffset + off, len, ticket });
+    return ticket;
+  }
+
+  /** The CRC-32 of a write handed over with a sum (waits for it). */
+  sumOf(ticket: number): number {
+    if (!this.summed.has(ticket)) {
+      this.drain();
+      for (let m; (m = this.threads.receiveMessageOnPort(this.sums));) this.summed.set(...(m.message as [number, number]));
+    }
+    const crc = this.summed.get(ticket);
+    // Its write failed: drain() threw that already.
+    if (crc === undefined) throw new Error(`the writer thread did not sum write ${ticket}`);
+    this.summed.delete(ticket);
+    return crc;
   }
 
   /** Closes a file once what was handed over for it is written. */
   close(file: number, path = this.paths.get(file)): void {
     this.post({ op: "close", file, path });
     this.paths.delete(file);
+  }
+
+  /** Whether the thread has work handed over still to do. */
+  get busy(): boolean {
+    return Atomics.load(this.state, DONE) < this.posted;
   }
 
   /** Waits until everything handed over is done; throws the first failure (naming its file). */
@@ -161,6 +204,11 @@ export class WriterThread {
     return Atomics.load(this.state, PAGES_US);
   }
 
+  /** µs the thread spent summing. */
+  get sumUs(): number {
+    return Atomics.load(this.state, SUM_US);
+  }
+
   /** Stops the thread once it has done what it was handed (failed or not). */
   stop(): void {
     try {
@@ -170,6 +218,7 @@ export class WriterThread {
     }
     void this.worker.terminate();
     this.errors.close();
+    this.sums.close();
   }
 }
 

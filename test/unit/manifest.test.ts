@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync,
 import { basename, join } from "node:path";
 import {
   checkSet, Checksum, covered, crc32, crcHex, decodeManifest, encodeManifest, MANIFEST, ManifestError, ManifestRecorder, PAGE_SERVER_MANIFEST,
-  PagesCheck, resumFiles, verifyImages, writeManifest, type Manifest,
+  crc32Combine, PagesCheck, resumFiles, verifyImages, writeManifest, type Manifest,
 } from "../../src/images/manifest.js";
 import { fileOutput } from "../../src/images/file.js";
 import { IMG } from "../../src/images/index.js";
@@ -26,6 +26,23 @@ test("CRC-32 is zlib's, continued chunk by chunk", () => {
   for (let at = 0; at < data.length; at += 999) s.update(data.subarray(at, at + 999));
   assert.deepEqual(s.file, { size: data.length, crc32: crcHex(crc32(data)) });
   assert.equal(crcHex(0), "00000000");
+});
+
+test("CRC-32s of pieces combine into the CRC-32 of the whole, as two threads sum one file", () => {
+  const data = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 131 + (i >> 9)) & 255));
+  for (const [a, b] of [[0, 0], [0, 17], [17, 0], [1, 1], [4096, 65536], [100_001, 199_999]] as const) {
+    const A = data.subarray(0, a), B = data.subarray(a, a + b);
+    assert.equal(crc32Combine(crc32(A), crc32(B), b), crc32(data.subarray(0, a + b)), `${a} + ${b}`);
+  }
+  // Lengths past 2^32 (a 5 GiB pages file): the combination is associative whatever the lengths.
+  const [x, y, z] = [0x1234abcd, 0x9e3779b9, 0x0badf00d];
+  const [ly, lz] = [3_000_000_001, 2_500_000_007];
+  assert.equal(crc32Combine(crc32Combine(x, y, ly), z, lz), crc32Combine(x, crc32Combine(y, z, lz), ly + lz));
+  const s = new Checksum();
+  s.append(crc32(data.subarray(0, 5000)), 5000);
+  s.update(data.subarray(5000, 9000));
+  s.append(crc32(data.subarray(9000)), data.length - 9000);
+  assert.deepEqual(s.file, { size: data.length, crc32: crcHex(crc32(data)) });
 });
 
 test("covered names: *.img and crest-*.json, not the manifests nor logs or service files", () => {
@@ -164,6 +181,23 @@ test("pages summed on a second thread: wait() passes for the dump's bytes and th
   check.stop();
 });
 
+test("pages summed in ranges by the thread and the restore: a byte changed in any range, or a file cut short, is found", () => {
+  const dir = tmp();
+  const data = Buffer.from(Array.from({ length: (40 << 20) + 4096 }, (_, i) => (i * 7 + (i >> 12)) & 255));
+  const path = join(dir, "pages-1.img");
+  const expect = { path, size: data.length, crc32: crcHex(crc32(data)) };
+  writeFileSync(path, data);
+  new PagesCheck([expect, expect]).wait();
+  for (const at of [5, (16 << 20) + 3, data.length - 1]) {
+    const changed = Buffer.from(data);
+    changed[at] ^= 1;
+    writeFileSync(path, changed);
+    assert.throws(() => new PagesCheck([expect]).wait(), (e: Error) => e.message.startsWith(`${path}: altered: its CRC-32 is ${crcHex(crc32(changed))}`), `byte ${at}`);
+  }
+  writeFileSync(path, data.subarray(0, 20 << 20));
+  assert.throws(() => new PagesCheck([expect]).wait(), (e: Error) => e.message.startsWith(`${path}: changed during the restore: it ends at ${20 << 20} bytes`));
+});
+
 test("verifyImages follows the parent links: each directory against its own manifest", () => {
   const pre = makeSet();
   const link = `../${basename(pre.dir)}`;
@@ -201,10 +235,16 @@ test("a dump's store writes the manifest at commit: every file summed as written
   here.drain();
   here.write(buf, 0, 8192);
   here.close();
-  // One opened on the thread.
+  // One opened on the thread: buffers of their own bytes each, summed there or here (which side depends on
+  // whether the thread is still writing the last one), the pieces combined in order.
   const there = images.pages(2);
-  buf.fill(0x22);
-  there.writeBehind(buf, 0, buf.length);
+  const other = sharedAligned(1 << 20);
+  for (let i = 0; i < 8; i++) {
+    const b = i % 2 ? other : buf;
+    b.fill(0x22 + i);
+    there.writeBehind(b, 0, b.length);
+    if (i % 2) there.drain();
+  }
   there.drain();
   there.write(buf, 0, 4096);
   there.close();

@@ -389,7 +389,8 @@ function writeTreeImages(run: DumpRun, tree: Tree): void {
   images.write(IMG.pstree, undefined, pstree);
   images.commit({ img_version: IMAGES_V1_1, fdinfo_per_id: true, ns_per_id: true, root_ids: tree.selfIds, lsmtype: lsmtype.NO_LSM, ...run.inventory });
   if (images.removedStale.length) run.log.warn(`Removed ${images.removedStale.length} image file(s) an older dump left in ${images.dir}: ${images.removedStale.join(", ")}`);
-  run.log.info(`Wrote crest-manifest.json (pages summed in ${images.pagesSumUs} us)`);
+  const summed = images.pagesSumUs;
+  run.log.info(`Wrote crest-manifest.json (pages summed in ${summed.here} us here, ${summed.thread} us on the writer thread)`);
 }
 
 /** Undoes, last first, what the kinds did to objects a tree that runs on keeps using; a step that fails is logged and the rest still run. */
