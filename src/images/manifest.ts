@@ -12,10 +12,10 @@
 // restore.log), CRIU's service files rewritten after the dump (stats-dump,
 // stats-restore), the dump's staging directory (.crest-dump-*).
 //
-// Checksums are computed as the dump writes (store.ts; the pages on the
-// writer thread), never by reading the set back. The CRC-32 is zlib's (node's
-// zlib.crc32, native): 3.4 GB/s here, three times sha256; it is there to
-// catch damage, not to authenticate.
+// Checksums are computed as the dump writes (store.ts; the pages by the
+// main and the writer thread, their pieces' sums combined), never by reading
+// the set back. The CRC-32 is zlib's (node's zlib.crc32, native): 3.4 GB/s
+// here, three times sha256; it is there to catch damage, not to authenticate.
 //
 // A crest page server that receives a dump's pagemaps and pages writes its
 // own manifest of what it wrote (crest-manifest-page-server.json); the dump's
