@@ -4,7 +4,7 @@
 // itself (SIGTERM) and read its verdict.
 import assert from "node:assert/strict";
 import { spawnSync, spawn } from "node:child_process";
-import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync } from "node:fs";
+import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
 import { native, projectRoot } from "../../src/sys/native.js";
 import { SYS, PR, WNOHANG } from "../../src/sys/constants.js";
@@ -14,6 +14,22 @@ import { critBatch } from "../crit.js";
 
 export const CREST = join(projectRoot(), "bin", "crest");
 export const WORKLOADS = join(projectRoot(), "build", "workloads");
+
+/**
+ * The workload directories (images, logs) this test process made. A test
+ * file whose tests all passed removes them as it exits (a full run made
+ * several GB of them); after a failure they stay for a look. A directory
+ * something is still mounted below stays too: removing it would reach into
+ * the mount.
+ */
+const workloadDirs: string[] = [];
+process.on("exit", (code) => {
+  if (code !== 0 || process.env.CREST_KEEP_WORKLOADS) return;
+  const mounted = readFileSync("/proc/self/mountinfo", "utf8").split("\n").map((l) => l.split(" ")[4] ?? "");
+  for (const d of workloadDirs) {
+    if (!mounted.some((m) => m === d || m.startsWith(`${d}/`))) rmSync(d, { recursive: true, force: true });
+  }
+});
 
 // Orphans (restored with -d, after crest exits) come back to this process,
 // so it can reap them and free their PIDs at once.
@@ -79,6 +95,7 @@ export function waitFor<T>(what: string, fn: () => T, ms = 10_000): T {
  */
 export function startWorkload(name: string, args: string[] = [], opts: { stdout?: number; ns?: string; fds?: number[]; env?: string[]; loUp?: boolean } = {}): Workload {
   const dir = mkdtempSync(`/tmp/crest-${name}-`);
+  workloadDirs.push(dir);
   const w: Workload = { name, pid: 0, dir, status: join(dir, "status"), log: join(dir, "out.log") };
   let pid: number;
   // In a user namespace of its own (crest run: ids 0-65535 are 100000-165535 here) its root owns its directory.
