@@ -114,6 +114,8 @@ export class RestoreImages {
 
 /** Trees of more tasks than this have their image files written by the writer thread. */
 const WRITER_THREAD_TASKS = 32;
+/** How a pages buffer's summing is split between this thread and the writer: moved by this much a buffer, in pieces of this many bytes. */
+const SPLIT_STEP = 0.1, SPLIT_UNIT = 64 << 10;
 
 /**
  * The images a dump writes: staged until commit, and, for a tree of several
@@ -217,13 +219,15 @@ export class DumpImages {
     const path = imagePath(this.staging, IMG.pages, id);
     // Summed for the manifest as they are handed over: zlib's CRC-32 (3.7
     // GB/s here) costs about as much as reading the pages from the task, or
-    // writing them. A buffer written behind is summed by the side that
-    // waited for the other last time: the writer thread when the pages
-    // writer found it done, else here, while the thread writes the same
-    // bytes. The sums of the pieces are combined at close. `parts`: the
-    // file's pieces in order, summed or to be asked for.
+    // writing them. A buffer written behind is summed in two pieces, the
+    // first here while the thread writes it, the rest by the thread after;
+    // the split moves towards the side that waited for the other (the pages
+    // writer waits for the thread before it hands over the next buffer).
+    // The pieces' sums are combined at close. `parts`: the file's pieces in
+    // order, summed or to be asked for.
     const parts: Array<{ crc: number; len: number } | { ticket: number; len: number }> = [];
     let writerBehind = false;
+    let mine = 0.5;
     const drain = () => {
       if (!this.thread) return;
       writerBehind = this.thread.busy;
@@ -234,11 +238,13 @@ export class DumpImages {
       parts.push({ crc: crc32(buf.subarray(off, off + len)), len });
       this.pagesSumNs += process.hrtime.bigint() - t0;
     };
-    /** Writes a full buffer behind on the thread, summed there or here. */
+    /** Writes a full buffer behind on the thread, summed partly here, the rest there. */
     const shared = (thread: WriterThread, file: number, buf: Buffer, off: number, len: number, named?: string) => {
-      if (!writerBehind) return void parts.push({ ticket: thread.writeShared(file, buf, off, len, named, true)!, len });
-      thread.writeShared(file, buf, off, len, named);
-      summed(buf, off, len);
+      mine = Math.min(1, Math.max(0, mine + (writerBehind ? SPLIT_STEP : -SPLIT_STEP)));
+      const here = Math.min(len, Math.round((len * mine) / SPLIT_UNIT) * SPLIT_UNIT);
+      const ticket = thread.writeShared(file, buf, off, len, named, here < len ? here : undefined);
+      if (here) summed(buf, off, here);
+      if (ticket !== undefined) parts.push({ ticket, len: len - here });
     };
     const record = () => {
       const sum = new Checksum();

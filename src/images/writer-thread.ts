@@ -49,7 +49,7 @@ function run(m) {
       const t1 = process.hrtime.bigint();
       Atomics.add(done, 1, Number((t1 - t0) / 1000n));
       if (m.ticket !== undefined) {
-        sums.postMessage([m.ticket, crc32(bytes)]);
+        sums.postMessage([m.ticket, crc32(bytes.subarray(m.sumFrom))]);
         Atomics.add(done, 3, Number((process.hrtime.bigint() - t1) / 1000n));
       }
       return;
@@ -157,12 +157,12 @@ export class WriterThread {
 
   /**
    * Appends buf[off, off + len) from the buffer itself (made by sharedAligned), which must not change until drain().
-   * With `sum`, the thread also sums those bytes: returns the ticket sumOf() takes.
+   * With `sumFrom`, the thread also sums those bytes from there on: returns the ticket sumOf() takes.
    */
-  writeShared(file: number, buf: Buffer, off: number, len: number, path = this.paths.get(file), sum = false): number | undefined {
+  writeShared(file: number, buf: Buffer, off: number, len: number, path = this.paths.get(file), sumFrom?: number): number | undefined {
     if (!(buf.buffer instanceof SharedArrayBuffer)) throw new TypeError("buffers written in place must be shared");
-    const ticket = sum ? this.nextTicket++ : undefined;
-    this.post({ op: "write", file, path, data: buf.buffer, off: buf.byteOffset + off, len, ticket });
+    const ticket = sumFrom === undefined ? undefined : this.nextTicket++;
+    this.post({ op: "write", file, path, data: buf.buffer, off: buf.byteOffset + off, len, ticket, sumFrom });
     return ticket;
   }
 
