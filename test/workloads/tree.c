@@ -90,6 +90,38 @@ static void new_session(void)
 	ready_and_idle();
 }
 
+static void setsid_after_fork(void)
+{
+	spawn(ready_and_idle); /* stays in the root's session (zdtm's session03) */
+	if (setsid() < 0)
+		_exit(4);
+	ready_and_idle();
+}
+
+/* A session whose member's parent exited: the member is the root's now (zdtm's session00). */
+static void session_with_orphan(void)
+{
+	if (setsid() < 0)
+		_exit(4);
+	pid_t mid = fork();
+	if (mid == 0) {
+		spawn(ready_and_idle);
+		_exit(0);
+	}
+	if (waitpid(mid, NULL, 0) != mid)
+		_exit(5);
+	ready_and_idle();
+}
+
+/* The same, and then the session's leader exits too (zdtm's session02). */
+static void session_left_behind(void)
+{
+	if (setsid() < 0)
+		_exit(4);
+	spawn(ready_and_idle);
+	_exit(0);
+}
+
 static void with_grandchild(void)
 {
 	spawn(ready_and_idle);
@@ -140,6 +172,9 @@ int main(int argc, char **argv)
 	pid_t grp = spawn(own_group);
 	pid_t orphaned = spawn(group_then_exit);
 	pid_t sess = spawn(new_session);
+	pid_t later = spawn(setsid_after_fork);
+	pid_t orphaner = spawn(session_with_orphan);
+	pid_t gone = spawn(session_left_behind);
 	pid_t z_code = fork();
 	if (z_code == 0)
 		_exit(7);
@@ -149,9 +184,12 @@ int main(int argc, char **argv)
 		raise(SIGUSR1);
 		_exit(1);
 	}
-	wait_ready(7); /* same, its grandchild, grp, its member, orphan member, sess, its child */
-	/* The group leader that exited: reap it, so its member is ours (we are a subreaper). */
+	/* same, its grandchild, grp, its member, orphan member, sess, its child, later, its child, orphaner, its orphan, gone's orphan */
+	wait_ready(12);
 	int st;
+	if (waitpid(gone, &st, 0) != gone)
+		fail("could not reap %d", gone);
+	/* The group leader that exited: reap it, so its member is ours (we are a subreaper). */
 	if (waitpid(orphaned, &st, 0) != orphaned)
 		fail("could not reap %d", orphaned);
 	usleep(100 * 1000);
@@ -159,18 +197,26 @@ int main(int argc, char **argv)
 	record("child in the root's group", same);
 	record("group leader", grp);
 	record("session leader", sess);
+	record("session leader after forking", later);
+	record("session leader whose child's child is the root's", orphaner);
 	record("zombie with code 7", z_code);
 	record("zombie killed by SIGUSR1", z_sig);
 	descendants(getpid(), collect);
 	for (int i = 0; i < nkids; i++) {
 		pid_t k = kids[i];
-		if (k != same && k != grp && k != sess && k != z_code && k != z_sig)
-			record("orphaned member of a leaderless group", k);
+		if (k == same || k == grp || k == sess || k == later || k == orphaner || k == z_code || k == z_sig)
+			continue;
+		pid_t sid = getsid(k);
+		record(sid == orphaner ? "the root's orphan in a living leader's session" : sid == gone ? "the root's orphan in a session whose leader exited"
+									     : "orphaned member of a leaderless group",
+		       k);
 	}
 	nkids = 0;
 	descendants(same, collect);
 	descendants(grp, collect);
 	descendants(sess, collect);
+	descendants(later, collect);
+	descendants(orphaner, collect);
 	for (int i = 0; i < nkids; i++)
 		record("grandchild", kids[i]);
 	printf("tree: %d processes\n", nm);

@@ -26,7 +26,7 @@ import { resumeLive } from "../../kinds/task/regs.js";
 import { PTRACE, SIG } from "../../sys/constants.js";
 import { ptrace, wait4 } from "../../sys/syscalls.js";
 import { faultPoint } from "../../fault.js";
-import { sessionProblem } from "../sessions.js";
+import { planSessions } from "../sessions.js";
 import { assignKobjIds, TreeNamespaces } from "./tree-ids.js";
 import { ActionScripts } from "../actions.js";
 import type { RunHooks } from "../hooks.js";
@@ -159,8 +159,15 @@ function nameTree(frozen: FrozenTree, nextId: DumpRun["nextId"], opts: Options):
       "dump it with -j (--shell-job), or run it in its own session (setsid, or crest run)",
     );
   }
-  const problem = sessionProblem(tasks.map((t) => ({ pid: t.vpid, ppid: t.vppid, sid: t.vsid })), session !== frozen.root ? tasks[0]!.vsid : undefined);
-  if (problem) throw new UnsupportedError(problem);
+  const sessions = planSessions(tasks.map((t) => ({ pid: t.vpid, ppid: t.vppid, sid: t.vsid })), session !== frozen.root ? tasks[0]!.vsid : undefined);
+  if (sessions.problem !== undefined) throw new UnsupportedError(sessions.problem);
+  for (const [vpid, sid] of sessions.bornIn) {
+    const t = tasks.find((t) => t.vpid === vpid)!;
+    // Its terminal would be taken after its setsid, which the restore defers past its children born in session sid.
+    if (t.stat.ttyNr) {
+      throw new UnsupportedError(`process ${t.pid} started its own session after forking children that stayed in session ${sid}, and its session has a controlling terminal; crest cannot restore that yet`);
+    }
+  }
   const selfIds = assignKobjIds(tasks, frozen, nextId, ns);
   return { frozen, tasks, ns, selfIds };
 }

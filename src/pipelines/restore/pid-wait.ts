@@ -49,6 +49,8 @@ export function takenPid(nodes: readonly TreeNode[], commOf: (vpid: number) => s
   ms = CORPSE_WAIT_MS): { pid: number; holder: string } | null {
   const deadline = Date.now() + ms;
   for (const n of nodes) {
+    // A session helper takes a free PID as it is made.
+    if (n.forks?.freePid) continue;
     const corpse = corpseOf(n, commOf(n.vpid));
     for (let waited = false; ; waited = true) {
       const st = statOf(n.vpid);

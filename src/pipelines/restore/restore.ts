@@ -317,13 +317,19 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
         scripts.run("post-setup-namespaces");
       }
       if (n.role !== "task") return;
-      if (n !== nodes[0]) bind(task!, n, n.parent?.role === "task" ? tree.tasks.get(n.parent.vpid)! : null);
+      if (n !== nodes[0]) {
+        // Forked by a session's helper (itself maybe forked by a zombie-to-be): a copy of the nearest task above, memory and temporary fds included.
+        let from = n.parent;
+        while (from && from.role !== "task") from = from.parent;
+        bind(task!, n, from ? tree.tasks.get(from.vpid)! : null);
+      }
       const t1 = process.hrtime.bigint();
       for (const kind of TASK_RESTORE_KINDS) if (kind.born) inTask(task!, kind, "born", kind.born);
       bornUs += process.hrtime.bigint() - t1;
       hooks.progress?.({ stage: "restoring", tasksDone: ++born, tasksTotal: run.tasks.length, pagesRestored: run.stats.pagesRestored });
     });
     faultPoint("restore:forked");
+    adoptOrphans(tree, (nsFlags & CLONE.NEWPID) !== 0);
     finishTree(nodes);
     forkingUs = Number((process.hrtime.bigint() - t0 - bornUs) / 1000n);
     for (const kind of TASK_RESTORE_KINDS) {
@@ -385,6 +391,21 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
 }
 
 /** Ties a task's images to the stub built for it. */
+/**
+ * The children session helpers fork become the root's when the helpers exit:
+ * the root is their PID namespace's init, or was a child subreaper (that
+ * was how they became its), which it is made now rather than with its
+ * other settings, after the tree is built.
+ */
+function adoptOrphans(tree: LoadedTree, ownPidNs: boolean): void {
+  if (ownPidNs || !tree.nodes.some((n) => n.forks)) return;
+  const root = tree.nodes[0]!;
+  if (!tree.cores.get(root.vpid)?.[0]?.tc?.child_subreaper) {
+    throw new Error(`process ${root.vpid} has children in sessions whose leaders are not their ancestors, so they were reparented to it, but it is neither a PID namespace's init nor a child subreaper in the images`);
+  }
+  root.remote!.call(`make process ${root.vpid} a child subreaper`, SYS.prctl, PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+}
+
 function bind(task: RestoreTask, n: TreeNode, parent: RestoreTask | null): void {
   const r = n.remote!;
   task.pid = n.pid;

@@ -5,11 +5,12 @@
 import type { pstree_entry } from "../../images/index.js";
 import { CLONE, SIG, SYS, WALL } from "../../sys/constants.js";
 import { packU64s } from "../../sys/structs.js";
-import type { Remote } from "../../remote/remote.js";
+import { RemoteError, type Remote } from "../../remote/remote.js";
 import { cloneChild } from "../../remote/clone.js";
 import { startStub } from "../../remote/stub.js";
 import type { Logger } from "../../log.js";
-import { sessionProblem } from "../sessions.js";
+import { planSessions } from "../sessions.js";
+import { EEXIST } from "../../sys/errno.js";
 
 export type Role = "task" | "zombie" | "helper";
 
@@ -33,6 +34,18 @@ export interface TreeNode {
   sharesFs: boolean;
   /** The group it is in when created (its session leader's, or crest's for a shell job's tasks), before finishTree moves it. */
   bornPgid: number;
+  /**
+   * A session leader created in another session, which children of its are
+   * created in too (they were forked before its setsid): it starts its own
+   * session once those exist.
+   */
+  bornSid?: number;
+  /**
+   * A session's helper (sessions.ts): it forks the root's children of that
+   * session, then exits, and they are the root's again. With `freePid`, its
+   * PID is any the images do not use (these are), chosen as it is created.
+   */
+  forks?: { freePid?: ReadonlySet<number> };
   /** wait status a zombie ends with. */
   exitStatus: number;
   /** The PID crest sees, once created. */
@@ -72,8 +85,29 @@ export function planTree(entries: pstree_entry[], roleOf: (e: pstree_entry) => R
     byPid.set(e.pid, n);
     nodes.push(n);
   }
-  const problem = sessionProblem(entries, outside?.sid);
-  if (problem) throw new Error(`pstree.img: ${problem}`);
+  const sessions = planSessions(entries, outside?.sid);
+  if (sessions.problem !== undefined) throw new Error(`pstree.img: ${sessions.problem}`);
+  for (const [pid, sid] of sessions.bornIn) {
+    const n = byPid.get(pid)!;
+    n.bornSid = sid;
+    // Created in that session, it is in that session's group until its setsid.
+    n.bornPgid = sid;
+  }
+  if (sessions.helpers.length) {
+    const used = new Set(entries.flatMap((e) => [e.pid, e.pgid, e.sid, ...e.threads]));
+    let next = Math.max(...used) + 1;
+    for (const h of sessions.helpers) {
+      // A child of the leader, in its session and group; or the leader's stand-in, which starts the session.
+      const parent = h.leaderInTree ? byPid.get(h.sid)! : nodes[0]!;
+      const helper: TreeNode = {
+        vpid: h.leaderInTree ? next++ : h.sid, pgid: h.sid, sid: h.sid, role: "helper", parent, sharesFiles: false, sharesFs: false,
+        bornPgid: h.sid, exitStatus: 0, pid: 0, forks: h.leaderInTree ? { freePid: used } : {},
+      };
+      byPid.set(helper.vpid, helper);
+      nodes.push(helper);
+      for (const c of h.children) byPid.get(c)!.parent = helper;
+    }
+  }
   for (const n of [...nodes]) {
     if (outside && n.sid === outside.sid) {
       if (byPid.has(n.pgid) || outside.pgids.has(n.pgid)) continue;
@@ -86,7 +120,32 @@ export function planTree(entries: pstree_entry[], roleOf: (e: pstree_entry) => R
     // Right after its parent, so it exists before any member is created.
     nodes.splice(nodes.indexOf(leader) + 1, 0, helper);
   }
-  return nodes;
+  return sessions.bornIn.size || sessions.helpers.length ? sessionOrder(nodes) : nodes;
+}
+
+/** Whether n is created in the session its parent was born in (before the parent's own setsid). */
+const inParentsFormerSession = (n: TreeNode): boolean =>
+  n.parent?.bornSid !== undefined && (n.bornSid ?? (n.sid === n.vpid ? undefined : n.sid)) === n.parent.bornSid;
+
+/** Where a child comes among its siblings: those born in the parent's former session, group helpers, session helpers, the others. */
+const rank = (n: TreeNode): number => (inParentsFormerSession(n) ? 0 : n.role === "helper" ? (n.forks ? 2 : 1) : 3);
+
+/**
+ * The nodes parents first (a session helper's children after it), each
+ * one's children in rank order, their subtrees with them: the parent's
+ * deferred setsid comes after the first rank, a group's helper before the
+ * members, a session helper before what it forks.
+ */
+function sessionOrder(nodes: TreeNode[]): TreeNode[] {
+  const children = new Map<TreeNode, TreeNode[]>();
+  for (const n of nodes.slice(1)) children.set(n.parent!, [...(children.get(n.parent!) ?? []), n]);
+  const out: TreeNode[] = [];
+  const visit = (n: TreeNode) => {
+    out.push(n);
+    for (const k of [...(children.get(n) ?? [])].sort((a, b) => rank(a) - rank(b))) visit(k);
+  };
+  visit(nodes[0]!);
+  return out;
 }
 
 
@@ -103,16 +162,37 @@ export function createTree(nodes: TreeNode[], ns: RootFlags, created: Remote[], 
   created.push(root.remote);
   root.pid = root.remote.pid;
   born(root);
+  // Leaders born in another session, whose setsid waits for the children created there.
+  const pending = new Set<TreeNode>();
+  const startSession = (n: TreeNode) => {
+    pending.delete(n);
+    n.remote!.call(`make process ${n.vpid} a session leader`, SYS.setsid);
+  };
   for (const n of nodes.slice(1)) {
+    if (pending.has(n.parent!) && !inParentsFormerSession(n)) startSession(n.parent!);
     const parent = n.parent!.remote!;
     if (!parent.scratch) parent.mapScratch(SCRATCH_SIZE);
     const flags = (n.sharesFiles ? CLONE.FILES : 0) | (n.sharesFs ? CLONE.FS : 0);
-    n.remote = cloneChild(parent, n.vpid, flags, SIG.CHLD, `create process ${n.vpid}`);
+    n.remote = n.forks?.freePid ? cloneFree(parent, n, n.forks.freePid) : cloneChild(parent, n.vpid, flags, SIG.CHLD, `create process ${n.vpid}`);
     created.push(n.remote);
     n.pid = n.remote.pid;
-    if (n.sid === n.vpid) n.remote.call(`make process ${n.vpid} a session leader`, SYS.setsid);
-    log.debug(`created process ${n.vpid} (pid ${n.pid} here) as a ${n.role}`);
+    if (n.bornSid !== undefined) pending.add(n);
+    else if (n.sid === n.vpid) startSession(n);
+    log.debug(`created process ${n.vpid} (pid ${n.pid} here) as a ${n.role}${n.bornSid !== undefined ? ` in session ${n.bornSid}, its own once its children there exist` : ""}`);
     born(n);
+  }
+  for (const n of pending) startSession(n);
+}
+
+/** Creates a session helper with the first PID from n.vpid on that is free here and not one of the images'. */
+function cloneFree(parent: Remote, n: TreeNode, used: ReadonlySet<number>): Remote {
+  for (let tries = 0; ; tries++, n.vpid++) {
+    while (used.has(n.vpid)) n.vpid++;
+    try {
+      return cloneChild(parent, n.vpid, 0, SIG.CHLD, `create the helper of session ${n.sid}`);
+    } catch (e) {
+      if (!(e instanceof RemoteError && e.errno === EEXIST) || tries === 100) throw e;
+    }
   }
 }
 
@@ -161,7 +241,8 @@ export function finishTree(nodes: TreeNode[]): void {
       n.remote!.call(`put process ${n.vpid} in group ${n.pgid}`, SYS.setpgid, 0, n.pgid);
     }
   }
-  for (const n of nodes) {
+  // Children before parents: a helper or zombie whose parent is a zombie too is reaped by it before it dies.
+  for (const n of [...nodes].reverse()) {
     if (n.role === "task") continue;
     die(n);
     const parent = n.parent!.remote!;
