@@ -1,7 +1,9 @@
 // Building the process tree: every task with its PID (clone3 with set_tid,
-// injected into its parent), its session and process group, helpers
-// standing in for group leaders that had exited, and zombies that die again
-// with their exit status for their parents to collect.
+// injected into its parent), its session (sessions.ts: some leaders start
+// theirs only after forking children into the one they were born in) and
+// process group, helpers standing in for group leaders that had exited and
+// forking the root's reparented children into their sessions, and zombies
+// that die again with their exit status for their parents to collect.
 import type { pstree_entry } from "../../images/index.js";
 import { CLONE, SIG, SYS, WALL } from "../../sys/constants.js";
 import { packU64s } from "../../sys/structs.js";
