@@ -1,5 +1,5 @@
 // Files beyond the plain ones of areas.test.ts: O_PATH fds (a symlink itself
-// among them), one pipe behind many descriptions (dups and /proc reopens, in
+// among them), a chrooted process, one pipe behind many descriptions (dups and /proc reopens, in
 // two processes), file locks, which crest refuses to dump, leaving the
 // process as it was, and deleted files (ghosts).
 import { test } from "node:test";
@@ -18,6 +18,12 @@ test("files-opath: O_PATH fds (file, directory, symlink itself, FIFO, socket fil
   const link = regs.find((f) => f.reg!.name.endsWith("/link") && f.reg!.flags & O.NOFOLLOW);
   assert.ok(link, "the symlink's fd is a reg-file with O_PATH|O_NOFOLLOW");
   assert.equal(link.reg!.mode! & 0o170000, 0o120000, "its mode is a symlink's");
+}));
+
+test("chroot: a chrooted child keeps its root, its working directory in it, and files opened outside and inside", () => cycle("chroot", [], (w) => {
+  const files = readImage(imagesDir(w), IMG.files).filter((f) => f.type === fd_types.REG).map((f) => f.reg!.name);
+  assert.ok(files.includes(join(w.dir, "jail")), "the jail is a root directory in files.img, named from the namespace's root");
+  assert.ok(files.includes(join(w.dir, "jail/sub")), "so is the working directory in it");
 }));
 
 test("files-pipes: dups and /proc reopens of both ends of a pipe, shared with a child", () => cycle("files-pipes"));

@@ -5,7 +5,7 @@
 // that was deleted also gets a ghost (ghost.ts), recreated for the restore;
 // one under /proc/PID of a task of the tree is opened under the restored
 // task's PID (proc-path.ts).
-import { closeSync, lstatSync, openSync, readFileSync, statSync, type Stats } from "node:fs";
+import { closeSync, lstatSync, openSync, readFileSync, readlinkSync, statSync, type Stats } from "node:fs";
 import { parseMountinfo } from "../../proc/index.js";
 import { ownedAtRestore, treePath } from "../namespaces/owned.js";
 import { native } from "../../sys/native.js";
@@ -84,11 +84,23 @@ export function checkReopenable(path: string, via: string, what: string, anyType
 
 /**
  * A task's absolute path as crest reaches it: through /proc/PID/root, so
- * that it is looked up in the task's mount namespace and root (the same
- * file as crest's own path when the task shares crest's).
+ * that it is looked up in the task's mount namespace (the same file as
+ * crest's own path when the task shares crest's). The kernel names a
+ * chrooted task's files from its mount namespace's root, not from its
+ * chroot, which /proc/PID/root leads to: the path climbs back out of it
+ * (`..` through that link is not held at the chroot, crest's own root being
+ * elsewhere).
  */
 export function inTaskRoot(path: string, pid: number | string | undefined): string {
-  return pid === undefined || !path.startsWith("/") ? path : `/proc/${pid}/root${path}`;
+  if (pid === undefined || !path.startsWith("/")) return path;
+  const root = `/proc/${pid}/root`;
+  let chroot: string;
+  try {
+    chroot = readlinkSync(root);
+  } catch {
+    return `${root}${path}`;
+  }
+  return `${root}${"/..".repeat(chroot.split("/").filter(Boolean).length)}${path}`;
 }
 
 const isAppendLog = (flags: number): boolean => (flags & O.ACCMODE) === O.WRONLY && (flags & O.APPEND) !== 0;

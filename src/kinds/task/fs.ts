@@ -1,9 +1,11 @@
 // The fs struct: current directory, root directory and umask. The two
-// directories go to files.img as regular files; the task gets them back with
-// fchdir and chroot after its files are open (paths are crest's view).
+// directories go to files.img as regular files, named from the mount
+// namespace's root (a chrooted task's root too); the task gets them back
+// after its files are open and before its seccomp filters and credentials
+// (chroot needs CAP_SYS_CHROOT): opens both, chroot(".") from its root, then
+// fchdir to its current directory.
 import { readlinkSync, statSync } from "node:fs";
 import type { TaskKind } from "../context.js";
-import { UnsupportedError } from "../context.js";
 import { O, SYS } from "../../sys/constants.js";
 import { IMG } from "../../images/index.js";
 import { checkReopenable, dumpDeletedFile, dumpRegFile, queueOpenRegFile, regFile } from "../files/regfile.js";
@@ -23,18 +25,21 @@ export const fsKind: TaskKind = {
       const st = checkReopenable(path, via, what);
       return dumpRegFile(run, { path, flags, pos: 0n }, st, what);
     };
-    const root = dir("root");
-    if (run.files.find((f) => f.id === root)?.reg?.name !== "/") {
-      throw new UnsupportedError(`process ${task.pid} runs chrooted (root ${readlinkSync(`/proc/${task.pid}/root`)}); crest does not support chroots yet`);
-    }
     const umask = task.status[0]!.umask;
-    task.fs = { cwd_id: dir("cwd"), root_id: root, umask };
+    task.fs = { cwd_id: dir("cwd"), root_id: dir("root"), umask };
   },
   restore(task, run) {
     if (task.sharesFs) return; // created with CLONE_FS: its parent restored it
     const r = task.remotes[0]!;
     const cwd = regFile(run, task.fs.cwd_id);
     const fd = queueOpenRegFile(r, cwd);
+    const root = regFile(run, task.fs.root_id);
+    if (root.name !== "/") {
+      const rootFd = queueOpenRegFile(r, root);
+      r.later({ what: `enter the root directory ${root.name} of task ${task.pid}`, nr: SYS.fchdir, args: [rootFd] });
+      r.later({ what: `chroot task ${task.pid} to ${root.name} (root_id ${task.fs.root_id} of ${run.images.name(IMG.fs, task.vpid)})`, nr: SYS.chroot, args: [r.putString(".")] });
+      r.later({ what: `close a temporary fd of task ${task.pid}`, nr: SYS.close, args: [rootFd] });
+    }
     r.later({ what: `change directory of task ${task.pid} to ${cwd.name} (cwd_id ${task.fs.cwd_id} of ${run.images.name(IMG.fs, task.vpid)})`, nr: SYS.fchdir, args: [fd] });
     r.later({ what: `close a temporary fd of task ${task.pid}`, nr: SYS.close, args: [fd] });
     if (task.fs.umask !== undefined) r.later({ what: `set the umask of task ${task.pid}`, nr: SYS.umask, args: [task.fs.umask] });
