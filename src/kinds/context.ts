@@ -83,6 +83,8 @@ export interface DumpRun extends RunBase {
   treeTids: ReadonlySet<number>;
   /** Namespace kinds the tree's root has of its own (differing from crest's). */
   ownNamespaces: ReadonlySet<string>;
+  /** The kobj ids of the tree's tasks' namespaces (their *_ns_id), by link ("net:[4026531840]"). */
+  namespaceIds: ReadonlyMap<string, number>;
   /** Hands out ids for files.img entries, pages-N.img and the kobj ids. */
   nextId(kind: "file" | "pages" | "kobj"): number;
   /**

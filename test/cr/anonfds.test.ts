@@ -1,6 +1,7 @@
 // Anonymous-inode files with state (fds-anon): eventfds, a signalfd with a
 // signal queued, timerfds (periodic, expired, absolute, unarmed) and pidfds
 // (own, a child's, a reaped child's), as files.img entries crit decodes;
+// fds of namespaces (fds-ns);
 // and the ones crest still refuses (a pidfd outside the tree, fanotify), the
 // process left untouched.
 import { test } from "node:test";
@@ -34,6 +35,19 @@ function checkImages(w: Workload): void {
 test("fds-anon: eventfd, signalfd, timerfd and pidfd state comes back", () => cycle("fds-anon", [], checkImages));
 
 test("fds-anon in its own PID namespace: pidfds name PIDs inside it", () => cycle("fds-anon", [], checkImages, { ns: "pid,ipc,uts" }));
+
+/** fds-ns's fds are namespace files of the namespaces its ids name. */
+function checkNsFiles(w: Workload): void {
+  const nsf = readImage(imagesDir(w), IMG.files).filter((f) => f.type === fd_types.NS).map((f) => f.nsf!);
+  assert.equal(nsf.length, 8);
+  const ids = readImage(imagesDir(w), IMG.ids, readImage(imagesDir(w), IMG.pstree)[0]!.pid)[0]!;
+  assert.equal(nsf.find((n) => n.ns_cflag === 0x40000000)!.ns_id, ids.net_ns_id, "the net fd names the task's net namespace");
+  assert.equal(nsf.find((n) => n.ns_cflag === 0x80)!.ns_id, ids.time_ns_id, "the time fd names the task's time namespace");
+}
+
+test("fds-ns: fds of its namespaces come back as fds of the namespaces it is in", () => cycle("fds-ns", [], checkNsFiles));
+
+test("fds-ns in its own namespaces: the fds name the tree's new ones", () => cycle("fds-ns", [], checkNsFiles, { ns: "pid,ipc,uts,net", loUp: true }));
 
 for (const [mode, what] of [
   ["outside", /fd \d+ of process \d+ is a pidfd of process \d+, which is not in the dumped tree; crest does not support it/],
