@@ -1,8 +1,9 @@
 /*
  * Processes (not threads) sharing kernel objects with their parent: a child
- * created with CLONE_FILES shares the fd table, one with CLONE_FS the cwd,
- * root and umask. After the checkpoint the sharing holds: an fd the child
- * opens shows up in the parent, a chdir and umask in the other child move
+ * created with CLONE_FILES shares the fd table (and so does its own
+ * CLONE_FILES child: zdtm's fdt_shared), one with CLONE_FS the cwd, root and
+ * umask. After the checkpoint the sharing holds: an fd the child or the
+ * grandchild opens shows up in the parent, a chdir and umask in the other child move
  * the parent too, and neither leaks into a plain child.
  */
 #define _GNU_SOURCE
@@ -20,18 +21,33 @@
 
 struct shared {
 	volatile int go;
-	volatile int fd_opened;
+	volatile int fd_opened, fd_grand;
+	volatile int done_grand;
+	volatile pid_t grandchild;
 	volatile int done_files, done_fs;
 	char plain_cwd[512];
 	volatile int plain_fd_seen;
 };
 
 static struct shared *sh;
-static char stack1[256 * 1024], stack2[256 * 1024];
+static char stack1[256 * 1024], stack2[256 * 1024], stack3[256 * 1024];
+
+static int files_grandchild(void *arg)
+{
+	(void)arg;
+	while (!sh->go)
+		usleep(1000);
+	sh->fd_grand = open("opened-by-grandchild", O_RDWR | O_CREAT, 0600);
+	sh->done_grand = 1;
+	for (;;)
+		pause();
+	return 0;
+}
 
 static int files_child(void *arg)
 {
 	(void)arg;
+	sh->grandchild = clone(files_grandchild, stack3 + sizeof(stack3), CLONE_FILES | SIGCHLD, NULL);
 	while (!sh->go)
 		usleep(1000);
 	int fd = open("opened-by-child", O_RDWR | O_CREAT, 0600);
@@ -85,10 +101,10 @@ int main(int argc, char **argv)
 	wl_ready();
 	wl_wait();
 	if (wl_sabotage())
-		sh->go = 0, sh->done_files = 1, sh->done_fs = 1;
+		sh->go = 0, sh->done_files = 1, sh->done_fs = 1, sh->done_grand = 1;
 	else
 		sh->go = 1;
-	for (int t = 0; t < 3000 && (!sh->done_files || !sh->done_fs || !sh->plain_cwd[0]); t++)
+	for (int t = 0; t < 3000 && (!sh->done_files || !sh->done_fs || !sh->done_grand || !sh->plain_cwd[0]); t++)
 		usleep(1000);
 	if (sh->done_fs != 1)
 		fail("the CLONE_FS child could not change directory");
@@ -96,6 +112,10 @@ int main(int argc, char **argv)
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", sh->fd_opened);
 	if (readlink(link, target, sizeof(target) - 1) < 0 || !strstr(target, "opened-by-child"))
 		fail("the fd the CLONE_FILES child opened (%d) is not in the parent's table ('%s')", sh->fd_opened, target);
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", sh->fd_grand);
+	target[0] = 0;
+	if (readlink(link, target, sizeof(target) - 1) < 0 || !strstr(target, "opened-by-grandchild"))
+		fail("the fd the CLONE_FILES grandchild opened (%d) is not in the parent's table ('%s')", sh->fd_grand, target);
 	char cwd[512];
 	if (!getcwd(cwd, sizeof(cwd)) || !strstr(cwd, "/sub"))
 		fail("the CLONE_FS child's chdir did not move the parent (cwd '%s')", cwd);
@@ -106,6 +126,10 @@ int main(int argc, char **argv)
 		fail("the plain child's cwd is '%s': it should have stayed '%s'", sh->plain_cwd, cwd_before);
 	if (sh->plain_fd_seen)
 		fail("the plain child sees the CLONE_FILES child's fd");
+	if (sh->grandchild <= 0)
+		fail("the CLONE_FILES child could not clone its own");
+	else
+		kill(sh->grandchild, SIGKILL);
 	kill(c1, SIGKILL), kill(c2, SIGKILL), kill(c3, SIGKILL);
 	while (wait(NULL) > 0)
 		;

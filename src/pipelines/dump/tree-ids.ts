@@ -96,7 +96,8 @@ export class TreeNamespaces {
 /**
  * Fills task_kobj_ids_entry for every live task: objects found shared by
  * kcmp get one id. Processes may share an fd table or fs struct only with
- * their parent (the restore recreates that with CLONE_FILES / CLONE_FS);
+ * their parent, which may share it with its own (the restore recreates that
+ * with CLONE_FILES / CLONE_FS: zdtm's fdt_shared);
  * shared memory or signal handlers between processes are refused.
  */
 export function assignKobjIds(tasks: DumpTask[], tree: FrozenTree, nextId: NextId, ns: TreeNamespaces): task_kobj_ids_entry {
@@ -108,6 +109,7 @@ export function assignKobjIds(tasks: DumpTask[], tree: FrozenTree, nextId: NextI
   ] as const;
   const live = tasks.filter((t) => !t.zombie);
   const parentOf = new Map(tree.tasks.map((t) => [t.pid, t.ppid]));
+  const byPid = new Map(live.map((t) => [t.pid, t]));
   // Per kind, one task per object, in kcmp's order: a task's object is found in log(n) calls.
   const holders = kinds.map(() => [] as DumpTask[]);
   live.forEach((t) => {
@@ -117,7 +119,9 @@ export function assignKobjIds(tasks: DumpTask[], tree: FrozenTree, nextId: NextI
         t.ids[k.field] = nextId("kobj");
         return;
       }
-      if (k.kcmp === KCMP.VM || k.kcmp === KCMP.SIGHAND || parentOf.get(t.pid) !== same.pid) {
+      // The parent comes first (the tree's order): its ids are set.
+      const parent = byPid.get(parentOf.get(t.pid)!);
+      if (k.kcmp === KCMP.VM || k.kcmp === KCMP.SIGHAND || parent?.ids[k.field] !== same.ids[k.field]) {
         throw new UnsupportedError(`processes ${same.pid} and ${t.pid} share their ${k.what}; crest does not support that yet (it restores only an fd table or fs struct that a child shares with its parent)`);
       }
       t.ids[k.field] = same.ids[k.field];
