@@ -178,7 +178,7 @@ export interface MountOptions {
   skip: string[];
   /** --enable-fs NAMES (repeatable, comma-separated; "all"): file systems mounted again by name and options alone. */
   enableFs: string[];
-  /** --mntns-compat-mode: criu's older way of building mounts (crest has one: mount-v2's; --no-mntns-compat-mode asks for it). */
+  /** --mntns-compat-mode: criu's older way of building mounts; crest has one (as mount-v2's), which builds the same mounts, and says so. */
   compatMode?: boolean;
   /**
    * --ext-mount-map auto (or --external mnt[]): a mount of the tree that is
@@ -289,7 +289,6 @@ export function unsupported(opts: Options): string[] {
   if (opts.restore.lazyPages && (opts.command === "dump" || opts.command === "pre-dump")) {
     why.push(`--lazy-pages on ${opts.command}: keeping the pages for a remote lazy restore (criu's page server --lazy-pages) is not implemented by crest yet; dump plainly, then restore with --lazy-pages beside \`crest lazy-pages\``);
   }
-  if (opts.mnt.compatMode) why.push("--mntns-compat-mode: crest restores mounts one way only, criu's mount-v2 (--no-mntns-compat-mode)");
   if (opts.dump.autoDedup && opts.command === "restore") {
     why.push("--auto-dedup on restore: crest does not punch the pages out of the images as it restores them (criu does); restore without it, and run crest dedup -D DIR on the images to free the room their parents' old pages take");
   }

@@ -33,7 +33,7 @@ const UNSUPPORTED: ReadonlyArray<[keyof criu_opts, string]> = [
   ["join_ns", "--join-ns"],
   ["weak_sysctls", "--weak-sysctls"], ["lazy_pages", "lazy pages"], ["lsm_profile", "an LSM profile"], ["tls_cacert", "TLS"],
   ["tls_cacrl", "TLS"], ["tls_cert", "TLS"], ["tls_key", "TLS"], ["tls", "TLS"], ["tls_no_cn_verify", "TLS"],
-  ["pidfd_store_sk", "the pidfd store (pidfd_store_sk)"], ["lsm_mount_context", "an LSM mount context"], ["mntns_compat_mode", "--mntns-compat-mode"],
+  ["pidfd_store_sk", "the pidfd store (pidfd_store_sk)"], ["lsm_mount_context", "an LSM mount context"],
   ["skip_file_rwx_check", "--skip-file-rwx-check"], ["unprivileged", "--unprivileged"], ["ps", "a page server"],
 ];
 
@@ -115,6 +115,7 @@ export function translate(command: Command, o: criu_opts | undefined, peer: Peer
   for (const v of o.veths) options.external.push(`veth[${v.if_in}]:${v.if_out}`);
   // The tree's mount namespace (kinds/namespaces/mnt.ts): ext_mnt is --ext-mount-map KEY:VAL, as criu's ext_mount_add.
   if (o.root) options.mnt.root = o.root;
+  if (o.mntns_compat_mode) options.mnt.compatMode = true;
   for (const m of o.ext_mnt) options.external.push(`mnt[${m.key}]:${m.val}`);
   // criu's auto_ext_mnt, ext_sharing, ext_masters: --ext-mount-map auto, --enable-external-sharing/-masters.
   if (o.auto_ext_mnt) options.mnt.autoExternal = true;

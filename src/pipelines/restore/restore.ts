@@ -244,6 +244,7 @@ function checkPidsFree(tree: LoadedTree, log: Logger): void {
 }
 
 export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): RestoreResult {
+  if (opts.mnt.compatMode) log.info("--mntns-compat-mode: crest builds a mount namespace one way (as criu's mount-v2), which makes the same mounts");
   if (opts.restore.statusFd !== undefined && !isOpenFd(opts.restore.statusFd)) throw new Error(`--status-fd ${opts.restore.statusFd} is not an open file descriptor of crest`);
   // As criu's inherit_fd_add: the fd must be open; the files it replaces are logged as they are found (kinds/files/inherit.ts).
   for (const i of opts.inheritFd) {
