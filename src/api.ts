@@ -51,6 +51,10 @@ export interface DumpOptions extends CommonOptions {
   trackMem?: boolean;
   /** Punch the pages these images hold anew out of the parent images (--auto-dedup). */
   autoDedup?: boolean;
+  /** Send the pages to a page server (criu's --page-server --address --port); with lazyPages, serve them from the frozen tree on port instead. */
+  pageServer?: { address?: string; port: number };
+  /** Leave private memory for a remote lazy restore (criu's dump --lazy-pages), served on pageServer.port. */
+  lazyPages?: boolean;
 }
 
 export interface RestoreOptions extends CommonOptions {
@@ -58,6 +62,8 @@ export interface RestoreOptions extends CommonOptions {
   restoreSibling?: boolean;
   /** Descriptions the restored tree gets from the caller: the caller's fd and criu's key (pipe:[INO], socket:[INO], a path). */
   inheritFd?: Array<{ fd: number; key: string }>;
+  /** Private memory is filled on first touch by a lazy-pages daemon the caller runs (crest lazy-pages; criu's --lazy-pages). */
+  lazyPages?: boolean;
 }
 
 /** What each call can be given besides its options. */
@@ -148,14 +154,15 @@ function dumpOpts(o: DumpOptions): Partial<EncodeInput<criu_opts>> {
     ...(o.networkLock ? { network_lock: LOCKS[o.networkLock] } : {}),
     ...(o.timeout !== undefined ? { timeout: o.timeout } : {}), ...(o.ghostLimit !== undefined ? { ghost_limit: o.ghostLimit } : {}),
     ...(o.parentImagesDir !== undefined ? { parent_img: o.parentImagesDir } : {}), ...(o.trackMem ? { track_mem: true } : {}),
-    ...(o.autoDedup ? { auto_dedup: true } : {}),
+    ...(o.autoDedup ? { auto_dedup: true } : {}), ...(o.lazyPages ? { lazy_pages: true } : {}),
+    ...(o.pageServer ? { ps: { port: o.pageServer.port, ...(o.pageServer.address !== undefined ? { address: o.pageServer.address } : {}) } } : {}),
   };
 }
 
 /** Restores the tree in o.imagesDir; it runs detached (or as the caller's child with restoreSibling). */
 export async function restore(o: RestoreOptions, ctl?: Control): Promise<RestoreResult> {
   const resp = await call(criu_req_type.RESTORE, o, {
-    ...(o.restoreSibling ? { rst_sibling: true } : {}),
+    ...(o.restoreSibling ? { rst_sibling: true } : {}), ...(o.lazyPages ? { lazy_pages: true } : {}),
     inherit_fd: (o.inheritFd ?? []).map((i) => ({ fd: i.fd, key: i.key })),
   }, ctl);
   return { pid: resp.restore?.pid ?? -1 };

@@ -3,7 +3,8 @@
 // pycriu cannot send (notifications, keep_open, malformed messages). Dumps
 // and restores of real workloads, a self-dump whose restored client reads
 // `restored = true`, the notifications in criu's order, the service's rule
-// for clients that are not root, and requests crest cannot serve.
+// for clients that are not root, a page server started for a dump, and
+// requests crest cannot serve.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
@@ -11,7 +12,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import { criu_req_type } from "../../src/images/index.js";
 import { IMG, readImage } from "../../src/images/index.js";
-import { alive, CREST, finish, imagesDir, startWorkload, stop, waitFor, waitGone, waitTreeGone, type Workload } from "./harness.js";
+import { alive, CREST, finish, imagesDir, restoreWorkload, startWorkload, stop, waitFor, waitGone, waitTreeGone, type Workload } from "./harness.js";
 import { RawClient } from "./rpc-client.js";
 
 const PYTHON = "/usr/bin/python3";
@@ -79,8 +80,9 @@ test("swrk: VERSION says criu 4.2 (with crest's own as gitid), FEATURE_CHECK and
     assert.match(v.version?.gitid ?? "", /^crest-/);
     const f = c.call({ type: criu_req_type.FEATURE_CHECK, keep_open: true, features: { mem_track: true, lazy_pages: true, pidfd_store: true } });
     assert.equal(f.success, true);
-    // Memory tracking: userfaultfd write-protection, which this kernel has (crest check --feature mem_dirty_track).
-    assert.deepEqual(f.features, { mem_track: true, lazy_pages: false, pidfd_store: false }, "what crest has not yet, said no");
+    // Memory tracking: userfaultfd write-protection, which this kernel has (crest check --feature mem_dirty_track);
+    // lazy pages: userfaultfd with its non-cooperative events (crest check --feature uffd-noncoop).
+    assert.deepEqual(f.features, { mem_track: true, lazy_pages: true, pidfd_store: false }, "the pidfd store crest has not yet, said no");
     const k = c.call({ type: criu_req_type.CHECK, opts: { images_dir_fd: -1, log_to_stderr: true } });
     assert.deepEqual([k.type, k.success], [criu_req_type.CHECK, true]);
     assert.equal(c.recv(), null, "the connection ends after a request without keep_open");
@@ -97,7 +99,7 @@ test("swrk: malformed, oversized, truncated and unserved requests get an answer 
     ["an oversized message", (c) => c.sendRaw(Buffer.alloc(100 << 10, 1)), criu_req_type.EMPTY, /a request of 102400 bytes, more than crest reads/],
     ["keep_open on a dump", (c) => c.send({ type: criu_req_type.DUMP, keep_open: true, opts: { images_dir_fd: -1 } }), criu_req_type.DUMP, /keep_open is allowed only with/],
     ["a single pre-dump", (c) => c.send({ type: criu_req_type.SINGLE_PRE_DUMP, opts: { images_dir_fd: -1 } }), criu_req_type.SINGLE_PRE_DUMP, /SINGLE_PRE_DUMP requests are not supported by crest yet/],
-    ["a page server", (c) => c.send({ type: criu_req_type.PAGE_SERVER, opts: { images_dir_fd: -1 } }), criu_req_type.PAGE_SERVER, /not supported by crest yet/],
+    ["a page server without images", (c) => c.send({ type: criu_req_type.PAGE_SERVER, opts: { images_dir_fd: -1 } }), criu_req_type.PAGE_SERVER, /Neither images_dir_fd nor images_dir/],
     ["a lone NOTIFY", (c) => c.send({ type: criu_req_type.NOTIFY, notify_success: true }), criu_req_type.NOTIFY, /no notification to answer/],
     ["a dump without images", (c) => c.send({ type: criu_req_type.DUMP, opts: { images_dir_fd: -1, pid: 1 } }), criu_req_type.DUMP, /Neither images_dir_fd nor images_dir/],
     ["an option crest lacks", (c) => c.send({ type: criu_req_type.DUMP, opts: { images_dir_fd: -1, images_dir: "/tmp", pid: 1, weak_sysctls: true } }), criu_req_type.DUMP, /criu_opts.weak_sysctls: --weak-sysctls/],
@@ -125,6 +127,37 @@ test("the service driven by pycriu: dump and restore a process; a worker per con
     pycriuCycleOf("service", "loop", s.address);
   } finally {
     await s.stop();
+  }
+});
+
+test("pycriu's page_server_chld: a page server for the next dump, which sends its pages there (criu_opts.ps); WAIT_PID collects it; the images restore", () => {
+  const w = startWorkload("memwrite", ["8", "200"]);
+  try {
+    const dir = imagesDir(w);
+    mkdirSync(dir, { recursive: true });
+    const out = py(`${CLIENT("swrk")}
+c.opts.images_dir_fd = os.open(sys.argv[1], os.O_DIRECTORY)
+c.opts.log_level = 4
+c.opts.log_file = "ps.log"
+ps = c.page_server_chld()
+d = pycriu.criu()
+d.use_binary("${CREST}")
+d.opts.images_dir_fd = os.open(sys.argv[1], os.O_DIRECTORY)
+d.opts.pid = ${w.pid}
+d.opts.log_level = 4
+d.opts.log_file = "dump.log"
+d.opts.ps.address = "127.0.0.1"
+d.opts.ps.port = ps.port
+d.dump()
+print(ps.port > 0, os.WEXITSTATUS(c.wait_pid(ps.pid)))`, [dir]);
+    assert.equal(out, "True 0", "the page server ran on a port of its own and ended well");
+    assert.match(readFileSync(join(dir, "ps.log"), "utf8"), /Session over/);
+    assert.match(readFileSync(join(dir, "dump.log"), "utf8"), /Dumping finished successfully\n$/);
+    waitTreeGone(w, dir);
+    restoreWorkload(w, [], dir);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
   }
 });
 

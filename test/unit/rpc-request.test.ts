@@ -35,8 +35,17 @@ test("rpc request: rst_sibling and inherit_fd only through swrk; options crest l
   const svc = translate("restore", o, peer, "service", noConfigs);
   assert.equal(svc.refused.length, 2);
   assert.match(svc.refused.join("\n"), /rst_sibling is not allowed in the standalone service[^]*inherit_fd is not allowed/);
-  const lacks = translate("dump", req({ images_dir: "/x", weak_sysctls: true, lazy_pages: true, cpu_cap: 0xffffffff, root: "/r" }), peer, "swrk", noConfigs);
-  assert.deepEqual(lacks.refused.map((r) => r.split(":")[0]), ["criu_opts.weak_sysctls", "criu_opts.lazy_pages"], "cpu_cap at criu's default is no request");
+  const lacks = translate("dump", req({ images_dir: "/x", weak_sysctls: true, lsm_profile: "p", cpu_cap: 0xffffffff, root: "/r" }), peer, "swrk", noConfigs);
+  assert.deepEqual(lacks.refused.map((r) => r.split(":")[0]), ["criu_opts.weak_sysctls", "criu_opts.lsm_profile"], "cpu_cap at criu's default is no request");
+});
+
+test("rpc request: ps sends a dump's pages to a page server; with lazy_pages it is the port the dump serves them on; a client's own connection is refused", () => {
+  const ps = translate("dump", req({ images_dir: "/x", ps: { address: "10.0.0.2", port: 1234 } }), peer, "swrk", noConfigs);
+  assert.deepEqual([ps.refused, ps.options.service.pageServer, ps.options.service.address, ps.options.service.port, ps.options.restore.lazyPages], [[], true, "10.0.0.2", 1234, undefined]);
+  const lazy = translate("dump", req({ images_dir: "/x", lazy_pages: true, ps: { address: "10.0.0.2", port: 27 } }), peer, "swrk", noConfigs);
+  assert.deepEqual([lazy.refused, lazy.options.service.pageServer, lazy.options.service.address, lazy.options.service.port, lazy.options.restore.lazyPages], [[], undefined, undefined, 27, true]);
+  assert.equal(translate("restore", req({ images_dir: "/x", lazy_pages: true }), peer, "swrk", noConfigs).options.restore.lazyPages, true);
+  assert.match(translate("dump", req({ images_dir: "/x", ps: { port: 1, fd: 5 } }), peer, "swrk", noConfigs).refused.join(), /criu_opts.ps.fd/);
 });
 
 test("rpc request: root, ext_mnt, skip_mnt and enable_fs fill the mount options (runc's way of naming its bind mounts)", () => {

@@ -31,10 +31,10 @@ export interface Translated {
 const UNSUPPORTED: ReadonlyArray<[keyof criu_opts, string]> = [
   ["exec_cmd", "--exec-cmd"],
   ["join_ns", "--join-ns"],
-  ["weak_sysctls", "--weak-sysctls"], ["lazy_pages", "lazy pages"], ["lsm_profile", "an LSM profile"], ["tls_cacert", "TLS"],
+  ["weak_sysctls", "--weak-sysctls"], ["lsm_profile", "an LSM profile"], ["tls_cacert", "TLS"],
   ["tls_cacrl", "TLS"], ["tls_cert", "TLS"], ["tls_key", "TLS"], ["tls", "TLS"], ["tls_no_cn_verify", "TLS"],
   ["pidfd_store_sk", "the pidfd store (pidfd_store_sk)"], ["lsm_mount_context", "an LSM mount context"],
-  ["skip_file_rwx_check", "--skip-file-rwx-check"], ["unprivileged", "--unprivileged"], ["ps", "a page server"],
+  ["skip_file_rwx_check", "--skip-file-rwx-check"], ["unprivileged", "--unprivileged"],
 ];
 
 /** criu_cg_mode to the model's modes (DEFAULT is soft, as criu's CG_MODE_DEFAULT). */
@@ -90,6 +90,17 @@ export function translate(command: Command, o: criu_opts | undefined, peer: Peer
   if (o.auto_dedup !== undefined) options.dump.autoDedup = o.auto_dedup;
   if (o.pre_dump_mode !== undefined) options.dump.preDumpMode = o.pre_dump_mode === criu_pre_dump_mode.VM_READ ? "read" : "splice";
   if (o.display_stats !== undefined) options.log.displayStats = o.display_stats;
+  // As criu's setup_opts_from_req: lazy_pages is restore --lazy-pages, or a dump serving its lazy pages on ps.port;
+  // otherwise ps sends a dump's pages to the page server at ps.address:ps.port.
+  if (o.lazy_pages) options.restore.lazyPages = true;
+  if (o.ps) {
+    options.service.port = o.ps.port;
+    if (!o.lazy_pages) {
+      options.service.pageServer = true;
+      if (o.ps.address) options.service.address = o.ps.address;
+      if (o.ps.fd !== undefined) refused.push("criu_opts.ps.fd: a page server connection the client made is not supported by crest yet; give ps.address and ps.port");
+    }
+  }
   for (const e of o.external) {
     const bad = addExternal(options, e);
     if (bad) refused.push(`criu_opts.external ${bad}`);

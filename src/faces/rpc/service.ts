@@ -8,13 +8,14 @@
 // socket, so the service polls it in short slices and lets its event loop
 // run between them (it reaps the workers there).
 import { spawn } from "node:child_process";
-import { chmodSync, closeSync, existsSync, readSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, openSync, readSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../../log.js";
 import { workPath, type Options } from "../../options.js";
 import { SYS } from "../../sys/constants.js";
 import { check } from "../../sys/errno.js";
 import { native, projectRoot } from "../../sys/native.js";
+import { wait4 } from "../../sys/syscalls.js";
 
 const AF_UNIX = 1, SOCK_SEQPACKET = 5, SOCK_CLOEXEC = 0o2000000;
 const POLLIN = 1, EINTR = 4;
@@ -110,25 +111,46 @@ export function service(opts: Options, log: Logger): Promise<number> {
 }
 
 /**
- * `crest service -d` (--daemon): the service runs on in a detached copy of
- * crest (its own session, no terminal), as criu's daemon(3); this one
- * returns once that copy listens (it says so on a pipe, as --status-fd).
+ * `crest service -d` (--daemon), and the page server and lazy-pages daemon:
+ * the command runs on in a detached copy of crest (its own session, no
+ * terminal), as criu's daemon(3); this one returns once that copy listens
+ * (it says so on a pipe, as --status-fd).
  */
 export function daemonize(argv: readonly string[], log: Logger): number {
-  const args = argv.filter((a) => a !== "-d" && a !== "--daemon" && a !== "--restore-detached");
+  const pid = startListening(argv.filter((a) => a !== "-d" && a !== "--daemon" && a !== "--restore-detached"));
+  if (pid === null) log.error(`crest ${argv[0] ?? ""} ended before it listened (run it without -d to see why)`);
+  return pid === null ? 1 : 0;
+}
+
+/**
+ * Starts `crest ARGS --status-fd 3` in a session of its own; its PID once it
+ * says it listens, or null if it ended first. Not through child_process:
+ * Node would reap it, and an RPC client may wait for it (WAIT_PID).
+ */
+export function startListening(args: readonly string[]): number | null {
   const fds = new Int32Array(2);
   check(native.syscall(SYS.pipe2, fds, 0o2000000), "make a pipe");
   const [readEnd, writeEnd] = [fds[0]!, fds[1]!];
-  const child = spawn(join(projectRoot(), "bin", "crest"), [...args, "--status-fd", "3"], { detached: true, stdio: ["ignore", "ignore", "ignore", writeEnd] });
-  child.unref();
-  closeSync(writeEnd);
+  const nul = openSync("/dev/null", "r+");
+  let pid: number;
+  try {
+    pid = native.spawn({
+      path: join(projectRoot(), "bin", "crest"), argv: ["crest", ...args, "--status-fd", "3"],
+      env: Object.entries(process.env).map(([k, v]) => `${k}=${v}`), setsid: 1, fds: [nul, nul, nul, writeEnd],
+    });
+  } finally {
+    closeSync(nul);
+    closeSync(writeEnd);
+  }
   const got = Buffer.alloc(1);
   let n = 0;
   try {
-    n = readSync(readEnd, got, 0, 1, null);
+    if (pid > 0) n = readSync(readEnd, got, 0, 1, null);
   } finally {
     closeSync(readEnd);
   }
-  if (n !== 1) log.error("the service ended before it listened (run it without -d to see why)");
-  return n === 1 ? 0 : 1;
+  if (n === 1) return pid;
+  // It ended (or its end of the pipe did): not left a zombie here.
+  if (pid > 0) wait4(pid, 0, "reap a crest that ended before it listened");
+  return null;
 }

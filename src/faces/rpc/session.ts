@@ -20,6 +20,8 @@ import { translate, type Mode } from "./request.js";
 import { dumpErrno, restoreErrno } from "./errno.js";
 import { facts } from "../../kernel/facts.js";
 import { checkDumpAllowed, checkRestoreAllowed } from "./security.js";
+import { startListening } from "./service.js";
+import { listenPageServer } from "../../images/page-server.js";
 import { BadRequest, peerOf, recvRequest, sendResponse, type Peer } from "./wire.js";
 
 /** criu's version, whose RPC crest speaks; runc and go-criu check it. */
@@ -84,11 +86,15 @@ class Session {
       case criu_req_type.RESTORE: return this.restore(req.opts);
       case criu_req_type.CHECK: return this.check(req.opts);
       case criu_req_type.FEATURE_CHECK:
-        // What crest offers of these today: memory tracking where the kernel has it, no lazy pages, no pidfd store.
-        return this.answer({ type: req.type, success: true, features: { mem_track: facts.get("uffd-wp").supported, lazy_pages: false, pidfd_store: false } });
+        // What crest offers of these today: memory tracking and lazy pages (as criu: userfaultfd with its non-cooperative events) where the kernel has them, no pidfd store.
+        const lazy = facts.get("uffd").supported && facts.get("uffd-noncoop").supported;
+        return this.answer({ type: req.type, success: true, features: { mem_track: facts.get("uffd-wp").supported, lazy_pages: lazy, pidfd_store: false } });
       case criu_req_type.VERSION:
         return this.answer({ type: req.type, success: true, version: { major_number: CRIU_MAJOR, minor_number: CRIU_MINOR, gitid: gitid() } });
       case criu_req_type.WAIT_PID: return this.waitPid(req.pid ?? 0);
+      case criu_req_type.PAGE_SERVER:
+      case criu_req_type.PAGE_SERVER_CHLD:
+        return this.pageServer(req.type, req.opts);
       case criu_req_type.NOTIFY:
         return this.answer(failure(req.type, "a NOTIFY request came with no notification to answer"));
       default:
@@ -200,6 +206,32 @@ class Session {
 
   private check(o: criu_opts | undefined): boolean {
     return this.answer(this.execute("check", o).resp);
+  }
+
+  /**
+   * criu's PAGE_SERVER (and PAGE_SERVER_CHLD): a page server of its own for
+   * the client's next dump, at ps.address:ps.port (a free port when none is
+   * given), writing into the request's images directory; answered with its
+   * PID and port once it listens. The client stops it (or the dump's
+   * session ends it).
+   */
+  private pageServer(type: number, o: criu_opts | undefined): boolean {
+    const t = translate("page-server", o, this.peer, this.mode, SYSTEM_CONFIG_ENV);
+    if (t.refused.length) return this.answer(failure(type, t.refused.join("; "), EBADRQC));
+    const opts = t.options;
+    const address = opts.service.address ?? "0.0.0.0";
+    let port = opts.service.port ?? 0;
+    if (!port) {
+      const l = listenPageServer(address, 0);
+      port = l.port;
+      closeSync(l.fd);
+    }
+    const args = ["page-server", "-D", opts.images.dir, "--address", address, "--port", String(port), `-v${opts.log.level}`];
+    if (opts.log.file !== undefined) args.push("-o", workPath(opts, opts.log.file));
+    const pid = startListening(args);
+    if (pid === null) return this.answer(failure(type, `the page server on ${address}:${port} ended before it listened (its log: ${opts.log.file ?? "none"})`));
+    this.log.info(`Page server ${pid} listens on ${address}:${port} for the client`);
+    return this.answer({ type: type as criu_resp["type"], success: true, ps: { pid, port } });
   }
 
   private waitPid(pid: number): boolean {
