@@ -112,6 +112,15 @@ export class RestoreImages {
   }
 }
 
+/** Chunks as one array (most image files come in one piece: that copy is the file). */
+function concat(chunks: Uint8Array[]): Uint8Array {
+  if (chunks.length <= 1) return chunks[0] ?? new Uint8Array(0);
+  const data = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) at += (data.set(c, at), c.length);
+  return data;
+}
+
 /** Trees of more tasks than this have their image files written by the writer thread. */
 const WRITER_THREAD_TASKS = 32;
 /** How a pages buffer's summing is split between this thread and the writer: moved by this much a buffer, in pieces of this many bytes. */
@@ -172,16 +181,9 @@ export class DumpImages {
     return {
       write: (data) => void chunks.push(new Uint8Array(data)),
       close: () => {
-        // Most image files come in one piece (less than the writer's 64 KiB): that copy is the file.
-        let data = chunks[0] ?? new Uint8Array(0);
-        if (chunks.length > 1) {
-          data = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-          let at = 0;
-          for (const c of chunks) at += (data.set(c, at), c.length);
-        }
-        chunks = [];
         // Handed over with the task's other images (flush), in one message.
-        this.backlog.push({ path, data });
+        this.backlog.push({ path, data: concat(chunks) });
+        chunks = [];
       },
       discard: () => void (chunks = []),
     };
@@ -253,12 +255,31 @@ export class DumpImages {
     };
     if (this.handing) {
       const thread = this.thread!;
-      const file = thread.open(path);
+      // A small pages file (no full buffer) goes with the task's other images,
+      // in one message; the file is opened on the thread at the first full buffer.
+      let file: number | undefined;
+      let held: Uint8Array[] = [];
+      const opened = () => {
+        if (file === undefined) {
+          file = thread.open(path);
+          for (const c of held) thread.write(file, c, 0, c.length);
+          held = [];
+        }
+        return file;
+      };
       return {
-        write: (buf, off, len) => (summed(buf, off, len), thread.write(file, buf, off, len)),
-        writeBehind: (buf, off, len) => shared(thread, file, buf, off, len),
+        write: (buf, off, len) => {
+          summed(buf, off, len);
+          if (file === undefined) held.push(new Uint8Array(buf.subarray(off, off + len)));
+          else thread.write(file, buf, off, len);
+        },
+        writeBehind: (buf, off, len) => shared(thread, opened(), buf, off, len),
         drain,
-        close: () => (thread.close(file), record()),
+        close: () => {
+          if (file === undefined) this.backlog.push({ path, data: concat(held) });
+          else thread.close(file);
+          record();
+        },
       };
     }
     const fd = openSync(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);

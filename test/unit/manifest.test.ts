@@ -248,6 +248,12 @@ test("a dump's store writes the manifest at commit: every file summed as written
   there.drain();
   there.write(buf, 0, 4096);
   there.close();
+  // A small one (no full buffer): handed over with the other images at the next flush.
+  const tiny = images.pages(3);
+  tiny.write(other, 0, 8192);
+  tiny.write(buf, 0, 4096);
+  tiny.close();
+  images.flush();
   images.write(IMG.core, 7, [{ mtype: 1 }]);
   images.writeFile("crest-mem-track.json", '{"holder":1}');
   images.linkParent("../pre");
@@ -257,12 +263,13 @@ test("a dump's store writes the manifest at commit: every file summed as written
   assert.equal(m.page_server, undefined);
   const names = readdirSync(dir).filter(covered).sort();
   assert.deepEqual(Object.keys(m.files).sort(), names);
-  assert.deepEqual(names, ["core-7.img", "crest-mem-track.json", "inventory.img", "pages-1.img", "pages-2.img", "pstree.img"]);
+  assert.deepEqual(names, ["core-7.img", "crest-mem-track.json", "inventory.img", "pages-1.img", "pages-2.img", "pages-3.img", "pstree.img"]);
   for (const n of names) {
     const b = readFileSync(join(dir, n));
     assert.deepEqual(m.files[n], { size: b.length, crc32: crcHex(crc32(b)) }, n);
   }
   assert.equal(m.files["pages-1.img"]!.size, 4096 + 2 * (1 << 20) + 8192);
+  assert.deepEqual(readFileSync(join(dir, "pages-3.img")), Buffer.concat([other.subarray(0, 8192), buf.subarray(0, 4096)]));
   assert.deepEqual(checkSet(dir)!.problems, [], "the restore's check agrees (the parent link is there)");
 });
 
