@@ -16,7 +16,7 @@ export const SYS = {
   waitid: 247, openat: 257, mknodat: 259, readlinkat: 267, utimensat: 280, dup3: 292,
   flock: 73, getpriority: 140, sched_getparam: 143, sched_getscheduler: 145, mlock: 149,
   epoll_wait: 232, epoll_ctl: 233, timerfd_create: 283, timerfd_settime: 286, signalfd4: 289,
-  eventfd2: 290, epoll_create1: 291, membarrier: 324, inotify_add_watch: 254, inotify_rm_watch: 255,
+  eventfd2: 290, epoll_create1: 291, membarrier: 324, inotify_add_watch: 254, inotify_rm_watch: 255, fanotify_init: 300, fanotify_mark: 301,
   inotify_init1: 294, open_by_handle_at: 304, pipe2: 293, set_robust_list: 273, get_robust_list: 274, tee: 276, preadv: 295, pwritev: 296,
   rt_tgsigqueueinfo: 297, prlimit64: 302, setns: 308, process_vm_readv: 310, process_vm_writev: 311,
   kcmp: 312, seccomp: 317, memfd_create: 319, userfaultfd: 323, rseq: 334, pidfd_send_signal: 424, pidfd_open: 434,

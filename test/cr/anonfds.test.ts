@@ -1,8 +1,8 @@
 // Anonymous-inode files with state (fds-anon): eventfds, a signalfd with a
 // signal queued, timerfds (periodic, expired, absolute, unarmed) and pidfds
 // (own, a child's, a reaped child's), as files.img entries crit decodes;
-// fds of namespaces (fds-ns);
-// and the ones crest still refuses (a pidfd outside the tree, fanotify), the
+// fds of namespaces (fds-ns); a fanotify group with its marks (fds-fanotify);
+// and the ones crest still refuses (a pidfd outside the tree, a filesystem-wide fanotify mark), the
 // process left untouched.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -49,9 +49,15 @@ test("fds-ns: fds of its namespaces come back as fds of the namespaces it is in"
 
 test("fds-ns in its own namespaces: the fds name the tree's new ones", () => cycle("fds-ns", [], checkNsFiles, { ns: "pid,ipc,uts,net", loUp: true }));
 
+test("fds-fanotify: a fanotify group's inode, ignored and mount marks come back, and it reports events", () => cycle("fds-fanotify", [], (w) => {
+  const ffy = readImage(imagesDir(w), IMG.files).filter((f) => f.type === fd_types.FANOTIFY).map((f) => f.ffy!);
+  assert.equal(ffy.length, 1);
+  assert.deepEqual(ffy[0]!.mark.map((m) => m.type).sort(), [1, 1, 2], "two inode marks and a mount mark");
+}));
+
 for (const [mode, what] of [
   ["outside", /fd \d+ of process \d+ is a pidfd of process \d+, which is not in the dumped tree; crest does not support it/],
-  ["fanotify", /is an anonymous-inode object \(anon_inode:\[fanotify\]\); crest does not support it yet/],
+  ["fanotify", /\(fanotify\) mark 0 is a filesystem-wide \(FAN_MARK_FILESYSTEM\) mark crest does not support yet/],
 ] as const) {
   test(`fds-anon ${mode}: refused by name, the process untouched`, () => assertDumpRefused("fds-anon", [mode], what));
 }

@@ -19,7 +19,7 @@
  * waitid(P_PIDFD).
  *
  * With argv[2] "outside" it holds only a pidfd of its parent (not in the
- * dumped tree), with "fanotify" only a fanotify fd: both refused by crest; it
+ * dumped tree), with "fanotify" only a fanotify fd with a filesystem-wide mark: both refused by crest; it
  * checks the fd is still there as it was.
  *
  * Sabotage: 1 reads the semaphore eventfd once; 2 reads the signal from the
@@ -120,8 +120,12 @@ static int refused(const char *mode)
 	pid_t parent = getppid();
 	if (!strcmp(mode, "outside"))
 		fd = pidfd_open(parent, 0);
-	else if (!strcmp(mode, "fanotify"))
+	else if (!strcmp(mode, "fanotify")) {
+		/* A filesystem-wide mark: criu's images have no place for it. */
 		fd = fanotify_init(FAN_CLASS_NOTIF, O_RDONLY);
+		if (fd >= 0 && fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_CLOSE_WRITE, AT_FDCWD, "/") < 0)
+			fail("setup a filesystem mark: %s", strerror(errno));
+	}
 	if (fd < 0)
 		fail("setup %s: %s", mode, strerror(errno));
 	wl_ready();

@@ -38,6 +38,7 @@ import { signalfdKind } from "./signalfd.js";
 import { timerfdKind } from "./timerfd.js";
 import { pidfdKind } from "./pidfd.js";
 import { nsFileKind } from "./nsfile.js";
+import { fanotifyKind } from "./fanotify.js";
 import { inotifyKind } from "./inotify.js";
 import { eventpollKind } from "./eventpoll.js";
 import { unixSocketKind } from "../sockets/unix.js";
@@ -53,7 +54,7 @@ import { faultPoint } from "../../fault.js";
 /** The kinds of open files crest knows, tried in order. */
 const FILE_KINDS: readonly FileKind[] = [
   pipeKind, fifoKind, memfdKind, ttyKind, regFileKind, eventfdKind, signalfdKind, timerfdKind, pidfdKind, eventpollKind, inotifyKind, unixSocketKind, inetSocketKind,
-  netlinkSocketKind, packetSocketKind, nsFileKind,
+  netlinkSocketKind, packetSocketKind, nsFileKind, fanotifyKind,
 ];
 
 // --- dump -----------------------------------------------------------------------

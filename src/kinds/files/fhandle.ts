@@ -1,0 +1,122 @@
+// Inodes kept as exportfs file handles, as criu keeps them for inotify
+// watches and fanotify marks (fh_entry): the dump opens each handle once,
+// through a mount of its filesystem, to make sure it still names a live,
+// linked inode (its path goes into the image too, for criu's restore); the
+// restore has the task open the handle through a mount of the filesystem
+// (crest opens it and passes the fd in when the task, in a user namespace of
+// its own, may not).
+import { closeSync, openSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import type { RestoreRun } from "../context.js";
+import { restoreState, UnsupportedError } from "../context.js";
+import type { fh_entry } from "../../images/index.js";
+import { O, SYS } from "../../sys/constants.js";
+import { check, EPERM } from "../../sys/errno.js";
+import { native } from "../../sys/native.js";
+import { sys } from "../../sys/syscalls.js";
+import { parseMountinfo, type MountInfo } from "../../proc/index.js";
+import type { FileHandle } from "../../proc/fdinfo-kinds.js";
+import { RemoteError, type Remote } from "../../remote/remote.js";
+import { ownedAtRestore } from "../namespaces/owned.js";
+import { passFd } from "./inherit.js";
+
+/** MAX_HANDLE_SZ, and the u64 words fh_entry.handle carries (CRIU's fixed 16). */
+const MAX_HANDLE = 128;
+const HANDLE_WORDS = 16;
+
+export const major = (sdev: number) => sdev >>> 20;
+export const minor = (sdev: number) => sdev & 0xfffff;
+
+/** A mount of the filesystem `sdev` (kernel format) names, the one showing its whole tree preferred. */
+function mountOf(mounts: MountInfo[], sdev: number): MountInfo | undefined {
+  const of = mounts.filter((m) => m.major === major(sdev) && m.minor === minor(sdev));
+  return of.find((m) => m.root === "/") ?? of[0];
+}
+
+export const crestMounts = (): MountInfo[] => parseMountinfo(readFileSync("/proc/self/mountinfo", "utf8"));
+/** Restore: crest's mounts, read once, to open handles through. */
+const mounts = restoreState("file handle mounts", crestMounts);
+
+/** struct file_handle: handle_bytes, handle_type, f_handle[]. */
+function packHandle(bytes: number, type: number, handle: Buffer): Buffer {
+  const b = Buffer.alloc(8 + bytes);
+  b.writeUInt32LE(bytes, 0);
+  b.writeInt32LE(type, 4);
+  handle.copy(b, 8, 0, bytes);
+  return b;
+}
+
+/** fh_entry.handle: the handle's bytes as 16 little-endian u64 words, zero-padded. */
+function handleWords(h: Buffer): bigint[] {
+  const b = Buffer.alloc(HANDLE_WORDS * 8);
+  h.copy(b);
+  return Array.from({ length: HANDLE_WORDS }, (_, i) => b.readBigUInt64LE(i * 8));
+}
+
+function handleBytes(fh: fh_entry): Buffer {
+  const b = Buffer.alloc(HANDLE_WORDS * 8);
+  fh.handle.slice(0, HANDLE_WORDS).forEach((w, i) => b.writeBigUInt64LE(w, i * 8));
+  return b.subarray(0, fh.bytes);
+}
+
+/**
+ * The fh_entry of inode `ino` of `sdev` (from fdinfo), checked: the handle
+ * opens that inode, which is linked somewhere; its path is the entry's
+ * (criu's restore opens the path, crest's the handle). `at` names the
+ * watch or mark in messages.
+ */
+export function dumpHandle(at: string, fh: FileHandle | undefined, ino: bigint, sdev: number, mounts: MountInfo[]): fh_entry {
+  at = `${at} on inode ${ino} of device ${major(sdev)}:${minor(sdev)}`;
+  if (!fh) throw new UnsupportedError(`${at}: fdinfo shows no file handle (kernel without CONFIG_EXPORTFS?); crest cannot find the inode`);
+  if (fh.bytes > MAX_HANDLE) throw new UnsupportedError(`${at}: its file handle is ${fh.bytes} bytes; crest does not support handles over ${MAX_HANDLE}`);
+  const m = mountOf(mounts, sdev);
+  if (!m) throw new UnsupportedError(`${at}: no mount of that device is visible to crest; crest does not support it`);
+  // Not O_PATH: open_by_handle_at refuses an O_PATH mount fd (EBADF).
+  const mfd = openSync(m.mountPoint, O.RDONLY | O.DIRECTORY | O.CLOEXEC);
+  try {
+    const fd = sys(SYS.open_by_handle_at, mfd, packHandle(fh.bytes, fh.type, fh.handle), O.PATH | O.CLOEXEC);
+    if (fd < 0) throw new UnsupportedError(`${at}: its file handle does not open (errno ${-fd}); crest cannot find the inode (nor can criu's irmap, with or without --force-irmap)`);
+    try {
+      const st = statSync(`/proc/self/fd/${fd}`, { bigint: true });
+      if (st.ino !== ino) throw new UnsupportedError(`${at}: its file handle opens inode ${st.ino} instead`);
+      if (st.nlink === 0n) throw new UnsupportedError(`${at}: the file is deleted; crest does not keep a watch or mark on a deleted file yet (criu restores it on the file's ghost)`);
+      return { bytes: fh.bytes, type: fh.type, handle: handleWords(fh.handle), path: readlinkSync(`/proc/self/fd/${fd}`) };
+    } finally {
+      closeSync(fd);
+    }
+  } finally {
+    closeSync(mfd);
+  }
+}
+
+/** Opens the inode of a handle in the task (O_PATH); `close` closes it there. */
+export function openHandleInTask(r: Remote, run: RestoreRun, sdev: number, fh: fh_entry, at: string): { fd: number; close: () => void } {
+  const m = mountOf(run.state(mounts), sdev);
+  if (!m) throw new Error(`restore ${at}: no mount of that device`);
+  r.resetScratch();
+  const mfd = r.call(`open mount ${m.mountPoint} for ${at}`, SYS.openat, -100, r.putString(m.mountPoint), O.RDONLY | O.DIRECTORY | O.CLOEXEC, 0);
+  try {
+    const handle = packHandle(fh.bytes, fh.type, handleBytes(fh));
+    const got = r.syscall(SYS.open_by_handle_at, mfd, r.put(handle), O.PATH | O.CLOEXEC);
+    // In a user namespace of its own the task may not (CAP_DAC_READ_SEARCH counts in the first one only): crest opens it and hands it over.
+    const fd = got === -EPERM && ownedAtRestore(run, "user") ? openByHandleForTask(r, m.mountPoint, handle, at) : got;
+    if (fd < 0) throw new RemoteError(`open the inode of ${at} by its handle`, -fd);
+    return { fd, close: () => void r.syscall(SYS.close, fd) };
+  } finally {
+    r.syscall(SYS.close, mfd);
+  }
+}
+
+/** open_by_handle_at from crest, on the mount as the task sees it; the fd passed into the task. */
+function openByHandleForTask(r: Remote, mountPoint: string, handle: Buffer, at: string): number {
+  const mfd = openSync(`/proc/${r.pid}/root${mountPoint}`, O.RDONLY | O.DIRECTORY | O.CLOEXEC);
+  try {
+    const fd = check(native.syscall(SYS.open_by_handle_at, mfd, handle, O.PATH | O.CLOEXEC), `open the inode of ${at} by its handle (from crest)`);
+    try {
+      return passFd(r, r.pid, fd, `the inode of ${at}`);
+    } finally {
+      closeSync(fd);
+    }
+  } finally {
+    closeSync(mfd);
+  }
+}
