@@ -61,8 +61,8 @@ test("api: dump and restore a tree, with progress; the restored root's pid", asy
 
 test("api: check and features", async () => {
   assert.deepEqual(await check(), { ok: true });
-  // Memory tracking: userfaultfd write-protection, which this kernel has.
-  assert.deepEqual(await features(), { memTrack: true, lazyPages: false, pidfdStore: false });
+  // Memory tracking: userfaultfd write-protection; lazy pages: userfaultfd's non-cooperative events; both of which this kernel has.
+  assert.deepEqual(await features(), { memTrack: true, lazyPages: true, pidfdStore: false });
 });
 
 test("api: what crest refuses is a CrestError with code unsupported, the tree untouched", async () => {
