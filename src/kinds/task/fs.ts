@@ -36,8 +36,9 @@ export const fsKind: TaskKind = {
     const root = regFile(run, task.fs.root_id);
     if (root.name !== "/") {
       const rootFd = queueOpenRegFile(r, root);
-      r.later({ what: `enter the root directory ${root.name} of task ${task.pid}`, nr: SYS.fchdir, args: [rootFd] });
-      r.later({ what: `chroot task ${task.pid} to ${root.name} (root_id ${task.fs.root_id} of ${run.images.name(IMG.fs, task.vpid)})`, nr: SYS.chroot, args: [r.putString(".")] });
+      const ofImage = `(root_id ${task.fs.root_id} of ${run.images.name(IMG.fs, task.vpid)})`;
+      r.later({ what: `enter the root directory ${root.name} of task ${task.pid} ${ofImage}`, nr: SYS.fchdir, args: [rootFd] });
+      r.later({ what: `chroot task ${task.pid} to ${root.name} ${ofImage}`, nr: SYS.chroot, args: [r.putString(".")] });
       r.later({ what: `close a temporary fd of task ${task.pid}`, nr: SYS.close, args: [rootFd] });
     }
     r.later({ what: `change directory of task ${task.pid} to ${cwd.name} (cwd_id ${task.fs.cwd_id} of ${run.images.name(IMG.fs, task.vpid)})`, nr: SYS.fchdir, args: [fd] });
