@@ -32,7 +32,7 @@ import { spawnSync } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { restoreState, UnsupportedError, type DumpRun, type RestoreRun, type RestoreTask, type TaskKind } from "../context.js";
+import { dumpState, restoreState, UnsupportedError, type DumpRun, type DumpTask, type RestoreRun, type RestoreTask, type TaskKind } from "../context.js";
 import { IMG, nd_type, type net_device_entry, type netns_entry } from "../../images/index.js";
 import { CLONE, SYS } from "../../sys/constants.js";
 import { inNamespaceOf } from "../../sys/namespace.js";
@@ -101,7 +101,22 @@ function externalKey(run: { opts: { external: string[] } }, ino: number): string
   return undefined;
 }
 
-const nsIno = (pid: number): number => statSync(`/proc/${pid}/ns/net`).ino;
+const nsIno = (pid: number | "self"): number => statSync(`/proc/${pid}/ns/net`).ino;
+
+/**
+ * A network namespace of the tree other than crest's: the root's own, or a
+ * nested one (a task that unshared it, and its children), with the first
+ * task found in it.
+ */
+interface TreeNetns {
+  id: number;
+  ino: number;
+  pid: number;
+  root: boolean;
+  what: string;
+}
+
+const treeNamespaces = dumpState("net namespaces", () => new Map<number, TreeNetns>());
 
 function linkEntry(l: Link, nsWhat: string): net_device_entry {
   let type: nd_type;
@@ -127,6 +142,28 @@ function linkEntry(l: Link, nsWhat: string): net_device_entry {
   };
 }
 
+/**
+ * Refuses a veth whose peer is in another namespace of the tree (found by
+ * the pair's indexes pointing at each other): each end would be made again
+ * with a peer outside, two pairs where there was one.
+ */
+function checkPairsInside(run: DumpRun, links: Map<number, Link[]>): void {
+  const all = [...run.state(treeNamespaces).values()];
+  for (const a of all) {
+    for (const l of links.get(a.id)!) {
+      if (l.kind !== "veth" || l.linkNetnsid === undefined) continue;
+      for (const b of all) {
+        if (b === a) continue;
+        const peer = links.get(b.id)!.find((p) => p.kind === "veth" && p.index === l.link && p.link === l.index && p.linkNetnsid !== undefined);
+        if (peer) {
+          throw new UnsupportedError(`veth ${l.name} of ${a.what} has its peer ${peer.name} in ${b.what}, another namespace of the tree; ` +
+            "crest does not keep a veth pair between two namespaces of the tree yet: connect them through crest's namespace (a veth each, --external veth[IFNAME]:OUTSIDE on restore), or remove the pair before the dump");
+        }
+      }
+    }
+  }
+}
+
 function netnsConf(): netns_entry {
   return {
     def_conf: [], all_conf: [], nsids: [],
@@ -136,23 +173,21 @@ function netnsConf(): netns_entry {
   };
 }
 
-function dumpNamespace(run: DumpRun): void {
-  const id = run.root.ids.net_ns_id!;
-  const ino = nsIno(run.root.pid);
-  const key = externalKey(run, ino);
+function dumpNamespace(run: DumpRun, ns: TreeNetns): void {
+  const { id, ino, what: nsWhat } = ns;
+  const key = ns.root ? externalKey(run, ino) : undefined;
   if (key !== undefined) {
     run.log.info(`Network namespace net:[${ino}] is external (${key}): its contents are not dumped`);
     run.images.write(IMG.netns, id, [{ def_conf: [], all_conf: [], def_conf4: [], all_conf4: [], def_conf6: [], all_conf6: [], nsids: [], unix_conf: [], ipv4_sysctl: [], ext_key: key }]);
     return;
   }
-  const nsWhat = `the network namespace net:[${ino}] of process ${run.root.pid}`;
   // --empty-ns net: the caller makes the namespace's contents again (criu writes nothing of them).
-  if (run.opts.net.emptyNs) {
+  if (ns.root && run.opts.net.emptyNs) {
     run.log.info(`${nsWhat} is left empty (--empty-ns net): its contents are not dumped`);
-    if (!run.opts.dump.leaveRunning && !run.opts.dump.leaveStopped) takeLinksDown(run, nsWhat);
+    if (!run.opts.dump.leaveRunning && !run.opts.dump.leaveStopped) takeLinksDown(run, ns);
     return;
   }
-  inNamespaceOf(run.root.pid, "net", () => {
+  inNamespaceOf(ns.pid, "net", () => {
     const links = listLinks().map((l) => linkEntry(l, nsWhat));
     run.images.write(IMG.netdev, id, links);
     run.images.write(IMG.ifaddr, id, tool("ip", ["addr", "save"], `dump the addresses of ${nsWhat}`));
@@ -172,7 +207,7 @@ function dumpNamespace(run: DumpRun): void {
     run.images.write(IMG.netns, id, [netnsConf()]);
     run.log.info(`Dumped ${nsWhat}: links ${links.map((l) => l.name).join(", ")}`);
   });
-  if (!run.opts.dump.leaveRunning && !run.opts.dump.leaveStopped) takeLinksDown(run, nsWhat);
+  if (!run.opts.dump.leaveRunning && !run.opts.dump.leaveStopped) takeLinksDown(run, ns);
 }
 
 /**
@@ -181,30 +216,61 @@ function dumpNamespace(run: DumpRun): void {
  * between finds no socket and is answered with a reset. Its links are taken
  * down first (as dumped, they come back up); up again if the dump fails.
  */
-function takeLinksDown(run: DumpRun, nsWhat: string): void {
-  inNamespaceOf(run.root.pid, "net", () => {
+function takeLinksDown(run: DumpRun, ns: TreeNetns): void {
+  inNamespaceOf(ns.pid, "net", () => {
     for (const l of listLinks()) {
       if (l.flags & IFF_LOOPBACK || !(l.flags & IFF_UP)) continue;
       setLink(l.index, l.name, { mtu: l.mtu, flags: l.flags & ~IFF_UP });
-      run.undo.push(() => inNamespaceOf(run.root.pid, "net", () => setLink(l.index, l.name, { mtu: l.mtu, flags: l.flags })));
-      run.log.debug(`Took link ${l.name} of ${nsWhat} down until the tree is gone`);
+      run.undo.push(() => inNamespaceOf(ns.pid, "net", () => setLink(l.index, l.name, { mtu: l.mtu, flags: l.flags })));
+      run.log.debug(`Took link ${l.name} of ${ns.what} down until the tree is gone`);
     }
   });
 }
 
-/** As criu's network_lock: the action scripts, then the namespace's own lock, undone if the tree runs on. */
-function lockTreeNamespace(run: DumpRun): void {
+/**
+ * As criu's network_lock: the action scripts (once), then each namespace's
+ * own lock, undone if the tree runs on.
+ */
+function lockTreeNamespace(run: DumpRun, ns: TreeNetns, first: boolean): void {
   const { method, runId } = run.state(dumpLock);
-  run.script("network-lock");
-  inNamespaceOf(run.root.pid, "net", () => lockNamespace(method, runId));
-  run.log.info(`Locked the tree's network namespace with ${method}`);
-  run.inventory.network_lock_method = LOCK_METHOD_IDS[method];
-  run.inventory.dump_criu_run_id = runId;
+  if (first) {
+    run.script("network-lock");
+    run.inventory.network_lock_method = LOCK_METHOD_IDS[method];
+    run.inventory.dump_criu_run_id = runId;
+    run.undo.push(() => run.script("network-unlock"));
+  }
+  inNamespaceOf(ns.pid, "net", () => lockNamespace(method, runId));
+  run.log.info(`Locked ${ns.root ? "the tree's network namespace" : ns.what} with ${method}`);
   run.undo.push(() => {
-    run.script("network-unlock");
-    inNamespaceOf(run.root.pid, "net", () => unlockNamespace(method, runId));
-    run.log.info("Unlocked the tree's network namespace");
+    inNamespaceOf(ns.pid, "net", () => unlockNamespace(method, runId));
+    run.log.info(`Unlocked ${ns.root ? "the tree's network namespace" : ns.what}`);
   });
+}
+
+/** The first task of each network namespace of the tree (not crest's): the namespace is noted and locked. */
+function dumpTaskNetns(task: DumpTask, run: DumpRun): void {
+  if (task.zombie || task.ids.net_ns_id === undefined) return;
+  const known = run.state(treeNamespaces);
+  const id = task.ids.net_ns_id;
+  if (known.has(id)) return;
+  const ino = nsIno(task.pid);
+  if (ino === nsIno("self")) return;
+  const root = task === run.root;
+  const what = root ? `the network namespace net:[${ino}] of process ${task.pid}` : `the nested network namespace net:[${ino}] of process ${task.pid}`;
+  if (!root && externalKey(run, ino) !== undefined) {
+    throw new UnsupportedError(`${what} is named external (--external net[${ino}]:...), but it is not the tree's root's; crest joins an external network namespace for the root only`);
+  }
+  const ns = { id, ino, pid: task.pid, root, what };
+  known.set(id, ns);
+  lockTreeNamespace(run, ns, known.size === 1);
+}
+
+function dumpNamespaces(run: DumpRun): void {
+  const known = run.state(treeNamespaces);
+  if (!known.size) return;
+  const links = new Map([...known.values()].map((ns) => [ns.id, inNamespaceOf(ns.pid, "net", listLinks)]));
+  checkPairsInside(run, links);
+  for (const ns of known.values()) dumpNamespace(run, ns);
 }
 
 // --- restore --------------------------------------------------------------------
@@ -223,12 +289,15 @@ function vethPeerName(run: RestoreRun, name: string): string | undefined {
 interface NetRestore {
   /** The outside ends of the veths made, removed if the restore fails. */
   outside: string[];
+  /** Nested namespaces made, by id: crest's fd of each (for the tasks that enter it) and the task that made it. */
+  made: Map<number, { fd: number; pid: number }>;
   done: boolean;
 }
 
 const restoring = restoreState("net namespace", (run): NetRestore => {
-  const s: NetRestore = { outside: [], done: false };
+  const s: NetRestore = { outside: [], made: new Map(), done: false };
   run.cleanup.push(() => {
+    for (const m of s.made.values()) closeSync(m.fd);
     if (s.done) return;
     for (const name of s.outside) {
       try {
@@ -242,8 +311,7 @@ const restoring = restoreState("net namespace", (run): NetRestore => {
   return s;
 });
 
-function netnsEntry(run: RestoreRun): netns_entry | undefined {
-  const id = run.tasks[0]!.ids.net_ns_id!;
+function netnsEntry(run: RestoreRun, id = run.tasks[0]!.ids.net_ns_id!): netns_entry | undefined {
   return run.images.exists(IMG.netns, id) ? run.images.read(IMG.netns, id)[0] : undefined;
 }
 
@@ -254,29 +322,57 @@ function inheritedNs(run: RestoreRun, key: string): number {
   return given.fd;
 }
 
-function planNet(run: RestoreRun): number {
-  if (!ownedAtRestore(run, "net")) return 0;
-  // An external namespace is joined even with --empty-ns net, as criu does: runc asks both for
-  // podman's container (empty_ns always, and the netns podman set up again passed as extRootNetNS).
-  const ns = netnsEntry(run);
-  if (ns?.ext_key !== undefined) {
-    inheritedNs(run, ns.ext_key);
-    return 0;
+/**
+ * The network namespaces the restore makes for tasks other than the root
+ * (ids other than the root's and crest's own), each with the first task in
+ * it, in tree order (parents first: the one that makes it).
+ */
+function nestedNamespaces(run: RestoreRun): Map<number, RestoreTask> {
+  const out = new Map<number, RestoreTask>();
+  const crest = run.inventory.root_ids?.net_ns_id, root = run.tasks[0]!.ids.net_ns_id;
+  for (const t of run.tasks.slice(1)) {
+    const id = t.ids.net_ns_id;
+    if (id === undefined || id === crest || id === root || out.has(id)) continue;
+    out.set(id, t);
   }
-  if (run.opts.net.emptyNs) return CLONE.NEWNET;
-  const id = run.tasks[0]!.ids.net_ns_id!;
-  if (!ns || !run.images.exists(IMG.netdev, id)) throw new Error(`the tree has its own network namespace but netns-${id}.img or netdev-${id}.img is missing`);
-  const here = new Set(listLinks().map((l) => l.name));
+  return out;
+}
+
+/** Checks the images of namespace `id` and the names its veths' peers get, before anything is made. */
+function checkNamespaceImages(run: RestoreRun, id: number, nsWhat: string, here: Set<string>): void {
+  if (!netnsEntry(run, id) || !run.images.exists(IMG.netdev, id)) throw new Error(`${nsWhat} is to be restored but netns-${id}.img or netdev-${id}.img is missing`);
+  if (netnsEntry(run, id)!.ext_key !== undefined) throw new Error(`${nsWhat}: netns-${id}.img names an external namespace; crest joins an external network namespace for the root only`);
   for (const l of run.images.read(IMG.netdev, id)) {
     if (l.type === nd_type.LOOPBACK) continue;
-    if (l.type !== nd_type.VETH) throw new Error(`link ${l.name} (index ${l.ifindex}) of the tree's network namespace is of type ${l.type}, which crest cannot restore (loopback and veth only)`);
+    if (l.type !== nd_type.VETH) throw new Error(`link ${l.name} (index ${l.ifindex}) of ${nsWhat} is of type ${l.type}, which crest cannot restore (loopback and veth only)`);
     const peer = vethPeerName(run, l.name);
-    if (!peer) throw new Error(`veth ${l.name} of the tree's network namespace has its peer outside: restore with --external veth[${l.name}]:NAME (the name of the peer to make in crest's namespace)`);
+    if (!peer) throw new Error(`veth ${l.name} of ${nsWhat} has its peer outside: restore with --external veth[${l.name}]:NAME (the name of the peer to make in crest's namespace)`);
     if (here.has(peer)) throw new Error(`the peer of veth ${l.name} is to be named ${peer} (--external veth[${l.name}]:${peer}), but crest's network namespace has a link of that name already: remove it, or choose another name`);
+    here.add(peer);
   }
-  for (const p of ["ip", "nft"]) if (!programOnPath(p)) throw new Error(`restoring the tree's network namespace needs ${p} (Debian's ${p === "ip" ? "iproute2" : "nftables"} package)`);
-  run.state(restoring);
-  return CLONE.NEWNET;
+}
+
+function planNet(run: RestoreRun): number {
+  const nested = nestedNamespaces(run);
+  const here = new Set(listLinks().map((l) => l.name));
+  let flags = 0;
+  if (ownedAtRestore(run, "net")) {
+    // An external namespace is joined even with --empty-ns net, as criu does: runc asks both for
+    // podman's container (empty_ns always, and the netns podman set up again passed as extRootNetNS).
+    const ns = netnsEntry(run);
+    if (ns?.ext_key !== undefined) inheritedNs(run, ns.ext_key);
+    else if (run.opts.net.emptyNs) flags = CLONE.NEWNET;
+    else {
+      checkNamespaceImages(run, run.tasks[0]!.ids.net_ns_id!, "the tree's network namespace", here);
+      flags = CLONE.NEWNET;
+    }
+  }
+  for (const [id, t] of nested) checkNamespaceImages(run, id, `the nested network namespace of process ${t.vpid}`, here);
+  if (flags || nested.size) {
+    for (const p of ["ip", "nft"]) if (!programOnPath(p)) throw new Error(`restoring the tree's network namespace needs ${p} (Debian's ${p === "ip" ? "iproute2" : "nftables"} package)`);
+    run.state(restoring);
+  }
+  return flags;
 }
 
 /** Runs `ip CMD restore` on an image, if it has anything. */
@@ -286,13 +382,13 @@ function ipRestore(run: RestoreRun, kind: typeof IMG.ifaddr, id: number, args: s
   if (data.length) tool("ip", [...args, "restore"], what, data);
 }
 
-function fillNamespace(run: RestoreRun, task: RestoreTask): void {
-  const id = task.ids.net_ns_id!;
-  const ns = netnsEntry(run)!;
+/** Fills namespace `id` of process `pid` (new, empty) from its images: sysctls, links, addresses, routes, rules; held until its firewall is back. */
+function fillNamespace(run: RestoreRun, pid: number, id: number, nsWhat: string): void {
+  const ns = netnsEntry(run, id)!;
   const s = run.state(restoring);
   const mine = openSync("/proc/thread-self/ns/net", "r");
   try {
-    inNamespaceOf(task.pid, "net", () => {
+    inNamespaceOf(pid, "net", () => {
       // The namespace's own settings first: links made after take "default".
       writeSysctls(`${SYSCTL}/ipv4/conf/all`, DEVCONFS4, ns.all_conf4, "net.ipv4.conf.all");
       writeSysctls(`${SYSCTL}/ipv4/conf/default`, DEVCONFS4, ns.def_conf4, "net.ipv4.conf.default");
@@ -312,7 +408,6 @@ function fillNamespace(run: RestoreRun, task: RestoreTask): void {
         writeSysctls(`${SYSCTL}/ipv4/conf/${l.name}`, DEVCONFS4, l.conf4, `net.ipv4.conf.${l.name}`);
         writeSysctls(`${SYSCTL}/ipv6/conf/${l.name}`, DEVCONFS6, l.conf6, `net.ipv6.conf.${l.name}`);
       }
-      const nsWhat = "the tree's network namespace";
       ipRestore(run, IMG.ifaddr, id, ["addr"], `restore the addresses of ${nsWhat}`);
       ipRestore(run, IMG.route, id, ["route"], `restore the routes of ${nsWhat}`);
       ipRestore(run, IMG.route6, id, ["route"], `restore the IPv6 routes of ${nsWhat}`);
@@ -328,14 +423,12 @@ function fillNamespace(run: RestoreRun, task: RestoreTask): void {
   } finally {
     closeSync(mine);
   }
-  run.log.info(`Restored the tree's network namespace: ${run.images.read(IMG.netdev, id).map((l) => l.name).join(", ")}`);
+  run.log.info(`Restored ${nsWhat}: ${run.images.read(IMG.netdev, id).map((l) => l.name).join(", ")}`);
 }
 
 /** The namespace's iptables and nftables rules (with the dump's lock), once its connections are back. */
-function restoreFirewall(run: RestoreRun): void {
-  const id = run.tasks[0]!.ids.net_ns_id!;
-  const nsWhat = "the tree's network namespace";
-  inNamespaceOf(run.tasks[0]!.pid, "net", () => {
+function restoreFirewall(run: RestoreRun, pid: number, id: number, nsWhat: string): void {
+  inNamespaceOf(pid, "net", () => {
     for (const v6 of [false, true]) {
       const kind = v6 ? IMG.ip6tables : IMG.iptables;
       if (!run.images.exists(kind, id)) continue;
@@ -366,55 +459,95 @@ function relock(run: RestoreRun, task: RestoreTask): void {
   run.log.info(`The tree's network namespace is left empty (--empty-ns net), locked with ${method} until the resume`);
 }
 
-/** The root leaves the namespace it was born in for the caller's (an fd crest holds). */
-function joinExternal(run: RestoreRun, task: RestoreTask, key: string): void {
-  const fd = inheritedNs(run, key);
+/** Moves a task into the namespace crest holds `fd` of. */
+function enterNamespace(task: RestoreTask, fd: number, what: string): void {
   const r = task.remotes[0]!;
   if (!r.scratch) r.mapScratch(64 << 10);
-  const theirs = giveFd({ r, task }, fd, `the network namespace ${key}`);
-  r.call(`join the network namespace ${key} (--inherit-fd fd[${fd}])`, SYS.setns, theirs, CLONE.NEWNET);
-  r.call(`close the fd of the network namespace ${key}`, SYS.close, theirs);
+  const theirs = giveFd({ r, task }, fd, what);
+  r.call(`make process ${task.vpid} join ${what}`, SYS.setns, theirs, CLONE.NEWNET);
+  r.call(`close the fd of ${what} in process ${task.vpid}`, SYS.close, theirs);
+}
+
+/** The root leaves the namespace it was born in for the caller's (an fd crest holds). */
+function joinExternal(run: RestoreRun, task: RestoreTask, key: string): void {
+  enterNamespace(task, inheritedNs(run, key), `the network namespace ${key} (--inherit-fd)`);
   run.log.info(`The root joined the external network namespace ${key}`);
 }
 
+/**
+ * A task other than the root, right after it is born (in its parent's
+ * namespace, before its children): into the namespace its ids name. The
+ * first task of a nested one unshares it, and crest fills it from its
+ * images (criu's order: a namespace is made by the first task that needs
+ * it); later ones, and tasks back in the root's or crest's, join it.
+ */
+function placeTask(run: RestoreRun, task: RestoreTask): void {
+  const id = task.ids.net_ns_id;
+  if (id === undefined) return;
+  const s = nestedNamespaces(run).size ? run.state(restoring) : undefined;
+  const crest = run.inventory.root_ids?.net_ns_id, root = run.tasks[0]!;
+  const target = id === root.ids.net_ns_id ? `/proc/${root.pid}/ns/net` : id === crest ? "/proc/thread-self/ns/net" : s?.made.has(id) ? `/proc/${s.made.get(id)!.pid}/ns/net` : undefined;
+  const now = nsIno(task.pid);
+  if (target !== undefined) {
+    if (statSync(target).ino === now) return;
+    const fd = openSync(target, "r");
+    try {
+      enterNamespace(task, fd, `network namespace ${id}`);
+    } finally {
+      closeSync(fd);
+    }
+    run.log.info(`Process ${task.vpid} joined network namespace ${id}`);
+    return;
+  }
+  if (!s) throw new Error(`process ${task.vpid} is in network namespace ${id}, which the restore did not plan to make`);
+  const what = `the nested network namespace ${id} of process ${task.vpid}`;
+  task.remotes[0]!.call(`make ${what} (unshare)`, SYS.unshare, CLONE.NEWNET);
+  s.made.set(id, { fd: openSync(`/proc/${task.pid}/ns/net`, "r"), pid: task.pid });
+  fillNamespace(run, task.pid, id, what);
+}
+
+const unlockIn = (run: RestoreRun, pid: number, what: string): void => {
+  const inv = run.inventory;
+  const method = lockMethodOf(inv.network_lock_method);
+  // A lock that is not there (lifted by hand, or the caller's namespace unlocked by it) is no reason to fail, as with criu.
+  try {
+    inNamespaceOf(pid, "net", () => unlockNamespace(method, inv.dump_criu_run_id!));
+    run.log.info(`Unlocked ${what} (${method})`);
+  } catch (e) {
+    run.log.warn((e as Error).message);
+  }
+};
+
 export const netNamespaceKind: TaskKind = {
   name: "net namespace",
-  // The root is dumped first: the namespace is locked before any task's sockets are put in repair mode.
-  dump(task, run) {
-    if (task !== run.root || !run.ownNamespaces.has("net")) return;
-    lockTreeNamespace(run);
-  },
-  finishDump(run) {
-    if (!run.ownNamespaces.has("net")) return;
-    dumpNamespace(run);
-  },
+  // Each namespace is locked as its first task is dumped (the root first), before any task's sockets are put in repair mode.
+  dump: dumpTaskNetns,
+  finishDump: dumpNamespaces,
   plan: planNet,
   born(task, run) {
-    if (task !== run.tasks[0] || !ownedAtRestore(run, "net")) return;
+    if (task !== run.tasks[0]) return placeTask(run, task);
+    if (!ownedAtRestore(run, "net")) return;
     const ns = netnsEntry(run);
     if (ns?.ext_key !== undefined) joinExternal(run, task, ns.ext_key);
     if (run.opts.net.emptyNs) relock(run, task);
-    else if (ns?.ext_key === undefined) fillNamespace(run, task);
+    else if (ns?.ext_key === undefined) fillNamespace(run, task.pid, task.ids.net_ns_id!, "the tree's network namespace");
   },
   finishRestore(run) {
     const ns = netnsEntry(run);
-    if (ownedAtRestore(run, "net") && !run.opts.net.emptyNs && ns?.ext_key === undefined) restoreFirewall(run);
+    const root = run.tasks[0]!;
+    if (ownedAtRestore(run, "net") && !run.opts.net.emptyNs && ns?.ext_key === undefined) restoreFirewall(run, root.pid, root.ids.net_ns_id!, "the tree's network namespace");
+    if (!nestedNamespaces(run).size) return;
+    for (const [id, m] of run.state(restoring).made) restoreFirewall(run, m.pid, id, `the nested network namespace ${id}`);
   },
   // Before the connections leave repair mode (the inet kind's resume): the lock the firewall came back with is lifted.
   resume(run) {
-    if (!ownedAtRestore(run, "net")) return;
+    const owned = ownedAtRestore(run, "net"), nested = nestedNamespaces(run).size > 0;
+    if (!owned && !nested) return;
     const s = run.state(restoring);
     s.done = true;
-    const inv = run.inventory;
-    if (inv.dump_criu_run_id === undefined) return;
-    const method = lockMethodOf(inv.network_lock_method);
+    if (run.inventory.dump_criu_run_id === undefined) return;
     run.script("network-unlock");
-    // A lock that is not there (lifted by hand, or the caller's namespace unlocked by it) is no reason to fail, as with criu.
-    try {
-      inNamespaceOf(run.tasks[0]!.pid, "net", () => unlockNamespace(method, inv.dump_criu_run_id!));
-      run.log.info(`Unlocked the tree's network namespace (${method})`);
-    } catch (e) {
-      run.log.warn((e as Error).message);
-    }
+    if (owned) unlockIn(run, run.tasks[0]!.pid, "the tree's network namespace");
+    for (const [id, m] of s.made) unlockIn(run, m.pid, `the nested network namespace ${id}`);
   },
 };

@@ -27,7 +27,7 @@
 // MPTCP), a corked UDP socket, connections a listener has not accepted yet
 // (--skip-in-flight leaves them out).
 import { inTreeNetns } from "./sock-diag.js";
-import { closeSync } from "node:fs";
+import { closeSync, statSync } from "node:fs";
 import type { FileKind, FdFacts, OpenContext } from "../files/file-kind.js";
 import { dumpState, restoreState, UnsupportedError, type DumpRun, type RestoreRun } from "../context.js";
 import { IMG, fd_types, type file_entry, type inet_sk_entry, type ip_opts_entry, type tcp_opts_entry } from "../../images/index.js";
@@ -74,6 +74,8 @@ interface Pending {
   entry: inet_sk_entry;
   fd: number;
   what: string;
+  /** In crest's own network namespace: locked by itself (a namespace of the tree's is locked whole). */
+  crestNs: boolean;
 }
 
 const dumped = dumpState("inet sockets", () => ({
@@ -146,7 +148,7 @@ function dumpInet(f: FdFacts, run: DumpRun): number {
   try {
     const family = getInt(mine, SO.DOMAIN, f.what), type = getInt(mine, SO.TYPE, f.what), proto = getInt(mine, SO.PROTOCOL, f.what);
     const what = `${f.what} (${kindName(family, type, proto)}, inode ${f.st.ino})`;
-    checkNetns(mine, what, run);
+    const nsId = checkNetns(mine, what, run, f.table ?? f.pid);
     if (type !== SOCK_STREAM && type !== SOCK_DGRAM && type !== SOCK_RAW) throw new UnsupportedError(`${what} is a socket of type ${type}; crest supports stream, datagram and raw inet sockets`);
     if (type === SOCK_STREAM && proto !== IPPROTO.TCP) throw new UnsupportedError(`${what} is a stream socket of ${protoName(proto)}; crest supports TCP streams only`);
     if (type === SOCK_DGRAM && ![IPPROTO.UDP, IPPROTO.UDPLITE, IPPROTO_ICMP, IPPROTO_ICMPV6].includes(proto as 17)) {
@@ -181,6 +183,7 @@ function dumpInet(f: FdFacts, run: DumpRun): number {
       src_addr: imageWords(family, own?.addr ?? []), dst_addr: imageWords(family, dst?.addr ?? []),
       fown: f.fown, opts: dumpOptions(mine, what), ip_opts: ipOptions(mine, family, type, proto, what),
       ...(shutdown ? { shutdown: shutdown as inet_sk_entry["shutdown"] } : {}),
+      ...(nsId !== undefined ? { ns_id: nsId } : {}),
     };
     if (family === AF_INET6) {
       entry.v6only = getOpt(mine, SOL_IPV6, IPV6.V6ONLY, what) !== 0;
@@ -193,7 +196,8 @@ function dumpInet(f: FdFacts, run: DumpRun): number {
     if (proto === IPPROTO.TCP && type === SOCK_STREAM) entry.tcp_opts = tcpOptions(mine, what);
     run.files.push({ type: fd_types.INETSK, id: entry.id, isk: entry });
     if (isConnection(entry) && !run.opts.net.tcpClose) {
-      run.state(dumped).connections.push({ entry, fd: mine, what });
+      const crestNs = statSync(`/proc/${f.table ?? f.pid}/ns/net`).ino === statSync("/proc/self/ns/net").ino;
+      run.state(dumped).connections.push({ entry, fd: mine, what, crestNs });
       keep = true;
     }
     return entry.id;
@@ -234,9 +238,9 @@ function dumpConnections(run: DumpRun): void {
   const { connections } = run.state(dumped);
   if (!connections.length) return;
   const { method, runId } = run.state(dumpLock);
-  const conns = connections.map((c) => connectionOf(c.entry));
-  // A tree with its own network namespace has the whole namespace locked already (kinds/namespaces/net.ts).
-  if (!run.ownNamespaces.has("net")) {
+  // Connections in a network namespace of the tree's own have the whole namespace locked already (kinds/namespaces/net.ts).
+  const conns = connections.filter((c) => c.crestNs).map((c) => connectionOf(c.entry));
+  if (conns.length) {
     const t0 = process.hrtime.bigint();
     lockConnections(method, runId, conns);
     run.log.info(`Locked the network of ${conns.length} TCP connection(s) with ${method} in ${msSince(t0)} ms`);
@@ -284,7 +288,11 @@ const restoring = restoreState("inet sockets", (run) => {
 /** The network lock of the images: how it was made, and which connections it holds. */
 function imagesLock(run: RestoreRun): { method: ReturnType<typeof lockMethodOf>; runId: string; conns: Connection[] } {
   const inv = run.inventory;
-  const conns = [...run.files.values()].filter((f) => f.isk && isConnection(f.isk)).map((f) => connectionOf(f.isk!));
+  // Only those in crest's own namespace: one of the tree's own is locked whole, and unlocked inside (kinds/namespaces/net.ts).
+  const crestNs = inv.root_ids?.net_ns_id;
+  const conns = [...run.files.values()]
+    .filter((f) => f.isk && isConnection(f.isk) && (f.isk.ns_id === undefined || crestNs === undefined || f.isk.ns_id === crestNs))
+    .map((f) => connectionOf(f.isk!));
   // Images without a run id (older criu) named the table after the dumped root.
   return { method: lockMethodOf(inv.network_lock_method), runId: inv.dump_criu_run_id ?? String(run.tasks[0]?.vpid ?? 0), conns };
 }
@@ -407,7 +415,7 @@ function openInet(c: OpenContext, entry: file_entry): number {
       const put = () => restoreConnection(mine, {
         family: e.family, src: { port: e.src_port, addr: e.src_addr, scopeId: scope }, dst: { port: e.dst_port, addr: e.dst_addr },
       }, readStream(run, e), what);
-      if (ownedAtRestore(run, "net")) inNamespaceOf(run.tasks[0]!.pid, "net", put);
+      if (task.ids.net_ns_id !== run.inventory.root_ids?.net_ns_id) inNamespaceOf(task.pid, "net", put);
       else put();
       faultPoint("restore:tcp-repair");
     }

@@ -100,12 +100,11 @@ function dumpNetlink(f: FdFacts, run: DumpRun): number {
   const what = `${f.what} (netlink ${typeName(sid.type)} socket, ${protocolName(sid.protocol)}, inode ${f.st.ino})`;
   const id = run.nextId("file");
   const nlsk = withSocket(f, (fd): netlink_sk_entry => {
-    checkNetns(fd, what, run);
+    const ns = checkNetns(fd, what, run, f.table ?? f.pid);
     checkQuiet(fd, d, what);
     const opts = dumpOptions(fd, what);
     const nl: Partial<Record<NlOptionField, boolean>> = {};
     for (const [opt, field] of NL_OPTIONS) if (getNlInt(fd, opt, what)) nl[field] = true;
-    const ns = run.root.ids.net_ns_id;
     return {
       id, ino: f.st.ino, protocol: sid.protocol, state: d?.state ?? 0, flags: f.info.flags & ~O.CLOEXEC,
       portid: d?.portid ?? 0, groups: d?.groups ?? [], dst_portid: d?.dstPortid ?? 0, dst_group: d?.dstGroup ?? 0,

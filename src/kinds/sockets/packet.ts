@@ -140,13 +140,12 @@ function dumpPacket(f: FdFacts, run: DumpRun): number {
   const id = run.nextId("file");
   const psk = withSocket(f, (fd): packet_sock_entry => {
     let what = `${f.what} (packet ${typeName(sid.type)} socket, inode ${f.st.ino})`;
-    checkNetns(fd, what, run);
+    const ns = checkNetns(fd, what, run, f.table ?? f.pid);
     const d = diagOf(run, f.st.ino);
     if (!d) throw new Error(`${what} is not in the kernel's list of packet sockets (PACKET_DIAG)`);
     what = `${f.what} (packet ${typeName(d.type)} socket, protocol ${hex(d.num)}, inode ${f.st.ino})`;
     checkKeepable(fd, d, what);
     const spkt = d.type === SOCK_PACKET;
-    const ns = run.root.ids.net_ns_id;
     return {
       id, type: d.type, protocol: swap16(d.num), flags: f.info.flags & ~O.CLOEXEC, ifindex: d.ifindex,
       fown: f.fown, opts: dumpOptions(fd, what),

@@ -44,8 +44,13 @@ export function withSocket<T>(f: FdFacts, fn: (fd: number, what: string) => T): 
 
 const SIOCGSKNS = 0x894c;
 
-/** Refuses a socket of another network namespace than the tree's: crest neither lists nor makes those. */
-export function checkNetns(fd: number, what: string, run: DumpRun): void {
+/**
+ * The id (net_ns_id) of the network namespace of task `pid`'s socket, which
+ * must be the task's own: the restore makes the socket in the task, so one
+ * made in another namespace (before the task unshared its own) would come
+ * back in the wrong one.
+ */
+export function checkNetns(fd: number, what: string, run: DumpRun, pid: number): number | undefined {
   const ns = check(native.syscall(SYS.ioctl, fd, SIOCGSKNS, 0), `find the network namespace of ${what}`);
   let ino: number;
   try {
@@ -53,9 +58,13 @@ export function checkNetns(fd: number, what: string, run: DumpRun): void {
   } finally {
     closeSync(ns);
   }
-  if (ino !== statSync(`/proc/${run.ownNamespaces.has("net") ? run.root.pid : "self"}/ns/net`).ino) {
-    throw new UnsupportedError(`${what} belongs to network namespace net:[${ino}], not the tree's; crest does not support sockets of other network namespaces yet`);
+  const task = run.tasks.find((t) => t.pid === pid);
+  const taskIno = statSync(`/proc/${pid}/ns/net`).ino;
+  if (ino !== taskIno) {
+    throw new UnsupportedError(`${what} belongs to network namespace net:[${ino}], not to that of its process ${pid} (net:[${taskIno}]); ` +
+      "crest makes a socket again in the namespace of the process holding it: make the socket after entering the namespace, or close it there");
   }
+  return task?.ids.net_ns_id;
 }
 
 const POLLIN = 1, POLLERR = 8;

@@ -318,6 +318,8 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
       }
       if (n.role !== "task") return;
       if (n !== nodes[0]) bind(task!, n, n.parent?.role === "task" ? tree.tasks.get(n.parent.vpid)! : null);
+      // Another task enters its own namespaces (a nested one it unshared) before anything else, so its children inherit them.
+      if (n !== nodes[0]) for (const kind of NAMESPACE_KINDS) if (kind.born) inTask(task!, kind, "born", kind.born);
       const t1 = process.hrtime.bigint();
       for (const kind of TASK_RESTORE_KINDS) if (kind.born) inTask(task!, kind, "born", kind.born);
       bornUs += process.hrtime.bigint() - t1;

@@ -1,0 +1,142 @@
+// Nested namespaces: a task of the tree in a network namespace other than
+// the root's (one it unshared, and its child born there). The namespace is
+// dumped under its own id (netdev-N.img, ifaddr-N.img, ... as criu names
+// them) and made again by the first task in it on restore; its sockets (a
+// TCP listener, unix sockets, an abstract name) come back in it. Both with
+// the root in crest's namespace and in one of its own. Refused by name, the
+// tree running on: a socket the task made before it entered its namespace,
+// a veth pair between two namespaces of the tree.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync, statSync } from "node:fs";
+import {
+  crest, critDecodeAll, cycle, dumpLog, dumpWorkload, finish, hasLink, imagesDir, inNetns, procState, restoreWorkload,
+  startWorkload, stop, vethTo, type Workload,
+} from "./harness.js";
+import { IMG, readImage } from "../../src/images/index.js";
+
+const NS = "pid,ipc,uts,net";
+
+/** The root's first child (netns-nested forks "inner" first). */
+function inner(w: Workload): number {
+  return Number(readFileSync(`/proc/${w.pid}/task/${w.pid}/children`, "utf8").trim().split(" ")[0]);
+}
+
+/** Each task's net_ns_id in the images, in pstree order. */
+function netnsIds(w: Workload): number[] {
+  const dir = imagesDir(w);
+  return readImage(dir, IMG.pstree).map((e) => readImage(dir, IMG.ids, e.pid)[0]!.net_ns_id!);
+}
+
+/** The images of a nested namespace: its own netdev-N.img with lo, besides the root's. */
+function checkImages(w: Workload): void {
+  const [root, inn, outer, innerChild] = netnsIds(w);
+  assert.notEqual(inn, root, "inner has a namespace id of its own");
+  assert.equal(innerChild, inn, "inner's child shares it");
+  assert.equal(outer, root, "outer shares the root's");
+  const links = readImage(imagesDir(w), IMG.netdev, inn!);
+  assert.deepEqual(links.map((l) => l.name), ["lo"]);
+  assert.match(dumpLog(w), /Dumped the nested network namespace net:\[\d+\] of process \d+: links lo/);
+}
+
+test("nested netns: a child's own network namespace (lo up, an address, a TCP listener, unix sockets) comes back, the root in crest's namespace", () => {
+  cycle("netns-nested", [], checkImages);
+});
+
+test("nested netns: the same with the root in a network namespace of its own", () => {
+  cycle("netns-nested", [], checkImages, { ns: NS, loUp: true });
+});
+
+test("nested netns: a veth from the nested namespace to crest's comes back with --external veth[IFNAME]:OUTSIDE", () => {
+  const outside = `crn${process.pid % 10000}`;
+  if (hasLink(outside)) spawnSync("ip", ["link", "del", outside]);
+  const w = startWorkload("netns-nested");
+  try {
+    const pid = inner(w);
+    vethTo(pid, { outside, inside: "eth0", outsideCidr: "10.214.0.1/24", insideCidr: "10.214.0.2/24" });
+    inNetns(pid, ["ip", "route", "add", "10.215.0.0/24", "via", "10.214.0.1"]);
+    const before = statSync(`/proc/${pid}/ns/net`).ino;
+    dumpWorkload(w);
+    assert.deepEqual(critDecodeAll(imagesDir(w)), []);
+    assert.ok(!hasLink(outside), "the pair went with the dumped namespace");
+    const refused = crest(["restore", "-D", imagesDir(w), "-o", "refused.log", "-d"]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /veth eth0 of the nested network namespace of process \d+ has its peer outside: restore with --external veth\[eth0\]:NAME/);
+    restoreWorkload(w, ["--external", `veth[eth0]:${outside}`]);
+    const after = inner(w);
+    assert.notEqual(statSync(`/proc/${after}/ns/net`).ino, before, "a new namespace");
+    assert.notEqual(statSync(`/proc/${after}/ns/net`).ino, statSync("/proc/self/ns/net").ino);
+    assert.match(inNetns(after, ["ip", "-br", "-4", "addr", "show", "eth0"]), /10\.214\.0\.2\/24/);
+    assert.match(inNetns(after, ["ip", "route"]), /10\.215\.0\.0\/24 via 10\.214\.0\.1 dev eth0/);
+    assert.doesNotMatch(inNetns(after, ["nft", "list", "ruleset"]), /CRIU-|CREST-RESTORE/, "the locks were lifted");
+    assert.ok(hasLink(outside), "the peer is back here");
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+    if (hasLink(outside)) spawnSync("ip", ["link", "del", outside]);
+  }
+});
+
+test("nested netns: a socket made before the task entered its namespace is refused by name, and the tree runs on", () => {
+  const w = startWorkload("netns-nested", ["cross"]);
+  try {
+    const pid = inner(w);
+    const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`fd \\d+ of process ${pid} .*belongs to network namespace net:\\[\\d+\\], not to that of its process ${pid}`));
+    assert.equal(procState(w.pid).tracer, 0);
+    assert.doesNotMatch(inNetns(pid, ["nft", "list", "ruleset"]), /CRIU-/, "the nested namespace's lock was lifted");
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+test("nested netns: a veth pair between two namespaces of the tree is refused by name, and the tree runs on", () => {
+  const w = startWorkload("netns-nested", [], { ns: NS, loUp: true });
+  try {
+    const pid = inner(w);
+    inNetns(pid, ["ip", "link", "add", "vin", "type", "veth", "peer", "name", "vout", "netns", `/proc/${w.pid}/ns/net`]);
+    const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /veth (vin|vout) of the .*network namespace net:\[\d+\] of process \d+ has its peer (vout|vin) in .*another namespace of the tree/);
+    assert.equal(procState(w.pid).tracer, 0);
+    for (const p of [pid, w.pid]) assert.doesNotMatch(inNetns(p, ["nft", "list", "ruleset"]), /CRIU-/, "each lock was lifted");
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+test("nested netns: a restore that fails removes the veth it made for the nested namespace, and the images restore after", () => {
+  const outside = `crf${process.pid % 10000}`;
+  if (hasLink(outside)) spawnSync("ip", ["link", "del", outside]);
+  const w = startWorkload("netns-nested");
+  try {
+    vethTo(inner(w), { outside, inside: "eth0", outsideCidr: "10.216.0.1/24", insideCidr: "10.216.0.2/24" });
+    dumpWorkload(w);
+    const failed = crest(["restore", "-D", imagesDir(w), "-o", "failed.log", "-d", "--external", `veth[eth0]:${outside}`], { CREST_FAULT: "restore:forked" });
+    assert.equal(failed.code, 1, failed.stderr);
+    assert.ok(!hasLink(outside), "the failed restore removed the veth it made");
+    restoreWorkload(w, ["--external", `veth[eth0]:${outside}`]);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+    if (hasLink(outside)) spawnSync("ip", ["link", "del", outside]);
+  }
+});
+
+// Each check of the workload can fail: its sabotage items, after a real restore.
+for (const [item, what] of [[1, /inner: lo is down/], [2, /inner-child: net:\[\d+\], expected inner's|the TCP listener is in net:\[\d+\], the task in/], [3, /answers in the root's namespace/]] as const) {
+  test(`nested netns: sabotage ${item} is seen after a restore`, () => {
+    const w = startWorkload("netns-nested", [], { env: [`CREST_WL_SABOTAGE=${item}`] });
+    try {
+      dumpWorkload(w);
+      restoreWorkload(w);
+      assert.match(finish(w), what);
+    } finally {
+      stop(w);
+    }
+  });
+}
