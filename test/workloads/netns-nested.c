@@ -16,12 +16,16 @@
  * gives its bytes. Children tell their namespace's inode over pipes (the
  * workload may run in a PID namespace under the host's /proc).
  *
+ * Inner also keeps a TCP socket it made before the unshare, which must
+ * still be in the root's namespace.
+ *
  * Sabotage: 1 inner takes lo down before checking; 2 inner moves to a new
  * namespace before checking; 3 the root binds the abstract name in its own
- * namespace, so its connect is answered.
+ * namespace, so its connect is answered; 4 inner puts its listener (of its
+ * own namespace) in place of the socket made before the unshare.
  *
- * With argv[2] "cross", inner also keeps a TCP socket it made before the
- * unshare (in the root's namespace): crest refuses that by name.
+ * With argv[2] "orphan", inner also keeps a socket of a namespace it left
+ * for another, which no task is in: crest refuses that by name.
  */
 #define _GNU_SOURCE
 #include "lib.h"
@@ -52,7 +56,7 @@
 #define QUEUED "hello-nested"
 
 static int go[2], res[2], setup[2], ask_out[2], ans_out[2], ask_kid[2], ans_kid[2];
-static int cross;
+static int orphan;
 
 /* The caller's own network namespace (its /proc/self: the workload may run in a PID namespace under the host's /proc). */
 static ino_t ns_ino(void)
@@ -136,8 +140,12 @@ static void inner(pid_t root)
 	ino_t root_ns = ns_ino();
 	if (pipe(ask_kid) || pipe(ans_kid))
 		_exit(2);
-	/* Mode "cross": a socket made before the unshare, kept (it stays in the root's namespace). */
-	if (cross && socket(AF_INET, SOCK_STREAM, 0) < 0)
+	/* A socket made before the unshare: it stays in the root's namespace. */
+	int early = socket(AF_INET, SOCK_STREAM, 0);
+	if (early < 0)
+		_exit(2);
+	/* Mode "orphan": a socket of a namespace no task stays in (made in one, then the task moves on to another). */
+	if (orphan && (unshare(CLONE_NEWNET) || socket(AF_INET, SOCK_STREAM, 0) < 0))
 		_exit(2);
 	if (unshare(CLONE_NEWNET)) {
 		perror("unshare(CLONE_NEWNET)");
@@ -216,6 +224,7 @@ static void inner(pid_t root)
 		report("inner: network namespace net:[%lu] is the root's (net:[%lu], at start net:[%lu])", (unsigned long)mine, (unsigned long)now_root,
 		       (unsigned long)root_ns);
 
+	struct stat st;
 	int ctl2 = socket(AF_INET, SOCK_DGRAM, 0);
 	if (ifreq_ioctl(ctl2, SIOCGIFFLAGS, "lo", &ifr))
 		report("inner: lo: SIOCGIFFLAGS: %s", strerror(errno));
@@ -230,8 +239,15 @@ static void inner(pid_t root)
 			report("inner: lo:7 has %s, expected %s", got, ADDR);
 	}
 
+	if (wl_sabotage() == 4)
+		dup2(lis, early);
+	int early_ns = ioctl(early, SIOCGSKNS);
+	if (early_ns < 0 || fstat(early_ns, &st))
+		report("inner: SIOCGSKNS on the socket made before the unshare: %s", strerror(errno));
+	else if (st.st_ino != now_root)
+		report("inner: the socket made before the unshare is in net:[%lu], expected the root's net:[%lu]", (unsigned long)st.st_ino, (unsigned long)now_root);
+
 	int skns = ioctl(lis, SIOCGSKNS);
-	struct stat st;
 	if (skns < 0 || fstat(skns, &st))
 		report("inner: SIOCGSKNS on the TCP listener: %s", strerror(errno));
 	else if (st.st_ino != mine)
@@ -280,7 +296,7 @@ int main(int argc, char **argv)
 {
 	wl_init(argc, argv, "netns-nested");
 	pid_t root = getpid();
-	cross = argc > 2 && !strcmp(argv[2], "cross");
+	orphan = argc > 2 && !strcmp(argv[2], "orphan");
 	if (pipe(go) || pipe(res) || pipe(setup) || pipe(ask_out) || pipe(ans_out))
 		return 2;
 	pid_t in = fork();

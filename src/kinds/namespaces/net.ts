@@ -468,6 +468,36 @@ function enterNamespace(task: RestoreTask, fd: number, what: string): void {
   r.call(`close the fd of ${what} in process ${task.vpid}`, SYS.close, theirs);
 }
 
+/**
+ * Runs fn (a socket kind's open, which makes the socket in `task`) with the
+ * task in network namespace `nsId`, the socket's, when it is not the task's
+ * own: a socket made before its holder entered another namespace comes back
+ * in the one it was made in, as criu's set_netns does. The task goes back to
+ * its own namespace right after; what fn queued in it runs before that.
+ */
+export function inSocketNetns<T>(run: RestoreRun, task: RestoreTask, nsId: number | undefined, what: string, fn: () => T): T {
+  if (nsId === undefined || nsId === task.ids.net_ns_id) return fn();
+  const holder = run.tasks.find((t) => t.ids.net_ns_id === nsId);
+  const path = holder ? `/proc/${holder.pid}/ns/net` : nsId === run.inventory.root_ids?.net_ns_id ? "/proc/thread-self/ns/net" : undefined;
+  if (!path) throw run.images.invalid(IMG.files, undefined, `${what} belongs to network namespace ${nsId}, which no task of the images is in`);
+  const there = openSync(path, "r");
+  try {
+    const home = openSync(`/proc/${task.pid}/ns/net`, "r");
+    try {
+      enterNamespace(task, there, `network namespace ${nsId} to make ${what}`);
+      try {
+        return fn();
+      } finally {
+        enterNamespace(task, home, `its own network namespace ${task.ids.net_ns_id} again`);
+      }
+    } finally {
+      closeSync(home);
+    }
+  } finally {
+    closeSync(there);
+  }
+}
+
 /** The root leaves the namespace it was born in for the caller's (an fd crest holds). */
 function joinExternal(run: RestoreRun, task: RestoreTask, key: string): void {
   enterNamespace(task, inheritedNs(run, key), `the network namespace ${key} (--inherit-fd)`);

@@ -44,13 +44,30 @@ export function withSocket<T>(f: FdFacts, fn: (fd: number, what: string) => T): 
 
 const SIOCGSKNS = 0x894c;
 
+/** The tree's network namespaces: inode -> net_ns_id, from its live tasks (crest's own among them where a task shares it). */
+const treeNetns = dumpState("tree net namespaces", (run) => {
+  const byIno = new Map<number, number>();
+  for (const t of run.tasks) {
+    if (t.zombie || t.ids.net_ns_id === undefined) continue;
+    const ino = statSync(`/proc/${t.pid}/ns/net`).ino;
+    if (!byIno.has(ino)) byIno.set(ino, t.ids.net_ns_id);
+  }
+  return byIno;
+});
+
+/** Whether the tree's tasks are in more than one network namespace (a socket's may then differ from its holder's). */
+export const manyNetns = (run: DumpRun): boolean => run.state(treeNetns).size > 1;
+
+/** Whether namespace `id` of the tree is crest's own. */
+export const isCrestNetns = (run: DumpRun, id: number): boolean => run.state(treeNetns).get(statSync("/proc/self/ns/net").ino) === id;
+
 /**
- * The id (net_ns_id) of the network namespace of task `pid`'s socket, which
- * must be the task's own: the restore makes the socket in the task, so one
- * made in another namespace (before the task unshared its own) would come
- * back in the wrong one.
+ * The id (net_ns_id) of the network namespace a socket belongs to (crest's
+ * copy `fd`): one of the tree's, where the restore makes it again (not
+ * necessarily its holder's: a socket made before the task entered another
+ * namespace stays in the one it was made in). Any other is refused.
  */
-export function checkNetns(fd: number, what: string, run: DumpRun, pid: number): number | undefined {
+export function socketNetns(fd: number, what: string, run: DumpRun): number {
   const ns = check(native.syscall(SYS.ioctl, fd, SIOCGSKNS, 0), `find the network namespace of ${what}`);
   let ino: number;
   try {
@@ -58,13 +75,12 @@ export function checkNetns(fd: number, what: string, run: DumpRun, pid: number):
   } finally {
     closeSync(ns);
   }
-  const task = run.tasks.find((t) => t.pid === pid);
-  const taskIno = statSync(`/proc/${pid}/ns/net`).ino;
-  if (ino !== taskIno) {
-    throw new UnsupportedError(`${what} belongs to network namespace net:[${ino}], not to that of its process ${pid} (net:[${taskIno}]); ` +
-      "crest makes a socket again in the namespace of the process holding it: make the socket after entering the namespace, or close it there");
+  const id = run.state(treeNetns).get(ino);
+  if (id === undefined) {
+    throw new UnsupportedError(`${what} belongs to network namespace net:[${ino}], which no task of the tree is in; ` +
+      "crest makes a socket again only in a namespace of the tree: close it before the dump, or dump the tree together with a task of that namespace");
   }
-  return task?.ids.net_ns_id;
+  return id;
 }
 
 const POLLIN = 1, POLLERR = 8;
