@@ -141,3 +141,20 @@ for (const [item, what] of [[1, /inner: lo is down/], [2, /inner-child: net:\[\d
     }
   });
 }
+
+test("nested netns: an established TCP connection inside the nested namespace, with data in flight, comes back with --tcp-established", () => {
+  const w = startWorkload("netns-nested", ["tcp"]);
+  try {
+    const dumped = dumpWorkload(w, ["--tcp-established"]);
+    assert.equal(dumped.code, 0);
+    assert.deepEqual(critDecodeAll(imagesDir(w)), []);
+    // The nested namespace is locked whole: no per-connection rule in crest's namespace.
+    assert.match(dumpLog(w), /Locked the nested network namespace net:\[\d+\] of process \d+ with nftables/);
+    assert.doesNotMatch(dumpLog(w), /Locked the network of \d+ TCP connection/);
+    restoreWorkload(w, ["--tcp-established"]);
+    assert.match(dumpLog(w, "restore.log"), /Unlocked the nested network namespace \d+ \(nftables\)/);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});

@@ -24,6 +24,8 @@
  * namespace, so its connect is answered; 4 inner puts its listener (of its
  * own namespace) in place of the socket made before the unshare.
  *
+ * With argv[2] "tcp", inner also holds an established TCP connection to its
+ * listener with 4 bytes unread each way, read and extended after restore.
  * With argv[2] "orphan", inner also keeps a socket of a namespace it left
  * for another, which no task is in: crest refuses that by name.
  */
@@ -56,7 +58,7 @@
 #define QUEUED "hello-nested"
 
 static int go[2], res[2], setup[2], ask_out[2], ans_out[2], ask_kid[2], ans_kid[2];
-static int orphan;
+static int orphan, tcp;
 
 /* The caller's own network namespace (its /proc/self: the workload may run in a PID namespace under the host's /proc). */
 static ino_t ns_ino(void)
@@ -180,6 +182,17 @@ static void inner(pid_t root)
 		_exit(2);
 	}
 
+	/* Mode "tcp": an established connection inside the namespace, with bytes in flight both ways (needs --tcp-established). */
+	int est_c = -1, est_a = -1;
+	if (tcp) {
+		est_c = socket(AF_INET, SOCK_STREAM, 0);
+		if (est_c < 0 || connect(est_c, (struct sockaddr *)&la, sizeof(la)) || (est_a = accept(lis, NULL, NULL)) < 0 ||
+		    write(est_c, "ping", 4) != 4 || write(est_a, "pong", 4) != 4) {
+			perror("tcp connection");
+			_exit(2);
+		}
+	}
+
 	struct sockaddr_un ua;
 	socklen_t ualen = abstract_addr(&ua, root);
 	int ulis = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -273,6 +286,21 @@ static void inner(pid_t root)
 	else if (accept(ulis, NULL, NULL) < 0)
 		report("inner: accept on the abstract listener: %s", strerror(errno));
 
+	if (tcp) {
+		char b4[5] = "";
+		struct timeval t2 = { .tv_sec = 2 };
+		setsockopt(est_a, SOL_SOCKET, SO_RCVTIMEO, &t2, sizeof(t2));
+		setsockopt(est_c, SOL_SOCKET, SO_RCVTIMEO, &t2, sizeof(t2));
+		if (read(est_a, b4, 4) != 4 || strcmp(b4, "ping"))
+			report("inner: the established connection's accepted end read \"%s\", expected \"ping\"", b4);
+		memset(b4, 0, sizeof(b4));
+		if (read(est_c, b4, 4) != 4 || strcmp(b4, "pong"))
+			report("inner: the established connection's connecting end read \"%s\", expected \"pong\"", b4);
+		memset(b4, 0, sizeof(b4));
+		if (write(est_c, "more", 4) != 4 || read(est_a, b4, 4) != 4 || strcmp(b4, "more"))
+			report("inner: the established connection carries no new data after the restore (%s)", strerror(errno));
+	}
+
 	char buf[64] = "";
 	fcntl(pair[1], F_SETFL, O_NONBLOCK);
 	n = read(pair[1], buf, sizeof(buf) - 1);
@@ -297,6 +325,7 @@ int main(int argc, char **argv)
 	wl_init(argc, argv, "netns-nested");
 	pid_t root = getpid();
 	orphan = argc > 2 && !strcmp(argv[2], "orphan");
+	tcp = argc > 2 && !strcmp(argv[2], "tcp");
 	if (pipe(go) || pipe(res) || pipe(setup) || pipe(ask_out) || pipe(ans_out))
 		return 2;
 	pid_t in = fork();
