@@ -3,13 +3,14 @@
 // dumped under its own id (netdev-N.img, ifaddr-N.img, ... as criu names
 // them) and made again by the first task in it on restore; its sockets (a
 // TCP listener, unix sockets, an abstract name) come back in it, and a
-// socket the task made before it unshared comes back in the root's. Both
-// with the root in crest's namespace and in one of its own. Refused by
-// name, the tree running on: a socket of a namespace no task is in, a veth
-// pair between two namespaces of the tree.
+// socket the task made before it unshared comes back in the root's, and a
+// veth pair between the root's namespace and the nested one comes back
+// whole. Both with the root in crest's namespace and in one of its own.
+// Refused by name, the tree running on: a socket of a namespace no task is
+// in.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, statSync } from "node:fs";
 import {
   crest, critDecodeAll, cycle, dumpLog, dumpWorkload, finish, hasLink, imagesDir, inNetns, procState, restoreWorkload,
@@ -57,7 +58,6 @@ test("nested netns: a veth from the nested namespace to crest's comes back with 
     const pid = inner(w);
     vethTo(pid, { outside, inside: "eth0", outsideCidr: "10.214.0.1/24", insideCidr: "10.214.0.2/24" });
     inNetns(pid, ["ip", "route", "add", "10.215.0.0/24", "via", "10.214.0.1"]);
-    const before = statSync(`/proc/${pid}/ns/net`).ino;
     dumpWorkload(w);
     assert.deepEqual(critDecodeAll(imagesDir(w)), []);
     assert.ok(!hasLink(outside), "the pair went with the dumped namespace");
@@ -66,7 +66,6 @@ test("nested netns: a veth from the nested namespace to crest's comes back with 
     assert.match(refused.stderr, /veth eth0 of the nested network namespace of process \d+ has its peer outside: restore with --external veth\[eth0\]:NAME/);
     restoreWorkload(w, ["--external", `veth[eth0]:${outside}`]);
     const after = inner(w);
-    assert.notEqual(statSync(`/proc/${after}/ns/net`).ino, before, "a new namespace");
     assert.notEqual(statSync(`/proc/${after}/ns/net`).ino, statSync("/proc/self/ns/net").ino);
     assert.match(inNetns(after, ["ip", "-br", "-4", "addr", "show", "eth0"]), /10\.214\.0\.2\/24/);
     assert.match(inNetns(after, ["ip", "route"]), /10\.215\.0\.0\/24 via 10\.214\.0\.1 dev eth0/);
@@ -94,16 +93,62 @@ test("nested netns: a socket of a namespace no task of the tree is in is refused
   }
 });
 
-test("nested netns: a veth pair between two namespaces of the tree is refused by name, and the tree runs on", () => {
+/** A TCP exchange from the namespace of process `from` to ADDR:PORT served in the namespace of process `at` (node on both ends). */
+function tcpAcross(at: number, from: number, addr: string, port: number): string {
+  const server = spawn("nsenter", [`--net=/proc/${at}/ns/net`, "--", process.execPath, "-e",
+    `require("net").createServer((s) => s.end("pong")).listen(${port}, "${addr}"); setTimeout(() => process.exit(0), 8000);`], { stdio: "ignore" });
+  try {
+    const client = `const s = require("net").connect(${port}, "${addr}"); let d = ""; s.on("data", (x) => d += x); ` +
+      `s.on("end", () => { console.log(d); process.exit(0); }); s.on("error", () => process.exit(1)); setTimeout(() => process.exit(2), 2000);`;
+    for (let i = 0; i < 20; i++) {
+      const r = spawnSync("nsenter", [`--net=/proc/${from}/ns/net`, "--", process.execPath, "-e", client], { encoding: "utf8" });
+      if (r.status === 0) return r.stdout.trim();
+      spawnSync("sleep", ["0.2"]);
+    }
+    return "";
+  } finally {
+    server.kill();
+  }
+}
+
+/** A link's ifindex, peer index and the nsid of its peer's namespace, as `ip -j` shows them in the namespace of `pid`. */
+function linkOf(pid: number, name: string): { ifindex: number; link_index?: number; link_netnsid?: number; address?: string } {
+  return JSON.parse(inNetns(pid, ["ip", "-j", "link", "show", name]))[0];
+}
+
+test("nested netns: a veth pair between the root's namespace and a nested one comes back whole, the two ends peers with their indexes and addresses", () => {
   const w = startWorkload("netns-nested", [], { ns: NS, loUp: true });
   try {
-    const pid = inner(w);
+    let pid = inner(w);
     inNetns(pid, ["ip", "link", "add", "vin", "type", "veth", "peer", "name", "vout", "netns", `/proc/${w.pid}/ns/net`]);
-    const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /veth (vin|vout) of the .*network namespace net:\[\d+\] of process \d+ has its peer (vout|vin) in .*another namespace of the tree/);
-    assert.equal(procState(w.pid).tracer, 0);
-    for (const p of [pid, w.pid]) assert.doesNotMatch(inNetns(p, ["nft", "list", "ruleset"]), /CRIU-/, "each lock was lifted");
+    inNetns(pid, ["ip", "addr", "add", "10.217.0.2/24", "dev", "vin"]);
+    inNetns(pid, ["ip", "link", "set", "vin", "up"]);
+    inNetns(w.pid, ["ip", "addr", "add", "10.217.0.1/24", "dev", "vout"]);
+    inNetns(w.pid, ["ip", "link", "set", "vout", "up"]);
+    assert.equal(tcpAcross(w.pid, pid, "10.217.0.1", 7071), "pong", "the pair carries traffic before the dump");
+    const before = { vin: linkOf(pid, "vin"), vout: linkOf(w.pid, "vout") };
+    dumpWorkload(w);
+    assert.deepEqual(critDecodeAll(imagesDir(w)), []);
+    const [rootNs, innerNs] = netnsIds(w);
+    const vin = readImage(imagesDir(w), IMG.netdev, innerNs!).find((l) => l.name === "vin")!;
+    const vout = readImage(imagesDir(w), IMG.netdev, rootNs!).find((l) => l.name === "vout")!;
+    assert.equal(vin.peer_nsid, rootNs, "vin's peer is in the root's namespace (peer_nsid)");
+    assert.equal(vout.peer_nsid, innerNs, "vout's peer is in inner's namespace");
+    assert.equal(vin.peer_ifindex, vout.ifindex);
+    assert.match(dumpLog(w), /veth vin of the nested network namespace .* has its peer vout in the network namespace/);
+    // No --external veth[] needed: both ends are the tree's.
+    restoreWorkload(w);
+    pid = inner(w);
+    const after = { vin: linkOf(pid, "vin"), vout: linkOf(w.pid, "vout") };
+    assert.equal(after.vin.ifindex, before.vin.ifindex);
+    assert.equal(after.vout.ifindex, before.vout.ifindex);
+    assert.equal(after.vin.link_index, after.vout.ifindex, "vin's peer is vout");
+    assert.equal(after.vout.link_index, after.vin.ifindex, "vout's peer is vin");
+    assert.equal(after.vin.address, before.vin.address);
+    assert.equal(after.vout.address, before.vout.address);
+    assert.match(inNetns(pid, ["ip", "-br", "-4", "addr", "show", "vin"]), /UP\s+10\.217\.0\.2\/24/);
+    assert.equal(tcpAcross(w.pid, pid, "10.217.0.1", 7072), "pong", "the pair carries traffic after the restore");
+    for (const p of [pid, w.pid]) assert.doesNotMatch(inNetns(p, ["nft", "list", "ruleset"]), /CRIU-|CREST-RESTORE/, "each lock was lifted");
     assert.equal(finish(w), "PASS");
   } finally {
     stop(w);

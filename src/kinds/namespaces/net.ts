@@ -29,16 +29,18 @@
 // (its contents are the caller's); on restore the root joins the namespace
 // `--inherit-fd fd[N]:KEY` passes.
 import { spawnSync } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, fstatSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { dumpState, restoreState, UnsupportedError, type DumpRun, type DumpTask, type RestoreRun, type RestoreTask, type TaskKind } from "../context.js";
 import { IMG, nd_type, type net_device_entry, type netns_entry } from "../../images/index.js";
 import { CLONE, SYS } from "../../sys/constants.js";
 import { inNamespaceOf } from "../../sys/namespace.js";
+import { check } from "../../sys/errno.js";
+import { native } from "../../sys/native.js";
 import { programOnPath } from "../../kernel/probe.js";
 import { ownedAtRestore } from "./owned.js";
-import { addVeth, delLink, IFF_LOOPBACK, IFF_UP, listLinks, setLink, type Link } from "./net-links.js";
+import { addVeth, delLink, IFF_LOOPBACK, IFF_UP, listLinks, nsidOf, setLink, type Link } from "./net-links.js";
 import { DEVCONFS4, DEVCONFS6, IPV4_SYSCTLS, readSysctls, UNIX_CONF, writeSysctls } from "./net-sysctl.js";
 import { dumpLock, holdNamespace, LOCK_METHOD_IDS, lockMethodOf, lockNamespace, releaseNamespace, unlockNamespace } from "../sockets/netlock.js";
 import { giveFd } from "../files/inherit.js";
@@ -118,11 +120,12 @@ interface TreeNetns {
 
 const treeNamespaces = dumpState("net namespaces", () => new Map<number, TreeNetns>());
 
-function linkEntry(l: Link, nsWhat: string): net_device_entry {
+function linkEntry(l: Link, nsWhat: string, peerNsid?: number): net_device_entry {
   let type: nd_type;
   if (l.flags & IFF_LOOPBACK) type = nd_type.LOOPBACK;
   else if (l.kind === "veth") {
-    // Its peer outside the tree: the kernel names the peer's namespace by an nsid. A pair with both ends inside is not kept yet.
+    // Its peer in another namespace (of the tree: peerNsid; else outside it): the kernel names the peer's namespace by an nsid.
+    // A pair with both ends in one namespace is not kept yet.
     if (l.linkNetnsid === undefined) {
       throw new UnsupportedError(`veth ${l.name} (index ${l.index}) of ${nsWhat} has its peer (index ${l.link ?? "?"}) in the same namespace; ` +
         "crest keeps a veth whose peer is outside the tree only (--external veth[IFNAME]:OUTSIDE on restore)");
@@ -138,30 +141,46 @@ function linkEntry(l: Link, nsWhat: string): net_device_entry {
     conf6: readSysctls(`${SYSCTL}/ipv6/conf/${l.name}`, DEVCONFS6),
     ...(type !== nd_type.LOOPBACK && l.address ? { address: l.address } : {}),
     peer_ifindex: l.link ?? l.index,
+    ...(peerNsid !== undefined ? { peer_nsid: peerNsid } : {}),
     ...(l.master !== undefined ? { master: l.master } : {}),
   };
 }
 
 /**
- * Refuses a veth whose peer is in another namespace of the tree (found by
- * the pair's indexes pointing at each other): each end would be made again
- * with a peer outside, two pairs where there was one.
+ * The namespace of the tree each veth's peer is in (criu's peer_nsid), by
+ * namespace id and ifindex: the nsid the veth's namespace gives each other
+ * namespace of the tree is compared with the veth's IFLA_LINK_NETNSID, and
+ * the peer must be a veth there naming it back. A peer in none of them is
+ * outside the tree (--external veth[] on restore).
  */
-function checkPairsInside(run: DumpRun, links: Map<number, Link[]>): void {
+function vethPeers(run: DumpRun, links: Map<number, Link[]>): Map<number, Map<number, number>> {
   const all = [...run.state(treeNamespaces).values()];
+  const out = new Map<number, Map<number, number>>();
   for (const a of all) {
-    for (const l of links.get(a.id)!) {
-      if (l.kind !== "veth" || l.linkNetnsid === undefined) continue;
-      for (const b of all) {
-        if (b === a) continue;
-        const peer = links.get(b.id)!.find((p) => p.kind === "veth" && p.index === l.link && p.link === l.index && p.linkNetnsid !== undefined);
-        if (peer) {
-          throw new UnsupportedError(`veth ${l.name} of ${a.what} has its peer ${peer.name} in ${b.what}, another namespace of the tree; ` +
-            "crest does not keep a veth pair between two namespaces of the tree yet: connect them through crest's namespace (a veth each, --external veth[IFNAME]:OUTSIDE on restore), or remove the pair before the dump");
-        }
+    const found = new Map<number, number>();
+    out.set(a.id, found);
+    const veths = links.get(a.id)!.filter((l) => l.kind === "veth" && l.linkNetnsid !== undefined);
+    if (!veths.length) continue;
+    for (const b of all) {
+      if (b === a) continue;
+      const fd = openSync(`/proc/${b.pid}/ns/net`, "r");
+      let nsid: number | undefined;
+      try {
+        nsid = inNamespaceOf(a.pid, "net", () => nsidOf(fd));
+      } finally {
+        closeSync(fd);
+      }
+      if (nsid === undefined) continue;
+      for (const l of veths) {
+        if (l.linkNetnsid !== nsid) continue;
+        const peer = links.get(b.id)!.find((p) => p.kind === "veth" && p.index === l.link && p.link === l.index);
+        if (!peer) throw new Error(`veth ${l.name} of ${a.what} names its peer index ${l.link} in ${b.what}, which has no veth of that index naming it back`);
+        found.set(l.index, b.id);
+        run.log.info(`veth ${l.name} of ${a.what} has its peer ${peer.name} in ${b.what}`);
       }
     }
   }
+  return out;
 }
 
 function netnsConf(): netns_entry {
@@ -173,7 +192,7 @@ function netnsConf(): netns_entry {
   };
 }
 
-function dumpNamespace(run: DumpRun, ns: TreeNetns): void {
+function dumpNamespace(run: DumpRun, ns: TreeNetns, peers: Map<number, number>): void {
   const { id, ino, what: nsWhat } = ns;
   const key = ns.root ? externalKey(run, ino) : undefined;
   if (key !== undefined) {
@@ -188,7 +207,7 @@ function dumpNamespace(run: DumpRun, ns: TreeNetns): void {
     return;
   }
   inNamespaceOf(ns.pid, "net", () => {
-    const links = listLinks().map((l) => linkEntry(l, nsWhat));
+    const links = listLinks().map((l) => linkEntry(l, nsWhat, peers.get(l.index)));
     run.images.write(IMG.netdev, id, links);
     run.images.write(IMG.ifaddr, id, tool("ip", ["addr", "save"], `dump the addresses of ${nsWhat}`));
     run.images.write(IMG.route, id, tool("ip", ["route", "save"], `dump the routes of ${nsWhat}`));
@@ -269,8 +288,8 @@ function dumpNamespaces(run: DumpRun): void {
   const known = run.state(treeNamespaces);
   if (!known.size) return;
   const links = new Map([...known.values()].map((ns) => [ns.id, inNamespaceOf(ns.pid, "net", listLinks)]));
-  checkPairsInside(run, links);
-  for (const ns of known.values()) dumpNamespace(run, ns);
+  const peers = vethPeers(run, links);
+  for (const ns of known.values()) dumpNamespace(run, ns, peers.get(ns.id)!);
 }
 
 // --- restore --------------------------------------------------------------------
@@ -289,15 +308,17 @@ function vethPeerName(run: RestoreRun, name: string): string | undefined {
 interface NetRestore {
   /** The outside ends of the veths made, removed if the restore fails. */
   outside: string[];
-  /** Nested namespaces made, by id: crest's fd of each (for the tasks that enter it) and the task that made it. */
-  made: Map<number, { fd: number; pid: number }>;
+  /** Nested namespaces made, by id: crest's fd of each (the tasks in it join it; crest fills it through it). */
+  made: Map<number, number>;
+  /** Veth ends made as the peer of one made before (namespace id:ifindex): their own entry only sets them up. */
+  madeAsPeer: Set<string>;
   done: boolean;
 }
 
 const restoring = restoreState("net namespace", (run): NetRestore => {
-  const s: NetRestore = { outside: [], made: new Map(), done: false };
+  const s: NetRestore = { outside: [], made: new Map(), madeAsPeer: new Set(), done: false };
   run.cleanup.push(() => {
-    for (const m of s.made.values()) closeSync(m.fd);
+    for (const fd of s.made.values()) closeSync(fd);
     if (s.done) return;
     for (const name of s.outside) {
       try {
@@ -310,6 +331,21 @@ const restoring = restoreState("net namespace", (run): NetRestore => {
   });
   return s;
 });
+
+/** Runs fn in the network namespace crest holds `fd` of (setns moves only crest's calling thread). */
+function inNetnsFd<T>(fd: number, what: string, fn: () => T): T {
+  const mine = openSync("/proc/thread-self/ns/net", "r");
+  try {
+    check(native.syscall(SYS.setns, fd, CLONE.NEWNET), `enter ${what}`);
+    try {
+      return fn();
+    } finally {
+      check(native.syscall(SYS.setns, mine, CLONE.NEWNET), "return to crest's own network namespace");
+    }
+  } finally {
+    closeSync(mine);
+  }
+}
 
 function netnsEntry(run: RestoreRun, id = run.tasks[0]!.ids.net_ns_id!): netns_entry | undefined {
   return run.images.exists(IMG.netns, id) ? run.images.read(IMG.netns, id)[0] : undefined;
@@ -325,7 +361,7 @@ function inheritedNs(run: RestoreRun, key: string): number {
 /**
  * The network namespaces the restore makes for tasks other than the root
  * (ids other than the root's and crest's own), each with the first task in
- * it, in tree order (parents first: the one that makes it).
+ * it, in tree order.
  */
 function nestedNamespaces(run: RestoreRun): Map<number, RestoreTask> {
   const out = new Map<number, RestoreTask>();
@@ -338,13 +374,34 @@ function nestedNamespaces(run: RestoreRun): Map<number, RestoreTask> {
   return out;
 }
 
+/** The namespaces of the tree the restore fills from images: the root's own (unless external or --empty-ns), and the nested ones. */
+function filledNamespaces(run: RestoreRun): Set<number> {
+  const ids = new Set(nestedNamespaces(run).keys());
+  if (ownedAtRestore(run, "net") && !run.opts.net.emptyNs && netnsEntry(run)?.ext_key === undefined) ids.add(run.tasks[0]!.ids.net_ns_id!);
+  return ids;
+}
+
+/**
+ * Nested namespaces are made by crest before any task needs them (criu's
+ * order: every namespace, then the tasks), so a veth pair between two of
+ * them can be made whole; in a tree with a user namespace of its own they
+ * must belong to it, and the first task in each makes it instead.
+ */
+const madeByCrest = (run: RestoreRun): boolean => !ownedAtRestore(run, "user");
+
 /** Checks the images of namespace `id` and the names its veths' peers get, before anything is made. */
-function checkNamespaceImages(run: RestoreRun, id: number, nsWhat: string, here: Set<string>): void {
+function checkNamespaceImages(run: RestoreRun, id: number, nsWhat: string, here: Set<string>, filled: Set<number>): void {
   if (!netnsEntry(run, id) || !run.images.exists(IMG.netdev, id)) throw new Error(`${nsWhat} is to be restored but netns-${id}.img or netdev-${id}.img is missing`);
-  if (netnsEntry(run, id)!.ext_key !== undefined) throw new Error(`${nsWhat}: netns-${id}.img names an external namespace; crest joins an external network namespace for the root only`);
+  if (netnsEntry(run, id)!.ext_key !== undefined && id !== run.tasks[0]!.ids.net_ns_id) throw new Error(`${nsWhat}: netns-${id}.img names an external namespace; crest joins an external network namespace for the root only`);
   for (const l of run.images.read(IMG.netdev, id)) {
     if (l.type === nd_type.LOOPBACK) continue;
     if (l.type !== nd_type.VETH) throw new Error(`link ${l.name} (index ${l.ifindex}) of ${nsWhat} is of type ${l.type}, which crest cannot restore (loopback and veth only)`);
+    if (l.peer_nsid !== undefined && filled.has(l.peer_nsid)) {
+      if (!madeByCrest(run)) throw new Error(`veth ${l.name} of ${nsWhat} has its peer in network namespace ${l.peer_nsid} of the tree; crest does not make such a pair again in a tree with a user namespace of its own yet`);
+      const peer = run.images.exists(IMG.netdev, l.peer_nsid) ? run.images.read(IMG.netdev, l.peer_nsid).find((p) => p.ifindex === l.peer_ifindex && p.type === nd_type.VETH) : undefined;
+      if (!peer) throw run.images.invalid(IMG.netdev, l.peer_nsid, `veth ${l.name} of ${nsWhat} has its peer (index ${l.peer_ifindex}) there, which has no veth of that index`);
+      continue;
+    }
     const peer = vethPeerName(run, l.name);
     if (!peer) throw new Error(`veth ${l.name} of ${nsWhat} has its peer outside: restore with --external veth[${l.name}]:NAME (the name of the peer to make in crest's namespace)`);
     if (here.has(peer)) throw new Error(`the peer of veth ${l.name} is to be named ${peer} (--external veth[${l.name}]:${peer}), but crest's network namespace has a link of that name already: remove it, or choose another name`);
@@ -354,6 +411,7 @@ function checkNamespaceImages(run: RestoreRun, id: number, nsWhat: string, here:
 
 function planNet(run: RestoreRun): number {
   const nested = nestedNamespaces(run);
+  const filled = filledNamespaces(run);
   const here = new Set(listLinks().map((l) => l.name));
   let flags = 0;
   if (ownedAtRestore(run, "net")) {
@@ -363,11 +421,11 @@ function planNet(run: RestoreRun): number {
     if (ns?.ext_key !== undefined) inheritedNs(run, ns.ext_key);
     else if (run.opts.net.emptyNs) flags = CLONE.NEWNET;
     else {
-      checkNamespaceImages(run, run.tasks[0]!.ids.net_ns_id!, "the tree's network namespace", here);
+      checkNamespaceImages(run, run.tasks[0]!.ids.net_ns_id!, "the tree's network namespace", here, filled);
       flags = CLONE.NEWNET;
     }
   }
-  for (const [id, t] of nested) checkNamespaceImages(run, id, `the nested network namespace of process ${t.vpid}`, here);
+  for (const [id, t] of nested) checkNamespaceImages(run, id, `the nested network namespace of process ${t.vpid}`, here, filled);
   if (flags || nested.size) {
     for (const p of ["ip", "nft"]) if (!programOnPath(p)) throw new Error(`restoring the tree's network namespace needs ${p} (Debian's ${p === "ip" ? "iproute2" : "nftables"} package)`);
     run.state(restoring);
@@ -382,13 +440,51 @@ function ipRestore(run: RestoreRun, kind: typeof IMG.ifaddr, id: number, args: s
   if (data.length) tool("ip", [...args, "restore"], what, data);
 }
 
-/** Fills namespace `id` of process `pid` (new, empty) from its images: sysctls, links, addresses, routes, rules; held until its firewall is back. */
-function fillNamespace(run: RestoreRun, pid: number, id: number, nsWhat: string): void {
+/**
+ * Whether two `ip ... save` streams (a 4-byte magic, then netlink
+ * messages) hold the same messages, whatever the sequence numbers and port
+ * ids of the sockets that read them.
+ */
+function sameDump(a: Buffer, b: Buffer): boolean {
+  if (a.length !== b.length) return false;
+  const norm = (x: Buffer) => {
+    const c = Buffer.from(x);
+    for (let off = 4; off + 16 <= c.length;) {
+      const len = c.readUInt32LE(off);
+      if (len < 16) break;
+      c.fill(0, off + 8, off + 16); // nlmsg_seq, nlmsg_pid
+      off += (len + 3) & ~3;
+    }
+    return c;
+  };
+  return norm(a).equals(norm(b));
+}
+
+/** crest's fd of namespace `id` of the tree (the root's, or a nested one made), for `fn`; undefined if it is not made yet. */
+function withNamespaceFd<T>(run: RestoreRun, id: number, fn: (fd: number | undefined) => T): T {
+  const made = run.state(restoring).made.get(id);
+  if (made !== undefined || id !== run.tasks[0]!.ids.net_ns_id) return fn(made);
+  const fd = openSync(`/proc/${run.tasks[0]!.pid}/ns/net`, "r");
+  try {
+    return fn(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Fills namespace `id` (new, empty; crest's fd `nsFd`) from its images:
+ * sysctls, links, addresses, routes, rules; held until its firewall is
+ * back. A veth whose peer is in another namespace of the tree is made with
+ * its peer there as both were, by whichever of the two is filled first.
+ */
+function fillNamespace(run: RestoreRun, nsFd: number, id: number, nsWhat: string): void {
   const ns = netnsEntry(run, id)!;
   const s = run.state(restoring);
+  const filled = filledNamespaces(run);
   const mine = openSync("/proc/thread-self/ns/net", "r");
   try {
-    inNamespaceOf(pid, "net", () => {
+    inNetnsFd(nsFd, nsWhat, () => {
       // The namespace's own settings first: links made after take "default".
       writeSysctls(`${SYSCTL}/ipv4/conf/all`, DEVCONFS4, ns.all_conf4, "net.ipv4.conf.all");
       writeSysctls(`${SYSCTL}/ipv4/conf/default`, DEVCONFS4, ns.def_conf4, "net.ipv4.conf.default");
@@ -397,7 +493,20 @@ function fillNamespace(run: RestoreRun, pid: number, id: number, nsWhat: string)
       writeSysctls(`${SYSCTL}/unix`, UNIX_CONF, ns.unix_conf, "net.unix");
       writeSysctls(`${SYSCTL}/ipv4`, IPV4_SYSCTLS, ns.ipv4_sysctl, "net.ipv4");
       for (const l of run.images.read(IMG.netdev, id)) {
-        if (l.type === nd_type.VETH) {
+        if (l.type === nd_type.VETH && l.peer_nsid !== undefined && filled.has(l.peer_nsid)) {
+          if (!s.madeAsPeer.has(`${id}:${l.ifindex}`)) {
+            const p = run.images.read(IMG.netdev, l.peer_nsid).find((x) => x.ifindex === l.peer_ifindex && x.type === nd_type.VETH)!;
+            withNamespaceFd(run, l.peer_nsid, (peerFd) => {
+              if (peerFd === undefined) throw new Error(`veth ${l.name} of ${nsWhat}: the namespace ${l.peer_nsid} of its peer ${p.name} is not made yet`);
+              addVeth({
+                index: l.ifindex, name: l.name, mtu: l.mtu, ...(l.address ? { address: l.address } : {}),
+                peerName: p.name, peerNetnsFd: peerFd, peer: { index: p.ifindex, mtu: p.mtu, ...(p.address ? { address: p.address } : {}) },
+              });
+            });
+            s.madeAsPeer.add(`${l.peer_nsid}:${p.ifindex}`);
+            run.log.info(`Made veth ${l.name} of ${nsWhat} with its peer ${p.name} in network namespace ${l.peer_nsid}`);
+          }
+        } else if (l.type === nd_type.VETH) {
           const peer = vethPeerName(run, l.name)!;
           addVeth({ index: l.ifindex, name: l.name, mtu: l.mtu, ...(l.address ? { address: l.address } : {}), peerName: peer, peerNetnsFd: mine });
           s.outside.push(peer);
@@ -411,7 +520,10 @@ function fillNamespace(run: RestoreRun, pid: number, id: number, nsWhat: string)
       ipRestore(run, IMG.ifaddr, id, ["addr"], `restore the addresses of ${nsWhat}`);
       ipRestore(run, IMG.route, id, ["route"], `restore the routes of ${nsWhat}`);
       ipRestore(run, IMG.route6, id, ["route"], `restore the IPv6 routes of ${nsWhat}`);
-      if (run.images.exists(IMG.rule, id) && run.images.read(IMG.rule, id).length) {
+      const rules = run.images.exists(IMG.rule, id) ? run.images.read(IMG.rule, id) : Buffer.alloc(0);
+      // A namespace with its default rules keeps them untouched: rules changed at all make the kernel stop merging the local
+      // and main tables, and a local prefix (an address on lo) would then win over a longer route of the main table.
+      if (rules.length && !sameDump(rules, tool("ip", ["rule", "save"], `read the default rules of ${nsWhat}`))) {
         // As criu: the default rules go first, the image has them all.
         tool("ip", ["rule", "flush"], `flush the rules of ${nsWhat}`);
         tool("ip", ["rule", "delete", "table", "local"], `flush the rules of ${nsWhat}`);
@@ -427,8 +539,8 @@ function fillNamespace(run: RestoreRun, pid: number, id: number, nsWhat: string)
 }
 
 /** The namespace's iptables and nftables rules (with the dump's lock), once its connections are back. */
-function restoreFirewall(run: RestoreRun, pid: number, id: number, nsWhat: string): void {
-  inNamespaceOf(pid, "net", () => {
+function restoreFirewall(run: RestoreRun, nsFd: number, id: number, nsWhat: string): void {
+  inNetnsFd(nsFd, nsWhat, () => {
     for (const v6 of [false, true]) {
       const kind = v6 ? IMG.ip6tables : IMG.iptables;
       if (!run.images.exists(kind, id)) continue;
@@ -504,49 +616,80 @@ function joinExternal(run: RestoreRun, task: RestoreTask, key: string): void {
   run.log.info(`The root joined the external network namespace ${key}`);
 }
 
+/** A new, empty network namespace, made by crest's own thread and held by an fd. */
+function newNamespace(): number {
+  const mine = openSync("/proc/thread-self/ns/net", "r");
+  try {
+    check(native.syscall(SYS.unshare, CLONE.NEWNET), "make a network namespace");
+    try {
+      return openSync("/proc/thread-self/ns/net", "r");
+    } finally {
+      check(native.syscall(SYS.setns, mine, CLONE.NEWNET), "return to crest's own network namespace");
+    }
+  } finally {
+    closeSync(mine);
+  }
+}
+
+/** The root is born: crest makes every nested namespace first (where it may), then fills the root's and them. */
+function bornRoot(run: RestoreRun, task: RestoreTask): void {
+  const nested = nestedNamespaces(run);
+  const s = nested.size ? run.state(restoring) : undefined;
+  if (s && madeByCrest(run)) for (const id of nested.keys()) s.made.set(id, newNamespace());
+  if (ownedAtRestore(run, "net")) {
+    const ns = netnsEntry(run);
+    if (ns?.ext_key !== undefined) joinExternal(run, task, ns.ext_key);
+    if (run.opts.net.emptyNs) relock(run, task);
+    else if (ns?.ext_key === undefined) withNamespaceFd(run, task.ids.net_ns_id!, (fd) => fillNamespace(run, fd!, task.ids.net_ns_id!, "the tree's network namespace"));
+  }
+  if (s && madeByCrest(run)) for (const [id, t] of nested) fillNamespace(run, s.made.get(id)!, id, `the nested network namespace ${id} of process ${t.vpid}`);
+}
+
 /**
  * A task other than the root, right after it is born (in its parent's
- * namespace, before its children): into the namespace its ids name. The
- * first task of a nested one unshares it, and crest fills it from its
- * images (criu's order: a namespace is made by the first task that needs
- * it); later ones, and tasks back in the root's or crest's, join it.
+ * namespace, before its children): into the namespace its ids name,
+ * which crest made already; in a tree with its own user namespace, the
+ * first task of a nested one unshares it, and crest fills it.
  */
 function placeTask(run: RestoreRun, task: RestoreTask): void {
   const id = task.ids.net_ns_id;
   if (id === undefined) return;
   const s = nestedNamespaces(run).size ? run.state(restoring) : undefined;
   const crest = run.inventory.root_ids?.net_ns_id, root = run.tasks[0]!;
-  const target = id === root.ids.net_ns_id ? `/proc/${root.pid}/ns/net` : id === crest ? "/proc/thread-self/ns/net" : s?.made.has(id) ? `/proc/${s.made.get(id)!.pid}/ns/net` : undefined;
   const now = nsIno(task.pid);
-  if (target !== undefined) {
-    if (statSync(target).ino === now) return;
-    const fd = openSync(target, "r");
+  const join = (fd: number) => {
+    if (fstatSync(fd).ino === now) return;
+    enterNamespace(task, fd, `network namespace ${id}`);
+    run.log.info(`Process ${task.vpid} joined network namespace ${id}`);
+  };
+  if (s?.made.has(id)) return join(s.made.get(id)!);
+  if (id === root.ids.net_ns_id || id === crest) {
+    const fd = openSync(id === crest ? "/proc/thread-self/ns/net" : `/proc/${root.pid}/ns/net`, "r");
     try {
-      enterNamespace(task, fd, `network namespace ${id}`);
+      return join(fd);
     } finally {
       closeSync(fd);
     }
-    run.log.info(`Process ${task.vpid} joined network namespace ${id}`);
-    return;
   }
   if (!s) throw new Error(`process ${task.vpid} is in network namespace ${id}, which the restore did not plan to make`);
   const what = `the nested network namespace ${id} of process ${task.vpid}`;
   task.remotes[0]!.call(`make ${what} (unshare)`, SYS.unshare, CLONE.NEWNET);
-  s.made.set(id, { fd: openSync(`/proc/${task.pid}/ns/net`, "r"), pid: task.pid });
-  fillNamespace(run, task.pid, id, what);
+  const fd = openSync(`/proc/${task.pid}/ns/net`, "r");
+  s.made.set(id, fd);
+  fillNamespace(run, fd, id, what);
 }
 
-const unlockIn = (run: RestoreRun, pid: number, what: string): void => {
+function unlockIn(run: RestoreRun, nsFd: number, what: string): void {
   const inv = run.inventory;
   const method = lockMethodOf(inv.network_lock_method);
   // A lock that is not there (lifted by hand, or the caller's namespace unlocked by it) is no reason to fail, as with criu.
   try {
-    inNamespaceOf(pid, "net", () => unlockNamespace(method, inv.dump_criu_run_id!));
+    inNetnsFd(nsFd, what, () => unlockNamespace(method, inv.dump_criu_run_id!));
     run.log.info(`Unlocked ${what} (${method})`);
   } catch (e) {
     run.log.warn((e as Error).message);
   }
-};
+}
 
 export const netNamespaceKind: TaskKind = {
   name: "net namespace",
@@ -555,19 +698,17 @@ export const netNamespaceKind: TaskKind = {
   finishDump: dumpNamespaces,
   plan: planNet,
   born(task, run) {
-    if (task !== run.tasks[0]) return placeTask(run, task);
-    if (!ownedAtRestore(run, "net")) return;
-    const ns = netnsEntry(run);
-    if (ns?.ext_key !== undefined) joinExternal(run, task, ns.ext_key);
-    if (run.opts.net.emptyNs) relock(run, task);
-    else if (ns?.ext_key === undefined) fillNamespace(run, task.pid, task.ids.net_ns_id!, "the tree's network namespace");
+    if (task === run.tasks[0]) bornRoot(run, task);
+    else placeTask(run, task);
   },
   finishRestore(run) {
     const ns = netnsEntry(run);
     const root = run.tasks[0]!;
-    if (ownedAtRestore(run, "net") && !run.opts.net.emptyNs && ns?.ext_key === undefined) restoreFirewall(run, root.pid, root.ids.net_ns_id!, "the tree's network namespace");
+    if (ownedAtRestore(run, "net") && !run.opts.net.emptyNs && ns?.ext_key === undefined) {
+      withNamespaceFd(run, root.ids.net_ns_id!, (fd) => restoreFirewall(run, fd!, root.ids.net_ns_id!, "the tree's network namespace"));
+    }
     if (!nestedNamespaces(run).size) return;
-    for (const [id, m] of run.state(restoring).made) restoreFirewall(run, m.pid, id, `the nested network namespace ${id}`);
+    for (const [id, fd] of run.state(restoring).made) restoreFirewall(run, fd, id, `the nested network namespace ${id}`);
   },
   // Before the connections leave repair mode (the inet kind's resume): the lock the firewall came back with is lifted.
   resume(run) {
@@ -577,7 +718,7 @@ export const netNamespaceKind: TaskKind = {
     s.done = true;
     if (run.inventory.dump_criu_run_id === undefined) return;
     run.script("network-unlock");
-    if (owned) unlockIn(run, run.tasks[0]!.pid, "the tree's network namespace");
-    for (const [id, m] of s.made) unlockIn(run, m.pid, `the nested network namespace ${id}`);
+    if (owned) withNamespaceFd(run, run.tasks[0]!.ids.net_ns_id!, (fd) => unlockIn(run, fd!, "the tree's network namespace"));
+    for (const [id, fd] of s.made) unlockIn(run, fd, `the nested network namespace ${id}`);
   },
 };
