@@ -5,7 +5,7 @@
 // TCP listener, unix sockets, an abstract name) come back in it, and a
 // socket the task made before it unshared comes back in the root's, and a
 // veth pair between the root's namespace and the nested one comes back
-// whole. Both with the root in crest's namespace and in one of its own.
+// whole (its root end a port of a bridge). Both with the root in crest's namespace and in one of its own.
 // Refused by name, the tree running on: a socket of a namespace no task is
 // in.
 import { test } from "node:test";
@@ -116,15 +116,19 @@ function linkOf(pid: number, name: string): { ifindex: number; link_index?: numb
   return JSON.parse(inNetns(pid, ["ip", "-j", "link", "show", name]))[0];
 }
 
-test("nested netns: a veth pair between the root's namespace and a nested one comes back whole, the two ends peers with their indexes and addresses", () => {
+test("nested netns: a veth pair between the root's namespace and a nested one comes back whole, the two ends peers with their indexes and addresses, the root's end a port of a bridge", () => {
   const w = startWorkload("netns-nested", [], { ns: NS, loUp: true });
   try {
     let pid = inner(w);
     inNetns(pid, ["ip", "link", "add", "vin", "type", "veth", "peer", "name", "vout", "netns", `/proc/${w.pid}/ns/net`]);
     inNetns(pid, ["ip", "addr", "add", "10.217.0.2/24", "dev", "vin"]);
     inNetns(pid, ["ip", "link", "set", "vin", "up"]);
-    inNetns(w.pid, ["ip", "addr", "add", "10.217.0.1/24", "dev", "vout"]);
+    // The root's end is a port of a bridge, which has the address.
+    inNetns(w.pid, ["ip", "link", "add", "br0", "type", "bridge"]);
+    inNetns(w.pid, ["ip", "link", "set", "vout", "master", "br0"]);
+    inNetns(w.pid, ["ip", "addr", "add", "10.217.0.1/24", "dev", "br0"]);
     inNetns(w.pid, ["ip", "link", "set", "vout", "up"]);
+    inNetns(w.pid, ["ip", "link", "set", "br0", "up"]);
     assert.equal(tcpAcross(w.pid, pid, "10.217.0.1", 7071), "pong", "the pair carries traffic before the dump");
     const before = { vin: linkOf(pid, "vin"), vout: linkOf(w.pid, "vout") };
     dumpWorkload(w);
@@ -147,6 +151,8 @@ test("nested netns: a veth pair between the root's namespace and a nested one co
     assert.equal(after.vin.address, before.vin.address);
     assert.equal(after.vout.address, before.vout.address);
     assert.match(inNetns(pid, ["ip", "-br", "-4", "addr", "show", "vin"]), /UP\s+10\.217\.0\.2\/24/);
+    assert.equal((linkOf(w.pid, "vout") as { master?: string }).master, "br0", "vout is a port of br0 again");
+    assert.match(inNetns(w.pid, ["ip", "-br", "-4", "addr", "show", "br0"]), /UP\s+10\.217\.0\.1\/24/);
     assert.equal(tcpAcross(w.pid, pid, "10.217.0.1", 7072), "pong", "the pair carries traffic after the restore");
     for (const p of [pid, w.pid]) assert.doesNotMatch(inNetns(p, ["nft", "list", "ruleset"]), /CRIU-|CREST-RESTORE/, "each lock was lifted");
     assert.equal(finish(w), "PASS");

@@ -124,6 +124,20 @@ export function addVeth(v: VethRequest): void {
   request(`create veth ${v.name} (index ${v.index}) with its peer ${v.peerName}${v.peer ? ` (index ${v.peer.index})` : ""} in another namespace`, NLM_F.CREATE | NLM_F.EXCL, vethBody(v));
 }
 
+/** Makes a bridge in the calling thread's namespace with its index, name, MTU and address (criu keeps no bridge attributes either). */
+export function addBridge(b: { index: number; name: string; mtu: number; address?: Buffer }): void {
+  const body = Buffer.concat([
+    ifinfomsg(b.index), rtattr(IFLA.IFNAME, b.name), rtattr(IFLA.MTU, b.mtu), ...(b.address ? [rtattr(IFLA.ADDRESS, b.address)] : []),
+    rtattr(IFLA.LINKINFO, rtattr(IFLA_INFO.KIND, Buffer.from("bridge"))),
+  ]);
+  request(`create bridge ${b.name} (index ${b.index})`, NLM_F.CREATE | NLM_F.EXCL, body);
+}
+
+/** Puts a link into its master (a bridge), by index. */
+export function setMaster(index: number, name: string, master: number): void {
+  request(`put link ${name} (index ${index}) into its master (index ${master})`, 0, Buffer.concat([ifinfomsg(index), rtattr(IFLA.MASTER, master)]));
+}
+
 /** Sets a link's MTU, hardware address and the flags its owner sets. */
 export function setLink(index: number, name: string, l: { mtu: number; flags: number; address?: Buffer }): void {
   const body = Buffer.concat([

@@ -40,7 +40,7 @@ import { check } from "../../sys/errno.js";
 import { native } from "../../sys/native.js";
 import { programOnPath } from "../../kernel/probe.js";
 import { ownedAtRestore } from "./owned.js";
-import { addVeth, delLink, IFF_LOOPBACK, IFF_UP, listLinks, nsidOf, setLink, type Link } from "./net-links.js";
+import { addBridge, addVeth, delLink, IFF_LOOPBACK, IFF_UP, listLinks, nsidOf, setLink, setMaster, type Link } from "./net-links.js";
 import { DEVCONFS4, DEVCONFS6, IPV4_SYSCTLS, readSysctls, UNIX_CONF, writeSysctls } from "./net-sysctl.js";
 import { dumpLock, holdNamespace, LOCK_METHOD_IDS, lockMethodOf, lockNamespace, releaseNamespace, unlockNamespace } from "../sockets/netlock.js";
 import { giveFd } from "../files/inherit.js";
@@ -131,9 +131,12 @@ function linkEntry(l: Link, nsWhat: string, peerNsid?: number): net_device_entry
         "crest keeps a veth whose peer is outside the tree only (--external veth[IFNAME]:OUTSIDE on restore)");
     }
     type = nd_type.VETH;
+  } else if (l.kind === "bridge") {
+    // Made again with its name, index, MTU and address; its members join it by their master index (criu keeps no more of it).
+    type = nd_type.BRIDGE;
   } else {
     throw new UnsupportedError(`network link ${l.name} (index ${l.index}, ${l.kind ? `kind ${l.kind}` : "no kind"}) of ${nsWhat} is not supported: ` +
-      "crest keeps loopback and veth links only; remove it before the dump, or give the tree the caller's namespace (--external net[INO]:KEY)");
+      "crest keeps loopback, veth and bridge links only; remove it before the dump, or give the tree the caller's namespace (--external net[INO]:KEY)");
   }
   return {
     type, ifindex: l.index, mtu: l.mtu, flags: l.flags, name: l.name, conf: [],
@@ -395,7 +398,8 @@ function checkNamespaceImages(run: RestoreRun, id: number, nsWhat: string, here:
   if (netnsEntry(run, id)!.ext_key !== undefined && id !== run.tasks[0]!.ids.net_ns_id) throw new Error(`${nsWhat}: netns-${id}.img names an external namespace; crest joins an external network namespace for the root only`);
   for (const l of run.images.read(IMG.netdev, id)) {
     if (l.type === nd_type.LOOPBACK) continue;
-    if (l.type !== nd_type.VETH) throw new Error(`link ${l.name} (index ${l.ifindex}) of ${nsWhat} is of type ${l.type}, which crest cannot restore (loopback and veth only)`);
+    if (l.type === nd_type.BRIDGE) continue;
+    if (l.type !== nd_type.VETH) throw new Error(`link ${l.name} (index ${l.ifindex}) of ${nsWhat} is of type ${l.type}, which crest cannot restore (loopback, veth and bridge only)`);
     if (l.peer_nsid !== undefined && filled.has(l.peer_nsid)) {
       if (!madeByCrest(run)) throw new Error(`veth ${l.name} of ${nsWhat} has its peer in network namespace ${l.peer_nsid} of the tree; crest does not make such a pair again in a tree with a user namespace of its own yet`);
       const peer = run.images.exists(IMG.netdev, l.peer_nsid) ? run.images.read(IMG.netdev, l.peer_nsid).find((p) => p.ifindex === l.peer_ifindex && p.type === nd_type.VETH) : undefined;
@@ -492,7 +496,10 @@ function fillNamespace(run: RestoreRun, nsFd: number, id: number, nsWhat: string
       writeSysctls(`${SYSCTL}/ipv6/conf/default`, DEVCONFS6, ns.def_conf6, "net.ipv6.conf.default");
       writeSysctls(`${SYSCTL}/unix`, UNIX_CONF, ns.unix_conf, "net.unix");
       writeSysctls(`${SYSCTL}/ipv4`, IPV4_SYSCTLS, ns.ipv4_sysctl, "net.ipv4");
-      for (const l of run.images.read(IMG.netdev, id)) {
+      const links = run.images.read(IMG.netdev, id);
+      // Bridges first, so their members can join them once made.
+      for (const l of links) if (l.type === nd_type.BRIDGE) addBridge({ index: l.ifindex, name: l.name, mtu: l.mtu, ...(l.address ? { address: l.address } : {}) });
+      for (const l of links) {
         if (l.type === nd_type.VETH && l.peer_nsid !== undefined && filled.has(l.peer_nsid)) {
           if (!s.madeAsPeer.has(`${id}:${l.ifindex}`)) {
             const p = run.images.read(IMG.netdev, l.peer_nsid).find((x) => x.ifindex === l.peer_ifindex && x.type === nd_type.VETH)!;
@@ -517,6 +524,7 @@ function fillNamespace(run: RestoreRun, nsFd: number, id: number, nsWhat: string
         writeSysctls(`${SYSCTL}/ipv4/conf/${l.name}`, DEVCONFS4, l.conf4, `net.ipv4.conf.${l.name}`);
         writeSysctls(`${SYSCTL}/ipv6/conf/${l.name}`, DEVCONFS6, l.conf6, `net.ipv6.conf.${l.name}`);
       }
+      for (const l of links) if (l.master !== undefined) setMaster(l.ifindex, l.name, l.master);
       ipRestore(run, IMG.ifaddr, id, ["addr"], `restore the addresses of ${nsWhat}`);
       ipRestore(run, IMG.route, id, ["route"], `restore the routes of ${nsWhat}`);
       ipRestore(run, IMG.route6, id, ["route"], `restore the IPv6 routes of ${nsWhat}`);
