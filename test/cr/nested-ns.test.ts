@@ -209,3 +209,23 @@ test("nested netns: an established TCP connection inside the nested namespace, w
     stop(w);
   }
 });
+
+test("nested netns: a veth pair between two namespaces of a tree with its own user namespace is refused by name, and the tree runs on", () => {
+  const w = startWorkload("netns-nested", [], { ns: `user,${NS}`, loUp: true });
+  try {
+    const pid = inner(w);
+    inNetns(pid, ["ip", "link", "add", "vin", "type", "veth", "peer", "name", "vout", "netns", `/proc/${w.pid}/ns/net`]);
+    const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /veth (vin|vout) of the .*network namespace net:\[\d+\] of process \d+ has its peer (vout|vin) in .*another namespace of the tree, and the tree has a user namespace of its own/);
+    assert.equal(procState(w.pid).tracer, 0);
+    for (const p of [pid, w.pid]) assert.doesNotMatch(inNetns(p, ["nft", "list", "ruleset"]), /CRIU-/, "each lock was lifted");
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+test("nested netns: in a tree with its own user namespace, the nested namespace is made by its first task and comes back", () => {
+  cycle("netns-nested", [], checkImages, { ns: `user,${NS}`, loUp: true });
+});

@@ -178,6 +178,10 @@ function vethPeers(run: DumpRun, links: Map<number, Link[]>): Map<number, Map<nu
         if (l.linkNetnsid !== nsid) continue;
         const peer = links.get(b.id)!.find((p) => p.kind === "veth" && p.index === l.link && p.link === l.index);
         if (!peer) throw new Error(`veth ${l.name} of ${a.what} names its peer index ${l.link} in ${b.what}, which has no veth of that index naming it back`);
+        if (run.ownNamespaces.has("user")) {
+          throw new UnsupportedError(`veth ${l.name} of ${a.what} has its peer ${peer.name} in ${b.what}, another namespace of the tree, and the tree has a user namespace of its own: ` +
+            "crest does not make such a pair again there yet; connect the namespaces through crest's (a veth each, --external veth[IFNAME]:OUTSIDE on restore), or remove the pair before the dump");
+        }
         found.set(l.index, b.id);
         run.log.info(`veth ${l.name} of ${a.what} has its peer ${peer.name} in ${b.what}`);
       }
