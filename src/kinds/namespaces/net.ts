@@ -1,7 +1,9 @@
-// The network namespace: a tree with its own is kept as criu 4.x keeps it.
-// Dump, from inside the namespace (crest's thread setns'ed into it):
+// Network namespaces: the tree's own, and nested ones (a task that
+// unshared its own, and its children), each kept as criu 4.x keeps one.
+// Dump, from inside each namespace (crest's thread setns'ed into it):
 //   netdev-N.img   one net_device_entry per link (loopback; veth, whose peer
-//                  is outside the tree), with its per-device sysctls;
+//                  is in another namespace of the tree, peer_nsid, or
+//                  outside it; bridge), with its per-device sysctls;
 //   ifaddr-N.img, route-N.img, route6-N.img, rule-N.img
 //                  raw `ip addr|route|-6 route|rule save` streams, as criu
 //                  runs iproute2;
@@ -11,23 +13,30 @@
 //   nftables-N.img `nft list ruleset`;
 //   netns-N.img    the namespace's sysctls (all/default conf4 and conf6,
 //                  net/unix, ping_group_range).
-// N is the namespace's id. The namespace is locked before anything is read
-// from it (every packet dropped but crest's own, criu's network-lock), so
-// the firewall comes back locked, and the restore lifts the lock last.
+// N is the namespace's id (net_ns_id in each task's ids). A namespace is
+// locked as its first task is dumped, before anything is read from it
+// (every packet dropped but crest's own, criu's network-lock), so the
+// firewall comes back locked, and the restore lifts the lock last.
 //
 // Restore: the root is cloned with CLONE_NEWNET; right after it exists crest
-// enters its namespace and sets the sysctls, makes the links (each veth with
-// its peer in crest's namespace, named by --external veth[IFNAME]:OUTSIDE),
-// and runs `ip ... restore` on the images, before any task runs; the
-// namespace is held by a lock of crest's own until the connections are back,
-// then `iptables-restore` / `nft -f` put its firewall back (its rules would
-// drop the packets that put a closing connection back). A restore that fails removes the outside end of every
-// veth it made (which removes the pair).
+// makes every nested namespace (criu's order: namespaces before the tasks
+// that need them; in a tree with its own user namespace the first task of
+// each unshares it instead, as it is born), then enters each in turn and
+// sets the sysctls, makes the links (bridges first; a veth with its peer in
+// crest's namespace, named by --external veth[IFNAME]:OUTSIDE, or in the
+// namespace of the tree it was in, by whichever end comes first; ports into
+// their bridges), and runs `ip ... restore` on the images, before any task
+// runs. Every other task joins its namespace (setns) as it is born, before
+// its children. Each namespace is held by a lock of crest's own until the
+// connections are back, then `iptables-restore` / `nft -f` put its firewall
+// back (its rules would drop the packets that put a closing connection
+// back). A restore that fails removes the outside end of every veth it made
+// (which removes the pair); nested namespaces go with crest's fds of them.
 //
 // A namespace the caller owns (a container runtime's) is external:
 // `--external net[INO]:KEY` on dump writes only netns-N.img with ext_key KEY
 // (its contents are the caller's); on restore the root joins the namespace
-// `--inherit-fd fd[N]:KEY` passes.
+// `--inherit-fd fd[N]:KEY` passes. Only the root's may be external.
 import { spawnSync } from "node:child_process";
 import { closeSync, fstatSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
