@@ -79,6 +79,8 @@ export interface DumpRun extends RunBase {
   files: file_entry[];
   /** The tree's root: the task whose namespaces are the tree's own. */
   root: DumpTask;
+  /** The tree's tasks, root first (a kind finds a task's namespace ids here). */
+  tasks: readonly DumpTask[];
   /** Every PID and TID of the tree's tasks, as crest sees them. */
   treeTids: ReadonlySet<number>;
   /** Namespace kinds the tree's root has of its own (differing from crest's). */

@@ -112,13 +112,13 @@ test("netns: lo, a veth to the host with an address and a route, a rule, sysctls
   }
 });
 
-test("netns: a link crest does not keep (a bridge) is refused by name, and the tree runs on", () => {
+test("netns: a link crest does not keep (an ifb) is refused by name, and the tree runs on", () => {
   const w = startWorkload("loop", [], { ns: NS });
   try {
-    inNetns(w.pid, ["ip", "link", "add", "br7", "type", "bridge"]);
+    inNetns(w.pid, ["ip", "link", "add", "ifb7", "type", "ifb"]);
     const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /network link br7 \(index \d+, kind bridge\) of the network namespace net:\[\d+\] of process \d+ is not supported/);
+    assert.match(r.stderr, /network link ifb7 \(index \d+, kind ifb\) of the network namespace net:\[\d+\] of process \d+ is not supported/);
     assert.equal(procState(w.pid).tracer, 0);
     assert.doesNotMatch(inNetns(w.pid, ["nft", "list", "ruleset"]), /CRIU-/, "the lock was lifted");
     assert.equal(finish(w), "PASS");

@@ -101,11 +101,17 @@ export interface VethRequest {
   /** The peer's name and the namespace it goes to (an fd of it, in crest). */
   peerName: string;
   peerNetnsFd: number;
+  /** A peer in another namespace of the tree is made as it was: its index, MTU and address (one outside gets the kernel's). */
+  peer?: { index: number; mtu: number; address?: Buffer };
 }
 
 /** The RTM_NEWLINK body that makes a veth pair, this end with its index, name, MTU and address; the peer in another namespace. */
 export function vethBody(v: VethRequest): Buffer {
-  const peer = Buffer.concat([ifinfomsg(0), rtattr(IFLA.IFNAME, v.peerName), rtattr(IFLA.NET_NS_FD, v.peerNetnsFd)]);
+  const p = v.peer;
+  const peer = Buffer.concat([
+    ifinfomsg(p?.index ?? 0), rtattr(IFLA.IFNAME, v.peerName), rtattr(IFLA.NET_NS_FD, v.peerNetnsFd),
+    ...(p ? [rtattr(IFLA.MTU, p.mtu)] : []), ...(p?.address ? [rtattr(IFLA.ADDRESS, p.address)] : []),
+  ]);
   const info = Buffer.concat([rtattr(IFLA_INFO.KIND, Buffer.from("veth")), rtattr(IFLA_INFO.DATA, rtattr(VETH_INFO_PEER, peer))]);
   return Buffer.concat([
     ifinfomsg(v.index), rtattr(IFLA.IFNAME, v.name), rtattr(IFLA.MTU, v.mtu),
@@ -115,7 +121,21 @@ export function vethBody(v: VethRequest): Buffer {
 
 /** Makes a veth pair in the calling thread's namespace. */
 export function addVeth(v: VethRequest): void {
-  request(`create veth ${v.name} (index ${v.index}) with its peer ${v.peerName} outside`, NLM_F.CREATE | NLM_F.EXCL, vethBody(v));
+  request(`create veth ${v.name} (index ${v.index}) with its peer ${v.peerName}${v.peer ? ` (index ${v.peer.index})` : ""} in another namespace`, NLM_F.CREATE | NLM_F.EXCL, vethBody(v));
+}
+
+/** Makes a bridge in the calling thread's namespace with its index, name, MTU and address (criu keeps no bridge attributes either). */
+export function addBridge(b: { index: number; name: string; mtu: number; address?: Buffer }): void {
+  const body = Buffer.concat([
+    ifinfomsg(b.index), rtattr(IFLA.IFNAME, b.name), rtattr(IFLA.MTU, b.mtu), ...(b.address ? [rtattr(IFLA.ADDRESS, b.address)] : []),
+    rtattr(IFLA.LINKINFO, rtattr(IFLA_INFO.KIND, Buffer.from("bridge"))),
+  ]);
+  request(`create bridge ${b.name} (index ${b.index})`, NLM_F.CREATE | NLM_F.EXCL, body);
+}
+
+/** Puts a link into its master (a bridge), by index. */
+export function setMaster(index: number, name: string, master: number): void {
+  request(`put link ${name} (index ${index}) into its master (index ${master})`, 0, Buffer.concat([ifinfomsg(index), rtattr(IFLA.MASTER, master)]));
 }
 
 /** Sets a link's MTU, hardware address and the flags its owner sets. */
@@ -133,5 +153,24 @@ export function delLink(name: string): void {
   withRoute(`remove link ${name}`, (fd) => {
     const r = nlRequest(fd, RTM_DELLINK, 0, Buffer.concat([ifinfomsg(0), rtattr(IFLA.IFNAME, name)]));
     if (r.errno) throw new Error(`cannot remove link ${name}: errno ${r.errno}`);
+  });
+}
+
+const RTM_NEWNSID = 88, RTM_GETNSID = 90;
+const NETNSA = { NSID: 1, FD: 3 } as const;
+
+/**
+ * The id the calling thread's namespace gives namespace `nsFd` (an fd of
+ * it, in crest): the IFLA_LINK_NETNSID its links name a peer's namespace
+ * by. Undefined where it gives none (NETNSA_NSID_NOT_ASSIGNED, -1).
+ */
+export function nsidOf(nsFd: number): number | undefined {
+  return withRoute("ask for a namespace's nsid", (fd) => {
+    // struct rtgenmsg: the family, padded to 4 bytes.
+    const r = nlRequest(fd, RTM_GETNSID, 0, Buffer.concat([Buffer.alloc(4), rtattr(NETNSA.FD, nsFd)]));
+    if (r.errno) throw new Error(`cannot ask for the nsid of a network namespace: errno ${r.errno}`);
+    const m = r.messages.find((x) => x.type === RTM_NEWNSID);
+    const id = m ? parseAttrs(m.body, 4).get(NETNSA.NSID)?.readInt32LE(0) : undefined;
+    return id === undefined || id < 0 ? undefined : id;
   });
 }

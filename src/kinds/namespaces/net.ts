@@ -1,7 +1,9 @@
-// The network namespace: a tree with its own is kept as criu 4.x keeps it.
-// Dump, from inside the namespace (crest's thread setns'ed into it):
+// Network namespaces: the tree's own, and nested ones (a task that
+// unshared its own, and its children), each kept as criu 4.x keeps one.
+// Dump, from inside each namespace (crest's thread setns'ed into it):
 //   netdev-N.img   one net_device_entry per link (loopback; veth, whose peer
-//                  is outside the tree), with its per-device sysctls;
+//                  is in another namespace of the tree, peer_nsid, or
+//                  outside it; bridge), with its per-device sysctls;
 //   ifaddr-N.img, route-N.img, route6-N.img, rule-N.img
 //                  raw `ip addr|route|-6 route|rule save` streams, as criu
 //                  runs iproute2;
@@ -11,34 +13,43 @@
 //   nftables-N.img `nft list ruleset`;
 //   netns-N.img    the namespace's sysctls (all/default conf4 and conf6,
 //                  net/unix, ping_group_range).
-// N is the namespace's id. The namespace is locked before anything is read
-// from it (every packet dropped but crest's own, criu's network-lock), so
-// the firewall comes back locked, and the restore lifts the lock last.
+// N is the namespace's id (net_ns_id in each task's ids). A namespace is
+// locked as its first task is dumped, before anything is read from it
+// (every packet dropped but crest's own, criu's network-lock), so the
+// firewall comes back locked, and the restore lifts the lock last.
 //
 // Restore: the root is cloned with CLONE_NEWNET; right after it exists crest
-// enters its namespace and sets the sysctls, makes the links (each veth with
-// its peer in crest's namespace, named by --external veth[IFNAME]:OUTSIDE),
-// and runs `ip ... restore` on the images, before any task runs; the
-// namespace is held by a lock of crest's own until the connections are back,
-// then `iptables-restore` / `nft -f` put its firewall back (its rules would
-// drop the packets that put a closing connection back). A restore that fails removes the outside end of every
-// veth it made (which removes the pair).
+// makes every nested namespace (criu's order: namespaces before the tasks
+// that need them; in a tree with its own user namespace the first task of
+// each unshares it instead, as it is born), then enters each in turn and
+// sets the sysctls, makes the links (bridges first; a veth with its peer in
+// crest's namespace, named by --external veth[IFNAME]:OUTSIDE, or in the
+// namespace of the tree it was in, by whichever end comes first; ports into
+// their bridges), and runs `ip ... restore` on the images, before any task
+// runs. Every other task joins its namespace (setns) as it is born, before
+// its children. Each namespace is held by a lock of crest's own until the
+// connections are back, then `iptables-restore` / `nft -f` put its firewall
+// back (its rules would drop the packets that put a closing connection
+// back). A restore that fails removes the outside end of every veth it made
+// (which removes the pair); nested namespaces go with crest's fds of them.
 //
 // A namespace the caller owns (a container runtime's) is external:
 // `--external net[INO]:KEY` on dump writes only netns-N.img with ext_key KEY
 // (its contents are the caller's); on restore the root joins the namespace
-// `--inherit-fd fd[N]:KEY` passes.
+// `--inherit-fd fd[N]:KEY` passes. Only the root's may be external.
 import { spawnSync } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, fstatSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { restoreState, UnsupportedError, type DumpRun, type RestoreRun, type RestoreTask, type TaskKind } from "../context.js";
+import { dumpState, restoreState, UnsupportedError, type DumpRun, type DumpTask, type RestoreRun, type RestoreTask, type TaskKind } from "../context.js";
 import { IMG, nd_type, type net_device_entry, type netns_entry } from "../../images/index.js";
 import { CLONE, SYS } from "../../sys/constants.js";
 import { inNamespaceOf } from "../../sys/namespace.js";
+import { check } from "../../sys/errno.js";
+import { native } from "../../sys/native.js";
 import { programOnPath } from "../../kernel/probe.js";
 import { ownedAtRestore } from "./owned.js";
-import { addVeth, delLink, IFF_LOOPBACK, IFF_UP, listLinks, setLink, type Link } from "./net-links.js";
+import { addBridge, addVeth, delLink, IFF_LOOPBACK, IFF_UP, listLinks, nsidOf, setLink, setMaster, type Link } from "./net-links.js";
 import { DEVCONFS4, DEVCONFS6, IPV4_SYSCTLS, readSysctls, UNIX_CONF, writeSysctls } from "./net-sysctl.js";
 import { dumpLock, holdNamespace, LOCK_METHOD_IDS, lockMethodOf, lockNamespace, releaseNamespace, unlockNamespace } from "../sockets/netlock.js";
 import { giveFd } from "../files/inherit.js";
@@ -101,21 +112,40 @@ function externalKey(run: { opts: { external: string[] } }, ino: number): string
   return undefined;
 }
 
-const nsIno = (pid: number): number => statSync(`/proc/${pid}/ns/net`).ino;
+const nsIno = (pid: number | "self"): number => statSync(`/proc/${pid}/ns/net`).ino;
 
-function linkEntry(l: Link, nsWhat: string): net_device_entry {
+/**
+ * A network namespace of the tree other than crest's: the root's own, or a
+ * nested one (a task that unshared it, and its children), with the first
+ * task found in it.
+ */
+interface TreeNetns {
+  id: number;
+  ino: number;
+  pid: number;
+  root: boolean;
+  what: string;
+}
+
+const treeNamespaces = dumpState("net namespaces", () => new Map<number, TreeNetns>());
+
+function linkEntry(l: Link, nsWhat: string, peerNsid?: number): net_device_entry {
   let type: nd_type;
   if (l.flags & IFF_LOOPBACK) type = nd_type.LOOPBACK;
   else if (l.kind === "veth") {
-    // Its peer outside the tree: the kernel names the peer's namespace by an nsid. A pair with both ends inside is not kept yet.
+    // Its peer in another namespace (of the tree: peerNsid; else outside it): the kernel names the peer's namespace by an nsid.
+    // A pair with both ends in one namespace is not kept yet.
     if (l.linkNetnsid === undefined) {
       throw new UnsupportedError(`veth ${l.name} (index ${l.index}) of ${nsWhat} has its peer (index ${l.link ?? "?"}) in the same namespace; ` +
         "crest keeps a veth whose peer is outside the tree only (--external veth[IFNAME]:OUTSIDE on restore)");
     }
     type = nd_type.VETH;
+  } else if (l.kind === "bridge") {
+    // Made again with its name, index, MTU and address; its members join it by their master index (criu keeps no more of it).
+    type = nd_type.BRIDGE;
   } else {
     throw new UnsupportedError(`network link ${l.name} (index ${l.index}, ${l.kind ? `kind ${l.kind}` : "no kind"}) of ${nsWhat} is not supported: ` +
-      "crest keeps loopback and veth links only; remove it before the dump, or give the tree the caller's namespace (--external net[INO]:KEY)");
+      "crest keeps loopback, veth and bridge links only; remove it before the dump, or give the tree the caller's namespace (--external net[INO]:KEY)");
   }
   return {
     type, ifindex: l.index, mtu: l.mtu, flags: l.flags, name: l.name, conf: [],
@@ -123,8 +153,50 @@ function linkEntry(l: Link, nsWhat: string): net_device_entry {
     conf6: readSysctls(`${SYSCTL}/ipv6/conf/${l.name}`, DEVCONFS6),
     ...(type !== nd_type.LOOPBACK && l.address ? { address: l.address } : {}),
     peer_ifindex: l.link ?? l.index,
+    ...(peerNsid !== undefined ? { peer_nsid: peerNsid } : {}),
     ...(l.master !== undefined ? { master: l.master } : {}),
   };
+}
+
+/**
+ * The namespace of the tree each veth's peer is in (criu's peer_nsid), by
+ * namespace id and ifindex: the nsid the veth's namespace gives each other
+ * namespace of the tree is compared with the veth's IFLA_LINK_NETNSID, and
+ * the peer must be a veth there naming it back. A peer in none of them is
+ * outside the tree (--external veth[] on restore).
+ */
+function vethPeers(run: DumpRun, links: Map<number, Link[]>): Map<number, Map<number, number>> {
+  const all = [...run.state(treeNamespaces).values()];
+  const out = new Map<number, Map<number, number>>();
+  for (const a of all) {
+    const found = new Map<number, number>();
+    out.set(a.id, found);
+    const veths = links.get(a.id)!.filter((l) => l.kind === "veth" && l.linkNetnsid !== undefined);
+    if (!veths.length) continue;
+    for (const b of all) {
+      if (b === a) continue;
+      const fd = openSync(`/proc/${b.pid}/ns/net`, "r");
+      let nsid: number | undefined;
+      try {
+        nsid = inNamespaceOf(a.pid, "net", () => nsidOf(fd));
+      } finally {
+        closeSync(fd);
+      }
+      if (nsid === undefined) continue;
+      for (const l of veths) {
+        if (l.linkNetnsid !== nsid) continue;
+        const peer = links.get(b.id)!.find((p) => p.kind === "veth" && p.index === l.link && p.link === l.index);
+        if (!peer) throw new Error(`veth ${l.name} of ${a.what} names its peer index ${l.link} in ${b.what}, which has no veth of that index naming it back`);
+        if (run.ownNamespaces.has("user")) {
+          throw new UnsupportedError(`veth ${l.name} of ${a.what} has its peer ${peer.name} in ${b.what}, another namespace of the tree, and the tree has a user namespace of its own: ` +
+            "crest does not make such a pair again there yet; connect the namespaces through crest's (a veth each, --external veth[IFNAME]:OUTSIDE on restore), or remove the pair before the dump");
+        }
+        found.set(l.index, b.id);
+        run.log.info(`veth ${l.name} of ${a.what} has its peer ${peer.name} in ${b.what}`);
+      }
+    }
+  }
+  return out;
 }
 
 function netnsConf(): netns_entry {
@@ -136,24 +208,22 @@ function netnsConf(): netns_entry {
   };
 }
 
-function dumpNamespace(run: DumpRun): void {
-  const id = run.root.ids.net_ns_id!;
-  const ino = nsIno(run.root.pid);
-  const key = externalKey(run, ino);
+function dumpNamespace(run: DumpRun, ns: TreeNetns, peers: Map<number, number>): void {
+  const { id, ino, what: nsWhat } = ns;
+  const key = ns.root ? externalKey(run, ino) : undefined;
   if (key !== undefined) {
     run.log.info(`Network namespace net:[${ino}] is external (${key}): its contents are not dumped`);
     run.images.write(IMG.netns, id, [{ def_conf: [], all_conf: [], def_conf4: [], all_conf4: [], def_conf6: [], all_conf6: [], nsids: [], unix_conf: [], ipv4_sysctl: [], ext_key: key }]);
     return;
   }
-  const nsWhat = `the network namespace net:[${ino}] of process ${run.root.pid}`;
   // --empty-ns net: the caller makes the namespace's contents again (criu writes nothing of them).
-  if (run.opts.net.emptyNs) {
+  if (ns.root && run.opts.net.emptyNs) {
     run.log.info(`${nsWhat} is left empty (--empty-ns net): its contents are not dumped`);
-    if (!run.opts.dump.leaveRunning && !run.opts.dump.leaveStopped) takeLinksDown(run, nsWhat);
+    if (!run.opts.dump.leaveRunning && !run.opts.dump.leaveStopped) takeLinksDown(run, ns);
     return;
   }
-  inNamespaceOf(run.root.pid, "net", () => {
-    const links = listLinks().map((l) => linkEntry(l, nsWhat));
+  inNamespaceOf(ns.pid, "net", () => {
+    const links = listLinks().map((l) => linkEntry(l, nsWhat, peers.get(l.index)));
     run.images.write(IMG.netdev, id, links);
     run.images.write(IMG.ifaddr, id, tool("ip", ["addr", "save"], `dump the addresses of ${nsWhat}`));
     run.images.write(IMG.route, id, tool("ip", ["route", "save"], `dump the routes of ${nsWhat}`));
@@ -172,7 +242,7 @@ function dumpNamespace(run: DumpRun): void {
     run.images.write(IMG.netns, id, [netnsConf()]);
     run.log.info(`Dumped ${nsWhat}: links ${links.map((l) => l.name).join(", ")}`);
   });
-  if (!run.opts.dump.leaveRunning && !run.opts.dump.leaveStopped) takeLinksDown(run, nsWhat);
+  if (!run.opts.dump.leaveRunning && !run.opts.dump.leaveStopped) takeLinksDown(run, ns);
 }
 
 /**
@@ -181,30 +251,61 @@ function dumpNamespace(run: DumpRun): void {
  * between finds no socket and is answered with a reset. Its links are taken
  * down first (as dumped, they come back up); up again if the dump fails.
  */
-function takeLinksDown(run: DumpRun, nsWhat: string): void {
-  inNamespaceOf(run.root.pid, "net", () => {
+function takeLinksDown(run: DumpRun, ns: TreeNetns): void {
+  inNamespaceOf(ns.pid, "net", () => {
     for (const l of listLinks()) {
       if (l.flags & IFF_LOOPBACK || !(l.flags & IFF_UP)) continue;
       setLink(l.index, l.name, { mtu: l.mtu, flags: l.flags & ~IFF_UP });
-      run.undo.push(() => inNamespaceOf(run.root.pid, "net", () => setLink(l.index, l.name, { mtu: l.mtu, flags: l.flags })));
-      run.log.debug(`Took link ${l.name} of ${nsWhat} down until the tree is gone`);
+      run.undo.push(() => inNamespaceOf(ns.pid, "net", () => setLink(l.index, l.name, { mtu: l.mtu, flags: l.flags })));
+      run.log.debug(`Took link ${l.name} of ${ns.what} down until the tree is gone`);
     }
   });
 }
 
-/** As criu's network_lock: the action scripts, then the namespace's own lock, undone if the tree runs on. */
-function lockTreeNamespace(run: DumpRun): void {
+/**
+ * As criu's network_lock: the action scripts (once), then each namespace's
+ * own lock, undone if the tree runs on.
+ */
+function lockTreeNamespace(run: DumpRun, ns: TreeNetns, first: boolean): void {
   const { method, runId } = run.state(dumpLock);
-  run.script("network-lock");
-  inNamespaceOf(run.root.pid, "net", () => lockNamespace(method, runId));
-  run.log.info(`Locked the tree's network namespace with ${method}`);
-  run.inventory.network_lock_method = LOCK_METHOD_IDS[method];
-  run.inventory.dump_criu_run_id = runId;
+  if (first) {
+    run.script("network-lock");
+    run.inventory.network_lock_method = LOCK_METHOD_IDS[method];
+    run.inventory.dump_criu_run_id = runId;
+    run.undo.push(() => run.script("network-unlock"));
+  }
+  inNamespaceOf(ns.pid, "net", () => lockNamespace(method, runId));
+  run.log.info(`Locked ${ns.root ? "the tree's network namespace" : ns.what} with ${method}`);
   run.undo.push(() => {
-    run.script("network-unlock");
-    inNamespaceOf(run.root.pid, "net", () => unlockNamespace(method, runId));
-    run.log.info("Unlocked the tree's network namespace");
+    inNamespaceOf(ns.pid, "net", () => unlockNamespace(method, runId));
+    run.log.info(`Unlocked ${ns.root ? "the tree's network namespace" : ns.what}`);
   });
+}
+
+/** The first task of each network namespace of the tree (not crest's): the namespace is noted and locked. */
+function dumpTaskNetns(task: DumpTask, run: DumpRun): void {
+  if (task.zombie || task.ids.net_ns_id === undefined) return;
+  const known = run.state(treeNamespaces);
+  const id = task.ids.net_ns_id;
+  if (known.has(id)) return;
+  const ino = nsIno(task.pid);
+  if (ino === nsIno("self")) return;
+  const root = task === run.root;
+  const what = root ? `the network namespace net:[${ino}] of process ${task.pid}` : `the nested network namespace net:[${ino}] of process ${task.pid}`;
+  if (!root && externalKey(run, ino) !== undefined) {
+    throw new UnsupportedError(`${what} is named external (--external net[${ino}]:...), but it is not the tree's root's; crest joins an external network namespace for the root only`);
+  }
+  const ns = { id, ino, pid: task.pid, root, what };
+  known.set(id, ns);
+  lockTreeNamespace(run, ns, known.size === 1);
+}
+
+function dumpNamespaces(run: DumpRun): void {
+  const known = run.state(treeNamespaces);
+  if (!known.size) return;
+  const links = new Map([...known.values()].map((ns) => [ns.id, inNamespaceOf(ns.pid, "net", listLinks)]));
+  const peers = vethPeers(run, links);
+  for (const ns of known.values()) dumpNamespace(run, ns, peers.get(ns.id)!);
 }
 
 // --- restore --------------------------------------------------------------------
@@ -223,12 +324,17 @@ function vethPeerName(run: RestoreRun, name: string): string | undefined {
 interface NetRestore {
   /** The outside ends of the veths made, removed if the restore fails. */
   outside: string[];
+  /** Nested namespaces made, by id: crest's fd of each (the tasks in it join it; crest fills it through it). */
+  made: Map<number, number>;
+  /** Veth ends made as the peer of one made before (namespace id:ifindex): their own entry only sets them up. */
+  madeAsPeer: Set<string>;
   done: boolean;
 }
 
 const restoring = restoreState("net namespace", (run): NetRestore => {
-  const s: NetRestore = { outside: [], done: false };
+  const s: NetRestore = { outside: [], made: new Map(), madeAsPeer: new Set(), done: false };
   run.cleanup.push(() => {
+    for (const fd of s.made.values()) closeSync(fd);
     if (s.done) return;
     for (const name of s.outside) {
       try {
@@ -242,8 +348,22 @@ const restoring = restoreState("net namespace", (run): NetRestore => {
   return s;
 });
 
-function netnsEntry(run: RestoreRun): netns_entry | undefined {
-  const id = run.tasks[0]!.ids.net_ns_id!;
+/** Runs fn in the network namespace crest holds `fd` of (setns moves only crest's calling thread). */
+function inNetnsFd<T>(fd: number, what: string, fn: () => T): T {
+  const mine = openSync("/proc/thread-self/ns/net", "r");
+  try {
+    check(native.syscall(SYS.setns, fd, CLONE.NEWNET), `enter ${what}`);
+    try {
+      return fn();
+    } finally {
+      check(native.syscall(SYS.setns, mine, CLONE.NEWNET), "return to crest's own network namespace");
+    }
+  } finally {
+    closeSync(mine);
+  }
+}
+
+function netnsEntry(run: RestoreRun, id = run.tasks[0]!.ids.net_ns_id!): netns_entry | undefined {
   return run.images.exists(IMG.netns, id) ? run.images.read(IMG.netns, id)[0] : undefined;
 }
 
@@ -254,29 +374,80 @@ function inheritedNs(run: RestoreRun, key: string): number {
   return given.fd;
 }
 
-function planNet(run: RestoreRun): number {
-  if (!ownedAtRestore(run, "net")) return 0;
-  // An external namespace is joined even with --empty-ns net, as criu does: runc asks both for
-  // podman's container (empty_ns always, and the netns podman set up again passed as extRootNetNS).
-  const ns = netnsEntry(run);
-  if (ns?.ext_key !== undefined) {
-    inheritedNs(run, ns.ext_key);
-    return 0;
+/**
+ * The network namespaces the restore makes for tasks other than the root
+ * (ids other than the root's and crest's own), each with the first task in
+ * it, in tree order.
+ */
+function nestedNamespaces(run: RestoreRun): Map<number, RestoreTask> {
+  const out = new Map<number, RestoreTask>();
+  const crest = run.inventory.root_ids?.net_ns_id, root = run.tasks[0]!.ids.net_ns_id;
+  for (const t of run.tasks.slice(1)) {
+    const id = t.ids.net_ns_id;
+    if (id === undefined || id === crest || id === root || out.has(id)) continue;
+    out.set(id, t);
   }
-  if (run.opts.net.emptyNs) return CLONE.NEWNET;
-  const id = run.tasks[0]!.ids.net_ns_id!;
-  if (!ns || !run.images.exists(IMG.netdev, id)) throw new Error(`the tree has its own network namespace but netns-${id}.img or netdev-${id}.img is missing`);
-  const here = new Set(listLinks().map((l) => l.name));
+  return out;
+}
+
+/** The namespaces of the tree the restore fills from images: the root's own (unless external or --empty-ns), and the nested ones. */
+function filledNamespaces(run: RestoreRun): Set<number> {
+  const ids = new Set(nestedNamespaces(run).keys());
+  if (ownedAtRestore(run, "net") && !run.opts.net.emptyNs && netnsEntry(run)?.ext_key === undefined) ids.add(run.tasks[0]!.ids.net_ns_id!);
+  return ids;
+}
+
+/**
+ * Nested namespaces are made by crest before any task needs them (criu's
+ * order: every namespace, then the tasks), so a veth pair between two of
+ * them can be made whole; in a tree with a user namespace of its own they
+ * must belong to it, and the first task in each makes it instead.
+ */
+const madeByCrest = (run: RestoreRun): boolean => !ownedAtRestore(run, "user");
+
+/** Checks the images of namespace `id` and the names its veths' peers get, before anything is made. */
+function checkNamespaceImages(run: RestoreRun, id: number, nsWhat: string, here: Set<string>, filled: Set<number>): void {
+  if (!netnsEntry(run, id) || !run.images.exists(IMG.netdev, id)) throw new Error(`${nsWhat} is to be restored but netns-${id}.img or netdev-${id}.img is missing`);
+  if (netnsEntry(run, id)!.ext_key !== undefined && id !== run.tasks[0]!.ids.net_ns_id) throw new Error(`${nsWhat}: netns-${id}.img names an external namespace; crest joins an external network namespace for the root only`);
   for (const l of run.images.read(IMG.netdev, id)) {
     if (l.type === nd_type.LOOPBACK) continue;
-    if (l.type !== nd_type.VETH) throw new Error(`link ${l.name} (index ${l.ifindex}) of the tree's network namespace is of type ${l.type}, which crest cannot restore (loopback and veth only)`);
+    if (l.type === nd_type.BRIDGE) continue;
+    if (l.type !== nd_type.VETH) throw new Error(`link ${l.name} (index ${l.ifindex}) of ${nsWhat} is of type ${l.type}, which crest cannot restore (loopback, veth and bridge only)`);
+    if (l.peer_nsid !== undefined && filled.has(l.peer_nsid)) {
+      if (!madeByCrest(run)) throw new Error(`veth ${l.name} of ${nsWhat} has its peer in network namespace ${l.peer_nsid} of the tree; crest does not make such a pair again in a tree with a user namespace of its own yet`);
+      const peer = run.images.exists(IMG.netdev, l.peer_nsid) ? run.images.read(IMG.netdev, l.peer_nsid).find((p) => p.ifindex === l.peer_ifindex && p.type === nd_type.VETH) : undefined;
+      if (!peer) throw run.images.invalid(IMG.netdev, l.peer_nsid, `veth ${l.name} of ${nsWhat} has its peer (index ${l.peer_ifindex}) there, which has no veth of that index`);
+      continue;
+    }
     const peer = vethPeerName(run, l.name);
-    if (!peer) throw new Error(`veth ${l.name} of the tree's network namespace has its peer outside: restore with --external veth[${l.name}]:NAME (the name of the peer to make in crest's namespace)`);
+    if (!peer) throw new Error(`veth ${l.name} of ${nsWhat} has its peer outside: restore with --external veth[${l.name}]:NAME (the name of the peer to make in crest's namespace)`);
     if (here.has(peer)) throw new Error(`the peer of veth ${l.name} is to be named ${peer} (--external veth[${l.name}]:${peer}), but crest's network namespace has a link of that name already: remove it, or choose another name`);
+    here.add(peer);
   }
-  for (const p of ["ip", "nft"]) if (!programOnPath(p)) throw new Error(`restoring the tree's network namespace needs ${p} (Debian's ${p === "ip" ? "iproute2" : "nftables"} package)`);
-  run.state(restoring);
-  return CLONE.NEWNET;
+}
+
+function planNet(run: RestoreRun): number {
+  const nested = nestedNamespaces(run);
+  const filled = filledNamespaces(run);
+  const here = new Set(listLinks().map((l) => l.name));
+  let flags = 0;
+  if (ownedAtRestore(run, "net")) {
+    // An external namespace is joined even with --empty-ns net, as criu does: runc asks both for
+    // podman's container (empty_ns always, and the netns podman set up again passed as extRootNetNS).
+    const ns = netnsEntry(run);
+    if (ns?.ext_key !== undefined) inheritedNs(run, ns.ext_key);
+    else if (run.opts.net.emptyNs) flags = CLONE.NEWNET;
+    else {
+      checkNamespaceImages(run, run.tasks[0]!.ids.net_ns_id!, "the tree's network namespace", here, filled);
+      flags = CLONE.NEWNET;
+    }
+  }
+  for (const [id, t] of nested) checkNamespaceImages(run, id, `the nested network namespace of process ${t.vpid}`, here, filled);
+  if (flags || nested.size) {
+    for (const p of ["ip", "nft"]) if (!programOnPath(p)) throw new Error(`restoring the tree's network namespace needs ${p} (Debian's ${p === "ip" ? "iproute2" : "nftables"} package)`);
+    run.state(restoring);
+  }
+  return flags;
 }
 
 /** Runs `ip CMD restore` on an image, if it has anything. */
@@ -286,13 +457,51 @@ function ipRestore(run: RestoreRun, kind: typeof IMG.ifaddr, id: number, args: s
   if (data.length) tool("ip", [...args, "restore"], what, data);
 }
 
-function fillNamespace(run: RestoreRun, task: RestoreTask): void {
-  const id = task.ids.net_ns_id!;
-  const ns = netnsEntry(run)!;
+/**
+ * Whether two `ip ... save` streams (a 4-byte magic, then netlink
+ * messages) hold the same messages, whatever the sequence numbers and port
+ * ids of the sockets that read them.
+ */
+function sameDump(a: Buffer, b: Buffer): boolean {
+  if (a.length !== b.length) return false;
+  const norm = (x: Buffer) => {
+    const c = Buffer.from(x);
+    for (let off = 4; off + 16 <= c.length;) {
+      const len = c.readUInt32LE(off);
+      if (len < 16) break;
+      c.fill(0, off + 8, off + 16); // nlmsg_seq, nlmsg_pid
+      off += (len + 3) & ~3;
+    }
+    return c;
+  };
+  return norm(a).equals(norm(b));
+}
+
+/** crest's fd of namespace `id` of the tree (the root's, or a nested one made), for `fn`; undefined if it is not made yet. */
+function withNamespaceFd<T>(run: RestoreRun, id: number, fn: (fd: number | undefined) => T): T {
+  const made = run.state(restoring).made.get(id);
+  if (made !== undefined || id !== run.tasks[0]!.ids.net_ns_id) return fn(made);
+  const fd = openSync(`/proc/${run.tasks[0]!.pid}/ns/net`, "r");
+  try {
+    return fn(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Fills namespace `id` (new, empty; crest's fd `nsFd`) from its images:
+ * sysctls, links, addresses, routes, rules; held until its firewall is
+ * back. A veth whose peer is in another namespace of the tree is made with
+ * its peer there as both were, by whichever of the two is filled first.
+ */
+function fillNamespace(run: RestoreRun, nsFd: number, id: number, nsWhat: string): void {
+  const ns = netnsEntry(run, id)!;
   const s = run.state(restoring);
+  const filled = filledNamespaces(run);
   const mine = openSync("/proc/thread-self/ns/net", "r");
   try {
-    inNamespaceOf(task.pid, "net", () => {
+    inNetnsFd(nsFd, nsWhat, () => {
       // The namespace's own settings first: links made after take "default".
       writeSysctls(`${SYSCTL}/ipv4/conf/all`, DEVCONFS4, ns.all_conf4, "net.ipv4.conf.all");
       writeSysctls(`${SYSCTL}/ipv4/conf/default`, DEVCONFS4, ns.def_conf4, "net.ipv4.conf.default");
@@ -300,8 +509,24 @@ function fillNamespace(run: RestoreRun, task: RestoreTask): void {
       writeSysctls(`${SYSCTL}/ipv6/conf/default`, DEVCONFS6, ns.def_conf6, "net.ipv6.conf.default");
       writeSysctls(`${SYSCTL}/unix`, UNIX_CONF, ns.unix_conf, "net.unix");
       writeSysctls(`${SYSCTL}/ipv4`, IPV4_SYSCTLS, ns.ipv4_sysctl, "net.ipv4");
-      for (const l of run.images.read(IMG.netdev, id)) {
-        if (l.type === nd_type.VETH) {
+      const links = run.images.read(IMG.netdev, id);
+      // Bridges first, so their members can join them once made.
+      for (const l of links) if (l.type === nd_type.BRIDGE) addBridge({ index: l.ifindex, name: l.name, mtu: l.mtu, ...(l.address ? { address: l.address } : {}) });
+      for (const l of links) {
+        if (l.type === nd_type.VETH && l.peer_nsid !== undefined && filled.has(l.peer_nsid)) {
+          if (!s.madeAsPeer.has(`${id}:${l.ifindex}`)) {
+            const p = run.images.read(IMG.netdev, l.peer_nsid).find((x) => x.ifindex === l.peer_ifindex && x.type === nd_type.VETH)!;
+            withNamespaceFd(run, l.peer_nsid, (peerFd) => {
+              if (peerFd === undefined) throw new Error(`veth ${l.name} of ${nsWhat}: the namespace ${l.peer_nsid} of its peer ${p.name} is not made yet`);
+              addVeth({
+                index: l.ifindex, name: l.name, mtu: l.mtu, ...(l.address ? { address: l.address } : {}),
+                peerName: p.name, peerNetnsFd: peerFd, peer: { index: p.ifindex, mtu: p.mtu, ...(p.address ? { address: p.address } : {}) },
+              });
+            });
+            s.madeAsPeer.add(`${l.peer_nsid}:${p.ifindex}`);
+            run.log.info(`Made veth ${l.name} of ${nsWhat} with its peer ${p.name} in network namespace ${l.peer_nsid}`);
+          }
+        } else if (l.type === nd_type.VETH) {
           const peer = vethPeerName(run, l.name)!;
           addVeth({ index: l.ifindex, name: l.name, mtu: l.mtu, ...(l.address ? { address: l.address } : {}), peerName: peer, peerNetnsFd: mine });
           s.outside.push(peer);
@@ -312,11 +537,14 @@ function fillNamespace(run: RestoreRun, task: RestoreTask): void {
         writeSysctls(`${SYSCTL}/ipv4/conf/${l.name}`, DEVCONFS4, l.conf4, `net.ipv4.conf.${l.name}`);
         writeSysctls(`${SYSCTL}/ipv6/conf/${l.name}`, DEVCONFS6, l.conf6, `net.ipv6.conf.${l.name}`);
       }
-      const nsWhat = "the tree's network namespace";
+      for (const l of links) if (l.master !== undefined) setMaster(l.ifindex, l.name, l.master);
       ipRestore(run, IMG.ifaddr, id, ["addr"], `restore the addresses of ${nsWhat}`);
       ipRestore(run, IMG.route, id, ["route"], `restore the routes of ${nsWhat}`);
       ipRestore(run, IMG.route6, id, ["route"], `restore the IPv6 routes of ${nsWhat}`);
-      if (run.images.exists(IMG.rule, id) && run.images.read(IMG.rule, id).length) {
+      const rules = run.images.exists(IMG.rule, id) ? run.images.read(IMG.rule, id) : Buffer.alloc(0);
+      // A namespace with its default rules keeps them untouched: rules changed at all make the kernel stop merging the local
+      // and main tables, and a local prefix (an address on lo) would then win over a longer route of the main table.
+      if (rules.length && !sameDump(rules, tool("ip", ["rule", "save"], `read the default rules of ${nsWhat}`))) {
         // As criu: the default rules go first, the image has them all.
         tool("ip", ["rule", "flush"], `flush the rules of ${nsWhat}`);
         tool("ip", ["rule", "delete", "table", "local"], `flush the rules of ${nsWhat}`);
@@ -328,14 +556,12 @@ function fillNamespace(run: RestoreRun, task: RestoreTask): void {
   } finally {
     closeSync(mine);
   }
-  run.log.info(`Restored the tree's network namespace: ${run.images.read(IMG.netdev, id).map((l) => l.name).join(", ")}`);
+  run.log.info(`Restored ${nsWhat}: ${run.images.read(IMG.netdev, id).map((l) => l.name).join(", ")}`);
 }
 
 /** The namespace's iptables and nftables rules (with the dump's lock), once its connections are back. */
-function restoreFirewall(run: RestoreRun): void {
-  const id = run.tasks[0]!.ids.net_ns_id!;
-  const nsWhat = "the tree's network namespace";
-  inNamespaceOf(run.tasks[0]!.pid, "net", () => {
+function restoreFirewall(run: RestoreRun, nsFd: number, id: number, nsWhat: string): void {
+  inNetnsFd(nsFd, nsWhat, () => {
     for (const v6 of [false, true]) {
       const kind = v6 ? IMG.ip6tables : IMG.iptables;
       if (!run.images.exists(kind, id)) continue;
@@ -366,55 +592,154 @@ function relock(run: RestoreRun, task: RestoreTask): void {
   run.log.info(`The tree's network namespace is left empty (--empty-ns net), locked with ${method} until the resume`);
 }
 
-/** The root leaves the namespace it was born in for the caller's (an fd crest holds). */
-function joinExternal(run: RestoreRun, task: RestoreTask, key: string): void {
-  const fd = inheritedNs(run, key);
+/** Moves a task into the namespace crest holds `fd` of. */
+function enterNamespace(task: RestoreTask, fd: number, what: string): void {
   const r = task.remotes[0]!;
   if (!r.scratch) r.mapScratch(64 << 10);
-  const theirs = giveFd({ r, task }, fd, `the network namespace ${key}`);
-  r.call(`join the network namespace ${key} (--inherit-fd fd[${fd}])`, SYS.setns, theirs, CLONE.NEWNET);
-  r.call(`close the fd of the network namespace ${key}`, SYS.close, theirs);
+  const theirs = giveFd({ r, task }, fd, what);
+  r.call(`make process ${task.vpid} join ${what}`, SYS.setns, theirs, CLONE.NEWNET);
+  r.call(`close the fd of ${what} in process ${task.vpid}`, SYS.close, theirs);
+}
+
+/**
+ * Runs fn (a socket kind's open, which makes the socket in `task`) with the
+ * task in network namespace `nsId`, the socket's, when it is not the task's
+ * own: a socket made before its holder entered another namespace comes back
+ * in the one it was made in, as criu's set_netns does. The task goes back to
+ * its own namespace right after; what fn queued in it runs before that.
+ */
+export function inSocketNetns<T>(run: RestoreRun, task: RestoreTask, nsId: number | undefined, what: string, fn: () => T): T {
+  if (nsId === undefined || nsId === task.ids.net_ns_id) return fn();
+  const holder = run.tasks.find((t) => t.ids.net_ns_id === nsId);
+  const path = holder ? `/proc/${holder.pid}/ns/net` : nsId === run.inventory.root_ids?.net_ns_id ? "/proc/thread-self/ns/net" : undefined;
+  if (!path) throw run.images.invalid(IMG.files, undefined, `${what} belongs to network namespace ${nsId}, which no task of the images is in`);
+  const there = openSync(path, "r");
+  try {
+    const home = openSync(`/proc/${task.pid}/ns/net`, "r");
+    try {
+      enterNamespace(task, there, `network namespace ${nsId} to make ${what}`);
+      try {
+        return fn();
+      } finally {
+        enterNamespace(task, home, `its own network namespace ${task.ids.net_ns_id} again`);
+      }
+    } finally {
+      closeSync(home);
+    }
+  } finally {
+    closeSync(there);
+  }
+}
+
+/** The root leaves the namespace it was born in for the caller's (an fd crest holds). */
+function joinExternal(run: RestoreRun, task: RestoreTask, key: string): void {
+  enterNamespace(task, inheritedNs(run, key), `the network namespace ${key} (--inherit-fd)`);
   run.log.info(`The root joined the external network namespace ${key}`);
+}
+
+/** A new, empty network namespace, made by crest's own thread and held by an fd. */
+function newNamespace(): number {
+  const mine = openSync("/proc/thread-self/ns/net", "r");
+  try {
+    check(native.syscall(SYS.unshare, CLONE.NEWNET), "make a network namespace");
+    try {
+      return openSync("/proc/thread-self/ns/net", "r");
+    } finally {
+      check(native.syscall(SYS.setns, mine, CLONE.NEWNET), "return to crest's own network namespace");
+    }
+  } finally {
+    closeSync(mine);
+  }
+}
+
+/** The root is born: crest makes every nested namespace first (where it may), then fills the root's and them. */
+function bornRoot(run: RestoreRun, task: RestoreTask): void {
+  const nested = nestedNamespaces(run);
+  const s = nested.size ? run.state(restoring) : undefined;
+  if (s && madeByCrest(run)) for (const id of nested.keys()) s.made.set(id, newNamespace());
+  if (ownedAtRestore(run, "net")) {
+    const ns = netnsEntry(run);
+    if (ns?.ext_key !== undefined) joinExternal(run, task, ns.ext_key);
+    if (run.opts.net.emptyNs) relock(run, task);
+    else if (ns?.ext_key === undefined) withNamespaceFd(run, task.ids.net_ns_id!, (fd) => fillNamespace(run, fd!, task.ids.net_ns_id!, "the tree's network namespace"));
+  }
+  if (s && madeByCrest(run)) for (const [id, t] of nested) fillNamespace(run, s.made.get(id)!, id, `the nested network namespace ${id} of process ${t.vpid}`);
+}
+
+/**
+ * A task other than the root, right after it is born (in its parent's
+ * namespace, before its children): into the namespace its ids name,
+ * which crest made already; in a tree with its own user namespace, the
+ * first task of a nested one unshares it, and crest fills it.
+ */
+function placeTask(run: RestoreRun, task: RestoreTask): void {
+  const id = task.ids.net_ns_id;
+  if (id === undefined) return;
+  const s = nestedNamespaces(run).size ? run.state(restoring) : undefined;
+  const crest = run.inventory.root_ids?.net_ns_id, root = run.tasks[0]!;
+  const now = nsIno(task.pid);
+  const join = (fd: number) => {
+    if (fstatSync(fd).ino === now) return;
+    enterNamespace(task, fd, `network namespace ${id}`);
+    run.log.info(`Process ${task.vpid} joined network namespace ${id}`);
+  };
+  if (s?.made.has(id)) return join(s.made.get(id)!);
+  if (id === root.ids.net_ns_id || id === crest) {
+    const fd = openSync(id === crest ? "/proc/thread-self/ns/net" : `/proc/${root.pid}/ns/net`, "r");
+    try {
+      return join(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+  if (!s) throw new Error(`process ${task.vpid} is in network namespace ${id}, which the restore did not plan to make`);
+  const what = `the nested network namespace ${id} of process ${task.vpid}`;
+  task.remotes[0]!.call(`make ${what} (unshare)`, SYS.unshare, CLONE.NEWNET);
+  const fd = openSync(`/proc/${task.pid}/ns/net`, "r");
+  s.made.set(id, fd);
+  fillNamespace(run, fd, id, what);
+}
+
+function unlockIn(run: RestoreRun, nsFd: number, what: string): void {
+  const inv = run.inventory;
+  const method = lockMethodOf(inv.network_lock_method);
+  // A lock that is not there (lifted by hand, or the caller's namespace unlocked by it) is no reason to fail, as with criu.
+  try {
+    inNetnsFd(nsFd, what, () => unlockNamespace(method, inv.dump_criu_run_id!));
+    run.log.info(`Unlocked ${what} (${method})`);
+  } catch (e) {
+    run.log.warn((e as Error).message);
+  }
 }
 
 export const netNamespaceKind: TaskKind = {
   name: "net namespace",
-  // The root is dumped first: the namespace is locked before any task's sockets are put in repair mode.
-  dump(task, run) {
-    if (task !== run.root || !run.ownNamespaces.has("net")) return;
-    lockTreeNamespace(run);
-  },
-  finishDump(run) {
-    if (!run.ownNamespaces.has("net")) return;
-    dumpNamespace(run);
-  },
+  // Each namespace is locked as its first task is dumped (the root first), before any task's sockets are put in repair mode.
+  dump: dumpTaskNetns,
+  finishDump: dumpNamespaces,
   plan: planNet,
   born(task, run) {
-    if (task !== run.tasks[0] || !ownedAtRestore(run, "net")) return;
-    const ns = netnsEntry(run);
-    if (ns?.ext_key !== undefined) joinExternal(run, task, ns.ext_key);
-    if (run.opts.net.emptyNs) relock(run, task);
-    else if (ns?.ext_key === undefined) fillNamespace(run, task);
+    if (task === run.tasks[0]) bornRoot(run, task);
+    else placeTask(run, task);
   },
   finishRestore(run) {
     const ns = netnsEntry(run);
-    if (ownedAtRestore(run, "net") && !run.opts.net.emptyNs && ns?.ext_key === undefined) restoreFirewall(run);
+    const root = run.tasks[0]!;
+    if (ownedAtRestore(run, "net") && !run.opts.net.emptyNs && ns?.ext_key === undefined) {
+      withNamespaceFd(run, root.ids.net_ns_id!, (fd) => restoreFirewall(run, fd!, root.ids.net_ns_id!, "the tree's network namespace"));
+    }
+    if (!nestedNamespaces(run).size) return;
+    for (const [id, fd] of run.state(restoring).made) restoreFirewall(run, fd, id, `the nested network namespace ${id}`);
   },
   // Before the connections leave repair mode (the inet kind's resume): the lock the firewall came back with is lifted.
   resume(run) {
-    if (!ownedAtRestore(run, "net")) return;
+    const owned = ownedAtRestore(run, "net"), nested = nestedNamespaces(run).size > 0;
+    if (!owned && !nested) return;
     const s = run.state(restoring);
     s.done = true;
-    const inv = run.inventory;
-    if (inv.dump_criu_run_id === undefined) return;
-    const method = lockMethodOf(inv.network_lock_method);
+    if (run.inventory.dump_criu_run_id === undefined) return;
     run.script("network-unlock");
-    // A lock that is not there (lifted by hand, or the caller's namespace unlocked by it) is no reason to fail, as with criu.
-    try {
-      inNamespaceOf(run.tasks[0]!.pid, "net", () => unlockNamespace(method, inv.dump_criu_run_id!));
-      run.log.info(`Unlocked the tree's network namespace (${method})`);
-    } catch (e) {
-      run.log.warn((e as Error).message);
-    }
+    if (owned) withNamespaceFd(run, run.tasks[0]!.ids.net_ns_id!, (fd) => unlockIn(run, fd!, "the tree's network namespace"));
+    for (const [id, fd] of s.made) unlockIn(run, fd, `the nested network namespace ${id}`);
   },
 };

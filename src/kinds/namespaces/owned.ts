@@ -11,6 +11,13 @@ export type NsKind = (typeof NS_KINDS)[number];
 /** Namespaces a tree may have of its own so far (each has its kind here). */
 export const SUPPORTED_NS: ReadonlySet<NsKind> = new Set<NsKind>(["pid", "net", "ipc", "uts", "cgroup", "mnt", "time", "user"]);
 
+/**
+ * Namespaces a task of the tree may have apart from the root's (a task that
+ * unshared one, and its children): each has its own images, named by the id
+ * in the task's ids image, and the restore makes it for the first task in it.
+ */
+export const NESTED_NS: ReadonlySet<NsKind> = new Set<NsKind>(["net"]);
+
 export function ownedAtRestore(run: RestoreRun, k: NsKind): boolean {
   const mine = run.inventory.root_ids;
   const field = `${k}_ns_id` as const;

@@ -40,10 +40,11 @@ import { dumpOptions, getInt, getOpt, restoreOptions, restoreReuse, setInt, setO
 import { REPAIRABLE, repairOff, restoreConnection, resumeConnection, saveConnection, SOL_TCP, STATE_NAMES, TCP, TCP_STATE, tcpInfo, type SavedConnection } from "./tcp-repair.js";
 import { dumpLock, lockConnections, lockMethodOf, LOCK_METHOD_IDS, unlockCommand, unlockConnections, type Connection } from "./netlock.js";
 import { takeFd } from "./unix.js";
-import { checkNetns, socketId } from "./socket-fd.js";
+import { isCrestNetns, socketNetns, socketId } from "./socket-fd.js";
 import { faultPoint } from "../../fault.js";
 import { ownedAtRestore } from "../namespaces/owned.js";
 import { inNamespaceOf } from "../../sys/namespace.js";
+import { inSocketNetns } from "../namespaces/net.js";
 
 const SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_RAW = 3;
 const IPPROTO_ICMP = 1, IPPROTO_ICMPV6 = 58;
@@ -74,6 +75,8 @@ interface Pending {
   entry: inet_sk_entry;
   fd: number;
   what: string;
+  /** In crest's own network namespace: locked by itself (a namespace of the tree's is locked whole). */
+  crestNs: boolean;
 }
 
 const dumped = dumpState("inet sockets", () => ({
@@ -146,7 +149,7 @@ function dumpInet(f: FdFacts, run: DumpRun): number {
   try {
     const family = getInt(mine, SO.DOMAIN, f.what), type = getInt(mine, SO.TYPE, f.what), proto = getInt(mine, SO.PROTOCOL, f.what);
     const what = `${f.what} (${kindName(family, type, proto)}, inode ${f.st.ino})`;
-    checkNetns(mine, what, run);
+    const nsId = socketNetns(mine, what, run);
     if (type !== SOCK_STREAM && type !== SOCK_DGRAM && type !== SOCK_RAW) throw new UnsupportedError(`${what} is a socket of type ${type}; crest supports stream, datagram and raw inet sockets`);
     if (type === SOCK_STREAM && proto !== IPPROTO.TCP) throw new UnsupportedError(`${what} is a stream socket of ${protoName(proto)}; crest supports TCP streams only`);
     if (type === SOCK_DGRAM && ![IPPROTO.UDP, IPPROTO.UDPLITE, IPPROTO_ICMP, IPPROTO_ICMPV6].includes(proto as 17)) {
@@ -181,6 +184,7 @@ function dumpInet(f: FdFacts, run: DumpRun): number {
       src_addr: imageWords(family, own?.addr ?? []), dst_addr: imageWords(family, dst?.addr ?? []),
       fown: f.fown, opts: dumpOptions(mine, what), ip_opts: ipOptions(mine, family, type, proto, what),
       ...(shutdown ? { shutdown: shutdown as inet_sk_entry["shutdown"] } : {}),
+      ns_id: nsId,
     };
     if (family === AF_INET6) {
       entry.v6only = getOpt(mine, SOL_IPV6, IPV6.V6ONLY, what) !== 0;
@@ -193,7 +197,7 @@ function dumpInet(f: FdFacts, run: DumpRun): number {
     if (proto === IPPROTO.TCP && type === SOCK_STREAM) entry.tcp_opts = tcpOptions(mine, what);
     run.files.push({ type: fd_types.INETSK, id: entry.id, isk: entry });
     if (isConnection(entry) && !run.opts.net.tcpClose) {
-      run.state(dumped).connections.push({ entry, fd: mine, what });
+      run.state(dumped).connections.push({ entry, fd: mine, what, crestNs: isCrestNetns(run, nsId) });
       keep = true;
     }
     return entry.id;
@@ -234,9 +238,9 @@ function dumpConnections(run: DumpRun): void {
   const { connections } = run.state(dumped);
   if (!connections.length) return;
   const { method, runId } = run.state(dumpLock);
-  const conns = connections.map((c) => connectionOf(c.entry));
-  // A tree with its own network namespace has the whole namespace locked already (kinds/namespaces/net.ts).
-  if (!run.ownNamespaces.has("net")) {
+  // Connections in a network namespace of the tree's own have the whole namespace locked already (kinds/namespaces/net.ts).
+  const conns = connections.filter((c) => c.crestNs).map((c) => connectionOf(c.entry));
+  if (conns.length) {
     const t0 = process.hrtime.bigint();
     lockConnections(method, runId, conns);
     run.log.info(`Locked the network of ${conns.length} TCP connection(s) with ${method} in ${msSince(t0)} ms`);
@@ -284,7 +288,11 @@ const restoring = restoreState("inet sockets", (run) => {
 /** The network lock of the images: how it was made, and which connections it holds. */
 function imagesLock(run: RestoreRun): { method: ReturnType<typeof lockMethodOf>; runId: string; conns: Connection[] } {
   const inv = run.inventory;
-  const conns = [...run.files.values()].filter((f) => f.isk && isConnection(f.isk)).map((f) => connectionOf(f.isk!));
+  // Only those in crest's own namespace: one of the tree's own is locked whole, and unlocked inside (kinds/namespaces/net.ts).
+  const crestNs = inv.root_ids?.net_ns_id;
+  const conns = [...run.files.values()]
+    .filter((f) => f.isk && isConnection(f.isk) && (f.isk.ns_id === undefined || crestNs === undefined || f.isk.ns_id === crestNs))
+    .map((f) => connectionOf(f.isk!));
   // Images without a run id (older criu) named the table after the dumped root.
   return { method: lockMethodOf(inv.network_lock_method), runId: inv.dump_criu_run_id ?? String(run.tasks[0]?.vpid ?? 0), conns };
 }
@@ -407,7 +415,8 @@ function openInet(c: OpenContext, entry: file_entry): number {
       const put = () => restoreConnection(mine, {
         family: e.family, src: { port: e.src_port, addr: e.src_addr, scopeId: scope }, dst: { port: e.dst_port, addr: e.dst_addr },
       }, readStream(run, e), what);
-      if (ownedAtRestore(run, "net")) inNamespaceOf(run.tasks[0]!.pid, "net", put);
+      // (The task is in the socket's namespace while it is made: inSocketNetns.)
+      if ((e.ns_id ?? task.ids.net_ns_id) !== run.inventory.root_ids?.net_ns_id) inNamespaceOf(task.pid, "net", put);
       else put();
       faultPoint("restore:tcp-repair");
     }
@@ -439,7 +448,8 @@ export const inetSocketKind: FileKind = {
   plan: planInet,
   fown: (entry) => entry.isk?.fown,
   inheritKey: (entry) => (entry.isk ? { key: `socket:[${entry.isk.ino}]` } : undefined),
-  open: openInet,
+  // Made in the socket's own network namespace, which may not be its holder's.
+  open: (c, entry) => inSocketNetns(c.run, c.task, entry.isk?.ns_id, `socket ${entry.isk?.ino ?? entry.id} of task ${c.task.vpid}`, () => openInet(c, entry)),
   finishRestore(run) {
     // Every socket of every port is bound: each gets its own reuse flags back (connections once out of repair mode).
     for (const h of run.state(restoring).held) restoreReuse(h.fd, h.entry.opts, h.what);

@@ -33,8 +33,9 @@ import { native } from "../../sys/native.js";
 import { AF_NETLINK } from "../../kernel/netlink.js";
 import { listNetlinkSockets, NDIAG_FLAG_CB_RUNNING, type NetlinkDiag } from "./netlink-diag.js";
 import { dumpOptions, restoreOptions, restoreReuse } from "./options.js";
-import { checkNetns, pendingInput, socketId, withSocket } from "./socket-fd.js";
+import { socketNetns, pendingInput, socketId, withSocket } from "./socket-fd.js";
 import { takeFd } from "./unix.js";
+import { inSocketNetns } from "../namespaces/net.js";
 
 const SOL_NETLINK = 270, SOCK_RAW = 3, NETLINK_CONNECTED = 1;
 const NETLINK_ADD_MEMBERSHIP = 1, EADDRINUSE = 98;
@@ -100,16 +101,15 @@ function dumpNetlink(f: FdFacts, run: DumpRun): number {
   const what = `${f.what} (netlink ${typeName(sid.type)} socket, ${protocolName(sid.protocol)}, inode ${f.st.ino})`;
   const id = run.nextId("file");
   const nlsk = withSocket(f, (fd): netlink_sk_entry => {
-    checkNetns(fd, what, run);
+    const ns = socketNetns(fd, what, run);
     checkQuiet(fd, d, what);
     const opts = dumpOptions(fd, what);
     const nl: Partial<Record<NlOptionField, boolean>> = {};
     for (const [opt, field] of NL_OPTIONS) if (getNlInt(fd, opt, what)) nl[field] = true;
-    const ns = run.root.ids.net_ns_id;
     return {
       id, ino: f.st.ino, protocol: sid.protocol, state: d?.state ?? 0, flags: f.info.flags & ~O.CLOEXEC,
       portid: d?.portid ?? 0, groups: d?.groups ?? [], dst_portid: d?.dstPortid ?? 0, dst_group: d?.dstGroup ?? 0,
-      fown: f.fown, opts, ...(ns !== undefined ? { ns_id: ns } : {}),
+      fown: f.fown, opts, ns_id: ns,
       ...(sid.type !== SOCK_RAW ? { sk_type: sid.type } : {}), ...nl,
     };
   });
@@ -204,5 +204,6 @@ export const netlinkSocketKind: FileKind = {
   claims: (f, run) => socketId(f, run)?.family === AF_NETLINK,
   dump: dumpNetlink,
   fown: (entry) => entry.nlsk?.fown,
-  open: openNetlink,
+  // Made in the socket's own network namespace, which may not be its holder's.
+  open: (c, entry) => inSocketNetns(c.run, c.task, entry.nlsk?.ns_id, `socket ${entry.nlsk?.ino ?? entry.id} of task ${c.task.vpid}`, () => openNetlink(c, entry)),
 };

@@ -42,8 +42,9 @@ import { native } from "../../sys/native.js";
 import { AF_PACKET, listPacketSockets, PDI, type PacketDiag, type PacketRingDiag } from "./packet-diag.js";
 import { ringBytes, ringStates, type RingState } from "./packet-ring.js";
 import { dumpOptions, restoreOptions, restoreReuse } from "./options.js";
-import { checkNetns, pendingInput, socketId, withSocket } from "./socket-fd.js";
+import { socketNetns, pendingInput, socketId, withSocket } from "./socket-fd.js";
 import { takeFd } from "./unix.js";
+import { inSocketNetns } from "../namespaces/net.js";
 
 const SOL_PACKET = 263, SOCK_PACKET = 10, ENOPROTOOPT = 92;
 const PACKET = {
@@ -140,13 +141,12 @@ function dumpPacket(f: FdFacts, run: DumpRun): number {
   const id = run.nextId("file");
   const psk = withSocket(f, (fd): packet_sock_entry => {
     let what = `${f.what} (packet ${typeName(sid.type)} socket, inode ${f.st.ino})`;
-    checkNetns(fd, what, run);
+    const ns = socketNetns(fd, what, run);
     const d = diagOf(run, f.st.ino);
     if (!d) throw new Error(`${what} is not in the kernel's list of packet sockets (PACKET_DIAG)`);
     what = `${f.what} (packet ${typeName(d.type)} socket, protocol ${hex(d.num)}, inode ${f.st.ino})`;
     checkKeepable(fd, d, what);
     const spkt = d.type === SOCK_PACKET;
-    const ns = run.root.ids.net_ns_id;
     return {
       id, type: d.type, protocol: swap16(d.num), flags: f.info.flags & ~O.CLOEXEC, ifindex: d.ifindex,
       fown: f.fown, opts: dumpOptions(fd, what),
@@ -157,7 +157,7 @@ function dumpPacket(f: FdFacts, run: DumpRun): number {
       ...(d.fanout !== undefined ? { fanout: getPacketInt(fd, PACKET.FANOUT, what)! >>> 0 } : {}),
       ...(d.rxRing ? { rx_ring: ringEntry(d.rxRing) } : {}),
       ...(d.txRing ? { tx_ring: ringEntry(d.txRing) } : {}),
-      ...(ns !== undefined ? { ns_id: ns } : {}),
+      ns_id: ns,
       ...(spkt ? {} : extraOptions(fd, what)),
     };
   });
@@ -335,7 +335,8 @@ export const packetSocketKind: FileKind = {
   claims: (f, run) => socketId(f, run)?.family === AF_PACKET,
   dump: dumpPacket,
   fown: (entry) => entry.psk?.fown,
-  open: openPacket,
+  // Made in the socket's own network namespace, which may not be its holder's.
+  open: (c, entry) => inSocketNetns(c.run, c.task, entry.psk?.ns_id, `packet socket ${entry.id} of task ${c.task.vpid}`, () => openPacket(c, entry)),
   settle: mapRings,
   finishDump(run) {
     const lost = run.state(dumped).mappings.find((m) => !m.vma.shmid);

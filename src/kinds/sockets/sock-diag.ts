@@ -1,7 +1,7 @@
 // One sock_diag dump (SOCK_DIAG_BY_FAMILY with NLM_F_DUMP) of the calling
-// thread's network namespace (the tree's: inTreeNetns): the reply bodies, one per socket, for the family's
+// thread's network namespace (each of the tree's: inTreeNetns): the reply bodies, one per socket, for the family's
 // own parser (netlink-diag.ts, packet-diag.ts).
-import { closeSync } from "node:fs";
+import { closeSync, statSync } from "node:fs";
 import { NETLINK_SOCK_DIAG, netlinkSocket, nlRequest, NLM_F } from "../../kernel/netlink.js";
 import { inNamespaceOf } from "../../sys/namespace.js";
 import type { DumpRun } from "../context.js";
@@ -31,10 +31,21 @@ export function sockDiagDump(request: Buffer, what: string): Buffer[] {
 export const rmemAlloc = (meminfo: Buffer | undefined): number => meminfo?.readUInt32LE(0) ?? 0;
 
 /**
- * Runs fn in the tree's network namespace: sock_diag lists the sockets of
- * the namespace its netlink socket was made in. Crest's own when the tree
- * shares it.
+ * A sock_diag list of every network namespace of the tree, merged (inodes
+ * are unique): sock_diag lists the sockets of the namespace its netlink
+ * socket was made in, so fn runs once in each (crest's own where a task
+ * shares it; a nested one entered through its first task).
  */
-export function inTreeNetns<T>(run: DumpRun, fn: () => T): T {
-  return run.ownNamespaces.has("net") ? inNamespaceOf(run.root.pid, "net", fn) : fn();
+export function inTreeNetns<K, V>(run: DumpRun, fn: () => Map<K, V>): Map<K, V> {
+  const mine = statSync("/proc/self/ns/net").ino;
+  const seen = new Set<number>();
+  const out = new Map<K, V>();
+  for (const t of run.tasks) {
+    if (t.zombie) continue;
+    const ino = statSync(`/proc/${t.pid}/ns/net`).ino;
+    if (seen.has(ino)) continue;
+    seen.add(ino);
+    for (const [k, v] of ino === mine ? fn() : inNamespaceOf(t.pid, "net", fn)) out.set(k, v);
+  }
+  return out;
 }

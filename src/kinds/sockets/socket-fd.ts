@@ -44,8 +44,30 @@ export function withSocket<T>(f: FdFacts, fn: (fd: number, what: string) => T): 
 
 const SIOCGSKNS = 0x894c;
 
-/** Refuses a socket of another network namespace than the tree's: crest neither lists nor makes those. */
-export function checkNetns(fd: number, what: string, run: DumpRun): void {
+/** The tree's network namespaces: inode -> net_ns_id, from its live tasks (crest's own among them where a task shares it). */
+const treeNetns = dumpState("tree net namespaces", (run) => {
+  const byIno = new Map<number, number>();
+  for (const t of run.tasks) {
+    if (t.zombie || t.ids.net_ns_id === undefined) continue;
+    const ino = statSync(`/proc/${t.pid}/ns/net`).ino;
+    if (!byIno.has(ino)) byIno.set(ino, t.ids.net_ns_id);
+  }
+  return byIno;
+});
+
+/** Whether the tree's tasks are in more than one network namespace (a socket's may then differ from its holder's). */
+export const manyNetns = (run: DumpRun): boolean => run.state(treeNetns).size > 1;
+
+/** Whether namespace `id` of the tree is crest's own. */
+export const isCrestNetns = (run: DumpRun, id: number): boolean => run.state(treeNetns).get(statSync("/proc/self/ns/net").ino) === id;
+
+/**
+ * The id (net_ns_id) of the network namespace a socket belongs to (crest's
+ * copy `fd`): one of the tree's, where the restore makes it again (not
+ * necessarily its holder's: a socket made before the task entered another
+ * namespace stays in the one it was made in). Any other is refused.
+ */
+export function socketNetns(fd: number, what: string, run: DumpRun): number {
   const ns = check(native.syscall(SYS.ioctl, fd, SIOCGSKNS, 0), `find the network namespace of ${what}`);
   let ino: number;
   try {
@@ -53,9 +75,12 @@ export function checkNetns(fd: number, what: string, run: DumpRun): void {
   } finally {
     closeSync(ns);
   }
-  if (ino !== statSync(`/proc/${run.ownNamespaces.has("net") ? run.root.pid : "self"}/ns/net`).ino) {
-    throw new UnsupportedError(`${what} belongs to network namespace net:[${ino}], not the tree's; crest does not support sockets of other network namespaces yet`);
+  const id = run.state(treeNetns).get(ino);
+  if (id === undefined) {
+    throw new UnsupportedError(`${what} belongs to network namespace net:[${ino}], which no task of the tree is in; ` +
+      "crest makes a socket again only in a namespace of the tree: close it before the dump, or dump the tree together with a task of that namespace");
   }
+  return id;
 }
 
 const POLLIN = 1, POLLERR = 8;

@@ -52,6 +52,8 @@ import { dumpOptions, restoreOptions, restoreReuse, setInt, SO } from "./options
 import { peekQueue, sendQueue, type Packet } from "./queue.js";
 import { bindName, connectName, connectNameFromCrest, dumpName } from "./unix-name.js";
 import { treePath } from "../namespaces/owned.js";
+import { manyNetns, socketNetns } from "./socket-fd.js";
+import { inSocketNetns } from "../namespaces/net.js";
 
 const TCP_ESTABLISHED = 1, TCP_CLOSE = 7, TCP_LISTEN = 10, SOCK_DGRAM = 2, SCM_RIGHTS = 1;
 /** criu's uflags: the entry of a socket outside the tree, that one of the tree is connected to. */
@@ -133,14 +135,16 @@ function dumpUnix(f: FdFacts, run: DumpRun, held: HeldFiles): number {
     if (listener) peer = listener.ino;
   }
   const id = run.nextId("file");
-  const { opts, packets, name } = withFd(takeFd(f.pid, f.fd, what), (fd) => ({
+  const { opts, packets, name, ns } = withFd(takeFd(f.pid, f.fd, what), (fd) => ({
+    // Its namespace (where an abstract name lives), looked up only where the tree has several.
+    ns: manyNetns(run) ? socketNetns(fd, what, run) : run.root.ids.net_ns_id,
     name: d.name.length && d.name[0] !== 0 && bindsOnRestore(d) ? dumpName(fd, d.name, what, (p) => treePath(run, p)) : undefined,
     opts: dumpOptions(fd, what),
     packets: d.rqlen && d.state !== TCP_LISTEN ? peekQueue(fd, d.type, what, { shut: (d.shutdown & 1) !== 0, bytes: d.rqlen }) : [],
   }));
   const usk: unix_sk_entry = {
     id, ino: d.ino, type: d.type, state: d.state, flags: f.info.flags & ~O.CLOEXEC, uflags: 0,
-    backlog: d.wqlen, peer, fown: f.fown, opts, name: imageName(d.name), ...name,
+    backlog: d.wqlen, peer, fown: f.fown, opts, name: imageName(d.name), ...name, ...(ns !== undefined ? { ns_id: ns } : {}),
     ...(d.shutdown ? { shutdown: d.shutdown as unix_sk_entry["shutdown"] } : {}),
   };
   run.files.push({ type: fd_types.UNIXSK, id, usk });
@@ -497,7 +501,8 @@ export const unixSocketKind: FileKind = {
   fown: (entry) => entry.usk?.fown,
   inheritKey: (entry) => (entry.usk ? { key: `socket:[${entry.usk.ino}]` } : undefined),
   carries: (entry, run) => (entry.usk ? filesInFlight(run, entry.usk) : []),
-  open: openUnix,
+  // Made in the socket's own network namespace, which may not be its holder's.
+  open: (c, entry) => inSocketNetns(c.run, c.task, entry.usk?.ns_id, `socket ${entry.usk?.ino ?? entry.id} of task ${c.task.vpid}`, () => openUnix(c, entry)),
   settle(_c, entry) {
     const { pending } = _c.run.state(restoring);
     const work = pending.get(entry.id);

@@ -254,7 +254,7 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
     }
     const tree = nameTree(frozen, nextId, opts);
     const run: DumpRun = {
-      opts, log, stats, images, files: [], root: tree.tasks[0]!, ownNamespaces: new Set(tree.ns.own.keys()), namespaceIds: tree.ns.nsIds, nextId,
+      opts, log, stats, images, files: [], root: tree.tasks[0]!, tasks: tree.tasks, ownNamespaces: new Set(tree.ns.own.keys()), namespaceIds: tree.ns.nsIds, nextId,
       treeTids: new Set(frozen.tasks.flatMap((t) => [t.pid, ...t.threads.map((th) => th.tid)])),
       undo, failed, inventory: {}, state: (key) => states.of(key), script: (hook) => scripts.run(hook),
     };

@@ -9,7 +9,7 @@ import { parseStatus } from "../../proc/index.js";
 import { KCMP, SYS } from "../../sys/constants.js";
 import { sys } from "../../sys/syscalls.js";
 import { errnoName } from "../../sys/errno.js";
-import { NS_KINDS, SUPPORTED_NS, type NsKind } from "../../kinds/namespaces/owned.js";
+import { NESTED_NS, NS_KINDS, SUPPORTED_NS, type NsKind } from "../../kinds/namespaces/owned.js";
 import type { task_kobj_ids_entry } from "../../images/index.js";
 
 type NextId = DumpRun["nextId"];
@@ -63,8 +63,9 @@ export class TreeNamespaces {
       for (const kind of NS_KINDS) {
         const link = this.link(t.pid, kind);
         const want = this.link(tree.root, kind);
-        if (link !== want) {
-          throw new UnsupportedError(`process ${t.pid} is in ${kind} namespace ${link}, not the tree's (${want}); crest does not support nested namespaces yet`);
+        if (link !== want && !NESTED_NS.has(kind)) {
+          throw new UnsupportedError(`process ${t.pid} is in ${kind} namespace ${link}, not the tree's (${want}); crest keeps nested ${[...NESTED_NS].join(", ")} namespaces only ` +
+            `so far: let the task share the root's ${kind} namespace, or dump it as a tree of its own`);
         }
       }
       // unshare(CLONE_NEWPID / CLONE_NEWTIME) without a child yet: only the

@@ -323,6 +323,8 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
         let from = n.parent;
         while (from && from.role !== "task") from = from.parent;
         bind(task!, n, from ? tree.tasks.get(from.vpid)! : null);
+        // It enters its own namespaces (a nested one it unshared) before anything else, so its children inherit them.
+        for (const kind of NAMESPACE_KINDS) if (kind.born) inTask(task!, kind, "born", kind.born);
       }
       const t1 = process.hrtime.bigint();
       for (const kind of TASK_RESTORE_KINDS) if (kind.born) inTask(task!, kind, "born", kind.born);

@@ -1,0 +1,231 @@
+// Nested namespaces: a task of the tree in a network namespace other than
+// the root's (one it unshared, and its child born there). The namespace is
+// dumped under its own id (netdev-N.img, ifaddr-N.img, ... as criu names
+// them) and made again by the first task in it on restore; its sockets (a
+// TCP listener, unix sockets, an abstract name) come back in it, and a
+// socket the task made before it unshared comes back in the root's, and a
+// veth pair between the root's namespace and the nested one comes back
+// whole (its root end a port of a bridge). Both with the root in crest's namespace and in one of its own.
+// Refused by name, the tree running on: a socket of a namespace no task is
+// in.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { readFileSync, statSync } from "node:fs";
+import {
+  crest, critDecodeAll, cycle, dumpLog, dumpWorkload, finish, hasLink, imagesDir, inNetns, procState, restoreWorkload,
+  startWorkload, stop, vethTo, type Workload,
+} from "./harness.js";
+import { IMG, readImage } from "../../src/images/index.js";
+
+const NS = "pid,ipc,uts,net";
+
+/** The root's first child (netns-nested forks "inner" first). */
+function inner(w: Workload): number {
+  return Number(readFileSync(`/proc/${w.pid}/task/${w.pid}/children`, "utf8").trim().split(" ")[0]);
+}
+
+/** Each task's net_ns_id in the images, in pstree order. */
+function netnsIds(w: Workload): number[] {
+  const dir = imagesDir(w);
+  return readImage(dir, IMG.pstree).map((e) => readImage(dir, IMG.ids, e.pid)[0]!.net_ns_id!);
+}
+
+/** The images of a nested namespace: its own netdev-N.img with lo, besides the root's. */
+function checkImages(w: Workload): void {
+  const [root, inn, outer, innerChild] = netnsIds(w);
+  assert.notEqual(inn, root, "inner has a namespace id of its own");
+  assert.equal(innerChild, inn, "inner's child shares it");
+  assert.equal(outer, root, "outer shares the root's");
+  const links = readImage(imagesDir(w), IMG.netdev, inn!);
+  assert.deepEqual(links.map((l) => l.name), ["lo"]);
+  assert.match(dumpLog(w), /Dumped the nested network namespace net:\[\d+\] of process \d+: links lo/);
+}
+
+test("nested netns: a child's own network namespace (lo up, an address, a TCP listener, unix sockets; a socket made before the unshare stays in the root's) comes back, the root in crest's namespace", () => {
+  cycle("netns-nested", [], checkImages);
+});
+
+test("nested netns: the same with the root in a network namespace of its own", () => {
+  cycle("netns-nested", [], checkImages, { ns: NS, loUp: true });
+});
+
+test("nested netns: a veth from the nested namespace to crest's comes back with --external veth[IFNAME]:OUTSIDE", () => {
+  const outside = `crn${process.pid % 10000}`;
+  if (hasLink(outside)) spawnSync("ip", ["link", "del", outside]);
+  const w = startWorkload("netns-nested");
+  try {
+    const pid = inner(w);
+    vethTo(pid, { outside, inside: "eth0", outsideCidr: "10.214.0.1/24", insideCidr: "10.214.0.2/24" });
+    inNetns(pid, ["ip", "route", "add", "10.215.0.0/24", "via", "10.214.0.1"]);
+    dumpWorkload(w);
+    assert.deepEqual(critDecodeAll(imagesDir(w)), []);
+    assert.ok(!hasLink(outside), "the pair went with the dumped namespace");
+    const refused = crest(["restore", "-D", imagesDir(w), "-o", "refused.log", "-d"]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /veth eth0 of the nested network namespace of process \d+ has its peer outside: restore with --external veth\[eth0\]:NAME/);
+    restoreWorkload(w, ["--external", `veth[eth0]:${outside}`]);
+    const after = inner(w);
+    assert.notEqual(statSync(`/proc/${after}/ns/net`).ino, statSync("/proc/self/ns/net").ino);
+    assert.match(inNetns(after, ["ip", "-br", "-4", "addr", "show", "eth0"]), /10\.214\.0\.2\/24/);
+    assert.match(inNetns(after, ["ip", "route"]), /10\.215\.0\.0\/24 via 10\.214\.0\.1 dev eth0/);
+    assert.doesNotMatch(inNetns(after, ["nft", "list", "ruleset"]), /CRIU-|CREST-RESTORE/, "the locks were lifted");
+    assert.ok(hasLink(outside), "the peer is back here");
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+    if (hasLink(outside)) spawnSync("ip", ["link", "del", outside]);
+  }
+});
+
+test("nested netns: a socket of a namespace no task of the tree is in is refused by name, and the tree runs on", () => {
+  const w = startWorkload("netns-nested", ["orphan"]);
+  try {
+    const pid = inner(w);
+    const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`fd \\d+ of process ${pid} .*belongs to network namespace net:\\[\\d+\\], which no task of the tree is in`));
+    assert.equal(procState(w.pid).tracer, 0);
+    assert.doesNotMatch(inNetns(pid, ["nft", "list", "ruleset"]), /CRIU-/, "the nested namespace's lock was lifted");
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+/** A TCP exchange from the namespace of process `from` to ADDR:PORT served in the namespace of process `at` (node on both ends). */
+function tcpAcross(at: number, from: number, addr: string, port: number): string {
+  const server = spawn("nsenter", [`--net=/proc/${at}/ns/net`, "--", process.execPath, "-e",
+    `require("net").createServer((s) => s.end("pong")).listen(${port}, "${addr}"); setTimeout(() => process.exit(0), 8000);`], { stdio: "ignore" });
+  try {
+    const client = `const s = require("net").connect(${port}, "${addr}"); let d = ""; s.on("data", (x) => d += x); ` +
+      `s.on("end", () => { console.log(d); process.exit(0); }); s.on("error", () => process.exit(1)); setTimeout(() => process.exit(2), 2000);`;
+    for (let i = 0; i < 20; i++) {
+      const r = spawnSync("nsenter", [`--net=/proc/${from}/ns/net`, "--", process.execPath, "-e", client], { encoding: "utf8" });
+      if (r.status === 0) return r.stdout.trim();
+      spawnSync("sleep", ["0.2"]);
+    }
+    return "";
+  } finally {
+    server.kill();
+  }
+}
+
+/** A link's ifindex, peer index and the nsid of its peer's namespace, as `ip -j` shows them in the namespace of `pid`. */
+function linkOf(pid: number, name: string): { ifindex: number; link_index?: number; link_netnsid?: number; address?: string } {
+  return JSON.parse(inNetns(pid, ["ip", "-j", "link", "show", name]))[0];
+}
+
+test("nested netns: a veth pair between the root's namespace and a nested one comes back whole, the two ends peers with their indexes and addresses, the root's end a port of a bridge", () => {
+  const w = startWorkload("netns-nested", [], { ns: NS, loUp: true });
+  try {
+    let pid = inner(w);
+    inNetns(pid, ["ip", "link", "add", "vin", "type", "veth", "peer", "name", "vout", "netns", `/proc/${w.pid}/ns/net`]);
+    inNetns(pid, ["ip", "addr", "add", "10.217.0.2/24", "dev", "vin"]);
+    inNetns(pid, ["ip", "link", "set", "vin", "up"]);
+    // The root's end is a port of a bridge, which has the address.
+    inNetns(w.pid, ["ip", "link", "add", "br0", "type", "bridge"]);
+    inNetns(w.pid, ["ip", "link", "set", "vout", "master", "br0"]);
+    inNetns(w.pid, ["ip", "addr", "add", "10.217.0.1/24", "dev", "br0"]);
+    inNetns(w.pid, ["ip", "link", "set", "vout", "up"]);
+    inNetns(w.pid, ["ip", "link", "set", "br0", "up"]);
+    assert.equal(tcpAcross(w.pid, pid, "10.217.0.1", 7071), "pong", "the pair carries traffic before the dump");
+    const before = { vin: linkOf(pid, "vin"), vout: linkOf(w.pid, "vout") };
+    dumpWorkload(w);
+    assert.deepEqual(critDecodeAll(imagesDir(w)), []);
+    const [rootNs, innerNs] = netnsIds(w);
+    const vin = readImage(imagesDir(w), IMG.netdev, innerNs!).find((l) => l.name === "vin")!;
+    const vout = readImage(imagesDir(w), IMG.netdev, rootNs!).find((l) => l.name === "vout")!;
+    assert.equal(vin.peer_nsid, rootNs, "vin's peer is in the root's namespace (peer_nsid)");
+    assert.equal(vout.peer_nsid, innerNs, "vout's peer is in inner's namespace");
+    assert.equal(vin.peer_ifindex, vout.ifindex);
+    assert.match(dumpLog(w), /veth vin of the nested network namespace .* has its peer vout in the network namespace/);
+    // No --external veth[] needed: both ends are the tree's.
+    restoreWorkload(w);
+    pid = inner(w);
+    const after = { vin: linkOf(pid, "vin"), vout: linkOf(w.pid, "vout") };
+    assert.equal(after.vin.ifindex, before.vin.ifindex);
+    assert.equal(after.vout.ifindex, before.vout.ifindex);
+    assert.equal(after.vin.link_index, after.vout.ifindex, "vin's peer is vout");
+    assert.equal(after.vout.link_index, after.vin.ifindex, "vout's peer is vin");
+    assert.equal(after.vin.address, before.vin.address);
+    assert.equal(after.vout.address, before.vout.address);
+    assert.match(inNetns(pid, ["ip", "-br", "-4", "addr", "show", "vin"]), /UP\s+10\.217\.0\.2\/24/);
+    assert.equal((linkOf(w.pid, "vout") as { master?: string }).master, "br0", "vout is a port of br0 again");
+    assert.match(inNetns(w.pid, ["ip", "-br", "-4", "addr", "show", "br0"]), /UP\s+10\.217\.0\.1\/24/);
+    assert.equal(tcpAcross(w.pid, pid, "10.217.0.1", 7072), "pong", "the pair carries traffic after the restore");
+    for (const p of [pid, w.pid]) assert.doesNotMatch(inNetns(p, ["nft", "list", "ruleset"]), /CRIU-|CREST-RESTORE/, "each lock was lifted");
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+test("nested netns: a restore that fails removes the veth it made for the nested namespace, and the images restore after", () => {
+  const outside = `crf${process.pid % 10000}`;
+  if (hasLink(outside)) spawnSync("ip", ["link", "del", outside]);
+  const w = startWorkload("netns-nested");
+  try {
+    vethTo(inner(w), { outside, inside: "eth0", outsideCidr: "10.216.0.1/24", insideCidr: "10.216.0.2/24" });
+    dumpWorkload(w);
+    const failed = crest(["restore", "-D", imagesDir(w), "-o", "failed.log", "-d", "--external", `veth[eth0]:${outside}`], { CREST_FAULT: "restore:forked" });
+    assert.equal(failed.code, 1, failed.stderr);
+    assert.ok(!hasLink(outside), "the failed restore removed the veth it made");
+    restoreWorkload(w, ["--external", `veth[eth0]:${outside}`]);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+    if (hasLink(outside)) spawnSync("ip", ["link", "del", outside]);
+  }
+});
+
+// Each check of the workload can fail: its sabotage items, after a real restore.
+for (const [item, what] of [[1, /inner: lo is down/], [2, /inner-child: net:\[\d+\], expected inner's|the TCP listener is in net:\[\d+\], the task in/], [3, /answers in the root's namespace/], [4, /the socket made before the unshare is in net:\[\d+\], expected the root's/]] as const) {
+  test(`nested netns: sabotage ${item} is seen after a restore`, () => {
+    const w = startWorkload("netns-nested", [], { env: [`CREST_WL_SABOTAGE=${item}`] });
+    try {
+      dumpWorkload(w);
+      restoreWorkload(w);
+      assert.match(finish(w), what);
+    } finally {
+      stop(w);
+    }
+  });
+}
+
+test("nested netns: an established TCP connection inside the nested namespace, with data in flight, comes back with --tcp-established", () => {
+  const w = startWorkload("netns-nested", ["tcp"]);
+  try {
+    const dumped = dumpWorkload(w, ["--tcp-established"]);
+    assert.equal(dumped.code, 0);
+    assert.deepEqual(critDecodeAll(imagesDir(w)), []);
+    // The nested namespace is locked whole: no per-connection rule in crest's namespace.
+    assert.match(dumpLog(w), /Locked the nested network namespace net:\[\d+\] of process \d+ with nftables/);
+    assert.doesNotMatch(dumpLog(w), /Locked the network of \d+ TCP connection/);
+    restoreWorkload(w, ["--tcp-established"]);
+    assert.match(dumpLog(w, "restore.log"), /Unlocked the nested network namespace \d+ \(nftables\)/);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+test("nested netns: a veth pair between two namespaces of a tree with its own user namespace is refused by name, and the tree runs on", () => {
+  const w = startWorkload("netns-nested", [], { ns: `user,${NS}`, loUp: true });
+  try {
+    const pid = inner(w);
+    inNetns(pid, ["ip", "link", "add", "vin", "type", "veth", "peer", "name", "vout", "netns", `/proc/${w.pid}/ns/net`]);
+    const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /veth (vin|vout) of the .*network namespace net:\[\d+\] of process \d+ has its peer (vout|vin) in .*another namespace of the tree, and the tree has a user namespace of its own/);
+    assert.equal(procState(w.pid).tracer, 0);
+    for (const p of [pid, w.pid]) assert.doesNotMatch(inNetns(p, ["nft", "list", "ruleset"]), /CRIU-/, "each lock was lifted");
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+test("nested netns: in a tree with its own user namespace, the nested namespace is made by its first task and comes back", () => {
+  cycle("netns-nested", [], checkImages, { ns: `user,${NS}`, loUp: true });
+});
