@@ -130,6 +130,12 @@ export class PagesWriter {
     this.stats.pagesSkippedParent += len / PAGE_SIZE;
   }
 
+  /** Pages left in the task for a remote lazy restore (dump --lazy-pages): a PE_LAZY entry, no bytes. */
+  addLazy(vaddr: number, len: number): void {
+    this.entry(vaddr, len, PE.LAZY);
+    this.stats.pagesLazy += len / PAGE_SIZE;
+  }
+
   /** Copies len bytes of data that belong at vaddr into the image. */
   add(vaddr: number, len: number, origin: PageOrigin): void {
     this.entry(vaddr, len, PE.PRESENT);
@@ -209,14 +215,28 @@ export class PagesWriter {
    * Copies out the pages with data of a private mapping: those present or
    * swapped, except the zero page and (in file mappings) pages still the
    * file's, and guard pages (recorded as VMAs of their own, see memory.ts).
-   * Returns how many pages were written.
+   * Returns how many pages were written. With `lazy` (dump --lazy-pages,
+   * a mapping restored lazily), the pages are left in the task (PE_LAZY)
+   * but those the list names (page addresses: the threads' stack pointers,
+   * as criu keeps them in the images).
    */
-  dumpPrivate(scanner: PagemapScanner, start: number, end: number, mem: number | null, parent: ParentPages | null = null): number {
+  dumpPrivate(scanner: PagemapScanner, start: number, end: number, mem: number | null, parent: ParentPages | null = null, lazy: readonly number[] | null = null): number {
     let pages = 0;
     for (const piece of privateData(scanner, start, end, parent)) {
       const len = piece.end - piece.start;
       if (piece.inParent) {
         this.addParent(piece.start, len);
+        continue;
+      }
+      if (lazy) {
+        let at = piece.start;
+        for (const sp of lazy.filter((a) => a >= piece.start && a < piece.end)) {
+          if (sp > at) this.addLazy(at, sp - at);
+          this.add(sp, PAGE_SIZE, mem === null ? { kind: "vm" } : { kind: "fd", fd: mem, offset: sp });
+          pages++;
+          at = sp + PAGE_SIZE;
+        }
+        if (piece.end > at) this.addLazy(at, piece.end - at);
         continue;
       }
       this.add(piece.start, len, mem === null ? { kind: "vm" } : { kind: "fd", fd: mem, offset: piece.start });

@@ -1,0 +1,163 @@
+// Remote lazy pages (issue 13): `crest dump --lazy-pages --port P` writes
+// every image but the lazy pages (PE_LAZY in the pagemap, no bytes), then
+// serves them from the frozen tasks; `crest lazy-pages --page-server
+// --address A --port P` on the restore side fetches them on fault and in the
+// background; `crest restore --lazy-pages` is unchanged. The dump ends as a
+// dump ends once the daemon has closed the session. The workloads run in
+// a PID namespace of their own: the restored tree lives beside the frozen
+// one, as it would on another machine.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  alive, CREST, crest, critDecodeAll, finish, imagesDir, restoreWorkload, startWorkload, stop, waitFor, waitGone, type Run, type Workload,
+} from "./harness.js";
+import { IMG, readImage } from "../../src/images/index.js";
+
+let port = 24000 + (process.pid % 1000) * 4;
+type Exit = Run & { signal: string | null };
+
+function spawnCrest(args: string[]): { done: Promise<Exit>; pid: number } {
+  const p = spawn(CREST, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "", stderr = "";
+  p.stdout.on("data", (d) => (stdout += d));
+  p.stderr.on("data", (d) => (stderr += d));
+  const done = new Promise<Exit>((resolve) => p.on("close", (code, signal) => resolve({ code: code ?? -1, signal, stdout, stderr })));
+  return { done, pid: p.pid! };
+}
+
+const log = (w: Workload, name: string): string => {
+  const p = join(imagesDir(w), name);
+  return existsSync(p) ? readFileSync(p, "utf8") : "";
+};
+
+/** dump --lazy-pages in the background, once it serves: the images are written and the tree frozen. */
+function lazyDump(w: Workload, p: number): { done: Promise<Exit>; pid: number } {
+  const d = spawnCrest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log", "-v4", "--lazy-pages", "--address", "127.0.0.1", "--port", String(p)]);
+  waitFor("the dump to serve its lazy pages", () => /Lazy pages: serving \d+ page\(s\)/.test(log(w, "dump.log")) || /FAILED/.test(log(w, "dump.log")), 60_000);
+  assert.doesNotMatch(log(w, "dump.log"), /FAILED/);
+  return d;
+}
+
+function remoteDaemon(w: Workload, p: number): { done: Promise<Exit>; pid: number } {
+  const d = spawnCrest(["lazy-pages", "-D", imagesDir(w), "-o", "lazy.log", "-v4", "--page-server", "--address", "127.0.0.1", "--port", String(p)]);
+  waitFor("the lazy-pages daemon to listen", () => existsSync(join(imagesDir(w), "lazy-pages.socket")));
+  return d;
+}
+
+/** Lazy pages in the images: entries PE_LAZY alone (2), and the pages files hold none of them. */
+function lazyPagesInImages(w: Workload, pid: number): number {
+  const pm = readImage(imagesDir(w), IMG.pagemap, pid);
+  return pm.entries.filter((e) => e.flags === 2).reduce((n, e) => n + Number(e.nr_pages), 0);
+}
+
+async function remoteCycle(name: string, args: string[], env: string[] = []): Promise<string> {
+  const w = startWorkload(name, args, { ns: "pid", env });
+  const p = ++port;
+  try {
+    const frozen = w.pid;
+    const dump = lazyDump(w, p);
+    assert.ok(alive(frozen), "the dumped tree is there, frozen, while its pages are served");
+    assert.deepEqual(critDecodeAll(imagesDir(w)), [], "crit decodes every image");
+    const lazy = lazyPagesInImages(w, 1);
+    assert.ok(lazy > 0, "the dump left pages lazy (PE_LAZY, no bytes)");
+    const daemon = remoteDaemon(w, p);
+    restoreWorkload(w, ["--lazy-pages"]);
+    const dr = await daemon.done;
+    assert.equal(dr.code, 0, `the daemon exits 0 once every page is in: ${dr.stderr}\n${log(w, "lazy.log")}`);
+    assert.match(log(w, "lazy.log"), /Lazy pages: (\d+) page\(s\) came from the page server/);
+    const dd = await dump.done;
+    assert.equal(dd.code, 0, `the dump exits 0 once the daemon has closed: ${dd.stderr}\n${log(w, "dump.log")}`);
+    assert.match(log(w, "dump.log"), /Lazy pages transfer finished successfully[\s\S]*Dumping finished successfully/);
+    const m = /the daemon took (\d+) of (\d+) lazy page\(s\)/.exec(log(w, "dump.log"));
+    assert.ok(m, "the dump tells how many lazy pages went");
+    assert.equal(Number(m[2]), lazy, "it served the pages the images left lazy");
+    assert.equal(Number(m[1]), Number(m[2]), "every one was taken");
+    waitGone(frozen);
+    return finish(w);
+  } finally {
+    stop(w);
+  }
+}
+
+test("bigmem 128 MiB dumped with --lazy-pages, restored through a remote lazy-pages daemon: checks pass, the dump exits 0", async () => {
+  assert.equal(await remoteCycle("bigmem", ["128"]), "PASS");
+});
+
+test("bigmem remote lazy, sabotaged: the check after a remote lazy restore can fail", async () => {
+  assert.match(await remoteCycle("bigmem", ["16"], ["CREST_WL_SABOTAGE=1"]), /^FAIL: word \d+/);
+});
+
+test("memwrite: pages written, dropped and first written while they come from the dump side", async () => {
+  assert.equal(await remoteCycle("memwrite", ["64", "20000"]), "PASS");
+});
+
+test("the dump side killed mid-way: the restored tree ends, the daemon fails by name, nothing hangs", async () => {
+  const w = startWorkload("bigmem", ["256"], { ns: "pid" });
+  const p = ++port;
+  try {
+    const frozen = w.pid;
+    const dump = lazyDump(w, p);
+    const daemon = remoteDaemon(w, p);
+    restoreWorkload(w, ["--lazy-pages"]);
+    // Some pages went; then the dump side dies for real.
+    waitFor("some pages to go", () => /came|sent \d+ page/.test(log(w, "dump.log")), 30_000);
+    process.kill(dump.pid, "SIGKILL");
+    const dd = await dump.done;
+    assert.equal(dd.signal, "SIGKILL");
+    const dr = await Promise.race([daemon.done, new Promise<null>((r) => setTimeout(() => r(null), 60_000))]);
+    assert.ok(dr, "the daemon does not hang");
+    assert.equal(dr.code, 1, "the daemon fails");
+    assert.match(log(w, "lazy.log"), /the page server at 127\.0\.0\.1:\d+ .*the restored tree cannot have its memory/);
+    assert.match(dr.stderr, /killed the restored tree/);
+    waitGone(w.pid);
+    assert.ok(!readFileSync(w.status, "utf8").startsWith("PASS"), "the restored task never reported: killed, not left reading zeros");
+    // The frozen tree, let go by its tracer's death, runs on (criu's failed dump too); it is stopped here.
+    w.pid = frozen;
+  } finally {
+    stop(w);
+  }
+});
+
+test("the restore side's daemon killed mid-way: the dump fails by name and the dumped tree runs on", async () => {
+  const w = startWorkload("bigmem", ["256"], { ns: "pid" });
+  const p = ++port;
+  try {
+    const frozen = w.pid;
+    const dump = lazyDump(w, p);
+    const daemon = remoteDaemon(w, p);
+    const restored = restoreWorkload(w, ["--lazy-pages"]);
+    assert.equal(restored.code, 0);
+    waitFor("some pages to go", () => /sent \d+ page/.test(log(w, "dump.log")), 30_000);
+    process.kill(daemon.pid, "SIGKILL");
+    await daemon.done;
+    const dd = await Promise.race([dump.done, new Promise<null>((r) => setTimeout(() => r(null), 60_000))]);
+    assert.ok(dd, "the dump does not hang");
+    assert.equal(dd.code, 1, "the dump fails");
+    assert.match(log(w, "dump.log"), /the lazy-pages daemon closed its connection before it asked to close \(\d+ of \d+ lazy page\(s\) sent\)[\s\S]*Lazy pages transfer FAILED[\s\S]*Dumping FAILED/);
+    waitGone(w.pid);
+    // The dumped tree runs on, as after any failed dump, and still checks out.
+    w.pid = frozen;
+    assert.ok(alive(frozen));
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+test("images with lazy pages: a plain restore refuses them by name, before it makes anything", () => {
+  const w = startWorkload("bigmem", ["16"], { ns: "pid" });
+  const p = ++port;
+  try {
+    const dump = lazyDump(w, p);
+    const r = crest(["restore", "-D", imagesDir(w), "-o", "restore.log", "-v4", "-d"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr + log(w, "restore.log"), /are lazy \(left in the dumped tasks by dump --lazy-pages\): restore them with --lazy-pages/);
+    // The dump still serves: let it end (a session closed at once, nothing taken).
+    process.kill(dump.pid, "SIGKILL");
+  } finally {
+    stop(w);
+  }
+});
