@@ -33,6 +33,9 @@ const log = (w: Workload, name: string): string => {
   return existsSync(p) ? readFileSync(p, "utf8") : "";
 };
 
+/** Resolves null after 60 s (a timer that does not keep the test file alive). */
+const within60s = (): Promise<null> => new Promise<null>((r) => setTimeout(() => r(null), 60_000).unref());
+
 /** dump --lazy-pages in the background, once it serves: the images are written and the tree frozen. */
 function lazyDump(w: Workload, p: number): { done: Promise<Exit>; pid: number } {
   const d = spawnCrest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log", "-v4", "--lazy-pages", "--address", "127.0.0.1", "--port", String(p)]);
@@ -53,7 +56,8 @@ function lazyPagesInImages(w: Workload, pid: number): number {
   return pm.entries.filter((e) => e.flags === 2).reduce((n, e) => n + Number(e.nr_pages), 0);
 }
 
-async function remoteCycle(name: string, args: string[], env: string[] = []): Promise<string> {
+/** `all`: every lazy page is taken (a workload that drops memory leaves some that nobody asks for). */
+async function remoteCycle(name: string, args: string[], env: string[] = [], all = true): Promise<string> {
   const w = startWorkload(name, args, { ns: "pid", env });
   const p = ++port;
   try {
@@ -74,7 +78,8 @@ async function remoteCycle(name: string, args: string[], env: string[] = []): Pr
     const m = /the daemon took (\d+) of (\d+) lazy page\(s\)/.exec(log(w, "dump.log"));
     assert.ok(m, "the dump tells how many lazy pages went");
     assert.equal(Number(m[2]), lazy, "it served the pages the images left lazy");
-    assert.equal(Number(m[1]), Number(m[2]), "every one was taken");
+    if (all) assert.equal(Number(m[1]), Number(m[2]), "every one was taken");
+    else assert.ok(Number(m[1]) > 0 && Number(m[1]) <= Number(m[2]), "pages were taken");
     waitGone(frozen);
     return finish(w);
   } finally {
@@ -91,7 +96,7 @@ test("bigmem remote lazy, sabotaged: the check after a remote lazy restore can f
 });
 
 test("memwrite: pages written, dropped and first written while they come from the dump side", async () => {
-  assert.equal(await remoteCycle("memwrite", ["64", "20000"]), "PASS");
+  assert.equal(await remoteCycle("memwrite", ["64", "20000"], [], false), "PASS");
 });
 
 test("the dump side killed mid-way: the restored tree ends, the daemon fails by name, nothing hangs", async () => {
@@ -107,7 +112,7 @@ test("the dump side killed mid-way: the restored tree ends, the daemon fails by 
     process.kill(dump.pid, "SIGKILL");
     const dd = await dump.done;
     assert.equal(dd.signal, "SIGKILL");
-    const dr = await Promise.race([daemon.done, new Promise<null>((r) => setTimeout(() => r(null), 60_000))]);
+    const dr = await Promise.race([daemon.done, within60s()]);
     assert.ok(dr, "the daemon does not hang");
     assert.equal(dr.code, 1, "the daemon fails");
     assert.match(log(w, "lazy.log"), /the page server at 127\.0\.0\.1:\d+ .*the restored tree cannot have its memory/);
@@ -133,10 +138,10 @@ test("the restore side's daemon killed mid-way: the dump fails by name and the d
     waitFor("some pages to go", () => /sent \d+ page/.test(log(w, "dump.log")), 30_000);
     process.kill(daemon.pid, "SIGKILL");
     await daemon.done;
-    const dd = await Promise.race([dump.done, new Promise<null>((r) => setTimeout(() => r(null), 60_000))]);
+    const dd = await Promise.race([dump.done, within60s()]);
     assert.ok(dd, "the dump does not hang");
     assert.equal(dd.code, 1, "the dump fails");
-    assert.match(log(w, "dump.log"), /the lazy-pages daemon closed its connection before it asked to close \(\d+ of \d+ lazy page\(s\) sent\)[\s\S]*Lazy pages transfer FAILED[\s\S]*Dumping FAILED/);
+    assert.match(log(w, "dump.log"), /the lazy-pages daemon closed its connection before it asked to close \(\d+ of \d+ lazy page\(s\) sent[^)]*\)[\s\S]*Lazy pages transfer FAILED[\s\S]*Dumping FAILED/);
     waitGone(w.pid);
     // The dumped tree runs on, as after any failed dump, and still checks out.
     w.pid = frozen;

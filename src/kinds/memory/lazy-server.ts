@@ -77,6 +77,9 @@ function runAt(of: LazyPagesOf, addr: number): number {
   return -1;
 }
 
+/** The daemon's connection failed (reset, broken pipe). */
+class ConnectionError extends Error {}
+
 function readExactly(sk: number, buf: Buffer, what: string): boolean {
   let got = 0;
   while (got < buf.length) {
@@ -84,11 +87,11 @@ function readExactly(sk: number, buf: Buffer, what: string): boolean {
     try {
       n = readSync(sk, buf, got, buf.length - got, null);
     } catch (e) {
-      throw new Error(`${what}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new ConnectionError(`${what}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
     if (n === 0) {
       if (got === 0) return false;
-      throw new Error(`${what}: the connection closed in the middle of a message`);
+      throw new ConnectionError(`${what}: the connection closed in the middle of a message`);
     }
     got += n;
   }
@@ -99,8 +102,39 @@ function writeAll(sk: number, buf: Buffer, what: string): void {
   try {
     for (let done = 0; done < buf.length;) done += writeSync(sk, buf, done, buf.length - done);
   } catch (e) {
-    throw new Error(`${what}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (the lazy-pages daemon is gone)`);
+    throw new ConnectionError(`${what}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+}
+
+/** Answers one request of the daemon (in `head`); "closed" once it has asked to close. */
+function answer(sk: number, head: Buffer, buf: Buffer, byPid: Map<number, LazyPagesOf>, count: () => number, total: number, log: Logger): true | "closed" {
+  const iov = decodeIov(head);
+  if (iov.cmd === PS.CLOSE || iov.cmd === PS.FORCE_CLOSE) {
+    writeAll(sk, Buffer.alloc(4), "answer the lazy-pages daemon's close");
+    // As criu: wait for the other side to close first (no TIME_WAIT here).
+    const rest = Buffer.alloc(1);
+    if (readExactly(sk, rest, "wait for the lazy-pages daemon to close")) throw new Error("the lazy-pages daemon sent more after it asked to close");
+    log.info(`Lazy pages: the daemon took ${count()} of ${total} lazy page(s) and closed the session`);
+    return "closed";
+  }
+  if (iov.cmd !== PS.GET) throw new Error(`the lazy-pages daemon sent command ${iov.cmd}, which a lazy page server does not take (only PS_IOV_GET and PS_IOV_CLOSE)`);
+  const vpid = Number(iov.dstId);
+  const of = byPid.get(vpid);
+  const vaddr = Number(iov.vaddr);
+  const hex = `0x${vaddr.toString(16)}`;
+  if (!of) throw new Error(`the lazy-pages daemon asked for pages of process ${vpid}, which the images have no lazy pages of`);
+  const i = runAt(of, vaddr);
+  if (i < 0 || vaddr % PAGE_SIZE || iov.nrPages <= 0) {
+    throw new Error(`the lazy-pages daemon asked for ${iov.nrPages} page(s) at ${hex} of process ${vpid}, which are not lazy pages of it (the images hold them, or it has no such memory)`);
+  }
+  const run = of.runs[i]!;
+  const nr = Math.min(iov.nrPages, (run.end - vaddr) / PAGE_SIZE, ANSWER_MAX);
+  of.read(buf, nr * PAGE_SIZE, vaddr);
+  writeAll(sk, encodeIov(PS.ADD_F, PE.PRESENT, nr, iov.vaddr, iov.dstId), "answer the lazy-pages daemon");
+  writeAll(sk, buf.subarray(0, nr * PAGE_SIZE), "send pages to the lazy-pages daemon");
+  of.sent[i]!.fill(1, (vaddr - run.start) / PAGE_SIZE, (vaddr - run.start) / PAGE_SIZE + nr);
+  log.debug(`Lazy pages: sent ${nr} page(s) at ${hex} of process ${vpid}`);
+  return true;
 }
 
 export interface LazySession {
@@ -130,37 +164,17 @@ export function serveLazyPages(procs: LazyPagesOf[], address: string, port: numb
     const head = Buffer.alloc(IOV_SIZE);
     const buf = Buffer.allocUnsafe(ANSWER_MAX * PAGE_SIZE);
     const count = () => procs.reduce((n, p) => n + p.sent.reduce((m, s) => m + s.reduce((k, b) => k + b, 0), 0), 0);
+    const broken = (why: string) => new Error(`the lazy-pages daemon closed its connection before it asked to close (${count()} of ${total} lazy page(s) sent${why}): it failed or was killed, and the restored tree cannot have its memory`);
     for (;;) {
-      if (!readExactly(sk, head, "read a request of the lazy-pages daemon")) {
-        throw new Error(`the lazy-pages daemon closed its connection before it asked to close (${count()} of ${total} lazy page(s) sent): it failed or was killed, and the restored tree cannot have its memory`);
+      let got: boolean | "closed";
+      try {
+        got = readExactly(sk, head, "read a request of the lazy-pages daemon");
+        if (got) got = answer(sk, head, buf, byPid, count, total, log);
+      } catch (e) {
+        throw e instanceof ConnectionError ? broken(`; ${e.message}`) : e;
       }
-      const iov = decodeIov(head);
-      if (iov.cmd === PS.CLOSE || iov.cmd === PS.FORCE_CLOSE) {
-        writeAll(sk, Buffer.alloc(4), "answer the lazy-pages daemon's close");
-        // As criu: wait for the other side to close first (no TIME_WAIT here).
-        const rest = Buffer.alloc(1);
-        if (readExactly(sk, rest, "wait for the lazy-pages daemon to close")) throw new Error("the lazy-pages daemon sent more after it asked to close");
-        const sent = count();
-        log.info(`Lazy pages: the daemon took ${sent} of ${total} lazy page(s) and closed the session`);
-        return { sent, total };
-      }
-      if (iov.cmd !== PS.GET) throw new Error(`the lazy-pages daemon sent command ${iov.cmd}, which a lazy page server does not take (only PS_IOV_GET and PS_IOV_CLOSE)`);
-      const vpid = Number(iov.dstId);
-      const of = byPid.get(vpid);
-      const vaddr = Number(iov.vaddr);
-      const hex = `0x${vaddr.toString(16)}`;
-      if (!of) throw new Error(`the lazy-pages daemon asked for pages of process ${vpid}, which the images have no lazy pages of`);
-      const i = runAt(of, vaddr);
-      if (i < 0 || vaddr % PAGE_SIZE || iov.nrPages <= 0) {
-        throw new Error(`the lazy-pages daemon asked for ${iov.nrPages} page(s) at ${hex} of process ${vpid}, which are not lazy pages of it (the images hold them, or it has no such memory)`);
-      }
-      const run = of.runs[i]!;
-      const nr = Math.min(iov.nrPages, (run.end - vaddr) / PAGE_SIZE, ANSWER_MAX);
-      of.read(buf, nr * PAGE_SIZE, vaddr);
-      writeAll(sk, encodeIov(PS.ADD_F, PE.PRESENT, nr, iov.vaddr, iov.dstId), "answer the lazy-pages daemon");
-      writeAll(sk, buf.subarray(0, nr * PAGE_SIZE), "send pages to the lazy-pages daemon");
-      of.sent[i]!.fill(1, (vaddr - run.start) / PAGE_SIZE, (vaddr - run.start) / PAGE_SIZE + nr);
-      log.debug(`Lazy pages: sent ${nr} page(s) at ${hex} of process ${vpid}`);
+      if (!got) throw broken("");
+      if (got === "closed") return { sent: count(), total };
     }
   } finally {
     if (l.fd >= 0) closeSync(l.fd);
@@ -188,8 +202,9 @@ export function serveDumpedPages(run: DumpRun, tasks: readonly DumpTask[]): void
   try {
     serveLazyPages(procs, address, run.opts.service.port ?? DEFAULT_PORT, run.log);
   } catch (e) {
-    run.log.error("Lazy pages transfer FAILED.");
-    throw e;
+    // As criu's log ends: the cause, this, then "Dumping FAILED."
+    run.log.error((e as Error).message);
+    throw new Error("Lazy pages transfer FAILED.");
   }
   run.log.info("Lazy pages transfer finished successfully");
 }
