@@ -12,7 +12,7 @@ import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  alive, CREST, crest, critDecodeAll, finish, imagesDir, restoreWorkload, startWorkload, stop, waitFor, waitGone, type Run, type Workload,
+  alive, CREST, crest, critDecodeAll, dumpWorkload, finish, imagesDir, restoreWorkload, startWorkload, stop, waitFor, waitGone, type Run, type Workload,
 } from "./harness.js";
 import { IMG, readImage } from "../../src/images/index.js";
 
@@ -50,22 +50,26 @@ function remoteDaemon(w: Workload, p: number): { done: Promise<Exit>; pid: numbe
   return d;
 }
 
-/** Lazy pages in the images: entries PE_LAZY alone (2), and the pages files hold none of them. */
-function lazyPagesInImages(w: Workload, pid: number): number {
-  const pm = readImage(imagesDir(w), IMG.pagemap, pid);
-  return pm.entries.filter((e) => e.flags === 2).reduce((n, e) => n + Number(e.nr_pages), 0);
+/** Lazy pages in the images, of every process: entries PE_LAZY alone (2), and the pages files hold none of them. */
+function lazyPagesInImages(w: Workload): number {
+  return readImage(imagesDir(w), IMG.pstree).reduce((sum, t) => {
+    if (!existsSync(join(imagesDir(w), `pagemap-${t.pid}.img`))) return sum; // a zombie
+    const pm = readImage(imagesDir(w), IMG.pagemap, t.pid);
+    return sum + pm.entries.filter((e) => e.flags === 2).reduce((n, e) => n + Number(e.nr_pages), 0);
+  }, 0);
 }
 
 /** `all`: every lazy page is taken (a workload that drops memory leaves some that nobody asks for). */
 async function remoteCycle(name: string, args: string[], env: string[] = [], all = true): Promise<string> {
   const w = startWorkload(name, args, { ns: "pid", env });
   const p = ++port;
+  let dump: { done: Promise<Exit>; pid: number } | undefined;
   try {
     const frozen = w.pid;
-    const dump = lazyDump(w, p);
+    dump = lazyDump(w, p);
     assert.ok(alive(frozen), "the dumped tree is there, frozen, while its pages are served");
     assert.deepEqual(critDecodeAll(imagesDir(w)), [], "crit decodes every image");
-    const lazy = lazyPagesInImages(w, 1);
+    const lazy = lazyPagesInImages(w);
     assert.ok(lazy > 0, "the dump left pages lazy (PE_LAZY, no bytes)");
     const daemon = remoteDaemon(w, p);
     restoreWorkload(w, ["--lazy-pages"]);
@@ -83,7 +87,17 @@ async function remoteCycle(name: string, args: string[], env: string[] = [], all
     waitGone(frozen);
     return finish(w);
   } finally {
+    // A dump still serving (a check failed first) would wait for a daemon forever.
+    if (dump) killQuietly(dump.pid);
     stop(w);
+  }
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // gone already
   }
 }
 
@@ -162,6 +176,31 @@ test("images with lazy pages: a plain restore refuses them by name, before it ma
     assert.match(r.stderr + log(w, "restore.log"), /are lazy \(left in the dumped tasks by dump --lazy-pages\): restore them with --lazy-pages/);
     // The dump still serves: let it end (a session closed at once, nothing taken).
     process.kill(dump.pid, "SIGKILL");
+  } finally {
+    stop(w);
+  }
+});
+
+test("page-server --lazy-pages serves the lazy pages of a plain dump's images (criu's remote lazy pages, as zdtm runs them)", async () => {
+  const w = startWorkload("bigmem", ["64"]);
+  const p = ++port;
+  try {
+    dumpWorkload(w);
+    const pm = readImage(imagesDir(w), IMG.pagemap, w.pid);
+    const marked = pm.entries.filter((e) => e.flags === 6).reduce((n, e) => n + Number(e.nr_pages), 0);
+    assert.ok(marked >= 16384, `a plain dump marks the pages it could restore lazily PE_LAZY|PE_PRESENT, as criu does (${marked})`);
+    const server = spawnCrest(["page-server", "-D", imagesDir(w), "-o", "ps.log", "-v4", "--port", String(p), "--lazy-pages"]);
+    waitFor("the page server to listen", () => /listening on port/.test(log(w, "ps.log")));
+    const daemon = remoteDaemon(w, p);
+    restoreWorkload(w, ["--lazy-pages"]);
+    const dr = await daemon.done;
+    assert.equal(dr.code, 0, `${dr.stderr}\n${log(w, "lazy.log")}`);
+    const got = /Lazy pages: (\d+) page\(s\) came from the page server/.exec(log(w, "lazy.log"));
+    assert.ok(got && Number(got[1]) === marked, `the daemon fetched the marked pages from the page server (${got?.[1]} of ${marked})`);
+    const sr = await server.done;
+    assert.equal(sr.code, 0, `${sr.stderr}\n${log(w, "ps.log")}`);
+    assert.match(log(w, "ps.log"), /the daemon took \d+ of \d+ lazy page\(s\) and closed the session[\s\S]*Session over/);
+    assert.equal(finish(w), "PASS");
   } finally {
     stop(w);
   }

@@ -17,7 +17,9 @@ import type { pagemap_entry } from "../../images/index.js";
 import { acceptPageClient, decodeIov, encodeIov, listenPageServer, PS } from "../../images/page-server.js";
 import { PAGE_SIZE } from "../../sys/constants.js";
 import type { DumpRun, DumpTask } from "../context.js";
-import { pageCount, PE } from "./pages.js";
+import { IMG } from "../../images/index.js";
+import { RestoreImages } from "../../images/store.js";
+import { pageCount, pageRuns, PE } from "./pages.js";
 
 const IOV_SIZE = 32;
 /** Pages in one answer at most (a request for more gets fewer; the daemon asks again). */
@@ -37,11 +39,16 @@ export interface LazyPagesOf {
   close?(): void;
 }
 
-/** The PE_LAZY runs of a pagemap (the entries a dump --lazy-pages left in the task, or criu's PE_LAZY|PE_PRESENT). */
-export function lazyRunsOf(entries: readonly pagemap_entry[]): Array<{ start: number; end: number }> {
+/**
+ * The PE_LAZY runs of a pagemap: those a dump --lazy-pages left in the task
+ * (PE_LAZY alone), or with `inImages` those the pages file holds too
+ * (PE_LAZY and PE_PRESENT, as every dump marks the pages it could restore lazily).
+ */
+export function lazyRunsOf(entries: readonly pagemap_entry[], inImages: boolean): Array<{ start: number; end: number }> {
   const out: Array<{ start: number; end: number }> = [];
   for (const e of entries) {
-    if (!((e.flags ?? PE.PRESENT) & PE.LAZY)) continue;
+    const f = e.flags ?? PE.PRESENT;
+    if (!(f & PE.LAZY) || !(f & PE.PRESENT) !== !inImages) continue;
     const start = Number(e.vaddr), end = start + pageCount(e) * PAGE_SIZE;
     const last = out[out.length - 1];
     if (last && last.end === start) last.end = end;
@@ -52,7 +59,7 @@ export function lazyRunsOf(entries: readonly pagemap_entry[]): Array<{ start: nu
 
 /** The lazy pages of a frozen task, read through its /proc/PID/mem. */
 export function frozenTaskPages(vpid: number, pid: number, entries: readonly pagemap_entry[]): LazyPagesOf {
-  const runs = lazyRunsOf(entries);
+  const runs = lazyRunsOf(entries, false);
   const mem = openSync(`/proc/${pid}/mem`, "r");
   return {
     vpid, runs, sent: runs.map((r) => new Uint8Array((r.end - r.start) / PAGE_SIZE)),
@@ -207,4 +214,45 @@ export function serveDumpedPages(run: DumpRun, tasks: readonly DumpTask[]): void
     throw new Error("Lazy pages transfer FAILED.");
   }
   run.log.info("Lazy pages transfer finished successfully");
+}
+
+/**
+ * page-server --lazy-pages: the lazy pages of an images directory (entries
+ * PE_LAZY and PE_PRESENT, read from its pages files), for a lazy-pages
+ * daemon --page-server elsewhere (criu's: "lazy migration" of a dump
+ * written here). `listening` is called once it listens.
+ */
+export function serveImagePages(dir: string, address: string, port: number, log: Logger, listening: (port: number) => void): void {
+  const images = new RestoreImages(dir);
+  if (!images.exists(IMG.inventory)) throw new Error(`${dir} holds no images (no inventory.img): no lazy pages to serve`);
+  const procs: LazyPagesOf[] = [];
+  try {
+    for (const t of images.read(IMG.pstree)) {
+      if (!images.exists(IMG.pagemap, t.pid)) continue; // a zombie
+      const pm = images.read(IMG.pagemap, t.pid);
+      const runs = lazyRunsOf(pm.entries, true);
+      // Where each page of those runs is in the pages file (which holds the present entries in order).
+      const file = pageRuns(pm.entries);
+      const pages = images.pages(pm.head.pages_id, { what: `process ${t.pid}` });
+      procs.push({
+        vpid: t.pid, runs, sent: runs.map((r) => new Uint8Array((r.end - r.start) / PAGE_SIZE)),
+        read(buf, len, vaddr) {
+          for (let at = 0; at < len;) {
+            const a = BigInt(vaddr + at);
+            const f = file.find((r) => r.vaddr <= a && a < r.vaddr + BigInt(r.len));
+            if (!f) throw new Error(`${pages.path}: no page of process ${t.pid} at 0x${a.toString(16)}`);
+            const n = Math.min(len - at, f.len - Number(a - f.vaddr));
+            const got = pages.read(buf, at, n, f.off + Number(a - f.vaddr));
+            if (got !== n) throw new Error(`${pages.path}: read ${got} of ${n} bytes for process ${t.pid}`);
+            at += n;
+          }
+        },
+        close: () => pages.close(),
+      });
+    }
+  } catch (e) {
+    for (const p of procs) p.close?.();
+    throw e;
+  }
+  serveLazyPages(procs, address, port, log, listening);
 }

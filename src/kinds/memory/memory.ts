@@ -153,7 +153,8 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
   const scanner = new PagemapScanner(pid);
   // Pages the task itself cannot read (PROT_NONE) are read through /proc/PID/mem.
   const mem = openSync(`/proc/${pid}/mem`, "r");
-  // dump --lazy-pages: the pages under the threads' stack pointers stay in the images, as criu keeps them.
+  // Pages that could be restored lazily are marked PE_LAZY (and with dump --lazy-pages left in the tasks), as criu
+  // does, but those under the threads' stack pointers.
   const stackPages = [...new Set(task.remotes.map((t) => Number(t.saved.get("sp") & ~BigInt(PAGE_SIZE - 1))))].sort((a, b) => a - b);
   // With --leave-running, copied from a snapshot once the tree runs on (snapshot.ts).
   let snapshot = false;
@@ -177,7 +178,7 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
       if ((v.flags & MAP_TYPE) === MAP_DROPPABLE) return;
       if (is(v, VMA.ANON_SHARED)) return dumpShmem(task, run, v, m);
       run.stats.pagesScanned += (m.end - m.start) / PAGE_SIZE;
-      const lazy = run.opts.restore.lazyPages && lazyVma(v) ? stackPages : null;
+      const lazy = lazyVma(v) ? { stack: stackPages, leave: !!run.opts.restore.lazyPages } : null;
       const copy = () => (run.stats.pagesWritten += pages.dumpPrivate(scanner, m.start, m.end, m.prot.read ? null : mem, parent, lazy));
       // The snapshot's fork did not copy these (or wiped them): now, from the task.
       if (snapshot && (m.vmFlags.includes("dc") || m.vmFlags.includes("wf"))) pages.now(mem, copy);
