@@ -9,7 +9,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   alive, CREST, crest, critDecodeAll, dumpWorkload, finish, imagesDir, restoreWorkload, startWorkload, stop, waitFor, waitGone, type Run, type Workload,
@@ -37,8 +37,8 @@ const log = (w: Workload, name: string): string => {
 const within60s = (): Promise<null> => new Promise<null>((r) => setTimeout(() => r(null), 60_000).unref());
 
 /** dump --lazy-pages in the background, once it serves: the images are written and the tree frozen. */
-function lazyDump(w: Workload, p: number): { done: Promise<Exit>; pid: number } {
-  const d = spawnCrest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log", "-v4", "--lazy-pages", "--address", "127.0.0.1", "--port", String(p)]);
+function lazyDump(w: Workload, p: number, extra: string[] = []): { done: Promise<Exit>; pid: number } {
+  const d = spawnCrest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log", "-v4", "--lazy-pages", "--address", "127.0.0.1", "--port", String(p), ...extra]);
   waitFor("the dump to serve its lazy pages", () => /Lazy pages: serving \d+ page\(s\)/.test(log(w, "dump.log")) || /FAILED/.test(log(w, "dump.log")), 60_000);
   assert.doesNotMatch(log(w, "dump.log"), /FAILED/);
   return d;
@@ -203,5 +203,27 @@ test("page-server --lazy-pages serves the lazy pages of a plain dump's images (c
     assert.equal(finish(w), "PASS");
   } finally {
     stop(w);
+  }
+});
+
+test("dump --lazy-pages -R: once its pages went, the dumped tree runs on beside the restored one, both check out", async () => {
+  const w = startWorkload("bigmem", ["32"], { ns: "pid" });
+  const p = ++port;
+  const original = { ...w };
+  try {
+    const dump = lazyDump(w, p, ["-R"]);
+    const daemon = remoteDaemon(w, p);
+    restoreWorkload(w, ["--lazy-pages"]);
+    assert.equal((await daemon.done).code, 0);
+    const dd = await dump.done;
+    assert.equal(dd.code, 0, `${dd.stderr}\n${log(w, "dump.log")}`);
+    assert.ok(alive(original.pid), "the dumped tree runs on");
+    assert.equal(finish(w), "PASS", "the restored one checks out");
+    // Both report into one status file: emptied between them.
+    writeFileSync(w.status, "");
+    assert.equal(finish(original), "PASS", "and so does the one left running");
+  } finally {
+    stop(w);
+    stop(original);
   }
 });

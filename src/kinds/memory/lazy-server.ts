@@ -207,7 +207,13 @@ export function serveDumpedPages(run: DumpRun, tasks: readonly DumpTask[]): void
     throw e;
   }
   try {
-    serveLazyPages(procs, address, run.opts.service.port ?? DEFAULT_PORT, run.log);
+    // As criu (run_tcp_server's status_ready): --status-fd is told once the server listens (zdtm's --lazy-migrate waits for it).
+    serveLazyPages(procs, address, run.opts.service.port ?? DEFAULT_PORT, run.log, () => {
+      const fd = run.opts.restore.statusFd;
+      if (fd === undefined) return;
+      writeSync(fd, Buffer.of(0));
+      closeSync(fd);
+    });
   } catch (e) {
     // As criu's log ends: the cause, this, then "Dumping FAILED."
     run.log.error((e as Error).message);
