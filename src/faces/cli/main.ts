@@ -24,7 +24,7 @@ Usage:
   crest dump|pre-dump -t PID [<options>]
   crest restore [<options>]
   crest check [--feature FEAT]
-  crest page-server -D DIR [--address A] [--port P] [-d] [--pidfile F]
+  crest page-server -D DIR [--address A] [--port P] [-d] [--pidfile F] [--lazy-pages]
   crest service [--address PATH] [--pidfile FILE] [-d] [<options>]
   crest swrk FD
   crest dedup -D DIR
@@ -43,6 +43,7 @@ Commands:
   service        serve criu's RPC on a SEQPACKET socket (--address, default ./criu_service.socket)
   swrk           serve criu's RPC on an inherited socket (as go-criu, libcriu and pycriu start criu)
   page-server    receive the pages of a dump or pre-dump run with --page-server (criu's protocol)
+                 (--lazy-pages: serve the lazy pages of the images to a lazy-pages --page-server)
   dedup          punch out of the parent images (--prev-images-dir) the pages DIR holds anew
   lazy-pages     serve the memory of a restore --lazy-pages from the images, page by page on first touch
                  (start it first; with --page-server, the lazy pages come from a dump --lazy-pages there)
