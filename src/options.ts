@@ -286,8 +286,11 @@ export function workPath(opts: Options, p: string): string {
  */
 export function unsupported(opts: Options): string[] {
   const why = opts.external.map(unsupportedExternal).filter((w): w is string => w !== undefined);
-  if (opts.restore.lazyPages && (opts.command === "dump" || opts.command === "pre-dump")) {
-    why.push(`--lazy-pages on ${opts.command}: keeping the pages for a remote lazy restore (criu's page server --lazy-pages) is not implemented by crest yet; dump plainly, then restore with --lazy-pages beside \`crest lazy-pages\``);
+  if (opts.restore.lazyPages && opts.command === "pre-dump") {
+    why.push("--lazy-pages on pre-dump: a pre-dump copies every page while the tree runs on, none is left for a lazy restore; pre-dump plainly, then dump --lazy-pages --prev-images-dir");
+  }
+  if (opts.restore.lazyPages && opts.command === "dump" && opts.service.pageServer) {
+    why.push("--lazy-pages with --page-server on dump: the dump serves its lazy pages itself on --address:--port; send the other pages to a page server, or keep them lazy, not both");
   }
   if (opts.dump.autoDedup && opts.command === "restore") {
     why.push("--auto-dedup on restore: crest does not punch the pages out of the images as it restores them (criu does); restore without it, and run crest dedup -D DIR on the images to free the room their parents' old pages take");

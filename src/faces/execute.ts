@@ -38,7 +38,7 @@ export function execute(cmd: Executed, opts: Options, refused: readonly string[]
       return code ? { code, error: new Error("crest check found kernel features missing") } : { code };
     }
     if (cmd === "dump") {
-      if (opts.restore.statusFd !== undefined) log.warn("--status-fd is not used by dump (criu and crest signal it on restore, page-server and lazy-pages)");
+      if (opts.restore.statusFd !== undefined && !opts.restore.lazyPages) log.warn("--status-fd is not used by dump (criu and crest signal it on restore, page-server and lazy-pages)");
       dump(opts, log, hooks);
       log.info("Dumping finished successfully");
       return { code: 0 };

@@ -1,5 +1,8 @@
 // `crest lazy-pages -D DIR`: criu's lazy-pages daemon, from local images
-// (kinds/memory/lazy.ts has the protocol and the serving). It listens on
+// (kinds/memory/lazy.ts has the protocol and the serving), or with
+// --page-server --address A --port P from the page server there (a dump
+// --lazy-pages, or a page-server --lazy-pages) for the pages the images
+// mark lazy. It listens on
 // lazy-pages.socket in the work directory, takes one restore (run with
 // --lazy-pages), serves its tasks' page faults and pushes their other pages
 // once the restore has finished, and exits when every page is in place.
@@ -22,7 +25,9 @@ import { native, projectRoot } from "../sys/native.js";
 import { SIG, SYS } from "../sys/constants.js";
 import { check, errnoName } from "../sys/errno.js";
 import { sendWithFiles } from "../kinds/sockets/queue.js";
-import { AF_UNIX, lazySocketPath, LazyServer, pidOfPidfd, RESTORE_FINISHED, SOCK_CLOEXEC, SOCK_STREAM, unixAddress } from "../kinds/memory/lazy.js";
+import { AF_UNIX, lazySocketPath, LazyServer, pidOfPidfd, RemotePages, RESTORE_FINISHED, SOCK_CLOEXEC, SOCK_STREAM, unixAddress } from "../kinds/memory/lazy.js";
+import { DEFAULT_PORT } from "../kinds/memory/lazy-server.js";
+import { connectPageServer } from "../images/page-server.js";
 import { daemonize } from "./rpc/service.js";
 
 const SOCK_SEQPACKET = 5, MSG_WAITALL = 0x100, MSG_CMSG_CLOEXEC = 0x40000000, SOL_SOCKET = 1, SCM_RIGHTS = 1;
@@ -31,11 +36,13 @@ const EINTR = 4;
 /** The guard's end of its socket with the daemon. */
 const GUARD_FD = 3;
 export const GUARD_ENV = "CREST_LAZY_GUARD";
+/** How long a page server that refuses the connection is tried again. */
+const CONNECT_WAIT_MS = 10_000;
 
 export function lazyPagesMain(opts: Options, argv: readonly string[], refused: readonly string[], log: Logger): number {
   if (process.env[GUARD_ENV]) return guardMain(log);
   const why = [...refused];
-  if (opts.service.pageServer) why.push("--page-server: crest's lazy-pages daemon serves pages from local images only (-D); remote lazy pages (criu's page-server --lazy-pages) are not implemented yet");
+  if (opts.service.pageServer && !opts.service.address) why.push("--page-server needs --address (and --port, 1234 by default): where the dump --lazy-pages, or the page-server --lazy-pages, serves the pages");
   if (why.length) {
     for (const w of why) log.error(w);
     return 1;
@@ -43,10 +50,12 @@ export function lazyPagesMain(opts: Options, argv: readonly string[], refused: r
   if (opts.restore.detached) return daemonize(argv, log);
   let listener = -1, client = -1, guard = -1;
   let server: LazyServer | null = null;
+  let remote: { sk: number; pages: RemotePages } | null = null;
   const path = lazySocketPath(opts);
   try {
     const images = new RestoreImages(opts.images.dir);
     if (!images.exists(IMG.inventory)) throw new Error(`${opts.images.dir} holds no images (no inventory.img): nothing to serve lazily`);
+    if (opts.service.pageServer) remote = connectRemote(opts.service.address!, opts.service.port ?? DEFAULT_PORT, log);
     guard = startGuard(log);
     listener = listen(path);
     log.info(`Lazy-pages daemon listening on ${path}, images in ${opts.images.dir}`);
@@ -60,12 +69,16 @@ export function lazyPagesMain(opts: Options, argv: readonly string[], refused: r
     listener = -1;
     unlinkQuietly(path);
     const g = guard;
-    server = new LazyServer(images, log, { forked: (t) => tellGuard(g, "F", [t.uffd]) });
+    server = new LazyServer(images, log, { forked: (t) => tellGuard(g, "F", [t.uffd]) }, remote?.pages ?? null);
     serve(server, client, g, log);
     const tasks = server.tasks;
     for (const t of tasks) log.info(`${t.forked ? `a child process ${t.vpid} forked` : `process ${t.vpid}`}: ${t.copied} of ${t.total} page(s) copied in${t.gone ? " (its memory went away first)" : ""}`);
     server.close();
     server = null;
+    if (remote) {
+      remote.pages.close();
+      log.info(`Lazy pages: ${remote.pages.fetched} page(s) came from the page server, which closed the session`);
+    }
     tellGuard(guard, "D", []);
     log.info(`Lazy pages: every page of ${tasks.length} userfaultfd(s) is in place`);
     return 0;
@@ -81,6 +94,29 @@ export function lazyPagesMain(opts: Options, argv: readonly string[], refused: r
     }
     if (client >= 0) closeSync(client);
     if (guard >= 0) closeSync(guard);
+    // Closed without PS_IOV_CLOSE if the daemon failed: the server side then fails too.
+    if (remote) closeSync(remote.sk);
+  }
+}
+
+/**
+ * Connects to the page server holding the lazy pages (criu's lazy-pages
+ * --page-server). It may be starting at the same moment (zdtm starts both
+ * at once): a refused connection is tried again for a few seconds.
+ */
+function connectRemote(address: string, port: number, log: Logger): { sk: number; pages: RemotePages } {
+  const deadline = Date.now() + CONNECT_WAIT_MS;
+  for (;;) {
+    try {
+      const sk = connectPageServer(address, port);
+      log.info(`Connected to the page server at ${address}:${port}: the lazy pages come from there`);
+      return { sk, pages: new RemotePages(sk, `${address}:${port}`) };
+    } catch (e) {
+      if (!/ECONNREFUSED/.test((e as Error).message) || Date.now() > deadline) {
+        throw new Error(`--page-server: ${(e as Error).message}; start the dump --lazy-pages (or page-server --lazy-pages) there first`);
+      }
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+    }
   }
 }
 

@@ -4,11 +4,14 @@
 // into the images directory (images/page-server.ts), and ends when the
 // sender has closed. -d/--daemon runs it detached, this command returning
 // once it listens; --pidfile names its PID; --status-fd is told when it listens.
+// With --lazy-pages it serves the lazy pages of the images there instead, to
+// a lazy-pages daemon run with --page-server (kinds/memory/lazy-server.ts).
 import { closeSync, mkdirSync, readSync, writeFileSync, writeSync } from "node:fs";
 import type { Logger } from "../log.js";
 import { workPath, type Options } from "../options.js";
 import { acceptPageClient, listenPageServer, servePages } from "../images/page-server.js";
 import { daemonize } from "./rpc/service.js";
+import { serveImagePages } from "../kinds/memory/lazy-server.js";
 
 const DEFAULT_PORT = 1234;
 
@@ -18,6 +21,7 @@ export function pageServerMain(opts: Options, argv: readonly string[], refused: 
     return 1;
   }
   if (opts.restore.detached) return daemonize(argv, log);
+  if (opts.restore.lazyPages) return lazyPageServer(opts, log);
   let listener = -1, sk = -1;
   try {
     mkdirSync(opts.images.dir, { recursive: true });
@@ -44,5 +48,24 @@ export function pageServerMain(opts: Options, argv: readonly string[], refused: 
   } finally {
     if (listener >= 0) closeSync(listener);
     if (sk >= 0) closeSync(sk);
+  }
+}
+
+/** page-server --lazy-pages: serves the lazy pages of the images to a lazy-pages daemon --page-server (lazy-server.ts). */
+function lazyPageServer(opts: Options, log: Logger): number {
+  try {
+    serveImagePages(opts.images.dir, opts.service.address ?? "0.0.0.0", opts.service.port ?? DEFAULT_PORT, log, (port) => {
+      log.info(`Page server (lazy pages) listening on port ${port}, images in ${opts.images.dir}`);
+      if (opts.restore.pidfile) writeFileSync(workPath(opts, opts.restore.pidfile), `${process.pid}`);
+      if (opts.restore.statusFd !== undefined) {
+        writeSync(opts.restore.statusFd, Buffer.of(0));
+        closeSync(opts.restore.statusFd);
+      }
+    });
+    log.info("Session over");
+    return 0;
+  } catch (e) {
+    log.error((e as Error).message);
+    return 1;
   }
 }

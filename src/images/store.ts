@@ -58,7 +58,7 @@ export interface PagesOptions {
 function refusePagesOptions(path: string, o: PagesOptions): void {
   const of = o.what ? ` of ${o.what}` : "";
   if (o.parent) throw new ImageError(path, "invalid", `pages${of} are in the parent images (an incremental dump after pre-dump); crest does not restore image chains yet`);
-  if (o.lazy) throw new ImageError(path, "invalid", `pages${of} are lazy (dumped for lazy restore); crest does not restore lazy pages yet`);
+  if (o.lazy) throw new ImageError(path, "invalid", `pages${of} are lazy (left in the dumped tasks by dump --lazy-pages): restore them with --lazy-pages, beside crest lazy-pages --page-server --address A --port P taking them from that dump`);
 }
 
 /** The images a restore reads (and the few it writes, such as stats-restore). */

@@ -24,6 +24,8 @@ export interface Stats {
   pagesRestored: number;
   /** Dump: pages left in the parent images (unchanged since a pre-dump). */
   pagesSkippedParent: number;
+  /** Dump --lazy-pages: pages left in the tasks, for the restore side's lazy-pages daemon to fetch (PE_LAZY alone). */
+  pagesLazy: number;
   /** Restore: pages of a child compared with what it inherited from its parent, and those found equal (left shared). */
   pagesCompared: number;
   pagesSkippedCow: number;
@@ -33,7 +35,7 @@ export interface Stats {
 }
 
 export const newStats = (): Stats => ({
-  pagesScanned: 0, pagesWritten: 0, shpagesScanned: 0, shpagesWritten: 0, pagesRestored: 0, pagesSkippedParent: 0,
+  pagesScanned: 0, pagesWritten: 0, shpagesScanned: 0, shpagesWritten: 0, pagesRestored: 0, pagesSkippedParent: 0, pagesLazy: 0,
   pagesCompared: 0, pagesSkippedCow: 0, memdumpUs: 0, memwriteUs: 0,
 });
 

@@ -39,8 +39,10 @@ test("unique prefixes, no- forms, and refusals", () => {
   assert.equal(parseArgs(["restore", "-d", "--no-restore-detached"]).options.restore.detached, false);
   assert.throws(() => parseArgs(["dump", "--bogus"]), /unknown option --bogus/);
   assert.deepEqual(parseArgs(["dump", "--weak-sysctls", "--lazy-pages"]).refused, ["--weak-sysctls"]);
-  // Taken (restore --lazy-pages), and refused on dump by unsupported().
-  assert.match(unsupported(parseArgs(["dump", "--lazy-pages"]).options).join("\n"), /--lazy-pages on dump: .* not implemented by crest yet/);
+  // Taken (restore --lazy-pages, dump --lazy-pages: remote lazy pages), refused on pre-dump and with a page server by unsupported().
+  assert.deepEqual(unsupported(parseArgs(["dump", "--lazy-pages", "--port", "1234"]).options), []);
+  assert.match(unsupported(parseArgs(["pre-dump", "--lazy-pages"]).options).join("\n"), /--lazy-pages on pre-dump: /);
+  assert.match(unsupported(parseArgs(["dump", "--lazy-pages", "--page-server", "--address", "127.0.0.1"]).options).join("\n"), /--lazy-pages with --page-server on dump: /);
   assert.deepEqual(unsupported(parseArgs(["restore", "--lazy-pages"]).options), []);
   assert.equal(parseArgs(["restore", "--lazy-pages"]).options.restore.lazyPages, true);
   const net = parseArgs(["dump", "--tcp-established", "--skip-in-flight", "--tcp-close", "--network-lock", "iptables", "--empty-ns", "net"]);

@@ -24,11 +24,11 @@ Usage:
   crest dump|pre-dump -t PID [<options>]
   crest restore [<options>]
   crest check [--feature FEAT]
-  crest page-server -D DIR [--address A] [--port P] [-d] [--pidfile F]
+  crest page-server -D DIR [--address A] [--port P] [-d] [--pidfile F] [--lazy-pages]
   crest service [--address PATH] [--pidfile FILE] [-d] [<options>]
   crest swrk FD
   crest dedup -D DIR
-  crest lazy-pages -D DIR [-W DIR] [-d] [--pidfile F]
+  crest lazy-pages -D DIR [-W DIR] [-d] [--pidfile F] [--page-server --address A [--port P]]
   crest run [--ns pid,ipc,uts,net,mnt,time,user] [--log FILE] -- CMD [ARGS...]
   crest inspect [--format text|json|dot|svg] DIR
   crest crit decode|encode|info|show|x ...   criu's crit (crest crit --help)
@@ -43,9 +43,10 @@ Commands:
   service        serve criu's RPC on a SEQPACKET socket (--address, default ./criu_service.socket)
   swrk           serve criu's RPC on an inherited socket (as go-criu, libcriu and pycriu start criu)
   page-server    receive the pages of a dump or pre-dump run with --page-server (criu's protocol)
+                 (--lazy-pages: serve the lazy pages of the images to a lazy-pages --page-server)
   dedup          punch out of the parent images (--prev-images-dir) the pages DIR holds anew
   lazy-pages     serve the memory of a restore --lazy-pages from the images, page by page on first touch
-                 (start it first; local images only: --page-server is not implemented yet)
+                 (start it first; with --page-server, the lazy pages come from a dump --lazy-pages there)
   (cpuinfo: recognised, not implemented by crest yet)
 
 Most of the true / false long options (the ones without arguments) can be
@@ -70,7 +71,9 @@ Dump/Restore options:
      --action-script FILE  run FILE at each hook (CRTOOLS_SCRIPT_ACTION)
      --status-fd FD     write a zero byte to FD when the restored tree runs
      --lazy-pages       restore: leave private memory to \`crest lazy-pages\` (started first),
-                        which brings each page in on first touch
+                        which brings each page in on first touch; dump: leave it in the
+                        frozen tasks and serve it on --address:--port (default 1234) to a
+                        \`crest lazy-pages --page-server\`, then end as a dump ends
   -l|--file-locks       dump and restore file locks and leases
      --ghost-limit SIZE keep deleted files up to SIZE (K, M, G; default 1M)
 

@@ -16,10 +16,11 @@
 // face's), which holds the userfaultfds too, so that a daemon that dies
 // leaves the tasks' faults waiting rather than filled with zeros, and ends
 // the tree.
-import { closeSync, readFileSync } from "node:fs";
+import { closeSync, readFileSync, readSync, writeSync } from "node:fs";
+import { decodeIov, encodeIov, PS } from "../../images/page-server.js";
 import type { Logger } from "../../log.js";
 import { workPath, type Options } from "../../options.js";
-import { IMG, type vma_entry } from "../../images/index.js";
+import { IMG, type pagemap_entry, type vma_entry } from "../../images/index.js";
 import { RestoreImages, type PageSource } from "../../images/store.js";
 import { native } from "../../sys/native.js";
 import { AT_FDCWD, MAP, O, PAGE_SIZE, SYS } from "../../sys/constants.js";
@@ -34,7 +35,7 @@ import { sendWithFiles } from "../sockets/queue.js";
 import { takeFd } from "../sockets/unix.js";
 import { passFd } from "../files/inherit.js";
 import { resolveChain } from "./chain.js";
-import { splitRuns, type PageRun } from "./pages.js";
+import { pageCount, PE, splitRuns, type PageRun } from "./pages.js";
 import { is, isGuard, isSpecial, MAP_DROPPABLE, MAP_TYPE, VMA } from "./vma.js";
 
 /** The daemon's socket, in the work directory (criu's LAZY_PAGES_SOCK_NAME). */
@@ -227,15 +228,26 @@ const FAULT_CLUSTER = 16 * PAGE_SIZE;
  * The pages of one task the daemon serves: its pagemap resolved through
  * the parent chain, the runs in lazy mappings (as the restore leaves them).
  */
-export function openLazyTask(images: RestoreImages, vpid: number, uffd: number): LazyTask {
+export function openLazyTask(images: RestoreImages, vpid: number, uffd: number, remote: boolean = false): LazyTask {
   const mm = images.read(IMG.mm, vpid)[0];
   if (!mm) throw images.invalid(IMG.mm, vpid, "empty");
   const pm = images.read(IMG.pagemap, vpid);
   const chain = resolveChain(images, vpid, pm.entries, pm.head.pages_id);
   const sources = chain.layers.map((l) => l.images.pages(l.pagesId, { what: `process ${vpid}` }));
   const vmas = mm.vmas.filter((v) => !isGuard(v));
-  const iovs = splitLazy(chain.runs, vmas).lazy.map((p) => ({ start: Number(p.vaddr), end: Number(p.vaddr) + p.len, layer: p.layer ?? 0, off: p.off }));
+  // From a page server: the images' PE_LAZY pages (theirs alone, or also in the pages file as criu marks them).
+  const far = remote ? remoteRuns(pm.entries, true) : [];
+  const own = chain.runs.filter((p) => !(p.layer ?? 0)), up = chain.runs.filter((p) => (p.layer ?? 0) > 0);
+  const runs = remote ? [...up, ...splitRuns(own, far.map(range)).outside, ...far] : chain.runs;
+  runs.sort((a, b) => (a.vaddr < b.vaddr ? -1 : a.vaddr > b.vaddr ? 1 : 0));
+  const missing = remote ? [] : remoteRuns(pm.entries, false);
+  if (missing.length) {
+    for (const s of sources) s.close();
+    throw images.invalid(IMG.pagemap, vpid, `process ${vpid} has ${missing.reduce((n, p) => n + p.len / PAGE_SIZE, 0)} page(s) (first at 0x${missing[0]!.vaddr.toString(16)}) the images do not hold: they were left lazy by the dump (dump --lazy-pages); start crest lazy-pages with --page-server --address A --port P, where that dump serves them`);
+  }
+  const iovs = splitLazy(runs, vmas).lazy.map((p) => ({ start: Number(p.vaddr), end: Number(p.vaddr) + p.len, layer: p.layer ?? 0, off: p.off }));
   for (const p of iovs) {
+    if (p.layer === REMOTE) continue;
     if (p.off + (p.end - p.start) > sources[p.layer]!.size) {
       for (const s of sources) s.close();
       throw images.invalid(IMG.pages, chain.layers[p.layer]!.pagesId, `truncated: process ${vpid} needs its bytes up to ${p.off + p.end - p.start}`);
@@ -243,6 +255,28 @@ export function openLazyTask(images: RestoreImages, vpid: number, uffd: number):
   }
   const total = iovs.reduce((n, p) => n + (p.end - p.start) / PAGE_SIZE, 0);
   return { vpid, uffd, sources, iovs, total, copied: 0, gone: false, forked: false };
+}
+
+/** The layer of a run whose pages come from the page server; its `off` is then the pages' address in the images. */
+export const REMOTE = -1;
+
+const range = (p: PageRun) => ({ start: p.vaddr, end: p.vaddr + BigInt(p.len) });
+
+/**
+ * The runs of a task's pagemap (its own images, not the parents') that a
+ * page server holds: entries marked PE_LAZY alone (a dump --lazy-pages left
+ * them in the task), and with `all` those marked PE_LAZY and PE_PRESENT
+ * too (criu marks so every page it could restore lazily; its page server
+ * --lazy-pages serves them). As runs of layer REMOTE, `off` their address.
+ */
+export function remoteRuns(entries: readonly pagemap_entry[], all: boolean): PageRun[] {
+  const out: PageRun[] = [];
+  for (const e of entries) {
+    const f = e.flags ?? PE.PRESENT;
+    if (!(f & PE.LAZY) || (f & PE.PRESENT && !all)) continue;
+    out.push({ vaddr: e.vaddr, len: pageCount(e) * PAGE_SIZE, off: Number(e.vaddr), layer: REMOTE });
+  }
+  return out;
 }
 
 /** Removes [start, end) from the sorted runs (cutting the ones it overlaps). */
@@ -303,13 +337,13 @@ export class LazyServer {
   private next = 0;
   private xfer = 64 << 10;
 
-  constructor(readonly images: RestoreImages, private readonly log: Logger, private readonly on: LazyEvents) {
+  constructor(readonly images: RestoreImages, private readonly log: Logger, private readonly on: LazyEvents, private readonly remote: RemotePages | null = null) {
     this.buf = Buffer.from(native.aligned(XFER_MAX, PAGE_SIZE));
     this.bufAddr = native.address(this.buf);
   }
 
   add(vpid: number, uffd: number): LazyTask {
-    const t = openLazyTask(this.images, vpid, uffd);
+    const t = openLazyTask(this.images, vpid, uffd, this.remote !== null);
     this.tasks.push(t);
     this.log.info(`process ${vpid}: ${t.total} page(s) to serve (userfaultfd ${uffd})`);
     return t;
@@ -402,10 +436,13 @@ export class LazyServer {
     const i = findIov(t.iovs, start);
     const p = t.iovs[i]!;
     const len = end - start;
-    const src = t.sources[p.layer]!;
     const pos = p.off + (start - p.start);
-    const got = src.read(this.buf, 0, len, pos);
-    if (got !== len) throw new Error(`${src.path}: read ${got} of ${len} bytes at ${pos} for process ${t.vpid}`);
+    if (p.layer === REMOTE) this.remote!.fetch(t.vpid, pos, this.buf, len);
+    else {
+      const src = t.sources[p.layer]!;
+      const got = src.read(this.buf, 0, len, pos);
+      if (got !== len) throw new Error(`${src.path}: read ${got} of ${len} bytes at ${pos} for process ${t.vpid}`);
+    }
     // A range the task split since (mprotect of a part) is no longer one mapping, which one
     // UFFDIO_COPY must stay in (ENOENT): the rest goes page by page, and a page no mapping
     // registers any more (unmapped, its events read) is skipped.
@@ -451,6 +488,71 @@ export class LazyServer {
       for (const s of t.sources) sources.add(s);
     }
     for (const s of sources) s.close();
+  }
+}
+
+/**
+ * The daemon's connection to a page server that holds the lazy pages
+ * (lazy-pages --page-server: a dump --lazy-pages, or page-server
+ * --lazy-pages), criu's protocol (lazy-server.ts has the other side).
+ * Synchronous: a request, then its answer, read whole.
+ */
+export class RemotePages {
+  private readonly head = Buffer.alloc(32);
+  /** Pages fetched, for the log. */
+  fetched = 0;
+
+  constructor(private readonly sk: number, private readonly where: string) {}
+
+  private broken(what: string, e?: unknown): Error {
+    const why = e ? `${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` : "the connection closed";
+    return new Error(`the page server at ${this.where} ${what}: ${why} (the dump side ended or died): the restored tree cannot have its memory`);
+  }
+
+  private send(b: Buffer, what: string): void {
+    try {
+      for (let done = 0; done < b.length;) done += writeSync(this.sk, b, done, b.length - done);
+    } catch (e) {
+      throw this.broken(what, e);
+    }
+  }
+
+  private recv(b: Buffer, what: string): void {
+    for (let got = 0; got < b.length;) {
+      let n: number;
+      try {
+        n = readSync(this.sk, b, got, b.length - got, null);
+      } catch (e) {
+        throw this.broken(what, e);
+      }
+      if (n === 0) throw this.broken(what);
+      got += n;
+    }
+  }
+
+  /** Reads len bytes of process vpid's pages at (images) address vaddr into buf, asking as often as the server answers with fewer. */
+  fetch(vpid: number, vaddr: number, buf: Buffer, len: number): void {
+    for (let at = 0; at < len;) {
+      const want = (len - at) / PAGE_SIZE;
+      const addr = BigInt(vaddr + at);
+      this.send(encodeIov(PS.GET, 0, want, addr, BigInt(vpid)), `took no request for ${want} page(s) at 0x${addr.toString(16)} of process ${vpid}`);
+      this.recv(this.head, `did not answer the request for ${want} page(s) at 0x${addr.toString(16)} of process ${vpid}`);
+      const a = decodeIov(this.head);
+      if (a.cmd !== PS.ADD_F || a.vaddr !== addr || a.dstId !== BigInt(vpid) || a.nrPages < 1 || a.nrPages > want) {
+        throw new Error(`the page server at ${this.where} answered a request for ${want} page(s) at 0x${addr.toString(16)} of process ${vpid} with command ${a.cmd}, ${a.nrPages} page(s) at 0x${a.vaddr.toString(16)} of ${a.dstId}`);
+      }
+      this.recv(buf.subarray(at, at + a.nrPages * PAGE_SIZE), `closed in the middle of pages of process ${vpid}`);
+      at += a.nrPages * PAGE_SIZE;
+      this.fetched += a.nrPages;
+    }
+  }
+
+  /** Every page is in: asks the server to close (PS_IOV_CLOSE), and takes its status. */
+  close(): void {
+    this.send(encodeIov(PS.CLOSE, 0, 0, 0n, 0n), "took no close");
+    const status = Buffer.alloc(4);
+    this.recv(status, "did not answer the close");
+    if (status.readInt32LE(0) !== 0) throw new Error(`the page server at ${this.where} closed with status ${status.readInt32LE(0)}`);
   }
 }
 

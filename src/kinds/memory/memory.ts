@@ -33,7 +33,7 @@ import { inheritedVmas, restoreInherited, sameExe } from "./inherit.js";
 import { runsOf, type PageLayer } from "./chain.js";
 import { handOverTracking, parentPagesOf, trackTask } from "./tracking.js";
 import { snapshotting, takeSnapshot } from "./snapshot.js";
-import { connectLazy, finishLazy, handOverLazy, lazyRanges, restoresLazily, splitLazy } from "./lazy.js";
+import { connectLazy, finishLazy, handOverLazy, lazyRanges, lazyVma, remoteRuns, restoresLazily, splitLazy } from "./lazy.js";
 
 /** Size of the scratch mapping crest uses inside a task under restore. */
 const SCRATCH_SIZE = 256 << 10;
@@ -153,6 +153,9 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
   const scanner = new PagemapScanner(pid);
   // Pages the task itself cannot read (PROT_NONE) are read through /proc/PID/mem.
   const mem = openSync(`/proc/${pid}/mem`, "r");
+  // Pages that could be restored lazily are marked PE_LAZY (and with dump --lazy-pages left in the tasks), as criu
+  // does, but those under the threads' stack pointers.
+  const stackPages = [...new Set(task.remotes.map((t) => Number(t.saved.get("sp") & ~BigInt(PAGE_SIZE - 1))))].sort((a, b) => a - b);
   // With --leave-running, copied from a snapshot once the tree runs on (snapshot.ts).
   let snapshot = false;
   try {
@@ -175,7 +178,8 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
       if ((v.flags & MAP_TYPE) === MAP_DROPPABLE) return;
       if (is(v, VMA.ANON_SHARED)) return dumpShmem(task, run, v, m);
       run.stats.pagesScanned += (m.end - m.start) / PAGE_SIZE;
-      const copy = () => (run.stats.pagesWritten += pages.dumpPrivate(scanner, m.start, m.end, m.prot.read ? null : mem, parent));
+      const lazy = lazyVma(v) ? { stack: stackPages, leave: !!run.opts.restore.lazyPages } : null;
+      const copy = () => (run.stats.pagesWritten += pages.dumpPrivate(scanner, m.start, m.end, m.prot.read ? null : mem, parent, lazy));
       // The snapshot's fork did not copy these (or wiped them): now, from the task.
       if (snapshot && (m.vmFlags.includes("dc") || m.vmFlags.includes("wf"))) pages.now(mem, copy);
       else copy();
@@ -623,12 +627,17 @@ function restoreMemory(task: RestoreTask, run: RestoreRun): void {
   if (lazy) {
     // The lazy mappings with pages, registered before anything touches them; their pages are the daemon's.
     const split = splitLazy(own, task.mm.vmas);
-    const ranges = lazyRanges(task.mm.vmas).filter((v) => split.lazy.some((p) => p.vaddr >= v.start && p.vaddr < v.end));
+    // And those whose pages a page server holds (dump --lazy-pages left them in the dumped task).
+    const far = splitLazy(remoteRuns(task.pagemap, false), task.mm.vmas);
+    if (far.eager.length) {
+      throw run.images.invalid(IMG.pagemap, task.vpid, `pages at 0x${far.eager[0]!.vaddr.toString(16)} of process ${task.vpid} were left lazy by the dump, in a mapping crest restores eagerly (not private anonymous memory): crest cannot take them from the page server`);
+    }
+    const ranges = lazyRanges(task.mm.vmas).filter((v) => [...split.lazy, ...far.lazy].some((p) => p.vaddr >= v.start && p.vaddr < v.end));
     r.flush();
     handOverLazy(task, run, r, ranges);
     own = split.eager;
   }
-  withLayers(task, (sources) => {
+  withLayers(task, lazy, (sources) => {
     sources.forEach((pages, layer) => fillRuns(r, pages, runsOf(own, layer), run.stats));
     restoreInherited(task, run, sources, priv, runs.inside);
   });
@@ -639,18 +648,19 @@ function restoreMemory(task: RestoreTask, run: RestoreRun): void {
 }
 
 /** The pages files of a task's image chain, open while fn runs (lazy pages refused). */
-function withLayers(task: RestoreTask, fn: (sources: PageSource[]) => void): void {
+function withLayers(task: RestoreTask, lazily: boolean, fn: (sources: PageSource[]) => void): void {
   const sources: PageSource[] = [];
   try {
-    for (const l of task.pages.layers) sources.push(layerPages(l, `process ${task.vpid}`));
+    for (const l of task.pages.layers) sources.push(layerPages(l, `process ${task.vpid}`, lazily));
     fn(sources);
   } finally {
     for (const s of sources) s.close();
   }
 }
 
-const layerPages = (l: PageLayer, what: string): PageSource =>
-  l.images.pages(l.pagesId, { lazy: l.entries.some((e) => (e.flags ?? PE.PRESENT) & PE.LAZY && !((e.flags ?? PE.PRESENT) & PE.PRESENT)), what });
+/** Pages left lazy by the dump (PE_LAZY alone) are refused, but on a lazy restore: the daemon has them from a page server. */
+const layerPages = (l: PageLayer, what: string, lazily: boolean): PageSource =>
+  l.images.pages(l.pagesId, { lazy: !lazily && l.entries.some((e) => (e.flags ?? PE.PRESENT) & PE.LAZY && !((e.flags ?? PE.PRESENT) & PE.PRESENT)), what });
 
 /** Before anything is created: each pages file of each task's chain holds exactly the pages its pagemap says. */
 function checkPages(run: RestoreRun): number {
@@ -658,7 +668,7 @@ function checkPages(run: RestoreRun): number {
   for (const t of run.tasks) {
     for (const l of t.pages.layers) {
       const need = l.entries.filter((e) => (e.flags ?? PE.PRESENT) & PE.PRESENT).reduce((n, e) => n + pageCount(e), 0) * PAGE_SIZE;
-      const p = layerPages(l, `process ${t.vpid}`);
+      const p = layerPages(l, `process ${t.vpid}`, !!run.opts.restore.lazyPages);
       p.close();
       if (p.size !== need) throw l.images.invalid(IMG.pages, l.pagesId, `truncated: it has ${p.size} bytes, the pagemap of process ${t.vpid} needs ${need}`);
     }

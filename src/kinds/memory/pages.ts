@@ -130,9 +130,15 @@ export class PagesWriter {
     this.stats.pagesSkippedParent += len / PAGE_SIZE;
   }
 
-  /** Copies len bytes of data that belong at vaddr into the image. */
-  add(vaddr: number, len: number, origin: PageOrigin): void {
-    this.entry(vaddr, len, PE.PRESENT);
+  /** Pages left in the task for a remote lazy restore (dump --lazy-pages): a PE_LAZY entry, no bytes. */
+  addLazy(vaddr: number, len: number): void {
+    this.entry(vaddr, len, PE.LAZY);
+    this.stats.pagesLazy += len / PAGE_SIZE;
+  }
+
+  /** Copies len bytes of data that belong at vaddr into the image (flags: PE_PRESENT, and PE_LAZY for pages that could be restored lazily). */
+  add(vaddr: number, len: number, origin: PageOrigin, flags: number = PE.PRESENT): void {
+    this.entry(vaddr, len, flags);
     if (!this.deferred) return this.copy(vaddr, len, origin);
     if (this.nowMem === null) return void this.deferred.push({ vaddr, len, origin });
     const data = Buffer.allocUnsafe(len);
@@ -209,14 +215,34 @@ export class PagesWriter {
    * Copies out the pages with data of a private mapping: those present or
    * swapped, except the zero page and (in file mappings) pages still the
    * file's, and guard pages (recorded as VMAs of their own, see memory.ts).
-   * Returns how many pages were written.
+   * Returns how many pages were written. With `lazy` (a mapping that
+   * could be restored lazily) the pages are marked PE_LAZY as criu marks
+   * them, but the pages under the threads' stack pointers (`stack`, page
+   * addresses); with `leave` (dump --lazy-pages), those are left in the
+   * task: PE_LAZY alone, no bytes.
    */
-  dumpPrivate(scanner: PagemapScanner, start: number, end: number, mem: number | null, parent: ParentPages | null = null): number {
+  dumpPrivate(scanner: PagemapScanner, start: number, end: number, mem: number | null, parent: ParentPages | null = null, lazy: { stack: readonly number[]; leave: boolean } | null = null): number {
     let pages = 0;
     for (const piece of privateData(scanner, start, end, parent)) {
       const len = piece.end - piece.start;
       if (piece.inParent) {
         this.addParent(piece.start, len);
+        continue;
+      }
+      if (lazy) {
+        const lazily = (from: number, to: number) => {
+          if (lazy.leave) return this.addLazy(from, to - from);
+          this.add(from, to - from, mem === null ? { kind: "vm" } : { kind: "fd", fd: mem, offset: from }, PE.PRESENT | PE.LAZY);
+          pages += (to - from) / PAGE_SIZE;
+        };
+        let at = piece.start;
+        for (const sp of lazy.stack.filter((a) => a >= piece.start && a < piece.end)) {
+          if (sp > at) lazily(at, sp);
+          this.add(sp, PAGE_SIZE, mem === null ? { kind: "vm" } : { kind: "fd", fd: mem, offset: sp });
+          pages++;
+          at = sp + PAGE_SIZE;
+        }
+        if (piece.end > at) lazily(at, piece.end);
         continue;
       }
       this.add(piece.start, len, mem === null ? { kind: "vm" } : { kind: "fd", fd: mem, offset: piece.start });

@@ -33,8 +33,8 @@ interface Snapshot {
 
 const snapshots = dumpState("memory snapshots", () => ({ taken: [] as Snapshot[] }));
 
-/** Whether the dump copies memory after the tree runs on again: with --leave-running. */
-export const snapshotting = (run: DumpRun): boolean => run.opts.dump.leaveRunning;
+/** Whether the dump copies memory after the tree runs on again: with --leave-running (not with --lazy-pages: the tasks stay frozen while the restore side takes their lazy pages). */
+export const snapshotting = (run: DumpRun): boolean => run.opts.dump.leaveRunning && !run.opts.restore.lazyPages;
 
 /**
  * Forks the frozen task, whose pages (recorded, not copied, by `pages`)

@@ -20,6 +20,7 @@ import { newStats, RunStates, UnsupportedError, type DumpRun, type DumpTask } fr
 import { TASK_STATE } from "../../kinds/task/task-state.js";
 import { IMG, IMAGES_V1_1, core_entry_march, lsmtype, type core_entry, type pstree_entry, type task_kobj_ids_entry } from "../../images/index.js";
 import { dedupImages } from "../../kinds/memory/chain.js";
+import { serveDumpedPages } from "../../kinds/memory/lazy-server.js";
 import { DumpImages } from "../../images/store.js";
 import { parseSmaps, parseStat, parseStatus, type ProcStat } from "../../proc/index.js";
 import { resumeLive } from "../../kinds/task/regs.js";
@@ -280,6 +281,11 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
     writeTreeImages(run, tree);
     // A failing post-dump script fails the dump: the tree runs on, as criu does.
     scripts.run("post-dump");
+    if (opts.restore.lazyPages) {
+      // dump --lazy-pages: put back as they were, the tasks stay frozen while the restore side takes their lazy pages.
+      closeAll(open);
+      serveDumpedPages(run, tree.tasks);
+    }
   } catch (e) {
     if (started) endSnapshots(started, frozenUs !== undefined);
     for (const t of open) {
@@ -302,7 +308,7 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
   // Written here, or behind by the store's writer thread.
   const entry = {
     freezing_time: freezingUs, frozen_time: frozenUs, memdump_time: stats.memdumpUs, memwrite_time: stats.memwriteUs + images.pagesWriteUs,
-    pages_scanned: BigInt(stats.pagesScanned), pages_skipped_parent: BigInt(stats.pagesSkippedParent), pages_written: BigInt(stats.pagesWritten), pages_lazy: 0n,
+    pages_scanned: BigInt(stats.pagesScanned), pages_skipped_parent: BigInt(stats.pagesSkippedParent), pages_written: BigInt(stats.pagesWritten), pages_lazy: BigInt(stats.pagesLazy),
     shpages_scanned: BigInt(stats.shpagesScanned), shpages_skipped_parent: 0n, shpages_written: BigInt(stats.shpagesWritten),
   };
   images.write(IMG.stats, "dump", [{ dump: entry }]);
