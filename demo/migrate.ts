@@ -77,7 +77,7 @@ try {
   say(`  final dump: ${s.written} pages sent, ${s.parent} already there; frozen ${s.frozenMs.toFixed(1)} ms of ${ms.toFixed(0)} ms; PID ${w.pid} is gone from the source\n`);
   copyRest(join(src, "final"), join(dst, "final"));
 
-  const rms = run(["restore", "-D", join(dst, "final"), "-o", "restore.log", "-d"]);
+  const rms = run(["restore", "-D", join(dst, "final"), "-o", "restore.log", "-v4", "-d"]);
   say(`  restored on the destination in ${rms.toFixed(0)} ms: PID ${w.pid} is ${alive(w.pid) ? "running" : "NOT running"}; the log ends: ${readFileSync(join(dst, "final", "restore.log"), "utf8").trim().split("\n").pop()}`);
   sleepMs(1000);
   say(`\nAsking it to check every page of its memory (SIGTERM): ${finish(w)}`);

@@ -266,6 +266,11 @@ function readManifest(dir: string, name: string): Manifest | null {
   return decodeManifest(text, path);
 }
 
+/** Whether the images in dir sent their pagemaps and pages to a page server (their manifest says so). */
+export function sentToPageServer(dir: string): boolean {
+  return readManifest(dir, MANIFEST)?.page_server === true;
+}
+
 /** zlib's CRC-32 of what is left to read of fd, read in chunks into `buf`. */
 function fdCrc(fd: number, buf: Buffer): number {
   let crc = 0;

@@ -5,7 +5,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from "node:fs";
+import { IMG, readImage } from "../../src/images/index.js";
 import { join } from "node:path";
 import { alive, CREST, crest, critDecodeAll, finish, procState, restoreWorkload, startWorkload, stop, waitGone, waitTreeGone } from "./harness.js";
 
@@ -42,6 +43,34 @@ test("crest page-server takes crest's dump --page-server, and the images restore
 test("crest page-server takes criu's pages, and criu's page server crest's", { skip: criuWorks ? false : "no working criu (CREST_CRIU)" }, () => {
   cycle(CREST, criu!);
   cycle(criu!, CREST);
+});
+
+test("a chain through page servers: a pre-dump, then a dump with --prev-images-dir --track-mem that leaves unchanged pages in the parent; the receiving side restores", () => {
+  const w = startWorkload("memwrite", ["32", "200"]);
+  try {
+    const src = join(w.dir, "src"), dst = join(w.dir, "dst");
+    const server = (round: string, parent?: string) => {
+      mkdirSync(join(dst, round), { recursive: true });
+      if (parent) symlinkSync(`../${parent}`, join(dst, round, "parent"));
+      const p = ++port;
+      const s = spawnSync(CREST, ["page-server", "-D", join(dst, round), "--port", String(p), "-d"], { encoding: "utf8" });
+      assert.equal(s.status, 0, s.stderr);
+      return ["--page-server", "--address", "127.0.0.1", "--port", String(p)];
+    };
+    const run = (args: string[]) => assert.equal(crest(args).code, 0, args.join(" "));
+    run(["pre-dump", "-t", String(w.pid), "-D", join(src, "pre"), "--track-mem", ...server("pre")]);
+    run(["dump", "-t", String(w.pid), "-D", join(src, "final"), "--prev-images-dir", "../pre", "--track-mem", ...server("final", "pre")]);
+    const st = readImage(join(src, "final"), IMG.stats, "dump")[0]!.dump!;
+    assert.ok(st.pages_skipped_parent > 0n, "pages the tracking says are unchanged stay in the parent, which the page server holds");
+    for (const round of ["pre", "final"]) {
+      for (const f of readdirSync(join(src, round))) if (!/^(pagemap|pages)-|^parent$|\.log$/.test(f)) copyFileSync(join(src, round, f), join(dst, round, f));
+    }
+    waitTreeGone(w, join(src, "final"));
+    restoreWorkload(w, [], join(dst, "final"));
+    assert.equal(finish(w), "PASS", "memwrite finds every page as it was (a page left in the parent though written since would fail it)");
+  } finally {
+    stop(w);
+  }
 });
 
 test("a dump whose page server is not there fails by name, and the tree runs on", () => {

@@ -29,6 +29,7 @@ import { dumpState, type DumpRun, type DumpTask } from "../context.js";
 import { IMG } from "../../images/index.js";
 import { parentImagesDir } from "../../options.js";
 import { RestoreImages } from "../../images/store.js";
+import { sentToPageServer } from "../../images/manifest.js";
 
 /** The record of a tracking beside the images. */
 export const TRACK_FILE = "crest-mem-track.json";
@@ -187,15 +188,38 @@ export function uptimeUs(): bigint {
 
 /** A dump's tracking: the parent images' (--prev-images-dir with --track-mem), and the tasks it tracks from now on. */
 interface DumpTracking {
-  parent: RestoreImages | null;
+  parent: ParentImages | null;
   prev: PrevTracking | null;
   tracked: Tracked[];
 }
 
 const dumpTracking = dumpState<DumpTracking>("memory tracking", (run) => {
   const dir = run.opts.dump.trackMem ? parentImagesDir(run.opts) : null;
-  return { parent: dir ? new RestoreImages(dir) : null, prev: dir ? PrevTracking.open(dir, run.log) : null, tracked: [] };
+  return { parent: dir ? new ParentImages(dir) : null, prev: dir ? PrevTracking.open(dir, run.log) : null, tracked: [] };
 });
+
+/** The parent images of a pre-dump or dump with --track-mem: which pages they hold of a task. */
+export class ParentImages {
+  private readonly images: RestoreImages;
+  /** They sent their pagemaps and pages to a page server: none is here to say which. */
+  private readonly remote: boolean;
+
+  constructor(dir: string) {
+    this.images = new RestoreImages(dir);
+    this.remote = sentToPageServer(dir);
+  }
+
+  /**
+   * The runs of pages they hold of the task, or null (none). Sent to a page
+   * server, they count as holding every page, and the tracking alone says
+   * which are unchanged, as with criu: every page present at that dump went,
+   * and one not written since is the same.
+   */
+  holds(vpid: number): ParentPages | null {
+    if (this.remote) return [{ start: 0, end: Number.MAX_SAFE_INTEGER }];
+    return this.images.exists(IMG.pagemap, vpid) ? parentPages(this.images.read(IMG.pagemap, vpid).entries) : null;
+  }
+}
 
 /**
  * Dump: the pages the parent images hold for the task, where the tracking
@@ -205,8 +229,7 @@ const dumpTracking = dumpState<DumpTracking>("memory tracking", (run) => {
 export function parentPagesOf(task: DumpTask, run: DumpRun): { parent: ParentPages | null; prevFd: number | null } {
   const s = run.state(dumpTracking);
   const prevFd = s.prev?.take(task.pid) ?? null;
-  if (prevFd === null || !s.parent?.exists(IMG.pagemap, task.vpid)) return { parent: null, prevFd };
-  return { parent: parentPages(s.parent.read(IMG.pagemap, task.vpid).entries), prevFd };
+  return { parent: prevFd === null ? null : s.parent?.holds(task.vpid) ?? null, prevFd };
 }
 
 /** Dump, once the task's pages are copied: tracks it on with --track-mem, for a tree that runs on. */

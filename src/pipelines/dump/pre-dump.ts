@@ -18,16 +18,16 @@ import type { RunHooks } from "../hooks.js";
 import { freezeTree, thawTree, type FrozenTree } from "./freeze.js";
 import { checkParentImages, dedup, closeAll, openTask } from "./dump.js";
 import { TreeNamespaces } from "./tree-ids.js";
-import { DumpImages, RestoreImages } from "../../images/store.js";
+import { DumpImages } from "../../images/store.js";
 import { pageServerFor } from "../../images/page-server.js";
 import { IMG, IMAGES_V1_1, criu_pre_dump_mode, lsmtype } from "../../images/index.js";
 import { parseSmaps } from "../../proc/index.js";
 import { PagemapScanner } from "../../sys/pagemap.js";
 import { PAGE_SIZE, SIG } from "../../sys/constants.js";
 import { newStats, type Stats } from "../../kinds/context.js";
-import { PagesWriter, parentPages, privateData, type DataPiece } from "../../kinds/memory/pages.js";
+import { PagesWriter, privateData, type DataPiece } from "../../kinds/memory/pages.js";
 import { privatePages } from "../../kinds/memory/vma.js";
-import { PrevTracking, TRACK_FILE, endHolder, holdTracking, track, uptimeUs, type Tracked } from "../../kinds/memory/tracking.js";
+import { ParentImages, PrevTracking, TRACK_FILE, endHolder, holdTracking, track, uptimeUs, type Tracked } from "../../kinds/memory/tracking.js";
 import type { Remote } from "../../remote/remote.js";
 import { displayDumpStats } from "../stats.js";
 import { faultPoint } from "../../fault.js";
@@ -68,7 +68,7 @@ export function preDump(opts: Options, log: Logger, hooks: RunHooks = {}): void 
     images.expectTasks(frozen.tasks.length);
     hooks.progress?.({ stage: "frozen", tasks: frozen.tasks.length });
     try {
-      planTree(frozen, parentDir ? new RestoreImages(parentDir) : null, prev, plans, tracked, log);
+      planTree(frozen, parentDir ? new ParentImages(parentDir) : null, prev, plans, tracked, log);
       faultPoint("pre-dump:tracked");
     } finally {
       thawTree(frozen);
@@ -119,7 +119,7 @@ export function preDump(opts: Options, log: Logger, hooks: RunHooks = {}): void 
  * or renewed (after the scan, which renewing clears); every task put back
  * as it was before the tree runs on.
  */
-function planTree(frozen: FrozenTree, parent: RestoreImages | null, prev: PrevTracking | null, plans: Plan[], tracked: Tracked[], log: Logger): void {
+function planTree(frozen: FrozenTree, parent: ParentImages | null, prev: PrevTracking | null, plans: Plan[], tracked: Tracked[], log: Logger): void {
   const ns = new TreeNamespaces(frozen);
   const open: Array<{ remotes: Remote[] }> = [];
   try {
@@ -130,7 +130,7 @@ function planTree(frozen: FrozenTree, parent: RestoreImages | null, prev: PrevTr
       const remotes = openTask(ft.pid, ft.threads, vmas, (ft.status[0]!.sigIgn & TRAP_BIT) !== 0n);
       open.push({ remotes });
       const prevFd = prev?.take(ft.pid) ?? null;
-      const theirs = prevFd !== null && parent?.exists(IMG.pagemap, vpid) ? parentPages(parent.read(IMG.pagemap, vpid).entries) : null;
+      const theirs = prevFd === null ? null : parent?.holds(vpid) ?? null;
       const pieces: DataPiece[] = [];
       const scanner = new PagemapScanner(ft.pid);
       try {
