@@ -105,6 +105,19 @@ export interface ServiceOptions {
   port?: number;
   /** --page-server: dump and pre-dump send pagemaps and pages to the page server at --address:--port. */
   pageServer?: boolean;
+  /** --tls and its files: the page server's connection in TLS (images/tls.ts). */
+  tls?: TlsOptions;
+}
+
+/** criu's --tls, --tls-cacert, --tls-cacrl, --tls-cert, --tls-key, --tls-no-cn-verify (unset files: criu's defaults under /etc/pki). */
+export interface TlsOptions {
+  on?: boolean;
+  cacert?: string;
+  cacrl?: string;
+  cert?: string;
+  key?: string;
+  /** Do not check the peer certificate's name against --address. */
+  noCnVerify?: boolean;
 }
 
 /** Sockets and connections (criu's --tcp-established, --tcp-close, --skip-in-flight, --network-lock). */
