@@ -81,18 +81,27 @@ s.once(w.server ? "secure" : "secureConnect", () => {
   }
   set(1);
 });
-// A sender's stream cut at its messages: each 32-byte page_server_iov, and the pages an ADD or
-// an ADD_F with PE_PRESENT carries, in TLS records of their own. criu's page server reads the
-// pages with gnutls_record_recv_packet, record by record, and counts every byte of a record as
-// pages: a record that also held the next message would be lost into the pages.
-let head = Buffer.alloc(0), pagesLeft = 0;
+// A sender's stream cut at its messages: each 32-byte page_server_iov in a TLS record of its own,
+// and the pages an ADD or an ADD_F with PE_PRESENT carries in full records of 16 KiB (the last one
+// the rest). criu's page server takes pages record by record (gnutls_record_recv_packet) into a
+// pipe of N x 16 KiB at a time, and counts every byte of a record against that: a record that
+// held the next message, or crossed its pipe's size, would derail it.
+const RECORD = 16384;
+let head = Buffer.alloc(0), pagesLeft = 0, pend = [], pendLen = 0;
+function flushPages() {
+  if (pendLen) s.write(pend.length === 1 ? pend[0] : Buffer.concat(pend, pendLen));
+  pend = [];
+  pendLen = 0;
+}
 function frame(d) {
   while (d.length) {
     if (pagesLeft > 0) {
-      const n = Math.min(pagesLeft, d.length);
-      s.write(d.subarray(0, n));
+      const n = Math.min(pagesLeft, d.length, RECORD - pendLen);
+      pend.push(d.subarray(0, n));
+      pendLen += n;
       pagesLeft -= n;
       d = d.subarray(n);
+      if (pendLen === RECORD || pagesLeft === 0) flushPages();
       continue;
     }
     const take = Math.min(32 - head.length, d.length);
