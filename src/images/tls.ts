@@ -82,11 +82,12 @@ s.once(w.server ? "secure" : "secureConnect", () => {
   set(1);
 });
 // A sender's stream cut at its messages: each 32-byte page_server_iov in a TLS record of its own,
-// and the pages an ADD or an ADD_F with PE_PRESENT carries in full records of 16 KiB (the last one
-// the rest). criu's page server takes pages record by record (gnutls_record_recv_packet) into a
-// pipe of N x 16 KiB at a time, and counts every byte of a record against that: a record that
-// held the next message, or crossed its pipe's size, would derail it.
-const RECORD = 16384;
+// and the pages an ADD or an ADD_F with PE_PRESENT carries in writes of their own of 1 MiB (the
+// last one the rest), which TLS cuts into full records of 16 KiB from the run's start. criu's page
+// server takes pages record by record (gnutls_record_recv_packet) into a pipe of N x 16 KiB at a
+// time, and counts every byte of a record against that: a record that held the next message, or
+// crossed its pipe's size, would derail it.
+const RECORD = 1 << 20;
 let head = Buffer.alloc(0), pagesLeft = 0, pend = [], pendLen = 0;
 function flushPages() {
   if (pendLen) s.write(pend.length === 1 ? pend[0] : Buffer.concat(pend, pendLen));
