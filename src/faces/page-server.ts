@@ -4,6 +4,7 @@
 // into the images directory (images/page-server.ts), and ends when the
 // sender has closed. -d/--daemon runs it detached, this command returning
 // once it listens; --pidfile names its PID; --status-fd is told when it listens.
+// --tls: the client's connection in TLS (images/tls.ts, docs/page-server.md).
 import { closeSync, mkdirSync, readSync, writeFileSync, writeSync } from "node:fs";
 import type { Logger } from "../log.js";
 import { workPath, type Options } from "../options.js";

@@ -310,6 +310,8 @@ export function servePages(sk: number, dir: string, log: (msg: string) => void):
         return;
       }
       default:
+        // 0x16 0x03: a TLS handshake record, read as a command.
+        if (iov.cmd === 0x0316) throw new Error("the sender speaks TLS (its handshake came as the first message): run the page server with --tls and its certificates");
         throw new Error(`the page server was sent command ${iov.cmd}, which crest does not serve (${iov.cmd === PS.GET ? "lazy pages" : "unknown"})`);
     }
   }

@@ -116,7 +116,8 @@ function frame(d) {
   }
 }
 s.on("error", (e) => {
-  set(2, (Atomics.load(state, 0) === 0 ? "TLS handshake with the " : "TLS connection with the ") + w.peer + " failed: " + e.message);
+  const shaking = Atomics.load(state, 0) === 0;
+  set(2, (shaking ? "TLS handshake with the " : "TLS connection with the ") + w.peer + " failed: " + e.message + (shaking && /ECONNRESET|EPIPE|disconnected|wrong version|packet length/i.test(e.message) ? " (does it use --tls?)" : ""));
   if (plain) plain.destroy();
 });
 s.on("close", () => {
