@@ -28,7 +28,7 @@ export const TLS_DEFAULTS = {
 } as const;
 
 const HANDSHAKE_MS = 30_000;
-/** state[0]: 0 handshaking, 1 secure, 2 failed, 3 closed. */
+/** state[0]: 0 handshaking, 1 secure, 2 failed, 3 closed; state[1]: 1 once the worker owns the relay's end. */
 const PENDING = 0, SECURE = 1, FAILED = 2, CLOSED = 3;
 
 /** The worker: the TLS socket on the TCP fd, relayed to the socketpair end `plain` once secure. */
@@ -69,6 +69,8 @@ s.once(w.server ? "secure" : "secureConnect", () => {
   const bad = verify();
   if (bad) { set(2, "the " + w.peer + " " + bad); s.destroy(); return; }
   plain = new net.Socket({ fd: w.plain, readable: true, writable: true });
+  // The relay's end is this thread's now (the main thread must not close it).
+  Atomics.store(state, 1, 1);
   plain.on("error", () => s.destroy());
   plain.on("close", () => { if (!s.destroyed) s.end(); });
   s.pipe(plain);
@@ -117,7 +119,7 @@ function frame(d) {
 }
 s.on("error", (e) => {
   const shaking = Atomics.load(state, 0) === 0;
-  set(2, (shaking ? "TLS handshake with the " : "TLS connection with the ") + w.peer + " failed: " + e.message + (shaking && /ECONNRESET|EPIPE|disconnected|wrong version|packet length/i.test(e.message) ? " (does it use --tls?)" : ""));
+  set(2, (shaking ? "TLS handshake with the " : "TLS connection with the ") + w.peer + " failed: " + e.message + (shaking && /ECONNRESET|EPIPE|disconnected|wrong version|packet length/i.test(e.message) ? " (does it use --tls, and take this side's certificate? its log says)" : ""));
   if (plain) plain.destroy();
 });
 s.on("close", () => {
@@ -213,7 +215,7 @@ export function tlsLink(tcp: number, o: TlsOptions, side: "client" | "server", p
   check(native.syscall(SYS.socketpair, 1, 1 | 0o2000000, 0, pair), "make the TLS relay's socketpair");
   const mine = pair[0]!, theirs = pair[1]!;
   const threads = process.getBuiltinModule("node:worker_threads");
-  const state = new Int32Array(new SharedArrayBuffer(4));
+  const state = new Int32Array(new SharedArrayBuffer(8));
   const { port1, port2 } = new threads.MessageChannel();
   const worker = new threads.Worker(THREAD, {
     eval: true,
@@ -230,9 +232,10 @@ export function tlsLink(tcp: number, o: TlsOptions, side: "client" | "server", p
   const why = () => (said ??= reason());
   Atomics.wait(state, 0, PENDING, HANDSHAKE_MS);
   const now = Atomics.load(state, 0);
+  // Failed, or secure and already failed again (a server that refused this side's certificate after the handshake).
   if (now !== SECURE) {
     closeSync(mine);
-    closeSync(theirs);
+    if (Atomics.load(state, 1) === 0) closeSync(theirs);
     if (now === PENDING) {
       void worker.terminate();
       throw new Error(`TLS handshake with the ${peer}: no answer in ${HANDSHAKE_MS / 1000} s`);

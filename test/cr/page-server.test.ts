@@ -139,7 +139,7 @@ test("TLS refused cleanly: a page server whose certificate another CA signed, a 
   // The server trusts another CA: it refuses the dump's certificate, and the dump learns it from the connection.
   refusedDump(tlsServer(makeCerts().other), tlsClient(), /page server at 127\.0\.0\.1:\d+/, /client 127\.0\.0\.1:\d+ has a certificate that does not verify/);
   // A page server without TLS.
-  refusedDump(null, tlsClient(), /TLS handshake with the page server at 127\.0\.0\.1:\d+ failed: .*\(does it use --tls\?\)/, /the sender speaks TLS/);
+  refusedDump(null, tlsClient(), /TLS handshake with the page server at 127\.0\.0\.1:\d+ failed: .*\(does it use --tls, and take this side's certificate\? its log says\)/, /the sender speaks TLS/);
   // A certificate file that is not there: named before the dump connects.
   refusedDump(null, ["--tls", "--tls-cacert", "/nonexistent/ca.pem", ...makeCerts().client], /cannot read the CA certificate \(--tls-cacert\) \/nonexistent\/ca\.pem: ENOENT/);
 });
