@@ -20,6 +20,9 @@ interface Certs {
   other: string;
   server: string[];
   client: string[];
+  /** A client certificate of the CA that its CRL revokes. */
+  revoked: string[];
+  crl: string;
 }
 
 let certs: Certs | undefined;
@@ -40,7 +43,14 @@ function makeCerts(): Certs {
   };
   ca("ca");
   ca("other");
-  return (certs = { ca: join(dir, "ca.pem"), other: join(dir, "other.pem"), server: leaf("server"), client: leaf("client") });
+  const made = { ca: join(dir, "ca.pem"), other: join(dir, "other.pem"), server: leaf("server"), client: leaf("client"), revoked: leaf("revoked"), crl: join(dir, "crl.pem") };
+  // A CRL of the CA that revokes the "revoked" certificate (openssl ca keeps its books in files).
+  writeFileSync(join(dir, "ca.cnf"), "[ca]\ndefault_ca = c\n[c]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 2\n");
+  writeFileSync(join(dir, "index.txt"), "");
+  writeFileSync(join(dir, "crlnumber"), "01\n");
+  ssl(["ca", "-config", "ca.cnf", "-keyfile", "ca-key.pem", "-cert", "ca.pem", "-revoke", "revoked.pem"]);
+  ssl(["ca", "-config", "ca.cnf", "-keyfile", "ca-key.pem", "-cert", "ca.pem", "-gencrl", "-out", "crl.pem"]);
+  return (certs = made);
 }
 
 /** --tls options for one side: its certificate, and the CA it trusts. */
@@ -133,11 +143,13 @@ function refusedDump(serverArgs: string[] | null, dumpArgs: string[], what: RegE
   }
 }
 
-test("TLS refused cleanly: a page server whose certificate another CA signed, a client the server's CA does not know, a server without TLS", () => {
+test("TLS refused cleanly: a page server whose certificate another CA signed, a client the server's CA does not know, a revoked client, a server without TLS, a missing CA file", () => {
   // The dump trusts another CA: it refuses the server in the handshake, before it touches the tree.
   refusedDump(tlsServer(), tlsClient(makeCerts().other), /page server at 127\.0\.0\.1:\d+ has a certificate that does not verify against the CA of .*other\.pem/);
   // The server trusts another CA: it refuses the dump's certificate, and the dump learns it from the connection.
   refusedDump(tlsServer(makeCerts().other), tlsClient(), /page server at 127\.0\.0\.1:\d+/, /client 127\.0\.0\.1:\d+ has a certificate that does not verify/);
+  // A client certificate the server's CRL revokes.
+  refusedDump([...tlsServer(), "--tls-cacrl", makeCerts().crl], ["--tls", "--tls-cacert", makeCerts().ca, ...makeCerts().revoked], /page server at 127\.0\.0\.1:\d+/, /client 127\.0\.0\.1:\d+ has a certificate that does not verify .*CERT_REVOKED/);
   // A page server without TLS.
   refusedDump(null, tlsClient(), /TLS handshake with the page server at 127\.0\.0\.1:\d+ failed: .*\(does it use --tls, and take this side's certificate\? its log says\)/, /the sender speaks TLS/);
   // A certificate file that is not there: named before the dump connects.
