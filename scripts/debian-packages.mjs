@@ -15,8 +15,8 @@ export const PACKAGES = {
   // the TCP tests lock the network with nft and with iptables-restore, as crest does for --tcp-established;
   // the RPC tests drive crest with pycriu (in criu) and with go-criu, built offline with Debian's Go;
   // tmux runs the shell-job test's two terminals; iproute2's ip saves and restores a network namespace's
-  // addresses, routes and rules, as criu does.
-  test: ["criu", "python3-protobuf", "nftables", "iptables", "iproute2", "golang-go", "golang-github-checkpoint-restore-go-criu-dev", "tmux"],
+  // addresses, routes and rules, as criu does; openssl makes the page server's TLS test certificates.
+  test: ["criu", "python3-protobuf", "nftables", "iptables", "iproute2", "golang-go", "golang-github-checkpoint-restore-go-criu-dev", "tmux", "openssl"],
   // CRIU's VNC scenario (test/cr/vnc.test.ts, npm run demo:vnc, the bench's VNC row): the VNC server,
   // the window manager and terminal in the tree; Xvfb, the viewer, xdotool, xwininfo and xwd outside it.
   vnc: ["tigervnc-standalone-server", "icewm", "xterm", "xvfb", "tigervnc-viewer", "xdotool", "x11-utils", "x11-apps"],

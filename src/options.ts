@@ -105,6 +105,19 @@ export interface ServiceOptions {
   port?: number;
   /** --page-server: dump and pre-dump send pagemaps and pages to the page server at --address:--port. */
   pageServer?: boolean;
+  /** --tls and its files: the page server's connection in TLS (images/tls.ts). */
+  tls?: TlsOptions;
+}
+
+/** criu's --tls, --tls-cacert, --tls-cacrl, --tls-cert, --tls-key, --tls-no-cn-verify (unset files: criu's defaults under /etc/pki). */
+export interface TlsOptions {
+  on?: boolean;
+  cacert?: string;
+  cacrl?: string;
+  cert?: string;
+  key?: string;
+  /** Do not check the peer certificate's name against --address. */
+  noCnVerify?: boolean;
 }
 
 /** Sockets and connections (criu's --tcp-established, --tcp-close, --skip-in-flight, --network-lock). */
@@ -288,6 +301,9 @@ export function unsupported(opts: Options): string[] {
   const why = opts.external.map(unsupportedExternal).filter((w): w is string => w !== undefined);
   if (opts.restore.lazyPages && opts.command === "pre-dump") {
     why.push("--lazy-pages on pre-dump: a pre-dump copies every page while the tree runs on, none is left for a lazy restore; pre-dump plainly, then dump --lazy-pages --prev-images-dir");
+  }
+  if (opts.restore.lazyPages && opts.service.tls?.on && (opts.command === "dump" || opts.command === "page-server" || opts.command === "lazy-pages")) {
+    why.push(`--tls with --lazy-pages on ${opts.command}: crest serves and fetches lazy pages over plain TCP only so far; drop --tls (or send the pages to a page server --tls and restore plainly)`);
   }
   if (opts.restore.lazyPages && opts.command === "dump" && opts.service.pageServer) {
     why.push("--lazy-pages with --page-server on dump: the dump serves its lazy pages itself on --address:--port; send the other pages to a page server, or keep them lazy, not both");

@@ -6,10 +6,12 @@
 // once it listens; --pidfile names its PID; --status-fd is told when it listens.
 // With --lazy-pages it serves the lazy pages of the images there instead, to
 // a lazy-pages daemon run with --page-server (kinds/memory/lazy-server.ts).
+// --tls: the client's connection in TLS (images/tls.ts, docs/page-server.md).
 import { closeSync, mkdirSync, readSync, writeFileSync, writeSync } from "node:fs";
 import type { Logger } from "../log.js";
 import { workPath, type Options } from "../options.js";
-import { acceptPageClient, listenPageServer, servePages } from "../images/page-server.js";
+import { acceptPageClient, listenPageServer, pageClientLink, servePages, tlsFiles } from "../images/page-server.js";
+import { loadCreds, type PageLink } from "../images/tls.js";
 import { daemonize } from "./rpc/service.js";
 import { serveImagePages } from "../kinds/memory/lazy-server.js";
 
@@ -22,9 +24,11 @@ export function pageServerMain(opts: Options, argv: readonly string[], refused: 
   }
   if (opts.restore.detached) return daemonize(argv, log);
   if (opts.restore.lazyPages) return lazyPageServer(opts, log);
-  let listener = -1, sk = -1;
+  let listener = -1, link: PageLink | undefined;
   try {
     mkdirSync(opts.images.dir, { recursive: true });
+    // Its certificate files named now, not once a client came.
+    if (opts.service.tls?.on) loadCreds(tlsFiles(opts));
     const address = opts.service.address ?? "0.0.0.0";
     const l = listenPageServer(address, opts.service.port ?? DEFAULT_PORT);
     listener = l.fd;
@@ -34,12 +38,19 @@ export function pageServerMain(opts: Options, argv: readonly string[], refused: 
       writeSync(opts.restore.statusFd, Buffer.of(0));
       closeSync(opts.restore.statusFd);
     }
-    sk = acceptPageClient(listener);
+    const sk = acceptPageClient(listener);
     closeSync(listener);
     listener = -1;
-    servePages(sk, opts.images.dir, (m) => log.info(m));
-    // As criu: wait for the sender to close its end (no TIME_WAIT on this side).
-    if (readSync(sk, Buffer.alloc(1), 0, 1, null) !== 0) throw new Error("the sender sent more after it closed the session");
+    // With --tls: the handshake and the client's certificate checks, before any message.
+    const l2 = (link = pageClientLink(sk, opts));
+    if (opts.service.tls?.on) log.info("TLS handshake completed");
+    try {
+      servePages(l2.fd, opts.images.dir, (m) => log.info(m));
+      // As criu: wait for the sender to close its end (no TIME_WAIT on this side).
+      if (readSync(l2.fd, Buffer.alloc(1), 0, 1, null) !== 0) throw new Error("the sender sent more after it closed the session");
+    } catch (e) {
+      throw l2.explain(e);
+    }
     log.info("Session over");
     return 0;
   } catch (e) {
@@ -47,7 +58,7 @@ export function pageServerMain(opts: Options, argv: readonly string[], refused: 
     return 1;
   } finally {
     if (listener >= 0) closeSync(listener);
-    if (sk >= 0) closeSync(sk);
+    link?.close();
   }
 }
 

@@ -17,6 +17,8 @@ import { check } from "../sys/errno.js";
 import { IMG } from "./kinds.js";
 import { fileOutput, imagePath, readImage, writeImage } from "./file.js";
 import type { pagemap_entry } from "./gen/index.js";
+import { plainLink, tlsLink, type PageLink } from "./tls.js";
+import { workPath, type Options, type TlsOptions } from "../options.js";
 
 const IOV_SIZE = 32;
 const PAGE = 4096;
@@ -79,11 +81,46 @@ function tcpSocket(): number {
   return fd;
 }
 
-/** The connection to the page server a dump sends its pages to (--page-server --address A --port P), if any. */
-export function pageServerFor(o: { pageServer?: boolean; address?: string; port?: number }): number | undefined {
+/**
+ * The connection to the page server a dump sends its pages to (--page-server
+ * --address A --port P), if any; with --tls, once its handshake and checks
+ * are done (before the dump touches the tree, as criu).
+ */
+export function pageServerFor(opts: Options): PageLink | undefined {
+  const o = opts.service;
   if (!o.pageServer) return undefined;
   if (!o.address) throw new Error("--page-server needs --address (and --port, 1234 by default): where the page server listens");
-  return connectPageServer(o.address, o.port ?? 1234);
+  const port = o.port ?? 1234;
+  const peer = `page server at ${o.address}:${port}`;
+  const fd = connectPageServer(o.address, port);
+  return o.tls?.on ? tlsLink(fd, tlsFiles(opts), "client", peer, o.address) : plainLink(fd, peer);
+}
+
+/** The page server's side of an accepted connection: with --tls, once its handshake and checks are done. */
+export function pageClientLink(fd: number, opts: Options): PageLink {
+  const peer = `page server's client ${peerName(fd)}`;
+  return opts.service.tls?.on ? tlsLink(fd, tlsFiles(opts), "server", peer, opts.service.address) : plainLink(fd, peer);
+}
+
+/** --tls's files, relative ones in the work directory (criu works there). */
+export function tlsFiles(opts: Options): TlsOptions {
+  const t = opts.service.tls ?? {};
+  return {
+    ...t,
+    ...(t.cacert !== undefined ? { cacert: workPath(opts, t.cacert) } : {}),
+    ...(t.cacrl !== undefined ? { cacrl: workPath(opts, t.cacrl) } : {}),
+    ...(t.cert !== undefined ? { cert: workPath(opts, t.cert) } : {}),
+    ...(t.key !== undefined ? { key: workPath(opts, t.key) } : {}),
+  };
+}
+
+/** a.b.c.d:port of a connected socket's other end, for messages. */
+function peerName(fd: number): string {
+  const a = Buffer.alloc(16);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(16);
+  if (native.syscall(SYS.getpeername, fd, a, len) < 0 || a.readUInt16LE(0) !== AF_INET) return "(unknown address)";
+  return `${a[4]}.${a[5]}.${a[6]}.${a[7]}:${a.readUInt16BE(2)}`;
 }
 
 /** Connects to a page server. */
@@ -140,7 +177,15 @@ function writeFully(fd: number, buf: Buffer): void {
  * `sk`, and removes them from `dir` (they are the server's now); then asks
  * it to close and checks its status.
  */
-export function sendPagemaps(dir: string, sk: number): void {
+export function sendPagemaps(dir: string, link: PageLink): void {
+  try {
+    sendAll(dir, link.fd);
+  } catch (e) {
+    throw link.explain(e);
+  }
+}
+
+function sendAll(dir: string, sk: number): void {
   const chunk = Buffer.allocUnsafe(4 << 20);
   const images = readdirSync(dir).map((f) => /^pagemap-(shmem-)?(\d+)\.img$/.exec(f)).filter((m): m is RegExpExecArray => m !== null);
   for (const m of images) {
@@ -149,7 +194,7 @@ export function sendPagemaps(dir: string, sk: number): void {
     const pm = readImage(dir, kind, id);
     const dst = dstId(shmem, id);
     writeFully(sk, encodeIov(PS.OPEN2, 0, 0, 0n, dst));
-    readFully(sk, Buffer.alloc(1), "the page server's answer to OPEN2");
+    if (!readFully(sk, Buffer.alloc(1), "the page server's answer to OPEN2")) throw new Error("it closed the connection instead of answering OPEN2");
     const pagesPath = imagePath(dir, IMG.pages, pm.head.pages_id);
     const pages = existsSync(pagesPath) ? openSync(pagesPath, "r") : -1;
     try {
@@ -175,7 +220,8 @@ export function sendPagemaps(dir: string, sk: number): void {
   }
   writeFully(sk, encodeIov(PS.CLOSE, 0, 0, 0n, 0n));
   const status = Buffer.alloc(4);
-  if (!readFully(sk, status, "the page server's answer to CLOSE") || status.readInt32LE(0) !== 0) {
+  if (!readFully(sk, status, "the page server's answer to CLOSE")) throw new Error("it closed the connection instead of answering CLOSE");
+  if (status.readInt32LE(0) !== 0) {
     throw new Error(`the page server did not take the pages (status ${status.readInt32LE(0)})`);
   }
 }
@@ -264,6 +310,8 @@ export function servePages(sk: number, dir: string, log: (msg: string) => void):
         return;
       }
       default:
+        // 0x16 0x03: a TLS handshake record, read as a command.
+        if (iov.cmd === 0x0316) throw new Error("the sender speaks TLS (its handshake came as the first message): run the page server with --tls and its certificates");
         throw new Error(`the page server was sent command ${iov.cmd}, which crest does not serve (${iov.cmd === PS.GET ? "lazy pages" : "unknown"})`);
     }
   }

@@ -8,6 +8,7 @@
 // dump that fails leaves the directory as it found it, and an images
 // directory without an inventory is never a finished dump.
 import { sendPagemaps } from "./page-server.js";
+import type { PageLink } from "./tls.js";
 import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync, writeSync, constants as fsc } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { Checksum, covered, crc32, isPageServers, MANIFEST, ManifestRecorder, writeManifest } from "./manifest.js";
@@ -147,7 +148,7 @@ export class DumpImages {
   private parentLink: string | undefined;
 
   /** `pageServer`: a connection to a page server (--page-server), which the pagemaps and their pages go to at commit. */
-  constructor(readonly dir: string, private readonly pageServer?: number) {
+  constructor(readonly dir: string, private readonly pageServer?: PageLink) {
     this.staging = mkdtempSync(join(dir, ".crest-dump-"));
   }
 

@@ -46,6 +46,8 @@ test("rpc request: ps sends a dump's pages to a page server; with lazy_pages it 
   assert.deepEqual([lazy.refused, lazy.options.service.pageServer, lazy.options.service.address, lazy.options.service.port, lazy.options.restore.lazyPages], [[], undefined, undefined, 27, true]);
   assert.equal(translate("restore", req({ images_dir: "/x", lazy_pages: true }), peer, "swrk", noConfigs).options.restore.lazyPages, true);
   assert.match(translate("dump", req({ images_dir: "/x", ps: { port: 1, fd: 5 } }), peer, "swrk", noConfigs).refused.join(), /criu_opts.ps.fd/);
+  const tls = translate("dump", req({ images_dir: "/x", ps: { port: 1 }, tls: true, tls_cacert: "ca.pem", tls_cert: "c.pem", tls_key: "k.pem", tls_no_cn_verify: true }), peer, "swrk", noConfigs);
+  assert.deepEqual([tls.refused, tls.options.service.tls], [[], { on: true, cacert: "ca.pem", cert: "c.pem", key: "k.pem", noCnVerify: true }]);
 });
 
 test("rpc request: root, ext_mnt, skip_mnt and enable_fs fill the mount options (runc's way of naming its bind mounts)", () => {

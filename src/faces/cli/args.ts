@@ -172,12 +172,12 @@ const SPECS: OptSpec[] = [
   // Read before anything else (config.ts); recorded here for the model.
   { long: "config", arg: "required", apply: (o, v) => { o.config.file = v!; } },
   { long: "no-default-config", arg: "none", apply: (o) => { o.config.noDefault = true; } },
-  { long: "tls-cacert", arg: "required" },
-  { long: "tls-cacrl", arg: "required" },
-  { long: "tls-cert", arg: "required" },
-  { long: "tls-key", arg: "required" },
-  { long: "tls", arg: "none", bool: true },
-  { long: "tls-no-cn-verify", arg: "none" },
+  { long: "tls-cacert", arg: "required", apply: (o, v) => { (o.service.tls ??= {}).cacert = v!; } },
+  { long: "tls-cacrl", arg: "required", apply: (o, v) => { (o.service.tls ??= {}).cacrl = v!; } },
+  { long: "tls-cert", arg: "required", apply: (o, v) => { (o.service.tls ??= {}).cert = v!; } },
+  { long: "tls-key", arg: "required", apply: (o, v) => { (o.service.tls ??= {}).key = v!; } },
+  { long: "tls", arg: "none", bool: true, apply: (o, _v, on) => { (o.service.tls ??= {}).on = on; } },
+  { long: "tls-no-cn-verify", arg: "none", apply: (o) => { (o.service.tls ??= {}).noCnVerify = true; } },
   { long: "cgroup-yard", arg: "required", apply: (o, v) => { o.cgroups.yard = v!; } },
   { long: "pre-dump-mode", arg: "required", apply: (o, v) => {
     if (v !== "splice" && v !== "read") throw new UsageError(`Unable to parse value of --pre-dump-mode ('${v}': splice or read)`);

@@ -31,8 +31,7 @@ export interface Translated {
 const UNSUPPORTED: ReadonlyArray<[keyof criu_opts, string]> = [
   ["exec_cmd", "--exec-cmd"],
   ["join_ns", "--join-ns"],
-  ["weak_sysctls", "--weak-sysctls"], ["lsm_profile", "an LSM profile"], ["tls_cacert", "TLS"],
-  ["tls_cacrl", "TLS"], ["tls_cert", "TLS"], ["tls_key", "TLS"], ["tls", "TLS"], ["tls_no_cn_verify", "TLS"],
+  ["weak_sysctls", "--weak-sysctls"], ["lsm_profile", "an LSM profile"],
   ["pidfd_store_sk", "the pidfd store (pidfd_store_sk)"], ["lsm_mount_context", "an LSM mount context"],
   ["skip_file_rwx_check", "--skip-file-rwx-check"], ["unprivileged", "--unprivileged"],
 ];
@@ -90,6 +89,16 @@ export function translate(command: Command, o: criu_opts | undefined, peer: Peer
   if (o.auto_dedup !== undefined) options.dump.autoDedup = o.auto_dedup;
   if (o.pre_dump_mode !== undefined) options.dump.preDumpMode = o.pre_dump_mode === criu_pre_dump_mode.VM_READ ? "read" : "splice";
   if (o.display_stats !== undefined) options.log.displayStats = o.display_stats;
+  // The page server's connection in TLS, as criu's --tls and its files.
+  if (o.tls || o.tls_cacert || o.tls_cacrl || o.tls_cert || o.tls_key || o.tls_no_cn_verify) {
+    const tls = (options.service.tls ??= {});
+    if (o.tls) tls.on = true;
+    if (o.tls_cacert) tls.cacert = o.tls_cacert;
+    if (o.tls_cacrl) tls.cacrl = o.tls_cacrl;
+    if (o.tls_cert) tls.cert = o.tls_cert;
+    if (o.tls_key) tls.key = o.tls_key;
+    if (o.tls_no_cn_verify) tls.noCnVerify = true;
+  }
   // As criu's setup_opts_from_req: lazy_pages is restore --lazy-pages, or a dump serving its lazy pages on ps.port;
   // otherwise ps sends a dump's pages to the page server at ps.address:ps.port.
   if (o.lazy_pages) options.restore.lazyPages = true;

@@ -228,6 +228,12 @@ class Session {
     }
     const args = ["page-server", "-D", opts.images.dir, "--address", address, "--port", String(port), `-v${opts.log.level}`];
     if (opts.log.file !== undefined) args.push("-o", workPath(opts, opts.log.file));
+    const tls = opts.service.tls;
+    if (tls?.on) args.push("--tls");
+    for (const [flag, file] of [["--tls-cacert", tls?.cacert], ["--tls-cacrl", tls?.cacrl], ["--tls-cert", tls?.cert], ["--tls-key", tls?.key]] as const) {
+      if (file !== undefined) args.push(flag, workPath(opts, file));
+    }
+    if (tls?.noCnVerify) args.push("--tls-no-cn-verify");
     const pid = startListening(args);
     if (pid === null) return this.answer(failure(type, `the page server on ${address}:${port} ended before it listened (its log: ${opts.log.file ?? "none"})`));
     this.log.info(`Page server ${pid} listens on ${address}:${port} for the client`);

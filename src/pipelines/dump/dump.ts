@@ -5,7 +5,7 @@
 // them (inventory last); then kill the tree (or leave it running or
 // stopped). Any failure before the end puts every task back exactly as it
 // was, lets it run, and leaves the images directory as it was.
-import { closeSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { pageServerFor } from "../../images/page-server.js";
 import type { Logger } from "../../log.js";
 import { parentImagesDir, unsupportedExternal, type Options } from "../../options.js";
@@ -117,7 +117,7 @@ export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResu
   if (!statSync(dir).isDirectory()) throw new Error(`${dir} is not a directory`);
   log.info(`Dumping processes (pid: ${opts.dump.tree})`);
   checkParentImages(opts);
-  const pageServer = pageServerFor(opts.service);
+  const pageServer = pageServerFor(opts);
   const images = new DumpImages(dir, pageServer);
   if (opts.dump.prevImagesDir !== undefined) images.linkParent(opts.dump.prevImagesDir);
   const scripts = new ActionScripts(opts.actionScripts, dir, log, hooks.notify);
@@ -130,7 +130,7 @@ export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResu
     throw e;
   } finally {
     scripts.close();
-    if (pageServer !== undefined) closeSync(pageServer);
+    pageServer?.close();
   }
   if (opts.dump.autoDedup) dedup(dir, log);
   return result;

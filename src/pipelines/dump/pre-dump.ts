@@ -53,7 +53,7 @@ export function preDump(opts: Options, log: Logger, hooks: RunHooks = {}): void 
   log.info(`Pre-dumping processes (pid: ${opts.dump.tree})`);
   checkParentImages(opts);
   const parentDir = parentImagesDir(opts);
-  const pageServer = pageServerFor(opts.service);
+  const pageServer = pageServerFor(opts);
   const images = new DumpImages(dir, pageServer);
   const prev = parentDir ? PrevTracking.open(parentDir, log) : null;
   const tracked: Tracked[] = [];
@@ -107,7 +107,7 @@ export function preDump(opts: Options, log: Logger, hooks: RunHooks = {}): void 
   } finally {
     for (const p of plans) closeSync(p.mem);
     prev?.close();
-    if (pageServer !== undefined) closeSync(pageServer);
+    pageServer?.close();
   }
   // The tracking went on in the new holder.
   prev?.stop();
