@@ -55,5 +55,5 @@ export const DUMP_KINDS: readonly TaskKind[] = [
  * rseq) last.
  */
 export const TASK_RESTORE_KINDS: readonly TaskKind[] = [
-  cgroupKind, memoryKind, ttySessionKind, threadsKind, cgroupThreadsKind, filesKind, fileLocksKind, propsKind, schedKind, signalsKind, timersKind, rlimitsKind, fsKind, seccompKind, credsKind, regsKind,
+  cgroupKind, memoryKind, ttySessionKind, threadsKind, cgroupThreadsKind, filesKind, fileLocksKind, propsKind, schedKind, signalsKind, timersKind, fsKind, rlimitsKind, seccompKind, credsKind, regsKind,
 ];

@@ -1,9 +1,10 @@
 // The fs struct: current directory, root directory and umask. The two
 // directories go to files.img as regular files, named from the mount
 // namespace's root (a chrooted task's root too); the task gets them back
-// after its files are open and before its seccomp filters and credentials
-// (chroot needs CAP_SYS_CHROOT): opens both, chroot(".") from its root, then
-// fchdir to its current directory.
+// after its files are open and before its rlimits (its two temporary fds
+// must not hit RLIMIT_NOFILE), seccomp filters and credentials (chroot needs
+// CAP_SYS_CHROOT): opens both, chroot(".") from its root, then fchdir to its
+// current directory.
 import { readlinkSync, statSync } from "node:fs";
 import type { TaskKind } from "../context.js";
 import { O, SYS } from "../../sys/constants.js";
