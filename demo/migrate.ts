@@ -1,19 +1,25 @@
 // npm run demo:migrate: a process moved from one crest to another over TCP,
 // on this machine between two directories, as a live migration does it:
 // pre-dump rounds send its memory through a page server while it runs on
-// (each round only what it wrote since), the final dump sends the rest with
-// the process frozen only for that, and the other side restores it from
-// what it received. The process rewrites its memory all the time and checks
-// every page at the end.
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from "node:fs";
+// (each round only what it wrote since); then the final dump, and the other
+// side restores it from what it received. `npm run demo:migrate -- --lazy`
+// makes the last step criu's lazy migration: the final dump leaves the
+// pages written since the last round in the frozen process and serves them;
+// the other side restores at once and a lazy-pages daemon fetches them on
+// first touch (the process runs in a PID namespace of its own: the frozen
+// one still holds its PIDs). The process rewrites its memory all the time
+// and checks every page at the end.
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
-import { alive, crest, finish, startWorkload, stop, waitGone } from "../test/cr/harness.js";
+import { alive, CREST, crest, finish, startWorkload, stop, waitFor, waitGone } from "../test/cr/harness.js";
 import { IMG, readImage } from "../src/images/index.js";
-import { sleepMs } from "../src/sys/syscalls.js";
+import { sleepMs, wait4 } from "../src/sys/syscalls.js";
+import { native } from "../src/sys/native.js";
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
 const MIB = 256, WRITES = 2000;
-const PORT = 27461;
+const PORT = 27461, LAZY_PORT = 27462;
+const lazy = process.argv.includes("--lazy");
 
 function run(args: string[]): number {
   say(`$ crest ${args.join(" ")}`);
@@ -36,12 +42,42 @@ function stats(dir: string): { written: bigint; parent: bigint; frozenMs: number
   return { written: d.pages_written, parent: d.pages_skipped_parent, frozenMs: d.frozen_time / 1000 };
 }
 
-/** The images of a round the page server did not receive (all but the pagemaps and pages) go to the destination too, as a migration tool copies them. */
-function copyRest(src: string, dst: string): void {
+/** The images of a round the page server did not receive (with `all`, every one) go to the destination too, as a migration tool copies them. */
+function copyRest(src: string, dst: string, all = false): void {
   for (const f of readdirSync(src)) {
-    if (/^(pagemap|pages)-/.test(f) || f === "parent" || f.endsWith(".log")) continue;
+    if ((!all && /^(pagemap|pages)-/.test(f)) || f === "parent" || f.endsWith(".log")) continue;
     copyFileSync(join(src, f), join(dst, f));
   }
+}
+
+/**
+ * The lazy last step: the final dump leaves what was written since the last
+ * round in the frozen tree and serves it; the destination restores at once
+ * (its lazy-pages daemon fetching from the dump), and the dump ends once
+ * everything went. Returns the workload as it runs on the destination.
+ */
+function lazyFinal(src: string, dst: string): typeof w {
+  const final = join(src, "final");
+  const args = ["dump", "-t", String(w.pid), "-D", final, "--prev-images-dir", "../pre2", "--track-mem", "--lazy-pages", "--port", String(LAZY_PORT), "-o", "dump.log", "-v4"];
+  say(`$ crest ${args.join(" ")} &`);
+  const t0 = process.hrtime.bigint();
+  // Not through child_process: this script waits for it without an event loop.
+  const dump = native.spawn({ path: CREST, argv: ["crest", ...args], env: Object.entries(process.env).map(([k, v]) => `${k}=${v}`), fds: [-1, -1, -1] });
+  waitFor("the final dump to serve its lazy pages", () => existsSync(join(final, "dump.log")) && /Lazy pages: serving/.test(readFileSync(join(final, "dump.log"), "utf8")), 60_000);
+  say(`  final dump: its images are written; the pages written since the last round stay in the frozen process, served on port ${LAZY_PORT}`);
+  mkdirSync(join(dst, "final"));
+  symlinkSync("../pre2", join(dst, "final", "parent"));
+  copyRest(final, join(dst, "final"), true);
+  run(["lazy-pages", "-D", join(dst, "final"), "--page-server", "--address", "127.0.0.1", "--port", String(LAZY_PORT), "-d", "-o", "lazy-pages.log"]);
+  const pidfile = join(dst, "final", "root.pid");
+  const rms = run(["restore", "-D", join(dst, "final"), "--lazy-pages", "-o", "restore.log", "-v4", "-d", "--pidfile", pidfile]);
+  const pid = Number(readFileSync(pidfile, "utf8"));
+  say(`  restored on the destination in ${rms.toFixed(0)} ms, before its memory is there: PID ${pid} here (PID 1 of its namespace, as it was) is ${alive(pid) ? "running" : "NOT running"}`);
+  const st = wait4(dump, 0, "wait for the final dump")!;
+  const s = stats(final);
+  say(`  the final dump ended (exit ${st.raw >> 8}) ${(Number(process.hrtime.bigint() - t0) / 1e6).toFixed(0)} ms after it started, once the daemon had every page ` +
+    `(${s.written} pages in its images, ${s.parent} left on the destination's chain, the rest sent lazily): ${readFileSync(join(final, "dump.log"), "utf8").trim().split("\n").pop()}`);
+  return { ...w, pid };
 }
 
 if (process.getuid?.() !== 0) {
@@ -49,7 +85,7 @@ if (process.getuid?.() !== 0) {
   process.exit(1);
 }
 
-const w = startWorkload("memwrite", [String(MIB), String(WRITES)]);
+let w = startWorkload("memwrite", [String(MIB), String(WRITES)], lazy ? { ns: "pid" } : {});
 try {
   const src = join(w.dir, "source"), dst = join(w.dir, "destination");
   mkdirSync(src);
@@ -69,16 +105,19 @@ try {
     sleepMs(500);
   });
 
-  pageServer(dst, "final", "pre2");
-  const ms = run(["dump", "-t", String(w.pid), "-D", join(src, "final"), "--prev-images-dir", "../pre2", "--track-mem",
-    "--page-server", "--address", "127.0.0.1", "--port", String(PORT), "-o", "dump.log"]);
-  waitGone(w.pid);
-  const s = stats(join(src, "final"));
-  say(`  final dump: ${s.written} pages sent, ${s.parent} already there; frozen ${s.frozenMs.toFixed(1)} ms of ${ms.toFixed(0)} ms; PID ${w.pid} is gone from the source\n`);
-  copyRest(join(src, "final"), join(dst, "final"));
-
-  const rms = run(["restore", "-D", join(dst, "final"), "-o", "restore.log", "-v4", "-d"]);
-  say(`  restored on the destination in ${rms.toFixed(0)} ms: PID ${w.pid} is ${alive(w.pid) ? "running" : "NOT running"}; the log ends: ${readFileSync(join(dst, "final", "restore.log"), "utf8").trim().split("\n").pop()}`);
+  if (lazy) {
+    w = lazyFinal(src, dst);
+  } else {
+    pageServer(dst, "final", "pre2");
+    const ms = run(["dump", "-t", String(w.pid), "-D", join(src, "final"), "--prev-images-dir", "../pre2", "--track-mem",
+      "--page-server", "--address", "127.0.0.1", "--port", String(PORT), "-o", "dump.log"]);
+    waitGone(w.pid);
+    const s = stats(join(src, "final"));
+    say(`  final dump: ${s.written} pages sent, ${s.parent} already there; frozen ${s.frozenMs.toFixed(1)} ms of ${ms.toFixed(0)} ms; PID ${w.pid} is gone from the source\n`);
+    copyRest(join(src, "final"), join(dst, "final"));
+    const rms = run(["restore", "-D", join(dst, "final"), "-o", "restore.log", "-v4", "-d"]);
+    say(`  restored on the destination in ${rms.toFixed(0)} ms: PID ${w.pid} is ${alive(w.pid) ? "running" : "NOT running"}; the log ends: ${readFileSync(join(dst, "final", "restore.log"), "utf8").trim().split("\n").pop()}`);
+  }
   sleepMs(1000);
   say(`\nAsking it to check every page of its memory (SIGTERM): ${finish(w)}`);
 } finally {
