@@ -219,7 +219,6 @@ function dumpNamespace(run: DumpRun, ns: TreeNetns, peers: Map<number, number>):
   // --empty-ns net: the caller makes the namespace's contents again (criu writes nothing of them).
   if (ns.root && run.opts.net.emptyNs) {
     run.log.info(`${nsWhat} is left empty (--empty-ns net): its contents are not dumped`);
-    if (!run.opts.dump.leaveRunning && !run.opts.dump.leaveStopped) takeLinksDown(run, ns);
     return;
   }
   inNamespaceOf(ns.pid, "net", () => {
@@ -242,7 +241,6 @@ function dumpNamespace(run: DumpRun, ns: TreeNetns, peers: Map<number, number>):
     run.images.write(IMG.netns, id, [netnsConf()]);
     run.log.info(`Dumped ${nsWhat}: links ${links.map((l) => l.name).join(", ")}`);
   });
-  if (!run.opts.dump.leaveRunning && !run.opts.dump.leaveStopped) takeLinksDown(run, ns);
 }
 
 /**
@@ -306,6 +304,11 @@ function dumpNamespaces(run: DumpRun): void {
   const links = new Map([...known.values()].map((ns) => [ns.id, inNamespaceOf(ns.pid, "net", listLinks)]));
   const peers = vethPeers(run, links);
   for (const ns of known.values()) dumpNamespace(run, ns, peers.get(ns.id)!);
+  // Only once every namespace is read: a link taken down takes the carrier from its veth peer in another namespace of the
+  // tree, and the kernel then marks the routes through the peer linkdown (within a second, as its linkwatch runs), which a
+  // later `ip route save` there would read as the namespace's state.
+  if (run.opts.dump.leaveRunning || run.opts.dump.leaveStopped) return;
+  for (const ns of known.values()) if (!(ns.root && externalKey(run, ns.ino) !== undefined)) takeLinksDown(run, ns);
 }
 
 // --- restore --------------------------------------------------------------------
