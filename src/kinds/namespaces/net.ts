@@ -40,7 +40,7 @@
 import { spawnSync } from "node:child_process";
 import { closeSync, fstatSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { dumpState, restoreState, UnsupportedError, type DumpRun, type DumpTask, type RestoreRun, type RestoreTask, type TaskKind } from "../context.js";
 import { IMG, nd_type, type net_device_entry, type netns_entry } from "../../images/index.js";
 import { CLONE, SYS } from "../../sys/constants.js";
@@ -53,6 +53,7 @@ import { addBridge, addVeth, delLink, IFF_LOOPBACK, IFF_UP, listLinks, nsidOf, s
 import { DEVCONFS4, DEVCONFS6, IPV4_SYSCTLS, readSysctls, UNIX_CONF, writeSysctls } from "./net-sysctl.js";
 import { dumpLock, holdNamespace, LOCK_METHOD_IDS, lockMethodOf, lockNamespace, releaseNamespace, unlockNamespace } from "../sockets/netlock.js";
 import { giveFd } from "../files/inherit.js";
+import { clearKernelRouteState, type ClearedRoutes } from "./route-dump.js";
 
 const SYSCTL = "/proc/sys/net";
 
@@ -461,6 +462,29 @@ function ipRestore(run: RestoreRun, kind: typeof IMG.ifaddr, id: number, args: s
 }
 
 /**
+ * Runs `ip route restore` on route-N.img or route6-N.img with the kernel's
+ * linkdown and dead state cleared (route-dump.ts): a route whose link had no
+ * carrier at dump is made again, and the kernel marks it so again if its
+ * link still has none. The image itself is left as the dump wrote it.
+ */
+function restoreRoutes(run: RestoreRun, kind: typeof IMG.route, id: number, what: string): void {
+  if (!run.images.exists(kind, id)) return;
+  const saved = run.images.read(kind, id);
+  if (!saved.length) return;
+  let routes: ClearedRoutes;
+  try {
+    routes = clearKernelRouteState(saved);
+  } catch (e) {
+    throw run.images.invalid(kind, id, (e as Error).message);
+  }
+  if (routes.cleared) {
+    run.log.info(`${basename(run.images.name(kind, id))}: ${routes.cleared} of ${routes.routes} routes had the kernel's linkdown or dead state ` +
+      "(their link had no carrier, or was down, at dump), cleared for ip route restore");
+  }
+  tool("ip", ["route", "restore"], what, routes.data);
+}
+
+/**
  * Whether two `ip ... save` streams (a 4-byte magic, then netlink
  * messages) hold the same messages, whatever the sequence numbers and port
  * ids of the sockets that read them.
@@ -542,8 +566,8 @@ function fillNamespace(run: RestoreRun, nsFd: number, id: number, nsWhat: string
       }
       for (const l of links) if (l.master !== undefined) setMaster(l.ifindex, l.name, l.master);
       ipRestore(run, IMG.ifaddr, id, ["addr"], `restore the addresses of ${nsWhat}`);
-      ipRestore(run, IMG.route, id, ["route"], `restore the routes of ${nsWhat}`);
-      ipRestore(run, IMG.route6, id, ["route"], `restore the IPv6 routes of ${nsWhat}`);
+      restoreRoutes(run, IMG.route, id, `restore the routes of ${nsWhat}`);
+      restoreRoutes(run, IMG.route6, id, `restore the IPv6 routes of ${nsWhat}`);
       const rules = run.images.exists(IMG.rule, id) ? run.images.read(IMG.rule, id) : Buffer.alloc(0);
       // A namespace with its default rules keeps them untouched: rules changed at all make the kernel stop merging the local
       // and main tables, and a local prefix (an address on lo) would then win over a longer route of the main table.
