@@ -119,6 +119,13 @@ function linkOf(pid: number, name: string): { ifindex: number; link_index?: numb
   return JSON.parse(inNetns(pid, ["ip", "-j", "link", "show", name]))[0];
 }
 
+/** route-N.img of namespace `id` as `ip route showdump` prints it (device names as this namespace knows their indexes). */
+function savedRoutes(w: Workload, id: number): string {
+  const r = spawnSync("ip", ["route", "showdump"], { input: readFileSync(`${imagesDir(w)}/route-${id}.img`), encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout;
+}
+
 test("nested netns: a veth pair between the root's namespace and a nested one comes back whole, the two ends peers with their indexes and addresses, the root's end a port of a bridge", () => {
   const w = startWorkload("netns-nested", [], { ns: NS, loUp: true });
   try {
@@ -134,6 +141,9 @@ test("nested netns: a veth pair between the root's namespace and a nested one co
     inNetns(w.pid, ["ip", "link", "set", "br0", "up"]);
     assert.equal(tcpAcross(w.pid, pid, "10.217.0.1", 7071), "pong", "the pair carries traffic before the dump");
     const before = { vin: linkOf(pid, "vin"), vout: linkOf(w.pid, "vout") };
+    // The kernel's linkwatch runs a link's carrier change at most once a second: after a second of quiet, a carrier lost
+    // during the dump (vout taken down before inner's namespace is read) would mark vin's route linkdown at once.
+    spawnSync("sleep", ["1.1"]);
     dumpWorkload(w);
     assert.deepEqual(critDecodeAll(imagesDir(w)), []);
     const [rootNs, innerNs] = netnsIds(w);
@@ -143,6 +153,9 @@ test("nested netns: a veth pair between the root's namespace and a nested one co
     assert.equal(vout.peer_nsid, innerNs, "vout's peer is in inner's namespace");
     assert.equal(vin.peer_ifindex, vout.ifindex);
     assert.match(dumpLog(w), /veth vin of the nested network namespace .* has its peer vout in the network namespace/);
+    // The dump reads every namespace before it takes any link down: vin had its carrier, its route is not linkdown.
+    assert.doesNotMatch(savedRoutes(w, innerNs!), /linkdown/);
+    assert.match(savedRoutes(w, innerNs!), /10\.217\.0\.0\/24 dev/);
     // No --external veth[] needed: both ends are the tree's.
     restoreWorkload(w);
     pid = inner(w);
@@ -189,8 +202,7 @@ test("nested netns: a route through a link without carrier at dump (its veth pee
     assert.deepEqual(critDecodeAll(imagesDir(w)), []);
     // The image keeps what the dump read, the kernel's state with it.
     const innerNs = netnsIds(w)[1]!;
-    const saved = spawnSync("ip", ["route", "showdump"], { input: readFileSync(`${imagesDir(w)}/route-${innerNs}.img`), encoding: "utf8" });
-    assert.match(saved.stdout, /10\.218\.0\.0\/24 dev \S+ .*linkdown/, saved.stderr);
+    assert.match(savedRoutes(w, innerNs), /10\.218\.0\.0\/24 dev \S+ .*linkdown/);
     restoreWorkload(w);
     assert.match(dumpLog(w, "restore.log"), new RegExp(`route-${innerNs}\\.img: 1 of 1 routes had the kernel's linkdown or dead state`));
     pid = inner(w);
