@@ -5,7 +5,10 @@
 // TCP listener, unix sockets, an abstract name) come back in it, and a
 // socket the task made before it unshared comes back in the root's, and a
 // veth pair between the root's namespace and the nested one comes back
-// whole (its root end a port of a bridge). Both with the root in crest's namespace and in one of its own.
+// whole (its root end a port of a bridge), and a route through a link
+// without carrier at dump comes back (the kernel's linkdown mark cleared for
+// `ip route restore`, set again by the kernel). Both with the root in crest's
+// namespace and in one of its own.
 // Refused by name, the tree running on: a socket of a namespace no task is
 // in.
 import { test } from "node:test";
@@ -116,6 +119,13 @@ function linkOf(pid: number, name: string): { ifindex: number; link_index?: numb
   return JSON.parse(inNetns(pid, ["ip", "-j", "link", "show", name]))[0];
 }
 
+/** route-N.img of namespace `id` as `ip route showdump` prints it (device names as this namespace knows their indexes). */
+function savedRoutes(w: Workload, id: number): string {
+  const r = spawnSync("ip", ["route", "showdump"], { input: readFileSync(`${imagesDir(w)}/route-${id}.img`), encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout;
+}
+
 test("nested netns: a veth pair between the root's namespace and a nested one comes back whole, the two ends peers with their indexes and addresses, the root's end a port of a bridge", () => {
   const w = startWorkload("netns-nested", [], { ns: NS, loUp: true });
   try {
@@ -131,6 +141,9 @@ test("nested netns: a veth pair between the root's namespace and a nested one co
     inNetns(w.pid, ["ip", "link", "set", "br0", "up"]);
     assert.equal(tcpAcross(w.pid, pid, "10.217.0.1", 7071), "pong", "the pair carries traffic before the dump");
     const before = { vin: linkOf(pid, "vin"), vout: linkOf(w.pid, "vout") };
+    // The kernel's linkwatch runs a link's carrier change at most once a second: after a second of quiet, a carrier lost
+    // during the dump (vout taken down before inner's namespace is read) would mark vin's route linkdown at once.
+    spawnSync("sleep", ["1.1"]);
     dumpWorkload(w);
     assert.deepEqual(critDecodeAll(imagesDir(w)), []);
     const [rootNs, innerNs] = netnsIds(w);
@@ -140,6 +153,9 @@ test("nested netns: a veth pair between the root's namespace and a nested one co
     assert.equal(vout.peer_nsid, innerNs, "vout's peer is in inner's namespace");
     assert.equal(vin.peer_ifindex, vout.ifindex);
     assert.match(dumpLog(w), /veth vin of the nested network namespace .* has its peer vout in the network namespace/);
+    // The dump reads every namespace before it takes any link down: vin had its carrier, its route is not linkdown.
+    assert.doesNotMatch(savedRoutes(w, innerNs!), /linkdown/);
+    assert.match(savedRoutes(w, innerNs!), /10\.217\.0\.0\/24 dev/);
     // No --external veth[] needed: both ends are the tree's.
     restoreWorkload(w);
     pid = inner(w);
@@ -155,6 +171,48 @@ test("nested netns: a veth pair between the root's namespace and a nested one co
     assert.match(inNetns(w.pid, ["ip", "-br", "-4", "addr", "show", "br0"]), /UP\s+10\.217\.0\.1\/24/);
     assert.equal(tcpAcross(w.pid, pid, "10.217.0.1", 7072), "pong", "the pair carries traffic after the restore");
     for (const p of [pid, w.pid]) assert.doesNotMatch(inNetns(p, ["nft", "list", "ruleset"]), /CRIU-|CREST-RESTORE/, "each lock was lifted");
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+/** Polls `ip route` in the namespace of `pid` until `re` matches it (3 s at most); returns the last output. */
+function routesWhen(pid: number, re: RegExp): string {
+  let out = "";
+  for (let i = 0; i < 30; i++) {
+    out = inNetns(pid, ["ip", "route"]);
+    if (re.test(out)) break;
+    spawnSync("sleep", ["0.1"]);
+  }
+  return out;
+}
+
+test("nested netns: a route through a link without carrier at dump (its veth peer down) comes back, linkdown again until the peer is up", () => {
+  const w = startWorkload("netns-nested", [], { ns: NS, loUp: true });
+  try {
+    let pid = inner(w);
+    inNetns(pid, ["ip", "link", "add", "vin", "type", "veth", "peer", "name", "vout", "netns", `/proc/${w.pid}/ns/net`]);
+    inNetns(pid, ["ip", "addr", "add", "10.218.0.2/24", "dev", "vin"]);
+    inNetns(pid, ["ip", "link", "set", "vin", "up"]);
+    // The root's end has its address but stays down: vin has no carrier, the kernel marks its route linkdown.
+    inNetns(w.pid, ["ip", "addr", "add", "10.218.0.1/24", "dev", "vout"]);
+    assert.match(routesWhen(pid, /linkdown/), /10\.218\.0\.0\/24 dev vin .*linkdown/);
+    dumpWorkload(w);
+    assert.deepEqual(critDecodeAll(imagesDir(w)), []);
+    // The image keeps what the dump read, the kernel's state with it.
+    const innerNs = netnsIds(w)[1]!;
+    assert.match(savedRoutes(w, innerNs), /10\.218\.0\.0\/24 dev \S+ .*linkdown/);
+    restoreWorkload(w);
+    assert.match(dumpLog(w, "restore.log"), new RegExp(`route-${innerNs}\\.img: 1 of 1 routes had the kernel's linkdown or dead state`));
+    pid = inner(w);
+    // The kernel marks the route again itself (as its linkwatch sees vin without carrier: within a second).
+    assert.match(routesWhen(pid, /linkdown/), /10\.218\.0\.0\/24 dev vin proto kernel scope link src 10\.218\.0\.2 linkdown/);
+    assert.match(inNetns(w.pid, ["ip", "-br", "link", "show", "vout"]), /DOWN/, "vout comes back down, as dumped");
+    // A live route: the peer up gives vin its carrier, and the kernel lifts the mark.
+    inNetns(w.pid, ["ip", "link", "set", "vout", "up"]);
+    assert.doesNotMatch(routesWhen(pid, /^(?![\s\S]*linkdown)/), /linkdown/);
+    assert.equal(tcpAcross(w.pid, pid, "10.218.0.1", 7073), "pong", "the pair carries traffic once its root end is up");
     assert.equal(finish(w), "PASS");
   } finally {
     stop(w);

@@ -40,7 +40,7 @@
 import { spawnSync } from "node:child_process";
 import { closeSync, fstatSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { dumpState, restoreState, UnsupportedError, type DumpRun, type DumpTask, type RestoreRun, type RestoreTask, type TaskKind } from "../context.js";
 import { IMG, nd_type, type net_device_entry, type netns_entry } from "../../images/index.js";
 import { CLONE, SYS } from "../../sys/constants.js";
@@ -53,6 +53,7 @@ import { addBridge, addVeth, delLink, IFF_LOOPBACK, IFF_UP, listLinks, nsidOf, s
 import { DEVCONFS4, DEVCONFS6, IPV4_SYSCTLS, readSysctls, UNIX_CONF, writeSysctls } from "./net-sysctl.js";
 import { dumpLock, holdNamespace, LOCK_METHOD_IDS, lockMethodOf, lockNamespace, releaseNamespace, unlockNamespace } from "../sockets/netlock.js";
 import { giveFd } from "../files/inherit.js";
+import { clearKernelRouteState, type ClearedRoutes } from "./route-dump.js";
 
 const SYSCTL = "/proc/sys/net";
 
@@ -219,7 +220,6 @@ function dumpNamespace(run: DumpRun, ns: TreeNetns, peers: Map<number, number>):
   // --empty-ns net: the caller makes the namespace's contents again (criu writes nothing of them).
   if (ns.root && run.opts.net.emptyNs) {
     run.log.info(`${nsWhat} is left empty (--empty-ns net): its contents are not dumped`);
-    if (!run.opts.dump.leaveRunning && !run.opts.dump.leaveStopped) takeLinksDown(run, ns);
     return;
   }
   inNamespaceOf(ns.pid, "net", () => {
@@ -242,7 +242,6 @@ function dumpNamespace(run: DumpRun, ns: TreeNetns, peers: Map<number, number>):
     run.images.write(IMG.netns, id, [netnsConf()]);
     run.log.info(`Dumped ${nsWhat}: links ${links.map((l) => l.name).join(", ")}`);
   });
-  if (!run.opts.dump.leaveRunning && !run.opts.dump.leaveStopped) takeLinksDown(run, ns);
 }
 
 /**
@@ -306,6 +305,11 @@ function dumpNamespaces(run: DumpRun): void {
   const links = new Map([...known.values()].map((ns) => [ns.id, inNamespaceOf(ns.pid, "net", listLinks)]));
   const peers = vethPeers(run, links);
   for (const ns of known.values()) dumpNamespace(run, ns, peers.get(ns.id)!);
+  // Only once every namespace is read: a link taken down takes the carrier from its veth peer in another namespace of the
+  // tree, and the kernel then marks the routes through the peer linkdown (within a second, as its linkwatch runs), which a
+  // later `ip route save` there would read as the namespace's state.
+  if (run.opts.dump.leaveRunning || run.opts.dump.leaveStopped) return;
+  for (const ns of known.values()) if (!(ns.root && externalKey(run, ns.ino) !== undefined)) takeLinksDown(run, ns);
 }
 
 // --- restore --------------------------------------------------------------------
@@ -458,6 +462,29 @@ function ipRestore(run: RestoreRun, kind: typeof IMG.ifaddr, id: number, args: s
 }
 
 /**
+ * Runs `ip route restore` on route-N.img or route6-N.img with the kernel's
+ * linkdown and dead state cleared (route-dump.ts): a route whose link had no
+ * carrier at dump is made again, and the kernel marks it so again if its
+ * link still has none. The image itself is left as the dump wrote it.
+ */
+function restoreRoutes(run: RestoreRun, kind: typeof IMG.route, id: number, what: string): void {
+  if (!run.images.exists(kind, id)) return;
+  const saved = run.images.read(kind, id);
+  if (!saved.length) return;
+  let routes: ClearedRoutes;
+  try {
+    routes = clearKernelRouteState(saved);
+  } catch (e) {
+    throw run.images.invalid(kind, id, (e as Error).message);
+  }
+  if (routes.cleared) {
+    run.log.info(`${basename(run.images.name(kind, id))}: ${routes.cleared} of ${routes.routes} routes had the kernel's linkdown or dead state ` +
+      "(their link had no carrier, or was down, at dump), cleared for ip route restore");
+  }
+  tool("ip", ["route", "restore"], what, routes.data);
+}
+
+/**
  * Whether two `ip ... save` streams (a 4-byte magic, then netlink
  * messages) hold the same messages, whatever the sequence numbers and port
  * ids of the sockets that read them.
@@ -539,8 +566,8 @@ function fillNamespace(run: RestoreRun, nsFd: number, id: number, nsWhat: string
       }
       for (const l of links) if (l.master !== undefined) setMaster(l.ifindex, l.name, l.master);
       ipRestore(run, IMG.ifaddr, id, ["addr"], `restore the addresses of ${nsWhat}`);
-      ipRestore(run, IMG.route, id, ["route"], `restore the routes of ${nsWhat}`);
-      ipRestore(run, IMG.route6, id, ["route"], `restore the IPv6 routes of ${nsWhat}`);
+      restoreRoutes(run, IMG.route, id, `restore the routes of ${nsWhat}`);
+      restoreRoutes(run, IMG.route6, id, `restore the IPv6 routes of ${nsWhat}`);
       const rules = run.images.exists(IMG.rule, id) ? run.images.read(IMG.rule, id) : Buffer.alloc(0);
       // A namespace with its default rules keeps them untouched: rules changed at all make the kernel stop merging the local
       // and main tables, and a local prefix (an address on lo) would then win over a longer route of the main table.
