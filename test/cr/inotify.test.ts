@@ -6,10 +6,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { readImage, IMG, fd_types } from "../../src/images/index.js";
-import { CRIT, crest, cycle, finish, imagesDir, procState, startWorkload, stop, type Workload } from "./harness.js";
+import { CRIT, cycle, imagesDir, type Workload } from "./harness.js";
 
 const IN_MODIFY = 0x2, IN_ATTRIB = 0x4, IN_CREATE = 0x100, IN_DELETE = 0x200, IN_EXCL_UNLINK = 0x04000000, IN_ONESHOT = 0x80000000;
 
@@ -30,16 +29,10 @@ test("fds-inotify: watches come back with their wds, masks and inodes", () => cy
 
 test("fds-inotify in its own PID namespace", () => cycle("fds-inotify", [], checkImages, { ns: "pid,ipc,uts" }));
 
-test("fds-inotify deleted: a watch on a deleted file is refused, the process untouched", () => {
-  const w = startWorkload("fds-inotify", ["deleted"]);
-  try {
-    const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /fd \d+ of process \d+ \(inotify\) watch 1 on inode \d+ of device \d+:\d+: the file is deleted; crest does not keep a watch or mark on a deleted file yet/);
-    assert.match(readFileSync(join(imagesDir(w), "dump.log"), "utf8"), /Dumping FAILED/);
-    assert.equal(procState(w.pid).tracer, 0);
-    assert.equal(finish(w), "PASS");
-  } finally {
-    stop(w);
-  }
-});
+test("fds-inotify deleted: a watch on a file deleted while open comes back on the file's ghost, with the fd's, and reports a write", () => cycle("fds-inotify", ["deleted"], (w) => {
+  const ify = readImage(imagesDir(w), IMG.files).filter((f) => f.type === fd_types.INOTIFY).map((f) => f.ify!);
+  const ghosts = readImage(imagesDir(w), IMG.remapFpath, undefined);
+  assert.equal(ify.length, 1);
+  assert.ok(ghosts.length >= 2, "the open file and the watched inode are each a file remapped to a ghost");
+  assert.equal(new Set(ghosts.map((g) => g.remap_id)).size, 1, "one ghost: the same inode");
+}));

@@ -14,8 +14,8 @@
  * IN_IGNORED on wd 6 (one-shot); the next watch added gets wd 7.
  *
  * With argv[2] "deleted" it watches a file it holds open but unlinked (zdtm
- * inotify00's case; criu puts the watch back on the file's ghost): crest
- * refuses it; the watch must still report a write after the refused dump.
+ * inotify00's case): after the restore (the watch back on the file's ghost,
+ * as criu puts it) a write to the open file is reported by the watch.
  *
  * Sabotage: 1 removes the watch on f; 2 changes the mask of d to IN_CREATE;
  * 3 clears the owner.
@@ -100,7 +100,7 @@ static void expect(int fd, const struct want *w, int n, const char *after)
 		fail("after %s: %d event(s), expected %d", after, i, n);
 }
 
-/* A watch crest refuses; after the refused dump it must be as it was. */
+/* A watch on a file deleted while open. */
 static int deleted(void)
 {
 	int g = open("g", O_CREAT | O_WRONLY, 0644);

@@ -34,7 +34,7 @@ export const fanotifyKind: FileKind = {
       if (m.kind === "inode") {
         return {
           id, type: mark_type.INODE, mflags: m.mflags, mask: m.mask, ignored_mask: m.ignoredMask, s_dev: m.sdev,
-          ie: { i_ino: m.ino, f_handle: dumpHandle(at, m.fhandle, m.ino, m.sdev, mounts) },
+          ie: { i_ino: m.ino, f_handle: dumpHandle(run, at, m.fhandle, m.ino, m.sdev, mounts) },
         };
       }
       if (m.kind === "mount") {
@@ -70,7 +70,7 @@ export const fanotifyKind: FileKind = {
         path = r.putString(m.me.path);
       } else {
         if (!m.ie) throw new Error(`restore ${at}: the image has no inode for it`);
-        const h = openHandleInTask(r, run, m.s_dev, m.ie.f_handle, at);
+        const h = openHandleInTask(r, run, m.s_dev, m.ie.i_ino, m.ie.f_handle, at);
         close = h.close;
         path = r.putString(`/proc/self/fd/${h.fd}`);
       }

@@ -6,7 +6,7 @@
 // (crest opens it and passes the fd in when the task, in a user namespace of
 // its own, may not).
 import { closeSync, openSync, readFileSync, readlinkSync, statSync } from "node:fs";
-import type { RestoreRun } from "../context.js";
+import type { DumpRun, RestoreRun } from "../context.js";
 import { restoreState, UnsupportedError } from "../context.js";
 import type { fh_entry } from "../../images/index.js";
 import { O, SYS } from "../../sys/constants.js";
@@ -18,6 +18,8 @@ import type { FileHandle } from "../../proc/fdinfo-kinds.js";
 import { RemoteError, type Remote } from "../../remote/remote.js";
 import { ownedAtRestore } from "../namespaces/owned.js";
 import { passFd } from "./inherit.js";
+import { ghostOfInode } from "./ghost.js";
+import { dumpDeletedFile, openRegFile, regFile } from "./regfile.js";
 
 /** MAX_HANDLE_SZ, and the u64 words fh_entry.handle carries (CRIU's fixed 16). */
 const MAX_HANDLE = 128;
@@ -58,13 +60,17 @@ function handleBytes(fh: fh_entry): Buffer {
   return b.subarray(0, fh.bytes);
 }
 
+/** st_dev's encoding of a device the kernel names (major << 20 | minor, as fdinfo shows it). */
+const userDev = (sdev: number): number => (((major(sdev) & 0xfff) << 8) | (minor(sdev) & 0xff) | ((minor(sdev) & 0xfff00) << 12)) >>> 0;
+
 /**
  * The fh_entry of inode `ino` of `sdev` (from fdinfo), checked: the handle
- * opens that inode, which is linked somewhere; its path is the entry's
- * (criu's restore opens the path, crest's the handle). `at` names the
- * watch or mark in messages.
+ * opens that inode; its path is the entry's (criu's restore opens the path,
+ * crest's the handle). A deleted inode is dumped as a ghost file (a
+ * files.img entry no fd names), which the restore finds by device and
+ * inode, as criu does. `at` names the watch or mark in messages.
  */
-export function dumpHandle(at: string, fh: FileHandle | undefined, ino: bigint, sdev: number, mounts: MountInfo[]): fh_entry {
+export function dumpHandle(run: DumpRun, at: string, fh: FileHandle | undefined, ino: bigint, sdev: number, mounts: MountInfo[]): fh_entry {
   at = `${at} on inode ${ino} of device ${major(sdev)}:${minor(sdev)}`;
   if (!fh) throw new UnsupportedError(`${at}: fdinfo shows no file handle (kernel without CONFIG_EXPORTFS?); crest cannot find the inode`);
   if (fh.bytes > MAX_HANDLE) throw new UnsupportedError(`${at}: its file handle is ${fh.bytes} bytes; crest does not support handles over ${MAX_HANDLE}`);
@@ -78,8 +84,18 @@ export function dumpHandle(at: string, fh: FileHandle | undefined, ino: bigint, 
     try {
       const st = statSync(`/proc/self/fd/${fd}`, { bigint: true });
       if (st.ino !== ino) throw new UnsupportedError(`${at}: its file handle opens inode ${st.ino} instead`);
-      if (st.nlink === 0n) throw new UnsupportedError(`${at}: the file is deleted; crest does not keep a watch or mark on a deleted file yet (criu restores it on the file's ghost)`);
-      return { bytes: fh.bytes, type: fh.type, handle: handleWords(fh.handle), path: readlinkSync(`/proc/self/fd/${fd}`) };
+      let path = readlinkSync(`/proc/self/fd/${fd}`);
+      if (st.nlink === 0n) {
+        path = path.replace(/ \(deleted\)$/, "");
+        // Read through a reopened fd (an O_PATH one reads nothing): its contents go to the ghost.
+        const rfd = openSync(`/proc/self/fd/${fd}`, O.RDONLY | O.CLOEXEC);
+        try {
+          dumpDeletedFile(run, { path, flags: O.RDONLY, pos: 0n }, `/proc/self/fd/${rfd}`, at);
+        } finally {
+          closeSync(rfd);
+        }
+      }
+      return { bytes: fh.bytes, type: fh.type, handle: handleWords(fh.handle), path };
     } finally {
       closeSync(fd);
     }
@@ -88,8 +104,13 @@ export function dumpHandle(at: string, fh: FileHandle | undefined, ino: bigint, 
   }
 }
 
-/** Opens the inode of a handle in the task (O_PATH); `close` closes it there. */
-export function openHandleInTask(r: Remote, run: RestoreRun, sdev: number, fh: fh_entry, at: string): { fd: number; close: () => void } {
+/** Opens the inode of a handle in the task (O_PATH), or its ghost if it was deleted; `close` closes it there. */
+export function openHandleInTask(r: Remote, run: RestoreRun, sdev: number, ino: bigint, fh: fh_entry, at: string): { fd: number; close: () => void } {
+  const ghost = ghostOfInode(run, userDev(sdev), ino);
+  if (ghost !== undefined) {
+    const fd = openRegFile(r, regFile(run, ghost), O.PATH | O.CLOEXEC);
+    return { fd, close: () => void r.syscall(SYS.close, fd) };
+  }
   const m = mountOf(run.state(mounts), sdev);
   if (!m) throw new Error(`restore ${at}: no mount of that device`);
   r.resetScratch();

@@ -453,6 +453,20 @@ export function ghostPath(run: RestoreRun, fileId: number, orig: string): string
   return c.path;
 }
 
+/**
+ * The files.img id of a file remapped to the ghost of inode `ino` on device
+ * `dev` (st_dev's encoding), if any: a watch or mark on a deleted file is
+ * put back on its ghost, found as criu finds it, by device and inode.
+ */
+export function ghostOfInode(run: RestoreRun, dev: number, ino: bigint): number | undefined {
+  for (const rp of run.state(restoring).remaps.values()) {
+    if ((rp.remap_type ?? remap_type.LINKED) !== remap_type.GHOST) continue;
+    const g = run.images.read(IMG.ghostFile, rp.remap_id).entry;
+    if (g.dev === dev && g.ino === ino) return rp.orig_id;
+  }
+  return undefined;
+}
+
 /** The name a link remap (files.img entry `id`) gave the file dumped at `orig`; it must be there, and is removed after the restore. */
 function linkedPath(run: RestoreRun, id: number, orig: string): string {
   const entry = run.files.get(id);

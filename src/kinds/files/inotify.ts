@@ -37,7 +37,7 @@ export const inotifyKind: FileKind = {
     const id = run.nextId("file");
     const wd: inotify_wd_entry[] = watches.map((w) => ({
       id, i_ino: w.ino, mask: (w.mask & ~FS_EVENT_ON_CHILD) >>> 0, ignored_mask: w.ignoredMask, s_dev: w.sdev, wd: w.wd,
-      f_handle: dumpHandle(`${f.what} (inotify) watch ${w.wd}`, w.fhandle, w.ino, w.sdev, mounts),
+      f_handle: dumpHandle(run, `${f.what} (inotify) watch ${w.wd}`, w.fhandle, w.ino, w.sdev, mounts),
     }));
     run.files.push({ type: fd_types.INOTIFY, id, ify: { id, flags: f.info.flags & ~O.CLOEXEC, fown: f.fown, wd } });
     run.log.info(`${f.what}: inotify with ${wd.length} watch(es); events queued in it are not kept`);
@@ -60,7 +60,7 @@ export const inotifyKind: FileKind = {
 /** Adds one watch under its wd; returns how many stray watches it added and removed on the way. */
 function addWatch(r: Remote, run: RestoreRun, ifd: number, w: inotify_wd_entry, what: string): number {
   const at = `watch ${w.wd} of ${what} (inode ${w.i_ino} of device ${major(w.s_dev)}:${minor(w.s_dev)})`;
-  const h = openHandleInTask(r, run, w.s_dev, w.f_handle, at);
+  const h = openHandleInTask(r, run, w.s_dev, w.i_ino, w.f_handle, at);
   let strays = 0;
   try {
     const path = r.putString(`/proc/self/fd/${h.fd}`);
