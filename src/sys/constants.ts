@@ -140,6 +140,11 @@ export const CLONE = {
   NEWTIME: 0x80,
 } as const;
 
+/** The CLONE_NEW* flag of each namespace kind (as /proc/PID/ns names them). */
+export const NS_CLONE_FLAG = {
+  cgroup: CLONE.NEWCGROUP, ipc: CLONE.NEWIPC, mnt: CLONE.NEWNS, net: CLONE.NEWNET, pid: CLONE.NEWPID, time: CLONE.NEWTIME, user: CLONE.NEWUSER, uts: CLONE.NEWUTS,
+} as const;
+
 /** The clocks a time namespace offsets. */
 export const CLOCK = { MONOTONIC: 1, BOOTTIME: 7 } as const;
 

@@ -459,13 +459,19 @@ export function ghostPath(run: RestoreRun, fileId: number, orig: string): string
  * put back on its ghost, found as criu finds it, by device and inode.
  */
 export function ghostOfInode(run: RestoreRun, dev: number, ino: bigint): number | undefined {
+  return run.state(ghostInodes).get(`${dev}:${ino}`);
+}
+
+/** Restore: the files remapped to ghosts, by their ghost's "dev:ino" (each ghost image read once). */
+const ghostInodes = restoreState("ghost inodes", (run) => {
+  const out = new Map<string, number>();
   for (const rp of run.state(restoring).remaps.values()) {
     if ((rp.remap_type ?? remap_type.LINKED) !== remap_type.GHOST) continue;
     const g = run.images.read(IMG.ghostFile, rp.remap_id).entry;
-    if (g.dev === dev && g.ino === ino) return rp.orig_id;
+    if (g.dev !== undefined && g.ino !== undefined) out.set(`${g.dev}:${g.ino}`, rp.orig_id);
   }
-  return undefined;
-}
+  return out;
+});
 
 /** The name a link remap (files.img entry `id`) gave the file dumped at `orig`; it must be there, and is removed after the restore. */
 function linkedPath(run: RestoreRun, id: number, orig: string): string {

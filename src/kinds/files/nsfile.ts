@@ -7,15 +7,13 @@
 import { closeSync, openSync } from "node:fs";
 import { UnsupportedError } from "../context.js";
 import { fd_types, type task_kobj_ids_entry } from "../../images/index.js";
-import { CLONE, O } from "../../sys/constants.js";
+import { NS_CLONE_FLAG, O } from "../../sys/constants.js";
 import type { NsKind } from "../../proc/nslink.js";
 import type { FileKind } from "./file-kind.js";
 import { passFd } from "./inherit.js";
 
 /** CLONE_NEW* of each namespace kind, as ns_file_entry.ns_cflag holds it. */
-const CFLAG: Record<NsKind, number> = {
-  cgroup: CLONE.NEWCGROUP, ipc: CLONE.NEWIPC, mnt: CLONE.NEWNS, net: CLONE.NEWNET, pid: CLONE.NEWPID, time: CLONE.NEWTIME, user: CLONE.NEWUSER, uts: CLONE.NEWUTS,
-};
+const CFLAG: Record<NsKind, number> = NS_CLONE_FLAG;
 
 export const nsFileKind: FileKind = {
   name: "namespace file",

@@ -71,7 +71,7 @@ export function checkReopenable(path: string, via: string, what: string, anyType
   try {
     // The kernel's path has no symlink in it, but may be one (O_PATH|O_NOFOLLOW).
     // It is the task's path: looked up in its mount namespace.
-    const seen = inTaskRoot(path, /^\/proc\/(\d+)\//.exec(via)?.[1]);
+    const seen = inTaskNamespace(path, /^\/proc\/(\d+)\//.exec(via)?.[1]);
     const now = st.isSymbolicLink() ? lstatSync(seen) : statSync(seen);
     // --evasive-devices: another file of the same device number will do, as criu takes it.
     const sameDevice = evasiveDevices && (st.isCharacterDevice() || st.isBlockDevice()) && now.rdev === st.rdev;
@@ -85,13 +85,21 @@ export function checkReopenable(path: string, via: string, what: string, anyType
 /**
  * A task's absolute path as crest reaches it: through /proc/PID/root, so
  * that it is looked up in the task's mount namespace (the same file as
- * crest's own path when the task shares crest's). The kernel names a
+ * crest's own path when the task shares crest's). For a task restored here,
+ * not chrooted yet (fs.ts chroots it after its files are open).
+ */
+export function inTaskRoot(path: string, pid: number | string | undefined): string {
+  return pid === undefined || !path.startsWith("/") ? path : `/proc/${pid}/root${path}`;
+}
+
+/**
+ * Dump: the same for a task that may be chrooted. The kernel names a
  * chrooted task's files from its mount namespace's root, not from its
  * chroot, which /proc/PID/root leads to: the path climbs back out of it
  * (`..` through that link is not held at the chroot, crest's own root being
  * elsewhere).
  */
-export function inTaskRoot(path: string, pid: number | string | undefined): string {
+function inTaskNamespace(path: string, pid: string | undefined): string {
   if (pid === undefined || !path.startsWith("/")) return path;
   const root = `/proc/${pid}/root`;
   let chroot: string;
