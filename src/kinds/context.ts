@@ -4,6 +4,7 @@
 // image store, and keep whatever they need for the whole run in a typed
 // state of their own (run.state).
 import type { ChainPages } from "./memory/chain.js";
+import type { ParentTracking } from "./memory/tracking.js";
 import type { Logger } from "../log.js";
 import type { Options } from "../options.js";
 import type { Remote } from "../remote/remote.js";
@@ -102,6 +103,8 @@ export interface DumpRun extends RunBase {
   failed: Array<() => void>;
   /** Fields the kinds add to inventory.img (the network lock a restore must lift). */
   inventory: Partial<inventory_entry>;
+  /** --prev-images-dir with --track-mem: the parent images and the tracking since, opened before the freeze. */
+  parent: ParentTracking | null;
   state<S>(key: StateKey<S, DumpRun>): S;
 }
 

@@ -12,7 +12,7 @@
 // it are written beside the images (crest-mem-track.json, which criu does not
 // read). A lost holder loses nothing but time: a mapping no longer
 // registered reports every page written, so the next dump copies them all.
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../../log.js";
 import type { SmapsEntry } from "../../proc/index.js";
@@ -27,7 +27,7 @@ import { privatePages } from "./vma.js";
 import { pageCount, parentPages, type ParentPages } from "./pages.js";
 import { dumpState, type DumpRun, type DumpTask } from "../context.js";
 import { IMG } from "../../images/index.js";
-import { parentImagesDir } from "../../options.js";
+import { parentImagesDir, type Options } from "../../options.js";
 import { RestoreImages } from "../../images/store.js";
 import { sentToPageServer } from "../../images/manifest.js";
 
@@ -186,27 +186,49 @@ export function uptimeUs(): bigint {
   return BigInt(sec!) * 1_000_000n + BigInt(frac.padEnd(2, "0").slice(0, 2)) * 10_000n;
 }
 
-/** A dump's tracking: the parent images' (--prev-images-dir with --track-mem), and the tasks it tracks from now on. */
-interface DumpTracking {
-  parent: ParentImages | null;
+/**
+ * What a pre-dump, or a dump with --track-mem, takes on from its parent
+ * images (--prev-images-dir): which pages they hold, and the tracking since
+ * them. Opened before the tree is frozen, so that reading them (a pagemap
+ * of thousands of entries when a task wrote pages here and there) is not
+ * frozen time.
+ */
+export interface ParentTracking {
+  images: ParentImages;
   prev: PrevTracking | null;
-  tracked: Tracked[];
 }
 
-const dumpTracking = dumpState<DumpTracking>("memory tracking", (run) => {
-  const dir = run.opts.dump.trackMem ? parentImagesDir(run.opts) : null;
-  return { parent: dir ? new ParentImages(dir) : null, prev: dir ? PrevTracking.open(dir, run.log) : null, tracked: [] };
-});
+/**
+ * Checks --prev-images-dir (which must hold images) and, where the run
+ * `tracks` memory, opens its ParentTracking; null without a parent.
+ */
+export function openParentTracking(opts: Options, log: Logger, tracks: boolean): ParentTracking | null {
+  const dir = parentImagesDir(opts);
+  if (dir === null) return null;
+  if (!existsSync(`${dir}/inventory.img`)) {
+    throw new Error(`--prev-images-dir ${opts.dump.prevImagesDir}: ${dir} holds no images (no inventory.img there; a relative path is taken from the images directory, as criu takes it)`);
+  }
+  return tracks ? { images: new ParentImages(dir), prev: PrevTracking.open(dir, log) } : null;
+}
 
-/** The parent images of a pre-dump or dump with --track-mem: which pages they hold of a task. */
+/** The tasks a dump tracks from now on. */
+const dumpTracked = dumpState<Tracked[]>("memory tracking", () => []);
+
+/** The parent images of a pre-dump or dump with --track-mem: which pages they hold of each task, read at once. */
 export class ParentImages {
-  private readonly images: RestoreImages;
+  /** By the task's PID in its namespace, as the images name it. */
+  private readonly pages = new Map<number, ParentPages>();
   /** They sent their pagemaps and pages to a page server: none is here to say which. */
   private readonly remote: boolean;
 
   constructor(dir: string) {
-    this.images = new RestoreImages(dir);
     this.remote = sentToPageServer(dir);
+    if (this.remote) return;
+    const images = new RestoreImages(dir);
+    for (const name of readdirSync(dir)) {
+      const m = /^pagemap-(\d+)\.img$/.exec(name);
+      if (m) this.pages.set(Number(m[1]), parentPages(images.read(IMG.pagemap, Number(m[1])).entries));
+    }
   }
 
   /**
@@ -217,7 +239,7 @@ export class ParentImages {
    */
   holds(vpid: number): ParentPages | null {
     if (this.remote) return [{ start: 0, end: Number.MAX_SAFE_INTEGER }];
-    return this.images.exists(IMG.pagemap, vpid) ? parentPages(this.images.read(IMG.pagemap, vpid).entries) : null;
+    return this.pages.get(vpid) ?? null;
   }
 }
 
@@ -227,9 +249,8 @@ export class ParentImages {
  * `prevFd`: the task's userfaultfd from the previous tracking, for trackTask.
  */
 export function parentPagesOf(task: DumpTask, run: DumpRun): { parent: ParentPages | null; prevFd: number | null } {
-  const s = run.state(dumpTracking);
-  const prevFd = s.prev?.take(task.pid) ?? null;
-  return { parent: prevFd === null ? null : s.parent?.holds(task.vpid) ?? null, prevFd };
+  const prevFd = run.parent?.prev?.take(task.pid) ?? null;
+  return { parent: prevFd === null ? null : run.parent!.images.holds(task.vpid), prevFd };
 }
 
 /** Dump, once the task's pages are copied: tracks it on with --track-mem, for a tree that runs on. */
@@ -241,7 +262,7 @@ export function trackTask(task: DumpTask, run: DumpRun, prevFd: number | null): 
   }
   const data = task.pagemap.map((e) => ({ start: Number(e.vaddr), end: Number(e.vaddr) + pageCount(e) * PAGE_SIZE }));
   const uffd = track(task.remotes[0]!, task.vmas, data, prevFd, run.log);
-  if (uffd !== null) run.state(dumpTracking).tracked.push({ pid: task.pid, uffd });
+  if (uffd !== null) run.state(dumpTracked).push({ pid: task.pid, uffd });
 }
 
 /**
@@ -251,15 +272,16 @@ export function trackTask(task: DumpTask, run: DumpRun, prevFd: number | null): 
  * the new holder too: its next dump copies every page.
  */
 export function handOverTracking(run: DumpRun): void {
-  const s = run.state(dumpTracking);
+  const tracked = run.state(dumpTracked);
+  const prev = run.parent?.prev;
   // As criu: the uptime at a tracked dump, which tells a task started since (a reused PID).
   if (run.opts.dump.trackMem) run.inventory.dump_uptime = uptimeUs();
-  if (s.tracked.length) {
-    const { record, holder } = holdTracking(s.tracked);
-    s.tracked = [];
+  if (tracked.length) {
+    const { record, holder } = holdTracking(tracked);
+    tracked.length = 0;
     run.images.writeFile(TRACK_FILE, record);
     run.failed.push(() => endHolder(holder));
-    s.prev?.stop();
+    prev?.stop();
   }
-  s.prev?.close();
+  prev?.close();
 }

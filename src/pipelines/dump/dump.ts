@@ -5,10 +5,10 @@
 // them (inventory last); then kill the tree (or leave it running or
 // stopped). Any failure before the end puts every task back exactly as it
 // was, lets it run, and leaves the images directory as it was.
-import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync } from "node:fs";
 import { pageServerFor } from "../../images/page-server.js";
 import type { Logger } from "../../log.js";
-import { parentImagesDir, unsupportedExternal, type Options } from "../../options.js";
+import { unsupportedExternal, type Options } from "../../options.js";
 import { DUMP_SEIZE_OPTIONS, freezeProcess, freezeTree, thawTree, type FrozenTree, type FrozenTask } from "./freeze.js";
 import { freezeCgroup, releaseSeized, restoreFreezerState } from "../../kinds/cgroup/freezer.js";
 import { Remote } from "../../remote/remote.js";
@@ -21,6 +21,7 @@ import { TASK_STATE } from "../../kinds/task/task-state.js";
 import { IMG, IMAGES_V1_1, core_entry_march, lsmtype, type core_entry, type pstree_entry, type task_kobj_ids_entry } from "../../images/index.js";
 import { dedupImages } from "../../kinds/memory/chain.js";
 import { serveDumpedPages } from "../../kinds/memory/lazy-server.js";
+import { openParentTracking, type ParentTracking } from "../../kinds/memory/tracking.js";
 import { DumpImages } from "../../images/store.js";
 import { parseSmaps, parseStat, parseStatus, type ProcStat } from "../../proc/index.js";
 import { resumeLive } from "../../kinds/task/regs.js";
@@ -116,7 +117,7 @@ export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResu
   mkdirSync(dir, { recursive: true });
   if (!statSync(dir).isDirectory()) throw new Error(`${dir} is not a directory`);
   log.info(`Dumping processes (pid: ${opts.dump.tree})`);
-  checkParentImages(opts);
+  const parent = openParentTracking(opts, log, opts.dump.trackMem);
   const pageServer = pageServerFor(opts);
   const images = new DumpImages(dir, pageServer);
   if (opts.dump.prevImagesDir !== undefined) images.linkParent(opts.dump.prevImagesDir);
@@ -124,7 +125,7 @@ export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResu
   scripts.rootPid = opts.dump.tree;
   let result: DumpResult;
   try {
-    result = dumpTree(opts, log, images, scripts, hooks);
+    result = dumpTree(opts, log, images, scripts, hooks, parent);
   } catch (e) {
     images.abort();
     throw e;
@@ -142,13 +143,6 @@ export function dedup(dir: string, log: Logger): void {
 }
 
 /** --prev-images-dir must name images. */
-export function checkParentImages(opts: Options): void {
-  const dir = parentImagesDir(opts);
-  if (dir !== null && !existsSync(`${dir}/inventory.img`)) {
-    throw new Error(`--prev-images-dir ${opts.dump.prevImagesDir}: ${dir} holds no images (no inventory.img there; a relative path is taken from the images directory, as criu takes it)`);
-  }
-}
-
 /** Stage: names the frozen tree's tasks as its own PID namespace sees them, and the objects they share. */
 function nameTree(frozen: FrozenTree, nextId: DumpRun["nextId"], opts: Options): Tree {
   const ns = new TreeNamespaces(frozen);
@@ -210,7 +204,7 @@ function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[], hooks: RunH
   run.log.info(`Remote control by kind (syscalls/stops): ${tally}`);
 }
 
-function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: ActionScripts, hooks: RunHooks): DumpResult {
+function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: ActionScripts, hooks: RunHooks, parent: ParentTracking | null): DumpResult {
   scripts.run("pre-dump");
   const t0 = process.hrtime.bigint();
   // --freeze-cgroup: the cgroup freezer holds the tree while crest seizes it.
@@ -257,7 +251,7 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
     const run: DumpRun = {
       opts, log, stats, images, files: [], root: tree.tasks[0]!, tasks: tree.tasks, ownNamespaces: new Set(tree.ns.own.keys()), namespaceIds: tree.ns.nsIds, nextId,
       treeTids: new Set(frozen.tasks.flatMap((t) => [t.pid, ...t.threads.map((th) => th.tid)])),
-      undo, failed, inventory: {}, state: (key) => states.of(key), script: (hook) => scripts.run(hook),
+      undo, failed, inventory: {}, parent, state: (key) => states.of(key), script: (hook) => scripts.run(hook),
     };
     const states = new RunStates(() => run);
     started = run;
@@ -304,6 +298,7 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
     if (opts.dump.leaveRunning || opts.dump.leaveStopped) undoAll(undo, log);
     release(opts, frozen);
     frozenUs = us(frozenAt);
+    reapKilled(opts, frozen);
   }
   // Written here, or behind by the store's writer thread.
   const entry = {
@@ -419,13 +414,25 @@ function undoAll(undo: DumpRun["undo"], log: Logger): void {
 }
 
 /** Kills the tree (the default), or lets it run or stop, as asked. */
+/**
+ * Ends the tree's freeze: thawed (--leave-running, --leave-stopped) or sent
+ * SIGKILL, after which it is no longer frozen but dying (criu stops its
+ * frozen-time clock there too); reapKilled waits for the deaths.
+ */
 function release(opts: Options, tree: FrozenTree): void {
   if (opts.dump.leaveRunning) return thawTree(tree);
   if (opts.dump.leaveStopped) return thawTree(tree, SIG.STOP);
   for (const t of tree.tasks) if (!t.zombie) process.kill(t.pid, SIG.KILL);
-  // Wait until each thread is gone, so the PIDs are dead when crest returns.
-  // Children first and leaders last: a leader's exit is reported only after
-  // its other threads', and a namespace's init waits for everything in it.
+}
+
+/**
+ * After release killed the tree: waits until each thread is gone, so the
+ * PIDs are dead when crest returns. Children first and leaders last: a
+ * leader's exit is reported only after its other threads', and a
+ * namespace's init waits for everything in it.
+ */
+function reapKilled(opts: Options, tree: FrozenTree): void {
+  if (opts.dump.leaveRunning || opts.dump.leaveStopped) return;
   for (const t of [...tree.tasks].reverse()) for (const th of [...t.threads].reverse()) waitGone(th.tid);
 }
 

@@ -13,10 +13,10 @@
 // began too, and the next dump copies it again.
 import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import type { Logger } from "../../log.js";
-import { parentImagesDir, type Options } from "../../options.js";
+import type { Options } from "../../options.js";
 import type { RunHooks } from "../hooks.js";
 import { freezeTree, thawTree, type FrozenTree } from "./freeze.js";
-import { checkParentImages, dedup, closeAll, openTask } from "./dump.js";
+import { dedup, closeAll, openTask } from "./dump.js";
 import { TreeNamespaces } from "./tree-ids.js";
 import { DumpImages } from "../../images/store.js";
 import { pageServerFor } from "../../images/page-server.js";
@@ -27,7 +27,7 @@ import { PAGE_SIZE, SIG } from "../../sys/constants.js";
 import { newStats, type Stats } from "../../kinds/context.js";
 import { PagesWriter, privateData, type DataPiece } from "../../kinds/memory/pages.js";
 import { privatePages } from "../../kinds/memory/vma.js";
-import { ParentImages, PrevTracking, TRACK_FILE, endHolder, holdTracking, track, uptimeUs, type Tracked } from "../../kinds/memory/tracking.js";
+import { openParentTracking, type ParentImages, type PrevTracking, TRACK_FILE, endHolder, holdTracking, track, uptimeUs, type Tracked } from "../../kinds/memory/tracking.js";
 import type { Remote } from "../../remote/remote.js";
 import { displayDumpStats } from "../stats.js";
 import { faultPoint } from "../../fault.js";
@@ -51,11 +51,10 @@ export function preDump(opts: Options, log: Logger, hooks: RunHooks = {}): void 
   const dir = opts.images.dir;
   mkdirSync(dir, { recursive: true });
   log.info(`Pre-dumping processes (pid: ${opts.dump.tree})`);
-  checkParentImages(opts);
-  const parentDir = parentImagesDir(opts);
+  const parent = openParentTracking(opts, log, true);
   const pageServer = pageServerFor(opts);
   const images = new DumpImages(dir, pageServer);
-  const prev = parentDir ? PrevTracking.open(parentDir, log) : null;
+  const prev = parent?.prev ?? null;
   const tracked: Tracked[] = [];
   const plans: Plan[] = [];
   let holder: number | null = null;
@@ -68,7 +67,7 @@ export function preDump(opts: Options, log: Logger, hooks: RunHooks = {}): void 
     images.expectTasks(frozen.tasks.length);
     hooks.progress?.({ stage: "frozen", tasks: frozen.tasks.length });
     try {
-      planTree(frozen, parentDir ? new ParentImages(parentDir) : null, prev, plans, tracked, log);
+      planTree(frozen, parent?.images ?? null, prev, plans, tracked, log);
       faultPoint("pre-dump:tracked");
     } finally {
       thawTree(frozen);
