@@ -54,3 +54,36 @@ test("files-locked: a lock the restore cannot take fails it, nothing left alive"
     stop(w);
   }
 });
+
+// Leases being broken (zdtm file_lease02..04): kept with their target type and
+// LEASE_BREAKING as criu keeps them, taken and broken again at restore, with no
+// break signal of the restore's reaching the task.
+const LEASE_BREAKING = 4, F_RDLCK = 0, F_UNLCK = 2;
+
+test("files-leases: leases being broken come back breaking, to the same type, with no signal of the restore's", () => {
+  const w = startWorkload("files-leases");
+  try {
+    const parent = w.pid;
+    dumpWorkload(w, ["--file-locks"]);
+    assert.deepEqual(critDecodeAll(imagesDir(w)), []);
+    const locks = readImage(imagesDir(w), IMG.fileLocks);
+    const child = readImage(imagesDir(w), IMG.pstree).find((e) => e.ppid === parent)!.pid;
+    assert.deepEqual(locks.map((l) => `${l.flag} ${l.type} ${l.pid === parent ? "parent" : l.pid === child ? "child" : l.pid} ${l.fd}`).sort(), [
+      `${FL.LEASE} ${F_UNLCK | LEASE_BREAKING} parent 3`, `${FL.LEASE} ${F_RDLCK | LEASE_BREAKING} parent 4`, `${FL.LEASE} ${F_UNLCK | LEASE_BREAKING} parent 5`,
+      `${FL.LEASE} ${F_UNLCK | LEASE_BREAKING} child 6`,
+    ].sort(), "e broken to UNLCK, f to READ, g (shared with the child) once, h the child's");
+    restoreWorkload(w, ["--file-locks"]);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+test("files-leases: the workload sees a lease of the wrong type (sabotage 1)", () => {
+  const w = startWorkload("files-leases", [], { env: ["CREST_WL_SABOTAGE=1"] });
+  try {
+    assert.match(finish(w), /^FAIL: f: the lease is 0, expected 2/);
+  } finally {
+    stop(w);
+  }
+});
