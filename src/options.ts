@@ -75,6 +75,17 @@ export interface RestoreOptions {
   noVerify: boolean;
   /** --lazy-pages: private anonymous memory is left to `crest lazy-pages`, which copies each page in on first touch. */
   lazyPages?: boolean;
+  /** -J/--join-ns (repeatable): namespaces the restored root enters instead of crest's. */
+  joinNs: JoinNs[];
+}
+
+/** --join-ns NS:{PID|NS_FILE}[,EXTRA]: the namespace of kind NS of process PID, or the namespace file. */
+export interface JoinNs {
+  kind: string;
+  /** A PID (its /proc/PID/ns/NS) or a path to a namespace file, as given. */
+  file: string;
+  /** Given after the file (criu takes a UID and GID for a user namespace). */
+  extra?: string;
 }
 
 export interface CheckOptions {
@@ -273,7 +284,7 @@ export function defaultOptions(command: Command): Options {
     images: { dir: "." },
     log: { level: DEFAULT_LOG_LEVEL, perPid: false, displayStats: false },
     dump: { leaveRunning: false, leaveStopped: false, ghostLimit: DEFAULT_GHOST_LIMIT, trackMem: false, autoDedup: false },
-    restore: { detached: false, sibling: false, noVerify: false },
+    restore: { detached: false, sibling: false, noVerify: false, joinNs: [] },
     check: { all: false, extra: false, experimental: false },
     external: [],
     inheritFd: [],
@@ -293,12 +304,22 @@ export function workPath(opts: Options, p: string): string {
   return isAbsolute(p) ? p : join(opts.images.workDir ?? opts.images.dir, p);
 }
 
+/** The namespace kinds --join-ns takes (criu also takes time and user, and in its code mnt). */
+export const JOINABLE: readonly string[] = ["net", "uts", "ipc"];
+
 /**
  * What the model can hold that crest cannot carry out yet, one message per
  * item naming it, for every face to refuse before any work starts.
  */
 export function unsupported(opts: Options): string[] {
   const why = opts.external.map(unsupportedExternal).filter((w): w is string => w !== undefined);
+  for (const j of opts.restore.joinNs) {
+    if (!JOINABLE.includes(j.kind)) {
+      why.push(`--join-ns ${j.kind}:${j.file}: crest joins ${JOINABLE.join(", ")} namespaces so far${j.kind === "pid" ? " (criu cannot join a PID namespace either)" : ""}; restore without it, or with --external and --inherit-fd for a namespace the tree was dumped in`);
+    } else if (j.extra !== undefined) {
+      why.push(`--join-ns ${j.kind}:${j.file},${j.extra}: options after the namespace file are for a user namespace only`);
+    }
+  }
   if (opts.restore.lazyPages && opts.command === "pre-dump") {
     why.push("--lazy-pages on pre-dump: a pre-dump copies every page while the tree runs on, none is left for a lazy restore; pre-dump plainly, then dump --lazy-pages --prev-images-dir");
   }

@@ -526,6 +526,11 @@ export class Remote {
     }
   }
 
+  /** Maps a scratch area of 64 KiB anywhere unless the task has one: for a restore's calls that pass memory. */
+  needScratch(): void {
+    if (!this.scratch) this.mapScratch(64 << 10);
+  }
+
   /**
    * Maps a scratch area (RWX, private anonymous) in the task, puts our gadget
    * at its start and uses it from then on. With addr the mapping must land

@@ -175,3 +175,16 @@ test("LXC's options: --link-remap, --force-irmap, --ext-mount-map auto and its s
   assert.equal(parseArgs(["dump", "--external", "mnt[]"]).options.mnt.autoExternal, true);
   assert.throws(() => parseArgs(["dump", "--external", "mnt[]:x"]), /after mnt\[\]: criu takes m \(external masters\) or s \(external sharing\)/);
 });
+
+test("-J/--join-ns NS:{PID|NS_FILE}[,EXTRA] fills the model; kinds crest cannot join and extras are refused by name (options.unsupported)", () => {
+  const o = parseArgs(["restore", "-J", "net:123", "--join-ns", "uts:/run/uts", "--join-ns=ipc:7"]).options;
+  assert.deepEqual(o.restore.joinNs, [{ kind: "net", file: "123" }, { kind: "uts", file: "/run/uts" }, { kind: "ipc", file: "7" }]);
+  assert.deepEqual(unsupported(o), []);
+  const u = parseArgs(["restore", "--join-ns", "user:9,0,0", "--join-ns", "pid:1", "--join-ns", "net:3,1"]).options;
+  assert.deepEqual(u.restore.joinNs[0], { kind: "user", file: "9", extra: "0,0" });
+  const why = unsupported(u).join("\n");
+  assert.match(why, /--join-ns user:9: crest joins net, uts, ipc namespaces so far/);
+  assert.match(why, /--join-ns pid:1: .*criu cannot join a PID namespace either/);
+  assert.match(why, /--join-ns net:3,1: options after the namespace file are for a user namespace only/);
+  assert.throws(() => parseArgs(["restore", "--join-ns", "net"]), /bad --join-ns value 'net'/);
+});

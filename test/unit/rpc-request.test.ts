@@ -39,6 +39,11 @@ test("rpc request: rst_sibling and inherit_fd only through swrk; options crest l
   assert.deepEqual(lacks.refused.map((r) => r.split(":")[0]), ["criu_opts.weak_sysctls", "criu_opts.lsm_profile"], "cpu_cap at criu's default is no request");
 });
 
+test("rpc request: join_ns entries become --join-ns", () => {
+  const t = translate("restore", req({ images_dir: "/x", join_ns: [{ ns: "net", ns_file: "/run/netns/a" }, { ns: "user", ns_file: "5", extra_opt: "0,0" }] }), peer, "swrk", noConfigs);
+  assert.deepEqual(t.options.restore.joinNs, [{ kind: "net", file: "/run/netns/a" }, { kind: "user", file: "5", extra: "0,0" }]);
+});
+
 test("rpc request: ps sends a dump's pages to a page server; with lazy_pages it is the port the dump serves them on; a client's own connection is refused", () => {
   const ps = translate("dump", req({ images_dir: "/x", ps: { address: "10.0.0.2", port: 1234 } }), peer, "swrk", noConfigs);
   assert.deepEqual([ps.refused, ps.options.service.pageServer, ps.options.service.address, ps.options.service.port, ps.options.restore.lazyPages], [[], true, "10.0.0.2", 1234, undefined]);

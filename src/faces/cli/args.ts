@@ -3,7 +3,7 @@
 // short options, optional arguments only when attached (`-v4`), `no-` forms
 // of boolean options, options before or after the command. Every criu option
 // is known; the ones crest does not implement yet are refused by name.
-import { CGROUP_MODES, addExternal, defaultOptions, type CgroupMode, type CgroupRoot, type Command, type Options } from "../../options.js";
+import { CGROUP_MODES, addExternal, defaultOptions, type CgroupMode, type CgroupRoot, type Command, type JoinNs, type Options } from "../../options.js";
 import { parseConfigText, readConfigs, type ConfigEnv } from "./config.js";
 
 export const COMMANDS: readonly Command[] = [
@@ -30,6 +30,13 @@ interface OptSpec {
 function atoi(s: string): number {
   const m = /^\s*([+-]?\d+)/.exec(s);
   return m ? parseInt(m[1]!, 10) : 0;
+}
+
+/** criu's --join-ns value: NS:{PID|NS_FILE}[,EXTRA]. */
+export function parseJoinNs(v: string): JoinNs {
+  const m = /^([a-z]+):([^,]+)(?:,(.*))?$/.exec(v);
+  if (!m) throw new UsageError(`bad --join-ns value '${v}': it must be NS:PID or NS:NS_FILE (net:1234, net:/run/netns/x)`);
+  return { kind: m[1]!, file: m[2]!, ...(m[3] !== undefined ? { extra: m[3] } : {}) };
 }
 
 /** criu's --inherit-fd value: fd[N]:KEY. */
@@ -83,7 +90,6 @@ const SPECS: OptSpec[] = [
   { long: "pidfile", arg: "required", apply: (o, v) => { o.restore.pidfile = v!; } },
   { long: "help", short: "h", arg: "none" },
   { long: "version", short: "V", arg: "none" },
-  { long: "join-ns", short: "J", arg: "required" },
   { long: "root", short: "r", arg: "required", apply: (o, v) => { o.mnt.root = v!; } },
   { long: "ext-unix-sk", short: "x", arg: "optional", apply: (o, v) => {
     // criu's unix_sk_ids_parse: INO[,INO...], each becoming unix[INO] of --external.
@@ -132,6 +138,7 @@ const SPECS: OptSpec[] = [
   { long: "manage-cgroups", arg: "optional", apply: (o, v) => { o.cgroups.mode = parseCgroupMode(v); } },
   { long: "cgroup-root", arg: "required", apply: (o, v) => { o.cgroups.roots.push(parseCgroupRoot(v!)); } },
   { long: "inherit-fd", arg: "required", apply: (o, v) => { o.inheritFd.push(parseInheritFd(v!)); } },
+  { long: "join-ns", short: "J", arg: "required", apply: (o, v) => { o.restore.joinNs.push(parseJoinNs(v!)); } },
   { long: "feature", arg: "required", apply: (o, v) => { o.check.feature = v!; } },
   { long: "skip-mnt", arg: "required", apply: (o, v) => { o.mnt.skip.push(v!); } },
   { long: "enable-fs", arg: "required", apply: (o, v) => { o.mnt.enableFs.push(...v!.split(",").filter((n) => n !== "")); } },

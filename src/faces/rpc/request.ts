@@ -30,7 +30,6 @@ export interface Translated {
 /** criu_opts fields crest has no counterpart for yet: refused when set to anything but criu's default. */
 const UNSUPPORTED: ReadonlyArray<[keyof criu_opts, string]> = [
   ["exec_cmd", "--exec-cmd"],
-  ["join_ns", "--join-ns"],
   ["weak_sysctls", "--weak-sysctls"], ["lsm_profile", "an LSM profile"],
   ["pidfd_store_sk", "the pidfd store (pidfd_store_sk)"], ["lsm_mount_context", "an LSM mount context"],
   ["skip_file_rwx_check", "--skip-file-rwx-check"], ["unprivileged", "--unprivileged"],
@@ -148,6 +147,7 @@ export function translate(command: Command, o: criu_opts | undefined, peer: Peer
     if (mode === "swrk") options.restore.sibling = o.rst_sibling;
     else refused.push("criu_opts.rst_sibling is not allowed in the standalone service (only `swrk` restores a sibling of its client)");
   }
+  options.restore.joinNs.push(...o.join_ns.map((j) => ({ kind: j.ns, file: j.ns_file, ...(j.extra_opt !== undefined ? { extra: j.extra_opt } : {}) })));
   if (o.inherit_fd.length) {
     if (mode === "swrk") options.inheritFd.push(...o.inherit_fd.map((i) => ({ fd: i.fd, key: i.key })));
     else refused.push("criu_opts.inherit_fd is not allowed in the standalone service (only `swrk` shares its client's fds)");

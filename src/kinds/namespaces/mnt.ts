@@ -301,7 +301,7 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
     fds.set(e.mnt_id, r.call(`open ${what(e)}`, SYS.openat, AT_FDCWD, r.putString(path), O.PATH | O.CLOEXEC, 0));
   };
   // The memory kind, next, keeps this scratch page or replaces it.
-  if (!r.scratch) r.mapScratch(64 << 10);
+  r.needScratch();
   try {
     mount("make the restored mount namespace private", null, "/", null, MS.REC | MS.PRIVATE, null);
     mount(`mount a tmpfs yard at ${yard}`, "crest-yard", yard, "tmpfs", 0, "mode=0700");

@@ -622,7 +622,7 @@ function relock(run: RestoreRun, task: RestoreTask): void {
 /** Moves a task into the namespace crest holds `fd` of. */
 function enterNamespace(task: RestoreTask, fd: number, what: string): void {
   const r = task.remotes[0]!;
-  if (!r.scratch) r.mapScratch(64 << 10);
+  r.needScratch();
   const theirs = giveFd({ r, task }, fd, what);
   r.call(`make process ${task.vpid} join ${what}`, SYS.setns, theirs, CLONE.NEWNET);
   r.call(`close the fd of ${what} in process ${task.vpid}`, SYS.close, theirs);
@@ -712,7 +712,8 @@ function placeTask(run: RestoreRun, task: RestoreTask): void {
   };
   if (s?.made.has(id)) return join(s.made.get(id)!);
   if (id === root.ids.net_ns_id || id === crest) {
-    const fd = openSync(id === crest ? "/proc/thread-self/ns/net" : `/proc/${root.pid}/ns/net`, "r");
+    // The root's where it is the root's (crest's, or one --join-ns named).
+    const fd = openSync(id === root.ids.net_ns_id ? `/proc/${root.pid}/ns/net` : "/proc/thread-self/ns/net", "r");
     try {
       return join(fd);
     } finally {

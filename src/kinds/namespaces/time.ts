@@ -138,7 +138,7 @@ function offsetText(v: Ns): string {
 
 function enterNewTimeNamespace(task: RestoreTask, run: RestoreRun, want: Clocks): void {
   const r = task.remotes[0]!;
-  if (!r.scratch) r.mapScratch(64 << 10);
+  r.needScratch();
   r.call("create the tree's time namespace (unshare CLONE_NEWTIME)", SYS.unshare, CLONE.NEWTIME);
   const now = crestClocks(), mine = crestOffsets();
   // Host clock now = crest's clock - crest's offsets; the offset makes the tree read `want`.

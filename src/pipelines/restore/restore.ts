@@ -7,6 +7,7 @@
 // stage after the other, over every task (threads, files, signals, ...,
 // registers last); the kinds' last steps; and let them all go. If anything
 // fails, every task created so far is killed: nothing is left half-alive.
+import { joinedOwnFlags, joinNamespaces } from "../../kinds/namespaces/join.js";
 import { resolveChain } from "../../kinds/memory/chain.js";
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, rmSync, statSync, writeSync, constants as fsc } from "node:fs";
 import { parseStat } from "../../proc/stat.js";
@@ -271,7 +272,8 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
     ...(hooks.notify ? { giveOrphanPtsMaster: (fd: number) => { hooks.notify!("orphan-pts-master", undefined, fd); } } : {}),
   };
   const states = new RunStates(() => run);
-  const nsFlags = planKinds(run);
+  // --join-ns net of a tree with a network namespace of its own: the one named, filled from the images, not a new one.
+  const nsFlags = planKinds(run) & ~joinedOwnFlags(run);
   if (!(nsFlags & CLONE.NEWPID)) checkPidsFree(tree, log);
   log.info(`Restoring ${tree.entries.length} process(es), root ${tree.entries[0]!.pid}`);
 
@@ -314,6 +316,7 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
         scripts.rootPid = n.pid;
         scripts.run("setup-namespaces");
         bind(task!, n, null);
+        joinNamespaces(task!, run);
         for (const kind of NAMESPACE_KINDS) if (kind.born) inTask(task!, kind, "born", kind.born);
         scripts.run("post-setup-namespaces");
       }

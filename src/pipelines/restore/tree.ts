@@ -55,8 +55,6 @@ export interface TreeNode {
   remote?: Remote;
 }
 
-const SCRATCH_SIZE = 64 << 10;
-
 /** A shell job's session and groups, which are crest's, outside the tree (-j). */
 export interface OutsideSession {
   sid: number;
@@ -173,7 +171,7 @@ export function createTree(nodes: TreeNode[], ns: RootFlags, created: Remote[], 
   for (const n of nodes.slice(1)) {
     if (pending.has(n.parent!) && !inParentsFormerSession(n)) startSession(n.parent!);
     const parent = n.parent!.remote!;
-    if (!parent.scratch) parent.mapScratch(SCRATCH_SIZE);
+    parent.needScratch();
     const flags = (n.sharesFiles ? CLONE.FILES : 0) | (n.sharesFs ? CLONE.FS : 0);
     n.remote = n.forks?.freePid ? cloneFree(parent, n, n.forks.freePid) : cloneChild(parent, n.vpid, flags, SIG.CHLD, `create process ${n.vpid}`);
     created.push(n.remote);
