@@ -21,6 +21,7 @@ import type { Logger } from "../log.js";
 import { workPath, type Options } from "../options.js";
 import { IMG } from "../images/index.js";
 import { RestoreImages } from "../images/store.js";
+import { verifyImages, type PagesCheck } from "../images/manifest.js";
 import { native, projectRoot } from "../sys/native.js";
 import { SIG, SYS } from "../sys/constants.js";
 import { check, errnoName } from "../sys/errno.js";
@@ -50,11 +51,14 @@ export function lazyPagesMain(opts: Options, argv: readonly string[], refused: r
   if (opts.restore.detached) return daemonize(argv, log);
   let listener = -1, client = -1, guard = -1;
   let server: LazyServer | null = null;
+  let pagesCheck: PagesCheck | null = null;
   let remote: { sk: number; pages: RemotePages } | null = null;
   const path = lazySocketPath(opts);
   try {
     const images = new RestoreImages(opts.images.dir);
     if (!images.exists(IMG.inventory)) throw new Error(`${opts.images.dir} holds no images (no inventory.img): nothing to serve lazily`);
+    // The restore leaves the pages files' sums to the daemon: summed on a second thread while it serves, asked before it is done.
+    pagesCheck = opts.restore.noVerify ? null : verifyImages(opts.images.dir, (m) => log.info(m));
     if (opts.service.pageServer) remote = connectRemote(opts.service.address!, opts.service.port ?? DEFAULT_PORT, log);
     guard = startGuard(log);
     listener = listen(path);
@@ -79,6 +83,8 @@ export function lazyPagesMain(opts: Options, argv: readonly string[], refused: r
       remote.pages.close();
       log.info(`Lazy pages: ${remote.pages.fetched} page(s) came from the page server, which closed the session`);
     }
+    // Pages that are not the dump's: the guard, left without a word, ends the tree.
+    pagesCheck?.wait();
     tellGuard(guard, "D", []);
     log.info(`Lazy pages: every page of ${tasks.length} userfaultfd(s) is in place`);
     return 0;
@@ -87,6 +93,7 @@ export function lazyPagesMain(opts: Options, argv: readonly string[], refused: r
     log.error((e as Error).message);
     return 1;
   } finally {
+    pagesCheck?.stop();
     server?.close();
     if (listener >= 0) {
       closeSync(listener);

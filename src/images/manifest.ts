@@ -500,7 +500,7 @@ export class PagesCheck {
     const bytes = this.files.reduce((n, f) => n + f.size, 0);
     this.log(
       `Pages files summed: ${this.files.length} files, ${bytes} bytes in ${this.ranges.length} ranges, ${this.ranges.length - before} of them ` +
-        `by the restore once it waited for the verdict (${(process.hrtime.bigint() - t0) / 1000n} us)`,
+        `by this thread once it waited for the verdict (${(process.hrtime.bigint() - t0) / 1000n} us)`,
     );
     this.stop();
     const sums = this.files.map(() => new Checksum());
@@ -526,9 +526,10 @@ export class PagesCheck {
  * Checks an image set and its parent chain against their manifests: throws
  * a ManifestError naming every file that is missing, extra, of another size
  * or altered (pages files: sizes only), and returns the sums of the pages
- * files under way. Directories without a manifest are not checked.
+ * files under way (none with `sumPagesElsewhere`, which says who sums them).
+ * Directories without a manifest are not checked.
  */
-export function verifyImages(dir: string, log: (msg: string) => void, o: { deferPages?: boolean } = { deferPages: true }): PagesCheck {
+export function verifyImages(dir: string, log: (msg: string) => void, o: { deferPages?: boolean; sumPagesElsewhere?: string } = { deferPages: true }): PagesCheck {
   const problems: Problem[] = [];
   const pending: PendingSum[] = [];
   for (const d of chainDirs(dir)) {
@@ -544,6 +545,10 @@ export function verifyImages(dir: string, log: (msg: string) => void, o: { defer
   }
   if (problems.length) throw new ManifestError(problems);
   const bytes = pending.reduce((n, f) => n + f.size, 0);
+  if (o.sumPagesElsewhere !== undefined && pending.length) {
+    log(`${pending.length} pages files (${bytes} bytes) are summed by ${o.sumPagesElsewhere}`);
+    return new PagesCheck([]);
+  }
   if (bytes > INLINE_PAGES_MAX) {
     log(`Summing ${pending.length} pages files (${bytes} bytes) on a second thread during the restore`);
     return new PagesCheck(pending, log);

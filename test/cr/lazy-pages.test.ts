@@ -7,7 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import {
   alive, CREST, crest, critDecodeAll, dumpWorkload, finish, imagesDir, restoreWorkload, startWorkload, stop, waitFor, waitGone, type Run, type Workload,
@@ -111,6 +111,34 @@ test("a daemon killed with pages still to come ends the restored tree", async ()
     assert.match(r.stderr, /the daemon ended before every page was in place: killed the restored tree \(\d+/);
     waitGone(w.pid);
     assert.ok(!readFileSync(w.status, "utf8").startsWith("PASS"), "the task never reported: it was killed, not left reading zeros");
+  } finally {
+    stop(w);
+  }
+});
+
+test("a pages file altered since the dump: the lazy restore lets the tree run, the daemon's sum finds it and the tree is ended", async () => {
+  const w = startWorkload("bigmem", ["128"]);
+  try {
+    dumpWorkload(w);
+    const pages = join(imagesDir(w), "pages-1.img");
+    const fd = openSync(pages, "r+");
+    const at = Math.floor(fstatSync(fd).size / 2), b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, at);
+    b[0] = b[0]! ^ 0x40;
+    writeSync(fd, b, 0, 1, at);
+    closeSync(fd);
+    const d = startDaemon(w);
+    const pidfile = join(w.dir, "restored.pid");
+    const rr = crest(["restore", "-D", imagesDir(w), "-o", "restore.log", "-v4", "-d", "--pidfile", pidfile, "--lazy-pages"]);
+    assert.equal(rr.code, 0, `the restore itself succeeds (the daemon sums the pages): ${rr.stderr}`);
+    assert.match(restoreLog(w), /1 pages files \(\d+ bytes\) are summed by the lazy-pages daemon/);
+    w.pid = Number(readFileSync(pidfile, "utf8"));
+    const r = await d.done;
+    assert.equal(r.code, 1, "the daemon fails");
+    assert.match(lazyLog(w), /pages-1\.img: altered: its CRC-32 is [0-9a-f]{8}, the dump wrote [0-9a-f]{8}/);
+    assert.match(r.stderr, /killed the restored tree/);
+    waitGone(w.pid);
+    assert.ok(!readFileSync(w.status, "utf8").startsWith("PASS"), "the task never reported: it was killed");
   } finally {
     stop(w);
   }

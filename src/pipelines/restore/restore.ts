@@ -252,9 +252,12 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
     if (!isOpenFd(i.fd)) throw new Error(`--inherit-fd fd[${i.fd}]:${i.key}: fd ${i.fd} is not an open file descriptor of crest`);
     log.info(`File ${i.key} will be restored from inherit fd ${i.fd}`);
   }
-  // Before anything is read or made: the set against its manifest (pages files are summed on a second thread meanwhile).
+  // Before anything is read or made: the set against its manifest (pages files are summed on a second thread meanwhile;
+  // in a lazy restore by the lazy-pages daemon as it serves them, which ends the tree if one is not the dump's).
   if (opts.restore.noVerify) log.info("--no-verify: the images are not checked against their manifest");
-  const pagesCheck = opts.restore.noVerify ? null : verifyImages(opts.images.dir, (m) => log.info(m));
+  const pagesCheck = opts.restore.noVerify ? null : verifyImages(opts.images.dir, (m) => log.info(m), {
+    deferPages: true, ...(opts.restore.lazyPages ? { sumPagesElsewhere: "the lazy-pages daemon, which ends the tree if one is not what the dump wrote" } : {}),
+  });
   let tree: LoadedTree;
   try {
     tree = loadTree(opts.images.dir, opts);
