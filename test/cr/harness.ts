@@ -286,8 +286,8 @@ export { CRIT } from "../crit.js";
  * Starts a workload holding something crest refuses, dumps it: the dump must
  * fail naming it (`what`), and the workload run on untraced and untouched.
  */
-export function assertDumpRefused(name: string, args: string[], what: RegExp): void {
-  const w = startWorkload(name, args);
+export function assertDumpRefused(name: string, args: string[], what: RegExp, opts: { ns?: string } = {}): void {
+  const w = startWorkload(name, args, opts);
   try {
     const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
     assert.equal(r.code, 1);

@@ -66,6 +66,8 @@ test("files-proc in its own PID namespace, three checkpoints in a row (each rest
   }
 });
 
-test("files-proc dead: a file of the /proc directory of a process reaped since is refused by name, the process untouched", () => {
-  assertDumpRefused("files-proc", ["dead"], /fd \d+ of process \d+ is \/proc\/\d+\/status, of a process that has exited; crest does not support files of the \/proc directories of dead processes yet/);
+test("files-proc dead: a file of the /proc directory of a process reaped since comes back (a stand-in has the PID while it is opened), and still reads ESRCH", () => cycle("files-proc", ["dead"]));
+
+test("files-proc dead in a PID namespace of its own, with crest's /proc: refused by name, the process untouched", () => {
+  assertDumpRefused("files-proc", ["dead"], /fd \d+ of process \d+ is \/proc\/\d+\/status, of a process that has exited, numbered by a \/proc of another PID namespace than the tree's/, { ns: "pid" });
 });

@@ -144,7 +144,7 @@ static void net_summary(const char *text, char *out, size_t cap)
 
 /*
  * argv[2] "dead": holds /proc/PID/status of a child it has reaped since (its
- * link "(deleted)" and the path gone), for a dump crest refuses; after, the
+ * link "(deleted)" and the path gone); after, the
  * fd still fails to read with ESRCH.
  */
 static int dead(void)

@@ -210,6 +210,22 @@ export function dumpLinkRemap(run: DumpRun, fileId: number, via: string, path: s
   run.state(dumped).remaps.push({ orig_id: fileId, remap_id: id, remap_type: remap_type.LINKED });
 }
 
+/**
+ * A file of /proc/PID of a process that has exited (proc-path.ts): criu's
+ * PROCFS remap names the PID, once for all the files of that PID, as criu
+ * writes it; the restore makes a helper with that PID while files are opened.
+ */
+export function noteDeadProcess(run: DumpRun, fileId: number, pid: number): void {
+  const s = run.state(dumped);
+  if (s.remaps.some((r) => r.remap_type === remap_type.PROCFS && r.remap_id === pid)) return;
+  s.remaps.push({ orig_id: fileId, remap_id: pid, remap_type: remap_type.PROCFS });
+}
+
+/** Restore: the PIDs of the processes that had exited whose /proc files the tree holds (criu's PROCFS remaps). */
+export function deadProcesses(remaps: readonly remap_file_path_entry[]): number[] {
+  return remaps.filter((r) => r.remap_type === remap_type.PROCFS).map((r) => r.remap_id);
+}
+
 // --- restore ----------------------------------------------------------------
 
 interface Created {
@@ -442,8 +458,10 @@ export function ghostPath(run: RestoreRun, fileId: number, orig: string): string
   if (!rp) return undefined;
   const type = rp.remap_type ?? remap_type.LINKED;
   if (type === remap_type.LINKED) return linkedPath(run, rp.remap_id, orig);
+  // A /proc file of a process that had exited: its own path, while the helper with that PID lives.
+  if (type === remap_type.PROCFS) return undefined;
   if (type !== remap_type.GHOST) {
-    throw run.images.invalid(IMG.remapFpath, undefined, `file ${fileId} (${orig}) has remap type ${type}; crest restores ghost files and link remaps only (not the dead processes' /proc files of criu's PROCFS remaps)`);
+    throw run.images.invalid(IMG.remapFpath, undefined, `file ${fileId} (${orig}) has remap type ${type}; crest restores ghost files, link remaps and dead processes' /proc files only`);
   }
   let c = s.created.get(rp.remap_id);
   if (!c) {

@@ -9,8 +9,10 @@
 // (their contents depend on the network namespace of whoever looks), so
 // once anyone else opens or stats /proc/PID/net/dev, an fd opened before
 // reads "/proc/PID/net/dev (deleted)". Such a file is dumped under its path
-// as long as its process is alive (criu strips the suffix the same way); one
-// of a process that has exited is refused.
+// as long as its process is alive (criu strips the suffix the same way). A
+// file of a process that has exited is kept as criu keeps it: a PROCFS remap
+// names the PID, and the restore opens the file while a helper process with
+// that PID lives (deadProcPid).
 //
 // Dump: the path stays as the kernel gave it (criu's image), and
 // reg_file_entry.proc_vpid / proc_vtid (crest's own fields) name the task and
@@ -18,7 +20,7 @@
 // with the restored task's and thread's ids as crest sees them, and the task
 // opens that: the same file of the restored task. Without the fields (criu's
 // images) the path is opened as it is, as criu does.
-import { existsSync, readFileSync, statSync, type Stats } from "node:fs";
+import { existsSync, readFileSync, statfsSync, statSync, type Stats } from "node:fs";
 import type { DumpRun, RestoreRun } from "../context.js";
 import { UnsupportedError } from "../context.js";
 import type { reg_file_entry } from "../../images/index.js";
@@ -60,7 +62,7 @@ export function procfsPath(path: string, st: Stats, what: string): string {
   const live = path.endsWith(" (deleted)") ? path.slice(0, -" (deleted)".length) : path;
   const m = PROC_PID_PATH.exec(live);
   if (m && !existsSync(m[0])) {
-    throw new UnsupportedError(`${what} is ${live}, of a ${m[2] === undefined ? "process" : "thread"} that has exited; crest does not support files of the /proc directories of dead processes yet`);
+    throw new UnsupportedError(`${what} is ${live}, of a ${m[2] === undefined ? "process" : "thread"} that has exited; crest keeps files of /proc/PID of a process that has exited (as criu), not of /proc/PID/task/TID of a thread`);
   }
   if (live !== path) {
     let now: Stats | undefined;
@@ -74,6 +76,29 @@ export function procfsPath(path: string, st: Stats, what: string): string {
     }
   }
   return live;
+}
+
+/** statfs f_type of procfs. */
+const PROC_SUPER_MAGIC = 0x9fa0;
+
+/**
+ * Dump: the PID of the process that has exited whose /proc/PID, or a file
+ * under it, `path` is (behind `via`, a /proc link of task `taskPid`), as
+ * the task's /proc numbers it; null for any other file. The kernel keeps
+ * such an fd or directory working (reading it fails); criu keeps it with a
+ * PROCFS remap, for which the restore makes a helper process with that PID
+ * while the file is opened (dumpDeadProcFile, tree.ts).
+ */
+export function deadProcPid(path: string, via: string, taskPid: number): number | null {
+  const live = path.endsWith(" (deleted)") ? path.slice(0, -" (deleted)".length) : path;
+  const m = PROC_PID_PATH.exec(live);
+  if (!m || m[2] !== undefined) return null;
+  try {
+    if (statfsSync(via).type !== PROC_SUPER_MAGIC || existsSync(`/proc/${taskPid}/root${m[0]}`)) return null;
+  } catch {
+    return null;
+  }
+  return Number(m[1]);
 }
 
 export type ProcOwner = Pick<reg_file_entry, "proc_vpid" | "proc_vtid">;

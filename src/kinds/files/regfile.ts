@@ -19,8 +19,8 @@ import { AT_FDCWD, AT_SYMLINK_NOFOLLOW, MEM_MAJOR, O, SEEK, SYS } from "../../sy
 import { RemoteError, type Pending, type Remote } from "../../remote/remote.js";
 import type { FileKind } from "./file-kind.js";
 import { isMemfdPath } from "./memfd.js";
-import { procfsPath, procOwner, withRestoredProc } from "./proc-path.js";
-import { dumpGhost, dumpLinkRemap, finishGhostsDump, finishGhostsRestore, ghostPath, needsLinkRemap, statDeleted } from "./ghost.js";
+import { deadProcPid, procfsPath, procOwner, withRestoredProc } from "./proc-path.js";
+import { dumpGhost, dumpLinkRemap, finishGhostsDump, finishGhostsRestore, ghostPath, needsLinkRemap, noteDeadProcess, statDeleted } from "./ghost.js";
 
 /** The statx mask bit for stx_mnt_id. */
 const STATX_MNT_ID = 0x1000;
@@ -251,6 +251,37 @@ function checkSameMount(run: DumpRun, path: string, mntId: number, what: string)
   }
 }
 
+/**
+ * A file of /proc/PID of process `pid`, which has exited (proc-path.ts
+ * deadProcPid): kept under its path (without procfs's " (deleted)"), with
+ * criu's PROCFS remap naming the PID. Returns its id.
+ */
+export function dumpDeadProcFile(run: DumpRun, f: RegFileFacts, via: string, pid: number, what: string): number {
+  const path = f.path.endsWith(" (deleted)") ? f.path.slice(0, -" (deleted)".length) : f.path;
+  // The stand-in gets the PID in the tree's PID namespace: the /proc the path is in must number processes there.
+  if (run.ownNamespaces.has("pid") && !procOfTree(Number(/^\/proc\/(\d+)\//.exec(via)![1]))) {
+    throw new UnsupportedError(`${what} is ${path}, of a process that has exited, numbered by a /proc of another PID namespace than the tree's; ` +
+      "crest can bring such a file back only from a /proc of the tree's own PID namespace (mount one in the tree)");
+  }
+  const id = dumpRegFile(run, { ...f, path }, statSync(via), what);
+  noteDeadProcess(run, id, pid);
+  run.log.info(`${what} is ${path}, of process ${pid}, which has exited: the restore opens it while a helper with that PID lives`);
+  return id;
+}
+
+/**
+ * Whether the /proc task `pid` sees numbers the processes of its own PID
+ * namespace: crest, outside it, has no /proc/self there.
+ */
+function procOfTree(pid: number): boolean {
+  try {
+    readlinkSync(`/proc/${pid}/root/proc/self`);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
 /** Regular files, directories and memory devices behind fds. */
 export const regFileKind: FileKind = {
   name: "regular file",
@@ -258,6 +289,8 @@ export const regFileKind: FileKind = {
   // O_PATH fds of FIFOs are paths like any other (no data, no pipe behind them).
   claims: (f) => f.link.kind === "path" && (!f.st.isFIFO() || (f.info.flags & O.PATH) !== 0) && !(f.link.deleted && isMemfdPath(f.link.path)),
   dump(f, run) {
+    const dead = deadProcPid(f.text, f.via, f.pid);
+    if (dead !== null) return dumpDeadProcFile(run, { path: f.text, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, f.via, dead, f.what);
     // A /proc file procfs calls deleted while it is there (proc-path.ts) keeps its path.
     const path = procfsPath(f.text, f.st, f.what);
     if (f.link.kind === "path" && f.link.deleted && path === f.text) {

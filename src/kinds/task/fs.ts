@@ -9,8 +9,8 @@ import { readlinkSync, statSync } from "node:fs";
 import type { TaskKind } from "../context.js";
 import { O, SYS } from "../../sys/constants.js";
 import { IMG } from "../../images/index.js";
-import { checkReopenable, dumpDeletedFile, dumpRegFile, queueOpenRegFile, regFile } from "../files/regfile.js";
-import { procfsPath } from "../files/proc-path.js";
+import { checkReopenable, dumpDeadProcFile, dumpDeletedFile, dumpRegFile, queueOpenRegFile, regFile } from "../files/regfile.js";
+import { deadProcPid, procfsPath } from "../files/proc-path.js";
 
 export const fsKind: TaskKind = {
   name: "fs",
@@ -18,9 +18,12 @@ export const fsKind: TaskKind = {
     const dir = (which: "cwd" | "root") => {
       const via = `/proc/${task.pid}/${which}`;
       const what = `the ${which === "cwd" ? "current" : "root"} directory of process ${task.pid}`;
-      // A directory of /proc that procfs calls deleted while it is there keeps its path (proc-path.ts).
-      const path = procfsPath(readlinkSync(via), statSync(via), what);
       const flags = O.RDONLY | O.DIRECTORY | O.LARGEFILE;
+      const text = readlinkSync(via);
+      const dead = deadProcPid(text, via, task.pid);
+      if (dead !== null) return dumpDeadProcFile(run, { path: text, flags, pos: 0n }, via, dead, what);
+      // A directory of /proc that procfs calls deleted while it is there keeps its path (proc-path.ts).
+      const path = procfsPath(text, statSync(via), what);
       // A removed directory comes back as a ghost (mkdir, then rmdir once entered).
       if (path.endsWith(" (deleted)")) return dumpDeletedFile(run, { path: path.slice(0, -10), flags, pos: 0n }, via, what);
       const st = checkReopenable(path, via, what);

@@ -21,7 +21,7 @@ export interface Corpse {
 
 /** The corpse a tree node's PID may be held by: none for a helper (no dumped task had its PID). */
 export function corpseOf(n: TreeNode, comm: string | undefined): Corpse | undefined {
-  if (n.role === "helper" || comm === undefined) return undefined;
+  if (n.role === "helper" || n.role === "dead" || comm === undefined) return undefined;
   // Dump kills live tasks with SIGKILL; a zombie in the images stays the zombie it was.
   return { comm, status: n.role === "zombie" ? n.exitStatus : SIG.KILL };
 }

@@ -21,7 +21,8 @@ import { NAMESPACE_KINDS, TASK_RESTORE_KINDS } from "../../kinds/registry.js";
 import { newStats, RunStates, type RestoreRun, type RestoreTask, type TaskKind } from "../../kinds/context.js";
 import { TASK_STATE } from "../../kinds/task/task-state.js";
 import { rootUserns } from "../../kinds/namespaces/user.js";
-import { createTree, finishTree, planTree, type OutsideSession, type TreeNode } from "./tree.js";
+import { addStandIns, createTree, endStandIns, finishTree, planTree, type OutsideSession, type TreeNode } from "./tree.js";
+import { deadProcesses } from "../../kinds/files/ghost.js";
 import { takenPid } from "./pid-wait.js";
 import { sleepMs, wait4 } from "../../sys/syscalls.js";
 import { native } from "../../sys/native.js";
@@ -223,6 +224,7 @@ function loadTree(dir: string, opts: Options): LoadedTree {
   };
   const nodes = planTree(entries, (e) => (state(e) === TASK_STATE.ZOMBIE ? "zombie" : "task"),
     (e) => cores.get(e.pid)![0]!.tc?.exit_code ?? 0, shares, outside);
+  addStandIns(nodes, deadProcesses(images.readOr(IMG.remapFpath, undefined, [])));
   return { images, inventory, entries, cores, tasks, nodes };
 }
 
@@ -352,6 +354,7 @@ export function restore(opts: Options, log: Logger, hooks: RunHooks = {}): Resto
     }
     // What the kinds queued in each thread runs now, all side by side: a failure is a failed restore, not one already announced.
     Remote.flushAll(run.tasks.flatMap((t) => t.remotes));
+    endStandIns(nodes);
     faultPoint("restore:flushed");
     // The pages the tasks read were the dump's, or none of it runs.
     pagesCheck?.wait();

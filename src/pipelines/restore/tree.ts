@@ -14,7 +14,8 @@ import type { Logger } from "../../log.js";
 import { planSessions } from "../sessions.js";
 import { EEXIST } from "../../sys/errno.js";
 
-export type Role = "task" | "zombie" | "helper";
+/** A task of the images; a zombie of them; a helper of crest's (sessions, groups); a stand-in for a process that had exited whose /proc files the tree holds. */
+export type Role = "task" | "zombie" | "helper" | "dead";
 
 /** How the root is created: its CLONE_* flags (new namespaces, CLONE_PARENT), and whether it is PID 1 of a new PID namespace. */
 export interface RootFlags {
@@ -123,6 +124,31 @@ export function planTree(entries: pstree_entry[], roleOf: (e: pstree_entry) => R
   return sessions.bornIn.size || sessions.helpers.length ? sessionOrder(nodes) : nodes;
 }
 
+/**
+ * Adds, as children of the root created last, a stand-in for each process
+ * that had exited whose /proc/PID files the tree holds (criu's PROCFS
+ * remaps): it has that PID while the files are opened, then exits
+ * (endStandIns).
+ */
+export function addStandIns(nodes: TreeNode[], pids: readonly number[]): void {
+  const root = nodes[0]!;
+  for (const pid of new Set(pids)) {
+    if (nodes.some((n) => n.vpid === pid)) throw new Error(`remap-fpath.img: a process that had exited (PID ${pid}, whose /proc files the tree holds) has the PID of one the restore makes`);
+    nodes.push({ vpid: pid, pgid: root.pgid, sid: root.sid, role: "dead", parent: root, sharesFiles: false, sharesFs: false, bornPgid: root.bornPgid, exitStatus: 0, pid: 0 });
+  }
+}
+
+/** Once the tree's files are open: the stand-ins exit and the root reaps them. */
+export function endStandIns(nodes: TreeNode[]): void {
+  for (const n of nodes) {
+    if (n.role !== "dead") continue;
+    n.remote!.exit(0);
+    const root = n.parent!.remote!;
+    root.call(`reap the stand-in for process ${n.vpid}`, SYS.wait4, n.vpid, 0, WALL, 0);
+    drainSigchld(root);
+  }
+}
+
 /** Whether n is created in the session its parent was born in (before the parent's own setsid). */
 const inParentsFormerSession = (n: TreeNode): boolean =>
   n.parent?.bornSid !== undefined && (n.bornSid ?? (n.sid === n.vpid ? undefined : n.sid)) === n.parent.bornSid;
@@ -229,7 +255,9 @@ function die(n: TreeNode): void {
  * Puts every task in its process group (leaders first), lets helpers go and
  * zombies die; their parents reap the helpers and keep the zombies.
  */
-export function finishTree(nodes: TreeNode[]): void {
+export function finishTree(all: TreeNode[]): void {
+  // The stand-ins live on until the files are open.
+  const nodes = all.filter((n) => n.role !== "dead");
   for (const n of nodes) {
     if (n.pgid === n.vpid && n.sid !== n.vpid) n.remote!.call(`make process ${n.vpid} a group leader`, SYS.setpgid, 0, 0);
   }
