@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { planSessions, sessionProblem } from "../../src/pipelines/sessions.js";
-import { planTree } from "../../src/pipelines/restore/tree.js";
+import { addStandIns, planTree } from "../../src/pipelines/restore/tree.js";
 import type { pstree_entry } from "../../src/images/index.js";
 
 test("sessions: a tree whose processes are in their parents' sessions or lead their own", () => {
@@ -66,4 +66,12 @@ test("planTree: session helpers fork the root's reparented children: a child of 
   assert.deepEqual(at.get("6h")!.forks, {});
   assert.equal(at.get("6h")!.parent, nodes[0]);
   assert.equal(at.get("9")!.parent, at.get("6h"));
+});
+
+test("stand-ins for processes that had exited (PROCFS remaps): children of the root in its session and group, last, once a PID; a PID of the tree refused", () => {
+  const e = (pid: number, ppid: number, sid: number): pstree_entry => ({ pid, ppid, sid, pgid: sid, threads: [pid] });
+  const nodes = planTree([e(1, 0, 1), e(4, 1, 1)], () => "task", () => 0, () => ({ files: false, fs: false }));
+  addStandIns(nodes, [6, 9, 6]);
+  assert.deepEqual(nodes.map((n) => [n.vpid, n.role, n.parent?.vpid ?? 0, n.sid, n.pgid]), [[1, "task", 0, 1, 1], [4, "task", 1, 1, 1], [6, "dead", 1, 1, 1], [9, "dead", 1, 1, 1]]);
+  assert.throws(() => addStandIns(nodes, [4]), /a process that had exited \(PID 4, whose \/proc files the tree holds\) has the PID of one the restore makes/);
 });
