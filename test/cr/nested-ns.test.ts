@@ -81,6 +81,31 @@ test("nested netns: a veth from the nested namespace to crest's comes back with 
   }
 });
 
+test("nested netns: --external veth[IFNAME]:OUTSIDE@BRIDGE puts the peer into that bridge of crest's namespace, up, as criu does; a bridge that is not there fails the restore first", () => {
+  const outside = `crb${process.pid % 10000}`, bridge = `crbr${process.pid % 10000}`;
+  for (const l of [outside, bridge]) if (hasLink(l)) spawnSync("ip", ["link", "del", l]);
+  assert.equal(spawnSync("ip", ["link", "add", bridge, "type", "bridge"]).status, 0);
+  const w = startWorkload("netns-nested");
+  try {
+    const pid = inner(w);
+    vethTo(pid, { outside, inside: "eth0", outsideCidr: "10.216.0.1/24", insideCidr: "10.216.0.2/24" });
+    dumpWorkload(w);
+    const refused = crest(["restore", "-D", imagesDir(w), "-o", "refused.log", "-d", "--external", `veth[eth0]:${outside}@nosuchbr0`]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, new RegExp(`--external veth\\[eth0\\]:${outside}@nosuchbr0: crest's network namespace has no bridge nosuchbr0`));
+    assert.ok(!hasLink(outside), "nothing was made");
+    restoreWorkload(w, ["--external", `veth[eth0]:${outside}@${bridge}`]);
+    const link = spawnSync("ip", ["-o", "link", "show", outside], { encoding: "utf8" }).stdout;
+    assert.match(link, new RegExp(`master ${bridge}`), "the peer is in the bridge");
+    assert.match(link, /<[^>]*\bUP\b[^>]*>/, "and up");
+    assert.match(inNetns(inner(w), ["ip", "-br", "-4", "addr", "show", "eth0"]), /10\.216\.0\.2\/24/);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+    for (const l of [outside, bridge]) if (hasLink(l)) spawnSync("ip", ["link", "del", l]);
+  }
+});
+
 test("nested netns: a socket of a namespace no task of the tree is in is refused by name, and the tree runs on", () => {
   const w = startWorkload("netns-nested", ["orphan"]);
   try {

@@ -138,6 +138,11 @@ export function setMaster(index: number, name: string, master: number): void {
   request(`put link ${name} (index ${index}) into its master (index ${master})`, 0, Buffer.concat([ifinfomsg(index), rtattr(IFLA.MASTER, master)]));
 }
 
+/** Brings a link up. */
+export function setUp(index: number, name: string): void {
+  request(`bring link ${name} (index ${index}) up`, 0, ifinfomsg(index, IFF_UP, IFF_UP));
+}
+
 /** Sets a link's MTU, hardware address and the flags its owner sets. */
 export function setLink(index: number, name: string, l: { mtu: number; flags: number; address?: Buffer }): void {
   const body = Buffer.concat([

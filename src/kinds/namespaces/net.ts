@@ -49,7 +49,7 @@ import { check } from "../../sys/errno.js";
 import { native } from "../../sys/native.js";
 import { programOnPath } from "../../kernel/probe.js";
 import { ownedAtRestore } from "./owned.js";
-import { addBridge, addVeth, delLink, IFF_LOOPBACK, IFF_UP, listLinks, nsidOf, setLink, setMaster, type Link } from "./net-links.js";
+import { addBridge, addVeth, delLink, IFF_LOOPBACK, IFF_UP, listLinks, nsidOf, setLink, setMaster, setUp, type Link } from "./net-links.js";
 import { DEVCONFS4, DEVCONFS6, IPV4_SYSCTLS, readSysctls, UNIX_CONF, writeSysctls } from "./net-sysctl.js";
 import { dumpLock, holdNamespace, LOCK_METHOD_IDS, lockMethodOf, lockNamespace, releaseNamespace, unlockNamespace } from "../sockets/netlock.js";
 import { giveFd } from "../files/inherit.js";
@@ -314,15 +314,34 @@ function dumpNamespaces(run: DumpRun): void {
 
 // --- restore --------------------------------------------------------------------
 
-/** `--external veth[IFNAME]:OUTSIDE`: the name of the peer outside; criu's `OUTSIDE@BRIDGE` (the peer put in a bridge) is refused by name. */
-function vethPeerName(run: RestoreRun, name: string): string | undefined {
+/**
+ * `--external veth[IFNAME]:OUTSIDE[@BRIDGE]`: the name of the peer outside,
+ * and the bridge of crest's namespace criu puts it into (moveToBridges).
+ */
+function vethPeer(run: RestoreRun, name: string): { name: string; bridge?: string } | undefined {
   for (const e of run.opts.external) {
-    const m = /^veth\[([^\]]+)\]:([^@]+)(@.*)?$/.exec(e);
+    const m = /^veth\[([^\]]+)\]:([^@]+)(?:@(.+))?$/.exec(e);
     if (!m || m[1] !== name) continue;
-    if (m[3]) throw new Error(`--external ${e}: putting the peer of veth ${name} into bridge ${m[3].slice(1)} is not supported by crest yet; give the peer's name alone and add it to the bridge from a post-setup-namespaces action script`);
-    return m[2];
+    return { name: m[2]!, ...(m[3] !== undefined ? { bridge: m[3] } : {}) };
   }
   return undefined;
+}
+
+/**
+ * As criu once the tree is restored: each outside peer given with @BRIDGE
+ * joins that bridge of crest's namespace and is brought up.
+ */
+function moveToBridges(run: RestoreRun): void {
+  const moves = run.state(restoring).bridged;
+  if (!moves.length) return;
+  const links = listLinks();
+  for (const { out, bridge } of moves) {
+    const o = links.find((l) => l.name === out), b = links.find((l) => l.name === bridge);
+    if (!o || !b) throw new Error(`--external veth[...]:${out}@${bridge}: ${!o ? `the peer ${out}` : `the bridge ${bridge}`} is not in crest's network namespace`);
+    setMaster(o.index, out, b.index);
+    setUp(o.index, out);
+    run.log.info(`Put ${out} into bridge ${bridge} and brought it up`);
+  }
 }
 
 interface NetRestore {
@@ -332,11 +351,13 @@ interface NetRestore {
   made: Map<number, number>;
   /** Veth ends made as the peer of one made before (namespace id:ifindex): their own entry only sets them up. */
   madeAsPeer: Set<string>;
+  /** Outside peers to put into a bridge of crest's namespace at the end (--external veth[...]:OUT@BRIDGE). */
+  bridged: Array<{ out: string; bridge: string }>;
   done: boolean;
 }
 
 const restoring = restoreState("net namespace", (run): NetRestore => {
-  const s: NetRestore = { outside: [], made: new Map(), madeAsPeer: new Set(), done: false };
+  const s: NetRestore = { outside: [], made: new Map(), madeAsPeer: new Set(), bridged: [], done: false };
   run.cleanup.push(() => {
     for (const fd of s.made.values()) closeSync(fd);
     if (s.done) return;
@@ -409,8 +430,8 @@ function filledNamespaces(run: RestoreRun): Set<number> {
  */
 const madeByCrest = (run: RestoreRun): boolean => !ownedAtRestore(run, "user");
 
-/** Checks the images of namespace `id` and the names its veths' peers get, before anything is made. */
-function checkNamespaceImages(run: RestoreRun, id: number, nsWhat: string, here: Set<string>, filled: Set<number>): void {
+/** Checks the images of namespace `id` and the names its veths' peers get, before anything is made (`here`: crest's links, name to kind). */
+function checkNamespaceImages(run: RestoreRun, id: number, nsWhat: string, here: Map<string, string | undefined>, filled: Set<number>): void {
   if (!netnsEntry(run, id) || !run.images.exists(IMG.netdev, id)) throw new Error(`${nsWhat} is to be restored but netns-${id}.img or netdev-${id}.img is missing`);
   if (netnsEntry(run, id)!.ext_key !== undefined && id !== run.tasks[0]!.ids.net_ns_id) throw new Error(`${nsWhat}: netns-${id}.img names an external namespace; crest joins an external network namespace for the root only`);
   for (const l of run.images.read(IMG.netdev, id)) {
@@ -423,17 +444,20 @@ function checkNamespaceImages(run: RestoreRun, id: number, nsWhat: string, here:
       if (!peer) throw run.images.invalid(IMG.netdev, l.peer_nsid, `veth ${l.name} of ${nsWhat} has its peer (index ${l.peer_ifindex}) there, which has no veth of that index`);
       continue;
     }
-    const peer = vethPeerName(run, l.name);
+    const peer = vethPeer(run, l.name);
     if (!peer) throw new Error(`veth ${l.name} of ${nsWhat} has its peer outside: restore with --external veth[${l.name}]:NAME (the name of the peer to make in crest's namespace)`);
-    if (here.has(peer)) throw new Error(`the peer of veth ${l.name} is to be named ${peer} (--external veth[${l.name}]:${peer}), but crest's network namespace has a link of that name already: remove it, or choose another name`);
-    here.add(peer);
+    if (here.has(peer.name)) throw new Error(`the peer of veth ${l.name} is to be named ${peer.name} (--external veth[${l.name}]:${peer.name}), but crest's network namespace has a link of that name already: remove it, or choose another name`);
+    if (peer.bridge !== undefined && here.get(peer.bridge) !== "bridge") {
+      throw new Error(`--external veth[${l.name}]:${peer.name}@${peer.bridge}: crest's network namespace has no bridge ${peer.bridge}${here.has(peer.bridge) ? ` (a link of kind ${here.get(peer.bridge) ?? "none"} has that name)` : ""}`);
+    }
+    here.set(peer.name, "veth");
   }
 }
 
 function planNet(run: RestoreRun): number {
   const nested = nestedNamespaces(run);
   const filled = filledNamespaces(run);
-  const here = new Set(listLinks().map((l) => l.name));
+  const here = new Map(listLinks().map((l) => [l.name, l.kind]));
   let flags = 0;
   if (ownedAtRestore(run, "net")) {
     // An external namespace is joined even with --empty-ns net, as criu does: runc asks both for
@@ -554,9 +578,10 @@ function fillNamespace(run: RestoreRun, nsFd: number, id: number, nsWhat: string
             run.log.info(`Made veth ${l.name} of ${nsWhat} with its peer ${p.name} in network namespace ${l.peer_nsid}`);
           }
         } else if (l.type === nd_type.VETH) {
-          const peer = vethPeerName(run, l.name)!;
-          addVeth({ index: l.ifindex, name: l.name, mtu: l.mtu, ...(l.address ? { address: l.address } : {}), peerName: peer, peerNetnsFd: mine });
-          s.outside.push(peer);
+          const peer = vethPeer(run, l.name)!;
+          addVeth({ index: l.ifindex, name: l.name, mtu: l.mtu, ...(l.address ? { address: l.address } : {}), peerName: peer.name, peerNetnsFd: mine });
+          s.outside.push(peer.name);
+          if (peer.bridge !== undefined) s.bridged.push({ out: peer.name, bridge: peer.bridge });
         }
         const index = l.type === nd_type.LOOPBACK ? (listLinks().find((x) => x.name === l.name)?.index ?? 1) : l.ifindex;
         // Up first, as criu: bringing a link up resets its IPv6 mtu to the link's.
@@ -751,6 +776,7 @@ export const netNamespaceKind: TaskKind = {
     else placeTask(run, task);
   },
   finishRestore(run) {
+    moveToBridges(run);
     const ns = netnsEntry(run);
     const root = run.tasks[0]!;
     if (ownedAtRestore(run, "net") && !run.opts.net.emptyNs && ns?.ext_key === undefined) {
