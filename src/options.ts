@@ -384,9 +384,10 @@ export function unsupportedExternal(e: string): string | undefined {
   // LXC's restore passes "console:" (its console's name, empty without one): criu keeps it and no part of criu 4.2 looks the key up.
   if (/^console:/.test(e)) return undefined;
   // The tree's network namespace: a veth's peer outside it, or the whole namespace the caller owns.
-  if (/^veth\[[^\]]+\]:[^@]+(@.*)?$/.test(e) || /^net\[\d+\]:.+$/.test(e)) return undefined;
+  if (/^veth\[[^\]]+\]:[^@]+(@.*)?$/.test(e) || /^net\[\d+\]:.+$/.test(e) || /^macvlan\[[^\]]+\]:.+$/.test(e)) return undefined;
   return `--external ${e}: crest supports only unix[INO] (a unix socket whose peer is outside the tree), tty[RDEV:DEV] (a terminal), ` +
-    "veth[IFNAME]:OUTSIDE (a veth of the tree's network namespace and its peer's name outside), net[INO]:KEY (the tree's network namespace, the caller's) and mnt[KEY]:VAL (a mount) so far";
+    "veth[IFNAME]:OUTSIDE[@BRIDGE] (a veth of the tree's network namespace and its peer's name outside), macvlan[IFNAME]:PARENT (a macvlan of the tree's " +
+    "network namespace and its parent link outside), net[INO]:KEY (the tree's network namespace, the caller's) and mnt[KEY]:VAL (a mount) so far";
 }
 
 /** `unix[INO]` of --external (or --ext-unix-sk=INO): the inode of a socket of the tree whose peer may be outside; undefined for other kinds. */

@@ -106,6 +106,38 @@ test("nested netns: --external veth[IFNAME]:OUTSIDE@BRIDGE puts the peer into th
   }
 });
 
+test("nested netns: a macvlan on a link of crest's namespace comes back on the one --external macvlan[IFNAME]:PARENT names, mode and address kept", () => {
+  const parent = `crmp${process.pid % 10000}`, tmp = `crmt${process.pid % 10000}`;
+  for (const l of [parent, tmp]) if (hasLink(l)) spawnSync("ip", ["link", "del", l]);
+  assert.equal(spawnSync("ip", ["link", "add", parent, "type", "bridge"]).status, 0);
+  const w = startWorkload("netns-nested");
+  try {
+    const pid = inner(w);
+    for (const argv of [["link", "add", tmp, "link", parent, "type", "macvlan", "mode", "private"], ["link", "set", tmp, "netns", String(pid)]]) {
+      assert.equal(spawnSync("ip", argv).status, 0, `ip ${argv.join(" ")}`);
+    }
+    inNetns(pid, ["ip", "link", "set", tmp, "name", "mv0"]);
+    inNetns(pid, ["ip", "addr", "add", "10.218.0.2/24", "dev", "mv0"]);
+    inNetns(pid, ["ip", "link", "set", "mv0", "up"]);
+    const before = inNetns(pid, ["ip", "-o", "link", "show", "mv0"]).match(/link\/ether (\S+)/)![1];
+    dumpWorkload(w);
+    assert.deepEqual(critDecodeAll(imagesDir(w)), []);
+    const refused = crest(["restore", "-D", imagesDir(w), "-o", "refused.log", "-d"]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /macvlan mv0 of the nested network namespace of process \d+ has its parent link outside: restore with --external macvlan\[mv0\]:PARENT/);
+    restoreWorkload(w, ["--external", `macvlan[mv0]:${parent}`]);
+    const after = inner(w);
+    const link = inNetns(after, ["ip", "-d", "-o", "link", "show", "mv0"]);
+    assert.match(link, /macvlan mode private/);
+    assert.match(link, new RegExp(`link/ether ${before}`), "the same address");
+    assert.match(inNetns(after, ["ip", "-br", "-4", "addr", "show", "mv0"]), /10\.218\.0\.2\/24/);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+    for (const l of [parent, tmp]) if (hasLink(l)) spawnSync("ip", ["link", "del", l]);
+  }
+});
+
 test("nested netns: a socket of a namespace no task of the tree is in is refused by name, and the tree runs on", () => {
   const w = startWorkload("netns-nested", ["orphan"]);
   try {

@@ -95,7 +95,8 @@ test("--external, --ext-unix-sk and --inherit-fd fill the model (--external kind
   assert.equal(o.extUnixSk, false);
   assert.deepEqual(unsupported(o), [
     "--external dev[1/2]:loop: crest supports only unix[INO] (a unix socket whose peer is outside the tree), tty[RDEV:DEV] (a terminal), " +
-      "veth[IFNAME]:OUTSIDE (a veth of the tree's network namespace and its peer's name outside), net[INO]:KEY (the tree's network namespace, the caller's) and mnt[KEY]:VAL (a mount) so far",
+      "veth[IFNAME]:OUTSIDE[@BRIDGE] (a veth of the tree's network namespace and its peer's name outside), macvlan[IFNAME]:PARENT (a macvlan of the tree's " +
+      "network namespace and its parent link outside), net[INO]:KEY (the tree's network namespace, the caller's) and mnt[KEY]:VAL (a mount) so far",
   ]);
   assert.deepEqual(unsupported(parseArgs(["restore"]).options), []);
   // Mounts: crest builds them as criu's mount-v2 does; the compatibility mode is refused, its "no-" form is what crest does.

@@ -42,7 +42,12 @@ test("filelocks.img entries: flag, type, owner, fd, start, len as CRIU writes th
   assert.deepEqual(lockEntry(l[3]!, 7, 5, "fd 5"), { flag: FL.FLOCK, type: 1, pid: 7, fd: 5, start: 0n, len: 0n });
   const lease = parseFileLock("9: LEASE  ACTIVE    READ 5479 fe:00:2171742 0 EOF");
   assert.deepEqual(lockEntry(lease, 7, 6, "fd 6"), { flag: FL.LEASE, type: 0, pid: 7, fd: 6, start: 0n, len: 0n });
-  assert.throws(() => lockEntry(l[4]!, 7, 6, "fd 6 of process 7"), (e: Error) => e instanceof UnsupportedError && /fd 6 of process 7 .*leases being broken/.test(e.message));
+  // Being broken: its target type (what /proc/locks shows) with LEASE_BREAKING, as criu keeps it.
+  assert.deepEqual(lockEntry(l[4]!, 7, 6, "fd 6"), { flag: FL.LEASE, type: 2 | 4, pid: 7, fd: 6, start: 0n, len: 0n });
+  const downgrading = parseFileLock("9: LEASE  BREAKING  READ 5479 fe:00:2171742 0 EOF");
+  assert.equal(lockEntry(downgrading, 7, 6, "fd 6").type, 0 | 4);
+  const breaker = parseFileLock("9: LEASE  BREAKER   UNLCK 5479 fe:00:2171742 0 EOF");
+  assert.throws(() => lockEntry(breaker, 7, 6, "fd 6 of process 7"), (e: Error) => e instanceof UnsupportedError && /fd 6 of process 7 .*does not support BREAKER leases yet/.test(e.message));
   assert.throws(() => lockEntry(l[5]!, 7, 6, "fd 6"), /does not support DELEG locks yet/);
   const mand = parseFileLock("1: POSIX  MANDATORY WRITE 5479 fe:00:2171739 0 99");
   assert.throws(() => lockEntry(mand, 7, 3, "fd 3"), /mandatory locks/);

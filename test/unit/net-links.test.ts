@@ -6,7 +6,7 @@
 // namespace, read back with the same attribute parser.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { IFF_LOOPBACK, IFLA, parseLink, vethBody } from "../../src/kinds/namespaces/net-links.js";
+import { IFF_LOOPBACK, IFLA, macvlanBody, parseLink, vethBody } from "../../src/kinds/namespaces/net-links.js";
 import { parseAttrs } from "../../src/kernel/netlink.js";
 import { DEVCONFS4, DEVCONFS6 } from "../../src/kinds/namespaces/net-sysctl.js";
 
@@ -85,6 +85,16 @@ test("net-links: the request making a veth pair carries the peer's name and name
   const peerAttrs = parseAttrs(peer, 16);
   assert.equal(peerAttrs.get(IFLA.IFNAME)!.toString(), "vh0\0");
   assert.equal(peerAttrs.get(IFLA.NET_NS_FD)!.readUInt32LE(0), 9);
+});
+
+test("net-links: the request making a macvlan names its parent here and the namespace it goes to; its mode and flags read back as a link's", () => {
+  const body = macvlanBody({ index: 5, name: "mv0", mtu: 1500, address: Buffer.from("021122334466", "hex"), parent: 7, netnsFd: 11, mode: 1, flags: 2 });
+  const a = parseAttrs(body, 16);
+  assert.equal(a.get(IFLA.LINK)!.readUInt32LE(0), 7);
+  assert.equal(a.get(IFLA.NET_NS_FD)!.readUInt32LE(0), 11);
+  const l = parseLink(body);
+  assert.deepEqual([l.index, l.name, l.kind, l.link, l.macvlan], [5, "mv0", "macvlan", 7, { mode: 1, flags: 2 }]);
+  assert.deepEqual(parseLink(macvlanBody({ index: 5, name: "mv0", mtu: 1500, parent: 7, netnsFd: 11, mode: 4 })).macvlan, { mode: 4 }, "no flags asked, none sent");
 });
 
 test("net-sysctl: criu's lists, position for position (criu reads the entries by index)", () => {

@@ -12,6 +12,7 @@ export const IFLA = {
 } as const;
 const IFLA_INFO = { KIND: 1, DATA: 2 } as const;
 const VETH_INFO_PEER = 1;
+const IFLA_MACVLAN = { MODE: 1, FLAGS: 2 } as const;
 export const IFF_UP = 0x1, IFF_LOOPBACK = 0x8;
 /**
  * The flags a link's owner sets (dev_change_flags): up, debug, notrailers,
@@ -35,6 +36,8 @@ export interface Link {
   /** IFLA_LINK_NETNSID: the peer is in another namespace, which this one names so. */
   linkNetnsid?: number;
   master?: number;
+  /** A macvlan's mode and flags (IFLA_MACVLAN_MODE, _FLAGS). */
+  macvlan?: { mode: number; flags?: number };
 }
 
 /** struct ifinfomsg: family, pad, type, index, flags, change. */
@@ -65,6 +68,12 @@ export function parseLink(body: Buffer): Link {
   if (a.get(IFLA.LINK)) link.link = a.get(IFLA.LINK)!.readUInt32LE(0);
   if (a.get(IFLA.LINK_NETNSID)) link.linkNetnsid = a.get(IFLA.LINK_NETNSID)!.readInt32LE(0);
   if (a.get(IFLA.MASTER)) link.master = a.get(IFLA.MASTER)!.readUInt32LE(0);
+  const data = info?.get(IFLA_INFO.DATA);
+  if (kind === "macvlan" && data) {
+    const m = parseAttrs(data, 0);
+    const mode = m.get(IFLA_MACVLAN.MODE), flags = m.get(IFLA_MACVLAN.FLAGS);
+    if (mode) link.macvlan = { mode: mode.readUInt32LE(0), ...(flags ? { flags: flags.readUInt16LE(0) } : {}) };
+  }
   return link;
 }
 
@@ -117,6 +126,35 @@ export function vethBody(v: VethRequest): Buffer {
     ifinfomsg(v.index), rtattr(IFLA.IFNAME, v.name), rtattr(IFLA.MTU, v.mtu),
     ...(v.address ? [rtattr(IFLA.ADDRESS, v.address)] : []), rtattr(IFLA.LINKINFO, info),
   ]);
+}
+
+export interface MacvlanRequest {
+  index: number;
+  name: string;
+  mtu: number;
+  address?: Buffer;
+  /** Its parent link (index) in the calling thread's namespace, and the namespace it goes to (an fd of it). */
+  parent: number;
+  netnsFd: number;
+  mode: number;
+  flags?: number;
+}
+
+/** The RTM_NEWLINK body that makes a macvlan on a parent here, with its index, name, MTU and address, in another namespace (as criu makes it). */
+export function macvlanBody(m: MacvlanRequest): Buffer {
+  const flags = Buffer.alloc(2);
+  flags.writeUInt16LE(m.flags ?? 0);
+  const data = Buffer.concat([rtattr(IFLA_MACVLAN.MODE, m.mode), ...(m.flags !== undefined ? [rtattr(IFLA_MACVLAN.FLAGS, flags)] : [])]);
+  return Buffer.concat([
+    ifinfomsg(m.index), rtattr(IFLA.IFNAME, m.name), rtattr(IFLA.MTU, m.mtu), ...(m.address ? [rtattr(IFLA.ADDRESS, m.address)] : []),
+    rtattr(IFLA.LINK, m.parent), rtattr(IFLA.NET_NS_FD, m.netnsFd),
+    rtattr(IFLA.LINKINFO, Buffer.concat([rtattr(IFLA_INFO.KIND, Buffer.from("macvlan")), rtattr(IFLA_INFO.DATA, data)])),
+  ]);
+}
+
+/** Makes a macvlan from the calling thread's namespace, where its parent is, into another. */
+export function addMacvlan(m: MacvlanRequest): void {
+  request(`create macvlan ${m.name} (index ${m.index}) on link ${m.parent} into another namespace`, NLM_F.CREATE | NLM_F.EXCL, macvlanBody(m));
 }
 
 /** Makes a veth pair in the calling thread's namespace. */

@@ -49,7 +49,7 @@ import { check } from "../../sys/errno.js";
 import { native } from "../../sys/native.js";
 import { programOnPath } from "../../kernel/probe.js";
 import { ownedAtRestore } from "./owned.js";
-import { addBridge, addVeth, delLink, IFF_LOOPBACK, IFF_UP, listLinks, nsidOf, setLink, setMaster, setUp, type Link } from "./net-links.js";
+import { addBridge, addMacvlan, addVeth, delLink, IFF_LOOPBACK, IFF_UP, listLinks, nsidOf, setLink, setMaster, setUp, type Link } from "./net-links.js";
 import { DEVCONFS4, DEVCONFS6, IPV4_SYSCTLS, readSysctls, UNIX_CONF, writeSysctls } from "./net-sysctl.js";
 import { dumpLock, holdNamespace, LOCK_METHOD_IDS, lockMethodOf, lockNamespace, releaseNamespace, unlockNamespace } from "../sockets/netlock.js";
 import { giveFd } from "../files/inherit.js";
@@ -144,9 +144,14 @@ function linkEntry(l: Link, nsWhat: string, peerNsid?: number): net_device_entry
   } else if (l.kind === "bridge") {
     // Made again with its name, index, MTU and address; its members join it by their master index (criu keeps no more of it).
     type = nd_type.BRIDGE;
+  } else if (l.kind === "macvlan" && l.macvlan && l.linkNetnsid !== undefined) {
+    // On a parent outside the tree: the restore names it (--external macvlan[IFNAME]:PARENT), as criu's.
+    type = nd_type.MACVLAN;
+  } else if (l.kind === "macvlan") {
+    throw new UnsupportedError(`macvlan ${l.name} (index ${l.index}) of ${nsWhat} has its parent link in the same namespace; crest keeps a macvlan on a parent outside the tree only (--external macvlan[IFNAME]:PARENT on restore)`);
   } else {
     throw new UnsupportedError(`network link ${l.name} (index ${l.index}, ${l.kind ? `kind ${l.kind}` : "no kind"}) of ${nsWhat} is not supported: ` +
-      "crest keeps loopback, veth and bridge links only; remove it before the dump, or give the tree the caller's namespace (--external net[INO]:KEY)");
+      "crest keeps loopback, veth, bridge and macvlan links only; remove it before the dump, or give the tree the caller's namespace (--external net[INO]:KEY)");
   }
   return {
     type, ifindex: l.index, mtu: l.mtu, flags: l.flags, name: l.name, conf: [],
@@ -156,6 +161,7 @@ function linkEntry(l: Link, nsWhat: string, peerNsid?: number): net_device_entry
     peer_ifindex: l.link ?? l.index,
     ...(peerNsid !== undefined ? { peer_nsid: peerNsid } : {}),
     ...(l.master !== undefined ? { master: l.master } : {}),
+    ...(type === nd_type.MACVLAN ? { macvlan: l.macvlan! } : {}),
   };
 }
 
@@ -327,6 +333,15 @@ function vethPeer(run: RestoreRun, name: string): { name: string; bridge?: strin
   return undefined;
 }
 
+/** `--external macvlan[IFNAME]:PARENT`: the link of crest's namespace a macvlan of the tree is made on. */
+function macvlanParent(run: RestoreRun, name: string): string | undefined {
+  for (const e of run.opts.external) {
+    const m = /^macvlan\[([^\]]+)\]:(.+)$/.exec(e);
+    if (m && m[1] === name) return m[2];
+  }
+  return undefined;
+}
+
 /**
  * As criu once the tree is restored: each outside peer given with @BRIDGE
  * joins that bridge of crest's namespace and is brought up.
@@ -437,7 +452,14 @@ function checkNamespaceImages(run: RestoreRun, id: number, nsWhat: string, here:
   for (const l of run.images.read(IMG.netdev, id)) {
     if (l.type === nd_type.LOOPBACK) continue;
     if (l.type === nd_type.BRIDGE) continue;
-    if (l.type !== nd_type.VETH) throw new Error(`link ${l.name} (index ${l.ifindex}) of ${nsWhat} is of type ${l.type}, which crest cannot restore (loopback, veth and bridge only)`);
+    if (l.type === nd_type.MACVLAN) {
+      const parent = macvlanParent(run, l.name);
+      if (parent === undefined) throw new Error(`macvlan ${l.name} of ${nsWhat} has its parent link outside: restore with --external macvlan[${l.name}]:PARENT (a link of crest's namespace)`);
+      if (!here.has(parent)) throw new Error(`--external macvlan[${l.name}]:${parent}: crest's network namespace has no link ${parent}`);
+      if (!l.macvlan) throw run.images.invalid(IMG.netdev, id, `macvlan ${l.name} has no macvlan entry`);
+      continue;
+    }
+    if (l.type !== nd_type.VETH) throw new Error(`link ${l.name} (index ${l.ifindex}) of ${nsWhat} is of type ${l.type}, which crest cannot restore (loopback, veth, bridge and macvlan only)`);
     if (l.peer_nsid !== undefined && filled.has(l.peer_nsid)) {
       if (!madeByCrest(run)) throw new Error(`veth ${l.name} of ${nsWhat} has its peer in network namespace ${l.peer_nsid} of the tree; crest does not make such a pair again in a tree with a user namespace of its own yet`);
       const peer = run.images.exists(IMG.netdev, l.peer_nsid) ? run.images.read(IMG.netdev, l.peer_nsid).find((p) => p.ifindex === l.peer_ifindex && p.type === nd_type.VETH) : undefined;
@@ -552,6 +574,14 @@ function fillNamespace(run: RestoreRun, nsFd: number, id: number, nsWhat: string
   const filled = filledNamespaces(run);
   const mine = openSync("/proc/thread-self/ns/net", "r");
   try {
+    // Macvlans from here, where their parents are, into the namespace (criu's order too: before its addresses and routes).
+    const here = listLinks();
+    for (const l of run.images.read(IMG.netdev, id)) {
+      if (l.type !== nd_type.MACVLAN) continue;
+      const parent = here.find((x) => x.name === macvlanParent(run, l.name))!;
+      addMacvlan({ index: l.ifindex, name: l.name, mtu: l.mtu, ...(l.address ? { address: l.address } : {}), parent: parent.index, netnsFd: nsFd, mode: l.macvlan!.mode, ...(l.macvlan!.flags !== undefined ? { flags: l.macvlan!.flags } : {}) });
+      run.log.info(`Made macvlan ${l.name} of ${nsWhat} on ${parent.name}`);
+    }
     inNetnsFd(nsFd, nsWhat, () => {
       // The namespace's own settings first: links made after take "default".
       writeSysctls(`${SYSCTL}/ipv4/conf/all`, DEVCONFS4, ns.all_conf4, "net.ipv4.conf.all");
