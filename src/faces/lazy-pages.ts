@@ -16,6 +16,7 @@
 // restored tree (each task and its descendants). Told the daemon is done,
 // it exits without a word.
 import { closeSync, existsSync, readFileSync, readdirSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { statusReady } from "../pipelines/actions.js";
 import { join } from "node:path";
 import type { Logger } from "../log.js";
 import { workPath, type Options } from "../options.js";
@@ -64,10 +65,7 @@ export function lazyPagesMain(opts: Options, argv: readonly string[], refused: r
     listener = listen(path);
     log.info(`Lazy-pages daemon listening on ${path}, images in ${opts.images.dir}`);
     if (opts.restore.pidfile) writeFileSync(workPath(opts, opts.restore.pidfile), `${process.pid}`);
-    if (opts.restore.statusFd !== undefined) {
-      writeSync(opts.restore.statusFd, Buffer.of(0));
-      closeSync(opts.restore.statusFd);
-    }
+    statusReady(opts, log);
     client = check(native.syscall(SYS.accept4, listener, 0, 0, SOCK_CLOEXEC), `accept a restore on ${path}`);
     closeSync(listener);
     listener = -1;

@@ -7,7 +7,8 @@
 // With --lazy-pages it serves the lazy pages of the images there instead, to
 // a lazy-pages daemon run with --page-server (kinds/memory/lazy-server.ts).
 // --tls: the client's connection in TLS (images/tls.ts, docs/page-server.md).
-import { closeSync, mkdirSync, readSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, readSync, writeFileSync } from "node:fs";
+import { statusReady } from "../pipelines/actions.js";
 import type { Logger } from "../log.js";
 import { workPath, type Options } from "../options.js";
 import { acceptPageClient, listenPageServer, pageClientLink, servePages, tlsFiles } from "../images/page-server.js";
@@ -34,10 +35,7 @@ export function pageServerMain(opts: Options, argv: readonly string[], refused: 
     listener = l.fd;
     log.info(`Page server listening on ${address}:${l.port}, images in ${opts.images.dir}`);
     if (opts.restore.pidfile) writeFileSync(workPath(opts, opts.restore.pidfile), `${process.pid}`);
-    if (opts.restore.statusFd !== undefined) {
-      writeSync(opts.restore.statusFd, Buffer.of(0));
-      closeSync(opts.restore.statusFd);
-    }
+    statusReady(opts, log);
     const sk = acceptPageClient(listener);
     closeSync(listener);
     listener = -1;
@@ -68,10 +66,7 @@ function lazyPageServer(opts: Options, log: Logger): number {
     serveImagePages(opts.images.dir, opts.service.address ?? "0.0.0.0", opts.service.port ?? DEFAULT_PORT, log, (port) => {
       log.info(`Page server (lazy pages) listening on port ${port}, images in ${opts.images.dir}`);
       if (opts.restore.pidfile) writeFileSync(workPath(opts, opts.restore.pidfile), `${process.pid}`);
-      if (opts.restore.statusFd !== undefined) {
-        writeSync(opts.restore.statusFd, Buffer.of(0));
-        closeSync(opts.restore.statusFd);
-      }
+      statusReady(opts, log);
     });
     log.info("Session over");
     return 0;

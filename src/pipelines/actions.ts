@@ -7,13 +7,14 @@
 // client that asked for notifications (notify_scripts) is told of each hook
 // first and must answer before crest goes on, as criu's RPC mode does.
 import { spawnSync } from "node:child_process";
-import { closeSync, openSync, constants as fsc } from "node:fs";
+import { closeSync, openSync, writeSync, constants as fsc } from "node:fs";
 import type { Logger } from "../log.js";
+import type { Options } from "../options.js";
 
 export type Hook =
   | "pre-dump" | "post-dump" | "pre-restore" | "setup-namespaces" | "post-setup-namespaces"
   | "post-restore" | "pre-resume" | "post-resume" | "network-lock" | "network-unlock" | "query-ext-files"
-  | "orphan-pts-master";
+  | "orphan-pts-master" | "status-ready";
 
 /**
  * Tells an RPC client of a hook (criu's NOTIFY, with the root's PID where
@@ -77,4 +78,17 @@ export class ActionScripts {
     if (this.dirFd >= 0) closeSync(this.dirFd);
     this.dirFd = -1;
   }
+}
+
+/**
+ * As criu's status_ready, once a page server, lazy-pages daemon or service
+ * is ready for its peer: the status-ready action scripts, then a byte to
+ * --status-fd, which is closed. A failing script fails the command.
+ */
+export function statusReady(opts: Options, log: Logger): void {
+  new ActionScripts(opts.actionScripts, opts.images.dir, log).run("status-ready");
+  const fd = opts.restore.statusFd;
+  if (fd === undefined) return;
+  writeSync(fd, Buffer.of(0));
+  closeSync(fd);
 }

@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { IMG, readImage } from "../../src/images/index.js";
 import { join } from "node:path";
@@ -91,6 +91,26 @@ function cycle(server: string, dumper: string, serverArgs: string[] = [], dumpAr
 }
 
 test("crest page-server takes crest's dump --page-server, and the images restore", () => cycle(CREST, CREST));
+
+test("a page server runs the status-ready action scripts once it listens (criu's status_ready); one that fails ends it", () => {
+  const dir = mkdtempSync("/tmp/crest-ps-ready-");
+  try {
+    const said = join(dir, "said"), script = join(dir, "script.sh");
+    writeFileSync(script, `#!/bin/sh\necho "$CRTOOLS_SCRIPT_ACTION" >> ${said}\n[ ! -e ${join(dir, "fail")} ]\n`, { mode: 0o755 });
+    const imgs = join(dir, "imgs");
+    mkdirSync(imgs);
+    const { pid } = startServer(CREST, imgs, ["--action-script", script]);
+    assert.equal(readFileSync(said, "utf8"), "status-ready\n");
+    process.kill(pid, "SIGKILL");
+    waitGone(pid);
+    writeFileSync(join(dir, "fail"), "");
+    const r = spawnSync(CREST, ["page-server", "-D", imgs, "--address", "127.0.0.1", "--port", String(++port), "--action-script", script], { encoding: "utf8", timeout: 30_000 });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /the status-ready action script failed/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test("crest page-server takes criu's pages, and criu's page server crest's", { skip: criuWorks ? false : "no working criu (CREST_CRIU)" }, () => {
   cycle(CREST, criu!);

@@ -8,7 +8,8 @@
 // socket, so the service polls it in short slices and lets its event loop
 // run between them (it reaps the workers there).
 import { spawn } from "node:child_process";
-import { chmodSync, closeSync, existsSync, openSync, readSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, openSync, readSync, unlinkSync, writeFileSync } from "node:fs";
+import { statusReady } from "../../pipelines/actions.js";
 import { join } from "node:path";
 import type { Logger } from "../../log.js";
 import { workPath, type Options } from "../../options.js";
@@ -67,10 +68,7 @@ export function service(opts: Options, log: Logger): Promise<number> {
   const listenFd = given ?? listenAt(address);
   log.info(given !== undefined ? "The service socket was passed by systemd" : `The service socket is bound to ${address}`);
   if (opts.restore.pidfile) writeFileSync(workPath(opts, opts.restore.pidfile), `${process.pid}`);
-  if (opts.restore.statusFd !== undefined) {
-    writeSync(opts.restore.statusFd, Buffer.of(0));
-    closeSync(opts.restore.statusFd);
-  }
+  statusReady(opts, log);
   const worker = workerCommand();
   let workers = 0, stopping = false;
   return new Promise((resolve) => {

@@ -12,6 +12,7 @@
 //
 // The client side (the daemon fetching) is `RemotePages` in lazy.ts.
 import { closeSync, openSync, readSync, writeSync } from "node:fs";
+import { statusReady } from "../../pipelines/actions.js";
 import type { Logger } from "../../log.js";
 import type { pagemap_entry } from "../../images/index.js";
 import { acceptPageClient, decodeIov, encodeIov, listenPageServer, PS } from "../../images/page-server.js";
@@ -208,12 +209,7 @@ export function serveDumpedPages(run: DumpRun, tasks: readonly DumpTask[]): void
   }
   try {
     // As criu (run_tcp_server's status_ready): --status-fd is told once the server listens (zdtm's --lazy-migrate waits for it).
-    serveLazyPages(procs, address, run.opts.service.port ?? DEFAULT_PORT, run.log, () => {
-      const fd = run.opts.restore.statusFd;
-      if (fd === undefined) return;
-      writeSync(fd, Buffer.of(0));
-      closeSync(fd);
-    });
+    serveLazyPages(procs, address, run.opts.service.port ?? DEFAULT_PORT, run.log, () => statusReady(run.opts, run.log));
   } catch (e) {
     // As criu's log ends: the cause, this, then "Dumping FAILED."
     run.log.error((e as Error).message);
