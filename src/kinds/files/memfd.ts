@@ -5,17 +5,19 @@
 // file once, in the first task that needs it, lets that task read the
 // contents in through a temporary mapping, and every other user reopens it
 // through /proc (a new description of the same file) or takes a shared
-// description with pidfd_getfd.
+// description with pidfd_getfd. A hugetlb memfd keeps its page size in
+// hugetlb_flag (MFD_HUGETLB and log2 of the size at bit 26, as criu).
 import { closeSync, fstatSync, openSync, type Stats } from "node:fs";
 import type { FileKind, OpenContext } from "./file-kind.js";
 import type { DumpRun } from "../context.js";
-import { dumpState, restoreState, UnsupportedError } from "../context.js";
+import { dumpState, restoreState } from "../context.js";
 import { IMG, fd_types, type fown_entry, type memfd_inode_entry } from "../../images/index.js";
 import { F, MAP, O, PAGE_SIZE, PROT, SYS } from "../../sys/constants.js";
 import { openCrestProcPath } from "./inherit.js";
 import { native } from "../../sys/native.js";
 import { PagesWriter, fillFromPages } from "../memory/pages.js";
 import type { Remote } from "../../remote/remote.js";
+import { hugePageSize, hugeSizeFlag, MFD_HUGETLB } from "../memory/hugetlb.js";
 
 const PREFIX = "/memfd:";
 const F_SEAL_SEAL = 1;
@@ -51,6 +53,8 @@ function dumpInode(run: DumpRun, via: string, path: string, st: Stats, pid: numb
     s.inodes.push({
       name: nameOf(path), uid: st.uid, gid: st.gid, size: BigInt(st.size), shmid, seals: seals < 0 ? F_SEAL_SEAL : seals,
       inode_id: BigInt(inodeId), mode: st.mode,
+      // A hugetlb memfd: hugetlbfs gives the huge page size as the block size.
+      ...(st.blksize > PAGE_SIZE ? { hugetlb_flag: MFD_HUGETLB + hugeSizeFlag(st.blksize) } : {}),
     });
     return inodeId;
   } finally {
@@ -64,7 +68,6 @@ const dumped = dumpState("memfd", () => ({ ids: new Map<number, number>(), inode
 /** Adds a memfd description to files.img and returns its id (also used for mappings: vma.shmid). */
 export function dumpMemfd(run: DumpRun, f: { via: string; path: string; pid: number; flags: number; pos: bigint; fown: fown_entry }): number {
   const st = fstatOf(f.via);
-  if (st.blksize > PAGE_SIZE) throw new UnsupportedError(`${f.path} is a hugetlb memfd; crest does not support it yet`);
   const inodeId = dumpInode(run, f.via, f.path, st, f.pid);
   const id = run.nextId("file");
   run.files.push({ type: fd_types.MEMFD, id, memfd: { id, flags: f.flags & ~O.CLOEXEC, pos: f.pos, fown: f.fown, inode_id: inodeId } });
@@ -104,13 +107,15 @@ const restoring = restoreState("memfd", (run) => ({
 function create({ r, task, run, park }: OpenContext, e: memfd_inode_entry): Created {
   const what = `memfd ${e.name} in task ${task.vpid}`;
   r.resetScratch();
-  const fd = park(r.call(`create ${what}`, SYS.memfd_create, r.putString(e.name), MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  // hugetlb_flag: MFD_HUGETLB and the page size (sealing hugetlb memfds needs Linux 4.16).
+  const fd = park(r.call(`create ${what}`, SYS.memfd_create, r.putString(e.name), MFD_CLOEXEC + MFD_ALLOW_SEALING + (e.hugetlb_flag ?? 0)));
   r.call(`size ${what}`, SYS.ftruncate, fd, e.size);
   if (e.mode !== undefined) r.call(`set the mode of ${what}`, SYS.fchmod, fd, e.mode & 0o7777);
   const size = Number(e.size);
   if (size) {
     // The task reads the contents in through a mapping of its own, removed after.
-    const len = Math.ceil(size / PAGE_SIZE) * PAGE_SIZE;
+    const page = e.hugetlb_flag ? hugePageSize(e.hugetlb_flag) : PAGE_SIZE;
+    const len = Math.ceil(size / page) * page;
     const addr = r.call(`map ${what}`, SYS.mmap, 0, len, PROT.READ | PROT.WRITE, MAP.SHARED, fd, 0);
     const { head, entries } = run.images.read(IMG.shmemPagemap, e.shmid);
     const pages = run.images.pages(head.pages_id, { what });

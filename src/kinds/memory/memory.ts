@@ -30,6 +30,7 @@ import { parker } from "../files/fd-table.js";
 import type { RArg, Remote } from "../../remote/remote.js";
 import { is, isGuard, isSpecial, MAP_DROPPABLE, MAP_TYPE, protOf, range, subtract, VMA } from "./vma.js";
 import { inheritedVmas, restoreInherited, sameExe } from "./inherit.js";
+import { hugeFlagsOf, hugeMapping, hugePageSize, type HugeMapping } from "./hugetlb.js";
 import { runsOf, type PageLayer } from "./chain.js";
 import { handOverTracking, parentPagesOf, trackTask } from "./tracking.js";
 import { snapshotting, takeSnapshot } from "./snapshot.js";
@@ -38,11 +39,14 @@ import { connectLazy, finishLazy, handOverLazy, lazyRanges, lazyVma, remoteRuns,
 /** Size of the scratch mapping crest uses inside a task under restore. */
 const SCRATCH_SIZE = 256 << 10;
 
-/** mmap flags as CRIU records them: the type, then what VmFlags shows (MAP_DROPPABLE replaces MAP_PRIVATE). */
-function mapFlagsOf(m: SmapsEntry, where: string): number {
-  if (m.vmFlags.includes("ht")) throw new UnsupportedError(`${where} is hugetlb memory; crest does not support hugetlb mappings yet`);
+/**
+ * mmap flags as CRIU records them: the type, then what VmFlags shows
+ * (MAP_DROPPABLE replaces MAP_PRIVATE), then a hugetlb mapping's page size
+ * (added, not or'ed: the size bits may pass bit 31).
+ */
+function mapFlagsOf(m: SmapsEntry, huge: HugeMapping | null): number {
   const f = vmFlagsToMapFlags(m.vmFlags);
-  return (f & MAP_DROPPABLE ? 0 : m.shared ? MAP.SHARED : MAP.PRIVATE) | f;
+  return ((f & MAP_DROPPABLE ? 0 : m.shared ? MAP.SHARED : MAP.PRIVATE) | f) + (huge ? huge.flags - MAP.HUGETLB : 0);
 }
 
 /**
@@ -62,9 +66,11 @@ function mapFileMode(via: string, m: SmapsEntry): number {
 /** Turns one line of smaps into a vma_entry, registering its file in files.img. */
 function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<string, number>): vma_entry {
   const where = `the mapping 0x${m.start.toString(16)}-0x${m.end.toString(16)} (${m.path || "anonymous"}) of process ${task.pid}`;
+  const via = `/proc/${task.pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
+  const huge = m.vmFlags.includes("ht") ? hugeMapping(m, via, where) : null;
   const base = {
     start: BigInt(m.start), end: BigInt(m.end), pgoff: m.offset, shmid: 0n, prot: protOf(m),
-    flags: mapFlagsOf(m, where), fd: -1n, madv: vmFlagsToMadvise(m.vmFlags),
+    flags: mapFlagsOf(m, huge), fd: -1n, madv: vmFlagsToMadvise(m.vmFlags),
   };
   const special = (status: number): vma_entry => ({ ...base, flags: base.flags | MAP.ANONYMOUS, status });
   // The kernel's own areas are anonymous private memory to criu too (it sets VMA_ANON_PRIVATE beside their bit).
@@ -95,9 +101,12 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
   if (m.shared && (m.path === "/dev/zero" || m.path.startsWith("[anon_shmem:")) ) {
     return { ...special(VMA.REGULAR | VMA.ANON_SHARED), shmid: BigInt(m.inode) };
   }
+  // Anonymous hugetlb memory (hugetlb.ts): private or shared anonymous memory with its page size in the flags.
+  if (huge?.kind === "anon") {
+    return m.shared ? { ...special(VMA.REGULAR | VMA.ANON_SHARED), shmid: BigInt(m.inode) } : special(VMA.REGULAR | VMA.ANON_PRIVATE);
+  }
   // A packet socket's rings, mapped again from the restored socket (packet.ts).
   if (/^socket:\[\d+\]$/.test(m.path)) return dumpSocketMapping(task.pid, run, m, base, where);
-  const via = `/proc/${task.pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
   if (m.deleted && isMemfdPath(m.path)) {
     const flags = mapFileMode(via, m);
     const id = dumpMemfd(run, { via, path: m.path, pid: task.pid, flags, pos: 0n, fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 } });
@@ -383,7 +392,13 @@ function createShmem(task: RestoreTask, run: RestoreRun, v: vma_entry): ShmemObj
     const end = e.vaddr + BigInt(pageCount(e) * PAGE_SIZE);
     if (end > size) size = end;
   }
-  const addr = BigInt(r.call(`create ${what}`, SYS.mmap, 0, size, PROT.READ | PROT.WRITE, MAP.SHARED | MAP.ANONYMOUS | (v.flags & MAP.NORESERVE), -1, 0));
+  // hugetlb memory (hugetlb.ts) comes in whole huge pages.
+  const huge = hugeFlagsOf(v.flags);
+  if (huge) {
+    const page = BigInt(hugePageSize(v.flags));
+    size = (size + page - 1n) / page * page;
+  }
+  const addr = BigInt(r.call(`create ${what}`, SYS.mmap, 0, size, PROT.READ | PROT.WRITE, (MAP.SHARED | MAP.ANONYMOUS | (v.flags & MAP.NORESERVE)) + huge, -1, 0));
   if (img) withPages(run, img.head.pages_id, img.entries, what, (p) => fillFromPages(r, p, img.entries, run.stats, (off) => addr + off));
   r.resetScratch();
   const path = `/proc/${task.pid}/map_files/${addr.toString(16)}-${(addr + size).toString(16)}`;
@@ -439,7 +454,7 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept:
       r.later({ what, nr: SYS.mmap, args: [v.start, len, prot, flags | MAP.FIXED | extra, fd, off], want: v.start });
     const close = (fd: number) => r.later({ what: `close a temporary fd of task ${task.vpid}`, nr: SYS.close, args: [fd] });
     if (is(v, VMA.ANON_PRIVATE)) {
-      map(((v.flags & MAP_TYPE) === MAP_DROPPABLE ? MAP_DROPPABLE : MAP.PRIVATE) | MAP.ANONYMOUS, -1, 0n);
+      map((((v.flags & MAP_TYPE) === MAP_DROPPABLE ? MAP_DROPPABLE : MAP.PRIVATE) | MAP.ANONYMOUS) + hugeFlagsOf(v.flags), -1, 0n);
     } else if (is(v, VMA.SYSVIPC)) {
       // One attach split into VMAs by mprotect (zdtm shm-mp): attached once, with the widest protection of its parts, each part then given its own.
       const parts = sysvAttach(task.mm.vmas, v);

@@ -1,0 +1,88 @@
+// hugetlb memory (hugetlb workload): private and shared anonymous MAP_HUGETLB
+// memory and a hugetlb memfd, in a parent and its child, restored with their
+// 2 MiB pages and contents; the images say what criu's would (MAP_HUGETLB and
+// the page size in the flags, the memfd's hugetlb_flag, pages in 4 KiB units).
+// Skipped where the kernel has no 2 MiB huge pages to give.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync } from "node:fs";
+import { readImage, IMG } from "../../src/images/index.js";
+import { critDecodeAll, dumpWorkload, finish, imagesDir, restoreWorkload, startWorkload, stop } from "./harness.js";
+
+const MAP_SHARED = 0x01, MAP_PRIVATE = 0x02, MAP_ANONYMOUS = 0x20, MAP_HUGETLB = 0x40000;
+/** MAP_HUGE_2MB: log2(2 MiB) at bit 26. */
+const MAP_HUGE_2MB = 21 << 26;
+const MFD_HUGETLB = 4;
+const VMA_ANON_SHARED = 1 << 8, VMA_ANON_PRIVATE = 1 << 9, VMA_MEMFD = 1 << 14;
+const HUGE = 2n << 20n;
+
+/** Why the hugetlb tests cannot run here, or null. They need 2 MiB pages; the pool is raised for the test if need be. */
+function noHugePages(): string | null {
+  const info = readFileSync("/proc/meminfo", "utf8");
+  if (!/^Hugepagesize:\s+2048 kB$/m.test(info)) return "the kernel has no 2 MiB huge pages (no Hugepagesize: 2048 kB in /proc/meminfo)";
+  try {
+    readFileSync("/proc/sys/vm/nr_hugepages", "utf8");
+  } catch {
+    return "no /proc/sys/vm/nr_hugepages";
+  }
+  return null;
+}
+
+/** Runs fn with at least `want` free 2 MiB huge pages, putting the pool back after. */
+function withHugePages(want: number, fn: () => void): void {
+  const path = "/proc/sys/vm/nr_hugepages";
+  const before = Number(readFileSync(path, "utf8"));
+  const free = Number(/^HugePages_Free:\s+(\d+)$/m.exec(readFileSync("/proc/meminfo", "utf8"))?.[1] ?? 0);
+  if (free < want) writeFileSync(path, String(before + want - free));
+  try {
+    fn();
+  } finally {
+    if (Number(readFileSync(path, "utf8")) !== before) writeFileSync(path, String(before));
+  }
+}
+
+test("hugetlb: private, shared and memfd hugetlb memory of two processes come back", { skip: noHugePages() ?? false }, () => {
+  // Parent and child: 2 + 2 private pages (the child's copy of one), 2 shared, 2 of the memfd; twice over while both exist.
+  withHugePages(20, () => {
+    const w = startWorkload("hugetlb");
+    try {
+      dumpWorkload(w);
+      const dir = imagesDir(w);
+      assert.deepEqual(critDecodeAll(dir), [], "crit decodes every image");
+      const vmas = readImage(dir, IMG.mm, w.pid)[0]!.vmas;
+      const huge = vmas.filter((v) => v.flags & MAP_HUGETLB);
+      const priv = huge.find((v) => v.status & VMA_ANON_PRIVATE);
+      const shared = huge.find((v) => v.status & VMA_ANON_SHARED);
+      const memfd = huge.find((v) => v.status & VMA_MEMFD);
+      assert.ok(priv && shared && memfd, "private, shared and memfd hugetlb mappings are in mm.img");
+      assert.equal(priv.flags >>> 0, (MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB) >>> 0, "private: MAP_HUGETLB and MAP_HUGE_2MB, as criu");
+      assert.equal(shared.flags >>> 0, (MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB) >>> 0, "shared: MAP_HUGETLB and MAP_HUGE_2MB");
+      assert.equal(memfd.flags >>> 0, (MAP_SHARED | MAP_HUGETLB | MAP_HUGE_2MB) >>> 0, "memfd mapping: the size too");
+      const inode = readImage(dir, IMG.memfdInode).find((e) => e.name === "crest-huge");
+      assert.equal(inode?.hugetlb_flag, (MFD_HUGETLB | MAP_HUGE_2MB) >>> 0, "memfd.img has MFD_HUGETLB | MFD_HUGE_2MB");
+      // The private region's pages: whole huge pages, in 4 KiB units.
+      const pages = readImage(dir, IMG.pagemap, w.pid).entries.filter((e) => e.vaddr >= priv.start && e.vaddr < priv.end);
+      const n = pages.reduce((s, e) => s + Number(e.nr_pages ?? BigInt(e.compat_nr_pages)), 0);
+      assert.equal(BigInt(n) * 4096n, priv.end - priv.start, "every 4 KiB page of both huge pages is dumped");
+      assert.ok(pages.every((e) => (e.vaddr - priv.start) % HUGE === 0n), "entries start at huge page boundaries");
+      assert.ok(pages.every((e) => !((e.flags ?? 4) & 2)), "hugetlb pages are not marked lazy (as criu)");
+      restoreWorkload(w);
+      assert.equal(finish(w), "PASS");
+    } finally {
+      stop(w);
+    }
+  });
+});
+
+test("hugetlb: the workload's checks fail on a broken region (sabotage)", { skip: noHugePages() ?? false }, () => {
+  withHugePages(20, () => {
+    for (const item of [1, 2, 3]) {
+      const w = startWorkload("hugetlb", [], { env: [`CREST_WL_SABOTAGE=${item}`] });
+      try {
+        assert.match(finish(w), /^FAIL: .*(private hugetlb|shared hugetlb|hugetlb memfd): the byte at/);
+      } finally {
+        stop(w);
+      }
+    }
+  });
+});
