@@ -2,7 +2,8 @@
 // memory and a hugetlb memfd, in a parent and its child, restored with their
 // 2 MiB pages and contents; the images say what criu's would (MAP_HUGETLB and
 // the page size in the flags, the memfd's hugetlb_flag, pages in 4 KiB units).
-// Skipped where the kernel has no 2 MiB huge pages to give.
+// Skipped where the kernel has no 2 MiB huge pages to give. And shared
+// anonymous memory reached through fds of it (/dev/zero, shmem-fd workload).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -85,4 +86,39 @@ test("hugetlb: the workload's checks fail on a broken region (sabotage)", { skip
       }
     }
   });
+});
+
+// Shared anonymous memory reached through fds (shmem-fd workload): recorded as criu 4.2 does, a memfd named
+// /dev/zero for each fd and private mapping, and restored as the same object as its shared mappings.
+test("shmem-fd: shared anonymous memory through fds and a private mapping of one comes back as one object", () => {
+  const w = startWorkload("shmem-fd");
+  try {
+    dumpWorkload(w);
+    const dir = imagesDir(w);
+    assert.deepEqual(critDecodeAll(dir), [], "crit decodes every image");
+    const inodes = readImage(dir, IMG.memfdInode).filter((e) => e.name === "/dev/zero");
+    assert.equal(inodes.length, 2, "two shared anonymous objects reached through fds, as memfds named /dev/zero");
+    assert.deepEqual(inodes.map((e) => e.size).sort(), [5n, 5n * 4096n].sort(), "each with its size in bytes");
+    const vmas = readImage(dir, IMG.mm, w.pid)[0]!.vmas;
+    const priv = vmas.find((v) => v.status & VMA_MEMFD && v.flags & MAP_PRIVATE);
+    assert.ok(priv, "the private mapping of the fd is a memfd mapping");
+    assert.equal(priv.pgoff, 4096n);
+    const big = inodes.find((e) => e.size === 5n * 4096n)!;
+    assert.ok(vmas.some((v) => v.status & VMA_ANON_SHARED && v.shmid === BigInt(big.shmid)), "the shared mappings are shared anonymous memory of the same shmid");
+    restoreWorkload(w);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+test("shmem-fd: the workload's checks fail on a broken object (sabotage)", () => {
+  for (const [item, what] of [[1, /shared region: page 2/], [2, /private mapping of the fd: page 1/], [3, /the second fd is at 1/]] as const) {
+    const w = startWorkload("shmem-fd", [], { env: [`CREST_WL_SABOTAGE=${item}`] });
+    try {
+      assert.match(finish(w), what);
+    } finally {
+      stop(w);
+    }
+  }
 });

@@ -25,7 +25,7 @@ import { openCrestProcPath } from "../files/inherit.js";
 import { checkReopenable, dumpDeletedFile, dumpRegFile, openRegFile, queueOpenRegFile, regFile } from "../files/regfile.js";
 import { dumpSocketMapping } from "../sockets/packet.js";
 import { PE, PagesWriter, fillFromPages, fillRuns, pageCount, splitRuns } from "./pages.js";
-import { dumpMemfd, isMemfdPath, openMemfd } from "../files/memfd.js";
+import { dumpMemfd, isMemfdPath, isShmemFile, openMemfd } from "../files/memfd.js";
 import { parker } from "../files/fd-table.js";
 import type { RArg, Remote } from "../../remote/remote.js";
 import { is, isGuard, isSpecial, MAP_DROPPABLE, MAP_TYPE, protOf, range, subtract, VMA } from "./vma.js";
@@ -107,7 +107,8 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
   }
   // A packet socket's rings, mapped again from the restored socket (packet.ts).
   if (/^socket:\[\d+\]$/.test(m.path)) return dumpSocketMapping(task.pid, run, m, base, where);
-  if (m.deleted && isMemfdPath(m.path)) {
+  // A memfd, or shared anonymous memory mapped privately through an fd of it (recorded as a memfd named /dev/zero, as criu 4.2).
+  if (m.deleted && (isMemfdPath(m.path) || isShmemFile(m.path, via))) {
     const flags = mapFileMode(via, m);
     const id = dumpMemfd(run, { via, path: m.path, pid: task.pid, flags, pos: 0n, fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 } });
     // criu marks it a file mapping too (VMA_FILE_SHARED or _PRIVATE beside VMA_AREA_MEMFD).
@@ -244,13 +245,22 @@ const dumpedShmem = dumpState("shared memory", () => new Set<bigint>());
 
 /** Shared anonymous memory goes to pagemap-shmem-SHMID.img, read through the object itself. */
 function dumpShmem(task: DumpTask, run: DumpRun, v: vma_entry, m: SmapsEntry): void {
+  dumpShmemObject(run, task.pid, v.shmid, `/proc/${task.pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`);
+}
+
+/**
+ * Writes the contents of shared anonymous object `shmid` (its inode
+ * number), reached through `via` (a map_files or fd link of process pid),
+ * once per dump: its mappings and the fds that reach it (memfd.ts) share it.
+ */
+export function dumpShmemObject(run: DumpRun, pid: number, shmid: bigint, via: string): void {
   const done = run.state(dumpedShmem);
-  if (done.has(v.shmid)) return;
-  done.add(v.shmid);
-  const fd = openSync(`/proc/${task.pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`, "r");
+  if (done.has(shmid)) return;
+  done.add(shmid);
+  const fd = openSync(via, "r");
   try {
     const pagesId = run.nextId("pages");
-    const w = new PagesWriter(task.pid, run.images.pages(pagesId), run.stats);
+    const w = new PagesWriter(pid, run.images.pages(pagesId), run.stats);
     const size = fstatSync(fd).size;
     try {
       run.stats.shpagesScanned += Math.ceil(size / PAGE_SIZE);
@@ -258,7 +268,7 @@ function dumpShmem(task: DumpTask, run: DumpRun, v: vma_entry, m: SmapsEntry): v
     } finally {
       w.close();
     }
-    run.images.write(IMG.shmemPagemap, v.shmid, { head: { pages_id: pagesId }, entries: w.entries });
+    run.images.write(IMG.shmemPagemap, shmid, { head: { pages_id: pagesId }, entries: w.entries });
   } finally {
     closeSync(fd);
   }
@@ -336,6 +346,7 @@ export function vmasWithPages(vmas: vma_entry[], entries: pagemap_entry[]): Set<
 /** A shared anonymous object restored so far: a task and an fd there that holds it. */
 interface ShmemObject {
   pid: number;
+  vpid: number;
   fd: number;
 }
 
@@ -405,9 +416,23 @@ function createShmem(task: RestoreTask, run: RestoreRun, v: vma_entry): ShmemObj
   const fd = parker(task)(openCrestProcPath(run, r, task.vpid, path, O.RDWR, what));
   r.call(`unmap the temporary mapping of ${what}`, SYS.munmap, addr, size);
   run.transient.push({ task, fd });
-  const obj = { pid: task.pid, fd };
+  const obj = { pid: task.pid, vpid: task.vpid, fd };
   s.made.set(v.shmid, obj);
   return obj;
+}
+
+/**
+ * Shared anonymous object `shmid` reached through an fd or a private
+ * mapping (memfd.ts): a task and its fd that hold it, made in `task` at
+ * least `size` bytes long if no task has it yet (`created`).
+ */
+export function shmemObject(task: RestoreTask, run: RestoreRun, shmid: bigint, size: bigint): ShmemObject & { created: boolean } {
+  const made = run.state(shmem).made.get(shmid);
+  if (made) return { ...made, created: false };
+  const page = BigInt(PAGE_SIZE);
+  const end = size > page ? (size + page - 1n) / page * page : page;
+  const v: vma_entry = { start: 0n, end, pgoff: 0n, shmid, prot: PROT.READ | PROT.WRITE, flags: MAP.SHARED | MAP.ANONYMOUS, status: VMA.REGULAR | VMA.ANON_SHARED, fd: -1n };
+  return { ...createShmem(task, run, v), created: true };
 }
 
 /** An fd of shared anonymous object `v.shmid` in the task (to close after mapping), creating the object if no task has it yet. */
