@@ -6,15 +6,15 @@
 // anonymous memory reached through fds of it (/dev/zero, shmem-fd workload).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { readImage, IMG } from "../../src/images/index.js";
 import { critDecodeAll, dumpWorkload, finish, imagesDir, restoreWorkload, startWorkload, stop } from "./harness.js";
 
 const MAP_SHARED = 0x01, MAP_PRIVATE = 0x02, MAP_ANONYMOUS = 0x20, MAP_HUGETLB = 0x40000;
 /** MAP_HUGE_2MB: log2(2 MiB) at bit 26. */
 const MAP_HUGE_2MB = 21 << 26;
-const MFD_HUGETLB = 4;
-const VMA_ANON_SHARED = 1 << 8, VMA_ANON_PRIVATE = 1 << 9, VMA_MEMFD = 1 << 14;
+const MFD_HUGETLB = 4, SHM_HUGETLB = 0o4000;
+const VMA_ANON_SHARED = 1 << 8, VMA_ANON_PRIVATE = 1 << 9, VMA_SYSVIPC = 1 << 10, VMA_MEMFD = 1 << 14;
 const HUGE = 2n << 20n;
 
 /** Why the hugetlb tests cannot run here, or null. They need 2 MiB pages; the pool is raised for the test if need be. */
@@ -121,4 +121,40 @@ test("shmem-fd: the workload's checks fail on a broken object (sabotage)", () =>
       stop(w);
     }
   }
+});
+
+test("hugetlb-sysv: SysV SHM_HUGETLB segments keep their huge pages and contents", { skip: noHugePages() ?? false }, () => {
+  // Two segments: 1 + 2 huge pages.
+  withHugePages(6, () => {
+    const w = startWorkload("hugetlb-sysv", [], { ns: "pid,ipc" });
+    try {
+      dumpWorkload(w);
+      const dir = imagesDir(w);
+      assert.deepEqual(critDecodeAll(dir), [], "crit decodes every image");
+      const shmImage = readdirSync(dir).find((f) => /^ipcns-shm-\d+\.img$/.test(f));
+      assert.ok(shmImage, "the tree's IPC namespace has its segments dumped");
+      const shm = readImage(dir, IMG.ipcShm, Number(/\d+/.exec(shmImage)![0])).map((s) => s.entry);
+      assert.equal(shm.length, 2);
+      for (const s of shm) assert.equal(s.hugetlb_flag, (SHM_HUGETLB | MAP_HUGE_2MB) >>> 0, "ipcns-shm has SHM_HUGETLB | SHM_HUGE_2MB, as criu");
+      const vmas = readImage(dir, IMG.mm, readImage(dir, IMG.pstree)[0]!.pid)[0]!.vmas;
+      assert.ok(vmas.some((v) => v.status & VMA_SYSVIPC && v.flags & MAP_HUGETLB && (v.flags >>> 26) === 21), "the attachment has MAP_HUGETLB and the size");
+      restoreWorkload(w);
+      assert.equal(finish(w), "PASS");
+    } finally {
+      stop(w);
+    }
+  });
+});
+
+test("hugetlb-sysv: the workload's checks fail on a broken segment (sabotage)", { skip: noHugePages() ?? false }, () => {
+  withHugePages(6, () => {
+    for (const item of [1, 2]) {
+      const w = startWorkload("hugetlb-sysv", [], { ns: "pid,ipc", env: [`CREST_WL_SABOTAGE=${item}`] });
+      try {
+        assert.match(finish(w), /^FAIL: segment \d+: byte \d+ is/);
+      } finally {
+        stop(w);
+      }
+    }
+  });
 });
