@@ -6,15 +6,17 @@
 // anonymous memory reached through fds of it (/dev/zero, shmem-fd workload).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { readImage, IMG } from "../../src/images/index.js";
-import { critDecodeAll, dumpWorkload, finish, imagesDir, restoreWorkload, startWorkload, stop } from "./harness.js";
+import { assertDumpRefused, critDecodeAll, dumpWorkload, finish, imagesDir, restoreWorkload, startWorkload, stop } from "./harness.js";
 
 const MAP_SHARED = 0x01, MAP_PRIVATE = 0x02, MAP_ANONYMOUS = 0x20, MAP_HUGETLB = 0x40000;
 /** MAP_HUGE_2MB: log2(2 MiB) at bit 26. */
 const MAP_HUGE_2MB = 21 << 26;
 const MFD_HUGETLB = 4, SHM_HUGETLB = 0o4000;
-const VMA_ANON_SHARED = 1 << 8, VMA_ANON_PRIVATE = 1 << 9, VMA_SYSVIPC = 1 << 10, VMA_MEMFD = 1 << 14;
+const VMA_FILE_PRIVATE = 1 << 6, VMA_FILE_SHARED = 1 << 7, VMA_ANON_SHARED = 1 << 8, VMA_ANON_PRIVATE = 1 << 9, VMA_SYSVIPC = 1 << 10, VMA_MEMFD = 1 << 14;
 const HUGE = 2n << 20n;
 
 /** Why the hugetlb tests cannot run here, or null. They need 2 MiB pages; the pool is raised for the test if need be. */
@@ -61,6 +63,9 @@ test("hugetlb: private, shared and memfd hugetlb memory of two processes come ba
       assert.equal(memfd.flags >>> 0, (MAP_SHARED | MAP_HUGETLB | MAP_HUGE_2MB) >>> 0, "memfd mapping: the size too");
       const inode = readImage(dir, IMG.memfdInode).find((e) => e.name === "crest-huge");
       assert.equal(inode?.hugetlb_flag, (MFD_HUGETLB | MAP_HUGE_2MB) >>> 0, "memfd.img has MFD_HUGETLB | MFD_HUGE_2MB");
+      const anon = readImage(dir, IMG.memfdInode).find((e) => e.name === "/anon_hugepage");
+      assert.equal(anon?.hugetlb_flag, (MFD_HUGETLB | MAP_HUGE_2MB) >>> 0, "the fd of the shared region is a hugetlb memfd named /anon_hugepage, as criu 4.2 writes it");
+      assert.equal(BigInt(anon.shmid), shared.shmid, "of the same object as the shared mapping");
       // The private region's pages: whole huge pages, in 4 KiB units.
       const pages = readImage(dir, IMG.pagemap, w.pid).entries.filter((e) => e.vaddr >= priv.start && e.vaddr < priv.end);
       const n = pages.reduce((s, e) => s + Number(e.nr_pages ?? BigInt(e.compat_nr_pages)), 0);
@@ -157,4 +162,53 @@ test("hugetlb-sysv: the workload's checks fail on a broken segment (sabotage)", 
       }
     }
   });
+});
+
+/** Runs fn with a hugetlbfs (2 MiB pages) mounted on a fresh directory, unmounted after. */
+function withHugetlbfs(fn: (dir: string) => void): void {
+  const dir = mkdtempSync("/tmp/crest-hugetlbfs-");
+  execFileSync("mount", ["-t", "hugetlbfs", "-o", "pagesize=2M", "none", dir]);
+  try {
+    fn(dir);
+  } finally {
+    execFileSync("umount", [dir]);
+    rmdirSync(dir);
+  }
+}
+
+test("hugetlb-file: shared and private mappings of a file on a hugetlbfs mount come back", { skip: noHugePages() ?? false }, () => {
+  // The file's 2 pages and the private copy of one.
+  withHugePages(3, () => withHugetlbfs((mnt) => {
+    const w = startWorkload("hugetlb-file", [join(mnt, "f")]);
+    try {
+      dumpWorkload(w);
+      const dir = imagesDir(w);
+      assert.deepEqual(critDecodeAll(dir), [], "crit decodes every image");
+      const vmas = readImage(dir, IMG.mm, w.pid)[0]!.vmas.filter((v) => v.flags & MAP_HUGETLB);
+      assert.ok(vmas.some((v) => v.status & VMA_FILE_SHARED) && vmas.some((v) => v.status & VMA_FILE_PRIVATE), "file mappings, with MAP_HUGETLB");
+      restoreWorkload(w);
+      assert.equal(finish(w), "PASS");
+    } finally {
+      stop(w);
+    }
+  }));
+});
+
+test("hugetlb-file: a deleted file of a hugetlbfs mount is refused, the tree left running", { skip: noHugePages() ?? false }, () => {
+  withHugePages(3, () => withHugetlbfs((mnt) => {
+    assertDumpRefused("hugetlb-file", [join(mnt, "f"), "unlink"], /\(deleted\), a deleted file of a hugetlbfs mount; crest cannot bring its contents back/);
+  }));
+});
+
+test("hugetlb-file: the workload's checks fail on a broken mapping (sabotage)", { skip: noHugePages() ?? false }, () => {
+  withHugePages(3, () => withHugetlbfs((mnt) => {
+    for (const [item, what] of [[1, /shared mapping: holds/], [2, /private mapping: its copy holds/]] as const) {
+      const w = startWorkload("hugetlb-file", [join(mnt, `f${item}`)], { env: [`CREST_WL_SABOTAGE=${item}`] });
+      try {
+        assert.match(finish(w), what);
+      } finally {
+        stop(w);
+      }
+    }
+  }));
 });

@@ -6,7 +6,8 @@
  * copy-on-write copy of the private region. After the checkpoint: the
  * contents are intact, each region is still hugetlb memory with 2 MiB pages
  * (smaps), still on the device it was on, a write by one process shows in
- * the other in the shared regions, and the private copies stay apart.
+ * the other in the shared regions, and the private copies stay apart; an
+ * fd of the shared region (opened through map_files) still reads it.
  *
  * Sabotage items: 1 flips a byte of the private region, 2 of the shared
  * one, 3 of the memfd (each in the second huge page).
@@ -117,6 +118,13 @@ int main(int argc, char **argv)
 			fail("%s: not in maps", r[i].name);
 	}
 
+	/* An fd of the shared region, as zdtm's shmemfd takes one of shared memory. */
+	char path[128];
+	snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx", (unsigned long)r[1].p, (unsigned long)r[1].p + LEN);
+	int sfd = open(path, O_RDWR);
+	if (sfd < 0)
+		fail("open the shared region through map_files: %m");
+
 	pid_t child = fork();
 	if (child == 0) {
 		char *cargv[] = { argv[0], status_child, NULL };
@@ -170,6 +178,13 @@ int main(int argc, char **argv)
 		fail("hugetlb memfd: size %ld, block size %ld, want %lu and %lu", (long)st.st_size, (long)st.st_blksize, LEN, HUGE);
 	for (int i = 1; i < NR; i++)
 		r[i].p[HUGE + 8] = 0xa0 + i;
+	unsigned char b = 0;
+	if (pread(sfd, &b, 1, HUGE + 8) != 1 || b != 0xa1)
+		fail("the fd of the shared region reads %u where the region has 0xa1: not the same memory", b);
+	char link[64], target[256] = "";
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", sfd);
+	if (readlink(link, target, sizeof(target) - 1) < 0 || strcmp(target, "/anon_hugepage (deleted)"))
+		fail("the fd of the shared region names '%s'", target);
 	kill(child, SIGTERM);
 	int ws;
 	if (waitpid(child, &ws, 0) != child || !WIFEXITED(ws) || WEXITSTATUS(ws)) {

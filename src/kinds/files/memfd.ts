@@ -7,8 +7,9 @@
 // through /proc (a new description of the same file) or takes a shared
 // description with pidfd_getfd. Shared anonymous memory reached through an
 // fd or a private mapping is recorded as a memfd named /dev/zero, as criu
-// 4.2 does, and restored as shared anonymous memory again, the same object
-// as its shared mappings (memory.ts). A hugetlb memfd keeps its page size in
+// 4.2 does (an fd of shared anonymous hugetlb memory, a hugetlb memfd named
+// /anon_hugepage), and restored as shared anonymous memory again, the same
+// object as its shared mappings (memory.ts). A hugetlb memfd keeps its page size in
 // hugetlb_flag (MFD_HUGETLB and log2 of the size at bit 26, as criu).
 import { closeSync, fstatSync, openSync, statSync, type Stats } from "node:fs";
 import type { FileKind, OpenContext } from "./file-kind.js";
@@ -20,7 +21,7 @@ import { openCrestProcPath } from "./inherit.js";
 import { native } from "../../sys/native.js";
 import { PagesWriter, fillFromPages } from "../memory/pages.js";
 import type { Remote } from "../../remote/remote.js";
-import { hugePageSize, hugeSizeFlag, MFD_HUGETLB } from "../memory/hugetlb.js";
+import { ANON_HUGEPAGE, hugePageSize, hugeSizeFlag, MFD_HUGETLB } from "../memory/hugetlb.js";
 import { dumpShmemObject, shmemObject } from "../memory/memory.js";
 
 const PREFIX = "/memfd:";
@@ -46,6 +47,13 @@ export function isShmemFile(path: string, via: string): boolean {
   }
 }
 
+/** An fd of shared anonymous hugetlb memory (its link "/anon_hugepage (deleted)"), a hugetlb memfd to criu 4.2. */
+const isHugeAnonFd = (path: string, st: Stats): boolean => path === ANON_HUGEPAGE && st.isFile() && st.blksize > PAGE_SIZE;
+
+/** The inode is shared anonymous memory (plain or hugetlb), not a memfd of its own. */
+const isShmemInode = (e: { name: string; hugetlb_flag?: number }): boolean =>
+  e.hugetlb_flag ? e.name === ANON_HUGEPAGE : e.name === SHMEM_NAME;
+
 /**
  * Adds the memfd behind `via` (a /proc/PID/fd/N or map_files link) to
  * memfd.img once, with its contents, and returns its inode_id.
@@ -59,12 +67,14 @@ function dumpInode(run: DumpRun, via: string, path: string, st: Stats, pid: numb
     const inodeId = run.nextId("kobj");
     s.ids.set(st.ino, inodeId);
     const seals = native.syscall(SYS.fcntl, fd, F.GET_SEALS);
-    const inode = {
+    const inode: memfd_inode_entry = {
       name: nameOf(path), uid: st.uid, gid: st.gid, size: BigInt(st.size), shmid: st.ino, seals: seals < 0 ? F_SEAL_SEAL : seals,
       inode_id: BigInt(inodeId), mode: st.mode,
+      // A hugetlb memfd: hugetlbfs gives the huge page size as the block size.
+      ...(st.blksize > PAGE_SIZE ? { hugetlb_flag: MFD_HUGETLB + hugeSizeFlag(st.blksize) } : {}),
     };
     // Shared anonymous memory: its contents go once, with its shared mappings' (memory.ts).
-    if (nameOf(path) === SHMEM_NAME) {
+    if (isShmemInode(inode)) {
       dumpShmemObject(run, pid, BigInt(st.ino), via);
       s.inodes.push(inode);
       return inodeId;
@@ -78,8 +88,7 @@ function dumpInode(run: DumpRun, via: string, path: string, st: Stats, pid: numb
       w.close();
     }
     run.images.write(IMG.shmemPagemap, st.ino, { head: { pages_id: pagesId }, entries: w.entries });
-    // A hugetlb memfd: hugetlbfs gives the huge page size as the block size.
-    s.inodes.push(st.blksize > PAGE_SIZE ? { ...inode, hugetlb_flag: MFD_HUGETLB + hugeSizeFlag(st.blksize) } : inode);
+    s.inodes.push(inode);
     return inodeId;
   } finally {
     closeSync(fd);
@@ -135,7 +144,7 @@ const restoring = restoreState("memfd", (run) => ({
  * contents), cut to its size by whoever reaches it first through an fd.
  */
 function shmemFile({ r, task, run }: OpenContext, e: memfd_inode_entry): Created {
-  const obj = shmemObject(task, run, BigInt(e.shmid), e.size);
+  const obj = shmemObject(task, run, BigInt(e.shmid), e.size, e.hugetlb_flag ? MAP.HUGETLB + (e.hugetlb_flag - MFD_HUGETLB) : 0);
   if (obj.created) r.call(`size shared memory ${e.shmid} in task ${task.vpid}`, SYS.ftruncate, obj.fd, e.size);
   const c = { vpid: obj.vpid, pid: obj.pid, fd: obj.fd, entry: e, rwTaken: false, r, shmem: true };
   run.state(restoring).created.set(Number(e.inode_id), c);
@@ -145,7 +154,7 @@ function shmemFile({ r, task, run }: OpenContext, e: memfd_inode_entry): Created
 /** Creates the memfd in the task, fills it, and keeps it (parked) for everyone that needs it. */
 function create(ctx: OpenContext, e: memfd_inode_entry): Created {
   const { r, task, run, park } = ctx;
-  if (e.name === SHMEM_NAME && !e.hugetlb_flag) return shmemFile(ctx, e);
+  if (isShmemInode(e)) return shmemFile(ctx, e);
   const what = `memfd ${e.name} in task ${task.vpid}`;
   r.resetScratch();
   // hugetlb_flag: MFD_HUGETLB and the page size (sealing hugetlb memfds needs Linux 4.16).
@@ -218,7 +227,7 @@ export const memfdKind: FileKind = {
   // O_PATH fds too: crest reads the memfd through its own reopen of the link
   // (the task's fd is never used: fcntl on it would say EBADF), files.ts
   // keeps no owner for them, and the restore reopens with O_PATH (position 0).
-  claims: (f) => f.link.kind === "path" && f.link.deleted && (isMemfdPath(f.link.path) || (f.link.path === SHMEM_NAME && f.st.isFile())),
+  claims: (f) => f.link.kind === "path" && f.link.deleted && (isMemfdPath(f.link.path) || (f.link.path === SHMEM_NAME && f.st.isFile()) || isHugeAnonFd(f.link.path, f.st)),
   dump: (f, run) => dumpMemfd(run, { via: f.via, path: f.text, pid: f.pid, flags: f.info.flags, pos: f.info.pos, fown: f.fown }),
   finishDump(run) {
     const { inodes } = run.state(dumped);

@@ -50,20 +50,26 @@ export const hugePageSizeOf = (via: string): number => statSync(via).blksize;
 
 /** A hugetlb mapping as crest records it: its kind and the mmap flags it adds (MAP_HUGETLB and the size). */
 export interface HugeMapping {
-  kind: "anon" | "sysv" | "memfd";
+  kind: "anon" | "sysv" | "memfd" | "file";
   flags: number;
 }
 
 /**
  * Sorts a mapping with the VmFlag "ht": anonymous hugetlb memory, a SysV
- * segment or a memfd; a file of a mounted hugetlbfs is refused.
+ * segment, a memfd, or a file of a mounted hugetlbfs (a file mapping like
+ * any other, as criu has it: its contents stay in the file). A deleted file
+ * there is refused: its ghost copy could not be written back (hugetlbfs
+ * files take no write()).
  */
 export function hugeMapping(m: SmapsEntry, via: string, where: string): HugeMapping {
   const flags = MAP.HUGETLB + hugeSizeFlag(hugePageSizeOf(via));
   if (m.path === ANON_HUGEPAGE && m.deleted) return { kind: "anon", flags };
   if (m.shared && m.path.startsWith("/SYSV")) return { kind: "sysv", flags };
   if (m.path.startsWith("/memfd:") && m.deleted) return { kind: "memfd", flags };
-  throw new UnsupportedError(`${where} maps ${m.path}${m.deleted ? " (deleted)" : ""}, a file of a hugetlbfs mount; crest does not support files on hugetlbfs yet (anonymous hugetlb memory, SysV SHM_HUGETLB segments and hugetlb memfds it does)`);
+  if (m.deleted) {
+    throw new UnsupportedError(`${where} maps ${m.path} (deleted), a deleted file of a hugetlbfs mount; crest cannot bring its contents back (hugetlbfs files cannot be written to); keep the file linked while dumping`);
+  }
+  return { kind: "file", flags };
 }
 
 /** The hugetlb part of recorded mmap flags (MAP_HUGETLB and the size bits), 0 for other memory. */

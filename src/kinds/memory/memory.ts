@@ -424,14 +424,15 @@ function createShmem(task: RestoreTask, run: RestoreRun, v: vma_entry): ShmemObj
 /**
  * Shared anonymous object `shmid` reached through an fd or a private
  * mapping (memfd.ts): a task and its fd that hold it, made in `task` at
- * least `size` bytes long if no task has it yet (`created`).
+ * least `size` bytes long if no task has it yet (`created`); `huge`, the
+ * hugetlb mmap flags of hugetlb memory.
  */
-export function shmemObject(task: RestoreTask, run: RestoreRun, shmid: bigint, size: bigint): ShmemObject & { created: boolean } {
+export function shmemObject(task: RestoreTask, run: RestoreRun, shmid: bigint, size: bigint, huge: number): ShmemObject & { created: boolean } {
   const made = run.state(shmem).made.get(shmid);
   if (made) return { ...made, created: false };
   const page = BigInt(PAGE_SIZE);
   const end = size > page ? (size + page - 1n) / page * page : page;
-  const v: vma_entry = { start: 0n, end, pgoff: 0n, shmid, prot: PROT.READ | PROT.WRITE, flags: MAP.SHARED | MAP.ANONYMOUS, status: VMA.REGULAR | VMA.ANON_SHARED, fd: -1n };
+  const v: vma_entry = { start: 0n, end, pgoff: 0n, shmid, prot: PROT.READ | PROT.WRITE, flags: (MAP.SHARED | MAP.ANONYMOUS) + huge, status: VMA.REGULAR | VMA.ANON_SHARED, fd: -1n };
   return { ...createShmem(task, run, v), created: true };
 }
 
