@@ -56,16 +56,21 @@ test("hugetlb: private, shared and memfd hugetlb memory of two processes come ba
       const huge = vmas.filter((v) => v.flags & MAP_HUGETLB);
       const priv = huge.find((v) => v.status & VMA_ANON_PRIVATE);
       const shared = huge.find((v) => v.status & VMA_ANON_SHARED);
-      const memfd = huge.find((v) => v.status & VMA_MEMFD);
-      assert.ok(priv && shared && memfd, "private, shared and memfd hugetlb mappings are in mm.img");
+      assert.ok(priv && shared, "private and shared anonymous hugetlb mappings are in mm.img");
       assert.equal(priv.flags >>> 0, (MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB) >>> 0, "private: MAP_HUGETLB and MAP_HUGE_2MB, as criu");
       assert.equal(shared.flags >>> 0, (MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB) >>> 0, "shared: MAP_HUGETLB and MAP_HUGE_2MB");
-      assert.equal(memfd.flags >>> 0, (MAP_SHARED | MAP_HUGETLB | MAP_HUGE_2MB) >>> 0, "memfd mapping: the size too");
-      const inode = readImage(dir, IMG.memfdInode).find((e) => e.name === "crest-huge");
-      assert.equal(inode?.hugetlb_flag, (MFD_HUGETLB | MAP_HUGE_2MB) >>> 0, "memfd.img has MFD_HUGETLB | MFD_HUGE_2MB");
-      const anon = readImage(dir, IMG.memfdInode).find((e) => e.name === "/anon_hugepage");
-      assert.equal(anon?.hugetlb_flag, (MFD_HUGETLB | MAP_HUGE_2MB) >>> 0, "the fd of the shared region is a hugetlb memfd named /anon_hugepage, as criu 4.2 writes it");
-      assert.equal(BigInt(anon.shmid), shared.shmid, "of the same object as the shared mapping");
+      // The memfd, and the shared region an fd reaches: memfd mappings, as criu 4.2 has them.
+      const files = new Map(readImage(dir, IMG.files).map((f) => [BigInt(f.id), f]));
+      const inodes = readImage(dir, IMG.memfdInode);
+      const inodeOf = (v: { shmid: bigint }) => inodes.find((e) => BigInt(e.inode_id) === BigInt(files.get(v.shmid)?.memfd?.inode_id ?? -1));
+      const memfds = huge.filter((v) => v.status & VMA_MEMFD);
+      const memfd = memfds.find((v) => inodeOf(v)?.name === "crest-huge");
+      const reached = memfds.find((v) => inodeOf(v)?.name === "/anon_hugepage");
+      assert.ok(memfd && reached, "the memfd's mapping and the shared region with an fd are memfd mappings");
+      for (const v of [memfd, reached]) assert.equal(v.flags >>> 0, (MAP_SHARED | MAP_HUGETLB | MAP_HUGE_2MB) >>> 0, "memfd mappings: the size too");
+      for (const name of ["crest-huge", "/anon_hugepage"]) {
+        assert.equal(inodes.find((e) => e.name === name)?.hugetlb_flag, (MFD_HUGETLB | MAP_HUGE_2MB) >>> 0, `memfd.img has MFD_HUGETLB | MFD_HUGE_2MB for ${name}`);
+      }
       // The private region's pages: whole huge pages, in 4 KiB units.
       const pages = readImage(dir, IMG.pagemap, w.pid).entries.filter((e) => e.vaddr >= priv.start && e.vaddr < priv.end);
       const n = pages.reduce((s, e) => s + Number(e.nr_pages ?? BigInt(e.compat_nr_pages)), 0);
@@ -82,10 +87,10 @@ test("hugetlb: private, shared and memfd hugetlb memory of two processes come ba
 
 test("hugetlb: the workload's checks fail on a broken region (sabotage)", { skip: noHugePages() ?? false }, () => {
   withHugePages(20, () => {
-    for (const item of [1, 2, 3]) {
+    for (const item of [1, 2, 3, 4]) {
       const w = startWorkload("hugetlb", [], { env: [`CREST_WL_SABOTAGE=${item}`] });
       try {
-        assert.match(finish(w), /^FAIL: .*(private hugetlb|shared hugetlb|hugetlb memfd): the byte at/);
+        assert.match(finish(w), /^FAIL: (private hugetlb|shared hugetlb|hugetlb memfd|shared hugetlb with an fd): the byte at/);
       } finally {
         stop(w);
       }
@@ -108,8 +113,13 @@ test("shmem-fd: shared anonymous memory through fds and a private mapping of one
     const priv = vmas.find((v) => v.status & VMA_MEMFD && v.flags & MAP_PRIVATE);
     assert.ok(priv, "the private mapping of the fd is a memfd mapping");
     assert.equal(priv.pgoff, 4096n);
+    // Reached through an fd, its shared mappings are memfd mappings of the same inode too (as criu 4.2), for criu to restore one object.
     const big = inodes.find((e) => e.size === 5n * 4096n)!;
-    assert.ok(vmas.some((v) => v.status & VMA_ANON_SHARED && v.shmid === BigInt(big.shmid)), "the shared mappings are shared anonymous memory of the same shmid");
+    const files = new Map(readImage(dir, IMG.files).map((f) => [BigInt(f.id), f]));
+    const shared = vmas.filter((v) => v.status & VMA_MEMFD && v.flags & MAP_SHARED);
+    assert.equal(shared.length, 2, "the region and the fd's shared mapping");
+    for (const v of shared) assert.equal(BigInt(files.get(v.shmid)?.memfd?.inode_id ?? -1), BigInt(big.inode_id), "of the region's inode");
+    assert.equal(BigInt(files.get(priv.shmid)?.memfd?.inode_id ?? -1), BigInt(big.inode_id), "the private mapping too");
     restoreWorkload(w);
     assert.equal(finish(w), "PASS");
   } finally {

@@ -1,7 +1,8 @@
 /*
  * hugetlb memory (2 MiB huge pages): a private anonymous MAP_HUGETLB region
- * of two huge pages, a shared anonymous one the child maps too, and a
- * hugetlb memfd (MFD_HUGETLB) mapped shared by both and kept open, each
+ * of two huge pages, two shared anonymous ones the child maps too (an fd of
+ * the second opened through map_files), and a hugetlb memfd (MFD_HUGETLB)
+ * mapped shared by both and kept open, each
  * holding data in every huge page; the child also changed its
  * copy-on-write copy of the private region. After the checkpoint: the
  * contents are intact, each region is still hugetlb memory with 2 MiB pages
@@ -10,7 +11,8 @@
  * fd of the shared region (opened through map_files) still reads it.
  *
  * Sabotage items: 1 flips a byte of the private region, 2 of the shared
- * one, 3 of the memfd (each in the second huge page).
+ * one, 3 of the memfd, 4 of the shared one with an fd (each in the second
+ * huge page).
  */
 #define _GNU_SOURCE
 #include "lib.h"
@@ -28,7 +30,7 @@
 #endif
 #define HUGE (2UL << 20)
 #define LEN (2 * HUGE)
-#define NR 3
+#define NR 4
 
 struct region {
 	const char *name;
@@ -36,7 +38,7 @@ struct region {
 	unsigned long dev, ino;
 };
 
-static const char *names[NR] = { "private hugetlb", "shared hugetlb", "hugetlb memfd" };
+static const char *names[NR] = { "private hugetlb", "shared hugetlb", "hugetlb memfd", "shared hugetlb with an fd" };
 
 /* The device and inode maps gives the region (as zdtm's maps09 compares them). */
 static int map_id(const void *p, unsigned long *dev, unsigned long *ino)
@@ -104,6 +106,7 @@ int main(int argc, char **argv)
 		return wl_done();
 	}
 	r[2].p = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	r[3].p = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
 	for (int i = 0; i < NR; i++) {
 		r[i].name = names[i];
 		if (r[i].p == MAP_FAILED) {
@@ -120,7 +123,7 @@ int main(int argc, char **argv)
 
 	/* An fd of the shared region, as zdtm's shmemfd takes one of shared memory. */
 	char path[128];
-	snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx", (unsigned long)r[1].p, (unsigned long)r[1].p + LEN);
+	snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx", (unsigned long)r[3].p, (unsigned long)r[3].p + LEN);
 	int sfd = open(path, O_RDWR);
 	if (sfd < 0)
 		fail("open the shared region through map_files: %m");
@@ -135,7 +138,7 @@ int main(int argc, char **argv)
 				r[0].p[k] = pattern(0, k, 1);
 		wl_ready();
 		wl_wait();
-		for (int t = 0; t < 2000 && !(r[1].p[HUGE + 8] == 0xa1 && r[2].p[HUGE + 8] == 0xa2); t++)
+		for (int t = 0; t < 2000 && !(r[1].p[HUGE + 8] == 0xa1 && r[2].p[HUGE + 8] == 0xa2 && r[3].p[HUGE + 8] == 0xa3); t++)
 			usleep(1000);
 		for (int i = 1; i < NR; i++) {
 			if (r[i].p[HUGE + 8] != 0xa0 + i)
@@ -179,8 +182,8 @@ int main(int argc, char **argv)
 	for (int i = 1; i < NR; i++)
 		r[i].p[HUGE + 8] = 0xa0 + i;
 	unsigned char b = 0;
-	if (pread(sfd, &b, 1, HUGE + 8) != 1 || b != 0xa1)
-		fail("the fd of the shared region reads %u where the region has 0xa1: not the same memory", b);
+	if (pread(sfd, &b, 1, HUGE + 8) != 1 || b != 0xa3)
+		fail("the fd of the shared region reads %u where the region has 0xa3: not the same memory", b);
 	char link[64], target[256] = "";
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", sfd);
 	if (readlink(link, target, sizeof(target) - 1) < 0 || strcmp(target, "/anon_hugepage (deleted)"))

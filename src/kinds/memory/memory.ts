@@ -30,6 +30,7 @@ import { parker } from "../files/fd-table.js";
 import type { RArg, Remote } from "../../remote/remote.js";
 import { is, isGuard, isSpecial, MAP_DROPPABLE, MAP_TYPE, protOf, range, subtract, VMA } from "./vma.js";
 import { inheritedVmas, restoreInherited, sameExe } from "./inherit.js";
+import { reachedOtherwise } from "./shmem-reach.js";
 import { hugeFlagsOf, hugeMapping, hugePageSize, type HugeMapping } from "./hugetlb.js";
 import { runsOf, type PageLayer } from "./chain.js";
 import { handOverTracking, parentPagesOf, trackTask } from "./tracking.js";
@@ -97,7 +98,9 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
     if (m.shared) throw new UnsupportedError(`${where} is a shared mapping without a file`);
     return special(VMA.REGULAR | VMA.ANON_PRIVATE);
   }
-  // Shared anonymous memory shows as a deleted /dev/zero on the shmem mount.
+  // Shared anonymous memory shows as a deleted /dev/zero on the shmem mount; reached through an fd too, it is a memfd mapping (shmem-reach.ts).
+  const sharedAnon = m.shared && (m.path === "/dev/zero" || m.path.startsWith("[anon_shmem:") || huge?.kind === "anon");
+  if (sharedAnon && m.deleted && reachedOtherwise(run, via)) return dumpMemfdMapping(task, run, m, base, via);
   if (m.shared && (m.path === "/dev/zero" || m.path.startsWith("[anon_shmem:")) ) {
     return { ...special(VMA.REGULAR | VMA.ANON_SHARED), shmid: BigInt(m.inode) };
   }
@@ -108,12 +111,7 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
   // A packet socket's rings, mapped again from the restored socket (packet.ts).
   if (/^socket:\[\d+\]$/.test(m.path)) return dumpSocketMapping(task.pid, run, m, base, where);
   // A memfd, or shared anonymous memory mapped privately through an fd of it (recorded as a memfd named /dev/zero, as criu 4.2).
-  if (m.deleted && (isMemfdPath(m.path) || isShmemFile(m.path, via))) {
-    const flags = mapFileMode(via, m);
-    const id = dumpMemfd(run, { via, path: m.path, pid: task.pid, flags, pos: 0n, fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 } });
-    // criu marks it a file mapping too (VMA_FILE_SHARED or _PRIVATE beside VMA_AREA_MEMFD).
-    return { ...base, shmid: BigInt(id), fdflags: flags, status: VMA.REGULAR | VMA.MEMFD | (m.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE) };
-  }
+  if (m.deleted && (isMemfdPath(m.path) || isShmemFile(m.path, via))) return dumpMemfdMapping(task, run, m, base, via);
   const fdflags = mapFileMode(via, m);
   // Deleted files (kept as ghosts, ghost.ts): two may have had the same path.
   const key = `${m.path}\0${fdflags}${m.deleted ? `\0${m.inode}` : ""}`;
@@ -130,6 +128,14 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
     fileIds.set(key, id);
   }
   return { ...base, shmid: BigInt(id), fdflags, status: VMA.REGULAR | (m.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE) };
+}
+
+/** A mapping of a memfd (or of shared anonymous memory recorded as one): its description in files.img. */
+function dumpMemfdMapping(task: DumpTask, run: DumpRun, m: SmapsEntry, base: Omit<vma_entry, "status">, via: string): vma_entry {
+  const flags = mapFileMode(via, m);
+  const id = dumpMemfd(run, { via, path: m.path, pid: task.pid, flags, pos: 0n, fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 } });
+  // criu marks it a file mapping too (VMA_FILE_SHARED or _PRIVATE beside VMA_AREA_MEMFD).
+  return { ...base, shmid: BigInt(id), fdflags: flags, status: VMA.REGULAR | VMA.MEMFD | (m.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE) };
 }
 
 function dumpMemory(task: DumpTask, run: DumpRun): void {
