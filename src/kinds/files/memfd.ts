@@ -16,12 +16,12 @@ import type { FileKind, OpenContext } from "./file-kind.js";
 import type { DumpRun } from "../context.js";
 import { dumpState, restoreState } from "../context.js";
 import { IMG, fd_types, type fown_entry, type memfd_inode_entry } from "../../images/index.js";
-import { F, MAP, O, PAGE_SIZE, PROT, SYS } from "../../sys/constants.js";
+import { F, MAP, MFD_HUGETLB, O, PAGE_SIZE, PROT, SYS } from "../../sys/constants.js";
 import { openCrestProcPath } from "./inherit.js";
 import { native } from "../../sys/native.js";
 import { PagesWriter, fillFromPages } from "../memory/pages.js";
 import type { Remote } from "../../remote/remote.js";
-import { ANON_HUGEPAGE, hugePageSize, hugeSizeFlag, MFD_HUGETLB } from "../memory/hugetlb.js";
+import { ANON_HUGEPAGE, hugePageSize, hugeSizeFlag } from "../memory/hugetlb.js";
 import { dumpShmemObject, shmemObject } from "../memory/memory.js";
 
 const PREFIX = "/memfd:";

@@ -5,33 +5,29 @@
 // SysV's SHM_HUGETLB sizes; the pages themselves are listed in the image
 // in 4 KiB units, always whole huge pages. Private anonymous hugetlb is
 // anonymous private memory (VMA_ANON_PRIVATE), shared anonymous hugetlb is
-// shared anonymous memory (VMA_ANON_SHARED, shmid its inode), restored
-// with the same flags; memfds and SysV segments carry the size with them.
-import { statSync } from "node:fs";
-import { readFileSync } from "node:fs";
+// shared anonymous memory (VMA_ANON_SHARED, shmid its inode; where an fd
+// reaches it too, a memfd named /anon_hugepage, shmem-reach.ts), restored
+// with the same flags; memfds and SysV segments carry the size with them
+// (hugetlb_flag). Nothing of it is tracked, pre-dumped or restored lazily.
+import { readFileSync, statSync } from "node:fs";
 import { UnsupportedError } from "../context.js";
-import { MAP, PAGE_SIZE } from "../../sys/constants.js";
+import { MAP, MAP_HUGE_SHIFT, PAGE_SIZE } from "../../sys/constants.js";
 import type { SmapsEntry } from "../../proc/index.js";
 
-/** Where mmap, memfd_create and shmget take log2 of the huge page size (MAP_HUGE_SHIFT). */
-export const HUGE_SHIFT = 26;
 const HUGE_SIZE_MASK = 0x3f;
 /** What the kernel names anonymous hugetlb memory (mmap MAP_HUGETLB|MAP_ANONYMOUS) in maps. */
 export const ANON_HUGEPAGE = "/anon_hugepage";
-/** memfd_create's flag for a hugetlb memfd; SysV's is SHM_HUGETLB. */
-export const MFD_HUGETLB = 4;
-export const SHM_HUGETLB = 0o4000;
 
 /** The size bits for a huge page of `size` bytes (log2 at MAP_HUGE_SHIFT; a multiplication, they may pass bit 31). */
 export function hugeSizeFlag(size: number): number {
   const log = Math.log2(size);
   if (!Number.isInteger(log) || size <= PAGE_SIZE) throw new Error(`${size} bytes is not a huge page size`);
-  return log * 2 ** HUGE_SHIFT;
+  return log * 2 ** MAP_HUGE_SHIFT;
 }
 
 /** The huge page size flags (MAP_HUGE_*, MFD_HUGE_*, SHM_HUGE_*) say, or the system's default size for none. */
 export function hugePageSize(flags: number): number {
-  const log = Math.floor(flags / 2 ** HUGE_SHIFT) & HUGE_SIZE_MASK;
+  const log = Math.floor(flags / 2 ** MAP_HUGE_SHIFT) & HUGE_SIZE_MASK;
   return log ? 2 ** log : defaultHugePageSize();
 }
 
@@ -75,5 +71,5 @@ export function hugeMapping(m: SmapsEntry, via: string, where: string): HugeMapp
 /** The hugetlb part of recorded mmap flags (MAP_HUGETLB and the size bits), 0 for other memory. */
 export function hugeFlagsOf(flags: number): number {
   if (!(flags & MAP.HUGETLB)) return 0;
-  return MAP.HUGETLB + (Math.floor(flags / 2 ** HUGE_SHIFT) & HUGE_SIZE_MASK) * 2 ** HUGE_SHIFT;
+  return MAP.HUGETLB + (Math.floor(flags / 2 ** MAP_HUGE_SHIFT) & HUGE_SIZE_MASK) * 2 ** MAP_HUGE_SHIFT;
 }

@@ -6,11 +6,10 @@
 // so that criu restores one object behind every way in, and keeps its own
 // VMA_ANON_SHARED for the others (crest restores both as shared anonymous
 // memory again, memfd.ts).
-import { readdirSync, readlinkSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import type { DumpRun } from "../context.js";
 import { dumpState } from "../context.js";
 import { parseMaps } from "../../proc/index.js";
-import { readFileSync } from "node:fs";
 import { ANON_HUGEPAGE } from "./hugetlb.js";
 
 const NAMES = ["/dev/zero", ANON_HUGEPAGE];

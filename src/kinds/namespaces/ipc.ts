@@ -17,7 +17,7 @@ import { inNamespaceOf } from "../../sys/namespace.js";
 import { readMemory, writeMemory } from "../../remote/memory.js";
 import { parseSysvipc, type SysvipcRow } from "../../proc/index.js";
 import { ownedAtRestore } from "./owned.js";
-import { hugePageSizeOf, hugeSizeFlag, SHM_HUGETLB } from "../memory/hugetlb.js";
+import { hugePageSizeOf, hugeSizeFlag } from "../memory/hugetlb.js";
 import { asUsernsRoot } from "./user.js";
 
 /** sizeof(struct msqid64_ds) and friends: the ds buffers IPC_STAT and IPC_SET take. */
@@ -66,7 +66,7 @@ function shmContents(id: number, size: number): { data: Buffer; hugetlb_flag?: n
     const link = readdirSync("/proc/self/map_files").find((n) => n.startsWith(`${addr.toString(16)}-`));
     if (!link) throw new Error(`the attachment of SysV segment ${id} at 0x${addr.toString(16)} is not in crest's /proc/self/map_files`);
     const page = hugePageSizeOf(`/proc/self/map_files/${link}`);
-    return { data: readMemory(process.pid, addr, size), ...(page > PAGE_SIZE ? { hugetlb_flag: SHM_HUGETLB + hugeSizeFlag(page) } : {}) };
+    return { data: readMemory(process.pid, addr, size), ...(page > PAGE_SIZE ? { hugetlb_flag: SHM.HUGETLB + hugeSizeFlag(page) } : {}) };
   } finally {
     native.syscall(SYS.shmdt, addr);
   }
