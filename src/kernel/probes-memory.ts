@@ -232,7 +232,7 @@ export const MEMORY_PROBES = [
   {
     id: "memfd_hugetlb",
     category: "extra",
-    breaks: "criu needs it for hugetlb memfds; crest refuses hugetlb memory so far",
+    breaks: "crest restores hugetlb memfds with it (memfd_create MFD_HUGETLB)",
     run: () => closeFds(need(sys(SYS.memfd_create, "crest-check", MFD_CLOEXEC | MFD_HUGETLB), "memfd_create with MFD_HUGETLB", [EINVAL, ENOENT, ENOSYS])),
   },
   {

@@ -116,7 +116,10 @@ export const TTY_MAJOR = {
 
 /** SysV IPC: ipc flags and commands, shmat flags, semctl commands, msgrcv flags. */
 export const IPC = { CREAT: 0o1000, EXCL: 0o2000, NOWAIT: 0o4000, RMID: 0, SET: 1, STAT: 2 } as const;
-export const SHM = { RDONLY: 0o10000, EXEC: 0o100000, DEST: 0o1000 } as const;
+export const SHM = { RDONLY: 0o10000, EXEC: 0o100000, DEST: 0o1000, HUGETLB: 0o4000 } as const;
+/** memfd_create's flag for hugetlb memory; with SHM_HUGETLB and MAP_HUGETLB, log2 of the page size goes at MAP_HUGE_SHIFT. */
+export const MFD_HUGETLB = 4;
+export const MAP_HUGE_SHIFT = 26;
 export const SEM = { GETALL: 13, SETALL: 17 } as const;
 export const MSG_COPY = 0o40000;
 

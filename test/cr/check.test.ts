@@ -26,8 +26,7 @@ type FactHere = "supported" | "not checked" | "not supported";
  * timer_cr_ids (Linux 6.16+), breakpoints (this VM's debug registers do
  * fire), tun and tun_ns (/dev/net/tun exists), nftables and
  * network_lock_nftables (the tests install Debian's nftables), memfd_hugetlb (the
- * kernel has hugetlbfs; crest refuses hugetlb memory, a matter of the
- * feature, not of the fact), loginuid (CONFIG_AUDITSYSCALL).
+ * kernel has hugetlbfs), loginuid (CONFIG_AUDITSYSCALL).
  */
 const FACTS_HERE: Record<FactId, FactHere> = {
   ptrace: "supported", seccomp_suspend: "supported", get_rseq_conf: "supported", pending_signals: "supported",
@@ -93,7 +92,7 @@ const FEATURES_HERE: Record<FeatureName, true | RegExp> = {
   apparmor_stacking: /^crest does not checkpoint AppArmor /,
   network_lock_nftables: true, // crest's default network lock here
   sockopt_buf_lock: true,
-  memfd_hugetlb: /^crest does not checkpoint hugetlb memory yet: /,
+  memfd_hugetlb: true, // hugetlb memfds (memfd_create MFD_HUGETLB)
   move_mount_set_group: true, // the restore's peer groups (kinds/namespaces/mnt.ts)
   openat2: /^crest does not use openat2: /,
   get_rseq_conf: true,

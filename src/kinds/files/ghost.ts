@@ -68,9 +68,6 @@ export function statDeleted(via: string, path: string, what: string, limit: numb
     if (linkRemap) return st;
     throw new UnsupportedError(`${what} is ${path}, a path that was removed while the file still has ${st.nlink} other link(s); give --link-remap to have it linked back under a temporary name, as criu asks`);
   }
-  if (path === "/dev/zero") {
-    throw new UnsupportedError(`${what} is shared anonymous memory reached through an fd or a private mapping (/dev/zero); crest does not support it yet`);
-  }
   if (type === S_IFCHR) {
     const major = Number((st.rdev >> 8n) & 0xfffn);
     if (major !== MEM_MAJOR) throw new UnsupportedError(`${what} is the deleted character device ${path} (${major}:${st.rdev & 0xffn}); crest supports only memory devices such as /dev/null so far`);

@@ -5,25 +5,54 @@
 // file once, in the first task that needs it, lets that task read the
 // contents in through a temporary mapping, and every other user reopens it
 // through /proc (a new description of the same file) or takes a shared
-// description with pidfd_getfd.
-import { closeSync, fstatSync, openSync, type Stats } from "node:fs";
+// description with pidfd_getfd. Shared anonymous memory reached through an
+// fd or a private mapping is recorded as a memfd named /dev/zero, as criu
+// 4.2 does (an fd of shared anonymous hugetlb memory, a hugetlb memfd named
+// /anon_hugepage), and restored as shared anonymous memory again, the same
+// object as its shared mappings (memory.ts). A hugetlb memfd keeps its page size in
+// hugetlb_flag (MFD_HUGETLB and log2 of the size at bit 26, as criu).
+import { closeSync, fstatSync, openSync, statSync, type Stats } from "node:fs";
 import type { FileKind, OpenContext } from "./file-kind.js";
 import type { DumpRun } from "../context.js";
-import { dumpState, restoreState, UnsupportedError } from "../context.js";
+import { dumpState, restoreState } from "../context.js";
 import { IMG, fd_types, type fown_entry, type memfd_inode_entry } from "../../images/index.js";
-import { F, MAP, O, PAGE_SIZE, PROT, SYS } from "../../sys/constants.js";
+import { F, MAP, MFD_HUGETLB, O, PAGE_SIZE, PROT, SYS } from "../../sys/constants.js";
 import { openCrestProcPath } from "./inherit.js";
 import { native } from "../../sys/native.js";
 import { PagesWriter, fillFromPages } from "../memory/pages.js";
 import type { Remote } from "../../remote/remote.js";
+import { ANON_HUGEPAGE, hugePageSize, hugeSizeFlag } from "../memory/hugetlb.js";
+import { dumpShmemObject, shmemObject } from "../memory/memory.js";
 
 const PREFIX = "/memfd:";
 const F_SEAL_SEAL = 1;
 const MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2;
 
-/** The memfd's name as memfd_create got it, from "/memfd:NAME (deleted)". */
+/** The memfd's name as memfd_create got it, from "/memfd:NAME (deleted)"; shared anonymous memory is "/dev/zero". */
 export const isMemfdPath = (path: string): boolean => path.startsWith(PREFIX);
-const nameOf = (path: string): string => path.slice(PREFIX.length).replace(/ \(deleted\)$/, "");
+const nameOf = (path: string): string => (isMemfdPath(path) ? path.slice(PREFIX.length) : path).replace(/ \(deleted\)$/, "");
+
+/**
+ * Shared anonymous memory (mmap MAP_SHARED|MAP_ANONYMOUS) shows as a
+ * deleted regular file /dev/zero on the kernel's shmem mount; criu 4.2
+ * records an fd of it, or a private mapping of it, as a memfd of that name.
+ */
+const SHMEM_NAME = "/dev/zero";
+export function isShmemFile(path: string, via: string): boolean {
+  if (path !== SHMEM_NAME) return false;
+  try {
+    return statSync(via).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** An fd of shared anonymous hugetlb memory (its link "/anon_hugepage (deleted)"), a hugetlb memfd to criu 4.2. */
+const isHugeAnonFd = (path: string, st: Stats): boolean => path === ANON_HUGEPAGE && st.isFile() && st.blksize > PAGE_SIZE;
+
+/** The inode is shared anonymous memory (plain or hugetlb), not a memfd of its own. */
+const isShmemInode = (e: { name: string; hugetlb_flag?: number }): boolean =>
+  e.hugetlb_flag ? e.name === ANON_HUGEPAGE : e.name === SHMEM_NAME;
 
 /**
  * Adds the memfd behind `via` (a /proc/PID/fd/N or map_files link) to
@@ -37,6 +66,19 @@ function dumpInode(run: DumpRun, via: string, path: string, st: Stats, pid: numb
   try {
     const inodeId = run.nextId("kobj");
     s.ids.set(st.ino, inodeId);
+    const seals = native.syscall(SYS.fcntl, fd, F.GET_SEALS);
+    const inode: memfd_inode_entry = {
+      name: nameOf(path), uid: st.uid, gid: st.gid, size: BigInt(st.size), shmid: st.ino, seals: seals < 0 ? F_SEAL_SEAL : seals,
+      inode_id: BigInt(inodeId), mode: st.mode,
+      // A hugetlb memfd: hugetlbfs gives the huge page size as the block size.
+      ...(st.blksize > PAGE_SIZE ? { hugetlb_flag: MFD_HUGETLB + hugeSizeFlag(st.blksize) } : {}),
+    };
+    // Shared anonymous memory: its contents go once, with its shared mappings' (memory.ts).
+    if (isShmemInode(inode)) {
+      dumpShmemObject(run, pid, BigInt(st.ino), via);
+      s.inodes.push(inode);
+      return inodeId;
+    }
     const pagesId = run.nextId("pages");
     const w = new PagesWriter(pid, run.images.pages(pagesId), run.stats);
     try {
@@ -45,13 +87,8 @@ function dumpInode(run: DumpRun, via: string, path: string, st: Stats, pid: numb
     } finally {
       w.close();
     }
-    const shmid = st.ino;
-    run.images.write(IMG.shmemPagemap, shmid, { head: { pages_id: pagesId }, entries: w.entries });
-    const seals = native.syscall(SYS.fcntl, fd, F.GET_SEALS);
-    s.inodes.push({
-      name: nameOf(path), uid: st.uid, gid: st.gid, size: BigInt(st.size), shmid, seals: seals < 0 ? F_SEAL_SEAL : seals,
-      inode_id: BigInt(inodeId), mode: st.mode,
-    });
+    run.images.write(IMG.shmemPagemap, st.ino, { head: { pages_id: pagesId }, entries: w.entries });
+    s.inodes.push(inode);
     return inodeId;
   } finally {
     closeSync(fd);
@@ -64,7 +101,6 @@ const dumped = dumpState("memfd", () => ({ ids: new Map<number, number>(), inode
 /** Adds a memfd description to files.img and returns its id (also used for mappings: vma.shmid). */
 export function dumpMemfd(run: DumpRun, f: { via: string; path: string; pid: number; flags: number; pos: bigint; fown: fown_entry }): number {
   const st = fstatOf(f.via);
-  if (st.blksize > PAGE_SIZE) throw new UnsupportedError(`${f.path} is a hugetlb memfd; crest does not support it yet`);
   const inodeId = dumpInode(run, f.via, f.path, st, f.pid);
   const id = run.nextId("file");
   run.files.push({ type: fd_types.MEMFD, id, memfd: { id, flags: f.flags & ~O.CLOEXEC, pos: f.pos, fown: f.fown, inode_id: inodeId } });
@@ -92,6 +128,8 @@ interface Created {
   rwTaken: boolean;
   /** The task that made it, which seals it at the end. */
   r: Remote;
+  /** Shared anonymous memory (memory.ts holds it): sealed for good by the kernel already. */
+  shmem: boolean;
 }
 
 /** Restore: memfd.img by inode_id, and the memfds made so far. */
@@ -100,17 +138,34 @@ const restoring = restoreState("memfd", (run) => ({
   created: new Map<number, Created>(),
 }));
 
+/**
+ * Shared anonymous memory reached through an fd or a private mapping: the
+ * object its shared mappings have too (made as they make it, with its
+ * contents), cut to its size by whoever reaches it first through an fd.
+ */
+function shmemFile({ r, task, run }: OpenContext, e: memfd_inode_entry): Created {
+  const obj = shmemObject(task, run, BigInt(e.shmid), e.size, e.hugetlb_flag ? MAP.HUGETLB + (e.hugetlb_flag - MFD_HUGETLB) : 0);
+  if (obj.created) r.call(`size shared memory ${e.shmid} in task ${task.vpid}`, SYS.ftruncate, obj.fd, e.size);
+  const c = { vpid: obj.vpid, pid: obj.pid, fd: obj.fd, entry: e, rwTaken: false, r, shmem: true };
+  run.state(restoring).created.set(Number(e.inode_id), c);
+  return c;
+}
+
 /** Creates the memfd in the task, fills it, and keeps it (parked) for everyone that needs it. */
-function create({ r, task, run, park }: OpenContext, e: memfd_inode_entry): Created {
+function create(ctx: OpenContext, e: memfd_inode_entry): Created {
+  const { r, task, run, park } = ctx;
+  if (isShmemInode(e)) return shmemFile(ctx, e);
   const what = `memfd ${e.name} in task ${task.vpid}`;
   r.resetScratch();
-  const fd = park(r.call(`create ${what}`, SYS.memfd_create, r.putString(e.name), MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  // hugetlb_flag: MFD_HUGETLB and the page size (sealing hugetlb memfds needs Linux 4.16).
+  const fd = park(r.call(`create ${what}`, SYS.memfd_create, r.putString(e.name), MFD_CLOEXEC + MFD_ALLOW_SEALING + (e.hugetlb_flag ?? 0)));
   r.call(`size ${what}`, SYS.ftruncate, fd, e.size);
   if (e.mode !== undefined) r.call(`set the mode of ${what}`, SYS.fchmod, fd, e.mode & 0o7777);
   const size = Number(e.size);
   if (size) {
     // The task reads the contents in through a mapping of its own, removed after.
-    const len = Math.ceil(size / PAGE_SIZE) * PAGE_SIZE;
+    const page = e.hugetlb_flag ? hugePageSize(e.hugetlb_flag) : PAGE_SIZE;
+    const len = Math.ceil(size / page) * page;
     const addr = r.call(`map ${what}`, SYS.mmap, 0, len, PROT.READ | PROT.WRITE, MAP.SHARED, fd, 0);
     const { head, entries } = run.images.read(IMG.shmemPagemap, e.shmid);
     const pages = run.images.pages(head.pages_id, { what });
@@ -121,7 +176,7 @@ function create({ r, task, run, park }: OpenContext, e: memfd_inode_entry): Crea
     }
     r.call(`unmap ${what}`, SYS.munmap, addr, len);
   }
-  const c = { vpid: task.vpid, pid: task.pid, fd, entry: e, rwTaken: false, r };
+  const c = { vpid: task.vpid, pid: task.pid, fd, entry: e, rwTaken: false, r, shmem: false };
   run.state(restoring).created.set(Number(e.inode_id), c);
   run.transient.push({ task, fd });
   return c;
@@ -172,7 +227,7 @@ export const memfdKind: FileKind = {
   // O_PATH fds too: crest reads the memfd through its own reopen of the link
   // (the task's fd is never used: fcntl on it would say EBADF), files.ts
   // keeps no owner for them, and the restore reopens with O_PATH (position 0).
-  claims: (f) => f.link.kind === "path" && f.link.deleted && isMemfdPath(f.link.path),
+  claims: (f) => f.link.kind === "path" && f.link.deleted && (isMemfdPath(f.link.path) || (f.link.path === SHMEM_NAME && f.st.isFile()) || isHugeAnonFd(f.link.path, f.st)),
   dump: (f, run) => dumpMemfd(run, { via: f.via, path: f.text, pid: f.pid, flags: f.info.flags, pos: f.info.pos, fown: f.fown }),
   finishDump(run) {
     const { inodes } = run.state(dumped);
@@ -188,7 +243,7 @@ export const memfdKind: FileKind = {
   // Seals once every task has its mappings and fds (a seal can forbid writable mappings).
   finishRestore(run) {
     for (const c of run.state(restoring).created.values()) {
-      if (c.entry.seals) c.r.call(`seal memfd ${c.entry.name} in task ${c.vpid}`, SYS.fcntl, c.fd, F.ADD_SEALS, c.entry.seals);
+      if (c.entry.seals && !c.shmem) c.r.call(`seal memfd ${c.entry.name} in task ${c.vpid}`, SYS.fcntl, c.fd, F.ADD_SEALS, c.entry.seals);
     }
   },
 };

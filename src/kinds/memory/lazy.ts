@@ -66,11 +66,12 @@ export function unixAddress(path: string): Buffer {
  * Whether a mapping's pages are left to the daemon: private anonymous
  * memory (heap and stack included), but not the kernel's areas, memory the
  * kernel may drop anyway, nor mlock'ed memory (populated, with zeros, as it
- * is mapped: before the userfaultfd could be told about it).
+ * is mapped: before the userfaultfd could be told about it), nor hugetlb
+ * memory (as criu: its pages are restored whole, eagerly).
  */
 export function lazyVma(v: vma_entry): boolean {
   return is(v, VMA.ANON_PRIVATE) && !isSpecial(v) && !isGuard(v) && !is(v, VMA.ANON_SHARED) &&
-    (v.flags & MAP_TYPE) !== MAP_DROPPABLE && !(v.flags & MAP.LOCKED);
+    (v.flags & MAP_TYPE) !== MAP_DROPPABLE && !(v.flags & (MAP.LOCKED | MAP.HUGETLB));
 }
 
 type Range = { start: bigint; end: bigint };

@@ -25,11 +25,13 @@ import { openCrestProcPath } from "../files/inherit.js";
 import { checkReopenable, dumpDeletedFile, dumpRegFile, openRegFile, queueOpenRegFile, regFile } from "../files/regfile.js";
 import { dumpSocketMapping } from "../sockets/packet.js";
 import { PE, PagesWriter, fillFromPages, fillRuns, pageCount, splitRuns } from "./pages.js";
-import { dumpMemfd, isMemfdPath, openMemfd } from "../files/memfd.js";
+import { dumpMemfd, isMemfdPath, isShmemFile, openMemfd } from "../files/memfd.js";
 import { parker } from "../files/fd-table.js";
 import type { RArg, Remote } from "../../remote/remote.js";
 import { is, isGuard, isSpecial, MAP_DROPPABLE, MAP_TYPE, protOf, range, subtract, VMA } from "./vma.js";
 import { inheritedVmas, restoreInherited, sameExe } from "./inherit.js";
+import { reachedOtherwise } from "./shmem-reach.js";
+import { hugeFlagsOf, hugeMapping, hugePageSize, type HugeMapping } from "./hugetlb.js";
 import { runsOf, type PageLayer } from "./chain.js";
 import { handOverTracking, parentPagesOf, trackTask } from "./tracking.js";
 import { snapshotting, takeSnapshot } from "./snapshot.js";
@@ -38,11 +40,14 @@ import { connectLazy, finishLazy, handOverLazy, lazyRanges, lazyVma, remoteRuns,
 /** Size of the scratch mapping crest uses inside a task under restore. */
 const SCRATCH_SIZE = 256 << 10;
 
-/** mmap flags as CRIU records them: the type, then what VmFlags shows (MAP_DROPPABLE replaces MAP_PRIVATE). */
-function mapFlagsOf(m: SmapsEntry, where: string): number {
-  if (m.vmFlags.includes("ht")) throw new UnsupportedError(`${where} is hugetlb memory; crest does not support hugetlb mappings yet`);
+/**
+ * mmap flags as CRIU records them: the type, then what VmFlags shows
+ * (MAP_DROPPABLE replaces MAP_PRIVATE), then a hugetlb mapping's page size
+ * (added, not or'ed: the size bits may pass bit 31).
+ */
+function mapFlagsOf(m: SmapsEntry, huge: HugeMapping | null): number {
   const f = vmFlagsToMapFlags(m.vmFlags);
-  return (f & MAP_DROPPABLE ? 0 : m.shared ? MAP.SHARED : MAP.PRIVATE) | f;
+  return ((f & MAP_DROPPABLE ? 0 : m.shared ? MAP.SHARED : MAP.PRIVATE) | f) + (huge ? huge.flags - MAP.HUGETLB : 0);
 }
 
 /**
@@ -62,9 +67,11 @@ function mapFileMode(via: string, m: SmapsEntry): number {
 /** Turns one line of smaps into a vma_entry, registering its file in files.img. */
 function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<string, number>): vma_entry {
   const where = `the mapping 0x${m.start.toString(16)}-0x${m.end.toString(16)} (${m.path || "anonymous"}) of process ${task.pid}`;
+  const via = `/proc/${task.pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
+  const huge = m.vmFlags.includes("ht") ? hugeMapping(m, via, where) : null;
   const base = {
     start: BigInt(m.start), end: BigInt(m.end), pgoff: m.offset, shmid: 0n, prot: protOf(m),
-    flags: mapFlagsOf(m, where), fd: -1n, madv: vmFlagsToMadvise(m.vmFlags),
+    flags: mapFlagsOf(m, huge), fd: -1n, madv: vmFlagsToMadvise(m.vmFlags),
   };
   const special = (status: number): vma_entry => ({ ...base, flags: base.flags | MAP.ANONYMOUS, status });
   // The kernel's own areas are anonymous private memory to criu too (it sets VMA_ANON_PRIVATE beside their bit).
@@ -91,19 +98,20 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
     if (m.shared) throw new UnsupportedError(`${where} is a shared mapping without a file`);
     return special(VMA.REGULAR | VMA.ANON_PRIVATE);
   }
-  // Shared anonymous memory shows as a deleted /dev/zero on the shmem mount.
+  // Shared anonymous memory shows as a deleted /dev/zero on the shmem mount; reached through an fd too, it is a memfd mapping (shmem-reach.ts).
+  const sharedAnon = m.shared && (m.path === "/dev/zero" || m.path.startsWith("[anon_shmem:") || huge?.kind === "anon");
+  if (sharedAnon && m.deleted && reachedOtherwise(run, via)) return dumpMemfdMapping(task, run, m, base, via);
   if (m.shared && (m.path === "/dev/zero" || m.path.startsWith("[anon_shmem:")) ) {
     return { ...special(VMA.REGULAR | VMA.ANON_SHARED), shmid: BigInt(m.inode) };
   }
+  // Anonymous hugetlb memory (hugetlb.ts): private or shared anonymous memory with its page size in the flags.
+  if (huge?.kind === "anon") {
+    return m.shared ? { ...special(VMA.REGULAR | VMA.ANON_SHARED), shmid: BigInt(m.inode) } : special(VMA.REGULAR | VMA.ANON_PRIVATE);
+  }
   // A packet socket's rings, mapped again from the restored socket (packet.ts).
   if (/^socket:\[\d+\]$/.test(m.path)) return dumpSocketMapping(task.pid, run, m, base, where);
-  const via = `/proc/${task.pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
-  if (m.deleted && isMemfdPath(m.path)) {
-    const flags = mapFileMode(via, m);
-    const id = dumpMemfd(run, { via, path: m.path, pid: task.pid, flags, pos: 0n, fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 } });
-    // criu marks it a file mapping too (VMA_FILE_SHARED or _PRIVATE beside VMA_AREA_MEMFD).
-    return { ...base, shmid: BigInt(id), fdflags: flags, status: VMA.REGULAR | VMA.MEMFD | (m.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE) };
-  }
+  // A memfd, or shared anonymous memory mapped privately through an fd of it (recorded as a memfd named /dev/zero, as criu 4.2).
+  if (m.deleted && (isMemfdPath(m.path) || isShmemFile(m.path, via))) return dumpMemfdMapping(task, run, m, base, via);
   const fdflags = mapFileMode(via, m);
   // Deleted files (kept as ghosts, ghost.ts): two may have had the same path.
   const key = `${m.path}\0${fdflags}${m.deleted ? `\0${m.inode}` : ""}`;
@@ -120,6 +128,14 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
     fileIds.set(key, id);
   }
   return { ...base, shmid: BigInt(id), fdflags, status: VMA.REGULAR | (m.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE) };
+}
+
+/** A mapping of a memfd (or of shared anonymous memory recorded as one): its description in files.img. */
+function dumpMemfdMapping(task: DumpTask, run: DumpRun, m: SmapsEntry, base: Omit<vma_entry, "status">, via: string): vma_entry {
+  const flags = mapFileMode(via, m);
+  const id = dumpMemfd(run, { via, path: m.path, pid: task.pid, flags, pos: 0n, fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 } });
+  // criu marks it a file mapping too (VMA_FILE_SHARED or _PRIVATE beside VMA_AREA_MEMFD).
+  return { ...base, shmid: BigInt(id), fdflags: flags, status: VMA.REGULAR | VMA.MEMFD | (m.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE) };
 }
 
 function dumpMemory(task: DumpTask, run: DumpRun): void {
@@ -235,13 +251,22 @@ const dumpedShmem = dumpState("shared memory", () => new Set<bigint>());
 
 /** Shared anonymous memory goes to pagemap-shmem-SHMID.img, read through the object itself. */
 function dumpShmem(task: DumpTask, run: DumpRun, v: vma_entry, m: SmapsEntry): void {
+  dumpShmemObject(run, task.pid, v.shmid, `/proc/${task.pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`);
+}
+
+/**
+ * Writes the contents of shared anonymous object `shmid` (its inode
+ * number), reached through `via` (a map_files or fd link of process pid),
+ * once per dump: its mappings and the fds that reach it (memfd.ts) share it.
+ */
+export function dumpShmemObject(run: DumpRun, pid: number, shmid: bigint, via: string): void {
   const done = run.state(dumpedShmem);
-  if (done.has(v.shmid)) return;
-  done.add(v.shmid);
-  const fd = openSync(`/proc/${task.pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`, "r");
+  if (done.has(shmid)) return;
+  done.add(shmid);
+  const fd = openSync(via, "r");
   try {
     const pagesId = run.nextId("pages");
-    const w = new PagesWriter(task.pid, run.images.pages(pagesId), run.stats);
+    const w = new PagesWriter(pid, run.images.pages(pagesId), run.stats);
     const size = fstatSync(fd).size;
     try {
       run.stats.shpagesScanned += Math.ceil(size / PAGE_SIZE);
@@ -249,7 +274,7 @@ function dumpShmem(task: DumpTask, run: DumpRun, v: vma_entry, m: SmapsEntry): v
     } finally {
       w.close();
     }
-    run.images.write(IMG.shmemPagemap, v.shmid, { head: { pages_id: pagesId }, entries: w.entries });
+    run.images.write(IMG.shmemPagemap, shmid, { head: { pages_id: pagesId }, entries: w.entries });
   } finally {
     closeSync(fd);
   }
@@ -327,6 +352,7 @@ export function vmasWithPages(vmas: vma_entry[], entries: pagemap_entry[]): Set<
 /** A shared anonymous object restored so far: a task and an fd there that holds it. */
 interface ShmemObject {
   pid: number;
+  vpid: number;
   fd: number;
 }
 
@@ -383,16 +409,37 @@ function createShmem(task: RestoreTask, run: RestoreRun, v: vma_entry): ShmemObj
     const end = e.vaddr + BigInt(pageCount(e) * PAGE_SIZE);
     if (end > size) size = end;
   }
-  const addr = BigInt(r.call(`create ${what}`, SYS.mmap, 0, size, PROT.READ | PROT.WRITE, MAP.SHARED | MAP.ANONYMOUS | (v.flags & MAP.NORESERVE), -1, 0));
+  // hugetlb memory (hugetlb.ts) comes in whole huge pages.
+  const huge = hugeFlagsOf(v.flags);
+  if (huge) {
+    const page = BigInt(hugePageSize(v.flags));
+    size = (size + page - 1n) / page * page;
+  }
+  const addr = BigInt(r.call(`create ${what}`, SYS.mmap, 0, size, PROT.READ | PROT.WRITE, (MAP.SHARED | MAP.ANONYMOUS | (v.flags & MAP.NORESERVE)) + huge, -1, 0));
   if (img) withPages(run, img.head.pages_id, img.entries, what, (p) => fillFromPages(r, p, img.entries, run.stats, (off) => addr + off));
   r.resetScratch();
   const path = `/proc/${task.pid}/map_files/${addr.toString(16)}-${(addr + size).toString(16)}`;
   const fd = parker(task)(openCrestProcPath(run, r, task.vpid, path, O.RDWR, what));
   r.call(`unmap the temporary mapping of ${what}`, SYS.munmap, addr, size);
   run.transient.push({ task, fd });
-  const obj = { pid: task.pid, fd };
+  const obj = { pid: task.pid, vpid: task.vpid, fd };
   s.made.set(v.shmid, obj);
   return obj;
+}
+
+/**
+ * Shared anonymous object `shmid` reached through an fd or a private
+ * mapping (memfd.ts): a task and its fd that hold it, made in `task` at
+ * least `size` bytes long if no task has it yet (`created`); `huge`, the
+ * hugetlb mmap flags of hugetlb memory.
+ */
+export function shmemObject(task: RestoreTask, run: RestoreRun, shmid: bigint, size: bigint, huge: number): ShmemObject & { created: boolean } {
+  const made = run.state(shmem).made.get(shmid);
+  if (made) return { ...made, created: false };
+  const page = BigInt(PAGE_SIZE);
+  const end = size > page ? (size + page - 1n) / page * page : page;
+  const v: vma_entry = { start: 0n, end, pgoff: 0n, shmid, prot: PROT.READ | PROT.WRITE, flags: (MAP.SHARED | MAP.ANONYMOUS) + huge, status: VMA.REGULAR | VMA.ANON_SHARED, fd: -1n };
+  return { ...createShmem(task, run, v), created: true };
 }
 
 /** An fd of shared anonymous object `v.shmid` in the task (to close after mapping), creating the object if no task has it yet. */
@@ -439,7 +486,7 @@ function mapVmas(task: RestoreTask, run: RestoreRun, fill: Set<vma_entry>, kept:
       r.later({ what, nr: SYS.mmap, args: [v.start, len, prot, flags | MAP.FIXED | extra, fd, off], want: v.start });
     const close = (fd: number) => r.later({ what: `close a temporary fd of task ${task.vpid}`, nr: SYS.close, args: [fd] });
     if (is(v, VMA.ANON_PRIVATE)) {
-      map(((v.flags & MAP_TYPE) === MAP_DROPPABLE ? MAP_DROPPABLE : MAP.PRIVATE) | MAP.ANONYMOUS, -1, 0n);
+      map((((v.flags & MAP_TYPE) === MAP_DROPPABLE ? MAP_DROPPABLE : MAP.PRIVATE) | MAP.ANONYMOUS) + hugeFlagsOf(v.flags), -1, 0n);
     } else if (is(v, VMA.SYSVIPC)) {
       // One attach split into VMAs by mprotect (zdtm shm-mp): attached once, with the widest protection of its parts, each part then given its own.
       const parts = sysvAttach(task.mm.vmas, v);

@@ -3,7 +3,7 @@
 // namespace (setns on its own thread), each object with its id through
 // /proc/sys/kernel/*_next_id. Segment contents go inline in ipcns-shm (not
 // in pagemap-shmem), where crit reads them.
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { restoreState, type TaskKind } from "../context.js";
 import {
   IMG, ImageError, type ImageKind, type ipc_var_entry, type ipc_desc_entry, type IpcShmSegmentInput, type IpcSemSetInput, type IpcMsgQueueInput,
@@ -17,6 +17,7 @@ import { inNamespaceOf } from "../../sys/namespace.js";
 import { readMemory, writeMemory } from "../../remote/memory.js";
 import { parseSysvipc, type SysvipcRow } from "../../proc/index.js";
 import { ownedAtRestore } from "./owned.js";
+import { hugePageSizeOf, hugeSizeFlag } from "../memory/hugetlb.js";
 import { asUsernsRoot } from "./user.js";
 
 /** sizeof(struct msqid64_ds) and friends: the ds buffers IPC_STAT and IPC_SET take. */
@@ -53,11 +54,19 @@ function desc(row: SysvipcRow, idCol: string): ipc_desc_entry {
   };
 }
 
-/** Reads size bytes of a SysV segment by attaching it read-only in crest. */
-function shmContents(id: number, size: number): Buffer {
+/**
+ * Reads size bytes of a SysV segment by attaching it read-only in crest,
+ * and its hugetlb_flag if it is hugetlb memory (SHM_HUGETLB): as criu, from
+ * the attachment's file, whose block size hugetlbfs makes the page size.
+ */
+function shmContents(id: number, size: number): { data: Buffer; hugetlb_flag?: number } {
   const addr = check(native.syscall(SYS.shmat, id, 0, SHM.RDONLY), `attach shared memory segment ${id}`);
   try {
-    return readMemory(process.pid, addr, size);
+    // A hugetlb attach spans whole huge pages, past the segment's size: found by its start.
+    const link = readdirSync("/proc/self/map_files").find((n) => n.startsWith(`${addr.toString(16)}-`));
+    if (!link) throw new Error(`the attachment of SysV segment ${id} at 0x${addr.toString(16)} is not in crest's /proc/self/map_files`);
+    const page = hugePageSizeOf(`/proc/self/map_files/${link}`);
+    return { data: readMemory(process.pid, addr, size), ...(page > PAGE_SIZE ? { hugetlb_flag: SHM.HUGETLB + hugeSizeFlag(page) } : {}) };
   } finally {
     native.syscall(SYS.shmdt, addr);
   }
@@ -75,10 +84,10 @@ function dumpIpc(pid: number): IpcNamespaceDump {
       if (v >= 0) (vars as unknown as Record<string, number>)[`${kind}_next_id`] = v;
     }
     // Contents inline after each entry (not in pagemap-shmem): crit reads them that way.
-    const shm = parseSysvipc(readFileSync("/proc/sysvipc/shm", "utf8"), "sysvipc/shm").map((row) => ({
-      entry: { desc: desc(row, "shmid"), size: row.size!, in_pagemaps: false },
-      data: shmContents(Number(row.shmid), Number(row.size)),
-    }));
+    const shm = parseSysvipc(readFileSync("/proc/sysvipc/shm", "utf8"), "sysvipc/shm").map((row) => {
+      const { data, hugetlb_flag } = shmContents(Number(row.shmid), Number(row.size));
+      return { entry: { desc: desc(row, "shmid"), size: row.size!, in_pagemaps: false, ...(hugetlb_flag ? { hugetlb_flag } : {}) }, data };
+    });
     const semsets = parseSysvipc(readFileSync("/proc/sysvipc/sem", "utf8"), "sysvipc/sem").map((row) => {
       const n = Number(row.nsems);
       const vals = Buffer.alloc(n * 2);
@@ -173,7 +182,8 @@ function restoreIpc(images: RestoreImages, id: number, asOwner: AsOwner): number
     // CRIU 4.x keeps the contents in pagemap-shmem-ID.img instead.
     const contents = data ?? shmemContents(images, BigInt(d.id), Number(entry.size));
     nextId("shm", d.id);
-    created("shared memory segment", d.id, native.syscall(SYS.shmget, d.key | 0, Number(entry.size), (d.mode & 0o777) | IPC.CREAT | IPC.EXCL));
+    // hugetlb_flag: SHM_HUGETLB and the page size (hugetlb.ts).
+    created("shared memory segment", d.id, native.syscall(SYS.shmget, d.key | 0, Number(entry.size), ((d.mode & 0o777) | IPC.CREAT | IPC.EXCL) + (entry.hugetlb_flag ?? 0)));
     check(native.syscall(SYS.shmctl, d.id, IPC.SET, permBuffer(d)), `set owner of segment ${d.id}`);
     const addr = check(native.syscall(SYS.shmat, d.id, 0, 0), `attach segment ${d.id}`);
     try {
