@@ -10,21 +10,25 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { readImage, IMG } from "../../src/images/index.js";
 import {
-  alive, critDecodeAll, crest, dumpWorkload, finish, imagesDir, restoreWorkload, startWorkload, stop, waitFor,
+  alive, critDecodeAll, crest, dumpWorkload, finish, imagesDir, restoreWorkload, startWorkload, stop, waitFor, type Workload,
 } from "./harness.js";
 
 const FL = { POSIX: 1, FLOCK: 2, OFD: 4, LEASE: 8 };
 
+/** Dumps w with --file-locks (crit decodes every image); filelocks.img as sorted "flag type owner fd start len", the owner "parent" or "child". */
+function dumpedLocks(w: Workload): string[] {
+  const parent = w.pid;
+  dumpWorkload(w, ["--file-locks"]);
+  assert.deepEqual(critDecodeAll(imagesDir(w)), []);
+  const child = readImage(imagesDir(w), IMG.pstree).find((e) => e.ppid === parent)!.pid;
+  const owner = (pid: number) => (pid === parent ? "parent" : pid === child ? "child" : String(pid));
+  return readImage(imagesDir(w), IMG.fileLocks).map((l) => `${l.flag} ${l.type} ${owner(l.pid)} ${l.fd} ${l.start} ${l.len}`).sort();
+}
+
 test("files-locked: POSIX (parent and child), OFD, flock and lease locks come back with --file-locks", () => {
   const w = startWorkload("files-locked");
   try {
-    const parent = w.pid;
-    dumpWorkload(w, ["--file-locks"]);
-    assert.deepEqual(critDecodeAll(imagesDir(w)), []);
-    const locks = readImage(imagesDir(w), IMG.fileLocks);
-    const child = readImage(imagesDir(w), IMG.pstree).find((e) => e.ppid === parent)!.pid;
-    const key = (l: (typeof locks)[number]) => `${l.flag} ${l.type} ${l.pid === parent ? "parent" : l.pid === child ? "child" : l.pid} ${l.fd} ${l.start} ${l.len}`;
-    assert.deepEqual(locks.map(key).sort(), [
+    assert.deepEqual(dumpedLocks(w), [
       `${FL.POSIX} 0 parent 3 10 20`, `${FL.POSIX} 1 child 3 60 10`, `${FL.POSIX} 1 parent 3 40 10`,
       `${FL.FLOCK} 1 parent 5 0 0`, `${FL.OFD} 1 parent 4 100 0`, `${FL.LEASE} 0 parent 6 0 0`,
     ].sort(), "each lock once (the dup at fd 9 and the child's inherited fds add none), with its owner");
@@ -63,14 +67,9 @@ const LEASE_BREAKING = 4, F_RDLCK = 0, F_UNLCK = 2;
 test("files-leases: leases being broken come back breaking, to the same type, with no signal of the restore's", () => {
   const w = startWorkload("files-leases");
   try {
-    const parent = w.pid;
-    dumpWorkload(w, ["--file-locks"]);
-    assert.deepEqual(critDecodeAll(imagesDir(w)), []);
-    const locks = readImage(imagesDir(w), IMG.fileLocks);
-    const child = readImage(imagesDir(w), IMG.pstree).find((e) => e.ppid === parent)!.pid;
-    assert.deepEqual(locks.map((l) => `${l.flag} ${l.type} ${l.pid === parent ? "parent" : l.pid === child ? "child" : l.pid} ${l.fd}`).sort(), [
-      `${FL.LEASE} ${F_UNLCK | LEASE_BREAKING} parent 3`, `${FL.LEASE} ${F_RDLCK | LEASE_BREAKING} parent 4`, `${FL.LEASE} ${F_UNLCK | LEASE_BREAKING} parent 5`,
-      `${FL.LEASE} ${F_UNLCK | LEASE_BREAKING} child 6`,
+    assert.deepEqual(dumpedLocks(w), [
+      `${FL.LEASE} ${F_UNLCK | LEASE_BREAKING} parent 3 0 0`, `${FL.LEASE} ${F_RDLCK | LEASE_BREAKING} parent 4 0 0`, `${FL.LEASE} ${F_UNLCK | LEASE_BREAKING} parent 5 0 0`,
+      `${FL.LEASE} ${F_UNLCK | LEASE_BREAKING} child 6 0 0`,
     ].sort(), "e broken to UNLCK, f to READ, g (shared with the child) once, h the child's");
     restoreWorkload(w, ["--file-locks"]);
     assert.equal(finish(w), "PASS");

@@ -81,10 +81,19 @@ test("nested netns: a veth from the nested namespace to crest's comes back with 
   }
 });
 
+/** A fresh bridge in crest's namespace, with `others` (links a test makes here) gone; returns what removes them all again. */
+function bridgeHere(bridge: string, ...others: string[]): () => void {
+  const remove = () => {
+    for (const l of [...others, bridge]) if (hasLink(l)) spawnSync("ip", ["link", "del", l]);
+  };
+  remove();
+  assert.equal(spawnSync("ip", ["link", "add", bridge, "type", "bridge"]).status, 0);
+  return remove;
+}
+
 test("nested netns: --external veth[IFNAME]:OUTSIDE@BRIDGE puts the peer into that bridge of crest's namespace, up, as criu does; a bridge that is not there fails the restore first", () => {
   const outside = `crb${process.pid % 10000}`, bridge = `crbr${process.pid % 10000}`;
-  for (const l of [outside, bridge]) if (hasLink(l)) spawnSync("ip", ["link", "del", l]);
-  assert.equal(spawnSync("ip", ["link", "add", bridge, "type", "bridge"]).status, 0);
+  const removeLinks = bridgeHere(bridge, outside);
   const w = startWorkload("netns-nested");
   try {
     const pid = inner(w);
@@ -102,14 +111,13 @@ test("nested netns: --external veth[IFNAME]:OUTSIDE@BRIDGE puts the peer into th
     assert.equal(finish(w), "PASS");
   } finally {
     stop(w);
-    for (const l of [outside, bridge]) if (hasLink(l)) spawnSync("ip", ["link", "del", l]);
+    removeLinks();
   }
 });
 
 test("nested netns: a macvlan on a link of crest's namespace comes back on the one --external macvlan[IFNAME]:PARENT names, mode and address kept", () => {
   const parent = `crmp${process.pid % 10000}`, tmp = `crmt${process.pid % 10000}`;
-  for (const l of [parent, tmp]) if (hasLink(l)) spawnSync("ip", ["link", "del", l]);
-  assert.equal(spawnSync("ip", ["link", "add", parent, "type", "bridge"]).status, 0);
+  const removeLinks = bridgeHere(parent, tmp);
   const w = startWorkload("netns-nested");
   try {
     const pid = inner(w);
@@ -134,7 +142,7 @@ test("nested netns: a macvlan on a link of crest's namespace comes back on the o
     assert.equal(finish(w), "PASS");
   } finally {
     stop(w);
-    for (const l of [parent, tmp]) if (hasLink(l)) spawnSync("ip", ["link", "del", l]);
+    removeLinks();
   }
 });
 
