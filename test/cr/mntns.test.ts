@@ -29,7 +29,7 @@ function start(args: string[] = [], env: string[] = [], ns = "mnt,ipc"): Workloa
   return startWorkload("mntns", args, { ns, ...(env.length ? { env } : {}) });
 }
 
-test("mntns: tmpfs with files, binds of a directory and a file, a read-only bind of the root fs, shared/slave/private, proc, devtmpfs, devpts, mqueue", () => {
+test("mntns: tmpfs with files, binds of a directory and a file, a read-only bind of the root fs, shared/slave/private, proc, devtmpfs, devpts, mqueue, binfmt_misc", () => {
   const w = start();
   try {
     const before = normalMountinfo(w.pid);
@@ -41,6 +41,7 @@ test("mntns: tmpfs with files, binds of a directory and a file, a read-only bind
     const byPoint = new Map(mnts.map((m) => [m.mountpoint, m]));
     assert.equal(byPoint.get("/proc")?.fstype, 1, "proc");
     assert.equal(byPoint.get("/dev")?.fstype, 3, "devtmpfs");
+    assert.equal(byPoint.get(`${w.dir}/bm`)?.fstype, 4, "binfmt_misc");
     assert.match(byPoint.get("/dev/pts")?.options ?? "", /newinstance/, "a devpts of its own is mounted with newinstance");
     const t = byPoint.get(`${w.dir}/t`)!;
     assert.equal(t.fstype, 5);

@@ -21,6 +21,7 @@
  *         bind of it made a slave
  *   D/pv  tmpfs, private, nosuid,nodev,noexec
  *   D/mq  mqueue (of its own IPC namespace: crest run --ns mnt,ipc)
+ *   D/bm  binfmt_misc (the kernel's instance: its entries are not the tree's)
  *   D/sys sysfs, D/cg cgroup2
  *   D/dd  bind of D/t/dsrc, a directory removed since; D/df bind of the
  *         file D/t/fsrc over the file D/df, removed since
@@ -224,6 +225,8 @@ int main(int argc, char **argv) {
   mnt("wl-private", at("pv"), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k");
   mkdir(at("mq"), 0755);
   mnt("mqueue", at("mq"), "mqueue", 0, NULL);
+  mkdir(at("bm"), 0755);
+  mnt("binfmt_misc", at("bm"), "binfmt_misc", 0, NULL);
   mkdir(at("t/dsrc"), 0755);
   put("t/dsrc/in", "in a removed dir", 16, 0644);
   mkdir(at("dd"), 0755);

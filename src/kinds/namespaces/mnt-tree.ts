@@ -12,10 +12,10 @@ export const FSTYPE: Readonly<Record<string, number>> = {
   proc: 1, sysfs: 2, devtmpfs: 3, binfmt_misc: 4, tmpfs: 5, devpts: 6, simfs: 7, pstore: 8, securityfs: 9,
   fusectl: 10, debugfs: 11, cgroup: 12, aufs: 13, mqueue: 14, fuse: 15, overlay: 17, autofs: 18, tracefs: 19, cgroup2: 23,
 };
-export const FS_UNSUPPORTED = 0, FS_AUTO = 16, FS_TMPFS = 5, FS_DEVPTS = 6, FS_MQUEUE = 14, FS_DEVTMPFS = 3;
+export const FS_UNSUPPORTED = 0, FS_AUTO = 16, FS_TMPFS = 5, FS_DEVPTS = 6, FS_MQUEUE = 14, FS_DEVTMPFS = 3, FS_BINFMT_MISC = 4;
 
 /** File systems crest mounts anew on restore (tmpfs with its contents); the rest only as binds of the root or external. */
-export const MOUNTABLE: ReadonlySet<number> = new Set([1, 2, 3, 5, 6, 12, 14, 23, FS_AUTO]);
+export const MOUNTABLE: ReadonlySet<number> = new Set([1, 2, 3, FS_BINFMT_MISC, 5, 6, 12, 14, 23, FS_AUTO]);
 
 /** The file system's name: criu's for its numbers, the kernel's (kept at dump) for one crest does not mount. */
 const unsupportedNames = new WeakMap<mnt_entry, string>();
@@ -232,7 +232,7 @@ export class MountTree {
       const first = this.entries.find((x) => x.root === "/" && sameSb(x, e) && x.ext_key === undefined);
       if (first !== e) return { how: "bind", from: first!.mnt_id, sub: "" };
       if (!MOUNTABLE.has(e.fstype)) {
-        throw new MountRefusal(`${what}: crest does not mount ${fsName(e)} file systems (it mounts proc, sysfs, devtmpfs, tmpfs, devpts, mqueue, cgroup, cgroup2, and what --enable-fs names); name it with --external mnt[${e.mountpoint}]:KEY on dump and --external mnt[KEY]:DIR on restore`);
+        throw new MountRefusal(`${what}: crest does not mount ${fsName(e)} file systems (it mounts proc, sysfs, devtmpfs, binfmt_misc, tmpfs, devpts, mqueue, cgroup, cgroup2, and what --enable-fs names); name it with --external mnt[${e.mountpoint}]:KEY on dump and --external mnt[KEY]:DIR on restore`);
       }
       return { how: "new" };
     }

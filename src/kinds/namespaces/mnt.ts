@@ -30,7 +30,7 @@ import { copyHiddenMount } from "./mnt-hidden.js";
 import { makePtyForMount } from "../files/tty.js";
 
 import {
-  FS_AUTO, FS_DEVPTS, FS_MQUEUE, FS_TMPFS, FSTYPE, MountRefusal, MountTree, autodetectExternal, cutRoot, entryOf, fsName, isSubPath, kdev,
+  FS_AUTO, FS_BINFMT_MISC, FS_DEVPTS, FS_MQUEUE, FS_TMPFS, FSTYPE, MountRefusal, MountTree, autodetectExternal, cutRoot, entryOf, fsName, isSubPath, kdev,
   mountOnlyFlags,
 } from "./mnt-tree.js";
 
@@ -196,16 +196,32 @@ function dumpMounts(run: DumpRun): void {
       dumped.add(e.root_dev);
     } else if (e.fstype === FS_MQUEUE) {
       // As criu: an mqueue file system is kept only empty (its queues are not dumped).
-      const fd = opensMount(`/proc/${pid}/root${e.mountpoint}`, e.mnt_id);
-      const names = fd === undefined ? undefined : readdirSync(`/proc/self/fd/${fd}`);
-      if (fd !== undefined) closeSync(fd);
+      const names = mountEntries(pid, e);
       if (names === undefined || names.length) {
         throw new UnsupportedError(`mqueue mount ${e.mnt_id} at ${e.mountpoint} of process ${pid} ${names ? `holds the queues ${names.join(", ")}` : "cannot be read (overmounted)"}; crest, like criu, keeps only an empty mqueue file system`);
+      }
+    } else if (e.fstype === FS_BINFMT_MISC && run.ownNamespaces.has("user")) {
+      // The instance of the tree's own user namespace (the kernel's is shared and keeps its entries across the restore):
+      // a new one comes back empty; criu dumps its entries, crest does not yet.
+      const names = mountEntries(pid, e)?.filter((n) => n !== "register" && n !== "status");
+      if (names === undefined || names.length) {
+        throw new UnsupportedError(`binfmt_misc mount ${e.mnt_id} at ${e.mountpoint} of process ${pid}, its user namespace's own, ${names ? `holds the entries ${names.join(", ")}` : "cannot be read (overmounted)"}; crest keeps only an empty one there`);
       }
     }
   }
   run.images.write(IMG.mnts, run.root.ids.mnt_ns_id!, tree.entries);
   run.log.info(`mount namespace: ${tree.entries.length} mounts`);
+}
+
+/** The names in mount e of the tree's (through process pid), undefined if crest cannot reach that mount. */
+function mountEntries(pid: number, e: mnt_entry): string[] | undefined {
+  const fd = opensMount(`/proc/${pid}/root${e.mountpoint}`, e.mnt_id);
+  if (fd === undefined) return undefined;
+  try {
+    return readdirSync(`/proc/self/fd/${fd}`);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 // ---- restore
