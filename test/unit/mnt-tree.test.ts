@@ -17,7 +17,7 @@ const NS = `100 50 254:0 /srv/root / rw,relatime - ext4 /dev/vda rw,discard
 105 100 254:0 /srv/root/data /hb ro,relatime - ext4 /dev/vda rw,discard
 106 100 0:55 / /a/b rw - tmpfs x rw
 107 100 0:56 / /a rw - tmpfs y rw
-108 101 0:57 / /proc/sys/fs/binfmt_misc rw - binfmt_misc binfmt_misc rw
+108 101 0:57 / /proc/sys/fs/fuse/connections rw - fusectl fusectl rw
 `;
 
 test("mount and super block options split as criu does", () => {
@@ -48,7 +48,7 @@ test("each mount's plan: the root, new file systems, binds of the root and of a 
 });
 
 test("refusals name the mount and what to do", () => {
-  assert.throws(() => new MountTree(entries(NS)), (e: Error) => e instanceof MountRefusal && /mount 108 at \/proc\/sys\/fs\/binfmt_misc \(binfmt_misc binfmt_misc, root \/\): crest does not mount binfmt_misc file systems.*--external mnt\[\/proc\/sys\/fs\/binfmt_misc\]:KEY/.test(e.message));
+  assert.throws(() => new MountTree(entries(NS)), (e: Error) => e instanceof MountRefusal && /mount 108 at \/proc\/sys\/fs\/fuse\/connections \(fusectl fusectl, root \/\): crest does not mount fusectl file systems.*--external mnt\[\/proc\/sys\/fs\/fuse\/connections\]:KEY/.test(e.message));
   assert.throws(() => new MountTree(entries("100 50 254:0 / / rw - ext4 /dev/vda rw\n101 100 254:1 /x /y rw - ext4 /dev/vdb rw\n")),
     /mount 101 at \/y \(ext4 \/dev\/vdb, root \/x\) is a bind mount of a file system the tree's mount namespace does not show from its root/);
   assert.throws(() => new MountTree(entries("100 50 254:0 / / rw - ext4 /dev/vda rw\n101 100 0:5 / /s rw master:9 - tmpfs t rw\n")).groups(),
