@@ -63,7 +63,9 @@ export function decodeDst(dst: bigint): { shmem: boolean; id: number } {
 
 // ---- sockets (IPv4, blocking, through the syscalls) ----
 
-const AF_INET = 2, SOCK_STREAM = 1, SOCK_CLOEXEC = 0o2000000, SOL_SOCKET = 1, SO_REUSEADDR = 2, IPPROTO_TCP = 6, TCP_NODELAY = 1;
+const AF_INET = 2, SOCK_STREAM = 1, SOCK_CLOEXEC = 0o2000000, SOL_SOCKET = 1, SO_REUSEADDR = 2, SO_RCVTIMEO = 20, SO_SNDTIMEO = 21, IPPROTO_TCP = 6, TCP_NODELAY = 1;
+/** criu's --timeout default, in seconds. */
+const DEFAULT_TIMEOUT = 10;
 
 function sockaddr(address: string, port: number): Buffer {
   const parts = address.split(".").map(Number);
@@ -95,7 +97,22 @@ export function pageServerFor(opts: Options): PageLink | undefined {
   const port = o.port ?? 1234;
   const peer = `page server at ${o.address}:${port}`;
   const fd = connectPageServer(o.address, port);
-  return o.tls?.on ? tlsLink(fd, tlsFiles(opts), "client", peer, o.address) : plainLink(fd, peer);
+  if (o.tls?.on) return tlsLink(fd, tlsFiles(opts), "client", peer, o.address);
+  // A server that takes nothing (or does not answer) for --timeout seconds fails the dump instead of keeping the
+  // tree frozen for ever; each blocking send or receive then ends with EAGAIN. (With TLS the relay takes
+  // everything at once, and the wait for the server is in the end's answer, which may be long.)
+  const secs = opts.dump.timeout ?? DEFAULT_TIMEOUT;
+  const timeval = Buffer.alloc(16);
+  timeval.writeBigInt64LE(BigInt(secs));
+  for (const opt of [SO_SNDTIMEO, SO_RCVTIMEO]) native.syscall(SYS.setsockopt, fd, SOL_SOCKET, opt, timeval, timeval.length);
+  const link = plainLink(fd, peer);
+  return { ...link, explain: (e) => link.explain(stalled(e, secs)) };
+}
+
+/** An EAGAIN of a blocking send or receive on the page server's socket: --timeout went by without progress. */
+function stalled(e: unknown, secs: number): unknown {
+  if (!/EAGAIN/.test((e as Error).message ?? "")) return e;
+  return new Error(`${(e as Error).message.replace(/EAGAIN.*/, "")}it took nothing and answered nothing for ${secs} s (--timeout): is it stuck?`);
 }
 
 /** The page server's side of an accepted connection: with --tls, once its handshake and checks are done. */
@@ -282,7 +299,7 @@ export class PageStream {
   /** A failure of the writer thread's: one of its sends, named by the page server; another as it was. */
   explain(e: unknown): unknown {
     if (!(e instanceof ImageError) || e.file !== ON_THE_WIRE) return e;
-    return this.link.explain(new Error(`sending pages failed (${e.message.slice(ON_THE_WIRE.length + 2)})`));
+    return this.link.explain(new Error(`sending pages failed: ${e.message.slice(ON_THE_WIRE.length + 2).replace(/^send failed: /, "")}`));
   }
 
   /**

@@ -24,6 +24,8 @@ const done = new Int32Array(state);
 const fds = new Map();
 const fdOf = (file) => (file < 0 ? fds.get(file) : file);
 let failed = false;
+// Sockets a send failed on: later sends to them are dropped (each could wait out a timeout again).
+const broken = new Set();
 const create = (path) => openSync(path, c.O_WRONLY | c.O_CREAT | c.O_TRUNC, 0o600);
 const writeAll = (fd, b) => { for (let at = 0; at < b.length;) at += writeSync(fd, b, at, b.length - at); };
 // Pieces in order, in as few calls as the kernel takes (a page server's messages and their pages).
@@ -63,6 +65,7 @@ function run(m) {
       return;
     }
     case "sendv": {
+      if (broken.has(m.file)) return;
       doing = "send failed";
       const t0 = process.hrtime.bigint();
       const heads = new Uint8Array(m.heads), data = m.data ? new Uint8Array(m.data) : null;
@@ -85,6 +88,7 @@ parentPort.on("message", (m) => {
   try {
     run(m);
   } catch (e) {
+    if (m.op === "sendv") broken.add(m.file);
     if (!failed) errors.postMessage({ path: m.path, detail: doing + ": " + e.message });
     failed = true;
   }

@@ -213,8 +213,9 @@ test("TLS refused cleanly: a page server whose certificate another CA signed, a 
 
 /**
  * A page server that takes `limit` bytes of the first connection and then
- * closes it (the rest unread: the sender gets a reset); returns its port
- * and pid. A child process: this test's own event loop waits in spawnSync.
+ * closes it (the rest unread: the sender gets a reset), or, with limit 0,
+ * reads nothing and keeps it open (a server that is stuck); returns its
+ * port and pid. A child process: this test's own event loop waits in spawnSync.
  */
 function cuttingServer(dir: string, limit: number): { port: number; pid: number } {
   const p = ++port;
@@ -223,6 +224,7 @@ function cuttingServer(dir: string, limit: number): { port: number; pid: number 
     const net = require("node:net"), fs = require("node:fs");
     const [port, limit, ready] = process.argv.slice(1);
     const srv = net.createServer((s) => {
+      if (limit === "0") return s.pause();
       let got = 0;
       s.on("data", (d) => { got += d.length; if (got >= Number(limit)) { s.destroy(); srv.close(); } });
       s.on("error", () => {});
@@ -234,9 +236,10 @@ function cuttingServer(dir: string, limit: number): { port: number; pid: number 
   return { port: p, pid: child.pid! };
 }
 
-test("a page server that closes the connection in the middle of the pages: the dump fails naming it, never hangs, the tree runs on untouched", () => {
-  // 1 MiB: the first buffers, sent by the dump's main thread; 160 MiB: later ones, by the writer thread once it runs.
-  for (const limit of [1 << 20, 160 << 20]) {
+test("a page server that closes the connection in the middle of the pages, or takes nothing: the dump fails naming it, never hangs, the tree runs on untouched", () => {
+  // 1 MiB: the first buffers, sent by the dump's main thread; 160 MiB: later ones, by the writer thread once it runs;
+  // 0: a server that takes nothing, given up on after --timeout seconds without progress.
+  for (const limit of [1 << 20, 160 << 20, 0]) {
     const w = startWorkload("bigmem", ["256"]);
     let serverPid = 0;
     try {
@@ -245,9 +248,10 @@ test("a page server that closes the connection in the middle of the pages: the d
       const { port: p, pid } = cuttingServer(w.dir, limit);
       serverPid = pid;
       const t0 = Date.now();
-      const r = spawnSync(CREST, ["dump", "-t", String(w.pid), "-D", dir, "-o", "dump.log", "-v4", "--page-server", "--address", "127.0.0.1", "--port", String(p)], { encoding: "utf8", timeout: 60_000 });
+      const r = spawnSync(CREST, ["dump", "-t", String(w.pid), "-D", dir, "-o", "dump.log", "-v4", "--timeout", "1", "--page-server", "--address", "127.0.0.1", "--port", String(p)], { encoding: "utf8", timeout: 60_000 });
       assert.equal(r.status, 1, `the dump ended with ${r.status} ${r.signal ?? ""} after ${Date.now() - t0} ms: ${r.stderr}`);
-      assert.match(r.stderr, new RegExp(`the page server at 127\\.0\\.0\\.1:${p}: sending pages failed.*(EPIPE|ECONNRESET)`));
+      const why = limit ? "(EPIPE|ECONNRESET)" : "it took nothing and answered nothing for 1 s \\(--timeout\\): is it stuck\\?";
+      assert.match(r.stderr, new RegExp(`the page server at 127\\.0\\.0\\.1:${p}: sending pages failed.*${why}`));
       assert.ok(alive(w.pid));
       assert.equal(procState(w.pid).tracer, 0);
       assert.deepEqual(readdirSync(dir).filter((f) => f !== "dump.log"), [], "nothing committed, nothing staged left");
