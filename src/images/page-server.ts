@@ -10,7 +10,7 @@
 // server writes each image and a pages-N.img of its own numbering.
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, unlinkSync, writeSync, writevSync, constants as fsc } from "node:fs";
 import { basename, join } from "node:path";
-import { Checksum, crc32, decodeManifest, ManifestRecorder, PAGE_SERVER_MANIFEST, writeManifest } from "./manifest.js";
+import { Checksum, decodeManifest, ManifestRecorder, PAGE_SERVER_MANIFEST, writeManifest } from "./manifest.js";
 import { native } from "../sys/native.js";
 import { SYS } from "../sys/constants.js";
 import { check } from "../sys/errno.js";
@@ -18,7 +18,7 @@ import { IMG } from "./kinds.js";
 import { fileOutput, ImageError, imagePath, readImage, writeImage } from "./file.js";
 import type { pagemap_entry } from "./gen/index.js";
 import type { PageSink } from "./store.js";
-import { sharedAligned, WriterThread } from "./writer-thread.js";
+import type { WriterThread } from "./writer-thread.js";
 import { plainLink, tlsLink, type PageLink } from "./tls.js";
 import { workPath, type Options, type TlsOptions } from "../options.js";
 
@@ -490,12 +490,9 @@ function writeServerManifest(dir: string, sums: ManifestRecorder): void {
  */
 export function servePages(sk: number, dir: string, log: (msg: string) => void): void {
   const made: string[] = [];
-  // Pages are written and summed there while the next ones are read from the socket.
-  const thread = new WriterThread();
   try {
-    serveSession(sk, dir, log, made, thread);
+    serveSession(sk, dir, log, made);
   } catch (e) {
-    thread.stop();
     for (const f of made) {
       try {
         unlinkSync(f);
@@ -506,28 +503,20 @@ export function servePages(sk: number, dir: string, log: (msg: string) => void):
     if (made.length) log(`Removed the ${made.length} file(s) this session wrote`);
     throw e;
   }
-  thread.stop();
 }
 
-/** Buffers the pages are read into, in turn: one filling while the writer thread writes out the others. */
-const RECV_BUFFERS = 3, RECV_CHUNK = 4 << 20;
-
-function serveSession(sk: number, dir: string, log: (msg: string) => void, made: string[], thread: WriterThread): void {
+function serveSession(sk: number, dir: string, log: (msg: string) => void, made: string[]): void {
   const hasParent = existsSync(join(dir, "parent"));
   let nextPages = 1;
   while (existsSync(imagePath(dir, IMG.pages, nextPages))) nextPages++;
   // Each file summed as it is written, for the manifest.
   const sums = new ManifestRecorder();
-  // `parts`: the pages file's pieces in order, summed here or by the thread (a ticket).
-  let open: { dst: bigint; shmem: boolean; id: number; pagesId: number; pages: number; parts: Array<{ crc: number; len: number } | { ticket: number; len: number }>; entries: pagemap_entry[] } | null = null;
+  let open: { dst: bigint; shmem: boolean; id: number; pagesId: number; pages: number; sum: Checksum; entries: pagemap_entry[] } | null = null;
   const finish = () => {
     if (!open) return;
-    thread.drain();
     closeSync(open.pages);
-    const sum = new Checksum();
-    for (const p of open.parts) sum.append("crc" in p ? p.crc : thread.sumOf(p.ticket), p.len);
     made.push(imagePath(dir, open.shmem ? IMG.shmemPagemap : IMG.pagemap, open.id));
-    sums.record(basename(imagePath(dir, IMG.pages, open.pagesId)), sum.file);
+    sums.record(basename(imagePath(dir, IMG.pages, open.pagesId)), open.sum.file);
     writeImage(dir, open.shmem ? IMG.shmemPagemap : IMG.pagemap, open.id, { head: { pages_id: open.pagesId }, entries: open.entries },
       (path) => sums.output(basename(path), fileOutput(path)));
     open = null;
@@ -539,13 +528,10 @@ function serveSession(sk: number, dir: string, log: (msg: string) => void, made:
     log(`Opening ${shmem ? "pagemap-shmem" : "pagemap"}-${id}.img (pages-${pagesId}.img)`);
     const pages = openSync(imagePath(dir, IMG.pages, pagesId), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
     made.push(imagePath(dir, IMG.pages, pagesId));
-    open = { dst, shmem, id, pagesId, pages, parts: [], entries: [] };
+    open = { dst, shmem, id, pagesId, pages, sum: new Checksum(), entries: [] };
   };
   const head = Buffer.alloc(IOV_SIZE);
-  const bufs = Array.from({ length: RECV_BUFFERS }, () => sharedAligned(RECV_CHUNK));
-  /** For each buffer, the writer thread's mark once it was handed over: free again once the thread is past it. */
-  const freeAt = bufs.map(() => 0);
-  let next = 0;
+  const chunk = Buffer.allocUnsafe(4 << 20);
   for (;;) {
     let more: boolean;
     try {
@@ -586,20 +572,10 @@ function serveSession(sk: number, dir: string, log: (msg: string) => void, made:
         }
         if (!(flags & PE_PRESENT)) break;
         for (let left = iov.nrPages * PAGE; left > 0;) {
-          const k = next;
-          next = (next + 1) % RECV_BUFFERS;
-          const chunk = bufs[k]!;
-          thread.waitFor(freeAt[k]!);
           const want = Math.min(left, chunk.length);
           if (!readFully(sk, chunk.subarray(0, want), "pages")) throw new Error("the connection closed in the middle of pages");
-          if (thread.ready) {
-            o.parts.push({ ticket: thread.writeShared(o.pages, chunk, 0, want, imagePath(dir, IMG.pages, o.pagesId), 0)!, len: want });
-            freeAt[k] = thread.mark;
-          } else {
-            // The thread is starting (tens of ms): written here meanwhile.
-            writeFully(o.pages, chunk.subarray(0, want));
-            o.parts.push({ crc: crc32(chunk.subarray(0, want)), len: want });
-          }
+          writeFully(o.pages, chunk.subarray(0, want));
+          o.sum.update(chunk.subarray(0, want));
           left -= want;
         }
         break;

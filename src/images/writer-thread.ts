@@ -235,18 +235,6 @@ export class WriterThread {
     this.paths.delete(file);
   }
 
-  /** A mark of what was handed over so far, for waitFor. */
-  get mark(): number {
-    return this.posted;
-  }
-
-  /** Waits until what was handed over before `mark` is done (the buffers it used are free again); failures are drain()'s. */
-  waitFor(mark: number): void {
-    for (let done = Atomics.load(this.state, DONE); done < mark; done = Atomics.load(this.state, DONE)) {
-      Atomics.wait(this.state, DONE, done);
-    }
-  }
-
   /** Whether the thread has work handed over still to do. */
   get busy(): boolean {
     return Atomics.load(this.state, DONE) < this.posted;
