@@ -8,15 +8,17 @@
 // link), adds its entries (ADD_F, each PE_PRESENT one followed by its
 // pages), and at the end asks CLOSE, answered with an int32 status. The
 // server writes each image and a pages-N.img of its own numbering.
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, unlinkSync, writeSync, constants as fsc } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, unlinkSync, writeSync, writevSync, constants as fsc } from "node:fs";
 import { basename, join } from "node:path";
 import { Checksum, decodeManifest, ManifestRecorder, PAGE_SERVER_MANIFEST, writeManifest } from "./manifest.js";
 import { native } from "../sys/native.js";
 import { SYS } from "../sys/constants.js";
 import { check } from "../sys/errno.js";
 import { IMG } from "./kinds.js";
-import { fileOutput, imagePath, readImage, writeImage } from "./file.js";
+import { fileOutput, ImageError, imagePath, readImage, writeImage } from "./file.js";
 import type { pagemap_entry } from "./gen/index.js";
+import type { PageSink } from "./store.js";
+import type { WriterThread } from "./writer-thread.js";
 import { plainLink, tlsLink, type PageLink } from "./tls.js";
 import { workPath, type Options, type TlsOptions } from "../options.js";
 
@@ -61,7 +63,9 @@ export function decodeDst(dst: bigint): { shmem: boolean; id: number } {
 
 // ---- sockets (IPv4, blocking, through the syscalls) ----
 
-const AF_INET = 2, SOCK_STREAM = 1, SOCK_CLOEXEC = 0o2000000, SOL_SOCKET = 1, SO_REUSEADDR = 2, IPPROTO_TCP = 6, TCP_NODELAY = 1;
+const AF_INET = 2, SOCK_STREAM = 1, SOCK_CLOEXEC = 0o2000000, SOL_SOCKET = 1, SO_REUSEADDR = 2, SO_RCVTIMEO = 20, SO_SNDTIMEO = 21, IPPROTO_TCP = 6, TCP_NODELAY = 1;
+/** criu's --timeout default, in seconds. */
+const DEFAULT_TIMEOUT = 10;
 
 function sockaddr(address: string, port: number): Buffer {
   const parts = address.split(".").map(Number);
@@ -93,7 +97,22 @@ export function pageServerFor(opts: Options): PageLink | undefined {
   const port = o.port ?? 1234;
   const peer = `page server at ${o.address}:${port}`;
   const fd = connectPageServer(o.address, port);
-  return o.tls?.on ? tlsLink(fd, tlsFiles(opts), "client", peer, o.address) : plainLink(fd, peer);
+  if (o.tls?.on) return tlsLink(fd, tlsFiles(opts), "client", peer, o.address);
+  // A server that takes nothing (or does not answer) for --timeout seconds fails the dump instead of keeping the
+  // tree frozen for ever; each blocking send or receive then ends with EAGAIN. (With TLS the relay takes
+  // everything at once, and the wait for the server is in the end's answer, which may be long.)
+  const secs = opts.dump.timeout ?? DEFAULT_TIMEOUT;
+  const timeval = Buffer.alloc(16);
+  timeval.writeBigInt64LE(BigInt(secs));
+  for (const opt of [SO_SNDTIMEO, SO_RCVTIMEO]) native.syscall(SYS.setsockopt, fd, SOL_SOCKET, opt, timeval, timeval.length);
+  const link = plainLink(fd, peer);
+  return { ...link, explain: (e) => link.explain(stalled(e, secs)) };
+}
+
+/** An EAGAIN of a blocking send or receive on the page server's socket: --timeout went by without progress. */
+function stalled(e: unknown, secs: number): unknown {
+  if (!/EAGAIN/.test((e as Error).message ?? "")) return e;
+  return new Error(`${(e as Error).message.replace(/EAGAIN.*/, "")}it took nothing and answered nothing for ${secs} s (--timeout): is it stuck?`);
 }
 
 /** The page server's side of an accepted connection: with --tls, once its handshake and checks are done. */
@@ -170,21 +189,241 @@ function writeFully(fd: number, buf: Buffer): void {
   for (let done = 0; done < buf.length;) done += writeSync(fd, buf, done, buf.length - done);
 }
 
-// ---- the sender: a dump's pagemaps and pages, from its staging directory ----
+// ---- the sender ----
+//
+// As criu (criu/page-xfer.c, mem.c): each task's pages go as the dump reads
+// them, while the tree is frozen: OPEN2 for its pagemap image, then its runs
+// in address order, each an ADD_F with the entry's flags, the pages of a
+// PE_PRESENT one right after (PE_PARENT and lazy ones carry none); CLOSE once
+// the whole dump is done. crest's pages writer hands its buffers to a sink
+// (PageStream.image below) that cuts them at the runs and sends each piece
+// with its ADD_F, on the store's writer thread once it runs, so that the main
+// thread reads the next buffer meanwhile; nothing of it is written locally.
+// The server writes one image at a time: an image whose first bytes come
+// while another is on the wire (a shared memory object found while its task's
+// pages are being sent) is staged locally and sent at the end, from the staging directory.
 
-/**
- * Sends every pagemap image of `dir` with its pages to the page server on
- * `sk`, and removes them from `dir` (they are the server's now); then asks
- * it to close and checks its status.
- */
-export function sendPagemaps(dir: string, link: PageLink): void {
-  try {
-    sendAll(dir, link.fd);
-  } catch (e) {
-    throw link.explain(e);
+/** How the store's writer thread is reached. */
+export interface StreamThread {
+  /** The writer thread, if it runs (it takes tens of ms to start): else sends are made on this thread. */
+  running(): WriterThread | null;
+  /** Asks for it to be started (a full buffer of pages: worth it). */
+  start(): void;
+  /** Waits until it has done everything handed over; throws its first failure. */
+  drain(): void;
+}
+
+/** The name a send's failure on the writer thread carries, told apart by PageStream.explain. */
+const ON_THE_WIRE = "the page server connection";
+
+/** Writes pieces to fd in order, in one writev where it can. */
+function writevFully(fd: number, views: Uint8Array[]): void {
+  for (let i = 0; i < views.length;) {
+    let n = writevSync(fd, views.slice(i, i + 1024));
+    for (; i < views.length && n >= views[i]!.length; i++) n -= views[i]!.length;
+    if (n) views[i] = views[i]!.subarray(n);
   }
 }
 
+/** A dump's connection to its page server as it sends: one image's pages on the wire at a time. */
+export class PageStream {
+  /** The image whose runs and pages are on the wire. */
+  private owner: ImageStream | null = null;
+  /** OPEN2s not answered yet: the answers (the has-parent byte) are read at the end, so as never to wait for the server. */
+  private answers = 0;
+  /** The writer thread once it sends: from then on every send goes through it, in order. */
+  private handed: WriterThread | null = null;
+  /** The first image that was closed short. */
+  private short: string | undefined;
+  /** The pagemap images sent (file names), which the dump does not keep. */
+  readonly streamed = new Set<string>();
+
+  constructor(readonly link: PageLink, private readonly thread: StreamThread) {}
+
+  /**
+   * The sink of the pages of one pagemap image (`name`, pagemap-ID.img or
+   * pagemap-shmem-ID.img); `local` makes the sink to stage them in
+   * instead, if the wire is another image's when its first pages come.
+   */
+  image(shmem: boolean, id: number | bigint, name: string, local: () => PageSink): PageSink {
+    return new ImageStream(this, dstId(shmem, Number(id)), name, local);
+  }
+
+  /** Puts an image on the wire (OPEN2) if it is free. */
+  take(img: ImageStream): boolean {
+    if (this.owner) return false;
+    this.owner = img;
+    this.streamed.add(img.name);
+    this.send(encodeIov(PS.OPEN2, 0, 0, 0n, img.dst), null, [0, 0, IOV_SIZE]);
+    this.answers++;
+    return true;
+  }
+
+  /**
+   * Takes an image off the wire; `short`: a run whose pages never came (its
+   * dump failed, which is reported; a dump that commits so would be a bug).
+   */
+  release(img: ImageStream, short?: { vaddr: number }): void {
+    if (this.owner === img) this.owner = null;
+    if (short) this.short ??= `pages of ${img.name} at 0x${short.vaddr.toString(16)} were recorded but never came`;
+  }
+
+  /**
+   * Sends heads and pieces of data in the order `plan` says (triples: 0
+   * heads / 1 data, offset, length); `behind`: data is sent from in place
+   * while the caller goes on (until drain()), else copied or sent before this returns.
+   */
+  send(heads: Uint8Array, data: Buffer | null, plan: number[], behind = false): void {
+    if (behind) this.thread.start();
+    const t = (this.handed ??= this.thread.running());
+    if (t) return t.sendv(this.link.fd, ON_THE_WIRE, heads, data, plan, behind);
+    const views: Uint8Array[] = [];
+    for (let i = 0; i < plan.length; i += 3) views.push((plan[i] ? data! : heads).subarray(plan[i + 1]!, plan[i + 1]! + plan[i + 2]!));
+    try {
+      writevFully(this.link.fd, views);
+    } catch (e) {
+      throw this.link.explain(new Error(`sending pages failed: ${(e as Error).message}`));
+    }
+  }
+
+  /** Waits until what was handed to the writer thread is sent. */
+  drain(): void {
+    if (!this.handed) return;
+    try {
+      this.thread.drain();
+    } catch (e) {
+      throw this.explain(e);
+    }
+  }
+
+  /** A failure of the writer thread's: one of its sends, named by the page server; another as it was. */
+  explain(e: unknown): unknown {
+    if (!(e instanceof ImageError) || e.file !== ON_THE_WIRE) return e;
+    return this.link.explain(new Error(`sending pages failed: ${e.message.slice(ON_THE_WIRE.length + 2).replace(/^send failed: /, "")}`));
+  }
+
+  /**
+   * At commit, once the writer thread is drained: the OPEN2 answers, then
+   * the images staged in `dir` (sent, and removed there), CLOSE and its status.
+   */
+  finish(dir: string): void {
+    try {
+      if (this.owner) throw new Error(`the pages of ${this.owner.name} were still being sent at the end of the dump`);
+      if (this.short) throw new Error(this.short);
+      const a = Buffer.alloc(this.answers);
+      if (this.answers && !readFully(this.link.fd, a, "the page server's answers to OPEN2")) throw new Error("it closed the connection instead of answering OPEN2");
+      this.answers = 0;
+      for (const n of this.streamed) if (existsSync(join(dir, n))) unlinkSync(join(dir, n));
+      sendAll(dir, this.link.fd);
+    } catch (e) {
+      throw this.link.explain(e);
+    }
+  }
+}
+
+interface Run {
+  vaddr: number;
+  len: number;
+  flags: number;
+  /** Bytes of it sent. */
+  sent: number;
+}
+
+/** The pages of one pagemap image, sent with their runs as they come; or staged locally, if the wire was taken. */
+class ImageStream implements PageSink {
+  /** Runs recorded whose pages (or, for those without, whose ADD_F) are not sent yet, in order. */
+  private runs: Run[] = [];
+  private state: "waiting" | "streaming" | "local" = "waiting";
+  private local: PageSink | null = null;
+
+  constructor(private readonly stream: PageStream, readonly dst: bigint, readonly name: string, private readonly makeLocal: () => PageSink) {}
+
+  /** On the wire, or staged: decided when the first pages (or the close) come. */
+  private claim(): boolean {
+    if (this.state === "waiting") {
+      if (this.stream.take(this)) {
+        this.state = "streaming";
+      } else {
+        this.state = "local";
+        this.local = this.makeLocal();
+        this.runs = [];
+      }
+    }
+    return this.state === "streaming";
+  }
+
+  run(vaddr: number, len: number, flags: number): void {
+    if (this.state === "local") return;
+    const last = this.runs[this.runs.length - 1];
+    if (last && last.flags === flags && last.vaddr + last.len === vaddr) last.len += len;
+    else this.runs.push({ vaddr, len, flags, sent: 0 });
+  }
+
+  /** The ADD_Fs of the runs buf[off, off + len) holds, each before its piece; and the runs without pages up to the next with. */
+  private pages(buf: Buffer, off: number, len: number, behind: boolean): void {
+    const heads: Buffer[] = [];
+    const plan: number[] = [];
+    const head = (flags: number, bytes: number, vaddr: number) => {
+      const last = plan.length - 3;
+      // Heads one after the other go as one piece.
+      if (last >= 0 && plan[last] === 0) plan[last + 2]! += IOV_SIZE;
+      else plan.push(0, heads.length * IOV_SIZE, IOV_SIZE);
+      heads.push(encodeIov(PS.ADD_F, flags, bytes / PAGE, BigInt(vaddr), this.dst));
+    };
+    const bare = () => this.runs.length > 0 && !(this.runs[0]!.flags & PE_PRESENT);
+    for (;;) {
+      while (bare()) {
+        const r = this.runs.shift()!;
+        head(r.flags, r.len, r.vaddr);
+      }
+      if (!len) break;
+      const r = this.runs[0];
+      if (!r) throw new Error(`${len} bytes of pages of ${this.name} came without their pagemap entry`);
+      const n = Math.min(len, r.len - r.sent);
+      head(r.flags, n, r.vaddr + r.sent);
+      plan.push(1, off, n);
+      r.sent += n;
+      off += n;
+      len -= n;
+      if (r.sent === r.len) this.runs.shift();
+    }
+    if (!plan.length) return;
+    const all = new Uint8Array(heads.length * IOV_SIZE);
+    heads.forEach((h, i) => all.set(h, i * IOV_SIZE));
+    this.stream.send(all, plan.some((_, i) => i % 3 === 0 && plan[i] === 1) ? buf : null, plan, behind);
+  }
+
+  write(buf: Uint8Array, off: number, len: number): void {
+    if (!this.claim()) return this.local!.write(buf, off, len);
+    this.pages(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength), off, len, false);
+  }
+
+  writeBehind(buf: Buffer, off: number, len: number): void {
+    if (!this.claim()) return this.local!.writeBehind(buf, off, len);
+    this.pages(buf, off, len, true);
+  }
+
+  drain(): void {
+    if (this.local) this.local.drain();
+    else this.stream.drain();
+  }
+
+  close(): void {
+    if (!this.claim()) return this.local!.close();
+    try {
+      this.pages(Buffer.alloc(0), 0, 0, false);
+    } finally {
+      this.stream.release(this, this.runs.find((r) => r.sent < r.len));
+    }
+  }
+}
+
+/**
+ * Sends the pagemap images staged in `dir` (those whose pages came while
+ * the wire was another image's) with their pages to the page server on
+ * `sk`, and removes them from `dir` (they are the server's now); then asks
+ * it to close and checks its status.
+ */
 function sendAll(dir: string, sk: number): void {
   const chunk = Buffer.allocUnsafe(4 << 20);
   const images = readdirSync(dir).map((f) => /^pagemap-(shmem-)?(\d+)\.img$/.exec(f)).filter((m): m is RegExpExecArray => m !== null);
@@ -243,8 +482,30 @@ function writeServerManifest(dir: string, sums: ManifestRecorder): void {
   writeManifest(dir, PAGE_SERVER_MANIFEST, m);
 }
 
-/** One session of a page server: writes what the sender sends into `dir`; returns once it asked to close. */
+/**
+ * One session of a page server: writes what the sender sends into `dir`;
+ * returns once it asked to close. A session that ends otherwise (the dump
+ * failed, or its connection broke) removes the files it wrote: they hold
+ * part of a dump that did not happen.
+ */
 export function servePages(sk: number, dir: string, log: (msg: string) => void): void {
+  const made: string[] = [];
+  try {
+    serveSession(sk, dir, log, made);
+  } catch (e) {
+    for (const f of made) {
+      try {
+        unlinkSync(f);
+      } catch {
+        // gone already
+      }
+    }
+    if (made.length) log(`Removed the ${made.length} file(s) this session wrote`);
+    throw e;
+  }
+}
+
+function serveSession(sk: number, dir: string, log: (msg: string) => void, made: string[]): void {
   const hasParent = existsSync(join(dir, "parent"));
   let nextPages = 1;
   while (existsSync(imagePath(dir, IMG.pages, nextPages))) nextPages++;
@@ -254,6 +515,7 @@ export function servePages(sk: number, dir: string, log: (msg: string) => void):
   const finish = () => {
     if (!open) return;
     closeSync(open.pages);
+    made.push(imagePath(dir, open.shmem ? IMG.shmemPagemap : IMG.pagemap, open.id));
     sums.record(basename(imagePath(dir, IMG.pages, open.pagesId)), open.sum.file);
     writeImage(dir, open.shmem ? IMG.shmemPagemap : IMG.pagemap, open.id, { head: { pages_id: open.pagesId }, entries: open.entries },
       (path) => sums.output(basename(path), fileOutput(path)));
@@ -265,12 +527,21 @@ export function servePages(sk: number, dir: string, log: (msg: string) => void):
     const pagesId = nextPages++;
     log(`Opening ${shmem ? "pagemap-shmem" : "pagemap"}-${id}.img (pages-${pagesId}.img)`);
     const pages = openSync(imagePath(dir, IMG.pages, pagesId), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
+    made.push(imagePath(dir, IMG.pages, pagesId));
     open = { dst, shmem, id, pagesId, pages, sum: new Checksum(), entries: [] };
   };
   const head = Buffer.alloc(IOV_SIZE);
   const chunk = Buffer.allocUnsafe(4 << 20);
   for (;;) {
-    if (!readFully(sk, head, "a page server message")) throw new Error("the sender closed the connection before it asked to close (the dump did not end well)");
+    let more: boolean;
+    try {
+      more = readFully(sk, head, "a page server message");
+    } catch (e) {
+      // A sender that ends with answers unread resets the connection.
+      if ((e as NodeJS.ErrnoException).code !== "ECONNRESET") throw e;
+      more = false;
+    }
+    if (!more) throw new Error("the sender closed the connection before it asked to close (the dump did not end well)");
     const iov = decodeIov(head);
     switch (iov.cmd) {
       case PS.OPEN:
@@ -291,7 +562,14 @@ export function servePages(sk: number, dir: string, log: (msg: string) => void):
         if (!open || (open as { dst: bigint }).dst !== iov.dstId) start(iov.dstId);
         const o = open!;
         const flags = iov.cmd === PS.ADD_F ? iov.flags : iov.cmd === PS.ADD ? PE_PRESENT : PE_PARENT;
-        o.entries.push({ vaddr: iov.vaddr, compat_nr_pages: iov.nrPages, nr_pages: BigInt(iov.nrPages), flags });
+        // A run the sender cut (at its buffers' ends) is one entry again, as a dump writes it.
+        const last = o.entries[o.entries.length - 1];
+        if (last && last.flags === flags && last.vaddr + last.nr_pages! * BigInt(PAGE) === iov.vaddr) {
+          last.nr_pages! += BigInt(iov.nrPages);
+          last.compat_nr_pages = Number(last.nr_pages);
+        } else {
+          o.entries.push({ vaddr: iov.vaddr, compat_nr_pages: iov.nrPages, nr_pages: BigInt(iov.nrPages), flags });
+        }
         if (!(flags & PE_PRESENT)) break;
         for (let left = iov.nrPages * PAGE; left > 0;) {
           const want = Math.min(left, chunk.length);

@@ -7,7 +7,7 @@
 // directory and moves them into place only at commit, inventory last: a
 // dump that fails leaves the directory as it found it, and an images
 // directory without an inventory is never a finished dump.
-import { sendPagemaps } from "./page-server.js";
+import { PageStream } from "./page-server.js";
 import type { PageLink } from "./tls.js";
 import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync, writeSync, constants as fsc } from "node:fs";
 import { basename, join, resolve } from "node:path";
@@ -30,6 +30,18 @@ export interface PageSink {
   /** Waits until everything handed over is written. */
   drain(): void;
   close(): void;
+  /**
+   * Told each run of pages as the pagemap records it, before its bytes come
+   * (flags: the entry's; bytes follow only for PE_PRESENT): a page server is
+   * sent each with its pages.
+   */
+  run?(vaddr: number, len: number, flags: number): void;
+}
+
+/** The pagemap image a pages file belongs to: a task's (pagemap-ID.img, by its pid) or a shared memory object's (pagemap-shmem-ID.img). */
+export interface PagemapOf {
+  shmem: boolean;
+  id: number | bigint;
 }
 
 /** The pages of one pages-N.img as a restore reads them. */
@@ -147,9 +159,30 @@ export class DumpImages {
   private readonly sums = new ManifestRecorder();
   private parentLink: string | undefined;
 
-  /** `pageServer`: a connection to a page server (--page-server), which the pagemaps and their pages go to at commit. */
+  /** The pages sent to the page server as they come, if there is one. */
+  private readonly stream: PageStream | null;
+
+  /**
+   * `pageServer`: a connection to a page server (--page-server), which the
+   * pagemaps and their pages are sent to as the dump makes them (what is staged
+   * here instead, at commit).
+   */
   constructor(readonly dir: string, private readonly pageServer?: PageLink) {
     this.staging = mkdtempSync(join(dir, ".crest-dump-"));
+    this.stream = pageServer ? new PageStream(pageServer, {
+      running: () => (this.handing ? this.thread : null),
+      start: () => void this.writer(),
+      drain: () => this.thread?.drain(),
+    }) : null;
+  }
+
+  /** Waits for the writer thread; a failure of a send to the page server is named by it. */
+  private drainThread(): void {
+    try {
+      this.thread?.drain();
+    } catch (e) {
+      throw this.stream?.explain(e) ?? e;
+    }
   }
 
   /**
@@ -213,12 +246,23 @@ export class DumpImages {
   }
 
   write<W>(kind: ImageKind<unknown, W>, key: ImageKey | undefined, value: NoInfer<W>): void {
+    // A pagemap sent to the page server with its pages is the server's to write.
+    if (this.stream && (kind === IMG.pagemap || kind === IMG.shmemPagemap) && this.stream.streamed.has(basename(imagePath(this.staging, kind, key)))) return;
     if (this.done) writeImage(this.dir, kind, key, value);
     else writeImage(this.staging, kind, key, value, (path) => this.sums.output(basename(path), this.thread ? this.collect(path) : fileOutput(path)));
   }
 
-  /** A sink for pages-ID.img: on the writer thread, or, until it runs, written here and handed over once it does. */
-  pages(id: number): PageSink {
+  /**
+   * A sink for pages-ID.img, the pages of the pagemap `of`: with a page
+   * server, sent there (page-server.ts, PageStream); else staged, on the
+   * writer thread, or, until it runs, written here and handed over once it does.
+   */
+  pages(id: number, of?: PagemapOf): PageSink {
+    if (!this.stream || !of) return this.localPages(id);
+    return this.stream.image(of.shmem, of.id, basename(imagePath(this.staging, of.shmem ? IMG.shmemPagemap : IMG.pagemap, of.id)), () => this.localPages(id));
+  }
+
+  private localPages(id: number): PageSink {
     const path = imagePath(this.staging, IMG.pages, id);
     // Summed for the manifest as they are handed over: zlib's CRC-32 (3.7
     // GB/s here) costs about as much as reading the pages from the task, or
@@ -234,7 +278,7 @@ export class DumpImages {
     const drain = () => {
       if (!this.thread) return;
       writerBehind = this.thread.busy;
-      this.thread.drain();
+      this.drainThread();
     };
     const summed = (buf: Uint8Array, off: number, len: number) => {
       const t0 = process.hrtime.bigint();
@@ -306,7 +350,7 @@ export class DumpImages {
       // Closed here once the thread has written it: a worker closing an fd it did not open makes Node warn on stderr.
       close: () => {
         try {
-          handed?.drain();
+          if (handed) this.drainThread();
           record();
         } finally {
           closeSync(fd);
@@ -347,8 +391,8 @@ export class DumpImages {
    */
   commit(inventory: EncodeInput<inventory_entry>): void {
     this.handOver(true);
-    this.thread?.drain();
-    if (this.pageServer !== undefined) sendPagemaps(this.staging, this.pageServer);
+    this.drainThread();
+    this.stream?.finish(this.staging);
     writeImage(this.staging, IMG.inventory, undefined, [inventory], (path) => this.sums.output(basename(path), fileOutput(path)));
     const inv = imagePath(this.staging, IMG.inventory).slice(this.staging.length + 1);
     const names = readdirSync(this.staging).filter((n) => n !== inv);

@@ -14,9 +14,9 @@ import type { MessagePort, Worker } from "node:worker_threads";
 import { native } from "../sys/native.js";
 import { ImageError } from "./file.js";
 
-/** The writer thread. Ops: file (create, write, close), files (several), open, write, close; the first failure is posted on the error port. */
+/** The writer thread. Ops: file (create, write, close), files (several), open, write, sendv, close; the first failure is posted on the error port. */
 const THREAD = `
-const { writeSync, openSync, closeSync, unlinkSync, constants: c } = require("node:fs");
+const { writeSync, writevSync, openSync, closeSync, unlinkSync, constants: c } = require("node:fs");
 const { crc32 } = require("node:zlib");
 const { workerData: { state, errors, sums }, parentPort } = require("node:worker_threads");
 const done = new Int32Array(state);
@@ -24,8 +24,18 @@ const done = new Int32Array(state);
 const fds = new Map();
 const fdOf = (file) => (file < 0 ? fds.get(file) : file);
 let failed = false;
+// Sockets a send failed on: later sends to them are dropped (each could wait out a timeout again).
+const broken = new Set();
 const create = (path) => openSync(path, c.O_WRONLY | c.O_CREAT | c.O_TRUNC, 0o600);
 const writeAll = (fd, b) => { for (let at = 0; at < b.length;) at += writeSync(fd, b, at, b.length - at); };
+// Pieces in order, in as few calls as the kernel takes (a page server's messages and their pages).
+function writevAll(fd, views) {
+  for (let i = 0; i < views.length;) {
+    let n = writevSync(fd, views.slice(i, i + 1024));
+    for (; i < views.length && n >= views[i].length; i++) n -= views[i].length;
+    if (n) views[i] = views[i].subarray(n);
+  }
+}
 let doing = "";
 function run(m) {
   switch (m.op) {
@@ -54,6 +64,17 @@ function run(m) {
       }
       return;
     }
+    case "sendv": {
+      if (broken.has(m.file)) return;
+      doing = "send failed";
+      const t0 = process.hrtime.bigint();
+      const heads = new Uint8Array(m.heads), data = m.data ? new Uint8Array(m.data) : null;
+      const views = [];
+      for (let i = 0; i < m.plan.length; i += 3) views.push((m.plan[i] ? data : heads).subarray(m.plan[i + 1], m.plan[i + 1] + m.plan[i + 2]));
+      writevAll(m.file, views);
+      Atomics.add(done, 1, Number((process.hrtime.bigint() - t0) / 1000n));
+      return;
+    }
     case "close": {
       const fd = fdOf(m.file);
       fds.delete(m.file);
@@ -67,6 +88,7 @@ parentPort.on("message", (m) => {
   try {
     run(m);
   } catch (e) {
+    if (m.op === "sendv") broken.add(m.file);
     if (!failed) errors.postMessage({ path: m.path, detail: doing + ": " + e.message });
     failed = true;
   }
@@ -164,6 +186,34 @@ export class WriterThread {
     const ticket = sumFrom === undefined ? undefined : this.nextTicket++;
     this.post({ op: "write", file, path, data: buf.buffer, off: buf.byteOffset + off, len, ticket, sumFrom });
     return ticket;
+  }
+
+  /**
+   * Sends pieces to the socket `fd` (named `peer` in errors), in one writev
+   * where it can: `plan` holds triples (0: from heads, 1: from data; offset;
+   * length). heads (an array of its own, from offset 0) is handed over; data
+   * is copied, or, `inPlace`, sent from where it is (a buffer made by
+   * sharedAligned, which must not change until drain()).
+   */
+  sendv(fd: number, peer: string, heads: Uint8Array, data: Buffer | null, plan: number[], inPlace: boolean): void {
+    const transfer = [heads.buffer as ArrayBuffer];
+    let from: ArrayBufferLike | null = null;
+    if (data && inPlace) {
+      if (!(data.buffer instanceof SharedArrayBuffer)) throw new TypeError("buffers sent in place must be shared");
+      from = data.buffer;
+      for (let i = 0; i < plan.length; i += 3) if (plan[i]) plan[i + 1]! += data.byteOffset;
+    } else if (data) {
+      // Only the bytes the plan takes, copied.
+      let lo = Infinity, hi = 0;
+      for (let i = 0; i < plan.length; i += 3) if (plan[i]) (lo = Math.min(lo, plan[i + 1]!), hi = Math.max(hi, plan[i + 1]! + plan[i + 2]!));
+      if (hi > lo) {
+        const copy = new Uint8Array(data.subarray(lo, hi));
+        for (let i = 0; i < plan.length; i += 3) if (plan[i]) plan[i + 1]! -= lo;
+        from = copy.buffer;
+        transfer.push(copy.buffer);
+      }
+    }
+    this.post({ op: "sendv", file: fd, path: peer, heads: heads.buffer, data: from, plan }, transfer);
   }
 
   /** The CRC-32 of a write handed over with a sum (waits for it). */

@@ -4,12 +4,12 @@
 // is also criu's.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { IMG, readImage } from "../../src/images/index.js";
 import { join } from "node:path";
-import { alive, CREST, crest, critDecodeAll, finish, procState, restoreWorkload, startWorkload, stop, waitGone, waitTreeGone } from "./harness.js";
+import { alive, CREST, crest, critDecodeAll, finish, procState, restoreWorkload, startWorkload, stop, waitFor, waitGone, waitTreeGone } from "./harness.js";
 
 const criu = process.env.CREST_CRIU;
 const criuWorks = !!criu && spawnSync(criu, ["check"]).status === 0;
@@ -67,8 +67,8 @@ function startServer(server: string, dir: string, extra: string[] = []): { port:
   return { port: p, pid: Number(readFileSync(pidfile, "utf8")) };
 }
 
-function cycle(server: string, dumper: string, serverArgs: string[] = [], dumpArgs: string[] = []): void {
-  const w = startWorkload("memwrite", ["16", "200"]);
+function cycle(server: string, dumper: string, serverArgs: string[] = [], dumpArgs: string[] = [], workload: [string, string[]] = ["memwrite", ["16", "200"]]): void {
+  const w = startWorkload(...workload);
   try {
     const dir = join(w.dir, "imgs");
     // criu needs it made; crest would make it.
@@ -110,6 +110,12 @@ test("a page server runs the status-ready action scripts once it listens (criu's
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+// mem's shared anonymous memory is found while its task's pages are on the wire: staged, and sent at the end.
+test("a tree with shared anonymous memory, a memfd and memory the task cannot read goes through the page server and restores", () => {
+  cycle(CREST, CREST, [], [], ["mem", []]);
+  cycle(CREST, CREST, [], [], ["maps-objects", []]);
 });
 
 test("crest page-server takes criu's pages, and criu's page server crest's", { skip: criuWorks ? false : "no working criu (CREST_CRIU)" }, () => {
@@ -203,4 +209,83 @@ test("TLS refused cleanly: a page server whose certificate another CA signed, a 
   refusedDump(null, tlsClient(), /TLS handshake with the page server at 127\.0\.0\.1:\d+ failed: .*\(does it use --tls, and take this side's certificate\? its log says\)/, /the sender speaks TLS/);
   // A certificate file that is not there: named before the dump connects.
   refusedDump(null, ["--tls", "--tls-cacert", "/nonexistent/ca.pem", ...makeCerts().client], /cannot read the CA certificate \(--tls-cacert\) \/nonexistent\/ca\.pem: ENOENT/);
+});
+
+/**
+ * A page server that takes `limit` bytes of the first connection and then
+ * closes it (the rest unread: the sender gets a reset), or, with limit 0,
+ * reads nothing and keeps it open (a server that is stuck); returns its
+ * port and pid. A child process: this test's own event loop waits in spawnSync.
+ */
+function cuttingServer(dir: string, limit: number): { port: number; pid: number } {
+  const p = ++port;
+  const ready = join(dir, `cut-${p}.ready`);
+  const script = `
+    const net = require("node:net"), fs = require("node:fs");
+    const [port, limit, ready] = process.argv.slice(1);
+    const srv = net.createServer((s) => {
+      if (limit === "0") return s.pause();
+      let got = 0;
+      s.on("data", (d) => { got += d.length; if (got >= Number(limit)) { s.destroy(); srv.close(); } });
+      s.on("error", () => {});
+    });
+    srv.listen(Number(port), "127.0.0.1", () => fs.writeFileSync(ready, ""));`;
+  const child = spawn(process.execPath, ["-e", script, String(p), String(limit), ready], { stdio: "ignore", detached: true });
+  child.unref();
+  waitFor("the cutting page server to listen", () => existsSync(ready));
+  return { port: p, pid: child.pid! };
+}
+
+test("a page server that closes the connection in the middle of the pages, or takes nothing: the dump fails naming it, never hangs, the tree runs on untouched", () => {
+  // 1 MiB: the first buffers, sent by the dump's main thread; 160 MiB: later ones, by the writer thread once it runs;
+  // 0: a server that takes nothing, given up on after --timeout seconds without progress.
+  for (const limit of [1 << 20, 160 << 20, 0]) {
+    const w = startWorkload("bigmem", ["256"]);
+    let serverPid = 0;
+    try {
+      const dir = join(w.dir, "imgs");
+      mkdirSync(dir);
+      const { port: p, pid } = cuttingServer(w.dir, limit);
+      serverPid = pid;
+      const t0 = Date.now();
+      const r = spawnSync(CREST, ["dump", "-t", String(w.pid), "-D", dir, "-o", "dump.log", "-v4", "--timeout", "1", "--page-server", "--address", "127.0.0.1", "--port", String(p)], { encoding: "utf8", timeout: 60_000 });
+      assert.equal(r.status, 1, `the dump ended with ${r.status} ${r.signal ?? ""} after ${Date.now() - t0} ms: ${r.stderr}`);
+      const why = limit ? "(EPIPE|ECONNRESET)" : "it took nothing and answered nothing for 1 s \\(--timeout\\): is it stuck\\?";
+      assert.match(r.stderr, new RegExp(`the page server at 127\\.0\\.0\\.1:${p}: sending pages failed.*${why}`));
+      assert.ok(alive(w.pid));
+      assert.equal(procState(w.pid).tracer, 0);
+      assert.deepEqual(readdirSync(dir).filter((f) => f !== "dump.log"), [], "nothing committed, nothing staged left");
+      assert.match(readFileSync(join(dir, "dump.log"), "utf8"), /Dumping FAILED/);
+      assert.equal(finish(w), "PASS", "bigmem finds its 256 MiB as they were");
+    } finally {
+      if (serverPid && alive(serverPid)) process.kill(serverPid, "SIGKILL");
+      stop(w);
+    }
+  }
+});
+
+test("a dump that fails after its pages were sent: crest's page server removes what the session wrote, the tree runs on", () => {
+  const w = startWorkload("memwrite", ["16", "200"]);
+  let serverPid = 0;
+  try {
+    const dir = join(w.dir, "srv");
+    mkdirSync(dir);
+    const { port: p, pid } = startServer(CREST, dir);
+    serverPid = pid;
+    const r = crest(["dump", "-t", String(w.pid), "-D", join(w.dir, "imgs"), "--page-server", "--address", "127.0.0.1", "--port", String(p)], { CREST_FAULT: "dump:images" });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /injected fault at dump:images/);
+    waitGone(serverPid);
+    const log = readFileSync(join(dir, "ps.log"), "utf8");
+    assert.match(log, /Opening pagemap-\d+\.img/, "the pages went while the dump ran");
+    assert.match(log, /the sender closed the connection before it asked to close/);
+    assert.match(log, /Removed the \d+ file\(s\) this session wrote/);
+    assert.deepEqual(readdirSync(dir).filter((f) => /^(pages|pagemap)-/.test(f)), []);
+    assert.ok(alive(w.pid));
+    assert.equal(procState(w.pid).tracer, 0);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    if (serverPid && alive(serverPid)) process.kill(serverPid, "SIGKILL");
+    stop(w);
+  }
 });

@@ -80,7 +80,7 @@ function dumpInode(run: DumpRun, via: string, path: string, st: Stats, pid: numb
       return inodeId;
     }
     const pagesId = run.nextId("pages");
-    const w = new PagesWriter(pid, run.images.pages(pagesId), run.stats);
+    const w = new PagesWriter(pid, run.images.pages(pagesId, { shmem: true, id: st.ino }), run.stats);
     try {
       run.stats.shpagesScanned += Math.ceil(st.size / PAGE_SIZE);
       run.stats.shpagesWritten += w.dumpShmem(fd, st.size);

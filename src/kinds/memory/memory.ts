@@ -165,7 +165,7 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
 
   task.pagesId = run.nextId("pages");
   const { parent, prevFd } = parentPagesOf(task, run);
-  const pages = new PagesWriter(pid, run.images.pages(task.pagesId), run.stats);
+  const pages = new PagesWriter(pid, run.images.pages(task.pagesId, { shmem: false, id: task.vpid }), run.stats);
   const scanner = new PagemapScanner(pid);
   // Pages the task itself cannot read (PROT_NONE) are read through /proc/PID/mem.
   const mem = openSync(`/proc/${pid}/mem`, "r");
@@ -266,7 +266,7 @@ export function dumpShmemObject(run: DumpRun, pid: number, shmid: bigint, via: s
   const fd = openSync(via, "r");
   try {
     const pagesId = run.nextId("pages");
-    const w = new PagesWriter(pid, run.images.pages(pagesId), run.stats);
+    const w = new PagesWriter(pid, run.images.pages(pagesId, { shmem: true, id: shmid }), run.stats);
     const size = fstatSync(fd).size;
     try {
       run.stats.shpagesScanned += Math.ceil(size / PAGE_SIZE);

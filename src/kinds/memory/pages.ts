@@ -114,6 +114,7 @@ export class PagesWriter {
 
   /** Records len bytes at vaddr in the pagemap: in this pages file (PE_PRESENT) or the parent images' (PE_PARENT). */
   private entry(vaddr: number, len: number, flags: number): void {
+    this.sink.run?.(vaddr, len, flags);
     const last = this.entries[this.entries.length - 1];
     const nr = len / PAGE_SIZE;
     if (last && last.flags === flags && Number(last.vaddr) + Number(last.nr_pages!) * PAGE_SIZE === vaddr) {

@@ -149,7 +149,7 @@ function planTree(frozen: FrozenTree, parent: ParentImages | null, prev: PrevTra
 
 /** Copies a task's pages as they are now (it runs): pagemap-VPID.img and pages-ID.img. */
 function copyPages(p: Plan, pagesId: number, images: DumpImages, stats: Stats): void {
-  const w = new PagesWriter(p.pid, images.pages(pagesId), stats);
+  const w = new PagesWriter(p.pid, images.pages(pagesId, { shmem: false, id: p.vpid }), stats);
   try {
     for (const piece of p.pieces) {
       const len = piece.end - piece.start;
