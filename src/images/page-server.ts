@@ -96,16 +96,15 @@ export function pageServerFor(opts: Options): PageLink | undefined {
   if (!o.address) throw new Error("--page-server needs --address (and --port, 1234 by default): where the page server listens");
   const port = o.port ?? 1234;
   const peer = `page server at ${o.address}:${port}`;
-  const fd = connectPageServer(o.address, port);
-  if (o.tls?.on) return tlsLink(fd, tlsFiles(opts), "client", peer, o.address);
+  const tcp = connectPageServer(o.address, port);
+  // With TLS, the dump writes to the relay's socketpair, which reads on only as the TLS socket drains.
+  const link = o.tls?.on ? tlsLink(tcp, tlsFiles(opts), "client", peer, o.address) : plainLink(tcp, peer);
   // A server that takes nothing (or does not answer) for --timeout seconds fails the dump instead of keeping the
-  // tree frozen for ever; each blocking send or receive then ends with EAGAIN. (With TLS the relay takes
-  // everything at once, and the wait for the server is in the end's answer, which may be long.)
+  // tree frozen for ever; each blocking send or receive then ends with EAGAIN.
   const secs = opts.dump.timeout ?? DEFAULT_TIMEOUT;
   const timeval = Buffer.alloc(16);
   timeval.writeBigInt64LE(BigInt(secs));
-  for (const opt of [SO_SNDTIMEO, SO_RCVTIMEO]) native.syscall(SYS.setsockopt, fd, SOL_SOCKET, opt, timeval, timeval.length);
-  const link = plainLink(fd, peer);
+  for (const opt of [SO_SNDTIMEO, SO_RCVTIMEO]) native.syscall(SYS.setsockopt, link.fd, SOL_SOCKET, opt, timeval, timeval.length);
   return { ...link, explain: (e) => link.explain(stalled(e, secs)) };
 }
 

@@ -80,6 +80,8 @@ s.once(w.server ? "secure" : "secureConnect", () => {
   else {
     plain.on("data", frame);
     plain.on("end", () => s.end());
+    // The sender waits for the peer: its stream is read on only as the TLS socket drains.
+    s.on("drain", () => plain.resume());
   }
   set(1);
 });
@@ -91,8 +93,12 @@ s.once(w.server ? "secure" : "secureConnect", () => {
 // crossed its pipe's size, would derail it.
 const RECORD = 1 << 20;
 let head = Buffer.alloc(0), pagesLeft = 0, pend = [], pendLen = 0;
+/** Writes to the TLS socket; a full one stops the reading of the sender's stream until it drains. */
+function send(b) {
+  if (!s.write(b)) plain.pause();
+}
 function flushPages() {
-  if (pendLen) s.write(pend.length === 1 ? pend[0] : Buffer.concat(pend, pendLen));
+  if (pendLen) send(pend.length === 1 ? pend[0] : Buffer.concat(pend, pendLen));
   pend = [];
   pendLen = 0;
 }
@@ -111,7 +117,7 @@ function frame(d) {
     head = Buffer.concat([head, d.subarray(0, take)]);
     d = d.subarray(take);
     if (head.length < 32) return;
-    s.write(head);
+    send(head);
     const raw = head.readUInt32LE(0), cmd = raw & 0xffff, flags = raw >>> 16;
     if (cmd === 1 || (cmd === 6 && flags & 4)) pagesLeft = Number(head.readBigUInt64LE(8)) * 4096;
     head = Buffer.alloc(0);

@@ -217,20 +217,24 @@ test("TLS refused cleanly: a page server whose certificate another CA signed, a 
  * reads nothing and keeps it open (a server that is stuck); returns its
  * port and pid. A child process: this test's own event loop waits in spawnSync.
  */
-function cuttingServer(dir: string, limit: number): { port: number; pid: number } {
+function cuttingServer(dir: string, limit: number, tlsServer?: string[]): { port: number; pid: number } {
   const p = ++port;
   const ready = join(dir, `cut-${p}.ready`);
+  // With TLS (the server's --tls-cert and --tls-key), it takes the handshake, then what limit says.
+  const creds = tlsServer ? { cert: tlsServer[1], key: tlsServer[3], ca: makeCerts().ca } : null;
   const script = `
-    const net = require("node:net"), fs = require("node:fs");
-    const [port, limit, ready] = process.argv.slice(1);
-    const srv = net.createServer((s) => {
+    const net = require("node:net"), tls = require("node:tls"), fs = require("node:fs");
+    const [port, limit, ready, creds] = process.argv.slice(1);
+    const c = creds ? JSON.parse(creds) : null;
+    const make = c ? (f) => tls.createServer({ cert: fs.readFileSync(c.cert), key: fs.readFileSync(c.key), ca: fs.readFileSync(c.ca), requestCert: true, maxVersion: "TLSv1.2" }, f) : (f) => net.createServer(f);
+    const srv = make((s) => {
       if (limit === "0") return s.pause();
       let got = 0;
       s.on("data", (d) => { got += d.length; if (got >= Number(limit)) { s.destroy(); srv.close(); } });
       s.on("error", () => {});
     });
     srv.listen(Number(port), "127.0.0.1", () => fs.writeFileSync(ready, ""));`;
-  const child = spawn(process.execPath, ["-e", script, String(p), String(limit), ready], { stdio: "ignore", detached: true });
+  const child = spawn(process.execPath, ["-e", script, String(p), String(limit), ready, ...(creds ? [JSON.stringify(creds)] : [])], { stdio: "ignore", detached: true });
   child.unref();
   waitFor("the cutting page server to listen", () => existsSync(ready));
   return { port: p, pid: child.pid! };
@@ -261,6 +265,28 @@ test("a page server that closes the connection in the middle of the pages, or ta
       if (serverPid && alive(serverPid)) process.kill(serverPid, "SIGKILL");
       stop(w);
     }
+  }
+});
+
+test("--tls: a page server that takes the handshake, then nothing: the dump fails after --timeout (the relay reads the dump's stream only as TLS drains), the tree runs on", () => {
+  const w = startWorkload("bigmem", ["256"]);
+  let serverPid = 0;
+  try {
+    const { port: p, pid } = cuttingServer(w.dir, 0, makeCerts().server);
+    serverPid = pid;
+    const t0 = Date.now();
+    const dir = join(w.dir, "imgs");
+    const r = spawnSync(CREST, ["dump", "-t", String(w.pid), "-D", dir, "-o", "dump.log", "-v4", "--timeout", "1", "--page-server", "--address", "127.0.0.1", "--port", String(p), ...tlsClient()], { encoding: "utf8", timeout: 60_000 });
+    assert.equal(r.status, 1, `the dump ended with ${r.status} ${r.signal ?? ""} after ${Date.now() - t0} ms: ${r.stderr}`);
+    // Held up in the pages, not at the end with every page buffered in the relay.
+    assert.doesNotMatch(readFileSync(join(dir, "dump.log"), "utf8"), /dumping creds of/);
+    assert.match(r.stderr, new RegExp(`the page server at 127\\.0\\.0\\.1:${p}: sending pages failed.*it took nothing and answered nothing for 1 s \\(--timeout\\)`));
+    assert.ok(alive(w.pid));
+    assert.equal(procState(w.pid).tracer, 0);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    if (serverPid && alive(serverPid)) process.kill(serverPid, "SIGKILL");
+    stop(w);
   }
 });
 
