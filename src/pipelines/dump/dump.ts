@@ -142,7 +142,6 @@ export function dedup(dir: string, log: Logger): void {
   log.info(`Deduplicated ${dedupImages(dir)} bytes of the parent images of ${dir}`);
 }
 
-/** --prev-images-dir must name images. */
 /** Stage: names the frozen tree's tasks as its own PID namespace sees them, and the objects they share. */
 function nameTree(frozen: FrozenTree, nextId: DumpRun["nextId"], opts: Options): Tree {
   const ns = new TreeNamespaces(frozen);
@@ -413,7 +412,6 @@ function undoAll(undo: DumpRun["undo"], log: Logger): void {
   undo.length = 0;
 }
 
-/** Kills the tree (the default), or lets it run or stop, as asked. */
 /**
  * Ends the tree's freeze: thawed (--leave-running, --leave-stopped) or sent
  * SIGKILL, after which it is no longer frozen but dying (criu stops its
