@@ -320,27 +320,25 @@ function dumpNamespaces(run: DumpRun): void {
 
 // --- restore --------------------------------------------------------------------
 
+/** The value of `--external KIND[NAME]:VALUE` for link NAME, if given. */
+function externalLink(run: RestoreRun, kind: "veth" | "macvlan", name: string): string | undefined {
+  const prefix = `${kind}[${name}]:`;
+  return run.opts.external.find((e) => e.startsWith(prefix))?.slice(prefix.length);
+}
+
 /**
  * `--external veth[IFNAME]:OUTSIDE[@BRIDGE]`: the name of the peer outside,
  * and the bridge of crest's namespace criu puts it into (moveToBridges).
  */
 function vethPeer(run: RestoreRun, name: string): { name: string; bridge?: string } | undefined {
-  for (const e of run.opts.external) {
-    const m = /^veth\[([^\]]+)\]:([^@]+)(?:@(.+))?$/.exec(e);
-    if (!m || m[1] !== name) continue;
-    return { name: m[2]!, ...(m[3] !== undefined ? { bridge: m[3] } : {}) };
-  }
-  return undefined;
+  const v = externalLink(run, "veth", name);
+  if (v === undefined) return undefined;
+  const at = v.indexOf("@");
+  return at < 0 ? { name: v } : { name: v.slice(0, at), bridge: v.slice(at + 1) };
 }
 
 /** `--external macvlan[IFNAME]:PARENT`: the link of crest's namespace a macvlan of the tree is made on. */
-function macvlanParent(run: RestoreRun, name: string): string | undefined {
-  for (const e of run.opts.external) {
-    const m = /^macvlan\[([^\]]+)\]:(.+)$/.exec(e);
-    if (m && m[1] === name) return m[2];
-  }
-  return undefined;
-}
+const macvlanParent = (run: RestoreRun, name: string): string | undefined => externalLink(run, "macvlan", name);
 
 /**
  * As criu once the tree is restored: each outside peer given with @BRIDGE
