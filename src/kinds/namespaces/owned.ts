@@ -16,7 +16,7 @@ export const SUPPORTED_NS: ReadonlySet<NsKind> = new Set<NsKind>(["pid", "net", 
  * unshared one, and its children): each has its own images, named by the id
  * in the task's ids image, and the restore makes it for the first task in it.
  */
-export const NESTED_NS: ReadonlySet<NsKind> = new Set<NsKind>(["net"]);
+export const NESTED_NS: ReadonlySet<NsKind> = new Set<NsKind>(["net", "uts"]);
 
 export function ownedAtRestore(run: RestoreRun, k: NsKind): boolean {
   const mine = run.inventory.root_ids;
