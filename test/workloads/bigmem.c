@@ -15,13 +15,10 @@ int main(int argc, char **argv)
 {
 	wl_init(argc, argv, "bigmem");
 	size_t mib = argc > 2 ? strtoul(argv[2], NULL, 10) : 64;
-	size_t words = mib << 17;
-	uint64_t *mem = mmap(NULL, words * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (mib == 0 || mem == MAP_FAILED) {
-		fail("cannot map %zu MiB", mib);
+	size_t words;
+	uint64_t *mem = wl_words_map(mib, &words);
+	if (!mem)
 		return wl_done();
-	}
-	wl_words_fill(mem, words);
 	printf("bigmem: %zu MiB at %p filled\n", mib, (void *)mem);
 	wl_ready();
 	wl_wait();

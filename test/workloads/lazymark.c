@@ -29,13 +29,10 @@ int main(int argc, char **argv)
 	size_t mib = argc > 2 ? strtoul(argv[2], NULL, 10) : 64;
 	const char *marker = argc > 3 ? argv[3] : "marker";
 	int split = argc > 4 && strcmp(argv[4], "split") == 0;
-	size_t words = mib << 17;
-	uint64_t *mem = mmap(NULL, words * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (mib == 0 || mem == MAP_FAILED) {
-		fail("cannot map %zu MiB", mib);
+	size_t words;
+	uint64_t *mem = wl_words_map(mib, &words);
+	if (!mem)
 		return wl_done();
-	}
-	wl_words_fill(mem, words);
 	int fd = open(marker, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0) {
 		fail("cannot create %s", marker);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 volatile sig_atomic_t wl_term;
@@ -343,6 +344,18 @@ void wl_words_fill(uint64_t *mem, size_t words)
 	uint64_t x = WORDS_SEED;
 	for (size_t i = 0; i < words; i++)
 		mem[i] = words_next(&x);
+}
+
+uint64_t *wl_words_map(size_t mib, size_t *words)
+{
+	*words = mib << 17;
+	uint64_t *mem = mmap(NULL, *words * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mib == 0 || mem == MAP_FAILED) {
+		fail("cannot map %zu MiB", mib);
+		return NULL;
+	}
+	wl_words_fill(mem, *words);
+	return mem;
 }
 
 void wl_words_check(const uint64_t *mem, size_t words)

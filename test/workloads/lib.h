@@ -78,6 +78,8 @@ void wl_pattern_write(int fd, size_t n, unsigned seed);
 void wl_pattern_check(int fd, size_t want, unsigned seed, const char *what);
 /* Fills `words` 64-bit words with a non-zero pseudo-random pattern (xorshift64, every word odd). */
 void wl_words_fill(uint64_t *mem, size_t words);
+/* mib MiB of private anonymous memory filled with that pattern (*words of it), or NULL after fail(). */
+uint64_t *wl_words_map(size_t mib, size_t *words);
 /* fail()s naming the first 8 words (and the count) that no longer hold wl_words_fill's pattern. */
 void wl_words_check(const uint64_t *mem, size_t words);
 #endif
