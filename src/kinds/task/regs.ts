@@ -280,12 +280,13 @@ export const regsKind: TaskKind = {
       if (!ti) throw run.images.invalid(IMG.core, task.vtids[i], "no x86 thread_info: it was not dumped on x86_64");
       const f = task.final[i]!;
       f.regs = entryToRegs(ti.gpregs);
+      // What the kernel refuses of these (a state or TLS descriptor it cannot take) is the image's fault.
       try {
         f.xstate = entryToXsave(ti.fpregs, t.getXstate());
+        for (const d of ti.tls) if (!emptyDesc(d)) t.setThreadArea(d.entry_number, entryToDesc(d));
       } catch (e) {
         throw run.images.invalid(IMG.core, task.vtids[i], `thread ${task.vtids[i]}: ${(e as Error).message}`);
       }
-      for (const d of ti.tls) if (!emptyDesc(d)) t.setThreadArea(d.entry_number, entryToDesc(d));
       const rseq = task.core[i]!.thread_core?.rseq_entry;
       if (rseq?.rseq_abi_pointer) {
         task.remotes[i]!.later({ what: `register rseq of thread ${t.tid} (rseq_entry of ${run.images.name(IMG.core, task.vtids[i])})`, nr: SYS.rseq, args: [rseq.rseq_abi_pointer, rseq.rseq_abi_size, 0, rseq.signature] });
