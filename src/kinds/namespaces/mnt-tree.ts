@@ -171,7 +171,13 @@ export type MountPlan =
   | { how: "bind"; from: number; sub: string }
   | { how: "external"; key: string; sub: string }
   /** An auto-detected external mount: bound from `dir`, a path of crest's namespace. */
-  | { how: "auto"; dir: string };
+  | { how: "auto"; dir: string }
+  /**
+   * A mount of a nested namespace showing a file system that the namespace
+   * it was made from (`outer`) shows too: a bind of that one's mount `from`
+   * (at `sub` in it), so that both show the same super block again.
+   */
+  | { how: "outer"; from: number; sub: string };
 
 /**
  * The mount tree of one namespace: its root (the mount at "/" whose parent
@@ -187,7 +193,12 @@ export class MountTree {
   readonly children = new Map<number, mnt_entry[]>();
   readonly plans = new Map<number, MountPlan>();
 
-  constructor(readonly entries: readonly mnt_entry[]) {
+  /**
+   * `outer`: for a nested namespace, the mounts of the namespace its first
+   * task was in before it unshared its own (its parent's), which the restore
+   * builds first; none for the tree's own namespace.
+   */
+  constructor(readonly entries: readonly mnt_entry[], readonly outer?: readonly mnt_entry[]) {
     for (const e of entries) this.byId.set(e.mnt_id, e);
     const roots = entries.filter((e) => !this.byId.has(e.parent_mnt_id));
     if (roots.length !== 1 || roots[0]!.mountpoint !== "/") {
@@ -213,6 +224,14 @@ export class MountTree {
 
   private planOf(e: mnt_entry): MountPlan {
     const what = `mount ${e.mnt_id} at ${e.mountpoint} (${fsName(e)} ${e.source}, root ${e.root})`;
+    if (this.outer) {
+      // The same root first, else the widest that holds it (any shows the same files).
+      const from = this.outer.filter((x) => sameSb(x, e) && isSubPath(e.root, x.root) && x.ext_key === undefined)
+        .sort((a, b) => Number(b.root === e.root) - Number(a.root === e.root) || a.root.length - b.root.length)[0];
+      if (from) return { how: "outer", from: from.mnt_id, sub: cutRoot(e.root, from.root) };
+      if (e === this.root) throw new MountRefusal(`${what}, the root of a nested mount namespace, shows no file system of the namespace it was made from; crest cannot make it again`);
+      if (e.ext_key !== undefined) throw new MountRefusal(`${what} is an external mount of a nested mount namespace; crest keeps external mounts only in the tree's own namespace`);
+    }
     if (e === this.root) return { how: "root" };
     if (e.ext_key === AUTODETECTED) return { how: "auto", dir: autoDir(e) };
     if (e.ext_key !== undefined) {
@@ -280,6 +299,17 @@ export class MountTree {
     }
     const all = [...map.values()];
     for (const g of all) g.mounts.sort((a, b) => a.root.length - b.root.length);
+    if (this.outer) {
+      for (const g of all) {
+        const m = g.mounts[0]!;
+        const other = this.outer.find((x) => (g.shared && (x.shared_id === g.shared || x.master_id === g.shared)) || (g.master && (x.shared_id === g.master || x.master_id === g.master)));
+        if (other) {
+          throw new MountRefusal(`mount ${m.mnt_id} at ${m.mountpoint} of a nested mount namespace is ${g.shared ? `shared (peer group ${g.shared})` : ""}${g.shared && g.master ? " and " : ""}` +
+            `${g.master ? `a slave of peer group ${g.master}` : ""}, which mount ${other.mnt_id} at ${other.mountpoint} of the namespace it was made from is in too; ` +
+            "crest keeps peer groups only within one namespace so far: make the nested namespace's mounts private (mount --make-rprivate /) after unsharing it");
+        }
+      }
+    }
     const out: typeof all = [];
     const placed = new Set<typeof all[number]>();
     const place = (g: typeof all[number], depth: number) => {
