@@ -226,7 +226,7 @@ export class MountTree {
     const what = `mount ${e.mnt_id} at ${e.mountpoint} (${fsName(e)} ${e.source}, root ${e.root})`;
     if (this.outer) {
       // The same root first, else the widest that holds it (any shows the same files).
-      const from = this.outer.filter((x) => sameSb(x, e) && isSubPath(e.root, x.root) && x.ext_key === undefined)
+      const from = this.outer.filter((x) => sameSb(x, e) && isSubPath(e.root, x.root))
         .sort((a, b) => Number(b.root === e.root) - Number(a.root === e.root) || a.root.length - b.root.length)[0];
       if (from) return { how: "outer", from: from.mnt_id, sub: cutRoot(e.root, from.root) };
       if (e === this.root) throw new MountRefusal(`${what}, the root of a nested mount namespace, shows no file system of the namespace it was made from; crest cannot make it again`);
