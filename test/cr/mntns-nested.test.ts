@@ -3,7 +3,8 @@
 // files, a bind of a directory of it) kept in mountpoints-ID.img of its
 // namespace's id, rebuilt at restore in a namespace it makes as it is born;
 // its fd and cwd through those mounts reopened there; the root sees none of
-// them. Checked by the workload itself and from outside through
+// them; a shared tmpfs of the root's, whose copy in the nested namespace is
+// its peer, stays one peer group across the two. Checked by the workload itself and from outside through
 // /proc/PID/mountinfo.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -38,6 +39,8 @@ test("mntns-nested: a child's own mount namespace (a tmpfs with files, a bind of
     assert.equal(innerMnts.find((m) => m.mountpoint === `${w.dir}/n`)?.fstype, 5, "the nested tmpfs, in the nested namespace's image");
     assert.equal(innerMnts.find((m) => m.mountpoint === `${w.dir}/nb`)?.root, "/sub");
     assert.ok(!rootMnts.some((m) => m.mountpoint === `${w.dir}/n`), "not in the root's");
+    const s = rootMnts.find((m) => m.mountpoint === `${w.dir}/s`)!, innerS = innerMnts.find((m) => m.mountpoint === `${w.dir}/s`)!;
+    assert.ok(s.shared_id! > 0 && innerS.shared_id === s.shared_id, "s: one peer group across the two namespaces");
     const ids = new Set([...rootMnts, ...innerMnts].map((m) => m.mnt_id));
     assert.equal(ids.size, rootMnts.length + innerMnts.length, "mount ids unique across namespaces");
 
@@ -53,7 +56,7 @@ test("mntns-nested: a child's own mount namespace (a tmpfs with files, a bind of
 });
 
 test("mntns-nested: each sabotage makes the workload's check fail", () => {
-  const want = [/nb\/g\.txt reads -1 bytes|inner's mountinfo: lost/, /fd of n\/f\.txt reads 17 bytes/, /the root's mountinfo: now has/];
+  const want = [/nb\/g\.txt reads -1 bytes|inner's mountinfo: lost/, /fd of n\/f\.txt reads 17 bytes/, /the root's mountinfo: now has/, /inner does not see the root's mount on s\/x/];
   want.forEach((re, i) => {
     const w = startWorkload("mntns-nested", [], { ns: "pid,mnt", env: [`CREST_WL_SABOTAGE=${i + 1}`] });
     try {

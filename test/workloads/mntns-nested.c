@@ -4,8 +4,9 @@
  * namespace as the mntns workload does (everything private, a bind of the
  * host's root pivoted to, proc, devtmpfs, a devpts of its own) and runs
  * itself again from there. Then, in its directory D, it makes the empty
- * directories n and nb and forks "inner", which unshares CLONE_NEWNS, makes
- * its copy private, mounts a tmpfs at D/n (size=1m) with f.txt
+ * directories n and nb, a tmpfs at D/s made shared, and forks "inner",
+ * which unshares CLONE_NEWNS (its copy of D/s a peer of the root's: one
+ * peer group across the two namespaces), mounts a tmpfs at D/n (size=1m) with f.txt
  * "nested tmpfs file" and sub/g.txt "under sub", binds D/n/sub on D/nb,
  * holds D/n/f.txt open read-only at offset 7 and has D/n/sub as its cwd.
  * Both record their /proc/self/mountinfo (ids, devices and peer numbers
@@ -13,16 +14,19 @@
  * After SIGTERM the root asks inner (over a pipe) to check: its
  * mountinfo the same, its fd reading "tmpfs file" from offset 7, its cwd
  * D/n/sub holding g.txt, D/nb/g.txt "under sub", and its mount namespace
- * not the root's (the root sends its inode). The root checks its own
+ * not the root's (the root sends its inode); then the root mounts a tmpfs
+ * on D/s/x, which inner must see (propagation between the namespaces,
+ * live after restore). The root checks its own
  * mountinfo the same and that it sees neither f.txt in D/n nor g.txt in
  * D/nb (the mounts are inner's only).
  *
  * With argv[2] "flat", the root keeps the namespace it was started in (no
- * setup, no exec): crest refuses a nested mount namespace in a tree that
+ * setup, no exec, no D/s; inner makes its copy private): crest refuses a nested mount namespace in a tree that
  * has none of its own.
  *
  * Sabotage: 1 inner unmounts D/nb before checking; 2 inner moves its fd to
- * offset 0; 3 the root mounts a tmpfs on D/n before checking.
+ * offset 0; 3 the root mounts a tmpfs on D/n before checking; 4 the root
+ * makes D/s private before mounting on D/s/x.
  */
 #define _GNU_SOURCE
 #include "lib.h"
@@ -99,9 +103,12 @@ static char before[1 << 14], after[1 << 14];
 static int ask[2], answer[2];
 
 /* The child in a mount namespace of its own; returns its verdict's failures over `answer`. */
+static int flat;
+
 static void inner(void) {
   if (unshare(CLONE_NEWNS)) die("unshare(CLONE_NEWNS)");
-  mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+  /* In crest's namespace (flat), nothing it mounts may reach the host's. */
+  if (flat) mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
   mnt("wl-nested", at("n"), "tmpfs", 0, "size=1m,mode=755");
   put(at("n/f.txt"), "nested tmpfs file");
   if (mkdir(at("n/sub"), 0755)) die("mkdir n/sub");
@@ -130,6 +137,13 @@ static void inner(void) {
   struct stat st;
   if (stat("/proc/self/ns/mnt", &st)) fail("inner: stat /proc/self/ns/mnt: %s", strerror(errno));
   else if ((unsigned long)st.st_ino == root_ns) fail("inner is in the root's mount namespace (%lu), not its own", root_ns);
+  if (!flat) {
+    /* The root mounts on s/x once told; its peer here shows it. */
+    if (write(answer[1], &c, 1) != 1 || read(ask[0], &c, 1) != 1) die("wait for the root's mount on s/x");
+    struct stat s, x;
+    if (stat(at("s"), &s) || stat(at("s/x"), &x)) fail("inner: stat s, s/x: %s", strerror(errno));
+    else if (s.st_dev == x.st_dev) fail("inner does not see the root's mount on s/x (a peer of the root's s): the peer group is lost");
+  }
   int failures = wl_failures();
   if (write(answer[1], &failures, sizeof(failures)) != sizeof(failures)) die("tell the verdict");
   exit(0);
@@ -138,7 +152,7 @@ static void inner(void) {
 int main(int argc, char **argv) {
   wl_init(argc, argv, "mntns-nested");
   if (!getcwd(dir, sizeof(dir))) die("getcwd");
-  int flat = argc > 2 && !strcmp(argv[2], "flat");
+  flat = argc > 2 && !strcmp(argv[2], "flat");
   if (!flat && !getenv("WL_MNTNS_INSIDE")) {
     /* The root's own namespace, as a container runtime sets it up (see mntns.c). */
     mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
@@ -163,6 +177,12 @@ int main(int argc, char **argv) {
     die("execv");
   }
   if (mkdir(at("n"), 0755) || mkdir(at("nb"), 0755)) die("mkdir n, nb");
+  if (!flat) {
+    if (mkdir(at("s"), 0755)) die("mkdir s");
+    mnt("wl-shared", at("s"), "tmpfs", 0, "size=64k");
+    mnt(NULL, at("s"), NULL, MS_SHARED, NULL);
+    if (mkdir(at("s/x"), 0755)) die("mkdir s/x");
+  }
   if (pipe(ask) || pipe(answer)) die("pipe");
   pid_t kid = fork();
   if (kid < 0) die("fork");
@@ -177,12 +197,19 @@ int main(int argc, char **argv) {
   if (stat("/proc/self/ns/mnt", &st)) die("stat /proc/self/ns/mnt");
   unsigned long ino = st.st_ino;
   if (write(ask[1], &ino, sizeof(ino)) != sizeof(ino)) fail("cannot ask inner to check: %s", strerror(errno));
+  if (!flat) {
+    if (read(answer[0], &c, 1) != 1) fail("inner did not ask for the mount on s/x");
+    if (wl_sabotage() == 4) mnt(NULL, at("s"), NULL, MS_PRIVATE, NULL);
+    mnt("wl-x", at("s/x"), "tmpfs", 0, "size=16k");
+    if (write(ask[1], &c, 1) != 1) fail("cannot tell inner of the mount on s/x");
+  }
   int failures = -1;
   if (read(answer[0], &failures, sizeof(failures)) != sizeof(failures)) fail("inner gave no verdict");
   else if (failures) fail("inner: %d failures (see its lines above)", failures);
   int status;
   if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status) || WEXITSTATUS(status)) fail("inner did not exit 0 (status %#x)", status);
   if (wl_sabotage() == 3) mnt("wl-sabotage", at("n"), "tmpfs", 0, NULL);
+  if (!flat && umount2(at("s/x"), 0)) fail("umount s/x: %s", strerror(errno));
   normal_mountinfo(after, sizeof(after));
   wl_compare_lines("the root's mountinfo", before, after);
   if (!access(at("n/f.txt"), F_OK)) fail("the root sees n/f.txt, inner's");

@@ -162,6 +162,13 @@ export interface PeerGroup {
   outside?: { root: true } | { ext: mnt_entry };
   /** A shared group that is the peer group of an auto-detected external mount's outside mount (criu's external sharing). */
   outsidePeer?: mnt_entry;
+  /**
+   * A nested namespace's group tied to a mount `from` of the namespace it
+   * was made from: its mounts are peers of it ("peer"), slaves of its group
+   * ("slave"), or slaves of the same master ("master"), and shared in a
+   * group of their own if `shared` is not from's.
+   */
+  outer?: { from: mnt_entry; as: "peer" | "slave" | "master" };
 }
 
 /** How one mount comes back on restore. */
@@ -283,6 +290,34 @@ export class MountTree {
     return out;
   }
 
+  /** For a nested namespace: whether group g is tied to a mount of the outer namespace (PeerGroup.outer); refuses ties crest cannot make. */
+  private outerGroup(g: PeerGroup): void {
+    const m = g.mounts[0]!;
+    // MOVE_MOUNT_SET_GROUP wants the same super block and a root that holds the other's.
+    const fits = (x: mnt_entry) => sameSb(x, m) && isSubPath(m.root, x.root);
+    const what = `mount ${m.mnt_id} at ${m.mountpoint} of a nested mount namespace`;
+    const peers = g.shared ? this.outer!.filter((x) => x.shared_id === g.shared) : [];
+    if (peers.length) {
+      const from = peers.find(fits);
+      if (!from) throw new MountRefusal(`${what} is in peer group ${g.shared} with mount ${peers[0]!.mnt_id} at ${peers[0]!.mountpoint} of the namespace it was made from, but none of those shows its root (${m.root}); crest cannot put it back in that group`);
+      g.outer = { from, as: "peer" };
+      return;
+    }
+    if (!g.master) return;
+    const masters = this.outer!.filter((x) => x.shared_id === g.master);
+    if (masters.length) {
+      const from = masters.find(fits);
+      if (!from) throw new MountRefusal(`${what} is a slave of peer group ${g.master} of the namespace it was made from, but no mount of that group shows its root (${m.root}); crest cannot make it a slave again`);
+      g.outer = { from, as: "slave" };
+      return;
+    }
+    const fellows = this.outer!.filter((x) => x.master_id === g.master);
+    if (!fellows.length) return;
+    const from = fellows.find((x) => fits(x) && !x.shared_id);
+    if (!from) throw new MountRefusal(`${what} is a slave of peer group ${g.master}, outside the tree, as mount ${fellows[0]!.mnt_id} at ${fellows[0]!.mountpoint} of the namespace it was made from is, but none of those is a plain slave showing its root; crest cannot make it a slave of that group again`);
+    g.outer = { from, as: "master" };
+  }
+
   /**
    * Peer groups, parents before the groups that are their slaves: each
    * group's mounts (shared_id, master_id), widest root first. Throws for
@@ -299,26 +334,19 @@ export class MountTree {
     }
     const all = [...map.values()];
     for (const g of all) g.mounts.sort((a, b) => a.root.length - b.root.length);
-    if (this.outer) {
-      for (const g of all) {
-        const m = g.mounts[0]!;
-        const other = this.outer.find((x) => (g.shared && (x.shared_id === g.shared || x.master_id === g.shared)) || (g.master && (x.shared_id === g.master || x.master_id === g.master)));
-        if (other) {
-          throw new MountRefusal(`mount ${m.mnt_id} at ${m.mountpoint} of a nested mount namespace is ${g.shared ? `shared (peer group ${g.shared})` : ""}${g.shared && g.master ? " and " : ""}` +
-            `${g.master ? `a slave of peer group ${g.master}` : ""}, which mount ${other.mnt_id} at ${other.mountpoint} of the namespace it was made from is in too; ` +
-            "crest keeps peer groups only within one namespace so far: make the nested namespace's mounts private (mount --make-rprivate /) after unsharing it");
-        }
-      }
-    }
+    if (this.outer) for (const g of all) this.outerGroup(g);
     const out: typeof all = [];
     const placed = new Set<typeof all[number]>();
     const place = (g: typeof all[number], depth: number) => {
       if (placed.has(g)) return;
       if (depth > all.length) throw new MountRefusal(`peer groups ${g.shared}/${g.master} form a cycle of masters`);
-      if (g.master) {
+      if (g.master && !g.outer) {
         const parent = all.find((p) => p.shared === g.master);
         if (parent) place(parent, depth + 1);
-        else {
+        else if (this.outer) {
+          const m = g.mounts[0]!;
+          throw new MountRefusal(`mount ${m.mnt_id} at ${m.mountpoint} of a nested mount namespace is a slave of peer group ${g.master}, which has no mount in it nor in the namespace it was made from; crest cannot restore that master`);
+        } else {
           // A master outside: the restore takes it from the mount --root or an external mount is bound from (criu's mount-v2).
           const m = g.mounts[0]!;
           const via = [this.root, ...this.entries.filter((x) => x.ext_key !== undefined)]

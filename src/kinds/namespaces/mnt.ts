@@ -346,13 +346,14 @@ function checkPlan(run: RestoreRun): void {
  * (see the top of this file): the tree's own in the root, a nested one in
  * the first task in it, which has just unshared it (`nested`: its id).
  */
-function buildMounts(task: RestoreTask, run: RestoreRun, tree: MountTree, nested?: number): void {
+function buildMounts(task: RestoreTask, run: RestoreRun, tree: MountTree, nested?: { id: number; outerId: number }): void {
   const r = task.remotes[0]!;
   const ext = restoreExternals(run);
   const rootDir = resolve(run.opts.mnt.root!);
   /** crest's way to a path of the task's mount namespace. */
   const view = (p: string) => `/proc/${task.pid}/root${p}`;
-  const which = nested === undefined ? "the restored mount namespace" : `the nested mount namespace ${nested} of process ${task.vpid}`;
+  const which = nested === undefined ? "the restored mount namespace" : `the nested mount namespace ${nested.id} of process ${task.vpid}`;
+  const outerId = nested?.outerId;
   /** A nested namespace's mounts shown by the one it was made from: the task's fds of them, opened before the yard covers anything. */
   const outerFds = new Map<number, { fd: number; dir: boolean; path: string }>();
   let yard: string;
@@ -479,7 +480,12 @@ function buildMounts(task: RestoreTask, run: RestoreRun, tree: MountTree, nested
       r.resetScratch();
       const first = g.mounts[0]!;
       const outside = g.outside && ("root" in g.outside ? rootDir : externalDir(g.outside.ext));
-      if (g.outsidePeer) {
+      if (g.outer) {
+        // A nested namespace's group tied to a mount of the namespace it was made from (restored already).
+        fromOuter(first, g.outer.from);
+        if (g.outer.as === "slave") propagate(first, MS.SLAVE, "a slave");
+        if (g.shared && g.outer.as !== "peer") propagate(first, MS.SHARED, "shared");
+      } else if (g.outsidePeer) {
         // A peer of the outside mount an auto-detected external mount is bound from (--enable-external-sharing): its group, not a
         // new one, and with it its master (peers share one).
         masterFromOutside(first, externalDir(g.outsidePeer));
@@ -608,6 +614,33 @@ function buildMounts(task: RestoreTask, run: RestoreRun, tree: MountTree, nested
   }
 
   /**
+   * Puts `e` in the peer group of `x`, a mount of the namespace a nested one
+   * was made from, as restored: crest opens it through a task of that
+   * namespace by its mount point, and checks it is the one (its root).
+   */
+  function fromOuter(e: mnt_entry, x: mnt_entry): void {
+    const holder = run.tasks.find((t) => t.ids.mnt_ns_id === outerId && t.pid > 0);
+    if (!holder) throw new Error(`${what(e)}: no task of mount namespace ${outerId} is there to reach mount ${x.mnt_id} at ${x.mountpoint}, whose peer group it joins`);
+    const from = openSync(`/proc/${holder.pid}/root${x.mountpoint}`, O.PATH | O.CLOEXEC);
+    try {
+      const id = mntIdOf(from);
+      const seen = parseMountinfo(readFileSync(`/proc/${holder.pid}/mountinfo`, "utf8")).find((m) => m.mntId === id);
+      if (!seen || seen.mountPoint !== x.mountpoint || seen.root !== x.root) {
+        throw new Error(`${what(e)}: mount ${x.mnt_id} at ${x.mountpoint} of namespace ${outerId}, whose peer group it joins, is not the mount seen at that path now (${seen ? `${seen.root} of ${seen.fsType}` : "none"})`);
+      }
+      const to = takeFd(r.pid, fds.get(e.mnt_id)!, `the restored ${what(e)}`);
+      try {
+        check(native.syscall(SYS.move_mount, from, "", to, "", MOVE_MOUNT.SET_GROUP | MOVE_MOUNT.F_EMPTY_PATH | MOVE_MOUNT.T_EMPTY_PATH),
+          `put ${what(e)} in the peer group of mount ${x.mnt_id} at ${x.mountpoint} of namespace ${outerId}`);
+      } finally {
+        closeSync(to);
+      }
+    } finally {
+      closeSync(from);
+    }
+  }
+
+  /**
    * Puts `e` in the peer group of the mount crest's `source` is on (which
    * is shared, or a slave), from crest's side: e becomes a slave of the
    * same master once the task makes it one. move_mount needs the mount's
@@ -670,7 +703,7 @@ function placeTask(run: RestoreRun, task: RestoreTask): void {
     r.needScratch();
     r.call(`make the nested mount namespace ${id} of process ${task.vpid} (unshare)`, SYS.unshare, CLONE.NEWNS);
     made.set(id, openSync(`/proc/${task.pid}/ns/mnt`, "r"));
-    buildMounts(task, run, tree, id);
+    buildMounts(task, run, tree, { id, outerId: nestedNamespaces(run).find((n) => n.id === id)!.outerId });
     return;
   }
   const path = made.has(id) ? undefined : `/proc/${root.pid}/ns/mnt`;
