@@ -36,3 +36,14 @@ export function treePath(run: DumpRun | RestoreRun, path: string): string {
   if ("root" in run) return run.ownNamespaces.has("mnt") ? `/proc/${run.root.pid}/root${path}` : path;
   return ownedAtRestore(run, "mnt") ? `/proc/${run.tasks[0]!.pid}/root${path}` : path;
 }
+
+/**
+ * A path of one task as crest reaches it: as treePath for a task of the
+ * root's mount namespace, through its own /proc/PID/root for a task of a
+ * nested one (its files are where its mounts are).
+ */
+export function taskPath(run: DumpRun | RestoreRun, task: { pid: number; ids: { mnt_ns_id?: number } }, path: string): string {
+  const root = "root" in run ? run.root : run.tasks[0]!;
+  if (!path.startsWith("/") || task.ids.mnt_ns_id === root.ids.mnt_ns_id) return treePath(run, path);
+  return `/proc/${task.pid}/root${path}`;
+}
