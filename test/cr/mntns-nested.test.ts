@@ -2,7 +2,8 @@
 // CLONE_NEWNS after the tree's own was set up): its mounts (a tmpfs with
 // files, a bind of a directory of it) kept in mountpoints-ID.img of its
 // namespace's id, rebuilt at restore in a namespace it makes as it is born;
-// its fd and cwd through those mounts reopened there; the root sees none of
+// its fd and cwd through those mounts reopened there, and an fd it got from
+// its parent through the root's namespace reopened through that one; the root sees none of
 // them; a shared tmpfs of the root's, whose copy in the nested namespace is
 // its peer, stays one peer group across the two. Checked by the workload itself and from outside through
 // /proc/PID/mountinfo.
@@ -56,7 +57,7 @@ test("mntns-nested: a child's own mount namespace (a tmpfs with files, a bind of
 });
 
 test("mntns-nested: each sabotage makes the workload's check fail", () => {
-  const want = [/nb\/g\.txt reads -1 bytes|inner's mountinfo: lost/, /fd of n\/f\.txt reads 17 bytes/, /the root's mountinfo: now has/, /inner does not see the root's mount on s\/x/];
+  const want = [/nb\/g\.txt reads -1 bytes|inner's mountinfo: lost/, /fd of n\/f\.txt reads 17 bytes/, /the root's mountinfo: now has/, /inner does not see the root's mount on s\/x/, /after: the fd of o\.txt opened in the root's namespace is through inner's own mount/];
   want.forEach((re, i) => {
     const w = startWorkload("mntns-nested", [], { ns: "pid,mnt", env: [`CREST_WL_SABOTAGE=${i + 1}`] });
     try {

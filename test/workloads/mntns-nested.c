@@ -8,7 +8,10 @@
  * which unshares CLONE_NEWNS (its copy of D/s a peer of the root's: one
  * peer group across the two namespaces), mounts a tmpfs at D/n (size=1m) with f.txt
  * "nested tmpfs file" and sub/g.txt "under sub", binds D/n/sub on D/nb,
- * holds D/n/f.txt open read-only at offset 7 and has D/n/sub as its cwd.
+ * holds D/n/f.txt open read-only at offset 7 and has D/n/sub as its cwd;
+ * it keeps an fd of D/o.txt that the root opened before the fork, through
+ * the root's namespace's mount (its mnt_id is not the one inner's own open
+ * of D/o.txt gets, as criu's mntns_open checks).
  * Both record their /proc/self/mountinfo (ids, devices and peer numbers
  * left out, sorted).
  * After SIGTERM the root asks inner (over a pipe) to check: its
@@ -26,7 +29,8 @@
  *
  * Sabotage: 1 inner unmounts D/nb before checking; 2 inner moves its fd to
  * offset 0; 3 the root mounts a tmpfs on D/n before checking; 4 the root
- * makes D/s private before mounting on D/s/x.
+ * makes D/s private before mounting on D/s/x; 5 inner reopens D/o.txt in
+ * its own namespace over the root's fd.
  */
 #define _GNU_SOURCE
 #include "lib.h"
@@ -100,6 +104,24 @@ static void expect_file(const char *path, const char *want) {
 }
 
 static char before[1 << 14], after[1 << 14];
+static int outer_fd = -1;
+
+static int mnt_id_of(int fd) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+  if (wl_read_into(path, buf, sizeof(buf)) < 0) return -1;
+  char *m = strstr(buf, "mnt_id:");
+  return m ? atoi(m + 7) : -1;
+}
+
+/* fail()s unless outer_fd is through another mount than inner's own open of D/o.txt. */
+static void check_outer_fd(const char *when) {
+  int mine = open(at("o.txt"), O_RDONLY);
+  int a = mnt_id_of(outer_fd), b = mnt_id_of(mine);
+  if (mine < 0 || a < 0 || b < 0) fail("%s: mnt_id of o.txt's fds: %d, %d", when, a, b);
+  else if (a == b) fail("%s: the fd of o.txt opened in the root's namespace is through inner's own mount %d", when, b);
+  close(mine);
+}
 static int ask[2], answer[2];
 
 /* The child in a mount namespace of its own; returns its verdict's failures over `answer`. */
@@ -117,6 +139,7 @@ static void inner(void) {
   int fd = open(at("n/f.txt"), O_RDONLY);
   if (fd < 0 || lseek(fd, 7, SEEK_SET) != 7) die("open n/f.txt");
   if (chdir(at("n/sub"))) die("chdir n/sub");
+  if (!flat) check_outer_fd("before");
   normal_mountinfo(before, sizeof(before));
   char c = 'r';
   if (write(answer[1], &c, 1) != 1) die("tell ready");
@@ -125,6 +148,12 @@ static void inner(void) {
   if (read(ask[0], &root_ns, sizeof(root_ns)) != sizeof(root_ns)) die("wait for the check");
   if (wl_sabotage() == 1 && umount2(at("nb"), 0)) die("sabotage: umount nb");
   if (wl_sabotage() == 2) lseek(fd, 0, SEEK_SET);
+  if (wl_sabotage() == 5) {
+    int mine = open(at("o.txt"), O_RDONLY);
+    if (mine < 0 || dup2(mine, outer_fd) < 0) die("sabotage: reopen o.txt");
+    close(mine);
+  }
+  if (!flat) check_outer_fd("after");
   normal_mountinfo(after, sizeof(after));
   wl_compare_lines("inner's mountinfo", before, after);
   char buf[64];
@@ -182,11 +211,15 @@ int main(int argc, char **argv) {
     mnt("wl-shared", at("s"), "tmpfs", 0, "size=64k");
     mnt(NULL, at("s"), NULL, MS_SHARED, NULL);
     if (mkdir(at("s/x"), 0755)) die("mkdir s/x");
+    put(at("o.txt"), "outer");
+    outer_fd = open(at("o.txt"), O_RDONLY);
+    if (outer_fd < 0) die("open o.txt");
   }
   if (pipe(ask) || pipe(answer)) die("pipe");
   pid_t kid = fork();
   if (kid < 0) die("fork");
   if (kid == 0) inner();
+  if (outer_fd >= 0) close(outer_fd);
   char c;
   if (read(answer[0], &c, 1) != 1) die("inner did not get ready");
   normal_mountinfo(before, sizeof(before));

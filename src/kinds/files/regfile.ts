@@ -8,6 +8,7 @@
 import { closeSync, lstatSync, openSync, readFileSync, readlinkSync, statSync, type Stats } from "node:fs";
 import { parseMountinfo } from "../../proc/index.js";
 import { ownedAtRestore, treePath } from "../namespaces/owned.js";
+import { holderOfMount } from "../namespaces/mnt.js";
 import { native } from "../../sys/native.js";
 import { passFd } from "./inherit.js";
 import { EACCES, EPERM } from "../../sys/errno.js";
@@ -216,9 +217,14 @@ function openInOwnUserns(r: Remote, reg: reg_file_entry, vpid: number): number {
   } catch (e) {
     if (!(e instanceof RemoteError) || (e.errno !== EACCES && e.errno !== EPERM)) throw e;
   }
+  return openForTask(r, reg, vpid, r.pid);
+}
+
+/** crest opens the file in the root of task `rootOf` (the task's own, or one of another mount namespace) and passes it to the task. */
+function openForTask(r: Remote, reg: reg_file_entry, vpid: number, rootOf: number): number {
   let flags = reg.flags & ~(O.CREAT | O.EXCL | O.TRUNC);
   if (flags & O.TMPFILE) flags &= ~(O.TMPFILE | O.DIRECTORY);
-  const mine = openSync(inTaskRoot(reg.name, r.pid), flags | O.CLOEXEC | O.NOCTTY);
+  const mine = openSync(inTaskRoot(reg.name, rootOf), flags | O.CLOEXEC | O.NOCTTY);
   try {
     const theirs = passFd(r, vpid, mine, reg.name);
     if (reg.pos && !(flags & O.PATH)) r.call(`seek ${reg.name} to ${reg.pos} in task ${vpid}`, SYS.lseek, theirs, reg.pos, SEEK.SET);
@@ -305,6 +311,15 @@ export const regFileKind: FileKind = {
   fown: (entry) => entry.reg?.fown,
   // criu's key: the path without its leading '/' ('.' for the root); the caller's description is used as it is.
   inheritKey: (entry) => (entry.reg ? { key: entry.reg.name === "/" ? "." : entry.reg.name.replace(/^\//, "") } : undefined),
-  open: ({ r, run, task }, entry) => (ownedAtRestore(run, "user") ? openInOwnUserns(r, regFile(run, entry.id), task.vpid) : queueOpenRegFile(r, regFile(run, entry.id))),
+  open: ({ r, run, task }, entry) => {
+    const reg = regFile(run, entry.id);
+    // Opened through a mount of another mount namespace of the tree (one the task's came from): reopened there.
+    const there = holderOfMount(run, task, reg.mnt_id);
+    if (there) {
+      r.flush(); // what others queued fails as theirs
+      return openForTask(r, reg, task.vpid, there.pid);
+    }
+    return ownedAtRestore(run, "user") ? openInOwnUserns(r, reg, task.vpid) : queueOpenRegFile(r, reg);
+  },
   finishRestore: finishGhostsRestore,
 };

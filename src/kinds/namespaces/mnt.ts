@@ -677,6 +677,29 @@ function buildMounts(task: RestoreTask, run: RestoreRun, tree: MountTree, nested
   }
 }
 
+/** The namespace (mnt_ns_id) of every mount of the images, by mnt_id. */
+const namespaceOfMount = restoreState("mount namespaces of mounts", (run) => {
+  const out = new Map<number, number>();
+  if (!ownedAtRestore(run, "mnt")) return out;
+  for (const id of [run.tasks[0]!.ids.mnt_ns_id!, ...nestedNamespaces(run).map((n) => n.id)]) {
+    for (const e of run.images.read(IMG.mnts, id)) out.set(e.mnt_id, id);
+  }
+  return out;
+});
+
+/**
+ * A task (born already) of the mount namespace that mount `mntId` belongs
+ * to, when that is not `task`'s own: a file `task` had open through it is
+ * reopened there (criu's mnt_id), as mntns_open asks. undefined when the
+ * task's own namespace will do.
+ */
+export function holderOfMount(run: RestoreRun, task: RestoreTask, mntId: number | undefined): RestoreTask | undefined {
+  if (mntId === undefined || mntId < 0) return undefined;
+  const ns = run.state(namespaceOfMount).get(mntId);
+  if (ns === undefined || ns === task.ids.mnt_ns_id) return undefined;
+  return run.tasks.find((t) => t.ids.mnt_ns_id === ns && t.pid > 0);
+}
+
 /** Nested namespaces made so far, by id: crest's fd of each (the other tasks in it join it). */
 const madeNamespaces = restoreState("mnt namespaces", (run) => {
   const made = new Map<number, number>();
