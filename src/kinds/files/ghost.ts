@@ -25,6 +25,7 @@ import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, MEM_MA
 import { native } from "../../sys/native.js";
 import { check } from "../../sys/errno.js";
 import { ownedAtRestore, treePath } from "../namespaces/owned.js";
+import { nestedHolderOfMount } from "../namespaces/mnt.js";
 import { takeFd } from "../sockets/unix.js";
 
 /** Below this size CRIU writes the data raw, without chunks. */
@@ -180,9 +181,10 @@ export const needsLinkRemap = (st: BigStats): boolean => st.nlink > 0n && (st.mo
  * entry, as criu makes them: criu's restore removes a name once the one
  * entry that uses it is open.
  */
-export function dumpLinkRemap(run: DumpRun, fileId: number, via: string, path: string, st: BigStats, what: string): void {
+export function dumpLinkRemap(run: DumpRun, fileId: number, via: string, path: string, st: BigStats, what: string, inRootOf?: string): void {
   const id = run.nextId("file");
-  const pid = /^\/proc\/(\d+)\//.exec(via)?.[1];
+  // The task whose root the name is made in: the holder's by default (regfile.ts linkRemapRoot picks).
+  const pid = inRootOf ?? /^\/proc\/(\d+)\//.exec(via)?.[1];
   const seen = (p: string) => (pid === undefined ? p : `/proc/${pid}/root${p}`);
   let dir = dirname(path);
   let name: string;
@@ -454,7 +456,7 @@ export function ghostPath(run: RestoreRun, fileId: number, orig: string): string
   const rp = s.remaps.get(fileId);
   if (!rp) return undefined;
   const type = rp.remap_type ?? remap_type.LINKED;
-  if (type === remap_type.LINKED) return linkedPath(run, rp.remap_id, orig);
+  if (type === remap_type.LINKED) return linkedPath(run, rp.remap_id, orig, run.files.get(fileId)?.reg?.mnt_id);
   // A /proc file of a process that had exited: its own path, while the helper with that PID lives.
   if (type === remap_type.PROCFS) return undefined;
   if (type !== remap_type.GHOST) {
@@ -489,13 +491,15 @@ const ghostInodes = restoreState("ghost inodes", (run) => {
 });
 
 /** The name a link remap (files.img entry `id`) gave the file dumped at `orig`; it must be there, and is removed after the restore. */
-function linkedPath(run: RestoreRun, id: number, orig: string): string {
+function linkedPath(run: RestoreRun, id: number, orig: string, mntId: number | undefined): string {
   const entry = run.files.get(id);
   if (!entry?.reg) throw run.images.invalid(IMG.files, undefined, `the link remap ${id} of ${orig} has no file entry`);
   const name = entry.reg.name;
   const s = run.state(restoring);
   if (!s.linked.has(id)) {
-    const seen = treePath(run, name);
+    // Linked back on a mount of a nested mount namespace: seen through a task of that namespace.
+    const nested = nestedHolderOfMount(run, mntId);
+    const seen = nested ? `/proc/${nested.pid}/root${name}` : treePath(run, name);
     let ino: bigint;
     try {
       ino = lstatBig(seen).ino;

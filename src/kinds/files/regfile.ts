@@ -145,9 +145,25 @@ export function dumpRegFile(run: DumpRun, f: RegFileFacts, st: Stats, what = `th
 export function dumpDeletedFile(run: DumpRun, f: RegFileFacts, via: string, what: string): number {
   const st = statDeleted(via, f.path, what, run.opts.dump.ghostLimit, run.opts.features.linkRemap);
   const id = dumpRegFile(run, f, statSync(via));
-  if (needsLinkRemap(st)) dumpLinkRemap(run, id, via, f.path, st, what);
+  if (needsLinkRemap(st)) dumpLinkRemap(run, id, via, f.path, st, what, linkRemapRoot(run, f, via));
   else dumpGhost(run, id, via, f.path, st, what);
   return id;
+}
+
+/**
+ * The task in whose root a removed file is linked back (--link-remap): the
+ * holder's, or the root's when the holder is in a nested mount namespace
+ * but the fd is through a mount of the root's (the restore reopens it
+ * there, mnt_id; ghost.ts linkedPath finds the name in the namespace of
+ * the file's mount).
+ */
+function linkRemapRoot(run: DumpRun, f: RegFileFacts, via: string): string | undefined {
+  const pid = /^\/proc\/(\d+)\//.exec(via)?.[1];
+  if (!run.ownNamespaces.has("mnt") || pid === undefined) return pid;
+  const holder = run.tasks.find((t) => t.pid === Number(pid));
+  if (!holder || holder.ids.mnt_ns_id === run.root.ids.mnt_ns_id) return pid;
+  if (f.mntId !== undefined && run.state(treeMounts).has(f.mntId)) return String(run.root.pid);
+  return pid;
 }
 
 /**

@@ -700,6 +700,14 @@ export function holderOfMount(run: RestoreRun, task: RestoreTask, mntId: number 
   return run.tasks.find((t) => t.ids.mnt_ns_id === ns && t.pid > 0);
 }
 
+/** A task (born already) of the nested mount namespace mount `mntId` belongs to; undefined for the root's, or a mount of none. */
+export function nestedHolderOfMount(run: RestoreRun, mntId: number | undefined): RestoreTask | undefined {
+  if (mntId === undefined || mntId < 0) return undefined;
+  const ns = run.state(namespaceOfMount).get(mntId);
+  if (ns === undefined || ns === run.tasks[0]!.ids.mnt_ns_id) return undefined;
+  return run.tasks.find((t) => t.ids.mnt_ns_id === ns && t.pid > 0);
+}
+
 /** Nested namespaces made so far, by id: crest's fd of each (the other tasks in it join it). */
 const madeNamespaces = restoreState("mnt namespaces", (run) => {
   const made = new Map<number, number>();
