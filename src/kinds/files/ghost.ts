@@ -133,10 +133,24 @@ function symlinkTarget(via: string): string {
  * Writes the ghost of the deleted file behind `via` once per inode and ties
  * files.img entry `fileId` to it. `st` comes from statDeleted.
  */
-export function dumpGhost(run: DumpRun, fileId: number, via: string, path: string, st: BigStats, what: string): void {
+export function dumpGhost(run: DumpRun, fileId: number, via: string, path: string, st: BigStats, what: string, mountNs?: number): void {
   const s = run.state(dumped);
   const key = `${st.dev}:${st.ino}`;
   let id = s.byInode.get(key);
+  // One ghost is made again once, in the directory of its first path: held through a mount of another mount namespace too,
+  // that directory must be the same one there (criu opens it through each mount instead).
+  const first = ghostNamespaces.get(s)?.get(key);
+  // Seen from the namespace of the mount: the root's through the root task (a nested task may hold an fd of the root's mounts).
+  const pid = mountNs === run.root.ids.mnt_ns_id ? String(run.root.pid) : /^\/proc\/(\d+)\//.exec(via)?.[1];
+  if (id !== undefined && mountNs !== undefined && first !== undefined && first.ns !== mountNs && !sameDirIn(dirname(first.path), first.pid, pid)) {
+    throw new UnsupportedError(`${what} is ${path}, a removed file also held as ${first.path} through a mount of another mount namespace of the tree (${first.ns}, this one ${mountNs}), ` +
+      `whose directory this namespace does not show at that path; crest makes a removed file again in one directory only so far`);
+  }
+  if (mountNs !== undefined && pid !== undefined) {
+    const m = ghostNamespaces.get(s) ?? new Map<string, { ns: number; pid: string; path: string }>();
+    if (!m.has(key)) m.set(key, { ns: mountNs, pid, path });
+    ghostNamespaces.set(s, m);
+  }
   if (id === undefined) {
     id = s.next++;
     const type = st.mode & S_IFMT;
@@ -168,6 +182,20 @@ export function dumpGhost(run: DumpRun, fileId: number, via: string, path: strin
     run.log.info(`${what}: deleted ${path} dumped as ghost ${id}`);
   }
   s.remaps.push({ orig_id: fileId, remap_id: id, remap_type: remap_type.GHOST });
+}
+
+/** The mount namespace each ghost (by "dev:ino") was first held through, by which task, at which path, per dump. */
+const ghostNamespaces = new WeakMap<object, Map<string, { ns: number; pid: string; path: string }>>();
+
+/** Whether directory `dir` is the same one in the roots of tasks a and b. */
+function sameDirIn(dir: string, a: string, b: string | undefined): boolean {
+  if (b === undefined) return false;
+  try {
+    const x = statSync(`/proc/${a}/root${dir}`), y = statSync(`/proc/${b}/root${dir}`);
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
 }
 
 /** Whether statDeleted's file is one --link-remap links back (other names of it remain) rather than a ghost. */
@@ -388,10 +416,11 @@ function createAt(path: string, g: GhostFile): boolean {
 const isReadOnly = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === "EROFS" || (e as { errno?: number }).errno === EROFS;
 
 /** Recreates ghost `id` near `orig` (its old path) and returns where it now is. */
-function create(run: RestoreRun, id: number, orig: string): Created {
+function create(run: RestoreRun, id: number, orig: string, mntId: number | undefined): Created {
   const g = run.images.read(IMG.ghostFile, id);
-  // The tasks' paths, in their mount namespace.
-  const seen = (p: string) => treePath(run, p);
+  // The tasks' paths, in their mount namespace: the root's, or the nested one of the mount the file was open through.
+  const nested = nestedHolderOfMount(run, mntId);
+  const seen = (p: string) => (nested ? `/proc/${nested.pid}/root${p}` : treePath(run, p));
   // The old path if it is free, else a name beside it (as CRIU names its ghosts).
   let path = orig;
   /** crest's path to it: seen(path), or through a writable copy of a read-only mount. */
@@ -464,7 +493,7 @@ export function ghostPath(run: RestoreRun, fileId: number, orig: string): string
   }
   let c = s.created.get(rp.remap_id);
   if (!c) {
-    c = create(run, rp.remap_id, orig);
+    c = create(run, rp.remap_id, orig, run.files.get(fileId)?.reg?.mnt_id);
     s.created.set(rp.remap_id, c);
   }
   return c.path;

@@ -146,8 +146,17 @@ export function dumpDeletedFile(run: DumpRun, f: RegFileFacts, via: string, what
   const st = statDeleted(via, f.path, what, run.opts.dump.ghostLimit, run.opts.features.linkRemap);
   const id = dumpRegFile(run, f, statSync(via));
   if (needsLinkRemap(st)) dumpLinkRemap(run, id, via, f.path, st, what, linkRemapRoot(run, f, via));
-  else dumpGhost(run, id, via, f.path, st, what);
+  else dumpGhost(run, id, via, f.path, st, what, mountNamespaceOf(run, f, via));
   return id;
+}
+
+/** The mount namespace (mnt_ns_id) of the mount an fd is through: the root's, or its holder's nested one; undefined without nested ones. */
+function mountNamespaceOf(run: DumpRun, f: RegFileFacts, via: string): number | undefined {
+  const pid = /^\/proc\/(\d+)\//.exec(via)?.[1];
+  if (!run.ownNamespaces.has("mnt") || pid === undefined) return undefined;
+  const holder = run.tasks.find((t) => t.pid === Number(pid));
+  if (!holder || holder.ids.mnt_ns_id === run.root.ids.mnt_ns_id || (f.mntId !== undefined && run.state(treeMounts).has(f.mntId))) return run.root.ids.mnt_ns_id;
+  return holder.ids.mnt_ns_id;
 }
 
 /**
