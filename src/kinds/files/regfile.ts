@@ -78,7 +78,8 @@ export function checkReopenable(path: string, via: string, what: string, anyType
     const sameDevice = evasiveDevices && (st.isCharacterDevice() || st.isBlockDevice()) && now.rdev === st.rdev;
     if ((now.ino !== st.ino || now.dev !== st.dev) && !sameDevice) throw new Error("replaced");
   } catch {
-    throw new UnsupportedError(`${what} is ${path}, but that path now leads elsewhere (the file was renamed or replaced); crest cannot restore it yet`);
+    throw new UnsupportedError(`${what} is ${path}, but that path now leads elsewhere (the file was renamed or replaced, or, for a task of a nested mount ` +
+      "namespace, its mount is not in that namespace: a root it pivoted away from); crest cannot restore it yet");
   }
   return st;
 }
