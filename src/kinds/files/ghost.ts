@@ -30,7 +30,7 @@ import { takeFd } from "../sockets/unix.js";
 
 /** Below this size CRIU writes the data raw, without chunks. */
 const CHUNKS_THRESH = 3 * 4096;
-const ENXIO = 6, ENOENT = 2, EXDEV = 18, EROFS = 30;
+const ENXIO = 6, ENOENT = 2, EXDEV = 18, EROFS = 30, EOVERFLOW = 75;
 
 type BigStats = ReturnType<typeof statBig>;
 const statBig = (p: string) => statSync(p, { bigint: true });
@@ -225,6 +225,11 @@ export function dumpLinkRemap(run: DumpRun, fileId: number, via: string, path: s
     if (r === -EXDEV || (r === -ENOENT && dir === "/")) {
       throw new UnsupportedError(`${what} is ${path}, removed while ${st.nlink} other link(s) remain, but crest cannot link it back in ${dirname(path)} ` +
         `(errno ${-r}: the file is on another file system than the directory it was in, as an overlay's lower-layer file is); criu cannot either`);
+    }
+    // A file system mounted in the tree's user namespace (a tmpfs there): crest's ids are not its, the kernel refuses crest the new name.
+    if (r === -EOVERFLOW) {
+      throw new UnsupportedError(`${what} is ${path}, removed while ${st.nlink} other link(s) remain, on a file system of the tree's user namespace, ` +
+        `where crest (outside it) may not make a name (EOVERFLOW); crest cannot link it back (--link-remap) there yet`);
     }
     if (r !== -ENOENT) check(r, `link ${what} (${path}, removed) back as ${name}`);
     dir = dirname(dir);
