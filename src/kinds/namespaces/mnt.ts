@@ -82,7 +82,8 @@ function readMounts(run: DumpRun, pid: number, nested = false): mnt_entry[] {
         e.deleted = true;
       }
     }
-    const key = byMountpoint.get(m.mountPoint);
+    // --external names mount points of the tree's own namespace (criu's); a nested one's copy of such a mount is bound from it.
+    const key = nested ? undefined : byMountpoint.get(m.mountPoint);
     if (key !== undefined) {
       if (key === "") throw new UnsupportedError(`mount ${m.mntId} at ${m.mountPoint} of process ${pid}: --external mnt[${m.mountPoint}]: gives it no name; give mnt[${m.mountPoint}]:KEY`);
       e.ext_key = key;
