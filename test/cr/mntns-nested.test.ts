@@ -56,6 +56,25 @@ test("mntns-nested: a child's own mount namespace (a tmpfs with files, a bind of
   }
 });
 
+test("mntns-nested pivot: the child pivots into its own tmpfs and detaches the old root, its program still mapped from there", () => {
+  const w = startWorkload("mntns-nested", ["pivot"], { ns: "pid,mnt" });
+  try {
+    const innerPoints = mountPoints(childOf(w.pid));
+    assert.ok(innerPoints.includes("/") && !innerPoints.includes(`${w.dir}/n`), "inner's root is its tmpfs");
+    dumpWorkload(w);
+    assert.deepEqual(critDecodeAll(imagesDir(w)), []);
+    const pstree = readImage(imagesDir(w), IMG.pstree);
+    const innerIds = readImage(imagesDir(w), IMG.ids, pstree[1]!.pid)[0]!;
+    const root = readImage(imagesDir(w), IMG.mnts, innerIds.mnt_ns_id!).find((m) => m.mountpoint === "/" && m.fstype === 5);
+    assert.ok(root, "the nested namespace's root is a tmpfs");
+    restoreWorkload(w, ["--root", "/"]);
+    assert.deepEqual(mountPoints(childOf(w.pid)), innerPoints);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
 test("mntns-nested: each sabotage makes the workload's check fail", () => {
   const want = [/nb\/g\.txt reads -1 bytes|inner's mountinfo: lost/, /fd of n\/f\.txt reads 17 bytes/, /the root's mountinfo: now has/, /inner does not see the root's mount on s\/x/, /after: the fd of o\.txt opened in the root's namespace is through inner's own mount/];
   want.forEach((re, i) => {

@@ -23,6 +23,11 @@
  * mountinfo the same and that it sees neither f.txt in D/n nor g.txt in
  * D/nb (the mounts are inner's only).
  *
+ * With argv[2] "pivot", inner then mounts a proc at D/n/proc, pivots into its tmpfs D/n and detaches
+ * the old root (zdtm's mntns_pivot_root: its program stays mapped from
+ * there): its checks are then its mountinfo, its fd, its cwd (/sub) and
+ * g.txt there, and its namespace (no nb, s nor o.txt: they were in the old root).
+ *
  * With argv[2] "flat", the root keeps the namespace it was started in (no
  * setup, no exec, no D/s; inner makes its copy private): crest refuses a nested mount namespace in a tree that
  * has none of its own.
@@ -125,7 +130,7 @@ static void check_outer_fd(const char *when) {
 static int ask[2], answer[2];
 
 /* The child in a mount namespace of its own; returns its verdict's failures over `answer`. */
-static int flat;
+static int flat, pivot;
 
 static void inner(void) {
   if (unshare(CLONE_NEWNS)) die("unshare(CLONE_NEWNS)");
@@ -139,7 +144,15 @@ static void inner(void) {
   int fd = open(at("n/f.txt"), O_RDONLY);
   if (fd < 0 || lseek(fd, 7, SEEK_SET) != 7) die("open n/f.txt");
   if (chdir(at("n/sub"))) die("chdir n/sub");
-  if (!flat) check_outer_fd("before");
+  if (pivot) {
+    /* An fd through the old root would be refused (its mount is in no namespace of the tree): only the program stays mapped from there. */
+    close(outer_fd);
+    /* A /proc of its own inside, for its checks (its mountinfo, its namespace). */
+    if (mkdir(at("n/proc"), 0555)) die("mkdir n/proc");
+    mnt("proc", at("n/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    if (chdir(at("n")) || mkdir("old", 0755) || syscall(SYS_pivot_root, ".", "old") || umount2("/old", MNT_DETACH) || rmdir("/old") || chdir("/sub")) die("pivot_root into n");
+  }
+  if (!flat && !pivot) check_outer_fd("before");
   normal_mountinfo(before, sizeof(before));
   char c = 'r';
   if (write(answer[1], &c, 1) != 1) die("tell ready");
@@ -153,20 +166,21 @@ static void inner(void) {
     if (mine < 0 || dup2(mine, outer_fd) < 0) die("sabotage: reopen o.txt");
     close(mine);
   }
-  if (!flat) check_outer_fd("after");
+  if (!flat && !pivot) check_outer_fd("after");
   normal_mountinfo(after, sizeof(after));
   wl_compare_lines("inner's mountinfo", before, after);
   char buf[64];
   ssize_t n = read(fd, buf, sizeof(buf));
   if (n != 10 || memcmp(buf, "tmpfs file", 10)) fail("inner's fd of n/f.txt reads %zd bytes '%.*s' from offset 7, not 'tmpfs file'", n, n > 0 ? (int)n : 0, n > 0 ? buf : "");
   char cwd[PATH_MAX];
-  if (!getcwd(cwd, sizeof(cwd)) || strcmp(cwd, at("n/sub"))) fail("inner's cwd is %s, not %s", cwd, at("n/sub"));
+  const char *want_cwd = pivot ? "/sub" : at("n/sub");
+  if (!getcwd(cwd, sizeof(cwd)) || strcmp(cwd, want_cwd)) fail("inner's cwd is %s, not %s", cwd, want_cwd);
   expect_file("g.txt", "under sub");
-  expect_file(at("nb/g.txt"), "under sub");
+  if (!pivot) expect_file(at("nb/g.txt"), "under sub");
   struct stat st;
   if (stat("/proc/self/ns/mnt", &st)) fail("inner: stat /proc/self/ns/mnt: %s", strerror(errno));
   else if ((unsigned long)st.st_ino == root_ns) fail("inner is in the root's mount namespace (%lu), not its own", root_ns);
-  if (!flat) {
+  if (!flat && !pivot) {
     /* The root mounts on s/x once told; its peer here shows it. */
     if (write(answer[1], &c, 1) != 1 || read(ask[0], &c, 1) != 1) die("wait for the root's mount on s/x");
     struct stat s, x;
@@ -182,6 +196,7 @@ int main(int argc, char **argv) {
   wl_init(argc, argv, "mntns-nested");
   if (!getcwd(dir, sizeof(dir))) die("getcwd");
   flat = argc > 2 && !strcmp(argv[2], "flat");
+  pivot = argc > 2 && !strcmp(argv[2], "pivot");
   if (!flat && !getenv("WL_MNTNS_INSIDE")) {
     /* The root's own namespace, as a container runtime sets it up (see mntns.c). */
     mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
@@ -230,7 +245,7 @@ int main(int argc, char **argv) {
   if (stat("/proc/self/ns/mnt", &st)) die("stat /proc/self/ns/mnt");
   unsigned long ino = st.st_ino;
   if (write(ask[1], &ino, sizeof(ino)) != sizeof(ino)) fail("cannot ask inner to check: %s", strerror(errno));
-  if (!flat) {
+  if (!flat && !pivot) {
     if (read(answer[0], &c, 1) != 1) fail("inner did not ask for the mount on s/x");
     if (wl_sabotage() == 4) mnt(NULL, at("s"), NULL, MS_PRIVATE, NULL);
     mnt("wl-x", at("s/x"), "tmpfs", 0, "size=16k");
@@ -242,7 +257,7 @@ int main(int argc, char **argv) {
   int status;
   if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status) || WEXITSTATUS(status)) fail("inner did not exit 0 (status %#x)", status);
   if (wl_sabotage() == 3) mnt("wl-sabotage", at("n"), "tmpfs", 0, NULL);
-  if (!flat && umount2(at("s/x"), 0)) fail("umount s/x: %s", strerror(errno));
+  if (!flat && !pivot && umount2(at("s/x"), 0)) fail("umount s/x: %s", strerror(errno));
   normal_mountinfo(after, sizeof(after));
   wl_compare_lines("the root's mountinfo", before, after);
   if (!access(at("n/f.txt"), F_OK)) fail("the root sees n/f.txt, inner's");

@@ -85,6 +85,31 @@ export function checkReopenable(path: string, via: string, what: string, anyType
 }
 
 /**
+ * checkReopenable for a mapping or the executable of `task`: a task of a
+ * nested mount namespace that pivoted away from the root it was made with
+ * (zdtm's mntns_pivot_root) still maps its program from there; the file is
+ * taken when the root's namespace shows it at that path (the restore
+ * inherits such a mapping from the parent, or opens the file by path).
+ */
+export function checkMappedReopenable(run: DumpRun, task: { pid: number; ids: { mnt_ns_id?: number } }, path: string, via: string, what: string): Stats {
+  try {
+    return checkReopenable(path, via, what);
+  } catch (e) {
+    if (!(e instanceof UnsupportedError) || !run.ownNamespaces.has("mnt") || task.ids.mnt_ns_id === run.root.ids.mnt_ns_id || !path.startsWith("/")) throw e;
+    const st = statSync(via);
+    let there: Stats;
+    try {
+      there = statSync(treePath(run, path));
+    } catch {
+      throw e;
+    }
+    if (there.dev !== st.dev || there.ino !== st.ino) throw e;
+    run.log.info(`${what} is ${path}, not in the task's mount namespace but in the root's: kept by that path`);
+    return st;
+  }
+}
+
+/**
  * A task's absolute path as crest reaches it: through /proc/PID/root, so
  * that it is looked up in the task's mount namespace (the same file as
  * crest's own path when the task shares crest's). For a task restored here,

@@ -236,10 +236,17 @@ export class MountTree {
       const from = this.outer.filter((x) => sameSb(x, e) && isSubPath(e.root, x.root))
         .sort((a, b) => Number(b.root === e.root) - Number(a.root === e.root) || a.root.length - b.root.length)[0];
       if (from) return { how: "outer", from: from.mnt_id, sub: cutRoot(e.root, from.root) };
-      if (e === this.root) throw new MountRefusal(`${what}, the root of a nested mount namespace, shows no file system of the namespace it was made from; crest cannot make it again`);
+      // A root of a file system of its own (a tmpfs pivoted to, zdtm's mntns_pivot_root): mounted anew below, as other mounts are.
+      if (e === this.root) {
+        if (!(e.root === "/" && MOUNTABLE.has(e.fstype))) {
+          throw new MountRefusal(`${what}, the root of a nested mount namespace, shows no file system of the namespace it was made from, nor the root of one crest mounts; crest cannot make it again`);
+        }
+        const first = this.entries.find((x) => x.root === "/" && sameSb(x, e) && x.ext_key === undefined);
+        return first === e ? { how: "new" } : { how: "bind", from: first!.mnt_id, sub: "" };
+      }
       if (e.ext_key !== undefined) throw new MountRefusal(`${what} is an external mount of a nested mount namespace; crest keeps external mounts only in the tree's own namespace`);
     }
-    if (e === this.root) return { how: "root" };
+    if (e === this.root && !this.outer) return { how: "root" };
     if (e.ext_key === AUTODETECTED) return { how: "auto", dir: autoDir(e) };
     if (e.ext_key !== undefined) {
       if (e.deleted) throw new MountRefusal(`${what} is an external mount whose source was removed; crest cannot bind it again`);
