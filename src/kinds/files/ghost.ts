@@ -25,11 +25,12 @@ import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, MEM_MA
 import { native } from "../../sys/native.js";
 import { check } from "../../sys/errno.js";
 import { ownedAtRestore, treePath } from "../namespaces/owned.js";
+import { nestedHolderOfMount } from "../namespaces/mnt.js";
 import { takeFd } from "../sockets/unix.js";
 
 /** Below this size CRIU writes the data raw, without chunks. */
 const CHUNKS_THRESH = 3 * 4096;
-const ENXIO = 6, ENOENT = 2, EXDEV = 18, EROFS = 30;
+const ENXIO = 6, ENOENT = 2, EXDEV = 18, EROFS = 30, EOVERFLOW = 75;
 
 type BigStats = ReturnType<typeof statBig>;
 const statBig = (p: string) => statSync(p, { bigint: true });
@@ -132,10 +133,24 @@ function symlinkTarget(via: string): string {
  * Writes the ghost of the deleted file behind `via` once per inode and ties
  * files.img entry `fileId` to it. `st` comes from statDeleted.
  */
-export function dumpGhost(run: DumpRun, fileId: number, via: string, path: string, st: BigStats, what: string): void {
+export function dumpGhost(run: DumpRun, fileId: number, via: string, path: string, st: BigStats, what: string, mountNs?: number): void {
   const s = run.state(dumped);
   const key = `${st.dev}:${st.ino}`;
   let id = s.byInode.get(key);
+  // One ghost is made again once, in the directory of its first path: held through a mount of another mount namespace too,
+  // that directory must be the same one there (criu opens it through each mount instead).
+  const first = ghostNamespaces.get(s)?.get(key);
+  // Seen from the namespace of the mount: the root's through the root task (a nested task may hold an fd of the root's mounts).
+  const pid = mountNs === run.root.ids.mnt_ns_id ? String(run.root.pid) : /^\/proc\/(\d+)\//.exec(via)?.[1];
+  if (id !== undefined && mountNs !== undefined && first !== undefined && first.ns !== mountNs && !sameDirIn(dirname(first.path), first.pid, pid)) {
+    throw new UnsupportedError(`${what} is ${path}, a removed file also held as ${first.path} through a mount of another mount namespace of the tree (${first.ns}, this one ${mountNs}), ` +
+      `whose directory this namespace does not show at that path; crest makes a removed file again in one directory only so far`);
+  }
+  if (mountNs !== undefined && pid !== undefined) {
+    const m = ghostNamespaces.get(s) ?? new Map<string, { ns: number; pid: string; path: string }>();
+    if (!m.has(key)) m.set(key, { ns: mountNs, pid, path });
+    ghostNamespaces.set(s, m);
+  }
   if (id === undefined) {
     id = s.next++;
     const type = st.mode & S_IFMT;
@@ -169,6 +184,20 @@ export function dumpGhost(run: DumpRun, fileId: number, via: string, path: strin
   s.remaps.push({ orig_id: fileId, remap_id: id, remap_type: remap_type.GHOST });
 }
 
+/** The mount namespace each ghost (by "dev:ino") was first held through, by which task, at which path, per dump. */
+const ghostNamespaces = new WeakMap<object, Map<string, { ns: number; pid: string; path: string }>>();
+
+/** Whether directory `dir` is the same one in the roots of tasks a and b. */
+function sameDirIn(dir: string, a: string, b: string | undefined): boolean {
+  if (b === undefined) return false;
+  try {
+    const x = statSync(`/proc/${a}/root${dir}`), y = statSync(`/proc/${b}/root${dir}`);
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
+}
+
 /** Whether statDeleted's file is one --link-remap links back (other names of it remain) rather than a ghost. */
 export const needsLinkRemap = (st: BigStats): boolean => st.nlink > 0n && (st.mode & S_IFMT) !== S_IFDIR;
 
@@ -180,9 +209,10 @@ export const needsLinkRemap = (st: BigStats): boolean => st.nlink > 0n && (st.mo
  * entry, as criu makes them: criu's restore removes a name once the one
  * entry that uses it is open.
  */
-export function dumpLinkRemap(run: DumpRun, fileId: number, via: string, path: string, st: BigStats, what: string): void {
+export function dumpLinkRemap(run: DumpRun, fileId: number, via: string, path: string, st: BigStats, what: string, inRootOf?: string): void {
   const id = run.nextId("file");
-  const pid = /^\/proc\/(\d+)\//.exec(via)?.[1];
+  // The task whose root the name is made in: the holder's by default (regfile.ts linkRemapRoot picks).
+  const pid = inRootOf ?? /^\/proc\/(\d+)\//.exec(via)?.[1];
   const seen = (p: string) => (pid === undefined ? p : `/proc/${pid}/root${p}`);
   let dir = dirname(path);
   let name: string;
@@ -195,6 +225,11 @@ export function dumpLinkRemap(run: DumpRun, fileId: number, via: string, path: s
     if (r === -EXDEV || (r === -ENOENT && dir === "/")) {
       throw new UnsupportedError(`${what} is ${path}, removed while ${st.nlink} other link(s) remain, but crest cannot link it back in ${dirname(path)} ` +
         `(errno ${-r}: the file is on another file system than the directory it was in, as an overlay's lower-layer file is); criu cannot either`);
+    }
+    // A file system mounted in the tree's user namespace (a tmpfs there): crest's ids are not its, the kernel refuses crest the new name.
+    if (r === -EOVERFLOW) {
+      throw new UnsupportedError(`${what} is ${path}, removed while ${st.nlink} other link(s) remain, on a file system of the tree's user namespace, ` +
+        `where crest (outside it) may not make a name (EOVERFLOW); crest cannot link it back (--link-remap) there yet`);
     }
     if (r !== -ENOENT) check(r, `link ${what} (${path}, removed) back as ${name}`);
     dir = dirname(dir);
@@ -386,10 +421,11 @@ function createAt(path: string, g: GhostFile): boolean {
 const isReadOnly = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === "EROFS" || (e as { errno?: number }).errno === EROFS;
 
 /** Recreates ghost `id` near `orig` (its old path) and returns where it now is. */
-function create(run: RestoreRun, id: number, orig: string): Created {
+function create(run: RestoreRun, id: number, orig: string, mntId: number | undefined): Created {
   const g = run.images.read(IMG.ghostFile, id);
-  // The tasks' paths, in their mount namespace.
-  const seen = (p: string) => treePath(run, p);
+  // The tasks' paths, in their mount namespace: the root's, or the nested one of the mount the file was open through.
+  const nested = nestedHolderOfMount(run, mntId);
+  const seen = (p: string) => (nested ? `/proc/${nested.pid}/root${p}` : treePath(run, p));
   // The old path if it is free, else a name beside it (as CRIU names its ghosts).
   let path = orig;
   /** crest's path to it: seen(path), or through a writable copy of a read-only mount. */
@@ -454,7 +490,7 @@ export function ghostPath(run: RestoreRun, fileId: number, orig: string): string
   const rp = s.remaps.get(fileId);
   if (!rp) return undefined;
   const type = rp.remap_type ?? remap_type.LINKED;
-  if (type === remap_type.LINKED) return linkedPath(run, rp.remap_id, orig);
+  if (type === remap_type.LINKED) return linkedPath(run, rp.remap_id, orig, run.files.get(fileId)?.reg?.mnt_id);
   // A /proc file of a process that had exited: its own path, while the helper with that PID lives.
   if (type === remap_type.PROCFS) return undefined;
   if (type !== remap_type.GHOST) {
@@ -462,7 +498,7 @@ export function ghostPath(run: RestoreRun, fileId: number, orig: string): string
   }
   let c = s.created.get(rp.remap_id);
   if (!c) {
-    c = create(run, rp.remap_id, orig);
+    c = create(run, rp.remap_id, orig, run.files.get(fileId)?.reg?.mnt_id);
     s.created.set(rp.remap_id, c);
   }
   return c.path;
@@ -489,13 +525,15 @@ const ghostInodes = restoreState("ghost inodes", (run) => {
 });
 
 /** The name a link remap (files.img entry `id`) gave the file dumped at `orig`; it must be there, and is removed after the restore. */
-function linkedPath(run: RestoreRun, id: number, orig: string): string {
+function linkedPath(run: RestoreRun, id: number, orig: string, mntId: number | undefined): string {
   const entry = run.files.get(id);
   if (!entry?.reg) throw run.images.invalid(IMG.files, undefined, `the link remap ${id} of ${orig} has no file entry`);
   const name = entry.reg.name;
   const s = run.state(restoring);
   if (!s.linked.has(id)) {
-    const seen = treePath(run, name);
+    // Linked back on a mount of a nested mount namespace: seen through a task of that namespace.
+    const nested = nestedHolderOfMount(run, mntId);
+    const seen = nested ? `/proc/${nested.pid}/root${name}` : treePath(run, name);
     let ino: bigint;
     try {
       ino = lstatBig(seen).ino;

@@ -8,6 +8,7 @@
 import { closeSync, lstatSync, openSync, readFileSync, readlinkSync, statSync, type Stats } from "node:fs";
 import { parseMountinfo } from "../../proc/index.js";
 import { ownedAtRestore, treePath } from "../namespaces/owned.js";
+import { holderOfMount } from "../namespaces/mnt.js";
 import { native } from "../../sys/native.js";
 import { passFd } from "./inherit.js";
 import { EACCES, EPERM } from "../../sys/errno.js";
@@ -77,9 +78,35 @@ export function checkReopenable(path: string, via: string, what: string, anyType
     const sameDevice = evasiveDevices && (st.isCharacterDevice() || st.isBlockDevice()) && now.rdev === st.rdev;
     if ((now.ino !== st.ino || now.dev !== st.dev) && !sameDevice) throw new Error("replaced");
   } catch {
-    throw new UnsupportedError(`${what} is ${path}, but that path now leads elsewhere (the file was renamed or replaced); crest cannot restore it yet`);
+    throw new UnsupportedError(`${what} is ${path}, but that path now leads elsewhere (the file was renamed or replaced, or, for a task of a nested mount ` +
+      "namespace, its mount is not in that namespace: a root it pivoted away from); crest cannot restore it yet");
   }
   return st;
+}
+
+/**
+ * checkReopenable for a mapping or the executable of `task`: a task of a
+ * nested mount namespace that pivoted away from the root it was made with
+ * (zdtm's mntns_pivot_root) still maps its program from there; the file is
+ * taken when the root's namespace shows it at that path (the restore
+ * inherits such a mapping from the parent, or opens the file by path).
+ */
+export function checkMappedReopenable(run: DumpRun, task: { pid: number; ids: { mnt_ns_id?: number } }, path: string, via: string, what: string): Stats {
+  try {
+    return checkReopenable(path, via, what);
+  } catch (e) {
+    if (!(e instanceof UnsupportedError) || !run.ownNamespaces.has("mnt") || task.ids.mnt_ns_id === run.root.ids.mnt_ns_id || !path.startsWith("/")) throw e;
+    const st = statSync(via);
+    let there: Stats;
+    try {
+      there = statSync(treePath(run, path));
+    } catch {
+      throw e;
+    }
+    if (there.dev !== st.dev || there.ino !== st.ino) throw e;
+    run.log.info(`${what} is ${path}, not in the task's mount namespace but in the root's: kept by that path`);
+    return st;
+  }
 }
 
 /**
@@ -144,9 +171,34 @@ export function dumpRegFile(run: DumpRun, f: RegFileFacts, st: Stats, what = `th
 export function dumpDeletedFile(run: DumpRun, f: RegFileFacts, via: string, what: string): number {
   const st = statDeleted(via, f.path, what, run.opts.dump.ghostLimit, run.opts.features.linkRemap);
   const id = dumpRegFile(run, f, statSync(via));
-  if (needsLinkRemap(st)) dumpLinkRemap(run, id, via, f.path, st, what);
-  else dumpGhost(run, id, via, f.path, st, what);
+  if (needsLinkRemap(st)) dumpLinkRemap(run, id, via, f.path, st, what, linkRemapRoot(run, f, via));
+  else dumpGhost(run, id, via, f.path, st, what, mountNamespaceOf(run, f, via));
   return id;
+}
+
+/** The mount namespace (mnt_ns_id) of the mount an fd is through: the root's, or its holder's nested one; undefined without nested ones. */
+function mountNamespaceOf(run: DumpRun, f: RegFileFacts, via: string): number | undefined {
+  const pid = /^\/proc\/(\d+)\//.exec(via)?.[1];
+  if (!run.ownNamespaces.has("mnt") || pid === undefined) return undefined;
+  const holder = run.tasks.find((t) => t.pid === Number(pid));
+  if (!holder || holder.ids.mnt_ns_id === run.root.ids.mnt_ns_id || (f.mntId !== undefined && run.state(treeMounts).has(f.mntId))) return run.root.ids.mnt_ns_id;
+  return holder.ids.mnt_ns_id;
+}
+
+/**
+ * The task in whose root a removed file is linked back (--link-remap): the
+ * holder's, or the root's when the holder is in a nested mount namespace
+ * but the fd is through a mount of the root's (the restore reopens it
+ * there, mnt_id; ghost.ts linkedPath finds the name in the namespace of
+ * the file's mount).
+ */
+function linkRemapRoot(run: DumpRun, f: RegFileFacts, via: string): string | undefined {
+  const pid = /^\/proc\/(\d+)\//.exec(via)?.[1];
+  if (!run.ownNamespaces.has("mnt") || pid === undefined) return pid;
+  const holder = run.tasks.find((t) => t.pid === Number(pid));
+  if (!holder || holder.ids.mnt_ns_id === run.root.ids.mnt_ns_id) return pid;
+  if (f.mntId !== undefined && run.state(treeMounts).has(f.mntId)) return String(run.root.pid);
+  return pid;
 }
 
 /**
@@ -216,9 +268,14 @@ function openInOwnUserns(r: Remote, reg: reg_file_entry, vpid: number): number {
   } catch (e) {
     if (!(e instanceof RemoteError) || (e.errno !== EACCES && e.errno !== EPERM)) throw e;
   }
+  return openForTask(r, reg, vpid, r.pid);
+}
+
+/** crest opens the file in the root of task `rootOf` (the task's own, or one of another mount namespace) and passes it to the task. */
+function openForTask(r: Remote, reg: reg_file_entry, vpid: number, rootOf: number): number {
   let flags = reg.flags & ~(O.CREAT | O.EXCL | O.TRUNC);
   if (flags & O.TMPFILE) flags &= ~(O.TMPFILE | O.DIRECTORY);
-  const mine = openSync(inTaskRoot(reg.name, r.pid), flags | O.CLOEXEC | O.NOCTTY);
+  const mine = openSync(inTaskRoot(reg.name, rootOf), flags | O.CLOEXEC | O.NOCTTY);
   try {
     const theirs = passFd(r, vpid, mine, reg.name);
     if (reg.pos && !(flags & O.PATH)) r.call(`seek ${reg.name} to ${reg.pos} in task ${vpid}`, SYS.lseek, theirs, reg.pos, SEEK.SET);
@@ -305,6 +362,15 @@ export const regFileKind: FileKind = {
   fown: (entry) => entry.reg?.fown,
   // criu's key: the path without its leading '/' ('.' for the root); the caller's description is used as it is.
   inheritKey: (entry) => (entry.reg ? { key: entry.reg.name === "/" ? "." : entry.reg.name.replace(/^\//, "") } : undefined),
-  open: ({ r, run, task }, entry) => (ownedAtRestore(run, "user") ? openInOwnUserns(r, regFile(run, entry.id), task.vpid) : queueOpenRegFile(r, regFile(run, entry.id))),
+  open: ({ r, run, task }, entry) => {
+    const reg = regFile(run, entry.id);
+    // Opened through a mount of another mount namespace of the tree (one the task's came from): reopened there.
+    const there = holderOfMount(run, task, reg.mnt_id);
+    if (there) {
+      r.flush(); // what others queued fails as theirs
+      return openForTask(r, reg, task.vpid, there.pid);
+    }
+    return ownedAtRestore(run, "user") ? openInOwnUserns(r, reg, task.vpid) : queueOpenRegFile(r, reg);
+  },
   finishRestore: finishGhostsRestore,
 };

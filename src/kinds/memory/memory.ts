@@ -22,7 +22,7 @@ import { MM_MAP_SIZE, packMmMap } from "../../sys/structs.js";
 import { PagemapScanner } from "../../sys/pagemap.js";
 import { parseAuxv, parseMaps, vmFlagsToMadvise, vmFlagsToMapFlags, type SmapsEntry, type MapEntry } from "../../proc/index.js";
 import { openCrestProcPath } from "../files/inherit.js";
-import { checkReopenable, dumpDeletedFile, dumpRegFile, openRegFile, queueOpenRegFile, regFile } from "../files/regfile.js";
+import { checkMappedReopenable, dumpDeletedFile, dumpRegFile, openRegFile, queueOpenRegFile, regFile } from "../files/regfile.js";
 import { dumpSocketMapping } from "../sockets/packet.js";
 import { PE, PagesWriter, fillFromPages, fillRuns, pageCount, splitRuns } from "./pages.js";
 import { dumpMemfd, isMemfdPath, isShmemFile, openMemfd } from "../files/memfd.js";
@@ -121,7 +121,7 @@ function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<strin
     if (m.deleted) {
       id = dumpDeletedFile(run, facts, via, where);
     } else {
-      const st = checkReopenable(m.path, via, where);
+      const st = checkMappedReopenable(run, task, m.path, via, where);
       if (!st.isFile()) throw new UnsupportedError(`${where} maps ${m.path}, which is not a regular file`);
       id = dumpRegFile(run, facts, st, where);
     }
@@ -145,7 +145,7 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
   const fileIds = new Map<string, number>();
   const vmas = task.vmas.map((m) => dumpVma(task, run, m, fileIds));
   const exePath = readlinkSync(`/proc/${pid}/exe`);
-  const exeId = dumpRegFile(run, { path: exePath, flags: O.RDONLY | O.LARGEFILE, pos: 0n }, checkReopenable(exePath, `/proc/${pid}/exe`, `the executable of process ${pid}`));
+  const exeId = dumpRegFile(run, { path: exePath, flags: O.RDONLY | O.LARGEFILE, pos: 0n }, checkMappedReopenable(run, task, exePath, `/proc/${pid}/exe`, `the executable of process ${pid}`));
   // Answered with the task's other questions (one stop for all).
   const brk = r.later({ what: `read the program break of task ${pid}`, nr: SYS.brk, args: [0] });
   r.afterRun(() => (task.mm!.mm_brk = BigInt(brk.value!)));

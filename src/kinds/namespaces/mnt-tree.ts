@@ -162,6 +162,13 @@ export interface PeerGroup {
   outside?: { root: true } | { ext: mnt_entry };
   /** A shared group that is the peer group of an auto-detected external mount's outside mount (criu's external sharing). */
   outsidePeer?: mnt_entry;
+  /**
+   * A nested namespace's group tied to a mount `from` of the namespace it
+   * was made from: its mounts are peers of it ("peer"), slaves of its group
+   * ("slave"), or slaves of the same master ("master"), and shared in a
+   * group of their own if `shared` is not from's.
+   */
+  outer?: { from: mnt_entry; as: "peer" | "slave" | "master" };
 }
 
 /** How one mount comes back on restore. */
@@ -171,7 +178,13 @@ export type MountPlan =
   | { how: "bind"; from: number; sub: string }
   | { how: "external"; key: string; sub: string }
   /** An auto-detected external mount: bound from `dir`, a path of crest's namespace. */
-  | { how: "auto"; dir: string };
+  | { how: "auto"; dir: string }
+  /**
+   * A mount of a nested namespace showing a file system that the namespace
+   * it was made from (`outer`) shows too: a bind of that one's mount `from`
+   * (at `sub` in it), so that both show the same super block again.
+   */
+  | { how: "outer"; from: number; sub: string };
 
 /**
  * The mount tree of one namespace: its root (the mount at "/" whose parent
@@ -187,7 +200,12 @@ export class MountTree {
   readonly children = new Map<number, mnt_entry[]>();
   readonly plans = new Map<number, MountPlan>();
 
-  constructor(readonly entries: readonly mnt_entry[]) {
+  /**
+   * `outer`: for a nested namespace, the mounts of the namespace its first
+   * task was in before it unshared its own (its parent's), which the restore
+   * builds first; none for the tree's own namespace.
+   */
+  constructor(readonly entries: readonly mnt_entry[], readonly outer?: readonly mnt_entry[]) {
     for (const e of entries) this.byId.set(e.mnt_id, e);
     const roots = entries.filter((e) => !this.byId.has(e.parent_mnt_id));
     if (roots.length !== 1 || roots[0]!.mountpoint !== "/") {
@@ -213,7 +231,22 @@ export class MountTree {
 
   private planOf(e: mnt_entry): MountPlan {
     const what = `mount ${e.mnt_id} at ${e.mountpoint} (${fsName(e)} ${e.source}, root ${e.root})`;
-    if (e === this.root) return { how: "root" };
+    if (this.outer) {
+      // The same root first, else the widest that holds it (any shows the same files).
+      const from = this.outer.filter((x) => sameSb(x, e) && isSubPath(e.root, x.root))
+        .sort((a, b) => Number(b.root === e.root) - Number(a.root === e.root) || a.root.length - b.root.length)[0];
+      if (from) return { how: "outer", from: from.mnt_id, sub: cutRoot(e.root, from.root) };
+      // A root of a file system of its own (a tmpfs pivoted to, zdtm's mntns_pivot_root): mounted anew below, as other mounts are.
+      if (e === this.root) {
+        if (!(e.root === "/" && MOUNTABLE.has(e.fstype))) {
+          throw new MountRefusal(`${what}, the root of a nested mount namespace, shows no file system of the namespace it was made from, nor the root of one crest mounts; crest cannot make it again`);
+        }
+        const first = this.entries.find((x) => x.root === "/" && sameSb(x, e) && x.ext_key === undefined);
+        return first === e ? { how: "new" } : { how: "bind", from: first!.mnt_id, sub: "" };
+      }
+      if (e.ext_key !== undefined) throw new MountRefusal(`${what} is an external mount of a nested mount namespace; crest keeps external mounts only in the tree's own namespace`);
+    }
+    if (e === this.root && !this.outer) return { how: "root" };
     if (e.ext_key === AUTODETECTED) return { how: "auto", dir: autoDir(e) };
     if (e.ext_key !== undefined) {
       if (e.deleted) throw new MountRefusal(`${what} is an external mount whose source was removed; crest cannot bind it again`);
@@ -264,6 +297,34 @@ export class MountTree {
     return out;
   }
 
+  /** For a nested namespace: whether group g is tied to a mount of the outer namespace (PeerGroup.outer); refuses ties crest cannot make. */
+  private outerGroup(g: PeerGroup): void {
+    const m = g.mounts[0]!;
+    // MOVE_MOUNT_SET_GROUP wants the same super block and a root that holds the other's.
+    const fits = (x: mnt_entry) => sameSb(x, m) && isSubPath(m.root, x.root);
+    const what = `mount ${m.mnt_id} at ${m.mountpoint} of a nested mount namespace`;
+    const peers = g.shared ? this.outer!.filter((x) => x.shared_id === g.shared) : [];
+    if (peers.length) {
+      const from = peers.find(fits);
+      if (!from) throw new MountRefusal(`${what} is in peer group ${g.shared} with mount ${peers[0]!.mnt_id} at ${peers[0]!.mountpoint} of the namespace it was made from, but none of those shows its root (${m.root}); crest cannot put it back in that group`);
+      g.outer = { from, as: "peer" };
+      return;
+    }
+    if (!g.master) return;
+    const masters = this.outer!.filter((x) => x.shared_id === g.master);
+    if (masters.length) {
+      const from = masters.find(fits);
+      if (!from) throw new MountRefusal(`${what} is a slave of peer group ${g.master} of the namespace it was made from, but no mount of that group shows its root (${m.root}); crest cannot make it a slave again`);
+      g.outer = { from, as: "slave" };
+      return;
+    }
+    const fellows = this.outer!.filter((x) => x.master_id === g.master);
+    if (!fellows.length) return;
+    const from = fellows.find((x) => fits(x) && !x.shared_id);
+    if (!from) throw new MountRefusal(`${what} is a slave of peer group ${g.master}, outside the tree, as mount ${fellows[0]!.mnt_id} at ${fellows[0]!.mountpoint} of the namespace it was made from is, but none of those is a plain slave showing its root; crest cannot make it a slave of that group again`);
+    g.outer = { from, as: "master" };
+  }
+
   /**
    * Peer groups, parents before the groups that are their slaves: each
    * group's mounts (shared_id, master_id), widest root first. Throws for
@@ -280,15 +341,19 @@ export class MountTree {
     }
     const all = [...map.values()];
     for (const g of all) g.mounts.sort((a, b) => a.root.length - b.root.length);
+    if (this.outer) for (const g of all) this.outerGroup(g);
     const out: typeof all = [];
     const placed = new Set<typeof all[number]>();
     const place = (g: typeof all[number], depth: number) => {
       if (placed.has(g)) return;
       if (depth > all.length) throw new MountRefusal(`peer groups ${g.shared}/${g.master} form a cycle of masters`);
-      if (g.master) {
+      if (g.master && !g.outer) {
         const parent = all.find((p) => p.shared === g.master);
         if (parent) place(parent, depth + 1);
-        else {
+        else if (this.outer) {
+          const m = g.mounts[0]!;
+          throw new MountRefusal(`mount ${m.mnt_id} at ${m.mountpoint} of a nested mount namespace is a slave of peer group ${g.master}, which has no mount in it nor in the namespace it was made from; crest cannot restore that master`);
+        } else {
           // A master outside: the restore takes it from the mount --root or an external mount is bound from (criu's mount-v2).
           const m = g.mounts[0]!;
           const via = [this.root, ...this.entries.filter((x) => x.ext_key !== undefined)]

@@ -10,11 +10,11 @@
 // then moved into place parents first, the root pivoted to, and peer groups
 // and masters set last (MOVE_MOUNT_SET_GROUP, mount_setattr) on fds of the
 // mounts. crest reaches the namespace's files through /proc/PID/root.
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, rmdirSync, statSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, rmdirSync, statSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { basename, dirname, join, resolve } from "node:path";
-import type { DumpRun, RestoreRun, RestoreTask, TaskKind } from "../context.js";
-import { UnsupportedError } from "../context.js";
+import type { DumpRun, DumpTask, RestoreRun, RestoreTask, TaskKind } from "../context.js";
+import { UnsupportedError, restoreState } from "../context.js";
 import { IMG, type mnt_entry } from "../../images/index.js";
 import { parseMountinfo } from "../../proc/index.js";
 import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, CLONE, MNT_DETACH, MOVE_MOUNT, MS, O, OPEN_TREE_CLONE, SYS } from "../../sys/constants.js";
@@ -54,7 +54,7 @@ function devOf(path: string): number | undefined {
 }
 
 /** The mounts of the root's namespace as mnt_entry, refusing what crest cannot make again. */
-function readMounts(run: DumpRun, pid: number): mnt_entry[] {
+function readMounts(run: DumpRun, pid: number, nested = false): mnt_entry[] {
   const byMountpoint = new Map<string, string>();
   for (const e of run.opts.external) {
     const m = externalMount(e);
@@ -82,14 +82,15 @@ function readMounts(run: DumpRun, pid: number): mnt_entry[] {
         e.deleted = true;
       }
     }
-    const key = byMountpoint.get(m.mountPoint);
+    // --external names mount points of the tree's own namespace (criu's); a nested one's copy of such a mount is bound from it.
+    const key = nested ? undefined : byMountpoint.get(m.mountPoint);
     if (key !== undefined) {
       if (key === "") throw new UnsupportedError(`mount ${m.mntId} at ${m.mountPoint} of process ${pid}: --external mnt[${m.mountPoint}]: gives it no name; give mnt[${m.mountPoint}]:KEY`);
       e.ext_key = key;
     }
     out.push(e);
   }
-  if (run.opts.mnt.autoExternal) {
+  if (run.opts.mnt.autoExternal && !nested) {
     const root = out.find((e) => !out.some((p) => p.mnt_id === e.parent_mnt_id));
     const found = autodetectExternal(out, ownMounts(fstypeOf), root?.mnt_id ?? -1, { sharing: run.opts.mnt.externalSharing, masters: run.opts.mnt.externalMasters });
     for (const e of found) run.log.info(`autodetected external mount /${e.source} for ${e.mountpoint} (${e.mnt_id})${e.internal_sharing ? ", its sharing internal" : ""}`);
@@ -129,7 +130,8 @@ function opensMount(path: string, id: number): number | undefined {
  * made by the root task in its namespace: no mounts on it, so files under
  * mount points are seen too).
  */
-function dumpTmpfs(run: DumpRun, pid: number, tree: MountTree, e: mnt_entry): void {
+function dumpTmpfs(run: DumpRun, task: DumpTask, tree: MountTree, e: mnt_entry): void {
+  const pid = task.pid;
   const mounts = tree.entries.filter((x) => x.root === "/" && x.root_dev === e.root_dev);
   const visible = mounts.find((m) => {
     const fd = opensMount(`/proc/${pid}/root${m.mountpoint}`, m.mnt_id);
@@ -142,7 +144,7 @@ function dumpTmpfs(run: DumpRun, pid: number, tree: MountTree, e: mnt_entry): vo
     if (e.flags & MS.UNBINDABLE) throw new UnsupportedError(`${what} is unbindable and covered by another mount, so crest cannot read its files`);
     return tarTmpfs(run, e, copyHiddenMount(pid, e.mnt_id, e.mountpoint, what));
   }
-  const r = run.root.remotes[0]!;
+  const r = task.remotes[0]!;
   r.resetScratch();
   const clone = r.syscall(SYS.open_tree, AT_FDCWD, r.putString(visible.mountpoint), OPEN_TREE_CLONE | O.CLOEXEC);
   let fd: number;
@@ -178,22 +180,27 @@ function tarTmpfs(run: DumpRun, e: mnt_entry, fd: number): void {
   }
 }
 
-function dumpMounts(run: DumpRun): void {
-  const pid = run.root.pid;
+/**
+ * One mount namespace of the tree into mountpoints-ID.img, read from
+ * `task`, the first task in it; `outer`: for a nested one, the mounts of the
+ * namespace it was made from. Returns its mounts.
+ */
+function dumpNamespace(run: DumpRun, task: DumpTask, id: number, outer: readonly mnt_entry[] | undefined, tarred: Set<number>): mnt_entry[] {
+  const pid = task.pid;
+  const which = outer ? `the nested mount namespace ${id} of process ${pid}` : `the mount namespace of process ${pid}`;
   let tree: MountTree;
   try {
-    tree = new MountTree(readMounts(run, pid));
+    tree = new MountTree(readMounts(run, pid, outer !== undefined), outer);
     tree.groups();
   } catch (e) {
-    if (e instanceof MountRefusal) throw new UnsupportedError(`the mount namespace of process ${pid}: ${e.message}`);
+    if (e instanceof MountRefusal) throw new UnsupportedError(`${which}: ${e.message}`);
     throw e;
   }
-  const dumped = new Set<number>();
   for (const e of tree.entries) {
     if (tree.plans.get(e.mnt_id)!.how !== "new") continue;
-    if (e.fstype === FS_TMPFS && !dumped.has(e.root_dev)) {
-      dumpTmpfs(run, pid, tree, e);
-      dumped.add(e.root_dev);
+    if (e.fstype === FS_TMPFS && !tarred.has(e.root_dev)) {
+      dumpTmpfs(run, task, tree, e);
+      tarred.add(e.root_dev);
     } else if (e.fstype === FS_MQUEUE) {
       // As criu: an mqueue file system is kept only empty (its queues are not dumped).
       const names = mountEntries(pid, e);
@@ -209,8 +216,30 @@ function dumpMounts(run: DumpRun): void {
       }
     }
   }
-  run.images.write(IMG.mnts, run.root.ids.mnt_ns_id!, tree.entries);
-  run.log.info(`mount namespace: ${tree.entries.length} mounts`);
+  run.images.write(IMG.mnts, id, tree.entries);
+  run.log.info(`${which}: ${tree.entries.length} mounts`);
+  return tree.entries as mnt_entry[];
+}
+
+/**
+ * The root's namespace, then each nested one (a task that unshared
+ * CLONE_NEWNS, and its children) from its first task, in tree order: the
+ * namespace it was made from (its parent's) is dumped before it. mnt_ids are
+ * the kernel's, unique across namespaces, as criu keeps them.
+ */
+function dumpMounts(run: DumpRun): void {
+  const tarred = new Set<number>();
+  const rootId = run.root.ids.mnt_ns_id!;
+  const trees = new Map<number, mnt_entry[]>([[rootId, dumpNamespace(run, run.root, rootId, undefined, tarred)]]);
+  const byVpid = new Map(run.tasks.map((t) => [t.vpid, t]));
+  for (const t of run.tasks) {
+    const id = t.ids.mnt_ns_id;
+    if (t.zombie || id === undefined || trees.has(id)) continue;
+    const parentId = byVpid.get(t.vppid)?.ids.mnt_ns_id;
+    const outer = parentId === undefined ? undefined : trees.get(parentId);
+    if (!outer) throw new UnsupportedError(`process ${t.pid} is in the mount namespace ${id}, made from one (${parentId ?? "?"}) that no task of the tree dumped before it is in; crest cannot tell what it was made from`);
+    trees.set(id, dumpNamespace(run, t, id, outer, tarred));
+  }
 }
 
 /** The names in mount e of the tree's (through process pid), undefined if crest cannot reach that mount. */
@@ -226,12 +255,13 @@ function mountEntries(pid: number, e: mnt_entry): string[] | undefined {
 
 // ---- restore
 
-function treeOf(run: RestoreRun): MountTree {
-  const entries = run.images.read(IMG.mnts, run.tasks[0]!.ids.mnt_ns_id!);
+/** The mounts of namespace `id` (the root's by default); `outer` for a nested one: the mounts of the namespace it was made from. */
+function treeOf(run: RestoreRun, id = run.tasks[0]!.ids.mnt_ns_id!, outer?: readonly mnt_entry[]): MountTree {
+  const entries = run.images.read(IMG.mnts, id);
   try {
-    return new MountTree(entries);
+    return new MountTree(entries, outer);
   } catch (e) {
-    if (e instanceof MountRefusal) throw run.images.invalid(IMG.mnts, run.tasks[0]!.ids.mnt_ns_id!, e.message);
+    if (e instanceof MountRefusal) throw run.images.invalid(IMG.mnts, id, e.message);
     throw e;
   }
 }
@@ -248,8 +278,53 @@ function restoreExternals(run: RestoreRun): Map<string, string> {
   return map;
 }
 
+/** Every nested mount namespace with the first task in it, in tree order, and the namespace it is made from (its parent's). */
+function nestedNamespaces(run: RestoreRun): Array<{ id: number; task: RestoreTask; outerId: number }> {
+  const rootId = run.tasks[0]!.ids.mnt_ns_id;
+  const seen = new Set<number | undefined>([rootId]);
+  const out: Array<{ id: number; task: RestoreTask; outerId: number }> = [];
+  for (const t of run.tasks.slice(1)) {
+    const id = t.ids.mnt_ns_id;
+    if (id === undefined || seen.has(id)) continue;
+    seen.add(id);
+    out.push({ id, task: t, outerId: (t.parent ?? run.tasks[0]!).ids.mnt_ns_id! });
+  }
+  return out;
+}
+
+/** The trees of the nested namespaces, each with the mounts of the one it is made from; refuses what cannot be made. */
+function nestedTrees(run: RestoreRun): Map<number, MountTree> {
+  const entries = new Map<number, readonly mnt_entry[]>([[run.tasks[0]!.ids.mnt_ns_id!, treeOf(run).entries]]);
+  const out = new Map<number, MountTree>();
+  for (const n of nestedNamespaces(run)) {
+    const outer = entries.get(n.outerId);
+    if (!outer) throw run.images.invalid(IMG.mnts, n.id, `process ${n.task.vpid} is in mount namespace ${n.id}, made from namespace ${n.outerId}, which no task before it is in`);
+    const tree = treeOf(run, n.id, outer);
+    entries.set(n.id, tree.entries);
+    out.set(n.id, tree);
+  }
+  return out;
+}
+
+function checkTmpfs(run: RestoreRun, tree: MountTree): void {
+  for (const e of tree.entries) {
+    if (tree.plans.get(e.mnt_id)!.how === "new" && e.fstype === FS_TMPFS && !run.images.exists(IMG.tmpfsDev, e.root_dev) && !run.images.exists(IMG.tmpfsImg, e.mnt_id)) {
+      throw run.images.invalid(IMG.tmpfsDev, e.root_dev, `the files of tmpfs mount ${e.mnt_id} at ${e.mountpoint} are missing`);
+    }
+  }
+}
+
 function checkPlan(run: RestoreRun): void {
   const tree = treeOf(run);
+  for (const [id, nested] of nestedTrees(run)) {
+    try {
+      nested.groups();
+    } catch (e) {
+      if (e instanceof MountRefusal) throw run.images.invalid(IMG.mnts, id, e.message);
+      throw e;
+    }
+    checkTmpfs(run, nested);
+  }
   if (run.opts.mnt.root === undefined) {
     throw new Error("the tree has its own mount namespace: give --root DIR, the directory its root mount is restored from (criu needs it too)");
   }
@@ -262,29 +337,49 @@ function checkPlan(run: RestoreRun): void {
     if (p.how === "auto" && !run.opts.mnt.autoExternal) {
       throw new Error(`mount ${e.mnt_id} at ${e.mountpoint} is an autodetected external mount (of ${p.dir}); restore with --ext-mount-map auto to bind it from there, as criu asks`);
     }
-    if (p.how === "new" && e.fstype === FS_TMPFS && !run.images.exists(IMG.tmpfsDev, e.root_dev) && !run.images.exists(IMG.tmpfsImg, e.mnt_id)) {
-      throw run.images.invalid(IMG.tmpfsDev, e.root_dev, `the files of tmpfs mount ${e.mnt_id} at ${e.mountpoint} are missing`);
-    }
   }
+  checkTmpfs(run, tree);
   tree.groups();
 }
 
-/** Builds the tree's mounts inside the root task and makes them its namespace (see the top of this file). */
-function buildMounts(task: RestoreTask, run: RestoreRun): void {
+/**
+ * Builds a namespace's mounts inside `task` and makes them its namespace
+ * (see the top of this file): the tree's own in the root, a nested one in
+ * the first task in it, which has just unshared it (`nested`: its id).
+ */
+function buildMounts(task: RestoreTask, run: RestoreRun, tree: MountTree, nested?: { id: number; outerId: number }): void {
   const r = task.remotes[0]!;
-  const tree = treeOf(run);
   const ext = restoreExternals(run);
   const rootDir = resolve(run.opts.mnt.root!);
   /** crest's way to a path of the task's mount namespace. */
   const view = (p: string) => `/proc/${task.pid}/root${p}`;
-  const yard = mkdtempSync("/tmp/.crest-mntns-");
-  run.cleanup.push(() => {
-    try {
-      rmdirSync(yard);
-    } catch {
-      // already gone
-    }
-  });
+  const which = nested === undefined ? "the restored mount namespace" : `the nested mount namespace ${nested.id} of process ${task.vpid}`;
+  const outerId = nested?.outerId;
+  /** A nested namespace's mounts shown by the one it was made from: the task's fds of them, opened before the yard covers anything. */
+  const outerFds = new Map<number, { fd: number; dir: boolean; path: string }>();
+  let yard: string;
+  if (nested === undefined) {
+    yard = mkdtempSync("/tmp/.crest-mntns-");
+    const made = yard;
+    run.cleanup.push(() => {
+      try {
+        rmdirSync(made);
+      } catch {
+        // already gone
+      }
+    });
+  } else {
+    // The task sees the namespace it was made from (a copy): the yard goes on a directory there, which the pivot takes away with the rest.
+    const at = ["/tmp", "/mnt", "/run", "/dev", "/proc", "/sys", "/home", "/var"].find((d) => {
+      try {
+        return statSync(view(d)).isDirectory();
+      } catch {
+        return false;
+      }
+    });
+    if (at === undefined) throw new Error(`${which}: the namespace it is made from has none of /tmp, /mnt, /run, /dev, /proc, /sys, /home, /var to put crest's yard on`);
+    yard = at;
+  }
   const plain = (e: mnt_entry) => `${yard}/${e.mnt_id}`;
   const what = (e: mnt_entry) => `mount ${e.mnt_id} at ${e.mountpoint} (${fsName(e)})`;
   const mount = (doing: string, src: string | null, target: string, fstype: string | null, flags: number, data: string | null) => {
@@ -319,7 +414,21 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
   // The memory kind, next, keeps this scratch page or replaces it.
   r.needScratch();
   try {
-    mount("make the restored mount namespace private", null, "/", null, MS.REC | MS.PRIVATE, null);
+    mount(`make ${which} private`, null, "/", null, MS.REC | MS.PRIVATE, null);
+    for (const e of tree.entries) {
+      const p = tree.plans.get(e.mnt_id)!;
+      if (p.how !== "outer") continue;
+      const from = tree.outer!.find((x) => x.mnt_id === p.from)!;
+      const path = join(from.mountpoint, p.sub);
+      let dir: boolean;
+      try {
+        dir = statSync(view(path)).isDirectory();
+      } catch (err) {
+        throw new Error(`${what(e)}: its source ${path} (mount ${from.mnt_id}) is missing in the namespace it is made from (${(err as Error).message})`);
+      }
+      r.resetScratch();
+      outerFds.set(e.mnt_id, { fd: r.call(`open ${path}, the source of ${what(e)}`, SYS.openat, AT_FDCWD, r.putString(path), O.PATH | O.CLOEXEC, 0), dir, path });
+    }
     mount(`mount a tmpfs yard at ${yard}`, "crest-yard", yard, "tmpfs", 0, "mode=0700");
 
     // 1. Every mount apart, sources before the binds made from them.
@@ -372,7 +481,12 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
       r.resetScratch();
       const first = g.mounts[0]!;
       const outside = g.outside && ("root" in g.outside ? rootDir : externalDir(g.outside.ext));
-      if (g.outsidePeer) {
+      if (g.outer) {
+        // A nested namespace's group tied to a mount of the namespace it was made from (restored already).
+        fromOuter(first, g.outer.from);
+        if (g.outer.as === "slave") propagate(first, MS.SLAVE, "a slave");
+        if (g.shared && g.outer.as !== "peer") propagate(first, MS.SHARED, "shared");
+      } else if (g.outsidePeer) {
         // A peer of the outside mount an auto-detected external mount is bound from (--enable-external-sharing): its group, not a
         // new one, and with it its master (peers share one).
         masterFromOutside(first, externalDir(g.outsidePeer));
@@ -400,9 +514,10 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
     removeMadeSources();
   } finally {
     for (const fd of fds.values()) r.later({ what: `close an fd of a mount in task ${task.pid}`, nr: SYS.close, args: [fd] });
+    for (const o of outerFds.values()) r.later({ what: `close the fd of ${o.path} in task ${task.pid}`, nr: SYS.close, args: [o.fd] });
     r.flush();
   }
-  run.log.info(`mount namespace: ${tree.entries.length} mounts restored`);
+  run.log.info(`${which}: ${tree.entries.length} mounts restored`);
 
   function makePlain(e: mnt_entry): void {
     const p = tree.plans.get(e.mnt_id)!;
@@ -413,6 +528,22 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
     else if (p.how === "external") source = join(ext.get(p.key)!, p.sub);
     else if (p.how === "auto") source = p.dir;
     let dir = true;
+    if (p.how === "outer") {
+      // A bind of the task's copy of the outer mount (open_tree of its fd: no path, which the yard may cover).
+      const o = outerFds.get(e.mnt_id)!;
+      r.resetScratch();
+      if (o.dir) r.call(`make the mount point of ${what(e)}`, SYS.mkdirat, AT_FDCWD, r.putString(target), 0o700);
+      else r.call(`close the mount point of ${what(e)}`, SYS.close, r.call(`make the mount point of ${what(e)}`, SYS.openat, AT_FDCWD, r.putString(target), O.WRONLY | O.CREAT | O.CLOEXEC, 0o600));
+      const copy = r.call(`copy ${o.path} for ${what(e)} (open_tree)`, SYS.open_tree, o.fd, r.putString(""), OPEN_TREE_CLONE | AT_EMPTY_PATH | O.CLOEXEC);
+      try {
+        r.resetScratch();
+        r.call(`bind ${o.path} for ${what(e)}`, SYS.move_mount, copy, r.putString(""), AT_FDCWD, r.putString(target), MOVE_MOUNT.F_EMPTY_PATH);
+      } finally {
+        r.call(`close the copy of ${o.path}`, SYS.close, copy);
+      }
+      mount(`set the flags of ${what(e)}`, null, target, null, MS.REMOUNT | MS.BIND | mountOnlyFlags(e), null);
+      return;
+    }
     if (e.deleted && p.how === "bind") remake(e, source!);
     if (p.how === "bind") ptyForBind(e, tree.byId.get(p.from)!, p.sub, source!);
     if (source !== undefined) {
@@ -484,6 +615,33 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
   }
 
   /**
+   * Puts `e` in the peer group of `x`, a mount of the namespace a nested one
+   * was made from, as restored: crest opens it through a task of that
+   * namespace by its mount point, and checks it is the one (its root).
+   */
+  function fromOuter(e: mnt_entry, x: mnt_entry): void {
+    const holder = run.tasks.find((t) => t.ids.mnt_ns_id === outerId && t.pid > 0);
+    if (!holder) throw new Error(`${what(e)}: no task of mount namespace ${outerId} is there to reach mount ${x.mnt_id} at ${x.mountpoint}, whose peer group it joins`);
+    const from = openSync(`/proc/${holder.pid}/root${x.mountpoint}`, O.PATH | O.CLOEXEC);
+    try {
+      const id = mntIdOf(from);
+      const seen = parseMountinfo(readFileSync(`/proc/${holder.pid}/mountinfo`, "utf8")).find((m) => m.mntId === id);
+      if (!seen || seen.mountPoint !== x.mountpoint || seen.root !== x.root) {
+        throw new Error(`${what(e)}: mount ${x.mnt_id} at ${x.mountpoint} of namespace ${outerId}, whose peer group it joins, is not the mount seen at that path now (${seen ? `${seen.root} of ${seen.fsType}` : "none"})`);
+      }
+      const to = takeFd(r.pid, fds.get(e.mnt_id)!, `the restored ${what(e)}`);
+      try {
+        check(native.syscall(SYS.move_mount, from, "", to, "", MOVE_MOUNT.SET_GROUP | MOVE_MOUNT.F_EMPTY_PATH | MOVE_MOUNT.T_EMPTY_PATH),
+          `put ${what(e)} in the peer group of mount ${x.mnt_id} at ${x.mountpoint} of namespace ${outerId}`);
+      } finally {
+        closeSync(to);
+      }
+    } finally {
+      closeSync(from);
+    }
+  }
+
+  /**
    * Puts `e` in the peer group of the mount crest's `source` is on (which
    * is shared, or a slave), from crest's side: e becomes a slave of the
    * same master once the task makes it one. move_mount needs the mount's
@@ -520,6 +678,81 @@ function buildMounts(task: RestoreTask, run: RestoreRun): void {
   }
 }
 
+/** The namespace (mnt_ns_id) of every mount of the images, by mnt_id. */
+const namespaceOfMount = restoreState("mount namespaces of mounts", (run) => {
+  const out = new Map<number, number>();
+  if (!ownedAtRestore(run, "mnt")) return out;
+  for (const id of [run.tasks[0]!.ids.mnt_ns_id!, ...nestedNamespaces(run).map((n) => n.id)]) {
+    for (const e of run.images.read(IMG.mnts, id)) out.set(e.mnt_id, id);
+  }
+  return out;
+});
+
+/**
+ * A task (born already) of the mount namespace that mount `mntId` belongs
+ * to, when that is not `task`'s own: a file `task` had open through it is
+ * reopened there (criu's mnt_id), as mntns_open asks. undefined when the
+ * task's own namespace will do.
+ */
+export function holderOfMount(run: RestoreRun, task: RestoreTask, mntId: number | undefined): RestoreTask | undefined {
+  if (mntId === undefined || mntId < 0) return undefined;
+  const ns = run.state(namespaceOfMount).get(mntId);
+  if (ns === undefined || ns === task.ids.mnt_ns_id) return undefined;
+  return run.tasks.find((t) => t.ids.mnt_ns_id === ns && t.pid > 0);
+}
+
+/** A task (born already) of the nested mount namespace mount `mntId` belongs to; undefined for the root's, or a mount of none. */
+export function nestedHolderOfMount(run: RestoreRun, mntId: number | undefined): RestoreTask | undefined {
+  if (mntId === undefined || mntId < 0) return undefined;
+  const ns = run.state(namespaceOfMount).get(mntId);
+  if (ns === undefined || ns === run.tasks[0]!.ids.mnt_ns_id) return undefined;
+  return run.tasks.find((t) => t.ids.mnt_ns_id === ns && t.pid > 0);
+}
+
+/** Nested namespaces made so far, by id: crest's fd of each (the other tasks in it join it). */
+const madeNamespaces = restoreState("mnt namespaces", (run) => {
+  const made = new Map<number, number>();
+  run.cleanup.push(() => {
+    for (const fd of made.values()) closeSync(fd);
+  });
+  return made;
+});
+
+/**
+ * A task other than the root, right after it is born (in its parent's
+ * namespace, before its children): the first task of a nested namespace
+ * unshares it and builds its mounts; the others in it join it (setns).
+ */
+function placeTask(run: RestoreRun, task: RestoreTask): void {
+  const id = task.ids.mnt_ns_id;
+  const root = run.tasks[0]!;
+  if (id === undefined || !ownedAtRestore(run, "mnt")) return;
+  const made = run.state(madeNamespaces);
+  if (!made.has(id) && id !== root.ids.mnt_ns_id) {
+    const tree = nestedTrees(run).get(id);
+    if (!tree) throw run.images.invalid(IMG.ids, task.vpid, `process ${task.vpid} is in mount namespace ${id}, which the restore did not plan to make`);
+    const r = task.remotes[0]!;
+    r.needScratch();
+    r.call(`make the nested mount namespace ${id} of process ${task.vpid} (unshare)`, SYS.unshare, CLONE.NEWNS);
+    made.set(id, openSync(`/proc/${task.pid}/ns/mnt`, "r"));
+    buildMounts(task, run, tree, { id, outerId: nestedNamespaces(run).find((n) => n.id === id)!.outerId });
+    return;
+  }
+  const path = made.has(id) ? undefined : `/proc/${root.pid}/ns/mnt`;
+  const mine = path === undefined ? made.get(id)! : openSync(path, "r");
+  try {
+    if (fstatSync(mine).ino === statSync(`/proc/${task.pid}/ns/mnt`).ino) return;
+    const r = task.remotes[0]!;
+    r.needScratch();
+    const theirs = passFd(r, task.vpid, mine, `mount namespace ${id}`);
+    r.call(`make process ${task.vpid} join mount namespace ${id}`, SYS.setns, theirs, CLONE.NEWNS);
+    r.call(`close the fd of mount namespace ${id} in process ${task.vpid}`, SYS.close, theirs);
+    run.log.info(`process ${task.vpid} joined mount namespace ${id}`);
+  } finally {
+    if (path !== undefined) closeSync(mine);
+  }
+}
+
 export const mntNamespaceKind: TaskKind = {
   name: "mnt namespace",
   finishDump(run) {
@@ -531,6 +764,8 @@ export const mntNamespaceKind: TaskKind = {
     return CLONE.NEWNS;
   },
   born(task, run) {
-    if (task === run.tasks[0] && ownedAtRestore(run, "mnt")) buildMounts(task, run);
+    if (task === run.tasks[0]) {
+      if (ownedAtRestore(run, "mnt")) buildMounts(task, run, treeOf(run));
+    } else placeTask(run, task);
   },
 };

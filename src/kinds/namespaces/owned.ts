@@ -16,7 +16,7 @@ export const SUPPORTED_NS: ReadonlySet<NsKind> = new Set<NsKind>(["pid", "net", 
  * unshared one, and its children): each has its own images, named by the id
  * in the task's ids image, and the restore makes it for the first task in it.
  */
-export const NESTED_NS: ReadonlySet<NsKind> = new Set<NsKind>(["net", "uts"]);
+export const NESTED_NS: ReadonlySet<NsKind> = new Set<NsKind>(["net", "uts", "mnt"]);
 
 export function ownedAtRestore(run: RestoreRun, k: NsKind): boolean {
   const mine = run.inventory.root_ids;
@@ -27,11 +27,23 @@ export function ownedAtRestore(run: RestoreRun, k: NsKind): boolean {
 
 /**
  * A path of the tree's tasks as crest reaches it: through the root's
- * /proc/PID/root when the tree has its own mount namespace (every task
- * shares the root's: nested ones are refused), else crest's own path.
+ * /proc/PID/root when the tree has its own mount namespace, else crest's
+ * own path. The root's namespace: a task of a nested one reaches its
+ * files through its own /proc/PID/root (regfile.ts inTaskRoot).
  */
 export function treePath(run: DumpRun | RestoreRun, path: string): string {
   if (!path.startsWith("/")) return path;
   if ("root" in run) return run.ownNamespaces.has("mnt") ? `/proc/${run.root.pid}/root${path}` : path;
   return ownedAtRestore(run, "mnt") ? `/proc/${run.tasks[0]!.pid}/root${path}` : path;
+}
+
+/**
+ * A path of one task as crest reaches it: as treePath for a task of the
+ * root's mount namespace, through its own /proc/PID/root for a task of a
+ * nested one (its files are where its mounts are).
+ */
+export function taskPath(run: DumpRun | RestoreRun, task: { pid: number; ids: { mnt_ns_id?: number } }, path: string): string {
+  const root = "root" in run ? run.root : run.tasks[0]!;
+  if (!path.startsWith("/") || task.ids.mnt_ns_id === root.ids.mnt_ns_id) return treePath(run, path);
+  return `/proc/${task.pid}/root${path}`;
 }

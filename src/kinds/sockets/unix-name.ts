@@ -17,7 +17,7 @@
 // socket has its address and no file, as at the dump. A task in the tree's
 // own mount namespace may not see crest in its /proc (its own PID
 // namespace's): it is given the fd and connects through /proc/self/fd/N.
-import { ownedAtRestore, treePath } from "../namespaces/owned.js";
+import { ownedAtRestore, taskPath } from "../namespaces/owned.js";
 import { passFd } from "../files/inherit.js";
 import { idOutside } from "../namespaces/user.js";
 import { closeSync, fstatSync, lstatSync, mkdirSync, openSync, readlinkSync, renameSync, rmdirSync, chmodSync, chownSync, statSync, unlinkSync, existsSync } from "node:fs";
@@ -95,7 +95,7 @@ export function sockaddr(name: Buffer): Buffer {
 const isPath = (e: unix_sk_entry): boolean => e.name.length > 0 && e.name[0] !== 0;
 
 /** The socket's path as crest reaches it (a relative name joined to its directory, in the tree's mount namespace). */
-const seenPath = (c: OpenContext, e: unix_sk_entry): string => treePath(c.run, fullPath(e));
+const seenPath = (c: OpenContext, e: unix_sk_entry): string => taskPath(c.run, c.task, fullPath(e));
 const fullPath = (e: unix_sk_entry): string => (e.name_dir !== undefined ? join(e.name_dir, e.name.toString("latin1")) : e.name.toString("latin1"));
 
 /** The task's cwd becomes the directory a relative name was bound in (the fs stage sets the dumped cwd after the files). */

@@ -51,7 +51,7 @@ import { AF_UNIX, listUnixSockets, type UnixDiag } from "./unix-diag.js";
 import { dumpOptions, restoreOptions, restoreReuse, setInt, SO } from "./options.js";
 import { peekQueue, sendQueue, type Packet } from "./queue.js";
 import { bindName, connectName, connectNameFromCrest, dumpName } from "./unix-name.js";
-import { treePath } from "../namespaces/owned.js";
+import { taskPath, treePath } from "../namespaces/owned.js";
 import { manyNetns, socketNetns } from "./socket-fd.js";
 import { inSocketNetns } from "../namespaces/net.js";
 
@@ -99,6 +99,12 @@ const dumped = dumpState("unix sockets", () => ({
   queues: [] as SkQueuePacketInput[],
 }));
 
+/** A path as the task holding the fd sees it (a task of a nested mount namespace, its own). */
+function pathOfHolder(run: DumpRun, f: FdFacts, path: string): string {
+  const holder = run.tasks.find((t) => t.pid === (f.table ?? f.pid));
+  return holder ? taskPath(run, holder, path) : treePath(run, path);
+}
+
 function diagOf(run: DumpRun, ino: number): UnixDiag | undefined {
   const s = run.state(dumped);
   s.diag ??= inTreeNetns(run, listUnixSockets);
@@ -138,7 +144,7 @@ function dumpUnix(f: FdFacts, run: DumpRun, held: HeldFiles): number {
   const { opts, packets, name, ns } = withFd(takeFd(f.pid, f.fd, what), (fd) => ({
     // Its namespace (where an abstract name lives), looked up only where the tree has several.
     ns: manyNetns(run) ? socketNetns(fd, what, run) : run.root.ids.net_ns_id,
-    name: d.name.length && d.name[0] !== 0 && bindsOnRestore(d) ? dumpName(fd, d.name, what, (p) => treePath(run, p)) : undefined,
+    name: d.name.length && d.name[0] !== 0 && bindsOnRestore(d) ? dumpName(fd, d.name, what, (p) => pathOfHolder(run, f, p)) : undefined,
     opts: dumpOptions(fd, what),
     packets: d.rqlen && d.state !== TCP_LISTEN ? peekQueue(fd, d.type, what, { shut: (d.shutdown & 1) !== 0, bytes: d.rqlen }) : [],
   }));

@@ -63,6 +63,11 @@ export class TreeNamespaces {
       for (const kind of NS_KINDS) {
         const link = this.link(t.pid, kind);
         const want = this.link(tree.root, kind);
+        if (link !== want && kind === "mnt" && !this.own.has("mnt")) {
+          // As criu: nested mount namespaces are kept with the tree's own only (their mounts refer to its mounts).
+          throw new UnsupportedError(`process ${t.pid} is in mnt namespace ${link}, not the tree's (${want}), which is crest's own; crest keeps a nested mount namespace ` +
+            "only in a tree with a mount namespace of its own (start the tree with crest run --ns mnt, or dump the task as a tree of its own)");
+        }
         if (link !== want && !NESTED_NS.has(kind)) {
           throw new UnsupportedError(`process ${t.pid} is in ${kind} namespace ${link}, not the tree's (${want}); crest keeps nested ${[...NESTED_NS].join(", ")} namespaces only ` +
             `so far: let the task share the root's ${kind} namespace, or dump it as a tree of its own`);

@@ -1,0 +1,266 @@
+/*
+ * A task of the tree in a mount namespace of its own (nested: not the
+ * root's). Started by `crest run --ns pid,mnt`, the root sets up its own
+ * namespace as the mntns workload does (everything private, a bind of the
+ * host's root pivoted to, proc, devtmpfs, a devpts of its own) and runs
+ * itself again from there. Then, in its directory D, it makes the empty
+ * directories n and nb, a tmpfs at D/s made shared, and forks "inner",
+ * which unshares CLONE_NEWNS (its copy of D/s a peer of the root's: one
+ * peer group across the two namespaces), mounts a tmpfs at D/n (size=1m) with f.txt
+ * "nested tmpfs file" and sub/g.txt "under sub", binds D/n/sub on D/nb,
+ * holds D/n/f.txt open read-only at offset 7 and has D/n/sub as its cwd;
+ * it keeps an fd of D/o.txt that the root opened before the fork, through
+ * the root's namespace's mount (its mnt_id is not the one inner's own open
+ * of D/o.txt gets, as criu's mntns_open checks).
+ * Both record their /proc/self/mountinfo (ids, devices and peer numbers
+ * left out, sorted).
+ * After SIGTERM the root asks inner (over a pipe) to check: its
+ * mountinfo the same, its fd reading "tmpfs file" from offset 7, its cwd
+ * D/n/sub holding g.txt, D/nb/g.txt "under sub", and its mount namespace
+ * not the root's (the root sends its inode); then the root mounts a tmpfs
+ * on D/s/x, which inner must see (propagation between the namespaces,
+ * live after restore). The root checks its own
+ * mountinfo the same and that it sees neither f.txt in D/n nor g.txt in
+ * D/nb (the mounts are inner's only).
+ *
+ * With argv[2] "pivot", inner then mounts a proc at D/n/proc, pivots into its tmpfs D/n and detaches
+ * the old root (zdtm's mntns_pivot_root: its program stays mapped from
+ * there): its checks are then its mountinfo, its fd, its cwd (/sub) and
+ * g.txt there, and its namespace (no nb, s nor o.txt: they were in the old root).
+ *
+ * With argv[2] "flat", the root keeps the namespace it was started in (no
+ * setup, no exec, no D/s; inner makes its copy private): crest refuses a nested mount namespace in a tree that
+ * has none of its own.
+ *
+ * Sabotage: 1 inner unmounts D/nb before checking; 2 inner moves its fd to
+ * offset 0; 3 the root mounts a tmpfs on D/n before checking; 4 the root
+ * makes D/s private before mounting on D/s/x; 5 inner reopens D/o.txt in
+ * its own namespace over the root's fd.
+ */
+#define _GNU_SOURCE
+#include "lib.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char dir[PATH_MAX];
+
+static void die(const char *what) {
+  fprintf(stderr, "mntns-nested: %s: %s\n", what, strerror(errno));
+  exit(2);
+}
+
+static const char *at(const char *rel) {
+  static char buf[4][PATH_MAX];
+  static int n;
+  char *b = buf[n++ % 4];
+  snprintf(b, PATH_MAX, "%.3000s/%.1000s", dir, rel);
+  return b;
+}
+
+static void mnt(const char *src, const char *target, const char *type, unsigned long flags, const char *data) {
+  if (mount(src, target, type, flags, data)) die(target);
+}
+
+static void put(const char *path, const char *data) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0 || write(fd, data, strlen(data)) != (ssize_t)strlen(data)) die(path);
+  close(fd);
+}
+
+/* mountinfo without mount ids and devices (a restored tmpfs is a new device), peer numbers renumbered; sorted. */
+static char *normal_mountinfo(char *out, size_t cap) {
+  static char raw[1 << 16];
+  if (wl_read_into("/proc/self/mountinfo", raw, sizeof(raw)) < 0) return strcpy(out, "unreadable\n");
+  static char rows[128][700];
+  int n = 0;
+  for (char *s = strtok(raw, "\n"); s && n < 128; s = strtok(NULL, "\n")) {
+    char root[200], mp[200], rest[280];
+    if (sscanf(s, "%*d %*d %*s %199s %199s %279[^\n]", root, mp, rest) != 3) continue;
+    /* peer group numbers are not kept: only whether there is one */
+    for (char *p = rest; (p = strpbrk(p, "0123456789")); p++)
+      if (p > rest + 6 && (!strncmp(p - 7, "shared:", 7) || !strncmp(p - 7, "master:", 7))) *p = '#';
+    snprintf(rows[n++], sizeof(rows[0]), "%s %s %s", mp, root, rest);
+  }
+  for (int i = 1; i < n; i++)
+    for (int j = i; j > 0 && strcmp(rows[j - 1], rows[j]) > 0; j--) {
+      char t[700];
+      strcpy(t, rows[j]); strcpy(rows[j], rows[j - 1]); strcpy(rows[j - 1], t);
+    }
+  size_t len = 0;
+  out[0] = 0;
+  for (int i = 0; i < n && len < cap; i++) len += snprintf(out + len, cap - len, "%s\n", rows[i]);
+  return out;
+}
+
+static void expect_file(const char *path, const char *want) {
+  char buf[128];
+  ssize_t n = wl_read_into(path, buf, sizeof(buf));
+  if (n != (ssize_t)strlen(want) || memcmp(buf, want, n)) fail("%s reads %zd bytes '%.*s', not '%s'", path, n, n > 0 ? (int)n : 0, n > 0 ? buf : "", want);
+}
+
+static char before[1 << 14], after[1 << 14];
+static int outer_fd = -1;
+
+static int mnt_id_of(int fd) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+  if (wl_read_into(path, buf, sizeof(buf)) < 0) return -1;
+  char *m = strstr(buf, "mnt_id:");
+  return m ? atoi(m + 7) : -1;
+}
+
+/* fail()s unless outer_fd is through another mount than inner's own open of D/o.txt. */
+static void check_outer_fd(const char *when) {
+  int mine = open(at("o.txt"), O_RDONLY);
+  int a = mnt_id_of(outer_fd), b = mnt_id_of(mine);
+  if (mine < 0 || a < 0 || b < 0) fail("%s: mnt_id of o.txt's fds: %d, %d", when, a, b);
+  else if (a == b) fail("%s: the fd of o.txt opened in the root's namespace is through inner's own mount %d", when, b);
+  close(mine);
+}
+static int ask[2], answer[2];
+
+/* The child in a mount namespace of its own; returns its verdict's failures over `answer`. */
+static int flat, pivot;
+
+static void inner(void) {
+  if (unshare(CLONE_NEWNS)) die("unshare(CLONE_NEWNS)");
+  /* In crest's namespace (flat), nothing it mounts may reach the host's. */
+  if (flat) mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+  mnt("wl-nested", at("n"), "tmpfs", 0, "size=1m,mode=755");
+  put(at("n/f.txt"), "nested tmpfs file");
+  if (mkdir(at("n/sub"), 0755)) die("mkdir n/sub");
+  put(at("n/sub/g.txt"), "under sub");
+  mnt(at("n/sub"), at("nb"), NULL, MS_BIND, NULL);
+  int fd = open(at("n/f.txt"), O_RDONLY);
+  if (fd < 0 || lseek(fd, 7, SEEK_SET) != 7) die("open n/f.txt");
+  if (chdir(at("n/sub"))) die("chdir n/sub");
+  if (pivot) {
+    /* An fd through the old root would be refused (its mount is in no namespace of the tree): only the program stays mapped from there. */
+    close(outer_fd);
+    /* A /proc of its own inside, for its checks (its mountinfo, its namespace). */
+    if (mkdir(at("n/proc"), 0555)) die("mkdir n/proc");
+    mnt("proc", at("n/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    if (chdir(at("n")) || mkdir("old", 0755) || syscall(SYS_pivot_root, ".", "old") || umount2("/old", MNT_DETACH) || rmdir("/old") || chdir("/sub")) die("pivot_root into n");
+  }
+  if (!flat && !pivot) check_outer_fd("before");
+  normal_mountinfo(before, sizeof(before));
+  char c = 'r';
+  if (write(answer[1], &c, 1) != 1) die("tell ready");
+
+  unsigned long root_ns;
+  if (read(ask[0], &root_ns, sizeof(root_ns)) != sizeof(root_ns)) die("wait for the check");
+  if (wl_sabotage() == 1 && umount2(at("nb"), 0)) die("sabotage: umount nb");
+  if (wl_sabotage() == 2) lseek(fd, 0, SEEK_SET);
+  if (wl_sabotage() == 5) {
+    int mine = open(at("o.txt"), O_RDONLY);
+    if (mine < 0 || dup2(mine, outer_fd) < 0) die("sabotage: reopen o.txt");
+    close(mine);
+  }
+  if (!flat && !pivot) check_outer_fd("after");
+  normal_mountinfo(after, sizeof(after));
+  wl_compare_lines("inner's mountinfo", before, after);
+  char buf[64];
+  ssize_t n = read(fd, buf, sizeof(buf));
+  if (n != 10 || memcmp(buf, "tmpfs file", 10)) fail("inner's fd of n/f.txt reads %zd bytes '%.*s' from offset 7, not 'tmpfs file'", n, n > 0 ? (int)n : 0, n > 0 ? buf : "");
+  char cwd[PATH_MAX];
+  const char *want_cwd = pivot ? "/sub" : at("n/sub");
+  if (!getcwd(cwd, sizeof(cwd)) || strcmp(cwd, want_cwd)) fail("inner's cwd is %s, not %s", cwd, want_cwd);
+  expect_file("g.txt", "under sub");
+  if (!pivot) expect_file(at("nb/g.txt"), "under sub");
+  struct stat st;
+  if (stat("/proc/self/ns/mnt", &st)) fail("inner: stat /proc/self/ns/mnt: %s", strerror(errno));
+  else if ((unsigned long)st.st_ino == root_ns) fail("inner is in the root's mount namespace (%lu), not its own", root_ns);
+  if (!flat && !pivot) {
+    /* The root mounts on s/x once told; its peer here shows it. */
+    if (write(answer[1], &c, 1) != 1 || read(ask[0], &c, 1) != 1) die("wait for the root's mount on s/x");
+    struct stat s, x;
+    if (stat(at("s"), &s) || stat(at("s/x"), &x)) fail("inner: stat s, s/x: %s", strerror(errno));
+    else if (s.st_dev == x.st_dev) fail("inner does not see the root's mount on s/x (a peer of the root's s): the peer group is lost");
+  }
+  int failures = wl_failures();
+  if (write(answer[1], &failures, sizeof(failures)) != sizeof(failures)) die("tell the verdict");
+  exit(0);
+}
+
+int main(int argc, char **argv) {
+  wl_init(argc, argv, "mntns-nested");
+  if (!getcwd(dir, sizeof(dir))) die("getcwd");
+  flat = argc > 2 && !strcmp(argv[2], "flat");
+  pivot = argc > 2 && !strcmp(argv[2], "pivot");
+  if (!flat && !getenv("WL_MNTNS_INSIDE")) {
+    /* The root's own namespace, as a container runtime sets it up (see mntns.c). */
+    mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+    if (mkdir(at("newroot"), 0755)) die("mkdir newroot");
+    mnt("/", at("newroot"), NULL, MS_BIND, NULL);
+    char nr[PATH_MAX - 16];
+    snprintf(nr, sizeof(nr), "%.4000s/newroot", dir);
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof(p), "%s/proc", nr);
+    mnt("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    snprintf(p, sizeof(p), "%s/dev", nr);
+    mnt("devtmpfs", p, "devtmpfs", MS_NOSUID, NULL);
+    snprintf(p, sizeof(p), "%s/dev/pts", nr);
+    mnt("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620");
+    if (chdir(nr) || syscall(SYS_pivot_root, ".", ".") || umount2(".", MNT_DETACH) || chdir(dir)) die("pivot_root");
+    int in = open("/dev/null", O_RDONLY), out = open(at("out.log"), O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) die("stdio");
+    close(in);
+    close(out);
+    setenv("WL_MNTNS_INSIDE", "1", 1);
+    execv(argv[0], argv);
+    die("execv");
+  }
+  if (mkdir(at("n"), 0755) || mkdir(at("nb"), 0755)) die("mkdir n, nb");
+  if (!flat) {
+    if (mkdir(at("s"), 0755)) die("mkdir s");
+    mnt("wl-shared", at("s"), "tmpfs", 0, "size=64k");
+    mnt(NULL, at("s"), NULL, MS_SHARED, NULL);
+    if (mkdir(at("s/x"), 0755)) die("mkdir s/x");
+    put(at("o.txt"), "outer");
+    outer_fd = open(at("o.txt"), O_RDONLY);
+    if (outer_fd < 0) die("open o.txt");
+  }
+  if (pipe(ask) || pipe(answer)) die("pipe");
+  pid_t kid = fork();
+  if (kid < 0) die("fork");
+  if (kid == 0) inner();
+  if (outer_fd >= 0) close(outer_fd);
+  char c;
+  if (read(answer[0], &c, 1) != 1) die("inner did not get ready");
+  normal_mountinfo(before, sizeof(before));
+  wl_ready();
+  wl_wait();
+
+  struct stat st;
+  if (stat("/proc/self/ns/mnt", &st)) die("stat /proc/self/ns/mnt");
+  unsigned long ino = st.st_ino;
+  if (write(ask[1], &ino, sizeof(ino)) != sizeof(ino)) fail("cannot ask inner to check: %s", strerror(errno));
+  if (!flat && !pivot) {
+    if (read(answer[0], &c, 1) != 1) fail("inner did not ask for the mount on s/x");
+    if (wl_sabotage() == 4) mnt(NULL, at("s"), NULL, MS_PRIVATE, NULL);
+    mnt("wl-x", at("s/x"), "tmpfs", 0, "size=16k");
+    if (write(ask[1], &c, 1) != 1) fail("cannot tell inner of the mount on s/x");
+  }
+  int failures = -1;
+  if (read(answer[0], &failures, sizeof(failures)) != sizeof(failures)) fail("inner gave no verdict");
+  else if (failures) fail("inner: %d failures (see its lines above)", failures);
+  int status;
+  if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status) || WEXITSTATUS(status)) fail("inner did not exit 0 (status %#x)", status);
+  if (wl_sabotage() == 3) mnt("wl-sabotage", at("n"), "tmpfs", 0, NULL);
+  if (!flat && !pivot && umount2(at("s/x"), 0)) fail("umount s/x: %s", strerror(errno));
+  normal_mountinfo(after, sizeof(after));
+  wl_compare_lines("the root's mountinfo", before, after);
+  if (!access(at("n/f.txt"), F_OK)) fail("the root sees n/f.txt, inner's");
+  if (!access(at("nb/g.txt"), F_OK)) fail("the root sees nb/g.txt, inner's");
+  return wl_done();
+}
