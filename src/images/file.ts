@@ -52,24 +52,45 @@ export class ImageError extends Error {
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** Formats a CRIU printf-style pattern ("%u", "%lu", "%d", "%x", "%s") with a key. */
+/** A pattern's one conversion (criu's %u, %lu, %d, %x or %s), found once per pattern. */
+interface NamePattern {
+  head: string;
+  conv: string | undefined;
+  tail: string;
+}
+const namePatterns = new Map<string, NamePattern>();
+
+function namePattern(pattern: string): NamePattern {
+  let p = namePatterns.get(pattern);
+  if (!p) {
+    const m = /%(l?u|d|x|s)/.exec(pattern);
+    p = m ? { head: pattern.slice(0, m.index), conv: m[1], tail: pattern.slice(m.index + m[0].length) } : { head: pattern, conv: undefined, tail: "" };
+    namePatterns.set(pattern, p);
+  }
+  return p;
+}
+
 export function formatImageName(pattern: string, key?: ImageKey): string {
-  const m = /%(l?u|d|x|s)/.exec(pattern);
-  if (!m) {
+  const { head, conv, tail } = namePattern(pattern);
+  if (!conv) {
     if (key !== undefined) throw new TypeError(`image ${pattern} takes no key, got ${String(key)}`);
     return pattern;
   }
   if (key === undefined) throw new TypeError(`image ${pattern} needs a key`);
   let text: string;
-  if (m[1] === "s") {
+  if (conv === "s") {
     if (typeof key !== "string" || key === "" || key.includes("/")) throw new TypeError(`image ${pattern}: bad key ${String(key)}`);
     text = key;
+  } else if (typeof key === "number" && Number.isSafeInteger(key) && key >= 0) {
+    // The common case (a PID, an id), without a BigInt on the way.
+    text = conv === "x" ? key.toString(16) : String(key);
   } else {
     const n = typeof key === "string" ? (/^\d+$/.test(key) ? BigInt(key) : NaN) : key;
-    const ok = typeof n === "bigint" ? n >= 0n || m[1] === "d" : Number.isSafeInteger(n) && (n >= 0 || m[1] === "d");
+    const ok = typeof n === "bigint" ? n >= 0n || conv === "d" : Number.isSafeInteger(n) && (n >= 0 || conv === "d");
     if (!ok) throw new TypeError(`image ${pattern}: key must be an integer, got ${String(key)}`);
-    text = m[1] === "x" ? BigInt(n).toString(16) : BigInt(n).toString(10);
+    text = conv === "x" ? BigInt(n).toString(16) : BigInt(n).toString(10);
   }
-  return pattern.slice(0, m.index) + text + pattern.slice(m.index + m[0].length);
+  return head + text + tail;
 }
 
 export function imagePath(dir: string, kind: ImageKind<unknown, never>, key?: ImageKey): string {

@@ -66,8 +66,9 @@ function mapFileMode(via: string, m: SmapsEntry): number {
 
 /** Turns one line of smaps into a vma_entry, registering its file in files.img. */
 function dumpVma(task: DumpTask, run: DumpRun, m: SmapsEntry, fileIds: Map<string, number>): vma_entry {
-  const where = `the mapping 0x${m.start.toString(16)}-0x${m.end.toString(16)} (${m.path || "anonymous"}) of process ${task.pid}`;
-  const via = `/proc/${task.pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
+  const start = m.start.toString(16), end = m.end.toString(16);
+  const where = `the mapping 0x${start}-0x${end} (${m.path || "anonymous"}) of process ${task.pid}`;
+  const via = `/proc/${task.pid}/map_files/${start}-${end}`;
   const huge = m.vmFlags.includes("ht") ? hugeMapping(m, via, where) : null;
   const base = {
     start: BigInt(m.start), end: BigInt(m.end), pgoff: m.offset, shmid: 0n, prot: protOf(m),
