@@ -7,6 +7,12 @@ export interface SmapsEntry extends MapEntry {
   /** Two-letter VmFlags mnemonics in kernel order (rd wr ex sh mr mw me ms gd pf dw lo io sr rr
    * dc de ac nr ht sf nl ar wf dd sd mm hg nh mg um uw ss dp ...). */
   vmFlags: string[];
+  /**
+   * kB of its pages that other mappings map too (Shared_Clean + Shared_Dirty):
+   * in private memory, pages shared copy-on-write with a parent or child,
+   * which the kernel copies before it lets anyone pin them (pages.ts).
+   */
+  sharedKb: number;
 }
 
 const HEADER = /^[0-9a-f]+-[0-9a-f]+ /;
@@ -17,9 +23,10 @@ const isHexDigit = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 97 && c
 const isFieldStart = (c: number): boolean => (c >= 65 && c <= 90) || c === 95;
 
 /**
- * The mappings with their VmFlags, which is all crest takes from smaps (the
- * sizes and counters are the kernel's accounting, not state to restore):
- * the other lines are only checked to be "Key: value" fields. Scanned by
+ * The mappings with their VmFlags and how much of them is shared, which is
+ * all crest takes from smaps (the other sizes and counters are the kernel's
+ * accounting, not state to restore): the other lines are only checked to be
+ * "Key: value" fields. Scanned by
  * hand, a line at a time: a dump reads every task's smaps, some thousands of
  * lines each.
  */
@@ -33,7 +40,7 @@ export function parseSmaps(text: string): SmapsEntry[] {
     if (isHexDigit(c)) {
       const line = text.slice(at, nl);
       if (!HEADER.test(line)) throw new ProcParseError("smaps", line);
-      cur = { ...parseMapsLine(line, "smaps"), vmFlags: [] };
+      cur = { ...parseMapsLine(line, "smaps"), vmFlags: [], sharedKb: 0 };
       out.push(cur);
     } else {
       const colon = text.indexOf(":", at);
@@ -44,6 +51,10 @@ export function parseSmaps(text: string): SmapsEntry[] {
         cur.vmFlags = flags ? flags.split(/\s+/) : [];
         const bad = cur.vmFlags.find((f) => !VMFLAG.test(f));
         if (bad !== undefined) throw new ProcParseError("smaps", text.slice(at, nl), `bad VmFlags mnemonic ${JSON.stringify(bad)}`);
+      } else if (colon - at === 12 && (text.startsWith("Shared_Clean", at) || text.startsWith("Shared_Dirty", at))) {
+        const kb = /^\s*(\d+) kB$/.exec(text.slice(colon + 1, nl));
+        if (!kb) throw new ProcParseError("smaps", text.slice(at, nl));
+        cur.sharedKb += Number(kb[1]);
       }
     }
     at = nl + 1;

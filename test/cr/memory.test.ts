@@ -11,7 +11,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { readImage, IMG } from "../../src/images/index.js";
-import { critDecodeAll, cycle, dumpWorkload, finish, imagesDir, restoreWorkload, startWorkload, stop } from "./harness.js";
+import { critDecodeAll, cycle, dumpWorkload, finish, imagesDir, procState, restoreWorkload, startWorkload, stop, waitFor } from "./harness.js";
 
 const MAP_LOCKED = 0x2000, MAP_DROPPABLE = 0x08, MAP_PRIVATE = 0x02;
 const VMA_MEMFD = 1 << 14, VMA_FILE_SHARED = 1 << 7, VMA_ANON_SHARED = 1 << 8, VMA_AREA_GUARD = 1 << 16;
@@ -96,6 +96,27 @@ test("cow: a parent's private memory stays shared with its forked children", () 
     // Each child compares its 16384 pages (all but the 5 it dropped or the parent never had) and keeps the equal ones.
     assert.ok(stats.pages_skipped_cow >= 3n * 16_000n, `pages_skipped_cow ${stats.pages_skipped_cow}`);
     assert.ok(stats.pages_compared >= stats.pages_skipped_cow, `pages_compared ${stats.pages_compared}`);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+// A dump that leaves the tree in place reads its pages without taking them
+// apart: the kernel copies a copy-on-write page before anyone may pin it, as
+// process_vm_readv does, so shared pages are read through /proc/PID/mem.
+test("cow: a dump that leaves the tree stopped (-s) keeps its copy-on-write pages shared", () => {
+  const w = startWorkload("cow");
+  try {
+    const before = treePss(w.pid);
+    dumpWorkload(w, ["-s"]);
+    const tree = [w.pid, ...readFileSync(`/proc/${w.pid}/task/${w.pid}/children`, "utf8").trim().split(/\s+/).map(Number)];
+    waitFor("the tree to stop", () => tree.every((p) => procState(p).state === "T"));
+    const after = treePss(w.pid);
+    // 64 MiB shared by 4 processes; each with a copy of its own, 256 MiB.
+    assert.ok(after < before + 16 * 1024, `Pss of the tree after the dump: ${after} KiB (before: ${before} KiB)`);
+    for (const p of tree) process.kill(p, "SIGCONT");
+    // The workload checks that unchanged pages are still one physical page in parent and child.
     assert.equal(finish(w), "PASS");
   } finally {
     stop(w);

@@ -95,6 +95,14 @@ test("smaps: the same mappings, with their VmFlags", () => {
   assert.deepEqual(vvar.vmFlags, ["rd", "mr", "pf", "io", "de", "dd"]);
 });
 
+test("smaps: how much of a mapping other mappings map too", () => {
+  assert.equal(smaps[0]!.sharedKb, 8, "the program's first page: Shared_Dirty 8 kB");
+  assert.equal(at(smaps, 0x7fd8d2c34000).sharedKb, 0);
+  const head = "7f0000000000-7f0000004000 rw-p 00000000 00:00 0\n";
+  assert.equal(parseSmaps(`${head}Shared_Clean:          4 kB\nShared_Dirty:         12 kB\nPrivate_Dirty:   4 kB\n`)[0]!.sharedKb, 16);
+  assert.throws(() => parseSmaps(`${head}Shared_Dirty: many kB\n`), ProcParseError);
+});
+
 test("smaps: VmFlags to CRIU's madv and mmap flags", () => {
   // One page per madvise() advice, in the order the capture program applied them.
   const advised = [0x7fd8d2c3d000, 0x7fd8d2c3f000, 0x7fd8d2c41000, 0x7fd8d2c43000, 0x7fd8d2c45000, 0x7fd8d2c47000, 0x7fd8d2c49000, 0x7fd8d2c4b000]

@@ -196,7 +196,9 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
       if (is(v, VMA.ANON_SHARED)) return dumpShmem(task, run, v, m);
       run.stats.pagesScanned += (m.end - m.start) / PAGE_SIZE;
       const lazy = lazyVma(v) ? { stack: stackPages, leave: !!run.opts.restore.lazyPages } : null;
-      const copy = () => (run.stats.pagesWritten += pages.dumpPrivate(scanner, m.start, m.end, m.prot.read ? null : mem, parent, lazy));
+      // Through /proc/PID/mem where the task cannot read its pages, or where it shares some copy-on-write
+      // (process_vm_readv would have the kernel copy each first: memory, in a tree that may run on).
+      const copy = () => (run.stats.pagesWritten += pages.dumpPrivate(scanner, m.start, m.end, m.prot.read && !m.sharedKb ? null : mem, parent, lazy));
       // The snapshot's fork did not copy these (or wiped them): now, from the task.
       if (snapshot && (m.vmFlags.includes("dc") || m.vmFlags.includes("wf"))) pages.now(mem, copy);
       else copy();

@@ -109,7 +109,16 @@ export class PagesWriter {
     this.deferred = null;
     if (this.buf === NO_BUFFER) this.buf = takeBuffer();
     this.pid = pid;
-    for (const r of runs) this.copy(r.vaddr, r.len, r.origin.kind === "fd" && r.origin.fd === taskMem ? { ...r.origin, fd: mem } : r.origin);
+    // The child's pages, read through its /proc/PID/mem, not process_vm_readv:
+    // the kernel copies a page shared copy-on-write (all of the child's)
+    // before it lets anyone pin it, as process_vm_readv does (the kernel's
+    // gup_must_unshare), so reading that way would copy the whole memory a
+    // second time, in the kernel, and hold it until the child dies. A read
+    // through /proc/PID/mem takes the page without pinning it.
+    for (const r of runs) {
+      const o = r.origin;
+      this.copy(r.vaddr, r.len, o.kind === "vm" ? { kind: "fd", fd: mem, offset: r.vaddr } : o.kind === "fd" && o.fd === taskMem ? { ...o, fd: mem } : o);
+    }
   }
 
   /** Records len bytes at vaddr in the pagemap: in this pages file (PE_PRESENT) or the parent images' (PE_PARENT). */
