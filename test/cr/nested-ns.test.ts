@@ -1,14 +1,16 @@
 // Nested namespaces: a task of the tree in a network namespace other than
 // the root's (one it unshared, and its child born there). The namespace is
 // dumped under its own id (netdev-N.img, ifaddr-N.img, ... as criu names
-// them) and made again by the first task in it on restore; its sockets (a
+// them) and made again before any task needs it (by the root, in a tree
+// with a user namespace of its own, which owns it); its sockets (a
 // TCP listener, unix sockets, an abstract name) come back in it, and a
 // socket the task made before it unshared comes back in the root's, and a
 // veth pair between the root's namespace and the nested one comes back
 // whole (its root end a port of a bridge), and a route through a link
 // without carrier at dump comes back (the kernel's linkdown mark cleared for
 // `ip route restore`, set again by the kernel). Both with the root in crest's
-// namespace and in one of its own.
+// namespace and in one of its own; the veth pair also in a tree with a user
+// namespace of its own.
 // Refused by name, the tree running on: a socket of a namespace no task is
 // in.
 import { test } from "node:test";
@@ -191,52 +193,94 @@ function savedRoutes(w: Workload, id: number): string {
   return r.stdout;
 }
 
-test("nested netns: a veth pair between the root's namespace and a nested one comes back whole, the two ends peers with their indexes and addresses, the root's end a port of a bridge", () => {
-  const w = startWorkload("netns-nested", [], { ns: NS, loUp: true });
+/**
+ * A veth pair between the root's namespace and inner's (vin 10.217.0.2/24 in inner's, vout in the root's a port of br0 with
+ * 10.217.0.1/24), set up in the running netns-nested ("veth" mode: the workload checks vin and a connection over the pair).
+ */
+function vethBetween(w: Workload): number {
+  const pid = inner(w);
+  inNetns(pid, ["ip", "link", "add", "vin", "type", "veth", "peer", "name", "vout", "netns", `/proc/${w.pid}/ns/net`]);
+  inNetns(pid, ["ip", "addr", "add", "10.217.0.2/24", "dev", "vin"]);
+  inNetns(pid, ["ip", "link", "set", "vin", "up"]);
+  // The root's end is a port of a bridge, which has the address.
+  inNetns(w.pid, ["ip", "link", "add", "br0", "type", "bridge"]);
+  inNetns(w.pid, ["ip", "link", "set", "vout", "master", "br0"]);
+  inNetns(w.pid, ["ip", "addr", "add", "10.217.0.1/24", "dev", "br0"]);
+  inNetns(w.pid, ["ip", "link", "set", "vout", "up"]);
+  inNetns(w.pid, ["ip", "link", "set", "br0", "up"]);
+  return pid;
+}
+
+/** The user namespace that owns the network namespace of `pid` (lsns's ONS column), and the one `pid` is in. */
+function netnsOwner(pid: number): { owner: number; user: number } {
+  const r = spawnSync("lsns", ["-n", "-o", "NS,ONS", "-t", "net"], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  const net = statSync(`/proc/${pid}/ns/net`).ino;
+  const row = r.stdout.split("\n").map((l) => l.trim().split(/\s+/).map(Number)).find(([ns]) => ns === net);
+  assert.ok(row, `lsns lists net:[${net}]`);
+  return { owner: row[1]!, user: statSync(`/proc/${pid}/ns/user`).ino };
+}
+
+for (const [ns, port, what] of [[NS, 7071, "the root in crest's user namespace"], [`user,${NS}`, 7081, "in a tree with a user namespace of its own (the namespaces its, made by its root)"]] as const) {
+  test(`nested netns: a veth pair between the root's namespace and a nested one comes back whole, the two ends peers with their indexes and addresses, the root's end a port of a bridge, ${what}`, () => {
+    const w = startWorkload("netns-nested", ["veth"], { ns, loUp: true });
+    try {
+      let pid = vethBetween(w);
+      assert.equal(tcpAcross(w.pid, pid, "10.217.0.1", port), "pong", "the pair carries traffic before the dump");
+      const before = { vin: linkOf(pid, "vin"), vout: linkOf(w.pid, "vout") };
+      // The kernel's linkwatch runs a link's carrier change at most once a second: after a second of quiet, a carrier lost
+      // during the dump (vout taken down before inner's namespace is read) would mark vin's route linkdown at once.
+      spawnSync("sleep", ["1.1"]);
+      dumpWorkload(w);
+      assert.deepEqual(critDecodeAll(imagesDir(w)), []);
+      const [rootNs, innerNs] = netnsIds(w);
+      const vin = readImage(imagesDir(w), IMG.netdev, innerNs!).find((l) => l.name === "vin")!;
+      const vout = readImage(imagesDir(w), IMG.netdev, rootNs!).find((l) => l.name === "vout")!;
+      assert.equal(vin.peer_nsid, rootNs, "vin's peer is in the root's namespace (peer_nsid)");
+      assert.equal(vout.peer_nsid, innerNs, "vout's peer is in inner's namespace");
+      assert.equal(vin.peer_ifindex, vout.ifindex);
+      assert.match(dumpLog(w), /veth vin of the nested network namespace .* has its peer vout in the network namespace/);
+      // The dump reads every namespace before it takes any link down: vin had its carrier, its route is not linkdown.
+      assert.doesNotMatch(savedRoutes(w, innerNs!), /linkdown/);
+      assert.match(savedRoutes(w, innerNs!), /10\.217\.0\.0\/24 dev/);
+      // No --external veth[] needed: both ends are the tree's.
+      restoreWorkload(w);
+      pid = inner(w);
+      const after = { vin: linkOf(pid, "vin"), vout: linkOf(w.pid, "vout") };
+      assert.equal(after.vin.ifindex, before.vin.ifindex);
+      assert.equal(after.vout.ifindex, before.vout.ifindex);
+      assert.equal(after.vin.link_index, after.vout.ifindex, "vin's peer is vout");
+      assert.equal(after.vout.link_index, after.vin.ifindex, "vout's peer is vin");
+      assert.equal(after.vin.address, before.vin.address);
+      assert.equal(after.vout.address, before.vout.address);
+      assert.match(inNetns(pid, ["ip", "-br", "-4", "addr", "show", "vin"]), /UP\s+10\.217\.0\.2\/24/);
+      assert.equal((linkOf(w.pid, "vout") as { master?: string }).master, "br0", "vout is a port of br0 again");
+      assert.match(inNetns(w.pid, ["ip", "-br", "-4", "addr", "show", "br0"]), /UP\s+10\.217\.0\.1\/24/);
+      // Both namespaces belong to the tasks' user namespace (the tree's, or crest's).
+      for (const p of [pid, w.pid]) {
+        const o = netnsOwner(p);
+        assert.equal(o.owner, o.user, `the network namespace of process ${p} is owned by its user namespace`);
+      }
+      if (ns.startsWith("user")) assert.match(dumpLog(w, "restore.log"), /Process \d+ made 1 network namespace\(s\) of the tree's user namespace/);
+      assert.equal(tcpAcross(w.pid, pid, "10.217.0.1", port + 1), "pong", "the pair carries traffic after the restore");
+      for (const p of [pid, w.pid]) assert.doesNotMatch(inNetns(p, ["nft", "list", "ruleset"]), /CRIU-|CREST-RESTORE/, "each lock was lifted");
+      // The workload's own checks: vin up with its address, a connection over the pair to the root.
+      assert.equal(finish(w), "PASS");
+    } finally {
+      stop(w);
+    }
+  });
+}
+
+test("nested netns: sabotage 5 (inner takes vin down) is seen after a restore of a veth pair in a tree with a user namespace of its own", () => {
+  const w = startWorkload("netns-nested", ["veth"], { ns: `user,${NS}`, loUp: true, env: ["CREST_WL_SABOTAGE=5"] });
   try {
-    let pid = inner(w);
-    inNetns(pid, ["ip", "link", "add", "vin", "type", "veth", "peer", "name", "vout", "netns", `/proc/${w.pid}/ns/net`]);
-    inNetns(pid, ["ip", "addr", "add", "10.217.0.2/24", "dev", "vin"]);
-    inNetns(pid, ["ip", "link", "set", "vin", "up"]);
-    // The root's end is a port of a bridge, which has the address.
-    inNetns(w.pid, ["ip", "link", "add", "br0", "type", "bridge"]);
-    inNetns(w.pid, ["ip", "link", "set", "vout", "master", "br0"]);
-    inNetns(w.pid, ["ip", "addr", "add", "10.217.0.1/24", "dev", "br0"]);
-    inNetns(w.pid, ["ip", "link", "set", "vout", "up"]);
-    inNetns(w.pid, ["ip", "link", "set", "br0", "up"]);
-    assert.equal(tcpAcross(w.pid, pid, "10.217.0.1", 7071), "pong", "the pair carries traffic before the dump");
-    const before = { vin: linkOf(pid, "vin"), vout: linkOf(w.pid, "vout") };
-    // The kernel's linkwatch runs a link's carrier change at most once a second: after a second of quiet, a carrier lost
-    // during the dump (vout taken down before inner's namespace is read) would mark vin's route linkdown at once.
-    spawnSync("sleep", ["1.1"]);
+    vethBetween(w);
     dumpWorkload(w);
-    assert.deepEqual(critDecodeAll(imagesDir(w)), []);
-    const [rootNs, innerNs] = netnsIds(w);
-    const vin = readImage(imagesDir(w), IMG.netdev, innerNs!).find((l) => l.name === "vin")!;
-    const vout = readImage(imagesDir(w), IMG.netdev, rootNs!).find((l) => l.name === "vout")!;
-    assert.equal(vin.peer_nsid, rootNs, "vin's peer is in the root's namespace (peer_nsid)");
-    assert.equal(vout.peer_nsid, innerNs, "vout's peer is in inner's namespace");
-    assert.equal(vin.peer_ifindex, vout.ifindex);
-    assert.match(dumpLog(w), /veth vin of the nested network namespace .* has its peer vout in the network namespace/);
-    // The dump reads every namespace before it takes any link down: vin had its carrier, its route is not linkdown.
-    assert.doesNotMatch(savedRoutes(w, innerNs!), /linkdown/);
-    assert.match(savedRoutes(w, innerNs!), /10\.217\.0\.0\/24 dev/);
-    // No --external veth[] needed: both ends are the tree's.
     restoreWorkload(w);
-    pid = inner(w);
-    const after = { vin: linkOf(pid, "vin"), vout: linkOf(w.pid, "vout") };
-    assert.equal(after.vin.ifindex, before.vin.ifindex);
-    assert.equal(after.vout.ifindex, before.vout.ifindex);
-    assert.equal(after.vin.link_index, after.vout.ifindex, "vin's peer is vout");
-    assert.equal(after.vout.link_index, after.vin.ifindex, "vout's peer is vin");
-    assert.equal(after.vin.address, before.vin.address);
-    assert.equal(after.vout.address, before.vout.address);
-    assert.match(inNetns(pid, ["ip", "-br", "-4", "addr", "show", "vin"]), /UP\s+10\.217\.0\.2\/24/);
-    assert.equal((linkOf(w.pid, "vout") as { master?: string }).master, "br0", "vout is a port of br0 again");
-    assert.match(inNetns(w.pid, ["ip", "-br", "-4", "addr", "show", "br0"]), /UP\s+10\.217\.0\.1\/24/);
-    assert.equal(tcpAcross(w.pid, pid, "10.217.0.1", 7072), "pong", "the pair carries traffic after the restore");
-    for (const p of [pid, w.pid]) assert.doesNotMatch(inNetns(p, ["nft", "list", "ruleset"]), /CRIU-|CREST-RESTORE/, "each lock was lifted");
-    assert.equal(finish(w), "PASS");
+    const out = finish(w);
+    assert.match(out, /inner: vin is down/);
+    assert.match(out, /inner: connect over the veth pair to 10\.217\.0\.1:\d+/);
   } finally {
     stop(w);
   }
@@ -333,22 +377,6 @@ test("nested netns: an established TCP connection inside the nested namespace, w
   }
 });
 
-test("nested netns: a veth pair between two namespaces of a tree with its own user namespace is refused by name, and the tree runs on", () => {
-  const w = startWorkload("netns-nested", [], { ns: `user,${NS}`, loUp: true });
-  try {
-    const pid = inner(w);
-    inNetns(pid, ["ip", "link", "add", "vin", "type", "veth", "peer", "name", "vout", "netns", `/proc/${w.pid}/ns/net`]);
-    const r = crest(["dump", "-t", String(w.pid), "-D", imagesDir(w), "-o", "dump.log"]);
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /veth (vin|vout) of the .*network namespace net:\[\d+\] of process \d+ has its peer (vout|vin) in .*another namespace of the tree, and the tree has a user namespace of its own/);
-    assert.equal(procState(w.pid).tracer, 0);
-    for (const p of [pid, w.pid]) assert.doesNotMatch(inNetns(p, ["nft", "list", "ruleset"]), /CRIU-/, "each lock was lifted");
-    assert.equal(finish(w), "PASS");
-  } finally {
-    stop(w);
-  }
-});
-
-test("nested netns: in a tree with its own user namespace, the nested namespace is made by its first task and comes back", () => {
+test("nested netns: in a tree with its own user namespace, the nested namespace is made by the root there and comes back", () => {
   cycle("netns-nested", [], checkImages, { ns: `user,${NS}`, loUp: true });
 });

@@ -28,6 +28,19 @@
  * listener with 4 bytes unread each way, read and extended after restore.
  * With argv[2] "orphan", inner also keeps a socket of a namespace it left
  * for another, which no task is in: crest refuses that by name.
+ *
+ * With argv[2] "veth", the caller has put a veth pair between the two
+ * namespaces after start: "vin" in inner's with 10.217.0.2/24, its peer in
+ * the root's, where 10.217.0.1 is (on the peer or a bridge it is a port
+ * of). After restore the root listens on 10.217.0.1 and tells inner the
+ * port; inner checks vin is up with its address and connects over the pair
+ * with a byte, which the root then accepts and reads.
+ *
+ * Always: inner's namespace is owned by inner's user namespace (NS_GET_USERNS),
+ * as the kernel makes it (crest's own namespace without a user namespace of
+ * the tree's own, the tree's with one).
+ *
+ * Sabotage 5 (mode veth): inner takes vin down before checking.
  */
 #define _GNU_SOURCE
 #include "lib.h"
@@ -53,12 +66,18 @@
 #ifndef SIOCGSKNS
 #define SIOCGSKNS 0x894C
 #endif
+#ifndef NS_GET_USERNS
+#define NS_GET_USERNS _IO(0xb7, 0x1)
+#endif
 
 #define ADDR "10.213.0.7"
 #define QUEUED "hello-nested"
+#define VETH_IN "vin"
+#define VETH_ADDR "10.217.0.2"
+#define VETH_PEER_ADDR "10.217.0.1"
 
-static int go[2], res[2], setup[2], ask_out[2], ans_out[2], ask_kid[2], ans_kid[2];
-static int orphan, tcp;
+static int go[2], res[2], setup[2], ask_out[2], ans_out[2], ask_kid[2], ans_kid[2], vport[2];
+static int orphan, tcp, veth;
 
 /* The caller's own network namespace (its /proc/self: the workload may run in a PID namespace under the host's /proc). */
 static ino_t ns_ino(void)
@@ -126,6 +145,64 @@ static int ifreq_ioctl(int fd, unsigned long req, const char *name, struct ifreq
 	memset(ifr->ifr_name, 0, sizeof(ifr->ifr_name));
 	strncpy(ifr->ifr_name, name, IFNAMSIZ - 1);
 	return ioctl(fd, req, ifr);
+}
+
+/* inner's namespace belongs to the user namespace inner is in. */
+static void check_owner(void)
+{
+	struct stat user, owner;
+	int net = open("/proc/self/ns/net", O_RDONLY);
+	int own = net < 0 ? -1 : ioctl(net, NS_GET_USERNS);
+	if (own < 0 || fstat(own, &owner) || stat("/proc/self/ns/user", &user))
+		report("inner: the owner of its network namespace (NS_GET_USERNS): %s", strerror(errno));
+	else if (owner.st_ino != user.st_ino)
+		report("inner: its network namespace is owned by user:[%lu], expected its own user namespace user:[%lu]", (unsigned long)owner.st_ino,
+		       (unsigned long)user.st_ino);
+	if (own >= 0)
+		close(own);
+	if (net >= 0)
+		close(net);
+}
+
+/* Mode veth: vin up with its address, and a connection over it to the root's listener (port from the root) with a byte. */
+static void check_veth(int ctl)
+{
+	struct ifreq ifr;
+	unsigned short port = 0;
+	ssize_t n;
+	do
+		n = read(vport[0], &port, sizeof(port));
+	while (n < 0 && errno == EINTR);
+	if (wl_sabotage() == 5 && !ifreq_ioctl(ctl, SIOCGIFFLAGS, VETH_IN, &ifr)) {
+		ifr.ifr_flags &= ~IFF_UP;
+		ifreq_ioctl(ctl, SIOCSIFFLAGS, VETH_IN, &ifr);
+	}
+	if (ifreq_ioctl(ctl, SIOCGIFFLAGS, VETH_IN, &ifr))
+		report("inner: %s: SIOCGIFFLAGS: %s", VETH_IN, strerror(errno));
+	else if (!(ifr.ifr_flags & IFF_UP))
+		report("inner: %s is down (flags %#x), expected up", VETH_IN, ifr.ifr_flags);
+	if (ifreq_ioctl(ctl, SIOCGIFADDR, VETH_IN, &ifr))
+		report("inner: %s has no address: %s", VETH_IN, strerror(errno));
+	else {
+		char got[INET_ADDRSTRLEN] = "?";
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ifr.ifr_addr)->sin_addr, got, sizeof(got));
+		if (strcmp(got, VETH_ADDR))
+			report("inner: %s has %s, expected %s", VETH_IN, got, VETH_ADDR);
+	}
+	if (n != sizeof(port) || !port) {
+		report("inner: the root has no listener on %s to connect to over the veth pair", VETH_PEER_ADDR);
+		return;
+	}
+	struct sockaddr_in pa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	inet_pton(AF_INET, VETH_PEER_ADDR, &pa.sin_addr);
+	int c = socket(AF_INET, SOCK_STREAM, 0);
+	struct timeval tmo = { .tv_sec = 2 };
+	setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo));
+	if (connect(c, (struct sockaddr *)&pa, sizeof(pa)))
+		report("inner: connect over the veth pair to %s:%d: %s", VETH_PEER_ADDR, port, strerror(errno));
+	else if (write(c, "v", 1) != 1)
+		report("inner: write over the veth pair: %s", strerror(errno));
+	/* Left open: the root reads the byte after inner has exited. */
 }
 
 static void inner_child(void)
@@ -252,6 +329,10 @@ static void inner(pid_t root)
 			report("inner: lo:7 has %s, expected %s", got, ADDR);
 	}
 
+	check_owner();
+	if (veth)
+		check_veth(ctl2);
+
 	if (wl_sabotage() == 4)
 		dup2(lis, early);
 	int early_ns = ioctl(early, SIOCGSKNS);
@@ -326,7 +407,8 @@ int main(int argc, char **argv)
 	pid_t root = getpid();
 	orphan = argc > 2 && !strcmp(argv[2], "orphan");
 	tcp = argc > 2 && !strcmp(argv[2], "tcp");
-	if (pipe(go) || pipe(res) || pipe(setup) || pipe(ask_out) || pipe(ans_out))
+	veth = argc > 2 && !strcmp(argv[2], "veth");
+	if (pipe(go) || pipe(res) || pipe(setup) || pipe(ask_out) || pipe(ans_out) || pipe(vport))
 		return 2;
 	pid_t in = fork();
 	if (in == 0) {
@@ -367,6 +449,21 @@ int main(int argc, char **argv)
 	else if (errno != ECONNREFUSED)
 		fail("root: connect to @%s: %s, expected ECONNREFUSED", ua.sun_path + 1, strerror(errno));
 
+	int vlis = -1;
+	if (veth) {
+		struct sockaddr_in va = { .sin_family = AF_INET };
+		socklen_t valen = sizeof(va);
+		unsigned short port = 0;
+		inet_pton(AF_INET, VETH_PEER_ADDR, &va.sin_addr);
+		vlis = socket(AF_INET, SOCK_STREAM, 0);
+		if (vlis < 0 || bind(vlis, (struct sockaddr *)&va, sizeof(va)) || listen(vlis, 4) || getsockname(vlis, (struct sockaddr *)&va, &valen))
+			fail("root: listen on %s (the address across the veth pair from inner): %s", VETH_PEER_ADDR, strerror(errno));
+		else
+			port = ntohs(va.sin_port);
+		if (write(vport[1], &port, sizeof(port)) != sizeof(port))
+			fail("root: cannot tell inner the port: %s", strerror(errno));
+	}
+
 	if (write(go[1], &mine, sizeof(mine)) != sizeof(mine))
 		fail("root: cannot tell inner to check: %s", strerror(errno));
 	close(go[1]);
@@ -382,6 +479,16 @@ int main(int argc, char **argv)
 	int status = 0;
 	if (waitpid(in, &status, 0) != in || !WIFEXITED(status) || WEXITSTATUS(status))
 		fail("inner %d: ended with status %#x, expected exit 0", in, status);
+	if (vlis >= 0) {
+		/* inner's connection is queued, its byte with it (or nothing came over the pair). */
+		fcntl(vlis, F_SETFL, O_NONBLOCK);
+		int a = accept(vlis, NULL, NULL);
+		char b = 0;
+		if (a < 0)
+			fail("root: no connection from inner over the veth pair: %s", strerror(errno));
+		else if (read(a, &b, 1) != 1 || b != 'v')
+			fail("root: the connection over the veth pair gave no byte 'v' (%s)", strerror(errno));
+	}
 	kill(in_child, SIGKILL);
 	kill(out, SIGKILL);
 	waitpid(out, NULL, 0);

@@ -20,8 +20,10 @@
 //
 // Restore: the root is cloned with CLONE_NEWNET; right after it exists crest
 // makes every nested namespace (criu's order: namespaces before the tasks
-// that need them; in a tree with its own user namespace the first task of
-// each unshares it instead, as it is born), then enters each in turn and
+// that need them; in a tree with its own user namespace, which must own
+// them, the root makes each with unshare and goes back to its own, as
+// criu's root task does, and crest holds each by an fd), then enters each
+// in turn (crest's root is capable over the tree's user namespace) and
 // sets the sysctls, makes the links (bridges first; a veth with its peer in
 // crest's namespace, named by --external veth[IFNAME]:OUTSIDE, or in the
 // namespace of the tree it was in, by whichever end comes first; ports into
@@ -194,10 +196,6 @@ function vethPeers(run: DumpRun, links: Map<number, Link[]>): Map<number, Map<nu
         if (l.linkNetnsid !== nsid) continue;
         const peer = links.get(b.id)!.find((p) => p.kind === "veth" && p.index === l.link && p.link === l.index);
         if (!peer) throw new Error(`veth ${l.name} of ${a.what} names its peer index ${l.link} in ${b.what}, which has no veth of that index naming it back`);
-        if (run.ownNamespaces.has("user")) {
-          throw new UnsupportedError(`veth ${l.name} of ${a.what} has its peer ${peer.name} in ${b.what}, another namespace of the tree, and the tree has a user namespace of its own: ` +
-            "crest does not make such a pair again there yet; connect the namespaces through crest's (a veth each, --external veth[IFNAME]:OUTSIDE on restore), or remove the pair before the dump");
-        }
         found.set(l.index, b.id);
         run.log.info(`veth ${l.name} of ${a.what} has its peer ${peer.name} in ${b.what}`);
       }
@@ -435,14 +433,6 @@ function filledNamespaces(run: RestoreRun): Set<number> {
   return ids;
 }
 
-/**
- * Nested namespaces are made by crest before any task needs them (criu's
- * order: every namespace, then the tasks), so a veth pair between two of
- * them can be made whole; in a tree with a user namespace of its own they
- * must belong to it, and the first task in each makes it instead.
- */
-const madeByCrest = (run: RestoreRun): boolean => !ownedAtRestore(run, "user");
-
 /** Checks the images of namespace `id` and the names its veths' peers get, before anything is made (`here`: crest's links, name to kind). */
 function checkNamespaceImages(run: RestoreRun, id: number, nsWhat: string, here: Map<string, string | undefined>, filled: Set<number>): void {
   if (!netnsEntry(run, id) || !run.images.exists(IMG.netdev, id)) throw new Error(`${nsWhat} is to be restored but netns-${id}.img or netdev-${id}.img is missing`);
@@ -459,7 +449,6 @@ function checkNamespaceImages(run: RestoreRun, id: number, nsWhat: string, here:
     }
     if (l.type !== nd_type.VETH) throw new Error(`link ${l.name} (index ${l.ifindex}) of ${nsWhat} is of type ${l.type}, which crest cannot restore (loopback, veth, bridge and macvlan only)`);
     if (l.peer_nsid !== undefined && filled.has(l.peer_nsid)) {
-      if (!madeByCrest(run)) throw new Error(`veth ${l.name} of ${nsWhat} has its peer in network namespace ${l.peer_nsid} of the tree; crest does not make such a pair again in a tree with a user namespace of its own yet`);
       const peer = run.images.exists(IMG.netdev, l.peer_nsid) ? run.images.read(IMG.netdev, l.peer_nsid).find((p) => p.ifindex === l.peer_ifindex && p.type === nd_type.VETH) : undefined;
       if (!peer) throw run.images.invalid(IMG.netdev, l.peer_nsid, `veth ${l.name} of ${nsWhat} has its peer (index ${l.peer_ifindex}) there, which has no veth of that index`);
       continue;
@@ -732,25 +721,67 @@ function newNamespace(): number {
   }
 }
 
-/** The root is born: crest makes every nested namespace first (where it may), then fills the root's and them. */
+/**
+ * New, empty network namespaces for a tree with a user namespace of its
+ * own, which must own them: made by the root (in it, with its capabilities
+ * there; criu makes them from a child of its root task), which unshares one
+ * and goes back to its own each time; crest holds each by an fd of it.
+ */
+function newNamespacesByRoot(run: RestoreRun, root: RestoreTask, count: number): number[] {
+  const r = root.remotes[0]!;
+  r.needScratch();
+  const mine = openSync(`/proc/${root.pid}/ns/net`, "r");
+  const out: number[] = [];
+  try {
+    // The root's way back, given to it before it leaves (the fd passing makes a socket where the root is).
+    const back = giveFd({ r, task: root }, mine, "its own network namespace");
+    try {
+      for (let i = 0; i < count; i++) {
+        r.call(`make a network namespace of the tree's user namespace in process ${root.vpid} (unshare)`, SYS.unshare, CLONE.NEWNET);
+        try {
+          out.push(openSync(`/proc/${root.pid}/ns/net`, "r"));
+        } finally {
+          r.call(`bring process ${root.vpid} back to its own network namespace`, SYS.setns, back, CLONE.NEWNET);
+        }
+      }
+    } finally {
+      r.call(`close the fd of its own network namespace in process ${root.vpid}`, SYS.close, back);
+    }
+  } catch (e) {
+    for (const fd of out) closeSync(fd);
+    throw e;
+  } finally {
+    closeSync(mine);
+  }
+  run.log.info(`Process ${root.vpid} made ${count} network namespace(s) of the tree's user namespace for crest`);
+  return out;
+}
+
+/**
+ * The root is born: every nested namespace is made first (criu's order:
+ * namespaces before the tasks that need them, so a veth pair between two
+ * of them is made whole), then crest fills the root's and them.
+ */
 function bornRoot(run: RestoreRun, task: RestoreTask): void {
   const nested = nestedNamespaces(run);
   const s = nested.size ? run.state(restoring) : undefined;
-  if (s && madeByCrest(run)) for (const id of nested.keys()) s.made.set(id, newNamespace());
+  if (s && ownedAtRestore(run, "user")) {
+    const fds = newNamespacesByRoot(run, task, nested.size);
+    [...nested.keys()].forEach((id, i) => s.made.set(id, fds[i]!));
+  } else if (s) for (const id of nested.keys()) s.made.set(id, newNamespace());
   if (ownedAtRestore(run, "net")) {
     const ns = netnsEntry(run);
     if (ns?.ext_key !== undefined) joinExternal(run, task, ns.ext_key);
     if (run.opts.net.emptyNs) relock(run, task);
     else if (ns?.ext_key === undefined) withNamespaceFd(run, task.ids.net_ns_id!, (fd) => fillNamespace(run, fd!, task.ids.net_ns_id!, "the tree's network namespace"));
   }
-  if (s && madeByCrest(run)) for (const [id, t] of nested) fillNamespace(run, s.made.get(id)!, id, `the nested network namespace ${id} of process ${t.vpid}`);
+  if (s) for (const [id, t] of nested) fillNamespace(run, s.made.get(id)!, id, `the nested network namespace ${id} of process ${t.vpid}`);
 }
 
 /**
  * A task other than the root, right after it is born (in its parent's
  * namespace, before its children): into the namespace its ids name,
- * which crest made already; in a tree with its own user namespace, the
- * first task of a nested one unshares it, and crest fills it.
+ * which the root's birth made already (bornRoot).
  */
 function placeTask(run: RestoreRun, task: RestoreTask): void {
   const id = task.ids.net_ns_id;
@@ -773,12 +804,7 @@ function placeTask(run: RestoreRun, task: RestoreTask): void {
       closeSync(fd);
     }
   }
-  if (!s) throw new Error(`process ${task.vpid} is in network namespace ${id}, which the restore did not plan to make`);
-  const what = `the nested network namespace ${id} of process ${task.vpid}`;
-  task.remotes[0]!.call(`make ${what} (unshare)`, SYS.unshare, CLONE.NEWNET);
-  const fd = openSync(`/proc/${task.pid}/ns/net`, "r");
-  s.made.set(id, fd);
-  fillNamespace(run, fd, id, what);
+  throw new Error(`process ${task.vpid} is in network namespace ${id}, which the restore did not plan to make`);
 }
 
 function unlockIn(run: RestoreRun, nsFd: number, what: string): void {
