@@ -27,6 +27,8 @@ import { check } from "../../sys/errno.js";
 import { ownedAtRestore, treePath } from "../namespaces/owned.js";
 import { nestedHolderOfMount } from "../namespaces/mnt.js";
 import { takeFd } from "../sockets/unix.js";
+import { runAsUsernsRoot } from "../namespaces/user.js";
+import { spawnSync } from "node:child_process";
 
 /** Below this size CRIU writes the data raw, without chunks. */
 const CHUNKS_THRESH = 3 * 4096;
@@ -226,10 +228,11 @@ export function dumpLinkRemap(run: DumpRun, fileId: number, via: string, path: s
       throw new UnsupportedError(`${what} is ${path}, removed while ${st.nlink} other link(s) remain, but crest cannot link it back in ${dirname(path)} ` +
         `(errno ${-r}: the file is on another file system than the directory it was in, as an overlay's lower-layer file is); criu cannot either`);
     }
-    // A file system mounted in the tree's user namespace (a tmpfs there): crest's ids are not its, the kernel refuses crest the new name.
-    if (r === -EOVERFLOW) {
-      throw new UnsupportedError(`${what} is ${path}, removed while ${st.nlink} other link(s) remain, on a file system of the tree's user namespace, ` +
-        `where crest (outside it) may not make a name (EOVERFLOW); crest cannot link it back (--link-remap) there yet`);
+    // A file system mounted in the tree's user namespace (a tmpfs there): crest's fsuid is not mapped in it, so the kernel
+    // refuses crest the new name (may_create's EOVERFLOW); the link is made as that namespace's root, as criu makes it from inside.
+    if (r === -EOVERFLOW && pid !== undefined) {
+      linkAsUsernsRoot(pid, via, seen(name), `${what} (${path}, removed) back as ${name}`);
+      break;
     }
     if (r !== -ENOENT) check(r, `link ${what} (${path}, removed) back as ${name}`);
     dir = dirname(dir);
@@ -240,6 +243,20 @@ export function dumpLinkRemap(run: DumpRun, fileId: number, via: string, path: s
   run.files.push({ type: fd_types.REG, id, reg: { id, flags: 0, pos: 0n, fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 }, name, build_id: [] } });
   run.log.info(`${what}: ${path}, removed while ${st.nlink} other link(s) remain, linked back as ${name} (file ${id})`);
   run.state(dumped).remaps.push({ orig_id: fileId, remap_id: id, remap_type: remap_type.LINKED });
+}
+
+/**
+ * linkat(via, to, AT_SYMLINK_FOLLOW) as root of the user namespace of task
+ * `pid` (nsenter, then GNU ln -L, which is that call): its ids are the
+ * file system's there. Only the user namespace is entered: the paths are
+ * crest's /proc links, which that root may follow (the task is its own).
+ */
+function linkAsUsernsRoot(pid: string, via: string, to: string, what: string): void {
+  const [cmd, ...args] = [...runAsUsernsRoot(Number(pid)), "ln", "--logical", "--no-target-directory", "--", via, to];
+  const r = spawnSync(cmd!, args, { stdio: ["ignore", "ignore", "pipe"] });
+  if (r.error || r.status !== 0) {
+    throw new UnsupportedError(`link ${what} as root of the user namespace of process ${pid}: ${r.error?.message ?? r.stderr.toString().trim()}; crest cannot link it back (--link-remap)`);
+  }
 }
 
 /**
