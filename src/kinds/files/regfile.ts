@@ -21,7 +21,7 @@ import { RemoteError, type Pending, type Remote } from "../../remote/remote.js";
 import type { FileKind } from "./file-kind.js";
 import { isMemfdPath } from "./memfd.js";
 import { deadProcPid, procfsPath, procOwner, withRestoredProc } from "./proc-path.js";
-import { dumpGhost, dumpLinkRemap, finishGhostsDump, finishGhostsRestore, ghostPath, needsLinkRemap, noteDeadProcess, statDeleted } from "./ghost.js";
+import { mountsOfTree, dumpGhost, dumpLinkRemap, finishGhostsDump, finishGhostsRestore, ghostPath, needsLinkRemap, noteDeadProcess, statDeleted } from "./ghost.js";
 
 /** The statx mask bit for stx_mnt_id. */
 const STATX_MNT_ID = 0x1000;
@@ -173,7 +173,7 @@ export function dumpDeletedFile(run: DumpRun, f: RegFileFacts, via: string, what
   const st = statDeleted(via, f.path, what, run.opts.dump.ghostLimit, run.opts.features.linkRemap);
   const id = dumpRegFile(run, f, statSync(via));
   if (needsLinkRemap(st)) dumpLinkRemap(run, id, via, f.path, st, what, linkRemapRoot(run, f, via));
-  else dumpGhost(run, id, via, f.path, st, what, mountNamespaceOf(run, f, via));
+  else dumpGhost(run, id, via, f.path, st, what, mountNamespaceOf(run, f, via), f.mntId);
   return id;
 }
 
@@ -289,18 +289,6 @@ function openForTask(r: Remote, reg: reg_file_entry, vpid: number, rootOf: numbe
 /** The mount ids of the tree's own mount namespace. */
 const treeMounts = dumpState("tree mounts", (run) => new Set(parseMountinfo(readFileSync(`/proc/${run.root.pid}/mountinfo`, "utf8")).map((m) => m.mntId)));
 
-/** Dump: a task (its pid) of each mount namespace of the tree, by the ids of the namespace's mounts. */
-const mountHolders = dumpState("mount holders", (run) => {
-  const out = new Map<number, number>();
-  const seen = new Set<number | undefined>();
-  for (const t of run.tasks) {
-    if (seen.has(t.ids.mnt_ns_id)) continue;
-    seen.add(t.ids.mnt_ns_id);
-    for (const m of parseMountinfo(readFileSync(`/proc/${t.pid}/mountinfo`, "utf8"))) out.set(m.mntId, t.pid);
-  }
-  return out;
-});
-
 /**
  * A task of the mount namespace of mount `mntId` when that is another of
  * the tree's than task `pid`'s (an fd opened through /proc/PID/fd of a task
@@ -309,7 +297,7 @@ const mountHolders = dumpState("mount holders", (run) => {
  */
 function otherNamespaceOf(run: DumpRun, pid: number, mntId: number | undefined): string | undefined {
   if (mntId === undefined || !run.ownNamespaces.has("mnt")) return undefined;
-  const there = run.state(mountHolders).get(mntId);
+  const there = run.state(mountsOfTree).get(mntId)?.pid;
   if (there === undefined) return undefined;
   const mine = run.tasks.find((t) => t.pid === pid), theirs = run.tasks.find((t) => t.pid === there);
   return mine && theirs && mine.ids.mnt_ns_id !== theirs.ids.mnt_ns_id ? String(there) : undefined;
