@@ -9,7 +9,7 @@
 // /proc/PID/mountinfo.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { readImage, IMG, fd_types, remap_type } from "../../src/images/index.js";
 import { assertDumpRefused, critDecodeAll, dumpWorkload, finish, imagesDir, restoreWorkload, startWorkload, stop } from "./harness.js";
 
@@ -104,8 +104,22 @@ test("mntns-nested inotify: the root's watches on a tmpfs only the child's names
   }
 });
 
-// The same in a user namespace of the tree's own (the tmpfs then its, which does not map crest's root) is zdtm's uns flavour:
-// a tree of crest run --ns pid,mnt,user holds the host's mounts, locked, which crest cannot copy from inside it yet.
+// In a user namespace of the tree's own the tmpfs of the file is the namespace's, which does not map crest's root: crest makes
+// the names there as the file's owner. The root is then a bind of D/u, D bound in it from outside (mntns-nested.c).
+for (const [mode, opts] of [["ghost", []], ["remap", ["--link-remap"]]] as const) {
+  test(`mntns-nested ${mode} in a user namespace of its own: the removed file on a tmpfs of that namespace made again and linked there as its owner`, () => {
+    const w = startWorkload("mntns-nested", [mode], { ns: "pid,mnt,user" });
+    try {
+      dumpWorkload(w, [...opts, "--external", `mnt[${w.dir}]:D`]);
+      assert.deepEqual(critDecodeAll(imagesDir(w)), []);
+      restoreWorkload(w, ["--root", `${w.dir}/u`, "--external", `mnt[D]:${w.dir}`, ...opts]);
+      assert.equal(finish(w), "PASS");
+    } finally {
+      stop(w);
+    }
+  });
+}
+
 for (const [mode, ns, opts] of [["ghost", "pid,mnt", []], ["remap", "pid,mnt", ["--link-remap"]]] as const) {
   const zdtm = mode === "ghost" ? "mntns_link_ghost" : "mntns_link_remap";
   test(`mntns-nested ${mode}: a removed file held through mounts of two namespaces that show its directory at different paths is made once and opened through each (zdtm ${zdtm})`, () => {
@@ -139,16 +153,20 @@ for (const [mode, ns, re] of [
   ["inotify", "pid,mnt", /no IN_CREATE of new\.txt from the watch/],
   ["ghost", "pid,mnt", /g1\/F's fd is inode \d+, g2\/F's \d+: not one file/],
   ["remap", "pid,mnt", /g1\/F's fd is inode \d+, g2\/F's \d+: not one file/],
+  ["remap", "pid,mnt,user", /g1\/F's fd is inode \d+, g2\/F's \d+: not one file/],
 ] as const) {
-  test(`mntns-nested ${mode}: sabotage 6 makes the workload's check fail after a restore`, () => {
+  test(`mntns-nested ${mode} (--ns ${ns}): sabotage 6 makes the workload's check fail after a restore`, () => {
     const w = startWorkload("mntns-nested", [mode], { ns, env: ["CREST_WL_SABOTAGE=6"] });
     try {
       const opts = mode === "remap" ? ["--link-remap"] : [];
-      dumpWorkload(w, opts);
-      restoreWorkload(w, ["--root", "/", ...opts]);
+      const userns = ns.endsWith("user");
+      dumpWorkload(w, [...opts, ...(userns ? ["--external", `mnt[${w.dir}]:D`] : [])]);
+      restoreWorkload(w, [...(userns ? ["--root", `${w.dir}/u`, "--external", `mnt[D]:${w.dir}`] : ["--root", "/"]), ...opts]);
       const verdict = finish(w);
       assert.match(verdict, /^FAIL/);
-      assert.match(readFileSync(`${w.dir}/out.log`, "utf8") + verdict, re);
+      // In a user namespace the workload logs to out-userns.log (mntns-nested.c).
+      const log = ["out.log", "out-userns.log"].map((n) => (existsSync(`${w.dir}/${n}`) ? readFileSync(`${w.dir}/${n}`, "utf8") : "")).join("");
+      assert.match(log + verdict, re);
     } finally {
       stop(w);
     }

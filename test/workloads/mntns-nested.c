@@ -53,6 +53,15 @@
  * other; the root sees D/g/1 and D/g/2 empty and D/g holding only 1, 2 (and
  * F): the restore's names gone.
  *
+ * Started in a user namespace of its own (crest run --ns pid,mnt,user),
+ * where the host's mounts are locked together (no bind of / alone, no
+ * devtmpfs), the root's namespace is instead a bind of D/u holding a copy
+ * of the program and of the libraries it loads, a proc and D bound at its
+ * own path (an external mount: dump --external mnt[D]:KEY, restore --root
+ * D/u --external mnt[KEY]:D); its log is D/out-userns.log (crest run's
+ * out.log has an owner the namespace does not map). D/g is then a tmpfs of
+ * that namespace, which does not map crest's root.
+ *
  * Sabotage: 1 inner unmounts D/nb before checking; 2 inner moves its fd to
  * offset 0; 3 the root mounts a tmpfs on D/n before checking; 4 the root
  * makes D/s private before mounting on D/s/x; 5 inner reopens D/o.txt in
@@ -68,6 +77,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -183,14 +193,79 @@ static void ghost_check(int gfd2) {
   if (pread(gfd2, buf, sizeof(buf), 0) != 10 || memcmp(buf, "GHOST data", 10)) fail("inner: a write through g1/F's fd reads '%.10s' through g2/F's, not 'GHOST data'", buf);
 }
 
-/* The names of directory `rel` of D, sorted, space-separated. */
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The names of directory `rel` of D, sorted, each followed by a space. */
 static void names_of(const char *rel, char *out, size_t cap) {
-  char cmd[PATH_MAX + 64];
-  snprintf(cmd, sizeof(cmd), "ls -A '%.4000s' | tr '\\n' ' '", at(rel));
-  FILE *p = popen(cmd, "r");
+  char *names[64];
+  int n = 0;
+  DIR *d = opendir(at(rel));
   out[0] = 0;
-  if (!p || !fgets(out, (int)cap, p)) out[0] = 0;
-  if (p) pclose(p);
+  if (!d) return;
+  for (struct dirent *e; (e = readdir(d)) && n < 64;)
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) names[n++] = strdup(e->d_name);
+  closedir(d);
+  qsort(names, n, sizeof(names[0]), by_name);
+  size_t len = 0;
+  for (int i = 0; i < n; i++) {
+    if (len < cap) len += snprintf(out + len, cap - len, "%s ", names[i]);
+    free(names[i]);
+  }
+}
+
+/* mkdir -p of the directories above `path`. */
+static void make_parents(const char *path) {
+  char d[2 * PATH_MAX];
+  snprintf(d, sizeof(d), "%s", path);
+  for (char *p = d + 1; (p = strchr(p, '/')); p++) {
+    *p = 0;
+    if (mkdir(d, 0755) && errno != EEXIST) die(d);
+    *p = '/';
+  }
+}
+
+/* cp src dst (mode 0755), making dst's directories. */
+static void copy_file(const char *src, const char *dst) {
+  make_parents(dst);
+  int in = open(src, O_RDONLY), out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+  if (in < 0 || out < 0) die(src);
+  char buf[1 << 16];
+  for (ssize_t n; (n = read(in, buf, sizeof(buf))) > 0;)
+    if (write(out, buf, n) != n) die(dst);
+  close(in);
+  close(out);
+}
+
+/*
+ * In a user namespace of its own the host's mounts are locked together:
+ * no bind of / alone, no devtmpfs. The root becomes a bind of D/u holding
+ * a copy of the program and the libraries it loads, a proc, and D bound at
+ * its own path (an external mount: restored with --external). Returns the
+ * program's path there.
+ */
+static const char *userns_root(void) {
+  static char prog[16] = "/w";
+  char u[PATH_MAX], p[2 * PATH_MAX + 64];
+  snprintf(u, sizeof(u), "%.4000s/u", dir);
+  if (mkdir(u, 0755)) die("mkdir u");
+  mnt(u, u, NULL, MS_BIND, NULL);
+  snprintf(p, sizeof(p), "%s/w", u);
+  copy_file("/proc/self/exe", p);
+  const char *libs[] = {"/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"};
+  for (int i = 0; i < 2; i++) {
+    char real[PATH_MAX];
+    if (!realpath(libs[i], real)) die(libs[i]);
+    snprintf(p, sizeof(p), "%s%s", u, libs[i]);
+    copy_file(real, p);
+  }
+  snprintf(p, sizeof(p), "%s/proc", u);
+  if (mkdir(p, 0555)) die("mkdir u/proc");
+  snprintf(p, sizeof(p), "%s%s/", u, dir);
+  make_parents(p);
+  snprintf(p, sizeof(p), "%s%s", u, dir);
+  mnt(dir, p, NULL, MS_BIND, NULL);
+  if (chdir(u)) die("chdir u");
+  return prog;
 }
 
 static void inner(void) {
@@ -270,6 +345,26 @@ int main(int argc, char **argv) {
   watch = argc > 2 && !strcmp(argv[2], "inotify");
   ghost = argc > 2 && !strcmp(argv[2], "ghost");
   remap = argc > 2 && !strcmp(argv[2], "remap");
+  char map[64] = "";
+  /* Not the whole id space mapped: a user namespace of its own. */
+  int in_userns = wl_read_into("/proc/self/uid_map", map, sizeof(map) - 1) > 0 && !strstr(map, "4294967295");
+  if (!flat && in_userns && !getenv("WL_MNTNS_INSIDE")) {
+    mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+    const char *prog = userns_root();
+    char p[32];
+    snprintf(p, sizeof(p), "proc");
+    mnt("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    if (syscall(SYS_pivot_root, ".", ".") || umount2(".", MNT_DETACH) || chdir(dir)) die("pivot_root into u");
+    /* crest run's out.log has an owner this namespace does not map: a log of its own beside it. */
+    int in = open("/", O_RDONLY | O_DIRECTORY), out = open(at("out-userns.log"), O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) die("stdio");
+    close(in);
+    close(out);
+    setenv("WL_MNTNS_INSIDE", "1", 1);
+    argv[0] = (char *)prog;
+    execv(prog, argv);
+    die("execv");
+  }
   if (!flat && !getenv("WL_MNTNS_INSIDE")) {
     /* The root's own namespace, as a container runtime sets it up (see mntns.c). */
     mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
