@@ -32,10 +32,41 @@
  * setup, no exec, no D/s; inner makes its copy private): crest refuses a nested mount namespace in a tree that
  * has none of its own.
  *
+ * With argv[2] "inotify" (zdtm's inotify01), the root also holds an
+ * inotify instance watching inner's D/n/sub (reached through
+ * /proc/INNER/cwd: a tmpfs only inner's namespace shows) for IN_CREATE and
+ * the file w.txt it made there for IN_CLOSE_WRITE, and an fd of w.txt
+ * (through inner's mount). After: the root writes and closes w.txt and
+ * makes new.txt through /proc/INNER/cwd; the two events must come with the
+ * watches' wds, new.txt named.
+ *
+ * With argv[2] "ghost" (zdtm's mntns_link_ghost), before the fork the root
+ * mounts a tmpfs at D/g with the directories 1 and 2, binds D/g/1 on D/g1,
+ * makes D/g1/F "ghost data", opens it (gfd, through the bind) and links it
+ * as D/g/2/F; inner binds D/g/2 on D/g2, unmounts D/g1 and D/g (its
+ * namespace shows the file's directory 1 nowhere) and opens D/g2/F (gfd2);
+ * once inner is ready the root removes both names. inner holds the file
+ * through a mount of each namespace. With "remap" (zdtm's
+ * mntns_link_remap, crest dump --link-remap) the root links it as D/g/F
+ * too, which stays. After: gfd and gfd2 the same inode with 0 links (1 with
+ * "remap"), through different mounts, a write through one read through the
+ * other; the root sees D/g/1 and D/g/2 empty and D/g holding only 1, 2 (and
+ * F): the restore's names gone.
+ *
+ * Started in a user namespace of its own (crest run --ns pid,mnt,user),
+ * where the host's mounts are locked together (no bind of / alone, no
+ * devtmpfs), the root's namespace is instead a bind of D/u holding a copy
+ * of the program and of the libraries it loads, a proc and D bound at its
+ * own path (an external mount: dump --external mnt[D]:KEY, restore --root
+ * D/u --external mnt[KEY]:D); its log is D/out-userns.log (crest run's
+ * out.log has an owner the namespace does not map). D/g is then a tmpfs of
+ * that namespace, which does not map crest's root.
+ *
  * Sabotage: 1 inner unmounts D/nb before checking; 2 inner moves its fd to
  * offset 0; 3 the root mounts a tmpfs on D/n before checking; 4 the root
  * makes D/s private before mounting on D/s/x; 5 inner reopens D/o.txt in
- * its own namespace over the root's fd.
+ * its own namespace over the root's fd; 6 ("inotify") the root removes its
+ * watch of D/n/sub, ("ghost", "remap") inner opens a new D/g2/X over gfd2.
  */
 #define _GNU_SOURCE
 #include "lib.h"
@@ -46,6 +77,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -130,7 +163,110 @@ static void check_outer_fd(const char *when) {
 static int ask[2], answer[2];
 
 /* The child in a mount namespace of its own; returns its verdict's failures over `answer`. */
-static int flat, pivot;
+static int flat, pivot, watch, ghost, remap;
+static int gfd = -1;
+
+/* ghost, remap: inner's view of D/g: its own bind of D/g/2, the root's D/g1 and D/g gone. */
+static int ghost_inner(void) {
+  mnt(at("g/2"), at("g2"), NULL, MS_BIND, NULL);
+  if (umount2(at("g1"), 0) || umount2(at("g"), 0)) die("inner: umount g1, g");
+  int fd = open(at("g2/F"), O_RDWR);
+  if (fd < 0) die("inner: open g2/F");
+  return fd;
+}
+
+/* ghost, remap: gfd and gfd2 one inode with its links, through two mounts, sharing what is written. */
+static void ghost_check(int gfd2) {
+  struct stat a, b;
+  if (fstat(gfd, &a) || fstat(gfd2, &b)) {
+    fail("inner: fstat of F's fds: %s", strerror(errno));
+    return;
+  }
+  if (a.st_dev != b.st_dev || a.st_ino != b.st_ino) fail("inner: g1/F's fd is inode %lu, g2/F's %lu: not one file", (unsigned long)a.st_ino, (unsigned long)b.st_ino);
+  if (a.st_nlink != (nlink_t)(remap ? 1 : 0)) fail("inner: F has %lu links, not %d", (unsigned long)a.st_nlink, remap ? 1 : 0);
+  int ma = mnt_id_of(gfd), mb = mnt_id_of(gfd2);
+  if (ma < 0 || ma == mb) fail("inner: F's fds are through mounts %d and %d, not two", ma, mb);
+  char buf[32] = "";
+  if (pread(gfd2, buf, sizeof(buf), 0) != 10 || memcmp(buf, "ghost data", 10)) fail("inner: g2/F reads '%.10s', not 'ghost data'", buf);
+  if (pwrite(gfd, "GHOST", 5, 0) != 5) fail("inner: write through g1/F's fd: %s", strerror(errno));
+  memset(buf, 0, sizeof(buf));
+  if (pread(gfd2, buf, sizeof(buf), 0) != 10 || memcmp(buf, "GHOST data", 10)) fail("inner: a write through g1/F's fd reads '%.10s' through g2/F's, not 'GHOST data'", buf);
+}
+
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The names of directory `rel` of D, sorted, each followed by a space. */
+static void names_of(const char *rel, char *out, size_t cap) {
+  char *names[64];
+  int n = 0;
+  DIR *d = opendir(at(rel));
+  out[0] = 0;
+  if (!d) return;
+  for (struct dirent *e; (e = readdir(d)) && n < 64;)
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) names[n++] = strdup(e->d_name);
+  closedir(d);
+  qsort(names, n, sizeof(names[0]), by_name);
+  size_t len = 0;
+  for (int i = 0; i < n; i++) {
+    if (len < cap) len += snprintf(out + len, cap - len, "%s ", names[i]);
+    free(names[i]);
+  }
+}
+
+/* mkdir -p of the directories above `path`. */
+static void make_parents(const char *path) {
+  char d[2 * PATH_MAX];
+  snprintf(d, sizeof(d), "%s", path);
+  for (char *p = d + 1; (p = strchr(p, '/')); p++) {
+    *p = 0;
+    if (mkdir(d, 0755) && errno != EEXIST) die(d);
+    *p = '/';
+  }
+}
+
+/* cp src dst (mode 0755), making dst's directories. */
+static void copy_file(const char *src, const char *dst) {
+  make_parents(dst);
+  int in = open(src, O_RDONLY), out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+  if (in < 0 || out < 0) die(src);
+  char buf[1 << 16];
+  for (ssize_t n; (n = read(in, buf, sizeof(buf))) > 0;)
+    if (write(out, buf, n) != n) die(dst);
+  close(in);
+  close(out);
+}
+
+/*
+ * In a user namespace of its own the host's mounts are locked together:
+ * no bind of / alone, no devtmpfs. The root becomes a bind of D/u holding
+ * a copy of the program and the libraries it loads, a proc, and D bound at
+ * its own path (an external mount: restored with --external). Returns the
+ * program's path there.
+ */
+static const char *userns_root(void) {
+  static char prog[16] = "/w";
+  char u[PATH_MAX], p[2 * PATH_MAX + 64];
+  snprintf(u, sizeof(u), "%.4000s/u", dir);
+  if (mkdir(u, 0755)) die("mkdir u");
+  mnt(u, u, NULL, MS_BIND, NULL);
+  snprintf(p, sizeof(p), "%s/w", u);
+  copy_file("/proc/self/exe", p);
+  const char *libs[] = {"/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"};
+  for (int i = 0; i < 2; i++) {
+    char real[PATH_MAX];
+    if (!realpath(libs[i], real)) die(libs[i]);
+    snprintf(p, sizeof(p), "%s%s", u, libs[i]);
+    copy_file(real, p);
+  }
+  snprintf(p, sizeof(p), "%s/proc", u);
+  if (mkdir(p, 0555)) die("mkdir u/proc");
+  snprintf(p, sizeof(p), "%s%s/", u, dir);
+  make_parents(p);
+  snprintf(p, sizeof(p), "%s%s", u, dir);
+  mnt(dir, p, NULL, MS_BIND, NULL);
+  if (chdir(u)) die("chdir u");
+  return prog;
+}
 
 static void inner(void) {
   if (unshare(CLONE_NEWNS)) die("unshare(CLONE_NEWNS)");
@@ -143,6 +279,7 @@ static void inner(void) {
   mnt(at("n/sub"), at("nb"), NULL, MS_BIND, NULL);
   int fd = open(at("n/f.txt"), O_RDONLY);
   if (fd < 0 || lseek(fd, 7, SEEK_SET) != 7) die("open n/f.txt");
+  int gfd2 = ghost || remap ? ghost_inner() : -1;
   if (chdir(at("n/sub"))) die("chdir n/sub");
   if (pivot) {
     /* An fd through the old root would be refused (its mount is in no namespace of the tree): only the program stays mapped from there. */
@@ -167,6 +304,14 @@ static void inner(void) {
     close(mine);
   }
   if (!flat && !pivot) check_outer_fd("after");
+  if (gfd2 >= 0) {
+    if (wl_sabotage() == 6) {
+      int other = open(at("g2/X"), O_RDWR | O_CREAT, 0644);
+      if (other < 0 || write(other, "ghost data", 10) != 10 || dup2(other, gfd2) < 0) die("sabotage: g2/X over g2/F");
+      close(other);
+    }
+    ghost_check(gfd2);
+  }
   normal_mountinfo(after, sizeof(after));
   wl_compare_lines("inner's mountinfo", before, after);
   char buf[64];
@@ -197,6 +342,29 @@ int main(int argc, char **argv) {
   if (!getcwd(dir, sizeof(dir))) die("getcwd");
   flat = argc > 2 && !strcmp(argv[2], "flat");
   pivot = argc > 2 && !strcmp(argv[2], "pivot");
+  watch = argc > 2 && !strcmp(argv[2], "inotify");
+  ghost = argc > 2 && !strcmp(argv[2], "ghost");
+  remap = argc > 2 && !strcmp(argv[2], "remap");
+  char map[64] = "";
+  /* Not the whole id space mapped: a user namespace of its own. */
+  int in_userns = wl_read_into("/proc/self/uid_map", map, sizeof(map) - 1) > 0 && !strstr(map, "4294967295");
+  if (!flat && in_userns && !getenv("WL_MNTNS_INSIDE")) {
+    mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+    const char *prog = userns_root();
+    char p[32];
+    snprintf(p, sizeof(p), "proc");
+    mnt("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    if (syscall(SYS_pivot_root, ".", ".") || umount2(".", MNT_DETACH) || chdir(dir)) die("pivot_root into u");
+    /* crest run's out.log has an owner this namespace does not map: a log of its own beside it. */
+    int in = open("/", O_RDONLY | O_DIRECTORY), out = open(at("out-userns.log"), O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) die("stdio");
+    close(in);
+    close(out);
+    setenv("WL_MNTNS_INSIDE", "1", 1);
+    argv[0] = (char *)prog;
+    execv(prog, argv);
+    die("execv");
+  }
   if (!flat && !getenv("WL_MNTNS_INSIDE")) {
     /* The root's own namespace, as a container runtime sets it up (see mntns.c). */
     mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
@@ -230,6 +398,16 @@ int main(int argc, char **argv) {
     outer_fd = open(at("o.txt"), O_RDONLY);
     if (outer_fd < 0) die("open o.txt");
   }
+  if (ghost || remap) {
+    if (mkdir(at("g"), 0755) || mkdir(at("g1"), 0755) || mkdir(at("g2"), 0755)) die("mkdir g, g1, g2");
+    mnt("wl-ghost", at("g"), "tmpfs", 0, "size=64k");
+    if (mkdir(at("g/1"), 0755) || mkdir(at("g/2"), 0755)) die("mkdir g/1, g/2");
+    mnt(at("g/1"), at("g1"), NULL, MS_BIND, NULL);
+    gfd = open(at("g1/F"), O_RDWR | O_CREAT | O_EXCL, 0640);
+    if (gfd < 0 || write(gfd, "ghost data", 10) != 10) die("make g1/F");
+    if (link(at("g/1/F"), at("g/2/F"))) die("link g/1/F as g/2/F");
+    if (remap && link(at("g/1/F"), at("g/F"))) die("link g/1/F as g/F");
+  }
   if (pipe(ask) || pipe(answer)) die("pipe");
   pid_t kid = fork();
   if (kid < 0) die("fork");
@@ -237,10 +415,47 @@ int main(int argc, char **argv) {
   if (outer_fd >= 0) close(outer_fd);
   char c;
   if (read(answer[0], &c, 1) != 1) die("inner did not get ready");
+  if (gfd >= 0) {
+    close(gfd);
+    if (unlink(at("g/1/F")) || unlink(at("g/2/F"))) die("remove g/1/F, g/2/F");
+  }
+  int ifd = -1, wd_dir = -1, wd_file = -1, wfd = -1;
+  if (watch) {
+    /* inner's D/n/sub, which only its namespace shows, through its cwd. */
+    char sub[64], w[80];
+    snprintf(sub, sizeof(sub), "/proc/%d/cwd", (int)kid);
+    snprintf(w, sizeof(w), "%s/w.txt", sub);
+    ifd = inotify_init1(IN_NONBLOCK);
+    wfd = open(w, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (ifd < 0 || wfd < 0) die("inotify_init1, open inner's w.txt");
+    wd_dir = inotify_add_watch(ifd, sub, IN_CREATE);
+    wd_file = inotify_add_watch(ifd, w, IN_CLOSE_WRITE);
+    if (wd_dir < 0 || wd_file < 0) die("inotify_add_watch");
+  }
   normal_mountinfo(before, sizeof(before));
   wl_ready();
   wl_wait();
 
+  if (watch) {
+    char nw[80];
+    snprintf(nw, sizeof(nw), "/proc/%d/cwd/new.txt", (int)kid);
+    if (wl_sabotage() == 6) inotify_rm_watch(ifd, wd_dir);
+    /* Queued before: the stray IN_IGNORED of a sabotage; read away. */
+    char ev[4096];
+    while (read(ifd, ev, sizeof(ev)) > 0) {}
+    int nfd = open(nw, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (write(wfd, "w", 1) != 1 || close(wfd) || nfd < 0 || close(nfd)) fail("write w.txt, make new.txt in inner's n/sub: %s", strerror(errno));
+    int got_create = 0, got_close = 0;
+    ssize_t n = read(ifd, ev, sizeof(ev));
+    for (ssize_t off = 0; n > 0 && off < n;) {
+      struct inotify_event *e = (struct inotify_event *)(ev + off);
+      if (e->wd == wd_dir && (e->mask & IN_CREATE) && e->len && !strcmp(e->name, "new.txt")) got_create = 1;
+      if (e->wd == wd_file && (e->mask & IN_CLOSE_WRITE)) got_close = 1;
+      off += sizeof(*e) + e->len;
+    }
+    if (!got_create) fail("no IN_CREATE of new.txt from the watch %d of inner's n/sub", wd_dir);
+    if (!got_close) fail("no IN_CLOSE_WRITE from the watch %d of inner's n/sub/w.txt", wd_file);
+  }
   struct stat st;
   if (stat("/proc/self/ns/mnt", &st)) die("stat /proc/self/ns/mnt");
   unsigned long ino = st.st_ino;
@@ -262,5 +477,13 @@ int main(int argc, char **argv) {
   wl_compare_lines("the root's mountinfo", before, after);
   if (!access(at("n/f.txt"), F_OK)) fail("the root sees n/f.txt, inner's");
   if (!access(at("nb/g.txt"), F_OK)) fail("the root sees nb/g.txt, inner's");
+  if (ghost || remap) {
+    char names[256];
+    const char *want[] = {"g/1", "", "g/2", "", "g", remap ? "1 2 F " : "1 2 "};
+    for (int i = 0; i < 6; i += 2) {
+      names_of(want[i], names, sizeof(names));
+      if (strcmp(names, want[i + 1])) fail("the root's %s holds '%s', not '%s'", want[i], names, want[i + 1]);
+    }
+  }
   return wl_done();
 }

@@ -14,7 +14,7 @@ import { fd_types, mark_type, type fanotify_mark_entry } from "../../images/inde
 import { AT_FDCWD, F, O, SYS } from "../../sys/constants.js";
 import { parseMountinfo } from "../../proc/index.js";
 import { isAnon, type FileKind } from "./file-kind.js";
-import { crestMounts, dumpHandle, major, minor, openHandleInTask } from "./fhandle.js";
+import { handleMounts, dumpHandle, major, minor, openHandleInTask } from "./fhandle.js";
 
 const FAN_CLOEXEC = 0x1;
 const FAN_MARK_ADD = 0x1, FAN_MARK_MOUNT = 0x10, FAN_MARK_IGNORED_MASK = 0x20;
@@ -27,7 +27,7 @@ export const fanotifyKind: FileKind = {
     const fa = f.info.fanotify;
     if (!fa) throw new UnsupportedError(`${f.what} (fanotify) shows no "fanotify flags:" line in its fdinfo; crest cannot tell what it is`);
     const id = run.nextId("file");
-    const mounts = crestMounts();
+    const mounts = handleMounts(run, f.pid);
     let taskMounts: ReturnType<typeof parseMountinfo> | undefined;
     const mark = fa.marks.map((m, i): fanotify_mark_entry => {
       const at = `${f.what} (fanotify) mark ${i}`;

@@ -6,7 +6,12 @@
 // ties every files.img entry of it to its ghost. At restore crest recreates
 // the file at its old path (or a name beside it if that is taken), the tasks
 // open it there like any file, and it is removed again once every task has
-// what it needs.
+// what it needs. Held through mounts of two mount namespaces that show its
+// directory at different paths (zdtm's mntns_link_ghost), it is made once
+// and linked where the other namespace needs it, through a mount that
+// shows both directories (linkGhost). On a file system of the tree's user
+// namespace, which does not map crest's root, crest makes names as the
+// file's owner (asOwner).
 // A file whose name was removed while another name of it remains is not a
 // ghost: with --link-remap it is linked back at dump under a new name in
 // the directory it was in (link_remap.ID, criu's linked remap: a second
@@ -15,18 +20,21 @@
 // dump removes the names it made.
 import {
   closeSync, fchownSync, fchmodSync, ftruncateSync, lchownSync, chmodSync, lstatSync, mkdirSync, openSync,
-  readSync, rmdirSync, statSync, symlinkSync, unlinkSync, writeSync, constants as FS,
+  readFileSync, readSync, rmdirSync, statSync, symlinkSync, unlinkSync, writeSync, constants as FS,
 } from "node:fs";
 import { dirname, basename } from "node:path";
 import type { DumpRun, RestoreRun } from "../context.js";
 import { dumpState, restoreState, UnsupportedError } from "../context.js";
-import { IMG, fd_types, remap_type, type ghost_file_entry, type remap_file_path_entry, type GhostFile } from "../../images/index.js";
+import { IMG, fd_types, remap_type, type ghost_file_entry, type mnt_entry, type remap_file_path_entry, type GhostFile } from "../../images/index.js";
 import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, MEM_MAJOR, MOUNT_ATTR_RDONLY, O, OPEN_TREE_CLONE, SEEK, SYS } from "../../sys/constants.js";
 import { native } from "../../sys/native.js";
 import { check } from "../../sys/errno.js";
 import { ownedAtRestore, treePath } from "../namespaces/owned.js";
-import { nestedHolderOfMount } from "../namespaces/mnt.js";
+import { imageMounts, nestedHolderOfMount, taskOfNamespace } from "../namespaces/mnt.js";
+import { cutRoot, isSubPath } from "../namespaces/mnt-tree.js";
+import { parseMountinfo, type MountInfo } from "../../proc/index.js";
 import { takeFd } from "../sockets/unix.js";
+import type { Remote } from "../../remote/remote.js";
 
 /** Below this size CRIU writes the data raw, without chunks. */
 const CHUNKS_THRESH = 3 * 4096;
@@ -133,22 +141,29 @@ function symlinkTarget(via: string): string {
  * Writes the ghost of the deleted file behind `via` once per inode and ties
  * files.img entry `fileId` to it. `st` comes from statDeleted.
  */
-export function dumpGhost(run: DumpRun, fileId: number, via: string, path: string, st: BigStats, what: string, mountNs?: number): void {
+export function dumpGhost(run: DumpRun, fileId: number, via: string, path: string, st: BigStats, what: string, mountNs?: number, mntId?: number): void {
   const s = run.state(dumped);
   const key = `${st.dev}:${st.ino}`;
   let id = s.byInode.get(key);
   // One ghost is made again once, in the directory of its first path: held through a mount of another mount namespace too,
-  // that directory must be the same one there (criu opens it through each mount instead).
+  // where that directory is not the same one, the restore links it into this one's through a mount that shows both (criu's
+  // rfi_remap links through the mount the two are bound from); without one it is refused here.
   const first = ghostNamespaces.get(s)?.get(key);
   // Seen from the namespace of the mount: the root's through the root task (a nested task may hold an fd of the root's mounts).
   const pid = mountNs === run.root.ids.mnt_ns_id ? String(run.root.pid) : /^\/proc\/(\d+)\//.exec(via)?.[1];
   if (id !== undefined && mountNs !== undefined && first !== undefined && first.ns !== mountNs && !sameDirIn(dirname(first.path), first.pid, pid)) {
-    throw new UnsupportedError(`${what} is ${path}, a removed file also held as ${first.path} through a mount of another mount namespace of the tree (${first.ns}, this one ${mountNs}), ` +
-      `whose directory this namespace does not show at that path; crest makes a removed file again in one directory only so far`);
+    const all = run.state(mountsOfTree);
+    const a = first.mntId === undefined ? undefined : all.get(first.mntId)?.m, b = mntId === undefined ? undefined : all.get(mntId)?.m;
+    const common = a && b && commonMount([...all.values()].map((x) => asMount(x.m)), asMount(a), first.path, asMount(b), path);
+    if (!common) {
+      throw new UnsupportedError(`${what} is ${path}, a removed file also held as ${first.path} through a mount of another mount namespace of the tree (${first.ns}, this one ${mountNs}), ` +
+        `whose directory this namespace does not show at that path, and no mount of the tree shows both directories to link it through; crest cannot make the removed file again in both`);
+    }
+    run.log.info(`${what}: ${path} is the ghost of ${first.path} too; the restore links it there through mount ${common.mntId} (${common.mountpoint})`);
   }
   if (mountNs !== undefined && pid !== undefined) {
-    const m = ghostNamespaces.get(s) ?? new Map<string, { ns: number; pid: string; path: string }>();
-    if (!m.has(key)) m.set(key, { ns: mountNs, pid, path });
+    const m = ghostNamespaces.get(s) ?? new Map<string, { ns: number; pid: string; path: string; mntId?: number }>();
+    if (!m.has(key)) m.set(key, { ns: mountNs, pid, path, mntId });
     ghostNamespaces.set(s, m);
   }
   if (id === undefined) {
@@ -184,8 +199,50 @@ export function dumpGhost(run: DumpRun, fileId: number, via: string, path: strin
   s.remaps.push({ orig_id: fileId, remap_id: id, remap_type: remap_type.GHOST });
 }
 
-/** The mount namespace each ghost (by "dev:ino") was first held through, by which task, at which path, per dump. */
-const ghostNamespaces = new WeakMap<object, Map<string, { ns: number; pid: string; path: string }>>();
+/** The mount namespace each ghost (by "dev:ino") was first held through, by which task, at which path and mount, per dump. */
+const ghostNamespaces = new WeakMap<object, Map<string, { ns: number; pid: string; path: string; mntId?: number }>>();
+
+/** Dump: the mounts of every mount namespace of the tree by id, each with a task (pid) of its namespace. */
+export const mountsOfTree = dumpState("mounts of the tree", (run) => {
+  const out = new Map<number, { m: MountInfo; pid: number }>();
+  const seen = new Set<number | undefined>();
+  for (const t of run.tasks) {
+    if (seen.has(t.ids.mnt_ns_id)) continue;
+    seen.add(t.ids.mnt_ns_id);
+    for (const m of parseMountinfo(readFileSync(`/proc/${t.pid}/mountinfo`, "utf8"))) out.set(m.mntId, { m, pid: t.pid });
+  }
+  return out;
+});
+
+/** What commonMount needs of a mount, from mountinfo (dump) or mnt_entry (restore). */
+interface MountView {
+  mntId: number;
+  dev: number;
+  root: string;
+  mountpoint: string;
+}
+
+const asMount = (m: MountInfo): MountView => ({ mntId: m.mntId, dev: m.major * 0x100000 + m.minor, root: m.root, mountpoint: m.mountPoint });
+const asEntry = (e: mnt_entry): MountView => ({ mntId: e.mnt_id, dev: e.root_dev, root: e.root, mountpoint: e.mountpoint });
+
+/** `path` (under mount m) as a path of m's file system, from its root. */
+function fsPath(m: MountView, path: string): string | undefined {
+  if (!isSubPath(path, m.mountpoint)) return undefined;
+  const rel = cutRoot(path, m.mountpoint);
+  return rel === "" ? m.root : `${m.root === "/" ? "" : m.root}/${rel}`;
+}
+
+/**
+ * A mount (of any namespace of the tree) of the file system of mounts a
+ * and b that shows both pa (under a) and pb (under b), the one of the
+ * whole file system first: the ghost made at pa is linked at pb through it.
+ */
+function commonMount(all: MountView[], a: MountView, pa: string, b: MountView, pb: string): MountView | undefined {
+  const fa = fsPath(a, pa), fb = fsPath(b, pb);
+  if (a.dev !== b.dev || fa === undefined || fb === undefined) return undefined;
+  const fits = all.filter((m) => m.dev === a.dev && isSubPath(dirname(fa), m.root) && isSubPath(dirname(fb), m.root));
+  return fits.find((m) => m.root === "/") ?? fits[0];
+}
 
 /** Whether directory `dir` is the same one in the roots of tasks a and b. */
 function sameDirIn(dir: string, a: string, b: string | undefined): boolean {
@@ -226,10 +283,12 @@ export function dumpLinkRemap(run: DumpRun, fileId: number, via: string, path: s
       throw new UnsupportedError(`${what} is ${path}, removed while ${st.nlink} other link(s) remain, but crest cannot link it back in ${dirname(path)} ` +
         `(errno ${-r}: the file is on another file system than the directory it was in, as an overlay's lower-layer file is); criu cannot either`);
     }
-    // A file system mounted in the tree's user namespace (a tmpfs there): crest's ids are not its, the kernel refuses crest the new name.
+    // A file system mounted in the tree's user namespace (a tmpfs there): crest's fsuid is not mapped in it, so the kernel
+    // refuses crest the new name (may_create's EOVERFLOW); made again as the file's owner, whom it maps (criu's linkat_hard).
     if (r === -EOVERFLOW) {
-      throw new UnsupportedError(`${what} is ${path}, removed while ${st.nlink} other link(s) remain, on a file system of the tree's user namespace, ` +
-        `where crest (outside it) may not make a name (EOVERFLOW); crest cannot link it back (--link-remap) there yet`);
+      const again = asOwner(Number(st.uid), Number(st.gid), () => native.syscall(SYS.linkat, AT_FDCWD, via, AT_FDCWD, seen(name), AT_SYMLINK_FOLLOW));
+      if (again === 0) break;
+      check(again, `link ${what} (${path}, removed) back as ${name}, as its owner ${st.uid}:${st.gid}`);
     }
     if (r !== -ENOENT) check(r, `link ${what} (${path}, removed) back as ${name}`);
     dir = dirname(dir);
@@ -268,6 +327,8 @@ interface Created {
   dir: boolean;
   removed: boolean;
   ino: bigint;
+  /** The mount the file it was made for was open through (files.img mnt_id), in a tree with a mount namespace of its own. */
+  mntId?: number;
 }
 
 /** Restore: remap-fpath.img by files.img id, the ghosts recreated so far by ghost id, the link remaps used by files.img id. */
@@ -275,13 +336,15 @@ const restoring = restoreState("ghosts", (run) => {
   const s = {
     remaps: new Map(run.images.readOr(IMG.remapFpath, undefined, []).map((e) => [e.orig_id, e])),
     created: new Map<number, Created>(),
+    /** More names of ghosts, linked where another mount namespace needs them (linkGhost), by "ghost id@namespace". */
+    names: new Map<string, Created>(),
     linked: new Map<number, { seen: string; ino: bigint }>(),
     /** crest's writable copies of read-only mounts, by the directory they show (writableDir). */
     views: new Map<string, number>(),
   };
   // A failed restore takes the ghosts' names away again (through the views, closed after).
   run.cleanup.push(() => {
-    for (const c of s.created.values()) {
+    for (const c of [...s.names.values(), ...s.created.values()]) {
       try {
         remove(c);
       } catch {
@@ -343,7 +406,7 @@ function writableDir(run: RestoreRun, dir: string): string {
  */
 export function finishGhostsRestore(run: RestoreRun): void {
   const s = run.state(restoring);
-  for (const c of s.created.values()) remove(c);
+  for (const c of [...s.names.values(), ...s.created.values()]) remove(c);
   closeViews(s.views);
   for (const l of s.linked.values()) {
     try {
@@ -417,6 +480,49 @@ function createAt(path: string, g: GhostFile): boolean {
   return true;
 }
 
+/** EOVERFLOW, from node:fs or from a syscall crest made: crest's fsuid is not mapped in the user namespace of the file system. */
+const isUnmapped = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === "EOVERFLOW" || (e as { errno?: number }).errno === EOVERFLOW;
+
+/** _LINUX_CAPABILITY_VERSION_3. */
+const CAP_V3 = 0x20080522;
+
+/**
+ * Runs fn with the fsuid and fsgid of crest's thread set to uid and gid
+ * (ids a user namespace of the tree maps: its file systems refuse crest's
+ * own unmapped root, EOVERFLOW, as they refuse criu's), the capabilities
+ * that change drops raised again (criu's linkat_hard does the same).
+ * crest's file calls are made on this thread.
+ */
+function asOwner<T>(uid: number, gid: number, fn: () => T): T {
+  const hdr = Buffer.alloc(8);
+  hdr.writeUInt32LE(CAP_V3, 0);
+  // Two struct __user_cap_data_struct: effective, permitted, inheritable.
+  const caps = Buffer.alloc(24);
+  check(native.syscall(SYS.capget, hdr, caps), "read crest's capabilities");
+  const oldGid = native.syscall(SYS.setfsgid, gid), oldUid = native.syscall(SYS.setfsuid, uid);
+  try {
+    const raised = Buffer.from(caps);
+    raised.writeUInt32LE(caps.readUInt32LE(4), 0);
+    raised.writeUInt32LE(caps.readUInt32LE(16), 12);
+    check(native.syscall(SYS.capset, hdr, raised), `raise crest's capabilities as owner ${uid}:${gid}`);
+    return fn();
+  } finally {
+    native.syscall(SYS.setfsuid, oldUid);
+    native.syscall(SYS.setfsgid, oldGid);
+    native.syscall(SYS.capset, hdr, caps);
+  }
+}
+
+/** createAt, as the ghost's owner where the file system is of a user namespace that does not map crest's ids. */
+function createAsNeeded(run: RestoreRun, path: string, g: GhostFile): boolean {
+  try {
+    return createAt(path, g);
+  } catch (e) {
+    if (!isUnmapped(e) || !ownedAtRestore(run, "user")) throw e;
+    return asOwner(g.entry.uid, g.entry.gid, () => createAt(path, g));
+  }
+}
+
 /** EROFS, from node:fs or from a syscall crest made. */
 const isReadOnly = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === "EROFS" || (e as { errno?: number }).errno === EROFS;
 
@@ -435,13 +541,13 @@ function create(run: RestoreRun, id: number, orig: string, mntId: number | undef
     if (exists(seen(path))) throw new Error(`ghost ${id} of ${orig}: both ${orig} and ${path} are taken`);
     let at: string | undefined = seen(path);
     try {
-      if (!createAt(at, g)) at = undefined;
+      if (!createAsNeeded(run, at, g)) at = undefined;
     } catch (err) {
       // A read-only mount (of a writable file system): made through a writable copy of it.
       if (!isReadOnly(err)) throw err;
       at = `${writableDir(run, dirname(path))}/${basename(path)}`;
       try {
-        if (!createAt(at, g)) at = undefined;
+        if (!createAsNeeded(run, at, g)) at = undefined;
       } catch (again) {
         if (!isReadOnly(again)) throw again;
         throw new Error(`ghost ${id} of ${orig}: the file system of ${dirname(path)} is read-only itself (not only its mount), so the deleted file cannot be made there again; criu cannot either`);
@@ -457,7 +563,7 @@ function create(run: RestoreRun, id: number, orig: string, mntId: number | undef
     path = `${dir === "/" ? "" : dir}/${basename(orig)}`;
   }
   const type = BigInt(g.entry.mode) & S_IFMT;
-  const c: Created = { path, seen: made, dir: type === S_IFDIR, removed: false, ino: lstatBig(made).ino };
+  const c: Created = { path, seen: made, dir: type === S_IFDIR, removed: false, ino: lstatBig(made).ino, mntId };
   try {
     applyMetadata(c.seen, g.entry, type === S_IFLNK);
   } catch (err) {
@@ -496,12 +602,100 @@ export function ghostPath(run: RestoreRun, fileId: number, orig: string): string
   if (type !== remap_type.GHOST) {
     throw run.images.invalid(IMG.remapFpath, undefined, `file ${fileId} (${orig}) has remap type ${type}; crest restores ghost files, link remaps and dead processes' /proc files only`);
   }
+  const mntId = run.files.get(fileId)?.reg?.mnt_id;
   let c = s.created.get(rp.remap_id);
   if (!c) {
-    c = create(run, rp.remap_id, orig, run.files.get(fileId)?.reg?.mnt_id);
+    c = create(run, rp.remap_id, orig, mntId);
     s.created.set(rp.remap_id, c);
   }
-  return c.path;
+  return nameInNamespace(run, c, rp.remap_id, orig, mntId);
+}
+
+/**
+ * The ghost's name for a file opened through mount `mntId`: its own path
+ * when the namespace of that mount shows the ghost there, else a name made
+ * by linkGhost (once per namespace).
+ */
+function nameInNamespace(run: RestoreRun, c: Created, id: number, orig: string, mntId: number | undefined): string {
+  if (mntId === undefined || c.mntId === undefined || mntId === c.mntId) return c.path;
+  const mine = nestedHolderOfMount(run, mntId), made = nestedHolderOfMount(run, c.mntId);
+  if (mine?.ids.mnt_ns_id === made?.ids.mnt_ns_id) return c.path;
+  const seen = mine ? `/proc/${mine.pid}/root${c.path}` : treePath(run, c.path);
+  try {
+    if (lstatBig(seen).ino === c.ino) return c.path;
+  } catch {
+    // not there in this namespace
+  }
+  const names = run.state(restoring).names;
+  const key = `${id}@${mine?.ids.mnt_ns_id ?? "root"}`;
+  let n = names.get(key);
+  if (!n) {
+    n = linkGhost(run, c, id, orig, mntId);
+    names.set(key, n);
+  }
+  return n.path;
+}
+
+/**
+ * Links ghost `id` (made as c) at `orig` as the namespace of mount `mntId`
+ * sees it (or a name beside it if that is taken), through a mount of any
+ * namespace of the tree that shows both directories (criu's rfi_remap
+ * links through the mount the two are bound from): a detached copy of it
+ * (open_tree's clone, made by a task of its namespace, with no mounts on it
+ * and its read-only flag cleared), so that both names are on one mount as
+ * linkat wants. The name is removed with the ghost's.
+ */
+function linkGhost(run: RestoreRun, c: Created, id: number, orig: string, mntId: number): Created {
+  const at = `ghost ${id} of ${orig}`;
+  const all = run.state(imageMounts);
+  const a = all.find((x) => x.entry.mnt_id === c.mntId)?.entry, b = all.find((x) => x.entry.mnt_id === mntId)?.entry;
+  if (!a || !b) throw run.images.invalid(IMG.files, undefined, `${at}: mount ${a ? mntId : c.mntId} is in no mount image`);
+  const t = commonMount(all.map((x) => asEntry(x.entry)), asEntry(a), c.path, asEntry(b), orig);
+  const via = t && all.find((x) => x.entry.mnt_id === t.mntId);
+  const task = via && taskOfNamespace(run, via.ns);
+  if (!t || !task) throw new Error(`restore ${at}: no mount of the tree shows both ${c.path} (mount ${c.mntId}) and ${orig} (mount ${mntId}) to link it through`);
+  const copy = mountCopy(run, task.remotes[0]!, t.mountpoint, `mount ${t.mntId} at ${t.mountpoint} (to link ${at} in another mount namespace)`);
+  const relFrom = cutRoot(fsPath(asEntry(a), c.path)!, t.root);
+  let relTo = cutRoot(fsPath(asEntry(b), orig)!, t.root);
+  const from = `${copy.path}/${relFrom}`;
+  if (lstatBig(from).ino !== c.ino) throw new Error(`restore ${at}: mount ${t.mntId} at ${t.mountpoint} does not show it at ${from}`);
+  let path = orig;
+  if (exists(`${copy.path}/${relTo}`)) {
+    path = `${orig}.cr.${id.toString(16)}.ghost`;
+    relTo = `${relTo}.cr.${id.toString(16)}.ghost`;
+    if (exists(`${copy.path}/${relTo}`)) throw new Error(`restore ${at}: both ${orig} and ${path} are taken in the namespace of mount ${mntId}`);
+  }
+  const to = `${copy.path}/${relTo}`;
+  let r = native.syscall(SYS.linkat, AT_FDCWD, from, AT_FDCWD, to, 0);
+  if (r === -EOVERFLOW && ownedAtRestore(run, "user")) {
+    const e = run.images.read(IMG.ghostFile, id).entry;
+    r = asOwner(e.uid, e.gid, () => native.syscall(SYS.linkat, AT_FDCWD, from, AT_FDCWD, to, 0));
+  }
+  check(r, `link ${at} as ${path} in the mount namespace of mount ${mntId}`);
+  run.log.info(`${at} linked as ${path} for the mount namespace of mount ${mntId}, through mount ${t.mntId}`);
+  return { path, seen: to, dir: false, removed: false, ino: c.ino, mntId };
+}
+
+/** crest's path to a detached copy of mount `mountpoint` of the namespace of the task of `r`, writable; held until the ghosts are gone. */
+function mountCopy(run: RestoreRun, r: Remote, mountpoint: string, what: string): { fd: number; path: string } {
+  const views = run.state(restoring).views;
+  const key = `copy ${r.pid}:${mountpoint}`;
+  let fd = views.get(key);
+  if (fd === undefined) {
+    r.resetScratch();
+    const clone = r.call(`copy ${what}`, SYS.open_tree, AT_FDCWD, r.putString(mountpoint), OPEN_TREE_CLONE | O.CLOEXEC);
+    try {
+      fd = takeFd(r.pid, clone, `the copy of ${what}`);
+    } finally {
+      r.call(`close the copy of ${what}`, SYS.close, clone);
+    }
+    views.set(key, fd);
+    // struct mount_attr: attr_set, attr_clr, propagation, userns_fd: read-only cleared (a detached copy allows it).
+    const attr = Buffer.alloc(32);
+    attr.writeBigUInt64LE(MOUNT_ATTR_RDONLY, 8);
+    check(native.syscall(SYS.mount_setattr, fd, "", AT_EMPTY_PATH, attr, attr.length), `make crest's copy of ${what} writable`);
+  }
+  return { fd, path: `/proc/self/fd/${fd}` };
 }
 
 /**

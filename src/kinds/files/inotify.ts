@@ -14,7 +14,7 @@ import { EAGAIN } from "../../sys/errno.js";
 import { isAnon, type FileKind } from "./file-kind.js";
 import { kernelHas } from "../../kernel/facts.js";
 import type { Remote } from "../../remote/remote.js";
-import { crestMounts, dumpHandle, major, minor, openHandleInTask } from "./fhandle.js";
+import { handleMounts, dumpHandle, major, minor, openHandleInTask } from "./fhandle.js";
 
 /** _IOW('I', 0, __s32): needs CONFIG_CHECKPOINT_RESTORE. */
 const INOTIFY_IOC_SETNEXTWD = 0x40044900;
@@ -32,7 +32,7 @@ export const inotifyKind: FileKind = {
   type: fd_types.INOTIFY,
   claims: isAnon("inotify"),
   dump(f, run) {
-    const mounts = crestMounts();
+    const mounts = handleMounts(run, f.pid);
     const watches = [...f.info.inotifyWatches].sort((a, b) => a.wd - b.wd);
     const id = run.nextId("file");
     const wd: inotify_wd_entry[] = watches.map((w) => ({

@@ -21,7 +21,7 @@ import { RemoteError, type Pending, type Remote } from "../../remote/remote.js";
 import type { FileKind } from "./file-kind.js";
 import { isMemfdPath } from "./memfd.js";
 import { deadProcPid, procfsPath, procOwner, withRestoredProc } from "./proc-path.js";
-import { dumpGhost, dumpLinkRemap, finishGhostsDump, finishGhostsRestore, ghostPath, needsLinkRemap, noteDeadProcess, statDeleted } from "./ghost.js";
+import { mountsOfTree, dumpGhost, dumpLinkRemap, finishGhostsDump, finishGhostsRestore, ghostPath, needsLinkRemap, noteDeadProcess, statDeleted } from "./ghost.js";
 
 /** The statx mask bit for stx_mnt_id. */
 const STATX_MNT_ID = 0x1000;
@@ -46,7 +46,7 @@ const NO_OWNER: reg_file_entry["fown"] = { uid: 0, euid: 0, signum: 0, pid_type:
  * `anyType`: an O_PATH fd, which opening never sets in motion (no device
  * open, no FIFO wait), so any kind of inode, a symlink itself included, will do.
  */
-export function checkReopenable(path: string, via: string, what: string, anyType = false, evasiveDevices = false): Stats {
+export function checkReopenable(path: string, via: string, what: string, anyType = false, evasiveDevices = false, inRootOf?: string): Stats {
   if (path.endsWith(" (deleted)")) {
     // Open files, mappings and the cwd take the ghost path (dumpDeletedFile) before this.
     throw new UnsupportedError(`${what} is the deleted file ${path.slice(0, -10)}; crest does not support it here yet (deleted files are restored only as open files, mappings and the current directory)`);
@@ -72,7 +72,8 @@ export function checkReopenable(path: string, via: string, what: string, anyType
   try {
     // The kernel's path has no symlink in it, but may be one (O_PATH|O_NOFOLLOW).
     // It is the task's path: looked up in its mount namespace.
-    const seen = inTaskNamespace(path, /^\/proc\/(\d+)\//.exec(via)?.[1]);
+    // `inRootOf`: a task of the mount namespace of the fd's mount, when that is not the holder's.
+    const seen = inRootOf !== undefined ? inTaskRoot(path, inRootOf) : inTaskNamespace(path, /^\/proc\/(\d+)\//.exec(via)?.[1]);
     const now = st.isSymbolicLink() ? lstatSync(seen) : statSync(seen);
     // --evasive-devices: another file of the same device number will do, as criu takes it.
     const sameDevice = evasiveDevices && (st.isCharacterDevice() || st.isBlockDevice()) && now.rdev === st.rdev;
@@ -172,7 +173,7 @@ export function dumpDeletedFile(run: DumpRun, f: RegFileFacts, via: string, what
   const st = statDeleted(via, f.path, what, run.opts.dump.ghostLimit, run.opts.features.linkRemap);
   const id = dumpRegFile(run, f, statSync(via));
   if (needsLinkRemap(st)) dumpLinkRemap(run, id, via, f.path, st, what, linkRemapRoot(run, f, via));
-  else dumpGhost(run, id, via, f.path, st, what, mountNamespaceOf(run, f, via));
+  else dumpGhost(run, id, via, f.path, st, what, mountNamespaceOf(run, f, via), f.mntId);
   return id;
 }
 
@@ -289,6 +290,20 @@ function openForTask(r: Remote, reg: reg_file_entry, vpid: number, rootOf: numbe
 const treeMounts = dumpState("tree mounts", (run) => new Set(parseMountinfo(readFileSync(`/proc/${run.root.pid}/mountinfo`, "utf8")).map((m) => m.mntId)));
 
 /**
+ * A task of the mount namespace of mount `mntId` when that is another of
+ * the tree's than task `pid`'s (an fd opened through /proc/PID/fd of a task
+ * of a nested namespace, zdtm's inotify01): the fd's path is checked there,
+ * and the restore reopens it there (mnt_id). undefined otherwise.
+ */
+function otherNamespaceOf(run: DumpRun, pid: number, mntId: number | undefined): string | undefined {
+  if (mntId === undefined || !run.ownNamespaces.has("mnt")) return undefined;
+  const there = run.state(mountsOfTree).get(mntId)?.pid;
+  if (there === undefined) return undefined;
+  const mine = run.tasks.find((t) => t.pid === pid), theirs = run.tasks.find((t) => t.pid === there);
+  return mine && theirs && mine.ids.mnt_ns_id !== theirs.ids.mnt_ns_id ? String(there) : undefined;
+}
+
+/**
  * In a mount namespace of the tree's own, a file is reopened through the
  * mount its path leads to: it must be the one the fd was opened through (a
  * mount since put over it would give the file another mount, which the
@@ -353,7 +368,7 @@ export const regFileKind: FileKind = {
     if (f.link.kind === "path" && f.link.deleted && path === f.text) {
       return dumpDeletedFile(run, { path: f.link.path, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, f.via, f.what);
     }
-    const st = checkReopenable(path, f.via, f.what, (f.info.flags & O.PATH) !== 0, run.opts.features.evasiveDevices);
+    const st = checkReopenable(path, f.via, f.what, (f.info.flags & O.PATH) !== 0, run.opts.features.evasiveDevices, otherNamespaceOf(run, f.pid, f.info.mntId));
     if (f.info.mntId !== undefined && run.ownNamespaces.has("mnt")) checkSameMount(run, path, f.info.mntId, f.what);
     return dumpRegFile(run, { path, flags: f.info.flags, pos: f.info.pos, mntId: f.info.mntId, fown: f.fown }, st, f.what);
   },

@@ -688,6 +688,19 @@ const namespaceOfMount = restoreState("mount namespaces of mounts", (run) => {
   return out;
 });
 
+/** Restore: every mount of the images (of every mount namespace of the tree) with its namespace's id; none without one of the tree's own. */
+export const imageMounts = restoreState("mounts of the images", (run) => {
+  const out: Array<{ entry: mnt_entry; ns: number }> = [];
+  if (!ownedAtRestore(run, "mnt")) return out;
+  for (const id of [run.tasks[0]!.ids.mnt_ns_id!, ...nestedNamespaces(run).map((n) => n.id)]) {
+    for (const entry of run.images.read(IMG.mnts, id)) out.push({ entry, ns: id });
+  }
+  return out;
+});
+
+/** A task (born already) of mount namespace `ns` (an id of the images). */
+export const taskOfNamespace = (run: RestoreRun, ns: number): RestoreTask | undefined => run.tasks.find((t) => t.ids.mnt_ns_id === ns && t.pid > 0);
+
 /**
  * A task (born already) of the mount namespace that mount `mntId` belongs
  * to, when that is not `task`'s own: a file `task` had open through it is
