@@ -59,7 +59,8 @@ export function handleMounts(run: DumpRun, pid: number): HandleMount[] {
   const seen = new Set<number | undefined>();
   const out: HandleMount[] = [];
   for (const t of [holder ?? run.root, run.root, ...run.tasks]) {
-    if (seen.has(t.ids.mnt_ns_id)) continue;
+    // A zombie has no mount namespace left to read (its mountinfo: EINVAL).
+    if (t.zombie || seen.has(t.ids.mnt_ns_id)) continue;
     seen.add(t.ids.mnt_ns_id);
     for (const m of parseMountinfo(readFileSync(`/proc/${t.pid}/mountinfo`, "utf8"))) out.push({ ...m, task: t.pid });
   }

@@ -207,7 +207,8 @@ export const mountsOfTree = dumpState("mounts of the tree", (run) => {
   const out = new Map<number, { m: MountInfo; pid: number }>();
   const seen = new Set<number | undefined>();
   for (const t of run.tasks) {
-    if (seen.has(t.ids.mnt_ns_id)) continue;
+    // A zombie has no mount namespace left to read (its mountinfo: EINVAL).
+    if (t.zombie || seen.has(t.ids.mnt_ns_id)) continue;
     seen.add(t.ids.mnt_ns_id);
     for (const m of parseMountinfo(readFileSync(`/proc/${t.pid}/mountinfo`, "utf8"))) out.set(m.mntId, { m, pid: t.pid });
   }
