@@ -117,6 +117,10 @@ test("tree in a PID namespace of its own (sessions, groups, zombies, children fo
   assert.equal(await remoteCycle("tree", []), "PASS");
 });
 
+test("churn: a root that forks without pause, restored through a remote lazy-pages daemon (every forked child's userfaultfd let go once it has exited)", async () => {
+  assert.equal(await remoteCycle("churn", [], [], false), "PASS");
+});
+
 test("the dump side killed mid-way: the restored tree ends, the daemon fails by name, nothing hangs", async () => {
   const w = startWorkload("bigmem", ["256"], { ns: "pid" });
   const p = ++port;
