@@ -27,7 +27,7 @@ import { native, projectRoot } from "../sys/native.js";
 import { SIG, SYS } from "../sys/constants.js";
 import { check, errnoName } from "../sys/errno.js";
 import { sendWithFiles } from "../kinds/sockets/queue.js";
-import { AF_UNIX, lazySocketPath, LazyServer, pidOfPidfd, RemotePages, RESTORE_FINISHED, SOCK_CLOEXEC, SOCK_STREAM, unixAddress } from "../kinds/memory/lazy.js";
+import { AF_UNIX, lazySocketPath, LazyServer, type LazyTask, pidOfPidfd, RemotePages, RESTORE_FINISHED, SOCK_CLOEXEC, SOCK_STREAM, unixAddress } from "../kinds/memory/lazy.js";
 import { DEFAULT_PORT } from "../kinds/memory/lazy-server.js";
 import { connectPageServer } from "../images/page-server.js";
 import { daemonize } from "./rpc/service.js";
@@ -71,10 +71,25 @@ export function lazyPagesMain(opts: Options, argv: readonly string[], refused: r
     listener = -1;
     unlinkQuietly(path);
     const g = guard;
-    server = new LazyServer(images, log, { forked: (t) => tellGuard(g, "F", [t.uffd]) }, remote?.pages ?? null);
-    serve(server, client, g, log);
+    // Each userfaultfd the guard holds, by the order it was handed over: a task gone lets the guard close its copy.
+    const slots = new WeakMap<LazyTask, number>();
+    let handed = 0;
+    server = new LazyServer(images, log, {
+      forked: (t) => {
+        tellGuard(g, "F", [t.uffd]);
+        slots.set(t, handed++);
+      },
+      gone: (t) => {
+        const slot = slots.get(t);
+        if (slot !== undefined) tellGuard(g, "G", [], slot);
+      },
+    }, remote?.pages ?? null);
+    serve(server, client, g, log, (t) => slots.set(t, handed++));
     const tasks = server.tasks;
     for (const t of tasks) log.info(`${t.forked ? `a child process ${t.vpid} forked` : `process ${t.vpid}`}: ${t.copied} of ${t.total} page(s) copied in${t.gone ? " (its memory went away first)" : ""}`);
+    const left = server.left;
+    if (left.children) log.info(`${left.children} forked child process(es) whose memory went away first: ${left.copied} of ${left.total} page(s) copied in`);
+    const served = server.served;
     server.close();
     server = null;
     if (remote) {
@@ -84,7 +99,7 @@ export function lazyPagesMain(opts: Options, argv: readonly string[], refused: r
     // Pages that are not the dump's: the guard, left without a word, ends the tree.
     pagesCheck?.wait();
     tellGuard(guard, "D", []);
-    log.info(`Lazy pages: every page of ${tasks.length} userfaultfd(s) is in place`);
+    log.info(`Lazy pages: every page of ${served} userfaultfd(s) is in place`);
     return 0;
   } catch (e) {
     // The guard, left without a word, ends the tree: its pages cannot all come.
@@ -162,10 +177,10 @@ function recvAll(sk: number, len: number, what: string): Buffer | null {
 }
 
 /** One message and the fds passed with it (SCM_RIGHTS); null at the end of the stream. */
-function recvFds(sk: number, what: string): { data: Buffer; fds: number[] } | null {
-  const data = Buffer.alloc(1);
+function recvFds(sk: number, what: string, size = 1): { data: Buffer; fds: number[] } | null {
+  const data = Buffer.alloc(size);
   const control = Buffer.alloc(64);
-  const iov = new BigUint64Array([BigInt(native.address(data)), 1n]);
+  const iov = new BigUint64Array([BigInt(native.address(data)), BigInt(size)]);
   const msg = new BigUint64Array([0n, 0n, BigInt(native.address(iov)), 1n, BigInt(native.address(control)), BigInt(control.length), 0n]);
   let n: number;
   do n = native.syscall(SYS.recvmsg, sk, msg, MSG_CMSG_CLOEXEC);
@@ -190,7 +205,7 @@ function recvFds(sk: number, what: string): { data: Buffer; fds: number[] } | nu
  * then "restore finished"), every userfaultfd's events, and once the
  * restore has finished the background push, until every page is in.
  */
-function serve(server: LazyServer, client: number, guard: number, log: Logger): void {
+function serve(server: LazyServer, client: number, guard: number, log: Logger, handed: (t: LazyTask) => void): void {
   let finished = false, open = true;
   const killedForTests = process.env.CREST_FAULT === "lazy-pages:killed";
   for (;;) {
@@ -208,7 +223,7 @@ function serve(server: LazyServer, client: number, guard: number, log: Logger): 
     if (n < 0 && n !== -EINTR) throw new Error(`poll: ${errnoName(-n)}`);
     if (n > 0) {
       if (first && pfd.readInt16LE(6) & (POLLIN | POLLHUP | POLLERR)) {
-        const got = fromRestore(server, client, guard, log);
+        const got = fromRestore(server, client, guard, log, handed);
         if (got === "finished") {
           finished = true;
           log.info("The restore has finished: pushing the pages not touched yet");
@@ -222,6 +237,7 @@ function serve(server: LazyServer, client: number, guard: number, log: Logger): 
         if (rev & POLLIN) server.events(t);
       });
     }
+    server.reap();
     if (finished && killedForTests) {
       // Tests: the daemon killed (for real: SIGKILL) once the restore is over, with every page still to push.
       if (!open) process.kill(process.pid, "SIGKILL");
@@ -232,7 +248,7 @@ function serve(server: LazyServer, client: number, guard: number, log: Logger): 
 }
 
 /** One message of the restore: a task and its userfaultfd (criu's protocol; crest's restore adds a pidfd), or the end. */
-function fromRestore(server: LazyServer, client: number, guard: number, log: Logger): "task" | "finished" | "closed" {
+function fromRestore(server: LazyServer, client: number, guard: number, log: Logger, handed: (t: LazyTask) => void): "task" | "finished" | "closed" {
   const head = recvAll(client, 4, "read from the restore");
   if (!head) return "closed";
   const pid = head.readInt32LE(0);
@@ -250,13 +266,17 @@ function fromRestore(server: LazyServer, client: number, guard: number, log: Log
   } finally {
     if (pidfd !== undefined) closeSync(pidfd);
   }
-  server.add(pid, uffd!);
+  handed(server.add(pid, uffd!));
   return "task";
 }
 
-function tellGuard(guard: number, what: "T" | "F" | "D", fds: number[]): void {
-  const n = sendWithFiles(guard, Buffer.from(what), fds, 0);
-  if (n !== 1) throw new Error(`cannot reach the guard of the restored tree (${n < 0 ? errnoName(-n) : "short send"})`);
+/** A message to the guard: T (a restored task's userfaultfd and pidfd), F (a forked child's userfaultfd), G (the one handed over `slot`-th is gone), D (done). */
+function tellGuard(guard: number, what: "T" | "F" | "G" | "D", fds: number[], slot = 0): void {
+  const m = Buffer.alloc(what === "G" ? 5 : 1);
+  m.write(what);
+  if (what === "G") m.writeUInt32LE(slot, 1);
+  const n = sendWithFiles(guard, m, fds, 0);
+  if (n !== m.length) throw new Error(`cannot reach the guard of the restored tree (${n < 0 ? errnoName(-n) : "short send"})`);
 }
 
 /** Starts the guard (this command again), connected by a seqpacket socket; returns the daemon's end. */
@@ -293,15 +313,22 @@ function guardMain(log: Logger): number {
   for (;;) {
     let m: { data: Buffer; fds: number[] } | null;
     try {
-      m = recvFds(GUARD_FD, "read from the lazy-pages daemon");
+      m = recvFds(GUARD_FD, "read from the lazy-pages daemon", 5);
     } catch {
       m = null;
     }
     if (!m) break;
     const kind = String.fromCharCode(m.data[0]!);
     if (kind === "D") {
-      for (const f of [...uffds, ...pidfds]) closeSync(f);
+      for (const f of [...uffds, ...pidfds]) if (f >= 0) closeSync(f);
       return 0;
+    }
+    if (kind === "G") {
+      // A task's memory is gone: its userfaultfd guards nothing any more.
+      const slot = m.data.readUInt32LE(1);
+      if (uffds[slot] !== undefined && uffds[slot] >= 0) closeSync(uffds[slot]);
+      uffds[slot] = -1;
+      continue;
     }
     uffds.push(m.fds[0]!);
     if (kind === "T" && m.fds[1] !== undefined) pidfds.push(m.fds[1]);
@@ -327,7 +354,7 @@ function guardMain(log: Logger): number {
   } catch {
     log.error(msg.trim());
   }
-  for (const f of [...uffds, ...pidfds]) closeSync(f);
+  for (const f of [...uffds, ...pidfds]) if (f >= 0) closeSync(f);
   return 1;
 }
 

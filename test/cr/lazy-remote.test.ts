@@ -113,6 +113,14 @@ test("memwrite: pages written, dropped and first written while they come from th
   assert.equal(await remoteCycle("memwrite", ["64", "20000"], [], false), "PASS");
 });
 
+test("tree in a PID namespace of its own (sessions, groups, zombies, children forked from lazily restored parents), restored through a remote lazy-pages daemon: its check passes after SIGTERM", async () => {
+  assert.equal(await remoteCycle("tree", []), "PASS");
+});
+
+test("churn: a root that forks without pause, restored through a remote lazy-pages daemon (every forked child's userfaultfd let go once it has exited)", async () => {
+  assert.equal(await remoteCycle("churn", [], [], false), "PASS");
+});
+
 test("the dump side killed mid-way: the restored tree ends, the daemon fails by name, nothing hangs", async () => {
   const w = startWorkload("bigmem", ["256"], { ns: "pid" });
   const p = ++port;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,19 +24,84 @@ struct member {
 	pid_t pid, ppid, pgid, sid;
 };
 
-static struct member m[16];
+#define MEMBERS_MAX 32
+static struct member m[MEMBERS_MAX];
 static int nm;
+
+/*
+ * In a PID namespace of its own (crest run --ns pid) the tree still sees
+ * the host's /proc, which names processes by their PIDs out there: PIDs of
+ * this namespace go through these two on their way into and out of /proc.
+ */
+
+/* The PID /proc calls pid (a PID of this namespace) by: the "Pid:" of a pidfd's fdinfo; -1 if pid is gone. */
+static pid_t proc_pid(pid_t pid)
+{
+	int fd = syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0)
+		return -1;
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	char *info = wl_read_file(path, NULL);
+	close(fd);
+	const char *at = info ? strstr(info, "\nPid:") : NULL;
+	pid_t out = at ? (pid_t)strtol(at + 5, NULL, 10) : 0;
+	free(info);
+	return out > 0 ? out : -1;
+}
+
+/* The words of the NSpid line of /proc/PATH/status (the PIDs from /proc's namespace down to the process's own). */
+static int nspids(const char *dir, pid_t out[8])
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%s/status", dir);
+	char *status = wl_read_file(path, NULL);
+	const char *at = status ? strstr(status, "\nNSpid:") : NULL;
+	int n = 0;
+	if (at) {
+		char *p = (char *)at + 7, *end;
+		for (long v; n < 8 && (v = strtol(p, &end, 10), end != p); p = end)
+			out[n++] = v;
+	}
+	free(status);
+	return n;
+}
+
+/* The PID in this namespace of the process /proc calls procpid: 0 if it is outside (as getppid() says then). */
+static pid_t ns_pid(pid_t procpid)
+{
+	pid_t self[8], them[8];
+	char dir[16];
+	int level = nspids("self", self) - 1;
+	snprintf(dir, sizeof(dir), "%d", procpid);
+	if (level < 0 || nspids(dir, them) <= level)
+		return level < 0 ? procpid : 0;
+	return them[level];
+}
+
+/* pid's parent (in this namespace), -1 if pid is gone. */
+static pid_t parent_of(pid_t pid)
+{
+	char path[64];
+	pid_t p = proc_pid(pid);
+	snprintf(path, sizeof(path), "/proc/%d/stat", p);
+	char *stat = p > 0 ? wl_read_file(path, NULL) : NULL;
+	if (!stat)
+		return -1;
+	pid_t ppid = 0;
+	sscanf(strrchr(stat, ')') + 4, "%d", &ppid);
+	free(stat);
+	return ppid > 0 ? ns_pid(ppid) : 0;
+}
 
 static void record(const char *name, pid_t pid)
 {
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	char *stat = wl_read_file(path, NULL);
-	pid_t ppid = 0;
-	if (stat)
-		sscanf(strrchr(stat, ')') + 4, "%d", &ppid);
-	m[nm++] = (struct member){ name, pid, ppid, getpgid(pid), getsid(pid) };
-	free(stat);
+	if (nm == MEMBERS_MAX) {
+		fail("more than %d processes in the tree (%s %d)", MEMBERS_MAX, name, pid);
+		return;
+	}
+	pid_t ppid = parent_of(pid);
+	m[nm++] = (struct member){ name, pid, ppid < 0 ? 0 : ppid, getpgid(pid), getsid(pid) };
 }
 
 /* A child that waits forever (the root kills it at the end). */
@@ -140,12 +206,13 @@ static void wait_ready(int n)
 static void descendants(pid_t pid, void (*fn)(pid_t))
 {
 	char path[96];
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pid, pid);
-	char *list = wl_read_file(path, NULL);
+	pid_t p = proc_pid(pid);
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", p, p);
+	char *list = p > 0 ? wl_read_file(path, NULL) : NULL;
 	if (!list)
 		return;
 	for (char *t = strtok(list, " \n"); t; t = strtok(NULL, " \n")) {
-		pid_t c = atoi(t);
+		pid_t c = ns_pid(atoi(t));
 		fn(c);
 	}
 	free(list);
@@ -155,7 +222,10 @@ static int nkids;
 static pid_t kids[32];
 static void collect(pid_t p)
 {
-	kids[nkids++] = p;
+	if (nkids == (int)(sizeof(kids) / sizeof(kids[0])))
+		fail("more than %d children to collect (%d)", nkids, p);
+	else
+		kids[nkids++] = p;
 }
 
 int main(int argc, char **argv)
@@ -227,15 +297,11 @@ int main(int argc, char **argv)
 
 	for (int i = 0; i < nm; i++) {
 		struct member now = m[i];
-		char path[64];
-		snprintf(path, sizeof(path), "/proc/%d/stat", m[i].pid);
-		char *stat = wl_read_file(path, NULL);
-		if (!stat) {
+		now.ppid = parent_of(m[i].pid);
+		if (now.ppid < 0) {
 			fail("%s (%d) is gone", m[i].name, m[i].pid);
 			continue;
 		}
-		sscanf(strrchr(stat, ')') + 4, "%d", &now.ppid);
-		free(stat);
 		now.pgid = getpgid(m[i].pid);
 		now.sid = getsid(m[i].pid);
 		if (now.ppid != m[i].ppid || now.pgid != m[i].pgid || now.sid != m[i].sid)
@@ -253,7 +319,7 @@ int main(int argc, char **argv)
 		if (m[i].pid == z_code || m[i].pid == z_sig)
 			continue;
 		char path[64];
-		snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", m[i].pid, shared);
+		snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", proc_pid(m[i].pid), shared);
 		char *info = wl_read_file(path, NULL);
 		if (!info || atoi(info + 4) != 11)
 			fail("%s %d does not share the file description (pos: %s)", m[i].name, m[i].pid, info ? info + 4 : "none");

@@ -323,6 +323,25 @@ function findIov(iovs: readonly Iov[], addr: number): number {
 export interface LazyEvents {
   /** A userfaultfd the daemon now serves (the child's of a fork), to hold too. */
   forked(t: LazyTask): void;
+  /** A task's memory is gone (it exited or exec'd): its userfaultfd need not be held any more. */
+  gone?(t: LazyTask): void;
+}
+
+/** How often every task is checked for a memory gone (reap), at most. */
+const REAP_EVERY_MS = 20;
+/** An address a probe names: page-aligned, above any mmap_min_addr, below any task's top. */
+const PROBE_ADDR = 2 ** 32;
+
+/**
+ * Whether a task's memory is gone (exited, exec'd), without touching it: a
+ * UFFDIO_COPY from address 0, which nothing of ours maps, fails ESRCH (or
+ * ENOSPC) at once when the memory is gone, and otherwise EFAULT, ENOENT or
+ * EEXIST with nothing copied (no page is filled: the copy from us fails
+ * first). A fork event tells of each child, but nothing tells of its exit.
+ */
+export function memoryGone(uffd: number, addr: number = PROBE_ADDR): boolean {
+  const r = uffdCopy(uffd, addr, 0, PAGE_SIZE);
+  return r.err === -ESRCH || r.err === -ENOSPC;
 }
 
 /**
@@ -331,7 +350,13 @@ export interface LazyEvents {
  * the restore has finished. Everything is synchronous: the face polls.
  */
 export class LazyServer {
+  /** The userfaultfds served: the restored tasks', and the forked children's until their memory is gone. */
   readonly tasks: LazyTask[] = [];
+  /** Forked children whose memory went away (dropped from tasks, for the log). */
+  readonly left = { children: 0, copied: 0, total: 0 };
+  /** Userfaultfds served in all. */
+  served = 0;
+  private reaped = 0;
   private readonly buf: Buffer;
   private readonly bufAddr: number;
   private readonly msgs = Buffer.alloc(UFFD_MSG_SIZE * 64);
@@ -346,6 +371,7 @@ export class LazyServer {
   add(vpid: number, uffd: number): LazyTask {
     const t = openLazyTask(this.images, vpid, uffd, this.remote !== null);
     this.tasks.push(t);
+    this.served++;
     this.log.info(`process ${vpid}: ${t.total} page(s) to serve (userfaultfd ${uffd})`);
     return t;
   }
@@ -361,12 +387,13 @@ export class LazyServer {
 
   /** Reads and answers what is queued on a task's userfaultfd. */
   events(t: LazyTask): void {
-    for (;;) {
+    // A task found gone (while answering its events) has its userfaultfd closed: nothing more to read.
+    while (!t.gone) {
       const n = native.syscall(SYS.read, t.uffd, this.msgs, this.msgs.length);
       if (n === -EAGAIN || n === 0) return;
       if (n === -EINTR) continue;
       if (n < 0) throw new Error(`read the userfaultfd of process ${t.vpid}: ${errnoName(-n)}`);
-      for (let at = 0; at + UFFD_MSG_SIZE <= n; at += UFFD_MSG_SIZE) this.event(t, this.msgs.subarray(at, at + UFFD_MSG_SIZE));
+      for (let at = 0; at + UFFD_MSG_SIZE <= n && !t.gone; at += UFFD_MSG_SIZE) this.event(t, this.msgs.subarray(at, at + UFFD_MSG_SIZE));
     }
   }
 
@@ -378,6 +405,7 @@ export class LazyServer {
       case UFFD_EVENT.FORK: {
         const child: LazyTask = { ...t, uffd: m.readInt32LE(8), iovs: t.iovs.map((p) => ({ ...p })), copied: 0, total: t.iovs.reduce((n, p) => n + (p.end - p.start) / PAGE_SIZE, 0), forked: true };
         this.tasks.push(child);
+        this.served++;
         this.log.info(`process ${t.vpid} forked: its child's ${child.total} page(s) still to serve (userfaultfd ${child.uffd})`);
         this.on.forked(child);
         return;
@@ -404,11 +432,34 @@ export class LazyServer {
   private gone(t: LazyTask): void {
     if (t.gone) return;
     t.gone = true;
-    // Nothing more comes on it: the guard's copy alone keeps it until the end.
+    // Nothing more comes on it, and the guard need not hold it any more.
     closeSync(t.uffd);
+    this.on.gone?.(t);
     t.uffd = -1;
     this.log.info(`${t.forked ? `a child process ${t.vpid} forked` : `process ${t.vpid}`}: its memory is gone, ${t.iovs.length} run(s) left unserved`);
     t.iovs = [];
+    // A tree that forks without pause makes children by the thousand: those gone leave a count, not an entry.
+    if (t.forked) {
+      const i = this.tasks.indexOf(t);
+      if (i >= 0) this.tasks.splice(i, 1);
+      this.left.children++;
+      this.left.copied += t.copied;
+      this.left.total += t.total;
+    }
+  }
+
+  /**
+   * Finds the tasks whose memory is gone (exited or exec'd: the kernel has
+   * no event for it) and lets their userfaultfds go, at most every
+   * REAP_EVERY_MS. Without it, a forked child that exits is found gone only
+   * when a copy into it fails, and one with nothing left to copy never is:
+   * a tree that forks without pause fills the daemon's fd table
+   * (EMFILE), the faster the slower its copies (from a page server).
+   */
+  reap(now: number = Date.now()): void {
+    if (now - this.reaped < REAP_EVERY_MS) return;
+    this.reaped = now;
+    for (const t of [...this.tasks]) if (!t.gone && memoryGone(t.uffd)) this.gone(t);
   }
 
   /** A missing page at addr: its bytes (with those after it in its run), or the zero page. */
@@ -438,6 +489,8 @@ export class LazyServer {
     const p = t.iovs[i]!;
     const len = end - start;
     const pos = p.off + (start - p.start);
+    // A round trip to the page server for a task that exited since costs more than asking the kernel first.
+    if (p.layer === REMOTE && memoryGone(t.uffd, start)) return this.gone(t);
     if (p.layer === REMOTE) this.remote!.fetch(t.vpid, pos, this.buf, len);
     else {
       const src = t.sources[p.layer]!;
