@@ -27,6 +27,18 @@ for (const [name, args, opts] of CASES) {
   });
 }
 
+// A zombie has no mount namespace left to read (its /proc/PID/mountinfo: EINVAL).
+test("tree in its own pid,mnt namespaces: zombies among tasks whose mounts are read", () => {
+  const w = startWorkload("tree", [], { ns: "pid,mnt" });
+  try {
+    dumpWorkload(w);
+    restoreWorkload(w, ["--root", "/"]);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
 test("the images of a tree name every task and thread", () => {
   const w = startWorkload("tree");
   try {
