@@ -362,6 +362,17 @@ function closeViews(views: Map<string, number>): void {
   views.clear();
 }
 
+/** crest's fd of a detached copy of the mount at `path` as the task of `r` sees it (open_tree there, the fd taken over). */
+function treeCopyIn(r: Remote, path: string, what: string): number {
+  r.resetScratch();
+  const clone = r.call(`copy ${what}`, SYS.open_tree, AT_FDCWD, r.putString(path), OPEN_TREE_CLONE | O.CLOEXEC);
+  try {
+    return takeFd(r.pid, clone, `the copy of ${what}`);
+  } finally {
+    r.call(`close the copy of ${what}`, SYS.close, clone);
+  }
+}
+
 /**
  * A writable view of directory `dir` (the tree's path) on a read-only
  * mount: a detached copy of the mount from there (open_tree's clone) with
@@ -378,14 +389,7 @@ function writableDir(run: RestoreRun, dir: string): string {
   if (fd === undefined) {
     const what = `the mount of ${dir} (to recreate a ghost file there)`;
     if (ownedAtRestore(run, "mnt")) {
-      const r = run.tasks[0]!.remotes[0]!;
-      r.resetScratch();
-      const clone = r.call(`copy ${what}`, SYS.open_tree, AT_FDCWD, r.putString(dir), OPEN_TREE_CLONE | O.CLOEXEC);
-      try {
-        fd = takeFd(r.pid, clone, `the copy of ${what}`);
-      } finally {
-        r.call(`close the copy of ${what}`, SYS.close, clone);
-      }
+      fd = treeCopyIn(run.tasks[0]!.remotes[0]!, dir, what);
     } else {
       fd = check(native.syscall(SYS.open_tree, AT_FDCWD, dir, OPEN_TREE_CLONE | O.CLOEXEC), `copy ${what}`);
     }
@@ -683,13 +687,7 @@ function mountCopy(run: RestoreRun, r: Remote, mountpoint: string, what: string)
   const key = `copy ${r.pid}:${mountpoint}`;
   let fd = views.get(key);
   if (fd === undefined) {
-    r.resetScratch();
-    const clone = r.call(`copy ${what}`, SYS.open_tree, AT_FDCWD, r.putString(mountpoint), OPEN_TREE_CLONE | O.CLOEXEC);
-    try {
-      fd = takeFd(r.pid, clone, `the copy of ${what}`);
-    } finally {
-      r.call(`close the copy of ${what}`, SYS.close, clone);
-    }
+    fd = treeCopyIn(r, mountpoint, what);
     views.set(key, fd);
     // struct mount_attr: attr_set, attr_clr, propagation, userns_fd: read-only cleared (a detached copy allows it).
     const attr = Buffer.alloc(32);
