@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { readImage, IMG } from "../../src/images/index.js";
-import { crest, critDecodeAll, dumpLog, dumpWorkload, finish, imagesDir, procState, restoreWorkload, startWorkload, stop, type Workload } from "./harness.js";
+import { assertDumpRefused, crest, critDecodeAll, dumpLog, dumpWorkload, finish, imagesDir, procState, restoreWorkload, startWorkload, stop, type Workload } from "./harness.js";
 
 const NS = "pid,ipc,mnt";
 
@@ -81,4 +81,8 @@ test("mqueue: a queue with an mq_notify registration is refused by name; queues,
   } finally {
     stop(w);
   }
+});
+
+test("mqueue: an fd of a queue of crest's own IPC namespace (a tree without its own) is refused by name", () => {
+  assertDumpRefused("mqueue", ["host"], /fd \d+ of process \d+ is the POSIX message queue \/crest-host-\d+ \(inode \d+\) of an IPC namespace that is not the tree's own/);
 });

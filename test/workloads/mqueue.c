@@ -19,6 +19,9 @@
  * With "notify": the root registers for a notification on /crest-c
  * (mq_notify, SIGEV_NONE), which crest refuses; after the refused dump it is
  * still registered (NOTIFY_PID 1) and everything above is as it was.
+ * With "host" (started without namespaces, which crest refuses): only a
+ * queue /crest-host-PID of crest's own IPC namespace, held open, checked
+ * after the refused dump to still hold its message, and removed at the end.
  * Sabotage: 1 takes one message out of /crest-b, 2 makes /crest-c mode
  * 0666, 3 makes the child's fd of /crest-a blocking.
  */
@@ -177,6 +180,22 @@ int main(int argc, char **argv)
 	snprintf(status_child, sizeof(status_child), "%s.child", argv[1]);
 	if (!getcwd(dir, sizeof(dir)))
 		die("getcwd");
+	if (argc > 2 && !strcmp(argv[2], "host")) {
+		char name[64], buf[64];
+		unsigned prio = 0;
+		struct timespec past = { 0, 0 };
+		snprintf(name, sizeof(name), "/crest-host-%d", getpid());
+		struct mq_attr ah = { .mq_maxmsg = 2, .mq_msgsize = 16 };
+		mqd_t q = mq_open(name, O_RDWR | O_CREAT | O_EXCL, 0600, &ah);
+		if (q < 0 || mq_send(q, "host", 4, 2))
+			die("host queue");
+		wl_ready();
+		wl_wait();
+		if (mq_timedreceive(q, buf, sizeof(buf), &prio, &past) != 4 || prio != 2 || memcmp(buf, "host", 4))
+			fail("%s: its message is gone", name);
+		mq_unlink(name);
+		return wl_done();
+	}
 	if (getpid() != 1)
 		fail("not PID 1 of its own namespace (pid %d): start it with crest run --ns pid,ipc,mnt", getpid());
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
