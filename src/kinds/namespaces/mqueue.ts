@@ -216,10 +216,13 @@ export const mqueueKind: TaskKind = {
   },
   // After ipc's born: the namespace's fs/mqueue sysctls are set. Before any task opens its queues (the fd table).
   born(task, run) {
-    if (task !== run.tasks[0] || !ownedAtRestore(run, "ipc")) return;
+    if (task !== run.tasks[0]) return;
     const id = task.ids.ipc_ns_id!;
     const f = readQueues(run, id);
-    if (!f) return;
+    if (!f?.queues.length) return;
+    if (!ownedAtRestore(run, "ipc")) {
+      throw new Error(`${mqueueFile(id)} holds the POSIX message queues ${f.queues.map((q) => `/${q.name}`).join(", ")} of the tree's own IPC namespace, but this restore does not make one (its IPC namespace is given); crest recreates queues only in a new IPC namespace of the tree`);
+    }
     // The queues are charged to crest's user (RLIMIT_MSGQUEUE), whose queues the dumped tree's were too when it ran as root.
     inNamespaceOf(task.pid, "ipc", () => {
       for (const q of f.queues) {
