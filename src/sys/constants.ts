@@ -178,3 +178,5 @@ export const MOUNT_ATTR_RDONLY = 1n;
 /** fsconfig(2) commands and the CLOEXEC flags of fsopen/fsmount (the new mount API: a file system mounted nowhere, reached by its fd). */
 export const FSCONFIG = { SET_FLAG: 0, SET_STRING: 1, CMD_CREATE: 6 } as const;
 export const FSOPEN_CLOEXEC = 1, FSMOUNT_CLOEXEC = 1;
+/** statfs f_type of the mqueue file system (POSIX message queues). */
+export const MQUEUE_MAGIC = 0x19800202;

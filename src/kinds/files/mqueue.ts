@@ -9,9 +9,9 @@ import { basename } from "node:path";
 import { setAsync, type FileKind } from "./file-kind.js";
 import { UnsupportedError } from "../context.js";
 import { fd_types } from "../../images/index.js";
-import { O, SYS } from "../../sys/constants.js";
+import { MQUEUE_MAGIC, O, SYS } from "../../sys/constants.js";
 import { native } from "../../sys/native.js";
-import { isTreeMqueue, MQUEUE_MAGIC } from "../namespaces/mqueue.js";
+import { isTreeMqueue } from "../namespaces/mqueue.js";
 
 /** Whether the file at path (a /proc/PID/fd/N link) is on an mqueue file system. */
 function onMqueueFs(path: string): boolean {

@@ -20,15 +20,12 @@
 import { closeSync, fstatSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { dumpState, UnsupportedError, type DumpRun, type RestoreRun, type TaskKind } from "../context.js";
-import { SYS } from "../../sys/constants.js";
 import { check } from "../../sys/errno.js";
 import { native } from "../../sys/native.js";
 import { inNamespaceOf } from "../../sys/namespace.js";
-import { FSCONFIG, FSMOUNT_CLOEXEC, FSOPEN_CLOEXEC, O } from "../../sys/constants.js";
+import { FSCONFIG, FSMOUNT_CLOEXEC, FSOPEN_CLOEXEC, O, SYS } from "../../sys/constants.js";
 import { ownedAtRestore } from "./owned.js";
 
-/** statfs f_type of the mqueue file system. */
-export const MQUEUE_MAGIC = 0x19800202;
 /** Version of crest's own mqueue file. */
 const VERSION = 1;
 
@@ -225,14 +222,7 @@ export const mqueueKind: TaskKind = {
     }
     // The queues are charged to crest's user (RLIMIT_MSGQUEUE), whose queues the dumped tree's were too when it ran as root.
     inNamespaceOf(task.pid, "ipc", () => {
-      for (const q of f.queues) {
-        const what = `POSIX message queue /${q.name} of the IPC namespace ${id} (${mqueueFile(id)})`;
-        try {
-          createQueue(q, what);
-        } catch (e) {
-          throw new Error(`${what}: ${(e as Error).message}`);
-        }
-      }
+      for (const q of f.queues) createQueue(q, `POSIX message queue /${q.name} of the IPC namespace ${id} (${mqueueFile(id)})`);
     });
   },
 };
