@@ -22,11 +22,11 @@ function queuesSeen(w: Workload): Record<string, string> {
   return Object.fromEntries(readdirSync(dir).sort().map((n) => [n, readFileSync(join(dir, n), "utf8").replace(/NOTIFY_PID:\s*\d+/, "NOTIFY_PID")]));
 }
 
-test("mqueue: three queues with messages of several priorities and sizes, fds O_NONBLOCK, write-only, read-only through the mount; kept and reopened", () => {
+test("mqueue: four queues with messages of several priorities and sizes, fds O_NONBLOCK, write-only, read-only through the mount, a sender blocked on a full queue; kept and reopened", () => {
   const w = start();
   try {
     const before = queuesSeen(w);
-    assert.deepEqual(Object.keys(before), ["crest-a", "crest-b", "crest-c"]);
+    assert.deepEqual(Object.keys(before), ["crest-a", "crest-b", "crest-c", "crest-d"]);
     dumpWorkload(w);
     assert.deepEqual(critDecodeAll(imagesDir(w)), []);
     const ids = readImage(imagesDir(w), IMG.ids, readImage(imagesDir(w), IMG.pstree)[0]!.pid)[0]!;
@@ -34,12 +34,12 @@ test("mqueue: three queues with messages of several priorities and sizes, fds O_
     assert.ok(existsSync(file), "crest's own mqueue file beside the images");
     const kept = JSON.parse(readFileSync(file, "utf8")) as { queues: Array<{ name: string; maxmsg: number; msgsize: number; messages: Array<{ prio: number }> }> };
     assert.deepEqual(kept.queues.map((q) => [q.name, q.maxmsg, q.msgsize, q.messages.map((m) => m.prio)]), [
-      ["crest-a", 16, 300, [9, 9, 3, 3, 0, 0]], ["crest-b", 4, 64, [5, 1, 1]], ["crest-c", 7, 8192, []],
+      ["crest-a", 16, 300, [9, 9, 3, 3, 0, 0]], ["crest-b", 4, 64, [5, 1, 1]], ["crest-c", 7, 8192, []], ["crest-d", 1, 16, [0]],
     ]);
     const manifest = JSON.parse(readFileSync(join(imagesDir(w), "crest-manifest.json"), "utf8")) as { files: Record<string, unknown> };
     assert.ok(JSON.stringify(manifest.files).includes(`crest-mqueue-${ids.ipc_ns_id}.json`), "the manifest covers it");
     const files = readImage(imagesDir(w), IMG.files).filter((f) => f.reg?.mqueue);
-    assert.deepEqual(files.map((f) => f.reg!.name).sort(), ["/crest-a", "/crest-a", "/crest-b"], "three fds of queues, marked as such");
+    assert.deepEqual(files.map((f) => f.reg!.name).sort(), ["/crest-a", "/crest-a", "/crest-b", "/crest-d"], "four fds of queues (the blocked sender's of d), marked as such");
 
     restoreWorkload(w, ["--root", "/"]);
     assert.deepEqual(queuesSeen(w), before, "QSIZE and notification of each queue, seen from outside");
@@ -49,7 +49,7 @@ test("mqueue: three queues with messages of several priorities and sizes, fds O_
   }
 });
 
-for (const [n, what] of [[1, /\/crest-b: message 2 .* missing/], [2, /mq\/crest-c: mode 666/], [3, /the child's fd of \/crest-a: status flags 0x2;/]] as const) {
+for (const [n, what] of [[1, /\/crest-b: message 2 .* missing/], [2, /mq\/crest-c: mode 666/], [3, /the child's fd of \/crest-a: status flags 0x2;/], [4, /\/crest-d: the first message is 4 bytes, priority 1;/]] as const) {
   test(`mqueue: sabotage ${n} is caught`, () => {
     const w = start([], [`CREST_WL_SABOTAGE=${n}`]);
     try {

@@ -9,7 +9,11 @@
  *   /crest-b  maxmsg 4, msgsize 64, mode 0604, three messages; held by the
  *             root read-only through open(2) of D/mq/crest-b;
  *   /crest-c  empty, no fd, default attributes (maxmsg = msg_default 7),
- *             mode 0600, group 1002.
+ *             mode 0600, group 1002;
+ *   /crest-d  full (maxmsg 1, "first"), and a process blocked in mq_send
+ *             of "late" to it: after the checkpoint "first" comes out, then
+ *             "late" (the dump, taking "first" out and putting it back,
+ *             must not have let it in), and the sender ends.
  * After the checkpoint: the same three names in D/mq, each queue's mode,
  * owner, maxmsg, msgsize, message count and QSIZE; every message of a and b
  * in the order mq_receive gives them (highest priority first, oldest first
@@ -23,7 +27,8 @@
  * queue /crest-host-PID of crest's own IPC namespace, held open, checked
  * after the refused dump to still hold its message, and removed at the end.
  * Sabotage: 1 takes one message out of /crest-b, 2 makes /crest-c mode
- * 0666, 3 makes the child's fd of /crest-a blocking.
+ * 0666, 3 makes the child's fd of /crest-a blocking, 4 takes "first" out
+ * of /crest-d (the blocked sender's "late" then gets in).
  */
 #define _GNU_SOURCE
 #include "lib.h"
@@ -220,6 +225,29 @@ int main(int argc, char **argv)
 	mq_close(qb);
 	mq_close(qc);
 
+	/* /crest-d full (maxmsg 1), and a process blocked sending to it: the dump must not let its message in. */
+	struct mq_attr ad = { .mq_maxmsg = 1, .mq_msgsize = 16 };
+	mqd_t qd = mq_open("/crest-d", O_WRONLY | O_CREAT | O_EXCL, 0600, &ad);
+	if (qd < 0 || mq_send(qd, "first", 5, 0))
+		die("/crest-d");
+	pid_t sender = fork();
+	if (sender == 0) {
+		sigset_t term;
+		sigemptyset(&term);
+		sigaddset(&term, SIGTERM);
+		sigprocmask(SIG_BLOCK, &term, NULL);
+		/* Blocks (the queue is full) until the root takes "first" out after the checkpoint. */
+		_exit(mq_send(qd, "late", 4, 1) ? 3 : 0);
+	}
+	mq_close(qd);
+	for (int t = 0; t < 2000; t++) {
+		char p[64], sc[64] = "";
+		snprintf(p, sizeof(p), "/proc/%d/syscall", sender);
+		if (wl_read_into(p, sc, sizeof(sc)) > 0 && !strncmp(sc, "242 ", 4))
+			break;
+		usleep(1000);
+	}
+
 	pid_t child = fork();
 	if (child == 0) {
 		char *cargv[] = { argv[0], status_child, NULL };
@@ -265,18 +293,22 @@ int main(int argc, char **argv)
 		mq_receive(rb, buf, 64, NULL);
 	if (wl_sabotage() == 2)
 		chmod(at("mq/crest-c"), 0666);
+	if (wl_sabotage() == 4) {
+		mqd_t sd = mq_open("/crest-d", O_RDONLY | O_NONBLOCK);
+		mq_receive(sd, buf, 16, NULL);
+		mq_close(sd);
+		usleep(100000); /* the sender's "late" gets in */
+	}
 
 	/* The file system: names, modes, owners, QSIZE. */
-	DIR *d = opendir(at("mq"));
+	struct dirent **list;
 	char names[256] = "";
-	for (struct dirent *e; d && (e = readdir(d));)
-		if (e->d_name[0] != '.' && strlen(names) + strlen(e->d_name) + 2 < sizeof(names))
-			strcat(strcat(names, e->d_name), " ");
-	if (d)
-		closedir(d);
-	if (strcmp(names, "crest-a crest-b crest-c ") && strcmp(names, "crest-a crest-c crest-b ") && strcmp(names, "crest-b crest-a crest-c ") &&
-	    strcmp(names, "crest-b crest-c crest-a ") && strcmp(names, "crest-c crest-a crest-b ") && strcmp(names, "crest-c crest-b crest-a "))
-		fail("the queues in mq are \"%s\"; expected crest-a crest-b crest-c", names);
+	int nn = scandir(at("mq"), &list, NULL, alphasort);
+	for (int i = 0; i < nn; i++)
+		if (list[i]->d_name[0] != '.' && strlen(names) + strlen(list[i]->d_name) + 2 < sizeof(names))
+			strcat(strcat(names, list[i]->d_name), " ");
+	if (strcmp(names, "crest-a crest-b crest-c crest-d "))
+		fail("the queues in mq are \"%s\"; expected crest-a crest-b crest-c crest-d", names);
 	check_stat("mq/crest-a", 0640, 1000, 1001);
 	check_stat("mq/crest-b", 0604, 0, 0);
 	check_stat("mq/crest-c", 0600, 0, 1002);
@@ -316,6 +348,26 @@ int main(int argc, char **argv)
 		char *why = wl_read_file(status_child, NULL);
 		fail("child: %s", why ? why : "no report");
 	}
+	/* /crest-d: still only "first"; taking it out lets the blocked sender's "late" in. */
+	mqd_t rd = mq_open("/crest-d", O_RDONLY);
+	if (rd < 0) {
+		fail("/crest-d: %s", strerror(errno));
+	} else {
+		check_attr("/crest-d", rd, 0, 1, 16, 1);
+		unsigned prio = 9;
+		struct timespec past = { 0, 0 }, soon;
+		ssize_t n = mq_timedreceive(rd, buf, 16, &prio, &past);
+		if (n != 5 || prio != 0 || memcmp(buf, "first", 5))
+			fail("/crest-d: the first message is %zd bytes, priority %u; expected 'first', 0", n, prio);
+		clock_gettime(CLOCK_REALTIME, &soon);
+		soon.tv_sec += 10;
+		n = mq_timedreceive(rd, buf, 16, &prio, &soon);
+		if (n != 4 || prio != 1 || memcmp(buf, "late", 4))
+			fail("/crest-d: the blocked sender's message is %zd bytes, priority %u (%s); expected 'late', 1", n, prio, n < 0 ? strerror(errno) : "");
+	}
+	int sst;
+	if (waitpid(sender, &sst, 0) != sender || !WIFEXITED(sst) || WEXITSTATUS(sst))
+		fail("the blocked sender ended with status %#x", sst);
 	mqd_t ra = mq_open("/crest-a", O_RDONLY | O_NONBLOCK);
 	if (ra < 0)
 		fail("/crest-a: open for reading: %s", strerror(errno));
