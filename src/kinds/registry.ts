@@ -20,6 +20,7 @@ import { pidNamespaceKind } from "./namespaces/pid.js";
 import { utsNamespaceKind } from "./namespaces/uts.js";
 import { ipcNamespaceKind } from "./namespaces/ipc.js";
 import { mntNamespaceKind } from "./namespaces/mnt.js";
+import { mqueueKind } from "./namespaces/mqueue.js";
 import { cgroupKind, cgroupThreadsKind } from "./cgroup/cgroup.js";
 import { netNamespaceKind } from "./namespaces/net.js";
 import { timeNamespaceKind } from "./namespaces/time.js";
@@ -31,7 +32,7 @@ import { userNamespaceKind } from "./namespaces/user.js";
  * filled right after it is born, before its memory attaches SysV segments
  * and maps files (the mounts first: the files are the namespace's).
  */
-export const NAMESPACE_KINDS: readonly TaskKind[] = [userNamespaceKind, mntNamespaceKind, pidNamespaceKind, timeNamespaceKind, utsNamespaceKind, ipcNamespaceKind, netNamespaceKind];
+export const NAMESPACE_KINDS: readonly TaskKind[] = [userNamespaceKind, mntNamespaceKind, pidNamespaceKind, timeNamespaceKind, utsNamespaceKind, ipcNamespaceKind, mqueueKind, netNamespaceKind];
 
 /**
  * Dump order: registers first (the thread's as seized; its rseq_cs was read

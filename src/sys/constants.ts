@@ -24,6 +24,7 @@ export const SYS = {
   pivot_root: 155, mount: 165, unlinkat: 263, umount2: 166, mkdirat: 258, linkat: 265, open_tree: 428, move_mount: 429, mount_setattr: 442, statx: 332, fallocate: 285,
   socket: 41, connect: 42, sendto: 44, recvfrom: 45, sendmsg: 46, recvmsg: 47, shutdown: 48, bind: 49, listen: 50,
   getsockname: 51, getpeername: 52, setsockopt: 54, getsockopt: 55, accept4: 288,
+  statfs: 137, mq_open: 240, mq_unlink: 241, mq_timedsend: 242, mq_timedreceive: 243, mq_notify: 244, mq_getsetattr: 245,
 } as const;
 
 export const PTRACE = {
@@ -177,3 +178,5 @@ export const MOUNT_ATTR_RDONLY = 1n;
 /** fsconfig(2) commands and the CLOEXEC flags of fsopen/fsmount (the new mount API: a file system mounted nowhere, reached by its fd). */
 export const FSCONFIG = { SET_FLAG: 0, SET_STRING: 1, CMD_CREATE: 6 } as const;
 export const FSOPEN_CLOEXEC = 1, FSMOUNT_CLOEXEC = 1;
+/** statfs f_type of the mqueue file system (POSIX message queues). */
+export const MQUEUE_MAGIC = 0x19800202;

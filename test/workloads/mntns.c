@@ -34,8 +34,9 @@
  * tmpfs is a new device), and propagation live: a tmpfs mounted on D/sh/x
  * shows in D/shp/x and D/sl/x, one mounted on D/sl/y not in D/sh/y.
  *
- * With argv[2], one thing crest refuses, added last: "ramfs" a ramfs at
- * D/rf, "mq-queue" a queue /wl-q in the mqueue; and with "hidden", kept: a
+ * With argv[2], added last: "ramfs" a ramfs at D/rf (refused), "mq-queue"
+ * a queue /wl-q in the mqueue (kept: its IPC namespace is the tree's own);
+ * and with "hidden", kept: a
  * file pv/inside.txt, then a tmpfs mounted over D/pv (the tmpfs hidden
  * whole), checked (after the mountinfo) by taking the cover off again.
  *

@@ -30,6 +30,13 @@ export interface reg_file_entry {
    */
   proc_vpid?: number;
   proc_vtid?: number;
+  /**
+   * crest's own: the file is the POSIX message queue `name` (without its
+   * mount's path) of the tree's own IPC namespace, whose queues crest keeps
+   * in crest-mqueue-ID.json; the restore reopens it with mq_open in the
+   * task. CRIU would open `name` as a path.
+   */
+  mqueue?: boolean;
 }
 export const reg_file_entry: MessageType<reg_file_entry> = message<reg_file_entry>("reg_file_entry", [
   { name: "id", number: 1, label: "required", kind: "uint32" },
@@ -47,4 +54,5 @@ export const reg_file_entry: MessageType<reg_file_entry> = message<reg_file_entr
   { name: "checksum_parameter", number: 14, label: "optional", kind: "uint32" },
   { name: "proc_vpid", number: 4001, label: "optional", kind: "uint32" },
   { name: "proc_vtid", number: 4002, label: "optional", kind: "uint32" },
+  { name: "mqueue", number: 4003, label: "optional", kind: "bool" },
 ]);

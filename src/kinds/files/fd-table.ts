@@ -34,6 +34,7 @@ import { ttyKind } from "./tty.js";
 import { fifoKind, pipeKind } from "./pipe.js";
 import { memfdKind } from "./memfd.js";
 import { eventfdKind } from "./eventfd.js";
+import { mqueueFileKind } from "./mqueue.js";
 import { signalfdKind } from "./signalfd.js";
 import { timerfdKind } from "./timerfd.js";
 import { pidfdKind } from "./pidfd.js";
@@ -53,7 +54,7 @@ import { faultPoint } from "../../fault.js";
 
 /** The kinds of open files crest knows, tried in order. */
 const FILE_KINDS: readonly FileKind[] = [
-  pipeKind, fifoKind, memfdKind, ttyKind, regFileKind, eventfdKind, signalfdKind, timerfdKind, pidfdKind, eventpollKind, inotifyKind, unixSocketKind, inetSocketKind,
+  pipeKind, fifoKind, memfdKind, ttyKind, mqueueFileKind, regFileKind, eventfdKind, signalfdKind, timerfdKind, pidfdKind, eventpollKind, inotifyKind, unixSocketKind, inetSocketKind,
   netlinkSocketKind, packetSocketKind, nsFileKind, fanotifyKind,
 ];
 
@@ -208,7 +209,7 @@ interface TableWork extends OpenContext {
 }
 
 function kindOf(run: RestoreRun, entry: file_entry): FileKind {
-  const kind = FILE_KINDS.find((k) => k.type === entry.type);
+  const kind = FILE_KINDS.find((k) => k.type === entry.type && (k.owns?.(entry) ?? true));
   if (!kind) throw run.images.invalid(IMG.files, undefined, `file ${entry.id} has type ${entry.type}, which crest cannot restore yet`);
   return kind;
 }

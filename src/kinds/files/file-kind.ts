@@ -71,6 +71,8 @@ export interface FileKind {
   /** fd_types value of its file_entry. */
   readonly type: fd_types;
   claims(f: FdFacts, run: DumpRun): boolean;
+  /** Restore: whether an entry of its type is this kind's, where kinds share a type (an mqueue fd is a REG entry); all are when absent. */
+  owns?(entry: file_entry): boolean;
   /** Restore, before any task exists: checks what the kind needs of the images and options. */
   plan?(run: RestoreRun): void;
   /** Adds the description to files.img (and whatever else it needs) and returns its id. */

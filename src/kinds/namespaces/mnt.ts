@@ -24,6 +24,7 @@ import { native } from "../../sys/native.js";
 import { externalMount } from "../../options.js";
 import { runAsUsernsRoot, mountOptionsInside } from "./user.js";
 import { passFd } from "../files/inherit.js";
+import { isTreeMqueueMount } from "./mqueue.js";
 import { ownedAtRestore } from "./owned.js";
 import { takeFd } from "../sockets/unix.js";
 import { copyHiddenMount } from "./mnt-hidden.js";
@@ -201,11 +202,11 @@ function dumpNamespace(run: DumpRun, task: DumpTask, id: number, outer: readonly
     if (e.fstype === FS_TMPFS && !tarred.has(e.root_dev)) {
       dumpTmpfs(run, task, tree, e);
       tarred.add(e.root_dev);
-    } else if (e.fstype === FS_MQUEUE) {
-      // As criu: an mqueue file system is kept only empty (its queues are not dumped).
+    } else if (e.fstype === FS_MQUEUE && !isTreeMqueueMount(run, e.root_dev)) {
+      // The queues of the tree's own IPC namespace are kept (mqueue.ts); a mount of another namespace's is kept only empty, as criu.
       const names = mountEntries(pid, e);
       if (names === undefined || names.length) {
-        throw new UnsupportedError(`mqueue mount ${e.mnt_id} at ${e.mountpoint} of process ${pid} ${names ? `holds the queues ${names.join(", ")}` : "cannot be read (overmounted)"}; crest, like criu, keeps only an empty mqueue file system`);
+        throw new UnsupportedError(`mqueue mount ${e.mnt_id} at ${e.mountpoint} of process ${pid}, of an IPC namespace that is not the tree's own, ${names ? `holds the queues ${names.join(", ")}` : "cannot be read (overmounted)"}; crest keeps the queues of the tree's own IPC namespace only (start the tree with one: crest run --ns pid,ipc,mnt), and an empty mqueue file system otherwise`);
       }
     } else if (e.fstype === FS_BINFMT_MISC && run.ownNamespaces.has("user")) {
       // The instance of the tree's own user namespace (the kernel's is shared and keeps its entries across the restore):
