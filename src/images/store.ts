@@ -149,8 +149,9 @@ export class DumpImages {
   private readonly staging: string;
   private done = false;
   private thread: WriterThread | null = null;
-  /** Image files written while the writer thread starts, for it to create once it runs. */
+  /** Image files written while the writer thread starts (or held: holdFiles), for it to create once it runs, or the commit. */
   private backlog: Array<{ path: string; data: Uint8Array }> = [];
+  private holding = false;
   /** ns spent summing pages for the manifest. */
   private pagesSumNs = 0n;
   /** Image files of an older dump that commit removed from the directory. */
@@ -204,6 +205,15 @@ export class DumpImages {
     if (n > WRITER_THREAD_TASKS) this.writer();
   }
 
+  /**
+   * From now on image files are kept in memory until the commit (or handed
+   * to the writer thread, once it runs): for a dump whose tree runs on,
+   * creating them is then not frozen time.
+   */
+  holdFiles(): void {
+    this.holding = true;
+  }
+
   /** Whether writes go to the writer thread: it is running. */
   private get handing(): boolean {
     return this.thread?.ready ?? false;
@@ -249,7 +259,7 @@ export class DumpImages {
     // A pagemap sent to the page server with its pages is the server's to write.
     if (this.stream && (kind === IMG.pagemap || kind === IMG.shmemPagemap) && this.stream.streamed.has(basename(imagePath(this.staging, kind, key)))) return;
     if (this.done) writeImage(this.dir, kind, key, value);
-    else writeImage(this.staging, kind, key, value, (path) => this.sums.output(basename(path), this.thread ? this.collect(path) : fileOutput(path)));
+    else writeImage(this.staging, kind, key, value, (path) => this.sums.output(basename(path), this.thread || this.holding ? this.collect(path) : fileOutput(path)));
   }
 
   /**

@@ -19,14 +19,20 @@ function dump(w: Workload, dir: string, extra: string[]): string {
 /** The children of a process, zombies included. */
 const childrenOf = (pid: number): string => readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim();
 
-test("a --leave-running dump copies memory from a snapshot while the task runs on: the images are a frozen dump's, byte for byte", () => {
-  const w = startWorkload("bigmem", ["64"]);
+// bigmem: 64 MiB of data; maps-objects: mappings of every sort, among them MADV_DONTFORK and MADV_WIPEONFORK
+// ones (copied while frozen, between mappings found in the snapshot), shared memory, memfds, PROT_NONE.
+for (const [name, args] of [["bigmem", ["64"]], ["maps-objects", []]] as const) test(`a --leave-running dump copies memory from a snapshot while the task runs on: the images are a frozen dump's, byte for byte (${name})`, () => {
+  const w = startWorkload(name, [...args]);
   try {
-    waitFor("bigmem to be ready", () => (readFileSync(w.status, "utf8").startsWith("ready") ? true : null), 60_000);
-    // Stopped, and on one CPU (the kernel writes the CPU number into the task's rseq area when it runs):
-    // nothing may change between the two dumps but how they copy memory.
-    execFileSync("taskset", ["-p", "-c", "0", String(w.pid)]);
-    process.kill(w.pid, "SIGSTOP");
+    waitFor(`${name} to be ready`, () => (readFileSync(w.status, "utf8").startsWith("ready") ? true : null), 60_000);
+    // Every process stopped, and on one CPU (the kernel writes the CPU number into a task's rseq area when it
+    // runs): nothing may change between the two dumps but how they copy memory.
+    const kids = childrenOf(w.pid);
+    const tree = [w.pid, ...kids.split(/\s+/).filter(Boolean).map(Number)];
+    for (const pid of tree) {
+      execFileSync("taskset", ["-p", "-c", "0", String(pid)]);
+      process.kill(pid, "SIGSTOP");
+    }
     const snap = join(w.dir, "snap"), frozen = join(w.dir, "frozen");
     assert.match(dump(w, snap, ["-R"]), /its memory is kept in a snapshot, process \d+/);
     assert.doesNotMatch(dump(w, frozen, ["-s"]), /snapshot/);
@@ -36,8 +42,14 @@ test("a --leave-running dump copies memory from a snapshot while the task runs o
     for (const f of files) assert.ok(readFileSync(join(snap, f)).equals(readFileSync(join(frozen, f))), `${f} differs`);
     const sums = (dir: string) => Object.entries(JSON.parse(readFileSync(join(dir, "crest-manifest.json"), "utf8")).files as Record<string, unknown>).filter(([f]) => !f.startsWith("timens-"));
     assert.deepEqual(sums(snap), sums(frozen));
-    assert.equal(childrenOf(w.pid), "", "the snapshot process is reaped");
-    process.kill(w.pid, "SIGCONT");
+    assert.equal(childrenOf(w.pid), kids, "the snapshot process is reaped");
+    for (const pid of tree) process.kill(pid, "SIGCONT");
+    assert.ok(alive(w.pid));
+    // The snapshot's images restore the tree, stopped as it was dumped (maps-objects checks its mappings as it found them at ready).
+    for (const pid of tree) process.kill(pid, "SIGKILL");
+    waitTreeGone(w, snap);
+    restoreWorkload(w, [], snap);
+    for (const pid of tree) process.kill(pid, "SIGCONT");
     assert.equal(finish(w), "PASS");
   } finally {
     stop(w);

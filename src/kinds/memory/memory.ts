@@ -199,8 +199,11 @@ function dumpMemory(task: DumpTask, run: DumpRun): void {
       // Through /proc/PID/mem where the task cannot read its pages, or where it shares some copy-on-write
       // (process_vm_readv would have the kernel copy each first: memory, in a tree that may run on).
       const copy = () => (run.stats.pagesWritten += pages.dumpPrivate(scanner, m.start, m.end, m.prot.read && !m.sharedKb ? null : mem, parent, lazy));
+      if (!snapshot) return copy();
       // The snapshot's fork did not copy these (or wiped them): now, from the task.
-      if (snapshot && (m.vmFlags.includes("dc") || m.vmFlags.includes("wf"))) pages.now(mem, copy);
+      if (m.vmFlags.includes("dc") || m.vmFlags.includes("wf")) pages.now(mem, copy);
+      // Found in the snapshot once the tree runs on, unless tracking needs them now (parent images, --track-mem).
+      else if (parent === null && !run.opts.dump.trackMem) pages.deferScan(m.start, m.end, lazy);
       else copy();
     });
     vmas.push(...dumpGuards(task, scanner));

@@ -44,6 +44,19 @@ const giveBack = (b: Buffer): void => void spareBuffers.push(b);
 /** A writer's buffer while it has given its own back (deferring). */
 const NO_BUFFER = Buffer.alloc(0);
 
+/** Pages a lazy restore could take (dumpPrivate): the threads' stack pages (addresses) excepted; `leave`: left in the task. */
+export interface LazyMarks {
+  stack: readonly number[];
+  leave: boolean;
+}
+
+/**
+ * What a snapshot dump copies later (PagesWriter.replay): a run found at the
+ * freeze (`origin`: where its bytes are, none for an entry alone;
+ * `entered`: in the pagemap already), or a mapping to scan in the snapshot.
+ */
+type DeferredPages = { vaddr: number; len: number; flags: number; origin: PageOrigin | undefined; entered: boolean } | { scan: { start: number; end: number; lazy: LazyMarks | null } };
+
 /** Where the bytes of a run of pages come from. */
 export type PageOrigin =
   /** The task's memory at the same address, by process_vm_readv. */
@@ -73,8 +86,14 @@ export class PagesWriter {
   private readonly remote = new BigUint64Array(IOV_MAX * 2);
   private nRemote = 0;
   readonly entries: pagemap_entry[] = [];
-  /** Snapshot dumps (defer()): the runs as found at the freeze, copied by replay(). */
-  private deferred: Array<{ vaddr: number; len: number; origin: PageOrigin }> | null = null;
+  /**
+   * Snapshot dumps (defer()), in address order: runs found at the freeze,
+   * and mappings to scan in the snapshot itself (deferScan), both copied by
+   * replay(), which writes their pagemap entries.
+   */
+  private deferred: DeferredPages[] | null = null;
+  /** Whether a mapping was left to scan in the snapshot: the pagemap entries after it wait for replay(). */
+  private scanDeferred = false;
 
   constructor(private pid: number, private readonly sink: PageSink, private readonly stats: Stats) {}
 
@@ -100,12 +119,23 @@ export class PagesWriter {
   }
 
   /**
-   * Copies the recorded runs in their order (the pagemap's), from process
+   * While deferring: the pages with data of the private mapping [start, end)
+   * are found by replay(), in the snapshot: its copy-on-write child has the
+   * same pages (so the scan is not frozen time). Not for a dump that copies
+   * against parent images, whose tracking is the task's own.
+   */
+  deferScan(start: number, end: number, lazy: LazyMarks | null): void {
+    this.scanDeferred = true;
+    this.deferred!.push({ scan: { start, end, lazy } });
+  }
+
+  /**
+   * Copies what was deferred in its order (the pagemap's), from process
    * `pid` (a copy-on-write child of the task) and its /proc/PID/mem `mem`
    * for what was to be read through the task's own, `taskMem`.
    */
   replay(pid: number, mem: number, taskMem: number): void {
-    const runs = this.deferred ?? [];
+    const items = this.deferred ?? [];
     this.deferred = null;
     if (this.buf === NO_BUFFER) this.buf = takeBuffer();
     this.pid = pid;
@@ -115,9 +145,20 @@ export class PagesWriter {
     // gup_must_unshare), so reading that way would copy the whole memory a
     // second time, in the kernel, and hold it until the child dies. A read
     // through /proc/PID/mem takes the page without pinning it.
-    for (const r of runs) {
-      const o = r.origin;
-      this.copy(r.vaddr, r.len, o.kind === "vm" ? { kind: "fd", fd: mem, offset: r.vaddr } : o.kind === "fd" && o.fd === taskMem ? { ...o, fd: mem } : o);
+    let scanner: PagemapScanner | null = null;
+    try {
+      for (const it of items) {
+        if ("scan" in it) {
+          scanner ??= new PagemapScanner(pid);
+          this.stats.pagesWritten += this.dumpPrivate(scanner, it.scan.start, it.scan.end, mem, null, it.scan.lazy);
+          continue;
+        }
+        const o = it.origin;
+        if (!it.entered) this.entry(it.vaddr, it.len, it.flags);
+        if (o) this.copy(it.vaddr, it.len, o.kind === "vm" ? { kind: "fd", fd: mem, offset: it.vaddr } : o.kind === "fd" && o.fd === taskMem ? { ...o, fd: mem } : o);
+      }
+    } finally {
+      scanner?.close();
     }
   }
 
@@ -134,26 +175,37 @@ export class PagesWriter {
     }
   }
 
+  /** A pagemap entry, and the bytes of `origin` in the image: now, or at replay() while deferring. */
+  private record(vaddr: number, len: number, flags: number, origin?: PageOrigin): void {
+    if (!this.deferred) {
+      this.entry(vaddr, len, flags);
+      if (origin) return this.copy(vaddr, len, origin);
+      return;
+    }
+    // In the pagemap now (tracking reads it while frozen), unless a mapping before is to be scanned in the snapshot.
+    const entered = !this.scanDeferred;
+    if (entered) this.entry(vaddr, len, flags);
+    this.deferred.push({ vaddr, len, flags, origin, entered });
+  }
+
   /** Pages the parent images hold as they are now: a pagemap entry, no bytes. */
   addParent(vaddr: number, len: number): void {
-    this.entry(vaddr, len, PE.PARENT);
+    this.record(vaddr, len, PE.PARENT);
     this.stats.pagesSkippedParent += len / PAGE_SIZE;
   }
 
   /** Pages left in the task for a remote lazy restore (dump --lazy-pages): a PE_LAZY entry, no bytes. */
   addLazy(vaddr: number, len: number): void {
-    this.entry(vaddr, len, PE.LAZY);
+    this.record(vaddr, len, PE.LAZY);
     this.stats.pagesLazy += len / PAGE_SIZE;
   }
 
   /** Copies len bytes of data that belong at vaddr into the image (flags: PE_PRESENT, and PE_LAZY for pages that could be restored lazily). */
   add(vaddr: number, len: number, origin: PageOrigin, flags: number = PE.PRESENT): void {
-    this.entry(vaddr, len, flags);
-    if (!this.deferred) return this.copy(vaddr, len, origin);
-    if (this.nowMem === null) return void this.deferred.push({ vaddr, len, origin });
+    if (!this.deferred || this.nowMem === null) return this.record(vaddr, len, flags, origin);
     const data = Buffer.allocUnsafe(len);
     if (readSync(this.nowMem, data, 0, len, vaddr) !== len) throw new Error(`read less than ${len} bytes of memory of process ${this.pid} at 0x${vaddr.toString(16)}`);
-    this.deferred.push({ vaddr, len, origin: { kind: "bytes", data } });
+    this.record(vaddr, len, flags, { kind: "bytes", data });
   }
 
   private copy(vaddr: number, len: number, origin: PageOrigin): void {
@@ -231,7 +283,7 @@ export class PagesWriter {
    * addresses); with `leave` (dump --lazy-pages), those are left in the
    * task: PE_LAZY alone, no bytes.
    */
-  dumpPrivate(scanner: PagemapScanner, start: number, end: number, mem: number | null, parent: ParentPages | null = null, lazy: { stack: readonly number[]; leave: boolean } | null = null): number {
+  dumpPrivate(scanner: PagemapScanner, start: number, end: number, mem: number | null, parent: ParentPages | null = null, lazy: LazyMarks | null = null): number {
     let pages = 0;
     for (const piece of privateData(scanner, start, end, parent)) {
       const len = piece.end - piece.start;

@@ -69,7 +69,7 @@ export function takeSnapshot(task: DumpTask, run: DumpRun, pages: PagesWriter, t
 /** Whether tasks' pages wait in snapshots: the pipeline lets the tree run before copySnapshots. */
 export const snapshotsTaken = (run: DumpRun): boolean => run.state(snapshots).taken.length > 0;
 
-/** Once the tree runs on: each snapshot's pages copied into its images. */
+/** Once the tree runs on: each snapshot's pages copied into its images (the task's pagemap is complete then). */
 export function copySnapshots(run: DumpRun): void {
   for (const snap of run.state(snapshots).taken) {
     const mem = openSync(`/proc/${snap.child.tid}/mem`, "r");

@@ -171,9 +171,8 @@ function nameTree(frozen: FrozenTree, nextId: DumpRun["nextId"], opts: Options):
  * then written (behind, by the store's thread, while the next task is
  * dumped); then the kinds write what they gathered for the whole run.
  */
-function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[], hooks: RunHooks): void {
+function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[], hooks: RunHooks, done: (task: DumpTask) => void): void {
   const tally = new RemoteTally();
-  const fdinfoWritten = new Set<number>();
   const t0 = process.hrtime.bigint();
   const progress = (done: number) => hooks.progress?.({
     stage: "dumping", tasksDone: done, tasksTotal: tasks.length, pagesWritten: run.stats.pagesWritten,
@@ -182,7 +181,7 @@ function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[], hooks: RunH
   for (const [i, task] of tasks.entries()) {
     if (i) progress(i);
     if (task.zombie) {
-      writeTaskImages(run, task, fdinfoWritten);
+      done(task);
       continue;
     }
     task.vmas = parseSmaps(readFileSync(`/proc/${task.pid}/smaps`, "utf8"));
@@ -196,7 +195,7 @@ function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[], hooks: RunH
     }
     // The kinds' questions still queued, answered in one stop a thread.
     tally.count("answers", () => Remote.flushAll(task.remotes));
-    writeTaskImages(run, task, fdinfoWritten);
+    done(task);
   }
   progress(tasks.length);
   for (const kind of DUMP_KINDS) kind.finishDump?.(run);
@@ -254,7 +253,12 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
     };
     const states = new RunStates(() => run);
     started = run;
-    runKinds(run, tree.tasks, open, hooks);
+    const fdinfoWritten = new Set<number>();
+    const writeTask = (t: DumpTask) => writeTaskImages(run, t, fdinfoWritten);
+    // A tree that runs on: its tasks' images are encoded and written after it does (not frozen time),
+    // and a snapshot's pagemap is complete only then.
+    const unwritten: DumpTask[] = [];
+    runKinds(run, tree.tasks, open, hooks, opts.dump.leaveRunning ? (t) => void unwritten.push(t) : writeTask);
     // A tree that is killed once its images are written need not be put back
     // as it was (scratch page, registers, masks), unless a post-dump script
     // could look at it first; kept under control, it is still put back if
@@ -270,6 +274,7 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
       copySnapshots(run);
       endSnapshots(run, true);
     }
+    unwritten.forEach(writeTask);
     faultPoint("dump:images");
     writeTreeImages(run, tree);
     // A failing post-dump script fails the dump: the tree runs on, as criu does.
