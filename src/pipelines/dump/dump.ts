@@ -167,11 +167,12 @@ function nameTree(frozen: FrozenTree, nextId: DumpRun["nextId"], opts: Options):
 }
 
 /**
- * Stage: every kind takes its objects out of every task, whose images are
- * then written (behind, by the store's thread, while the next task is
- * dumped); then the kinds write what they gathered for the whole run.
+ * Stage: every kind takes its objects out of every task, which is then
+ * handed to taskDone (its images written, behind, by the store's thread,
+ * while the next task is dumped; or kept for later); then the kinds write
+ * what they gathered for the whole run.
  */
-function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[], hooks: RunHooks, done: (task: DumpTask) => void): void {
+function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[], hooks: RunHooks, taskDone: (task: DumpTask) => void): void {
   const tally = new RemoteTally();
   const t0 = process.hrtime.bigint();
   const progress = (done: number) => hooks.progress?.({
@@ -181,7 +182,7 @@ function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[], hooks: RunH
   for (const [i, task] of tasks.entries()) {
     if (i) progress(i);
     if (task.zombie) {
-      done(task);
+      taskDone(task);
       continue;
     }
     task.vmas = parseSmaps(readFileSync(`/proc/${task.pid}/smaps`, "utf8"));
@@ -195,7 +196,7 @@ function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[], hooks: RunH
     }
     // The kinds' questions still queued, answered in one stop a thread.
     tally.count("answers", () => Remote.flushAll(task.remotes));
-    done(task);
+    taskDone(task);
   }
   progress(tasks.length);
   for (const kind of DUMP_KINDS) kind.finishDump?.(run);
