@@ -35,6 +35,7 @@ export type { Json, JsonObject, CritJsonOptions } from "./json.js";
  */
 export const COMMON_MESSAGES: readonly MessageType<unknown>[] = [
   S.inventory_entry, S.pstree_entry, S.task_kobj_ids_entry, S.fs_entry, S.stats_entry, S.dump_stats_entry, S.restore_stats_entry,
+  S.timens_entry, S.timespec,
   S.core_entry, S.thread_info_x86, S.user_x86_regs_entry, S.user_x86_fpregs_entry, S.user_x86_xsave_entry, S.user_desc_t,
   S.task_core_entry, S.thread_core_entry, S.thread_sas_entry, S.task_timers_entry, S.itimer_entry, S.task_rlimits_entry,
   S.rlimit_entry, S.signal_queue_entry, S.siginfo_entry, S.sa_entry, S.rseq_entry, S.creds_entry,
