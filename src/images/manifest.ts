@@ -466,7 +466,8 @@ export class PagesCheck {
   private readonly ranges: Range[] = [];
   private readonly crcs: Int32Array;
   private readonly results: MessagePort | null;
-  private readonly threads = process.getBuiltinModule("node:worker_threads");
+  /** Loaded only for a thread to start (in most restores the pages were summed inline: no thread, and no module to load). */
+  private threads: typeof import("node:worker_threads") | undefined;
   private stopped = false;
 
   constructor(readonly files: PendingSum[], private readonly log: (msg: string) => void = () => {}) {
@@ -478,6 +479,7 @@ export class PagesCheck {
       this.worker = this.results = null;
       return;
     }
+    this.threads = process.getBuiltinModule("node:worker_threads");
     const { port1, port2 } = new this.threads.MessageChannel();
     this.results = port1;
     this.worker = new this.threads.Worker(SUMMER, {
@@ -499,7 +501,7 @@ export class PagesCheck {
     const before = Math.min(Atomics.load(this.state, NEXT), this.ranges.length);
     sumRanges(this.ranges, this.state, this.crcs, { openSync, readSync, closeSync }, crc32, fail);
     for (let done; (done = Atomics.load(this.state, DONE)) < this.ranges.length;) Atomics.wait(this.state, DONE, done, 1000);
-    for (let m; (m = this.threads.receiveMessageOnPort(this.results!));) fail(...(m.message as [number, string]));
+    for (let m; (m = this.threads!.receiveMessageOnPort(this.results!));) fail(...(m.message as [number, string]));
     const bytes = this.files.reduce((n, f) => n + f.size, 0);
     this.log(
       `Pages files summed: ${this.files.length} files, ${bytes} bytes in ${this.ranges.length} ranges, ${this.ranges.length - before} of them ` +
