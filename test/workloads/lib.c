@@ -9,6 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <linux/kcmp.h>
 #include <unistd.h>
 
 volatile sig_atomic_t wl_term;
@@ -285,7 +291,7 @@ const char *wl_status_field(const char *key, char *buf, size_t cap)
 	return buf;
 }
 
-static unsigned char pattern_byte(size_t i, unsigned seed)
+unsigned char wl_pattern_byte(size_t i, unsigned seed)
 {
 	return (unsigned char)(i * 13 + seed + (i >> 9));
 }
@@ -296,7 +302,7 @@ void wl_pattern_write(int fd, size_t n, unsigned seed)
 	for (size_t done = 0; done < n;) {
 		size_t k = n - done < sizeof(buf) ? n - done : sizeof(buf);
 		for (size_t i = 0; i < k; i++)
-			buf[i] = pattern_byte(done + i, seed);
+			buf[i] = wl_pattern_byte(done + i, seed);
 		ssize_t w = write(fd, buf, k);
 		if (w <= 0) {
 			fail("write: %s", strerror(errno));
@@ -321,8 +327,8 @@ void wl_pattern_check(int fd, size_t want, unsigned seed, const char *what)
 		if (r <= 0)
 			break;
 		for (ssize_t i = 0; i < r; i++)
-			if (buf[i] != pattern_byte(got + (size_t)i, seed)) {
-				fail("%s: byte %zu is %u, expected %u", what, got + (size_t)i, buf[i], pattern_byte(got + (size_t)i, seed));
+			if (buf[i] != wl_pattern_byte(got + (size_t)i, seed)) {
+				fail("%s: byte %zu is %u, expected %u", what, got + (size_t)i, buf[i], wl_pattern_byte(got + (size_t)i, seed));
 				return;
 			}
 		got += (size_t)r;
@@ -370,4 +376,115 @@ void wl_words_check(const uint64_t *mem, size_t words)
 	}
 	if (bad > 8)
 		fail("%zu of %zu words differ in all", bad, words);
+}
+
+unsigned long wl_stat_field(pid_t pid, int n)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if (wl_read_into(path, buf, sizeof(buf)) < 0)
+		return (unsigned long)-1;
+	/* After the comm, which may hold spaces: field 3 on. */
+	char *p = strrchr(buf, ')') + 2;
+	for (int i = 3; i < n; i++)
+		p = strchr(p, ' ') + 1;
+	return strtoul(p, NULL, 10);
+}
+
+void wl_die(const char *what)
+{
+	fprintf(stderr, "%s: %s: %s\n", wl_name, what, strerror(errno));
+	exit(2);
+}
+
+char wl_dir[PATH_MAX];
+
+const char *wl_path(const char *rel)
+{
+	static char buf[4][PATH_MAX];
+	static int n;
+	char *b = buf[n++ % 4];
+	snprintf(b, PATH_MAX, "%.3000s/%.1000s", wl_dir, rel);
+	return b;
+}
+
+void wl_mount(const char *src, const char *target, const char *type, unsigned long flags, const char *data)
+{
+	if (mount(src, target, type, flags, data))
+		wl_die(target);
+}
+
+void wl_container_root(char **argv)
+{
+	wl_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+	if (mkdir(wl_path("newroot"), 0755))
+		wl_die("mkdir newroot");
+	wl_mount("/", wl_path("newroot"), NULL, MS_BIND, NULL);
+	char nr[PATH_MAX - 16];
+	snprintf(nr, sizeof(nr), "%.4000s/newroot", wl_dir);
+	char p[PATH_MAX + 16];
+	snprintf(p, sizeof(p), "%s/proc", nr);
+	wl_mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	snprintf(p, sizeof(p), "%s/dev", nr);
+	wl_mount("devtmpfs", p, "devtmpfs", MS_NOSUID, NULL);
+	snprintf(p, sizeof(p), "%s/dev/pts", nr);
+	wl_mount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620");
+	if (chdir(nr) || syscall(SYS_pivot_root, ".", ".") || umount2(".", MNT_DETACH) || chdir(wl_dir))
+		wl_die("pivot_root");
+	/* The program runs from the new root (its mappings are the new mounts' files), its stdio too. */
+	int in = open("/dev/null", O_RDONLY), out = open(wl_path("out.log"), O_WRONLY | O_APPEND | O_CREAT, 0644);
+	if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+		wl_die("stdio");
+	close(in);
+	close(out);
+	setenv("WL_MNTNS_INSIDE", "1", 1);
+	execv(argv[0], argv);
+	wl_die("execv");
+}
+
+int wl_sockopt_int(int fd, int level, int name)
+{
+	int v = -1;
+	socklen_t l = sizeof(v);
+	if (getsockopt(fd, level, name, &v, &l))
+		return -errno;
+	return v;
+}
+
+void wl_unix_pair(int type, int *x, int *y)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, type, 0, sv))
+		fail("socketpair(%d): %s", type, strerror(errno));
+	*x = sv[0];
+	*y = sv[1];
+}
+
+void wl_ping_pong(int x, int y, const char *what)
+{
+	char c = 0;
+	if (send(x, "!", 1, 0) != 1 || recv(y, &c, 1, MSG_DONTWAIT) != 1 || c != '!')
+		fail("%s: a byte sent one way came out as %#x, expected '!'", what, c);
+	c = 0;
+	if (send(y, "?", 1, 0) != 1 || recv(x, &c, 1, MSG_DONTWAIT) != 1 || c != '?')
+		fail("%s: a byte sent the other way came out as %#x, expected '?'", what, c);
+}
+
+pid_t wl_fork_holder(void)
+{
+	pid_t holder = fork();
+	if (holder == 0) {
+		signal(SIGTERM, SIG_DFL);
+		for (;;)
+			pause();
+	}
+	return holder;
+}
+
+void wl_holder_done(pid_t holder, int fd, const char *what)
+{
+	if (syscall(SYS_kcmp, getpid(), holder, KCMP_FILE, fd, fd) != 0)
+		fail("%s: the child's fd is no longer the parent's socket (kcmp)", what);
+	kill(holder, SIGKILL);
+	waitpid(holder, NULL, 0);
 }

@@ -13,6 +13,7 @@
  */
 #ifndef CREST_WL_LIB_H
 #define CREST_WL_LIB_H
+#include <limits.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -71,6 +72,8 @@ ssize_t wl_read_into(const char *path, char *buf, size_t cap);
 void wl_compare_lines(const char *what, const char *before, const char *after);
 /* The value of "Key:" in /proc/self/status, copied into buf (empty if absent). */
 const char *wl_status_field(const char *key, char *buf, size_t cap);
+/* Byte i of the pattern wl_pattern_write(seed) writes. */
+unsigned char wl_pattern_byte(size_t i, unsigned seed);
 /* Writes n bytes of a pattern (byte i depends on i and seed) to fd, for data in flight. */
 void wl_pattern_write(int fd, size_t n, unsigned seed);
 /* Reads fd until EOF (or EAGAIN on a non-blocking fd) and fail()s unless it
@@ -82,4 +85,39 @@ void wl_words_fill(uint64_t *mem, size_t words);
 uint64_t *wl_words_map(size_t mib, size_t *words);
 /* fail()s naming the first 8 words (and the count) that no longer hold wl_words_fill's pattern. */
 void wl_words_check(const uint64_t *mem, size_t words);
+
+/* Field n of /proc/PID/stat, numbered as proc(5) does (7 is tty_nr); (unsigned long)-1 if unreadable. */
+unsigned long wl_stat_field(pid_t pid, int n);
+
+/* For setup that cannot go on: "NAME: what: strerror(errno)" to stderr, exit 2 (no verdict). */
+void wl_die(const char *what) __attribute__((noreturn));
+/* The workload's directory, for wl_path: the workload fills it (getcwd) before the first wl_path. */
+extern char wl_dir[PATH_MAX];
+/* wl_dir/rel, in one of 4 static buffers used in turn (so up to 4 at once in one call). */
+const char *wl_path(const char *rel);
+/* mount(2), or wl_die(target). */
+void wl_mount(const char *src, const char *target, const char *type, unsigned long flags, const char *data);
+/*
+ * For a workload started in a mount namespace of its own (crest run --ns mnt),
+ * which it sets up as a container runtime does: everything private, a bind of
+ * the host's root at wl_dir/newroot with proc at /proc, devtmpfs at /dev and a
+ * devpts of its own (newinstance) at /dev/pts, pivoted to; stdin /dev/null,
+ * stdout and stderr wl_dir/out.log (both through the new root); then the
+ * program runs itself again from there (execv argv, WL_MNTNS_INSIDE=1 in its
+ * environment), as a runtime execs the container's program once inside.
+ */
+void wl_container_root(char **argv) __attribute__((noreturn));
+
+/* An int socket option's value, or -errno. */
+int wl_sockopt_int(int fd, int level, int name);
+/* A connected pair of AF_UNIX sockets of `type` in *x, *y (fail()s if it cannot). */
+void wl_unix_pair(int type, int *x, int *y);
+/* fail()s unless a byte sent x -> y and one sent y -> x both arrive (recv MSG_DONTWAIT). */
+void wl_ping_pong(int x, int y, const char *what);
+/* A child that keeps every fd it inherited and sleeps until killed (SIGTERM
+ * kills it), so that the descriptions are shared with another task. */
+pid_t wl_fork_holder(void);
+/* fail()s unless the holder's fd `fd` is still the parent's description of
+ * that fd (kcmp), then kills and reaps the holder. */
+void wl_holder_done(pid_t holder, int fd, const char *what);
 #endif

@@ -85,28 +85,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char dir[PATH_MAX];
-
-static void die(const char *what) {
-  fprintf(stderr, "mntns-nested: %s: %s\n", what, strerror(errno));
-  exit(2);
-}
-
-static const char *at(const char *rel) {
-  static char buf[4][PATH_MAX];
-  static int n;
-  char *b = buf[n++ % 4];
-  snprintf(b, PATH_MAX, "%.3000s/%.1000s", dir, rel);
-  return b;
-}
-
-static void mnt(const char *src, const char *target, const char *type, unsigned long flags, const char *data) {
-  if (mount(src, target, type, flags, data)) die(target);
-}
-
 static void put(const char *path, const char *data) {
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0 || write(fd, data, strlen(data)) != (ssize_t)strlen(data)) die(path);
+  if (fd < 0 || write(fd, data, strlen(data)) != (ssize_t)strlen(data)) wl_die(path);
   close(fd);
 }
 
@@ -154,7 +135,7 @@ static int mnt_id_of(int fd) {
 
 /* fail()s unless outer_fd is through another mount than inner's own open of D/o.txt. */
 static void check_outer_fd(const char *when) {
-  int mine = open(at("o.txt"), O_RDONLY);
+  int mine = open(wl_path("o.txt"), O_RDONLY);
   int a = mnt_id_of(outer_fd), b = mnt_id_of(mine);
   if (mine < 0 || a < 0 || b < 0) fail("%s: mnt_id of o.txt's fds: %d, %d", when, a, b);
   else if (a == b) fail("%s: the fd of o.txt opened in the root's namespace is through inner's own mount %d", when, b);
@@ -168,10 +149,10 @@ static int gfd = -1;
 
 /* ghost, remap: inner's view of D/g: its own bind of D/g/2, the root's D/g1 and D/g gone. */
 static int ghost_inner(void) {
-  mnt(at("g/2"), at("g2"), NULL, MS_BIND, NULL);
-  if (umount2(at("g1"), 0) || umount2(at("g"), 0)) die("inner: umount g1, g");
-  int fd = open(at("g2/F"), O_RDWR);
-  if (fd < 0) die("inner: open g2/F");
+  wl_mount(wl_path("g/2"), wl_path("g2"), NULL, MS_BIND, NULL);
+  if (umount2(wl_path("g1"), 0) || umount2(wl_path("g"), 0)) wl_die("inner: umount g1, g");
+  int fd = open(wl_path("g2/F"), O_RDWR);
+  if (fd < 0) wl_die("inner: open g2/F");
   return fd;
 }
 
@@ -199,7 +180,7 @@ static int by_name(const void *a, const void *b) { return strcmp(*(char *const *
 static void names_of(const char *rel, char *out, size_t cap) {
   char *names[64];
   int n = 0;
-  DIR *d = opendir(at(rel));
+  DIR *d = opendir(wl_path(rel));
   out[0] = 0;
   if (!d) return;
   for (struct dirent *e; (e = readdir(d)) && n < 64;)
@@ -219,7 +200,7 @@ static void make_parents(const char *path) {
   snprintf(d, sizeof(d), "%s", path);
   for (char *p = d + 1; (p = strchr(p, '/')); p++) {
     *p = 0;
-    if (mkdir(d, 0755) && errno != EEXIST) die(d);
+    if (mkdir(d, 0755) && errno != EEXIST) wl_die(d);
     *p = '/';
   }
 }
@@ -228,10 +209,10 @@ static void make_parents(const char *path) {
 static void copy_file(const char *src, const char *dst) {
   make_parents(dst);
   int in = open(src, O_RDONLY), out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0755);
-  if (in < 0 || out < 0) die(src);
+  if (in < 0 || out < 0) wl_die(src);
   char buf[1 << 16];
   for (ssize_t n; (n = read(in, buf, sizeof(buf))) > 0;)
-    if (write(out, buf, n) != n) die(dst);
+    if (write(out, buf, n) != n) wl_die(dst);
   close(in);
   close(out);
 }
@@ -246,68 +227,68 @@ static void copy_file(const char *src, const char *dst) {
 static const char *userns_root(void) {
   static char prog[16] = "/w";
   char u[PATH_MAX], p[2 * PATH_MAX + 64];
-  snprintf(u, sizeof(u), "%.4000s/u", dir);
-  if (mkdir(u, 0755)) die("mkdir u");
-  mnt(u, u, NULL, MS_BIND, NULL);
+  snprintf(u, sizeof(u), "%.4000s/u", wl_dir);
+  if (mkdir(u, 0755)) wl_die("mkdir u");
+  wl_mount(u, u, NULL, MS_BIND, NULL);
   snprintf(p, sizeof(p), "%s/w", u);
   copy_file("/proc/self/exe", p);
   const char *libs[] = {"/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"};
   for (int i = 0; i < 2; i++) {
     char real[PATH_MAX];
-    if (!realpath(libs[i], real)) die(libs[i]);
+    if (!realpath(libs[i], real)) wl_die(libs[i]);
     snprintf(p, sizeof(p), "%s%s", u, libs[i]);
     copy_file(real, p);
   }
   snprintf(p, sizeof(p), "%s/proc", u);
-  if (mkdir(p, 0555)) die("mkdir u/proc");
-  snprintf(p, sizeof(p), "%s%s/", u, dir);
+  if (mkdir(p, 0555)) wl_die("mkdir u/proc");
+  snprintf(p, sizeof(p), "%s%s/", u, wl_dir);
   make_parents(p);
-  snprintf(p, sizeof(p), "%s%s", u, dir);
-  mnt(dir, p, NULL, MS_BIND, NULL);
-  if (chdir(u)) die("chdir u");
+  snprintf(p, sizeof(p), "%s%s", u, wl_dir);
+  wl_mount(wl_dir, p, NULL, MS_BIND, NULL);
+  if (chdir(u)) wl_die("chdir u");
   return prog;
 }
 
 static void inner(void) {
-  if (unshare(CLONE_NEWNS)) die("unshare(CLONE_NEWNS)");
+  if (unshare(CLONE_NEWNS)) wl_die("unshare(CLONE_NEWNS)");
   /* In crest's namespace (flat), nothing it mounts may reach the host's. */
-  if (flat) mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
-  mnt("wl-nested", at("n"), "tmpfs", 0, "size=1m,mode=755");
-  put(at("n/f.txt"), "nested tmpfs file");
-  if (mkdir(at("n/sub"), 0755)) die("mkdir n/sub");
-  put(at("n/sub/g.txt"), "under sub");
-  mnt(at("n/sub"), at("nb"), NULL, MS_BIND, NULL);
-  int fd = open(at("n/f.txt"), O_RDONLY);
-  if (fd < 0 || lseek(fd, 7, SEEK_SET) != 7) die("open n/f.txt");
+  if (flat) wl_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+  wl_mount("wl-nested", wl_path("n"), "tmpfs", 0, "size=1m,mode=755");
+  put(wl_path("n/f.txt"), "nested tmpfs file");
+  if (mkdir(wl_path("n/sub"), 0755)) wl_die("mkdir n/sub");
+  put(wl_path("n/sub/g.txt"), "under sub");
+  wl_mount(wl_path("n/sub"), wl_path("nb"), NULL, MS_BIND, NULL);
+  int fd = open(wl_path("n/f.txt"), O_RDONLY);
+  if (fd < 0 || lseek(fd, 7, SEEK_SET) != 7) wl_die("open n/f.txt");
   int gfd2 = ghost || remap ? ghost_inner() : -1;
-  if (chdir(at("n/sub"))) die("chdir n/sub");
+  if (chdir(wl_path("n/sub"))) wl_die("chdir n/sub");
   if (pivot) {
     /* An fd through the old root would be refused (its mount is in no namespace of the tree): only the program stays mapped from there. */
     close(outer_fd);
     /* A /proc of its own inside, for its checks (its mountinfo, its namespace). */
-    if (mkdir(at("n/proc"), 0555)) die("mkdir n/proc");
-    mnt("proc", at("n/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-    if (chdir(at("n")) || mkdir("old", 0755) || syscall(SYS_pivot_root, ".", "old") || umount2("/old", MNT_DETACH) || rmdir("/old") || chdir("/sub")) die("pivot_root into n");
+    if (mkdir(wl_path("n/proc"), 0555)) wl_die("mkdir n/proc");
+    wl_mount("proc", wl_path("n/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    if (chdir(wl_path("n")) || mkdir("old", 0755) || syscall(SYS_pivot_root, ".", "old") || umount2("/old", MNT_DETACH) || rmdir("/old") || chdir("/sub")) wl_die("pivot_root into n");
   }
   if (!flat && !pivot) check_outer_fd("before");
   normal_mountinfo(before, sizeof(before));
   char c = 'r';
-  if (write(answer[1], &c, 1) != 1) die("tell ready");
+  if (write(answer[1], &c, 1) != 1) wl_die("tell ready");
 
   unsigned long root_ns;
-  if (read(ask[0], &root_ns, sizeof(root_ns)) != sizeof(root_ns)) die("wait for the check");
-  if (wl_sabotage() == 1 && umount2(at("nb"), 0)) die("sabotage: umount nb");
+  if (read(ask[0], &root_ns, sizeof(root_ns)) != sizeof(root_ns)) wl_die("wait for the check");
+  if (wl_sabotage() == 1 && umount2(wl_path("nb"), 0)) wl_die("sabotage: umount nb");
   if (wl_sabotage() == 2) lseek(fd, 0, SEEK_SET);
   if (wl_sabotage() == 5) {
-    int mine = open(at("o.txt"), O_RDONLY);
-    if (mine < 0 || dup2(mine, outer_fd) < 0) die("sabotage: reopen o.txt");
+    int mine = open(wl_path("o.txt"), O_RDONLY);
+    if (mine < 0 || dup2(mine, outer_fd) < 0) wl_die("sabotage: reopen o.txt");
     close(mine);
   }
   if (!flat && !pivot) check_outer_fd("after");
   if (gfd2 >= 0) {
     if (wl_sabotage() == 6) {
-      int other = open(at("g2/X"), O_RDWR | O_CREAT, 0644);
-      if (other < 0 || write(other, "ghost data", 10) != 10 || dup2(other, gfd2) < 0) die("sabotage: g2/X over g2/F");
+      int other = open(wl_path("g2/X"), O_RDWR | O_CREAT, 0644);
+      if (other < 0 || write(other, "ghost data", 10) != 10 || dup2(other, gfd2) < 0) wl_die("sabotage: g2/X over g2/F");
       close(other);
     }
     ghost_check(gfd2);
@@ -318,28 +299,28 @@ static void inner(void) {
   ssize_t n = read(fd, buf, sizeof(buf));
   if (n != 10 || memcmp(buf, "tmpfs file", 10)) fail("inner's fd of n/f.txt reads %zd bytes '%.*s' from offset 7, not 'tmpfs file'", n, n > 0 ? (int)n : 0, n > 0 ? buf : "");
   char cwd[PATH_MAX];
-  const char *want_cwd = pivot ? "/sub" : at("n/sub");
+  const char *want_cwd = pivot ? "/sub" : wl_path("n/sub");
   if (!getcwd(cwd, sizeof(cwd)) || strcmp(cwd, want_cwd)) fail("inner's cwd is %s, not %s", cwd, want_cwd);
   expect_file("g.txt", "under sub");
-  if (!pivot) expect_file(at("nb/g.txt"), "under sub");
+  if (!pivot) expect_file(wl_path("nb/g.txt"), "under sub");
   struct stat st;
   if (stat("/proc/self/ns/mnt", &st)) fail("inner: stat /proc/self/ns/mnt: %s", strerror(errno));
   else if ((unsigned long)st.st_ino == root_ns) fail("inner is in the root's mount namespace (%lu), not its own", root_ns);
   if (!flat && !pivot) {
     /* The root mounts on s/x once told; its peer here shows it. */
-    if (write(answer[1], &c, 1) != 1 || read(ask[0], &c, 1) != 1) die("wait for the root's mount on s/x");
+    if (write(answer[1], &c, 1) != 1 || read(ask[0], &c, 1) != 1) wl_die("wait for the root's mount on s/x");
     struct stat s, x;
-    if (stat(at("s"), &s) || stat(at("s/x"), &x)) fail("inner: stat s, s/x: %s", strerror(errno));
+    if (stat(wl_path("s"), &s) || stat(wl_path("s/x"), &x)) fail("inner: stat s, s/x: %s", strerror(errno));
     else if (s.st_dev == x.st_dev) fail("inner does not see the root's mount on s/x (a peer of the root's s): the peer group is lost");
   }
   int failures = wl_failures();
-  if (write(answer[1], &failures, sizeof(failures)) != sizeof(failures)) die("tell the verdict");
+  if (write(answer[1], &failures, sizeof(failures)) != sizeof(failures)) wl_die("tell the verdict");
   exit(0);
 }
 
 int main(int argc, char **argv) {
   wl_init(argc, argv, "mntns-nested");
-  if (!getcwd(dir, sizeof(dir))) die("getcwd");
+  if (!getcwd(wl_dir, sizeof(wl_dir))) wl_die("getcwd");
   flat = argc > 2 && !strcmp(argv[2], "flat");
   pivot = argc > 2 && !strcmp(argv[2], "pivot");
   watch = argc > 2 && !strcmp(argv[2], "inotify");
@@ -349,75 +330,54 @@ int main(int argc, char **argv) {
   /* Not the whole id space mapped: a user namespace of its own. */
   int in_userns = wl_read_into("/proc/self/uid_map", map, sizeof(map) - 1) > 0 && !strstr(map, "4294967295");
   if (!flat && in_userns && !getenv("WL_MNTNS_INSIDE")) {
-    mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+    wl_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
     const char *prog = userns_root();
     char p[32];
     snprintf(p, sizeof(p), "proc");
-    mnt("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-    if (syscall(SYS_pivot_root, ".", ".") || umount2(".", MNT_DETACH) || chdir(dir)) die("pivot_root into u");
+    wl_mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    if (syscall(SYS_pivot_root, ".", ".") || umount2(".", MNT_DETACH) || chdir(wl_dir)) wl_die("pivot_root into u");
     /* crest run's out.log has an owner this namespace does not map: a log of its own beside it. */
-    int in = open("/", O_RDONLY | O_DIRECTORY), out = open(at("out-userns.log"), O_WRONLY | O_APPEND | O_CREAT, 0644);
-    if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) die("stdio");
+    int in = open("/", O_RDONLY | O_DIRECTORY), out = open(wl_path("out-userns.log"), O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) wl_die("stdio");
     close(in);
     close(out);
     setenv("WL_MNTNS_INSIDE", "1", 1);
     argv[0] = (char *)prog;
     execv(prog, argv);
-    die("execv");
+    wl_die("execv");
   }
-  if (!flat && !getenv("WL_MNTNS_INSIDE")) {
-    /* The root's own namespace, as a container runtime sets it up (see mntns.c). */
-    mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
-    if (mkdir(at("newroot"), 0755)) die("mkdir newroot");
-    mnt("/", at("newroot"), NULL, MS_BIND, NULL);
-    char nr[PATH_MAX - 16];
-    snprintf(nr, sizeof(nr), "%.4000s/newroot", dir);
-    char p[PATH_MAX + 16];
-    snprintf(p, sizeof(p), "%s/proc", nr);
-    mnt("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-    snprintf(p, sizeof(p), "%s/dev", nr);
-    mnt("devtmpfs", p, "devtmpfs", MS_NOSUID, NULL);
-    snprintf(p, sizeof(p), "%s/dev/pts", nr);
-    mnt("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620");
-    if (chdir(nr) || syscall(SYS_pivot_root, ".", ".") || umount2(".", MNT_DETACH) || chdir(dir)) die("pivot_root");
-    int in = open("/dev/null", O_RDONLY), out = open(at("out.log"), O_WRONLY | O_APPEND | O_CREAT, 0644);
-    if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) die("stdio");
-    close(in);
-    close(out);
-    setenv("WL_MNTNS_INSIDE", "1", 1);
-    execv(argv[0], argv);
-    die("execv");
-  }
-  if (mkdir(at("n"), 0755) || mkdir(at("nb"), 0755)) die("mkdir n, nb");
+  /* The root's own namespace, as a container runtime sets it up (as mntns.c does). */
+  if (!flat && !getenv("WL_MNTNS_INSIDE")) wl_container_root(argv);
+  if (mkdir(wl_path("n"), 0755) || mkdir(wl_path("nb"), 0755)) wl_die("mkdir n, nb");
   if (!flat) {
-    if (mkdir(at("s"), 0755)) die("mkdir s");
-    mnt("wl-shared", at("s"), "tmpfs", 0, "size=64k");
-    mnt(NULL, at("s"), NULL, MS_SHARED, NULL);
-    if (mkdir(at("s/x"), 0755)) die("mkdir s/x");
-    put(at("o.txt"), "outer");
-    outer_fd = open(at("o.txt"), O_RDONLY);
-    if (outer_fd < 0) die("open o.txt");
+    if (mkdir(wl_path("s"), 0755)) wl_die("mkdir s");
+    wl_mount("wl-shared", wl_path("s"), "tmpfs", 0, "size=64k");
+    wl_mount(NULL, wl_path("s"), NULL, MS_SHARED, NULL);
+    if (mkdir(wl_path("s/x"), 0755)) wl_die("mkdir s/x");
+    put(wl_path("o.txt"), "outer");
+    outer_fd = open(wl_path("o.txt"), O_RDONLY);
+    if (outer_fd < 0) wl_die("open o.txt");
   }
   if (ghost || remap) {
-    if (mkdir(at("g"), 0755) || mkdir(at("g1"), 0755) || mkdir(at("g2"), 0755)) die("mkdir g, g1, g2");
-    mnt("wl-ghost", at("g"), "tmpfs", 0, "size=64k");
-    if (mkdir(at("g/1"), 0755) || mkdir(at("g/2"), 0755)) die("mkdir g/1, g/2");
-    mnt(at("g/1"), at("g1"), NULL, MS_BIND, NULL);
-    gfd = open(at("g1/F"), O_RDWR | O_CREAT | O_EXCL, 0640);
-    if (gfd < 0 || write(gfd, "ghost data", 10) != 10) die("make g1/F");
-    if (link(at("g/1/F"), at("g/2/F"))) die("link g/1/F as g/2/F");
-    if (remap && link(at("g/1/F"), at("g/F"))) die("link g/1/F as g/F");
+    if (mkdir(wl_path("g"), 0755) || mkdir(wl_path("g1"), 0755) || mkdir(wl_path("g2"), 0755)) wl_die("mkdir g, g1, g2");
+    wl_mount("wl-ghost", wl_path("g"), "tmpfs", 0, "size=64k");
+    if (mkdir(wl_path("g/1"), 0755) || mkdir(wl_path("g/2"), 0755)) wl_die("mkdir g/1, g/2");
+    wl_mount(wl_path("g/1"), wl_path("g1"), NULL, MS_BIND, NULL);
+    gfd = open(wl_path("g1/F"), O_RDWR | O_CREAT | O_EXCL, 0640);
+    if (gfd < 0 || write(gfd, "ghost data", 10) != 10) wl_die("make g1/F");
+    if (link(wl_path("g/1/F"), wl_path("g/2/F"))) wl_die("link g/1/F as g/2/F");
+    if (remap && link(wl_path("g/1/F"), wl_path("g/F"))) wl_die("link g/1/F as g/F");
   }
-  if (pipe(ask) || pipe(answer)) die("pipe");
+  if (pipe(ask) || pipe(answer)) wl_die("pipe");
   pid_t kid = fork();
-  if (kid < 0) die("fork");
+  if (kid < 0) wl_die("fork");
   if (kid == 0) inner();
   if (outer_fd >= 0) close(outer_fd);
   char c;
-  if (read(answer[0], &c, 1) != 1) die("inner did not get ready");
+  if (read(answer[0], &c, 1) != 1) wl_die("inner did not get ready");
   if (gfd >= 0) {
     close(gfd);
-    if (unlink(at("g/1/F")) || unlink(at("g/2/F"))) die("remove g/1/F, g/2/F");
+    if (unlink(wl_path("g/1/F")) || unlink(wl_path("g/2/F"))) wl_die("remove g/1/F, g/2/F");
   }
   int ifd = -1, wd_dir = -1, wd_file = -1, wfd = -1;
   if (watch) {
@@ -427,10 +387,10 @@ int main(int argc, char **argv) {
     snprintf(w, sizeof(w), "%s/w.txt", sub);
     ifd = inotify_init1(IN_NONBLOCK);
     wfd = open(w, O_WRONLY | O_CREAT | O_EXCL, 0644);
-    if (ifd < 0 || wfd < 0) die("inotify_init1, open inner's w.txt");
+    if (ifd < 0 || wfd < 0) wl_die("inotify_init1, open inner's w.txt");
     wd_dir = inotify_add_watch(ifd, sub, IN_CREATE);
     wd_file = inotify_add_watch(ifd, w, IN_CLOSE_WRITE);
-    if (wd_dir < 0 || wd_file < 0) die("inotify_add_watch");
+    if (wd_dir < 0 || wd_file < 0) wl_die("inotify_add_watch");
   }
   normal_mountinfo(before, sizeof(before));
   wl_ready();
@@ -457,13 +417,13 @@ int main(int argc, char **argv) {
     if (!got_close) fail("no IN_CLOSE_WRITE from the watch %d of inner's n/sub/w.txt", wd_file);
   }
   struct stat st;
-  if (stat("/proc/self/ns/mnt", &st)) die("stat /proc/self/ns/mnt");
+  if (stat("/proc/self/ns/mnt", &st)) wl_die("stat /proc/self/ns/mnt");
   unsigned long ino = st.st_ino;
   if (write(ask[1], &ino, sizeof(ino)) != sizeof(ino)) fail("cannot ask inner to check: %s", strerror(errno));
   if (!flat && !pivot) {
     if (read(answer[0], &c, 1) != 1) fail("inner did not ask for the mount on s/x");
-    if (wl_sabotage() == 4) mnt(NULL, at("s"), NULL, MS_PRIVATE, NULL);
-    mnt("wl-x", at("s/x"), "tmpfs", 0, "size=16k");
+    if (wl_sabotage() == 4) wl_mount(NULL, wl_path("s"), NULL, MS_PRIVATE, NULL);
+    wl_mount("wl-x", wl_path("s/x"), "tmpfs", 0, "size=16k");
     if (write(ask[1], &c, 1) != 1) fail("cannot tell inner of the mount on s/x");
   }
   int failures = -1;
@@ -471,12 +431,12 @@ int main(int argc, char **argv) {
   else if (failures) fail("inner: %d failures (see its lines above)", failures);
   int status;
   if (waitpid(kid, &status, 0) != kid || !WIFEXITED(status) || WEXITSTATUS(status)) fail("inner did not exit 0 (status %#x)", status);
-  if (wl_sabotage() == 3) mnt("wl-sabotage", at("n"), "tmpfs", 0, NULL);
-  if (!flat && !pivot && umount2(at("s/x"), 0)) fail("umount s/x: %s", strerror(errno));
+  if (wl_sabotage() == 3) wl_mount("wl-sabotage", wl_path("n"), "tmpfs", 0, NULL);
+  if (!flat && !pivot && umount2(wl_path("s/x"), 0)) fail("umount s/x: %s", strerror(errno));
   normal_mountinfo(after, sizeof(after));
   wl_compare_lines("the root's mountinfo", before, after);
-  if (!access(at("n/f.txt"), F_OK)) fail("the root sees n/f.txt, inner's");
-  if (!access(at("nb/g.txt"), F_OK)) fail("the root sees nb/g.txt, inner's");
+  if (!access(wl_path("n/f.txt"), F_OK)) fail("the root sees n/f.txt, inner's");
+  if (!access(wl_path("nb/g.txt"), F_OK)) fail("the root sees nb/g.txt, inner's");
   if (ghost || remap) {
     char names[256];
     const char *want[] = {"g/1", "", "g/2", "", "g", remap ? "1 2 F " : "1 2 "};

@@ -59,30 +59,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static char dir[PATH_MAX];
-
-static void die(const char *what) {
-  fprintf(stderr, "mntns: %s: %s\n", what, strerror(errno));
-  exit(2);
-}
-
-static const char *at(const char *rel) {
-  static char buf[4][PATH_MAX];
-  static int n;
-  char *b = buf[n++ % 4];
-  snprintf(b, PATH_MAX, "%.3000s/%.1000s", dir, rel);
-  return b;
-}
-
 static void put(const char *rel, const void *data, size_t len, mode_t mode) {
-  int fd = open(at(rel), O_WRONLY | O_CREAT | O_TRUNC, mode);
-  if (fd < 0 || write(fd, data, len) != (ssize_t)len) die(rel);
+  int fd = open(wl_path(rel), O_WRONLY | O_CREAT | O_TRUNC, mode);
+  if (fd < 0 || write(fd, data, len) != (ssize_t)len) wl_die(rel);
   fchmod(fd, mode);
   close(fd);
-}
-
-static void mnt(const char *src, const char *target, const char *type, unsigned long flags, const char *data) {
-  if (mount(src, target, type, flags, data)) die(target);
 }
 
 /* mountinfo with mount ids, devices and peer group numbers made comparable: one line per mount, sorted. */
@@ -146,127 +127,104 @@ static char before[1 << 15], after[1 << 15];
 
 int main(int argc, char **argv) {
   wl_init(argc, argv, "mntns");
-  if (!getcwd(dir, sizeof(dir))) die("getcwd");
-  if (!getenv("WL_MNTNS_INSIDE")) {
-
-  mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
-  if (mkdir(at("newroot"), 0755)) die("mkdir newroot");
-  mnt("/", at("newroot"), NULL, MS_BIND, NULL);
-  char nr[PATH_MAX - 16];
-  snprintf(nr, sizeof(nr), "%.4000s/newroot", dir);
-  char p[PATH_MAX + 16];
-  snprintf(p, sizeof(p), "%s/proc", nr);
-  mnt("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-  snprintf(p, sizeof(p), "%s/dev", nr);
-  mnt("devtmpfs", p, "devtmpfs", MS_NOSUID, NULL);
-  snprintf(p, sizeof(p), "%s/dev/pts", nr);
-  mnt("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620");
-  if (chdir(nr) || syscall(SYS_pivot_root, ".", ".") || umount2(".", MNT_DETACH) || chdir(dir)) die("pivot_root");
-  /* As a container runtime: the program runs from the new root (its mappings are the new mounts' files). */
-  /* Its stdio too: /dev/null of the new /dev, the log (D/out.log) through the new root. */
-  int in = open("/dev/null", O_RDONLY), out = open(at("out.log"), O_WRONLY | O_APPEND);
-  if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) die("stdio");
-  close(in);
-  close(out);
-  setenv("WL_MNTNS_INSIDE", "1", 1);
-  execv(argv[0], argv);
-  die("execv");
-  }
+  if (!getcwd(wl_dir, sizeof(wl_dir))) wl_die("getcwd");
+  /* As a container runtime: the program runs again from its new root. */
+  if (!getenv("WL_MNTNS_INSIDE")) wl_container_root(argv);
 
   /* the tmpfs and its files */
-  mkdir(at("t"), 0755);
-  mnt("wl-tmpfs", at("t"), "tmpfs", 0, "size=1m,mode=751");
+  mkdir(wl_path("t"), 0755);
+  wl_mount("wl-tmpfs", wl_path("t"), "tmpfs", 0, "size=1m,mode=751");
   put("t/a.txt", "hello tmpfs", 11, 0640);
-  mkdir(at("t/sub"), 0755);
+  mkdir(wl_path("t/sub"), 0755);
   char pat[4096];
   for (int i = 0; i < 4096; i++) pat[i] = (char)(i * 7 + 3);
   put("t/sub/b.bin", pat, sizeof(pat), 0600);
-  if (chown(at("t/sub/b.bin"), 1234, 5678)) die("chown");
-  if (symlink("a.txt", at("t/link"))) die("symlink");
-  mkdir(at("t/e"), 0700);
-  mkdir(at("t/under"), 0755);
+  if (chown(wl_path("t/sub/b.bin"), 1234, 5678)) wl_die("chown");
+  if (symlink("a.txt", wl_path("t/link"))) wl_die("symlink");
+  mkdir(wl_path("t/e"), 0700);
+  mkdir(wl_path("t/under"), 0755);
   put("t/under/hidden.txt", "under a mount", 13, 0644);
-  mnt("wl-cover", at("t/under"), "tmpfs", 0, "size=16k");
+  wl_mount("wl-cover", wl_path("t/under"), "tmpfs", 0, "size=16k");
   int ls = socket(AF_UNIX, SOCK_STREAM, 0);
   struct sockaddr_un sa = { .sun_family = AF_UNIX };
-  snprintf(sa.sun_path, sizeof(sa.sun_path), "%.90s", at("t/sock"));
-  if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof(sa)) || listen(ls, 4)) die("unix socket");
-  if (mkfifo(at("t/fifo"), 0600)) die("mkfifo");
-  int ff = open(at("t/fifo"), O_RDWR | O_NONBLOCK);
-  if (ff < 0 || write(ff, "fifo data", 9) != 9) die("fifo");
-  int fg = open(at("t/gone.txt"), O_RDWR | O_CREAT, 0600);
-  if (fg < 0 || write(fg, "ghost data", 10) != 10 || unlink(at("t/gone.txt"))) die("ghost");
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "%.90s", wl_path("t/sock"));
+  if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof(sa)) || listen(ls, 4)) wl_die("unix socket");
+  if (mkfifo(wl_path("t/fifo"), 0600)) wl_die("mkfifo");
+  int ff = open(wl_path("t/fifo"), O_RDWR | O_NONBLOCK);
+  if (ff < 0 || write(ff, "fifo data", 9) != 9) wl_die("fifo");
+  int fg = open(wl_path("t/gone.txt"), O_RDWR | O_CREAT, 0600);
+  if (fg < 0 || write(fg, "ghost data", 10) != 10 || unlink(wl_path("t/gone.txt"))) wl_die("ghost");
 
-  mkdir(at("bd"), 0755);
-  mnt(at("t/sub"), at("bd"), NULL, MS_BIND, NULL);
+  mkdir(wl_path("bd"), 0755);
+  wl_mount(wl_path("t/sub"), wl_path("bd"), NULL, MS_BIND, NULL);
   put("bf", "", 0, 0644);
-  mnt(at("t/a.txt"), at("bf"), NULL, MS_BIND, NULL);
-  mkdir(at("src"), 0755);
+  wl_mount(wl_path("t/a.txt"), wl_path("bf"), NULL, MS_BIND, NULL);
+  mkdir(wl_path("src"), 0755);
   put("src/x", "on the root fs", 14, 0644);
-  mkdir(at("hb"), 0755);
-  mnt(at("src"), at("hb"), NULL, MS_BIND, NULL);
+  mkdir(wl_path("hb"), 0755);
+  wl_mount(wl_path("src"), wl_path("hb"), NULL, MS_BIND, NULL);
   /* Read-only: a mount with a file open for writing cannot be made read-only. */
   put("hb/ro-gone.txt", "ro ghost", 8, 0600);
-  int fr = open(at("hb/ro-gone.txt"), O_RDONLY);
-  if (fr < 0 || unlink(at("hb/ro-gone.txt"))) die("ghost on hb");
-  mnt(NULL, at("hb"), NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL);
+  int fr = open(wl_path("hb/ro-gone.txt"), O_RDONLY);
+  if (fr < 0 || unlink(wl_path("hb/ro-gone.txt"))) wl_die("ghost on hb");
+  wl_mount(NULL, wl_path("hb"), NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL);
 
-  mkdir(at("sh"), 0755);
-  mnt("wl-shared", at("sh"), "tmpfs", 0, "size=64k");
-  mnt(NULL, at("sh"), NULL, MS_SHARED, NULL);
-  mkdir(at("sh/x"), 0755);
-  mkdir(at("sh/y"), 0755);
-  mkdir(at("shp"), 0755);
-  mnt(at("sh"), at("shp"), NULL, MS_BIND, NULL);
-  mkdir(at("sl"), 0755);
-  mnt(at("sh"), at("sl"), NULL, MS_BIND, NULL);
-  mnt(NULL, at("sl"), NULL, MS_SLAVE, NULL);
+  mkdir(wl_path("sh"), 0755);
+  wl_mount("wl-shared", wl_path("sh"), "tmpfs", 0, "size=64k");
+  wl_mount(NULL, wl_path("sh"), NULL, MS_SHARED, NULL);
+  mkdir(wl_path("sh/x"), 0755);
+  mkdir(wl_path("sh/y"), 0755);
+  mkdir(wl_path("shp"), 0755);
+  wl_mount(wl_path("sh"), wl_path("shp"), NULL, MS_BIND, NULL);
+  mkdir(wl_path("sl"), 0755);
+  wl_mount(wl_path("sh"), wl_path("sl"), NULL, MS_BIND, NULL);
+  wl_mount(NULL, wl_path("sl"), NULL, MS_SLAVE, NULL);
 
-  mkdir(at("pv"), 0755);
-  mnt("wl-private", at("pv"), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k");
-  mkdir(at("mq"), 0755);
-  mnt("mqueue", at("mq"), "mqueue", 0, NULL);
-  mkdir(at("bm"), 0755);
-  mnt("binfmt_misc", at("bm"), "binfmt_misc", 0, NULL);
-  mkdir(at("t/dsrc"), 0755);
+  mkdir(wl_path("pv"), 0755);
+  wl_mount("wl-private", wl_path("pv"), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k");
+  mkdir(wl_path("mq"), 0755);
+  wl_mount("mqueue", wl_path("mq"), "mqueue", 0, NULL);
+  mkdir(wl_path("bm"), 0755);
+  wl_mount("binfmt_misc", wl_path("bm"), "binfmt_misc", 0, NULL);
+  mkdir(wl_path("t/dsrc"), 0755);
   put("t/dsrc/in", "in a removed dir", 16, 0644);
-  mkdir(at("dd"), 0755);
-  mnt(at("t/dsrc"), at("dd"), NULL, MS_BIND, NULL);
+  mkdir(wl_path("dd"), 0755);
+  wl_mount(wl_path("t/dsrc"), wl_path("dd"), NULL, MS_BIND, NULL);
   put("t/fsrc", "removed file", 12, 0644);
   put("df", "", 0, 0644);
-  mnt(at("t/fsrc"), at("df"), NULL, MS_BIND, NULL);
-  if (unlink(at("t/dsrc/in")) || rmdir(at("t/dsrc")) || unlink(at("t/fsrc"))) die("remove bind sources");
-  mkdir(at("sys"), 0755);
-  mnt("sysfs", at("sys"), "sysfs", MS_RDONLY | MS_NOSUID, NULL);
-  mkdir(at("cg"), 0755);
-  mnt("cgroup2", at("cg"), "cgroup2", MS_NOSUID | MS_NODEV, NULL);
+  wl_mount(wl_path("t/fsrc"), wl_path("df"), NULL, MS_BIND, NULL);
+  if (unlink(wl_path("t/dsrc/in")) || rmdir(wl_path("t/dsrc")) || unlink(wl_path("t/fsrc"))) wl_die("remove bind sources");
+  mkdir(wl_path("sys"), 0755);
+  wl_mount("sysfs", wl_path("sys"), "sysfs", MS_RDONLY | MS_NOSUID, NULL);
+  mkdir(wl_path("cg"), 0755);
+  wl_mount("cgroup2", wl_path("cg"), "cgroup2", MS_NOSUID | MS_NODEV, NULL);
 
   int pm = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY);
   int unlock = 0;
-  if (pm < 0 || ioctl(pm, TIOCSPTLCK, &unlock)) die("ptmx");
+  if (pm < 0 || ioctl(pm, TIOCSPTLCK, &unlock)) wl_die("ptmx");
   char pts_before[64];
-  if (ptsname_r(pm, pts_before, sizeof(pts_before))) die("ptsname");
+  if (ptsname_r(pm, pts_before, sizeof(pts_before))) wl_die("ptsname");
   int psl = open(pts_before, O_RDWR | O_NOCTTY);
-  if (psl < 0 || write(pm, "ping\n", 5) != 5) die("pty");
-  int fa = open(at("t/a.txt"), O_RDONLY);
-  int fb = open(at("bd/b.bin"), O_RDWR);
-  int fx = open(at("hb/x"), O_RDONLY);
+  if (psl < 0 || write(pm, "ping\n", 5) != 5) wl_die("pty");
+  int fa = open(wl_path("t/a.txt"), O_RDONLY);
+  int fb = open(wl_path("bd/b.bin"), O_RDWR);
+  int fx = open(wl_path("hb/x"), O_RDONLY);
   int fn = open("/dev/null", O_WRONLY);
-  if (fa < 0 || fb < 0 || fx < 0 || fn < 0) die("open");
+  if (fa < 0 || fb < 0 || fx < 0 || fn < 0) wl_die("open");
   lseek(fa, 6, SEEK_SET);
   lseek(fb, 100, SEEK_SET);
 
   const char *extra = argc > 2 ? argv[2] : "";
   if (!strcmp(extra, "ramfs")) {
-    mkdir(at("rf"), 0755);
-    mnt("wl-ramfs", at("rf"), "ramfs", 0, NULL);
+    mkdir(wl_path("rf"), 0755);
+    wl_mount("wl-ramfs", wl_path("rf"), "ramfs", 0, NULL);
   } else if (!strcmp(extra, "mq-queue")) {
     mqd_t q = mq_open("/wl-q", O_RDWR | O_CREAT, 0600, NULL);
-    if (q < 0) die("mq_open");
+    if (q < 0) wl_die("mq_open");
     mq_close(q);
   } else if (!strcmp(extra, "hidden")) {
     put("pv/inside.txt", "under a cover", 13, 0644);
-    mnt("wl-over", at("pv"), "tmpfs", 0, "size=64k");
+    wl_mount("wl-over", wl_path("pv"), "tmpfs", 0, "size=64k");
   }
 
   normal_mountinfo(before, sizeof(before));
@@ -274,25 +232,25 @@ int main(int argc, char **argv) {
   wl_wait();
 
   if (wl_sabotage() == 1) put("t/a.txt", "hellO tmpfs", 11, 0640);
-  if (wl_sabotage() == 2) umount2(at("bd"), MNT_DETACH);
+  if (wl_sabotage() == 2) umount2(wl_path("bd"), MNT_DETACH);
 
   char buf[5000];
-  ssize_t n = wl_read_into(at("t/a.txt"), buf, sizeof(buf));
+  ssize_t n = wl_read_into(wl_path("t/a.txt"), buf, sizeof(buf));
   if (n != 11 || memcmp(buf, "hello tmpfs", 11)) fail("t/a.txt reads %zd bytes '%.*s', not 'hello tmpfs'", n, (int)(n > 0 ? n : 0), buf);
-  n = wl_read_into(at("bf"), buf, sizeof(buf));
+  n = wl_read_into(wl_path("bf"), buf, sizeof(buf));
   if (n != 11 || memcmp(buf, "hello tmpfs", 11)) fail("bf (file bind) reads %zd bytes, not 'hello tmpfs'", n);
-  n = wl_read_into(at("bd/b.bin"), buf, sizeof(buf));
+  n = wl_read_into(wl_path("bd/b.bin"), buf, sizeof(buf));
   if (n != 4096 || memcmp(buf, pat, 4096)) fail("bd/b.bin (directory bind) reads %zd bytes, not the pattern", n);
-  n = wl_read_into(at("hb/x"), buf, sizeof(buf));
+  n = wl_read_into(wl_path("hb/x"), buf, sizeof(buf));
   if (n != 14 || memcmp(buf, "on the root fs", 14)) fail("hb/x reads %zd bytes, not 'on the root fs'", n);
   struct stat st, a, b;
-  if (stat(at("t/a.txt"), &st) || (st.st_mode & 07777) != 0640) fail("t/a.txt mode %o, not 640", st.st_mode & 07777);
-  if (stat(at("t/sub/b.bin"), &st) || st.st_uid != 1234 || st.st_gid != 5678) fail("t/sub/b.bin owner %u:%u, not 1234:5678", st.st_uid, st.st_gid);
-  if (stat(at("t"), &st) || (st.st_mode & 07777) != 0751) fail("t (tmpfs root) mode %o, not 751", st.st_mode & 07777);
-  if (stat(at("t/e"), &st) || !S_ISDIR(st.st_mode) || (st.st_mode & 07777) != 0700) fail("t/e not a directory of mode 700");
+  if (stat(wl_path("t/a.txt"), &st) || (st.st_mode & 07777) != 0640) fail("t/a.txt mode %o, not 640", st.st_mode & 07777);
+  if (stat(wl_path("t/sub/b.bin"), &st) || st.st_uid != 1234 || st.st_gid != 5678) fail("t/sub/b.bin owner %u:%u, not 1234:5678", st.st_uid, st.st_gid);
+  if (stat(wl_path("t"), &st) || (st.st_mode & 07777) != 0751) fail("t (tmpfs root) mode %o, not 751", st.st_mode & 07777);
+  if (stat(wl_path("t/e"), &st) || !S_ISDIR(st.st_mode) || (st.st_mode & 07777) != 0700) fail("t/e not a directory of mode 700");
   char link[64] = "";
-  if (readlink(at("t/link"), link, sizeof(link) - 1) != 5 || strcmp(link, "a.txt")) fail("t/link -> '%s', not a.txt", link);
-  if (open(at("hb/newfile"), O_WRONLY | O_CREAT, 0644) >= 0 || errno != EROFS) fail("hb is not read-only");
+  if (readlink(wl_path("t/link"), link, sizeof(link) - 1) != 5 || strcmp(link, "a.txt")) fail("t/link -> '%s', not a.txt", link);
+  if (open(wl_path("hb/newfile"), O_WRONLY | O_CREAT, 0644) >= 0 || errno != EROFS) fail("hb is not read-only");
 
   if (pread(fa, buf, 5, 0) != 5 || lseek(fa, 0, SEEK_CUR) != 6) fail("fd of t/a.txt: position %ld, not 6", (long)lseek(fa, 0, SEEK_CUR));
   if (read(fa, buf, 5) != 5 || memcmp(buf, "tmpfs", 5)) fail("fd of t/a.txt does not read 'tmpfs' at 6");
@@ -320,25 +278,25 @@ int main(int argc, char **argv) {
   if (cs < 0 || connect(cs, (struct sockaddr *)&sa, sizeof(sa))) fail("connect to t/sock: %s", strerror(errno));
   else if (accept(ls, NULL, NULL) < 0) fail("accept on t/sock: %s", strerror(errno));
   if (read(ff, buf, 9) != 9 || memcmp(buf, "fifo data", 9)) fail("t/fifo does not hold 'fifo data'");
-  if (stat(at("sys/kernel"), &st) || !S_ISDIR(st.st_mode)) fail("sys is not a sysfs");
-  if (stat(at("cg/cgroup.controllers"), &st)) fail("cg is not a cgroup2");
+  if (stat(wl_path("sys/kernel"), &st) || !S_ISDIR(st.st_mode)) fail("sys is not a sysfs");
+  if (stat(wl_path("cg/cgroup.controllers"), &st)) fail("cg is not a cgroup2");
 
   /* the file under t/under's mount */
-  if (umount2(at("t/under"), MNT_DETACH)) fail("umount t/under: %s", strerror(errno));
-  n = wl_read_into(at("t/under/hidden.txt"), buf, sizeof(buf));
+  if (umount2(wl_path("t/under"), MNT_DETACH)) fail("umount t/under: %s", strerror(errno));
+  n = wl_read_into(wl_path("t/under/hidden.txt"), buf, sizeof(buf));
   if (n != 13 || memcmp(buf, "under a mount", 13)) fail("t/under/hidden.txt (under a mount) reads %zd bytes, not 'under a mount'", n);
 
   if (!strcmp(extra, "hidden")) {
-    if (umount2(at("pv"), MNT_DETACH)) fail("umount the cover of pv: %s", strerror(errno));
-    n = wl_read_into(at("pv/inside.txt"), buf, sizeof(buf));
+    if (umount2(wl_path("pv"), MNT_DETACH)) fail("umount the cover of pv: %s", strerror(errno));
+    n = wl_read_into(wl_path("pv/inside.txt"), buf, sizeof(buf));
     if (n != 13 || memcmp(buf, "under a cover", 13)) fail("pv/inside.txt (a tmpfs covered whole) reads %zd bytes, not 'under a cover'", n);
   }
 
   /* propagation, live */
-  if (mount("wl-x", at("sh/x"), "tmpfs", 0, "size=16k")) fail("mount on sh/x: %s", strerror(errno));
-  if (mount("wl-y", at("sl/y"), "tmpfs", 0, "size=16k")) fail("mount on sl/y: %s", strerror(errno));
-  if (stat(at("sh/x"), &a) || stat(at("shp/x"), &b) || a.st_dev != b.st_dev) fail("a mount on sh/x does not show in shp/x (peer group lost)");
-  if (stat(at("sl/x"), &b) || a.st_dev != b.st_dev) fail("a mount on sh/x does not show in sl/x (slave lost)");
-  if (stat(at("sl/y"), &a) || stat(at("sh/y"), &b) || a.st_dev == b.st_dev) fail("a mount on sl/y shows in sh/y (slave became shared)");
+  if (mount("wl-x", wl_path("sh/x"), "tmpfs", 0, "size=16k")) fail("mount on sh/x: %s", strerror(errno));
+  if (mount("wl-y", wl_path("sl/y"), "tmpfs", 0, "size=16k")) fail("mount on sl/y: %s", strerror(errno));
+  if (stat(wl_path("sh/x"), &a) || stat(wl_path("shp/x"), &b) || a.st_dev != b.st_dev) fail("a mount on sh/x does not show in shp/x (peer group lost)");
+  if (stat(wl_path("sl/x"), &b) || a.st_dev != b.st_dev) fail("a mount on sh/x does not show in sl/x (slave lost)");
+  if (stat(wl_path("sl/y"), &a) || stat(wl_path("sh/y"), &b) || a.st_dev == b.st_dev) fail("a mount on sl/y shows in sh/y (slave became shared)");
   return wl_done();
 }

@@ -47,30 +47,13 @@
 #include <time.h>
 #include <unistd.h>
 
-static char dir[PATH_MAX];
-
-static void die(const char *what)
-{
-	fprintf(stderr, "mqueue: %s: %s\n", what, strerror(errno));
-	exit(2);
-}
-
-static const char *at(const char *rel)
-{
-	static char buf[4][PATH_MAX];
-	static int n;
-	char *b = buf[n++ % 4];
-	snprintf(b, PATH_MAX, "%.3000s/%.1000s", dir, rel);
-	return b;
-}
-
 static void sysctl(const char *name, const char *value)
 {
 	char p[256];
 	snprintf(p, sizeof(p), "/proc/sys/fs/mqueue/%s", name);
 	FILE *f = fopen(p, "w");
 	if (!f || fprintf(f, "%s\n", value) < 0 || fclose(f))
-		die(p);
+		wl_die(p);
 }
 
 struct m {
@@ -97,7 +80,7 @@ static void send_all(mqd_t q, const struct m *ms, int n, const char *name)
 	for (int i = 0; i < n; i++) {
 		body(&ms[i], buf);
 		if (mq_send(q, buf, ms[i].len, ms[i].prio))
-			die(name);
+			wl_die(name);
 	}
 }
 
@@ -145,7 +128,7 @@ static void check_fl(const char *name, int fd, int want)
 static void check_stat(const char *rel, mode_t mode, uid_t uid, gid_t gid)
 {
 	struct stat st;
-	if (stat(at(rel), &st)) {
+	if (stat(wl_path(rel), &st)) {
 		fail("%s: %s", rel, strerror(errno));
 		return;
 	}
@@ -158,7 +141,7 @@ static long qsize(const char *rel)
 {
 	char text[256];
 	long n = -1;
-	if (wl_read_into(at(rel), text, sizeof(text)) < 0 || sscanf(text, "QSIZE:%ld", &n) != 1)
+	if (wl_read_into(wl_path(rel), text, sizeof(text)) < 0 || sscanf(text, "QSIZE:%ld", &n) != 1)
 		return -1;
 	return n;
 }
@@ -183,8 +166,8 @@ int main(int argc, char **argv)
 	char status_child[4096];
 	wl_init(argc, argv, "mqueue");
 	snprintf(status_child, sizeof(status_child), "%s.child", argv[1]);
-	if (!getcwd(dir, sizeof(dir)))
-		die("getcwd");
+	if (!getcwd(wl_dir, sizeof(wl_dir)))
+		wl_die("getcwd");
 	if (argc > 2 && !strcmp(argv[2], "host")) {
 		char name[64], buf[64];
 		unsigned prio = 0;
@@ -193,7 +176,7 @@ int main(int argc, char **argv)
 		struct mq_attr ah = { .mq_maxmsg = 2, .mq_msgsize = 16 };
 		mqd_t q = mq_open(name, O_RDWR | O_CREAT | O_EXCL, 0600, &ah);
 		if (q < 0 || mq_send(q, "host", 4, 2))
-			die("host queue");
+			wl_die("host queue");
 		wl_ready();
 		wl_wait();
 		if (mq_timedreceive(q, buf, sizeof(buf), &prio, &past) != 4 || prio != 2 || memcmp(buf, "host", 4))
@@ -204,11 +187,11 @@ int main(int argc, char **argv)
 	if (getpid() != 1)
 		fail("not PID 1 of its own namespace (pid %d): start it with crest run --ns pid,ipc,mnt", getpid());
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
-		die("make / private");
+		wl_die("make / private");
 	sysctl("msg_max", "32");
 	sysctl("msg_default", "7");
-	if (mkdir(at("mq"), 0755) || mount("mqueue", at("mq"), "mqueue", 0, NULL))
-		die("mount mqueue");
+	if (mkdir(wl_path("mq"), 0755) || mount("mqueue", wl_path("mq"), "mqueue", 0, NULL))
+		wl_die("mount mqueue");
 
 	struct mq_attr aa = { .mq_maxmsg = 16, .mq_msgsize = 300 }, ab = { .mq_maxmsg = 4, .mq_msgsize = 64 };
 	umask(0);
@@ -216,9 +199,9 @@ int main(int argc, char **argv)
 	mqd_t qb = mq_open("/crest-b", O_WRONLY | O_CREAT | O_EXCL, 0604, &ab);
 	mqd_t qc = mq_open("/crest-c", O_RDONLY | O_CREAT | O_EXCL, 0600, NULL);
 	if (qa < 0 || qb < 0 || qc < 0)
-		die("mq_open");
+		wl_die("mq_open");
 	if (fchown(qa, 1000, 1001) || fchown(qc, 0, 1002))
-		die("fchown");
+		wl_die("fchown");
 	send_all(qa, msgs_a, 6, "send to /crest-a");
 	send_all(qb, msgs_b, 3, "send to /crest-b");
 	mq_close(qa);
@@ -229,7 +212,7 @@ int main(int argc, char **argv)
 	struct mq_attr ad = { .mq_maxmsg = 1, .mq_msgsize = 16 };
 	mqd_t qd = mq_open("/crest-d", O_WRONLY | O_CREAT | O_EXCL, 0600, &ad);
 	if (qd < 0 || mq_send(qd, "first", 5, 0))
-		die("/crest-d");
+		wl_die("/crest-d");
 	pid_t sender = fork();
 	if (sender == 0) {
 		sigset_t term;
@@ -254,7 +237,7 @@ int main(int argc, char **argv)
 		wl_init(2, cargv, "mqueue-child");
 		mqd_t q = mq_open("/crest-a", O_RDWR | O_NONBLOCK);
 		if (q < 0)
-			die("child mq_open");
+			wl_die("child mq_open");
 		wl_ready();
 		wl_wait();
 		if (wl_sabotage() == 3)
@@ -273,15 +256,15 @@ int main(int argc, char **argv)
 		usleep(1000);
 
 	mqd_t wa = mq_open("/crest-a", O_WRONLY);
-	int rb = open(at("mq/crest-b"), O_RDONLY);
+	int rb = open(wl_path("mq/crest-b"), O_RDONLY);
 	if (wa < 0 || rb < 0)
-		die("open the root's fds");
+		wl_die("open the root's fds");
 	int notify = argc > 2 && !strcmp(argv[2], "notify");
 	if (notify) {
 		struct sigevent ev = { .sigev_notify = SIGEV_NONE };
 		mqd_t n = mq_open("/crest-c", O_RDONLY);
 		if (n < 0 || mq_notify(n, &ev))
-			die("mq_notify");
+			wl_die("mq_notify");
 		/* Kept open: closing it would remove the registration. */
 	}
 	long qsize_a = qsize("mq/crest-a"), qsize_b = qsize("mq/crest-b");
@@ -292,7 +275,7 @@ int main(int argc, char **argv)
 	if (wl_sabotage() == 1)
 		mq_receive(rb, buf, 64, NULL);
 	if (wl_sabotage() == 2)
-		chmod(at("mq/crest-c"), 0666);
+		chmod(wl_path("mq/crest-c"), 0666);
 	if (wl_sabotage() == 4) {
 		mqd_t sd = mq_open("/crest-d", O_RDONLY | O_NONBLOCK);
 		mq_receive(sd, buf, 16, NULL);
@@ -303,7 +286,7 @@ int main(int argc, char **argv)
 	/* The file system: names, modes, owners, QSIZE. */
 	struct dirent **list;
 	char names[256] = "";
-	int nn = scandir(at("mq"), &list, NULL, alphasort);
+	int nn = scandir(wl_path("mq"), &list, NULL, alphasort);
 	for (int i = 0; i < nn; i++)
 		if (list[i]->d_name[0] != '.' && strlen(names) + strlen(list[i]->d_name) + 2 < sizeof(names))
 			strcat(strcat(names, list[i]->d_name), " ");
@@ -323,7 +306,7 @@ int main(int argc, char **argv)
 	if (notify) {
 		char text[256];
 		int pid = 0;
-		if (wl_read_into(at("mq/crest-c"), text, sizeof(text)) < 0 || !strstr(text, "NOTIFY_PID:") || sscanf(strstr(text, "NOTIFY_PID:"), "NOTIFY_PID:%d", &pid) != 1 || pid != 1)
+		if (wl_read_into(wl_path("mq/crest-c"), text, sizeof(text)) < 0 || !strstr(text, "NOTIFY_PID:") || sscanf(strstr(text, "NOTIFY_PID:"), "NOTIFY_PID:%d", &pid) != 1 || pid != 1)
 			fail("/crest-c: the notification of process 1 is gone (NOTIFY_PID %d)", pid);
 	}
 

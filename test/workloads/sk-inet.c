@@ -54,11 +54,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static unsigned char pat(size_t i, unsigned seed)
-{
-	return (unsigned char)(i * 13 + seed + (i >> 9));
-}
-
 static int sk(int family, int type)
 {
 	int fd = socket(family, type, 0);
@@ -73,15 +68,6 @@ static void setint(int fd, int level, int opt, int v, const char *what)
 {
 	if (setsockopt(fd, level, opt, &v, sizeof(v)))
 		fail("%s: setsockopt %d:%d: %s", what, level, opt, strerror(errno));
-}
-
-static int getint(int fd, int level, int opt)
-{
-	int v = -1;
-	socklen_t l = sizeof(v);
-	if (getsockopt(fd, level, opt, &v, &l))
-		return -errno;
-	return v;
 }
 
 static void addr_of(int family, const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len)
@@ -153,23 +139,6 @@ static int accept_one(int l)
 	return fd;
 }
 
-/* Writes n bytes of the pattern (blocking). */
-static void put(int fd, size_t n, unsigned seed)
-{
-	unsigned char buf[4096];
-	for (size_t done = 0; done < n;) {
-		size_t k = n - done < sizeof(buf) ? n - done : sizeof(buf);
-		for (size_t i = 0; i < k; i++)
-			buf[i] = pat(done + i, seed);
-		ssize_t w = write(fd, buf, k);
-		if (w <= 0) {
-			fail("write: %s", strerror(errno));
-			return;
-		}
-		done += (size_t)w;
-	}
-}
-
 /* Writes the pattern until the connection takes no more (or max); returns how much went. */
 static size_t put_all_it_takes(int fd, size_t max, unsigned seed)
 {
@@ -181,7 +150,7 @@ static size_t put_all_it_takes(int fd, size_t max, unsigned seed)
 	for (int idle = 0; done < max && idle < 20;) {
 		size_t k = max - done < sizeof(buf) ? max - done : sizeof(buf);
 		for (size_t i = 0; i < k; i++)
-			buf[i] = pat(done + i, seed);
+			buf[i] = wl_pattern_byte(done + i, seed);
 		ssize_t w = write(fd, buf, k);
 		if (w < 0 && errno == EAGAIN) {
 			idle++;
@@ -225,8 +194,8 @@ static void expect_quiet(int fd, size_t want, unsigned seed, const char *what, i
 			return;
 		}
 		for (ssize_t i = 0; i < r; i++)
-			if (buf[i] != pat(got + (size_t)i, seed)) {
-				fail("%s: byte %zu is %u, expected %u", what, got + (size_t)i, buf[i], pat(got + (size_t)i, seed));
+			if (buf[i] != wl_pattern_byte(got + (size_t)i, seed)) {
+				fail("%s: byte %zu is %u, expected %u", what, got + (size_t)i, buf[i], wl_pattern_byte(got + (size_t)i, seed));
 				return;
 			}
 		got += (size_t)r;
@@ -260,10 +229,10 @@ static void talk(int a, int b, const char *what)
 {
 	char w[64];
 	snprintf(w, sizeof(w), "%s a->b", what);
-	put(a, 37, 91);
+	wl_pattern_write(a, 37, 91);
 	expect(b, 37, 91, w);
 	snprintf(w, sizeof(w), "%s b->a", what);
-	put(b, 41, 92);
+	wl_pattern_write(b, 41, 92);
 	expect(a, 41, 92, w);
 }
 
@@ -290,7 +259,7 @@ static void remember(int fd, struct name *n)
 	if (getpeername(fd, (struct sockaddr *)&n->peer, &n->peerlen))
 		n->peerlen = 0;
 	n->flags = fcntl(fd, F_GETFL);
-	n->type = getint(fd, SOL_SOCKET, SO_TYPE);
+	n->type = wl_sockopt_int(fd, SOL_SOCKET, SO_TYPE);
 }
 
 static void same_name(int fd, const struct name *was, const char *what)
@@ -311,7 +280,7 @@ static void same_name(int fd, const struct name *was, const char *what)
 
 static void expect_opt(int fd, int level, int opt, int want, const char *what)
 {
-	int v = getint(fd, level, opt);
+	int v = wl_sockopt_int(fd, level, opt);
 	if (v != want)
 		fail("%s: option %d:%d is %d, expected %d", what, level, opt, v, want);
 }
@@ -344,12 +313,12 @@ static int mode_all(void)
 	setint(ca, IPPROTO_TCP, TCP_KEEPCNT, 5, "ca");
 	setint(ca, SOL_SOCKET, SO_SNDBUF, 65536, "ca");
 	size_t wa = put_all_it_takes(ca, 1 << 20, 11);
-	put(sa, 5000, 12);
+	wl_pattern_write(sa, 5000, 12);
 
 	int cb = connect_to(AF_INET, "127.0.0.1", p4), sb = accept_one(l4);
-	put(cb, 777, 13);
+	wl_pattern_write(cb, 777, 13);
 	shutdown(cb, SHUT_WR);
-	put(sb, 55, 14);
+	wl_pattern_write(sb, 55, 14);
 
 	int sc, cpid, cc = connect_to(AF_INET, "127.0.0.1", p4);
 	sc = accept_one(l4);
@@ -357,7 +326,7 @@ static int mode_all(void)
 	if (cpid == 0) {
 		char c;
 		close(sc);
-		put(cc, 1000, 15);
+		wl_pattern_write(cc, 1000, 15);
 		/* Until the parent, restored, sends its byte. */
 		while (read(cc, &c, 1) < 0 && errno == EINTR)
 			;
@@ -367,10 +336,10 @@ static int mode_all(void)
 
 	int l6 = listener(AF_INET6, "::1", 1, 4, 0), p6 = port_of(l6);
 	int c6 = connect_to(AF_INET6, "::1", p6), s6 = accept_one(l6);
-	put(c6, 3000, 16);
+	wl_pattern_write(c6, 3000, 16);
 	int l46 = listener(AF_INET6, "::", 0, 3, 0), p46 = port_of(l46);
 	int c4 = connect_to(AF_INET, "127.0.0.1", p46), s46 = accept_one(l46);
-	put(s46, 200, 17);
+	wl_pattern_write(s46, 200, 17);
 
 	int u1 = sk(AF_INET, SOCK_DGRAM), u2 = sk(AF_INET, SOCK_DGRAM), u3 = sk(AF_INET, SOCK_DGRAM);
 	bind_to(u1, AF_INET, "127.0.0.1", 0, "u1");
@@ -423,7 +392,7 @@ static int mode_all(void)
 		setint(ca, IPPROTO_TCP, TCP_NODELAY, 0, "ca");
 		break;
 	case 3:
-		put(c6, 1, 99);
+		wl_pattern_write(c6, 1, 99);
 		break;
 	}
 
@@ -473,7 +442,7 @@ static int mode_all(void)
 	expect(sb, 777, 13, "B cb->sb");
 	expect_eof(sb, "B sb after cb's FIN");
 	expect(cb, 55, 14, "B sb->cb");
-	put(sb, 3, 93);
+	wl_pattern_write(sb, 3, 93);
 	shutdown(sb, SHUT_WR);
 	expect(cb, 3, 93, "B sb->cb after restore");
 	expect_eof(cb, "B cb after sb's FIN");
@@ -552,8 +521,8 @@ static int mode_many(int n)
 	for (int i = 0; i < n; i++) {
 		c[i] = connect_to(AF_INET, "127.0.0.1", port);
 		s[i] = accept_one(l);
-		put(c[i], 100, i);
-		put(s[i], 100, i + 1);
+		wl_pattern_write(c[i], 100, i);
+		wl_pattern_write(s[i], 100, i + 1);
 	}
 	wl_ready();
 	wl_wait();

@@ -52,15 +52,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #ifndef SOL_NETLINK
 #define SOL_NETLINK 270
 #endif
-#define KCMP_FILE 0
 
 static int nl(int type, int proto)
 {
@@ -88,15 +85,6 @@ static void setopt(int fd, int level, int name, int v, const char *what)
 {
 	if (setsockopt(fd, level, name, &v, sizeof(v)))
 		fail("%s: setsockopt %d/%d: %s", what, level, name, strerror(errno));
-}
-
-static int getopt_int(int fd, int level, int name)
-{
-	int v = -1;
-	socklen_t l = sizeof(v);
-	if (getsockopt(fd, level, name, &v, &l))
-		return -errno;
-	return v;
 }
 
 /* What is checked of each socket after the restore, recorded at setup. */
@@ -127,13 +115,13 @@ static void look(struct sk *s)
 	l = sizeof(s->members);
 	if (getsockopt(s->fd, SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, s->members, &l))
 		s->members[0] = 0xdeadbeef;
-	s->type = getopt_int(s->fd, SOL_SOCKET, SO_TYPE);
-	s->proto = getopt_int(s->fd, SOL_SOCKET, SO_PROTOCOL);
+	s->type = wl_sockopt_int(s->fd, SOL_SOCKET, SO_TYPE);
+	s->proto = wl_sockopt_int(s->fd, SOL_SOCKET, SO_PROTOCOL);
 	s->flags = fcntl(s->fd, F_GETFL);
-	s->rcvbuf = getopt_int(s->fd, SOL_SOCKET, SO_RCVBUF);
-	s->passcred = getopt_int(s->fd, SOL_SOCKET, SO_PASSCRED);
+	s->rcvbuf = wl_sockopt_int(s->fd, SOL_SOCKET, SO_RCVBUF);
+	s->passcred = wl_sockopt_int(s->fd, SOL_SOCKET, SO_PASSCRED);
 	for (size_t i = 0; i < NNLOPTS; i++)
-		s->nlopt[i] = getopt_int(s->fd, SOL_NETLINK, NLOPTS[i]);
+		s->nlopt[i] = wl_sockopt_int(s->fd, SOL_NETLINK, NLOPTS[i]);
 }
 
 static void compare(struct sk *want)
@@ -376,12 +364,7 @@ int main(int argc, char **argv)
 		close(flight);
 	}
 
-	pid_t child = fork();
-	if (child == 0) {
-		signal(SIGTERM, SIG_DFL);
-		for (;;)
-			pause();
-	}
+	pid_t child = wl_fork_holder();
 	wl_ready();
 	wl_wait();
 
@@ -405,12 +388,9 @@ int main(int argc, char **argv)
 	socklen_t gl = 8;
 	if (getsockopt(uev, SOL_SOCKET, SO_GET_FILTER, got, &gl) || gl != 4 || memcmp(got, code, sizeof(code)))
 		fail("uev: its filter has %u instructions%s, expected the 4 attached", gl, gl == 4 ? " (different ones)" : "");
-	if (getopt_int(uev, SOL_SOCKET, SO_LOCK_FILTER) != 1)
-		fail("uev: SO_LOCK_FILTER is %d, expected 1", getopt_int(uev, SOL_SOCKET, SO_LOCK_FILTER));
-	if (syscall(SYS_kcmp, getpid(), child, KCMP_FILE, uev, uev) != 0)
-		fail("uev: the child's fd is no longer the parent's socket (kcmp)");
-	kill(child, SIGKILL);
-	waitpid(child, NULL, 0);
+	if (wl_sockopt_int(uev, SOL_SOCKET, SO_LOCK_FILTER) != 1)
+		fail("uev: SO_LOCK_FILTER is %d, expected 1", wl_sockopt_int(uev, SOL_SOCKET, SO_LOCK_FILTER));
+	wl_holder_done(child, uev, "uev");
 
 	getlink(route, s[ROUTE].name_nl.nl_pid, "route");
 	getlink(route2, s[ROUTE2].name_nl.nl_pid, "route2");

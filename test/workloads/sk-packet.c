@@ -65,14 +65,11 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef PACKET_VNET_HDR_SZ
 #define PACKET_VNET_HDR_SZ 24
 #endif
-#define KCMP_FILE 0
 #define P_RAW 0x88b5
 #define P_DGRAM 0x88b6
 #define P_FAN 0x88b7
@@ -102,18 +99,9 @@ static void setopt(int fd, int level, int name, int v, const char *what)
 		fail("%s: setsockopt %d/%d = %d: %s", what, level, name, v, strerror(errno));
 }
 
-static int getopt_int(int fd, int level, int name)
-{
-	int v = -1;
-	socklen_t l = sizeof(v);
-	if (getsockopt(fd, level, name, &v, &l))
-		return -errno;
-	return v;
-}
-
 static void want_opt(int fd, int level, int name, int want, const char *what)
 {
-	int v = getopt_int(fd, level, name);
+	int v = wl_sockopt_int(fd, level, name);
 	if (v != want)
 		fail("%s: option %d/%d is %d, expected %d", what, level, name, v, want);
 }
@@ -334,8 +322,8 @@ static int single(const char *mode)
 	if (!strcmp(mode, "queued")) {
 		hear(fd, 1, P_RAW, "queued", "the queued frame");
 	} else if (!strcmp(mode, "fanout-bpf")) {
-		if (((unsigned)getopt_int(fd, SOL_PACKET, PACKET_FANOUT) >> 16 & 0xff) != PACKET_FANOUT_CBPF)
-			fail("fanout-bpf: PACKET_FANOUT is %#x", getopt_int(fd, SOL_PACKET, PACKET_FANOUT));
+		if (((unsigned)wl_sockopt_int(fd, SOL_PACKET, PACKET_FANOUT) >> 16 & 0xff) != PACKET_FANOUT_CBPF)
+			fail("fanout-bpf: PACKET_FANOUT is %#x", wl_sockopt_int(fd, SOL_PACKET, PACKET_FANOUT));
 	} else {
 		struct tpacket2_hdr *h = mem ? mem : slot0(fd);
 		int used = !strcmp(mode, "ring-used");
@@ -420,17 +408,12 @@ int main(int argc, char **argv)
 		alen[i] = sizeof(addr[i]);
 		memset(&addr[i], 0, sizeof(addr[i]));
 		getsockname(fds[i], (struct sockaddr *)&addr[i], &alen[i]);
-		types[i] = getopt_int(fds[i], SOL_SOCKET, SO_TYPE);
+		types[i] = wl_sockopt_int(fds[i], SOL_SOCKET, SO_TYPE);
 		fl[i] = fcntl(fds[i], F_GETFL);
 	}
-	int raw_rcvbuf = getopt_int(raw, SOL_SOCKET, SO_RCVBUF);
+	int raw_rcvbuf = wl_sockopt_int(raw, SOL_SOCKET, SO_RCVBUF);
 
-	pid_t child = fork();
-	if (child == 0) {
-		signal(SIGTERM, SIG_DFL);
-		for (;;)
-			pause();
-	}
+	pid_t child = wl_fork_holder();
 	wl_ready();
 	wl_wait();
 
@@ -451,8 +434,8 @@ int main(int argc, char **argv)
 		if (l != alen[i] || memcmp(&now, &addr[i], l))
 			fail("%s: getsockname differs (%u bytes, expected %u)%s", names[i], l, alen[i],
 			     types[i] == SOCK_PACKET ? "" : ": protocol or device changed");
-		if (getopt_int(fds[i], SOL_SOCKET, SO_TYPE) != types[i])
-			fail("%s: SO_TYPE %d, expected %d", names[i], getopt_int(fds[i], SOL_SOCKET, SO_TYPE), types[i]);
+		if (wl_sockopt_int(fds[i], SOL_SOCKET, SO_TYPE) != types[i])
+			fail("%s: SO_TYPE %d, expected %d", names[i], wl_sockopt_int(fds[i], SOL_SOCKET, SO_TYPE), types[i]);
 		if (fcntl(fds[i], F_GETFL) != fl[i])
 			fail("%s: F_GETFL %#x, expected %#x", names[i], fcntl(fds[i], F_GETFL), fl[i]);
 	}
@@ -468,10 +451,7 @@ int main(int argc, char **argv)
 	socklen_t gl = 4;
 	if (getsockopt(raw, SOL_SOCKET, SO_GET_FILTER, got, &gl) || gl != 1 || memcmp(got, all, sizeof(all)))
 		fail("raw: its filter has %u instructions, expected the 1 attached", gl);
-	if (syscall(SYS_kcmp, getpid(), child, KCMP_FILE, raw, raw) != 0)
-		fail("raw: the child's fd is no longer the parent's socket (kcmp)");
-	kill(child, SIGKILL);
-	waitpid(child, NULL, 0);
+	wl_holder_done(child, raw, "raw");
 	char dev[IFNAMSIZ] = "";
 	socklen_t dl = sizeof(dev);
 	if (getsockopt(dgram, SOL_SOCKET, SO_BINDTODEVICE, dev, &dl) || strcmp(dev, "lo"))

@@ -59,15 +59,6 @@
 #define KCMP_FILE 0
 #define MAXFDS 4
 
-static void pair(int type, int *x, int *y)
-{
-	int sv[2];
-	if (socketpair(AF_UNIX, type, 0, sv))
-		fail("socketpair(%d): %s", type, strerror(errno));
-	*x = sv[0];
-	*y = sv[1];
-}
-
 static void send_fds(int sk, const char *data, const int *fds, int n)
 {
 	char cbuf[CMSG_SPACE(sizeof(int) * MAXFDS)] = { 0 };
@@ -113,16 +104,6 @@ static int same(int x, int y)
 	return syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, x, y) == 0;
 }
 
-static void talk(int x, int y, const char *what)
-{
-	char c = 0;
-	if (send(x, "!", 1, 0) != 1 || recv(y, &c, 1, MSG_DONTWAIT) != 1 || c != '!')
-		fail("%s: a byte sent one way came out as %#x, expected '!'", what, c);
-	c = 0;
-	if (send(y, "?", 1, 0) != 1 || recv(x, &c, 1, MSG_DONTWAIT) != 1 || c != '?')
-		fail("%s: a byte sent the other way came out as %#x, expected '?'", what, c);
-}
-
 static socklen_t name(struct sockaddr_un *a, const char *path)
 {
 	memset(a, 0, sizeof(*a));
@@ -154,12 +135,12 @@ int main(int argc, char **argv)
 	if (!getcwd(cwd, sizeof(cwd)))
 		fail("getcwd: %s", strerror(errno));
 	int a, b, c, d, e, f, g, h, i, j, k, l, p[2];
-	pair(SOCK_STREAM, &a, &b);
-	pair(SOCK_DGRAM, &c, &d);
-	pair(SOCK_STREAM, &e, &f);
-	pair(SOCK_SEQPACKET, &g, &h);
-	pair(SOCK_STREAM, &i, &j);
-	pair(SOCK_STREAM, &k, &l);
+	wl_unix_pair(SOCK_STREAM, &a, &b);
+	wl_unix_pair(SOCK_DGRAM, &c, &d);
+	wl_unix_pair(SOCK_STREAM, &e, &f);
+	wl_unix_pair(SOCK_SEQPACKET, &g, &h);
+	wl_unix_pair(SOCK_STREAM, &i, &j);
+	wl_unix_pair(SOCK_STREAM, &k, &l);
 	if (pipe(p))
 		fail("pipe: %s", strerror(errno));
 	wl_pattern_write(p[1], 12, 1);
@@ -178,7 +159,7 @@ int main(int argc, char **argv)
 	close(f);
 	send_fds(c, "none", NULL, 0);
 	int x, y, ep = epoll_create1(0);
-	pair(SOCK_DGRAM, &x, &y);
+	wl_unix_pair(SOCK_DGRAM, &x, &y);
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 77 };
 	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, y, &ev))
 		fail("epoll: %s", strerror(errno));
@@ -221,8 +202,8 @@ int main(int argc, char **argv)
 	close(kf);
 
 	int m, n, o, q;
-	pair(SOCK_STREAM, &m, &n);
-	pair(SOCK_SEQPACKET, &o, &q);
+	wl_unix_pair(SOCK_STREAM, &m, &n);
+	wl_unix_pair(SOCK_SEQPACKET, &o, &q);
 	wl_pattern_write(m, 5, 3);
 	send_fds(q, "rec", NULL, 0);
 	close(m);
@@ -285,7 +266,7 @@ int main(int argc, char **argv)
 	if (fds[0] >= 0 && fds[1] >= 0) {
 		fcntl(fds[1], F_SETFL, O_NONBLOCK);
 		wl_pattern_check(fds[1], 7, 2, "the pair in flight");
-		talk(fds[0], fds[1], "the pair in flight");
+		wl_ping_pong(fds[0], fds[1], "the pair in flight");
 	}
 	recv_fds(d, "none", fds, 0, "d");
 	recv_fds(d, "epoll", fds, 1, "d");
@@ -305,9 +286,9 @@ int main(int argc, char **argv)
 		recv_fds(kk, "i", fds, 1, "k (received from i)");
 		if (fds[0] >= 0 && !same(fds[0], i))
 			fail("k: the socket in flight is not i");
-		talk(kk, l, "k/l");
+		wl_ping_pong(kk, l, "k/l");
 	}
-	talk(i, j, "i/j");
+	wl_ping_pong(i, j, "i/j");
 	/* A relative name. */
 	check_name(rel, "rel", "rel");
 	if (stat("sub/rel", &st) || !S_ISSOCK(st.st_mode) || (st.st_mode & 0777) != 0604)

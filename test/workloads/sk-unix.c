@@ -58,15 +58,6 @@
 
 #define KCMP_FILE 0
 
-static void pair(int type, int *x, int *y)
-{
-	int sv[2];
-	if (socketpair(AF_UNIX, type, 0, sv))
-		fail("socketpair(%d): %s", type, strerror(errno));
-	*x = sv[0];
-	*y = sv[1];
-}
-
 static void dgram(int fd, size_t n)
 {
 	char buf[4096];
@@ -106,16 +97,6 @@ static int opt(int fd, int name)
 	if (getsockopt(fd, SOL_SOCKET, name, &v, &l))
 		fail("getsockopt %d: %s", name, strerror(errno));
 	return v;
-}
-
-static void talk(int x, int y, const char *what)
-{
-	char c = 0;
-	if (send(x, "!", 1, 0) != 1 || recv(y, &c, 1, MSG_DONTWAIT) != 1 || c != '!')
-		fail("%s: a byte sent one way came out as %#x, expected '!'", what, c);
-	c = 0;
-	if (send(y, "?", 1, 0) != 1 || recv(x, &c, 1, MSG_DONTWAIT) != 1 || c != '?')
-		fail("%s: a byte sent the other way came out as %#x, expected '?'", what, c);
 }
 
 static volatile sig_atomic_t woken;
@@ -175,17 +156,17 @@ static int single(const char *mode)
 			fail("bind and listen: %s", strerror(errno));
 	} else if (!strcmp(mode, "creds")) {
 		int on = 1;
-		pair(SOCK_DGRAM, &fd, &peer);
+		wl_unix_pair(SOCK_DGRAM, &fd, &peer);
 		setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on));
 		dgram(peer, 10);
 	} else if (!strcmp(mode, "peekoff")) {
 		int off = 3;
-		pair(SOCK_STREAM, &fd, &peer);
+		wl_unix_pair(SOCK_STREAM, &fd, &peer);
 		dgram(peer, 10);
 		if (setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off)))
 			fail("SO_PEEK_OFF: %s", strerror(errno));
 	} else if (!strcmp(mode, "scm")) {
-		pair(SOCK_STREAM, &fd, &peer);
+		wl_unix_pair(SOCK_STREAM, &fd, &peer);
 		if (pipe(p))
 			fail("pipe: %s", strerror(errno));
 		char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
@@ -244,12 +225,12 @@ int main(int argc, char **argv)
 	if (argc > 2)
 		return single(argv[2]);
 	int a, b, c, d, e, f, g, h, i, j, k, l;
-	pair(SOCK_STREAM, &a, &b);
-	pair(SOCK_STREAM, &c, &d);
-	pair(SOCK_DGRAM, &e, &f);
-	pair(SOCK_SEQPACKET, &g, &h);
-	pair(SOCK_STREAM, &i, &j);
-	pair(SOCK_STREAM, &k, &l);
+	wl_unix_pair(SOCK_STREAM, &a, &b);
+	wl_unix_pair(SOCK_STREAM, &c, &d);
+	wl_unix_pair(SOCK_DGRAM, &e, &f);
+	wl_unix_pair(SOCK_SEQPACKET, &g, &h);
+	wl_unix_pair(SOCK_STREAM, &i, &j);
+	wl_unix_pair(SOCK_STREAM, &k, &l);
 	int sndbuf = 65536, one = 1;
 	struct timeval tmo = { 3, 500000 };
 	setsockopt(a, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
@@ -366,10 +347,10 @@ int main(int argc, char **argv)
 	check_dgram(g, 10, "h->g");
 	check_dgram(g, 2000, "h->g");
 	check_empty(g, "h->g");
-	talk(a, b, "a/b");
-	talk(e, f, "e/f");
-	talk(g, h, "g/h");
-	talk(k, l, "k/l");
+	wl_ping_pong(a, b, "a/b");
+	wl_ping_pong(e, f, "e/f");
+	wl_ping_pong(g, h, "g/h");
+	wl_ping_pong(k, l, "k/l");
 	if (syscall(SYS_kcmp, getpid(), child, KCMP_FILE, k, k) != 0)
 		fail("the child's k is not the parent's description");
 	kill(child, SIGUSR1);
@@ -387,7 +368,7 @@ int main(int argc, char **argv)
 	if (acc < 0)
 		fail("the connection waiting at the dump is not there: %s", strerror(errno));
 	else
-		talk(pend, acc, "the connection accepted after the restore");
+		wl_ping_pong(pend, acc, "the connection accepted after the restore");
 	int cli2 = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (connect(cli2, (struct sockaddr *)&lname, sizeof(lname)) || accept(lsn, NULL, NULL) < 0)
 		fail("the listener does not take a new connection: %s", strerror(errno));
@@ -395,7 +376,7 @@ int main(int argc, char **argv)
 	fcntl(cli, F_SETFL, O_NONBLOCK);
 	wl_pattern_check(srv, 123, 6, "client->server");
 	wl_pattern_check(cli, 7, 7, "server->client");
-	talk(cli, srv, "the accepted connection");
+	wl_ping_pong(cli, srv, "the accepted connection");
 	gl = sizeof(got_name);
 	if (getsockname(abs, (struct sockaddr *)&got_name, &gl) || gl != alen || memcmp(&got_name, &aname, alen))
 		fail("the abstract socket lost its name (length %u, expected %u)", gl, alen);

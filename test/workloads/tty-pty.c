@@ -97,18 +97,6 @@ static void expect_read(int fd, const char *want, size_t n, const char *what)
 	}
 }
 
-static unsigned long stat_field(pid_t pid, int n)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	if (wl_read_into(path, buf, sizeof(buf)) < 0)
-		return (unsigned long)-1;
-	char *p = strrchr(buf, ')') + 2;
-	for (int i = 3; i < n; i++)
-		p = strchr(p, ' ') + 1;
-	return strtoul(p, NULL, 10);
-}
-
 int main(int argc, char **argv)
 {
 	wl_init(argc, argv, "tty-pty");
@@ -212,7 +200,7 @@ int main(int argc, char **argv)
 	v = -1;
 	if (ioctl(d.m, TIOCGEXCL, &v) || v != 1)
 		fail("D's master exclusive %d", v);
-	unsigned long tty = stat_field(getpid(), 7), ctty = stat_field(child, 7);
+	unsigned long tty = wl_stat_field(getpid(), 7), ctty = wl_stat_field(child, 7);
 	if (tty != sa.st_rdev || ctty != sa.st_rdev)
 		fail("controlling terminal: ours %lx, the child's %lx, expected %lx", tty, ctty, (unsigned long)sa.st_rdev);
 	pid_t sid = -1;

@@ -35,18 +35,6 @@
 static volatile sig_atomic_t go;
 static void on_usr1(int sig) { (void)sig; go = 1; }
 
-static unsigned long stat_field(pid_t pid, int n)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	if (wl_read_into(path, buf, sizeof(buf)) < 0)
-		return (unsigned long)-1;
-	char *p = strrchr(buf, ')') + 2;
-	for (int i = 3; i < n; i++)
-		p = strchr(p, ' ') + 1;
-	return strtoul(p, NULL, 10);
-}
-
 static dev_t pts_rdev;
 
 /* A child: holds /dev/tty; on SIGUSR1 does its part and exits 0 if all went well. */
@@ -63,7 +51,7 @@ static void child(int own_group)
 		sigsuspend(&none);
 	if (wl_sabotage() == 2 && !own_group)
 		ioctl(tty, TIOCNOTTY);
-	if (stat_field(getpid(), 7) != pts_rdev)
+	if (wl_stat_field(getpid(), 7) != pts_rdev)
 		_exit(11);
 	if (own_group) {
 		char buf[64];
@@ -146,7 +134,7 @@ int main(int argc, char **argv)
 	}
 	pid_t procs[] = { getpid(), c1, c2 };
 	for (int i = 0; i < 3; i++) {
-		unsigned long tty_nr = stat_field(procs[i], 7), tpgid = stat_field(procs[i], 8);
+		unsigned long tty_nr = wl_stat_field(procs[i], 7), tpgid = wl_stat_field(procs[i], 8);
 		if (tty_nr != pts_rdev || tpgid != (unsigned long)c2)
 			fail("process %d: tty_nr %lx tpgid %lu, expected %lx %d", procs[i], tty_nr, tpgid, (unsigned long)pts_rdev, c2);
 	}

@@ -20,7 +20,7 @@
 import { closeSync, fstatSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { dumpState, UnsupportedError, type DumpRun, type RestoreRun, type TaskKind } from "../context.js";
-import { check } from "../../sys/errno.js";
+import { check, EAGAIN } from "../../sys/errno.js";
 import { native } from "../../sys/native.js";
 import { inNamespaceOf } from "../../sys/namespace.js";
 import { FSCONFIG, FSMOUNT_CLOEXEC, FSOPEN_CLOEXEC, O, SYS } from "../../sys/constants.js";
@@ -116,7 +116,7 @@ function takeAll(fd: number, msgsize: number, what: string): Array<{ prio: numbe
   const prio = Buffer.alloc(4);
   for (;;) {
     const n = native.syscall(SYS.mq_timedreceive, fd, buf, msgsize, prio, null);
-    if (n === -11) return out; // EAGAIN: empty
+    if (n === -EAGAIN) return out; // empty
     check(n, `take message ${out.length} out of ${what}`);
     out.push({ prio: prio.readUInt32LE(0), data: Buffer.from(buf.subarray(0, n)) });
   }
