@@ -24,7 +24,7 @@ import { IMG, type pagemap_entry, type vma_entry } from "../../images/index.js";
 import { RestoreImages, type PageSource } from "../../images/store.js";
 import { native } from "../../sys/native.js";
 import { AT_FDCWD, MAP, O, PAGE_SIZE, SYS } from "../../sys/constants.js";
-import { check, errnoName } from "../../sys/errno.js";
+import { check, EAGAIN, EEXIST, EINTR, ENOENT, ENOMEM, ENOSPC, EPERM, ESRCH, errnoName } from "../../sys/errno.js";
 import {
   UFFD_API, UFFD_EVENT, UFFD_FEATURE, UFFD_MSG_SIZE, UFFDIO_API,
   uffdCopy, uffdRegisterMissing, uffdUnregister, uffdWake, uffdZeroPage,
@@ -48,7 +48,6 @@ export const LAZY_FEATURES = UFFD_FEATURE.EVENT_FORK | UFFD_FEATURE.EVENT_REMAP 
 export const AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0x80000;
 /** _IO(0xAA, 0x00): /dev/userfaultfd's "make one". */
 const USERFAULTFD_IOC_NEW = 0xaa00;
-const EPERM = 1, EAGAIN = 11, EEXIST = 17, ENOENT = 2, ESRCH = 3, ENOSPC = 28, ENOMEM = 12, EINTR = 4;
 
 export const lazySocketPath = (opts: Options): string => workPath(opts, LAZY_SOCKET);
 

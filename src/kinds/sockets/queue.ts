@@ -6,14 +6,13 @@
 // sendmsg from fds of crest's.
 import { closeSync } from "node:fs";
 import { SYS } from "../../sys/constants.js";
-import { check, SysError } from "../../sys/errno.js";
+import { check, EAGAIN, SysError } from "../../sys/errno.js";
 import { native } from "../../sys/native.js";
 import { UnsupportedError } from "../context.js";
 import { getInt, setInt, SO } from "./options.js";
 
 const MSG_PEEK = 2, MSG_TRUNC = 0x20, MSG_DONTWAIT = 0x40, MSG_CTRUNC = 8;
 const SOL_SOCKET = 1, SCM_RIGHTS = 1, SCM_CREDENTIALS = 2;
-const EAGAIN = 11;
 export const SOCK_STREAM = 1;
 const SOCK_SEQPACKET = 5;
 /** The largest datagram crest reads: unix datagrams are bounded by the sender's buffer, far below this. */
