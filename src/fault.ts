@@ -1,5 +1,6 @@
 // Fault injection for tests: CREST_FAULT=<point> makes crest fail at that
-// named point of a pipeline, to prove a failure there leaves nothing behind.
+// named point of a pipeline, to prove a failure there leaves nothing behind;
+// CREST_FAULT=<point>:stop makes it stop there until continued.
 class InjectedFault extends Error {
   constructor(point: string) {
     super(`injected fault at ${point} (CREST_FAULT)`);
@@ -15,4 +16,6 @@ let armed: string | undefined;
 export function faultPoint(point: string): void {
   armed ??= process.env.CREST_FAULT ?? "";
   if (armed === point) throw new InjectedFault(point);
+  // <point>:stop: crest stops itself there (SIGSTOP) until SIGCONT, for a test to change the world in between.
+  if (armed === `${point}:stop`) process.kill(process.pid, "SIGSTOP");
 }

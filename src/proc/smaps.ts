@@ -92,3 +92,39 @@ export function vmFlagsToMapFlags(flags: readonly string[]): number {
   for (const f of flags) m |= MAP_BY_FLAG[f] ?? 0;
   return m;
 }
+
+/** Whether two lists show the same mappings, line for line (addresses, protections, offset, file), whatever their flags. */
+export function sameMappings(a: readonly MapEntry[], b: readonly MapEntry[]): boolean {
+  return a.length === b.length && a.every((m, i) => {
+    const n = b[i]!;
+    return m.start === n.start && m.end === n.end && m.prot.read === n.prot.read && m.prot.write === n.prot.write && m.prot.exec === n.prot.exec &&
+      m.shared === n.shared && m.offset === n.offset && m.major === n.major && m.minor === n.minor && m.inode === n.inode &&
+      m.path === n.path && m.deleted === n.deleted;
+  });
+}
+
+/** kB of the mappings locked in memory (VmFlags lo): what /proc/PID/status shows as VmLck. */
+export const lockedKb = (maps: readonly SmapsEntry[]): number => maps.reduce((kb, m) => kb + (m.vmFlags.includes("lo") ? (m.end - m.start) / 1024 : 0), 0);
+
+/** VmFlags a child does not get from its parent at fork: mlock (lo, lf), userfaultfd registrations (um, uw, ui). */
+const NOT_INHERITED = new Set(["lo", "lf", "um", "uw", "ui"]);
+
+/**
+ * How a fork child's mappings differ from what its parent's were said to be
+ * at the fork, beyond what a fork changes (the mappings with dc, MADV_DONTFORK,
+ * are not in the child; the flags above are dropped): the first difference,
+ * described, or null. The child may have more (crest's own, mapped in the
+ * parent since).
+ */
+export function forkDifference(parent: readonly SmapsEntry[], child: readonly SmapsEntry[]): string | null {
+  const byStart = new Map(child.map((m) => [m.start, m]));
+  const flags = (m: SmapsEntry) => m.vmFlags.filter((f) => !NOT_INHERITED.has(f)).join(" ");
+  for (const m of parent) {
+    if (m.vmFlags.includes("dc")) continue;
+    const c = byStart.get(m.start);
+    const range = `0x${m.start.toString(16)}-0x${m.end.toString(16)}`;
+    if (!c || !sameMappings([m], [c])) return `${range} is not the mapping it was`;
+    if (flags(m) !== flags(c)) return `${range} has VmFlags ${flags(c)}, not ${flags(m)}`;
+  }
+  return null;
+}

@@ -3,10 +3,11 @@
 // then copies the pages from the snapshot while the tree runs on.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { alive, crest, finish, restoreWorkload, startWorkload, stop, waitFor, waitTreeGone, type Workload } from "./harness.js";
+import { alive, CREST, crest, finish, procState, restoreWorkload, startWorkload, stop, waitFor, waitTreeGone, type Workload } from "./harness.js";
 import { readImage } from "../../src/images/file.js";
 import { IMG } from "../../src/images/index.js";
 
@@ -69,6 +70,36 @@ test("memory that keeps changing: the snapshot holds every page as it was at the
     process.kill(w.pid, "SIGKILL");
     waitTreeGone(w, dir);
     restoreWorkload(w, [], dir);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+// A snapshot dump reads smaps before the freeze and checks those flags against its snapshot's (snapshot.ts):
+// here crest is stopped right after that read, the task marks its memory MADV_WIPEONFORK (the snapshot
+// child would get it wiped), and crest goes on. Taken unchecked, the dump would write zeros for it.
+test("mapping flags that change between crest's early read of smaps and the freeze fail a snapshot dump, and the tree runs on untouched", async () => {
+  const w = startWorkload("bigmem", ["16"]);
+  try {
+    waitFor("bigmem to be ready", () => (readFileSync(w.status, "utf8").startsWith("ready") ? true : null), 60_000);
+    const dir = join(w.dir, "imgs");
+    const p = spawn(CREST, ["dump", "-t", String(w.pid), "-D", dir, "-o", "dump.log", "-R"], {
+      stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, CREST_FAULT: "dump:early-smaps:stop" },
+    });
+    let stderr = "";
+    p.stderr!.on("data", (d) => (stderr += d));
+    const exited = once(p, "exit");
+    waitFor("crest to stop after its early read", () => procState(p.pid!).state === "T");
+    process.kill(w.pid, "SIGUSR1");
+    waitFor("bigmem's memory to be MADV_WIPEONFORK", () => /VmFlags:.* wf/.test(readFileSync(`/proc/${w.pid}/smaps`, "utf8")));
+    process.kill(p.pid!, "SIGCONT");
+    const [code] = await exited;
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, new RegExp(`process ${w.pid} changed its mappings as the dump began \\(0x[0-9a-f]+-0x[0-9a-f]+ has VmFlags .*wf.*\\): dump it again`));
+    assert.ok(alive(w.pid));
+    assert.equal(procState(w.pid).tracer, 0);
+    assert.equal(childrenOf(w.pid), "", "the snapshot process is reaped");
     assert.equal(finish(w), "PASS");
   } finally {
     stop(w);

@@ -3,7 +3,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import {
-  parseMaps, parseMapsLine, parseSmaps, vmFlagsToMadvise, vmFlagsToMapFlags, ProcParseError,
+  forkDifference, lockedKb, parseMaps, parseMapsLine, parseSmaps, sameMappings, vmFlagsToMadvise, vmFlagsToMapFlags, ProcParseError,
+  type SmapsEntry,
 } from "../../src/proc/index.js";
 
 const fixture = (name: string): string => readFileSync(new URL(`../../../test/fixtures/proc/${name}`, import.meta.url), "utf8");
@@ -125,4 +126,27 @@ test("smaps: malformed input throws", () => {
   assert.throws(() => parseSmaps(`${head}VmFlags: rd WRITE\n`), /bad VmFlags mnemonic/);
   const ok = parseSmaps(`${head}Size:                  4 kB\nVmFlags: \n`);
   assert.deepEqual([ok[0]!.start, ok[0]!.vmFlags], [0x7f0000000000, []]);
+});
+
+test("smaps read early: the same mappings as maps shows, the locked kB, and what a fork child may differ in", () => {
+  assert.ok(sameMappings(maps, smaps));
+  assert.ok(!sameMappings(maps.slice(1), smaps), "one mapping fewer");
+  const moved = maps.map((m, i) => (i === 3 ? { ...m, offset: m.offset + 4096n } : m));
+  assert.ok(!sameMappings(moved, smaps), "another offset");
+  const lo = at(smaps, 0x7fd8d2c3c000);
+  assert.equal(lockedKb(smaps), smaps.filter((m) => m.vmFlags.includes("lo")).reduce((kb, m) => kb + (m.end - m.start) / 1024, 0));
+  assert.ok(lockedKb(smaps) >= (lo.end - lo.start) / 1024);
+
+  // A child: no mlock or userfaultfd flags, none of the MADV_DONTFORK mappings, crest's scratch mapping besides.
+  const withDc = smaps.map((m) => (m.start === 0x7fd8d2c34000 ? { ...m, vmFlags: [...m.vmFlags, "dc"] } : m));
+  const child = (list: SmapsEntry[]): SmapsEntry[] => [
+    ...list.filter((m) => !m.vmFlags.includes("dc")).map((m) => ({ ...m, vmFlags: m.vmFlags.filter((f) => f !== "lo" && f !== "uw") })),
+    { ...smaps[0]!, start: 0x10000, end: 0x20000, path: "", vmFlags: ["rd", "wr", "ex"] },
+  ].sort((a, b) => a.start - b.start);
+  assert.equal(forkDifference(withDc, child(withDc)), null);
+  const wiped = child(withDc).map((m) => (m.start === 0x7fd8d2f49000 ? { ...m, vmFlags: [...m.vmFlags, "wf"] } : m));
+  assert.match(forkDifference(withDc, wiped) ?? "", /^0x7fd8d2f49000-0x[0-9a-f]+ has VmFlags .* wf, not /);
+  const gone = child(withDc).filter((m) => m.start !== 0x7fd8d2f49000);
+  assert.match(forkDifference(withDc, gone) ?? "", /^0x7fd8d2f49000-0x[0-9a-f]+ is not the mapping it was$/);
+  assert.match(forkDifference(smaps, child(withDc)) ?? "", /^0x7fd8d2c34000-/, "a mapping the child lacks that was not dc");
 });

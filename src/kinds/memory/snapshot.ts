@@ -11,8 +11,10 @@
 // The kernel copies the page tables at the fork (milliseconds a GiB); the
 // pages the task writes before crest has copied them are copied by the
 // kernel (memory for as long as the copy takes).
-import { closeSync, openSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
 import type { DumpRun, DumpTask } from "../context.js";
+import type { Options } from "../../options.js";
+import { forkDifference, lockedKb, parseMaps, parseSmaps, sameMappings, type SmapsEntry } from "../../proc/index.js";
 import { dumpState } from "../context.js";
 import { Tracee, DUMP_SEIZE_OPTIONS } from "../../remote/tracee.js";
 import { RemoteError, type Remote } from "../../remote/remote.js";
@@ -31,10 +33,62 @@ interface Snapshot {
   taskMem: number;
 }
 
-const snapshots = dumpState("memory snapshots", () => ({ taken: [] as Snapshot[] }));
+const snapshots = dumpState("memory snapshots", () => ({ taken: [] as Snapshot[], early: new Set<DumpTask>() }));
 
-/** Whether the dump copies memory after the tree runs on again: with --leave-running (not with --lazy-pages: the tasks stay frozen while the restore side takes their lazy pages). */
-export const snapshotting = (run: DumpRun): boolean => run.opts.dump.leaveRunning && !run.opts.restore.lazyPages;
+/** Whether a dump with these options copies memory after the tree runs on again: with --leave-running (not with --lazy-pages: the tasks stay frozen while the restore side takes their lazy pages). */
+export const takesSnapshots = (opts: Options): boolean => opts.dump.leaveRunning && !opts.restore.lazyPages;
+export const snapshotting = (run: DumpRun): boolean => takesSnapshots(run.opts);
+
+// smaps before the freeze. The kernel walks every page of a mapping to show
+// it in smaps (about 10 ms a GiB here), and the dump needs its VmFlags. A
+// snapshot dump reads them before the freeze; frozen, it reads only
+// /proc/PID/maps (no page walk) and takes the flags read before if the
+// mappings are the same ones and the locked memory is as much; the
+// snapshot child, which has the task's mappings and flags as they were at
+// the freeze (but for what a fork changes), then says whether they were
+// right, once the tree runs on (checkEarly). A task whose flags changed in
+// between fails the dump, which the tree survives as any snapshot dump's.
+
+/** smaps of every process of the tree of `root`, read before the freeze; those gone meanwhile are left out. */
+export function readEarlySmaps(root: number): Map<number, SmapsEntry[]> {
+  const out = new Map<number, SmapsEntry[]>();
+  const todo = [root];
+  for (let pid; (pid = todo.pop()) !== undefined;) {
+    try {
+      out.set(pid, parseSmaps(readFileSync(`/proc/${pid}/smaps`, "utf8")));
+      for (const tid of readdirSync(`/proc/${pid}/task`)) {
+        for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").split(" ")) if (c.trim()) todo.push(Number(c));
+      }
+    } catch {
+      // gone, or a zombie: the dump reads it frozen, as any other
+    }
+  }
+  return out;
+}
+
+/**
+ * A frozen task's mappings with their flags: those read before the freeze
+ * where they still hold (see above; the snapshot child is then asked), else
+ * smaps, read now.
+ */
+export function mappingsAtFreeze(run: DumpRun, task: DumpTask, early: ReadonlyMap<number, SmapsEntry[]> | null): SmapsEntry[] {
+  const before = early?.get(task.pid);
+  if (before && lockedKb(before) === (task.status[0]!.vm?.lck ?? 0) && sameMappings(parseMaps(readFileSync(`/proc/${task.pid}/maps`, "utf8")), before)) {
+    run.state(snapshots).early.add(task);
+    return before;
+  }
+  return parseSmaps(readFileSync(`/proc/${task.pid}/smaps`, "utf8"));
+}
+
+/** A task's flags read before the freeze, against `now` (its snapshot child's, or its own while still frozen): throws if they were not those at the freeze. */
+function checkEarly(run: DumpRun, task: DumpTask, now: SmapsEntry[], fork: boolean): void {
+  const s = run.state(snapshots);
+  if (!s.early.has(task)) return;
+  s.early.delete(task);
+  const same = (a: SmapsEntry, b: SmapsEntry) => a.vmFlags.join(" ") === b.vmFlags.join(" ");
+  const diff = fork ? forkDifference(task.vmas, now) : sameMappings(task.vmas, now) && task.vmas.every((m, i) => same(m, now[i]!)) ? null : "its mappings changed";
+  if (diff !== null) throw new Error(`process ${task.pid} changed its mappings as the dump began (${diff}): dump it again`);
+}
 
 /**
  * Forks the frozen task, whose pages (recorded, not copied, by `pages`)
@@ -51,6 +105,8 @@ export function takeSnapshot(task: DumpTask, run: DumpRun, pages: PagesWriter, t
     const got = r.syscall(SYS.clone, 0, 0, 0, 0, 0);
     if (got < 0) {
       run.log.warn(`process ${task.pid} cannot fork a snapshot of its memory (${errnoName(-got)}): its pages are copied while it is frozen`);
+      // No child to ask: the flags read before the freeze are checked against the task's own, now.
+      checkEarly(run, task, parseSmaps(readFileSync(`/proc/${task.pid}/smaps`, "utf8")), false);
       return false;
     }
     const ev = r.events.find((e) => e.event === PTRACE_EVENT.CLONE);
@@ -72,6 +128,7 @@ export const snapshotsTaken = (run: DumpRun): boolean => run.state(snapshots).ta
 /** Once the tree runs on: each snapshot's pages copied into its images (the task's pagemap is complete then). */
 export function copySnapshots(run: DumpRun): void {
   for (const snap of run.state(snapshots).taken) {
+    checkEarly(run, snap.task, parseSmaps(readFileSync(`/proc/${snap.child.tid}/smaps`, "utf8")), true);
     const mem = openSync(`/proc/${snap.child.tid}/mem`, "r");
     try {
       snap.pages.replay(snap.child.tid, mem, snap.taskMem);

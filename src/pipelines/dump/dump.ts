@@ -14,7 +14,7 @@ import { freezeCgroup, releaseSeized, restoreFreezerState } from "../../kinds/cg
 import { Remote } from "../../remote/remote.js";
 import { RemoteTally } from "../../remote/counters.js";
 import { taskGadget } from "../../remote/gadget.js";
-import { copySnapshots, killSnapshots, reapSnapshot, snapshotsTaken } from "../../kinds/memory/snapshot.js";
+import { copySnapshots, killSnapshots, mappingsAtFreeze, readEarlySmaps, reapSnapshot, snapshotsTaken, takesSnapshots } from "../../kinds/memory/snapshot.js";
 import { DUMP_KINDS } from "../../kinds/registry.js";
 import { newStats, RunStates, UnsupportedError, type DumpRun, type DumpTask } from "../../kinds/context.js";
 import { TASK_STATE } from "../../kinds/task/task-state.js";
@@ -23,7 +23,7 @@ import { dedupImages } from "../../kinds/memory/chain.js";
 import { serveDumpedPages } from "../../kinds/memory/lazy-server.js";
 import { openParentTracking, type ParentTracking } from "../../kinds/memory/tracking.js";
 import { DumpImages } from "../../images/store.js";
-import { parseSmaps, parseStat, parseStatus, type ProcStat } from "../../proc/index.js";
+import { parseSmaps, parseStat, parseStatus, type ProcStat, type SmapsEntry } from "../../proc/index.js";
 import { resumeLive } from "../../kinds/task/regs.js";
 import { PTRACE, SIG } from "../../sys/constants.js";
 import { ptrace, wait4 } from "../../sys/syscalls.js";
@@ -172,7 +172,7 @@ function nameTree(frozen: FrozenTree, nextId: DumpRun["nextId"], opts: Options):
  * while the next task is dumped; or kept for later); then the kinds write
  * what they gathered for the whole run.
  */
-function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[], hooks: RunHooks, taskDone: (task: DumpTask) => void): void {
+function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[], hooks: RunHooks, taskDone: (task: DumpTask) => void, early: ReadonlyMap<number, SmapsEntry[]> | null): void {
   const tally = new RemoteTally();
   const t0 = process.hrtime.bigint();
   const progress = (done: number) => hooks.progress?.({
@@ -185,7 +185,7 @@ function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[], hooks: RunH
       taskDone(task);
       continue;
     }
-    task.vmas = parseSmaps(readFileSync(`/proc/${task.pid}/smaps`, "utf8"));
+    task.vmas = mappingsAtFreeze(run, task, early);
     task.remotes = openTask(task.pid, task.threads, task.vmas, (task.status[0]!.sigIgn & (1n << BigInt(SIG.TRAP - 1))) !== 0n);
     open.push(task);
     for (const kind of DUMP_KINDS) {
@@ -205,6 +205,9 @@ function runKinds(run: DumpRun, tasks: DumpTask[], open: DumpTask[], hooks: RunH
 
 function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: ActionScripts, hooks: RunHooks, parent: ParentTracking | null): DumpResult {
   scripts.run("pre-dump");
+  // A snapshot dump reads its tasks' smaps before it freezes them (snapshot.ts).
+  const early = takesSnapshots(opts) ? readEarlySmaps(opts.dump.tree!) : null;
+  faultPoint("dump:early-smaps");
   const t0 = process.hrtime.bigint();
   // --freeze-cgroup: the cgroup freezer holds the tree while crest seizes it.
   const pre = opts.cgroups.freeze !== undefined ? freezeCgroup(opts, log, DUMP_SEIZE_OPTIONS, opts.dump.timeout ?? DEFAULT_TIMEOUT) : undefined;
@@ -259,7 +262,7 @@ function dumpTree(opts: Options, log: Logger, images: DumpImages, scripts: Actio
     // A tree that runs on: its tasks' images are encoded and written after it does (not frozen time),
     // and a snapshot's pagemap is complete only then.
     const unwritten: DumpTask[] = [];
-    runKinds(run, tree.tasks, open, hooks, opts.dump.leaveRunning ? (t) => void unwritten.push(t) : writeTask);
+    runKinds(run, tree.tasks, open, hooks, opts.dump.leaveRunning ? (t) => void unwritten.push(t) : writeTask, early);
     // A tree that is killed once its images are written need not be put back
     // as it was (scratch page, registers, masks), unless a post-dump script
     // could look at it first; kept under control, it is still put back if
