@@ -2,7 +2,7 @@
 // read files; malformed input throws ProcParseError naming the file kind and line.
 export { ProcParseError } from "./error.js";
 export { parseMaps, parseMapsLine, type MapEntry, type MapProt } from "./maps.js";
-export { forkDifference, lockedKb, parseSmaps, sameMappings, vmFlagsToMadvise, vmFlagsToMapFlags, type SmapsEntry } from "./smaps.js";
+export { lockedKb, mappingDifference, parseSmaps, sameMappings, vmFlagsToMadvise, vmFlagsToMapFlags, type SmapsEntry } from "./smaps.js";
 export { parseStat, type ProcStat } from "./stat.js";
 export { parseStatus, type ProcStatus, type StatusVm } from "./status.js";
 export { parseLimits, RLIMIT, RLIMIT_NAMES, RLIM_INFINITY, type Rlimit } from "./limits.js";

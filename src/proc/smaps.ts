@@ -110,20 +110,27 @@ export const lockedKb = (maps: readonly SmapsEntry[]): number => maps.reduce((kb
 const NOT_INHERITED = new Set(["lo", "lf", "um", "uw", "ui"]);
 
 /**
- * How a fork child's mappings differ from what its parent's were said to be
- * at the fork, beyond what a fork changes (the mappings with dc, MADV_DONTFORK,
- * are not in the child; the flags above are dropped): the first difference,
- * described, or null. The child may have more (crest's own, mapped in the
- * parent since).
+ * How a process's mappings (`now`) differ from what they were said to be
+ * (`before`): the first difference, described, or null. Each mapping of
+ * `before` must be in one of `now` with the same file, offset, protections
+ * and VmFlags; `now` may have more, and a mapping of it may reach further
+ * (crest's own, mapped in the process since, which the kernel may have
+ * merged with a neighbour). `fork`: `now` is a fork child's, which has none
+ * of the mappings with dc (MADV_DONTFORK) and drops the flags above.
  */
-export function forkDifference(parent: readonly SmapsEntry[], child: readonly SmapsEntry[]): string | null {
-  const byStart = new Map(child.map((m) => [m.start, m]));
-  const flags = (m: SmapsEntry) => m.vmFlags.filter((f) => !NOT_INHERITED.has(f)).join(" ");
-  for (const m of parent) {
-    if (m.vmFlags.includes("dc")) continue;
-    const c = byStart.get(m.start);
+export function mappingDifference(before: readonly SmapsEntry[], now: readonly SmapsEntry[], fork: boolean): string | null {
+  const flags = (m: SmapsEntry) => (fork ? m.vmFlags.filter((f) => !NOT_INHERITED.has(f)) : m.vmFlags).join(" ");
+  let j = 0;
+  for (const m of before) {
+    if (fork && m.vmFlags.includes("dc")) continue;
+    while (j < now.length && now[j]!.end <= m.start) j++;
+    const c = now[j];
     const range = `0x${m.start.toString(16)}-0x${m.end.toString(16)}`;
-    if (!c || !sameMappings([m], [c])) return `${range} is not the mapping it was`;
+    // The kernel shows an offset into the file, 0 for plain anonymous memory.
+    const offset = (e: SmapsEntry) => (e.inode === 0 ? e.offset : e.offset - BigInt(e.start));
+    const same = c !== undefined && c.start <= m.start && m.end <= c.end && offset(c) === offset(m) &&
+      sameMappings([{ ...m, start: 0, end: 0, offset: 0n }], [{ ...c, start: 0, end: 0, offset: 0n }]);
+    if (!same) return `${range} is not the mapping it was`;
     if (flags(m) !== flags(c)) return `${range} has VmFlags ${flags(c)}, not ${flags(m)}`;
   }
   return null;

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import {
-  forkDifference, lockedKb, parseMaps, parseMapsLine, parseSmaps, sameMappings, vmFlagsToMadvise, vmFlagsToMapFlags, ProcParseError,
+  lockedKb, mappingDifference, parseMaps, parseMapsLine, parseSmaps, sameMappings, vmFlagsToMadvise, vmFlagsToMapFlags, ProcParseError,
   type SmapsEntry,
 } from "../../src/proc/index.js";
 
@@ -143,10 +143,23 @@ test("smaps read early: the same mappings as maps shows, the locked kB, and what
     ...list.filter((m) => !m.vmFlags.includes("dc")).map((m) => ({ ...m, vmFlags: m.vmFlags.filter((f) => f !== "lo" && f !== "uw") })),
     { ...smaps[0]!, start: 0x10000, end: 0x20000, path: "", vmFlags: ["rd", "wr", "ex"] },
   ].sort((a, b) => a.start - b.start);
-  assert.equal(forkDifference(withDc, child(withDc)), null);
+  assert.equal(mappingDifference(withDc, child(withDc), true), null);
   const wiped = child(withDc).map((m) => (m.start === 0x7fd8d2f49000 ? { ...m, vmFlags: [...m.vmFlags, "wf"] } : m));
-  assert.match(forkDifference(withDc, wiped) ?? "", /^0x7fd8d2f49000-0x[0-9a-f]+ has VmFlags .* wf, not /);
+  assert.match(mappingDifference(withDc, wiped, true) ?? "", /^0x7fd8d2f49000-0x[0-9a-f]+ has VmFlags .* wf, not /);
   const gone = child(withDc).filter((m) => m.start !== 0x7fd8d2f49000);
-  assert.match(forkDifference(withDc, gone) ?? "", /^0x7fd8d2f49000-0x[0-9a-f]+ is not the mapping it was$/);
-  assert.match(forkDifference(smaps, child(withDc)) ?? "", /^0x7fd8d2c34000-/, "a mapping the child lacks that was not dc");
+  assert.match(mappingDifference(withDc, gone, true) ?? "", /^0x7fd8d2f49000-0x[0-9a-f]+ is not the mapping it was$/);
+  assert.match(mappingDifference(smaps, child(withDc), true) ?? "", /^0x7fd8d2c34000-/, "a mapping the child lacks that was not dc");
+
+  // crest's scratch mapping merged into the anonymous mapping above it, which then reaches further down
+  // (a file mapping that did would be at another offset of its file).
+  const further = (m: SmapsEntry, off: bigint) => (list: SmapsEntry[]) => list.map((n) => (n.start === m.start ? { ...n, start: n.start - 0x10000, offset: n.offset - off } : n));
+  const anon = smaps.find((m) => m.inode === 0 && !m.path && !m.shared && !m.vmFlags.includes("lo"))!;
+  assert.equal(mappingDifference(withDc, further(anon, 0n)(child(withDc)), true), null);
+  const file = smaps.find((m) => m.inode !== 0 && m.offset >= 0x10000n)!;
+  assert.equal(mappingDifference(withDc, further(file, 0x10000n)(child(withDc)), true), null);
+  assert.match(mappingDifference(withDc, further(file, 0n)(child(withDc)), true) ?? "", /is not the mapping it was/, "an offset that does not follow");
+
+  // The process itself (no fork): every mapping, every flag, mlock included.
+  assert.equal(mappingDifference(smaps, smaps, false), null);
+  assert.match(mappingDifference(smaps, smaps.map((m) => ({ ...m, vmFlags: m.vmFlags.filter((f) => f !== "lo") })), false) ?? "", /^0x7fd8d2c3c000-.* has VmFlags/);
 });

@@ -14,7 +14,7 @@
 import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
 import type { DumpRun, DumpTask } from "../context.js";
 import type { Options } from "../../options.js";
-import { forkDifference, lockedKb, parseMaps, parseSmaps, sameMappings, type SmapsEntry } from "../../proc/index.js";
+import { lockedKb, mappingDifference, parseMaps, parseSmaps, sameMappings, type SmapsEntry } from "../../proc/index.js";
 import { dumpState } from "../context.js";
 import { Tracee, DUMP_SEIZE_OPTIONS } from "../../remote/tracee.js";
 import { RemoteError, type Remote } from "../../remote/remote.js";
@@ -85,8 +85,7 @@ function checkEarly(run: DumpRun, task: DumpTask, now: SmapsEntry[], fork: boole
   const s = run.state(snapshots);
   if (!s.early.has(task)) return;
   s.early.delete(task);
-  const same = (a: SmapsEntry, b: SmapsEntry) => a.vmFlags.join(" ") === b.vmFlags.join(" ");
-  const diff = fork ? forkDifference(task.vmas, now) : sameMappings(task.vmas, now) && task.vmas.every((m, i) => same(m, now[i]!)) ? null : "its mappings changed";
+  const diff = mappingDifference(task.vmas, now, fork);
   if (diff !== null) throw new Error(`process ${task.pid} changed its mappings as the dump began (${diff}): dump it again`);
 }
 
