@@ -282,11 +282,14 @@ export function readPagemap(r: ImageReader): Pagemap {
   return { head, entries: r.all(pagemap_entry) };
 }
 
+/** Values below this are exact as numbers (a constant: a BigInt shift per entry costs). */
+const SAFE_BIG = 1n << 53n;
+
 export function writePagemap(w: ImageWriter, p: PagemapInput): void {
   w.write(pagemap_head, p.head);
   // A dump's entries (hundreds of thousands where memory changed here and
   // there since a pre-dump) framed in one buffer; others through the codec.
-  const fast = p.entries.every((e) => e.in_parent === undefined && e.flags !== undefined && e.nr_pages !== undefined && e.nr_pages < 1n << 53n && e.vaddr < 1n << 53n);
+  const fast = p.entries.every((e) => e.in_parent === undefined && e.flags !== undefined && e.nr_pages !== undefined && e.nr_pages < SAFE_BIG && e.vaddr < SAFE_BIG);
   if (!fast) {
     for (const e of p.entries) w.write(pagemap_entry, e);
     return;

@@ -43,6 +43,8 @@ const takeBuffer = (): Buffer => spareBuffers.pop() ?? sharedAligned(BUF_SIZE, P
 const giveBack = (b: Buffer): void => void spareBuffers.push(b);
 /** A writer's buffer while it has given its own back (deferring). */
 const NO_BUFFER = Buffer.alloc(0);
+/** The task's memory, read with process_vm_readv (one object for every run that comes from there). */
+const VM: PageOrigin = { kind: "vm" };
 
 /** Pages a lazy restore could take (dumpPrivate): the threads' stack pages (addresses) excepted; `leave`: left in the task. */
 export interface LazyMarks {
@@ -284,31 +286,38 @@ export class PagesWriter {
    * task: PE_LAZY alone, no bytes.
    */
   dumpPrivate(scanner: PagemapScanner, start: number, end: number, mem: number | null, parent: ParentPages | null = null, lazy: LazyMarks | null = null): number {
-    let pages = 0;
+    // A loop over thousands of runs in a dump against parent images (pages written here and there): no closure or array per run.
+    const origin = (at: number): PageOrigin => (mem === null ? VM : { kind: "fd", fd: mem, offset: at });
+    const stack = lazy?.stack ?? [];
+    const lazyFlags = PE.PRESENT | PE.LAZY;
+    let pages = 0, s = 0;
     for (const piece of privateData(scanner, start, end, parent)) {
       const len = piece.end - piece.start;
       if (piece.inParent) {
         this.addParent(piece.start, len);
         continue;
       }
-      if (lazy) {
-        const lazily = (from: number, to: number) => {
-          if (lazy.leave) return this.addLazy(from, to - from);
-          this.add(from, to - from, mem === null ? { kind: "vm" } : { kind: "fd", fd: mem, offset: from }, PE.PRESENT | PE.LAZY);
-          pages += (to - from) / PAGE_SIZE;
-        };
-        let at = piece.start;
-        for (const sp of lazy.stack.filter((a) => a >= piece.start && a < piece.end)) {
-          if (sp > at) lazily(at, sp);
-          this.add(sp, PAGE_SIZE, mem === null ? { kind: "vm" } : { kind: "fd", fd: mem, offset: sp });
-          pages++;
-          at = sp + PAGE_SIZE;
-        }
-        if (piece.end > at) lazily(at, piece.end);
+      if (!lazy) {
+        this.add(piece.start, len, origin(piece.start));
+        pages += len / PAGE_SIZE;
         continue;
       }
-      this.add(piece.start, len, mem === null ? { kind: "vm" } : { kind: "fd", fd: mem, offset: piece.start });
-      pages += len / PAGE_SIZE;
+      // The stack pages are in address order, as the pieces.
+      while (s < stack.length && stack[s]! < piece.start) s++;
+      for (let at = piece.start; ; s++) {
+        const sp = s < stack.length && stack[s]! < piece.end ? stack[s]! : piece.end;
+        if (sp > at) {
+          if (lazy.leave) this.addLazy(at, sp - at);
+          else {
+            this.add(at, sp - at, origin(at), lazyFlags);
+            pages += (sp - at) / PAGE_SIZE;
+          }
+        }
+        if (sp === piece.end) break;
+        this.add(sp, PAGE_SIZE, origin(sp));
+        pages++;
+        at = sp + PAGE_SIZE;
+      }
     }
     return pages;
   }
