@@ -11,10 +11,11 @@
 // The kernel copies the page tables at the fork (milliseconds a GiB); the
 // pages the task writes before crest has copied them are copied by the
 // kernel (memory for as long as the copy takes).
-import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync } from "node:fs";
 import type { DumpRun, DumpTask } from "../context.js";
 import type { Options } from "../../options.js";
-import { lockedKb, mappingDifference, parseMaps, parseSmaps, sameMappings, type SmapsEntry } from "../../proc/index.js";
+import { mappingDifference, parseSmaps, type SmapsEntry } from "../../proc/index.js";
+import { earlyMappings } from "./early-smaps.js";
 import { dumpState } from "../context.js";
 import { Tracee, DUMP_SEIZE_OPTIONS } from "../../remote/tracee.js";
 import { RemoteError, type Remote } from "../../remote/remote.js";
@@ -39,41 +40,14 @@ const snapshots = dumpState("memory snapshots", () => ({ taken: [] as Snapshot[]
 export const takesSnapshots = (opts: Options): boolean => opts.dump.leaveRunning && !opts.restore.lazyPages;
 export const snapshotting = (run: DumpRun): boolean => takesSnapshots(run.opts);
 
-// smaps before the freeze. The kernel walks every page of a mapping to show
-// it in smaps (about 10 ms a GiB here), and the dump needs its VmFlags. A
-// snapshot dump reads them before the freeze; frozen, it reads only
-// /proc/PID/maps (no page walk) and takes the flags read before if the
-// mappings are the same ones and the locked memory is as much; the
-// snapshot child, which has the task's mappings and flags as they were at
-// the freeze (but for what a fork changes), then says whether they were
-// right, once the tree runs on (checkEarly). A task whose flags changed in
-// between fails the dump, which the tree survives as any snapshot dump's.
-
-/** smaps of every process of the tree of `root`, read before the freeze; those gone meanwhile are left out. */
-export function readEarlySmaps(root: number): Map<number, SmapsEntry[]> {
-  const out = new Map<number, SmapsEntry[]>();
-  const todo = [root];
-  for (let pid; (pid = todo.pop()) !== undefined;) {
-    try {
-      out.set(pid, parseSmaps(readFileSync(`/proc/${pid}/smaps`, "utf8")));
-      for (const tid of readdirSync(`/proc/${pid}/task`)) {
-        for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").split(" ")) if (c.trim()) todo.push(Number(c));
-      }
-    } catch {
-      // gone, or a zombie: the dump reads it frozen, as any other
-    }
-  }
-  return out;
-}
-
 /**
  * A frozen task's mappings with their flags: those read before the freeze
- * where they still hold (see above; the snapshot child is then asked), else
- * smaps, read now.
+ * where they still hold (early-smaps.ts; the snapshot child is then asked
+ * whether the flags were right: checkEarly), else smaps, read now.
  */
 export function mappingsAtFreeze(run: DumpRun, task: DumpTask, early: ReadonlyMap<number, SmapsEntry[]> | null): SmapsEntry[] {
-  const before = early?.get(task.pid);
-  if (before && lockedKb(before) === (task.status[0]!.vm?.lck ?? 0) && sameMappings(parseMaps(readFileSync(`/proc/${task.pid}/maps`, "utf8")), before)) {
+  const before = earlyMappings(task.pid, task.status[0]!, early);
+  if (before) {
     run.state(snapshots).early.add(task);
     return before;
   }

@@ -14,7 +14,8 @@ import { freezeCgroup, releaseSeized, restoreFreezerState } from "../../kinds/cg
 import { Remote } from "../../remote/remote.js";
 import { RemoteTally } from "../../remote/counters.js";
 import { taskGadget } from "../../remote/gadget.js";
-import { copySnapshots, killSnapshots, mappingsAtFreeze, readEarlySmaps, reapSnapshot, snapshotsTaken, takesSnapshots } from "../../kinds/memory/snapshot.js";
+import { copySnapshots, killSnapshots, mappingsAtFreeze, reapSnapshot, snapshotsTaken, takesSnapshots } from "../../kinds/memory/snapshot.js";
+import { readEarlySmaps } from "../../kinds/memory/early-smaps.js";
 import { DUMP_KINDS } from "../../kinds/registry.js";
 import { newStats, RunStates, UnsupportedError, type DumpRun, type DumpTask } from "../../kinds/context.js";
 import { TASK_STATE } from "../../kinds/task/task-state.js";

@@ -21,7 +21,8 @@ import { TreeNamespaces } from "./tree-ids.js";
 import { DumpImages } from "../../images/store.js";
 import { pageServerFor } from "../../images/page-server.js";
 import { IMG, IMAGES_V1_1, criu_pre_dump_mode, lsmtype } from "../../images/index.js";
-import { parseSmaps } from "../../proc/index.js";
+import { parseSmaps, type SmapsEntry } from "../../proc/index.js";
+import { earlyMappings, readEarlySmaps } from "../../kinds/memory/early-smaps.js";
 import { PagemapScanner } from "../../sys/pagemap.js";
 import { PAGE_SIZE, SIG } from "../../sys/constants.js";
 import { newStats, type Stats } from "../../kinds/context.js";
@@ -60,6 +61,8 @@ export function preDump(opts: Options, log: Logger, hooks: RunHooks = {}): void 
   let holder: number | null = null;
   try {
     if (opts.dump.prevImagesDir !== undefined) images.linkParent(opts.dump.prevImagesDir);
+    // Which mappings hold private pages, read before the freeze (early-smaps.ts).
+    const early = readEarlySmaps(opts.dump.tree!);
     const t0 = process.hrtime.bigint();
     const frozen = freezeTree(opts.dump.tree!, log, opts.dump.timeout ?? DEFAULT_TIMEOUT);
     const freezingUs = us(t0);
@@ -67,7 +70,7 @@ export function preDump(opts: Options, log: Logger, hooks: RunHooks = {}): void 
     images.expectTasks(frozen.tasks.length);
     hooks.progress?.({ stage: "frozen", tasks: frozen.tasks.length });
     try {
-      planTree(frozen, parent?.images ?? null, prev, plans, tracked, log);
+      planTree(frozen, early, parent?.images ?? null, prev, plans, tracked, log);
       faultPoint("pre-dump:tracked");
     } finally {
       thawTree(frozen);
@@ -118,14 +121,14 @@ export function preDump(opts: Options, log: Logger, hooks: RunHooks = {}): void 
  * or renewed (after the scan, which renewing clears); every task put back
  * as it was before the tree runs on.
  */
-function planTree(frozen: FrozenTree, parent: ParentImages | null, prev: PrevTracking | null, plans: Plan[], tracked: Tracked[], log: Logger): void {
+function planTree(frozen: FrozenTree, early: ReadonlyMap<number, SmapsEntry[]>, parent: ParentImages | null, prev: PrevTracking | null, plans: Plan[], tracked: Tracked[], log: Logger): void {
   const ns = new TreeNamespaces(frozen);
   const open: Array<{ remotes: Remote[] }> = [];
   try {
     for (const ft of frozen.tasks) {
       if (ft.zombie) continue;
       const vpid = ns.vpid(ft.status[0]!.nsPid, ft.pid);
-      const vmas = parseSmaps(readFileSync(`/proc/${ft.pid}/smaps`, "utf8"));
+      const vmas = earlyMappings(ft.pid, ft.status[0]!, early) ?? parseSmaps(readFileSync(`/proc/${ft.pid}/smaps`, "utf8"));
       const remotes = openTask(ft.pid, ft.threads, vmas, (ft.status[0]!.sigIgn & TRAP_BIT) !== 0n);
       open.push({ remotes });
       const prevFd = prev?.take(ft.pid) ?? null;
