@@ -106,6 +106,9 @@ export function sameMappings(a: readonly MapEntry[], b: readonly MapEntry[]): bo
 /** kB of the mappings locked in memory (VmFlags lo): what /proc/PID/status shows as VmLck. */
 export const lockedKb = (maps: readonly SmapsEntry[]): number => maps.reduce((kb, m) => kb + (m.vmFlags.includes("lo") ? (m.end - m.start) / 1024 : 0), 0);
 
+/** Where a mapping's start is in its file, as a difference that stays the same when the mapping reaches further down (0 for plain anonymous memory, whose offset the kernel shows as 0). */
+const fileBase = (e: SmapsEntry): bigint => (e.inode === 0 ? e.offset : e.offset - BigInt(e.start));
+
 /** VmFlags a child does not get from its parent at fork: mlock (lo, lf), userfaultfd registrations (um, uw, ui). */
 const NOT_INHERITED = new Set(["lo", "lf", "um", "uw", "ui"]);
 
@@ -126,9 +129,7 @@ export function mappingDifference(before: readonly SmapsEntry[], now: readonly S
     while (j < now.length && now[j]!.end <= m.start) j++;
     const c = now[j];
     const range = `0x${m.start.toString(16)}-0x${m.end.toString(16)}`;
-    // The kernel shows an offset into the file, 0 for plain anonymous memory.
-    const offset = (e: SmapsEntry) => (e.inode === 0 ? e.offset : e.offset - BigInt(e.start));
-    const same = c !== undefined && c.start <= m.start && m.end <= c.end && offset(c) === offset(m) &&
+    const same = c !== undefined && c.start <= m.start && m.end <= c.end && fileBase(c) === fileBase(m) &&
       sameMappings([{ ...m, start: 0, end: 0, offset: 0n }], [{ ...c, start: 0, end: 0, offset: 0n }]);
     if (!same) return `${range} is not the mapping it was`;
     if (flags(m) !== flags(c)) return `${range} has VmFlags ${flags(c)}, not ${flags(m)}`;

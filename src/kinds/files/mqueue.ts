@@ -11,6 +11,7 @@ import { UnsupportedError } from "../context.js";
 import { fd_types } from "../../images/index.js";
 import { MQUEUE_MAGIC, O, SYS } from "../../sys/constants.js";
 import { native } from "../../sys/native.js";
+import { devMajor } from "../../sys/dev.js";
 import { isTreeMqueue } from "../namespaces/mqueue.js";
 
 /** Whether the file at path (a /proc/PID/fd/N link) is on an mqueue file system. */
@@ -22,7 +23,8 @@ function onMqueueFs(path: string): boolean {
 export const mqueueFileKind: FileKind = {
   name: "mqueue",
   type: fd_types.REG,
-  claims: (f) => f.link.kind === "path" && (f.info.flags & O.PATH) === 0 && onMqueueFs(f.via),
+  // An mqueue file system is on an anonymous device (major 0): files on disks are not asked about.
+  claims: (f) => f.link.kind === "path" && (f.info.flags & O.PATH) === 0 && devMajor(f.st.dev) === 0 && onMqueueFs(f.via),
   owns: (entry) => entry.reg?.mqueue === true,
   dump(f, run) {
     const path = f.link.kind === "path" ? f.link.path : f.text;

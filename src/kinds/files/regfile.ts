@@ -20,6 +20,7 @@ import { AT_FDCWD, AT_SYMLINK_NOFOLLOW, MEM_MAJOR, O, SEEK, SYS } from "../../sy
 import { RemoteError, type Pending, type Remote } from "../../remote/remote.js";
 import type { FileKind } from "./file-kind.js";
 import { isMemfdPath } from "./memfd.js";
+import { devMajor } from "../../sys/dev.js";
 import { deadProcPid, procfsPath, procOwner, withRestoredProc } from "./proc-path.js";
 import { mountsOfTree, dumpGhost, dumpLinkRemap, finishGhostsDump, finishGhostsRestore, ghostPath, needsLinkRemap, noteDeadProcess, statDeleted } from "./ghost.js";
 
@@ -61,7 +62,7 @@ export function checkReopenable(path: string, via: string, what: string, anyType
   if (anyType) {
     // nothing to open: the path alone is kept
   } else if (st.isCharacterDevice()) {
-    const major = Math.floor(st.rdev / 256) & 0xfff;
+    const major = devMajor(st.rdev);
     if (major !== MEM_MAJOR) {
       throw new UnsupportedError(`${what} is the character device ${path} (${major}:${st.rdev & 0xff}); crest supports only memory devices such as /dev/null and the terminals criu keeps (ptys, /dev/tty, /dev/console, virtual consoles /dev/tty1-63, serial terminals) so far`);
     }

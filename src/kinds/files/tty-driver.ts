@@ -4,6 +4,7 @@
 // the other kinds by criu's fixed indexes (one tty_info each).
 import { TtyType } from "../../images/index.js";
 import { TTY_MAJOR } from "../../sys/constants.js";
+import { devMajor, devMinor } from "../../sys/dev.js";
 
 export interface TtyDriver {
   type: TtyType;
@@ -16,9 +17,6 @@ export interface TtyDriver {
 
 /** criu's indexes for terminals that are not ptys, and for external ones. */
 export const CONSOLE_INDEX = 1002, VT_INDEX = 1004, CTTY_INDEX = 1006, STTY_INDEX = 1010, ETTY_INDEX = 1012;
-
-export const devMajor = (rdev: number): number => Math.floor(rdev / 256) & 0xfff;
-export const devMinor = (rdev: number): number => (rdev & 0xff) | (Math.floor(rdev / 4096) & 0xfff00);
 
 /** The driver of a character device, or undefined for one that is not a terminal crest knows. */
 export function ttyDriver(rdev: number): TtyDriver | undefined {

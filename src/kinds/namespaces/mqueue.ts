@@ -23,6 +23,8 @@ import { dumpState, UnsupportedError, type DumpRun, type RestoreRun, type TaskKi
 import { check, EAGAIN } from "../../sys/errno.js";
 import { native } from "../../sys/native.js";
 import { inNamespaceOf } from "../../sys/namespace.js";
+import { devMajor, devMinor } from "../../sys/dev.js";
+import { kdev } from "./mnt-tree.js";
 import { FSCONFIG, FSMOUNT_CLOEXEC, FSOPEN_CLOEXEC, O, SYS } from "../../sys/constants.js";
 import { ownedAtRestore } from "./owned.js";
 
@@ -104,9 +106,7 @@ export const isTreeMqueue = (run: DumpRun, dev: number): boolean => run.state(tr
 export function isTreeMqueueMount(run: DumpRun, rootDev: number): boolean {
   const dev = run.state(treeMqueue)?.dev;
   if (dev === undefined) return false;
-  // glibc's dev_t: minor's low 8 bits, major's 12, then minor's upper bits.
-  const major = Math.floor(dev / 256) & 0xfff, minor = (dev & 0xff) | (Math.floor(dev / 4096) & 0xfff00);
-  return ((major << 20) | minor) >>> 0 === rootDev;
+  return kdev(devMajor(dev), devMinor(dev)) === rootDev;
 }
 
 /** Takes every message out of the queue at fd (O_NONBLOCK), in the order a reader would get them. */
