@@ -31,7 +31,7 @@ import { native } from "../../sys/native.js";
 import { check } from "../../sys/errno.js";
 import { ownedAtRestore, treePath } from "../namespaces/owned.js";
 import { imageMounts, nestedHolderOfMount, taskOfNamespace } from "../namespaces/mnt.js";
-import { cutRoot, isSubPath } from "../namespaces/mnt-tree.js";
+import { cutRoot, isSubPath, kdev } from "../namespaces/mnt-tree.js";
 import { parseMountinfo, type MountInfo } from "../../proc/index.js";
 import { takeFd } from "../sockets/unix.js";
 import type { Remote } from "../../remote/remote.js";
@@ -223,7 +223,7 @@ interface MountView {
   mountpoint: string;
 }
 
-const asMount = (m: MountInfo): MountView => ({ mntId: m.mntId, dev: m.major * 0x100000 + m.minor, root: m.root, mountpoint: m.mountPoint });
+const asMount = (m: MountInfo): MountView => ({ mntId: m.mntId, dev: kdev(m.major, m.minor), root: m.root, mountpoint: m.mountPoint });
 const asEntry = (e: mnt_entry): MountView => ({ mntId: e.mnt_id, dev: e.root_dev, root: e.root, mountpoint: e.mountpoint });
 
 /** `path` (under mount m) as a path of m's file system, from its root. */
