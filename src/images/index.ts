@@ -14,7 +14,8 @@ export {
 export type { ImageKind, ImageKey, ImageHeader, ImageErrorReason } from "./file.js";
 export { IMG, kindByMagic } from "./kinds.js";
 export type { EntriesKind, ImageKindId } from "./kinds.js";
-export { pagemapNrPages, pagemapCount } from "./payloads.js";
+export { pagemapNrPages } from "./payloads.js";
+export { PagemapRuns, pagemapCount } from "./pagemap-runs.js";
 export type {
   PipeData, PipeDataInput, SkQueuePacket, SkQueuePacketInput, TcpStream, TcpStreamInput, IpcShmSegment,
   IpcShmSegmentInput, IpcSemSet, IpcSemSetInput, IpcMessage, IpcMsgQueue, IpcMsgQueueInput, GhostFile,

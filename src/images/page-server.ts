@@ -16,7 +16,7 @@ import { SYS } from "../sys/constants.js";
 import { check } from "../sys/errno.js";
 import { IMG } from "./kinds.js";
 import { fileOutput, ImageError, imagePath, readImage, writeImage } from "./file.js";
-import type { pagemap_entry } from "./gen/index.js";
+import { PagemapRuns } from "./pagemap-runs.js";
 import type { PageSink } from "./store.js";
 import type { WriterThread } from "./writer-thread.js";
 import { plainLink, tlsLink, type PageLink } from "./tls.js";
@@ -510,7 +510,7 @@ function serveSession(sk: number, dir: string, log: (msg: string) => void, made:
   while (existsSync(imagePath(dir, IMG.pages, nextPages))) nextPages++;
   // Each file summed as it is written, for the manifest.
   const sums = new ManifestRecorder();
-  let open: { dst: bigint; shmem: boolean; id: number; pagesId: number; pages: number; sum: Checksum; entries: pagemap_entry[] } | null = null;
+  let open: { dst: bigint; shmem: boolean; id: number; pagesId: number; pages: number; sum: Checksum; entries: PagemapRuns } | null = null;
   const finish = () => {
     if (!open) return;
     closeSync(open.pages);
@@ -527,7 +527,7 @@ function serveSession(sk: number, dir: string, log: (msg: string) => void, made:
     log(`Opening ${shmem ? "pagemap-shmem" : "pagemap"}-${id}.img (pages-${pagesId}.img)`);
     const pages = openSync(imagePath(dir, IMG.pages, pagesId), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
     made.push(imagePath(dir, IMG.pages, pagesId));
-    open = { dst, shmem, id, pagesId, pages, sum: new Checksum(), entries: [] };
+    open = { dst, shmem, id, pagesId, pages, sum: new Checksum(), entries: new PagemapRuns() };
   };
   const head = Buffer.alloc(IOV_SIZE);
   const chunk = Buffer.allocUnsafe(4 << 20);
@@ -562,13 +562,7 @@ function serveSession(sk: number, dir: string, log: (msg: string) => void, made:
         const o = open!;
         const flags = iov.cmd === PS.ADD_F ? iov.flags : iov.cmd === PS.ADD ? PE_PRESENT : PE_PARENT;
         // A run the sender cut (at its buffers' ends) is one entry again, as a dump writes it.
-        const last = o.entries[o.entries.length - 1];
-        if (last && last.flags === flags && last.vaddr + last.nr_pages! * BigInt(PAGE) === iov.vaddr) {
-          last.nr_pages! += BigInt(iov.nrPages);
-          last.compat_nr_pages = Number(last.nr_pages);
-        } else {
-          o.entries.push({ vaddr: iov.vaddr, compat_nr_pages: iov.nrPages, nr_pages: BigInt(iov.nrPages), flags });
-        }
+        o.entries.add(Number(iov.vaddr), iov.nrPages, flags);
         if (!(flags & PE_PRESENT)) break;
         for (let left = iov.nrPages * PAGE; left > 0;) {
           const want = Math.min(left, chunk.length);

@@ -34,6 +34,7 @@ import { ipc_msg, ipc_msg_entry } from "./gen/ipc-msg.js";
 import { ipc_sem_entry } from "./gen/ipc-sem.js";
 import { ipc_shm_entry } from "./gen/ipc-shm.js";
 import { pagemap_entry, pagemap_head } from "./gen/pagemap.js";
+import { PagemapRuns } from "./pagemap-runs.js";
 import { pipe_data_entry } from "./gen/pipe-data.js";
 import { sk_packet_entry } from "./gen/sk-packet.js";
 import { tcp_stream_entry } from "./gen/tcp-stream.js";
@@ -262,7 +263,8 @@ export function writeGhostFile(w: ImageWriter, g: GhostFileInput): void {
 }
 
 export interface Pagemap { head: pagemap_head; entries: pagemap_entry[] }
-export interface PagemapInput { head: EncodeInput<pagemap_head>; entries: readonly EncodeInput<pagemap_entry>[] }
+/** A dump writes its entries as PagemapRuns. */
+export interface PagemapInput { head: EncodeInput<pagemap_head>; entries: readonly EncodeInput<pagemap_entry>[] | PagemapRuns }
 
 /**
  * Pages in a pagemap run: nr_pages (field 5, CRIU 4.x) when present, else the
@@ -272,52 +274,60 @@ export function pagemapNrPages(e: pagemap_entry): bigint {
   return e.nr_pages ?? BigInt(e.compat_nr_pages);
 }
 
-/** Writers put the count in both fields when it fits, so every reader agrees. */
-export function pagemapCount(nrPages: bigint): { compat_nr_pages: number; nr_pages: bigint } {
-  return { compat_nr_pages: nrPages <= 0xffffffffn ? Number(nrPages) : 0, nr_pages: nrPages };
-}
-
 export function readPagemap(r: ImageReader): Pagemap {
   const head = r.expect(pagemap_head);
   return { head, entries: r.all(pagemap_entry) };
 }
 
-/** Values below this are exact as numbers (a constant: a BigInt shift per entry costs). */
-const SAFE_BIG = 1n << 53n;
-
 export function writePagemap(w: ImageWriter, p: PagemapInput): void {
   w.write(pagemap_head, p.head);
-  // A dump's entries (hundreds of thousands where memory changed here and
-  // there since a pre-dump) framed in one buffer; others through the codec.
-  const fast = p.entries.every((e) => e.in_parent === undefined && e.flags !== undefined && e.nr_pages !== undefined && e.nr_pages < SAFE_BIG && e.vaddr < SAFE_BIG);
-  if (!fast) {
+  if (!(p.entries instanceof PagemapRuns)) {
     for (const e of p.entries) w.write(pagemap_entry, e);
     return;
   }
+  // A dump's entries, framed in one buffer from their numbers.
+  const runs = p.entries;
   // At most 4 (length) + 11 (vaddr) + 6 (compat) + 6 (flags) + 9 (nr_pages) bytes an entry.
-  const out = Buffer.allocUnsafe(p.entries.length * 36);
+  const out = Buffer.allocUnsafe(runs.length * 36);
   let at = 0;
-  const varint = (v: number) => {
-    while (v >= 0x80) {
-      out[at++] = (v % 0x80) | 0x80;
-      v = Math.floor(v / 0x80);
-    }
-    out[at++] = v;
-  };
-  for (const e of p.entries) {
+  for (let i = 0; i < runs.length; i++) {
     const lenAt = at;
-    at += 4;
-    out[at++] = 0x08;
-    varint(Number(e.vaddr));
-    out[at++] = 0x10;
-    varint(e.compat_nr_pages);
-    out[at++] = 0x20;
-    varint(e.flags!);
-    out[at++] = 0x28;
-    varint(Number(e.nr_pages!));
-    out.writeUInt32LE(at - lenAt - 4, lenAt);
+    const pages = runs.pages(i);
+    out[at + 4] = 0x08;
+    at = putVarint(out, at + 5, runs.vaddr(i));
+    out[at] = 0x10;
+    at = putVarint(out, at + 1, pages <= 0xffffffff ? pages : 0);
+    out[at] = 0x20;
+    at = putVarint(out, at + 1, runs.flags(i));
+    out[at] = 0x28;
+    at = putVarint(out, at + 1, pages);
+    // The entry's length (under 36) as a 32-bit LE word, by bytes: writeUInt32LE's checks cost more than the entry.
+    out[lenAt] = at - lenAt - 4;
+    out[lenAt + 1] = out[lenAt + 2] = out[lenAt + 3] = 0;
   }
   w.payload(out.subarray(0, at));
+}
+
+/**
+ * Writes v (an integer below 2^53) as a varint at `at`; returns where it
+ * ends. The low 28 bits in 32-bit arithmetic, unrolled (a vaddr has 47):
+ * this runs for every entry of a pagemap, most often while the tree is frozen.
+ */
+function putVarint(out: Buffer, at: number, v: number): number {
+  if (v >= 0x10000000) {
+    out[at] = (v & 0x7f) | 0x80;
+    out[at + 1] = ((v >>> 7) & 0x7f) | 0x80;
+    out[at + 2] = ((v >>> 14) & 0x7f) | 0x80;
+    out[at + 3] = ((v >>> 21) & 0x7f) | 0x80;
+    at += 4;
+    v = Math.floor(v / 0x10000000);
+  }
+  while (v >= 0x80) {
+    out[at++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  out[at] = v;
+  return at + 1;
 }
 
 // --- plain files ------------------------------------------------------------------

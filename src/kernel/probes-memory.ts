@@ -27,10 +27,10 @@ const CLOCK_MONOTONIC = 1;
 
 interface Scan {
   flags?: bigint;
-  mask?: bigint;
-  inverted?: bigint;
-  anyof?: bigint;
-  returned: bigint;
+  mask?: number;
+  inverted?: number;
+  anyof?: number;
+  returned: number;
 }
 
 /** One PAGEMAP_SCAN call: -errno, or the [start, end) regions found. */
@@ -38,7 +38,7 @@ function pagemapScan(fd: number, start: number, end: number, q: Scan): number | 
   const vec = new BigUint64Array(16 * 3);
   const a = new BigUint64Array([
     96n, q.flags ?? 0n, BigInt(start), BigInt(end), 0n, BigInt(native.address(vec)), 16n, 0n,
-    q.inverted ?? 0n, q.mask ?? 0n, q.anyof ?? 0n, q.returned,
+    BigInt(q.inverted ?? 0), BigInt(q.mask ?? 0), BigInt(q.anyof ?? 0), BigInt(q.returned),
   ]);
   const n = sys(SYS.ioctl, fd, PAGEMAP_SCAN, a);
   if (n < 0) return n;
@@ -51,7 +51,7 @@ const PRESENT_DATA: Scan = {
 };
 
 /** Scans a page crest has just written in its own memory: it must be found. */
-function scanOwnPage(extraReturned: bigint, what: string, absent: number[]): void {
+function scanOwnPage(extraReturned: number, what: string, absent: number[]): void {
   const page = Buffer.from(native.aligned(PAGE_SIZE));
   page.fill(1);
   const addr = native.address(page);
@@ -159,7 +159,7 @@ export const MEMORY_PROBES = [
     id: "pagemap_scan",
     category: "basic",
     breaks: "crest cannot find the pages to dump",
-    run: () => scanOwnPage(0n, "PAGEMAP_SCAN", [EINVAL, ENOTTY]),
+    run: () => scanOwnPage(0, "PAGEMAP_SCAN", [EINVAL, ENOTTY]),
   },
   {
     id: "process_vm_readv",

@@ -12,7 +12,7 @@ import type { Tracee } from "../remote/tracee.js";
 import type { Regs } from "../sys/structs.js";
 import type { DumpImages, RestoreImages } from "../images/store.js";
 import type {
-  core_entry, fdinfo_entry, file_entry, fs_entry, inventory_entry, mm_entry, pagemap_entry, task_kobj_ids_entry,
+  core_entry, fdinfo_entry, file_entry, fs_entry, inventory_entry, mm_entry, pagemap_entry, PagemapRuns, task_kobj_ids_entry,
 } from "../images/index.js";
 import type { Fdinfo, ProcStat, ProcStatus, SmapsEntry } from "../proc/index.js";
 
@@ -150,7 +150,7 @@ export interface DumpTask {
   core: core_entry[];
   ids: task_kobj_ids_entry;
   mm?: mm_entry;
-  pagemap: pagemap_entry[];
+  pagemap: PagemapRuns;
   pagesId: number;
   fs?: fs_entry;
   fdinfo: fdinfo_entry[];

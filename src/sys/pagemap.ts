@@ -6,9 +6,10 @@ import { native } from "./native.js";
 import { SYS } from "./constants.js";
 import { check } from "./errno.js";
 
+/** The categories (all in the low 32 bits: numbers, which a scan's thousands of regions read without a BigInt each). */
 export const PAGE_IS = {
-  WPALLOWED: 1n << 0n, WRITTEN: 1n << 1n, FILE: 1n << 2n, PRESENT: 1n << 3n, SWAPPED: 1n << 4n,
-  PFNZERO: 1n << 5n, HUGE: 1n << 6n, SOFT_DIRTY: 1n << 7n, GUARD: 1n << 8n,
+  WPALLOWED: 1 << 0, WRITTEN: 1 << 1, FILE: 1 << 2, PRESENT: 1 << 3, SWAPPED: 1 << 4,
+  PFNZERO: 1 << 5, HUGE: 1 << 6, SOFT_DIRTY: 1 << 7, GUARD: 1 << 8,
 } as const;
 
 // _IOWR('f', 16, struct pm_scan_arg), the struct being 12 u64s.
@@ -19,33 +20,38 @@ const REGION_WORDS = 3;
 export interface PageRegion {
   start: number;
   end: number;
-  categories: bigint;
+  categories: number;
 }
 
 export interface ScanQuery {
   /** Pages must have all of these... */
-  mask: bigint;
+  mask: number;
   /** ...with these bits of `mask` required to be clear instead of set. */
-  inverted: bigint;
+  inverted: number;
   /** and at least one of these. */
-  anyof: bigint;
+  anyof: number;
   /** Categories reported (regions merge pages that agree on them). */
-  returned: bigint;
+  returned: number;
 }
 
 export class PagemapScanner {
   private readonly fd: number;
   private readonly arg = new BigUint64Array(ARG_WORDS);
   private readonly vec: BigUint64Array;
+  /** The same regions as 32-bit halves, read as numbers. */
+  private readonly halves: Uint32Array;
 
   constructor(readonly pid: number, private readonly maxRegions = 4096) {
     this.fd = openSync(`/proc/${pid}/pagemap`, "r");
     this.vec = new BigUint64Array(maxRegions * REGION_WORDS);
+    this.halves = new Uint32Array(this.vec.buffer);
   }
 
-  /** The regions of [start, end) matching q, in address order. */
-  scan(start: number, end: number, q: ScanQuery): PageRegion[] {
-    const out: PageRegion[] = [];
+  /**
+   * Each region of [start, end) matching q, in address order, to `visit`:
+   * thousands where memory was written here and there, none made an object.
+   */
+  scan(start: number, end: number, q: ScanQuery, visit: (start: number, end: number, categories: number) => void): void {
     let from = start;
     while (from < end) {
       const a = this.arg;
@@ -55,18 +61,20 @@ export class PagemapScanner {
       a[3] = BigInt(end);
       a[5] = BigInt(native.address(this.vec));
       a[6] = BigInt(this.maxRegions);
-      a[8] = q.inverted;
-      a[9] = q.mask;
-      a[10] = q.anyof;
-      a[11] = q.returned;
+      a[8] = BigInt(q.inverted);
+      a[9] = BigInt(q.mask);
+      a[10] = BigInt(q.anyof);
+      a[11] = BigInt(q.returned);
       const n = check(native.syscall(SYS.ioctl, this.fd, PAGEMAP_SCAN, a), `scan pages of process ${this.pid}`);
+      const h = this.halves;
       let last = from;
       for (let i = 0; i < n; i++) {
+        const w = i * REGION_WORDS * 2;
         // A region may start before where the previous call ended (below).
-        const r = { start: Math.max(Number(this.vec[i * 3]), from), end: Number(this.vec[i * 3 + 1]), categories: this.vec[i * 3 + 2]! };
-        if (r.start >= r.end) continue;
-        out.push(r);
-        last = r.end;
+        const start = Math.max(h[w]! + h[w + 1]! * 0x1_0000_0000, from), end = h[w + 2]! + h[w + 3]! * 0x1_0000_0000;
+        if (start >= end) continue;
+        visit(start, end, h[w + 4]!);
+        last = end;
       }
       // This kernel may report walk_end short of regions it has returned
       // (when more regions are found than its internal buffer holds): go
@@ -75,7 +83,6 @@ export class PagemapScanner {
       if (walkEnd <= from) break;
       from = walkEnd;
     }
-    return out;
   }
 
   /**
@@ -85,7 +92,9 @@ export class PagemapScanner {
    */
   guards(start: number, end: number): PageRegion[] | null {
     if (!reportsGuards()) return null;
-    return this.scan(start, end, { mask: PAGE_IS.GUARD, inverted: 0n, anyof: 0n, returned: PAGE_IS.GUARD });
+    const out: PageRegion[] = [];
+    this.scan(start, end, { mask: PAGE_IS.GUARD, inverted: 0, anyof: 0, returned: PAGE_IS.GUARD }, (s, e, categories) => out.push({ start: s, end: e, categories }));
+    return out;
   }
 
   close(): void {
@@ -104,8 +113,8 @@ export function reportsGuards(): boolean {
     try {
       const a = new BigUint64Array(ARG_WORDS);
       a[0] = BigInt(ARG_WORDS * 8);
-      a[9] = PAGE_IS.GUARD;
-      a[11] = PAGE_IS.GUARD;
+      a[9] = BigInt(PAGE_IS.GUARD);
+      a[11] = BigInt(PAGE_IS.GUARD);
       guardsKnown = native.syscall(SYS.ioctl, fd, PAGEMAP_SCAN, a) >= 0;
     } finally {
       closeSync(fd);

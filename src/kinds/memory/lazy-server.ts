@@ -202,7 +202,7 @@ export function serveDumpedPages(run: DumpRun, tasks: readonly DumpTask[]): void
   run.log.info("Starting lazy pages server");
   const procs: LazyPagesOf[] = [];
   try {
-    for (const t of tasks) if (!t.zombie) procs.push(frozenTaskPages(t.vpid, t.pid, t.pagemap));
+    for (const t of tasks) if (!t.zombie) procs.push(frozenTaskPages(t.vpid, t.pid, t.pagemap.entries()));
   } catch (e) {
     for (const p of procs) p.close?.();
     throw e;

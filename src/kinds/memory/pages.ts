@@ -7,7 +7,7 @@
 // over memory inherited from its parent, crest compares each page and
 // writes only those that differ.
 import { closeSync, fstatSync, openSync, readSync, statSync, writeSync } from "node:fs";
-import type { pagemap_entry } from "../../images/index.js";
+import { PagemapRuns, type pagemap_entry } from "../../images/index.js";
 import type { PageSink, PageSource } from "../../images/store.js";
 import { sharedAligned } from "../../images/writer-thread.js";
 import { native } from "../../sys/native.js";
@@ -86,8 +86,11 @@ export class PagesWriter {
   private readBase = 0;
   private readonly local = new BigUint64Array(2);
   private readonly remote = new BigUint64Array(IOV_MAX * 2);
+  /** The remote iovecs as 32-bit halves, set from numbers (no BigInt a run). */
+  private readonly remoteHalves = new Uint32Array(this.remote.buffer);
   private nRemote = 0;
-  readonly entries: pagemap_entry[] = [];
+  /** The pagemap's entries, as they are recorded. */
+  readonly entries = new PagemapRuns();
   /**
    * Snapshot dumps (defer()), in address order: runs found at the freeze,
    * and mappings to scan in the snapshot itself (deferScan), both copied by
@@ -167,14 +170,7 @@ export class PagesWriter {
   /** Records len bytes at vaddr in the pagemap: in this pages file (PE_PRESENT) or the parent images' (PE_PARENT). */
   private entry(vaddr: number, len: number, flags: number): void {
     this.sink.run?.(vaddr, len, flags);
-    const last = this.entries[this.entries.length - 1];
-    const nr = len / PAGE_SIZE;
-    if (last && last.flags === flags && Number(last.vaddr) + Number(last.nr_pages!) * PAGE_SIZE === vaddr) {
-      last.nr_pages! += BigInt(nr);
-      last.compat_nr_pages = Number(last.nr_pages!);
-    } else {
-      this.entries.push({ vaddr: BigInt(vaddr), compat_nr_pages: nr, nr_pages: BigInt(nr), flags });
-    }
+    this.entries.add(vaddr, len / PAGE_SIZE, flags);
   }
 
   /** A pagemap entry, and the bytes of `origin` in the image: now, or at replay() while deferring. */
@@ -215,8 +211,11 @@ export class PagesWriter {
       if (this.used === BUF_SIZE || this.nRemote === IOV_MAX) this.flushRead();
       const n = Math.min(len - done, BUF_SIZE - this.used);
       if (origin.kind === "vm") {
-        this.remote[this.nRemote * 2] = BigInt(vaddr + done);
-        this.remote[this.nRemote * 2 + 1] = BigInt(n);
+        const h = this.remoteHalves, at = vaddr + done, w = this.nRemote * 4;
+        h[w] = at >>> 0;
+        h[w + 1] = (at - (at >>> 0)) / 0x1_0000_0000;
+        h[w + 2] = n;
+        h[w + 3] = 0;
         this.nRemote++;
         this.used += n;
       } else if (origin.kind === "bytes") {
@@ -286,26 +285,24 @@ export class PagesWriter {
    * task: PE_LAZY alone, no bytes.
    */
   dumpPrivate(scanner: PagemapScanner, start: number, end: number, mem: number | null, parent: ParentPages | null = null, lazy: LazyMarks | null = null): number {
-    // A loop over thousands of runs in a dump against parent images (pages written here and there): no closure or array per run.
+    // Tens of thousands of pieces in a dump against parent images (pages written here and there), all
+    // frozen time: no object made for a piece that the task's memory holds.
     const origin = (at: number): PageOrigin => (mem === null ? VM : { kind: "fd", fd: mem, offset: at });
     const stack = lazy?.stack ?? [];
     const lazyFlags = PE.PRESENT | PE.LAZY;
     let pages = 0, s = 0;
-    for (const piece of privateData(scanner, start, end, parent)) {
-      const len = piece.end - piece.start;
-      if (piece.inParent) {
-        this.addParent(piece.start, len);
-        continue;
-      }
+    privateData(scanner, start, end, parent, (pieceStart, pieceEnd, inParent) => {
+      const len = pieceEnd - pieceStart;
+      if (inParent) return this.addParent(pieceStart, len);
       if (!lazy) {
-        this.add(piece.start, len, origin(piece.start));
+        this.add(pieceStart, len, origin(pieceStart));
         pages += len / PAGE_SIZE;
-        continue;
+        return;
       }
       // The stack pages are in address order, as the pieces.
-      while (s < stack.length && stack[s]! < piece.start) s++;
-      for (let at = piece.start; ; s++) {
-        const sp = s < stack.length && stack[s]! < piece.end ? stack[s]! : piece.end;
+      while (s < stack.length && stack[s]! < pieceStart) s++;
+      for (let at = pieceStart; ; s++) {
+        const sp = s < stack.length && stack[s]! < pieceEnd ? stack[s]! : pieceEnd;
         if (sp > at) {
           if (lazy.leave) this.addLazy(at, sp - at);
           else {
@@ -313,12 +310,12 @@ export class PagesWriter {
             pages += (sp - at) / PAGE_SIZE;
           }
         }
-        if (sp === piece.end) break;
+        if (sp === pieceEnd) break;
         this.add(sp, PAGE_SIZE, origin(sp));
         pages++;
         at = sp + PAGE_SIZE;
       }
-    }
+    });
     return pages;
   }
 
@@ -403,12 +400,8 @@ export function parentPages(entries: readonly pagemap_entry[]): ParentPages {
   return out;
 }
 
-/** A piece of a private mapping's data: copied, or left in the parent images. */
-export interface DataPiece {
-  start: number;
-  end: number;
-  inParent: boolean;
-}
+/** A piece of a private mapping's data, [start, end): copied, or left in the parent images. */
+export type PieceVisitor = (start: number, end: number, inParent: boolean) => void;
 
 /**
  * The categories that tell a page unchanged since tracking started: present,
@@ -421,33 +414,29 @@ const TRACKED = PAGE_IS.PRESENT | PAGE_IS.WPALLOWED | PAGE_IS.WRITTEN;
 const UNCHANGED = PAGE_IS.PRESENT | PAGE_IS.WPALLOWED;
 
 /**
- * The pages with data of [start, end) (as dumpPrivate copies them); with
- * the parent images' pages, those the task has not written since they were
- * dumped there (tracked, and not PAGE_IS_WRITTEN) are left in the parent.
- * A page the parent does not have is copied, whatever its tracking says.
+ * The pages with data of [start, end) (as dumpPrivate copies them), in
+ * address order, to `visit`; with the parent images' pages, those the task
+ * has not written since they were dumped there (tracked, and not
+ * PAGE_IS_WRITTEN) are left in the parent. A page the parent does not have
+ * is copied, whatever its tracking says.
  */
-export function privateData(scanner: PagemapScanner, start: number, end: number, parent: ParentPages | null): DataPiece[] {
+export function privateData(scanner: PagemapScanner, start: number, end: number, parent: ParentPages | null, visit: PieceVisitor): void {
   const q = reportsGuards() ? PRIVATE_DATA_UNGUARDED : PRIVATE_DATA;
-  const regions = scanner.scan(start, end, parent ? { ...q, returned: q.returned | TRACKED } : q);
-  const out: DataPiece[] = [];
+  if (!parent) return scanner.scan(start, end, q, (s, e) => visit(s, e, false));
   // Both in address order: one pass over the parent's ranges for all the regions.
   let j = 0;
-  for (const reg of regions) {
-    if (!parent || (reg.categories & TRACKED) !== UNCHANGED) {
-      out.push({ start: reg.start, end: reg.end, inParent: false });
-      continue;
+  scanner.scan(start, end, { ...q, returned: q.returned | TRACKED }, (regStart, regEnd, categories) => {
+    if ((categories & TRACKED) !== UNCHANGED) return visit(regStart, regEnd, false);
+    while (j < parent.length && parent[j]!.end <= regStart) j++;
+    let at = regStart;
+    for (let k = j; k < parent.length && parent[k]!.start < regEnd; k++) {
+      const s = Math.max(parent[k]!.start, regStart), e = Math.min(parent[k]!.end, regEnd);
+      if (s > at) visit(at, s, false);
+      visit(s, e, true);
+      at = e;
     }
-    while (j < parent.length && parent[j]!.end <= reg.start) j++;
-    let at = reg.start;
-    for (let k = j; k < parent.length && parent[k]!.start < reg.end; k++) {
-      const start = Math.max(parent[k]!.start, reg.start), end = Math.min(parent[k]!.end, reg.end);
-      if (start > at) out.push({ start: at, end: start, inParent: false });
-      out.push({ start, end, inParent: true });
-      at = end;
-    }
-    if (at < reg.end) out.push({ start: at, end: reg.end, inParent: false });
-  }
-  return out;
+    if (at < regEnd) visit(at, regEnd, false);
+  });
 }
 
 /**

@@ -24,7 +24,7 @@ import { errnoName } from "../../sys/errno.js";
 import { UFFD_FEATURE, UFFD_USER_MODE_ONLY, uffdApi, uffdRegisterWp, uffdWriteProtect } from "../../sys/uffd.js";
 import { takeFd } from "../sockets/unix.js";
 import { privatePages } from "./vma.js";
-import { pageCount, parentPages, type ParentPages } from "./pages.js";
+import { parentPages, type ParentPages } from "./pages.js";
 import { dumpState, type DumpRun, type DumpTask } from "../context.js";
 import { IMG } from "../../images/index.js";
 import { parentImagesDir, type Options } from "../../options.js";
@@ -135,8 +135,12 @@ export function track(r: Remote, vmas: readonly SmapsEntry[], data: ReadonlyArra
       continue;
     }
     while (i < data.length && data[i]!.end <= m.start) i++;
-    for (let j = i; j < data.length && data[j]!.start < m.end; j++) {
-      const start = Math.max(data[j]!.start, m.start), end = Math.min(data[j]!.end, m.end);
+    for (let j = i; j < data.length && data[j]!.start < m.end;) {
+      // Ranges that follow each other (pages copied, then pages left in the parent, ...) in one call.
+      const from = data[j]!.start;
+      let to = data[j++]!.end;
+      while (j < data.length && data[j]!.start === to && to < m.end) to = data[j++]!.end;
+      const start = Math.max(from, m.start), end = Math.min(to, m.end);
       uffdWriteProtect(uffd, start, end - start, `0x${start.toString(16)}-0x${end.toString(16)} of process ${pid}`);
     }
   }
@@ -260,7 +264,8 @@ export function trackTask(task: DumpTask, run: DumpRun, prevFd: number | null): 
     if (prevFd !== null) closeSync(prevFd);
     return;
   }
-  const data = task.pagemap.map((e) => ({ start: Number(e.vaddr), end: Number(e.vaddr) + pageCount(e) * PAGE_SIZE }));
+  const pm = task.pagemap;
+  const data = Array.from({ length: pm.length }, (_, i) => ({ start: pm.vaddr(i), end: pm.vaddr(i) + pm.pages(i) * PAGE_SIZE }));
   const uffd = track(task.remotes[0]!, task.vmas, data, prevFd, run.log);
   if (uffd !== null) run.state(dumpTracked).push({ pid: task.pid, uffd });
 }

@@ -19,7 +19,7 @@ import { readEarlySmaps } from "../../kinds/memory/early-smaps.js";
 import { DUMP_KINDS } from "../../kinds/registry.js";
 import { newStats, RunStates, UnsupportedError, type DumpRun, type DumpTask } from "../../kinds/context.js";
 import { TASK_STATE } from "../../kinds/task/task-state.js";
-import { IMG, IMAGES_V1_1, core_entry_march, lsmtype, type core_entry, type pstree_entry, type task_kobj_ids_entry } from "../../images/index.js";
+import { IMG, IMAGES_V1_1, PagemapRuns, core_entry_march, lsmtype, type core_entry, type pstree_entry, type task_kobj_ids_entry } from "../../images/index.js";
 import { dedupImages } from "../../kinds/memory/chain.js";
 import { serveDumpedPages } from "../../kinds/memory/lazy-server.js";
 import { openParentTracking, type ParentTracking } from "../../kinds/memory/tracking.js";
@@ -375,7 +375,7 @@ function describeTask(ft: FrozenTask, ns: TreeNamespaces): DumpTask {
     vmas: [],
     core: ft.zombie ? [zombieCore(stat)] : ft.threads.map((_, i) => newCore(i === 0)),
     ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0 },
-    pagemap: [],
+    pagemap: new PagemapRuns(),
     pagesId: 0,
     fdinfo: [],
     fds: [],

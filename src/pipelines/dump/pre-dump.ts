@@ -26,7 +26,7 @@ import { earlyMappings, readEarlySmaps } from "../../kinds/memory/early-smaps.js
 import { PagemapScanner } from "../../sys/pagemap.js";
 import { PAGE_SIZE, SIG } from "../../sys/constants.js";
 import { newStats, type Stats } from "../../kinds/context.js";
-import { PagesWriter, privateData, type DataPiece } from "../../kinds/memory/pages.js";
+import { PagesWriter, privateData } from "../../kinds/memory/pages.js";
 import { privatePages } from "../../kinds/memory/vma.js";
 import { openParentTracking, type ParentImages, type PrevTracking, TRACK_FILE, endHolder, holdTracking, track, uptimeUs, type Tracked } from "../../kinds/memory/tracking.js";
 import type { Remote } from "../../remote/remote.js";
@@ -41,7 +41,8 @@ const TRAP_BIT = 1n << BigInt(SIG.TRAP - 1);
 interface Plan {
   pid: number;
   vpid: number;
-  pieces: DataPiece[];
+  /** The pieces of its private mappings' data: copied, or left in the parent images. */
+  pieces: Array<{ start: number; end: number; inParent: boolean }>;
   /** /proc/PID/mem, opened while frozen: it reads the memory of that program, not of one it may exec since. */
   mem: number;
 }
@@ -133,10 +134,10 @@ function planTree(frozen: FrozenTree, early: ReadonlyMap<number, SmapsEntry[]>, 
       open.push({ remotes });
       const prevFd = prev?.take(ft.pid) ?? null;
       const theirs = prevFd === null ? null : parent?.holds(vpid) ?? null;
-      const pieces: DataPiece[] = [];
+      const pieces: Plan["pieces"] = [];
       const scanner = new PagemapScanner(ft.pid);
       try {
-        for (const m of vmas) if (privatePages(m)) pieces.push(...privateData(scanner, m.start, m.end, theirs));
+        for (const m of vmas) if (privatePages(m)) privateData(scanner, m.start, m.end, theirs, (start, end, inParent) => void pieces.push({ start, end, inParent }));
       } finally {
         scanner.close();
       }
