@@ -547,31 +547,33 @@ export function preadCalls(given: readonly PageRun[], max = CALL_MAX): PageRun[]
 
 /**
  * Has the task read runs of pages-N.img into place with preadv (the calls
- * preadCalls makes of them).
+ * preadCalls makes of them), queued to run many to a stop: a task's pages
+ * in its parent images come in thousands of calls where it wrote pages here
+ * and there since (each skips the pages a later image holds).
  */
 export function fillRuns(r: Remote, pages: PageSource, runs: PageRun[], stats: Stats): void {
   if (!runs.length) return;
   r.resetScratch();
   const path = pages.path;
   const fd = openPagesIn(r, pages);
-  const iovAddr = r.alloc(IOV_MAX * 16);
-  const iov = Buffer.alloc(IOV_MAX * 16);
   for (const batch of preadCalls(runs)) {
     const off = batch[0]!.off;
     let bytes = 0;
+    const iov = Buffer.alloc(batch.length * 16);
     batch.forEach((p, j) => {
       iov.writeBigUInt64LE(p.vaddr, j * 16);
       iov.writeBigUInt64LE(BigInt(p.len), j * 16 + 8);
       bytes += p.len;
     });
-    r.write(iovAddr, iov.subarray(0, batch.length * 16));
+    // Room for the iovecs: the queue runs first once half the scratch memory is taken.
+    r.resetScratch();
+    const iovAddr = r.put(iov);
     // Large runs: allocate their pages in one go rather than fault by fault inside preadv.
     for (const p of batch) {
-      if (p.len >= POPULATE_MIN_PAGES * PAGE_SIZE) r.syscall(SYS.madvise, p.vaddr, p.len, MADV.POPULATE_WRITE);
+      if (p.len >= POPULATE_MIN_PAGES * PAGE_SIZE) r.later({ what: "", nr: SYS.madvise, args: [p.vaddr, p.len, MADV.POPULATE_WRITE], unchecked: true });
     }
-    const n = r.call(`read pages of task ${r.pid} from ${path}`, SYS.preadv, fd, iovAddr, batch.length, off);
-    // A regular file reads short only at its end (signals are blocked).
-    if (n !== bytes) throw new Error(`${path} is truncated: it has ${off + n} bytes where task ${r.pid} needs ${off + bytes}`);
+    // A regular file reads short only at its end (signals are blocked): checked sizes (checkPages) make that a change since.
+    r.later({ what: () => `read ${bytes} bytes at ${off} of ${path} into task ${r.pid} (less: the file is shorter)`, nr: SYS.preadv, args: [fd, iovAddr, batch.length, off], want: bytes });
     stats.pagesRestored += bytes / PAGE_SIZE;
   }
   r.call(`close ${path} in task ${r.pid}`, SYS.close, fd);
