@@ -22,7 +22,8 @@
 // refuses to dump it here: "ctty inheritance detected"; its row then says so).
 //
 // Memory in motion (bench/memory-motion.ts): the frozen time of dump
-// --leave-running (snapshots) and of a dump after a pre-dump, 1 and 4 GiB.
+// --leave-running (snapshots) and of a dump after a pre-dump, and how soon a
+// lazy restore runs the tasks and has every page in, 1 and 4 GiB.
 //
 // RPC: the service under load (bench/rpc-load.ts): 20 clients at once
 // dumping and restoring their own process through `crest service` (and
