@@ -6,7 +6,9 @@
 //     the snapshot (snapshot.ts); also the whole command's time;
 //   - crest pre-dump, then dump --prev-images-dir --track-mem of a process
 //     writing 10% of its memory a second (memwrite): the final dump's frozen
-//     time (criu 4.2 cannot pre-dump here: no soft-dirty).
+//     time (criu 4.2 cannot pre-dump here: no soft-dirty); and the same with
+//     dump --precopy (crest's own: the pages written since the pre-dump copied
+//     once more while the tree runs, right before the freeze).
 // And a lazy restore (restore --lazy-pages with crest lazy-pages) of a plain
 // dump: the restore command's time, at whose end the tasks run, and the time
 // until the daemon has every page in and exits.
@@ -79,14 +81,14 @@ function snapshot(crest: string, mib: number, tmp: string): { frozen: number; wa
 }
 
 /** crest pre-dump, then the final dump of memwrite writing 10% of its pages a second: the final dump's frozen time. */
-function chain(crest: string, mib: number, tmp: string): { frozen: number; preFrozen: number; verdict: string } {
+function chain(crest: string, mib: number, tmp: string, extra: string[] = []): { frozen: number; preFrozen: number; verdict: string } {
   const pages = mib * 256;
   const w = startWorkload("memwrite", [String(mib), String(Math.max(1, Math.floor(pages / 10)))]);
   const pre = join(tmp, "pre"), final = join(tmp, "final");
   try {
     ready(w);
     run(crest, ["pre-dump", "-t", String(w.pid), "-D", pre]);
-    run(crest, ["dump", "-t", String(w.pid), "-D", final, "--prev-images-dir", "../pre", "--track-mem"]);
+    run(crest, ["dump", "-t", String(w.pid), "-D", final, "--prev-images-dir", "../pre", "--track-mem", ...extra]);
     return { frozen: frozenOf(final), preFrozen: frozenOf(pre), verdict: restored(crest, w, final) };
   } finally {
     stop(w);
@@ -140,7 +142,7 @@ export function printMemoryInMotion(tools: readonly Tool[], tmp: string, rounds:
   console.log(`\nMemory in motion: frozen time of a dump (median of ${rounds})`);
   console.log(`${"".padEnd(46)}${"frozen".padStart(12)}${"vs criu plain".padStart(15)}${"vs crest plain".padStart(16)}`);
   for (const mib of sizes) {
-    const crestPlain: number[] = [], criuPlain: number[] = [], snap: ReturnType<typeof snapshot>[] = [], ch: ReturnType<typeof chain>[] = [];
+    const crestPlain: number[] = [], criuPlain: number[] = [], snap: ReturnType<typeof snapshot>[] = [], ch: ReturnType<typeof chain>[] = [], pc: ReturnType<typeof chain>[] = [];
     const lazy: ReturnType<typeof lazyRestore>[] = [];
     try {
       for (let i = 0; i < rounds; i++) {
@@ -148,6 +150,7 @@ export function printMemoryInMotion(tools: readonly Tool[], tmp: string, rounds:
         if (criu) criuPlain.push(plain(criu, mib, tmp));
         snap.push(snapshot(crest.bin, mib, tmp));
         ch.push(chain(crest.bin, mib, tmp));
+        pc.push(chain(crest.bin, mib, tmp, ["--precopy"]));
         lazy.push(lazyRestore(crest.bin, mib, tmp));
       }
     } catch (e) {
@@ -166,9 +169,10 @@ export function printMemoryInMotion(tools: readonly Tool[], tmp: string, rounds:
     console.log(`${"    whole command".padEnd(46)}${`${median(snap.map((s) => s.wall)).toFixed(3)} s`.padStart(12)}`);
     row("  crest pre-dump", median(ch.map((c) => c.preFrozen)));
     row("  crest dump after a pre-dump (10%/s written)", median(ch.map((c) => c.frozen)));
+    row("    the same with --precopy", median(pc.map((c) => c.frozen)));
     console.log(`${"  crest restore --lazy-pages: tasks run after".padEnd(46)}${ms(median(lazy.map((l) => l.start))).padStart(12)}`);
     console.log(`${"    every page in place after".padEnd(46)}${ms(median(lazy.map((l) => l.all))).padStart(12)}`);
-    const bad = [...snap, ...ch, ...lazy].map((r) => r.verdict).filter((v) => v !== "PASS");
+    const bad = [...snap, ...ch, ...pc, ...lazy].map((r) => r.verdict).filter((v) => v !== "PASS");
     if (bad.length) console.log(`  verdicts after restore: ${[...new Set(bad)].join("; ")}`);
   }
 }

@@ -55,6 +55,12 @@ export interface DumpOptions {
   /** --auto-dedup: once the images are written, the pages they hold anew are punched out of the parent images (crest dedup). */
   autoDedup: boolean;
   /**
+   * --precopy (crest's own): with --prev-images-dir and --track-mem, the pages
+   * written since are copied once more while the tree runs, into a layer of
+   * their own (precopy/), before the freeze (pipelines/dump/precopy.ts).
+   */
+  precopy?: boolean;
+  /**
    * RPC self-dump: the inode of the connection the request came through. The
    * client's own end of it is dumped as criu's USK_SERVICE socket, which
    * comes back holding the dump's answer (restored = true).

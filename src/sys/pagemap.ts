@@ -4,7 +4,7 @@
 import { closeSync, openSync } from "node:fs";
 import { native } from "./native.js";
 import { SYS } from "./constants.js";
-import { check } from "./errno.js";
+import { check, EPERM } from "./errno.js";
 
 /** The categories (all in the low 32 bits: numbers, which a scan's thousands of regions read without a BigInt each). */
 export const PAGE_IS = {
@@ -32,7 +32,15 @@ export interface ScanQuery {
   anyof: number;
   /** Categories reported (regions merge pages that agree on them). */
   returned: number;
+  /**
+   * PM_SCAN_WP_MATCHING with PM_SCAN_CHECK_WPASYNC: the pages found are
+   * write-protected again as they are found (userfaultfd-wp in async mode,
+   * atomically with the finding), and a mapping not so registered stops the scan.
+   */
+  protect?: boolean;
 }
+
+const PM_SCAN_WP_MATCHING = 1n, PM_SCAN_CHECK_WPASYNC = 2n;
 
 export class PagemapScanner {
   private readonly fd: number;
@@ -50,13 +58,21 @@ export class PagemapScanner {
   /**
    * Each region of [start, end) matching q, in address order, to `visit`:
    * thousands where memory was written here and there, none made an object.
+   * Returns false where a `protect` scan stopped at a mapping not registered
+   * for asynchronous write-protection (EPERM); the regions it had found (and
+   * protected) before were visited all the same.
    */
-  scan(start: number, end: number, q: ScanQuery, visit: (start: number, end: number, categories: number) => void): void {
+  scan(start: number, end: number, q: ScanQuery, visit: (start: number, end: number, categories: number) => void): boolean {
     let from = start;
     while (from < end) {
       const a = this.arg;
       a.fill(0n);
       a[0] = BigInt(ARG_WORDS * 8);
+      if (q.protect) {
+        a[1] = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
+        // A scan that fails half-way says nothing of the regions it wrote (and protected) first: the zeros tell where they end.
+        this.vec.fill(0n);
+      }
       a[2] = BigInt(from);
       a[3] = BigInt(end);
       a[5] = BigInt(native.address(this.vec));
@@ -65,7 +81,9 @@ export class PagemapScanner {
       a[9] = BigInt(q.mask);
       a[10] = BigInt(q.anyof);
       a[11] = BigInt(q.returned);
-      const n = check(native.syscall(SYS.ioctl, this.fd, PAGEMAP_SCAN, a), `scan pages of process ${this.pid}`);
+      const ret = native.syscall(SYS.ioctl, this.fd, PAGEMAP_SCAN, a);
+      const stopped = q.protect === true && ret === -EPERM;
+      const n = stopped ? this.filledRegions() : check(ret, `scan pages of process ${this.pid}`);
       const h = this.halves;
       let last = from;
       for (let i = 0; i < n; i++) {
@@ -76,6 +94,7 @@ export class PagemapScanner {
         visit(start, end, h[w + 4]!);
         last = end;
       }
+      if (stopped) return false;
       // This kernel may report walk_end short of regions it has returned
       // (when more regions are found than its internal buffer holds): go
       // on after whichever is further, never scanning a page twice.
@@ -83,6 +102,14 @@ export class PagemapScanner {
       if (walkEnd <= from) break;
       from = walkEnd;
     }
+    return true;
+  }
+
+  /** How many regions a failed scan wrote: those before the first that is all zeros. */
+  private filledRegions(): number {
+    let n = 0;
+    while (n < this.maxRegions && (this.vec[n * REGION_WORDS] !== 0n || this.vec[n * REGION_WORDS + 1] !== 0n)) n++;
+    return n;
   }
 
   /**

@@ -305,8 +305,9 @@ const RAW_IMAGES = /^(ifaddr|route6?|rule|ip6?tables|nftables)-\d+\.img$|\.tar\.
 
 /** Decodes every image file of dir as `crit decode -i` would; returns the files that failed, with crit's complaint. */
 export function critDecodeAll(dir: string): string[] {
-  // Not images: logs, the pages themselves, the `parent` link of a chain, crest's own files (crest-*.json).
-  const files = readdirSync(dir).filter((f) => !f.endsWith(".log") && !f.startsWith("pages-") && !RAW_IMAGES.test(f) && f !== "parent" && !/^crest-.*\.json$/.test(f));
+  // Not images: logs, the pages themselves, the `parent` link of a chain, crest's own files (crest-*.json), directories (a layer of a chain: dump --precopy).
+  const files = readdirSync(dir, { withFileTypes: true }).filter((e) => !e.isDirectory()).map((e) => e.name)
+    .filter((f) => !f.endsWith(".log") && !f.startsWith("pages-") && !RAW_IMAGES.test(f) && f !== "parent" && !/^crest-.*\.json$/.test(f));
   return critBatch(["decode", ...files.map((f) => join(dir, f))]).filter((r) => !r.ok).map((r) => `${basename(r.file)}: ${r.error}`);
 }
 

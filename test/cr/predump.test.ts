@@ -67,6 +67,72 @@ test("pre-dump, pre-dump, dump --track-mem: the dump copies only pages written s
   }
 });
 
+test("dump --precopy: the pages written since the pre-dump are copied once more before the freeze, into precopy/; the dump copies only what came after", () => {
+  const w = startWorkload("memwrite", ["32", "2000"]);
+  try {
+    const pre = join(w.dir, "pre"), final = join(w.dir, "final");
+    run(["pre-dump", "-t", String(w.pid), "-D", pre]);
+    // Time for the task to write pages since the pre-dump (2,000 a second, over 8,192).
+    spawnSync("sleep", ["0.5"]);
+    run(["dump", "-t", String(w.pid), "-D", final, "--prev-images-dir", "../pre", "--track-mem", "--precopy", "-o", "dump.log", "-v4"]);
+    const copied = Number(/--precopy: (\d+) page\(s\) written since the previous dump copied/.exec(readFileSync(join(final, "dump.log"), "utf8"))?.[1]);
+    assert.ok(copied > 200, `the round copied the pages written since the pre-dump (${copied})`);
+    const layer = join(final, "precopy");
+    assert.equal(readlinkSync(join(final, "parent")), "precopy");
+    assert.equal(readlinkSync(join(layer, "parent")), "../../pre");
+    for (const d of [pre, layer, final]) assert.deepEqual(critDecodeAll(d), [], `crit decodes every image of ${d}`);
+    const l = pagesByFlag(layer, w.pid), f = pagesByFlag(final, w.pid);
+    assert.equal(l.present, copied, "the layer holds what the round copied");
+    assert.ok(f.present < copied, `the dump copies fewer pages than the round did (${f.present} against ${copied})`);
+    // Its pagemap is not split by every page written since the pre-dump: it goes with the pages written since the round.
+    assert.ok(readImage(final, IMG.pagemap, w.pid).entries.length < readImage(layer, IMG.pagemap, w.pid).entries.length, "the dump's pagemap is shorter than the layer's");
+    restoreFrom(w, final);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+test("dump --precopy that fails, in the round or frozen: the tree runs on, no precopy/ is left, and the next dump against the same pre-dump copies every page", () => {
+  for (const point of ["dump:precopy", "dump:frozen"]) {
+    const w = startWorkload("memwrite", ["32", "2000"]);
+    try {
+      const pre = join(w.dir, "pre"), final = join(w.dir, "final");
+      run(["pre-dump", "-t", String(w.pid), "-D", pre]);
+      spawnSync("sleep", ["0.3"]);
+      const r = crest(["dump", "-t", String(w.pid), "-D", final, "--prev-images-dir", "../pre", "--track-mem", "--precopy"], { CREST_FAULT: point });
+      assert.notEqual(r.code, 0, `${point}: the dump fails`);
+      assert.match(r.stderr, /injected fault/);
+      assert.ok(alive(w.pid) && procState(w.pid).tracer === 0, `${point}: the tree runs on, free`);
+      assert.ok(!existsSync(join(final, "precopy")), `${point}: no precopy layer is left`);
+      // The round protected the pages it found again: the pre-dump's tracking no longer tells them, and ended.
+      spawnSync("sleep", ["0.3"]);
+      run(["dump", "-t", String(w.pid), "-D", final, "--prev-images-dir", "../pre", "--track-mem", "-o", "dump.log", "-v4"]);
+      assert.match(readFileSync(join(final, "dump.log"), "utf8"), /memory tracking of .* ended/);
+      assert.equal(pagesByFlag(final, w.pid).parent, 0, `${point}: the next dump leaves nothing in the pre-dump`);
+      restoreFrom(w, final);
+      assert.equal(finish(w), "PASS", `${point}: memwrite's pages after the restore`);
+    } finally {
+      stop(w);
+    }
+  }
+});
+
+test("dump --precopy is refused without a pre-dump's tracking to go on with (--prev-images-dir and --track-mem), the tree untouched", () => {
+  const w = startWorkload("memwrite", ["8", "100"]);
+  try {
+    const pre = join(w.dir, "pre");
+    run(["pre-dump", "-t", String(w.pid), "-D", pre]);
+    const r = crest(["dump", "-t", String(w.pid), "-D", join(w.dir, "final"), "--prev-images-dir", "../pre", "--precopy"]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /--precopy copies again what the tree wrote since a pre-dump: it needs --prev-images-dir and --track-mem/);
+    assert.ok(alive(w.pid) && procState(w.pid).tracer === 0, "the tree runs on, free");
+    assert.ok(!existsSync(join(w.dir, "final", "precopy")));
+  } finally {
+    stop(w);
+  }
+});
+
 /** Bytes the file takes on disk (its blocks): a punched hole takes none. */
 const onDisk = (path: string): number => statSync(path).blocks * 512;
 const deduplicated = (log: string): number => Number(/Deduplicated (\d+) bytes/.exec(readFileSync(log, "utf8"))?.[1] ?? NaN);

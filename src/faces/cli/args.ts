@@ -121,6 +121,8 @@ const SPECS: OptSpec[] = [
   { long: "ms", arg: "none", apply: () => { throw new UsageError('--ms is deprecated; see "Check options" of crest --help'); } },
   { long: "track-mem", arg: "none", bool: true, apply: (o, _v, on) => { o.dump.trackMem = on; } },
   { long: "auto-dedup", arg: "none", bool: true, apply: (o, _v, on) => { o.dump.autoDedup = on; } },
+  // crest's own: one more round of copying before the freeze of a dump after a pre-dump.
+  { long: "precopy", arg: "none", bool: true, apply: (o, _v, on) => { o.dump.precopy = on; } },
   { long: "libdir", short: "L", arg: "required" },
   { long: "cpu-cap", arg: "optional" },
   { long: "force-irmap", arg: "none", bool: true, apply: (o, _v, on) => { o.features.forceIrmap = on; } },

@@ -16,11 +16,16 @@ import { lockedKb, parseMaps, parseSmaps, sameMappings, type ProcStatus, type Sm
 
 /** smaps of every process of the tree of `root`, read before the freeze; those gone meanwhile are left out. */
 export function readEarlySmaps(root: number): Map<number, SmapsEntry[]> {
-  const out = new Map<number, SmapsEntry[]>();
+  return readRunningTree(root, (pid) => parseSmaps(readFileSync(`/proc/${pid}/smaps`, "utf8")));
+}
+
+/** What `read` tells of every process of the running tree of `root`; those gone meanwhile (or zombies) are left out. */
+export function readRunningTree<T>(root: number, read: (pid: number) => T): Map<number, T> {
+  const out = new Map<number, T>();
   const todo = [root];
   for (let pid; (pid = todo.pop()) !== undefined;) {
     try {
-      out.set(pid, parseSmaps(readFileSync(`/proc/${pid}/smaps`, "utf8")));
+      out.set(pid, read(pid));
       for (const tid of readdirSync(`/proc/${pid}/task`)) {
         for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").split(" ")) if (c.trim()) todo.push(Number(c));
       }

@@ -350,6 +350,70 @@ export class PagesWriter {
   }
 
   /**
+   * Copies pieces (in address order) from a task that runs on: those the
+   * parent images hold get their PE_PARENT entry, the others are read by
+   * process_vm_readv, as many to a call as the buffer and IOV_MAX take (the
+   * thousands of single pages a task wrote here and there). A piece unmapped
+   * since it was found stops its call (the kernel reads no further), and is
+   * read page by page through /proc/PID/mem instead (addLive), which leaves
+   * out what is gone. Returns the pages copied.
+   */
+  addLivePieces(mem: number, pieces: ReadonlyArray<{ start: number; end: number; inParent: boolean }>): number {
+    let copied = 0;
+    const h = this.remoteHalves;
+    for (let i = 0; i < pieces.length;) {
+      this.flushRead();
+      // The batch: pieces up to the IOV_MAX-th to read, or as many as the buffer's room takes.
+      const room = BUF_SIZE - this.used;
+      let end = i, n = 0, bytes = 0;
+      for (; end < pieces.length; end++) {
+        const p = pieces[end]!, len = p.end - p.start;
+        if (p.inParent) continue;
+        if (n === IOV_MAX || bytes + len > room) break;
+        h[n * 4] = p.start >>> 0;
+        h[n * 4 + 1] = (p.start - (p.start >>> 0)) / 0x1_0000_0000;
+        h[n * 4 + 2] = len;
+        h[n * 4 + 3] = 0;
+        bytes += len;
+        n++;
+      }
+      let got = 0;
+      if (n) {
+        const t0 = process.hrtime.bigint();
+        this.local[0] = BigInt(native.address(this.buf) + this.used);
+        this.local[1] = BigInt(bytes);
+        got = native.syscall(SYS.process_vm_readv, this.pid, this.local, 1, this.remote, n, 0);
+        this.stats.memdumpUs += Number((process.hrtime.bigint() - t0) / 1000n);
+      }
+      // In order: the parent's pieces, and those read whole; the first that is not (if any) page by page, and the
+      // batch goes on after it.
+      for (let done = 0; i < end; i++) {
+        const p = pieces[i]!, len = p.end - p.start;
+        if (p.inParent) {
+          this.addParent(p.start, len);
+        } else if (done + len <= got) {
+          this.entry(p.start, len, PE.PRESENT);
+          this.used += len;
+          done += len;
+          copied += len / PAGE_SIZE;
+        } else {
+          this.readBase = this.used;
+          copied += this.addLive(mem, p.start, len);
+          i++;
+          break;
+        }
+      }
+      this.readBase = this.used;
+      // A piece longer than the buffer's room: through addLive, which goes on from buffer to buffer.
+      if (n === 0 && i < pieces.length) {
+        const p = pieces[i++]!;
+        copied += this.addLive(mem, p.start, p.end - p.start);
+      }
+    }
+    return copied;
+  }
+
+  /**
    * Copies out a shmem object (shared anonymous memory) through an fd of
    * it: the data segments SEEK_DATA/SEEK_HOLE find, at their offsets in the
    * object; the tail of a last page the file only partly covers is zeros.
@@ -422,7 +486,10 @@ const UNCHANGED = PAGE_IS.PRESENT | PAGE_IS.WPALLOWED;
  */
 export function privateData(scanner: PagemapScanner, start: number, end: number, parent: ParentPages | null, visit: PieceVisitor): void {
   const q = reportsGuards() ? PRIVATE_DATA_UNGUARDED : PRIVATE_DATA;
-  if (!parent) return scanner.scan(start, end, q, (s, e) => visit(s, e, false));
+  if (!parent) {
+    scanner.scan(start, end, q, (s, e) => visit(s, e, false));
+    return;
+  }
   // Both in address order: one pass over the parent's ranges for all the regions.
   let j = 0;
   scanner.scan(start, end, { ...q, returned: q.returned | TRACKED }, (regStart, regEnd, categories) => {

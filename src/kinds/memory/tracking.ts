@@ -80,10 +80,16 @@ export class PrevTracking {
     return new PrevTracking(rec, pidfd);
   }
 
+  /** Whether it tracks the task: the process it tracked (not a new one, nor a reused PID). */
+  tracks(pid: number): boolean {
+    const t = this.rec.tasks.find((x) => x.pid === pid);
+    return t !== undefined && startTime(pid) === t.start;
+  }
+
   /** crest's fd of the task's userfaultfd, or null if the task is not the one tracked (new, or a reused PID). */
   take(pid: number): number | null {
-    const t = this.rec.tasks.find((x) => x.pid === pid);
-    if (!t || startTime(pid) !== t.start) return null;
+    if (!this.tracks(pid)) return null;
+    const t = this.rec.tasks.find((x) => x.pid === pid)!;
     const fd = native.syscall(SYS.pidfd_getfd, this.pidfd, t.fd, 0);
     return fd < 0 ? null : fd;
   }

@@ -51,8 +51,8 @@ export function subtract(from: Array<{ start: number; end: number }>, minus: Arr
  * dumpMemory sorts them: private, not the kernel's own areas, not a packet
  * socket's rings, not droppable nor hugetlb (shared memory lives in its object).
  */
-export function privatePages(m: SmapsEntry): boolean {
+export function privatePages(m: Pick<SmapsEntry, "shared" | "path"> & { vmFlags?: readonly string[] }): boolean {
   // hugetlb memory is neither tracked nor pre-dumped (as criu): each dump copies it whole.
-  if (m.shared || m.vmFlags.includes("dp") || m.vmFlags.includes("ht")) return false;
+  if (m.shared || m.vmFlags?.includes("dp") || m.vmFlags?.includes("ht")) return false;
   return !["[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]"].includes(m.path) && !m.path.startsWith("socket:[");
 }

@@ -23,6 +23,7 @@ import { IMG, IMAGES_V1_1, PagemapRuns, core_entry_march, lsmtype, type core_ent
 import { dedupImages } from "../../kinds/memory/chain.js";
 import { serveDumpedPages } from "../../kinds/memory/lazy-server.js";
 import { openParentTracking, type ParentTracking } from "../../kinds/memory/tracking.js";
+import { PRECOPY_DIR, precopyRound } from "./precopy.js";
 import { DumpImages } from "../../images/store.js";
 import { parseSmaps, parseStat, parseStatus, type ProcStat, type SmapsEntry } from "../../proc/index.js";
 import { resumeLive } from "../../kinds/task/regs.js";
@@ -118,17 +119,26 @@ export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResu
   mkdirSync(dir, { recursive: true });
   if (!statSync(dir).isDirectory()) throw new Error(`${dir} is not a directory`);
   log.info(`Dumping processes (pid: ${opts.dump.tree})`);
-  const parent = openParentTracking(opts, log, opts.dump.trackMem);
-  const pageServer = pageServerFor(opts);
-  const images = new DumpImages(dir, pageServer);
-  if (opts.dump.prevImagesDir !== undefined) images.linkParent(opts.dump.prevImagesDir);
+  const tracking = openParentTracking(opts, log, opts.dump.trackMem);
+  const precopy = opts.dump.precopy ? precopyRound(opts, log, tracking) : null;
+  let pageServer: ReturnType<typeof pageServerFor>;
+  let images: DumpImages;
+  try {
+    pageServer = pageServerFor(opts);
+    images = new DumpImages(dir, pageServer);
+  } catch (e) {
+    precopy?.failed();
+    throw e;
+  }
+  if (opts.dump.prevImagesDir !== undefined) images.linkParent(precopy ? PRECOPY_DIR : opts.dump.prevImagesDir);
   const scripts = new ActionScripts(opts.actionScripts, dir, log, hooks.notify);
   scripts.rootPid = opts.dump.tree;
   let result: DumpResult;
   try {
-    result = dumpTree(opts, log, images, scripts, hooks, parent);
+    result = dumpTree(opts, log, images, scripts, hooks, precopy?.parent ?? tracking);
   } catch (e) {
     images.abort();
+    precopy?.failed();
     throw e;
   } finally {
     scripts.close();
