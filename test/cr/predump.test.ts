@@ -8,10 +8,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from "node:fs";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import {
-  alive, critDecodeAll, crest, finish, procState, restoreWorkload, startWorkload, stop, waitFor, waitGone, waitTreeGone, type Workload,
+  alive, critDecodeAll, crest, CREST, finish, procState, restoreWorkload, startWorkload, stop, waitFor, waitGone, waitTreeGone, type Workload,
 } from "./harness.js";
 import { readImage } from "../../src/images/file.js";
 import { IMG } from "../../src/images/index.js";
@@ -105,6 +105,7 @@ test("dump --precopy that fails, in the round or frozen: the tree runs on, no pr
       assert.match(r.stderr, /injected fault/);
       assert.ok(alive(w.pid) && procState(w.pid).tracer === 0, `${point}: the tree runs on, free`);
       assert.ok(!existsSync(join(final, "precopy")), `${point}: no precopy layer is left`);
+      assert.ok(!existsSync(join(pre, ".crest-mem-track.busy")), `${point}: the pre-dump's mark is gone`);
       // The round protected the pages it found again: the pre-dump's tracking no longer tells them, and ended.
       spawnSync("sleep", ["0.3"]);
       run(["dump", "-t", String(w.pid), "-D", final, "--prev-images-dir", "../pre", "--track-mem", "-o", "dump.log", "-v4"]);
@@ -115,6 +116,29 @@ test("dump --precopy that fails, in the round or frozen: the tree runs on, no pr
     } finally {
       stop(w);
     }
+  }
+});
+
+test("a crest killed during a dump --precopy leaves its mark beside the pre-dump: the next dump against it copies every page", () => {
+  const w = startWorkload("memwrite", ["32", "2000"]);
+  try {
+    const pre = join(w.dir, "pre"), final = join(w.dir, "final");
+    run(["pre-dump", "-t", String(w.pid), "-D", pre]);
+    spawnSync("sleep", ["0.3"]);
+    // Stopped once the tree is frozen (after the round), then killed for real.
+    const c = spawn(CREST, ["dump", "-t", String(w.pid), "-D", final, "--prev-images-dir", "../pre", "--track-mem", "--precopy"], { env: { ...process.env, CREST_FAULT: "dump:frozen:stop" }, stdio: "ignore" });
+    waitFor("crest to stop at dump:frozen", () => (c.pid !== undefined && procState(c.pid).state === "T" ? true : null), 30_000);
+    process.kill(c.pid!, "SIGKILL");
+    waitFor("the tree to be free of crest", () => (procState(w.pid).tracer === 0 ? true : null));
+    assert.ok(existsSync(join(pre, ".crest-mem-track.busy")), "the mark is left");
+    spawnSync("sleep", ["0.3"]);
+    run(["dump", "-t", String(w.pid), "-D", join(w.dir, "final2"), "--prev-images-dir", "../pre", "--track-mem", "-o", "dump.log", "-v4"]);
+    assert.match(readFileSync(join(w.dir, "final2", "dump.log"), "utf8"), /left changed by a dump --precopy that did not finish/);
+    assert.equal(pagesByFlag(join(w.dir, "final2"), w.pid).parent, 0, "nothing is left in the pre-dump");
+    restoreFrom(w, join(w.dir, "final2"));
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
   }
 });
 

@@ -33,6 +33,12 @@ import { sentToPageServer } from "../../images/manifest.js";
 
 /** The record of a tracking beside the images. */
 export const TRACK_FILE = "crest-mem-track.json";
+/**
+ * Beside it while a dump --precopy changes the tracking's marks (precopy.ts):
+ * left behind by a crest that did not finish, it says the marks no longer
+ * match the images. Not one of the images (the manifest does not cover it).
+ */
+export const TRACK_BUSY = ".crest-mem-track.busy";
 
 interface TrackRecord {
   holder: { pid: number; start: number };
@@ -64,6 +70,10 @@ export class PrevTracking {
   private constructor(private readonly rec: TrackRecord, private readonly pidfd: number) {}
 
   static open(dir: string, log: Logger): PrevTracking | null {
+    if (existsSync(join(dir, TRACK_BUSY))) {
+      log.warn(`the memory tracking of ${dir} was left changed by a dump --precopy that did not finish (${TRACK_BUSY}): every page is dumped`);
+      return null;
+    }
     let rec: TrackRecord;
     try {
       rec = JSON.parse(readFileSync(join(dir, TRACK_FILE), "utf8")) as TrackRecord;

@@ -127,7 +127,7 @@ export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResu
     pageServer = pageServerFor(opts);
     images = new DumpImages(dir, pageServer);
   } catch (e) {
-    precopy?.failed();
+    precopy?.finish(false);
     throw e;
   }
   if (opts.dump.prevImagesDir !== undefined) images.linkParent(precopy ? PRECOPY_DIR : opts.dump.prevImagesDir);
@@ -138,12 +138,13 @@ export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResu
     result = dumpTree(opts, log, images, scripts, hooks, precopy?.parent ?? tracking);
   } catch (e) {
     images.abort();
-    precopy?.failed();
+    precopy?.finish(false);
     throw e;
   } finally {
     scripts.close();
     pageServer?.close();
   }
+  precopy?.finish(true);
   if (opts.dump.autoDedup) dedup(dir, log);
   return result;
 }

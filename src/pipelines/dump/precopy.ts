@@ -16,13 +16,15 @@
 //
 // The chain is one layer longer than criu's dump would make it (the dump ->
 // precopy -> the previous images); criu and crest restore it alike. The round
-// changes the previous tracking's marks: if the dump fails, that tracking
-// ends, as a failed pre-dump ends it, and a next dump against the same parent
-// copies every page.
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
+// changes the previous tracking's marks, which then no longer match the
+// previous images: once the dump is over, failed or not, that tracking ends
+// (as a failed pre-dump ends it), and a next dump against the same parent
+// copies every page. A mark beside the previous images (TRACK_BUSY) says so
+// from before the round until then, should crest not get there.
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import type { Logger } from "../../log.js";
-import type { Options } from "../../options.js";
+import { parentImagesDir, type Options } from "../../options.js";
 import { UnsupportedError } from "../../kinds/context.js";
 import { faultPoint } from "../../fault.js";
 import { DumpImages } from "../../images/store.js";
@@ -33,7 +35,7 @@ import { newStats, type Stats } from "../../kinds/context.js";
 import { PagesWriter, type ParentPages } from "../../kinds/memory/pages.js";
 import { privatePages, subtract } from "../../kinds/memory/vma.js";
 import { readRunningTree } from "../../kinds/memory/early-smaps.js";
-import { ParentImages, uptimeUs, type ParentTracking } from "../../kinds/memory/tracking.js";
+import { ParentImages, TRACK_BUSY, uptimeUs, type ParentTracking } from "../../kinds/memory/tracking.js";
 
 /** The layer's directory, in the images directory (and the dump's `parent` link). */
 export const PRECOPY_DIR = "precopy";
@@ -48,8 +50,11 @@ const WRITTEN = {
 export interface Precopy {
   /** What the dump goes on with: the round's images as its parent, and the previous tracking. */
   parent: ParentTracking;
-  /** After a failed dump: the layer goes, and the previous tracking ends. */
-  failed(): void;
+  /**
+   * Once the dump is over: the previous tracking ends (its marks no longer
+   * match its images), and after a failed dump the layer goes too.
+   */
+  finish(ok: boolean): void;
 }
 
 /** The round, before the tree is frozen; null where there is no tracking to go on with. */
@@ -62,14 +67,27 @@ export function precopyRound(opts: Options, log: Logger, parent: ParentTracking 
     log.warn("--precopy: the previous dump's memory tracking is gone: no round before the freeze");
     return null;
   }
+  // Marked first: a crest killed from here on leaves the mark, and the next dump against these images copies every page.
+  const busy = join(parentImagesDir(opts)!, TRACK_BUSY);
+  try {
+    writeFileSync(busy, `${process.pid}\n`);
+  } catch (e) {
+    throw new UnsupportedError(`--precopy marks the previous images while it changes their memory tracking, and cannot write there: ${(e as Error).message}`);
+  }
   const dir = join(opts.images.dir, PRECOPY_DIR);
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir);
-  const images = new DumpImages(dir);
+  const finish = (ok: boolean) => {
+    if (!ok) rmSync(dir, { recursive: true, force: true });
+    prev.stop();
+    rmSync(busy, { force: true });
+  };
   const stats = newStats();
   const t0 = process.hrtime.bigint();
-  let marked = false;
+  let images: DumpImages | undefined;
   try {
+    // An earlier dump's, in this directory, goes.
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir);
+    images = new DumpImages(dir);
     // As the dump's own link would hold it, from one directory deeper.
     const prevDir = opts.dump.prevImagesDir!;
     images.linkParent(isAbsolute(prevDir) ? prevDir : join("..", prevDir));
@@ -82,7 +100,6 @@ export function precopyRound(opts: Options, log: Logger, parent: ParentTracking 
     for (const [pid, vmas] of tree) {
       if (!prev.tracks(pid)) continue;
       const vpid = nsPids(pid)[level] ?? pid;
-      marked = true;
       copyWritten(pid, vpid, vmas, parent.images.holds(vpid), ++pagesId, images, stats);
     }
     faultPoint("dump:precopy");
@@ -91,19 +108,12 @@ export function precopyRound(opts: Options, log: Logger, parent: ParentTracking 
       dump_uptime: uptimeUs(), pre_dump_mode: criu_pre_dump_mode.VM_READ,
     });
   } catch (e) {
-    images.abort();
-    rmSync(dir, { recursive: true, force: true });
-    if (marked) prev.stop();
+    images?.abort();
+    finish(false);
     throw new Error(`--precopy: ${(e as Error).message}`, { cause: e });
   }
   log.info(`--precopy: ${stats.pagesWritten} page(s) written since the previous dump copied in ${Number((process.hrtime.bigint() - t0) / 1000n)} us while the tree runs`);
-  return {
-    parent: { images: new ParentImages(dir), prev },
-    failed: () => {
-      rmSync(dir, { recursive: true, force: true });
-      prev.stop();
-    },
-  };
+  return { parent: { images: new ParentImages(dir), prev }, finish };
 }
 
 /** NSpid of a process: its PID in each PID namespace, the outermost first. */
