@@ -119,26 +119,32 @@ test("dump --precopy that fails, in the round or frozen: the tree runs on, no pr
   }
 });
 
-test("a crest killed during a dump --precopy leaves its mark beside the pre-dump: the next dump against it copies every page", () => {
-  const w = startWorkload("memwrite", ["32", "2000"]);
-  try {
-    const pre = join(w.dir, "pre"), final = join(w.dir, "final");
-    run(["pre-dump", "-t", String(w.pid), "-D", pre]);
-    spawnSync("sleep", ["0.3"]);
-    // Stopped once the tree is frozen (after the round), then killed for real.
-    const c = spawn(CREST, ["dump", "-t", String(w.pid), "-D", final, "--prev-images-dir", "../pre", "--track-mem", "--precopy"], { env: { ...process.env, CREST_FAULT: "dump:frozen:stop" }, stdio: "ignore" });
-    waitFor("crest to stop at dump:frozen", () => (c.pid !== undefined && procState(c.pid).state === "T" ? true : null), 30_000);
-    process.kill(c.pid!, "SIGKILL");
-    waitFor("the tree to be free of crest", () => (procState(w.pid).tracer === 0 ? true : null));
-    assert.ok(existsSync(join(pre, ".crest-mem-track.busy")), "the mark is left");
-    spawnSync("sleep", ["0.3"]);
-    run(["dump", "-t", String(w.pid), "-D", join(w.dir, "final2"), "--prev-images-dir", "../pre", "--track-mem", "-o", "dump.log", "-v4"]);
-    assert.match(readFileSync(join(w.dir, "final2", "dump.log"), "utf8"), /left changed by a dump --precopy that did not finish/);
-    assert.equal(pagesByFlag(join(w.dir, "final2"), w.pid).parent, 0, "nothing is left in the pre-dump");
-    restoreFrom(w, join(w.dir, "final2"));
-    assert.equal(finish(w), "PASS");
-  } finally {
-    stop(w);
+test("a crest killed while it changes a pre-dump's tracking (pre-dump renewing it, dump --precopy) leaves a mark: the next dump against it copies every page", () => {
+  const cases = [
+    { name: "pre-dump", args: (pre: string, next: string) => ["pre-dump", "-D", next, "--prev-images-dir", `../${pre}`], fault: "pre-dump:tracked:stop" },
+    { name: "dump --precopy", args: (pre: string, next: string) => ["dump", "-D", next, "--prev-images-dir", `../${pre}`, "--track-mem", "--precopy"], fault: "dump:frozen:stop" },
+  ];
+  for (const c of cases) {
+    const w = startWorkload("memwrite", ["32", "2000"]);
+    try {
+      const pre = join(w.dir, "pre"), again = join(w.dir, "final2");
+      run(["pre-dump", "-t", String(w.pid), "-D", pre]);
+      spawnSync("sleep", ["0.3"]);
+      // Stopped with the tree frozen, the marks changed, then killed for real.
+      const p = spawn(CREST, [...c.args("pre", "next"), "-t", String(w.pid)], { cwd: w.dir, env: { ...process.env, CREST_FAULT: c.fault }, stdio: "ignore" });
+      waitFor(`crest to stop at ${c.fault}`, () => (p.pid !== undefined && procState(p.pid).state === "T" ? true : null), 30_000);
+      process.kill(p.pid!, "SIGKILL");
+      waitFor("the tree to be free of crest", () => (procState(w.pid).tracer === 0 ? true : null));
+      assert.ok(existsSync(join(pre, ".crest-mem-track.busy")), `${c.name}: the mark is left`);
+      spawnSync("sleep", ["0.3"]);
+      run(["dump", "-t", String(w.pid), "-D", again, "--prev-images-dir", "../pre", "--track-mem", "-o", "dump.log", "-v4"]);
+      assert.match(readFileSync(join(again, "dump.log"), "utf8"), /left changed by a dump that did not finish/);
+      assert.equal(pagesByFlag(again, w.pid).parent, 0, `${c.name}: nothing is left in the pre-dump`);
+      restoreFrom(w, again);
+      assert.equal(finish(w), "PASS", `${c.name}: memwrite's pages after the restore`);
+    } finally {
+      stop(w);
+    }
   }
 });
 

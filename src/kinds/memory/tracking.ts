@@ -12,7 +12,7 @@
 // it are written beside the images (crest-mem-track.json, which criu does not
 // read). A lost holder loses nothing but time: a mapping no longer
 // registered reports every page written, so the next dump copies them all.
-import { closeSync, existsSync, openSync, readdirSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../../log.js";
 import type { SmapsEntry } from "../../proc/index.js";
@@ -34,11 +34,12 @@ import { sentToPageServer } from "../../images/manifest.js";
 /** The record of a tracking beside the images. */
 export const TRACK_FILE = "crest-mem-track.json";
 /**
- * Beside it while a dump --precopy changes the tracking's marks (precopy.ts):
- * left behind by a crest that did not finish, it says the marks no longer
- * match the images. Not one of the images (the manifest does not cover it).
+ * Beside it while a dump changes the tracking's marks (a pre-dump renewing
+ * them, a dump --precopy's round): left behind by a crest that did not
+ * finish, it says the marks no longer match the images. Not one of the
+ * images (the manifest does not cover it).
  */
-export const TRACK_BUSY = ".crest-mem-track.busy";
+const TRACK_BUSY = ".crest-mem-track.busy";
 
 interface TrackRecord {
   holder: { pid: number; start: number };
@@ -67,11 +68,11 @@ export function startTime(pid: number): number | null {
  * holder lives: the userfaultfd of each task it tracks, to go on with.
  */
 export class PrevTracking {
-  private constructor(private readonly rec: TrackRecord, private readonly pidfd: number) {}
+  private constructor(private readonly dir: string, private readonly rec: TrackRecord, private readonly pidfd: number) {}
 
   static open(dir: string, log: Logger): PrevTracking | null {
     if (existsSync(join(dir, TRACK_BUSY))) {
-      log.warn(`the memory tracking of ${dir} was left changed by a dump --precopy that did not finish (${TRACK_BUSY}): every page is dumped`);
+      log.warn(`the memory tracking of ${dir} was left changed by a dump that did not finish (${TRACK_BUSY}): every page is dumped`);
       return null;
     }
     let rec: TrackRecord;
@@ -87,7 +88,22 @@ export class PrevTracking {
       log.warn(`the memory tracking of ${dir} ended (its holder, process ${rec.holder.pid}, is gone): every page is dumped`);
       return null;
     }
-    return new PrevTracking(rec, pidfd);
+    return new PrevTracking(dir, rec, pidfd);
+  }
+
+  /**
+   * Marks the images while their tracking's marks are changed (TRACK_BUSY):
+   * returns what takes the mark away, once the tracking has ended (stop());
+   * null where the images' directory cannot be written.
+   */
+  markBusy(): (() => void) | null {
+    const path = join(this.dir, TRACK_BUSY);
+    try {
+      writeFileSync(path, `${process.pid}\n`);
+    } catch {
+      return null;
+    }
+    return () => rmSync(path, { force: true });
   }
 
   /** Whether it tracks the task: the process it tracked (not a new one, nor a reused PID). */

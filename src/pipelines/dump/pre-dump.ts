@@ -57,6 +57,9 @@ export function preDump(opts: Options, log: Logger, hooks: RunHooks = {}): void 
   const pageServer = pageServerFor(opts);
   const images = new DumpImages(dir, pageServer);
   const prev = parent?.prev ?? null;
+  // The parent's marks are renewed while frozen: a crest killed before the new holder has them leaves this mark.
+  const unmark = prev?.markBusy() ?? null;
+  if (prev && !unmark) log.warn(`cannot mark ${opts.dump.prevImagesDir} while its memory tracking is renewed: should this pre-dump not finish, a dump against it would trust marks renewed for this one`);
   const tracked: Tracked[] = [];
   const plans: Plan[] = [];
   let holder: number | null = null;
@@ -106,6 +109,7 @@ export function preDump(opts: Options, log: Logger, hooks: RunHooks = {}): void 
     if (holder !== null) endHolder(holder);
     // The tasks it tracked were tracked anew: the parent images no longer match its marks.
     if (plans.length) prev?.stop();
+    unmark?.();
     throw e;
   } finally {
     for (const p of plans) closeSync(p.mem);
@@ -114,6 +118,7 @@ export function preDump(opts: Options, log: Logger, hooks: RunHooks = {}): void 
   }
   // The tracking went on in the new holder.
   prev?.stop();
+  unmark?.();
   if (opts.dump.autoDedup) dedup(opts.images.dir, log);
 }
 

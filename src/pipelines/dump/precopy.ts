@@ -19,12 +19,12 @@
 // changes the previous tracking's marks, which then no longer match the
 // previous images: once the dump is over, failed or not, that tracking ends
 // (as a failed pre-dump ends it), and a next dump against the same parent
-// copies every page. A mark beside the previous images (TRACK_BUSY) says so
+// copies every page. A mark beside the previous images (markBusy) says so
 // from before the round until then, should crest not get there.
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import type { Logger } from "../../log.js";
-import { parentImagesDir, type Options } from "../../options.js";
+import type { Options } from "../../options.js";
 import { UnsupportedError } from "../../kinds/context.js";
 import { faultPoint } from "../../fault.js";
 import { DumpImages } from "../../images/store.js";
@@ -35,7 +35,7 @@ import { newStats, type Stats } from "../../kinds/context.js";
 import { PagesWriter, type ParentPages } from "../../kinds/memory/pages.js";
 import { privatePages, subtract } from "../../kinds/memory/vma.js";
 import { readRunningTree } from "../../kinds/memory/early-smaps.js";
-import { ParentImages, TRACK_BUSY, uptimeUs, type ParentTracking } from "../../kinds/memory/tracking.js";
+import { ParentImages, uptimeUs, type ParentTracking } from "../../kinds/memory/tracking.js";
 
 /** The layer's directory, in the images directory (and the dump's `parent` link). */
 export const PRECOPY_DIR = "precopy";
@@ -68,17 +68,13 @@ export function precopyRound(opts: Options, log: Logger, parent: ParentTracking 
     return null;
   }
   // Marked first: a crest killed from here on leaves the mark, and the next dump against these images copies every page.
-  const busy = join(parentImagesDir(opts)!, TRACK_BUSY);
-  try {
-    writeFileSync(busy, `${process.pid}\n`);
-  } catch (e) {
-    throw new UnsupportedError(`--precopy marks the previous images while it changes their memory tracking, and cannot write there: ${(e as Error).message}`);
-  }
+  const unmark = prev.markBusy();
+  if (!unmark) throw new UnsupportedError(`--precopy marks the previous images while it changes their memory tracking, and cannot write in ${opts.dump.prevImagesDir}`);
   const dir = join(opts.images.dir, PRECOPY_DIR);
   const finish = (ok: boolean) => {
     if (!ok) rmSync(dir, { recursive: true, force: true });
     prev.stop();
-    rmSync(busy, { force: true });
+    unmark();
   };
   const stats = newStats();
   const t0 = process.hrtime.bigint();
