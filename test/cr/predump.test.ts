@@ -148,6 +148,29 @@ test("a crest killed while it changes a pre-dump's tracking (pre-dump renewing i
   }
 });
 
+test("dump -R --track-mem against a pre-dump that fails once it renewed the tracking: the next dump against the same pre-dump copies every page", () => {
+  const w = startWorkload("memwrite", ["32", "2000"]);
+  try {
+    const pre = join(w.dir, "pre"), final = join(w.dir, "final");
+    run(["pre-dump", "-t", String(w.pid), "-D", pre]);
+    spawnSync("sleep", ["0.3"]);
+    // After the memory kind: the tracking is renewed for the images this dump would have made.
+    const r = crest(["dump", "-t", String(w.pid), "-D", final, "--prev-images-dir", "../pre", "--track-mem", "-R"], { CREST_FAULT: "dump:memory" });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /injected fault/);
+    assert.ok(alive(w.pid) && procState(w.pid).tracer === 0, "the tree runs on, free");
+    assert.ok(!existsSync(join(pre, ".crest-mem-track.busy")), "no mark is left");
+    spawnSync("sleep", ["0.3"]);
+    run(["dump", "-t", String(w.pid), "-D", final, "--prev-images-dir", "../pre", "--track-mem", "-o", "dump.log", "-v4"]);
+    assert.match(readFileSync(join(final, "dump.log"), "utf8"), /memory tracking of .* ended/);
+    assert.equal(pagesByFlag(final, w.pid).parent, 0, "nothing is left in the pre-dump");
+    restoreFrom(w, final);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
 test("dump --precopy is refused without a pre-dump's tracking to go on with (--prev-images-dir and --track-mem), the tree untouched", () => {
   const w = startWorkload("memwrite", ["8", "100"]);
   try {

@@ -121,6 +121,12 @@ export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResu
   log.info(`Dumping processes (pid: ${opts.dump.tree})`);
   const tracking = openParentTracking(opts, log, opts.dump.trackMem);
   const precopy = opts.dump.precopy ? precopyRound(opts, log, tracking) : null;
+  // A tree that runs on is tracked on through the previous tracking's userfaultfds, whose marks are renewed
+  // for these images: the previous ones are marked meanwhile (as a pre-dump marks them), and a failed dump ends
+  // that tracking. (--precopy's round does the same for itself.)
+  const renews = !precopy && opts.dump.trackMem && (opts.dump.leaveRunning || opts.dump.leaveStopped) ? tracking?.prev ?? null : null;
+  const unmark = renews?.markBusy() ?? null;
+  if (renews && !unmark) log.warn(`cannot mark ${opts.dump.prevImagesDir} while its memory tracking is renewed: should this dump not finish, a dump against it would trust marks renewed for this one`);
   let pageServer: ReturnType<typeof pageServerFor>;
   let images: DumpImages;
   try {
@@ -128,6 +134,7 @@ export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResu
     images = new DumpImages(dir, pageServer);
   } catch (e) {
     precopy?.finish(false);
+    unmark?.();
     throw e;
   }
   if (opts.dump.prevImagesDir !== undefined) images.linkParent(precopy ? PRECOPY_DIR : opts.dump.prevImagesDir);
@@ -139,12 +146,16 @@ export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResu
   } catch (e) {
     images.abort();
     precopy?.finish(false);
+    renews?.stop();
+    unmark?.();
     throw e;
   } finally {
     scripts.close();
     pageServer?.close();
   }
   precopy?.finish(true);
+  // The dump handed the tracking on (handOverTracking), and ended the previous one where it renewed its marks.
+  unmark?.();
   if (opts.dump.autoDedup) dedup(dir, log);
   return result;
 }
