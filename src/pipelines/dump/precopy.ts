@@ -6,10 +6,10 @@
 // For every task the previous dump tracks, PAGEMAP_SCAN finds the pages
 // written since (present, neither the file's nor the zero page) and
 // write-protects them again as it finds them (PM_SCAN_WP_MATCHING: a write
-// after that marks its page anew). They are copied through /proc/PID/mem
-// into an image layer of their own, `precopy/` in the images directory, whose
-// parent is the previous dump's images: a pre-dump's images, as criu writes
-// them. The dump then takes that layer for its parent. Its pagemap is as long
+// after that marks its page anew). They are copied (process_vm_readv, and
+// /proc/PID/mem for a piece unmapped meanwhile) into an image layer of their
+// own, `precopy/` in the images directory, whose parent is the previous
+// dump's images: a pre-dump's images, as criu writes them. The dump then takes that layer for its parent. Its pagemap is as long
 // as the pages written since the round: the parent's runs are no longer
 // split by every page written since the pre-dump, which is what a dump after
 // a pre-dump spends its frozen time on (docs/design.md, Performance).
@@ -25,13 +25,12 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import type { Logger } from "../../log.js";
 import type { Options } from "../../options.js";
-import { UnsupportedError } from "../../kinds/context.js";
 import { faultPoint } from "../../fault.js";
 import { DumpImages } from "../../images/store.js";
 import { IMG, IMAGES_V1_1, criu_pre_dump_mode, lsmtype } from "../../images/index.js";
 import { parseMaps, parseStatus, type MapEntry } from "../../proc/index.js";
 import { PagemapScanner, PAGE_IS } from "../../sys/pagemap.js";
-import { newStats, type Stats } from "../../kinds/context.js";
+import { newStats, UnsupportedError, type Stats } from "../../kinds/context.js";
 import { PagesWriter, type ParentPages } from "../../kinds/memory/pages.js";
 import { privatePages, subtract } from "../../kinds/memory/vma.js";
 import { readRunningTree } from "../../kinds/memory/early-smaps.js";
