@@ -96,16 +96,16 @@ for (const c of CASES) {
 
 /**
  * An image chain: crest pre-dumps, then dumps with --prev-images-dir and
- * --track-mem (criu 4.2 cannot pre-dump here: no soft-dirty), `restorer`
- * restores through the chain.
+ * --track-mem (criu 4.2 cannot pre-dump here: no soft-dirty), and `extra`
+ * (--precopy: a layer more in the chain); `restorer` restores through the chain.
  */
-function chainCycle(restorer: string): string {
+function chainCycle(restorer: string, extra: string[]): string {
   const w = startWorkload("memwrite", ["16", "200"]);
   try {
     const pre = imagesDir(w, "pre"), dir = imagesDir(w, "final");
     const p = spawnSync(CREST, ["pre-dump", "-t", String(w.pid), "-D", pre, "-o", "pre-dump.log", "-v4"], { encoding: "utf8" });
     if (p.status !== 0) return `pre-dump failed (${pre}/pre-dump.log)`;
-    const d = spawnSync(CREST, ["dump", "-t", String(w.pid), "-D", dir, "--prev-images-dir", "../pre", "--track-mem", "-o", "dump.log", "-v4"], { encoding: "utf8" });
+    const d = spawnSync(CREST, ["dump", "-t", String(w.pid), "-D", dir, "--prev-images-dir", "../pre", "--track-mem", ...extra, "-o", "dump.log", "-v4"], { encoding: "utf8" });
     if (d.status !== 0) return `dump failed (${dir}/dump.log)`;
     waitTreeGone(w, dir);
     const r = spawnSync(restorer, ["restore", "-D", dir, "-o", "restore.log", "-v4", "-d"], { encoding: "utf8" });
@@ -115,10 +115,12 @@ function chainCycle(restorer: string): string {
     stop(w);
   }
 }
-for (const restorer of [CREST, criu]) {
-  const got = chainCycle(restorer);
-  if (got !== "PASS") defects++;
-  console.log(`${"memwrite".padEnd(14)} crest pre-dump + dump --track-mem, ${name(restorer)} restore: ${got}`);
+for (const extra of [[], ["--precopy"]]) {
+  for (const restorer of [CREST, criu]) {
+    const got = chainCycle(restorer, extra);
+    if (got !== "PASS") defects++;
+    console.log(`${"memwrite".padEnd(14)} crest pre-dump + dump ${["--track-mem", ...extra].join(" ")}, ${name(restorer)} restore: ${got}`);
+  }
 }
 console.log(defects ? `\n${defects} cycle(s) with crest fail where criu's own passes` : "\nevery cycle with crest does as well as criu's own");
 process.exit(defects ? 1 : 0);
