@@ -106,6 +106,14 @@ export class PrevTracking {
     return () => rmSync(path, { force: true });
   }
 
+  /** markBusy for a pre-dump or dump that renews the marks, which goes on where the images cannot be marked (it says so). */
+  markRenewing(log: Logger, what: string): () => void {
+    const unmark = this.markBusy();
+    if (unmark) return unmark;
+    log.warn(`cannot mark ${this.dir} while its memory tracking is renewed: should this ${what} not finish, a dump against it would trust marks renewed for this one`);
+    return () => {};
+  }
+
   /** Whether it tracks the task: the process it tracked (not a new one, nor a reused PID). */
   tracks(pid: number): boolean {
     const t = this.rec.tasks.find((x) => x.pid === pid);

@@ -125,8 +125,7 @@ export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResu
   // for these images: the previous ones are marked meanwhile (as a pre-dump marks them), and a failed dump ends
   // that tracking. (--precopy's round does the same for itself.)
   const renews = !precopy && opts.dump.trackMem && (opts.dump.leaveRunning || opts.dump.leaveStopped) ? tracking?.prev ?? null : null;
-  const unmark = renews?.markBusy() ?? null;
-  if (renews && !unmark) log.warn(`cannot mark ${opts.dump.prevImagesDir} while its memory tracking is renewed: should this dump not finish, a dump against it would trust marks renewed for this one`);
+  const unmark = renews?.markRenewing(log, "dump");
   let pageServer: ReturnType<typeof pageServerFor>;
   let images: DumpImages;
   try {

@@ -58,8 +58,7 @@ export function preDump(opts: Options, log: Logger, hooks: RunHooks = {}): void 
   const images = new DumpImages(dir, pageServer);
   const prev = parent?.prev ?? null;
   // The parent's marks are renewed while frozen: a crest killed before the new holder has them leaves this mark.
-  const unmark = prev?.markBusy() ?? null;
-  if (prev && !unmark) log.warn(`cannot mark ${opts.dump.prevImagesDir} while its memory tracking is renewed: should this pre-dump not finish, a dump against it would trust marks renewed for this one`);
+  const unmark = prev?.markRenewing(log, "pre-dump");
   const tracked: Tracked[] = [];
   const plans: Plan[] = [];
   let holder: number | null = null;
