@@ -41,6 +41,19 @@ function restoreFrom(w: Workload, dir: string): void {
   restoreWorkload(w, [], dir);
 }
 
+/**
+ * After a dump that left the pre-dump's tracking unfit (`why`, from the log):
+ * the next dump against it copies every page, and restores.
+ */
+function nextDumpCopiesAll(w: Workload, dir: string, why: RegExp, label: string): void {
+  spawnSync("sleep", ["0.3"]);
+  run(["dump", "-t", String(w.pid), "-D", dir, "--prev-images-dir", "../pre", "--track-mem", "-o", "dump.log", "-v4"]);
+  assert.match(readFileSync(join(dir, "dump.log"), "utf8"), why);
+  assert.equal(pagesByFlag(dir, w.pid).parent, 0, `${label}: nothing is left in the pre-dump`);
+  restoreFrom(w, dir);
+  assert.equal(finish(w), "PASS", `${label}: memwrite's pages after the restore`);
+}
+
 test("pre-dump, pre-dump, dump --track-mem: the dump copies only pages written since, the restore reads the chain", () => {
   const w = startWorkload("memwrite", ["32", "200"]);
   try {
@@ -107,12 +120,7 @@ test("dump --precopy that fails, in the round or frozen: the tree runs on, no pr
       assert.ok(!existsSync(join(final, "precopy")), `${point}: no precopy layer is left`);
       assert.ok(!existsSync(join(pre, ".crest-mem-track.busy")), `${point}: the pre-dump's mark is gone`);
       // The round protected the pages it found again: the pre-dump's tracking no longer tells them, and ended.
-      spawnSync("sleep", ["0.3"]);
-      run(["dump", "-t", String(w.pid), "-D", final, "--prev-images-dir", "../pre", "--track-mem", "-o", "dump.log", "-v4"]);
-      assert.match(readFileSync(join(final, "dump.log"), "utf8"), /memory tracking of .* ended/);
-      assert.equal(pagesByFlag(final, w.pid).parent, 0, `${point}: the next dump leaves nothing in the pre-dump`);
-      restoreFrom(w, final);
-      assert.equal(finish(w), "PASS", `${point}: memwrite's pages after the restore`);
+      nextDumpCopiesAll(w, final, /memory tracking of .* ended/, point);
     } finally {
       stop(w);
     }
@@ -136,12 +144,7 @@ test("a crest killed while it changes a pre-dump's tracking (pre-dump renewing i
       process.kill(p.pid!, "SIGKILL");
       waitFor("the tree to be free of crest", () => (procState(w.pid).tracer === 0 ? true : null));
       assert.ok(existsSync(join(pre, ".crest-mem-track.busy")), `${c.name}: the mark is left`);
-      spawnSync("sleep", ["0.3"]);
-      run(["dump", "-t", String(w.pid), "-D", again, "--prev-images-dir", "../pre", "--track-mem", "-o", "dump.log", "-v4"]);
-      assert.match(readFileSync(join(again, "dump.log"), "utf8"), /left changed by a dump that did not finish/);
-      assert.equal(pagesByFlag(again, w.pid).parent, 0, `${c.name}: nothing is left in the pre-dump`);
-      restoreFrom(w, again);
-      assert.equal(finish(w), "PASS", `${c.name}: memwrite's pages after the restore`);
+      nextDumpCopiesAll(w, again, /left changed by a dump that did not finish/, c.name);
     } finally {
       stop(w);
     }
@@ -160,12 +163,7 @@ test("dump -R --track-mem against a pre-dump that fails once it renewed the trac
     assert.match(r.stderr, /injected fault/);
     assert.ok(alive(w.pid) && procState(w.pid).tracer === 0, "the tree runs on, free");
     assert.ok(!existsSync(join(pre, ".crest-mem-track.busy")), "no mark is left");
-    spawnSync("sleep", ["0.3"]);
-    run(["dump", "-t", String(w.pid), "-D", final, "--prev-images-dir", "../pre", "--track-mem", "-o", "dump.log", "-v4"]);
-    assert.match(readFileSync(join(final, "dump.log"), "utf8"), /memory tracking of .* ended/);
-    assert.equal(pagesByFlag(final, w.pid).parent, 0, "nothing is left in the pre-dump");
-    restoreFrom(w, final);
-    assert.equal(finish(w), "PASS");
+    nextDumpCopiesAll(w, final, /memory tracking of .* ended/, "dump -R");
   } finally {
     stop(w);
   }

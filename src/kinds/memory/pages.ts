@@ -86,7 +86,7 @@ export class PagesWriter {
   private readBase = 0;
   private readonly local = new BigUint64Array(2);
   private readonly remote = new BigUint64Array(IOV_MAX * 2);
-  /** The remote iovecs as 32-bit halves, set from numbers (no BigInt a run). */
+  /** The remote iovecs as 32-bit halves (remoteIov). */
   private readonly remoteHalves = new Uint32Array(this.remote.buffer);
   private nRemote = 0;
   /** The pagemap's entries, as they are recorded. */
@@ -211,12 +211,7 @@ export class PagesWriter {
       if (this.used === BUF_SIZE || this.nRemote === IOV_MAX) this.flushRead();
       const n = Math.min(len - done, BUF_SIZE - this.used);
       if (origin.kind === "vm") {
-        const h = this.remoteHalves, at = vaddr + done, w = this.nRemote * 4;
-        h[w] = at >>> 0;
-        h[w + 1] = (at - (at >>> 0)) / 0x1_0000_0000;
-        h[w + 2] = n;
-        h[w + 3] = 0;
-        this.nRemote++;
+        this.remoteIov(this.nRemote++, vaddr + done, n);
         this.used += n;
       } else if (origin.kind === "bytes") {
         this.flushRead();
@@ -237,6 +232,15 @@ export class PagesWriter {
       }
       done += n;
     }
+  }
+
+  /** Remote iovec i of process_vm_readv, set from numbers (no BigInt a run). */
+  private remoteIov(i: number, addr: number, len: number): void {
+    const h = this.remoteHalves;
+    h[i * 4] = addr >>> 0;
+    h[i * 4 + 1] = (addr - (addr >>> 0)) / 0x1_0000_0000;
+    h[i * 4 + 2] = len;
+    h[i * 4 + 3] = 0;
   }
 
   private flushRead(): void {
@@ -360,7 +364,6 @@ export class PagesWriter {
    */
   addLivePieces(mem: number, pieces: ReadonlyArray<{ start: number; end: number; inParent: boolean }>): number {
     let copied = 0;
-    const h = this.remoteHalves;
     for (let i = 0; i < pieces.length;) {
       this.flushRead();
       // The batch: pieces up to the IOV_MAX-th to read, or as many as the buffer's room takes.
@@ -370,12 +373,8 @@ export class PagesWriter {
         const p = pieces[end]!, len = p.end - p.start;
         if (p.inParent) continue;
         if (n === IOV_MAX || bytes + len > room) break;
-        h[n * 4] = p.start >>> 0;
-        h[n * 4 + 1] = (p.start - (p.start >>> 0)) / 0x1_0000_0000;
-        h[n * 4 + 2] = len;
-        h[n * 4 + 3] = 0;
+        this.remoteIov(n++, p.start, len);
         bytes += len;
-        n++;
       }
       let got = 0;
       if (n) {

@@ -114,16 +114,21 @@ export class PrevTracking {
     return () => {};
   }
 
-  /** Whether it tracks the task: the process it tracked (not a new one, nor a reused PID). */
-  tracks(pid: number): boolean {
+  /** The task's record, where it is the process tracked (not a new one, nor a reused PID). */
+  private trackedAs(pid: number): TrackRecord["tasks"][number] | undefined {
     const t = this.rec.tasks.find((x) => x.pid === pid);
-    return t !== undefined && startTime(pid) === t.start;
+    return t && startTime(pid) === t.start ? t : undefined;
+  }
+
+  /** Whether it tracks the task. */
+  tracks(pid: number): boolean {
+    return this.trackedAs(pid) !== undefined;
   }
 
   /** crest's fd of the task's userfaultfd, or null if the task is not the one tracked (new, or a reused PID). */
   take(pid: number): number | null {
-    if (!this.tracks(pid)) return null;
-    const t = this.rec.tasks.find((x) => x.pid === pid)!;
+    const t = this.trackedAs(pid);
+    if (!t) return null;
     const fd = native.syscall(SYS.pidfd_getfd, this.pidfd, t.fd, 0);
     return fd < 0 ? null : fd;
   }
