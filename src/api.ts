@@ -51,6 +51,8 @@ export interface DumpOptions extends CommonOptions {
   trackMem?: boolean;
   /** Punch the pages these images hold anew out of the parent images (--auto-dedup). */
   autoDedup?: boolean;
+  /** With parentImagesDir and trackMem: copy the pages written since the pre-dump while the tree runs, into a layer of their own, before the freeze (crest's --precopy). */
+  precopy?: boolean;
   /** Send the pages to a page server (criu's --page-server --address --port); with lazyPages, serve them from the frozen tree on port instead. */
   pageServer?: { address?: string; port: number };
   /** Leave private memory for a remote lazy restore (criu's dump --lazy-pages), served on pageServer.port. */
@@ -154,7 +156,7 @@ function dumpOpts(o: DumpOptions): Partial<EncodeInput<criu_opts>> {
     ...(o.networkLock ? { network_lock: LOCKS[o.networkLock] } : {}),
     ...(o.timeout !== undefined ? { timeout: o.timeout } : {}), ...(o.ghostLimit !== undefined ? { ghost_limit: o.ghostLimit } : {}),
     ...(o.parentImagesDir !== undefined ? { parent_img: o.parentImagesDir } : {}), ...(o.trackMem ? { track_mem: true } : {}),
-    ...(o.autoDedup ? { auto_dedup: true } : {}), ...(o.lazyPages ? { lazy_pages: true } : {}),
+    ...(o.autoDedup ? { auto_dedup: true } : {}), ...(o.lazyPages ? { lazy_pages: true } : {}), ...(o.precopy ? { crest_precopy: true } : {}),
     ...(o.pageServer ? { ps: { port: o.pageServer.port, ...(o.pageServer.address !== undefined ? { address: o.pageServer.address } : {}) } } : {}),
   };
 }

@@ -8,7 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { check, CrestError, dump, features, preDump, restore, type Progress } from "../../src/api.js";
 import { IMG, readImage } from "../../src/images/index.js";
@@ -29,6 +29,25 @@ test("api: preDump, then dump with parentImagesDir, trackMem and autoDedup: the 
     await dump({ pid: w.pid, imagesDir: final, parentImagesDir: "../pre", trackMem: true, autoDedup: true });
     assert.ok(readImage(final, IMG.pagemap, w.pid).entries.some((e) => e.flags === 1), "pages left in the pre-dump's images (PE_PARENT)");
     assert.ok(statSync(prePages).blocks < before, "the pre-dump's copies of pages written since are punched out (autoDedup)");
+    waitTreeGone(w, final);
+    assert.equal((await restore({ imagesDir: final })).pid, w.pid);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});
+
+test("api: dump with precopy after a preDump: the pages written since are copied into a layer of their own (precopy/), and the restore reads through it", async () => {
+  const w = startWorkload("memwrite", ["16", "200"]);
+  try {
+    const pre = join(w.dir, "pre"), final = join(w.dir, "final");
+    mkdirSync(pre);
+    mkdirSync(final);
+    await preDump({ pid: w.pid, imagesDir: pre });
+    await new Promise((done) => setTimeout(done, 300));
+    await dump({ pid: w.pid, imagesDir: final, parentImagesDir: "../pre", trackMem: true, precopy: true });
+    assert.equal(readlinkSync(join(final, "parent")), "precopy", "the dump's parent is the layer the round wrote");
+    assert.ok(readImage(join(final, "precopy"), IMG.pagemap, w.pid).entries.some((e) => (e.flags ?? 0) & 4), "the layer holds pages (PE_PRESENT)");
     waitTreeGone(w, final);
     assert.equal((await restore({ imagesDir: final })).pid, w.pid);
     assert.equal(finish(w), "PASS");

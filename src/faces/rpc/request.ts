@@ -86,6 +86,7 @@ export function translate(command: Command, o: criu_opts | undefined, peer: Peer
   if (o.parent_img) options.dump.prevImagesDir = o.parent_img;
   if (o.track_mem !== undefined) options.dump.trackMem = o.track_mem;
   if (o.auto_dedup !== undefined) options.dump.autoDedup = o.auto_dedup;
+  if (o.crest_precopy !== undefined) options.dump.precopy = o.crest_precopy;
   if (o.pre_dump_mode !== undefined) options.dump.preDumpMode = o.pre_dump_mode === criu_pre_dump_mode.VM_READ ? "read" : "splice";
   if (o.display_stats !== undefined) options.log.displayStats = o.display_stats;
   // The page server's connection in TLS, as criu's --tls and its files.

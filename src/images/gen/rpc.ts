@@ -199,6 +199,11 @@ export interface criu_opts {
    * notifications for crest's library API (script "crest-progress").
    */
   crest_progress?: boolean;
+  /**
+   * crest's dump --precopy (with parent_img and track_mem): the pages written
+   * since the pre-dump copied while the tree runs, into a layer of their own.
+   */
+  crest_precopy?: boolean;
 }
 export const criu_opts: MessageType<criu_opts> = message<criu_opts>("criu_opts", [
   { name: "images_dir_fd", number: 1, label: "required", kind: "int32", default: -1 },
@@ -272,6 +277,7 @@ export const criu_opts: MessageType<criu_opts> = message<criu_opts>("criu_opts",
   { name: "display_stats", number: 70, label: "optional", kind: "bool" },
   { name: "log_to_stderr", number: 71, label: "optional", kind: "bool" },
   { name: "crest_progress", number: 4001, label: "optional", kind: "bool" },
+  { name: "crest_precopy", number: 4002, label: "optional", kind: "bool" },
 ]);
 
 export interface criu_dump_resp {
