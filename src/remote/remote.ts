@@ -185,6 +185,35 @@ function rseqCsOf(t: Tracee): bigint {
   return area ? readMemory(t.tid, area + 8n, 8).readBigUInt64LE(0) : 0n;
 }
 
+/** struct rseq_cs: the critical section a thread's (struct rseq).rseq_cs names. */
+export interface RseqCs {
+  version: number;
+  flags: number;
+  start: bigint;
+  /** post_commit_offset: the section is [start, start + len). */
+  len: bigint;
+  abort: bigint;
+}
+
+const RSEQ_CS_FLAG_NO_RESTART_ON_SIGNAL = 2;
+
+export function readRseqCs(tid: number, csPtr: bigint): RseqCs {
+  const b = readMemory(tid, csPtr, 32);
+  return { version: b.readUInt32LE(0), flags: b.readUInt32LE(4), start: b.readBigUInt64LE(8), len: b.readBigUInt64LE(16), abort: b.readBigUInt64LE(24) };
+}
+
+/**
+ * Sends a thread seized inside rseq critical section `cs` to the section's
+ * abort handler, in `regs`, unless the section asks for no restart on a
+ * signal: where the kernel would send it when it returns from the stop, had
+ * crest not run code in it, which makes the kernel forget the section.
+ * Idempotent: the kernel requires the handler to lie outside the section.
+ */
+export function leaveRseqSection(regs: Regs, cs: RseqCs): void {
+  const ip = regs.get("ip");
+  if (ip >= cs.start && ip < cs.start + cs.len && !(cs.flags & RSEQ_CS_FLAG_NO_RESTART_ON_SIGNAL)) regs.set("ip", cs.abort);
+}
+
 export class Remote {
   readonly saved: Regs;
   readonly savedMask: bigint;
@@ -689,6 +718,16 @@ export class Remote {
   restore(): void {
     this.queued = [];
     this.after = [];
+    // A thread put back inside the rseq section it was seized in would run the rest of it unprotected.
+    if (this.rseqCs) {
+      let cs: RseqCs | undefined;
+      try {
+        cs = readRseqCs(this.pid, this.rseqCs);
+      } catch {
+        // A descriptor that cannot be read: the kernel kills the thread at its next return to user space, as it would have.
+      }
+      if (cs?.version === 0) leaveRseqSection(this.saved, cs);
+    }
     this.t.setRegs(this.saved);
     this.t.setSigmask(this.savedMask);
   }

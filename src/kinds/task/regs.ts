@@ -12,7 +12,7 @@ import type {
 } from "../../images/index.js";
 import { IMG, user_x86_regs_mode } from "../../images/index.js";
 import type { Tracee } from "../../remote/tracee.js";
-import type { Remote } from "../../remote/remote.js";
+import { leaveRseqSection, readRseqCs, type Remote } from "../../remote/remote.js";
 import { readMemory } from "../../remote/memory.js";
 import { SYS } from "../../sys/constants.js";
 import type { ProcStatus } from "../../proc/index.js";
@@ -160,8 +160,6 @@ function entryToDesc(e: user_desc_t): Buffer {
 /** An unused TLS slot, as the kernel reports it. */
 const emptyDesc = (e: user_desc_t): boolean => e.base_addr === 0 && e.limit === 0 && e.seg_not_present && e.read_exec_only;
 
-const RSEQ_CS_FLAG_NO_RESTART_ON_SIGNAL = 2;
-
 /**
  * The thread's rseq registration. A thread stopped inside an rseq critical
  * section must resume at its abort handler, as it would after a signal; the
@@ -173,12 +171,9 @@ function dumpRseq(t: Tracee, regs: Regs, csPtr: bigint): rseq_entry | undefined 
   const cfg = t.rseqConfig();
   if (!cfg.pointer) return undefined;
   if (csPtr) {
-    const cs = readMemory(t.tid, csPtr, 32);
-    const version = cs.readUInt32LE(0), flags = cs.readUInt32LE(4);
-    const start = cs.readBigUInt64LE(8), len = cs.readBigUInt64LE(16), abort = cs.readBigUInt64LE(24);
-    if (version !== 0) throw new UnsupportedError(`thread ${t.tid} uses rseq ABI version ${version}, which crest does not know`);
-    const ip = regs.get("ip");
-    if (ip >= start && ip < start + len && !(flags & RSEQ_CS_FLAG_NO_RESTART_ON_SIGNAL)) regs.set("ip", abort);
+    const cs = readRseqCs(t.tid, csPtr);
+    if (cs.version !== 0) throw new UnsupportedError(`thread ${t.tid} uses rseq ABI version ${cs.version}, which crest does not know`);
+    leaveRseqSection(regs, cs);
   }
   return { rseq_abi_pointer: cfg.pointer, rseq_abi_size: cfg.size, signature: cfg.signature, rseq_cs_pointer: csPtr };
 }
@@ -238,13 +233,11 @@ function resumeRegs(pid: number, st: ProcStatus, r: Remote, log: Logger): Regs {
 
 /**
  * A thread crest stops only for a moment and lets run on (not dumped): the
- * registers it gets back leave an rseq critical section by its abort
- * handler (the kernel forgets the section once crest runs a syscall in it)
- * and resume a syscall crest's interrupt caught it in, as a dumped thread
- * left running does.
+ * registers it gets back resume a syscall crest's interrupt caught it in, as
+ * a dumped thread left running does (Remote.restore sends it out of an rseq
+ * critical section).
  */
 export function resumeLive(r: Remote, pid: number, st: ProcStatus, log: Logger): void {
-  dumpRseq(r.t, r.saved, r.rseqCs);
   resumeRegs(pid, st, r, log);
 }
 
