@@ -312,3 +312,22 @@ test("runc checkpoint --pre-dump, then --parent-path: through crest's RPC, the d
       runc.remove(ct);
     }
   });
+
+test("churn: tasks that exit while a pre-dump copies their pages are left as copied, with a warning; the pre-dumps go on, and the dump against them restores", () => {
+  const w = startWorkload("churn", ["linger"]);
+  try {
+    let warned = 0;
+    for (const n of [1, 2, 3]) {
+      run(["pre-dump", "-t", String(w.pid), "-D", join(w.dir, `pre${n}`), "-o", "pre-dump.log", ...(n > 1 ? ["--prev-images-dir", `../pre${n - 1}`, "--track-mem"] : [])]);
+      if (/exited during the pre-dump: the pages copied of it before are kept/.test(readFileSync(join(w.dir, `pre${n}`, "pre-dump.log"), "utf8"))) warned++;
+    }
+    assert.ok(warned > 0, "a forked child exited while its pages were copied, in one of three pre-dumps at least");
+    const final = join(w.dir, "final");
+    run(["dump", "-t", String(w.pid), "-D", final, "--prev-images-dir", "../pre3", "--track-mem"]);
+    critDecodeAll(final);
+    restoreFrom(w, final);
+    assert.equal(finish(w), "PASS");
+  } finally {
+    stop(w);
+  }
+});

@@ -15,6 +15,7 @@ const CASES: Array<[string, string[], { ns?: string }?]> = [
   ["threads", ["100"]],
   ["forest", ["100"]],
   ["churn", []],
+  ["churn", ["linger"]], // children that exit during the freeze leave theirs to the root, a subreaper
   ["pipes", []],
   ["shm", []],
   ["sharing", []], // CLONE_FILES and CLONE_FS between processes

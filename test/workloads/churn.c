@@ -5,12 +5,17 @@
  * children, zombies, orphans) and the restored tree must carry on: the root
  * keeps forking and reaping, and every child it forked is reaped exactly
  * once, alive ones included.
+ *
+ * argv[2] "linger": each child lives 3 ms before it exits, so that a
+ * checkpoint finds some alive that exit while it goes on (a pre-dump copying
+ * their pages after the tree runs again).
  */
 #define _GNU_SOURCE
 #include "lib.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +23,7 @@
 int main(int argc, char **argv)
 {
 	wl_init(argc, argv, "churn");
+	int linger = argc > 2 && !strcmp(argv[2], "linger");
 	/* Orphaned grandchildren come back to the root, to be reaped too. */
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	unsigned long forked = 0, reaped = 0, at_ready = 0;
@@ -27,6 +33,8 @@ int main(int argc, char **argv)
 		if (p == 0) {
 			if (fork() == 0)
 				_exit(3);
+			if (linger)
+				usleep(3000);
 			_exit(2);
 		}
 		if (p > 0)

@@ -155,8 +155,12 @@ function freezeTask(pid: number, ppid: number, log: Logger, seized: Tracee[], de
     log.debug(`seized ${batch.length} thread(s) of ${pid}`);
   }
   const threads = [...byTid.values()].sort((a, b) => (a.tid === pid ? -1 : b.tid === pid ? 1 : a.tid - b.tid));
-  const children = [...new Set(threads.flatMap((t) => readChildren(pid, t.tid)))].sort((a, b) => a - b);
-  return { pid, ppid, threads, status: threads.map((t) => statusOf.get(t.tid)!), children, zombie: false };
+  return { pid, ppid, threads, status: threads.map((t) => statusOf.get(t.tid)!), children: childrenOf(pid, threads), zombie: false };
+}
+
+/** The children of a frozen process: every thread's, sorted. */
+function childrenOf(pid: number, threads: Tracee[]): number[] {
+  return [...new Set(threads.flatMap((t) => readChildren(pid, t.tid)))].sort((a, b) => a - b);
 }
 
 const zombie = (pid: number, ppid: number): FrozenTask => ({ pid, ppid, threads: [], status: [], children: [], zombie: true });
@@ -217,13 +221,31 @@ export function freezeTree(root: number, log: Logger, timeoutSec: number, pre?: 
   const tasks: FrozenTask[] = [];
   try {
     const queue: Array<[number, number]> = [[root, 0]];
-    while (queue.length) {
-      const [pid, ppid] = queue.shift()!;
-      if (Date.now() > deadline) throw new TraceError(`freezing the tree of process ${root} took longer than ${timeoutSec} s (--timeout)`, ETIMEDOUT);
-      const task = freezeOne(pid, ppid, pid === root, log, seized, deadline, pre);
-      if (!task) continue;
-      tasks.push(task);
-      for (const c of task.children) queue.push([c, pid]);
+    const seen = new Set<number>();
+    for (;;) {
+      while (queue.length) {
+        const [pid, ppid] = queue.shift()!;
+        if (Date.now() > deadline) throw new TraceError(`freezing the tree of process ${root} took longer than ${timeoutSec} s (--timeout)`, ETIMEDOUT);
+        seen.add(pid);
+        const task = freezeOne(pid, ppid, pid === root, log, seized, deadline, pre);
+        if (!task) continue;
+        tasks.push(task);
+        for (const c of task.children) queue.push([c, pid]);
+      }
+      // A child that exited after its parent's children were read, before it was
+      // seized, left its own children to a frozen task of the tree (a subreaper,
+      // a PID namespace's init): read every list again until nothing new
+      // appears, as criu does.
+      for (const t of tasks) {
+        if (t.zombie) continue;
+        const now = childrenOf(t.pid, t.threads);
+        const fresh = now.filter((c) => !seen.has(c));
+        if (!fresh.length) continue;
+        log.debug(`process ${t.pid} was given ${fresh.join(", ")} during the freeze`);
+        t.children = now;
+        for (const c of fresh) queue.push([c, t.pid]);
+      }
+      if (!queue.length) break;
     }
   } catch (e) {
     for (const t of seized) {

@@ -81,7 +81,7 @@ export function preDump(opts: Options, log: Logger, hooks: RunHooks = {}): void 
     const frozenUs = us(frozenAt);
     log.info(`The tree runs on after ${frozenUs} us; copying its pages`);
     const stats = newStats();
-    plans.forEach((p, i) => copyPages(p, i + 1, images, stats));
+    plans.forEach((p, i) => copyPages(p, i + 1, images, stats, log));
     faultPoint("pre-dump:copied");
     if (tracked.length) {
       const h = holdTracking(tracked.splice(0));
@@ -156,7 +156,7 @@ function planTree(frozen: FrozenTree, early: ReadonlyMap<number, SmapsEntry[]>, 
 }
 
 /** Copies a task's pages as they are now (it runs): pagemap-VPID.img and pages-ID.img. */
-function copyPages(p: Plan, pagesId: number, images: DumpImages, stats: Stats): void {
+function copyPages(p: Plan, pagesId: number, images: DumpImages, stats: Stats, log: Logger): void {
   const w = new PagesWriter(p.pid, images.pages(pagesId, { shmem: false, id: p.vpid }), stats);
   try {
     for (const piece of p.pieces) {
@@ -168,11 +168,12 @@ function copyPages(p: Plan, pagesId: number, images: DumpImages, stats: Stats): 
   } finally {
     w.close();
   }
-  // A task gone meanwhile left nothing to copy: a dump of it would find it gone too.
+  // A task that exited meanwhile (a tree that forks and reaps all the time) is not in the next dump:
+  // what was copied of it stays consistent with its pagemap and is never taken, as criu goes on past it.
   try {
     process.kill(p.pid, 0);
   } catch {
-    throw new Error(`process ${p.pid} exited during the pre-dump; pre-dump the tree again`);
+    log.warn(`process ${p.pid} exited during the pre-dump: the pages copied of it before are kept (the next dump will not find it)`);
   }
   images.write(IMG.pagemap, p.vpid, { head: { pages_id: pagesId }, entries: w.entries });
 }
