@@ -329,9 +329,6 @@ export function unsupported(opts: Options): string[] {
   if (opts.restore.lazyPages && opts.command === "pre-dump") {
     why.push("--lazy-pages on pre-dump: a pre-dump copies every page while the tree runs on, none is left for a lazy restore; pre-dump plainly, then dump --lazy-pages --prev-images-dir");
   }
-  if (opts.restore.lazyPages && opts.service.tls?.on && (opts.command === "dump" || opts.command === "page-server" || opts.command === "lazy-pages")) {
-    why.push(`--tls with --lazy-pages on ${opts.command}: crest serves and fetches lazy pages over plain TCP only so far; drop --tls (or send the pages to a page server --tls and restore plainly)`);
-  }
   if (opts.restore.lazyPages && opts.command === "dump" && opts.service.pageServer) {
     why.push("--lazy-pages with --page-server on dump: the dump serves its lazy pages itself on --address:--port; send the other pages to a page server, or keep them lazy, not both");
   }

@@ -2,7 +2,8 @@
 // (kinds/memory/lazy.ts has the protocol and the serving), or with
 // --page-server --address A --port P from the page server there (a dump
 // --lazy-pages, or a page-server --lazy-pages) for the pages the images
-// mark lazy. It listens on
+// mark lazy, in TLS with --tls (images/tls.ts's relay, as a dump's
+// --page-server). It listens on
 // lazy-pages.socket in the work directory, takes one restore (run with
 // --lazy-pages), serves its tasks' page faults and pushes their other pages
 // once the restore has finished, and exits when every page is in place.
@@ -29,7 +30,8 @@ import { check, errnoName } from "../sys/errno.js";
 import { sendWithFiles } from "../kinds/sockets/queue.js";
 import { AF_UNIX, lazySocketPath, LazyServer, type LazyTask, pidOfPidfd, RemotePages, RESTORE_FINISHED, SOCK_CLOEXEC, SOCK_STREAM, unixAddress } from "../kinds/memory/lazy.js";
 import { DEFAULT_PORT } from "../kinds/memory/lazy-server.js";
-import { connectPageServer } from "../images/page-server.js";
+import { connectPageServer, tlsFiles } from "../images/page-server.js";
+import { loadCreds, plainLink, tlsLink, type PageLink } from "../images/tls.js";
 import { daemonize } from "./rpc/service.js";
 
 const SOCK_SEQPACKET = 5, MSG_WAITALL = 0x100, MSG_CMSG_CLOEXEC = 0x40000000, SOL_SOCKET = 1, SCM_RIGHTS = 1;
@@ -53,14 +55,16 @@ export function lazyPagesMain(opts: Options, argv: readonly string[], refused: r
   let listener = -1, client = -1, guard = -1;
   let server: LazyServer | null = null;
   let pagesCheck: PagesCheck | null = null;
-  let remote: { sk: number; pages: RemotePages } | null = null;
+  let remote: { link: PageLink; pages: RemotePages } | null = null;
   const path = lazySocketPath(opts);
   try {
+    // --tls's certificate files named at once, not once the page server is there.
+    if (opts.service.pageServer && opts.service.tls?.on) loadCreds(tlsFiles(opts));
     const images = new RestoreImages(opts.images.dir);
     if (!images.exists(IMG.inventory)) throw new Error(`${opts.images.dir} holds no images (no inventory.img): nothing to serve lazily`);
     // The restore leaves the pages files' sums to the daemon: summed on a second thread while it serves, asked before it is done.
     pagesCheck = opts.restore.noVerify ? null : verifyImages(opts.images.dir, (m) => log.info(m));
-    if (opts.service.pageServer) remote = connectRemote(opts.service.address!, opts.service.port ?? DEFAULT_PORT, log);
+    if (opts.service.pageServer) remote = connectRemote(opts, log);
     guard = startGuard(log);
     listener = listen(path);
     log.info(`Lazy-pages daemon listening on ${path}, images in ${opts.images.dir}`);
@@ -115,22 +119,32 @@ export function lazyPagesMain(opts: Options, argv: readonly string[], refused: r
     if (client >= 0) closeSync(client);
     if (guard >= 0) closeSync(guard);
     // Closed without PS_IOV_CLOSE if the daemon failed: the server side then fails too.
-    if (remote) closeSync(remote.sk);
+    remote?.link.close();
   }
 }
 
 /**
  * Connects to the page server holding the lazy pages (criu's lazy-pages
- * --page-server). It may be starting at the same moment (zdtm starts both
- * at once): a refused connection is tried again for a few seconds.
+ * --page-server), with --tls once the handshake and the certificate checks
+ * are done (criu's connect_to_page_server). It may be starting at the same
+ * moment (zdtm starts both at once): a refused connection is tried again
+ * for a few seconds.
  */
-function connectRemote(address: string, port: number, log: Logger): { sk: number; pages: RemotePages } {
+function connectRemote(opts: Options, log: Logger): { link: PageLink; pages: RemotePages } {
+  const address = opts.service.address!, port = opts.service.port ?? DEFAULT_PORT;
+  const where = `${address}:${port}`, peer = `page server at ${where}`;
+  const tls = opts.service.tls?.on ? tlsFiles(opts) : null;
+  const tcp = connectRetrying(address, port);
+  const link = tls ? tlsLink(tcp, tls, "client", peer, address) : plainLink(tcp, peer);
+  log.info(`Connected to the page server at ${where}${tls ? " (TLS handshake completed)" : ""}: the lazy pages come from there`);
+  return { link, pages: new RemotePages(link, where) };
+}
+
+function connectRetrying(address: string, port: number): number {
   const deadline = Date.now() + CONNECT_WAIT_MS;
   for (;;) {
     try {
-      const sk = connectPageServer(address, port);
-      log.info(`Connected to the page server at ${address}:${port}: the lazy pages come from there`);
-      return { sk, pages: new RemotePages(sk, `${address}:${port}`) };
+      return connectPageServer(address, port);
     } catch (e) {
       if (!/ECONNREFUSED/.test((e as Error).message) || Date.now() > deadline) {
         throw new Error(`--page-server: ${(e as Error).message}; start the dump --lazy-pages (or page-server --lazy-pages) there first`);

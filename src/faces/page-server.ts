@@ -6,7 +6,8 @@
 // once it listens; --pidfile names its PID; --status-fd is told when it listens.
 // With --lazy-pages it serves the lazy pages of the images there instead, to
 // a lazy-pages daemon run with --page-server (kinds/memory/lazy-server.ts).
-// --tls: the client's connection in TLS (images/tls.ts, docs/page-server.md).
+// --tls: the client's connection in TLS, the lazy-pages daemon's too
+// (images/tls.ts, docs/page-server.md).
 import { closeSync, mkdirSync, readSync, writeFileSync } from "node:fs";
 import { statusReady } from "../pipelines/actions.js";
 import type { Logger } from "../log.js";
@@ -63,7 +64,9 @@ export function pageServerMain(opts: Options, argv: readonly string[], refused: 
 /** page-server --lazy-pages: serves the lazy pages of the images to a lazy-pages daemon --page-server (lazy-server.ts). */
 function lazyPageServer(opts: Options, log: Logger): number {
   try {
-    serveImagePages(opts.images.dir, opts.service.address ?? "0.0.0.0", opts.service.port ?? DEFAULT_PORT, log, (port) => {
+    // Its certificate files named now, not once a daemon came.
+    if (opts.service.tls?.on) loadCreds(tlsFiles(opts));
+    serveImagePages(opts, log, (port) => {
       log.info(`Page server (lazy pages) listening on port ${port}, images in ${opts.images.dir}`);
       if (opts.restore.pidfile) writeFileSync(workPath(opts, opts.restore.pidfile), `${process.pid}`);
       statusReady(opts, log);

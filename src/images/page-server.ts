@@ -114,10 +114,15 @@ function stalled(e: unknown, secs: number): unknown {
   return new Error(`${(e as Error).message.replace(/EAGAIN.*/, "")}it took nothing and answered nothing for ${secs} s (--timeout): is it stuck?`);
 }
 
-/** The page server's side of an accepted connection: with --tls, once its handshake and checks are done. */
-export function pageClientLink(fd: number, opts: Options): PageLink {
-  const peer = `page server's client ${peerName(fd)}`;
-  return opts.service.tls?.on ? tlsLink(fd, tlsFiles(opts), "server", peer, opts.service.address) : plainLink(fd, peer);
+/**
+ * The page server's side of an accepted connection, with --tls once its
+ * handshake and checks are done; `lazy`: a lazy-pages daemon's, which a
+ * dump or page-server --lazy-pages answers with pages.
+ */
+export function pageClientLink(fd: number, opts: Options, lazy = false): PageLink {
+  const peer = lazy ? `lazy-pages daemon at ${peerName(fd)}` : `page server's client ${peerName(fd)}`;
+  if (!opts.service.tls?.on) return plainLink(fd, peer);
+  return tlsLink(fd, tlsFiles(opts), lazy ? "lazy server" : "server", peer, opts.service.address);
 }
 
 /** --tls's files, relative ones in the work directory (criu works there). */

@@ -1,4 +1,5 @@
-// The page server's connection in TLS (--tls), as criu 4.x: X.509 on both
+// The page server's connection in TLS (--tls), a dump's and a lazy-pages
+// daemon's to it (remote lazy pages too), as criu 4.x: X.509 on both
 // sides (the server requires the client's certificate), each side checks the
 // other's chain against the CA (--tls-cacert; else the system's CAs and
 // /etc/pki/CA/cacert.pem if present) and the CRL (--tls-cacrl; else
@@ -36,6 +37,7 @@ const THREAD = `
 const net = require("node:net"), tls = require("node:tls");
 const { workerData: w } = require("node:worker_threads");
 const state = new Int32Array(w.state);
+const server = w.side !== "client";
 let said = false;
 function set(v, msg) {
   if (msg !== undefined && !said) { said = true; w.port.postMessage(msg); }
@@ -45,7 +47,7 @@ function set(v, msg) {
 const raw = new net.Socket({ fd: w.tcp, readable: true, writable: true });
 const opts = { ca: w.ca, cert: w.cert, key: w.key, ...(w.crl ? { crl: w.crl } : {}) };
 let s;
-if (w.server) {
+if (server) {
   // TLS 1.2 at most: a TLS 1.3 server of OpenSSL's sends session tickets after the handshake, and criu's
   // GnuTLS client reports the record that holds them as EAGAIN to its blocking read ("The page server doesn't answer").
   s = new tls.TLSSocket(raw, { isServer: true, secureContext: tls.createSecureContext({ ...opts, maxVersion: "TLSv1.2" }), requestCert: true, rejectUnauthorized: false });
@@ -53,6 +55,8 @@ if (w.server) {
   s = tls.connect({ socket: raw, ...opts, rejectUnauthorized: false, checkServerIdentity: () => undefined });
 }
 let plain = null;
+/** Whether anything came from the peer since the handshake (a peer that closes before refused this side, maybe). */
+let heard = false;
 function verify() {
   const cert = s.getPeerCertificate();
   if (!cert || !cert.raw) return "sent no certificate";
@@ -65,7 +69,7 @@ function verify() {
   }
   return undefined;
 }
-s.once(w.server ? "secure" : "secureConnect", () => {
+s.once(server ? "secure" : "secureConnect", () => {
   const bad = verify();
   if (bad) { set(2, "the " + w.peer + " " + bad); s.destroy(); return; }
   plain = new net.Socket({ fd: w.plain, readable: true, writable: true });
@@ -74,9 +78,11 @@ s.once(w.server ? "secure" : "secureConnect", () => {
   plain.on("error", () => s.destroy());
   plain.on("close", () => { if (!s.destroyed) s.end(); });
   s.pipe(plain);
+  s.on("data", () => (heard = true));
+  if (w.side === "lazy server") s.on("data", countRequests);
   // One TLS write each, never merged (criu's receiver reads pages record by record: see frame()).
   s._writev = null;
-  if (w.server) plain.pipe(s);
+  if (w.side === "server") plain.pipe(s);
   else {
     plain.on("data", frame);
     plain.on("end", () => s.end());
@@ -90,9 +96,26 @@ s.once(w.server ? "secure" : "secureConnect", () => {
 // last one the rest), which TLS cuts into full records of 16 KiB from the run's start. criu's page
 // server takes pages record by record (gnutls_record_recv_packet) into a pipe of N x 16 KiB at a
 // time, and counts every byte of a record against that: a record that held the next message, or
-// crossed its pipe's size, would derail it.
+// crossed its pipe's size, would derail it. A lazy page server's answers (PS_IOV_ADD_F and its pages)
+// are cut the same way: criu's lazy-pages daemon reads them as epoll says its socket is readable,
+// and bytes of a record GnuTLS holds already would wait for the next event, which may never come.
 const RECORD = 1 << 20;
 let head = Buffer.alloc(0), pagesLeft = 0, pend = [], pendLen = 0;
+// A lazy page server answers each PS_IOV_GET with a page_server_iov and PS_IOV_CLOSE with a 4-byte
+// status, in the order asked: the daemon's requests (32-byte heads only), counted as they pass, say
+// which comes next.
+let asked = 0, answered = 0, closeAt = -1, req = Buffer.alloc(0);
+function countRequests(d) {
+  while (d.length) {
+    const take = Math.min(32 - req.length, d.length);
+    req = Buffer.concat([req, d.subarray(0, take)]);
+    d = d.subarray(take);
+    if (req.length < 32) return;
+    const cmd = req.readUInt32LE(0) & 0xffff;
+    if (cmd === 0x1023 || cmd === 0x1024) { if (closeAt < 0) closeAt = asked; } else asked++;
+    req = Buffer.alloc(0);
+  }
+}
 /** Writes to the TLS socket; a full one stops the reading of the sender's stream until it drains. */
 function send(b) {
   if (!s.write(b)) plain.pause();
@@ -113,13 +136,15 @@ function frame(d) {
       if (pendLen === RECORD || pagesLeft === 0) flushPages();
       continue;
     }
-    const take = Math.min(32 - head.length, d.length);
+    const size = closeAt >= 0 && answered === closeAt ? 4 : 32;
+    const take = Math.min(size - head.length, d.length);
     head = Buffer.concat([head, d.subarray(0, take)]);
     d = d.subarray(take);
-    if (head.length < 32) return;
+    if (head.length < size) return;
     send(head);
+    answered++;
     const raw = head.readUInt32LE(0), cmd = raw & 0xffff, flags = raw >>> 16;
-    if (cmd === 1 || (cmd === 6 && flags & 4)) pagesLeft = Number(head.readBigUInt64LE(8)) * 4096;
+    if (size === 32 && (cmd === 1 || (cmd === 6 && flags & 4))) pagesLeft = Number(head.readBigUInt64LE(8)) * 4096;
     head = Buffer.alloc(0);
   }
 }
@@ -133,7 +158,7 @@ s.on("close", () => {
   // The relay's end is this thread's only once secure; else the main thread closes it.
   if (plain) plain.destroy();
   // Said only if nothing was: a peer that refuses this side's certificate after the handshake (TLS 1.3) just closes.
-  set(3, "the " + w.peer + " ended the TLS connection (did it refuse this side's certificate? its log says)");
+  set(3, "the " + w.peer + " ended the TLS connection" + (heard ? "" : " (did it refuse this side's certificate? its log says)"));
 });
 `;
 
@@ -188,6 +213,8 @@ export interface PageLink {
   readonly fd: number;
   /** A failure of the connection turned into one that names the peer and what failed (TLS's own reason, if it had one). */
   explain(e: unknown): Error;
+  /** TLS's own reason for the connection's failure or end, naming the peer, if it has one (plain TCP: none). */
+  reason(): string | undefined;
   /** Closes this side (with TLS, sends its close and waits for the relay to end). */
   close(): void;
 }
@@ -197,18 +224,26 @@ export function plainLink(fd: number, peer: string): PageLink {
   return {
     fd,
     explain: (e) => new Error(`the ${peer}: ${(e as Error).message}`),
+    reason: () => undefined,
     close: () => closeSync(fd),
   };
 }
 
 /**
+ * The relay's side: a client (a dump's sender, a lazy-pages daemon), a page
+ * server, or a lazy page server (whose answers carry pages, and are cut at
+ * its messages as a sender's stream is).
+ */
+export type TlsSide = "client" | "server" | "lazy server";
+
+/**
  * Wraps the connected TCP socket `tcp` in TLS (taking it over), as the
- * client or the server side; `peer` names the other side in messages
+ * client or a server side; `peer` names the other side in messages
  * ("page server at 10.0.0.1:1234"), `address` is the name its certificate
  * must carry (criu's opts.addr). Returns once the handshake and the peer's
  * certificate checks are done; throws, naming what failed, otherwise.
  */
-export function tlsLink(tcp: number, o: TlsOptions, side: "client" | "server", peer: string, address: string | undefined): PageLink {
+export function tlsLink(tcp: number, o: TlsOptions, side: TlsSide, peer: string, address: string | undefined): PageLink {
   let creds: Creds;
   try {
     creds = loadCreds(o);
@@ -225,7 +260,7 @@ export function tlsLink(tcp: number, o: TlsOptions, side: "client" | "server", p
   const { port1, port2 } = new threads.MessageChannel();
   const worker = new threads.Worker(THREAD, {
     eval: true,
-    workerData: { tcp, plain: theirs, caName: o.cacert !== undefined ? `the CA of ${o.cacert}` : `the system's CAs and ${TLS_DEFAULTS.cacert}`, server: side === "server", peer, name: o.noCnVerify ? undefined : address, state: state.buffer, port: port2, ...creds },
+    workerData: { tcp, plain: theirs, caName: o.cacert !== undefined ? `the CA of ${o.cacert}` : `the system's CAs and ${TLS_DEFAULTS.cacert}`, side, peer, name: o.noCnVerify ? undefined : address, state: state.buffer, port: port2, ...creds },
     transferList: [port2],
   });
   worker.unref();
@@ -248,14 +283,18 @@ export function tlsLink(tcp: number, o: TlsOptions, side: "client" | "server", p
     }
     throw new Error(why() ?? `TLS handshake with the ${peer} failed`);
   }
+  const afterFailure = (): string | undefined => {
+    // The relay's reason comes a moment after the socketpair shows the failure.
+    if (Atomics.load(state, 0) < FAILED) Atomics.wait(state, 0, SECURE, 1000);
+    return why();
+  };
   return {
     fd: mine,
     explain: (e) => {
-      // The relay's reason comes a moment after the socketpair shows the failure.
-      if (Atomics.load(state, 0) < FAILED) Atomics.wait(state, 0, SECURE, 1000);
-      const tlsWhy = why();
+      const tlsWhy = afterFailure();
       return new Error(tlsWhy ? `${tlsWhy} (${(e as Error).message})` : `the ${peer}: ${(e as Error).message}`);
     },
+    reason: afterFailure,
     close: () => {
       closeSync(mine);
       // The relay sends TLS's close and ends; not waited for long (the peer may be gone).

@@ -1,7 +1,8 @@
 // Remote lazy pages, the side that has them: `crest dump --lazy-pages`
 // (after its images are committed, the tasks still frozen) and `crest
 // page-server --lazy-pages` (from an images directory) answer a lazy-pages
-// daemon's requests over TCP, in criu's page-server protocol
+// daemon's requests over TCP (with --tls, through images/tls.ts's relay, as
+// a page server), in criu's page-server protocol
 // (criu/page-xfer.c): the daemon asks PS_IOV_GET {nr_pages, vaddr, dst_id =
 // the PID of the images}, and is answered PS_IOV_ADD_F with PE_PRESENT
 // {nr_pages (maybe fewer: up to the end of the run holding vaddr), vaddr,
@@ -15,7 +16,9 @@ import { closeSync, openSync, readSync, writeSync } from "node:fs";
 import { statusReady } from "../../pipelines/actions.js";
 import type { Logger } from "../../log.js";
 import type { pagemap_entry } from "../../images/index.js";
-import { acceptPageClient, decodeIov, encodeIov, listenPageServer, PS } from "../../images/page-server.js";
+import { acceptPageClient, decodeIov, encodeIov, listenPageServer, pageClientLink, PS } from "../../images/page-server.js";
+import type { PageLink } from "../../images/tls.js";
+import type { Options } from "../../options.js";
 import { PAGE_SIZE } from "../../sys/constants.js";
 import type { DumpRun, DumpTask } from "../context.js";
 import { IMG } from "../../images/index.js";
@@ -152,32 +155,40 @@ export interface LazySession {
 }
 
 /**
- * Listens on address:port, takes one lazy-pages daemon and answers its
- * requests until it asks to close; `listening` is called once it listens.
- * Throws if the daemon's connection ends before it asked to close, or it
- * asks for a page that is not lazy.
+ * Listens on --address:--port (every address, 1234 by default), takes one
+ * lazy-pages daemon (with --tls: its handshake and certificate checks first)
+ * and answers its requests until it asks to close; `listening` is called
+ * once it listens. Throws if the handshake fails, the daemon's connection
+ * ends before it asked to close, or it asks for a page that is not lazy.
  */
-export function serveLazyPages(procs: LazyPagesOf[], address: string, port: number, log: Logger, listening: (port: number) => void = () => {}): LazySession {
+export function serveLazyPages(procs: LazyPagesOf[], opts: Options, log: Logger, listening: (port: number) => void = () => {}): LazySession {
   const byPid = new Map(procs.map((p) => [p.vpid, p]));
   const total = procs.reduce((n, p) => n + p.runs.reduce((m, r) => m + (r.end - r.start) / PAGE_SIZE, 0), 0);
-  const l = listenPageServer(address, port);
-  let sk = -1;
+  const address = opts.service.address ?? "0.0.0.0";
+  const l = listenPageServer(address, opts.service.port ?? DEFAULT_PORT);
+  let link: PageLink | undefined;
   try {
     log.info(`Lazy pages: serving ${total} page(s) of ${procs.length} process(es) on ${address}:${l.port}`);
     listening(l.port);
-    sk = acceptPageClient(l.fd);
+    const sk = acceptPageClient(l.fd);
     closeSync(l.fd);
     l.fd = -1;
-    log.info("Lazy pages: a lazy-pages daemon connected");
+    const daemon = (link = pageClientLink(sk, opts, true));
+    log.info(`Lazy pages: a lazy-pages daemon connected${opts.service.tls?.on ? " (TLS handshake completed)" : ""}`);
+    const fd = daemon.fd;
     const head = Buffer.alloc(IOV_SIZE);
     const buf = Buffer.allocUnsafe(ANSWER_MAX * PAGE_SIZE);
     const count = () => procs.reduce((n, p) => n + p.sent.reduce((m, s) => m + s.reduce((k, b) => k + b, 0), 0), 0);
-    const broken = (why: string) => new Error(`the lazy-pages daemon closed its connection before it asked to close (${count()} of ${total} lazy page(s) sent${why}): it failed or was killed, and the restored tree cannot have its memory`);
+    const broken = (why: string) => {
+      // With TLS, the relay's socketpair shows only that the connection ended; TLS may say why (a certificate refused).
+      const tlsWhy = daemon.reason();
+      return new Error(`the lazy-pages daemon closed its connection before it asked to close (${count()} of ${total} lazy page(s) sent${why}${tlsWhy ? `; ${tlsWhy}` : ""}): it failed or was killed, and the restored tree cannot have its memory`);
+    };
     for (;;) {
       let got: boolean | "closed";
       try {
-        got = readExactly(sk, head, "read a request of the lazy-pages daemon");
-        if (got) got = answer(sk, head, buf, byPid, count, total, log);
+        got = readExactly(fd, head, "read a request of the lazy-pages daemon");
+        if (got) got = answer(fd, head, buf, byPid, count, total, log);
       } catch (e) {
         throw e instanceof ConnectionError ? broken(`; ${e.message}`) : e;
       }
@@ -186,7 +197,7 @@ export function serveLazyPages(procs: LazyPagesOf[], address: string, port: numb
     }
   } finally {
     if (l.fd >= 0) closeSync(l.fd);
-    if (sk >= 0) closeSync(sk);
+    link?.close();
     for (const p of procs) p.close?.();
   }
 }
@@ -198,7 +209,6 @@ export function serveLazyPages(procs: LazyPagesOf[], address: string, port: numb
  * criu's does) if the daemon's connection breaks first.
  */
 export function serveDumpedPages(run: DumpRun, tasks: readonly DumpTask[]): void {
-  const address = run.opts.service.address ?? "0.0.0.0";
   run.log.info("Starting lazy pages server");
   const procs: LazyPagesOf[] = [];
   try {
@@ -209,7 +219,7 @@ export function serveDumpedPages(run: DumpRun, tasks: readonly DumpTask[]): void
   }
   try {
     // As criu (run_tcp_server's status_ready): --status-fd is told once the server listens (zdtm's --lazy-migrate waits for it).
-    serveLazyPages(procs, address, run.opts.service.port ?? DEFAULT_PORT, run.log, () => statusReady(run.opts, run.log));
+    serveLazyPages(procs, run.opts, run.log, () => statusReady(run.opts, run.log));
   } catch (e) {
     // As criu's log ends: the cause, this, then "Dumping FAILED."
     run.log.error((e as Error).message);
@@ -219,12 +229,13 @@ export function serveDumpedPages(run: DumpRun, tasks: readonly DumpTask[]): void
 }
 
 /**
- * page-server --lazy-pages: the lazy pages of an images directory (entries
- * PE_LAZY and PE_PRESENT, read from its pages files), for a lazy-pages
- * daemon --page-server elsewhere (criu's: "lazy migration" of a dump
- * written here). `listening` is called once it listens.
+ * page-server --lazy-pages: the lazy pages of the images directory -D
+ * (entries PE_LAZY and PE_PRESENT, read from its pages files), for a
+ * lazy-pages daemon --page-server elsewhere (criu's: "lazy migration" of a
+ * dump written here). `listening` is called once it listens.
  */
-export function serveImagePages(dir: string, address: string, port: number, log: Logger, listening: (port: number) => void): void {
+export function serveImagePages(opts: Options, log: Logger, listening: (port: number) => void): void {
+  const dir = opts.images.dir;
   const images = new RestoreImages(dir);
   if (!images.exists(IMG.inventory)) throw new Error(`${dir} holds no images (no inventory.img): no lazy pages to serve`);
   const procs: LazyPagesOf[] = [];
@@ -256,5 +267,5 @@ export function serveImagePages(dir: string, address: string, port: number, log:
     for (const p of procs) p.close?.();
     throw e;
   }
-  serveLazyPages(procs, address, port, log, listening);
+  serveLazyPages(procs, opts, log, listening);
 }

@@ -18,6 +18,7 @@
 // the tree.
 import { closeSync, readFileSync, readSync, writeSync } from "node:fs";
 import { decodeIov, encodeIov, PS } from "../../images/page-server.js";
+import type { PageLink } from "../../images/tls.js";
 import type { Logger } from "../../log.js";
 import { workPath, type Options } from "../../options.js";
 import { IMG, type pagemap_entry, type vma_entry } from "../../images/index.js";
@@ -548,18 +549,25 @@ export class LazyServer {
  * The daemon's connection to a page server that holds the lazy pages
  * (lazy-pages --page-server: a dump --lazy-pages, or page-server
  * --lazy-pages), criu's protocol (lazy-server.ts has the other side).
- * Synchronous: a request, then its answer, read whole.
+ * Synchronous: a request, then its answer, read whole, on the TCP socket
+ * or TLS's relay (a blocking socketpair end: neither polled nor nonblocking).
  */
 export class RemotePages {
   private readonly head = Buffer.alloc(32);
   /** Pages fetched, for the log. */
   fetched = 0;
 
-  constructor(private readonly sk: number, private readonly where: string) {}
+  private readonly sk: number;
+
+  constructor(private readonly link: PageLink, private readonly where: string) {
+    this.sk = link.fd;
+  }
 
   private broken(what: string, e?: unknown): Error {
     const why = e ? `${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` : "the connection closed";
-    return new Error(`the page server at ${this.where} ${what}: ${why} (the dump side ended or died): the restored tree cannot have its memory`);
+    // With TLS, the relay's socketpair shows only that the connection ended; TLS may say why.
+    const tlsWhy = this.link.reason();
+    return new Error(`the page server at ${this.where} ${what}: ${why} (the dump side ended or died${tlsWhy ? `; ${tlsWhy}` : ""}): the restored tree cannot have its memory`);
   }
 
   private send(b: Buffer, what: string): void {
