@@ -30,7 +30,7 @@ import { check, errnoName } from "../sys/errno.js";
 import { sendWithFiles } from "../kinds/sockets/queue.js";
 import { AF_UNIX, lazySocketPath, LazyServer, type LazyTask, pidOfPidfd, RemotePages, RESTORE_FINISHED, SOCK_CLOEXEC, SOCK_STREAM, unixAddress } from "../kinds/memory/lazy.js";
 import { DEFAULT_PORT } from "../kinds/memory/lazy-server.js";
-import { connectPageServer, tlsFiles } from "../images/page-server.js";
+import { connectPageServer, stallingAfter, tlsFiles } from "../images/page-server.js";
 import { loadCreds, plainLink, tlsLink, type PageLink } from "../images/tls.js";
 import { daemonize } from "./rpc/service.js";
 
@@ -135,7 +135,8 @@ function connectRemote(opts: Options, log: Logger): { link: PageLink; pages: Rem
   const where = `${address}:${port}`, peer = `page server at ${where}`;
   const tls = opts.service.tls?.on ? tlsFiles(opts) : null;
   const tcp = connectRetrying(address, port);
-  const link = tls ? tlsLink(tcp, tls, "client", peer, address) : plainLink(tcp, peer);
+  // A page server stopped or stuck: the restored tree is ended after --timeout without an answer, not left waiting.
+  const link = stallingAfter(tls ? tlsLink(tcp, tls, "client", peer, address) : plainLink(tcp, peer), opts);
   log.info(`Connected to the page server at ${where}${tls ? " (TLS handshake completed)" : ""}: the lazy pages come from there`);
   return { link, pages: new RemotePages(link, where) };
 }

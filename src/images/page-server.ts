@@ -99,8 +99,17 @@ export function pageServerFor(opts: Options): PageLink | undefined {
   const tcp = connectPageServer(o.address, port);
   // With TLS, the dump writes to the relay's socketpair, which reads on only as the TLS socket drains.
   const link = o.tls?.on ? tlsLink(tcp, tlsFiles(opts), "client", peer, o.address) : plainLink(tcp, peer);
-  // A server that takes nothing (or does not answer) for --timeout seconds fails the dump instead of keeping the
-  // tree frozen for ever; each blocking send or receive then ends with EAGAIN.
+  // A server that takes nothing (or does not answer) fails the dump instead of keeping the tree frozen for ever.
+  return stallingAfter(link, opts);
+}
+
+/**
+ * The link, its blocking sends and receives ended with EAGAIN once
+ * --timeout seconds (criu's default 10) go by without progress, which
+ * explain() names: for the side that waits on a peer that may be stopped
+ * or stuck (a dump's page server; a lazy-pages daemon's).
+ */
+export function stallingAfter(link: PageLink, opts: Options): PageLink {
   const secs = opts.dump.timeout ?? DEFAULT_TIMEOUT;
   const timeval = Buffer.alloc(16);
   timeval.writeBigInt64LE(BigInt(secs));
@@ -108,10 +117,10 @@ export function pageServerFor(opts: Options): PageLink | undefined {
   return { ...link, explain: (e) => link.explain(stalled(e, secs)) };
 }
 
-/** An EAGAIN of a blocking send or receive on the page server's socket: --timeout went by without progress. */
+/** An EAGAIN of a blocking send or receive on a page server's socket: --timeout went by without progress. */
 function stalled(e: unknown, secs: number): unknown {
   if (!/EAGAIN/.test((e as Error).message ?? "")) return e;
-  return new Error(`${(e as Error).message.replace(/EAGAIN.*/, "")}it took nothing and answered nothing for ${secs} s (--timeout): is it stuck?`);
+  return new Error(`${(e as Error).message.replace(/EAGAIN.*/, "")}it took nothing and answered nothing for ${secs} s (--timeout): is it stopped or stuck?`);
 }
 
 /**

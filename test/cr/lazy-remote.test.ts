@@ -142,37 +142,50 @@ test("churn: a root that forks without pause, restored through a remote lazy-pag
   assert.equal(await remoteCycle("churn", [], [], false), "PASS");
 });
 
-/** The dump side dies while the daemon fetches (`tls`: over TLS, the relay between them): no hang, the restored tree ends. */
-async function dumpSideKilled(tls: boolean): Promise<void> {
+/**
+ * The dump side dies, or stops (`stopped`: SIGSTOP, alive but silent), while
+ * the daemon fetches (`tls`: over TLS, the relay between them): no hang, the
+ * daemon fails by name (a stopped one after its --timeout), the restored tree ends.
+ */
+async function dumpSideGone(tls: boolean, stopped = false): Promise<void> {
   const w = startWorkload("bigmem", ["256"], { ns: "pid" });
   const p = ++port;
+  let dump: { done: Promise<Exit>; pid: number } | undefined, daemon: { done: Promise<Exit>; pid: number } | undefined;
   try {
     const frozen = w.pid;
-    const dump = lazyDump(w, p, tls ? tlsServer() : []);
-    const daemon = remoteDaemon(w, p, tls ? tlsClient() : []);
+    dump = lazyDump(w, p, tls ? tlsServer() : []);
+    daemon = remoteDaemon(w, p, [...(tls ? tlsClient() : []), ...(stopped ? ["--timeout", "2"] : [])]);
     restoreWorkload(w, ["--lazy-pages"]);
-    // Some pages went; then the dump side dies for real.
+    // Some pages went; then the dump side dies (or stops) for real.
     waitFor("some pages to go", () => /came|sent \d+ page/.test(log(w, "dump.log")), 30_000);
-    process.kill(dump.pid, "SIGKILL");
-    const dd = await dump.done;
-    assert.equal(dd.signal, "SIGKILL");
+    process.kill(dump.pid, stopped ? "SIGSTOP" : "SIGKILL");
     const dr = await Promise.race([daemon.done, within60s()]);
     assert.ok(dr, "the daemon does not hang");
     assert.equal(dr.code, 1, "the daemon fails");
-    assert.match(log(w, "lazy.log"), /the page server at 127\.0\.0\.1:\d+ .*the restored tree cannot have its memory/);
+    assert.match(log(w, "lazy.log"), stopped
+      ? /the page server at 127\.0\.0\.1:\d+: it took nothing and answered nothing for 2 s \(--timeout\): is it stopped or stuck\? \(did not answer the request .*the restored tree cannot have its memory/
+      : /the page server at 127\.0\.0\.1:\d+ .*the restored tree cannot have its memory/);
     assert.match(dr.stderr, /killed the restored tree/);
     waitGone(w.pid);
     assert.ok(!readFileSync(w.status, "utf8").startsWith("PASS"), "the restored task never reported: killed, not left reading zeros");
+    if (stopped) process.kill(dump.pid, "SIGKILL");
+    assert.equal((await dump.done).signal, "SIGKILL");
     // The frozen tree, let go by its tracer's death, runs on (criu's failed dump too); it is stopped here.
     w.pid = frozen;
   } finally {
+    // A daemon that hung (the test failed) would leave the restored tree waiting on it.
+    for (const c of [daemon, dump]) if (c && alive(c.pid)) process.kill(c.pid, "SIGKILL");
     stop(w);
   }
 }
 
-test("the dump side killed mid-way: the restored tree ends, the daemon fails by name, nothing hangs", () => dumpSideKilled(false));
+test("the dump side killed mid-way: the restored tree ends, the daemon fails by name, nothing hangs", () => dumpSideGone(false));
 
-test("--tls: the dump side killed mid-way: the relay ends the daemon's reads, the restored tree ends, nothing hangs", () => dumpSideKilled(true));
+test("--tls: the dump side killed mid-way: the relay ends the daemon's reads, the restored tree ends, nothing hangs", () => dumpSideGone(true));
+
+test("the dump side stopped mid-way (alive, silent): after its --timeout the daemon fails by name, the restored tree ends, nothing hangs", () => dumpSideGone(false, true));
+
+test("--tls: the dump side stopped mid-way: after its --timeout the daemon fails by name, the restored tree ends", () => dumpSideGone(true, true));
 
 /** The daemon dies while it fetches (`tls`: over TLS): the dump fails by name, its tree runs on. */
 async function daemonKilled(tls: boolean): Promise<void> {

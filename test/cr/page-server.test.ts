@@ -211,7 +211,7 @@ test("a page server that closes the connection in the middle of the pages, or ta
       const t0 = Date.now();
       const r = spawnSync(CREST, ["dump", "-t", String(w.pid), "-D", dir, "-o", "dump.log", "-v4", "--timeout", "1", "--page-server", "--address", "127.0.0.1", "--port", String(p)], { encoding: "utf8", timeout: 60_000 });
       assert.equal(r.status, 1, `the dump ended with ${r.status} ${r.signal ?? ""} after ${Date.now() - t0} ms: ${r.stderr}`);
-      const why = limit ? "(EPIPE|ECONNRESET)" : "it took nothing and answered nothing for 1 s \\(--timeout\\): is it stuck\\?";
+      const why = limit ? "(EPIPE|ECONNRESET)" : "it took nothing and answered nothing for 1 s \\(--timeout\\): is it stopped or stuck\\?";
       assert.match(r.stderr, new RegExp(`the page server at 127\\.0\\.0\\.1:${p}: sending pages failed.*${why}`));
       assert.ok(alive(w.pid));
       assert.equal(procState(w.pid).tracer, 0);

@@ -564,6 +564,8 @@ export class RemotePages {
   }
 
   private broken(what: string, e?: unknown): Error {
+    // No answer for --timeout seconds (stallingAfter): named as such, the server is alive.
+    if ((e as NodeJS.ErrnoException | undefined)?.code === "EAGAIN") return new Error(`${this.link.explain(e).message} (${what}): the restored tree cannot have its memory`);
     const why = e ? `${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` : "the connection closed";
     // With TLS, the relay's socketpair shows only that the connection ended; TLS may say why.
     const tlsWhy = this.link.reason();
