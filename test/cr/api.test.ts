@@ -13,9 +13,14 @@ import { join } from "node:path";
 import { check, CrestError, dump, features, preDump, restore, type Progress } from "../../src/api.js";
 import { IMG, readImage } from "../../src/images/index.js";
 import { projectRoot } from "../../src/sys/native.js";
-import { alive, finish, imagesDir, startWorkload, stop, waitTreeGone } from "./harness.js";
+import { alive, finish, imagesDir, startWorkload, stop, waitTreeGone, type Workload } from "./harness.js";
 
-test("api: preDump, then dump with parentImagesDir, trackMem and autoDedup: the restore reads through the chain", async () => {
+/**
+ * memwrite pre-dumped into pre/ through the API; `dumpFinal` dumps it into
+ * final/ against pre/ (after some writes); then restored from final/, its
+ * check of every page passes.
+ */
+async function preDumpChain(dumpFinal: (w: Workload, pre: string, final: string) => Promise<void>): Promise<void> {
   const w = startWorkload("memwrite", ["16", "200"]);
   try {
     const pre = join(w.dir, "pre"), final = join(w.dir, "final");
@@ -23,38 +28,32 @@ test("api: preDump, then dump with parentImagesDir, trackMem and autoDedup: the 
     mkdirSync(final);
     await preDump({ pid: w.pid, imagesDir: pre });
     assert.ok(alive(w.pid), "the tree runs on after a pre-dump");
-    const prePages = join(pre, `pages-${readImage(pre, IMG.pagemap, w.pid).head.pages_id}.img`);
-    const before = statSync(prePages).blocks;
-    await new Promise((done) => setTimeout(done, 300));
-    await dump({ pid: w.pid, imagesDir: final, parentImagesDir: "../pre", trackMem: true, autoDedup: true });
-    assert.ok(readImage(final, IMG.pagemap, w.pid).entries.some((e) => e.flags === 1), "pages left in the pre-dump's images (PE_PARENT)");
-    assert.ok(statSync(prePages).blocks < before, "the pre-dump's copies of pages written since are punched out (autoDedup)");
+    await dumpFinal(w, pre, final);
     waitTreeGone(w, final);
     assert.equal((await restore({ imagesDir: final })).pid, w.pid);
     assert.equal(finish(w), "PASS");
   } finally {
     stop(w);
   }
-});
+}
 
-test("api: dump with precopy after a preDump: the pages written since are copied into a layer of their own (precopy/), and the restore reads through it", async () => {
-  const w = startWorkload("memwrite", ["16", "200"]);
-  try {
-    const pre = join(w.dir, "pre"), final = join(w.dir, "final");
-    mkdirSync(pre);
-    mkdirSync(final);
-    await preDump({ pid: w.pid, imagesDir: pre });
-    await new Promise((done) => setTimeout(done, 300));
-    await dump({ pid: w.pid, imagesDir: final, parentImagesDir: "../pre", trackMem: true, precopy: true });
-    assert.equal(readlinkSync(join(final, "parent")), "precopy", "the dump's parent is the layer the round wrote");
-    assert.ok(readImage(join(final, "precopy"), IMG.pagemap, w.pid).entries.some((e) => (e.flags ?? 0) & 4), "the layer holds pages (PE_PRESENT)");
-    waitTreeGone(w, final);
-    assert.equal((await restore({ imagesDir: final })).pid, w.pid);
-    assert.equal(finish(w), "PASS");
-  } finally {
-    stop(w);
-  }
-});
+const someWrites = (): Promise<void> => new Promise((done) => setTimeout(done, 300));
+
+test("api: preDump, then dump with parentImagesDir, trackMem and autoDedup: the restore reads through the chain", () => preDumpChain(async (w, pre, final) => {
+  const prePages = join(pre, `pages-${readImage(pre, IMG.pagemap, w.pid).head.pages_id}.img`);
+  const before = statSync(prePages).blocks;
+  await someWrites();
+  await dump({ pid: w.pid, imagesDir: final, parentImagesDir: "../pre", trackMem: true, autoDedup: true });
+  assert.ok(readImage(final, IMG.pagemap, w.pid).entries.some((e) => e.flags === 1), "pages left in the pre-dump's images (PE_PARENT)");
+  assert.ok(statSync(prePages).blocks < before, "the pre-dump's copies of pages written since are punched out (autoDedup)");
+}));
+
+test("api: dump with precopy after a preDump: the pages written since are copied into a layer of their own (precopy/), and the restore reads through it", () => preDumpChain(async (w, _pre, final) => {
+  await someWrites();
+  await dump({ pid: w.pid, imagesDir: final, parentImagesDir: "../pre", trackMem: true, precopy: true });
+  assert.equal(readlinkSync(join(final, "parent")), "precopy", "the dump's parent is the layer the round wrote");
+  assert.ok(readImage(join(final, "precopy"), IMG.pagemap, w.pid).entries.some((e) => (e.flags ?? 0) & 4), "the layer holds pages (PE_PRESENT)");
+}));
 
 test("api: dump and restore a tree, with progress; the restored root's pid", async () => {
   const w = startWorkload("forest", ["5"]);
