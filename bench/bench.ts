@@ -126,7 +126,7 @@ function measure(workload: string, args: string[], each?: () => void, extra: str
     tools.forEach((tool, t) => {
       // A tool that failed this row once is not run again on it; the row says why.
       if (rs[t]!.some((r) => Number.isNaN(r.dump) || Number.isNaN(r.restore))) return;
-      const w = startWorkload(workload, args);
+      const w = startWorkload(workload, args, workload === "bigmem" ? { mib: Number(args[0]) } : {});
       try {
         each?.();
         rs[t]!.push(cycle(tool, w, extra));

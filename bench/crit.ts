@@ -64,7 +64,7 @@ function bench(label: string, dir: string): void {
 
 const tmp = mkdtempSync(join(tmpdir(), "crest-bench-crit-"));
 try {
-  const w = startWorkload("bigmem", [String(MIB)]);
+  const w = startWorkload("bigmem", [String(MIB)], { mib: MIB });
   try {
     dumpWorkload(w);
     bench(`crest's dump of bigmem ${MIB} MiB`, imagesDir(w));

@@ -48,7 +48,7 @@ function restored(crest: string, w: Workload, dir: string): string {
 
 /** A plain dump's frozen time (s) of a fresh bigmem of `mib`, by `tool`. */
 function plain(tool: Tool, mib: number, tmp: string): number {
-  const w = startWorkload("bigmem", [String(mib)]);
+  const w = startWorkload("bigmem", [String(mib)], { mib });
   try {
     ready(w);
     const dir = join(tmp, `plain-${tool.name}`);
@@ -65,7 +65,7 @@ function plain(tool: Tool, mib: number, tmp: string): number {
 
 /** crest dump --leave-running of a fresh bigmem: frozen time, whole command, the restore's verdict. */
 function snapshot(crest: string, mib: number, tmp: string): { frozen: number; wall: number; verdict: string } {
-  const w = startWorkload("bigmem", [String(mib)]);
+  const w = startWorkload("bigmem", [String(mib)], { mib });
   const dir = join(tmp, "snapshot");
   try {
     ready(w);
@@ -83,7 +83,7 @@ function snapshot(crest: string, mib: number, tmp: string): { frozen: number; wa
 /** crest pre-dump, then the final dump of memwrite writing 10% of its pages a second: the final dump's frozen time. */
 function chain(crest: string, mib: number, tmp: string, extra: string[] = []): { frozen: number; preFrozen: number; verdict: string } {
   const pages = mib * 256;
-  const w = startWorkload("memwrite", [String(mib), String(Math.max(1, Math.floor(pages / 10)))]);
+  const w = startWorkload("memwrite", [String(mib), String(Math.max(1, Math.floor(pages / 10)))], { mib });
   const pre = join(tmp, "pre"), final = join(tmp, "final");
   try {
     ready(w);
@@ -113,7 +113,7 @@ function running(pid: number): boolean {
  * restore's start.
  */
 function lazyRestore(crest: string, mib: number, tmp: string): { start: number; all: number; verdict: string } {
-  const w = startWorkload("bigmem", [String(mib)]);
+  const w = startWorkload("bigmem", [String(mib)], { mib });
   const dir = join(tmp, "lazy");
   try {
     ready(w);

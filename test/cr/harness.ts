@@ -91,9 +91,11 @@ export function waitFor<T>(what: string, fn: () => T, ms = 10_000): T {
  * then PID 1 of its own PID namespace, and w.pid its PID out here). `fds`
  * become its fds 3, 4, ...; `env` is added to its environment
  * (CREST_WL_SABOTAGE=N); `loUp` brings the loopback of a new network
- * namespace up before the workload starts.
+ * namespace up before the workload starts; `mib`: the memory it fills
+ * before it is ready, which it is given time for (where new memory is
+ * slow to touch, a few seconds a GiB).
  */
-export function startWorkload(name: string, args: string[] = [], opts: { stdout?: number; ns?: string; fds?: number[]; env?: string[]; loUp?: boolean } = {}): Workload {
+export function startWorkload(name: string, args: string[] = [], opts: { stdout?: number; ns?: string; fds?: number[]; env?: string[]; loUp?: boolean; mib?: number } = {}): Workload {
   const dir = mkdtempSync(`/tmp/crest-${name}-`);
   workloadDirs.push(dir);
   const w: Workload = { name, pid: 0, dir, status: join(dir, "status"), log: join(dir, "out.log") };
@@ -119,7 +121,7 @@ export function startWorkload(name: string, args: string[] = [], opts: { stdout?
   }
   if (pid < 0) throw new Error(`cannot start workload ${name}: errno ${-pid}`);
   w.pid = pid;
-  waitFor(`${name} to get ready`, () => readStatus(w).startsWith("ready") || reapIfDead(w));
+  waitFor(`${name} to get ready`, () => readStatus(w).startsWith("ready") || reapIfDead(w), 10_000 + (opts.mib ?? 0) * 25);
   if (!readStatus(w).startsWith("ready")) throw new Error(`${name} died before it was ready: ${readFileSync(w.log, "utf8")}`);
   return w;
 }
