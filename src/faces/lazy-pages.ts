@@ -30,8 +30,8 @@ import { check, errnoName } from "../sys/errno.js";
 import { sendWithFiles } from "../kinds/sockets/queue.js";
 import { AF_UNIX, lazySocketPath, LazyServer, type LazyTask, pidOfPidfd, RemotePages, RESTORE_FINISHED, SOCK_CLOEXEC, SOCK_STREAM, unixAddress } from "../kinds/memory/lazy.js";
 import { DEFAULT_PORT } from "../kinds/memory/lazy-server.js";
-import { connectPageServer, stallingAfter, tlsFiles } from "../images/page-server.js";
-import { loadCreds, plainLink, tlsLink, type PageLink } from "../images/tls.js";
+import { checkTlsFiles, connectPageServer, stallingAfter, tlsFiles } from "../images/page-server.js";
+import { plainLink, tlsLink, type PageLink } from "../images/tls.js";
 import { daemonize } from "./rpc/service.js";
 
 const SOCK_SEQPACKET = 5, MSG_WAITALL = 0x100, MSG_CMSG_CLOEXEC = 0x40000000, SOL_SOCKET = 1, SCM_RIGHTS = 1;
@@ -58,8 +58,7 @@ export function lazyPagesMain(opts: Options, argv: readonly string[], refused: r
   let remote: { link: PageLink; pages: RemotePages } | null = null;
   const path = lazySocketPath(opts);
   try {
-    // --tls's certificate files named at once, not once the page server is there.
-    if (opts.service.pageServer && opts.service.tls?.on) loadCreds(tlsFiles(opts));
+    if (opts.service.pageServer) checkTlsFiles(opts);
     const images = new RestoreImages(opts.images.dir);
     if (!images.exists(IMG.inventory)) throw new Error(`${opts.images.dir} holds no images (no inventory.img): nothing to serve lazily`);
     // The restore leaves the pages files' sums to the daemon: summed on a second thread while it serves, asked before it is done.

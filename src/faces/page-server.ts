@@ -12,8 +12,8 @@ import { closeSync, mkdirSync, readSync, writeFileSync } from "node:fs";
 import { statusReady } from "../pipelines/actions.js";
 import type { Logger } from "../log.js";
 import { workPath, type Options } from "../options.js";
-import { acceptPageClient, listenPageServer, pageClientLink, servePages, tlsFiles } from "../images/page-server.js";
-import { loadCreds, type PageLink } from "../images/tls.js";
+import { acceptPageClient, checkTlsFiles, listenPageServer, pageClientLink, servePages } from "../images/page-server.js";
+import type { PageLink } from "../images/tls.js";
 import { daemonize } from "./rpc/service.js";
 import { serveImagePages } from "../kinds/memory/lazy-server.js";
 
@@ -29,8 +29,7 @@ export function pageServerMain(opts: Options, argv: readonly string[], refused: 
   let listener = -1, link: PageLink | undefined;
   try {
     mkdirSync(opts.images.dir, { recursive: true });
-    // Its certificate files named now, not once a client came.
-    if (opts.service.tls?.on) loadCreds(tlsFiles(opts));
+    checkTlsFiles(opts);
     const address = opts.service.address ?? "0.0.0.0";
     const l = listenPageServer(address, opts.service.port ?? DEFAULT_PORT);
     listener = l.fd;
@@ -64,8 +63,7 @@ export function pageServerMain(opts: Options, argv: readonly string[], refused: 
 /** page-server --lazy-pages: serves the lazy pages of the images to a lazy-pages daemon --page-server (lazy-server.ts). */
 function lazyPageServer(opts: Options, log: Logger): number {
   try {
-    // Its certificate files named now, not once a daemon came.
-    if (opts.service.tls?.on) loadCreds(tlsFiles(opts));
+    checkTlsFiles(opts);
     serveImagePages(opts, log, (port) => {
       log.info(`Page server (lazy pages) listening on port ${port}, images in ${opts.images.dir}`);
       if (opts.restore.pidfile) writeFileSync(workPath(opts, opts.restore.pidfile), `${process.pid}`);

@@ -19,7 +19,7 @@ import { fileOutput, ImageError, imagePath, readImage, writeImage } from "./file
 import { PagemapRuns } from "./pagemap-runs.js";
 import type { PageSink } from "./store.js";
 import type { WriterThread } from "./writer-thread.js";
-import { plainLink, tlsLink, type PageLink } from "./tls.js";
+import { loadCreds, plainLink, tlsLink, type PageLink } from "./tls.js";
 import { workPath, type Options, type TlsOptions } from "../options.js";
 
 const IOV_SIZE = 32;
@@ -144,6 +144,11 @@ export function tlsFiles(opts: Options): TlsOptions {
     ...(t.cert !== undefined ? { cert: workPath(opts, t.cert) } : {}),
     ...(t.key !== undefined ? { key: workPath(opts, t.key) } : {}),
   };
+}
+
+/** With --tls, its files read now, each missing or bad one named: before anything starts, not once a peer came. */
+export function checkTlsFiles(opts: Options): void {
+  if (opts.service.tls?.on) loadCreds(tlsFiles(opts));
 }
 
 /** a.b.c.d:port of a connected socket's other end, for messages. */

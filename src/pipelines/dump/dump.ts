@@ -6,8 +6,7 @@
 // stopped). Any failure before the end puts every task back exactly as it
 // was, lets it run, and leaves the images directory as it was.
 import { mkdirSync, readFileSync, statSync } from "node:fs";
-import { pageServerFor, tlsFiles } from "../../images/page-server.js";
-import { loadCreds } from "../../images/tls.js";
+import { checkTlsFiles, pageServerFor } from "../../images/page-server.js";
 import type { Logger } from "../../log.js";
 import { unsupportedExternal, type Options } from "../../options.js";
 import { DUMP_SEIZE_OPTIONS, freezeProcess, freezeTree, thawTree, type FrozenTree, type FrozenTask } from "./freeze.js";
@@ -121,7 +120,7 @@ export function dump(opts: Options, log: Logger, hooks: RunHooks = {}): DumpResu
   if (!statSync(dir).isDirectory()) throw new Error(`${dir} is not a directory`);
   log.info(`Dumping processes (pid: ${opts.dump.tree})`);
   // --lazy-pages --tls serves once the images are committed: its certificate files are named now, before the tree is touched.
-  if (opts.restore.lazyPages && opts.service.tls?.on) loadCreds(tlsFiles(opts));
+  if (opts.restore.lazyPages) checkTlsFiles(opts);
   const tracking = openParentTracking(opts, log, opts.dump.trackMem);
   const precopy = opts.dump.precopy ? precopyRound(opts, log, tracking) : null;
   // A tree that runs on is tracked on through the previous tracking's userfaultfds, whose marks are renewed
